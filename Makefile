@@ -1,0 +1,56 @@
+# Two set-up commands for a fresh machine (see README): `make demo` and `make test`.
+# Both create .venv when it is missing and install from pyproject.toml under
+# constraints.txt; the install is redone only when either file changes.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# Tests and benchmarks run on a 2-core machine: keep BLAS from oversubscribing.
+export OMP_NUM_THREADS ?= 1
+export OPENBLAS_NUM_THREADS ?= 1
+export MKL_NUM_THREADS ?= 1
+export MPLBACKEND ?= Agg
+
+.PHONY: demo test test-slow lint typecheck bench install install-dev results clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+# torch goes in first and alone, as the exact CPU build, so nothing later re-resolves it.
+$(VENV)/.installed: pyproject.toml constraints.txt | $(PY)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml constraints.txt | $(PY)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(VENV)/.installed $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+demo: $(VENV)/.installed
+	$(BIN)/pulsecal-physics-demo --out demo_out
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check envs agents hardware configs scripts tests
+
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/mypy envs hardware agents scripts
+
+test: lint typecheck
+	$(BIN)/pytest -q
+
+test-slow: $(VENV)/.installed-dev
+	$(BIN)/pytest -q -m slow
+
+bench: $(VENV)/.installed-dev
+	$(PY) -m pulsecal.scripts.bench_physics --out bench_physics.json
+
+clean:
+	rm -rf $(VENV) demo_out .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,208 @@
+"""Gate metrics on the qubit subspace, valid with leakage.
+
+Average gate fidelity of an N-level operation to a 2×2 target V, from the qubit block
+M = P·U·P (not unitary when the gate leaks):
+
+    F = ( Σ_k Tr(M_k†M_k) + Σ_k |Tr(V†M_k)|² ) / ( d(d+1) ),   d = 2,
+
+with one Kraus operator for a unitary. For a superoperator S in column-stacking
+convention (vec(KρK†) = (K̄⊗K)·vec ρ) both sums are read off S directly, so no Kraus
+decomposition is needed.
+
+Frame (virtual-Z) phases are free on hardware. ``virtual_z=True`` maximises F over a
+Z rotation before and after the gate; both raw and corrected values are reported by
+callers that need them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+OpKind = Literal["unitary", "superoperator"]
+
+X_GATE = np.array([[0, 1], [1, 0]], dtype=np.complex128)
+Y_GATE = np.array([[0, -1j], [1j, 0]], dtype=np.complex128)
+SX_GATE = 0.5 * np.array([[1 + 1j, 1 - 1j], [1 - 1j, 1 + 1j]], dtype=np.complex128)
+H_GATE = np.array([[1, 1], [1, -1]], dtype=np.complex128) / math.sqrt(2.0)
+IDENTITY = np.eye(2, dtype=np.complex128)
+
+TARGETS: dict[str, NDArray[np.complex128]] = {
+    "X": X_GATE, "Y": Y_GATE, "SX": SX_GATE, "H": H_GATE, "I": IDENTITY,
+}
+
+
+def target_gate(name_or_matrix: str | ArrayLike) -> NDArray[np.complex128]:
+    """A 2×2 target from a name in ``TARGETS`` or a matrix (checked unitary)."""
+    if isinstance(name_or_matrix, str):
+        try:
+            return TARGETS[name_or_matrix.upper()].copy()
+        except KeyError:
+            raise ValueError(
+                f"target={name_or_matrix!r} is unknown: allowed {sorted(TARGETS)}"
+            ) from None
+    v = np.asarray(name_or_matrix, dtype=np.complex128)
+    if v.shape != (2, 2):
+        raise ValueError(f"target has shape {v.shape}: allowed (2, 2)")
+    if not np.allclose(v.conj().T @ v, np.eye(2), atol=1e-10):
+        raise ValueError("target is not unitary")
+    return v
+
+
+def _phase_coefficients(ops: NDArray[np.complex128], v: NDArray[np.complex128], kind: OpKind):
+    """Coefficients C[p+1, q+1] with Σ_k|Tr(V†Z(a)M_kZ(b))|² = Re Σ_pq C_pq e^{i(ap+bq)}.
+
+    Z(a) = diag(1, e^{ia}) on the qubit levels. Returns (purity term (B,), C (B, 3, 3)).
+    """
+    vc = v.conj()
+    if kind == "unitary":
+        m = ops[:, :2, :2]
+        purity = np.sum(np.abs(m) ** 2, axis=(1, 2))
+        c = vc[None] * m  # c_jk = V*_jk M_jk, overlap = Σ c_jk e^{i(aj+bk)}
+        # |Σ c_jk e^{i(aj+bk)}|² = Σ_{jk,j'k'} c_jk c*_j'k' e^{i(a(j-j')+b(k-k'))}
+        coef = np.zeros((ops.shape[0], 3, 3), dtype=np.complex128)
+        for j in range(2):
+            for k in range(2):
+                for jp in range(2):
+                    for kp in range(2):
+                        coef[:, j - jp + 1, k - kp + 1] += c[:, j, k] * np.conj(c[:, jp, kp])
+        return purity, coef
+    n2 = ops.shape[-1]
+    n = math.isqrt(n2)
+
+    def idx(r: int, col: int) -> int:
+        return r + col * n
+
+    # Σ_k M_{k,r r'} M*_{k,c c'} = S[r + cN, r' + c'N]
+    purity = np.zeros(ops.shape[0], dtype=np.float64)
+    for i in range(2):
+        for j in range(2):
+            purity += ops[:, idx(i, i), idx(j, j)].real
+    coef = np.zeros((ops.shape[0], 3, 3), dtype=np.complex128)
+    for j in range(2):
+        for k in range(2):
+            for jp in range(2):
+                for kp in range(2):
+                    # Σ_k (V*_jk M_k,jk)(V*_j'k' M_k,j'k')* = V*_jk V_j'k' Σ_k M_k,jk M*_k,j'k'
+                    coef[:, j - jp + 1, k - kp + 1] += (
+                        vc[j, k] * v[jp, kp] * ops[:, idx(j, jp), idx(k, kp)]
+                    )
+    return purity, coef
+
+
+def _max_over_frames(coef: NDArray[np.complex128]) -> NDArray[np.float64]:
+    """max over (a, b) of Re Σ_pq C_pq e^{i(ap+bq)}: coarse grid, then 2-D Newton steps."""
+    p = np.array([-1.0, 0.0, 1.0])
+    grid = np.linspace(0.0, 2 * math.pi, 48, endpoint=False)
+    ea = np.exp(1j * np.outer(grid, p))  # (G, 3)
+    vals = np.einsum("gp,bpq,hq->bgh", ea, coef, ea).real
+    flat = vals.reshape(vals.shape[0], -1).argmax(axis=1)
+    a = grid[flat // grid.size]
+    b = grid[flat % grid.size]
+    pp, qq = np.meshgrid(p, p, indexing="ij")
+    for _ in range(8):
+        ph = np.exp(1j * (a[:, None, None] * pp + b[:, None, None] * qq)) * coef
+        # d/da Re Σ C e^{i(ap+bq)} = Re Σ i·p·C e^{i(ap+bq)}; second derivatives bring −p².
+        ga = np.sum(1j * pp * ph, axis=(1, 2)).real
+        gb = np.sum((1j * qq * ph), axis=(1, 2)).real
+        haa = np.sum(-(pp * pp) * ph, axis=(1, 2)).real
+        hbb = np.sum(-(qq * qq) * ph, axis=(1, 2)).real
+        hab = np.sum(-(pp * qq) * ph, axis=(1, 2)).real
+        det = haa * hbb - hab * hab
+        ok = (det > 1e-300) & (haa < 0)
+        safe = np.where(ok, det, 1.0)
+        da = np.where(ok, -(hbb * ga - hab * gb) / safe, 0.0)
+        db = np.where(ok, -(-hab * ga + haa * gb) / safe, 0.0)
+        step_ok = (np.abs(da) < 0.2) & (np.abs(db) < 0.2)
+        a = a + np.where(step_ok, da, 0.0)
+        b = b + np.where(step_ok, db, 0.0)
+    final = np.exp(1j * (a[:, None, None] * pp + b[:, None, None] * qq)) * coef
+    return np.maximum(np.sum(final, axis=(1, 2)).real, vals.reshape(vals.shape[0], -1).max(axis=1))
+
+
+def gate_fidelity(
+    ops: ArrayLike,
+    target: str | ArrayLike,
+    *,
+    kind: OpKind,
+    virtual_z: bool = False,
+) -> NDArray[np.float64]:
+    """Average gate fidelity on the qubit subspace (levels 0, 1), valid with leakage.
+
+    Args:
+        ops: (B, N, N) unitaries when ``kind="unitary"``; (B, N², N²) column-stacking
+            superoperators when ``kind="superoperator"``. A single op without the batch
+            axis is accepted and gives a 0-d result.
+        target: 2×2 unitary, or a name in ``TARGETS`` ("X", "SX", "H", "Y", "I").
+        kind: what ``ops`` holds. Required, because shapes alone are ambiguous
+            (4×4 is a 4-level unitary or a 2-level superoperator).
+        virtual_z: maximise over free frame phases Z(a)·M·Z(b) (virtual-Z corrections).
+    Returns:
+        (B,) fidelities (0-d for a single op).
+    """
+    if kind not in ("unitary", "superoperator"):
+        raise ValueError(f"kind={kind!r} is unknown: allowed 'unitary' or 'superoperator'")
+    arr = np.asarray(ops, dtype=np.complex128)
+    single = arr.ndim == 2
+    if single:
+        arr = arr[None]
+    if arr.ndim != 3 or arr.shape[1] != arr.shape[2]:
+        raise ValueError(f"ops has shape {np.shape(ops)}: allowed (B, D, D) or (D, D)")
+    dim = arr.shape[1]
+    if kind == "superoperator" and (math.isqrt(dim) ** 2 != dim or dim < 4):
+        raise ValueError(f"superoperator dimension {dim} is not N² with N >= 2")
+    if kind == "unitary" and dim < 2:
+        raise ValueError(f"unitary dimension {dim}: allowed >= 2")
+    v = target_gate(target)
+    purity, coef = _phase_coefficients(arr, v, kind)
+    if virtual_z:
+        overlap = _max_over_frames(coef)
+    else:
+        overlap = np.sum(coef, axis=(1, 2)).real
+    fid = (purity + overlap) / 6.0
+    return fid[0] if single else fid
+
+
+def leakage(unitaries: ArrayLike) -> NDArray[np.float64]:
+    """Leakage per gate L = (1/2)·Σ_{j∈{0,1}} Σ_{k≥2} |U_kj|².
+
+    Args:
+        unitaries: (B, N, N) or (N, N).
+    Returns:
+        (B,) (0-d for a single unitary); zero for N = 2.
+    """
+    u = np.asarray(unitaries, dtype=np.complex128)
+    if u.ndim not in (2, 3) or u.shape[-1] != u.shape[-2]:
+        raise ValueError(f"unitaries has shape {u.shape}: allowed (B, N, N) or (N, N)")
+    return 0.5 * np.sum(np.abs(u[..., 2:, :2]) ** 2, axis=(-2, -1))
+
+
+def leakage_superoperator(superops: ArrayLike) -> NDArray[np.float64]:
+    """Leakage of a channel: mean over |0>, |1> inputs of the population found in levels >= 2.
+
+    Args:
+        superops: (B, N², N²) or (N², N²) column-stacking superoperators.
+    """
+    s = np.asarray(superops, dtype=np.complex128)
+    n = math.isqrt(s.shape[-1])
+    out = 0.0
+    for j in range(2):
+        for k in range(2, n):
+            out = out + s[..., k + k * n, j + j * n].real
+    return 0.5 * np.asarray(out)
+
+
+def coherence_limit(duration_s: ArrayLike, t1_s: ArrayLike, t2_s: ArrayLike) -> NDArray[np.float64]:
+    """Exact coherence-limited average infidelity of a single-qubit gate of this duration.
+
+        1 − F = 1/2 − (1/6)·e^(−t/T1) − (1/3)·e^(−t/T2)
+    """
+    t = np.asarray(duration_s, dtype=np.float64)
+    t1 = np.asarray(t1_s, dtype=np.float64)
+    t2 = np.asarray(t2_s, dtype=np.float64)
+    if np.any(t < 0) or np.any(t1 <= 0) or np.any(t2 <= 0):
+        raise ValueError("coherence_limit: duration_s must be >= 0 and t1_s, t2_s > 0")
+    return 0.5 - np.exp(-t / t1) / 6.0 - np.exp(-t / t2) / 3.0

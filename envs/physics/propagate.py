@@ -1,0 +1,138 @@
+"""Public propagation API: validate once, then dispatch to one engine.
+
+All engines compute the same thing, exactly for a piecewise-constant drive: one
+matrix exponential per AWG sample, multiplied in time order (sample 0 acts first),
+
+    U = exp(−i·H_{S−1}·dt) ··· exp(−i·H_0·dt),      S = exp(L_{S−1}·dt) ··· exp(L_0·dt).
+
+Engines:
+    "numpy"            our own engine (default): batched, exact, fast.
+    "qutip"            reference: QuTiP's own operators, Liouvillian and expm per sample.
+    "qiskit-dynamics"  reference (optional extra ``pulsecal[dynamics]``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from .model import ComplexArray, Transmon
+
+Engine = Literal["numpy", "numpy-reference", "qutip", "qiskit-dynamics"]
+ENGINES: tuple[str, ...] = ("numpy", "numpy-reference", "qutip", "qiskit-dynamics")
+
+_AMPLITUDE_SLACK = 1e-9
+
+
+def check_waveforms(waveforms: ArrayLike) -> tuple[ComplexArray, bool]:
+    """Validate drive waveforms and return them as (B, S) complex128 plus a 'was 1-D' flag.
+
+    Raises ``ValueError`` for a wrong shape, an empty pulse, NaN/inf samples or |u| > 1.
+    """
+    try:
+        w = np.asarray(waveforms, dtype=np.complex128)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"waveforms cannot be read as complex numbers: {exc}") from None
+    single = w.ndim == 1
+    if single:
+        w = w[None, :]
+    if w.ndim != 2:
+        raise ValueError(
+            f"waveforms has shape {np.shape(waveforms)}: allowed (B, S) or (S,) complex samples"
+        )
+    if w.shape[0] == 0 or w.shape[1] == 0:
+        raise ValueError(f"waveforms has shape {w.shape}: need at least one pulse and one sample")
+    if not np.all(np.isfinite(w)):
+        bad = np.argwhere(~np.isfinite(w))[0]
+        raise ValueError(f"waveforms[{bad[0]}, {bad[1]}] is not finite: allowed |u| <= 1")
+    mag = np.abs(w)
+    if np.any(mag > 1.0 + _AMPLITUDE_SLACK):
+        bad = np.unravel_index(int(np.argmax(mag)), mag.shape)
+        raise ValueError(
+            f"waveforms[{bad[0]}, {bad[1]}] has |u| = {mag[bad]:.6g}: allowed |u| <= 1 "
+            "(full-scale AWG amplitude)"
+        )
+    return np.ascontiguousarray(w), single
+
+
+def _check_transmon(transmon: object) -> Transmon:
+    if not isinstance(transmon, Transmon):
+        raise TypeError(f"transmon must be a Transmon, got {type(transmon).__name__}")
+    return transmon
+
+
+def _check_engine(engine: str) -> str:
+    if engine not in ENGINES:
+        raise ValueError(f"engine={engine!r} is unknown: allowed {list(ENGINES)}")
+    return engine
+
+
+def unitaries(transmon: Transmon, waveforms: ArrayLike, *, engine: Engine = "numpy") -> ComplexArray:
+    """Closed-system propagators of a batch of piecewise-constant pulses.
+
+    Args:
+        transmon: the device model (its ``dt_s`` is the sample time).
+        waveforms: (B, S) complex samples with |u| <= 1, or (S,) for a single pulse.
+        engine: see module docstring.
+    Returns:
+        (B, N, N) unitaries, or (N, N) for a 1-D input.
+    """
+    t = _check_transmon(transmon)
+    w, single = check_waveforms(waveforms)
+    eng = _check_engine(engine)
+    if eng == "numpy":
+        from . import fast
+
+        out = fast.unitaries(t, w)
+    elif eng == "numpy-reference":
+        from . import reference
+
+        out = reference.unitaries(t, w)
+    elif eng == "qutip":
+        from . import engine_qutip
+
+        out = engine_qutip.unitaries(t, w)
+    else:
+        from . import engine_dynamics
+
+        out = engine_dynamics.unitaries(t, w)
+    return out[0] if single else out
+
+
+def superoperators(
+    transmon: Transmon, waveforms: ArrayLike, *, engine: Engine = "numpy"
+) -> ComplexArray:
+    """Open-system (Lindblad, T1 and T2) propagators of a batch of pulses.
+
+    Column-stacking convention: vec(ρ) stacks the columns of ρ, so element (r, c) of ρ
+    sits at index r + c·N, and vec(ρ_out) = S · vec(ρ_in).
+
+    Args:
+        transmon: the device model, including ``t1_s`` and ``t2_s``.
+        waveforms: (B, S) complex samples with |u| <= 1, or (S,) for a single pulse.
+        engine: see module docstring.
+    Returns:
+        (B, N², N²) superoperators, or (N², N²) for a 1-D input.
+    """
+    t = _check_transmon(transmon)
+    w, single = check_waveforms(waveforms)
+    eng = _check_engine(engine)
+    if eng == "numpy":
+        from . import fast
+
+        out = fast.superoperators(t, w)
+    elif eng == "numpy-reference":
+        from . import reference
+
+        out = reference.superoperators(t, w)
+    elif eng == "qutip":
+        from . import engine_qutip
+
+        out = engine_qutip.superoperators(t, w)
+    else:
+        from . import engine_dynamics
+
+        out = engine_dynamics.superoperators(t, w)
+    return out[0] if single else out

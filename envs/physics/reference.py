@@ -1,0 +1,37 @@
+"""Plain NumPy/SciPy implementation of the propagators: slow, obvious, exact.
+
+It is the readable statement of what the fast engine must reproduce: per-sample
+Hamiltonians diagonalised with ``eigh`` (closed system) or Lindbladians exponentiated
+with SciPy's Padé ``expm`` (open system), multiplied in time order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.linalg import expm
+
+from .model import ComplexArray, Transmon, hamiltonians_rad_s, lindbladians
+
+
+def _time_ordered_product(steps: ComplexArray) -> ComplexArray:
+    """(B, S, D, D) per-sample propagators -> (B, D, D) product, sample 0 acting first."""
+    out = steps[:, 0].copy()
+    for k in range(1, steps.shape[1]):
+        out = steps[:, k] @ out
+    return out
+
+
+def unitaries(t: Transmon, w: ComplexArray) -> ComplexArray:
+    """(B, S) waveforms -> (B, N, N) unitaries via per-sample eigendecomposition."""
+    h = hamiltonians_rad_s(t, w)
+    evals, evecs = np.linalg.eigh(h)
+    phases = np.exp(-1j * evals * t.dt_s)
+    steps = (evecs * phases[..., None, :]) @ np.swapaxes(evecs.conj(), -1, -2)
+    return _time_ordered_product(steps)
+
+
+def superoperators(t: Transmon, w: ComplexArray) -> ComplexArray:
+    """(B, S) waveforms -> (B, N², N²) superoperators via per-sample Padé expm."""
+    gens = lindbladians(t, w) * t.dt_s
+    steps = expm(gens)
+    return _time_ordered_product(steps)
