@@ -14,6 +14,7 @@ import numpy as np
 import qutip
 
 from .model import ComplexArray, Transmon
+from .reference import per_row
 
 TWO_PI = 2.0 * math.pi
 
@@ -30,6 +31,7 @@ def _hamiltonian(t: Transmon, a, h0, u: complex):
     return h0 + math.pi * t.rabi_max_hz * (u * a.dag() + np.conj(u) * a)
 
 
+@per_row
 def unitaries(t: Transmon, w: ComplexArray) -> ComplexArray:
     """(B, S) -> (B, N, N) via QuTiP's ``Qobj.expm`` per sample."""
     a, _, h0 = _operators(t)
@@ -42,6 +44,7 @@ def unitaries(t: Transmon, w: ComplexArray) -> ComplexArray:
     return out
 
 
+@per_row
 def superoperators(t: Transmon, w: ComplexArray) -> ComplexArray:
     """(B, S) -> (B, N², N²) via ``qutip.liouvillian`` and ``expm`` per sample."""
     a, num, h0 = _operators(t)

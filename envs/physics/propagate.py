@@ -5,6 +5,9 @@ matrix exponential per AWG sample, multiplied in time order (sample 0 acts first
 
     U = exp(−i·H_{S−1}·dt) ··· exp(−i·H_0·dt),      S = exp(L_{S−1}·dt) ··· exp(L_0·dt).
 
+Every engine receives validated (B, S) waveforms and either one ``Transmon`` or a tuple
+of B of them (row b simulated on device b).
+
 Engines:
     "numpy"            our own engine (default): batched, exact, fast.
     "qutip"            reference: QuTiP's own operators, Liouvillian and expm per sample.
@@ -13,6 +16,7 @@ Engines:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -57,10 +61,30 @@ def check_waveforms(waveforms: ArrayLike) -> tuple[ComplexArray, bool]:
     return np.ascontiguousarray(w), single
 
 
-def _check_transmon(transmon: object) -> Transmon:
-    if not isinstance(transmon, Transmon):
-        raise TypeError(f"transmon must be a Transmon, got {type(transmon).__name__}")
-    return transmon
+TransmonArg = Transmon | Sequence[Transmon]
+
+
+def _check_transmon(transmon: object, batch: int) -> Transmon | tuple[Transmon, ...]:
+    """One Transmon for every pulse, or one per pulse (same ``levels`` and ``dt_s``)."""
+    if isinstance(transmon, Transmon):
+        return transmon
+    if isinstance(transmon, Sequence) and not isinstance(transmon, str | bytes):
+        rows = tuple(transmon)
+        if len(rows) != batch:
+            raise ValueError(
+                f"transmon is a sequence of {len(rows)} but waveforms has {batch} pulses: "
+                "allowed one Transmon, or exactly one per pulse"
+            )
+        for i, r in enumerate(rows):
+            if not isinstance(r, Transmon):
+                raise TypeError(f"transmon[{i}] must be a Transmon, got {type(r).__name__}")
+            if r.levels != rows[0].levels or r.dt_s != rows[0].dt_s:
+                raise ValueError(
+                    f"transmon[{i}] has levels={r.levels}, dt_s={r.dt_s}: all rows must share "
+                    f"levels={rows[0].levels} and dt_s={rows[0].dt_s}"
+                )
+        return rows
+    raise TypeError(f"transmon must be a Transmon or a sequence of them, got {type(transmon).__name__}")
 
 
 def _check_engine(engine: str) -> str:
@@ -69,18 +93,20 @@ def _check_engine(engine: str) -> str:
     return engine
 
 
-def unitaries(transmon: Transmon, waveforms: ArrayLike, *, engine: Engine = "numpy") -> ComplexArray:
+def unitaries(transmon: TransmonArg, waveforms: ArrayLike, *, engine: Engine = "numpy") -> ComplexArray:
     """Closed-system propagators of a batch of piecewise-constant pulses.
 
     Args:
-        transmon: the device model (its ``dt_s`` is the sample time).
+        transmon: the device model (its ``dt_s`` is the sample time), or a sequence of B
+            models, one per pulse (same ``levels`` and ``dt_s``), so that many devices
+            share one call.
         waveforms: (B, S) complex samples with |u| <= 1, or (S,) for a single pulse.
         engine: see module docstring.
     Returns:
         (B, N, N) unitaries, or (N, N) for a 1-D input.
     """
-    t = _check_transmon(transmon)
     w, single = check_waveforms(waveforms)
+    t = _check_transmon(transmon, w.shape[0])
     eng = _check_engine(engine)
     if eng == "numpy":
         from . import fast
@@ -102,7 +128,7 @@ def unitaries(transmon: Transmon, waveforms: ArrayLike, *, engine: Engine = "num
 
 
 def superoperators(
-    transmon: Transmon, waveforms: ArrayLike, *, engine: Engine = "numpy"
+    transmon: TransmonArg, waveforms: ArrayLike, *, engine: Engine = "numpy"
 ) -> ComplexArray:
     """Open-system (Lindblad, T1 and T2) propagators of a batch of pulses.
 
@@ -110,14 +136,14 @@ def superoperators(
     sits at index r + c·N, and vec(ρ_out) = S · vec(ρ_in).
 
     Args:
-        transmon: the device model, including ``t1_s`` and ``t2_s``.
+        transmon: the device model, including ``t1_s`` and ``t2_s``, or one per pulse.
         waveforms: (B, S) complex samples with |u| <= 1, or (S,) for a single pulse.
         engine: see module docstring.
     Returns:
         (B, N², N²) superoperators, or (N², N²) for a 1-D input.
     """
-    t = _check_transmon(transmon)
     w, single = check_waveforms(waveforms)
+    t = _check_transmon(transmon, w.shape[0])
     eng = _check_engine(engine)
     if eng == "numpy":
         from . import fast

@@ -21,6 +21,29 @@ def _time_ordered_product(steps: ComplexArray) -> ComplexArray:
     return out
 
 
+def per_row(fn):
+    """Lift ``fn(t, w)`` to a tuple of Transmons, one per row, by grouping equal rows."""
+
+    def wrapped(t, w: ComplexArray) -> ComplexArray:
+        if isinstance(t, Transmon):
+            return fn(t, w)
+        groups: dict[Transmon, list[int]] = {}
+        for i, row in enumerate(t):
+            groups.setdefault(row, []).append(i)
+        out = None
+        for row, idx in groups.items():
+            part = fn(row, w[idx])
+            if out is None:
+                out = np.empty((w.shape[0], *part.shape[1:]), dtype=np.complex128)
+            out[idx] = part
+        return out
+
+    wrapped.__doc__ = fn.__doc__
+    wrapped.__name__ = fn.__name__
+    return wrapped
+
+
+@per_row
 def unitaries(t: Transmon, w: ComplexArray) -> ComplexArray:
     """(B, S) waveforms -> (B, N, N) unitaries via per-sample eigendecomposition."""
     h = hamiltonians_rad_s(t, w)
@@ -30,6 +53,7 @@ def unitaries(t: Transmon, w: ComplexArray) -> ComplexArray:
     return _time_ordered_product(steps)
 
 
+@per_row
 def superoperators(t: Transmon, w: ComplexArray) -> ComplexArray:
     """(B, S) waveforms -> (B, N², N²) superoperators via per-sample Padé expm."""
     gens = lindbladians(t, w) * t.dt_s
