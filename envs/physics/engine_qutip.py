@@ -58,6 +58,7 @@ def superoperators(t: Transmon, w: ComplexArray) -> ComplexArray:
         for u in w[b]:
             step = (qutip.liouvillian(_hamiltonian(t, a, h0, complex(u)), c_ops) * t.dt_s).expm()
             s_tot = step if s_tot is None else step * s_tot
+        assert s_tot is not None  # check_waveforms guarantees at least one sample
         out[b] = s_tot.full()
     return out
 

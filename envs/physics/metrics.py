@@ -188,11 +188,11 @@ def leakage_superoperator(superops: ArrayLike) -> NDArray[np.float64]:
     """
     s = np.asarray(superops, dtype=np.complex128)
     n = math.isqrt(s.shape[-1])
-    out = 0.0
+    out = np.zeros(s.shape[:-2], dtype=np.float64)
     for j in range(2):
         for k in range(2, n):
             out = out + s[..., k + k * n, j + j * n].real
-    return 0.5 * np.asarray(out)
+    return 0.5 * out
 
 
 def coherence_limit(duration_s: ArrayLike, t1_s: ArrayLike, t2_s: ArrayLike) -> NDArray[np.float64]:

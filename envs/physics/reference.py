@@ -7,6 +7,8 @@ with SciPy's Padé ``expm`` (open system), multiplied in time order.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import numpy as np
 from scipy.linalg import expm
 
@@ -21,21 +23,22 @@ def _time_ordered_product(steps: ComplexArray) -> ComplexArray:
     return out
 
 
-def per_row(fn):
+def per_row(
+    fn: Callable[[Transmon, ComplexArray], ComplexArray],
+) -> Callable[[Transmon | Sequence[Transmon], ComplexArray], ComplexArray]:
     """Lift ``fn(t, w)`` to a tuple of Transmons, one per row, by grouping equal rows."""
 
-    def wrapped(t, w: ComplexArray) -> ComplexArray:
+    def wrapped(t: Transmon | Sequence[Transmon], w: ComplexArray) -> ComplexArray:
         if isinstance(t, Transmon):
             return fn(t, w)
         groups: dict[Transmon, list[int]] = {}
         for i, row in enumerate(t):
             groups.setdefault(row, []).append(i)
-        out = None
+        parts = {row: fn(row, w[idx]) for row, idx in groups.items()}
+        first = next(iter(parts.values()))
+        out = np.empty((w.shape[0], *first.shape[1:]), dtype=np.complex128)
         for row, idx in groups.items():
-            part = fn(row, w[idx])
-            if out is None:
-                out = np.empty((w.shape[0], *part.shape[1:]), dtype=np.complex128)
-            out[idx] = part
+            out[idx] = parts[row]
         return out
 
     wrapped.__doc__ = fn.__doc__
