@@ -1,0 +1,206 @@
+"""Named simulated devices and a sampler of random ones.
+
+Presets are the devices Hydra configs refer to by name (``device=transmon_20ns``); the
+sampler draws whole device populations for training with domain randomisation, and
+``held_out_devices`` is the fixed, seeded population every evaluation reports on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .device import DeviceParams, SimulatedDevice
+from .drift import DriftModel, RandomWalk, Telegraph
+from .physics import Transmon
+
+
+@dataclass(frozen=True)
+class DevicePreset:
+    """A named device: its truth at clock 0, its drift, and the gate length it is meant for.
+
+    Attributes:
+        name: preset name.
+        params: hidden true parameters at clock 0.
+        drift: drift processes, or None for a static device.
+        gate_duration_s: intended single-qubit gate duration (a whole number of samples).
+    """
+
+    name: str
+    params: DeviceParams
+    drift: DriftModel | None = None
+    gate_duration_s: float = 20e-9
+
+    def __post_init__(self) -> None:
+        from .pulses import n_samples
+
+        n_samples(self.gate_duration_s, self.params.dt_s, name="DevicePreset.gate_duration_s")
+
+    def make(self, rng: np.random.Generator | None = None, *, open_system: bool = True) -> SimulatedDevice:
+        """A fresh ``SimulatedDevice`` of this preset at clock 0."""
+        return SimulatedDevice(self.params, self.drift, rng=rng, open_system=open_system)
+
+
+def _transmon_20ns() -> DevicePreset:
+    return DevicePreset(
+        name="transmon_20ns",
+        params=DeviceParams(
+            transmon=Transmon(
+                anharmonicity_hz=-300e6, rabi_max_hz=100e6, t1_s=100e-6, t2_s=100e-6, dt_s=1e-9
+            ),
+        ),
+        gate_duration_s=20e-9,
+    )
+
+
+def _transmon_short() -> DevicePreset:
+    return DevicePreset(
+        name="transmon_short",
+        params=DeviceParams(
+            transmon=Transmon(
+                anharmonicity_hz=-200e6, rabi_max_hz=400e6, t1_s=100e-6, t2_s=100e-6, dt_s=0.5e-9
+            ),
+        ),
+        gate_duration_s=6e-9,
+    )
+
+
+def _transmon_drifting() -> DevicePreset:
+    base = _transmon_20ns()
+    return DevicePreset(
+        name="transmon_drifting",
+        params=base.params,
+        drift=DriftModel(
+            # PHYSICS.md stress presets: ~20 kHz/√h frequency and ~1 %/√h amplitude walks,
+            # T1 halved while a TLS is near resonance (dwell ~10 min out, ~2 min in).
+            detuning_hz=RandomWalk(sigma_per_sqrt_hour=20e3),
+            amplitude=RandomWalk(sigma_per_sqrt_hour=0.01),
+            t1_factor=Telegraph(low=1.0, high=0.5, rate_up_hz=1.0 / 600.0, rate_down_hz=1.0 / 120.0),
+        ),
+        gate_duration_s=20e-9,
+    )
+
+
+PRESETS: dict[str, Callable[[], DevicePreset]] = {
+    "transmon_20ns": _transmon_20ns,
+    "transmon_short": _transmon_short,
+    "transmon_drifting": _transmon_drifting,
+}
+
+
+def preset_names() -> tuple[str, ...]:
+    return tuple(sorted(PRESETS))
+
+
+def get_preset(name: str) -> DevicePreset:
+    """The preset called ``name``; raises ``ValueError`` listing the known names."""
+    try:
+        factory = PRESETS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"device preset {name!r} is unknown: allowed {list(preset_names())}") from None
+    return factory()
+
+
+def make_device(
+    name: str, rng: np.random.Generator | None = None, *, open_system: bool = True
+) -> SimulatedDevice:
+    """A fresh simulated device of preset ``name``."""
+    return get_preset(name).make(rng, open_system=open_system)
+
+
+# -- random devices ---------------------------------------------------------------------------
+
+Range = tuple[float, float]
+
+
+def _check_range(name: str, r: Range, lo: float, hi: float) -> None:
+    ok = (
+        isinstance(r, tuple) and len(r) == 2
+        and all(isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) for x in r)
+        and lo <= r[0] <= r[1] <= hi
+    )
+    if not ok:
+        raise ValueError(f"DeviceSampler.{name}={r!r} is out of range: allowed (low, high) with {lo} <= low <= high <= {hi}")
+
+
+@dataclass(frozen=True)
+class DeviceSampler:
+    """Ranges of random devices around the ``transmon_20ns`` preset.
+
+    Every parameter is drawn uniformly from its (low, high) range, except T1 and T2 which
+    are log-uniform; T2 is drawn as a fraction of 2·T1 (``t2_fraction`` of the maximum),
+    so T2 <= 2·T1 by construction. ``amplitude_error`` is relative (scale = 1 + error).
+
+    Attributes:
+        anharmonicity_hz, rabi_max_hz, t1_s, t2_fraction, amplitude_error, detuning_hz,
+        p1_given_0, p0_given_1: (low, high) ranges.
+        levels, dt_s, rep_time_s: fixed for the whole population.
+    """
+
+    anharmonicity_hz: Range = (-340e6, -260e6)
+    rabi_max_hz: Range = (90e6, 110e6)
+    t1_s: Range = (50e-6, 200e-6)
+    t2_fraction: Range = (0.25, 1.0)
+    amplitude_error: Range = (-0.05, 0.05)
+    detuning_hz: Range = (-200e3, 200e3)
+    p1_given_0: Range = (0.005, 0.03)
+    p0_given_1: Range = (0.01, 0.05)
+    levels: int = 3
+    dt_s: float = 1e-9
+    rep_time_s: float = 200e-6
+
+    def __post_init__(self) -> None:
+        _check_range("anharmonicity_hz", self.anharmonicity_hz, -1e9, 0.0)
+        _check_range("rabi_max_hz", self.rabi_max_hz, 1e3, 2e9)
+        _check_range("t1_s", self.t1_s, 1e-7, 1.0)
+        _check_range("t2_fraction", self.t2_fraction, 1e-3, 1.0)
+        _check_range("amplitude_error", self.amplitude_error, -0.5, 0.5)
+        _check_range("detuning_hz", self.detuning_hz, -1e9, 1e9)
+        _check_range("p1_given_0", self.p1_given_0, 0.0, 0.49)
+        _check_range("p0_given_1", self.p0_given_1, 0.0, 0.49)
+        if self.t1_s[0] <= 0:
+            raise ValueError(f"DeviceSampler.t1_s={self.t1_s!r}: allowed low > 0")
+        # levels, dt_s and rep_time_s are validated by Transmon / DeviceParams on sampling;
+        # check them once here so a bad sampler fails at construction.
+        self.sample(np.random.default_rng(0))
+
+    def sample(self, rng: np.random.Generator) -> DeviceParams:
+        """One random device (draws in a fixed order, so a seed fixes the device)."""
+        u = rng.random(8)
+
+        def lin(r: Range, x: float) -> float:
+            return r[0] + (r[1] - r[0]) * x
+
+        t1 = math.exp(lin((math.log(self.t1_s[0]), math.log(self.t1_s[1])), u[2]))
+        t2 = 2.0 * t1 * lin(self.t2_fraction, u[3])
+        transmon = Transmon(
+            levels=self.levels,
+            anharmonicity_hz=lin(self.anharmonicity_hz, u[0]),
+            rabi_max_hz=lin(self.rabi_max_hz, u[1]),
+            detuning_hz=lin(self.detuning_hz, u[5]),
+            t1_s=t1,
+            t2_s=t2,
+            dt_s=self.dt_s,
+        )
+        return DeviceParams(
+            transmon=transmon,
+            amplitude_scale=1.0 + lin(self.amplitude_error, u[4]),
+            p1_given_0=lin(self.p1_given_0, u[6]),
+            p0_given_1=lin(self.p0_given_1, u[7]),
+            rep_time_s=self.rep_time_s,
+        )
+
+
+def held_out_devices(n: int, seed: int = 12345, sampler: DeviceSampler | None = None) -> tuple[DeviceParams, ...]:
+    """A fixed, seeded evaluation population: the same ``n`` devices for the same seed.
+
+    Device i depends only on (seed, i), so the first k devices of a larger set equal a
+    set of size k (results stay comparable when the population grows).
+    """
+    if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
+        raise ValueError(f"n={n!r} is out of range: allowed an integer >= 1")
+    s = DeviceSampler() if sampler is None else sampler
+    return tuple(s.sample(np.random.default_rng([seed, i])) for i in range(n))
