@@ -1,0 +1,466 @@
+"""qibolab 0.2 adapter: pulse programs on any qibolab platform (emulator offline, instruments in a lab).
+
+A lab user points it at their own platform folder the way qibolab finds platforms:
+``QIBOLAB_PLATFORMS=/path/to/platforms`` and ``QibolabBackend("my_chip")`` (or pass a
+``qibolab.Platform`` object). Offline, the same code runs on qibolab's EMULATOR platform
+(a lab-frame Lindblad simulation with QuTiP) and on ``"dummy"`` (random counts, plumbing).
+
+How the IR maps onto a qibolab ``PulseSequence`` (one drive channel per IR frame):
+
+- ``Play``: ``Gaussian`` → qibolab ``Gaussian(rel_sigma=σ/T)``, ``Drag`` → qibolab
+  ``Drag(rel_sigma=σ/T, beta=β_s/dt_s)``, ``Constant`` → ``Rectangular``; qibolab samples
+  its Gaussian at bin centres (scipy's window, centre (N−1)/2), which is the IR's mid-point
+  convention, so these are sample-for-sample the IR's waveform. qibolab's Drag has
+  Q = β·dI/dk with β in *samples*, hence β_samples = β_s/dt_s, same sign. Lifted
+  (``zero_at_edges``) shapes and ``Sampled`` waveforms go as ``Custom`` I/Q arrays
+  rendered on the platform grid (the IR's resampler). ``angle`` becomes ``relative_phase``
+  with the virtual-Z sign below. Plays are zero-padded to the granularity with a ``Delay``.
+- ``ShiftPhase(θ)`` → ``VirtualZ(phase = virtual_z_sign·θ)``. The default sign −1 was
+  measured on qibolab's emulator (Ramsey with a known detuning, see the tests): its drive
+  term is Ω·(I·cos φ + Q·sin φ)·σ_y with φ = ω_d·t + relative_phase + Σ VirtualZ, which in the
+  drive frame is our u = i·e^{−iφ}·(I + iQ): I + iQ maps to u unchanged (up to a global
+  frame phase that no Z measurement sees) and a qibolab phase φ multiplies later waveforms
+  by e^{−iφ}. qibolab's gate compiler uses the opposite reading (RZ(θ) → VirtualZ(−θ)), and
+  instrument drivers and mixer wiring can flip it again, so check it once per platform with
+  the Ramsey sign test and pass ``virtual_z_sign=+1`` if needed.
+- ``SetFrequency``/``ShiftFrequency`` before the first timed instruction of a frame set the
+  channel's carrier for the job (qibolab ``updates``); later changes are rejected (qibolab
+  0.2 has no in-sequence frequency instruction). A frame declared at a frequency other than
+  the channel's configured one also becomes an update.
+- ``Delay``/``Barrier`` → qibolab ``Delay`` on the channels, with the IR renderer's rounding.
+- ``Acquire(q)`` → the platform's native ``MZ`` sequence of qubit q, piped after all drives
+  (single-shot, state discrimination); counts are (#0, #1) with every level ≥ 1 read as 1.
+
+Units: qibolab times are ns and its sampling rate is GSa/s; everything here is converted
+once, at the boundary.
+
+The emulator's physics relative to ours (``emulator_transmon`` builds the matching
+``Transmon``): drive amplitude a on a channel with ``rabi_frequency`` Ω gives our
+|u|·rabi_max_hz with rabi_max_hz = Ω (a π pulse needs a·T = 1/(2Ω) for a square pulse);
+qubit ``frequency`` f_q and channel ``frequency`` f_d give detuning_hz = f_q − f_d; its
+``anharmonicity`` is our anharmonicity_hz; t1["0-1"], t2["0-1"] (ns) are T1, T2. It keeps
+counter-rotating terms (lab frame), interpolates the held samples with a cubic spline, and
+relaxes 1→2 with its own t1["1-2"] (our model implies T1/2); these are the residual
+differences to our piecewise-constant rotating-frame model.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..backend import (
+    Artifact,
+    BackendError,
+    Capabilities,
+    JobHandle,
+    Result,
+    Violation,
+    validate_against,
+)
+from ..guard import require_clearance
+from ..ir import (
+    Acquire,
+    Barrier,
+    Constant,
+    Delay,
+    Drag,
+    Frame,
+    Gaussian,
+    Play,
+    Program,
+    Sampled,
+    SetFrequency,
+    SetPhase,
+    ShiftFrequency,
+    ShiftPhase,
+)
+
+if TYPE_CHECKING:
+    from pulsecal.envs.physics import Transmon
+
+_EXTRA = "pip install 'pulsecal[qibolab]'"
+_NS = 1e-9
+
+
+def _import_qibolab() -> Any:
+    try:
+        import qibolab
+    except ImportError as e:  # the extra is optional; say which one to install
+        raise ImportError(f"the qibolab adapter needs qibolab 0.2: {_EXTRA}") from e
+    return qibolab
+
+
+@dataclass(frozen=True, eq=False)
+class QibolabJob:
+    """The compiled artifact payload: what ``platform.execute`` receives.
+
+    ``sequence`` is a qibolab ``PulseSequence``; ``updates`` the channel-config updates
+    (carrier frequencies) for this job; ``acquisition`` the id of the one readout whose
+    results become the counts.
+    """
+
+    sequence: Any
+    updates: tuple[Mapping[str, Mapping[str, float]], ...]
+    acquisition: Any
+    qubit: Any
+
+
+@dataclass
+class _Done:
+    handle: JobHandle
+    result: Result
+
+
+@dataclass
+class _FrameState:
+    channel: str
+    ref_hz: float
+    freq_hz: float
+    phase: float = 0.0  # total virtual phase applied so far, in our convention
+    cursor: int = 0  # samples
+    timed: bool = False  # a Play or Delay has happened on this frame
+    elements: list[Any] = field(default_factory=list)
+
+
+class QibolabBackend:
+    """A ``Backend`` over a qibolab 0.2 platform.
+
+    Args:
+        platform: a platform name found through ``QIBOLAB_PLATFORMS`` (or ``"dummy"``), or
+            a ``qibolab.Platform`` object.
+        qubits: platform qubit ids exposed as IR qubits 0, 1, ...; default all, in the
+            platform's order.
+        max_amplitude: amplitude limit |u| (qibolab normalises pulse amplitudes to full
+            scale 1; lower it for a device whose safe drive is smaller), in (0, 1].
+        granularity: waveform/delay lengths are padded to a multiple of this many samples
+            (Qblox: 1 on a 1 ns grid; Zurich: 16).
+        min_samples: shortest waveform in samples (Qblox: 4).
+        max_samples: longest waveform in samples (Qblox: 16384).
+        max_shots: most shots per job.
+        virtual_z_sign: qibolab ``VirtualZ.phase`` per unit of our ``ShiftPhase``; −1 for
+            the emulator (measured), check real instruments with a Ramsey sign test.
+        relaxation_time_s: wait between shots; None uses the platform's setting.
+    """
+
+    def __init__(
+        self,
+        platform: Any,
+        *,
+        qubits: Sequence[Any] | None = None,
+        max_amplitude: float = 1.0,
+        granularity: int = 1,
+        min_samples: int = 1,
+        max_samples: int = 16384,
+        max_shots: int = 100_000,
+        virtual_z_sign: int = -1,
+        relaxation_time_s: float | None = None,
+    ) -> None:
+        qibolab = _import_qibolab()
+        if isinstance(platform, str):
+            platform = qibolab.create_platform(platform)
+        if not isinstance(platform, qibolab.Platform):
+            raise TypeError(f"QibolabBackend.platform is {type(platform).__name__}: allowed a "
+                            "platform name or a qibolab.Platform")
+        if virtual_z_sign not in (-1, 1):
+            raise ValueError(f"QibolabBackend.virtual_z_sign={virtual_z_sign!r}: allowed -1 or +1")
+        if not (isinstance(max_amplitude, int | float) and 0 < max_amplitude <= 1):
+            raise ValueError(f"QibolabBackend.max_amplitude={max_amplitude!r}: allowed (0, 1] "
+                             "(qibolab amplitudes are normalised to full scale 1)")
+        if relaxation_time_s is not None and not (math.isfinite(relaxation_time_s)
+                                                   and relaxation_time_s >= 0):
+            raise ValueError(f"QibolabBackend.relaxation_time_s={relaxation_time_s!r}: "
+                             "allowed None or a finite value >= 0 s")
+        self.platform = platform
+        self.name = f"qibolab:{platform.name}"
+        ids = list(platform.qubits) if qubits is None else list(qubits)
+        missing = [q for q in ids if q not in platform.qubits]
+        if missing or not ids:
+            raise ValueError(f"QibolabBackend.qubits={ids!r}: allowed a non-empty subset of "
+                             f"{list(platform.qubits)}")
+        self._qubit_ids = ids
+        self._vz_sign = int(virtual_z_sign)
+        self._relaxation_ns = None if relaxation_time_s is None else round(relaxation_time_s / _NS)
+        rate_gsps = platform.sampling_rate
+        if not (isinstance(rate_gsps, int | float) and math.isfinite(rate_gsps) and rate_gsps > 0):
+            raise BackendError(f"platform {platform.name!r} sampling_rate={rate_gsps!r}: "
+                               "allowed a finite rate > 0 GSa/s (is a controller registered?)")
+        self._rate_gsps = float(rate_gsps)
+        self.dt_s = 1.0 / (self._rate_gsps * 1e9)
+        frames = []
+        sample_time: dict[str, float] = {}
+        for i, q in enumerate(ids):
+            ch = platform.qubits[q].drive
+            if ch is None:
+                continue
+            frames.append(Frame(f"q{i}_drive", ch, float(platform.config(ch).frequency)))
+            sample_time[ch] = self.dt_s
+        if not frames:
+            raise BackendError(f"platform {platform.name!r} has no drive channel on qubits {ids}")
+        self._caps = Capabilities(
+            sample_time_s=sample_time, frames=tuple(frames), qubits=tuple(range(len(ids))),
+            granularity=granularity, min_samples=min_samples, max_samples=max_samples,
+            amplitude_limit=float(max_amplitude),
+            native_waveforms=frozenset({"gaussian", "drag", "constant"}), max_shots=max_shots)
+        self._done: dict[str, _Done] = {}
+        self._connected = False
+
+    # -- Backend protocol ---------------------------------------------------------------------
+
+    def capabilities(self) -> Capabilities:
+        return self._caps
+
+    def validate(self, program: Program) -> list[Violation]:
+        """Shared checks plus what qibolab 0.2 cannot express (pure)."""
+        out = validate_against(program, self._caps)
+        if out:
+            return out
+        timed: set[str] = set()
+        detuned: set[str] = set()
+        for i, ins in enumerate(program.instructions):
+            where = f"instructions[{i}]"
+            if isinstance(ins, SetFrequency | ShiftFrequency):
+                if ins.frame in timed:
+                    out.append(Violation("frequency_change", type(ins).__name__,
+                                         "only before the frame's first Play or Delay (qibolab 0.2 "
+                                         "sets carriers per job)", where))
+                detuned.add(ins.frame)
+            elif isinstance(ins, SetPhase) and ins.frame in detuned:
+                out.append(Violation("set_phase", ins.frame, "SetPhase only on frames at their "
+                                     "declared frequency", where))
+            elif isinstance(ins, Play):
+                timed.add(ins.frame)
+            elif isinstance(ins, Delay):
+                timed.update(ins.frames or [f.name for f in program.frames])
+            elif isinstance(ins, Acquire):
+                q = self._qubit_ids[ins.qubit]
+                natives = self.platform.natives.single_qubit.get(q)
+                if natives is None or natives.MZ is None:
+                    out.append(Violation("acquire", ins.qubit, "a qubit with a native MZ", where))
+        return out
+
+    def compile(self, program: Program) -> Artifact:
+        """IR → qibolab ``PulseSequence`` (see the module docstring for the mapping)."""
+        v = self.validate(program)
+        if v:
+            raise BackendError("program rejected by qibolab backend: " + "; ".join(map(str, v)))
+        job = self._to_sequence(program)
+        return Artifact(program, program.content_hash(), self._caps.render(program), job)
+
+    def submit(self, artifact: Artifact, shots: int, job_key: str) -> JobHandle:
+        """Run the cleared artifact now (qibolab executes synchronously); idempotent on
+        ``job_key`` within this backend object."""
+        require_clearance(artifact, shots, job_key)
+        done = self._done.get(job_key)
+        if done is not None:
+            return done.handle
+        job = artifact.payload
+        if not isinstance(job, QibolabJob):
+            raise BackendError(f"artifact payload is {type(job).__name__}: allowed a QibolabJob "
+                               "from QibolabBackend.compile")
+        qibolab = _import_qibolab()
+        if not self._connected:
+            self.platform.connect()
+            self._connected = True
+        options: dict[str, Any] = {
+            "nshots": int(shots),
+            "averaging_mode": qibolab.AveragingMode.SINGLESHOT,
+            "acquisition_type": qibolab.AcquisitionType.DISCRIMINATION,
+            "updates": [dict(u) for u in job.updates],
+        }
+        if self._relaxation_ns is not None:
+            options["relaxation_time"] = self._relaxation_ns
+        try:
+            raw = self.platform.execute([job.sequence], **options)
+        except (ValueError, TypeError, KeyError) as e:
+            raise BackendError(f"qibolab rejected the sequence: {type(e).__name__}: {e}") from e
+        states = np.asarray(raw[job.acquisition]).reshape(-1)
+        if states.size != shots:
+            raise BackendError(f"qibolab returned {states.size} single shots: expected {shots}")
+        n1 = int(np.count_nonzero(states >= 0.5))
+        handle = JobHandle(f"{self.name}:{uuid.uuid4().hex}", job_key)
+        meta = {"job_id": handle.job_id, "backend": self.name, "platform": self.platform.name,
+                "qubit": str(job.qubit), "shots": int(shots)}
+        self._done[job_key] = _Done(handle, Result({"0": int(shots) - n1, "1": n1}, meta))
+        return handle
+
+    def find(self, job_key: str) -> JobHandle | None:
+        done = self._done.get(job_key)
+        return None if done is None else done.handle
+
+    def result(self, handle: JobHandle, timeout_s: float) -> Result:
+        done = self._done.get(handle.job_key)
+        if done is None or done.handle.job_id != handle.job_id:
+            raise BackendError(f"job {handle.job_id!r} (key {handle.job_key!r}) was not run by "
+                               f"{self.name}")
+        return done.result
+
+    def close(self) -> None:
+        if self._connected:
+            self.platform.disconnect()
+            self._connected = False
+
+    # -- compilation --------------------------------------------------------------------------
+
+    def _duration_ns(self, n: int) -> float:
+        """A duration of exactly n samples for qibolab, which truncates int(duration·rate)."""
+        d = n / self._rate_gsps
+        while int(d * self._rate_gsps) < n:  # float noise, e.g. 20/2.4*2.4 = 19.999...
+            d = math.nextafter(d, math.inf)
+        return d
+
+    def _pulse(self, wf: Any, n: int, extra_angle: float = 0.0) -> Any:
+        qibolab = _import_qibolab()
+        dur = self._duration_ns(n)
+        sgn = self._vz_sign
+        if isinstance(wf, Gaussian) and not wf.zero_at_edges:
+            return qibolab.Pulse(duration=dur, amplitude=wf.amplitude,
+                                 envelope=qibolab.Gaussian(rel_sigma=wf.sigma_s / wf.duration_s),
+                                 relative_phase=sgn * (wf.angle + extra_angle))
+        if isinstance(wf, Drag) and not wf.zero_at_edges:
+            return qibolab.Pulse(duration=dur, amplitude=wf.amplitude,
+                                 envelope=qibolab.Drag(rel_sigma=wf.sigma_s / wf.duration_s,
+                                                       beta=wf.beta_s / self.dt_s),
+                                 relative_phase=sgn * (wf.angle + extra_angle))
+        if isinstance(wf, Constant):
+            return qibolab.Pulse(duration=dur, amplitude=wf.amplitude,
+                                 envelope=qibolab.Rectangular(),
+                                 relative_phase=sgn * (wf.angle + extra_angle))
+        w = self._samples(wf) * np.exp(1j * extra_angle)
+        # Custom I/Q go out as-is; their phase is in the samples, so conjugate-free: the
+        # emulator check shows I + iQ maps to u directly.
+        return qibolab.Pulse(duration=dur, amplitude=1.0,
+                             envelope=qibolab.Custom(i_=np.ascontiguousarray(w.real),
+                                                     q_=np.ascontiguousarray(w.imag)))
+
+    def _samples(self, wf: Any) -> np.ndarray:
+        if isinstance(wf, Sampled):
+            return np.asarray(wf.samples_on(self.dt_s))
+        return np.asarray(wf.samples(self.dt_s))
+
+    def _n_samples(self, wf: Any) -> int:
+        return int(self._samples(wf).size)
+
+    def _pad(self, n: int, *, play: bool) -> int:
+        g = self._caps.granularity
+        if play:
+            n = max(n, self._caps.min_samples)
+        return -(-n // g) * g
+
+    def _to_sequence(self, program: Program) -> QibolabJob:
+        qibolab = _import_qibolab()
+        caps_frames = {f.name: f for f in self._caps.frames}
+        st: dict[str, _FrameState] = {}
+        for f in program.frames:
+            ch = caps_frames[f.name].port
+            st[f.name] = _FrameState(channel=ch, ref_hz=f.frequency_hz, freq_hz=f.frequency_hz,
+                                     phase=f.phase)
+        order: list[tuple[str, Any]] = []
+
+        def emit(name: str, element: Any) -> None:
+            order.append((st[name].channel, element))
+
+        for name, s0 in st.items():
+            if s0.phase != 0.0:  # a frame declared with an initial phase offset
+                emit(name, qibolab.VirtualZ(phase=self._vz_sign * s0.phase))
+
+        def wait(name: str, n: int) -> None:
+            if n > 0:
+                emit(name, qibolab.Delay(duration=self._duration_ns(n)))
+                st[name].cursor += n
+                st[name].timed = True
+
+        acquisition = None
+        acq_qubit = None
+        for ins in program.instructions:
+            if isinstance(ins, Play):
+                s = st[ins.frame]
+                n = self._n_samples(ins.waveform)
+                # The frame's accumulated phase rides on the pulse as VirtualZ elements
+                # already emitted, so the pulse carries only its own angle.
+                emit(ins.frame, self._pulse(ins.waveform, n))
+                s.cursor += n
+                s.timed = True
+                wait(ins.frame, self._pad(n, play=True) - n)
+            elif isinstance(ins, ShiftPhase):
+                st[ins.frame].phase += ins.phase
+                emit(ins.frame, qibolab.VirtualZ(phase=self._vz_sign * ins.phase))
+            elif isinstance(ins, SetPhase):
+                delta = ins.phase - st[ins.frame].phase
+                st[ins.frame].phase = ins.phase
+                emit(ins.frame, qibolab.VirtualZ(phase=self._vz_sign * delta))
+            elif isinstance(ins, SetFrequency):
+                st[ins.frame].freq_hz = ins.frequency_hz
+            elif isinstance(ins, ShiftFrequency):
+                st[ins.frame].freq_hz += ins.frequency_hz
+            elif isinstance(ins, Delay):
+                n = round(ins.duration_s / self.dt_s)
+                n = self._pad(n, play=False) if n > 0 else 0
+                for name in ins.frames or tuple(st):
+                    wait(name, n)
+            elif isinstance(ins, Barrier):
+                names = list(ins.frames or tuple(st))
+                top = max(st[x].cursor for x in names)
+                for x in names:
+                    wait(x, top - st[x].cursor)
+            elif isinstance(ins, Acquire):
+                top = max(s.cursor for s in st.values())
+                for x in st:
+                    wait(x, top - st[x].cursor)
+                acq_qubit = self._qubit_ids[ins.qubit]
+                mz = self.platform.natives.single_qubit[acq_qubit].MZ.create_sequence()
+                seq = qibolab.PulseSequence(order)
+                seq |= mz  # qibolab's pipe: the readout starts after every drive ends
+                acquisition = seq.acquisitions[-1][1].id
+                order = list(seq)
+        updates: dict[str, dict[str, float]] = {}
+        for s in st.values():
+            configured = float(self.platform.config(s.channel).frequency)
+            if s.freq_hz != configured:
+                updates[s.channel] = {"frequency": s.freq_hz}
+        if acquisition is None:  # validate() guarantees one Acquire; keep mypy and readers sure
+            raise BackendError("program has no Acquire")
+        return QibolabJob(qibolab.PulseSequence(order), (updates,) if updates else (),
+                          acquisition, acq_qubit)
+
+
+def emulator_transmon(platform: Any, qubit: Any = None) -> Transmon:
+    """Our ``Transmon`` equivalent of a qibolab EMULATOR platform's qubit and drive channel
+    (see the module docstring for the convention mapping); raises ValueError on a platform
+    that is not an emulator."""
+    from pulsecal.envs.physics import Transmon
+
+    qibolab = _import_qibolab()
+    if isinstance(platform, str):
+        platform = qibolab.create_platform(platform)
+    q = next(iter(platform.qubits)) if qubit is None else qubit
+    try:
+        ham = platform.config("hamiltonian")
+    except KeyError:
+        raise ValueError(f"platform {platform.name!r} has no 'hamiltonian' config: allowed "
+                         "a qibolab emulator platform") from None
+    params = ham.qubits[q]
+    drive = platform.config(platform.qubits[q].drive)
+    rabi_hz = getattr(drive, "rabi_frequency", None)
+    if rabi_hz is None:
+        raise ValueError(f"drive channel of qubit {q!r} has no rabi_frequency: allowed a "
+                         "'drive-emulator' channel config")
+    t1_ns = params.t1.get((0, 1))
+    t2_ns = params.t2.get((0, 1))
+    # No T1/T2 entry means no dissipation in the emulator; 1000 s is closed-system for any
+    # pulse while keeping Transmon's finite-value validation.
+    return Transmon(
+        levels=int(ham.transmon_levels),
+        anharmonicity_hz=float(params.anharmonicity),
+        rabi_max_hz=float(rabi_hz),
+        detuning_hz=float(params.detuned_frequency(0.0)) - float(drive.frequency),
+        t1_s=1e3 if t1_ns is None else float(t1_ns) * _NS,
+        t2_s=(1e3 if t1_ns is None else 2 * float(t1_ns) * _NS) if t2_ns is None
+        else float(t2_ns) * _NS,
+        dt_s=1.0 / (float(platform.sampling_rate) * 1e9),
+    )
