@@ -284,3 +284,22 @@ def test_emulator_rabi_amplitude_sweep_matches_our_model(emulator: QibolabBacken
         counts = _run(emulator, prog, f"rabi{k}")
         predicted = _open_system_p1(model, prog.instructions[0].waveform.samples(DT))
         assert counts["1"] / 400 == pytest.approx(predicted, abs=0.08)
+
+
+def test_backend_device_runs_env_sequences_on_the_emulator(emulator: QibolabBackend, seeded_numpy,
+                                                           tmp_path: Path) -> None:
+    """The envs ``Device`` seam end to end: PulseSequence → BackendDevice → emulator → counts."""
+    from pulsecal.envs.protocol import Play, PulseSequence, VirtualZ
+    from pulsecal.hardware.device import BackendDevice
+    from pulsecal.hardware.journal import Journal
+
+    caps = emulator.capabilities()
+    limits = SafetyLimits(allowed_frames=caps.frames, max_amplitude=1.0, max_pulse_duration_s=1e-6,
+                          max_program_duration_s=10e-6, max_drive_energy_s=1e-6)
+    dev = BackendDevice(emulator, limits=limits, ledger=ShotLedger(None, fsync=False),
+                        journal=Journal(tmp_path / "journal.jsonl"), session_id="emu")
+    pi = ir.Gaussian(40e-9, 10e-9, _gaussian_pi_amplitude(40e-9, 10e-9)).samples(DT)
+    counts = dev.run([PulseSequence((Play(pi),)), PulseSequence((Play(pi / 2), VirtualZ(math.pi),
+                                                                 Play(pi / 2)))], shots=100)
+    assert counts.shape == (2, 2) and counts.sum(axis=1).tolist() == [100, 100]
+    assert counts[0, 1] >= 90 and counts[1, 1] <= 10  # X, then X/2 · Z · X/2 = identity
