@@ -1,0 +1,555 @@
+"""The calibration task shared by the environments and the baselines.
+
+One place decides how a DRAG gate is parametrised, which error-amplifying sequences are
+run to learn about it, how their outcomes are read, and how shots are counted, so that an
+RL agent and a textbook calibration spend the same shots on the same device:
+
+- ``DragGate`` (fixed shape) + ``DragParams`` (amplitude, beta_s, detuning_hz, phase): the
+  X gate is a lifted-Gaussian DRAG pulse (same formula as ``pulses.DragPulse``); SX is the
+  half-area pulse with the same β and detuning. ``detuning_hz`` is a drive-frequency
+  correction: a continuous frame ramp e^{−i2π·Δ·t} over the *whole sequence*, Delays
+  included, realised as one waveform per gate plus ``VirtualZ(−2π·Δ·duration)`` after every
+  Play and Delay, so it really cancels a qubit detuning Δ. Y, X̄ = X(−π), SY are the same
+  Play framed by VirtualZ, so a sequence needs only two distinct waveforms (X and SX) and
+  a device that caches propagators by waveform computes two per step.
+- ``Probe``: one error-amplifying sequence whose ideal excited population is 1/2 and
+  whose deviation from 1/2 is signed and grows with depth (see ``Probe`` for the three
+  families: amplitude, DRAG, Ramsey).
+- ``analyse``: side-effect free reading of measured populations into per-gate rotation
+  error angles and an estimated infidelity (the measurement-only reward).
+- ``CalibrationTask``: devices + gate + probes + shot counter. ``measure`` runs all probes
+  on B devices in one ``SimulatedDevice.run_many`` call; ``true_metrics`` evaluates the
+  gate on each device's hidden current truth (simulation only, for info/evaluation).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from .physics import (
+    Transmon,
+    coherence_limit,
+    gate_fidelity,
+    leakage,
+    leakage_superoperator,
+    unitaries,
+)
+from .protocol import Delay, Device, Play, PulseSequence, VirtualZ
+
+FloatArray = NDArray[np.float64]
+ComplexArray = NDArray[np.complex128]
+
+TWO_PI = 2.0 * math.pi
+PARAMETER_NAMES: tuple[str, ...] = ("amplitude", "beta_s", "detuning_hz", "phase")
+ProbeKind = Literal["amplitude", "drag", "ramsey"]
+
+
+def require(cond: bool, name: str, value: object, allowed: str) -> None:
+    """Raise ``ValueError`` naming the field, its value and the allowed range."""
+    if not cond:
+        raise ValueError(f"{name}={value!r} is out of range: allowed {allowed}")
+
+
+def finite(name: str, value: object) -> float:
+    require(
+        isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+        and math.isfinite(float(value)),  # type: ignore[arg-type]
+        name, value, "a finite real number",
+    )
+    return float(value)  # type: ignore[arg-type]
+
+
+# -- the gate ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DragParams:
+    """Calibration parameters of a DRAG X gate (SX: half area, same β, detuning, phase).
+
+    Attributes:
+        amplitude: peak of the X pulse's I quadrature, full-scale units, in [−1, 1].
+        beta_s: DRAG coefficient β in seconds (Q = β·dI/dt).
+        detuning_hz: drive-frequency correction Δ in Hz (frame ramp over the whole sequence).
+        phase: drive phase in rad (rotation axis in the XY plane).
+    """
+
+    amplitude: float
+    beta_s: float
+    detuning_hz: float = 0.0
+    phase: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in PARAMETER_NAMES:
+            finite(f"DragParams.{name}", getattr(self, name))
+        require(abs(self.amplitude) <= 1.0, "DragParams.amplitude", self.amplitude, "[-1, 1]")
+
+    def as_array(self) -> FloatArray:
+        """(4,) in the order of ``PARAMETER_NAMES``."""
+        return np.array([self.amplitude, self.beta_s, self.detuning_hz, self.phase])
+
+    @classmethod
+    def from_array(cls, values: ArrayLike) -> DragParams:
+        v = np.asarray(values, dtype=np.float64).reshape(-1)
+        require(v.shape == (4,), "values", v.shape, "shape (4,) in PARAMETER_NAMES order")
+        return cls(*(float(x) for x in v))
+
+
+@dataclass(frozen=True)
+class DragGate:
+    """Fixed shape of the calibrated gates: lifted Gaussian of ``duration_s``, σ = ``sigma_s``.
+
+    Attributes:
+        duration_s: pulse length T in seconds (a whole number of device samples).
+        sigma_s: Gaussian width in seconds; None means T/4.
+        sx_area_fraction: SX area relative to X (0.5: the half-area pulse).
+    """
+
+    duration_s: float = 20e-9
+    sigma_s: float | None = None
+    sx_area_fraction: float = 0.5
+
+    def __post_init__(self) -> None:
+        require(finite("DragGate.duration_s", self.duration_s) > 0, "DragGate.duration_s",
+                self.duration_s, "> 0 s")
+        if self.sigma_s is not None:
+            require(finite("DragGate.sigma_s", self.sigma_s) > 0, "DragGate.sigma_s",
+                    self.sigma_s, "> 0 s or None")
+        require(0 < finite("DragGate.sx_area_fraction", self.sx_area_fraction) <= 1,
+                "DragGate.sx_area_fraction", self.sx_area_fraction, "(0, 1]")
+
+    def n_samples(self, dt_s: float) -> int:
+        n = round(self.duration_s / dt_s)
+        require(n >= 1 and abs(n * dt_s - self.duration_s) <= 1e-6 * self.duration_s,
+                "DragGate.duration_s", self.duration_s, f"a whole number of samples of dt_s={dt_s}")
+        return n
+
+    def envelope(self, dt_s: float) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """Unit lifted Gaussian g, dg/dt (1/s) and the midpoint times t − T/2, each (S,).
+
+        Same formula and sampling (interval midpoints) as ``pulses.DragPulse``.
+        """
+        n = self.n_samples(dt_s)
+        t = (np.arange(n, dtype=np.float64) + 0.5) * dt_s
+        half = 0.5 * n * dt_s
+        sig = half / 2.0 if self.sigma_s is None else float(self.sigma_s)
+        g0 = math.exp(-(half**2) / (2.0 * sig**2))
+        x: FloatArray = t - half
+        g = np.exp(-(x**2) / (2.0 * sig**2))
+        env: FloatArray = (g - g0) / (1.0 - g0)
+        deriv: FloatArray = (-x / sig**2) * g / (1.0 - g0)
+        return env, deriv, x
+
+    def waveforms(self, params: ArrayLike, dt_s: float, area_fraction: float = 1.0) -> ComplexArray:
+        """Samples of the gate for a batch of parameter rows.
+
+        The detuning ramp is referenced to the pulse centre (as ``DragPulse``), so the
+        rotation axis stays at ``phase`` whatever the detuning.
+
+        Args:
+            params: (B, 4) rows in ``PARAMETER_NAMES`` order (or (4,)).
+            area_fraction: 1 for X, ``sx_area_fraction`` for SX.
+        Returns:
+            (B, S) complex waveforms ((S,) for a 1-D ``params``); |u| is clipped to 1 in
+            magnitude, as a saturating AWG would.
+        """
+        p = np.asarray(params, dtype=np.float64)
+        single = p.ndim == 1
+        p = np.atleast_2d(p)
+        g, dg, x = self.envelope(dt_s)
+        amp = area_fraction * p[:, 0:1]
+        rot = -TWO_PI * p[:, 2:3] * x[None, :] + p[:, 3:4]
+        w = amp * (g[None, :] + 1j * p[:, 1:2] * dg[None, :]) * np.exp(1j * rot)
+        mag = np.abs(w)
+        over = mag > 1.0
+        if np.any(over):
+            w = np.where(over, w / np.maximum(mag, 1.0), w)
+        return w[0] if single else w
+
+    def area_s(self, dt_s: float) -> float:
+        """Σ_k g_k·dt of the unit envelope (seconds)."""
+        return float(np.sum(self.envelope(dt_s)[0])) * dt_s
+
+
+def nominal_params(
+    transmon: Transmon, gate: DragGate, amplitude_scale: float = 1.0
+) -> DragParams:
+    """Textbook X gate: π area on two levels, β = −1/(2·α_ang), Δ = the qubit's detuning.
+
+    ``transmon`` is the model the device simulates (``SimulatedDevice.current_transmon()``
+    already folds the amplitude scale into Ω_R); ``amplitude_scale`` multiplies Ω_R again
+    for a bare ``DeviceParams.transmon``.
+    """
+    amp = 1.0 / (2.0 * transmon.rabi_max_hz * amplitude_scale * gate.area_s(transmon.dt_s))
+    beta = -1.0 / (2.0 * TWO_PI * transmon.anharmonicity_hz)
+    return DragParams(min(amp, 1.0), beta, transmon.detuning_hz, 0.0)
+
+
+def optimal_params(
+    transmon: Transmon, gate: DragGate, amplitude_scale: float = 1.0, *, target: str = "X",
+    area_fraction: float = 1.0,
+) -> DragParams:
+    """Parameters that cancel the hidden errors (simulation knowledge, never for an agent).
+
+    Amplitude and β minimise the closed-system 1 − F (virtual Z) on this device's exact
+    N-level model, by Nelder-Mead from ``nominal_params``. The detuning correction is set
+    to the qubit's detuning: its job is the frame over a whole circuit (idle times
+    included), which a single gate's fidelity barely sees; optimising it on one gate
+    would trade a ~1e-6 gain inside the gate for a MHz frame error between gates.
+    """
+    from scipy.optimize import minimize
+
+    if amplitude_scale != 1.0:
+        transmon = transmon.replace(rabi_max_hz=transmon.rabi_max_hz * amplitude_scale)
+    p0 = nominal_params(transmon, gate).as_array()
+
+
+    scale = np.array([p0[0] * 0.01, abs(p0[1]) * 0.1 + 1e-12])
+
+    def cost(z: FloatArray) -> float:
+        p = p0.copy()
+        p[:2] = p0[:2] + z * scale
+        w = gate.waveforms(p, transmon.dt_s, area_fraction)
+        u = unitaries(transmon, w[None])
+        return float(np.log10(1.0 - gate_fidelity(u, target, kind="unitary", virtual_z=True)[0] + 1e-16))
+
+    res = minimize(cost, np.zeros(2), method="Nelder-Mead",
+                   options={"xatol": 1e-4, "fatol": 1e-5, "maxiter": 300})
+    best = p0.copy()
+    best[:2] = p0[:2] + res.x * scale
+    return DragParams.from_array(best)
+
+
+# -- error-amplifying probes -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One error-amplifying sequence with ideal excited population 1/2.
+
+    Families (X̄ = X with phase π, SY = SX with phase π/2, all through VirtualZ):
+
+    - ``amplitude``, depth n (even): SX · X^n. An over-rotation ε per X turns by
+      (n + 1/2)·π·ε past the equator: P1 = (1 + sin((n + ½)·π·ε))/2, signed.
+    - ``drag``, depth n: SY · (X̄·X)^n. A DRAG (β) error tilts X and X̄ oppositely, so each
+      pair rotates about Y by 2φ: P1 = (1 − sin(2nφ))/2 from the +X state, signed.
+    - ``ramsey``, delay τ: SX · Delay(τ) · VirtualZ(π/2) · SX. A residual detuning
+      δ − Δ precesses by 2π(δ − Δ)τ: P1 = (1 + sin(2π(δ − Δ)τ))/2, signed.
+
+    ``gain`` maps the measured angle asin(2·P1 − 1) to a per-gate error angle (rad per
+    gate) so that the estimated infidelity of a gate is angle²/6 (as for a small
+    rotation error, 1 − F = (2/3)·sin²(θ/2)); for Ramsey the per-gate angle is the phase
+    that the residual detuning accumulates over one gate duration.
+    """
+
+    kind: ProbeKind
+    depth: int = 0
+    delay_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        require(self.kind in ("amplitude", "drag", "ramsey"), "Probe.kind", self.kind,
+                "'amplitude', 'drag' or 'ramsey'")
+        if self.kind == "ramsey":
+            require(finite("Probe.delay_s", self.delay_s) > 0, "Probe.delay_s", self.delay_s,
+                    "> 0 s for a Ramsey probe")
+        else:
+            require(isinstance(self.depth, int | np.integer) and 0 <= self.depth <= 4096,
+                    "Probe.depth", self.depth, "an integer in [0, 4096]")
+            if self.kind == "amplitude":
+                require(self.depth % 2 == 0, "Probe.depth", self.depth,
+                        "even for an amplitude probe (SX·X^n must end on the equator)")
+
+    @property
+    def name(self) -> str:
+        if self.kind == "ramsey":
+            return f"ramsey_{self.delay_s * 1e9:g}ns"
+        return f"{self.kind}_{self.depth}"
+
+    def gain(self, gate_duration_s: float) -> float:
+        """d(asin(2·P1 − 1)) / d(per-gate error angle)."""
+        if self.kind == "amplitude":
+            return self.depth + 0.5  # angle error per X is π·ε; SX adds half of it
+        if self.kind == "drag":
+            return 2.0 * self.depth
+        return self.delay_s / gate_duration_s
+
+    def n_plays(self) -> int:
+        if self.kind == "amplitude":
+            return 1 + self.depth
+        if self.kind == "drag":
+            return 1 + 2 * self.depth
+        return 2
+
+    def sequence(self, x: Play, sx: Play, gate_s: float, detuning_hz: float, dt_s: float) -> PulseSequence:
+        """The probe as a ``PulseSequence`` for one parameter set (X and SX plays given)."""
+        adv = -TWO_PI * detuning_hz * gate_s  # frame advance over one gate
+        ops: list[Any] = []
+        pending = 0.0  # VirtualZ phases are merged until the next Play or Delay
+        frames: dict[float, VirtualZ] = {}  # one object per distinct phase: cheap to build
+
+        def frame(phase: float) -> None:
+            ph = _wrap(phase)
+            if ph:
+                vz = frames.get(ph)
+                if vz is None:
+                    vz = frames[ph] = VirtualZ(ph)
+                ops.append(vz)
+
+        def play(p: Play, phase: float) -> None:
+            nonlocal pending
+            frame(pending + phase)
+            ops.append(p)
+            pending = -phase + adv
+
+        if self.kind == "amplitude":
+            play(sx, 0.0)
+            for _ in range(self.depth):
+                play(x, 0.0)
+        elif self.kind == "drag":
+            play(sx, math.pi / 2)
+            for _ in range(self.depth):
+                play(x, math.pi)
+                play(x, 0.0)
+        else:
+            n = max(1, round(self.delay_s / dt_s))
+            play(sx, 0.0)
+            frame(pending)
+            ops.append(Delay(n * dt_s))
+            pending = -TWO_PI * detuning_hz * n * dt_s + math.pi / 2
+            play(sx, 0.0)
+        return PulseSequence(tuple(ops), name=self.name)
+
+
+def _wrap(phase: float) -> float:
+    return float((phase + math.pi) % TWO_PI - math.pi)
+
+
+def default_probes() -> tuple[Probe, ...]:
+    """Two depths per family, four times apart: the shallow one stays unambiguous over
+    the default miscalibration (±5 % amplitude, ±50 % β, ±1 MHz) and predicts the deep
+    one well enough to unwrap it; the deep one resolves what still matters near the
+    coherence limit (0.2 % amplitude, ~10 % β, ~30 kHz)."""
+    return (
+        Probe("amplitude", 4), Probe("amplitude", 16),
+        Probe("drag", 2), Probe("drag", 8),
+        Probe("ramsey", delay_s=0.1e-6), Probe("ramsey", delay_s=0.4e-6),
+    )
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What the populations say. Shapes: angles (B, K), family_angle (B, 3), infidelity (B,)."""
+
+    angles: FloatArray
+    family_angle: FloatArray
+    infidelity: FloatArray
+
+
+FAMILIES: tuple[ProbeKind, ...] = ("amplitude", "drag", "ramsey")
+
+
+def analyse(p1: ArrayLike, probes: Sequence[Probe], gate_duration_s: float) -> Analysis:
+    """Read measured excited populations (B, K) into per-gate error angles.
+
+    Per probe: θ = asin(clip(2·P1 − 1)) is the accumulated angle modulo the sine's
+    ambiguity (θ or π − θ, plus 2πm). Per family, robust phase estimation: probes are
+    taken from shallow to deep; each deeper probe's angle is unwrapped to the candidate
+    closest to what the estimate so far predicts (gain × angle), and the estimate becomes
+    the gain²-weighted mean (inverse variance under shot noise) of the unwrapped angles,
+    which the deep probes dominate. Estimated infidelity: Σ_family angle²/6.
+    NaN populations (probe not run) are ignored. Pure function, no shots.
+    """
+    p = np.atleast_2d(np.asarray(p1, dtype=np.float64))
+    gains = np.array([pr.gain(gate_duration_s) for pr in probes])
+    theta = np.arcsin(np.clip(2.0 * p - 1.0, -1.0, 1.0))
+    ang = theta / gains
+    fam = np.zeros((p.shape[0], len(FAMILIES)))
+    for j, kind in enumerate(FAMILIES):
+        ks = sorted((k for k, pr in enumerate(probes) if pr.kind == kind), key=lambda k: gains[k])
+        num = np.zeros(p.shape[0])
+        den = np.zeros(p.shape[0])
+        for k in ks:
+            ok = np.isfinite(theta[:, k])
+            est = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+            pred = gains[k] * est
+            t = np.where(ok, theta[:, k], 0.0)
+            m = np.round((pred - t) / TWO_PI)
+            c1 = t + TWO_PI * m
+            m2 = np.round((pred - (math.pi - t)) / TWO_PI)
+            c2 = math.pi - t + TWO_PI * m2
+            unwrapped = np.where(np.abs(c1 - pred) <= np.abs(c2 - pred), c1, c2)
+            # the shallowest probe is taken as is (no prediction yet)
+            unwrapped = np.where(den > 0, unwrapped, t)
+            a_k = unwrapped / gains[k]
+            ang[:, k] = np.where(ok, a_k, np.nan)
+            w = gains[k] ** 2
+            num = num + np.where(ok, w * a_k, 0.0)
+            den = den + np.where(ok, w, 0.0)
+        fam[:, j] = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+    return Analysis(ang, fam, np.sum(fam**2, axis=1) / 6.0)
+
+
+# -- devices, shots and truth ------------------------------------------------------------------
+
+
+def run_on_devices(
+    devices: Sequence[Device], sequences: Sequence[Sequence[PulseSequence]], shots: Sequence[int]
+) -> list[NDArray[np.int64]]:
+    """Counts (K_b, 2) for each device b; ONE physics call when the devices are simulated.
+
+    ``shots[b]`` is the per-sequence shot count of device b (the same for all its
+    sequences). Devices with zero shots or no sequences are skipped (empty counts).
+    """
+    out: list[NDArray[np.int64]] = [np.zeros((len(s), 2), dtype=np.int64) for s in sequences]
+    active = [b for b in range(len(devices)) if shots[b] > 0 and len(sequences[b]) > 0]
+    if not active:
+        return out
+    from .device import SimulatedDevice
+
+    if all(isinstance(devices[b], SimulatedDevice) for b in active):
+        groups: dict[int, list[int]] = {}
+        for b in active:
+            groups.setdefault(int(shots[b]), []).append(b)
+        for n, idx in groups.items():
+            res = SimulatedDevice.run_many(
+                [devices[b] for b in idx], [sequences[b] for b in idx], n  # type: ignore[misc]
+            )
+            for b, counts in zip(idx, res, strict=True):
+                out[b] = np.asarray(counts, dtype=np.int64)
+    else:
+        for b in active:
+            out[b] = np.asarray(devices[b].run(sequences[b], int(shots[b])), dtype=np.int64)
+    return out
+
+
+def true_metrics_devices(
+    devices: Sequence[Device], waveforms: ComplexArray, target: str | NDArray[np.complex128] = "X",
+) -> dict[str, FloatArray] | None:
+    """Truth of one played waveform per device, at each device's clock (simulation only).
+
+    Uses ``SimulatedDevice.play_operators`` (exactly what the device applies for a Play,
+    AWG distortion included) in one batched call. Fidelities are on the qubit subspace
+    of the open (or closed, as the device simulates) system, with virtual Z and raw.
+
+    Args:
+        devices: B simulated devices (same levels, dt_s, open_system).
+        waveforms: (B, S) waveforms as sent to the devices.
+    Returns:
+        dict of (B,) arrays: fidelity, fidelity_raw, leakage, coherence_limit; None when a
+        device is not simulated (no truth on hardware).
+    """
+    from .device import SimulatedDevice
+
+    if not all(isinstance(d, SimulatedDevice) for d in devices):
+        return None
+    devs: list[SimulatedDevice] = list(devices)  # type: ignore[arg-type]
+    ops = SimulatedDevice.play_operators(devs, waveforms)
+    kind: Literal["unitary", "superoperator"] = "superoperator" if devs[0].open_system else "unitary"
+    leak = leakage_superoperator(ops) if kind == "superoperator" else leakage(ops)
+    tr = [d.current_transmon() for d in devs]
+    dur = np.asarray(waveforms).shape[-1] * devs[0].dt_s
+    return {
+        "fidelity": np.asarray(gate_fidelity(ops, target, kind=kind, virtual_z=True)),
+        "fidelity_raw": np.asarray(gate_fidelity(ops, target, kind=kind, virtual_z=False)),
+        "leakage": np.asarray(leak),
+        "coherence_limit": np.asarray(coherence_limit(dur, np.array([t.t1_s for t in tr]),
+                                                      np.array([t.t2_s for t in tr]))),
+    }
+
+
+@dataclass
+class CalibrationTask:
+    """B devices, one DRAG gate, a probe set and the shots spent on each device.
+
+    This is the one path by which both the environments and the baselines touch a
+    device: ``measure`` runs every probe for the given parameters and counts the shots.
+
+    Attributes:
+        devices: B devices (``Device`` protocol; simulated devices share one physics call).
+        gate: the fixed pulse shape.
+        probes: sequences run by ``measure``.
+        shots_used: (B,) cumulative shots per device.
+    """
+
+    devices: list[Device]
+    gate: DragGate = field(default_factory=DragGate)
+    probes: tuple[Probe, ...] = field(default_factory=default_probes)
+    shots_used: NDArray[np.int64] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.devices = list(self.devices)
+        require(len(self.devices) >= 1, "devices", len(self.devices), "at least one device")
+        self.shots_used = np.zeros(len(self.devices), dtype=np.int64)
+
+    @property
+    def dt_s(self) -> float:
+        return float(self.devices[0].dt_s)
+
+    def waveforms(self, params: ArrayLike) -> tuple[ComplexArray, ComplexArray]:
+        """X and SX waveforms, each (B, S), for (B, 4) parameter rows."""
+        p = np.atleast_2d(np.asarray(params, dtype=np.float64))
+        return (self.gate.waveforms(p, self.dt_s),
+                self.gate.waveforms(p, self.dt_s, self.gate.sx_area_fraction))
+
+    def sequences(self, params: ArrayLike, probes: Sequence[Probe] | None = None) -> list[list[PulseSequence]]:
+        """Probe sequences per device for (B, 4) parameter rows."""
+        p = np.atleast_2d(np.asarray(params, dtype=np.float64))
+        probes = self.probes if probes is None else tuple(probes)
+        wx, wsx = self.waveforms(p)
+        gate_s = self.gate.n_samples(self.dt_s) * self.dt_s
+        out = []
+        for b in range(p.shape[0]):
+            x, sx = Play(wx[b], "X"), Play(wsx[b], "SX")
+            out.append([pr.sequence(x, sx, gate_s, float(p[b, 2]), self.dt_s) for pr in probes])
+        return out
+
+    def measure(
+        self, params: ArrayLike | DragParams, shots: int | Sequence[int],
+        index: Sequence[int] | None = None, probes: Sequence[Probe] | None = None,
+    ) -> FloatArray:
+        """Run the probes and return excited populations n1/shots, shape (B', K).
+
+        Args:
+            params: (B', 4) rows (or one ``DragParams`` for a single device), one per device
+                in ``index`` (default: all devices).
+            shots: shots per sequence, one int or one per selected device (0 skips it;
+                its populations are NaN).
+            index: which devices to run.
+            probes: probe set (default ``self.probes``).
+        """
+        p = params.as_array()[None] if isinstance(params, DragParams) else np.atleast_2d(
+            np.asarray(params, dtype=np.float64))
+        idx = list(range(len(self.devices))) if index is None else [int(i) for i in index]
+        require(p.shape == (len(idx), 4), "params", p.shape, f"shape ({len(idx)}, 4)")
+        n = [int(shots)] * len(idx) if isinstance(shots, int | np.integer) else [int(s) for s in shots]
+        require(len(n) == len(idx) and all(s >= 0 for s in n), "shots", shots,
+                "an int >= 0 or one per selected device")
+        seqs = self.sequences(p, probes)
+        counts = run_on_devices([self.devices[i] for i in idx], seqs, n)
+        k = len(seqs[0]) if seqs else 0
+        out = np.full((len(idx), k), np.nan)
+        for j, (i, c) in enumerate(zip(idx, counts, strict=True)):
+            if n[j] > 0:
+                out[j] = c[:, 1] / n[j]
+                self.shots_used[i] += n[j] * k
+        return out
+
+    def true_metrics(
+        self, params: ArrayLike | DragParams, index: Sequence[int] | None = None,
+        *, target: str = "X", open_system: bool = True,
+    ) -> dict[str, FloatArray] | None:
+        """Truth of the X gate (or SX with ``target="SX"``) on each selected device now.
+
+        Returns None when a device is not simulated (no truth on hardware).
+        """
+        p = params.as_array()[None] if isinstance(params, DragParams) else np.atleast_2d(
+            np.asarray(params, dtype=np.float64))
+        idx = list(range(len(self.devices))) if index is None else [int(i) for i in index]
+        frac = self.gate.sx_area_fraction if target == "SX" else 1.0
+        w = self.gate.waveforms(p, self.dt_s, frac)
+        return true_metrics_devices([self.devices[i] for i in idx], w, target)

@@ -1,0 +1,350 @@
+"""GateCalibration-v0: calibrate a DRAG X/SX gate from error-amplifying measurements."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from numpy.typing import NDArray
+
+from .calibration import (
+    PARAMETER_NAMES,
+    CalibrationTask,
+    DragGate,
+    DragParams,
+    Probe,
+    analyse,
+    default_probes,
+    finite,
+    nominal_params,
+    require,
+    true_metrics_devices,
+)
+from .device import DeviceParams, SimulatedDevice
+from .presets import DeviceSampler, get_preset
+from .vector import BatchedCore, BatchedVectorEnv, FloatArray, SingleCoreEnv
+
+# Scale of each parameter's miscalibration and step: relative for amplitude and β, Hz and
+# rad for detuning and phase (the kind of each entry of PARAMETER_NAMES).
+_RELATIVE = np.array([True, True, False, False])
+
+
+@dataclass(frozen=True)
+class GateCalibrationConfig:
+    """Validated constructor arguments of ``GateCalibrationEnv`` (see its docstring)."""
+
+    device: str = "transmon_20ns"
+    randomize_device: bool = False
+    sampler: DeviceSampler | None = None
+    drift: bool = False
+    open_system: bool = True
+    gate_duration_s: float | None = None
+    probes: tuple[Probe, ...] = field(default_factory=default_probes)
+    shots_per_probe: int = 20
+    shot_budget: int = 1000
+    shot_cost: float = 0.05
+    parameters: tuple[str, ...] = ("amplitude", "beta_s", "detuning_hz")
+    miscalibration: tuple[float, float, float, float] = (0.05, 0.5, 1e6, 0.0)
+    max_step: tuple[float, float, float, float] = (0.05, 0.5, 1e6, 0.2)
+    window: float = 2.0
+    error_floor: float = 1e-6
+    report_truth: bool = True
+
+    def __post_init__(self) -> None:
+        get_preset(self.device)  # raises naming the preset
+        require(isinstance(self.randomize_device, bool), "randomize_device", self.randomize_device, "a bool")
+        require(self.sampler is None or isinstance(self.sampler, DeviceSampler), "sampler",
+                self.sampler, "a DeviceSampler or None")
+        if self.gate_duration_s is not None:
+            require(finite("gate_duration_s", self.gate_duration_s) > 0, "gate_duration_s",
+                    self.gate_duration_s, "> 0 s or None (the preset's)")
+        probes = tuple(self.probes)
+        require(len(probes) >= 1 and all(isinstance(p, Probe) for p in probes), "probes",
+                self.probes, "a non-empty sequence of Probe")
+        object.__setattr__(self, "probes", probes)
+        require(isinstance(self.shots_per_probe, int) and 1 <= self.shots_per_probe <= 10**7,
+                "shots_per_probe", self.shots_per_probe, "an int in [1, 1e7]")
+        require(isinstance(self.shot_budget, int) and self.shot_budget >= self.shots_per_probe * len(probes),
+                "shot_budget", self.shot_budget,
+                f"an int >= shots_per_probe·len(probes) = {self.shots_per_probe * len(probes)}")
+        require(finite("shot_cost", self.shot_cost) >= 0, "shot_cost", self.shot_cost, ">= 0 per 1000 shots")
+        params = tuple(self.parameters)
+        require(len(params) >= 1 and len(set(params)) == len(params)
+                and all(p in PARAMETER_NAMES for p in params),
+                "parameters", self.parameters, f"distinct names from {list(PARAMETER_NAMES)}")
+        object.__setattr__(self, "parameters", params)
+        for name in ("miscalibration", "max_step"):
+            v = tuple(getattr(self, name))
+            require(len(v) == 4 and all(math.isfinite(float(x)) and float(x) >= 0 for x in v), name, v,
+                    "4 finite values >= 0 (amplitude rel., beta rel., detuning Hz, phase rad)")
+            object.__setattr__(self, name, tuple(float(x) for x in v))
+        require(self.miscalibration[0] < 0.5 and self.miscalibration[1] < 5, "miscalibration",
+                self.miscalibration, "amplitude < 0.5 and beta < 5 (relative)")
+        require(all(self.max_step[i] > 0 for i in self._param_index()), "max_step", self.max_step,
+                "> 0 for every calibrated parameter")
+        require(finite("window", self.window) >= 1, "window", self.window, ">= 1 (× max miscalibration)")
+        require(finite("error_floor", self.error_floor) > 0, "error_floor", self.error_floor, "> 0")
+
+    def _param_index(self) -> list[int]:
+        return [PARAMETER_NAMES.index(p) for p in self.parameters]
+
+
+class DragCalibrationCore(BatchedCore):
+    """N copies of a DRAG calibration on simulated devices (shared by GateCalibration and
+    DriftTracking): device draw, parameter bookkeeping, batched probes and truth."""
+
+    config_class: type[GateCalibrationConfig] = GateCalibrationConfig
+
+    def __init__(self, num_envs: int = 1, **kwargs: Any) -> None:
+        super().__init__(num_envs)
+        self.cfg = self.config_class(**kwargs)
+        cfg = self.cfg
+        self.preset = get_preset(cfg.device)
+        self.sampler = cfg.sampler if cfg.sampler is not None else (DeviceSampler() if cfg.randomize_device else None)
+        dur = cfg.gate_duration_s if cfg.gate_duration_s is not None else self.preset.gate_duration_s
+        self.gate = DragGate(dur)
+        self.gate.n_samples(self.preset.params.dt_s)  # duration on the grid, checked now
+        self.pidx = np.array(cfg._param_index())
+        self.devices: list[SimulatedDevice] = [self.preset.make(np.random.default_rng(0), open_system=cfg.open_system)
+                                               for _ in range(self.num_envs)]
+        self.task = CalibrationTask(list(self.devices), self.gate, cfg.probes)
+        n = self.num_envs
+        self.params = np.zeros((n, 4))
+        self.start = np.zeros((n, 4))
+        self.unit = np.ones((n, 4))  # per-copy scale of each parameter (miscalibration unit)
+        self.last_p1 = np.full((n, len(cfg.probes)), 0.5)
+        self.last_error = np.zeros(n)
+        self.history: list[list[FloatArray]] = [[] for _ in range(n)]
+
+    # -- state --------------------------------------------------------------------------------
+
+    def _draw_device(self, i: int, options: dict[str, Any]) -> DeviceParams:
+        rng = self.rngs[i]
+        drawn = self.sampler.sample(rng) if self.sampler is not None else self.preset.params
+        params = options.get("device_params", drawn)
+        if not isinstance(params, DeviceParams):
+            raise TypeError(f"options['device_params'] is {type(params).__name__}: allowed DeviceParams")
+        dev_rng = np.random.default_rng(int(rng.integers(2**63)))
+        drift = self.preset.drift if self.cfg.drift else None
+        self.devices[i] = SimulatedDevice(params, drift, rng=dev_rng, open_system=self.cfg.open_system)
+        self.task.devices[i] = self.devices[i]
+        self.task.shots_used[i] = 0
+        return params
+
+    def _reset_copy(self, i: int, options: dict[str, Any]) -> None:
+        unknown = set(options) - {"device_params", "miscalibration", "initial_params"}
+        if unknown:
+            raise ValueError(f"reset options {sorted(unknown)} are unknown: allowed "
+                             "'device_params', 'miscalibration', 'initial_params'")
+        self._draw_device(i, options)
+        rng = self.rngs[i]
+        u = rng.uniform(-1.0, 1.0, 4)  # always drawn, so options never shift later draws
+        ref = nominal_params(self.devices[i].current_transmon(), self.gate).as_array()
+        mis = np.asarray(self.cfg.miscalibration)
+        unit = np.where(_RELATIVE, np.abs(ref) * 1.0, 1.0)
+        if "miscalibration" in options:
+            m = dict(options["miscalibration"])
+            bad = set(m) - set(PARAMETER_NAMES)
+            if bad:
+                raise ValueError(f"options['miscalibration'] keys {sorted(bad)}: allowed {list(PARAMETER_NAMES)}")
+            off = np.array([float(m.get(k, 0.0)) for k in PARAMETER_NAMES])
+        else:
+            off = u * mis
+        start = ref + off * unit
+        if "initial_params" in options:
+            ip = options["initial_params"]
+            start = (ip.as_array() if isinstance(ip, DragParams) else np.asarray(ip, dtype=np.float64)).copy()
+        # The agent's parameter scale is its step size around where it started (it never
+        # sees the reference): the observation shows (params − start) / max_step.
+        self.unit[i] = np.where(_RELATIVE, np.abs(start), 1.0)
+        self.unit[i, self.unit[i] == 0] = 1.0
+        self.start[i] = start
+        self.params[i] = start
+        self.history[i] = []
+
+    def step_scale(self, i: int) -> FloatArray:
+        return np.asarray(self.cfg.max_step) * self.unit[i]
+
+    def _apply_params(self, i: int, delta_unit: FloatArray) -> None:
+        """Move the calibrated parameters by ``delta_unit`` × max_step, within the window."""
+        scale = self.step_scale(i)
+        p = self.params[i].copy()
+        p[self.pidx] += delta_unit * scale[self.pidx]
+        lim = self.cfg.window * np.maximum(np.asarray(self.cfg.max_step), np.asarray(self.cfg.miscalibration)) * self.unit[i]
+        p = np.clip(p, self.start[i] - lim, self.start[i] + lim)
+        p[0] = np.clip(p[0], -1.0, 1.0)
+        self.params[i] = p
+
+    def normalised_params(self, i: int) -> FloatArray:
+        return ((self.params[i] - self.start[i]) / self.step_scale(i))[self.pidx]
+
+    def truth(self, idx: list[int]) -> dict[str, FloatArray] | None:
+        if not self.cfg.report_truth or not idx:
+            return None
+        w = self.gate.waveforms(self.params[idx], self.task.dt_s)
+        return true_metrics_devices([self.devices[i] for i in idx], w, "X")
+
+    def base_info(self, i: int, truth: dict[str, FloatArray] | None, j: int) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "shots_used": int(self.task.shots_used[i]),
+            "device_time_s": float(self.devices[i].clock_s),
+            "waveform": self.gate.waveforms(self.params[i], self.task.dt_s),
+            "dt_s": float(self.task.dt_s),
+            "params": self.params[i].copy(),
+        }
+        if truth is not None:
+            for k, v in truth.items():
+                info[k] = float(v[j])
+        return info
+
+    def render_copy(self, i: int) -> NDArray[np.uint8]:
+        from .render import render_calibration
+
+        return render_calibration(
+            self.gate.waveforms(self.params[i], self.task.dt_s), self.task.dt_s,
+            self.history[i], [p.name for p in self.cfg.probes],
+            title=f"{type(self).__name__.replace('Core', '')} copy {i}",
+        )
+
+
+class GateCalibrationCore(DragCalibrationCore):
+    """Batched core of ``GateCalibrationEnv``."""
+
+    def __init__(self, num_envs: int = 1, **kwargs: Any) -> None:
+        super().__init__(num_envs, **kwargs)
+        cfg = self.cfg
+        k, p = len(cfg.probes), len(cfg.parameters)
+        w = cfg.window * max(1.0, max(cfg.miscalibration[i] / cfg.max_step[i] for i in cfg._param_index()))
+        low = np.concatenate([np.zeros(k), -w * np.ones(p), [0.0]]).astype(np.float32)
+        high = np.concatenate([np.ones(k), w * np.ones(p), [1.0]]).astype(np.float32)
+        self.observation_space = gym.spaces.Box(low, high, dtype=np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (p,), dtype=np.float32)
+        self.step_shots = cfg.shots_per_probe * k
+
+    def _apply_action(self, i: int, action: FloatArray) -> None:
+        self._apply_params(i, action)
+
+    def _observe(self, step_idx: list[int], reset_idx: list[int]) -> tuple[
+            FloatArray, FloatArray, NDArray[np.bool_], list[dict[str, Any]]]:
+        cfg = self.cfg
+        idx = step_idx + reset_idx
+        p1 = self.task.measure(self.params[idx], cfg.shots_per_probe, index=idx)
+        est = analyse(p1, cfg.probes, self.gate.duration_s).infidelity
+        truth = self.truth(idx)
+        n = len(idx)
+        obs = np.zeros((n, self.observation_space.shape[0]))
+        rew = np.zeros(n)
+        term = np.zeros(n, dtype=np.bool_)
+        infos = []
+        for j, i in enumerate(idx):
+            if j < len(step_idx):
+                # Telescoping log-improvement: an episode's return is log10(E_0/E_T) minus
+                # the shot cost, so shot noise only enters at the two ends.
+                rew[j] = (math.log10(self.last_error[i] + cfg.error_floor)
+                          - math.log10(est[j] + cfg.error_floor)
+                          - cfg.shot_cost * self.step_shots / 1000.0)
+            self.last_error[i] = est[j]
+            self.last_p1[i] = p1[j]
+            self.history[i].append(p1[j])
+            used = int(self.task.shots_used[i])
+            term[j] = used + self.step_shots > cfg.shot_budget
+            obs[j] = np.concatenate([p1[j], self.normalised_params(i), [min(used / cfg.shot_budget, 1.0)]])
+            info = self.base_info(i, truth, j)
+            info["infidelity_estimate"] = float(est[j])
+            infos.append(info)
+        lo, hi = self.observation_space.low, self.observation_space.high
+        return np.clip(obs, lo, hi), rew, term, infos
+
+
+class GateCalibrationEnv(SingleCoreEnv):
+    """Calibrate a DRAG X (and SX) gate on a device whose true parameters stay hidden.
+
+    ## Description
+    A transmon gate (lifted-Gaussian DRAG, ``gate_duration_s``) starts miscalibrated in
+    amplitude, DRAG β and drive detuning. Each step the agent nudges the parameters and the
+    env runs a fixed set of error-amplifying probe sequences (``calibration.Probe``:
+    SX·X^n for the signed amplitude error, SY·(X̄X)^n for β, Ramsey with a π/2
+    quadrature for the signed detuning) for ``shots_per_probe`` shots each on the device.
+    The device is simulated (``SimulatedDevice``: shot noise, readout error, open system).
+
+    ## Action Space
+    ``Box(-1, 1, (len(parameters),), float32)``: the change of each calibrated parameter
+    in units of ``max_step`` (relative to the starting value for amplitude and β, in Hz
+    and rad for detuning and phase). Parameters stay within ``window`` × max(max_step,
+    miscalibration) of their start. NaN/inf or out-of-range actions raise ``ValueError``
+    (they are not clipped).
+
+    ## Observation Space
+    ``Box(float32)`` of K + P + 1 entries: the measured excited-state fraction of each of
+    the K probes (ideal 1/2; deviations are signed and amplified), the P calibrated
+    parameters as (value − start)/max_step, and the fraction of the shot budget used.
+
+    ## Rewards
+    From measurements only: the per-gate error angles read from the probes
+    (``calibration.analyse``) give an estimated infidelity E; the reward is
+    log10(E_prev + floor) − log10(E + floor) − shot_cost·(shots this step)/1000.
+
+    ## Starting State
+    A device from the preset ``device`` (or from ``sampler``/``DeviceSampler`` when
+    ``randomize_device``) and a start of textbook parameters × uniform miscalibration
+    (±5 % amplitude, ±50 % β, ±1 MHz by default). The reset measures once (it costs
+    shots). ``reset(options=...)`` fixes a scenario: ``device_params`` (DeviceParams),
+    ``miscalibration`` (dict name → offset, relative for amplitude and beta_s) or
+    ``initial_params`` (DragParams).
+
+    ## Episode End
+    Terminated when the next step would exceed ``shot_budget``. Truncation by
+    ``TimeLimit`` (registered ``max_episode_steps``).
+
+    ## Arguments
+    device, randomize_device, sampler, drift, open_system, gate_duration_s, probes,
+    shots_per_probe, shot_budget, shot_cost, parameters, miscalibration, max_step, window,
+    error_floor, report_truth, render_mode (see ``GateCalibrationConfig``). ``info`` holds
+    the truth (fidelity, fidelity_raw, leakage, coherence_limit: evaluation only), the
+    measured ``infidelity_estimate``, shots_used, device_time_s, waveform, dt_s, params.
+
+    ## Version History
+    - v0: initial version.
+    """
+
+    core_class = GateCalibrationCore
+
+
+class GateCalibrationVectorEnv(BatchedVectorEnv):
+    """N copies of ``GateCalibrationEnv`` sharing one device call per step."""
+
+    core_class = GateCalibrationCore
+
+
+def scripted_calibration(
+    task: CalibrationTask, start: DragParams, shots: int = 200, rounds: int = 3,
+    index: Sequence[int] = (0,),
+) -> DragParams:
+    """Textbook calibration through the task's device: fit each error from its probes.
+
+    Each round runs the probes at the current parameters and inverts the probe model of
+    ``Probe``: amplitude from SX·X^n (ε = angle/π), β from SY·(X̄X)^n (linear response,
+    measured by a finite difference in β), detuning from Ramsey. Used by the tests as
+    proof that the observations carry enough information; a baseline for agents.
+    """
+    p = start.as_array().copy()
+    i = list(index)
+    dur = task.gate.duration_s
+    for _ in range(rounds):
+        a = analyse(task.measure(p[None], shots, index=i), task.probes, dur).family_angle[0]
+        p[0] *= 1.0 - a[0] / math.pi
+        p[2] -= a[2] / (2.0 * math.pi * dur)  # Ramsey: P1 = (1 − sin(2π(δ − Δ)τ))/2
+        # β: the DRAG family angle is linear in β near the optimum; a probe at β + h gives
+        # the slope.
+        h = 0.1 * abs(p[1]) + 1e-12
+        q = p.copy()
+        q[1] += h
+        a2 = analyse(task.measure(q[None], shots, index=i), task.probes, dur).family_angle[0]
+        slope = (a2[1] - a[1]) / h
+        if slope != 0:
+            p[1] -= float(np.clip(a[1] / slope, -0.5 * abs(p[1]), 0.5 * abs(p[1])))
+    return DragParams.from_array(p)

@@ -1,0 +1,360 @@
+"""Natively batched environments: one core steps N copies with one physics call.
+
+Every pulsecal environment is written once as a ``BatchedCore``: N copies with their own
+random generators and devices, advanced together so that the devices' shots go through
+one ``SimulatedDevice.run_many`` call and the truth metrics through one propagator call.
+Three thin adapters sit on a core:
+
+- the single ``gymnasium.Env`` of each environment file (a core with N = 1, whose copy-0
+  generator is the env's own ``np_random``);
+- ``BatchedVectorEnv``, a ``gymnasium.vector.VectorEnv`` (registered as the
+  ``vector_entry_point``), with Gymnasium's next-step autoreset and the time limit;
+- ``SB3VecEnv``, a Stable-Baselines3 ``VecEnv`` with SB3's conventions (same-step reset,
+  ``terminal_observation`` and ``TimeLimit.truncated`` in infos).
+
+Seeding: copy i seeded with s_i uses ``gymnasium.utils.seeding.np_random(s_i)``, exactly
+what ``Env.reset(seed=s_i)`` creates, and nothing in a copy depends on another copy, so
+copy i reproduces the single env seeded s_i step for step. ``reset(seed=s)`` with an int
+seeds copy i with s + i (Gymnasium's convention for vector envs).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float64]
+
+
+class BatchedCore(ABC):
+    """N copies of an environment advanced together.
+
+    Subclasses keep per-copy state in arrays indexed by copy and implement three hooks;
+    ``advance`` batches them so that resets and steps of the same call share one
+    measurement call and one truth call.
+    """
+
+    observation_space: gym.spaces.Box
+    action_space: gym.spaces.Box
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"]}
+
+    def __init__(self, num_envs: int) -> None:
+        if not isinstance(num_envs, int | np.integer) or num_envs < 1:
+            raise ValueError(f"num_envs={num_envs!r} is out of range: allowed an integer >= 1")
+        self.num_envs = int(num_envs)
+        self.rngs: list[np.random.Generator] = [seeding.np_random(None)[0] for _ in range(self.num_envs)]
+
+    def seed_copy(self, i: int, seed: int | None) -> None:
+        if seed is not None:
+            self.rngs[i] = seeding.np_random(int(seed))[0]
+
+    def check_actions(self, actions: NDArray[Any]) -> NDArray[np.float64]:
+        """(n, A) actions, validated: NaN/inf raise; finite values outside [−1, 1] raise.
+
+        Out-of-space actions raise rather than being clipped, so that a policy bug shows
+        up at once instead of as a silently saturated control.
+        """
+        a = np.asarray(actions, dtype=np.float64)
+        shape = self.action_space.shape
+        if a.shape[1:] != shape:
+            raise ValueError(f"action has shape {a.shape[1:]}: allowed {shape}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError("action has NaN/inf entries: allowed finite values in [-1, 1]")
+        if np.any(np.abs(a) > 1.0 + 1e-6):
+            raise ValueError(
+                f"action has entries up to {np.max(np.abs(a)):.4g} in magnitude: allowed [-1, 1]"
+            )
+        return np.clip(a, -1.0, 1.0)
+
+    def advance(
+        self,
+        step_idx: Sequence[int],
+        actions: NDArray[Any] | None,
+        reset_idx: Sequence[int] = (),
+        reset_options: Sequence[dict[str, Any] | None] | None = None,
+    ) -> tuple[FloatArray, FloatArray, NDArray[np.bool_], list[dict[str, Any]]]:
+        """Step the copies ``step_idx`` with ``actions`` and reset ``reset_idx``.
+
+        Returns, in the order step_idx + reset_idx: observations (n, obs_dim), rewards
+        (n,), terminated (n,) and one info dict per copy (rewards and terminated are 0 and
+        False for reset copies).
+        """
+        step_idx = [int(i) for i in step_idx]
+        reset_idx = [int(i) for i in reset_idx]
+        if step_idx:
+            assert actions is not None
+            acts = self.check_actions(actions)
+        opts = list(reset_options) if reset_options is not None else [None] * len(reset_idx)
+        for i, o in zip(reset_idx, opts, strict=True):
+            self._reset_copy(i, o or {})
+        for j, i in enumerate(step_idx):
+            self._apply_action(i, acts[j])
+        return self._observe(step_idx, reset_idx)
+
+    @abstractmethod
+    def _reset_copy(self, i: int, options: dict[str, Any]) -> None:
+        """Draw copy i's device and starting state from ``self.rngs[i]``."""
+
+    @abstractmethod
+    def _apply_action(self, i: int, action: FloatArray) -> None:
+        """Apply a validated action in [−1, 1] to copy i (no device calls yet)."""
+
+    @abstractmethod
+    def _observe(
+        self, step_idx: list[int], reset_idx: list[int]
+    ) -> tuple[FloatArray, FloatArray, NDArray[np.bool_], list[dict[str, Any]]]:
+        """Run the batched measurements and truth, return obs, reward, terminated, infos."""
+
+    def render_copy(self, i: int) -> NDArray[np.uint8]:
+        raise NotImplementedError
+
+
+class BatchedVectorEnv(VectorEnv):
+    """A Gymnasium ``VectorEnv`` over a ``BatchedCore`` (next-step autoreset).
+
+    Subclasses set ``core_class``; the constructor takes ``num_envs``,
+    ``max_episode_steps`` (the time limit, as ``TimeLimit`` does for one env),
+    ``render_mode`` and the environment's own keyword arguments.
+    """
+
+    core_class: type[BatchedCore]
+    metadata: dict[str, Any] = {  # noqa: RUF012  (Gymnasium declares it an instance attribute)
+        "autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["rgb_array"]}
+
+    def __init__(
+        self, num_envs: int = 1, *, max_episode_steps: int | None = None,
+        render_mode: str | None = None, **kwargs: Any,
+    ) -> None:
+        if max_episode_steps is not None and (not isinstance(max_episode_steps, int) or max_episode_steps < 1):
+            raise ValueError(f"max_episode_steps={max_episode_steps!r} is out of range: allowed an int >= 1 or None")
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode={render_mode!r} is out of range: allowed None or 'rgb_array'")
+        self.core = self.core_class(num_envs=num_envs, **kwargs)  # type: ignore[call-arg]
+        self.num_envs = self.core.num_envs
+        self.max_episode_steps = max_episode_steps
+        self.render_mode = render_mode
+        self.single_observation_space = self.core.observation_space
+        self.single_action_space = self.core.action_space
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self._elapsed = np.zeros(self.num_envs, dtype=np.int64)
+        self._autoreset = np.zeros(self.num_envs, dtype=np.bool_)
+        self._obs = np.zeros((self.num_envs, *self.single_observation_space.shape), dtype=np.float32)
+
+    @property
+    def unwrapped_devices(self) -> list[Any]:
+        return list(getattr(self.core, "devices", []))
+
+    def reset(
+        self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None,
+    ) -> tuple[NDArray[np.float32], dict[str, Any]]:
+        """Reset all copies (or those in ``options["reset_mask"]``)."""
+        options = dict(options or {})
+        mask = options.pop("reset_mask", None)
+        idx = list(range(self.num_envs)) if mask is None else [int(i) for i in np.flatnonzero(mask)]
+        if seed is None:
+            seeds: list[int | None] = [None] * self.num_envs
+        elif isinstance(seed, int | np.integer):
+            seeds = [int(seed) + i for i in range(self.num_envs)]
+        else:
+            seeds = list(seed)
+            if len(seeds) != self.num_envs:
+                raise ValueError(f"seed has {len(seeds)} entries: allowed one per copy ({self.num_envs})")
+        for i in idx:
+            self.core.seed_copy(i, seeds[i])
+        obs, _, _, infos = self.core.advance([], None, idx, [options] * len(idx))
+        self._obs[idx] = obs
+        self._elapsed[idx] = 0
+        self._autoreset[idx] = False
+        vinfo: dict[str, Any] = {}
+        for j, i in enumerate(idx):
+            vinfo = self._add_info(vinfo, infos[j], i)
+        return self._obs.copy(), vinfo
+
+    def step(
+        self, actions: NDArray[Any]
+    ) -> tuple[NDArray[np.float32], NDArray[np.float64], NDArray[np.bool_], NDArray[np.bool_], dict[str, Any]]:
+        a = np.asarray(actions)
+        reset_idx = [int(i) for i in np.flatnonzero(self._autoreset)]
+        step_idx = [int(i) for i in np.flatnonzero(~self._autoreset)]
+        obs, rew, term, infos = self.core.advance(step_idx, a[step_idx], reset_idx)
+        order = step_idx + reset_idx
+        rewards = np.zeros(self.num_envs)
+        terminated = np.zeros(self.num_envs, dtype=np.bool_)
+        truncated = np.zeros(self.num_envs, dtype=np.bool_)
+        self._obs[order] = obs
+        rewards[order] = rew
+        terminated[order] = term
+        self._elapsed[step_idx] += 1
+        self._elapsed[reset_idx] = 0
+        if self.max_episode_steps is not None:
+            truncated[step_idx] = self._elapsed[step_idx] >= self.max_episode_steps
+        # As gymnasium.wrappers.TimeLimit: truncated at the limit even if also terminated.
+        self._autoreset = terminated | truncated
+        vinfo: dict[str, Any] = {}
+        for j, i in enumerate(order):
+            vinfo = self._add_info(vinfo, infos[j], i)
+        return self._obs.copy(), rewards, terminated, truncated, vinfo
+
+    def render(self) -> tuple[NDArray[np.uint8], ...] | None:
+        if self.render_mode is None:
+            return None
+        return tuple(self.core.render_copy(i) for i in range(self.num_envs))
+
+
+class SingleCoreEnv(gym.Env):
+    """A ``gymnasium.Env`` over a core with one copy (the time limit lives in TimeLimit)."""
+
+    core_class: type[BatchedCore]
+    metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 4}  # noqa: RUF012
+
+    def __init__(self, render_mode: str | None = None, **kwargs: Any) -> None:
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode={render_mode!r} is out of range: allowed None or 'rgb_array'")
+        self.render_mode = render_mode
+        self.core = self.core_class(num_envs=1, **kwargs)  # type: ignore[call-arg]
+        self.observation_space = self.core.observation_space
+        self.action_space = self.core.action_space
+
+    @property
+    def device(self) -> Any:
+        """The device of the current episode (the simulated one holds the true Transmon)."""
+        return self.core.devices[0]  # type: ignore[attr-defined]
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[NDArray[np.float32], dict[str, Any]]:
+        super().reset(seed=seed)
+        self.core.rngs[0] = self.np_random
+        obs, _, _, infos = self.core.advance([], None, [0], [options])
+        return obs[0].astype(np.float32), infos[0]
+
+    def step(self, action: Any) -> tuple[NDArray[np.float32], float, bool, bool, dict[str, Any]]:
+        a = np.asarray(action, dtype=np.float64)[None]
+        obs, rew, term, infos = self.core.advance([0], a)
+        return obs[0].astype(np.float32), float(rew[0]), bool(term[0]), False, infos[0]
+
+    def render(self) -> NDArray[np.uint8] | None:  # type: ignore[override]
+        if self.render_mode is None:
+            return None
+        return self.core.render_copy(0)
+
+
+def make_sb3_vec_env(env_id: str, n_envs: int = 1, seed: int | None = None, **kwargs: Any) -> SB3VecEnv:
+    """An ``SB3VecEnv`` for a registered pulsecal id (its max_episode_steps applied)."""
+    spec = gym.spec(env_id)
+    if spec.vector_entry_point is None or not isinstance(spec.vector_entry_point, str):
+        raise ValueError(f"env_id={env_id!r} has no batched vector entry point")
+    vec_kwargs = {**spec.kwargs, **kwargs}
+    vec_kwargs.setdefault("max_episode_steps", spec.max_episode_steps)
+    mod, name = spec.vector_entry_point.split(":")
+    import importlib
+
+    cls = getattr(importlib.import_module(mod), name)
+    venv = SB3VecEnv(cls(num_envs=n_envs, **vec_kwargs))
+    if seed is not None:
+        venv.seed(seed)
+    return venv
+
+
+def _sb3_vecenv_base() -> type:
+    from stable_baselines3.common.vec_env import VecEnv
+
+    return VecEnv
+
+
+class SB3VecEnv(_sb3_vecenv_base()):  # type: ignore[misc]
+    """Stable-Baselines3 ``VecEnv`` over a ``BatchedVectorEnv``'s core, SB3 semantics.
+
+    A copy that ends is reset in the same ``step_wait``: the returned observation is the
+    new episode's first, the last one is in ``infos[i]["terminal_observation"]``, and
+    ``infos[i]["TimeLimit.truncated"]`` says whether the time limit ended it.
+    """
+
+    def __init__(self, venv: BatchedVectorEnv) -> None:
+        self.venv = venv
+        self.core = venv.core
+        self.max_episode_steps = venv.max_episode_steps
+        self.render_mode = venv.render_mode
+        super().__init__(venv.num_envs, venv.single_observation_space, venv.single_action_space)
+        self._seeds: list[int | None] = [None] * self.num_envs
+        self._options: list[dict[str, Any] | None] = [None] * self.num_envs
+        self._actions: NDArray[Any] | None = None
+        self._elapsed = np.zeros(self.num_envs, dtype=np.int64)
+
+    def reset(self) -> NDArray[np.float32]:
+        for i, s in enumerate(self._seeds):
+            self.core.seed_copy(i, s)
+        self._seeds = [None] * self.num_envs
+        idx = list(range(self.num_envs))
+        obs, _, _, infos = self.core.advance([], None, idx, self._options)
+        self._elapsed[:] = 0
+        self.reset_infos = infos
+        return obs.astype(np.float32)
+
+    def step_async(self, actions: NDArray[Any]) -> None:
+        self._actions = np.asarray(actions)
+
+    def step_wait(self) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.bool_], list[dict[str, Any]]]:
+        assert self._actions is not None
+        idx = list(range(self.num_envs))
+        obs64, rew, term, infos = self.core.advance(idx, self._actions)
+        self._elapsed += 1
+        trunc = (np.zeros(self.num_envs, dtype=np.bool_) if self.max_episode_steps is None
+                 else self._elapsed >= self.max_episode_steps) & ~term
+        done = term | trunc
+        obs = obs64.astype(np.float32)
+        ended = [int(i) for i in np.flatnonzero(done)]
+        if ended:
+            for i in ended:
+                infos[i] = dict(infos[i])
+                infos[i]["terminal_observation"] = obs[i].copy()
+                infos[i]["TimeLimit.truncated"] = bool(trunc[i])
+            new_obs, _, _, _ = self.core.advance([], None, ended, [self._options[i] for i in ended])
+            obs[ended] = new_obs
+            self._elapsed[ended] = 0
+        return obs, rew.astype(np.float32), done, infos
+
+    def close(self) -> None:
+        self.venv.close()
+
+    def seed(self, seed: int | None = None) -> list[int | None]:
+        if seed is None:
+            return [None] * self.num_envs
+        self._seeds = [seed + i for i in range(self.num_envs)]
+        return list(self._seeds)
+
+    def set_options(self, options: list[dict] | dict | None = None) -> None:
+        if options is None:
+            options = {}
+        self._options = [dict(options)] * self.num_envs if isinstance(options, dict) else list(options)
+
+    def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
+        return [getattr(self.core, attr_name)] * len(self._indices(indices))
+
+    def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
+        setattr(self.core, attr_name, value)
+
+    def env_method(self, method_name: str, *args: Any, indices: Any = None, **kwargs: Any) -> list[Any]:
+        return [getattr(self.core, method_name)(*args, **kwargs) for _ in self._indices(indices)]
+
+    def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
+        return [False] * len(self._indices(indices))
+
+    def get_images(self) -> Sequence[NDArray[np.uint8] | None]:
+        return [self.core.render_copy(i) for i in range(self.num_envs)]
+
+    def _indices(self, indices: Any) -> list[int]:
+        if indices is None:
+            return list(range(self.num_envs))
+        if isinstance(indices, int):
+            return [indices]
+        return list(indices)

@@ -1,0 +1,137 @@
+"""GateCalibration-v0: determinism, truth in info, reward sanity, information content."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pulsecal.envs.calibration import DragParams, optimal_params
+from pulsecal.envs.gate_calibration import GateCalibrationEnv, scripted_calibration
+from pulsecal.envs.physics import gate_fidelity, superoperators, unitaries
+
+
+def _rollout(env: GateCalibrationEnv, seed: int, steps: int = 4) -> list[np.ndarray]:
+    obs, _ = env.reset(seed=seed)
+    out = [obs]
+    rng = np.random.default_rng(123)
+    for _ in range(steps):
+        obs, r, *_ = env.step(rng.uniform(-1, 1, env.action_space.shape).astype(np.float32))
+        out += [obs, np.array([r])]
+    return out
+
+
+def test_same_seed_same_trajectory() -> None:
+    a = _rollout(GateCalibrationEnv(), 7)
+    b = _rollout(GateCalibrationEnv(), 7)
+    c = _rollout(GateCalibrationEnv(), 8)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c, strict=True))
+
+
+@pytest.mark.parametrize("open_system", [True, False])
+def test_info_fidelity_equals_independent_qutip_recomputation(open_system: bool) -> None:
+    env = GateCalibrationEnv(open_system=open_system)
+    env.reset(seed=3)
+    _, _, _, _, info = env.step(np.array([0.3, -0.2, 0.1], dtype=np.float32))
+    truth = env.unwrapped.device.current_transmon()
+    assert truth.dt_s == info["dt_s"]
+    w = info["waveform"][None]
+    if open_system:
+        ops = superoperators(truth, w, engine="qutip")
+        kind = "superoperator"
+    else:
+        ops = unitaries(truth, w, engine="qutip")
+        kind = "unitary"
+    f = gate_fidelity(ops, "X", kind=kind, virtual_z=True)[0]
+    assert info["fidelity"] == pytest.approx(f, abs=1e-10)
+    assert info["fidelity_raw"] == pytest.approx(gate_fidelity(ops, "X", kind=kind)[0], abs=1e-10)
+
+
+def test_true_optimum_gets_the_best_reward() -> None:
+    # Many shots so the comparison is about the reward's design, not about shot noise.
+    env = GateCalibrationEnv(shots_per_probe=4000, shot_budget=10**6, shot_cost=0.0)
+    env.reset(seed=5)
+    core = env.unwrapped.core
+    opt = optimal_params(env.unwrapped.device.current_transmon(), core.gate).as_array()
+    start = core.params[0].copy()
+    scale = core.step_scale(0)[core.pidx]
+    to_opt = (opt - start)[core.pidx] / scale
+    assert np.all(np.abs(to_opt) <= 1)
+    rewards = []
+    for offset in ([0, 0, 0], [0.1, 0, 0], [-0.1, 0, 0], [0, 0.3, 0], [0, 0, 0.05], [0, -0.3, -0.05]):
+        env.reset(seed=5)
+        a = np.clip(to_opt + np.array(offset), -1, 1).astype(np.float32)
+        _, r, _, _, info = env.step(a)
+        rewards.append((r, 1 - info["fidelity"]))
+    assert rewards[0][0] == max(r for r, _ in rewards)
+    assert rewards[0][1] == min(e for _, e in rewards)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_scripted_textbook_calibration_reaches_twice_coherence_limit(seed: int) -> None:
+    env = GateCalibrationEnv()
+    env.reset(seed=seed)
+    core = env.unwrapped.core
+    p = scripted_calibration(core.task, DragParams.from_array(core.params[0]), shots=500, rounds=4)
+    m = core.task.true_metrics(p)
+    assert m is not None
+    assert 1 - m["fidelity"][0] < 2 * m["coherence_limit"][0]
+
+
+def test_reset_options_fix_the_scenario() -> None:
+    from pulsecal.envs.presets import DeviceSampler
+
+    params = DeviceSampler().sample(np.random.default_rng(9))
+    env = GateCalibrationEnv()
+    _, info = env.reset(seed=0, options={"device_params": params,
+                                         "miscalibration": {"amplitude": 0.02, "detuning_hz": -3e5}})
+    dev = env.unwrapped.device
+    assert dev.current_params() == params
+    from pulsecal.envs.calibration import nominal_params
+
+    nom = nominal_params(dev.current_transmon(), env.unwrapped.core.gate)
+    np.testing.assert_allclose(info["params"][:3], [nom.amplitude * 1.02, nom.beta_s, nom.detuning_hz - 3e5])
+    with pytest.raises(ValueError, match="unknown"):
+        env.reset(options={"bogus": 1})
+
+
+def test_budget_ends_episode_and_shots_accumulate() -> None:
+    env = GateCalibrationEnv(shots_per_probe=10, shot_budget=200)
+    _, info = env.reset(seed=0)
+    assert info["shots_used"] == 60
+    _, _, term, _, info = env.step(np.zeros(3, dtype=np.float32))
+    assert info["shots_used"] == 120 and not term
+    _, _, term, _, info = env.step(np.zeros(3, dtype=np.float32))
+    assert info["shots_used"] == 180 and term
+    assert info["device_time_s"] == pytest.approx(180 * 200e-6)
+
+
+@pytest.mark.parametrize("bad", [[np.nan, 0, 0], [np.inf, 0, 0], [1.5, 0, 0], [0, 0]])
+def test_bad_actions_raise(bad: list[float]) -> None:
+    env = GateCalibrationEnv()
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="action"):
+        env.step(np.array(bad, dtype=np.float32))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"shots_per_probe": 0}, "shots_per_probe"), ({"parameters": ("gain",)}, "parameters"),
+     ({"device": "nope"}, "nope"), ({"shot_budget": 5}, "shot_budget"),
+     ({"miscalibration": (0.05, 0.5)}, "miscalibration"), ({"shot_cost": -1.0}, "shot_cost"),
+     ({"render_mode": "human"}, "render_mode")],
+)
+def test_invalid_kwargs_fail_at_construction(kwargs: dict, field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        GateCalibrationEnv(**kwargs)
+    with pytest.raises(TypeError, match="bogus"):
+        GateCalibrationEnv(bogus=1)
+
+
+def test_render_rgb_array() -> None:
+    env = GateCalibrationEnv(render_mode="rgb_array")
+    env.reset(seed=0)
+    env.step(np.zeros(3, dtype=np.float32))
+    img = env.render()
+    assert img is not None and img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3

@@ -1,0 +1,96 @@
+"""Batched vector envs equal N single envs with the same seeds; SB3 adapter semantics."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import pulsecal.envs  # noqa: F401  (registers the ids)
+from pulsecal.envs.vector import BatchedVectorEnv, SB3VecEnv, make_sb3_vec_env
+
+# Small episodes so that autoreset happens within a few steps.
+CASES = {
+    "pulsecal/GateCalibration-v0": {"shots_per_probe": 10, "shot_budget": 250},
+    "pulsecal/PulseShaping-v0": {"reward_mode": "measured", "shots_per_probe": 20},
+    "pulsecal/DriftTracking-v0": {"episode_s": 3000.0},
+}
+MAX_STEPS = 4
+SEEDS = [11, 12, 13]
+
+
+def _actions(space: gym.spaces.Box, n_steps: int, n: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.uniform(-1, 1, (n_steps, n, *space.shape)).astype(np.float32)
+
+
+@pytest.mark.parametrize("env_id", list(CASES))
+def test_vector_env_equals_single_envs(env_id: str) -> None:
+    kw = CASES[env_id]
+    n, steps = len(SEEDS), 9
+    venv = gym.make_vec(env_id, num_envs=n, max_episode_steps=MAX_STEPS, **kw)
+    assert isinstance(venv, BatchedVectorEnv)
+    singles = [gym.make(env_id, max_episode_steps=MAX_STEPS, **kw) for _ in SEEDS]
+    acts = _actions(venv.single_action_space, steps, n)
+
+    vobs, vinfo = venv.reset(seed=SEEDS)
+    sobs = [e.reset(seed=s)[0] for e, s in zip(singles, SEEDS, strict=True)]
+    np.testing.assert_allclose(vobs, np.stack(sobs), rtol=1e-6)
+    done = [False] * n
+    resets = 0
+    for t in range(steps):
+        vobs, vr, vterm, vtrunc, vinfo = venv.step(acts[t])
+        for i, e in enumerate(singles):
+            if done[i]:  # next-step autoreset: this step only resets copy i
+                o, info = e.reset()
+                r, term, trunc = 0.0, False, False
+            else:
+                o, r, term, trunc, info = e.step(acts[t, i])
+            np.testing.assert_allclose(vobs[i], o, rtol=1e-6, atol=1e-7)
+            assert vr[i] == pytest.approx(r, rel=1e-9, abs=1e-12)
+            assert (bool(vterm[i]), bool(vtrunc[i])) == (term, trunc)
+            assert vinfo["fidelity"][i] == pytest.approx(info["fidelity"], abs=1e-12)
+            assert vinfo["shots_used"][i] == info["shots_used"]
+            resets += done[i]
+            done[i] = term or trunc
+    assert resets >= 1  # autoreset was exercised
+
+
+@pytest.mark.parametrize("env_id", ["pulsecal/GateCalibration-v0", "pulsecal/DriftTracking-v0"])
+def test_sb3_adapter_same_step_reset(env_id: str) -> None:
+    kw = CASES[env_id]
+    venv = make_sb3_vec_env(env_id, n_envs=2, seed=5, max_episode_steps=MAX_STEPS, **kw)
+    assert isinstance(venv, SB3VecEnv)
+    singles = [gym.make(env_id, max_episode_steps=MAX_STEPS, **kw) for _ in range(2)]
+    obs = venv.reset()
+    sobs = [e.reset(seed=5 + i)[0] for i, e in enumerate(singles)]
+    np.testing.assert_allclose(obs, np.stack(sobs), rtol=1e-6)
+    acts = _actions(venv.action_space, 8, 2)
+    ended = 0
+    for t in range(8):
+        obs, rew, dones, infos = venv.step(acts[t])
+        for i, e in enumerate(singles):
+            o, r, term, trunc, _ = e.step(acts[t, i])
+            assert rew[i] == pytest.approx(r, rel=1e-5, abs=1e-6)
+            assert dones[i] == (term or trunc)
+            if term or trunc:
+                ended += 1
+                np.testing.assert_allclose(infos[i]["terminal_observation"], o, rtol=1e-6, atol=1e-7)
+                assert infos[i]["TimeLimit.truncated"] == (trunc and not term)
+                o, _ = e.reset()
+            np.testing.assert_allclose(obs[i], o, rtol=1e-6, atol=1e-7)
+    assert ended >= 2
+
+
+def test_vector_reset_seed_int_means_seed_plus_index() -> None:
+    venv = gym.make_vec("pulsecal/GateCalibration-v0", num_envs=2)
+    a, _ = venv.reset(seed=3)
+    b, _ = venv.reset(seed=[3, 4])
+    np.testing.assert_array_equal(a, b)
+
+
+def test_vector_bad_actions_raise() -> None:
+    venv = gym.make_vec("pulsecal/GateCalibration-v0", num_envs=2)
+    venv.reset(seed=0)
+    with pytest.raises(ValueError, match="action"):
+        venv.step(np.full((2, 3), np.nan, dtype=np.float32))
