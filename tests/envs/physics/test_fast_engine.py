@@ -1,0 +1,89 @@
+"""The numba engine itself: extreme parameters, batch shapes, generated code, cache fallback."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pulsecal.envs.physics import (
+    Transmon,
+    _fast_codegen,
+    _fast_jit,
+    gate_fidelity,
+    superoperators,
+    unitaries,
+)
+
+from .conftest import random_waveforms
+
+
+@pytest.mark.parametrize("levels", [2, 3, 4, 5, 6])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"anharmonicity_hz": -400e6, "rabi_max_hz": 500e6, "detuning_hz": 50e6, "dt_s": 3e-9},
+        {"anharmonicity_hz": -120e6, "rabi_max_hz": 20e6, "detuning_hz": -1e3, "dt_s": 0.1e-9},
+        {"anharmonicity_hz": -300e6, "rabi_max_hz": 100e6, "detuning_hz": 0.0, "dt_s": 1e-9,
+         "t1_s": 0.5e-6, "t2_s": 0.2e-6},
+    ],
+    ids=["strong", "weak", "lossy"],
+)
+def test_matches_reference_across_parameter_space(levels: int, params: dict) -> None:
+    tr = Transmon(levels=levels, **params)
+    w = random_waveforms(np.random.default_rng(levels), 21, 20)
+    w[0] = 1.0  # full scale throughout
+    w[1] = 0.0  # idle
+    u = unitaries(tr, w)
+    u_ref = unitaries(tr, w, engine="numpy-reference")
+    assert np.max(np.abs(u - u_ref)) < 1e-11
+    f = gate_fidelity(u, "X", kind="unitary")
+    assert np.max(np.abs(f - gate_fidelity(u_ref, "X", kind="unitary"))) < 1e-12
+    if levels <= 4:
+        s = superoperators(tr, w)
+        s_ref = superoperators(tr, w, engine="numpy-reference")
+        assert np.max(np.abs(s - s_ref)) < 1e-11
+
+
+@pytest.mark.parametrize("batch", [1, 7, 15, 16, 17, 33])
+def test_batch_sizes_around_the_simd_block(batch: int) -> None:
+    tr = Transmon()
+    w = random_waveforms(np.random.default_rng(batch), batch, 9)
+    assert np.max(np.abs(unitaries(tr, w) - unitaries(tr, w, engine="numpy-reference"))) < 1e-12
+    s = superoperators(tr, w)
+    assert np.max(np.abs(s - superoperators(tr, w, engine="numpy-reference"))) < 1e-12
+
+
+def test_single_pulse_shapes() -> None:
+    tr = Transmon()
+    assert unitaries(tr, np.zeros(5)).shape == (3, 3)
+    assert superoperators(tr, np.zeros(5)).shape == (9, 9)
+    assert unitaries(tr, np.zeros((4, 5))).shape == (4, 3, 3)
+
+
+def test_generated_kernel_is_up_to_date() -> None:
+    from pathlib import Path
+
+    path = Path(_fast_codegen.__file__).with_name("_fast_mm9.py")
+    assert path.read_text() == _fast_codegen.module_source(), (
+        "regenerate with: python -m pulsecal.envs.physics._fast_codegen"
+    )
+
+
+def test_jit_works_without_a_writable_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    import numba
+
+    real = numba.njit
+
+    def no_cache(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if kwargs.get("cache"):
+            raise RuntimeError("cannot cache function 'f': no locator available")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(numba, "njit", no_cache)
+
+    def f(x: float) -> float:
+        return 2.0 * x
+
+    with pytest.warns(RuntimeWarning, match="numba cache unavailable"):
+        g = _fast_jit.jit(f)
+    assert g(1.5) == 3.0
