@@ -3,6 +3,8 @@ unitaries and CPTP maps, and agrees with the plain NumPy reference."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -31,7 +33,7 @@ SETTINGS = settings(max_examples=30, deadline=None)
 
 def choi(s: np.ndarray) -> np.ndarray:
     """Choi matrix Σ_jk E_jk ⊗ Φ(E_jk) of a column-stacking superoperator (N², N²)."""
-    n = int(round(np.sqrt(s.shape[0])))
+    n = math.isqrt(s.shape[0])
     out = np.zeros((n * n, n * n), dtype=complex)
     for j in range(n):
         for k in range(n):
