@@ -1,0 +1,50 @@
+"""Hardware layer: pulse IR, the Backend protocol, the safety envelope and guard, the shot
+ledger and journal, and ``BackendDevice`` which puts any backend behind the envs ``Device``
+protocol. Vendor SDKs are imported lazily inside ``pulsecal.hardware.adapters``."""
+
+from .backend import (
+    Artifact,
+    Backend,
+    BackendError,
+    Capabilities,
+    JobHandle,
+    JobTimeout,
+    Result,
+    TransientBackendError,
+    Violation,
+    validate_against,
+)
+from .device import BackendDevice, JobLost, RetryPolicy
+from .guard import Clearance, GuardedBackend, require_clearance
+from .ir import (
+    Acquire,
+    Barrier,
+    Constant,
+    Delay,
+    Drag,
+    Frame,
+    Gaussian,
+    Play,
+    Program,
+    Sampled,
+    SetFrequency,
+    SetPhase,
+    ShiftFrequency,
+    ShiftPhase,
+    WaveformTrace,
+    from_sequence,
+    to_waveform_trace,
+)
+from .journal import Journal, read_journal
+from .ledger import ShotLedger, utc_day
+from .safety import SafetyEnvelope, SafetyLimits, SafetyViolation
+
+__all__ = [
+    "Acquire", "Artifact", "Backend", "BackendDevice", "BackendError", "Barrier", "Capabilities",
+    "Clearance", "Constant", "Delay", "Drag", "Frame", "Gaussian", "GuardedBackend", "JobHandle",
+    "JobLost", "JobTimeout", "Journal", "Play", "Program", "Result", "RetryPolicy",
+    "SafetyEnvelope", "SafetyLimits", "SafetyViolation", "Sampled", "SetFrequency", "SetPhase",
+    "ShiftFrequency", "ShiftPhase", "ShotLedger", "TransientBackendError", "Violation",
+    "WaveformTrace", "from_sequence", "read_journal", "require_clearance", "to_waveform_trace",
+    "utc_day", "validate_against",
+]

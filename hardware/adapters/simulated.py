@@ -1,0 +1,227 @@
+"""The simulated device behind the full hardware path, with injected faults.
+
+``SimulatedBackend`` wraps any envs ``Device`` (normally ``SimulatedDevice``) as a
+``Backend``: programs are rendered by the shared renderer, the trace is played on the
+device, and the faults a cloud or lab stack shows can be injected at configurable rates
+from a seeded generator — transient submit errors, lost acknowledgements (the job ran but
+the caller never heard), result timeouts, late deliveries, partial results and duplicated
+(stale) deliveries. It keeps its own count of executed shots and of every execution per
+job key, so tests can hold the ledger and the "never double-submit" promise against it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+from pulsecal.envs.protocol import Device, PulseSequence
+
+from ..backend import (
+    Artifact,
+    BackendError,
+    Capabilities,
+    JobHandle,
+    JobTimeout,
+    Result,
+    TransientBackendError,
+    Violation,
+    validate_against,
+)
+from ..guard import require_clearance
+from ..ir import Frame, Program, default_drive_frame, recompute_hash, trace_to_sequence
+
+
+@dataclass(frozen=True)
+class FaultRates:
+    """Probabilities of each injected fault, per call.
+
+    Attributes:
+        submit_error: ``submit`` fails before the job reaches the backend.
+        lost_response: the job runs but ``submit``'s answer is lost (raises JobTimeout).
+        find_error: ``find`` fails transiently.
+        late_delivery: a job's result becomes ready only after 1..``late_polls_max`` polls
+            (each of which times out).
+        result_timeout: one ``result`` call times out although the job is done.
+        partial_result: one ``result`` call returns fewer shots than were run.
+        duplicate_delivery: one ``result`` call returns an earlier job's result again.
+        late_polls_max: see ``late_delivery``.
+    """
+
+    submit_error: float = 0.0
+    lost_response: float = 0.0
+    find_error: float = 0.0
+    late_delivery: float = 0.0
+    result_timeout: float = 0.0
+    partial_result: float = 0.0
+    duplicate_delivery: float = 0.0
+    late_polls_max: int = 3
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name == "late_polls_max":
+                if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                    raise ValueError(f"FaultRates.late_polls_max={v!r}: allowed an integer >= 1")
+            elif not (isinstance(v, int | float) and math.isfinite(v) and 0 <= v <= 1):
+                raise ValueError(f"FaultRates.{f.name}={v!r}: allowed a probability in [0, 1]")
+
+    @classmethod
+    def uniform(cls, rate: float) -> FaultRates:
+        """Every fault at the same ``rate``."""
+        return cls(rate, rate, rate, rate, rate, rate, rate)
+
+
+@dataclass
+class _Job:
+    job_id: str
+    job_key: str
+    shots: int
+    counts: tuple[int, int]
+    polls_left: int
+    delivered: bool = False
+
+
+@dataclass
+class _Stats:
+    submit_calls: int = 0
+    executions: int = 0
+    idempotent_hits: int = 0
+    faults: dict[str, int] = field(default_factory=dict)
+
+
+class SimulatedBackend:
+    """A ``Device`` as a ``Backend``, with fault injection.
+
+    Args:
+        device: the envs device to run on (its ``dt_s`` is the backend's grid).
+        rng: generator for fault injection only (shot noise is the device's own).
+        faults: fault rates (default: none).
+        frame: the drive frame (default ``q{qubit}_drive`` at 0 Hz).
+        qubit: the device's qubit index.
+        granularity, min_samples, max_samples, max_shots: capabilities to advertise.
+        idempotent_submit: a second ``submit`` with a known job key returns the first job
+            (as a vendor with idempotency keys would); False runs it again, which lets
+            tests prove the caller never double-submits.
+    """
+
+    name = "simulated"
+
+    def __init__(self, device: Device, *, rng: np.random.Generator, faults: FaultRates | None = None,
+                 frame: Frame | None = None, qubit: int = 0, granularity: int = 1,
+                 min_samples: int = 1, max_samples: int = 16384, max_shots: int = 100_000,
+                 idempotent_submit: bool = True) -> None:
+        if not isinstance(device, Device):
+            raise TypeError(f"device is {type(device).__name__}: allowed an envs Device")
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError(f"rng is {type(rng).__name__}: allowed numpy.random.Generator")
+        self.device = device
+        self._rng = rng
+        self.faults = faults if faults is not None else FaultRates()
+        self.frame = frame if frame is not None else default_drive_frame(qubit)
+        self.qubit = qubit
+        self.idempotent_submit = idempotent_submit
+        self._caps = Capabilities(
+            sample_time_s={self.frame.port: device.dt_s}, frames=(self.frame,), qubits=(qubit,),
+            granularity=granularity, min_samples=min_samples, max_samples=max_samples,
+            native_waveforms=frozenset({"gaussian", "drag", "constant", "sampled"}),
+            max_shots=max_shots)
+        self._jobs: dict[str, _Job] = {}
+        self._by_key: dict[str, str] = {}
+        self._delivered: list[str] = []
+        self.stats = _Stats()
+        self.executed_shots = 0
+        self.executions_per_key: dict[str, int] = {}
+
+    # -- Device pass-through (BackendDevice uses these when present) ---------------------
+
+    @property
+    def clock_s(self) -> float:
+        return self.device.clock_s
+
+    def advance(self, duration_s: float) -> None:
+        self.device.advance(duration_s)
+
+    # -- Backend ---------------------------------------------------------------------------
+
+    def capabilities(self) -> Capabilities:
+        return self._caps
+
+    def validate(self, program: Program) -> list[Violation]:
+        return validate_against(program, self._caps)
+
+    def compile(self, program: Program) -> Artifact:
+        trace = self._caps.render(program)
+        stop = trace.acquires[-1][1] if trace.acquires else trace.n_samples
+        drive = np.asarray(trace.samples[self.frame.name])[:stop]
+        payload: PulseSequence = trace_to_sequence(drive, trace.dt_s, name=program.name)
+        return Artifact(program, recompute_hash(program), trace, payload)
+
+    def submit(self, artifact: Artifact, shots: int, job_key: str) -> JobHandle:
+        self.stats.submit_calls += 1
+        require_clearance(artifact, shots, job_key)
+        if self._fault("submit_error"):
+            raise TransientBackendError(f"injected: submit of {job_key[:12]} failed before queuing")
+        if self.idempotent_submit and job_key in self._by_key:
+            self.stats.idempotent_hits += 1
+            return JobHandle(self._by_key[job_key], job_key)
+        counts = np.asarray(self.device.run([artifact.payload], shots))[0]
+        job_id = f"sim-{len(self._jobs):06d}"
+        late = self._fault("late_delivery")
+        polls = int(self._rng.integers(1, self.faults.late_polls_max + 1)) if late else 0
+        self._jobs[job_id] = _Job(job_id, job_key, shots, (int(counts[0]), int(counts[1])), polls)
+        self._by_key[job_key] = job_id
+        self.stats.executions += 1
+        self.executed_shots += shots
+        self.executions_per_key[job_key] = self.executions_per_key.get(job_key, 0) + 1
+        if self._fault("lost_response"):
+            raise JobTimeout(f"injected: acknowledgement of {job_key[:12]} lost (job {job_id} ran)")
+        return JobHandle(job_id, job_key)
+
+    def find(self, job_key: str) -> JobHandle | None:
+        if self._fault("find_error"):
+            raise TransientBackendError(f"injected: lookup of {job_key[:12]} failed")
+        job_id = self._by_key.get(job_key)
+        return None if job_id is None else JobHandle(job_id, job_key)
+
+    def result(self, handle: JobHandle, timeout_s: float) -> Result:
+        job = self._jobs.get(handle.job_id)
+        if job is None or job.job_key != handle.job_key:
+            raise BackendError(f"unknown job {handle.job_id!r} for key {handle.job_key[:12]}")
+        if job.polls_left > 0:
+            job.polls_left -= 1
+            raise JobTimeout(f"injected: job {job.job_id} still running after {timeout_s} s")
+        if self._fault("result_timeout"):
+            raise JobTimeout(f"injected: result of {job.job_id} timed out")
+        if self._delivered and self._fault("duplicate_delivery"):
+            old = self._jobs[self._delivered[int(self._rng.integers(len(self._delivered)))]]
+            return self._result_of(old)
+        if self._fault("partial_result"):
+            # A strict subset of the shots, as a stream cut short would deliver.
+            n0, n1 = job.counts
+            m = int(self._rng.integers(0, job.shots))
+            k1 = int(self._rng.hypergeometric(n1, n0, m)) if m > 0 else 0
+            k0 = m - k1
+            return Result({"0": k0, "1": k1}, {"job_id": job.job_id, "job_key": job.job_key,
+                                               "shots": job.shots, "partial": True})
+        if not job.delivered:
+            job.delivered = True
+            self._delivered.append(job.job_id)
+        return self._result_of(job)
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _result_of(self, job: _Job) -> Result:
+        return Result({"0": job.counts[0], "1": job.counts[1]},
+                      {"job_id": job.job_id, "job_key": job.job_key, "shots": job.shots,
+                       "partial": False})
+
+    def _fault(self, name: str) -> bool:
+        p = float(getattr(self.faults, name))
+        if p <= 0.0:
+            return False
+        hit = bool(self._rng.random() < p)
+        if hit:
+            self.stats.faults[name] = self.stats.faults.get(name, 0) + 1
+        return hit

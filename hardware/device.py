@@ -1,0 +1,273 @@
+"""``BackendDevice``: any ``Backend`` as an envs ``Device``, safely and exactly once.
+
+An environment calls ``run(sequences, shots)``; this class compiles each sequence to a
+``Program``, checks the whole batch (backend validation and the safety envelope, per-day
+shots and budget included) before anything runs, then submits one job per sequence through
+the ``GuardedBackend`` (the only path to ``Backend.submit``) and collects the counts.
+
+Exactly-once: every job has an idempotency key, sha256(session, step, index, program hash),
+so the same request in a resumed session gets the same key. A retry after any failure
+first asks the backend whether the key already reached it (``find``) and only submits if
+it did not; result polling retries timeouts, discards deliveries that belong to another job
+and partial deliveries. Backoff is exponential through an injectable ``sleep``. Every
+event — submitted, recovered, retry, partial, discarded, completed, refused, failed, lost —
+is appended to the journal; shots are counted in the ledger before submission.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from pulsecal.envs.protocol import PulseSequence
+
+from .backend import Backend, BackendError, JobHandle, TransientBackendError, Violation
+from .guard import GuardedBackend
+from .ir import Frame, Program, from_sequence
+from .journal import Journal
+from .ledger import RELEASED, ShotLedger
+from .safety import SafetyLimits, SafetyViolation
+
+
+class JobLost(BackendError):
+    """A job's outcome could not be established; its shots stay counted in the ledger."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try.
+
+    Attributes:
+        max_submit_attempts: submit (or find-then-submit) attempts per job.
+        max_result_polls: ``result`` calls per job before it is declared lost.
+        result_timeout_s: timeout passed to every ``result`` call.
+        base_delay_s, multiplier, max_delay_s: backoff delay_s(k) = min(base·multiplier^k, max).
+    """
+
+    max_submit_attempts: int = 6
+    max_result_polls: int = 30
+    result_timeout_s: float = 60.0
+    base_delay_s: float = 0.5
+    multiplier: float = 2.0
+    max_delay_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_submit_attempts", "max_result_polls"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"RetryPolicy.{name}={v!r}: allowed an integer >= 1")
+        for name in ("result_timeout_s", "base_delay_s", "max_delay_s"):
+            v = getattr(self, name)
+            if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"RetryPolicy.{name}={v!r}: allowed a finite number >= 0")
+        if not (math.isfinite(self.multiplier) and self.multiplier >= 1):
+            raise ValueError(f"RetryPolicy.multiplier={self.multiplier!r}: allowed >= 1")
+
+    def delay_s(self, attempt: int) -> float:
+        return float(min(self.base_delay_s * self.multiplier**attempt, self.max_delay_s))
+
+
+class BackendDevice:
+    """A ``Backend`` behind the envs ``Device`` protocol, the safety envelope, a shot ledger
+    and a journal.
+
+    Args:
+        backend: the target (never called for ``submit`` except through the guard).
+        limits: the device's safety limits.
+        ledger: shot accounting, shared across sessions on the same device.
+        journal: the append-only job journal.
+        session_id: names this session in job keys (reuse it to resume a session).
+        frame: the drive frame sequences are played on (default: the backend's first frame).
+        qubit: the measured qubit.
+        acquire_duration_s: duration of the final measurement, in seconds.
+        retry: retry and backoff policy.
+        clock: wall-clock seconds (UTC day of the per-day count; device clock fallback).
+        sleep: how to wait between retries (inject a fake in tests).
+        start_step: first step number (a resumed session continues its numbering).
+    """
+
+    def __init__(self, backend: Backend, *, limits: SafetyLimits, ledger: ShotLedger,
+                 journal: Journal, session_id: str, frame: Frame | None = None, qubit: int = 0,
+                 acquire_duration_s: float = 0.0, retry: RetryPolicy | None = None,
+                 clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep, start_step: int = 0) -> None:
+        if not isinstance(session_id, str) or not session_id:
+            raise ValueError(f"BackendDevice.session_id={session_id!r}: allowed a non-empty string")
+        self.guard = GuardedBackend(backend, limits, ledger, clock=clock)
+        self._backend = backend
+        caps = self.guard.capabilities()
+        self.frame = frame if frame is not None else caps.frames[0]
+        self._dt_s = float(caps.sample_time_s[self.frame.port])
+        self.qubit = qubit
+        self.acquire_duration_s = acquire_duration_s
+        self.session_id = session_id
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.journal = journal
+        self.ledger = ledger
+        self._clock = clock
+        self._sleep = sleep
+        self._t0 = clock()
+        self._step = int(start_step)
+
+    # -- Device protocol ----------------------------------------------------------------
+
+    @property
+    def dt_s(self) -> float:
+        return self._dt_s
+
+    @property
+    def clock_s(self) -> float:
+        clock = getattr(self._backend, "clock_s", None)
+        if isinstance(clock, int | float):
+            return float(clock)
+        return float(self._clock() - self._t0)
+
+    def advance(self, duration_s: float) -> None:
+        """Let device time pass: a simulated backend advances its clock, hardware waits."""
+        d = float(duration_s)
+        if not (math.isfinite(d) and d >= 0):
+            raise ValueError(f"duration_s={duration_s!r}: allowed finite >= 0 s")
+        adv = getattr(self._backend, "advance", None)
+        if callable(adv):
+            adv(d)
+        else:
+            self._sleep(d)
+
+    def run(self, sequences: Sequence[PulseSequence], shots: int) -> NDArray[np.int64]:
+        """Run every sequence ``shots`` times; (len(sequences), 2) counts (n0, n1).
+
+        Raises SafetyViolation (nothing submitted) if any sequence of the batch is refused.
+        """
+        step = self._step
+        self._step += 1
+        programs = [from_sequence(s, self.frame, self._dt_s, shots=shots, qubit=self.qubit,
+                                  acquire_duration_s=self.acquire_duration_s) for s in sequences]
+        keys = [self.job_key(p, step, i) for i, p in enumerate(programs)]
+        self._check_batch(programs, keys, shots, step)
+        handles = [self._submit(p, k, shots, step, i) for i, (p, k) in enumerate(zip(programs, keys, strict=True))]
+        out = np.zeros((len(programs), 2), dtype=np.int64)
+        for i, (p, h) in enumerate(zip(programs, handles, strict=True)):
+            out[i] = self._collect(p, h, shots, step, i)
+        return out
+
+    # -- job keys and checks --------------------------------------------------------------
+
+    def job_key(self, program: Program, step: int, index: int) -> str:
+        text = f"{self.session_id}\x00{step}\x00{index}\x00{program.content_hash()}"
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def _counted(self, key: str) -> bool:
+        e = self.ledger.entry(key)
+        return e is not None and e.state != RELEASED
+
+    def _check_batch(self, programs: list[Program], keys: list[str], shots: int, step: int) -> None:
+        refusals: list[Violation] = []
+        for i, (p, k) in enumerate(zip(programs, keys, strict=True)):
+            v = self.guard.check(p, shots, k)
+            if v:
+                self._log("refused", p, k, step, i, violations=[x.to_dict() for x in v])
+                refusals += [Violation(x.limit, x.value, x.allowed, f"sequence {i}: {x.where}".rstrip(": "))
+                             for x in v]
+        if not refusals:
+            # Each job alone may fit under the day's limit while the batch does not.
+            new = shots * sum(not self._counted(k) for k in keys)
+            today = self.ledger.shots_on(self.guard.today())
+            lim = self.guard.limits.max_shots_per_day
+            if today + new > lim:
+                refusals.append(Violation("max_shots_per_day", today + new, f"<= {lim} shots per UTC day",
+                                          f"batch of {len(keys)}"))
+            budget = self.ledger.budget_shots
+            if budget is not None and self.ledger.used_shots + new > budget:
+                refusals.append(Violation("shot_budget", self.ledger.used_shots + new, f"<= {budget} shots",
+                                          f"batch of {len(keys)}"))
+            if refusals:
+                for i, (p, k) in enumerate(zip(programs, keys, strict=True)):
+                    self._log("refused", p, k, step, i, violations=[x.to_dict() for x in refusals])
+        if refusals:
+            raise SafetyViolation(refusals)
+
+    # -- exactly-once submission -----------------------------------------------------------
+
+    def _submit(self, program: Program, key: str, shots: int, step: int, index: int) -> JobHandle:
+        ask_first = self._counted(key)  # a resumed session may already have sent this key
+        for attempt in range(self.retry.max_submit_attempts):
+            try:
+                if ask_first:
+                    h = self.guard.find(key)
+                    if h is not None:
+                        self._log("recovered", program, key, step, index, job_id=h.job_id)
+                        return h
+                h = self.guard.submit(program, shots, key)
+                self._log("submitted", program, key, step, index, job_id=h.job_id, shots=shots)
+                return h
+            except SafetyViolation as e:
+                self._log("refused", program, key, step, index,
+                          violations=[x.to_dict() for x in e.violations])
+                raise
+            except TransientBackendError as e:
+                # The job may have reached the backend: never submit again before asking.
+                ask_first = True
+                self._log("retry", program, key, step, index, phase="submit", attempt=attempt,
+                          error=f"{type(e).__name__}: {e}")
+                self._sleep(self.retry.delay_s(attempt))
+            except BackendError as e:
+                self._give_up(program, key, step, index, f"{type(e).__name__}: {e}")
+                raise
+        self._give_up(program, key, step, index, "out of submit attempts")
+        raise JobLost(f"job {key[:12]} (step {step}, sequence {index}): out of submit attempts")
+
+    def _give_up(self, program: Program, key: str, step: int, index: int, why: str) -> None:
+        """Release the shots only if the backend provably never got the job."""
+        try:
+            h = self.guard.find(key)
+        except BackendError as e:
+            self._log("lost", program, key, step, index, error=f"{why}; find failed: {e}")
+            return
+        if h is None:
+            if self._counted(key):
+                self.guard.release(key)
+            self._log("failed", program, key, step, index, error=why)
+        else:
+            self._log("lost", program, key, step, index, job_id=h.job_id, error=why)
+
+    def _collect(self, program: Program, h: JobHandle, shots: int, step: int, index: int) -> tuple[int, int]:
+        for poll in range(self.retry.max_result_polls):
+            try:
+                r = self.guard.result(h, self.retry.result_timeout_s)
+            except TransientBackendError as e:
+                self._log("retry", program, h.job_key, step, index, phase="result", attempt=poll,
+                          job_id=h.job_id, error=f"{type(e).__name__}: {e}")
+                self._sleep(self.retry.delay_s(min(poll, 8)))
+                continue
+            got_id = r.metadata.get("job_id", h.job_id)
+            if got_id != h.job_id:
+                self._log("discarded", program, h.job_key, step, index, job_id=h.job_id,
+                          delivered_job_id=got_id)
+                continue
+            counts = {str(k): int(v) for k, v in r.counts.items()}
+            if set(counts) - {"0", "1"}:
+                raise BackendError(f"job {h.job_id}: outcomes {sorted(counts)}, allowed '0', '1'")
+            n0, n1 = counts.get("0", 0), counts.get("1", 0)
+            if n0 + n1 != shots or r.metadata.get("partial", False):
+                self._log("partial", program, h.job_key, step, index, job_id=h.job_id,
+                          counts=counts, shots=shots)
+                self._sleep(self.retry.delay_s(min(poll, 8)))
+                continue
+            self.ledger.confirm(h.job_key, h.job_id)
+            self._log("completed", program, h.job_key, step, index, job_id=h.job_id, counts=counts,
+                      status="done")
+            return n0, n1
+        self._log("lost", program, h.job_key, step, index, job_id=h.job_id, error="out of result polls")
+        raise JobLost(f"job {h.job_id} (key {h.job_key[:12]}): no complete result after "
+                      f"{self.retry.max_result_polls} polls; its shots stay counted")
+
+    def _log(self, event: str, program: Program, key: str, step: int, index: int, **fields: Any) -> None:
+        self.journal.append(event, session=self.session_id, step=step, index=index, job_key=key,
+                            program_hash=program.content_hash(), **fields)

@@ -1,0 +1,172 @@
+"""The only way to a backend's ``submit``: check, compile, re-check the artifact, count, seal.
+
+``GuardedBackend.submit(program, shots, job_key)`` is the single call site of
+``Backend.submit`` in the library. For every call it
+
+1. validates the program against the backend (``Backend.validate``) and the safety envelope,
+   including the per-day shot limit against the ledger;
+2. compiles it, then checks the *artifact* it is about to hand over: its program must hash
+   to the program just checked (recomputed, not read from a cache), the trace it claims to
+   play must pass the envelope's sample limits, and it must equal a fresh render of the
+   program to within the backend's quantisation (``trace_tolerance``);
+3. reserves the shots in the ledger under ``job_key`` (idempotent) before submitting;
+4. seals the artifact with a ``Clearance`` for exactly this program hash, shot count and
+   job key, which adapters verify with ``require_clearance`` before running anything.
+
+A test in tests/hardware checks that no other module of the package calls ``.submit(``
+on a backend.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .backend import Artifact, Backend, Capabilities, JobHandle, Result, Violation
+from .ir import Program, recompute_hash
+from .ledger import ShotLedger, utc_day
+from .safety import SafetyEnvelope, SafetyLimits, SafetyViolation
+
+_SEAL = object()  # only this module can mint a clearance that require_clearance accepts
+
+
+@dataclass(frozen=True)
+class Clearance:
+    """Proof that the guard checked this exact program hash for these shots and job key."""
+
+    program_hash: str
+    shots: int
+    job_key: str
+    limits_hash: str
+    seal: object
+
+
+def require_clearance(artifact: Artifact, shots: int, job_key: str) -> None:
+    """Adapters call this first in ``submit``; raises SafetyViolation unless the guard
+    cleared exactly this artifact for ``shots`` under ``job_key``."""
+    c = getattr(artifact, "clearance", None)
+    problems: list[Violation] = []
+    if not isinstance(c, Clearance) or c.seal is not _SEAL:
+        problems.append(Violation("clearance", c, "an artifact cleared by GuardedBackend"))
+    else:
+        try:
+            h = recompute_hash(artifact.program)
+        except Exception as e:  # an artifact whose program cannot even be serialised
+            h = f"unhashable: {e}"
+        if h != c.program_hash or artifact.program_hash != c.program_hash:
+            problems.append(Violation("clearance.program_hash", h, f"{c.program_hash!r}"))
+        if shots != c.shots:
+            problems.append(Violation("clearance.shots", shots, f"{c.shots}"))
+        if job_key != c.job_key:
+            problems.append(Violation("clearance.job_key", job_key, f"{c.job_key!r}"))
+    if problems:
+        raise SafetyViolation(problems)
+
+
+class GuardedBackend:
+    """A backend behind the safety envelope and the shot ledger.
+
+    Args:
+        backend: the target.
+        limits: the device's safety limits.
+        ledger: shot accounting (per-day limit and budget are enforced through it).
+        clock: wall-clock seconds, used for the UTC day of the per-day count.
+        trace_tolerance: largest |difference| allowed between the artifact's trace and a
+            fresh render of its program (vendor amplitude quantisation; 2**-15 covers int16).
+    """
+
+    def __init__(self, backend: Backend, limits: SafetyLimits, ledger: ShotLedger, *,
+                 clock: Callable[[], float] = time.time, trace_tolerance: float = 2.0**-15) -> None:
+        self.backend = backend
+        self.limits = limits
+        self.ledger = ledger
+        self._clock = clock
+        self._caps: Capabilities = backend.capabilities()
+        self.envelope = SafetyEnvelope(limits, self._caps)
+        self._limits_hash = limits.content_hash()
+        self._tol = float(trace_tolerance)
+
+    def capabilities(self) -> Capabilities:
+        return self._caps
+
+    def today(self) -> str:
+        return utc_day(self._clock())
+
+    def check(self, program: Program, shots: int | None = None, job_key: str | None = None) -> list[Violation]:
+        """Everything that would refuse ``program``; pure. A job key the ledger already
+        counts does not count twice against the per-day limit."""
+        n = program.shots if shots is None and isinstance(program, Program) else shots
+        used = self.ledger.shots_on(self.today())
+        e = self.ledger.entry(job_key) if job_key is not None else None
+        if e is not None and e.state != "released" and e.day == self.today():
+            used -= e.shots
+        try:
+            v = list(self.backend.validate(program))
+        except Exception as ex:  # a validator that crashes refuses
+            v = [Violation("backend.validate", f"{type(ex).__name__}: {ex}", "no exception")]
+        if isinstance(program, Program) and n != program.shots:
+            v.append(Violation("shots", n, f"the program's shots={program.shots}"))
+        return v + self.envelope.check(program, shots=n, shots_today=used)
+
+    def submit(self, program: Program, shots: int, job_key: str) -> JobHandle:
+        """Check, compile, re-check the artifact, reserve shots, seal and submit.
+
+        Raises SafetyViolation (nothing submitted, nothing counted) on any violation, and
+        whatever the backend's ``submit`` raises (shots stay reserved: the job may have run).
+        """
+        if not isinstance(job_key, str) or not job_key:
+            raise SafetyViolation([Violation("job_key", job_key, "a non-empty string")])
+        v = self.check(program, shots, job_key)
+        if v:
+            raise SafetyViolation(v)
+        try:
+            expected = recompute_hash(program)
+        except Exception as e:  # the envelope refuses these already; fail closed regardless
+            raise SafetyViolation([Violation("program_hash", f"{type(e).__name__}: {e}",
+                                             "a serialisable program")]) from None
+        artifact = self.backend.compile(program)
+        v = self._check_artifact(artifact, program, expected)
+        if v:
+            raise SafetyViolation(v)
+        self.ledger.reserve(job_key, int(shots), self.today(),
+                            max_shots_per_day=self.limits.max_shots_per_day)
+        sealed = replace(artifact, clearance=Clearance(expected, int(shots), job_key,
+                                                        self._limits_hash, _SEAL))
+        return self.backend.submit(sealed, int(shots), job_key)
+
+    def _check_artifact(self, artifact: Artifact, program: Program, expected: str) -> list[Violation]:
+        try:
+            if not isinstance(artifact, Artifact):
+                return [Violation("artifact_type", type(artifact).__name__, "an Artifact")]
+            got = recompute_hash(artifact.program)
+            if got != expected or artifact.program_hash != expected:
+                return [Violation("artifact.program_hash", got, f"{expected!r} (the checked program)")]
+            v = self.envelope.check_trace(artifact.trace)
+            if v:
+                return v
+            fresh = self._caps.render(program)
+            if set(fresh.samples) != set(artifact.trace.samples) or fresh.n_samples != artifact.trace.n_samples:
+                return [Violation("artifact.trace", f"{artifact.trace.n_samples} samples on "
+                                  f"{sorted(artifact.trace.samples)}",
+                                  f"{fresh.n_samples} samples on {sorted(fresh.samples)}")]
+            for name, s in fresh.samples.items():
+                diff = float(np.max(np.abs(np.asarray(artifact.trace.samples[name]) - s), initial=0.0))
+                if not diff <= self._tol:
+                    return [Violation("artifact.trace", diff, f"<= {self._tol!r} from the program's render",
+                                      f"frame {name!r}")]
+            return []
+        except Exception as e:
+            return [Violation("artifact", f"{type(e).__name__}: {e}", "an artifact the guard can check")]
+
+    def find(self, job_key: str) -> JobHandle | None:
+        return self.backend.find(job_key)
+
+    def result(self, handle: JobHandle, timeout_s: float) -> Result:
+        return self.backend.result(handle, timeout_s)
+
+    def release(self, job_key: str) -> None:
+        """Un-count a job the backend provably never received."""
+        self.ledger.release(job_key)

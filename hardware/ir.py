@@ -1,0 +1,832 @@
+"""A small pulse-program IR in SI units, its JSON form, and the one place that renders it.
+
+Every hardware path goes through this module: the environments' ``PulseSequence`` is
+compiled to a ``Program`` (``from_sequence``), programs are hashed for idempotent job keys
+and journals (``Program.content_hash``: sha256 over canonical JSON, never pickle), and
+``to_waveform_trace`` renders a program to complex samples on a device grid. That renderer
+is the single place for resampling, padding to the device granularity and frame tracking,
+so the safety envelope, the simulated backend and every vendor adapter see the same
+samples.
+
+Conventions (the trace is what the envs call ``u``, the coefficient of a† in
+H/ħ = 2π·δ·n + π·α·n(n−1) + π·Ω_R·(u·a† + u*·a), in the frame rotating at the frame's
+declared ``frequency_hz``):
+
+- ``ShiftPhase(θ)`` multiplies every later sample of that frame by e^{+iθ}; this is
+  exactly the envs' ``VirtualZ(θ)`` = Rz(θ) = exp(−iθ·n), so ``from_sequence`` maps
+  ``VirtualZ(θ)`` to ``ShiftPhase(+θ)``. ``SetPhase(p)`` makes the frame's total phase p
+  at that instant.
+- ``SetFrequency``/``ShiftFrequency`` move the drive to f; relative to the declared
+  frequency f0 the envelope then turns as e^{−i·2π(f−f0)·t} (t is program time at the
+  sample's mid-point), i.e. the detuning δ = f_qubit − f_drive drops by f − f0, as in
+  ``pulsecal.envs.pulses``. The phase is continuous across frequency changes, as on
+  OpenPulse frames.
+- Parametric waveforms are sampled at bin mid-points t_k = (k + ½)·dt; Drag is
+  u = I + i·β·dI/dt (β in seconds, PHYSICS.md), then rotated by e^{i·angle}.
+
+Per-vendor mapping of the phase convention (adapters must apply it; verify on a new
+device with a Ramsey sign check, because mixer wiring can flip it):
+
+- Braket / OpenPulse: emit ``shift_phase(frame, +θ)``. Qiskit-pulse lineage implements
+  its rz(θ) = exp(−iθZ/2) = our Rz(−θ) as a phase shift of −θ, so the sign agrees with ours.
+- qibolab 0.2: emit ``VirtualZ(phase=+θ)``; its compiler maps RZ(θ) = our Rz(−θ) to
+  ``VirtualZ(phase=−θ)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from pulsecal.envs.protocol import Delay as SeqDelay
+from pulsecal.envs.protocol import Play as SeqPlay
+from pulsecal.envs.protocol import PulseSequence
+from pulsecal.envs.protocol import VirtualZ as SeqVirtualZ
+
+IR_FORMAT = "pulsecal.ir/1"
+# A parametric duration may miss the grid by this fraction of a sample (float noise only).
+GRID_TOLERANCE = 1e-6
+# Renderer refuses programs longer than this unless told otherwise: protects memory from
+# a policy that asks for a Delay of 1e30 s before any limit is even looked at.
+DEFAULT_MAX_TOTAL_SAMPLES = 1 << 24
+
+ComplexArray = NDArray[np.complex128]
+
+
+class ProgramTooLong(ValueError):
+    """The program (or one waveform or delay in it) exceeds the renderer's sample budget."""
+
+
+def _fail(owner: str, name: str, value: object, allowed: str) -> None:
+    raise ValueError(f"{owner}.{name}={value!r}: allowed {allowed}")
+
+
+def _real(owner: str, name: str, value: object, *, positive: bool = False,
+          nonnegative: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        _fail(owner, name, value, "a real number")
+    v = float(value)  # type: ignore[arg-type]
+    if not math.isfinite(v):
+        _fail(owner, name, value, "a finite real number")
+    if positive and not v > 0:
+        _fail(owner, name, value, "> 0")
+    if nonnegative and not v >= 0:
+        _fail(owner, name, value, ">= 0")
+    return v
+
+
+def _name(owner: str, fname: str, value: object) -> str:
+    if not isinstance(value, str) or not value or len(value) > 128:
+        _fail(owner, fname, value, "a non-empty string of at most 128 characters")
+    return value  # type: ignore[return-value]
+
+
+def _set(obj: object, name: str, value: object) -> None:
+    object.__setattr__(obj, name, value)
+
+
+# -- frames -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A named frame on a port: carrier ``frequency_hz`` and initial ``phase`` (rad)."""
+
+    name: str
+    port: str
+    frequency_hz: float
+    phase: float = 0.0
+
+    def __post_init__(self) -> None:
+        _name("Frame", "name", self.name)
+        _name("Frame", "port", self.port)
+        _set(self, "frequency_hz", _real("Frame", "frequency_hz", self.frequency_hz, nonnegative=True))
+        _set(self, "phase", _real("Frame", "phase", self.phase))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "port": self.port, "frequency_hz": self.frequency_hz,
+                "phase": self.phase}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Frame:
+        return cls(str(d["name"]), str(d["port"]), float(d["frequency_hz"]), float(d["phase"]))
+
+
+# -- waveforms ------------------------------------------------------------------------------
+
+
+def _grid_samples(owner: str, duration_s: float, dt_s: float) -> int:
+    n_float = duration_s / dt_s
+    n = round(n_float)
+    if n < 1 or abs(n - n_float) > GRID_TOLERANCE * max(1.0, n_float):
+        raise ValueError(
+            f"{owner}.duration_s={duration_s!r} is {n_float:.9g} samples of dt_s={dt_s!r}: "
+            "allowed a whole number >= 1 of samples"
+        )
+    return n
+
+
+def _gaussian_envelope(n: int, dt_s: float, duration_s: float, sigma_s: float,
+                       amplitude: float, zero_at_edges: bool) -> tuple[ComplexArray, ComplexArray]:
+    """(I, dI/dt) sampled at bin mid-points."""
+    t = (np.arange(n) + 0.5) * dt_s - 0.5 * duration_s
+    with np.errstate(over="ignore", under="ignore"):  # extreme sigma: g underflows to 0, fine
+        g = np.exp(-0.5 * (t / sigma_s) ** 2)
+        dg = -(t / sigma_s**2) * g
+    if zero_at_edges:
+        edge = math.exp(-0.5 * (0.5 * duration_s / sigma_s) ** 2)
+        scale = amplitude / (1.0 - edge)
+        return scale * (g - edge) + 0j, scale * dg + 0j
+    return amplitude * g + 0j, amplitude * dg + 0j
+
+
+@dataclass(frozen=True)
+class Gaussian:
+    """Gaussian of ``duration_s`` with width ``sigma_s``, peak ``amplitude``, rotated by ``angle``."""
+
+    duration_s: float
+    sigma_s: float
+    amplitude: float
+    angle: float = 0.0
+    zero_at_edges: bool = False
+    kind: ClassVar[str] = "gaussian"
+
+    def __post_init__(self) -> None:
+        _set(self, "duration_s", _real("Gaussian", "duration_s", self.duration_s, positive=True))
+        _set(self, "sigma_s", _real("Gaussian", "sigma_s", self.sigma_s, positive=True))
+        _set(self, "amplitude", _real("Gaussian", "amplitude", self.amplitude))
+        _set(self, "angle", _real("Gaussian", "angle", self.angle))
+        if not isinstance(self.zero_at_edges, bool):
+            _fail("Gaussian", "zero_at_edges", self.zero_at_edges, "a bool")
+
+    def samples(self, dt_s: float) -> ComplexArray:
+        n = _grid_samples("Gaussian", self.duration_s, dt_s)
+        i, _ = _gaussian_envelope(n, dt_s, self.duration_s, self.sigma_s, self.amplitude,
+                                  self.zero_at_edges)
+        return i * np.exp(1j * self.angle)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "duration_s": self.duration_s, "sigma_s": self.sigma_s,
+                "amplitude": self.amplitude, "angle": self.angle,
+                "zero_at_edges": self.zero_at_edges}
+
+
+@dataclass(frozen=True)
+class Drag:
+    """DRAG: Gaussian I plus Q = ``beta_s``·dI/dt (β in seconds, as Braket and Qblox take it)."""
+
+    duration_s: float
+    sigma_s: float
+    amplitude: float
+    beta_s: float
+    angle: float = 0.0
+    zero_at_edges: bool = False
+    kind: ClassVar[str] = "drag"
+
+    def __post_init__(self) -> None:
+        _set(self, "duration_s", _real("Drag", "duration_s", self.duration_s, positive=True))
+        _set(self, "sigma_s", _real("Drag", "sigma_s", self.sigma_s, positive=True))
+        _set(self, "amplitude", _real("Drag", "amplitude", self.amplitude))
+        _set(self, "beta_s", _real("Drag", "beta_s", self.beta_s))
+        _set(self, "angle", _real("Drag", "angle", self.angle))
+        if not isinstance(self.zero_at_edges, bool):
+            _fail("Drag", "zero_at_edges", self.zero_at_edges, "a bool")
+
+    def samples(self, dt_s: float) -> ComplexArray:
+        n = _grid_samples("Drag", self.duration_s, dt_s)
+        i, di = _gaussian_envelope(n, dt_s, self.duration_s, self.sigma_s, self.amplitude,
+                                   self.zero_at_edges)
+        return (i + 1j * self.beta_s * di) * np.exp(1j * self.angle)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "duration_s": self.duration_s, "sigma_s": self.sigma_s,
+                "amplitude": self.amplitude, "beta_s": self.beta_s, "angle": self.angle,
+                "zero_at_edges": self.zero_at_edges}
+
+
+@dataclass(frozen=True)
+class Constant:
+    """Flat pulse of ``duration_s`` at ``amplitude``·e^{i·angle}."""
+
+    duration_s: float
+    amplitude: float
+    angle: float = 0.0
+    kind: ClassVar[str] = "constant"
+
+    def __post_init__(self) -> None:
+        _set(self, "duration_s", _real("Constant", "duration_s", self.duration_s, positive=True))
+        _set(self, "amplitude", _real("Constant", "amplitude", self.amplitude))
+        _set(self, "angle", _real("Constant", "angle", self.angle))
+
+    def samples(self, dt_s: float) -> ComplexArray:
+        n = _grid_samples("Constant", self.duration_s, dt_s)
+        return np.full(n, self.amplitude * np.exp(1j * self.angle), dtype=np.complex128)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "duration_s": self.duration_s, "amplitude": self.amplitude,
+                "angle": self.angle}
+
+
+@dataclass(frozen=True, eq=False)
+class Sampled:
+    """Complex samples (S,) on a grid of ``dt_s``; resampled by the renderer if the device's
+    grid differs."""
+
+    samples: ComplexArray
+    dt_s: float
+    kind: ClassVar[str] = "sampled"
+
+    def __post_init__(self) -> None:
+        try:
+            w = np.array(self.samples, dtype=np.complex128).reshape(-1)
+        except (TypeError, ValueError):
+            raise ValueError(f"Sampled.samples of type {type(self.samples).__name__}: "
+                             "allowed a 1-D array of complex numbers") from None
+        if w.size == 0:
+            _fail("Sampled", "samples", "[]", "at least one sample")
+        if not np.all(np.isfinite(w)):
+            _fail("Sampled", "samples", "NaN/inf", "finite complex samples")
+        w.setflags(write=False)
+        _set(self, "samples", w)
+        _set(self, "dt_s", _real("Sampled", "dt_s", self.dt_s, positive=True))
+
+    @property
+    def duration_s(self) -> float:
+        return self.samples.size * self.dt_s
+
+    def samples_on(self, dt_s: float) -> ComplexArray:
+        return resample(self.samples, self.dt_s, dt_s)
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, Sampled) and other.dt_s == self.dt_s
+                and np.array_equal(other.samples, self.samples))
+
+    def __hash__(self) -> int:
+        return hash((self.dt_s, self.samples.tobytes()))
+
+    def to_dict(self) -> dict[str, Any]:
+        # + 0.0 turns -0.0 into 0.0: the same waveform must have one canonical form.
+        return {"kind": self.kind, "dt_s": self.dt_s,
+                "re": (self.samples.real + 0.0).tolist(),
+                "im": (self.samples.imag + 0.0).tolist()}
+
+
+Waveform = Gaussian | Drag | Constant | Sampled
+WAVEFORM_KINDS: dict[str, type] = {c.kind: c for c in (Gaussian, Drag, Constant, Sampled)}
+
+
+def waveform_from_dict(d: Mapping[str, Any]) -> Waveform:
+    kind = d.get("kind")
+    if kind == "sampled":
+        re = np.asarray(d["re"], dtype=np.float64)
+        im = np.asarray(d["im"], dtype=np.float64)
+        if re.shape != im.shape:
+            raise ValueError(f"Sampled re/im lengths {re.size}/{im.size}: allowed equal lengths")
+        w = np.empty(re.shape, dtype=np.complex128)
+        w.real, w.imag = re, im  # re + 1j*im would lose the sign of zeros
+        return Sampled(w, float(d["dt_s"]))
+    cls = WAVEFORM_KINDS.get(str(kind))
+    if cls is None:
+        raise ValueError(f"waveform kind={kind!r}: allowed one of {sorted(WAVEFORM_KINDS)}")
+    args = {k: v for k, v in d.items() if k != "kind"}
+    return cls(**args)  # type: ignore[no-any-return]
+
+
+def resample(samples: ArrayLike, src_dt_s: float, dst_dt_s: float) -> ComplexArray:
+    """Piecewise-constant ``samples`` on ``src_dt_s`` → bins of ``dst_dt_s`` preserving the
+    area ∫u dt of every destination bin (the rotation angle a pulse produces); the last bin
+    is zero-padded. Identity when the grids agree."""
+    w = np.asarray(samples, dtype=np.complex128).reshape(-1)
+    if abs(src_dt_s - dst_dt_s) <= 1e-12 * dst_dt_s:
+        return w.copy()
+    total_s = w.size * src_dt_s
+    n = max(1, math.ceil(total_s / dst_dt_s - GRID_TOLERANCE))
+    src_edges = np.arange(w.size + 1) * src_dt_s
+    cum = np.concatenate([[0.0 + 0j], np.cumsum(w) * src_dt_s])
+    dst_edges = np.minimum(np.arange(n + 1) * dst_dt_s, total_s)
+    c = np.interp(dst_edges, src_edges, cum.real) + 1j * np.interp(dst_edges, src_edges, cum.imag)
+    return np.diff(c) / dst_dt_s
+
+
+# -- instructions ---------------------------------------------------------------------------
+
+
+def _frames_tuple(owner: str, frames: object) -> tuple[str, ...]:
+    if isinstance(frames, str) or not isinstance(frames, Iterable):
+        _fail(owner, "frames", frames, "a tuple of frame names (empty = all frames)")
+    out: tuple[str, ...] = tuple(frames)  # type: ignore[arg-type]
+    for f in out:
+        _name(owner, "frames[]", f)
+    return out
+
+
+@dataclass(frozen=True)
+class Play:
+    """Play ``waveform`` on ``frame``."""
+
+    frame: str
+    waveform: Waveform
+    op: ClassVar[str] = "play"
+
+    def __post_init__(self) -> None:
+        _name("Play", "frame", self.frame)
+        if not isinstance(self.waveform, Gaussian | Drag | Constant | Sampled):
+            _fail("Play", "waveform", type(self.waveform).__name__,
+                  "Gaussian, Drag, Constant or Sampled")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": self.op, "frame": self.frame, "waveform": self.waveform.to_dict()}
+
+
+@dataclass(frozen=True)
+class ShiftPhase:
+    """Multiply later samples of ``frame`` by e^{+i·phase} (= envs ``VirtualZ(phase)``)."""
+
+    frame: str
+    phase: float
+    op: ClassVar[str] = "shift_phase"
+
+    def __post_init__(self) -> None:
+        _name("ShiftPhase", "frame", self.frame)
+        _set(self, "phase", _real("ShiftPhase", "phase", self.phase))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": self.op, "frame": self.frame, "phase": self.phase}
+
+
+@dataclass(frozen=True)
+class SetPhase:
+    """Set the total phase of ``frame`` to ``phase`` at this instant."""
+
+    frame: str
+    phase: float
+    op: ClassVar[str] = "set_phase"
+
+    def __post_init__(self) -> None:
+        _name("SetPhase", "frame", self.frame)
+        _set(self, "phase", _real("SetPhase", "phase", self.phase))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": self.op, "frame": self.frame, "phase": self.phase}
+
+
+@dataclass(frozen=True)
+class ShiftFrequency:
+    """Shift the carrier of ``frame`` by ``frequency_hz``."""
+
+    frame: str
+    frequency_hz: float
+    op: ClassVar[str] = "shift_frequency"
+
+    def __post_init__(self) -> None:
+        _name("ShiftFrequency", "frame", self.frame)
+        _set(self, "frequency_hz", _real("ShiftFrequency", "frequency_hz", self.frequency_hz))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": self.op, "frame": self.frame, "frequency_hz": self.frequency_hz}
+
+
+@dataclass(frozen=True)
+class SetFrequency:
+    """Set the carrier of ``frame`` to ``frequency_hz``."""
+
+    frame: str
+    frequency_hz: float
+    op: ClassVar[str] = "set_frequency"
+
+    def __post_init__(self) -> None:
+        _name("SetFrequency", "frame", self.frame)
+        _set(self, "frequency_hz",
+             _real("SetFrequency", "frequency_hz", self.frequency_hz, nonnegative=True))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": self.op, "frame": self.frame, "frequency_hz": self.frequency_hz}
+
+
+@dataclass(frozen=True)
+class Delay:
+    """Idle ``duration_s`` on ``frames`` (all frames if empty); rounded to whole samples."""
+
+    duration_s: float
+    frames: tuple[str, ...] = ()
+    op: ClassVar[str] = "delay"
+
+    def __post_init__(self) -> None:
+        _set(self, "duration_s", _real("Delay", "duration_s", self.duration_s, nonnegative=True))
+        _set(self, "frames", _frames_tuple("Delay", self.frames))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": self.op, "duration_s": self.duration_s, "frames": list(self.frames)}
+
+
+@dataclass(frozen=True)
+class Barrier:
+    """Align the time cursors of ``frames`` (all frames if empty)."""
+
+    frames: tuple[str, ...] = ()
+    op: ClassVar[str] = "barrier"
+
+    def __post_init__(self) -> None:
+        _set(self, "frames", _frames_tuple("Barrier", self.frames))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": self.op, "frames": list(self.frames)}
+
+
+@dataclass(frozen=True)
+class Acquire:
+    """Measure ``qubit`` (Z basis) for ``duration_s`` after all frames (implicit barrier)."""
+
+    qubit: int
+    duration_s: float = 0.0
+    op: ClassVar[str] = "acquire"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.qubit, bool) or not isinstance(self.qubit, int | np.integer) \
+                or self.qubit < 0:
+            _fail("Acquire", "qubit", self.qubit, "an integer >= 0")
+        _set(self, "qubit", int(self.qubit))
+        _set(self, "duration_s", _real("Acquire", "duration_s", self.duration_s, nonnegative=True))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": self.op, "qubit": self.qubit, "duration_s": self.duration_s}
+
+
+Instruction = Play | ShiftPhase | SetPhase | ShiftFrequency | SetFrequency | Delay | Barrier | Acquire
+INSTRUCTION_TYPES: tuple[type, ...] = (Play, ShiftPhase, SetPhase, ShiftFrequency, SetFrequency,
+                                       Delay, Barrier, Acquire)
+_OPS: dict[str, type] = {c.op: c for c in INSTRUCTION_TYPES}  # type: ignore[attr-defined]
+
+
+def instruction_from_dict(d: Mapping[str, Any]) -> Instruction:
+    op = d.get("op")
+    cls = _OPS.get(str(op))
+    if cls is None:
+        raise ValueError(f"instruction op={op!r}: allowed one of {sorted(_OPS)}")
+    args = {k: v for k, v in d.items() if k != "op"}
+    if cls is Play:
+        return Play(str(args["frame"]), waveform_from_dict(args["waveform"]))
+    if "frames" in args:
+        args["frames"] = tuple(args["frames"])
+    return cls(**args)  # type: ignore[no-any-return]
+
+
+# -- programs -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Program:
+    """Instructions over declared ``frames``, run ``shots`` times on ``qubits``."""
+
+    instructions: tuple[Instruction, ...]
+    frames: tuple[Frame, ...]
+    shots: int
+    qubits: tuple[int, ...] = (0,)
+    name: str = ""
+    _hash: str = field(default="", init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        instructions = tuple(self.instructions)
+        for i, ins in enumerate(instructions):
+            if not isinstance(ins, INSTRUCTION_TYPES):
+                _fail("Program", f"instructions[{i}]", type(ins).__name__,
+                      "Play, ShiftPhase, SetPhase, ShiftFrequency, SetFrequency, Delay, "
+                      "Barrier or Acquire")
+        frames = tuple(self.frames)
+        names = [f.name for f in frames if isinstance(f, Frame)]
+        if len(names) != len(frames):
+            _fail("Program", "frames", frames, "a tuple of Frame")
+        if len(set(names)) != len(names):
+            _fail("Program", "frames", names, "unique frame names")
+        if isinstance(self.shots, bool) or not isinstance(self.shots, int | np.integer) \
+                or self.shots < 1:
+            _fail("Program", "shots", self.shots, "an integer >= 1")
+        qubits = tuple(int(q) for q in self.qubits)
+        if not qubits or len(set(qubits)) != len(qubits) or min(qubits) < 0:
+            _fail("Program", "qubits", self.qubits, "a non-empty tuple of distinct integers >= 0")
+        declared = set(names)
+        for i, ins in enumerate(instructions):
+            used: tuple[str, ...] = ()
+            if isinstance(ins, Play | ShiftPhase | SetPhase | ShiftFrequency | SetFrequency):
+                used = (ins.frame,)
+            elif isinstance(ins, Delay | Barrier):
+                used = ins.frames
+            elif isinstance(ins, Acquire) and ins.qubit not in qubits:
+                _fail("Program", f"instructions[{i}].qubit", ins.qubit, f"one of {qubits}")
+            for f in used:
+                if f not in declared:
+                    _fail("Program", f"instructions[{i}].frame", f, f"a declared frame {sorted(declared)}")
+        if not isinstance(self.name, str):
+            _fail("Program", "name", self.name, "a string")
+        _set(self, "instructions", instructions)
+        _set(self, "frames", frames)
+        _set(self, "shots", int(self.shots))
+        _set(self, "qubits", qubits)
+
+    def frame(self, name: str) -> Frame:
+        for f in self.frames:
+            if f.name == name:
+                return f
+        raise KeyError(f"frame {name!r} is not declared: declared {[f.name for f in self.frames]}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": IR_FORMAT, "name": self.name, "shots": self.shots,
+                "qubits": list(self.qubits), "frames": [f.to_dict() for f in self.frames],
+                "instructions": [ins.to_dict() for ins in self.instructions]}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Program:
+        if d.get("format") != IR_FORMAT:
+            raise ValueError(f"Program format={d.get('format')!r}: allowed {IR_FORMAT!r}")
+        return cls(instructions=tuple(instruction_from_dict(x) for x in d["instructions"]),
+                   frames=tuple(Frame.from_dict(x) for x in d["frames"]),
+                   shots=int(d["shots"]), qubits=tuple(int(q) for q in d["qubits"]),
+                   name=str(d.get("name", "")))
+
+    def to_json(self) -> str:
+        return canonical_json(self.to_dict())
+
+    @classmethod
+    def from_json(cls, text: str) -> Program:
+        return cls.from_dict(json.loads(text))
+
+    def content_hash(self) -> str:
+        """sha256 hex over the canonical JSON: stable across processes and versions of
+        Python (floats are written with repr, which round-trips exactly)."""
+        if not self._hash:
+            _set(self, "_hash", hashlib.sha256(self.to_json().encode()).hexdigest())
+        return self._hash
+
+    def with_shots(self, shots: int) -> Program:
+        return Program(self.instructions, self.frames, shots, self.qubits, self.name)
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def recompute_hash(program: Program) -> str:
+    """The content hash computed afresh (ignores the cached value, which a forged or
+    mutated object could carry)."""
+    return hashlib.sha256(program.to_json().encode()).hexdigest()
+
+
+# -- compiler from the envs' sequences -----------------------------------------------------------
+
+
+def default_drive_frame(qubit: int = 0, frequency_hz: float = 0.0) -> Frame:
+    return Frame(f"q{qubit}_drive", f"q{qubit}_drive", frequency_hz)
+
+
+def from_sequence(seq: PulseSequence, frame: Frame, dt_s: float, *, shots: int = 1,
+                  qubit: int = 0, acquire_duration_s: float = 0.0) -> Program:
+    """Compile an envs ``PulseSequence`` to a ``Program`` on ``frame``.
+
+    ``Play(w)`` → ``Play(frame, Sampled(w, dt_s))``; ``VirtualZ(θ)`` → ``ShiftPhase(frame, +θ)``
+    (same convention, see module docstring); ``Delay(d)`` → ``Delay(d, (frame,))``; the
+    sequence's final measurement → ``Acquire(qubit, acquire_duration_s)``.
+    """
+    if not isinstance(seq, PulseSequence):
+        raise TypeError(f"from_sequence(seq={type(seq).__name__}): allowed a PulseSequence")
+    dt_s = _real("from_sequence", "dt_s", dt_s, positive=True)
+    out: list[Instruction] = []
+    for op in seq.ops:
+        if isinstance(op, SeqPlay):
+            out.append(Play(frame.name, Sampled(op.waveform, dt_s)))
+        elif isinstance(op, SeqVirtualZ):
+            out.append(ShiftPhase(frame.name, op.phase))
+        elif isinstance(op, SeqDelay):
+            out.append(Delay(op.duration_s, (frame.name,)))
+        else:  # PulseSequence validates its ops; this is for objects mutated after the fact
+            raise TypeError(f"PulseSequence op {type(op).__name__}: allowed Play, VirtualZ, Delay")
+    out.append(Acquire(qubit, acquire_duration_s))
+    return Program(tuple(out), (frame,), shots, (qubit,), seq.name)
+
+
+# -- the renderer ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class PlaySpan:
+    """Where a ``Play`` landed: samples [start, stop) of ``frame`` (stop includes padding)."""
+
+    frame: str
+    start: int
+    stop: int
+    index: int
+
+
+@dataclass(frozen=True, eq=False)
+class WaveformTrace:
+    """A program rendered on a ``dt_s`` grid.
+
+    ``samples[frame]``: (T,) complex, all frames padded with zeros to the program length T;
+    ``plays``: one span per Play; ``acquires``: (qubit, start sample) in order.
+    """
+
+    dt_s: float
+    samples: Mapping[str, ComplexArray]
+    plays: tuple[PlaySpan, ...]
+    acquires: tuple[tuple[int, int], ...]
+    n_samples: int
+
+    @property
+    def duration_s(self) -> float:
+        return self.n_samples * self.dt_s
+
+
+def _samples_for(wf: object, dt_s: float, max_samples: int) -> ComplexArray:
+    # Checks are repeated here on purpose: the safety envelope renders through this
+    # function, and must not trust validation done by constructors of a possibly forged
+    # object.
+    if isinstance(wf, Sampled):
+        src = np.asarray(wf.samples)
+        sdt = float(wf.dt_s)
+        if src.ndim != 1 or src.size == 0 or not (math.isfinite(sdt) and sdt > 0):
+            raise ValueError(f"Sampled waveform with {src.size} samples and dt_s={sdt!r}: "
+                             "allowed >= 1 samples and a finite dt_s > 0")
+        n = math.ceil(src.size * sdt / dt_s - GRID_TOLERANCE)
+        if n > max_samples:
+            raise ProgramTooLong(f"waveform of {n} samples: allowed <= {max_samples}")
+        return resample(src, sdt, dt_s)
+    if isinstance(wf, Gaussian | Drag | Constant):
+        d = float(wf.duration_s)
+        if not (math.isfinite(d) and d > 0):
+            raise ValueError(f"{type(wf).__name__}.duration_s={d!r}: allowed finite > 0")
+        if d / dt_s > max_samples:
+            raise ProgramTooLong(f"{type(wf).__name__}.duration_s={d!r}: allowed <= "
+                                 f"{max_samples} samples")
+        return wf.samples(dt_s)
+    raise TypeError(f"waveform {type(wf).__name__}: allowed Gaussian, Drag, Constant, Sampled")
+
+
+def _round_up(n: int, granularity: int, min_samples: int) -> int:
+    n = max(n, min_samples)
+    return -(-n // granularity) * granularity
+
+
+def to_waveform_trace(program: Program, dt_s: float, *, granularity: int = 1,
+                      min_samples: int = 1,
+                      max_total_samples: int = DEFAULT_MAX_TOTAL_SAMPLES) -> WaveformTrace:
+    """Render ``program`` on a grid of ``dt_s``: resample waveforms (area-preserving), pad
+    every Play and Delay with zeros up to a multiple of ``granularity`` samples (Plays to at
+    least ``min_samples``), and apply frame phase and frequency tracking.
+
+    Raises ValueError on anything it cannot render faithfully (off-grid parametric
+    durations, non-finite values, unknown frames, more than ``max_total_samples``).
+    """
+    if not (math.isfinite(dt_s) and dt_s > 0):
+        raise ValueError(f"dt_s={dt_s!r}: allowed finite > 0")
+    if granularity < 1 or min_samples < 1:
+        raise ValueError(f"granularity={granularity}, min_samples={min_samples}: allowed >= 1")
+    frames = {f.name: f for f in program.frames}
+    if not frames:
+        raise ValueError("Program.frames is empty: allowed at least one frame")
+    ref_hz = {}
+    for name, f in frames.items():
+        if not (math.isfinite(f.frequency_hz) and math.isfinite(f.phase)):
+            raise ValueError(f"frame {name!r} frequency_hz={f.frequency_hz!r} "
+                             f"phase={f.phase!r}: allowed finite")
+        ref_hz[name] = float(f.frequency_hz)
+    cursor = dict.fromkeys(frames, 0)
+    phase = {n: float(f.phase) for n, f in frames.items()}  # offset φ
+    freq = dict(ref_hz)
+    k_change = dict.fromkeys(frames, 0)  # sample where the frequency last changed
+    psi_change = dict.fromkeys(frames, 0.0)  # detuning phase accumulated up to k_change
+    chunks: list[tuple[str, int, ComplexArray]] = []
+    plays: list[PlaySpan] = []
+    acquires: list[tuple[int, int]] = []
+
+    def psi(name: str, k: int) -> float:
+        return psi_change[name] - 2 * math.pi * (freq[name] - ref_hz[name]) * (k - k_change[name]) * dt_s
+
+    def check_frame(name: object) -> str:
+        if not isinstance(name, str) or name not in frames:
+            raise ValueError(f"frame {name!r}: allowed a declared frame {sorted(frames)}")
+        return name
+
+    def finite(v: object, what: str) -> float:
+        x = float(v)  # type: ignore[arg-type]
+        if not math.isfinite(x):
+            raise ValueError(f"{what}={v!r}: allowed finite")
+        return x
+
+    def advance(name: str, n: int) -> None:
+        cursor[name] += n
+        if cursor[name] > max_total_samples:
+            raise ProgramTooLong(f"program longer than {max_total_samples} samples of {dt_s!r} s")
+
+    def set_freq(name: str, f_hz: float) -> None:
+        k = cursor[name]
+        psi_change[name] = psi(name, k)
+        k_change[name] = k
+        freq[name] = f_hz
+
+    for idx, ins in enumerate(program.instructions):
+        if isinstance(ins, Play):
+            name = check_frame(ins.frame)
+            w = _samples_for(ins.waveform, dt_s, max_total_samples)
+            k0 = cursor[name]
+            n = _round_up(w.size, granularity, min_samples)
+            advance(name, n)
+            if freq[name] == ref_hz[name]:
+                rot = np.exp(1j * (phase[name] + psi(name, k0)))
+            else:
+                ks = np.arange(k0, k0 + w.size)
+                rot = np.exp(1j * (phase[name] + psi_change[name]
+                                   - 2 * math.pi * (freq[name] - ref_hz[name])
+                                   * (ks + 0.5 - k_change[name]) * dt_s))
+            chunks.append((name, k0, w * rot))
+            plays.append(PlaySpan(name, k0, k0 + n, idx))
+        elif isinstance(ins, ShiftPhase):
+            name = check_frame(ins.frame)
+            phase[name] += finite(ins.phase, "ShiftPhase.phase")
+        elif isinstance(ins, SetPhase):
+            name = check_frame(ins.frame)
+            phase[name] = finite(ins.phase, "SetPhase.phase") - psi(name, cursor[name])
+        elif isinstance(ins, ShiftFrequency):
+            name = check_frame(ins.frame)
+            set_freq(name, freq[name] + finite(ins.frequency_hz, "ShiftFrequency.frequency_hz"))
+        elif isinstance(ins, SetFrequency):
+            name = check_frame(ins.frame)
+            set_freq(name, finite(ins.frequency_hz, "SetFrequency.frequency_hz"))
+        elif isinstance(ins, Delay):
+            d = finite(ins.duration_s, "Delay.duration_s")
+            if d < 0:
+                raise ValueError(f"Delay.duration_s={d!r}: allowed >= 0")
+            if d / dt_s > max_total_samples:
+                raise ProgramTooLong(f"Delay.duration_s={d!r}: allowed <= "
+                                     f"{max_total_samples} samples")
+            n = round(d / dt_s)
+            n = _round_up(n, granularity, 1) if n > 0 else 0
+            for name in (ins.frames or tuple(frames)):
+                advance(check_frame(name), n)
+        elif isinstance(ins, Barrier):
+            names = [check_frame(x) for x in (ins.frames or tuple(frames))]
+            top = max(cursor[x] for x in names)
+            for x in names:
+                cursor[x] = top
+        elif isinstance(ins, Acquire):
+            d = finite(ins.duration_s, "Acquire.duration_s")
+            if d < 0:
+                raise ValueError(f"Acquire.duration_s={d!r}: allowed >= 0")
+            if d / dt_s > max_total_samples:
+                raise ProgramTooLong(f"Acquire.duration_s={d!r}: allowed <= "
+                                     f"{max_total_samples} samples")
+            top = max(cursor.values())
+            acquires.append((int(ins.qubit), top))
+            n = round(d / dt_s)
+            for x in frames:
+                cursor[x] = top
+                advance(x, n)
+        else:
+            raise TypeError(f"instruction {type(ins).__name__}: allowed {[c.__name__ for c in INSTRUCTION_TYPES]}")
+
+    total = max(cursor.values())
+    samples = {name: np.zeros(total, dtype=np.complex128) for name in frames}
+    for name, k0, w in chunks:
+        samples[name][k0:k0 + w.size] = w
+    for arr in samples.values():
+        arr.setflags(write=False)
+    return WaveformTrace(dt_s, samples, tuple(plays), tuple(acquires), total)
+
+
+def sequence_trace(seq: PulseSequence, dt_s: float) -> ComplexArray:
+    """The drive samples the envs' convention implies for ``seq`` (reference for tests and
+    for the simulated backend): cumulative VirtualZ phases applied, Delays as zeros."""
+    parts: list[ComplexArray] = []
+    phase = 0.0
+    for op in seq.ops:
+        if isinstance(op, SeqPlay):
+            parts.append(np.asarray(op.waveform) * np.exp(1j * phase))
+        elif isinstance(op, SeqVirtualZ):
+            phase += op.phase
+        elif isinstance(op, SeqDelay):
+            parts.append(np.zeros(round(op.duration_s / dt_s), dtype=np.complex128))
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.complex128)
+
+
+def trace_to_sequence(samples: Sequence[complex] | ComplexArray, dt_s: float,
+                      name: str = "") -> PulseSequence:
+    """Samples → an envs ``PulseSequence`` (zero runs become Delays, the rest Plays), so a
+    rendered trace can run on any ``Device``; phases are already baked into the samples."""
+    w = np.asarray(samples, dtype=np.complex128).reshape(-1)
+    ops: list[SeqPlay | SeqDelay] = []
+    if w.size:
+        nz = w != 0
+        edges = np.flatnonzero(np.diff(nz.astype(np.int8))) + 1
+        bounds = [0, *edges.tolist(), w.size]
+        for a, b in itertools.pairwise(bounds):
+            if nz[a]:
+                ops.append(SeqPlay(w[a:b].copy()))
+            else:
+                ops.append(SeqDelay((b - a) * dt_s))
+    return PulseSequence(tuple(ops), name=name)

@@ -1,0 +1,178 @@
+"""The shot ledger: every job's shots, per UTC day and against a budget, persisted as JSON.
+
+Shots are reserved *before* a job is submitted and stay counted unless the job provably
+never ran (``release``), so a crash between submit and result over-counts rather than
+under-counts. Reservations are keyed by the job's idempotency key, so a retry or a resumed
+session reserving the same key again is a no-op. Every change is written to a temporary
+file, fsynced and renamed over the ledger, so the file on disk is always a whole ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .backend import Violation
+from .safety import SafetyViolation
+
+LEDGER_FORMAT = "pulsecal.ledger/1"
+RESERVED, DONE, RELEASED = "reserved", "done", "released"
+
+
+def utc_day(timestamp_s: float) -> str:
+    """The UTC calendar day of a POSIX timestamp, as YYYY-MM-DD."""
+    return datetime.fromtimestamp(timestamp_s, tz=UTC).strftime("%Y-%m-%d")
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    job_key: str
+    shots: int
+    day: str
+    state: str
+    job_id: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"shots": self.shots, "day": self.day, "state": self.state, "job_id": self.job_id}
+
+
+class ShotLedger:
+    """Counts shots per job key, per UTC day and in total against ``budget_shots``.
+
+    Args:
+        path: JSON file to persist to (loaded if it exists); None keeps it in memory.
+        budget_shots: most shots this ledger may ever count (None: no budget).
+        fsync: fsync every write (turn off only in tests that write thousands of entries).
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *,
+                 budget_shots: int | None = None, fsync: bool = True) -> None:
+        if budget_shots is not None and (isinstance(budget_shots, bool)
+                                         or not isinstance(budget_shots, int) or budget_shots < 0):
+            raise ValueError(f"ShotLedger.budget_shots={budget_shots!r}: allowed an integer >= 0 or None")
+        self.path = Path(path) if path is not None else None
+        self.budget_shots = budget_shots
+        self._fsync = fsync
+        self._entries: dict[str, LedgerEntry] = {}
+        self._per_day: dict[str, int] = {}
+        self._used = 0
+        if self.path is not None and self.path.exists():
+            self._load(self.path)
+
+    # -- queries ------------------------------------------------------------------------
+
+    @property
+    def used_shots(self) -> int:
+        """Shots counted (reserved or done), over all days."""
+        return self._used
+
+    def shots_on(self, day: str) -> int:
+        return self._per_day.get(day, 0)
+
+    def entry(self, job_key: str) -> LedgerEntry | None:
+        return self._entries.get(job_key)
+
+    @property
+    def entries(self) -> Mapping[str, LedgerEntry]:
+        return dict(self._entries)
+
+    # -- changes ------------------------------------------------------------------------
+
+    def reserve(self, job_key: str, shots: int, day: str, *, max_shots_per_day: int) -> None:
+        """Count ``shots`` for ``job_key`` on ``day``; a no-op if the key is already counted.
+
+        Raises SafetyViolation naming the per-day limit or the budget if it would be exceeded.
+        """
+        old = self._entries.get(job_key)
+        if old is not None and old.state != RELEASED:
+            if old.shots != shots:
+                raise ValueError(f"job_key {job_key!r} reserved with shots={old.shots}: "
+                                 f"allowed the same shots again, got {shots}")
+            return
+        if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
+            raise ValueError(f"shots={shots!r}: allowed an integer >= 1")
+        v: list[Violation] = []
+        if self.shots_on(day) + shots > max_shots_per_day:
+            v.append(Violation("max_shots_per_day", self.shots_on(day) + shots,
+                               f"<= {max_shots_per_day} shots on {day}"))
+        if self.budget_shots is not None and self._used + shots > self.budget_shots:
+            v.append(Violation("shot_budget", self._used + shots, f"<= {self.budget_shots} shots"))
+        if v:
+            raise SafetyViolation(v)
+        self._put(LedgerEntry(job_key, shots, day, RESERVED))
+
+    def confirm(self, job_key: str, job_id: str = "") -> None:
+        """Mark a reserved job as run (its result arrived)."""
+        e = self._require(job_key)
+        if e.state != DONE:
+            self._put(LedgerEntry(job_key, e.shots, e.day, DONE, job_id or e.job_id))
+
+    def release(self, job_key: str) -> None:
+        """Un-count a job that provably never ran (the backend does not know its key)."""
+        e = self._require(job_key)
+        if e.state == DONE:
+            raise ValueError(f"job_key {job_key!r} is done: allowed releasing reserved jobs only")
+        if e.state != RELEASED:
+            self._put(LedgerEntry(job_key, e.shots, e.day, RELEASED, e.job_id))
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _require(self, job_key: str) -> LedgerEntry:
+        e = self._entries.get(job_key)
+        if e is None:
+            raise KeyError(f"job_key {job_key!r} is not in the ledger")
+        return e
+
+    def _count(self, e: LedgerEntry, sign: int) -> None:
+        if e.state != RELEASED:
+            self._used += sign * e.shots
+            self._per_day[e.day] = self._per_day.get(e.day, 0) + sign * e.shots
+
+    def _put(self, e: LedgerEntry) -> None:
+        old = self._entries.get(e.job_key)
+        if old is not None:
+            self._count(old, -1)
+        self._entries[e.job_key] = e
+        self._count(e, +1)
+        self._save()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": LEDGER_FORMAT, "budget_shots": self.budget_shots,
+                "used_shots": self._used, "per_day": dict(sorted(self._per_day.items())),
+                "jobs": {k: e.to_dict() for k, e in self._entries.items()}}
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=self.path.name, suffix=".tmp", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump(self.to_dict(), fh, sort_keys=True)
+                fh.flush()
+                if self._fsync:
+                    os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def _load(self, path: Path) -> None:
+        d = json.loads(path.read_text())
+        if d.get("format") != LEDGER_FORMAT:
+            raise ValueError(f"ledger {path} format={d.get('format')!r}: allowed {LEDGER_FORMAT!r}")
+        if self.budget_shots is None:
+            self.budget_shots = d.get("budget_shots")
+        for k, e in d["jobs"].items():
+            entry = LedgerEntry(k, int(e["shots"]), str(e["day"]), str(e["state"]), str(e.get("job_id", "")))
+            if entry.state not in (RESERVED, DONE, RELEASED):
+                raise ValueError(f"ledger {path} job {k!r} state={entry.state!r}: allowed "
+                                 f"{RESERVED}, {DONE}, {RELEASED}")
+            self._entries[k] = entry
+            self._count(entry, +1)

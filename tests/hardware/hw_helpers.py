@@ -1,0 +1,99 @@
+"""Shared helpers for the hardware tests: a fast simulated device, frames, limits, fakes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pulsecal.envs.device import DeviceParams, SimulatedDevice
+from pulsecal.envs.physics import Transmon
+from pulsecal.hardware.backend import (
+    Artifact,
+    Capabilities,
+    JobHandle,
+    Result,
+    Violation,
+    validate_against,
+)
+from pulsecal.hardware.guard import require_clearance
+from pulsecal.hardware.ir import Frame, Program, recompute_hash
+from pulsecal.hardware.safety import SafetyLimits
+
+DT_S = 1e-9
+DRIVE = Frame("q0_drive", "q0_drive", 5.0e9)
+
+
+def make_device(seed: int = 0, *, open_system: bool = False) -> SimulatedDevice:
+    """Closed-system 3-level transmon: the fault tests need counts, not decoherence."""
+    params = DeviceParams(transmon=Transmon(dt_s=DT_S, rabi_max_hz=50e6))
+    return SimulatedDevice(params, rng=np.random.default_rng(seed), open_system=open_system)
+
+
+def make_limits(**changes: object) -> SafetyLimits:
+    args: dict[str, object] = {
+        "allowed_frames": (DRIVE,),
+        "max_amplitude": 0.8,
+        "max_slew_per_sample": 0.5,
+        "max_pulse_duration_s": 200e-9,
+        "max_program_duration_s": 2e-6,
+        "max_drive_energy_s": 100e-9,
+        "max_shots_per_job": 5000,
+        "max_shots_per_day": 10_000_000,
+        "max_frequency_offset_hz": 20e6,
+    }
+    args.update(changes)
+    return SafetyLimits(**args)  # type: ignore[arg-type]
+
+
+@dataclass
+class FakeClock:
+    """Wall clock and sleep for tests: sleeping advances time, nothing waits."""
+
+    now_s: float = 1_700_000_000.0
+    slept_s: list[float] = field(default_factory=list)
+
+    def __call__(self) -> float:
+        return self.now_s
+
+    def sleep(self, duration_s: float) -> None:
+        self.slept_s.append(duration_s)
+        self.now_s += duration_s
+
+
+class RecordingBackend:
+    """A backend that runs nothing and records exactly what reached ``submit``."""
+
+    name = "recording"
+
+    def __init__(self, caps: Capabilities) -> None:
+        self._caps = caps
+        self.submitted: list[tuple[Artifact, int, str]] = []
+
+    def capabilities(self) -> Capabilities:
+        return self._caps
+
+    def validate(self, program: Program) -> list[Violation]:
+        return validate_against(program, self._caps)
+
+    def compile(self, program: Program) -> Artifact:
+        return Artifact(program, recompute_hash(program), self._caps.render(program), None)
+
+    def submit(self, artifact: Artifact, shots: int, job_key: str) -> JobHandle:
+        require_clearance(artifact, shots, job_key)
+        self.submitted.append((artifact, shots, job_key))
+        return JobHandle(f"rec-{len(self.submitted)}", job_key)
+
+    def find(self, job_key: str) -> JobHandle | None:
+        return None
+
+    def result(self, handle: JobHandle, timeout_s: float) -> Result:
+        return Result({"0": 1}, {"job_id": handle.job_id})
+
+
+def default_caps(**changes: object) -> Capabilities:
+    args: dict[str, object] = {"sample_time_s": {DRIVE.port: DT_S}, "frames": (DRIVE,),
+                               "qubits": (0,), "max_samples": 4096, "max_shots": 100_000,
+                               "native_waveforms": frozenset({"gaussian", "drag", "constant", "sampled"})}
+    args.update(changes)
+    return Capabilities(**args)  # type: ignore[arg-type]
