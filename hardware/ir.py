@@ -29,8 +29,10 @@ device with a Ramsey sign check, because mixer wiring can flip it):
 
 - Braket / OpenPulse: emit ``shift_phase(frame, +θ)``. Qiskit-pulse lineage implements
   its rz(θ) = exp(−iθZ/2) = our Rz(−θ) as a phase shift of −θ, so the sign agrees with ours.
-- qibolab 0.2: emit ``VirtualZ(phase=+θ)``; its compiler maps RZ(θ) = our Rz(−θ) to
-  ``VirtualZ(phase=−θ)``.
+- qibolab 0.2: emit ``VirtualZ(phase=−θ)`` (``QibolabBackend(virtual_z_sign=-1)``): its
+  emulator multiplies later waveforms by e^{−iφ} for ``VirtualZ(φ)``, confirmed by a Ramsey
+  sign test against the emulator. Its own gate compiler reads the sign the other way, so the
+  sign is a per-platform setting to check once with the same Ramsey test.
 """
 
 from __future__ import annotations
