@@ -24,6 +24,7 @@ RL agent and a textbook calibration spend the same shots on the same device:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -132,8 +133,12 @@ class DragGate:
     def envelope(self, dt_s: float) -> tuple[FloatArray, FloatArray, FloatArray]:
         """Unit lifted Gaussian g, dg/dt (1/s) and the midpoint times t − T/2, each (S,).
 
-        Same formula and sampling (interval midpoints) as ``pulses.DragPulse``.
+        Same formula and sampling (interval midpoints) as ``pulses.DragPulse``; cached
+        (read-only arrays), since every step of every copy needs it.
         """
+        return _envelope(self, float(dt_s))
+
+    def _envelope(self, dt_s: float) -> tuple[FloatArray, FloatArray, FloatArray]:
         n = self.n_samples(dt_s)
         t = (np.arange(n, dtype=np.float64) + 0.5) * dt_s
         half = 0.5 * n * dt_s
@@ -143,6 +148,8 @@ class DragGate:
         g = np.exp(-(x**2) / (2.0 * sig**2))
         env: FloatArray = (g - g0) / (1.0 - g0)
         deriv: FloatArray = (-x / sig**2) * g / (1.0 - g0)
+        for arr in (env, deriv, x):
+            arr.setflags(write=False)
         return env, deriv, x
 
     def waveforms(self, params: ArrayLike, dt_s: float, area_fraction: float = 1.0) -> ComplexArray:
@@ -174,6 +181,11 @@ class DragGate:
     def area_s(self, dt_s: float) -> float:
         """Σ_k g_k·dt of the unit envelope (seconds)."""
         return float(np.sum(self.envelope(dt_s)[0])) * dt_s
+
+
+@functools.lru_cache(maxsize=64)
+def _envelope(gate: DragGate, dt_s: float) -> tuple[FloatArray, FloatArray, FloatArray]:
+    return gate._envelope(dt_s)
 
 
 def nominal_params(
@@ -286,42 +298,37 @@ class Probe:
         return 2
 
     def sequence(self, x: Play, sx: Play, gate_s: float, detuning_hz: float, dt_s: float) -> PulseSequence:
-        """The probe as a ``PulseSequence`` for one parameter set (X and SX plays given)."""
+        """The probe as a ``PulseSequence`` for one parameter set (X and SX plays given).
+
+        Frames: a gate with axis phase φ is VirtualZ(φ)·Play·VirtualZ(−φ); after every Play
+        and Delay the frame advances by −2π·Δ·duration (the detuning correction's ramp).
+        Adjacent frame changes are merged, so a repeated block is one repeated pattern.
+        """
         adv = -TWO_PI * detuning_hz * gate_s  # frame advance over one gate
-        ops: list[Any] = []
-        pending = 0.0  # VirtualZ phases are merged until the next Play or Delay
-        frames: dict[float, VirtualZ] = {}  # one object per distinct phase: cheap to build
+        vz: dict[float, VirtualZ] = {}
 
-        def frame(phase: float) -> None:
+        def frame(phase: float) -> list[Any]:
             ph = _wrap(phase)
-            if ph:
-                vz = frames.get(ph)
-                if vz is None:
-                    vz = frames[ph] = VirtualZ(ph)
-                ops.append(vz)
+            if not ph:
+                return []
+            if ph not in vz:
+                vz[ph] = VirtualZ(ph)
+            return [vz[ph]]
 
-        def play(p: Play, phase: float) -> None:
-            nonlocal pending
-            frame(pending + phase)
-            ops.append(p)
-            pending = -phase + adv
-
+        ops: list[Any]
         if self.kind == "amplitude":
-            play(sx, 0.0)
-            for _ in range(self.depth):
-                play(x, 0.0)
+            ops = [sx, *([*frame(adv), x]) * self.depth]
         elif self.kind == "drag":
-            play(sx, math.pi / 2)
-            for _ in range(self.depth):
-                play(x, math.pi)
-                play(x, 0.0)
+            # SY, then pairs X̄·X: the first X̄ undoes SY's frame (π/2), later ones X's (0).
+            ops = [*frame(math.pi / 2), sx]
+            if self.depth:
+                tail = [*frame(-math.pi + adv), x]
+                ops += [*frame(math.pi / 2 + adv), x, *tail]
+                ops += ([*frame(math.pi + adv), x, *tail]) * (self.depth - 1)
         else:
             n = max(1, round(self.delay_s / dt_s))
-            play(sx, 0.0)
-            frame(pending)
-            ops.append(Delay(n * dt_s))
-            pending = -TWO_PI * detuning_hz * n * dt_s + math.pi / 2
-            play(sx, 0.0)
+            ops = [sx, *frame(adv), Delay(n * dt_s),
+                   *frame(-TWO_PI * detuning_hz * n * dt_s + math.pi / 2), sx]
         return PulseSequence(tuple(ops), name=self.name)
 
 

@@ -86,27 +86,24 @@ class DriftTrackingCore(DragCalibrationCore):
         self.choice[i] = (_level(float(action[0]), len(cfg.shot_levels)), _level(float(action[1]), len(_PROBE_SETS)))
         self._apply_params(i, action[2:])
 
-    def gate_error(self, idx: list[int]) -> tuple[FloatArray, dict[str, FloatArray] | None]:
+    def gate_error(self, idx: list[int]) -> tuple[FloatArray, dict[str, FloatArray], NDArray[np.complex128]]:
         """True error per copy: gate infidelity (virtual Z) + the frame error a circuit of
         ``circuit_time_s`` suffers from the residual detuning, (2/3)·sin²(π·(δ − Δ)·t)."""
         cfg: DriftTrackingConfig = self.cfg  # type: ignore[assignment]
-        truth = self.truth(idx) if cfg.report_truth else None
+        waves, truth = self.truth(idx, force=True)
         if truth is None:
-            from .calibration import true_metrics_devices
-
-            truth = true_metrics_devices([self.devices[i] for i in idx],
-                                         self.gate.waveforms(self.params[idx], self.task.dt_s))
-        assert truth is not None
-        resid = np.array([self.devices[i].current_transmon().detuning_hz - self.params[i, 2] for i in idx])
+            raise RuntimeError("DriftTracking rewards the true error: it needs simulated devices")
+        resid = np.array([self.devices[i].current_transmon().detuning_hz  # type: ignore[attr-defined]
+                          - self.params[i, 2] for i in idx])
         frame = (2.0 / 3.0) * np.sin(math.pi * resid * cfg.circuit_time_s) ** 2
-        return (1.0 - truth["fidelity"]) + frame, truth
+        return (1.0 - truth["fidelity"]) + frame, truth, waves
 
     def _observe(self, step_idx: list[int], reset_idx: list[int]) -> tuple[
             FloatArray, FloatArray, NDArray[np.bool_], list[dict[str, Any]]]:
         cfg: DriftTrackingConfig = self.cfg  # type: ignore[assignment]
         idx = step_idx + reset_idx
         n, ns = len(idx), len(step_idx)
-        err0, _ = self.gate_error(idx)
+        err0, _, _ = self.gate_error(idx)
         # Probes of the stepping copies: the chosen subset at the chosen shot level.
         shots = [cfg.shot_levels[self.choice[i, 0]] for i in step_idx]
         subsets = [np.flatnonzero(self.masks[self.choice[i, 1]]) for i in step_idx]
@@ -123,7 +120,7 @@ class DriftTrackingCore(DragCalibrationCore):
                 self.task.shots_used[i] += int(spent[j])
             self.devices[i].advance(cfg.decision_interval_s)
             self.history[i].append(self.last_p1[i].copy())
-        err1, truth1 = self.gate_error(idx)
+        err1, truth1, waves = self.gate_error(idx)
         est = analyse(self.last_p1[idx], cfg.probes, self.gate.duration_s).infidelity
         obs = np.zeros((n, self.observation_space.shape[0]))
         rew = np.zeros(n)
@@ -138,7 +135,7 @@ class DriftTrackingCore(DragCalibrationCore):
             term[j] = t + cfg.decision_interval_s > cfg.episode_s + 1e-9
             obs[j] = np.concatenate([self.last_p1[i], self.age[i], self.normalised_params(i),
                                      [min(t / cfg.episode_s, 1.0)]])
-            info = self.base_info(i, truth1 if cfg.report_truth else None, j)
+            info = self.base_info(i, truth1 if cfg.report_truth else None, j, waves[j])
             info["gate_error"] = float(err1[j])
             info["interval_error"] = float(0.5 * (err0[j] + err1[j]))
             info["infidelity_estimate"] = float(est[j])

@@ -26,6 +26,7 @@ from .calibration import (
 )
 from .device import DeviceParams, SimulatedDevice
 from .presets import DeviceSampler, get_preset
+from .protocol import Device
 from .vector import BatchedCore, BatchedVectorEnv, FloatArray, SingleCoreEnv
 
 # Scale of each parameter's miscalibration and step: relative for amplitude and β, Hz and
@@ -109,7 +110,7 @@ class DragCalibrationCore(BatchedCore):
         self.gate = DragGate(dur)
         self.gate.n_samples(self.preset.params.dt_s)  # duration on the grid, checked now
         self.pidx = np.array(cfg._param_index())
-        self.devices: list[SimulatedDevice] = [self.preset.make(np.random.default_rng(0), open_system=cfg.open_system)
+        self.devices: list[Device] = [self.preset.make(np.random.default_rng(0), open_system=cfg.open_system)
                                                for _ in range(self.num_envs)]
         self.task = CalibrationTask(list(self.devices), self.gate, cfg.probes)
         n = self.num_envs
@@ -122,30 +123,47 @@ class DragCalibrationCore(BatchedCore):
 
     # -- state --------------------------------------------------------------------------------
 
-    def _draw_device(self, i: int, options: dict[str, Any]) -> DeviceParams:
+    def _draw_device(self, i: int, options: dict[str, Any]) -> None:
         rng = self.rngs[i]
         drawn = self.sampler.sample(rng) if self.sampler is not None else self.preset.params
-        params = options.get("device_params", drawn)
-        if not isinstance(params, DeviceParams):
-            raise TypeError(f"options['device_params'] is {type(params).__name__}: allowed DeviceParams")
-        dev_rng = np.random.default_rng(int(rng.integers(2**63)))
-        drift = self.preset.drift if self.cfg.drift else None
-        self.devices[i] = SimulatedDevice(params, drift, rng=dev_rng, open_system=self.cfg.open_system)
-        self.task.devices[i] = self.devices[i]
+        dev_seed = int(rng.integers(2**63))  # always drawn, so options never shift later draws
+        if "device" in options:
+            # Any Device (a hardware BackendDevice, or a prepared simulator): used as is.
+            dev = options["device"]
+            if not isinstance(dev, Device):
+                raise TypeError(f"options['device'] is {type(dev).__name__}: allowed a Device")
+            if abs(float(dev.dt_s) - self.preset.params.dt_s) > 1e-15:
+                raise ValueError(f"options['device'].dt_s={dev.dt_s!r}: allowed the preset's "
+                                 f"{self.preset.params.dt_s!r}")
+        else:
+            params = options.get("device_params", drawn)
+            if not isinstance(params, DeviceParams):
+                raise TypeError(f"options['device_params'] is {type(params).__name__}: allowed DeviceParams")
+            drift = self.preset.drift if self.cfg.drift else None
+            dev = SimulatedDevice(params, drift, rng=np.random.default_rng(dev_seed),
+                                  open_system=self.cfg.open_system)
+        self.devices[i] = dev
+        self.task.devices[i] = dev
         self.task.shots_used[i] = 0
-        return params
 
     def _reset_copy(self, i: int, options: dict[str, Any]) -> None:
-        unknown = set(options) - {"device_params", "miscalibration", "initial_params"}
+        allowed = {"device", "device_params", "miscalibration", "initial_params"}
+        unknown = set(options) - allowed
         if unknown:
-            raise ValueError(f"reset options {sorted(unknown)} are unknown: allowed "
-                             "'device_params', 'miscalibration', 'initial_params'")
+            raise ValueError(f"reset options {sorted(unknown)} are unknown: allowed {sorted(allowed)}")
         self._draw_device(i, options)
         rng = self.rngs[i]
         u = rng.uniform(-1.0, 1.0, 4)  # always drawn, so options never shift later draws
-        ref = nominal_params(self.devices[i].current_transmon(), self.gate).as_array()
+        dev = self.devices[i]
+        if isinstance(dev, SimulatedDevice):
+            ref = nominal_params(dev.current_transmon(), self.gate).as_array()
+        elif "initial_params" in options:
+            ref = np.zeros(4)
+        else:
+            raise ValueError("options['initial_params'] is required with a non-simulated device "
+                             "(nobody knows its textbook parameters but the lab)")
         mis = np.asarray(self.cfg.miscalibration)
-        unit = np.where(_RELATIVE, np.abs(ref) * 1.0, 1.0)
+        unit = np.where(_RELATIVE, np.abs(ref), 1.0)
         if "miscalibration" in options:
             m = dict(options["miscalibration"])
             bad = set(m) - set(PARAMETER_NAMES)
@@ -158,6 +176,8 @@ class DragCalibrationCore(BatchedCore):
         if "initial_params" in options:
             ip = options["initial_params"]
             start = (ip.as_array() if isinstance(ip, DragParams) else np.asarray(ip, dtype=np.float64)).copy()
+            require(start.shape == (4,) and bool(np.all(np.isfinite(start))), "options['initial_params']",
+                    start, "a DragParams or 4 finite values")
         # The agent's parameter scale is its step size around where it started (it never
         # sees the reference): the observation shows (params − start) / max_step.
         self.unit[i] = np.where(_RELATIVE, np.abs(start), 1.0)
@@ -182,17 +202,21 @@ class DragCalibrationCore(BatchedCore):
     def normalised_params(self, i: int) -> FloatArray:
         return ((self.params[i] - self.start[i]) / self.step_scale(i))[self.pidx]
 
-    def truth(self, idx: list[int]) -> dict[str, FloatArray] | None:
-        if not self.cfg.report_truth or not idx:
-            return None
+    def truth(self, idx: list[int], *, force: bool = False) -> tuple[
+            NDArray[np.complex128], dict[str, FloatArray] | None]:
+        """X waveforms (n, S) of copies ``idx`` and, if reported (or ``force``), their truth
+        on each device now, in one batched call."""
         w = self.gate.waveforms(self.params[idx], self.task.dt_s)
-        return true_metrics_devices([self.devices[i] for i in idx], w, "X")
+        if not idx or not (self.cfg.report_truth or force):
+            return w, None
+        return w, true_metrics_devices([self.devices[i] for i in idx], w, "X")
 
-    def base_info(self, i: int, truth: dict[str, FloatArray] | None, j: int) -> dict[str, Any]:
+    def base_info(self, i: int, truth: dict[str, FloatArray] | None, j: int,
+                  waveform: NDArray[np.complex128]) -> dict[str, Any]:
         info: dict[str, Any] = {
             "shots_used": int(self.task.shots_used[i]),
             "device_time_s": float(self.devices[i].clock_s),
-            "waveform": self.gate.waveforms(self.params[i], self.task.dt_s),
+            "waveform": waveform,
             "dt_s": float(self.task.dt_s),
             "params": self.params[i].copy(),
         }
@@ -234,7 +258,7 @@ class GateCalibrationCore(DragCalibrationCore):
         idx = step_idx + reset_idx
         p1 = self.task.measure(self.params[idx], cfg.shots_per_probe, index=idx)
         est = analyse(p1, cfg.probes, self.gate.duration_s).infidelity
-        truth = self.truth(idx)
+        waves, truth = self.truth(idx)
         n = len(idx)
         obs = np.zeros((n, self.observation_space.shape[0]))
         rew = np.zeros(n)
@@ -253,7 +277,7 @@ class GateCalibrationCore(DragCalibrationCore):
             used = int(self.task.shots_used[i])
             term[j] = used + self.step_shots > cfg.shot_budget
             obs[j] = np.concatenate([p1[j], self.normalised_params(i), [min(used / cfg.shot_budget, 1.0)]])
-            info = self.base_info(i, truth, j)
+            info = self.base_info(i, truth, j, waves[j])
             info["infidelity_estimate"] = float(est[j])
             infos.append(info)
         lo, hi = self.observation_space.low, self.observation_space.high
@@ -293,8 +317,10 @@ class GateCalibrationEnv(SingleCoreEnv):
     ``randomize_device``) and a start of textbook parameters × uniform miscalibration
     (±5 % amplitude, ±50 % β, ±1 MHz by default). The reset measures once (it costs
     shots). ``reset(options=...)`` fixes a scenario: ``device_params`` (DeviceParams),
-    ``miscalibration`` (dict name → offset, relative for amplitude and beta_s) or
-    ``initial_params`` (DragParams).
+    ``miscalibration`` (dict name → offset, relative for amplitude and beta_s),
+    ``initial_params`` (DragParams), or ``device`` (any ``Device``, e.g. a hardware
+    ``BackendDevice``, used as is; with a non-simulated device ``initial_params`` is
+    required and ``info`` carries no truth keys).
 
     ## Episode End
     Terminated when the next step would exceed ``shot_budget``. Truncation by

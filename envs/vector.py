@@ -338,7 +338,8 @@ class SB3VecEnv(_sb3_vecenv_base()):  # type: ignore[misc]
         self._options = [dict(options)] * self.num_envs if isinstance(options, dict) else list(options)
 
     def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
-        return [getattr(self.core, attr_name)] * len(self._indices(indices))
+        owner = self.venv if attr_name in ("render_mode", "max_episode_steps") else self.core
+        return [getattr(owner, attr_name)] * len(self._indices(indices))
 
     def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
         setattr(self.core, attr_name, value)

@@ -1,0 +1,161 @@
+"""Environment throughput: env steps/s of every pulsecal env (single and batched), and
+SB3 PPO steps/s on GateCalibration-v0 against a null env with the same spaces.
+
+The PPO ratio says how much of a training run the environment costs: 1.0 means the env
+is free next to PPO's own work. Targets: ratio >= 0.8, batched GateCalibration >= 20,000
+env steps/s with 64 copies. Run: ``python -m pulsecal.scripts.bench_envs --out bench_envs.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ENV_IDS = ("pulsecal/GateCalibration-v0", "pulsecal/PulseShaping-v0", "pulsecal/DriftTracking-v0")
+
+
+def _rate(step, n_per_call: int, min_time_s: float) -> float:
+    """Calls ``step`` until ``min_time_s`` has passed; env steps per second."""
+    step()  # warm-up (caches, first physics call)
+    calls, t0 = 0, time.perf_counter()
+    while True:
+        step()
+        calls += 1
+        dt = time.perf_counter() - t0
+        if dt >= min_time_s:
+            return calls * n_per_call / dt
+
+
+def bench_single(env_id: str, min_time_s: float) -> float:
+    import gymnasium as gym
+
+    env = gym.make(env_id)
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+
+    def step() -> None:
+        _, _, term, trunc, _ = env.step(rng.uniform(-1, 1, env.action_space.shape).astype(np.float32))
+        if term or trunc:
+            env.reset()
+
+    return _rate(step, 1, min_time_s)
+
+
+def bench_vector(env_id: str, n: int, min_time_s: float) -> float:
+    import gymnasium as gym
+
+    venv = gym.make_vec(env_id, num_envs=n)
+    venv.reset(seed=0)
+    rng = np.random.default_rng(0)
+    shape = (n, *(venv.single_action_space.shape or ()))
+    return _rate(lambda: venv.step(rng.uniform(-1, 1, shape).astype(np.float32)), n, min_time_s)
+
+
+def _null_env_class(obs_space: Any, act_space: Any) -> Any:
+    import gymnasium as gym
+
+    class NullEnv(gym.Env):
+        """Same spaces as the real env, no work: PPO's own cost."""
+
+        def __init__(self) -> None:
+            self.observation_space = obs_space
+            self.action_space = act_space
+            self._obs = np.zeros(obs_space.shape, dtype=np.float32)
+            self._t = 0
+
+        def reset(self, *, seed: int | None = None, options: dict | None = None):
+            super().reset(seed=seed)
+            self._t = 0
+            return self._obs, {}
+
+        def step(self, action):
+            self._t += 1
+            return self._obs, 0.0, False, self._t >= 50, {}
+
+    return NullEnv
+
+
+def bench_ppo(total_steps: int, n_envs: int) -> dict[str, float]:
+    import gymnasium as gym
+    import torch
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from pulsecal.envs.vector import make_sb3_vec_env
+
+    torch.set_num_threads(1)
+    real = make_sb3_vec_env("pulsecal/GateCalibration-v0", n_envs=n_envs, seed=0)
+    null_cls = _null_env_class(real.observation_space, real.action_space)
+    null = DummyVecEnv([null_cls for _ in range(n_envs)])
+    out: dict[str, float] = {}
+    n_steps = max(total_steps // n_envs, 8)
+    for name, venv in (("null", null), ("gate_calibration", real)):
+        model = PPO("MlpPolicy", venv, n_steps=n_steps, batch_size=64, seed=0, device="cpu", verbose=0)
+        t0 = time.perf_counter()
+        model.learn(total_timesteps=n_steps * n_envs)
+        out[name] = n_steps * n_envs / (time.perf_counter() - t0)
+    gym.logger.min_level = 40
+    out["ratio"] = out["gate_calibration"] / out["null"]
+    return out
+
+
+def run(min_time_s: float = 2.0, ppo_steps: int = 4096, ppo_envs: int = 8,
+        copies: tuple[int, ...] = (8, 64)) -> dict[str, Any]:
+    import pulsecal.envs  # noqa: F401  (registers the ids)
+
+    rows = []
+    for env_id in ENV_IDS:
+        row: dict[str, Any] = {"env": env_id, "single": bench_single(env_id, min_time_s)}
+        for n in copies:
+            row[f"vector_{n}"] = bench_vector(env_id, n, min_time_s)
+        rows.append(row)
+    ppo = bench_ppo(ppo_steps, ppo_envs)
+    return {
+        "env_steps_per_s": rows,
+        "ppo_steps_per_s": ppo,
+        "targets": {"ppo_ratio": 0.8, "gate_calibration_vector_64": 20000.0},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "omp_threads": os.environ.get("OMP_NUM_THREADS")},
+    }
+
+
+def print_table(res: dict[str, Any]) -> None:
+    rows = res["env_steps_per_s"]
+    cols = [k for k in rows[0] if k != "env"]
+    print(f"{'env steps/s':<30}" + "".join(f"{c:>14}" for c in cols))
+    for r in rows:
+        print(f"{r['env']:<30}" + "".join(f"{r[c]:>14,.0f}" for c in cols))
+    p = res["ppo_steps_per_s"]
+    print(f"\nSB3 PPO steps/s (n_envs, 1 torch thread): null env {p['null']:,.0f}, "
+          f"GateCalibration-v0 {p['gate_calibration']:,.0f}, ratio {p['ratio']:.2f} "
+          f"(target >= {res['targets']['ppo_ratio']})")
+    g64 = next(r for r in rows if r["env"].endswith("GateCalibration-v0")).get("vector_64")
+    if g64 is not None:
+        print(f"GateCalibration-v0 batched x64: {g64:,.0f} env steps/s "
+              f"(target >= {res['targets']['gate_calibration_vector_64']:,.0f})")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    ap.add_argument("--min-time-s", type=float, default=2.0, help="timing window per measurement")
+    ap.add_argument("--ppo-steps", type=int, default=4096)
+    ap.add_argument("--ppo-envs", type=int, default=8)
+    args = ap.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    res = run(args.min_time_s, args.ppo_steps, args.ppo_envs)
+    print_table(res)
+    if args.out is not None:
+        args.out.write_text(json.dumps(res, indent=2))
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
