@@ -57,7 +57,9 @@ __all__ = [
     "ExportMetadata",
     "ObservationNormalisation",
     "export_policy",
+    "export_run",
     "metadata_from_env",
+    "read_normalisation",
     "reference_actions",
     "sample_observations",
 ]
@@ -94,6 +96,8 @@ _ENV_DESCRIPTION_ATTRS = (
     "device_ranges",
     "safety_limits",
 )
+# Env settings that bound what the policy could do in training (copied into "safety").
+_SAFETY_KEYS = ("shot_budget", "shots_per_probe", "max_step", "window", "max_amplitude", "amplitude_limit")
 
 
 @dataclass(frozen=True)
@@ -191,8 +195,11 @@ def metadata_from_env(env: Any, **overrides: Any) -> ExportMetadata:
 
     Looks at ``env.spec`` and at optional attributes of ``env.unwrapped``
     (``observation_labels``, ``observation_units``, ``action_labels``, ``action_units``,
-    ``pulse_parametrisation``, ``device_preset``, ``device_ranges``, ``safety_limits``, ...).
-    ``overrides`` replace fields of the result.
+    ``pulse_parametrisation``, ``device_preset``, ``device_ranges``, ``safety_limits``, ...),
+    and, for pulsecal's core-backed envs, at ``core.cfg`` (the env's frozen settings:
+    pulse parameters, step sizes, shot budget), ``core.preset`` (the device preset) and
+    ``core.sampler`` (the device ranges of randomised training). ``overrides`` replace
+    fields of the result.
     """
     unwrapped = getattr(env, "unwrapped", env)
     values: dict[str, Any] = {}
@@ -205,6 +212,30 @@ def metadata_from_env(env: Any, **overrides: Any) -> ExportMetadata:
         if value is not None:
             values[name] = [str(v) for v in value]
     description = {a: _jsonable(getattr(unwrapped, a)) for a in _ENV_DESCRIPTION_ATTRS if getattr(unwrapped, a, None) is not None}
+    core = getattr(unwrapped, "core", None)
+    cfg = getattr(core, "cfg", None)
+    if cfg is not None and dataclasses.is_dataclass(cfg):
+        description["config"] = _jsonable(cfg)
+        safety = {k: description["config"][k] for k in _SAFETY_KEYS if k in description["config"]}
+        if safety:
+            values["safety"] = {"trained_under": safety}
+    gate = getattr(core, "gate", None)
+    if gate is not None:
+        # Which pulse the actions calibrate; how a unit action maps to a parameter change
+        # is in the env config (``parameters``, ``max_step``) copied above.
+        values["pulse"] = {
+            "gate": type(gate).__name__,
+            "gate_settings": _jsonable(gate),
+            "calibrated_parameters": _jsonable(getattr(cfg, "parameters", None)),
+            "max_step_per_unit_action": _jsonable(getattr(cfg, "max_step", None)),
+        }
+    preset = getattr(core, "preset", None)
+    if preset is not None:
+        values["device"] = {
+            "preset": getattr(preset, "name", None),
+            "preset_parameters": _jsonable(preset),
+            "training_ranges": _jsonable(getattr(core, "sampler", None)),
+        }
     if description:
         values["env_description"] = description
     values.update(overrides)
@@ -702,3 +733,153 @@ def _manifest(
     }
     manifest["manifest_sha256"] = manifest_digest(manifest)
     return manifest
+
+
+# --------------------------------------------------------------------------- run dirs
+
+_REVISION = re.compile(r"^(?P<stem>.+?)(?:-r(?P<k>\d+))?(?P<suffix>\.[a-z]+)$")
+
+
+def _latest(run_dir: Path, name: str) -> Path | None:
+    """``name`` or its newest ``-r<k>`` sibling (a resumed run never overwrites, it adds -r<k>)."""
+    stem, suffix = name.rsplit(".", 1)
+    best: tuple[int, Path] | None = None
+    for path in run_dir.glob(f"{stem}*.{suffix}"):
+        match = _REVISION.match(path.name)
+        if match is None or match["stem"] != stem or match["suffix"] != f".{suffix}":
+            continue
+        k = int(match["k"] or 0)
+        if best is None or k > best[0]:
+            best = (k, path)
+    return None if best is None else best[1]
+
+
+def read_normalisation(npz_path: str | Path) -> ObservationNormalisation | None:
+    """Observation statistics stored by ``pulsecal.agents.persistence.save_normalization``
+    (``.npz`` read with ``allow_pickle=False`` + ``.json`` settings); None if not normalised."""
+    path = Path(npz_path)
+    settings = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+    if settings.get("format") != "pulsecal-vecnormalize-1":
+        raise ValueError(f"{path.with_suffix('.json')}: format {settings.get('format')!r}: allowed 'pulsecal-vecnormalize-1'")
+    if not settings.get("norm_obs"):
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        mean, var = np.array(data["obs_mean"]), np.array(data["obs_var"])
+    return ObservationNormalisation(
+        mean=mean, var=var, epsilon=float(settings["epsilon"]), clip_obs=float(settings["clip_obs"])
+    )
+
+
+def export_run(
+    run_dir: str | Path,
+    out_dir: str | Path | None = None,
+    *,
+    checkpoint: str | int | None = None,
+    torchscript: bool = False,
+    overwrite: bool = False,
+) -> Path:
+    """Export the policy of a ``pulsecal-train`` run directory.
+
+    Reads the final model named by the newest ``metrics*.json`` (or, with ``checkpoint``
+    ``"latest"`` or a step number, a checkpoint from ``checkpoints/``), its pickle-free
+    normalisation statistics, the newest resolved ``config*.yaml`` (``yaml.safe_load``)
+    and ``provenance*.json`` (seed, package versions, git revision, env id). The env is
+    built once, with the run's env kwargs, only to read its labels and description; the
+    labels are used only if its spaces equal the model's.
+
+    Args:
+        run_dir: the run directory.
+        out_dir: where to write; default ``<run_dir>/export`` (``export-step_<N>`` for a checkpoint).
+        checkpoint: None for the final model, ``"latest"`` or a step number.
+        torchscript: also write ``policy.pt``.
+        overwrite: replace an existing export.
+    """
+    import yaml
+
+    from pulsecal.agents.factory import load_algorithm
+    from pulsecal.agents.persistence import list_checkpoints
+
+    run = Path(run_dir)
+    config_path = _latest(run, "config.yaml")
+    if config_path is None:
+        raise FileNotFoundError(f"{run}: no config.yaml: allowed a pulsecal-train run directory")
+    config = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+    provenance_path = _latest(run, "provenance.json")
+    provenance = json.loads(provenance_path.read_text(encoding="utf-8")) if provenance_path else {}
+
+    step: int | None = None
+    if checkpoint is None:
+        metrics_path = _latest(run, "metrics.json")
+        if metrics_path is None:
+            raise FileNotFoundError(f"{run}: no metrics.json (the run did not finish): pass checkpoint='latest'")
+        metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+        model_path = run / str(metrics["model"])
+        norm_path = None if metrics.get("normalization") is None else run / str(metrics["normalization"])
+    else:
+        found = list_checkpoints(run / "checkpoints")
+        if checkpoint != "latest":
+            found = [c for c in found if c.step == int(checkpoint)]
+        if not found:
+            raise FileNotFoundError(f"{run / 'checkpoints'}: no complete checkpoint {checkpoint!r}")
+        chosen = found[-1]
+        model_path, norm_path, step = chosen.model, chosen.normalization, chosen.step
+
+    algo = str(provenance.get("algo") or config.get("agent", {}).get("name"))
+    model = load_algorithm(algo, model_path)
+    norm = None if norm_path is None else read_normalisation(norm_path)
+
+    env_id = provenance.get("env_id") or config.get("env", {}).get("id")
+    env_kwargs = provenance.get("env_kwargs", config.get("env", {}).get("kwargs") or {})
+    meta = _metadata_for_run(model, env_id, env_kwargs)
+    sources = {"model": model_path, **({"normalisation": norm_path} if norm_path else {})}
+    device = dict(meta.device or {})
+    # The run may override preset fields (t1_s, ...) through reset options the env built
+    # here does not see; the run's own device config is authoritative.
+    device["run_config"] = config.get("device")
+    meta = dataclasses.replace(
+        meta,
+        device=device,
+        env_id=env_id,
+        env_kwargs=env_kwargs,
+        training_config=config,
+        seed=provenance.get("seed", config.get("seed")),
+        training_versions=provenance.get("packages"),
+        git_revision=provenance.get("git_revision"),
+        source={
+            "run_dir": str(run.resolve()),
+            "checkpoint_step": step,
+            "command": provenance.get("argv"),
+            **{
+                key: {"file": str(path.relative_to(run)), "sha256": _sha256(path.read_bytes())}
+                for key, path in sources.items()
+            },
+        },
+    )
+    if out_dir is None:
+        out_dir = run / ("export" if step is None else f"export-step_{step}")
+    return export_policy(model, out_dir, vec_normalize=norm, metadata=meta, torchscript=torchscript, overwrite=overwrite)
+
+
+def _metadata_for_run(model: BaseAlgorithm, env_id: str | None, env_kwargs: Mapping[str, Any]) -> ExportMetadata:
+    """Labels and description from the run's env, if it can be built and its spaces are the model's."""
+    if env_id is None:
+        return ExportMetadata()
+    import gymnasium as gym
+
+    try:
+        import pulsecal.envs  # noqa: F401  (registers pulsecal/<Name>-v<N>)
+    except ImportError:
+        pass
+    try:
+        env = gym.make(env_id, **dict(env_kwargs))
+    except Exception as err:  # the env is only a source of labels; the export stands without it
+        warnings.warn(f"could not build {env_id!r} to read its labels ({err}); using generic labels", stacklevel=3)
+        return ExportMetadata(env_id=env_id)
+    try:
+        same = env.observation_space == model.observation_space and env.action_space == model.action_space
+        if not same:
+            warnings.warn(f"{env_id!r} built with the run's kwargs has other spaces than the model; generic labels", stacklevel=3)
+            return ExportMetadata(env_id=env_id)
+        return metadata_from_env(env)
+    finally:
+        env.close()

@@ -166,6 +166,7 @@ def test_recurrent_parity(normalise: bool, tmp_path: Path) -> None:
         np.testing.assert_allclose(state.arrays[0], sb3_state[0], atol=TOL)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 def test_manifest_describes_the_policy(tmp_path: Path) -> None:
     model, venv = train("sac", True, steps=96)
     meta = metadata_from_env(
@@ -236,3 +237,119 @@ def test_observation_normalisation_validates() -> None:
         ObservationNormalisation(mean=np.zeros(2), var=np.ones(2), epsilon=0.0, clip_obs=10.0)
     with pytest.raises(ValueError, match="var"):
         ObservationNormalisation(mean=np.zeros(2), var=-np.ones(2), epsilon=1e-8, clip_obs=10.0)
+
+
+# ------------------------------------------------------------------ run directories
+
+
+def _fake_run(run: Path, *, resumed: bool) -> tuple[BaseAlgorithm, VecNormalize]:
+    """A run directory laid out as ``pulsecal-train`` writes it, from a quick Pendulum run."""
+    import yaml
+
+    from pulsecal.agents.persistence import save_model_atomic, save_normalization, write_json_atomic
+
+    venv = VecNormalize(DummyVecEnv([lambda: gym.make("Pendulum-v1")]), clip_obs=7.0)
+    model = PPO("MlpPolicy", venv, n_steps=64, batch_size=64, n_epochs=1, policy_kwargs={"net_arch": [8]}, device="cpu", seed=0)
+    model.learn(64)
+    suffix = "-r1" if resumed else ""
+    if resumed:  # the first attempt's artefacts stay; the resumed run adds -r1 names
+        (run / "model.zip").parent.mkdir(parents=True, exist_ok=True)
+        (run / "model.zip").write_bytes(b"first attempt")
+        write_json_atomic(run / "metrics.json", {"model": "model.zip", "normalization": None})
+    save_model_atomic(model, run / f"model{suffix}.zip")
+    save_normalization(venv, run / f"vecnormalize{suffix}.npz")
+    config = {"env": {"id": "Pendulum-v1", "kwargs": {}}, "agent": {"name": "ppo"}, "seed": 4, "device": {"preset": "none"}}
+    (run / f"config{suffix}.yaml").write_text(yaml.safe_dump(config))
+    write_json_atomic(
+        run / f"provenance{suffix}.json",
+        {"seed": 4, "git_revision": "abc123", "packages": {"torch": th.__version__}, "env_id": "Pendulum-v1", "algo": "ppo", "argv": ["pulsecal-train"]},
+    )
+    write_json_atomic(run / f"metrics{suffix}.json", {"model": f"model{suffix}.zip", "normalization": f"vecnormalize{suffix}.npz"})
+    return model, venv
+
+
+@pytest.mark.parametrize("resumed", [False, True], ids=["fresh", "resumed"])
+def test_export_run_directory(tmp_path: Path, resumed: bool) -> None:
+    from pulsecal.agents.export import export_run
+
+    model, venv = _fake_run(tmp_path / "run", resumed=resumed)
+    folder = export_run(tmp_path / "run")
+    assert folder == tmp_path / "run" / "export"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["env"]["id"] == "Pendulum-v1" and manifest["training"]["seed"] == 4
+    assert manifest["training"]["git_revision"] == "abc123"
+    assert manifest["training"]["config"]["agent"]["name"] == "ppo"
+    assert manifest["training"]["source"]["model"]["file"] == ("model-r1.zip" if resumed else "model.zip")
+    assert manifest["observation"]["normalisation"]["clip_obs"] == 7.0
+    obs = sample_observations(model.observation_space, 500, np.random.default_rng(5))  # type: ignore[arg-type]
+    np.testing.assert_allclose(load_policy(folder, out_of_bounds="allow").act_batch(obs), reference_actions(model, venv, obs), atol=TOL)
+
+
+def test_export_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pulsecal.scripts.export import main
+
+    _fake_run(tmp_path / "run", resumed=False)
+    out = tmp_path / "lab" / "policy"
+    assert main([f"run_dir={tmp_path / 'run'}", f"out={out}", "torchscript=true"]) == 0
+    assert "PPO for Pendulum-v1" in capsys.readouterr().out
+    assert (out / "policy.pt").is_file() and load_policy(out).env_id == "Pendulum-v1"
+    assert main([f"run_dir={tmp_path / 'run'}", f"out={out}"]) == 2  # never overwrites silently
+    assert "not empty" in capsys.readouterr().err
+    assert main(["run_dir=x", "colour=blue"]) == 2
+    assert "error: colour: unknown option" in capsys.readouterr().err
+    assert main(["torchscript=maybe", "run_dir=x"]) == 2
+    assert main([]) == 2
+    assert "error: run_dir: required" in capsys.readouterr().err
+    assert main([f"run_dir={tmp_path / 'nothing'}"]) == 2
+    assert "no config.yaml" in capsys.readouterr().err
+
+
+def test_session_on_the_real_gate_calibration_env(tmp_path: Path) -> None:
+    """An (untrained) exported policy drives pulsecal/GateCalibration-v0 through the runner."""
+    import pulsecal.envs  # noqa: F401  (registers the ids)
+    from pulsecal.agents.runner import session
+
+    env = gym.make("pulsecal/GateCalibration-v0", max_episode_steps=3)
+    model = PPO("MlpPolicy", env, n_steps=32, batch_size=32, policy_kwargs={"net_arch": [8]}, device="cpu", seed=0)
+    folder = export_policy(model, tmp_path / "export", metadata=metadata_from_env(env))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["env"]["id"] == "pulsecal/GateCalibration-v0" and manifest["pulse"]["gate"] == "DragGate"
+    result = session(env, load_policy(folder), max_steps=10, seed=0)
+    assert result.truncated and len(result.steps) == 3
+    for record in result.steps:
+        expected, _ = model.predict(record.observation.astype(np.float32), deterministic=True)
+        np.testing.assert_allclose(record.action, expected, atol=TOL)
+
+
+@pytest.mark.parametrize(
+    "agent", ["ppo", pytest.param("sac", marks=pytest.mark.slow), pytest.param("recurrent_ppo", marks=pytest.mark.slow)]
+)
+def test_export_a_real_training_run(tmp_path: Path, agent: str) -> None:
+    """``pulsecal-train experiment=smoke`` on GateCalibration, exported, run by the lab runner."""
+    from hydra import compose, initialize_config_module
+
+    import pulsecal.envs  # noqa: F401
+    from pulsecal.agents.export import export_run
+    from pulsecal.agents.factory import load_algorithm
+    from pulsecal.agents.runner import session
+    from pulsecal.scripts.train import train as run_train
+
+    th.set_num_threads(1)
+    with initialize_config_module("pulsecal.configs", version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=smoke", "logger=csv", f"agent={agent}"])
+    run_train(cfg, run_dir=tmp_path / "run")
+    folder = export_run(tmp_path / "run", torchscript=agent != "recurrent_ppo")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["env"]["id"] == "pulsecal/GateCalibration-v0"
+    assert manifest["export_check"]["max_abs_diff"] <= TOL
+    policy = load_policy(folder, out_of_bounds="allow")
+    env = gym.make("pulsecal/GateCalibration-v0", max_episode_steps=5)
+    result = session(env, policy, max_steps=5, seed=1)
+    assert len(result.steps) == 5
+    if agent != "recurrent_ppo":
+        model = load_algorithm(agent, tmp_path / "run" / "model.zip")
+        from pulsecal.agents.export import read_normalisation
+
+        norm = read_normalisation(tmp_path / "run" / "vecnormalize.npz")
+        obs = np.stack([r.observation for r in result.steps])
+        np.testing.assert_allclose(np.stack([r.action for r in result.steps]), reference_actions(model, norm, obs), atol=TOL)
