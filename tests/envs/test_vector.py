@@ -94,3 +94,14 @@ def test_vector_bad_actions_raise() -> None:
     venv.reset(seed=0)
     with pytest.raises(ValueError, match="action"):
         venv.step(np.full((2, 3), np.nan, dtype=np.float32))
+
+
+def test_sb3_ppo_learns_a_few_steps_on_the_batched_env() -> None:
+    import torch
+    from stable_baselines3 import PPO
+
+    torch.set_num_threads(1)
+    venv = make_sb3_vec_env("pulsecal/GateCalibration-v0", n_envs=2, seed=0)
+    model = PPO("MlpPolicy", venv, n_steps=16, batch_size=16, n_epochs=1, seed=0, device="cpu")
+    model.learn(total_timesteps=32)
+    assert model.num_timesteps == 32
