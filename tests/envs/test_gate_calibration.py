@@ -166,7 +166,7 @@ def test_any_device_through_reset_options() -> None:
     start = DragParams(0.47, 0.27e-9, 0.0)
     with pytest.raises(ValueError, match="initial_params"):
         env.reset(seed=0, options={"device": dev})
-    obs, info = env.reset(seed=0, options={"device": dev, "initial_params": start})
+    _, info = env.reset(seed=0, options={"device": dev, "initial_params": start})
     assert "fidelity" not in info and info["shots_used"] == 120
     _, _, _, _, info = env.step(np.zeros(3, dtype=np.float32))
     assert dev.clock_s == pytest.approx(240 * 200e-6) and "fidelity" not in info
