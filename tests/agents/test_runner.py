@@ -285,9 +285,11 @@ class ScriptedEnv:
         self.obs_dim = obs_dim
         self.actions: list[np.ndarray] = []
         self.resets: list[int | None] = []
+        self.options: list[dict[str, Any] | None] = []
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         self.resets.append(seed)
+        self.options.append(options)
         self.actions.clear()
         return np.zeros(self.obs_dim), {"shots": 0}
 
@@ -301,8 +303,10 @@ def test_session_runs_until_truncation(folder: Path) -> None:
     policy = load_policy(folder)
     env = ScriptedEnv(length=5)
     seen: list[int] = []
-    result = session(env, policy, max_steps=100, seed=3, on_step=lambda r: seen.append(r.index))
-    assert env.resets == [3] and len(result.steps) == 5 and seen == [0, 1, 2, 3, 4]
+    device = object()  # how pulsecal-replay hands the env its BackendDevice
+    result = session(env, policy, max_steps=100, seed=3, options={"device": device}, on_step=lambda r: seen.append(r.index))
+    assert env.resets == [3] and env.options == [{"device": device}]
+    assert len(result.steps) == 5 and seen == [0, 1, 2, 3, 4]
     assert result.truncated and not result.terminated and not result.stopped
     assert result.total_reward == -5.0 and result.final_info == {"shots": 500}
     for record, applied in zip(result.steps, env.actions, strict=True):
