@@ -45,8 +45,8 @@ class PulseShapingConfig:
     action_mode: str = "delta"
     reward_mode: str = "privileged"
     amplitude_range: float = 0.2
-    beta_range: float = 1.0
-    detuning_range_hz: float = 20e6
+    beta_range: float = 2.0
+    detuning_range_hz: float = 50e6
     coeff_range: float = 0.2
     max_step: float = 0.1
     shots_per_probe: int = 100
