@@ -156,9 +156,17 @@ class BatchedVectorEnv(VectorEnv):
     def reset(
         self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None,
     ) -> tuple[NDArray[np.float32], dict[str, Any]]:
-        """Reset all copies (or those in ``options["reset_mask"]``)."""
+        """Reset all copies (or those in ``options["reset_mask"]``).
+
+        ``options`` go to every copy; ``options["per_copy"]``, a sequence of one dict per
+        copy, adds copy-specific options (e.g. one evaluation device per copy).
+        """
         options = dict(options or {})
         mask = options.pop("reset_mask", None)
+        per_copy = options.pop("per_copy", None)
+        if per_copy is not None and len(per_copy) != self.num_envs:
+            raise ValueError(f"options['per_copy'] has {len(per_copy)} entries: allowed one per copy ({self.num_envs})")
+        copy_opts = [{**options, **(per_copy[i] if per_copy is not None else {})} for i in range(self.num_envs)]
         idx = list(range(self.num_envs)) if mask is None else [int(i) for i in np.flatnonzero(mask)]
         if seed is None:
             seeds: list[int | None] = [None] * self.num_envs
@@ -170,7 +178,7 @@ class BatchedVectorEnv(VectorEnv):
                 raise ValueError(f"seed has {len(seeds)} entries: allowed one per copy ({self.num_envs})")
         for i in idx:
             self.core.seed_copy(i, seeds[i])
-        obs, _, _, infos = self.core.advance([], None, idx, [options] * len(idx))
+        obs, _, _, infos = self.core.advance([], None, idx, [copy_opts[i] for i in idx])
         self._obs[idx] = obs
         self._elapsed[idx] = 0
         self._autoreset[idx] = False

@@ -105,3 +105,16 @@ def test_sb3_ppo_learns_a_few_steps_on_the_batched_env() -> None:
     model = PPO("MlpPolicy", venv, n_steps=16, batch_size=16, n_epochs=1, seed=0, device="cpu")
     model.learn(total_timesteps=32)
     assert model.num_timesteps == 32
+
+
+def test_vector_reset_per_copy_options_fix_each_device() -> None:
+    from pulsecal.envs.presets import held_out_devices
+
+    devices = held_out_devices(3, seed=1)
+    venv = gym.make_vec("pulsecal/GateCalibration-v0", num_envs=3)
+    venv.reset(seed=0, options={"per_copy": [{"device_params": d} for d in devices],
+                                "miscalibration": {"amplitude": 0.01}})
+    for dev, d in zip(venv.core.devices, devices, strict=True):
+        assert dev.current_params() == d
+    with pytest.raises(ValueError, match="per_copy"):
+        venv.reset(options={"per_copy": [{}]})
