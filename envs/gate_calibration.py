@@ -295,6 +295,12 @@ class GateCalibrationEnv(SingleCoreEnv):
     quadrature for the signed detuning) for ``shots_per_probe`` shots each on the device.
     The device is simulated (``SimulatedDevice``: shot noise, readout error, open system).
 
+    ``parameters`` defaults to (amplitude, beta_s, detuning_hz): the drive phase is a
+    gauge here (every probe starts in |0> and ends in a Z measurement, so a common phase
+    of X and SX is invisible, and virtual Z makes it free); add "phase" to calibrate it
+    against a reference anyway. SX shares β and detuning and has half the X area, so the
+    amplitude probes (which start with SX) calibrate both.
+
     ## Action Space
     ``Box(-1, 1, (len(parameters),), float32)``: the change of each calibrated parameter
     in units of ``max_step`` (relative to the starting value for amplitude and β, in Hz
