@@ -1,0 +1,117 @@
+"""Resuming a crashed or killed run: the step counter continues from the last complete
+checkpoint, earlier artefacts stay byte for byte, new checkpoints get new names."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from stable_baselines3.common.callbacks import BaseCallback
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from test_train import TINY, compose  # noqa: E402
+
+
+class Crash(BaseCallback):
+    """Simulates a crash mid-run (after the first checkpoint)."""
+
+    def __init__(self, at_step: int) -> None:
+        super().__init__()
+        self.at_step = at_step
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self.at_step:
+            raise RuntimeError("simulated crash")
+        return True
+
+
+def _digests(directory: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir()) if p.is_file()}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def test_resume_after_crash_continues_step_counter(tmp_path: Path) -> None:
+    from pulsecal.scripts.train import train
+
+    run_dir = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(compose(TINY), run_dir=run_dir, extra_callbacks=[Crash(at_step=200)])
+    before = _digests(run_dir / "checkpoints")
+    assert "step_0000000128.zip" in before and "step_0000000128.json" in before
+    assert not (run_dir / "model.zip").exists()
+
+    metrics = train(compose([*TINY, f"resume={run_dir}"]))
+    assert metrics["start_step"] == 128
+    assert metrics["num_timesteps"] >= 256
+    after = _digests(run_dir / "checkpoints")
+    assert {k: after[k] for k in before} == before  # earlier checkpoints untouched
+    assert "step_0000000256.zip" in after
+    assert (run_dir / "model.zip").is_file()
+    # The first attempt's config is kept; the resume records its own next to it.
+    assert (run_dir / "config.yaml").is_file() and (run_dir / "config-r1.yaml").is_file()
+    eval_rows = (run_dir / "eval.csv").read_text().strip().splitlines()
+    assert eval_rows[1].startswith("128") and eval_rows[-1].startswith("256")
+
+
+def test_resume_of_a_finished_run_does_not_overwrite(tmp_path: Path) -> None:
+    from pulsecal.scripts.train import train
+
+    run_dir = tmp_path / "run"
+    train(compose(TINY), run_dir=run_dir)
+    first = hashlib.sha256((run_dir / "model.zip").read_bytes()).hexdigest()
+    metrics = train(compose([*TINY, f"resume={run_dir}"]))
+    assert metrics["start_step"] == metrics["num_timesteps"]
+    assert hashlib.sha256((run_dir / "model.zip").read_bytes()).hexdigest() == first
+    assert (run_dir / "model-r1.zip").is_file()
+
+
+def test_resume_without_checkpoint_is_a_config_error(tmp_path: Path) -> None:
+    from pulsecal.configs import ConfigError
+    from pulsecal.scripts.train import train
+
+    with pytest.raises(ConfigError, match="resume"):
+        train(compose([*TINY, f"resume={tmp_path}"]))
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+           "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    code = "from pulsecal.scripts.train import main; main()"
+    run_dir = tmp_path / "run"
+    args = [a for a in TINY if not a.startswith("total_timesteps")] + [
+        "total_timesteps=100000", f"hydra.run.dir={run_dir}"]
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list((run_dir / "checkpoints").glob("step_*.json")):
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = _digests(run_dir / "checkpoints")
+    last = max(json.loads((run_dir / "checkpoints" / n).read_text())["step"] for n in before if n.endswith(".json")
+               and not n.endswith("vecnormalize.json"))
+    resumed = subprocess.run([sys.executable, "-c", code, f"resume={run_dir}", f"total_timesteps={last + 256}"],
+                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["start_step"] == last and metrics["num_timesteps"] >= last + 256
+    after = _digests(run_dir / "checkpoints")
+    assert {k: after[k] for k in before if k in after} == {k: v for k, v in before.items() if k in after}
+    assert all(k in after for k in before if not k.startswith("."))
+    assert list((run_dir / ".hydra").glob("resume_*/config.yaml"))
