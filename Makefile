@@ -14,7 +14,7 @@ export OPENBLAS_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 export MPLBACKEND ?= Agg
 
-.PHONY: demo test test-slow lint typecheck bench install install-dev results clean
+.PHONY: demo test test-slow lint typecheck bench bench-envs install install-dev results clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,9 @@ test-slow: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-dev
 	$(PY) -m pulsecal.scripts.bench_physics --out bench_physics.json
+
+bench-envs: $(VENV)/.installed-dev
+	$(PY) -m pulsecal.scripts.bench_envs --out bench_envs.json
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache .ruff_cache .mypy_cache
