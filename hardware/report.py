@@ -1,0 +1,160 @@
+"""The calibration report of a replay session: what the lab takes away.
+
+``write_report`` writes ``report.json`` (machine-readable), ``report.md`` (for a person) and
+two PNG plots into the session folder: the parameter trajectories (each calibrated
+parameter against the env step, in physical units) and the measured excited populations
+of every probe with the estimated infidelity. Everything in it comes from the session's
+own measurements, except the optional ``truth`` blocks, which only a simulated backend can
+provide (the true gate fidelity of the start and final parameters on its hidden device).
+Rewriting a report is idempotent: a resumed session rewrites it from the same steps.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pulsecal.envs.calibration import PARAMETER_NAMES
+
+if TYPE_CHECKING:
+    from .replay import ReplaySettings, StepRecord
+
+REPORT_FORMAT = "pulsecal.replay-report/1"
+_UNITS = {"amplitude": "full scale", "beta_s": "s", "detuning_hz": "Hz", "phase": "rad"}
+
+
+def write_report(folder: Path, *, steps: Sequence[StepRecord], settings: ReplaySettings,
+                 policy: Mapping[str, Any], backend: Mapping[str, Any], probes: Sequence[str],
+                 gate_duration_s: float, truth_start: Mapping[str, float] | None = None,
+                 truth_final: Mapping[str, float] | None = None,
+                 extra: Mapping[str, Any] | None = None, plots: bool = True) -> dict[str, Any]:
+    """Write report.json, report.md and (``plots``) parameters.png, populations.png.
+
+    Returns the report dict (as in report.json).
+    """
+    folder = Path(folder)
+    first, last = steps[0], steps[-1]
+    est0, est1 = first.infidelity_estimate, last.infidelity_estimate
+    report: dict[str, Any] = {
+        "format": REPORT_FORMAT,
+        "session_id": settings.session_id,
+        "backend": dict(backend),
+        "policy": dict(policy),
+        "gate_duration_s": gate_duration_s,
+        "probes": list(probes),
+        "initial_params": dict(zip(PARAMETER_NAMES, first.params, strict=True)),
+        "final_params": dict(zip(PARAMETER_NAMES, last.params, strict=True)),
+        "estimated_infidelity_initial": est0,
+        "estimated_infidelity_final": est1,
+        "estimated_improvement": (est0 / est1) if est1 > 0 and math.isfinite(est0) else None,
+        "last_populations": dict(zip(probes, last.p1, strict=True)),
+        "env_steps": len(steps) - 1,
+        "shots_used": int(last.shots_used),
+        "trajectory": [
+            {"env_step": s.env_step, "action": None if s.action is None else list(s.action),
+             "params": list(s.params), "p1": list(s.p1), "infidelity_estimate": s.infidelity_estimate,
+             "reward": s.reward, "shots_used": s.shots_used} for s in steps],
+    }
+    if truth_start is not None or truth_final is not None:
+        report["truth"] = {"initial": dict(truth_start or {}), "final": dict(truth_final or {})}
+        f0 = (truth_start or {}).get("fidelity")
+        f1 = (truth_final or {}).get("fidelity")
+        if f0 is not None and f1 is not None and 1 - f1 > 0:
+            report["truth"]["infidelity_ratio"] = (1 - f0) / (1 - f1)
+    report.update(dict(extra or {}))
+    _write_atomic(folder / "report.json", json.dumps(_clean(report), indent=2, sort_keys=True) + "\n")
+    _write_atomic(folder / "report.md", _markdown(report))
+    if plots:
+        report["plots"] = _plots(folder, steps, probes)
+    return report
+
+
+def _clean(obj: Any) -> Any:
+    """JSON without NaN/inf (strict readers reject them): non-finite floats become null."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return _clean(obj.item())
+    return obj
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _fmt(x: Any) -> str:
+    return f"{x:.6g}" if isinstance(x, int | float) and x is not None else str(x)
+
+
+def _markdown(r: Mapping[str, Any]) -> str:
+    lines = [f"# Calibration report — session `{r['session_id']}`", "",
+             f"- backend: `{r['backend'].get('name')}`",
+             f"- policy: `{r['policy'].get('kind')}`",
+             f"- env steps: {r['env_steps']}, shots used: {r['shots_used']}"
+             + (f" (ledger: {r['ledger_shots']}, orphaned re-runs: {r.get('orphan_shots', 0)})"
+                if "ledger_shots" in r else ""),
+             f"- resumed from the journal: {r.get('resumed', False)}", "",
+             "| parameter | initial | final | unit |", "|---|---|---|---|"]
+    for name in PARAMETER_NAMES:
+        lines.append(f"| {name} | {_fmt(r['initial_params'][name])} | {_fmt(r['final_params'][name])} "
+                     f"| {_UNITS[name]} |")
+    lines += ["", f"Estimated infidelity (from the probes): {_fmt(r['estimated_infidelity_initial'])} → "
+              f"{_fmt(r['estimated_infidelity_final'])}"]
+    if "truth" in r:
+        t = r["truth"]
+        lines.append(f"True fidelity (simulated backend): {_fmt(t['initial'].get('fidelity'))} → "
+                     f"{_fmt(t['final'].get('fidelity'))}")
+    lines += ["", "Last measured excited populations (ideal 0.5):", ""]
+    lines += [f"- {k}: {_fmt(v)}" for k, v in r["last_populations"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _plots(folder: Path, steps: Sequence[StepRecord], probes: Sequence[str]) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    t = np.array([s.env_step for s in steps])
+    params = np.array([s.params for s in steps])
+    fig, axes = plt.subplots(2, 2, figsize=(9, 6), sharex=True)
+    for k, (ax, name) in enumerate(zip(axes.flat, PARAMETER_NAMES, strict=True)):
+        ax.plot(t, params[:, k], "o-")
+        ax.set_title(f"{name} [{_UNITS[name]}]")
+        ax.grid(alpha=0.3)
+    for ax in axes[-1]:
+        ax.set_xlabel("env step")
+    fig.tight_layout()
+    fig.savefig(folder / "parameters.png", dpi=100)
+    plt.close(fig)
+
+    p1 = np.array([s.p1 for s in steps])
+    est = np.array([s.infidelity_estimate for s in steps])
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+    for k, name in enumerate(probes):
+        a1.plot(t, p1[:, k], "o-", label=name)
+    a1.axhline(0.5, color="k", lw=0.8, ls="--")
+    a1.set_xlabel("env step")
+    a1.set_ylabel("measured P(1)")
+    a1.legend(fontsize=7)
+    a1.grid(alpha=0.3)
+    a2.semilogy(t, np.maximum(est, 1e-9), "o-")
+    a2.set_xlabel("env step")
+    a2.set_ylabel("estimated infidelity")
+    a2.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(folder / "populations.png", dpi=100)
+    plt.close(fig)
+    return ["parameters.png", "populations.png"]

@@ -1,0 +1,255 @@
+"""``pulsecal-replay``: a closed-loop calibration session of a policy on a backend.
+
+    pulsecal-replay backend=simulated policy=scripted
+    pulsecal-replay backend=simulated_faulty policy=scripted session_id=s2
+    pulsecal-replay backend=qibolab_emulator policy=scripted
+    pulsecal-replay backend=qibolab_emulator policy=onnx policy.folder=exports/ppo
+    pulsecal-replay backend=qibolab_emulator policy=sb3 policy.run_dir=runs/<run>
+
+Run it again with the same ``session_id`` (and ``folder``) after a crash or kill: the
+session resumes from its journal (``pulsecal.hardware.replay``). The policy is a swap of
+config; the backend too. This is the one place the config becomes objects: schemas below
+make a wrong type fail at compose time, :func:`replay` converts and runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from hydra.errors import HydraException
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+# -- schemas -------------------------------------------------------------------------------------
+
+
+@dataclass
+class BackendConf:
+    kind: str = MISSING
+    limits: dict[str, Any] = field(default_factory=dict)  # SafetyLimits fields over the defaults
+    env: dict[str, Any] = field(default_factory=dict)  # env settings this backend needs
+    retry: dict[str, Any] = field(default_factory=dict)  # RetryPolicy fields over the defaults
+
+
+@dataclass
+class SimulatedBackendConf(BackendConf):
+    kind: str = "simulated"
+    preset: str = "transmon_20ns"
+    seed: int = 0
+    fault_rate: float = 0.0
+    open_system: bool = True
+    amplitude_scale: float = 1.0
+    detuning_hz: float | None = None
+
+
+@dataclass
+class QibolabBackendConf(BackendConf):
+    kind: str = "qibolab"
+    platform: str = "pulsecal_emulator"
+    platforms_dir: str | None = None  # None: $QIBOLAB_PLATFORMS, else the test emulator
+    virtual_z_sign: int = -1
+
+
+@dataclass
+class BraketBackendConf(BackendConf):
+    kind: str = "braket"
+    properties: str = "braket_rigetti_pulse"
+    device_arn: str | None = None
+
+
+@dataclass
+class PolicyConf:
+    kind: str = MISSING
+
+
+@dataclass
+class ScriptedPolicyConf(PolicyConf):
+    kind: str = "scripted"
+    gain: float = 0.8
+    explore: float = 0.3
+
+
+@dataclass
+class SB3PolicyConf(PolicyConf):
+    kind: str = "sb3"
+    run_dir: str = MISSING
+    model: str = "model.zip"
+    normalization: str | None = "vecnormalize.npz"
+    algo: str | None = None
+
+
+@dataclass
+class OnnxPolicyConf(PolicyConf):
+    kind: str = "onnx"
+    folder: str = MISSING
+    out_of_bounds: str = "warn"
+
+
+@dataclass
+class MiscalibrationConf:
+    amplitude_rel: float = 0.04
+    beta_rel: float = 0.4
+    detuning_hz: float = 0.5e6
+    phase: float = 0.0
+
+
+@dataclass
+class ReplayConf:
+    backend: Any = MISSING
+    policy: Any = MISSING
+    session_id: str = "replay"
+    folder: str = MISSING
+    seed: int = 0
+    max_steps: int = 8
+    budget_shots: int | None = None
+    initial_params: list[float] | None = None  # None: textbook + miscalibration
+    miscalibration: MiscalibrationConf = field(default_factory=MiscalibrationConf)
+    env: dict[str, Any] = field(default_factory=dict)
+    plots: bool = True
+
+
+def register_replay_configs() -> None:
+    """Store the replay schemas in Hydra's ConfigStore (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(name="replay_schema", node=ReplayConf)
+    cs.store(group="backend", name="simulated_schema", node=SimulatedBackendConf)
+    cs.store(group="backend", name="qibolab_schema", node=QibolabBackendConf)
+    cs.store(group="backend", name="braket_schema", node=BraketBackendConf)
+    cs.store(group="policy", name="scripted_schema", node=ScriptedPolicyConf)
+    cs.store(group="policy", name="sb3_schema", node=SB3PolicyConf)
+    cs.store(group="policy", name="onnx_schema", node=OnnxPolicyConf)
+
+
+register_replay_configs()
+
+_TEST_PLATFORMS = Path(__file__).resolve().parents[1] / "tests" / "hardware" / "data" / "qibolab_platforms"
+
+
+# -- config -> objects ---------------------------------------------------------------------------
+
+
+def _container(cfg: Any) -> dict[str, Any]:
+    out = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    assert isinstance(out, dict)
+    return {str(k): v for k, v in out.items()}
+
+
+def build_backend(b: dict[str, Any]) -> tuple[Any, Any]:
+    """(backend, transmon model for the textbook start or None)."""
+    from pulsecal.hardware import replay as rp
+
+    kind = b.get("kind")
+    if kind == "simulated":
+        backend = rp.simulated_backend(preset=b["preset"], seed=int(b["seed"]), fault_rate=float(b["fault_rate"]),
+                                       open_system=bool(b["open_system"]),
+                                       amplitude_scale=float(b["amplitude_scale"]), detuning_hz=b["detuning_hz"])
+        return backend, backend.device.current_transmon()
+    if kind == "qibolab":
+        from pulsecal.hardware.adapters.qibolab import QibolabBackend, emulator_transmon
+
+        pdir = b.get("platforms_dir") or os.environ.get("QIBOLAB_PLATFORMS") or str(_TEST_PLATFORMS)
+        os.environ["QIBOLAB_PLATFORMS"] = str(pdir)
+        q = QibolabBackend(b["platform"], virtual_z_sign=int(b["virtual_z_sign"]))
+        try:
+            model = emulator_transmon(q.platform)
+        except Exception:  # a real platform has no emulator Hamiltonian: the lab gives initial_params
+            model = None
+        return q, model
+    if kind == "braket":
+        from pulsecal.hardware.adapters.openpulse import BraketBackend
+
+        return BraketBackend(b["properties"], device_arn=b.get("device_arn")), None
+    raise ValueError(f"backend.kind={kind!r}: allowed 'simulated', 'qibolab', 'braket'")
+
+
+def build_policy(p: dict[str, Any]) -> Any:
+    from pulsecal.hardware import replay as rp
+
+    kind = p.get("kind")
+    if kind == "scripted":
+        return rp.ScriptedPolicy(gain=float(p["gain"]), explore=float(p["explore"]))
+    if kind == "sb3":
+        return rp.SB3Policy(p["run_dir"], model=p["model"], normalization=p["normalization"], algo=p["algo"])
+    if kind == "onnx":
+        return rp.OnnxPolicy(p["folder"], out_of_bounds=p["out_of_bounds"])
+    raise ValueError(f"policy.kind={kind!r}: allowed 'scripted', 'sb3', 'onnx'")
+
+
+def replay(cfg: DictConfig) -> Any:
+    """Run (or resume) the session the composed ``replay.yaml`` describes; returns the
+    ``ReplayResult``."""
+    from pulsecal.hardware import replay as rp
+
+    c = _container(cfg)
+    b, p = dict(c["backend"]), dict(c["policy"])
+    backend, model = build_backend(b)
+    env = {**dict(c.get("env") or {}), **dict(b.get("env") or {})}
+    env = {k: v for k, v in env.items() if v is not None}
+    if "probes" in env:
+        env["probes"] = rp.probes_from_json(env["probes"])
+    for k in ("parameters", "miscalibration", "max_step"):
+        if k in env:
+            env[k] = tuple(env[k])
+    gate_s = float(env.get("gate_duration_s") or _preset_gate(env.get("device", "transmon_20ns")))
+    if c.get("initial_params") is not None:
+        start = tuple(float(x) for x in c["initial_params"])
+    elif model is not None:
+        m = c["miscalibration"]
+        start = tuple(rp.miscalibrated_start(model, gate_s, amplitude_rel=m["amplitude_rel"], beta_rel=m["beta_rel"],
+                                             detuning_hz=m["detuning_hz"], phase=m["phase"]).as_array())
+    else:
+        raise ValueError("initial_params=None: allowed only with a backend that has a device model "
+                         "(simulated, qibolab emulator); give the lab's current calibration")
+    settings = rp.ReplaySettings(str(c["session_id"]), int(c["seed"]), start,  # type: ignore[arg-type]
+                                 max_steps=int(c["max_steps"]), budget_shots=c.get("budget_shots"), env=env)
+    limits = rp.default_limits(backend, **_limits(b.get("limits") or {}))
+    truth = rp.simulated_truth(backend, gate_s) if b["kind"] == "simulated" else None
+    policy = build_policy(p)
+    info = {k: v for k, v in b.items() if k not in ("limits", "env", "retry")}
+    from pulsecal.hardware.device import RetryPolicy
+
+    retry = RetryPolicy(**dict(b.get("retry") or {}))
+    return rp.run_session(backend, policy, Path(c["folder"]), settings, limits=limits, retry=retry, truth=truth,
+                          plots=bool(c.get("plots", True)), backend_info=info)
+
+
+def _preset_gate(name: str) -> float:
+    from pulsecal.envs.presets import get_preset
+
+    return float(get_preset(name).gate_duration_s)
+
+
+def _limits(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
+
+
+@hydra.main(version_base="1.3", config_path="pkg://pulsecal.configs", config_name="replay")
+def _hydra_main(cfg: DictConfig) -> None:
+    r = replay(cfg)
+    rep = r.report
+    print(f"session {rep['session_id']}: {rep['env_steps']} steps, {r.ledger_shots} shots, "
+          f"estimated infidelity {rep['estimated_infidelity_initial']:.3g} -> "
+          f"{rep['estimated_infidelity_final']:.3g}; report in {r.folder}")
+
+
+def main() -> None:
+    """Console script: Hydra's command line, config errors as one line on stderr."""
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    try:
+        _hydra_main()
+    except (HydraException, OmegaConfBaseException, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = ["build_backend", "build_policy", "main", "register_replay_configs", "replay"]
