@@ -256,3 +256,29 @@ def _amplified(probe, gate, p: np.ndarray, dt_s: float):
 
     task = CalibrationTask([_Dt(dt_s)], gate, (probe,))  # type: ignore[list-item]
     return task.sequences(p[None])[0][0]
+
+
+def test_sb3_run_directory_policy_is_a_swap_of_config(tmp_path: Path) -> None:
+    """An (untrained) PPO saved in the training run layout drives a session unchanged."""
+    pytest.importorskip("stable_baselines3")
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from pulsecal.agents.persistence import save_normalization
+    from pulsecal.envs.gate_calibration import GateCalibrationEnv
+    from pulsecal.hardware.replay import SB3Policy
+
+    run = tmp_path / "run"
+    run.mkdir()
+    venv = VecNormalize(DummyVecEnv([lambda: GateCalibrationEnv(shots_per_probe=50)]))
+    PPO("MlpPolicy", venv, n_steps=8, batch_size=8, seed=0, device="cpu").save(str(run / "model.zip"))
+    venv.obs_rms.mean = np.full(venv.observation_space.shape, 0.25)
+    save_normalization(venv, run / "vecnormalize.npz")
+    (run / "config.yaml").write_text("agent:\n  name: ppo\n")
+    policy = SB3Policy(run)
+    assert policy.describe()["algo"] == "ppo" and policy.describe()["normalized"]
+    backend = simulated_backend(seed=3)
+    r = run_session(backend, policy, tmp_path / "s", _settings(max_steps=2), fsync=False, plots=False,
+                    sleep=lambda s: None)
+    assert len(r.steps) == 3 and all(s.action is not None and max(map(abs, s.action)) <= 1 for s in r.steps[1:])
+    assert r.report["policy"]["kind"] == "sb3"
