@@ -1,0 +1,211 @@
+"""Black-box optimisers on the measured objective: Nelder-Mead (scipy) and CMA-ES (cma).
+
+Both see exactly what an agent sees: the estimated infidelity that the env's
+error-amplifying probes (``calibration.default_probes``, read by ``calibration.analyse``)
+give for a parameter set, at a cost of shots_per_probe × len(probes) shots per
+evaluation, through the task's devices. They know nothing about the physics beyond the
+scale of the miscalibration (their search coordinates are parameters in units of
+``miscalibration``: ±5 % amplitude, ±50 % β, ±1 MHz by default).
+
+The objective is log10(estimated infidelity + floor): the error spans orders of magnitude
+between the start and the coherence limit, and the log keeps the simplex and the CMA-ES
+step size meaningful across them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from pulsecal.envs.calibration import CalibrationTask, Probe, analyse, default_probes
+
+from .common import DEFAULT_MISCALIBRATION, CalibrationResult, FloatArray, check_budget, require
+
+# Calibrated parameters (amplitude, β, detuning); phase is free (virtual Z).
+_PARAMS = np.array([0, 1, 2])
+_RELATIVE = np.array([True, True, False])
+
+
+@dataclass(frozen=True)
+class _Objective:
+    task: CalibrationTask
+    device: int
+    start: FloatArray
+    unit: FloatArray
+    probes: tuple[Probe, ...]
+    shots: int
+    floor: float
+
+    def params(self, z: ArrayLike) -> FloatArray:
+        p = self.start.copy()
+        p[_PARAMS] = self.start[_PARAMS] + np.asarray(z, dtype=np.float64) * self.unit
+        p[0] = float(np.clip(p[0], -1.0, 1.0))
+        return p
+
+    def __call__(self, zs: ArrayLike) -> FloatArray:
+        """log10(estimate + floor) of each row of zs (K, 3): one device call for all rows."""
+        z = np.atleast_2d(np.asarray(zs, dtype=np.float64))
+        rows = np.stack([self.params(zi) for zi in z])
+        p1 = self.task.measure(rows, self.shots, index=[self.device] * len(rows), probes=self.probes)
+        est = analyse(p1, self.probes, self.task.gate.duration_s).infidelity
+        return np.asarray(np.log10(est + self.floor))
+
+
+@dataclass(frozen=True)
+class BlackBoxSettings:
+    """Shared settings of the black-box baselines.
+
+    Attributes:
+        probes: probe set of the measured objective (the env's default probes).
+        shots_per_probe: shots per probe per evaluation; None picks
+            max(10, budget // (60·len(probes))), i.e. about 60 evaluations per budget.
+        miscalibration: search unit of (amplitude rel., β rel., detuning Hz, phase rad).
+        floor: added to the estimated infidelity before the log, > 0.
+    """
+
+    probes: tuple[Probe, ...] = field(default_factory=default_probes)
+    shots_per_probe: int | None = None
+    miscalibration: tuple[float, float, float, float] = DEFAULT_MISCALIBRATION
+    floor: float = 1e-6
+
+    def __post_init__(self) -> None:
+        pr = tuple(self.probes)
+        require(len(pr) >= 1 and all(isinstance(p, Probe) for p in pr), "probes", self.probes,
+                "a non-empty sequence of Probe")
+        object.__setattr__(self, "probes", pr)
+        require(self.shots_per_probe is None or (isinstance(self.shots_per_probe, int) and self.shots_per_probe >= 1),
+                "shots_per_probe", self.shots_per_probe, "None or an int >= 1")
+        mis = tuple(float(x) for x in self.miscalibration)
+        require(len(mis) == 4 and all(math.isfinite(x) and x > 0 for x in mis[:3]), "miscalibration",
+                self.miscalibration, "4 values, the first three > 0")
+        object.__setattr__(self, "miscalibration", mis)
+        require(math.isfinite(self.floor) and self.floor > 0, "floor", self.floor, "> 0")
+
+    def shots(self, budget: int) -> int:
+        if self.shots_per_probe is not None:
+            return self.shots_per_probe
+        return max(10, budget // (60 * len(self.probes)))
+
+    def objective(self, task: CalibrationTask, device: int, start: FloatArray, budget: int) -> tuple[_Objective, int]:
+        """The objective for one device and how many evaluations the budget pays for."""
+        shots = self.shots(budget)
+        per_eval = shots * len(self.probes)
+        n_evals = budget // per_eval
+        require(n_evals >= 1, "budget", budget, f">= one evaluation ({per_eval} shots)")
+        mis = np.asarray(self.miscalibration[:3])
+        unit = np.where(_RELATIVE, np.abs(start[_PARAMS]), 1.0) * mis
+        unit[unit == 0] = mis[unit == 0]
+        return _Objective(task, device, start.copy(), unit, self.probes, shots, self.floor), n_evals
+
+
+def _starts(task: CalibrationTask, start: ArrayLike, index: Sequence[int] | None) -> tuple[list[int], FloatArray]:
+    idx = list(range(len(task.devices))) if index is None else [int(i) for i in index]
+    p = np.atleast_2d(np.asarray(start, dtype=np.float64))
+    if p.shape[0] == 1 and len(idx) > 1:
+        p = np.repeat(p, len(idx), axis=0)
+    require(p.shape == (len(idx), 4) and bool(np.all(np.isfinite(p))), "start", p.shape,
+            f"finite values of shape ({len(idx)}, 4) or (4,)")
+    return idx, p
+
+
+@dataclass(frozen=True)
+class NelderMeadCalibration:
+    """Nelder-Mead (scipy) on the measured objective, one device at a time.
+
+    Attributes:
+        settings: objective and shot settings (``BlackBoxSettings``).
+        initial_step: simplex edge in miscalibration units, > 0.
+    """
+
+    settings: BlackBoxSettings = field(default_factory=BlackBoxSettings)
+    initial_step: float = 0.5
+
+    def __post_init__(self) -> None:
+        require(math.isfinite(self.initial_step) and self.initial_step > 0, "initial_step",
+                self.initial_step, "> 0 (miscalibration units)")
+
+    def run(self, task: CalibrationTask, start: ArrayLike, budget: int,
+            index: Sequence[int] | None = None) -> CalibrationResult:
+        """Calibrate devices ``index`` from ``start`` (B, 4) with at most ``budget`` shots each.
+
+        Nelder-Mead stops at the evaluation count the budget pays for (``maxfev``) and
+        returns its best vertex.
+        """
+        from scipy.optimize import minimize
+
+        budget = check_budget("budget", budget, 1)
+        idx, p0 = _starts(task, start, index)
+        out = p0.copy()
+        used = np.zeros(len(idx), dtype=np.int64)
+        trace: list[list[tuple[int, FloatArray]]] = []
+        for b, i in enumerate(idx):
+            before = int(task.shots_used[i])
+            obj, n_evals = self.settings.objective(task, i, p0[b], budget)
+            simplex = np.vstack([np.zeros(3), self.initial_step * np.eye(3)])
+            res = minimize(lambda z, obj=obj: float(obj(z)[0]), np.zeros(3), method="Nelder-Mead",
+                           options={"maxfev": n_evals, "initial_simplex": simplex,
+                                    "xatol": 1e-4, "fatol": 1e-6})
+            out[b] = obj.params(res.x)
+            used[b] = int(task.shots_used[i]) - before
+            trace.append([(int(used[b]), out[b].copy())])
+        return CalibrationResult(out, used, trace)
+
+
+@dataclass(frozen=True)
+class CMAESCalibration:
+    """CMA-ES (``cma``, seeded) on the measured objective, one device at a time.
+
+    Each generation's candidates are measured in one device call. The result is the
+    distribution mean (``xfavorite``), which averages the shot noise that the single best
+    sample would be selected for.
+
+    Attributes:
+        settings: objective and shot settings (``BlackBoxSettings``).
+        sigma0: initial step size in miscalibration units, > 0.
+        popsize: candidates per generation (None: cma's default 4 + 3·ln(3) = 7).
+    """
+
+    settings: BlackBoxSettings = field(default_factory=BlackBoxSettings)
+    sigma0: float = 0.5
+    popsize: int | None = None
+
+    def __post_init__(self) -> None:
+        require(math.isfinite(self.sigma0) and self.sigma0 > 0, "sigma0", self.sigma0, "> 0")
+        require(self.popsize is None or (isinstance(self.popsize, int) and self.popsize >= 2), "popsize",
+                self.popsize, "None or an int >= 2")
+
+    def run(self, task: CalibrationTask, start: ArrayLike, budget: int, rng: np.random.Generator,
+            index: Sequence[int] | None = None) -> CalibrationResult:
+        """Calibrate devices ``index`` from ``start``; ``rng`` seeds each device's CMA-ES."""
+        import cma
+
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError(f"rng is {type(rng).__name__}: allowed numpy.random.Generator")
+        budget = check_budget("budget", budget, 1)
+        idx, p0 = _starts(task, start, index)
+        out = p0.copy()
+        used = np.zeros(len(idx), dtype=np.int64)
+        trace: list[list[tuple[int, FloatArray]]] = []
+        for b, i in enumerate(idx):
+            before = int(task.shots_used[i])
+            obj, n_evals = self.settings.objective(task, i, p0[b], budget)
+            opts: dict[str, object] = {"seed": int(rng.integers(1, 2**31 - 1)), "verbose": -9,
+                                       "bounds": [-4.0, 4.0]}
+            if self.popsize is not None:
+                opts["popsize"] = self.popsize
+            es = cma.CMAEvolutionStrategy(np.zeros(3), self.sigma0, opts)
+            evals = 0
+            while evals + es.popsize <= n_evals:
+                zs = es.ask()
+                es.tell(zs, list(obj(np.asarray(zs))))
+                evals += len(zs)
+            if evals == 0:  # budget below one generation: measure the start only
+                obj(np.zeros((1, 3)))
+            out[b] = obj.params(es.result.xfavorite)
+            used[b] = int(task.shots_used[i]) - before
+            trace.append([(int(used[b]), out[b].copy())])
+        return CalibrationResult(out, used, trace)
