@@ -42,3 +42,22 @@ def test_physics_demo_reports_reference_numbers(tmp_path: Path) -> None:
     assert 2.0e-3 < report["Gaussian"]["infidelity_closed"] < 4.5e-3
     assert report["DRAG"]["infidelity_closed"] < 1.5e-5
     assert (tmp_path / "physics_demo.png").stat().st_size > 10_000
+
+
+def test_every_subpackage_is_declared_in_pyproject() -> None:
+    # setuptools installs only the packages listed in pyproject; a folder with an __init__.py
+    # that is missing there works in the editable install and vanishes from a regular one.
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    conf = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    declared = set(conf["packages"])
+    mapping = conf["package-dir"]
+    found = set()
+    for pkg, folder in mapping.items():
+        for init in (root / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(root / folder)
+            if any(part.startswith(".") or part == "__pycache__" for part in rel.parts):
+                continue
+            found.add(".".join([pkg, *rel.parts]))
+    assert found <= declared, f"not declared in pyproject packages: {sorted(found - declared)}"
