@@ -125,6 +125,7 @@ def _closed_kernel(diag: FloatArray, coup: FloatArray, mu: FloatArray, wr: Float
     s = np.empty(shp)
     t1 = np.empty(shp)
     t2 = np.empty(shp)
+    t3 = np.empty(shp)
     ar = np.empty(shp)
     ai = np.empty(shp)
     yr = np.empty(shp)
@@ -132,10 +133,14 @@ def _closed_kernel(diag: FloatArray, coup: FloatArray, mu: FloatArray, wr: Float
     ld = np.zeros((n, _LANES))
     lc = np.zeros((max(n - 1, 1), _LANES))
     amp = np.zeros(_LANES)
+    sig = np.zeros(_LANES)  # diagonal shift of the current sample, rad
+    gphase = np.zeros(_LANES)  # Σ of the shifts over samples: a global phase e^{−i·gphase}
     pr = np.ones((n, _LANES))  # Re, Im of (u/|u|)^j
     pi = np.zeros((n, _LANES))
     for start in range(0, nb_total, _LANES):
         nb = min(_LANES, nb_total - start)
+        for lane in range(_LANES):
+            gphase[lane] = 0.0
         # Idle lanes keep zeros: they propagate the identity and are never written out.
         for lane in range(_LANES):
             for j in range(n):
@@ -170,19 +175,28 @@ def _closed_kernel(diag: FloatArray, coup: FloatArray, mu: FloatArray, wr: Float
                     a_i = pr[j - 1, lane] * pi[1, lane] + pi[j - 1, lane] * pr[1, lane]
                     pr[j, lane] = a_r
                     pi[j, lane] = a_i
-            # T = diag + |u|·coupling (tridiagonal); θ = max over lanes of its 1-norm.
+            # T = diag + |u|·coupling (tridiagonal). Its spectrum lies in the union of the
+            # Gershgorin intervals [lo, hi]; shifting T by the midpoint σ (a global phase
+            # e^{−iσ}, collected in gphase) makes the 1-norm of T − σ·I (hi − lo)/2, the
+            # smallest any shift gives. Drift energies spread one-sidedly with many levels
+            # (0, 0, α, 3α, 6α, ...), where the mean shift of ``_closed_params`` can cost a
+            # squaring more, and every squaring at least doubles the rounding error.
             for lane in range(_LANES):
-                row_max = 0.0
+                lo = math.inf
+                hi = -math.inf
                 for j in range(n):
                     e_lo = lc[j - 1, lane] * amp[lane] if j > 0 else 0.0
                     e_hi = lc[j, lane] * amp[lane] if j < n - 1 else 0.0
-                    row = abs(ld[j, lane]) + abs(e_lo) + abs(e_hi)
-                    row_max = max(row_max, row)
-                theta = max(theta, row_max)
+                    rad = abs(e_lo) + abs(e_hi)
+                    lo = min(lo, ld[j, lane] - rad)
+                    hi = max(hi, ld[j, lane] + rad)
+                sig[lane] = 0.5 * (lo + hi)
+                gphase[lane] += sig[lane]
+                theta = max(theta, 0.5 * (hi - lo))
             n_sq, scale = _lane_scaling_jit(theta)
             for j in range(n):
                 for lane in range(_LANES):
-                    x[j, j, lane] = ld[j, lane] * scale
+                    x[j, j, lane] = (ld[j, lane] - sig[lane]) * scale
             for j in range(n - 1):
                 for lane in range(_LANES):
                     e = lc[j, lane] * amp[lane] * scale
@@ -204,14 +218,17 @@ def _closed_kernel(diag: FloatArray, coup: FloatArray, mu: FloatArray, wr: Float
             _poly3(sin_c[0], sin_c[1], sin_c[2], p1, p2, r, q, True)
             _mm(x, q, s)
             for _ in range(n_sq):
-                # cos 2X = 2cos²X − I, sin 2X = 2·sin X·cos X (cos and sin of X commute).
+                # (C − iS)² : cos 2X = cos²X − sin²X, sin 2X = 2·sin X·cos X (they commute).
+                # Not 2cos²X − I: with that form an error e in C² + S² − I grows as
+                # e ← 4C²·e (up to 4× per squaring), with this one as (I + e)² (2×), as for
+                # any unitary squared; one product more per squaring buys ~2^s in unitarity.
                 _mm(c, c, t1)
+                _mm(s, s, t3)
                 _mm(s, c, t2)
                 for i in range(n):
                     for j in range(n):
-                        d = 1.0 if i == j else 0.0
                         for lane in range(_LANES):
-                            c[i, j, lane] = 2.0 * t1[i, j, lane] - d
+                            c[i, j, lane] = t1[i, j, lane] - t3[i, j, lane]
                             s[i, j, lane] = 2.0 * t2[i, j, lane]
             # acc ← P·(C − iS)·P†·acc.  P† first: row j times conj(p)^j.
             for i in range(n):
@@ -241,7 +258,7 @@ def _closed_kernel(diag: FloatArray, coup: FloatArray, mu: FloatArray, wr: Float
                         ar[i, j, lane] = pr[i, lane] * a_r - pi[i, lane] * a_i
                         ai[i, j, lane] = pr[i, lane] * a_i + pi[i, lane] * a_r
         for lane in range(nb):
-            g = -mu[start + lane] * n_s
+            g = -mu[start + lane] * n_s - gphase[lane]
             gr = math.cos(g)
             gi = math.sin(g)
             for i in range(n):
