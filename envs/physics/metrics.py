@@ -93,6 +93,27 @@ def _phase_coefficients(ops: NDArray[np.complex128], v: NDArray[np.complex128], 
     return purity, coef
 
 
+def _max_over_frames_closed_form(coef: NDArray[np.complex128], v: NDArray[np.complex128]
+                                 ) -> NDArray[np.float64] | None:
+    """max over (a, b) of Re Σ_pq C_pq e^{i(ap+bq)} in closed form when the target is
+    anti-diagonal (X, Y) or diagonal (I, Z); None for other targets.
+
+    C_pq collects pairs of target entries (j, k), (j', k') at p = j − j', q = k − k'. With
+    only V_01 and V_10 non-zero, the pairs land on (0, 0) [p = q = 0], (−1, +1) and
+    (+1, −1), so the objective is Re C_00 + Re((C_{+1,−1} + conj C_{−1,+1})·e^{i(a−b)}):
+    it depends on a − b only, and its maximum is Re C_00 + |C_{+1,−1} + conj C_{−1,+1}|.
+    Diagonal targets give (−1, −1) and (+1, +1) and a − b becomes a + b.
+    (Indices shifted by one in the array.)
+    """
+    if v[0, 0] == 0 and v[1, 1] == 0:
+        lo, hi = coef[:, 0, 2], coef[:, 2, 0]
+    elif v[0, 1] == 0 and v[1, 0] == 0:
+        lo, hi = coef[:, 0, 0], coef[:, 2, 2]
+    else:
+        return None
+    return coef[:, 1, 1].real + np.abs(hi + np.conj(lo))
+
+
 def _max_over_frames(coef: NDArray[np.complex128]) -> NDArray[np.float64]:
     """max over (a, b) of Re Σ_pq C_pq e^{i(ap+bq)}: coarse grid, then 2-D Newton steps."""
     p = np.array([-1.0, 0.0, 1.0])
@@ -173,7 +194,8 @@ def gate_fidelity(
     v = target_gate(target)
     purity, coef = _phase_coefficients(arr, v, kind)
     if virtual_z:
-        overlap = _max_over_frames(coef)
+        closed = _max_over_frames_closed_form(coef, v)
+        overlap = _max_over_frames(coef) if closed is None else closed
     else:
         overlap = np.sum(coef, axis=(1, 2)).real
     fid = (purity + overlap) / 6.0

@@ -55,3 +55,38 @@ def test_virtual_z_recovers_a_frame_rotated_x(before: float, after: float) -> No
     s = np.kron(u3.conj(), u3)
     assert float(gate_fidelity(s, "X", kind="superoperator", virtual_z=True)) == pytest.approx(
         1.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("target", ["X", "Y", "I", np.diag([1.0, -1.0])])
+@pytest.mark.parametrize("kind", ["unitary", "superoperator"])
+def test_closed_form_frame_optimum_matches_iterative_and_brute_force(
+        target: object, kind: str, rng: np.random.Generator) -> None:
+    """For (anti-)diagonal targets F depends on a ∓ b only and its maximum is closed form
+    (metrics._max_over_frames_closed_form); it must agree with the general grid+Newton
+    maximiser to rounding and never fall below a dense brute-force grid over (a, b)."""
+    from pulsecal.envs.physics import metrics
+
+    tr = Transmon(levels=3, t1_s=20e-6, t2_s=15e-6, detuning_hz=2e6)
+    w = 0.3 * random_waveforms(rng, 16, 16)
+    ops = unitaries(tr, w) if kind == "unitary" else superoperators(tr, w)
+    v = metrics.target_gate(target)  # type: ignore[arg-type]
+    purity, coef = metrics._phase_coefficients(ops, v, kind)  # type: ignore[arg-type]
+    closed = metrics._max_over_frames_closed_form(coef, v)
+    assert closed is not None
+    np.testing.assert_allclose(closed, metrics._max_over_frames(coef), rtol=0, atol=1e-12)
+    grid = np.linspace(0.0, 2 * math.pi, 361, endpoint=False)
+    e = np.exp(1j * np.outer(grid, [-1.0, 0.0, 1.0]))
+    brute = np.einsum("gp,bpq,hq->bgh", e, coef, e).real.reshape(len(ops), -1).max(axis=1)
+    assert np.all(brute <= closed + 1e-13)
+    # the grid's step is 1°: it is within a second-order distance of the optimum
+    assert np.all(closed - brute <= 1e-3 * np.abs(closed))
+    fid = gate_fidelity(ops, target, kind=kind, virtual_z=True)  # type: ignore[arg-type]
+    np.testing.assert_allclose(fid, (purity + closed) / 6.0, rtol=0, atol=1e-15)
+
+
+def test_general_targets_keep_the_iterative_maximiser() -> None:
+    from pulsecal.envs.physics import metrics
+
+    for name in ("SX", "H"):
+        v = metrics.target_gate(name)
+        assert metrics._max_over_frames_closed_form(np.zeros((1, 3, 3), complex), v) is None
