@@ -16,14 +16,20 @@ How a ``run`` call is simulated (and why it is fast):
    a, n only pick up phases under R, the propagator of a phase-shifted waveform is the
    propagator of the waveform conjugated by R: an element-wise phase, exact. So only
    *distinct waveforms* need physics, deduplicated across all sequences (and, in
-   ``run_many``, across all devices) and computed in one batched physics call per pulse
-   length.
+   ``run_many``, across all devices), computed in one batched physics call per pulse
+   length and cached per device until its model drifts (``play_operators`` reads the same
+   cache, so the truth of a waveform just played costs nothing).
 3. ``Delay`` is the exact free-evolution channel exp(L₀·T) of the zero-drive Lindbladian,
    computed from its block structure (coherence order r − c is conserved, and each block is
    upper bidiagonal: T1 feeds ρ_{r+1,c+1} into ρ_{r,c}), so microseconds cost the same as
-   nanoseconds. Closed system: diagonal phases.
-4. Consecutive identical operations become powers (repeated squaring), and each sequence is
-   applied to |0⟩⟨0| as a short chain of matrix-vector products, all sequences in lockstep.
+   nanoseconds. Closed system: diagonal phases. Cached by (model, samples) across devices.
+4. Every sequence becomes an integer program (propagator index or frame change per
+   operation) and one compiled loop applies all programs to |0⟩⟨0|. The state is held in
+   the sequence's own frame, so a ``VirtualZ`` is a few 2×2 rotations of the state and a
+   ``Play`` applies its waveform's propagator unchanged, whatever the frame (a frame ramp
+   makes every repetition of a gate a different conjugate, which is why matrix products
+   would not be shared anyway). Open systems run in the real Hermitian operator basis of
+   the fast engine: a channel is a real matrix there.
 5. P(excited) = 1 − ρ₀₀ (levels >= 1 read as "1"); counts are binomial with readout
    assignment errors, from the device's own generator.
 """
@@ -31,10 +37,12 @@ How a ``run`` call is simulated (and why it is fast):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import groupby
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -42,6 +50,8 @@ from numpy.typing import ArrayLike, NDArray
 
 from .drift import DriftModel, DriftState, DriftValues
 from .physics import Transmon, hamiltonians_rad_s, lindbladians, superoperators, unitaries
+from .physics._fast_jit import jit
+from .physics.fast import hermitian_basis
 from .protocol import Delay, Play, PulseSequence, VirtualZ
 from .pulses import LowPass
 
@@ -49,8 +59,6 @@ ComplexArray = NDArray[np.complex128]
 FloatArray = NDArray[np.float64]
 
 _CACHE_LIMIT = 512
-# Runs longer than this are applied as one precomputed power instead of step by step.
-_CHAIN_MAX = 64
 
 
 def _require(cond: bool, name: str, value: object, allowed: str) -> None:
@@ -353,7 +361,7 @@ class SimulatedDevice:
         seqs = [list(s) for s in sequences_per_device]
         n_shots = int(shots)
         sizes = [len(s) for s in seqs]
-        p_exc = np.concatenate(_populations(devices, seqs)) if devices else np.zeros(0)
+        p_exc = _populations_flat(devices, seqs)
         p10 = np.repeat([d._base.p1_given_0 for d in devices], sizes)
         p01 = np.repeat([d._base.p0_given_1 for d in devices], sizes)
         p_read = np.clip(p_exc * (1.0 - p01) + (1.0 - p_exc) * p10, 0.0, 1.0)
@@ -367,7 +375,8 @@ class SimulatedDevice:
                 dev._tick(n_shots * dev._base.rep_time_s * size)
             start += size
         counts = np.stack([n_shots - n1, n1], axis=1)
-        return list(np.split(counts, np.cumsum(sizes)[:-1])) if devices else []
+        ends = np.cumsum(sizes).tolist()
+        return [counts[e - k:e] for e, k in zip(ends, sizes, strict=True)]
 
     @staticmethod
     def play_operators(devices: Sequence[SimulatedDevice], waveforms: ArrayLike) -> ComplexArray:
@@ -382,11 +391,17 @@ class SimulatedDevice:
         w = np.asarray(waveforms, dtype=np.complex128)
         if w.ndim != 2 or w.shape[0] != len(devices):
             raise ValueError(f"waveforms has shape {w.shape}: allowed (B, S) with B = {len(devices)}")
-        rows = [_distort(d._base.distortion, wb, d.dt_s) for d, wb in zip(devices, w, strict=True)]
-        return _physics([d._model() for d in devices], rows, _open(devices))
+        open_system = _open(devices)  # also brings every device's model (and cache) up to date
+        # A waveform just played (``run``) is in the device's cache: same propagator.
+        mats = _play_propagators(devices, [(b, row.tobytes()) for b, row in enumerate(w)], open_system)
+        return np.stack(mats)
 
 
 # -- the simulation engine behind run / run_many ------------------------------------------------
+
+# Operation codes of a compiled program (see ``_compile``): apply a propagator, change the
+# frame, or nothing (a zero-length Delay).
+_OP_MAT, _OP_FRAME, _OP_SKIP = 0, 1, 2
 
 
 def _open(devices: Sequence[SimulatedDevice]) -> bool:
@@ -417,239 +432,302 @@ def _physics(transmons: list[Transmon], waveforms: list[ComplexArray], open_syst
     return out
 
 
-def _populations(devices: Sequence[SimulatedDevice], seqs: list[list[PulseSequence]]) -> list[FloatArray]:
-    """Exact P(excited) of every sequence on its device, at each device's current truth."""
-    if not devices:
-        return []
-    open_system = _open(devices)
-    levels = devices[0]._model().levels
-    dim = levels * levels if open_system else levels
+def _play_propagators(
+    devices: Sequence[SimulatedDevice], requests: list[tuple[int, bytes]], open_system: bool
+) -> list[ComplexArray]:
+    """Propagator of waveform ``key`` on device ``d`` for each request (d, key), from the
+    device's cache or from one batched physics call for the misses, which are remembered.
 
-    # 1. Tokenise: each sequence -> list of (entry, count); an entry is a distinct
-    #    (device, waveform, frame phase) or (device, delay samples).
-    entries: dict[tuple[Any, ...], int] = {}
-    entry_list: list[tuple[Any, ...]] = []
-    programs: list[list[tuple[int, int]]] = []
-    for d, (dev, dev_seqs) in enumerate(zip(devices, seqs, strict=True)):
-        play_keys: dict[int, bytes] = {}  # id(Play) -> content key, within this call
-        dt = dev.dt_s
-        for seq in dev_seqs:
-            if not isinstance(seq, PulseSequence):
-                raise TypeError(f"sequence is {type(seq).__name__}: allowed PulseSequence")
-            prog: list[tuple[int, int]] = []
-            ops = seq.ops
-            if ops and ops[0].__class__ is Play and ops.count(ops[0]) == len(ops):
-                # Fast path: one Play object repeated (tuple.count compares identity first).
-                op0 = ops[0]
-                key = play_keys.get(id(op0))
-                if key is None:
-                    key = play_keys[id(op0)] = op0.key  # type: ignore[union-attr]
-                tok0 = (d, 0, key, 0.0)
-                e = entries.get(tok0)
-                if e is None:
-                    e = entries[tok0] = len(entry_list)
-                    entry_list.append(tok0)
-                programs.append([(e, len(ops))])
-                continue
-            phase = 0.0
-            for op, grp in groupby(ops):
-                count = len(tuple(grp))
-                cls = op.__class__
-                if cls is Play:
-                    key = play_keys.get(id(op))
-                    if key is None:
-                        key = play_keys[id(op)] = op.key  # type: ignore[union-attr]
-                    tok: tuple[Any, ...] = (d, 0, key, phase)
-                elif cls is VirtualZ:
-                    phase += op.phase * count  # type: ignore[union-attr]
-                    continue
-                elif cls is Delay:
-                    nsamp = round(op.duration_s / dt) * count  # type: ignore[union-attr]
-                    if nsamp == 0:
-                        continue
-                    if prog and entry_list[prog[-1][0]][1] == 1:
-                        # Delays separated only by frame changes add up (Z commutes
-                        # with free evolution): one longer delay.
-                        last, last_count = prog.pop()
-                        nsamp += entry_list[last][2] * last_count
-                    tok, count = (d, 1, nsamp, 0.0), 1
-                else:  # pragma: no cover - PulseSequence already checks
-                    raise TypeError(f"unknown operation {cls.__name__}")
-                e = entries.get(tok)
-                if e is None:
-                    e = entries[tok] = len(entry_list)
-                    entry_list.append(tok)
-                if prog and prog[-1][0] == e:
-                    prog[-1] = (e, prog[-1][1] + count)
-                else:
-                    prog.append((e, count))
-            programs.append(prog)
-
-    # 2. Base matrices of all entries: distinct waveforms via physics, delays exactly.
-    n_entries = len(entry_list)
-    base = np.empty((n_entries, dim, dim), dtype=np.complex128)
-    if n_entries:
-        _fill_base(devices, entry_list, base, open_system)
-
-    # 3. Very long runs become entries of their own (powers by repeated squaring), so
-    #    that step 4 never loops more than _CHAIN_MAX times.
-    long_pairs = sorted({pc for prog in programs for pc in prog if pc[1] > _CHAIN_MAX})
-    if long_pairs:
-        pw = _powers(base, np.array([p[0] for p in long_pairs]), np.array([p[1] for p in long_pairs]))
-        remap = {pc: (n_entries + i, 1) for i, pc in enumerate(long_pairs)}
-        base = np.concatenate([base, pw])
-        programs = [[remap.get(pc, pc) for pc in prog] for prog in programs]
-
-    # 4. Prefix tree over runs. A "chain" applies one entry repeatedly to a parent state;
-    #    every sequence that shares the prefix and the entry reads its state off the chain
-    #    at its own count (k = 1..16 repetitions of a gate cost 16 matrix-vector products).
-    chains: dict[tuple[int, int], int] = {}
-    ch_parent: list[int] = []
-    ch_entry: list[int] = []
-    ch_len: list[int] = []
-    ch_level: list[int] = []
-    nodes: dict[tuple[int, int], int] = {}
-    nd_chain: list[int] = []
-    nd_count: list[int] = []
-    leaves: list[int] = []
-    for prog in programs:
-        cur = 0
-        for level, (e, c) in enumerate(prog):
-            ch = chains.get((cur, e))
-            if ch is None:
-                ch = chains[(cur, e)] = len(ch_parent)
-                ch_parent.append(cur)
-                ch_entry.append(e)
-                ch_len.append(c)
-                ch_level.append(level)
-            elif c > ch_len[ch]:
-                ch_len[ch] = c
-            nd = nodes.get((ch, c))
-            if nd is None:
-                nd = nodes[(ch, c)] = len(nd_chain) + 1  # node 0 is the start state
-                nd_chain.append(ch)
-                nd_count.append(c)
-            cur = nd
-        leaves.append(cur)
-
-    states = np.zeros((len(nd_chain) + 1, dim), dtype=np.complex128)
-    states[0, 0] = 1.0  # |0> or vec(|0><0|): index 0 in both conventions
-    if nd_chain:
-        c_parent = np.array(ch_parent)
-        c_entry = np.array(ch_entry)
-        c_len = np.array(ch_len)
-        c_level = np.array(ch_level)
-        n_chain = np.array(nd_chain)
-        n_count = np.array(nd_count)
-        n_level = c_level[n_chain]
-        for level in range(int(c_level.max()) + 1):
-            ids = np.flatnonzero(c_level == level)
-            pos = np.full(len(ch_parent), -1)
-            pos[ids] = np.arange(ids.size)
-            vec = states[c_parent[ids]]
-            mats = base[c_entry[ids]]
-            lens = c_len[ids]
-            lvl_nodes = np.flatnonzero(n_level == level)
-            lvl_pos = pos[n_chain[lvl_nodes]]
-            lvl_count = n_count[lvl_nodes]
-            for k in range(1, int(lens.max()) + 1):
-                if k == 1 or lens.min() >= k:
-                    vec = np.matmul(mats, vec[..., None])[..., 0]
-                else:
-                    act = lens >= k
-                    vec[act] = np.matmul(mats[act], vec[act][..., None])[..., 0]
-                sel = lvl_count == k
-                if np.any(sel):
-                    states[lvl_nodes[sel] + 1] = vec[lvl_pos[sel]]
-    amp = states[np.array(leaves, dtype=np.int64), 0]
-    p_ground = amp.real if open_system else np.abs(amp) ** 2
-    p_exc = np.clip(1.0 - p_ground, 0.0, 1.0)
-
-    out, start = [], 0
-    for dev_seqs in seqs:
-        out.append(p_exc[start:start + len(dev_seqs)].copy())
-        start += len(dev_seqs)
-    return out
-
-
-def _fill_base(
-    devices: Sequence[SimulatedDevice], entry_list: list[tuple[Any, ...]], base: ComplexArray, open_system: bool
-) -> None:
-    """Fill ``base`` (E, D, D) with the propagator of each entry."""
-    levels = devices[0]._model().levels
-    order = _order(levels, open_system)
-    qmat = (order[:, None] - order[None, :]).astype(np.float64)
-
-    play_rows = [i for i, e in enumerate(entry_list) if e[1] == 0]
-    delay_rows = [i for i, e in enumerate(entry_list) if e[1] == 1]
-
-    if play_rows:
-        # Distinct (device, waveform) pairs; frames are applied afterwards as phases.
-        wave_index: dict[tuple[int, bytes], int] = {}
-        for i in play_rows:
-            wave_index.setdefault((entry_list[i][0], entry_list[i][2]), len(wave_index))
-        mats: list[ComplexArray | None] = [None] * len(wave_index)
-        todo: list[tuple[int, int, bytes]] = []
-        for (d, key), w_i in wave_index.items():
-            hit = devices[d]._cache.get(("play", key))
-            if hit is not None:
-                mats[w_i] = hit
-            else:
-                todo.append((w_i, d, key))
-        if todo:
-            waves = [
-                _distort(devices[d]._base.distortion, np.frombuffer(key, dtype=np.complex128), devices[d].dt_s)
-                for _, d, key in todo
-            ]
-            props = _physics([devices[d]._model() for _, d, _ in todo], waves, open_system)
-            for (w_i, d, key), m in zip(todo, props, strict=True):
-                mats[w_i] = m
-                _remember(devices[d], ("play", key), m)
-        rows = np.array(play_rows)
-        src = np.stack([mats[wave_index[(entry_list[i][0], entry_list[i][2])]] for i in play_rows])  # type: ignore[misc]
-        phases = np.array([entry_list[i][3] for i in play_rows])
-        if np.any(phases != 0.0):
-            src = src * np.exp(1j * phases[:, None, None] * qmat[None])
-        base[rows] = src
-
-    if delay_rows:
-        todo_d: list[int] = []
-        for i in delay_rows:
-            d, _, nsamp, _ = entry_list[i]
-            hit = devices[d]._cache.get(("delay", nsamp))
-            if hit is not None:
-                base[i] = hit
-            else:
-                todo_d.append(i)
-        if todo_d:
-            ts = [devices[entry_list[i][0]]._model() for i in todo_d]
-            durs = [entry_list[i][2] * devices[entry_list[i][0]].dt_s for i in todo_d]
-            props = free_evolution(ts, durs, open_system=open_system)
-            for i, m in zip(todo_d, props, strict=True):
-                base[i] = m
-                _remember(devices[entry_list[i][0]], ("delay", entry_list[i][2]), m)
+    The caller must have called ``_model()`` on every device first: that is what clears a
+    cache whose model has drifted away."""
+    mats: list[ComplexArray | None] = [None] * len(requests)
+    todo: dict[tuple[int, bytes], list[int]] = {}
+    for r, (d, key) in enumerate(requests):
+        hit = devices[d]._cache.get(("play", key))
+        if hit is not None:
+            mats[r] = hit
+        else:
+            todo.setdefault((d, key), []).append(r)
+    if todo:
+        waves = [
+            _distort(devices[d]._base.distortion, np.frombuffer(key, dtype=np.complex128), devices[d].dt_s)
+            for d, key in todo
+        ]
+        props = _physics([devices[d]._model() for d, _ in todo], waves, open_system)
+        for ((d, key), rows), m in zip(todo.items(), props, strict=True):
+            _remember(devices[d], ("play", key), m)
+            for r in rows:
+                mats[r] = m
+    return mats  # type: ignore[return-value]
 
 
 def _remember(dev: SimulatedDevice, key: Any, value: ComplexArray) -> None:
-    # Valid until the device's simulated model changes (``_refresh`` clears it).
+    # Valid until the device's simulated model changes (``_model`` clears it).
     if len(dev._cache) >= _CACHE_LIMIT:
         dev._cache.clear()
     dev._cache[key] = value
 
 
-def _powers(base: ComplexArray, entry: NDArray[np.int64], count: NDArray[np.int64]) -> ComplexArray:
-    """base[entry[i]] ** count[i] for every i, by repeated squaring: (P, D, D)."""
-    dim = base.shape[-1]
-    out = np.broadcast_to(np.eye(dim, dtype=np.complex128), (entry.size, dim, dim)).copy()
-    uniq, inv = np.unique(entry, return_inverse=True)
-    sq = base[uniq]
-    max_count = int(count.max())
-    bit = 0
-    while (1 << bit) <= max_count:
-        use = ((count >> bit) & 1).astype(bool)
-        if np.any(use):
-            out[use] = sq[inv[use]] @ out[use]
-        bit += 1
-        if (1 << bit) <= max_count:
-            sq = sq @ sq
-    return out
+@functools.lru_cache(maxsize=16)
+def _real_basis(levels: int) -> tuple[ComplexArray, NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    """(w, sym, anti, order_gap): the Hermitian operator basis of the fast engine (w, M×M,
+    column m = vec(G_m)); for each level pair j < k the indices of its symmetric and
+    antisymmetric elements and k − j.
+
+    A channel preserves Hermiticity, so in this basis it is a REAL matrix R = w†·S·w acting
+    on the real coordinates x_m = Tr(G_m·ρ): a quarter of the arithmetic of the complex
+    column-stacking form. G_0 = |0⟩⟨0|, so ρ₀₀ = x_0.
+    """
+    w, rot_j, rot_k, rot_s, rot_a = hermitian_basis(levels)
+    return w, rot_s, rot_a, rot_k - rot_j
+
+
+def _to_real(s: ComplexArray, w: ComplexArray) -> FloatArray:
+    """(B, M, M) column-stacking superoperators -> (B, M, M) real forms w†·S·w."""
+    return np.ascontiguousarray((w.conj().T @ s @ w).real)
+
+
+def _frame_changes(phases: FloatArray, levels: int, open_system: bool) -> NDArray[Any]:
+    """How a VirtualZ(φ) acts on the state held in the sequence's frame.
+
+    With D(θ) = diag(e^{iθ·order}) (order = r − c of vec index r + c·N, or n for states),
+    a Play at frame θ applies D(θ)·S·D(θ)† (see the module docstring). Holding the state as
+    v' = D(θ)†·v instead, every Play applies S itself and VirtualZ(φ) multiplies v' by
+    D(φ)†; a Delay commutes with D, and ρ₀₀ (order 0) is the same in both.
+
+    Returns:
+        closed: (F, N) complex factors e^{−iφn}; open: (F, P, 4) real 2×2 blocks
+        (ss, sa, as, aa) acting on the (symmetric, antisymmetric) coordinates of each level
+        pair j < k, where ρ_jk = (x_s − i·x_a)/√2 picks up e^{+iφ(k−j)}.
+    """
+    if not open_system:
+        return np.exp(-1j * phases[:, None] * np.arange(levels)[None, :])
+    gap = _real_basis(levels)[3]
+    ang = phases[:, None] * gap[None, :]
+    c, s = np.cos(ang), np.sin(ang)
+    return np.ascontiguousarray(np.stack([c, s, -s, c], axis=-1))
+
+
+@jit
+def _run_open(starts: NDArray[np.int64], code: NDArray[np.int64], arg: NDArray[np.int64],
+              mats: FloatArray, frames: FloatArray, sym: NDArray[np.int64],
+              anti: NDArray[np.int64], out: FloatArray) -> None:
+    """ρ₀₀ after each program, from |0⟩⟨0|, in the real Hermitian basis.
+
+    Args:
+        starts: (Q + 1,) program q is ops starts[q]..starts[q+1].
+        code, arg: (K,) operation code and its index into ``mats`` or ``frames``.
+        mats: (E, M, M) real propagators; frames: (F, P, 4) pair rotations.
+        sym, anti: (P,) basis indices of each level pair.
+        out: (Q,) written.
+    """
+    dim = mats.shape[1]
+    n_pairs = sym.shape[0]
+    v = np.empty(dim)
+    t = np.empty(dim)
+    for q in range(starts.shape[0] - 1):
+        for i in range(dim):
+            v[i] = 0.0
+        v[0] = 1.0
+        for k in range(starts[q], starts[q + 1]):
+            c = code[k]
+            if c == 0:
+                m = mats[arg[k]]
+                for i in range(dim):
+                    acc = 0.0
+                    for j in range(dim):
+                        acc += m[i, j] * v[j]
+                    t[i] = acc
+                for i in range(dim):
+                    v[i] = t[i]
+            elif c == 1:
+                f = frames[arg[k]]
+                for p in range(n_pairs):
+                    s = sym[p]
+                    a = anti[p]
+                    xs = v[s]
+                    xa = v[a]
+                    v[s] = f[p, 0] * xs + f[p, 1] * xa
+                    v[a] = f[p, 2] * xs + f[p, 3] * xa
+        out[q] = v[0]
+
+
+@jit
+def _run_closed(starts: NDArray[np.int64], code: NDArray[np.int64], arg: NDArray[np.int64],
+                mats: ComplexArray, frames: ComplexArray, out: FloatArray) -> None:
+    """|⟨0|ψ⟩|² after each program, from |0⟩; as ``_run_open`` with unitaries (E, N, N)
+    and diagonal frame factors (F, N)."""
+    dim = mats.shape[1]
+    v = np.empty(dim, dtype=np.complex128)
+    t = np.empty(dim, dtype=np.complex128)
+    for q in range(starts.shape[0] - 1):
+        for i in range(dim):
+            v[i] = 0.0
+        v[0] = 1.0
+        for k in range(starts[q], starts[q + 1]):
+            c = code[k]
+            if c == 0:
+                m = mats[arg[k]]
+                for i in range(dim):
+                    acc = 0.0 + 0.0j
+                    for j in range(dim):
+                        acc += m[i, j] * v[j]
+                    t[i] = acc
+                for i in range(dim):
+                    v[i] = t[i]
+            elif c == 1:
+                f = frames[arg[k]]
+                for i in range(dim):
+                    v[i] = v[i] * f[i]
+        out[q] = v[0].real ** 2 + v[0].imag ** 2
+
+
+# Exact free-evolution channels in kernel form, by (model, samples, open_system). A pure
+# function of its key, shared by all devices: a fleet of copies of one preset (and a device
+# drawn again at every reset) computes each delay channel once.
+_FREE_CACHE: OrderedDict[tuple[Transmon, int, bool], NDArray[Any]] = OrderedDict()
+_FREE_CACHE_LIMIT = 1024
+
+
+def _free_channels(keys: list[tuple[Transmon, int, bool]], open_system: bool) -> list[NDArray[Any]]:
+    """Kernel-form free evolution (real basis if open) for each (model, samples, open) key."""
+    out: list[NDArray[Any] | None] = [None] * len(keys)
+    todo: dict[tuple[Transmon, int, bool], list[int]] = {}
+    for i, key in enumerate(keys):
+        hit = _FREE_CACHE.get(key)
+        if hit is not None:
+            _FREE_CACHE.move_to_end(key)
+            out[i] = hit
+        else:
+            todo.setdefault(key, []).append(i)
+    if todo:
+        ts = [k[0] for k in todo]
+        props: NDArray[Any] = free_evolution(ts, [k[1] * k[0].dt_s for k in todo], open_system=open_system)
+        if open_system:
+            props = _to_real(props, _real_basis(ts[0].levels)[0])
+        for (key, rows), m in zip(todo.items(), props, strict=True):
+            m.setflags(write=False)
+            _FREE_CACHE[key] = m
+            for i in rows:
+                out[i] = m
+        while len(_FREE_CACHE) > _FREE_CACHE_LIMIT:
+            _FREE_CACHE.popitem(last=False)
+    return out  # type: ignore[return-value]
+
+
+def _populations(devices: Sequence[SimulatedDevice], seqs: list[list[PulseSequence]]) -> list[FloatArray]:
+    """Exact P(excited) of every sequence on its device, at each device's current truth."""
+    p_exc = _populations_flat(devices, seqs)
+    ends = np.cumsum([len(s) for s in seqs]).tolist()
+    return [p_exc[e - len(s):e] for e, s in zip(ends, seqs, strict=True)]
+
+
+def _populations_flat(devices: Sequence[SimulatedDevice], seqs: list[list[PulseSequence]]) -> FloatArray:
+    """``_populations`` concatenated over devices: (Σ_b len(seqs[b]),)."""
+    if not devices:
+        return np.zeros(0)
+    open_system = _open(devices)
+    levels = devices[0]._model().levels
+    op_lists: list[tuple[Any, ...]] = []
+    for dev_seqs in seqs:
+        for seq in dev_seqs:
+            if not isinstance(seq, PulseSequence):
+                raise TypeError(f"sequence is {type(seq).__name__}: allowed PulseSequence")
+            op_lists.append(seq.ops)
+    sizes = [len(s) for s in seqs]
+    p_ground = np.ones(len(op_lists))
+    lens = np.fromiter(map(len, op_lists), dtype=np.int64, count=len(op_lists))
+    if lens.sum():
+        code, arg, mats, frames = _compile(devices, sizes, op_lists, lens, levels, open_system)
+        starts = np.zeros(lens.size + 1, dtype=np.int64)
+        np.cumsum(lens, out=starts[1:])
+        if open_system:
+            _, sym, anti, _ = _real_basis(levels)
+            _run_open(starts, code, arg, mats, frames, sym, anti, p_ground)
+        else:
+            _run_closed(starts, code, arg, mats, frames, p_ground)
+    return np.clip(1.0 - p_ground, 0.0, 1.0)
+
+
+def _compile(
+    devices: Sequence[SimulatedDevice], sizes: list[int], op_lists: list[tuple[Any, ...]],
+    lens: NDArray[np.int64], levels: int, open_system: bool,
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[Any], NDArray[Any]]:
+    """Integer programs for all sequences: (code, arg) per operation, the propagators and
+    the frame changes they index.
+
+    Python touches each distinct (operation object, device) pair once, not each operation:
+    sequences repeat a few objects (the X Play, one VirtualZ for the frame ramp) many times,
+    and the objects are told apart by identity (they are all alive during the call, so
+    their ids are distinct) with one NumPy sort.
+    """
+    flat = list(chain.from_iterable(op_lists))
+    ids = np.fromiter(map(id, flat), dtype=np.uint64, count=len(flat))
+    op_dev = np.repeat(np.repeat(np.arange(len(devices), dtype=np.int64), sizes), lens)
+    # Distinct (object, device) pairs. Operations are laid out device by device, so a
+    # stable sort by id alone leaves each id's devices in order: one sort, no second key.
+    order = np.argsort(ids, kind="stable")
+    sid, sdev = ids[order], op_dev[order]
+    new = np.empty(len(flat), dtype=np.bool_)
+    new[0] = True
+    np.logical_or(sid[1:] != sid[:-1], sdev[1:] != sdev[:-1], out=new[1:])
+    pair = np.empty(len(flat), dtype=np.int64)
+    pair[order] = np.cumsum(new) - 1
+    first = order[new].tolist()
+    objs = [flat[i] for i in first]
+    devs = sdev[new].tolist()
+
+    n_pairs = len(objs)
+    ucode = np.full(n_pairs, _OP_MAT, dtype=np.int64)
+    uarg = np.zeros(n_pairs, dtype=np.int64)
+    classes = list(map(type, objs))
+    # Frame changes are most of the distinct objects (one per frame phase a probe uses):
+    # read them in one pass.
+    vz = [u for u, c in enumerate(classes) if c is VirtualZ]
+    phases = np.array([objs[u].phase for u in vz], dtype=np.float64)
+    ucode[vz] = _OP_FRAME
+    uarg[vz] = np.arange(len(vz))
+    play_req: list[tuple[int, bytes]] = []
+    play_slot: dict[tuple[int, bytes], int] = {}
+    free_req: list[tuple[Transmon, int, bool]] = []
+    free_slot: dict[tuple[Transmon, int, bool], int] = {}
+    slot_kind: list[int] = []  # per matrix slot: 0 play, 1 delay (in request order)
+    for u in (u for u, c in enumerate(classes) if c is not VirtualZ):
+        op, cls, d = objs[u], classes[u], devs[u]
+        if cls is Play:
+            pkey = (d, op.key)
+            s = play_slot.get(pkey)
+            if s is None:
+                s = play_slot[pkey] = len(slot_kind)
+                slot_kind.append(0)
+                play_req.append(pkey)
+            uarg[u] = s
+        elif cls is Delay:
+            nsamp = round(op.duration_s / devices[d].dt_s)
+            if nsamp == 0:
+                ucode[u] = _OP_SKIP
+                continue
+            fkey = (devices[d]._model(), nsamp, open_system)
+            s = free_slot.get(fkey)
+            if s is None:
+                s = free_slot[fkey] = len(slot_kind)
+                slot_kind.append(1)
+                free_req.append(fkey)
+            uarg[u] = s
+        else:  # pragma: no cover - PulseSequence already checks
+            raise TypeError(f"unknown operation {cls.__name__}")
+
+    dim = levels * levels if open_system else levels
+    mats = np.zeros((max(len(slot_kind), 1), dim, dim), dtype=np.float64 if open_system else np.complex128)
+    kinds = np.array(slot_kind, dtype=np.int64)
+    if play_req:
+        rows = np.flatnonzero(kinds == 0)
+        plays = np.stack(_play_propagators(devices, play_req, open_system))
+        mats[rows] = _to_real(plays, _real_basis(levels)[0]) if open_system else plays
+    if free_req:
+        rows = np.flatnonzero(kinds == 1)
+        mats[rows] = np.stack(_free_channels(free_req, open_system))
+    frames = _frame_changes(phases, levels, open_system)
+    if not vz:
+        frames = np.zeros((1, *frames.shape[1:]), dtype=frames.dtype)
+    return ucode[pair], uarg[pair], mats, frames

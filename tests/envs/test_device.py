@@ -223,3 +223,82 @@ def test_bad_inputs_raise_naming_the_field() -> None:
         SimulatedDevice.run_many([dev], [], 10)
     with pytest.raises(TypeError, match="PulseSequence"):
         dev.run([(Play(_wave()),)], 10)  # type: ignore[list-item]
+
+
+def _direct_p_excited(transmon: Transmon, seq: PulseSequence, open_system: bool) -> float:
+    """Independent semantics: each Play is simulated on its frame-shifted waveform, each
+    Delay by the zero-drive physics, and the products are taken in plain matrix form."""
+    n = transmon.levels
+    dim = n * n if open_system else n
+    prop = np.eye(dim, dtype=complex)
+    phase = 0.0
+    for op in seq.ops:
+        if isinstance(op, VirtualZ):
+            phase += op.phase
+            continue
+        if isinstance(op, Play):
+            w = op.waveform * np.exp(1j * phase)
+        else:
+            k = round(op.duration_s / transmon.dt_s)
+            if k == 0:
+                continue
+            w = np.zeros(k, dtype=complex)
+        m = superoperators(transmon, w) if open_system else unitaries(transmon, w)
+        prop = m @ prop
+    return float(1 - prop[0, 0].real) if open_system else float(1 - abs(prop[0, 0]) ** 2)
+
+
+@pytest.mark.parametrize("open_system", [True, False])
+@pytest.mark.parametrize("levels", [2, 3, 4])
+def test_compiled_programs_match_direct_simulation(open_system: bool, levels: int) -> None:
+    """Random sequences over a few shared objects (as the probes build them: one Play or
+    VirtualZ object repeated), several devices, one object shared by two devices."""
+    rng = np.random.default_rng(levels)
+    tr = [TRANSMON.replace(levels=levels, detuning_hz=d) for d in (1.3e6, -0.4e6, 0.0)]
+    devs = [SimulatedDevice(DeviceParams(t, amplitude_scale=s), open_system=open_system)
+            for t, s in zip(tr, (1.0, 0.97, 1.04), strict=True)]
+    shared = Play(_wave(0.4 * PI_AMP, beta_s=0.2e-9))
+    seqs = []
+    for _ in devs:
+        pool = [shared, Play(_wave(0.3 * PI_AMP, phase=rng.uniform(0, 6))), Play(_wave(0.6 * PI_AMP)),
+                VirtualZ(float(rng.uniform(-3, 3))), VirtualZ(float(rng.uniform(-3, 3))),
+                Delay(float(rng.integers(1, 200)) * DT), Delay(0.0)]
+        seqs.append([_seq(*(pool[i] for i in rng.integers(0, len(pool), int(rng.integers(0, 40)))))
+                     for _ in range(4)])
+    got = [d.excited_probabilities(s) for d, s in zip(devs, seqs, strict=True)]
+    many = np.concatenate([SimulatedDevice.run_many(devs, seqs, 10**6)[i][:, 1] for i in range(3)])
+    for d, s, g in zip(devs, seqs, got, strict=True):
+        ref = [_direct_p_excited(d.current_transmon(), q, open_system) for q in s]
+        np.testing.assert_allclose(g, ref, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(many / 10**6, np.concatenate(got), atol=5e-3)
+
+
+def test_frame_change_blocks_are_the_diagonal_phase_in_the_real_basis() -> None:
+    from pulsecal.envs import device
+
+    for levels in (2, 3, 4):
+        w, sym, anti, _ = device._real_basis(levels)
+        phases = np.array([0.3, -2.1])
+        blocks = device._frame_changes(phases, levels, True)
+        order = device._order(levels, True)
+        for f, phi in zip(blocks, phases, strict=True):
+            full = (w.conj().T @ np.diag(np.exp(-1j * phi * order)) @ w)
+            assert np.max(np.abs(full.imag)) < 1e-15
+            ref = np.eye(levels * levels)
+            for p, (s, a) in enumerate(zip(sym, anti, strict=True)):
+                ref[s, s], ref[s, a], ref[a, s], ref[a, a] = f[p]
+            np.testing.assert_allclose(full.real, ref, atol=1e-15)
+
+
+def test_play_operators_reuses_what_run_computed_until_the_model_drifts() -> None:
+    drift = DriftModel(amplitude=RandomWalk(0.05))
+    dev = SimulatedDevice(DeviceParams(TRANSMON), drift, rng=np.random.default_rng(3))
+    w = _wave(0.9 * PI_AMP)
+    dev.run([_seq(Play(w))], 10)  # the clock moves, the amplitude drifts
+    op = SimulatedDevice.play_operators([dev], w[None])[0]
+    np.testing.assert_allclose(op, superoperators(dev.current_transmon(), w), atol=1e-13)
+    still = SimulatedDevice(DeviceParams(TRANSMON), rng=np.random.default_rng(3))
+    still.run([_seq(Play(w))], 10)
+    assert ("play", w.tobytes()) in still._cache
+    np.testing.assert_array_equal(SimulatedDevice.play_operators([still], w[None])[0],
+                                  still._cache[("play", w.tobytes())])
