@@ -182,10 +182,7 @@ class BatchedVectorEnv(VectorEnv):
         self._obs[idx] = obs
         self._elapsed[idx] = 0
         self._autoreset[idx] = False
-        vinfo: dict[str, Any] = {}
-        for j, i in enumerate(idx):
-            vinfo = self._add_info(vinfo, infos[j], i)
-        return self._obs.copy(), vinfo
+        return self._obs.copy(), self._batch_infos(infos, idx)
 
     def step(
         self, actions: NDArray[Any]
@@ -207,10 +204,60 @@ class BatchedVectorEnv(VectorEnv):
             truncated[step_idx] = self._elapsed[step_idx] >= self.max_episode_steps
         # As gymnasium.wrappers.TimeLimit: truncated at the limit even if also terminated.
         self._autoreset = terminated | truncated
-        vinfo: dict[str, Any] = {}
-        for j, i in enumerate(order):
-            vinfo = self._add_info(vinfo, infos[j], i)
-        return self._obs.copy(), rewards, terminated, truncated, vinfo
+        return self._obs.copy(), rewards, terminated, truncated, self._batch_infos(infos, order)
+
+    def _batch_infos(self, infos: list[dict[str, Any]], order: list[int]) -> dict[str, Any]:
+        """Gymnasium's vector info (``_add_info`` folded over the copies), built key by key.
+
+        Folding ``_add_info`` costs a few array allocations per key and copy (~0.5 ms per
+        step at 64 copies); when every copy reports the same flat keys with scalar or
+        same-shape array values, one array per key gives the identical result (dtype from
+        the first copy's value, as ``_add_info`` takes it). Anything else takes the fold.
+        """
+        if not infos:
+            return {}
+        keys = infos[0].keys()
+        values: dict[str, list[Any]] = {}
+        for key in keys:
+            col = [info[key] for info in infos] if all(info.keys() == keys for info in infos) else None
+            if col is None or key == "final_obs":
+                values = {}
+                break
+            first = col[0]
+            kind = type(first)
+            if kind in (int, float, bool) or issubclass(kind, np.number):
+                if not all(type(v) is kind for v in col):
+                    values = {}
+                    break
+            elif isinstance(first, np.ndarray):
+                if not all(isinstance(v, np.ndarray) and v.shape == first.shape and v.dtype == first.dtype
+                           for v in col):
+                    values = {}
+                    break
+            else:
+                values = {}
+                break
+            values[key] = col
+        if len(values) != len(keys):
+            vinfo: dict[str, Any] = {}
+            for j, i in enumerate(order):
+                vinfo = self._add_info(vinfo, infos[j], i)
+            return vinfo
+        rows = np.asarray(order, dtype=np.int64)
+        mask = np.zeros(self.num_envs, dtype=np.bool_)
+        mask[rows] = True
+        out: dict[str, Any] = {}
+        for key, col in values.items():
+            first = col[0]
+            if isinstance(first, np.ndarray):
+                arr = np.zeros((self.num_envs, *first.shape), dtype=first.dtype)
+                arr[rows] = np.stack(col)
+            else:
+                arr = np.zeros(self.num_envs, dtype=type(first))
+                arr[rows] = col
+            out[key] = arr
+            out[f"_{key}"] = mask.copy()
+        return out
 
     def render(self) -> tuple[NDArray[np.uint8], ...] | None:
         if self.render_mode is None:

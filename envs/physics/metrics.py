@@ -16,6 +16,8 @@ callers that need them.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 from typing import Literal
 
@@ -70,27 +72,32 @@ def _phase_coefficients(ops: NDArray[np.complex128], v: NDArray[np.complex128], 
                     for kp in range(2):
                         coef[:, j - jp + 1, k - kp + 1] += c[:, j, k] * np.conj(c[:, jp, kp])
         return purity, coef
-    n2 = ops.shape[-1]
-    n = math.isqrt(n2)
+    n = math.isqrt(ops.shape[-1])
+    # Σ_k M_{k,r r'} M*_{k,c c'} = S[r + cN, r' + c'N]: the diagonal entries give the purity
+    # term, and every C_pq is a weighted sum of 16 entries of S (a gather, then a matmul).
+    diag = np.array([i + i * n for i in range(2)])
+    purity = ops[:, diag[:, None], diag[None, :]].real.sum(axis=(1, 2))
+    rows, cols, weights, bins = _coefficient_map(n, v.tobytes())
+    coef = (ops[:, rows, cols] * weights) @ bins
+    return purity, coef.reshape(-1, 3, 3)
 
-    def idx(r: int, col: int) -> int:
-        return r + col * n
 
-    # Σ_k M_{k,r r'} M*_{k,c c'} = S[r + cN, r' + c'N]
-    purity = np.zeros(ops.shape[0], dtype=np.float64)
-    for i in range(2):
-        for j in range(2):
-            purity += ops[:, idx(i, i), idx(j, j)].real
-    coef = np.zeros((ops.shape[0], 3, 3), dtype=np.complex128)
-    for j in range(2):
-        for k in range(2):
-            for jp in range(2):
-                for kp in range(2):
-                    # Σ_k (V*_jk M_k,jk)(V*_j'k' M_k,j'k')* = V*_jk V_j'k' Σ_k M_k,jk M*_k,j'k'
-                    coef[:, j - jp + 1, k - kp + 1] += (
-                        vc[j, k] * v[jp, kp] * ops[:, idx(j, jp), idx(k, kp)]
-                    )
-    return purity, coef
+@functools.lru_cache(maxsize=64)
+def _coefficient_map(n: int, v_bytes: bytes) -> tuple[NDArray[np.int64], NDArray[np.int64],
+                                                      NDArray[np.complex128], NDArray[np.complex128]]:
+    """Where each C_pq of a superoperator comes from: for the 16 index pairs (j, k),
+    (j', k') the entry S[j + j'N, k + k'N], its weight V*_jk·V_j'k' and its one-hot bin
+    (p + 1)·3 + (q + 1) with p = j − j', q = k − k'. (16,), (16,), (16,), (16, 9)."""
+    v = np.frombuffer(v_bytes, dtype=np.complex128).reshape(2, 2)
+    rows, cols, weights = [], [], []
+    bins = np.zeros((16, 9), dtype=np.complex128)
+    for t, (j, k, jp, kp) in enumerate(itertools.product(range(2), repeat=4)):
+        # Σ_k (V*_jk M_k,jk)(V*_j'k' M_k,j'k')* = V*_jk V_j'k' Σ_k M_k,jk M*_k,j'k'
+        rows.append(j + jp * n)
+        cols.append(k + kp * n)
+        weights.append(np.conj(v[j, k]) * v[jp, kp])
+        bins[t, (j - jp + 1) * 3 + (k - kp + 1)] = 1.0
+    return np.array(rows), np.array(cols), np.array(weights), bins
 
 
 def _max_over_frames_closed_form(coef: NDArray[np.complex128], v: NDArray[np.complex128]

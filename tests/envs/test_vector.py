@@ -118,3 +118,34 @@ def test_vector_reset_per_copy_options_fix_each_device() -> None:
         assert dev.current_params() == d
     with pytest.raises(ValueError, match="per_copy"):
         venv.reset(options={"per_copy": [{}]})
+
+
+def test_batched_infos_equal_gymnasiums_fold() -> None:
+    """``_batch_infos`` builds the vector info in one go; it must equal folding Gymnasium's
+    ``_add_info`` over the copies (keys, order, dtypes, masks), with a fallback for infos
+    it cannot batch (missing keys, nested dicts, mixed types)."""
+    venv = gym.make_vec("pulsecal/GateCalibration-v0", num_envs=4)
+    _, _ = venv.reset(seed=1)
+    inner = venv.unwrapped if hasattr(venv.unwrapped, "_batch_infos") else venv
+    waves = [np.full(3, 1j * k) for k in range(3)]
+    cases = [
+        [{"a": 1.5, "b": 2, "c": True, "w": waves[k], "n": np.float32(k)} for k in range(3)],
+        [{"a": 1.5}, {"a": 2.5, "extra": 1}, {"a": 0.5}],  # differing keys
+        [{"a": 1.5, "d": {"x": 1}}, {"a": 2.5, "d": {"x": 2}}, {"a": 0.5, "d": {"x": 3}}],
+        [{"a": 1}, {"a": 2.5}, {"a": 3}],  # int first, then a float
+        [{"s": "x"}, {"s": "y"}, {"s": "z"}],
+    ]
+    for infos in cases:
+        order = [3, 0, 2]
+        ref: dict = {}
+        for j, i in enumerate(order):
+            ref = inner._add_info(ref, infos[j], i)
+        got = inner._batch_infos(infos, order)
+        assert list(got) == list(ref)
+        for k, v in ref.items():
+            if isinstance(v, dict):
+                assert got[k].keys() == v.keys()
+                continue
+            assert got[k].dtype == v.dtype and got[k].shape == v.shape
+            assert all(a == b for a, b in zip(got[k].ravel(), v.ravel(), strict=True)) or \
+                np.array_equal(got[k], v)
