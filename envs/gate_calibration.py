@@ -252,6 +252,21 @@ class GateCalibrationCore(DragCalibrationCore):
     def _apply_action(self, i: int, action: FloatArray) -> None:
         self._apply_params(i, action)
 
+    def _apply_actions(self, idx: list[int], actions: NDArray[np.float64]) -> None:
+        # ``_apply_params`` for all copies at once: the same element-wise operations in the
+        # same order, so the same bits, without a Python round per copy.
+        cfg = self.cfg
+        rows = np.asarray(idx, dtype=np.int64)
+        unit = self.unit[rows]
+        scale = np.asarray(cfg.max_step) * unit
+        p = self.params[rows]
+        p[:, self.pidx] += actions * scale[:, self.pidx]
+        lim = cfg.window * np.maximum(np.asarray(cfg.max_step), np.asarray(cfg.miscalibration)) * unit
+        start = self.start[rows]
+        p = np.clip(p, start - lim, start + lim)
+        p[:, 0] = np.clip(p[:, 0], -1.0, 1.0)
+        self.params[rows] = p
+
     def _observe(self, step_idx: list[int], reset_idx: list[int]) -> tuple[
             FloatArray, FloatArray, NDArray[np.bool_], list[dict[str, Any]]]:
         cfg = self.cfg
@@ -260,23 +275,24 @@ class GateCalibrationCore(DragCalibrationCore):
         est = analyse(p1, cfg.probes, self.gate.duration_s).infidelity
         waves, truth = self.truth(idx)
         n = len(idx)
-        obs = np.zeros((n, self.observation_space.shape[0]))
+        rows = np.asarray(idx, dtype=np.int64)
         rew = np.zeros(n)
-        term = np.zeros(n, dtype=np.bool_)
+        cost = cfg.shot_cost * self.step_shots / 1000.0
+        for j, i in enumerate(step_idx):
+            # Telescoping log-improvement: an episode's return is log10(E_0/E_T) minus
+            # the shot cost, so shot noise only enters at the two ends.
+            rew[j] = (math.log10(self.last_error[i] + cfg.error_floor)
+                      - math.log10(est[j] + cfg.error_floor) - cost)
+        self.last_error[rows] = est
+        self.last_p1[rows] = p1
+        used = self.task.shots_used[rows]
+        term = used + self.step_shots > cfg.shot_budget
+        # ``normalised_params`` of every copy, one array operation.
+        norm = ((self.params[rows] - self.start[rows]) / (np.asarray(cfg.max_step) * self.unit[rows]))[:, self.pidx]
+        obs = np.concatenate([p1, norm, np.minimum(used / cfg.shot_budget, 1.0)[:, None]], axis=1)
         infos = []
         for j, i in enumerate(idx):
-            if j < len(step_idx):
-                # Telescoping log-improvement: an episode's return is log10(E_0/E_T) minus
-                # the shot cost, so shot noise only enters at the two ends.
-                rew[j] = (math.log10(self.last_error[i] + cfg.error_floor)
-                          - math.log10(est[j] + cfg.error_floor)
-                          - cfg.shot_cost * self.step_shots / 1000.0)
-            self.last_error[i] = est[j]
-            self.last_p1[i] = p1[j]
             self.history[i].append(p1[j])
-            used = int(self.task.shots_used[i])
-            term[j] = used + self.step_shots > cfg.shot_budget
-            obs[j] = np.concatenate([p1[j], self.normalised_params(i), [min(used / cfg.shot_budget, 1.0)]])
             info = self.base_info(i, truth, j, waves[j])
             info["infidelity_estimate"] = float(est[j])
             infos.append(info)

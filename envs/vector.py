@@ -95,9 +95,15 @@ class BatchedCore(ABC):
         opts = list(reset_options) if reset_options is not None else [None] * len(reset_idx)
         for i, o in zip(reset_idx, opts, strict=True):
             self._reset_copy(i, o or {})
-        for j, i in enumerate(step_idx):
-            self._apply_action(i, acts[j])
+        if step_idx:
+            self._apply_actions(step_idx, acts)
         return self._observe(step_idx, reset_idx)
+
+    def _apply_actions(self, idx: list[int], actions: NDArray[np.float64]) -> None:
+        """Apply validated actions (n, A) to copies ``idx`` (distinct); per copy by default,
+        a core may override it with one array operation over all copies."""
+        for j, i in enumerate(idx):
+            self._apply_action(i, actions[j])
 
     @abstractmethod
     def _reset_copy(self, i: int, options: dict[str, Any]) -> None:
