@@ -87,3 +87,26 @@ def test_jit_works_without_a_writable_cache(monkeypatch: pytest.MonkeyPatch) -> 
     with pytest.warns(RuntimeWarning, match="numba cache unavailable"):
         g = _fast_jit.jit(f)
     assert g(1.5) == 3.0
+
+
+@pytest.mark.parametrize(
+    ("levels", "anharmonicity_hz", "rabi_max_hz", "samples", "seed"),
+    [
+        (4, -259999998.0, 5e6, 14, 0),  # found by the property test: 1.08e-12 before
+        (5, -400e6, 100e6, 24, 5),  # drift energies 0, 0, α, 3α, 6α: ~40 rad per sample
+        (6, -400e6, 5e6, 24, 6),
+    ],
+)
+def test_closed_kernel_stays_unitary_with_many_squarings(
+        levels: int, anharmonicity_hz: float, rabi_max_hz: float, samples: int, seed: int) -> None:
+    """Strong anharmonicity on many levels at dt = 4 ns makes ||H·dt|| tens of rad, so the
+    general-N kernel squares 4-6 times; squaring cos/sin as 2C² − I grows the unitarity
+    error up to 4x per squaring (the first case reached 1.08e-12), squaring C − iS as a
+    unitary 2x. The deeper cases guard the Gershgorin shift, which alone moved such
+    errors around (up to 3e-12 on 5 levels) instead of bounding them."""
+    tr = Transmon(levels=levels, anharmonicity_hz=anharmonicity_hz, rabi_max_hz=rabi_max_hz,
+                  detuning_hz=40e6 if levels == 5 else 0.0, dt_s=4e-9)
+    w = random_waveforms(np.random.default_rng(seed), 5, samples)
+    u = unitaries(tr, w)
+    assert np.max(np.abs(u @ np.swapaxes(u.conj(), 1, 2) - np.eye(levels))) < 3e-13
+    assert np.max(np.abs(u - unitaries(tr, w, engine="numpy-reference"))) < 1e-10
