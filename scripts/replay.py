@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,9 @@ class SimulatedBackendConf(BackendConf):
     open_system: bool = True
     amplitude_scale: float = 1.0
     detuning_hz: float | None = None
+    # Qubit sweeps (qubit != null): DeviceSampler ranges over its defaults, e.g.
+    # {amplitude_error: [-0.05, 0.05]}; each qubit's device is drawn from (seed, qubit).
+    sampler: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -100,6 +104,22 @@ class MiscalibrationConf:
 
 
 @dataclass
+class SweepConf:
+    """Per-qubit calibration sweeps (``qubit`` set): see ``pulsecal.hardware.sweep``."""
+
+    name: str = "sweep"
+    dir: str = MISSING
+    total_shots: int | None = None  # the global shot budget over all qubits; null: none
+    budget_headroom: float = 0.1
+    attempts: int = 3  # tries per qubit in one run (a failed session resumes from its journal)
+    params_store: str | None = None  # null: neither read nor written
+    start_from_store: bool = True
+    qubits: list[int] | None = None  # the qubits the summary expects (missing ones: pending)
+    coherence_factor: float = 2.0
+    plots: bool = True
+
+
+@dataclass
 class ReplayConf:
     backend: Any = MISSING
     policy: Any = MISSING
@@ -112,6 +132,8 @@ class ReplayConf:
     miscalibration: MiscalibrationConf = field(default_factory=MiscalibrationConf)
     env: dict[str, Any] = field(default_factory=dict)
     plots: bool = True
+    qubit: int | None = None  # set: one qubit's session of a sweep in <sweep.dir>/q<qubit>
+    sweep: SweepConf = field(default_factory=SweepConf)
 
 
 def register_replay_configs() -> None:
@@ -187,16 +209,13 @@ def replay(cfg: DictConfig) -> Any:
     from pulsecal.hardware import replay as rp
 
     c = _container(cfg)
+    if c.get("qubit") is not None:
+        from pulsecal.scripts.sweep import sweep_job
+
+        return sweep_job(c)
     b, p = dict(c["backend"]), dict(c["policy"])
     backend, model = build_backend(b)
-    env = {**dict(c.get("env") or {}), **dict(b.get("env") or {})}
-    env = {k: v for k, v in env.items() if v is not None}
-    if "probes" in env:
-        env["probes"] = rp.probes_from_json(env["probes"])
-    for k in ("parameters", "miscalibration", "max_step"):
-        if k in env:
-            env[k] = tuple(env[k])
-    gate_s = float(env.get("gate_duration_s") or _preset_gate(env.get("device", "transmon_20ns")))
+    env, gate_s = session_env(c)
     if c.get("initial_params") is not None:
         start = tuple(float(x) for x in c["initial_params"])
     elif model is not None:
@@ -219,6 +238,22 @@ def replay(cfg: DictConfig) -> Any:
                           plots=bool(c.get("plots", True)), backend_info=info)
 
 
+def session_env(c: dict[str, Any]) -> tuple[dict[str, Any], float]:
+    """The env keyword arguments of a session (``env`` with ``backend.env`` over it) and
+    its gate duration in seconds."""
+    from pulsecal.hardware import replay as rp
+
+    env = {**dict(c.get("env") or {}), **dict(c["backend"].get("env") or {})}
+    env = {k: v for k, v in env.items() if v is not None}
+    if "probes" in env:
+        env["probes"] = rp.probes_from_json(env["probes"])
+    for k in ("parameters", "miscalibration", "max_step"):
+        if k in env:
+            env[k] = tuple(env[k])
+    gate_s = float(env.get("gate_duration_s") or _preset_gate(env.get("device", "transmon_20ns")))
+    return env, gate_s
+
+
 def _preset_gate(name: str) -> float:
     from pulsecal.envs.presets import get_preset
 
@@ -232,6 +267,10 @@ def _limits(d: dict[str, Any]) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path="pkg://pulsecal.configs", config_name="replay")
 def _hydra_main(cfg: DictConfig) -> None:
     r = replay(cfg)
+    if cfg.get("qubit") is not None:  # one qubit of a sweep: a QubitOutcome
+        print(f"qubit {r.qubit}: {'skipped, ' if r.skipped else ''}{r.state} after {r.attempts} attempt(s)"
+              + (f": {r.error}" if r.error else ""))
+        return
     rep = r.report
     print(f"session {rep['session_id']}: {rep['env_steps']} steps, {r.ledger_shots} shots, "
           f"estimated infidelity {rep['estimated_infidelity_initial']:.3g} -> "
@@ -241,6 +280,10 @@ def _hydra_main(cfg: DictConfig) -> None:
 def main() -> None:
     """Console script: Hydra's command line, config errors as one line on stderr."""
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    # configs/hydra/launcher/ray.yaml shadows the Ray plugin's config of the same name on
+    # purpose (hydra/launcher=ray); Hydra 1.3 validates it against the plugin's schema and
+    # warns that this matching is deprecated. The validation is welcome, the warning is noise.
+    warnings.filterwarnings("ignore", message=r"(?s).*'hydra/launcher/ray' is validated against ConfigStore")
     try:
         _hydra_main()
     except (HydraException, OmegaConfBaseException, ValueError) as err:
@@ -252,4 +295,4 @@ if __name__ == "__main__":
     main()
 
 
-__all__ = ["build_backend", "build_policy", "main", "register_replay_configs", "replay"]
+__all__ = ["build_backend", "build_policy", "main", "register_replay_configs", "replay", "session_env"]
