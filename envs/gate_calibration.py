@@ -255,6 +255,9 @@ class GateCalibrationCore(DragCalibrationCore):
     def _apply_actions(self, idx: list[int], actions: NDArray[np.float64]) -> None:
         # ``_apply_params`` for all copies at once: the same element-wise operations in the
         # same order, so the same bits, without a Python round per copy.
+        if type(self)._apply_action is not GateCalibrationCore._apply_action:
+            super()._apply_actions(idx, actions)  # a subclass changed the per-copy rule
+            return
         cfg = self.cfg
         rows = np.asarray(idx, dtype=np.int64)
         unit = self.unit[rows]
