@@ -42,10 +42,12 @@ class Play:
         w = np.asarray(self.waveform, dtype=np.complex128).reshape(-1)
         if w.size == 0:
             raise ValueError("Play.waveform is empty: allowed at least one sample")
-        if not np.all(np.isfinite(w)):
-            raise ValueError("Play.waveform has NaN/inf samples: allowed finite |u| <= 1")
-        peak = float(np.max(np.abs(w)))
-        if peak > 1.0 + 1e-9:
+        # One pass checks both limits (environments build these every step): a NaN makes the
+        # comparison false and an inf makes the peak infinite, so neither slips through.
+        peak = float(np.abs(w).max())
+        if not peak <= 1.0 + 1e-9:
+            if not np.all(np.isfinite(w)):
+                raise ValueError("Play.waveform has NaN/inf samples: allowed finite |u| <= 1")
             raise ValueError(f"Play.waveform peak |u| = {peak:.6g}: allowed |u| <= 1")
         w.setflags(write=False)
         object.__setattr__(self, "waveform", w)
@@ -79,6 +81,7 @@ class Delay:
 
 
 Operation = Play | VirtualZ | Delay
+_OP_TYPES = frozenset({Play, VirtualZ, Delay})
 
 
 @dataclass(frozen=True)
@@ -91,9 +94,14 @@ class PulseSequence:
 
     def __post_init__(self) -> None:
         ops = tuple(self.ops)
-        for i, op in enumerate(ops):
-            if not isinstance(op, Play | VirtualZ | Delay):
-                raise TypeError(f"PulseSequence.ops[{i}] is {type(op).__name__}: allowed Play, VirtualZ, Delay")
+        # Fast path on exact types (sequences are built every env step); subclasses and
+        # anything else take the per-element check, which names the offending position.
+        if not _OP_TYPES.issuperset(map(type, ops)):
+            for i, op in enumerate(ops):
+                if not isinstance(op, Play | VirtualZ | Delay):
+                    raise TypeError(
+                        f"PulseSequence.ops[{i}] is {type(op).__name__}: allowed Play, VirtualZ, Delay"
+                    )
         object.__setattr__(self, "ops", ops)
 
 
