@@ -37,13 +37,13 @@ def test_play_accepts_full_scale_and_freezes_its_samples() -> None:
 
 @pytest.mark.parametrize("phase", [math.nan, math.inf, -math.inf])
 def test_virtual_z_refuses_non_finite_phase(phase: float) -> None:
-    with pytest.raises(ValueError, match="VirtualZ.phase"):
+    with pytest.raises(ValueError, match=r"VirtualZ\.phase"):
         VirtualZ(phase)
 
 
 @pytest.mark.parametrize("duration_s", [-1e-9, math.nan, math.inf])
 def test_delay_refuses_negative_or_non_finite(duration_s: float) -> None:
-    with pytest.raises(ValueError, match="Delay.duration_s"):
+    with pytest.raises(ValueError, match=r"Delay\.duration_s"):
         Delay(duration_s)
 
 
