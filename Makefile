@@ -34,8 +34,17 @@ $(VENV)/.installed-dev: pyproject.toml constraints.txt | $(PY)
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
+# The product's main job: physics check, train a small GateCalibration agent, evaluate it
+# against the baselines on held-out devices, export it (ONNX + manifest), replay the export
+# on the simulated backend; everything under demo_out/, summary at the end (~5 min, 2 cores).
 demo: $(VENV)/.installed
-	$(BIN)/pulsecal-physics-demo --out demo_out
+	$(PY) -m pulsecal.scripts.demo
+
+# The full evaluation (up to about an hour on 2 cores): trains the three agents, evaluates
+# them against every baseline, writes docs/results.md and docs/results/*.png to commit.
+# `make results ARGS=--quick` checks the pipeline end to end on tiny budgets in a temp folder.
+results: $(VENV)/.installed
+	$(PY) -m pulsecal.scripts.results $(ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check envs agents hardware configs scripts tests
