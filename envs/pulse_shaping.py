@@ -1,9 +1,17 @@
-"""PulseShaping-v0: find a short, low-leakage pulse for a target gate."""
+"""PulseShaping-v0/v1: find a short, low-leakage pulse for a target gate.
+
+v1 (``PulseShapingV1Env``) is built to generalise across devices: each episode draws a
+device around ``transmon_short`` (anharmonicity, drive strength and amplitude error, AWG
+low-pass distortion, coherence, detuning; ``ShapingDeviceSampler``), the textbook start
+is designed from a *characterised* device (what a lab's spectroscopy, Rabi and scope
+measurements give, with their errors), the shape coordinates are relative to that
+start's amplitude, and the observation carries the characterisation so that a policy can
+map device to pulse."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
@@ -19,9 +27,9 @@ from .calibration import (
     true_metrics_devices,
 )
 from .device import DeviceParams, SimulatedDevice
-from .presets import get_preset
+from .presets import DeviceSampler, get_preset
 from .protocol import Play, PulseSequence, VirtualZ
-from .pulses import sine_basis
+from .pulses import LowPass, sine_basis
 from .vector import BatchedCore, BatchedVectorEnv, FloatArray, SingleCoreEnv
 
 # Target -> (area relative to π, frames (a, b) with target = Z(a)·pulse·Z(b), order k with
@@ -31,6 +39,42 @@ TARGETS: dict[str, tuple[float, tuple[float, float], int]] = {
     "SX": (0.5, (0.0, 0.0), 4),
     "H": (0.5, (math.pi / 2, math.pi / 2), 2),
 }
+
+
+@dataclass(frozen=True)
+class ShapingDeviceSampler:
+    """Random devices around ``transmon_short`` for pulse shaping (0.5 ns grid).
+
+    ``base`` draws the transmon, amplitude error and readout (``DeviceSampler``: uniform,
+    T1 log-uniform, T2 as a fraction of 2·T1); ``rise_time_s`` adds an AWG low-pass of a
+    uniform 10–90 % rise time (0: ideal AWG). Draws happen in a fixed order, so a seed
+    fixes the device.
+    """
+
+    base: DeviceSampler = field(default_factory=lambda: DeviceSampler(
+        anharmonicity_hz=(-240e6, -160e6), rabi_max_hz=(320e6, 480e6), t1_s=(50e-6, 200e-6),
+        t2_fraction=(0.5, 1.0), amplitude_error=(-0.05, 0.05), detuning_hz=(-0.5e6, 0.5e6),
+        p1_given_0=(0.0, 0.0), p0_given_1=(0.0, 0.0), dt_s=0.5e-9,
+    ))
+    rise_time_s: tuple[float, float] = (0.0, 0.5e-9)
+
+    def __post_init__(self) -> None:
+        r = self.rise_time_s
+        require(len(r) == 2 and 0 <= finite("rise_time_s[0]", r[0]) <= finite("rise_time_s[1]", r[1]) <= 1e-6,
+                "ShapingDeviceSampler.rise_time_s", r, "(low, high) with 0 <= low <= high <= 1e-6 s")
+
+    def sample(self, rng: np.random.Generator) -> DeviceParams:
+        params = self.base.sample(rng)
+        rise = self.rise_time_s[0] + (self.rise_time_s[1] - self.rise_time_s[0]) * float(rng.random())
+        return params.replace(distortion=LowPass(rise) if rise > 0 else None)
+
+
+def held_out_shaping_devices(n: int, seed: int = 12345,
+                             sampler: ShapingDeviceSampler | None = None) -> tuple[DeviceParams, ...]:
+    """A fixed, seeded population of pulse-shaping devices (device i depends on (seed, i) only)."""
+    require(isinstance(n, int) and not isinstance(n, bool) and n >= 1, "n", n, "an integer >= 1")
+    s = ShapingDeviceSampler() if sampler is None else sampler
+    return tuple(s.sample(np.random.default_rng([seed, i, 77])) for i in range(n))
 
 
 @dataclass(frozen=True)
@@ -54,9 +98,20 @@ class PulseShapingConfig:
     shot_cost: float = 0.0
     error_floor: float = 1e-6
     report_truth: bool = True
+    randomize_device: bool = False
+    sampler: ShapingDeviceSampler | None = None
+    characterised: bool = False
+    # Relative Rabi-rate and anharmonicity errors, detuning error (Hz), relative rise-time error.
+    characterisation_error: tuple[float, float, float, float] = (0.003, 0.001, 10e3, 0.05)
 
     def __post_init__(self) -> None:
         get_preset(self.device)
+        require(self.sampler is None or isinstance(self.sampler, ShapingDeviceSampler), "sampler",
+                self.sampler, "a ShapingDeviceSampler or None")
+        ce = tuple(float(x) for x in self.characterisation_error)
+        require(len(ce) == 4 and all(math.isfinite(x) and x >= 0 for x in ce), "characterisation_error",
+                self.characterisation_error, "4 finite values >= 0 (Rabi rel., α rel., detuning Hz, rise rel.)")
+        object.__setattr__(self, "characterisation_error", ce)
         require(self.target in TARGETS, "target", self.target, f"one of {list(TARGETS)}")
         if self.gate_duration_s is not None:
             require(finite("gate_duration_s", self.gate_duration_s) > 0, "gate_duration_s",
@@ -88,10 +143,16 @@ class PulseShapingCore(BatchedCore):
     then K sine coefficients on I and K on Q, each scaled by its range.
     """
 
+    config_class: type[PulseShapingConfig] = PulseShapingConfig
+    N_FEATURES = 4  # characterised device: α, Ω_R, rise time, detuning (v1 observation)
+
     def __init__(self, num_envs: int = 1, **kwargs: Any) -> None:
         super().__init__(num_envs)
-        self.cfg = cfg = PulseShapingConfig(**kwargs)
+        self.cfg = cfg = self.config_class(**kwargs)
         self.preset = get_preset(cfg.device)
+        self.sampler = cfg.sampler if cfg.sampler is not None else (
+            ShapingDeviceSampler() if cfg.randomize_device else None)
+        nominal = self.preset.params.effective_transmon
         dt = self.preset.params.dt_s
         self.dt_s = dt
         dur = cfg.gate_duration_s if cfg.gate_duration_s is not None else self.preset.gate_duration_s
@@ -105,12 +166,15 @@ class PulseShapingCore(BatchedCore):
             self.preset.make(np.random.default_rng(0), open_system=cfg.open_system) for _ in range(self.num_envs)]
         self.z = np.zeros((self.num_envs, self.dim))
         self.ref = np.zeros((self.num_envs, 3))  # textbook amplitude, β, detuning per copy
+        self.ref_amp_nominal = nominal_params(nominal, self.gate).amplitude
+        self.features = np.zeros((self.num_envs, self.N_FEATURES if cfg.characterised else 0))
         self.shots_used = np.zeros(self.num_envs, dtype=np.int64)
         self.history: list[list[FloatArray]] = [[] for _ in range(self.num_envs)]
         n_probe = len(cfg.probe_repeats) + 1 if cfg.reward_mode == "measured" else 0
         self.n_probe = n_probe
-        low = np.concatenate([-np.ones(self.dim), [0.0], np.zeros(n_probe)]).astype(np.float32)
-        high = np.concatenate([np.ones(self.dim), [1.0], np.ones(n_probe)]).astype(np.float32)
+        nf = self.features.shape[1]
+        low = np.concatenate([-np.ones(self.dim), [0.0], np.zeros(n_probe), -5 * np.ones(nf)]).astype(np.float32)
+        high = np.concatenate([np.ones(self.dim), [1.0], np.ones(n_probe), 5 * np.ones(nf)]).astype(np.float32)
         self.observation_space = gym.spaces.Box(low, high, dtype=np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (self.dim,), dtype=np.float32)
 
@@ -125,7 +189,10 @@ class PulseShapingCore(BatchedCore):
         k = cfg.n_basis
         iq = amp[:, None] * (self.g[None] + 1j * beta[:, None] * self.dg[None])
         if k:
-            iq = iq + cfg.coeff_range * (z[:, 3:3 + k] @ self.basis + 1j * (z[:, 3 + k:] @ self.basis))
+            # Characterised: the shape scales with the start's amplitude, so the same z means
+            # the same relative shape on a weaker or stronger drive (v0: full-scale units).
+            c = cfg.coeff_range * (ref[:, 0] / self.ref_amp_nominal if cfg.characterised else np.ones(len(idx)))
+            iq = iq + c[:, None] * (z[:, 3:3 + k] @ self.basis + 1j * (z[:, 3 + k:] @ self.basis))
         w = iq * np.exp(-2j * math.pi * det[:, None] * self.x[None])
         mag = np.abs(w)
         return np.where(mag > 1.0, w / np.maximum(mag, 1.0), w)
@@ -135,13 +202,30 @@ class PulseShapingCore(BatchedCore):
         if unknown:
             raise ValueError(f"reset options {sorted(unknown)} are unknown: allowed 'device_params', 'initial_z'")
         rng = self.rngs[i]
-        params = options.get("device_params", self.preset.params)
+        cfg = self.cfg
+        drawn = self.sampler.sample(rng) if self.sampler is not None else self.preset.params
+        params = options.get("device_params", drawn)
         if not isinstance(params, DeviceParams):
             raise TypeError(f"options['device_params'] is {type(params).__name__}: allowed DeviceParams")
         self.devices[i] = SimulatedDevice(params, None, rng=np.random.default_rng(int(rng.integers(2**63))),
-                                          open_system=self.cfg.open_system)
-        # The designer knows the nominal device (preset), not the truth of this one.
-        self.ref[i] = nominal_params(self.preset.params.effective_transmon, self.gate).as_array()[:3]
+                                          open_system=cfg.open_system)
+        nominal = self.preset.params.effective_transmon
+        if cfg.characterised:
+            # The designer knows this device as the lab measured it (spectroscopy, Rabi rate,
+            # Ramsey, a scope trace of the AWG step), with those measurements' errors.
+            e = rng.normal(size=4) * np.asarray(cfg.characterisation_error)
+            true = params.effective_transmon
+            rise = params.distortion.rise_time_s if params.distortion is not None else 0.0
+            meas = true.replace(rabi_max_hz=true.rabi_max_hz * (1 + e[0]),
+                                anharmonicity_hz=true.anharmonicity_hz * (1 + e[1]),
+                                detuning_hz=true.detuning_hz + e[2])
+            self.ref[i] = nominal_params(meas, self.gate).as_array()[:3]
+            self.features[i] = [(meas.anharmonicity_hz / nominal.anharmonicity_hz - 1) / 0.2,
+                                (meas.rabi_max_hz / nominal.rabi_max_hz - 1) / 0.2,
+                                rise * (1 + e[3]) / 0.5e-9, meas.detuning_hz / 0.5e6]
+        else:
+            # The designer knows the nominal device (preset), not the truth of this one.
+            self.ref[i] = nominal_params(nominal, self.gate).as_array()[:3]
         # Start: the textbook DRAG pulse, plus a small random perturbation of the shape so
         # that episodes differ.
         z0 = np.zeros(self.dim)
@@ -201,7 +285,7 @@ class PulseShapingCore(BatchedCore):
             self.shots_used[i] += shots_step
             if j < len(step_idx):  # a reset returns no reward
                 rew[j] = score[j] - cfg.shot_cost * shots_step / 1000.0
-            obs[j] = np.concatenate([self.z[i], [score[j] / -math.log10(cfg.error_floor)], p1[j]])
+            obs[j] = np.concatenate([self.z[i], [score[j] / -math.log10(cfg.error_floor)], p1[j], self.features[i]])
             self.history[i].append(p1[j] if p1.shape[1] else np.array([score[j] / 6.0]))
             info: dict[str, Any] = {
                 "shots_used": int(self.shots_used[i]), "device_time_s": float(self.devices[i].clock_s),
@@ -240,8 +324,10 @@ class PulseShapingEnv(SingleCoreEnv):
     actions raise ``ValueError``.
 
     ## Observation Space
-    ``Box(float32)``: z, the current score −log10(error + floor) / −log10(floor), and in
-    ``reward_mode="measured"`` the measured excited fractions of the probes.
+    ``Box(float32)``: z, the current score −log10(error + floor) / −log10(floor), in
+    ``reward_mode="measured"`` the measured excited fractions of the probes, and with
+    ``characterised`` the characterised device (α/α_nom − 1 and Ω_R/Ω_nom − 1 in units
+    of 0.2, rise time / 0.5 ns, detuning / 0.5 MHz).
 
     ## Rewards
     ``reward_mode="privileged"`` USES SIMULATION KNOWLEDGE: −log10(1 − F + floor) with F the
@@ -261,8 +347,8 @@ class PulseShapingEnv(SingleCoreEnv):
     ## Arguments
     device, target, gate_duration_s, open_system, n_basis, action_mode, reward_mode,
     amplitude_range, beta_range, detuning_range_hz, coeff_range, max_step, shots_per_probe,
-    probe_repeats, shot_cost, error_floor, report_truth, render_mode
-    (``PulseShapingConfig``). ``info``: fidelity, fidelity_raw, leakage, coherence_limit
+    probe_repeats, shot_cost, error_floor, report_truth, randomize_device, sampler,
+    characterised, characterisation_error, render_mode (``PulseShapingConfig``). ``info``: fidelity, fidelity_raw, leakage, coherence_limit
     (truth), error_estimate, shots_used, device_time_s, waveform, dt_s.
 
     ## Version History
@@ -276,3 +362,65 @@ class PulseShapingVectorEnv(BatchedVectorEnv):
     """N copies of ``PulseShapingEnv`` sharing one propagator call per step."""
 
     core_class = PulseShapingCore
+
+
+@dataclass(frozen=True)
+class PulseShapingV1Config(PulseShapingConfig):
+    """``PulseShapingConfig`` with the v1 defaults (randomised, characterised devices,
+    finer correction steps)."""
+
+    randomize_device: bool = True
+    characterised: bool = True
+    max_step: float = 0.05
+    # Wider than v0: on weakly anharmonic devices (α/2π ≈ −175 MHz) the optimum needs
+    # more amplitude reduction and shape than v0 allows (its optimum sits on v0's bounds).
+    amplitude_range: float = 0.3
+    detuning_range_hz: float = 80e6
+    coeff_range: float = 0.4
+
+
+class PulseShapingV1Core(PulseShapingCore):
+    config_class = PulseShapingV1Config
+
+
+class PulseShapingV1Env(SingleCoreEnv):
+    """Shape a short pulse on a device drawn around ``transmon_short`` (PulseShaping-v1).
+
+    ## Description
+    As PulseShaping-v0, but every episode draws a new device (``ShapingDeviceSampler``:
+    α/2π −240…−160 MHz, Ω_R 320…480 MHz, ±5 % amplitude error, AWG rise time 0–0.5 ns,
+    T1 50–200 µs, detuning ±0.5 MHz) unless ``reset(options={"device_params": ...})``
+    fixes it; the start is the textbook DRAG pulse of the *characterised* device
+    (Rabi rate ±0.3 %, α ±0.1 %, detuning ±10 kHz, rise time ±5 %, 1σ); sine
+    coefficients are relative to that start's amplitude.
+
+    ## Action Space
+    As v0, ``action_mode="delta"`` with ``max_step`` 0.05 by default.
+
+    ## Observation Space
+    As v0 plus the 4 characterised device features (see ``PulseShapingEnv``).
+
+    ## Rewards
+    As v0 (``reward_mode="privileged"`` by default: SIMULATION KNOWLEDGE).
+
+    ## Starting State
+    Textbook DRAG of the characterised device plus a small random sine perturbation.
+
+    ## Episode End
+    Never terminates; ``TimeLimit`` truncation (50 steps registered).
+
+    ## Arguments
+    Those of ``PulseShapingEnv`` (``PulseShapingV1Config`` defaults).
+
+    ## Version History
+    - v1: randomised devices, characterised start and features, relative shape units,
+      max_step 0.05, ranges: amplitude 0.3, detuning 80 MHz, coefficients 0.4.
+    """
+
+    core_class = PulseShapingV1Core
+
+
+class PulseShapingV1VectorEnv(BatchedVectorEnv):
+    """N copies of ``PulseShapingV1Env`` sharing one propagator call per step."""
+
+    core_class = PulseShapingV1Core

@@ -22,10 +22,20 @@ ENV_SPECS: dict[str, tuple[str, str, int]] = {
         "pulsecal.envs.pulse_shaping:PulseShapingVectorEnv",
         50,
     ),
+    "pulsecal/PulseShaping-v1": (
+        "pulsecal.envs.pulse_shaping:PulseShapingV1Env",
+        "pulsecal.envs.pulse_shaping:PulseShapingV1VectorEnv",
+        50,
+    ),
     "pulsecal/DriftTracking-v0": (
         "pulsecal.envs.drift_tracking:DriftTrackingEnv",
         "pulsecal.envs.drift_tracking:DriftTrackingVectorEnv",
         144,  # 24 h of device time at the default 10 min per decision
+    ),
+    "pulsecal/DriftTracking-v1": (
+        "pulsecal.envs.drift_tracking:DriftTrackingV1Env",
+        "pulsecal.envs.drift_tracking:DriftTrackingV1VectorEnv",
+        144,
     ),
 }
 

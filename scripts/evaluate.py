@@ -85,6 +85,7 @@ class AgentConf:
     path: str = MISSING
     normalisation: str | None = None
     env_kwargs: dict[str, Any] = field(default_factory=dict)
+    env_id: str | None = None
 
 
 @dataclass
@@ -104,6 +105,7 @@ class EvaluateConf:
     pulse_shaping: bool = True
     shaping_preset: str = "transmon_short"
     shaping_duration_s: float = 6e-9
+    shaping_held_out: int = 0
     grape_restarts: int = 2
     grape_maxiter: int = 400
     drift: bool = True
@@ -157,7 +159,7 @@ def _agent(conf: AgentConf) -> AgentSpec:
     else:
         raise ValueError(f"agents[{conf.name}].path={conf.path!r} is out of range: allowed an existing run "
                          "directory or model .zip")
-    return AgentSpec(conf.name, conf.task, policy, dict(conf.env_kwargs))
+    return AgentSpec(conf.name, conf.task, policy, dict(conf.env_kwargs), conf.env_id)
 
 
 def to_settings(cfg: DictConfig) -> tuple[EvaluationSettings, list[AgentSpec]]:
@@ -170,7 +172,8 @@ def to_settings(cfg: DictConfig) -> tuple[EvaluationSettings, list[AgentSpec]]:
         miscalibration=tuple(conf.miscalibration),  # type: ignore[arg-type]
         workers=conf.workers, chunk_size=conf.chunk_size, standard=std, nelder_mead=nm, cmaes=cma,
         pulse_shaping=conf.pulse_shaping, shaping_preset=conf.shaping_preset,
-        shaping_duration_s=conf.shaping_duration_s, grape_restarts=conf.grape_restarts,
+        shaping_duration_s=conf.shaping_duration_s, shaping_held_out=conf.shaping_held_out,
+        grape_restarts=conf.grape_restarts,
         grape_maxiter=conf.grape_maxiter, drift=conf.drift, drift_devices=conf.drift_devices,
         drift_hours=conf.drift_hours, drift_interval_s=conf.drift_interval_s,
         recalibration_interval_s=conf.recalibration_interval_s, recalibration_budget=conf.recalibration_budget,
