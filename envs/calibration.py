@@ -33,6 +33,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .device import DELAY, FRAME, PLAY, SequenceTemplate, SimulatedDevice
 from .physics import (
     Transmon,
     coherence_limit,
@@ -297,39 +298,65 @@ class Probe:
             return 1 + 2 * self.depth
         return 2
 
+    def tokens(self, dt_s: float) -> tuple[tuple[str, Any], ...]:
+        """The probe's layout, the one definition ``sequence`` and the task's
+        ``SequenceTemplate`` are both built from: ``("play", X_SLOT | SX_SLOT)``,
+        ``("delay", samples)`` and ``("frame", (const, ramp))`` for VirtualZ(const + ramp)
+        with ramp None, ``"gate"`` (−2π·Δ·gate duration) or n (−2π·Δ·n·dt_s) and const None
+        for a bare ramp (see ``_frame_phase``)."""
+        x, sx = (PLAY, X_SLOT), (PLAY, SX_SLOT)
+        ramp: tuple[str, Any] = (FRAME, (None, "gate"))  # frame advance over one gate
+        toks: list[tuple[str, Any]]
+        if self.kind == "amplitude":
+            toks = [sx, *([ramp, x]) * self.depth]
+        elif self.kind == "drag":
+            # SY, then pairs X̄·X: the first X̄ undoes SY's frame (π/2), later ones X's (0).
+            toks = [(FRAME, (math.pi / 2, None)), sx]
+            if self.depth:
+                tail = [(FRAME, (-math.pi, "gate")), x]
+                toks += [(FRAME, (math.pi / 2, "gate")), x, *tail]
+                toks += ([(FRAME, (math.pi, "gate")), x, *tail]) * (self.depth - 1)
+        else:
+            n = max(1, round(self.delay_s / dt_s))
+            toks = [sx, ramp, (DELAY, n), (FRAME, (math.pi / 2, n)), sx]
+        return tuple(toks)
+
     def sequence(self, x: Play, sx: Play, gate_s: float, detuning_hz: float, dt_s: float) -> PulseSequence:
         """The probe as a ``PulseSequence`` for one parameter set (X and SX plays given).
 
         Frames: a gate with axis phase φ is VirtualZ(φ)·Play·VirtualZ(−φ); after every Play
         and Delay the frame advances by −2π·Δ·duration (the detuning correction's ramp).
-        Adjacent frame changes are merged, so a repeated block is one repeated pattern.
+        Adjacent frame changes are merged, so a repeated block is one repeated pattern;
+        a frame change of (wrapped) phase 0 is left out.
         """
-        adv = -TWO_PI * detuning_hz * gate_s  # frame advance over one gate
         vz: dict[float, VirtualZ] = {}
-
-        def frame(phase: float) -> list[Any]:
-            ph = _wrap(phase)
-            if not ph:
-                return []
-            if ph not in vz:
-                vz[ph] = VirtualZ(ph)
-            return [vz[ph]]
-
-        ops: list[Any]
-        if self.kind == "amplitude":
-            ops = [sx, *([*frame(adv), x]) * self.depth]
-        elif self.kind == "drag":
-            # SY, then pairs X̄·X: the first X̄ undoes SY's frame (π/2), later ones X's (0).
-            ops = [*frame(math.pi / 2), sx]
-            if self.depth:
-                tail = [*frame(-math.pi + adv), x]
-                ops += [*frame(math.pi / 2 + adv), x, *tail]
-                ops += ([*frame(math.pi + adv), x, *tail]) * (self.depth - 1)
-        else:
-            n = max(1, round(self.delay_s / dt_s))
-            ops = [sx, *frame(adv), Delay(n * dt_s),
-                   *frame(-TWO_PI * detuning_hz * n * dt_s + math.pi / 2), sx]
+        ops: list[Any] = []
+        for kind, a in self.tokens(dt_s):
+            if kind == PLAY:
+                ops.append(x if a == X_SLOT else sx)
+            elif kind == FRAME:
+                ph = _wrap(_frame_phase(a, detuning_hz, gate_s, dt_s))
+                if ph:
+                    if ph not in vz:
+                        vz[ph] = VirtualZ(ph)
+                    ops.append(vz[ph])
+            else:
+                ops.append(Delay(a * dt_s))
         return PulseSequence(tuple(ops), name=self.name)
+
+
+# Waveform slots of the probe layouts (``Probe.tokens``, ``CalibrationTask.template``).
+X_SLOT, SX_SLOT = 0, 1
+
+
+def _frame_phase(expr: tuple[float | None, Any], detuning_hz: Any, gate_s: float, dt_s: float) -> Any:
+    """const + ramp of a ``Probe.tokens`` frame, for a float or an array of detunings
+    (the same floating-point operations in the same order either way)."""
+    const, ramp = expr
+    if ramp is None:
+        return const
+    r = -TWO_PI * detuning_hz * gate_s if ramp == "gate" else -TWO_PI * detuning_hz * ramp * dt_s
+    return r if const is None else const + r
 
 
 def _wrap(phase: float) -> float:
@@ -349,6 +376,19 @@ def default_probes() -> tuple[Probe, ...]:
         Probe("drag", 2), Probe("drag", 12),
         Probe("ramsey", delay_s=0.1e-6), Probe("ramsey", delay_s=0.6e-6),
     )
+
+
+@functools.lru_cache(maxsize=32)
+def _probe_template(probes: tuple[Probe, ...], dt_s: float) -> tuple[SequenceTemplate, tuple[Any, ...]]:
+    exprs: dict[Any, int] = {}
+    seqs = []
+    for pr in probes:
+        seq = []
+        for kind, a in pr.tokens(dt_s):
+            seq.append((kind, exprs.setdefault(a, len(exprs)) if kind == FRAME else a))
+        seqs.append(tuple(seq))
+    template = SequenceTemplate(tuple(seqs), 2, len(exprs), tuple(pr.name for pr in probes))
+    return template, tuple(exprs)
 
 
 @dataclass(frozen=True)
@@ -419,8 +459,6 @@ def run_on_devices(
     active = [b for b in range(len(devices)) if shots[b] > 0 and len(sequences[b]) > 0]
     if not active:
         return out
-    from .device import SimulatedDevice
-
     if all(isinstance(devices[b], SimulatedDevice) for b in active):
         groups: dict[int, list[int]] = {}
         for b in active:
@@ -453,8 +491,6 @@ def true_metrics_devices(
         dict of (B,) arrays: fidelity, fidelity_raw, leakage, coherence_limit; None when a
         device is not simulated (no truth on hardware).
     """
-    from .device import SimulatedDevice
-
     if not all(isinstance(d, SimulatedDevice) for d in devices):
         return None
     devs: list[SimulatedDevice] = list(devices)  # type: ignore[arg-type]
@@ -518,6 +554,47 @@ class CalibrationTask:
             out.append([pr.sequence(x, sx, gate_s, float(p[b, 2]), self.dt_s) for pr in probes])
         return out
 
+    def template(self, probes: Sequence[Probe] | None = None) -> tuple[SequenceTemplate, tuple[Any, ...]]:
+        """The probes as one ``SequenceTemplate`` (waveform slots X, SX) and the frame
+        expression of each of its phase slots (see ``Probe.tokens``); built once per probe
+        set."""
+        probes = self.probes if probes is None else tuple(probes)
+        return _probe_template(tuple(probes), self.dt_s)
+
+    def template_inputs(self, params: ArrayLike, probes: Sequence[Probe] | None = None) -> tuple[
+            SequenceTemplate, ComplexArray, FloatArray]:
+        """(template, waveforms (B, 2, S), phases (B, F)) for (B, 4) parameter rows: what
+        ``SimulatedDevice.run_template`` needs to run exactly ``sequences(params, probes)``."""
+        p = np.atleast_2d(np.asarray(params, dtype=np.float64))
+        template, exprs = self.template(probes)
+        wx, wsx = self.waveforms(p)
+        waves = np.stack([wx, wsx], axis=1)  # slot order X_SLOT, SX_SLOT
+        gate_s = self.gate.n_samples(self.dt_s) * self.dt_s
+        det = p[:, 2]
+        phases = np.empty((p.shape[0], len(exprs)))
+        for f, expr in enumerate(exprs):
+            phases[:, f] = _frame_phase(expr, det, gate_s, self.dt_s)
+        # ``_wrap`` element-wise (NumPy's float remainder follows Python's sign rule).
+        phases = np.mod(phases + math.pi, TWO_PI) - math.pi
+        return template, waves, phases
+
+    def _run_template(self, devs: list[Any], p: FloatArray, probes: tuple[Probe, ...],
+                      shots: list[int]) -> list[NDArray[np.int64]]:
+        """``run_on_devices(devs, self.sequences(p, probes), shots)`` on simulated devices,
+        from arrays: the same grouping by shot count, hence the same device calls."""
+        template, waves, phases = self.template_inputs(p, probes)
+        out: list[NDArray[np.int64]] = [np.zeros((len(probes), 2), dtype=np.int64) for _ in devs]
+        groups: dict[int, list[int]] = {}
+        for b, n in enumerate(shots):
+            if n > 0 and len(probes) > 0:
+                groups.setdefault(int(n), []).append(b)
+        for n, rows in groups.items():
+            counts = SimulatedDevice.run_template(
+                [devs[b] for b in rows], template, waves[rows], phases[rows], n)
+            for b, c in zip(rows, counts, strict=True):
+                out[b] = c
+        return out
+
     def measure(
         self, params: ArrayLike | DragParams, shots: int | Sequence[int],
         index: Sequence[int] | None = None, probes: Sequence[Probe] | None = None,
@@ -539,9 +616,13 @@ class CalibrationTask:
         n = [int(shots)] * len(idx) if isinstance(shots, int | np.integer) else [int(s) for s in shots]
         require(len(n) == len(idx) and all(s >= 0 for s in n), "shots", shots,
                 "an int >= 0 or one per selected device")
-        seqs = self.sequences(p, probes)
-        counts = run_on_devices([self.devices[i] for i in idx], seqs, n)
-        k = len(seqs[0]) if seqs else 0
+        devs = [self.devices[i] for i in idx]
+        probes = self.probes if probes is None else tuple(probes)
+        if devs and all(isinstance(d, SimulatedDevice) for d in devs):
+            counts = self._run_template(devs, p, probes, n)
+        else:
+            counts = run_on_devices(devs, self.sequences(p, probes), n)
+        k = len(probes)
         out = np.full((len(idx), k), np.nan)
         for j, (i, c) in enumerate(zip(idx, counts, strict=True)):
             if n[j] > 0:

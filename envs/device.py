@@ -30,6 +30,9 @@ How a ``run`` call is simulated (and why it is fast):
    makes every repetition of a gate a different conjugate, which is why matrix products
    would not be shared anyway). Open systems run in the real Hermitian operator basis of
    the fast engine: a channel is a real matrix there.
+   ``run_template`` builds the same programs for a fixed layout from arrays (waveforms
+   and frame phases per device), without an operation object per step: what the
+   calibration environments use every step.
 5. P(excited) = 1 − ρ₀₀ (levels >= 1 read as "1"); counts are binomial with readout
    assignment errors, from the device's own generator.
 """
@@ -51,7 +54,8 @@ from numpy.typing import ArrayLike, NDArray
 from .drift import DriftModel, DriftState, DriftValues
 from .physics import Transmon, hamiltonians_rad_s, lindbladians, superoperators, unitaries
 from .physics._fast_jit import jit
-from .physics.fast import hermitian_basis
+from .physics.fast import _from_hermitian_basis, hermitian_basis
+from .physics.fast import superoperators_real as fast_superoperators_real
 from .protocol import Delay, Play, PulseSequence, VirtualZ
 from .pulses import LowPass
 
@@ -179,6 +183,99 @@ def free_evolution(
         exp_block = (vec * np.exp(lam * durs[:, None])[:, None, :]) @ inv
         out[:, idx[:, None], idx[None, :]] = exp_block
     return out
+
+
+# -- sequence templates ------------------------------------------------------------------------
+
+# Token kinds of a ``SequenceTemplate``.
+PLAY, FRAME, DELAY = "play", "frame", "delay"
+
+
+@dataclass(frozen=True)
+class SequenceTemplate:
+    """K sequences with a fixed layout whose waveforms and frame phases vary per device.
+
+    An environment that runs the same probe layout on many devices every step (only the
+    calibrated waveforms and a frame ramp change) describes it once here, and
+    ``SimulatedDevice.run_template`` runs it from arrays, without building a ``Play`` or
+    ``VirtualZ`` object per operation. ``expand`` gives the equivalent ``PulseSequence``s
+    (what a device without the fast path runs).
+
+    Attributes:
+        sequences: per sequence, its tokens in order: ``("play", w)`` plays waveform slot
+            w, ``("frame", f)`` is ``VirtualZ(phase slot f)`` (left out when that phase is
+            exactly 0), ``("delay", n)`` is ``Delay(n·dt_s)`` (n >= 0 samples).
+        n_waveforms: W, the waveform slots (every slot in [0, W) need not be played).
+        n_phases: F, the phase slots.
+        names: optional sequence names (``PulseSequence.name`` in ``expand``).
+    """
+
+    sequences: tuple[tuple[tuple[str, int], ...], ...]
+    n_waveforms: int
+    n_phases: int
+    names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        seqs = tuple(tuple((str(k), int(a)) for k, a in seq) for seq in self.sequences)
+        object.__setattr__(self, "sequences", seqs)
+        _require(isinstance(self.n_waveforms, int) and self.n_waveforms >= 0,
+                 "SequenceTemplate.n_waveforms", self.n_waveforms, "an int >= 0")
+        _require(isinstance(self.n_phases, int) and self.n_phases >= 0,
+                 "SequenceTemplate.n_phases", self.n_phases, "an int >= 0")
+        limit = {PLAY: self.n_waveforms, FRAME: self.n_phases}
+        for q, seq in enumerate(seqs):
+            for i, (kind, arg) in enumerate(seq):
+                _require(kind in (PLAY, FRAME, DELAY), f"SequenceTemplate.sequences[{q}][{i}]",
+                         kind, "'play', 'frame' or 'delay'")
+                hi = limit.get(kind)
+                _require(arg >= 0 and (hi is None or arg < hi), f"SequenceTemplate.sequences[{q}][{i}]",
+                         (kind, arg), f"a slot in [0, {hi})" if hi is not None else "samples >= 0")
+        names = tuple(self.names)
+        _require(not names or len(names) == len(seqs), "SequenceTemplate.names", names,
+                 "empty or one name per sequence")
+        object.__setattr__(self, "names", names)
+        # The layout as arrays, shared by every run: kind code, slot, ops per sequence.
+        flat = [tok for seq in seqs for tok in seq]
+        kinds = {PLAY: 0, FRAME: 1, DELAY: 2}
+        arrays = (
+            np.array([kinds[k] for k, _ in flat], dtype=np.int64),
+            np.array([a for _, a in flat], dtype=np.int64),
+            np.array([len(seq) for seq in seqs], dtype=np.int64),
+        )
+        for a in arrays:
+            a.setflags(write=False)
+        object.__setattr__(self, "_arrays", arrays)
+        # Waveform slots in order of first use: the order the generic path requests them.
+        seen: dict[int, None] = {}
+        for kind, slot in flat:
+            if kind == PLAY:
+                seen.setdefault(slot, None)
+        object.__setattr__(self, "_play_order", tuple(seen))
+        object.__setattr__(self, "_delays", tuple(sorted({a for k, a in flat if k == DELAY and a > 0})))
+
+    @property
+    def n_sequences(self) -> int:
+        return len(self.sequences)
+
+    def expand(self, waveforms: ArrayLike, phases: ArrayLike, dt_s: float) -> list[PulseSequence]:
+        """The sequences for one device: waveforms (W, S), phases (F,)."""
+        w = np.asarray(waveforms, dtype=np.complex128)
+        ph = np.asarray(phases, dtype=np.float64).reshape(-1)
+        plays = [Play(w[i]) for i in range(self.n_waveforms)]
+        frames = [VirtualZ(float(x)) for x in ph]
+        out = []
+        for q, seq in enumerate(self.sequences):
+            ops: list[Play | VirtualZ | Delay] = []
+            for kind, a in seq:
+                if kind == PLAY:
+                    ops.append(plays[a])
+                elif kind == FRAME:
+                    if ph[a] != 0.0:
+                        ops.append(frames[a])
+                else:
+                    ops.append(Delay(a * dt_s))
+            out.append(PulseSequence(tuple(ops), name=self.names[q] if self.names else ""))
+        return out
 
 
 # -- the device ---------------------------------------------------------------------------------
@@ -359,24 +456,46 @@ class SimulatedDevice:
                 f"{len(devices)} devices: allowed exactly one list per device"
             )
         seqs = [list(s) for s in sequences_per_device]
-        n_shots = int(shots)
         sizes = [len(s) for s in seqs]
-        p_exc = _populations_flat(devices, seqs)
-        p10 = np.repeat([d._base.p1_given_0 for d in devices], sizes)
-        p01 = np.repeat([d._base.p0_given_1 for d in devices], sizes)
-        p_read = np.clip(p_exc * (1.0 - p01) + (1.0 - p_exc) * p10, 0.0, 1.0)
-        n1 = np.empty(p_read.size, dtype=np.int64)
-        start = 0
-        for dev, size in zip(devices, sizes, strict=True):
-            if size:
-                # One draw per device from its own generator, so that run_many and
-                # separate run calls give identical counts.
-                n1[start:start + size] = dev._shot_rng.binomial(n_shots, p_read[start:start + size])
-                dev._tick(n_shots * dev._base.rep_time_s * size)
-            start += size
-        counts = np.stack([n_shots - n1, n1], axis=1)
-        ends = np.cumsum(sizes).tolist()
-        return [counts[e - k:e] for e, k in zip(ends, sizes, strict=True)]
+        return _draw_counts(devices, sizes, _populations_flat(devices, seqs), int(shots))
+
+    @staticmethod
+    def run_template(
+        devices: Sequence[SimulatedDevice], template: SequenceTemplate, waveforms: ArrayLike,
+        phases: ArrayLike, shots: int,
+    ) -> NDArray[np.int64]:
+        """``run_many`` for sequences that differ between devices only in their waveforms
+        and frame phases: no operation objects, one compiled layout.
+
+        Identical to ``run_many(devices, [template.expand(waveforms[b], phases[b]) for b
+        in range(B)], shots)`` (same generators, same clocks, same counts), only faster.
+
+        Args:
+            devices: B devices (same levels, dt_s and open_system; one may appear twice).
+            template: the layout of the K sequences.
+            waveforms: (B, W, S) complex, waveform slot w of device b (|u| <= 1).
+            phases: (B, F) frame phases in rad (0 skips the frame change).
+        Returns:
+            (B, K, 2) int64 counts (n0, n1).
+        """
+        _require(
+            isinstance(shots, int | np.integer) and not isinstance(shots, bool) and shots >= 1,
+            "shots", shots, "an integer >= 1",
+        )
+        p_exc = _template_populations(devices, template, waveforms, phases)
+        k = template.n_sequences
+        counts = _draw_counts(devices, [k] * len(devices), p_exc, int(shots))
+        return np.stack(counts) if counts else np.zeros((0, k, 2), dtype=np.int64)
+
+    @staticmethod
+    def template_probabilities(
+        devices: Sequence[SimulatedDevice], template: SequenceTemplate, waveforms: ArrayLike,
+        phases: ArrayLike,
+    ) -> FloatArray:
+        """Exact P(excited) (B, K) of ``run_template``'s sequences, no shots, clocks untouched."""
+        p = _template_populations(devices, template, waveforms, phases)
+        return p.reshape(len(devices), template.n_sequences)
+
 
     @staticmethod
     def play_operators(devices: Sequence[SimulatedDevice], waveforms: ArrayLike) -> ComplexArray:
@@ -393,8 +512,32 @@ class SimulatedDevice:
             raise ValueError(f"waveforms has shape {w.shape}: allowed (B, S) with B = {len(devices)}")
         open_system = _open(devices)  # also brings every device's model (and cache) up to date
         # A waveform just played (``run``) is in the device's cache: same propagator.
-        mats = _play_propagators(devices, [(b, row.tobytes()) for b, row in enumerate(w)], open_system)
-        return np.stack(mats)
+        mats = np.stack(_play_propagators(devices, [(b, row.tobytes()) for b, row in enumerate(w)], open_system))
+        if open_system:
+            return _from_hermitian_basis(mats.real, _real_basis(devices[0]._model().levels)[0])
+        return mats
+
+
+def _draw_counts(
+    devices: Sequence[SimulatedDevice], sizes: list[int], p_exc: FloatArray, n_shots: int
+) -> list[NDArray[np.int64]]:
+    """Readout error and shot noise for populations laid out device by device; advances
+    each device's clock. The one place counts are drawn (``run_many``, ``run_template``)."""
+    p10 = np.repeat([d._base.p1_given_0 for d in devices], sizes)
+    p01 = np.repeat([d._base.p0_given_1 for d in devices], sizes)
+    p_read = np.clip(p_exc * (1.0 - p01) + (1.0 - p_exc) * p10, 0.0, 1.0)
+    n1 = np.empty(p_read.size, dtype=np.int64)
+    start = 0
+    for dev, size in zip(devices, sizes, strict=True):
+        if size:
+            # One draw per device from its own generator, so that run_many and
+            # separate run calls give identical counts.
+            n1[start:start + size] = dev._shot_rng.binomial(n_shots, p_read[start:start + size])
+            dev._tick(n_shots * dev._base.rep_time_s * size)
+        start += size
+    counts = np.stack([n_shots - n1, n1], axis=1)
+    ends = np.cumsum(sizes).tolist()
+    return [counts[e - k:e] for e, k in zip(ends, sizes, strict=True)]
 
 
 # -- the simulation engine behind run / run_many ------------------------------------------------
@@ -417,16 +560,39 @@ def _distort(lp: LowPass | None, w: ComplexArray, dt_s: float) -> ComplexArray:
     return w if lp is None or lp.rise_time_s == 0 else lp.apply(w, dt_s)
 
 
-def _physics(transmons: list[Transmon], waveforms: list[ComplexArray], open_system: bool) -> ComplexArray:
-    """Propagators of rows of possibly different lengths: one physics call per length."""
-    fn = superoperators if open_system else unitaries
+def _physics(transmons: list[Transmon], waveforms: list[ComplexArray], open_system: bool) -> NDArray[Any]:
+    """Propagators of rows of possibly different lengths: one physics call per length.
+
+    Open systems give the real Hermitian-basis forms the run loop works in (``_real_basis``;
+    ``play_operators`` turns them into column stacking), closed ones unitaries.
+    """
     lengths = np.array([w.size for w in waveforms])
-    out: ComplexArray | None = None
+    out: NDArray[Any] | None = None
     for length in np.unique(lengths):
         rows = np.flatnonzero(lengths == length)
-        part = fn(tuple(transmons[i] for i in rows), np.stack([waveforms[i] for i in rows]))
+        waves = np.stack([waveforms[i] for i in rows])
+        if open_system:
+            # Models deduplicated by identity (a device's model object is shared by all its
+            # pulses); equal models under different objects just repeat their coefficients.
+            index: dict[int, int] = {}
+            uniq: list[Transmon] = []
+            gidx = np.empty(rows.size, dtype=np.int64)
+            for j, i in enumerate(rows.tolist()):
+                t = transmons[i]
+                g = index.get(id(t))
+                if g is None:
+                    g = index[id(t)] = len(uniq)
+                    uniq.append(t)
+                gidx[j] = g
+            real = fast_superoperators_real(uniq, waves, gidx)
+            if real is None:  # a model without the fast engine's structure
+                real = _to_real(superoperators([uniq[g] for g in gidx], waves),
+                                _real_basis(uniq[0].levels)[0])
+            part: NDArray[Any] = real
+        else:
+            part = unitaries(tuple(transmons[i] for i in rows), waves)
         if out is None:
-            out = np.empty((len(waveforms), *part.shape[1:]), dtype=np.complex128)
+            out = np.empty((len(waveforms), *part.shape[1:]), dtype=part.dtype)
         out[rows] = part
     assert out is not None
     return out
@@ -437,6 +603,7 @@ def _play_propagators(
 ) -> list[ComplexArray]:
     """Propagator of waveform ``key`` on device ``d`` for each request (d, key), from the
     device's cache or from one batched physics call for the misses, which are remembered.
+    Open systems: the real Hermitian-basis form (``_physics``).
 
     The caller must have called ``_model()`` on every device first: that is what clears a
     cache whose model has drifted away."""
@@ -649,6 +816,92 @@ def _populations_flat(devices: Sequence[SimulatedDevice], seqs: list[list[PulseS
     return np.clip(1.0 - p_ground, 0.0, 1.0)
 
 
+def _template_populations(
+    devices: Sequence[SimulatedDevice], template: SequenceTemplate, waveforms: ArrayLike,
+    phases: ArrayLike,
+) -> FloatArray:
+    """P(excited) of ``template`` on every device, (B·K,) device by device: ``_compile``'s
+    programs built from the layout arrays instead of operation objects.
+
+    Bit for bit what ``_populations_flat`` gives for the expanded sequences: the same play
+    propagators requested in the same order (so the physics batches the same pulses
+    together), the same delay channels and frame rotations, applied by the same loop.
+    """
+    b_n, k_n = len(devices), template.n_sequences
+    if not b_n:
+        return np.zeros(0)
+    w = np.asarray(waveforms, dtype=np.complex128)
+    ph = np.asarray(phases, dtype=np.float64)
+    _require(w.ndim == 3 and w.shape[:2] == (b_n, template.n_waveforms) and w.shape[2] >= 1,
+             "waveforms", w.shape, f"shape ({b_n}, {template.n_waveforms}, S >= 1)")
+    _require(ph.shape == (b_n, template.n_phases), "phases", ph.shape,
+             f"shape ({b_n}, {template.n_phases})")
+    # Play's and VirtualZ's checks, once over the arrays.
+    peak = float(np.abs(w).max()) if w.size else 0.0
+    if not peak <= 1.0 + 1e-9:
+        raise ValueError(f"waveforms peak |u| = {peak:.6g} (or NaN/inf): allowed finite |u| <= 1")
+    if not np.all(np.isfinite(ph)):
+        raise ValueError("phases has NaN/inf entries: allowed finite angles in rad")
+    open_system = _open(devices)
+    levels = devices[0]._model().levels
+    tcode, targ, lens = template._arrays  # type: ignore[attr-defined]
+    p_ground = np.ones(b_n * k_n)
+    if not tcode.size:
+        return np.zeros(b_n * k_n)
+    order: tuple[int, ...] = template._play_order  # type: ignore[attr-defined]
+    delays: tuple[int, ...] = template._delays  # type: ignore[attr-defined]
+    n_play = len(order)
+    # Matrix slots: device b's plays at b·n_play + (rank of first use), then the distinct
+    # delay channels.
+    play_rank = np.zeros(max(template.n_waveforms, 1), dtype=np.int64)
+    play_rank[list(order)] = np.arange(n_play)
+    dim = levels * levels if open_system else levels
+    free_slot: dict[tuple[Transmon, int, bool], int] = {}
+    delay_arg = np.zeros((b_n, max(len(delays), 1)), dtype=np.int64)
+    for b, dev in enumerate(devices):
+        model = dev._model()
+        for j, n in enumerate(delays):
+            delay_arg[b, j] = free_slot.setdefault((model, n, open_system), b_n * n_play + len(free_slot))
+    mats = np.zeros((max(b_n * n_play + len(free_slot), 1), dim, dim),
+                    dtype=np.float64 if open_system else np.complex128)
+    if n_play:
+        req = [(b, w[b, s].tobytes()) for b in range(b_n) for s in order]
+        mats[:b_n * n_play] = np.stack(_play_propagators(devices, req, open_system))
+    if free_slot:
+        mats[b_n * n_play:] = np.stack(_free_channels(list(free_slot), open_system))
+    flat_ph = ph.reshape(-1)
+    frames = _frame_changes(flat_ph, levels, open_system)
+    if not flat_ph.size:
+        frames = np.zeros((1, *frames.shape[1:]), dtype=frames.dtype)
+    # Programs: the layout tiled over devices, slots offset per device.
+    rows = np.arange(b_n, dtype=np.int64)[:, None]
+    is_play, is_frame, is_delay = tcode == 0, tcode == 1, tcode == 2
+    code = np.where(is_frame, _OP_FRAME, _OP_MAT)[None, :].repeat(b_n, axis=0)
+    arg = np.zeros((b_n, tcode.size), dtype=np.int64)
+    arg[:, is_play] = rows * n_play + play_rank[targ[is_play]][None, :]
+    farg = targ[is_frame]
+    arg[:, is_frame] = rows * template.n_phases + farg[None, :]
+    # A frame of phase exactly 0 is left out of the expanded sequence; skipping it here
+    # is the same (a rotation by 0 would be the identity anyway).
+    code[:, is_frame] = np.where(ph[:, farg] == 0.0, _OP_SKIP, _OP_FRAME)
+    if delays:
+        dpos = np.searchsorted(np.asarray(delays), targ[is_delay])
+        dzero = targ[is_delay] == 0
+        arg[:, is_delay] = delay_arg[:, np.minimum(dpos, len(delays) - 1)]
+        code[:, np.flatnonzero(is_delay)[dzero]] = _OP_SKIP
+    else:
+        code[:, is_delay] = _OP_SKIP
+    starts = np.zeros(b_n * k_n + 1, dtype=np.int64)
+    np.cumsum(np.tile(lens, b_n), out=starts[1:])
+    code_f, arg_f = code.reshape(-1), arg.reshape(-1)
+    if open_system:
+        _, sym, anti, _ = _real_basis(levels)
+        _run_open(starts, code_f, arg_f, mats, frames, sym, anti, p_ground)
+    else:
+        _run_closed(starts, code_f, arg_f, mats, frames, p_ground)
+    return np.clip(1.0 - p_ground, 0.0, 1.0)
+
+
 def _compile(
     devices: Sequence[SimulatedDevice], sizes: list[int], op_lists: list[tuple[Any, ...]],
     lens: NDArray[np.int64], levels: int, open_system: bool,
@@ -673,9 +926,18 @@ def _compile(
     np.logical_or(sid[1:] != sid[:-1], sdev[1:] != sdev[:-1], out=new[1:])
     pair = np.empty(len(flat), dtype=np.int64)
     pair[order] = np.cumsum(new) - 1
-    first = order[new].tolist()
+    # Number the distinct pairs by first use rather than by id (a memory address), so the
+    # play propagators are requested in a reproducible order: the physics shares one
+    # squaring count per block of pulses, so which pulses share a block shows in the last
+    # bits. ``_template_populations`` requests them in this order too.
+    first_pos = order[new]
+    by_use = np.argsort(first_pos, kind="stable")
+    rank = np.empty_like(by_use)
+    rank[by_use] = np.arange(by_use.size)
+    pair = rank[pair]
+    first = first_pos[by_use].tolist()
     objs = [flat[i] for i in first]
-    devs = sdev[new].tolist()
+    devs = sdev[new][by_use].tolist()
 
     n_pairs = len(objs)
     ucode = np.full(n_pairs, _OP_MAT, dtype=np.int64)
@@ -722,8 +984,7 @@ def _compile(
     kinds = np.array(slot_kind, dtype=np.int64)
     if play_req:
         rows = np.flatnonzero(kinds == 0)
-        plays = np.stack(_play_propagators(devices, play_req, open_system))
-        mats[rows] = _to_real(plays, _real_basis(levels)[0]) if open_system else plays
+        mats[rows] = np.stack(_play_propagators(devices, play_req, open_system))
     if free_req:
         rows = np.flatnonzero(kinds == 1)
         mats[rows] = np.stack(_free_channels(free_req, open_system))

@@ -562,20 +562,39 @@ def superoperators(t: Transmon | Sequence[Transmon], w: ComplexArray) -> Complex
     """
     w = np.asarray(w, dtype=np.complex128)
     uniq, gidx = _transmons(t)
-    params = [_open_params(row) for row in uniq]
-    if any(p is None for p in params):
+    real = superoperators_real(uniq, w, gidx)
+    if real is None:
         return reference.superoperators(t, w)
-    l0, l1, mu = (np.concatenate(a) for a in zip(*(p for p in params if p is not None),
-                                                 strict=True))
+    return _from_hermitian_basis(real, hermitian_basis(uniq[0].levels)[0])
+
+
+def superoperators_real(
+    transmons: Sequence[Transmon], w: ComplexArray, gidx: np.ndarray | None = None
+) -> FloatArray | None:
+    """The superoperators in the real Hermitian basis: (B, S) validated waveforms ->
+    (B, M, M) real R with S = basis·R·basis† (``hermitian_basis``), M = N².
+
+    For callers that work in that basis (the simulated device): no conversion to column
+    stacking and back. ``transmons`` are G models (same ``levels`` and ``dt_s``, need not
+    be distinct), ``gidx`` (B,) the model of each pulse (None: ``transmons[0]`` for all).
+    None if a model lacks the structure the kernel relies on (use ``superoperators``).
+    """
+    params = [_open_params(row) for row in transmons]
+    if any(p is None for p in params):
+        return None
+    if len(params) == 1:
+        l0, l1, mu = params[0]  # type: ignore[misc]
+    else:
+        l0, l1, mu = (np.concatenate(a) for a in zip(*params, strict=True))  # type: ignore[arg-type]
     if gidx is None:
         gidx = np.zeros(w.shape[0], dtype=np.int64)
-    n = uniq[0].levels
-    basis, rot_j, rot_k, rot_s, rot_a = hermitian_basis(n)
+    n = transmons[0].levels
+    _, rot_j, rot_k, rot_s, rot_a = hermitian_basis(n)
     real = np.empty((w.shape[0], n * n, n * n))
     kernel = _fast_n3.open_kernel if n == 3 else _open_kernel
     kernel(gidx, l0, l1, mu, rot_j, rot_k, rot_s, rot_a,
            np.ascontiguousarray(w.real), np.ascontiguousarray(w.imag), _INV_FACT, real)
-    return _from_hermitian_basis(real, basis)
+    return real
 
 
 def _from_hermitian_basis(real: FloatArray, basis: ComplexArray) -> ComplexArray:

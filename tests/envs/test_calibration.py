@@ -116,3 +116,95 @@ def test_drag_params_validation() -> None:
         DragParams(1.5, 0.0)
     with pytest.raises(ValueError, match=r"DragParams\.beta_s"):
         DragParams(0.5, float("nan"))
+
+
+# -- the template path: same sequences, same counts as the PulseSequence path -----------------
+
+
+def _fleet(open_system: bool, n: int = 5, **changes: float) -> list[SimulatedDevice]:
+    tr = Transmon(anharmonicity_hz=-300e6, rabi_max_hz=100e6, detuning_hz=0.3e6)
+    return [SimulatedDevice(DeviceParams(tr.replace(detuning_hz=0.3e6 * i), p1_given_0=0.02, **changes),
+                            rng=np.random.default_rng(20 + i), open_system=open_system)
+            for i in range(n)]
+
+
+def _rows(rng: np.random.Generator, n: int) -> np.ndarray:
+    nom = nominal_params(Transmon(anharmonicity_hz=-300e6, rabi_max_hz=100e6), GATE).as_array()
+    p = nom * (1 + rng.uniform(-0.05, 0.05, (n, 4)))
+    p[:, 2] = rng.uniform(-1e6, 1e6, n)
+    p[0, 2] = 0.0  # no frame ramp: its frame changes vanish from the sequences
+    return p
+
+
+def test_template_expands_to_the_probe_sequences() -> None:
+    task = CalibrationTask(_fleet(True, 3), GATE)
+    p = _rows(np.random.default_rng(1), 3)
+    template, waves, phases = task.template_inputs(p)
+    for b, seqs in enumerate(task.sequences(p)):
+        got = template.expand(waves[b], phases[b], task.dt_s)
+        for g, s in zip(got, seqs, strict=True):
+            assert g.name == s.name and len(g.ops) == len(s.ops)
+            for x, y in zip(g.ops, s.ops, strict=True):
+                assert type(x) is type(y)
+                if hasattr(x, "waveform"):
+                    np.testing.assert_array_equal(x.waveform, y.waveform)
+                else:
+                    assert x == y  # VirtualZ phase and Delay duration, bit for bit
+
+
+@pytest.mark.parametrize("open_system", [True, False])
+def test_measure_template_path_equals_sequence_path(open_system: bool) -> None:
+    """``measure`` runs simulated devices through ``SimulatedDevice.run_template``; it must
+    give exactly what the generic ``run_on_devices`` gives for ``sequences`` (populations to
+    the bit, hence counts, generators and clocks), mixed shot counts and a device that
+    appears twice included."""
+    from pulsecal.envs import device
+    from pulsecal.envs.calibration import run_on_devices
+
+    fast, slow = _fleet(open_system), _fleet(open_system)
+    tf, ts = CalibrationTask(fast, GATE), CalibrationTask(slow, GATE)
+    rng = np.random.default_rng(2)
+    index = [0, 1, 2, 3, 4, 2]
+    shots = [20, 0, 20, 7, 20, 7]
+    for _ in range(6):
+        p = _rows(rng, len(index))
+        got = tf.measure(p, shots, index=index)
+        counts = run_on_devices([slow[i] for i in index], ts.sequences(p), shots)
+        want = np.full_like(got, np.nan)
+        for j, c in enumerate(counts):
+            if shots[j]:
+                want[j] = c[:, 1] / shots[j]
+        np.testing.assert_array_equal(got, want)
+        devs = [fast[i] for i in index]
+        pf = SimulatedDevice.template_probabilities(devs, *tf.template_inputs(p))
+        ps = device._populations([slow[i] for i in index], ts.sequences(p))
+        np.testing.assert_array_equal(pf, np.stack(ps))
+    assert [d.clock_s for d in fast] == [d.clock_s for d in slow]
+    np.testing.assert_array_equal(tf.shots_used, 6 * np.array([120, 0, 120 + 42, 42, 120]))
+
+
+def test_run_template_equals_run_many_on_any_layout() -> None:
+    from pulsecal.envs.device import SequenceTemplate
+
+    rng = np.random.default_rng(3)
+    toks = [("play", 0), ("play", 1), ("play", 2), ("frame", 0), ("frame", 1), ("delay", 0),
+            ("delay", 37), ("delay", 300)]
+    layout = (*(tuple(toks[i] for i in rng.integers(0, len(toks), int(rng.integers(0, 30))))
+                for _ in range(5)), ())
+    template = SequenceTemplate(layout, n_waveforms=3, n_phases=2)
+    a, b = _fleet(True, 3, amplitude_scale=0.98), _fleet(True, 3, amplitude_scale=0.98)
+    waves = np.stack([np.stack([DragPulse(amp, 20e-9, beta_s=0.2e-9, phase=ph).waveform(1e-9)
+                                for amp, ph in ((0.4, 0.0), (0.2, 1.0), (0.3, -2.0))]) for _ in a])
+    waves *= rng.uniform(0.9, 1.0, (3, 1, 1))
+    phases = rng.uniform(-3, 3, (3, 2))
+    phases[1, 0] = 0.0
+    got = SimulatedDevice.run_template(a, template, waves, phases, 50)
+    want = SimulatedDevice.run_many(b, [template.expand(waves[i], phases[i], 1e-9) for i in range(3)], 50)
+    np.testing.assert_array_equal(got, np.stack(want))
+    assert [d.clock_s for d in a] == [d.clock_s for d in b]
+    with pytest.raises(ValueError, match="phases"):
+        SimulatedDevice.run_template(a, template, waves, np.full((3, 2), np.nan), 50)
+    with pytest.raises(ValueError, match="waveforms"):
+        SimulatedDevice.run_template(a, template, 5 * waves, phases, 50)
+    with pytest.raises(ValueError, match=r"SequenceTemplate\.sequences"):
+        SequenceTemplate(((("play", 3),),), n_waveforms=3, n_phases=0)
