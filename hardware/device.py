@@ -10,12 +10,20 @@ so the same request in a resumed session gets the same key. A retry after any fa
 first asks the backend whether the key already reached it (``find``) and only submits if
 it did not; result polling retries timeouts, discards deliveries that belong to another job
 and partial deliveries. Backoff is exponential through an injectable ``sleep``. Every
-event — submitted, recovered, retry, partial, discarded, completed, refused, failed, lost —
+event — submitting, submitted, recovered, retry, partial, discarded, completed, refused, failed, lost —
 is appended to the journal; shots are counted in the ledger before submission.
+
+Write-ahead order of one submit attempt: the ledger reservation, then the ``submitting``
+journal record, then ``Backend.submit``, then ``submitted``. So after a crash a reservation
+without a ``submitting`` record provably never reached the backend, and a ``submitting``
+record means the job may have run (for in-process backends, possibly with no other trace).
+Records carry ``process`` when the caller tags its process (``process=``), so a resumed
+session can tell which earlier process may have run a job.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import time
@@ -91,13 +99,21 @@ class BackendDevice:
         clock: wall-clock seconds (UTC day of the per-day count; device clock fallback).
         sleep: how to wait between retries (inject a fake in tests).
         start_step: first step number (a resumed session continues its numbering).
+        process: a tag journaled with every record (``process``) naming the process that
+            wrote it; None journals none.
+        before_submit: called as ``before_submit(job_key, shots, step, index)`` before every
+            submit attempt (not before a ``find`` that recovers the job): a resumed session
+            charges, write-ahead, the executions of this key that died with earlier
+            processes (``replay.run_session``).
     """
 
     def __init__(self, backend: Backend, *, limits: SafetyLimits, ledger: ShotLedger,
                  journal: Journal, session_id: str, frame: Frame | None = None, qubit: int = 0,
                  acquire_duration_s: float = 0.0, retry: RetryPolicy | None = None,
                  clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], None] = time.sleep, start_step: int = 0) -> None:
+                 sleep: Callable[[float], None] = time.sleep, start_step: int = 0,
+                 process: int | str | None = None,
+                 before_submit: Callable[[str, int, int, int], None] | None = None) -> None:
         if not isinstance(session_id, str) or not session_id:
             raise ValueError(f"BackendDevice.session_id={session_id!r}: allowed a non-empty string")
         self.guard = GuardedBackend(backend, limits, ledger, clock=clock)
@@ -115,6 +131,8 @@ class BackendDevice:
         self._sleep = sleep
         self._t0 = clock()
         self._step = int(start_step)
+        self.process = process
+        self._before_submit = before_submit
 
     # -- Device protocol ----------------------------------------------------------------
 
@@ -204,7 +222,10 @@ class BackendDevice:
                     if h is not None:
                         self._log("recovered", program, key, step, index, job_id=h.job_id)
                         return h
-                h = self.guard.submit(program, shots, key)
+                if self._before_submit is not None:
+                    self._before_submit(key, shots, step, index)
+                h = self.guard.submit(program, shots, key, before_send=functools.partial(
+                    self._log, "submitting", program, key, step, index, shots=shots, attempt=attempt))
                 self._log("submitted", program, key, step, index, job_id=h.job_id, shots=shots)
                 return h
             except SafetyViolation as e:
@@ -269,5 +290,7 @@ class BackendDevice:
                       f"{self.retry.max_result_polls} polls; its shots stay counted")
 
     def _log(self, event: str, program: Program, key: str, step: int, index: int, **fields: Any) -> None:
+        if self.process is not None:
+            fields["process"] = self.process
         self.journal.append(event, session=self.session_id, step=step, index=index, job_key=key,
                             program_hash=program.content_hash(), **fields)

@@ -9,7 +9,8 @@
    to the program just checked (recomputed, not read from a cache), the trace it claims to
    play must pass the envelope's sample limits, and it must equal a fresh render of the
    program to within the backend's quantisation (``trace_tolerance``);
-3. reserves the shots in the ledger under ``job_key`` (idempotent) before submitting;
+3. reserves the shots in the ledger under ``job_key`` (idempotent) before submitting, then
+   calls the caller's ``before_send`` hook (the write-ahead ``submitting`` journal record);
 4. seals the artifact with a ``Clearance`` for exactly this program hash, shot count and
    job key, which adapters verify with ``require_clearance`` before running anything.
 
@@ -111,8 +112,13 @@ class GuardedBackend:
             v.append(Violation("shots", n, f"the program's shots={program.shots}"))
         return v + self.envelope.check(program, shots=n, shots_today=used)
 
-    def submit(self, program: Program, shots: int, job_key: str) -> JobHandle:
+    def submit(self, program: Program, shots: int, job_key: str, *,
+               before_send: Callable[[], None] | None = None) -> JobHandle:
         """Check, compile, re-check the artifact, reserve shots, seal and submit.
+
+        ``before_send`` is called after the shots are reserved and right before
+        ``Backend.submit`` (``BackendDevice`` journals ``submitting`` there, so a reservation
+        without that record provably never reached the backend).
 
         Raises SafetyViolation (nothing submitted, nothing counted) on any violation, and
         whatever the backend's ``submit`` raises (shots stay reserved: the job may have run).
@@ -135,6 +141,8 @@ class GuardedBackend:
                             max_shots_per_day=self.limits.max_shots_per_day)
         sealed = replace(artifact, clearance=Clearance(expected, int(shots), job_key,
                                                         self._limits_hash, _SEAL))
+        if before_send is not None:
+            before_send()
         return self.backend.submit(sealed, int(shots), job_key)
 
     def _check_artifact(self, artifact: Artifact, program: Program, expected: str) -> list[Violation]:

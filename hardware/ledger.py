@@ -2,7 +2,9 @@
 
 Shots are reserved *before* a job is submitted and stay counted unless the job provably
 never ran (``release``), so a crash between submit and result over-counts rather than
-under-counts. Reservations are keyed by the job's idempotency key, so a retry or a resumed
+under-counts. Shots that already ran and were never counted (an execution that died with a
+killed process) are added with ``charge``: one write, no limit checked, since refusing them
+cannot un-run them. Reservations are keyed by the job's idempotency key, so a retry or a resumed
 session reserving the same key again is a no-op. Every change is written to a temporary
 file, fsynced and renamed over the ledger, so the file on disk is always a whole ledger.
 """
@@ -106,6 +108,22 @@ class ShotLedger:
         if v:
             raise SafetyViolation(v)
         self._put(LedgerEntry(job_key, shots, day, RESERVED))
+
+    def charge(self, job_key: str, shots: int, day: str, job_id: str = "") -> None:
+        """Count ``shots`` that already ran under ``job_key`` on ``day``, as done, in one write.
+
+        No per-day limit or budget applies (they gate what may run; these shots ran). A no-op
+        if the key is already counted with the same shots; a released key is counted again.
+        """
+        if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
+            raise ValueError(f"shots={shots!r}: allowed an integer >= 1")
+        old = self._entries.get(job_key)
+        if old is not None and old.state != RELEASED:
+            if old.shots != shots:
+                raise ValueError(f"job_key {job_key!r} counted with shots={old.shots}: "
+                                 f"allowed the same shots again, got {shots}")
+            return
+        self._put(LedgerEntry(job_key, shots, day, DONE, job_id))
 
     def confirm(self, job_key: str, job_id: str = "") -> None:
         """Mark a reserved job as run (its result arrived)."""

@@ -16,7 +16,11 @@ Journal events written here (besides BackendDevice's): ``session_started``,
 ``session_resumed``, ``action`` (env step, the action and the parameters it was applied
 to: the audit of every applied action), ``run`` / ``run_done`` (one device call: its
 program hashes and, once all its jobs are back, their counts), ``observation`` (what the
-env computed from the counts), ``advance``, ``orphaned``, ``session_finished``.
+env computed from the counts), ``advance``, ``orphaned``, ``released``, ``reconciled``,
+``session_finished``. ``BackendDevice``'s records and the session and accounting records
+(``session_*``, ``inflight_at_resume``, ``orphaned``, ``released``, ``reconciled``) carry
+``process``: a number naming the process that wrote them (the session's first process is 0,
+each resume takes the next number no record uses).
 
 Resume. A killed session is restarted with the same folder and settings. The env and the
 policy are deterministic given the seed and the counts, so the session runs again from
@@ -28,9 +32,37 @@ without ``run_done`` — the one in flight at the kill — goes to the live ``Ba
 with the same step number, so its job keys are the same: jobs the backend still knows are
 recovered by ``find`` (a vendor queue, a lab server), never submitted twice. Jobs whose
 execution died with the killed process (the simulated backend and qibolab run jobs in
-process) are run again under the same key; their first execution is charged in the ledger
-under ``<key>:orphan:<n>`` and journaled (``orphaned``), so the ledger never under-counts
-shots that physically ran.
+process) are run again under the same key.
+
+Shot accounting across kills. Invariant: the ledger never under-counts shots that
+physically ran, and after any kill and resume ``ledger.used_shots`` = the shots of the
+uninterrupted session + the ``shots`` of this session's ``orphaned`` records, with exactly
+one ``orphaned`` record per extra ledger entry. It holds at every crash point because every
+write that may leave the ledger and the journal apart is ordered write-ahead and
+reconciled on resume:
+
+* ``BackendDevice`` reserves a job's shots, then journals ``submitting`` (fields: step,
+  index, job_key, shots, attempt, process), then calls ``Backend.submit``. A job may have
+  run in a process only if that process journaled ``submitting`` for its key.
+* Before a resumed process submits a key again (``find`` did not recover it), it charges
+  the executions that may have died with earlier processes: the key's own ledger entry
+  covers one, and ``<key>:orphan:<n>`` covers each further one, n = 1, 2, ... up to the
+  number of distinct earlier processes with a ``submitting`` record for the key (a process
+  whose ``failed`` record proved the job never ran does not count). Each charge is
+  journaled first — ``orphaned`` (step, index, job_key, shots, ledger_key, day, charged,
+  process) — and then written to the ledger with ``ShotLedger.charge`` (one write, no limit:
+  the shots ran). A kill between the two leaves a record without its ledger entry.
+* On resume, before anything else, ``reconciled``: every ``orphaned`` record whose
+  ``ledger_key`` the ledger does not count is charged (``reconciled``, action
+  ``charged``); every ``<key>:orphan:<n>`` ledger entry without an ``orphaned`` record
+  (written by older versions, which charged before journaling) gets one (``orphaned`` with
+  ``reconciled: true``); every reservation with no ``submitting`` record provably never
+  reached the backend and is released (``released``, journaled before the ledger write; the
+  re-run reserves it again). The session folder's ledger holds this session's jobs only.
+
+Sessions started before ``submitting`` existed (no ``write_ahead`` in ``session_started``)
+are resumed with the old conservative rule: one earlier execution per key the ledger
+already counted, and no reservation is released.
 
 The simulated backend's device state. A ``SimulatedDevice`` keeps its shot-noise and drift
 generators and its clock in the process, so after a kill the backend is rebuilt from the
@@ -51,7 +83,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -68,10 +99,11 @@ from .backend import Backend, BackendError
 from .device import BackendDevice, RetryPolicy
 from .ir import Program, from_sequence
 from .journal import Journal, read_journal
-from .ledger import RELEASED, ShotLedger
-from .safety import SafetyLimits, SafetyViolation
+from .ledger import RELEASED, RESERVED, ShotLedger, utc_day
+from .safety import SafetyLimits
 
 SESSION_FORMAT = "pulsecal.replay/1"
+WRITE_AHEAD = 1  # ``session_started.write_ahead``: the journal has ``submitting`` records
 
 
 class ReplayDivergence(RuntimeError):
@@ -573,51 +605,32 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
     state = JournalState.read(journal.path, settings.session_id)
     resumed = state.started is not None
     ledger = ShotLedger(folder / "ledger.json", budget_shots=settings.budget_shots, fsync=fsync)
-    counted_before = {k for k, e in ledger.entries.items() if e.state != RELEASED}
     limits = limits if limits is not None else default_limits(backend)
     sid = settings.session_id
+    proc = _next_process(state)
+    write_ahead = state.started is None or state.started.get("write_ahead") == WRITE_AHEAD
+    orphans = _Orphans(journal, ledger, state, sid, proc, write_ahead, today=lambda: utc_day(clock()))
+    orphans.reconcile()
     live = BackendDevice(backend, limits=limits, ledger=ledger, journal=journal, session_id=sid,
-                         retry=retry, clock=clock, sleep=sleep, start_step=len(state.runs_done))
-    _recover_from_journal(backend, journal, state, sid)
+                         retry=retry, clock=clock, sleep=sleep, start_step=len(state.runs_done),
+                         process=proc, before_submit=orphans.before_submit)
+    _recover_from_journal(backend, journal, state, sid, proc)
     state = JournalState.read(journal.path, sid)
 
-    orphan_shots = _orphans_so_far(state)
-    journal_offset = [len(read_journal(journal.path))]
-
-    def on_live_step(step: int, shots: int) -> None:
-        # Jobs counted by an earlier process and submitted again now: their first run died
-        # with that process. Charge it, so the ledger keeps counting physical shots.
-        nonlocal orphan_shots
-        recs = read_journal(journal.path).records
-        new, journal_offset[0] = recs[journal_offset[0]:], len(recs)
-        for r in new:
-            if r.get("session") == sid and r.get("event") == "submitted" and r.get("job_key") in counted_before:
-                key = str(r["job_key"])
-                counted_before.discard(key)
-                n = int(r.get("shots", shots))
-                okey = f"{key}:orphan:1"
-                try:
-                    ledger.reserve(okey, n, live.guard.today(), max_shots_per_day=sys.maxsize)
-                    ledger.confirm(okey, "orphan")
-                    charged = True
-                except SafetyViolation:  # over budget: the journal still records it
-                    charged = False
-                orphan_shots += n
-                journal.append("orphaned", session=sid, step=r.get("step"), index=r.get("index"),
-                               job_key=key, shots=n, ledger_key=okey, charged=charged)
-
     device = ReplayDevice(live, journal, done=state.runs_done, advances_done=state.advances,
-                          fast_forward=simulated_fast_forward(backend), on_live_step=on_live_step)
+                          fast_forward=simulated_fast_forward(backend))
     env = GateCalibrationEnv(**settings.env_kwargs())
     describe = getattr(policy, "describe", None)
     policy_info = describe() if callable(describe) else {"kind": type(policy).__name__}
     info_backend = {"name": getattr(backend, "name", type(backend).__name__), **(backend_info or {})}
     if resumed:
         journal.append("session_resumed", session=sid, device_calls_done=len(state.runs_done),
-                       env_steps_done=len(state.observations), policy=policy_info)
+                       env_steps_done=len(state.observations), policy=policy_info, process=proc,
+                       write_ahead=WRITE_AHEAD if write_ahead else None)
     else:
         journal.append("session_started", session=sid, settings=settings.to_json(), policy=policy_info,
-                       backend=info_backend, limits=limits.to_dict() if hasattr(limits, "to_dict") else str(limits))
+                       backend=info_backend, limits=limits.to_dict() if hasattr(limits, "to_dict") else str(limits),
+                       process=proc, write_ahead=WRITE_AHEAD)
 
     bind = getattr(policy, "bind", None)
     if callable(bind):
@@ -648,6 +661,7 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
         _log_observation(journal, state, sid, steps[-1], obs)
 
     final = DragParams.from_array(np.asarray(steps[-1].params))
+    orphan_shots = orphans.shots
     result_core = {
         "session_id": sid, "resumed": resumed, "replayed_device_calls": device.replayed_steps,
         "ledger_shots": ledger.used_shots, "orphan_shots": orphan_shots,
@@ -662,7 +676,7 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
     if state.finished is None:
         journal.append("session_finished", session=sid, final_params=list(final.as_array()),
                        infidelity_estimate=steps[-1].infidelity_estimate, ledger_shots=ledger.used_shots,
-                       orphan_shots=orphan_shots)
+                       orphan_shots=orphan_shots, process=proc)
     return ReplayResult(folder, final, tuple(steps), resumed, device.replayed_steps, ledger.used_shots,
                         orphan_shots, report)
 
@@ -709,7 +723,8 @@ def _check_or_write_settings(folder: Path, settings: ReplaySettings) -> None:
     tmp.replace(path)
 
 
-def _recover_from_journal(backend: Backend, journal: Journal, state: JournalState, sid: str) -> None:
+def _recover_from_journal(backend: Backend, journal: Journal, state: JournalState, sid: str,
+                          proc: int) -> None:
     """Audit what was in flight at the kill: jobs journaled as submitted (job id known) but
     not completed, and whether the backend still knows them (``find``). The live step
     recovers those it knows and re-runs the others under the same key."""
@@ -726,11 +741,106 @@ def _recover_from_journal(backend: Backend, journal: Journal, state: JournalStat
             known = f"find failed: {e}"
         jobs.append({"job_key": key, "job_id": job_id, "backend_knows": known})
     if jobs:
-        journal.append("inflight_at_resume", session=sid, jobs=jobs)
+        journal.append("inflight_at_resume", session=sid, jobs=jobs, process=proc)
 
 
-def _orphans_so_far(state: JournalState) -> int:
-    return sum(int(r.get("shots", 0)) for r in state.records if r.get("event") == "orphaned")
+def _next_process(state: JournalState) -> int:
+    """The first process number no record of the session uses yet."""
+    used = [r["process"] for r in state.records if isinstance(r.get("process"), int)]
+    return max(used) + 1 if used else 0
+
+
+_ORPHAN = ":orphan:"
+
+
+class _Orphans:
+    """The write-ahead charge of executions that died with earlier processes, and the
+    reconciliation of ledger and journal on resume (see the module docstring). The session
+    folder's ledger holds this session's jobs only (``session.json`` pins the folder to it)."""
+
+    def __init__(self, journal: Journal, ledger: ShotLedger, state: JournalState, sid: str, proc: int,
+                 write_ahead: bool, *, today: Callable[[], str]) -> None:
+        self.journal, self.ledger, self.sid, self.proc = journal, ledger, sid, proc
+        self.write_ahead = write_ahead
+        self.today = today
+        self.records = list(state.records)
+        # job key -> distinct earlier processes that may have run it, and its shots
+        self.ran_in: dict[str, set[Any]] = {}
+        self.shots_of: dict[str, int] = {}
+        for r in self.records:
+            ev, key = r.get("event"), r.get("job_key")
+            if ev == "submitting" and key:
+                self.ran_in.setdefault(str(key), set()).add(r.get("process"))
+                self.shots_of[str(key)] = int(r["shots"])
+            elif ev == "failed" and key:  # find proved it never reached the backend
+                self.ran_in.get(str(key), set()).discard(r.get("process"))
+        self.orphans: dict[str, set[str]] = {}  # job key -> its orphan ledger keys
+        self.shots = 0
+        for r in self.records:
+            if r.get("event") == "orphaned":
+                self.orphans.setdefault(str(r["job_key"]), set()).add(str(r["ledger_key"]))
+                self.shots += int(r["shots"])
+        self.handled: set[str] = set()
+
+    def _counted(self, key: str) -> bool:
+        e = self.ledger.entry(key)
+        return e is not None and e.state != RELEASED
+
+    def reconcile(self) -> None:
+        """Bring ledger and journal back in step after a kill (idempotent)."""
+        recorded = {str(r["ledger_key"]) for r in self.records if r.get("event") == "orphaned"}
+        for r in self.records:
+            okey = str(r.get("ledger_key", ""))
+            if r.get("event") == "orphaned" and r.get("charged", True) and not self._counted(okey):
+                # Journaled, then killed before the ledger write.
+                self.ledger.charge(okey, int(r["shots"]), str(r.get("day") or self.today()), "orphan")
+                self.journal.append("reconciled", session=self.sid, action="charged", job_key=r["job_key"],
+                                    ledger_key=okey, shots=int(r["shots"]), process=self.proc)
+        for okey, e in self.ledger.entries.items():
+            key, sep, n = okey.rpartition(_ORPHAN)
+            if sep and n.isdigit() and okey not in recorded and e.state != RELEASED:
+                # Charged by a version that wrote the ledger first, killed before journaling.
+                self.journal.append("orphaned", session=self.sid, job_key=key, shots=e.shots,
+                                    ledger_key=okey, day=e.day, charged=True, reconciled=True,
+                                    process=self.proc)
+                self.orphans.setdefault(key, set()).add(okey)
+                self.shots += e.shots
+        if not self.write_ahead:
+            # No submitting records: every key counted may have run in an earlier process.
+            for key, e in self.ledger.entries.items():
+                if e.state != RELEASED and _ORPHAN not in key:
+                    self.ran_in.setdefault(key, set()).add("before-write-ahead")
+                    self.shots_of.setdefault(key, e.shots)
+            return
+        for key, e in self.ledger.entries.items():
+            if e.state == RESERVED and _ORPHAN not in key and key not in self.ran_in:
+                # Reserved, then killed before ``submitting``: it never reached the backend.
+                self.journal.append("released", session=self.sid, job_key=key, shots=e.shots,
+                                    reason="reserved but never submitted (no submitting record)",
+                                    process=self.proc)
+                self.ledger.release(key)
+
+    def before_submit(self, key: str, shots: int, step: int, index: int) -> None:
+        """Before this process first submits ``key``: charge the executions earlier
+        processes may have run, journal first (``orphaned``), then the ledger."""
+        if key in self.handled:
+            return
+        self.handled.add(key)
+        earlier = len(self.ran_in.get(key, ()))
+        have = self.orphans.setdefault(key, set())
+        n = int(self.shots_of.get(key, shots))
+        i = 0
+        while len(have) < earlier:
+            i += 1
+            okey = f"{key}{_ORPHAN}{i}"
+            if okey in have:
+                continue
+            day = self.today()
+            self.journal.append("orphaned", session=self.sid, step=step, index=index, job_key=key, shots=n,
+                                ledger_key=okey, day=day, charged=True, process=self.proc)
+            self.ledger.charge(okey, n, day, "orphan")
+            have.add(okey)
+            self.shots += n
 
 
 # -- building blocks for entry points and tests ---------------------------------------------------

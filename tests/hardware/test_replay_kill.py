@@ -1,13 +1,21 @@
 """SIGKILL a replay session at random points and resume it from its journal: the resumed
-session ends with exactly the parameters of an uninterrupted one with the same seed.
+session ends with exactly the parameters of an uninterrupted one with the same seed, and its
+ledger holds the uninterrupted session's shots plus exactly the charges its journal records.
 
-Each worker is a forked child of the test process (so a start costs milliseconds, not the
-two seconds of importing the physics), killed with SIGKILL once the journal has grown to a
-random number of lines — any point of the session: mid-submit, between a job's result and
-its ``completed`` record, inside a ledger write, after the last job but before the report.
-The next worker resumes the same folder; a session that reaches its end starts over in a
-new folder. With fault injection on, kills also land in the middle of retries. 24 kills
-take ~5 s this way, so both variants run by default; the slow one does 100.
+Each worker is killed with SIGKILL once the journal has grown to a random number of lines —
+any point of the session: mid-submit, between a job's result and its ``completed`` record,
+inside a ledger write, after the last job but before the report. The next worker resumes
+the same folder; a session that reaches its end starts over in a new folder. With fault
+injection on, kills also land in the middle of retries. ``test_replay_crash_points`` crashes
+the session at every write boundary in turn, deterministically; this file is the random,
+real-signal half.
+
+Workers are forks of a ``forkserver`` that preloaded ``replay_kill_worker`` and ran one
+short session (``replay_kill_forkserver``), so a start costs milliseconds, not the seconds
+of importing the physics and loading its kernels; the server is itself a fresh,
+single-threaded interpreter: never a fork of the pytest process, which may hold JAX's
+threads (see ``replay_kill_worker``). 24 kills take ~10 s this way, so both variants run
+by default; the slow one does 100.
 """
 
 from __future__ import annotations
@@ -20,39 +28,32 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from replay_kill_worker import SINGLE_THREADED_ENV, check_forked_worker, session, work
 
 from pulsecal.hardware.journal import read_journal
 from pulsecal.hardware.ledger import ShotLedger
-from pulsecal.hardware.replay import (
-    ReplaySettings,
-    ScriptedPolicy,
-    miscalibrated_start,
-    run_session,
-    simulated_backend,
-)
 
 SEED = 11
-FAULTS = 0.1
 
 
-def _settings() -> ReplaySettings:
-    b = simulated_backend(seed=SEED)
-    start = miscalibrated_start(b.device.current_transmon(), 20e-9, amplitude_rel=-0.04, beta_rel=0.4,
-                                detuning_hz=-0.4e6)
-    return ReplaySettings("kill", SEED, tuple(start.as_array()), max_steps=5,  # type: ignore[arg-type]
-                          env={"shots_per_probe": 40, "shot_budget": 100_000})
-
-
-def _session(folder: Path) -> None:
-    backend = simulated_backend(seed=SEED, fault_rate=FAULTS, idempotent_submit=False)
-    run_session(backend, ScriptedPolicy(), folder, _settings(), sleep=lambda s: None, plots=False)
-
-
-def _worker(folder: str) -> None:
-    try:
-        _session(Path(folder))
-    finally:
-        os._exit(0)  # never run the parent's (pytest's) exit handlers in the child
+def _context(monkeypatch: pytest.MonkeyPatch) -> mp.context.ForkServerContext:
+    ctx = mp.get_context("forkserver")
+    assert isinstance(ctx, mp.context.ForkServerContext)
+    # Takes effect when this process starts its forkserver (the first Process.start): the
+    # server inherits the environment then. Python 3.11's forkserver ignores the parent's
+    # sys.path, so the preloaded modules' folder goes in through PYTHONPATH.
+    ctx.set_forkserver_preload(["replay_kill_worker", "replay_kill_forkserver"])
+    for k, v in SINGLE_THREADED_ENV.items():
+        monkeypatch.setenv(k, v)
+    here = str(Path(__file__).resolve().parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p))
+    p = ctx.Process(target=check_forked_worker)
+    p.start()
+    p.join()
+    # 0: warm and the only thread; 1: the preload did not happen (a forkserver started
+    # earlier without it: every worker would pay the imports); 2: a second thread.
+    assert p.exitcode == 0, f"forkserver worker check failed with exit code {p.exitcode}"
+    return ctx
 
 
 def _lines(path: Path) -> int:
@@ -66,13 +67,13 @@ def _finished(folder: Path) -> bool:
     return any(r["event"] == "session_finished" for r in read_journal(folder / "journal.jsonl"))
 
 
-def _kill_and_resume(tmp_path: Path, kills: int) -> None:
+def _kill_and_resume(tmp_path: Path, kills: int, monkeypatch: pytest.MonkeyPatch) -> None:
     ref = tmp_path / "ref"
-    _session(ref)
+    session(ref)
     ref_final = next(r for r in read_journal(ref / "journal.jsonl") if r["event"] == "session_finished")
     total = _lines(ref / "journal.jsonl")
 
-    ctx = mp.get_context("fork")
+    ctx = _context(monkeypatch)
     folder = tmp_path / "killed"
     journal = folder / "journal.jsonl"
     rng = np.random.default_rng(SEED)
@@ -88,18 +89,18 @@ def _kill_and_resume(tmp_path: Path, kills: int) -> None:
         # A resumed process rewrites nothing finished, so the journal grows from where it
         # was; aim up to a quarter of a session further (past the end: after the report).
         target = have + int(rng.integers(1, total // 4))
-        p = ctx.Process(target=_worker, args=(str(folder),))
+        p = ctx.Process(target=work, args=(str(folder),))
         p.start()
         while p.is_alive() and _lines(journal) < target:
             time.sleep(0.0005)
-        if p.is_alive():
+        if p.is_alive() and p.pid is not None:
             os.kill(p.pid, signal.SIGKILL)
             done_kills += 1
         p.join()
         assert time.monotonic() - t0 < 600
     # Resume every folder to the end, then compare with the uninterrupted session.
     for f in sorted(tmp_path.glob("killed*")):
-        _session(f)
+        session(f)
         recs = list(read_journal(f / "journal.jsonl"))
         fin = [r for r in recs if r["event"] == "session_finished"]
         assert len(fin) == 1
@@ -108,19 +109,27 @@ def _kill_and_resume(tmp_path: Path, kills: int) -> None:
         assert [r["env_step"] for r in recs if r["event"] == "action"] == [1, 2, 3, 4, 5]
         assert [r["step"] for r in recs if r["event"] == "run_done"] == list(range(6))
         # Shots: the uninterrupted count plus the charged re-runs of jobs whose first
-        # execution died with a killed process — never fewer.
-        orphans = sum(r["shots"] for r in recs if r["event"] == "orphaned")
-        assert ShotLedger(f / "ledger.json").used_shots == ref_final["ledger_shots"] + orphans
+        # execution died with a killed process — never fewer — and every extra ledger
+        # entry explained by exactly one journal record.
+        orphaned = [r for r in recs if r["event"] == "orphaned"]
+        orphans = sum(r["shots"] for r in orphaned)
+        ledger = ShotLedger(f / "ledger.json")
+        assert ledger.used_shots == ref_final["ledger_shots"] + orphans
+        extra = {k: e.shots for k, e in ledger.entries.items() if ":orphan:" in k and e.state != "released"}
+        assert sorted(r["ledger_key"] for r in orphaned) == sorted(extra)
+        assert all(extra[r["ledger_key"]] == r["shots"] for r in orphaned)
+        assert {k for k, e in ledger.entries.items() if e.state == "reserved"} == set()
 
 
-def test_five_sigkills_resume_to_the_same_calibration(tmp_path: Path) -> None:
-    _kill_and_resume(tmp_path, kills=5)
+def test_five_sigkills_resume_to_the_same_calibration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _kill_and_resume(tmp_path, kills=5, monkeypatch=monkeypatch)
 
 
-def test_twenty_four_sigkills_resume_to_the_same_calibration(tmp_path: Path) -> None:
-    _kill_and_resume(tmp_path, kills=24)
+def test_twenty_four_sigkills_resume_to_the_same_calibration(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    _kill_and_resume(tmp_path, kills=24, monkeypatch=monkeypatch)
 
 
 @pytest.mark.slow
-def test_hundred_sigkills_resume_to_the_same_calibration(tmp_path: Path) -> None:
-    _kill_and_resume(tmp_path, kills=100)
+def test_hundred_sigkills_resume_to_the_same_calibration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _kill_and_resume(tmp_path, kills=100, monkeypatch=monkeypatch)
