@@ -403,6 +403,24 @@ class Analysis:
 FAMILIES: tuple[ProbeKind, ...] = ("amplitude", "drag", "ramsey")
 
 
+@functools.lru_cache(maxsize=64)
+def _analysis_ranks(kinds: tuple[str, ...], gains: tuple[float, ...]) -> tuple[
+        tuple[NDArray[np.int64], NDArray[np.int64], FloatArray], ...]:
+    """For ``analyse``: per depth rank r, the families that have an r-th probe, those
+    probes' columns (each family's probes sorted by gain) and their weights gain²."""
+    g = np.array(gains)
+    per_fam = [sorted((k for k, kind in enumerate(kinds) if kind == fam), key=lambda k: g[k])
+               for fam in FAMILIES]
+    out = []
+    for r in range(max((len(ks) for ks in per_fam), default=0)):
+        fams = [j for j, ks in enumerate(per_fam) if len(ks) > r]
+        cols = [per_fam[j][r] for j in fams]
+        # gain² as the scalar power the per-family loop used (bit for bit)
+        weights = np.array([g[k] ** 2 for k in cols])
+        out.append((np.array(fams, dtype=np.int64), np.array(cols, dtype=np.int64), weights))
+    return tuple(out)
+
+
 def analyse(p1: ArrayLike, probes: Sequence[Probe], gate_duration_s: float) -> Analysis:
     """Read measured excited populations (B, K) into per-gate error angles.
 
@@ -418,29 +436,31 @@ def analyse(p1: ArrayLike, probes: Sequence[Probe], gate_duration_s: float) -> A
     gains = np.array([pr.gain(gate_duration_s) for pr in probes])
     theta = np.arcsin(np.clip(2.0 * p - 1.0, -1.0, 1.0))
     ang = theta / gains
-    fam = np.zeros((p.shape[0], len(FAMILIES)))
-    for j, kind in enumerate(FAMILIES):
-        ks = sorted((k for k, pr in enumerate(probes) if pr.kind == kind), key=lambda k: gains[k])
-        num = np.zeros(p.shape[0])
-        den = np.zeros(p.shape[0])
-        for k in ks:
-            ok = np.isfinite(theta[:, k])
-            est = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
-            pred = gains[k] * est
-            t = np.where(ok, theta[:, k], 0.0)
-            m = np.round((pred - t) / TWO_PI)
-            c1 = t + TWO_PI * m
-            m2 = np.round((pred - (math.pi - t)) / TWO_PI)
-            c2 = math.pi - t + TWO_PI * m2
-            unwrapped = np.where(np.abs(c1 - pred) <= np.abs(c2 - pred), c1, c2)
-            # the shallowest probe is taken as is (no prediction yet)
-            unwrapped = np.where(den > 0, unwrapped, t)
-            a_k = unwrapped / gains[k]
-            ang[:, k] = np.where(ok, a_k, np.nan)
-            w = gains[k] ** 2
-            num = num + np.where(ok, w * a_k, 0.0)
-            den = den + np.where(ok, w, 0.0)
-        fam[:, j] = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+    n_fam = len(FAMILIES)
+    num = np.zeros((p.shape[0], n_fam))
+    den = np.zeros((p.shape[0], n_fam))
+    # All families advance together, rank by rank (shallowest probe of each first): the
+    # same element-wise operations as one family at a time, a third of the NumPy calls.
+    for fams, cols, weights in _analysis_ranks(tuple(pr.kind for pr in probes), tuple(gains.tolist())):
+        g = gains[cols]
+        nu, de = num[:, fams], den[:, fams]
+        th = theta[:, cols]
+        ok = np.isfinite(th)
+        est = np.where(de > 0, nu / np.where(de > 0, de, 1.0), 0.0)
+        pred = g * est
+        t = np.where(ok, th, 0.0)
+        m = np.round((pred - t) / TWO_PI)
+        c1 = t + TWO_PI * m
+        m2 = np.round((pred - (math.pi - t)) / TWO_PI)
+        c2 = math.pi - t + TWO_PI * m2
+        unwrapped = np.where(np.abs(c1 - pred) <= np.abs(c2 - pred), c1, c2)
+        # the shallowest probe is taken as is (no prediction yet)
+        unwrapped = np.where(de > 0, unwrapped, t)
+        a_k = unwrapped / g
+        ang[:, cols] = np.where(ok, a_k, np.nan)
+        num[:, fams] = nu + np.where(ok, weights * a_k, 0.0)
+        den[:, fams] = de + np.where(ok, weights, 0.0)
+    fam = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
     return Analysis(ang, fam, np.sum(fam**2, axis=1) / 6.0)
 
 

@@ -311,6 +311,9 @@ class SimulatedDevice:
         self._drift = drift
         self._open_system = bool(open_system)
         self._cache: dict[Any, ComplexArray] = {}
+        # Delay channels by samples, for ``run_template``; kept apart from ``_cache`` so
+        # that they never change when that one fills up and is cleared.
+        self._delay_cache: dict[tuple[int, bool], NDArray[Any]] = {}
         self.reset(rng=rng)
 
     # -- state ---------------------------------------------------------------------------------
@@ -325,6 +328,7 @@ class SimulatedDevice:
             self.reseed(rng if rng is not None else np.random.default_rng())
         self._clock_s = 0.0
         self._cache.clear()
+        self._delay_cache.clear()
         self._drift_state: DriftState | None = (
             None if self._drift is None else self._drift.init_state(self._drift_rng)
         )
@@ -354,6 +358,7 @@ class SimulatedDevice:
             t = DriftModel.apply_to_transmon(self._base.transmon, v, self._amplitude_scale(v))
             if t != getattr(self, "_transmon", None):
                 self._cache.clear()
+                self._delay_cache.clear()
             self._transmon = t
             self._stale = False
         return self._transmon
@@ -457,7 +462,9 @@ class SimulatedDevice:
             )
         seqs = [list(s) for s in sequences_per_device]
         sizes = [len(s) for s in seqs]
-        return _draw_counts(devices, sizes, _populations_flat(devices, seqs), int(shots))
+        counts = _draw_counts(devices, sizes, _populations_flat(devices, seqs), int(shots))
+        ends = np.cumsum(sizes).tolist()
+        return [counts[e - k:e] for e, k in zip(ends, sizes, strict=True)]
 
     @staticmethod
     def run_template(
@@ -485,7 +492,7 @@ class SimulatedDevice:
         p_exc = _template_populations(devices, template, waveforms, phases)
         k = template.n_sequences
         counts = _draw_counts(devices, [k] * len(devices), p_exc, int(shots))
-        return np.stack(counts) if counts else np.zeros((0, k, 2), dtype=np.int64)
+        return counts.reshape(len(devices), k, 2)
 
     @staticmethod
     def template_probabilities(
@@ -520,24 +527,27 @@ class SimulatedDevice:
 
 def _draw_counts(
     devices: Sequence[SimulatedDevice], sizes: list[int], p_exc: FloatArray, n_shots: int
-) -> list[NDArray[np.int64]]:
-    """Readout error and shot noise for populations laid out device by device; advances
-    each device's clock. The one place counts are drawn (``run_many``, ``run_template``)."""
+) -> NDArray[np.int64]:
+    """Readout error and shot noise for populations laid out device by device: (Σ sizes, 2)
+    counts; advances each device's clock. The one place counts are drawn (``run_many``,
+    ``run_template``)."""
     p10 = np.repeat([d._base.p1_given_0 for d in devices], sizes)
     p01 = np.repeat([d._base.p0_given_1 for d in devices], sizes)
-    p_read = np.clip(p_exc * (1.0 - p01) + (1.0 - p_exc) * p10, 0.0, 1.0)
-    n1 = np.empty(p_read.size, dtype=np.int64)
+    p_read = np.clip(p_exc * (1.0 - p01) + (1.0 - p_exc) * p10, 0.0, 1.0).tolist()
+    n1: list[int] = []
     start = 0
     for dev, size in zip(devices, sizes, strict=True):
         if size:
-            # One draw per device from its own generator, so that run_many and
-            # separate run calls give identical counts.
-            n1[start:start + size] = dev._shot_rng.binomial(n_shots, p_read[start:start + size])
+            # Each device draws from its own generator, so that run_many and separate run
+            # calls give identical counts. Scalar draws: the same stream as one array draw
+            # (NumPy draws an array element by element with the same routine), at half the
+            # cost for a handful of sequences.
+            binomial = dev._shot_rng.binomial
+            n1.extend([binomial(n_shots, x) for x in p_read[start:start + size]])
             dev._tick(n_shots * dev._base.rep_time_s * size)
         start += size
-    counts = np.stack([n_shots - n1, n1], axis=1)
-    ends = np.cumsum(sizes).tolist()
-    return [counts[e - k:e] for e, k in zip(ends, sizes, strict=True)]
+    ones = np.array(n1, dtype=np.int64)
+    return np.stack([n_shots - ones, ones], axis=1)
 
 
 # -- the simulation engine behind run / run_many ------------------------------------------------
@@ -844,36 +854,73 @@ def _template_populations(
         raise ValueError("phases has NaN/inf entries: allowed finite angles in rad")
     open_system = _open(devices)
     levels = devices[0]._model().levels
-    tcode, targ, lens = template._arrays  # type: ignore[attr-defined]
     p_ground = np.ones(b_n * k_n)
-    if not tcode.size:
+    if not template._arrays[0].size:  # type: ignore[attr-defined]
         return np.zeros(b_n * k_n)
     order: tuple[int, ...] = template._play_order  # type: ignore[attr-defined]
     delays: tuple[int, ...] = template._delays  # type: ignore[attr-defined]
     n_play = len(order)
-    # Matrix slots: device b's plays at b·n_play + (rank of first use), then the distinct
-    # delay channels.
-    play_rank = np.zeros(max(template.n_waveforms, 1), dtype=np.int64)
-    play_rank[list(order)] = np.arange(n_play)
+    # Matrix slots as ``_template_programs`` numbers them.
     dim = levels * levels if open_system else levels
-    free_slot: dict[tuple[Transmon, int, bool], int] = {}
-    delay_arg = np.zeros((b_n, max(len(delays), 1)), dtype=np.int64)
-    for b, dev in enumerate(devices):
-        model = dev._model()
-        for j, n in enumerate(delays):
-            delay_arg[b, j] = free_slot.setdefault((model, n, open_system), b_n * n_play + len(free_slot))
-    mats = np.zeros((max(b_n * n_play + len(free_slot), 1), dim, dim),
+    # Delay channels: from each device's own cache (cleared with its model),
+    # else from the shared cache by model (hashing a model costs more than the lookup).
+    chans: list[NDArray[Any]] = []  # device b's delay j at b_n·n_play + b·len(delays) + j
+    if delays:
+        missing: dict[tuple[int, int], int] = {}
+        for b, dev in enumerate(devices):
+            for j, n in enumerate(delays):
+                hit = dev._delay_cache.get((n, open_system))
+                if hit is None:
+                    missing[(b, j)] = len(chans)
+                    chans.append(hit)  # type: ignore[arg-type]
+                else:
+                    chans.append(hit)
+        if missing:
+            keys = [(devices[b]._model(), delays[j], open_system) for b, j in missing]
+            for (b, j), m in zip(missing, _free_channels(keys, open_system), strict=True):
+                chans[missing[(b, j)]] = m
+                devices[b]._delay_cache[(delays[j], open_system)] = m
+    mats = np.zeros((max(b_n * n_play + len(chans), 1), dim, dim),
                     dtype=np.float64 if open_system else np.complex128)
     if n_play:
         req = [(b, w[b, s].tobytes()) for b in range(b_n) for s in order]
         mats[:b_n * n_play] = np.stack(_play_propagators(devices, req, open_system))
-    if free_slot:
-        mats[b_n * n_play:] = np.stack(_free_channels(list(free_slot), open_system))
+    if chans:
+        mats[b_n * n_play:] = np.stack(chans)
     flat_ph = ph.reshape(-1)
     frames = _frame_changes(flat_ph, levels, open_system)
     if not flat_ph.size:
         frames = np.zeros((1, *frames.shape[1:]), dtype=frames.dtype)
-    # Programs: the layout tiled over devices, slots offset per device.
+    code_base, arg, starts, fcols, farg = _template_programs(template, b_n)
+    code = code_base.copy()
+    # A frame of phase exactly 0 is left out of the expanded sequence; skipping it here
+    # is the same (a rotation by 0 would be the identity anyway).
+    code[:, fcols] = np.where(ph[:, farg] == 0.0, _OP_SKIP, _OP_FRAME)
+    code_f, arg_f = code.reshape(-1), arg
+    if open_system:
+        _, sym, anti, _ = _real_basis(levels)
+        _run_open(starts, code_f, arg_f, mats, frames, sym, anti, p_ground)
+    else:
+        _run_closed(starts, code_f, arg_f, mats, frames, p_ground)
+    return np.clip(1.0 - p_ground, 0.0, 1.0)
+
+
+@functools.lru_cache(maxsize=64)
+def _template_programs(template: SequenceTemplate, b_n: int) -> tuple[
+        NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    """The parts of ``_template_populations``' programs that depend only on the layout and
+    the number of devices: codes (B, L) with every frame as a frame change, flat slot
+    arguments (B·L,), program starts (B·K + 1,), the frame columns and their phase slots.
+
+    Matrix slots: device b's plays at b·n_play + (rank of first use), then its delays at
+    B·n_play + b·D + j (D distinct non-zero delays); frame f of device b at b·F + f.
+    """
+    tcode, targ, lens = template._arrays  # type: ignore[attr-defined]
+    order: tuple[int, ...] = template._play_order  # type: ignore[attr-defined]
+    delays: tuple[int, ...] = template._delays  # type: ignore[attr-defined]
+    n_play = len(order)
+    play_rank = np.zeros(max(template.n_waveforms, 1), dtype=np.int64)
+    play_rank[list(order)] = np.arange(n_play)
     rows = np.arange(b_n, dtype=np.int64)[:, None]
     is_play, is_frame, is_delay = tcode == 0, tcode == 1, tcode == 2
     code = np.where(is_frame, _OP_FRAME, _OP_MAT)[None, :].repeat(b_n, axis=0)
@@ -881,25 +928,19 @@ def _template_populations(
     arg[:, is_play] = rows * n_play + play_rank[targ[is_play]][None, :]
     farg = targ[is_frame]
     arg[:, is_frame] = rows * template.n_phases + farg[None, :]
-    # A frame of phase exactly 0 is left out of the expanded sequence; skipping it here
-    # is the same (a rotation by 0 would be the identity anyway).
-    code[:, is_frame] = np.where(ph[:, farg] == 0.0, _OP_SKIP, _OP_FRAME)
     if delays:
-        dpos = np.searchsorted(np.asarray(delays), targ[is_delay])
-        dzero = targ[is_delay] == 0
-        arg[:, is_delay] = delay_arg[:, np.minimum(dpos, len(delays) - 1)]
-        code[:, np.flatnonzero(is_delay)[dzero]] = _OP_SKIP
+        dtarg = targ[is_delay]
+        dpos = np.minimum(np.searchsorted(np.asarray(delays), dtarg), len(delays) - 1)
+        arg[:, is_delay] = b_n * n_play + rows * len(delays) + dpos[None, :]
+        code[:, np.flatnonzero(is_delay)[dtarg == 0]] = _OP_SKIP
     else:
         code[:, is_delay] = _OP_SKIP
-    starts = np.zeros(b_n * k_n + 1, dtype=np.int64)
+    starts = np.zeros(b_n * lens.size + 1, dtype=np.int64)
     np.cumsum(np.tile(lens, b_n), out=starts[1:])
-    code_f, arg_f = code.reshape(-1), arg.reshape(-1)
-    if open_system:
-        _, sym, anti, _ = _real_basis(levels)
-        _run_open(starts, code_f, arg_f, mats, frames, sym, anti, p_ground)
-    else:
-        _run_closed(starts, code_f, arg_f, mats, frames, p_ground)
-    return np.clip(1.0 - p_ground, 0.0, 1.0)
+    out = (code, arg.reshape(-1), starts, np.flatnonzero(is_frame), farg)
+    for a in out:
+        a.setflags(write=False)
+    return out
 
 
 def _compile(
