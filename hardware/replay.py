@@ -312,6 +312,38 @@ def _sha256(path: Path) -> str:
 
 # -- settings ------------------------------------------------------------------------------------
 
+_ENV_FAMILY = "pulsecal/GateCalibration"
+DEFAULT_ENV_ID = _ENV_FAMILY + "-v0"
+
+
+def session_env_class(env_id: str) -> Any:
+    """The env class registered under ``env_id`` (built directly: the session loop, not a
+    ``TimeLimit``, bounds the steps)."""
+    import gymnasium as gym
+
+    import pulsecal.envs  # noqa: F401  (registers the ids)
+
+    try:
+        spec = gym.spec(env_id)
+    except gym.error.Error as exc:
+        raise ValueError(f"env_id={env_id!r} is not registered: {exc}") from None
+    entry = spec.entry_point
+    if not isinstance(entry, str):
+        return entry
+    module, _, name = entry.partition(":")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+def last_measurement(core: Any) -> tuple[list[str], list[float]]:
+    """Names and values of what the env's last step measured, for the journal and report:
+    v0 keeps one excited fraction per probe; later versions keep one signal per probe family."""
+    if hasattr(core, "signal") and hasattr(core, "v1"):
+        return ["amplitude", "drag", "ramsey"], [float(x) for x in np.asarray(core.signal[0])]
+    k = len(core.cfg.probes)
+    return [p.name for p in core.cfg.probes], [float(x) for x in np.asarray(core.last_p1[0])[:k]]
+
 
 @dataclass(frozen=True)
 class ReplaySettings:
@@ -324,9 +356,11 @@ class ReplaySettings:
             detuning_hz, phase), e.g. the lab's current calibration.
         max_steps: policy steps after the initial measurement, >= 1.
         budget_shots: the ledger's shot budget (None: the env's own budget only).
-        env: keyword arguments of ``GateCalibrationEnv`` (device preset, probes, shots per
-            probe, shot budget, calibrated parameters, max step, gate duration, ...).
+        env: keyword arguments of the env (device preset, probes, shots per probe, shot
+            budget, calibrated parameters, max step, gate duration, ...).
             ``report_truth`` is forced off: the env talks to a backend, not a simulator.
+        env_id: which registered GateCalibration version the session runs (the one the
+            policy was trained on; an exported policy's manifest names it).
     """
 
     session_id: str
@@ -335,6 +369,7 @@ class ReplaySettings:
     max_steps: int = 10
     budget_shots: int | None = None
     env: Mapping[str, Any] = field(default_factory=dict)
+    env_id: str = DEFAULT_ENV_ID
 
     def __post_init__(self) -> None:
         if not isinstance(self.session_id, str) or not self.session_id or "/" in self.session_id:
@@ -353,6 +388,9 @@ class ReplaySettings:
                                               or not isinstance(self.budget_shots, int)
                                               or self.budget_shots < 1):
             raise ValueError(f"ReplaySettings.budget_shots={self.budget_shots!r}: allowed an integer >= 1 or None")
+        if not isinstance(self.env_id, str) or not self.env_id.startswith(_ENV_FAMILY + "-v"):
+            raise ValueError(f"ReplaySettings.env_id={self.env_id!r}: allowed a registered "
+                             f"'{_ENV_FAMILY}-v<N>' id")
         env = dict(self.env)
         if env.get("report_truth"):
             raise ValueError("ReplaySettings.env['report_truth']=True: allowed False (no truth on a backend)")
@@ -594,8 +632,6 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
     Raises ``ReplayDivergence`` if the folder holds another session or the replay departs
     from the journal, and whatever the backend path raises (SafetyViolation, JobLost).
     """
-    from pulsecal.envs.gate_calibration import GateCalibrationEnv
-
     from .report import write_report
 
     folder = Path(folder)
@@ -619,7 +655,7 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
 
     device = ReplayDevice(live, journal, done=state.runs_done, advances_done=state.advances,
                           fast_forward=simulated_fast_forward(backend))
-    env = GateCalibrationEnv(**settings.env_kwargs())
+    env = session_env_class(settings.env_id)(**settings.env_kwargs())
     describe = getattr(policy, "describe", None)
     policy_info = describe() if callable(describe) else {"kind": type(policy).__name__}
     info_backend = {"name": getattr(backend, "name", type(backend).__name__), **(backend_info or {})}
@@ -670,7 +706,7 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
     truth_start = truth(start) if truth is not None else None
     truth_final = truth(final) if truth is not None else None
     report = write_report(folder, steps=steps, settings=settings, policy=policy_info, backend=info_backend,
-                          probes=[p.name for p in env.unwrapped.core.cfg.probes],
+                          probes=last_measurement(env.unwrapped.core)[0],
                           gate_duration_s=float(env.unwrapped.core.gate.duration_s),
                           truth_start=truth_start, truth_final=truth_final, extra=result_core, plots=plots)
     if state.finished is None:
@@ -683,11 +719,10 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
 
 def _observe(t: int, action: NDArray[Any] | None, obs: NDArray[Any], reward: float,
              info: Mapping[str, Any], env: Any) -> StepRecord:
-    k = len(env.unwrapped.core.cfg.probes)
     p = info.get("params", env.unwrapped.core.params[0])
     return StepRecord(t, None if action is None else tuple(float(x) for x in action),
                       tuple(float(x) for x in p),  # type: ignore[arg-type]
-                      tuple(float(x) for x in np.asarray(env.unwrapped.core.last_p1[0])[:k]),
+                      tuple(last_measurement(env.unwrapped.core)[1]),
                       float(info.get("infidelity_estimate", math.nan)), reward,
                       int(info.get("shots_used", 0)))
 

@@ -116,7 +116,7 @@ def _markdown(r: Mapping[str, Any]) -> str:
         t = r["truth"]
         lines.append(f"True fidelity (simulated backend): {_fmt(t['initial'].get('fidelity'))} → "
                      f"{_fmt(t['final'].get('fidelity'))}")
-    lines += ["", "Last measured excited populations (ideal 0.5):", ""]
+    lines += ["", "Last measurements (v0: excited population of each probe, ideal 0.5; later versions: the signed signal of each probe family, ideal 0):", ""]
     lines += [f"- {k}: {_fmt(v)}" for k, v in r["last_populations"].items()]
     return "\n".join(lines) + "\n"
 

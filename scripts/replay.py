@@ -131,6 +131,7 @@ class ReplayConf:
     initial_params: list[float] | None = None  # None: textbook + miscalibration
     miscalibration: MiscalibrationConf = field(default_factory=MiscalibrationConf)
     env: dict[str, Any] = field(default_factory=dict)
+    env_id: str = "pulsecal/GateCalibration-v0"  # the version the policy was trained on
     plots: bool = True
     qubit: int | None = None  # set: one qubit's session of a sweep in <sweep.dir>/q<qubit>
     sweep: SweepConf = field(default_factory=SweepConf)
@@ -226,7 +227,8 @@ def replay(cfg: DictConfig) -> Any:
         raise ValueError("initial_params=None: allowed only with a backend that has a device model "
                          "(simulated, qibolab emulator); give the lab's current calibration")
     settings = rp.ReplaySettings(str(c["session_id"]), int(c["seed"]), start,  # type: ignore[arg-type]
-                                 max_steps=int(c["max_steps"]), budget_shots=c.get("budget_shots"), env=env)
+                                 max_steps=int(c["max_steps"]), budget_shots=c.get("budget_shots"), env=env,
+                                 env_id=str(c.get("env_id") or rp.DEFAULT_ENV_ID))
     limits = rp.default_limits(backend, **_limits(b.get("limits") or {}))
     truth = rp.simulated_truth(backend, gate_s) if b["kind"] == "simulated" else None
     policy = build_policy(p)

@@ -282,3 +282,29 @@ def test_sb3_run_directory_policy_is_a_swap_of_config(tmp_path: Path) -> None:
                     sleep=lambda s: None)
     assert len(r.steps) == 3 and all(s.action is not None and max(map(abs, s.action)) <= 1 for s in r.steps[1:])
     assert r.report["policy"]["kind"] == "sb3"
+
+
+class _ZeroAction:
+    """GateCalibration-v1's residual policy at zero: the env's own running estimate."""
+
+    def act(self, observation: np.ndarray) -> np.ndarray:
+        return np.zeros(4, dtype=np.float32)
+
+
+def test_session_runs_the_env_version_it_is_given(tmp_path: Path) -> None:
+    # A policy trained on GateCalibration-v1 must be replayed in v1 (its observation and
+    # action spaces differ from v0's); the whole hardware path stays the same.
+    base = _settings(max_steps=8)
+    settings = ReplaySettings(base.session_id, base.seed, base.initial_params, max_steps=8,
+                              env={"shot_budget": 4800}, env_id="pulsecal/GateCalibration-v1")
+    backend = simulated_backend(seed=settings.seed, idempotent_submit=False)
+    clock = FakeClock()
+    result = run_session(backend, _ZeroAction(), tmp_path / "v1", settings, clock=clock, sleep=clock.sleep,
+                         fsync=False, truth=simulated_truth(backend, GATE_S))
+    rep = result.report
+    assert rep["truth"]["infidelity_ratio"] > 10
+    limit = rep["truth"]["final"]["coherence_limit"]
+    assert 1 - rep["truth"]["final"]["fidelity"] < 2 * limit
+    assert result.ledger_shots == rep["shots_used"] <= 4800
+    with pytest.raises(ValueError, match="env_id"):
+        ReplaySettings("s", 0, base.initial_params, env_id="pulsecal/PulseShaping-v0")
