@@ -76,7 +76,7 @@ def test_v1_observation_depends_on_measurements_only() -> None:
     """The running estimate the observation shows is rebuilt from the stored readings
     (counts turned into signed errors) alone, without touching the device or its truth."""
     env = gym.make(ENV_ID, randomize_device=True)
-    obs, _ = env.reset(seed=3)
+    env.reset(seed=3)
     core = env.unwrapped.core  # type: ignore[attr-defined]
     est = core.est[0].copy()
     core.est[0] = core.params[0, :3]
