@@ -270,6 +270,65 @@ class GateCalibrationCore(DragCalibrationCore):
         p[:, 0] = np.clip(p[:, 0], -1.0, 1.0)
         self.params[rows] = p
 
+    def ends_after_step(self, idx: list[int]) -> NDArray[np.bool_] | None:
+        # Every step spends exactly step_shots, so the budget test is known in advance.
+        if type(self)._observe is not GateCalibrationCore._observe:
+            return None
+        used = self.task.shots_used[np.asarray(idx, dtype=np.int64)]
+        return np.asarray(used + 2 * self.step_shots > self.cfg.shot_budget)
+
+    def advance_and_reset(
+        self, step_idx: Sequence[int], actions: NDArray[Any], then_reset: Sequence[int],
+        reset_options: Sequence[dict[str, Any] | None] | None = None,
+    ) -> tuple[FloatArray, FloatArray, NDArray[np.bool_], list[dict[str, Any]], FloatArray,
+               list[dict[str, Any]]]:
+        """One measurement call for the step and the resets after it: each ending copy's
+        next episode is drawn into a spare slot (its own generator, so the same draws as a
+        reset after the step), measured alongside the step on its new device, and moved
+        into the copy's slot afterwards. Counts and generators are those of the two-call
+        path; the physics may batch the pulses differently, which can only show in the
+        last bits of the truth metrics."""
+        if type(self)._observe is not GateCalibrationCore._observe or type(self)._reset_copy is not (
+                DragCalibrationCore._reset_copy):
+            return super().advance_and_reset(step_idx, actions, then_reset, reset_options)
+        ends = [int(i) for i in then_reset]
+        n, m = self.num_envs, len(ends)
+        spare = list(range(n, n + m))
+        self._spare_slots(ends)
+        try:
+            obs, rew, term, infos = self.advance(step_idx, actions, spare, reset_options)
+            rows, src = np.asarray(ends, dtype=np.int64), np.asarray(spare, dtype=np.int64)
+            for name in ("params", "start", "unit", "last_p1", "last_error"):
+                arr = getattr(self, name)
+                arr[rows] = arr[src]
+            self.task.shots_used[rows] = self.task.shots_used[src]
+            for i, j in zip(ends, spare, strict=True):
+                self.devices[i] = self.task.devices[i] = self.devices[j]
+                self.history[i] = self.history[j]
+        finally:
+            self._drop_spare_slots(n)
+        k = len(step_idx)
+        return obs[:k], rew[:k], term[:k], infos[:k], obs[k:], infos[k:]
+
+    def _spare_slots(self, like: list[int]) -> None:
+        """Append one slot per copy in ``like`` to every per-copy container (the copy's
+        generator object itself, so draws in the slot advance the copy's stream)."""
+        rows = np.asarray(like, dtype=np.int64)
+        for name in ("params", "start", "unit", "last_p1", "last_error"):
+            arr = getattr(self, name)
+            setattr(self, name, np.concatenate([arr, arr[rows]]))
+        self.task.shots_used = np.concatenate([self.task.shots_used, self.task.shots_used[rows]])
+        self.devices += [self.devices[i] for i in like]
+        self.task.devices += [self.task.devices[i] for i in like]
+        self.history += [[] for _ in like]
+        self.rngs += [self.rngs[i] for i in like]
+
+    def _drop_spare_slots(self, n: int) -> None:
+        for name in ("params", "start", "unit", "last_p1", "last_error"):
+            setattr(self, name, getattr(self, name)[:n].copy())
+        self.task.shots_used = self.task.shots_used[:n].copy()
+        del self.devices[n:], self.task.devices[n:], self.history[n:], self.rngs[n:]
+
     def _observe(self, step_idx: list[int], reset_idx: list[int]) -> tuple[
             FloatArray, FloatArray, NDArray[np.bool_], list[dict[str, Any]]]:
         cfg = self.cfg

@@ -99,6 +99,30 @@ class BatchedCore(ABC):
             self._apply_actions(step_idx, acts)
         return self._observe(step_idx, reset_idx)
 
+    def ends_after_step(self, idx: list[int]) -> NDArray[np.bool_] | None:
+        """Whether stepping copies ``idx`` terminates them, if that is known before the step
+        (e.g. a shot budget); None when only the step can tell. Lets ``SB3VecEnv`` reset
+        ending copies in the step's own call (``advance_and_reset``)."""
+        return None
+
+    def advance_and_reset(
+        self,
+        step_idx: Sequence[int],
+        actions: NDArray[Any],
+        then_reset: Sequence[int],
+        reset_options: Sequence[dict[str, Any] | None] | None = None,
+    ) -> tuple[FloatArray, FloatArray, NDArray[np.bool_], list[dict[str, Any]], FloatArray,
+               list[dict[str, Any]]]:
+        """Step ``step_idx``, then reset ``then_reset`` (a subset): the step's observations,
+        rewards, terminated and infos, then the reset copies' first observations and infos.
+
+        By default two ``advance`` calls; a core may do both in one measurement call, with
+        the same result.
+        """
+        obs, rew, term, infos = self.advance(step_idx, actions)
+        new_obs, _, _, new_infos = self.advance([], None, then_reset, reset_options)
+        return obs, rew, term, infos, new_obs, new_infos
+
     def _apply_actions(self, idx: list[int], actions: NDArray[np.float64]) -> None:
         """Apply validated actions (n, A) to copies ``idx`` (distinct); per copy by default,
         a core may override it with one array operation over all copies."""
@@ -367,10 +391,23 @@ class SB3VecEnv(_sb3_vecenv_base()):  # type: ignore[misc]
     def step_wait(self) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.bool_], list[dict[str, Any]]]:
         assert self._actions is not None
         idx = list(range(self.num_envs))
-        obs64, rew, term, infos = self.core.advance(idx, self._actions)
+        time_up = (np.zeros(self.num_envs, dtype=np.bool_) if self.max_episode_steps is None
+                   else self._elapsed + 1 >= self.max_episode_steps)
+        ends = self.core.ends_after_step(idx)
+        merged: list[int] = [] if ends is None else [int(i) for i in np.flatnonzero(ends | time_up)]
+        new_obs: FloatArray | None = None
+        if merged and ends is not None:
+            # The copies that end are known before the step: reset them in the same call
+            # (one measurement call instead of two).
+            obs64, rew, term, infos, new_obs, _ = self.core.advance_and_reset(
+                idx, self._actions, merged, [self._options[i] for i in merged])
+            if not np.array_equal(term, ends):
+                raise RuntimeError(f"{type(self.core).__name__}.ends_after_step predicted "
+                                   f"{ends.tolist()}, the step terminated {term.tolist()}")
+        else:
+            obs64, rew, term, infos = self.core.advance(idx, self._actions)
         self._elapsed += 1
-        trunc = (np.zeros(self.num_envs, dtype=np.bool_) if self.max_episode_steps is None
-                 else self._elapsed >= self.max_episode_steps) & ~term
+        trunc = time_up & ~term
         done = term | trunc
         obs = obs64.astype(np.float32)
         ended = [int(i) for i in np.flatnonzero(done)]
@@ -379,7 +416,8 @@ class SB3VecEnv(_sb3_vecenv_base()):  # type: ignore[misc]
                 infos[i] = dict(infos[i])
                 infos[i]["terminal_observation"] = obs[i].copy()
                 infos[i]["TimeLimit.truncated"] = bool(trunc[i])
-            new_obs, _, _, _ = self.core.advance([], None, ended, [self._options[i] for i in ended])
+            if new_obs is None:
+                new_obs, _, _, _ = self.core.advance([], None, ended, [self._options[i] for i in ended])
             obs[ended] = new_obs
             self._elapsed[ended] = 0
         return obs, rew.astype(np.float32), done, infos

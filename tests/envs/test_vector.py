@@ -149,3 +149,47 @@ def test_batched_infos_equal_gymnasiums_fold() -> None:
             assert got[k].dtype == v.dtype and got[k].shape == v.shape
             assert all(a == b for a, b in zip(got[k].ravel(), v.ravel(), strict=True)) or \
                 np.array_equal(got[k], v)
+
+
+@pytest.mark.parametrize(("n_envs", "budget"), [(3, 600), (8, 600), (3, 960)])
+def test_sb3_merged_step_and_reset_equals_two_calls(n_envs: int, budget: int,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """GateCalibration predicts its budget terminations, so ``SB3VecEnv`` resets ending
+    copies inside the step's own call; the result must be the two-call path's: the same
+    observations, rewards, dones and terminal observations bit for bit (the truth metrics
+    may differ in the last bits when the physics batches pulses differently)."""
+    from pulsecal.envs.gate_calibration import GateCalibrationCore
+
+    def run(merge: bool) -> list:
+        if not merge:
+            monkeypatch.setattr(GateCalibrationCore, "ends_after_step", lambda self, idx: None)
+        venv = make_sb3_vec_env("pulsecal/GateCalibration-v0", n_envs=n_envs, seed=11,
+                                max_episode_steps=5, shot_budget=budget)
+        out = [venv.reset()]
+        acts = _actions(venv.action_space, 24, n_envs)
+        calls = 0
+        advance = venv.core.advance
+
+        def counted(*a, **k):  # type: ignore[no-untyped-def]
+            nonlocal calls
+            calls += 1
+            return advance(*a, **k)
+
+        venv.core.advance = counted  # type: ignore[method-assign]
+        for t in range(24):
+            obs, rew, dones, infos = venv.step(acts[t])
+            out += [obs, rew, dones]
+            out += [i.get("terminal_observation", np.zeros(0)) for i in infos]
+            out += [np.array([i.get("TimeLimit.truncated", False) for i in infos])]
+            out += [np.array([i["fidelity"] for i in infos])]
+        monkeypatch.undo()
+        return [calls, *out]
+
+    merged, two = run(True), run(False)
+    assert merged[0] == 24 < two[0]  # one core call per step
+    # budget 600 ends episodes by termination (4 steps), 960 by the time limit (5 steps)
+    for a, b in zip(merged[1:], two[1:], strict=True):
+        if a.dtype == np.float64 and a.ndim == 1 and a.size == n_envs:
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-13)  # truth
+        else:
+            np.testing.assert_array_equal(a, b)
