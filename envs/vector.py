@@ -248,15 +248,16 @@ class BatchedVectorEnv(VectorEnv):
             return {}
         keys = infos[0].keys()
         values: dict[str, list[Any]] = {}
+        same_keys = all(info.keys() == keys for info in infos)
         for key in keys:
-            col = [info[key] for info in infos] if all(info.keys() == keys for info in infos) else None
+            col = [info[key] for info in infos] if same_keys else None
             if col is None or key == "final_obs":
                 values = {}
                 break
             first = col[0]
             kind = type(first)
             if kind in (int, float, bool) or issubclass(kind, np.number):
-                if not all(type(v) is kind for v in col):
+                if set(map(type, col)) != {kind}:
                     values = {}
                     break
             elif isinstance(first, np.ndarray):
