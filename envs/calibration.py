@@ -327,21 +327,35 @@ class Probe:
         Frames: a gate with axis phase φ is VirtualZ(φ)·Play·VirtualZ(−φ); after every Play
         and Delay the frame advances by −2π·Δ·duration (the detuning correction's ramp).
         Adjacent frame changes are merged, so a repeated block is one repeated pattern;
-        a frame change of (wrapped) phase 0 is left out.
+        a frame change of (wrapped) phase 0 is left out. The same layout as ``tokens``
+        (tests hold the two to the bit), written with repeated patterns because the
+        generic path builds it for every copy at every step.
         """
+        adv = -TWO_PI * detuning_hz * gate_s  # frame advance over one gate
         vz: dict[float, VirtualZ] = {}
-        ops: list[Any] = []
-        for kind, a in self.tokens(dt_s):
-            if kind == PLAY:
-                ops.append(x if a == X_SLOT else sx)
-            elif kind == FRAME:
-                ph = _wrap(_frame_phase(a, detuning_hz, gate_s, dt_s))
-                if ph:
-                    if ph not in vz:
-                        vz[ph] = VirtualZ(ph)
-                    ops.append(vz[ph])
-            else:
-                ops.append(Delay(a * dt_s))
+
+        def frame(phase: float) -> list[Any]:
+            ph = _wrap(phase)
+            if not ph:
+                return []
+            if ph not in vz:
+                vz[ph] = VirtualZ(ph)
+            return [vz[ph]]
+
+        ops: list[Any]
+        if self.kind == "amplitude":
+            ops = [sx, *([*frame(adv), x]) * self.depth]
+        elif self.kind == "drag":
+            # SY, then pairs X̄·X: the first X̄ undoes SY's frame (π/2), later ones X's (0).
+            ops = [*frame(math.pi / 2), sx]
+            if self.depth:
+                tail = [*frame(-math.pi + adv), x]
+                ops += [*frame(math.pi / 2 + adv), x, *tail]
+                ops += ([*frame(math.pi + adv), x, *tail]) * (self.depth - 1)
+        else:
+            n = max(1, round(self.delay_s / dt_s))
+            ops = [sx, *frame(adv), Delay(n * dt_s),
+                   *frame(-TWO_PI * detuning_hz * n * dt_s + math.pi / 2), sx]
         return PulseSequence(tuple(ops), name=self.name)
 
 

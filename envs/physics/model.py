@@ -12,6 +12,7 @@ Collapse operators: √(1/T1)·a and √(2/Tφ)·n with 1/Tφ = 1/T2 − 1/(2·T
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, fields
 
@@ -122,11 +123,15 @@ def hamiltonians_rad_s(t: Transmon, waveforms: ComplexArray) -> ComplexArray:
 
 def collapse_operators(t: Transmon) -> list[ComplexArray]:
     """Lindblad collapse operators (units √(1/s)): √(1/T1)·a and, if Tφ is finite, √(2/Tφ)·n."""
-    a = annihilation(t.levels)
-    ops = [math.sqrt(1.0 / t.t1_s) * a]
-    if math.isfinite(t.tphi_s):
-        n = np.diag(np.arange(t.levels, dtype=np.float64)).astype(np.complex128)
-        ops.append(math.sqrt(2.0 / t.tphi_s) * n)
+    return _collapse_operators(t.levels, t.t1_s, t.tphi_s)
+
+
+def _collapse_operators(levels: int, t1_s: float, tphi_s: float) -> list[ComplexArray]:
+    a = annihilation(levels)
+    ops = [math.sqrt(1.0 / t1_s) * a]
+    if math.isfinite(tphi_s):
+        n = np.diag(np.arange(levels, dtype=np.float64)).astype(np.complex128)
+        ops.append(math.sqrt(2.0 / tphi_s) * n)
     return ops
 
 
@@ -147,11 +152,25 @@ def lindbladians(t: Transmon, waveforms: ComplexArray) -> ComplexArray:
     h = hamiltonians_rad_s(t, waveforms)
     hT = np.swapaxes(h, -1, -2)
     gen = -1j * (_kron(eye, h) - _kron(hT, eye))
+    return gen + _dissipator(n, t.t1_s, t.tphi_s)
+
+
+@functools.lru_cache(maxsize=256)
+def _dissipator(levels: int, t1_s: float, tphi_s: float) -> ComplexArray:
+    """Σ_k [C̄_k⊗C_k − ½ I⊗(C_k†C_k) − ½ (C_k†C_k)ᵀ⊗I], (N², N²), read-only.
+
+    Depends on (levels, T1, Tφ) only, so a drifting detuning or drive amplitude reuses it
+    (cached: engines rebuild generators for every drifted model). ``_kron`` multiplies
+    the same entry pairs as ``np.kron``, so the values are the same to the bit.
+    """
+    n = levels
+    eye = np.eye(n, dtype=np.complex128)
     diss = np.zeros((n * n, n * n), dtype=np.complex128)
-    for c in collapse_operators(t):
+    for c in _collapse_operators(levels, t1_s, tphi_s):
         cdc = c.conj().T @ c
-        diss += np.kron(c.conj(), c) - 0.5 * np.kron(eye, cdc) - 0.5 * np.kron(cdc.T, eye)
-    return gen + diss
+        diss += _kron(c.conj(), c) - 0.5 * _kron(eye, cdc) - 0.5 * _kron(cdc.T, eye)
+    diss.setflags(write=False)
+    return diss
 
 
 def _kron(a: ComplexArray, b: ComplexArray) -> ComplexArray:

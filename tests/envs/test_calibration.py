@@ -136,8 +136,11 @@ def _rows(rng: np.random.Generator, n: int) -> np.ndarray:
     return p
 
 
-def test_template_expands_to_the_probe_sequences() -> None:
-    task = CalibrationTask(_fleet(True, 3), GATE)
+@pytest.mark.parametrize("probes", [None, (Probe("amplitude", 0), Probe("drag", 0), Probe("drag", 1),
+                                        Probe("amplitude", 2), Probe("ramsey", delay_s=37e-9))])
+def test_template_expands_to_the_probe_sequences(probes: tuple[Probe, ...] | None) -> None:
+    """``Probe.tokens`` (the template) and ``Probe.sequence`` are two writings of one layout."""
+    task = CalibrationTask(_fleet(True, 3), GATE, **({} if probes is None else {"probes": probes}))
     p = _rows(np.random.default_rng(1), 3)
     template, waves, phases = task.template_inputs(p)
     for b, seqs in enumerate(task.sequences(p)):

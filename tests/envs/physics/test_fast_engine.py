@@ -110,3 +110,23 @@ def test_closed_kernel_stays_unitary_with_many_squarings(
     u = unitaries(tr, w)
     assert np.max(np.abs(u @ np.swapaxes(u.conj(), 1, 2) - np.eye(levels))) < 3e-13
     assert np.max(np.abs(u - unitaries(tr, w, engine="numpy-reference"))) < 1e-10
+
+
+def test_cached_dissipator_is_the_textbook_sum_to_the_bit() -> None:
+    """``model.lindbladians`` reuses one dissipator per (levels, T1, Tφ); it must equal the
+    sum written with ``np.kron`` exactly, so that every engine sees the same generator."""
+    from pulsecal.envs.physics import collapse_operators, lindbladians
+    from pulsecal.envs.physics.model import hamiltonians_rad_s
+
+    for t in (Transmon(levels=2), Transmon(levels=3, t1_s=30e-6, t2_s=20e-6),
+              Transmon(levels=4, t1_s=50e-6, t2_s=100e-6)):
+        n = t.levels
+        eye = np.eye(n, dtype=np.complex128)
+        diss = np.zeros((n * n, n * n), dtype=np.complex128)
+        for c in collapse_operators(t):
+            cdc = c.conj().T @ c
+            diss += np.kron(c.conj(), c) - 0.5 * np.kron(eye, cdc) - 0.5 * np.kron(cdc.T, eye)
+        w = np.array([0.0, 0.3 - 0.2j])
+        h = hamiltonians_rad_s(t, w)
+        gen = -1j * (np.stack([np.kron(eye, x) for x in h]) - np.stack([np.kron(x.T, eye) for x in h]))
+        np.testing.assert_array_equal(lindbladians(t, w), gen + diss)
