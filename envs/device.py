@@ -296,6 +296,10 @@ class SimulatedDevice:
         clock_s: device time in seconds since creation or ``reset``.
     """
 
+    _shot_rng: np.random.Generator
+    _drift_rng_obj: np.random.Generator | None
+    _drift_seq: np.random.SeedSequence | None
+
     def __init__(
         self,
         params: DeviceParams,
@@ -338,7 +342,46 @@ class SimulatedDevice:
         """Replace the generators (shot noise and drift streams spawned from ``rng``)."""
         if not isinstance(rng, np.random.Generator):
             raise TypeError(f"rng is {type(rng).__name__}: allowed numpy.random.Generator")
-        self._shot_rng, self._drift_rng = rng.spawn(2)
+        self._shot_rng, self._drift_rng_obj = rng.spawn(2)
+        self._drift_seq = None
+
+    @classmethod
+    def from_seed(
+        cls,
+        params: DeviceParams,
+        drift: DriftModel | None,
+        seed: int,
+        open_system: bool = True,
+    ) -> SimulatedDevice:
+        """``SimulatedDevice(params, drift, rng=np.random.default_rng(seed), open_system)``,
+        with the same streams, but cheaper: the two children of ``SeedSequence(seed)`` are
+        built directly (no parent generator) and the drift stream only when first used."""
+        dev = cls.__new__(cls)
+        if not isinstance(params, DeviceParams):
+            raise TypeError(f"params is {type(params).__name__}: allowed DeviceParams")
+        if drift is not None and not isinstance(drift, DriftModel):
+            raise TypeError(f"drift is {type(drift).__name__}: allowed DriftModel or None")
+        dev._base = params
+        dev._drift = drift
+        dev._open_system = bool(open_system)
+        dev._cache = {}
+        dev._delay_cache = {}
+        # Generator.spawn(2) gives Generator(PCG64(s)) for the children s of the parent's
+        # SeedSequence: spawn keys (0,) and (1,) under the same entropy.
+        dev._shot_rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(0,))))
+        dev._drift_rng_obj = None
+        dev._drift_seq = np.random.SeedSequence(seed, spawn_key=(1,))
+        dev.reset()
+        return dev
+
+    @property
+    def _drift_rng(self) -> np.random.Generator:
+        rng = self._drift_rng_obj
+        if rng is None:
+            assert self._drift_seq is not None
+            rng = self._drift_rng_obj = np.random.Generator(np.random.PCG64(self._drift_seq))
+            self._drift_seq = None
+        return rng
 
     def _refresh(self) -> None:
         """Mark the drifted truth stale; it is rebuilt on demand (``_model``), because

@@ -140,8 +140,7 @@ class DragCalibrationCore(BatchedCore):
             if not isinstance(params, DeviceParams):
                 raise TypeError(f"options['device_params'] is {type(params).__name__}: allowed DeviceParams")
             drift = self.preset.drift if self.cfg.drift else None
-            dev = SimulatedDevice(params, drift, rng=np.random.default_rng(dev_seed),
-                                  open_system=self.cfg.open_system)
+            dev = SimulatedDevice.from_seed(params, drift, dev_seed, open_system=self.cfg.open_system)
         self.devices[i] = dev
         self.task.devices[i] = dev
         self.task.shots_used[i] = 0

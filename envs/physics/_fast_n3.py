@@ -13,7 +13,9 @@ import math
 import numpy as np
 
 from ._fast_jit import LANES, jit
-from ._fast_mm9 import mm9
+from ._fast_mm9 import SPARSITY, mm9, mm9_ls, mm9_rs
+
+__all__ = ["SPARSITY", "THETA_MAX", "closed_kernel", "open_kernel"]
 from .model import ComplexArray, FloatArray
 
 # Taylor coefficients of cos X = Σ_k C_k (X²)^k and sin X = X·Σ_k S_k (X²)^k, degree 16.
@@ -174,32 +176,53 @@ def closed_kernel(diag: FloatArray, coup: FloatArray, mu: FloatArray, wr: FloatA
 
 
 @jit
-def _lincomb(dst: FloatArray, c_eye: float, coefs: FloatArray, srcs: FloatArray,
-             add: FloatArray, use_add: bool, nl: int) -> None:
-    """dst = c_eye·I + Σ_t coefs[t]·srcs[t] (+ add), over 81 entries and nl lanes."""
-    n_terms = coefs.shape[0]
-    for e in range(81):
-        d = c_eye if e % 10 == 0 else 0.0
+def _max_col_norm(m: FloatArray, colsum: FloatArray, nl: int) -> float:
+    """Largest 1-norm (max column sum of |entries|) over lanes < nl of 9×9 flat matrices;
+    ``colsum`` is (LANES,) scratch."""
+    best = 0.0
+    for col in range(9):
         for lane in range(nl):
-            v = d
-            for t in range(n_terms):
-                v += coefs[t] * srcs[t, e * LANES + lane]
-            if use_add:
-                v += add[e * LANES + lane]
-            dst[e * LANES + lane] = v
+            colsum[lane] = abs(m[col * LANES + lane])
+        for row in range(1, 9):
+            for lane in range(nl):
+                colsum[lane] += abs(m[(row * 9 + col) * LANES + lane])
+        for lane in range(nl):
+            best = max(best, colsum[lane])
+    return best
+
+
+@jit
+def _lc4(dst: FloatArray, c0: float, c1: float, c2: float, c3: float, c4: float,
+         p1: FloatArray, p2: FloatArray, p3: FloatArray, p4: FloatArray, nl: int) -> None:
+    """dst = c0·I + c1·p1 + c2·p2 + c3·p3 + c4·p4 over 81 entries and nl lanes.
+
+    One flat loop over every entry and lane (LLVM vectorises it; a loop per entry over
+    16 lanes it leaves scalar), then the identity on the diagonal."""
+    for i in range(81 * LANES):
+        dst[i] = c1 * p1[i] + c2 * p2[i] + c3 * p3[i] + c4 * p4[i]
+    for e in range(0, 81, 10):
+        for lane in range(nl):
+            dst[e * LANES + lane] += c0
 
 
 @jit
 def open_kernel(gidx: np.ndarray, l0: FloatArray, l1: FloatArray, mu: FloatArray,
                 rot_j: np.ndarray, rot_k: np.ndarray, rot_s: np.ndarray, rot_a: np.ndarray,
-                wr: FloatArray, wi: FloatArray, inv_fact: FloatArray, out: FloatArray) -> None:
-    """3-level superoperators in the Hermitian basis; same arguments as ``fast._open_kernel``."""
+                wr: FloatArray, wi: FloatArray, inv_fact: FloatArray, out: FloatArray,
+                sparse: bool = False) -> None:
+    """3-level superoperators in the Hermitian basis; same arguments as ``fast._open_kernel``,
+    plus ``sparse``: every generator L0 + u·L1 lies in ``SPARSITY`` (the products with X
+    skip its structural zeros)."""
     nb_total, n_s = wr.shape
     n_pairs = rot_j.shape[0]
     size = 81 * LANES
     lc0 = np.zeros(size)
     lc1 = np.zeros(size)
-    pw = np.zeros((4, size))  # X, X², X³, X⁴
+    x = np.zeros(size)
+    x2 = np.zeros(size)
+    x3 = np.zeros(size)
+    x4 = np.zeros(size)
+    colsum = np.zeros(LANES)
     q = np.zeros(size)
     tmp = np.zeros(size)
     acc = np.zeros(size)
@@ -210,11 +233,6 @@ def open_kernel(gidx: np.ndarray, l0: FloatArray, l1: FloatArray, mu: FloatArray
     cosv = np.zeros((n_pairs, LANES))
     sinv = np.zeros((n_pairs, LANES))
     log_gain = np.zeros(LANES)
-    top = np.array([inv_fact[13], inv_fact[14], inv_fact[15], inv_fact[16]])
-    blocks = np.zeros((3, 3))
-    for blk in range(3):
-        for t in range(3):
-            blocks[blk, t] = inv_fact[4 * blk + 1 + t]
     for start in range(0, nb_total, LANES):
         nl = min(LANES, nb_total - start)
         for lane in range(nl):
@@ -242,32 +260,40 @@ def open_kernel(gidx: np.ndarray, l0: FloatArray, l1: FloatArray, mu: FloatArray
                 for lane in range(nl):
                     cosv[pidx, lane] = pr[jj, lane] * pr[kk, lane] + pi[jj, lane] * pi[kk, lane]
                     sinv[pidx, lane] = pi[jj, lane] * pr[kk, lane] - pr[jj, lane] * pi[kk, lane]
-            x = pw[0]
             for e in range(81):
                 for lane in range(nl):
                     x[e * LANES + lane] = lc0[e * LANES + lane] + amp[lane] * lc1[e * LANES + lane]
-            theta = 0.0
-            for lane in range(nl):
-                for col in range(9):
-                    s = 0.0
-                    for row in range(9):
-                        s += abs(x[(row * 9 + col) * LANES + lane])
-                    theta = max(theta, s)
+            # Powers of the unscaled generator X; the scaling 2^−s goes into the Taylor
+            # coefficients instead (exact: powers of two).
+            if sparse:
+                mm9_ls(x, x, x2, nl)
+                mm9_rs(x2, x, x3, nl)
+            else:
+                mm9(x, x, x2, nl)
+                mm9(x2, x, x3, nl)
+            mm9(x2, x2, x4, nl)
+            # Al-Mohy–Higham bound: the Taylor remainder from degree 17 on is at most
+            # Σ_{k>16} α^k/k! with α = max(‖X³‖^{1/3}, ‖X⁴‖^{1/4}) <= ‖X‖ (17 >= 3·2).
+            n3 = _max_col_norm(x3, colsum, nl)
+            n4 = _max_col_norm(x4, colsum, nl)
+            theta = max(n3 ** (1.0 / 3.0), math.sqrt(math.sqrt(n4)))
             n_sq = 0
             while theta > THETA_MAX:
                 theta *= 0.5
                 n_sq += 1
-            sc = 0.5**n_sq
-            for e in range(size):
-                x[e] *= sc
-            mm9(x, x, pw[1], nl)
-            mm9(pw[1], x, pw[2], nl)
-            mm9(pw[1], pw[1], pw[3], nl)
-            # exp X = Σ_i X^{4i}·(Σ_{j<4} X^j/(4i+j)!), Horner in X⁴ (Paterson–Stockmeyer).
-            _lincomb(q, inv_fact[12], top, pw, tmp, False, nl)
+            s1 = 0.5**n_sq
+            s2 = s1 * s1
+            s3 = s2 * s1
+            s4 = s2 * s2
+            # exp(s1·X) = Σ_i (s1·X)^{4i}·(Σ_{j<4} (s1·X)^j/(4i+j)!), Horner in (s1·X)⁴
+            # (Paterson–Stockmeyer).
+            _lc4(q, inv_fact[12], inv_fact[13] * s1, inv_fact[14] * s2, inv_fact[15] * s3,
+                 inv_fact[16] * s4, x, x2, x3, x4, nl)
             for blk in range(2, -1, -1):
-                mm9(pw[3], q, tmp, nl)
-                _lincomb(q, inv_fact[4 * blk], blocks[blk], pw[:3], tmp, True, nl)
+                mm9(x4, q, tmp, nl)
+                b = 4 * blk
+                _lc4(q, inv_fact[b], inv_fact[b + 1] * s1, inv_fact[b + 2] * s2,
+                        inv_fact[b + 3] * s3, s4, x, x2, x3, tmp, nl)
             for _ in range(n_sq):
                 mm9(q, q, tmp, nl)
                 q, tmp = tmp, q

@@ -174,6 +174,26 @@ def test_seeds_make_runs_reproducible() -> None:
     assert not all(np.array_equal(x, y) for x, y in zip(a, go(2), strict=True))
 
 
+def test_from_seed_equals_constructor_with_default_rng() -> None:
+    # Same shot and drift streams as SimulatedDevice(..., rng=np.random.default_rng(seed)).
+    drift = DriftModel(detuning_hz=RandomWalk(2e5), amplitude=RandomWalk(0.01))
+    seqs = [_seq(Play(_wave(0.5 * PI_AMP)))] * 2
+    for seed in (0, 7, 2**63 - 1):
+        for d in (drift, None):
+            a = SimulatedDevice(DeviceParams(TRANSMON), d, rng=np.random.default_rng(seed))
+            b = SimulatedDevice.from_seed(DeviceParams(TRANSMON), d, seed)
+            for dev in (a, b):
+                dev.advance(10.0)
+            assert a.current_transmon() == b.current_transmon()
+            assert np.array_equal(a.run(seqs, 500), b.run(seqs, 500))
+            a.reset()
+            b.reset()
+            assert a.current_transmon() == b.current_transmon()
+            assert np.array_equal(a.run(seqs, 500), b.run(seqs, 500))
+    with pytest.raises(TypeError):
+        SimulatedDevice.from_seed(TRANSMON, None, 0)  # type: ignore[arg-type]
+
+
 def test_run_many_equals_separate_runs() -> None:
     drift = DriftModel(detuning_hz=RandomWalk(5e6), amplitude=RandomWalk(0.05))
     params = [DeviceParams(TRANSMON.replace(detuning_hz=d), amplitude_scale=s, p1_given_0=0.02)
