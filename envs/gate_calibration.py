@@ -205,7 +205,7 @@ class DragCalibrationCore(BatchedCore):
             NDArray[np.complex128], dict[str, FloatArray] | None]:
         """X waveforms (n, S) of copies ``idx`` and, if reported (or ``force``), their truth
         on each device now, in one batched call."""
-        w = self.gate.waveforms(self.params[idx], self.task.dt_s)
+        w = self.task.x_waveforms(self.params[idx])  # computed by the measurement just before
         if not idx or not (self.cfg.report_truth or force):
             return w, None
         return w, true_metrics_devices([self.devices[i] for i in idx], w, "X")

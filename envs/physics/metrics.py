@@ -185,6 +185,24 @@ def gate_fidelity(
     Returns:
         (B,) fidelities (0-d for a single op).
     """
+    vz, raw, single = _fidelities(ops, target, kind, virtual_z, not virtual_z)
+    fid = vz if virtual_z else raw
+    assert fid is not None
+    return fid[0] if single else fid
+
+
+def gate_fidelities(
+    ops: ArrayLike, target: str | ArrayLike, *, kind: OpKind
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """(``gate_fidelity(..., virtual_z=True)``, ``gate_fidelity(..., virtual_z=False)``),
+    the same values, from one read of ``ops``."""
+    vz, raw, single = _fidelities(ops, target, kind, True, True)
+    assert vz is not None and raw is not None
+    return (vz[0], raw[0]) if single else (vz, raw)
+
+
+def _fidelities(ops: ArrayLike, target: str | ArrayLike, kind: OpKind, want_vz: bool,
+                want_raw: bool) -> tuple[NDArray[np.float64] | None, NDArray[np.float64] | None, bool]:
     if kind not in ("unitary", "superoperator"):
         raise ValueError(f"kind={kind!r} is unknown: allowed 'unitary' or 'superoperator'")
     arr = np.asarray(ops, dtype=np.complex128)
@@ -200,13 +218,14 @@ def gate_fidelity(
         raise ValueError(f"unitary dimension {dim}: allowed >= 2")
     v = target_gate(target)
     purity, coef = _phase_coefficients(arr, v, kind)
-    if virtual_z:
+    vz = raw = None
+    if want_vz:
         closed = _max_over_frames_closed_form(coef, v)
         overlap = _max_over_frames(coef) if closed is None else closed
-    else:
-        overlap = np.sum(coef, axis=(1, 2)).real
-    fid = (purity + overlap) / 6.0
-    return fid[0] if single else fid
+        vz = (purity + overlap) / 6.0
+    if want_raw:
+        raw = (purity + np.sum(coef, axis=(1, 2)).real) / 6.0
+    return vz, raw, single
 
 
 def leakage(unitaries: ArrayLike) -> NDArray[np.float64]:

@@ -90,3 +90,18 @@ def test_general_targets_keep_the_iterative_maximiser() -> None:
     for name in ("SX", "H"):
         v = metrics.target_gate(name)
         assert metrics._max_over_frames_closed_form(np.zeros((1, 3, 3), complex), v) is None
+
+
+@pytest.mark.parametrize("kind", ["unitary", "superoperator"])
+@pytest.mark.parametrize("target", ["X", "SX", "H"])
+def test_gate_fidelities_equal_the_two_calls(kind: str, target: str, rng: np.random.Generator) -> None:
+    from pulsecal.envs.physics.metrics import gate_fidelities
+
+    tr = Transmon(levels=3, t1_s=20e-6, t2_s=20e-6)
+    w = 0.3 * random_waveforms(rng, 6, 16)
+    ops = unitaries(tr, w) if kind == "unitary" else superoperators(tr, w)
+    vz, raw = gate_fidelities(ops, target, kind=kind)  # type: ignore[arg-type]
+    assert np.array_equal(vz, gate_fidelity(ops, target, kind=kind, virtual_z=True))  # type: ignore[arg-type]
+    assert np.array_equal(raw, gate_fidelity(ops, target, kind=kind))  # type: ignore[arg-type]
+    one = gate_fidelities(ops[0], target, kind=kind)  # type: ignore[arg-type]
+    assert one[0] == vz[0] and one[1] == raw[0] and np.ndim(one[0]) == 0
