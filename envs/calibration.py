@@ -209,6 +209,13 @@ def nominal_params(
     already folds the amplitude scale into Ω_R); ``amplitude_scale`` multiplies Ω_R again
     for a bare ``DeviceParams.transmon``.
     """
+    # A pure function of hashable frozen values with a frozen result: cached (every env
+    # reset asks for it, mostly for the same preset model).
+    return _nominal_params(transmon, gate, float(amplitude_scale))
+
+
+@functools.lru_cache(maxsize=256)
+def _nominal_params(transmon: Transmon, gate: DragGate, amplitude_scale: float) -> DragParams:
     amp = 1.0 / (2.0 * transmon.rabi_max_hz * amplitude_scale * gate.area_s(transmon.dt_s))
     beta = -1.0 / (2.0 * TWO_PI * transmon.anharmonicity_hz)
     return DragParams(min(amp, 1.0), beta, transmon.detuning_hz, 0.0)

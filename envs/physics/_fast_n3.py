@@ -25,6 +25,9 @@ C0, C1, C2, C3, C4, C5, C6, C7, C8 = _C
 S0, S1, S2, S3, S4, S5, S6, S7 = _S
 # Taylor degree 16: Σ_{k>16} θ^k/k! < 1.2e-16 for θ <= 0.8 (1-norm of the scaled matrix).
 THETA_MAX = 0.8
+# The open kernel's exp: degree 20, Σ_{k>20} θ^k/k! < 1.2e-16 for θ <= 1.5.
+OPEN_THETA_MAX = 1.5
+_IF = tuple(1.0 / math.factorial(k) for k in range(21))
 
 
 # Symmetric 3×3 matrices as 6-tuples (m00, m01, m02, m11, m12, m22). Every matrix here is
@@ -192,14 +195,15 @@ def _max_col_norm(m: FloatArray, colsum: FloatArray, nl: int) -> float:
 
 
 @jit
-def _lc4(dst: FloatArray, c0: float, c1: float, c2: float, c3: float, c4: float,
-         p1: FloatArray, p2: FloatArray, p3: FloatArray, p4: FloatArray, nl: int) -> None:
-    """dst = c0·I + c1·p1 + c2·p2 + c3·p3 + c4·p4 over 81 entries and nl lanes.
+def _lc5(dst: FloatArray, c0: float, c1: float, c2: float, c3: float, c4: float, c5: float,
+         p1: FloatArray, p2: FloatArray, p3: FloatArray, p4: FloatArray, p5: FloatArray,
+         nl: int) -> None:
+    """dst = c0·I + c1·p1 + c2·p2 + c3·p3 + c4·p4 + c5·p5 over 81 entries and nl lanes.
 
     One flat loop over every entry and lane (LLVM vectorises it; a loop per entry over
     16 lanes it leaves scalar), then the identity on the diagonal."""
     for i in range(81 * LANES):
-        dst[i] = c1 * p1[i] + c2 * p2[i] + c3 * p3[i] + c4 * p4[i]
+        dst[i] = c1 * p1[i] + c2 * p2[i] + c3 * p3[i] + c4 * p4[i] + c5 * p5[i]
     for e in range(0, 81, 10):
         for lane in range(nl):
             dst[e * LANES + lane] += c0
@@ -222,6 +226,7 @@ def open_kernel(gidx: np.ndarray, l0: FloatArray, l1: FloatArray, mu: FloatArray
     x2 = np.zeros(size)
     x3 = np.zeros(size)
     x4 = np.zeros(size)
+    x5 = np.zeros(size)
     colsum = np.zeros(LANES)
     q = np.zeros(size)
     tmp = np.zeros(size)
@@ -232,6 +237,10 @@ def open_kernel(gidx: np.ndarray, l0: FloatArray, l1: FloatArray, mu: FloatArray
     pi = np.zeros((3, LANES))
     cosv = np.zeros((n_pairs, LANES))
     sinv = np.zeros((n_pairs, LANES))
+    prev_c = np.ones((n_pairs, LANES))
+    prev_s = np.zeros((n_pairs, LANES))
+    rel_c = np.zeros(LANES)
+    rel_s = np.zeros(LANES)
     log_gain = np.zeros(LANES)
     for start in range(0, nb_total, LANES):
         nl = min(LANES, nb_total - start)
@@ -244,6 +253,10 @@ def open_kernel(gidx: np.ndarray, l0: FloatArray, l1: FloatArray, mu: FloatArray
         for e in range(81):
             for lane in range(nl):
                 acc[e * LANES + lane] = 1.0 if e % 10 == 0 else 0.0
+        for pidx in range(n_pairs):
+            for lane in range(nl):
+                prev_c[pidx, lane] = 1.0
+                prev_s[pidx, lane] = 0.0
         for k in range(n_s):
             for lane in range(nl):
                 ur = wr[start + lane, k]
@@ -264,64 +277,80 @@ def open_kernel(gidx: np.ndarray, l0: FloatArray, l1: FloatArray, mu: FloatArray
                 for lane in range(nl):
                     x[e * LANES + lane] = lc0[e * LANES + lane] + amp[lane] * lc1[e * LANES + lane]
             # Powers of the unscaled generator X; the scaling 2^−s goes into the Taylor
-            # coefficients instead (exact: powers of two).
+            # coefficients instead (exact: powers of two). Every power but X² is the one
+            # below times X, so the products skip X's structural zeros.
             if sparse:
                 mm9_ls(x, x, x2, nl)
                 mm9_rs(x2, x, x3, nl)
+                mm9_rs(x3, x, x4, nl)
+                mm9_rs(x4, x, x5, nl)
             else:
                 mm9(x, x, x2, nl)
                 mm9(x2, x, x3, nl)
-            mm9(x2, x2, x4, nl)
-            # Al-Mohy–Higham bound: the Taylor remainder from degree 17 on is at most
-            # Σ_{k>16} α^k/k! with α = max(‖X³‖^{1/3}, ‖X⁴‖^{1/4}) <= ‖X‖ (17 >= 3·2).
+                mm9(x3, x, x4, nl)
+                mm9(x4, x, x5, nl)
+            # Al-Mohy–Higham bound: the Taylor remainder from degree 21 on is at most
+            # Σ_{k>20} α^k/k! with α = max(‖X³‖^{1/3}, ‖X⁴‖^{1/4}) <= ‖X‖ (21 >= 3·2).
             n3 = _max_col_norm(x3, colsum, nl)
             n4 = _max_col_norm(x4, colsum, nl)
             theta = max(n3 ** (1.0 / 3.0), math.sqrt(math.sqrt(n4)))
             n_sq = 0
-            while theta > THETA_MAX:
+            while theta > OPEN_THETA_MAX:
                 theta *= 0.5
                 n_sq += 1
             s1 = 0.5**n_sq
             s2 = s1 * s1
             s3 = s2 * s1
             s4 = s2 * s2
-            # exp(s1·X) = Σ_i (s1·X)^{4i}·(Σ_{j<4} (s1·X)^j/(4i+j)!), Horner in (s1·X)⁴
-            # (Paterson–Stockmeyer).
-            _lc4(q, inv_fact[12], inv_fact[13] * s1, inv_fact[14] * s2, inv_fact[15] * s3,
-                 inv_fact[16] * s4, x, x2, x3, x4, nl)
+            s5 = s4 * s1
+            # exp(s1·X) = Σ_i (s1·X)^{5i}·(Σ_{j<5} (s1·X)^j/(5i+j)!), degree 20, Horner in
+            # (s1·X)⁵ (Paterson–Stockmeyer): 3 full products.
+            _lc5(q, _IF[15], _IF[16] * s1, _IF[17] * s2, _IF[18] * s3, _IF[19] * s4,
+                 _IF[20] * s5, x, x2, x3, x4, x5, nl)
             for blk in range(2, -1, -1):
-                mm9(x4, q, tmp, nl)
-                b = 4 * blk
-                _lc4(q, inv_fact[b], inv_fact[b + 1] * s1, inv_fact[b + 2] * s2,
-                        inv_fact[b + 3] * s3, s4, x, x2, x3, tmp, nl)
+                mm9(x5, q, tmp, nl)
+                b = 5 * blk
+                _lc5(q, _IF[b], _IF[b + 1] * s1, _IF[b + 2] * s2, _IF[b + 3] * s3,
+                     _IF[b + 4] * s4, s5, x, x2, x3, x4, tmp, nl)
             for _ in range(n_sq):
                 mm9(q, q, tmp, nl)
                 q, tmp = tmp, q
-            # acc ← R·E·R⁻¹·acc with R the pair rotations: R⁻¹ (angle −ψ) first.
+            # acc ← R·E·R⁻¹·acc with R the pair rotations, kept in the frame of the last
+            # sample: acc holds R_k⁻¹·(product so far), so between two samples only the
+            # relative rotation R_k⁻¹·R_{k−1} is applied, and R_K once at the end.
             for pidx in range(n_pairs):
                 si = rot_s[pidx]
                 ai = rot_a[pidx]
+                for lane in range(nl):
+                    c_now = cosv[pidx, lane]
+                    s_now = sinv[pidx, lane]
+                    c_prev = prev_c[pidx, lane]
+                    s_prev = prev_s[pidx, lane]
+                    rel_c[lane] = c_now * c_prev + s_now * s_prev
+                    rel_s[lane] = s_now * c_prev - c_now * s_prev
+                    prev_c[pidx, lane] = c_now
+                    prev_s[pidx, lane] = s_now
                 for j in range(9):
                     for lane in range(nl):
                         xs = acc[(si * 9 + j) * LANES + lane]
                         xa = acc[(ai * 9 + j) * LANES + lane]
-                        cv = cosv[pidx, lane]
-                        sv = sinv[pidx, lane]
+                        cv = rel_c[lane]
+                        sv = rel_s[lane]
                         acc[(si * 9 + j) * LANES + lane] = cv * xs - sv * xa
                         acc[(ai * 9 + j) * LANES + lane] = sv * xs + cv * xa
             mm9(q, acc, nxt, nl)
-            for pidx in range(n_pairs):
-                si = rot_s[pidx]
-                ai = rot_a[pidx]
-                for j in range(9):
-                    for lane in range(nl):
-                        xs = nxt[(si * 9 + j) * LANES + lane]
-                        xa = nxt[(ai * 9 + j) * LANES + lane]
-                        cv = cosv[pidx, lane]
-                        sv = sinv[pidx, lane]
-                        nxt[(si * 9 + j) * LANES + lane] = cv * xs + sv * xa
-                        nxt[(ai * 9 + j) * LANES + lane] = -sv * xs + cv * xa
             acc, nxt = nxt, acc
+        for pidx in range(n_pairs):
+            si = rot_s[pidx]
+            ai = rot_a[pidx]
+            for j in range(9):
+                for lane in range(nl):
+                    xs = acc[(si * 9 + j) * LANES + lane]
+                    xa = acc[(ai * 9 + j) * LANES + lane]
+                    cv = prev_c[pidx, lane]
+                    sv = prev_s[pidx, lane]
+                    acc[(si * 9 + j) * LANES + lane] = cv * xs + sv * xa
+                    acc[(ai * 9 + j) * LANES + lane] = -sv * xs + cv * xa
         for lane in range(nl):
             gain = math.exp(log_gain[lane])
             for e in range(81):
