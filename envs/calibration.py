@@ -34,6 +34,7 @@ import numba
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ._validation import finite, require
 from .device import DELAY, FRAME, PLAY, SequenceTemplate, SimulatedDevice
 from .physics import (
     Transmon,
@@ -54,21 +55,6 @@ TWO_PI = 2.0 * math.pi
 jit_plain = numba.njit(cache=True, error_model="numpy")
 PARAMETER_NAMES: tuple[str, ...] = ("amplitude", "beta_s", "detuning_hz", "phase")
 ProbeKind = Literal["amplitude", "drag", "ramsey"]
-
-
-def require(cond: bool, name: str, value: object, allowed: str) -> None:
-    """Raise ``ValueError`` naming the field, its value and the allowed range."""
-    if not cond:
-        raise ValueError(f"{name}={value!r} is out of range: allowed {allowed}")
-
-
-def finite(name: str, value: object) -> float:
-    require(
-        isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
-        and math.isfinite(float(value)),  # type: ignore[arg-type]
-        name, value, "a finite real number",
-    )
-    return float(value)  # type: ignore[arg-type]
 
 
 # -- the gate ----------------------------------------------------------------------------------

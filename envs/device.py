@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,6 +50,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ._validation import finite, require
 from .drift import DriftModel, DriftState, DriftValues
 from .physics import Transmon, hamiltonians_rad_s, lindbladians, superoperators, unitaries
 from .physics._fast_jit import jit
@@ -63,21 +63,6 @@ ComplexArray = NDArray[np.complex128]
 FloatArray = NDArray[np.float64]
 
 _CACHE_LIMIT = 512
-
-
-def _require(cond: bool, name: str, value: object, allowed: str) -> None:
-    if not cond:
-        raise ValueError(f"{name}={value!r} is out of range: allowed {allowed}")
-
-
-def _real(name: str, value: object) -> float:
-    _require(
-        isinstance(value, int | float | np.integer | np.floating)
-        and not isinstance(value, bool)
-        and math.isfinite(float(value)),
-        name, value, "a finite real number",
-    )
-    return float(value)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -104,13 +89,13 @@ class DeviceParams:
     def __post_init__(self) -> None:
         if not isinstance(self.transmon, Transmon):
             raise TypeError(f"DeviceParams.transmon is {type(self.transmon).__name__}: allowed Transmon")
-        s = _real("DeviceParams.amplitude_scale", self.amplitude_scale)
-        _require(0 < s <= 2, "DeviceParams.amplitude_scale", self.amplitude_scale, "(0, 2]")
+        s = finite("DeviceParams.amplitude_scale", self.amplitude_scale)
+        require(0 < s <= 2, "DeviceParams.amplitude_scale", self.amplitude_scale, "(0, 2]")
         for name in ("p1_given_0", "p0_given_1"):
-            v = _real(f"DeviceParams.{name}", getattr(self, name))
-            _require(0 <= v < 0.5, f"DeviceParams.{name}", v, "[0, 0.5)")
-        r = _real("DeviceParams.rep_time_s", self.rep_time_s)
-        _require(0 < r <= 1, "DeviceParams.rep_time_s", self.rep_time_s, "(0, 1] s")
+            v = finite(f"DeviceParams.{name}", getattr(self, name))
+            require(0 <= v < 0.5, f"DeviceParams.{name}", v, "[0, 0.5)")
+        r = finite("DeviceParams.rep_time_s", self.rep_time_s)
+        require(0 < r <= 1, "DeviceParams.rep_time_s", self.rep_time_s, "(0, 1] s")
         if self.distortion is not None and not isinstance(self.distortion, LowPass):
             raise TypeError(
                 f"DeviceParams.distortion is {type(self.distortion).__name__}: allowed LowPass or None"
@@ -218,20 +203,20 @@ class SequenceTemplate:
     def __post_init__(self) -> None:
         seqs = tuple(tuple((str(k), int(a)) for k, a in seq) for seq in self.sequences)
         object.__setattr__(self, "sequences", seqs)
-        _require(isinstance(self.n_waveforms, int) and self.n_waveforms >= 0,
+        require(isinstance(self.n_waveforms, int) and self.n_waveforms >= 0,
                  "SequenceTemplate.n_waveforms", self.n_waveforms, "an int >= 0")
-        _require(isinstance(self.n_phases, int) and self.n_phases >= 0,
+        require(isinstance(self.n_phases, int) and self.n_phases >= 0,
                  "SequenceTemplate.n_phases", self.n_phases, "an int >= 0")
         limit = {PLAY: self.n_waveforms, FRAME: self.n_phases}
         for q, seq in enumerate(seqs):
             for i, (kind, arg) in enumerate(seq):
-                _require(kind in (PLAY, FRAME, DELAY), f"SequenceTemplate.sequences[{q}][{i}]",
+                require(kind in (PLAY, FRAME, DELAY), f"SequenceTemplate.sequences[{q}][{i}]",
                          kind, "'play', 'frame' or 'delay'")
                 hi = limit.get(kind)
-                _require(arg >= 0 and (hi is None or arg < hi), f"SequenceTemplate.sequences[{q}][{i}]",
+                require(arg >= 0 and (hi is None or arg < hi), f"SequenceTemplate.sequences[{q}][{i}]",
                          (kind, arg), f"a slot in [0, {hi})" if hi is not None else "samples >= 0")
         names = tuple(self.names)
-        _require(not names or len(names) == len(seqs), "SequenceTemplate.names", names,
+        require(not names or len(names) == len(seqs), "SequenceTemplate.names", names,
                  "empty or one name per sequence")
         object.__setattr__(self, "names", names)
         # The layout as arrays, shared by every run: kind code, slot, ops per sequence.
@@ -450,8 +435,8 @@ class SimulatedDevice:
 
     def advance(self, duration_s: float) -> None:
         """Let ``duration_s`` seconds of device time pass; drift evolves exactly over it."""
-        d = _real("duration_s", duration_s)
-        _require(d >= 0, "duration_s", duration_s, ">= 0 s")
+        d = finite("duration_s", duration_s)
+        require(d >= 0, "duration_s", duration_s, ">= 0 s")
         self._tick(d)
 
     def _tick(self, d: float) -> None:
@@ -494,7 +479,7 @@ class SimulatedDevice:
         Returns:
             one (len(sequences_per_device[i]), 2) int64 count array per device.
         """
-        _require(
+        require(
             isinstance(shots, int | np.integer) and not isinstance(shots, bool) and shots >= 1,
             "shots", shots, "an integer >= 1",
         )
@@ -528,7 +513,7 @@ class SimulatedDevice:
         Returns:
             (B, K, 2) int64 counts (n0, n1).
         """
-        _require(
+        require(
             isinstance(shots, int | np.integer) and not isinstance(shots, bool) and shots >= 1,
             "shots", shots, "an integer >= 1",
         )
@@ -885,9 +870,9 @@ def _template_populations(
         return np.zeros(0)
     w = np.asarray(waveforms, dtype=np.complex128)
     ph = np.asarray(phases, dtype=np.float64)
-    _require(w.ndim == 3 and w.shape[:2] == (b_n, template.n_waveforms) and w.shape[2] >= 1,
+    require(w.ndim == 3 and w.shape[:2] == (b_n, template.n_waveforms) and w.shape[2] >= 1,
              "waveforms", w.shape, f"shape ({b_n}, {template.n_waveforms}, S >= 1)")
-    _require(ph.shape == (b_n, template.n_phases), "phases", ph.shape,
+    require(ph.shape == (b_n, template.n_phases), "phases", ph.shape,
              f"shape ({b_n}, {template.n_phases})")
     # Play's and VirtualZ's checks, once over the arrays.
     peak = float(np.abs(w).max()) if w.size else 0.0

@@ -22,28 +22,14 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import NDArray
 
+from ._validation import finite, require
 from .physics import Transmon
 
 HOUR_S = 3600.0
 
 
-def _require(cond: bool, name: str, value: object, allowed: str) -> None:
-    if not cond:
-        raise ValueError(f"{name}={value!r} is out of range: allowed {allowed}")
-
-
-def _real(name: str, value: object) -> float:
-    _require(
-        isinstance(value, int | float | np.integer | np.floating)
-        and not isinstance(value, bool)
-        and math.isfinite(float(value)),
-        name, value, "a finite real number",
-    )
-    return float(value)  # type: ignore[arg-type]
-
-
 def _check_dt(dt_s: float) -> float:
-    _require(math.isfinite(dt_s) and dt_s >= 0, "dt_s", dt_s, "a finite value >= 0 s")
+    require(math.isfinite(dt_s) and dt_s >= 0, "dt_s", dt_s, "a finite value >= 0 s")
     return float(dt_s)
 
 
@@ -76,9 +62,9 @@ class OrnsteinUhlenbeck:
     mean: float = 0.0
 
     def __post_init__(self) -> None:
-        _require(_real("OrnsteinUhlenbeck.sigma", self.sigma) >= 0, "OrnsteinUhlenbeck.sigma", self.sigma, ">= 0")
-        _require(_real("OrnsteinUhlenbeck.tau_s", self.tau_s) > 0, "OrnsteinUhlenbeck.tau_s", self.tau_s, "> 0 s")
-        _real("OrnsteinUhlenbeck.mean", self.mean)
+        require(finite("OrnsteinUhlenbeck.sigma", self.sigma) >= 0, "OrnsteinUhlenbeck.sigma", self.sigma, ">= 0")
+        require(finite("OrnsteinUhlenbeck.tau_s", self.tau_s) > 0, "OrnsteinUhlenbeck.tau_s", self.tau_s, "> 0 s")
+        finite("OrnsteinUhlenbeck.mean", self.mean)
 
     def init_state(self, rng: np.random.Generator) -> float:
         """A draw from the stationary law."""
@@ -113,9 +99,9 @@ class RandomWalk:
     start: float = 0.0
 
     def __post_init__(self) -> None:
-        s = _real("RandomWalk.sigma_per_sqrt_hour", self.sigma_per_sqrt_hour)
-        _require(s >= 0, "RandomWalk.sigma_per_sqrt_hour", self.sigma_per_sqrt_hour, ">= 0")
-        _real("RandomWalk.start", self.start)
+        s = finite("RandomWalk.sigma_per_sqrt_hour", self.sigma_per_sqrt_hour)
+        require(s >= 0, "RandomWalk.sigma_per_sqrt_hour", self.sigma_per_sqrt_hour, ">= 0")
+        finite("RandomWalk.start", self.start)
 
     def init_state(self, rng: np.random.Generator) -> float:
         return float(self.start)
@@ -151,17 +137,17 @@ class OneOverF:
     mean: float = 0.0
 
     def __post_init__(self) -> None:
-        _require(_real("OneOverF.sigma", self.sigma) >= 0, "OneOverF.sigma", self.sigma, ">= 0")
-        lo = _real("OneOverF.tau_min_s", self.tau_min_s)
-        hi = _real("OneOverF.tau_max_s", self.tau_max_s)
-        _require(lo > 0, "OneOverF.tau_min_s", self.tau_min_s, "> 0 s")
-        _require(hi >= lo, "OneOverF.tau_max_s", self.tau_max_s, f">= tau_min_s = {lo!r} s")
-        _require(
+        require(finite("OneOverF.sigma", self.sigma) >= 0, "OneOverF.sigma", self.sigma, ">= 0")
+        lo = finite("OneOverF.tau_min_s", self.tau_min_s)
+        hi = finite("OneOverF.tau_max_s", self.tau_max_s)
+        require(lo > 0, "OneOverF.tau_min_s", self.tau_min_s, "> 0 s")
+        require(hi >= lo, "OneOverF.tau_max_s", self.tau_max_s, f">= tau_min_s = {lo!r} s")
+        require(
             isinstance(self.n_terms, int | np.integer) and not isinstance(self.n_terms, bool)
             and 1 <= self.n_terms <= 64,
             "OneOverF.n_terms", self.n_terms, "an integer in [1, 64]",
         )
-        _real("OneOverF.mean", self.mean)
+        finite("OneOverF.mean", self.mean)
 
     @property
     def taus_s(self) -> NDArray[np.float64]:
@@ -210,11 +196,11 @@ class Telegraph:
     rate_down_hz: float
 
     def __post_init__(self) -> None:
-        _real("Telegraph.low", self.low)
-        _real("Telegraph.high", self.high)
+        finite("Telegraph.low", self.low)
+        finite("Telegraph.high", self.high)
         for name in ("rate_up_hz", "rate_down_hz"):
             v = getattr(self, name)
-            _require(_real(f"Telegraph.{name}", v) > 0, f"Telegraph.{name}", v, "> 0 1/s")
+            require(finite(f"Telegraph.{name}", v) > 0, f"Telegraph.{name}", v, "> 0 1/s")
 
     @property
     def p_high(self) -> float:

@@ -28,6 +28,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ._validation import finite, require
+
 ComplexArray = NDArray[np.complex128]
 FloatArray = NDArray[np.float64]
 
@@ -37,28 +39,13 @@ _GRID_RTOL = 1e-6
 _AMPLITUDE_SLACK = 1e-9
 
 
-def _require(cond: bool, name: str, value: object, allowed: str) -> None:
-    if not cond:
-        raise ValueError(f"{name}={value!r} is out of range: allowed {allowed}")
-
-
-def _finite(name: str, value: object) -> float:
-    _require(
-        isinstance(value, int | float | np.integer | np.floating)
-        and not isinstance(value, bool)
-        and math.isfinite(float(value)),
-        name, value, "a finite real number",
-    )
-    return float(value)  # type: ignore[arg-type]
-
-
 def n_samples(duration_s: float, dt_s: float, *, name: str = "duration_s") -> int:
     """Number of samples of a duration that must be a whole number of samples on ``dt_s``.
 
     Raises ``ValueError`` (naming ``name``) when ``duration_s / dt_s`` is not an integer
     >= 1 within a relative tolerance of 1e-6; use ``round_to_grid`` to snap explicitly.
     """
-    _require(dt_s > 0 and math.isfinite(dt_s), "dt_s", dt_s, "a finite value > 0 s")
+    require(dt_s > 0 and math.isfinite(dt_s), "dt_s", dt_s, "a finite value > 0 s")
     ratio = float(duration_s) / dt_s
     n = round(ratio)
     if n < 1 or abs(ratio - n) > _GRID_RTOL * max(1.0, ratio):
@@ -72,7 +59,7 @@ def n_samples(duration_s: float, dt_s: float, *, name: str = "duration_s") -> in
 
 def round_to_grid(duration_s: float, dt_s: float) -> float:
     """``duration_s`` snapped to the nearest whole number (>= 1) of samples of ``dt_s``."""
-    _require(dt_s > 0 and math.isfinite(dt_s), "dt_s", dt_s, "a finite value > 0 s")
+    require(dt_s > 0 and math.isfinite(dt_s), "dt_s", dt_s, "a finite value > 0 s")
     return max(1, round(float(duration_s) / dt_s)) * dt_s
 
 
@@ -153,18 +140,18 @@ class DragPulse:
     sigma_s: float | None = None
 
     def __post_init__(self) -> None:
-        amp = _finite("DragPulse.amplitude", self.amplitude)
-        _require(abs(amp) <= 1.0, "DragPulse.amplitude", self.amplitude, "[-1, 1]")
-        dur = _finite("DragPulse.duration_s", self.duration_s)
-        _require(0 < dur <= 1e-3, "DragPulse.duration_s", self.duration_s, "(0, 1e-3] s")
-        beta = _finite("DragPulse.beta_s", self.beta_s)
-        _require(abs(beta) <= 1e-6, "DragPulse.beta_s", self.beta_s, "[-1e-6, 1e-6] s")
-        det = _finite("DragPulse.detuning_hz", self.detuning_hz)
-        _require(abs(det) <= 1e9, "DragPulse.detuning_hz", self.detuning_hz, "[-1e9, 1e9] Hz")
-        _finite("DragPulse.phase", self.phase)
+        amp = finite("DragPulse.amplitude", self.amplitude)
+        require(abs(amp) <= 1.0, "DragPulse.amplitude", self.amplitude, "[-1, 1]")
+        dur = finite("DragPulse.duration_s", self.duration_s)
+        require(0 < dur <= 1e-3, "DragPulse.duration_s", self.duration_s, "(0, 1e-3] s")
+        beta = finite("DragPulse.beta_s", self.beta_s)
+        require(abs(beta) <= 1e-6, "DragPulse.beta_s", self.beta_s, "[-1e-6, 1e-6] s")
+        det = finite("DragPulse.detuning_hz", self.detuning_hz)
+        require(abs(det) <= 1e9, "DragPulse.detuning_hz", self.detuning_hz, "[-1e9, 1e9] Hz")
+        finite("DragPulse.phase", self.phase)
         if self.sigma_s is not None:
-            sig = _finite("DragPulse.sigma_s", self.sigma_s)
-            _require(sig > 0, "DragPulse.sigma_s", self.sigma_s, "> 0 s (or None for T/4)")
+            sig = finite("DragPulse.sigma_s", self.sigma_s)
+            require(sig > 0, "DragPulse.sigma_s", self.sigma_s, "> 0 s (or None for T/4)")
 
     @property
     def sigma(self) -> float:
@@ -211,7 +198,7 @@ def drag_beta(anharmonicity_hz: float) -> float:
 
     ≈ +0.265 ns for α/2π = −300 MHz (positive because α is negative).
     """
-    _require(anharmonicity_hz != 0, "anharmonicity_hz", anharmonicity_hz, "!= 0 Hz")
+    require(anharmonicity_hz != 0, "anharmonicity_hz", anharmonicity_hz, "!= 0 Hz")
     return -1.0 / (2.0 * 2.0 * math.pi * anharmonicity_hz)
 
 
@@ -225,7 +212,7 @@ def pi_amplitude(
     sampled sum, not the continuous integral, so it is exact on the grid). ``shape``'s
     own amplitude is ignored. Raises if the result exceeds 1 (drive too weak for the angle).
     """
-    _require(rabi_max_hz > 0, "rabi_max_hz", rabi_max_hz, "> 0 Hz")
+    require(rabi_max_hz > 0, "rabi_max_hz", rabi_max_hz, "> 0 Hz")
     t = midpoints(n_samples(shape.duration_s, dt_s, name="DragPulse.duration_s"), dt_s)
     area = float(np.sum(shape.envelope(t)[0])) * dt_s
     amp = angle / (2.0 * math.pi * rabi_max_hz * area)
@@ -273,15 +260,15 @@ class ShapedPulse:
     def __post_init__(self) -> None:
         if not isinstance(self.base, DragPulse):
             raise TypeError(f"ShapedPulse.base is {type(self.base).__name__}: allowed DragPulse")
-        ci = tuple(_finite(f"ShapedPulse.coeffs_i[{k}]", c) for k, c in enumerate(self.coeffs_i))
-        cq = tuple(_finite(f"ShapedPulse.coeffs_q[{k}]", c) for k, c in enumerate(self.coeffs_q))
-        _require(
+        ci = tuple(finite(f"ShapedPulse.coeffs_i[{k}]", c) for k, c in enumerate(self.coeffs_i))
+        cq = tuple(finite(f"ShapedPulse.coeffs_q[{k}]", c) for k, c in enumerate(self.coeffs_q))
+        require(
             len(ci) == len(cq), "ShapedPulse.coeffs_q", self.coeffs_q,
             f"the same length as coeffs_i ({len(ci)})",
         )
         for name, cs in (("coeffs_i", ci), ("coeffs_q", cq)):
             for k, c in enumerate(cs):
-                _require(abs(c) <= 1.0, f"ShapedPulse.{name}[{k}]", c, "[-1, 1]")
+                require(abs(c) <= 1.0, f"ShapedPulse.{name}[{k}]", c, "[-1, 1]")
         object.__setattr__(self, "coeffs_i", ci)
         object.__setattr__(self, "coeffs_q", cq)
 
@@ -321,16 +308,16 @@ class PiecewiseConstantPulse:
     segment_s: float | None = None
 
     def __post_init__(self) -> None:
-        iv = tuple(_finite(f"PiecewiseConstantPulse.i_values[{k}]", v) for k, v in enumerate(self.i_values))
-        qv = tuple(_finite(f"PiecewiseConstantPulse.q_values[{k}]", v) for k, v in enumerate(self.q_values))
-        _require(len(iv) >= 1, "PiecewiseConstantPulse.i_values", self.i_values, "at least one value")
-        _require(
+        iv = tuple(finite(f"PiecewiseConstantPulse.i_values[{k}]", v) for k, v in enumerate(self.i_values))
+        qv = tuple(finite(f"PiecewiseConstantPulse.q_values[{k}]", v) for k, v in enumerate(self.q_values))
+        require(len(iv) >= 1, "PiecewiseConstantPulse.i_values", self.i_values, "at least one value")
+        require(
             len(qv) == len(iv), "PiecewiseConstantPulse.q_values", self.q_values,
             f"the same length as i_values ({len(iv)})",
         )
         if self.segment_s is not None:
-            seg = _finite("PiecewiseConstantPulse.segment_s", self.segment_s)
-            _require(seg > 0, "PiecewiseConstantPulse.segment_s", self.segment_s, "> 0 s")
+            seg = finite("PiecewiseConstantPulse.segment_s", self.segment_s)
+            require(seg > 0, "PiecewiseConstantPulse.segment_s", self.segment_s, "> 0 s")
         object.__setattr__(self, "i_values", iv)
         object.__setattr__(self, "q_values", qv)
 
@@ -385,10 +372,10 @@ class LowPass:
     tail_tolerance: float = 1e-4
 
     def __post_init__(self) -> None:
-        rt = _finite("LowPass.rise_time_s", self.rise_time_s)
-        _require(0 <= rt <= 1e-6, "LowPass.rise_time_s", self.rise_time_s, "[0, 1e-6] s")
-        tol = _finite("LowPass.tail_tolerance", self.tail_tolerance)
-        _require(0 < tol < 1, "LowPass.tail_tolerance", self.tail_tolerance, "(0, 1)")
+        rt = finite("LowPass.rise_time_s", self.rise_time_s)
+        require(0 <= rt <= 1e-6, "LowPass.rise_time_s", self.rise_time_s, "[0, 1e-6] s")
+        tol = finite("LowPass.tail_tolerance", self.tail_tolerance)
+        require(0 < tol < 1, "LowPass.tail_tolerance", self.tail_tolerance, "(0, 1)")
 
     @property
     def tau_s(self) -> float:
