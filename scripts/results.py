@@ -149,6 +149,16 @@ def to_results_conf(cfg: DictConfig) -> ResultsConf:
     return conf
 
 
+def _trained_at(run_dir: Path) -> str:
+    """Short git revision the run was trained at, from its provenance (``?`` if unknown)."""
+    try:
+        rev = str(json.loads((run_dir / "provenance.json").read_text(encoding="utf-8"))["git_revision"])
+    except (OSError, ValueError, KeyError):
+        return "?"
+    head, dirty = rev.removesuffix("-dirty"), rev.endswith("-dirty")
+    return head[:10] + ("-dirty" if dirty else "")
+
+
 def _reusable(run_dir: Path, experiment: str, overrides: Sequence[str]) -> dict[str, Any] | None:
     """The record of a finished run in ``run_dir`` trained with exactly this config, or None."""
     metrics_path, config_path = run_dir / "metrics.json", run_dir / "config.yaml"
@@ -287,15 +297,20 @@ def write_results_md(path: Path, conf: ResultsConf, eval_cfg: Any, records: Mapp
         "",
         "## Agents",
         "",
-        "| task | experiment | algorithm | env | seed | steps (budget) | training wall time | stopped by | run |",
-        "|---|---|---|---|---:|---:|---:|---|---|",
+        "A reused run was trained earlier, at the revision in its `provenance.json` (\"trained at\"; "
+        "`-dirty` means uncommitted changes were in the tree then); only the evaluation ran at the "
+        "revision above.",
+        "",
+        "| task | experiment | algorithm | env | seed | steps (budget) | training wall time | stopped by | trained at | run |",
+        "|---|---|---|---|---:|---:|---:|---|---|---|",
     ]
     for task in TASKS:
         r = records[task]
         stop = ("time box" if r.get("time_box_hit") else "target" if r.get("stopped_early") else "budget")
         wall = "reused" if r.get("reused") and "wall_time_s" not in r else fmt_seconds(float(r.get("wall_time_s", 0)))
         lines.append(f"| {task} | `{r['experiment']}` | {r['algo']} | `{r['env_id']}` | {r['seed']} | "
-                     f"{int(r['steps']):,} ({int(r['total_timesteps']):,}) | {wall} | {stop} | `{r['run_dir']}` |")
+                     f"{int(r['steps']):,} ({int(r['total_timesteps']):,}) | {wall} | {stop} | "
+                     f"`{_trained_at(Path(r['run_dir']))}` | `{r['run_dir']}` |")
     lines += ["", "## Issue targets", "", "| issue target | task | agent | passed | detail |", "|---|---|---|:-:|---|"]
     for task in TASKS:
         mine = [v for v in report.verdicts if v["task"] == task and v["agent"]]
