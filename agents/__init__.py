@@ -2,7 +2,8 @@
 
 - ``factory``: SB3 / sb3-contrib algorithms from typed settings on batched envs.
 - ``callbacks``: evaluation on held-out devices, checkpoints, early stop, info scalars.
-- ``persistence``: atomic files, pickle-free normalisation statistics, checkpoints.
+- ``persistence``: atomic files, pickle-free normalisation statistics and replay buffers,
+  checkpoints.
 - ``training``: one resumable training run into a run directory.
 - ``provenance``: what a run directory records (config, command, versions, curve).
 
@@ -33,6 +34,9 @@ _LAZY = {
     "load_normalization": "persistence",
     "save_checkpoint": "persistence",
     "save_normalization": "persistence",
+    "load_replay_buffer": "persistence",
+    "prune_replay_buffers": "persistence",
+    "save_replay_buffer": "persistence",
     "TrainSettings": "training",
     "run_training": "training",
 }

@@ -20,7 +20,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize, sync_envs_normalization
 
-from pulsecal.agents.persistence import Checkpoint, save_checkpoint
+from pulsecal.agents.persistence import Checkpoint, prune_replay_buffers, save_checkpoint
 
 EVAL_FIELDS = (
     "step",
@@ -200,23 +200,30 @@ class StopAtInfidelity(BaseCallback):
 
 
 class CheckpointCallback(BaseCallback):
-    """Every ``every_steps`` env steps, save model + normalisation + step counter to
-    ``directory`` atomically (see :mod:`pulsecal.agents.persistence`); earlier
-    checkpoints are kept, so a crash loses at most one interval."""
+    """Every ``every_steps`` env steps, save model + normalisation + step counter (and an
+    off-policy algorithm's replay buffer) to ``directory`` atomically (see
+    :mod:`pulsecal.agents.persistence`); earlier checkpoints are kept, so a crash loses at
+    most one interval. Replay buffers are large: only the newest ``keep_replay_buffers``
+    checkpoints keep theirs (0: never store them), older ones are deleted once the new
+    checkpoint is complete."""
 
     def __init__(
         self,
         directory: Path,
         every_steps: int,
         on_saved: Callable[[Checkpoint], None] | None = None,
+        keep_replay_buffers: int = 1,
         verbose: int = 0,
     ) -> None:
         super().__init__(verbose)
         if every_steps <= 0:
             raise ValueError(f"CheckpointCallback.every_steps={every_steps}: allowed >= 1")
+        if keep_replay_buffers < 0:
+            raise ValueError(f"CheckpointCallback.keep_replay_buffers={keep_replay_buffers}: allowed >= 0")
         self.directory = Path(directory)
         self.every_steps = every_steps
         self.on_saved = on_saved
+        self.keep_replay_buffers = keep_replay_buffers
         self.saved: list[Checkpoint] = []
         self._next = every_steps
 
@@ -226,7 +233,9 @@ class CheckpointCallback(BaseCallback):
     def _on_step(self) -> bool:
         if self.num_timesteps >= self._next:
             self._next = (self.num_timesteps // self.every_steps + 1) * self.every_steps
-            ckpt = save_checkpoint(self.model, self.directory)
+            ckpt = save_checkpoint(self.model, self.directory, replay_buffer=self.keep_replay_buffers > 0)
+            if ckpt.replay_buffer is not None:
+                prune_replay_buffers(self.directory, keep=self.keep_replay_buffers)
             self.saved.append(ckpt)
             if self.on_saved is not None:
                 self.on_saved(ckpt)

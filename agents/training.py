@@ -11,6 +11,7 @@ names where a name is taken)::
 
     config.yaml  command.txt  provenance.json      written by the entry point
     checkpoints/step_<N>.{zip,vecnormalize.npz,vecnormalize.json,json}
+                 step_<N>.replay.npz  off-policy replay buffer, latest checkpoint only
     logs/        TensorBoard events, progress.csv
     eval.csv     evaluation history (appended across resumes)
     model.zip  vecnormalize.npz/.json  metrics.json  learning_curve.png
@@ -20,11 +21,13 @@ from __future__ import annotations
 
 import math
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ProgressBarCallback
 from stable_baselines3.common.logger import (
     CSVOutputFormat,
@@ -53,6 +56,7 @@ from pulsecal.agents.persistence import (
     Checkpoint,
     free_name,
     load_normalization,
+    load_replay_buffer,
     save_model_atomic,
     save_normalization,
     write_json_atomic,
@@ -67,6 +71,8 @@ class TrainSettings:
     """How long to train and what to do along the way (all counts in env steps).
 
     ``target_infidelity`` stops training once the evaluated mean reaches it.
+    ``keep_replay_buffers``: how many of the newest checkpoints keep an off-policy
+    algorithm's replay buffer (0: none; a resume then refills it from scratch).
     ``logger_formats`` is a subset of ``stdout, log, csv, json, tensorboard``.
     """
 
@@ -78,6 +84,7 @@ class TrainSettings:
     target_infidelity: float | None = None
     progress_bar: bool = False
     info_scalars: bool = True
+    keep_replay_buffers: int = 1
     logger_formats: tuple[str, ...] = ("csv", "tensorboard")
     torch_device: str = "cpu"
     verbose: int = 0
@@ -87,6 +94,8 @@ class TrainSettings:
             value = getattr(self, name)
             if value <= 0:
                 raise ValueError(f"TrainSettings.{name}={value}: allowed >= 1")
+        if self.keep_replay_buffers < 0:
+            raise ValueError(f"TrainSettings.keep_replay_buffers={self.keep_replay_buffers}: allowed >= 0")
         if self.target_infidelity is not None and not 0 <= self.target_infidelity <= 1:
             raise ValueError(f"TrainSettings.target_infidelity={self.target_infidelity}: allowed [0, 1]")
         for fmt in self.logger_formats:
@@ -116,6 +125,22 @@ def make_logger(log_dir: Path, formats: Sequence[str]) -> Logger:
     return Logger(folder=str(log_dir), output_formats=outputs)
 
 
+def _restore_replay_buffer(model: BaseAlgorithm, checkpoint: Checkpoint) -> int:
+    """Refill an off-policy ``model``'s fresh replay buffer from ``checkpoint``; returns
+    the number of transitions restored (0 for on-policy algorithms)."""
+    buffer = getattr(model, "replay_buffer", None)
+    if not isinstance(buffer, ReplayBuffer):
+        return 0
+    if checkpoint.replay_buffer is None:
+        warnings.warn(
+            f"{checkpoint.manifest.name} has no replay buffer (only the newest checkpoints keep one): "
+            f"{type(model).__name__} resumes with an empty buffer and refills it",
+            stacklevel=2,
+        )
+        return 0
+    return load_replay_buffer(buffer, checkpoint.replay_buffer)
+
+
 def run_training(
     spec: AlgorithmSpec,
     make_train_env: Callable[[], VecEnv],
@@ -129,17 +154,22 @@ def run_training(
 
     With ``resume_from``, the model and its normalisation statistics are restored
     from that checkpoint and training continues its step counter up to
-    ``settings.total_timesteps`` (SB3 ``reset_num_timesteps=False``). Off-policy
-    replay buffers are not checkpointed (SB3 pickles them), so a resumed SAC/TD3
-    refills its buffer.
+    ``settings.total_timesteps`` (SB3 ``reset_num_timesteps=False``), and an
+    off-policy algorithm gets the checkpoint's replay buffer back (stored pickle-free by
+    :func:`~pulsecal.agents.persistence.save_replay_buffer`). The transitions of the one
+    vector step during which the checkpoint was taken are not in it (SB3 stores them after
+    the callbacks run); a checkpoint without a buffer (an older one, or
+    ``keep_replay_buffers=0``) resumes with an empty buffer, with a warning.
     """
     run_dir = Path(run_dir)
     venv = make_train_env()
     model: BaseAlgorithm
+    restored = 0
     if resume_from is not None:
         if resume_from.normalization is not None:
             venv = load_normalization(venv, resume_from.normalization, training=True)
         model = load_algorithm(spec.algo, resume_from.model, venv, device=settings.torch_device)
+        restored = _restore_replay_buffer(model, resume_from)
     else:
         venv = wrap_normalization(venv, spec, training=True)
         model = build_algorithm(spec, venv, seed=settings.seed, device=settings.torch_device)
@@ -155,7 +185,8 @@ def run_training(
         verbose=settings.verbose,
     )
     callbacks: list[BaseCallback] = [
-        CheckpointCallback(run_dir / "checkpoints", settings.checkpoint_every_steps, verbose=settings.verbose),
+        CheckpointCallback(run_dir / "checkpoints", settings.checkpoint_every_steps,
+                           keep_replay_buffers=settings.keep_replay_buffers, verbose=settings.verbose),
         evaluator,
     ]
     if settings.info_scalars:
@@ -196,6 +227,7 @@ def run_training(
         "final_return": final["return_mean"],
         "num_timesteps": float(model.num_timesteps),
         "start_step": float(start_step),
+        "replay_transitions_restored": float(restored),
         "stopped_early": float(stop is not None and stop.reached_at is not None),
     }
     write_json_atomic(
