@@ -35,7 +35,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._validation import finite, require
-from .device import DELAY, FRAME, PLAY, SequenceTemplate, SimulatedDevice
+from .device import DELAY, FRAME, PLAY, PlayOperators, SequenceTemplate, SimulatedDevice
 from .physics import (
     Transmon,
     coherence_limit,
@@ -83,7 +83,11 @@ class DragParams:
 
     def as_array(self) -> FloatArray:
         """(4,) in the order of ``PARAMETER_NAMES``."""
-        return np.array([self.amplitude, self.beta_s, self.detuning_hz, self.phase])
+        return np.array(self.as_tuple())
+
+    def as_tuple(self) -> tuple[float, float, float, float]:
+        """The four values as Python floats, in the order of ``PARAMETER_NAMES``."""
+        return (float(self.amplitude), float(self.beta_s), float(self.detuning_hz), float(self.phase))
 
     @classmethod
     def from_array(cls, values: ArrayLike) -> DragParams:
@@ -577,10 +581,17 @@ def true_metrics_devices(
         return None
     devs: list[SimulatedDevice] = list(devices)  # type: ignore[arg-type]
     ops = SimulatedDevice.play_operators(devs, waveforms)
+    return _truth_of_operators(devs, ops, np.asarray(waveforms).shape[-1], target)
+
+
+def _truth_of_operators(devs: list[SimulatedDevice], ops: ComplexArray, samples: int,
+                        target: str | NDArray[np.complex128]) -> dict[str, FloatArray]:
+    """``true_metrics_devices`` from the operators (B, N², N²) or (B, N, N) each device
+    applies for a Play of ``samples`` samples."""
     kind: Literal["unitary", "superoperator"] = "superoperator" if devs[0].open_system else "unitary"
     leak = leakage_superoperator(ops) if kind == "superoperator" else leakage(ops)
     tr = [d.current_transmon() for d in devs]
-    dur = np.asarray(waveforms).shape[-1] * devs[0].dt_s
+    dur = samples * devs[0].dt_s
     fid, fid_raw = gate_fidelities(ops, target, kind=kind)
     return {
         "fidelity": np.asarray(fid),
@@ -615,6 +626,7 @@ class CalibrationTask:
         require(len(self.devices) >= 1, "devices", len(self.devices), "at least one device")
         self.shots_used = np.zeros(len(self.devices), dtype=np.int64)
         self._last_x: tuple[bytes, float, ComplexArray] | None = None
+        self._last_ops: tuple[bytes, PlayOperators] | None = None
 
     @property
     def dt_s(self) -> float:
@@ -635,6 +647,25 @@ class CalibrationTask:
         if last is not None and last[1] == self.dt_s and last[0] == p.tobytes():
             return last[2]
         return self.gate.waveforms(p, self.dt_s)
+
+    def x_truth(self, params: ArrayLike, index: Sequence[int]) -> tuple[
+            ComplexArray, dict[str, FloatArray] | None]:
+        """X waveforms (B', S) for (B', 4) rows on devices ``index`` and their truth on
+        each device now (``true_metrics_devices``; None off simulation).
+
+        Right after a ``measure`` of the same rows on the same devices (the env's truth
+        after its measurement) the X propagators that measurement applied are the truth
+        as long as no device's model has changed since (no drift in between): they are
+        used as they are, with no second physics call (one-shot, like ``x_waveforms``)."""
+        p = np.atleast_2d(np.asarray(params, dtype=np.float64))
+        w = self.x_waveforms(p)
+        devs = [self.devices[int(i)] for i in index]
+        last, self._last_ops = self._last_ops, None
+        if (last is not None and last[0] == p.tobytes() and len(last[1].devices) == len(devs)
+                and all(a is b for a, b in zip(last[1].devices, devs, strict=True)) and last[1].current()):
+            return w, _truth_of_operators(list(last[1].devices), last[1].operators(X_SLOT),
+                                          w.shape[-1], "X")
+        return w, true_metrics_devices(devs, w, "X")
 
     def sequences(self, params: ArrayLike, probes: Sequence[Probe] | None = None) -> list[list[PulseSequence]]:
         """Probe sequences per device for (B, 4) parameter rows."""
@@ -673,20 +704,27 @@ class CalibrationTask:
         return template, waves, phases
 
     def _run_template(self, devs: list[Any], p: FloatArray, probes: tuple[Probe, ...],
-                      shots: list[int]) -> list[NDArray[np.int64]]:
+                      shots: list[int]) -> NDArray[np.int64]:
         """``run_on_devices(devs, self.sequences(p, probes), shots)`` on simulated devices,
-        from arrays: the same grouping by shot count, hence the same device calls."""
+        from arrays, as one (B, K, 2) array (zeros where no shots): the same grouping by
+        shot count, hence the same device calls. Keeps the X propagators of a call that ran
+        every row in one group (``x_truth``)."""
         template, waves, phases = self.template_inputs(p, probes)
-        out: list[NDArray[np.int64]] = [np.zeros((len(probes), 2), dtype=np.int64) for _ in devs]
+        out = np.zeros((len(devs), len(probes), 2), dtype=np.int64)
         groups: dict[int, list[int]] = {}
-        for b, n in enumerate(shots):
-            if n > 0 and len(probes) > 0:
-                groups.setdefault(int(n), []).append(b)
+        if len(probes) > 0:
+            for b, n in enumerate(shots):
+                if n > 0:
+                    groups.setdefault(int(n), []).append(b)
         for n, rows in groups.items():
-            counts = SimulatedDevice.run_template(
+            counts, plays = SimulatedDevice.run_template_operators(
                 [devs[b] for b in rows], template, waves[rows], phases[rows], n)
-            for b, c in zip(rows, counts, strict=True):
-                out[b] = c
+            if len(rows) == len(devs):
+                out = counts
+                if plays is not None and X_SLOT in plays.slots:
+                    self._last_ops = (p.tobytes(), plays)
+            else:
+                out[rows] = counts
         return out
 
     def measure(
@@ -708,20 +746,25 @@ class CalibrationTask:
         idx = list(range(len(self.devices))) if index is None else [int(i) for i in index]
         require(p.shape == (len(idx), 4), "params", p.shape, f"shape ({len(idx)}, 4)")
         n = [int(shots)] * len(idx) if isinstance(shots, int | np.integer) else [int(s) for s in shots]
-        require(len(n) == len(idx) and all(s >= 0 for s in n), "shots", shots,
+        require(len(n) == len(idx) and (not n or min(n) >= 0), "shots", shots,
                 "an int >= 0 or one per selected device")
         devs = [self.devices[i] for i in idx]
         probes = self.probes if probes is None else tuple(probes)
+        self._last_ops = None
+        counts: NDArray[np.int64] | list[NDArray[np.int64]]
         if devs and all(isinstance(d, SimulatedDevice) for d in devs):
             counts = self._run_template(devs, p, probes, n)
         else:
             counts = run_on_devices(devs, self.sequences(p, probes), n)
         k = len(probes)
         out = np.full((len(idx), k), np.nan)
-        for j, (i, c) in enumerate(zip(idx, counts, strict=True)):
-            if n[j] > 0:
-                out[j] = c[:, 1] / n[j]
-                self.shots_used[i] += n[j] * k
+        shots_arr = np.asarray(n, dtype=np.int64)
+        ran = np.flatnonzero(shots_arr > 0)
+        if ran.size and k:
+            c = counts if isinstance(counts, np.ndarray) else np.stack(counts)
+            out[ran] = c[ran, :, 1] / shots_arr[ran, None]
+            # np.add.at: a device that appears twice in ``index`` is charged twice.
+            np.add.at(self.shots_used, np.asarray(idx, dtype=np.int64)[ran], shots_arr[ran] * k)
         return out
 
     def true_metrics(

@@ -32,7 +32,10 @@ How a ``run`` call is simulated (and why it is fast):
    the fast engine: a channel is a real matrix there.
    ``run_template`` builds the same programs for a fixed layout from arrays (waveforms
    and frame phases per device), without an operation object per step: what the
-   calibration environments use every step.
+   calibration environments use every step. It computes its plays in one physics call
+   straight from the waveform arrays (no per-waveform cache: a calibration step plays
+   new waveforms) and can hand back the propagators it applied
+   (``run_template_operators``), so the truth of a gate just measured costs nothing.
 5. P(excited) = 1 − ρ₀₀ (levels >= 1 read as "1"); counts are binomial with readout
    assignment errors, from the device's own generator.
 """
@@ -283,7 +286,7 @@ class SimulatedDevice:
 
     _shot_rng: np.random.Generator
     _drift_rng_obj: np.random.Generator | None
-    _drift_seq: np.random.SeedSequence | None
+    _drift_seed: int | None
 
     def __init__(
         self,
@@ -328,7 +331,7 @@ class SimulatedDevice:
         if not isinstance(rng, np.random.Generator):
             raise TypeError(f"rng is {type(rng).__name__}: allowed numpy.random.Generator")
         self._shot_rng, self._drift_rng_obj = rng.spawn(2)
-        self._drift_seq = None
+        self._drift_seed = None
 
     @classmethod
     def from_seed(
@@ -355,7 +358,7 @@ class SimulatedDevice:
         # SeedSequence: spawn keys (0,) and (1,) under the same entropy.
         dev._shot_rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(0,))))
         dev._drift_rng_obj = None
-        dev._drift_seq = np.random.SeedSequence(seed, spawn_key=(1,))
+        dev._drift_seed = seed  # its SeedSequence too is built on first use
         dev.reset()
         return dev
 
@@ -363,9 +366,10 @@ class SimulatedDevice:
     def _drift_rng(self) -> np.random.Generator:
         rng = self._drift_rng_obj
         if rng is None:
-            assert self._drift_seq is not None
-            rng = self._drift_rng_obj = np.random.Generator(np.random.PCG64(self._drift_seq))
-            self._drift_seq = None
+            assert self._drift_seed is not None
+            seq = np.random.SeedSequence(self._drift_seed, spawn_key=(1,))
+            rng = self._drift_rng_obj = np.random.Generator(np.random.PCG64(seq))
+            self._drift_seed = None
         return rng
 
     def _refresh(self) -> None:
@@ -502,8 +506,10 @@ class SimulatedDevice:
         """``run_many`` for sequences that differ between devices only in their waveforms
         and frame phases: no operation objects, one compiled layout.
 
-        Identical to ``run_many(devices, [template.expand(waveforms[b], phases[b]) for b
-        in range(B)], shots)`` (same generators, same clocks, same counts), only faster.
+        The same counts, generators and clocks as ``run_many(devices,
+        [template.expand(waveforms[b], phases[b]) for b in range(B)], shots)`` (bit for bit
+        when none of the waveforms is in a device's cache from an earlier ``run``, which
+        this path neither reads nor fills; otherwise up to float rounding), only faster.
 
         Args:
             devices: B devices (same levels, dt_s and open_system; one may appear twice).
@@ -513,14 +519,24 @@ class SimulatedDevice:
         Returns:
             (B, K, 2) int64 counts (n0, n1).
         """
+        return SimulatedDevice.run_template_operators(devices, template, waveforms, phases, shots)[0]
+
+    @staticmethod
+    def run_template_operators(
+        devices: Sequence[SimulatedDevice], template: SequenceTemplate, waveforms: ArrayLike,
+        phases: ArrayLike, shots: int,
+    ) -> tuple[NDArray[np.int64], PlayOperators | None]:
+        """``run_template``, plus the propagators it applied for the played waveform slots
+        (None when the template plays nothing): the truth of a gate just measured, for
+        evaluation, without a second physics call."""
         require(
             isinstance(shots, int | np.integer) and not isinstance(shots, bool) and shots >= 1,
             "shots", shots, "an integer >= 1",
         )
-        p_exc = _template_populations(devices, template, waveforms, phases)
+        p_exc, plays = _template_populations(devices, template, waveforms, phases)
         k = template.n_sequences
         counts = _draw_counts(devices, [k] * len(devices), p_exc, int(shots))
-        return counts.reshape(len(devices), k, 2)
+        return counts.reshape(len(devices), k, 2), plays
 
     @staticmethod
     def template_probabilities(
@@ -528,7 +544,7 @@ class SimulatedDevice:
         phases: ArrayLike,
     ) -> FloatArray:
         """Exact P(excited) (B, K) of ``run_template``'s sequences, no shots, clocks untouched."""
-        p = _template_populations(devices, template, waveforms, phases)
+        p, _ = _template_populations(devices, template, waveforms, phases)
         return p.reshape(len(devices), template.n_sequences)
 
 
@@ -550,6 +566,43 @@ class SimulatedDevice:
         mats = np.stack(_play_propagators(devices, [(b, row.tobytes()) for b, row in enumerate(w)], open_system))
         if open_system:
             return _from_hermitian_basis(mats.real, _real_basis(devices[0]._model().levels)[0])
+        return mats
+
+
+@dataclass(frozen=True)
+class PlayOperators:
+    """The propagators a ``run_template_operators`` call applied for its waveform slots,
+    exactly as the devices applied them (simulation truth: for evaluation, never for an
+    agent).
+
+    Attributes:
+        mats: (B, P, M, M) real Hermitian-basis forms (open system, ``_real_basis``) or
+            (B, P, N, N) unitaries (closed), of the P played slots of each device.
+        slots: the waveform slot of each of the P entries.
+        devices: the B devices, and ``models`` the model each simulated during the run; the
+            operators are the devices' truth while ``device._model() is model`` (a drifted
+            model is a new object).
+        open_system: which of the two forms ``mats`` holds.
+    """
+
+    mats: NDArray[Any]
+    slots: tuple[int, ...]
+    devices: tuple[SimulatedDevice, ...]
+    models: tuple[Transmon, ...]
+    open_system: bool
+
+    def current(self) -> bool:
+        """Whether every device still simulates the model the operators were made with."""
+        return all(d._model() is m for d, m in zip(self.devices, self.models, strict=True))
+
+    def operators(self, slot: int) -> ComplexArray:
+        """(B, N², N²) column-stacking superoperators (open) or (B, N, N) unitaries of
+        waveform slot ``slot``: what ``SimulatedDevice.play_operators`` gives for it."""
+        if slot not in self.slots:
+            raise ValueError(f"slot={slot!r} was not played: allowed one of {list(self.slots)}")
+        mats = self.mats[:, self.slots.index(slot)]
+        if self.open_system:
+            return _from_hermitian_basis(mats, _real_basis(self.models[0].levels)[0])
         return mats
 
 
@@ -594,6 +647,17 @@ def _open(devices: Sequence[SimulatedDevice]) -> bool:
     return flags.pop()
 
 
+def _open_models(devices: Sequence[SimulatedDevice]) -> tuple[bool, list[Transmon]]:
+    """``_open`` and each device's current model, with one ``_model`` call per device."""
+    models = [d._model() for d in devices]
+    flags = {d._open_system for d in devices}
+    if len(flags) != 1:
+        raise ValueError("devices mix open_system=True and False: allowed one kind per call")
+    if len({(m.levels, m.dt_s) for m in models}) != 1:
+        raise ValueError("devices differ in levels or dt_s: allowed one grid and level count per call")
+    return flags.pop(), models
+
+
 def _distort(lp: LowPass | None, w: ComplexArray, dt_s: float) -> ComplexArray:
     return w if lp is None or lp.rise_time_s == 0 else lp.apply(w, dt_s)
 
@@ -634,6 +698,20 @@ def _physics(transmons: list[Transmon], waveforms: list[ComplexArray], open_syst
         out[rows] = part
     assert out is not None
     return out
+
+
+def _physics_rows(models: list[Transmon], gidx: NDArray[np.int64], waves: ComplexArray,
+                  open_system: bool) -> NDArray[Any]:
+    """``_physics`` for rows of one length held in one array: (R, S) waveforms, row r on
+    ``models[gidx[r]]`` (distinct model objects). The same physics call ``_physics`` makes
+    for these rows, bit for bit, without the per-row lists."""
+    if not open_system:
+        return unitaries(tuple(models[g] for g in gidx.tolist()), waves)
+    real = fast_superoperators_real(models, waves, gidx)
+    if real is None:  # a model without the fast engine's structure
+        real = _to_real(superoperators([models[g] for g in gidx.tolist()], waves),
+                        _real_basis(models[0].levels)[0])
+    return real
 
 
 def _play_propagators(
@@ -857,17 +935,23 @@ def _populations_flat(devices: Sequence[SimulatedDevice], seqs: list[list[PulseS
 def _template_populations(
     devices: Sequence[SimulatedDevice], template: SequenceTemplate, waveforms: ArrayLike,
     phases: ArrayLike,
-) -> FloatArray:
-    """P(excited) of ``template`` on every device, (B·K,) device by device: ``_compile``'s
-    programs built from the layout arrays instead of operation objects.
+) -> tuple[FloatArray, PlayOperators | None]:
+    """P(excited) of ``template`` on every device, (B·K,) device by device, and the play
+    propagators it applied (None when nothing is played): ``_compile``'s programs built
+    from the layout arrays instead of operation objects.
 
-    Bit for bit what ``_populations_flat`` gives for the expanded sequences: the same play
-    propagators requested in the same order (so the physics batches the same pulses
-    together), the same delay channels and frame rotations, applied by the same loop.
+    The plays are computed from the waveform arrays in one physics call, without the
+    per-device waveform caches (a calibration step never plays a waveform twice), in the
+    order ``_compile`` requests them: (device, slot in order of first use). When those
+    requests all miss the caches of the generic path (fresh waveforms, as every step of a
+    calibration env) this is bit for bit what ``_populations_flat`` gives for the expanded
+    sequences: the same pulses batched together, the same delay channels and frame
+    rotations, applied by the same loop; otherwise the two differ by float rounding at most
+    (a cached propagator came from another batch).
     """
     b_n, k_n = len(devices), template.n_sequences
     if not b_n:
-        return np.zeros(0)
+        return np.zeros(0), None
     w = np.asarray(waveforms, dtype=np.complex128)
     ph = np.asarray(phases, dtype=np.float64)
     require(w.ndim == 3 and w.shape[:2] == (b_n, template.n_waveforms) and w.shape[2] >= 1,
@@ -880,68 +964,93 @@ def _template_populations(
         raise ValueError(f"waveforms peak |u| = {peak:.6g} (or NaN/inf): allowed finite |u| <= 1")
     if not np.all(np.isfinite(ph)):
         raise ValueError("phases has NaN/inf entries: allowed finite angles in rad")
-    open_system = _open(devices)
-    levels = devices[0]._model().levels
-    p_ground = np.ones(b_n * k_n)
+    open_system, models = _open_models(devices)
+    levels = models[0].levels
     if not template._arrays[0].size:  # type: ignore[attr-defined]
-        return np.zeros(b_n * k_n)
+        return np.zeros(b_n * k_n), None
     order: tuple[int, ...] = template._play_order  # type: ignore[attr-defined]
     delays: tuple[int, ...] = template._delays  # type: ignore[attr-defined]
-    n_play = len(order)
-    # Matrix slots as ``_template_programs`` numbers them.
+    n_play, n_del = len(order), len(delays)
     dim = levels * levels if open_system else levels
-    # Delay channels: from each device's own cache (cleared with its model),
-    # else from the shared cache by model (hashing a model costs more than the lookup).
-    chans: list[NDArray[Any]] = []  # device b's delay j at b_n·n_play + b·len(delays) + j
-    if delays:
-        missing: dict[tuple[int, int], int] = {}
-        for b, dev in enumerate(devices):
-            for j, n in enumerate(delays):
-                hit = dev._delay_cache.get((n, open_system))
-                if hit is None:
-                    missing[(b, j)] = len(chans)
-                    chans.append(hit)  # type: ignore[arg-type]
-                else:
-                    chans.append(hit)
-        if missing:
-            keys = [(devices[b]._model(), delays[j], open_system) for b, j in missing]
-            for (b, j), m in zip(missing, _free_channels(keys, open_system), strict=True):
-                chans[missing[(b, j)]] = m
-                devices[b]._delay_cache[(delays[j], open_system)] = m
-    mats = np.zeros((max(b_n * n_play + len(chans), 1), dim, dim),
+    # Devices that simulate the same model object (a fleet of one preset) share their
+    # delay channels: one set per distinct model.
+    index: dict[int, int] = {}
+    owner: list[int] = []
+    gidx = np.empty(b_n, dtype=np.int64)
+    for b, model in enumerate(models):
+        g = index.get(id(model))
+        if g is None:
+            g = index[id(model)] = len(owner)
+            owner.append(b)
+        gidx[b] = g
+    mats = np.empty((max(b_n * n_play + len(owner) * n_del, 1), dim, dim),
                     dtype=np.float64 if open_system else np.complex128)
+    plays: PlayOperators | None = None
     if n_play:
-        req = [(b, w[b, s].tobytes()) for b in range(b_n) for s in order]
-        mats[:b_n * n_play] = np.stack(_play_propagators(devices, req, open_system))
-    if chans:
-        mats[b_n * n_play:] = np.stack(chans)
+        rows = w[:, list(order), :].reshape(b_n * n_play, -1)
+        if any(d._base.distortion is not None for d in devices):
+            # Distorted rows may differ in length: the generic per-row physics.
+            waves = [_distort(devices[r // n_play]._base.distortion, rows[r], devices[r // n_play].dt_s)
+                     for r in range(rows.shape[0])]
+            row_models = [models[b] for b in range(b_n) for _ in range(n_play)]
+            mats[:b_n * n_play] = _physics(row_models, waves, open_system)
+        else:
+            mats[:b_n * n_play] = _physics_rows([models[b] for b in owner], np.repeat(gidx, n_play),
+                                                rows, open_system)
+        plays = PlayOperators(mats[:b_n * n_play].reshape(b_n, n_play, dim, dim).copy(), order,
+                              tuple(devices), tuple(models), open_system)
+    if n_del:
+        # Delay channels: from the device's own cache (cleared with its model), else from
+        # the shared cache by model (hashing a model costs more than the lookup).
+        base = b_n * n_play
+        missing: list[tuple[int, int]] = []
+        for g, b in enumerate(owner):
+            cache = devices[b]._delay_cache
+            for j, n in enumerate(delays):
+                hit = cache.get((n, open_system))
+                if hit is None:
+                    missing.append((g, j))
+                else:
+                    mats[base + g * n_del + j] = hit
+        if missing:
+            keys = [(models[owner[g]], delays[j], open_system) for g, j in missing]
+            for (g, j), m in zip(missing, _free_channels(keys, open_system), strict=True):
+                mats[base + g * n_del + j] = m
+                devices[owner[g]]._delay_cache[(delays[j], open_system)] = m
     flat_ph = ph.reshape(-1)
     frames = _frame_changes(flat_ph, levels, open_system)
     if not flat_ph.size:
         frames = np.zeros((1, *frames.shape[1:]), dtype=frames.dtype)
-    code_base, arg, starts, fcols, farg = _template_programs(template, b_n)
+    code_base, arg_base, starts, fcols, farg, dcols, dpos = _template_programs(template, b_n)
     code = code_base.copy()
     # A frame of phase exactly 0 is left out of the expanded sequence; skipping it here
     # is the same (a rotation by 0 would be the identity anyway).
     code[:, fcols] = np.where(ph[:, farg] == 0.0, _OP_SKIP, _OP_FRAME)
-    code_f, arg_f = code.reshape(-1), arg
+    arg = arg_base
+    if dcols.size:
+        arg = arg_base.copy()
+        arg[:, dcols] = b_n * n_play + gidx[:, None] * n_del + dpos[None, :]
+    p_ground = np.ones(b_n * k_n)
     if open_system:
         _, sym, anti, _ = _real_basis(levels)
-        _run_open(starts, code_f, arg_f, mats, frames, sym, anti, p_ground)
+        _run_open(starts, code.reshape(-1), arg.reshape(-1), mats, frames, sym, anti, p_ground)
     else:
-        _run_closed(starts, code_f, arg_f, mats, frames, p_ground)
-    return np.clip(1.0 - p_ground, 0.0, 1.0)
+        _run_closed(starts, code.reshape(-1), arg.reshape(-1), mats, frames, p_ground)
+    return np.clip(1.0 - p_ground, 0.0, 1.0), plays
 
 
 @functools.lru_cache(maxsize=64)
 def _template_programs(template: SequenceTemplate, b_n: int) -> tuple[
-        NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+        NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64],
+        NDArray[np.int64], NDArray[np.int64]]:
     """The parts of ``_template_populations``' programs that depend only on the layout and
-    the number of devices: codes (B, L) with every frame as a frame change, flat slot
-    arguments (B·L,), program starts (B·K + 1,), the frame columns and their phase slots.
+    the number of devices: codes (B, L) with every frame as a frame change, slot arguments
+    (B, L), program starts (B·K + 1,), the frame columns and their phase slots, the delay
+    columns and the rank of their delay among the distinct ones.
 
-    Matrix slots: device b's plays at b·n_play + (rank of first use), then its delays at
-    B·n_play + b·D + j (D distinct non-zero delays); frame f of device b at b·F + f.
+    Matrix slots: device b's plays at b·n_play + (rank of first use), then the delays at
+    B·n_play + g·D + j for the device's model group g (D distinct non-zero delays; the
+    arguments here take g = b, the caller sets the groups); frame f of device b at b·F + f.
     """
     tcode, targ, lens = template._arrays  # type: ignore[attr-defined]
     order: tuple[int, ...] = template._play_order  # type: ignore[attr-defined]
@@ -956,16 +1065,19 @@ def _template_programs(template: SequenceTemplate, b_n: int) -> tuple[
     arg[:, is_play] = rows * n_play + play_rank[targ[is_play]][None, :]
     farg = targ[is_frame]
     arg[:, is_frame] = rows * template.n_phases + farg[None, :]
+    dcols = np.zeros(0, dtype=np.int64)
+    dpos = np.zeros(0, dtype=np.int64)
     if delays:
         dtarg = targ[is_delay]
         dpos = np.minimum(np.searchsorted(np.asarray(delays), dtarg), len(delays) - 1)
+        dcols = np.flatnonzero(is_delay)
         arg[:, is_delay] = b_n * n_play + rows * len(delays) + dpos[None, :]
-        code[:, np.flatnonzero(is_delay)[dtarg == 0]] = _OP_SKIP
+        code[:, dcols[dtarg == 0]] = _OP_SKIP
     else:
         code[:, is_delay] = _OP_SKIP
     starts = np.zeros(b_n * lens.size + 1, dtype=np.int64)
     np.cumsum(np.tile(lens, b_n), out=starts[1:])
-    out = (code, arg.reshape(-1), starts, np.flatnonzero(is_frame), farg)
+    out = (code, arg, starts, np.flatnonzero(is_frame), farg, dcols, dpos)
     for a in out:
         a.setflags(write=False)
     return out

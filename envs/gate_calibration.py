@@ -22,16 +22,17 @@ from .calibration import (
     finite,
     nominal_params,
     require,
-    true_metrics_devices,
 )
 from .device import DeviceParams, SimulatedDevice
 from .presets import DeviceSampler, get_preset
 from .protocol import Device
-from .vector import BatchedCore, BatchedVectorEnv, FloatArray, SingleCoreEnv
+from .vector import BatchedCore, BatchedVectorEnv, FloatArray, InfoColumns, SingleCoreEnv
 
 # Scale of each parameter's miscalibration and step: relative for amplitude and β, Hz and
 # rad for detuning and phase (the kind of each entry of PARAMETER_NAMES).
 _RELATIVE = np.array([True, True, False, False])
+_RELATIVE_T = tuple(bool(x) for x in _RELATIVE)
+_RESET_OPTIONS = frozenset({"device", "device_params", "miscalibration", "initial_params"})
 
 
 @dataclass(frozen=True)
@@ -146,41 +147,42 @@ class DragCalibrationCore(BatchedCore):
         self.task.shots_used[i] = 0
 
     def _reset_copy(self, i: int, options: dict[str, Any]) -> None:
-        allowed = {"device", "device_params", "miscalibration", "initial_params"}
-        unknown = set(options) - allowed
-        if unknown:
-            raise ValueError(f"reset options {sorted(unknown)} are unknown: allowed {sorted(allowed)}")
+        if options:
+            unknown = set(options) - _RESET_OPTIONS
+            if unknown:
+                raise ValueError(f"reset options {sorted(unknown)} are unknown: allowed {sorted(_RESET_OPTIONS)}")
         self._draw_device(i, options)
         rng = self.rngs[i]
-        u = rng.uniform(-1.0, 1.0, 4)  # always drawn, so options never shift later draws
+        u = rng.uniform(-1.0, 1.0, 4).tolist()  # always drawn, so options never shift later draws
         dev = self.devices[i]
+        # Four numbers: Python floats (the same IEEE operations as the former array form,
+        # element by element, without an array per operation).
         if isinstance(dev, SimulatedDevice):
-            ref = nominal_params(dev.current_transmon(), self.gate).as_array()
+            ref = nominal_params(dev.current_transmon(), self.gate).as_tuple()
         elif "initial_params" in options:
-            ref = np.zeros(4)
+            ref = (0.0, 0.0, 0.0, 0.0)
         else:
             raise ValueError("options['initial_params'] is required with a non-simulated device "
                              "(nobody knows its textbook parameters but the lab)")
-        mis = np.asarray(self.cfg.miscalibration)
-        unit = np.where(_RELATIVE, np.abs(ref), 1.0)
+        unit = [abs(r) if rel else 1.0 for r, rel in zip(ref, _RELATIVE_T, strict=True)]
         if "miscalibration" in options:
             m = dict(options["miscalibration"])
             bad = set(m) - set(PARAMETER_NAMES)
             if bad:
                 raise ValueError(f"options['miscalibration'] keys {sorted(bad)}: allowed {list(PARAMETER_NAMES)}")
-            off = np.array([float(m.get(k, 0.0)) for k in PARAMETER_NAMES])
+            off = [float(m.get(k, 0.0)) for k in PARAMETER_NAMES]
         else:
-            off = u * mis
-        start = ref + off * unit
+            off = [a * b for a, b in zip(u, self.cfg.miscalibration, strict=True)]
+        start = [r + o * s for r, o, s in zip(ref, off, unit, strict=True)]
         if "initial_params" in options:
             ip = options["initial_params"]
-            start = (ip.as_array() if isinstance(ip, DragParams) else np.asarray(ip, dtype=np.float64)).copy()
-            require(start.shape == (4,) and bool(np.all(np.isfinite(start))), "options['initial_params']",
-                    start, "a DragParams or 4 finite values")
+            arr = (ip.as_array() if isinstance(ip, DragParams) else np.asarray(ip, dtype=np.float64)).copy()
+            require(arr.shape == (4,) and bool(np.all(np.isfinite(arr))), "options['initial_params']",
+                    arr, "a DragParams or 4 finite values")
+            start = arr.tolist()
         # The agent's parameter scale is its step size around where it started (it never
         # sees the reference): the observation shows (params − start) / max_step.
-        self.unit[i] = np.where(_RELATIVE, np.abs(start), 1.0)
-        self.unit[i, self.unit[i] == 0] = 1.0
+        self.unit[i] = [(abs(x) or 1.0) if rel else 1.0 for x, rel in zip(start, _RELATIVE_T, strict=True)]
         self.start[i] = start
         self.params[i] = start
         self.history[i] = []
@@ -205,10 +207,10 @@ class DragCalibrationCore(BatchedCore):
             NDArray[np.complex128], dict[str, FloatArray] | None]:
         """X waveforms (n, S) of copies ``idx`` and, if reported (or ``force``), their truth
         on each device now, in one batched call."""
-        w = self.task.x_waveforms(self.params[idx])  # computed by the measurement just before
         if not idx or not (self.cfg.report_truth or force):
-            return w, None
-        return w, true_metrics_devices([self.devices[i] for i in idx], w, "X")
+            return self.task.x_waveforms(self.params[idx]), None
+        # Waveforms and operators from the measurement just before, when there was one.
+        return self.task.x_truth(self.params[idx], idx)
 
     def base_info(self, i: int, truth: dict[str, FloatArray] | None, j: int,
                   waveform: NDArray[np.complex128]) -> dict[str, Any]:
@@ -223,6 +225,23 @@ class DragCalibrationCore(BatchedCore):
             for k, v in truth.items():
                 info[k] = float(v[j])
         return info
+
+    def base_columns(self, idx: list[int], truth: dict[str, FloatArray] | None,
+                     waveforms: NDArray[np.complex128]) -> dict[str, NDArray[Any]]:
+        """``base_info`` of copies ``idx`` as one array per key (``InfoColumns``), same
+        keys, order and values."""
+        rows = np.asarray(idx, dtype=np.int64)
+        columns: dict[str, NDArray[Any]] = {
+            "shots_used": self.task.shots_used[rows],
+            "device_time_s": np.array([self.devices[i].clock_s for i in idx], dtype=np.float64),
+            "waveform": waveforms,
+            "dt_s": np.full(len(idx), float(self.task.dt_s)),
+            "params": self.params[rows],
+        }
+        if truth is not None:
+            for k, v in truth.items():
+                columns[k] = np.asarray(v, dtype=np.float64)
+        return columns
 
     def render_copy(self, i: int) -> NDArray[np.uint8]:
         from .render import render_calibration
@@ -279,8 +298,8 @@ class GateCalibrationCore(DragCalibrationCore):
     def advance_and_reset(
         self, step_idx: Sequence[int], actions: NDArray[Any], then_reset: Sequence[int],
         reset_options: Sequence[dict[str, Any] | None] | None = None,
-    ) -> tuple[FloatArray, FloatArray, NDArray[np.bool_], list[dict[str, Any]], FloatArray,
-               list[dict[str, Any]]]:
+    ) -> tuple[FloatArray, FloatArray, NDArray[np.bool_], Sequence[dict[str, Any]], FloatArray,
+               Sequence[dict[str, Any]]]:
         """One measurement call for the step and the resets after it: each ending copy's
         next episode is drawn into a spare slot (its own generator, so the same draws as a
         reset after the step), measured alongside the step on its new device, and moved
@@ -329,21 +348,23 @@ class GateCalibrationCore(DragCalibrationCore):
         del self.devices[n:], self.task.devices[n:], self.history[n:], self.rngs[n:]
 
     def _observe(self, step_idx: list[int], reset_idx: list[int]) -> tuple[
-            FloatArray, FloatArray, NDArray[np.bool_], list[dict[str, Any]]]:
+            FloatArray, FloatArray, NDArray[np.bool_], Sequence[dict[str, Any]]]:
         cfg = self.cfg
         idx = step_idx + reset_idx
         p1 = self.task.measure(self.params[idx], cfg.shots_per_probe, index=idx)
         est = analyse(p1, cfg.probes, self.gate.duration_s).infidelity
         waves, truth = self.truth(idx)
-        n = len(idx)
         rows = np.asarray(idx, dtype=np.int64)
-        rew = np.zeros(n)
         cost = cfg.shot_cost * self.step_shots / 1000.0
-        for j, i in enumerate(step_idx):
-            # Telescoping log-improvement: an episode's return is log10(E_0/E_T) minus
-            # the shot cost, so shot noise only enters at the two ends.
-            rew[j] = (math.log10(self.last_error[i] + cfg.error_floor)
-                      - math.log10(est[j] + cfg.error_floor) - cost)
+        # Telescoping log-improvement: an episode's return is log10(E_0/E_T) minus the
+        # shot cost, so shot noise only enters at the two ends. (math.log10 per copy: the
+        # same bits as ever; NumPy's log10 rounds differently in the last bit.)
+        k = len(step_idx)
+        log10 = math.log10
+        before = [log10(x) for x in (self.last_error[rows[:k]] + cfg.error_floor).tolist()]
+        after = [log10(x) for x in (est[:k] + cfg.error_floor).tolist()]
+        rew = np.zeros(len(idx))
+        rew[:k] = [(b - a) - cost for b, a in zip(before, after, strict=True)]
         self.last_error[rows] = est
         self.last_p1[rows] = p1
         used = self.task.shots_used[rows]
@@ -351,14 +372,12 @@ class GateCalibrationCore(DragCalibrationCore):
         # ``normalised_params`` of every copy, one array operation.
         norm = ((self.params[rows] - self.start[rows]) / (np.asarray(cfg.max_step) * self.unit[rows]))[:, self.pidx]
         obs = np.concatenate([p1, norm, np.minimum(used / cfg.shot_budget, 1.0)[:, None]], axis=1)
-        infos = []
         for j, i in enumerate(idx):
             self.history[i].append(p1[j])
-            info = self.base_info(i, truth, j, waves[j])
-            info["infidelity_estimate"] = float(est[j])
-            infos.append(info)
+        columns = self.base_columns(idx, truth, waves)
+        columns["infidelity_estimate"] = est
         lo, hi = self.observation_space.low, self.observation_space.high
-        return np.clip(obs, lo, hi), rew, term, infos
+        return np.clip(obs, lo, hi), rew, term, InfoColumns(columns)
 
 
 class GateCalibrationEnv(SingleCoreEnv):

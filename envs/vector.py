@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, overload
 
 import gymnasium as gym
 import numpy as np
@@ -32,6 +32,37 @@ from gymnasium.vector.utils import batch_space
 from numpy.typing import NDArray
 
 FloatArray = NDArray[np.float64]
+
+
+class InfoColumns(Sequence[dict[str, Any]]):
+    """The infos of n copies held as one array per key, as a batched core computes them.
+
+    A read-only sequence of per-copy dicts (``infos[j]`` builds copy j's dict on access:
+    1-D columns give Python scalars, as ``float(x)``/``int(x)``/``bool(x)`` would, wider
+    ones give the copy's row), so a single env or SB3 sees plain dicts, while
+    ``BatchedVectorEnv`` turns the columns into the vector info without a dict per copy.
+    """
+
+    def __init__(self, columns: dict[str, NDArray[Any]]) -> None:
+        sizes = {len(c) for c in columns.values()}
+        if len(sizes) > 1:
+            raise ValueError(f"info columns have lengths {sorted(sizes)}: allowed one length")
+        self.columns = columns
+        self._n = sizes.pop() if sizes else 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    @overload
+    def __getitem__(self, j: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, j: slice) -> InfoColumns: ...
+
+    def __getitem__(self, j: int | slice) -> dict[str, Any] | InfoColumns:
+        if isinstance(j, slice):
+            return InfoColumns({k: c[j] for k, c in self.columns.items()})
+        return {k: (c[j].item() if c.ndim == 1 else c[j]) for k, c in self.columns.items()}
 
 
 class BatchedCore(ABC):
@@ -80,7 +111,7 @@ class BatchedCore(ABC):
         actions: NDArray[Any] | None,
         reset_idx: Sequence[int] = (),
         reset_options: Sequence[dict[str, Any] | None] | None = None,
-    ) -> tuple[FloatArray, FloatArray, NDArray[np.bool_], list[dict[str, Any]]]:
+    ) -> tuple[FloatArray, FloatArray, NDArray[np.bool_], Sequence[dict[str, Any]]]:
         """Step the copies ``step_idx`` with ``actions`` and reset ``reset_idx``.
 
         Returns, in the order step_idx + reset_idx: observations (n, obs_dim), rewards
@@ -111,8 +142,8 @@ class BatchedCore(ABC):
         actions: NDArray[Any],
         then_reset: Sequence[int],
         reset_options: Sequence[dict[str, Any] | None] | None = None,
-    ) -> tuple[FloatArray, FloatArray, NDArray[np.bool_], list[dict[str, Any]], FloatArray,
-               list[dict[str, Any]]]:
+    ) -> tuple[FloatArray, FloatArray, NDArray[np.bool_], Sequence[dict[str, Any]], FloatArray,
+               Sequence[dict[str, Any]]]:
         """Step ``step_idx``, then reset ``then_reset`` (a subset): the step's observations,
         rewards, terminated and infos, then the reset copies' first observations and infos.
 
@@ -140,7 +171,7 @@ class BatchedCore(ABC):
     @abstractmethod
     def _observe(
         self, step_idx: list[int], reset_idx: list[int]
-    ) -> tuple[FloatArray, FloatArray, NDArray[np.bool_], list[dict[str, Any]]]:
+    ) -> tuple[FloatArray, FloatArray, NDArray[np.bool_], Sequence[dict[str, Any]]]:
         """Run the batched measurements and truth, return obs, reward, terminated, infos."""
 
     def render_copy(self, i: int) -> NDArray[np.uint8]:
@@ -236,7 +267,7 @@ class BatchedVectorEnv(VectorEnv):
         self._autoreset = terminated | truncated
         return self._obs.copy(), rewards, terminated, truncated, self._batch_infos(infos, order)
 
-    def _batch_infos(self, infos: list[dict[str, Any]], order: list[int]) -> dict[str, Any]:
+    def _batch_infos(self, infos: Sequence[dict[str, Any]], order: list[int]) -> dict[str, Any]:
         """Gymnasium's vector info (``_add_info`` folded over the copies), built key by key.
 
         Folding ``_add_info`` costs a few array allocations per key and copy (~0.5 ms per
@@ -246,6 +277,17 @@ class BatchedVectorEnv(VectorEnv):
         """
         if not infos:
             return {}
+        rows = np.asarray(order, dtype=np.int64)
+        mask = np.zeros(self.num_envs, dtype=np.bool_)
+        mask[rows] = True
+        out: dict[str, Any] = {}
+        if isinstance(infos, InfoColumns):
+            for key, column in infos.columns.items():
+                full = np.zeros((self.num_envs, *column.shape[1:]), dtype=column.dtype)
+                full[rows] = column
+                out[key] = full
+                out[f"_{key}"] = mask.copy()
+            return out
         keys = infos[0].keys()
         values: dict[str, list[Any]] = {}
         same_keys = all(info.keys() == keys for info in infos)
@@ -274,10 +316,6 @@ class BatchedVectorEnv(VectorEnv):
             for j, i in enumerate(order):
                 vinfo = self._add_info(vinfo, infos[j], i)
             return vinfo
-        rows = np.asarray(order, dtype=np.int64)
-        mask = np.zeros(self.num_envs, dtype=np.bool_)
-        mask[rows] = True
-        out: dict[str, Any] = {}
         for key, col in values.items():
             first = col[0]
             if isinstance(first, np.ndarray):
@@ -383,7 +421,7 @@ class SB3VecEnv(_sb3_vecenv_base()):  # type: ignore[misc]
         idx = list(range(self.num_envs))
         obs, _, _, infos = self.core.advance([], None, idx, self._options)
         self._elapsed[:] = 0
-        self.reset_infos = infos
+        self.reset_infos = list(infos)
         return obs.astype(np.float32)
 
     def step_async(self, actions: NDArray[Any]) -> None:
@@ -407,6 +445,7 @@ class SB3VecEnv(_sb3_vecenv_base()):  # type: ignore[misc]
                                    f"{ends.tolist()}, the step terminated {term.tolist()}")
         else:
             obs64, rew, term, infos = self.core.advance(idx, self._actions)
+        infos = list(infos)  # SB3 wants a list of plain dicts (and one is replaced below)
         self._elapsed += 1
         trunc = time_up & ~term
         done = term | trunc

@@ -256,3 +256,43 @@ def test_analyse_matches_its_array_form_bit_for_bit() -> None:
             ref = _analyse_array_form(p1, probes, 20e-9)
             for a, b in zip((got.angles, got.family_angle, got.infidelity), ref, strict=True):
                 assert np.array_equal(a, b, equal_nan=True)
+
+
+@pytest.mark.parametrize("open_system", [True, False])
+def test_truth_after_measure_is_the_measured_operators_or_computed_afresh(open_system: bool) -> None:
+    """``x_truth`` right after ``measure`` reuses the X propagators the measurement applied;
+    they must be the device's truth (``true_metrics_devices`` recomputes it from the
+    waveforms: the same numbers up to the batch's float rounding). A drifted model, other
+    rows or no preceding measurement fall back to the recomputation itself."""
+    from pulsecal.envs.calibration import true_metrics_devices
+    from pulsecal.envs.drift import DriftModel, RandomWalk
+
+    fleet = _fleet(open_system)
+    task = CalibrationTask(fleet, GATE)
+    p = _rows(np.random.default_rng(4), 5)
+    idx = [4, 0, 2, 3, 1]
+    task.measure(p, 20, index=idx)
+    assert task._last_ops is not None
+    w, got = task.x_truth(p, idx)
+    want = true_metrics_devices([fleet[i] for i in idx], w, "X")
+    assert got is not None and want is not None and list(got) == list(want)
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=0, atol=1e-13)
+    assert task._last_ops is None  # one-shot
+    _, again = task.x_truth(p, idx)
+    assert again is not None and all(np.array_equal(again[k], want[k]) for k in want)
+    task.measure(p, 20, index=idx)
+    _, other = task.x_truth(p[::-1].copy(), idx[::-1])  # other rows: recomputed
+    ref = true_metrics_devices([fleet[i] for i in idx[::-1]], task.gate.waveforms(p[::-1], task.dt_s), "X")
+    assert other is not None and ref is not None and all(np.array_equal(other[k], ref[k]) for k in ref)
+
+    drift = DriftModel(amplitude=RandomWalk(0.05))
+    dev = SimulatedDevice(DeviceParams(fleet[0].current_params().transmon), drift,
+                          rng=np.random.default_rng(5), open_system=open_system)
+    task = CalibrationTask([dev], GATE)
+    task.measure(p[:1], 50)
+    model_then = task._last_ops[1].models[0] if task._last_ops is not None else None
+    w, got = task.x_truth(p[:1], [0])
+    assert dev.current_transmon() != model_then  # the measurement's shots moved the drift
+    want = true_metrics_devices([dev], w, "X")
+    assert got is not None and want is not None and all(np.array_equal(got[k], want[k]) for k in want)

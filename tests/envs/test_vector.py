@@ -193,3 +193,30 @@ def test_sb3_merged_step_and_reset_equals_two_calls(n_envs: int, budget: int,
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-13)  # truth
         else:
             np.testing.assert_array_equal(a, b)
+
+
+def test_info_columns_read_as_the_per_copy_dicts_and_batch_as_their_fold() -> None:
+    """A core may hand its infos over as ``InfoColumns``: each entry must be the plain dict
+    (Python scalars, array rows) and the vector info the fold of those dicts."""
+    from pulsecal.envs.vector import InfoColumns
+
+    venv = gym.make_vec("pulsecal/GateCalibration-v0", num_envs=4)
+    venv.reset(seed=2)
+    inner = venv.unwrapped if hasattr(venv.unwrapped, "_batch_infos") else venv
+    _, _, _, infos = inner.core.advance([3, 0, 2], np.zeros((3, 3)), [1])
+    assert isinstance(infos, InfoColumns) and len(infos) == 4
+    dicts = [infos[j] for j in range(4)]
+    assert list(dicts[0]) == ["shots_used", "device_time_s", "waveform", "dt_s", "params", "fidelity",
+                              "fidelity_raw", "leakage", "coherence_limit", "infidelity_estimate"]
+    assert type(dicts[0]["shots_used"]) is int and type(dicts[0]["fidelity"]) is float
+    assert dicts[1]["waveform"].shape == infos.columns["waveform"].shape[1:]
+    assert [d["shots_used"] for d in infos[2:]] == [d["shots_used"] for d in dicts[2:]]
+    order = [3, 0, 2, 1]
+    ref: dict = {}
+    for j, i in enumerate(order):
+        ref = inner._add_info(ref, dicts[j], i)
+    got = inner._batch_infos(infos, order)
+    assert list(got) == list(ref)
+    for k, v in ref.items():
+        assert got[k].dtype == v.dtype and got[k].shape == v.shape
+        np.testing.assert_array_equal(got[k], v)
