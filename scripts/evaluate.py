@@ -28,9 +28,11 @@ from pulsecal.agents.baselines import (
     StandardCalibration,
 )
 from pulsecal.agents.evaluation import (
+    ENV_IDS,
     AgentSpec,
     EvaluationReport,
     EvaluationSettings,
+    FunctionPolicy,
     SB3Policy,
 )
 from pulsecal.agents.evaluation import evaluate as run_evaluation
@@ -77,12 +79,17 @@ class BaselineConf:
 
 @dataclass
 class AgentConf:
-    """One agent: a training run directory (or model .zip) and the benchmark it plays."""
+    """One agent: a training run directory (or model .zip) and the benchmark it plays.
+
+    ``algo: zero`` is no model at all: the all-zero action every step (``path`` unused). On
+    GateCalibration-v1, whose actions are residuals around the env's running estimate,
+    that is the estimator by itself: the reference for what a trained policy adds.
+    """
 
     name: str = MISSING
     task: str = MISSING
     algo: str = MISSING
-    path: str = MISSING
+    path: str | None = None
     normalisation: str | None = None
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     env_id: str | None = None
@@ -150,7 +157,31 @@ def _baselines(conf: BaselineConf) -> tuple[StandardCalibration, NelderMeadCalib
             CMAESCalibration(bb, sigma0=b.cmaes_sigma0, popsize=b.cmaes_popsize))
 
 
+ZERO_POLICY = "zero"
+
+
+def _zero_policy(conf: AgentConf) -> FunctionPolicy:
+    import gymnasium as gym
+    import numpy as np
+
+    import pulsecal.envs  # noqa: F401  (registers the env ids)
+
+    env_id = conf.env_id if conf.env_id is not None else ENV_IDS.get(conf.task)
+    if env_id is None:
+        raise ValueError(f"agents[{conf.name}].task={conf.task!r} is out of range: allowed {', '.join(ENV_IDS)}")
+    env = gym.make(env_id)
+    shape = env.action_space.shape or ()
+    env.close()
+    zero = np.zeros(shape, dtype=np.float32)
+    return FunctionPolicy(lambda _obs: zero)
+
+
 def _agent(conf: AgentConf) -> AgentSpec:
+    if conf.algo == ZERO_POLICY:
+        return AgentSpec(conf.name, conf.task, _zero_policy(conf), dict(conf.env_kwargs), conf.env_id)
+    if conf.path is None:
+        raise ValueError(f"agents[{conf.name}].path is missing: allowed an existing run directory or model .zip "
+                         f"(or algo={ZERO_POLICY!r}, which needs none)")
     path = Path(conf.path)
     if path.is_dir():
         policy = SB3Policy.from_run_dir(path, conf.algo)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -49,6 +50,7 @@ from pulsecal.scripts.demo import (
     override,
     pick_experiment,
     train_run,
+    trained_env_kwargs,
 )
 
 # -- schemas ------------------------------------------------------------------------------------
@@ -91,14 +93,25 @@ class ResultsEvaluateConf:
 
 @dataclass
 class ResultsConf:
+    """``calibration_variants`` (name -> experiment) are trained exactly like
+    ``agents.calibration`` (seed, step budget, time box, overrides) from another experiment
+    into ``<work_dir>/train/calibration_<name>`` and evaluated as ``agent_<algo>_<name>``.
+    ``estimator_reference`` adds ``estimator_only``: the all-zero action on the calibration
+    agent's env, which on GateCalibration-v1 is the env's running estimate by itself."""
+
     out_dir: str = "docs"
     work_dir: str = "runs/results"
     reuse_runs: bool = True
     progress_bar: bool = True
     agents: ResultsAgentsConf = field(default_factory=ResultsAgentsConf)
+    calibration_variants: dict[str, str] = field(default_factory=dict)
+    estimator_reference: bool = True
     evaluate: ResultsEvaluateConf = field(default_factory=ResultsEvaluateConf)
 
     def check(self) -> None:
+        for name in self.calibration_variants:
+            if not re.fullmatch(r"[a-z0-9_]+", name):
+                raise DemoError(f"calibration_variants.{name}", "allowed names of a-z, 0-9 and _")
         e = self.evaluate
         for key, value in (("evaluate.n_devices", e.n_devices), ("evaluate.workers", e.workers)):
             if value < 1:
@@ -182,32 +195,65 @@ def _reusable(run_dir: Path, experiment: str, overrides: Sequence[str]) -> dict[
             "stopped_early": bool(metrics.get("stopped_early"))}
 
 
+def _runs(conf: ResultsConf) -> list[tuple[str, str, AgentRunConf, str]]:
+    """(record key, task, its settings, experiment) of every run to train, in order."""
+    runs = []
+    for task in TASKS:
+        a: AgentRunConf = getattr(conf.agents, task)
+        runs.append((task, task, a, pick_experiment(a.experiment, a.preferred, a.fallback)))
+    for name, experiment in conf.calibration_variants.items():
+        runs.append((f"calibration_{name}", "calibration", conf.agents.calibration, experiment))
+    return runs
+
+
 def train_agents(conf: ResultsConf, work: Path) -> dict[str, dict[str, Any]]:
     records: dict[str, dict[str, Any]] = {}
-    for k, task in enumerate(TASKS, start=1):
-        a: AgentRunConf = getattr(conf.agents, task)
-        experiment = pick_experiment(a.experiment, a.preferred, a.fallback)
+    runs = _runs(conf)
+    for k, (key, task, a, experiment) in enumerate(runs, start=1):
         overrides = [override("seed", a.seed), override("callbacks.progress_bar", conf.progress_bar)]
         if a.total_timesteps is not None:
             overrides.append(override("total_timesteps", a.total_timesteps))
         overrides += list(a.overrides)
-        run_dir = work / "train" / task
+        run_dir = work / "train" / key
         found = _reusable(run_dir, experiment, overrides) if conf.reuse_runs else None
         if found is not None:
-            print(f"[train {k}/{len(TASKS)}] {task}: reusing the finished run {run_dir}", flush=True)
-            records[task] = found
+            print(f"[train {k}/{len(runs)}] {key}: reusing the finished run {run_dir}", flush=True)
+            records[key] = {**found, "task": task}
             continue
         if run_dir.exists():
             shutil.rmtree(run_dir)  # another config or an unfinished run: start over
-        print(f"[train {k}/{len(TASKS)}] {task}: experiment={experiment}"
+        print(f"[train {k}/{len(runs)}] {key}: experiment={experiment}"
               + ("" if a.max_minutes is None else f" (time box {a.max_minutes:g} min)"), flush=True)
         rec = train_run(experiment, run_dir, overrides, None if a.max_minutes is None else 60.0 * a.max_minutes)
         rec["reused"] = False
         (run_dir / "results_record.json").write_text(json.dumps(rec, indent=2) + "\n", encoding="utf-8")
-        print(f"[train {k}/{len(TASKS)}] {task}: {rec['algo']} {rec['steps']:,} steps in "
+        print(f"[train {k}/{len(runs)}] {key}: {rec['algo']} {rec['steps']:,} steps in "
               f"{fmt_seconds(rec['wall_time_s'])}" + (" (time box hit)" if rec["time_box_hit"] else ""), flush=True)
-        records[task] = rec
+        records[key] = {**rec, "task": task}
     return records
+
+
+ESTIMATOR = "estimator_only"
+REFERENCES = {ESTIMATOR: "reference: no learned policy"}
+
+
+def agent_method(key: str, record: Mapping[str, Any]) -> str:
+    """The evaluation's method name of a trained run: ``agent_<algo>[_<variant>]``."""
+    suffix = key.removeprefix(str(record["task"]))
+    return f"agent_{record['algo']}{suffix}"
+
+
+def evaluation_agents(conf: ResultsConf, records: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The ``agents`` of ``evaluate.yaml``: every trained run, and the estimator reference
+    when the calibration agent plays a GateCalibration version with residual actions (v1+)."""
+    from pulsecal.agents.evaluation import ENV_IDS
+
+    agents = [agent_entry(agent_method(key, rec), str(rec["task"]), rec) for key, rec in records.items()]
+    cal = records["calibration"]
+    if conf.estimator_reference and cal["env_id"] != ENV_IDS["calibration"]:
+        agents.append({"name": ESTIMATOR, "task": "calibration", "algo": "zero",
+                       "env_kwargs": trained_env_kwargs(Path(cal["run_dir"])), "env_id": cal["env_id"]})
+    return agents
 
 
 def results(cfg: DictConfig, argv: Sequence[str] | None = None) -> ResultsReport:
@@ -221,7 +267,7 @@ def results(cfg: DictConfig, argv: Sequence[str] | None = None) -> ResultsReport
     ev = conf.evaluate
     from pulsecal.scripts.evaluate import evaluate
 
-    agents = [agent_entry(f"agent_{records[t]['algo']}", t, records[t]) for t in TASKS]
+    agents = evaluation_agents(conf, records)
     print(f"[evaluate] {len(agents)} agents and the baselines: {ev.n_devices} held-out devices (seed {ev.seed}), "
           f"budgets {ev.budgets}, pulse shaping, drift tracking", flush=True)
     t_eval = time.perf_counter()
@@ -239,10 +285,10 @@ def results(cfg: DictConfig, argv: Sequence[str] | None = None) -> ResultsReport
     for f in report.files:
         if f.suffix == ".png":
             plots.append(Path(shutil.copy2(f, plots_dir / f.name)))
-    for task, rec in records.items():
+    for key, rec in records.items():
         curve = Path(rec["run_dir"]) / "learning_curve.png"
         if curve.is_file():
-            plots.append(Path(shutil.copy2(curve, plots_dir / f"learning_curve_{task}.png")))
+            plots.append(Path(shutil.copy2(curve, plots_dir / f"learning_curve_{key}.png")))
     wall = time.perf_counter() - t0
     md = write_results_md(out / "results.md", conf, OmegaConf.to_container(ecfg, resolve=True), records, report,
                           plots, list(sys.argv if argv is None else argv), wall, eval_s)
@@ -304,11 +350,10 @@ def write_results_md(path: Path, conf: ResultsConf, eval_cfg: Any, records: Mapp
         "| task | experiment | algorithm | env | seed | steps (budget) | training wall time | stopped by | trained at | run |",
         "|---|---|---|---|---:|---:|---:|---|---|---|",
     ]
-    for task in TASKS:
-        r = records[task]
+    for key, r in records.items():
         stop = ("time box" if r.get("time_box_hit") else "target" if r.get("stopped_early") else "budget")
         wall = "reused" if r.get("reused") and "wall_time_s" not in r else fmt_seconds(float(r.get("wall_time_s", 0)))
-        lines.append(f"| {task} | `{r['experiment']}` | {r['algo']} | `{r['env_id']}` | {r['seed']} | "
+        lines.append(f"| {key} | `{r['experiment']}` | {r['algo']} | `{r['env_id']}` | {r['seed']} | "
                      f"{int(r['steps']):,} ({int(r['total_timesteps']):,}) | {wall} | {stop} | "
                      f"`{_trained_at(Path(r['run_dir']))}` | `{r['run_dir']}` |")
     lines += ["", "## Issue targets", "", "| issue target | task | agent | passed | detail |", "|---|---|---|:-:|---|"]
@@ -317,8 +362,10 @@ def write_results_md(path: Path, conf: ResultsConf, eval_cfg: Any, records: Mapp
         if not mine:
             lines.append(f"| {ISSUE_TARGETS[task]} | {task} | – | NO | no agent result |")
         for v in mine:
-            lines.append(f"| {ISSUE_TARGETS[task]} | {task} | {v['method']} | {'yes' if v['passed'] else 'NO'} "
+            method = v["method"] + (f" ({REFERENCES[v['method']]})" if v["method"] in REFERENCES else "")
+            lines.append(f"| {ISSUE_TARGETS[task]} | {task} | {method} | {'yes' if v['passed'] else 'NO'} "
                          f"| {v['detail']} |")
+    lines += calibration_notes(records, report)
     # The evaluation's own table (summary, every verdict including the baselines').
     body = (Path(report.out_dir) / "results.md").read_text(encoding="utf-8").splitlines()
     lines += ["", "## Evaluation", ""] + [("#" + s if s.startswith("## ") else s) for s in body[1:]]
@@ -328,6 +375,59 @@ def write_results_md(path: Path, conf: ResultsConf, eval_cfg: Any, records: Mapp
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     return path
+
+
+def _run_reward(run_dir: Path) -> str | None:
+    """The ``env.kwargs.reward`` a run trained with (None: the env's default)."""
+    try:
+        config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")) or {}
+    except OSError:
+        return None
+    reward = ((config.get("env") or {}).get("kwargs") or {}).get("reward")
+    return None if reward is None else str(reward)
+
+
+REWARD_TEXT = {
+    "truth": "`reward: truth`: the log-improvement of the *true* excess infidelity over the coherence limit, "
+             "which only a simulation knows. A privileged, simulation-only training signal: it is never in the "
+             "observation (the policy acts on measurements only, in training and in this evaluation), but the "
+             "training itself could not be repeated on hardware",
+    "measured": "`reward: measured`: the log-improvement of the posterior expected error of the env's own "
+                "estimate, computed from the shots alone (a signal a lab has)",
+}
+
+
+def calibration_notes(records: Mapping[str, Mapping[str, Any]], report: Any) -> list[str]:
+    """What the calibration agents were trained on, and the trained policies next to the
+    estimator alone and the standard sequence, from the evaluation's own summary."""
+    cal_keys = [k for k, r in records.items() if r.get("task") == "calibration"]
+    methods = {agent_method(k, records[k]): k for k in cal_keys}
+    summary = [s for s in report.summary if s["task"] == "calibration"]
+    present = {s["method"] for s in summary}
+    lines = ["", "## Calibration agents: training signal and what the policy adds", ""]
+    for method, key in methods.items():
+        r = records[key]
+        reward = _run_reward(Path(r["run_dir"]))
+        text = REWARD_TEXT.get(reward or "", f"`reward: {reward}`" if reward else "the env's default reward")
+        lines.append(f"- `{method}` (`{r['experiment']}`, seed {r['seed']}, {int(r['steps']):,} steps) "
+                     f"was trained with {text}.")
+    if ESTIMATOR in present:
+        lines.append(f"- `{ESTIMATOR}` has no learned policy: the all-zero action in every round, i.e. the env's "
+                     "own running estimate (sign-flipped twin probes combined by inverse variance) acted on as "
+                     "it stands, at the middle probe depth. The difference to it is what training adds.")
+    shown = [m for m in (*methods, ESTIMATOR, "standard") if m in present]
+    lines += ["", "| method | budget | ratio median | ratio p90 | 1−F median | shots median |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for m in shown:
+        for s in sorted((s for s in summary if s["method"] == m), key=lambda s: s["budget"]):
+            lines.append(f"| {m} | {s['budget']} | {s['ratio_median']:.4f} | {s['ratio_p90']:.4f} | "
+                         f"{s['infidelity_median']:.4g} | {s['shots_median']:.0f} |")
+    verdict = {v["method"]: v for v in report.verdicts if v["task"] == "calibration"}
+    if ESTIMATOR in verdict:
+        v = verdict[ESTIMATOR]
+        lines += ["", f"The estimator alone {'meets' if v['passed'] else 'misses'} the issue target by itself "
+                      f"({v['detail']}); the trained policies' margin over it is in the table above."]
+    return lines
 
 
 # -- entry point --------------------------------------------------------------------------------

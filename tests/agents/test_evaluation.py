@@ -135,3 +135,44 @@ def test_hydra_config_composes_and_runs(tmp_path: Path) -> None:
         assert (tmp_path / "results.csv").exists() and len(report.rows) == 2
         with pytest.raises(Exception, match="n_devices"):
             compose(config_name="evaluate", overrides=["n_devices=many"])
+
+
+def test_results_csv_reads_back_and_replots(tmp_path: Path) -> None:
+    """An evaluation's rows survive results.csv unchanged, so its plots can be redrawn from
+    the file without running the evaluation again."""
+    from pulsecal.agents.evaluation import plot_calibration, read_results_csv
+
+    hold = FunctionPolicy(lambda obs: np.zeros(3, dtype=np.float32))
+    rep = evaluate(_settings(tmp_path, budgets=(600, 1200), methods=("standard",)),
+                   [AgentSpec("hold", "calibration", hold, {"shots_per_probe": 20})])
+    back = read_results_csv(tmp_path / "results.csv")
+    assert back == [{k: r[k] for k in CSV_FIELDS} for r in rep.rows]
+    assert summarise(back) == rep.summary
+    png = plot_calibration(back, tmp_path / "replot" / "infidelity_vs_shots.png")
+    assert png.stat().st_size > 10_000
+    with pytest.raises(ValueError, match="missing columns"):
+        (tmp_path / "bad.csv").write_text("task,method\ncalibration,x\n")
+        read_results_csv(tmp_path / "bad.csv")
+
+
+def test_zero_agent_is_the_v1_estimator_alone(tmp_path: Path) -> None:
+    """``algo: zero`` needs no model: the all-zero action on the agent's env (on
+    GateCalibration-v1 the env's running estimate alone), through the same devices."""
+    from hydra import compose, initialize_config_module
+
+    from pulsecal.scripts import evaluate as script
+    from pulsecal.scripts.demo import override
+
+    agent = {"name": "estimator_only", "task": "calibration", "algo": "zero",
+             "env_id": "pulsecal/GateCalibration-v1", "env_kwargs": {"shot_budget": 1000}}
+    with initialize_config_module(config_module="pulsecal.configs", version_base="1.3"):
+        cfg = compose(config_name="evaluate", overrides=[
+            f"out_dir={tmp_path}", "n_devices=3", "budgets=[1000]", "methods=[]", "workers=1",
+            "pulse_shaping=false", "drift=false", "progress=false", "plots=false", override("agents", [agent])])
+        report = script.evaluate(cfg)
+        with pytest.raises(ValueError, match=r"agents\[ppo\]\.path is missing"):
+            script.evaluate(compose(config_name="evaluate", overrides=[
+                f"out_dir={tmp_path}", "agents=[{name: ppo, task: calibration, algo: ppo}]"]))
+    rows = [r for r in report.rows if r["method"] == "estimator_only"]
+    assert len(rows) == 3 and all(r["shots_used"] == r["device_shots"] <= 1000 for r in rows)
+    assert np.median([r["ratio"] for r in rows]) < 1.2  # as tests/agents/test_gate_agent.py finds
