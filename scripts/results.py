@@ -426,7 +426,14 @@ def calibration_notes(records: Mapping[str, Mapping[str, Any]], report: Any) -> 
     if ESTIMATOR in verdict:
         v = verdict[ESTIMATOR]
         lines += ["", f"The estimator alone {'meets' if v['passed'] else 'misses'} the issue target by itself "
-                      f"({v['detail']}); the trained policies' margin over it is in the table above."]
+                      f"({v['detail']}). What the trained policies change relative to it (ratio median / p90; "
+                      "negative is better):", ""]
+        by = {(s["method"], s["budget"]): s for s in summary}
+        for b in sorted({s["budget"] for s in summary if s["method"] == ESTIMATOR}):
+            est = by[(ESTIMATOR, b)]
+            deltas = [f"`{m}` {by[(m, b)]['ratio_median'] - est['ratio_median']:+.4f} / "
+                      f"{by[(m, b)]['ratio_p90'] - est['ratio_p90']:+.4f}" for m in methods if (m, b) in by]
+            lines.append(f"- {b} shots: " + ("; ".join(deltas) if deltas else "no trained policy at this budget"))
     return lines
 
 

@@ -89,3 +89,4 @@ def test_notes_state_the_training_signal_and_the_estimator_numbers(tmp_path: Pat
     assert "| estimator_only | 1000 | 1.0200 | 1.0400 |" in text
     assert "| standard | 1000 | 1.0190 |" in text and "cmaes" not in text
     assert "The estimator alone meets the issue target by itself (median 1.020×, p90 1.040× at 1000 shots)" in text
+    assert "- 1000 shots: `agent_ppo` -0.0040 / -0.0040; `agent_ppo_measured` -0.0030 / -0.0030" in text
