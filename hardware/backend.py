@@ -82,6 +82,9 @@ class Capabilities:
         amplitude_limit: largest |u| the backend plays (full scale is 1).
         native_waveforms: waveform kinds sent parametrically; others are sent sampled.
         max_shots: most shots per job.
+        drive_frames: the drive frame of each qubit, by frame name (qubit -> name), for
+            backends with several qubits; empty: a backend with one frame drives every
+            qubit it lists through it (``drive_frame``).
     """
 
     sample_time_s: Mapping[str, float]
@@ -93,6 +96,7 @@ class Capabilities:
     amplitude_limit: float = 1.0
     native_waveforms: frozenset[str] = frozenset({"sampled"})
     max_shots: int = 100_000
+    drive_frames: Mapping[int, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         st = dict(self.sample_time_s)
@@ -117,6 +121,27 @@ class Capabilities:
         if not (math.isfinite(self.amplitude_limit) and 0 < self.amplitude_limit <= 1):
             raise ValueError(f"Capabilities.amplitude_limit={self.amplitude_limit!r}: allowed (0, 1]")
         object.__setattr__(self, "native_waveforms", frozenset(self.native_waveforms))
+        drive = dict(self.drive_frames)
+        names = {f.name for f in self.frames}
+        for q, name in drive.items():
+            if q not in self.qubits:
+                raise ValueError(f"Capabilities.drive_frames[{q!r}]: allowed a qubit of {self.qubits}")
+            if name not in names:
+                raise ValueError(f"Capabilities.drive_frames[{q!r}]={name!r}: allowed a frame of {sorted(names)}")
+        object.__setattr__(self, "drive_frames", drive)
+
+    def drive_frame(self, qubit: int) -> Frame:
+        """The frame that drives ``qubit`` (a calibration session of that qubit plays on it)."""
+        if isinstance(qubit, bool) or not isinstance(qubit, int) or qubit not in self.qubits:
+            raise ValueError(f"qubit={qubit!r}: allowed one of the backend's qubits {self.qubits}")
+        name = self.drive_frames.get(qubit)
+        if name is not None:
+            return self.frame(name)
+        if len(self.frames) == 1:
+            return self.frames[0]
+        raise ValueError(f"qubit={qubit!r}: the backend lists {len(self.frames)} frames "
+                         f"{[f.name for f in self.frames]} and no drive frame for this qubit "
+                         "(Capabilities.drive_frames)")
 
     def frame(self, name: str) -> Frame:
         for f in self.frames:

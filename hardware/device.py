@@ -40,7 +40,7 @@ from .backend import Backend, BackendError, JobHandle, TransientBackendError, Vi
 from .guard import GuardedBackend
 from .ir import Frame, Program, from_sequence
 from .journal import Journal
-from .ledger import RELEASED, ShotLedger
+from .ledger import RELEASED, DeviceDayLedger, ShotLedger
 from .safety import SafetyLimits, SafetyViolation
 
 
@@ -92,8 +92,9 @@ class BackendDevice:
         ledger: shot accounting, shared across sessions on the same device.
         journal: the append-only job journal.
         session_id: names this session in job keys (reuse it to resume a session).
-        frame: the drive frame sequences are played on (default: the backend's first frame).
-        qubit: the measured qubit.
+        frame: the drive frame sequences are played on (default: ``qubit``'s drive frame,
+            ``Capabilities.drive_frame``).
+        qubit: the driven and measured qubit (an index of ``Capabilities.qubits``).
         acquire_duration_s: duration of the final measurement, in seconds.
         retry: retry and backoff policy.
         clock: wall-clock seconds (UTC day of the per-day count; device clock fallback).
@@ -105,6 +106,9 @@ class BackendDevice:
             submit attempt (not before a ``find`` that recovers the job): a resumed session
             charges, write-ahead, the executions of this key that died with earlier
             processes (``replay.run_session``).
+        device_ledger, scope: the device's day ledger shared by all its sessions and this
+            session's name in it (``GuardedBackend``): the per-day limit then bounds the
+            shots of every session of the device together.
     """
 
     def __init__(self, backend: Backend, *, limits: SafetyLimits, ledger: ShotLedger,
@@ -113,13 +117,15 @@ class BackendDevice:
                  clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep, start_step: int = 0,
                  process: int | str | None = None,
-                 before_submit: Callable[[str, int, int, int], None] | None = None) -> None:
+                 before_submit: Callable[[str, int, int, int], None] | None = None,
+                 device_ledger: DeviceDayLedger | None = None, scope: str = "") -> None:
         if not isinstance(session_id, str) or not session_id:
             raise ValueError(f"BackendDevice.session_id={session_id!r}: allowed a non-empty string")
-        self.guard = GuardedBackend(backend, limits, ledger, clock=clock)
+        self.guard = GuardedBackend(backend, limits, ledger, clock=clock, device_ledger=device_ledger,
+                                    scope=scope)
         self._backend = backend
         caps = self.guard.capabilities()
-        self.frame = frame if frame is not None else caps.frames[0]
+        self.frame = frame if frame is not None else caps.drive_frame(qubit)
         self._dt_s = float(caps.sample_time_s[self.frame.port])
         self.qubit = qubit
         self.acquire_duration_s = acquire_duration_s
@@ -196,7 +202,7 @@ class BackendDevice:
         if not refusals:
             # Each job alone may fit under the day's limit while the batch does not.
             new = shots * sum(not self._counted(k) for k in keys)
-            today = self.ledger.shots_on(self.guard.today())
+            today = self.guard.shots_today()
             lim = self.guard.limits.max_shots_per_day
             if today + new > lim:
                 refusals.append(Violation("max_shots_per_day", today + new, f"<= {lim} shots per UTC day",

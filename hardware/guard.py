@@ -9,8 +9,11 @@
    to the program just checked (recomputed, not read from a cache), the trace it claims to
    play must pass the envelope's sample limits, and it must equal a fresh render of the
    program to within the backend's quantisation (``trace_tolerance``);
-3. reserves the shots in the ledger under ``job_key`` (idempotent) before submitting, then
-   calls the caller's ``before_send`` hook (the write-ahead ``submitting`` journal record);
+3. reserves the shots under ``job_key`` (idempotent) before submitting — first in the
+   device's day ledger when there is one (``DeviceDayLedger``: the per-day limit summed over
+   every session of the device, checked and charged under one file lock), then in the
+   session's ledger — then calls the caller's ``before_send`` hook (the write-ahead
+   ``submitting`` journal record);
 4. seals the artifact with a ``Clearance`` for exactly this program hash, shot count and
    job key, which adapters verify with ``require_clearance`` before running anything.
 
@@ -28,7 +31,7 @@ import numpy as np
 
 from .backend import Artifact, Backend, Capabilities, JobHandle, Result, Violation
 from .ir import Program, recompute_hash
-from .ledger import ShotLedger, utc_day
+from .ledger import DeviceDayLedger, ShotLedger, utc_day
 from .safety import SafetyEnvelope, SafetyLimits, SafetyViolation
 
 _SEAL = object()  # only this module can mint a clearance that require_clearance accepts
@@ -77,13 +80,21 @@ class GuardedBackend:
         clock: wall-clock seconds, used for the UTC day of the per-day count.
         trace_tolerance: largest |difference| allowed between the artifact's trace and a
             fresh render of its program (vendor amplitude quantisation; 2**-15 covers int16).
+        device_ledger: the device's day ledger shared by all its sessions (None: the
+            per-day limit counts this session's ledger only).
+        scope: names this session in ``device_ledger`` (its folder); required with it.
     """
 
     def __init__(self, backend: Backend, limits: SafetyLimits, ledger: ShotLedger, *,
-                 clock: Callable[[], float] = time.time, trace_tolerance: float = 2.0**-15) -> None:
+                 clock: Callable[[], float] = time.time, trace_tolerance: float = 2.0**-15,
+                 device_ledger: DeviceDayLedger | None = None, scope: str = "") -> None:
+        if device_ledger is not None and (not isinstance(scope, str) or not scope):
+            raise ValueError(f"GuardedBackend.scope={scope!r}: allowed a non-empty string with a device_ledger")
         self.backend = backend
         self.limits = limits
         self.ledger = ledger
+        self.device_ledger = device_ledger
+        self.scope = scope
         self._clock = clock
         self._caps: Capabilities = backend.capabilities()
         self.envelope = SafetyEnvelope(limits, self._caps)
@@ -96,14 +107,26 @@ class GuardedBackend:
     def today(self) -> str:
         return utc_day(self._clock())
 
-    def check(self, program: Program, shots: int | None = None, job_key: str | None = None) -> list[Violation]:
-        """Everything that would refuse ``program``; pure. A job key the ledger already
-        counts does not count twice against the per-day limit."""
-        n = program.shots if shots is None and isinstance(program, Program) else shots
-        used = self.ledger.shots_on(self.today())
-        e = self.ledger.entry(job_key) if job_key is not None else None
-        if e is not None and e.state != "released" and e.day == self.today():
+    def shots_today(self, exclude: str | None = None) -> int:
+        """Shots counted today against the per-day limit (the device's, over all its
+        sessions, when there is a device ledger), without job ``exclude``."""
+        today = self.today()
+        if self.device_ledger is not None:
+            used = self.device_ledger.shots_on(today)
+            if exclude is not None:
+                used -= self.device_ledger.counted(self.scope, exclude, today)
+            return used
+        used = self.ledger.shots_on(today)
+        e = self.ledger.entry(exclude) if exclude is not None else None
+        if e is not None and e.state != "released" and e.day == today:
             used -= e.shots
+        return used
+
+    def check(self, program: Program, shots: int | None = None, job_key: str | None = None) -> list[Violation]:
+        """Everything that would refuse ``program``; pure. A job key already counted does
+        not count twice against the per-day limit."""
+        n = program.shots if shots is None and isinstance(program, Program) else shots
+        used = self.shots_today(job_key)
         try:
             v = list(self.backend.validate(program))
         except Exception as ex:  # a validator that crashes refuses
@@ -137,8 +160,18 @@ class GuardedBackend:
         v = self._check_artifact(artifact, program, expected)
         if v:
             raise SafetyViolation(v)
-        self.ledger.reserve(job_key, int(shots), self.today(),
-                            max_shots_per_day=self.limits.max_shots_per_day)
+        day = self.today()
+        if self.device_ledger is not None:
+            self.device_ledger.reserve(self.scope, job_key, int(shots), day,
+                                       max_shots_per_day=self.limits.max_shots_per_day)
+        try:
+            self.ledger.reserve(job_key, int(shots), day, max_shots_per_day=self.limits.max_shots_per_day)
+        except SafetyViolation:
+            # The session refused it (its budget): the device charge is for nothing.
+            entry = self.ledger.entry(job_key)
+            if self.device_ledger is not None and (entry is None or entry.state == "released"):
+                self.device_ledger.release(self.scope, job_key)
+            raise
         sealed = replace(artifact, clearance=Clearance(expected, int(shots), job_key,
                                                         self._limits_hash, _SEAL))
         if before_send is not None:
@@ -178,3 +211,12 @@ class GuardedBackend:
     def release(self, job_key: str) -> None:
         """Un-count a job the backend provably never received."""
         self.ledger.release(job_key)
+        if self.device_ledger is not None:
+            self.device_ledger.release(self.scope, job_key)
+
+    def charge(self, job_key: str, shots: int, day: str, job_id: str = "") -> None:
+        """Count shots that already ran (an orphaned execution) in the session's ledger and
+        the device's."""
+        self.ledger.charge(job_key, shots, day, job_id)
+        if self.device_ledger is not None:
+            self.device_ledger.charge(self.scope, job_key, shots, day)

@@ -194,3 +194,152 @@ class ShotLedger:
                                  f"{RESERVED}, {DONE}, {RELEASED}")
             self._entries[k] = entry
             self._count(entry, +1)
+
+
+DEVICE_DAY_FORMAT = "pulsecal.device-day-ledger/1"
+
+
+class DeviceDayLedger:
+    """Shots per UTC day of one *device*, summed over every session that uses it.
+
+    Each session keeps its own ``ShotLedger``; a device's per-day limit
+    (``SafetyLimits.max_shots_per_day``) must bound all of them together, including
+    sessions running in parallel processes (a sweep's qubits). This file does that: one
+    JSON file per device behind an exclusive ``fcntl`` lock (``<path>.lock``), in which a
+    job is *charged before it is submitted* (``reserve`` checks the day's sum and adds the
+    job in one locked read-modify-write), so parallel sessions cannot together pass the
+    limit. Jobs are keyed ``<scope>/<job_key>`` with the session's scope (its folder), so
+    two sessions never share an entry; a key already counted is not counted again.
+
+    Like the session ledger it may over-count but never under-counts: a kill between the
+    device charge and the session's own reservation leaves a device entry the session does
+    not count, which ``sync`` (called when the session resumes) releases.
+
+    Args:
+        path: the device's day-ledger file (created on first write).
+        fsync: fsync every write.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = True) -> None:
+        self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self._fsync = fsync
+
+    # -- queries ------------------------------------------------------------------------
+
+    def read(self) -> dict[str, Any]:
+        if not self.path.exists():
+            return {"format": DEVICE_DAY_FORMAT, "days": {}}
+        d = json.loads(self.path.read_text())
+        if d.get("format") != DEVICE_DAY_FORMAT:
+            raise ValueError(f"device day ledger {self.path} format={d.get('format')!r}: "
+                             f"allowed {DEVICE_DAY_FORMAT!r}")
+        return dict(d)
+
+    def shots_on(self, day: str) -> int:
+        """Shots counted on ``day`` over all sessions of the device."""
+        return int(sum(self.read()["days"].get(day, {}).values()))
+
+    def counted(self, scope: str, job_key: str, day: str | None = None) -> int:
+        """Shots counted for the job (on ``day`` only, if given); 0 if it is not counted."""
+        key = _scoped(scope, job_key)
+        for d, jobs in self.read()["days"].items():
+            if (day is None or d == day) and key in jobs:
+                return int(jobs[key])
+        return 0
+
+    # -- changes (each one locked read-modify-write) --------------------------------------
+
+    def reserve(self, scope: str, job_key: str, shots: int, day: str, *, max_shots_per_day: int) -> None:
+        """Charge ``shots`` of a job about to be submitted to ``day``; a no-op if the job is
+        already counted. Raises SafetyViolation naming the device's per-day limit if the
+        day's sum over all sessions would exceed it (nothing is charged then)."""
+        if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
+            raise ValueError(f"shots={shots!r}: allowed an integer >= 1")
+        key = _scoped(scope, job_key)
+        from .params_store import file_lock
+
+        with file_lock(self.lock_path):
+            data = self.read()
+            if any(key in jobs for jobs in data["days"].values()):
+                return
+            jobs = data["days"].setdefault(day, {})
+            total = int(sum(jobs.values())) + shots
+            if total > max_shots_per_day:
+                raise SafetyViolation([Violation("max_shots_per_day", total,
+                                                 f"<= {max_shots_per_day} shots on {day} over all "
+                                                 f"sessions of the device ({self.path.name})")])
+            jobs[key] = shots
+            self._write(data)
+
+    def charge(self, scope: str, job_key: str, shots: int, day: str) -> None:
+        """Count shots that already ran (no limit: they cannot be un-run); a no-op if counted."""
+        if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
+            raise ValueError(f"shots={shots!r}: allowed an integer >= 1")
+        key = _scoped(scope, job_key)
+        from .params_store import file_lock
+
+        with file_lock(self.lock_path):
+            data = self.read()
+            if any(key in jobs for jobs in data["days"].values()):
+                return
+            data["days"].setdefault(day, {})[key] = shots
+            self._write(data)
+
+    def release(self, scope: str, job_key: str) -> None:
+        """Un-count a job that provably never ran."""
+        key = _scoped(scope, job_key)
+        from .params_store import file_lock
+
+        with file_lock(self.lock_path):
+            data = self.read()
+            hit = [d for d, jobs in data["days"].items() if key in jobs]
+            for d in hit:
+                del data["days"][d][key]
+            if hit:
+                self._write(data)
+
+    def sync(self, scope: str, ledger: ShotLedger) -> None:
+        """Make this scope's entries equal the session ledger's counted ones (on resume):
+        charge what the session counts and the device does not (a kill between the two
+        writes of an orphan charge), release what only the device counts (a kill between
+        the device charge and the session's reservation: never submitted)."""
+        from .params_store import file_lock
+
+        prefix = scope + "/"
+        want = {_scoped(scope, k): e for k, e in ledger.entries.items() if e.state != RELEASED}
+        with file_lock(self.lock_path):
+            data = self.read()
+            changed = False
+            for jobs in data["days"].values():
+                for key in [k for k in jobs if k.startswith(prefix) and k not in want]:
+                    del jobs[key]
+                    changed = True
+            have = {k for jobs in data["days"].values() for k in jobs}
+            for key, e in want.items():
+                if key not in have:
+                    data["days"].setdefault(e.day, {})[key] = e.shots
+                    changed = True
+            if changed:
+                self._write(data)
+
+    def _write(self, data: dict[str, Any]) -> None:
+        data["per_day"] = {d: int(sum(j.values())) for d, j in sorted(data["days"].items())}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=self.path.name, suffix=".tmp", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump(data, fh, sort_keys=True)
+                fh.flush()
+                if self._fsync:
+                    os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def _scoped(scope: str, job_key: str) -> str:
+    if not isinstance(scope, str) or not scope:
+        raise ValueError(f"scope={scope!r}: allowed a non-empty string (the session's folder)")
+    return f"{scope}/{job_key}"

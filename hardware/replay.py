@@ -99,7 +99,7 @@ from .backend import Backend, BackendError
 from .device import BackendDevice, RetryPolicy
 from .ir import Program, from_sequence
 from .journal import Journal, read_journal
-from .ledger import RELEASED, RESERVED, ShotLedger, utc_day
+from .ledger import RELEASED, RESERVED, DeviceDayLedger, ShotLedger, utc_day
 from .safety import SafetyLimits
 
 SESSION_FORMAT = "pulsecal.replay/1"
@@ -361,6 +361,9 @@ class ReplaySettings:
             ``report_truth`` is forced off: the env talks to a backend, not a simulator.
         env_id: which registered GateCalibration version the session runs (the one the
             policy was trained on; an exported policy's manifest names it).
+        qubit: the backend qubit the session calibrates (an index of the backend's
+            ``Capabilities.qubits``): its drive frame carries the pulses, its readout the
+            counts, and the default safety envelope allows that frame only.
     """
 
     session_id: str
@@ -370,6 +373,7 @@ class ReplaySettings:
     budget_shots: int | None = None
     env: Mapping[str, Any] = field(default_factory=dict)
     env_id: str = DEFAULT_ENV_ID
+    qubit: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.session_id, str) or not self.session_id or "/" in self.session_id:
@@ -391,6 +395,8 @@ class ReplaySettings:
         if not isinstance(self.env_id, str) or not self.env_id.startswith(_ENV_FAMILY + "-v"):
             raise ValueError(f"ReplaySettings.env_id={self.env_id!r}: allowed a registered "
                              f"'{_ENV_FAMILY}-v<N>' id")
+        if isinstance(self.qubit, bool) or not isinstance(self.qubit, int) or self.qubit < 0:
+            raise ValueError(f"ReplaySettings.qubit={self.qubit!r}: allowed an integer >= 0")
         env = dict(self.env)
         if env.get("report_truth"):
             raise ValueError("ReplaySettings.env['report_truth']=True: allowed False (no truth on a backend)")
@@ -400,6 +406,9 @@ class ReplaySettings:
         d = asdict(self)
         d["env"] = _env_to_json(self.env)
         d["initial_params"] = list(self.initial_params)
+        if self.qubit == 0:
+            # Session folders written before per-qubit sessions resume unchanged.
+            del d["qubit"]
         return d
 
     def env_kwargs(self) -> dict[str, Any]:
@@ -426,11 +435,13 @@ def probes_from_json(items: Sequence[Mapping[str, Any]] | None) -> tuple[Probe, 
                  for p in items)
 
 
-def default_limits(backend: Backend, **changes: Any) -> SafetyLimits:
-    """A conservative envelope for a calibration session on ``backend``'s drive frames
-    (callers and configs override any field)."""
+def default_limits(backend: Backend, qubit: int | None = None, **changes: Any) -> SafetyLimits:
+    """A conservative envelope for a calibration session on ``backend``: only ``qubit``'s
+    drive frame is allowed (None: every frame of the backend); callers and configs
+    override any field."""
     caps = backend.capabilities()
-    args: dict[str, Any] = {"allowed_frames": caps.frames, "max_amplitude": 1.0,
+    frames = caps.frames if qubit is None else (caps.drive_frame(qubit),)
+    args: dict[str, Any] = {"allowed_frames": frames, "max_amplitude": 1.0,
                             "max_pulse_duration_s": 1e-6, "max_program_duration_s": 20e-6,
                             "max_drive_energy_s": 2e-6, "max_shots_per_job": 10_000,
                             "max_shots_per_day": 10_000_000}
@@ -613,7 +624,8 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
                 limits: SafetyLimits | None = None, retry: RetryPolicy | None = None,
                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
                 fsync: bool = True, truth: Callable[[DragParams], dict[str, float]] | None = None,
-                plots: bool = True, backend_info: Mapping[str, Any] | None = None) -> ReplayResult:
+                plots: bool = True, backend_info: Mapping[str, Any] | None = None,
+                device_ledger: DeviceDayLedger | None = None) -> ReplayResult:
     """Run (or resume) a calibration session of ``policy`` on ``backend`` in ``folder``.
 
     Args:
@@ -621,13 +633,17 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
         policy: a ``Policy`` (``ScriptedPolicy``, ``SB3Policy``, ``OnnxPolicy``, ...).
         folder: the session folder; an existing one with the same settings is resumed.
         settings: what to run (see ``ReplaySettings``).
-        limits: the safety envelope (default ``default_limits(backend)``).
+        limits: the safety envelope (default ``default_limits(backend, settings.qubit)``);
+            it must allow the session qubit's drive frame.
         retry: retry and backoff policy of ``BackendDevice``.
         clock, sleep: wall clock and wait (inject fakes in tests).
         fsync: fsync journal and ledger writes (off only in tests that write thousands).
         truth: for simulated backends, the true gate metrics of parameters (report only).
         plots: write the PNG plots of the report.
         backend_info: extra description of the backend for the journal and report.
+        device_ledger: the device's day ledger shared with its other sessions (sweeps:
+            parallel qubits), so ``limits.max_shots_per_day`` bounds all of them together;
+            this session is named in it by its folder. None: the session's ledger only.
 
     Raises ``ReplayDivergence`` if the folder holds another session or the replay departs
     from the journal, and whatever the backend path raises (SafetyViolation, JobLost).
@@ -641,15 +657,25 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
     state = JournalState.read(journal.path, settings.session_id)
     resumed = state.started is not None
     ledger = ShotLedger(folder / "ledger.json", budget_shots=settings.budget_shots, fsync=fsync)
-    limits = limits if limits is not None else default_limits(backend)
+    limits = limits if limits is not None else default_limits(backend, settings.qubit)
+    frame = backend.capabilities().drive_frame(settings.qubit)
+    if frame.name not in {f.name for f in limits.allowed_frames}:
+        raise ValueError(f"limits.allowed_frames={[f.name for f in limits.allowed_frames]}: allowed a set "
+                         f"holding qubit {settings.qubit}'s drive frame {frame.name!r}")
     sid = settings.session_id
     proc = _next_process(state)
     write_ahead = state.started is None or state.started.get("write_ahead") == WRITE_AHEAD
-    orphans = _Orphans(journal, ledger, state, sid, proc, write_ahead, today=lambda: utc_day(clock()))
+    scope = str(folder.resolve())
+    orphans = _Orphans(journal, ledger, state, sid, proc, write_ahead, today=lambda: utc_day(clock()),
+                       device_ledger=device_ledger, scope=scope)
     orphans.reconcile()
+    if device_ledger is not None:
+        device_ledger.sync(scope, ledger)
     live = BackendDevice(backend, limits=limits, ledger=ledger, journal=journal, session_id=sid,
+                         frame=frame, qubit=settings.qubit,
                          retry=retry, clock=clock, sleep=sleep, start_step=len(state.runs_done),
-                         process=proc, before_submit=orphans.before_submit)
+                         process=proc, before_submit=orphans.before_submit,
+                         device_ledger=device_ledger, scope=scope)
     _recover_from_journal(backend, journal, state, sid, proc)
     state = JournalState.read(journal.path, sid)
 
@@ -794,8 +820,10 @@ class _Orphans:
     folder's ledger holds this session's jobs only (``session.json`` pins the folder to it)."""
 
     def __init__(self, journal: Journal, ledger: ShotLedger, state: JournalState, sid: str, proc: int,
-                 write_ahead: bool, *, today: Callable[[], str]) -> None:
+                 write_ahead: bool, *, today: Callable[[], str], device_ledger: DeviceDayLedger | None = None,
+                 scope: str = "") -> None:
         self.journal, self.ledger, self.sid, self.proc = journal, ledger, sid, proc
+        self.device_ledger, self.scope = device_ledger, scope
         self.write_ahead = write_ahead
         self.today = today
         self.records = list(state.records)
@@ -874,6 +902,8 @@ class _Orphans:
             self.journal.append("orphaned", session=self.sid, step=step, index=index, job_key=key, shots=n,
                                 ledger_key=okey, day=day, charged=True, process=self.proc)
             self.ledger.charge(okey, n, day, "orphan")
+            if self.device_ledger is not None:  # a kill before this write: sync on resume
+                self.device_ledger.charge(self.scope, okey, n, day)
             have.add(okey)
             self.shots += n
 

@@ -56,8 +56,10 @@ from pulsecal.envs.calibration import PARAMETER_NAMES, DragGate, DragParams, nom
 
 from .backend import Backend, BackendError
 from .journal import read_journal
+from .ledger import DeviceDayLedger
 from .params_store import ParamsStore, file_lock, utc_iso, write_atomic
 from .replay import (
+    DEFAULT_ENV_ID,
     Policy,
     ReplayDivergence,
     ReplayResult,
@@ -245,6 +247,13 @@ class QubitJob:
             journal on a fresh backend.
         params_store: the parameter store file (None: neither read nor written).
         start_from_store: start each qubit from its latest stored version when there is one.
+        env_id: the GateCalibration version the policy was trained on (``ReplaySettings.env_id``).
+        device_qubit: the backend qubit the session addresses (``ReplaySettings.qubit``):
+            ``qubit`` on a multi-qubit backend (qibolab, Braket), 0 for simulated sweeps,
+            where every qubit is its own one-qubit backend.
+        device_ledger: the device's day-ledger file (``ledger.DeviceDayLedger``) shared by
+            every qubit's session, so the envelope's per-day shot limit bounds their sum;
+            None: each session's own ledger only.
     """
 
     qubit: int
@@ -260,9 +269,13 @@ class QubitJob:
     attempts: int = 3
     params_store: Path | None = None
     start_from_store: bool = True
+    env_id: str = DEFAULT_ENV_ID
+    device_qubit: int = 0
+    device_ledger: Path | None = None
 
     def __post_init__(self) -> None:
         _check_qubit(self.qubit, "QubitJob.qubit")
+        _check_qubit(self.device_qubit, "QubitJob.device_qubit")
         if not isinstance(self.sweep_name, str) or not self.sweep_name or "/" in self.sweep_name:
             raise ValueError(f"QubitJob.sweep_name={self.sweep_name!r}: allowed a non-empty string without '/'")
         if isinstance(self.attempts, bool) or not isinstance(self.attempts, int) or self.attempts < 1:
@@ -273,6 +286,8 @@ class QubitJob:
         object.__setattr__(self, "sweep_dir", Path(self.sweep_dir))
         if self.params_store is not None:
             object.__setattr__(self, "params_store", Path(self.params_store))
+        if self.device_ledger is not None:
+            object.__setattr__(self, "device_ledger", Path(self.device_ledger))
         object.__setattr__(self, "default_start", tuple(float(x) for x in self.default_start))
         object.__setattr__(self, "env", dict(self.env))
 
@@ -285,13 +300,29 @@ class QubitJob:
         return f"{self.sweep_name}-q{self.qubit}"
 
     def session_shots(self) -> int:
-        """Shots of a full session: every probe at every measurement (reset + max_steps)."""
+        """Shots of a full session: ``call_shots`` at every measurement (the reset's and one
+        per step; GateCalibration-v1 measures at most ``rounds`` times)."""
+        calls = self.max_steps + 1
+        if self.env_id != DEFAULT_ENV_ID:
+            from pulsecal.envs.gate_calibration_v1 import GateCalibrationV1Config
+
+            calls = min(calls, int(self.env.get("rounds") or GateCalibrationV1Config.rounds))
+        return self.call_shots() * calls
+
+    def call_shots(self) -> int:
+        """Shots of one measurement: every probe × shots_per_probe (v0); six twins of
+        shot_budget // (6·rounds) shots (GateCalibration-v1)."""
+        if self.env_id != DEFAULT_ENV_ID:
+            from pulsecal.envs.gate_calibration_v1 import GateCalibrationV1Config
+
+            rounds = int(self.env.get("rounds") or GateCalibrationV1Config.rounds)
+            budget = int(self.env.get("shot_budget") or GateCalibrationV1Config.shot_budget)
+            return 6 * (budget // (6 * rounds))
         from pulsecal.envs.calibration import default_probes
         from pulsecal.envs.gate_calibration import GateCalibrationConfig
 
         spp = int(self.env.get("shots_per_probe") or GateCalibrationConfig.shots_per_probe)
-        probes = self.env.get("probes") or default_probes()
-        return spp * len(probes) * (self.max_steps + 1)
+        return spp * len(self.env.get("probes") or default_probes())
 
 
 @dataclass(frozen=True)
@@ -376,7 +407,7 @@ def run_qubit(job: QubitJob, *, make_backend: Callable[[int], Backend], make_pol
         budget_shots = prior.get("budget_shots")
     elif job.total_shots is not None:
         need = job.session_shots()
-        per_call = need // (job.max_steps + 1)
+        per_call = job.call_shots()
         # Headroom for orphaned re-runs: a resume after a kill or a lost job charges the
         # device call that was in flight once more, so each attempt may cost one call.
         request = math.ceil(need * (1.0 + job.budget_headroom)) + job.attempts * per_call
@@ -398,13 +429,16 @@ def run_qubit(job: QubitJob, *, make_backend: Callable[[int], Backend], make_pol
                       attempts=attempts, start_source=start_source, pid=os.getpid())
         try:
             settings = ReplaySettings(job.session_id, int(job.seed), start,  # type: ignore[arg-type]
-                                      max_steps=job.max_steps, budget_shots=budget_shots, env=job.env)
+                                      max_steps=job.max_steps, budget_shots=budget_shots, env=job.env,
+                                      env_id=job.env_id, qubit=job.device_qubit)
             backend = make_backend(attempts - 1)
             policy = make_policy()
-            lim = limits(backend) if limits is not None else default_limits(backend)
+            lim = limits(backend) if limits is not None else default_limits(backend, job.device_qubit)
             result = run_session(backend, policy, folder, settings, limits=lim, retry=retry, clock=clock,
                                  sleep=sleep, fsync=fsync, truth=truth(backend) if truth else None,
-                                 plots=plots, backend_info=backend_info)
+                                 plots=plots, backend_info=backend_info,
+                                 device_ledger=None if job.device_ledger is None
+                                 else DeviceDayLedger(job.device_ledger, fsync=fsync))
             state, error = FINISHED, None
             break
         except SafetyViolation as e:

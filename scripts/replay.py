@@ -131,7 +131,13 @@ class ReplayConf:
     initial_params: list[float] | None = None  # None: textbook + miscalibration
     miscalibration: MiscalibrationConf = field(default_factory=MiscalibrationConf)
     env: dict[str, Any] = field(default_factory=dict)
-    env_id: str = "pulsecal/GateCalibration-v0"  # the version the policy was trained on
+    # The GateCalibration version the policy was trained on; None: the exported policy's
+    # manifest says, else v0. Set against a manifest that names another version: an error.
+    env_id: str | None = None
+    # The device's day-ledger file, shared by all its sessions: the per-day shot limit of
+    # backend.limits bounds them together. None: the session's own ledger (sweeps default
+    # to <sweep.dir>/device_day_ledger.json).
+    device_ledger: str | None = None
     plots: bool = True
     qubit: int | None = None  # set: one qubit's session of a sweep in <sweep.dir>/q<qubit>
     sweep: SweepConf = field(default_factory=SweepConf)
@@ -204,6 +210,35 @@ def build_policy(p: dict[str, Any]) -> Any:
     raise ValueError(f"policy.kind={kind!r}: allowed 'scripted', 'sb3', 'onnx'")
 
 
+def resolve_env_id(c: dict[str, Any], policy: Any) -> str:
+    """The env id of a session: ``env_id`` from the config, else the one the policy names
+    (an exported policy's manifest), else GateCalibration-v0; a config that contradicts the
+    policy's manifest is refused (its observation and action spaces would not match)."""
+    from pulsecal.hardware import replay as rp
+
+    inner = getattr(policy, "policy", None)
+    own = getattr(inner, "env_id", None) if inner is not None else None
+    want = c.get("env_id")
+    if want is not None and own is not None and str(want) != str(own):
+        raise ValueError(f"env_id={want!r}: allowed the policy's own {own!r} (its manifest), or null")
+    return str(want or own or rp.DEFAULT_ENV_ID)
+
+
+def qubit_model(backend: Any, kind: str, qubit: int) -> Any:
+    """The transmon model of ``backend``'s qubit ``qubit`` for the textbook start, or None
+    (a real device: the lab gives ``initial_params``)."""
+    if kind == "qibolab":
+        from pulsecal.hardware.adapters.qibolab import emulator_transmon
+
+        try:
+            return emulator_transmon(backend.platform, backend.platform_qubit(qubit))
+        except (ValueError, KeyError, AttributeError):
+            return None
+    if kind == "simulated" and qubit == 0:
+        return backend.device.current_transmon()
+    return None
+
+
 def replay(cfg: DictConfig) -> Any:
     """Run (or resume) the session the composed ``replay.yaml`` describes; returns the
     ``ReplayResult``."""
@@ -226,18 +261,21 @@ def replay(cfg: DictConfig) -> Any:
     else:
         raise ValueError("initial_params=None: allowed only with a backend that has a device model "
                          "(simulated, qibolab emulator); give the lab's current calibration")
+    policy = build_policy(p)
     settings = rp.ReplaySettings(str(c["session_id"]), int(c["seed"]), start,  # type: ignore[arg-type]
                                  max_steps=int(c["max_steps"]), budget_shots=c.get("budget_shots"), env=env,
-                                 env_id=str(c.get("env_id") or rp.DEFAULT_ENV_ID))
-    limits = rp.default_limits(backend, **_limits(b.get("limits") or {}))
+                                 env_id=resolve_env_id(c, policy))
+    limits = rp.default_limits(backend, 0, **_limits(b.get("limits") or {}))
     truth = rp.simulated_truth(backend, gate_s) if b["kind"] == "simulated" else None
-    policy = build_policy(p)
     info = {k: v for k, v in b.items() if k not in ("limits", "env", "retry")}
     from pulsecal.hardware.device import RetryPolicy
 
     retry = RetryPolicy(**dict(b.get("retry") or {}))
+    from pulsecal.hardware.ledger import DeviceDayLedger
+
+    day = DeviceDayLedger(c["device_ledger"]) if c.get("device_ledger") else None
     return rp.run_session(backend, policy, Path(c["folder"]), settings, limits=limits, retry=retry, truth=truth,
-                          plots=bool(c.get("plots", True)), backend_info=info)
+                          plots=bool(c.get("plots", True)), backend_info=info, device_ledger=day)
 
 
 def session_env(c: dict[str, Any]) -> tuple[dict[str, Any], float]:
@@ -297,4 +335,5 @@ if __name__ == "__main__":
     main()
 
 
-__all__ = ["build_backend", "build_policy", "main", "register_replay_configs", "replay", "session_env"]
+__all__ = ["build_backend", "build_policy", "main", "qubit_model", "register_replay_configs", "replay",
+           "resolve_env_id", "session_env"]

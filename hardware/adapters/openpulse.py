@@ -137,6 +137,8 @@ class BraketBackend:
                          if f"q{q}{props.capture_frame_suffix}" in props.frames})
         if not qubits:
             raise ValueError("device properties have no qubit with both a drive and a capture frame")
+        # Qubit q's drive frame: the drive frame mapped to q alone (Rigetti: q{q}_rf_frame).
+        drive_of = {f.qubits[0]: f.name for f in drive if len(f.qubits) == 1 and f.qubits[0] in qubits}
         native = {"constant", "sampled"} | ({"gaussian", "drag"} if waveforms == "templates" else set())
         self._caps = Capabilities(
             sample_time_s=dts, frames=frames, qubits=tuple(qubits),
@@ -144,7 +146,7 @@ class BraketBackend:
             min_samples=max(1, math.ceil(props.min_pulse_length_s / self.dt_s - 1e-6)),
             max_samples=math.floor(props.max_pulse_length_s / self.dt_s + 1e-6),
             amplitude_limit=min(1.0, props.max_amplitude),
-            native_waveforms=frozenset(native), max_shots=props.max_shots)
+            native_waveforms=frozenset(native), max_shots=props.max_shots, drive_frames=drive_of)
         self._tasks: dict[str, JobHandle] = {}
         self._lock = threading.Lock()
 

@@ -193,12 +193,14 @@ class QibolabBackend:
         self._rate_gsps = float(rate_gsps)
         self.dt_s = 1.0 / (self._rate_gsps * 1e9)
         frames = []
+        drive: dict[int, str] = {}
         sample_time: dict[str, float] = {}
         for i, q in enumerate(ids):
             ch = platform.qubits[q].drive
             if ch is None:
                 continue
             frames.append(Frame(f"q{i}_drive", ch, float(platform.config(ch).frequency)))
+            drive[i] = f"q{i}_drive"
             sample_time[ch] = self.dt_s
         if not frames:
             raise BackendError(f"platform {platform.name!r} has no drive channel on qubits {ids}")
@@ -206,9 +208,17 @@ class QibolabBackend:
             sample_time_s=sample_time, frames=tuple(frames), qubits=tuple(range(len(ids))),
             granularity=granularity, min_samples=min_samples, max_samples=max_samples,
             amplitude_limit=float(max_amplitude),
-            native_waveforms=frozenset({"gaussian", "drag", "constant"}), max_shots=max_shots)
+            native_waveforms=frozenset({"gaussian", "drag", "constant"}), max_shots=max_shots,
+            drive_frames=drive)
         self._done: dict[str, _Done] = {}
         self._connected = False
+
+    def platform_qubit(self, qubit: int) -> Any:
+        """The platform's id of IR qubit ``qubit`` (``emulator_transmon`` takes it)."""
+        if isinstance(qubit, bool) or not isinstance(qubit, int) or not 0 <= qubit < len(self._qubit_ids):
+            raise ValueError(f"qubit={qubit!r}: allowed 0..{len(self._qubit_ids) - 1} "
+                             f"(platform qubits {self._qubit_ids})")
+        return self._qubit_ids[qubit]
 
     # -- Backend protocol ---------------------------------------------------------------------
 
