@@ -95,7 +95,67 @@ def test_smoke_experiment_runs(tmp_path: Path) -> None:
     assert metrics["num_timesteps"] >= 256 and (tmp_path / "model.zip").is_file()
 
 
-@pytest.mark.parametrize("experiment", ["gate_calibration_ppo", "pulse_shaping_sac", "drift_tracking_ppo"])
+# Smoke-run in tests/agents/test_shaping_drift_agents.py (next to their short trainings).
+SMOKED_ELSEWHERE = {"pulse_shaping_agent", "drift_tracking_agent"}
+
+
+@pytest.mark.parametrize("experiment", [o for o in options("experiment") if o != "smoke" and o not in SMOKED_ELSEWHERE])
 def test_experiment_smoke_runs(experiment: str, tmp_path: Path) -> None:
+    """Every shipped experiment (new ones included automatically) trains a few hundred steps."""
     metrics = _smoke(experiment, tmp_path)
     assert metrics["num_timesteps"] >= 256 and (tmp_path / "model.zip").is_file()
+
+
+def test_experiments_smoked_elsewhere_still_are() -> None:
+    import test_shaping_drift_agents as other
+
+    marks = [m for m in other.test_agent_experiment_smoke_runs.pytestmark if m.name == "parametrize"]
+    assert SMOKED_ELSEWHERE <= set(marks[0].args[1]) and SMOKED_ELSEWHERE <= set(options("experiment"))
+
+
+@pytest.mark.parametrize("override", [f"{g}={o}" for g in ("env", "device") for o in options(g)])
+def test_every_env_and_device_option_instantiates(override: str) -> None:
+    """Beyond converting: the training and held-out evaluation envs of every env and device
+    option build, reset and take a step (the envs check their own arguments)."""
+    import gymnasium as gym
+    import numpy as np
+
+    from pulsecal.scripts.train import _env_factories, to_train_conf
+
+    pytest.importorskip("pulsecal.envs.registration")
+    conf = to_train_conf(compose([override, "env.n_envs=2", "device.n_eval_devices=2"]))
+    make_train, make_eval = _env_factories(conf, conf.env.id)
+    for venv in (make_train(), make_eval()):
+        obs = venv.reset()
+        assert obs.shape[0] == 2 and isinstance(venv.action_space, gym.spaces.Box)
+        obs, _, _, _ = venv.step(np.zeros((2, *venv.action_space.shape), dtype=np.float32))
+        assert np.all(np.isfinite(obs))
+        venv.close()
+
+
+@pytest.mark.parametrize("baseline", options("baseline"))
+def test_every_evaluate_baseline_option_instantiates(baseline: str, tmp_path: Path) -> None:
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+
+    from pulsecal.agents.baselines import StandardCalibration
+    from pulsecal.scripts.evaluate import to_settings
+
+    with initialize_config_module("pulsecal.configs", version_base="1.3"):
+        cfg = hydra_compose("evaluate", overrides=[f"baseline={baseline}", f"out_dir={tmp_path}"])
+    settings, agents = to_settings(cfg)
+    assert isinstance(settings.standard, StandardCalibration) and agents == []
+
+
+@pytest.mark.parametrize("profile", [None, *options("results_profile")])
+def test_every_results_profile_composes(profile: str | None) -> None:
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+
+    from pulsecal.scripts.results import _runs, to_results_conf
+
+    with initialize_config_module("pulsecal.configs", version_base="1.3"):
+        cfg = hydra_compose("results", overrides=[] if profile is None else [f"results_profile={profile}"])
+    conf = to_results_conf(cfg)
+    for _key, _task, _a, experiment in _runs(conf):
+        assert experiment in options("experiment")

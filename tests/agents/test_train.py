@@ -143,7 +143,16 @@ def test_train_writes_a_replayable_run_dir(tmp_path: Path) -> None:
     np.load(tmp_path / "vecnormalize.npz", allow_pickle=False)
 
 
-def test_save_load_predict_identical(tmp_path: Path) -> None:
+ALGO_HYPER = {
+    "ppo": {"n_steps": 32, "batch_size": 32, "n_epochs": 1},
+    "recurrent_ppo": {"n_steps": 32, "batch_size": 32, "n_epochs": 1},
+    "sac": {"learning_starts": 32, "batch_size": 32, "buffer_size": 1000},
+    "td3": {"learning_starts": 32, "batch_size": 32, "buffer_size": 1000, "action_noise_sigma": 0.1},
+}
+
+
+@pytest.mark.parametrize("algo", sorted(ALGO_HYPER))
+def test_save_load_predict_identical(tmp_path: Path, algo: str) -> None:
     from stable_baselines3.common.vec_env import VecNormalize
 
     from pulsecal.agents.factory import (
@@ -159,7 +168,9 @@ def test_save_load_predict_identical(tmp_path: Path) -> None:
         save_normalization,
     )
 
-    spec = AlgorithmSpec("ppo", hyperparams={"n_steps": 32, "batch_size": 32, "n_epochs": 1}, net_arch=(8,))
+    spec = AlgorithmSpec(algo, "MlpLstmPolicy" if algo == "recurrent_ppo" else "MlpPolicy",
+                         hyperparams=ALGO_HYPER[algo], net_arch=(8,),
+                         lstm_hidden_size=8 if algo == "recurrent_ppo" else None)
     venv = wrap_normalization(make_vec_env(TOY_ID, 2, seed=3), spec)
     model = build_algorithm(spec, venv, seed=3)
     model.learn(128)
@@ -168,12 +179,15 @@ def test_save_load_predict_identical(tmp_path: Path) -> None:
     save_normalization(venv, tmp_path / "n.npz")
 
     venv2 = load_normalization(make_vec_env(TOY_ID, 2, seed=3), tmp_path / "n.npz", training=False)
-    model2 = load_algorithm("ppo", tmp_path / "m.zip", venv2)
+    model2 = load_algorithm(algo, tmp_path / "m.zip", venv2)
     raw = np.random.default_rng(0).normal(size=(16, 3)).astype(np.float32)
     venv.training = False
-    a1, _ = model.predict(venv.normalize_obs(raw), deterministic=True)
-    a2, _ = model2.predict(venv2.normalize_obs(raw), deterministic=True)
+    a1, s1 = model.predict(venv.normalize_obs(raw), deterministic=True)
+    a2, s2 = model2.predict(venv2.normalize_obs(raw), deterministic=True)
     np.testing.assert_array_equal(a1, a2)
+    if algo == "recurrent_ppo":  # and the next step from the carried LSTM state
+        np.testing.assert_array_equal(model.predict(venv.normalize_obs(raw), state=s1, deterministic=True)[0],
+                                      model2.predict(venv2.normalize_obs(raw), state=s2, deterministic=True)[0])
     assert model2.num_timesteps == model.num_timesteps
 
 
