@@ -44,7 +44,8 @@ from .physics import (
     leakage_superoperator,
     unitaries,
 )
-from .physics.metrics import gate_fidelities
+from .physics.fast import hermitian_basis
+from .physics.metrics import gate_fidelities, superoperator_metrics_real
 from .protocol import Delay, Device, Play, PulseSequence, VirtualZ
 
 FloatArray = NDArray[np.float64]
@@ -384,6 +385,40 @@ def _frame_phase(expr: tuple[float | None, Any], detuning_hz: Any, gate_s: float
     return r if const is None else const + r
 
 
+def _frame_phases(exprs: tuple[Any, ...], detuning_hz: FloatArray, gate_s: float, dt_s: float) -> FloatArray:
+    """(B, F) ``_frame_phase`` of every expression for (B,) detunings: the same operations
+    on every element, a few array operations for all columns."""
+    const, mult, per_sample, ramp_cols, const_cols, const_only = _frame_form(exprs, gate_s)
+    out = np.empty((detuning_hz.shape[0], len(exprs)))
+    if ramp_cols.size:
+        # -2π·Δ·gate_s, or -2π·Δ·n·dt_s, left to right as in ``_frame_phase``
+        r = (-TWO_PI * detuning_hz)[:, None] * mult[None, :]
+        r[:, per_sample] *= dt_s
+        r[:, const_cols] = const[ramp_cols[const_cols]][None, :] + r[:, const_cols]
+        out[:, ramp_cols] = r
+    out[:, const_only] = const[const_only][None, :]
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _frame_form(exprs: tuple[Any, ...], gate_s: float) -> tuple[FloatArray, FloatArray, NDArray[np.int64],
+                                                                  NDArray[np.int64], NDArray[np.int64],
+                                                                  NDArray[np.int64]]:
+    """``_frame_phases``' view of the expressions: constants (F,), the ramp factor of each
+    ramped one (gate_s or n) and, among those (positions in the ramped columns), which are
+    per-sample ramps and which add a constant; the ramped and constant-only columns."""
+    ramped = [f for f, (_, ramp) in enumerate(exprs) if ramp is not None]
+    const = np.array([0.0 if c is None else float(c) for c, _ in exprs])
+    mult = np.array([gate_s if exprs[f][1] == "gate" else float(exprs[f][1]) for f in ramped])
+    per_sample = np.array([j for j, f in enumerate(ramped) if exprs[f][1] != "gate"], dtype=np.int64)
+    const_cols = np.array([j for j, f in enumerate(ramped) if exprs[f][0] is not None], dtype=np.int64)
+    const_only = np.array([f for f, (_, ramp) in enumerate(exprs) if ramp is None], dtype=np.int64)
+    out = (const, mult, per_sample, np.array(ramped, dtype=np.int64), const_cols, const_only)
+    for a in out:
+        a.setflags(write=False)
+    return out
+
+
 def _wrap(phase: float) -> float:
     return float((phase + math.pi) % TWO_PI - math.pi)
 
@@ -585,20 +620,26 @@ def true_metrics_devices(
 
 
 def _truth_of_operators(devs: list[SimulatedDevice], ops: ComplexArray, samples: int,
-                        target: str | NDArray[np.complex128]) -> dict[str, FloatArray]:
+                        target: str | NDArray[np.complex128],
+                        models: Sequence[Transmon] | None = None) -> dict[str, FloatArray]:
     """``true_metrics_devices`` from the operators (B, N², N²) or (B, N, N) each device
-    applies for a Play of ``samples`` samples."""
+    applies for a Play of ``samples`` samples (``models``: each device's current model, if
+    the caller has them)."""
     kind: Literal["unitary", "superoperator"] = "superoperator" if devs[0].open_system else "unitary"
     leak = leakage_superoperator(ops) if kind == "superoperator" else leakage(ops)
-    tr = [d.current_transmon() for d in devs]
-    dur = samples * devs[0].dt_s
+    tr = [d.current_transmon() for d in devs] if models is None else models
     fid, fid_raw = gate_fidelities(ops, target, kind=kind)
+    return _truth_dict(fid, fid_raw, leak, samples * devs[0].dt_s, tr)
+
+
+def _truth_dict(fid: ArrayLike, fid_raw: ArrayLike, leak: ArrayLike, duration_s: float,
+                models: Sequence[Transmon]) -> dict[str, FloatArray]:
     return {
         "fidelity": np.asarray(fid),
         "fidelity_raw": np.asarray(fid_raw),
         "leakage": np.asarray(leak),
-        "coherence_limit": np.asarray(coherence_limit(dur, np.array([t.t1_s for t in tr]),
-                                                      np.array([t.t2_s for t in tr]))),
+        "coherence_limit": np.asarray(coherence_limit(duration_s, np.array([t.t1_s for t in models]),
+                                                      np.array([t.t2_s for t in models]))),
     }
 
 
@@ -663,8 +704,14 @@ class CalibrationTask:
         last, self._last_ops = self._last_ops, None
         if (last is not None and last[0] == p.tobytes() and len(last[1].devices) == len(devs)
                 and all(a is b for a, b in zip(last[1].devices, devs, strict=True)) and last[1].current()):
-            return w, _truth_of_operators(list(last[1].devices), last[1].operators(X_SLOT),
-                                          w.shape[-1], "X")
+            plays = last[1]
+            if plays.open_system:
+                # Straight from the real forms the run loop used (no column stacking).
+                fid, fid_raw, leak = superoperator_metrics_real(
+                    plays.mats[:, plays.slots.index(X_SLOT)], hermitian_basis(plays.models[0].levels)[0], "X")
+                return w, _truth_dict(fid, fid_raw, leak, w.shape[-1] * self.dt_s, plays.models)
+            return w, _truth_of_operators(list(plays.devices), plays.operators(X_SLOT),
+                                          w.shape[-1], "X", plays.models)
         return w, true_metrics_devices(devs, w, "X")
 
     def sequences(self, params: ArrayLike, probes: Sequence[Probe] | None = None) -> list[list[PulseSequence]]:
@@ -694,11 +741,8 @@ class CalibrationTask:
         template, exprs = self.template(probes)
         wx, wsx = self.waveforms(p)
         waves = np.stack([wx, wsx], axis=1)  # slot order X_SLOT, SX_SLOT
-        gate_s = self.gate.n_samples(self.dt_s) * self.dt_s
-        det = p[:, 2]
-        phases = np.empty((p.shape[0], len(exprs)))
-        for f, expr in enumerate(exprs):
-            phases[:, f] = _frame_phase(expr, det, gate_s, self.dt_s)
+        dt_s = self.dt_s
+        phases = _frame_phases(exprs, p[:, 2], self.gate.n_samples(dt_s) * dt_s, dt_s)
         # ``_wrap`` element-wise (NumPy's float remainder follows Python's sign rule).
         phases = np.mod(phases + math.pi, TWO_PI) - math.pi
         return template, waves, phases
@@ -744,7 +788,8 @@ class CalibrationTask:
         p = params.as_array()[None] if isinstance(params, DragParams) else np.atleast_2d(
             np.asarray(params, dtype=np.float64))
         idx = list(range(len(self.devices))) if index is None else [int(i) for i in index]
-        require(p.shape == (len(idx), 4), "params", p.shape, f"shape ({len(idx)}, 4)")
+        if p.shape != (len(idx), 4):
+            require(False, "params", p.shape, f"shape ({len(idx)}, 4)")
         n = [int(shots)] * len(idx) if isinstance(shots, int | np.integer) else [int(s) for s in shots]
         require(len(n) == len(idx) and (not n or min(n) >= 0), "shots", shots,
                 "an int >= 0 or one per selected device")

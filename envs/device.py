@@ -240,6 +240,7 @@ class SequenceTemplate:
                 seen.setdefault(slot, None)
         object.__setattr__(self, "_play_order", tuple(seen))
         object.__setattr__(self, "_delays", tuple(sorted({a for k, a in flat if k == DELAY and a > 0})))
+        object.__setattr__(self, "_programs", {})  # by number of devices (``_template_programs``)
 
     @property
     def n_sequences(self) -> int:
@@ -954,10 +955,10 @@ def _template_populations(
         return np.zeros(0), None
     w = np.asarray(waveforms, dtype=np.complex128)
     ph = np.asarray(phases, dtype=np.float64)
-    require(w.ndim == 3 and w.shape[:2] == (b_n, template.n_waveforms) and w.shape[2] >= 1,
-             "waveforms", w.shape, f"shape ({b_n}, {template.n_waveforms}, S >= 1)")
-    require(ph.shape == (b_n, template.n_phases), "phases", ph.shape,
-             f"shape ({b_n}, {template.n_phases})")
+    if not (w.ndim == 3 and w.shape[:2] == (b_n, template.n_waveforms) and w.shape[2] >= 1):
+        require(False, "waveforms", w.shape, f"shape ({b_n}, {template.n_waveforms}, S >= 1)")
+    if ph.shape != (b_n, template.n_phases):
+        require(False, "phases", ph.shape, f"shape ({b_n}, {template.n_phases})")
     # Play's and VirtualZ's checks, once over the arrays.
     peak = float(np.abs(w).max()) if w.size else 0.0
     if not peak <= 1.0 + 1e-9:
@@ -997,7 +998,7 @@ def _template_populations(
         else:
             mats[:b_n * n_play] = _physics_rows([models[b] for b in owner], np.repeat(gidx, n_play),
                                                 rows, open_system)
-        plays = PlayOperators(mats[:b_n * n_play].reshape(b_n, n_play, dim, dim).copy(), order,
+        plays = PlayOperators(mats[:b_n * n_play].reshape(b_n, n_play, dim, dim), order,
                               tuple(devices), tuple(models), open_system)
     if n_del:
         # Delay channels: from the device's own cache (cleared with its model), else from
@@ -1039,8 +1040,21 @@ def _template_populations(
     return np.clip(1.0 - p_ground, 0.0, 1.0), plays
 
 
-@functools.lru_cache(maxsize=64)
 def _template_programs(template: SequenceTemplate, b_n: int) -> tuple[
+        NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64],
+        NDArray[np.int64], NDArray[np.int64]]:
+    """``_build_template_programs``, cached on the template itself (a lookup by B instead
+    of hashing the whole layout every step)."""
+    cache: dict[int, Any] = template._programs  # type: ignore[attr-defined]
+    hit = cache.get(b_n)
+    if hit is None:
+        if len(cache) >= 64:
+            cache.clear()
+        hit = cache[b_n] = _build_template_programs(template, b_n)
+    return hit  # type: ignore[no-any-return]
+
+
+def _build_template_programs(template: SequenceTemplate, b_n: int) -> tuple[
         NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64],
         NDArray[np.int64], NDArray[np.int64]]:
     """The parts of ``_template_populations``' programs that depend only on the layout and

@@ -111,6 +111,9 @@ class DragCalibrationCore(BatchedCore):
         self.gate = DragGate(dur)
         self.gate.n_samples(self.preset.params.dt_s)  # duration on the grid, checked now
         self.pidx = np.array(cfg._param_index())
+        # Config constants of ``_apply_params`` as arrays, built once (the same values).
+        self._max_step = np.asarray(cfg.max_step)
+        self._window_step = cfg.window * np.maximum(self._max_step, np.asarray(cfg.miscalibration))
         self.devices: list[Device] = [self.preset.make(np.random.default_rng(0), open_system=cfg.open_system)
                                                for _ in range(self.num_envs)]
         self.task = CalibrationTask(list(self.devices), self.gate, cfg.probes)
@@ -276,13 +279,12 @@ class GateCalibrationCore(DragCalibrationCore):
         if type(self)._apply_action is not GateCalibrationCore._apply_action:
             super()._apply_actions(idx, actions)  # a subclass changed the per-copy rule
             return
-        cfg = self.cfg
         rows = np.asarray(idx, dtype=np.int64)
         unit = self.unit[rows]
-        scale = np.asarray(cfg.max_step) * unit
+        pidx = self.pidx
         p = self.params[rows]
-        p[:, self.pidx] += actions * scale[:, self.pidx]
-        lim = cfg.window * np.maximum(np.asarray(cfg.max_step), np.asarray(cfg.miscalibration)) * unit
+        p[:, pidx] += actions * (self._max_step[pidx] * unit[:, pidx])
+        lim = self._window_step * unit
         start = self.start[rows]
         p = np.clip(p, start - lim, start + lim)
         p[:, 0] = np.clip(p[:, 0], -1.0, 1.0)

@@ -21,7 +21,7 @@ seeds copy i with s + i (Gymnasium's convention for vector envs).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar, overload
 
 import gymnasium as gym
@@ -63,6 +63,13 @@ class InfoColumns(Sequence[dict[str, Any]]):
         if isinstance(j, slice):
             return InfoColumns({k: c[j] for k, c in self.columns.items()})
         return {k: (c[j].item() if c.ndim == 1 else c[j]) for k, c in self.columns.items()}
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        # Every dict at once: one ``tolist`` per scalar column instead of one ``item`` per
+        # entry (the same Python values).
+        cols = [(k, c.tolist() if c.ndim == 1 else c) for k, c in self.columns.items()]
+        for j in range(self._n):
+            yield {k: c[j] for k, c in cols}
 
 
 class BatchedCore(ABC):

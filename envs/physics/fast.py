@@ -623,11 +623,28 @@ def _from_hermitian_basis(real: FloatArray, basis: ComplexArray) -> ComplexArray
 
     Every row of w has one or two non-zeros, so this is a gather rather than two matmuls.
     """
-    m_dim = basis.shape[0]
-    order = np.argsort(-np.abs(basis), axis=1, kind="stable")[:, :2]
-    rows = np.arange(m_dim)[:, None]
-    coef = basis[rows, order]  # (M, 2), zero second coefficient on the diagonal
+    order, coef = _gather(basis)
     left = (coef[None, :, 0, None] * real[:, order[:, 0], :]
             + coef[None, :, 1, None] * real[:, order[:, 1], :])
     cc = coef.conj()
     return cc[None, None, :, 0] * left[:, :, order[:, 0]] + cc[None, None, :, 1] * left[:, :, order[:, 1]]
+
+
+# Gather indices by basis object (the callers pass the cached ``hermitian_basis`` arrays);
+# each entry keeps its basis alive, so an id is never reused while it is cached.
+_GATHER: dict[int, tuple[ComplexArray, np.ndarray, ComplexArray]] = {}
+
+
+def _gather(basis: ComplexArray) -> tuple[np.ndarray, ComplexArray]:
+    """The two non-zeros of each row of the basis: their columns (M, 2) and values (M, 2)
+    (zero second value on the diagonal)."""
+    hit = _GATHER.get(id(basis))
+    if hit is not None and hit[0] is basis:
+        return hit[1], hit[2]
+    m_dim = basis.shape[0]
+    order = np.argsort(-np.abs(basis), axis=1, kind="stable")[:, :2]
+    coef = basis[np.arange(m_dim)[:, None], order]
+    if len(_GATHER) >= 16:
+        _GATHER.clear()
+    _GATHER[id(basis)] = (basis, order, coef)
+    return order, coef
