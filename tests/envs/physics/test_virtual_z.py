@@ -105,3 +105,34 @@ def test_gate_fidelities_equal_the_two_calls(kind: str, target: str, rng: np.ran
     assert np.array_equal(raw, gate_fidelity(ops, target, kind=kind))  # type: ignore[arg-type]
     one = gate_fidelities(ops[0], target, kind=kind)  # type: ignore[arg-type]
     assert one[0] == vz[0] and one[1] == raw[0] and np.ndim(one[0]) == 0
+
+
+@pytest.mark.parametrize("levels", [2, 3, 4])
+@pytest.mark.parametrize("target", ["X", "SX", "H"])
+def test_metrics_from_real_forms_equal_the_column_stacking_route(
+        levels: int, target: str, rng: np.random.Generator) -> None:
+    """``superoperator_metrics_real`` reads the fidelities and the leakage off the real
+    forms R through linear functionals; they must be those of S = w·R·w† (float rounding)."""
+    from pulsecal.envs.physics.fast import (
+        _from_hermitian_basis,
+        hermitian_basis,
+        superoperators_real,
+    )
+    from pulsecal.envs.physics.metrics import (
+        gate_fidelities,
+        leakage_superoperator,
+        superoperator_metrics_real,
+    )
+
+    tr = Transmon(levels=levels, t1_s=20e-6, t2_s=15e-6)
+    real = superoperators_real([tr], 0.3 * random_waveforms(rng, 7, 16))
+    assert real is not None
+    basis = hermitian_basis(levels)[0]
+    s = _from_hermitian_basis(real, basis)
+    vz, raw = gate_fidelities(s, target, kind="superoperator")
+    got = superoperator_metrics_real(real, basis, target)
+    for a, b in zip(got, (vz, raw, leakage_superoperator(s)), strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-15)
+    assert levels == 2 or np.all(got[2] > 1e-8)  # leakage is really exercised
+    with pytest.raises(ValueError, match="real"):
+        superoperator_metrics_real(real[:, :2], basis, target)
