@@ -241,7 +241,8 @@ def train(
     try:
         train_env, eval_env = make_train(), make_eval()
     except (TypeError, ValueError) as err:
-        raise ConfigError("env", f"{conf.env.id} rejects its arguments: {_first_line(str(err))}") from None
+        raise ConfigError(_env_error_key(conf, str(err)),
+                          f"{conf.env.id} rejects its arguments: {_first_line(str(err))}") from None
     if run_dir is None:
         run_dir = HydraConfig.get().runtime.output_dir
     run_dir = Path(run_dir)
@@ -269,6 +270,13 @@ def train(
     )
     metrics["objective"] = metrics[conf.optimized_metric]
     return metrics
+
+
+def _env_error_key(conf: TrainConf, message: str) -> str:
+    """``env.kwargs.<name>`` when the env's message starts with one of the configured
+    keyword arguments (the envs write ``<field>=<value> is out of range ...``), else ``env``."""
+    name = message.strip().split("=", 1)[0].strip()
+    return f"env.kwargs.{name}" if name in conf.env.kwargs else "env"
 
 
 def _check_device_preset(conf: TrainConf) -> None:

@@ -202,6 +202,7 @@ def test_save_load_predict_identical(tmp_path: Path, algo: str) -> None:
         (["seed=abc"], "seed"),
         (["env.id=pulsecal/NoSuchEnv-v0"], "env.id"),
         (["logger.formats=[csv,tensorbord]"], "logger.formats"),
+        (["env.id=pulsecal/GateCalibration-v1", "+env.kwargs.shot_budget=-5"], "env.kwargs.shot_budget"),
     ],
 )
 def test_bad_config_exits_with_key_and_leaves_nothing(
