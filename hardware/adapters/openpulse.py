@@ -40,6 +40,8 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -82,6 +84,25 @@ _EXTRA = "pip install 'pulsecal[braket]'"
 DEFAULT_PROPERTIES = "braket_rigetti_pulse"
 # What Braket's service can return for a task that did not (yet) produce a result.
 _PENDING = ("CREATED", "QUEUED", "RUNNING")
+JOB_KEY_TAG = "pulsecal-job-key"
+# botocore errors worth a retry (network, throttling); any other AWS error is final.
+_TRANSIENT = ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError",
+              "ThrottlingException", "ServiceQuotaExceededException", "InternalServiceException")
+
+
+@contextmanager
+def _aws_errors(what: str) -> Iterator[None]:
+    """AWS failures as backend errors: transient ones retryable, the rest final."""
+    try:
+        yield
+    except (BackendError, ImportError):
+        raise
+    except Exception as e:  # botocore's exceptions, without importing botocore
+        code = str(getattr(e, "response", {}).get("Error", {}).get("Code", "")) if hasattr(e, "response") else ""
+        name = type(e).__name__
+        if name in _TRANSIENT or code in _TRANSIENT:
+            raise TransientBackendError(f"{what} failed: {name}: {e}") from e
+        raise BackendError(f"{what} failed: {name}: {e}") from e
 
 
 def _import_braket_pulse() -> Any:
@@ -94,7 +115,7 @@ def _import_braket_pulse() -> Any:
 
 @dataclass(frozen=True)
 class OpenPulseProgram:
-    """The compiled artifact payload: OpenQASM 3 text for ``AwsDevice(arn).run``."""
+    """The compiled artifact payload: OpenQASM 3 text for a Braket quantum task."""
 
     source: str
     device_arn: str
@@ -109,16 +130,38 @@ class BraketBackend:
         device_arn: overrides the ARN in the properties (used only by ``submit``).
         waveforms: "exact" (IR samples as arrays, constants as templates) or "templates"
             (Gaussian → ``gaussian``, DRAG → ``drag_gaussian``; see module docstring).
-        aws_session: a ``braket.aws.AwsSession`` for submission (default: from the
-            environment); never touched offline.
+        aws_session: a ``braket.aws.AwsSession`` (or an object with its
+            ``create_quantum_task(**kwargs) -> arn`` and a ``braket_client`` with boto3's
+            ``search_quantum_tasks``; tests inject a fake) for submission and lookup;
+            default: one from the environment, built on first use, never offline.
+        s3_destination_folder: (bucket, key prefix) for task results; default: the
+            session's default bucket and ``pulsecal-tasks``.
+        find_lookback_s: how far back ``find`` searches the account's tasks for a job key.
+
+    Exactly-once across processes. Every task is created with the job key twice over: as
+    the tag ``pulsecal-job-key`` and as the request's ``clientToken`` (Braket's own
+    idempotency token, so a create retried after a lost response is not run twice).
+    ``find`` first asks this object's memory, then searches the account's tasks on this
+    device (``search_quantum_tasks``, ``deviceArn`` and ``createdAt`` filters; tags are not
+    a search filter, so every page is scanned for the tag). So a process killed while its
+    task is queued or running finds it again on resume and never creates it twice.
     """
 
     def __init__(self, properties: str | Path | BraketDeviceProperties = DEFAULT_PROPERTIES, *,
                  device_arn: str | None = None,
                  waveforms: Literal["exact", "templates"] = "exact",
-                 aws_session: Any = None) -> None:
+                 aws_session: Any = None, s3_destination_folder: tuple[str, str] | None = None,
+                 find_lookback_s: float = 14 * 86400.0) -> None:
         if waveforms not in ("exact", "templates"):
             raise ValueError(f"BraketBackend.waveforms={waveforms!r}: allowed 'exact' or 'templates'")
+        if not (isinstance(find_lookback_s, int | float) and math.isfinite(find_lookback_s) and find_lookback_s > 0):
+            raise ValueError(f"BraketBackend.find_lookback_s={find_lookback_s!r}: allowed a finite number > 0 s")
+        if s3_destination_folder is not None and (len(s3_destination_folder) != 2
+                                                  or not all(isinstance(x, str) and x for x in s3_destination_folder)):
+            raise ValueError(f"BraketBackend.s3_destination_folder={s3_destination_folder!r}: allowed "
+                             "(bucket, key prefix), two non-empty strings")
+        self._s3 = None if s3_destination_folder is None else tuple(s3_destination_folder)
+        self._lookback_s = float(find_lookback_s)
         props = properties if isinstance(properties, BraketDeviceProperties) \
             else BraketDeviceProperties.load(properties)
         self.props = props
@@ -189,8 +232,8 @@ class BraketBackend:
                         OpenPulseProgram(source, self.device_arn))
 
     def submit(self, artifact: Artifact, shots: int, job_key: str) -> JobHandle:
-        """Create a Braket quantum task (never called by tests: it costs money and needs AWS
-        credentials). Tagged with the job key so a person can find it in the console."""
+        """Create a Braket quantum task (never against AWS in tests: it costs money and
+        needs credentials), tagged and idempotency-keyed with the job key."""
         require_clearance(artifact, shots, job_key)
         with self._lock:
             known = self._tasks.get(job_key)
@@ -205,31 +248,67 @@ class BraketBackend:
         if problems:
             raise BackendError("refusing to submit: " + "; ".join(map(str, problems)))
         try:
-            from braket.aws import AwsDevice
             from braket.ir.openqasm import Program as OpenQasmProgram
         except ImportError as e:
             raise ImportError(f"Braket submission needs the Braket SDK: {_EXTRA}") from e
         if not self.device_arn:
             raise BackendError("no device ARN: pass device_arn= or use properties with deviceArn")
-        try:
-            device = AwsDevice(self.device_arn, aws_session=self._session)
-            task = device.run(OpenQasmProgram(source=payload.source), shots=int(shots),
-                              tags={"pulsecal-job-key": job_key[:256]})
-        except Exception as e:  # botocore errors: network problems are worth a retry
-            name = type(e).__name__
-            if name in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
-                        "ThrottlingException"):
-                raise TransientBackendError(f"Braket submission failed: {name}: {e}") from e
-            raise BackendError(f"Braket submission failed: {name}: {e}") from e
-        handle = JobHandle(str(task.id), job_key)
+        with _aws_errors("Braket submission"):
+            session = self._aws()
+            bucket, prefix = self._s3 if self._s3 is not None else (session.default_bucket(), "pulsecal-tasks")
+            arn = session.create_quantum_task(
+                action=OpenQasmProgram(source=payload.source).json(), deviceArn=self.device_arn,
+                shots=int(shots), outputS3Bucket=bucket, outputS3KeyPrefix=prefix,
+                tags={JOB_KEY_TAG: job_key[:256]}, clientToken=job_key[:64])
+        handle = JobHandle(str(arn), job_key)
         with self._lock:
             self._tasks[job_key] = handle
         return handle
 
     def find(self, job_key: str) -> JobHandle | None:
-        """Tasks this object submitted (the journal keeps task ARNs across processes)."""
+        """The task created with ``job_key`` (by this object, or by any earlier process:
+        searched by its tag on this device), or None if there is none."""
         with self._lock:
-            return self._tasks.get(job_key)
+            known = self._tasks.get(job_key)
+        if known is not None:
+            return known
+        if not self.device_arn:
+            return None
+        from datetime import UTC, datetime, timedelta
+
+        since = (datetime.now(UTC) - timedelta(seconds=self._lookback_s)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        filters = [{"name": "deviceArn", "operator": "EQUAL", "values": [self.device_arn]},
+                   {"name": "createdAt", "operator": "GTE", "values": [since]}]
+        want = job_key[:256]
+        hits: list[dict[str, Any]] = []
+        with _aws_errors("Braket task search"):
+            client = self._aws().braket_client
+            token: str | None = None
+            while True:
+                page = client.search_quantum_tasks(filters=filters, maxResults=100,
+                                                   **({"nextToken": token} if token else {}))
+                hits += [t for t in page.get("quantumTasks", [])
+                         if (t.get("tags") or {}).get(JOB_KEY_TAG) == want]
+                token = page.get("nextToken")
+                if not token:
+                    break
+        if not hits:
+            return None
+        # One create per key (clientToken); should two exist, the first is the one to follow.
+        first = min(hits, key=lambda t: str(t.get("createdAt", "")))
+        handle = JobHandle(str(first["quantumTaskArn"]), job_key)
+        with self._lock:
+            self._tasks[job_key] = handle
+        return handle
+
+    def _aws(self) -> Any:
+        if self._session is None:
+            try:
+                from braket.aws import AwsSession
+            except ImportError as e:
+                raise ImportError(f"Braket submission needs the Braket SDK: {_EXTRA}") from e
+            self._session = AwsSession()
+        return self._session
 
     def result(self, handle: JobHandle, timeout_s: float) -> Result:
         try:
