@@ -101,6 +101,35 @@ def _lane_scaling(theta: float) -> tuple[int, float]:
 _lane_scaling_jit = _jit(_lane_scaling)
 
 
+@_jit(inline="always")
+def _sample_phases(wr: FloatArray, wi: FloatArray, start: int, nb: int, k: int, amp: FloatArray,
+                   pr: FloatArray, pi: FloatArray, n_pow: int) -> None:
+    """The per-sample prologue of both general-N kernels: for the lanes of the block at
+    ``start`` (lanes >= nb idle, u = 0), amp = |u_k| and (pr[j], pi[j]) = Re, Im of the
+    drive phase power (u_k/|u_k|)^j for 1 <= j < n_pow (phase 1 where u_k = 0)."""
+    for lane in range(_LANES):
+        if lane < nb:
+            ur = wr[start + lane, k]
+            ui = wi[start + lane, k]
+        else:
+            ur = 0.0
+            ui = 0.0
+        m = math.hypot(ur, ui)
+        amp[lane] = m
+        if m > 0.0:
+            pr[1, lane] = ur / m
+            pi[1, lane] = ui / m
+        else:
+            pr[1, lane] = 1.0
+            pi[1, lane] = 0.0
+    for j in range(2, n_pow):
+        for lane in range(_LANES):
+            a_r = pr[j - 1, lane] * pr[1, lane] - pi[j - 1, lane] * pi[1, lane]
+            a_i = pr[j - 1, lane] * pi[1, lane] + pi[j - 1, lane] * pr[1, lane]
+            pr[j, lane] = a_r
+            pi[j, lane] = a_i
+
+
 @_jit
 def _closed_kernel(diag: FloatArray, coup: FloatArray, mu: FloatArray, wr: FloatArray,
                    wi: FloatArray, cos_c: FloatArray, sin_c: FloatArray,
@@ -156,27 +185,7 @@ def _closed_kernel(diag: FloatArray, coup: FloatArray, mu: FloatArray, wr: Float
                     ai[i, j, lane] = 0.0
         for k in range(n_s):
             theta = 0.0
-            for lane in range(_LANES):
-                if lane < nb:
-                    ur = wr[start + lane, k]
-                    ui = wi[start + lane, k]
-                else:
-                    ur = 0.0
-                    ui = 0.0
-                m = math.hypot(ur, ui)
-                amp[lane] = m
-                if m > 0.0:
-                    pr[1, lane] = ur / m
-                    pi[1, lane] = ui / m
-                else:
-                    pr[1, lane] = 1.0
-                    pi[1, lane] = 0.0
-            for j in range(2, n):
-                for lane in range(_LANES):
-                    a_r = pr[j - 1, lane] * pr[1, lane] - pi[j - 1, lane] * pi[1, lane]
-                    a_i = pr[j - 1, lane] * pi[1, lane] + pi[j - 1, lane] * pr[1, lane]
-                    pr[j, lane] = a_r
-                    pi[j, lane] = a_i
+            _sample_phases(wr, wi, start, nb, k, amp, pr, pi, n)
             # T = diag + |u|·coupling (tridiagonal). Its spectrum lies in the union of the
             # Gershgorin intervals [lo, hi]; shifting T by the midpoint σ (a global phase
             # e^{−iσ}, collected in gphase) makes the 1-norm of T − σ·I (hi − lo)/2, the
@@ -316,27 +325,7 @@ def _open_kernel(gidx: np.ndarray, l0: FloatArray, l1: FloatArray, mu: FloatArra
                     acc[i, j, lane] = 1.0 if i == j else 0.0
         log_gain = np.zeros(_LANES)
         for k in range(n_s):
-            for lane in range(_LANES):
-                if lane < nb:
-                    ur = wr[start + lane, k]
-                    ui = wi[start + lane, k]
-                else:
-                    ur = 0.0
-                    ui = 0.0
-                m = math.hypot(ur, ui)
-                amp[lane] = m
-                if m > 0.0:
-                    pr[1, lane] = ur / m
-                    pi[1, lane] = ui / m
-                else:
-                    pr[1, lane] = 1.0
-                    pi[1, lane] = 0.0
-            for j in range(2, max_lev):
-                for lane in range(_LANES):
-                    a_r = pr[j - 1, lane] * pr[1, lane] - pi[j - 1, lane] * pi[1, lane]
-                    a_i = pr[j - 1, lane] * pi[1, lane] + pi[j - 1, lane] * pr[1, lane]
-                    pr[j, lane] = a_r
-                    pi[j, lane] = a_i
+            _sample_phases(wr, wi, start, nb, k, amp, pr, pi, max_lev)
             # Rotation angle of pair (j, k) under P·ρ·P† is φ·(j − k): e^{iφ(j−k)} = p^j·conj(p^k).
             for pidx in range(n_pairs):
                 jj = rot_j[pidx]
