@@ -65,6 +65,8 @@ class BraketBackendConf(BackendConf):
     kind: str = "braket"
     properties: str = "braket_rigetti_pulse"
     device_arn: str | None = None
+    s3_bucket: str | None = None  # task results; None: the AWS session's default bucket
+    s3_prefix: str = "pulsecal-tasks"
 
 
 @dataclass
@@ -193,7 +195,8 @@ def build_backend(b: dict[str, Any]) -> tuple[Any, Any]:
     if kind == "braket":
         from pulsecal.hardware.adapters.openpulse import BraketBackend
 
-        return BraketBackend(b["properties"], device_arn=b.get("device_arn")), None
+        s3 = (str(b["s3_bucket"]), str(b.get("s3_prefix") or "pulsecal-tasks")) if b.get("s3_bucket") else None
+        return BraketBackend(b["properties"], device_arn=b.get("device_arn"), s3_destination_folder=s3), None
     raise ValueError(f"backend.kind={kind!r}: allowed 'simulated', 'qibolab', 'braket'")
 
 

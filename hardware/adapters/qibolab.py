@@ -31,6 +31,20 @@ How the IR maps onto a qibolab ``PulseSequence`` (one drive channel per IR frame
 - ``Acquire(q)`` → the platform's native ``MZ`` sequence of qubit q, piped after all drives
   (single-shot, state discrimination); counts are (#0, #1) with every level ≥ 1 read as 1.
 
+Qubits: IR qubit i is the platform's i-th qubit (``qubits=`` picks and orders them); its
+drive channel is the frame ``q<i>_drive`` (``Capabilities.drive_frames``), so a session of
+qubit i (``ReplaySettings.qubit``) plays there and reads qubit i's ``MZ``.
+
+Kills and exactly-once. ``platform.execute`` is synchronous: ``submit`` returns after the
+job ran, and the only record of it is this object's memory (``find`` knows only jobs this
+object ran). There is no remote handle to recover after a kill, so a session killed during
+a device call re-runs that call's jobs when it resumes. The replay session accounts for
+it: each job that may have run in the killed process (its ``submitting`` journal record)
+is journaled as ``orphaned`` and charged again in the ledger before its re-run, so the
+ledger equals the shots the instruments really played (``pulsecal.hardware.replay``,
+``tests/hardware/test_qibolab_resume.py``). On real instruments the re-run also costs
+device time; keep device calls short if kills are likely.
+
 Units: qibolab times are ns and its sampling rate is GSa/s; everything here is converted
 once, at the boundary.
 
@@ -300,6 +314,8 @@ class QibolabBackend:
         return handle
 
     def find(self, job_key: str) -> JobHandle | None:
+        """Jobs this object ran (execution is synchronous and leaves nothing remote: after a
+        process restart every key is unknown, and the session re-runs it, charged)."""
         done = self._done.get(job_key)
         return None if done is None else done.handle
 
