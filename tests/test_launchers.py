@@ -1,7 +1,7 @@
 """Hydra launchers for sweeps: the Ray launcher (local instance, or an existing cluster) and
 the SLURM launcher compose for both entry points with keys their plugins accept; a
 4-qubit calibration sweep through Ray on a local instance gives exactly the joblib
-launcher's results."""
+launcher's results, and so does a training sweep (slow tier)."""
 
 from __future__ import annotations
 
@@ -105,3 +105,41 @@ def test_four_qubit_sweep_on_local_ray_equals_joblib(tmp_path: Path) -> None:
     assert [r["qubit"] for r in a] == [0, 1, 2, 3] and all(r["status"] == "finished" for r in a)
     assert a == b
     assert not any((tmp_path / "home").iterdir()) or not (tmp_path / "home" / ".ray" / "auth_token").exists()
+
+
+def _train_cli(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    exe = Path(sys.executable).with_name("pulsecal-train")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-c", "from pulsecal.scripts.train import main; main()"]
+    return subprocess.run([*cmd, *args], cwd=cwd, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", **env})
+
+
+@pytest.mark.slow  # two tiny trainings per launcher, ~30 s each on 2 cores
+@pytest.mark.filterwarnings(r"ignore:(?s).*is validated against ConfigStore schema")
+def test_training_sweep_on_local_ray_equals_joblib(tmp_path: Path) -> None:
+    """``pulsecal-train -m experiment=smoke seed=0,1 hydra/launcher=ray``: a training sweep
+    runs through the Ray launcher on a private local instance and trains exactly what the
+    joblib launcher trains (same seeds, same metrics)."""
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher")
+    sweep = ["-m", "experiment=smoke", "seed=0,1", "hydra.sweep.dir=sweep"]
+    for name in ("joblib", "ray", "home"):
+        (tmp_path / name).mkdir()
+    jl = _train_cli([*sweep, "hydra/launcher=local"], tmp_path / "joblib")
+    assert jl.returncode == 0, jl.stderr[-3000:]
+    ry = _train_cli([*sweep, "hydra/launcher=ray", "hydra.launcher.ray.init.num_cpus=2"], tmp_path / "ray",
+                    RAY_AUTH_MODE="disabled", HOME=str(tmp_path / "home"), RAY_USAGE_STATS_ENABLED="0")
+    assert ry.returncode == 0, ry.stderr[-3000:]
+    assert "Ray Launcher is launching 2 jobs" in ry.stdout + ry.stderr
+
+    def metrics(root: Path) -> list[dict]:
+        out = []
+        for job in ("0", "1"):
+            m = json.loads((root / "sweep" / job / "metrics.json").read_text())
+            assert (root / "sweep" / job / "model.zip").is_file()
+            out.append({k: m[k] for k in ("num_timesteps", "final_infidelity", "final_return", "final_shots")})
+        return out
+
+    a, b = metrics(tmp_path / "joblib"), metrics(tmp_path / "ray")
+    assert all(r["num_timesteps"] == 256 for r in a)
+    assert a == b
+    assert a[0] != a[1]  # the seeds differ, so the two jobs are two trainings
