@@ -761,9 +761,11 @@ class CalibrationTask:
                 if n > 0:
                     groups.setdefault(int(n), []).append(b)
         for n, rows in groups.items():
+            every = len(rows) == len(devs)
             counts, plays = SimulatedDevice.run_template_operators(
-                [devs[b] for b in rows], template, waves[rows], phases[rows], n)
-            if len(rows) == len(devs):
+                devs if every else [devs[b] for b in rows], template,
+                waves if every else waves[rows], phases if every else phases[rows], n)
+            if every:
                 out = counts
                 if plays is not None and X_SLOT in plays.slots:
                     self._last_ops = (p.tobytes(), plays)
@@ -805,12 +807,23 @@ class CalibrationTask:
         out = np.full((len(idx), k), np.nan)
         shots_arr = np.asarray(n, dtype=np.int64)
         ran = np.flatnonzero(shots_arr > 0)
-        if ran.size and k:
+        if ran.size == len(idx) and k:  # every device ran (the env's steps)
+            c = counts if isinstance(counts, np.ndarray) else np.stack(counts)
+            out = c[:, :, 1] / shots_arr[:, None]
+            self._charge(idx, shots_arr * k)
+        elif ran.size and k:
             c = counts if isinstance(counts, np.ndarray) else np.stack(counts)
             out[ran] = c[ran, :, 1] / shots_arr[ran, None]
-            # np.add.at: a device that appears twice in ``index`` is charged twice.
-            np.add.at(self.shots_used, np.asarray(idx, dtype=np.int64)[ran], shots_arr[ran] * k)
+            self._charge([idx[j] for j in ran.tolist()], shots_arr[ran] * k)
         return out
+
+    def _charge(self, idx: list[int], shots: NDArray[np.int64]) -> None:
+        """shots_used[idx] += shots, a device that appears twice in ``idx`` charged twice."""
+        rows = np.asarray(idx, dtype=np.int64)
+        if len(set(idx)) == len(idx):
+            self.shots_used[rows] += shots
+        else:
+            np.add.at(self.shots_used, rows, shots)
 
     def true_metrics(
         self, params: ArrayLike | DragParams, index: Sequence[int] | None = None,

@@ -789,7 +789,12 @@ def _frame_changes(phases: FloatArray, levels: int, open_system: bool) -> NDArra
     gap = _real_basis(levels)[3]
     ang = phases[:, None] * gap[None, :]
     c, s = np.cos(ang), np.sin(ang)
-    return np.ascontiguousarray(np.stack([c, s, -s, c], axis=-1))
+    out = np.empty((*ang.shape, 4))
+    out[..., 0] = c
+    out[..., 1] = s
+    out[..., 2] = -s
+    out[..., 3] = c
+    return out
 
 
 @jit
@@ -1023,14 +1028,28 @@ def _template_populations(
     if not flat_ph.size:
         frames = np.zeros((1, *frames.shape[1:]), dtype=frames.dtype)
     code_base, arg_base, starts, fcols, farg, dcols, dpos = _template_programs(template, b_n)
-    code = code_base.copy()
+    code = code_base
     # A frame of phase exactly 0 is left out of the expanded sequence; skipping it here
     # is the same (a rotation by 0 would be the identity anyway).
-    code[:, fcols] = np.where(ph[:, farg] == 0.0, _OP_SKIP, _OP_FRAME)
+    zero = ph[:, farg] == 0.0
+    if zero.any():
+        code = code_base.copy()
+        code[:, fcols] = np.where(zero, _OP_SKIP, _OP_FRAME)
     arg = arg_base
-    if dcols.size:
-        arg = arg_base.copy()
-        arg[:, dcols] = b_n * n_play + gidx[:, None] * n_del + dpos[None, :]
+    if dcols.size and len(owner) != b_n:
+        # Devices share model groups (the base arguments number the groups by device):
+        # the delay arguments for this grouping, cached with the layout.
+        programs: dict[Any, Any] = template._programs  # type: ignore[attr-defined]
+        key = (b_n, gidx.tobytes())
+        hit = programs.get(key)
+        if hit is None:
+            hit = arg_base.copy()
+            hit[:, dcols] = b_n * n_play + gidx[:, None] * n_del + dpos[None, :]
+            hit.setflags(write=False)
+            if len(programs) >= 64:
+                programs.clear()
+            programs[key] = hit
+        arg = hit
     p_ground = np.ones(b_n * k_n)
     if open_system:
         _, sym, anti, _ = _real_basis(levels)
