@@ -12,6 +12,13 @@ folder::
     ledger.json      shots per job key against the budget
     report.json, report.md, *.png    the calibration report (``pulsecal.hardware.report``)
 
+The session calibrates one qubit of the backend (``ReplaySettings.qubit``): the programs
+play on its drive frame (``Capabilities.drive_frame``) and acquire it, and the default
+envelope allows that frame only. Sessions of one device may share its day ledger
+(``device_ledger``, a ``ledger.DeviceDayLedger`` file): each job is charged there before
+it is submitted, so the envelope's per-day shot limit bounds all of them together; on
+resume the session's entries in it are synced to the session ledger.
+
 Journal events written here (besides BackendDevice's): ``session_started``,
 ``session_resumed``, ``action`` (env step, the action and the parameters it was applied
 to: the audit of every applied action), ``run`` / ``run_done`` (one device call: its

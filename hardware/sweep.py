@@ -7,6 +7,8 @@ the sweep keeps only what the qubits share::
       q0/ q1/ ...        one replay session each (journal.jsonl, ledger.json, session.json,
                          report.*), plus status.json: running | finished | failed | budget_exhausted
       budget.json        the global shot budget: what each qubit was granted and used
+      device_day_ledger.json   (scripts' default) the device's shots per UTC day over all
+                         sessions, against the envelope's max_shots_per_day (``DeviceDayLedger``)
       summary.json, summary.md, summary.csv, summary.png     written at the end of a sweep
 
 Jobs run in parallel processes (a Hydra launcher: joblib, Ray, SLURM), so nothing is
@@ -29,6 +31,11 @@ that a retry cannot fix (another session in the folder, a safety violation) are 
 at once. Nothing is raised to the launcher: one qubit's failure never stops the others.
 Running the sweep again skips finished qubits, resumes unfinished ones from their
 journals and starts the rest.
+
+Lab backends. On a multi-qubit backend (qibolab, Braket) qubit k's session addresses
+qubit k of the device (``QubitJob.device_qubit`` → ``ReplaySettings.qubit``: its drive
+frame, its readout, an envelope allowing that frame only), and all sessions charge the
+device's day ledger before each submit, so parallel qubits share its per-day limit.
 
 Simulated qubits. ``sampled_qubit_backend`` gives qubit k of a sweep seeded ``seed`` its
 own device, drawn by ``DeviceSampler`` from ``(seed, k)``: its own hidden amplitude

@@ -3,6 +3,7 @@
     pulsecal-replay -m backend=simulated_faulty policy=scripted qubit=0,1,2,3
     pulsecal-replay -m replay_experiment=sweep_8q                      # a whole simulated device
     pulsecal-replay -m replay_experiment=sweep_8q hydra/launcher=ray   # the same on Ray
+    pulsecal-replay -m backend=qibolab_emulator backend.platform=pulsecal_emulator_2q qubit=0,1
     pulsecal-sweep-summary runs/sweep/device8                          # recompute the table
 
 Every job of the multirun is one qubit (``qubit=k``): :func:`sweep_job` turns the composed
