@@ -123,7 +123,8 @@ class GateCalibrationV1Config(GateCalibrationConfig):
             pulse shape, not the device: −5.08e8 for the 20 ns lifted Gaussian with
             σ = T/4, within 1 % over α/2π in [−400, −180] MHz and Ω_R/2π in [70, 130]
             MHz (a slope relative to the starting β would be off by the ±50 % start);
-            set it anew for another gate duration.
+            set it anew for another gate duration or shape:
+            ``probe_constants.measure_probe_constants`` measures it (and ``couplings``).
         reward: "measured" (log-improvement of the posterior expected error, shots only)
             or "truth" (log-improvement of the true excess infidelity over the coherence
             limit, simulation only: a privileged training signal, never observed).
@@ -132,7 +133,8 @@ class GateCalibrationV1Config(GateCalibrationConfig):
             reading with the current estimates (measured on the 20 ns lifted Gaussian,
             the same on sampled devices to ~15 %): amplitude ε read per Hz of detuning
             error, β error (s) read per Hz of detuning error, Ramsey detuning error (Hz)
-            read per second of β error. Without them the first round's DRAG reading
+            read per second of β error (measured at the 0.4 µs Ramsey level; that one
+            scales as 1/(delay + gate)). Without them the first round's DRAG reading
             (±1 MHz detuning → ±43 % β) sends the next, deeper probe onto a wrong branch.
         model_error: relative error of a correction (contrast, slope, couplings); the
             depth choice also guards against model_error × the last parameter move.
