@@ -1,13 +1,16 @@
 """Regenerate the committed emulator-class policy (``policy/``: ONNX + manifest).
 
-    python tests/hardware/data/gate_calibration_emulator/regenerate.py            # train + export
-    python tests/hardware/data/gate_calibration_emulator/regenerate.py --run-dir runs/<run>   # export only
+    python tests/hardware/data/gate_calibration_emulator/regenerate.py --train     # train, then export
+    python tests/hardware/data/gate_calibration_emulator/regenerate.py             # export the existing run
+    python tests/hardware/data/gate_calibration_emulator/regenerate.py --run-dir runs/<run>
 
-Training is ``pulsecal-train experiment=gate_calibration_emulator`` (PPO on
-GateCalibration-v1, emulator device class; ~5 min on one core). The export is
-``pulsecal-export``; afterwards the manifest's record of the run directory is made
-relative to the repository (the committed manifest names no machine path) and its digest
-recomputed, so ``agents.runner.load_policy`` still verifies it.
+Training is ``pulsecal-train experiment=gate_calibration_emulator total_timesteps=200000
+seed=0`` (PPO on GateCalibration-v1, emulator device class; ~5 min on one core) into
+``--run-dir`` (default runs/gate_calibration_emulator_ppo_s0, which must not exist yet).
+The export is ``pulsecal-export``; afterwards the manifest's record of the run directory is
+made relative to the repository (the committed manifest names no machine path) and its
+digest recomputed, so ``agents.runner.load_policy`` still verifies it. ``--out`` writes
+elsewhere (default: ``policy/`` next to this script).
 """
 
 from __future__ import annotations
@@ -21,21 +24,28 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[3]
 RUN = "runs/gate_calibration_emulator_ppo_s0"
-TRAIN = ["experiment=gate_calibration_emulator", "total_timesteps=200000", "seed=0", f"hydra.run.dir={RUN}"]
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run-dir", help="export this training run instead of training a new one")
+    ap.add_argument("--run-dir", default=RUN, help="training run directory (relative to the repository)")
+    ap.add_argument("--train", action="store_true", help="train a new run into --run-dir first")
+    ap.add_argument("--total-timesteps", type=int, default=200_000)
+    ap.add_argument("--out", default=str(HERE / "policy"), help="export folder")
     args = ap.parse_args()
-    run = Path(args.run_dir) if args.run_dir else REPO / RUN
-    if not args.run_dir:
+    run = (REPO / args.run_dir).resolve()
+    if args.train:
+        if run.exists():
+            print(f"error: --run-dir {args.run_dir} exists: allowed a new directory for --train", file=sys.stderr)
+            return 2
         exe = Path(sys.executable).with_name("pulsecal-train")
-        subprocess.run([str(exe), *TRAIN], cwd=REPO, check=True)
+        subprocess.run([str(exe), "experiment=gate_calibration_emulator",
+                        f"total_timesteps={args.total_timesteps}", "seed=0", f"hydra.run.dir={run}"],
+                       cwd=REPO, check=True)
     from pulsecal.agents.export import export_run
     from pulsecal.agents.runner import load_policy, manifest_digest
 
-    out = HERE / "policy"
+    out = Path(args.out).resolve()
     export_run(run, out, overwrite=True)
     path = out / "manifest.json"
     manifest = json.loads(path.read_text(encoding="utf-8"))
@@ -44,10 +54,12 @@ def main() -> int:
         source["run_dir"] = Path(source["run_dir"]).resolve().relative_to(REPO).as_posix()
     except ValueError:
         source["run_dir"] = Path(source["run_dir"]).name  # a run outside the repository
+    source["command"] = [Path(source["command"][0]).name, *source["command"][1:]] if source.get("command") else []
+    source["command"] = [c.replace(str(REPO) + "/", "") for c in source["command"]]
     manifest["manifest_sha256"] = manifest_digest(manifest)
     path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     policy = load_policy(out)
-    print(f"{out.relative_to(REPO)}: {policy.env_id}, {(out / 'policy.onnx').stat().st_size} bytes")
+    print(f"{out}: {policy.env_id}, {(out / 'policy.onnx').stat().st_size} bytes")
     return 0
 
 
