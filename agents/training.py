@@ -138,7 +138,13 @@ def _restore_replay_buffer(model: BaseAlgorithm, checkpoint: Checkpoint) -> int:
             stacklevel=2,
         )
         return 0
-    return load_replay_buffer(buffer, checkpoint.replay_buffer)
+    restored = load_replay_buffer(buffer, checkpoint.replay_buffer)
+    if buffer.optimize_memory_usage and restored:
+        # The memory-saving layout keeps the last transition's next observation in the row
+        # the next step writes; after a resume that step starts a fresh episode, so the last
+        # stored trajectory ends here (what SB3 does when it cannot continue an episode).
+        buffer.dones[(buffer.pos - 1) % buffer.buffer_size] = True
+    return restored
 
 
 def run_training(

@@ -21,7 +21,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from test_train import TINY, compose  # noqa: E402
+from test_train import TINY, TOY_ID, compose  # noqa: E402
 
 ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
 
@@ -243,3 +243,28 @@ def test_sigkilled_sac_run_resumes_with_its_replay_buffer(tmp_path: Path) -> Non
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["start_step"] == ckpt.step and metrics["num_timesteps"] >= ckpt.step + 256
     assert metrics["replay_transitions_restored"] == 2 * saved["size"]
+
+
+def test_resume_ends_the_last_trajectory_of_a_memory_saving_buffer(tmp_path: Path) -> None:
+    """optimize_memory_usage stores next observations in the following row, which the
+    resumed run's fresh reset overwrites: the restored buffer's last transition must end."""
+    from pulsecal.agents.factory import AlgorithmSpec, build_algorithm, make_vec_env
+    from pulsecal.agents.persistence import save_checkpoint
+    from pulsecal.agents.training import _restore_replay_buffer
+
+    spec = AlgorithmSpec("sac", hyperparams={"learning_starts": 16, "batch_size": 16, "buffer_size": 200,
+                                             "optimize_memory_usage": True,
+                                             "replay_buffer_kwargs": {"handle_timeout_termination": False}},
+                         net_arch=(8,), normalize_obs=False)
+    model = build_algorithm(spec, make_vec_env(TOY_ID, 2, seed=0), seed=0)
+    model.learn(36)  # 18 steps of 2 copies: mid-episode (the toy's episodes last 10 steps)
+    buf = model.replay_buffer
+    assert buf is not None and buf.optimize_memory_usage
+    ckpt = save_checkpoint(model, tmp_path)
+    last = (buf.pos - 1) % buf.buffer_size
+    assert not buf.dones[last].any()
+    fresh = build_algorithm(spec, make_vec_env(TOY_ID, 2, seed=0), seed=0)
+    assert _restore_replay_buffer(fresh, ckpt) == 2 * buf.size()
+    assert fresh.replay_buffer is not None
+    np.testing.assert_array_equal(fresh.replay_buffer.dones[last], np.ones(2, np.float32))
+    np.testing.assert_array_equal(fresh.replay_buffer.dones[:last], buf.dones[:last])
