@@ -10,7 +10,12 @@ Three agents, each from its ``*_agent`` experiment when it ships (else the older
 ``pulsecal-train``'s :func:`train` into ``<work_dir>/train/<task>``, with a per-agent
 wall-clock time box so the whole job stays inside its hour. A finished run whose stored
 config equals the one asked for is reused, so an interrupted ``make results`` does not
-train again what it already has. Then ``pulsecal-evaluate``'s :func:`evaluate` on the full
+train again what it already has. ``calibration_variants`` train the calibration agent again
+from another experiment with the same seed and budget (shipped: ``measured``, the measured
+reward instead of the simulation-only truth reward), and ``estimator_reference`` adds
+``estimator_only`` (the zero action: GateCalibration-v1's running estimate by itself), so
+results.md can say which reward each agent learned from and what the policy adds.
+Then ``pulsecal-evaluate``'s :func:`evaluate` on the full
 benchmark (calibration on ``n_devices`` held-out devices at every shot budget against the
 standard sequence, Nelder-Mead and CMA-ES; pulse shaping against the GRAPE optimum; drift
 tracking against the hourly standard recalibration), raw output in ``<work_dir>/evaluate``.
