@@ -171,3 +171,52 @@ def test_every_pair_of_crash_points_reconciles(tmp_path: Path, writes: _Writes, 
             if done2:
                 break
             n += 1
+
+
+@pytest.mark.slow  # ~13 s CPU, ~20 s on a shared machine
+def test_the_devices_day_ledger_matches_the_session_after_a_crash_at_every_write(
+        tmp_path: Path, writes: _Writes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a device day ledger the crash points include its writes too (charged before
+    the session's reservation, released or synced on resume): after every resume it counts
+    exactly the session ledger's shots, key by key."""
+    from pulsecal.hardware.ledger import DeviceDayLedger
+
+    write = DeviceDayLedger._write
+
+    def device_write(self: DeviceDayLedger, data: dict[str, object]) -> None:
+        write(self, data)
+        writes.tick("device ledger")
+
+    monkeypatch.setattr(DeviceDayLedger, "_write", device_write)
+
+    def process(folder: Path, crash_after: int | None) -> tuple[bool, int]:
+        writes.n, writes.log, writes.crash_after = 0, [], crash_after
+        backend = simulated_backend(seed=SEED, idempotent_submit=False)
+        try:
+            run_session(backend, ScriptedPolicy(), folder, settings(1), sleep=lambda s: None, plots=False,
+                        fsync=False, device_ledger=DeviceDayLedger(tmp_path / "device.json", fsync=False))
+            return True, backend.executed_shots
+        except _Crash:
+            return False, backend.executed_shots
+        finally:
+            writes.crash_after = None
+
+    ref_folder = tmp_path / "ref"
+    process(ref_folder, None)
+    log = list(writes.log)
+    ref = next(r for r in read_journal(ref_folder / "journal.jsonl") if r["event"] == "session_finished")
+    window = _call_window(log, 1)
+    assert "device ledger" in {log[i - 1] for i in window}
+    day = DeviceDayLedger(tmp_path / "device.json")
+    for n in window:
+        f = tmp_path / f"c{n}"
+        done, shots1 = process(f, n)
+        assert not done
+        done, shots2 = process(f, None)
+        assert done
+        _check(f, ref, shots1 + shots2, f"crash after write {n} ({log[n - 1]})")
+        scope = str(f.resolve())
+        counted = {k: e.shots for k, e in ShotLedger(f / "ledger.json").entries.items() if e.state != "released"}
+        mine = {k[len(scope) + 1:]: v for jobs in day.read()["days"].values() for k, v in jobs.items()
+                if k.startswith(scope + "/")}
+        assert mine == counted, f"crash after write {n} ({log[n - 1]})"
