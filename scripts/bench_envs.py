@@ -1,5 +1,6 @@
 """Environment throughput: env steps/s of every pulsecal env (single and batched), and
-SB3 PPO steps/s on GateCalibration-v0 against a null env with the same spaces.
+SB3 PPO steps/s on GateCalibration-v0 against a null env with the same spaces, at
+n_envs = 8 and 32 (the gate-calibration training experiment's n_envs).
 
 The PPO ratio says how much of a training run the environment costs: 1.0 means the env
 is free next to PPO's own work. Targets: ratio >= 0.8, batched GateCalibration >= 20,000
@@ -25,6 +26,9 @@ from typing import Any
 import numpy as np
 
 ENV_IDS = ("pulsecal/GateCalibration-v0", "pulsecal/PulseShaping-v0", "pulsecal/DriftTracking-v0")
+# PPO ratio at 8 copies (the env config's default) and at 32, the n_envs of the
+# gate-calibration training experiment (configs/experiment/gate_calibration_agent.yaml).
+PPO_N_ENVS = (8, 32)
 
 
 def _rate(step, n_per_call: int, min_time_s: float) -> tuple[float, float]:
@@ -123,7 +127,7 @@ def bench_ppo(total_steps: int, n_envs: int, repeats: int = 3) -> dict[str, floa
     return out
 
 
-def run(min_time_s: float = 2.0, ppo_steps: int = 4096, ppo_envs: int = 8,
+def run(min_time_s: float = 2.0, ppo_steps: int = 4096, ppo_envs: tuple[int, ...] = PPO_N_ENVS,
         copies: tuple[int, ...] = (8, 64), ppo_repeats: int = 3) -> dict[str, Any]:
     import pulsecal.envs  # noqa: F401  (registers the ids)
 
@@ -136,7 +140,8 @@ def run(min_time_s: float = 2.0, ppo_steps: int = 4096, ppo_envs: int = 8,
             row[f"vector_{n}"], cpu_row[f"vector_{n}"] = bench_vector(env_id, n, min_time_s)
         rows.append(row)
         cpu_rows.append(cpu_row)
-    ppo = bench_ppo(ppo_steps, ppo_envs, ppo_repeats)
+    # One PPO comparison per n_envs, each with its own null env of the same n_envs.
+    ppo = {str(n): bench_ppo(ppo_steps, n, ppo_repeats) for n in ppo_envs}
     return {
         "env_steps_per_s": rows,
         "env_steps_per_cpu_s": cpu_rows,
@@ -157,13 +162,13 @@ def print_table(res: dict[str, Any]) -> None:
         for r in rows:
             print(f"{r['env']:<30}" + "".join(f"{r[c]:>14,.0f}" for c in cols))
         print()
-    p = res["ppo_steps_per_s"]
-    print(f"SB3 PPO steps/s (n_envs, 1 torch thread, median of {p.get('repeats', 1):.0f}): "
-          f"null env {p['null']:,.0f}, GateCalibration-v0 {p['gate_calibration']:,.0f}, "
-          f"ratio {p['ratio']:.2f} (target >= {res['targets']['ppo_ratio']})")
-    if "ratio_cpu" in p:
-        print(f"SB3 PPO steps/CPU-s: null env {p['null_cpu']:,.0f}, GateCalibration-v0 "
-              f"{p['gate_calibration_cpu']:,.0f}, ratio {p['ratio_cpu']:.2f}")
+    for n_envs, p in res["ppo_steps_per_s"].items():
+        print(f"SB3 PPO steps/s (n_envs={n_envs}, 1 torch thread, median of {p.get('repeats', 1):.0f}): "
+              f"null env {p['null']:,.0f}, GateCalibration-v0 {p['gate_calibration']:,.0f}, "
+              f"ratio {p['ratio']:.2f} (target >= {res['targets']['ppo_ratio']})")
+        if "ratio_cpu" in p:
+            print(f"SB3 PPO steps/CPU-s (n_envs={n_envs}): null env {p['null_cpu']:,.0f}, "
+                  f"GateCalibration-v0 {p['gate_calibration_cpu']:,.0f}, ratio {p['ratio_cpu']:.2f}")
     g64 = next(r for r in res["env_steps_per_s"] if r["env"].endswith("GateCalibration-v0")).get("vector_64")
     if g64 is not None:
         cpu_rows = res.get("env_steps_per_cpu_s") or []
@@ -178,11 +183,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     ap.add_argument("--min-time-s", type=float, default=2.0, help="timing window per measurement")
     ap.add_argument("--ppo-steps", type=int, default=4096)
-    ap.add_argument("--ppo-envs", type=int, default=8)
+    ap.add_argument("--ppo-envs", type=int, nargs="+", default=list(PPO_N_ENVS),
+                    help="n_envs of the PPO comparisons (one null-env/env pair each)")
     ap.add_argument("--ppo-repeats", type=int, default=3, help="alternating null/env PPO runs (median)")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    res = run(args.min_time_s, args.ppo_steps, args.ppo_envs, ppo_repeats=args.ppo_repeats)
+    bad = [n for n in args.ppo_envs if n < 1]
+    if bad:
+        ap.error(f"--ppo-envs {bad}: allowed integers >= 1")
+    res = run(args.min_time_s, args.ppo_steps, tuple(args.ppo_envs), ppo_repeats=args.ppo_repeats)
     print_table(res)
     if args.out is not None:
         args.out.write_text(json.dumps(res, indent=2))
