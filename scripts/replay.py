@@ -132,7 +132,11 @@ class ReplayConf:
     budget_shots: int | None = None
     initial_params: list[float] | None = None  # None: textbook + miscalibration
     miscalibration: MiscalibrationConf = field(default_factory=MiscalibrationConf)
+    # The session's env settings: ``env`` (explicit, null: unset) over the policy's training
+    # settings (an exported policy's manifest, an SB3 run's config.yaml) over ``backend.env``
+    # over ``env_defaults``; see ``pulsecal.hardware.replay.merge_session_env``.
     env: dict[str, Any] = field(default_factory=dict)
+    env_defaults: dict[str, Any] = field(default_factory=dict)
     # The GateCalibration version the policy was trained on; None: the exported policy's
     # manifest says, else v0. Set against a manifest that names another version: an error.
     env_id: str | None = None
@@ -215,13 +219,21 @@ def build_policy(p: dict[str, Any]) -> Any:
 
 def resolve_env_id(c: dict[str, Any], policy: Any) -> str:
     """The env id of a session: ``env_id`` from the config, else the one the policy names
-    (an exported policy's manifest), else GateCalibration-v0; a config that contradicts the
-    policy's manifest is refused (its observation and action spaces would not match)."""
+    (an exported policy's manifest, an SB3 run's config.yaml), else GateCalibration-v0; a
+    config that contradicts the policy's own id is refused (its observation and action
+    spaces would not match)."""
     from pulsecal.hardware import replay as rp
 
     inner = getattr(policy, "policy", None)
     own = getattr(inner, "env_id", None) if inner is not None else None
-    want = c.get("env_id")
+    if own is None and isinstance(policy, rp.SB3Policy):
+        own = rp.trained_env_of_run(policy.run_dir).env_id
+    return _env_id(c.get("env_id"), own)
+
+
+def _env_id(want: Any, own: Any) -> str:
+    from pulsecal.hardware import replay as rp
+
     if want is not None and own is not None and str(want) != str(own):
         raise ValueError(f"env_id={want!r}: allowed the policy's own {own!r} (its manifest), or null")
     return str(want or own or rp.DEFAULT_ENV_ID)
@@ -254,6 +266,7 @@ def replay(cfg: DictConfig) -> Any:
         return sweep_job(c)
     b, p = dict(c["backend"]), dict(c["policy"])
     backend, model = build_backend(b)
+    policy = build_policy(p)  # first: a broken export fails on its own digest check
     env, gate_s = session_env(c)
     if c.get("initial_params") is not None:
         start = tuple(float(x) for x in c["initial_params"])
@@ -264,7 +277,6 @@ def replay(cfg: DictConfig) -> Any:
     else:
         raise ValueError("initial_params=None: allowed only with a backend that has a device model "
                          "(simulated, qibolab emulator); give the lab's current calibration")
-    policy = build_policy(p)
     settings = rp.ReplaySettings(str(c["session_id"]), int(c["seed"]), start,  # type: ignore[arg-type]
                                  max_steps=int(c["max_steps"]), budget_shots=c.get("budget_shots"), env=env,
                                  env_id=resolve_env_id(c, policy))
@@ -281,18 +293,26 @@ def replay(cfg: DictConfig) -> Any:
                           plots=bool(c.get("plots", True)), backend_info=info, device_ledger=day)
 
 
-def session_env(c: dict[str, Any]) -> tuple[dict[str, Any], float]:
-    """The env keyword arguments of a session (``env`` with ``backend.env`` over it) and
-    its gate duration in seconds."""
+def session_env(c: dict[str, Any], *, log: bool = True) -> tuple[dict[str, Any], float]:
+    """The env keyword arguments of a session and its gate duration in seconds.
+
+    Precedence: the config's explicit ``env`` (null values unset) > the settings the policy
+    was trained under (``policy``: an exported folder's manifest, an SB3 run directory's
+    config.yaml) > ``backend.env`` > ``env_defaults``. Session-side settings (the device
+    preset, whose sample time is the backend's; truth and reward) never come from the
+    policy, and an explicit setting that would change the policy's observation/action
+    layout is refused naming the key. ``log`` prints which settings came from the policy.
+    """
     from pulsecal.hardware import replay as rp
 
-    env = {**dict(c.get("env") or {}), **dict(c["backend"].get("env") or {})}
-    env = {k: v for k, v in env.items() if v is not None}
-    if "probes" in env:
-        env["probes"] = rp.probes_from_json(env["probes"])
-    for k in ("parameters", "miscalibration", "max_step"):
-        if k in env:
-            env[k] = tuple(env[k])
+    defaults = {**dict(c.get("env_defaults") or {}), **dict(c["backend"].get("env") or {})}
+    trained = rp.trained_env(dict(c.get("policy") or {}))
+    env_id = _env_id(c.get("env_id"), trained.env_id if trained is not None else None)
+    merged = rp.merge_session_env(env_id, defaults, trained, dict(c.get("env") or {}))
+    if log:
+        for line in merged.describe():
+            print(line, flush=True)
+    env = rp.env_to_kwargs(merged.settings)
     gate_s = float(env.get("gate_duration_s") or _preset_gate(env.get("device", "transmon_20ns")))
     return env, gate_s
 
