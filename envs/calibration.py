@@ -179,7 +179,7 @@ class DragGate:
             w = amp * shape * ramp
             mag = np.abs(w)
             over = mag > 1.0
-            if np.any(over):
+            if over.any():
                 w = np.where(over, w / np.maximum(mag, 1.0), w)
             out.append(w)
         return out
@@ -493,14 +493,22 @@ def analyse(p1: ArrayLike, probes: Sequence[Probe], gate_duration_s: float) -> A
     NaN populations (probe not run) are ignored. Pure function, no shots.
     """
     p = np.atleast_2d(np.asarray(p1, dtype=np.float64))
-    gains = np.array([pr.gain(gate_duration_s) for pr in probes])
+    gains, (rank_fam, rank_col, rank_w) = _analysis_setup(tuple(probes), float(gate_duration_s))
     theta = np.arcsin(np.clip(2.0 * p - 1.0, -1.0, 1.0))
     ang = theta / gains
-    rank_fam, rank_col, rank_w = _flat_ranks(tuple(pr.kind for pr in probes), tuple(gains.tolist()))
     fam = np.zeros((p.shape[0], len(FAMILIES)))
     infid = np.zeros(p.shape[0])
     _analyse_kernel(np.ascontiguousarray(theta), gains, rank_fam, rank_col, rank_w, ang, fam, infid)
     return Analysis(ang, fam, infid)
+
+
+@functools.lru_cache(maxsize=64)
+def _analysis_setup(probes: tuple[Probe, ...], gate_duration_s: float) -> tuple[
+        FloatArray, tuple[NDArray[np.int64], NDArray[np.int64], FloatArray]]:
+    """``analyse``'s per-probe-set constants (gains and ``_flat_ranks``), built once per
+    probe set and gate duration instead of on every call (private: nobody writes them)."""
+    gains = np.array([pr.gain(gate_duration_s) for pr in probes])
+    return gains, _flat_ranks(tuple(pr.kind for pr in probes), tuple(gains.tolist()))
 
 
 @functools.lru_cache(maxsize=64)
@@ -638,9 +646,17 @@ def _truth_dict(fid: ArrayLike, fid_raw: ArrayLike, leak: ArrayLike, duration_s:
         "fidelity": np.asarray(fid),
         "fidelity_raw": np.asarray(fid_raw),
         "leakage": np.asarray(leak),
-        "coherence_limit": np.asarray(coherence_limit(duration_s, np.array([t.t1_s for t in models]),
-                                                      np.array([t.t2_s for t in models]))),
+        "coherence_limit": np.array([_coherence_limit(float(duration_s), t.t1_s, t.t2_s) for t in models],
+                                    dtype=np.float64),
     }
+
+
+@functools.lru_cache(maxsize=4096)
+def _coherence_limit(duration_s: float, t1_s: float, t2_s: float) -> float:
+    """``coherence_limit`` of one (duration, T1, T2), cached: a device keeps its T1 and T2
+    for many steps (and a preset for many resets). NumPy's element-wise exp gives each
+    element the same bits alone as in a batch, so this equals the batched call."""
+    return float(coherence_limit(duration_s, np.array([t1_s]), np.array([t2_s]))[0])
 
 
 @dataclass
@@ -740,7 +756,8 @@ class CalibrationTask:
         p = np.atleast_2d(np.asarray(params, dtype=np.float64))
         template, exprs = self.template(probes)
         wx, wsx = self.waveforms(p)
-        waves = np.stack([wx, wsx], axis=1)  # slot order X_SLOT, SX_SLOT
+        waves = np.empty((wx.shape[0], 2, wx.shape[1]), dtype=np.result_type(wx, wsx))
+        waves[:, X_SLOT], waves[:, SX_SLOT] = wx, wsx  # np.stack([wx, wsx], axis=1)
         dt_s = self.dt_s
         phases = _frame_phases(exprs, p[:, 2], self.gate.n_samples(dt_s) * dt_s, dt_s)
         # ``_wrap`` element-wise (NumPy's float remainder follows Python's sign rule).

@@ -613,8 +613,12 @@ def _draw_counts(
     """Readout error and shot noise for populations laid out device by device: (Σ sizes, 2)
     counts; advances each device's clock. The one place counts are drawn (``run_many``,
     ``run_template``)."""
-    p10 = np.repeat([d._base.p1_given_0 for d in devices], sizes)
-    p01 = np.repeat([d._base.p0_given_1 for d in devices], sizes)
+    p10 = np.array([d._base.p1_given_0 for d in devices], dtype=np.float64)
+    p01 = np.array([d._base.p0_given_1 for d in devices], dtype=np.float64)
+    if len(set(sizes)) == 1:  # every device runs the same number of sequences (templates)
+        p10, p01 = p10.repeat(sizes[0]), p01.repeat(sizes[0])
+    else:
+        p10, p01 = np.repeat(p10, sizes), np.repeat(p01, sizes)
     p_read = np.clip(p_exc * (1.0 - p01) + (1.0 - p_exc) * p10, 0.0, 1.0).tolist()
     n1: list[int] = []
     start = 0
@@ -628,8 +632,10 @@ def _draw_counts(
             n1.extend([binomial(n_shots, x) for x in p_read[start:start + size]])
             dev._tick(n_shots * dev._base.rep_time_s * size)
         start += size
-    ones = np.array(n1, dtype=np.int64)
-    return np.stack([n_shots - ones, ones], axis=1)
+    out = np.empty((len(n1), 2), dtype=np.int64)
+    out[:, 1] = n1
+    np.subtract(n_shots, out[:, 1], out=out[:, 0])
+    return out
 
 
 # -- the simulation engine behind run / run_many ------------------------------------------------
@@ -968,7 +974,7 @@ def _template_populations(
     peak = float(np.abs(w).max()) if w.size else 0.0
     if not peak <= 1.0 + 1e-9:
         raise ValueError(f"waveforms peak |u| = {peak:.6g} (or NaN/inf): allowed finite |u| <= 1")
-    if not np.all(np.isfinite(ph)):
+    if not np.isfinite(ph).all():
         raise ValueError("phases has NaN/inf entries: allowed finite angles in rad")
     open_system, models = _open_models(devices)
     levels = models[0].levels

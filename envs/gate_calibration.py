@@ -372,7 +372,7 @@ class GateCalibrationCore(DragCalibrationCore):
         used = self.task.shots_used[rows]
         term = used + self.step_shots > cfg.shot_budget
         # ``normalised_params`` of every copy, one array operation.
-        norm = ((self.params[rows] - self.start[rows]) / (np.asarray(cfg.max_step) * self.unit[rows]))[:, self.pidx]
+        norm = ((self.params[rows] - self.start[rows]) / (self._max_step * self.unit[rows]))[:, self.pidx]
         obs = np.concatenate([p1, norm, np.minimum(used / cfg.shot_budget, 1.0)[:, None]], axis=1)
         for j, i in enumerate(idx):
             self.history[i].append(p1[j])

@@ -96,6 +96,24 @@ def test_vector_bad_actions_raise() -> None:
         venv.step(np.full((2, 3), np.nan, dtype=np.float32))
 
 
+def test_check_actions_validates_clips_and_never_returns_the_callers_array() -> None:
+    core = gym.make_vec("pulsecal/GateCalibration-v0", num_envs=2).unwrapped.core
+    inside = np.array([[0.5, -1.0, 1.0], [0.0, 0.25, -0.75]])
+    out = core.check_actions(inside)
+    np.testing.assert_array_equal(out, inside)
+    assert out is not inside and not np.shares_memory(out, inside)
+    # Within the 1e-6 tolerance: clipped onto the bound; beyond it, or NaN/inf: refused.
+    np.testing.assert_array_equal(core.check_actions(np.array([[1.0 + 5e-7, 0.0, -1.0 - 5e-7]] * 2)),
+                                  [[1.0, 0.0, -1.0]] * 2)
+    for bad, msg in ((1.01, "magnitude"), (np.nan, "NaN/inf"), (-np.inf, "NaN/inf")):
+        a = inside.copy()
+        a[1, 2] = bad
+        with pytest.raises(ValueError, match=msg):
+            core.check_actions(a)
+    with pytest.raises(ValueError, match="shape"):
+        core.check_actions(np.zeros((2, 4)))
+
+
 def test_sb3_ppo_learns_a_few_steps_on_the_batched_env() -> None:
     import torch
     from stable_baselines3 import PPO
