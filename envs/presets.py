@@ -88,6 +88,7 @@ PRESETS: dict[str, Callable[[], DevicePreset]] = {
     "transmon_20ns": _transmon_20ns,
     "transmon_short": _transmon_short,
     "transmon_drifting": _transmon_drifting,
+    "transmon_emulator": lambda: transmon_emulator(),  # defined below, with its sampler
 }
 
 
@@ -208,8 +209,9 @@ def held_out_devices(n: int, seed: int = 12345, sampler: DeviceSampler | None = 
 
 # -- the device class of qibolab's emulator platform -------------------------------------------
 #
-# Not a named preset (``PRESETS`` lists the devices configs pick by name; this class is
-# reached through ``DeviceSampler`` ranges in the experiment config and the functions below).
+# ``transmon_emulator`` is also the named preset configs pick (``device=transmon_emulator``);
+# training draws the class from ``emulator_sampler``'s ranges (the experiment config's
+# ``env.kwargs.sampler``), the preset fixes the sample time and the 40 ns gate.
 
 
 def transmon_emulator() -> DevicePreset:

@@ -12,11 +12,12 @@ from pulsecal.envs.presets import (
     held_out_devices,
     make_device,
     preset_names,
+    transmon_emulator,
 )
 
 
 def test_presets_match_their_specification() -> None:
-    assert preset_names() == ("transmon_20ns", "transmon_drifting", "transmon_short")
+    assert preset_names() == ("transmon_20ns", "transmon_drifting", "transmon_emulator", "transmon_short")
     p = get_preset("transmon_20ns")
     t = p.params.transmon
     assert (t.anharmonicity_hz, t.t1_s, t.t2_s, t.dt_s, t.rabi_max_hz) == (-300e6, 100e-6, 100e-6, 1e-9, 100e6)
@@ -25,6 +26,9 @@ def test_presets_match_their_specification() -> None:
     assert (s.anharmonicity_hz, s.dt_s) == (-200e6, 0.5e-9)
     d = get_preset("transmon_drifting")
     assert d.drift is not None and d.params == p.params
+    e = get_preset("transmon_emulator")  # the qibolab emulator platform's simulated twin
+    assert e == transmon_emulator() and e.gate_duration_s == 40e-9 and e.drift is None
+    assert (e.params.transmon.rabi_max_hz, e.params.transmon.dt_s) == (50e6, 1e-9)
 
 
 def test_unknown_preset_lists_the_names() -> None:
