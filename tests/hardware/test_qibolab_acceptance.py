@@ -5,9 +5,10 @@ The policy is PPO on ``pulsecal/GateCalibration-v1`` for the emulator's device c
 (``pulsecal-train experiment=gate_calibration_emulator``: 40 ns DRAG gate, Rabi rate
 ~50 MHz, α/2π ~ −300 MHz, devices drawn from ``presets.emulator_sampler()``), exported
 with ``pulsecal-export`` into data/gate_calibration_emulator/policy (ONNX + manifest;
-data/gate_calibration_emulator/regenerate.py trains and exports it again). The session is a plain
-``run_session`` on the qibolab backend: every probe is a shot-sampled emulator job
-through the safety envelope, ledger and journal.
+data/gate_calibration_emulator/regenerate.py trains and exports it again). The session is
+``pulsecal-replay backend=qibolab_emulator policy=onnx policy.folder=<policy>`` with no env
+settings (they come from the policy's manifest): every probe is a shot-sampled emulator
+job through the safety envelope, ledger and journal.
 
 How the error is measured. On a *fresh* emulator (not the session's backend), the X gate
 of given parameters runs in error-amplifying twin sequences (the v1 probe conventions,
@@ -51,7 +52,7 @@ from pulsecal.envs.presets import transmon_emulator
 from pulsecal.envs.protocol import Play
 from pulsecal.hardware import ir
 from pulsecal.hardware.adapters.qibolab import QibolabBackend, emulator_transmon
-from pulsecal.hardware.replay import ReplaySettings, default_limits, run_session
+from pulsecal.hardware.replay import default_limits
 from pulsecal.hardware.safety import SafetyEnvelope
 
 HERE = Path(__file__).resolve().parent
@@ -173,6 +174,31 @@ def test_exported_policy_matches_the_training_config() -> None:
     assert load_policy(POLICY).env_id == ENV_ID  # sizes and digests verified
 
 
+def test_replay_config_takes_the_training_env_from_the_manifest() -> None:
+    """``pulsecal-replay backend=qibolab_emulator policy=onnx policy.folder=<policy>`` with no
+    env overrides runs the policy's training settings (the acceptance below goes that way)."""
+    from pulsecal.scripts.replay import session_env as replay_env
+
+    env, gate_s = replay_env(_replay_config([]), log=False)
+    for key, value in session_env().items():
+        assert env[key] == pytest.approx(value), key
+    assert gate_s == gate().duration_s and "reward" not in env and "sampler" not in env
+
+
+def _replay_config(overrides: list[str]) -> dict[str, Any]:
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    import pulsecal.scripts.replay  # noqa: F401  (registers the replay schemas)
+
+    with initialize_config_module(config_module="pulsecal.configs", version_base="1.3"):
+        cfg = compose(config_name="replay", overrides=["backend=qibolab_emulator", "policy=onnx",
+                                                       f"policy.folder={POLICY}", *overrides])
+    out = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(out, dict)
+    return out  # type: ignore[return-value]
+
+
 def test_simulated_twin_is_the_emulator_platform(platforms: Path) -> None:
     """``presets.transmon_emulator`` (what the policy's training class is centred on) is
     the platform's physics in our units."""
@@ -266,17 +292,23 @@ def _start(seed: int) -> np.ndarray:
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_trained_policy_reduces_the_emulator_pi_pulse_error_5x(platforms: Path, seeded_numpy,
                                                                 tmp_path: Path, seed: int) -> None:
-    from pulsecal.hardware.replay import OnnxPolicy
+    from omegaconf import OmegaConf
 
+    from pulsecal.scripts.replay import replay
+
+    # The user's path: pulsecal-replay backend=qibolab_emulator policy=onnx policy.folder=<policy>,
+    # no env settings: env id, gate, shot budget, rounds, ladders and constants come from the
+    # manifest (what the policy was trained under; rounds = the default max_steps, 8).
     env = session_env()
     start = _start(seed)
-    settings = ReplaySettings(f"emulator-acceptance-{seed}", seed, tuple(start),  # type: ignore[arg-type]
-                              max_steps=int(env["rounds"]), env=env, env_id=ENV_ID)
-    backend = QibolabBackend("pulsecal_emulator")
+    cfg = OmegaConf.create(_replay_config([f"seed={seed}", f"session_id=emulator-acceptance-{seed}",
+                                           f"folder={tmp_path / 'session'}", "plots=false"]))
+    cfg.initial_params = [float(x) for x in start]
     t0 = time.perf_counter()
-    result = run_session(backend, OnnxPolicy(POLICY), tmp_path / "session", settings, plots=False, fsync=False)
+    result = replay(cfg)
     session_s = time.perf_counter() - t0
     assert result.report["policy"]["kind"] == "onnx" and result.report["env_steps"] == env["rounds"]
+    assert json.loads((tmp_path / "session" / "session.json").read_text())["settings"]["env_id"] == ENV_ID
     assert result.ledger_shots == env["shot_budget"]  # every shot went through the ledger
 
     meter = EmulatorErrorMeter()  # a fresh emulator, outside the session's ledger and journal

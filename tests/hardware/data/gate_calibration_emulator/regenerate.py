@@ -7,6 +7,12 @@
 Training is ``pulsecal-train experiment=gate_calibration_emulator total_timesteps=200000
 seed=0`` (PPO on GateCalibration-v1, emulator device class; ~5 min on one core) into
 ``--run-dir`` (default runs/gate_calibration_emulator_ppo_s0, which must not exist yet).
+The committed export was trained when the experiment named ``device=transmon_20ns``; it
+now names the ``transmon_emulator`` preset, which changes only the recorded preset name
+(same 1 ns samples; the gate length is set and the sampler draws every device), so the
+same run would train step for step the same. Replaying it needs no env settings:
+``pulsecal-replay backend=qibolab_emulator policy=onnx policy.folder=<out>`` takes them
+from the manifest.
 The export is ``pulsecal-export``; afterwards the manifest's record of the run directory is
 made relative to the repository (the committed manifest names no machine path) and its
 digest recomputed, so ``agents.runner.load_policy`` still verifies it. ``--out`` writes
