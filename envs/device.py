@@ -306,7 +306,9 @@ class SimulatedDevice:
         self._cache: dict[Any, ComplexArray] = {}
         # Delay channels by samples, for ``run_template``; kept apart from ``_cache`` so
         # that they never change when that one fills up and is cleared.
-        self._delay_cache: dict[tuple[int, bool], NDArray[Any]] = {}
+        # Keys (samples, open_system) -> one channel, and (delays tuple, open_system) -> the
+        # stacked channels of a template's delays (``_template_populations``).
+        self._delay_cache: dict[tuple[Any, bool], NDArray[Any]] = {}
         self.reset(rng=rng)
 
     # -- state ---------------------------------------------------------------------------------
@@ -619,7 +621,8 @@ def _draw_counts(
         p10, p01 = p10.repeat(sizes[0]), p01.repeat(sizes[0])
     else:
         p10, p01 = np.repeat(p10, sizes), np.repeat(p01, sizes)
-    p_read = np.clip(p_exc * (1.0 - p01) + (1.0 - p_exc) * p10, 0.0, 1.0).tolist()
+    # np.clip(x, 0, 1) as two ufuncs (the same values: x is never −0.0, so no signed-zero tie).
+    p_read = np.minimum(np.maximum(p_exc * (1.0 - p01) + (1.0 - p_exc) * p10, 0.0), 1.0).tolist()
     n1: list[int] = []
     start = 0
     for dev, size in zip(devices, sizes, strict=True):
@@ -1014,10 +1017,17 @@ def _template_populations(
     if n_del:
         # Delay channels: from the device's own cache (cleared with its model), else from
         # the shared cache by model (hashing a model costs more than the lookup).
+        # A device seen before in this model has the template's delays stacked: one copy.
         base = b_n * n_play
         missing: list[tuple[int, int]] = []
+        unstacked: list[int] = []
         for g, b in enumerate(owner):
             cache = devices[b]._delay_cache
+            stacked = cache.get((delays, open_system))
+            if stacked is not None:
+                mats[base + g * n_del:base + (g + 1) * n_del] = stacked
+                continue
+            unstacked.append(g)
             for j, n in enumerate(delays):
                 hit = cache.get((n, open_system))
                 if hit is None:
@@ -1029,6 +1039,10 @@ def _template_populations(
             for (g, j), m in zip(missing, _free_channels(keys, open_system), strict=True):
                 mats[base + g * n_del + j] = m
                 devices[owner[g]]._delay_cache[(delays[j], open_system)] = m
+        for g in unstacked:
+            block = mats[base + g * n_del:base + (g + 1) * n_del].copy()
+            block.setflags(write=False)
+            devices[owner[g]]._delay_cache[(delays, open_system)] = block
     flat_ph = ph.reshape(-1)
     frames = _frame_changes(flat_ph, levels, open_system)
     if not flat_ph.size:
@@ -1062,7 +1076,8 @@ def _template_populations(
         _run_open(starts, code.reshape(-1), arg.reshape(-1), mats, frames, sym, anti, p_ground)
     else:
         _run_closed(starts, code.reshape(-1), arg.reshape(-1), mats, frames, p_ground)
-    return np.clip(1.0 - p_ground, 0.0, 1.0), plays
+    # np.clip(1 − p, 0, 1) as two ufuncs: the same values (1.0 − p is never −0.0).
+    return np.minimum(np.maximum(1.0 - p_ground, 0.0), 1.0), plays
 
 
 def _template_programs(template: SequenceTemplate, b_n: int) -> tuple[
