@@ -629,12 +629,17 @@ class SessionEnv:
         """Human-readable lines on what came from the policy (for the console)."""
         if self.source is None:
             return []
-        taken = ", ".join(f"{k}={v!r}" for k, v in sorted(self.from_policy.items())) or "none"
+        def short(v: Any) -> str:  # a probe list on one console line is noise
+            text = repr(v)
+            return f"[{len(v)} items]" if isinstance(v, list) and len(text) > 80 else text
+
+        taken = ", ".join(f"{k}={short(v)}" for k, v in sorted(self.from_policy.items())) or "none"
         lines = [f"env settings from the policy ({self.source}): {taken}"
                  + (f" (and {self.same_as_defaults} equal to the replay defaults)" if self.same_as_defaults else "")]
         if self.overridden:
             lines.append("env settings of the replay config over the policy's: "
-                         + ", ".join(f"{k}={s!r} (trained with {t!r})" for k, (s, t) in sorted(self.overridden.items())))
+                         + ", ".join(f"{k}={short(s)} (trained with {short(t)})"
+                                     for k, (s, t) in sorted(self.overridden.items())))
         return lines
 
 
