@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -277,9 +278,11 @@ def replay(cfg: DictConfig) -> Any:
     else:
         raise ValueError("initial_params=None: allowed only with a backend that has a device model "
                          "(simulated, qibolab emulator); give the lab's current calibration")
+    env_id = resolve_env_id(c, policy)
+    warn_if_cut_short(env_id, env, int(c["max_steps"]))
     settings = rp.ReplaySettings(str(c["session_id"]), int(c["seed"]), start,  # type: ignore[arg-type]
                                  max_steps=int(c["max_steps"]), budget_shots=c.get("budget_shots"), env=env,
-                                 env_id=resolve_env_id(c, policy))
+                                 env_id=env_id)
     limits = rp.default_limits(backend, 0, **_limits(b.get("limits") or {}))
     truth = rp.simulated_truth(backend, gate_s) if b["kind"] == "simulated" else None
     info = {k: v for k, v in b.items() if k not in ("limits", "env", "retry")}
@@ -291,6 +294,17 @@ def replay(cfg: DictConfig) -> Any:
     day = DeviceDayLedger(c["device_ledger"]) if c.get("device_ledger") else None
     return rp.run_session(backend, policy, Path(c["folder"]), settings, limits=limits, retry=retry, truth=truth,
                           plots=bool(c.get("plots", True)), backend_info=info, device_ledger=day)
+
+
+def warn_if_cut_short(env_id: str, env: Mapping[str, Any], max_steps: int) -> None:
+    """A GateCalibration-v1 policy acts once per round; a session of fewer steps stops
+    before the policy's own episode ends. Allowed (a lab may want a short session), so
+    only said on stderr, naming the keys to change."""
+    if env_id.endswith("GateCalibration-v1"):
+        rounds = int(env.get("rounds") or 8)
+        if max_steps < rounds:
+            print(f"warning: max_steps={max_steps} < env.rounds={rounds}: the session stops before the "
+                  f"policy's episode ends; set max_steps={rounds} to run it whole", file=sys.stderr)
 
 
 def session_env(c: dict[str, Any], *, log: bool = True) -> tuple[dict[str, Any], float]:

@@ -102,3 +102,19 @@ def test_sb3_run_directory_gives_its_config_settings(tmp_path: Path) -> None:
     assert "reward" not in env and "sampler" not in env  # training-only: never on a backend
     with pytest.raises(ValueError, match=r"env_id='pulsecal/GateCalibration-v0': allowed the policy's own"):
         session_env({**c, "env_id": V0})
+
+
+@pytest.mark.parametrize(("env_id", "env", "max_steps", "warned"), [
+    ("pulsecal/GateCalibration-v1", {"rounds": 12}, 8, True),
+    ("pulsecal/GateCalibration-v1", {}, 8, False),          # default rounds 8
+    ("pulsecal/GateCalibration-v1", {"rounds": 12}, 12, False),
+    ("pulsecal/GateCalibration-v0", {}, 3, False),          # v0 ends on its shot budget
+])
+def test_a_session_shorter_than_the_policys_episode_is_said(env_id: str, env: dict[str, Any], max_steps: int,
+                                                            warned: bool,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from pulsecal.scripts.replay import warn_if_cut_short
+
+    warn_if_cut_short(env_id, env, max_steps)
+    err = capsys.readouterr().err
+    assert ("max_steps=" in err and "env.rounds=12" in err) is warned
