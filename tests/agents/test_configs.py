@@ -32,7 +32,7 @@ def _one_thread() -> None:
 def test_groups_exist() -> None:
     # New env versions add options (e.g. gate_calibration_v1); the three tasks must stay.
     assert {"drift_tracking", "gate_calibration", "pulse_shaping"} <= set(options("env"))
-    assert options("device") == ["randomized", "transmon_20ns", "transmon_drifting", "transmon_short"]
+    assert options("device") == ["randomized", "transmon_20ns", "transmon_drifting", "transmon_emulator", "transmon_short"]
     assert options("agent") == ["ppo", "recurrent_ppo", "sac", "td3"]
     assert {"smoke", "gate_calibration_ppo", "pulse_shaping_sac", "drift_tracking_ppo"} <= set(options("experiment"))
 
