@@ -254,6 +254,13 @@ class DeviceDayLedger:
         """Charge ``shots`` of a job about to be submitted to ``day``; a no-op if the job is
         already counted. Raises SafetyViolation naming the device's per-day limit if the
         day's sum over all sessions would exceed it (nothing is charged then)."""
+        self._add(scope, job_key, shots, day, max_shots_per_day)
+
+    def charge(self, scope: str, job_key: str, shots: int, day: str) -> None:
+        """Count shots that already ran (no limit: they cannot be un-run); a no-op if counted."""
+        self._add(scope, job_key, shots, day, None)
+
+    def _add(self, scope: str, job_key: str, shots: int, day: str, limit: int | None) -> None:
         if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
             raise ValueError(f"shots={shots!r}: allowed an integer >= 1")
         key = _scoped(scope, job_key)
@@ -265,25 +272,11 @@ class DeviceDayLedger:
                 return
             jobs = data["days"].setdefault(day, {})
             total = int(sum(jobs.values())) + shots
-            if total > max_shots_per_day:
+            if limit is not None and total > limit:
                 raise SafetyViolation([Violation("max_shots_per_day", total,
-                                                 f"<= {max_shots_per_day} shots on {day} over all "
+                                                 f"<= {limit} shots on {day} over all "
                                                  f"sessions of the device ({self.path.name})")])
             jobs[key] = shots
-            self._write(data)
-
-    def charge(self, scope: str, job_key: str, shots: int, day: str) -> None:
-        """Count shots that already ran (no limit: they cannot be un-run); a no-op if counted."""
-        if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
-            raise ValueError(f"shots={shots!r}: allowed an integer >= 1")
-        key = _scoped(scope, job_key)
-        from .params_store import file_lock
-
-        with file_lock(self.lock_path):
-            data = self.read()
-            if any(key in jobs for jobs in data["days"].values()):
-                return
-            data["days"].setdefault(day, {})[key] = shots
             self._write(data)
 
     def release(self, scope: str, job_key: str) -> None:
