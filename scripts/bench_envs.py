@@ -9,8 +9,10 @@ env steps/s with 64 copies. Run: ``python -m pulsecal.scripts.bench_envs --out b
 Every figure comes twice: per wall-clock second and per second of this process's CPU
 time (``time.process_time``). On a machine shared with other jobs the wall figures drop
 with the load; the CPU figures much less (cache and core sharing still show), so they are
-the ones to compare between runs. The PPO runs alternate null env and GateCalibration
-``--ppo-repeats`` times and report medians, so both sides see the same load.
+the ones to compare between runs. The host's speed also drifts within a run (the null
+env alone moved 1.6× between runs at load ~0.1 here), so the PPO comparison runs
+``--ppo-repeats`` adjacent null/env pairs, order alternating, and reports the median of the
+per-pair ratios with the lowest and highest pair.
 """
 
 from __future__ import annotations
@@ -94,9 +96,13 @@ def _null_env_class(obs_space: Any, act_space: Any) -> Any:
     return NullEnv
 
 
-def bench_ppo(total_steps: int, n_envs: int, repeats: int = 3) -> dict[str, float]:
+def bench_ppo(total_steps: int, n_envs: int, repeats: int = 8) -> dict[str, float]:
     """SB3 PPO steps/s (one rollout of ``total_steps`` and its update) on the null env and
-    on GateCalibration-v0, alternating ``repeats`` times; medians, wall and CPU."""
+    on GateCalibration-v0, in ``repeats`` adjacent pairs (order alternating: null first, then
+    env first), so that the host's speed drift, which on a shared machine moves either rate
+    by more than the env costs, hits both halves of a pair alike. The ratio is the median of
+    the per-pair ratios; its spread (lowest, highest pair) is reported too; the rates are
+    medians. Wall and CPU time."""
     import gymnasium as gym
     import torch
     from stable_baselines3 import PPO
@@ -111,8 +117,10 @@ def bench_ppo(total_steps: int, n_envs: int, repeats: int = 3) -> dict[str, floa
     n_steps = max(total_steps // n_envs, 8)
     wall: dict[str, list[float]] = {"null": [], "gate_calibration": []}
     cpu: dict[str, list[float]] = {"null": [], "gate_calibration": []}
-    for _ in range(max(repeats, 1)):
-        for name, venv in (("null", null), ("gate_calibration", real)):
+    pairs = [(("null", null), ("gate_calibration", real))] * 2
+    pairs[1] = pairs[1][::-1]
+    for i in range(max(repeats, 1)):
+        for name, venv in pairs[i % 2]:
             model = PPO("MlpPolicy", venv, n_steps=n_steps, batch_size=64, seed=0, device="cpu", verbose=0)
             t0, c0 = time.perf_counter(), time.process_time()
             model.learn(total_timesteps=n_steps * n_envs)
@@ -121,14 +129,16 @@ def bench_ppo(total_steps: int, n_envs: int, repeats: int = 3) -> dict[str, floa
     gym.logger.min_level = 40
     out = {name: float(np.median(v)) for name, v in wall.items()}
     out.update({f"{name}_cpu": float(np.median(v)) for name, v in cpu.items()})
-    out["ratio"] = out["gate_calibration"] / out["null"]
-    out["ratio_cpu"] = out["gate_calibration_cpu"] / out["null_cpu"]
+    for key, rates in (("ratio", wall), ("ratio_cpu", cpu)):
+        per_pair = np.asarray(rates["gate_calibration"]) / np.asarray(rates["null"])
+        out[key] = float(np.median(per_pair))
+        out[f"{key}_low"], out[f"{key}_high"] = float(per_pair.min()), float(per_pair.max())
     out["repeats"] = float(max(repeats, 1))
     return out
 
 
 def run(min_time_s: float = 2.0, ppo_steps: int = 4096, ppo_envs: tuple[int, ...] = PPO_N_ENVS,
-        copies: tuple[int, ...] = (8, 64), ppo_repeats: int = 3) -> dict[str, Any]:
+        copies: tuple[int, ...] = (8, 64), ppo_repeats: int = 8) -> dict[str, Any]:
     import pulsecal.envs  # noqa: F401  (registers the ids)
 
     rows, cpu_rows = [], []
@@ -152,6 +162,11 @@ def run(min_time_s: float = 2.0, ppo_steps: int = 4096, ppo_envs: tuple[int, ...
     }
 
 
+def _spread(p: dict[str, float], key: str) -> str:
+    """The lowest and highest per-pair PPO ratio, when measured."""
+    return f" [pairs {p[key + '_low']:.2f}..{p[key + '_high']:.2f}]" if key + "_low" in p else ""
+
+
 def print_table(res: dict[str, Any]) -> None:
     for title, rows in (("env steps/s", res["env_steps_per_s"]),
                         ("env steps/CPU-s", res.get("env_steps_per_cpu_s"))):
@@ -163,12 +178,13 @@ def print_table(res: dict[str, Any]) -> None:
             print(f"{r['env']:<30}" + "".join(f"{r[c]:>14,.0f}" for c in cols))
         print()
     for n_envs, p in res["ppo_steps_per_s"].items():
-        print(f"SB3 PPO steps/s (n_envs={n_envs}, 1 torch thread, median of {p.get('repeats', 1):.0f}): "
+        print(f"SB3 PPO steps/s (n_envs={n_envs}, 1 torch thread, {p.get('repeats', 1):.0f} adjacent pairs): "
               f"null env {p['null']:,.0f}, GateCalibration-v0 {p['gate_calibration']:,.0f}, "
-              f"ratio {p['ratio']:.2f} (target >= {res['targets']['ppo_ratio']})")
+              f"ratio {p['ratio']:.2f}{_spread(p, 'ratio')} (target >= {res['targets']['ppo_ratio']})")
         if "ratio_cpu" in p:
             print(f"SB3 PPO steps/CPU-s (n_envs={n_envs}): null env {p['null_cpu']:,.0f}, "
-                  f"GateCalibration-v0 {p['gate_calibration_cpu']:,.0f}, ratio {p['ratio_cpu']:.2f}")
+                  f"GateCalibration-v0 {p['gate_calibration_cpu']:,.0f}, ratio {p['ratio_cpu']:.2f}"
+                  f"{_spread(p, 'ratio_cpu')}")
     g64 = next(r for r in res["env_steps_per_s"] if r["env"].endswith("GateCalibration-v0")).get("vector_64")
     if g64 is not None:
         cpu_rows = res.get("env_steps_per_cpu_s") or []
@@ -185,7 +201,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ppo-steps", type=int, default=4096)
     ap.add_argument("--ppo-envs", type=int, nargs="+", default=list(PPO_N_ENVS),
                     help="n_envs of the PPO comparisons (one null-env/env pair each)")
-    ap.add_argument("--ppo-repeats", type=int, default=3, help="alternating null/env PPO runs (median)")
+    ap.add_argument("--ppo-repeats", type=int, default=8,
+                    help="adjacent null/env PPO pairs, order alternating (median of per-pair ratios)")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     bad = [n for n in args.ppo_envs if n < 1]
