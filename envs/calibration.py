@@ -423,6 +423,42 @@ def _wrap(phase: float) -> float:
     return float((phase + math.pi) % TWO_PI - math.pi)
 
 
+# One step of a gate sequence: ("X" | "SX", axis phase in rad) or ("D", delay in seconds).
+Step = tuple[str, float]
+
+
+def gate_steps_sequence(steps: Sequence[Step], x: Play, sx: Play, gate_s: float, detuning_hz: float,
+                        dt_s: float, name: str = "") -> PulseSequence:
+    """A ``PulseSequence`` from gate steps, with frames merged into one VirtualZ per change.
+
+    Args:
+        steps: ("X", φ), ("SX", φ) or ("D", τ_s) in time order.
+        x, sx: the Plays of the X and SX waveforms (reused objects: the device caches
+            propagators by waveform and merges repeated identical operations).
+        gate_s: duration of one gate (frame advance per Play).
+        detuning_hz: drive-frequency correction Δ of the parameters that made x and sx; it
+            advances the frame by −2π·Δ·duration after every Play and Delay.
+        dt_s: sample time (a delay is a whole number of samples, at least one).
+    """
+    ops: list[Play | VirtualZ | Delay] = []
+    ramp = 0.0  # frame the detuning correction has accumulated so far
+    emitted = 0.0  # sum of VirtualZ phases already in ops
+    vz: dict[float, VirtualZ] = {}
+    for kind, value in steps:
+        if kind == "D":
+            n = max(1, round(value / dt_s))
+            ops.append(Delay(n * dt_s))
+            ramp -= TWO_PI * detuning_hz * n * dt_s
+            continue
+        want = _wrap(value + ramp - emitted)
+        if want:
+            ops.append(vz.setdefault(want, VirtualZ(want)))
+            emitted += want
+        ops.append(x if kind == "X" else sx)
+        ramp -= TWO_PI * detuning_hz * gate_s
+    return PulseSequence(tuple(ops), name=name)
+
+
 def default_probes() -> tuple[Probe, ...]:
     """Two depths per family, about six times apart: the shallow one stays unambiguous
     over the default miscalibration (±5 % amplitude, ±50 % β, ±1 MHz) and predicts the

@@ -23,19 +23,15 @@ import gymnasium as gym
 import numpy as np
 from numpy.typing import NDArray
 
-from .calibration import TWO_PI, require, run_on_devices
+from .calibration import TWO_PI, gate_steps_sequence, require, run_on_devices
 from .gate_calibration import DragCalibrationCore, GateCalibrationConfig
 from .presets import DeviceSampler
-from .protocol import Delay, Play, PulseSequence, VirtualZ
+from .protocol import Play, PulseSequence
 from .vector import BatchedVectorEnv, FloatArray, SingleCoreEnv
 
 FAMILY_NAMES: tuple[str, str, str] = ("amplitude", "drag", "ramsey")
 # Twin sequences per round: (family, sign) in run order.
 _TWINS: tuple[tuple[int, int], ...] = ((0, 1), (0, -1), (1, 1), (1, -1), (2, 1), (2, -1))
-
-
-def _wrap(phase: float) -> float:
-    return float((phase + math.pi) % TWO_PI - math.pi)
 
 
 def twin_sequence(family: int, sign: int, level: float, x: Play, sx: Play, gate_s: float,
@@ -60,23 +56,8 @@ def twin_sequence(family: int, sign: int, level: float, x: Play, sx: Play, gate_
             steps += [("X", math.pi), ("X", 0.0)]
     else:
         steps = [("SX", 0.0), ("D", level), ("SX", 1.5 * math.pi if sign > 0 else 0.5 * math.pi)]
-    ops: list[Play | VirtualZ | Delay] = []
-    ramp = 0.0
-    emitted = 0.0
-    vz: dict[float, VirtualZ] = {}
-    for kind, value in steps:
-        if kind == "D":
-            n = max(1, round(value / dt_s))
-            ops.append(Delay(n * dt_s))
-            ramp -= TWO_PI * detuning_hz * n * dt_s
-            continue
-        want = _wrap(value + ramp - emitted)
-        if want:
-            ops.append(vz.setdefault(want, VirtualZ(want)))
-            emitted += want
-        ops.append(x if kind == "X" else sx)
-        ramp -= TWO_PI * detuning_hz * gate_s
-    return PulseSequence(tuple(ops), name=f"{FAMILY_NAMES[family]}_{level:g}_{'+' if sign > 0 else '-'}")
+    return gate_steps_sequence(steps, x, sx, gate_s, detuning_hz, dt_s,
+                               name=f"{FAMILY_NAMES[family]}_{level:g}_{'+' if sign > 0 else '-'}")
 
 
 def combine(values: FloatArray, weights: FloatArray, n_sigma: float = 4.0) -> tuple[FloatArray, FloatArray]:

@@ -16,50 +16,11 @@ propagators per parameter set.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
-from pulsecal.envs.protocol import Delay, Play, PulseSequence, VirtualZ
+from pulsecal.envs.calibration import Step, gate_steps_sequence
 
-TWO_PI = 2.0 * math.pi
-
-# One step of a sequence: ("X" | "SX", axis phase in rad) or ("D", delay in seconds).
-Step = tuple[str, float]
-
-
-def _wrap(phase: float) -> float:
-    return float((phase + math.pi) % TWO_PI - math.pi)
-
-
-def build(
-    steps: Sequence[Step], x: Play, sx: Play, gate_s: float, detuning_hz: float, dt_s: float,
-    name: str = "",
-) -> PulseSequence:
-    """A ``PulseSequence`` from gate steps, with frames merged into one VirtualZ per change.
-
-    Args:
-        steps: ("X", φ), ("SX", φ) or ("D", τ_s) in time order.
-        x, sx: the Plays of the X and SX waveforms (reused objects: the device caches
-            propagators by waveform and merges repeated identical operations).
-        gate_s: duration of one gate (frame advance per Play).
-        detuning_hz: drive-frequency correction Δ of the parameters that made x and sx.
-    """
-    ops: list[Play | VirtualZ | Delay] = []
-    ramp = 0.0  # frame the detuning correction has accumulated so far
-    emitted = 0.0  # sum of VirtualZ phases already in ops
-    vz: dict[float, VirtualZ] = {}
-    for kind, value in steps:
-        if kind == "D":
-            n = max(1, round(value / dt_s))
-            ops.append(Delay(n * dt_s))
-            ramp -= TWO_PI * detuning_hz * n * dt_s
-            continue
-        want = _wrap(value + ramp - emitted)
-        if want:
-            ops.append(vz.setdefault(want, VirtualZ(want)))
-            emitted += want
-        ops.append(x if kind == "X" else sx)
-        ramp -= TWO_PI * detuning_hz * gate_s
-    return PulseSequence(tuple(ops), name=name)
+# ``build``: gate steps -> PulseSequence with merged frames (shared with the envs' probes).
+build = gate_steps_sequence
 
 
 def amplitude_steps(depth: int, sign: int) -> list[Step]:
