@@ -168,18 +168,7 @@ class ShotLedger:
     def _save(self) -> None:
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=self.path.name, suffix=".tmp", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(self.to_dict(), fh, sort_keys=True)
-                fh.flush()
-                if self._fsync:
-                    os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        _dump_atomic(self.path, self.to_dict(), self._fsync)
 
     def _load(self, path: Path) -> None:
         d = json.loads(path.read_text())
@@ -318,18 +307,24 @@ class DeviceDayLedger:
 
     def _write(self, data: dict[str, Any]) -> None:
         data["per_day"] = {d: int(sum(j.values())) for d, j in sorted(data["days"].items())}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=self.path.name, suffix=".tmp", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(data, fh, sort_keys=True)
-                fh.flush()
-                if self._fsync:
-                    os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        _dump_atomic(self.path, data, self._fsync)
+
+
+def _dump_atomic(path: Path, data: Mapping[str, Any], fsync: bool) -> None:
+    """Replace ``path`` by ``data`` as JSON so a reader never sees half a file (a temporary
+    file in the same folder, renamed over it; removed again if anything fails)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, sort_keys=True)
+            fh.flush()
+            if fsync:
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _scoped(scope: str, job_key: str) -> str:
