@@ -32,7 +32,6 @@ from __future__ import annotations
 import importlib.resources
 import json
 import math
-import os
 import shutil
 import sys
 import time
@@ -45,9 +44,7 @@ from typing import Any
 import hydra
 from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
-from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
-from omegaconf.errors import OmegaConfBaseException
 from stable_baselines3.common.callbacks import BaseCallback
 
 # -- schemas ------------------------------------------------------------------------------------
@@ -580,15 +577,9 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main() -> None:
     """Console script ``pulsecal-demo``: Hydra's command line, config errors as one line."""
-    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
-    from pulsecal.configs.schema import ConfigError
-    from pulsecal.scripts.train import format_error
+    from pulsecal.scripts.train import run_console
 
-    try:
-        _hydra_main()
-    except (ConfigError, HydraException, OmegaConfBaseException) as err:
-        print(format_error(err), file=sys.stderr)
-        sys.exit(2)
+    run_console(_hydra_main)
 
 
 if __name__ == "__main__":

@@ -43,9 +43,7 @@ from typing import Any
 import hydra
 import yaml
 from hydra.core.config_store import ConfigStore
-from hydra.errors import HydraException
 from omegaconf import MISSING, DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from pulsecal.scripts.demo import (
     DemoError,
@@ -473,18 +471,12 @@ def quick_argv(argv: Sequence[str]) -> list[str]:
 
 def main() -> None:
     """Console script ``pulsecal-results``: Hydra's command line plus ``--quick``."""
-    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
-    from pulsecal.configs.schema import ConfigError
-    from pulsecal.scripts.train import format_error
+    from pulsecal.scripts.train import run_console
 
     global _ARGV
     _ARGV = list(sys.argv)
     sys.argv = [sys.argv[0], *quick_argv(sys.argv[1:])]
-    try:
-        _hydra_main()
-    except (ConfigError, HydraException, OmegaConfBaseException) as err:
-        print(format_error(err), file=sys.stderr)
-        sys.exit(2)
+    run_console(_hydra_main)
 
 
 if __name__ == "__main__":

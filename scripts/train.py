@@ -18,7 +18,7 @@ import dataclasses
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -349,15 +349,21 @@ def _hydra_main(cfg: DictConfig) -> float:
         sys.exit(2)
 
 
-def main() -> None:
-    """Console script: Hydra's command line, errors as one line on stderr."""
+def run_console(hydra_main: Callable[[], object]) -> None:
+    """Run a ``@hydra.main`` function as a console script: config errors (ours, Hydra's,
+    OmegaConf's) end as one ``error: <key>: ...`` line on stderr and exit status 2."""
     # Let config errors reach us instead of Hydra's multi-line report.
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     try:
-        _hydra_main()
+        hydra_main()
     except (ConfigError, HydraException, OmegaConfBaseException) as err:
         print(format_error(err), file=sys.stderr)
         sys.exit(2)
+
+
+def main() -> None:
+    """Console script: Hydra's command line, errors as one line on stderr."""
+    run_console(_hydra_main)
 
 
 if __name__ == "__main__":
