@@ -24,6 +24,7 @@ from .calibration import (
     require,
 )
 from .device import DeviceParams, SimulatedDevice
+from .physics._fast_jit import jit
 from .presets import DeviceSampler, get_preset
 from .protocol import Device
 from .vector import BatchedCore, BatchedVectorEnv, FloatArray, InfoColumns, SingleCoreEnv
@@ -33,6 +34,75 @@ from .vector import BatchedCore, BatchedVectorEnv, FloatArray, InfoColumns, Sing
 _RELATIVE = np.array([True, True, False, False])
 _RELATIVE_T = tuple(bool(x) for x in _RELATIVE)
 _RESET_OPTIONS = frozenset({"device", "device_params", "miscalibration", "initial_params"})
+
+
+# The per-step bookkeeping of a few copies is two dozen NumPy operations on arrays of a few
+# numbers each, whose call overhead outweighs the arithmetic many times over; these kernels
+# do the same element-wise operations in the same order in one call. No FMA contraction
+# (fastmath off): they must give the bits of the array forms they replace.
+
+
+@jit(fastmath=False, inline="always")
+def _clip(x: float, lo: float, hi: float) -> float:  # pragma: no cover - compiled
+    """``np.clip``'s element rule: max then min, NaN passing through, a tie taking the bound."""
+    m = x if (x != x or x > lo) else lo
+    return m if (m != m or m < hi) else hi
+
+
+@jit(fastmath=False)
+def _move_params(params: FloatArray, rows: NDArray[np.int64], delta_unit: FloatArray,
+                 pidx: NDArray[np.int64], max_step: FloatArray, window_step: FloatArray,
+                 start: FloatArray, unit: FloatArray) -> None:  # pragma: no cover - compiled
+    """params[i, pidx] += delta_unit[j] · max_step[pidx] · unit[i, pidx] for i = rows[j]
+    (distinct), then each parameter clipped to start ± window_step · unit and the
+    amplitude to [−1, 1], in place: ``_apply_params`` of each row."""
+    for j in range(rows.shape[0]):
+        i = rows[j]
+        for q in range(pidx.shape[0]):
+            c = pidx[q]
+            params[i, c] += delta_unit[j, q] * (max_step[c] * unit[i, c])
+        for c in range(params.shape[1]):
+            lim = window_step[c] * unit[i, c]
+            params[i, c] = _clip(params[i, c], start[i, c] - lim, start[i, c] + lim)
+        params[i, 0] = _clip(params[i, 0], -1.0, 1.0)
+
+
+@jit(fastmath=False)
+def _step_outcome(rows: NDArray[np.int64], n_step: int, p1: FloatArray, est: FloatArray,
+                  params: FloatArray, start: FloatArray, unit: FloatArray, max_step: FloatArray,
+                  pidx: NDArray[np.int64], last_error: FloatArray, last_p1: FloatArray,
+                  shots_used: NDArray[np.int64], step_shots: int, shot_budget: int,
+                  error_floor: float, cost: float, low: FloatArray, high: FloatArray,
+                  ) -> tuple[FloatArray, FloatArray, NDArray[np.bool_]]:  # pragma: no cover - compiled
+    """GateCalibration's observation (n, K + P + 1) clipped to [low, high], reward (n,) and
+    terminated (n,) of copies ``rows`` (distinct; the first ``n_step`` stepped) from their
+    probe readings p1 (n, K) and estimated infidelity est (n,); stores est and p1 as the
+    copies' last ones."""
+    n, k = p1.shape
+    obs = np.empty((n, k + pidx.shape[0] + 1))
+    rew = np.zeros(n)
+    term = np.empty(n, dtype=np.bool_)
+    last = obs.shape[1] - 1
+    for j in range(n):
+        i = rows[j]
+        if j < n_step:
+            # Telescoping log-improvement: an episode's return is log10(E_0/E_T) minus the
+            # shot cost, so shot noise only enters at the two ends. (libm's log10, as
+            # math.log10: NumPy's rounds differently in the last bit.)
+            rew[j] = (math.log10(last_error[i] + error_floor) - math.log10(est[j] + error_floor)) - cost
+        last_error[i] = est[j]
+        for q in range(k):
+            last_p1[i, q] = p1[j, q]
+            obs[j, q] = _clip(p1[j, q], low[q], high[q])
+        for q in range(pidx.shape[0]):
+            c = pidx[q]
+            norm = (params[i, c] - start[i, c]) / (max_step[c] * unit[i, c])  # normalised_params
+            obs[j, k + q] = _clip(norm, low[k + q], high[k + q])
+        used = shots_used[i]
+        term[j] = used + step_shots > shot_budget
+        frac = used / shot_budget
+        obs[j, last] = _clip(frac if frac < 1.0 else 1.0, low[last], high[last])
+    return obs, rew, term
 
 
 @dataclass(frozen=True)
@@ -110,7 +180,7 @@ class DragCalibrationCore(BatchedCore):
         dur = cfg.gate_duration_s if cfg.gate_duration_s is not None else self.preset.gate_duration_s
         self.gate = DragGate(dur)
         self.gate.n_samples(self.preset.params.dt_s)  # duration on the grid, checked now
-        self.pidx = np.array(cfg._param_index())
+        self.pidx = np.array(cfg._param_index(), dtype=np.int64)
         # Config constants of ``_apply_params`` as arrays, built once (the same values).
         self._max_step = np.asarray(cfg.max_step)
         self._window_step = cfg.window * np.maximum(self._max_step, np.asarray(cfg.miscalibration))
@@ -195,25 +265,26 @@ class DragCalibrationCore(BatchedCore):
 
     def _apply_params(self, i: int, delta_unit: FloatArray) -> None:
         """Move the calibrated parameters by ``delta_unit`` × max_step, within the window."""
-        scale = self.step_scale(i)
-        p = self.params[i].copy()
-        p[self.pidx] += delta_unit * scale[self.pidx]
-        lim = self.cfg.window * np.maximum(np.asarray(self.cfg.max_step), np.asarray(self.cfg.miscalibration)) * self.unit[i]
-        p = np.clip(p, self.start[i] - lim, self.start[i] + lim)
-        p[0] = np.clip(p[0], -1.0, 1.0)
-        self.params[i] = p
+        self._move_rows(np.array([i], dtype=np.int64), np.asarray(delta_unit, dtype=np.float64)[None])
+
+    def _move_rows(self, rows: NDArray[np.int64], delta_unit: FloatArray) -> None:
+        """``_apply_params`` of copies ``rows`` (distinct) with ``delta_unit`` (n, P)."""
+        _move_params(self.params, rows, delta_unit, self.pidx, self._max_step, self._window_step,
+                     self.start, self.unit)
 
     def normalised_params(self, i: int) -> FloatArray:
         return ((self.params[i] - self.start[i]) / self.step_scale(i))[self.pidx]
 
-    def truth(self, idx: list[int], *, force: bool = False) -> tuple[
+    def truth(self, idx: list[int], *, force: bool = False, params: FloatArray | None = None) -> tuple[
             NDArray[np.complex128], dict[str, FloatArray] | None]:
         """X waveforms (n, S) of copies ``idx`` and, if reported (or ``force``), their truth
-        on each device now, in one batched call."""
+        on each device now, in one batched call (``params``: ``self.params[idx]``, if the
+        caller has them)."""
+        p = self.params[idx] if params is None else params
         if not idx or not (self.cfg.report_truth or force):
-            return self.task.x_waveforms(self.params[idx]), None
+            return self.task.x_waveforms(p), None
         # Waveforms and operators from the measurement just before, when there was one.
-        return self.task.x_truth(self.params[idx], idx)
+        return self.task.x_truth(p, idx)
 
     def base_info(self, i: int, truth: dict[str, FloatArray] | None, j: int,
                   waveform: NDArray[np.complex128]) -> dict[str, Any]:
@@ -230,16 +301,21 @@ class DragCalibrationCore(BatchedCore):
         return info
 
     def base_columns(self, idx: list[int], truth: dict[str, FloatArray] | None,
-                     waveforms: NDArray[np.complex128]) -> dict[str, NDArray[Any]]:
+                     waveforms: NDArray[np.complex128], params: FloatArray | None = None,
+                     ) -> dict[str, NDArray[Any]]:
         """``base_info`` of copies ``idx`` as one array per key (``InfoColumns``), same
-        keys, order and values."""
+        keys, order and values (``params``: a copy of ``self.params[idx]``, if the caller
+        has one)."""
         rows = np.asarray(idx, dtype=np.int64)
+        devices = self.devices
+        dt_s = np.empty(len(idx))
+        dt_s.fill(self.task.dt_s)
         columns: dict[str, NDArray[Any]] = {
             "shots_used": self.task.shots_used[rows],
-            "device_time_s": np.array([self.devices[i].clock_s for i in idx], dtype=np.float64),
+            "device_time_s": np.array([devices[i].clock_s for i in idx], dtype=np.float64),
             "waveform": waveforms,
-            "dt_s": np.full(len(idx), float(self.task.dt_s)),
-            "params": self.params[rows],
+            "dt_s": dt_s,
+            "params": self.params[rows] if params is None else params,
         }
         if truth is not None:
             for k, v in truth.items():
@@ -269,26 +345,20 @@ class GateCalibrationCore(DragCalibrationCore):
         self.observation_space = gym.spaces.Box(low, high, dtype=np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (p,), dtype=np.float32)
         self.step_shots = cfg.shots_per_probe * k
+        # Constants of ``_observe``, built once.
+        self._step_cost = cfg.shot_cost * self.step_shots / 1000.0
+        self._obs_low = self.observation_space.low.astype(np.float64)
+        self._obs_high = self.observation_space.high.astype(np.float64)
 
     def _apply_action(self, i: int, action: FloatArray) -> None:
         self._apply_params(i, action)
 
     def _apply_actions(self, idx: list[int], actions: NDArray[np.float64]) -> None:
-        # ``_apply_params`` for all copies at once: the same element-wise operations in the
-        # same order, so the same bits, without a Python round per copy.
+        # ``_apply_params`` for all copies in one call (unless a subclass changed the rule).
         if type(self)._apply_action is not GateCalibrationCore._apply_action:
-            super()._apply_actions(idx, actions)  # a subclass changed the per-copy rule
+            super()._apply_actions(idx, actions)
             return
-        rows = np.asarray(idx, dtype=np.int64)
-        unit = self.unit[rows]
-        pidx = self.pidx
-        p = self.params[rows]
-        p[:, pidx] += actions * (self._max_step[pidx] * unit[:, pidx])
-        lim = self._window_step * unit
-        start = self.start[rows]
-        p = np.clip(p, start - lim, start + lim)
-        p[:, 0] = np.clip(p[:, 0], -1.0, 1.0)
-        self.params[rows] = p
+        self._move_rows(np.asarray(idx, dtype=np.int64), actions)
 
     def ends_after_step(self, idx: list[int]) -> NDArray[np.bool_] | None:
         # Every step spends exactly step_shots, so the budget test is known in advance.
@@ -353,33 +423,21 @@ class GateCalibrationCore(DragCalibrationCore):
             FloatArray, FloatArray, NDArray[np.bool_], Sequence[dict[str, Any]]]:
         cfg = self.cfg
         idx = step_idx + reset_idx
-        p1 = self.task.measure(self.params[idx], cfg.shots_per_probe, index=idx)
-        est = analyse(p1, cfg.probes, self.gate.duration_s).infidelity
-        waves, truth = self.truth(idx)
         rows = np.asarray(idx, dtype=np.int64)
-        cost = cfg.shot_cost * self.step_shots / 1000.0
-        # Telescoping log-improvement: an episode's return is log10(E_0/E_T) minus the
-        # shot cost, so shot noise only enters at the two ends. (math.log10 per copy: the
-        # same bits as ever; NumPy's log10 rounds differently in the last bit.)
-        k = len(step_idx)
-        log10 = math.log10
-        before = [log10(x) for x in (self.last_error[rows[:k]] + cfg.error_floor).tolist()]
-        after = [log10(x) for x in (est[:k] + cfg.error_floor).tolist()]
-        rew = np.zeros(len(idx))
-        rew[:k] = [(b - a) - cost for b, a in zip(before, after, strict=True)]
-        self.last_error[rows] = est
-        self.last_p1[rows] = p1
-        used = self.task.shots_used[rows]
-        term = used + self.step_shots > cfg.shot_budget
-        # ``normalised_params`` of every copy, one array operation.
-        norm = ((self.params[rows] - self.start[rows]) / (self._max_step * self.unit[rows]))[:, self.pidx]
-        obs = np.concatenate([p1, norm, np.minimum(used / cfg.shot_budget, 1.0)[:, None]], axis=1)
-        for j, i in enumerate(idx):
-            self.history[i].append(p1[j])
-        columns = self.base_columns(idx, truth, waves)
+        params = self.params[rows]
+        p1 = self.task.measure(params, cfg.shots_per_probe, index=idx)
+        est = analyse(p1, cfg.probes, self.gate.duration_s).infidelity
+        waves, truth = self.truth(idx, params=params)
+        obs, rew, term = _step_outcome(
+            rows, len(step_idx), p1, est, self.params, self.start, self.unit, self._max_step, self.pidx,
+            self.last_error, self.last_p1, self.task.shots_used, self.step_shots, cfg.shot_budget,
+            cfg.error_floor, self._step_cost, self._obs_low, self._obs_high)
+        history = self.history
+        for i, row in zip(idx, p1, strict=True):
+            history[i].append(row)
+        columns = self.base_columns(idx, truth, waves, params)
         columns["infidelity_estimate"] = est
-        lo, hi = self.observation_space.low, self.observation_space.high
-        return np.clip(obs, lo, hi), rew, term, InfoColumns(columns)
+        return obs, rew, term, InfoColumns(columns)
 
 
 class GateCalibrationEnv(SingleCoreEnv):

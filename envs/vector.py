@@ -439,35 +439,37 @@ class SB3VecEnv(_sb3_vecenv_base()):  # type: ignore[misc]
 
     def step_wait(self) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.bool_], list[dict[str, Any]]]:
         assert self._actions is not None
+        core = self.core
         idx = list(range(self.num_envs))
-        time_up = (np.zeros(self.num_envs, dtype=np.bool_) if self.max_episode_steps is None
-                   else self._elapsed + 1 >= self.max_episode_steps)
-        ends = self.core.ends_after_step(idx)
-        merged: list[int] = [] if ends is None else [int(i) for i in np.flatnonzero(ends | time_up)]
+        time_up = None if self.max_episode_steps is None else self._elapsed >= self.max_episode_steps - 1
+        ends = core.ends_after_step(idx)
+        ending = ends if ends is None or time_up is None else ends | time_up
+        merged = [] if ending is None else ending.nonzero()[0].tolist()
         new_obs: FloatArray | None = None
         if merged and ends is not None:
             # The copies that end are known before the step: reset them in the same call
             # (one measurement call instead of two).
-            obs64, rew, term, infos, new_obs, _ = self.core.advance_and_reset(
+            obs64, rew, term, infos, new_obs, _ = core.advance_and_reset(
                 idx, self._actions, merged, [self._options[i] for i in merged])
             if not np.array_equal(term, ends):
-                raise RuntimeError(f"{type(self.core).__name__}.ends_after_step predicted "
+                raise RuntimeError(f"{type(core).__name__}.ends_after_step predicted "
                                    f"{ends.tolist()}, the step terminated {term.tolist()}")
         else:
-            obs64, rew, term, infos = self.core.advance(idx, self._actions)
+            obs64, rew, term, infos = core.advance(idx, self._actions)
         infos = list(infos)  # SB3 wants a list of plain dicts (and one is replaced below)
         self._elapsed += 1
-        trunc = time_up & ~term
-        done = term | trunc
+        done = term.copy() if time_up is None else term | time_up
         obs = obs64.astype(np.float32)
-        ended = [int(i) for i in np.flatnonzero(done)]
+        ended = done.nonzero()[0].tolist()
         if ended:
-            for i in ended:
+            # As TimeLimit: truncated only if the time limit, not the env, ended the episode.
+            truncated = [False] * len(ended) if time_up is None else (time_up[ended] & ~term[ended]).tolist()
+            for i, trunc in zip(ended, truncated, strict=True):
                 infos[i] = dict(infos[i])
                 infos[i]["terminal_observation"] = obs[i].copy()
-                infos[i]["TimeLimit.truncated"] = bool(trunc[i])
+                infos[i]["TimeLimit.truncated"] = trunc
             if new_obs is None:
-                new_obs, _, _, _ = self.core.advance([], None, ended, [self._options[i] for i in ended])
+                new_obs, _, _, _ = core.advance([], None, ended, [self._options[i] for i in ended])
             obs[ended] = new_obs
             self._elapsed[ended] = 0
         return obs, rew.astype(np.float32), done, infos
