@@ -133,6 +133,8 @@ class BatchedCore(ABC):
         if step_idx:
             assert actions is not None
             acts = self.check_actions(actions)
+            if len(acts) != len(step_idx):
+                raise ValueError(f"actions have {len(acts)} rows: allowed one per stepped copy ({len(step_idx)})")
         opts = list(reset_options) if reset_options is not None else [None] * len(reset_idx)
         for i, o in zip(reset_idx, opts, strict=True):
             self._reset_copy(i, o or {})
@@ -259,21 +261,27 @@ class BatchedVectorEnv(VectorEnv):
         self, actions: NDArray[Any]
     ) -> tuple[NDArray[np.float32], NDArray[np.float64], NDArray[np.bool_], NDArray[np.bool_], dict[str, Any]]:
         a = np.asarray(actions)
-        reset_idx = [int(i) for i in np.flatnonzero(self._autoreset)]
-        step_idx = [int(i) for i in np.flatnonzero(~self._autoreset)]
-        obs, rew, term, infos = self.core.advance(step_idx, a[step_idx], reset_idx)
+        reset_idx = self._autoreset.nonzero()[0].tolist()
+        step_idx = (~self._autoreset).nonzero()[0].tolist() if reset_idx else list(range(self.num_envs))
+        obs, rew, term, infos = self.core.advance(step_idx, a[step_idx] if reset_idx else a, reset_idx)
         order = step_idx + reset_idx
-        rewards = np.zeros(self.num_envs)
-        terminated = np.zeros(self.num_envs, dtype=np.bool_)
-        truncated = np.zeros(self.num_envs, dtype=np.bool_)
-        self._obs[order] = obs
-        rewards[order] = rew
-        terminated[order] = term
-        self._elapsed[step_idx] += 1
+        if order == list(range(self.num_envs)):
+            # Every copy stepped, or every copy reset (the usual case): rows in copy order.
+            self._obs[:] = obs
+            rewards = np.array(rew, dtype=np.float64)
+            terminated = np.array(term, dtype=np.bool_)
+        else:
+            rewards = np.zeros(self.num_envs)
+            terminated = np.zeros(self.num_envs, dtype=np.bool_)
+            self._obs[order] = obs
+            rewards[order] = rew
+            terminated[order] = term
+        self._elapsed += 1
         self._elapsed[reset_idx] = 0
-        if self.max_episode_steps is not None:
-            truncated[step_idx] = self._elapsed[step_idx] >= self.max_episode_steps
-        # As gymnasium.wrappers.TimeLimit: truncated at the limit even if also terminated.
+        # As gymnasium.wrappers.TimeLimit: truncated at the limit even if also terminated
+        # (never a copy that reset: its count is 0).
+        truncated = (np.zeros(self.num_envs, dtype=np.bool_) if self.max_episode_steps is None
+                     else self._elapsed >= self.max_episode_steps)
         self._autoreset = terminated | truncated
         return self._obs.copy(), rewards, terminated, truncated, self._batch_infos(infos, order)
 
@@ -292,9 +300,13 @@ class BatchedVectorEnv(VectorEnv):
         mask[rows] = True
         out: dict[str, Any] = {}
         if isinstance(infos, InfoColumns):
+            every = order == list(range(self.num_envs))  # then a copy of a column is the array
             for key, column in infos.columns.items():
-                full = np.zeros((self.num_envs, *column.shape[1:]), dtype=column.dtype)
-                full[rows] = column
+                if every:
+                    full = np.array(column, order="C")
+                else:
+                    full = np.zeros((self.num_envs, *column.shape[1:]), dtype=column.dtype)
+                    full[rows] = column
                 out[key] = full
                 out[f"_{key}"] = mask.copy()
             return out

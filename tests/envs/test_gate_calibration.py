@@ -188,3 +188,53 @@ def test_scripted_calibration_within_1000_shots() -> None:
         assert m is not None
         ratios.append((1 - m["fidelity"][0]) / m["coherence_limit"][0])
     assert float(np.median(ratios)) < 2.0
+
+
+def test_step_kernels_give_the_bits_of_their_array_forms() -> None:
+    # The kernels replace NumPy expressions (and math.log10) for speed; trajectories rely on
+    # the exact bits, so they are checked against those expressions on random states.
+    import math
+
+    from pulsecal.envs.gate_calibration import _move_params, _step_outcome
+
+    rng = np.random.default_rng(0)
+    n, k = 7, 6
+    pidx = np.array([0, 1, 3], dtype=np.int64)
+    max_step = np.array([0.05, 0.5, 1e6, 0.2])
+    window_step = 2.0 * np.maximum(max_step, [0.05, 0.5, 1e6, 0.0])
+    rows = rng.permutation(10)[:n]
+    for _ in range(20):
+        start = rng.normal(size=(10, 4)) * [0.3, 1e-9, 1e6, 0.1]
+        start[:, 0] = np.clip(start[:, 0], -0.9, 0.9)
+        unit = np.abs(start) + 0.1
+        params = start + rng.normal(size=(10, 4)) * window_step * unit * 0.6
+        actions = rng.uniform(-1, 1, (n, 3))
+        want = params[rows].copy()
+        want[:, pidx] += actions * (max_step[pidx] * unit[rows][:, pidx])
+        lim = window_step * unit[rows]
+        want = np.clip(want, start[rows] - lim, start[rows] + lim)
+        want[:, 0] = np.clip(want[:, 0], -1.0, 1.0)
+        got = params.copy()
+        _move_params(got, rows, actions, pidx, max_step, window_step, start, unit)
+        np.testing.assert_array_equal(got[rows], want)
+
+        p1 = rng.integers(0, 21, (n, k)) / 20.0
+        est, last_error = rng.random(n) ** 4, rng.random(10) ** 4
+        last_p1, used = np.zeros((10, k)), rng.integers(0, 1200, 10)
+        low = np.r_[np.zeros(k), -4.0 * np.ones(3), 0.0]
+        high = np.r_[np.ones(k), 4.0 * np.ones(3), 1.0]
+        cost, floor, n_step = 0.006, 1e-6, 5
+        before = [math.log10(x) for x in (last_error[rows[:n_step]] + floor).tolist()]
+        after = [math.log10(x) for x in (est[:n_step] + floor).tolist()]
+        norm = ((got[rows] - start[rows]) / (max_step * unit[rows]))[:, pidx]
+        obs = np.clip(np.concatenate([p1, norm, np.minimum(used[rows] / 1000, 1.0)[:, None]], axis=1),
+                      low, high)
+        le, lp = last_error.copy(), last_p1.copy()
+        o, r, t = _step_outcome(rows, n_step, p1, est, got, start, unit, max_step, pidx, le, lp, used,
+                                120, 1000, floor, cost, low, high)
+        np.testing.assert_array_equal(o, obs)
+        np.testing.assert_array_equal(r[:n_step], [(b - a) - cost for b, a in zip(before, after, strict=True)])
+        np.testing.assert_array_equal(r[n_step:], 0.0)
+        np.testing.assert_array_equal(t, used[rows] + 120 > 1000)
+        np.testing.assert_array_equal(le[rows], est)
+        np.testing.assert_array_equal(lp[rows], p1)

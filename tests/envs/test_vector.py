@@ -114,6 +114,19 @@ def test_check_actions_validates_clips_and_never_returns_the_callers_array() -> 
         core.check_actions(np.zeros((2, 4)))
 
 
+@pytest.mark.parametrize("rows", [1, 3])
+def test_actions_need_one_row_per_stepped_copy(rows: int) -> None:
+    # One row must not be broadcast over every copy, nor a surplus row ignored.
+    venv = gym.make_vec("pulsecal/GateCalibration-v0", num_envs=2)
+    venv.reset(seed=0)
+    with pytest.raises(ValueError, match="one per stepped copy"):
+        venv.step(np.zeros((rows, 3), dtype=np.float32))
+    sb3 = make_sb3_vec_env("pulsecal/GateCalibration-v0", n_envs=2, seed=0)
+    sb3.reset()
+    with pytest.raises(ValueError, match="one per stepped copy"):
+        sb3.step(np.zeros((rows, 3), dtype=np.float32))
+
+
 def test_sb3_ppo_learns_a_few_steps_on_the_batched_env() -> None:
     import torch
     from stable_baselines3 import PPO
