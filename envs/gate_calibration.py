@@ -364,8 +364,8 @@ class GateCalibrationCore(DragCalibrationCore):
         # Every step spends exactly step_shots, so the budget test is known in advance.
         if type(self)._observe is not GateCalibrationCore._observe:
             return None
-        used = self.task.shots_used[np.asarray(idx, dtype=np.int64)]
-        return np.asarray(used + 2 * self.step_shots > self.cfg.shot_budget)
+        # used + 2·step_shots > budget, with the constant side folded (integers: the same test).
+        return self.task.shots_used[np.asarray(idx, dtype=np.int64)] > self.cfg.shot_budget - 2 * self.step_shots
 
     def advance_and_reset(
         self, step_idx: Sequence[int], actions: NDArray[Any], then_reset: Sequence[int],
