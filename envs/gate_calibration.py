@@ -43,7 +43,7 @@ _RESET_OPTIONS = frozenset({"device", "device_params", "miscalibration", "initia
 
 
 @jit(fastmath=False, inline="always")
-def _clip(x: float, lo: float, hi: float) -> float:  # pragma: no cover - compiled
+def _clip(x: float, lo: float, hi: float) -> float:
     """``np.clip``'s element rule: max then min, NaN passing through, a tie taking the bound."""
     m = x if (x != x or x > lo) else lo
     return m if (m != m or m < hi) else hi
@@ -52,7 +52,7 @@ def _clip(x: float, lo: float, hi: float) -> float:  # pragma: no cover - compil
 @jit(fastmath=False)
 def _move_params(params: FloatArray, rows: NDArray[np.int64], delta_unit: FloatArray,
                  pidx: NDArray[np.int64], max_step: FloatArray, window_step: FloatArray,
-                 start: FloatArray, unit: FloatArray) -> None:  # pragma: no cover - compiled
+                 start: FloatArray, unit: FloatArray) -> None:
     """params[i, pidx] += delta_unit[j] · max_step[pidx] · unit[i, pidx] for i = rows[j]
     (distinct), then each parameter clipped to start ± window_step · unit and the
     amplitude to [−1, 1], in place: ``_apply_params`` of each row."""
@@ -73,7 +73,7 @@ def _step_outcome(rows: NDArray[np.int64], n_step: int, p1: FloatArray, est: Flo
                   pidx: NDArray[np.int64], last_error: FloatArray, last_p1: FloatArray,
                   shots_used: NDArray[np.int64], step_shots: int, shot_budget: int,
                   error_floor: float, cost: float, low: FloatArray, high: FloatArray,
-                  ) -> tuple[FloatArray, FloatArray, NDArray[np.bool_]]:  # pragma: no cover - compiled
+                  ) -> tuple[FloatArray, FloatArray, NDArray[np.bool_]]:
     """GateCalibration's observation (n, K + P + 1) clipped to [low, high], reward (n,) and
     terminated (n,) of copies ``rows`` (distinct; the first ``n_step`` stepped) from their
     probe readings p1 (n, K) and estimated infidelity est (n,); stores est and p1 as the
