@@ -361,16 +361,12 @@ def _closed_form_metrics(r: NDArray[np.float64], lin: NDArray[np.float64], form:
         fid, fid_raw, leak: (B,) written.
     """
     q = lin.shape[1] // 2
-    vals = np.empty(lin.shape[1])
+    prod = r @ lin
     # C_pq sits in functional 1 + 3·(p + 1) + (q + 1); as in ``_max_over_frames_closed_form``
     # the maximum pairs C_{−1,+1} with C_{+1,−1} (anti-diagonal) or C_{−1,−1} with C_{+1,+1}.
     lo, hi = (3, 7) if form == _ANTI_DIAGONAL else (1, 9)
     for b in range(r.shape[0]):
-        for c in range(lin.shape[1]):
-            acc = 0.0
-            for k in range(r.shape[1]):
-                acc += r[b, k] * lin[k, c]
-            vals[c] = acc
+        vals = prod[b]
         coef_sum = 0.0
         for c in range(1, 10):
             coef_sum += vals[c]
