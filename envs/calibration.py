@@ -123,8 +123,9 @@ class DragGate:
 
     def n_samples(self, dt_s: float) -> int:
         n = round(self.duration_s / dt_s)
-        require(n >= 1 and abs(n * dt_s - self.duration_s) <= 1e-6 * self.duration_s,
-                "DragGate.duration_s", self.duration_s, f"a whole number of samples of dt_s={dt_s}")
+        if not (n >= 1 and abs(n * dt_s - self.duration_s) <= 1e-6 * self.duration_s):
+            # (the message only when it fails: formatting it costs more than the check)
+            require(False, "DragGate.duration_s", self.duration_s, f"a whole number of samples of dt_s={dt_s}")
         return n
 
     def envelope(self, dt_s: float) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -844,7 +845,7 @@ class CalibrationTask:
         shot count, hence the same device calls. Keeps the X propagators of a call that ran
         every row in one group (``x_truth``)."""
         template, waves, phases = self.template_inputs(p, probes)
-        out = np.zeros((len(devs), len(probes), 2), dtype=np.int64)
+        out: NDArray[np.int64] | None = None  # zeros unless one group runs every row
         groups: dict[int, list[int]] = {}
         if len(probes) > 0:
             for b, n in enumerate(shots):
@@ -860,8 +861,10 @@ class CalibrationTask:
                 if plays is not None and X_SLOT in plays.slots:
                     self._last_ops = (p.tobytes(), plays)
             else:
+                if out is None:
+                    out = np.zeros((len(devs), len(probes), 2), dtype=np.int64)
                 out[rows] = counts
-        return out
+        return np.zeros((len(devs), len(probes), 2), dtype=np.int64) if out is None else out
 
     def measure(
         self, params: ArrayLike | DragParams, shots: int | Sequence[int],
@@ -894,14 +897,14 @@ class CalibrationTask:
         else:
             counts = run_on_devices(devs, self.sequences(p, probes), n)
         k = len(probes)
-        out = np.full((len(idx), k), np.nan)
         shots_arr = np.asarray(n, dtype=np.int64)
-        ran = np.flatnonzero(shots_arr > 0)
-        if ran.size == len(idx) and k:  # every device ran (the env's steps)
+        if idx and k and min(n) > 0:  # every device ran (the env's steps)
             c = counts if isinstance(counts, np.ndarray) else np.stack(counts)
-            out = c[:, :, 1] / shots_arr[:, None]
             self._charge(idx, shots_arr * k)
-        elif ran.size and k:
+            return c[:, :, 1] / shots_arr[:, None]  # type: ignore[no-any-return]
+        out = np.full((len(idx), k), np.nan)
+        ran = np.flatnonzero(shots_arr > 0)
+        if ran.size and k:
             c = counts if isinstance(counts, np.ndarray) else np.stack(counts)
             out[ran] = c[ran, :, 1] / shots_arr[ran, None]
             self._charge([idx[j] for j in ran.tolist()], shots_arr[ran] * k)

@@ -615,14 +615,10 @@ def _draw_counts(
     """Readout error and shot noise for populations laid out device by device: (Σ sizes, 2)
     counts; advances each device's clock. The one place counts are drawn (``run_many``,
     ``run_template``)."""
-    p10 = np.array([d._base.p1_given_0 for d in devices], dtype=np.float64)
-    p01 = np.array([d._base.p0_given_1 for d in devices], dtype=np.float64)
-    if len(set(sizes)) == 1:  # every device runs the same number of sequences (templates)
-        p10, p01 = p10.repeat(sizes[0]), p01.repeat(sizes[0])
-    else:
-        p10, p01 = np.repeat(p10, sizes), np.repeat(p01, sizes)
-    # np.clip(x, 0, 1) as two ufuncs (the same values: x is never −0.0, so no signed-zero tie).
-    p_read = np.minimum(np.maximum(p_exc * (1.0 - p01) + (1.0 - p_exc) * p10, 0.0), 1.0).tolist()
+    errors = np.array([(d._base.p1_given_0, d._base.p0_given_1) for d in devices], dtype=np.float64)
+    read = np.empty(p_exc.shape[0])
+    _read_probabilities(p_exc, errors.reshape(-1, 2), np.array(sizes, dtype=np.int64), read)
+    p_read = read.tolist()
     n1: list[int] = []
     start = 0
     for dev, size in zip(devices, sizes, strict=True):
@@ -639,6 +635,26 @@ def _draw_counts(
     out[:, 1] = n1
     np.subtract(n_shots, out[:, 1], out=out[:, 0])
     return out
+
+
+@jit(fastmath=False)
+def _read_probabilities(p_exc: FloatArray, errors: FloatArray, sizes: NDArray[np.int64], out: FloatArray) -> None:
+    """P(read "1") = clip(p·(1 − p01) + (1 − p)·p10, 0, 1) of populations laid out device by
+    device (``sizes[b]`` of device b, whose (p10, p01) is ``errors[b]``): plain IEEE, the
+    operations of the array form element by element (NaN passes through, as there)."""
+    i = 0
+    for b in range(sizes.shape[0]):
+        p10 = errors[b, 0]
+        p01 = errors[b, 1]
+        for _ in range(sizes[b]):
+            p = p_exc[i]
+            x = p * (1.0 - p01) + (1.0 - p) * p10
+            if x < 0.0:
+                x = 0.0
+            elif x > 1.0:
+                x = 1.0
+            out[i] = x
+            i += 1
 
 
 # -- the simulation engine behind run / run_many ------------------------------------------------
