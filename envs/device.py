@@ -676,12 +676,12 @@ def _open(devices: Sequence[SimulatedDevice]) -> bool:
 def _open_models(devices: Sequence[SimulatedDevice]) -> tuple[bool, list[Transmon]]:
     """``_open`` and each device's current model, with one ``_model`` call per device."""
     models = [d._model() for d in devices]
-    flags = {d._open_system for d in devices}
-    if len(flags) != 1:
+    flag, first = devices[0]._open_system, models[0]
+    if any(d._open_system is not flag for d in devices):
         raise ValueError("devices mix open_system=True and False: allowed one kind per call")
-    if len({(m.levels, m.dt_s) for m in models}) != 1:
+    if any(m.levels != first.levels or m.dt_s != first.dt_s for m in models):
         raise ValueError("devices differ in levels or dt_s: allowed one grid and level count per call")
-    return flags.pop(), models
+    return flag, models
 
 
 def _distort(lp: LowPass | None, w: ComplexArray, dt_s: float) -> ComplexArray:
@@ -829,6 +829,17 @@ def _rotation_blocks(c: FloatArray, s: FloatArray, out: FloatArray) -> None:
             out[f, p, 3] = c[f, p]
 
 
+@jit(inline="always")
+def _excited(p_ground: float) -> float:
+    """np.clip(1 − p_ground, 0, 1) (NaN passes through, as there)."""
+    x = 1.0 - p_ground
+    if x < 0.0:
+        return 0.0
+    if x > 1.0:
+        return 1.0
+    return x
+
+
 # ``_scan_template_inputs``' status bits.
 _BAD_WAVEFORM, _BAD_PHASE, _ZERO_PHASE = 1, 2, 4
 
@@ -855,7 +866,8 @@ def _scan_template_inputs(w: ComplexArray, phases: FloatArray, max_abs: float) -
 def _run_open(starts: NDArray[np.int64], code: NDArray[np.int64], arg: NDArray[np.int64],
               mats: FloatArray, frames: FloatArray, sym: NDArray[np.int64],
               anti: NDArray[np.int64], out: FloatArray) -> None:
-    """ρ₀₀ after each program, from |0⟩⟨0|, in the real Hermitian basis.
+    """P(excited) = clip(1 − ρ₀₀, 0, 1) after each program, from |0⟩⟨0|, in the real
+    Hermitian basis (``_excited``).
 
     Args:
         starts: (Q + 1,) program q is ops starts[q]..starts[q+1].
@@ -892,14 +904,14 @@ def _run_open(starts: NDArray[np.int64], code: NDArray[np.int64], arg: NDArray[n
                     xa = v[a]
                     v[s] = f[p, 0] * xs + f[p, 1] * xa
                     v[a] = f[p, 2] * xs + f[p, 3] * xa
-        out[q] = v[0]
+        out[q] = _excited(v[0])
 
 
 @jit
 def _run_closed(starts: NDArray[np.int64], code: NDArray[np.int64], arg: NDArray[np.int64],
                 mats: ComplexArray, frames: ComplexArray, out: FloatArray) -> None:
-    """|⟨0|ψ⟩|² after each program, from |0⟩; as ``_run_open`` with unitaries (E, N, N)
-    and diagonal frame factors (F, N)."""
+    """P(excited) = clip(1 − |⟨0|ψ⟩|², 0, 1) after each program, from |0⟩; as ``_run_open``
+    with unitaries (E, N, N) and diagonal frame factors (F, N)."""
     dim = mats.shape[1]
     v = np.empty(dim, dtype=np.complex128)
     t = np.empty(dim, dtype=np.complex128)
@@ -922,7 +934,7 @@ def _run_closed(starts: NDArray[np.int64], code: NDArray[np.int64], arg: NDArray
                 f = frames[arg[k]]
                 for i in range(dim):
                     v[i] = v[i] * f[i]
-        out[q] = v[0].real ** 2 + v[0].imag ** 2
+        out[q] = _excited(v[0].real ** 2 + v[0].imag ** 2)
 
 
 # Exact free-evolution channels in kernel form, by (model, samples, open_system). A pure
@@ -982,7 +994,7 @@ def _populations_flat(devices: Sequence[SimulatedDevice], seqs: list[list[PulseS
                 raise TypeError(f"sequence is {type(seq).__name__}: allowed PulseSequence")
             op_lists.append(seq.ops)
     sizes = [len(s) for s in seqs]
-    p_ground = np.ones(len(op_lists))
+    p_exc = np.zeros(len(op_lists))
     lens = np.fromiter(map(len, op_lists), dtype=np.int64, count=len(op_lists))
     if lens.sum():
         code, arg, mats, frames = _compile(devices, sizes, op_lists, lens, levels, open_system)
@@ -990,10 +1002,10 @@ def _populations_flat(devices: Sequence[SimulatedDevice], seqs: list[list[PulseS
         np.cumsum(lens, out=starts[1:])
         if open_system:
             _, sym, anti, _ = _real_basis(levels)
-            _run_open(starts, code, arg, mats, frames, sym, anti, p_ground)
+            _run_open(starts, code, arg, mats, frames, sym, anti, p_exc)
         else:
-            _run_closed(starts, code, arg, mats, frames, p_ground)
-    return np.clip(1.0 - p_ground, 0.0, 1.0)
+            _run_closed(starts, code, arg, mats, frames, p_exc)
+    return p_exc
 
 
 def _template_populations(
@@ -1110,14 +1122,13 @@ def _template_populations(
                 programs.clear()
             programs[key] = hit
         arg = hit
-    p_ground = np.ones(b_n * k_n)
+    p_exc = np.empty(b_n * k_n)
     if open_system:
         _, sym, anti, _ = _real_basis(levels)
-        _run_open(starts, code.reshape(-1), arg.reshape(-1), mats, frames, sym, anti, p_ground)
+        _run_open(starts, code.reshape(-1), arg.reshape(-1), mats, frames, sym, anti, p_exc)
     else:
-        _run_closed(starts, code.reshape(-1), arg.reshape(-1), mats, frames, p_ground)
-    # np.clip(1 − p, 0, 1) as two ufuncs: the same values (1.0 − p is never −0.0).
-    return np.minimum(np.maximum(1.0 - p_ground, 0.0), 1.0), plays
+        _run_closed(starts, code.reshape(-1), arg.reshape(-1), mats, frames, p_exc)
+    return p_exc, plays
 
 
 def _stack_delays(devices: Sequence[SimulatedDevice], models: list[Transmon], owner: list[int],
