@@ -44,6 +44,7 @@ from .physics import (
     leakage_superoperator,
     unitaries,
 )
+from .physics._fast_jit import jit
 from .physics.fast import hermitian_basis
 from .physics.metrics import gate_fidelities, superoperator_metrics_real
 from .protocol import Delay, Device, Play, PulseSequence, VirtualZ
@@ -122,8 +123,9 @@ class DragGate:
 
     def n_samples(self, dt_s: float) -> int:
         n = round(self.duration_s / dt_s)
-        require(n >= 1 and abs(n * dt_s - self.duration_s) <= 1e-6 * self.duration_s,
-                "DragGate.duration_s", self.duration_s, f"a whole number of samples of dt_s={dt_s}")
+        if not (n >= 1 and abs(n * dt_s - self.duration_s) <= 1e-6 * self.duration_s):
+            # (the message only when it fails: formatting it costs more than the check)
+            require(False, "DragGate.duration_s", self.duration_s, f"a whole number of samples of dt_s={dt_s}")
         return n
 
     def envelope(self, dt_s: float) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -163,30 +165,53 @@ class DragGate:
         """
         p = np.asarray(params, dtype=np.float64)
         single = p.ndim == 1
-        (w,) = self._waveforms(np.atleast_2d(p), dt_s, (area_fraction,))
+        w = self._waveforms(np.atleast_2d(p), dt_s, (area_fraction,))[:, 0]
         return w[0] if single else w
 
-    def _waveforms(self, p: FloatArray, dt_s: float, fractions: tuple[float, ...]) -> list[ComplexArray]:
-        """``waveforms(p, dt_s, f)`` for each area fraction f of (B, 4) rows ``p``, sharing
-        the envelope and the phase ramp (the same operations as one call each)."""
+    def _waveforms(self, p: FloatArray, dt_s: float, fractions: tuple[float, ...]) -> ComplexArray:
+        """(B, F, S): ``waveforms(p, dt_s, f)`` for each area fraction f of (B, 4) rows ``p``,
+        sharing the envelope and the phase ramp.
+
+        Bit for bit the array operations (amp·shape)·e^{i·rot}, shape = g + i·β·dg, rot =
+        −2π·Δ·x + phase: a compiled loop forms amp·shape and i·rot exactly as NumPy does
+        (plain IEEE, the real operand promoted to complex), the exponential and the complex
+        product stay NumPy's (that product is fused, FMA, where the CPU has it)."""
         g, dg, x = self.envelope(dt_s)
-        rot = -TWO_PI * p[:, 2:3] * x[None, :] + p[:, 3:4]
-        shape = g[None, :] + 1j * p[:, 1:2] * dg[None, :]
-        ramp = np.exp(1j * rot)
-        out = []
-        for area_fraction in fractions:
-            amp = area_fraction * p[:, 0:1]
-            w = amp * shape * ramp
-            mag = np.abs(w)
-            over = mag > 1.0
-            if over.any():
-                w = np.where(over, w / np.maximum(mag, 1.0), w)
-            out.append(w)
-        return out
+        p = np.ascontiguousarray(p, dtype=np.float64)
+        scaled = np.empty((p.shape[0], len(fractions), g.size), dtype=np.complex128)
+        exponent = np.empty((p.shape[0], g.size), dtype=np.complex128)
+        _drag_factors(p, g, dg, x, np.array(fractions, dtype=np.float64), scaled, exponent)
+        w = scaled * np.exp(exponent)[:, None, :]
+        mag = np.abs(w)
+        over = mag > 1.0
+        if over.any():
+            w = np.where(over, w / np.maximum(mag, 1.0), w)
+        return w
 
     def area_s(self, dt_s: float) -> float:
         """Σ_k g_k·dt of the unit envelope (seconds)."""
         return float(np.sum(self.envelope(dt_s)[0])) * dt_s
+
+
+@jit(fastmath=False)
+def _drag_factors(p: FloatArray, g: FloatArray, dg: FloatArray, x: FloatArray, fractions: FloatArray,
+                  scaled: ComplexArray, exponent: ComplexArray) -> None:
+    """``DragGate._waveforms``' two factors: scaled (B, F, S) = (f·amplitude)·(g + (1j·β)·dg)
+    and exponent (B, S) = 1j·(−2π·Δ·x + phase), each operation as NumPy's array form does it
+    (a float times a complex is the float promoted to complex, zero imaginary part)."""
+    for b in range(p.shape[0]):
+        beta = p[b, 1]
+        jbr, jbi = 0.0 * beta - 1.0 * 0.0, 0.0 * 0.0 + 1.0 * beta  # 1j·β
+        a = -TWO_PI * p[b, 2]
+        for s in range(g.shape[0]):
+            d = dg[s]
+            tr, ti = jbr * d - jbi * 0.0, jbr * 0.0 + jbi * d  # (1j·β)·dg
+            sr, si = g[s] + tr, 0.0 + ti  # g + ...
+            for f in range(fractions.shape[0]):
+                amp = fractions[f] * p[b, 0]
+                scaled[b, f, s] = complex(amp * sr - 0.0 * si, amp * si + 0.0 * sr)
+            rot = a * x[s] + p[b, 3]
+            exponent[b, s] = complex(0.0 * rot - 1.0 * 0.0, 0.0 * 0.0 + 1.0 * rot)
 
 
 @functools.lru_cache(maxsize=64)
@@ -386,37 +411,51 @@ def _frame_phase(expr: tuple[float | None, Any], detuning_hz: Any, gate_s: float
 
 
 def _frame_phases(exprs: tuple[Any, ...], detuning_hz: FloatArray, gate_s: float, dt_s: float) -> FloatArray:
-    """(B, F) ``_frame_phase`` of every expression for (B,) detunings: the same operations
-    on every element, a few array operations for all columns."""
-    const, mult, per_sample, ramp_cols, const_cols, const_only = _frame_form(exprs, gate_s)
+    """(B, F) ``_wrap(_frame_phase(...))`` of every expression for (B,) detunings: the same
+    operations on every element, in one compiled loop."""
+    const, mult, form = _frame_form(exprs, gate_s)
     out = np.empty((detuning_hz.shape[0], len(exprs)))
-    if ramp_cols.size:
-        # -2π·Δ·gate_s, or -2π·Δ·n·dt_s, left to right as in ``_frame_phase``
-        r = (-TWO_PI * detuning_hz)[:, None] * mult[None, :]
-        r[:, per_sample] *= dt_s
-        r[:, const_cols] = const[ramp_cols[const_cols]][None, :] + r[:, const_cols]
-        out[:, ramp_cols] = r
-    out[:, const_only] = const[const_only][None, :]
+    _frame_phase_loop(np.ascontiguousarray(detuning_hz, dtype=np.float64), const, mult, form, dt_s, out)
     return out
+
+
+# ``_frame_form``'s flags per expression: a ramp, a per-sample ramp (n·dt_s), a constant added.
+_RAMP, _PER_SAMPLE, _PLUS_CONST = 1, 2, 4
 
 
 @functools.lru_cache(maxsize=64)
-def _frame_form(exprs: tuple[Any, ...], gate_s: float) -> tuple[FloatArray, FloatArray, NDArray[np.int64],
-                                                                  NDArray[np.int64], NDArray[np.int64],
-                                                                  NDArray[np.int64]]:
-    """``_frame_phases``' view of the expressions: constants (F,), the ramp factor of each
-    ramped one (gate_s or n) and, among those (positions in the ramped columns), which are
-    per-sample ramps and which add a constant; the ramped and constant-only columns."""
-    ramped = [f for f, (_, ramp) in enumerate(exprs) if ramp is not None]
+def _frame_form(exprs: tuple[Any, ...], gate_s: float) -> tuple[FloatArray, FloatArray, NDArray[np.int64]]:
+    """``_frame_phases``' view of the expressions (F,): constants, ramp factors (gate_s or
+    n) and flags (``_RAMP``, ``_PER_SAMPLE``, ``_PLUS_CONST``)."""
     const = np.array([0.0 if c is None else float(c) for c, _ in exprs])
-    mult = np.array([gate_s if exprs[f][1] == "gate" else float(exprs[f][1]) for f in ramped])
-    per_sample = np.array([j for j, f in enumerate(ramped) if exprs[f][1] != "gate"], dtype=np.int64)
-    const_cols = np.array([j for j, f in enumerate(ramped) if exprs[f][0] is not None], dtype=np.int64)
-    const_only = np.array([f for f, (_, ramp) in enumerate(exprs) if ramp is None], dtype=np.int64)
-    out = (const, mult, per_sample, np.array(ramped, dtype=np.int64), const_cols, const_only)
+    mult = np.array([0.0 if r is None else gate_s if r == "gate" else float(r) for _, r in exprs])
+    form = np.array([0 if r is None else _RAMP | (0 if r == "gate" else _PER_SAMPLE)
+                     | (0 if c is None else _PLUS_CONST) for c, r in exprs], dtype=np.int64)
+    out = (const, mult, form)
     for a in out:
         a.setflags(write=False)
     return out
+
+
+@jit(fastmath=False)
+def _frame_phase_loop(detuning_hz: FloatArray, const: FloatArray, mult: FloatArray, form: NDArray[np.int64],
+                      dt_s: float, out: FloatArray) -> None:
+    """``_frame_phases`` element by element: −2π·Δ·gate_s or −2π·Δ·n·dt_s left to right,
+    plus the constant, as in ``_frame_phase``; then ``_wrap`` (Python's float remainder,
+    which is NumPy's too)."""
+    for b in range(detuning_hz.shape[0]):
+        a = -TWO_PI * detuning_hz[b]
+        for f in range(const.shape[0]):
+            fl = form[f]
+            if fl & _RAMP:
+                r = a * mult[f]
+                if fl & _PER_SAMPLE:
+                    r = r * dt_s
+                if fl & _PLUS_CONST:
+                    r = const[f] + r
+            else:
+                r = const[f]
+            out[b, f] = (r + math.pi) % TWO_PI - math.pi
 
 
 def _wrap(phase: float) -> float:
@@ -727,10 +766,14 @@ class CalibrationTask:
 
     def waveforms(self, params: ArrayLike) -> tuple[ComplexArray, ComplexArray]:
         """X and SX waveforms, each (B, S), for (B, 4) parameter rows."""
-        p = np.atleast_2d(np.asarray(params, dtype=np.float64))
-        wx, wsx = self.gate._waveforms(p, self.dt_s, (1.0, self.gate.sx_area_fraction))
-        self._last_x = (p.tobytes(), self.dt_s, wx)
-        return wx, wsx
+        w = self._pair(np.atleast_2d(np.asarray(params, dtype=np.float64)))
+        return w[:, X_SLOT], w[:, SX_SLOT]
+
+    def _pair(self, p: FloatArray) -> ComplexArray:
+        """(B, 2, S): X and SX waveforms of (B, 4) rows, in their template slots."""
+        w = self.gate._waveforms(p, self.dt_s, (1.0, self.gate.sx_area_fraction))
+        self._last_x = (p.tobytes(), self.dt_s, w[:, X_SLOT])
+        return w
 
     def x_waveforms(self, params: ArrayLike) -> ComplexArray:
         """``waveforms(params)[0]``; the one of the last ``waveforms`` call (handed out
@@ -791,14 +834,9 @@ class CalibrationTask:
         ``SimulatedDevice.run_template`` needs to run exactly ``sequences(params, probes)``."""
         p = np.atleast_2d(np.asarray(params, dtype=np.float64))
         template, exprs = self.template(probes)
-        wx, wsx = self.waveforms(p)
-        waves = np.empty((wx.shape[0], 2, wx.shape[1]), dtype=np.result_type(wx, wsx))
-        waves[:, X_SLOT], waves[:, SX_SLOT] = wx, wsx  # np.stack([wx, wsx], axis=1)
+        waves = self._pair(p)
         dt_s = self.dt_s
-        phases = _frame_phases(exprs, p[:, 2], self.gate.n_samples(dt_s) * dt_s, dt_s)
-        # ``_wrap`` element-wise (NumPy's float remainder follows Python's sign rule).
-        phases = np.mod(phases + math.pi, TWO_PI) - math.pi
-        return template, waves, phases
+        return template, waves, _frame_phases(exprs, p[:, 2], self.gate.n_samples(dt_s) * dt_s, dt_s)
 
     def _run_template(self, devs: list[Any], p: FloatArray, probes: tuple[Probe, ...],
                       shots: list[int]) -> NDArray[np.int64]:
@@ -807,7 +845,7 @@ class CalibrationTask:
         shot count, hence the same device calls. Keeps the X propagators of a call that ran
         every row in one group (``x_truth``)."""
         template, waves, phases = self.template_inputs(p, probes)
-        out = np.zeros((len(devs), len(probes), 2), dtype=np.int64)
+        out: NDArray[np.int64] | None = None  # zeros unless one group runs every row
         groups: dict[int, list[int]] = {}
         if len(probes) > 0:
             for b, n in enumerate(shots):
@@ -823,8 +861,10 @@ class CalibrationTask:
                 if plays is not None and X_SLOT in plays.slots:
                     self._last_ops = (p.tobytes(), plays)
             else:
+                if out is None:
+                    out = np.zeros((len(devs), len(probes), 2), dtype=np.int64)
                 out[rows] = counts
-        return out
+        return np.zeros((len(devs), len(probes), 2), dtype=np.int64) if out is None else out
 
     def measure(
         self, params: ArrayLike | DragParams, shots: int | Sequence[int],
@@ -857,14 +897,14 @@ class CalibrationTask:
         else:
             counts = run_on_devices(devs, self.sequences(p, probes), n)
         k = len(probes)
-        out = np.full((len(idx), k), np.nan)
         shots_arr = np.asarray(n, dtype=np.int64)
-        ran = np.flatnonzero(shots_arr > 0)
-        if ran.size == len(idx) and k:  # every device ran (the env's steps)
+        if idx and k and min(n) > 0:  # every device ran (the env's steps)
             c = counts if isinstance(counts, np.ndarray) else np.stack(counts)
-            out = c[:, :, 1] / shots_arr[:, None]
             self._charge(idx, shots_arr * k)
-        elif ran.size and k:
+            return c[:, :, 1] / shots_arr[:, None]  # type: ignore[no-any-return]
+        out = np.full((len(idx), k), np.nan)
+        ran = np.flatnonzero(shots_arr > 0)
+        if ran.size and k:
             c = counts if isinstance(counts, np.ndarray) else np.stack(counts)
             out[ran] = c[ran, :, 1] / shots_arr[ran, None]
             self._charge([idx[j] for j in ran.tolist()], shots_arr[ran] * k)

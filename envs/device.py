@@ -615,14 +615,10 @@ def _draw_counts(
     """Readout error and shot noise for populations laid out device by device: (Σ sizes, 2)
     counts; advances each device's clock. The one place counts are drawn (``run_many``,
     ``run_template``)."""
-    p10 = np.array([d._base.p1_given_0 for d in devices], dtype=np.float64)
-    p01 = np.array([d._base.p0_given_1 for d in devices], dtype=np.float64)
-    if len(set(sizes)) == 1:  # every device runs the same number of sequences (templates)
-        p10, p01 = p10.repeat(sizes[0]), p01.repeat(sizes[0])
-    else:
-        p10, p01 = np.repeat(p10, sizes), np.repeat(p01, sizes)
-    # np.clip(x, 0, 1) as two ufuncs (the same values: x is never −0.0, so no signed-zero tie).
-    p_read = np.minimum(np.maximum(p_exc * (1.0 - p01) + (1.0 - p_exc) * p10, 0.0), 1.0).tolist()
+    errors = np.array([(d._base.p1_given_0, d._base.p0_given_1) for d in devices], dtype=np.float64)
+    read = np.empty(p_exc.shape[0])
+    _read_probabilities(p_exc, errors.reshape(-1, 2), np.array(sizes, dtype=np.int64), read)
+    p_read = read.tolist()
     n1: list[int] = []
     start = 0
     for dev, size in zip(devices, sizes, strict=True):
@@ -639,6 +635,26 @@ def _draw_counts(
     out[:, 1] = n1
     np.subtract(n_shots, out[:, 1], out=out[:, 0])
     return out
+
+
+@jit(fastmath=False)
+def _read_probabilities(p_exc: FloatArray, errors: FloatArray, sizes: NDArray[np.int64], out: FloatArray) -> None:
+    """P(read "1") = clip(p·(1 − p01) + (1 − p)·p10, 0, 1) of populations laid out device by
+    device (``sizes[b]`` of device b, whose (p10, p01) is ``errors[b]``): plain IEEE, the
+    operations of the array form element by element (NaN passes through, as there)."""
+    i = 0
+    for b in range(sizes.shape[0]):
+        p10 = errors[b, 0]
+        p01 = errors[b, 1]
+        for _ in range(sizes[b]):
+            p = p_exc[i]
+            x = p * (1.0 - p01) + (1.0 - p) * p10
+            if x < 0.0:
+                x = 0.0
+            elif x > 1.0:
+                x = 1.0
+            out[i] = x
+            i += 1
 
 
 # -- the simulation engine behind run / run_many ------------------------------------------------
@@ -660,12 +676,12 @@ def _open(devices: Sequence[SimulatedDevice]) -> bool:
 def _open_models(devices: Sequence[SimulatedDevice]) -> tuple[bool, list[Transmon]]:
     """``_open`` and each device's current model, with one ``_model`` call per device."""
     models = [d._model() for d in devices]
-    flags = {d._open_system for d in devices}
-    if len(flags) != 1:
+    flag, first = devices[0]._open_system, models[0]
+    if any(d._open_system is not flag for d in devices):
         raise ValueError("devices mix open_system=True and False: allowed one kind per call")
-    if len({(m.levels, m.dt_s) for m in models}) != 1:
+    if any(m.levels != first.levels or m.dt_s != first.dt_s for m in models):
         raise ValueError("devices differ in levels or dt_s: allowed one grid and level count per call")
-    return flags.pop(), models
+    return flag, models
 
 
 def _distort(lp: LowPass | None, w: ComplexArray, dt_s: float) -> ComplexArray:
@@ -797,20 +813,61 @@ def _frame_changes(phases: FloatArray, levels: int, open_system: bool) -> NDArra
         return np.exp(-1j * phases[:, None] * np.arange(levels)[None, :])
     gap = _real_basis(levels)[3]
     ang = phases[:, None] * gap[None, :]
-    c, s = np.cos(ang), np.sin(ang)
     out = np.empty((*ang.shape, 4))
-    out[..., 0] = c
-    out[..., 1] = s
-    out[..., 2] = -s
-    out[..., 3] = c
+    _rotation_blocks(np.cos(ang), np.sin(ang), out)  # NumPy's cos and sin, one loop for the rest
     return out
+
+
+@jit
+def _rotation_blocks(c: FloatArray, s: FloatArray, out: FloatArray) -> None:
+    """out[..., :] = (c, s, −s, c) for (F, P) cosines and sines: (F, P, 4)."""
+    for f in range(c.shape[0]):
+        for p in range(c.shape[1]):
+            out[f, p, 0] = c[f, p]
+            out[f, p, 1] = s[f, p]
+            out[f, p, 2] = -s[f, p]
+            out[f, p, 3] = c[f, p]
+
+
+@jit(inline="always")
+def _excited(p_ground: float) -> float:
+    """np.clip(1 − p_ground, 0, 1) (NaN passes through, as there)."""
+    x = 1.0 - p_ground
+    if x < 0.0:
+        return 0.0
+    if x > 1.0:
+        return 1.0
+    return x
+
+
+# ``_scan_template_inputs``' status bits.
+_BAD_WAVEFORM, _BAD_PHASE, _ZERO_PHASE = 1, 2, 4
+
+
+@jit
+def _scan_template_inputs(w: ComplexArray, phases: FloatArray, max_abs: float) -> int:
+    """Status bits of flat waveform samples and frame phases: ``_BAD_WAVEFORM`` if some
+    |u| > ``max_abs`` or is NaN, ``_BAD_PHASE`` if a phase is NaN/inf, ``_ZERO_PHASE`` if
+    one is exactly 0."""
+    status = 0
+    for u in w:
+        if not abs(u) <= max_abs:
+            status |= _BAD_WAVEFORM
+            break
+    for x in phases:
+        if not np.isfinite(x):
+            status |= _BAD_PHASE
+        elif x == 0.0:
+            status |= _ZERO_PHASE
+    return status
 
 
 @jit
 def _run_open(starts: NDArray[np.int64], code: NDArray[np.int64], arg: NDArray[np.int64],
               mats: FloatArray, frames: FloatArray, sym: NDArray[np.int64],
               anti: NDArray[np.int64], out: FloatArray) -> None:
-    """ρ₀₀ after each program, from |0⟩⟨0|, in the real Hermitian basis.
+    """P(excited) = clip(1 − ρ₀₀, 0, 1) after each program, from |0⟩⟨0|, in the real
+    Hermitian basis (``_excited``).
 
     Args:
         starts: (Q + 1,) program q is ops starts[q]..starts[q+1].
@@ -847,14 +904,14 @@ def _run_open(starts: NDArray[np.int64], code: NDArray[np.int64], arg: NDArray[n
                     xa = v[a]
                     v[s] = f[p, 0] * xs + f[p, 1] * xa
                     v[a] = f[p, 2] * xs + f[p, 3] * xa
-        out[q] = v[0]
+        out[q] = _excited(v[0])
 
 
 @jit
 def _run_closed(starts: NDArray[np.int64], code: NDArray[np.int64], arg: NDArray[np.int64],
                 mats: ComplexArray, frames: ComplexArray, out: FloatArray) -> None:
-    """|⟨0|ψ⟩|² after each program, from |0⟩; as ``_run_open`` with unitaries (E, N, N)
-    and diagonal frame factors (F, N)."""
+    """P(excited) = clip(1 − |⟨0|ψ⟩|², 0, 1) after each program, from |0⟩; as ``_run_open``
+    with unitaries (E, N, N) and diagonal frame factors (F, N)."""
     dim = mats.shape[1]
     v = np.empty(dim, dtype=np.complex128)
     t = np.empty(dim, dtype=np.complex128)
@@ -877,7 +934,7 @@ def _run_closed(starts: NDArray[np.int64], code: NDArray[np.int64], arg: NDArray
                 f = frames[arg[k]]
                 for i in range(dim):
                     v[i] = v[i] * f[i]
-        out[q] = v[0].real ** 2 + v[0].imag ** 2
+        out[q] = _excited(v[0].real ** 2 + v[0].imag ** 2)
 
 
 # Exact free-evolution channels in kernel form, by (model, samples, open_system). A pure
@@ -885,6 +942,10 @@ def _run_closed(starts: NDArray[np.int64], code: NDArray[np.int64], arg: NDArray
 # drawn again at every reset) computes each delay channel once.
 _FREE_CACHE: OrderedDict[tuple[Transmon, int, bool], NDArray[Any]] = OrderedDict()
 _FREE_CACHE_LIMIT = 1024
+
+# ``_template_populations``' stacked delay channels of a fleet of models, by (delays,
+# open_system, the models' ids): entry (models, (G·D, M, M) channels).
+_FLEET_DELAYS: dict[tuple[Any, ...], tuple[tuple[Transmon, ...], NDArray[Any]]] = {}
 
 
 def _free_channels(keys: list[tuple[Transmon, int, bool]], open_system: bool) -> list[NDArray[Any]]:
@@ -933,7 +994,7 @@ def _populations_flat(devices: Sequence[SimulatedDevice], seqs: list[list[PulseS
                 raise TypeError(f"sequence is {type(seq).__name__}: allowed PulseSequence")
             op_lists.append(seq.ops)
     sizes = [len(s) for s in seqs]
-    p_ground = np.ones(len(op_lists))
+    p_exc = np.zeros(len(op_lists))
     lens = np.fromiter(map(len, op_lists), dtype=np.int64, count=len(op_lists))
     if lens.sum():
         code, arg, mats, frames = _compile(devices, sizes, op_lists, lens, levels, open_system)
@@ -941,10 +1002,10 @@ def _populations_flat(devices: Sequence[SimulatedDevice], seqs: list[list[PulseS
         np.cumsum(lens, out=starts[1:])
         if open_system:
             _, sym, anti, _ = _real_basis(levels)
-            _run_open(starts, code, arg, mats, frames, sym, anti, p_ground)
+            _run_open(starts, code, arg, mats, frames, sym, anti, p_exc)
         else:
-            _run_closed(starts, code, arg, mats, frames, p_ground)
-    return np.clip(1.0 - p_ground, 0.0, 1.0)
+            _run_closed(starts, code, arg, mats, frames, p_exc)
+    return p_exc
 
 
 def _template_populations(
@@ -973,11 +1034,13 @@ def _template_populations(
         require(False, "waveforms", w.shape, f"shape ({b_n}, {template.n_waveforms}, S >= 1)")
     if ph.shape != (b_n, template.n_phases):
         require(False, "phases", ph.shape, f"shape ({b_n}, {template.n_phases})")
-    # Play's and VirtualZ's checks, once over the arrays.
-    peak = float(np.abs(w).max()) if w.size else 0.0
-    if not peak <= 1.0 + 1e-9:
+    # Play's and VirtualZ's checks, once over the arrays: one compiled pass, which also
+    # says whether any phase is exactly 0 (a frame change left out, below).
+    status = _scan_template_inputs(w.reshape(-1), ph.reshape(-1), 1.0 + 1e-9)
+    if status & _BAD_WAVEFORM:
+        peak = float(np.abs(w).max())
         raise ValueError(f"waveforms peak |u| = {peak:.6g} (or NaN/inf): allowed finite |u| <= 1")
-    if not np.isfinite(ph).all():
+    if status & _BAD_PHASE:
         raise ValueError("phases has NaN/inf entries: allowed finite angles in rad")
     open_system, models = _open_models(devices)
     levels = models[0].levels
@@ -1002,7 +1065,8 @@ def _template_populations(
                     dtype=np.float64 if open_system else np.complex128)
     plays: PlayOperators | None = None
     if n_play:
-        rows = w[:, list(order), :].reshape(b_n * n_play, -1)
+        # Every slot played in slot order (the calibration layouts): a view, no gather.
+        rows = (w if order == tuple(range(w.shape[1])) else w[:, list(order), :]).reshape(b_n * n_play, -1)
         if any(d._base.distortion is not None for d in devices):
             # Distorted rows may differ in length: the generic per-row physics.
             waves = [_distort(devices[r // n_play]._base.distortion, rows[r], devices[r // n_play].dt_s)
@@ -1015,34 +1079,22 @@ def _template_populations(
         plays = PlayOperators(mats[:b_n * n_play].reshape(b_n, n_play, dim, dim), order,
                               tuple(devices), tuple(models), open_system)
     if n_del:
-        # Delay channels: from the device's own cache (cleared with its model), else from
-        # the shared cache by model (hashing a model costs more than the lookup).
-        # A device seen before in this model has the template's delays stacked: one copy.
         base = b_n * n_play
-        missing: list[tuple[int, int]] = []
-        unstacked: list[int] = []
-        for g, b in enumerate(owner):
-            cache = devices[b]._delay_cache
-            stacked = cache.get((delays, open_system))
-            if stacked is not None:
-                mats[base + g * n_del:base + (g + 1) * n_del] = stacked
-                continue
-            unstacked.append(g)
-            for j, n in enumerate(delays):
-                hit = cache.get((n, open_system))
-                if hit is None:
-                    missing.append((g, j))
-                else:
-                    mats[base + g * n_del + j] = hit
-        if missing:
-            keys = [(models[owner[g]], delays[j], open_system) for g, j in missing]
-            for (g, j), m in zip(missing, _free_channels(keys, open_system), strict=True):
-                mats[base + g * n_del + j] = m
-                devices[owner[g]]._delay_cache[(delays[j], open_system)] = m
-        for g in unstacked:
-            block = mats[base + g * n_del:base + (g + 1) * n_del].copy()
+        # The same fleet of models as a recent call (every step of an env between resets):
+        # its stacked delays in one copy. Keyed by the models' ids and checked by identity
+        # (the entry keeps them alive), so a drifted model, a new object, never hits.
+        fleet_models = tuple(models[b] for b in owner)
+        fleet_key = (delays, open_system, *map(id, fleet_models))
+        fleet = _FLEET_DELAYS.get(fleet_key)
+        if fleet is not None and all(a is b for a, b in zip(fleet[0], fleet_models, strict=True)):
+            mats[base:] = fleet[1]
+        else:
+            _stack_delays(devices, models, owner, delays, open_system, mats[base:])
+            block = mats[base:].copy()
             block.setflags(write=False)
-            devices[owner[g]]._delay_cache[(delays, open_system)] = block
+            if len(_FLEET_DELAYS) >= 64:
+                _FLEET_DELAYS.clear()
+            _FLEET_DELAYS[fleet_key] = (fleet_models, block)
     flat_ph = ph.reshape(-1)
     frames = _frame_changes(flat_ph, levels, open_system)
     if not flat_ph.size:
@@ -1051,8 +1103,8 @@ def _template_populations(
     code = code_base
     # A frame of phase exactly 0 is left out of the expanded sequence; skipping it here
     # is the same (a rotation by 0 would be the identity anyway).
-    zero = ph[:, farg] == 0.0
-    if zero.any():
+    if status & _ZERO_PHASE:
+        zero = ph[:, farg] == 0.0
         code = code_base.copy()
         code[:, fcols] = np.where(zero, _OP_SKIP, _OP_FRAME)
     arg = arg_base
@@ -1070,14 +1122,46 @@ def _template_populations(
                 programs.clear()
             programs[key] = hit
         arg = hit
-    p_ground = np.ones(b_n * k_n)
+    p_exc = np.empty(b_n * k_n)
     if open_system:
         _, sym, anti, _ = _real_basis(levels)
-        _run_open(starts, code.reshape(-1), arg.reshape(-1), mats, frames, sym, anti, p_ground)
+        _run_open(starts, code.reshape(-1), arg.reshape(-1), mats, frames, sym, anti, p_exc)
     else:
-        _run_closed(starts, code.reshape(-1), arg.reshape(-1), mats, frames, p_ground)
-    # np.clip(1 − p, 0, 1) as two ufuncs: the same values (1.0 − p is never −0.0).
-    return np.minimum(np.maximum(1.0 - p_ground, 0.0), 1.0), plays
+        _run_closed(starts, code.reshape(-1), arg.reshape(-1), mats, frames, p_exc)
+    return p_exc, plays
+
+
+def _stack_delays(devices: Sequence[SimulatedDevice], models: list[Transmon], owner: list[int],
+                  delays: tuple[int, ...], open_system: bool, out: NDArray[Any]) -> None:
+    """The channels of the D distinct ``delays`` of each model group g (first device
+    ``owner[g]``) into out[g·D + j]: from the device's own cache (cleared with its model),
+    else from the shared cache by model (hashing a model costs more than the lookup). A
+    device seen before in this model has the template's delays stacked: one copy."""
+    n_del = len(delays)
+    missing: list[tuple[int, int]] = []
+    unstacked: list[int] = []
+    for g, b in enumerate(owner):
+        cache = devices[b]._delay_cache
+        stacked = cache.get((delays, open_system))
+        if stacked is not None:
+            out[g * n_del:(g + 1) * n_del] = stacked
+            continue
+        unstacked.append(g)
+        for j, n in enumerate(delays):
+            hit = cache.get((n, open_system))
+            if hit is None:
+                missing.append((g, j))
+            else:
+                out[g * n_del + j] = hit
+    if missing:
+        keys = [(models[owner[g]], delays[j], open_system) for g, j in missing]
+        for (g, j), m in zip(missing, _free_channels(keys, open_system), strict=True):
+            out[g * n_del + j] = m
+            devices[owner[g]]._delay_cache[(delays[j], open_system)] = m
+    for g in unstacked:
+        block = out[g * n_del:(g + 1) * n_del].copy()
+        block.setflags(write=False)
+        devices[owner[g]]._delay_cache[(delays, open_system)] = block
 
 
 def _template_programs(template: SequenceTemplate, b_n: int) -> tuple[

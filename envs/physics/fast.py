@@ -479,7 +479,10 @@ def hermitian_basis(levels: int) -> tuple[ComplexArray, np.ndarray, np.ndarray, 
             pairs.append((j, k, col, col + 1))
             col += 2
     arr = np.array(pairs, dtype=np.int64).reshape(-1, 4)
-    return w, arr[:, 0].copy(), arr[:, 1].copy(), arr[:, 2].copy(), arr[:, 3].copy()
+    out = (w, arr[:, 0].copy(), arr[:, 1].copy(), arr[:, 2].copy(), arr[:, 3].copy())
+    for a in out:  # shared by every caller (cached), and metrics caches by the basis' identity
+        a.setflags(write=False)
+    return out
 
 
 @functools.lru_cache(maxsize=256)

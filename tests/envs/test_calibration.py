@@ -296,3 +296,31 @@ def test_truth_after_measure_is_the_measured_operators_or_computed_afresh(open_s
     assert dev.current_transmon() != model_then  # the measurement's shots moved the drift
     want = true_metrics_devices([dev], w, "X")
     assert got is not None and want is not None and all(np.array_equal(got[k], want[k]) for k in want)
+
+
+def test_run_template_follows_drift_with_its_delay_channels() -> None:
+    """``run_template`` reuses the stacked delay channels of a fleet of models from call to
+    call; when T1 drifts (a new model per device) the channels must follow, as
+    ``run_many``'s do."""
+    from pulsecal.envs.device import SequenceTemplate
+    from pulsecal.envs.drift import DriftModel, RandomWalk
+
+    template = SequenceTemplate(((("play", 0), ("delay", 300), ("play", 0)),
+                                 (("play", 0), ("delay", 37), ("frame", 0), ("play", 0))),
+                                n_waveforms=1, n_phases=1)
+    drift = DriftModel(t1_factor=RandomWalk(0.3))
+    tr = Transmon(anharmonicity_hz=-300e6, rabi_max_hz=100e6, t1_s=2e-6, t2_s=3e-6)
+
+    def fleet() -> list[SimulatedDevice]:
+        return [SimulatedDevice(DeviceParams(tr), drift, rng=np.random.default_rng(40 + i)) for i in range(3)]
+
+    a, b = fleet(), fleet()
+    waves = np.stack([DragPulse(0.3, 20e-9).waveform(1e-9)[None] for _ in a])
+    phases = np.full((3, 1), 0.7)
+    for _ in range(3):
+        got = SimulatedDevice.template_probabilities(a, template, waves, phases)
+        want = [d.excited_probabilities(template.expand(waves[i], phases[i], 1e-9)) for i, d in enumerate(b)]
+        np.testing.assert_allclose(got, np.stack(want), rtol=0, atol=1e-12)
+        for d in (*a, *b):
+            d.advance(3600.0)
+    assert a[0].current_transmon().t1_s != tr.t1_s  # the models did drift

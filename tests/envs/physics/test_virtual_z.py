@@ -108,7 +108,7 @@ def test_gate_fidelities_equal_the_two_calls(kind: str, target: str, rng: np.ran
 
 
 @pytest.mark.parametrize("levels", [2, 3, 4])
-@pytest.mark.parametrize("target", ["X", "SX", "H"])
+@pytest.mark.parametrize("target", ["X", "Y", "I", "SX", "H"])  # compiled closed forms and the generic route
 def test_metrics_from_real_forms_equal_the_column_stacking_route(
         levels: int, target: str, rng: np.random.Generator) -> None:
     """``superoperator_metrics_real`` reads the fidelities and the leakage off the real
