@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from ._fast_jit import LANES, jit
-from ._fast_mm9 import SPARSITY, mm9, mm9_ls, mm9_rs
+from ._fast_mm9 import SPARSITY, mm9, mm9_horner, mm9_ls, mm9_rs
 
 __all__ = ["SPARSITY", "THETA_MAX", "closed_kernel", "open_kernel"]
 from .model import ComplexArray, FloatArray
@@ -27,7 +27,9 @@ S0, S1, S2, S3, S4, S5, S6, S7 = _S
 THETA_MAX = 0.8
 # The open kernel's exp: degree 20, Σ_{k>20} θ^k/k! < 1.2e-16 for θ <= 1.5.
 OPEN_THETA_MAX = 1.5
-_IF = tuple(1.0 / math.factorial(k) for k in range(21))
+# An array, not a tuple: numba indexes a global tuple at a run-time index (the Horner
+# blocks) through a jump table per access, an array by one load.
+_IF = np.array([1.0 / math.factorial(k) for k in range(21)])
 
 
 # Symmetric 3×3 matrices as 6-tuples (m00, m01, m02, m11, m12, m22). Every matrix here is
@@ -179,34 +181,56 @@ def closed_kernel(diag: FloatArray, coup: FloatArray, mu: FloatArray, wr: FloatA
 
 
 @jit
-def _max_col_norm(m: FloatArray, colsum: FloatArray, nl: int) -> float:
+def _max_col_norm(m: FloatArray, colmax: FloatArray, nl: int) -> float:
     """Largest 1-norm (max column sum of |entries|) over lanes < nl of 9×9 flat matrices;
-    ``colsum`` is (LANES,) scratch."""
-    best = 0.0
+    ``colmax`` is (LANES,) scratch."""
+    # Column sums over all lanes (a constant trip count LLVM vectorises), the largest per
+    # lane by compare and select (what max does); lanes >= nl stay out of the final reduction.
+    for lane in range(LANES):
+        colmax[lane] = 0.0
     for col in range(9):
-        for lane in range(nl):
-            colsum[lane] = abs(m[col * LANES + lane])
-        for row in range(1, 9):
-            for lane in range(nl):
-                colsum[lane] += abs(m[(row * 9 + col) * LANES + lane])
-        for lane in range(nl):
-            best = max(best, colsum[lane])
+        for lane in range(LANES):
+            colsum = abs(m[col * LANES + lane])
+            for row in range(1, 9):
+                colsum += abs(m[(row * 9 + col) * LANES + lane])
+            colmax[lane] = colsum if colsum > colmax[lane] else colmax[lane]
+    best = 0.0
+    for lane in range(nl):
+        best = colmax[lane] if colmax[lane] > best else best
     return best
 
 
 @jit
-def _lc5(dst: FloatArray, c0: float, c1: float, c2: float, c3: float, c4: float, c5: float,
-         p1: FloatArray, p2: FloatArray, p3: FloatArray, p4: FloatArray, p5: FloatArray,
-         nl: int) -> None:
-    """dst = c0·I + c1·p1 + c2·p2 + c3·p3 + c4·p4 + c5·p5 over 81 entries and nl lanes.
+def _ps_blocks(blocks: FloatArray, q: FloatArray, cf: FloatArray, x: FloatArray,
+               x2: FloatArray, x3: FloatArray, x4: FloatArray, x5: FloatArray) -> None:
+    """The Paterson–Stockmeyer blocks of a degree-20 polynomial in X, one pass over X..X⁵.
 
-    One flat loop over every entry and lane (LLVM vectorises it; a loop per entry over
-    16 lanes it leaves scalar), then the identity on the diagonal."""
+    blocks: (3, 81·LANES) written, blocks[b] = Σ_{1<=j<5} cf[b, j]·X^j (cf[b, 0]·I is
+    added by the Horner step); q: (81·LANES,) written, the Horner start
+    Σ_{j<5} cf[3, j]·X^j + cf[3, 5]·X⁵; cf: (4, 6) coefficients.
+
+    Every entry is summed in the order j = 1, 2, ..., 5, then the identity, so the Horner
+    steps give the same bits as summing all six terms of a block at once; reading the
+    powers once for all four blocks is what this saves."""
+    b01, b02, b03, b04 = cf[0, 1], cf[0, 2], cf[0, 3], cf[0, 4]
+    b11, b12, b13, b14 = cf[1, 1], cf[1, 2], cf[1, 3], cf[1, 4]
+    b21, b22, b23, b24 = cf[2, 1], cf[2, 2], cf[2, 3], cf[2, 4]
+    b31, b32, b33, b34, b35 = cf[3, 1], cf[3, 2], cf[3, 3], cf[3, 4], cf[3, 5]
+    # One flat loop over every entry and lane (LLVM vectorises it; a loop per entry over
+    # 16 lanes it leaves scalar), then the identity on the diagonal.
     for i in range(81 * LANES):
-        dst[i] = c1 * p1[i] + c2 * p2[i] + c3 * p3[i] + c4 * p4[i] + c5 * p5[i]
+        p1 = x[i]
+        p2 = x2[i]
+        p3 = x3[i]
+        p4 = x4[i]
+        blocks[0, i] = b01 * p1 + b02 * p2 + b03 * p3 + b04 * p4
+        blocks[1, i] = b11 * p1 + b12 * p2 + b13 * p3 + b14 * p4
+        blocks[2, i] = b21 * p1 + b22 * p2 + b23 * p3 + b24 * p4
+        q[i] = b31 * p1 + b32 * p2 + b33 * p3 + b34 * p4 + b35 * x5[i]
+    c0 = cf[3, 0]
     for e in range(0, 81, 10):
-        for lane in range(nl):
-            dst[e * LANES + lane] += c0
+        for lane in range(LANES):
+            q[e * LANES + lane] += c0
 
 
 @jit
@@ -227,8 +251,10 @@ def open_kernel(gidx: np.ndarray, l0: FloatArray, l1: FloatArray, mu: FloatArray
     x3 = np.zeros(size)
     x4 = np.zeros(size)
     x5 = np.zeros(size)
-    colsum = np.zeros(LANES)
+    colmax = np.zeros(LANES)
     q = np.zeros(size)
+    blocks = np.zeros((3, size))
+    cf = np.zeros((4, 6))
     tmp = np.zeros(size)
     acc = np.zeros(size)
     nxt = np.zeros(size)
@@ -250,8 +276,13 @@ def open_kernel(gidx: np.ndarray, l0: FloatArray, l1: FloatArray, mu: FloatArray
             for e in range(81):
                 lc0[e * LANES + lane] = l0[g, e // 9, e % 9]
                 lc1[e * LANES + lane] = l1[g, e // 9, e % 9]
+        # The products run over all LANES; idle lanes (>= nl) hold X = 0, so their exp is
+        # I, acc stays I, and no denormal or overflow from a stale pulse can slow them.
+        for lane in range(nl, LANES):
+            for e in range(81):
+                x[e * LANES + lane] = 0.0
         for e in range(81):
-            for lane in range(nl):
+            for lane in range(LANES):
                 acc[e * LANES + lane] = 1.0 if e % 10 == 0 else 0.0
         for pidx in range(n_pairs):
             for lane in range(nl):
@@ -280,19 +311,19 @@ def open_kernel(gidx: np.ndarray, l0: FloatArray, l1: FloatArray, mu: FloatArray
             # coefficients instead (exact: powers of two). Every power but X² is the one
             # below times X, so the products skip X's structural zeros.
             if sparse:
-                mm9_ls(x, x, x2, nl)
-                mm9_rs(x2, x, x3, nl)
-                mm9_rs(x3, x, x4, nl)
-                mm9_rs(x4, x, x5, nl)
+                mm9_ls(x, x, x2)
+                mm9_rs(x2, x, x3)
+                mm9_rs(x3, x, x4)
+                mm9_rs(x4, x, x5)
             else:
-                mm9(x, x, x2, nl)
-                mm9(x2, x, x3, nl)
-                mm9(x3, x, x4, nl)
-                mm9(x4, x, x5, nl)
+                mm9(x, x, x2)
+                mm9(x2, x, x3)
+                mm9(x3, x, x4)
+                mm9(x4, x, x5)
             # Al-Mohy–Higham bound: the Taylor remainder from degree 21 on is at most
             # Σ_{k>20} α^k/k! with α = max(‖X³‖^{1/3}, ‖X⁴‖^{1/4}) <= ‖X‖ (21 >= 3·2).
-            n3 = _max_col_norm(x3, colsum, nl)
-            n4 = _max_col_norm(x4, colsum, nl)
+            n3 = _max_col_norm(x3, colmax, nl)
+            n4 = _max_col_norm(x4, colmax, nl)
             theta = max(n3 ** (1.0 / 3.0), math.sqrt(math.sqrt(n4)))
             n_sq = 0
             while theta > OPEN_THETA_MAX:
@@ -305,15 +336,20 @@ def open_kernel(gidx: np.ndarray, l0: FloatArray, l1: FloatArray, mu: FloatArray
             s5 = s4 * s1
             # exp(s1·X) = Σ_i (s1·X)^{5i}·(Σ_{j<5} (s1·X)^j/(5i+j)!), degree 20, Horner in
             # (s1·X)⁵ (Paterson–Stockmeyer): 3 full products.
-            _lc5(q, _IF[15], _IF[16] * s1, _IF[17] * s2, _IF[18] * s3, _IF[19] * s4,
-                 _IF[20] * s5, x, x2, x3, x4, x5, nl)
-            for blk in range(2, -1, -1):
-                mm9(x5, q, tmp, nl)
+            for blk in range(4):
                 b = 5 * blk
-                _lc5(q, _IF[b], _IF[b + 1] * s1, _IF[b + 2] * s2, _IF[b + 3] * s3,
-                     _IF[b + 4] * s4, s5, x, x2, x3, x4, tmp, nl)
+                cf[blk, 0] = _IF[b]
+                cf[blk, 1] = _IF[b + 1] * s1
+                cf[blk, 2] = _IF[b + 2] * s2
+                cf[blk, 3] = _IF[b + 3] * s3
+                cf[blk, 4] = _IF[b + 4] * s4
+            cf[3, 5] = _IF[20] * s5
+            _ps_blocks(blocks, q, cf, x, x2, x3, x4, x5)
+            for blk in range(2, -1, -1):
+                mm9_horner(x5, q, tmp, s5, blocks[blk], cf[blk, 0])
+                q, tmp = tmp, q
             for _ in range(n_sq):
-                mm9(q, q, tmp, nl)
+                mm9(q, q, tmp)
                 q, tmp = tmp, q
             # acc ← R·E·R⁻¹·acc with R the pair rotations, kept in the frame of the last
             # sample: acc holds R_k⁻¹·(product so far), so between two samples only the
@@ -338,7 +374,7 @@ def open_kernel(gidx: np.ndarray, l0: FloatArray, l1: FloatArray, mu: FloatArray
                         sv = rel_s[lane]
                         acc[(si * 9 + j) * LANES + lane] = cv * xs - sv * xa
                         acc[(ai * 9 + j) * LANES + lane] = sv * xs + cv * xa
-            mm9(q, acc, nxt, nl)
+            mm9(q, acc, nxt)
             acc, nxt = nxt, acc
         for pidx in range(n_pairs):
             si = rot_s[pidx]
