@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import operator
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -241,6 +242,7 @@ class SequenceTemplate:
         object.__setattr__(self, "_play_order", tuple(seen))
         object.__setattr__(self, "_delays", tuple(sorted({a for k, a in flat if k == DELAY and a > 0})))
         object.__setattr__(self, "_programs", {})  # by number of devices (``_template_programs``)
+        object.__setattr__(self, "_fleets", {})  # by fleet of models (``_fleet_plan``)
 
     @property
     def n_sequences(self) -> int:
@@ -673,15 +675,12 @@ def _open(devices: Sequence[SimulatedDevice]) -> bool:
     return flags.pop()
 
 
-def _open_models(devices: Sequence[SimulatedDevice]) -> tuple[bool, list[Transmon]]:
-    """``_open`` and each device's current model, with one ``_model`` call per device."""
-    models = [d._model() for d in devices]
-    flag, first = devices[0]._open_system, models[0]
+def _open_flag(devices: Sequence[SimulatedDevice]) -> bool:
+    """The devices' common ``open_system`` (one kind per call)."""
+    flag = devices[0]._open_system
     if any(d._open_system is not flag for d in devices):
         raise ValueError("devices mix open_system=True and False: allowed one kind per call")
-    if any(m.levels != first.levels or m.dt_s != first.dt_s for m in models):
-        raise ValueError("devices differ in levels or dt_s: allowed one grid and level count per call")
-    return flag, models
+    return flag
 
 
 def _distort(lp: LowPass | None, w: ComplexArray, dt_s: float) -> ComplexArray:
@@ -943,10 +942,6 @@ def _run_closed(starts: NDArray[np.int64], code: NDArray[np.int64], arg: NDArray
 _FREE_CACHE: OrderedDict[tuple[Transmon, int, bool], NDArray[Any]] = OrderedDict()
 _FREE_CACHE_LIMIT = 1024
 
-# ``_template_populations``' stacked delay channels of a fleet of models, by (delays,
-# open_system, the models' ids): entry (models, (G·D, M, M) channels).
-_FLEET_DELAYS: dict[tuple[Any, ...], tuple[tuple[Transmon, ...], NDArray[Any]]] = {}
-
 
 def _free_channels(keys: list[tuple[Transmon, int, bool]], open_system: bool) -> list[NDArray[Any]]:
     """Kernel-form free evolution (real basis if open) for each (model, samples, open) key."""
@@ -1036,16 +1031,116 @@ def _template_populations(
         require(False, "phases", ph.shape, f"shape ({b_n}, {template.n_phases})")
     # Play's and VirtualZ's checks, once over the arrays: one compiled pass, which also
     # says whether any phase is exactly 0 (a frame change left out, below).
-    status = _scan_template_inputs(w.reshape(-1), ph.reshape(-1), 1.0 + 1e-9)
+    flat_ph = ph.reshape(-1)
+    status = _scan_template_inputs(w.reshape(-1), flat_ph, 1.0 + 1e-9)
     if status & _BAD_WAVEFORM:
         peak = float(np.abs(w).max())
         raise ValueError(f"waveforms peak |u| = {peak:.6g} (or NaN/inf): allowed finite |u| <= 1")
     if status & _BAD_PHASE:
         raise ValueError("phases has NaN/inf entries: allowed finite angles in rad")
-    open_system, models = _open_models(devices)
-    levels = models[0].levels
-    if not template._arrays[0].size:  # type: ignore[attr-defined]
+    models = [d._model() for d in devices]
+    plan = _fleet_plan(devices, models, template)
+    if plan.code.size == 0:
         return np.zeros(b_n * k_n), None
+    open_system = plan.open_system
+    mats = plan.delays
+    plays: PlayOperators | None = None
+    if plan.n_play:
+        n_play = plan.n_play
+        rows = (w if plan.gather is None else w[:, plan.gather, :]).reshape(b_n * n_play, -1)
+        if any(d._base.distortion is not None for d in devices):
+            # Distorted rows may differ in length: the generic per-row physics.
+            waves = [_distort(devices[r // n_play]._base.distortion, rows[r], devices[r // n_play].dt_s)
+                     for r in range(rows.shape[0])]
+            row_models = [models[b] for b in range(b_n) for _ in range(n_play)]
+            played = _physics(row_models, waves, open_system)
+        else:
+            played = _physics_rows(plan.group_models, plan.row_groups, rows, open_system)
+        plays = PlayOperators(played.reshape(b_n, n_play, plan.dim, plan.dim), template._play_order,  # type: ignore[attr-defined]
+                              tuple(devices), tuple(models), open_system)
+        mats = played if mats is None else np.concatenate((played, mats))
+    if mats is None:  # only frame changes and zero delays: the loop reads no matrix
+        mats = np.zeros((1, plan.dim, plan.dim), dtype=np.float64 if open_system else np.complex128)
+    frames = _frame_changes(flat_ph, plan.levels, open_system)
+    if not flat_ph.size:
+        frames = np.zeros((1, *frames.shape[1:]), dtype=frames.dtype)
+    code = plan.code_flat
+    # A frame of phase exactly 0 is left out of the expanded sequence; skipping it here
+    # is the same (a rotation by 0 would be the identity anyway).
+    if status & _ZERO_PHASE:
+        zero = ph[:, plan.farg] == 0.0
+        code2 = plan.code.copy()
+        code2[:, plan.fcols] = np.where(zero, _OP_SKIP, _OP_FRAME)
+        code = code2.reshape(-1)
+    p_exc = np.empty(b_n * k_n)
+    if open_system:
+        _run_open(plan.starts, code, plan.arg_flat, mats, frames, plan.sym, plan.anti, p_exc)
+    else:
+        _run_closed(plan.starts, code, plan.arg_flat, mats, frames, p_exc)
+    return p_exc, plays
+
+
+@dataclass(frozen=True, slots=True)
+class _FleetPlan:
+    """What ``_template_populations`` needs for one template on one fleet of B models (by
+    identity; a drifted model is a new object), built once and reused every step.
+
+    Attributes:
+        models: the B models, kept alive so that their ids in the cache key stay theirs.
+        open_system, levels, dim: the kind of simulation and its state dimension.
+        n_play: played slots; ``gather``: their order as a list, or None when every slot is
+            played in slot order (then the waveforms need no gather).
+        group_models, row_groups: the distinct models and the group of each play row
+            (B·n_play,), as ``_physics_rows`` takes them.
+        delays: (G·D, M, M) read-only stacked delay channels of the G model groups (None
+            without delays), placed after the B·n_play plays in the matrix list.
+        code, code_flat, arg_flat, starts, fcols, farg: the programs (``_build_template_programs``)
+            with the delay arguments of this grouping.
+        sym, anti: the real basis' level pairs (open systems; else empty).
+    """
+
+    models: tuple[Transmon, ...]
+    open_system: bool
+    levels: int
+    dim: int
+    n_play: int
+    gather: list[int] | None
+    group_models: list[Transmon]
+    row_groups: NDArray[np.int64]
+    delays: NDArray[Any] | None
+    code: NDArray[np.int64]
+    code_flat: NDArray[np.int64]
+    arg_flat: NDArray[np.int64]
+    starts: NDArray[np.int64]
+    fcols: NDArray[np.int64]
+    farg: NDArray[np.int64]
+    sym: NDArray[np.int64]
+    anti: NDArray[np.int64]
+
+
+def _fleet_plan(devices: Sequence[SimulatedDevice], models: list[Transmon],
+                template: SequenceTemplate) -> _FleetPlan:
+    """``_FleetPlan`` of ``template`` for these devices' current ``models``, cached on the
+    template by the models' ids and checked by identity (the plan keeps them alive), so a
+    drifted model, a new object, never hits. Checks that the devices can share one call."""
+    flag = _open_flag(devices)
+    fleets: dict[Any, _FleetPlan] = template._fleets  # type: ignore[attr-defined]
+    key = (flag, *map(id, models))
+    plan = fleets.get(key)
+    if plan is None or not all(map(operator.is_, plan.models, models)):
+        plan = _build_fleet_plan(devices, models, template, flag)
+        if len(fleets) >= 64:
+            fleets.clear()
+        fleets[key] = plan
+    return plan
+
+
+def _build_fleet_plan(devices: Sequence[SimulatedDevice], models: list[Transmon],
+                      template: SequenceTemplate, open_system: bool) -> _FleetPlan:
+    first = models[0]
+    if any(m.levels != first.levels or m.dt_s != first.dt_s for m in models):
+        raise ValueError("devices differ in levels or dt_s: allowed one grid and level count per call")
+    b_n, levels = len(models), first.levels
     order: tuple[int, ...] = template._play_order  # type: ignore[attr-defined]
     delays: tuple[int, ...] = template._delays  # type: ignore[attr-defined]
     n_play, n_del = len(order), len(delays)
@@ -1061,74 +1156,28 @@ def _template_populations(
             g = index[id(model)] = len(owner)
             owner.append(b)
         gidx[b] = g
-    mats = np.empty((max(b_n * n_play + len(owner) * n_del, 1), dim, dim),
-                    dtype=np.float64 if open_system else np.complex128)
-    plays: PlayOperators | None = None
-    if n_play:
-        # Every slot played in slot order (the calibration layouts): a view, no gather.
-        rows = (w if order == tuple(range(w.shape[1])) else w[:, list(order), :]).reshape(b_n * n_play, -1)
-        if any(d._base.distortion is not None for d in devices):
-            # Distorted rows may differ in length: the generic per-row physics.
-            waves = [_distort(devices[r // n_play]._base.distortion, rows[r], devices[r // n_play].dt_s)
-                     for r in range(rows.shape[0])]
-            row_models = [models[b] for b in range(b_n) for _ in range(n_play)]
-            mats[:b_n * n_play] = _physics(row_models, waves, open_system)
-        else:
-            mats[:b_n * n_play] = _physics_rows([models[b] for b in owner], np.repeat(gidx, n_play),
-                                                rows, open_system)
-        plays = PlayOperators(mats[:b_n * n_play].reshape(b_n, n_play, dim, dim), order,
-                              tuple(devices), tuple(models), open_system)
-    if n_del:
-        base = b_n * n_play
-        # The same fleet of models as a recent call (every step of an env between resets):
-        # its stacked delays in one copy. Keyed by the models' ids and checked by identity
-        # (the entry keeps them alive), so a drifted model, a new object, never hits.
-        fleet_models = tuple(models[b] for b in owner)
-        fleet_key = (delays, open_system, *map(id, fleet_models))
-        fleet = _FLEET_DELAYS.get(fleet_key)
-        if fleet is not None and all(a is b for a, b in zip(fleet[0], fleet_models, strict=True)):
-            mats[base:] = fleet[1]
-        else:
-            _stack_delays(devices, models, owner, delays, open_system, mats[base:])
-            block = mats[base:].copy()
-            block.setflags(write=False)
-            if len(_FLEET_DELAYS) >= 64:
-                _FLEET_DELAYS.clear()
-            _FLEET_DELAYS[fleet_key] = (fleet_models, block)
-    flat_ph = ph.reshape(-1)
-    frames = _frame_changes(flat_ph, levels, open_system)
-    if not flat_ph.size:
-        frames = np.zeros((1, *frames.shape[1:]), dtype=frames.dtype)
-    code_base, arg_base, starts, fcols, farg, dcols, dpos = _template_programs(template, b_n)
-    code = code_base
-    # A frame of phase exactly 0 is left out of the expanded sequence; skipping it here
-    # is the same (a rotation by 0 would be the identity anyway).
-    if status & _ZERO_PHASE:
-        zero = ph[:, farg] == 0.0
-        code = code_base.copy()
-        code[:, fcols] = np.where(zero, _OP_SKIP, _OP_FRAME)
-    arg = arg_base
+    code, arg, starts, fcols, farg, dcols, dpos = _template_programs(template, b_n)
     if dcols.size and len(owner) != b_n:
-        # Devices share model groups (the base arguments number the groups by device):
-        # the delay arguments for this grouping, cached with the layout.
-        programs: dict[Any, Any] = template._programs  # type: ignore[attr-defined]
-        key = (b_n, gidx.tobytes())
-        hit = programs.get(key)
-        if hit is None:
-            hit = arg_base.copy()
-            hit[:, dcols] = b_n * n_play + gidx[:, None] * n_del + dpos[None, :]
-            hit.setflags(write=False)
-            if len(programs) >= 64:
-                programs.clear()
-            programs[key] = hit
-        arg = hit
-    p_exc = np.empty(b_n * k_n)
+        # Devices share model groups (the base arguments number the groups by device).
+        arg = arg.copy()
+        arg[:, dcols] = b_n * n_play + gidx[:, None] * n_del + dpos[None, :]
+    stacked = None
+    if n_del:
+        stacked = np.empty((len(owner) * n_del, dim, dim), dtype=np.float64 if open_system else np.complex128)
+        _stack_delays(devices, models, owner, delays, open_system, stacked)
+    sym = anti = np.zeros(0, dtype=np.int64)
     if open_system:
         _, sym, anti, _ = _real_basis(levels)
-        _run_open(starts, code.reshape(-1), arg.reshape(-1), mats, frames, sym, anti, p_exc)
-    else:
-        _run_closed(starts, code.reshape(-1), arg.reshape(-1), mats, frames, p_exc)
-    return p_exc, plays
+    row_groups = np.repeat(gidx, n_play)
+    for a in (arg, stacked, row_groups):
+        if a is not None:
+            a.setflags(write=False)
+    return _FleetPlan(
+        models=tuple(models), open_system=open_system, levels=levels, dim=dim, n_play=n_play,
+        gather=None if order == tuple(range(template.n_waveforms)) else list(order),
+        group_models=[models[b] for b in owner], row_groups=row_groups, delays=stacked,
+        code=code, code_flat=code.reshape(-1), arg_flat=arg.reshape(-1), starts=starts,
+        fcols=fcols, farg=farg, sym=sym, anti=anti)
 
 
 def _stack_delays(devices: Sequence[SimulatedDevice], models: list[Transmon], owner: list[int],
