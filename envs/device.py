@@ -48,7 +48,7 @@ import operator
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
@@ -617,25 +617,22 @@ def _draw_counts(
     """Readout error and shot noise for populations laid out device by device: (Σ sizes, 2)
     counts; advances each device's clock. The one place counts are drawn (``run_many``,
     ``run_template``)."""
-    errors = np.array([(d._base.p1_given_0, d._base.p0_given_1) for d in devices], dtype=np.float64)
+    errors = np.array([x for d in devices for x in (d._base.p1_given_0, d._base.p0_given_1)], dtype=np.float64)
     read = np.empty(p_exc.shape[0])
     _read_probabilities(p_exc, errors.reshape(-1, 2), np.array(sizes, dtype=np.int64), read)
-    p_read = read.tolist()
-    n1: list[int] = []
-    start = 0
+    # Each device draws from its own generator, in its own order, so that run_many and
+    # separate run calls give identical counts; the clocks move after all draws (a
+    # device's draws do not depend on its clock, its drift draws come from another
+    # stream). Scalar draws: the same stream as one array draw (NumPy draws an array
+    # element by element with the same routine), at half the cost for a handful of
+    # sequences; one list of bound draws, one pass.
+    draws = [b for d, size in zip(devices, sizes, strict=True) for b in repeat(d._shot_rng.binomial, size)]
+    out = np.empty((len(draws), 2), dtype=np.int64)
+    out[:, 1] = [draw(n_shots, x) for draw, x in zip(draws, read.tolist(), strict=True)]
+    np.subtract(n_shots, out[:, 1], out=out[:, 0])
     for dev, size in zip(devices, sizes, strict=True):
         if size:
-            # Each device draws from its own generator, so that run_many and separate run
-            # calls give identical counts. Scalar draws: the same stream as one array draw
-            # (NumPy draws an array element by element with the same routine), at half the
-            # cost for a handful of sequences.
-            binomial = dev._shot_rng.binomial
-            n1.extend([binomial(n_shots, x) for x in p_read[start:start + size]])
             dev._tick(n_shots * dev._base.rep_time_s * size)
-        start += size
-    out = np.empty((len(n1), 2), dtype=np.int64)
-    out[:, 1] = n1
-    np.subtract(n_shots, out[:, 1], out=out[:, 0])
     return out
 
 
