@@ -801,28 +801,43 @@ def _frame_changes(phases: FloatArray, levels: int, open_system: bool) -> NDArra
     D(φ)†; a Delay commutes with D, and ρ₀₀ (order 0) is the same in both.
 
     Returns:
-        closed: (F, N) complex factors e^{−iφn}; open: (F, P, 4) real 2×2 blocks
-        (ss, sa, as, aa) acting on the (symmetric, antisymmetric) coordinates of each level
-        pair j < k, where ρ_jk = (x_s − i·x_a)/√2 picks up e^{+iφ(k−j)}.
+        closed: (F, N) complex factors e^{−iφn}; open: (3, F, G) real (c, s, −s) of the 2×2
+        rotation blocks ((c, s), (−s, c)) of angle φ·gap for each distinct level gap
+        (``_pair_gaps``), acting on the (symmetric, antisymmetric) coordinates of each
+        level pair j < k, where ρ_jk = (x_s − i·x_a)/√2 picks up e^{+iφ(k−j)}.
     """
     if not open_system:
         return np.exp(-1j * phases[:, None] * np.arange(levels)[None, :])
-    gap = _real_basis(levels)[3]
-    ang = phases[:, None] * gap[None, :]
-    out = np.empty((*ang.shape, 4))
-    _rotation_blocks(np.cos(ang), np.sin(ang), out)  # NumPy's cos and sin, one loop for the rest
+    gaps = _pair_gaps(levels)[0]
+    out = np.empty((3, phases.shape[0], gaps.shape[0]))
+    cos, sin, neg_sin = out
+    # One angle per distinct gap (pairs with equal gaps share it), NumPy's cos and sin;
+    # −sin stored rather than negated in the run loop, where the negation would be folded
+    # into a subtraction that fuses differently (other last bits).
+    _outer_product(phases, gaps, cos)
+    np.sin(cos, out=sin)
+    np.cos(cos, out=cos)
+    np.negative(sin, out=neg_sin)
     return out
 
 
-@jit
-def _rotation_blocks(c: FloatArray, s: FloatArray, out: FloatArray) -> None:
-    """out[..., :] = (c, s, −s, c) for (F, P) cosines and sines: (F, P, 4)."""
-    for f in range(c.shape[0]):
-        for p in range(c.shape[1]):
-            out[f, p, 0] = c[f, p]
-            out[f, p, 1] = s[f, p]
-            out[f, p, 2] = -s[f, p]
-            out[f, p, 3] = c[f, p]
+@functools.lru_cache(maxsize=16)
+def _pair_gaps(levels: int) -> tuple[FloatArray, NDArray[np.int64]]:
+    """The distinct gaps k − j of the real basis' level pairs (as floats) and, per pair, the
+    index of its gap among them: the columns of ``_frame_changes``' blocks."""
+    gaps, pair_gap = np.unique(_real_basis(levels)[3], return_inverse=True)
+    out = (gaps.astype(np.float64), pair_gap.astype(np.int64).reshape(-1))
+    for a in out:
+        a.setflags(write=False)
+    return out
+
+
+@jit(fastmath=False)
+def _outer_product(x: FloatArray, y: FloatArray, out: FloatArray) -> None:
+    """out[i, j] = x[i]·y[j] (plain IEEE: NumPy's broadcast product, without its set-up)."""
+    for i in range(x.shape[0]):
+        for j in range(y.shape[0]):
+            out[i, j] = x[i] * y[j]
 
 
 @jit(inline="always")
@@ -861,15 +876,16 @@ def _scan_template_inputs(w: ComplexArray, phases: FloatArray, max_abs: float) -
 @jit
 def _run_open(starts: NDArray[np.int64], code: NDArray[np.int64], arg: NDArray[np.int64],
               mats: FloatArray, frames: FloatArray, sym: NDArray[np.int64],
-              anti: NDArray[np.int64], out: FloatArray) -> None:
+              anti: NDArray[np.int64], pair_gap: NDArray[np.int64], out: FloatArray) -> None:
     """P(excited) = clip(1 − ρ₀₀, 0, 1) after each program, from |0⟩⟨0|, in the real
     Hermitian basis (``_excited``).
 
     Args:
         starts: (Q + 1,) program q is ops starts[q]..starts[q+1].
         code, arg: (K,) operation code and its index into ``mats`` or ``frames``.
-        mats: (E, M, M) real propagators; frames: (F, P, 4) pair rotations.
-        sym, anti: (P,) basis indices of each level pair.
+        mats: (E, M, M) real propagators; frames: (3, F, G) pair rotations by gap
+            (``_frame_changes``).
+        sym, anti, pair_gap: (P,) basis indices of each level pair and its gap's column.
         out: (Q,) written.
     """
     dim = mats.shape[1]
@@ -892,14 +908,15 @@ def _run_open(starts: NDArray[np.int64], code: NDArray[np.int64], arg: NDArray[n
                 for i in range(dim):
                     v[i] = t[i]
             elif c == 1:
-                f = frames[arg[k]]
+                f = arg[k]
                 for p in range(n_pairs):
+                    g = pair_gap[p]
                     s = sym[p]
                     a = anti[p]
                     xs = v[s]
                     xa = v[a]
-                    v[s] = f[p, 0] * xs + f[p, 1] * xa
-                    v[a] = f[p, 2] * xs + f[p, 3] * xa
+                    v[s] = frames[0, f, g] * xs + frames[1, f, g] * xa
+                    v[a] = frames[2, f, g] * xs + frames[0, f, g] * xa
         out[q] = _excited(v[0])
 
 
@@ -994,7 +1011,7 @@ def _populations_flat(devices: Sequence[SimulatedDevice], seqs: list[list[PulseS
         np.cumsum(lens, out=starts[1:])
         if open_system:
             _, sym, anti, _ = _real_basis(levels)
-            _run_open(starts, code, arg, mats, frames, sym, anti, p_exc)
+            _run_open(starts, code, arg, mats, frames, sym, anti, _pair_gaps(levels)[1], p_exc)
         else:
             _run_closed(starts, code, arg, mats, frames, p_exc)
     return p_exc
@@ -1059,8 +1076,6 @@ def _template_populations(
     if mats is None:  # only frame changes and zero delays: the loop reads no matrix
         mats = np.zeros((1, plan.dim, plan.dim), dtype=np.float64 if open_system else np.complex128)
     frames = _frame_changes(flat_ph, plan.levels, open_system)
-    if not flat_ph.size:
-        frames = np.zeros((1, *frames.shape[1:]), dtype=frames.dtype)
     code = plan.code_flat
     # A frame of phase exactly 0 is left out of the expanded sequence; skipping it here
     # is the same (a rotation by 0 would be the identity anyway).
@@ -1071,7 +1086,7 @@ def _template_populations(
         code = code2.reshape(-1)
     p_exc = np.empty(b_n * k_n)
     if open_system:
-        _run_open(plan.starts, code, plan.arg_flat, mats, frames, plan.sym, plan.anti, p_exc)
+        _run_open(plan.starts, code, plan.arg_flat, mats, frames, plan.sym, plan.anti, plan.pair_gap, p_exc)
     else:
         _run_closed(plan.starts, code, plan.arg_flat, mats, frames, p_exc)
     return p_exc, plays
@@ -1093,7 +1108,8 @@ class _FleetPlan:
             without delays), placed after the B·n_play plays in the matrix list.
         code, code_flat, arg_flat, starts, fcols, farg: the programs (``_build_template_programs``)
             with the delay arguments of this grouping.
-        sym, anti: the real basis' level pairs (open systems; else empty).
+        sym, anti, pair_gap: the real basis' level pairs and their gap columns (open
+            systems; else empty).
     """
 
     models: tuple[Transmon, ...]
@@ -1113,6 +1129,7 @@ class _FleetPlan:
     farg: NDArray[np.int64]
     sym: NDArray[np.int64]
     anti: NDArray[np.int64]
+    pair_gap: NDArray[np.int64]
 
 
 def _fleet_plan(devices: Sequence[SimulatedDevice], models: list[Transmon],
@@ -1162,9 +1179,10 @@ def _build_fleet_plan(devices: Sequence[SimulatedDevice], models: list[Transmon]
     if n_del:
         stacked = np.empty((len(owner) * n_del, dim, dim), dtype=np.float64 if open_system else np.complex128)
         _stack_delays(devices, models, owner, delays, open_system, stacked)
-    sym = anti = np.zeros(0, dtype=np.int64)
+    sym = anti = pair_gap = np.zeros(0, dtype=np.int64)
     if open_system:
         _, sym, anti, _ = _real_basis(levels)
+        pair_gap = _pair_gaps(levels)[1]
     row_groups = np.repeat(gidx, n_play)
     for a in (arg, stacked, row_groups):
         if a is not None:
@@ -1174,7 +1192,7 @@ def _build_fleet_plan(devices: Sequence[SimulatedDevice], models: list[Transmon]
         gather=None if order == tuple(range(template.n_waveforms)) else list(order),
         group_models=[models[b] for b in owner], row_groups=row_groups, delays=stacked,
         code=code, code_flat=code.reshape(-1), arg_flat=arg.reshape(-1), starts=starts,
-        fcols=fcols, farg=farg, sym=sym, anti=anti)
+        fcols=fcols, farg=farg, sym=sym, anti=anti, pair_gap=pair_gap)
 
 
 def _stack_delays(devices: Sequence[SimulatedDevice], models: list[Transmon], owner: list[int],
@@ -1354,6 +1372,4 @@ def _compile(
         rows = np.flatnonzero(kinds == 1)
         mats[rows] = np.stack(_free_channels(free_req, open_system))
     frames = _frame_changes(phases, levels, open_system)
-    if not vz:
-        frames = np.zeros((1, *frames.shape[1:]), dtype=frames.dtype)
     return ucode[pair], uarg[pair], mats, frames

@@ -299,15 +299,33 @@ def test_frame_change_blocks_are_the_diagonal_phase_in_the_real_basis() -> None:
     for levels in (2, 3, 4):
         w, sym, anti, _ = device._real_basis(levels)
         phases = np.array([0.3, -2.1])
-        blocks = device._frame_changes(phases, levels, True)
+        cos, sin, neg_sin = device._frame_changes(phases, levels, True)
+        pair_gap = device._pair_gaps(levels)[1]
         order = device._order(levels, True)
-        for f, phi in zip(blocks, phases, strict=True):
+        for f, phi in enumerate(phases):
             full = (w.conj().T @ np.diag(np.exp(-1j * phi * order)) @ w)
             assert np.max(np.abs(full.imag)) < 1e-15
             ref = np.eye(levels * levels)
             for p, (s, a) in enumerate(zip(sym, anti, strict=True)):
-                ref[s, s], ref[s, a], ref[a, s], ref[a, a] = f[p]
+                g = pair_gap[p]
+                ref[s, s], ref[s, a], ref[a, s], ref[a, a] = cos[f, g], sin[f, g], neg_sin[f, g], cos[f, g]
             np.testing.assert_allclose(full.real, ref, atol=1e-15)
+
+
+def test_frame_change_blocks_hold_numpys_cos_and_sin_of_each_pairs_angle() -> None:
+    """One angle per distinct gap, shared by the pairs with that gap: bit for bit the
+    array form cos/sin(φ·(k − j)) per pair."""
+    from pulsecal.envs import device
+
+    phases = np.random.default_rng(0).uniform(-40, 40, 50)
+    for levels in (2, 3, 4, 5):
+        gap = device._real_basis(levels)[3]
+        cos, sin, neg_sin = device._frame_changes(phases, levels, True)
+        pair_gap = device._pair_gaps(levels)[1]
+        ang = phases[:, None] * gap[None, :]
+        np.testing.assert_array_equal(cos[:, pair_gap], np.cos(ang))
+        np.testing.assert_array_equal(sin[:, pair_gap], np.sin(ang))
+        np.testing.assert_array_equal(neg_sin[:, pair_gap], -np.sin(ang))
 
 
 def test_play_operators_reuses_what_run_computed_until_the_model_drifts() -> None:
