@@ -241,6 +241,13 @@ class SequenceTemplate:
                 seen.setdefault(slot, None)
         object.__setattr__(self, "_play_order", tuple(seen))
         object.__setattr__(self, "_delays", tuple(sorted({a for k, a in flat if k == DELAY and a > 0})))
+        # Per sequence, the longest earlier non-empty one that starts it (-1: none): the
+        # probes' short repetition counts start the long ones, whose runs continue them.
+        continues = []
+        for q, seq in enumerate(seqs):
+            starts_it = [r for r in range(q) if 0 < len(seqs[r]) <= len(seq) and seq[:len(seqs[r])] == seqs[r]]
+            continues.append(max(starts_it, key=lambda r: len(seqs[r]), default=-1))
+        object.__setattr__(self, "_continues", tuple(continues))
         object.__setattr__(self, "_programs", {})  # by number of devices (``_template_programs``)
         object.__setattr__(self, "_fleets", {})  # by fleet of models (``_fleet_plan``)
 
@@ -662,6 +669,10 @@ def _read_probabilities(p_exc: FloatArray, errors: FloatArray, sizes: NDArray[np
 # frame, or nothing (a zero-length Delay).
 _OP_MAT, _OP_FRAME, _OP_SKIP = 0, 1, 2
 
+# The run loops' ``resume`` when no program continues another.
+_NO_RESUME = np.zeros(0, dtype=np.int64)
+_NO_RESUME.setflags(write=False)
+
 
 def _open(devices: Sequence[SimulatedDevice]) -> bool:
     flags = {d.open_system for d in devices}
@@ -874,14 +885,17 @@ def _scan_template_inputs(w: ComplexArray, phases: FloatArray, max_abs: float) -
 
 
 @jit
-def _run_open(starts: NDArray[np.int64], code: NDArray[np.int64], arg: NDArray[np.int64],
-              mats: FloatArray, frames: FloatArray, sym: NDArray[np.int64],
+def _run_open(starts: NDArray[np.int64], resume: NDArray[np.int64], code: NDArray[np.int64],
+              arg: NDArray[np.int64], mats: FloatArray, frames: FloatArray, sym: NDArray[np.int64],
               anti: NDArray[np.int64], pair_gap: NDArray[np.int64], out: FloatArray) -> None:
     """P(excited) = clip(1 − ρ₀₀, 0, 1) after each program, from |0⟩⟨0|, in the real
     Hermitian basis (``_excited``).
 
     Args:
         starts: (Q + 1,) program q is ops starts[q]..starts[q+1].
+        resume: (Q,) or empty (none): program q continues program resume[q] < q, whose
+            ops are the first ones of q's, from its final state (−1: from the start).
+            The same operations on the same state: the same bits, fewer operations.
         code, arg: (K,) operation code and its index into ``mats`` or ``frames``.
         mats: (E, M, M) real propagators; frames: (3, F, G) pair rotations by gap
             (``_frame_changes``).
@@ -890,13 +904,13 @@ def _run_open(starts: NDArray[np.int64], code: NDArray[np.int64], arg: NDArray[n
     """
     dim = mats.shape[1]
     n_pairs = sym.shape[0]
+    n_q = starts.shape[0] - 1
     v = np.empty(dim)
     t = np.empty(dim)
-    for q in range(starts.shape[0] - 1):
-        for i in range(dim):
-            v[i] = 0.0
-        v[0] = 1.0
-        for k in range(starts[q], starts[q + 1]):
+    final = np.empty((n_q if resume.shape[0] else 0, dim))
+    for q in range(n_q):
+        first = _resume_state(starts, resume, final, q, v)
+        for k in range(first, starts[q + 1]):
             c = code[k]
             if c == 0:
                 m = mats[arg[k]]
@@ -917,22 +931,24 @@ def _run_open(starts: NDArray[np.int64], code: NDArray[np.int64], arg: NDArray[n
                     xa = v[a]
                     v[s] = frames[0, f, g] * xs + frames[1, f, g] * xa
                     v[a] = frames[2, f, g] * xs + frames[0, f, g] * xa
+        if final.shape[0]:
+            final[q] = v
         out[q] = _excited(v[0])
 
 
 @jit
-def _run_closed(starts: NDArray[np.int64], code: NDArray[np.int64], arg: NDArray[np.int64],
-                mats: ComplexArray, frames: ComplexArray, out: FloatArray) -> None:
+def _run_closed(starts: NDArray[np.int64], resume: NDArray[np.int64], code: NDArray[np.int64],
+                arg: NDArray[np.int64], mats: ComplexArray, frames: ComplexArray, out: FloatArray) -> None:
     """P(excited) = clip(1 − |⟨0|ψ⟩|², 0, 1) after each program, from |0⟩; as ``_run_open``
     with unitaries (E, N, N) and diagonal frame factors (F, N)."""
     dim = mats.shape[1]
+    n_q = starts.shape[0] - 1
     v = np.empty(dim, dtype=np.complex128)
     t = np.empty(dim, dtype=np.complex128)
-    for q in range(starts.shape[0] - 1):
-        for i in range(dim):
-            v[i] = 0.0
-        v[0] = 1.0
-        for k in range(starts[q], starts[q + 1]):
+    final = np.empty((n_q if resume.shape[0] else 0, dim), dtype=np.complex128)
+    for q in range(n_q):
+        first = _resume_state(starts, resume, final, q, v)
+        for k in range(first, starts[q + 1]):
             c = code[k]
             if c == 0:
                 m = mats[arg[k]]
@@ -947,7 +963,25 @@ def _run_closed(starts: NDArray[np.int64], code: NDArray[np.int64], arg: NDArray
                 f = frames[arg[k]]
                 for i in range(dim):
                     v[i] = v[i] * f[i]
+        if final.shape[0]:
+            final[q] = v
         out[q] = _excited(v[0].real ** 2 + v[0].imag ** 2)
+
+
+@jit(inline="always")
+def _resume_state(starts: NDArray[np.int64], resume: NDArray[np.int64], final: NDArray[Any], q: int,
+                  v: NDArray[Any]) -> int:
+    """Set ``v`` to program q's starting state (|0⟩ or the final state of the program it
+    continues, ``_run_open``'s ``resume``); returns the index of its first operation left."""
+    r = resume[q] if resume.shape[0] else -1
+    if r < 0:
+        for i in range(v.shape[0]):
+            v[i] = 0.0
+        v[0] = 1.0
+        return starts[q]  # type: ignore[no-any-return]
+    for i in range(v.shape[0]):
+        v[i] = final[r, i]
+    return starts[q] + starts[r + 1] - starts[r]  # type: ignore[no-any-return]
 
 
 # Exact free-evolution channels in kernel form, by (model, samples, open_system). A pure
@@ -1011,9 +1045,9 @@ def _populations_flat(devices: Sequence[SimulatedDevice], seqs: list[list[PulseS
         np.cumsum(lens, out=starts[1:])
         if open_system:
             _, sym, anti, _ = _real_basis(levels)
-            _run_open(starts, code, arg, mats, frames, sym, anti, _pair_gaps(levels)[1], p_exc)
+            _run_open(starts, _NO_RESUME, code, arg, mats, frames, sym, anti, _pair_gaps(levels)[1], p_exc)
         else:
-            _run_closed(starts, code, arg, mats, frames, p_exc)
+            _run_closed(starts, _NO_RESUME, code, arg, mats, frames, p_exc)
     return p_exc
 
 
@@ -1086,9 +1120,10 @@ def _template_populations(
         code = code2.reshape(-1)
     p_exc = np.empty(b_n * k_n)
     if open_system:
-        _run_open(plan.starts, code, plan.arg_flat, mats, frames, plan.sym, plan.anti, plan.pair_gap, p_exc)
+        _run_open(plan.starts, plan.resume, code, plan.arg_flat, mats, frames, plan.sym, plan.anti,
+                  plan.pair_gap, p_exc)
     else:
-        _run_closed(plan.starts, code, plan.arg_flat, mats, frames, p_exc)
+        _run_closed(plan.starts, plan.resume, code, plan.arg_flat, mats, frames, p_exc)
     return p_exc, plays
 
 
@@ -1106,8 +1141,8 @@ class _FleetPlan:
             (B·n_play,), as ``_physics_rows`` takes them.
         delays: (G·D, M, M) read-only stacked delay channels of the G model groups (None
             without delays), placed after the B·n_play plays in the matrix list.
-        code, code_flat, arg_flat, starts, fcols, farg: the programs (``_build_template_programs``)
-            with the delay arguments of this grouping.
+        code, code_flat, arg_flat, starts, resume, fcols, farg: the programs
+            (``_build_template_programs``) with the delay arguments of this grouping.
         sym, anti, pair_gap: the real basis' level pairs and their gap columns (open
             systems; else empty).
     """
@@ -1125,6 +1160,7 @@ class _FleetPlan:
     code_flat: NDArray[np.int64]
     arg_flat: NDArray[np.int64]
     starts: NDArray[np.int64]
+    resume: NDArray[np.int64]
     fcols: NDArray[np.int64]
     farg: NDArray[np.int64]
     sym: NDArray[np.int64]
@@ -1170,7 +1206,7 @@ def _build_fleet_plan(devices: Sequence[SimulatedDevice], models: list[Transmon]
             g = index[id(model)] = len(owner)
             owner.append(b)
         gidx[b] = g
-    code, arg, starts, fcols, farg, dcols, dpos = _template_programs(template, b_n)
+    code, arg, starts, resume, fcols, farg, dcols, dpos = _template_programs(template, b_n)
     if dcols.size and len(owner) != b_n:
         # Devices share model groups (the base arguments number the groups by device).
         arg = arg.copy()
@@ -1191,7 +1227,7 @@ def _build_fleet_plan(devices: Sequence[SimulatedDevice], models: list[Transmon]
         models=tuple(models), open_system=open_system, levels=levels, dim=dim, n_play=n_play,
         gather=None if order == tuple(range(template.n_waveforms)) else list(order),
         group_models=[models[b] for b in owner], row_groups=row_groups, delays=stacked,
-        code=code, code_flat=code.reshape(-1), arg_flat=arg.reshape(-1), starts=starts,
+        code=code, code_flat=code.reshape(-1), arg_flat=arg.reshape(-1), starts=starts, resume=resume,
         fcols=fcols, farg=farg, sym=sym, anti=anti, pair_gap=pair_gap)
 
 
@@ -1230,7 +1266,7 @@ def _stack_delays(devices: Sequence[SimulatedDevice], models: list[Transmon], ow
 
 def _template_programs(template: SequenceTemplate, b_n: int) -> tuple[
         NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64],
-        NDArray[np.int64], NDArray[np.int64]]:
+        NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
     """``_build_template_programs``, cached on the template itself (a lookup by B instead
     of hashing the whole layout every step)."""
     cache: dict[int, Any] = template._programs  # type: ignore[attr-defined]
@@ -1244,11 +1280,12 @@ def _template_programs(template: SequenceTemplate, b_n: int) -> tuple[
 
 def _build_template_programs(template: SequenceTemplate, b_n: int) -> tuple[
         NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64],
-        NDArray[np.int64], NDArray[np.int64]]:
+        NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
     """The parts of ``_template_populations``' programs that depend only on the layout and
     the number of devices: codes (B, L) with every frame as a frame change, slot arguments
-    (B, L), program starts (B·K + 1,), the frame columns and their phase slots, the delay
-    columns and the rank of their delay among the distinct ones.
+    (B, L), program starts (B·K + 1,), which program each continues (``_run_open``'s
+    ``resume``), the frame columns and their phase slots, the delay columns and the rank
+    of their delay among the distinct ones.
 
     Matrix slots: device b's plays at b·n_play + (rank of first use), then the delays at
     B·n_play + g·D + j for the device's model group g (D distinct non-zero delays; the
@@ -1279,7 +1316,12 @@ def _build_template_programs(template: SequenceTemplate, b_n: int) -> tuple[
         code[:, is_delay] = _OP_SKIP
     starts = np.zeros(b_n * lens.size + 1, dtype=np.int64)
     np.cumsum(np.tile(lens, b_n), out=starts[1:])
-    out = (code, arg, starts, np.flatnonzero(is_frame), farg, dcols, dpos)
+    continues = np.array(template._continues, dtype=np.int64)  # type: ignore[attr-defined]
+    resume = _NO_RESUME
+    if (continues >= 0).any():
+        k_n = continues.size
+        resume = np.where(continues >= 0, rows * k_n + continues[None, :], -1).reshape(-1)
+    out = (code, arg, starts, resume, np.flatnonzero(is_frame), farg, dcols, dpos)
     for a in out:
         a.setflags(write=False)
     return out

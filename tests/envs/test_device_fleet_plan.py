@@ -75,3 +75,30 @@ def test_a_cached_fleet_still_checks_its_devices() -> None:
     other = SimulatedDevice(base.replace(transmon=TRANSMON.replace(levels=2)))
     with pytest.raises(ValueError, match="levels or dt_s"):
         SimulatedDevice.template_probabilities([opened, other], TEMPLATE, waves, phases)
+
+
+@pytest.mark.parametrize("open_system", [True, False])
+def test_sequences_that_start_with_an_earlier_one_continue_its_run(open_system: bool) -> None:
+    """A sequence whose first operations are an earlier sequence (the probes' repetition
+    counts) continues from that one's final state: the same probabilities and counts as the
+    operation-object path, also with a zero phase (a skipped frame) in the shared part and
+    with a repeated sequence."""
+    x = (("play", 0), ("frame", 0), ("play", 1))
+    seqs = (x, x * 3, (("delay", 20), *x), (*x, *x, ("delay", 0), ("play", 0)), x, ())
+    template = SequenceTemplate(seqs, n_waveforms=2, n_phases=1)
+    assert template._continues == (-1, 0, -1, 0, 0, -1)  # type: ignore[attr-defined]
+    devs = [SimulatedDevice(DeviceParams(TRANSMON.replace(detuning_hz=d)), open_system=open_system)
+            for d in (1e6, -2e6, 1e6)]
+    waves, _ = _inputs(3, 7)
+    for phases in (np.array([[0.4], [0.0], [-1.1]]), np.zeros((3, 1))):
+        got = SimulatedDevice.template_probabilities(devs, template, waves, phases)
+        want = [d.excited_probabilities(template.expand(waves[b], phases[b], DT)) for b, d in enumerate(devs)]
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    twins = [SimulatedDevice(DeviceParams(TRANSMON.replace(detuning_hz=d)), open_system=open_system,
+                             rng=np.random.default_rng(4)) for d in (1e6, -2e6)]
+    others = [SimulatedDevice(DeviceParams(TRANSMON.replace(detuning_hz=d)), open_system=open_system,
+                              rng=np.random.default_rng(4)) for d in (1e6, -2e6)]
+    counts = SimulatedDevice.run_template(twins, template, waves[:2], phases[:2] + 0.3, 200)
+    ref = SimulatedDevice.run_many(
+        others, [template.expand(waves[b], phases[b] + 0.3, DT) for b in range(2)], 200)
+    np.testing.assert_array_equal(counts, np.stack(ref))
