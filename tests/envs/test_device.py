@@ -345,3 +345,23 @@ def test_play_operators_reuses_what_run_computed_until_the_model_drifts() -> Non
     cached = still._cache[("play", w.tobytes())]
     np.testing.assert_array_equal(SimulatedDevice.play_operators([still], w[None])[0],
                                   device._from_hermitian_basis(cached[None], device._real_basis(3)[0])[0])
+
+
+def test_waveform_check_is_exactly_abs_u_at_most_the_limit() -> None:
+    """``_scan_template_inputs`` skips abs(u) for samples whose square is clearly below the
+    limit: the verdict must be abs(u) <= limit's, sample by sample, right at the limit too."""
+    from pulsecal.envs.device import _BAD_WAVEFORM, _scan_template_inputs
+
+    rng = np.random.default_rng(0)
+    limit = 1.0 + 1e-9
+    radius = limit * (1.0 + rng.uniform(-3e-12, 3e-12, 20000))
+    radius[:2000] = limit * (1.0 + rng.integers(-40, 41, 2000) * 2.0**-52)
+    samples = radius * np.exp(1j * rng.uniform(0, 2 * np.pi, radius.size))
+    samples = np.concatenate([samples, [np.nan, complex(np.inf, 0), complex(0, np.nan), 1e-300, 1e200 + 0j]])
+    no_phases = np.zeros(0)
+    verdicts = []
+    for u in samples:
+        bad = bool(_scan_template_inputs(np.array([u]), no_phases, limit) & _BAD_WAVEFORM)
+        assert bad == (not abs(u) <= limit), u
+        verdicts.append(bad)
+    assert 1000 < sum(verdicts) < len(samples) - 1000  # both verdicts, many right at the limit
