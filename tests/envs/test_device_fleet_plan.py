@@ -102,4 +102,3 @@ def test_sequences_that_start_with_an_earlier_one_continue_its_run(open_system: 
     ref = SimulatedDevice.run_many(
         others, [template.expand(waves[b], phases[b] + 0.3, DT) for b in range(2)], 200)
     np.testing.assert_array_equal(counts, np.stack(ref))
-
