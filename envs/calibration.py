@@ -586,15 +586,10 @@ def analyse(p1: ArrayLike, probes: Sequence[Probe], gate_duration_s: float) -> A
     """
     p = np.atleast_2d(np.asarray(p1, dtype=np.float64))
     gains, (rank_fam, rank_col, rank_w) = _analysis_setup(tuple(probes), float(gate_duration_s))
-    # clip(2·P1 − 1, −1, 1) in place (maximum and minimum pass NaN on, as clip does, and
-    # cost a third of np.clip's call on a few rows).
-    x = 2.0 * p - 1.0
-    theta = np.arcsin(np.minimum(np.maximum(x, -1.0, out=x), 1.0, out=x), out=x)
-    ang = theta / gains
-    fam = np.zeros((p.shape[0], len(FAMILIES)))
-    infid = np.zeros(p.shape[0])
-    _analyse_kernel(np.ascontiguousarray(theta), gains, rank_fam, rank_col, rank_w, ang, fam, infid)
-    return Analysis(ang, fam, infid)
+    # The arcsine stays NumPy's; the plain-IEEE steps around it are compiled loops (on a
+    # few rows, each array operation costs more to call than to compute).
+    theta = np.arcsin(_sine_signal(np.ascontiguousarray(p)))
+    return Analysis(*_analyse_kernel(theta, gains, rank_fam, rank_col, rank_w))
 
 
 @functools.lru_cache(maxsize=64)
@@ -621,14 +616,31 @@ def _flat_ranks(kinds: tuple[str, ...], gains: tuple[float, ...]
 
 
 @jit_plain
+def _sine_signal(p: FloatArray) -> FloatArray:
+    """clip(2·p − 1, −1, 1) of (B, K) populations, element by element as the array form
+    (NaN passes through)."""
+    out = np.empty_like(p)
+    for b in range(p.shape[0]):
+        for k in range(p.shape[1]):
+            x = 2.0 * p[b, k] - 1.0
+            out[b, k] = x if (x != x or -1.0 <= x <= 1.0) else (-1.0 if x < -1.0 else 1.0)
+    return out
+
+
+@jit_plain
 def _analyse_kernel(theta: FloatArray, gains: FloatArray, rank_fam: NDArray[np.int64],
-                    rank_col: NDArray[np.int64], rank_w: FloatArray, ang: FloatArray,
-                    fam: FloatArray, infid: FloatArray) -> None:
+                    rank_col: NDArray[np.int64], rank_w: FloatArray,
+                    ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """The robust phase estimation of ``analyse``, row by row: all families advance
     together, rank by rank (shallowest probe of each first). Plain IEEE arithmetic (no
-    FMA contraction), the operations of the former array form element by element."""
+    FMA contraction), the operations of the former array form element by element.
+    Returns angles (B, K) (θ/gain where no family reads the probe), family angles
+    (B, F) (F = ``len(FAMILIES)``, the width of the rank tables) and infidelity (B,)."""
     n_b = theta.shape[0]
     n_r, n_f = rank_fam.shape
+    ang = theta / gains
+    fam = np.zeros((n_b, n_f))
+    infid = np.zeros(n_b)
     num = np.zeros(n_f)
     den = np.zeros(n_f)
     for b in range(n_b):
@@ -666,6 +678,7 @@ def _analyse_kernel(theta: FloatArray, gains: FloatArray, rank_fam: NDArray[np.i
             fam[b, f] = v
             s += v * v
         infid[b] = s / 6.0
+    return ang, fam, infid
 
 
 # -- devices, shots and truth ------------------------------------------------------------------

@@ -403,11 +403,11 @@ class GateCalibrationCore(DragCalibrationCore):
     def _spare_slots(self, like: list[int]) -> None:
         """Append one slot per copy in ``like`` to every per-copy container (the copy's
         generator object itself, so draws in the slot advance the copy's stream)."""
-        rows = np.asarray(like, dtype=np.int64)
+        # Every row, then the copied ones: one gather per array.
+        rows = np.array([*range(len(self.params)), *like], dtype=np.int64)
         for name in ("params", "start", "unit", "last_p1", "last_error"):
-            arr = getattr(self, name)
-            setattr(self, name, np.concatenate([arr, arr[rows]]))
-        self.task.shots_used = np.concatenate([self.task.shots_used, self.task.shots_used[rows]])
+            setattr(self, name, getattr(self, name)[rows])
+        self.task.shots_used = self.task.shots_used[rows]
         self.devices += [self.devices[i] for i in like]
         self.task.devices += [self.task.devices[i] for i in like]
         self.history += [[] for _ in like]

@@ -264,9 +264,11 @@ def test_analyse_matches_its_array_form_bit_for_bit() -> None:
     rng = np.random.default_rng(3)
     for probes in (default_probes(), default_probes()[::-1], default_probes()[:3]):
         for _ in range(50):
-            p1 = rng.uniform(0, 1, (9, len(probes)))
+            # (beyond [0, 1] and ±inf too: the clip before the arcsine is compiled)
+            p1 = rng.uniform(-0.1, 1.1, (9, len(probes)))
             p1[rng.uniform(size=p1.shape) < 0.1] = np.nan
             p1[rng.uniform(size=p1.shape) < 0.1] = 0.5
+            p1[rng.uniform(size=p1.shape) < 0.05] = rng.choice([0.0, 1.0, np.inf, -np.inf])
             got = analyse(p1, probes, 20e-9)
             ref = _analyse_array_form(p1, probes, 20e-9)
             for a, b in zip((got.angles, got.family_angle, got.infidelity), ref, strict=True):
