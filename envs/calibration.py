@@ -573,6 +573,15 @@ def _analysis_ranks(kinds: tuple[str, ...], gains: tuple[float, ...]) -> tuple[
     return tuple(out)
 
 
+def _rows(values: ArrayLike) -> FloatArray:
+    """``np.atleast_2d(np.asarray(values, dtype=np.float64))``: a 2-D float64 array is
+    returned as is, which is what those calls return for it, without their call cost
+    (every env step passes its rows through several of these)."""
+    if type(values) is np.ndarray and values.ndim == 2 and values.dtype == np.float64:
+        return values
+    return np.atleast_2d(np.asarray(values, dtype=np.float64))
+
+
 def analyse(p1: ArrayLike, probes: Sequence[Probe], gate_duration_s: float) -> Analysis:
     """Read measured excited populations (B, K) into per-gate error angles.
 
@@ -584,7 +593,7 @@ def analyse(p1: ArrayLike, probes: Sequence[Probe], gate_duration_s: float) -> A
     which the deep probes dominate. Estimated infidelity: Σ_family angle²/6.
     NaN populations (probe not run) are ignored. Pure function, no shots.
     """
-    p = np.atleast_2d(np.asarray(p1, dtype=np.float64))
+    p = _rows(p1)
     gains, (rank_fam, rank_col, rank_w) = _analysis_setup(tuple(probes), float(gate_duration_s))
     # The arcsine stays NumPy's; the plain-IEEE steps around it are compiled loops (on a
     # few rows, each array operation costs more to call than to compute).
@@ -799,19 +808,20 @@ class CalibrationTask:
 
     def waveforms(self, params: ArrayLike) -> tuple[ComplexArray, ComplexArray]:
         """X and SX waveforms, each (B, S), for (B, 4) parameter rows."""
-        w = self._pair(np.atleast_2d(np.asarray(params, dtype=np.float64)))
+        w = self._pair(_rows(params))
         return w[:, X_SLOT], w[:, SX_SLOT]
 
     def _pair(self, p: FloatArray) -> ComplexArray:
         """(B, 2, S): X and SX waveforms of (B, 4) rows, in their template slots."""
-        w = self.gate._waveforms(p, self.dt_s, (1.0, self.gate.sx_area_fraction))
-        self._last_x = (p.tobytes(), self.dt_s, w[:, X_SLOT])
+        dt_s = self.dt_s
+        w = self.gate._waveforms(p, dt_s, (1.0, self.gate.sx_area_fraction))
+        self._last_x = (p.tobytes(), dt_s, w[:, X_SLOT])
         return w
 
     def x_waveforms(self, params: ArrayLike) -> ComplexArray:
         """``waveforms(params)[0]``; the one of the last ``waveforms`` call (handed out
         once) when it was for the same rows (the env's truth after its measurement)."""
-        p = np.atleast_2d(np.asarray(params, dtype=np.float64))
+        p = _rows(params)
         last, self._last_x = self._last_x, None
         if last is not None and last[1] == self.dt_s and last[0] == p.tobytes():
             return last[2]
@@ -826,7 +836,7 @@ class CalibrationTask:
         after its measurement) the X propagators that measurement applied are the truth
         as long as no device's model has changed since (no drift in between): they are
         used as they are, with no second physics call (one-shot, like ``x_waveforms``)."""
-        p = np.atleast_2d(np.asarray(params, dtype=np.float64))
+        p = _rows(params)
         w = self.x_waveforms(p)
         devs = [self.devices[int(i)] for i in index]
         last, self._last_ops = self._last_ops, None
@@ -844,7 +854,7 @@ class CalibrationTask:
 
     def sequences(self, params: ArrayLike, probes: Sequence[Probe] | None = None) -> list[list[PulseSequence]]:
         """Probe sequences per device for (B, 4) parameter rows."""
-        p = np.atleast_2d(np.asarray(params, dtype=np.float64))
+        p = _rows(params)
         probes = self.probes if probes is None else tuple(probes)
         wx, wsx = self.waveforms(p)
         gate_s = self.gate.n_samples(self.dt_s) * self.dt_s
@@ -865,7 +875,7 @@ class CalibrationTask:
             SequenceTemplate, ComplexArray, FloatArray]:
         """(template, waveforms (B, 2, S), phases (B, F)) for (B, 4) parameter rows: what
         ``SimulatedDevice.run_template`` needs to run exactly ``sequences(params, probes)``."""
-        p = np.atleast_2d(np.asarray(params, dtype=np.float64))
+        p = _rows(params)
         template, exprs = self.template(probes)
         waves = self._pair(p)
         dt_s = self.dt_s
@@ -913,8 +923,7 @@ class CalibrationTask:
             index: which devices to run.
             probes: probe set (default ``self.probes``).
         """
-        p = params.as_array()[None] if isinstance(params, DragParams) else np.atleast_2d(
-            np.asarray(params, dtype=np.float64))
+        p = params.as_array()[None] if isinstance(params, DragParams) else _rows(params)
         idx = list(range(len(self.devices))) if index is None else [int(i) for i in index]
         if p.shape != (len(idx), 4):
             require(False, "params", p.shape, f"shape ({len(idx)}, 4)")
@@ -965,8 +974,7 @@ class CalibrationTask:
 
         Returns None when a device is not simulated (no truth on hardware).
         """
-        p = params.as_array()[None] if isinstance(params, DragParams) else np.atleast_2d(
-            np.asarray(params, dtype=np.float64))
+        p = params.as_array()[None] if isinstance(params, DragParams) else _rows(params)
         idx = list(range(len(self.devices))) if index is None else [int(i) for i in index]
         frac = self.gate.sx_area_fraction if target == "SX" else 1.0
         w = self.gate.waveforms(p, self.dt_s, frac)
