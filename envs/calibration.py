@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -180,12 +181,15 @@ class DragGate:
         p = np.ascontiguousarray(p, dtype=np.float64)
         scaled = np.empty((p.shape[0], len(fractions), g.size), dtype=np.complex128)
         exponent = np.empty((p.shape[0], g.size), dtype=np.complex128)
-        _drag_factors(p, g, dg, x, np.array(fractions, dtype=np.float64), scaled, exponent)
+        bound = _drag_factors(p, g, dg, x, np.array(fractions, dtype=np.float64), scaled, exponent)
         w = scaled * np.exp(exponent)[:, None, :]
-        mag = np.abs(w)
-        over = mag > 1.0
-        if over.any():
-            w = np.where(over, w / np.maximum(mag, 1.0), w)
+        # |w| is |amp·shape| times a unit phase factor, up to a few ulps of rounding; below
+        # this bound no sample can exceed 1, so the clip (three array passes) is skipped.
+        if not bound <= _NO_CLIP_BOUND:
+            mag = np.abs(w)
+            over = mag > 1.0
+            if over.any():
+                w = np.where(over, w / np.maximum(mag, 1.0), w)
         return w
 
     def area_s(self, dt_s: float) -> float:
@@ -193,12 +197,20 @@ class DragGate:
         return float(np.sum(self.envelope(dt_s)[0])) * dt_s
 
 
+# ``_drag_factors``' bound on |amp·shape| under which ``DragGate._waveforms`` skips its clip:
+# far enough below 1 that no rounding of the phase factor, the product or the modulus
+# (each within a few ulps) can lift a sample above 1.
+_NO_CLIP_BOUND = 1.0 - 1e-9
+
+
 @jit(fastmath=False)
 def _drag_factors(p: FloatArray, g: FloatArray, dg: FloatArray, x: FloatArray, fractions: FloatArray,
-                  scaled: ComplexArray, exponent: ComplexArray) -> None:
+                  scaled: ComplexArray, exponent: ComplexArray) -> float:
     """``DragGate._waveforms``' two factors: scaled (B, F, S) = (f·amplitude)·(g + (1j·β)·dg)
     and exponent (B, S) = 1j·(−2π·Δ·x + phase), each operation as NumPy's array form does it
-    (a float times a complex is the float promoted to complex, zero imaginary part)."""
+    (a float times a complex is the float promoted to complex, zero imaginary part).
+    Returns an upper bound of |scaled| (|re| + |im|; NaN if any entry is NaN)."""
+    bound = 0.0
     for b in range(p.shape[0]):
         beta = p[b, 1]
         jbr, jbi = 0.0 * beta - 1.0 * 0.0, 0.0 * 0.0 + 1.0 * beta  # 1j·β
@@ -209,9 +221,14 @@ def _drag_factors(p: FloatArray, g: FloatArray, dg: FloatArray, x: FloatArray, f
             sr, si = g[s] + tr, 0.0 + ti  # g + ...
             for f in range(fractions.shape[0]):
                 amp = fractions[f] * p[b, 0]
-                scaled[b, f, s] = complex(amp * sr - 0.0 * si, amp * si + 0.0 * sr)
+                re, im = amp * sr - 0.0 * si, amp * si + 0.0 * sr
+                scaled[b, f, s] = complex(re, im)
+                m = abs(re) + abs(im)
+                if m != m or m > bound:  # a NaN, once taken, is never replaced
+                    bound = m
             rot = a * x[s] + p[b, 3]
             exponent[b, s] = complex(0.0 * rot - 1.0 * 0.0, 0.0 * 0.0 + 1.0 * rot)
+    return bound
 
 
 @functools.lru_cache(maxsize=64)
@@ -556,6 +573,15 @@ def _analysis_ranks(kinds: tuple[str, ...], gains: tuple[float, ...]) -> tuple[
     return tuple(out)
 
 
+def _rows(values: ArrayLike) -> FloatArray:
+    """``np.atleast_2d(np.asarray(values, dtype=np.float64))``: a 2-D float64 array is
+    returned as is, which is what those calls return for it, without their call cost
+    (every env step passes its rows through several of these)."""
+    if type(values) is np.ndarray and values.ndim == 2 and values.dtype == np.float64:
+        return values
+    return np.atleast_2d(np.asarray(values, dtype=np.float64))
+
+
 def analyse(p1: ArrayLike, probes: Sequence[Probe], gate_duration_s: float) -> Analysis:
     """Read measured excited populations (B, K) into per-gate error angles.
 
@@ -567,14 +593,12 @@ def analyse(p1: ArrayLike, probes: Sequence[Probe], gate_duration_s: float) -> A
     which the deep probes dominate. Estimated infidelity: Σ_family angle²/6.
     NaN populations (probe not run) are ignored. Pure function, no shots.
     """
-    p = np.atleast_2d(np.asarray(p1, dtype=np.float64))
+    p = _rows(p1)
     gains, (rank_fam, rank_col, rank_w) = _analysis_setup(tuple(probes), float(gate_duration_s))
-    theta = np.arcsin(np.clip(2.0 * p - 1.0, -1.0, 1.0))
-    ang = theta / gains
-    fam = np.zeros((p.shape[0], len(FAMILIES)))
-    infid = np.zeros(p.shape[0])
-    _analyse_kernel(np.ascontiguousarray(theta), gains, rank_fam, rank_col, rank_w, ang, fam, infid)
-    return Analysis(ang, fam, infid)
+    # The arcsine stays NumPy's; the plain-IEEE steps around it are compiled loops (on a
+    # few rows, each array operation costs more to call than to compute).
+    theta = np.arcsin(_sine_signal(np.ascontiguousarray(p)))
+    return Analysis(*_analyse_kernel(theta, gains, rank_fam, rank_col, rank_w))
 
 
 @functools.lru_cache(maxsize=64)
@@ -601,14 +625,31 @@ def _flat_ranks(kinds: tuple[str, ...], gains: tuple[float, ...]
 
 
 @jit_plain
+def _sine_signal(p: FloatArray) -> FloatArray:
+    """clip(2·p − 1, −1, 1) of (B, K) populations, element by element as the array form
+    (NaN passes through)."""
+    out = np.empty_like(p)
+    for b in range(p.shape[0]):
+        for k in range(p.shape[1]):
+            x = 2.0 * p[b, k] - 1.0
+            out[b, k] = x if (x != x or -1.0 <= x <= 1.0) else (-1.0 if x < -1.0 else 1.0)
+    return out
+
+
+@jit_plain
 def _analyse_kernel(theta: FloatArray, gains: FloatArray, rank_fam: NDArray[np.int64],
-                    rank_col: NDArray[np.int64], rank_w: FloatArray, ang: FloatArray,
-                    fam: FloatArray, infid: FloatArray) -> None:
+                    rank_col: NDArray[np.int64], rank_w: FloatArray,
+                    ) -> tuple[FloatArray, FloatArray, FloatArray]:
     """The robust phase estimation of ``analyse``, row by row: all families advance
     together, rank by rank (shallowest probe of each first). Plain IEEE arithmetic (no
-    FMA contraction), the operations of the former array form element by element."""
+    FMA contraction), the operations of the former array form element by element.
+    Returns angles (B, K) (θ/gain where no family reads the probe), family angles
+    (B, F) (F = ``len(FAMILIES)``, the width of the rank tables) and infidelity (B,)."""
     n_b = theta.shape[0]
     n_r, n_f = rank_fam.shape
+    ang = theta / gains
+    fam = np.zeros((n_b, n_f))
+    infid = np.zeros(n_b)
     num = np.zeros(n_f)
     den = np.zeros(n_f)
     for b in range(n_b):
@@ -646,6 +687,7 @@ def _analyse_kernel(theta: FloatArray, gains: FloatArray, rank_fam: NDArray[np.i
             fam[b, f] = v
             s += v * v
         infid[b] = s / 6.0
+    return ang, fam, infid
 
 
 # -- devices, shots and truth ------------------------------------------------------------------
@@ -717,12 +759,12 @@ def _truth_of_operators(devs: list[SimulatedDevice], ops: ComplexArray, samples:
 
 def _truth_dict(fid: ArrayLike, fid_raw: ArrayLike, leak: ArrayLike, duration_s: float,
                 models: Sequence[Transmon]) -> dict[str, FloatArray]:
+    t_s = float(duration_s)
     return {
         "fidelity": np.asarray(fid),
         "fidelity_raw": np.asarray(fid_raw),
         "leakage": np.asarray(leak),
-        "coherence_limit": np.array([_coherence_limit(float(duration_s), t.t1_s, t.t2_s) for t in models],
-                                    dtype=np.float64),
+        "coherence_limit": np.array([_coherence_limit(t_s, t.t1_s, t.t2_s) for t in models], dtype=np.float64),
     }
 
 
@@ -766,19 +808,20 @@ class CalibrationTask:
 
     def waveforms(self, params: ArrayLike) -> tuple[ComplexArray, ComplexArray]:
         """X and SX waveforms, each (B, S), for (B, 4) parameter rows."""
-        w = self._pair(np.atleast_2d(np.asarray(params, dtype=np.float64)))
+        w = self._pair(_rows(params))
         return w[:, X_SLOT], w[:, SX_SLOT]
 
     def _pair(self, p: FloatArray) -> ComplexArray:
         """(B, 2, S): X and SX waveforms of (B, 4) rows, in their template slots."""
-        w = self.gate._waveforms(p, self.dt_s, (1.0, self.gate.sx_area_fraction))
-        self._last_x = (p.tobytes(), self.dt_s, w[:, X_SLOT])
+        dt_s = self.dt_s
+        w = self.gate._waveforms(p, dt_s, (1.0, self.gate.sx_area_fraction))
+        self._last_x = (p.tobytes(), dt_s, w[:, X_SLOT])
         return w
 
     def x_waveforms(self, params: ArrayLike) -> ComplexArray:
         """``waveforms(params)[0]``; the one of the last ``waveforms`` call (handed out
         once) when it was for the same rows (the env's truth after its measurement)."""
-        p = np.atleast_2d(np.asarray(params, dtype=np.float64))
+        p = _rows(params)
         last, self._last_x = self._last_x, None
         if last is not None and last[1] == self.dt_s and last[0] == p.tobytes():
             return last[2]
@@ -793,12 +836,12 @@ class CalibrationTask:
         after its measurement) the X propagators that measurement applied are the truth
         as long as no device's model has changed since (no drift in between): they are
         used as they are, with no second physics call (one-shot, like ``x_waveforms``)."""
-        p = np.atleast_2d(np.asarray(params, dtype=np.float64))
+        p = _rows(params)
         w = self.x_waveforms(p)
         devs = [self.devices[int(i)] for i in index]
         last, self._last_ops = self._last_ops, None
         if (last is not None and last[0] == p.tobytes() and len(last[1].devices) == len(devs)
-                and all(a is b for a, b in zip(last[1].devices, devs, strict=True)) and last[1].current()):
+                and all(map(operator.is_, last[1].devices, devs)) and last[1].current()):
             plays = last[1]
             if plays.open_system:
                 # Straight from the real forms the run loop used (no column stacking).
@@ -811,7 +854,7 @@ class CalibrationTask:
 
     def sequences(self, params: ArrayLike, probes: Sequence[Probe] | None = None) -> list[list[PulseSequence]]:
         """Probe sequences per device for (B, 4) parameter rows."""
-        p = np.atleast_2d(np.asarray(params, dtype=np.float64))
+        p = _rows(params)
         probes = self.probes if probes is None else tuple(probes)
         wx, wsx = self.waveforms(p)
         gate_s = self.gate.n_samples(self.dt_s) * self.dt_s
@@ -832,7 +875,7 @@ class CalibrationTask:
             SequenceTemplate, ComplexArray, FloatArray]:
         """(template, waveforms (B, 2, S), phases (B, F)) for (B, 4) parameter rows: what
         ``SimulatedDevice.run_template`` needs to run exactly ``sequences(params, probes)``."""
-        p = np.atleast_2d(np.asarray(params, dtype=np.float64))
+        p = _rows(params)
         template, exprs = self.template(probes)
         waves = self._pair(p)
         dt_s = self.dt_s
@@ -880,8 +923,7 @@ class CalibrationTask:
             index: which devices to run.
             probes: probe set (default ``self.probes``).
         """
-        p = params.as_array()[None] if isinstance(params, DragParams) else np.atleast_2d(
-            np.asarray(params, dtype=np.float64))
+        p = params.as_array()[None] if isinstance(params, DragParams) else _rows(params)
         idx = list(range(len(self.devices))) if index is None else [int(i) for i in index]
         if p.shape != (len(idx), 4):
             require(False, "params", p.shape, f"shape ({len(idx)}, 4)")
@@ -897,8 +939,14 @@ class CalibrationTask:
         else:
             counts = run_on_devices(devs, self.sequences(p, probes), n)
         k = len(probes)
+        if idx and k and isinstance(shots, int | np.integer) and n[0] > 0:
+            # The env's steps: every device ran the same shots. Dividing the int64 counts
+            # by that int as a float is the per-element operation of the array form.
+            c = counts if isinstance(counts, np.ndarray) else np.stack(counts)
+            self._charge(idx, n[0] * k)
+            return c[:, :, 1] / float(n[0])  # type: ignore[no-any-return]
         shots_arr = np.asarray(n, dtype=np.int64)
-        if idx and k and min(n) > 0:  # every device ran (the env's steps)
+        if idx and k and min(n) > 0:  # every device ran
             c = counts if isinstance(counts, np.ndarray) else np.stack(counts)
             self._charge(idx, shots_arr * k)
             return c[:, :, 1] / shots_arr[:, None]  # type: ignore[no-any-return]
@@ -910,7 +958,7 @@ class CalibrationTask:
             self._charge([idx[j] for j in ran.tolist()], shots_arr[ran] * k)
         return out
 
-    def _charge(self, idx: list[int], shots: NDArray[np.int64]) -> None:
+    def _charge(self, idx: list[int], shots: int | NDArray[np.int64]) -> None:
         """shots_used[idx] += shots, a device that appears twice in ``idx`` charged twice."""
         rows = np.asarray(idx, dtype=np.int64)
         if len(set(idx)) == len(idx):
@@ -926,8 +974,7 @@ class CalibrationTask:
 
         Returns None when a device is not simulated (no truth on hardware).
         """
-        p = params.as_array()[None] if isinstance(params, DragParams) else np.atleast_2d(
-            np.asarray(params, dtype=np.float64))
+        p = params.as_array()[None] if isinstance(params, DragParams) else _rows(params)
         idx = list(range(len(self.devices))) if index is None else [int(i) for i in index]
         frac = self.gate.sx_area_fraction if target == "SX" else 1.0
         w = self.gate.waveforms(p, self.dt_s, frac)

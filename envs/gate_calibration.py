@@ -237,7 +237,6 @@ class DragCalibrationCore(BatchedCore):
         else:
             raise ValueError("options['initial_params'] is required with a non-simulated device "
                              "(nobody knows its textbook parameters but the lab)")
-        unit = [abs(r) if rel else 1.0 for r, rel in zip(ref, _RELATIVE_T, strict=True)]
         if "miscalibration" in options:
             m = dict(options["miscalibration"])
             bad = set(m) - set(PARAMETER_NAMES)
@@ -246,7 +245,8 @@ class DragCalibrationCore(BatchedCore):
             off = [float(m.get(k, 0.0)) for k in PARAMETER_NAMES]
         else:
             off = [a * b for a, b in zip(u, self.cfg.miscalibration, strict=True)]
-        start = [r + o * s for r, o, s in zip(ref, off, unit, strict=True)]
+        # ref + off · unit, unit = |ref| for a relative parameter, 1 otherwise.
+        start = [r + o * (abs(r) if rel else 1.0) for r, o, rel in zip(ref, off, _RELATIVE_T, strict=True)]
         if "initial_params" in options:
             ip = options["initial_params"]
             arr = (ip.as_array() if isinstance(ip, DragParams) else np.asarray(ip, dtype=np.float64)).copy()
@@ -403,11 +403,11 @@ class GateCalibrationCore(DragCalibrationCore):
     def _spare_slots(self, like: list[int]) -> None:
         """Append one slot per copy in ``like`` to every per-copy container (the copy's
         generator object itself, so draws in the slot advance the copy's stream)."""
-        rows = np.asarray(like, dtype=np.int64)
+        # Every row, then the copied ones: one gather per array.
+        rows = np.array([*range(len(self.params)), *like], dtype=np.int64)
         for name in ("params", "start", "unit", "last_p1", "last_error"):
-            arr = getattr(self, name)
-            setattr(self, name, np.concatenate([arr, arr[rows]]))
-        self.task.shots_used = np.concatenate([self.task.shots_used, self.task.shots_used[rows]])
+            setattr(self, name, getattr(self, name)[rows])
+        self.task.shots_used = self.task.shots_used[rows]
         self.devices += [self.devices[i] for i in like]
         self.task.devices += [self.task.devices[i] for i in like]
         self.history += [[] for _ in like]

@@ -31,6 +31,8 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 from numpy.typing import NDArray
 
+from .physics._fast_jit import jit
+
 FloatArray = NDArray[np.float64]
 
 
@@ -44,7 +46,7 @@ class InfoColumns(Sequence[dict[str, Any]]):
     """
 
     def __init__(self, columns: dict[str, NDArray[Any]]) -> None:
-        sizes = {len(c) for c in columns.values()}
+        sizes = set(map(len, columns.values()))
         if len(sizes) > 1:
             raise ValueError(f"info columns have lengths {sorted(sizes)}: allowed one length")
         self.columns = columns
@@ -104,8 +106,8 @@ class BatchedCore(ABC):
         shape = self.action_space.shape
         if a.shape[1:] != shape:
             raise ValueError(f"action has shape {a.shape[1:]}: allowed {shape}")
-        # One reduction for the common case (NaN/inf make the peak NaN/inf, failing it).
-        peak = float(np.abs(a).max()) if a.size else 0.0
+        # One compiled pass for the common case (NaN/inf make the peak NaN/inf, failing it).
+        peak = _abs_peak(a.reshape(-1)) if a.size else 0.0
         if not peak <= 1.0:
             if not np.isfinite(a).all():
                 raise ValueError("action has NaN/inf entries: allowed finite values in [-1, 1]")
@@ -188,6 +190,20 @@ class BatchedCore(ABC):
 
     def render_copy(self, i: int) -> NDArray[np.uint8]:
         raise NotImplementedError
+
+
+@jit(fastmath=False)
+def _abs_peak(a: FloatArray) -> float:
+    """``float(np.abs(a).max())`` of a 1-D array: NaN if any entry is NaN (one loop instead
+    of a temporary and a reduction, which cost more than a few actions' arithmetic)."""
+    peak = 0.0
+    for x in a:
+        m = abs(x)
+        if m != m:
+            return m
+        if m > peak:
+            peak = m
+    return peak
 
 
 class BatchedVectorEnv(VectorEnv):

@@ -574,8 +574,8 @@ def superoperators_real(
     be distinct), ``gidx`` (B,) the model of each pulse (None: ``transmons[0]`` for all).
     None if a model lacks the structure the kernel relies on (use ``superoperators``).
     """
-    params = [_open_params(row) for row in transmons]
-    if any(p is None for p in params):
+    params = list(map(_open_params, transmons))
+    if None in params:
         return None
     if len(params) == 1:
         l0, l1, mu = params[0]  # type: ignore[misc]
@@ -589,7 +589,7 @@ def superoperators_real(
     args = (gidx, l0, l1, mu, rot_j, rot_k, rot_s, rot_a,
             np.ascontiguousarray(w.real), np.ascontiguousarray(w.imag), _INV_FACT, real)
     if n == 3:
-        _fast_n3.open_kernel(*args, all(_in_sparsity(row) for row in transmons))
+        _fast_n3.open_kernel(*args, all(map(_in_sparsity, transmons)))
     else:
         _open_kernel(*args)
     return real

@@ -308,7 +308,8 @@ def superoperator_metrics_real(
     if form != _NOT_CLOSED:
         # X, Y, I, Z (every env's target): the whole read-off in one compiled loop instead
         # of a dozen small array operations (same sums up to float rounding).
-        fid, fid_raw, leak = (np.empty(r.shape[0]) for _ in range(3))
+        n = r.shape[0]
+        fid, fid_raw, leak = np.empty(n), np.empty(n), np.empty(n)
         _closed_form_metrics(np.ascontiguousarray(r.reshape(r.shape[0], -1)), lin, form, fid, fid_raw, leak)
         return fid, fid_raw, leak
     v = target_gate(target)

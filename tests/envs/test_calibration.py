@@ -42,6 +42,21 @@ def test_gate_waveform_matches_pulses_drag() -> None:
     np.testing.assert_allclose(GATE.waveforms(p.as_array(), 1e-9, 0.5), 0.5 * ref, atol=1e-15)
 
 
+@pytest.mark.parametrize("amplitude", [0.5, 1.0 - 2e-9, 1.0, 1.05, math.nan])
+def test_gate_waveform_clips_like_the_array_form(amplitude: float) -> None:
+    # The clip runs only when the kernel's bound on |amp·shape| cannot rule it out; either
+    # way the samples are the array form's, bit for bit, and saturated ones sit at |u| = 1.
+    p = np.array([[amplitude, 2e-9, 3e5, 0.4], [0.3, 0.0, 0.0, 0.0]])
+    g, dg, x = GATE.envelope(1e-9)
+    ref = (p[:, :1] * (g + (1j * p[:, 1:2]) * dg)) * np.exp(1j * (-2 * math.pi * p[:, 2:3] * x + p[:, 3:]))
+    mag = np.abs(ref)
+    ref = np.where(mag > 1.0, ref / np.maximum(mag, 1.0), ref)
+    with np.errstate(invalid="ignore"):
+        w = GATE.waveforms(p, 1e-9)
+    np.testing.assert_array_equal(w, ref)
+    assert not np.any(np.abs(w) > 1.0)
+
+
 def test_amplitude_probe_is_signed_and_matches_model() -> None:
     dev = _device()
     opt = optimal_params(dev.current_transmon(), GATE)
@@ -249,9 +264,11 @@ def test_analyse_matches_its_array_form_bit_for_bit() -> None:
     rng = np.random.default_rng(3)
     for probes in (default_probes(), default_probes()[::-1], default_probes()[:3]):
         for _ in range(50):
-            p1 = rng.uniform(0, 1, (9, len(probes)))
+            # (beyond [0, 1] and ±inf too: the clip before the arcsine is compiled)
+            p1 = rng.uniform(-0.1, 1.1, (9, len(probes)))
             p1[rng.uniform(size=p1.shape) < 0.1] = np.nan
             p1[rng.uniform(size=p1.shape) < 0.1] = 0.5
+            p1[rng.uniform(size=p1.shape) < 0.05] = rng.choice([0.0, 1.0, np.inf, -np.inf])
             got = analyse(p1, probes, 20e-9)
             ref = _analyse_array_form(p1, probes, 20e-9)
             for a, b in zip((got.angles, got.family_angle, got.infidelity), ref, strict=True):
