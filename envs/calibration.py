@@ -45,7 +45,7 @@ from .physics import (
     leakage_superoperator,
     unitaries,
 )
-from .physics._fast_jit import jit
+from .physics._fast_jit import clip, jit
 from .physics.fast import hermitian_basis
 from .physics.metrics import gate_fidelities, superoperator_metrics_real
 from .protocol import Delay, Device, Play, PulseSequence, VirtualZ
@@ -631,8 +631,7 @@ def _sine_signal(p: FloatArray) -> FloatArray:
     out = np.empty_like(p)
     for b in range(p.shape[0]):
         for k in range(p.shape[1]):
-            x = 2.0 * p[b, k] - 1.0
-            out[b, k] = x if (x != x or -1.0 <= x <= 1.0) else (-1.0 if x < -1.0 else 1.0)
+            out[b, k] = clip(2.0 * p[b, k] - 1.0, -1.0, 1.0)
     return out
 
 
@@ -888,7 +887,7 @@ class CalibrationTask:
         shot count, hence the same device calls. Keeps the X propagators of a call that ran
         every row in one group (``x_truth``)."""
         template, waves, phases = self.template_inputs(p, probes)
-        out: NDArray[np.int64] | None = None  # zeros unless one group runs every row
+        out = np.zeros((len(devs), len(probes), 2), dtype=np.int64)
         groups: dict[int, list[int]] = {}
         if len(probes) > 0:
             for b, n in enumerate(shots):
@@ -904,10 +903,8 @@ class CalibrationTask:
                 if plays is not None and X_SLOT in plays.slots:
                     self._last_ops = (p.tobytes(), plays)
             else:
-                if out is None:
-                    out = np.zeros((len(devs), len(probes), 2), dtype=np.int64)
                 out[rows] = counts
-        return np.zeros((len(devs), len(probes), 2), dtype=np.int64) if out is None else out
+        return out
 
     def measure(
         self, params: ArrayLike | DragParams, shots: int | Sequence[int],
@@ -939,14 +936,8 @@ class CalibrationTask:
         else:
             counts = run_on_devices(devs, self.sequences(p, probes), n)
         k = len(probes)
-        if idx and k and isinstance(shots, int | np.integer) and n[0] > 0:
-            # The env's steps: every device ran the same shots. Dividing the int64 counts
-            # by that int as a float is the per-element operation of the array form.
-            c = counts if isinstance(counts, np.ndarray) else np.stack(counts)
-            self._charge(idx, n[0] * k)
-            return c[:, :, 1] / float(n[0])  # type: ignore[no-any-return]
         shots_arr = np.asarray(n, dtype=np.int64)
-        if idx and k and min(n) > 0:  # every device ran
+        if idx and k and min(n) > 0:  # every device ran (the env's steps)
             c = counts if isinstance(counts, np.ndarray) else np.stack(counts)
             self._charge(idx, shots_arr * k)
             return c[:, :, 1] / shots_arr[:, None]  # type: ignore[no-any-return]
@@ -958,7 +949,7 @@ class CalibrationTask:
             self._charge([idx[j] for j in ran.tolist()], shots_arr[ran] * k)
         return out
 
-    def _charge(self, idx: list[int], shots: int | NDArray[np.int64]) -> None:
+    def _charge(self, idx: list[int], shots: NDArray[np.int64]) -> None:
         """shots_used[idx] += shots, a device that appears twice in ``idx`` charged twice."""
         rows = np.asarray(idx, dtype=np.int64)
         if len(set(idx)) == len(idx):

@@ -57,7 +57,7 @@ from numpy.typing import ArrayLike, NDArray
 from ._validation import finite, require
 from .drift import DriftModel, DriftState, DriftValues
 from .physics import Transmon, hamiltonians_rad_s, lindbladians, superoperators, unitaries
-from .physics._fast_jit import jit
+from .physics._fast_jit import clip, jit
 from .physics.fast import _from_hermitian_basis, hermitian_basis
 from .physics.fast import superoperators_real as fast_superoperators_real
 from .protocol import Delay, Play, PulseSequence, VirtualZ
@@ -654,12 +654,7 @@ def _read_probabilities(p_exc: FloatArray, errors: FloatArray, sizes: NDArray[np
         p01 = errors[b, 1]
         for _ in range(sizes[b]):
             p = p_exc[i]
-            x = p * (1.0 - p01) + (1.0 - p) * p10
-            if x < 0.0:
-                x = 0.0
-            elif x > 1.0:
-                x = 1.0
-            out[i] = x
+            out[i] = clip(p * (1.0 - p01) + (1.0 - p) * p10, 0.0, 1.0)
             i += 1
 
 
@@ -675,12 +670,11 @@ _NO_RESUME.setflags(write=False)
 
 
 def _open(devices: Sequence[SimulatedDevice]) -> bool:
-    flags = {d.open_system for d in devices}
-    if len(flags) != 1:
-        raise ValueError("devices mix open_system=True and False: allowed one kind per call")
-    if len({(d._model().levels, d.dt_s) for d in devices}) != 1:
-        raise ValueError("devices differ in levels or dt_s: allowed one grid and level count per call")
-    return flags.pop()
+    """``_open_flag``, and that the devices share one grid and level count; brings every
+    device's model up to date."""
+    flag = _open_flag(devices)
+    _check_one_grid([d._model() for d in devices])
+    return flag
 
 
 def _open_flag(devices: Sequence[SimulatedDevice]) -> bool:
@@ -689,6 +683,12 @@ def _open_flag(devices: Sequence[SimulatedDevice]) -> bool:
     if any(d._open_system is not flag for d in devices):
         raise ValueError("devices mix open_system=True and False: allowed one kind per call")
     return flag
+
+
+def _check_one_grid(models: Sequence[Transmon]) -> None:
+    first = models[0]
+    if any(m.levels != first.levels or m.dt_s != first.dt_s for m in models):
+        raise ValueError("devices differ in levels or dt_s: allowed one grid and level count per call")
 
 
 def _distort(lp: LowPass | None, w: ComplexArray, dt_s: float) -> ComplexArray:
@@ -851,17 +851,6 @@ def _outer_product(x: FloatArray, y: FloatArray, out: FloatArray) -> None:
             out[i, j] = x[i] * y[j]
 
 
-@jit(inline="always")
-def _excited(p_ground: float) -> float:
-    """np.clip(1 − p_ground, 0, 1) (NaN passes through, as there)."""
-    x = 1.0 - p_ground
-    if x < 0.0:
-        return 0.0
-    if x > 1.0:
-        return 1.0
-    return x
-
-
 # ``_scan_template_inputs``' status bits.
 _BAD_WAVEFORM, _BAD_PHASE, _ZERO_PHASE = 1, 2, 4
 
@@ -893,7 +882,7 @@ def _run_open(starts: NDArray[np.int64], resume: NDArray[np.int64], code: NDArra
               arg: NDArray[np.int64], mats: FloatArray, frames: FloatArray, sym: NDArray[np.int64],
               anti: NDArray[np.int64], pair_gap: NDArray[np.int64], out: FloatArray) -> None:
     """P(excited) = clip(1 − ρ₀₀, 0, 1) after each program, from |0⟩⟨0|, in the real
-    Hermitian basis (``_excited``).
+    Hermitian basis.
 
     Args:
         starts: (Q + 1,) program q is ops starts[q]..starts[q+1].
@@ -937,7 +926,7 @@ def _run_open(starts: NDArray[np.int64], resume: NDArray[np.int64], code: NDArra
                     v[a] = frames[2, f, g] * xs + frames[0, f, g] * xa
         if final.shape[0]:
             final[q] = v
-        out[q] = _excited(v[0])
+        out[q] = clip(1.0 - v[0], 0.0, 1.0)
 
 
 @jit
@@ -969,7 +958,7 @@ def _run_closed(starts: NDArray[np.int64], resume: NDArray[np.int64], code: NDAr
                     v[i] = v[i] * f[i]
         if final.shape[0]:
             final[q] = v
-        out[q] = _excited(v[0].real ** 2 + v[0].imag ** 2)
+        out[q] = clip(1.0 - (v[0].real ** 2 + v[0].imag ** 2), 0.0, 1.0)
 
 
 @jit(inline="always")
@@ -1191,10 +1180,8 @@ def _fleet_plan(devices: Sequence[SimulatedDevice], models: list[Transmon],
 
 def _build_fleet_plan(devices: Sequence[SimulatedDevice], models: list[Transmon],
                       template: SequenceTemplate, open_system: bool) -> _FleetPlan:
-    first = models[0]
-    if any(m.levels != first.levels or m.dt_s != first.dt_s for m in models):
-        raise ValueError("devices differ in levels or dt_s: allowed one grid and level count per call")
-    b_n, levels = len(models), first.levels
+    _check_one_grid(models)
+    b_n, levels = len(models), models[0].levels
     order: tuple[int, ...] = template._play_order  # type: ignore[attr-defined]
     delays: tuple[int, ...] = template._delays  # type: ignore[attr-defined]
     n_play, n_del = len(order), len(delays)

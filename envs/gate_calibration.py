@@ -24,7 +24,7 @@ from .calibration import (
     require,
 )
 from .device import DeviceParams, SimulatedDevice
-from .physics._fast_jit import jit
+from .physics._fast_jit import clip, jit
 from .presets import DeviceSampler, get_preset
 from .protocol import Device
 from .vector import BatchedCore, BatchedVectorEnv, FloatArray, InfoColumns, SingleCoreEnv
@@ -42,13 +42,6 @@ _RESET_OPTIONS = frozenset({"device", "device_params", "miscalibration", "initia
 # (fastmath off): they must give the bits of the array forms they replace.
 
 
-@jit(fastmath=False, inline="always")
-def _clip(x: float, lo: float, hi: float) -> float:
-    """``np.clip``'s element rule: max then min, NaN passing through, a tie taking the bound."""
-    m = x if (x != x or x > lo) else lo
-    return m if (m != m or m < hi) else hi
-
-
 @jit(fastmath=False)
 def _move_params(params: FloatArray, rows: NDArray[np.int64], delta_unit: FloatArray,
                  pidx: NDArray[np.int64], max_step: FloatArray, window_step: FloatArray,
@@ -63,8 +56,8 @@ def _move_params(params: FloatArray, rows: NDArray[np.int64], delta_unit: FloatA
             params[i, c] += delta_unit[j, q] * (max_step[c] * unit[i, c])
         for c in range(params.shape[1]):
             lim = window_step[c] * unit[i, c]
-            params[i, c] = _clip(params[i, c], start[i, c] - lim, start[i, c] + lim)
-        params[i, 0] = _clip(params[i, 0], -1.0, 1.0)
+            params[i, c] = clip(params[i, c], start[i, c] - lim, start[i, c] + lim)
+        params[i, 0] = clip(params[i, 0], -1.0, 1.0)
 
 
 @jit(fastmath=False)
@@ -93,15 +86,15 @@ def _step_outcome(rows: NDArray[np.int64], n_step: int, p1: FloatArray, est: Flo
         last_error[i] = est[j]
         for q in range(k):
             last_p1[i, q] = p1[j, q]
-            obs[j, q] = _clip(p1[j, q], low[q], high[q])
+            obs[j, q] = clip(p1[j, q], low[q], high[q])
         for q in range(pidx.shape[0]):
             c = pidx[q]
             norm = (params[i, c] - start[i, c]) / (max_step[c] * unit[i, c])  # normalised_params
-            obs[j, k + q] = _clip(norm, low[k + q], high[k + q])
+            obs[j, k + q] = clip(norm, low[k + q], high[k + q])
         used = shots_used[i]
         term[j] = used + step_shots > shot_budget
         frac = used / shot_budget
-        obs[j, last] = _clip(frac if frac < 1.0 else 1.0, low[last], high[last])
+        obs[j, last] = clip(frac if frac < 1.0 else 1.0, low[last], high[last])
     return obs, rew, term
 
 

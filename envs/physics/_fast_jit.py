@@ -1,4 +1,5 @@
-"""numba decoration for the fast engine, with a fallback when the on-disk cache is unusable.
+"""numba decoration for the fast engine, with a fallback when the on-disk cache is unusable,
+and the small inline helpers compiled loops across the package share.
 
 Kept in its own module so the generated and hand-written kernel modules can share it
 without importing ``fast.py`` (which imports them).
@@ -36,3 +37,11 @@ def jit(fn: Callable[..., Any] | None = None, **extra: Any) -> Any:
             return numba.njit(cache=False, **opts)(f)
 
     return deco if fn is None else deco(fn)
+
+
+@jit(fastmath=False, inline="always")
+def clip(x: float, lo: float, hi: float) -> float:
+    """``np.clip``'s element rule for compiled loops: max then min, NaN passing through, a
+    value equal to a bound giving the bound (the same number)."""
+    m = x if (x != x or x > lo) else lo
+    return m if (m != m or m < hi) else hi
