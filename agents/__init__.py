@@ -7,7 +7,7 @@
 - ``training``: one resumable training run into a run directory.
 - ``provenance``: what a run directory records (config, command, versions, curve).
 
-Nothing here reads a Hydra config; ``pulsecal.scripts.train`` converts one. This file
+Nothing here reads a Hydra config; ``pulsecal.agents.pipelines.train`` converts one. This file
 imports nothing eagerly: the lab-side runner in this package must import without
 torch or Stable-Baselines3, so the names below load on first use.
 """

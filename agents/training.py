@@ -3,7 +3,7 @@
 :func:`run_training` builds (or restores from a checkpoint) the SB3 algorithm,
 attaches the callbacks, trains to ``total_timesteps`` env steps, evaluates once more
 and writes the final model, its normalisation statistics, the evaluation history and
-the learning curve. It takes typed settings only; ``pulsecal.scripts.train`` turns a
+the learning curve. It takes typed settings only; ``pulsecal.agents.pipelines.train`` turns a
 Hydra config into them.
 
 Run directory layout (artefacts are never replaced; a resumed run adds ``-r<k>``

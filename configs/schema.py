@@ -8,7 +8,7 @@ entry point runs before anything is written; they raise :class:`ConfigError`, wh
 carries the dotted key so the entry point can print ``error: <key>: <problem>``.
 
 These are configuration records only. Library code in ``pulsecal.agents`` takes
-typed keyword arguments or frozen dataclasses; ``pulsecal.scripts.train`` converts.
+typed keyword arguments or frozen dataclasses; ``pulsecal.agents.pipelines.train`` converts.
 """
 
 from __future__ import annotations

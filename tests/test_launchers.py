@@ -19,8 +19,8 @@ import pytest
 def _compose(config: str, overrides: list[str]):
     from hydra import compose, initialize_config_module
 
-    import pulsecal.scripts.replay  # registers the replay schemas
-    import pulsecal.scripts.train  # noqa: F401  (registers the training schemas)
+    import pulsecal.agents.pipelines.replay  # registers the replay schemas
+    import pulsecal.agents.pipelines.train  # noqa: F401  (registers the training schemas)
 
     with initialize_config_module(config_module="pulsecal.configs", version_base="1.3"):
         return compose(config_name=config, overrides=overrides, return_hydra_config=True)

@@ -34,7 +34,7 @@ def test_py_typed_ships(pkg: str) -> None:
 
 
 def test_physics_demo_reports_reference_numbers(tmp_path: Path) -> None:
-    from pulsecal.scripts import physics_demo
+    from pulsecal.agents.pipelines import physics_demo
 
     report = physics_demo.run(tmp_path)
     # PHYSICS.md: a 20 ns lifted Gaussian π pulse at α/2π = −300 MHz has 1−F ≈ 3.0e-3 and

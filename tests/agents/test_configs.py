@@ -44,8 +44,8 @@ def test_groups_exist() -> None:
 )
 def test_every_option_composes_and_converts(override: str) -> None:
     from pulsecal.agents.factory import AlgorithmSpec
+    from pulsecal.agents.pipelines.train import algorithm_spec, to_train_conf, train_settings
     from pulsecal.agents.training import TrainSettings
-    from pulsecal.scripts.train import algorithm_spec, to_train_conf, train_settings
 
     conf = to_train_conf(compose([override]))
     assert isinstance(algorithm_spec(conf), AlgorithmSpec)
@@ -69,7 +69,7 @@ def test_hydra_section_composes_with_joblib_and_optuna() -> None:
      ("device.randomize=maybe", "device.randomize")],
 )
 def test_schema_rejects_at_compose_time(override: str, key: str) -> None:
-    from pulsecal.scripts.train import format_error
+    from pulsecal.agents.pipelines.console import format_error
 
     with pytest.raises(Exception) as exc:
         compose([override])
@@ -77,7 +77,7 @@ def test_schema_rejects_at_compose_time(override: str, key: str) -> None:
 
 
 def _smoke(experiment: str, tmp_path: Path) -> dict[str, float]:
-    from pulsecal.scripts.train import train
+    from pulsecal.agents.pipelines.train import train
 
     pytest.importorskip("pulsecal.envs.registration")
     overrides = [f"experiment={experiment}", "total_timesteps=256", "env.n_envs=2", "device.n_eval_devices=2",
@@ -120,7 +120,7 @@ def test_every_env_and_device_option_instantiates(override: str) -> None:
     import gymnasium as gym
     import numpy as np
 
-    from pulsecal.scripts.train import _env_factories, to_train_conf
+    from pulsecal.agents.pipelines.train import _env_factories, to_train_conf
 
     pytest.importorskip("pulsecal.envs.registration")
     conf = to_train_conf(compose([override, "env.n_envs=2", "device.n_eval_devices=2"]))
@@ -139,7 +139,7 @@ def test_every_evaluate_baseline_option_instantiates(baseline: str, tmp_path: Pa
     from hydra import initialize_config_module
 
     from pulsecal.agents.baselines import StandardCalibration
-    from pulsecal.scripts.evaluate import to_settings
+    from pulsecal.agents.pipelines.evaluate import to_settings
 
     with initialize_config_module("pulsecal.configs", version_base="1.3"):
         cfg = hydra_compose("evaluate", overrides=[f"baseline={baseline}", f"out_dir={tmp_path}"])
@@ -152,7 +152,7 @@ def test_every_results_profile_composes(profile: str | None) -> None:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_module
 
-    from pulsecal.scripts.results import _runs, to_results_conf
+    from pulsecal.agents.pipelines.results import _runs, to_results_conf
 
     with initialize_config_module("pulsecal.configs", version_base="1.3"):
         cfg = hydra_compose("results", overrides=[] if profile is None else [f"results_profile={profile}"])

@@ -124,7 +124,7 @@ def test_agent_spec_validation() -> None:
 def test_hydra_config_composes_and_runs(tmp_path: Path) -> None:
     from hydra import compose, initialize_config_module
 
-    from pulsecal.scripts import evaluate as script
+    from pulsecal.agents.pipelines import evaluate as script
 
     with initialize_config_module(config_module="pulsecal.configs", version_base="1.3"):
         cfg = compose(config_name="evaluate", overrides=[
@@ -160,8 +160,8 @@ def test_zero_agent_is_the_v1_estimator_alone(tmp_path: Path) -> None:
     GateCalibration-v1 the env's running estimate alone), through the same devices."""
     from hydra import compose, initialize_config_module
 
-    from pulsecal.scripts import evaluate as script
-    from pulsecal.scripts.demo import override
+    from pulsecal.agents.pipelines import evaluate as script
+    from pulsecal.agents.pipelines.demo import override
 
     agent = {"name": "estimator_only", "task": "calibration", "algo": "zero",
              "env_id": "pulsecal/GateCalibration-v1", "env_kwargs": {"shot_budget": 1000}}

@@ -331,8 +331,8 @@ def test_export_a_real_training_run(tmp_path: Path, agent: str) -> None:
     import pulsecal.envs  # noqa: F401
     from pulsecal.agents.export import export_run
     from pulsecal.agents.factory import load_algorithm
+    from pulsecal.agents.pipelines.train import train as run_train
     from pulsecal.agents.runner import session
-    from pulsecal.scripts.train import train as run_train
 
     th.set_num_threads(1)
     with initialize_config_module("pulsecal.configs", version_base="1.3"):

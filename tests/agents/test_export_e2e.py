@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import torch
 
-from pulsecal.scripts.demo import compose_section, override
+from pulsecal.agents.pipelines.demo import compose_section, override
 
 # The replay env the policy trained in (GateCalibration-v0 defaults: 20 shots per probe,
 # 1000-shot budget); pulsecal-replay's own defaults (50 shots, 100,000) would show the
@@ -36,7 +36,7 @@ SESSION = ["backend=simulated", "seed=3", "session_id=e2e", "max_steps=12", "plo
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     from pulsecal.agents.export import export_run
-    from pulsecal.scripts.train import train
+    from pulsecal.agents.pipelines.train import train
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("e2e")
@@ -61,7 +61,7 @@ def _truth(report: dict[str, Any]) -> tuple[float, float]:
 
 
 def test_exported_policy_calibrates_like_the_torch_policy(trained: tuple[Path, Path], tmp_path: Path) -> None:
-    from pulsecal.scripts.replay import replay
+    from pulsecal.agents.pipelines.replay import replay
 
     run, export = trained
     manifest = json.loads((export / "manifest.json").read_text())

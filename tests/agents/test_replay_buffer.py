@@ -156,7 +156,7 @@ class BufferAtStart(BaseCallback):
 
 def test_killed_sac_run_resumes_with_its_replay_buffer(tmp_path: Path) -> None:
     from pulsecal.agents.persistence import latest_checkpoint
-    from pulsecal.scripts.train import train
+    from pulsecal.agents.pipelines.train import train
 
     run_dir = tmp_path / "run"
     with pytest.raises(RuntimeError, match="simulated crash"):
@@ -187,7 +187,7 @@ def test_killed_sac_run_resumes_with_its_replay_buffer(tmp_path: Path) -> None:
 
 
 def test_resume_from_a_checkpoint_without_buffer_warns_and_refills(tmp_path: Path) -> None:
-    from pulsecal.scripts.train import train
+    from pulsecal.agents.pipelines.train import train
 
     run_dir = tmp_path / "run"
     with pytest.raises(RuntimeError, match="simulated crash"):
@@ -201,7 +201,7 @@ def test_resume_from_a_checkpoint_without_buffer_warns_and_refills(tmp_path: Pat
 
 def test_on_policy_checkpoints_have_no_replay_buffer(tmp_path: Path) -> None:
     from pulsecal.agents.persistence import list_checkpoints
-    from pulsecal.scripts.train import train
+    from pulsecal.agents.pipelines.train import train
 
     train(compose(TINY), run_dir=tmp_path)
     ckpts = list_checkpoints(tmp_path / "checkpoints")

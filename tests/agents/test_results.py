@@ -27,7 +27,7 @@ def _conf(**kw: Any) -> Any:
     from hydra import compose, initialize_config_module
     from omegaconf import OmegaConf
 
-    from pulsecal.scripts.results import ResultsConf
+    from pulsecal.agents.pipelines.results import ResultsConf
 
     with initialize_config_module(config_module="pulsecal.configs", version_base="1.3"):
         cfg = compose(config_name="results", overrides=[f"{k}={v}" for k, v in kw.items()])
@@ -38,7 +38,7 @@ def _conf(**kw: Any) -> Any:
 
 
 def test_shipped_results_config_trains_the_measured_variant() -> None:
-    from pulsecal.scripts.results import _runs
+    from pulsecal.agents.pipelines.results import _runs
 
     conf = _conf()
     runs = {key: (task, experiment) for key, task, _a, experiment in _runs(conf)}
@@ -47,14 +47,14 @@ def test_shipped_results_config_trains_the_measured_variant() -> None:
 
 
 def test_bad_variant_name_is_rejected() -> None:
-    from pulsecal.scripts.demo import DemoError
+    from pulsecal.agents.pipelines.demo import DemoError
 
     with pytest.raises(DemoError, match=r"calibration_variants\.Bad-Name"):
         _conf(**{"+calibration_variants.Bad-Name": "gate_calibration_agent"})
 
 
 def test_variants_and_estimator_become_evaluation_agents(tmp_path: Path) -> None:
-    from pulsecal.scripts.results import ESTIMATOR, evaluation_agents
+    from pulsecal.agents.pipelines.results import ESTIMATOR, evaluation_agents
 
     records = {"calibration": _run(tmp_path, "calibration", "truth"),
                "calibration_measured": _run(tmp_path, "calibration_measured", "measured")}
@@ -69,7 +69,7 @@ def test_variants_and_estimator_become_evaluation_agents(tmp_path: Path) -> None
 
 
 def test_notes_state_the_training_signal_and_the_estimator_numbers(tmp_path: Path) -> None:
-    from pulsecal.scripts.results import ESTIMATOR, calibration_notes
+    from pulsecal.agents.pipelines.results import ESTIMATOR, calibration_notes
 
     records = {"calibration": _run(tmp_path, "calibration", "truth"),
                "calibration_measured": _run(tmp_path, "calibration_measured", "measured")}

@@ -46,7 +46,7 @@ def _one_thread() -> None:
 
 
 def test_resume_after_crash_continues_step_counter(tmp_path: Path) -> None:
-    from pulsecal.scripts.train import train
+    from pulsecal.agents.pipelines.train import train
 
     run_dir = tmp_path / "run"
     with pytest.raises(RuntimeError, match="simulated crash"):
@@ -69,7 +69,7 @@ def test_resume_after_crash_continues_step_counter(tmp_path: Path) -> None:
 
 
 def test_resume_of_a_finished_run_does_not_overwrite(tmp_path: Path) -> None:
-    from pulsecal.scripts.train import train
+    from pulsecal.agents.pipelines.train import train
 
     run_dir = tmp_path / "run"
     train(compose(TINY), run_dir=run_dir)
@@ -81,8 +81,8 @@ def test_resume_of_a_finished_run_does_not_overwrite(tmp_path: Path) -> None:
 
 
 def test_resume_without_checkpoint_is_a_config_error(tmp_path: Path) -> None:
+    from pulsecal.agents.pipelines.train import train
     from pulsecal.configs import ConfigError
-    from pulsecal.scripts.train import train
 
     with pytest.raises(ConfigError, match="resume"):
         train(compose([*TINY, f"resume={tmp_path}"]))

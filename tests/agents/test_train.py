@@ -123,7 +123,7 @@ def _one_thread() -> None:
 
 
 def test_train_writes_a_replayable_run_dir(tmp_path: Path) -> None:
-    from pulsecal.scripts.train import train
+    from pulsecal.agents.pipelines.train import train
 
     metrics = train(compose(TINY), run_dir=tmp_path)
     assert metrics["num_timesteps"] >= 256

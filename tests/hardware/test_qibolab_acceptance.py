@@ -177,7 +177,7 @@ def test_exported_policy_matches_the_training_config() -> None:
 def test_replay_config_takes_the_training_env_from_the_manifest() -> None:
     """``pulsecal-replay backend=qibolab_emulator policy=onnx policy.folder=<policy>`` with no
     env overrides runs the policy's training settings (the acceptance below goes that way)."""
-    from pulsecal.scripts.replay import session_env as replay_env
+    from pulsecal.agents.pipelines.replay import session_env as replay_env
 
     env, gate_s = replay_env(_replay_config([]), log=False)
     for key, value in session_env().items():
@@ -189,7 +189,7 @@ def _replay_config(overrides: list[str]) -> dict[str, Any]:
     from hydra import compose, initialize_config_module
     from omegaconf import OmegaConf
 
-    import pulsecal.scripts.replay  # noqa: F401  (registers the replay schemas)
+    import pulsecal.agents.pipelines.replay  # noqa: F401  (registers the replay schemas)
 
     with initialize_config_module(config_module="pulsecal.configs", version_base="1.3"):
         cfg = compose(config_name="replay", overrides=["backend=qibolab_emulator", "policy=onnx",
@@ -294,7 +294,7 @@ def test_trained_policy_reduces_the_emulator_pi_pulse_error_5x(platforms: Path, 
                                                                 tmp_path: Path, seed: int) -> None:
     from omegaconf import OmegaConf
 
-    from pulsecal.scripts.replay import replay
+    from pulsecal.agents.pipelines.replay import replay
 
     # The user's path: pulsecal-replay backend=qibolab_emulator policy=onnx policy.folder=<policy>,
     # no env settings: env id, gate, shot budget, rounds, ladders and constants come from the

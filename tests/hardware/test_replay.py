@@ -162,7 +162,7 @@ def test_budget_stops_the_session_before_overspending(tmp_path: Path) -> None:
 def _compose(overrides: list[str]):
     from hydra import compose, initialize_config_module
 
-    import pulsecal.scripts.replay  # noqa: F401  (registers the schemas)
+    import pulsecal.agents.pipelines.replay  # noqa: F401  (registers the schemas)
 
     with initialize_config_module(config_module="pulsecal.configs", version_base="1.3"):
         return compose(config_name="replay", overrides=overrides)
@@ -184,7 +184,7 @@ def test_wrong_type_fails_at_compose_time() -> None:
 
 
 def test_replay_through_the_compose_api(tmp_path: Path) -> None:
-    from pulsecal.scripts.replay import replay
+    from pulsecal.agents.pipelines.replay import replay
 
     cfg = _compose(["backend=simulated_faulty", "policy=scripted", f"folder={tmp_path / 's'}", "max_steps=2"])
     r = replay(cfg)
@@ -214,8 +214,8 @@ def test_scripted_policy_improves_the_x_gate_on_the_qibolab_emulator(tmp_path: P
     """π-pulse error measured by the emulator itself, before and after: the session's own
     probe estimate, and an independent amplified check SX·X^16 (P1 = (1 + sin(16.5·π·ε))/2)."""
     pytest.importorskip("qibolab")
+    from pulsecal.agents.pipelines.replay import replay
     from pulsecal.envs.calibration import DragGate, Probe
-    from pulsecal.scripts.replay import replay
 
     state = np.random.get_state()  # noqa: NPY002  (the emulator samples with NumPy's global generator)
     np.random.seed(20261101)  # noqa: NPY002
@@ -225,10 +225,10 @@ def test_scripted_policy_improves_the_x_gate_on_the_qibolab_emulator(tmp_path: P
         r = replay(cfg)
         rep = r.report
         # An independent check on a fresh emulator, outside the session's ledger and journal.
+        from pulsecal.agents.pipelines.replay import build_backend
         from pulsecal.hardware.device import BackendDevice
         from pulsecal.hardware.journal import Journal
         from pulsecal.hardware.replay import default_limits
-        from pulsecal.scripts.replay import build_backend
 
         emu, _ = build_backend(dict(cfg.backend))
         check = BackendDevice(emu, limits=default_limits(emu), ledger=ShotLedger(None, fsync=False),

@@ -33,7 +33,7 @@ def v0_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _config(overrides: list[str]) -> Any:
     from hydra import compose, initialize_config_module
 
-    import pulsecal.scripts.replay  # noqa: F401  (registers the replay schemas)
+    import pulsecal.agents.pipelines.replay  # noqa: F401  (registers the replay schemas)
 
     with initialize_config_module(config_module="pulsecal.configs", version_base="1.3"):
         return compose(config_name="replay", overrides=overrides)
@@ -49,7 +49,7 @@ def _container(overrides: list[str]) -> dict[str, Any]:
 
 def test_session_takes_the_manifest_settings_without_overrides(v0_export: Path, tmp_path: Path,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
-    from pulsecal.scripts.replay import replay
+    from pulsecal.agents.pipelines.replay import replay
 
     r = replay(_config(["backend=simulated", "policy=onnx", f"policy.folder={v0_export}", "max_steps=2",
                         "plots=false", f"folder={tmp_path / 's'}"]))
@@ -62,7 +62,7 @@ def test_session_takes_the_manifest_settings_without_overrides(v0_export: Path, 
 
 
 def test_explicit_setting_wins_over_the_manifest(v0_export: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from pulsecal.scripts.replay import session_env
+    from pulsecal.agents.pipelines.replay import session_env
 
     env, _ = session_env(_container(["backend=simulated", "policy=onnx", f"policy.folder={v0_export}",
                                      "env.shots_per_probe=40", "+env.gate_duration_s=3.0e-8"]))
@@ -80,7 +80,7 @@ def test_explicit_setting_wins_over_the_manifest(v0_export: Path, capsys: pytest
 ])
 def test_layout_changing_override_is_refused_naming_the_key(v0_export: Path, override: str, key: str,
                                                             change: str) -> None:
-    from pulsecal.scripts.replay import session_env
+    from pulsecal.agents.pipelines.replay import session_env
 
     with pytest.raises(ValueError, match=rf"env\.{key}=.*changes the observation/action layout.*{change}.*"
                                          rf"allowed its training value"):
@@ -88,7 +88,7 @@ def test_layout_changing_override_is_refused_naming_the_key(v0_export: Path, ove
 
 
 def test_sb3_run_directory_gives_its_config_settings(tmp_path: Path) -> None:
-    from pulsecal.scripts.replay import session_env
+    from pulsecal.agents.pipelines.replay import session_env
 
     run = tmp_path / "run"
     run.mkdir()
@@ -113,7 +113,7 @@ def test_sb3_run_directory_gives_its_config_settings(tmp_path: Path) -> None:
 def test_a_session_shorter_than_the_policys_episode_is_said(env_id: str, env: dict[str, Any], max_steps: int,
                                                             warned: bool,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
-    from pulsecal.scripts.replay import warn_if_cut_short
+    from pulsecal.agents.pipelines.replay import warn_if_cut_short
 
     warn_if_cut_short(env_id, env, max_steps)
     err = capsys.readouterr().err

@@ -140,14 +140,14 @@ def test_budget_spent_qubits_are_not_started(tmp_path: Path) -> None:
 def _compose(overrides: list[str]):
     from hydra import compose, initialize_config_module
 
-    import pulsecal.scripts.replay  # noqa: F401  (registers the schemas)
+    import pulsecal.agents.pipelines.replay  # noqa: F401  (registers the schemas)
 
     with initialize_config_module(config_module="pulsecal.configs", version_base="1.3"):
         return compose(config_name="replay", overrides=overrides)
 
 
 def _sweep(tmp_path: Path, name: str, qubits: range, *extra: str) -> list[sw.QubitOutcome]:
-    from pulsecal.scripts.replay import replay
+    from pulsecal.agents.pipelines.replay import replay
 
     out = []
     for q in qubits:  # what the basic launcher does, job by job, in this process

@@ -34,7 +34,7 @@ def _config(overrides: list[str]) -> dict[str, Any]:
     from hydra import compose, initialize_config_module
     from omegaconf import OmegaConf
 
-    import pulsecal.scripts.replay  # noqa: F401  (registers the replay schemas)
+    import pulsecal.agents.pipelines.replay  # noqa: F401  (registers the replay schemas)
 
     with initialize_config_module(config_module="pulsecal.configs", version_base="1.3"):
         cfg = compose(config_name="replay", overrides=overrides)
@@ -44,8 +44,8 @@ def _config(overrides: list[str]) -> dict[str, Any]:
 
 
 def test_sweep_of_an_exported_v1_policy_on_two_simulated_qubits(v1_export: Path, tmp_path: Path) -> None:
+    from pulsecal.agents.pipelines.sweep import sweep_job
     from pulsecal.hardware import sweep as sw
-    from pulsecal.scripts.sweep import sweep_job
 
     manifest = json.loads((v1_export / "manifest.json").read_text())
     assert manifest["env"]["id"] == V1
@@ -69,7 +69,7 @@ def test_sweep_of_an_exported_v1_policy_on_two_simulated_qubits(v1_export: Path,
 
 
 def test_env_id_that_contradicts_the_manifest_is_refused(v1_export: Path, tmp_path: Path) -> None:
-    from pulsecal.scripts.sweep import sweep_job
+    from pulsecal.agents.pipelines.sweep import sweep_job
 
     c = _config(["backend=simulated", "policy=onnx", f"policy.folder={v1_export}", "qubit=0",
                  "env_id=pulsecal/GateCalibration-v0", f"sweep.dir={tmp_path}", "sweep.params_store=null"])

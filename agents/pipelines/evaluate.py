@@ -1,0 +1,217 @@
+"""``pulsecal-evaluate``: agents and baselines on held-out devices, results table and plots.
+
+    pulsecal-evaluate
+    pulsecal-evaluate n_devices=20 budgets=[1000] drift=false baseline=quick
+    pulsecal-evaluate 'agents=[{name: ppo, task: calibration, algo: ppo, path: runs/<run>}]'
+
+The one place the evaluate config becomes objects: :func:`evaluate` converts the
+composed config (typed by the schemas below, registered in Hydra's ConfigStore so a
+wrong type fails at compose time) into ``EvaluationSettings`` and ``AgentSpec``s and runs
+``pulsecal.agents.evaluation.evaluate``. Bad values exit with status 2 and one line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from pulsecal.agents.baselines import (
+    BlackBoxSettings,
+    CMAESCalibration,
+    NelderMeadCalibration,
+    StandardCalibration,
+)
+from pulsecal.agents.evaluation import (
+    ENV_IDS,
+    AgentSpec,
+    EvaluationReport,
+    EvaluationSettings,
+    FunctionPolicy,
+    SB3Policy,
+)
+from pulsecal.agents.evaluation import evaluate as run_evaluation
+
+# -- schemas ----------------------------------------------------------------------------------
+
+
+@dataclass
+class StandardConf:
+    """``StandardCalibration`` fields (see its docstring)."""
+
+    ramsey_delays_s: list[float] = field(default_factory=lambda: [1e-7, 4e-7, 1.6e-6])
+    rabi_points: int = 6
+    rabi_span: float = 0.5
+    amplitude_prior: float = 0.05
+    rabi_min_shots: int = 24
+    amplitude_depths: list[int] = field(default_factory=lambda: [4, 16, 64])
+    drag_scan_depth: int = 4
+    drag_scan_points: int = 4
+    drag_scan_span: float = 0.5
+    drag_depths: list[int] = field(default_factory=lambda: [8, 32])
+    drag_slope: float = -0.125
+    drag_slope_tolerance: float = 0.3
+    allocation: list[float] = field(default_factory=lambda: [0.16, 0.04, 0.24, 0.30, 0.26])
+    level_growth: float = 1.5
+    min_shots: int = 4
+
+
+@dataclass
+class BlackBoxConf:
+    """Nelder-Mead and CMA-ES settings (``BlackBoxSettings`` plus their step sizes)."""
+
+    shots_per_probe: int | None = None
+    nelder_mead_initial_step: float = 0.5
+    cmaes_sigma0: float = 0.5
+    cmaes_popsize: int | None = None
+
+
+@dataclass
+class BaselineConf:
+    standard: StandardConf = field(default_factory=StandardConf)
+    blackbox: BlackBoxConf = field(default_factory=BlackBoxConf)
+
+
+@dataclass
+class AgentConf:
+    """One agent: a training run directory (or model .zip) and the benchmark it plays.
+
+    ``algo: zero`` is no model at all: the all-zero action every step (``path`` unused). On
+    GateCalibration-v1, whose actions are residuals around the env's running estimate,
+    that is the estimator by itself: the reference for what a trained policy adds.
+    """
+
+    name: str = MISSING
+    task: str = MISSING
+    algo: str = MISSING
+    path: str | None = None
+    normalisation: str | None = None
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    env_id: str | None = None
+
+
+@dataclass
+class EvaluateConf:
+    """The whole evaluation (``configs/evaluate.yaml``)."""
+
+    baseline: BaselineConf = MISSING
+    out_dir: str = MISSING
+    n_devices: int = 100
+    seed: int = 12345
+    budgets: list[int] = field(default_factory=lambda: [1000, 5000, 20000])
+    methods: list[str] = field(default_factory=lambda: ["standard", "nelder_mead", "cmaes"])
+    gate_duration_s: float = 20e-9
+    miscalibration: list[float] = field(default_factory=lambda: [0.05, 0.5, 1e6, 0.0])
+    workers: int = 2
+    chunk_size: int = 25
+    pulse_shaping: bool = True
+    shaping_preset: str = "transmon_short"
+    shaping_duration_s: float = 6e-9
+    shaping_held_out: int = 0
+    grape_restarts: int = 2
+    grape_maxiter: int = 400
+    drift: bool = True
+    drift_devices: int = 4
+    drift_hours: float = 24.0
+    drift_interval_s: float = 600.0
+    recalibration_interval_s: float = 3600.0
+    recalibration_budget: int = 1000
+    circuit_time_s: float = 1e-6
+    progress: bool = True
+    plots: bool = True
+    agents: list[AgentConf] = field(default_factory=list)
+
+
+def register_configs() -> None:
+    """Store the evaluate schemas in Hydra's ConfigStore (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(name="evaluate_schema", node=EvaluateConf)
+    cs.store(group="baseline", name="baseline_schema", node=BaselineConf)
+
+
+register_configs()
+
+
+# -- config -> objects ------------------------------------------------------------------------
+
+
+def _baselines(conf: BaselineConf) -> tuple[StandardCalibration, NelderMeadCalibration, CMAESCalibration]:
+    s = conf.standard
+    std = StandardCalibration(
+        ramsey_delays_s=tuple(s.ramsey_delays_s), rabi_points=s.rabi_points, rabi_span=s.rabi_span,
+        amplitude_prior=s.amplitude_prior, rabi_min_shots=s.rabi_min_shots,
+        amplitude_depths=tuple(s.amplitude_depths), drag_scan_depth=s.drag_scan_depth,
+        drag_scan_points=s.drag_scan_points, drag_scan_span=s.drag_scan_span, drag_depths=tuple(s.drag_depths),
+        drag_slope=s.drag_slope, drag_slope_tolerance=s.drag_slope_tolerance,
+        allocation=tuple(s.allocation),  # type: ignore[arg-type]
+        level_growth=s.level_growth, min_shots=s.min_shots,
+    )
+    b = conf.blackbox
+    bb = BlackBoxSettings(shots_per_probe=b.shots_per_probe)
+    return (std, NelderMeadCalibration(bb, initial_step=b.nelder_mead_initial_step),
+            CMAESCalibration(bb, sigma0=b.cmaes_sigma0, popsize=b.cmaes_popsize))
+
+
+ZERO_POLICY = "zero"
+
+
+def _zero_policy(conf: AgentConf) -> FunctionPolicy:
+    import gymnasium as gym
+    import numpy as np
+
+    import pulsecal.envs  # noqa: F401  (registers the env ids)
+
+    env_id = conf.env_id if conf.env_id is not None else ENV_IDS.get(conf.task)
+    if env_id is None:
+        raise ValueError(f"agents[{conf.name}].task={conf.task!r} is out of range: allowed {', '.join(ENV_IDS)}")
+    env = gym.make(env_id)
+    shape = env.action_space.shape or ()
+    env.close()
+    zero = np.zeros(shape, dtype=np.float32)
+    return FunctionPolicy(lambda _obs: zero)
+
+
+def _agent(conf: AgentConf) -> AgentSpec:
+    if conf.algo == ZERO_POLICY:
+        return AgentSpec(conf.name, conf.task, _zero_policy(conf), dict(conf.env_kwargs), conf.env_id)
+    if conf.path is None:
+        raise ValueError(f"agents[{conf.name}].path is missing: allowed an existing run directory or model .zip "
+                         f"(or algo={ZERO_POLICY!r}, which needs none)")
+    path = Path(conf.path)
+    if path.is_dir():
+        policy = SB3Policy.from_run_dir(path, conf.algo)
+    elif path.is_file():
+        policy = SB3Policy.load(conf.algo, path, conf.normalisation)
+    else:
+        raise ValueError(f"agents[{conf.name}].path={conf.path!r} is out of range: allowed an existing run "
+                         "directory or model .zip")
+    return AgentSpec(conf.name, conf.task, policy, dict(conf.env_kwargs), conf.env_id)
+
+
+def to_settings(cfg: DictConfig) -> tuple[EvaluationSettings, list[AgentSpec]]:
+    """The composed config as typed settings and agents (raises ``ValueError`` naming the key)."""
+    conf: EvaluateConf = OmegaConf.to_object(cfg)  # type: ignore[assignment]
+    std, nm, cma = _baselines(conf.baseline)
+    settings = EvaluationSettings(
+        out_dir=Path(conf.out_dir), n_devices=conf.n_devices, seed=conf.seed, budgets=tuple(conf.budgets),
+        methods=tuple(conf.methods), gate_duration_s=conf.gate_duration_s,
+        miscalibration=tuple(conf.miscalibration),  # type: ignore[arg-type]
+        workers=conf.workers, chunk_size=conf.chunk_size, standard=std, nelder_mead=nm, cmaes=cma,
+        pulse_shaping=conf.pulse_shaping, shaping_preset=conf.shaping_preset,
+        shaping_duration_s=conf.shaping_duration_s, shaping_held_out=conf.shaping_held_out,
+        grape_restarts=conf.grape_restarts,
+        grape_maxiter=conf.grape_maxiter, drift=conf.drift, drift_devices=conf.drift_devices,
+        drift_hours=conf.drift_hours, drift_interval_s=conf.drift_interval_s,
+        recalibration_interval_s=conf.recalibration_interval_s, recalibration_budget=conf.recalibration_budget,
+        circuit_time_s=conf.circuit_time_s, progress=conf.progress, plots=conf.plots,
+    )
+    return settings, [_agent(a) for a in conf.agents]
+
+
+def evaluate(cfg: DictConfig) -> EvaluationReport:
+    """Run the evaluation the composed config describes; returns the report."""
+    settings, agents = to_settings(cfg)
+    return run_evaluation(settings, agents)

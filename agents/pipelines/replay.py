@@ -1,0 +1,340 @@
+"""``pulsecal-replay``: a closed-loop calibration session of a policy on a backend.
+
+    pulsecal-replay backend=simulated policy=scripted
+    pulsecal-replay backend=simulated_faulty policy=scripted session_id=s2
+    pulsecal-replay backend=qibolab_emulator policy=scripted
+    pulsecal-replay backend=qibolab_emulator policy=onnx policy.folder=exports/ppo
+    pulsecal-replay backend=qibolab_emulator policy=sb3 policy.run_dir=runs/<run>
+
+Run it again with the same ``session_id`` (and ``folder``) after a crash or kill: the
+session resumes from its journal (``pulsecal.hardware.replay``). The policy is a swap of
+config; the backend too. This is the one place the config becomes objects: schemas below
+make a wrong type fail at compose time, :func:`replay` converts and runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+# -- schemas -------------------------------------------------------------------------------------
+
+
+@dataclass
+class BackendConf:
+    kind: str = MISSING
+    limits: dict[str, Any] = field(default_factory=dict)  # SafetyLimits fields over the defaults
+    env: dict[str, Any] = field(default_factory=dict)  # env settings this backend needs
+    retry: dict[str, Any] = field(default_factory=dict)  # RetryPolicy fields over the defaults
+
+
+@dataclass
+class SimulatedBackendConf(BackendConf):
+    kind: str = "simulated"
+    preset: str = "transmon_20ns"
+    seed: int = 0
+    fault_rate: float = 0.0
+    open_system: bool = True
+    amplitude_scale: float = 1.0
+    detuning_hz: float | None = None
+    # Qubit sweeps (qubit != null): DeviceSampler ranges over its defaults, e.g.
+    # {amplitude_error: [-0.05, 0.05]}; each qubit's device is drawn from (seed, qubit).
+    sampler: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class QibolabBackendConf(BackendConf):
+    kind: str = "qibolab"
+    platform: str = "pulsecal_emulator"
+    platforms_dir: str | None = None  # None: $QIBOLAB_PLATFORMS, else the test emulator
+    virtual_z_sign: int = -1
+
+
+@dataclass
+class BraketBackendConf(BackendConf):
+    kind: str = "braket"
+    properties: str = "braket_rigetti_pulse"
+    device_arn: str | None = None
+    s3_bucket: str | None = None  # task results; None: the AWS session's default bucket
+    s3_prefix: str = "pulsecal-tasks"
+
+
+@dataclass
+class PolicyConf:
+    kind: str = MISSING
+
+
+@dataclass
+class ScriptedPolicyConf(PolicyConf):
+    kind: str = "scripted"
+    gain: float = 0.8
+    explore: float = 0.3
+
+
+@dataclass
+class SB3PolicyConf(PolicyConf):
+    kind: str = "sb3"
+    run_dir: str = MISSING
+    model: str = "model.zip"
+    normalization: str | None = "vecnormalize.npz"
+    algo: str | None = None
+
+
+@dataclass
+class OnnxPolicyConf(PolicyConf):
+    kind: str = "onnx"
+    folder: str = MISSING
+    out_of_bounds: str = "warn"
+
+
+@dataclass
+class MiscalibrationConf:
+    amplitude_rel: float = 0.04
+    beta_rel: float = 0.4
+    detuning_hz: float = 0.5e6
+    phase: float = 0.0
+
+
+@dataclass
+class SweepConf:
+    """Per-qubit calibration sweeps (``qubit`` set): see ``pulsecal.hardware.sweep``."""
+
+    name: str = "sweep"
+    dir: str = MISSING
+    total_shots: int | None = None  # the global shot budget over all qubits; null: none
+    budget_headroom: float = 0.1
+    attempts: int = 3  # tries per qubit in one run (a failed session resumes from its journal)
+    params_store: str | None = None  # null: neither read nor written
+    start_from_store: bool = True
+    qubits: list[int] | None = None  # the qubits the summary expects (missing ones: pending)
+    coherence_factor: float = 2.0
+    plots: bool = True
+
+
+@dataclass
+class ReplayConf:
+    backend: Any = MISSING
+    policy: Any = MISSING
+    session_id: str = "replay"
+    folder: str = MISSING
+    seed: int = 0
+    max_steps: int = 8
+    budget_shots: int | None = None
+    initial_params: list[float] | None = None  # None: textbook + miscalibration
+    miscalibration: MiscalibrationConf = field(default_factory=MiscalibrationConf)
+    # The session's env settings: ``env`` (explicit, null: unset) over the policy's training
+    # settings (an exported policy's manifest, an SB3 run's config.yaml) over ``backend.env``
+    # over ``env_defaults``; see ``pulsecal.hardware.replay.merge_session_env``.
+    env: dict[str, Any] = field(default_factory=dict)
+    env_defaults: dict[str, Any] = field(default_factory=dict)
+    # The GateCalibration version the policy was trained on; None: the exported policy's
+    # manifest says, else v0. Set against a manifest that names another version: an error.
+    env_id: str | None = None
+    # The device's day-ledger file, shared by all its sessions: the per-day shot limit of
+    # backend.limits bounds them together. None: the session's own ledger (sweeps default
+    # to <sweep.dir>/device_day_ledger.json).
+    device_ledger: str | None = None
+    plots: bool = True
+    qubit: int | None = None  # set: one qubit's session of a sweep in <sweep.dir>/q<qubit>
+    sweep: SweepConf = field(default_factory=SweepConf)
+
+
+def register_replay_configs() -> None:
+    """Store the replay schemas in Hydra's ConfigStore (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(name="replay_schema", node=ReplayConf)
+    cs.store(group="backend", name="simulated_schema", node=SimulatedBackendConf)
+    cs.store(group="backend", name="qibolab_schema", node=QibolabBackendConf)
+    cs.store(group="backend", name="braket_schema", node=BraketBackendConf)
+    cs.store(group="policy", name="scripted_schema", node=ScriptedPolicyConf)
+    cs.store(group="policy", name="sb3_schema", node=SB3PolicyConf)
+    cs.store(group="policy", name="onnx_schema", node=OnnxPolicyConf)
+
+
+register_replay_configs()
+
+_TEST_PLATFORMS = Path(__file__).resolve().parents[1] / "tests" / "hardware" / "data" / "qibolab_platforms"
+
+
+# -- config -> objects ---------------------------------------------------------------------------
+
+
+def _container(cfg: Any) -> dict[str, Any]:
+    out = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    assert isinstance(out, dict)
+    return {str(k): v for k, v in out.items()}
+
+
+def build_backend(b: dict[str, Any]) -> tuple[Any, Any]:
+    """(backend, transmon model for the textbook start or None)."""
+    from pulsecal.hardware import replay as rp
+
+    kind = b.get("kind")
+    if kind == "simulated":
+        backend = rp.simulated_backend(preset=b["preset"], seed=int(b["seed"]), fault_rate=float(b["fault_rate"]),
+                                       open_system=bool(b["open_system"]),
+                                       amplitude_scale=float(b["amplitude_scale"]), detuning_hz=b["detuning_hz"])
+        return backend, backend.device.current_transmon()
+    if kind == "qibolab":
+        from pulsecal.hardware.adapters.qibolab import QibolabBackend, emulator_transmon
+
+        pdir = b.get("platforms_dir") or os.environ.get("QIBOLAB_PLATFORMS") or str(_TEST_PLATFORMS)
+        os.environ["QIBOLAB_PLATFORMS"] = str(pdir)
+        q = QibolabBackend(b["platform"], virtual_z_sign=int(b["virtual_z_sign"]))
+        try:
+            model = emulator_transmon(q.platform)
+        except Exception:  # a real platform has no emulator Hamiltonian: the lab gives initial_params
+            model = None
+        return q, model
+    if kind == "braket":
+        from pulsecal.hardware.adapters.openpulse import BraketBackend
+
+        s3 = (str(b["s3_bucket"]), str(b.get("s3_prefix") or "pulsecal-tasks")) if b.get("s3_bucket") else None
+        return BraketBackend(b["properties"], device_arn=b.get("device_arn"), s3_destination_folder=s3), None
+    raise ValueError(f"backend.kind={kind!r}: allowed 'simulated', 'qibolab', 'braket'")
+
+
+def build_policy(p: dict[str, Any]) -> Any:
+    from pulsecal.hardware import replay as rp
+
+    kind = p.get("kind")
+    if kind == "scripted":
+        return rp.ScriptedPolicy(gain=float(p["gain"]), explore=float(p["explore"]))
+    if kind == "sb3":
+        return rp.SB3Policy(p["run_dir"], model=p["model"], normalization=p["normalization"], algo=p["algo"])
+    if kind == "onnx":
+        return rp.OnnxPolicy(p["folder"], out_of_bounds=p["out_of_bounds"])
+    raise ValueError(f"policy.kind={kind!r}: allowed 'scripted', 'sb3', 'onnx'")
+
+
+def resolve_env_id(c: dict[str, Any], policy: Any) -> str:
+    """The env id of a session: ``env_id`` from the config, else the one the policy names
+    (an exported policy's manifest, an SB3 run's config.yaml), else GateCalibration-v0; a
+    config that contradicts the policy's own id is refused (its observation and action
+    spaces would not match)."""
+    from pulsecal.hardware import replay as rp
+
+    inner = getattr(policy, "policy", None)
+    own = getattr(inner, "env_id", None) if inner is not None else None
+    if own is None and isinstance(policy, rp.SB3Policy):
+        own = rp.trained_env_of_run(policy.run_dir).env_id
+    return _env_id(c.get("env_id"), own)
+
+
+def _env_id(want: Any, own: Any) -> str:
+    from pulsecal.hardware import replay as rp
+
+    if want is not None and own is not None and str(want) != str(own):
+        raise ValueError(f"env_id={want!r}: allowed the policy's own {own!r} (its manifest), or null")
+    return str(want or own or rp.DEFAULT_ENV_ID)
+
+
+def qubit_model(backend: Any, kind: str, qubit: int) -> Any:
+    """The transmon model of ``backend``'s qubit ``qubit`` for the textbook start, or None
+    (a real device: the lab gives ``initial_params``)."""
+    if kind == "qibolab":
+        from pulsecal.hardware.adapters.qibolab import emulator_transmon
+
+        try:
+            return emulator_transmon(backend.platform, backend.platform_qubit(qubit))
+        except (ValueError, KeyError, AttributeError):
+            return None
+    if kind == "simulated" and qubit == 0:
+        return backend.device.current_transmon()
+    return None
+
+
+def replay(cfg: DictConfig) -> Any:
+    """Run (or resume) the session the composed ``replay.yaml`` describes; returns the
+    ``ReplayResult``."""
+    from pulsecal.hardware import replay as rp
+
+    c = _container(cfg)
+    if c.get("qubit") is not None:
+        from pulsecal.agents.pipelines.sweep import sweep_job
+
+        return sweep_job(c)
+    b, p = dict(c["backend"]), dict(c["policy"])
+    backend, model = build_backend(b)
+    policy = build_policy(p)  # first: a broken export fails on its own digest check
+    env, gate_s = session_env(c)
+    if c.get("initial_params") is not None:
+        start = tuple(float(x) for x in c["initial_params"])
+    elif model is not None:
+        m = c["miscalibration"]
+        start = tuple(rp.miscalibrated_start(model, gate_s, amplitude_rel=m["amplitude_rel"], beta_rel=m["beta_rel"],
+                                             detuning_hz=m["detuning_hz"], phase=m["phase"]).as_array())
+    else:
+        raise ValueError("initial_params=None: allowed only with a backend that has a device model "
+                         "(simulated, qibolab emulator); give the lab's current calibration")
+    env_id = resolve_env_id(c, policy)
+    warn_if_cut_short(env_id, env, int(c["max_steps"]))
+    settings = rp.ReplaySettings(str(c["session_id"]), int(c["seed"]), start,  # type: ignore[arg-type]
+                                 max_steps=int(c["max_steps"]), budget_shots=c.get("budget_shots"), env=env,
+                                 env_id=env_id)
+    limits = rp.default_limits(backend, 0, **_limits(b.get("limits") or {}))
+    truth = rp.simulated_truth(backend, gate_s) if b["kind"] == "simulated" else None
+    info = {k: v for k, v in b.items() if k not in ("limits", "env", "retry")}
+    from pulsecal.hardware.device import RetryPolicy
+
+    retry = RetryPolicy(**dict(b.get("retry") or {}))
+    from pulsecal.hardware.ledger import DeviceDayLedger
+
+    day = DeviceDayLedger(c["device_ledger"]) if c.get("device_ledger") else None
+    return rp.run_session(backend, policy, Path(c["folder"]), settings, limits=limits, retry=retry, truth=truth,
+                          plots=bool(c.get("plots", True)), backend_info=info, device_ledger=day)
+
+
+def warn_if_cut_short(env_id: str, env: Mapping[str, Any], max_steps: int) -> None:
+    """A GateCalibration-v1 policy acts once per round; a session of fewer steps stops
+    before the policy's own episode ends. Allowed (a lab may want a short session), so
+    only said on stderr, naming the keys to change."""
+    if env_id.endswith("GateCalibration-v1"):
+        rounds = int(env.get("rounds") or 8)
+        if max_steps < rounds:
+            print(f"warning: max_steps={max_steps} < env.rounds={rounds}: the session stops before the "
+                  f"policy's episode ends; set max_steps={rounds} to run it whole", file=sys.stderr)
+
+
+def session_env(c: dict[str, Any], *, log: bool = True) -> tuple[dict[str, Any], float]:
+    """The env keyword arguments of a session and its gate duration in seconds.
+
+    Precedence: the config's explicit ``env`` (null values unset) > the settings the policy
+    was trained under (``policy``: an exported folder's manifest, an SB3 run directory's
+    config.yaml) > ``backend.env`` > ``env_defaults``. Session-side settings (the device
+    preset, whose sample time is the backend's; truth and reward) never come from the
+    policy, and an explicit setting that would change the policy's observation/action
+    layout is refused naming the key. ``log`` prints which settings came from the policy.
+    """
+    from pulsecal.hardware import replay as rp
+
+    defaults = {**dict(c.get("env_defaults") or {}), **dict(c["backend"].get("env") or {})}
+    trained = rp.trained_env(dict(c.get("policy") or {}))
+    env_id = _env_id(c.get("env_id"), trained.env_id if trained is not None else None)
+    merged = rp.merge_session_env(env_id, defaults, trained, dict(c.get("env") or {}))
+    if log:
+        for line in merged.describe():
+            print(line, flush=True)
+    env = rp.env_to_kwargs(merged.settings)
+    gate_s = float(env.get("gate_duration_s") or _preset_gate(env.get("device", "transmon_20ns")))
+    return env, gate_s
+
+
+def _preset_gate(name: str) -> float:
+    from pulsecal.envs.presets import get_preset
+
+    return float(get_preset(name).gate_duration_s)
+
+
+def _limits(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
+
+__all__ = ["build_backend", "build_policy", "qubit_model", "register_replay_configs", "replay",
+           "resolve_env_id", "session_env"]

@@ -1,0 +1,177 @@
+"""Per-qubit calibration sweeps through ``pulsecal-replay --multirun``, and their summary.
+
+    pulsecal-replay -m backend=simulated_faulty policy=scripted qubit=0,1,2,3
+    pulsecal-replay -m replay_experiment=sweep_8q                      # a whole simulated device
+    pulsecal-replay -m replay_experiment=sweep_8q hydra/launcher=ray   # the same on Ray
+    pulsecal-replay -m backend=qibolab_emulator backend.platform=pulsecal_emulator_2q qubit=0,1
+    pulsecal-sweep-summary runs/sweep/device8                          # recompute the table
+
+Every job of the multirun is one qubit (``qubit=k``): :func:`sweep_job` turns the composed
+config into a ``pulsecal.hardware.sweep.QubitJob`` and runs, resumes or skips it in
+``<sweep.dir>/q<k>``. When the launcher has run every job, the Hydra callback
+:class:`SweepSummaryCallback` (registered in ``replay.yaml``) recomputes the summary table
+and plot from the session folders. Re-running the same command resumes the sweep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+
+def sweep_job(c: dict[str, Any]) -> Any:
+    """Run one qubit of a sweep from a resolved replay config (``qubit`` set); returns the
+    ``QubitOutcome``.
+
+    ``backend.kind=simulated``: every qubit is its own sampled one-qubit device, drawn from
+    (backend.seed, qubit). Lab backends (``qibolab``, ``braket``): one device, the session
+    addresses qubit ``qubit`` of it (its drive frame, its readout, an envelope allowing that
+    frame only). All qubits' sessions share the device's day ledger
+    (``device_ledger``, default ``<sweep.dir>/device_day_ledger.json``), so the per-day
+    shot limit bounds their sum. ``env_id`` (or the exported policy's manifest) picks the
+    GateCalibration version the policy runs in.
+    """
+    from pulsecal.agents.pipelines.replay import (
+        _limits,
+        build_backend,
+        build_policy,
+        qubit_model,
+        resolve_env_id,
+        session_env,
+    )
+    from pulsecal.hardware import replay as rp
+    from pulsecal.hardware import sweep as sw
+    from pulsecal.hardware.device import RetryPolicy
+
+    qubit = int(c["qubit"])
+    b, p, s = dict(c["backend"]), dict(c["policy"]), dict(c["sweep"])
+    kind = b.get("kind")
+    if kind not in ("simulated", "qibolab", "braket"):
+        raise ValueError(f"backend.kind={kind!r}: allowed 'simulated', 'qibolab', 'braket'")
+    env, gate_s = session_env(c)
+    first_policy = [build_policy(p)]  # also tells the env id an exported policy was trained on
+    env_id = resolve_env_id(c, first_policy[0])
+    m = c["miscalibration"]
+    limit_changes = _limits(b.get("limits") or {})
+    common = {"qubit": qubit, "sweep_dir": Path(s["dir"]), "sweep_name": str(s["name"]),
+              "max_steps": int(c["max_steps"]), "env": env, "total_shots": s.get("total_shots"),
+              "session_budget_shots": c.get("budget_shots"), "budget_headroom": float(s["budget_headroom"]),
+              "attempts": int(s["attempts"]), "start_from_store": bool(s["start_from_store"]),
+              "params_store": None if s.get("params_store") is None else Path(s["params_store"]),
+              "env_id": env_id,
+              "device_ledger": Path(c.get("device_ledger") or Path(s["dir"]) / "device_day_ledger.json")}
+
+    def make_policy() -> Any:
+        return first_policy.pop() if first_policy else build_policy(p)
+
+    if kind == "simulated":
+        from pulsecal.envs.presets import DeviceSampler
+
+        sampler = DeviceSampler(**{k: (tuple(v) if isinstance(v, list) else v)
+                                   for k, v in (b.get("sampler") or {}).items()})
+        sweep_seed = int(b["seed"])
+        device_params = sw.sampled_qubit_params(sweep_seed, qubit, sampler)
+        if c.get("initial_params") is not None:
+            start = tuple(float(x) for x in c["initial_params"])
+        else:
+            start = tuple(sw.lab_start(device_params, gate_s, amplitude_rel=m["amplitude_rel"],
+                                       beta_rel=m["beta_rel"], detuning_hz=m["detuning_hz"],
+                                       phase=m["phase"]).as_array())
+        job = sw.QubitJob(seed=sw.qubit_seed(sweep_seed, qubit), default_start=start,  # type: ignore[arg-type]
+                          device_qubit=0, **common)
+
+        def make_backend(attempt: int) -> Any:
+            return sw.sampled_qubit_backend(seed=sweep_seed, qubit=qubit, fault_rate=float(b["fault_rate"]),
+                                            sampler=sampler, open_system=bool(b["open_system"]),
+                                            fault_stream=attempt)
+
+        info = {"kind": "simulated", "name": "simulated", "device": "sampled", "sweep_seed": sweep_seed,
+                "qubit": qubit, "fault_rate": float(b["fault_rate"]), "sampler": b.get("sampler") or {}}
+        return sw.run_qubit(job, make_backend=make_backend, make_policy=make_policy,
+                            limits=lambda be: rp.default_limits(be, 0, **limit_changes),
+                            retry=RetryPolicy(**dict(b.get("retry") or {})),
+                            truth=lambda be: rp.simulated_truth(be, gate_s), backend_info=info,
+                            plots=bool(c.get("plots", True)))
+
+    # One lab device: the session addresses its qubit `qubit`.
+    backends = [build_backend(b)[0]]
+    caps = backends[0].capabilities()
+    if qubit not in caps.qubits:
+        raise ValueError(f"qubit={qubit}: allowed one of the backend's qubits {list(caps.qubits)}")
+    if c.get("initial_params") is not None:
+        start = tuple(float(x) for x in c["initial_params"])
+    else:
+        model = qubit_model(backends[0], kind, qubit)
+        if model is None:
+            raise ValueError("initial_params=None: allowed only with a backend that has a device model "
+                             "(simulated, qibolab emulator); give the lab's current calibration")
+        start = tuple(rp.miscalibrated_start(model, gate_s, amplitude_rel=m["amplitude_rel"], beta_rel=m["beta_rel"],
+                                             detuning_hz=m["detuning_hz"], phase=m["phase"]).as_array())
+    job = sw.QubitJob(seed=sw.qubit_seed(int(c["seed"]), qubit), default_start=start,  # type: ignore[arg-type]
+                      device_qubit=qubit, **common)
+
+    def make_lab_backend(attempt: int) -> Any:
+        # The first attempt uses the backend built above; a retry gets a fresh one.
+        return backends.pop() if backends else build_backend(b)[0]
+
+    info = {**{k: v for k, v in b.items() if k not in ("limits", "env", "retry")}, "qubit": qubit}
+    return sw.run_qubit(job, make_backend=make_lab_backend, make_policy=make_policy,
+                        limits=lambda be: rp.default_limits(be, qubit, **limit_changes),
+                        retry=RetryPolicy(**dict(b.get("retry") or {})), backend_info=info,
+                        plots=bool(c.get("plots", True)))
+
+
+def summary_from_config(cfg: DictConfig, *, echo: bool = True) -> Any:
+    """Write the summary of the sweep ``cfg.sweep`` names; None if it has no qubit folder."""
+    from pulsecal.hardware import sweep as sw
+
+    s = OmegaConf.to_container(cfg.sweep, resolve=True)
+    assert isinstance(s, dict)
+    root = Path(str(s["dir"]))
+    if not any(p.is_dir() and p.name[1:].isdigit() for p in root.glob("q*")):
+        return None
+    summary = sw.write_summary(root, s.get("qubits"), coherence_factor=float(s.get("coherence_factor", 2.0)),
+                               plots=bool(s.get("plots", True)))
+    if echo:
+        print(sw.summary_markdown(summary, coherence_factor=float(s.get("coherence_factor", 2.0))))
+        print(f"summary: {root / 'summary.md'}")
+    return summary
+
+
+class SweepSummaryCallback(Callback):
+    """Hydra callback: after a multirun, the sweep summary from the session folders.
+
+    It runs in the launching process once every job has returned; jobs never raise for a
+    failed qubit, so it runs whenever the sweep itself ran.
+    """
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if "sweep" in config:
+            summary_from_config(config)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``pulsecal-sweep-summary SWEEP_DIR``: recompute and print a sweep's summary."""
+    from pulsecal.hardware import sweep as sw
+
+    ap = argparse.ArgumentParser(prog="pulsecal-sweep-summary", description=main.__doc__)
+    ap.add_argument("sweep_dir", type=Path)
+    ap.add_argument("--qubits", type=int, nargs="*", default=None, help="qubits the sweep should cover")
+    ap.add_argument("--coherence-factor", type=float, default=2.0)
+    ap.add_argument("--no-plots", action="store_true")
+    a = ap.parse_args(argv)
+    if not a.sweep_dir.is_dir():
+        print(f"error: sweep_dir={str(a.sweep_dir)!r}: allowed an existing sweep folder", file=sys.stderr)
+        sys.exit(2)
+    s = sw.write_summary(a.sweep_dir, a.qubits, coherence_factor=a.coherence_factor, plots=not a.no_plots)
+    print(sw.summary_markdown(s, coherence_factor=a.coherence_factor), end="")
+
+
+
+
+__all__ = ["SweepSummaryCallback", "main", "summary_from_config", "sweep_job"]

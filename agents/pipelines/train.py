@@ -1,0 +1,292 @@
+"""``pulsecal-train``: Hydra-configured training of an SB3 agent on a pulsecal env.
+
+    pulsecal-train env=gate_calibration agent=ppo device=transmon_short
+    pulsecal-train experiment=smoke
+    pulsecal-train --multirun agent=ppo,sac seed=0,1 experiment=smoke
+    pulsecal-train -m hparams_search=ppo_optuna experiment=gate_calibration_ppo
+    pulsecal-train resume=runs/<run>            # continue after a crash or kill
+
+This is the one place a config becomes objects: :func:`train` validates the composed
+config (every range and cross-field check, before anything is written), converts it
+into the typed settings of :mod:`pulsecal.agents` and runs. Bad values exit with status
+2 and one line, ``error: <key>: <problem>``, and leave no run directory behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import torch
+import yaml
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from stable_baselines3.common.callbacks import BaseCallback
+
+from pulsecal.agents.factory import AlgorithmSpec, make_vec_env, resolve_env_id
+from pulsecal.agents.persistence import Checkpoint, latest_checkpoint
+from pulsecal.agents.pipelines.console import first_line
+from pulsecal.agents.provenance import write_provenance
+from pulsecal.agents.training import TrainSettings, run_training
+from pulsecal.configs.schema import (
+    AGENT_SCHEMAS,
+    ConfigError,
+    TrainConf,
+    register_configs,
+    register_resolvers,
+)
+
+register_configs()
+register_resolvers()
+
+GROUPS = ("env", "device", "agent", "callbacks", "logger", "experiment", "hparams_search")
+
+
+# ----------------------------------------------------------------- config -> objects
+
+
+def to_train_conf(cfg: DictConfig) -> TrainConf:
+    """The composed config as a checked :class:`TrainConf` (raises :class:`ConfigError`)."""
+    try:
+        conf = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as err:
+        raise ConfigError(str(err.full_key or "config"), first_line(err.msg or str(err))) from None
+    if not isinstance(conf, TrainConf):
+        raise ConfigError("config", "not composed from train.yaml (train_schema)")
+    conf.check()
+    return conf
+
+
+def algorithm_spec(conf: TrainConf) -> AlgorithmSpec:
+    agent = conf.agent
+    pk = agent.policy_kwargs
+    return AlgorithmSpec(
+        algo=agent.name,
+        policy=agent.policy,
+        hyperparams=agent.hyperparams(),
+        net_arch=tuple(pk.net_arch),
+        activation=pk.activation,
+        lstm_hidden_size=pk.lstm_hidden_size,
+        log_std_init=pk.log_std_init,
+        normalize_obs=agent.normalize_obs,
+        normalize_reward=agent.normalize_reward,
+    )
+
+
+def train_settings(conf: TrainConf) -> TrainSettings:
+    cb = conf.callbacks
+    return TrainSettings(
+        total_timesteps=conf.total_timesteps,
+        seed=conf.seed,
+        eval_every_steps=cb.eval_every_steps,
+        eval_episodes=cb.eval_episodes,
+        checkpoint_every_steps=cb.checkpoint_every_steps,
+        target_infidelity=cb.target_infidelity,
+        progress_bar=cb.progress_bar,
+        info_scalars=cb.info_scalars,
+        logger_formats=tuple(conf.logger.formats),
+        torch_device=conf.torch_device,
+    )
+
+
+def _is_pulsecal_env(env_id: str) -> bool:
+    entry = gym.spec(env_id).entry_point or gym.spec(env_id).vector_entry_point
+    return isinstance(entry, str) and entry.startswith("pulsecal.envs")
+
+
+def env_kwargs(conf: TrainConf) -> dict[str, Any]:
+    """Constructor arguments of a pulsecal env: device preset, randomisation, shots."""
+    kwargs: dict[str, Any] = {"device": conf.device.preset}
+    if conf.device.randomize:
+        kwargs["randomize_device"] = True  # only envs that support randomisation accept it
+    if conf.env.shots_per_probe is not None:
+        kwargs["shots_per_probe"] = conf.env.shots_per_probe
+    kwargs.update(conf.env.kwargs)
+    return kwargs
+
+
+def _overridden_device(conf: TrainConf) -> Any | None:
+    """The preset's DeviceParams with the config's physical overrides, or None."""
+    dev = conf.device
+    overrides = {k: getattr(dev, k) for k in ("t1_s", "t2_s", "anharmonicity_hz", "detuning_hz")}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if not overrides:
+        return None
+    if dev.randomize:
+        raise ConfigError("device.randomize", "physical overrides (t1_s, ...) need a fixed device: set randomize=false")
+    from pulsecal.envs.presets import get_preset
+
+    params = get_preset(dev.preset).params
+    transmon = params.transmon
+    t1 = overrides.get("t1_s", transmon.t1_s)
+    t2 = overrides.get("t2_s", transmon.t2_s)
+    if t2 > 2 * t1:
+        key = "device.t2_s" if "t2_s" in overrides else "device.t1_s"
+        raise ConfigError(key, f"T2 = {t2:g} s exceeds 2·T1 = {2 * t1:g} s (physically impossible)")
+    try:
+        return dataclasses.replace(params, transmon=dataclasses.replace(transmon, **overrides))
+    except ValueError as err:
+        raise ConfigError("device", str(err)) from None
+
+
+def _env_factories(conf: TrainConf, env_id: str) -> tuple[Any, Any]:
+    """Factories of the training env and of the held-out evaluation env."""
+    pulsecal_env = _is_pulsecal_env(env_id)
+    kwargs = env_kwargs(conf) if pulsecal_env else dict(conf.env.kwargs)
+    device = _overridden_device(conf) if pulsecal_env else None
+    n_eval = conf.device.n_eval_devices
+    train_options = None if device is None else [{"device_params": device}] * conf.env.n_envs
+    eval_options: list[dict[str, Any]] | None = None
+    if device is not None:
+        eval_options = [{"device_params": device}] * n_eval
+    elif pulsecal_env and conf.device.randomize:
+        from pulsecal.envs.presets import held_out_devices
+
+        eval_options = [{"device_params": d} for d in held_out_devices(n_eval, conf.device.eval_seed)]
+    # A fixed-preset run evaluates on that preset with fresh episode seeds (the starting
+    # miscalibration is random); a randomised run on a fixed held-out device population.
+
+    def make_train() -> Any:
+        return make_vec_env(env_id, conf.env.n_envs, conf.seed, kwargs, conf.env.max_episode_steps, train_options)
+
+    def make_eval() -> Any:
+        return make_vec_env(env_id, n_eval, conf.device.eval_seed, kwargs, conf.env.max_episode_steps, eval_options)
+
+    return make_train, make_eval
+
+
+# ------------------------------------------------------------------------- resume
+
+
+def _resume_conf(resume_dir: Path, overrides: Sequence[str]) -> DictConfig:
+    """The stored config of ``resume_dir`` with plain ``key=value`` overrides applied."""
+    stored_path = resume_dir / "config.yaml"
+    if not stored_path.is_file():
+        raise ConfigError("resume", f"{resume_dir} is not a pulsecal run directory (no config.yaml)")
+    stored = OmegaConf.load(stored_path)
+    assert isinstance(stored, DictConfig)
+    agent_name = OmegaConf.select(stored, "agent.name")
+    if agent_name not in AGENT_SCHEMAS:
+        raise ConfigError("resume", f"{stored_path} has unknown agent.name {agent_name!r}")
+    schema = OmegaConf.structured(TrainConf)
+    schema.agent = OmegaConf.structured(AGENT_SCHEMAS[agent_name])
+    try:
+        merged = OmegaConf.merge(schema, stored)
+        for item in overrides:
+            key, sep, value = item.partition("=")
+            key = key.lstrip("+")
+            if not sep or key == "resume" or key.startswith("hydra"):
+                continue
+            if key.split(".")[0] in GROUPS and "." not in key:
+                raise ConfigError(key, "a resumed run keeps its config groups; only values may change")
+            OmegaConf.update(merged, key, yaml.safe_load(value) if value else None, merge=True)
+    except OmegaConfBaseException as err:
+        raise ConfigError(str(err.full_key or "resume"), first_line(err.msg or str(err))) from None
+    merged.resume = str(resume_dir)
+    assert isinstance(merged, DictConfig)
+    return merged
+
+
+def _find_resume_checkpoint(resume_dir: Path) -> Checkpoint:
+    ckpt = latest_checkpoint(resume_dir / "checkpoints")
+    if ckpt is None:
+        raise ConfigError("resume", f"{resume_dir} has no complete checkpoint to resume from")
+    return ckpt
+
+
+# -------------------------------------------------------------------------- train
+
+
+def train(
+    cfg: DictConfig,
+    run_dir: Path | str | None = None,
+    extra_callbacks: Sequence[BaseCallback] = (),
+) -> dict[str, float]:
+    """Train as configured; return the final metrics (and ``objective`` for sweepers).
+
+    ``run_dir`` defaults to Hydra's output directory. With ``cfg.resume`` set, the run
+    continues in that directory from its last checkpoint, with its stored config
+    (plain ``key=value`` overrides from the command line still apply).
+    """
+    overrides: list[str] = []
+    if HydraConfig.initialized():
+        overrides = list(HydraConfig.get().overrides.task)
+    resume_from: Checkpoint | None = None
+    if cfg.get("resume"):
+        resume_dir = Path(str(cfg.resume)).resolve()
+        cfg = _resume_conf(resume_dir, overrides)
+        resume_from = _find_resume_checkpoint(resume_dir)
+        run_dir = resume_dir
+    conf = to_train_conf(cfg)
+    try:
+        import pulsecal.envs  # noqa: F401  (registers pulsecal/<Name>-v<N>)
+    except ImportError:
+        pass
+    try:
+        env_id = resolve_env_id(conf.env.id)
+    except (gym.error.Error, ImportError) as err:
+        raise ConfigError("env.id", f"unknown environment {conf.env.id!r} ({first_line(str(err))})") from None
+    if _is_pulsecal_env(env_id):
+        _check_device_preset(conf)
+    make_train, make_eval = _env_factories(conf, env_id)
+    # Build both envs before anything is written: the envs validate their own arguments.
+    try:
+        train_env, eval_env = make_train(), make_eval()
+    except (TypeError, ValueError) as err:
+        raise ConfigError(_env_error_key(conf, str(err)),
+                          f"{conf.env.id} rejects its arguments: {first_line(str(err))}") from None
+    if run_dir is None:
+        run_dir = HydraConfig.get().runtime.output_dir
+    run_dir = Path(run_dir)
+
+    # Everything above only reads; from here on the run directory gets artefacts.
+    torch.set_num_threads(conf.torch_threads)
+    write_provenance(
+        run_dir,
+        OmegaConf.to_yaml(cfg, resolve=True),
+        seed=conf.seed,
+        extra={
+            "env_id": env_id,
+            "algo": conf.agent.name,
+            "resumed_from_step": None if resume_from is None else resume_from.step,
+        },
+    )
+    metrics = run_training(
+        algorithm_spec(conf),
+        lambda: train_env,
+        lambda: eval_env,
+        train_settings(conf),
+        run_dir,
+        resume_from=resume_from,
+        extra_callbacks=extra_callbacks,
+    )
+    metrics["objective"] = metrics[conf.optimized_metric]
+    return metrics
+
+
+def _env_error_key(conf: TrainConf, message: str) -> str:
+    """``env.kwargs.<name>`` when the env's message starts with one of the configured
+    keyword arguments (the envs write ``<field>=<value> is out of range ...``), else ``env``."""
+    name = message.strip().split("=", 1)[0].strip()
+    return f"env.kwargs.{name}" if name in conf.env.kwargs else "env"
+
+
+def _check_device_preset(conf: TrainConf) -> None:
+    try:
+        from pulsecal.envs.presets import get_preset
+    except ImportError:
+        return
+    try:
+        get_preset(conf.device.preset)
+    except ValueError as err:
+        raise ConfigError("device.preset", str(err)) from None
+
+
+# ----------------------------------------------------------------- entry point
+
+
+__all__ = ["to_train_conf", "train"]
