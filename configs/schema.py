@@ -298,6 +298,74 @@ class LoggerConf:
                 raise ConfigError("formats", f"unknown format {fmt!r} (allowed: {', '.join(LOGGER_FORMATS)})")
 
 
+# --------------------------------------------------------------------- baselines
+# One schema per baseline config (configs/baseline/method/*.yaml). Each is built with its
+# ``_target_`` by ``hydra.utils.instantiate``; these fields are its keyword arguments, so
+# a misspelt or mistyped one fails at compose time. A baseline whose config has no schema
+# here still instantiates, checked only by its own ``__post_init__``.
+
+
+@dataclass
+class StandardConf:
+    """``StandardCalibration`` keyword arguments (see its docstring)."""
+
+    _target_: str = "pulsecal.agents.baselines.StandardCalibration"
+    name: str = "standard"
+    ramsey_delays_s: list[float] = field(default_factory=lambda: [1e-7, 4e-7, 1.6e-6])
+    rabi_points: int = 6
+    rabi_span: float = 0.5
+    amplitude_prior: float = 0.05
+    rabi_min_shots: int = 24
+    amplitude_depths: list[int] = field(default_factory=lambda: [4, 16, 64])
+    drag_scan_depth: int = 4
+    drag_scan_points: int = 4
+    drag_scan_span: float = 0.5
+    drag_depths: list[int] = field(default_factory=lambda: [8, 32])
+    drag_slope: float = -0.125
+    drag_slope_tolerance: float = 0.3
+    allocation: list[float] = field(default_factory=lambda: [0.16, 0.04, 0.24, 0.30, 0.26])
+    level_growth: float = 1.5
+    min_shots: int = 4
+
+
+@dataclass
+class BlackBoxConf:
+    """``BlackBoxSettings`` keyword arguments (the env's default probes are not configurable)."""
+
+    _target_: str = "pulsecal.agents.baselines.BlackBoxSettings"
+    shots_per_probe: int | None = None
+    miscalibration: list[float] = field(default_factory=lambda: [0.05, 0.5, 1e6, 0.0])
+    floor: float = 1e-6
+
+
+@dataclass
+class NelderMeadConf:
+    """``NelderMeadCalibration`` keyword arguments."""
+
+    _target_: str = "pulsecal.agents.baselines.NelderMeadCalibration"
+    name: str = "nelder_mead"
+    settings: BlackBoxConf = field(default_factory=BlackBoxConf)
+    initial_step: float = 0.5
+
+
+@dataclass
+class CMAESConf:
+    """``CMAESCalibration`` keyword arguments."""
+
+    _target_: str = "pulsecal.agents.baselines.CMAESCalibration"
+    name: str = "cmaes"
+    settings: BlackBoxConf = field(default_factory=BlackBoxConf)
+    sigma0: float = 0.5
+    popsize: int | None = None
+
+
+BASELINE_SCHEMAS: dict[str, type] = {
+    "standard": StandardConf,
+    "nelder_mead": NelderMeadConf,
+    "cmaes": CMAESConf,
+}
+
+
 # ------------------------------------------------------------------------- train
 
 # Metrics train() returns that a sweeper may minimise.
@@ -370,6 +438,8 @@ def register_configs() -> None:
         cs.store(group="agent", name=f"{name}_schema", node=schema)
     cs.store(group="callbacks", name="callbacks_schema", node=CallbacksConf)
     cs.store(group="logger", name="logger_schema", node=LoggerConf)
+    for name, schema in BASELINE_SCHEMAS.items():
+        cs.store(group="baseline/method", name=f"{name}_schema", node=schema)
 
 
 def _run_dir(resume: str | None, fresh: str) -> str:

@@ -40,6 +40,7 @@ from numpy.typing import ArrayLike
 from pulsecal.envs.calibration import CalibrationTask
 
 from .common import CalibrationResult, FloatArray, check_budget, require, run_steps, safe_asin
+from .protocol import register_baseline
 from .sequences import amplitude_steps, drag_steps, rabi_steps, ramsey_steps
 
 STAGES: tuple[str, ...] = ("ramsey", "rabi", "amplitude", "drag", "refine")
@@ -84,6 +85,7 @@ def _split(total: int, weights: Sequence[float], sizes: Sequence[int]) -> list[i
     return [math.floor(total * wi / n) for wi, n in zip(w, sizes, strict=True)]
 
 
+@register_baseline("standard")
 @dataclass(frozen=True)
 class StandardCalibration:
     """Standard calibration sequence (Ramsey, Rabi, fine amplitude, DRAG, refine).
@@ -115,6 +117,7 @@ class StandardCalibration:
             share (>= 1: deeper levels carry more information per shot).
         min_shots: fewest shots per sequence a stage may get; a budget that cannot give
             every stage this many is rejected (message names the minimum budget).
+        name: the method's name in results tables.
     """
 
     ramsey_delays_s: tuple[float, ...] = (0.1e-6, 0.4e-6, 1.6e-6)
@@ -132,6 +135,7 @@ class StandardCalibration:
     allocation: tuple[float, float, float, float, float] = (0.16, 0.04, 0.24, 0.30, 0.26)
     level_growth: float = 1.5
     min_shots: int = 4
+    name: str = "standard"
 
     def __post_init__(self) -> None:
         d = tuple(float(x) for x in self.ramsey_delays_s)
@@ -227,7 +231,8 @@ class StandardCalibration:
     # -- running ----------------------------------------------------------------------------
 
     def run(
-        self, task: CalibrationTask, start: ArrayLike, budget: int, index: Sequence[int] | None = None,
+        self, task: CalibrationTask, start: ArrayLike, budget: int, rng: np.random.Generator | None = None,
+        index: Sequence[int] | None = None,
     ) -> CalibrationResult:
         """Calibrate devices ``index`` of ``task`` from ``start`` within ``budget`` shots each.
 
@@ -235,6 +240,7 @@ class StandardCalibration:
             task: the devices and the shot counter (``task.gate`` fixes the pulse shape).
             start: (B, 4) starting parameters (or (4,) for every device).
             budget: total shots per device (all stages together), >= ``min_budget()``.
+            rng: unused (the sequence is deterministic; the ``Baseline`` protocol passes one).
             index: which devices of the task (default: all), B of them.
         Returns:
             final parameters, shots used per device (== the task's count for this call), and

@@ -144,7 +144,8 @@ def test_every_evaluate_baseline_option_instantiates(baseline: str, tmp_path: Pa
     with initialize_config_module("pulsecal.configs", version_base="1.3"):
         cfg = hydra_compose("evaluate", overrides=[f"baseline={baseline}", f"out_dir={tmp_path}"])
     settings, agents = to_settings(cfg)
-    assert isinstance(settings.standard, StandardCalibration) and agents == []
+    assert isinstance(settings.baseline("standard"), StandardCalibration) and agents == []
+    assert settings.methods == ("standard", "nelder_mead", "cmaes")
 
 
 @pytest.mark.parametrize("profile", [None, *options("results_profile")])
