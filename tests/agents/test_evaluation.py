@@ -162,7 +162,7 @@ def test_zero_agent_is_the_v1_estimator_alone(tmp_path: Path) -> None:
     from hydra import compose, initialize_config_module
 
     from pulsecal.agents.pipelines import evaluate as script
-    from pulsecal.agents.pipelines.demo import override
+    from pulsecal.agents.pipelines.common import override
 
     agent = {"name": "estimator_only", "task": "calibration", "algo": "zero",
              "env_id": "pulsecal/GateCalibration-v1", "env_kwargs": {"shot_budget": 1000}}
