@@ -52,8 +52,8 @@ class _Objective:
         z = np.atleast_2d(np.asarray(zs, dtype=np.float64))
         rows = np.stack([self.params(zi) for zi in z])
         p1 = self.task.measure(rows, self.shots, index=[self.device] * len(rows), probes=self.probes)
-        est = analyse(p1, self.probes, self.task.gate.duration_s).infidelity
-        return np.asarray(np.log10(est + self.floor))
+        infidelity = analyse(p1, self.probes, self.task.gate.duration_s).infidelity
+        return np.asarray(np.log10(infidelity + self.floor))
 
 
 @dataclass(frozen=True)

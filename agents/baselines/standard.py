@@ -261,7 +261,7 @@ class StandardCalibration:
         contrast = np.full(nb, 0.95)  # readout contrast; the first Ramsey measures it
         base = np.full(nb, 0.02)  # P("1") of the ground state; idem
         slope = np.full(nb, np.nan)  # DRAG per-gate angle per second of β, from the scan
-        est = {"amplitude": _Estimates(), "beta": _Estimates(), "detuning": _Estimates()}
+        estimates = {"amplitude": _Estimates(), "beta": _Estimates(), "detuning": _Estimates()}
         trace: list[list[tuple[int, FloatArray]]] = [[] for _ in idx]
         first_ramsey = True
         for kind, value, _n_seq, shots in stages:
@@ -281,7 +281,7 @@ class StandardCalibration:
                 tau = max(1, round(value / dt)) * dt + gate_s  # SX centre to SX centre
                 var_theta = 0.5 / (shots * np.maximum(r, 0.2) ** 2)
                 delta = p[:, 2] + theta / (2 * math.pi * tau)
-                est["detuning"].add(delta, (2 * math.pi * tau) ** 2 / var_theta)
+                estimates["detuning"].add(delta, (2 * math.pi * tau) ** 2 / var_theta)
                 p[:, 2] = delta
             elif kind == "rabi":
                 p[:, 0] = self._rabi(task, idx, p, shots, contrast, base)
@@ -293,7 +293,7 @@ class StandardCalibration:
                 a_opt = p[:, 0] / (1.0 + eps)
                 var_s = 0.5 / (shots * contrast**2)
                 var_eps = var_s / (np.maximum(1.0 - s**2, 0.05) * (n * math.pi) ** 2)
-                est["amplitude"].add(a_opt, 1.0 / (var_eps * p[:, 0] ** 2))
+                estimates["amplitude"].add(a_opt, 1.0 / (var_eps * p[:, 0] ** 2))
                 p[:, 0] = np.clip(a_opt, -1.0, 1.0)
             elif kind == "drag_scan":
                 p[:, 1], slope = self._drag_scan(task, idx, p, int(value), shots, contrast)
@@ -306,14 +306,14 @@ class StandardCalibration:
                 k = np.where(ok, slope, 1.0)
                 b_opt = np.where(ok, p[:, 1] - angle / k, p[:, 1])
                 var_angle = 0.5 / (shots * contrast**2 * np.maximum(1.0 - s**2, 0.05) * (2 * n) ** 2)
-                est["beta"].add(b_opt, np.where(ok, k**2 / var_angle, 0.0))
+                estimates["beta"].add(b_opt, np.where(ok, k**2 / var_angle, 0.0))
                 p[:, 1] = b_opt
             for b, i in enumerate(idx):
                 trace[b].append((int(task.shots_used[i] - used0[b]), p[b].copy()))
         final = p.copy()
-        final[:, 0] = np.clip(est["amplitude"].combine(p[:, 0]), -1.0, 1.0)
-        final[:, 1] = est["beta"].combine(p[:, 1])
-        final[:, 2] = est["detuning"].combine(p[:, 2])
+        final[:, 0] = np.clip(estimates["amplitude"].combine(p[:, 0]), -1.0, 1.0)
+        final[:, 1] = estimates["beta"].combine(p[:, 1])
+        final[:, 2] = estimates["detuning"].combine(p[:, 2])
         used = (task.shots_used[idx] - used0).astype(np.int64)
         for b in range(nb):
             trace[b].append((int(used[b]), final[b].copy()))

@@ -5,7 +5,7 @@
     python -m pulsecal.scripts.results --quick         # tiny budgets, into a temp folder
     python -m pulsecal.scripts.results agents.pulse_shaping.max_minutes=30 evaluate.n_devices=200
 
-Three agents, each from its ``*_agent`` experiment when it ships (else the older
+Three agents, each from its ``*_agent`` experiment when it ships (else the plain
 ``gate_calibration_ppo``, ``pulse_shaping_sac``, ``drift_tracking_ppo``), trained through
 ``pulsecal-train``'s :func:`train` into ``<work_dir>/train/<task>``, with a per-agent
 wall-clock time box so the whole job stays inside its hour. A finished run whose stored
@@ -432,9 +432,9 @@ def calibration_notes(records: Mapping[str, Mapping[str, Any]], report: Any) -> 
                       "negative is better):", ""]
         by = {(s["method"], s["budget"]): s for s in summary}
         for b in sorted({s["budget"] for s in summary if s["method"] == ESTIMATOR}):
-            est = by[(ESTIMATOR, b)]
-            deltas = [f"`{m}` {by[(m, b)]['ratio_median'] - est['ratio_median']:+.4f} / "
-                      f"{by[(m, b)]['ratio_p90'] - est['ratio_p90']:+.4f}" for m in methods if (m, b) in by]
+            estimator = by[(ESTIMATOR, b)]
+            deltas = [f"`{m}` {by[(m, b)]['ratio_median'] - estimator['ratio_median']:+.4f} / "
+                      f"{by[(m, b)]['ratio_p90'] - estimator['ratio_p90']:+.4f}" for m in methods if (m, b) in by]
             lines.append(f"- {b} shots: " + ("; ".join(deltas) if deltas else "no trained policy at this budget"))
     return lines
 
