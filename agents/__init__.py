@@ -4,7 +4,11 @@
 - ``callbacks``: evaluation on held-out devices, checkpoints, early stop, info scalars.
 - ``persistence``: atomic files, pickle-free normalisation statistics and replay buffers,
   checkpoints.
-- ``training``: one resumable training run into a run directory.
+- ``training``: one resumable training run into a run directory; ``training_devices``:
+  the device (or population) it trains on and its held-out evaluation devices.
+- ``baselines``: the calibration baselines behind one ``Baseline`` protocol, by name.
+- ``evaluation``: agents against the baselines on held-out devices, tables and plots.
+- ``pipelines``: the console scripts' jobs (train, evaluate, demo, results, ...).
 - ``provenance``: what a run directory records (config, command, versions, curve).
 
 Nothing here reads a Hydra config; ``pulsecal.agents.pipelines.train`` converts one. This file

@@ -164,8 +164,8 @@ def run_training(
     off-policy algorithm gets the checkpoint's replay buffer back (stored pickle-free by
     :func:`~pulsecal.agents.persistence.save_replay_buffer`). The transitions of the one
     vector step during which the checkpoint was taken are not in it (SB3 stores them after
-    the callbacks run); a checkpoint without a buffer (an older one, or
-    ``keep_replay_buffers=0``) resumes with an empty buffer, with a warning.
+    the callbacks run); a checkpoint without a buffer (written without one, or
+    with ``keep_replay_buffers=0``) resumes with an empty buffer, with a warning.
     """
     run_dir = Path(run_dir)
     venv = make_train_env()

@@ -13,9 +13,11 @@ typed keyword arguments or frozen dataclasses; ``pulsecal.agents.pipelines.train
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
@@ -61,20 +63,37 @@ def _in_range(key: str, value: float, low: float, high: float) -> None:
 # --------------------------------------------------------------------------- env
 
 
+def _set_fields(options: Any) -> dict[str, Any]:
+    """The non-null fields of an options object (nested ones too), as plain values."""
+    if dataclasses.is_dataclass(options) and not isinstance(options, type):
+        items = {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
+    else:
+        items = dict(options or {})
+    return {k: _set_fields(v) if dataclasses.is_dataclass(v) else v for k, v in items.items() if v is not None}
+
+
 @dataclass
 class EnvConf:
     """Which registered environment to train on, and how many batched copies.
 
-    ``kwargs`` go to the environment constructor unchanged (env-specific options);
-    ``shots_per_probe`` and ``max_episode_steps`` are named because every env has them
-    and they must be validated (null = the env's registered default).
+    ``kwargs`` go to the environment constructor: env-specific options, untyped here and
+    typed in the per-env schemas of ``env_schema.py``, whose fields default to null ("the
+    env's default"). ``shots_per_probe`` and ``max_episode_steps`` are named because every
+    env has them and they must be validated (null = the env's registered default).
     """
+
+    # The env id whose options ``kwargs`` describes (None: any env, untyped options).
+    schema_env_id: ClassVar[str | None] = None
 
     id: str = MISSING
     n_envs: int = 8
     shots_per_probe: int | None = None
     max_episode_steps: int | None = None
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    kwargs: Any = field(default_factory=dict)
+
+    def env_options(self) -> dict[str, Any]:
+        """The constructor options this config sets (nulls left out: the env's defaults)."""
+        return _set_fields(self.kwargs)
 
     def check(self) -> None:
         if not self.id:
@@ -84,6 +103,12 @@ class EnvConf:
             _positive_int("shots_per_probe", self.shots_per_probe)
         if self.max_episode_steps is not None:
             _positive_int("max_episode_steps", self.max_episode_steps)
+        # A typed schema is for one env id: another pulsecal id would silently get options
+        # it does not take, or lose ones it needs.
+        want = self.schema_env_id
+        if want is not None and re.fullmatch(r"pulsecal/\w+-v\d+", self.id) and self.id != want:
+            raise ConfigError("id", f"{self.id} does not take the options of {want}: choose the env "
+                                    "option of that id (e.g. env=gate_calibration_v1 for GateCalibration-v1)")
 
 
 # ------------------------------------------------------------------------ device
@@ -93,9 +118,11 @@ class EnvConf:
 class DeviceConf:
     """The simulated device the env trains on: a preset, optionally randomised.
 
-    Null physical fields keep the preset's value; set ones override it (SI units).
+    Null physical fields keep the preset's value; set ones override it (SI units). Built
+    with ``_target_`` (``hydra.utils.instantiate``) into ``TrainingDevices``.
     """
 
+    _target_: str = "pulsecal.agents.training_devices.TrainingDevices"
     preset: str = MISSING
     randomize: bool = False
     t1_s: float | None = None
@@ -298,6 +325,74 @@ class LoggerConf:
                 raise ConfigError("formats", f"unknown format {fmt!r} (allowed: {', '.join(LOGGER_FORMATS)})")
 
 
+# --------------------------------------------------------------------- baselines
+# One schema per baseline config (configs/baseline/method/*.yaml). Each is built with its
+# ``_target_`` by ``hydra.utils.instantiate``; these fields are its keyword arguments, so
+# a misspelt or mistyped one fails at compose time. A baseline whose config has no schema
+# here still instantiates, checked only by its own ``__post_init__``.
+
+
+@dataclass
+class StandardConf:
+    """``StandardCalibration`` keyword arguments (see its docstring)."""
+
+    _target_: str = "pulsecal.agents.baselines.StandardCalibration"
+    name: str = "standard"
+    ramsey_delays_s: list[float] = field(default_factory=lambda: [1e-7, 4e-7, 1.6e-6])
+    rabi_points: int = 6
+    rabi_span: float = 0.5
+    amplitude_prior: float = 0.05
+    rabi_min_shots: int = 24
+    amplitude_depths: list[int] = field(default_factory=lambda: [4, 16, 64])
+    drag_scan_depth: int = 4
+    drag_scan_points: int = 4
+    drag_scan_span: float = 0.5
+    drag_depths: list[int] = field(default_factory=lambda: [8, 32])
+    drag_slope: float = -0.125
+    drag_slope_tolerance: float = 0.3
+    allocation: list[float] = field(default_factory=lambda: [0.16, 0.04, 0.24, 0.30, 0.26])
+    level_growth: float = 1.5
+    min_shots: int = 4
+
+
+@dataclass
+class BlackBoxConf:
+    """``BlackBoxSettings`` keyword arguments (the env's default probes are not configurable)."""
+
+    _target_: str = "pulsecal.agents.baselines.BlackBoxSettings"
+    shots_per_probe: int | None = None
+    miscalibration: list[float] = field(default_factory=lambda: [0.05, 0.5, 1e6, 0.0])
+    floor: float = 1e-6
+
+
+@dataclass
+class NelderMeadConf:
+    """``NelderMeadCalibration`` keyword arguments."""
+
+    _target_: str = "pulsecal.agents.baselines.NelderMeadCalibration"
+    name: str = "nelder_mead"
+    settings: BlackBoxConf = field(default_factory=BlackBoxConf)
+    initial_step: float = 0.5
+
+
+@dataclass
+class CMAESConf:
+    """``CMAESCalibration`` keyword arguments."""
+
+    _target_: str = "pulsecal.agents.baselines.CMAESCalibration"
+    name: str = "cmaes"
+    settings: BlackBoxConf = field(default_factory=BlackBoxConf)
+    sigma0: float = 0.5
+    popsize: int | None = None
+
+
+BASELINE_SCHEMAS: dict[str, type] = {
+    "standard": StandardConf,
+    "nelder_mead": NelderMeadConf,
+    "cmaes": CMAESConf,
+}
+
+
 # ------------------------------------------------------------------------- train
 
 # Metrics train() returns that a sweeper may minimise.
@@ -308,10 +403,11 @@ OBJECTIVES = ("final_infidelity", "final_infidelity_median", "best_infidelity", 
 class TrainConf:
     """The whole training run (``configs/train.yaml``)."""
 
-    env: EnvConf = MISSING
+    # One schema per env id (env_schema.py) and per algorithm, so these two fields are
+    # untyped here; each env/*.yaml and agent/*.yaml starts from its own schema, which does
+    # the type checking.
+    env: Any = MISSING
     device: DeviceConf = MISSING
-    # One schema per algorithm, so the field is untyped here; each agent/*.yaml starts
-    # from its own schema (PPOConf, SACConf, ...), which does the type checking.
     agent: Any = MISSING
     callbacks: CallbacksConf = MISSING
     logger: LoggerConf = MISSING
@@ -334,6 +430,8 @@ class TrainConf:
             )
         if self.torch_device not in ("cpu", "cuda", "auto") and not self.torch_device.startswith("cuda:"):
             raise ConfigError("torch_device", f"must be cpu, cuda, cuda:<n> or auto, got {self.torch_device!r}")
+        if not isinstance(self.env, EnvConf):
+            raise ConfigError("env", "not composed from an env schema (env/*.yaml: defaults: [<env>_schema])")
         for name in ("env", "device", "agent", "callbacks", "logger"):
             try:
                 getattr(self, name).check()
@@ -364,12 +462,17 @@ def register_configs() -> None:
     """
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConf)
-    cs.store(group="env", name="env_schema", node=EnvConf)
+    from pulsecal.configs.env_schema import ENV_SCHEMAS  # it builds on EnvConf above
+
+    for name, env_schema in ENV_SCHEMAS.items():
+        cs.store(group="env", name=name, node=env_schema)
     cs.store(group="device", name="device_schema", node=DeviceConf)
     for name, schema in AGENT_SCHEMAS.items():
         cs.store(group="agent", name=f"{name}_schema", node=schema)
     cs.store(group="callbacks", name="callbacks_schema", node=CallbacksConf)
     cs.store(group="logger", name="logger_schema", node=LoggerConf)
+    for name, schema in BASELINE_SCHEMAS.items():
+        cs.store(group="baseline/method", name=f"{name}_schema", node=schema)
 
 
 def _run_dir(resume: str | None, fresh: str) -> str:

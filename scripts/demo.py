@@ -11,8 +11,9 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from pulsecal.agents.pipelines.common import PipelineError
 from pulsecal.agents.pipelines.console import run_console
-from pulsecal.agents.pipelines.demo import DemoError, demo
+from pulsecal.agents.pipelines.demo import demo
 from pulsecal.configs.schema import ConfigError
 
 
@@ -20,7 +21,7 @@ from pulsecal.configs.schema import ConfigError
 def _hydra_main(cfg: DictConfig) -> None:
     try:
         demo(cfg)
-    except (DemoError, ConfigError) as err:
+    except (PipelineError, ConfigError) as err:
         # SystemExit passes through Hydra's job runner without its multi-line report.
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -8,6 +8,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from pulsecal.agents.pipelines.console import run_console
 from pulsecal.agents.pipelines.evaluate import evaluate
 
 
@@ -24,8 +25,9 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    """Console script ``pulsecal-evaluate``."""
-    _hydra_main()
+    """Console script ``pulsecal-evaluate``: composition errors (a misspelt or mistyped
+    key) end as one ``error: <key>: ...`` line, exit status 2."""
+    run_console(_hydra_main)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from pulsecal.agents.pipelines.common import PipelineError
 from pulsecal.agents.pipelines.console import run_console
-from pulsecal.agents.pipelines.demo import DemoError
 from pulsecal.agents.pipelines.results import quick_argv, results
 from pulsecal.configs.schema import ConfigError
 
@@ -23,7 +23,7 @@ _ARGV: list[str] = []
 def _hydra_main(cfg: DictConfig) -> None:
     try:
         results(cfg, _ARGV)
-    except (DemoError, ConfigError) as err:
+    except (PipelineError, ConfigError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pulsecal.agents.pipelines.demo import override, pick_experiment, shipped_experiments
+from pulsecal.agents.pipelines.common import override, pick_experiment, shipped_experiments
 
 # Seconds, not minutes: a smoke-sized agent (meaningless numbers, every stage runs).
 TINY = [

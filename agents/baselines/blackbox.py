@@ -24,6 +24,7 @@ from numpy.typing import ArrayLike
 from pulsecal.envs.calibration import CalibrationTask, Probe, analyse, default_probes
 
 from .common import DEFAULT_MISCALIBRATION, CalibrationResult, FloatArray, check_budget, require
+from .protocol import register_baseline
 
 # Calibrated parameters (amplitude, β, detuning); phase is free (virtual Z).
 _PARAMS = np.array([0, 1, 2])
@@ -51,8 +52,8 @@ class _Objective:
         z = np.atleast_2d(np.asarray(zs, dtype=np.float64))
         rows = np.stack([self.params(zi) for zi in z])
         p1 = self.task.measure(rows, self.shots, index=[self.device] * len(rows), probes=self.probes)
-        est = analyse(p1, self.probes, self.task.gate.duration_s).infidelity
-        return np.asarray(np.log10(est + self.floor))
+        infidelity = analyse(p1, self.probes, self.task.gate.duration_s).infidelity
+        return np.asarray(np.log10(infidelity + self.floor))
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,10 @@ class BlackBoxSettings:
         object.__setattr__(self, "miscalibration", mis)
         require(math.isfinite(self.floor) and self.floor > 0, "floor", self.floor, "> 0")
 
+    def min_budget(self) -> int:
+        """Shots of one evaluation at the smallest per-probe count (10 when it follows the budget)."""
+        return (self.shots_per_probe or 10) * len(self.probes)
+
     def shots(self, budget: int) -> int:
         if self.shots_per_probe is not None:
             return self.shots_per_probe
@@ -112,6 +117,7 @@ def _starts(task: CalibrationTask, start: ArrayLike, index: Sequence[int] | None
     return idx, p
 
 
+@register_baseline("nelder_mead")
 @dataclass(frozen=True)
 class NelderMeadCalibration:
     """Nelder-Mead (scipy) on the measured objective, one device at a time.
@@ -119,21 +125,27 @@ class NelderMeadCalibration:
     Attributes:
         settings: objective and shot settings (``BlackBoxSettings``).
         initial_step: simplex edge in miscalibration units, > 0.
+        name: the method's name in results tables.
     """
 
     settings: BlackBoxSettings = field(default_factory=BlackBoxSettings)
     initial_step: float = 0.5
+    name: str = "nelder_mead"
 
     def __post_init__(self) -> None:
         require(math.isfinite(self.initial_step) and self.initial_step > 0, "initial_step",
                 self.initial_step, "> 0 (miscalibration units)")
 
-    def run(self, task: CalibrationTask, start: ArrayLike, budget: int,
+    def min_budget(self) -> int:
+        """One evaluation of the objective."""
+        return self.settings.min_budget()
+
+    def run(self, task: CalibrationTask, start: ArrayLike, budget: int, rng: np.random.Generator | None = None,
             index: Sequence[int] | None = None) -> CalibrationResult:
         """Calibrate devices ``index`` from ``start`` (B, 4) with at most ``budget`` shots each.
 
         Nelder-Mead stops at the evaluation count the budget pays for (``maxfev``) and
-        returns its best vertex.
+        returns its best vertex; it is deterministic, so ``rng`` is unused.
         """
         from scipy.optimize import minimize
 
@@ -155,6 +167,7 @@ class NelderMeadCalibration:
         return CalibrationResult(out, used, trace)
 
 
+@register_baseline("cmaes")
 @dataclass(frozen=True)
 class CMAESCalibration:
     """CMA-ES (``cma``, seeded) on the measured objective, one device at a time.
@@ -167,20 +180,27 @@ class CMAESCalibration:
         settings: objective and shot settings (``BlackBoxSettings``).
         sigma0: initial step size in miscalibration units, > 0.
         popsize: candidates per generation (None: cma's default 4 + 3·ln(3) = 7).
+        name: the method's name in results tables.
     """
 
     settings: BlackBoxSettings = field(default_factory=BlackBoxSettings)
     sigma0: float = 0.5
     popsize: int | None = None
+    name: str = "cmaes"
 
     def __post_init__(self) -> None:
         require(math.isfinite(self.sigma0) and self.sigma0 > 0, "sigma0", self.sigma0, "> 0")
         require(self.popsize is None or (isinstance(self.popsize, int) and self.popsize >= 2), "popsize",
                 self.popsize, "None or an int >= 2")
 
-    def run(self, task: CalibrationTask, start: ArrayLike, budget: int, rng: np.random.Generator,
+    def min_budget(self) -> int:
+        """One evaluation of the objective."""
+        return self.settings.min_budget()
+
+    def run(self, task: CalibrationTask, start: ArrayLike, budget: int, rng: np.random.Generator | None = None,
             index: Sequence[int] | None = None) -> CalibrationResult:
-        """Calibrate devices ``index`` from ``start``; ``rng`` seeds each device's CMA-ES."""
+        """Calibrate devices ``index`` from ``start``; ``rng`` (required: CMA-ES is
+        randomised) seeds each device's CMA-ES."""
         import cma
 
         if not isinstance(rng, np.random.Generator):

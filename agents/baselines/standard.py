@@ -40,6 +40,7 @@ from numpy.typing import ArrayLike
 from pulsecal.envs.calibration import CalibrationTask
 
 from .common import CalibrationResult, FloatArray, check_budget, require, run_steps, safe_asin
+from .protocol import register_baseline
 from .sequences import amplitude_steps, drag_steps, rabi_steps, ramsey_steps
 
 STAGES: tuple[str, ...] = ("ramsey", "rabi", "amplitude", "drag", "refine")
@@ -84,6 +85,7 @@ def _split(total: int, weights: Sequence[float], sizes: Sequence[int]) -> list[i
     return [math.floor(total * wi / n) for wi, n in zip(w, sizes, strict=True)]
 
 
+@register_baseline("standard")
 @dataclass(frozen=True)
 class StandardCalibration:
     """Standard calibration sequence (Ramsey, Rabi, fine amplitude, DRAG, refine).
@@ -115,6 +117,7 @@ class StandardCalibration:
             share (>= 1: deeper levels carry more information per shot).
         min_shots: fewest shots per sequence a stage may get; a budget that cannot give
             every stage this many is rejected (message names the minimum budget).
+        name: the method's name in results tables.
     """
 
     ramsey_delays_s: tuple[float, ...] = (0.1e-6, 0.4e-6, 1.6e-6)
@@ -132,6 +135,7 @@ class StandardCalibration:
     allocation: tuple[float, float, float, float, float] = (0.16, 0.04, 0.24, 0.30, 0.26)
     level_growth: float = 1.5
     min_shots: int = 4
+    name: str = "standard"
 
     def __post_init__(self) -> None:
         d = tuple(float(x) for x in self.ramsey_delays_s)
@@ -227,7 +231,8 @@ class StandardCalibration:
     # -- running ----------------------------------------------------------------------------
 
     def run(
-        self, task: CalibrationTask, start: ArrayLike, budget: int, index: Sequence[int] | None = None,
+        self, task: CalibrationTask, start: ArrayLike, budget: int, rng: np.random.Generator | None = None,
+        index: Sequence[int] | None = None,
     ) -> CalibrationResult:
         """Calibrate devices ``index`` of ``task`` from ``start`` within ``budget`` shots each.
 
@@ -235,6 +240,7 @@ class StandardCalibration:
             task: the devices and the shot counter (``task.gate`` fixes the pulse shape).
             start: (B, 4) starting parameters (or (4,) for every device).
             budget: total shots per device (all stages together), >= ``min_budget()``.
+            rng: unused (the sequence is deterministic; the ``Baseline`` protocol passes one).
             index: which devices of the task (default: all), B of them.
         Returns:
             final parameters, shots used per device (== the task's count for this call), and
@@ -255,7 +261,7 @@ class StandardCalibration:
         contrast = np.full(nb, 0.95)  # readout contrast; the first Ramsey measures it
         base = np.full(nb, 0.02)  # P("1") of the ground state; idem
         slope = np.full(nb, np.nan)  # DRAG per-gate angle per second of β, from the scan
-        est = {"amplitude": _Estimates(), "beta": _Estimates(), "detuning": _Estimates()}
+        estimates = {"amplitude": _Estimates(), "beta": _Estimates(), "detuning": _Estimates()}
         trace: list[list[tuple[int, FloatArray]]] = [[] for _ in idx]
         first_ramsey = True
         for kind, value, _n_seq, shots in stages:
@@ -275,7 +281,7 @@ class StandardCalibration:
                 tau = max(1, round(value / dt)) * dt + gate_s  # SX centre to SX centre
                 var_theta = 0.5 / (shots * np.maximum(r, 0.2) ** 2)
                 delta = p[:, 2] + theta / (2 * math.pi * tau)
-                est["detuning"].add(delta, (2 * math.pi * tau) ** 2 / var_theta)
+                estimates["detuning"].add(delta, (2 * math.pi * tau) ** 2 / var_theta)
                 p[:, 2] = delta
             elif kind == "rabi":
                 p[:, 0] = self._rabi(task, idx, p, shots, contrast, base)
@@ -287,7 +293,7 @@ class StandardCalibration:
                 a_opt = p[:, 0] / (1.0 + eps)
                 var_s = 0.5 / (shots * contrast**2)
                 var_eps = var_s / (np.maximum(1.0 - s**2, 0.05) * (n * math.pi) ** 2)
-                est["amplitude"].add(a_opt, 1.0 / (var_eps * p[:, 0] ** 2))
+                estimates["amplitude"].add(a_opt, 1.0 / (var_eps * p[:, 0] ** 2))
                 p[:, 0] = np.clip(a_opt, -1.0, 1.0)
             elif kind == "drag_scan":
                 p[:, 1], slope = self._drag_scan(task, idx, p, int(value), shots, contrast)
@@ -300,14 +306,14 @@ class StandardCalibration:
                 k = np.where(ok, slope, 1.0)
                 b_opt = np.where(ok, p[:, 1] - angle / k, p[:, 1])
                 var_angle = 0.5 / (shots * contrast**2 * np.maximum(1.0 - s**2, 0.05) * (2 * n) ** 2)
-                est["beta"].add(b_opt, np.where(ok, k**2 / var_angle, 0.0))
+                estimates["beta"].add(b_opt, np.where(ok, k**2 / var_angle, 0.0))
                 p[:, 1] = b_opt
             for b, i in enumerate(idx):
                 trace[b].append((int(task.shots_used[i] - used0[b]), p[b].copy()))
         final = p.copy()
-        final[:, 0] = np.clip(est["amplitude"].combine(p[:, 0]), -1.0, 1.0)
-        final[:, 1] = est["beta"].combine(p[:, 1])
-        final[:, 2] = est["detuning"].combine(p[:, 2])
+        final[:, 0] = np.clip(estimates["amplitude"].combine(p[:, 0]), -1.0, 1.0)
+        final[:, 1] = estimates["beta"].combine(p[:, 1])
+        final[:, 2] = estimates["detuning"].combine(p[:, 2])
         used = (task.shots_used[idx] - used0).astype(np.int64)
         for b in range(nb):
             trace[b].append((int(used[b]), final[b].copy()))

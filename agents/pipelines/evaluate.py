@@ -5,9 +5,11 @@
     pulsecal-evaluate 'agents=[{name: ppo, task: calibration, algo: ppo, path: runs/<run>}]'
 
 The one place the evaluate config becomes objects: :func:`evaluate` converts the
-composed config (typed by the schemas below, registered in Hydra's ConfigStore so a
-wrong type fails at compose time) into ``EvaluationSettings`` and ``AgentSpec``s and runs
-``pulsecal.agents.evaluation.evaluate``. Bad values exit with status 2 and one line.
+composed config (typed by the schemas below and the baseline schemas of
+``pulsecal.configs.schema``, registered in Hydra's ConfigStore so a wrong type fails at
+compose time) into ``EvaluationSettings`` and ``AgentSpec``s, building every configured
+baseline with ``hydra.utils.instantiate``, and runs ``pulsecal.agents.evaluation.evaluate``.
+Bad values exit with status 2 and one line.
 """
 
 from __future__ import annotations
@@ -17,14 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+from hydra.utils import instantiate
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from pulsecal.agents.baselines import (
-    BlackBoxSettings,
-    CMAESCalibration,
-    NelderMeadCalibration,
-    StandardCalibration,
-)
+from pulsecal.agents.baselines import Baseline
 from pulsecal.agents.evaluation import (
     ENV_IDS,
     AgentSpec,
@@ -36,43 +34,6 @@ from pulsecal.agents.evaluation import (
 from pulsecal.agents.evaluation import evaluate as run_evaluation
 
 # -- schemas ----------------------------------------------------------------------------------
-
-
-@dataclass
-class StandardConf:
-    """``StandardCalibration`` fields (see its docstring)."""
-
-    ramsey_delays_s: list[float] = field(default_factory=lambda: [1e-7, 4e-7, 1.6e-6])
-    rabi_points: int = 6
-    rabi_span: float = 0.5
-    amplitude_prior: float = 0.05
-    rabi_min_shots: int = 24
-    amplitude_depths: list[int] = field(default_factory=lambda: [4, 16, 64])
-    drag_scan_depth: int = 4
-    drag_scan_points: int = 4
-    drag_scan_span: float = 0.5
-    drag_depths: list[int] = field(default_factory=lambda: [8, 32])
-    drag_slope: float = -0.125
-    drag_slope_tolerance: float = 0.3
-    allocation: list[float] = field(default_factory=lambda: [0.16, 0.04, 0.24, 0.30, 0.26])
-    level_growth: float = 1.5
-    min_shots: int = 4
-
-
-@dataclass
-class BlackBoxConf:
-    """Nelder-Mead and CMA-ES settings (``BlackBoxSettings`` plus their step sizes)."""
-
-    shots_per_probe: int | None = None
-    nelder_mead_initial_step: float = 0.5
-    cmaes_sigma0: float = 0.5
-    cmaes_popsize: int | None = None
-
-
-@dataclass
-class BaselineConf:
-    standard: StandardConf = field(default_factory=StandardConf)
-    blackbox: BlackBoxConf = field(default_factory=BlackBoxConf)
 
 
 @dataclass
@@ -97,12 +58,15 @@ class AgentConf:
 class EvaluateConf:
     """The whole evaluation (``configs/evaluate.yaml``)."""
 
-    baseline: BaselineConf = MISSING
+    # name -> one baseline config (configs/baseline/method/*.yaml, each typed by its own
+    # schema, so the values are untyped here), built with its _target_.
+    baseline: dict[str, Any] = MISSING
     out_dir: str = MISSING
     n_devices: int = 100
     seed: int = 12345
     budgets: list[int] = field(default_factory=lambda: [1000, 5000, 20000])
-    methods: list[str] = field(default_factory=lambda: ["standard", "nelder_mead", "cmaes"])
+    # Names from ``baseline`` to run; null: all of them.
+    methods: list[str] | None = None
     gate_duration_s: float = 20e-9
     miscalibration: list[float] = field(default_factory=lambda: [0.05, 0.5, 1e6, 0.0])
     workers: int = 2
@@ -117,6 +81,7 @@ class EvaluateConf:
     drift_devices: int = 4
     drift_hours: float = 24.0
     drift_interval_s: float = 600.0
+    drift_recalibration: str = "standard"
     recalibration_interval_s: float = 3600.0
     recalibration_budget: int = 1000
     circuit_time_s: float = 1e-6
@@ -129,7 +94,6 @@ def register_configs() -> None:
     """Store the evaluate schemas in Hydra's ConfigStore (idempotent)."""
     cs = ConfigStore.instance()
     cs.store(name="evaluate_schema", node=EvaluateConf)
-    cs.store(group="baseline", name="baseline_schema", node=BaselineConf)
 
 
 register_configs()
@@ -138,21 +102,10 @@ register_configs()
 # -- config -> objects ------------------------------------------------------------------------
 
 
-def _baselines(conf: BaselineConf) -> tuple[StandardCalibration, NelderMeadCalibration, CMAESCalibration]:
-    s = conf.standard
-    std = StandardCalibration(
-        ramsey_delays_s=tuple(s.ramsey_delays_s), rabi_points=s.rabi_points, rabi_span=s.rabi_span,
-        amplitude_prior=s.amplitude_prior, rabi_min_shots=s.rabi_min_shots,
-        amplitude_depths=tuple(s.amplitude_depths), drag_scan_depth=s.drag_scan_depth,
-        drag_scan_points=s.drag_scan_points, drag_scan_span=s.drag_scan_span, drag_depths=tuple(s.drag_depths),
-        drag_slope=s.drag_slope, drag_slope_tolerance=s.drag_slope_tolerance,
-        allocation=tuple(s.allocation),  # type: ignore[arg-type]
-        level_growth=s.level_growth, min_shots=s.min_shots,
-    )
-    b = conf.blackbox
-    bb = BlackBoxSettings(shots_per_probe=b.shots_per_probe)
-    return (std, NelderMeadCalibration(bb, initial_step=b.nelder_mead_initial_step),
-            CMAESCalibration(bb, sigma0=b.cmaes_sigma0, popsize=b.cmaes_popsize))
+def baselines(cfg: DictConfig) -> tuple[Baseline, ...]:
+    """The configured baseline set, each built with its ``_target_``, named by its key."""
+    section = cfg.get("baseline") or {}
+    return tuple(instantiate(node, _convert_="all", name=str(key)) for key, node in section.items())
 
 
 ZERO_POLICY = "zero"
@@ -194,18 +147,18 @@ def _agent(conf: AgentConf) -> AgentSpec:
 def to_settings(cfg: DictConfig) -> tuple[EvaluationSettings, list[AgentSpec]]:
     """The composed config as typed settings and agents (raises ``ValueError`` naming the key)."""
     conf: EvaluateConf = OmegaConf.to_object(cfg)  # type: ignore[assignment]
-    std, nm, cma = _baselines(conf.baseline)
     settings = EvaluationSettings(
         out_dir=Path(conf.out_dir), n_devices=conf.n_devices, seed=conf.seed, budgets=tuple(conf.budgets),
-        methods=tuple(conf.methods), gate_duration_s=conf.gate_duration_s,
+        baselines=baselines(cfg), methods=None if conf.methods is None else tuple(conf.methods),
+        gate_duration_s=conf.gate_duration_s,
         miscalibration=tuple(conf.miscalibration),  # type: ignore[arg-type]
-        workers=conf.workers, chunk_size=conf.chunk_size, standard=std, nelder_mead=nm, cmaes=cma,
+        workers=conf.workers, chunk_size=conf.chunk_size,
         pulse_shaping=conf.pulse_shaping, shaping_preset=conf.shaping_preset,
         shaping_duration_s=conf.shaping_duration_s, shaping_held_out=conf.shaping_held_out,
         grape_restarts=conf.grape_restarts,
         grape_maxiter=conf.grape_maxiter, drift=conf.drift, drift_devices=conf.drift_devices,
         drift_hours=conf.drift_hours, drift_interval_s=conf.drift_interval_s,
-        recalibration_interval_s=conf.recalibration_interval_s, recalibration_budget=conf.recalibration_budget,
+        drift_recalibration=conf.drift_recalibration, recalibration_interval_s=conf.recalibration_interval_s, recalibration_budget=conf.recalibration_budget,
         circuit_time_s=conf.circuit_time_s, progress=conf.progress, plots=conf.plots,
     )
     return settings, [_agent(a) for a in conf.agents]

@@ -5,7 +5,7 @@
     python -m pulsecal.scripts.results --quick         # tiny budgets, into a temp folder
     python -m pulsecal.scripts.results agents.pulse_shaping.max_minutes=30 evaluate.n_devices=200
 
-Three agents, each from its ``*_agent`` experiment when it ships (else the older
+Three agents, each from its ``*_agent`` experiment when it ships (else the plain
 ``gate_calibration_ppo``, ``pulse_shaping_sac``, ``drift_tracking_ppo``), trained through
 ``pulsecal-train``'s :func:`train` into ``<work_dir>/train/<task>``, with a per-agent
 wall-clock time box so the whole job stays inside its hour. A finished run whose stored
@@ -44,8 +44,8 @@ import yaml
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from pulsecal.agents.pipelines.demo import (
-    DemoError,
+from pulsecal.agents.pipelines.common import (
+    PipelineError,
     agent_entry,
     compose_section,
     fmt_seconds,
@@ -54,6 +54,7 @@ from pulsecal.agents.pipelines.demo import (
     train_run,
     trained_env_kwargs,
 )
+from pulsecal.agents.pipelines.train import stored_config
 
 # -- schemas ------------------------------------------------------------------------------------
 
@@ -113,19 +114,19 @@ class ResultsConf:
     def check(self) -> None:
         for name in self.calibration_variants:
             if not re.fullmatch(r"[a-z0-9_]+", name):
-                raise DemoError(f"calibration_variants.{name}", "allowed names of a-z, 0-9 and _")
+                raise PipelineError(f"calibration_variants.{name}", "allowed names of a-z, 0-9 and _")
         e = self.evaluate
         for key, value in (("evaluate.n_devices", e.n_devices), ("evaluate.workers", e.workers)):
             if value < 1:
-                raise DemoError(key, f"{value}: allowed an integer >= 1")
+                raise PipelineError(key, f"{value}: allowed an integer >= 1")
         if not e.budgets or any(b < 1 for b in e.budgets):
-            raise DemoError("evaluate.budgets", f"{e.budgets}: allowed one or more integers >= 1")
+            raise PipelineError("evaluate.budgets", f"{e.budgets}: allowed one or more integers >= 1")
         for task in TASKS:
             a: AgentRunConf = getattr(self.agents, task)
             if a.total_timesteps is not None and a.total_timesteps < 1:
-                raise DemoError(f"agents.{task}.total_timesteps", f"{a.total_timesteps}: allowed >= 1 or null")
+                raise PipelineError(f"agents.{task}.total_timesteps", f"{a.total_timesteps}: allowed >= 1 or null")
             if a.max_minutes is not None and not a.max_minutes > 0:
-                raise DemoError(f"agents.{task}.max_minutes", f"{a.max_minutes}: allowed > 0 or null")
+                raise PipelineError(f"agents.{task}.max_minutes", f"{a.max_minutes}: allowed > 0 or null")
 
 
 def register_configs() -> None:
@@ -159,7 +160,7 @@ class ResultsReport:
 def to_results_conf(cfg: DictConfig) -> ResultsConf:
     conf = OmegaConf.to_object(cfg)
     if not isinstance(conf, ResultsConf):
-        raise DemoError("config", "not composed from results.yaml (results_schema)")
+        raise PipelineError("config", "not composed from results.yaml (results_schema)")
     conf.check()
     return conf
 
@@ -179,8 +180,7 @@ def _reusable(run_dir: Path, experiment: str, overrides: Sequence[str]) -> dict[
     metrics_path, config_path = run_dir / "metrics.json", run_dir / "config.yaml"
     if not (metrics_path.is_file() and config_path.is_file()):
         return None
-    want = OmegaConf.to_container(compose_section("train", [override("experiment", experiment), *overrides]),
-                                  resolve=True)
+    want = stored_config(compose_section("train", [override("experiment", experiment), *overrides]))
     if yaml.safe_load(config_path.read_text(encoding="utf-8")) != want:
         return None
     metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
@@ -432,9 +432,9 @@ def calibration_notes(records: Mapping[str, Mapping[str, Any]], report: Any) -> 
                       "negative is better):", ""]
         by = {(s["method"], s["budget"]): s for s in summary}
         for b in sorted({s["budget"] for s in summary if s["method"] == ESTIMATOR}):
-            est = by[(ESTIMATOR, b)]
-            deltas = [f"`{m}` {by[(m, b)]['ratio_median'] - est['ratio_median']:+.4f} / "
-                      f"{by[(m, b)]['ratio_p90'] - est['ratio_p90']:+.4f}" for m in methods if (m, b) in by]
+            estimator = by[(ESTIMATOR, b)]
+            deltas = [f"`{m}` {by[(m, b)]['ratio_median'] - estimator['ratio_median']:+.4f} / "
+                      f"{by[(m, b)]['ratio_p90'] - estimator['ratio_p90']:+.4f}" for m in methods if (m, b) in by]
             lines.append(f"- {b} shots: " + ("; ".join(deltas) if deltas else "no trained policy at this budget"))
     return lines
 
@@ -453,4 +453,4 @@ def quick_argv(argv: Sequence[str]) -> list[str]:
 
 # -- entry point --------------------------------------------------------------------------------
 
-__all__ = ["ResultsConf", "ResultsReport",  "quick_argv", "results", "write_results_md"]
+__all__ = ["ResultsConf", "ResultsReport", "quick_argv", "results", "write_results_md"]

@@ -14,7 +14,6 @@ into the typed settings of :mod:`pulsecal.agents` and runs. Bad values exit with
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,8 @@ import gymnasium as gym
 import torch
 import yaml
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from stable_baselines3.common.callbacks import BaseCallback
@@ -32,6 +33,8 @@ from pulsecal.agents.persistence import Checkpoint, latest_checkpoint
 from pulsecal.agents.pipelines.console import first_line
 from pulsecal.agents.provenance import write_provenance
 from pulsecal.agents.training import TrainSettings, run_training
+from pulsecal.agents.training_devices import DeviceSettingError, TrainingDevices
+from pulsecal.configs.env_schema import env_schema_for
 from pulsecal.configs.schema import (
     AGENT_SCHEMAS,
     ConfigError,
@@ -98,57 +101,45 @@ def _is_pulsecal_env(env_id: str) -> bool:
     return isinstance(entry, str) and entry.startswith("pulsecal.envs")
 
 
-def env_kwargs(conf: TrainConf) -> dict[str, Any]:
-    """Constructor arguments of a pulsecal env: device preset, randomisation, shots."""
-    kwargs: dict[str, Any] = {"device": conf.device.preset}
-    if conf.device.randomize:
-        kwargs["randomize_device"] = True  # only envs that support randomisation accept it
+def training_devices(conf: TrainConf) -> TrainingDevices:
+    """``conf.device`` built with its ``_target_`` (raises :class:`ConfigError` naming the key)."""
+    try:
+        devices = instantiate(conf.device, _convert_="all")
+    except DeviceSettingError as err:
+        raise ConfigError(f"device.{err.field}" if err.field else "device", err.problem) from None
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, DeviceSettingError):
+            raise ConfigError(f"device.{cause.field}" if cause.field else "device", cause.problem) from None
+        raise ConfigError("device._target_", first_line(str(err))) from None
+    if not isinstance(devices, TrainingDevices):
+        raise ConfigError("device._target_", f"builds a {type(devices).__name__}: allowed TrainingDevices")
+    return devices
+
+
+def env_kwargs(conf: TrainConf, devices: TrainingDevices) -> dict[str, Any]:
+    """Constructor arguments of a pulsecal env: device preset, randomisation, shots, options."""
+    kwargs = devices.env_options()
     if conf.env.shots_per_probe is not None:
         kwargs["shots_per_probe"] = conf.env.shots_per_probe
-    kwargs.update(conf.env.kwargs)
+    kwargs.update(conf.env.env_options())
     return kwargs
-
-
-def _overridden_device(conf: TrainConf) -> Any | None:
-    """The preset's DeviceParams with the config's physical overrides, or None."""
-    dev = conf.device
-    overrides = {k: getattr(dev, k) for k in ("t1_s", "t2_s", "anharmonicity_hz", "detuning_hz")}
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    if not overrides:
-        return None
-    if dev.randomize:
-        raise ConfigError("device.randomize", "physical overrides (t1_s, ...) need a fixed device: set randomize=false")
-    from pulsecal.envs.presets import get_preset
-
-    params = get_preset(dev.preset).params
-    transmon = params.transmon
-    t1 = overrides.get("t1_s", transmon.t1_s)
-    t2 = overrides.get("t2_s", transmon.t2_s)
-    if t2 > 2 * t1:
-        key = "device.t2_s" if "t2_s" in overrides else "device.t1_s"
-        raise ConfigError(key, f"T2 = {t2:g} s exceeds 2·T1 = {2 * t1:g} s (physically impossible)")
-    try:
-        return dataclasses.replace(params, transmon=dataclasses.replace(transmon, **overrides))
-    except ValueError as err:
-        raise ConfigError("device", str(err)) from None
 
 
 def _env_factories(conf: TrainConf, env_id: str) -> tuple[Any, Any]:
     """Factories of the training env and of the held-out evaluation env."""
-    pulsecal_env = _is_pulsecal_env(env_id)
-    kwargs = env_kwargs(conf) if pulsecal_env else dict(conf.env.kwargs)
-    device = _overridden_device(conf) if pulsecal_env else None
-    n_eval = conf.device.n_eval_devices
-    train_options = None if device is None else [{"device_params": device}] * conf.env.n_envs
+    train_options: list[dict[str, Any]] | None = None
     eval_options: list[dict[str, Any]] | None = None
-    if device is not None:
-        eval_options = [{"device_params": device}] * n_eval
-    elif pulsecal_env and conf.device.randomize:
-        from pulsecal.envs.presets import held_out_devices
-
-        eval_options = [{"device_params": d} for d in held_out_devices(n_eval, conf.device.eval_seed)]
-    # A fixed-preset run evaluates on that preset with fresh episode seeds (the starting
-    # miscalibration is random); a randomised run on a fixed held-out device population.
+    if _is_pulsecal_env(env_id):
+        devices = training_devices(conf)
+        kwargs = env_kwargs(conf, devices)
+        try:
+            train_options, eval_options = devices.reset_options(conf.env.n_envs)
+        except DeviceSettingError as err:
+            raise ConfigError(f"device.{err.field}" if err.field else "device", err.problem) from None
+    else:
+        kwargs = conf.env.env_options()
+    n_eval = conf.device.n_eval_devices
 
     def make_train() -> Any:
         return make_vec_env(env_id, conf.env.n_envs, conf.seed, kwargs, conf.env.max_episode_steps, train_options)
@@ -157,6 +148,22 @@ def _env_factories(conf: TrainConf, env_id: str) -> tuple[Any, Any]:
         return make_vec_env(env_id, n_eval, conf.device.eval_seed, kwargs, conf.env.max_episode_steps, eval_options)
 
     return make_train, make_eval
+
+
+def stored_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as a run directory stores it (``config.yaml``): env options
+    left unset (null in the env's schema) are left out, so a run records only the
+    options it set and readers of ``env.kwargs`` pass each one on as it is."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(container, dict)
+    env = container.get("env")
+    if isinstance(env, dict) and isinstance(env.get("kwargs"), dict):
+        env["kwargs"] = _without_nulls(env["kwargs"])
+    return {str(k): v for k, v in container.items()}
+
+
+def _without_nulls(options: dict[str, Any]) -> dict[str, Any]:
+    return {k: _without_nulls(v) if isinstance(v, dict) else v for k, v in options.items() if v is not None}
 
 
 # ------------------------------------------------------------------------- resume
@@ -174,6 +181,7 @@ def _resume_conf(resume_dir: Path, overrides: Sequence[str]) -> DictConfig:
         raise ConfigError("resume", f"{stored_path} has unknown agent.name {agent_name!r}")
     schema = OmegaConf.structured(TrainConf)
     schema.agent = OmegaConf.structured(AGENT_SCHEMAS[agent_name])
+    schema.env = OmegaConf.structured(env_schema_for(OmegaConf.select(stored, "env.id")))
     try:
         merged = OmegaConf.merge(schema, stored)
         for item in overrides:
@@ -230,8 +238,6 @@ def train(
         env_id = resolve_env_id(conf.env.id)
     except (gym.error.Error, ImportError) as err:
         raise ConfigError("env.id", f"unknown environment {conf.env.id!r} ({first_line(str(err))})") from None
-    if _is_pulsecal_env(env_id):
-        _check_device_preset(conf)
     make_train, make_eval = _env_factories(conf, env_id)
     # Build both envs before anything is written: the envs validate their own arguments.
     try:
@@ -247,7 +253,7 @@ def train(
     torch.set_num_threads(conf.torch_threads)
     write_provenance(
         run_dir,
-        OmegaConf.to_yaml(cfg, resolve=True),
+        OmegaConf.to_yaml(OmegaConf.create(stored_config(cfg))),
         seed=conf.seed,
         extra={
             "env_id": env_id,
@@ -270,20 +276,9 @@ def train(
 
 def _env_error_key(conf: TrainConf, message: str) -> str:
     """``env.kwargs.<name>`` when the env's message starts with one of the configured
-    keyword arguments (the envs write ``<field>=<value> is out of range ...``), else ``env``."""
+    options (the envs write ``<field>=<value> is out of range ...``), else ``env``."""
     name = message.strip().split("=", 1)[0].strip()
-    return f"env.kwargs.{name}" if name in conf.env.kwargs else "env"
-
-
-def _check_device_preset(conf: TrainConf) -> None:
-    try:
-        from pulsecal.envs.presets import get_preset
-    except ImportError:
-        return
-    try:
-        get_preset(conf.device.preset)
-    except ValueError as err:
-        raise ConfigError("device.preset", str(err)) from None
+    return f"env.kwargs.{name}" if name in conf.env.env_options() else "env"
 
 
 # ----------------------------------------------------------------- entry point

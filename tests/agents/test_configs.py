@@ -144,7 +144,8 @@ def test_every_evaluate_baseline_option_instantiates(baseline: str, tmp_path: Pa
     with initialize_config_module("pulsecal.configs", version_base="1.3"):
         cfg = hydra_compose("evaluate", overrides=[f"baseline={baseline}", f"out_dir={tmp_path}"])
     settings, agents = to_settings(cfg)
-    assert isinstance(settings.standard, StandardCalibration) and agents == []
+    assert isinstance(settings.baseline("standard"), StandardCalibration) and agents == []
+    assert settings.methods == ("standard", "nelder_mead", "cmaes")
 
 
 @pytest.mark.parametrize("profile", [None, *options("results_profile")])
@@ -159,3 +160,58 @@ def test_every_results_profile_composes(profile: str | None) -> None:
     conf = to_results_conf(cfg)
     for _key, _task, _a, experiment in _runs(conf):
         assert experiment in options("experiment")
+
+
+# Env config fields a config file cannot express (objects built in code), per schema.
+CODE_ONLY_ENV_FIELDS = {"probes", "sampler"}
+
+
+@pytest.mark.parametrize("schema_name", ["gate_calibration_schema", "gate_calibration_v1_schema",
+                                         "pulse_shaping_schema", "pulse_shaping_v1_schema",
+                                         "drift_tracking_schema", "drift_tracking_v1_schema"])
+def test_env_schema_lists_the_options_of_its_env(schema_name: str) -> None:
+    """Each typed env schema offers exactly the options of its env's config dataclass
+    (those a config file can express), so the schema and the env cannot drift apart."""
+    import dataclasses
+    import importlib
+
+    import gymnasium as gym
+
+    import pulsecal.envs  # noqa: F401  (registers the env ids)
+    from pulsecal.configs.env_schema import ENV_SCHEMAS
+
+    schema = ENV_SCHEMAS[schema_name]
+    assert schema.schema_env_id is not None
+    module, name = str(gym.spec(schema.schema_env_id).entry_point).split(":")
+    config_class = getattr(importlib.import_module(module), name).core_class.config_class
+    options_class = {f.name: f for f in dataclasses.fields(schema)}["kwargs"].default_factory  # type: ignore[misc]
+    offered = {f.name for f in dataclasses.fields(options_class)}
+    fields = {f.name for f in dataclasses.fields(config_class)}
+    assert offered <= fields
+    assert fields - offered <= CODE_ONLY_ENV_FIELDS
+
+
+@pytest.mark.parametrize("env_option", options("env"))
+def test_every_env_option_uses_the_schema_of_its_id(env_option: str) -> None:
+    from pulsecal.agents.pipelines.train import to_train_conf
+
+    conf = to_train_conf(compose([f"env={env_option}"]))
+    assert type(conf.env).schema_env_id == conf.env.id
+
+
+def test_misspelt_env_option_fails_at_compose_time_naming_it() -> None:
+    from pulsecal.agents.pipelines.console import format_error
+
+    with pytest.raises(Exception) as exc:
+        compose(["env=gate_calibration_v1", "env.kwargs.shot_budgt=1000"])
+    line = format_error(exc.value)
+    assert line.startswith("error: env.kwargs.shot_budgt: ") and "\n" not in line
+
+
+def test_sampler_schema_lists_the_device_sampler_fields() -> None:
+    import dataclasses
+
+    from pulsecal.configs.env_schema import DeviceSamplerConf
+    from pulsecal.envs.presets import DeviceSampler
+
+    assert {f.name for f in dataclasses.fields(DeviceSamplerConf)} == {f.name for f in dataclasses.fields(DeviceSampler)}

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pulsecal.agents.baselines import StandardCalibration
+from pulsecal.agents.baselines import CMAESCalibration, NelderMeadCalibration, StandardCalibration
 from pulsecal.agents.evaluation import (
     CSV_FIELDS,
     AgentSpec,
+    EvaluatedPolicy,
     EvaluationSettings,
     FunctionPolicy,
-    Policy,
     evaluate,
     summarise,
     verdicts,
@@ -27,14 +27,15 @@ QUICK = StandardCalibration(ramsey_delays_s=(1e-7, 4e-7), amplitude_depths=(4, 1
 
 def _settings(tmp_path: Path, **kw: object) -> EvaluationSettings:
     base: dict[str, object] = dict(out_dir=tmp_path, n_devices=3, budgets=(600,), workers=1, chunk_size=2,
-                                   standard=QUICK, pulse_shaping=False, drift=False, progress=False, plots=False)
+                                   baselines=(QUICK, NelderMeadCalibration(), CMAESCalibration()),
+                                   pulse_shaping=False, drift=False, progress=False, plots=False)
     base.update(kw)
     return EvaluationSettings(**base)  # type: ignore[arg-type]
 
 
 def test_tiny_run_writes_well_formed_csv_and_md(tmp_path: Path) -> None:
     hold = FunctionPolicy(lambda obs: np.zeros(3, dtype=np.float32))
-    assert isinstance(hold, Policy)
+    assert isinstance(hold, EvaluatedPolicy)
     rep = evaluate(_settings(tmp_path), [AgentSpec("hold", "calibration", hold, {"shots_per_probe": 20})])
     with (tmp_path / "results.csv").open() as f:
         rows = list(csv.DictReader(f))
@@ -74,7 +75,7 @@ def test_parallel_workers_give_the_same_rows(tmp_path: Path) -> None:
 def test_shaping_drift_and_plots(tmp_path: Path) -> None:
     zeros_shape = FunctionPolicy(lambda obs: np.zeros(11, dtype=np.float32))
     idle = FunctionPolicy(lambda obs: np.array([-1.0, -1.0, 0.0, 0.0, 0.0], dtype=np.float32))
-    s = _settings(tmp_path, methods=("standard",), standard=StandardCalibration(), pulse_shaping=True,
+    s = _settings(tmp_path, methods=("standard",), baselines=(StandardCalibration(),), pulse_shaping=True,
                   grape_restarts=1, grape_maxiter=20,
                   drift=True, drift_devices=1, drift_hours=2.0, plots=True)
     rep = evaluate(s, [AgentSpec("shape0", "pulse_shaping", zeros_shape),
@@ -161,7 +162,7 @@ def test_zero_agent_is_the_v1_estimator_alone(tmp_path: Path) -> None:
     from hydra import compose, initialize_config_module
 
     from pulsecal.agents.pipelines import evaluate as script
-    from pulsecal.agents.pipelines.demo import override
+    from pulsecal.agents.pipelines.common import override
 
     agent = {"name": "estimator_only", "task": "calibration", "algo": "zero",
              "env_id": "pulsecal/GateCalibration-v1", "env_kwargs": {"shot_budget": 1000}}
@@ -176,3 +177,51 @@ def test_zero_agent_is_the_v1_estimator_alone(tmp_path: Path) -> None:
     rows = [r for r in report.rows if r["method"] == "estimator_only"]
     assert len(rows) == 3 and all(r["shots_used"] == r["device_shots"] <= 1000 for r in rows)
     assert np.median([r["ratio"] for r in rows]) < 1.2  # as tests/agents/test_gate_agent.py finds
+
+
+def test_a_new_baseline_is_one_class_and_runs_by_its_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Anything implementing ``Baseline`` joins the evaluation; its rows carry its name and
+    its shots are what the devices counted."""
+    from dataclasses import dataclass
+
+    from pulsecal.agents.baselines import (
+        Baseline,
+        CalibrationResult,
+        make_baseline,
+        protocol,
+        register_baseline,
+    )
+
+    # A registry of this test's own: the default baseline set of later tests stays as shipped.
+    monkeypatch.setattr(protocol, "_REGISTRY", dict(protocol._REGISTRY))
+
+    @register_baseline("hold_start")
+    @dataclass(frozen=True)
+    class HoldStart:
+        name: str = "hold_start"
+
+        def min_budget(self) -> int:
+            return 1
+
+        def run(self, task, start, budget, rng=None, index=None):  # type: ignore[no-untyped-def]
+            params = np.atleast_2d(np.asarray(start, dtype=np.float64))
+            return CalibrationResult(params, np.zeros(len(params), dtype=np.int64))
+
+    assert isinstance(make_baseline("hold_start"), Baseline)
+    rep = evaluate(_settings(tmp_path, baselines=(QUICK, HoldStart())))
+    held = [r for r in rep.rows if r["method"] == "hold_start"]
+    assert len(held) == 3 and all(r["shots_used"] == r["device_shots"] == 0 for r in held)
+    with pytest.raises(ValueError, match="baselines"):
+        _settings(tmp_path, baselines=(QUICK, QUICK))
+
+
+def test_misspelt_baseline_key_fails_at_compose_time() -> None:
+    from hydra import compose, initialize_config_module
+
+    import pulsecal.agents.pipelines.evaluate  # noqa: F401  (registers evaluate_schema)
+    from pulsecal.agents.pipelines.console import format_error
+
+    with initialize_config_module(config_module="pulsecal.configs", version_base="1.3"):
+        with pytest.raises(Exception) as exc:
+            compose(config_name="evaluate", overrides=["baseline.standard.rabi_pionts=3"])
+    assert format_error(exc.value).startswith("error: baseline.standard.rabi_pionts: ")

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 import torch
 
-from pulsecal.agents.pipelines.demo import compose_section, override
+from pulsecal.agents.pipelines.common import compose_section, override
 
 # The replay env the policy trained in (GateCalibration-v0 defaults: 20 shots per probe,
 # 1000-shot budget); pulsecal-replay's own defaults (50 shots, 100,000) would show the

@@ -47,9 +47,9 @@ def test_shipped_results_config_trains_the_measured_variant() -> None:
 
 
 def test_bad_variant_name_is_rejected() -> None:
-    from pulsecal.agents.pipelines.demo import DemoError
+    from pulsecal.agents.pipelines.common import PipelineError
 
-    with pytest.raises(DemoError, match=r"calibration_variants\.Bad-Name"):
+    with pytest.raises(PipelineError, match=r"calibration_variants\.Bad-Name"):
         _conf(**{"+calibration_variants.Bad-Name": "gate_calibration_agent"})
 
 

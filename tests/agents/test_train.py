@@ -202,7 +202,14 @@ def test_save_load_predict_identical(tmp_path: Path, algo: str) -> None:
         (["seed=abc"], "seed"),
         (["env.id=pulsecal/NoSuchEnv-v0"], "env.id"),
         (["logger.formats=[csv,tensorbord]"], "logger.formats"),
-        (["env.id=pulsecal/GateCalibration-v1", "+env.kwargs.shot_budget=-5"], "env.kwargs.shot_budget"),
+        (["env=gate_calibration_v1", "env.id=pulsecal/GateCalibration-v1", "env.kwargs.shot_budget=-5"],
+         "env.kwargs.shot_budget"),
+        # A misspelt env option fails while Hydra composes, before any run directory exists.
+        (["env.kwargs.shots_per_prob=3"], "env.kwargs.shots_per_prob"),
+        (["env.kwargs.shot_budget=lots"], "env.kwargs.shot_budget"),
+        # The options of GateCalibration-v0's schema are not those of v1.
+        (["env.id=pulsecal/GateCalibration-v1"], "env.id"),
+        (["env.id=pulsecal/GateCalibration-v0", "device.preset=nope"], "device.preset"),
     ],
 )
 def test_bad_config_exits_with_key_and_leaves_nothing(

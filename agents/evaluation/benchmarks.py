@@ -1,0 +1,380 @@
+"""The three benchmarks: rows of results for baselines and agents on the same devices.
+
+- **calibration** (20 ns DRAG gate from the default miscalibration): every method gets
+  the same devices (``presets.held_out_devices(n_devices, seed)``), the same starting
+  parameters and the same shot budget; each row holds the final infidelity, its ratio to
+  the coherence limit, leakage, shots (as reported and as the device counted them) and
+  wall time. The configured baselines run in joblib chunks; agents play the registered
+  env with ``reset(options=...)`` fixing the device and the start, so they face the
+  identical scenario.
+- **pulse shaping** (6 ns X gate on ``transmon_short``): the calibrated DRAG pulse, the
+  GRAPE model optimum, and agents.
+- **drift tracking** (24 h on ``transmon_drifting``): one baseline rerun on a schedule
+  (and never, for scale) against agents; time-averaged error (gate infidelity + a
+  circuit's frame error from the residual detuning, as DriftTracking-v0 defines it) and
+  shots spent.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from pulsecal.agents.baselines import Baseline, calibrated_drag, grape, miscalibrated_start
+from pulsecal.envs.calibration import (
+    CalibrationTask,
+    DragGate,
+    DragParams,
+    true_metrics_devices,
+)
+from pulsecal.envs.device import DeviceParams, SimulatedDevice
+from pulsecal.envs.presets import get_preset, held_out_devices
+
+from .policies import EvaluatedPolicy
+from .settings import DRIFT_MISCALIBRATION, AgentSpec, EvaluationSettings
+
+FloatArray = NDArray[np.float64]
+
+
+def _progress(it: Any, enabled: bool, desc: str, total: int | None = None) -> Any:
+    if not enabled:
+        return it
+    from tqdm.auto import tqdm
+
+    return tqdm(it, desc=desc, total=total, leave=False)
+
+
+def _device_shots(dev: Any) -> int:
+    """Shots a static simulated device ran, read off its clock (it ticks rep_time per shot)."""
+    if isinstance(dev, SimulatedDevice):
+        return round(dev.clock_s / dev.current_params().rep_time_s)
+    return -1
+
+
+def _row(task: str, method: str, budget: int, device: int, metrics: Mapping[str, float], shots: int,
+         device_shots: int, wall: float) -> dict[str, Any]:
+    inf = float(metrics["infidelity"])
+    cl = float(metrics["coherence_limit"])
+    return {"task": task, "method": method, "budget": int(budget), "device": int(device),
+            "infidelity": inf, "coherence_limit": cl, "ratio": inf / cl if cl > 0 else math.nan,
+            "leakage": float(metrics["leakage"]), "shots_used": int(shots), "device_shots": int(device_shots),
+            "wall_time_s": float(wall)}
+
+
+def _calibration_device(seed: int, i: int, params: DeviceParams) -> SimulatedDevice:
+    # Each (method, budget) gets a fresh copy of device i with the same seed.
+    return SimulatedDevice(params, rng=np.random.default_rng([seed, i, 1]))
+
+
+def _calibration_start(settings: EvaluationSettings, seed: int, i: int, dev: SimulatedDevice) -> FloatArray:
+    return miscalibrated_start(dev, settings.gate_duration_s, np.random.default_rng([seed, i, 2]),
+                               settings.miscalibration)
+
+
+# -- calibration ------------------------------------------------------------------------------
+
+
+def _baseline_chunk(settings: EvaluationSettings, baseline: Baseline, budget: int, index: list[int],
+                    params: list[DeviceParams]) -> list[dict[str, Any]]:
+    """One baseline on a chunk of held-out devices (a joblib job)."""
+    seed = settings.seed
+    devs = [_calibration_device(seed, i, p) for i, p in zip(index, params, strict=True)]
+    starts = np.stack([_calibration_start(settings, seed, i, d) for i, d in zip(index, devs, strict=True)])
+    task = CalibrationTask(list(devs), DragGate(settings.gate_duration_s))
+    t0 = time.perf_counter()
+    # Each chunk's generator depends on its first device and the budget only, so the rows
+    # do not depend on which baselines run or on the number of workers.
+    res = baseline.run(task, starts, budget, np.random.default_rng([seed, index[0], 3, budget]))
+    wall = (time.perf_counter() - t0) / len(index)
+    truth = task.true_metrics(res.params)
+    assert truth is not None
+    rows = []
+    for b, i in enumerate(index):
+        m = {"infidelity": 1.0 - truth["fidelity"][b], "coherence_limit": truth["coherence_limit"][b],
+             "leakage": truth["leakage"][b]}
+        rows.append(_row("calibration", baseline.name, budget, i, m, int(res.shots_used[b]),
+                         _device_shots(devs[b]), wall))
+    return rows
+
+
+def _agent_calibration(settings: EvaluationSettings, agent: AgentSpec, budget: int,
+                       devices: Sequence[DeviceParams]) -> list[dict[str, Any]]:
+    import gymnasium as gym
+
+    import pulsecal.envs  # noqa: F401  (registers the env ids)
+
+    kwargs = {"gate_duration_s": settings.gate_duration_s, **dict(agent.env_kwargs), "shot_budget": budget}
+    env = gym.make(agent.resolved_env_id, **kwargs)
+    rows = []
+    for i, params in enumerate(_progress(devices, settings.progress, f"{agent.name} @ {budget}")):
+        dev = _calibration_device(settings.seed, i, params)
+        start = _calibration_start(settings, settings.seed, i, dev)
+        t0 = time.perf_counter()
+        info = _episode(env, agent.policy, settings.seed + i,
+                        {"device": dev, "initial_params": DragParams.from_array(start)})
+        wall = time.perf_counter() - t0
+        m = {"infidelity": 1.0 - info["fidelity"], "coherence_limit": info["coherence_limit"],
+             "leakage": info["leakage"]}
+        rows.append(_row("calibration", agent.name, budget, i, m, int(info["shots_used"]), _device_shots(dev), wall))
+    env.close()
+    return rows
+
+
+def _episode(env: Any, policy: EvaluatedPolicy, seed: int, options: dict[str, Any]) -> dict[str, Any]:
+    """Run one episode to its end; the last info (the final gate's truth)."""
+    reset = getattr(policy, "reset", None)
+    if callable(reset):
+        reset()
+    obs, info = env.reset(seed=seed, options=options)
+    done = False
+    while not done:
+        obs, _, term, trunc, info = env.step(policy.act(obs))
+        done = bool(term or trunc)
+    return dict(info)
+
+
+def calibration_rows(settings: EvaluationSettings, agents: Sequence[AgentSpec] = ()) -> list[dict[str, Any]]:
+    """Every baseline ``settings.methods`` names and every calibration agent, every budget."""
+    devices = held_out_devices(settings.n_devices, settings.seed)
+    chunks = [list(range(s, min(s + settings.chunk_size, len(devices))))
+              for s in range(0, len(devices), settings.chunk_size)]
+    jobs = [(m, b, c) for m in settings.run_methods for b in settings.budgets for c in chunks
+            if b >= m.min_budget()]
+    rows: list[dict[str, Any]] = []
+    if jobs:
+        if settings.workers > 1 and len(jobs) > 1:
+            from joblib import Parallel, delayed
+
+            par = Parallel(n_jobs=settings.workers, return_as="generator")
+            gen = par(delayed(_baseline_chunk)(settings, m, b, c, [devices[i] for i in c]) for m, b, c in jobs)
+            for part in _progress(gen, settings.progress, "baselines", total=len(jobs)):
+                rows += part
+        else:
+            for m, b, c in _progress(jobs, settings.progress, "baselines"):
+                rows += _baseline_chunk(settings, m, b, c, [devices[i] for i in c])
+    for agent in agents:
+        if agent.task == "calibration":
+            for b in settings.budgets:
+                rows += _agent_calibration(settings, agent, b, devices)
+    return rows
+
+
+# -- pulse shaping ----------------------------------------------------------------------------
+
+
+def shaping_rows(settings: EvaluationSettings, agents: Sequence[AgentSpec] = ()) -> tuple[
+        list[dict[str, Any]], dict[str, NDArray[np.complex128]], float]:
+    """Calibrated DRAG, the GRAPE optimum and pulse-shaping agents on the shaping preset.
+
+    Returns rows, the waveform of each method (for the pulse-shape plot) and dt_s.
+    """
+    import gymnasium as gym
+
+    import pulsecal.envs  # noqa: F401
+
+    preset = get_preset(settings.shaping_preset)
+    params = preset.params
+    dt = params.dt_s
+    dev = SimulatedDevice(params, rng=np.random.default_rng([settings.seed, 0, 4]))
+    tr = dev.current_transmon()
+    rows: list[dict[str, Any]] = []
+    shapes: dict[str, NDArray[np.complex128]] = {}
+
+    t0 = time.perf_counter()
+    w_drag, _ = calibrated_drag(tr, settings.shaping_duration_s, "X")
+    wall = time.perf_counter() - t0
+    truth = true_metrics_devices([dev], w_drag[None], "X")
+    assert truth is not None
+    rows.append(_row("pulse_shaping", "drag_calibrated", 0, 0,
+                     {"infidelity": 1 - truth["fidelity"][0], "coherence_limit": truth["coherence_limit"][0],
+                      "leakage": truth["leakage"][0]}, 0, 0, wall))
+    shapes["drag_calibrated"] = w_drag
+
+    t0 = time.perf_counter()
+    g = grape(tr, settings.shaping_duration_s, "X", rng=np.random.default_rng([settings.seed, 0, 5]),
+              restarts=settings.grape_restarts, maxiter=settings.grape_maxiter)
+    wall = time.perf_counter() - t0
+    truth = true_metrics_devices([dev], g.waveform[None], "X")
+    assert truth is not None
+    rows.append(_row("pulse_shaping", "grape", 0, 0,
+                     {"infidelity": 1 - truth["fidelity"][0], "coherence_limit": truth["coherence_limit"][0],
+                      "leakage": truth["leakage"][0]}, 0, 0, wall))
+    shapes["grape"] = g.waveform
+
+    for agent in agents:
+        if agent.task != "pulse_shaping":
+            continue
+        kwargs = {"device": settings.shaping_preset, "gate_duration_s": settings.shaping_duration_s,
+                  **dict(agent.env_kwargs)}
+        env = gym.make(agent.resolved_env_id, **kwargs)
+        t0 = time.perf_counter()
+        info = _episode(env, agent.policy, settings.seed, {"device_params": params})
+        wall = time.perf_counter() - t0
+        env.close()
+        rows.append(_row("pulse_shaping", agent.name, int(info.get("shots_used", 0)), 0,
+                         {"infidelity": 1 - info["fidelity"], "coherence_limit": info["coherence_limit"],
+                          "leakage": info["leakage"]}, int(info.get("shots_used", 0)), -1, wall))
+        shapes[agent.name] = np.asarray(info["waveform"])
+    if settings.shaping_held_out:
+        rows += _shaping_held_out_rows(settings, agents)
+    return rows, shapes, dt
+
+
+def _shaping_held_out_rows(settings: EvaluationSettings, agents: Sequence[AgentSpec]) -> list[dict[str, Any]]:
+    """Calibrated DRAG, GRAPE and the shaping agents on ``shaping_held_out`` randomised devices.
+
+    DRAG and GRAPE optimise on the device's true transmon (α, Ω_R with its amplitude
+    error, detuning, T1, T2) but not through its AWG distortion, which their models do
+    not include; every method is scored on the full device, distortion included.
+    """
+    import gymnasium as gym
+
+    import pulsecal.envs  # noqa: F401
+    from pulsecal.envs.pulse_shaping import held_out_shaping_devices
+
+    devices = held_out_shaping_devices(settings.shaping_held_out, settings.seed)
+    rows: list[dict[str, Any]] = []
+
+    def add(method: str, i: int, dev: SimulatedDevice, w: NDArray[np.complex128], wall: float) -> None:
+        truth = true_metrics_devices([dev], w[None], "X")
+        assert truth is not None
+        rows.append(_row("pulse_shaping", method, 0, i,
+                         {"infidelity": 1 - truth["fidelity"][0], "coherence_limit": truth["coherence_limit"][0],
+                          "leakage": truth["leakage"][0]}, 0, 0, wall))
+
+    for i, params in enumerate(_progress(devices, settings.progress, "held-out shaping")):
+        dev = SimulatedDevice(params, rng=np.random.default_rng([settings.seed, i, 8]))
+        tr = dev.current_transmon()
+        t0 = time.perf_counter()
+        w_drag, _ = calibrated_drag(tr, settings.shaping_duration_s, "X")
+        add("drag_calibrated_heldout", i, dev, w_drag, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        g = grape(tr, settings.shaping_duration_s, "X", rng=np.random.default_rng([settings.seed, i, 9]),
+                  restarts=settings.grape_restarts, maxiter=settings.grape_maxiter)
+        add("grape_heldout", i, dev, g.waveform, time.perf_counter() - t0)
+    for agent in agents:
+        if agent.task != "pulse_shaping":
+            continue
+        kwargs = {"device": settings.shaping_preset, "gate_duration_s": settings.shaping_duration_s,
+                  **dict(agent.env_kwargs)}
+        env = gym.make(agent.resolved_env_id, **kwargs)
+        for i, params in enumerate(devices):
+            t0 = time.perf_counter()
+            info = _episode(env, agent.policy, settings.seed + i, {"device_params": params})
+            wall = time.perf_counter() - t0
+            rows.append(_row("pulse_shaping", f"{agent.name}_heldout", int(info.get("shots_used", 0)), i,
+                             {"infidelity": 1 - info["fidelity"], "coherence_limit": info["coherence_limit"],
+                              "leakage": info["leakage"]}, int(info.get("shots_used", 0)), -1, wall))
+        env.close()
+    return rows
+
+
+# -- drift tracking ---------------------------------------------------------------------------
+
+
+def _drift_error(dev: SimulatedDevice, gate: DragGate, p: FloatArray, circuit_time_s: float) -> tuple[float, float]:
+    """DriftTracking-v0's true error of parameters p now, and the coherence limit."""
+    w = gate.waveforms(p[None], dev.dt_s)
+    truth = true_metrics_devices([dev], w, "X")
+    assert truth is not None
+    resid = dev.current_transmon().detuning_hz - p[2]
+    frame = (2.0 / 3.0) * math.sin(math.pi * resid * circuit_time_s) ** 2
+    return float(1.0 - truth["fidelity"][0] + frame), float(truth["coherence_limit"][0])
+
+
+def _drift_baseline(settings: EvaluationSettings, i: int, recalibrate: bool) -> tuple[
+        dict[str, Any], FloatArray, FloatArray]:
+    """The scheduled recalibration (or none) on drifting device i over the episode."""
+    preset = get_preset("transmon_drifting")
+    dev = SimulatedDevice(preset.params, preset.drift, rng=np.random.default_rng([settings.seed, i, 6]))
+    gate = DragGate(preset.gate_duration_s)
+    p = miscalibrated_start(dev, preset.gate_duration_s, np.random.default_rng([settings.seed, i, 7]),
+                            DRIFT_MISCALIBRATION)
+    task = CalibrationTask([dev], gate)
+    steps = round(settings.drift_hours * 3600.0 / settings.drift_interval_s)
+    every = max(1, round(settings.recalibration_interval_s / settings.drift_interval_s))
+    recalibration = settings.baseline(settings.drift_recalibration)
+    recalibration_rng = np.random.default_rng([settings.seed, i, 10])  # for randomised baselines
+    times, errs, limits = [], [], []
+    t0 = time.perf_counter()
+    for k in range(steps):
+        if recalibrate and k % every == 0:
+            p = recalibration.run(task, p, settings.recalibration_budget, recalibration_rng).params[0]
+        e0, _ = _drift_error(dev, gate, p, settings.circuit_time_s)
+        dev.advance(settings.drift_interval_s)
+        e1, cl = _drift_error(dev, gate, p, settings.circuit_time_s)
+        errs.append(0.5 * (e0 + e1))
+        limits.append(cl)
+        times.append(dev.clock_s)
+    wall = time.perf_counter() - t0
+    method = settings.scheduled_method if recalibrate else "no_recalibration"
+    shots = int(task.shots_used[0])
+    row = _row("drift_tracking", method, settings.recalibration_budget if recalibrate else 0, i,
+               {"infidelity": float(np.mean(errs)), "coherence_limit": float(np.mean(limits)), "leakage": math.nan},
+               shots, shots, wall)
+    return row, np.asarray(times), np.asarray(errs)
+
+
+def _drift_agent(settings: EvaluationSettings, agent: AgentSpec, i: int) -> tuple[
+        dict[str, Any], FloatArray, FloatArray]:
+    import gymnasium as gym
+
+    import pulsecal.envs  # noqa: F401
+
+    preset = get_preset("transmon_drifting")
+    dev = SimulatedDevice(preset.params, preset.drift, rng=np.random.default_rng([settings.seed, i, 6]))
+    p = miscalibrated_start(dev, preset.gate_duration_s, np.random.default_rng([settings.seed, i, 7]),
+                            DRIFT_MISCALIBRATION)
+    steps = round(settings.drift_hours * 3600.0 / settings.drift_interval_s)
+    kwargs = {"decision_interval_s": settings.drift_interval_s, "episode_s": steps * settings.drift_interval_s,
+              "circuit_time_s": settings.circuit_time_s, **dict(agent.env_kwargs)}
+    env = gym.make(agent.resolved_env_id, max_episode_steps=steps, **kwargs)
+    reset = getattr(agent.policy, "reset", None)
+    if callable(reset):
+        reset()
+    t0 = time.perf_counter()
+    obs, info = env.reset(seed=settings.seed + i,
+                          options={"device": dev, "initial_params": DragParams.from_array(p)})
+    times, errs, limits = [], [], []
+    done = False
+    while not done:
+        obs, _, term, trunc, info = env.step(agent.policy.act(obs))
+        errs.append(float(info["interval_error"]))
+        limits.append(float(info.get("coherence_limit", math.nan)))
+        times.append(float(info["device_time_s"]))
+        done = bool(term or trunc)
+    env.close()
+    wall = time.perf_counter() - t0
+    shots = int(info["shots_used"])
+    row = _row("drift_tracking", agent.name, 0, i,
+               {"infidelity": float(np.mean(errs)), "coherence_limit": float(np.nanmean(limits)),
+                "leakage": math.nan}, shots, shots, wall)
+    return row, np.asarray(times), np.asarray(errs)
+
+
+def drift_rows(settings: EvaluationSettings, agents: Sequence[AgentSpec] = ()) -> tuple[
+        list[dict[str, Any]], dict[str, tuple[FloatArray, FloatArray]]]:
+    """Scheduled recalibration, no recalibration and drift agents; timelines of device 0."""
+    jobs = [(i, rec) for i in range(settings.drift_devices) for rec in (True, False)]
+    if settings.workers > 1:
+        from joblib import Parallel, delayed
+
+        results = Parallel(n_jobs=settings.workers)(delayed(_drift_baseline)(settings, i, rec) for i, rec in jobs)
+    else:
+        results = [_drift_baseline(settings, i, rec) for i, rec in _progress(jobs, settings.progress, "drift")]
+    rows = [r[0] for r in results]
+    timelines = {r[0]["method"]: (r[1], r[2]) for r in results if r[0]["device"] == 0}
+    for agent in agents:
+        if agent.task != "drift_tracking":
+            continue
+        for i in _progress(range(settings.drift_devices), settings.progress, f"{agent.name} drift"):
+            row, t, e = _drift_agent(settings, agent, i)
+            rows.append(row)
+            if i == 0:
+                timelines[agent.name] = (t, e)
+    return rows, timelines

@@ -1,0 +1,189 @@
+"""Typed schemas of the env config group: one per registered env id, so env options
+(``env.kwargs.<name>``) are checked while Hydra composes.
+
+Each ``configs/env/*.yaml`` starts from the schema of its env id (``env_schemas()``), whose
+``kwargs`` field lists the constructor options of that env's config dataclass
+(``GateCalibrationConfig``, ``GateCalibrationV1Config``, ...) that a config file can
+express. A misspelt option fails at compose time as ``error: env.kwargs.<name>: ...``;
+range checks stay with the env, which rejects a bad value when it is built (before a run
+directory is written). Every option defaults to null, meaning "the env's own default", so
+only options a config sets reach the env (``EnvConf.env_options()``).
+
+``schema.EnvConf`` (untyped ``kwargs``) remains the schema of envs without one here, such
+as a Gymnasium env outside pulsecal; ``env.id`` must name the env a typed schema is for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from pulsecal.configs.schema import EnvConf
+
+# --------------------------------------------------------------- options per env
+
+
+@dataclass
+class DeviceSamplerConf:
+    """``DeviceSampler`` fields: (low, high) ranges of random devices; null keeps the default."""
+
+    anharmonicity_hz: list[float] | None = None
+    rabi_max_hz: list[float] | None = None
+    t1_s: list[float] | None = None
+    t2_fraction: list[float] | None = None
+    amplitude_error: list[float] | None = None
+    detuning_hz: list[float] | None = None
+    p1_given_0: list[float] | None = None
+    p0_given_1: list[float] | None = None
+    levels: int | None = None
+    dt_s: float | None = None
+    rep_time_s: float | None = None
+
+
+@dataclass
+class GateCalibrationOptions:
+    """``GateCalibrationConfig`` options a config file can set (its probes are code)."""
+
+    device: str | None = None
+    randomize_device: bool | None = None
+    drift: bool | None = None
+    open_system: bool | None = None
+    gate_duration_s: float | None = None
+    shots_per_probe: int | None = None
+    shot_budget: int | None = None
+    shot_cost: float | None = None
+    parameters: list[str] | None = None
+    miscalibration: list[float] | None = None
+    max_step: list[float] | None = None
+    window: float | None = None
+    error_floor: float | None = None
+    report_truth: bool | None = None
+
+
+@dataclass
+class GateCalibrationV1Options(GateCalibrationOptions):
+    """``GateCalibrationV1Config`` options: v0's plus the estimator, ladders and sampler."""
+
+    sampler: DeviceSamplerConf | None = None
+    rounds: int | None = None
+    amplitude_depths: list[int] | None = None
+    drag_depths: list[int] | None = None
+    ramsey_delays_s: list[float] | None = None
+    max_phase: float | None = None
+    z_range: list[float] | None = None
+    residual_sigmas: float | None = None
+    contrast: float | None = None
+    drag_slope_per_s: float | None = None
+    reward: str | None = None
+    reward_floor: float | None = None
+    couplings: list[float] | None = None
+    model_error: float | None = None
+    max_level_step: int | None = None
+
+
+@dataclass
+class DriftTrackingOptions(GateCalibrationOptions):
+    """``DriftTrackingConfig`` options: the gate's plus the drift timeline and shot levels."""
+
+    decision_interval_s: float | None = None
+    episode_s: float | None = None
+    shot_levels: list[int] | None = None
+    circuit_time_s: float | None = None
+    error_scale: float | None = None
+
+
+@dataclass
+class DriftTrackingV1Options(DriftTrackingOptions):
+    """``DriftTrackingV1Config`` options: v0's plus the estimate's ageing and clip."""
+
+    age_scale_s: float | None = None
+    estimate_clip: float | None = None
+
+
+@dataclass
+class PulseShapingOptions:
+    """``PulseShapingConfig`` options a config file can set (its sampler is code)."""
+
+    device: str | None = None
+    target: str | None = None
+    gate_duration_s: float | None = None
+    open_system: bool | None = None
+    n_basis: int | None = None
+    action_mode: str | None = None
+    reward_mode: str | None = None
+    amplitude_range: float | None = None
+    beta_range: float | None = None
+    detuning_range_hz: float | None = None
+    coeff_range: float | None = None
+    max_step: float | None = None
+    shots_per_probe: int | None = None
+    probe_repeats: list[int] | None = None
+    shot_cost: float | None = None
+    error_floor: float | None = None
+    report_truth: bool | None = None
+    randomize_device: bool | None = None
+    characterised: bool | None = None
+    characterisation_error: list[float] | None = None
+
+
+@dataclass
+class PulseShapingV1Options(PulseShapingOptions):
+    """``PulseShapingV1Config`` options: v0's (only their defaults differ)."""
+
+
+# ------------------------------------------------------------ env config schemas
+
+
+@dataclass
+class GateCalibrationEnvConf(EnvConf):
+    schema_env_id: ClassVar[str | None] = "pulsecal/GateCalibration-v0"
+    kwargs: GateCalibrationOptions = field(default_factory=GateCalibrationOptions)
+
+
+@dataclass
+class GateCalibrationV1EnvConf(EnvConf):
+    schema_env_id: ClassVar[str | None] = "pulsecal/GateCalibration-v1"
+    kwargs: GateCalibrationV1Options = field(default_factory=GateCalibrationV1Options)
+
+
+@dataclass
+class PulseShapingEnvConf(EnvConf):
+    schema_env_id: ClassVar[str | None] = "pulsecal/PulseShaping-v0"
+    kwargs: PulseShapingOptions = field(default_factory=PulseShapingOptions)
+
+
+@dataclass
+class PulseShapingV1EnvConf(EnvConf):
+    schema_env_id: ClassVar[str | None] = "pulsecal/PulseShaping-v1"
+    kwargs: PulseShapingV1Options = field(default_factory=PulseShapingV1Options)
+
+
+@dataclass
+class DriftTrackingEnvConf(EnvConf):
+    schema_env_id: ClassVar[str | None] = "pulsecal/DriftTracking-v0"
+    kwargs: DriftTrackingOptions = field(default_factory=DriftTrackingOptions)
+
+
+@dataclass
+class DriftTrackingV1EnvConf(EnvConf):
+    schema_env_id: ClassVar[str | None] = "pulsecal/DriftTracking-v1"
+    kwargs: DriftTrackingV1Options = field(default_factory=DriftTrackingV1Options)
+
+
+ENV_SCHEMAS: dict[str, type[EnvConf]] = {
+    "env_schema": EnvConf,
+    "gate_calibration_schema": GateCalibrationEnvConf,
+    "gate_calibration_v1_schema": GateCalibrationV1EnvConf,
+    "pulse_shaping_schema": PulseShapingEnvConf,
+    "pulse_shaping_v1_schema": PulseShapingV1EnvConf,
+    "drift_tracking_schema": DriftTrackingEnvConf,
+    "drift_tracking_v1_schema": DriftTrackingV1EnvConf,
+}
+
+
+def env_schema_for(env_id: str | None) -> type[EnvConf]:
+    """The schema whose env id is ``env_id`` (``EnvConf`` for any other id)."""
+    for schema in ENV_SCHEMAS.values():
+        if schema.schema_env_id is not None and schema.schema_env_id == env_id:
+            return schema
+    return EnvConf
