@@ -4,7 +4,6 @@ Importing the package registers the ``pulsecal/*`` environment ids with Gymnasiu
 entry points: nothing heavy is imported until an env is made).
 """
 
-from .device import DeviceParams, SimulatedDevice, free_evolution
 from .drift import (
     DriftModel,
     DriftState,
@@ -14,6 +13,7 @@ from .drift import (
     RandomWalk,
     Telegraph,
 )
+from .physics.free_evolution import free_evolution
 from .presets import (
     PRESETS,
     DevicePreset,
@@ -38,6 +38,7 @@ from .pulses import (
     sine_basis,
 )
 from .registration import register_envs
+from .simulated_device import DeviceParams, SimulatedDevice
 
 register_envs()
 

@@ -31,12 +31,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import numba
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._validation import finite, require
-from .device import DELAY, FRAME, PLAY, PlayOperators, SequenceTemplate, SimulatedDevice
 from .physics import (
     Transmon,
     coherence_limit,
@@ -45,17 +43,26 @@ from .physics import (
     leakage_superoperator,
     unitaries,
 )
-from .physics._fast_jit import clip, jit
+from .physics.calibration_kernels import (
+    PER_SAMPLE,
+    PLUS_CONST,
+    RAMP,
+    drag_factors,
+    robust_phase_estimation,
+    sine_signal,
+    wrapped_frame_phases,
+)
 from .physics.fast import hermitian_basis
 from .physics.metrics import gate_fidelities, superoperator_metrics_real
 from .protocol import Delay, Device, Play, PulseSequence, VirtualZ
+from .sequence_compiler import PlayOperators
+from .sequence_template import DELAY, FRAME, PLAY, SequenceTemplate
+from .simulated_device import SimulatedDevice
 
 FloatArray = NDArray[np.float64]
 ComplexArray = NDArray[np.complex128]
 
 TWO_PI = 2.0 * math.pi
-# numba without FMA contraction: the analysis must match its array form to the last bit.
-jit_plain = numba.njit(cache=True, error_model="numpy")
 PARAMETER_NAMES: tuple[str, ...] = ("amplitude", "beta_s", "detuning_hz", "phase")
 ProbeKind = Literal["amplitude", "drag", "ramsey"]
 
@@ -181,7 +188,7 @@ class DragGate:
         p = np.ascontiguousarray(p, dtype=np.float64)
         scaled = np.empty((p.shape[0], len(fractions), g.size), dtype=np.complex128)
         exponent = np.empty((p.shape[0], g.size), dtype=np.complex128)
-        bound = _drag_factors(p, g, dg, x, np.array(fractions, dtype=np.float64), scaled, exponent)
+        bound = drag_factors(p, g, dg, x, np.array(fractions, dtype=np.float64), scaled, exponent)
         w = scaled * np.exp(exponent)[:, None, :]
         # |w| is |amp·shape| times a unit phase factor, up to a few ulps of rounding; below
         # this bound no sample can exceed 1, so the clip (three array passes) is skipped.
@@ -197,38 +204,10 @@ class DragGate:
         return float(np.sum(self.envelope(dt_s)[0])) * dt_s
 
 
-# ``_drag_factors``' bound on |amp·shape| under which ``DragGate._waveforms`` skips its clip:
+# ``drag_factors``' bound on |amp·shape| under which ``DragGate._waveforms`` skips its clip:
 # far enough below 1 that no rounding of the phase factor, the product or the modulus
 # (each within a few ulps) can lift a sample above 1.
 _NO_CLIP_BOUND = 1.0 - 1e-9
-
-
-@jit(fastmath=False)
-def _drag_factors(p: FloatArray, g: FloatArray, dg: FloatArray, x: FloatArray, fractions: FloatArray,
-                  scaled: ComplexArray, exponent: ComplexArray) -> float:
-    """``DragGate._waveforms``' two factors: scaled (B, F, S) = (f·amplitude)·(g + (1j·β)·dg)
-    and exponent (B, S) = 1j·(−2π·Δ·x + phase), each operation as NumPy's array form does it
-    (a float times a complex is the float promoted to complex, zero imaginary part).
-    Returns an upper bound of |scaled| (|re| + |im|; NaN if any entry is NaN)."""
-    bound = 0.0
-    for b in range(p.shape[0]):
-        beta = p[b, 1]
-        jbr, jbi = 0.0 * beta - 1.0 * 0.0, 0.0 * 0.0 + 1.0 * beta  # 1j·β
-        a = -TWO_PI * p[b, 2]
-        for s in range(g.shape[0]):
-            d = dg[s]
-            tr, ti = jbr * d - jbi * 0.0, jbr * 0.0 + jbi * d  # (1j·β)·dg
-            sr, si = g[s] + tr, 0.0 + ti  # g + ...
-            for f in range(fractions.shape[0]):
-                amp = fractions[f] * p[b, 0]
-                re, im = amp * sr - 0.0 * si, amp * si + 0.0 * sr
-                scaled[b, f, s] = complex(re, im)
-                m = abs(re) + abs(im)
-                if m != m or m > bound:  # a NaN, once taken, is never replaced
-                    bound = m
-            rot = a * x[s] + p[b, 3]
-            exponent[b, s] = complex(0.0 * rot - 1.0 * 0.0, 0.0 * 0.0 + 1.0 * rot)
-    return bound
 
 
 @functools.lru_cache(maxsize=64)
@@ -432,47 +411,22 @@ def _frame_phases(exprs: tuple[Any, ...], detuning_hz: FloatArray, gate_s: float
     operations on every element, in one compiled loop."""
     const, mult, form = _frame_form(exprs, gate_s)
     out = np.empty((detuning_hz.shape[0], len(exprs)))
-    _frame_phase_loop(np.ascontiguousarray(detuning_hz, dtype=np.float64), const, mult, form, dt_s, out)
+    wrapped_frame_phases(np.ascontiguousarray(detuning_hz, dtype=np.float64), const, mult, form, dt_s, out)
     return out
-
-
-# ``_frame_form``'s flags per expression: a ramp, a per-sample ramp (n·dt_s), a constant added.
-_RAMP, _PER_SAMPLE, _PLUS_CONST = 1, 2, 4
 
 
 @functools.lru_cache(maxsize=64)
 def _frame_form(exprs: tuple[Any, ...], gate_s: float) -> tuple[FloatArray, FloatArray, NDArray[np.int64]]:
     """``_frame_phases``' view of the expressions (F,): constants, ramp factors (gate_s or
-    n) and flags (``_RAMP``, ``_PER_SAMPLE``, ``_PLUS_CONST``)."""
+    n) and flags (``RAMP``, ``PER_SAMPLE``, ``PLUS_CONST``)."""
     const = np.array([0.0 if c is None else float(c) for c, _ in exprs])
     mult = np.array([0.0 if r is None else gate_s if r == "gate" else float(r) for _, r in exprs])
-    form = np.array([0 if r is None else _RAMP | (0 if r == "gate" else _PER_SAMPLE)
-                     | (0 if c is None else _PLUS_CONST) for c, r in exprs], dtype=np.int64)
+    form = np.array([0 if r is None else RAMP | (0 if r == "gate" else PER_SAMPLE)
+                     | (0 if c is None else PLUS_CONST) for c, r in exprs], dtype=np.int64)
     out = (const, mult, form)
     for a in out:
         a.setflags(write=False)
     return out
-
-
-@jit(fastmath=False)
-def _frame_phase_loop(detuning_hz: FloatArray, const: FloatArray, mult: FloatArray, form: NDArray[np.int64],
-                      dt_s: float, out: FloatArray) -> None:
-    """``_frame_phases`` element by element: −2π·Δ·gate_s or −2π·Δ·n·dt_s left to right,
-    plus the constant, as in ``_frame_phase``; then ``_wrap`` (Python's float remainder,
-    which is NumPy's too)."""
-    for b in range(detuning_hz.shape[0]):
-        a = -TWO_PI * detuning_hz[b]
-        for f in range(const.shape[0]):
-            fl = form[f]
-            if fl & _RAMP:
-                r = a * mult[f]
-                if fl & _PER_SAMPLE:
-                    r = r * dt_s
-                if fl & _PLUS_CONST:
-                    r = const[f] + r
-            else:
-                r = const[f]
-            out[b, f] = (r + math.pi) % TWO_PI - math.pi
 
 
 def _wrap(phase: float) -> float:
@@ -597,8 +551,8 @@ def analyse(p1: ArrayLike, probes: Sequence[Probe], gate_duration_s: float) -> A
     gains, (rank_fam, rank_col, rank_w) = _analysis_setup(tuple(probes), float(gate_duration_s))
     # The arcsine stays NumPy's; the plain-IEEE steps around it are compiled loops (on a
     # few rows, each array operation costs more to call than to compute).
-    theta = np.arcsin(_sine_signal(np.ascontiguousarray(p)))
-    return Analysis(*_analyse_kernel(theta, gains, rank_fam, rank_col, rank_w))
+    theta = np.arcsin(sine_signal(np.ascontiguousarray(p)))
+    return Analysis(*robust_phase_estimation(theta, gains, rank_fam, rank_col, rank_w))
 
 
 @functools.lru_cache(maxsize=64)
@@ -622,71 +576,6 @@ def _flat_ranks(kinds: tuple[str, ...], gains: tuple[float, ...]
     for r, (f, c, wt) in enumerate(ranks):
         fam[r, :f.size], col[r, :c.size], w[r, :wt.size] = f, c, wt
     return fam, col, w
-
-
-@jit_plain
-def _sine_signal(p: FloatArray) -> FloatArray:
-    """clip(2·p − 1, −1, 1) of (B, K) populations, element by element as the array form
-    (NaN passes through)."""
-    out = np.empty_like(p)
-    for b in range(p.shape[0]):
-        for k in range(p.shape[1]):
-            out[b, k] = clip(2.0 * p[b, k] - 1.0, -1.0, 1.0)
-    return out
-
-
-@jit_plain
-def _analyse_kernel(theta: FloatArray, gains: FloatArray, rank_fam: NDArray[np.int64],
-                    rank_col: NDArray[np.int64], rank_w: FloatArray,
-                    ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """The robust phase estimation of ``analyse``, row by row: all families advance
-    together, rank by rank (shallowest probe of each first). Plain IEEE arithmetic (no
-    FMA contraction), the operations of the former array form element by element.
-    Returns angles (B, K) (θ/gain where no family reads the probe), family angles
-    (B, F) (F = ``len(FAMILIES)``, the width of the rank tables) and infidelity (B,)."""
-    n_b = theta.shape[0]
-    n_r, n_f = rank_fam.shape
-    ang = theta / gains
-    fam = np.zeros((n_b, n_f))
-    infid = np.zeros(n_b)
-    num = np.zeros(n_f)
-    den = np.zeros(n_f)
-    for b in range(n_b):
-        num[:] = 0.0
-        den[:] = 0.0
-        for r in range(n_r):
-            for i in range(n_f):
-                f = rank_fam[r, i]
-                if f < 0:
-                    continue
-                k = rank_col[r, i]
-                g = gains[k]
-                nu = num[f]
-                de = den[f]
-                th = theta[b, k]
-                ok = np.isfinite(th)
-                est = nu / de if de > 0 else 0.0
-                pred = g * est
-                t = th if ok else 0.0
-                m = np.rint((pred - t) / TWO_PI)
-                c1 = t + TWO_PI * m
-                m2 = np.rint((pred - (math.pi - t)) / TWO_PI)
-                c2 = math.pi - t + TWO_PI * m2
-                unwrapped = c1 if abs(c1 - pred) <= abs(c2 - pred) else c2
-                if not de > 0:
-                    unwrapped = t  # the shallowest probe is taken as is (no prediction yet)
-                a_k = unwrapped / g
-                ang[b, k] = a_k if ok else np.nan
-                if ok:
-                    num[f] = nu + rank_w[r, i] * a_k
-                    den[f] = de + rank_w[r, i]
-        s = 0.0
-        for f in range(n_f):
-            v = num[f] / den[f] if den[f] > 0 else 0.0
-            fam[b, f] = v
-            s += v * v
-        infid[b] = s / 6.0
-    return ang, fam, infid
 
 
 # -- devices, shots and truth ------------------------------------------------------------------

@@ -23,10 +23,10 @@ from .calibration import (
     nominal_params,
     require,
 )
-from .device import DeviceParams, SimulatedDevice
-from .physics._fast_jit import clip, jit
+from .physics.calibration_kernels import gate_step_outcome, move_params
 from .presets import DeviceSampler, get_preset
 from .protocol import Device
+from .simulated_device import DeviceParams, SimulatedDevice
 from .vector import BatchedCore, BatchedVectorEnv, FloatArray, InfoColumns, SingleCoreEnv
 
 # Scale of each parameter's miscalibration and step: relative for amplitude and β, Hz and
@@ -34,68 +34,6 @@ from .vector import BatchedCore, BatchedVectorEnv, FloatArray, InfoColumns, Sing
 _RELATIVE = np.array([True, True, False, False])
 _RELATIVE_T = tuple(bool(x) for x in _RELATIVE)
 _RESET_OPTIONS = frozenset({"device", "device_params", "miscalibration", "initial_params"})
-
-
-# The per-step bookkeeping of a few copies is two dozen NumPy operations on arrays of a few
-# numbers each, whose call overhead outweighs the arithmetic many times over; these kernels
-# do the same element-wise operations in the same order in one call. No FMA contraction
-# (fastmath off): they must give the bits of the array forms they replace.
-
-
-@jit(fastmath=False)
-def _move_params(params: FloatArray, rows: NDArray[np.int64], delta_unit: FloatArray,
-                 pidx: NDArray[np.int64], max_step: FloatArray, window_step: FloatArray,
-                 start: FloatArray, unit: FloatArray) -> None:
-    """params[i, pidx] += delta_unit[j] · max_step[pidx] · unit[i, pidx] for i = rows[j]
-    (distinct), then each parameter clipped to start ± window_step · unit and the
-    amplitude to [−1, 1], in place: ``_apply_params`` of each row."""
-    for j in range(rows.shape[0]):
-        i = rows[j]
-        for q in range(pidx.shape[0]):
-            c = pidx[q]
-            params[i, c] += delta_unit[j, q] * (max_step[c] * unit[i, c])
-        for c in range(params.shape[1]):
-            lim = window_step[c] * unit[i, c]
-            params[i, c] = clip(params[i, c], start[i, c] - lim, start[i, c] + lim)
-        params[i, 0] = clip(params[i, 0], -1.0, 1.0)
-
-
-@jit(fastmath=False)
-def _step_outcome(rows: NDArray[np.int64], n_step: int, p1: FloatArray, est: FloatArray,
-                  params: FloatArray, start: FloatArray, unit: FloatArray, max_step: FloatArray,
-                  pidx: NDArray[np.int64], last_error: FloatArray, last_p1: FloatArray,
-                  shots_used: NDArray[np.int64], step_shots: int, shot_budget: int,
-                  error_floor: float, cost: float, low: FloatArray, high: FloatArray,
-                  ) -> tuple[FloatArray, FloatArray, NDArray[np.bool_]]:
-    """GateCalibration's observation (n, K + P + 1) clipped to [low, high], reward (n,) and
-    terminated (n,) of copies ``rows`` (distinct; the first ``n_step`` stepped) from their
-    probe readings p1 (n, K) and estimated infidelity est (n,); stores est and p1 as the
-    copies' last ones."""
-    n, k = p1.shape
-    obs = np.empty((n, k + pidx.shape[0] + 1))
-    rew = np.zeros(n)
-    term = np.empty(n, dtype=np.bool_)
-    last = obs.shape[1] - 1
-    for j in range(n):
-        i = rows[j]
-        if j < n_step:
-            # Telescoping log-improvement: an episode's return is log10(E_0/E_T) minus the
-            # shot cost, so shot noise only enters at the two ends. (libm's log10, as
-            # math.log10: NumPy's rounds differently in the last bit.)
-            rew[j] = (math.log10(last_error[i] + error_floor) - math.log10(est[j] + error_floor)) - cost
-        last_error[i] = est[j]
-        for q in range(k):
-            last_p1[i, q] = p1[j, q]
-            obs[j, q] = clip(p1[j, q], low[q], high[q])
-        for q in range(pidx.shape[0]):
-            c = pidx[q]
-            norm = (params[i, c] - start[i, c]) / (max_step[c] * unit[i, c])  # normalised_params
-            obs[j, k + q] = clip(norm, low[k + q], high[k + q])
-        used = shots_used[i]
-        term[j] = used + step_shots > shot_budget
-        frac = used / shot_budget
-        obs[j, last] = clip(frac if frac < 1.0 else 1.0, low[last], high[last])
-    return obs, rew, term
 
 
 @dataclass(frozen=True)
@@ -262,7 +200,7 @@ class DragCalibrationCore(BatchedCore):
 
     def _move_rows(self, rows: NDArray[np.int64], delta_unit: FloatArray) -> None:
         """``_apply_params`` of copies ``rows`` (distinct) with ``delta_unit`` (n, P)."""
-        _move_params(self.params, rows, delta_unit, self.pidx, self._max_step, self._window_step,
+        move_params(self.params, rows, delta_unit, self.pidx, self._max_step, self._window_step,
                      self.start, self.unit)
 
     def normalised_params(self, i: int) -> FloatArray:
@@ -421,7 +359,7 @@ class GateCalibrationCore(DragCalibrationCore):
         p1 = self.task.measure(params, cfg.shots_per_probe, index=idx)
         est = analyse(p1, cfg.probes, self.gate.duration_s).infidelity
         waves, truth = self.truth(idx, params=params)
-        obs, rew, term = _step_outcome(
+        obs, rew, term = gate_step_outcome(
             rows, len(step_idx), p1, est, self.params, self.start, self.unit, self._max_step, self.pidx,
             self.last_error, self.last_p1, self.task.shots_used, self.step_shots, cfg.shot_budget,
             cfg.error_floor, self._step_cost, self._obs_low, self._obs_high)

@@ -20,10 +20,10 @@ import numpy as np
 
 from ._validation import require
 from .calibration import TWO_PI, DragGate, optimal_params
-from .device import DeviceParams, SimulatedDevice
 from .gate_calibration_v1 import twin_sequence
 from .physics import Transmon
 from .protocol import Play
+from .simulated_device import DeviceParams, SimulatedDevice
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,10 @@ from .calibration import (
     run_on_devices,
     true_metrics_devices,
 )
-from .device import DeviceParams, SimulatedDevice
 from .presets import DeviceSampler, get_preset
 from .protocol import Play, PulseSequence, VirtualZ
 from .pulses import LowPass, sine_basis
+from .simulated_device import DeviceParams, SimulatedDevice
 from .vector import BatchedCore, BatchedVectorEnv, FloatArray, SingleCoreEnv
 
 # Target -> (area relative to π, frames (a, b) with target = Z(a)·pulse·Z(b), order k with

@@ -32,7 +32,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 from numpy.typing import NDArray
 
-from .physics._fast_jit import jit
+from .physics.calibration_kernels import abs_peak
 
 FloatArray = NDArray[np.float64]
 
@@ -108,7 +108,7 @@ class BatchedCore(ABC):
         if a.shape[1:] != shape:
             raise ValueError(f"action has shape {a.shape[1:]}: allowed {shape}")
         # One compiled pass for the common case (NaN/inf make the peak NaN/inf, failing it).
-        peak = _abs_peak(a.reshape(-1)) if a.size else 0.0
+        peak = abs_peak(a.reshape(-1)) if a.size else 0.0
         if not peak <= 1.0:
             if not np.isfinite(a).all():
                 raise ValueError("action has NaN/inf entries: allowed finite values in [-1, 1]")
@@ -191,20 +191,6 @@ class BatchedCore(ABC):
 
     def render_copy(self, i: int) -> NDArray[np.uint8]:
         raise NotImplementedError
-
-
-@jit(fastmath=False)
-def _abs_peak(a: FloatArray) -> float:
-    """``float(np.abs(a).max())`` of a 1-D array: NaN if any entry is NaN (one loop instead
-    of a temporary and a reduction, which cost more than a few actions' arithmetic)."""
-    peak = 0.0
-    for x in a:
-        m = abs(x)
-        if m != m:
-            return m
-        if m > peak:
-            peak = m
-    return peak
 
 
 class BatchedVectorEnv(VectorEnv):

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import _fast_n3, reference
-from ._fast_jit import jit
+from .jit import jit
 from .model import ComplexArray, FloatArray, Transmon, hamiltonians_rad_s, lindbladians
 
 # Pulses processed together, one per SIMD lane (8 doubles = one AVX-512 register).
@@ -560,7 +560,7 @@ def superoperators(t: Transmon | Sequence[Transmon], w: ComplexArray) -> Complex
     real = superoperators_real(uniq, w, gidx)
     if real is None:
         return reference.superoperators(t, w)
-    return _from_hermitian_basis(real, hermitian_basis(uniq[0].levels)[0])
+    return from_hermitian_basis(real, hermitian_basis(uniq[0].levels)[0])
 
 
 def superoperators_real(
@@ -610,7 +610,7 @@ def _in_sparsity(t: Transmon) -> bool:
     return not (np.any(l0[0][_OFF_PATTERN] != 0.0) or np.any(l1[0][_OFF_PATTERN] != 0.0))
 
 
-def _from_hermitian_basis(real: FloatArray, basis: ComplexArray) -> ComplexArray:
+def from_hermitian_basis(real: FloatArray, basis: ComplexArray) -> ComplexArray:
     """(B, M, M) real-basis superoperators -> column stacking, S = w·R·w†.
 
     Every row of w has one or two non-zeros, so this is a gather rather than two matmuls.

@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._fast_jit import jit
+from .jit import jit
 
 OpKind = Literal["unitary", "superoperator"]
 

@@ -195,7 +195,7 @@ def test_step_kernels_give_the_bits_of_their_array_forms() -> None:
     # the exact bits, so they are checked against those expressions on random states.
     import math
 
-    from pulsecal.envs.gate_calibration import _move_params, _step_outcome
+    from pulsecal.envs.physics.calibration_kernels import gate_step_outcome, move_params
 
     rng = np.random.default_rng(0)
     n, k = 7, 6
@@ -215,7 +215,7 @@ def test_step_kernels_give_the_bits_of_their_array_forms() -> None:
         want = np.clip(want, start[rows] - lim, start[rows] + lim)
         want[:, 0] = np.clip(want[:, 0], -1.0, 1.0)
         got = params.copy()
-        _move_params(got, rows, actions, pidx, max_step, window_step, start, unit)
+        move_params(got, rows, actions, pidx, max_step, window_step, start, unit)
         np.testing.assert_array_equal(got[rows], want)
 
         p1 = rng.integers(0, 21, (n, k)) / 20.0
@@ -230,7 +230,7 @@ def test_step_kernels_give_the_bits_of_their_array_forms() -> None:
         obs = np.clip(np.concatenate([p1, norm, np.minimum(used[rows] / 1000, 1.0)[:, None]], axis=1),
                       low, high)
         le, lp = last_error.copy(), last_p1.copy()
-        o, r, t = _step_outcome(rows, n_step, p1, est, got, start, unit, max_step, pidx, le, lp, used,
+        o, r, t = gate_step_outcome(rows, n_step, p1, est, got, start, unit, max_step, pidx, le, lp, used,
                                 120, 1000, floor, cost, low, high)
         np.testing.assert_array_equal(o, obs)
         np.testing.assert_array_equal(r[:n_step], [(b - a) - cost for b, a in zip(before, after, strict=True)])

@@ -27,7 +27,7 @@ def _checker():
 def test_trajectories_match_recorded_reference():
     check = _checker()
     reference = json.loads((HERE / "data" / "trajectories.json").read_text())
-    compared, differ, worst, problems = check.compare(reference, check.record())
+    compared, differ, _worst, problems = check.compare(reference, check.record())
     assert compared > 100
     assert differ == 0, "\n".join(problems)
 
@@ -40,6 +40,6 @@ def test_compare_flags_a_changed_array():
     changed = json.loads(json.dumps(reference))
     changed["env"]["single"]["exact"]["obs"] = "abd"
     changed["env"]["single"]["close"]["fidelity"] = [0.5, 0.25 + 1e-9]
-    compared, differ, worst, problems = check.compare(reference, changed)
+    compared, differ, worst, _problems = check.compare(reference, changed)
     assert (compared, differ) == (2, 2)
     assert worst == pytest.approx(1e-9)
