@@ -18,7 +18,7 @@ RL agent and a textbook calibration spend the same shots on the same device:
 - ``analyse``: side-effect free reading of measured populations into per-gate rotation
   error angles and an estimated infidelity (the measurement-only reward).
 - ``CalibrationTask``: devices + gate + probes + shot counter. ``measure`` runs all probes
-  on B devices in one ``SimulatedDevice.run_many`` call; ``true_metrics`` evaluates the
+  on B devices in one batched call when they support it (``protocol.BatchedDevice``); ``true_metrics`` evaluates the
   gate on each device's hidden current truth (simulation only, for info/evaluation).
 """
 
@@ -54,10 +54,20 @@ from .physics.calibration_kernels import (
 )
 from .physics.fast import hermitian_basis
 from .physics.metrics import gate_fidelities, superoperator_metrics_real
-from .protocol import Delay, Device, Play, PulseSequence, VirtualZ
+from .protocol import (
+    BatchedDevice,
+    Delay,
+    Device,
+    Play,
+    PulseSequence,
+    SimulatedTruth,
+    VirtualZ,
+    batched_class,
+    run_on_devices,
+    truth_class,
+)
 from .sequence_compiler import PlayOperators
 from .sequence_template import DELAY, FRAME, PLAY, SequenceTemplate
-from .simulated_device import SimulatedDevice
 
 FloatArray = NDArray[np.float64]
 ComplexArray = NDArray[np.complex128]
@@ -581,40 +591,12 @@ def _flat_ranks(kinds: tuple[str, ...], gains: tuple[float, ...]
 # -- devices, shots and truth ------------------------------------------------------------------
 
 
-def run_on_devices(
-    devices: Sequence[Device], sequences: Sequence[Sequence[PulseSequence]], shots: Sequence[int]
-) -> list[NDArray[np.int64]]:
-    """Counts (K_b, 2) for each device b; ONE physics call when the devices are simulated.
-
-    ``shots[b]`` is the per-sequence shot count of device b (the same for all its
-    sequences). Devices with zero shots or no sequences are skipped (empty counts).
-    """
-    out: list[NDArray[np.int64]] = [np.zeros((len(s), 2), dtype=np.int64) for s in sequences]
-    active = [b for b in range(len(devices)) if shots[b] > 0 and len(sequences[b]) > 0]
-    if not active:
-        return out
-    if all(isinstance(devices[b], SimulatedDevice) for b in active):
-        groups: dict[int, list[int]] = {}
-        for b in active:
-            groups.setdefault(int(shots[b]), []).append(b)
-        for n, idx in groups.items():
-            res = SimulatedDevice.run_many(
-                [devices[b] for b in idx], [sequences[b] for b in idx], n  # type: ignore[misc]
-            )
-            for b, counts in zip(idx, res, strict=True):
-                out[b] = np.asarray(counts, dtype=np.int64)
-    else:
-        for b in active:
-            out[b] = np.asarray(devices[b].run(sequences[b], int(shots[b])), dtype=np.int64)
-    return out
-
-
 def true_metrics_devices(
     devices: Sequence[Device], waveforms: ComplexArray, target: str | NDArray[np.complex128] = "X",
 ) -> dict[str, FloatArray] | None:
     """Truth of one played waveform per device, at each device's clock (simulation only).
 
-    Uses ``SimulatedDevice.play_operators`` (exactly what the device applies for a Play,
+    Uses ``SimulatedTruth.play_operators`` (exactly what the device applies for a Play,
     AWG distortion included) in one batched call. Fidelities are on the qubit subspace
     of the open (or closed, as the device simulates) system, with virtual Z and raw.
 
@@ -625,14 +607,15 @@ def true_metrics_devices(
         dict of (B,) arrays: fidelity, fidelity_raw, leakage, coherence_limit; None when a
         device is not simulated (no truth on hardware).
     """
-    if not all(isinstance(d, SimulatedDevice) for d in devices):
+    truth = truth_class(devices)
+    if truth is None:
         return None
-    devs: list[SimulatedDevice] = list(devices)  # type: ignore[arg-type]
-    ops = SimulatedDevice.play_operators(devs, waveforms)
+    devs: list[SimulatedTruth] = list(devices)  # type: ignore[arg-type]
+    ops = truth.play_operators(devs, waveforms)
     return _truth_of_operators(devs, ops, np.asarray(waveforms).shape[-1], target)
 
 
-def _truth_of_operators(devs: list[SimulatedDevice], ops: ComplexArray, samples: int,
+def _truth_of_operators(devs: list[SimulatedTruth], ops: ComplexArray, samples: int,
                         target: str | NDArray[np.complex128],
                         models: Sequence[Transmon] | None = None) -> dict[str, FloatArray]:
     """``true_metrics_devices`` from the operators (B, N², N²) or (B, N, N) each device
@@ -762,16 +745,16 @@ class CalibrationTask:
     def template_inputs(self, params: ArrayLike, probes: Sequence[Probe] | None = None) -> tuple[
             SequenceTemplate, ComplexArray, FloatArray]:
         """(template, waveforms (B, 2, S), phases (B, F)) for (B, 4) parameter rows: what
-        ``SimulatedDevice.run_template`` needs to run exactly ``sequences(params, probes)``."""
+        a ``BatchedDevice.run_template_operators`` needs to run exactly ``sequences(params, probes)``."""
         p = _rows(params)
         template, exprs = self.template(probes)
         waves = self._pair(p)
         dt_s = self.dt_s
         return template, waves, _frame_phases(exprs, p[:, 2], self.gate.n_samples(dt_s) * dt_s, dt_s)
 
-    def _run_template(self, devs: list[Any], p: FloatArray, probes: tuple[Probe, ...],
-                      shots: list[int]) -> NDArray[np.int64]:
-        """``run_on_devices(devs, self.sequences(p, probes), shots)`` on simulated devices,
+    def _run_template(self, batched: type[BatchedDevice], devs: list[Any], p: FloatArray,
+                      probes: tuple[Probe, ...], shots: list[int]) -> NDArray[np.int64]:
+        """``run_on_devices(devs, self.sequences(p, probes), shots)`` on batched devices,
         from arrays, as one (B, K, 2) array (zeros where no shots): the same grouping by
         shot count, hence the same device calls. Keeps the X propagators of a call that ran
         every row in one group (``x_truth``)."""
@@ -784,7 +767,7 @@ class CalibrationTask:
                     groups.setdefault(int(n), []).append(b)
         for n, rows in groups.items():
             every = len(rows) == len(devs)
-            counts, plays = SimulatedDevice.run_template_operators(
+            counts, plays = batched.run_template_operators(
                 devs if every else [devs[b] for b in rows], template,
                 waves if every else waves[rows], phases if every else phases[rows], n)
             if every:
@@ -820,8 +803,9 @@ class CalibrationTask:
         probes = self.probes if probes is None else tuple(probes)
         self._last_ops = None
         counts: NDArray[np.int64] | list[NDArray[np.int64]]
-        if devs and all(isinstance(d, SimulatedDevice) for d in devs):
-            counts = self._run_template(devs, p, probes, n)
+        batched = batched_class(devs)
+        if batched is not None:
+            counts = self._run_template(batched, devs, p, probes, n)
         else:
             counts = run_on_devices(devs, self.sequences(p, probes), n)
         k = len(probes)

@@ -25,7 +25,7 @@ from .calibration import (
 )
 from .physics.calibration_kernels import gate_step_outcome, move_params
 from .presets import DeviceSampler, get_preset
-from .protocol import Device
+from .protocol import Device, truth_class
 from .simulated_device import DeviceParams, SimulatedDevice
 from .vector import BatchedCore, BatchedVectorEnv, FloatArray, InfoColumns, SingleCoreEnv
 
@@ -161,8 +161,8 @@ class DragCalibrationCore(BatchedCore):
         dev = self.devices[i]
         # Four numbers: Python floats (the same IEEE operations as the former array form,
         # element by element, without an array per operation).
-        if isinstance(dev, SimulatedDevice):
-            ref = nominal_params(dev.current_transmon(), self.gate).as_tuple()
+        if truth_class([dev]) is not None:
+            ref = nominal_params(dev.current_transmon(), self.gate).as_tuple()  # type: ignore[attr-defined]
         elif "initial_params" in options:
             ref = (0.0, 0.0, 0.0, 0.0)
         else:
