@@ -23,10 +23,12 @@ import gymnasium as gym
 import numpy as np
 from numpy.typing import NDArray
 
-from .calibration import TWO_PI, gate_steps_sequence, require, run_on_devices
-from .gate_calibration import DragCalibrationCore, GateCalibrationConfig
+from ._validation import require
+from .drag_calibration_core import DragCalibrationCore, GateCalibrationConfig
+from .physics.calibration_kernels import TWO_PI
 from .presets import DeviceSampler
-from .protocol import Play, PulseSequence
+from .probes import gate_steps_sequence
+from .protocol import Play, PulseSequence, run_on_devices
 from .vector import BatchedVectorEnv, FloatArray, SingleCoreEnv
 
 FAMILY_NAMES: tuple[str, str, str] = ("amplitude", "drag", "ramsey")

@@ -174,7 +174,7 @@ class BatchedDevice(Device, Protocol):
 
 
 @runtime_checkable
-class SimulatedTruth(Protocol):
+class SimulatedTruth(Device, Protocol):
     """Optional extension of a simulated ``Device``: the truth behind its counts.
 
     For evaluation only (an agent must never see it); hardware has no such thing.

@@ -230,7 +230,8 @@ def test_run_template_equals_run_many_on_any_layout() -> None:
 
 def _analyse_array_form(p1: np.ndarray, probes: tuple, gate_duration_s: float) -> tuple:
     """The former NumPy array form of ``analyse`` (the numba kernel must match it bit for bit)."""
-    from pulsecal.envs.calibration import FAMILIES, _analysis_ranks
+    from pulsecal.envs.probe_analysis import _analysis_ranks
+    from pulsecal.envs.probes import FAMILIES
 
     two_pi = 2.0 * math.pi
     p = np.atleast_2d(np.asarray(p1, dtype=np.float64))
