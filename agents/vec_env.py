@@ -35,7 +35,7 @@ def make_sb3_vec_env(env_id: str, n_envs: int = 1, seed: int | None = None, **kw
     return venv
 
 
-class SB3VecEnv(VecEnv):  # type: ignore[misc]
+class SB3VecEnv(VecEnv):
     """Stable-Baselines3 ``VecEnv`` over a ``BatchedVectorEnv``'s core, SB3 semantics.
 
     A copy that ends is reset in the same ``step_wait``: the returned observation is the
@@ -50,7 +50,8 @@ class SB3VecEnv(VecEnv):  # type: ignore[misc]
         self.render_mode = venv.render_mode
         super().__init__(venv.num_envs, venv.single_observation_space, venv.single_action_space)
         self._seeds: list[int | None] = [None] * self.num_envs
-        self._options: list[dict[str, Any] | None] = [None] * self.num_envs
+        # None: no options for that copy (SB3 declares a list of dicts; the core takes None too).
+        self._options: list[dict[str, Any] | None] = [None] * self.num_envs  # type: ignore[assignment]
         self._actions: NDArray[Any] | None = None
         self._elapsed = np.zeros(self.num_envs, dtype=np.int64)
 

@@ -1,4 +1,4 @@
-"""The simulated device, under its historical import path.
+"""The simulated device's public names under one import path.
 
 The device's parts live in modules by job: ``simulated_device`` (``DeviceParams``,
 ``SimulatedDevice``), ``sequence_template``, ``sequence_compiler`` (``PlayOperators``),

@@ -108,7 +108,7 @@ class DragCalibrationCore(BatchedCore):
         dur = cfg.gate_duration_s if cfg.gate_duration_s is not None else self.preset.gate_duration_s
         self.gate = DragGate(dur)
         self.gate.n_samples(self.preset.params.dt_s)  # duration on the grid, checked now
-        self.pidx = np.array(cfg._param_index(), dtype=np.int64)
+        self.param_index = np.array(cfg._param_index(), dtype=np.int64)
         # Config constants of ``_apply_params`` as arrays, built once (the same values).
         self._max_step = np.asarray(cfg.max_step)
         self._window_step = cfg.window * np.maximum(self._max_step, np.asarray(cfg.miscalibration))
@@ -156,8 +156,8 @@ class DragCalibrationCore(BatchedCore):
         rng = self.rngs[i]
         u = rng.uniform(-1.0, 1.0, 4).tolist()  # always drawn, so options never shift later draws
         dev = self.devices[i]
-        # Four numbers: Python floats (the same IEEE operations as the former array form,
-        # element by element, without an array per operation).
+        # Four numbers: Python floats, the IEEE operations of the NumPy expression element
+        # by element, without an array per operation.
         if truth_class([dev]) is not None:
             ref = nominal_params(dev.current_transmon(), self.gate).as_tuple()  # type: ignore[attr-defined]
         elif "initial_params" in options:
@@ -197,11 +197,11 @@ class DragCalibrationCore(BatchedCore):
 
     def _move_rows(self, rows: NDArray[np.int64], delta_unit: FloatArray) -> None:
         """``_apply_params`` of copies ``rows`` (distinct) with ``delta_unit`` (n, P)."""
-        move_params(self.params, rows, delta_unit, self.pidx, self._max_step, self._window_step,
+        move_params(self.params, rows, delta_unit, self.param_index, self._max_step, self._window_step,
                      self.start, self.unit)
 
     def normalised_params(self, i: int) -> FloatArray:
-        return ((self.params[i] - self.start[i]) / self.step_scale(i))[self.pidx]
+        return ((self.params[i] - self.start[i]) / self.step_scale(i))[self.param_index]
 
     def truth(self, idx: list[int], *, force: bool = False, params: FloatArray | None = None) -> tuple[
             NDArray[np.complex128], dict[str, FloatArray] | None]:

@@ -112,17 +112,17 @@ class GateCalibrationCore(DragCalibrationCore):
         rows = np.asarray(idx, dtype=np.int64)
         params = self.params[rows]
         p1 = self.task.measure(params, cfg.shots_per_probe, index=idx)
-        est = analyse(p1, cfg.probes, self.gate.duration_s).infidelity
+        infidelity_estimate = analyse(p1, cfg.probes, self.gate.duration_s).infidelity
         waves, truth = self.truth(idx, params=params)
         obs, rew, term = gate_step_outcome(
-            rows, len(step_idx), p1, est, self.params, self.start, self.unit, self._max_step, self.pidx,
+            rows, len(step_idx), p1, infidelity_estimate, self.params, self.start, self.unit, self._max_step, self.param_index,
             self.last_error, self.last_p1, self.task.shots_used, self.step_shots, cfg.shot_budget,
             cfg.error_floor, self._step_cost, self._obs_low, self._obs_high)
         history = self.history
         for i, row in zip(idx, p1, strict=True):
             history[i].append(row)
         columns = self.base_columns(idx, truth, waves, params)
-        columns["infidelity_estimate"] = est
+        columns["infidelity_estimate"] = infidelity_estimate
         return obs, rew, term, InfoColumns(columns)
 
 

@@ -45,7 +45,7 @@ def _analysis_ranks(kinds: tuple[str, ...], gains: tuple[float, ...]) -> tuple[
     for r in range(max((len(ks) for ks in per_fam), default=0)):
         fams = [j for j, ks in enumerate(per_fam) if len(ks) > r]
         cols = [per_fam[j][r] for j in fams]
-        # gain² as the scalar power the per-family loop used (bit for bit)
+        # Weights gain², each a scalar power.
         weights = np.array([g[k] ** 2 for k in cols])
         out.append((np.array(fams, dtype=np.int64), np.array(cols, dtype=np.int64), weights))
     return tuple(out)

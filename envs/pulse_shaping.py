@@ -4,22 +4,10 @@ The version for devices that vary is ``pulse_shaping_v1``."""
 
 from __future__ import annotations
 
-import math
-
 from .pulse_shaping_core import PulseShapingCore
 from .vector import BatchedVectorEnv, SingleCoreEnv
 
-# Target -> (area relative to π, frames (a, b) with target = Z(a)·pulse·Z(b), order k with
-# target^k = I). H = Rz(π/2)·Rx(π/2)·Rz(π/2) up to a global phase.
-TARGETS: dict[str, tuple[float, tuple[float, float], int]] = {
-    "X": (1.0, (0.0, 0.0), 2),
-    "SX": (0.5, (0.0, 0.0), 4),
-    "H": (0.5, (math.pi / 2, math.pi / 2), 2),
-}
 
-
-# The evaluation population, fixed when it was first defined (α/2π −240…−160 MHz, rise
-# time up to 0.5 ns): never widened or narrowed after looking at results.
 class PulseShapingEnv(SingleCoreEnv):
     """Shape a short pulse (DRAG base + smooth sine basis) for a target gate.
 

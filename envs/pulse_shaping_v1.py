@@ -11,20 +11,10 @@ map device to pulse.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from .pulse_shaping_core import PulseShapingConfig, PulseShapingCore
 from .vector import BatchedVectorEnv, SingleCoreEnv
-
-# Target -> (area relative to π, frames (a, b) with target = Z(a)·pulse·Z(b), order k with
-# target^k = I). H = Rz(π/2)·Rx(π/2)·Rz(π/2) up to a global phase.
-TARGETS: dict[str, tuple[float, tuple[float, float], int]] = {
-    "X": (1.0, (0.0, 0.0), 2),
-    "SX": (0.5, (0.0, 0.0), 4),
-    "H": (0.5, (math.pi / 2, math.pi / 2), 2),
-}
-
 
 
 @dataclass(frozen=True)

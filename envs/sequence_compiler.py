@@ -85,8 +85,8 @@ class PlayOperators:
 
 
 def shared_open_system(devices: Sequence[SimulatedDevice]) -> bool:
-    """``common_open_system``, and that the devices share one grid and level count; brings every
-    device's model up to date."""
+    """``common_open_system``, having checked that the devices share one grid and level
+    count; brings every device's model up to date."""
     flag = common_open_system(devices)
     check_one_grid([d._model() for d in devices])
     return flag

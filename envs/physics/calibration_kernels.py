@@ -30,11 +30,19 @@ RAMP, PER_SAMPLE, PLUS_CONST = 1, 2, 4
 
 @jit(fastmath=False)
 def drag_factors(p: FloatArray, g: FloatArray, dg: FloatArray, x: FloatArray, fractions: FloatArray,
-                  scaled: ComplexArray, exponent: ComplexArray) -> float:
-    """``DragGate._waveforms``' two factors: scaled (B, F, S) = (f·amplitude)·(g + (1j·β)·dg)
-    and exponent (B, S) = 1j·(−2π·Δ·x + phase), each operation as NumPy's array form does it
-    (a float times a complex is the float promoted to complex, zero imaginary part).
-    Returns an upper bound of |scaled| (|re| + |im|; NaN if any entry is NaN)."""
+                 scaled: ComplexArray, exponent: ComplexArray) -> float:
+    """The two factors of DRAG waveforms: scaled = (f·amplitude)·(g + (1j·β)·dg) and
+    exponent = 1j·(−2π·Δ·x + phase), each operation as NumPy's array form does it (a float
+    times a complex is the float promoted to complex, zero imaginary part).
+
+    Args:
+        p: (B, 4) rows (amplitude, β in s, Δ in Hz, phase in rad).
+        g, dg, x: (S,) unit envelope, its time derivative and the sample times.
+        fractions: (F,) area fractions (1 for X, ``sx_area_fraction`` for SX).
+        scaled: (B, F, S) written; exponent: (B, S) written.
+    Returns:
+        an upper bound of |scaled| (|re| + |im|; NaN if any entry is NaN).
+    """
     bound = 0.0
     for b in range(p.shape[0]):
         beta = p[b, 1]
@@ -57,11 +65,16 @@ def drag_factors(p: FloatArray, g: FloatArray, dg: FloatArray, x: FloatArray, fr
 
 
 @jit(fastmath=False)
-def wrapped_frame_phases(detuning_hz: FloatArray, const: FloatArray, mult: FloatArray, form: NDArray[np.int64],
-                      dt_s: float, out: FloatArray) -> None:
-    """``_frame_phases`` element by element: −2π·Δ·gate_s or −2π·Δ·n·dt_s left to right,
-    plus the constant, as in ``_frame_phase``; then ``_wrap`` (Python's float remainder,
-    which is NumPy's too)."""
+def wrapped_frame_phases(detuning_hz: FloatArray, const: FloatArray, mult: FloatArray,
+                         form: NDArray[np.int64], dt_s: float, out: FloatArray) -> None:
+    """Frame phases of probe expressions for B detunings, wrapped into [−π, π).
+
+    Per expression f (flags ``form[f]``: ``RAMP``, ``PER_SAMPLE``, ``PLUS_CONST``): −2π·Δ·mult
+    (mult = gate_s) or −2π·Δ·mult·dt_s (mult = n samples), left to right, plus ``const[f]``;
+    or the constant alone. The wrap is Python's float remainder, which is NumPy's too.
+
+    Shapes: detuning_hz (B,); const, mult, form (F,); out (B, F) written.
+    """
     for b in range(detuning_hz.shape[0]):
         a = -TWO_PI * detuning_hz[b]
         for f in range(const.shape[0]):
@@ -79,8 +92,8 @@ def wrapped_frame_phases(detuning_hz: FloatArray, const: FloatArray, mult: Float
 
 @jit(fastmath=False)
 def sine_signal(p: FloatArray) -> FloatArray:
-    """clip(2·p − 1, −1, 1) of (B, K) populations, element by element as the array form
-    (NaN passes through)."""
+    """clip(2·p − 1, −1, 1) of (B, K) populations, element by element as ``np.clip`` (NaN
+    passes through): (B, K)."""
     out = np.empty_like(p)
     for b in range(p.shape[0]):
         for k in range(p.shape[1]):
@@ -90,13 +103,22 @@ def sine_signal(p: FloatArray) -> FloatArray:
 
 @jit(fastmath=False)
 def robust_phase_estimation(theta: FloatArray, gains: FloatArray, rank_fam: NDArray[np.int64],
-                    rank_col: NDArray[np.int64], rank_w: FloatArray,
-                    ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """The robust phase estimation of ``analyse``, row by row: all families advance
-    together, rank by rank (shallowest probe of each first). Plain IEEE arithmetic (no
-    FMA contraction), the operations of the former array form element by element.
-    Returns angles (B, K) (θ/gain where no family reads the probe), family angles
-    (B, F) (F = ``len(FAMILIES)``, the width of the rank tables) and infidelity (B,)."""
+                            rank_col: NDArray[np.int64], rank_w: FloatArray,
+                            ) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Robust phase estimation of probe angles, row by row: all families advance together,
+    rank by rank (shallowest probe of each first); each deeper probe is unwrapped to the
+    branch nearest the prediction of the shallower ones, and a family's angle is the
+    gain²-weighted mean of its unwrapped per-gate angles.
+
+    Args:
+        theta: (B, K) measured angles asin(2·P1 − 1) (NaN: probe not read).
+        gains: (K,) angle per unit per-gate error of each probe.
+        rank_fam, rank_col, rank_w: (R, F) per depth rank, the family (−1: none), the probe
+            column and the weight of each entry (F = the number of families).
+    Returns:
+        angles (B, K) (θ/gain where no family reads the probe), family angles (B, F) and
+        the estimated infidelity (B,) = Σ family angle² / 6.
+    """
     n_b = theta.shape[0]
     n_r, n_f = rank_fam.shape
     ang = theta / gains
@@ -118,8 +140,8 @@ def robust_phase_estimation(theta: FloatArray, gains: FloatArray, rank_fam: NDAr
                 de = den[f]
                 th = theta[b, k]
                 ok = np.isfinite(th)
-                est = nu / de if de > 0 else 0.0
-                pred = g * est
+                estimate = nu / de if de > 0 else 0.0
+                pred = g * estimate
                 t = th if ok else 0.0
                 m = np.rint((pred - t) / TWO_PI)
                 c1 = t + TWO_PI * m
@@ -144,15 +166,19 @@ def robust_phase_estimation(theta: FloatArray, gains: FloatArray, rank_fam: NDAr
 
 @jit(fastmath=False)
 def move_params(params: FloatArray, rows: NDArray[np.int64], delta_unit: FloatArray,
-                 pidx: NDArray[np.int64], max_step: FloatArray, window_step: FloatArray,
-                 start: FloatArray, unit: FloatArray) -> None:
-    """params[i, pidx] += delta_unit[j] · max_step[pidx] · unit[i, pidx] for i = rows[j]
-    (distinct), then each parameter clipped to start ± window_step · unit and the
-    amplitude to [−1, 1], in place: ``_apply_params`` of each row."""
+                param_index: NDArray[np.int64], max_step: FloatArray, window_step: FloatArray,
+                start: FloatArray, unit: FloatArray) -> None:
+    """params[i, c] += delta_unit[j, q] · max_step[c] · unit[i, c] with c = param_index[q],
+    for i = rows[j] (distinct), then each parameter clipped to start ± window_step · unit
+    and the amplitude to [−1, 1], in place (a calibration step of each row).
+
+    Shapes: params, start, unit (N, 4); rows (n,); delta_unit (n, P); param_index (P,);
+    max_step, window_step (4,).
+    """
     for j in range(rows.shape[0]):
         i = rows[j]
-        for q in range(pidx.shape[0]):
-            c = pidx[q]
+        for q in range(param_index.shape[0]):
+            c = param_index[q]
             params[i, c] += delta_unit[j, q] * (max_step[c] * unit[i, c])
         for c in range(params.shape[1]):
             lim = window_step[c] * unit[i, c]
@@ -161,18 +187,24 @@ def move_params(params: FloatArray, rows: NDArray[np.int64], delta_unit: FloatAr
 
 
 @jit(fastmath=False)
-def gate_step_outcome(rows: NDArray[np.int64], n_step: int, p1: FloatArray, est: FloatArray,
-                  params: FloatArray, start: FloatArray, unit: FloatArray, max_step: FloatArray,
-                  pidx: NDArray[np.int64], last_error: FloatArray, last_p1: FloatArray,
-                  shots_used: NDArray[np.int64], step_shots: int, shot_budget: int,
-                  error_floor: float, cost: float, low: FloatArray, high: FloatArray,
-                  ) -> tuple[FloatArray, FloatArray, NDArray[np.bool_]]:
+def gate_step_outcome(rows: NDArray[np.int64], n_step: int, p1: FloatArray,
+                      infidelity_estimate: FloatArray, params: FloatArray, start: FloatArray,
+                      unit: FloatArray, max_step: FloatArray, param_index: NDArray[np.int64],
+                      last_error: FloatArray, last_p1: FloatArray, shots_used: NDArray[np.int64],
+                      step_shots: int, shot_budget: int, error_floor: float, cost: float,
+                      low: FloatArray, high: FloatArray,
+                      ) -> tuple[FloatArray, FloatArray, NDArray[np.bool_]]:
     """GateCalibration's observation (n, K + P + 1) clipped to [low, high], reward (n,) and
-    terminated (n,) of copies ``rows`` (distinct; the first ``n_step`` stepped) from their
-    probe readings p1 (n, K) and estimated infidelity est (n,); stores est and p1 as the
-    copies' last ones."""
+    terminated (n,) of copies ``rows`` (n,) (distinct; the first ``n_step`` stepped) from
+    their probe readings p1 (n, K) and estimated infidelities ``infidelity_estimate`` (n,);
+    stores those and p1 as the copies' last ones (``last_error`` (N,), ``last_p1`` (N, K)).
+
+    ``params``, ``start``, ``unit``: (N, 4) per copy; ``max_step`` (4,); ``param_index``
+    (P,) the calibrated parameters' columns; ``shots_used`` (N,); ``low``, ``high``
+    (K + P + 1,) the observation bounds.
+    """
     n, k = p1.shape
-    obs = np.empty((n, k + pidx.shape[0] + 1))
+    obs = np.empty((n, k + param_index.shape[0] + 1))
     rew = np.zeros(n)
     term = np.empty(n, dtype=np.bool_)
     last = obs.shape[1] - 1
@@ -182,13 +214,13 @@ def gate_step_outcome(rows: NDArray[np.int64], n_step: int, p1: FloatArray, est:
             # Telescoping log-improvement: an episode's return is log10(E_0/E_T) minus the
             # shot cost, so shot noise only enters at the two ends. (libm's log10, as
             # math.log10: NumPy's rounds differently in the last bit.)
-            rew[j] = (math.log10(last_error[i] + error_floor) - math.log10(est[j] + error_floor)) - cost
-        last_error[i] = est[j]
+            rew[j] = (math.log10(last_error[i] + error_floor) - math.log10(infidelity_estimate[j] + error_floor)) - cost
+        last_error[i] = infidelity_estimate[j]
         for q in range(k):
             last_p1[i, q] = p1[j, q]
             obs[j, q] = clip(p1[j, q], low[q], high[q])
-        for q in range(pidx.shape[0]):
-            c = pidx[q]
+        for q in range(param_index.shape[0]):
+            c = param_index[q]
             norm = (params[i, c] - start[i, c]) / (max_step[c] * unit[i, c])  # normalised_params
             obs[j, k + q] = clip(norm, low[k + q], high[k + q])
         used = shots_used[i]
@@ -200,8 +232,8 @@ def gate_step_outcome(rows: NDArray[np.int64], n_step: int, p1: FloatArray, est:
 
 @jit(fastmath=False)
 def abs_peak(a: FloatArray) -> float:
-    """``float(np.abs(a).max())`` of a 1-D array: NaN if any entry is NaN (one loop instead
-    of a temporary and a reduction, which cost more than a few actions' arithmetic)."""
+    """``float(np.abs(a).max())`` of a (n,) array (n >= 1), NaN if any entry is NaN: one
+    loop, without the temporary and reduction that outweigh a few actions' arithmetic."""
     peak = 0.0
     for x in a:
         m = abs(x)

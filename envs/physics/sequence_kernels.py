@@ -8,7 +8,8 @@ starts it ended). Open systems hold the state in the real Hermitian operator bas
 fast engine (``fast.hermitian_basis``), where a channel is a real matrix.
 
 Plain IEEE arithmetic (``fastmath`` off) where a loop replaces a NumPy array expression, so
-that it gives the same bits; the state loops allow FMA contraction (``jit``'s default).
+that it gives NumPy's results to the last bit; the state loops allow FMA contraction
+(``jit``'s default).
 """
 
 from __future__ import annotations
@@ -42,10 +43,11 @@ def run_programs_open(starts: NDArray[np.int64], resume: NDArray[np.int64], code
         starts: (Q + 1,) program q is ops starts[q]..starts[q+1].
         resume: (Q,) or empty (none): program q continues program resume[q] < q, whose
             ops are the first ones of q's, from its final state (−1: from the start).
-            The same operations on the same state: the same bits, fewer operations.
+            Resuming applies the same operations to the same state, so it changes no
+            result and saves the shared prefix.
         code, arg: (K,) operation code and its index into ``mats`` or ``frames``.
         mats: (E, M, M) real propagators; frames: (3, F, G) pair rotations by gap
-            (``_frame_changes``).
+            (``real_basis.frame_changes``).
         sym, anti, pair_gap: (P,) basis indices of each level pair and its gap's column.
         out: (Q,) written.
     """
@@ -86,8 +88,9 @@ def run_programs_open(starts: NDArray[np.int64], resume: NDArray[np.int64], code
 @jit
 def run_programs_closed(starts: NDArray[np.int64], resume: NDArray[np.int64], code: NDArray[np.int64],
                 arg: NDArray[np.int64], mats: ComplexArray, frames: ComplexArray, out: FloatArray) -> None:
-    """P(excited) = clip(1 − |⟨0|ψ⟩|², 0, 1) after each program, from |0⟩; as ``run_programs_open``
-    with unitaries (E, N, N) and diagonal frame factors (F, N)."""
+    """P(excited) = clip(1 − |⟨0|ψ⟩|², 0, 1) after each program, from |0⟩; as
+    ``run_programs_open`` with unitaries mats (E, N, N) and diagonal frame factors frames
+    (F, N)."""
     dim = mats.shape[1]
     n_q = starts.shape[0] - 1
     v = np.empty(dim, dtype=np.complex128)
@@ -119,7 +122,8 @@ def run_programs_closed(starts: NDArray[np.int64], resume: NDArray[np.int64], co
 def _resume_state(starts: NDArray[np.int64], resume: NDArray[np.int64], final: NDArray[Any], q: int,
                   v: NDArray[Any]) -> int:
     """Set ``v`` to program q's starting state (|0⟩ or the final state of the program it
-    continues, ``run_programs_open``'s ``resume``); returns the index of its first operation left."""
+    continues, ``run_programs_open``'s ``resume``); returns the index of its first operation
+    left."""
     r = resume[q] if resume.shape[0] else -1
     if r < 0:
         for i in range(v.shape[0]):
@@ -141,13 +145,13 @@ def outer_product(x: FloatArray, y: FloatArray, out: FloatArray) -> None:
 
 @jit
 def scan_waveforms_and_phases(w: ComplexArray, phases: FloatArray, max_abs: float) -> int:
-    """Status bits of flat waveform samples and frame phases: ``BAD_WAVEFORM`` if some
-    |u| > ``max_abs`` or is NaN, ``BAD_PHASE`` if a phase is NaN/inf, ``ZERO_PHASE`` if
-    one is exactly 0."""
+    """Status bits of flat waveform samples w (n,) and frame phases (F,): ``BAD_WAVEFORM``
+    if some |u| > ``max_abs`` or is NaN, ``BAD_PHASE`` if a phase is NaN/inf, ``ZERO_PHASE``
+    if one is exactly 0."""
     status = 0
     # |u|² clearly below max_abs² (by far more than the few ulps of rounding in the
-    # square and in abs) proves abs(u) <= max_abs without abs, a libm hypot per sample;
-    # anything else (near the limit, NaN, inf) takes the exact test.
+    # square and in abs) proves abs(u) <= max_abs on its own; anything else (near the
+    # limit, NaN, inf) takes the exact test, so the verdict is always abs(u)'s.
     surely_below = max_abs * max_abs * (1.0 - 1e-12)
     for u in w:
         if not u.real * u.real + u.imag * u.imag <= surely_below and not abs(u) <= max_abs:
@@ -165,7 +169,10 @@ def scan_waveforms_and_phases(w: ComplexArray, phases: FloatArray, max_abs: floa
 def read_probabilities(p_exc: FloatArray, errors: FloatArray, sizes: NDArray[np.int64], out: FloatArray) -> None:
     """P(read "1") = clip(p·(1 − p01) + (1 − p)·p10, 0, 1) of populations laid out device by
     device (``sizes[b]`` of device b, whose (p10, p01) is ``errors[b]``): plain IEEE, the
-    operations of the array form element by element (NaN passes through, as there)."""
+    NumPy expression's operations element by element (NaN passes through).
+
+    Shapes: p_exc, out (Σ sizes,); errors (B, 2); sizes (B,).
+    """
     i = 0
     for b in range(sizes.shape[0]):
         p10 = errors[b, 0]
