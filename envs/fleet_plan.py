@@ -102,7 +102,7 @@ def template_populations(
             played = play_physics(row_models, waves, open_system)
         else:
             played = play_physics_rows(plan.group_models, plan.row_groups, rows, open_system)
-        plays = PlayOperators(played.reshape(b_n, n_play, plan.dim, plan.dim), template._play_order,  # type: ignore[attr-defined]
+        plays = PlayOperators(played.reshape(b_n, n_play, plan.dim, plan.dim), template.play_order,
                               tuple(devices), tuple(models), open_system)
         mats = played if mats is None else np.concatenate((played, mats))
     if mats is None:  # only frame changes and zero delays: the loop reads no matrix
@@ -172,7 +172,7 @@ def fleet_plan(devices: Sequence[SimulatedDevice], models: list[Transmon],
     template by the models' ids and checked by identity (the plan keeps them alive), so a
     drifted model, a new object, never hits. Checks that the devices can share one call."""
     flag = common_open_system(devices)
-    fleets: dict[Any, FleetPlan] = template._fleets  # type: ignore[attr-defined]
+    fleets: dict[Any, FleetPlan] = template.fleet_cache
     key = (flag, *map(id, models))
     plan = fleets.get(key)
     if plan is None or not all(map(operator.is_, plan.models, models)):
@@ -187,8 +187,8 @@ def _build_fleet_plan(devices: Sequence[SimulatedDevice], models: list[Transmon]
                       template: SequenceTemplate, open_system: bool) -> FleetPlan:
     check_one_grid(models)
     b_n, levels = len(models), models[0].levels
-    order: tuple[int, ...] = template._play_order  # type: ignore[attr-defined]
-    delays: tuple[int, ...] = template._delays  # type: ignore[attr-defined]
+    order: tuple[int, ...] = template.play_order
+    delays: tuple[int, ...] = template.delay_samples
     n_play, n_del = len(order), len(delays)
     dim = levels * levels if open_system else levels
     # Devices that simulate the same model object (a fleet of one preset) share their
@@ -265,7 +265,7 @@ def _template_programs(template: SequenceTemplate, b_n: int) -> tuple[
         NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
     """``_build_template_programs``, cached on the template itself (a lookup by B instead
     of hashing the whole layout every step)."""
-    cache: dict[int, Any] = template._programs  # type: ignore[attr-defined]
+    cache: dict[int, Any] = template.program_cache
     hit = cache.get(b_n)
     if hit is None:
         if len(cache) >= 64:
@@ -287,9 +287,9 @@ def _build_template_programs(template: SequenceTemplate, b_n: int) -> tuple[
     B·n_play + g·D + j for the device's model group g (D distinct non-zero delays; the
     arguments here take g = b, the caller sets the groups); frame f of device b at b·F + f.
     """
-    tcode, targ, lens = template._arrays  # type: ignore[attr-defined]
-    order: tuple[int, ...] = template._play_order  # type: ignore[attr-defined]
-    delays: tuple[int, ...] = template._delays  # type: ignore[attr-defined]
+    tcode, targ, lens = template.layout_arrays
+    order: tuple[int, ...] = template.play_order
+    delays: tuple[int, ...] = template.delay_samples
     n_play = len(order)
     play_rank = np.zeros(max(template.n_waveforms, 1), dtype=np.int64)
     play_rank[list(order)] = np.arange(n_play)
@@ -312,7 +312,7 @@ def _build_template_programs(template: SequenceTemplate, b_n: int) -> tuple[
         code[:, is_delay] = OP_SKIP
     starts = np.zeros(b_n * lens.size + 1, dtype=np.int64)
     np.cumsum(np.tile(lens, b_n), out=starts[1:])
-    continues = np.array(template._continues, dtype=np.int64)  # type: ignore[attr-defined]
+    continues = np.array(template.continues, dtype=np.int64)
     resume = NO_RESUME
     if (continues >= 0).any():
         k_n = continues.size

@@ -8,10 +8,11 @@ runs it from arrays, and ``expand`` gives the equivalent ``PulseSequence``s for 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
 from ._validation import require
 from .protocol import Delay, Play, PulseSequence, VirtualZ
@@ -25,10 +26,10 @@ class SequenceTemplate:
     """K sequences with a fixed layout whose waveforms and frame phases vary per device.
 
     An environment that runs the same probe layout on many devices every step (only the
-    calibrated waveforms and a frame ramp change) describes it once here, and
-    ``SimulatedDevice.run_template`` runs it from arrays, without building a ``Play`` or
-    ``VirtualZ`` object per operation. ``expand`` gives the equivalent ``PulseSequence``s
-    (what a device without the fast path runs).
+    calibrated waveforms and a frame ramp change) describes it once here, and a
+    ``BatchedDevice.run_template_operators`` runs it from arrays, without building a ``Play``
+    or ``VirtualZ`` object per operation. ``expand`` gives the equivalent ``PulseSequence``s
+    (what a device without the batched extension runs).
 
     Attributes:
         sequences: per sequence, its tokens in order: ``("play", w)`` plays waveform slot
@@ -37,12 +38,28 @@ class SequenceTemplate:
         n_waveforms: W, the waveform slots (every slot in [0, W) need not be played).
         n_phases: F, the phase slots.
         names: optional sequence names (``PulseSequence.name`` in ``expand``).
+
+    Derived from the layout at construction (for the batched path, ``fleet_plan``):
+        layout_arrays: (kind code (L,), slot (L,), operations per sequence (K,)) of the
+            flattened tokens, kind codes 0 play, 1 frame, 2 delay.
+        play_order: the waveform slots in order of first use.
+        delay_samples: the distinct non-zero delays in samples, sorted.
+        continues: per sequence, the longest earlier non-empty one that starts it (−1: none).
+        program_cache, fleet_cache: the programs by number of devices and the plans by
+            fleet of models, built on first use.
     """
 
     sequences: tuple[tuple[tuple[str, int], ...], ...]
     n_waveforms: int
     n_phases: int
     names: tuple[str, ...] = ()
+    layout_arrays: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]] = field(
+        init=False, repr=False, compare=False)
+    play_order: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    delay_samples: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    continues: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    program_cache: dict[int, Any] = field(init=False, repr=False, compare=False)
+    fleet_cache: dict[Any, Any] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         seqs = tuple(tuple((str(k), int(a)) for k, a in seq) for seq in self.sequences)
@@ -73,23 +90,23 @@ class SequenceTemplate:
         )
         for a in arrays:
             a.setflags(write=False)
-        object.__setattr__(self, "_arrays", arrays)
+        object.__setattr__(self, "layout_arrays", arrays)
         # Waveform slots in order of first use: the order the generic path requests them.
         seen: dict[int, None] = {}
         for kind, slot in flat:
             if kind == PLAY:
                 seen.setdefault(slot, None)
-        object.__setattr__(self, "_play_order", tuple(seen))
-        object.__setattr__(self, "_delays", tuple(sorted({a for k, a in flat if k == DELAY and a > 0})))
+        object.__setattr__(self, "play_order", tuple(seen))
+        object.__setattr__(self, "delay_samples", tuple(sorted({a for k, a in flat if k == DELAY and a > 0})))
         # Per sequence, the longest earlier non-empty one that starts it (-1: none): the
         # probes' short repetition counts start the long ones, whose runs continue them.
         continues = []
         for q, seq in enumerate(seqs):
             starts_it = [r for r in range(q) if 0 < len(seqs[r]) <= len(seq) and seq[:len(seqs[r])] == seqs[r]]
             continues.append(max(starts_it, key=lambda r: len(seqs[r]), default=-1))
-        object.__setattr__(self, "_continues", tuple(continues))
-        object.__setattr__(self, "_programs", {})  # by number of devices (``_template_programs``)
-        object.__setattr__(self, "_fleets", {})  # by fleet of models (``fleet_plan``)
+        object.__setattr__(self, "continues", tuple(continues))
+        object.__setattr__(self, "program_cache", {})
+        object.__setattr__(self, "fleet_cache", {})
 
     @property
     def n_sequences(self) -> int:

@@ -1,9 +1,10 @@
 """The simulated device: hidden true parameters, a clock, drift, readout error, shot noise.
 
-``SimulatedDevice`` implements ``pulsecal.envs.protocol.Device``. What an environment sees is
-what hardware would give it: counts for pulse sequences. The truth (``DeviceParams``, drifted
-along the device clock) is reachable only through ``current_params``/``current_transmon``/
-``play_operators``, for evaluation.
+``SimulatedDevice`` implements ``pulsecal.envs.protocol.Device`` and its two optional
+extensions, ``BatchedDevice`` (``run_many``, ``run_template_operators``) and
+``SimulatedTruth``. What an environment sees is what hardware would give it: counts for
+pulse sequences. The truth (``DeviceParams``, drifted along the device clock) is reachable
+only through ``current_params``/``current_transmon``/``play_operators``, for evaluation.
 
 How a ``run`` call is simulated (and why it is fast):
 
@@ -38,6 +39,10 @@ How a ``run`` call is simulated (and why it is fast):
    (``run_template_operators``), so the truth of a gate just measured costs nothing.
 5. P(excited) = 1 − ρ₀₀ (levels >= 1 read as "1"); counts are binomial with readout
    assignment errors, from the device's own generator.
+
+This module holds the device's state and the counts; the steps above live in
+``sequence_compiler`` (2, 4), ``delay_channels`` and ``physics.free_evolution`` (3),
+``fleet_plan`` (``run_template``) and ``physics.sequence_kernels`` (the compiled loops).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Every pulsecal environment is written once as a ``BatchedCore``: N copies with their own
 random generators and devices, advanced together so that the devices' shots go through
-one ``SimulatedDevice.run_many`` call and the truth metrics through one propagator call.
+one batched device call (``protocol.BatchedDevice``) and the truth metrics through one
+propagator call.
 Three thin adapters sit on a core:
 
 - the single ``gymnasium.Env`` of each environment file (a core with N = 1, whose copy-0
