@@ -292,10 +292,10 @@ class BatchedVectorEnv(VectorEnv):
     def _batch_infos(self, infos: Sequence[dict[str, Any]], order: list[int]) -> dict[str, Any]:
         """Gymnasium's vector info (``_add_info`` folded over the copies), built key by key.
 
-        Folding ``_add_info`` costs a few array allocations per key and copy (~0.5 ms per
-        step at 64 copies); when every copy reports the same flat keys with scalar or
-        same-shape array values, one array per key gives the identical result (dtype from
-        the first copy's value, as ``_add_info`` takes it). Anything else takes the fold.
+        Folding ``_add_info`` allocates a few arrays per key and copy, a large share of a
+        batched step; when every copy reports the same flat keys with scalar or same-shape
+        array values, one array per key gives the identical result (dtype from the first
+        copy's value, as ``_add_info`` takes it). Anything else takes the fold.
         """
         if not infos:
             return {}
