@@ -26,8 +26,8 @@ from .physics import (
     leakage,
     leakage_superoperator,
 )
-from .physics.fast import hermitian_basis
 from .physics.metrics import gate_fidelities, superoperator_metrics_real
+from .physics.real_basis import hermitian_basis
 from .probes import SX_SLOT, X_SLOT, Probe, default_probes, frame_phases, probe_template
 from .protocol import (
     BatchedDevice,

@@ -20,9 +20,8 @@ from numpy.typing import NDArray
 
 from .delay_channels import free_channels
 from .physics import Transmon, superoperators, unitaries
-from .physics.fast import from_hermitian_basis
 from .physics.fast import superoperators_real as fast_superoperators_real
-from .physics.real_basis import frame_changes, pair_gaps, real_basis, to_real
+from .physics.real_basis import frame_changes, from_hermitian_basis, pair_gaps, real_basis, to_real
 from .physics.sequence_kernels import (
     OP_FRAME,
     OP_MAT,

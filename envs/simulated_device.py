@@ -60,8 +60,7 @@ from ._validation import finite, require
 from .drift import DriftModel, DriftState, DriftValues
 from .fleet_plan import template_populations
 from .physics import Transmon
-from .physics.fast import from_hermitian_basis
-from .physics.real_basis import real_basis
+from .physics.real_basis import from_hermitian_basis, real_basis
 from .physics.sequence_kernels import read_probabilities
 from .protocol import PulseSequence
 from .pulses import LowPass

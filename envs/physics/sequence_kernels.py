@@ -5,7 +5,7 @@ integer programs over a list of propagators and frame changes; these loops run t
 program is a run of operations ``code[k]`` (0: apply propagator ``arg[k]``, 1: frame change
 ``arg[k]``, 2: nothing) on a state that starts in |0⟩ (or where an earlier program that
 starts it ended). Open systems hold the state in the real Hermitian operator basis of the
-fast engine (``fast.hermitian_basis``), where a channel is a real matrix.
+fast engine (``real_basis.hermitian_basis``), where a channel is a real matrix.
 
 Plain IEEE arithmetic (``fastmath`` off) where a loop replaces a NumPy array expression, so
 that it gives NumPy's results to the last bit; the state loops allow FMA contraction

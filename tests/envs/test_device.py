@@ -340,8 +340,7 @@ def test_play_operators_reuses_what_run_computed_until_the_model_drifts() -> Non
     assert ("play", w.tobytes()) in still._cache
     # The cache holds the real Hermitian-basis form the run loop uses; the truth is that
     # very propagator in column stacking (no second physics call).
-    from pulsecal.envs.physics.fast import from_hermitian_basis
-    from pulsecal.envs.physics.real_basis import real_basis
+    from pulsecal.envs.physics.real_basis import from_hermitian_basis, real_basis
 
     cached = still._cache[("play", w.tobytes())]
     np.testing.assert_array_equal(SimulatedDevice.play_operators([still], w[None])[0],

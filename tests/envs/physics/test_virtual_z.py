@@ -113,16 +113,13 @@ def test_metrics_from_real_forms_equal_the_column_stacking_route(
         levels: int, target: str, rng: np.random.Generator) -> None:
     """``superoperator_metrics_real`` reads the fidelities and the leakage off the real
     forms R through linear functionals; they must be those of S = w·R·w† (float rounding)."""
-    from pulsecal.envs.physics.fast import (
-        from_hermitian_basis,
-        hermitian_basis,
-        superoperators_real,
-    )
+    from pulsecal.envs.physics.fast import superoperators_real
     from pulsecal.envs.physics.metrics import (
         gate_fidelities,
         leakage_superoperator,
         superoperator_metrics_real,
     )
+    from pulsecal.envs.physics.real_basis import from_hermitian_basis, hermitian_basis
 
     tr = Transmon(levels=levels, t1_s=20e-6, t2_s=15e-6)
     real = superoperators_real([tr], 0.3 * random_waveforms(rng, 7, 16))
