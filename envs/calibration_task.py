@@ -141,7 +141,7 @@ class CalibrationTask:
     def _pair(self, p: FloatArray) -> ComplexArray:
         """(B, 2, S): X and SX waveforms of (B, 4) rows, in their template slots."""
         dt_s = self.dt_s
-        w = self.gate._waveforms(p, dt_s, (1.0, self.gate.sx_area_fraction))
+        w = self.gate.waveforms_by_fraction(p, dt_s, (1.0, self.gate.sx_area_fraction))
         self._last_x = (p.tobytes(), dt_s, w[:, X_SLOT])
         return w
 

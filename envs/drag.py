@@ -31,9 +31,9 @@ ComplexArray = NDArray[np.complex128]
 
 PARAMETER_NAMES: tuple[str, ...] = ("amplitude", "beta_s", "detuning_hz", "phase")
 
-# ``drag_factors``' bound on |amp·shape| under which ``DragGate._waveforms`` skips its clip:
-# far enough below 1 that no rounding of the phase factor, the product or the modulus
-# (each within a few ulps) can lift a sample above 1.
+# ``drag_factors``' bound on |amp·shape| under which ``DragGate.waveforms_by_fraction``
+# skips its clip: far enough below 1 that no rounding of the phase factor, the product or
+# the modulus (each within a few ulps) can lift a sample above 1.
 _NO_CLIP_BOUND = 1.0 - 1e-9
 
 
@@ -140,10 +140,11 @@ class DragGate:
         """
         p = np.asarray(params, dtype=np.float64)
         single = p.ndim == 1
-        w = self._waveforms(np.atleast_2d(p), dt_s, (area_fraction,))[:, 0]
+        w = self.waveforms_by_fraction(np.atleast_2d(p), dt_s, (area_fraction,))[:, 0]
         return w[0] if single else w
 
-    def _waveforms(self, p: FloatArray, dt_s: float, fractions: tuple[float, ...]) -> ComplexArray:
+    def waveforms_by_fraction(self, p: FloatArray, dt_s: float,
+                              fractions: tuple[float, ...]) -> ComplexArray:
         """(B, F, S): ``waveforms(p, dt_s, f)`` for each area fraction f of (B, 4) rows ``p``,
         sharing the envelope and the phase ramp.
 

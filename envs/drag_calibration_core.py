@@ -84,12 +84,13 @@ class GateCalibrationConfig:
             object.__setattr__(self, name, tuple(float(x) for x in v))
         require(self.miscalibration[0] < 0.5 and self.miscalibration[1] < 5, "miscalibration",
                 self.miscalibration, "amplitude < 0.5 and beta < 5 (relative)")
-        require(all(self.max_step[i] > 0 for i in self._param_index()), "max_step", self.max_step,
+        require(all(self.max_step[i] > 0 for i in self.parameter_columns()), "max_step", self.max_step,
                 "> 0 for every calibrated parameter")
         require(finite("window", self.window) >= 1, "window", self.window, ">= 1 (× max miscalibration)")
         require(finite("error_floor", self.error_floor) > 0, "error_floor", self.error_floor, "> 0")
 
-    def _param_index(self) -> list[int]:
+    def parameter_columns(self) -> list[int]:
+        """The columns (indices into ``PARAMETER_NAMES``) of the calibrated parameters."""
         return [PARAMETER_NAMES.index(p) for p in self.parameters]
 
 
@@ -108,7 +109,7 @@ class DragCalibrationCore(BatchedCore):
         dur = cfg.gate_duration_s if cfg.gate_duration_s is not None else self.preset.gate_duration_s
         self.gate = DragGate(dur)
         self.gate.n_samples(self.preset.params.dt_s)  # duration on the grid, checked now
-        self.param_index = np.array(cfg._param_index(), dtype=np.int64)
+        self.param_index = np.array(cfg.parameter_columns(), dtype=np.int64)
         # Config constants of ``_apply_params`` as arrays, built once (the same values).
         self._max_step = np.asarray(cfg.max_step)
         self._window_step = cfg.window * np.maximum(self._max_step, np.asarray(cfg.miscalibration))

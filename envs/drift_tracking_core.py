@@ -75,7 +75,7 @@ class DriftTrackingCore(DragCalibrationCore):
         super().__init__(num_envs, **kwargs)
         cfg: DriftTrackingConfig = self.cfg  # type: ignore[assignment]
         k, p = len(cfg.probes), len(cfg.parameters)
-        w = cfg.window * max(1.0, max(cfg.miscalibration[i] / cfg.max_step[i] for i in cfg._param_index()))
+        w = cfg.window * max(1.0, max(cfg.miscalibration[i] / cfg.max_step[i] for i in cfg.parameter_columns()))
         low = np.concatenate([np.zeros(2 * k), -w * np.ones(p), [0.0]]).astype(np.float32)
         high = np.concatenate([np.ones(2 * k), w * np.ones(p), [1.0]]).astype(np.float32)
         self.observation_space = gym.spaces.Box(low, high, dtype=np.float32)
