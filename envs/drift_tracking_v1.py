@@ -1,10 +1,10 @@
 """DriftTracking-v1: keep a gate calibrated on a drifting device, with fresh probes.
 
-It is the tracking-friendly redesign: the probe runs at the end
-of each interval, just before the next decision (so a correction never acts on a stale
-reading), the observation carries per-family estimates of the needed correction (read
-from the probes alone) and the time since each family was last probed, and the deep
-Ramsey probe is long enough to resolve kHz of frequency drift with tens of shots.
+It is the tracking-friendly redesign: the probe runs at the end of each interval, just
+before the next decision (so a correction never acts on a stale reading), the observation
+carries per-family estimates of the needed correction (read from the probes alone) and the
+time since each family was last probed, and the deep Ramsey probe is long enough to
+resolve kHz of frequency drift with tens of shots.
 """
 
 from __future__ import annotations

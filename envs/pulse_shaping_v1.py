@@ -1,12 +1,11 @@
 """PulseShaping-v1: find a short, low-leakage pulse for a target gate on devices that vary.
 
-It is built to generalise across devices: each episode draws a
-device around ``transmon_short`` (anharmonicity, drive strength and amplitude error, AWG
-low-pass distortion, coherence, detuning; ``ShapingDeviceSampler``), the textbook start
-is designed from a *characterised* device (what a lab's spectroscopy, Rabi and scope
-measurements give, with their errors), the shape coordinates are relative to that
-start's amplitude, and the observation carries the characterisation so that a policy can
-map device to pulse.
+It is built to generalise across devices: each episode draws a device around
+``transmon_short`` (anharmonicity, drive strength and amplitude error, AWG low-pass
+distortion, coherence, detuning; ``ShapingDeviceSampler``), the textbook start is designed
+from a *characterised* device (what a lab's spectroscopy, Rabi and scope measurements
+give, with their errors), the shape coordinates are relative to that start's amplitude,
+and the observation carries the characterisation so that a policy can map device to pulse.
 """
 
 from __future__ import annotations
