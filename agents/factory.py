@@ -113,7 +113,7 @@ def make_vec_env(
     """``n_envs`` copies of ``env_id`` as one SB3 ``VecEnv`` (with episode statistics).
 
     Natively batched when the env registers a ``vector_entry_point`` and
-    ``pulsecal.envs.vector`` provides its SB3 adapter; otherwise one ``gym.make`` per
+    ``pulsecal.agents.vec_env`` provides its SB3 adapter; otherwise one ``gym.make`` per
     copy. Copy i is seeded ``seed + i`` (SB3 convention). ``reset_options[i]`` is
     passed to every reset of copy i (e.g. a fixed held-out device).
     """
@@ -146,7 +146,7 @@ def _native_vec_env(
 ) -> VecEnv | None:
     """The env package's batched vector env behind its SB3 adapter, if it has one."""
     try:
-        vector_mod = importlib.import_module("pulsecal.envs.vector")
+        vector_mod = importlib.import_module("pulsecal.agents.vec_env")
     except ImportError:
         return None
     make = getattr(vector_mod, "make_sb3_vec_env", None)

@@ -4,7 +4,6 @@ Importing the package registers the ``pulsecal/*`` environment ids with Gymnasiu
 entry points: nothing heavy is imported until an env is made).
 """
 
-from .device import DeviceParams, SimulatedDevice, free_evolution
 from .drift import (
     DriftModel,
     DriftState,
@@ -14,6 +13,7 @@ from .drift import (
     RandomWalk,
     Telegraph,
 )
+from .physics.free_evolution import free_evolution
 from .presets import (
     PRESETS,
     DevicePreset,
@@ -23,7 +23,16 @@ from .presets import (
     make_device,
     preset_names,
 )
-from .protocol import Delay, Device, Play, PulseSequence, VirtualZ
+from .protocol import (
+    BatchedDevice,
+    Delay,
+    Device,
+    Play,
+    PulseSequence,
+    SimulatedTruth,
+    VirtualZ,
+    run_on_devices,
+)
 from .pulses import (
     DragPulse,
     LowPass,
@@ -38,11 +47,14 @@ from .pulses import (
     sine_basis,
 )
 from .registration import register_envs
+from .sequence_template import SequenceTemplate
+from .simulated_device import DeviceParams, SimulatedDevice
 
 register_envs()
 
 __all__ = [
     "PRESETS",
+    "BatchedDevice",
     "Delay",
     "Device",
     "DeviceParams",
@@ -59,8 +71,10 @@ __all__ = [
     "Play",
     "PulseSequence",
     "RandomWalk",
+    "SequenceTemplate",
     "ShapedPulse",
     "SimulatedDevice",
+    "SimulatedTruth",
     "Telegraph",
     "VirtualZ",
     "clip_amplitude",
@@ -75,5 +89,6 @@ __all__ = [
     "preset_names",
     "register_envs",
     "round_to_grid",
+    "run_on_devices",
     "sine_basis",
 ]

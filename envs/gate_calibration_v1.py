@@ -23,10 +23,12 @@ import gymnasium as gym
 import numpy as np
 from numpy.typing import NDArray
 
-from .calibration import TWO_PI, gate_steps_sequence, require, run_on_devices
-from .gate_calibration import DragCalibrationCore, GateCalibrationConfig
+from ._validation import require
+from .drag_calibration_core import DragCalibrationCore, GateCalibrationConfig
+from .physics.calibration_kernels import TWO_PI
 from .presets import DeviceSampler
-from .protocol import Play, PulseSequence
+from .probes import gate_steps_sequence
+from .protocol import Play, PulseSequence, run_on_devices
 from .vector import BatchedVectorEnv, FloatArray, SingleCoreEnv
 
 FAMILY_NAMES: tuple[str, str, str] = ("amplitude", "drag", "ramsey")
@@ -197,7 +199,7 @@ class GateCalibrationV1Core(DragCalibrationCore):
     def __init__(self, num_envs: int = 1, **kwargs: Any) -> None:
         super().__init__(num_envs, **kwargs)
         cfg: GateCalibrationV1Config = self.cfg  # type: ignore[assignment]
-        self.v1 = cfg
+        self.v1_config = cfg
         n, r = self.num_envs, cfg.rounds
         self.observation_space = gym.spaces.Box(-10.0, 10.0, (_N_OBS,), dtype=np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (4,), dtype=np.float32)
@@ -210,7 +212,7 @@ class GateCalibrationV1Core(DragCalibrationCore):
         self.moved = np.zeros((n, 3))  # |parameters − those of the last measurement|
         self.round = np.zeros(n, dtype=np.int64)  # rounds measured so far
         self.steps = np.zeros(n, dtype=np.int64)
-        self.est = np.zeros((n, 3))
+        self.estimate = np.zeros((n, 3))
         self.sigma = np.ones((n, 3))
         self.prior_sigma = np.ones((n, 3))
         self.level = np.zeros((n, 3), dtype=np.int64)
@@ -232,20 +234,20 @@ class GateCalibrationV1Core(DragCalibrationCore):
         amp = np.abs(p[:, 0:1]) + 1e-12
         a, d, rm = self.ladders
         g_amp = a[None, :] * math.pi / amp  # phase per unit amplitude (ε = Δa/a)
-        g_drag = 2.0 * d[None, :] * abs(self.v1.drag_slope_per_s) * np.ones((len(rows), 1))
+        g_drag = 2.0 * d[None, :] * abs(self.v1_config.drag_slope_per_s) * np.ones((len(rows), 1))
         g_ram = TWO_PI * (rm[None, :] + dur) * np.ones((len(rows), 1))
         return np.stack([g_amp, g_drag, g_ram], axis=1)
 
     def _choose_levels(self, rows: NDArray[np.int64]) -> None:
         """Deepest level whose amplified |estimate − params| + z·σ stays below max_phase."""
-        cfg = self.v1
+        cfg = self.v1_config
         sig = self.sigma[rows].copy()
         ca, cb, cr = cfg.couplings
         # what the cross-talk corrections leave: the other parameter's uncertainty
         sig[:, 0] = np.hypot(sig[:, 0], ca * sig[:, 2] * np.abs(self.params[rows][:, 0]))
         sig[:, 1] = np.hypot(sig[:, 1], cb * sig[:, 2])
         sig[:, 2] = np.hypot(sig[:, 2], cr * sig[:, 1])
-        off = np.abs(np.nan_to_num(self.est[rows] - self.params[rows][:, :3]))
+        off = np.abs(np.nan_to_num(self.estimate[rows] - self.params[rows][:, :3]))
         spread = off + self.z[rows][:, None] * sig + cfg.model_error * self.moved[rows]
         phase = self._gains(rows) * spread[:, :, None]
         ok = phase <= cfg.max_phase
@@ -256,7 +258,7 @@ class GateCalibrationV1Core(DragCalibrationCore):
 
     def _measure(self, rows: NDArray[np.int64]) -> None:
         """One round of the six twins on copies ``rows`` (one device call), then update."""
-        cfg = self.v1
+        cfg = self.v1_config
         idx = [int(i) for i in rows]
         shots = cfg.shots_per_twin
         dt = self.task.dt_s
@@ -267,8 +269,8 @@ class GateCalibrationV1Core(DragCalibrationCore):
         seqs = []
         for j, i in enumerate(idx):
             x, sx = Play(wx[j], "X"), Play(wsx[j], "SX")
-            lv = [float(self.ladders[f][self.level[i, f]]) for f in range(3)]
-            seqs.append([twin_sequence(f, s, lv[f], x, sx, gate_s, float(p[j, 2]), dt) for f, s in _TWINS])
+            levels = [float(self.ladders[f][self.level[i, f]]) for f in range(3)]
+            seqs.append([twin_sequence(f, s, levels[f], x, sx, gate_s, float(p[j, 2]), dt) for f, s in _TWINS])
         counts = run_on_devices([self.devices[i] for i in idx], seqs, [shots] * len(idx))
         pr = np.stack([c[:, 1] / shots for c in counts])  # (n, 6)
         self.task.shots_used[rows] += shots * len(_TWINS)
@@ -281,7 +283,7 @@ class GateCalibrationV1Core(DragCalibrationCore):
         # amplitude over-rotation ε > 0 gives s > 0; DRAG angle = slope·(β − β*); Ramsey
         # θ = 2π(δ − Δ)τ, so Δ* = Δ + θ/(2πτ).
         err = np.stack([phase[:, 0] / g[:, 0],
-                        phase[:, 1] / g[:, 1] * np.sign(self.v1.drag_slope_per_s),
+                        phase[:, 1] / g[:, 1] * np.sign(self.v1_config.drag_slope_per_s),
                         -phase[:, 2] / g[:, 2]], axis=1)
         # amplitude: ε = a/a* − 1 exactly, so a* = a/(1 + ε)
         err[:, 0] = phase[:, 0] / (g[:, 0] * np.abs(p[:, 0]) + 1e-300)
@@ -299,21 +301,21 @@ class GateCalibrationV1Core(DragCalibrationCore):
     def _estimate(self, rows: NDArray[np.int64], iterations: int = 3) -> None:
         """Posterior of the optimum from every reading, cross-talk removed with the
         current estimate (a few fixed-point passes: the corrections are small)."""
-        cfg = self.v1
+        cfg = self.v1_config
         ca, cb, cr = cfg.couplings
         at, read, w = self.at[rows], self.read[rows], self.weights[rows]
-        est = self.est[rows].copy()
-        den = np.zeros_like(est)
+        estimate = self.estimate[rows].copy()
+        den = np.zeros_like(estimate)
         for _ in range(iterations):
-            e_det = at[:, :, 2] - est[:, None, 2]  # detuning error of each reading
-            e_beta = at[:, :, 1] - est[:, None, 1]
+            e_det = at[:, :, 2] - estimate[:, None, 2]  # detuning error of each reading
+            e_beta = at[:, :, 1] - estimate[:, None, 1]
             opt = np.empty_like(read)
             opt[:, :, 0] = at[:, :, 0] / (1.0 + read[:, :, 0] - ca * e_det)
             opt[:, :, 1] = at[:, :, 1] - (read[:, :, 1] - cb * e_det)
             opt[:, :, 2] = at[:, :, 2] - (read[:, :, 2] - cr * e_beta)
             mean, den = combine(opt, w)
-            est = np.where(np.isfinite(mean), mean, self.params[rows][:, :3])
-        self.est[rows] = est
+            estimate = np.where(np.isfinite(mean), mean, self.params[rows][:, :3])
+        self.estimate[rows] = estimate
         self.sigma[rows] = np.where(den > 0, 1.0 / np.sqrt(np.maximum(den, 1e-300)), self.prior_sigma[rows])
 
     def _expected_error(self, rows: NDArray[np.int64]) -> FloatArray:
@@ -323,7 +325,7 @@ class GateCalibrationV1Core(DragCalibrationCore):
         per_gate = np.stack([gains[:, 0, 0] / self.ladders[0][0],  # π/a: per-gate angle per unit amplitude
                              gains[:, 1, 0] / (2.0 * self.ladders[1][0]),
                              TWO_PI * dur * np.ones(len(rows))], axis=1)
-        off = np.nan_to_num(self.est[rows] - self.params[rows][:, :3])
+        off = np.nan_to_num(self.estimate[rows] - self.params[rows][:, :3])
         return np.asarray(np.sum((per_gate**2) * (off**2 + self.sigma[rows] ** 2), axis=1) / 6.0)
 
     # -- env hooks ---------------------------------------------------------------------------
@@ -339,19 +341,19 @@ class GateCalibrationV1Core(DragCalibrationCore):
         self.steps[i] = 0
         self.prior_sigma[i] = self._scale(rows)[0] / math.sqrt(3.0)  # uniform start offsets
         self.sigma[i] = self.prior_sigma[i]
-        self.est[i] = self.params[i, :3]
+        self.estimate[i] = self.params[i, :3]
         self.signal[i] = 0.0
-        self.z[i] = math.sqrt(self.v1.z_range[0] * self.v1.z_range[1])
+        self.z[i] = math.sqrt(self.v1_config.z_range[0] * self.v1_config.z_range[1])
         self._choose_levels(rows)
 
     def _apply_action(self, i: int, action: FloatArray) -> None:
         self._apply_actions([i], np.asarray(action, dtype=np.float64)[None])
 
     def _apply_actions(self, idx: list[int], actions: NDArray[np.float64]) -> None:
-        cfg = self.v1
+        cfg = self.v1_config
         rows = np.asarray(idx, dtype=np.int64)
         p = self.params[rows]
-        p[:, :3] = self.est[rows] + actions[:, :3] * cfg.residual_sigmas * self.sigma[rows]
+        p[:, :3] = self.estimate[rows] + actions[:, :3] * cfg.residual_sigmas * self.sigma[rows]
         lim = cfg.window * np.maximum(np.asarray(cfg.max_step), np.asarray(cfg.miscalibration)) * self.unit[rows]
         start = self.start[rows]
         p = np.clip(p, start - lim, start + lim)
@@ -364,7 +366,7 @@ class GateCalibrationV1Core(DragCalibrationCore):
 
     def _observe(self, step_idx: list[int], reset_idx: list[int]) -> tuple[
             FloatArray, FloatArray, NDArray[np.bool_], list[dict[str, Any]]]:
-        cfg = self.v1
+        cfg = self.v1_config
         idx = step_idx + reset_idx
         rows = np.asarray(idx, dtype=np.int64)
         n = len(idx)
@@ -388,12 +390,12 @@ class GateCalibrationV1Core(DragCalibrationCore):
         self.last_cost[rows] = cost
         scale = self._scale(rows)
         with np.errstate(divide="ignore", invalid="ignore"):
-            z_off = np.nan_to_num((self.est[rows] - self.params[rows][:, :3]) / self.sigma[rows])
+            z_off = np.nan_to_num((self.estimate[rows] - self.params[rows][:, :3]) / self.sigma[rows])
         nlev = np.array([len(x) - 1 for x in self.ladders], dtype=np.float64)
         obs = np.concatenate([
             np.clip(z_off, -10, 10),
             np.log10(self.sigma[rows] / scale),
-            (self.est[rows] - self.start[rows][:, :3]) / scale,
+            (self.estimate[rows] - self.start[rows][:, :3]) / scale,
             self.signal[rows],
             self.level[rows] / np.maximum(nlev, 1.0),
             (self.params[rows][:, :3] - self.start[rows][:, :3]) / scale,
@@ -406,7 +408,7 @@ class GateCalibrationV1Core(DragCalibrationCore):
         for j, i in enumerate(idx):
             info = self.base_info(i, truth, j, waves[j])
             info["infidelity_estimate"] = float(self._expected_error(np.array([i]))[0])
-            info["estimate"] = self.est[i].copy()
+            info["estimate"] = self.estimate[i].copy()
             info["estimate_sigma"] = self.sigma[i].copy()
             infos.append(info)
         return np.clip(obs, -10.0, 10.0), rew, term, infos

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .device import DeviceParams, SimulatedDevice
 from .drift import DriftModel, RandomWalk, Telegraph
 from .physics import Transmon
+from .simulated_device import DeviceParams, SimulatedDevice
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._validation import require
-from .calibration import TWO_PI, DragGate, optimal_params
-from .device import DeviceParams, SimulatedDevice
+from .drag import DragGate, optimal_params
 from .gate_calibration_v1 import twin_sequence
 from .physics import Transmon
+from .physics.calibration_kernels import TWO_PI
 from .protocol import Play
+from .simulated_device import DeviceParams, SimulatedDevice
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,17 @@ followed by one measurement in the computational basis:
 
 Counts are (n0, n1) per sequence: n1 counts "excited" outcomes (|1> and any higher
 level, as a dispersive readout usually classifies them), including readout error.
+
+Two optional extensions sit next to ``Device``; an environment uses them through the
+functions here, never by asking which device it has:
+
+- ``BatchedDevice``: many devices of one kind run in one call (the simulated device shares
+  one physics call between them). ``run_on_devices`` and ``batched_class`` take that path
+  when every device of a call supports it, and fall back to ``Device.run`` otherwise, so a
+  batch of hardware devices runs the same sequences one device at a time.
+- ``SimulatedTruth``: the truth behind the counts (the model simulated now and the
+  propagator of a played waveform), which only a simulator has; for evaluation, never for
+  an agent. ``truth_class`` says whether a batch has it.
 """
 
 from __future__ import annotations
@@ -25,10 +36,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
+
+if TYPE_CHECKING:
+    from .physics import Transmon
+    from .sequence_template import SequenceTemplate
 
 
 @dataclass(frozen=True, eq=False)
@@ -128,3 +143,123 @@ class Device(Protocol):
         """Let ``duration_s`` seconds of device time pass without running anything of ours
         (users' workload between calibrations); drift goes on meanwhile."""
         ...
+
+
+@runtime_checkable
+class BatchedDevice(Device, Protocol):
+    """Optional extension of ``Device``: devices of one kind run together in one call.
+
+    The batched methods are static and take the devices: a class provides them for its own
+    devices, and ``batched_class`` says whether every device of a call shares them.
+    """
+
+    @staticmethod
+    def run_many(
+        devices: Sequence[Any], sequences_per_device: Sequence[Sequence[PulseSequence]], shots: int
+    ) -> list[NDArray[np.int64]]:
+        """The same as ``devices[i].run(sequences_per_device[i], shots)`` for each i (same
+        counts, generators and clocks), in one call: one (K_i, 2) count array per device."""
+        ...
+
+    @staticmethod
+    def run_template_operators(
+        devices: Sequence[Any], template: SequenceTemplate, waveforms: ArrayLike,
+        phases: ArrayLike, shots: int,
+    ) -> tuple[NDArray[np.int64], Any]:
+        """``run_many`` of ``template.expand(waveforms[b], phases[b])`` on each device b, from
+        the arrays (waveforms (B, W, S), phases (B, F)): (B, K, 2) counts, and the
+        propagators applied for the played waveform slots (None if the device cannot tell or
+        nothing was played)."""
+        ...
+
+
+@runtime_checkable
+class SimulatedTruth(Device, Protocol):
+    """Optional extension of a simulated ``Device``: the truth behind its counts.
+
+    For evaluation only (an agent must never see it); hardware has no such thing.
+    """
+
+    @property
+    def open_system(self) -> bool:
+        """Whether ``play_operators`` gives superoperators (True) or unitaries (False)."""
+        ...
+
+    def current_transmon(self) -> Transmon:
+        """The model the device simulates at its clock."""
+        ...
+
+    @staticmethod
+    def play_operators(devices: Sequence[Any], waveforms: ArrayLike) -> NDArray[np.complex128]:
+        """What each device applies for one ``Play`` of its row of ``waveforms`` (B, S), at
+        its clock: (B, N², N²) superoperators or (B, N, N) unitaries."""
+        ...
+
+
+# Per device class: the function its batched (truth) methods share, or None. Checked once
+# per class: a runtime protocol check costs far more than a dictionary lookup, and a batch
+# is checked every environment step.
+_BATCHED: dict[type, Any] = {}
+_TRUTH: dict[type, Any] = {}
+
+
+def _shared_method(devices: Sequence[Any], protocol: type, method: str, known: dict[type, Any]) -> Any:
+    """The ``method`` every one of ``devices`` gets from its class, when all implement
+    ``protocol`` and share that one function (one class, or subclasses that keep it)."""
+    if not devices:
+        return None
+    shared = None
+    for dev in devices:
+        cls = type(dev)
+        fn = known.get(cls, False)
+        if fn is False:
+            fn = known[cls] = getattr(cls, method) if isinstance(dev, protocol) else None
+        if fn is None or (shared is not None and fn is not shared):
+            return None
+        shared = fn
+    return shared
+
+
+def batched_class(devices: Sequence[Device]) -> type[BatchedDevice] | None:
+    """The class whose ``BatchedDevice`` methods run all of ``devices`` in one call, or None
+    when some device lacks the extension or the devices are of kinds that cannot share a
+    call (then run them with ``Device.run``, as ``run_on_devices`` does)."""
+    if _shared_method(devices, BatchedDevice, "run_many", _BATCHED) is None:
+        return None
+    return type(devices[0])  # type: ignore[return-value]
+
+
+def truth_class(devices: Sequence[Device]) -> type[SimulatedTruth] | None:
+    """The class whose ``SimulatedTruth.play_operators`` serves all of ``devices``, or None
+    when some device has no truth (hardware)."""
+    if _shared_method(devices, SimulatedTruth, "play_operators", _TRUTH) is None:
+        return None
+    return type(devices[0])  # type: ignore[return-value]
+
+
+def run_on_devices(
+    devices: Sequence[Device], sequences: Sequence[Sequence[PulseSequence]], shots: Sequence[int]
+) -> list[NDArray[np.int64]]:
+    """Counts (K_b, 2) for each device b: one batched call per shot count when the devices
+    support it (``batched_class``), else ``Device.run`` device by device.
+
+    ``shots[b]`` is the per-sequence shot count of device b (the same for all its
+    sequences). Devices with zero shots or no sequences are skipped (empty counts).
+    """
+    out: list[NDArray[np.int64]] = [np.zeros((len(s), 2), dtype=np.int64) for s in sequences]
+    active = [b for b in range(len(devices)) if shots[b] > 0 and len(sequences[b]) > 0]
+    if not active:
+        return out
+    batched = batched_class([devices[b] for b in active])
+    if batched is not None:
+        groups: dict[int, list[int]] = {}
+        for b in active:
+            groups.setdefault(int(shots[b]), []).append(b)
+        for n, idx in groups.items():
+            res = batched.run_many([devices[b] for b in idx], [sequences[b] for b in idx], n)
+            for b, counts in zip(idx, res, strict=True):
+                out[b] = np.asarray(counts, dtype=np.int64)
+    else:
+        for b in active:
+            out[b] = np.asarray(devices[b].run(sequences[b], int(shots[b])), dtype=np.int64)
+    return out

@@ -23,8 +23,8 @@ ENV_SPECS: dict[str, tuple[str, str, int]] = {
         50,
     ),
     "pulsecal/PulseShaping-v1": (
-        "pulsecal.envs.pulse_shaping:PulseShapingV1Env",
-        "pulsecal.envs.pulse_shaping:PulseShapingV1VectorEnv",
+        "pulsecal.envs.pulse_shaping_v1:PulseShapingV1Env",
+        "pulsecal.envs.pulse_shaping_v1:PulseShapingV1VectorEnv",
         50,
     ),
     "pulsecal/DriftTracking-v0": (
@@ -33,8 +33,8 @@ ENV_SPECS: dict[str, tuple[str, str, int]] = {
         144,  # 24 h of device time at the default 10 min per decision
     ),
     "pulsecal/DriftTracking-v1": (
-        "pulsecal.envs.drift_tracking:DriftTrackingV1Env",
-        "pulsecal.envs.drift_tracking:DriftTrackingV1VectorEnv",
+        "pulsecal.envs.drift_tracking_v1:DriftTrackingV1Env",
+        "pulsecal.envs.drift_tracking_v1:DriftTrackingV1VectorEnv",
         144,
     ),
 }

@@ -196,7 +196,7 @@ class ScriptedPolicy:
         else:
             delta[1] = -a_drag / self._slope
         self._prev = (beta, a_drag)
-        idx = np.asarray(core.pidx)
+        idx = np.asarray(core.param_index)
         act = self.gain * delta[idx] / scale[idx]
         return np.clip(act, -1.0, 1.0).astype(np.float32)
 
@@ -346,7 +346,7 @@ def session_env_class(env_id: str) -> Any:
 def last_measurement(core: Any) -> tuple[list[str], list[float]]:
     """Names and values of what the env's last step measured, for the journal and report:
     v0 keeps one excited fraction per probe; later versions keep one signal per probe family."""
-    if hasattr(core, "signal") and hasattr(core, "v1"):
+    if hasattr(core, "signal") and hasattr(core, "v1_config"):
         return ["amplitude", "drag", "ramsey"], [float(x) for x in np.asarray(core.signal[0])]
     k = len(core.cfg.probes)
     return [p.name for p in core.cfg.probes], [float(x) for x in np.asarray(core.last_p1[0])[:k]]

@@ -326,7 +326,7 @@ class QubitJob:
             budget = int(self.env.get("shot_budget") or GateCalibrationV1Config.shot_budget)
             return 6 * (budget // (6 * rounds))
         from pulsecal.envs.calibration import default_probes
-        from pulsecal.envs.gate_calibration import GateCalibrationConfig
+        from pulsecal.envs.drag_calibration_core import GateCalibrationConfig
 
         spp = int(self.env.get("shots_per_probe") or GateCalibrationConfig.shots_per_probe)
         return spp * len(self.env.get("probes") or default_probes())

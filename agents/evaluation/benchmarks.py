@@ -235,7 +235,7 @@ def _shaping_held_out_rows(settings: EvaluationSettings, agents: Sequence[AgentS
     import gymnasium as gym
 
     import pulsecal.envs  # noqa: F401
-    from pulsecal.envs.pulse_shaping import held_out_shaping_devices
+    from pulsecal.envs.pulse_shaping_core import held_out_shaping_devices
 
     devices = held_out_shaping_devices(settings.shaping_held_out, settings.seed)
     rows: list[dict[str, Any]] = []

@@ -87,7 +87,7 @@ class EvaluationSettings:
         pulse_shaping, drift: run those benchmarks.
         shaping_preset, shaping_duration_s: device and gate of the pulse-shaping benchmark.
         shaping_held_out: also run it on this many randomised devices around the preset
-            (``pulse_shaping.held_out_shaping_devices(n, seed)``; methods ``*_heldout``), 0: none.
+            (``pulse_shaping_core.held_out_shaping_devices(n, seed)``; methods ``*_heldout``), 0: none.
         grape_restarts, grape_maxiter: GRAPE effort.
         drift_devices, drift_hours, drift_interval_s: drift benchmark population and timeline.
         drift_recalibration: name of the baseline the drift benchmark reruns on a schedule

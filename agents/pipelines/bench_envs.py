@@ -108,7 +108,7 @@ def bench_ppo(total_steps: int, n_envs: int, repeats: int = 8) -> dict[str, floa
     from stable_baselines3 import PPO
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    from pulsecal.envs.vector import make_sb3_vec_env
+    from pulsecal.agents.vec_env import make_sb3_vec_env
 
     torch.set_num_threads(1)
     real = make_sb3_vec_env("pulsecal/GateCalibration-v0", n_envs=n_envs, seed=0)

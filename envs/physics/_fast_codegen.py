@@ -105,7 +105,7 @@ def module_source() -> str:
 
 from __future__ import annotations
 
-from ._fast_jit import LANES, jit
+from .jit import LANES, jit
 from .model import FloatArray
 '''
     return (header + f"\nSPARSITY = {SPARSITY!r}\n" + mm_source(9, "mm9")

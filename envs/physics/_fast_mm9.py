@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._fast_jit import LANES, jit
+from .jit import LANES, jit
 from .model import FloatArray
 
 SPARSITY = ((0, 0), (0, 1), (0, 4), (1, 1), (1, 2), (1, 4), (1, 8), (2, 2), (2, 8), (3, 3), (3, 4), (3, 6), (3, 7), (4, 0), (4, 1), (4, 3), (4, 4), (4, 5), (4, 8), (5, 4), (5, 5), (5, 6), (5, 8), (6, 3), (6, 5), (6, 6), (6, 7), (7, 6), (7, 7), (7, 8), (8, 1), (8, 2), (8, 5), (8, 7), (8, 8))

@@ -12,8 +12,8 @@ import math
 
 import numpy as np
 
-from ._fast_jit import LANES, jit
 from ._fast_mm9 import SPARSITY, mm9, mm9_horner, mm9_ls, mm9_rs
+from .jit import LANES, jit
 
 __all__ = ["SPARSITY", "THETA_MAX", "closed_kernel", "open_kernel"]
 from .model import ComplexArray, FloatArray

@@ -33,8 +33,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import _fast_n3, reference
-from ._fast_jit import jit
+from .jit import jit
 from .model import ComplexArray, FloatArray, Transmon, hamiltonians_rad_s, lindbladians
+from .real_basis import from_hermitian_basis, hermitian_basis
 
 # Pulses processed together, one per SIMD lane (8 doubles = one AVX-512 register).
 _LANES = 8
@@ -449,42 +450,6 @@ def _closed_params(t: Transmon) -> tuple[FloatArray, FloatArray, FloatArray] | N
     return (d - mu)[None].copy(), coup[None].copy(), np.array([mu])
 
 
-@functools.lru_cache(maxsize=16)
-def hermitian_basis(levels: int) -> tuple[ComplexArray, np.ndarray, np.ndarray, np.ndarray,
-                                           np.ndarray]:
-    """Orthonormal Hermitian operator basis, as the unitary map from real coordinates.
-
-    Returns:
-        w: (M, M) complex, column m = vec(G_m) in column stacking, M = N²; G_m are E_jj,
-            (E_jk + E_kj)/√2 and (−iE_jk + iE_kj)/√2 for j < k. A superoperator S in column
-            stacking and its real form R in this basis satisfy S = w·R·w†.
-        rot_j, rot_k, rot_s, rot_a: (P,) pairs j < k with the basis indices of their
-            symmetric and antisymmetric elements.
-    """
-    n = levels
-    m_dim = n * n
-    w = np.zeros((m_dim, m_dim), dtype=np.complex128)
-    pairs: list[tuple[int, int, int, int]] = []
-    col = 0
-    for j in range(n):
-        w[j + j * n, col] = 1.0
-        col += 1
-    h = 1.0 / math.sqrt(2.0)
-    for j in range(n):
-        for k in range(j + 1, n):
-            w[j + k * n, col] = h
-            w[k + j * n, col] = h
-            w[j + k * n, col + 1] = -1j * h
-            w[k + j * n, col + 1] = 1j * h
-            pairs.append((j, k, col, col + 1))
-            col += 2
-    arr = np.array(pairs, dtype=np.int64).reshape(-1, 4)
-    out = (w, arr[:, 0].copy(), arr[:, 1].copy(), arr[:, 2].copy(), arr[:, 3].copy())
-    for a in out:  # shared by every caller (cached), and metrics caches by the basis' identity
-        a.setflags(write=False)
-    return out
-
-
 @functools.lru_cache(maxsize=256)
 def _open_params(t: Transmon) -> tuple[FloatArray, FloatArray, FloatArray] | None:
     """(L0 − μI, L1, μ): real generators ×dt in the Hermitian basis, shapes (1, M, M),
@@ -560,7 +525,7 @@ def superoperators(t: Transmon | Sequence[Transmon], w: ComplexArray) -> Complex
     real = superoperators_real(uniq, w, gidx)
     if real is None:
         return reference.superoperators(t, w)
-    return _from_hermitian_basis(real, hermitian_basis(uniq[0].levels)[0])
+    return from_hermitian_basis(real, hermitian_basis(uniq[0].levels)[0])
 
 
 def superoperators_real(
@@ -608,35 +573,3 @@ def _in_sparsity(t: Transmon) -> bool:
         return False
     l0, l1, _ = params
     return not (np.any(l0[0][_OFF_PATTERN] != 0.0) or np.any(l1[0][_OFF_PATTERN] != 0.0))
-
-
-def _from_hermitian_basis(real: FloatArray, basis: ComplexArray) -> ComplexArray:
-    """(B, M, M) real-basis superoperators -> column stacking, S = w·R·w†.
-
-    Every row of w has one or two non-zeros, so this is a gather rather than two matmuls.
-    """
-    order, coef = _gather(basis)
-    left = (coef[None, :, 0, None] * real[:, order[:, 0], :]
-            + coef[None, :, 1, None] * real[:, order[:, 1], :])
-    cc = coef.conj()
-    return cc[None, None, :, 0] * left[:, :, order[:, 0]] + cc[None, None, :, 1] * left[:, :, order[:, 1]]
-
-
-# Gather indices by basis object (the callers pass the cached ``hermitian_basis`` arrays);
-# each entry keeps its basis alive, so an id is never reused while it is cached.
-_GATHER: dict[int, tuple[ComplexArray, np.ndarray, ComplexArray]] = {}
-
-
-def _gather(basis: ComplexArray) -> tuple[np.ndarray, ComplexArray]:
-    """The two non-zeros of each row of the basis: their columns (M, 2) and values (M, 2)
-    (zero second value on the diagonal)."""
-    hit = _GATHER.get(id(basis))
-    if hit is not None and hit[0] is basis:
-        return hit[1], hit[2]
-    m_dim = basis.shape[0]
-    order = np.argsort(-np.abs(basis), axis=1, kind="stable")[:, :2]
-    coef = basis[np.arange(m_dim)[:, None], order]
-    if len(_GATHER) >= 16:
-        _GATHER.clear()
-    _GATHER[id(basis)] = (basis, order, coef)
-    return order, coef

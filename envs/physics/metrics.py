@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._fast_jit import jit
+from .jit import jit
 
 OpKind = Literal["unitary", "superoperator"]
 
@@ -295,7 +295,7 @@ def superoperator_metrics_real(
 
     Args:
         real: (B, M, M) real forms, M = N² (the fast engine's Hermitian basis).
-        basis: (M, M) complex, column m = vec(G_m) (``fast.hermitian_basis(N)[0]``).
+        basis: (M, M) complex, column m = vec(G_m) (``real_basis.hermitian_basis(N)[0]``).
         target: 2×2 target, as for ``gate_fidelity``.
     Returns:
         (B,) fidelity with virtual Z, (B,) raw fidelity, (B,) leakage.
@@ -325,7 +325,7 @@ def superoperator_metrics_real(
 
 
 # ``_functionals`` by (basis object, target name); each entry keeps its basis alive, so an
-# id is never reused while it is cached (the callers pass the cached ``hermitian_basis``).
+# id is never reused while it is cached (the callers pass the cached ``real_basis.hermitian_basis``).
 _FUNCTIONALS: dict[tuple[int, str], tuple[NDArray[np.complex128], NDArray[np.float64], int]] = {}
 
 

@@ -73,9 +73,9 @@ def test_v1_shots_are_counted_within_the_budget() -> None:
         obs, _, term, trunc, info = env.step(env.action_space.sample())
         steps += 1
         done = bool(term or trunc)
-    assert steps == core.v1.rounds
+    assert steps == core.v1_config.rounds
     # every shot the device ran is in the count, and the count is within the budget
-    assert info["shots_used"] == 6 * core.v1.rounds * (600 // (6 * core.v1.rounds)) <= 600
+    assert info["shots_used"] == 6 * core.v1_config.rounds * (600 // (6 * core.v1_config.rounds)) <= 600
     dev = env.unwrapped.device  # type: ignore[attr-defined]
     assert round(dev.clock_s / dev.current_params().rep_time_s) == info["shots_used"]
     assert env.observation_space.contains(obs)
@@ -87,10 +87,10 @@ def test_v1_observation_depends_on_measurements_only() -> None:
     env = gym.make(ENV_ID, randomize_device=True)
     env.reset(seed=3)
     core = env.unwrapped.core  # type: ignore[attr-defined]
-    est = core.est[0].copy()
-    core.est[0] = core.params[0, :3]
+    est = core.estimate[0].copy()
+    core.estimate[0] = core.params[0, :3]
     core._estimate(np.array([0]))  # from the stored readings alone
-    np.testing.assert_allclose(core.est[0], est, rtol=1e-12)
+    np.testing.assert_allclose(core.estimate[0], est, rtol=1e-12)
 
 
 def test_estimator_alone_reaches_the_coherence_limit() -> None:

@@ -176,7 +176,7 @@ def test_measure_template_path_equals_sequence_path(open_system: bool) -> None:
     give exactly what the generic ``run_on_devices`` gives for ``sequences`` (populations to
     the bit, hence counts, generators and clocks), mixed shot counts and a device that
     appears twice included."""
-    from pulsecal.envs import device
+    from pulsecal.envs import sequence_compiler
     from pulsecal.envs.calibration import run_on_devices
 
     fast, slow = _fleet(open_system), _fleet(open_system)
@@ -195,7 +195,7 @@ def test_measure_template_path_equals_sequence_path(open_system: bool) -> None:
         np.testing.assert_array_equal(got, want)
         devs = [fast[i] for i in index]
         pf = SimulatedDevice.template_probabilities(devs, *tf.template_inputs(p))
-        ps = device._populations([slow[i] for i in index], ts.sequences(p))
+        ps = sequence_compiler.populations([slow[i] for i in index], ts.sequences(p))
         np.testing.assert_array_equal(pf, np.stack(ps))
     assert [d.clock_s for d in fast] == [d.clock_s for d in slow]
     np.testing.assert_array_equal(tf.shots_used, 6 * np.array([120, 0, 120 + 42, 42, 120]))
@@ -230,7 +230,8 @@ def test_run_template_equals_run_many_on_any_layout() -> None:
 
 def _analyse_array_form(p1: np.ndarray, probes: tuple, gate_duration_s: float) -> tuple:
     """The former NumPy array form of ``analyse`` (the numba kernel must match it bit for bit)."""
-    from pulsecal.envs.calibration import FAMILIES, _analysis_ranks
+    from pulsecal.envs.probe_analysis import _analysis_ranks
+    from pulsecal.envs.probes import FAMILIES
 
     two_pi = 2.0 * math.pi
     p = np.atleast_2d(np.asarray(p1, dtype=np.float64))

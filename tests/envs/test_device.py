@@ -294,14 +294,14 @@ def test_compiled_programs_match_direct_simulation(open_system: bool, levels: in
 
 
 def test_frame_change_blocks_are_the_diagonal_phase_in_the_real_basis() -> None:
-    from pulsecal.envs import device
+    from pulsecal.envs.physics import free_evolution, real_basis
 
     for levels in (2, 3, 4):
-        w, sym, anti, _ = device._real_basis(levels)
+        w, sym, anti, _ = real_basis.real_basis(levels)
         phases = np.array([0.3, -2.1])
-        cos, sin, neg_sin = device._frame_changes(phases, levels, True)
-        pair_gap = device._pair_gaps(levels)[1]
-        order = device._order(levels, True)
+        cos, sin, neg_sin = real_basis.frame_changes(phases, levels, True)
+        pair_gap = real_basis.pair_gaps(levels)[1]
+        order = free_evolution.coherence_order(levels, True)
         for f, phi in enumerate(phases):
             full = (w.conj().T @ np.diag(np.exp(-1j * phi * order)) @ w)
             assert np.max(np.abs(full.imag)) < 1e-15
@@ -315,13 +315,13 @@ def test_frame_change_blocks_are_the_diagonal_phase_in_the_real_basis() -> None:
 def test_frame_change_blocks_hold_numpys_cos_and_sin_of_each_pairs_angle() -> None:
     """One angle per distinct gap, shared by the pairs with that gap: bit for bit the
     array form cos/sin(φ·(k − j)) per pair."""
-    from pulsecal.envs import device
+    from pulsecal.envs.physics import real_basis
 
     phases = np.random.default_rng(0).uniform(-40, 40, 50)
     for levels in (2, 3, 4, 5):
-        gap = device._real_basis(levels)[3]
-        cos, sin, neg_sin = device._frame_changes(phases, levels, True)
-        pair_gap = device._pair_gaps(levels)[1]
+        gap = real_basis.real_basis(levels)[3]
+        cos, sin, neg_sin = real_basis.frame_changes(phases, levels, True)
+        pair_gap = real_basis.pair_gaps(levels)[1]
         ang = phases[:, None] * gap[None, :]
         np.testing.assert_array_equal(cos[:, pair_gap], np.cos(ang))
         np.testing.assert_array_equal(sin[:, pair_gap], np.sin(ang))
@@ -340,17 +340,17 @@ def test_play_operators_reuses_what_run_computed_until_the_model_drifts() -> Non
     assert ("play", w.tobytes()) in still._cache
     # The cache holds the real Hermitian-basis form the run loop uses; the truth is that
     # very propagator in column stacking (no second physics call).
-    from pulsecal.envs import device
+    from pulsecal.envs.physics.real_basis import from_hermitian_basis, real_basis
 
     cached = still._cache[("play", w.tobytes())]
     np.testing.assert_array_equal(SimulatedDevice.play_operators([still], w[None])[0],
-                                  device._from_hermitian_basis(cached[None], device._real_basis(3)[0])[0])
+                                  from_hermitian_basis(cached[None], real_basis(3)[0])[0])
 
 
 def test_waveform_check_is_exactly_abs_u_at_most_the_limit() -> None:
-    """``_scan_template_inputs`` skips abs(u) for samples whose square is clearly below the
+    """``scan_waveforms_and_phases`` skips abs(u) for samples whose square is clearly below the
     limit: the verdict must be abs(u) <= limit's, sample by sample, right at the limit too."""
-    from pulsecal.envs.device import _BAD_WAVEFORM, _scan_template_inputs
+    from pulsecal.envs.physics.sequence_kernels import BAD_WAVEFORM, scan_waveforms_and_phases
 
     rng = np.random.default_rng(0)
     limit = 1.0 + 1e-9
@@ -361,7 +361,7 @@ def test_waveform_check_is_exactly_abs_u_at_most_the_limit() -> None:
     no_phases = np.zeros(0)
     verdicts = []
     for u in samples:
-        bad = bool(_scan_template_inputs(np.array([u]), no_phases, limit) & _BAD_WAVEFORM)
+        bad = bool(scan_waveforms_and_phases(np.array([u]), no_phases, limit) & BAD_WAVEFORM)
         assert bad == (not abs(u) <= limit), u
         verdicts.append(bad)
     assert 1000 < sum(verdicts) < len(samples) - 1000  # both verdicts, many right at the limit

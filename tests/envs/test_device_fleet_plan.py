@@ -86,7 +86,7 @@ def test_sequences_that_start_with_an_earlier_one_continue_its_run(open_system: 
     x = (("play", 0), ("frame", 0), ("play", 1))
     seqs = (x, x * 3, (("delay", 20), *x), (*x, *x, ("delay", 0), ("play", 0)), x, ())
     template = SequenceTemplate(seqs, n_waveforms=2, n_phases=1)
-    assert template._continues == (-1, 0, -1, 0, 0, -1)  # type: ignore[attr-defined]
+    assert template.continues == (-1, 0, -1, 0, 0, -1)
     devs = [SimulatedDevice(DeviceParams(TRANSMON.replace(detuning_hz=d)), open_system=open_system)
             for d in (1e6, -2e6, 1e6)]
     waves, _ = _inputs(3, 7)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import pulsecal.envs  # noqa: F401  (registers the ids)
-from pulsecal.envs.drift_tracking import DriftTrackingV1Env
+from pulsecal.envs.drift_tracking_v1 import DriftTrackingV1Env
 
 
 def _action(shots: float, probe_set: float, correction: np.ndarray) -> np.ndarray:

@@ -55,8 +55,8 @@ def test_true_optimum_gets_the_best_reward() -> None:
     core = env.unwrapped.core
     opt = optimal_params(env.unwrapped.device.current_transmon(), core.gate).as_array()
     start = core.params[0].copy()
-    scale = core.step_scale(0)[core.pidx]
-    to_opt = (opt - start)[core.pidx] / scale
+    scale = core.step_scale(0)[core.param_index]
+    to_opt = (opt - start)[core.param_index] / scale
     assert np.all(np.abs(to_opt) <= 1)
     rewards = []
     for offset in ([0, 0, 0], [0.1, 0, 0], [-0.1, 0, 0], [0, 0.3, 0], [0, 0, 0.05], [0, -0.3, -0.05]):
@@ -195,11 +195,11 @@ def test_step_kernels_give_the_bits_of_their_array_forms() -> None:
     # the exact bits, so they are checked against those expressions on random states.
     import math
 
-    from pulsecal.envs.gate_calibration import _move_params, _step_outcome
+    from pulsecal.envs.physics.calibration_kernels import gate_step_outcome, move_params
 
     rng = np.random.default_rng(0)
     n, k = 7, 6
-    pidx = np.array([0, 1, 3], dtype=np.int64)
+    param_index = np.array([0, 1, 3], dtype=np.int64)
     max_step = np.array([0.05, 0.5, 1e6, 0.2])
     window_step = 2.0 * np.maximum(max_step, [0.05, 0.5, 1e6, 0.0])
     rows = rng.permutation(10)[:n]
@@ -210,12 +210,12 @@ def test_step_kernels_give_the_bits_of_their_array_forms() -> None:
         params = start + rng.normal(size=(10, 4)) * window_step * unit * 0.6
         actions = rng.uniform(-1, 1, (n, 3))
         want = params[rows].copy()
-        want[:, pidx] += actions * (max_step[pidx] * unit[rows][:, pidx])
+        want[:, param_index] += actions * (max_step[param_index] * unit[rows][:, param_index])
         lim = window_step * unit[rows]
         want = np.clip(want, start[rows] - lim, start[rows] + lim)
         want[:, 0] = np.clip(want[:, 0], -1.0, 1.0)
         got = params.copy()
-        _move_params(got, rows, actions, pidx, max_step, window_step, start, unit)
+        move_params(got, rows, actions, param_index, max_step, window_step, start, unit)
         np.testing.assert_array_equal(got[rows], want)
 
         p1 = rng.integers(0, 21, (n, k)) / 20.0
@@ -226,11 +226,11 @@ def test_step_kernels_give_the_bits_of_their_array_forms() -> None:
         cost, floor, n_step = 0.006, 1e-6, 5
         before = [math.log10(x) for x in (last_error[rows[:n_step]] + floor).tolist()]
         after = [math.log10(x) for x in (est[:n_step] + floor).tolist()]
-        norm = ((got[rows] - start[rows]) / (max_step * unit[rows]))[:, pidx]
+        norm = ((got[rows] - start[rows]) / (max_step * unit[rows]))[:, param_index]
         obs = np.clip(np.concatenate([p1, norm, np.minimum(used[rows] / 1000, 1.0)[:, None]], axis=1),
                       low, high)
         le, lp = last_error.copy(), last_p1.copy()
-        o, r, t = _step_outcome(rows, n_step, p1, est, got, start, unit, max_step, pidx, le, lp, used,
+        o, r, t = gate_step_outcome(rows, n_step, p1, est, got, start, unit, max_step, param_index, le, lp, used,
                                 120, 1000, floor, cost, low, high)
         np.testing.assert_array_equal(o, obs)
         np.testing.assert_array_equal(r[:n_step], [(b - a) - cost for b, a in zip(before, after, strict=True)])

@@ -1,4 +1,5 @@
-"""The Device protocol's operation types refuse what no device could run."""
+"""The Device protocol's operation types refuse what no device could run; the optional
+batched extension is taken only when every device of a call supports it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,20 @@ import math
 import numpy as np
 import pytest
 
-from pulsecal.envs.protocol import Delay, Play, PulseSequence, VirtualZ
+from pulsecal.envs.physics import Transmon
+from pulsecal.envs.protocol import (
+    BatchedDevice,
+    Delay,
+    Device,
+    Play,
+    PulseSequence,
+    SimulatedTruth,
+    VirtualZ,
+    batched_class,
+    run_on_devices,
+    truth_class,
+)
+from pulsecal.envs.simulated_device import DeviceParams, SimulatedDevice
 
 
 @pytest.mark.parametrize(
@@ -59,3 +73,56 @@ def test_sequence_accepts_subclasses_of_the_operations() -> None:
 
     seq = PulseSequence((Play(np.array([0.5])), LabelledZ(0.2), Delay(4e-9)))
     assert len(seq.ops) == 3
+
+
+class _PlainDevice:
+    """A ``Device`` without the optional extensions (as hardware is), over a simulator."""
+
+    def __init__(self, inner: SimulatedDevice) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    @property
+    def dt_s(self) -> float:
+        return self.inner.dt_s
+
+    @property
+    def clock_s(self) -> float:
+        return self.inner.clock_s
+
+    def run(self, sequences, shots):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        return self.inner.run(sequences, shots)
+
+    def advance(self, duration_s: float) -> None:
+        self.inner.advance(duration_s)
+
+
+def _sim(seed: int) -> SimulatedDevice:
+    return SimulatedDevice(DeviceParams(Transmon(), p1_given_0=0.02), rng=np.random.default_rng(seed))
+
+
+def test_simulated_device_declares_both_extensions_and_plain_devices_neither() -> None:
+    sim, plain = _sim(0), _PlainDevice(_sim(0))
+    assert isinstance(sim, BatchedDevice) and isinstance(sim, SimulatedTruth)
+    assert isinstance(plain, Device)
+    assert not isinstance(plain, BatchedDevice) and not isinstance(plain, SimulatedTruth)
+    assert batched_class([sim, _sim(1)]) is SimulatedDevice
+    assert truth_class([sim]) is SimulatedDevice
+    assert batched_class([sim, plain]) is None and truth_class([plain, sim]) is None
+    assert batched_class([]) is None
+
+
+def test_run_on_devices_falls_back_to_run_with_the_same_counts() -> None:
+    """A batch with a device lacking the extension runs every device through ``run``: the
+    counts, generators and clocks are those of the batched path."""
+    seq = [PulseSequence((Play(np.full(16, 0.3)), VirtualZ(0.4), Play(np.full(16, 0.2))))] * 3
+    fast = [_sim(1), _sim(2)]
+    slow = [_PlainDevice(_sim(1)), _sim(2)]
+    for _ in range(3):
+        a = run_on_devices(fast, [seq, seq[:2]], [50, 20])
+        b = run_on_devices(slow, [seq, seq[:2]], [50, 20])
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_array_equal(x, y)
+    assert slow[0].calls == 3
+    assert [d.clock_s for d in fast] == [slow[0].clock_s, slow[1].clock_s]

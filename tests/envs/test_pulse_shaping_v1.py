@@ -5,12 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from pulsecal.envs.presets import get_preset
-from pulsecal.envs.pulse_shaping import (
-    PulseShapingEnv,
-    PulseShapingV1Env,
-    ShapingDeviceSampler,
-    held_out_shaping_devices,
-)
+from pulsecal.envs.pulse_shaping import PulseShapingEnv
+from pulsecal.envs.pulse_shaping_core import ShapingDeviceSampler, held_out_shaping_devices
+from pulsecal.envs.pulse_shaping_v1 import PulseShapingV1Env
 
 
 def test_v0_observation_unchanged() -> None:

@@ -48,3 +48,28 @@ def test_make_vec_uses_batched_env_and_renders(env_id: str) -> None:
     venv.step(np.zeros((2, *venv.single_action_space.shape), dtype=np.float32))
     imgs = venv.render()
     assert imgs is not None and len(imgs) == 2 and imgs[0].dtype == np.uint8
+
+
+_IMPORT_CHECK = """
+import sys, warnings
+warnings.simplefilter("ignore")
+import gymnasium as gym
+import pulsecal.envs
+for env_id in [i for i in gym.registry if i.startswith("pulsecal/")]:
+    gym.make(env_id).close()
+    gym.make_vec(env_id, num_envs=2, vectorization_mode="vector_entry_point").close()
+heavy = ("torch", "stable_baselines3", "sb3_contrib", "hydra")
+outside = ("pulsecal.agents", "pulsecal.hardware", "pulsecal.scripts", "pulsecal.configs")
+print(sorted(m for m in sys.modules if m.split(".")[0] in heavy or m.startswith(outside)))
+"""
+
+
+def test_making_any_env_imports_neither_sb3_torch_nor_other_layers() -> None:
+    """The lab path needs the envs without torch: building every id, single and vector,
+    must load no SB3, torch or Hydra, and nothing of agents, hardware, scripts or configs."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _IMPORT_CHECK], capture_output=True, text=True,
+                         check=True, timeout=300)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

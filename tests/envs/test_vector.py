@@ -1,4 +1,4 @@
-"""Batched vector envs equal N single envs with the same seeds; SB3 adapter semantics."""
+"""Batched vector envs equal N single envs with the same seeds."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import pulsecal.envs  # noqa: F401  (registers the ids)
-from pulsecal.envs.vector import BatchedVectorEnv, SB3VecEnv, make_sb3_vec_env
+from pulsecal.envs.vector import BatchedVectorEnv
 
 # Small episodes so that autoreset happens within a few steps.
 CASES = {
@@ -56,32 +56,6 @@ def test_vector_env_equals_single_envs(env_id: str) -> None:
     assert resets >= 1  # autoreset was exercised
 
 
-@pytest.mark.parametrize("env_id", ["pulsecal/GateCalibration-v0", "pulsecal/DriftTracking-v0"])
-def test_sb3_adapter_same_step_reset(env_id: str) -> None:
-    kw = CASES[env_id]
-    venv = make_sb3_vec_env(env_id, n_envs=2, seed=5, max_episode_steps=MAX_STEPS, **kw)
-    assert isinstance(venv, SB3VecEnv)
-    singles = [gym.make(env_id, max_episode_steps=MAX_STEPS, **kw) for _ in range(2)]
-    obs = venv.reset()
-    sobs = [e.reset(seed=5 + i)[0] for i, e in enumerate(singles)]
-    np.testing.assert_allclose(obs, np.stack(sobs), rtol=1e-6)
-    acts = _actions(venv.action_space, 8, 2)
-    ended = 0
-    for t in range(8):
-        obs, rew, dones, infos = venv.step(acts[t])
-        for i, e in enumerate(singles):
-            o, r, term, trunc, _ = e.step(acts[t, i])
-            assert rew[i] == pytest.approx(r, rel=1e-5, abs=1e-6)
-            assert dones[i] == (term or trunc)
-            if term or trunc:
-                ended += 1
-                np.testing.assert_allclose(infos[i]["terminal_observation"], o, rtol=1e-6, atol=1e-7)
-                assert infos[i]["TimeLimit.truncated"] == (trunc and not term)
-                o, _ = e.reset()
-            np.testing.assert_allclose(obs[i], o, rtol=1e-6, atol=1e-7)
-    assert ended >= 2
-
-
 def test_vector_reset_seed_int_means_seed_plus_index() -> None:
     venv = gym.make_vec("pulsecal/GateCalibration-v0", num_envs=2)
     a, _ = venv.reset(seed=3)
@@ -121,21 +95,6 @@ def test_actions_need_one_row_per_stepped_copy(rows: int) -> None:
     venv.reset(seed=0)
     with pytest.raises(ValueError, match="one per stepped copy"):
         venv.step(np.zeros((rows, 3), dtype=np.float32))
-    sb3 = make_sb3_vec_env("pulsecal/GateCalibration-v0", n_envs=2, seed=0)
-    sb3.reset()
-    with pytest.raises(ValueError, match="one per stepped copy"):
-        sb3.step(np.zeros((rows, 3), dtype=np.float32))
-
-
-def test_sb3_ppo_learns_a_few_steps_on_the_batched_env() -> None:
-    import torch
-    from stable_baselines3 import PPO
-
-    torch.set_num_threads(1)
-    venv = make_sb3_vec_env("pulsecal/GateCalibration-v0", n_envs=2, seed=0)
-    model = PPO("MlpPolicy", venv, n_steps=16, batch_size=16, n_epochs=1, seed=0, device="cpu")
-    model.learn(total_timesteps=32)
-    assert model.num_timesteps == 32
 
 
 def test_vector_reset_per_copy_options_fix_each_device() -> None:
@@ -180,50 +139,6 @@ def test_batched_infos_equal_gymnasiums_fold() -> None:
             assert got[k].dtype == v.dtype and got[k].shape == v.shape
             assert all(a == b for a, b in zip(got[k].ravel(), v.ravel(), strict=True)) or \
                 np.array_equal(got[k], v)
-
-
-@pytest.mark.parametrize(("n_envs", "budget"), [(3, 600), (8, 600), (3, 960)])
-def test_sb3_merged_step_and_reset_equals_two_calls(n_envs: int, budget: int,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    """GateCalibration predicts its budget terminations, so ``SB3VecEnv`` resets ending
-    copies inside the step's own call; the result must be the two-call path's: the same
-    observations, rewards, dones and terminal observations bit for bit (the truth metrics
-    may differ in the last bits when the physics batches pulses differently)."""
-    from pulsecal.envs.gate_calibration import GateCalibrationCore
-
-    def run(merge: bool) -> list:
-        if not merge:
-            monkeypatch.setattr(GateCalibrationCore, "ends_after_step", lambda self, idx: None)
-        venv = make_sb3_vec_env("pulsecal/GateCalibration-v0", n_envs=n_envs, seed=11,
-                                max_episode_steps=5, shot_budget=budget)
-        out = [venv.reset()]
-        acts = _actions(venv.action_space, 24, n_envs)
-        calls = 0
-        advance = venv.core.advance
-
-        def counted(*a, **k):  # type: ignore[no-untyped-def]
-            nonlocal calls
-            calls += 1
-            return advance(*a, **k)
-
-        venv.core.advance = counted  # type: ignore[method-assign]
-        for t in range(24):
-            obs, rew, dones, infos = venv.step(acts[t])
-            out += [obs, rew, dones]
-            out += [i.get("terminal_observation", np.zeros(0)) for i in infos]
-            out += [np.array([i.get("TimeLimit.truncated", False) for i in infos])]
-            out += [np.array([i["fidelity"] for i in infos])]
-        monkeypatch.undo()
-        return [calls, *out]
-
-    merged, two = run(True), run(False)
-    assert merged[0] == 24 < two[0]  # one core call per step
-    # budget 600 ends episodes by termination (4 steps), 960 by the time limit (5 steps)
-    for a, b in zip(merged[1:], two[1:], strict=True):
-        if a.dtype == np.float64 and a.ndim == 1 and a.size == n_envs:
-            np.testing.assert_allclose(a, b, rtol=0, atol=1e-13)  # truth
-        else:
-            np.testing.assert_array_equal(a, b)
 
 
 def test_info_columns_read_as_the_per_copy_dicts_and_batch_as_their_fold() -> None:

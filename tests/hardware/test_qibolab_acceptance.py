@@ -46,7 +46,7 @@ pytest.importorskip("qibolab")
 pytest.importorskip("onnxruntime")
 
 from pulsecal.envs.calibration import DragGate, DragParams, nominal_params
-from pulsecal.envs.gate_calibration import GateCalibrationConfig
+from pulsecal.envs.drag_calibration_core import GateCalibrationConfig
 from pulsecal.envs.gate_calibration_v1 import twin_sequence
 from pulsecal.envs.presets import transmon_emulator
 from pulsecal.envs.protocol import Play

@@ -8,8 +8,8 @@ import pytest
 from pulsecal.envs.physics import (
     Transmon,
     _fast_codegen,
-    _fast_jit,
     gate_fidelity,
+    jit,
     superoperators,
     unitaries,
 )
@@ -85,7 +85,7 @@ def test_jit_works_without_a_writable_cache(monkeypatch: pytest.MonkeyPatch) -> 
         return 2.0 * x
 
     with pytest.warns(RuntimeWarning, match="numba cache unavailable"):
-        g = _fast_jit.jit(f)
+        g = jit.jit(f)
     assert g(1.5) == 3.0
 
 

@@ -113,22 +113,19 @@ def test_metrics_from_real_forms_equal_the_column_stacking_route(
         levels: int, target: str, rng: np.random.Generator) -> None:
     """``superoperator_metrics_real`` reads the fidelities and the leakage off the real
     forms R through linear functionals; they must be those of S = w·R·w† (float rounding)."""
-    from pulsecal.envs.physics.fast import (
-        _from_hermitian_basis,
-        hermitian_basis,
-        superoperators_real,
-    )
+    from pulsecal.envs.physics.fast import superoperators_real
     from pulsecal.envs.physics.metrics import (
         gate_fidelities,
         leakage_superoperator,
         superoperator_metrics_real,
     )
+    from pulsecal.envs.physics.real_basis import from_hermitian_basis, hermitian_basis
 
     tr = Transmon(levels=levels, t1_s=20e-6, t2_s=15e-6)
     real = superoperators_real([tr], 0.3 * random_waveforms(rng, 7, 16))
     assert real is not None
     basis = hermitian_basis(levels)[0]
-    s = _from_hermitian_basis(real, basis)
+    s = from_hermitian_basis(real, basis)
     vz, raw = gate_fidelities(s, target, kind="superoperator")
     got = superoperator_metrics_real(real, basis, target)
     for a, b in zip(got, (vz, raw, leakage_superoperator(s)), strict=True):
