@@ -16,6 +16,7 @@ import gymnasium as gym
 import numpy as np
 from numpy.typing import NDArray
 
+from . import contract
 from .calibration import (
     FAMILIES,
     PARAMETER_NAMES,
@@ -210,11 +211,17 @@ class DriftTrackingEnv(SingleCoreEnv):
 
     core_class = DriftTrackingCore
 
+    def calibration_state(self, index: int = 0) -> contract.CalibrationState:
+        return contract.drift_tracking_state(self.core, index, "pulsecal/DriftTracking-v0")
+
 
 class DriftTrackingVectorEnv(BatchedVectorEnv):
     """N copies of ``DriftTrackingEnv`` sharing device calls per step."""
 
     core_class = DriftTrackingCore
+
+    def calibration_state(self, index: int = 0) -> contract.CalibrationState:
+        return contract.drift_tracking_state(self.core, index, "pulsecal/DriftTracking-v0")
 
 
 # -- v1 -----------------------------------------------------------------------------------------
@@ -419,8 +426,14 @@ class DriftTrackingV1Env(SingleCoreEnv):
 
     core_class = DriftTrackingV1Core
 
+    def calibration_state(self, index: int = 0) -> contract.CalibrationState:
+        return contract.drift_tracking_v1_state(self.core, index, "pulsecal/DriftTracking-v1")
+
 
 class DriftTrackingV1VectorEnv(BatchedVectorEnv):
     """N copies of ``DriftTrackingV1Env`` sharing device calls per step."""
 
     core_class = DriftTrackingV1Core
+
+    def calibration_state(self, index: int = 0) -> contract.CalibrationState:
+        return contract.drift_tracking_v1_state(self.core, index, "pulsecal/DriftTracking-v1")

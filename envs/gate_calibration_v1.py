@@ -23,6 +23,7 @@ import gymnasium as gym
 import numpy as np
 from numpy.typing import NDArray
 
+from . import contract
 from .calibration import TWO_PI, gate_steps_sequence, require, run_on_devices
 from .gate_calibration import DragCalibrationCore, GateCalibrationConfig
 from .presets import DeviceSampler
@@ -477,8 +478,14 @@ class GateCalibrationV1Env(SingleCoreEnv):
 
     core_class = GateCalibrationV1Core
 
+    def calibration_state(self, index: int = 0) -> contract.CalibrationState:
+        return contract.gate_calibration_v1_state(self.core, index, "pulsecal/GateCalibration-v1")
+
 
 class GateCalibrationV1VectorEnv(BatchedVectorEnv):
     """N copies of ``GateCalibrationV1Env`` sharing one device call per round."""
 
     core_class = GateCalibrationV1Core
+
+    def calibration_state(self, index: int = 0) -> contract.CalibrationState:
+        return contract.gate_calibration_v1_state(self.core, index, "pulsecal/GateCalibration-v1")
