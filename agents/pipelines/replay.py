@@ -202,15 +202,17 @@ def build_backend(b: dict[str, Any]) -> tuple[Any, Any]:
 
 
 def build_policy(p: dict[str, Any]) -> Any:
-    from pulsecal.hardware import replay as rp
+    from pulsecal.agents.policies import OnnxPolicy, ScriptedPolicy
 
     kind = p.get("kind")
     if kind == "scripted":
-        return rp.ScriptedPolicy(gain=float(p["gain"]), explore=float(p["explore"]))
+        return ScriptedPolicy(gain=float(p["gain"]), explore=float(p["explore"]))
     if kind == "sb3":
-        return rp.SB3Policy(p["run_dir"], model=p["model"], normalization=p["normalization"], algo=p["algo"])
+        from pulsecal.agents.policies.sb3 import SB3Policy
+
+        return SB3Policy(p["run_dir"], model=p["model"], normalization=p["normalization"], algo=p["algo"])
     if kind == "onnx":
-        return rp.OnnxPolicy(p["folder"], out_of_bounds=p["out_of_bounds"])
+        return OnnxPolicy(p["folder"], out_of_bounds=p["out_of_bounds"])
     raise ValueError(f"policy.kind={kind!r}: allowed 'scripted', 'sb3', 'onnx'")
 
 
@@ -221,9 +223,8 @@ def resolve_env_id(c: dict[str, Any], policy: Any) -> str:
     spaces would not match)."""
     from pulsecal.hardware import replay as rp
 
-    inner = getattr(policy, "policy", None)
-    own = getattr(inner, "env_id", None) if inner is not None else None
-    if own is None and isinstance(policy, rp.SB3Policy):
+    own = getattr(policy, "env_id", None)
+    if own is None and getattr(policy, "run_dir", None) is not None:
         own = rp.trained_env_of_run(policy.run_dir).env_id
     return _env_id(c.get("env_id"), own)
 
