@@ -54,6 +54,12 @@ def simulated_truth(backend: Any, gate_duration_s: float) -> Callable[[DragParam
     return truth
 
 
+def simulated_truth_or_none(backend: Any, gate_duration_s: float) -> Callable[[DragParams], dict[str, float]] | None:
+    """``simulated_truth`` of a ``SimulatedBackend``; None for any other backend (a real
+    device has no truth to report)."""
+    return simulated_truth(backend, gate_duration_s) if isinstance(backend, SimulatedBackend) else None
+
+
 def miscalibrated_start(transmon: Any, gate_duration_s: float, *, amplitude_rel: float = 0.0,
                         beta_rel: float = 0.0, detuning_hz: float = 0.0,
                         phase: float = 0.0) -> DragParams:

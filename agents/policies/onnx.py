@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pulsecal.agents.runner import ExportedPolicy, OutOfBounds, PolicyState, load_policy
+from pulsecal.hardware.package_data import resolve_path
 
 
 class OnnxPolicy:
@@ -21,13 +22,14 @@ class OnnxPolicy:
     state is the runner's ``PolicyState``, threaded through ``act`` by the session.
 
     Args:
-        folder: the exported policy folder (``policy.onnx`` + ``manifest.json``).
+        folder: the exported policy folder (``policy.onnx`` + ``manifest.json``), or
+            ``pkg://<package>/<path>`` for one shipped inside a package.
         out_of_bounds: what the runner does with observations outside the training box
             ("allow", "warn", "refuse").
     """
 
     def __init__(self, folder: str | Path, *, out_of_bounds: OutOfBounds = "warn") -> None:
-        self.folder = Path(folder)
+        self.folder = resolve_path(folder)
         self.policy: ExportedPolicy = load_policy(self.folder, out_of_bounds=out_of_bounds)
 
     @property

@@ -23,6 +23,7 @@ import numpy as np
 
 from pulsecal.envs.contract import json_form, probes_from_json
 
+from ..package_data import resolve_path
 from .settings import ENV_FAMILY, session_env_class
 
 # Training settings a session never takes from the policy: the device preset (its sample
@@ -79,7 +80,7 @@ def _env_config(env_id: str, kwargs: Mapping[str, Any]) -> tuple[Any, dict[str, 
 
 def trained_env_of_export(folder: str | Path) -> TrainedEnv:
     """The training env of an exported policy folder, from its ``manifest.json``."""
-    path = Path(folder) / "manifest.json"
+    path = resolve_path(folder) / "manifest.json"
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
