@@ -4,12 +4,14 @@
     pulsecal-replay backend=simulated_faulty policy=scripted session_id=s2
     pulsecal-replay backend=qibolab_emulator policy=scripted
     pulsecal-replay backend=qibolab_emulator policy=onnx policy.folder=exports/ppo
+    pulsecal-replay backend=qibolab_emulator policy=onnx_emulator_reference   # the shipped policy
     pulsecal-replay backend=qibolab_emulator policy=sb3 policy.run_dir=runs/<run>
 
 Run it again with the same ``session_id`` (and ``folder``) after a crash or kill: the
 session resumes from its journal (``pulsecal.hardware.replay``). The policy is a swap of
 config; the backend too. This is the one place the config becomes objects: schemas below
-make a wrong type fail at compose time, :func:`replay` converts and runs.
+make a wrong type or key fail at compose time, and :func:`replay` builds the backend and
+the policy with ``hydra.utils.instantiate`` from their ``_target_`` and runs the session.
 """
 
 from __future__ import annotations
@@ -85,7 +87,7 @@ class ReplayPolicyConf:
 
 @dataclass
 class ScriptedPolicyConf(ReplayPolicyConf):
-    _target_: str = "pulsecal.agents.policies.ScriptedPolicy"
+    _target_: str = "pulsecal.agents.policies.scripted.ScriptedPolicy"
     kind: str = "scripted"
     gain: float = 0.8
     explore: float = 0.3
@@ -103,7 +105,7 @@ class SB3PolicyConf(ReplayPolicyConf):
 
 @dataclass
 class OnnxPolicyConf(ReplayPolicyConf):
-    _target_: str = "pulsecal.agents.policies.OnnxPolicy"
+    _target_: str = "pulsecal.agents.policies.onnx.OnnxPolicy"
     kind: str = "onnx"
     folder: str = MISSING  # a path, or pkg://<package>/<path> for a shipped policy
     out_of_bounds: str = "warn"

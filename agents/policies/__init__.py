@@ -1,12 +1,28 @@
 """Policies that drive replay sessions (``pulsecal.hardware.policy.Policy``).
 
-``ScriptedPolicy`` (the textbook controller) and ``OnnxPolicy`` (an exported policy
-through the torch-free lab runner) import no learner; ``pulsecal.agents.policies.sb3``
-(a training run's SB3 model) imports torch and is not imported here, so the lab path
-stays torch-free.
+``scripted.ScriptedPolicy`` (the textbook controller) and ``onnx.OnnxPolicy`` (an exported
+policy through the torch-free lab runner) import no learner; ``sb3.SB3Policy`` (a training
+run's SB3 model) imports torch. Each is imported only when asked for: importing
+onnxruntime starts a thread, which a forking caller of the scripted policy must not
+inherit, and the SB3 one would pull in torch.
 """
 
-from .onnx import OnnxPolicy
-from .scripted import ScriptedPolicy
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .onnx import OnnxPolicy
+    from .scripted import ScriptedPolicy
+
+_MODULE_OF = {"OnnxPolicy": ".onnx", "ScriptedPolicy": ".scripted"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODULE_OF:
+        return getattr(importlib.import_module(_MODULE_OF[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["OnnxPolicy", "ScriptedPolicy"]

@@ -145,6 +145,8 @@ def default_limits(backend: Backend, qubit: int | None = None, **changes: Any) -
 
 
 def check_or_write_settings(folder: Path, settings: ReplaySettings) -> None:
+    """Pin ``folder`` to ``settings``: write ``session.json`` (atomically) for a new session,
+    or raise ``ReplayDivergence`` if the folder holds a session with other settings."""
     path = folder / "session.json"
     want = {"format": SESSION_FORMAT, "settings": settings.to_json()}
     if path.exists():
