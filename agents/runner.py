@@ -3,7 +3,7 @@
 A policy folder (written by :mod:`pulsecal.agents.export`) is trusted only after its
 manifest passes the schema check and every file it lists matches its recorded size and
 sha256; the bytes that were hashed are the bytes handed to onnxruntime, so nothing can
-change between the check and the use. :class:`Policy` then refuses observations of the
+change between the check and the use. :class:`ExportedPolicy` then refuses observations of the
 wrong shape or dtype and non-finite values, and refuses to return an action that is
 non-finite or outside the action box: it never silently acts.
 
@@ -35,14 +35,14 @@ __all__ = [
     "ONNX_NAME",
     "ActionError",
     "EnvLike",
+    "ExportedPolicy",
     "ObservationError",
     "ObservationOutOfBoundsWarning",
-    "Policy",
     "PolicyLoadError",
     "PolicyMismatchError",
     "PolicyState",
+    "RunnerStep",
     "SessionResult",
-    "StepRecord",
     "load_policy",
     "manifest_digest",
     "session",
@@ -120,7 +120,7 @@ class PolicyState:
         return cls(tuple(np.asarray(a, dtype=np.float32) for a in value))
 
 
-class Policy:
+class ExportedPolicy:
     """A verified exported policy: deterministic action from a raw observation.
 
     Observations: a numpy array of exactly the manifest's observation shape (or
@@ -282,7 +282,7 @@ class Policy:
 # ---------------------------------------------------------------------- loading
 
 
-def load_policy(folder: str | Path, *, out_of_bounds: OutOfBounds = "warn", threads: int = 1) -> Policy:
+def load_policy(folder: str | Path, *, out_of_bounds: OutOfBounds = "warn", threads: int = 1) -> ExportedPolicy:
     """Verify a policy folder and load it for inference.
 
     Checks, in order, and refuses with :class:`PolicyLoadError` naming the file: the
@@ -293,7 +293,7 @@ def load_policy(folder: str | Path, *, out_of_bounds: OutOfBounds = "warn", thre
 
     Args:
         folder: the exported folder (``manifest.json``, ``policy.onnx``, ...).
-        out_of_bounds: what :class:`Policy` does with observations outside the training
+        out_of_bounds: what :class:`ExportedPolicy` does with observations outside the training
             box: "allow", "warn" (default) or "refuse".
         threads: onnxruntime intra-op threads (1 keeps results reproducible and leaves
             the control machine's other cores to the instruments).
@@ -307,7 +307,7 @@ def load_policy(folder: str | Path, *, out_of_bounds: OutOfBounds = "warn", thre
     blobs = {name: _read_verified(root, name, entry) for name, entry in manifest["files"].items()}
     session = _make_session(blobs[ONNX_NAME], threads=threads)
     _check_graph_io(session, manifest)
-    return Policy(root, manifest, session, out_of_bounds)
+    return ExportedPolicy(root, manifest, session, out_of_bounds)
 
 
 def _make_session(data: bytes, *, threads: int = 1) -> ort.InferenceSession:
@@ -476,7 +476,7 @@ class EnvLike(Protocol):
 
 
 @dataclass(frozen=True)
-class StepRecord:
+class RunnerStep:
     """One applied action: the observation it was chosen from, and what came back."""
 
     index: int
@@ -493,7 +493,7 @@ class StepRecord:
 class SessionResult:
     """How a calibration session ended and every step it took."""
 
-    steps: tuple[StepRecord, ...]
+    steps: tuple[RunnerStep, ...]
     total_reward: float
     terminated: bool
     truncated: bool
@@ -505,13 +505,13 @@ class SessionResult:
 
 def session(
     backend: EnvLike,
-    policy: Policy,
+    policy: ExportedPolicy,
     *,
     max_steps: int,
     seed: int | None = None,
     options: dict[str, Any] | None = None,
     start: tuple[NDArray[Any], PolicyState] | None = None,
-    on_step: Callable[[StepRecord], bool | None] | None = None,
+    on_step: Callable[[RunnerStep], bool | None] | None = None,
     check_env: bool = True,
 ) -> SessionResult:
     """Run one closed-loop calibration session of ``policy`` on ``backend``.
@@ -539,13 +539,13 @@ def session(
         observation, state = start
         info = {}
     observation = np.asarray(observation)
-    steps: list[StepRecord] = []
+    steps: list[RunnerStep] = []
     total = 0.0
     terminated = truncated = stopped = False
     for index in range(max_steps):
         action, next_state = policy.act_with_state(observation, state)
         next_obs, reward, term, trunc, info = backend.step(action)
-        record = StepRecord(
+        record = RunnerStep(
             index=index,
             observation=np.asarray(observation, dtype=np.float64),
             action=action,
@@ -576,7 +576,7 @@ def session(
     )
 
 
-def _check_env(backend: Any, policy: Policy) -> None:
+def _check_env(backend: Any, policy: ExportedPolicy) -> None:
     spec = getattr(backend, "spec", None)
     env_id = getattr(spec, "id", None)
     if env_id is not None and policy.env_id is not None and env_id != policy.env_id:

@@ -4,6 +4,7 @@ The tracking-friendly redesign is ``drift_tracking_v1``."""
 
 from __future__ import annotations
 
+from . import contract
 from .drift_tracking_core import DriftTrackingCore
 from .vector import BatchedVectorEnv, SingleCoreEnv
 
@@ -59,15 +60,16 @@ class DriftTrackingEnv(SingleCoreEnv):
 
     core_class = DriftTrackingCore
 
+    def calibration_state(self, index: int = 0) -> contract.CalibrationState:
+        return contract.drift_tracking_state(self.core, index, "pulsecal/DriftTracking-v0")
+
 
 class DriftTrackingVectorEnv(BatchedVectorEnv):
     """N copies of ``DriftTrackingEnv`` sharing device calls per step."""
 
     core_class = DriftTrackingCore
 
+    def calibration_state(self, index: int = 0) -> contract.CalibrationState:
+        return contract.drift_tracking_state(self.core, index, "pulsecal/DriftTracking-v0")
 
-# -- v1 -----------------------------------------------------------------------------------------
-
-
-# Parameter each probe family corrects, and the probe sets of v1 (a[1] in equal bins).
 

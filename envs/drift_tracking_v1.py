@@ -17,6 +17,7 @@ import gymnasium as gym
 import numpy as np
 from numpy.typing import NDArray
 
+from . import contract
 from ._validation import finite, require
 from .drag import PARAMETER_NAMES
 from .drift_tracking_core import DriftTrackingConfig, DriftTrackingCore, action_level
@@ -224,8 +225,14 @@ class DriftTrackingV1Env(SingleCoreEnv):
 
     core_class = DriftTrackingV1Core
 
+    def calibration_state(self, index: int = 0) -> contract.CalibrationState:
+        return contract.drift_tracking_v1_state(self.core, index, "pulsecal/DriftTracking-v1")
+
 
 class DriftTrackingV1VectorEnv(BatchedVectorEnv):
     """N copies of ``DriftTrackingV1Env`` sharing device calls per step."""
 
     core_class = DriftTrackingV1Core
+
+    def calibration_state(self, index: int = 0) -> contract.CalibrationState:
+        return contract.drift_tracking_v1_state(self.core, index, "pulsecal/DriftTracking-v1")

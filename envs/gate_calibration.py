@@ -10,6 +10,7 @@ import gymnasium as gym
 import numpy as np
 from numpy.typing import NDArray
 
+from . import contract
 from .calibration_task import CalibrationTask
 from .drag import DragParams
 from .drag_calibration_core import DragCalibrationCore
@@ -187,11 +188,17 @@ class GateCalibrationEnv(SingleCoreEnv):
 
     core_class = GateCalibrationCore
 
+    def calibration_state(self, index: int = 0) -> contract.CalibrationState:
+        return contract.gate_calibration_state(self.core, index, "pulsecal/GateCalibration-v0")
+
 
 class GateCalibrationVectorEnv(BatchedVectorEnv):
     """N copies of ``GateCalibrationEnv`` sharing one device call per step."""
 
     core_class = GateCalibrationCore
+
+    def calibration_state(self, index: int = 0) -> contract.CalibrationState:
+        return contract.gate_calibration_state(self.core, index, "pulsecal/GateCalibration-v0")
 
 
 def scripted_calibration(

@@ -23,6 +23,7 @@ import gymnasium as gym
 import numpy as np
 from numpy.typing import NDArray
 
+from . import contract
 from ._validation import require
 from .drag_calibration_core import DragCalibrationCore, GateCalibrationConfig
 from .physics.calibration_kernels import TWO_PI
@@ -479,8 +480,14 @@ class GateCalibrationV1Env(SingleCoreEnv):
 
     core_class = GateCalibrationV1Core
 
+    def calibration_state(self, index: int = 0) -> contract.CalibrationState:
+        return contract.gate_calibration_v1_state(self.core, index, "pulsecal/GateCalibration-v1")
+
 
 class GateCalibrationV1VectorEnv(BatchedVectorEnv):
     """N copies of ``GateCalibrationV1Env`` sharing one device call per round."""
 
     core_class = GateCalibrationV1Core
+
+    def calibration_state(self, index: int = 0) -> contract.CalibrationState:
+        return contract.gate_calibration_v1_state(self.core, index, "pulsecal/GateCalibration-v1")

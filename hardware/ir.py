@@ -1,6 +1,7 @@
 """A small pulse-program IR in SI units, its JSON form, and the one place that renders it.
 
-Every hardware path goes through this module: the environments' ``PulseSequence`` is
+Every hardware path goes through this module (its waveforms live in
+``pulsecal.hardware.waveforms`` and are re-exported here): the environments' ``PulseSequence`` is
 compiled to a ``Program`` (``from_sequence``), programs are hashed for idempotent job keys
 and journals (``Program.content_hash``: sha256 over canonical JSON, never pickle), and
 ``to_waveform_trace`` renders a program to complex samples on a device grid. That renderer
@@ -46,53 +47,32 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
 
 from pulsecal.envs.protocol import Delay as SeqDelay
 from pulsecal.envs.protocol import Play as SeqPlay
 from pulsecal.envs.protocol import PulseSequence
 from pulsecal.envs.protocol import VirtualZ as SeqVirtualZ
 
+# The waveforms are part of the IR: re-exported so ``ir.Gaussian`` etc. name them.
+from .waveforms import GRID_TOLERANCE as GRID_TOLERANCE
+from .waveforms import WAVEFORM_KINDS as WAVEFORM_KINDS
+from .waveforms import ComplexArray as ComplexArray
+from .waveforms import Constant as Constant
+from .waveforms import Drag as Drag
+from .waveforms import Gaussian as Gaussian
+from .waveforms import Sampled as Sampled
+from .waveforms import Waveform as Waveform
+from .waveforms import fail_field, name_field, real_field, set_field
+from .waveforms import resample as resample
+from .waveforms import waveform_from_dict as waveform_from_dict
+
 IR_FORMAT = "pulsecal.ir/1"
-# A parametric duration may miss the grid by this fraction of a sample (float noise only).
-GRID_TOLERANCE = 1e-6
 # Renderer refuses programs longer than this unless told otherwise: protects memory from
 # a policy that asks for a Delay of 1e30 s before any limit is even looked at.
 DEFAULT_MAX_TOTAL_SAMPLES = 1 << 24
 
-ComplexArray = NDArray[np.complex128]
-
-
 class ProgramTooLong(ValueError):
     """The program (or one waveform or delay in it) exceeds the renderer's sample budget."""
-
-
-def _fail(owner: str, name: str, value: object, allowed: str) -> None:
-    raise ValueError(f"{owner}.{name}={value!r}: allowed {allowed}")
-
-
-def _real(owner: str, name: str, value: object, *, positive: bool = False,
-          nonnegative: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        _fail(owner, name, value, "a real number")
-    v = float(value)  # type: ignore[arg-type]
-    if not math.isfinite(v):
-        _fail(owner, name, value, "a finite real number")
-    if positive and not v > 0:
-        _fail(owner, name, value, "> 0")
-    if nonnegative and not v >= 0:
-        _fail(owner, name, value, ">= 0")
-    return v
-
-
-def _name(owner: str, fname: str, value: object) -> str:
-    if not isinstance(value, str) or not value or len(value) > 128:
-        _fail(owner, fname, value, "a non-empty string of at most 128 characters")
-    return value  # type: ignore[return-value]
-
-
-def _set(obj: object, name: str, value: object) -> None:
-    object.__setattr__(obj, name, value)
 
 
 # -- frames -------------------------------------------------------------------------------
@@ -108,10 +88,10 @@ class Frame:
     phase: float = 0.0
 
     def __post_init__(self) -> None:
-        _name("Frame", "name", self.name)
-        _name("Frame", "port", self.port)
-        _set(self, "frequency_hz", _real("Frame", "frequency_hz", self.frequency_hz, nonnegative=True))
-        _set(self, "phase", _real("Frame", "phase", self.phase))
+        name_field("Frame", "name", self.name)
+        name_field("Frame", "port", self.port)
+        set_field(self, "frequency_hz", real_field("Frame", "frequency_hz", self.frequency_hz, nonnegative=True))
+        set_field(self, "phase", real_field("Frame", "phase", self.phase))
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "port": self.port, "frequency_hz": self.frequency_hz,
@@ -122,211 +102,15 @@ class Frame:
         return cls(str(d["name"]), str(d["port"]), float(d["frequency_hz"]), float(d["phase"]))
 
 
-# -- waveforms ------------------------------------------------------------------------------
-
-
-def _grid_samples(owner: str, duration_s: float, dt_s: float) -> int:
-    n_float = duration_s / dt_s
-    n = round(n_float)
-    if n < 1 or abs(n - n_float) > GRID_TOLERANCE * max(1.0, n_float):
-        raise ValueError(
-            f"{owner}.duration_s={duration_s!r} is {n_float:.9g} samples of dt_s={dt_s!r}: "
-            "allowed a whole number >= 1 of samples"
-        )
-    return n
-
-
-def _gaussian_envelope(n: int, dt_s: float, duration_s: float, sigma_s: float,
-                       amplitude: float, zero_at_edges: bool) -> tuple[ComplexArray, ComplexArray]:
-    """(I, dI/dt) sampled at bin mid-points."""
-    t = (np.arange(n) + 0.5) * dt_s - 0.5 * duration_s
-    with np.errstate(over="ignore", under="ignore"):  # extreme sigma: g underflows to 0, fine
-        g = np.exp(-0.5 * (t / sigma_s) ** 2)
-        dg = -(t / sigma_s**2) * g
-    if zero_at_edges:
-        edge = math.exp(-0.5 * (0.5 * duration_s / sigma_s) ** 2)
-        scale = amplitude / (1.0 - edge)
-        return scale * (g - edge) + 0j, scale * dg + 0j
-    return amplitude * g + 0j, amplitude * dg + 0j
-
-
-@dataclass(frozen=True)
-class Gaussian:
-    """Gaussian of ``duration_s`` with width ``sigma_s``, peak ``amplitude``, rotated by ``angle``."""
-
-    duration_s: float
-    sigma_s: float
-    amplitude: float
-    angle: float = 0.0
-    zero_at_edges: bool = False
-    kind: ClassVar[str] = "gaussian"
-
-    def __post_init__(self) -> None:
-        _set(self, "duration_s", _real("Gaussian", "duration_s", self.duration_s, positive=True))
-        _set(self, "sigma_s", _real("Gaussian", "sigma_s", self.sigma_s, positive=True))
-        _set(self, "amplitude", _real("Gaussian", "amplitude", self.amplitude))
-        _set(self, "angle", _real("Gaussian", "angle", self.angle))
-        if not isinstance(self.zero_at_edges, bool):
-            _fail("Gaussian", "zero_at_edges", self.zero_at_edges, "a bool")
-
-    def samples(self, dt_s: float) -> ComplexArray:
-        n = _grid_samples("Gaussian", self.duration_s, dt_s)
-        i, _ = _gaussian_envelope(n, dt_s, self.duration_s, self.sigma_s, self.amplitude,
-                                  self.zero_at_edges)
-        return i * np.exp(1j * self.angle)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "duration_s": self.duration_s, "sigma_s": self.sigma_s,
-                "amplitude": self.amplitude, "angle": self.angle,
-                "zero_at_edges": self.zero_at_edges}
-
-
-@dataclass(frozen=True)
-class Drag:
-    """DRAG: Gaussian I plus Q = ``beta_s``·dI/dt (β in seconds, as Braket and Qblox take it)."""
-
-    duration_s: float
-    sigma_s: float
-    amplitude: float
-    beta_s: float
-    angle: float = 0.0
-    zero_at_edges: bool = False
-    kind: ClassVar[str] = "drag"
-
-    def __post_init__(self) -> None:
-        _set(self, "duration_s", _real("Drag", "duration_s", self.duration_s, positive=True))
-        _set(self, "sigma_s", _real("Drag", "sigma_s", self.sigma_s, positive=True))
-        _set(self, "amplitude", _real("Drag", "amplitude", self.amplitude))
-        _set(self, "beta_s", _real("Drag", "beta_s", self.beta_s))
-        _set(self, "angle", _real("Drag", "angle", self.angle))
-        if not isinstance(self.zero_at_edges, bool):
-            _fail("Drag", "zero_at_edges", self.zero_at_edges, "a bool")
-
-    def samples(self, dt_s: float) -> ComplexArray:
-        n = _grid_samples("Drag", self.duration_s, dt_s)
-        i, di = _gaussian_envelope(n, dt_s, self.duration_s, self.sigma_s, self.amplitude,
-                                   self.zero_at_edges)
-        return (i + 1j * self.beta_s * di) * np.exp(1j * self.angle)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "duration_s": self.duration_s, "sigma_s": self.sigma_s,
-                "amplitude": self.amplitude, "beta_s": self.beta_s, "angle": self.angle,
-                "zero_at_edges": self.zero_at_edges}
-
-
-@dataclass(frozen=True)
-class Constant:
-    """Flat pulse of ``duration_s`` at ``amplitude``·e^{i·angle}."""
-
-    duration_s: float
-    amplitude: float
-    angle: float = 0.0
-    kind: ClassVar[str] = "constant"
-
-    def __post_init__(self) -> None:
-        _set(self, "duration_s", _real("Constant", "duration_s", self.duration_s, positive=True))
-        _set(self, "amplitude", _real("Constant", "amplitude", self.amplitude))
-        _set(self, "angle", _real("Constant", "angle", self.angle))
-
-    def samples(self, dt_s: float) -> ComplexArray:
-        n = _grid_samples("Constant", self.duration_s, dt_s)
-        return np.full(n, self.amplitude * np.exp(1j * self.angle), dtype=np.complex128)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "duration_s": self.duration_s, "amplitude": self.amplitude,
-                "angle": self.angle}
-
-
-@dataclass(frozen=True, eq=False)
-class Sampled:
-    """Complex samples (S,) on a grid of ``dt_s``; resampled by the renderer if the device's
-    grid differs."""
-
-    samples: ComplexArray
-    dt_s: float
-    kind: ClassVar[str] = "sampled"
-
-    def __post_init__(self) -> None:
-        try:
-            w = np.array(self.samples, dtype=np.complex128).reshape(-1)
-        except (TypeError, ValueError):
-            raise ValueError(f"Sampled.samples of type {type(self.samples).__name__}: "
-                             "allowed a 1-D array of complex numbers") from None
-        if w.size == 0:
-            _fail("Sampled", "samples", "[]", "at least one sample")
-        if not np.all(np.isfinite(w)):
-            _fail("Sampled", "samples", "NaN/inf", "finite complex samples")
-        w.setflags(write=False)
-        _set(self, "samples", w)
-        _set(self, "dt_s", _real("Sampled", "dt_s", self.dt_s, positive=True))
-
-    @property
-    def duration_s(self) -> float:
-        return self.samples.size * self.dt_s
-
-    def samples_on(self, dt_s: float) -> ComplexArray:
-        return resample(self.samples, self.dt_s, dt_s)
-
-    def __eq__(self, other: object) -> bool:
-        return (isinstance(other, Sampled) and other.dt_s == self.dt_s
-                and np.array_equal(other.samples, self.samples))
-
-    def __hash__(self) -> int:
-        return hash((self.dt_s, self.samples.tobytes()))
-
-    def to_dict(self) -> dict[str, Any]:
-        # + 0.0 turns -0.0 into 0.0: the same waveform must have one canonical form.
-        return {"kind": self.kind, "dt_s": self.dt_s,
-                "re": (self.samples.real + 0.0).tolist(),
-                "im": (self.samples.imag + 0.0).tolist()}
-
-
-Waveform = Gaussian | Drag | Constant | Sampled
-WAVEFORM_KINDS: dict[str, type] = {c.kind: c for c in (Gaussian, Drag, Constant, Sampled)}
-
-
-def waveform_from_dict(d: Mapping[str, Any]) -> Waveform:
-    kind = d.get("kind")
-    if kind == "sampled":
-        re = np.asarray(d["re"], dtype=np.float64)
-        im = np.asarray(d["im"], dtype=np.float64)
-        if re.shape != im.shape:
-            raise ValueError(f"Sampled re/im lengths {re.size}/{im.size}: allowed equal lengths")
-        w = np.empty(re.shape, dtype=np.complex128)
-        w.real, w.imag = re, im  # re + 1j*im would lose the sign of zeros
-        return Sampled(w, float(d["dt_s"]))
-    cls = WAVEFORM_KINDS.get(str(kind))
-    if cls is None:
-        raise ValueError(f"waveform kind={kind!r}: allowed one of {sorted(WAVEFORM_KINDS)}")
-    args = {k: v for k, v in d.items() if k != "kind"}
-    return cls(**args)  # type: ignore[no-any-return]
-
-
-def resample(samples: ArrayLike, src_dt_s: float, dst_dt_s: float) -> ComplexArray:
-    """Piecewise-constant ``samples`` on ``src_dt_s`` → bins of ``dst_dt_s`` preserving the
-    area ∫u dt of every destination bin (the rotation angle a pulse produces); the last bin
-    is zero-padded. Identity when the grids agree."""
-    w = np.asarray(samples, dtype=np.complex128).reshape(-1)
-    if abs(src_dt_s - dst_dt_s) <= 1e-12 * dst_dt_s:
-        return w.copy()
-    total_s = w.size * src_dt_s
-    n = max(1, math.ceil(total_s / dst_dt_s - GRID_TOLERANCE))
-    src_edges = np.arange(w.size + 1) * src_dt_s
-    cum = np.concatenate([[0.0 + 0j], np.cumsum(w) * src_dt_s])
-    dst_edges = np.minimum(np.arange(n + 1) * dst_dt_s, total_s)
-    c = np.interp(dst_edges, src_edges, cum.real) + 1j * np.interp(dst_edges, src_edges, cum.imag)
-    return np.diff(c) / dst_dt_s
-
-
 # -- instructions ---------------------------------------------------------------------------
 
 
 def _frames_tuple(owner: str, frames: object) -> tuple[str, ...]:
     if isinstance(frames, str) or not isinstance(frames, Iterable):
-        _fail(owner, "frames", frames, "a tuple of frame names (empty = all frames)")
+        fail_field(owner, "frames", frames, "a tuple of frame names (empty = all frames)")
     out: tuple[str, ...] = tuple(frames)  # type: ignore[arg-type]
     for f in out:
-        _name(owner, "frames[]", f)
+        name_field(owner, "frames[]", f)
     return out
 
 
@@ -339,9 +123,9 @@ class Play:
     op: ClassVar[str] = "play"
 
     def __post_init__(self) -> None:
-        _name("Play", "frame", self.frame)
+        name_field("Play", "frame", self.frame)
         if not isinstance(self.waveform, Gaussian | Drag | Constant | Sampled):
-            _fail("Play", "waveform", type(self.waveform).__name__,
+            fail_field("Play", "waveform", type(self.waveform).__name__,
                   "Gaussian, Drag, Constant or Sampled")
 
     def to_dict(self) -> dict[str, Any]:
@@ -357,8 +141,8 @@ class ShiftPhase:
     op: ClassVar[str] = "shift_phase"
 
     def __post_init__(self) -> None:
-        _name("ShiftPhase", "frame", self.frame)
-        _set(self, "phase", _real("ShiftPhase", "phase", self.phase))
+        name_field("ShiftPhase", "frame", self.frame)
+        set_field(self, "phase", real_field("ShiftPhase", "phase", self.phase))
 
     def to_dict(self) -> dict[str, Any]:
         return {"op": self.op, "frame": self.frame, "phase": self.phase}
@@ -373,8 +157,8 @@ class SetPhase:
     op: ClassVar[str] = "set_phase"
 
     def __post_init__(self) -> None:
-        _name("SetPhase", "frame", self.frame)
-        _set(self, "phase", _real("SetPhase", "phase", self.phase))
+        name_field("SetPhase", "frame", self.frame)
+        set_field(self, "phase", real_field("SetPhase", "phase", self.phase))
 
     def to_dict(self) -> dict[str, Any]:
         return {"op": self.op, "frame": self.frame, "phase": self.phase}
@@ -389,8 +173,8 @@ class ShiftFrequency:
     op: ClassVar[str] = "shift_frequency"
 
     def __post_init__(self) -> None:
-        _name("ShiftFrequency", "frame", self.frame)
-        _set(self, "frequency_hz", _real("ShiftFrequency", "frequency_hz", self.frequency_hz))
+        name_field("ShiftFrequency", "frame", self.frame)
+        set_field(self, "frequency_hz", real_field("ShiftFrequency", "frequency_hz", self.frequency_hz))
 
     def to_dict(self) -> dict[str, Any]:
         return {"op": self.op, "frame": self.frame, "frequency_hz": self.frequency_hz}
@@ -405,9 +189,9 @@ class SetFrequency:
     op: ClassVar[str] = "set_frequency"
 
     def __post_init__(self) -> None:
-        _name("SetFrequency", "frame", self.frame)
-        _set(self, "frequency_hz",
-             _real("SetFrequency", "frequency_hz", self.frequency_hz, nonnegative=True))
+        name_field("SetFrequency", "frame", self.frame)
+        set_field(self, "frequency_hz",
+             real_field("SetFrequency", "frequency_hz", self.frequency_hz, nonnegative=True))
 
     def to_dict(self) -> dict[str, Any]:
         return {"op": self.op, "frame": self.frame, "frequency_hz": self.frequency_hz}
@@ -422,8 +206,8 @@ class Delay:
     op: ClassVar[str] = "delay"
 
     def __post_init__(self) -> None:
-        _set(self, "duration_s", _real("Delay", "duration_s", self.duration_s, nonnegative=True))
-        _set(self, "frames", _frames_tuple("Delay", self.frames))
+        set_field(self, "duration_s", real_field("Delay", "duration_s", self.duration_s, nonnegative=True))
+        set_field(self, "frames", _frames_tuple("Delay", self.frames))
 
     def to_dict(self) -> dict[str, Any]:
         return {"op": self.op, "duration_s": self.duration_s, "frames": list(self.frames)}
@@ -437,7 +221,7 @@ class Barrier:
     op: ClassVar[str] = "barrier"
 
     def __post_init__(self) -> None:
-        _set(self, "frames", _frames_tuple("Barrier", self.frames))
+        set_field(self, "frames", _frames_tuple("Barrier", self.frames))
 
     def to_dict(self) -> dict[str, Any]:
         return {"op": self.op, "frames": list(self.frames)}
@@ -454,9 +238,9 @@ class Acquire:
     def __post_init__(self) -> None:
         if isinstance(self.qubit, bool) or not isinstance(self.qubit, int | np.integer) \
                 or self.qubit < 0:
-            _fail("Acquire", "qubit", self.qubit, "an integer >= 0")
-        _set(self, "qubit", int(self.qubit))
-        _set(self, "duration_s", _real("Acquire", "duration_s", self.duration_s, nonnegative=True))
+            fail_field("Acquire", "qubit", self.qubit, "an integer >= 0")
+        set_field(self, "qubit", int(self.qubit))
+        set_field(self, "duration_s", real_field("Acquire", "duration_s", self.duration_s, nonnegative=True))
 
     def to_dict(self) -> dict[str, Any]:
         return {"op": self.op, "qubit": self.qubit, "duration_s": self.duration_s}
@@ -499,21 +283,21 @@ class Program:
         instructions = tuple(self.instructions)
         for i, ins in enumerate(instructions):
             if not isinstance(ins, INSTRUCTION_TYPES):
-                _fail("Program", f"instructions[{i}]", type(ins).__name__,
+                fail_field("Program", f"instructions[{i}]", type(ins).__name__,
                       "Play, ShiftPhase, SetPhase, ShiftFrequency, SetFrequency, Delay, "
                       "Barrier or Acquire")
         frames = tuple(self.frames)
         names = [f.name for f in frames if isinstance(f, Frame)]
         if len(names) != len(frames):
-            _fail("Program", "frames", frames, "a tuple of Frame")
+            fail_field("Program", "frames", frames, "a tuple of Frame")
         if len(set(names)) != len(names):
-            _fail("Program", "frames", names, "unique frame names")
+            fail_field("Program", "frames", names, "unique frame names")
         if isinstance(self.shots, bool) or not isinstance(self.shots, int | np.integer) \
                 or self.shots < 1:
-            _fail("Program", "shots", self.shots, "an integer >= 1")
+            fail_field("Program", "shots", self.shots, "an integer >= 1")
         qubits = tuple(int(q) for q in self.qubits)
         if not qubits or len(set(qubits)) != len(qubits) or min(qubits) < 0:
-            _fail("Program", "qubits", self.qubits, "a non-empty tuple of distinct integers >= 0")
+            fail_field("Program", "qubits", self.qubits, "a non-empty tuple of distinct integers >= 0")
         declared = set(names)
         for i, ins in enumerate(instructions):
             used: tuple[str, ...] = ()
@@ -522,16 +306,16 @@ class Program:
             elif isinstance(ins, Delay | Barrier):
                 used = ins.frames
             elif isinstance(ins, Acquire) and ins.qubit not in qubits:
-                _fail("Program", f"instructions[{i}].qubit", ins.qubit, f"one of {qubits}")
+                fail_field("Program", f"instructions[{i}].qubit", ins.qubit, f"one of {qubits}")
             for f in used:
                 if f not in declared:
-                    _fail("Program", f"instructions[{i}].frame", f, f"a declared frame {sorted(declared)}")
+                    fail_field("Program", f"instructions[{i}].frame", f, f"a declared frame {sorted(declared)}")
         if not isinstance(self.name, str):
-            _fail("Program", "name", self.name, "a string")
-        _set(self, "instructions", instructions)
-        _set(self, "frames", frames)
-        _set(self, "shots", int(self.shots))
-        _set(self, "qubits", qubits)
+            fail_field("Program", "name", self.name, "a string")
+        set_field(self, "instructions", instructions)
+        set_field(self, "frames", frames)
+        set_field(self, "shots", int(self.shots))
+        set_field(self, "qubits", qubits)
 
     def frame(self, name: str) -> Frame:
         for f in self.frames:
@@ -564,7 +348,7 @@ class Program:
         """sha256 hex over the canonical JSON: stable across processes and versions of
         Python (floats are written with repr, which round-trips exactly)."""
         if not self._hash:
-            _set(self, "_hash", hashlib.sha256(self.to_json().encode()).hexdigest())
+            set_field(self, "_hash", hashlib.sha256(self.to_json().encode()).hexdigest())
         return self._hash
 
     def with_shots(self, shots: int) -> Program:
@@ -598,7 +382,7 @@ def from_sequence(seq: PulseSequence, frame: Frame, dt_s: float, *, shots: int =
     """
     if not isinstance(seq, PulseSequence):
         raise TypeError(f"from_sequence(seq={type(seq).__name__}): allowed a PulseSequence")
-    dt_s = _real("from_sequence", "dt_s", dt_s, positive=True)
+    dt_s = real_field("from_sequence", "dt_s", dt_s, positive=True)
     out: list[Instruction] = []
     for op in seq.ops:
         if isinstance(op, SeqPlay):

@@ -4,17 +4,19 @@
     pulsecal-replay backend=simulated_faulty policy=scripted session_id=s2
     pulsecal-replay backend=qibolab_emulator policy=scripted
     pulsecal-replay backend=qibolab_emulator policy=onnx policy.folder=exports/ppo
+    pulsecal-replay backend=qibolab_emulator policy=onnx_emulator_reference   # the shipped policy
     pulsecal-replay backend=qibolab_emulator policy=sb3 policy.run_dir=runs/<run>
 
 Run it again with the same ``session_id`` (and ``folder``) after a crash or kill: the
 session resumes from its journal (``pulsecal.hardware.replay``). The policy is a swap of
 config; the backend too. This is the one place the config becomes objects: schemas below
-make a wrong type fail at compose time, :func:`replay` converts and runs.
+make a wrong type or key fail at compose time, and :func:`replay` builds the backend and
+the policy with ``hydra.utils.instantiate`` from their ``_target_`` and runs the session.
 """
 
 from __future__ import annotations
 
-import os
+import dataclasses
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,14 +24,22 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+from hydra.utils import instantiate
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 # -- schemas -------------------------------------------------------------------------------------
+#
+# A backend or policy config names what builds it (``_target_``: a class or factory,
+# called by ``hydra.utils.instantiate`` with the config's other keys) and is typed by
+# one schema here, so a misspelt key or a wrong type fails at compose time naming
+# ``backend.<key>`` or ``policy.<key>``. Adding a backend is one adapter module with its
+# factory plus one ``configs/backend/<name>.yaml`` (and its schema, registered below).
 
 
 @dataclass
 class BackendConf:
-    kind: str = MISSING
+    _target_: str = MISSING
+    kind: str = MISSING  # names the backend in the journal and report; picks the sweep mode
     limits: dict[str, Any] = field(default_factory=dict)  # SafetyLimits fields over the defaults
     env: dict[str, Any] = field(default_factory=dict)  # env settings this backend needs
     retry: dict[str, Any] = field(default_factory=dict)  # RetryPolicy fields over the defaults
@@ -37,6 +47,7 @@ class BackendConf:
 
 @dataclass
 class SimulatedBackendConf(BackendConf):
+    _target_: str = "pulsecal.hardware.simulated_session.simulated_backend"
     kind: str = "simulated"
     preset: str = "transmon_20ns"
     seed: int = 0
@@ -51,14 +62,16 @@ class SimulatedBackendConf(BackendConf):
 
 @dataclass
 class QibolabBackendConf(BackendConf):
+    _target_: str = "pulsecal.hardware.adapters.qibolab.qibolab_backend"
     kind: str = "qibolab"
     platform: str = "pulsecal_emulator"
-    platforms_dir: str | None = None  # None: $QIBOLAB_PLATFORMS, else the test emulator
+    platforms_dir: str | None = None  # None: $QIBOLAB_PLATFORMS, else the shipped emulator platforms
     virtual_z_sign: int = -1
 
 
 @dataclass
 class BraketBackendConf(BackendConf):
+    _target_: str = "pulsecal.hardware.adapters.openpulse.braket_backend"
     kind: str = "braket"
     properties: str = "braket_rigetti_pulse"
     device_arn: str | None = None
@@ -67,19 +80,22 @@ class BraketBackendConf(BackendConf):
 
 
 @dataclass
-class PolicyConf:
-    kind: str = MISSING
+class ReplayPolicyConf:
+    _target_: str = MISSING
+    kind: str = MISSING  # names the policy kind; "onnx" and "sb3" record their training env
 
 
 @dataclass
-class ScriptedPolicyConf(PolicyConf):
+class ScriptedPolicyConf(ReplayPolicyConf):
+    _target_: str = "pulsecal.agents.policies.scripted.ScriptedPolicy"
     kind: str = "scripted"
     gain: float = 0.8
     explore: float = 0.3
 
 
 @dataclass
-class SB3PolicyConf(PolicyConf):
+class SB3PolicyConf(ReplayPolicyConf):
+    _target_: str = "pulsecal.agents.policies.sb3.SB3Policy"
     kind: str = "sb3"
     run_dir: str = MISSING
     model: str = "model.zip"
@@ -88,9 +104,10 @@ class SB3PolicyConf(PolicyConf):
 
 
 @dataclass
-class OnnxPolicyConf(PolicyConf):
+class OnnxPolicyConf(ReplayPolicyConf):
+    _target_: str = "pulsecal.agents.policies.onnx.OnnxPolicy"
     kind: str = "onnx"
-    folder: str = MISSING
+    folder: str = MISSING  # a path, or pkg://<package>/<path> for a shipped policy
     out_of_bounds: str = "warn"
 
 
@@ -160,7 +177,9 @@ def register_replay_configs() -> None:
 
 register_replay_configs()
 
-_TEST_PLATFORMS = Path(__file__).resolve().parents[1] / "tests" / "hardware" / "data" / "qibolab_platforms"
+# Keys of a backend or policy config that describe the session around the object, not
+# arguments of its ``_target_``.
+_NOT_ARGUMENTS = frozenset({"kind", "limits", "env", "retry", "sampler"})
 
 
 # -- config -> objects ---------------------------------------------------------------------------
@@ -172,46 +191,40 @@ def _container(cfg: Any) -> dict[str, Any]:
     return {str(k): v for k, v in out.items()}
 
 
-def build_backend(b: dict[str, Any]) -> tuple[Any, Any]:
-    """(backend, transmon model for the textbook start or None)."""
-    from pulsecal.hardware import replay as rp
-
-    kind = b.get("kind")
-    if kind == "simulated":
-        backend = rp.simulated_backend(preset=b["preset"], seed=int(b["seed"]), fault_rate=float(b["fault_rate"]),
-                                       open_system=bool(b["open_system"]),
-                                       amplitude_scale=float(b["amplitude_scale"]), detuning_hz=b["detuning_hz"])
-        return backend, backend.device.current_transmon()
-    if kind == "qibolab":
-        from pulsecal.hardware.adapters.qibolab import QibolabBackend, emulator_transmon
-
-        pdir = b.get("platforms_dir") or os.environ.get("QIBOLAB_PLATFORMS") or str(_TEST_PLATFORMS)
-        os.environ["QIBOLAB_PLATFORMS"] = str(pdir)
-        q = QibolabBackend(b["platform"], virtual_z_sign=int(b["virtual_z_sign"]))
-        try:
-            model = emulator_transmon(q.platform)
-        except Exception:  # a real platform has no emulator Hamiltonian: the lab gives initial_params
-            model = None
-        return q, model
-    if kind == "braket":
-        from pulsecal.hardware.adapters.openpulse import BraketBackend
-
-        s3 = (str(b["s3_bucket"]), str(b.get("s3_prefix") or "pulsecal-tasks")) if b.get("s3_bucket") else None
-        return BraketBackend(b["properties"], device_arn=b.get("device_arn"), s3_destination_folder=s3), None
-    raise ValueError(f"backend.kind={kind!r}: allowed 'simulated', 'qibolab', 'braket'")
+def _instantiate(section: Mapping[str, Any]) -> Any:
+    return instantiate({k: v for k, v in section.items() if k not in _NOT_ARGUMENTS}, _convert_="all")
 
 
-def build_policy(p: dict[str, Any]) -> Any:
-    from pulsecal.hardware import replay as rp
+def check_schema_keys(cfg: DictConfig, section: str) -> None:
+    """Refuse keys of ``cfg.<section>`` that its schema does not declare.
 
-    kind = p.get("kind")
-    if kind == "scripted":
-        return rp.ScriptedPolicy(gain=float(p["gain"]), explore=float(p["explore"]))
-    if kind == "sb3":
-        return rp.SB3Policy(p["run_dir"], model=p["model"], normalization=p["normalization"], algo=p["algo"])
-    if kind == "onnx":
-        return rp.OnnxPolicy(p["folder"], out_of_bounds=p["out_of_bounds"])
-    raise ValueError(f"policy.kind={kind!r}: allowed 'scripted', 'sb3', 'onnx'")
+    Composition already refuses them in config files and plain overrides; an explicit
+    ``+backend.<key>=...`` is added past the schema by design, so it is caught here,
+    before anything is built, with the key's name.
+    """
+    node = cfg.get(section)
+    schema = OmegaConf.get_type(node) if isinstance(node, DictConfig) else None
+    if schema is None or not dataclasses.is_dataclass(schema):
+        return
+    allowed = [f.name for f in dataclasses.fields(schema)]
+    for key in node:
+        if key not in allowed:
+            raise ValueError(f"{section}.{key}: not a key of {schema.__name__} (allowed {', '.join(allowed)})")
+
+
+def build_backend(b: Mapping[str, Any]) -> Any:
+    """The backend a resolved ``backend`` config names (its ``_target_``)."""
+    return _instantiate(b)
+
+
+def build_policy(p: Mapping[str, Any]) -> Any:
+    """The policy a resolved ``policy`` config names (its ``_target_``)."""
+    return _instantiate(p)
+
+
+def backend_info(b: Mapping[str, Any]) -> dict[str, Any]:
+    """What the journal and report record of a backend config (its own settings)."""
+    return {k: v for k, v in b.items() if k not in ("_target_", "limits", "env", "retry")}
 
 
 def resolve_env_id(c: dict[str, Any], policy: Any) -> str:
@@ -221,9 +234,8 @@ def resolve_env_id(c: dict[str, Any], policy: Any) -> str:
     spaces would not match)."""
     from pulsecal.hardware import replay as rp
 
-    inner = getattr(policy, "policy", None)
-    own = getattr(inner, "env_id", None) if inner is not None else None
-    if own is None and isinstance(policy, rp.SB3Policy):
+    own = getattr(policy, "env_id", None)
+    if own is None and getattr(policy, "run_dir", None) is not None:
         own = rp.trained_env_of_run(policy.run_dir).env_id
     return _env_id(c.get("env_id"), own)
 
@@ -236,33 +248,31 @@ def _env_id(want: Any, own: Any) -> str:
     return str(want or own or rp.DEFAULT_ENV_ID)
 
 
-def qubit_model(backend: Any, kind: str, qubit: int) -> Any:
+def qubit_model(backend: Any, qubit: int) -> Any:
     """The transmon model of ``backend``'s qubit ``qubit`` for the textbook start, or None
-    (a real device: the lab gives ``initial_params``)."""
-    if kind == "qibolab":
-        from pulsecal.hardware.adapters.qibolab import emulator_transmon
-
-        try:
-            return emulator_transmon(backend.platform, backend.platform_qubit(qubit))
-        except (ValueError, KeyError, AttributeError):
-            return None
-    if kind == "simulated" and qubit == 0:
-        return backend.device.current_transmon()
-    return None
+    (a real device: the lab gives ``initial_params``): what the backend's optional
+    ``transmon_model(qubit)`` says."""
+    model_of = getattr(backend, "transmon_model", None)
+    return model_of(qubit) if callable(model_of) else None
 
 
 def replay(cfg: DictConfig) -> Any:
     """Run (or resume) the session the composed ``replay.yaml`` describes; returns the
     ``ReplayResult``."""
     from pulsecal.hardware import replay as rp
+    from pulsecal.hardware.simulated_session import simulated_truth_or_none
 
+    if isinstance(cfg, DictConfig):
+        check_schema_keys(cfg, "backend")
+        check_schema_keys(cfg, "policy")
     c = _container(cfg)
     if c.get("qubit") is not None:
         from pulsecal.agents.pipelines.sweep import sweep_job
 
         return sweep_job(c)
     b, p = dict(c["backend"]), dict(c["policy"])
-    backend, model = build_backend(b)
+    backend = build_backend(b)
+    model = qubit_model(backend, 0)
     policy = build_policy(p)  # first: a broken export fails on its own digest check
     env, gate_s = session_env(c)
     if c.get("initial_params") is not None:
@@ -280,8 +290,8 @@ def replay(cfg: DictConfig) -> Any:
                                  max_steps=int(c["max_steps"]), budget_shots=c.get("budget_shots"), env=env,
                                  env_id=env_id)
     limits = rp.default_limits(backend, 0, **_limits(b.get("limits") or {}))
-    truth = rp.simulated_truth(backend, gate_s) if b["kind"] == "simulated" else None
-    info = {k: v for k, v in b.items() if k not in ("limits", "env", "retry")}
+    truth = simulated_truth_or_none(backend, gate_s)
+    info = backend_info(b)
     from pulsecal.hardware.device import RetryPolicy
 
     retry = RetryPolicy(**dict(b.get("retry") or {}))
@@ -336,5 +346,5 @@ def _preset_gate(name: str) -> float:
 def _limits(d: dict[str, Any]) -> dict[str, Any]:
     return {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
 
-__all__ = ["build_backend", "build_policy", "qubit_model", "register_replay_configs", "replay",
+__all__ = ["backend_info", "build_backend", "build_policy", "qubit_model", "register_replay_configs", "replay",
            "resolve_env_id", "session_env"]

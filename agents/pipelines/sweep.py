@@ -38,6 +38,7 @@ def sweep_job(c: dict[str, Any]) -> Any:
     """
     from pulsecal.agents.pipelines.replay import (
         _limits,
+        backend_info,
         build_backend,
         build_policy,
         qubit_model,
@@ -51,8 +52,6 @@ def sweep_job(c: dict[str, Any]) -> Any:
     qubit = int(c["qubit"])
     b, p, s = dict(c["backend"]), dict(c["policy"]), dict(c["sweep"])
     kind = b.get("kind")
-    if kind not in ("simulated", "qibolab", "braket"):
-        raise ValueError(f"backend.kind={kind!r}: allowed 'simulated', 'qibolab', 'braket'")
     env, gate_s = session_env(c)
     first_policy = [build_policy(p)]  # also tells the env id an exported policy was trained on
     env_id = resolve_env_id(c, first_policy[0])
@@ -99,14 +98,14 @@ def sweep_job(c: dict[str, Any]) -> Any:
                             plots=bool(c.get("plots", True)))
 
     # One lab device: the session addresses its qubit `qubit`.
-    backends = [build_backend(b)[0]]
+    backends = [build_backend(b)]
     caps = backends[0].capabilities()
     if qubit not in caps.qubits:
         raise ValueError(f"qubit={qubit}: allowed one of the backend's qubits {list(caps.qubits)}")
     if c.get("initial_params") is not None:
         start = tuple(float(x) for x in c["initial_params"])
     else:
-        model = qubit_model(backends[0], kind, qubit)
+        model = qubit_model(backends[0], qubit)
         if model is None:
             raise ValueError("initial_params=None: allowed only with a backend that has a device model "
                              "(simulated, qibolab emulator); give the lab's current calibration")
@@ -117,9 +116,9 @@ def sweep_job(c: dict[str, Any]) -> Any:
 
     def make_lab_backend(attempt: int) -> Any:
         # The first attempt uses the backend built above; a retry gets a fresh one.
-        return backends.pop() if backends else build_backend(b)[0]
+        return backends.pop() if backends else build_backend(b)
 
-    info = {**{k: v for k, v in b.items() if k not in ("limits", "env", "retry")}, "qubit": qubit}
+    info = {**backend_info(b), "qubit": qubit}
     return sw.run_qubit(job, make_backend=make_lab_backend, make_policy=make_policy,
                         limits=lambda be: rp.default_limits(be, qubit, **limit_changes),
                         retry=RetryPolicy(**dict(b.get("retry") or {})), backend_info=info,

@@ -432,3 +432,12 @@ class BraketBackend:
                         if isinstance(ins, Acquire)), 0.0)
         lifted = lift(tree, self.props, frames=frames, acquire_duration_s=acq)
         return to_waveform_trace(lifted, self.dt_s)
+
+
+def braket_backend(properties: str = DEFAULT_PROPERTIES, *, device_arn: str | None = None,
+                   s3_bucket: str | None = None, s3_prefix: str = "pulsecal-tasks") -> BraketBackend:
+    """A ``BraketBackend`` from config values (``configs/backend/braket.yaml``): task results
+    go to ``s3_bucket``/``s3_prefix``, or to the AWS session's default bucket when
+    ``s3_bucket`` is None."""
+    s3 = (str(s3_bucket), str(s3_prefix or "pulsecal-tasks")) if s3_bucket else None
+    return BraketBackend(properties, device_arn=device_arn, s3_destination_folder=s3)

@@ -61,6 +61,7 @@ differences to our piecewise-constant rotating-frame model.
 from __future__ import annotations
 
 import math
+import os
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -226,6 +227,14 @@ class QibolabBackend:
             drive_frames=drive)
         self._done: dict[str, _Done] = {}
         self._connected = False
+
+    def transmon_model(self, qubit: int = 0) -> Transmon | None:
+        """Our ``Transmon`` of IR qubit ``qubit`` on an emulator platform (the textbook start
+        of a session); None on real instruments, whose model only the lab knows."""
+        try:
+            return emulator_transmon(self.platform, self.platform_qubit(qubit))
+        except (ValueError, KeyError, AttributeError):
+            return None
 
     def platform_qubit(self, qubit: int) -> Any:
         """The platform's id of IR qubit ``qubit`` (``emulator_transmon`` takes it)."""
@@ -453,6 +462,20 @@ class QibolabBackend:
             raise BackendError("program has no Acquire")
         return QibolabJob(qibolab.PulseSequence(order), (updates,) if updates else (),
                           acquisition, acq_qubit)
+
+
+def qibolab_backend(platform: str, *, platforms_dir: str | None = None, virtual_z_sign: int = -1) -> QibolabBackend:
+    """A ``QibolabBackend`` on the platform named ``platform`` (``configs/backend/qibolab_emulator.yaml``).
+
+    qibolab finds platforms through ``QIBOLAB_PLATFORMS``: it is set to ``platforms_dir``
+    when given, else kept when already set, else pointed at the emulator platforms that
+    ship with pulsecal (``pulsecal.hardware.package_data``).
+    """
+    from ..package_data import emulator_platforms_dir
+
+    folder = platforms_dir or os.environ.get("QIBOLAB_PLATFORMS") or str(emulator_platforms_dir())
+    os.environ["QIBOLAB_PLATFORMS"] = str(folder)
+    return QibolabBackend(platform, virtual_z_sign=int(virtual_z_sign))
 
 
 def emulator_transmon(platform: Any, qubit: Any = None) -> Transmon:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 
@@ -142,6 +143,12 @@ class SimulatedBackend:
 
     def advance(self, duration_s: float) -> None:
         self.device.advance(duration_s)
+
+    def transmon_model(self, qubit: int = 0) -> Any:
+        """The hidden device's transmon now (the textbook start of a session); None for a
+        device without one or a qubit other than 0 (this backend has one qubit)."""
+        current = getattr(self.device, "current_transmon", None)
+        return current() if qubit == 0 and callable(current) else None
 
     # -- Backend ---------------------------------------------------------------------------
 

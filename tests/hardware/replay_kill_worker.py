@@ -14,9 +14,9 @@ import os
 import sys
 from pathlib import Path
 
+from pulsecal.agents.policies import ScriptedPolicy
 from pulsecal.hardware.replay import (
     ReplaySettings,
-    ScriptedPolicy,
     miscalibrated_start,
     run_session,
     simulated_backend,

@@ -20,11 +20,12 @@ import pytest
 
 pytest.importorskip("braket.pulse")
 
+from pulsecal.agents.policies import ScriptedPolicy
 from pulsecal.envs.device import SimulatedDevice
 from pulsecal.envs.protocol import Play, PulseSequence
 from pulsecal.hardware import sweep as sw
 from pulsecal.hardware.adapters.openpulse import JOB_KEY_TAG, BraketBackend
-from pulsecal.hardware.replay import ScriptedPolicy, default_limits, simulated_truth
+from pulsecal.hardware.replay import default_limits, simulated_truth
 
 from .hw_helpers import FakeClock
 

@@ -82,7 +82,8 @@ def test_parallel_reservations_never_pass_the_limit(tmp_path: Path) -> None:
 _SESSION = """
 import sys
 from pulsecal.hardware.ledger import DeviceDayLedger
-from pulsecal.hardware.replay import ReplaySettings, ScriptedPolicy, default_limits, run_session, simulated_backend
+from pulsecal.agents.policies import ScriptedPolicy
+from pulsecal.hardware.replay import ReplaySettings, default_limits, run_session, simulated_backend
 from pulsecal.hardware.safety import SafetyViolation
 
 folder, ledger, seed, limit = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from pulsecal.agents.policies import ScriptedPolicy
 from pulsecal.envs.calibration import DragGate
 from pulsecal.envs.protocol import Play, PulseSequence
 from pulsecal.hardware import ir
@@ -23,12 +24,13 @@ from pulsecal.hardware.backend import Capabilities
 from pulsecal.hardware.guard import GuardedBackend
 from pulsecal.hardware.journal import read_journal
 from pulsecal.hardware.ledger import ShotLedger
-from pulsecal.hardware.replay import ReplaySettings, ScriptedPolicy, default_limits, run_session
+from pulsecal.hardware.package_data import emulator_platforms_dir
+from pulsecal.hardware.replay import ReplaySettings, default_limits, run_session
 from pulsecal.hardware.safety import SafetyEnvelope
 
 from .hw_helpers import FakeClock
 
-PLATFORMS = Path(__file__).resolve().parent / "data" / "qibolab_platforms"
+PLATFORMS = emulator_platforms_dir()
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -4,8 +4,8 @@ qibolab's emulator platform, and the emulator's own results show the π-pulse er
 The policy is PPO on ``pulsecal/GateCalibration-v1`` for the emulator's device class
 (``pulsecal-train experiment=gate_calibration_emulator``: 40 ns DRAG gate, Rabi rate
 ~50 MHz, α/2π ~ −300 MHz, devices drawn from ``presets.emulator_sampler()``), exported
-with ``pulsecal-export`` into data/gate_calibration_emulator/policy (ONNX + manifest;
-data/gate_calibration_emulator/regenerate.py trains and exports it again). The session is
+with ``pulsecal-export`` into hardware/data/gate_calibration_emulator/policy (ONNX + manifest,
+package data; tests/hardware/data/gate_calibration_emulator/regenerate.py trains and exports it again). The session is
 ``pulsecal-replay backend=qibolab_emulator policy=onnx policy.folder=<policy>`` with no env
 settings (they come from the policy's manifest): every probe is a shot-sampled emulator
 job through the safety envelope, ledger and journal.
@@ -52,13 +52,14 @@ from pulsecal.envs.presets import transmon_emulator
 from pulsecal.envs.protocol import Play
 from pulsecal.hardware import ir
 from pulsecal.hardware.adapters.qibolab import QibolabBackend, emulator_transmon
+from pulsecal.hardware.package_data import emulator_platforms_dir, emulator_reference_policy
 from pulsecal.hardware.replay import default_limits
 from pulsecal.hardware.safety import SafetyEnvelope
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-PLATFORMS = HERE / "data" / "qibolab_platforms"
-POLICY = HERE / "data" / "gate_calibration_emulator" / "policy"
+PLATFORMS = emulator_platforms_dir()
+POLICY = emulator_reference_policy()
 ENV_CONFIG = REPO / "configs" / "env" / "gate_calibration_v1_emulator.yaml"
 ENV_ID = "pulsecal/GateCalibration-v1"
 # Probe levels of the error measurement: (amplitude X^n depth, DRAG pairs, Ramsey delay s).

@@ -1,7 +1,7 @@
 """qibolab adapter: IR → qibolab sequence mapping, dummy-platform plumbing, and physics on
 qibolab's own EMULATOR (a third-party lab-frame Lindblad simulation).
 
-The emulator platform lives in tests/hardware/data/qibolab_platforms/pulsecal_emulator:
+The emulator platform ships in hardware/data/qibolab_platforms/pulsecal_emulator:
 one 3-level transmon, f_q = 5 GHz, α = −300 MHz, T1 = 60 µs, T2 = 50 µs, a 1 GSa/s drive
 with rabi_frequency = 50 MHz (amplitude 1 → 50 MHz Rabi rate). The emulator draws shots
 from NumPy's global generator, so the emulator tests pin and restore its state.
@@ -23,9 +23,10 @@ from pulsecal.hardware.adapters.qibolab import QibolabBackend, emulator_transmon
 from pulsecal.hardware.backend import BackendError
 from pulsecal.hardware.guard import GuardedBackend
 from pulsecal.hardware.ledger import ShotLedger
+from pulsecal.hardware.package_data import emulator_platforms_dir
 from pulsecal.hardware.safety import SafetyLimits, SafetyViolation
 
-PLATFORMS = Path(__file__).resolve().parent / "data" / "qibolab_platforms"
+PLATFORMS = emulator_platforms_dir()
 RABI_HZ = 50e6
 DT = 1e-9
 

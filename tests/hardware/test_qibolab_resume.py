@@ -13,10 +13,11 @@ import pytest
 
 pytest.importorskip("qibolab")
 
+from pulsecal.agents.policies import ScriptedPolicy
 from pulsecal.hardware.adapters.qibolab import QibolabBackend
 from pulsecal.hardware.journal import read_journal
 from pulsecal.hardware.ledger import ShotLedger
-from pulsecal.hardware.replay import ReplaySettings, ScriptedPolicy, run_session
+from pulsecal.hardware.replay import ReplaySettings, run_session
 
 from .hw_helpers import FakeClock
 

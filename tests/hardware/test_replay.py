@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from hw_helpers import FakeClock
 
+from pulsecal.agents.policies import ScriptedPolicy
 from pulsecal.hardware.journal import read_journal
 from pulsecal.hardware.ledger import ShotLedger
 from pulsecal.hardware.replay import (
     Policy,
     ReplayDivergence,
     ReplaySettings,
-    ScriptedPolicy,
     miscalibrated_start,
     probes_from_json,
     run_session,
@@ -129,8 +129,11 @@ def test_resume_refuses_other_settings_and_other_policies(tmp_path: Path) -> Non
         _run(tmp_path / "s", _settings(max_steps=3))
 
     class Lazy:
-        def act(self, observation: np.ndarray) -> np.ndarray:
-            return np.zeros(3, dtype=np.float32)
+        def initial_state(self) -> None:
+            return None
+
+        def act(self, observation: np.ndarray, state: None) -> tuple[np.ndarray, None]:
+            return np.zeros(3, dtype=np.float32), None
 
     backend = simulated_backend(seed=settings.seed)
     with pytest.raises(ReplayDivergence, match="the journal applied"):
@@ -265,8 +268,8 @@ def test_sb3_run_directory_policy_is_a_swap_of_config(tmp_path: Path) -> None:
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
     from pulsecal.agents.persistence import save_normalization
+    from pulsecal.agents.policies.sb3 import SB3Policy
     from pulsecal.envs.gate_calibration import GateCalibrationEnv
-    from pulsecal.hardware.replay import SB3Policy
 
     run = tmp_path / "run"
     run.mkdir()
@@ -287,8 +290,11 @@ def test_sb3_run_directory_policy_is_a_swap_of_config(tmp_path: Path) -> None:
 class _ZeroAction:
     """GateCalibration-v1's residual policy at zero: the env's own running estimate."""
 
-    def act(self, observation: np.ndarray) -> np.ndarray:
-        return np.zeros(4, dtype=np.float32)
+    def initial_state(self) -> None:
+        return None
+
+    def act(self, observation: np.ndarray, state: None) -> tuple[np.ndarray, None]:
+        return np.zeros(4, dtype=np.float32), None
 
 
 def test_session_runs_the_env_version_it_is_given(tmp_path: Path) -> None:

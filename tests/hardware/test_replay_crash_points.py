@@ -25,9 +25,10 @@ from pathlib import Path
 import pytest
 from replay_kill_worker import SEED, settings
 
+from pulsecal.agents.policies import ScriptedPolicy
 from pulsecal.hardware.journal import Journal, read_journal
 from pulsecal.hardware.ledger import ShotLedger
-from pulsecal.hardware.replay import ScriptedPolicy, run_session, simulated_backend
+from pulsecal.hardware.replay import run_session, simulated_backend
 
 
 class _Crash(BaseException):

@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pulsecal.agents.policies import ScriptedPolicy
 from pulsecal.hardware import sweep as sw
 from pulsecal.hardware.journal import read_journal
 from pulsecal.hardware.ledger import ShotLedger
 from pulsecal.hardware.params_store import ParamsStore
-from pulsecal.hardware.replay import ScriptedPolicy, simulated_truth
+from pulsecal.hardware.replay import simulated_truth
 
 GATE_S = 20e-9
 

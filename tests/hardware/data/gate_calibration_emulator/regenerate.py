@@ -1,4 +1,5 @@
-"""Regenerate the committed emulator-class policy (``policy/``: ONNX + manifest).
+"""Regenerate the shipped emulator-class policy (``hardware/data/gate_calibration_emulator/policy``:
+ONNX + manifest, package data of ``pulsecal.hardware``).
 
     python tests/hardware/data/gate_calibration_emulator/regenerate.py --train     # train, then export
     python tests/hardware/data/gate_calibration_emulator/regenerate.py             # export the existing run
@@ -16,7 +17,7 @@ from the manifest.
 The export is ``pulsecal-export``; afterwards the manifest's record of the run directory is
 made relative to the repository (the committed manifest names no machine path) and its
 digest recomputed, so ``agents.runner.load_policy`` still verifies it. ``--out`` writes
-elsewhere (default: ``policy/`` next to this script).
+elsewhere (default: the shipped folder).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[3]
 RUN = "runs/gate_calibration_emulator_ppo_s0"
+SHIPPED = REPO / "hardware" / "data" / "gate_calibration_emulator" / "policy"
 
 
 def main() -> int:
@@ -37,7 +39,7 @@ def main() -> int:
     ap.add_argument("--run-dir", default=RUN, help="training run directory (relative to the repository)")
     ap.add_argument("--train", action="store_true", help="train a new run into --run-dir first")
     ap.add_argument("--total-timesteps", type=int, default=200_000)
-    ap.add_argument("--out", default=str(HERE / "policy"), help="export folder")
+    ap.add_argument("--out", default=str(SHIPPED), help="export folder")
     args = ap.parse_args()
     run = (REPO / args.run_dir).resolve()
     if args.train:

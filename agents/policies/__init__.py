@@ -1,0 +1,28 @@
+"""Policies that drive replay sessions (``pulsecal.hardware.policy.Policy``).
+
+``scripted.ScriptedPolicy`` (the textbook controller) and ``onnx.OnnxPolicy`` (an exported
+policy through the torch-free lab runner) import no learner; ``sb3.SB3Policy`` (a training
+run's SB3 model) imports torch. Each is imported only when asked for: importing
+onnxruntime starts a thread, which a forking caller of the scripted policy must not
+inherit, and the SB3 one would pull in torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .onnx import OnnxPolicy
+    from .scripted import ScriptedPolicy
+
+_MODULE_OF = {"OnnxPolicy": ".onnx", "ScriptedPolicy": ".scripted"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODULE_OF:
+        return getattr(importlib.import_module(_MODULE_OF[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["OnnxPolicy", "ScriptedPolicy"]

@@ -1,0 +1,50 @@
+"""The one thing a replay session needs of a policy: an action for an observation.
+
+A session (``pulsecal.hardware.replay``) drives any object with this shape; what makes
+the action (a fixed-gain controller, an SB3 model, an exported ONNX graph) lives outside
+the hardware layer (``pulsecal.agents.policies``), so the lab path imports no learner.
+
+The recurrent state is explicit: the session asks for ``initial_state()`` at the start of
+the episode and threads what ``act`` returns into the next call, so a policy object holds
+no episode memory of its own and a resumed session re-derives every action from the
+journaled counts alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+from numpy.typing import NDArray
+
+from pulsecal.envs.contract import CalibrationState
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """What drives a session: an action in the env's action box for an observation.
+
+    ``initial_state()`` gives the recurrent state at the start of an episode (None for a
+    policy without memory); ``act(observation, state)`` returns the action and the state
+    for the next step.
+
+    Optional hooks, called by the session when present:
+
+    - ``bind(calibration_state)``: the env's public state
+      (``pulsecal.envs.contract.CalibrationState``) before every ``act``, for policies
+      that need more than the observation (a scripted controller reads the current gate
+      parameters, the probe set and what one unit of action changes).
+    - ``describe() -> dict``: what the journal and the report record of the policy.
+    """
+
+    def initial_state(self) -> Any: ...
+
+    def act(self, observation: NDArray[Any], state: Any) -> tuple[NDArray[Any], Any]: ...
+
+
+class BindsCalibrationState(Protocol):
+    """The optional ``bind`` hook of a :class:`Policy`."""
+
+    def bind(self, calibration_state: CalibrationState) -> None: ...
+
+
+__all__ = ["BindsCalibrationState", "Policy"]

@@ -1,0 +1,163 @@
+"""What a replay session does: its settings (``session.json``), its env and its envelope."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pulsecal.envs.contract import probe_to_json
+
+from ..backend import Backend
+from ..safety import SafetyLimits
+
+SESSION_FORMAT = "pulsecal.replay/1"
+WRITE_AHEAD = 1  # ``session_started.write_ahead``: the journal has ``submitting`` records
+
+
+class ReplayDivergence(RuntimeError):
+    """The resumed session does not retrace the journal (other settings, policy or code)."""
+
+
+# The env family a session runs (the version is the policy's: ``ReplaySettings.env_id``).
+ENV_FAMILY = "pulsecal/GateCalibration"
+DEFAULT_ENV_ID = ENV_FAMILY + "-v0"
+
+
+def session_env_class(env_id: str) -> Any:
+    """The env class registered under ``env_id`` (built directly: the session loop, not a
+    ``TimeLimit``, bounds the steps)."""
+    import gymnasium as gym
+
+    import pulsecal.envs  # noqa: F401  (registers the ids)
+
+    try:
+        spec = gym.spec(env_id)
+    except gym.error.Error as exc:
+        raise ValueError(f"env_id={env_id!r} is not registered: {exc}") from None
+    entry = spec.entry_point
+    if not isinstance(entry, str):
+        return entry
+    module, _, name = entry.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@dataclass(frozen=True)
+class ReplaySettings:
+    """What a session does; stored in ``session.json`` and checked again on resume.
+
+    Attributes:
+        session_id: names the session in job keys (the same id resumes it).
+        seed: the env's seed (and, for a simulated backend, its device's).
+        initial_params: the DRAG parameters the session starts from (amplitude, beta_s,
+            detuning_hz, phase), e.g. the lab's current calibration.
+        max_steps: policy steps after the initial measurement, >= 1.
+        budget_shots: the ledger's shot budget (None: the env's own budget only).
+        env: keyword arguments of the env (device preset, probes, shots per probe, shot
+            budget, calibrated parameters, max step, gate duration, ...).
+            ``report_truth`` is forced off: the env talks to a backend, not a simulator.
+        env_id: which registered GateCalibration version the session runs (the one the
+            policy was trained on; an exported policy's manifest names it).
+        qubit: the backend qubit the session calibrates (an index of the backend's
+            ``Capabilities.qubits``): its drive frame carries the pulses, its readout the
+            counts, and the default safety envelope allows that frame only.
+    """
+
+    session_id: str
+    seed: int
+    initial_params: tuple[float, float, float, float]
+    max_steps: int = 10
+    budget_shots: int | None = None
+    env: Mapping[str, Any] = field(default_factory=dict)
+    env_id: str = DEFAULT_ENV_ID
+    qubit: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.session_id, str) or not self.session_id or "/" in self.session_id:
+            raise ValueError(f"ReplaySettings.session_id={self.session_id!r}: allowed a non-empty "
+                             "string without '/'")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"ReplaySettings.seed={self.seed!r}: allowed an integer >= 0")
+        ip = tuple(float(x) for x in self.initial_params)
+        if len(ip) != 4 or not all(math.isfinite(x) for x in ip) or abs(ip[0]) > 1:
+            raise ValueError(f"ReplaySettings.initial_params={self.initial_params!r}: allowed 4 finite "
+                             "values (amplitude in [-1, 1], beta_s, detuning_hz, phase)")
+        object.__setattr__(self, "initial_params", ip)
+        if isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int) or self.max_steps < 1:
+            raise ValueError(f"ReplaySettings.max_steps={self.max_steps!r}: allowed an integer >= 1")
+        if self.budget_shots is not None and (isinstance(self.budget_shots, bool)
+                                              or not isinstance(self.budget_shots, int)
+                                              or self.budget_shots < 1):
+            raise ValueError(f"ReplaySettings.budget_shots={self.budget_shots!r}: allowed an integer >= 1 or None")
+        if not isinstance(self.env_id, str) or not self.env_id.startswith(ENV_FAMILY + "-v"):
+            raise ValueError(f"ReplaySettings.env_id={self.env_id!r}: allowed a registered "
+                             f"'{ENV_FAMILY}-v<N>' id")
+        if isinstance(self.qubit, bool) or not isinstance(self.qubit, int) or self.qubit < 0:
+            raise ValueError(f"ReplaySettings.qubit={self.qubit!r}: allowed an integer >= 0")
+        env = dict(self.env)
+        if env.get("report_truth"):
+            raise ValueError("ReplaySettings.env['report_truth']=True: allowed False (no truth on a backend)")
+        object.__setattr__(self, "env", env)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["env"] = _env_to_json(self.env)
+        d["initial_params"] = list(self.initial_params)
+        if self.qubit == 0:
+            # Qubit 0 is left out, so session.json of a one-qubit session names no qubit
+            # and such folders resume under settings that do not mention one.
+            del d["qubit"]
+        return d
+
+    def env_kwargs(self) -> dict[str, Any]:
+        return {**self.env, "report_truth": False}
+
+
+def _env_to_json(env: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in env.items():
+        if k == "probes":
+            out[k] = [probe_to_json(p) for p in v]
+        elif isinstance(v, tuple):
+            out[k] = list(v)
+        else:
+            out[k] = v
+    return out
+
+
+def default_limits(backend: Backend, qubit: int | None = None, **changes: Any) -> SafetyLimits:
+    """A conservative envelope for a calibration session on ``backend``: only ``qubit``'s
+    drive frame is allowed (None: every frame of the backend); callers and configs
+    override any field."""
+    caps = backend.capabilities()
+    frames = caps.frames if qubit is None else (caps.drive_frame(qubit),)
+    args: dict[str, Any] = {"allowed_frames": frames, "max_amplitude": 1.0,
+                            "max_pulse_duration_s": 1e-6, "max_program_duration_s": 20e-6,
+                            "max_drive_energy_s": 2e-6, "max_shots_per_job": 10_000,
+                            "max_shots_per_day": 10_000_000}
+    args.update(changes)
+    return SafetyLimits(**args)
+
+
+def check_or_write_settings(folder: Path, settings: ReplaySettings) -> None:
+    """Pin ``folder`` to ``settings``: write ``session.json`` (atomically) for a new session,
+    or raise ``ReplayDivergence`` if the folder holds a session with other settings."""
+    path = folder / "session.json"
+    want = {"format": SESSION_FORMAT, "settings": settings.to_json()}
+    if path.exists():
+        have = json.loads(path.read_text())
+        if have != json.loads(json.dumps(want)):
+            raise ReplayDivergence(f"{path} holds another session: {have.get('settings')}; allowed only the "
+                                   f"same settings to resume it: {want['settings']}")
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(want, indent=2, sort_keys=True) + "\n")
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+

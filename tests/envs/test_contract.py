@@ -1,0 +1,91 @@
+"""The public env contract (``pulsecal.envs.contract``): for every calibration env id, the
+state's parameters are the ones the env applies, its measurement is the observation's
+probe part, its action entries say what an action does, and its shot plan is what
+``info["shots_used"]`` counts over an episode."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import pulsecal.envs  # noqa: F401  (registers the ids)
+from pulsecal.envs.calibration import DragGate
+from pulsecal.envs.contract import CALIBRATION_STATE_VERSION, CalibrationState, probes_from_json
+
+# Small episodes: a few steps each.
+SETTINGS: dict[str, dict[str, Any]] = {
+    "pulsecal/GateCalibration-v0": {"shots_per_probe": 5, "shot_budget": 300, "open_system": False},
+    "pulsecal/GateCalibration-v1": {"rounds": 3, "shot_budget": 360, "open_system": False},
+    "pulsecal/DriftTracking-v0": {"episode_s": 3600.0, "open_system": False},
+    "pulsecal/DriftTracking-v1": {"episode_s": 3600.0, "open_system": False},
+}
+
+
+def _check_state(state: CalibrationState, env_id: str, obs: np.ndarray, info: dict[str, Any]) -> None:
+    assert state.version == CALIBRATION_STATE_VERSION and state.env_id == env_id
+    assert state.parameter_names == ("amplitude", "beta_s", "detuning_hz", "phase")
+    assert [p.unit for p in state.parameters] == ["full scale", "s", "Hz", "rad"]
+    # The parameters are the ones the env applies: its info and the waveform it plays.
+    assert state.parameter_values == tuple(float(x) for x in info["params"])
+    wave = DragGate(state.gate.duration_s).waveforms(np.asarray(state.parameter_values), info["dt_s"])
+    np.testing.assert_array_equal(wave, info["waveform"])
+    start, stop = state.measurement.observation_slice
+    assert len(state.measurement.names) == len(state.measurement.values) == stop - start
+    np.testing.assert_array_equal(np.asarray(state.measurement.values, dtype=np.float32), obs[start:stop])
+    assert [e.index for e in state.action] == list(range(len(state.action)))
+    json.dumps(state.to_dict(), allow_nan=False)
+
+
+@pytest.mark.parametrize("env_id", sorted(SETTINGS))
+def test_state_matches_what_the_env_applies_measures_and_spends(env_id: str) -> None:
+    env = gym.make(env_id, **SETTINGS[env_id]).unwrapped
+    obs, info = env.reset(seed=1)
+    state = env.calibration_state()
+    _check_state(state, env_id, obs, info)
+    assert len(state.action) == env.action_space.shape[0]
+    plan = state.shot_plan
+    assert info["shots_used"] == plan.reset_shots
+    settings = state.settings
+    assert settings["shot_budget"] == plan.shot_budget
+    assert settings["gate_duration_s"] == state.gate.duration_s
+    assert probes_from_json(settings["probes"]) == env.core.cfg.probes  # JSON form round-trips
+
+    rng = np.random.default_rng(0)
+    used, steps, terminated = info["shots_used"], 0, False
+    while not terminated and steps < 40:
+        before = state
+        action = (0.2 * rng.uniform(-1, 1, env.action_space.shape)).astype(np.float32)
+        obs, _, terminated, _, info = env.step(action)
+        steps += 1
+        state = env.calibration_state()
+        _check_state(state, env_id, obs, info)
+        # What each parameter entry says the action does (no entry reaches the window here).
+        for e in before.action:
+            if e.kind not in ("step", "around_estimate"):
+                continue
+            want = e.reference + float(action[e.index]) * e.per_unit_action
+            assert state.parameter(e.name) == pytest.approx(want, rel=1e-12, abs=1e-12 * abs(e.per_unit_action))
+        measures = plan.measuring_steps is None or steps <= plan.measuring_steps
+        spent = plan.step_shots(action, before.action) if measures else 0
+        assert info["shots_used"] - used == spent
+        used = info["shots_used"]
+    assert terminated
+    if plan.steps_per_episode is not None:
+        assert steps == plan.steps_per_episode
+        assert used == plan.shots_after(steps)
+
+
+@pytest.mark.parametrize("env_id", sorted(SETTINGS))
+def test_vector_env_state_per_copy(env_id: str) -> None:
+    venv = gym.make_vec(env_id, num_envs=2, vectorization_mode="vector_entry_point", **SETTINGS[env_id])
+    obs, infos = venv.reset(seed=[3, 4])
+    for i in range(2):
+        state = venv.unwrapped.calibration_state(i)
+        assert state.parameter_values == tuple(float(x) for x in infos["params"][i])
+        start, stop = state.measurement.observation_slice
+        np.testing.assert_array_equal(np.asarray(state.measurement.values, dtype=np.float32), obs[i, start:stop])
+    assert venv.unwrapped.calibration_state(0) != venv.unwrapped.calibration_state(1)
