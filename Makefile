@@ -46,8 +46,10 @@ demo: $(VENV)/.installed
 results: $(VENV)/.installed
 	$(PY) -m pulsecal.scripts.results $(ARGS)
 
+# ruff, then the layering contracts of pyproject.toml (import-linter).
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check envs agents hardware configs scripts tests
+	$(BIN)/lint-imports
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy envs hardware agents scripts
