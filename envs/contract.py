@@ -207,6 +207,20 @@ class CalibrationState:
         return _json_form(dataclasses.asdict(self))
 
 
+@dataclass(frozen=True)
+class EnvDescription:
+    """What any pulsecal env says about itself for an export's manifest (every field may be
+    None for an env without it): the frozen constructor settings, the fixed pulse family
+    the actions shape or calibrate (e.g. ``DragGate``), the device preset and the sampler
+    the env draws training devices from. The objects are the env's own frozen dataclasses,
+    shared, never copied: read them, don't mutate them."""
+
+    config: Any = None
+    gate: Any = None
+    preset: Any = None
+    sampler: Any = None
+
+
 # -- JSON form of env settings --------------------------------------------------------------------
 
 

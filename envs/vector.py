@@ -33,6 +33,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 from numpy.typing import NDArray
 
+from .contract import EnvDescription
 from .physics.calibration_kernels import abs_peak
 
 FloatArray = NDArray[np.float64]
@@ -373,6 +374,13 @@ class SingleCoreEnv(gym.Env):
         self.core = self.core_class(num_envs=1, **kwargs)  # type: ignore[call-arg]
         self.observation_space = self.core.observation_space
         self.action_space = self.core.action_space
+
+    def env_description(self) -> EnvDescription:
+        """The env's settings, pulse family, device preset and training sampler
+        (``contract.EnvDescription``), for export manifests."""
+        core = self.core
+        return EnvDescription(getattr(core, "cfg", None), getattr(core, "gate", None),
+                              getattr(core, "preset", None), getattr(core, "sampler", None))
 
     @property
     def device(self) -> Any:

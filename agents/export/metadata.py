@@ -128,13 +128,13 @@ class ExportCheck:
 def metadata_from_env(env: Any, **overrides: Any) -> ExportMetadata:
     """Read what an environment says about itself (id, labels, units, physics description).
 
-    Looks at ``env.spec`` and at optional attributes of ``env.unwrapped``
+    Looks at ``env.spec``, at optional attributes of ``env.unwrapped``
     (``observation_labels``, ``observation_units``, ``action_labels``, ``action_units``,
     ``pulse_parametrisation``, ``device_preset``, ``device_ranges``, ``safety_limits``, ...),
-    and, for pulsecal's core-backed envs, at ``core.cfg`` (the env's frozen settings:
-    pulse parameters, step sizes, shot budget), ``core.preset`` (the device preset) and
-    ``core.sampler`` (the device ranges of randomised training). ``overrides`` replace
-    fields of the result.
+    and, for pulsecal's envs, at their public ``env_description()``
+    (``pulsecal.envs.contract.EnvDescription``: the env's frozen settings, the pulse family
+    the actions act on, the device preset and the device ranges of randomised training).
+    ``overrides`` replace fields of the result.
     """
     unwrapped = getattr(env, "unwrapped", env)
     values: dict[str, Any] = {}
@@ -147,14 +147,15 @@ def metadata_from_env(env: Any, **overrides: Any) -> ExportMetadata:
         if value is not None:
             values[name] = [str(v) for v in value]
     description = {a: jsonable(getattr(unwrapped, a)) for a in _ENV_DESCRIPTION_ATTRS if getattr(unwrapped, a, None) is not None}
-    core = getattr(unwrapped, "core", None)
-    cfg = getattr(core, "cfg", None)
+    describe = getattr(unwrapped, "env_description", None)
+    about = describe() if callable(describe) else None
+    cfg = getattr(about, "config", None)
     if cfg is not None and dataclasses.is_dataclass(cfg):
         description["config"] = jsonable(cfg)
         safety = {k: description["config"][k] for k in _SAFETY_KEYS if k in description["config"]}
         if safety:
             values["safety"] = {"trained_under": safety}
-    gate = getattr(core, "gate", None)
+    gate = getattr(about, "gate", None)
     if gate is not None:
         # Which pulse the actions calibrate; how a unit action maps to a parameter change
         # is in the env config (``parameters``, ``max_step``) copied above.
@@ -164,12 +165,12 @@ def metadata_from_env(env: Any, **overrides: Any) -> ExportMetadata:
             "calibrated_parameters": jsonable(getattr(cfg, "parameters", None)),
             "max_step_per_unit_action": jsonable(getattr(cfg, "max_step", None)),
         }
-    preset = getattr(core, "preset", None)
+    preset = getattr(about, "preset", None)
     if preset is not None:
         values["device"] = {
             "preset": getattr(preset, "name", None),
             "preset_parameters": jsonable(preset),
-            "training_ranges": jsonable(getattr(core, "sampler", None)),
+            "training_ranges": jsonable(getattr(about, "sampler", None)),
         }
     if description:
         values["env_description"] = description

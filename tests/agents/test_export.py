@@ -353,3 +353,26 @@ def test_export_a_real_training_run(tmp_path: Path, agent: str) -> None:
         norm = read_normalisation(tmp_path / "run" / "vecnormalize.npz")
         obs = np.stack([r.observation for r in result.steps])
         np.testing.assert_allclose(np.stack([r.action for r in result.steps]), reference_actions(model, norm, obs), atol=TOL)
+
+
+@pytest.mark.parametrize("env_id", ["pulsecal/GateCalibration-v1", "pulsecal/PulseShaping-v0"])
+def test_metadata_reads_the_env_description(env_id: str) -> None:
+    """The manifest's env settings, pulse family and device come from the env's public
+    ``env_description()``, the env's own frozen objects in JSON form."""
+    import dataclasses
+
+    import pulsecal.envs  # noqa: F401  (registers the ids)
+
+    env = gym.make(env_id)
+    about = env.unwrapped.env_description()
+    meta = metadata_from_env(env)
+    config = meta.env_description["config"]
+    assert set(config) == {f.name for f in dataclasses.fields(about.config)}
+    for f in dataclasses.fields(about.config):
+        value = getattr(about.config, f.name)
+        if value is None or isinstance(value, bool | int | str):
+            assert config[f.name] == value, f.name
+    assert meta.pulse is not None and meta.pulse["gate"] == type(about.gate).__name__
+    assert meta.pulse["gate_settings"]["duration_s"] == about.gate.duration_s
+    assert meta.device is not None and meta.device["preset"] == about.preset.name
+    assert (meta.device["training_ranges"] is None) == (about.sampler is None)

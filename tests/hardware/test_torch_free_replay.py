@@ -36,16 +36,21 @@ class Blocker(importlib.abc.MetaPathFinder):
 
 sys.meta_path.insert(0, Blocker())
 '''
+# qibolab's emulator draws its shots from NumPy's global generator; both runs seed it alike
+# so that the two sessions can be compared record by record.
+_SEED_GLOBAL_RNG = """
+import numpy
+numpy.random.seed(20261206)
+"""
 
 
 def _replay(args: list[str], cwd: Path, *, block_torch: bool, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
     env.pop("QIBOLAB_PLATFORMS", None)  # the shipped platforms, found through package data
-    if block_torch:
-        site = tmp_path / "blocker"
-        site.mkdir(exist_ok=True)
-        (site / "sitecustomize.py").write_text(textwrap.dedent(_BLOCKER))
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
+    site = tmp_path / ("blocker" if block_torch else "seed-only")
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(textwrap.dedent(_BLOCKER if block_torch else "") + _SEED_GLOBAL_RNG)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
     exe = Path(sys.executable).with_name("pulsecal-replay")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "pulsecal.scripts.replay"]
     return subprocess.run([*cmd, *args], cwd=cwd, capture_output=True, text=True, timeout=600, env=env,
