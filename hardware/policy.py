@@ -1,11 +1,13 @@
 """The one thing a replay session needs of a policy: an action for an observation.
 
-A session (``pulsecal.hardware.replay``) drives any object with this shape; what makes
-the action (a fixed-gain controller, an SB3 model, an exported ONNX graph) lives outside
-the hardware layer (``pulsecal.agents.policies``), so the lab path imports no learner.
+A session (``pulsecal.hardware.replay``) and the evaluation suite
+(``pulsecal.agents.evaluation``) drive any object with this shape; what makes the action
+(a fixed-gain controller, a plain function, an SB3 model, an exported ONNX graph) lives
+outside the hardware layer (``pulsecal.agents.policies``), so the lab path imports no
+learner.
 
-The recurrent state is explicit: the session asks for ``initial_state()`` at the start of
-the episode and threads what ``act`` returns into the next call, so a policy object holds
+The recurrent state is explicit: the caller asks for ``initial_state()`` at the start of
+each episode and threads what ``act`` returns into the next call, so a policy object holds
 no episode memory of its own and a resumed session re-derives every action from the
 journaled counts alone.
 """

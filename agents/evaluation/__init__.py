@@ -14,21 +14,21 @@ Three benchmarks, each with a target for the agents:
   never, for scale) against agents. Target: >= 2× lower time-averaged error at <= the
   hourly shot spend.
 
-Agents are anything with ``act(obs) -> action`` (``EvaluatedPolicy``); baselines anything
-implementing ``baselines.Baseline``. The evaluation set is fixed by (n_devices, seed)
-alone: never choose either by looking at results. Outputs: ``results.csv`` (one row per
-method, budget and device), ``results.md`` (summary and pass/fail) and PNG plots.
+Agents are ``pulsecal.hardware.policy.Policy``s (``pulsecal.agents.policies``: a
+``FunctionPolicy`` for a plain function, an ``SB3Policy`` for a trained model), played with
+explicit recurrent state as a replay session plays them; baselines anything implementing
+``baselines.Baseline``. The evaluation set is fixed by (n_devices, seed) alone: never
+choose either by looking at results. Outputs: ``results.csv`` (one row per method, budget
+and device), ``results.md`` (summary and pass/fail) and PNG plots.
 
-Modules by job: ``settings`` (what to run), ``policies`` (what agents are),
-``benchmarks`` (rows from runs), ``tables`` (summaries, verdicts, csv/md), ``plots``
-(PNGs), ``suite`` (all of it, end to end).
+Modules by job: ``settings`` (what to run), ``benchmarks`` (rows from runs), ``tables``
+(summaries, verdicts, csv/md), ``plots`` (PNGs), ``suite`` (all of it, end to end).
 """
 
 from __future__ import annotations
 
 from .benchmarks import calibration_rows, drift_rows, shaping_rows
 from .plots import ZOOM_MEDIAN_RATIO, plot_calibration, write_plots
-from .policies import EvaluatedPolicy, FunctionPolicy, SB3Policy
 from .settings import DRIFT_MISCALIBRATION, ENV_IDS, TASKS, AgentSpec, EvaluationSettings, Targets
 from .suite import EvaluationReport, evaluate
 from .tables import CSV_FIELDS, read_results_csv, summarise, verdicts, write_csv, write_markdown
@@ -40,11 +40,8 @@ __all__ = [
     "TASKS",
     "ZOOM_MEDIAN_RATIO",
     "AgentSpec",
-    "EvaluatedPolicy",
     "EvaluationReport",
     "EvaluationSettings",
-    "FunctionPolicy",
-    "SB3Policy",
     "Targets",
     "calibration_rows",
     "drift_rows",

@@ -34,8 +34,8 @@ from pulsecal.envs.calibration import (
 )
 from pulsecal.envs.device import DeviceParams, SimulatedDevice
 from pulsecal.envs.presets import get_preset, held_out_devices
+from pulsecal.hardware.policy import Policy
 
-from .policies import EvaluatedPolicy
 from .settings import DRIFT_MISCALIBRATION, AgentSpec, EvaluationSettings
 
 FloatArray = NDArray[np.float64]
@@ -125,15 +125,23 @@ def _agent_calibration(settings: EvaluationSettings, agent: AgentSpec, budget: i
     return rows
 
 
-def _episode(env: Any, policy: EvaluatedPolicy, seed: int, options: dict[str, Any]) -> dict[str, Any]:
+def _act(env: Any, policy: Policy, obs: NDArray[Any], state: Any) -> tuple[NDArray[Any], Any]:
+    """The policy's action and next state, as a replay session asks for them: its optional
+    ``bind`` hook sees the env's calibration state first."""
+    bind = getattr(policy, "bind", None)
+    if callable(bind):
+        bind(env.unwrapped.calibration_state())
+    return policy.act(obs, state)
+
+
+def _episode(env: Any, policy: Policy, seed: int, options: dict[str, Any]) -> dict[str, Any]:
     """Run one episode to its end; the last info (the final gate's truth)."""
-    reset = getattr(policy, "reset", None)
-    if callable(reset):
-        reset()
+    state = policy.initial_state()
     obs, info = env.reset(seed=seed, options=options)
     done = False
     while not done:
-        obs, _, term, trunc, info = env.step(policy.act(obs))
+        action, state = _act(env, policy, obs, state)
+        obs, _, term, trunc, info = env.step(action)
         done = bool(term or trunc)
     return dict(info)
 
@@ -334,16 +342,15 @@ def _drift_agent(settings: EvaluationSettings, agent: AgentSpec, i: int) -> tupl
     kwargs = {"decision_interval_s": settings.drift_interval_s, "episode_s": steps * settings.drift_interval_s,
               "circuit_time_s": settings.circuit_time_s, **dict(agent.env_kwargs)}
     env = gym.make(agent.resolved_env_id, max_episode_steps=steps, **kwargs)
-    reset = getattr(agent.policy, "reset", None)
-    if callable(reset):
-        reset()
+    state = agent.policy.initial_state()
     t0 = time.perf_counter()
     obs, info = env.reset(seed=settings.seed + i,
                           options={"device": dev, "initial_params": DragParams.from_array(p)})
     times, errs, limits = [], [], []
     done = False
     while not done:
-        obs, _, term, trunc, info = env.step(agent.policy.act(obs))
+        action, state = _act(env, agent.policy, obs, state)
+        obs, _, term, trunc, info = env.step(action)
         errs.append(float(info["interval_error"]))
         limits.append(float(info.get("coherence_limit", math.nan)))
         times.append(float(info["device_time_s"]))

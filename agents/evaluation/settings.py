@@ -2,7 +2,8 @@
 
 ``EvaluationSettings`` fixes the held-out device set by (n_devices, seed) alone and holds
 the configured baselines (anything implementing ``baselines.Baseline``); ``AgentSpec``
-names an agent, the benchmark it plays and the env it was trained on.
+names an agent, the benchmark it plays and the env it was trained on; its policy is a
+``pulsecal.hardware.policy.Policy``, played as a replay session plays it.
 """
 
 from __future__ import annotations
@@ -16,8 +17,7 @@ from typing import Any, Literal
 from pulsecal.agents.baselines import Baseline, default_baselines, registered_baselines
 from pulsecal.agents.baselines.common import DEFAULT_MISCALIBRATION, require
 from pulsecal.envs.presets import get_preset
-
-from .policies import EvaluatedPolicy
+from pulsecal.hardware.policy import Policy
 
 Task = Literal["calibration", "pulse_shaping", "drift_tracking"]
 TASKS: tuple[str, ...] = ("calibration", "pulse_shaping", "drift_tracking")
@@ -39,7 +39,7 @@ class AgentSpec:
 
     name: str
     task: str
-    policy: EvaluatedPolicy
+    policy: Policy
     env_kwargs: Mapping[str, Any] = field(default_factory=dict)
     env_id: str | None = None
 
@@ -51,8 +51,9 @@ class AgentSpec:
         require(bool(self.name) and self.name not in registered_baselines(), "AgentSpec.name", self.name,
                 f"a non-empty name other than the baselines {list(registered_baselines())}")
         require(self.task in TASKS, "AgentSpec.task", self.task, f"one of {list(TASKS)}")
-        if not isinstance(self.policy, EvaluatedPolicy):
-            raise TypeError(f"AgentSpec.policy is {type(self.policy).__name__}: allowed an object with act(obs)")
+        if not isinstance(self.policy, Policy):
+            raise TypeError(f"AgentSpec.policy is {type(self.policy).__name__}: allowed a "
+                            "pulsecal.hardware.policy.Policy (initial_state(), act(observation, state))")
         base = ENV_IDS[self.task].rsplit("-v", 1)[0]
         require(self.env_id is None or (isinstance(self.env_id, str) and self.env_id.rsplit("-v", 1)[0] == base),
                 "AgentSpec.env_id", self.env_id, f"None or a version of {base}")

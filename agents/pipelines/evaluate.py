@@ -22,14 +22,13 @@ from hydra.core.config_store import ConfigStore
 from hydra.utils import instantiate
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from pulsecal.agents import policies  # its torch-bearing SB3Policy loads when an agent has a model
 from pulsecal.agents.baselines import Baseline
 from pulsecal.agents.evaluation import (
     ENV_IDS,
     AgentSpec,
     EvaluationReport,
     EvaluationSettings,
-    FunctionPolicy,
-    SB3Policy,
 )
 from pulsecal.agents.evaluation import evaluate as run_evaluation
 
@@ -111,7 +110,7 @@ def baselines(cfg: DictConfig) -> tuple[Baseline, ...]:
 ZERO_POLICY = "zero"
 
 
-def _zero_policy(conf: AgentConf) -> FunctionPolicy:
+def _zero_policy(conf: AgentConf) -> policies.FunctionPolicy:
     import gymnasium as gym
     import numpy as np
 
@@ -124,7 +123,7 @@ def _zero_policy(conf: AgentConf) -> FunctionPolicy:
     shape = env.action_space.shape or ()
     env.close()
     zero = np.zeros(shape, dtype=np.float32)
-    return FunctionPolicy(lambda _obs: zero)
+    return policies.FunctionPolicy(lambda _obs: zero)
 
 
 def _agent(conf: AgentConf) -> AgentSpec:
@@ -135,9 +134,9 @@ def _agent(conf: AgentConf) -> AgentSpec:
                          f"(or algo={ZERO_POLICY!r}, which needs none)")
     path = Path(conf.path)
     if path.is_dir():
-        policy = SB3Policy.from_run_dir(path, conf.algo)
+        policy = policies.SB3Policy.from_run_dir(path, conf.algo)
     elif path.is_file():
-        policy = SB3Policy.load(conf.algo, path, conf.normalisation)
+        policy = policies.SB3Policy.load(conf.algo, path, conf.normalisation)
     else:
         raise ValueError(f"agents[{conf.name}].path={conf.path!r} is out of range: allowed an existing run "
                          "directory or model .zip")

@@ -1,8 +1,10 @@
 """Policies that drive replay sessions (``pulsecal.hardware.policy.Policy``).
 
-``scripted.ScriptedPolicy`` (the textbook controller) and ``onnx.OnnxPolicy`` (an exported
-policy through the torch-free lab runner) import no learner; ``sb3.SB3Policy`` (a training
-run's SB3 model) imports torch. Each is imported only when asked for: importing
+``scripted.ScriptedPolicy`` (the textbook controller), ``function.FunctionPolicy`` (a plain
+function observation -> action, e.g. the all-zero action the evaluation plays) and
+``onnx.OnnxPolicy`` (an exported policy through the torch-free lab runner) import no
+learner; ``sb3.SB3Policy`` (a training run's SB3 model, in replay and in the evaluation)
+imports torch. Each is imported only when asked for: importing
 onnxruntime starts a thread, which a forking caller of the scripted policy must not
 inherit, and the SB3 one would pull in torch.
 """
@@ -13,10 +15,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .function import FunctionPolicy
     from .onnx import OnnxPolicy
+    from .sb3 import SB3Policy
     from .scripted import ScriptedPolicy
 
-_MODULE_OF = {"OnnxPolicy": ".onnx", "ScriptedPolicy": ".scripted"}
+_MODULE_OF = {"FunctionPolicy": ".function", "OnnxPolicy": ".onnx", "SB3Policy": ".sb3",
+              "ScriptedPolicy": ".scripted"}
 
 
 def __getattr__(name: str) -> Any:
@@ -25,4 +30,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["OnnxPolicy", "ScriptedPolicy"]
+__all__ = ["FunctionPolicy", "OnnxPolicy", "SB3Policy", "ScriptedPolicy"]

@@ -13,13 +13,13 @@ from pulsecal.agents.baselines import CMAESCalibration, NelderMeadCalibration, S
 from pulsecal.agents.evaluation import (
     CSV_FIELDS,
     AgentSpec,
-    EvaluatedPolicy,
     EvaluationSettings,
-    FunctionPolicy,
     evaluate,
     summarise,
     verdicts,
 )
+from pulsecal.agents.policies import FunctionPolicy
+from pulsecal.hardware.policy import Policy
 
 QUICK = StandardCalibration(ramsey_delays_s=(1e-7, 4e-7), amplitude_depths=(4, 16), drag_depths=(8,),
                             allocation=(0.2, 0.0, 0.35, 0.45, 0.0))
@@ -35,7 +35,7 @@ def _settings(tmp_path: Path, **kw: object) -> EvaluationSettings:
 
 def test_tiny_run_writes_well_formed_csv_and_md(tmp_path: Path) -> None:
     hold = FunctionPolicy(lambda obs: np.zeros(3, dtype=np.float32))
-    assert isinstance(hold, EvaluatedPolicy)
+    assert isinstance(hold, Policy)
     rep = evaluate(_settings(tmp_path), [AgentSpec("hold", "calibration", hold, {"shots_per_probe": 20})])
     with (tmp_path / "results.csv").open() as f:
         rows = list(csv.DictReader(f))
@@ -110,6 +110,29 @@ def test_verdicts_apply_the_issue_targets(tmp_path: Path) -> None:
 def test_settings_validation_names_the_field(tmp_path: Path, kw: dict, name: str) -> None:
     with pytest.raises(ValueError, match=name):
         _settings(tmp_path, **kw)
+
+
+def test_function_policy_runs_its_reset_hook_at_each_episode_start(tmp_path: Path) -> None:
+    """A scripted agent with memory of its own starts every episode afresh: the evaluation
+    asks for ``initial_state()`` per episode, which runs the hook; the state is None."""
+    memory: list[int] = []
+    starts: list[int] = []
+
+    def act(obs: np.ndarray) -> np.ndarray:
+        memory.append(1)
+        return np.full(3, -0.1 * len(memory), dtype=np.float64)
+
+    def reset() -> None:
+        starts.append(len(memory))
+        memory.clear()
+
+    policy = FunctionPolicy(act, reset=reset)
+    action, state = policy.act(np.zeros(3), policy.initial_state())
+    assert state is None and action.dtype == np.float32 and starts == [0]
+    evaluate(_settings(tmp_path, methods=()), [AgentSpec("scripted", "calibration", policy, {"shots_per_probe": 20})])
+    assert len(starts) == 1 + 3 and all(n > 0 for n in starts[2:])  # one episode per device
+    with pytest.raises(TypeError, match="fn"):
+        FunctionPolicy(3)  # type: ignore[arg-type]
 
 
 def test_agent_spec_validation() -> None:

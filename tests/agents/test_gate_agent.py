@@ -17,8 +17,9 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import pulsecal.envs  # noqa: F401  (registers the ids)
 from pulsecal.agents.baselines.common import miscalibrated_start
-from pulsecal.agents.evaluation import SB3Policy
 from pulsecal.agents.factory import AlgorithmSpec, build_algorithm, make_vec_env, wrap_normalization
+from pulsecal.agents.policies import FunctionPolicy
+from pulsecal.agents.policies.sb3 import SB3Policy
 from pulsecal.envs.calibration import DragParams
 from pulsecal.envs.device import SimulatedDevice
 from pulsecal.envs.presets import held_out_devices
@@ -36,17 +37,21 @@ def _one_thread() -> None:
 
 def _ratios(act: Any, n: int, budget: int | None = 1000, env_id: str = ENV_ID,
             **kwargs: Any) -> tuple[np.ndarray, list[int]]:
-    """Final (1 − F)/coherence limit per held-out device for a policy ``act(obs) -> action``,
-    and the shots each device ran beyond what the env reports (budget None: the env's own)."""
+    """Final (1 − F)/coherence limit per held-out device for a policy (a
+    ``pulsecal.hardware.policy.Policy``, or a function ``obs -> action``), and the shots
+    each device ran beyond what the env reports (budget None: the env's own)."""
+    policy = act if hasattr(act, "initial_state") else FunctionPolicy(act)
     env = gym.make(env_id, **kwargs, **({} if budget is None else {"shot_budget": budget}))
     ratios, device_shots = [], []
     for i, params in enumerate(held_out_devices(n, SEED)):
         dev = SimulatedDevice(params, rng=np.random.default_rng([SEED, i, 1]))
         start = miscalibrated_start(dev, 20e-9, np.random.default_rng([SEED, i, 2]))
+        state = policy.initial_state()
         obs, info = env.reset(seed=SEED + i, options={"device": dev, "initial_params": DragParams.from_array(start)})
         done = False
         while not done:
-            obs, _, term, trunc, info = env.step(act(obs))
+            action, state = policy.act(obs, state)
+            obs, _, term, trunc, info = env.step(action)
             done = bool(term or trunc)
         assert budget is None or info["shots_used"] <= budget
         device_shots.append(round(dev.clock_s / dev.current_params().rep_time_s) - info["shots_used"])
@@ -108,9 +113,9 @@ def test_short_ppo_beats_random_policy_on_held_out_devices() -> None:
     model = build_algorithm(spec, venv, seed=1)
     model.learn(total_timesteps=16 * 16 * 4)
     norm = venv if hasattr(venv, "normalize_obs") else None
-    policy = SB3Policy(model, _Norm(norm) if norm is not None else None)
+    policy = SB3Policy.from_model(model, _Norm(norm) if norm is not None else None)
     rng = np.random.default_rng(0)
-    trained, _ = _ratios(policy.act, 8)
+    trained, _ = _ratios(policy, 8)
     random, _ = _ratios(lambda obs: rng.uniform(-1, 1, 4).astype(np.float32), 8)
     assert np.median(trained) < np.median(random), (trained, random)
     assert np.median(trained) < 1.5, trained
@@ -149,9 +154,9 @@ def test_short_ppo_beats_random_policy_on_v0_held_out_devices() -> None:
     model = build_algorithm(spec, venv, seed=1)
     model.learn(total_timesteps=4096)
     venv.training = False
-    policy = SB3Policy(model, _Norm(venv))
+    policy = SB3Policy.from_model(model, _Norm(venv))
     rng = np.random.default_rng(0)
-    trained = _ratios_v0(policy.act, 8)
+    trained = _ratios_v0(policy, 8)
     random = _ratios_v0(lambda obs: rng.uniform(-1, 1, 3).astype(np.float32), 8)
     start = _ratios_v0(lambda obs: np.zeros(3, dtype=np.float32), 8)  # holding still: the miscalibrated start
     assert np.median(trained) < 0.5 * np.median(random), (trained, random)

@@ -96,7 +96,8 @@ def test_agent_experiment_smoke_runs(experiment: str, tmp_path: Path) -> None:
 
 
 def test_evaluation_runs_v1_agents_and_the_held_out_shaping_set(tmp_path: Path) -> None:
-    from pulsecal.agents.evaluation import AgentSpec, EvaluationSettings, FunctionPolicy, evaluate
+    from pulsecal.agents.evaluation import AgentSpec, EvaluationSettings, evaluate
+    from pulsecal.agents.policies import FunctionPolicy
 
     hold = FunctionPolicy(lambda obs: np.zeros(11, dtype=np.float32))
     idle = FunctionPolicy(lambda obs: np.array([-1.0, -1.0, 0.0, 0.0], dtype=np.float32))
