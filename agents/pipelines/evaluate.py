@@ -36,7 +36,7 @@ from pulsecal.agents.evaluation import evaluate as run_evaluation
 
 
 @dataclass
-class AgentConf:
+class EvaluatedAgentConf:
     """One agent: a training run directory (or model .zip) and the benchmark it plays.
 
     ``algo: zero`` is no model at all: the all-zero action every step (``path`` unused). On
@@ -86,7 +86,7 @@ class EvaluateConf:
     circuit_time_s: float = 1e-6
     progress: bool = True
     plots: bool = True
-    agents: list[AgentConf] = field(default_factory=list)
+    agents: list[EvaluatedAgentConf] = field(default_factory=list)
 
 
 def register_configs() -> None:
@@ -110,7 +110,7 @@ def baselines(cfg: DictConfig) -> tuple[Baseline, ...]:
 ZERO_POLICY = "zero"
 
 
-def _zero_policy(conf: AgentConf) -> policies.FunctionPolicy:
+def _zero_policy(conf: EvaluatedAgentConf) -> policies.FunctionPolicy:
     import gymnasium as gym
     import numpy as np
 
@@ -126,7 +126,7 @@ def _zero_policy(conf: AgentConf) -> policies.FunctionPolicy:
     return policies.FunctionPolicy(lambda _obs: zero)
 
 
-def _agent(conf: AgentConf) -> AgentSpec:
+def _agent(conf: EvaluatedAgentConf) -> AgentSpec:
     if conf.algo == ZERO_POLICY:
         return AgentSpec(conf.name, conf.task, _zero_policy(conf), dict(conf.env_kwargs), conf.env_id)
     if conf.path is None:
