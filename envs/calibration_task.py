@@ -98,8 +98,8 @@ def _truth_dict(fid: ArrayLike, fid_raw: ArrayLike, leak: ArrayLike, duration_s:
 @functools.lru_cache(maxsize=4096)
 def _coherence_limit(duration_s: float, t1_s: float, t2_s: float) -> float:
     """``coherence_limit`` of one (duration, T1, T2), cached: a device keeps its T1 and T2
-    for many steps (and a preset for many resets). NumPy's element-wise exp gives each
-    element the same bits alone as in a batch, so this equals the batched call."""
+    for many steps (and a preset for many resets). NumPy's element-wise exp rounds an
+    element alike alone and in a batch, so this equals the batched call exactly."""
     return float(coherence_limit(duration_s, np.array([t1_s]), np.array([t2_s]))[0])
 
 

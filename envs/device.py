@@ -3,8 +3,8 @@
 The device's parts live in modules by job: ``simulated_device`` (``DeviceParams``,
 ``SimulatedDevice``), ``sequence_template``, ``sequence_compiler`` (``PlayOperators``),
 ``fleet_plan``, ``delay_channels`` and ``physics.free_evolution``. This module re-exports
-their public names so that ``pulsecal.envs.device`` keeps working for code written
-against it.
+their public names so that code building or driving a simulated device needs one import
+path, not the layout of the modules behind it.
 """
 
 from .physics.free_evolution import free_evolution

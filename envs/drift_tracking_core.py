@@ -113,12 +113,7 @@ class DriftTrackingCore(DragCalibrationCore):
         idx = step_idx + reset_idx
         n, ns = len(idx), len(step_idx)
         err0, _, _ = self.gate_error(idx)
-        # Probes of the stepping copies: the chosen subset at the chosen shot level.
-        shots = [cfg.shot_levels[self.choice[i, 0]] for i in step_idx]
-        subsets = [np.flatnonzero(self.masks[self.choice[i, 1]]) for i in step_idx]
-        seqs_all = self.task.sequences(self.params[step_idx]) if step_idx else []
-        seqs = [[seqs_all[j][k] for k in subsets[j]] for j in range(ns)]
-        counts = run_on_devices([self.devices[i] for i in step_idx], seqs, shots)
+        shots, subsets, counts = self._run_probes(step_idx)
         spent = np.zeros(n)
         for j, i in enumerate(step_idx):
             self.age[i] = np.minimum(self.age[i] + 0.1, 1.0)
@@ -130,6 +125,32 @@ class DriftTrackingCore(DragCalibrationCore):
             self.devices[i].advance(cfg.decision_interval_s)
             self.history[i].append(self.last_p1[i].copy())
         err1, truth1, waves = self.gate_error(idx)
+        return self._interval_results(idx, ns, err0, err1, truth1, waves, spent)
+
+    def _run_probes(self, step_idx: list[int]) -> tuple[list[int], list[NDArray[np.int64]], list[Any]]:
+        """Probes of the stepping copies, the chosen subset at the chosen shot level:
+        (shots per probe, probe indices, counts) per copy."""
+        cfg: DriftTrackingConfig = self.cfg  # type: ignore[assignment]
+        shots = [cfg.shot_levels[self.choice[i, 0]] for i in step_idx]
+        subsets = [np.flatnonzero(self.masks[self.choice[i, 1]]) for i in step_idx]
+        seqs_all = self.task.sequences(self.params[step_idx]) if step_idx else []
+        seqs = [[seqs_all[j][k] for k in subsets[j]] for j in range(len(step_idx))]
+        return shots, subsets, run_on_devices([self.devices[i] for i in step_idx], seqs, shots)
+
+    def _observation(self, i: int, t: float) -> FloatArray:
+        """Copy ``i``'s observation at device time ``t``."""
+        cfg: DriftTrackingConfig = self.cfg  # type: ignore[assignment]
+        return np.concatenate([self.last_p1[i], self.age[i], self.normalised_params(i),
+                               [min(t / cfg.episode_s, 1.0)]])
+
+    def _interval_results(self, idx: list[int], ns: int, err0: FloatArray, err1: FloatArray,
+                          truth1: dict[str, FloatArray], waves: NDArray[np.complex128], spent: FloatArray
+                          ) -> tuple[FloatArray, FloatArray, NDArray[np.bool_], list[dict[str, Any]]]:
+        """Observations, rewards, terminations and infos of the copies ``idx`` (the first
+        ``ns`` stepping) from the true error at the start (``err0``) and end (``err1``) of
+        the interval and the shots each spent on it."""
+        cfg: DriftTrackingConfig = self.cfg  # type: ignore[assignment]
+        n = len(idx)
         est = analyse(self.last_p1[idx], cfg.probes, self.gate.duration_s).infidelity
         obs = np.zeros((n, self.observation_space.shape[0]))
         rew = np.zeros(n)
@@ -142,8 +163,7 @@ class DriftTrackingCore(DragCalibrationCore):
                 # the end of the user workload.
                 rew[j] = -cfg.error_scale * 0.5 * (err0[j] + err1[j]) - cfg.shot_cost * spent[j] / 1000.0
             term[j] = t + cfg.decision_interval_s > cfg.episode_s + 1e-9
-            obs[j] = np.concatenate([self.last_p1[i], self.age[i], self.normalised_params(i),
-                                     [min(t / cfg.episode_s, 1.0)]])
+            obs[j] = self._observation(i, t)
             info = self.base_info(i, truth1 if cfg.report_truth else None, j, waves[j])
             info["gate_error"] = float(err1[j])
             info["interval_error"] = float(0.5 * (err0[j] + err1[j]))

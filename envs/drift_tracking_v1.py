@@ -23,7 +23,6 @@ from .drag import PARAMETER_NAMES
 from .drift_tracking_core import DriftTrackingConfig, DriftTrackingCore, action_level
 from .probe_analysis import analyse
 from .probes import FAMILIES, Probe
-from .protocol import run_on_devices
 from .vector import BatchedVectorEnv, FloatArray, SingleCoreEnv
 
 
@@ -137,11 +136,7 @@ class DriftTrackingV1Core(DriftTrackingCore):
             self.devices[i].advance(cfg.decision_interval_s)
         err1, truth1, waves = self.gate_error(idx)
         # ... and the probe runs at its end, so the next decision sees a fresh reading.
-        shots = [cfg.shot_levels[self.choice[i, 0]] for i in step_idx]
-        subsets = [np.flatnonzero(self.masks[self.choice[i, 1]]) for i in step_idx]
-        seqs_all = self.task.sequences(self.params[step_idx]) if step_idx else []
-        seqs = [[seqs_all[j][k] for k in subsets[j]] for j in range(ns)]
-        counts = run_on_devices([self.devices[i] for i in step_idx], seqs, shots)
+        shots, subsets, counts = self._run_probes(step_idx)
         spent = np.zeros(n)
         for j, i in enumerate(step_idx):
             if shots[j] > 0:
@@ -151,28 +146,17 @@ class DriftTrackingV1Core(DriftTrackingCore):
                 spent[j] = shots[j] * len(subsets[j])
                 self.task.shots_used[i] += int(spent[j])
             self.history[i].append(self.last_p1[i].copy())
-        est = analyse(self.last_p1[idx], cfg.probes, self.gate.duration_s).infidelity
-        obs = np.zeros((n, self.observation_space.shape[0]))
-        rew = np.zeros(n)
-        term = np.zeros(n, dtype=np.bool_)
-        infos = []
-        for j, i in enumerate(idx):
-            t = self.devices[i].clock_s
-            if j < ns:
-                rew[j] = -cfg.error_scale * 0.5 * (err0[j] + err1[j]) - cfg.shot_cost * spent[j] / 1000.0
-            term[j] = t + cfg.decision_interval_s > cfg.episode_s + 1e-9
-            scale = self.step_scale(i)[self.family_param]
-            wanted = (self.target[i] - self.params[i, self.family_param]) / scale
-            age = np.minimum((t - self.probed_at[i]) / cfg.age_scale_s, 1.0)
-            obs[j] = np.concatenate([wanted, age, self.last_p1[i], [min(t / cfg.episode_s, 1.0)]])
-            info = self.base_info(i, truth1 if cfg.report_truth else None, j, waves[j])
-            info["gate_error"] = float(err1[j])
-            info["interval_error"] = float(0.5 * (err0[j] + err1[j]))
-            info["infidelity_estimate"] = float(est[j])
-            info["shots_step"] = int(spent[j])
-            infos.append(info)
-        lo, hi = self.observation_space.low, self.observation_space.high
-        return np.clip(obs, lo, hi), rew, term, infos
+        obs, rew, term, infos = self._interval_results(idx, ns, err0, err1, truth1, waves, spent)
+        for info, used in zip(infos, spent, strict=True):
+            info["shots_step"] = int(used)
+        return obs, rew, term, infos
+
+    def _observation(self, i: int, t: float) -> FloatArray:
+        cfg: DriftTrackingV1Config = self.cfg  # type: ignore[assignment]
+        scale = self.step_scale(i)[self.family_param]
+        wanted = (self.target[i] - self.params[i, self.family_param]) / scale
+        age = np.minimum((t - self.probed_at[i]) / cfg.age_scale_s, 1.0)
+        return np.concatenate([wanted, age, self.last_p1[i], [min(t / cfg.episode_s, 1.0)]])
 
 
 class DriftTrackingV1Env(SingleCoreEnv):

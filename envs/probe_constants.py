@@ -3,12 +3,12 @@
 GateCalibration-v1 reads each twin probe into a parameter error with two kinds of constant
 that depend on the gate's shape and length, not on the device it runs on: the DRAG slope
 (per-gate DRAG angle per second of β error) and three first-order cross-talk couplings
-between the probe families (see ``GateCalibrationV1Config``). They were first measured by
-hand for the 20 ns lifted Gaussian; :func:`measure_probe_constants` measures them the same
-way for any gate: noise-free twin readings (exact excited populations, no readout error,
-closed system) at the optimal parameters of a reference device, moved by ± a small step in
-one parameter, differentiated by central differences. A new gate length or device class
-gets its constants from one call instead of a hand measurement.
+between the probe families (see ``GateCalibrationV1Config``, whose defaults are those of
+the 20 ns lifted Gaussian). :func:`measure_probe_constants` measures them for any gate:
+noise-free twin readings (exact excited populations, no readout error, closed system) at
+the optimal parameters of a reference device, moved by ± a small step in one parameter,
+differentiated by central differences, so a new gate length or device class gets its
+constants from one call.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def measure_probe_constants(
     The amplitude and DRAG couplings are per gate, the same at every depth; the Ramsey
     one is a phase offset of the SX pulses read as a detuning, so it scales as
     1/(τ + T): the default τ = 0.4 µs is a middle level of the v1 Ramsey ladder (where
-    the 20 ns constants were measured); pick the level the estimator leans on most.
+    the config's 20 ns defaults hold); pick the level the estimator leans on most.
 
     Args:
         device: the reference device (a bare ``Transmon`` or ``DeviceParams``; its

@@ -155,6 +155,11 @@ class SimulatedDevice:
         rng: np.random.Generator | None = None,
         open_system: bool = True,
     ) -> None:
+        self._set_model(params, drift, open_system)
+        self.reset(rng=rng)
+
+    def _set_model(self, params: DeviceParams, drift: DriftModel | None, open_system: bool) -> None:
+        """Check and store what the device simulates; empty caches."""
         if not isinstance(params, DeviceParams):
             raise TypeError(f"params is {type(params).__name__}: allowed DeviceParams")
         if drift is not None and not isinstance(drift, DriftModel):
@@ -168,7 +173,6 @@ class SimulatedDevice:
         # Keys (samples, open_system) -> one channel, and (delays tuple, open_system) -> the
         # stacked channels of a template's delays (``template_populations``).
         self._delay_cache: dict[tuple[Any, bool], NDArray[Any]] = {}
-        self.reset(rng=rng)
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -207,15 +211,7 @@ class SimulatedDevice:
         with the same streams, but cheaper: the two children of ``SeedSequence(seed)`` are
         built directly (no parent generator) and the drift stream only when first used."""
         dev = cls.__new__(cls)
-        if not isinstance(params, DeviceParams):
-            raise TypeError(f"params is {type(params).__name__}: allowed DeviceParams")
-        if drift is not None and not isinstance(drift, DriftModel):
-            raise TypeError(f"drift is {type(drift).__name__}: allowed DriftModel or None")
-        dev._base = params
-        dev._drift = drift
-        dev._open_system = bool(open_system)
-        dev._cache = {}
-        dev._delay_cache = {}
+        dev._set_model(params, drift, open_system)
         # Generator.spawn(2) gives Generator(PCG64(s)) for the children s of the parent's
         # SeedSequence: spawn keys (0,) and (1,) under the same entropy.
         dev._shot_rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(0,))))

@@ -1,13 +1,14 @@
 """A small pulse-program IR in SI units, its JSON form, and the one place that renders it.
 
 Every hardware path goes through this module (its waveforms live in
-``pulsecal.hardware.waveforms`` and are re-exported here): the environments' ``PulseSequence`` is
-compiled to a ``Program`` (``from_sequence``), programs are hashed for idempotent job keys
-and journals (``Program.content_hash``: sha256 over canonical JSON, never pickle), and
-``to_waveform_trace`` renders a program to complex samples on a device grid. That renderer
-is the single place for resampling, padding to the device granularity and frame tracking,
-so the safety envelope, the simulated backend and every vendor adapter see the same
-samples.
+``pulsecal.hardware.waveforms``, its frames and instructions in
+``pulsecal.hardware.instructions``, all re-exported here): the environments'
+``PulseSequence`` is compiled to a ``Program`` (``from_sequence``), programs are hashed
+for idempotent job keys and journals (``Program.content_hash``: sha256 over canonical
+JSON, never pickle), and ``to_waveform_trace`` renders a program to complex samples on a
+device grid. That renderer is the single place for resampling, padding to the device
+granularity and frame tracking, so the safety envelope, the simulated backend and every
+vendor adapter see the same samples.
 
 Conventions (the trace is what the envs call ``u``, the coefficient of a† in
 H/ħ = 2π·δ·n + π·α·n(n−1) + π·Ω_R·(u·a† + u*·a), in the frame rotating at the frame's
@@ -42,9 +43,9 @@ import hashlib
 import itertools
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 
@@ -52,6 +53,20 @@ from pulsecal.envs.protocol import Delay as SeqDelay
 from pulsecal.envs.protocol import Play as SeqPlay
 from pulsecal.envs.protocol import PulseSequence
 from pulsecal.envs.protocol import VirtualZ as SeqVirtualZ
+
+# The frames and instructions are part of the IR: re-exported so ``ir.Play`` etc. name them.
+from .instructions import INSTRUCTION_TYPES as INSTRUCTION_TYPES
+from .instructions import Acquire as Acquire
+from .instructions import Barrier as Barrier
+from .instructions import Delay as Delay
+from .instructions import Frame as Frame
+from .instructions import Instruction as Instruction
+from .instructions import Play as Play
+from .instructions import SetFrequency as SetFrequency
+from .instructions import SetPhase as SetPhase
+from .instructions import ShiftFrequency as ShiftFrequency
+from .instructions import ShiftPhase as ShiftPhase
+from .instructions import instruction_from_dict as instruction_from_dict
 
 # The waveforms are part of the IR: re-exported so ``ir.Gaussian`` etc. name them.
 from .waveforms import GRID_TOLERANCE as GRID_TOLERANCE
@@ -62,7 +77,7 @@ from .waveforms import Drag as Drag
 from .waveforms import Gaussian as Gaussian
 from .waveforms import Sampled as Sampled
 from .waveforms import Waveform as Waveform
-from .waveforms import fail_field, name_field, real_field, set_field
+from .waveforms import fail_field, real_field, set_field
 from .waveforms import resample as resample
 from .waveforms import waveform_from_dict as waveform_from_dict
 
@@ -73,196 +88,6 @@ DEFAULT_MAX_TOTAL_SAMPLES = 1 << 24
 
 class ProgramTooLong(ValueError):
     """The program (or one waveform or delay in it) exceeds the renderer's sample budget."""
-
-
-# -- frames -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Frame:
-    """A named frame on a port: carrier ``frequency_hz`` and initial ``phase`` (rad)."""
-
-    name: str
-    port: str
-    frequency_hz: float
-    phase: float = 0.0
-
-    def __post_init__(self) -> None:
-        name_field("Frame", "name", self.name)
-        name_field("Frame", "port", self.port)
-        set_field(self, "frequency_hz", real_field("Frame", "frequency_hz", self.frequency_hz, nonnegative=True))
-        set_field(self, "phase", real_field("Frame", "phase", self.phase))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "port": self.port, "frequency_hz": self.frequency_hz,
-                "phase": self.phase}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Frame:
-        return cls(str(d["name"]), str(d["port"]), float(d["frequency_hz"]), float(d["phase"]))
-
-
-# -- instructions ---------------------------------------------------------------------------
-
-
-def _frames_tuple(owner: str, frames: object) -> tuple[str, ...]:
-    if isinstance(frames, str) or not isinstance(frames, Iterable):
-        fail_field(owner, "frames", frames, "a tuple of frame names (empty = all frames)")
-    out: tuple[str, ...] = tuple(frames)  # type: ignore[arg-type]
-    for f in out:
-        name_field(owner, "frames[]", f)
-    return out
-
-
-@dataclass(frozen=True)
-class Play:
-    """Play ``waveform`` on ``frame``."""
-
-    frame: str
-    waveform: Waveform
-    op: ClassVar[str] = "play"
-
-    def __post_init__(self) -> None:
-        name_field("Play", "frame", self.frame)
-        if not isinstance(self.waveform, Gaussian | Drag | Constant | Sampled):
-            fail_field("Play", "waveform", type(self.waveform).__name__,
-                  "Gaussian, Drag, Constant or Sampled")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"op": self.op, "frame": self.frame, "waveform": self.waveform.to_dict()}
-
-
-@dataclass(frozen=True)
-class ShiftPhase:
-    """Multiply later samples of ``frame`` by e^{+i·phase} (= envs ``VirtualZ(phase)``)."""
-
-    frame: str
-    phase: float
-    op: ClassVar[str] = "shift_phase"
-
-    def __post_init__(self) -> None:
-        name_field("ShiftPhase", "frame", self.frame)
-        set_field(self, "phase", real_field("ShiftPhase", "phase", self.phase))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"op": self.op, "frame": self.frame, "phase": self.phase}
-
-
-@dataclass(frozen=True)
-class SetPhase:
-    """Set the total phase of ``frame`` to ``phase`` at this instant."""
-
-    frame: str
-    phase: float
-    op: ClassVar[str] = "set_phase"
-
-    def __post_init__(self) -> None:
-        name_field("SetPhase", "frame", self.frame)
-        set_field(self, "phase", real_field("SetPhase", "phase", self.phase))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"op": self.op, "frame": self.frame, "phase": self.phase}
-
-
-@dataclass(frozen=True)
-class ShiftFrequency:
-    """Shift the carrier of ``frame`` by ``frequency_hz``."""
-
-    frame: str
-    frequency_hz: float
-    op: ClassVar[str] = "shift_frequency"
-
-    def __post_init__(self) -> None:
-        name_field("ShiftFrequency", "frame", self.frame)
-        set_field(self, "frequency_hz", real_field("ShiftFrequency", "frequency_hz", self.frequency_hz))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"op": self.op, "frame": self.frame, "frequency_hz": self.frequency_hz}
-
-
-@dataclass(frozen=True)
-class SetFrequency:
-    """Set the carrier of ``frame`` to ``frequency_hz``."""
-
-    frame: str
-    frequency_hz: float
-    op: ClassVar[str] = "set_frequency"
-
-    def __post_init__(self) -> None:
-        name_field("SetFrequency", "frame", self.frame)
-        set_field(self, "frequency_hz",
-             real_field("SetFrequency", "frequency_hz", self.frequency_hz, nonnegative=True))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"op": self.op, "frame": self.frame, "frequency_hz": self.frequency_hz}
-
-
-@dataclass(frozen=True)
-class Delay:
-    """Idle ``duration_s`` on ``frames`` (all frames if empty); rounded to whole samples."""
-
-    duration_s: float
-    frames: tuple[str, ...] = ()
-    op: ClassVar[str] = "delay"
-
-    def __post_init__(self) -> None:
-        set_field(self, "duration_s", real_field("Delay", "duration_s", self.duration_s, nonnegative=True))
-        set_field(self, "frames", _frames_tuple("Delay", self.frames))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"op": self.op, "duration_s": self.duration_s, "frames": list(self.frames)}
-
-
-@dataclass(frozen=True)
-class Barrier:
-    """Align the time cursors of ``frames`` (all frames if empty)."""
-
-    frames: tuple[str, ...] = ()
-    op: ClassVar[str] = "barrier"
-
-    def __post_init__(self) -> None:
-        set_field(self, "frames", _frames_tuple("Barrier", self.frames))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"op": self.op, "frames": list(self.frames)}
-
-
-@dataclass(frozen=True)
-class Acquire:
-    """Measure ``qubit`` (Z basis) for ``duration_s`` after all frames (implicit barrier)."""
-
-    qubit: int
-    duration_s: float = 0.0
-    op: ClassVar[str] = "acquire"
-
-    def __post_init__(self) -> None:
-        if isinstance(self.qubit, bool) or not isinstance(self.qubit, int | np.integer) \
-                or self.qubit < 0:
-            fail_field("Acquire", "qubit", self.qubit, "an integer >= 0")
-        set_field(self, "qubit", int(self.qubit))
-        set_field(self, "duration_s", real_field("Acquire", "duration_s", self.duration_s, nonnegative=True))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"op": self.op, "qubit": self.qubit, "duration_s": self.duration_s}
-
-
-Instruction = Play | ShiftPhase | SetPhase | ShiftFrequency | SetFrequency | Delay | Barrier | Acquire
-INSTRUCTION_TYPES: tuple[type, ...] = (Play, ShiftPhase, SetPhase, ShiftFrequency, SetFrequency,
-                                       Delay, Barrier, Acquire)
-_OPS: dict[str, type] = {c.op: c for c in INSTRUCTION_TYPES}  # type: ignore[attr-defined]
-
-
-def instruction_from_dict(d: Mapping[str, Any]) -> Instruction:
-    op = d.get("op")
-    cls = _OPS.get(str(op))
-    if cls is None:
-        raise ValueError(f"instruction op={op!r}: allowed one of {sorted(_OPS)}")
-    args = {k: v for k, v in d.items() if k != "op"}
-    if cls is Play:
-        return Play(str(args["frame"]), waveform_from_dict(args["waveform"]))
-    if "frames" in args:
-        args["frames"] = tuple(args["frames"])
-    return cls(**args)  # type: ignore[no-any-return]
 
 
 # -- programs -------------------------------------------------------------------------------

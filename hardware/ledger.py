@@ -86,16 +86,23 @@ class ShotLedger:
 
     # -- changes ------------------------------------------------------------------------
 
+    def _holds(self, job_key: str, shots: int, state: str) -> bool:
+        """Whether ``job_key`` is already counted (not released), with these ``shots``; a
+        ValueError naming ``state`` if it is counted with other shots."""
+        old = self._entries.get(job_key)
+        if old is None or old.state == RELEASED:
+            return False
+        if old.shots != shots:
+            raise ValueError(f"job_key {job_key!r} {state} with shots={old.shots}: "
+                             f"allowed the same shots again, got {shots}")
+        return True
+
     def reserve(self, job_key: str, shots: int, day: str, *, max_shots_per_day: int) -> None:
         """Count ``shots`` for ``job_key`` on ``day``; a no-op if the key is already counted.
 
         Raises SafetyViolation naming the per-day limit or the budget if it would be exceeded.
         """
-        old = self._entries.get(job_key)
-        if old is not None and old.state != RELEASED:
-            if old.shots != shots:
-                raise ValueError(f"job_key {job_key!r} reserved with shots={old.shots}: "
-                                 f"allowed the same shots again, got {shots}")
+        if self._holds(job_key, shots, "reserved"):
             return
         if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
             raise ValueError(f"shots={shots!r}: allowed an integer >= 1")
@@ -117,11 +124,7 @@ class ShotLedger:
         """
         if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
             raise ValueError(f"shots={shots!r}: allowed an integer >= 1")
-        old = self._entries.get(job_key)
-        if old is not None and old.state != RELEASED:
-            if old.shots != shots:
-                raise ValueError(f"job_key {job_key!r} counted with shots={old.shots}: "
-                                 f"allowed the same shots again, got {shots}")
+        if self._holds(job_key, shots, "counted"):
             return
         self._put(LedgerEntry(job_key, shots, day, DONE, job_id))
 

@@ -119,10 +119,6 @@ def lab_start(device_params: Any, gate_duration_s: float, *, amplitude_rel: floa
     its Rabi rate and anharmonicity, not its amplitude error or detuning (taken as 1 and
     0, so the hidden ones are the qubit's own miscalibration), moved by the given extra
     miscalibration."""
-    t = device_params.transmon.replace(detuning_hz=0.0)
-    p = nominal_params(t, DragGate(gate_duration_s)).as_array()
-    p[0] *= 1.0 + amplitude_rel
-    p[1] *= 1.0 + beta_rel
-    p[2] += detuning_hz
-    p[3] += phase
-    return DragParams.from_array(p)
+    return miscalibrated_start(device_params.transmon.replace(detuning_hz=0.0), gate_duration_s,
+                               amplitude_rel=amplitude_rel, beta_rel=beta_rel, detuning_hz=detuning_hz,
+                               phase=phase)

@@ -15,7 +15,7 @@ step size meaningful across them.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -117,6 +117,24 @@ def _starts(task: CalibrationTask, start: ArrayLike, index: Sequence[int] | None
     return idx, p
 
 
+def _each_device(task: CalibrationTask, start: ArrayLike, budget: int, index: Sequence[int] | None,
+                 settings: BlackBoxSettings, fit: Callable[[_Objective, int], ArrayLike]) -> CalibrationResult:
+    """Calibrate devices ``index`` from ``start`` one at a time: ``fit(objective, n_evals)``
+    minimises a device's objective within ``n_evals`` evaluations and returns the chosen
+    point in search coordinates; the shots it spent are read off the task."""
+    idx, p0 = _starts(task, start, index)
+    out = p0.copy()
+    used = np.zeros(len(idx), dtype=np.int64)
+    trace: list[list[tuple[int, FloatArray]]] = []
+    for b, i in enumerate(idx):
+        before = int(task.shots_used[i])
+        obj, n_evals = settings.objective(task, i, p0[b], budget)
+        out[b] = obj.params(fit(obj, n_evals))
+        used[b] = int(task.shots_used[i]) - before
+        trace.append([(int(used[b]), out[b].copy())])
+    return CalibrationResult(out, used, trace)
+
+
 @register_baseline("nelder_mead")
 @dataclass(frozen=True)
 class NelderMeadCalibration:
@@ -150,21 +168,15 @@ class NelderMeadCalibration:
         from scipy.optimize import minimize
 
         budget = check_budget("budget", budget, 1)
-        idx, p0 = _starts(task, start, index)
-        out = p0.copy()
-        used = np.zeros(len(idx), dtype=np.int64)
-        trace: list[list[tuple[int, FloatArray]]] = []
-        for b, i in enumerate(idx):
-            before = int(task.shots_used[i])
-            obj, n_evals = self.settings.objective(task, i, p0[b], budget)
-            simplex = np.vstack([np.zeros(3), self.initial_step * np.eye(3)])
-            res = minimize(lambda z, obj=obj: float(obj(z)[0]), np.zeros(3), method="Nelder-Mead",
+        simplex = np.vstack([np.zeros(3), self.initial_step * np.eye(3)])
+
+        def fit(obj: _Objective, n_evals: int) -> FloatArray:
+            res = minimize(lambda z: float(obj(z)[0]), np.zeros(3), method="Nelder-Mead",
                            options={"maxfev": n_evals, "initial_simplex": simplex,
                                     "xatol": 1e-4, "fatol": 1e-6})
-            out[b] = obj.params(res.x)
-            used[b] = int(task.shots_used[i]) - before
-            trace.append([(int(used[b]), out[b].copy())])
-        return CalibrationResult(out, used, trace)
+            return np.asarray(res.x)
+
+        return _each_device(task, start, budget, index, self.settings, fit)
 
 
 @register_baseline("cmaes")
@@ -206,13 +218,8 @@ class CMAESCalibration:
         if not isinstance(rng, np.random.Generator):
             raise TypeError(f"rng is {type(rng).__name__}: allowed numpy.random.Generator")
         budget = check_budget("budget", budget, 1)
-        idx, p0 = _starts(task, start, index)
-        out = p0.copy()
-        used = np.zeros(len(idx), dtype=np.int64)
-        trace: list[list[tuple[int, FloatArray]]] = []
-        for b, i in enumerate(idx):
-            before = int(task.shots_used[i])
-            obj, n_evals = self.settings.objective(task, i, p0[b], budget)
+
+        def fit(obj: _Objective, n_evals: int) -> FloatArray:
             opts: dict[str, object] = {"seed": int(rng.integers(1, 2**31 - 1)), "verbose": -9,
                                        "bounds": [-4.0, 4.0]}
             if self.popsize is not None:
@@ -225,7 +232,6 @@ class CMAESCalibration:
                 evals += len(zs)
             if evals == 0:  # budget below one generation: measure the start only
                 obj(np.zeros((1, 3)))
-            out[b] = obj.params(es.result.xfavorite)
-            used[b] = int(task.shots_used[i]) - before
-            trace.append([(int(used[b]), out[b].copy())])
-        return CalibrationResult(out, used, trace)
+            return np.asarray(es.result.xfavorite)
+
+        return _each_device(task, start, budget, index, self.settings, fit)

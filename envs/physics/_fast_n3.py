@@ -209,9 +209,9 @@ def _ps_blocks(blocks: FloatArray, q: FloatArray, cf: FloatArray, x: FloatArray,
     added by the Horner step); q: (81·LANES,) written, the Horner start
     Σ_{j<5} cf[3, j]·X^j + cf[3, 5]·X⁵; cf: (4, 6) coefficients.
 
-    Every entry is summed in the order j = 1, 2, ..., 5, then the identity, so the Horner
-    steps give the same bits as summing all six terms of a block at once; reading the
-    powers once for all four blocks is what this saves."""
+    Every entry is summed in the order j = 1, 2, ..., 5, then the identity, the rounding
+    order the env trajectories are recorded with (``tests/envs/trajectory_check.py``).
+    The powers are read once for all four blocks."""
     b01, b02, b03, b04 = cf[0, 1], cf[0, 2], cf[0, 3], cf[0, 4]
     b11, b12, b13, b14 = cf[1, 1], cf[1, 2], cf[1, 3], cf[1, 4]
     b21, b22, b23, b24 = cf[2, 1], cf[2, 2], cf[2, 3], cf[2, 4]

@@ -17,6 +17,7 @@ Engines:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from types import ModuleType
 from typing import Literal
 
 import numpy as np
@@ -93,6 +94,27 @@ def _check_engine(engine: str) -> str:
     return engine
 
 
+def _engine_module(engine: str) -> ModuleType:
+    """The module implementing ``engine`` (checked); each is imported only when asked for,
+    so QuTiP and qiskit-dynamics stay optional."""
+    eng = _check_engine(engine)
+    if eng == "numpy":
+        from . import fast
+
+        return fast
+    if eng == "numpy-reference":
+        from . import reference
+
+        return reference
+    if eng == "qutip":
+        from . import engine_qutip
+
+        return engine_qutip
+    from . import engine_dynamics
+
+    return engine_dynamics
+
+
 def unitaries(transmon: TransmonArg, waveforms: ArrayLike, *, engine: Engine = "numpy") -> ComplexArray:
     """Closed-system propagators of a batch of piecewise-constant pulses.
 
@@ -107,23 +129,7 @@ def unitaries(transmon: TransmonArg, waveforms: ArrayLike, *, engine: Engine = "
     """
     w, single = check_waveforms(waveforms)
     t = _check_transmon(transmon, w.shape[0])
-    eng = _check_engine(engine)
-    if eng == "numpy":
-        from . import fast
-
-        out = fast.unitaries(t, w)
-    elif eng == "numpy-reference":
-        from . import reference
-
-        out = reference.unitaries(t, w)
-    elif eng == "qutip":
-        from . import engine_qutip
-
-        out = engine_qutip.unitaries(t, w)
-    else:
-        from . import engine_dynamics
-
-        out = engine_dynamics.unitaries(t, w)
+    out: ComplexArray = _engine_module(engine).unitaries(t, w)
     return out[0] if single else out
 
 
@@ -144,21 +150,5 @@ def superoperators(
     """
     w, single = check_waveforms(waveforms)
     t = _check_transmon(transmon, w.shape[0])
-    eng = _check_engine(engine)
-    if eng == "numpy":
-        from . import fast
-
-        out = fast.superoperators(t, w)
-    elif eng == "numpy-reference":
-        from . import reference
-
-        out = reference.superoperators(t, w)
-    elif eng == "qutip":
-        from . import engine_qutip
-
-        out = engine_qutip.superoperators(t, w)
-    else:
-        from . import engine_dynamics
-
-        out = engine_dynamics.superoperators(t, w)
+    out: ComplexArray = _engine_module(engine).superoperators(t, w)
     return out[0] if single else out

@@ -78,7 +78,8 @@ from ..ir import (
     WaveformTrace,
     to_waveform_trace,
 )
-from ._openqasm import BraketDeviceProperties, lift, parse_roundtrip, semantic_check
+from ._braket_device import BraketDeviceProperties
+from ._openqasm import lift, parse_roundtrip, semantic_check
 
 _EXTRA = "pip install 'pulsecal[braket]'"
 DEFAULT_PROPERTIES = "braket_rigetti_pulse"

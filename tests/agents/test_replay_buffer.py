@@ -21,7 +21,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from test_train import TINY, TOY_ID, compose  # noqa: E402
+from test_train import TINY, TOY_ID, compose, run_cli, start_cli  # noqa: E402
 
 ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
 
@@ -214,17 +214,12 @@ def test_sigkilled_sac_run_resumes_with_its_replay_buffer(tmp_path: Path) -> Non
     """A real SIGKILL (possibly mid-write: a torn temporary file must not matter)."""
     import os
     import signal
-    import subprocess
     import time
 
-    env = {**os.environ, "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
-    code = "from pulsecal.scripts.train import main; main()"
     run_dir = tmp_path / "run"
     args = [a for a in SAC_TINY if not a.startswith("total_timesteps")] + [
         "total_timesteps=100000", f"hydra.run.dir={run_dir}"]
-    proc = subprocess.Popen([sys.executable, "-c", code, *args], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_cli(args, tmp_path)
     from pulsecal.agents.persistence import latest_checkpoint, list_checkpoints, replay_buffer_info
 
     deadline = time.monotonic() + 120
@@ -237,8 +232,7 @@ def test_sigkilled_sac_run_resumes_with_its_replay_buffer(tmp_path: Path) -> Non
     assert ckpt is not None and ckpt.replay_buffer is not None
     saved = replay_buffer_info(ckpt.replay_buffer)
     assert saved["step"] == ckpt.step and saved["size"] == ckpt.step // 2 - 1
-    resumed = subprocess.run([sys.executable, "-c", code, f"resume={run_dir}", f"total_timesteps={ckpt.step + 256}"],
-                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    resumed = run_cli([f"resume={run_dir}", f"total_timesteps={ckpt.step + 256}"], tmp_path, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["start_step"] == ckpt.step and metrics["num_timesteps"] >= ckpt.step + 256

@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from test_train import TINY, compose  # noqa: E402
+from test_train import TINY, compose, run_cli, start_cli  # noqa: E402
 
 
 class Crash(BaseCallback):
@@ -90,14 +89,10 @@ def test_resume_without_checkpoint_is_a_config_error(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_resume_after_sigkill(tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
-    code = "from pulsecal.scripts.train import main; main()"
     run_dir = tmp_path / "run"
     args = [a for a in TINY if not a.startswith("total_timesteps")] + [
         "total_timesteps=100000", f"hydra.run.dir={run_dir}"]
-    proc = subprocess.Popen([sys.executable, "-c", code, *args], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_cli(args, tmp_path)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list((run_dir / "checkpoints").glob("step_*.json")):
         time.sleep(0.2)
@@ -106,8 +101,7 @@ def test_resume_after_sigkill(tmp_path: Path) -> None:
     before = _digests(run_dir / "checkpoints")
     last = max(json.loads((run_dir / "checkpoints" / n).read_text())["step"] for n in before if n.endswith(".json")
                and not n.endswith("vecnormalize.json"))
-    resumed = subprocess.run([sys.executable, "-c", code, f"resume={run_dir}", f"total_timesteps={last + 256}"],
-                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    resumed = run_cli([f"resume={run_dir}", f"total_timesteps={last + 256}"], tmp_path, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["start_step"] == last and metrics["num_timesteps"] >= last + 256

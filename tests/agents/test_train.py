@@ -106,12 +106,25 @@ def compose(overrides: list[str]) -> Any:
         return hydra_compose("train", overrides=overrides)
 
 
+_CLI = "from pulsecal.scripts.train import main; main()"
+
+
+def _cli_env() -> dict[str, str]:
+    # This folder on PYTHONPATH: the subprocess imports the test envs registered here.
+    return {**os.environ, "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+            "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+
+
 def run_cli(args: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
-    code = "from pulsecal.scripts.train import main; main()"
-    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-c", _CLI, *args], cwd=cwd, env=_cli_env(),
                           capture_output=True, text=True, timeout=timeout)
+
+
+def start_cli(args: list[str], cwd: Path) -> subprocess.Popen[bytes]:
+    """``pulsecal-train`` as ``run_cli`` runs it, in the background with its output dropped
+    (for tests that kill it)."""
+    return subprocess.Popen([sys.executable, "-c", _CLI, *args], cwd=cwd, env=_cli_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 @pytest.fixture(autouse=True)
