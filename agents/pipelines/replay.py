@@ -303,14 +303,18 @@ def replay(cfg: DictConfig) -> Any:
 
 
 def warn_if_cut_short(env_id: str, env: Mapping[str, Any], max_steps: int) -> None:
-    """A GateCalibration-v1 policy acts once per round; a session of fewer steps stops
-    before the policy's own episode ends. Allowed (a lab may want a short session), so
-    only said on stderr, naming the keys to change."""
-    if env_id.endswith("GateCalibration-v1"):
-        rounds = int(env.get("rounds") or 8)
-        if max_steps < rounds:
-            print(f"warning: max_steps={max_steps} < env.rounds={rounds}: the session stops before the "
-                  f"policy's episode ends; set max_steps={rounds} to run it whole", file=sys.stderr)
+    """A policy whose episode ends with a step that measures nothing (its shot plan's
+    ``measuring_steps`` < ``steps_per_episode``: GateCalibration-v1's last round places
+    the final gate) is cut short by a session of fewer steps, before it sets that gate.
+    Allowed (a lab may want a short session), so only said on stderr, naming the setting
+    to change."""
+    from pulsecal.hardware.replay import session_env_class
+
+    plan = session_env_class(env_id)(**env).calibration_state().shot_plan
+    episode, measuring = plan.steps_per_episode, plan.measuring_steps
+    if episode is not None and measuring is not None and measuring < episode and max_steps < episode:
+        print(f"warning: max_steps={max_steps} < the policy's episode of {episode} steps ({env_id} sets "
+              f"its final gate in the last one); set max_steps={episode} to run it whole", file=sys.stderr)
 
 
 def session_env(c: dict[str, Any], *, log: bool = True) -> tuple[dict[str, Any], float]:

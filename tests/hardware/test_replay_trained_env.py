@@ -117,4 +117,4 @@ def test_a_session_shorter_than_the_policys_episode_is_said(env_id: str, env: di
 
     warn_if_cut_short(env_id, env, max_steps)
     err = capsys.readouterr().err
-    assert ("max_steps=" in err and "env.rounds=12" in err) is warned
+    assert ("max_steps=" in err and "episode of 12 steps" in err and "set max_steps=12" in err) is warned
