@@ -233,7 +233,7 @@ def test_scripted_policy_improves_the_x_gate_on_the_qibolab_emulator(tmp_path: P
         from pulsecal.hardware.journal import Journal
         from pulsecal.hardware.replay import default_limits
 
-        emu, _ = build_backend(dict(cfg.backend))
+        emu = build_backend(dict(cfg.backend))
         check = BackendDevice(emu, limits=default_limits(emu), ledger=ShotLedger(None, fsync=False),
                               journal=Journal(tmp_path / "check.jsonl", fsync=False), session_id="check")
         errs = []
