@@ -11,11 +11,11 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import hydra
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from stable_baselines3.common.callbacks import BaseCallback
 
 
@@ -28,6 +28,23 @@ class PipelineError(ValueError):
 
     def __str__(self) -> str:
         return f"{self.key}: {self.problem}"
+
+
+class _CheckedConf(Protocol):
+    def check(self) -> None: ...
+
+
+ConfT = TypeVar("ConfT", bound=_CheckedConf)
+
+
+def typed_conf(cfg: DictConfig, schema: type[ConfT], entry: str) -> ConfT:
+    """The composed ``cfg`` as its typed schema object, cross-field checks run; a config
+    not composed from ``<entry>.yaml`` is refused."""
+    conf = OmegaConf.to_object(cfg)
+    if not isinstance(conf, schema):
+        raise PipelineError("config", f"not composed from {entry}.yaml ({entry}_schema)")
+    conf.check()
+    return conf
 
 
 def override(key: str, value: Any) -> str:

@@ -52,6 +52,7 @@ from pulsecal.agents.pipelines.common import (
     pick_experiment,
     stage,
     train_run,
+    typed_conf,
 )
 
 # -- schemas ------------------------------------------------------------------------------------
@@ -199,11 +200,7 @@ class DemoSummary:
 
 
 def to_demo_conf(cfg: DictConfig) -> DemoConf:
-    conf = OmegaConf.to_object(cfg)
-    if not isinstance(conf, DemoConf):
-        raise PipelineError("config", "not composed from demo.yaml (demo_schema)")
-    conf.check()
-    return conf
+    return typed_conf(cfg, DemoConf, "demo")
 
 
 def demo(cfg: DictConfig) -> DemoSummary:

@@ -53,6 +53,7 @@ from pulsecal.agents.pipelines.common import (
     pick_experiment,
     train_run,
     trained_env_kwargs,
+    typed_conf,
 )
 from pulsecal.agents.pipelines.train import stored_config
 
@@ -158,11 +159,7 @@ class ResultsReport:
 
 
 def to_results_conf(cfg: DictConfig) -> ResultsConf:
-    conf = OmegaConf.to_object(cfg)
-    if not isinstance(conf, ResultsConf):
-        raise PipelineError("config", "not composed from results.yaml (results_schema)")
-    conf.check()
-    return conf
+    return typed_conf(cfg, ResultsConf, "results")
 
 
 def _trained_at(run_dir: Path) -> str:
