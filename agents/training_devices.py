@@ -15,21 +15,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from pulsecal.configs.schema import ConfigError
 from pulsecal.envs.presets import get_preset, held_out_devices
 
 _PHYSICAL = ("t1_s", "t2_s", "anharmonicity_hz", "detuning_hz")
-
-
-class DeviceSettingError(ValueError):
-    """A ``TrainingDevices`` field is out of range; ``field`` names it."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(field, problem)
-        self.field = field
-        self.problem = problem
-
-    def __str__(self) -> str:
-        return f"{self.field}: {self.problem}"
 
 
 @dataclass(frozen=True)
@@ -59,11 +48,11 @@ class TrainingDevices:
         try:
             get_preset(self.preset)
         except ValueError as err:
-            raise DeviceSettingError("preset", str(err)) from None
+            raise ConfigError("preset", str(err)) from None
         if not (isinstance(self.n_eval_devices, int) and self.n_eval_devices >= 1):
-            raise DeviceSettingError("n_eval_devices", f"must be a positive integer, got {self.n_eval_devices}")
+            raise ConfigError("n_eval_devices", f"must be a positive integer, got {self.n_eval_devices}")
         if self.randomize and self.overrides():
-            raise DeviceSettingError("randomize", "physical overrides (t1_s, ...) need a fixed device: "
+            raise ConfigError("randomize", "physical overrides (t1_s, ...) need a fixed device: "
                                                   "set randomize=false")
 
     def overrides(self) -> dict[str, float]:
@@ -88,14 +77,14 @@ class TrainingDevices:
         t2 = overrides.get("t2_s", transmon.t2_s)
         if t2 > 2 * t1:
             key = "t2_s" if "t2_s" in overrides else "t1_s"
-            raise DeviceSettingError(key, f"T2 = {t2:g} s exceeds 2·T1 = {2 * t1:g} s (physically impossible)")
+            raise ConfigError(key, f"T2 = {t2:g} s exceeds 2·T1 = {2 * t1:g} s (physically impossible)")
         for key, value in overrides.items():
             if not math.isfinite(value):
-                raise DeviceSettingError(key, f"must be finite, got {value}")
+                raise ConfigError(key, f"must be finite, got {value}")
         try:
             return dataclasses.replace(params, transmon=dataclasses.replace(transmon, **overrides))
         except ValueError as err:
-            raise DeviceSettingError("", str(err)) from None
+            raise ConfigError("", str(err)) from None
 
     def reset_options(self, n_train: int) -> tuple[list[dict[str, Any]] | None, list[dict[str, Any]] | None]:
         """Reset options of the ``n_train`` training copies and of the evaluation copies.

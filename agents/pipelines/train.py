@@ -33,7 +33,7 @@ from pulsecal.agents.persistence import Checkpoint, latest_checkpoint
 from pulsecal.agents.pipelines.console import first_line
 from pulsecal.agents.provenance import write_provenance
 from pulsecal.agents.training import TrainSettings, run_training
-from pulsecal.agents.training_devices import DeviceSettingError, TrainingDevices
+from pulsecal.agents.training_devices import TrainingDevices
 from pulsecal.configs.env_schema import env_schema_for
 from pulsecal.configs.schema import (
     AGENT_SCHEMAS,
@@ -101,16 +101,21 @@ def _is_pulsecal_env(env_id: str) -> bool:
     return isinstance(entry, str) and entry.startswith("pulsecal.envs")
 
 
+def _in_device(err: ConfigError) -> ConfigError:
+    """A ``TrainingDevices`` error keyed by its config path (``device.<field>``)."""
+    return err.within("device") if err.key else ConfigError("device", err.problem)
+
+
 def training_devices(conf: TrainConf) -> TrainingDevices:
     """``conf.device`` built with its ``_target_`` (raises :class:`ConfigError` naming the key)."""
     try:
         devices = instantiate(conf.device, _convert_="all")
-    except DeviceSettingError as err:
-        raise ConfigError(f"device.{err.field}" if err.field else "device", err.problem) from None
+    except ConfigError as err:
+        raise _in_device(err) from None
     except InstantiationException as err:
         cause = err.__cause__
-        if isinstance(cause, DeviceSettingError):
-            raise ConfigError(f"device.{cause.field}" if cause.field else "device", cause.problem) from None
+        if isinstance(cause, ConfigError):
+            raise _in_device(cause) from None
         raise ConfigError("device._target_", first_line(str(err))) from None
     if not isinstance(devices, TrainingDevices):
         raise ConfigError("device._target_", f"builds a {type(devices).__name__}: allowed TrainingDevices")
@@ -135,8 +140,8 @@ def _env_factories(conf: TrainConf, env_id: str) -> tuple[Any, Any]:
         kwargs = env_kwargs(conf, devices)
         try:
             train_options, eval_options = devices.reset_options(conf.env.n_envs)
-        except DeviceSettingError as err:
-            raise ConfigError(f"device.{err.field}" if err.field else "device", err.problem) from None
+        except ConfigError as err:
+            raise _in_device(err) from None
     else:
         kwargs = conf.env.env_options()
     n_eval = conf.device.n_eval_devices
