@@ -66,7 +66,12 @@ class SB3VecEnv(VecEnv):
         return obs.astype(np.float32)
 
     def step_async(self, actions: NDArray[Any]) -> None:
-        self._actions = np.asarray(actions)
+        a = np.asarray(actions)
+        shape = (self.num_envs, *self.core.action_space.shape)
+        if a.shape != shape:
+            raise ValueError(f"actions have shape {a.shape}: allowed {shape}, one row per copy "
+                             f"(num_envs={self.num_envs}) of action_space.shape {self.core.action_space.shape}")
+        self._actions = a
 
     def step_wait(self) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.bool_], list[dict[str, Any]]]:
         assert self._actions is not None

@@ -23,17 +23,19 @@ seeds copy i with s + i (Gymnasium's convention for vector envs).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar, overload
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.error import ResetNeeded
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 from numpy.typing import NDArray
 
 from .contract import EnvDescription
+from .episode_end import episode_ended_message
 from .physics.calibration_kernels import abs_peak
 
 FloatArray = NDArray[np.float64]
@@ -75,6 +77,14 @@ class InfoColumns(Sequence[dict[str, Any]]):
         cols = [(k, c.tolist() if c.ndim == 1 else c) for k, c in self.columns.items()]
         for j in range(self._n):
             yield {k: c[j] for k, c in cols}
+
+
+def check_reset_options(options: Any, name: str = "options") -> None:
+    """Refuse reset options that are neither None nor a dict (``reset(options=5)``), by
+    name, before anything is reset."""
+    if options is not None and not isinstance(options, Mapping):
+        raise TypeError(f"reset {name}={options!r} ({type(options).__name__}) is not allowed: "
+                        "allowed None or a dict of option name -> value")
 
 
 class BatchedCore(ABC):
@@ -139,8 +149,11 @@ class BatchedCore(ABC):
             assert actions is not None
             acts = self.check_actions(actions)
             if len(acts) != len(step_idx):
-                raise ValueError(f"actions have {len(acts)} rows: allowed one per stepped copy ({len(step_idx)})")
+                raise ValueError(f"actions have shape {acts.shape} ({len(acts)} rows): allowed one per stepped "
+                                 f"copy ({len(step_idx)})")
         opts = list(reset_options) if reset_options is not None else [None] * len(reset_idx)
+        for o in opts:
+            check_reset_options(o)
         for i, o in zip(reset_idx, opts, strict=True):
             self._reset_copy(i, o or {})
         if step_idx:
@@ -239,12 +252,15 @@ class BatchedVectorEnv(VectorEnv):
         ``options`` go to every copy; ``options["per_copy"]``, a sequence of one dict per
         copy, adds copy-specific options (e.g. one evaluation device per copy).
         """
+        check_reset_options(options)
         options = dict(options or {})
         mask = options.pop("reset_mask", None)
         per_copy = options.pop("per_copy", None)
         if per_copy is not None and len(per_copy) != self.num_envs:
             raise ValueError(f"options['per_copy'] has {len(per_copy)} entries: allowed one per copy ({self.num_envs})")
-        copy_opts = [{**options, **(per_copy[i] if per_copy is not None else {})} for i in range(self.num_envs)]
+        for i, extra in enumerate(per_copy if per_copy is not None else ()):
+            check_reset_options(extra, f"options['per_copy'][{i}]")
+        copy_opts = [{**options, **((per_copy[i] or {}) if per_copy is not None else {})} for i in range(self.num_envs)]
         idx = list(range(self.num_envs)) if mask is None else [int(i) for i in np.flatnonzero(mask)]
         if seed is None:
             seeds: list[int | None] = [None] * self.num_envs
@@ -266,6 +282,13 @@ class BatchedVectorEnv(VectorEnv):
         self, actions: NDArray[Any]
     ) -> tuple[NDArray[np.float32], NDArray[np.float64], NDArray[np.bool_], NDArray[np.bool_], dict[str, Any]]:
         a = np.asarray(actions)
+        shape = (self.num_envs, *self.core.action_space.shape)
+        if a.shape != shape:
+            # Checked here, on the whole batch: the core sees only the rows of the copies
+            # that step, and would name their shape instead of the one passed.
+            raise ValueError(f"actions have shape {a.shape}: allowed {shape}, one row per copy "
+                             f"(num_envs={self.num_envs}) of single_action_space.shape "
+                             f"{self.core.action_space.shape}")
         reset_idx = self._autoreset.nonzero()[0].tolist()
         step_idx = (~self._autoreset).nonzero()[0].tolist() if reset_idx else list(range(self.num_envs))
         obs, rew, term, infos = self.core.advance(step_idx, a[step_idx] if reset_idx else a, reset_idx)
@@ -374,6 +397,10 @@ class SingleCoreEnv(gym.Env):
         self.core = self.core_class(num_envs=1, **kwargs)  # type: ignore[call-arg]
         self.observation_space = self.core.observation_space
         self.action_space = self.core.action_space
+        # Steps of the current episode, and the step at which it terminated (None while it
+        # runs; -1 before the first reset).
+        self._episode_steps = 0
+        self._terminated_at: int | None = -1
 
     def env_description(self) -> EnvDescription:
         """The env's settings, pulse family, device preset and training sampler
@@ -392,13 +419,33 @@ class SingleCoreEnv(gym.Env):
     ) -> tuple[NDArray[np.float32], dict[str, Any]]:
         super().reset(seed=seed)
         self.core.rngs[0] = self.np_random
+        # A reset that raises may leave the copy half drawn: it needs another reset.
+        self._terminated_at = -1
         obs, _, _, infos = self.core.advance([], None, [0], [options])
+        self._episode_steps = 0
+        self._terminated_at = None
         return obs[0].astype(np.float32), infos[0]
 
     def step(self, action: Any) -> tuple[NDArray[np.float32], float, bool, bool, dict[str, Any]]:
+        """One step; ``ResetNeeded`` before the first reset and after a step that terminated.
+
+        A terminated episode has no next step (the budget is spent, the horizon reached):
+        stepping on would spend shots and device time past them. Truncation is the time
+        limit's (``TimeLimit``, outside this env): ``episode_end.EpisodeEndEnforcing``
+        refuses after it.
+        """
+        if self._terminated_at is not None:
+            if self._terminated_at < 0:
+                raise ResetNeeded("Cannot call env.step() before calling env.reset()")
+            name = self.spec.id if self.spec is not None else type(self).__name__
+            raise ResetNeeded(episode_ended_message(name, "terminated", self._terminated_at))
         a = np.asarray(action, dtype=np.float64)[None]
         obs, rew, term, infos = self.core.advance([0], a)
-        return obs[0].astype(np.float32), float(rew[0]), bool(term[0]), False, infos[0]
+        self._episode_steps += 1
+        terminated = bool(term[0])
+        if terminated:
+            self._terminated_at = self._episode_steps
+        return obs[0].astype(np.float32), float(rew[0]), terminated, False, infos[0]
 
     def render(self) -> NDArray[np.uint8] | None:  # type: ignore[override]
         if self.render_mode is None:

@@ -52,8 +52,31 @@ def test_actions_need_one_row_per_stepped_copy(rows: int) -> None:
     # One row must not be broadcast over every copy, nor a surplus row ignored.
     sb3 = make_sb3_vec_env("pulsecal/GateCalibration-v0", n_envs=2, seed=0)
     sb3.reset()
-    with pytest.raises(ValueError, match="one per stepped copy"):
+    with pytest.raises(ValueError, match=rf"actions have shape \({rows}, 3\): allowed \(2, 3\), one row per copy"):
         sb3.step(np.zeros((rows, 3), dtype=np.float32))
+
+
+def test_sb3_adapter_resets_ended_copies_and_never_spends_past_the_budget() -> None:
+    # SB3's same-step reset: stepping on after an end is the next episode, never an error.
+    sb3 = make_sb3_vec_env("pulsecal/GateCalibration-v0", n_envs=2, seed=0)
+    sb3.reset()
+    rng = np.random.default_rng(0)
+    ended = 0
+    for _ in range(20):
+        _, _, dones, infos = sb3.step(rng.uniform(-1, 1, (2, 3)).astype(np.float32))
+        ended += int(dones.sum())
+        assert all(i["shots_used"] <= 1000 for i in infos)
+        assert (sb3.core.task.shots_used <= 1000).all()
+    assert ended >= 4
+
+
+@pytest.mark.parametrize("shape", [(3,), (2, 4), (2, 3, 1)])
+def test_sb3_adapter_wrong_shape_action_names_the_shape(shape: tuple[int, ...]) -> None:
+    sb3 = make_sb3_vec_env("pulsecal/GateCalibration-v0", n_envs=2, seed=0)
+    sb3.reset()
+    pattern = str(shape).replace("(", r"\(").replace(")", r"\)")
+    with pytest.raises(ValueError, match=rf"actions have shape {pattern}: allowed \(2, 3\)"):
+        sb3.step(np.zeros(shape, dtype=np.float32))
 
 
 def test_sb3_ppo_learns_a_few_steps_on_the_batched_env() -> None:

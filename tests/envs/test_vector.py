@@ -93,7 +93,7 @@ def test_actions_need_one_row_per_stepped_copy(rows: int) -> None:
     # One row must not be broadcast over every copy, nor a surplus row ignored.
     venv = gym.make_vec("pulsecal/GateCalibration-v0", num_envs=2)
     venv.reset(seed=0)
-    with pytest.raises(ValueError, match="one per stepped copy"):
+    with pytest.raises(ValueError, match=rf"actions have shape \({rows}, 3\): allowed \(2, 3\), one row per copy"):
         venv.step(np.zeros((rows, 3), dtype=np.float32))
 
 
