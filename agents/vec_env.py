@@ -9,7 +9,7 @@ so torch): the environments themselves import neither.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 from stable_baselines3.common.vec_env import VecEnv
 
-from pulsecal.envs.vector import BatchedVectorEnv, FloatArray
+from pulsecal.envs.vector import BatchedVectorEnv, FloatArray, check_reset_options
 
 
 def make_sb3_vec_env(env_id: str, n_envs: int = 1, seed: int | None = None, **kwargs: Any) -> SB3VecEnv:
@@ -122,7 +122,18 @@ class SB3VecEnv(VecEnv):
     def set_options(self, options: list[dict] | dict | None = None) -> None:
         if options is None:
             options = {}
-        self._options = [dict(options)] * self.num_envs if isinstance(options, dict) else list(options)
+        if isinstance(options, Mapping):
+            self._options = [dict(options)] * self.num_envs
+            return
+        if not isinstance(options, Sequence) or isinstance(options, str):
+            check_reset_options(options)  # raises, naming the value
+        per_copy: list[dict[str, Any] | None] = list(options)
+        if len(per_copy) != self.num_envs:
+            raise ValueError(f"set_options got {len(per_copy)} entries: allowed one per copy ({self.num_envs}) "
+                             "or one dict for all")
+        for i, o in enumerate(per_copy):
+            check_reset_options(o, f"options[{i}]")
+        self._options = per_copy
 
     def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
         owner = self.venv if attr_name in ("render_mode", "max_episode_steps") else self.core

@@ -79,6 +79,18 @@ def test_sb3_adapter_wrong_shape_action_names_the_shape(shape: tuple[int, ...]) 
         sb3.step(np.zeros(shape, dtype=np.float32))
 
 
+def test_sb3_adapter_options_not_dicts_are_refused_by_name() -> None:
+    sb3 = make_sb3_vec_env("pulsecal/GateCalibration-v0", n_envs=2, seed=0)
+    with pytest.raises(TypeError, match=r"reset options=5 \(int\) is not allowed"):
+        sb3.set_options(5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"reset options\[1\]=5 \(int\) is not allowed"):
+        sb3.set_options([{}, 5])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="set_options got 1 entries: allowed one per copy"):
+        sb3.set_options([{}])
+    sb3.set_options([None, {"miscalibration": {"amplitude": 0.01}}])  # type: ignore[list-item]
+    sb3.reset()
+
+
 def test_sb3_ppo_learns_a_few_steps_on_the_batched_env() -> None:
     import torch
     from stable_baselines3 import PPO
