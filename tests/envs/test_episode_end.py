@@ -157,6 +157,20 @@ def test_vector_env_autoresets_in_next_step_mode_and_never_overshoots(env_id: st
         assert terminations >= 2  # the budget (v0) or the rounds (v1) ended episodes, not the limit
 
 
+def test_gymnasium_sync_vector_env_over_the_single_envs_never_steps_an_ended_copy() -> None:
+    # SyncVectorEnv's next-step autoreset resets an ended copy instead of stepping it, so the
+    # single envs' refusal never fires through it.
+    venv = gym.make_vec("pulsecal/GateCalibration-v0", num_envs=2, vectorization_mode="sync")
+    venv.reset(seed=0)
+    venv.action_space.seed(0)
+    terminations = 0
+    for _ in range(20):
+        _, _, term, _, info = venv.step(venv.action_space.sample())
+        terminations += int(term.sum())
+        assert (info["shots_used"] <= 1000).all()
+    assert terminations >= 4
+
+
 @pytest.mark.parametrize("shape", [(3,), (2, 4), (1, 3), (3, 3), (2, 3, 1)])
 def test_vector_env_wrong_shape_action_names_the_shape(shape: tuple[int, ...]) -> None:
     venv = gym.make_vec("pulsecal/GateCalibration-v0", num_envs=2, vectorization_mode="vector_entry_point")
