@@ -385,7 +385,11 @@ class BatchedVectorEnv(VectorEnv):
 
 
 class SingleCoreEnv(gym.Env):
-    """A ``gymnasium.Env`` over a core with one copy (the time limit lives in TimeLimit)."""
+    """A ``gymnasium.Env`` over a core with one copy (the time limit lives in TimeLimit).
+
+    A step after one that terminated raises ``gymnasium.error.ResetNeeded`` until
+    ``reset`` (``episode_end`` says why, and how truncation is covered).
+    """
 
     core_class: type[BatchedCore]
     metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 4}  # noqa: RUF012
@@ -398,7 +402,7 @@ class SingleCoreEnv(gym.Env):
         self.observation_space = self.core.observation_space
         self.action_space = self.core.action_space
         # Steps of the current episode, and the step at which it terminated (None while it
-        # runs; -1 before the first reset).
+        # runs; -1 before the first reset, -2 after a reset that raised).
         self._episode_steps = 0
         self._terminated_at: int | None = -1
 
@@ -420,7 +424,7 @@ class SingleCoreEnv(gym.Env):
         super().reset(seed=seed)
         self.core.rngs[0] = self.np_random
         # A reset that raises may leave the copy half drawn: it needs another reset.
-        self._terminated_at = -1
+        self._terminated_at = -2
         obs, _, _, infos = self.core.advance([], None, [0], [options])
         self._episode_steps = 0
         self._terminated_at = None
@@ -435,8 +439,10 @@ class SingleCoreEnv(gym.Env):
         refuses after it.
         """
         if self._terminated_at is not None:
-            if self._terminated_at < 0:
+            if self._terminated_at == -1:
                 raise ResetNeeded("Cannot call env.step() before calling env.reset()")
+            if self._terminated_at < 0:
+                raise ResetNeeded("the last reset() raised: call reset() before step()")
             name = self.spec.id if self.spec is not None else type(self).__name__
             raise ResetNeeded(episode_ended_message(name, "terminated", self._terminated_at))
         a = np.asarray(action, dtype=np.float64)[None]

@@ -86,7 +86,7 @@ def test_a_failed_reset_needs_another_reset() -> None:
     env.reset(seed=0)
     with pytest.raises(ValueError, match="unknown"):
         env.reset(options={"no_such_option": 1})
-    with pytest.raises(ResetNeeded, match=r"before calling env\.reset\(\)"):
+    with pytest.raises(ResetNeeded, match=r"the last reset\(\) raised: call reset\(\) before step\(\)"):
         env.step(np.zeros(3, dtype=np.float32))
     env.reset(seed=0)
     env.step(np.zeros(3, dtype=np.float32))
