@@ -44,6 +44,7 @@ Simulated qubits (``sampled_qubit_backend``, ``lab_start``) live in
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -51,7 +52,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec
 
 from pulsecal.envs.calibration import PARAMETER_NAMES, DragParams
 from pulsecal.envs.contract import ShotPlan
@@ -71,6 +72,7 @@ from .replay import (
     session_env_class,
 )
 from .safety import SafetyLimits, SafetyViolation
+from .session_lock import SessionBusy, session_lock
 from .simulated_session import (
     check_qubit_index,
     lab_start,
@@ -98,6 +100,9 @@ from .sweep_summary import (
 )
 
 BUDGET_FORMAT = "pulsecal.sweep-budget/1"
+# The outcome of a qubit whose folder another process holds (never written to disk: the
+# holder's status.json is the qubit's state).
+BUSY = "busy"
 
 
 
@@ -296,6 +301,27 @@ def _journal_finished(folder: Path, session_id: str) -> bool:
                for r in read_journal(folder / "journal.jsonl"))
 
 
+P = ParamSpec("P")
+
+
+def _one_process_per_qubit(fn: Callable[Concatenate[QubitJob, P], QubitOutcome],
+                           ) -> Callable[Concatenate[QubitJob, P], QubitOutcome]:
+    """Hold the qubit folder's session lock for the whole job: its status, its grant, its
+    session and its parameter-store record are one process's. A job whose folder another
+    process holds touches nothing and comes back ``BUSY``, naming the holder's PID."""
+
+    @functools.wraps(fn)
+    def locked(job: QubitJob, /, *args: P.args, **kwargs: P.kwargs) -> QubitOutcome:
+        try:
+            with session_lock(job.folder):
+                return fn(job, *args, **kwargs)
+        except SessionBusy as e:
+            return QubitOutcome(job.qubit, BUSY, False, 0, str(e))
+
+    return locked
+
+
+@_one_process_per_qubit
 def run_qubit(job: QubitJob, *, make_backend: Callable[[int], Backend], make_policy: Callable[[], Policy],
               limits: Callable[[Backend], SafetyLimits] | None = None, retry: Any = None,
               truth: Callable[[Backend], Callable[[DragParams], dict[str, float]] | None] | None = None,
@@ -303,6 +329,9 @@ def run_qubit(job: QubitJob, *, make_backend: Callable[[int], Backend], make_pol
               plots: bool = True, fsync: bool = True, clock: Callable[[], float] = time.time,
               sleep: Callable[[float], None] = time.sleep) -> QubitOutcome:
     """Run, resume or skip qubit ``job.qubit``'s session; never raises for a session error.
+
+    One process at a time per qubit (``pulsecal.hardware.session_lock``): if another holds
+    the qubit's folder, nothing is touched and the outcome is ``BUSY`` with the holder's PID.
 
     Args:
         job: what to run (see ``QubitJob``).
@@ -411,7 +440,7 @@ def run_qubit(job: QubitJob, *, make_backend: Callable[[int], Backend], make_pol
 
 
 __all__ = [
-    "BUDGET_EXHAUSTED", "FAILED", "FINISHED", "INCOMPLETE", "PENDING", "RUNNING",
+    "BUDGET_EXHAUSTED", "BUSY", "FAILED", "FINISHED", "INCOMPLETE", "PENDING", "RUNNING",
     "QubitJob", "QubitOutcome", "QubitRow", "SweepBudget", "SweepSummary", "lab_start", "qubit_folder",
     "qubit_seed", "read_row", "read_status", "run_qubit", "sampled_qubit_backend", "sampled_qubit_params",
     "summarize", "summary_csv", "summary_markdown", "write_summary",

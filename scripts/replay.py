@@ -13,12 +13,21 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from pulsecal.agents.pipelines.replay import replay
+from pulsecal.hardware.session_lock import EXIT_SESSION_BUSY, SessionBusy
+from pulsecal.hardware.sweep import BUSY
+
+# Qubits of this multirun that another process holds: the jobs go on, the exit status says it.
+_busy_qubits: list[int] = []
 
 
 @hydra.main(version_base="1.3", config_path="pkg://pulsecal.configs", config_name="replay")
 def _hydra_main(cfg: DictConfig) -> None:
     r = replay(cfg)
     if cfg.get("qubit") is not None:  # one qubit of a sweep: a QubitOutcome
+        if r.state == BUSY:
+            print(f"error: qubit {r.qubit}: {r.error}", file=sys.stderr)
+            _busy_qubits.append(r.qubit)
+            return
         print(f"qubit {r.qubit}: {'skipped, ' if r.skipped else ''}{r.state} after {r.attempts} attempt(s)"
               + (f": {r.error}" if r.error else ""))
         return
@@ -29,7 +38,9 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    """Console script: Hydra's command line, config errors as one line on stderr."""
+    """Console script: Hydra's command line, config errors as one line on stderr (exit
+    status 2); a session or sweep qubit another process holds as one line naming its PID
+    (exit status 3, ``EXIT_SESSION_BUSY``)."""
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     # configs/hydra/launcher/ray.yaml shadows the Ray plugin's config of the same name on
     # purpose (hydra/launcher=ray); Hydra 1.3 validates it against the plugin's schema and
@@ -37,9 +48,14 @@ def main() -> None:
     warnings.filterwarnings("ignore", message=r"(?s).*'hydra/launcher/ray' is validated against ConfigStore")
     try:
         _hydra_main()
+    except SessionBusy as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(EXIT_SESSION_BUSY)
     except (HydraException, OmegaConfBaseException, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    if _busy_qubits:
+        sys.exit(EXIT_SESSION_BUSY)
 
 
 if __name__ == "__main__":
