@@ -60,7 +60,7 @@ from pulsecal.envs.contract import ShotPlan
 from .backend import Backend, BackendError
 from .journal import read_journal
 from .ledger import DeviceDayLedger
-from .params_store import ParamsStore, file_lock, utc_iso, write_atomic
+from .params_store import ParamsStore, ParamsStoreError, file_lock, utc_iso, write_atomic
 from .replay import (
     DEFAULT_ENV_ID,
     Policy,
@@ -364,7 +364,14 @@ def run_qubit(job: QubitJob, *, make_backend: Callable[[int], Backend], make_pol
         prior = json.loads(session_file.read_text()).get("settings") or {}
         start, start_source = tuple(float(x) for x in prior["initial_params"]), "session"
     elif store is not None and job.start_from_store:
-        cal = store.latest(job.qubit)
+        try:
+            cal = store.latest(job.qubit)
+        except ParamsStoreError as e:
+            # Not started: its start would be a guess. The other qubits run, and the
+            # summary shows this one failed with the store's file:line.
+            _write_status(folder, clock, qubit=job.qubit, session_id=job.session_id, state=FAILED,
+                          attempts=prior_attempts, error=str(e))
+            return QubitOutcome(job.qubit, FAILED, False, prior_attempts, str(e))
         if cal is not None:
             start, start_source = cal.as_tuple(), f"params_store v{cal.version}"
 
@@ -427,13 +434,21 @@ def run_qubit(job: QubitJob, *, make_backend: Callable[[int], Backend], make_pol
         if store is not None:
             rep = result.report
             info = dict(policy_info) if policy_info is not None else dict(rep.get("policy") or {})
-            store.record(job.qubit, dict(zip(PARAMETER_NAMES, result.final_params.as_array().tolist(), strict=True)),
-                         metrics={"estimated_infidelity": rep.get("estimated_infidelity_final"),
-                                  "shots": result.ledger_shots, "env_steps": rep.get("env_steps")},
-                         provenance={"session_id": job.session_id, "journal": str((folder / "journal.jsonl").resolve()),
-                                     "sweep_dir": str(job.sweep_dir.resolve()), "policy": info,
-                                     "backend": dict(backend_info or rep.get("backend") or {}),
-                                     "start_source": start_source})
+            try:
+                store.record(job.qubit, dict(zip(PARAMETER_NAMES, result.final_params.as_array().tolist(),
+                                                 strict=True)),
+                             metrics={"estimated_infidelity": rep.get("estimated_infidelity_final"),
+                                      "shots": result.ledger_shots, "env_steps": rep.get("env_steps")},
+                             provenance={"session_id": job.session_id,
+                                         "journal": str((folder / "journal.jsonl").resolve()),
+                                         "sweep_dir": str(job.sweep_dir.resolve()), "policy": info,
+                                         "backend": dict(backend_info or rep.get("backend") or {}),
+                                         "start_source": start_source})
+            except ParamsStoreError as e:
+                # Failed, not finished, so the next run resumes the finished session from
+                # its journal (no shots) and records it once the file is fixed.
+                state, error = FAILED, (f"calibrated, but not recorded in the parameter store: {e}; fix the "
+                                        "file and run the sweep again to record it")
     _write_status(folder, clock, qubit=job.qubit, session_id=job.session_id, state=state, attempts=attempts,
                   start_source=start_source, error=error)
     return QubitOutcome(job.qubit, state, False, attempts, error, result)
