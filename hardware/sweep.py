@@ -14,7 +14,9 @@ the sweep keeps only what the qubits share::
 Jobs run in parallel processes (a Hydra launcher: joblib, Ray, SLURM), so nothing is
 shared in memory: the budget and the parameter store are files behind ``fcntl`` locks,
 and the summary is recomputed from the session folders alone, so it is right after any
-interruption (``summarize``).
+interruption (``summarize``). A qubit's folder is one process's for the whole job
+(``session_lock``): a sweep launched twice runs each qubit once, the second launch's job
+for a held qubit coming back ``BUSY`` without touching it.
 
 The global budget. Before its session starts, a qubit is *granted* shots from the
 sweep's total (``SweepBudget.grant``: what a full session needs plus a headroom for
@@ -27,8 +29,8 @@ because its resume is bound to the same settings (``session.json``).
 Failure and resume. A qubit whose session raises is retried in place (``attempts``): the
 session resumes from its journal on a freshly built backend, which is what a resume
 needs (a simulated backend's device is rebuilt at clock 0 and fast-forwarded). Errors
-that a retry cannot fix (another session in the folder, a safety violation) are recorded
-at once. Nothing is raised to the launcher: one qubit's failure never stops the others.
+that a retry cannot fix (another session in the folder, a safety violation, a bad entry
+in the parameter store: ``ParamsStoreError``, the file's line) are recorded at once. Nothing is raised to the launcher: one qubit's failure never stops the others.
 Running the sweep again skips finished qubits, resumes unfinished ones from their
 journals and starts the rest.
 

@@ -16,17 +16,24 @@ from pulsecal.agents.pipelines.replay import replay
 from pulsecal.hardware.session_lock import EXIT_SESSION_BUSY, SessionBusy
 from pulsecal.hardware.sweep import BUSY
 
-# Qubits of this multirun that another process holds: the jobs go on, the exit status says it.
-_busy_qubits: list[int] = []
+# Sessions or sweep qubits that another process holds: refused inside the job, so the
+# message is one line (Hydra prefixes an escaping error with a line of its own) and the
+# other jobs of a multirun go on; the exit status says it.
+_busy: list[str] = []
 
 
 @hydra.main(version_base="1.3", config_path="pkg://pulsecal.configs", config_name="replay")
 def _hydra_main(cfg: DictConfig) -> None:
-    r = replay(cfg)
+    try:
+        r = replay(cfg)
+    except SessionBusy as err:
+        print(f"error: {err}", file=sys.stderr)
+        _busy.append(str(err))
+        return
     if cfg.get("qubit") is not None:  # one qubit of a sweep: a QubitOutcome
         if r.state == BUSY:
             print(f"error: qubit {r.qubit}: {r.error}", file=sys.stderr)
-            _busy_qubits.append(r.qubit)
+            _busy.append(str(r.error))
             return
         print(f"qubit {r.qubit}: {'skipped, ' if r.skipped else ''}{r.state} after {r.attempts} attempt(s)"
               + (f": {r.error}" if r.error else ""))
@@ -48,13 +55,10 @@ def main() -> None:
     warnings.filterwarnings("ignore", message=r"(?s).*'hydra/launcher/ray' is validated against ConfigStore")
     try:
         _hydra_main()
-    except SessionBusy as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(EXIT_SESSION_BUSY)
     except (HydraException, OmegaConfBaseException, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-    if _busy_qubits:
+    if _busy:
         sys.exit(EXIT_SESSION_BUSY)
 
 

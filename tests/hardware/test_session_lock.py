@@ -80,7 +80,8 @@ def _played(tmp_path: Path, name: str) -> dict[str, Any]:
 
 
 def _error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.startswith("error:")]
+    # The refusal is the process's only output on stderr, one line.
+    return stderr.strip().splitlines()
 
 
 def _check_exactly_once(folder: Path, played_keys: Counter[str]) -> list[dict[str, Any]]:
