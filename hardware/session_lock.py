@@ -79,11 +79,10 @@ class SessionBusy(RuntimeError):
         return int(pid) if isinstance(pid, int) else None
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Held:
     fd: int
     thread: int
-    depth: int
 
 
 _registry_guard = threading.Lock()
@@ -175,8 +174,8 @@ def session_lock(folder: str | os.PathLike[str]) -> Iterator[Path]:
     block; yields the lock file's path.
 
     Raises :class:`SessionBusy` at once, naming the holder's PID, if another process or
-    another thread holds it; re-entrant in the holding thread. If the folder did not exist
-    and holds nothing else when the block ends, it is removed again, so a session refused
+    another thread holds it; re-entrant in the holding thread. Folders it had to create
+    are removed again when the block ends if they are still empty, so a session refused
     before it wrote anything leaves no folder behind.
     """
     folder = Path(folder)
@@ -184,32 +183,26 @@ def session_lock(folder: str | os.PathLike[str]) -> Iterator[Path]:
     me = threading.get_ident()
     with _registry_guard:
         held = _held.get(key)
-        if held is not None:
-            if held.thread != me:
-                raise SessionBusy(folder, {**read_holder(folder), "thread": held.thread})
-            held.depth += 1
-    if held is not None:
-        try:
-            yield folder / LOCK_NAME
-        finally:
-            with _registry_guard:
-                held.depth -= 1
+        if held is not None and held.thread != me:
+            raise SessionBusy(folder, {**read_holder(folder), "thread": held.thread})
+    if held is not None:  # the outer holder in this thread lets go
+        yield folder / LOCK_NAME
         return
-    created = not folder.exists()
+    created = [p for p in (folder, *folder.parents) if not p.exists()]
     with _registry_guard:
         fd = _acquire(folder)
-        _held[key] = _Held(fd, me, 1)
+        _held[key] = _Held(fd, me)
     try:
         yield folder / LOCK_NAME
     finally:
         with _registry_guard:
             _held.pop(key, None)
             _release(folder, fd)
-        if created:
+        for p in created:  # innermost first; only empty ones: a refused session leaves nothing
             try:
-                folder.rmdir()  # only if empty: a refused or no-op session leaves nothing
+                p.rmdir()
             except OSError:
-                pass
+                break
 
 
 P = ParamSpec("P")

@@ -176,7 +176,7 @@ def test_a_sigkilled_holder_leaves_no_stale_lock(tmp_path: Path) -> None:
 
 
 def test_lock_is_reentrant_in_its_thread_and_refuses_another(tmp_path: Path) -> None:
-    folder = tmp_path / "s"
+    folder = tmp_path / "runs" / "s"
     with session_lock(folder) as path:
         assert read_holder(folder)["pid"] == os.getpid() and path == folder / LOCK_NAME
         with session_lock(folder):  # run_qubit around run_session
@@ -196,7 +196,7 @@ def test_lock_is_reentrant_in_its_thread_and_refuses_another(tmp_path: Path) -> 
         t.join(10)
         assert len(caught) == 1 and isinstance(caught[0], SessionBusy)
         assert f"held by PID {os.getpid()} " in str(caught[0]) and "\n" not in str(caught[0])
-    assert not folder.exists()  # created by the lock, left empty: removed again
+    assert not (tmp_path / "runs").exists()  # created by the lock, left empty: removed again
     with session_lock(folder):  # free again
         (folder / "journal.jsonl").write_text("")
     assert folder.is_dir() and not (folder / LOCK_NAME).exists()
