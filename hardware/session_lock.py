@@ -120,12 +120,28 @@ def _holder_record() -> dict[str, Any]:
             "command": " ".join([os.path.basename(sys.argv[0]), *sys.argv[1:]]) if sys.argv else ""}
 
 
+def _alive(holder: dict[str, Any]) -> bool:
+    pid = holder.get("pid")
+    if not isinstance(pid, int):
+        return False
+    if holder.get("host") != socket.gethostname():
+        return True  # cannot tell from here
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _busy(folder: Path) -> SessionBusy:
-    # The holder writes its record right after it takes the lock; give it a moment.
+    # The holder writes its record right after it takes the lock; until then the file is
+    # empty or still names a killed earlier holder, so give it a moment.
     holder: dict[str, Any] = {}
     for _ in range(20):
         holder = read_holder(folder)
-        if holder.get("pid") is not None:
+        if _alive(holder):
             break
         time.sleep(0.01)
     return SessionBusy(folder, holder)
