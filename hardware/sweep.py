@@ -14,7 +14,9 @@ the sweep keeps only what the qubits share::
 Jobs run in parallel processes (a Hydra launcher: joblib, Ray, SLURM), so nothing is
 shared in memory: the budget and the parameter store are files behind ``fcntl`` locks,
 and the summary is recomputed from the session folders alone, so it is right after any
-interruption (``summarize``).
+interruption (``summarize``). A qubit's folder is one process's for the whole job
+(``session_lock``): a sweep launched twice runs each qubit once, the second launch's job
+for a held qubit coming back ``BUSY`` without touching it.
 
 The global budget. Before its session starts, a qubit is *granted* shots from the
 sweep's total (``SweepBudget.grant``: what a full session needs plus a headroom for
@@ -27,8 +29,8 @@ because its resume is bound to the same settings (``session.json``).
 Failure and resume. A qubit whose session raises is retried in place (``attempts``): the
 session resumes from its journal on a freshly built backend, which is what a resume
 needs (a simulated backend's device is rebuilt at clock 0 and fast-forwarded). Errors
-that a retry cannot fix (another session in the folder, a safety violation) are recorded
-at once. Nothing is raised to the launcher: one qubit's failure never stops the others.
+that a retry cannot fix (another session in the folder, a safety violation, a bad entry
+in the parameter store: ``ParamsStoreError``, the file's line) are recorded at once. Nothing is raised to the launcher: one qubit's failure never stops the others.
 Running the sweep again skips finished qubits, resumes unfinished ones from their
 journals and starts the rest.
 
@@ -44,6 +46,7 @@ Simulated qubits (``sampled_qubit_backend``, ``lab_start``) live in
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -51,7 +54,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec
 
 from pulsecal.envs.calibration import PARAMETER_NAMES, DragParams
 from pulsecal.envs.contract import ShotPlan
@@ -59,7 +62,7 @@ from pulsecal.envs.contract import ShotPlan
 from .backend import Backend, BackendError
 from .journal import read_journal
 from .ledger import DeviceDayLedger
-from .params_store import ParamsStore, file_lock, utc_iso, write_atomic
+from .params_store import ParamsStore, ParamsStoreError, file_lock, utc_iso, write_atomic
 from .replay import (
     DEFAULT_ENV_ID,
     Policy,
@@ -71,6 +74,7 @@ from .replay import (
     session_env_class,
 )
 from .safety import SafetyLimits, SafetyViolation
+from .session_lock import SessionBusy, session_lock
 from .simulated_session import (
     check_qubit_index,
     lab_start,
@@ -98,6 +102,9 @@ from .sweep_summary import (
 )
 
 BUDGET_FORMAT = "pulsecal.sweep-budget/1"
+# The outcome of a qubit whose folder another process holds (never written to disk: the
+# holder's status.json is the qubit's state).
+BUSY = "busy"
 
 
 
@@ -296,6 +303,27 @@ def _journal_finished(folder: Path, session_id: str) -> bool:
                for r in read_journal(folder / "journal.jsonl"))
 
 
+P = ParamSpec("P")
+
+
+def _one_process_per_qubit(fn: Callable[Concatenate[QubitJob, P], QubitOutcome],
+                           ) -> Callable[Concatenate[QubitJob, P], QubitOutcome]:
+    """Hold the qubit folder's session lock for the whole job: its status, its grant, its
+    session and its parameter-store record are one process's. A job whose folder another
+    process holds touches nothing and comes back ``BUSY``, naming the holder's PID."""
+
+    @functools.wraps(fn)
+    def locked(job: QubitJob, /, *args: P.args, **kwargs: P.kwargs) -> QubitOutcome:
+        try:
+            with session_lock(job.folder):
+                return fn(job, *args, **kwargs)
+        except SessionBusy as e:
+            return QubitOutcome(job.qubit, BUSY, False, 0, str(e))
+
+    return locked
+
+
+@_one_process_per_qubit
 def run_qubit(job: QubitJob, *, make_backend: Callable[[int], Backend], make_policy: Callable[[], Policy],
               limits: Callable[[Backend], SafetyLimits] | None = None, retry: Any = None,
               truth: Callable[[Backend], Callable[[DragParams], dict[str, float]] | None] | None = None,
@@ -303,6 +331,9 @@ def run_qubit(job: QubitJob, *, make_backend: Callable[[int], Backend], make_pol
               plots: bool = True, fsync: bool = True, clock: Callable[[], float] = time.time,
               sleep: Callable[[float], None] = time.sleep) -> QubitOutcome:
     """Run, resume or skip qubit ``job.qubit``'s session; never raises for a session error.
+
+    One process at a time per qubit (``pulsecal.hardware.session_lock``): if another holds
+    the qubit's folder, nothing is touched and the outcome is ``BUSY`` with the holder's PID.
 
     Args:
         job: what to run (see ``QubitJob``).
@@ -335,7 +366,14 @@ def run_qubit(job: QubitJob, *, make_backend: Callable[[int], Backend], make_pol
         prior = json.loads(session_file.read_text()).get("settings") or {}
         start, start_source = tuple(float(x) for x in prior["initial_params"]), "session"
     elif store is not None and job.start_from_store:
-        cal = store.latest(job.qubit)
+        try:
+            cal = store.latest(job.qubit)
+        except ParamsStoreError as e:
+            # Not started: its start would be a guess. The other qubits run, and the
+            # summary shows this one failed with the store's file:line.
+            _write_status(folder, clock, qubit=job.qubit, session_id=job.session_id, state=FAILED,
+                          attempts=prior_attempts, error=str(e))
+            return QubitOutcome(job.qubit, FAILED, False, prior_attempts, str(e))
         if cal is not None:
             start, start_source = cal.as_tuple(), f"params_store v{cal.version}"
 
@@ -398,20 +436,28 @@ def run_qubit(job: QubitJob, *, make_backend: Callable[[int], Backend], make_pol
         if store is not None:
             rep = result.report
             info = dict(policy_info) if policy_info is not None else dict(rep.get("policy") or {})
-            store.record(job.qubit, dict(zip(PARAMETER_NAMES, result.final_params.as_array().tolist(), strict=True)),
-                         metrics={"estimated_infidelity": rep.get("estimated_infidelity_final"),
-                                  "shots": result.ledger_shots, "env_steps": rep.get("env_steps")},
-                         provenance={"session_id": job.session_id, "journal": str((folder / "journal.jsonl").resolve()),
-                                     "sweep_dir": str(job.sweep_dir.resolve()), "policy": info,
-                                     "backend": dict(backend_info or rep.get("backend") or {}),
-                                     "start_source": start_source})
+            try:
+                store.record(job.qubit, dict(zip(PARAMETER_NAMES, result.final_params.as_array().tolist(),
+                                                 strict=True)),
+                             metrics={"estimated_infidelity": rep.get("estimated_infidelity_final"),
+                                      "shots": result.ledger_shots, "env_steps": rep.get("env_steps")},
+                             provenance={"session_id": job.session_id,
+                                         "journal": str((folder / "journal.jsonl").resolve()),
+                                         "sweep_dir": str(job.sweep_dir.resolve()), "policy": info,
+                                         "backend": dict(backend_info or rep.get("backend") or {}),
+                                         "start_source": start_source})
+            except ParamsStoreError as e:
+                # Failed, not finished, so the next run resumes the finished session from
+                # its journal (no shots) and records it once the file is fixed.
+                state, error = FAILED, (f"calibrated, but not recorded in the parameter store: {e}; fix the "
+                                        "file and run the sweep again to record it")
     _write_status(folder, clock, qubit=job.qubit, session_id=job.session_id, state=state, attempts=attempts,
                   start_source=start_source, error=error)
     return QubitOutcome(job.qubit, state, False, attempts, error, result)
 
 
 __all__ = [
-    "BUDGET_EXHAUSTED", "FAILED", "FINISHED", "INCOMPLETE", "PENDING", "RUNNING",
+    "BUDGET_EXHAUSTED", "BUSY", "FAILED", "FINISHED", "INCOMPLETE", "PENDING", "RUNNING",
     "QubitJob", "QubitOutcome", "QubitRow", "SweepBudget", "SweepSummary", "lab_start", "qubit_folder",
     "qubit_seed", "read_row", "read_status", "run_qubit", "sampled_qubit_backend", "sampled_qubit_params",
     "summarize", "summary_csv", "summary_markdown", "write_summary",

@@ -13,12 +13,28 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from pulsecal.agents.pipelines.replay import replay
+from pulsecal.hardware.session_lock import EXIT_SESSION_BUSY, SessionBusy
+from pulsecal.hardware.sweep import BUSY
+
+# Sessions or sweep qubits that another process holds: refused inside the job, so the
+# message is one line (Hydra prefixes an escaping error with a line of its own) and the
+# other jobs of a multirun go on; the exit status says it.
+_busy: list[str] = []
 
 
 @hydra.main(version_base="1.3", config_path="pkg://pulsecal.configs", config_name="replay")
 def _hydra_main(cfg: DictConfig) -> None:
-    r = replay(cfg)
+    try:
+        r = replay(cfg)
+    except SessionBusy as err:
+        print(f"error: {err}", file=sys.stderr)
+        _busy.append(str(err))
+        return
     if cfg.get("qubit") is not None:  # one qubit of a sweep: a QubitOutcome
+        if r.state == BUSY:
+            print(f"error: qubit {r.qubit}: {r.error}", file=sys.stderr)
+            _busy.append(str(r.error))
+            return
         print(f"qubit {r.qubit}: {'skipped, ' if r.skipped else ''}{r.state} after {r.attempts} attempt(s)"
               + (f": {r.error}" if r.error else ""))
         return
@@ -29,7 +45,9 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    """Console script: Hydra's command line, config errors as one line on stderr."""
+    """Console script: Hydra's command line, config errors as one line on stderr (exit
+    status 2); a session or sweep qubit another process holds as one line naming its PID
+    (exit status 3, ``EXIT_SESSION_BUSY``)."""
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     # configs/hydra/launcher/ray.yaml shadows the Ray plugin's config of the same name on
     # purpose (hydra/launcher=ray); Hydra 1.3 validates it against the plugin's schema and
@@ -40,6 +58,8 @@ def main() -> None:
     except (HydraException, OmegaConfBaseException, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    if _busy:
+        sys.exit(EXIT_SESSION_BUSY)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from ..ledger import DeviceDayLedger, ShotLedger, utc_day
 from ..policy import Policy
 from ..report import write_report
 from ..safety import SafetyLimits
+from ..session_lock import holds_session_lock
 from .journal_state import JournalState
 from .orphans import OrphanAccounting, next_process, recover_from_journal
 from .replay_device import ReplayDevice, simulated_fast_forward
@@ -62,6 +63,7 @@ class ReplayResult:
     report: dict[str, Any]
 
 
+@holds_session_lock  # one process per folder for the whole session (SessionBusy otherwise)
 def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: ReplaySettings, *,
                 limits: SafetyLimits | None = None, retry: RetryPolicy | None = None,
                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
@@ -88,8 +90,10 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
             parallel qubits), so ``limits.max_shots_per_day`` bounds all of them together;
             this session is named in it by its folder. None: the session's ledger only.
 
-    Raises ``ReplayDivergence`` if the folder holds another session or the replay departs
-    from the journal, and whatever the backend path raises (SafetyViolation, JobLost).
+    Raises ``SessionBusy`` (``pulsecal.hardware.session_lock``) at once if another process
+    runs a session in ``folder``, ``ReplayDivergence`` if the folder holds another session
+    or the replay departs from the journal, and whatever the backend path raises
+    (SafetyViolation, JobLost).
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

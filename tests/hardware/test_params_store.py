@@ -1,5 +1,6 @@
 """The parameter store: versions with timestamps and provenance in plain YAML, idempotent
-per session, no lost update under parallel writers."""
+per session, no lost update under parallel writers; a hand-edited mistake is one line
+naming the file, the line, the qubit and the field, and fails only that qubit."""
 
 from __future__ import annotations
 
@@ -10,7 +11,12 @@ import pytest
 import yaml
 from hw_helpers import FakeClock
 
-from pulsecal.hardware.params_store import STORE_FORMAT, ParamsStore, QubitCalibration
+from pulsecal.hardware.params_store import (
+    STORE_FORMAT,
+    ParamsStore,
+    ParamsStoreError,
+    QubitCalibration,
+)
 
 P1 = {"amplitude": 0.49, "beta_s": 3e-10, "detuning_hz": 1.2e5, "phase": 0.0}
 P2 = {"amplitude": 0.48, "beta_s": 2.9e-10, "detuning_hz": 1.1e5, "phase": 0.0}
@@ -55,6 +61,91 @@ def test_validation_names_field_and_allowed_values(tmp_path: Path) -> None:
     (tmp_path / "other.yaml").write_text("format: something-else\n")
     with pytest.raises(ValueError, match=r"format='something-else': allowed 'pulsecal.params-store/1'"):
         ParamsStore(tmp_path / "other.yaml").latest(0)
+
+
+def _three_qubits(tmp_path: Path) -> tuple[ParamsStore, list[str]]:
+    store = ParamsStore(tmp_path / "store.yaml", fsync=False)
+    for q in (0, 1, 2):
+        store.record(q, P1, provenance={"session_id": f"a-q{q}", "journal": f"/x/q{q}/journal.jsonl"})
+    return store, store.path.read_text().splitlines()
+
+
+def _edit(store: ParamsStore, lines: list[str], qubit: int, old: str, new: str) -> int:
+    """Replace ``old`` by ``new`` in ``qubit``'s entry; returns the 1-based line edited."""
+    start = lines.index(f"  {qubit}:")
+    n = next(i for i in range(start, len(lines)) if old in lines[i])
+    edited = [*lines[:n], lines[n].replace(old, new), *lines[n + 1:]]
+    store.path.write_text("\n".join(edited) + "\n")
+    return n + 1
+
+
+def _one_line_error(store: ParamsStore, qubit: int) -> str:
+    with pytest.raises(ParamsStoreError) as e:
+        store.latest(qubit)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(f"{store.path}:{e.value.line}: ")
+    return msg
+
+
+def test_a_string_where_a_number_belongs_names_file_line_qubit_and_field(tmp_path: Path) -> None:
+    store, lines = _three_qubits(tmp_path)
+    line = _edit(store, lines, 1, "amplitude: 0.49", "amplitude: '0.49'")
+    msg = _one_line_error(store, 1)
+    assert msg.startswith(f"{store.path}:{line}: qubit 1: versions[0]: params.amplitude='0.49': allowed a finite "
+                          "number (YAML reads a quoted number"), msg
+    # The other qubits' entries are not looked at: they still read.
+    assert store.latest(0) is not None and store.latest(2) is not None
+    assert store.latest(0).params == P1  # type: ignore[union-attr]
+    # Recording on top of the broken entry is refused, and the file is left as it was.
+    before = store.path.read_text()
+    with pytest.raises(ParamsStoreError, match=rf":{line}: qubit 1: "):
+        store.record(1, P2, provenance={"session_id": "b-q1", "journal": "j"})
+    assert store.path.read_text() == before
+    # YAML reads 3e-10 (no dot) as a string: said so, not read as some other number.
+    store, lines = _three_qubits(tmp_path / "b")
+    line = _edit(store, lines, 2, "beta_s: 3.0e-10", "beta_s: 3e-10")
+    assert f":{line}: qubit 2: versions[0]: params.beta_s='3e-10': allowed a finite number" in _one_line_error(store, 2)
+    line = _edit(store, lines, 2, "amplitude: 0.49", "amplitude: abc")
+    assert _one_line_error(store, 2).endswith(f":{line}: qubit 2: versions[0]: params.amplitude='abc': allowed "
+                                              "a finite number")
+
+
+@pytest.mark.parametrize(("qubit", "old", "new", "problem"), [
+    (0, "amplitude: 0.49", "amplitude: .nan", "versions[0]: params.amplitude=nan: allowed a finite number"),
+    (0, "amplitude: 0.49", "amplitude: 1.5", "versions[0]: params.amplitude=1.5: allowed |amplitude| <= 1"),
+    (0, "amplitude: 0.49", "amplitude: true", "versions[0]: params.amplitude=True: allowed a finite number"),
+    (1, "params: {amplitude: 0.49, ", "params: {", "versions[0]: params keys=['beta_s', 'detuning_hz', 'phase']: "
+     "allowed exactly ['amplitude', 'beta_s', 'detuning_hz', 'phase']"),
+    (1, "- version: 1", "- version: '1'", "versions[0]: version='1': allowed an integer >= 1"),
+    (1, "current: 1", "current: 4", "current=4: allowed one of its versions [1]"),
+    (2, "metrics: {}", "metrics: [1, 2]", "versions[0]: metrics=[1, 2]: allowed a mapping"),
+])
+def test_each_bad_field_is_one_line_at_its_line(tmp_path: Path, qubit: int, old: str, new: str,
+                                                problem: str) -> None:
+    store, lines = _three_qubits(tmp_path)
+    line = _edit(store, lines, qubit, old, new)
+    assert _one_line_error(store, qubit) == f"{store.path}:{line}: qubit {qubit}: {problem}"
+    assert store.latest((qubit + 1) % 3) is not None  # another qubit still reads
+
+
+def test_a_missing_key_names_its_version_entry(tmp_path: Path) -> None:
+    store, lines = _three_qubits(tmp_path)
+    line = _edit(store, lines, 2, "calibrated_at:", "calibrated:")
+    # The key is missing, so the line is its version entry's (the one above).
+    assert _one_line_error(store, 2) == (f"{store.path}:{line - 1}: qubit 2: versions[0]: calibrated_at: missing "
+                                         "(a version entry holds version, calibrated_at, params)")
+
+
+def test_a_yaml_syntax_error_is_one_line_with_its_line(tmp_path: Path) -> None:
+    store, lines = _three_qubits(tmp_path)
+    line = _edit(store, lines, 1, "current: 1", "current: 1: 2")
+    for q in (0, 1):  # the file does not parse: no qubit can be read
+        assert _one_line_error(store, q) == f"{store.path}:{line}: YAML syntax error: mapping values are not allowed here"
+    with pytest.raises(ParamsStoreError, match=rf"^{store.path}:{line}: YAML syntax error"):
+        store.record(0, P2, provenance={"session_id": "b-q0", "journal": "j"})
+    (tmp_path / "keys.yaml").write_text(f"format: {STORE_FORMAT}\nrevision: 1\nqubits:\n  q0: {{}}\n")
+    with pytest.raises(ParamsStoreError, match=r"keys.yaml:4: qubits key 'q0': allowed a qubit index"):
+        ParamsStore(tmp_path / "keys.yaml").latest(0)
 
 
 def _writer(path: str, qubit: int, n: int, writer: int) -> None:

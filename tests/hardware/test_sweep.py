@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -133,6 +134,56 @@ def test_budget_spent_qubits_are_not_started(tmp_path: Path) -> None:
     assert s.total_shots == 1800 and not (tmp_path / "sweep" / "q2" / "journal.jsonl").exists()
     assert [r.status for r in s.rows] == ["finished", "finished", "budget_exhausted", "budget_exhausted"]
     assert s.budget is not None and s.budget["used_shots"] == 1800 and s.budget["granted_shots"] == 1800
+
+
+def test_a_bad_store_entry_fails_its_qubit_only_and_the_summary_is_written(tmp_path: Path) -> None:
+    store = ParamsStore(tmp_path / "store.yaml", fsync=False)
+    for q in range(3):
+        start = dict(zip(("amplitude", "beta_s", "detuning_hz", "phase"), _job(tmp_path, q).default_start, strict=True))
+        store.record(q, start, provenance={"session_id": f"old-q{q}", "journal": "j"})
+    lines = store.path.read_text().splitlines()
+    n = next(i for i in range(lines.index("  1:"), len(lines)) if "amplitude: " in lines[i])
+    lines[n] = re.sub(r"amplitude: [^,]+,", "amplitude: '0.5x',", lines[n])
+    store.path.write_text("\n".join(lines) + "\n")
+
+    outcomes = [_run(_job(tmp_path, q)) for q in range(3)]
+    assert [o.state for o in outcomes] == ["finished", "failed", "finished"], [o.error for o in outcomes]
+    error = outcomes[1].error or ""
+    # q0's new version moved q1's entry down; the bad value is kept as it was written.
+    n = next(i for i, line in enumerate(store.path.read_text().splitlines()) if "0.5x" in line)
+    assert error.startswith(f"{store.path}:{n + 1}: qubit 1: versions[0]: params.amplitude='0.5x': allowed a "
+                            "finite number") and "\n" not in error
+    # Not started: no session, no grant; the others started from the store.
+    q1 = tmp_path / "sweep" / "q1"
+    assert not (q1 / "journal.jsonl").exists() and "1" not in sw.SweepBudget(tmp_path / "sweep" / "budget.json",
+                                                                               20_000).read()["qubits"]
+    assert json.loads((tmp_path / "sweep" / "q0" / "status.json").read_text())["start_source"] == "params_store v1"
+    s = sw.write_summary(tmp_path / "sweep", [0, 1, 2], plots=False)
+    assert [r.status for r in s.rows] == ["finished", "failed", "finished"]
+    md = (tmp_path / "sweep" / "summary.md").read_text()
+    assert f"- q1: {store.path}:{n + 1}: qubit 1: versions[0]: params.amplitude='0.5x'" in md
+    assert [c.version for c in store.history(0)] == [1, 2] and [c.version for c in store.history(2)] == [1, 2]
+
+
+def test_a_finished_session_the_store_cannot_record_is_recorded_on_the_next_run(tmp_path: Path) -> None:
+    store_path = tmp_path / "store.yaml"
+    store_path.write_text("format: pulsecal.params-store/1\nqubits: {0: [\n")  # a syntax error on line 3
+    job = _job(tmp_path, 0, start_from_store=False)
+    out = _run(job)
+    assert out.state == "failed" and out.result is not None
+    assert (out.error or "").startswith(f"calibrated, but not recorded in the parameter store: {store_path}:3: "
+                                        "YAML syntax error"), out.error
+    shots = ShotLedger(job.folder / "ledger.json").used_shots
+    assert shots > 0 and sw.summarize(tmp_path / "sweep").rows[0].status == "failed"
+    store_path.unlink()  # fixed (here: started afresh)
+    again = _run(job)
+    assert (again.state, again.skipped, again.error) == ("finished", False, None)
+    assert ShotLedger(job.folder / "ledger.json").used_shots == shots  # replayed from the journal, no shot run
+    events = [r["event"] for r in read_journal(job.folder / "journal.jsonl")]
+    assert events.count("session_finished") == 1 and events.count("submitting") == shots // 50
+    cal = ParamsStore(store_path).latest(0)
+    assert cal is not None and cal.params == dict(zip(("amplitude", "beta_s", "detuning_hz", "phase"),
+                                                      out.result.final_params.as_array().tolist(), strict=True))
 
 
 # -- the acceptance sweep ---------------------------------------------------------------------------
