@@ -259,7 +259,7 @@ class DeviceSampler:
             raise ValueError(f"sampler keys {unknown} are unknown: allowed {sorted(known | {'name'})}")
         ranges = {k: tuple(v) if isinstance(v, Sequence) and not isinstance(v, str) else v
                   for k, v in fields.items() if v is not None}
-        return dataclasses.replace(SAMPLERS[name](), **ranges)
+        return dataclasses.replace(SAMPLERS[name](), **ranges)  # type: ignore[arg-type]
 
 
 # Starting errors of a realistic calibration (amplitude rel., β rel., detuning Hz, phase rad):
