@@ -36,7 +36,7 @@ from pulsecal.envs.calibration import (
 from pulsecal.envs.device import DeviceParams, SimulatedDevice
 from pulsecal.envs.presets import get_preset, held_out_devices, realistic_held_out_devices
 from pulsecal.envs.protocol import Device
-from pulsecal.envs.stress import StressSpec, stress_devices
+from pulsecal.envs.stress import StressSpec, TLSDevice, stress_devices
 from pulsecal.hardware.policy import Policy
 
 from .settings import DRIFT_MISCALIBRATION, AgentSpec, EvaluationSettings
@@ -54,7 +54,7 @@ def _progress(it: Any, enabled: bool, desc: str, total: int | None = None) -> An
 
 def _device_shots(dev: Any) -> int:
     """Shots a static simulated device ran, read off its clock (it ticks rep_time per shot)."""
-    if isinstance(dev, SimulatedDevice):
+    if isinstance(dev, SimulatedDevice | TLSDevice):
         return round(dev.clock_s / dev.current_params().rep_time_s)
     return -1
 

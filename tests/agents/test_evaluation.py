@@ -272,7 +272,8 @@ def test_stress_and_realistic_device_sets_run_every_method_on_the_same_devices(t
     for m in ("standard", "estimator_only"):
         rows = sorted((r for r in rep.rows if r["method"] == m), key=lambda r: r["device"])
         assert [r["device"] for r in rows] == list(range(5)), m
-        assert all(0 < r["infidelity"] < 1 and r["coherence_limit"] > 0 and r["shots_used"] <= 600 for r in rows)
+        assert all(0 < r["infidelity"] < 1 and r["coherence_limit"] > 0 for r in rows)
+        assert all(r["shots_used"] == r["device_shots"] <= 600 for r in rows)  # TLS devices count too
     real = _settings(tmp_path / "r", n_devices=12, device_set="realistic", miscalibration=REALISTIC_MISCALIBRATION)
     params = calibration_devices(real)
     levels = [p.transmon.levels for p in params]  # type: ignore[union-attr]
