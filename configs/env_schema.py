@@ -25,8 +25,13 @@ from pulsecal.configs.schema import EnvConf
 
 @dataclass
 class DeviceSamplerConf:
-    """``DeviceSampler`` fields: (low, high) ranges of random devices; null keeps the default."""
+    """``DeviceSampler`` fields: (low, high) ranges of random devices; null keeps the default.
 
+    ``name`` picks the base sampler whose fields the set ones replace (``presets.SAMPLERS``:
+    default, realistic, emulator); null: the default ``DeviceSampler()``.
+    """
+
+    name: str | None = None
     anharmonicity_hz: list[float] | None = None
     rabi_max_hz: list[float] | None = None
     t1_s: list[float] | None = None
@@ -38,6 +43,7 @@ class DeviceSamplerConf:
     levels: int | None = None
     dt_s: float | None = None
     rep_time_s: float | None = None
+    four_level_fraction: float | None = None
 
 
 @dataclass

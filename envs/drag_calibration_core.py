@@ -106,6 +106,11 @@ class DragCalibrationCore(BatchedCore):
         cfg = self.cfg
         self.preset = get_preset(cfg.device)
         self.sampler = cfg.sampler if cfg.sampler is not None else (DeviceSampler() if cfg.randomize_device else None)
+        # The copies share one physics call per measurement, which needs one level count.
+        require(self.sampler is None or num_envs == 1 or not self.sampler.mixed_levels,
+                "sampler.four_level_fraction", getattr(self.sampler, "four_level_fraction", None),
+                f"0 or 1 with {num_envs} batched copies (one level count per physics call), "
+                "or a single copy")
         dur = cfg.gate_duration_s if cfg.gate_duration_s is not None else self.preset.gate_duration_s
         self.gate = DragGate(dur)
         self.gate.n_samples(self.preset.params.dt_s)  # duration on the grid, checked now

@@ -15,7 +15,7 @@ probes carry more information per shot but wrap once the error they amplify exce
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -142,10 +142,9 @@ class GateCalibrationV1Config(GateCalibrationConfig):
 
     def __post_init__(self) -> None:
         if isinstance(self.sampler, Mapping):
-            # From a config file: DeviceSampler ranges as a mapping of (low, high) lists.
-            ranges = {k: tuple(v) if isinstance(v, Sequence) and not isinstance(v, str) else v
-                      for k, v in self.sampler.items()}
-            object.__setattr__(self, "sampler", DeviceSampler(**ranges))
+            # From a config file: DeviceSampler ranges as a mapping of (low, high) lists,
+            # optionally on a named base sampler (``name: realistic``).
+            object.__setattr__(self, "sampler", DeviceSampler.from_mapping(self.sampler))
         super().__post_init__()
         require(isinstance(self.rounds, int) and self.rounds >= 2, "rounds", self.rounds, "an int >= 2")
         require(self.shot_budget >= 6 * self.rounds, "shot_budget", self.shot_budget,

@@ -3,13 +3,17 @@
 Presets are the devices Hydra configs refer to by name (``device=transmon_20ns``); the
 sampler draws whole device populations for training with domain randomisation, and
 ``held_out_devices`` is the fixed, seeded population every evaluation reports on.
+``DeviceSampler.realistic()`` is the wide population of issue 14 (docs/devices.md), and
+``realistic_held_out_devices`` its evaluation set, drawn from a stream of its own.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -139,6 +143,14 @@ class DeviceSampler:
         anharmonicity_hz, rabi_max_hz, t1_s, t2_fraction, amplitude_error, detuning_hz,
         p1_given_0, p0_given_1: (low, high) ranges.
         levels, dt_s, rep_time_s: fixed for the whole population.
+        four_level_fraction: probability in [0, 1] that a device is simulated with
+            ``levels + 1`` levels instead (a ninth draw, made only when it is > 0, so a
+            sampler without it draws the same devices as before it existed). One physics
+            call needs one level count, so a vector env refuses a mixed sampler with more
+            than one copy and an evaluation runs each level count in its own batches.
+
+    ``realistic()`` is the wide population of docs/devices.md; ``from_mapping`` builds a
+    sampler from a config mapping, whose optional ``name`` picks the base (``SAMPLERS``).
     """
 
     anharmonicity_hz: Range = (-340e6, -260e6)
@@ -152,6 +164,7 @@ class DeviceSampler:
     levels: int = 3
     dt_s: float = 1e-9
     rep_time_s: float = 200e-6
+    four_level_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         _check_range("anharmonicity_hz", self.anharmonicity_hz, -1e9, 0.0)
@@ -164,6 +177,9 @@ class DeviceSampler:
         _check_range("p0_given_1", self.p0_given_1, 0.0, 0.49)
         if self.t1_s[0] <= 0:
             raise ValueError(f"DeviceSampler.t1_s={self.t1_s!r}: allowed low > 0")
+        f = self.four_level_fraction
+        if not (isinstance(f, int | float) and not isinstance(f, bool) and 0.0 <= f <= 1.0):
+            raise ValueError(f"DeviceSampler.four_level_fraction={f!r} is out of range: allowed [0, 1]")
         # levels, dt_s and rep_time_s are validated by Transmon / DeviceParams on sampling;
         # check them once here so a bad sampler fails at construction.
         self.sample(np.random.default_rng(0))
@@ -177,8 +193,11 @@ class DeviceSampler:
 
         t1 = math.exp(lin((math.log(self.t1_s[0]), math.log(self.t1_s[1])), u[2]))
         t2 = 2.0 * t1 * lin(self.t2_fraction, u[3])
+        levels = self.levels
+        if self.four_level_fraction > 0 and rng.random() < self.four_level_fraction:
+            levels += 1
         transmon = Transmon(
-            levels=self.levels,
+            levels=levels,
             anharmonicity_hz=lin(self.anharmonicity_hz, u[0]),
             rabi_max_hz=lin(self.rabi_max_hz, u[1]),
             detuning_hz=lin(self.detuning_hz, u[5]),
@@ -193,6 +212,90 @@ class DeviceSampler:
             p0_given_1=lin(self.p0_given_1, u[7]),
             rep_time_s=self.rep_time_s,
         )
+
+    @property
+    def mixed_levels(self) -> bool:
+        """Whether the population mixes two level counts (``four_level_fraction`` in (0, 1))."""
+        return 0.0 < self.four_level_fraction < 1.0
+
+    @classmethod
+    def realistic(cls, **overrides: Any) -> DeviceSampler:
+        """The wide population of issue 14 (docs/devices.md), as labs meet it.
+
+        Ω_R/2π 30–200 MHz (the drive at full scale, amplitude_scale = 1: the spread of
+        drive strengths is in Ω_R itself), α/2π −400…−150 MHz, T1 10–300 µs log-uniform,
+        T2 = 0.05–1.0 × 2·T1 (0.1·T1 to 2·T1), readout p(1|0) 0–10 %, p(0|1) 0–20 %,
+        qubit detuning ±3 MHz, 3 levels or (one device in four) 4. The starting errors
+        are the calibration's, not the device's: ``REALISTIC_MISCALIBRATION``.
+        ``overrides`` replace single fields (e.g. ``four_level_fraction=0.0`` for a
+        vector env that batches its copies).
+        """
+        base: dict[str, Any] = {
+            "anharmonicity_hz": (-400e6, -150e6),
+            "rabi_max_hz": (30e6, 200e6),
+            "t1_s": (10e-6, 300e-6),
+            "t2_fraction": (0.05, 1.0),
+            "amplitude_error": (0.0, 0.0),
+            "detuning_hz": (-3e6, 3e6),
+            "p1_given_0": (0.0, 0.10),
+            "p0_given_1": (0.0, 0.20),
+            "levels": 3,
+            "four_level_fraction": 0.25,
+        }
+        return cls(**{**base, **overrides})
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any]) -> DeviceSampler:
+        """A sampler from a config mapping (lists for ranges); ``name`` picks the base
+        sampler (``SAMPLERS``, default ``"default"``) whose fields the others replace."""
+        fields = dict(mapping)
+        name = fields.pop("name", None)
+        name = "default" if name is None else name
+        if name not in SAMPLERS:
+            raise ValueError(f"sampler.name={name!r} is unknown: allowed {sorted(SAMPLERS)}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            raise ValueError(f"sampler keys {unknown} are unknown: allowed {sorted(known | {'name'})}")
+        ranges = {k: tuple(v) if isinstance(v, Sequence) and not isinstance(v, str) else v
+                  for k, v in fields.items() if v is not None}
+        return dataclasses.replace(SAMPLERS[name](), **ranges)  # type: ignore[arg-type]
+
+
+# Starting errors of a realistic calibration (amplitude rel., β rel., detuning Hz, phase rad):
+# ±15 % amplitude, ±100 % DRAG β, ±3 MHz detuning, uniformly, around the truth's textbook
+# parameters (the envs' and the evaluation's ``miscalibration`` convention).
+REALISTIC_MISCALIBRATION: tuple[float, float, float, float] = (0.15, 1.0, 3e6, 0.0)
+
+# The realistic evaluation stream: spawn key of ``realistic_held_out_devices``. Training draws
+# devices from generators seeded with plain integers (SeedSequence(seed), spawn key ()), the
+# default held-out set from default_rng([seed, i]) (entropy [seed, i], spawn key ()); a
+# SeedSequence with a non-empty spawn key never equals either, so no seed makes the
+# evaluation stream coincide with a training stream.
+REALISTIC_HELD_OUT_SPAWN_KEY = 0x48454C44  # "HELD"
+
+
+def realistic_held_out_devices(
+    n: int, seed: int = 20_261_206, sampler: DeviceSampler | None = None,
+) -> tuple[DeviceParams, ...]:
+    """The realistic evaluation population: ``n`` devices of ``DeviceSampler.realistic()``
+    (or ``sampler``), device i from ``SeedSequence(seed, spawn_key=(REALISTIC_HELD_OUT_SPAWN_KEY, i))``.
+
+    Device i depends only on (seed, i) (the first k of a larger set equal a set of size
+    k), and the stream is separate from every training stream by construction (see
+    ``REALISTIC_HELD_OUT_SPAWN_KEY``). Level counts are mixed (3 and 4): run each level
+    count in its own batches (``DeviceSampler.four_level_fraction``).
+    """
+    if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
+        raise ValueError(f"n={n!r} is out of range: allowed an integer >= 1")
+    if not (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
+        raise ValueError(f"seed={seed!r} is out of range: allowed an integer >= 0")
+    s = DeviceSampler.realistic() if sampler is None else sampler
+    return tuple(
+        s.sample(np.random.Generator(np.random.PCG64(
+            np.random.SeedSequence(seed, spawn_key=(REALISTIC_HELD_OUT_SPAWN_KEY, i)))))
+        for i in range(n)
+    )
 
 
 def held_out_devices(n: int, seed: int = 12345, sampler: DeviceSampler | None = None) -> tuple[DeviceParams, ...]:
@@ -254,3 +357,11 @@ def emulator_sampler() -> DeviceSampler:
         p1_given_0=(0.0, 0.04),
         p0_given_1=(0.0, 0.06),
     )
+
+
+# Named samplers a config picks with ``sampler.name`` (``DeviceSampler.from_mapping``).
+SAMPLERS: dict[str, Callable[[], DeviceSampler]] = {
+    "default": DeviceSampler,
+    "realistic": DeviceSampler.realistic,
+    "emulator": emulator_sampler,
+}

@@ -1,7 +1,8 @@
 """The three benchmarks: rows of results for baselines and agents on the same devices.
 
 - **calibration** (20 ns DRAG gate from the default miscalibration): every method gets
-  the same devices (``presets.held_out_devices(n_devices, seed)``), the same starting
+  the same devices (``presets.held_out_devices(n_devices, seed)``, or the ``realistic`` /
+  ``stress`` set ``settings.device_set`` names: ``calibration_devices``), the same starting
   parameters and the same shot budget; each row holds the final infidelity, its ratio to
   the coherence limit, leakage, shots (as reported and as the device counted them) and
   wall time. The configured baselines run in joblib chunks; agents play the registered
@@ -20,7 +21,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,7 +34,9 @@ from pulsecal.envs.calibration import (
     true_metrics_devices,
 )
 from pulsecal.envs.device import DeviceParams, SimulatedDevice
-from pulsecal.envs.presets import get_preset, held_out_devices
+from pulsecal.envs.presets import get_preset, held_out_devices, realistic_held_out_devices
+from pulsecal.envs.protocol import Device
+from pulsecal.envs.stress import StressSpec, TLSDevice, stress_devices
 from pulsecal.hardware.policy import Policy
 
 from .settings import DRIFT_MISCALIBRATION, AgentSpec, EvaluationSettings
@@ -51,7 +54,7 @@ def _progress(it: Any, enabled: bool, desc: str, total: int | None = None) -> An
 
 def _device_shots(dev: Any) -> int:
     """Shots a static simulated device ran, read off its clock (it ticks rep_time per shot)."""
-    if isinstance(dev, SimulatedDevice):
+    if isinstance(dev, SimulatedDevice | TLSDevice):
         return round(dev.clock_s / dev.current_params().rep_time_s)
     return -1
 
@@ -66,12 +69,40 @@ def _row(task: str, method: str, budget: int, device: int, metrics: Mapping[str,
             "wall_time_s": float(wall)}
 
 
-def _calibration_device(seed: int, i: int, params: DeviceParams) -> SimulatedDevice:
+CalibrationDevice: TypeAlias = DeviceParams | StressSpec
+
+
+def calibration_devices(settings: EvaluationSettings) -> tuple[CalibrationDevice, ...]:
+    """The calibration benchmark's devices: ``settings.device_set`` with (n_devices, seed)."""
+    if settings.device_set == "realistic":
+        return realistic_held_out_devices(settings.n_devices, settings.seed)
+    if settings.device_set == "stress":
+        return stress_devices(settings.n_devices, settings.seed)
+    return held_out_devices(settings.n_devices, settings.seed)
+
+
+def _batch_group(spec: CalibrationDevice) -> tuple[str, int]:
+    """Devices of one group share a ``CalibrationTask`` (one device class, one level count)."""
+    return spec.group if isinstance(spec, StressSpec) else ("plain", spec.transmon.levels)
+
+
+def _chunks(devices: Sequence[CalibrationDevice], size: int) -> list[list[int]]:
+    """Device indices in chunks of at most ``size``, each within one ``_batch_group``."""
+    groups: dict[tuple[str, int], list[int]] = {}
+    for i, d in enumerate(devices):
+        groups.setdefault(_batch_group(d), []).append(i)
+    return [idx[s:s + size] for idx in groups.values() for s in range(0, len(idx), size)]
+
+
+def _calibration_device(seed: int, i: int, params: CalibrationDevice) -> Device:
     # Each (method, budget) gets a fresh copy of device i with the same seed.
-    return SimulatedDevice(params, rng=np.random.default_rng([seed, i, 1]))
+    rng = np.random.default_rng([seed, i, 1])
+    if isinstance(params, StressSpec):
+        return params.make(rng)
+    return SimulatedDevice(params, rng=rng)
 
 
-def _calibration_start(settings: EvaluationSettings, seed: int, i: int, dev: SimulatedDevice) -> FloatArray:
+def _calibration_start(settings: EvaluationSettings, seed: int, i: int, dev: Any) -> FloatArray:
     return miscalibrated_start(dev, settings.gate_duration_s, np.random.default_rng([seed, i, 2]),
                                settings.miscalibration)
 
@@ -80,7 +111,7 @@ def _calibration_start(settings: EvaluationSettings, seed: int, i: int, dev: Sim
 
 
 def _baseline_chunk(settings: EvaluationSettings, baseline: Baseline, budget: int, index: list[int],
-                    params: list[DeviceParams]) -> list[dict[str, Any]]:
+                    params: list[CalibrationDevice]) -> list[dict[str, Any]]:
     """One baseline on a chunk of held-out devices (a joblib job)."""
     seed = settings.seed
     devs = [_calibration_device(seed, i, p) for i, p in zip(index, params, strict=True)]
@@ -103,7 +134,7 @@ def _baseline_chunk(settings: EvaluationSettings, baseline: Baseline, budget: in
 
 
 def _agent_calibration(settings: EvaluationSettings, agent: AgentSpec, budget: int,
-                       devices: Sequence[DeviceParams]) -> list[dict[str, Any]]:
+                       devices: Sequence[CalibrationDevice]) -> list[dict[str, Any]]:
     import gymnasium as gym
 
     import pulsecal.envs  # noqa: F401  (registers the env ids)
@@ -148,9 +179,8 @@ def _episode(env: Any, policy: Policy, seed: int, options: dict[str, Any]) -> di
 
 def calibration_rows(settings: EvaluationSettings, agents: Sequence[AgentSpec] = ()) -> list[dict[str, Any]]:
     """Every baseline ``settings.methods`` names and every calibration agent, every budget."""
-    devices = held_out_devices(settings.n_devices, settings.seed)
-    chunks = [list(range(s, min(s + settings.chunk_size, len(devices))))
-              for s in range(0, len(devices), settings.chunk_size)]
+    devices = calibration_devices(settings)
+    chunks = _chunks(devices, settings.chunk_size)
     jobs = [(m, b, c) for m in settings.run_methods for b in settings.budgets for c in chunks
             if b >= m.min_budget()]
     rows: list[dict[str, Any]] = []

@@ -26,6 +26,9 @@ ENV_IDS: dict[str, str] = {
     "pulse_shaping": "pulsecal/PulseShaping-v0",
     "drift_tracking": "pulsecal/DriftTracking-v0",
 }
+# The calibration benchmark's device sets (docs/devices.md): ``held_out_devices``,
+# ``realistic_held_out_devices`` and ``stress_devices``, each (n_devices, seed).
+DEVICE_SETS: tuple[str, ...] = ("default", "realistic", "stress")
 # Small miscalibration of a freshly calibrated gate (DriftTrackingConfig's default).
 DRIFT_MISCALIBRATION: tuple[float, float, float, float] = (0.005, 0.05, 20e3, 0.0)
 
@@ -77,6 +80,10 @@ class EvaluationSettings:
     Attributes:
         out_dir: directory for results.csv, results.md and the plots (created).
         n_devices, seed: the held-out calibration devices (``held_out_devices``), >= 1.
+        device_set: which population the calibration benchmark draws with (n_devices,
+            seed): ``default`` (``held_out_devices``), ``realistic``
+            (``realistic_held_out_devices``; pair it with ``miscalibration =
+            presets.REALISTIC_MISCALIBRATION``) or ``stress`` (``stress_devices``).
         budgets: shot budgets per device, each >= 1.
         baselines: the calibration baselines (``Baseline``s, unique names; default: one of
             each registered baseline with its default settings).
@@ -102,6 +109,7 @@ class EvaluationSettings:
     out_dir: Path
     n_devices: int = 100
     seed: int = 12345
+    device_set: str = "default"
     budgets: tuple[int, ...] = (1000, 5000, 20000)
     baselines: tuple[Baseline, ...] = field(default_factory=default_baselines)
     methods: tuple[str, ...] | None = None
@@ -133,6 +141,7 @@ class EvaluationSettings:
             v = getattr(self, name)
             require(isinstance(v, int) and not isinstance(v, bool) and v >= 1, name, v, "an integer >= 1")
         require(isinstance(self.seed, int) and self.seed >= 0, "seed", self.seed, "an integer >= 0")
+        require(self.device_set in DEVICE_SETS, "device_set", self.device_set, f"one of {list(DEVICE_SETS)}")
         require(isinstance(self.shaping_held_out, int) and not isinstance(self.shaping_held_out, bool)
                 and self.shaping_held_out >= 0, "shaping_held_out", self.shaping_held_out, "an integer >= 0")
         budgets = tuple(self.budgets)

@@ -110,12 +110,18 @@ def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
     return path
 
 
+# The generator behind each calibration device set (``EvaluationSettings.device_set``).
+_DEVICE_SET_FUNCTIONS = {"default": "held_out_devices", "realistic": "realistic_held_out_devices",
+                         "stress": "stress_devices"}
+
+
 def write_markdown(path: Path, summary: Sequence[Mapping[str, Any]], verdict: Sequence[Mapping[str, Any]],
                    settings: EvaluationSettings) -> Path:
     lines = [
         "# pulsecal evaluation",
         "",
-        f"Held-out calibration devices: {settings.n_devices} (`held_out_devices(n, seed={settings.seed})`), "
+        f"Held-out calibration devices: {settings.n_devices} (`{_DEVICE_SET_FUNCTIONS[settings.device_set]}(n, "
+        f"seed={settings.seed})`), "
         f"start offsets up to ±{settings.miscalibration[0]:.0%} amplitude, ±{settings.miscalibration[1]:.0%} β, "
         f"±{settings.miscalibration[2] / 1e3:g} kHz; gate {settings.gate_duration_s * 1e9:g} ns. "
         "Infidelity = 1 − F (open system, virtual Z); ratio = infidelity / coherence limit. "

@@ -63,6 +63,8 @@ class EvaluateConf:
     out_dir: str = MISSING
     n_devices: int = 100
     seed: int = 12345
+    # Calibration devices: default | realistic | stress (docs/devices.md).
+    device_set: str = "default"
     budgets: list[int] = field(default_factory=lambda: [1000, 5000, 20000])
     # Names from ``baseline`` to run; null: all of them.
     methods: list[str] | None = None
@@ -147,7 +149,8 @@ def to_settings(cfg: DictConfig) -> tuple[EvaluationSettings, list[AgentSpec]]:
     """The composed config as typed settings and agents (raises ``ValueError`` naming the key)."""
     conf: EvaluateConf = OmegaConf.to_object(cfg)  # type: ignore[assignment]
     settings = EvaluationSettings(
-        out_dir=Path(conf.out_dir), n_devices=conf.n_devices, seed=conf.seed, budgets=tuple(conf.budgets),
+        out_dir=Path(conf.out_dir), n_devices=conf.n_devices, seed=conf.seed, device_set=conf.device_set,
+        budgets=tuple(conf.budgets),
         baselines=baselines(cfg), methods=None if conf.methods is None else tuple(conf.methods),
         gate_duration_s=conf.gate_duration_s,
         miscalibration=tuple(conf.miscalibration),  # type: ignore[arg-type]

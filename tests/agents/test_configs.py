@@ -214,4 +214,5 @@ def test_sampler_schema_lists_the_device_sampler_fields() -> None:
     from pulsecal.configs.env_schema import DeviceSamplerConf
     from pulsecal.envs.presets import DeviceSampler
 
-    assert {f.name for f in dataclasses.fields(DeviceSamplerConf)} == {f.name for f in dataclasses.fields(DeviceSampler)}
+    # plus ``name``, the base sampler a config picks (DeviceSampler.from_mapping)
+    assert {f.name for f in dataclasses.fields(DeviceSamplerConf)} == {f.name for f in dataclasses.fields(DeviceSampler)} | {"name"}

@@ -106,7 +106,9 @@ def test_verdicts_apply_the_issue_targets(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("kw", "name"), [({"n_devices": 0}, "n_devices"), ({"budgets": (0,)}, "budgets"),
-                                          ({"methods": ("grape",)}, "methods"), ({"workers": 0}, "workers")])
+                                          ({"methods": ("grape",)}, "methods"), ({"workers": 0}, "workers"),
+                                          ({"device_set": "wide"}, r"device_set='wide' is out of range: allowed "
+                                                                  r"one of \['default', 'realistic', 'stress'\]")])
 def test_settings_validation_names_the_field(tmp_path: Path, kw: dict, name: str) -> None:
     with pytest.raises(ValueError, match=name):
         _settings(tmp_path, **kw)
@@ -248,3 +250,32 @@ def test_misspelt_baseline_key_fails_at_compose_time() -> None:
         with pytest.raises(Exception) as exc:
             compose(config_name="evaluate", overrides=["baseline.standard.rabi_pionts=3"])
     assert format_error(exc.value).startswith("error: baseline.standard.rabi_pionts: ")
+
+
+def test_stress_and_realistic_device_sets_run_every_method_on_the_same_devices(tmp_path: Path) -> None:
+    """``device_set=stress``: the five stress kinds (4th level, TLS at f01 and f12,
+    quasi-static noise, AWG low-pass), batched by device class and level count, through a
+    baseline and an agent on the v1 env; ``realistic`` mixes 3- and 4-level devices."""
+    from pulsecal.agents.evaluation.benchmarks import _chunks, calibration_devices
+    from pulsecal.envs.presets import REALISTIC_MISCALIBRATION
+    from pulsecal.envs.stress import STRESS_KINDS
+
+    zero = FunctionPolicy(lambda obs: np.zeros(4, dtype=np.float32))  # v1: 3 moves and the depth
+    agent = AgentSpec("estimator_only", "calibration", zero, {}, "pulsecal/GateCalibration-v1")
+    s = _settings(tmp_path, n_devices=5, device_set="stress", methods=("standard",), baselines=(QUICK,))
+    devices = calibration_devices(s)
+    assert [d.label for d in devices] == list(STRESS_KINDS)  # type: ignore[union-attr]
+    chunks = _chunks(devices, s.chunk_size)
+    assert sorted(i for c in chunks for i in c) == list(range(5))
+    assert all(len({devices[i].group for i in c}) == 1 for c in chunks)  # type: ignore[union-attr]
+    rep = evaluate(s, [agent])
+    for m in ("standard", "estimator_only"):
+        rows = sorted((r for r in rep.rows if r["method"] == m), key=lambda r: r["device"])
+        assert [r["device"] for r in rows] == list(range(5)), m
+        assert all(0 < r["infidelity"] < 1 and r["coherence_limit"] > 0 for r in rows)
+        assert all(r["shots_used"] == r["device_shots"] <= 600 for r in rows)  # TLS devices count too
+    real = _settings(tmp_path / "r", n_devices=12, device_set="realistic", miscalibration=REALISTIC_MISCALIBRATION)
+    params = calibration_devices(real)
+    levels = [p.transmon.levels for p in params]  # type: ignore[union-attr]
+    assert set(levels) == {3, 4}
+    assert all(len({levels[i] for i in c}) == 1 for c in _chunks(params, 2))

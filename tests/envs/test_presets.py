@@ -72,3 +72,88 @@ def test_held_out_set_is_fixed_by_its_seed() -> None:
     assert len(set(a)) == 8
     with pytest.raises(ValueError, match="n="):
         held_out_devices(0)
+
+
+# -- the realistic population (docs/devices.md) -------------------------------------------------
+
+
+def test_realistic_sampler_covers_its_documented_ranges() -> None:
+    from pulsecal.envs.presets import realistic_held_out_devices
+
+    devs = realistic_held_out_devices(400, seed=7)
+    t = [d.transmon for d in devs]
+    rabi = np.array([x.rabi_max_hz for x in t])
+    alpha = np.array([x.anharmonicity_hz for x in t])
+    t1 = np.array([x.t1_s for x in t])
+    t2 = np.array([x.t2_s for x in t])
+    p10 = np.array([d.p1_given_0 for d in devs])
+    p01 = np.array([d.p0_given_1 for d in devs])
+    levels = np.array([x.levels for x in t])
+    assert np.all((rabi >= 30e6) & (rabi <= 200e6)) and rabi.min() < 40e6 and rabi.max() > 190e6
+    assert np.all((alpha >= -400e6) & (alpha <= -150e6)) and alpha.min() < -390e6 and alpha.max() > -160e6
+    assert np.all((t1 >= 10e-6) & (t1 <= 300e-6))
+    # log-uniform: the median sits near the geometric mean √(10·300) µs ≈ 55 µs
+    assert 40e-6 < np.median(t1) < 75e-6
+    ratio = t2 / t1
+    assert np.all((ratio >= 0.1 - 1e-12) & (ratio <= 2.0 + 1e-12)) and ratio.min() < 0.2 and ratio.max() > 1.8
+    assert np.all((p10 >= 0) & (p10 <= 0.10)) and p10.max() > 0.09
+    assert np.all((p01 >= 0) & (p01 <= 0.20)) and p01.max() > 0.18
+    assert set(levels.tolist()) == {3, 4} and 0.15 < np.mean(levels == 4) < 0.35
+    assert all(d.amplitude_scale == 1.0 for d in devs)
+
+
+def test_default_sampler_draws_what_it_drew_before_four_level_fraction() -> None:
+    # The ninth draw is made only when four_level_fraction > 0: the default stream (and with
+    # it the trajectories and results recorded on it) is unchanged, and so is the rng after it.
+    s = DeviceSampler()
+    rng = np.random.default_rng(5)
+    d = s.sample(rng)
+    ref = np.random.default_rng(5)
+    u = ref.random(8)
+    assert d.transmon.anharmonicity_hz == -340e6 + 80e6 * u[0] and d.transmon.levels == 3
+    assert rng.random() == ref.random()
+
+
+def test_sampler_validation_names_field_value_and_range() -> None:
+    with pytest.raises(ValueError, match=r"DeviceSampler\.four_level_fraction=1\.5 is out of range: allowed \[0, 1\]"):
+        DeviceSampler(four_level_fraction=1.5)
+    with pytest.raises(ValueError, match=r"DeviceSampler\.rabi_max_hz=\(30000000\.0, 20000000000\.0\) is out of range: allowed \(low, high\) with 1000\.0 <= low <= high <= 2000000000\.0"):
+        DeviceSampler.realistic(rabi_max_hz=(30e6, 2e10))
+    with pytest.raises(ValueError, match=r"sampler\.name='wide' is unknown: allowed \['default', 'emulator', 'realistic'\]"):
+        DeviceSampler.from_mapping({"name": "wide"})
+    with pytest.raises(ValueError, match=r"sampler keys \['rabi_hz'\] are unknown"):
+        DeviceSampler.from_mapping({"name": "realistic", "rabi_hz": [1e6, 2e6]})
+
+
+def test_sampler_from_a_config_mapping_starts_from_its_named_base() -> None:
+    s = DeviceSampler.from_mapping({"name": "realistic", "four_level_fraction": 0.0, "t1_s": None})
+    assert s == DeviceSampler.realistic(four_level_fraction=0.0)
+    assert DeviceSampler.from_mapping({"rabi_max_hz": [80e6, 120e6]}) == DeviceSampler(rabi_max_hz=(80e6, 120e6))
+
+
+def test_realistic_held_out_stream_differs_from_the_training_stream() -> None:
+    from pulsecal.envs.presets import realistic_held_out_devices
+
+    s = DeviceSampler.realistic()
+    for seed in (0, 1, 12345, 20_261_206):
+        held = realistic_held_out_devices(16, seed=seed)
+        assert held == realistic_held_out_devices(16, seed=seed)
+        assert realistic_held_out_devices(4, seed=seed) == held[:4]
+        # What a training env draws for the same seed: its generator is SeedSequence(seed)
+        # (gymnasium's seeding), and the default held-out generator default_rng([seed, i]).
+        train = np.random.default_rng(seed)
+        trained = {s.sample(train) for _ in range(64)}
+        default_stream = {s.sample(np.random.default_rng([seed, i])) for i in range(16)}
+        assert not trained & set(held) and not default_stream & set(held)
+    assert realistic_held_out_devices(8, seed=1) != realistic_held_out_devices(8, seed=2)
+    with pytest.raises(ValueError, match="seed=-1"):
+        realistic_held_out_devices(2, seed=-1)
+
+
+def test_vector_env_refuses_a_mixed_level_sampler_with_batched_copies() -> None:
+    from pulsecal.envs.gate_calibration_v1 import GateCalibrationV1Core
+
+    with pytest.raises(ValueError, match=r"sampler\.four_level_fraction=0\.25 is out of range: allowed 0 or 1 with 4"):
+        GateCalibrationV1Core(4, sampler=DeviceSampler.realistic())
+    GateCalibrationV1Core(4, sampler=DeviceSampler.realistic(four_level_fraction=0.0))
+    GateCalibrationV1Core(1, sampler={"name": "realistic"})
