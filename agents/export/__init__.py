@@ -220,12 +220,13 @@ def export_run(
     norm = None if norm_path is None else read_normalisation(norm_path)
 
     env_id = provenance.get("env_id") or config.get("env", {}).get("id")
-    env_kwargs = provenance.get("env_kwargs", config.get("env", {}).get("kwargs") or {})
+    env_kwargs = _training_env_kwargs(env_id, config, provenance)
     meta = _metadata_for_run(model, env_id, env_kwargs)
     sources = {"model": model_path, **({"normalisation": norm_path} if norm_path else {})}
     device = dict(meta.device or {})
-    # The run may override preset fields (t1_s, ...) through reset options the env built
-    # here does not see; the run's own device config is authoritative.
+    # The env built above has the run's preset; physical overrides (t1_s, ...) reach the
+    # training env through reset options it does not see, so the run's own device
+    # config is recorded next to it.
     device["run_config"] = config.get("device")
     meta = dataclasses.replace(
         meta,
@@ -249,6 +250,36 @@ def export_run(
     if out_dir is None:
         out_dir = run / ("export" if step is None else f"export-step_{step}")
     return export_policy(model, out_dir, vec_normalize=norm, metadata=meta, torchscript=torchscript, overwrite=overwrite)
+
+
+def _training_env_kwargs(env_id: str | None, config: Mapping[str, Any],
+                         provenance: Mapping[str, Any]) -> dict[str, Any]:
+    """The env constructor arguments the run trained with: ``provenance.json``'s
+    ``env_kwargs``; for a run recorded before that field, rebuilt from its config as
+    ``pulsecal-train`` builds them (a pulsecal env also gets the device section's preset)."""
+    recorded = provenance.get("env_kwargs")
+    if isinstance(recorded, Mapping):
+        return dict(recorded)
+    if env_id is not None and _is_pulsecal_env(env_id):
+        from pulsecal.agents.training_devices import stored_env_kwargs
+
+        return stored_env_kwargs(config)
+    return dict(config.get("env", {}).get("kwargs") or {})
+
+
+def _is_pulsecal_env(env_id: str) -> bool:
+    import gymnasium as gym
+
+    try:
+        import pulsecal.envs  # noqa: F401  (registers pulsecal/<Name>-v<N>)
+    except ImportError:
+        pass
+    try:
+        spec = gym.spec(env_id)
+    except (gym.error.Error, ImportError):
+        return False
+    entry = spec.entry_point or spec.vector_entry_point
+    return isinstance(entry, str) and entry.startswith("pulsecal.envs")
 
 
 def _metadata_for_run(model: BaseAlgorithm, env_id: str | None, env_kwargs: Mapping[str, Any]) -> ExportMetadata:
