@@ -43,6 +43,7 @@ from pulsecal.agents.export.metadata import (
     metadata_from_env,
 )
 from pulsecal.agents.export.parity import check_graph, reference_actions, sample_observations
+from pulsecal.agents.pinned_env import make_pinned
 from pulsecal.agents.runner import (
     MANIFEST_NAME,
     ONNX_NAME,
@@ -286,14 +287,12 @@ def _metadata_for_run(model: BaseAlgorithm, env_id: str | None, env_kwargs: Mapp
     """Labels and description from the run's env, if it can be built and its spaces are the model's."""
     if env_id is None:
         return ExportMetadata()
-    import gymnasium as gym
-
     try:
         import pulsecal.envs  # noqa: F401  (registers pulsecal/<Name>-v<N>)
     except ImportError:
         pass
     try:
-        env = gym.make(env_id, **dict(env_kwargs))
+        env = make_pinned(env_id, **dict(env_kwargs))
     except Exception as err:  # the env is only a source of labels; the export stands without it
         warnings.warn(f"could not build {env_id!r} to read its labels ({err}); using generic labels", stacklevel=3)
         return ExportMetadata(env_id=env_id)
