@@ -103,6 +103,26 @@ def _baseline_chunk(settings: EvaluationSettings, baseline: Baseline, budget: in
     return rows
 
 
+def _drift_scenario(settings: EvaluationSettings, i: int) -> dict[str, Any]:
+    """Reset options of drift device ``i``: a fresh ``transmon_drifting`` and its start."""
+    preset = get_preset("transmon_drifting")
+    dev = SimulatedDevice(preset.params, preset.drift, rng=np.random.default_rng([settings.seed, i, 6]))
+    p = miscalibrated_start(dev, preset.gate_duration_s, np.random.default_rng([settings.seed, i, 7]),
+                            DRIFT_MISCALIBRATION)
+    return {"device": dev, "initial_params": DragParams.from_array(p)}
+
+
+def _first_scenario(settings: EvaluationSettings, agent: AgentSpec) -> dict[str, Any]:
+    """Reset options of the first episode the agent's benchmark plays (device 0)."""
+    if agent.task == "calibration":
+        dev = _calibration_device(settings.seed, 0, held_out_devices(1, settings.seed)[0])
+        start = _calibration_start(settings, settings.seed, 0, dev)
+        return {"device": dev, "initial_params": DragParams.from_array(start)}
+    if agent.task == "pulse_shaping":
+        return {"device_params": get_preset(settings.shaping_preset).params}
+    return _drift_scenario(settings, 0)
+
+
 def _drift_steps(settings: EvaluationSettings) -> int:
     return round(settings.drift_hours * 3600.0 / settings.drift_interval_s)
 
@@ -123,10 +143,12 @@ def agent_env_kwargs(settings: EvaluationSettings, agent: AgentSpec, budget: int
 
 
 def check_agents(settings: EvaluationSettings, agents: Sequence[AgentSpec]) -> None:
-    """Build every env an agent will play, before any benchmark runs, and refuse one the
-    agent's policy cannot act in: an env its arguments do not build, or (for a policy
-    that knows its training spaces, such as an SB3 model) other observation or action
-    spaces. Raises ``ValueError`` naming the agent, its env id and arguments."""
+    """Build every env an agent will play and reset it on its benchmark's first device,
+    before any benchmark runs, and refuse one the agent's policy cannot act in: an env
+    its arguments do not build, a device its env refuses (e.g. a device preset with
+    another sample time than the training one), or (for a policy that knows its
+    training spaces, such as an SB3 model) other observation or action spaces. Raises
+    ``ValueError`` naming the agent, its env id and arguments."""
     import gymnasium as gym
 
     import pulsecal.envs  # noqa: F401  (registers the env ids)
@@ -143,6 +165,10 @@ def check_agents(settings: EvaluationSettings, agents: Sequence[AgentSpec]) -> N
             except (TypeError, ValueError, gym.error.Error) as err:
                 raise ValueError(f"{where}: the env refuses its arguments: {err}") from None
             try:
+                try:
+                    env.reset(seed=settings.seed, options=_first_scenario(settings, agent))
+                except (TypeError, ValueError) as err:
+                    raise ValueError(f"{where}: its env refuses the benchmark's devices: {err}") from None
                 for name in ("observation_space", "action_space"):
                     want = getattr(agent.policy, name, None)
                     got = getattr(env, name)
@@ -377,16 +403,11 @@ def _drift_agent(settings: EvaluationSettings, agent: AgentSpec, i: int) -> tupl
 
     import pulsecal.envs  # noqa: F401
 
-    preset = get_preset("transmon_drifting")
-    dev = SimulatedDevice(preset.params, preset.drift, rng=np.random.default_rng([settings.seed, i, 6]))
-    p = miscalibrated_start(dev, preset.gate_duration_s, np.random.default_rng([settings.seed, i, 7]),
-                            DRIFT_MISCALIBRATION)
     steps = _drift_steps(settings)
     env = make_pinned(agent.resolved_env_id, max_episode_steps=steps, **agent_env_kwargs(settings, agent))
     state = agent.policy.initial_state()
     t0 = time.perf_counter()
-    obs, info = env.reset(seed=settings.seed + i,
-                          options={"device": dev, "initial_params": DragParams.from_array(p)})
+    obs, info = env.reset(seed=settings.seed + i, options=_drift_scenario(settings, i))
     times, errs, limits = [], [], []
     done = False
     while not done:

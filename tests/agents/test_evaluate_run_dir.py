@@ -156,3 +156,23 @@ def test_make_pinned_lets_every_other_warning_pass(monkeypatch: pytest.MonkeyPat
         warnings.simplefilter("always")
         assert pinned_env.make_pinned("pulsecal/GateCalibration-v0") == "env"
     assert [str(w.message) for w in caught] == ["something else about the env"]
+
+
+def test_a_run_on_another_device_class_is_refused_before_any_baseline(tmp_path: Path,
+                                                                      baseline_calls: list[str]) -> None:
+    """The calibration benchmark's held-out devices are of the 20 ns class: a transmon_short
+    run takes its preset from the run, and its env refuses those devices at the first reset,
+    which the up-front check reaches before any baseline."""
+    import torch
+
+    from pulsecal.agents.pipelines.evaluate import evaluate
+    from pulsecal.agents.pipelines.train import train
+
+    torch.set_num_threads(1)
+    run = tmp_path / "short"
+    train(_compose("train", [*TINY, "device=transmon_short"]), run_dir=run)
+    cfg = _compose("evaluate", [f"out_dir={tmp_path / 'out'}", *QUICK, _agents(f"{{name: short, path: {run}}}")])
+    with pytest.raises(ValueError, match=r"agents\[short\]: .*'device': 'transmon_short'.* refuses the benchmark's "
+                                         r"devices: .*dt_s"):
+        evaluate(cfg)
+    assert baseline_calls == [] and not (tmp_path / "out").exists()
