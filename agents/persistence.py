@@ -96,6 +96,20 @@ def free_name(path: Path) -> Path:
         k += 1
 
 
+def latest_revision(path: Path) -> Path | None:
+    """The newest of ``path``, ``stem-r1``, ``stem-r2``, ... that exists (what
+    :func:`free_name` wrote last), or None."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    k, newest = 1, path
+    while True:
+        candidate = path.with_name(f"{path.stem}-r{k}{path.suffix}")
+        if not candidate.exists():
+            return newest
+        newest, k = candidate, k + 1
+
+
 # ------------------------------------------------------------- normalisation
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,3 +99,25 @@ class TrainingDevices:
         if self.randomize:
             return None, [{"device_params": d} for d in held_out_devices(self.n_eval_devices, self.eval_seed)]
         return None, None
+
+
+def stored_env_kwargs(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The constructor arguments a pulsecal env was trained with, from a run's stored
+    ``config.yaml`` (a mapping): the device section's preset (and randomisation), then
+    ``env.shots_per_probe``, then ``env.kwargs``, as ``pulsecal-train`` builds them.
+
+    For runs whose ``provenance.json`` predates its ``env_kwargs`` record; the physical
+    overrides (``t1_s``, ...) reach the env through reset options, not these arguments,
+    and stay in the config's device section.
+    """
+    env_section, device_section = config.get("env"), config.get("device")
+    env: Mapping[str, Any] = env_section if isinstance(env_section, Mapping) else {}
+    device: Mapping[str, Any] = device_section if isinstance(device_section, Mapping) else {}
+    kwargs: dict[str, Any] = {}
+    if device.get("preset"):
+        names = {f.name for f in dataclasses.fields(TrainingDevices)}
+        kwargs.update(TrainingDevices(**{k: v for k, v in device.items() if k in names}).env_options())
+    if env.get("shots_per_probe") is not None:
+        kwargs["shots_per_probe"] = env["shots_per_probe"]
+    kwargs.update(dict(env.get("kwargs") or {}))
+    return kwargs

@@ -211,14 +211,16 @@ class CalibrationState:
 class EnvDescription:
     """What any pulsecal env says about itself for an export's manifest (every field may be
     None for an env without it): the frozen constructor settings, the fixed pulse family
-    the actions shape or calibrate (e.g. ``DragGate``), the device preset and the sampler
-    the env draws training devices from. The objects are the env's own frozen dataclasses,
-    shared, never copied: read them, don't mutate them."""
+    the actions shape or calibrate (e.g. ``DragGate``), the device preset, the sampler
+    the env draws training devices from, and one name per observation entry in order
+    (the builders ``*_observation_names`` below). The objects are the env's own frozen
+    dataclasses, shared, never copied: read them, don't mutate them."""
 
     config: Any = None
     gate: Any = None
     preset: Any = None
     sampler: Any = None
+    observation_names: tuple[str, ...] | None = None
 
 
 # -- JSON form of env settings --------------------------------------------------------------------
@@ -356,3 +358,58 @@ def drift_tracking_v1_state(core: Any, index: int, env_id: str) -> CalibrationSt
     """DriftTracking-v1: probe fractions after the per-family estimates and ages."""
     return _drift_state(core, index, env_id, ("ramsey_deep", "ramsey", "amplitude", "all"),
                         2 * len(core.families))
+
+
+# -- observation names (one per entry, in the order the cores concatenate them) -------------------
+#
+# Names say what an entry holds and how it is scaled: ``p1_<probe>`` a measured excited
+# fraction, ``*_steps`` a length in ``max_step`` units, ``*_fraction`` a share of a budget
+# or an episode, ``*_sigmas`` a multiple of the posterior σ.
+
+
+def _param_names(core: Any) -> list[str]:
+    return [PARAMETER_NAMES[int(c)] for c in core.param_index]
+
+
+def gate_calibration_observation_names(core: Any) -> tuple[str, ...]:
+    """GateCalibration-v0: the probes' excited fractions, the parameters' offsets from the
+    start in max_step units, the used share of the shot budget."""
+    return (*(f"p1_{p.name}" for p in core.cfg.probes), *(f"{n}_from_start_steps" for n in _param_names(core)),
+            "shot_budget_fraction")
+
+
+def gate_calibration_v1_observation_names(core: Any) -> tuple[str, ...]:
+    """GateCalibration-v1: six blocks over (amplitude, beta_s, detuning_hz), measured by the
+    (amplitude, drag, ramsey) families, then the round and shot-budget fractions."""
+    params, families = PARAMETER_NAMES[:3], FAMILIES
+    return (*(f"{n}_estimate_offset_sigmas" for n in params), *(f"{n}_log10_sigma_units" for n in params),
+            *(f"{n}_estimate_from_start_units" for n in params), *(f"{f}_twin_signal" for f in families),
+            *(f"{f}_ladder_level_fraction" for f in families), *(f"{n}_from_start_units" for n in params),
+            "round_fraction", "shot_budget_fraction")
+
+
+def drift_tracking_observation_names(core: Any) -> tuple[str, ...]:
+    """DriftTracking-v0: the probes' last excited fractions and their ages, the parameters'
+    offsets from the start in max_step units, the elapsed share of the episode."""
+    probes = [p.name for p in core.cfg.probes]
+    return (*(f"p1_{p}" for p in probes), *(f"age_{p}" for p in probes),
+            *(f"{n}_from_start_steps" for n in _param_names(core)), "episode_fraction")
+
+
+def drift_tracking_v1_observation_names(core: Any) -> tuple[str, ...]:
+    """DriftTracking-v1: per probed family the correction it asks for (max_step units) and
+    the time since it was probed, the probes' last excited fractions, the episode share."""
+    return (*(f"{f}_correction_steps" for f in core.families), *(f"{f}_age" for f in core.families),
+            *(f"p1_{p.name}" for p in core.cfg.probes), "episode_fraction")
+
+
+def pulse_shaping_observation_names(core: Any) -> tuple[str, ...]:
+    """PulseShaping: the pulse coordinates z (relative amplitude, relative β, detuning, K
+    sine coefficients on I and K on Q), the score, the measured probes' excited fractions
+    (``reward_mode="measured"``) and the characterised device features (v1)."""
+    k = int(core.cfg.n_basis)
+    probes = ["p1_ground", *(f"p1_repeat_{r}" for r in core.cfg.probe_repeats)] if core.n_probe else []
+    features = (["anharmonicity_rel", "rabi_rate_rel", "rise_time", "detuning"]
+                if core.features.shape[1] else [])
+    return ("amplitude_z", "beta_z", "detuning_z", *(f"coeff_i_{j}" for j in range(k)),
+            *(f"coeff_q_{j}" for j in range(k)), "score", *probes, *features)

@@ -15,6 +15,7 @@ import gymnasium as gym
 import numpy as np
 from numpy.typing import NDArray
 
+from . import contract
 from ._validation import finite, require
 from .drag_calibration_core import DragCalibrationCore, GateCalibrationConfig
 from .probe_analysis import analyse
@@ -83,6 +84,10 @@ class DriftTrackingCore(DragCalibrationCore):
         self.age = np.ones((self.num_envs, k))
         self.choice = np.zeros((self.num_envs, 2), dtype=np.int64)  # shot level, probe set
         self.masks = np.array([[s == "all" or pr.kind == s for pr in cfg.probes] for s in _PROBE_SETS])
+
+    def observation_names(self) -> tuple[str, ...]:
+        """One name per observation entry (``contract.EnvDescription.observation_names``)."""
+        return contract.drift_tracking_observation_names(self)
 
     def _reset_copy(self, i: int, options: dict[str, Any]) -> None:
         super()._reset_copy(i, options)

@@ -95,6 +95,10 @@ class DriftTrackingV1Core(DriftTrackingCore):
         self.target = np.zeros((self.num_envs, nf))  # estimated best value of each family's parameter
         self.probed_at = np.full((self.num_envs, nf), -np.inf)  # device clock of the family's last probe
 
+    def observation_names(self) -> tuple[str, ...]:
+        """One name per observation entry (``contract.EnvDescription.observation_names``)."""
+        return contract.drift_tracking_v1_observation_names(self)
+
     def _reset_copy(self, i: int, options: dict[str, Any]) -> None:
         super()._reset_copy(i, options)
         self.target[i] = self.params[i, self.family_param]

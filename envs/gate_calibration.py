@@ -37,6 +37,10 @@ class GateCalibrationCore(DragCalibrationCore):
         self._obs_low = self.observation_space.low.astype(np.float64)
         self._obs_high = self.observation_space.high.astype(np.float64)
 
+    def observation_names(self) -> tuple[str, ...]:
+        """One name per observation entry (``contract.EnvDescription.observation_names``)."""
+        return contract.gate_calibration_observation_names(self)
+
     def _apply_action(self, i: int, action: FloatArray) -> None:
         self._apply_params(i, action)
 

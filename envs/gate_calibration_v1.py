@@ -222,6 +222,10 @@ class GateCalibrationV1Core(DragCalibrationCore):
 
     # -- estimator ---------------------------------------------------------------------------
 
+    def observation_names(self) -> tuple[str, ...]:
+        """One name per observation entry (``contract.EnvDescription.observation_names``)."""
+        return contract.gate_calibration_v1_observation_names(self)
+
     def _scale(self, rows: NDArray[np.int64]) -> FloatArray:
         """(n, 3) miscalibration unit of amplitude, β and detuning (relative ones × |start|)."""
         mis = np.asarray(self.cfg.miscalibration)[:3]

@@ -16,6 +16,7 @@ import gymnasium as gym
 import numpy as np
 from numpy.typing import NDArray
 
+from . import contract
 from ._validation import finite, require
 from .calibration_task import true_metrics_devices
 from .drag import DragGate, nominal_params
@@ -190,6 +191,10 @@ class PulseShapingCore(BatchedCore):
         high = np.concatenate([np.ones(self.dim), [1.0], np.ones(n_probe), 5 * np.ones(nf)]).astype(np.float32)
         self.observation_space = gym.spaces.Box(low, high, dtype=np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (self.dim,), dtype=np.float32)
+
+    def observation_names(self) -> tuple[str, ...]:
+        """One name per observation entry (``contract.EnvDescription.observation_names``)."""
+        return contract.pulse_shaping_observation_names(self)
 
     def waveforms(self, idx: list[int]) -> NDArray[np.complex128]:
         """(n, S) waveforms of copies ``idx`` (ShapedPulse formula, |u| clipped to 1)."""

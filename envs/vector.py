@@ -410,8 +410,10 @@ class SingleCoreEnv(gym.Env):
         """The env's settings, pulse family, device preset and training sampler
         (``contract.EnvDescription``), for export manifests."""
         core = self.core
+        names = getattr(core, "observation_names", None)
         return EnvDescription(getattr(core, "cfg", None), getattr(core, "gate", None),
-                              getattr(core, "preset", None), getattr(core, "sampler", None))
+                              getattr(core, "preset", None), getattr(core, "sampler", None),
+                              names() if callable(names) else None)
 
     @property
     def device(self) -> Any:

@@ -27,6 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pulsecal.agents.baselines import Baseline, calibrated_drag, grape, miscalibrated_start
+from pulsecal.agents.pinned_env import make_pinned
 from pulsecal.envs.calibration import (
     CalibrationTask,
     DragGate,
@@ -133,14 +134,88 @@ def _baseline_chunk(settings: EvaluationSettings, baseline: Baseline, budget: in
     return rows
 
 
-def _agent_calibration(settings: EvaluationSettings, agent: AgentSpec, budget: int,
-                       devices: Sequence[CalibrationDevice]) -> list[dict[str, Any]]:
+def _drift_scenario(settings: EvaluationSettings, i: int) -> dict[str, Any]:
+    """Reset options of drift device ``i``: a fresh ``transmon_drifting`` and its start."""
+    preset = get_preset("transmon_drifting")
+    dev = SimulatedDevice(preset.params, preset.drift, rng=np.random.default_rng([settings.seed, i, 6]))
+    p = miscalibrated_start(dev, preset.gate_duration_s, np.random.default_rng([settings.seed, i, 7]),
+                            DRIFT_MISCALIBRATION)
+    return {"device": dev, "initial_params": DragParams.from_array(p)}
+
+
+def _first_scenario(settings: EvaluationSettings, agent: AgentSpec) -> dict[str, Any]:
+    """Reset options of the first episode the agent's benchmark plays (device 0)."""
+    if agent.task == "calibration":
+        dev = _calibration_device(settings.seed, 0, calibration_devices(settings)[0])
+        start = _calibration_start(settings, settings.seed, 0, dev)
+        return {"device": dev, "initial_params": DragParams.from_array(start)}
+    if agent.task == "pulse_shaping":
+        return {"device_params": get_preset(settings.shaping_preset).params}
+    return _drift_scenario(settings, 0)
+
+
+def _drift_steps(settings: EvaluationSettings) -> int:
+    return round(settings.drift_hours * 3600.0 / settings.drift_interval_s)
+
+
+def agent_env_kwargs(settings: EvaluationSettings, agent: AgentSpec, budget: int | None = None) -> dict[str, Any]:
+    """The keyword arguments the agent's benchmark builds its env with: the benchmark's
+    own settings (gate, device preset, timeline), the agent's ``env_kwargs`` over them,
+    and for calibration the shot ``budget`` of the row over everything."""
+    if agent.task == "calibration":
+        budget = settings.budgets[0] if budget is None else budget
+        return {"gate_duration_s": settings.gate_duration_s, **dict(agent.env_kwargs), "shot_budget": budget}
+    if agent.task == "pulse_shaping":
+        return {"device": settings.shaping_preset, "gate_duration_s": settings.shaping_duration_s,
+                **dict(agent.env_kwargs)}
+    steps = _drift_steps(settings)
+    return {"decision_interval_s": settings.drift_interval_s, "episode_s": steps * settings.drift_interval_s,
+            "circuit_time_s": settings.circuit_time_s, **dict(agent.env_kwargs)}
+
+
+def check_agents(settings: EvaluationSettings, agents: Sequence[AgentSpec]) -> None:
+    """Build every env an agent will play and reset it on its benchmark's first device,
+    before any benchmark runs, and refuse one the agent's policy cannot act in: an env
+    its arguments do not build, a device its env refuses (e.g. a device preset with
+    another sample time than the training one), or (for a policy that knows its
+    training spaces, such as an SB3 model) other observation or action spaces. Raises
+    ``ValueError`` naming the agent, its env id and arguments."""
     import gymnasium as gym
 
     import pulsecal.envs  # noqa: F401  (registers the env ids)
 
-    kwargs = {"gate_duration_s": settings.gate_duration_s, **dict(agent.env_kwargs), "shot_budget": budget}
-    env = gym.make(agent.resolved_env_id, **kwargs)
+    enabled = {"calibration": True, "pulse_shaping": settings.pulse_shaping, "drift_tracking": settings.drift}
+    for agent in agents:
+        if not enabled[agent.task]:
+            continue
+        for budget in settings.budgets if agent.task == "calibration" else (None,):
+            kwargs = agent_env_kwargs(settings, agent, budget)
+            where = f"agents[{agent.name}]: {agent.resolved_env_id} with {kwargs}"
+            try:
+                env = make_pinned(agent.resolved_env_id, **kwargs)
+            except (TypeError, ValueError, gym.error.Error) as err:
+                raise ValueError(f"{where}: the env refuses its arguments: {err}") from None
+            try:
+                try:
+                    env.reset(seed=settings.seed, options=_first_scenario(settings, agent))
+                except (TypeError, ValueError) as err:
+                    raise ValueError(f"{where}: its env refuses the benchmark's devices: {err}") from None
+                for name in ("observation_space", "action_space"):
+                    want = getattr(agent.policy, name, None)
+                    got = getattr(env, name)
+                    if want is not None and got != want:
+                        raise ValueError(f"{where}: {name} {got} differs from the policy's {want} (trained with "
+                                         "other env settings or another env id): allowed the run's env_id and "
+                                         "env_kwargs")
+            finally:
+                env.close()
+
+
+def _agent_calibration(settings: EvaluationSettings, agent: AgentSpec, budget: int,
+                       devices: Sequence[CalibrationDevice]) -> list[dict[str, Any]]:
+    import pulsecal.envs  # noqa: F401  (registers the env ids)
+
+    env = make_pinned(agent.resolved_env_id, **agent_env_kwargs(settings, agent, budget))
     rows = []
     for i, params in enumerate(_progress(devices, settings.progress, f"{agent.name} @ {budget}")):
         dev = _calibration_device(settings.seed, i, params)
@@ -211,7 +286,6 @@ def shaping_rows(settings: EvaluationSettings, agents: Sequence[AgentSpec] = ())
 
     Returns rows, the waveform of each method (for the pulse-shape plot) and dt_s.
     """
-    import gymnasium as gym
 
     import pulsecal.envs  # noqa: F401
 
@@ -247,9 +321,7 @@ def shaping_rows(settings: EvaluationSettings, agents: Sequence[AgentSpec] = ())
     for agent in agents:
         if agent.task != "pulse_shaping":
             continue
-        kwargs = {"device": settings.shaping_preset, "gate_duration_s": settings.shaping_duration_s,
-                  **dict(agent.env_kwargs)}
-        env = gym.make(agent.resolved_env_id, **kwargs)
+        env = make_pinned(agent.resolved_env_id, **agent_env_kwargs(settings, agent))
         t0 = time.perf_counter()
         info = _episode(env, agent.policy, settings.seed, {"device_params": params})
         wall = time.perf_counter() - t0
@@ -270,7 +342,6 @@ def _shaping_held_out_rows(settings: EvaluationSettings, agents: Sequence[AgentS
     error, detuning, T1, T2) but not through its AWG distortion, which their models do
     not include; every method is scored on the full device, distortion included.
     """
-    import gymnasium as gym
 
     import pulsecal.envs  # noqa: F401
     from pulsecal.envs.pulse_shaping_core import held_out_shaping_devices
@@ -298,9 +369,7 @@ def _shaping_held_out_rows(settings: EvaluationSettings, agents: Sequence[AgentS
     for agent in agents:
         if agent.task != "pulse_shaping":
             continue
-        kwargs = {"device": settings.shaping_preset, "gate_duration_s": settings.shaping_duration_s,
-                  **dict(agent.env_kwargs)}
-        env = gym.make(agent.resolved_env_id, **kwargs)
+        env = make_pinned(agent.resolved_env_id, **agent_env_kwargs(settings, agent))
         for i, params in enumerate(devices):
             t0 = time.perf_counter()
             info = _episode(env, agent.policy, settings.seed + i, {"device_params": params})
@@ -360,22 +429,14 @@ def _drift_baseline(settings: EvaluationSettings, i: int, recalibrate: bool) -> 
 
 def _drift_agent(settings: EvaluationSettings, agent: AgentSpec, i: int) -> tuple[
         dict[str, Any], FloatArray, FloatArray]:
-    import gymnasium as gym
 
     import pulsecal.envs  # noqa: F401
 
-    preset = get_preset("transmon_drifting")
-    dev = SimulatedDevice(preset.params, preset.drift, rng=np.random.default_rng([settings.seed, i, 6]))
-    p = miscalibrated_start(dev, preset.gate_duration_s, np.random.default_rng([settings.seed, i, 7]),
-                            DRIFT_MISCALIBRATION)
-    steps = round(settings.drift_hours * 3600.0 / settings.drift_interval_s)
-    kwargs = {"decision_interval_s": settings.drift_interval_s, "episode_s": steps * settings.drift_interval_s,
-              "circuit_time_s": settings.circuit_time_s, **dict(agent.env_kwargs)}
-    env = gym.make(agent.resolved_env_id, max_episode_steps=steps, **kwargs)
+    steps = _drift_steps(settings)
+    env = make_pinned(agent.resolved_env_id, max_episode_steps=steps, **agent_env_kwargs(settings, agent))
     state = agent.policy.initial_state()
     t0 = time.perf_counter()
-    obs, info = env.reset(seed=settings.seed + i,
-                          options={"device": dev, "initial_params": DragParams.from_array(p)})
+    obs, info = env.reset(seed=settings.seed + i, options=_drift_scenario(settings, i))
     times, errs, limits = [], [], []
     done = False
     while not done:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .benchmarks import FloatArray, calibration_rows, drift_rows, shaping_rows
+from .benchmarks import FloatArray, calibration_rows, check_agents, drift_rows, shaping_rows
 from .plots import write_plots
 from .settings import AgentSpec, EvaluationSettings
 from .tables import summarise, verdicts, write_csv, write_markdown
@@ -35,6 +35,8 @@ def evaluate(settings: EvaluationSettings, agents: Sequence[AgentSpec] = ()) -> 
     clash = sorted({a.name for a in agents} & {b.name for b in settings.baselines})
     if clash:
         raise ValueError(f"agents={clash!r} is out of range: allowed names other than the baselines'")
+    # Every agent's env is built and checked first: nothing is lost to a late error.
+    check_agents(settings, agents)
     rows = calibration_rows(settings, agents)
     shapes: dict[str, NDArray[np.complex128]] = {}
     dt = 0.0

@@ -43,6 +43,7 @@ from pulsecal.agents.export.metadata import (
     metadata_from_env,
 )
 from pulsecal.agents.export.parity import check_graph, reference_actions, sample_observations
+from pulsecal.agents.pinned_env import make_pinned
 from pulsecal.agents.runner import (
     MANIFEST_NAME,
     ONNX_NAME,
@@ -220,12 +221,13 @@ def export_run(
     norm = None if norm_path is None else read_normalisation(norm_path)
 
     env_id = provenance.get("env_id") or config.get("env", {}).get("id")
-    env_kwargs = provenance.get("env_kwargs", config.get("env", {}).get("kwargs") or {})
+    env_kwargs = _training_env_kwargs(env_id, config, provenance)
     meta = _metadata_for_run(model, env_id, env_kwargs)
     sources = {"model": model_path, **({"normalisation": norm_path} if norm_path else {})}
     device = dict(meta.device or {})
-    # The run may override preset fields (t1_s, ...) through reset options the env built
-    # here does not see; the run's own device config is authoritative.
+    # The env built above has the run's preset; physical overrides (t1_s, ...) reach the
+    # training env through reset options it does not see, so the run's own device
+    # config is recorded next to it.
     device["run_config"] = config.get("device")
     meta = dataclasses.replace(
         meta,
@@ -251,10 +253,22 @@ def export_run(
     return export_policy(model, out_dir, vec_normalize=norm, metadata=meta, torchscript=torchscript, overwrite=overwrite)
 
 
-def _metadata_for_run(model: BaseAlgorithm, env_id: str | None, env_kwargs: Mapping[str, Any]) -> ExportMetadata:
-    """Labels and description from the run's env, if it can be built and its spaces are the model's."""
-    if env_id is None:
-        return ExportMetadata()
+def _training_env_kwargs(env_id: str | None, config: Mapping[str, Any],
+                         provenance: Mapping[str, Any]) -> dict[str, Any]:
+    """The env constructor arguments the run trained with: ``provenance.json``'s
+    ``env_kwargs``; for a run recorded before that field, rebuilt from its config as
+    ``pulsecal-train`` builds them (a pulsecal env also gets the device section's preset)."""
+    recorded = provenance.get("env_kwargs")
+    if isinstance(recorded, Mapping):
+        return dict(recorded)
+    if env_id is not None and _is_pulsecal_env(env_id):
+        from pulsecal.agents.training_devices import stored_env_kwargs
+
+        return stored_env_kwargs(config)
+    return dict(config.get("env", {}).get("kwargs") or {})
+
+
+def _is_pulsecal_env(env_id: str) -> bool:
     import gymnasium as gym
 
     try:
@@ -262,7 +276,23 @@ def _metadata_for_run(model: BaseAlgorithm, env_id: str | None, env_kwargs: Mapp
     except ImportError:
         pass
     try:
-        env = gym.make(env_id, **dict(env_kwargs))
+        spec = gym.spec(env_id)
+    except (gym.error.Error, ImportError):
+        return False
+    entry = spec.entry_point or spec.vector_entry_point
+    return isinstance(entry, str) and entry.startswith("pulsecal.envs")
+
+
+def _metadata_for_run(model: BaseAlgorithm, env_id: str | None, env_kwargs: Mapping[str, Any]) -> ExportMetadata:
+    """Labels and description from the run's env, if it can be built and its spaces are the model's."""
+    if env_id is None:
+        return ExportMetadata()
+    try:
+        import pulsecal.envs  # noqa: F401  (registers pulsecal/<Name>-v<N>)
+    except ImportError:
+        pass
+    try:
+        env = make_pinned(env_id, **dict(env_kwargs))
     except Exception as err:  # the env is only a source of labels; the export stands without it
         warnings.warn(f"could not build {env_id!r} to read its labels ({err}); using generic labels", stacklevel=3)
         return ExportMetadata(env_id=env_id)

@@ -149,6 +149,9 @@ def metadata_from_env(env: Any, **overrides: Any) -> ExportMetadata:
     description = {a: jsonable(getattr(unwrapped, a)) for a in _ENV_DESCRIPTION_ATTRS if getattr(unwrapped, a, None) is not None}
     describe = getattr(unwrapped, "env_description", None)
     about = describe() if callable(describe) else None
+    names = getattr(about, "observation_names", None)
+    if names is not None:
+        values["observation_labels"] = [str(n) for n in names]
     cfg = getattr(about, "config", None)
     if cfg is not None and dataclasses.is_dataclass(cfg):
         description["config"] = jsonable(cfg)

@@ -83,6 +83,8 @@ class BraketBackendConf(BackendConf):
 class ReplayPolicyConf:
     _target_: str = MISSING
     kind: str = MISSING  # names the policy kind; "onnx" and "sb3" record their training env
+    # Run a trained policy on a device preset other than its training one (refused otherwise).
+    allow_device_mismatch: bool = False
 
 
 @dataclass
@@ -179,7 +181,7 @@ register_replay_configs()
 
 # Keys of a backend or policy config that describe the session around the object, not
 # arguments of its ``_target_``.
-_NOT_ARGUMENTS = frozenset({"kind", "limits", "env", "retry", "sampler"})
+_NOT_ARGUMENTS = frozenset({"kind", "limits", "env", "retry", "sampler", "allow_device_mismatch"})
 
 
 # -- config -> objects ---------------------------------------------------------------------------
@@ -333,12 +335,27 @@ def session_env(c: dict[str, Any], *, log: bool = True) -> tuple[dict[str, Any],
     trained = rp.trained_env(dict(c.get("policy") or {}))
     env_id = _env_id(c.get("env_id"), trained.env_id if trained is not None else None)
     merged = rp.merge_session_env(env_id, defaults, trained, dict(c.get("env") or {}))
+    mismatch = rp.check_device_class(trained, _session_devices(c, merged.settings.get("device")),
+                                     allow_mismatch=bool((c.get("policy") or {}).get("allow_device_mismatch")))
     if log:
-        for line in merged.describe():
+        for line in [*merged.describe(), *mismatch]:
             print(line, flush=True)
     env = rp.env_to_kwargs(merged.settings)
     gate_s = float(env.get("gate_duration_s") or _preset_gate(env.get("device", "transmon_20ns")))
     return env, gate_s
+
+
+def _session_devices(c: Mapping[str, Any], device: Any) -> dict[str, Any]:
+    """The config keys that name the session's device preset, each with its value: the
+    session env's ``device`` under the key it came from, and a simulated backend's own
+    ``preset`` (the device it really simulates)."""
+    if (c.get("env") or {}).get("device") is not None:
+        key = "env.device"
+    elif (c["backend"].get("env") or {}).get("device") is not None:
+        key = "backend.env.device"
+    else:
+        key = "env_defaults.device"
+    return {key: device, "backend.preset": c["backend"].get("preset")}
 
 
 def _preset_gate(name: str) -> float:

@@ -14,6 +14,7 @@ into the typed settings of :mod:`pulsecal.agents` and runs. Bad values exit with
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from omegaconf.errors import OmegaConfBaseException
 from stable_baselines3.common.callbacks import BaseCallback
 
 from pulsecal.agents.factory import AlgorithmSpec, make_vec_env, resolve_env_id
-from pulsecal.agents.persistence import Checkpoint, latest_checkpoint
+from pulsecal.agents.persistence import Checkpoint, latest_checkpoint, latest_revision
 from pulsecal.agents.pipelines.console import first_line
 from pulsecal.agents.provenance import write_provenance
 from pulsecal.agents.training import TrainSettings, run_training
@@ -131,19 +132,24 @@ def env_kwargs(conf: TrainConf, devices: TrainingDevices) -> dict[str, Any]:
     return kwargs
 
 
+def run_env_kwargs(conf: TrainConf, env_id: str) -> dict[str, Any]:
+    """The constructor arguments both envs of the run get (``provenance.json`` records
+    them as ``env_kwargs``, so an export describes the env training really used)."""
+    if _is_pulsecal_env(env_id):
+        return env_kwargs(conf, training_devices(conf))
+    return conf.env.env_options()
+
+
 def _env_factories(conf: TrainConf, env_id: str) -> tuple[Any, Any]:
     """Factories of the training env and of the held-out evaluation env."""
     train_options: list[dict[str, Any]] | None = None
     eval_options: list[dict[str, Any]] | None = None
+    kwargs = run_env_kwargs(conf, env_id)
     if _is_pulsecal_env(env_id):
-        devices = training_devices(conf)
-        kwargs = env_kwargs(conf, devices)
         try:
-            train_options, eval_options = devices.reset_options(conf.env.n_envs)
+            train_options, eval_options = training_devices(conf).reset_options(conf.env.n_envs)
         except ConfigError as err:
             raise _in_device(err) from None
-    else:
-        kwargs = conf.env.env_options()
     n_eval = conf.device.n_eval_devices
 
     def make_train() -> Any:
@@ -255,6 +261,9 @@ def train(
     run_dir = Path(run_dir)
 
     # Everything above only reads; from here on the run directory gets artefacts.
+    print(f"run folder: {run_dir}", flush=True)
+    if resume_from is not None:
+        print(_resume_line(run_dir, resume_from, conf.total_timesteps), flush=True)
     torch.set_num_threads(conf.torch_threads)
     write_provenance(
         run_dir,
@@ -262,6 +271,7 @@ def train(
         seed=conf.seed,
         extra={
             "env_id": env_id,
+            "env_kwargs": run_env_kwargs(conf, env_id),
             "algo": conf.agent.name,
             "resumed_from_step": None if resume_from is None else resume_from.step,
         },
@@ -276,7 +286,38 @@ def train(
         extra_callbacks=extra_callbacks,
     )
     metrics["objective"] = metrics[conf.optimized_metric]
+    for line in _summary_lines(run_dir, metrics, conf.optimized_metric):
+        print(line, flush=True)
     return metrics
+
+
+def _resume_line(run_dir: Path, ckpt: Checkpoint, total_timesteps: int) -> str:
+    """What a resume does, said before it starts (a finished run is said to be one)."""
+    done = latest_revision(run_dir / "metrics.json")
+    if done is None:
+        return f"resuming from the checkpoint at step {ckpt.step} to total_timesteps={total_timesteps}"
+    step = json.loads(done.read_text(encoding="utf-8")).get("num_timesteps")
+    finished = f"this run already finished ({done.name}: step {step if step is None else int(step)})"
+    if ckpt.step >= total_timesteps:
+        return (f"{finished}: nothing left to train up to total_timesteps={total_timesteps}; its final model is "
+                "evaluated again and saved under new -r<k> names (raise total_timesteps to train on)")
+    return f"{finished}; training on from the checkpoint at step {ckpt.step} to total_timesteps={total_timesteps}"
+
+
+def _summary_lines(run_dir: Path, metrics: dict[str, float], optimized: str) -> list[str]:
+    """The final metric and where the artefacts are (from the run's newest metrics.json)."""
+    head = (f"done at step {int(metrics['num_timesteps'])}: final_infidelity={metrics['final_infidelity']:.4g} "
+            f"(median {metrics['final_infidelity_median']:.4g})")
+    if optimized != "final_infidelity":
+        head += f", {optimized}={metrics[optimized]:.4g}"
+    lines = [head]
+    path = latest_revision(run_dir / "metrics.json")
+    record = json.loads(path.read_text(encoding="utf-8")) if path is not None else {}
+    artefacts = {"model": record.get("model"), "normalisation": record.get("normalization"),
+                 "metrics": None if path is None else path.name, "learning curve": record.get("learning_curve")}
+    lines += [f"  {what:<15} {run_dir / name}" for what, name in artefacts.items() if name]
+    lines.append(f"  export with     pulsecal-export run_dir={run_dir}")
+    return lines
 
 
 def _env_error_key(conf: TrainConf, message: str) -> str:

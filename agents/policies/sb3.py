@@ -126,6 +126,15 @@ class SB3Policy:
         policy.run_dir = d
         return policy
 
+    @property
+    def observation_space(self) -> Any:
+        """The observation space the model was trained on (the env must give the same)."""
+        return self.model.observation_space
+
+    @property
+    def action_space(self) -> Any:
+        return self.model.action_space
+
     def describe(self) -> dict[str, Any]:
         return {"kind": "sb3", "run_dir": None if self.run_dir is None else str(self.run_dir), "algo": self.algo,
                 "model_sha256": None if self.model_path is None else file_sha256(self.model_path),

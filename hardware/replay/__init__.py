@@ -115,6 +115,7 @@ from .trained_env import (
     SESSION_ENV_KEYS,
     SessionEnv,
     TrainedEnv,
+    check_device_class,
     env_to_kwargs,
     merge_session_env,
     trained_env,
@@ -125,7 +126,8 @@ from .trained_env import (
 __all__ = [
     "DEFAULT_ENV_ID", "ENV_FAMILY", "SESSION_ENV_KEYS", "SESSION_FORMAT", "WRITE_AHEAD", "FastForward",
     "JournalState", "OrphanAccounting", "Policy", "ReplayDevice", "ReplayDivergence", "ReplayResult",
-    "ReplaySettings", "SessionEnv", "StepRecord", "TrainedEnv", "default_limits", "env_to_kwargs",
+    "ReplaySettings", "SessionEnv", "StepRecord", "TrainedEnv", "check_device_class", "default_limits",
+    "env_to_kwargs",
     "merge_session_env", "miscalibrated_start", "probes_from_json", "run_session", "session_env_class",
     "simulated_backend", "simulated_fast_forward", "simulated_truth", "trained_env", "trained_env_of_export",
     "trained_env_of_run",

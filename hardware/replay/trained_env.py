@@ -42,11 +42,16 @@ class TrainedEnv:
         settings: env keyword arguments in JSON form (probes as ``{kind, depth, delay_s}``
             records, sequences as lists), without ``SESSION_ENV_KEYS``.
         source: the file they were read from.
+        device_preset: the device preset training ran on (its device class; None: not
+            recorded). A manifest's ``device.run_config.preset`` (the run's own device
+            config) wins over its ``device.preset`` (the env's), which exports written
+            before the two agreed took from the default env.
     """
 
     env_id: str | None
     settings: Mapping[str, Any]
     source: str
+    device_preset: str | None = None
 
 
 def env_to_kwargs(env: Mapping[str, Any]) -> dict[str, Any]:
@@ -96,7 +101,18 @@ def trained_env_of_export(folder: str | Path) -> TrainedEnv:
         if duration is not None:
             settings["gate_duration_s"] = duration
     env_id = env.get("id")
-    return TrainedEnv(str(env_id) if env_id else None, _session_part(settings), str(path))
+    return TrainedEnv(str(env_id) if env_id else None, _session_part(settings), str(path),
+                      _manifest_preset(manifest))
+
+
+def _manifest_preset(manifest: Mapping[str, Any]) -> str | None:
+    device = manifest.get("device")
+    if not isinstance(device, Mapping):
+        return None
+    run = device.get("run_config")
+    preset = run.get("preset") if isinstance(run, Mapping) else None
+    preset = preset if preset is not None else device.get("preset")
+    return str(preset) if preset else None
 
 
 def trained_env_of_run(run_dir: str | Path) -> TrainedEnv:
@@ -112,6 +128,8 @@ def trained_env_of_run(run_dir: str | Path) -> TrainedEnv:
     env = cfg.get("env") if isinstance(cfg, dict) else None
     if not isinstance(env, dict):
         return TrainedEnv(None, {}, str(path))
+    device = cfg.get("device")
+    preset = device.get("preset") if isinstance(device, dict) else None
     kwargs = dict(env.get("kwargs") or {})
     if env.get("shots_per_probe") is not None:
         kwargs.setdefault("shots_per_probe", env["shots_per_probe"])
@@ -122,7 +140,7 @@ def trained_env_of_run(run_dir: str | Path) -> TrainedEnv:
             settings = _session_part(_env_config(env_id, settings)[1])
         except (TypeError, ValueError):
             pass  # what the run recorded stands; building the session env reports the error
-    return TrainedEnv(env_id, settings, str(path))
+    return TrainedEnv(env_id, settings, str(path), str(preset) if preset else None)
 
 
 def trained_env(policy: Mapping[str, Any]) -> TrainedEnv | None:
@@ -238,3 +256,34 @@ def merge_session_env(env_id: str, defaults: Mapping[str, Any], trained: Trained
     return SessionEnv({**base, **explicit}, differ, len(taken) - len(differ), overridden, trained.source)
 
 
+
+
+def check_device_class(trained: TrainedEnv | None, session: Mapping[str, Any], *,
+                       allow_mismatch: bool = False) -> list[str]:
+    """Refuse a session whose device class is not the one the policy was trained on.
+
+    A device class is a device preset (``pulsecal.envs.presets``): its sample time, drive
+    strength, anharmonicity and default gate length are what the policy's actions and
+    observations mean. ``session`` maps the replay config keys that name the session's
+    device (``env.device``, ``backend.preset``, ...) to their values (None: not set).
+
+    Returns the console lines of a mismatch that ``allow_mismatch`` lets through (empty
+    when everything matches); raises ``ValueError`` naming every mismatching key, the
+    policy's preset and where it was read, and how to override.
+    """
+    want = None if trained is None else trained.device_preset
+    if want is None:
+        return []
+    wrong = {k: v for k, v in session.items() if v is not None and str(v) != want}
+    if not wrong:
+        return []
+    named = ", ".join(f"{k}={v!r}" for k, v in wrong.items())
+    assert trained is not None
+    if allow_mismatch:
+        return [f"warning: {named}: the policy was trained on device {want!r} ({trained.source}); "
+                "running it anyway (policy.allow_device_mismatch=true)"]
+    # The session env's device is set by env.device whichever key it came from (the
+    # explicit setting wins over backend.env and env_defaults).
+    fix = " ".join(dict.fromkeys(f"{'env.device' if k.endswith('device') else k}={want}" for k in wrong))
+    raise ValueError(f"{named}: the policy was trained on device {want!r} ({trained.source}): allowed "
+                     f"{want!r} ({fix}), or policy.allow_device_mismatch=true to run it on another device")

@@ -314,6 +314,10 @@ def test_session_on_the_real_gate_calibration_env(tmp_path: Path) -> None:
     folder = export_policy(model, tmp_path / "export", metadata=metadata_from_env(env))
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["env"]["id"] == "pulsecal/GateCalibration-v0" and manifest["pulse"]["gate"] == "DragGate"
+    # The observation is labelled with the env's own names, not observation[0..9].
+    names = env.unwrapped.env_description().observation_names
+    assert manifest["observation"]["labels"] == list(names) and names[0] == "p1_amplitude_4"
+    assert manifest["observation"]["labels"][-1] == "shot_budget_fraction"
     result = session(env, load_policy(folder), max_steps=10, seed=0)
     assert result.truncated and len(result.steps) == 3
     for record in result.steps:
@@ -376,3 +380,5 @@ def test_metadata_reads_the_env_description(env_id: str) -> None:
     assert meta.pulse["gate_settings"]["duration_s"] == about.gate.duration_s
     assert meta.device is not None and meta.device["preset"] == about.preset.name
     assert (meta.device["training_ranges"] is None) == (about.sampler is None)
+    assert meta.observation_labels == list(about.observation_names)
+    assert len(meta.observation_labels) == env.observation_space.shape[0]

@@ -44,7 +44,7 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def test_resume_after_crash_continues_step_counter(tmp_path: Path) -> None:
+def test_resume_after_crash_continues_step_counter(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from pulsecal.agents.pipelines.train import train
 
     run_dir = tmp_path / "run"
@@ -54,7 +54,9 @@ def test_resume_after_crash_continues_step_counter(tmp_path: Path) -> None:
     assert "step_0000000128.zip" in before and "step_0000000128.json" in before
     assert not (run_dir / "model.zip").exists()
 
+    capsys.readouterr()
     metrics = train(compose([*TINY, f"resume={run_dir}"]))
+    assert "resuming from the checkpoint at step 128 to total_timesteps=256" in capsys.readouterr().out
     assert metrics["start_step"] == 128
     assert metrics["num_timesteps"] >= 256
     after = _digests(run_dir / "checkpoints")
@@ -67,13 +69,23 @@ def test_resume_after_crash_continues_step_counter(tmp_path: Path) -> None:
     assert eval_rows[1].startswith("128") and eval_rows[-1].startswith("256")
 
 
-def test_resume_of_a_finished_run_does_not_overwrite(tmp_path: Path) -> None:
+def test_resume_of_a_finished_run_does_not_overwrite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from pulsecal.agents.pipelines.train import train
 
     run_dir = tmp_path / "run"
     train(compose(TINY), run_dir=run_dir)
+    out = capsys.readouterr().out
+    # The run folder first; the final metric and every artefact's path at the end.
+    assert out.startswith(f"run folder: {run_dir}\n")
+    final = json.loads((run_dir / "metrics.json").read_text())["final_infidelity"]
+    assert f"done at step 256: final_infidelity={final:.4g}" in out
+    for name in ("model.zip", "vecnormalize.npz", "metrics.json", "learning_curve.png"):
+        assert f" {run_dir / name}\n" in out
     first = hashlib.sha256((run_dir / "model.zip").read_bytes()).hexdigest()
     metrics = train(compose([*TINY, f"resume={run_dir}"]))
+    out = capsys.readouterr().out
+    assert "this run already finished (metrics.json: step 256): nothing left to train" in out
+    assert f" {run_dir / 'model-r1.zip'}\n" in out
     assert metrics["start_step"] == metrics["num_timesteps"]
     assert hashlib.sha256((run_dir / "model.zip").read_bytes()).hexdigest() == first
     assert (run_dir / "model-r1.zip").is_file()

@@ -89,3 +89,46 @@ def test_vector_env_state_per_copy(env_id: str) -> None:
         start, stop = state.measurement.observation_slice
         np.testing.assert_array_equal(np.asarray(state.measurement.values, dtype=np.float32), obs[i, start:stop])
     assert venv.unwrapped.calibration_state(0) != venv.unwrapped.calibration_state(1)
+
+
+@pytest.mark.parametrize("env_id", sorted(SETTINGS))
+def test_observation_names_say_what_each_entry_holds(env_id: str) -> None:
+    """``env_description().observation_names`` (what an export's manifest labels the
+    observation with) agree with the calibration state: the measurement's slice carries
+    its probes' names, each moved parameter's entry holds its offset from the start, the
+    budget share is the shots spent over the budget."""
+    env = gym.make(env_id, **SETTINGS[env_id]).unwrapped
+    obs, _ = env.reset(seed=2)
+    start = env.calibration_state()
+    names = env.env_description().observation_names
+    assert names is not None and len(names) == obs.shape[0] == len(set(names))
+    action = np.full(env.action_space.shape, 0.3, dtype=np.float32)
+    obs, _, _, _, info = env.step(action)
+    state = env.calibration_state()
+    lo, hi = state.measurement.observation_slice
+    prefix, suffix = ("", "_twin_signal") if env_id.endswith("GateCalibration-v1") else ("p1_", "")
+    assert names[lo:hi] == tuple(f"{prefix}{n}{suffix}" for n in state.measurement.names)
+    steps = [e for e in start.action if e.kind == "step"]
+    # v0 observes each moved parameter's (value - start) / max_step: the action after one step.
+    for e in steps if env_id.endswith("-v0") else ():
+        moved = (state.parameter(e.name) - start.parameter(e.name)) / e.per_unit_action
+        assert obs[names.index(f"{e.name}_from_start_steps")] == pytest.approx(moved, abs=1e-6)
+        assert moved == pytest.approx(0.3, abs=1e-6)
+    if "shot_budget_fraction" in names:
+        assert obs[names.index("shot_budget_fraction")] == pytest.approx(
+            info["shots_used"] / state.shot_plan.shot_budget, rel=1e-6)
+    if env_id.endswith("GateCalibration-v1"):
+        assert obs[names.index("round_fraction")] == pytest.approx(1 / SETTINGS[env_id]["rounds"])
+
+
+@pytest.mark.parametrize(("env_id", "kwargs"), [
+    ("pulsecal/PulseShaping-v0", {}), ("pulsecal/PulseShaping-v0", {"reward_mode": "measured"}),
+    ("pulsecal/PulseShaping-v1", {}),
+])
+def test_pulse_shaping_observation_names(env_id: str, kwargs: dict[str, Any]) -> None:
+    env = gym.make(env_id, **kwargs).unwrapped
+    names = env.env_description().observation_names
+    assert names is not None and len(names) == env.observation_space.shape[0] == len(set(names))
+    assert names[:3] == ("amplitude_z", "beta_z", "detuning_z") and "score" in names
+    assert ("p1_ground" in names) == (kwargs.get("reward_mode") == "measured")
+    assert ("rise_time" in names) == env_id.endswith("-v1")
