@@ -341,16 +341,22 @@ class StandardConf:
     ramsey_delays_s: list[float] = field(default_factory=lambda: [1e-7, 4e-7, 1.6e-6])
     rabi_points: int = 6
     rabi_span: float = 0.5
-    amplitude_prior: float = 0.05
+    amplitude_prior: float = 0.08
+    beta_prior: float = 0.6
+    detuning_prior_hz: float = 1.5e6
     rabi_min_shots: int = 24
-    amplitude_depths: list[int] = field(default_factory=lambda: [4, 16, 64])
+    amplitude_depths: list[int] = field(default_factory=lambda: [2, 8, 32, 64])
     drag_scan_depth: int = 4
     drag_scan_points: int = 4
     drag_scan_span: float = 0.5
     drag_depths: list[int] = field(default_factory=lambda: [8, 32])
     drag_slope: float = -0.125
     drag_slope_tolerance: float = 0.3
-    allocation: list[float] = field(default_factory=lambda: [0.16, 0.04, 0.24, 0.30, 0.26])
+    slope_range: float = 4.0
+    beta_floor_s: float = 2.5e-10
+    unwrap_sigma: float = 1.0
+    trust_sigma: float = 5.0
+    allocation: list[float] = field(default_factory=lambda: [0.16, 0.0, 0.28, 0.30, 0.26])
     level_growth: float = 1.5
     min_shots: int = 4
 

@@ -138,6 +138,45 @@ def test_standard_rejects_budget_below_its_plan() -> None:
     assert task.shots_used[0] == 0  # rejected before any shot
 
 
+def test_standard_plan_scales_down_to_100_shots() -> None:
+    """The default plan runs from under 100 shots: trimmed, never over the budget, every
+    sequence with min_shots; the full plan (refine, three Ramsey delays) at 1000."""
+    std = StandardCalibration()
+    assert 50 <= std.min_budget() <= 100
+    for budget in (std.min_budget(), 100, 137, 300, 1000, 5000):
+        plan = std.plan(budget)
+        assert sum(n * s for _, _, n, s in plan) <= budget
+        assert min(s for *_, s in plan) >= std.min_shots
+        assert {k for k, *_ in plan} >= {"ramsey", "amplitude", "drag_scan"}
+    assert len(std.plan(1000)) > len(std.plan(100))
+    assert [v for k, v, *_ in std.plan(1000) if k == "ramsey"] == [1e-7, 4e-7, 1.6e-6, 1.6e-6]
+
+
+@pytest.mark.parametrize("budget", [100, 300])
+def test_standard_at_small_budgets_never_ends_worse_than_its_start(budget: int) -> None:
+    """Devices from the held-out population and two hard ones (a −12 % amplitude and
+    −70 % β start on a weak-anharmonicity, low-contrast device; a 2.5 MHz detuning): the
+    true infidelity at the end is below the start's on each (same generator seeds)."""
+    from pulsecal.envs.presets import held_out_devices
+
+    params = list(held_out_devices(6, seed=7))
+    hard = DeviceParams(Transmon(anharmonicity_hz=-170e6, rabi_max_hz=150e6, detuning_hz=2.5e6, t1_s=30e-6,
+                                 t2_s=20e-6), amplitude_scale=1.0, p1_given_0=0.08, p0_given_1=0.15)
+    params += [hard, hard]
+    devs = [SimulatedDevice(p, rng=np.random.default_rng([3, i])) for i, p in enumerate(params)]
+    starts = np.stack([miscalibrated_start(d, 20e-9, np.random.default_rng([4, i])) for i, d in enumerate(devs)])
+    opt = optimal_params(devs[-1].current_transmon(), GATE).as_array()
+    starts[-2] = opt * np.array([0.88, 0.3, 1.0, 1.0])
+    starts[-1] = opt * np.array([1.06, 1.6, 1.0, 1.0])
+    starts[-1, 2] = opt[2] - 2.5e6
+    task = CalibrationTask(devs, GATE)
+    res = StandardCalibration().run(task, starts, budget)
+    assert np.all(res.shots_used <= budget) and np.all(res.shots_used == task.shots_used)
+    before, after = task.true_metrics(starts), task.true_metrics(res.params)
+    assert before is not None and after is not None
+    assert np.all(1 - after["fidelity"] < 1 - before["fidelity"])
+
+
 def _blackbox_checks(task: CalibrationTask, opt: np.ndarray, start: np.ndarray, p: np.ndarray) -> None:
     """Stated precision of a black box on the probe-estimated infidelity (measured over 6
     seeds at 20000 shots): amplitude to ~0.5 %, β to ~10–30 %, detuning to ~60 kHz, the true
