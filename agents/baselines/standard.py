@@ -74,7 +74,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
 from pulsecal.envs.calibration import CalibrationTask
 
@@ -110,7 +110,7 @@ class _Family:
         self.start_range = 3.0 * self.sigma
 
     def update(self, x_fit: FloatArray, sigma_fit: FloatArray, half_range: FloatArray | float,
-               saturated: FloatArray | None = None) -> FloatArray:
+               saturated: NDArray[np.bool_] | None = None) -> NDArray[np.bool_]:
         """Fold one level's fit in; returns the (B,) mask of devices whose fit was accepted.
 
         ``saturated`` marks a single-quadrature (asin) level: its fit can only move the
