@@ -392,8 +392,27 @@ class CMAESConf:
     popsize: int | None = None
 
 
+@dataclass
+class RPEConf:
+    """``RPECalibration`` keyword arguments."""
+
+    _target_: str = "pulsecal.agents.baselines.RPECalibration"
+    name: str = "rpe"
+    ramsey_delay_s: float = 50e-9
+    max_ramsey_depths: int = 6
+    max_amplitude_depth: int = 64
+    max_drag_depth: int = 32
+    drag_slope: float = -0.125
+    beta_floor_s: float = 2.5e-10
+    amplitude_range: float = 0.25
+    allocation: list[float] = field(default_factory=lambda: [0.25, 0.4, 0.35])
+    min_shots: int = 4
+    depth_shots: int = 6
+
+
 BASELINE_SCHEMAS: dict[str, type] = {
     "standard": StandardConf,
+    "rpe": RPEConf,
     "nelder_mead": NelderMeadConf,
     "cmaes": CMAESConf,
 }

@@ -4,6 +4,8 @@
   amplitude by error amplification, DRAG scan and fine DRAG), curve fits on every shot.
 - ``NelderMeadCalibration``, ``CMAESCalibration``: black-box optimisers on the measured,
   probe-estimated infidelity.
+- ``RPECalibration``: robust phase estimation (Kimmel, Low & Yoder 2015) of detuning,
+  amplitude and DRAG β at depths 2^k, each unwrapped by the last.
 - ``grape``: the model-based optimum (GRAPE on piecewise-constant I/Q, true Hamiltonian,
   leakage and open-system fidelity), the physical reference for pulse shaping.
 
@@ -31,6 +33,7 @@ from .protocol import (
     register_baseline,
     registered_baselines,
 )
+from .rpe import RPECalibration
 
 __all__ = [
     "STAGES",
@@ -40,6 +43,7 @@ __all__ = [
     "CalibrationResult",
     "GrapeResult",
     "NelderMeadCalibration",
+    "RPECalibration",
     "StandardCalibration",
     "calibrated_drag",
     "default_baselines",

@@ -18,6 +18,7 @@ import pytest
 from pulsecal.agents.baselines import (
     CMAESCalibration,
     NelderMeadCalibration,
+    RPECalibration,
     StandardCalibration,
     calibrated_drag,
     evaluate_waveform,
@@ -237,3 +238,54 @@ def test_grape_open_system_optimum_near_coherence_limit() -> None:
     res = grape(tr, 6e-9, "X", rng=np.random.default_rng(0), restarts=2)
     assert res.infidelity < 1e-3
     assert res.infidelity < 1.5 * res.coherence_limit
+
+
+def _noise_free(seed: int) -> tuple[CalibrationTask, np.ndarray, np.ndarray]:
+    """A closed-system device (no decoherence, T1 = T2 = 1 s) with perfect readout; start =
+    optimum + 8 % amplitude, −50 % β, +1.2 MHz (within every method's stated range)."""
+    tr = Transmon(anharmonicity_hz=-300e6, rabi_max_hz=100e6, detuning_hz=120e3, t1_s=1.0, t2_s=1.0)
+    dev = SimulatedDevice(DeviceParams(tr, p1_given_0=0.0, p0_given_1=0.0), rng=np.random.default_rng(seed),
+                          open_system=False)
+    opt = optimal_params(dev.current_transmon(), GATE).as_array()
+    start = opt * np.array([1.08, 0.5, 1.0, 1.0])
+    start[2] = opt[2] + 1.2e6
+    return CalibrationTask([dev], GATE), opt, start
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rpe_recovers_known_parameters_on_a_noise_free_device(seed: int) -> None:
+    """Tolerances at 5000 shots, from the plan (7 amplitude depths to X^64 with 71 shots per
+    sequence, 6 Ramsey depths to 1.6 µs with 52, 6 DRAG depths to 32 pairs with 145) and the
+    angle noise √(0.5/M) of one sign-flipped pair: amplitude σ ≈ 0.08/(64π) ≈ 4e-4 plus the
+    ideal-rotation model's bias against the 3-level optimum (+3…+7e-4 measured over 8
+    seeds), so 1.5e-3; detuning σ ≈ 0.1 rad/(2π·1.62 µs) ≈ 10 kHz, so 40 kHz; β σ ≈
+    0.06/(64·0.125) ≈ 0.8 % per unit relative β, so 3 %."""
+    task, opt, start = _noise_free(seed)
+    rpe = RPECalibration()
+    res = rpe.run(task, start, 5000)
+    p = res.params[0]
+    assert res.flags == [()]
+    assert res.shots_used[0] == task.shots_used[0] == _device_shots(task) <= 5000
+    assert abs(p[0] / opt[0] - 1) < 1.5e-3
+    assert abs(p[1] / opt[1] - 1) < 0.03
+    assert abs(p[2] - opt[2]) < 40e3
+
+
+def test_rpe_flags_and_keeps_a_start_outside_its_range() -> None:
+    """A 40 % amplitude error is beyond the first depth's stated ±25 %: flagged, not moved."""
+    task, opt, start = _noise_free(0)
+    start[0] = opt[0] * 1.4
+    res = RPECalibration().run(task, start, 1000)
+    assert "amplitude_out_of_range" in res.flags[0]
+    assert res.params[0, 0] == start[0]
+
+
+def test_rpe_min_budget_and_plan() -> None:
+    rpe = RPECalibration()
+    assert rpe.min_budget() <= 100
+    with pytest.raises(ValueError, match=r"budget=.* allowed >= \d+"):
+        rpe.plan(rpe.min_budget() - 1)
+    plan = rpe.plan(5000)
+    assert plan == {"detuning": (6, 52), "amplitude": (7, 71), "drag": (6, 145)}
+    with pytest.raises(ValueError, match="max_amplitude_depth"):
+        RPECalibration(max_amplitude_depth=48)
