@@ -410,9 +410,29 @@ class RPEConf:
     depth_shots: int = 6
 
 
+@dataclass
+class SMCConf:
+    """``SMCCalibration`` keyword arguments."""
+
+    _target_: str = "pulsecal.agents.baselines.SMCCalibration"
+    name: str = "smc"
+    particles: int = 500
+    shots_per_probe: int = 20
+    prior_range: list[float] = field(default_factory=lambda: [0.2, 1.2, 3.5e6])
+    readout_range: list[float] = field(default_factory=lambda: [0.12, 0.25])
+    amplitude_depths: list[int] = field(default_factory=lambda: [2, 4, 8, 16, 32, 64])
+    drag_depths: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32])
+    ramsey_delays_s: list[float] = field(default_factory=lambda: [5e-8, 2e-7, 8e-7, 1.6e-6])
+    drag_tilt: float = 0.067
+    beta_floor_s: float = 2.5e-10
+    liu_west_a: float = 0.98
+    resample_threshold: float = 0.5
+
+
 BASELINE_SCHEMAS: dict[str, type] = {
     "standard": StandardConf,
     "rpe": RPEConf,
+    "smc": SMCConf,
     "nelder_mead": NelderMeadConf,
     "cmaes": CMAESConf,
 }

@@ -6,6 +6,8 @@
   probe-estimated infidelity.
 - ``RPECalibration``: robust phase estimation (Kimmel, Low & Yoder 2015) of detuning,
   amplitude and DRAG β at depths 2^k, each unwrapped by the last.
+- ``SMCCalibration``: an adaptive Bayesian estimator (particle filter with Liu–West
+  resampling) choosing each probe by expected information gain.
 - ``grape``: the model-based optimum (GRAPE on piecewise-constant I/Q, true Hamiltonian,
   leakage and open-system fidelity), the physical reference for pulse shaping.
 
@@ -34,6 +36,7 @@ from .protocol import (
     registered_baselines,
 )
 from .rpe import RPECalibration
+from .smc import SMCCalibration
 
 __all__ = [
     "STAGES",
@@ -44,6 +47,7 @@ __all__ = [
     "GrapeResult",
     "NelderMeadCalibration",
     "RPECalibration",
+    "SMCCalibration",
     "StandardCalibration",
     "calibrated_drag",
     "default_baselines",

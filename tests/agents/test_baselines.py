@@ -19,6 +19,7 @@ from pulsecal.agents.baselines import (
     CMAESCalibration,
     NelderMeadCalibration,
     RPECalibration,
+    SMCCalibration,
     StandardCalibration,
     calibrated_drag,
     evaluate_waveform,
@@ -289,3 +290,45 @@ def test_rpe_min_budget_and_plan() -> None:
     assert plan == {"detuning": (6, 52), "amplitude": (7, 71), "drag": (6, 145)}
     with pytest.raises(ValueError, match="max_amplitude_depth"):
         RPECalibration(max_amplitude_depth=48)
+
+
+@pytest.mark.parametrize("seed", [0, 2, pytest.param(
+    1, marks=pytest.mark.xfail(strict=True, reason="known SMC failure: the posterior locks on a wrong "
+                                                  "amplitude mode (+6 %) with this generator"))])
+def test_smc_recovers_known_parameters_on_a_noise_free_device(seed: int) -> None:
+    """At 1000 shots (50 probes of 20 shots), on the closed, perfect-readout device: the
+    posterior mean's errors. Tolerances: the deepest probes it reaches (X^64, 32 X̄X pairs,
+    a 1.6 µs Ramsey) with ~100 shots each give σ ≈ 0.1/(64π) ≈ 5e-4 (amplitude), ≈ 1 % (β)
+    and ≈ 10 kHz (detuning); the model's ideal rotations also miss the 3-level optimum by a
+    few 1e-4 — so 2e-3, 4 % and 40 kHz. Not robust yet: over 8 device seeds (generator 0)
+    7 were within these and one stuck at a wrong detuning mode (+1.1 MHz); generator 1 here
+    locks on a wrong amplitude mode (xfail, strict) — see docs/baselines.md."""
+    task, opt, start = _noise_free(seed)
+    res = SMCCalibration().run(task, start, 1000, np.random.default_rng(seed))
+    p = res.params[0]
+    assert res.shots_used[0] == task.shots_used[0] == _device_shots(task) == 1000
+    assert abs(p[0] / opt[0] - 1) < 2e-3
+    assert abs(p[1] / opt[1] - 1) < 0.04
+    assert abs(p[2] - opt[2]) < 40e3
+
+
+def test_smc_model_matches_the_device_for_small_errors() -> None:
+    """The SMC's device-agnostic probe model against the closed-system device: each probe's
+    populations within 0.02 for a 2 % amplitude and 20 % β error (detuning left out: the
+    model has no detuning-to-DRAG coupling)."""
+    from pulsecal.agents.baselines.sequences import build
+    from pulsecal.agents.baselines.smc import _model_p1, _Probe
+    from pulsecal.envs.protocol import Play
+
+    task, opt, _ = _noise_free(0)
+    dev = task.devices[0]
+    assert isinstance(dev, SimulatedDevice)
+    p = opt * np.array([1.02, 1.2, 1.0, 1.0])
+    x, sx = Play(GATE.waveforms(p, 1e-9)), Play(GATE.waveforms(p, 1e-9, 0.5))
+    eps, eta = np.array([0.02]), np.array([SMCCalibration().drag_tilt * 0.2])
+    for probe in (_Probe("amplitude", 8), _Probe("amplitude_cos", 3), _Probe("drag", 4),
+                  _Probe("ramsey", 0.4e-6, 0.0), _Probe("ramsey", 0.4e-6, math.pi / 2)):
+        seqs = probe.steps()
+        exact = dev.excited_probabilities([build(s, x, sx, 20e-9, float(p[2]), 1e-9) for s in seqs])
+        model = [float(_model_p1(s, eps, eta, np.zeros(1), 20e-9, 1e-9)[0]) for s in seqs]
+        np.testing.assert_allclose(exact, model, atol=0.02)
