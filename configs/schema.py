@@ -341,16 +341,22 @@ class StandardConf:
     ramsey_delays_s: list[float] = field(default_factory=lambda: [1e-7, 4e-7, 1.6e-6])
     rabi_points: int = 6
     rabi_span: float = 0.5
-    amplitude_prior: float = 0.05
+    amplitude_prior: float = 0.08
+    beta_prior: float = 0.6
+    detuning_prior_hz: float = 1.5e6
     rabi_min_shots: int = 24
-    amplitude_depths: list[int] = field(default_factory=lambda: [4, 16, 64])
+    amplitude_depths: list[int] = field(default_factory=lambda: [2, 8, 32, 64])
     drag_scan_depth: int = 4
     drag_scan_points: int = 4
     drag_scan_span: float = 0.5
     drag_depths: list[int] = field(default_factory=lambda: [8, 32])
     drag_slope: float = -0.125
     drag_slope_tolerance: float = 0.3
-    allocation: list[float] = field(default_factory=lambda: [0.16, 0.04, 0.24, 0.30, 0.26])
+    slope_range: float = 4.0
+    beta_floor_s: float = 2.5e-10
+    unwrap_sigma: float = 1.0
+    trust_sigma: float = 5.0
+    allocation: list[float] = field(default_factory=lambda: [0.16, 0.0, 0.28, 0.30, 0.26])
     level_growth: float = 1.5
     min_shots: int = 4
 
@@ -386,8 +392,47 @@ class CMAESConf:
     popsize: int | None = None
 
 
+@dataclass
+class RPEConf:
+    """``RPECalibration`` keyword arguments."""
+
+    _target_: str = "pulsecal.agents.baselines.RPECalibration"
+    name: str = "rpe"
+    ramsey_delay_s: float = 50e-9
+    max_ramsey_depths: int = 6
+    max_amplitude_depth: int = 64
+    max_drag_depth: int = 32
+    drag_slope: float = -0.125
+    beta_floor_s: float = 2.5e-10
+    amplitude_range: float = 0.25
+    allocation: list[float] = field(default_factory=lambda: [0.25, 0.4, 0.35])
+    min_shots: int = 4
+    depth_shots: int = 6
+
+
+@dataclass
+class SMCConf:
+    """``SMCCalibration`` keyword arguments."""
+
+    _target_: str = "pulsecal.agents.baselines.SMCCalibration"
+    name: str = "smc"
+    particles: int = 500
+    shots_per_probe: int = 20
+    prior_range: list[float] = field(default_factory=lambda: [0.2, 1.2, 3.5e6])
+    readout_range: list[float] = field(default_factory=lambda: [0.12, 0.25])
+    amplitude_depths: list[int] = field(default_factory=lambda: [2, 4, 8, 16, 32, 64])
+    drag_depths: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32])
+    ramsey_delays_s: list[float] = field(default_factory=lambda: [5e-8, 2e-7, 8e-7, 1.6e-6])
+    drag_tilt: float = 0.067
+    beta_floor_s: float = 2.5e-10
+    liu_west_a: float = 0.98
+    resample_threshold: float = 0.5
+
+
 BASELINE_SCHEMAS: dict[str, type] = {
     "standard": StandardConf,
+    "rpe": RPEConf,
+    "smc": SMCConf,
     "nelder_mead": NelderMeadConf,
     "cmaes": CMAESConf,
 }

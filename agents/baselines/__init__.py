@@ -4,6 +4,10 @@
   amplitude by error amplification, DRAG scan and fine DRAG), curve fits on every shot.
 - ``NelderMeadCalibration``, ``CMAESCalibration``: black-box optimisers on the measured,
   probe-estimated infidelity.
+- ``RPECalibration``: robust phase estimation (Kimmel, Low & Yoder 2015) of detuning,
+  amplitude and DRAG β at depths 2^k, each unwrapped by the last.
+- ``SMCCalibration``: an adaptive Bayesian estimator (particle filter with Liu–West
+  resampling) choosing each probe by expected information gain.
 - ``grape``: the model-based optimum (GRAPE on piecewise-constant I/Q, true Hamiltonian,
   leakage and open-system fidelity), the physical reference for pulse shaping.
 
@@ -31,6 +35,8 @@ from .protocol import (
     register_baseline,
     registered_baselines,
 )
+from .rpe import RPECalibration
+from .smc import SMCCalibration
 
 __all__ = [
     "STAGES",
@@ -40,6 +46,8 @@ __all__ = [
     "CalibrationResult",
     "GrapeResult",
     "NelderMeadCalibration",
+    "RPECalibration",
+    "SMCCalibration",
     "StandardCalibration",
     "calibrated_drag",
     "default_baselines",

@@ -48,11 +48,14 @@ class CalibrationResult:
         params: (B, 4) final parameters in ``PARAMETER_NAMES`` order.
         shots_used: (B,) shots this call ran on each device (device-counted via the task).
         trace: per device, (shots so far, params) after each stage (for curves).
+        flags: per device, what the method noticed and did not act on (e.g. a start
+            outside its valid range); empty when the method reports nothing.
     """
 
     params: FloatArray
     shots_used: NDArray[np.int64]
     trace: list[list[tuple[int, FloatArray]]] = field(default_factory=list)
+    flags: list[tuple[str, ...]] = field(default_factory=list)
 
 
 def miscalibrated_start(

@@ -8,21 +8,60 @@ A strong textbook baseline, spending a fixed total shot budget through the same
    quadratures and their sign-flipped twins give the accumulated phase by atan2 with the
    readout offset cancelled; delays coarse → fine (×4), each unwrapped by the last.
 2. **Rabi**: a scan of the SX amplitude around the current value, fitted (scipy
-   ``curve_fit``) with P = B + C·sin²(π·a/(4·a_π)): the coarse amplitude, robust to large
-   errors.
+   ``least_squares``) with P = B + C·sin²(π·a/(4·a_π)): the coarse amplitude, robust to
+   large errors.
 3. **Fine amplitude**: SX·X^n and SX̄·X^n (error amplification, signed; the difference
-   is C·sin(nπε)), depths coarse → fine.
+   is C·sin(nπε)), depths coarse → fine; the first depth (2) is unambiguous for
+   |ε| < 25 %.
 4. **DRAG**: a β scan of SY·(X̄X)^n pairs (again sign-flipped twins) fitted with a line,
    whose slope then converts the deeper fine measurements into β corrections.
 5. **Refine**: the deepest Ramsey, amplitude and DRAG measurements again at the refined
    parameters (the couplings between families are small but not zero).
 
-Each stage moves the parameters to its estimate. The final parameters combine *all*
-measurements of each family that agree with the best one (inverse-variance weights,
-which the deepest probes dominate), so no shot is wasted. The shot budget is split over
-stages by ``allocation`` and within a family by ``level_growth`` (deeper levels get more
-shots: they carry more information per shot); the split is exact and never exceeds the
-budget.
+**The plan scales with the budget.** The budget is split over stages by ``allocation``
+and within a family by ``level_growth`` (deeper levels get more shots: they carry more
+information per shot); the split is exact and never exceeds the budget. When a budget
+cannot give every sequence ``min_shots`` shots, the plan is trimmed until it can: first
+the refine stage, then the deepest level of the family with the most levels (a family
+keeps its first level; DRAG keeps its scan), then β scan points down to two. So the
+default plan runs from ``min_budget()`` (< 100) shots up; at 100 shots it is one or two
+levels per family.
+
+**Every fit is guarded; the estimate only moves on evidence.** Each family (amplitude,
+β, detuning) carries an estimate and its standard deviation σ, starting from the
+starting parameters with σ from ``amplitude_prior``, ``beta_prior`` and
+``detuning_prior_hz`` (how far off a lab's last calibration may be). A level's fit
+(value x_fit, σ_fit from its shot noise, and the half-width R of its unambiguous range:
+1/(2n) relative for X^n, π/(2·2n·|slope|) for n X̄X pairs, 1/(2τ) for a Ramsey delay τ)
+is *rejected*, keeping the previous estimate and its σ, when
+
+- it is not the family's first level and ``unwrap_sigma``·σ > R: the previous estimate
+  cannot tell which branch of the probe's periodic response the data are on (a fit
+  there may be aliased by a whole period, which is how the sequence used to diverge);
+- it is not finite, or moves the estimate by more than R (outside the probe's trust
+  region), or by more than ``trust_sigma``·√(σ² + σ_fit²) (not confirmed by the data
+  the estimate rests on), or out of 3 prior σ around the start (the start's trust
+  region: ±24 % amplitude, ±1.8 β scales, ±4.5 MHz by default);
+- a single-quadrature (asin) fit only needs the previous estimate to fix its sign (σ
+  within 2R: below 2R its move has the right sign and is no larger than the residual);
+  one whose signal is saturated (|s| > 0.95) is only a bound, and its σ_fit is raised
+  to R/2 so that it moves the estimate part of the way.
+
+An accepted fit is combined with the estimate by inverse variance (a noisy shallow fit
+at a tiny budget moves a good start only a little), and a step smaller than σ_fit is
+not taken at all (the estimate stays, its σ shrinks: the data confirmed it). The final
+parameters are these sequential estimates.
+
+Why the sequence used to diverge (up to 56× the coherence limit on reachable devices):
+(i) the first fine amplitude depth (4) aliases for |ε| > 12.5 %, and a saturated asin
+under-corrected so that every deeper level (×4) then fitted a wrong branch, which the
+final inverse-variance combination (dominated by the deepest, aliased level) kept;
+(ii) the DRAG slope prior and the β scan width were relative to the *current* β, so a
+start 77 % below the optimum made the prior (clipped to 0.5–2× of it) four times too
+steep and every β correction a quarter of what it should be. Now the first amplitude
+depth is 2, aliasing is guarded as above, and β's scale is fixed at the start
+(|β_start|, at least ``beta_floor_s``), with the slope clipped only to ``slope_range``
+of its prior.
 
 Devices are calibrated in lockstep (the same plan on each): one device call per stage for
 all of them, which is what makes an evaluation on hundreds of devices cheap.
@@ -35,7 +74,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
 from pulsecal.envs.calibration import CalibrationTask
 
@@ -44,38 +83,7 @@ from .protocol import register_baseline
 from .sequences import amplitude_steps, drag_steps, rabi_steps, ramsey_steps
 
 STAGES: tuple[str, ...] = ("ramsey", "rabi", "amplitude", "drag", "refine")
-
-
-@dataclass
-class _Estimates:
-    """Per-device estimates of one parameter: values and inverse variances, (L, B)."""
-
-    values: list[FloatArray] = field(default_factory=list)
-    weights: list[FloatArray] = field(default_factory=list)
-
-    def add(self, value: FloatArray, weight: FloatArray) -> None:
-        self.values.append(np.asarray(value, dtype=np.float64))
-        self.weights.append(np.where(np.isfinite(weight), weight, 0.0))
-
-    def combine(self, fallback: FloatArray, n_sigma: float = 4.0) -> FloatArray:
-        """Inverse-variance mean of the estimates consistent with the most precise one.
-
-        An early, coarse estimate that was unwrapped onto a wrong branch (or biased by a
-        then-uncalibrated parameter) disagrees with the deep ones by many σ and is left
-        out rather than dragging the mean.
-        """
-        if not self.values:
-            return fallback
-        v = np.stack(self.values)
-        w = np.stack(self.weights)
-        best = v[np.argmax(w, axis=0), np.arange(v.shape[1])]
-        wbest = np.max(w, axis=0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            sigma = np.sqrt(1.0 / np.maximum(w, 1e-300) + 1.0 / np.maximum(wbest, 1e-300))
-        ok = (np.abs(v - best) <= n_sigma * sigma) & (w > 0)
-        num = np.sum(np.where(ok, w * v, 0.0), axis=0)
-        den = np.sum(np.where(ok, w, 0.0), axis=0)
-        return np.where(den > 0, num / np.where(den > 0, den, 1.0), fallback)
+_SATURATED = 0.95  # |s| above which an asin fit is only a bound (sin(0.4π) ≈ 0.951)
 
 
 def _split(total: int, weights: Sequence[float], sizes: Sequence[int]) -> list[int]:
@@ -85,54 +93,120 @@ def _split(total: int, weights: Sequence[float], sizes: Sequence[int]) -> list[i
     return [math.floor(total * wi / n) for wi, n in zip(w, sizes, strict=True)]
 
 
+@dataclass
+class _Family:
+    """The guarded running estimate of one parameter on B devices (see the module doc)."""
+
+    x: FloatArray  # (B,) estimate
+    sigma: FloatArray  # (B,) its standard deviation
+    unwrap_sigma: float
+    trust_sigma: float
+    levels: int = 0  # fits seen so far (the first is the family's coarse level)
+    x0: FloatArray = field(init=False)  # the start
+    start_range: FloatArray = field(init=False)  # 3 σ of the start: the trust region
+
+    def __post_init__(self) -> None:
+        self.x0 = self.x.copy()
+        self.start_range = 3.0 * self.sigma
+
+    def update(self, x_fit: FloatArray, sigma_fit: FloatArray, half_range: FloatArray | float,
+               saturated: NDArray[np.bool_] | None = None) -> NDArray[np.bool_]:
+        """Fold one level's fit in; returns the (B,) mask of devices whose fit was accepted.
+
+        ``saturated`` marks a single-quadrature (asin) level: its fit can only move the
+        estimate by up to R and, for a residual below 2R, moves it by no more than the
+        residual and with the right sign, so the previous estimate need only fix the sign
+        (σ within 2R). A saturated fit is only a bound (noise or a contrast misread can
+        saturate it): its σ_fit is raised to R/2, so it moves the estimate part of the way.
+        """
+        r = np.broadcast_to(np.asarray(half_range, dtype=np.float64), self.x.shape)
+        branch = r if saturated is None else 2.0 * r
+        s_fit = np.asarray(sigma_fit, dtype=np.float64).copy()
+        if saturated is not None:
+            s_fit = np.where(saturated, np.maximum(s_fit, 0.5 * r), s_fit)
+        step = np.asarray(x_fit, dtype=np.float64) - self.x
+        ok = np.isfinite(step) & np.isfinite(s_fit) & (s_fit > 0)
+        if self.levels > 0:
+            ok &= self.unwrap_sigma * self.sigma <= branch
+        with np.errstate(invalid="ignore"):
+            ok &= np.abs(step) <= 1.001 * r  # (a saturated asin fit sits on the edge)
+            ok &= np.abs(self.x + step - self.x0) <= self.start_range
+            ok &= np.abs(step) <= self.trust_sigma * np.sqrt(self.sigma**2 + s_fit**2)
+        s_fit = np.where(ok, s_fit, 1.0)
+        w = self.sigma**2 / (self.sigma**2 + s_fit**2)
+        move = ok & (np.abs(step) >= s_fit)
+        self.x = np.where(move, self.x + w * np.where(ok, step, 0.0), self.x)
+        self.sigma = np.where(ok, np.sqrt(w) * s_fit, self.sigma)
+        self.levels += 1
+        return ok
+
+
 @register_baseline("standard")
 @dataclass(frozen=True)
 class StandardCalibration:
-    """Standard calibration sequence (Ramsey, Rabi, fine amplitude, DRAG, refine).
+    """Standard calibration sequence (Ramsey, Rabi, fine amplitude, DRAG, refine), guarded.
 
     Attributes:
         ramsey_delays_s: Ramsey delays, coarse to fine; each ≤ 4× the previous so the
             previous estimate unwraps it (the first must keep |2π·Δ_err·τ| < π for the
-            starting detuning error: 0.1 µs allows ±5 MHz).
+            starting detuning error: 0.1 µs allows ±4 MHz).
         rabi_points: amplitudes in the Rabi scan (>= 4; 0 skips the scan).
         rabi_span: relative half-width of the scan, in (0, 0.9].
         rabi_min_shots: below this many shots per scan point the scan is skipped and its
             share goes to the fine amplitude levels (a Rabi fit from a handful of shots is
             worse than a ±5 % start), >= 1.
-        amplitude_prior: relative uncertainty of the starting amplitude (how far off the
-            last calibration may be), > 0; weighs the Rabi fit against the start.
-        amplitude_depths: X^n depths (even), coarse to fine.
+        amplitude_prior: relative uncertainty (σ) of the starting amplitude, in (0, 1].
+        beta_prior: uncertainty (σ) of the starting β relative to the β scale, in (0, 10].
+        detuning_prior_hz: uncertainty (σ) of the starting detuning in Hz, > 0.
+        amplitude_depths: X^n depths (even), coarse to fine; the first is unambiguous for
+            |ε| < 1/(2n).
         drag_scan_depth: X̄X pairs in the β scan (small enough that the scan stays on one
             branch: 4 pairs cover ±100 % β error).
         drag_scan_points: β values in the scan (>= 2).
-        drag_scan_span: relative half-width of the β scan, in (0, 2].
-        drag_depths: X̄X pairs in the fine DRAG levels, coarse to fine.
+        drag_scan_span: half-width of the β scan relative to the β scale, in (0, 2].
+        drag_depths: X̄X pairs in the fine DRAG levels, coarse to fine (may be empty).
         drag_slope: first-order DRAG-probe response, rad per gate per unit relative β
             error (−0.125 on the 20 ns lifted Gaussian: it scales with the pulse shape,
             barely with α or Ω_R); nonzero, it only regularises the scan's fitted slope.
         drag_slope_tolerance: relative width of that prior, in (0, 10].
+        slope_range: the fitted slope is clipped to [1/slope_range, slope_range] × its
+            prior, in [1, 100] (the prior is relative to the start's β, which may be off
+            by ±100 %).
+        beta_floor_s: smallest β scale in s (> 0): the scan width and the slope prior are
+            relative to max(|β_start|, beta_floor_s).
+        unwrap_sigma: a level is used only if this many σ of the current estimate lie
+            within its unambiguous range, > 0.
+        trust_sigma: a fit farther than this many combined σ from the current estimate is
+            rejected, > 0.
         allocation: budget fraction of each stage in ``STAGES`` order (ramsey, rabi,
             amplitude, drag, refine), each >= 0, normalised; refine 0 skips it.
         level_growth: within a family, level l gets level_growth^l of the first level's
             share (>= 1: deeper levels carry more information per shot).
-        min_shots: fewest shots per sequence a stage may get; a budget that cannot give
-            every stage this many is rejected (message names the minimum budget).
+        min_shots: fewest shots per sequence; the plan is trimmed until every sequence
+            gets this many, and a budget even the smallest plan cannot serve is rejected
+            (message names the minimum budget).
         name: the method's name in results tables.
     """
 
     ramsey_delays_s: tuple[float, ...] = (0.1e-6, 0.4e-6, 1.6e-6)
     rabi_points: int = 6
     rabi_span: float = 0.5
-    amplitude_prior: float = 0.05
+    amplitude_prior: float = 0.08
+    beta_prior: float = 0.6
+    detuning_prior_hz: float = 1.5e6
     rabi_min_shots: int = 24
-    amplitude_depths: tuple[int, ...] = (4, 16, 64)
+    amplitude_depths: tuple[int, ...] = (2, 8, 32, 64)
     drag_scan_depth: int = 4
     drag_scan_points: int = 4
     drag_scan_span: float = 0.5
     drag_depths: tuple[int, ...] = (8, 32)
     drag_slope: float = -0.125
     drag_slope_tolerance: float = 0.3
-    allocation: tuple[float, float, float, float, float] = (0.16, 0.04, 0.24, 0.30, 0.26)
+    slope_range: float = 4.0
+    beta_floor_s: float = 0.25e-9
+    unwrap_sigma: float = 1.0
+    trust_sigma: float = 5.0
+    allocation: tuple[float, float, float, float, float] = (0.16, 0.0, 0.28, 0.30, 0.26)
     level_growth: float = 1.5
     min_shots: int = 4
     name: str = "standard"
@@ -148,10 +222,13 @@ class StandardCalibration:
         require(isinstance(self.rabi_min_shots, int) and self.rabi_min_shots >= 1, "rabi_min_shots",
                 self.rabi_min_shots, "an int >= 1")
         require(0 < self.amplitude_prior <= 1, "amplitude_prior", self.amplitude_prior, "(0, 1]")
-        for name in ("amplitude_depths", "drag_depths"):
+        require(0 < self.beta_prior <= 10, "beta_prior", self.beta_prior, "(0, 10]")
+        require(math.isfinite(self.detuning_prior_hz) and self.detuning_prior_hz > 0, "detuning_prior_hz",
+                self.detuning_prior_hz, "> 0 Hz")
+        for name, least in (("amplitude_depths", 1), ("drag_depths", 0)):
             v = tuple(getattr(self, name))
-            require(len(v) >= 1 and all(isinstance(x, int) and 1 <= x <= 2048 for x in v), name, v,
-                    "one or more ints in [1, 2048]")
+            require(len(v) >= least and all(isinstance(x, int) and 1 <= x <= 2048 for x in v), name, v,
+                    f"{'one or more' if least else 'zero or more'} ints in [1, 2048]")
             object.__setattr__(self, name, v)
         require(all(x % 2 == 0 for x in self.amplitude_depths), "amplitude_depths", self.amplitude_depths,
                 "even depths (SX·X^n must end on the equator)")
@@ -163,6 +240,11 @@ class StandardCalibration:
                 "a finite nonzero angle per unit relative β")
         require(0 < self.drag_slope_tolerance <= 10, "drag_slope_tolerance", self.drag_slope_tolerance,
                 "(0, 10]")
+        require(1 <= self.slope_range <= 100, "slope_range", self.slope_range, "[1, 100]")
+        require(math.isfinite(self.beta_floor_s) and self.beta_floor_s > 0, "beta_floor_s", self.beta_floor_s,
+                "> 0 s")
+        require(0 < self.unwrap_sigma <= 100, "unwrap_sigma", self.unwrap_sigma, "(0, 100]")
+        require(0 < self.trust_sigma <= 100, "trust_sigma", self.trust_sigma, "(0, 100]")
         require(0 < self.drag_scan_span <= 2, "drag_scan_span", self.drag_scan_span, "(0, 2]")
         alloc = tuple(float(x) for x in self.allocation)
         require(len(alloc) == len(STAGES) and all(math.isfinite(x) and x >= 0 for x in alloc)
@@ -174,50 +256,77 @@ class StandardCalibration:
 
     # -- the plan ---------------------------------------------------------------------------
 
-    def plan(self, budget: int) -> list[tuple[str, float, int, int]]:
-        """Stages as (kind, level value, sequences, shots per sequence), in run order.
-
-        Kinds: "ramsey" (delay s), "rabi" (0), "amplitude" (depth), "drag_scan" (depth),
-        "drag" (pairs); the refine stage repeats the deepest of each family.
-        """
+    def _stages(self, budget: int, delays: Sequence[float], amps: Sequence[int], drags: Sequence[int],
+                scan_points: int, refine: bool) -> list[tuple[str, float, int, float]]:
+        """(kind, level value, sequences, budget fraction) of one plan shape."""
         alloc = dict(zip(STAGES, np.asarray(self.allocation) / sum(self.allocation), strict=True))
         g = self.level_growth
-        stages: list[tuple[str, float, int, float]] = []  # kind, value, n_seq, budget fraction
+        stages: list[tuple[str, float, int, float]] = []
 
         def family(kind: str, values: Sequence[float], n_seq: int, frac: float) -> None:
             w = np.array([g**i for i in range(len(values))])
             for v, wi in zip(values, w / w.sum(), strict=True):
                 stages.append((kind, float(v), n_seq, frac * wi))
 
-        family("ramsey", self.ramsey_delays_s, 4, alloc["ramsey"])
+        family("ramsey", delays, 4, alloc["ramsey"])
         amp_frac = alloc["amplitude"]
         if self.rabi_points and alloc["rabi"] > 0:
             if budget * alloc["rabi"] / self.rabi_points >= self.rabi_min_shots:
                 stages.append(("rabi", 0.0, self.rabi_points, alloc["rabi"]))
             else:
                 amp_frac += alloc["rabi"]
-        family("amplitude", self.amplitude_depths, 2, amp_frac)
+        family("amplitude", amps, 2, amp_frac)
         # The scan needs as much information as a fine level: it fixes the slope.
-        n_drag = len(self.drag_depths) + 1
-        scan_frac = alloc["drag"] / n_drag
-        stages.append(("drag_scan", float(self.drag_scan_depth), 2 * self.drag_scan_points, scan_frac))
-        family("drag", self.drag_depths, 2, alloc["drag"] - scan_frac)
-        if alloc["refine"] > 0:
+        scan_frac = alloc["drag"] / (len(drags) + 1)
+        stages.append(("drag_scan", float(self.drag_scan_depth), 2 * scan_points, scan_frac))
+        if drags:
+            family("drag", drags, 2, alloc["drag"] - scan_frac)
+        if refine and alloc["refine"] > 0:
             r = alloc["refine"]
-            stages += [("ramsey", self.ramsey_delays_s[-1], 4, 0.25 * r),
-                       ("amplitude", float(self.amplitude_depths[-1]), 2, 0.375 * r),
-                       ("drag", float(self.drag_depths[-1]), 2, 0.375 * r)]
-        shots = _split(budget, [s[3] for s in stages], [s[2] for s in stages])
-        low = [i for i, s in enumerate(shots) if s < self.min_shots]
-        if low:
-            need = max(math.ceil(self.min_shots * stages[i][2] / (stages[i][3] / sum(s[3] for s in stages)))
-                       for i in low)
-            raise ValueError(f"budget={budget!r} is out of range: allowed >= {need} shots for this plan "
-                             f"(stage {stages[low[0]][0]} would get < min_shots={self.min_shots} per sequence)")
-        return [(k, v, n, s) for (k, v, n, _), s in zip(stages, shots, strict=True)]
+            stages += [("ramsey", delays[-1], 4, 0.25 * r), ("amplitude", float(amps[-1]), 2, 0.375 * r)]
+            if drags:
+                stages.append(("drag", float(drags[-1]), 2, 0.375 * r))
+            else:
+                stages[-2] = ("amplitude", float(amps[-1]), 2, 0.75 * r)
+        return stages
+
+    def plan(self, budget: int) -> list[tuple[str, float, int, int]]:
+        """Stages as (kind, level value, sequences, shots per sequence), in run order.
+
+        Kinds: "ramsey" (delay s), "rabi" (0), "amplitude" (depth), "drag_scan" (depth),
+        "drag" (pairs); the refine stage repeats the deepest of each family. The full plan
+        when the budget allows it, else trimmed (module docstring) until every sequence
+        gets ``min_shots``.
+        """
+        budget = check_budget("budget", budget, 1)
+        levels = {"ramsey": list(self.ramsey_delays_s), "amplitude": [float(x) for x in self.amplitude_depths],
+                  "drag": [float(x) for x in self.drag_depths]}
+        scan_points, refine = self.drag_scan_points, True
+        while True:
+            stages = self._stages(budget, levels["ramsey"], [int(x) for x in levels["amplitude"]],
+                                  [int(x) for x in levels["drag"]], scan_points, refine)
+            shots = _split(budget, [s[3] for s in stages], [s[2] for s in stages])
+            if min(shots) >= self.min_shots:
+                return [(k, v, n, s) for (k, v, n, _), s in zip(stages, shots, strict=True)]
+            if refine and self.allocation[4] > 0:
+                refine = False
+                continue
+            # Keep each family's first (coarse) level: it is what makes the next unambiguous.
+            keep = {"ramsey": 1, "amplitude": 1, "drag": 0}
+            longest = max(levels, key=lambda f: (len(levels[f]) - keep[f], f == "drag"))
+            if len(levels[longest]) > keep[longest]:
+                levels[longest].pop()
+                continue
+            if scan_points > 2:
+                scan_points -= 1
+                continue
+            w = np.array([s[3] for s in stages])
+            need = max(math.ceil(self.min_shots * s[2] / (s[3] / w.sum())) for s in stages)
+            raise ValueError(f"budget={budget!r} is out of range: allowed >= {need} shots (the smallest plan "
+                             f"gives every sequence min_shots={self.min_shots} from there)")
 
     def min_budget(self) -> int:
-        """Smallest budget this plan accepts."""
+        """Smallest budget any plan accepts."""
         lo, hi = 1, 1 << 30
         while lo < hi:
             mid = (lo + hi) // 2
@@ -261,7 +370,14 @@ class StandardCalibration:
         contrast = np.full(nb, 0.95)  # readout contrast; the first Ramsey measures it
         base = np.full(nb, 0.02)  # P("1") of the ground state; idem
         slope = np.full(nb, np.nan)  # DRAG per-gate angle per second of β, from the scan
-        estimates = {"amplitude": _Estimates(), "beta": _Estimates(), "detuning": _Estimates()}
+        beta_scale = np.maximum(np.abs(p[:, 1]), self.beta_floor_s)
+        fam = {
+            "amplitude": _Family(p[:, 0].copy(), self.amplitude_prior * np.abs(p[:, 0]),
+                                 self.unwrap_sigma, self.trust_sigma),
+            "beta": _Family(p[:, 1].copy(), self.beta_prior * beta_scale, self.unwrap_sigma, self.trust_sigma),
+            "detuning": _Family(p[:, 2].copy(), np.full(nb, self.detuning_prior_hz),
+                                self.unwrap_sigma, self.trust_sigma),
+        }
         trace: list[list[tuple[int, FloatArray]]] = [[] for _ in idx]
         first_ramsey = True
         for kind, value, _n_seq, shots in stages:
@@ -273,61 +389,70 @@ class StandardCalibration:
                 r = np.hypot(x, y)
                 if first_ramsey:
                     # Short delay: the fringe amplitude is the readout contrast (× ~1);
-                    # readout assignment errors of a few % put it in [0.8, 1].
-                    contrast = np.clip(r, 0.8, 1.0)
-                    base = np.clip(pr.mean(axis=1) - 0.5 * contrast, 0.0, 0.1)
+                    # readout assignment errors up to 10 % and 20 % put it in [0.7, 1].
+                    # A few shots measure it poorly (and r² is biased up by 2·var), and
+                    # every single-quadrature fit divides by it, so it is shrunk towards
+                    # the prior 0.9 ± 0.1 by inverse variance.
+                    var_r = 0.5 / shots
+                    c_meas = np.sqrt(np.maximum(r**2 - 2.0 * var_r, 0.0))
+                    w_meas = 0.01 / (0.01 + var_r)
+                    contrast = np.clip(w_meas * c_meas + (1.0 - w_meas) * 0.9, 0.6, 1.0)
+                    base = np.clip(pr.mean(axis=1) - 0.5 * contrast, 0.0, 0.15)
                     first_ramsey = False
                 theta = np.arctan2(y, x)
                 tau = max(1, round(value / dt)) * dt + gate_s  # SX centre to SX centre
-                var_theta = 0.5 / (shots * np.maximum(r, 0.2) ** 2)
-                delta = p[:, 2] + theta / (2 * math.pi * tau)
-                estimates["detuning"].add(delta, (2 * math.pi * tau) ** 2 / var_theta)
-                p[:, 2] = delta
+                sigma_theta = np.sqrt(0.5 / (shots * np.maximum(r, 0.2) ** 2))
+                f = fam["detuning"]
+                f.update(p[:, 2] + theta / (2 * math.pi * tau), sigma_theta / (2 * math.pi * tau), 0.5 / tau)
+                p[:, 2] = f.x
             elif kind == "rabi":
-                p[:, 0] = self._rabi(task, idx, p, shots, contrast, base)
+                a_fit, s_fit = self._rabi(task, idx, p, shots, contrast, base)
+                f = fam["amplitude"]
+                f.update(a_fit, s_fit, self.rabi_span * np.abs(p[:, 0]))
+                p[:, 0] = np.clip(f.x, -1.0, 1.0)
             elif kind == "amplitude":
                 n = int(value)
                 pr = run_steps(task, idx, p, [amplitude_steps(n, 1), amplitude_steps(n, -1)], shots)
                 s = np.clip((pr[:, 0] - pr[:, 1]) / contrast, -1.0, 1.0)
                 eps = safe_asin(s) / (n * math.pi)
-                a_opt = p[:, 0] / (1.0 + eps)
                 var_s = 0.5 / (shots * contrast**2)
-                var_eps = var_s / (np.maximum(1.0 - s**2, 0.05) * (n * math.pi) ** 2)
-                estimates["amplitude"].add(a_opt, 1.0 / (var_eps * p[:, 0] ** 2))
-                p[:, 0] = np.clip(a_opt, -1.0, 1.0)
+                sigma_eps = np.sqrt(var_s / (np.maximum(1.0 - s**2, 0.05) * (n * math.pi) ** 2))
+                f = fam["amplitude"]
+                f.update(p[:, 0] / (1.0 + eps), sigma_eps * np.abs(p[:, 0]), np.abs(p[:, 0]) / (2 * n - 1),
+                         saturated=np.abs(s) > _SATURATED)
+                p[:, 0] = np.clip(f.x, -1.0, 1.0)
             elif kind == "drag_scan":
-                p[:, 1], slope = self._drag_scan(task, idx, p, int(value), shots, contrast)
+                b_fit, s_fit, slope_scan = self._drag_scan(task, idx, p, int(value), shots, contrast, beta_scale)
+                f = fam["beta"]
+                ok = f.update(b_fit, s_fit, 1.5 * self.drag_scan_span * beta_scale)
+                slope = np.where(ok, slope_scan, self.drag_slope / beta_scale)
+                p[:, 1] = f.x
             else:  # fine DRAG
                 n = int(value)
                 pr = run_steps(task, idx, p, [drag_steps(n, 1), drag_steps(n, -1)], shots)
                 s = np.clip((pr[:, 0] - pr[:, 1]) / contrast, -1.0, 1.0)
                 angle = safe_asin(s) / (2 * n)
-                ok = np.isfinite(slope) & (slope != 0)
-                k = np.where(ok, slope, 1.0)
-                b_opt = np.where(ok, p[:, 1] - angle / k, p[:, 1])
-                var_angle = 0.5 / (shots * contrast**2 * np.maximum(1.0 - s**2, 0.05) * (2 * n) ** 2)
-                estimates["beta"].add(b_opt, np.where(ok, k**2 / var_angle, 0.0))
-                p[:, 1] = b_opt
+                k = np.abs(slope)
+                sigma_angle = np.sqrt(0.5 / (shots * contrast**2 * np.maximum(1.0 - s**2, 0.05) * (2 * n) ** 2))
+                f = fam["beta"]
+                f.update(p[:, 1] - angle / slope, sigma_angle / k, 0.5 * math.pi / (2 * n * k),
+                         saturated=np.abs(s) > _SATURATED)
+                p[:, 1] = f.x
             for b, i in enumerate(idx):
                 trace[b].append((int(task.shots_used[i] - used0[b]), p[b].copy()))
-        final = p.copy()
-        final[:, 0] = np.clip(estimates["amplitude"].combine(p[:, 0]), -1.0, 1.0)
-        final[:, 1] = estimates["beta"].combine(p[:, 1])
-        final[:, 2] = estimates["detuning"].combine(p[:, 2])
         used = (task.shots_used[idx] - used0).astype(np.int64)
         for b in range(nb):
-            trace[b].append((int(used[b]), final[b].copy()))
-        return CalibrationResult(final, used, trace)
+            trace[b].append((int(used[b]), p[b].copy()))
+        return CalibrationResult(p.copy(), used, trace)
 
     def _rabi(self, task: CalibrationTask, idx: list[int], p: FloatArray, shots: int,
-              contrast: FloatArray, base: FloatArray) -> FloatArray:
-        """Fit the SX amplitude scan for a_π, then weigh it against the current amplitude.
+              contrast: FloatArray, base: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Fit the SX amplitude scan for a_π; returns the amplitude and its σ per device.
 
         The readout baseline and contrast come from the first Ramsey (they are degenerate
         with a_π over a scan this narrow), so the fit has one parameter. A Rabi scan is
-        coarse (its signal has no error amplification): with few shots its estimate can be
-        worse than the start, so it is combined with the current amplitude taken as a
-        prior of relative width ``amplitude_prior``.
+        coarse (its signal has no error amplification): the guard weighs it against the
+        current amplitude by their σ. A failed fit returns NaN (rejected by the guard).
         """
         from scipy.optimize import least_squares
 
@@ -336,7 +461,8 @@ class StandardCalibration:
         rows = np.repeat(p[:, None, :], len(rel), axis=1)
         rows[:, :, 0] = amps
         pr = run_steps(task, idx, rows, [rabi_steps()] * len(rel), shots)
-        out = p[:, 0].copy()
+        a_fit = np.full(len(idx), np.nan)
+        s_fit = np.full(len(idx), np.nan)
         for b in range(len(idx)):
             a0 = float(p[b, 0])
             if a0 == 0:
@@ -352,24 +478,25 @@ class StandardCalibration:
             info = float(jac[:, 0] @ jac[:, 0]) if jac.size else 0.0
             if not fit.success or info <= 0:
                 continue
-            w_fit = info  # inverse variance of z
-            w_prior = 1.0 / self.amplitude_prior**2
-            z = w_fit * float(fit.x[0]) / (w_fit + w_prior)
-            out[b] = float(np.clip(a0 * (1.0 + z), -1.0, 1.0))
-        return out
+            a_fit[b] = a0 * (1.0 + float(fit.x[0]))
+            s_fit[b] = abs(a0) / math.sqrt(info)
+        return a_fit, s_fit
 
     def _drag_scan(self, task: CalibrationTask, idx: list[int], p: FloatArray, depth: int, shots: int,
-                   contrast: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """β scan: the per-gate DRAG angle against β, fitted with a line; returns β, slope.
+                   contrast: FloatArray, scale: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """β scan: the per-gate DRAG angle against β, fitted with a line; returns β, its σ
+        and the slope (rad per gate per second of β) per device.
 
-        The slope (rad per gate per second of β) is fitted too, but a few noisy scan points
-        can make it tiny and the next correction huge, so it is combined with its
-        first-order value ``drag_slope``/β (relative width ``drag_slope_tolerance``) before
-        the zero crossing is read off all scan points.
+        The scan spans ±``drag_scan_span``·scale around the current β, scale fixed at the
+        start (not the current β, which may be near zero). The slope is fitted too, but a
+        few noisy scan points can make it tiny and the next correction huge, so it is
+        combined with its first-order value ``drag_slope``/scale (relative width
+        ``drag_slope_tolerance``) and clipped to ``slope_range`` of it before the zero
+        crossing is read off all scan points.
         """
         m = self.drag_scan_points
         rel = self.drag_scan_span * np.linspace(-1.0, 1.0, m)
-        betas = p[:, 1:2] + np.abs(p[:, 1:2]) * rel[None, :]  # (B, m)
+        betas = p[:, 1:2] + scale[:, None] * rel[None, :]  # (B, m)
         rows = np.repeat(p[:, None, :], 2 * m, axis=1)
         rows[:, 0::2, 1] = betas
         rows[:, 1::2, 1] = betas
@@ -379,26 +506,24 @@ class StandardCalibration:
         angle = safe_asin(s) / (2 * depth)
         # inverse variance of each angle: var(s) ≈ 0.5/(shots·C²), asin' = 1/√(1 − s²)
         w = shots * contrast[:, None] ** 2 * np.maximum(1.0 - s**2, 0.05) * (2 * depth) ** 2 / 0.5
-        beta = p[:, 1].copy()
+        beta = np.full(len(idx), np.nan)
+        sigma = np.full(len(idx), np.nan)
         slope = np.full(len(idx), np.nan)
+        k0 = self.drag_slope
+        lo, hi = sorted((k0 * self.slope_range, k0 / self.slope_range))
         for b in range(len(idx)):
-            scale = abs(float(p[b, 1]))
-            if scale == 0:
-                continue
-            x = (betas[b] - p[b, 1]) / scale  # relative β offsets
+            x = rel  # β offsets in units of the scale
             sw = np.sum(w[b])
             xm = np.sum(w[b] * x) / sw
             ym = np.sum(w[b] * angle[b]) / sw
             sxx = np.sum(w[b] * (x - xm) ** 2)
             k_fit = np.sum(w[b] * (x - xm) * (angle[b] - ym)) / sxx
             w_fit = sxx  # inverse variance of the fitted slope
-            w_prior = 1.0 / (self.drag_slope_tolerance * self.drag_slope) ** 2
-            k = (w_fit * k_fit + w_prior * self.drag_slope) / (w_fit + w_prior)
-            k = float(np.clip(k, 2.0 * self.drag_slope, 0.5 * self.drag_slope)
-                      if self.drag_slope < 0 else np.clip(k, 0.5 * self.drag_slope, 2.0 * self.drag_slope))
+            w_prior = 1.0 / (self.drag_slope_tolerance * k0) ** 2
+            k = float(np.clip((w_fit * k_fit + w_prior * k0) / (w_fit + w_prior), lo, hi))
             # Zero crossing from every point with the chosen slope (weighted mean).
             x0 = float(np.sum(w[b] * (x - angle[b] / k)) / sw)
-            x0 = float(np.clip(x0, rel[0] - 0.5 * self.drag_scan_span, rel[-1] + 0.5 * self.drag_scan_span))
-            beta[b] = p[b, 1] + x0 * scale
-            slope[b] = k / scale
-        return beta, slope
+            beta[b] = p[b, 1] + x0 * scale[b]
+            sigma[b] = scale[b] / (abs(k) * math.sqrt(sw))
+            slope[b] = k / scale[b]
+        return beta, sigma, slope

@@ -106,7 +106,7 @@ def plot_calibration(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
             p90 = [float(np.percentile(v, 90)) for v in vals]
             zoom.plot(x, med, "o-", color=colors[m], label=f"{m} median")
             zoom.plot(x, p90, "^--", color=colors[m], mfc="none", label=f"{m} p90")
-            top = max(top, *[q for q in p90 if q <= 2 * ZOOM_MEDIAN_RATIO])
+            top = max([top, *(q for q in p90 if q <= 2 * ZOOM_MEDIAN_RATIO)])
         zoom.set_xscale("log")
         zoom.set_ylim(0.995, top + 0.1 * (top - 0.995) + 1e-3)
         zoom.axhline(1.0, color="k", lw=0.8, ls=":")

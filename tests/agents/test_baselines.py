@@ -18,6 +18,8 @@ import pytest
 from pulsecal.agents.baselines import (
     CMAESCalibration,
     NelderMeadCalibration,
+    RPECalibration,
+    SMCCalibration,
     StandardCalibration,
     calibrated_drag,
     evaluate_waveform,
@@ -138,6 +140,45 @@ def test_standard_rejects_budget_below_its_plan() -> None:
     assert task.shots_used[0] == 0  # rejected before any shot
 
 
+def test_standard_plan_scales_down_to_100_shots() -> None:
+    """The default plan runs from under 100 shots: trimmed, never over the budget, every
+    sequence with min_shots; the full plan (refine, three Ramsey delays) at 1000."""
+    std = StandardCalibration()
+    assert 50 <= std.min_budget() <= 100
+    for budget in (std.min_budget(), 100, 137, 300, 1000, 5000):
+        plan = std.plan(budget)
+        assert sum(n * s for _, _, n, s in plan) <= budget
+        assert min(s for *_, s in plan) >= std.min_shots
+        assert {k for k, *_ in plan} >= {"ramsey", "amplitude", "drag_scan"}
+    assert len(std.plan(1000)) > len(std.plan(100))
+    assert [v for k, v, *_ in std.plan(1000) if k == "ramsey"] == [1e-7, 4e-7, 1.6e-6, 1.6e-6]
+
+
+@pytest.mark.parametrize("budget", [100, 300])
+def test_standard_at_small_budgets_never_ends_worse_than_its_start(budget: int) -> None:
+    """Devices from the held-out population and two hard ones (a −12 % amplitude and
+    −70 % β start on a weak-anharmonicity, low-contrast device; a 2.5 MHz detuning): the
+    true infidelity at the end is below the start's on each (same generator seeds)."""
+    from pulsecal.envs.presets import held_out_devices
+
+    params = list(held_out_devices(6, seed=7))
+    hard = DeviceParams(Transmon(anharmonicity_hz=-170e6, rabi_max_hz=150e6, detuning_hz=2.5e6, t1_s=30e-6,
+                                 t2_s=20e-6), amplitude_scale=1.0, p1_given_0=0.08, p0_given_1=0.15)
+    params += [hard, hard]
+    devs = [SimulatedDevice(p, rng=np.random.default_rng([3, i])) for i, p in enumerate(params)]
+    starts = np.stack([miscalibrated_start(d, 20e-9, np.random.default_rng([4, i])) for i, d in enumerate(devs)])
+    opt = optimal_params(devs[-1].current_transmon(), GATE).as_array()
+    starts[-2] = opt * np.array([0.88, 0.3, 1.0, 1.0])
+    starts[-1] = opt * np.array([1.06, 1.6, 1.0, 1.0])
+    starts[-1, 2] = opt[2] - 2.5e6
+    task = CalibrationTask(devs, GATE)
+    res = StandardCalibration().run(task, starts, budget)
+    assert np.all(res.shots_used <= budget) and np.all(res.shots_used == task.shots_used)
+    before, after = task.true_metrics(starts), task.true_metrics(res.params)
+    assert before is not None and after is not None
+    assert np.all(1 - after["fidelity"] < 1 - before["fidelity"])
+
+
 def _blackbox_checks(task: CalibrationTask, opt: np.ndarray, start: np.ndarray, p: np.ndarray) -> None:
     """Stated precision of a black box on the probe-estimated infidelity (measured over 6
     seeds at 20000 shots): amplitude to ~0.5 %, β to ~10–30 %, detuning to ~60 kHz, the true
@@ -198,3 +239,96 @@ def test_grape_open_system_optimum_near_coherence_limit() -> None:
     res = grape(tr, 6e-9, "X", rng=np.random.default_rng(0), restarts=2)
     assert res.infidelity < 1e-3
     assert res.infidelity < 1.5 * res.coherence_limit
+
+
+def _noise_free(seed: int) -> tuple[CalibrationTask, np.ndarray, np.ndarray]:
+    """A closed-system device (no decoherence, T1 = T2 = 1 s) with perfect readout; start =
+    optimum + 8 % amplitude, −50 % β, +1.2 MHz (within every method's stated range)."""
+    tr = Transmon(anharmonicity_hz=-300e6, rabi_max_hz=100e6, detuning_hz=120e3, t1_s=1.0, t2_s=1.0)
+    dev = SimulatedDevice(DeviceParams(tr, p1_given_0=0.0, p0_given_1=0.0), rng=np.random.default_rng(seed),
+                          open_system=False)
+    opt = optimal_params(dev.current_transmon(), GATE).as_array()
+    start = opt * np.array([1.08, 0.5, 1.0, 1.0])
+    start[2] = opt[2] + 1.2e6
+    return CalibrationTask([dev], GATE), opt, start
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rpe_recovers_known_parameters_on_a_noise_free_device(seed: int) -> None:
+    """Tolerances at 5000 shots, from the plan (7 amplitude depths to X^64 with 71 shots per
+    sequence, 6 Ramsey depths to 1.6 µs with 52, 6 DRAG depths to 32 pairs with 145) and the
+    angle noise √(0.5/M) of one sign-flipped pair: amplitude σ ≈ 0.08/(64π) ≈ 4e-4 plus the
+    ideal-rotation model's bias against the 3-level optimum (+3…+7e-4 measured over 8
+    seeds), so 1.5e-3; detuning σ ≈ 0.1 rad/(2π·1.62 µs) ≈ 10 kHz, so 40 kHz; β σ ≈
+    0.06/(64·0.125) ≈ 0.8 % per unit relative β, so 3 %."""
+    task, opt, start = _noise_free(seed)
+    rpe = RPECalibration()
+    res = rpe.run(task, start, 5000)
+    p = res.params[0]
+    assert res.flags == [()]
+    assert res.shots_used[0] == task.shots_used[0] == _device_shots(task) <= 5000
+    assert abs(p[0] / opt[0] - 1) < 1.5e-3
+    assert abs(p[1] / opt[1] - 1) < 0.03
+    assert abs(p[2] - opt[2]) < 40e3
+
+
+def test_rpe_flags_and_keeps_a_start_outside_its_range() -> None:
+    """A 40 % amplitude error is beyond the first depth's stated ±25 %: flagged, not moved."""
+    task, opt, start = _noise_free(0)
+    start[0] = opt[0] * 1.4
+    res = RPECalibration().run(task, start, 1000)
+    assert "amplitude_out_of_range" in res.flags[0]
+    assert res.params[0, 0] == start[0]
+
+
+def test_rpe_min_budget_and_plan() -> None:
+    rpe = RPECalibration()
+    assert rpe.min_budget() <= 100
+    with pytest.raises(ValueError, match=r"budget=.* allowed >= \d+"):
+        rpe.plan(rpe.min_budget() - 1)
+    plan = rpe.plan(5000)
+    assert plan == {"detuning": (6, 52), "amplitude": (7, 71), "drag": (6, 145)}
+    with pytest.raises(ValueError, match="max_amplitude_depth"):
+        RPECalibration(max_amplitude_depth=48)
+
+
+@pytest.mark.parametrize("seed", [0, 2, pytest.param(
+    1, marks=pytest.mark.xfail(strict=True, reason="known SMC failure: the posterior locks on a wrong "
+                                                  "amplitude mode (+6 %) with this generator"))])
+def test_smc_recovers_known_parameters_on_a_noise_free_device(seed: int) -> None:
+    """At 1000 shots (50 probes of 20 shots), on the closed, perfect-readout device: the
+    posterior mean's errors. Tolerances: the deepest probes it reaches (X^64, 32 X̄X pairs,
+    a 1.6 µs Ramsey) with ~100 shots each give σ ≈ 0.1/(64π) ≈ 5e-4 (amplitude), ≈ 1 % (β)
+    and ≈ 10 kHz (detuning); the model's ideal rotations also miss the 3-level optimum by a
+    few 1e-4 — so 2e-3, 4 % and 40 kHz. Not robust yet: over 8 device seeds (generator 0)
+    7 were within these and one stuck at a wrong detuning mode (+1.1 MHz); generator 1 here
+    locks on a wrong amplitude mode (xfail, strict) — see docs/baselines.md."""
+    task, opt, start = _noise_free(seed)
+    res = SMCCalibration().run(task, start, 1000, np.random.default_rng(seed))
+    p = res.params[0]
+    assert res.shots_used[0] == task.shots_used[0] == _device_shots(task) == 1000
+    assert abs(p[0] / opt[0] - 1) < 2e-3
+    assert abs(p[1] / opt[1] - 1) < 0.04
+    assert abs(p[2] - opt[2]) < 40e3
+
+
+def test_smc_model_matches_the_device_for_small_errors() -> None:
+    """The SMC's device-agnostic probe model against the closed-system device: each probe's
+    populations within 0.02 for a 2 % amplitude and 20 % β error (detuning left out: the
+    model has no detuning-to-DRAG coupling)."""
+    from pulsecal.agents.baselines.sequences import build
+    from pulsecal.agents.baselines.smc import _model_p1, _Probe
+    from pulsecal.envs.protocol import Play
+
+    task, opt, _ = _noise_free(0)
+    dev = task.devices[0]
+    assert isinstance(dev, SimulatedDevice)
+    p = opt * np.array([1.02, 1.2, 1.0, 1.0])
+    x, sx = Play(GATE.waveforms(p, 1e-9)), Play(GATE.waveforms(p, 1e-9, 0.5))
+    eps, eta = np.array([0.02]), np.array([SMCCalibration().drag_tilt * 0.2])
+    for probe in (_Probe("amplitude", 8), _Probe("amplitude_cos", 3), _Probe("drag", 4),
+                  _Probe("ramsey", 0.4e-6, 0.0), _Probe("ramsey", 0.4e-6, math.pi / 2)):
+        seqs = probe.steps()
+        exact = dev.excited_probabilities([build(s, x, sx, 20e-9, float(p[2]), 1e-9) for s in seqs])
+        model = [float(_model_p1(s, eps, eta, np.zeros(1), 20e-9, 1e-9)[0]) for s in seqs]
+        np.testing.assert_allclose(exact, model, atol=0.02)
