@@ -268,3 +268,9 @@ def test_a_failed_verdict_keeps_the_stores_previous_version(tmp_path: Path, monk
     assert "verdict failed: decay_faster_than_coherence" in (second.error or "")
     after = ParamsStore(tmp_path / "store.yaml").latest(0)
     assert after is not None and after.version == before.version and after.as_tuple() == before.as_tuple()
+    _run(_job(tmp_path / "b", 2, params_store=tmp_path / "store.yaml"))  # q2 also gets a failed verdict
+    monkeypatch.setattr(sw, "run_session", real)
+    _run(_job(tmp_path / "b", 1, params_store=tmp_path / "store.yaml"))
+    md = sw.summary_markdown(sw.summarize(tmp_path / "b" / "sweep", [0, 1, 2]))
+    table = [ln.split("|")[1].strip() for ln in md.splitlines() if ln.startswith("| ") and "qubit" not in ln]
+    assert table == ["0", "2", "1"] and "q2: verdict failed" in md  # failed verdicts listed first
