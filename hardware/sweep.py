@@ -433,7 +433,13 @@ def run_qubit(job: QubitJob, *, make_backend: Callable[[int], Backend], make_pol
     if state == FINISHED and result is not None:
         if job.total_shots is not None:
             budget.settle(job.qubit, result.ledger_shots)
-        if store is not None:
+        verdict = (result.report or {}).get("verdict")
+        # Only a verified calibration becomes the store's current version: a session whose
+        # verdict is ``failed`` leaves the qubit's previous version in place. (A report
+        # without a verdict comes from a session run without verification.)
+        if verdict is not None and verdict.get("status") != "calibrated":
+            error = f"verdict failed: {verdict.get('reason')}; the store keeps the previous version"
+        elif store is not None:
             rep = result.report
             info = dict(policy_info) if policy_info is not None else dict(rep.get("policy") or {})
             try:

@@ -205,7 +205,9 @@ def summary_markdown(s: SweepSummary, *, coherence_factor: float = 2.0) -> str:
              "", "| qubit | status | amplitude | beta_s [s] | detuning_hz [Hz] | est. infidelity (start → end) "
              f"| true infidelity | coherence limit | ratio (≤ {coherence_factor:g}) | shots | journal | attempts |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in s.rows:
+    # Qubits that need a person come first: not finished, or finished with a failed verdict
+    # (their store entry is still the previous version).
+    for r in sorted(s.rows, key=lambda r: (r.status == FINISHED and not r.error, r.qubit)):
         p = r.final_params or {}
         ratio = r.limit_ratio
         ok = "" if ratio is None else (" ✓" if ratio <= coherence_factor else " ✗")
@@ -215,7 +217,7 @@ def summary_markdown(s: SweepSummary, *, coherence_factor: float = 2.0) -> str:
             f"{_fmt(r.estimated_infidelity)} | {_fmt(r.true_infidelity)} | {_fmt(r.coherence_limit)} "
             f"| {_fmt(ratio, '.2f')}{ok} | {r.shots} | {'complete' if r.journal_complete else 'open'} "
             f"| {r.attempts} |")
-    errors = [r for r in s.rows if r.error and r.status != FINISHED]
+    errors = [r for r in s.rows if r.error]
     if errors:
         lines += ["", "Errors:", ""] + [f"- q{r.qubit}: {r.error}" for r in errors]
     return "\n".join(lines) + "\n"

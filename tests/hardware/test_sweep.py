@@ -298,3 +298,30 @@ def test_interrupted_sweep_finishes_only_the_remaining_qubits(tmp_path: Path) ->
     for a, b in zip(final["qubits"], ref.rows, strict=True):
         assert np.allclose([a["final_params"][k] for k in ("amplitude", "beta_s", "detuning_hz")],
                            [b.final_params[k] for k in ("amplitude", "beta_s", "detuning_hz")], rtol=0, atol=0)  # type: ignore[index]
+
+
+def test_a_failed_verdict_keeps_the_stores_previous_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+
+    first = _run(_job(tmp_path / "a", 0, params_store=tmp_path / "store.yaml"))
+    assert first.state == "finished"
+    before = ParamsStore(tmp_path / "store.yaml").latest(0)
+    assert before is not None
+    real = sw.run_session
+
+    def failing(*args: object, **kwargs: object) -> object:
+        res = real(*args, **kwargs)  # type: ignore[arg-type]
+        verdict = {"status": "failed", "reason": "decay_faster_than_coherence"}
+        return dataclasses.replace(res, report={**res.report, "verdict": verdict})
+
+    monkeypatch.setattr(sw, "run_session", failing)
+    second = _run(_job(tmp_path / "b", 0, params_store=tmp_path / "store.yaml", seed=sw.qubit_seed(6, 0)))
+    assert "verdict failed: decay_faster_than_coherence" in (second.error or "")
+    after = ParamsStore(tmp_path / "store.yaml").latest(0)
+    assert after is not None and after.version == before.version and after.as_tuple() == before.as_tuple()
+    _run(_job(tmp_path / "b", 2, params_store=tmp_path / "store.yaml"))  # q2 also gets a failed verdict
+    monkeypatch.setattr(sw, "run_session", real)
+    _run(_job(tmp_path / "b", 1, params_store=tmp_path / "store.yaml"))
+    md = sw.summary_markdown(sw.summarize(tmp_path / "b" / "sweep", [0, 1, 2]))
+    table = [ln.split("|")[1].strip() for ln in md.splitlines() if ln.startswith("| ") and "qubit" not in ln]
+    assert table == ["0", "2", "1"] and "q2: verdict failed" in md  # failed verdicts listed first

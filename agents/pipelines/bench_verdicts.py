@@ -1,0 +1,145 @@
+"""How honest the verification verdict is, on held-out devices whose truth is known.
+
+Each held-out device (``presets.held_out_devices``) is calibrated by a baseline from the
+evaluation's miscalibrated start under a shot budget, then verified on fresh shots
+(``agents.evaluation.verification``); the row holds the true 1 − F of the X gate beside
+the verdict. Reported per (method, budget, stated-coherence factor):
+
+- ``false_calibrated_rate``: of the ``calibrated`` verdicts, the fraction whose true 1 − F
+  exceeds 1.5× the verdict's coherence limit (target <= 1 %);
+- ``coverage``: the fraction of measured verdicts whose 90 % interval holds the true 1 − F
+  (target 85–95 %);
+- ``calibrated_rate`` and the verification's shots.
+
+``--stated-factor k`` states T1 and T2 k times what the devices have (a stale
+characterisation, or a TLS that shortened T1 since): the coherence limit the verdict
+compares against is then k times too optimistic, and the identity-train decay check is
+what has to catch it. Run: ``python -m pulsecal.scripts.bench_verdicts --devices 200``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pulsecal.agents.baselines import make_baseline, miscalibrated_start
+from pulsecal.agents.evaluation.verification import honesty, verdict_row, verify_result
+from pulsecal.envs.calibration import CalibrationTask, DragGate
+from pulsecal.envs.device import SimulatedDevice
+from pulsecal.envs.drag import optimal_params
+from pulsecal.envs.presets import held_out_devices
+from pulsecal.envs.verification import StatedCoherence, VerificationSettings
+
+GATE_S = 20e-9
+
+
+def _stated(dev: SimulatedDevice, factor: float) -> StatedCoherence:
+    t = dev.current_transmon()
+    t1 = factor * t.t1_s
+    return StatedCoherence(t1, min(factor * t.t2_s, 2 * t1))
+
+
+def run_method(method: str, budget: int, n_devices: int, seed: int, stated_factor: float = 1.0,
+               settings: VerificationSettings | None = None) -> list[dict[str, Any]]:
+    """Rows of one method at one budget on the first ``n_devices`` held-out devices.
+
+    ``method`` is a registered baseline name, or ``optimal`` (the truth's optimum: a
+    calibration that is as good as this gate shape gets, for the verdict's best case)."""
+    s = VerificationSettings() if settings is None else settings
+    params = held_out_devices(n_devices, seed)
+    devs = [SimulatedDevice(p, rng=np.random.default_rng([seed, i, 1])) for i, p in enumerate(params)]
+    task = CalibrationTask(list(devs), DragGate(GATE_S))
+    t0 = time.perf_counter()
+    if method == "optimal":
+        from pulsecal.agents.baselines import CalibrationResult
+
+        final = np.stack([optimal_params(d.current_transmon(), task.gate).as_array() for d in devs])
+        res = CalibrationResult(final, np.zeros(len(devs), dtype=np.int64))
+    else:
+        starts = np.stack([miscalibrated_start(d, GATE_S, np.random.default_rng([seed, i, 2]))
+                           for i, d in enumerate(devs)])
+        res = make_baseline(method).run(task, starts, budget - s.shots, np.random.default_rng([seed, 3, budget]))
+    cal_s = time.perf_counter() - t0
+    truth = task.true_metrics(res.params)
+    assert truth is not None
+    stated = [_stated(d, stated_factor) for d in devs]
+    t0 = time.perf_counter()
+    verdicts = verify_result(task, res, settings=s, stated=stated, budget=budget)
+    ver_s = time.perf_counter() - t0
+    rows = []
+    for i, v in enumerate(verdicts):
+        base = {"method": method, "budget": int(budget), "stated_factor": float(stated_factor), "device": i,
+                "infidelity": float(1.0 - truth["fidelity"][i]),
+                "true_coherence_limit": float(truth["coherence_limit"][i]),
+                "shots_used": int(task.shots_used[i]), "calibration_wall_s": cal_s / len(devs),
+                "verification_wall_s": ver_s / len(devs)}
+        rows.append(verdict_row(base, v))
+    return rows
+
+
+def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One ``honesty`` line per (method, budget, stated factor), with the reasons counted."""
+    keys = sorted({(r["method"], r["budget"], r["stated_factor"]) for r in rows}, key=str)
+    out = []
+    for m, b, f in keys:
+        sel = [r for r in rows if (r["method"], r["budget"], r["stated_factor"]) == (m, b, f)]
+        h = honesty(sel)
+        reasons: dict[str, int] = {}
+        for r in sel:
+            if r["verdict"] == "failed":
+                reasons[r["verdict_reason"]] = reasons.get(r["verdict_reason"], 0) + 1
+        ratio = np.array([r["infidelity"] / r["true_coherence_limit"] for r in sel])
+        out.append({"method": m, "budget": b, "stated_factor": f, **h, "failed_reasons": reasons,
+                    "true_ratio_median": float(np.median(ratio)), "true_ratio_p90": float(np.quantile(ratio, 0.9))})
+    return out
+
+
+def _table(summary: Sequence[dict[str, Any]]) -> str:
+    head = ("| method | budget | stated T1/T2 × | devices | calibrated | false-calibrated | coverage (all) | "
+            "coverage (calibrated) | verification shots | failed reasons |")
+    lines = [head, "|" + "---|" * 10]
+    for s in summary:
+        def pct(x: float) -> str:
+            return "–" if not math.isfinite(x) else f"{100 * x:.1f} %"
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(s["failed_reasons"].items())) or "–"
+        lines.append(f"| {s['method']} | {s['budget']} | {s['stated_factor']:g} | {int(s['rows'])} | "
+                     f"{pct(s['calibrated_rate'])} | {int(s['false_calibrated'])} ({pct(s['false_calibrated_rate'])}) | "
+                     f"{pct(s['coverage'])} | {pct(s['coverage_calibrated'])} | {s['verification_shots']:.0f} | "
+                     f"{reasons} |")
+    return "\n".join(lines)
+
+
+def run(methods: Sequence[str], budgets: Sequence[int], n_devices: int, seed: int,
+        stated_factors: Sequence[float], settings: VerificationSettings | None = None) -> dict[str, Any]:
+    rows: list[dict[str, Any]] = []
+    for m in methods:
+        for b in budgets:
+            for f in stated_factors:
+                rows += run_method(m, int(b), n_devices, seed, float(f), settings)
+    summary = summarise(rows)
+    return {"seed": seed, "devices": n_devices, "settings": (settings or VerificationSettings()).__dict__,
+            "summary": summary, "table": _table(summary), "rows": rows}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--methods", nargs="+", default=["optimal", "standard"])
+    ap.add_argument("--budgets", nargs="+", type=int, default=[1500, 5000],
+                    help="total shots per device, verification included")
+    ap.add_argument("--devices", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=12345)
+    ap.add_argument("--stated-factor", nargs="+", type=float, default=[1.0],
+                    help="state T1/T2 this many times the truth (mismatch stress)")
+    ap.add_argument("--out", type=Path, default=None, help="write the rows and summary as JSON")
+    a = ap.parse_args(argv)
+    res = run(a.methods, a.budgets, a.devices, a.seed, a.stated_factor)
+    print(res["table"])
+    if a.out is not None:
+        a.out.write_text(json.dumps(res, indent=1, default=str))

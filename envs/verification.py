@@ -1,0 +1,561 @@
+"""A verified verdict on a calibrated DRAG gate, from checks of its own (fresh shots).
+
+What a lab wants after a calibration is not the calibration's own estimate but an
+independent answer: is this gate at its coherence limit, and how sure are we? This module
+runs a fixed set of error-amplifying *check sequences* (fixed depths, none of them the
+probes a calibration fits on) through the ``Device`` protocol, so it runs the same on the
+simulated device and on backends, and reads them into a ``Verdict``:
+``calibrated`` with a measured 1 − F and its 90 % interval, or ``failed`` with a ``Reason``.
+
+The model (``docs/verification.md`` derives it):
+
+    1 − F = coherence limit (stated T1, T2; ``StatedCoherence``)
+            + θ_amp²/6 + θ_drag²/6 + θ_det²/6   (coherent residuals, per gate)
+
+Each residual angle θ has a posterior on a grid from the binomial likelihood of its
+family's checks (amplitude SX·X^n, DRAG SY·(X̄·X)^n, Ramsey SX·τ·SY; readout offset and
+contrast measured by two checks, decay of each train predicted from the stated T1/T2);
+the interval on 1 − F is the 5–95 % range of the sum under those posteriors. Two identity
+trains of the same length, (X·X̄·X̄·X)^n and (X·X̄·X̄·X)^n·X, test what the sum does not contain:
+their sum of excited populations is 1 + (leaked population), independent of decay, and the
+odd one's loss against a single X is the decay, which the stated T1/T2 bound from above.
+Analysis (``analyse_checks``) is a pure function of counts; ``verify_devices`` runs the
+checks. Layering: envs only (numpy/scipy), no engine.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy.stats import chi2
+
+from ._validation import finite, require
+from .drag import DragGate, parameter_rows
+from .physics import coherence_limit
+from .probes import Step, gate_steps_sequence
+from .protocol import Device, Play, PulseSequence, SimulatedTruth, run_on_devices
+
+FloatArray = NDArray[np.float64]
+
+VERDICT_VERSION = 1
+
+
+class Reason(enum.StrEnum):
+    """Why a calibration failed: a closed set of codes, extended by adding members.
+
+    The string value is what reports and tables carry (``failed: <value>``)."""
+
+    AMPLITUDE_LIMIT = "amplitude_limit"
+    LOW_READOUT_CONTRAST = "low_readout_contrast"
+    FREQUENCY_OUT_OF_RANGE = "frequency_out_of_range"
+    LEAKAGE = "leakage"
+    UNSTABLE_OR_TLS_LIKE = "unstable_or_tls_like"
+    BUDGET_TOO_SMALL = "budget_too_small"
+    DECAY_FASTER_THAN_COHERENCE = "decay_faster_than_coherence"
+    RESIDUAL_ERROR = "residual_error"  # a coherent residual alone puts 1 − F over the threshold
+
+
+Status = Literal["calibrated", "failed"]
+Family = Literal["amplitude", "drag", "detuning"]
+FAMILIES: tuple[Family, ...] = ("amplitude", "drag", "detuning")
+
+
+@dataclass(frozen=True)
+class StatedCoherence:
+    """The T1 and T2 the lab states for a qubit (its characterisation, not measured here).
+
+    The verdict's coherence limit is computed from these; a device that decays faster than
+    they say is caught by the identity-train check (``Reason.DECAY_FASTER_THAN_COHERENCE``).
+    """
+
+    t1_s: float
+    t2_s: float
+
+    def __post_init__(self) -> None:
+        for name in ("t1_s", "t2_s"):
+            v = finite(f"StatedCoherence.{name}", getattr(self, name))
+            require(0 < v <= 10.0, f"StatedCoherence.{name}", v, "(0, 10] s")
+        require(self.t2_s <= 2 * self.t1_s * (1 + 1e-9), "StatedCoherence.t2_s", self.t2_s,
+                f"<= 2·t1_s = {2 * self.t1_s!r} s")
+
+    def limit(self, gate_duration_s: float) -> float:
+        """Coherence-limited 1 − F of a gate of this duration (``physics.coherence_limit``)."""
+        return float(coherence_limit(gate_duration_s, np.array(self.t1_s), np.array(self.t2_s)))
+
+
+def stated_coherence_of(device: Device) -> StatedCoherence | None:
+    """T1/T2 of a simulated device's model at its clock (simulation states the truth);
+    None for a device without truth (hardware: the lab states them, e.g. from a store)."""
+    if isinstance(device, SimulatedTruth):
+        t = device.current_transmon()
+        return StatedCoherence(float(t.t1_s), float(min(t.t2_s, 2 * t.t1_s)))
+    return None
+
+
+@dataclass(frozen=True)
+class VerificationSettings:
+    """What the verification runs and how it decides.
+
+    Attributes:
+        shots_per_check: shots of each amplitude, DRAG and Ramsey check (>= 4).
+        reference_shots: shots of each readout check and identity train (>= 4): the
+            references the decay and leakage tests compare.
+        amplitude_depths: n of SX·X^n (even, increasing): the shallowest sets the range.
+        drag_depths: n of SY·(X̄·X)^n (increasing).
+        ramsey_delays_s: τ of SX·τ·SY (increasing).
+        train_fraction: identity-train length in units of the stated decay time
+            1/Γ, Γ = (1/T1 + 1/T2)/2 (0.5: the loss is most sensitive to a faster decay).
+        threshold: ``failed`` when the interval's upper bound exceeds threshold × limit.
+        min_contrast: ``failed`` when the measured readout contrast is below this.
+        z_alarm: one-sided z-score at which the decay or leakage test fails (3: 0.13 %
+            false alarms per test on a device that behaves as stated).
+        samples: Monte Carlo samples of the error posterior (fixed seed: deterministic).
+    """
+
+    shots_per_check: int = 32
+    reference_shots: int = 64
+    amplitude_depths: tuple[int, ...] = (2, 6, 18, 54)
+    drag_depths: tuple[int, ...] = (1, 3, 9, 27)
+    ramsey_delays_s: tuple[float, ...] = (0.1e-6, 0.3e-6, 0.9e-6, 2.7e-6)
+    train_fraction: float = 0.5
+    threshold: float = 1.5
+    min_contrast: float = 0.3
+    z_alarm: float = 3.0
+    samples: int = 20000
+
+    def __post_init__(self) -> None:
+        for name in ("shots_per_check", "reference_shots"):
+            v = getattr(self, name)
+            require(isinstance(v, int) and not isinstance(v, bool) and 4 <= v <= 10**6,
+                    f"VerificationSettings.{name}", v, "an integer in [4, 1e6]")
+        for name, seq, even in (("amplitude_depths", self.amplitude_depths, True),
+                                ("drag_depths", self.drag_depths, False)):
+            ok = (len(seq) >= 1 and all(isinstance(d, int) and 1 <= d <= 4096 and (not even or d % 2 == 0)
+                                         for d in seq) and list(seq) == sorted(set(seq)))
+            require(ok, f"VerificationSettings.{name}", seq,
+                    "increasing integers in [1, 4096]" + (", even" if even else ""))
+        ok = (len(self.ramsey_delays_s) >= 1 and all(math.isfinite(t) and 0 < t <= 1e-3 for t in self.ramsey_delays_s)
+              and list(self.ramsey_delays_s) == sorted(set(self.ramsey_delays_s)))
+        require(ok, "VerificationSettings.ramsey_delays_s", self.ramsey_delays_s, "increasing delays in (0, 1e-3] s")
+        require(0 < finite("VerificationSettings.train_fraction", self.train_fraction) <= 1,
+                "VerificationSettings.train_fraction", self.train_fraction, "(0, 1]")
+        require(finite("VerificationSettings.threshold", self.threshold) > 1,
+                "VerificationSettings.threshold", self.threshold, "> 1")
+        require(0 <= finite("VerificationSettings.min_contrast", self.min_contrast) < 1,
+                "VerificationSettings.min_contrast", self.min_contrast, "[0, 1)")
+        require(finite("VerificationSettings.z_alarm", self.z_alarm) > 0,
+                "VerificationSettings.z_alarm", self.z_alarm, "> 0")
+        require(isinstance(self.samples, int) and 1000 <= self.samples <= 10**6,
+                "VerificationSettings.samples", self.samples, "an integer in [1000, 1e6]")
+
+    @property
+    def n_checks(self) -> int:
+        """Checks run with ``shots_per_check`` (readout and trains: ``reference_shots``)."""
+        return len(self.amplitude_depths) + len(self.drag_depths) + len(self.ramsey_delays_s)
+
+    @property
+    def shots(self) -> int:
+        """Shots one verification spends on one device."""
+        return self.n_checks * self.shots_per_check + 4 * self.reference_shots
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> VerificationSettings:
+        """Settings from a plain mapping (a config or an env option), unknown keys refused."""
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(values) - known)
+        require(not unknown, "verification", unknown, f"keys among {sorted(known)}")
+        conv: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+        return cls(**conv)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check sequence: its gate steps and how its excited population reads.
+
+    ``family`` is "readout", "amplitude", "drag", "detuning" or "train"; for the three
+    residual families P1 = m + sign·(C·decay/2)·sin(gain·θ), θ the per-gate angle."""
+
+    name: str
+    family: str
+    steps: tuple[Step, ...]
+    gain: float = 0.0
+    sign: float = 1.0
+    duration_s: float = 0.0
+    train: bool = False
+
+
+def checks(settings: VerificationSettings, gate_s: float, stated: StatedCoherence) -> tuple[Check, ...]:
+    """The check set for a gate of ``gate_s`` seconds (identity-train length from ``stated``)."""
+    out = [Check("readout_0", "readout", (("D", 0.0),)),
+           Check("readout_1", "readout", (("X", 0.0),), duration_s=gate_s)]
+    for n in settings.amplitude_depths:
+        out.append(Check(f"amplitude_{n}", "amplitude", (("SX", 0.0),) + (("X", 0.0),) * n,
+                         gain=n + 0.5, duration_s=(n + 1) * gate_s))
+    for n in settings.drag_depths:
+        out.append(Check(f"drag_{n}", "drag", (("SX", math.pi / 2),) + (("X", math.pi), ("X", 0.0)) * n,
+                         gain=2.0 * n, sign=-1.0, duration_s=(2 * n + 1) * gate_s))
+    for tau in settings.ramsey_delays_s:
+        out.append(Check(f"ramsey_{tau * 1e9:g}ns", "detuning", (("SX", 0.0), ("D", tau), ("SX", math.pi / 2)),
+                         gain=tau / gate_s, duration_s=tau + 2 * gate_s))
+    n = train_blocks(settings, gate_s, stated)
+    # X·X̄·X̄·X is the identity to first order in an amplitude error (the rotations about x
+    # cancel), in a DRAG error (X·X̄ and X̄·X turn about ±y) and in a residual detuning (an
+    # echo), so the trains see only decay and leakage.
+    blocks: tuple[Step, ...] = (("X", 0.0), ("X", math.pi), ("X", math.pi), ("X", 0.0)) * n
+    out.append(Check(f"train_even_{n}", "train", blocks, duration_s=4 * n * gate_s, train=True))
+    out.append(Check(f"train_odd_{n}", "train", (*blocks, ("X", 0.0)), duration_s=(4 * n + 1) * gate_s,
+                     train=True))
+    return tuple(out)
+
+
+def train_blocks(settings: VerificationSettings, gate_s: float, stated: StatedCoherence) -> int:
+    """Blocks X·X̄·X̄·X of the identity trains: ``train_fraction``/Γ long, 1…4000."""
+    t = settings.train_fraction * 2.0 / (1.0 / stated.t1_s + 1.0 / stated.t2_s)
+    return int(min(4000, max(1, round(t / (4 * gate_s)))))
+
+
+def _decay(check: Check, stated: StatedCoherence) -> float:
+    """Contrast left of a check's signal after its duration under the stated T1/T2.
+
+    Amplitude trains rotate the state in the y–z plane (half T1, half T2 on average); DRAG
+    trains hold it along x (T2); Ramsey idles on the equator (T2). The factor only scales a
+    signal read near P1 = 1/2, so its approximation enters the residuals at second order."""
+    r1, r2 = 1.0 / stated.t1_s, 1.0 / stated.t2_s
+    rate = 0.5 * (r1 + r2) if check.family == "amplitude" else r2
+    return math.exp(-rate * check.duration_s)
+
+
+# -- the verdict ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The verified outcome of one calibration.
+
+    Attributes:
+        status: "calibrated" or "failed".
+        reason: why it failed (None when calibrated).
+        error_estimate: measured 1 − F of the X gate (posterior median; NaN if not measured).
+        error_interval: (low, high), the 90 % interval on 1 − F (NaN, NaN if not measured).
+        coherence_limit: the limit from the stated T1/T2.
+        limiting: what limits the gate: "coherence", "amplitude", "drag", "detuning",
+            "leakage", "decay", "readout", "shots" or "amplitude_limit".
+        shots_used: shots the verification itself spent (included in a run's total).
+        checks: summary of the check data (readout, contrast, residual angles, trains).
+        detail: one sentence for a human.
+    """
+
+    status: Status
+    reason: Reason | None
+    error_estimate: float
+    error_interval: tuple[float, float]
+    coherence_limit: float
+    limiting: str
+    shots_used: int
+    checks: dict[str, float] = field(default_factory=dict)
+    detail: str = ""
+
+    @property
+    def calibrated(self) -> bool:
+        return self.status == "calibrated"
+
+    @property
+    def ratio(self) -> float:
+        """Estimate over the coherence limit."""
+        return self.error_estimate / self.coherence_limit if self.coherence_limit > 0 else math.nan
+
+    def describe(self) -> str:
+        """``calibrated: 1−F = … [lo, hi] (r× limit)`` or ``failed: <reason> (detail)``."""
+        lo, hi = self.error_interval
+        est = (f"1−F = {self.error_estimate:.3g} [{lo:.3g}, {hi:.3g}] ({self.ratio:.2f}× limit)"
+               if math.isfinite(self.error_estimate) else "no estimate")
+        if self.calibrated:
+            return f"calibrated: {est}"
+        return f"failed: {self.reason} ({self.detail}; {est})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict (NaN as None); ``from_dict`` reads it back."""
+        def num(x: float) -> float | None:
+            return float(x) if math.isfinite(x) else None
+        return {
+            "version": VERDICT_VERSION, "status": self.status,
+            "reason": None if self.reason is None else self.reason.value,
+            "error_estimate": num(self.error_estimate),
+            "error_interval": [num(self.error_interval[0]), num(self.error_interval[1])],
+            "coherence_limit": num(self.coherence_limit), "limiting": self.limiting,
+            "shots_used": int(self.shots_used),
+            "checks": {k: num(float(v)) for k, v in self.checks.items()}, "detail": self.detail,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Verdict:
+        def num(x: Any) -> float:
+            return math.nan if x is None else float(x)
+        require(d.get("status") in ("calibrated", "failed"), "verdict.status", d.get("status"),
+                "'calibrated' or 'failed'")
+        reason = d.get("reason")
+        lo, hi = d.get("error_interval") or (None, None)
+        return cls(status=d["status"], reason=None if reason is None else Reason(reason),
+                   error_estimate=num(d.get("error_estimate")), error_interval=(num(lo), num(hi)),
+                   coherence_limit=num(d.get("coherence_limit")), limiting=str(d.get("limiting", "")),
+                   shots_used=int(d.get("shots_used", 0)),
+                   checks={k: num(v) for k, v in dict(d.get("checks") or {}).items()},
+                   detail=str(d.get("detail", "")))
+
+    def row(self) -> dict[str, Any]:
+        """The verdict columns of an evaluation row."""
+        return {"verdict": self.status, "verdict_reason": "" if self.reason is None else self.reason.value,
+                "verdict_estimate": self.error_estimate, "verdict_low": self.error_interval[0],
+                "verdict_high": self.error_interval[1], "verification_shots": int(self.shots_used)}
+
+
+def failed(reason: Reason, limit: float, limiting: str, detail: str, shots: int = 0,
+           summary: dict[str, float] | None = None,
+           estimate: float = math.nan, interval: tuple[float, float] = (math.nan, math.nan)) -> Verdict:
+    """A ``failed`` verdict (also for callers outside this module, e.g. a limit hit upstream)."""
+    return Verdict("failed", reason, estimate, interval, limit, limiting, shots, dict(summary or {}), detail)
+
+
+# -- analysis (pure) --------------------------------------------------------------------------
+
+
+def _bloch_gate(envelope: FloatArray, dt_s: float, stated: StatedCoherence, sign: float) -> FloatArray:
+    """4×4 affine Bloch map (1, x, y, z) of a π pulse about ±x with this envelope, under the
+    stated T1 (towards z = +1, |0>) and T2, sample by sample."""
+    from scipy.linalg import expm
+
+    omega = math.pi * envelope / (envelope.sum() * dt_s)
+    out = np.eye(4)
+    r1, r2 = 1.0 / stated.t1_s, 1.0 / stated.t2_s
+    for w in omega:
+        a = np.array([[0.0, 0.0, 0.0, 0.0],
+                      [0.0, -r2, 0.0, 0.0],
+                      [0.0, 0.0, -r2, -sign * w],
+                      [r1, 0.0, sign * w, -r1]])
+        out = expm(a * dt_s) @ out
+    return out
+
+
+def train_decay(envelope: ArrayLike, dt_s: float, stated: StatedCoherence, blocks: int) -> float:
+    """Excited population a train (X·X̄·X̄·X)^blocks·X loses against a single X under the
+    stated T1/T2 alone: what the odd identity train may lose on a device that is as stated.
+
+    ``envelope`` (S,) is the pulse's envelope, whose shape sets how long the state sits near
+    the poles (T1) and near the equator (T2)."""
+    g = np.abs(np.asarray(envelope, dtype=np.float64))
+    mx, mxb = _bloch_gate(g, dt_s, stated, 1.0), _bloch_gate(g, dt_s, stated, -1.0)
+    ground = np.array([1.0, 0.0, 0.0, 1.0])
+    one = mx @ ground
+    train = mx @ np.linalg.matrix_power(mx @ mxb @ mxb @ mx, blocks) @ ground
+    return float(0.5 * (train[3] - one[3]))  # P_exc = (1 − z)/2
+
+
+_GRID = 3000  # points per sign of the angle grid
+_THETA0 = 1e-5  # rad: below this the prior on |θ| stops growing (no angle is exactly zero)
+
+
+def _grid(half: float) -> tuple[FloatArray, FloatArray]:
+    """Angles on (−half, half), geometrically dense near 0, and their prior mass.
+
+    The prior is scale-invariant in the residual's size, density ∝ 1/(|θ| + θ0): a
+    residual of 1e-3 rad is as likely a priori as one of 1e-2 rad. A flat prior would
+    instead claim a coherent error of the size of the shot noise on every gate (its
+    posterior of θ² cannot reach zero), which overstates 1 − F of a gate that is
+    calibrated. The checks' likelihood decides wherever the data resolve θ."""
+    pos = np.geomspace(1e-7, half, _GRID)
+    grid = np.concatenate([-pos[::-1], [0.0], pos])
+    width = np.gradient(grid)
+    return grid, width / (np.abs(grid) + _THETA0)
+
+
+def _loglik(theta: FloatArray, n1: FloatArray, n: FloatArray, m: float, amp: FloatArray,
+            gain: FloatArray, sign: FloatArray) -> FloatArray:
+    """(G,) log-likelihood of a family's checks (K,) on a grid of per-gate angles (G,)."""
+    p = m + (sign * amp)[None, :] * np.sin(theta[:, None] * gain[None, :])
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.asarray((n1 * np.log(p) + (n - n1) * np.log1p(-p)).sum(axis=1))
+
+
+def _saturated(n1: FloatArray, n: FloatArray) -> float:
+    f = np.clip(n1 / n, 1e-6, 1 - 1e-6)
+    return float((n1 * np.log(f) + (n - n1) * np.log1p(-f)).sum())
+
+
+def analyse_checks(check_set: Sequence[Check], counts: ArrayLike, shots: Sequence[int],
+                   stated: StatedCoherence, envelope: ArrayLike, dt_s: float,
+                   settings: VerificationSettings | None = None) -> Verdict:
+    """Read the counts (K, 2) of ``check_set`` (run with ``shots[k]`` shots each) into a
+    ``Verdict``. ``envelope`` (S,) is the X pulse's envelope on the ``dt_s`` grid (its shape
+    sets how the identity trains decay). Pure: no device, deterministic (fixed-seed Monte
+    Carlo)."""
+    envelope = np.asarray(envelope, dtype=np.float64)
+    gate_s = envelope.size * dt_s
+    s = VerificationSettings() if settings is None else settings
+    c = np.asarray(counts, dtype=np.float64).reshape(len(check_set), 2)
+    n = np.asarray(shots, dtype=np.float64)
+    p1 = c[:, 1] / n
+    by_name = {ch.name: k for k, ch in enumerate(check_set)}
+    limit = stated.limit(gate_s)
+    used = int(n.sum())
+    k0, k1 = by_name["readout_0"], by_name["readout_1"]
+    e0, p1x = float(p1[k0]), float(p1[k1])
+    contrast = p1x - e0
+    m = 0.5 * (e0 + p1x)
+    summary: dict[str, float] = {"readout_p1_given_0": e0, "readout_p1_after_x": p1x,
+                                 "contrast": contrast, "coherence_limit": limit}
+    if contrast < s.min_contrast:
+        return failed(Reason.LOW_READOUT_CONTRAST, limit, "readout",
+                      f"readout contrast {contrast:.3f} < min_contrast {s.min_contrast}", used, summary)
+
+    # Residual angles: grid posteriors, flat prior over the shallowest check's range.
+    rng = np.random.default_rng(20261206)
+    total = np.full(s.samples, limit)
+    contrib: dict[str, FloatArray] = {}
+    deviance, dof = 0.0, 0
+    edge_mass: dict[str, float] = {}
+    for fam in FAMILIES:
+        ks = [k for k, ch in enumerate(check_set) if ch.family == fam]
+        gain = np.array([check_set[k].gain for k in ks])
+        sign = np.array([check_set[k].sign for k in ks])
+        amp = np.array([0.5 * contrast * _decay(check_set[k], stated) for k in ks])
+        half = math.pi / (2.0 * float(gain.min()))
+        grid, prior = _grid(half)
+        ll = _loglik(grid, c[ks, 1], n[ks], m, amp, gain, sign)
+        best = int(np.argmax(ll))
+        deviance += 2.0 * (_saturated(c[ks, 1], n[ks]) - float(ll[best]))
+        dof += len(ks) - 1
+        post = prior * np.exp(ll - ll[best])
+        post /= post.sum()
+        cdf = np.cumsum(post)
+        draws = grid[np.minimum(np.searchsorted(cdf, rng.random(s.samples)), grid.size - 1)]
+        e = draws**2 / 6.0
+        contrib[fam] = e
+        total = total + e
+        edge_mass[fam] = float(post[np.abs(grid) > 0.8 * half].sum())
+        summary[f"{fam}_angle"] = float(grid[best])
+        summary[f"{fam}_error"] = float(np.median(e))
+    lo, est, hi = (float(x) for x in np.quantile(total, [0.05, 0.5, 0.95]))
+    summary.update(estimate=est, low=lo, high=hi)
+
+    # Identity trains: leakage (even + odd − 1, decay-free) and decay (odd's loss vs one X).
+    ke = next(k for k, ch in enumerate(check_set) if ch.family == "train" and ch.name.startswith("train_even"))
+    ko = next(k for k, ch in enumerate(check_set) if ch.family == "train" and ch.name.startswith("train_odd"))
+    pe, po = float(p1[ke]), float(p1[ko])
+    blocks = int(check_set[ke].name.rsplit("_", 1)[1])
+    d_pred = train_decay(envelope, dt_s, stated, blocks)
+    var = lambda p, k: max(p * (1 - p), 1.0 / n[k]) / n[k]  # noqa: E731  (floor: no zero variance)
+    # Both trains see the decay (the even one as excitation left, the odd one as excitation
+    # lost); their mean is the decay plus half the leakage, either of which fails a gate.
+    d_obs = 0.5 * ((p1x - po) + (pe - e0)) / contrast
+    z_decay = (d_obs - d_pred) * contrast / (0.5 * math.sqrt(var(po, ko) + var(p1x, k1) + var(pe, ke) + var(e0, k0)))
+    leak = (pe + po - e0 - p1x) / contrast
+    z_leak = leak * contrast / math.sqrt(var(pe, ke) + var(po, ko) + var(e0, k0) + var(p1x, k1))
+    leak_per_gate = leak / (4 * blocks + 1)
+    summary.update(train_blocks=float(blocks), train_p1_even=pe, train_p1_odd=po, decay_observed=d_obs,
+                   decay_predicted=d_pred, decay_z=z_decay, leakage_per_gate=leak_per_gate, leakage_z=z_leak)
+    interval = (lo, hi)
+    if z_decay > s.z_alarm and d_obs > 1.25 * d_pred:
+        return failed(Reason.DECAY_FASTER_THAN_COHERENCE, limit, "decay",
+                      f"identity train of {4 * blocks + 1} gates lost {d_obs:.3f} of its population, the stated "
+                      f"T1/T2 allow {d_pred:.3f} (z = {z_decay:.1f})", used, summary, est, interval)
+    if z_leak > s.z_alarm and leak_per_gate > 0.25 * limit:
+        return failed(Reason.LEAKAGE, limit, "leakage",
+                      f"leakage {leak_per_gate:.2g} per gate (z = {z_leak:.1f})", used, summary, est, interval)
+    p_fit = float(chi2.sf(deviance, dof)) if dof > 0 else 1.0
+    summary["fit_p_value"] = p_fit
+    if p_fit < 1e-3:
+        return failed(Reason.UNSTABLE_OR_TLS_LIKE, limit, "model",
+                      f"the checks do not fit one residual per family (p = {p_fit:.1e})",
+                      used, summary, est, interval)
+    worst = max(FAMILIES, key=lambda f: float(np.median(contrib[f])))
+    if hi > s.threshold * limit:
+        if est > s.threshold * limit or edge_mass[worst] > 0.5:
+            reason = (Reason.FREQUENCY_OUT_OF_RANGE if worst == "detuning" and edge_mass[worst] > 0.5
+                      else Reason.RESIDUAL_ERROR)
+            return failed(reason, limit, worst,
+                          f"{worst} residual puts 1−F at {est / limit:.2f}× the coherence limit", used,
+                          summary, est, interval)
+        return failed(Reason.BUDGET_TOO_SMALL, limit, "shots",
+                      f"upper bound {hi / limit:.2f}× the limit > threshold {s.threshold}: too few "
+                      f"shots to bound the error", used, summary, est, interval)
+    limiting = "coherence" if float(np.median(contrib[worst])) < 0.1 * limit else worst
+    return Verdict("calibrated", None, est, interval, limit, limiting, used, summary,
+                   f"upper bound {hi / limit:.2f}× the coherence limit")
+
+
+# -- running the checks ----------------------------------------------------------------------
+
+
+def amplitude_peak(gate: DragGate, params: ArrayLike, dt_s: float) -> FloatArray:
+    """(B,) peak |u| the X waveform of each row would need before any clipping."""
+    p = parameter_rows(params)
+    g, dg, _ = gate.envelope(dt_s)
+    return np.asarray(np.abs(p[:, :1] * (g[None, :] + 1j * p[:, 1:2] * dg[None, :])).max(axis=1))
+
+
+def check_sequences(check_set: Sequence[Check], x: Play, sx: Play, gate_s: float, detuning_hz: float,
+                    dt_s: float) -> list[PulseSequence]:
+    return [gate_steps_sequence(ch.steps, x, sx, gate_s, detuning_hz, dt_s, name=f"verify_{ch.name}")
+            for ch in check_set]
+
+
+def verify_devices(devices: Sequence[Device], gate: DragGate, params: ArrayLike,
+                   stated: Sequence[StatedCoherence], settings: VerificationSettings | None = None,
+                   shots_available: Sequence[int] | None = None) -> list[Verdict]:
+    """Run the checks on each device for its calibrated parameters (B, 4) and judge them.
+
+    A device whose X pulse would need |u| > 1 is refused (``AMPLITUDE_LIMIT``) and one with
+    fewer ``shots_available`` than the checks need (``BUDGET_TOO_SMALL``), both without
+    running anything. Devices run in one batched call per shot count when they support it.
+    """
+    s = VerificationSettings() if settings is None else settings
+    p = parameter_rows(params)
+    devs = list(devices)
+    require(p.shape == (len(devs), 4), "params", p.shape, f"shape ({len(devs)}, 4)")
+    require(len(stated) == len(devs), "stated", len(stated), f"one StatedCoherence per device ({len(devs)})")
+    dt_s = float(devs[0].dt_s)
+    gate_s = gate.n_samples(dt_s) * dt_s
+    peak = amplitude_peak(gate, p, dt_s)
+    envelope = gate.envelope(dt_s)[0]
+    waves = gate.waveforms_by_fraction(p, dt_s, (1.0, gate.sx_area_fraction))
+    out: list[Verdict | None] = [None] * len(devs)
+    run: list[int] = []
+    sets: list[tuple[Check, ...]] = []
+    for b in range(len(devs)):
+        limit = stated[b].limit(gate_s)
+        if not peak[b] <= 1.0 + 1e-9:
+            out[b] = failed(Reason.AMPLITUDE_LIMIT, limit, "amplitude_limit",
+                            f"the X pulse needs |u| = {peak[b]:.3f} > 1 at {gate_s * 1e9:g} ns")
+        elif shots_available is not None and int(shots_available[b]) < s.shots:
+            out[b] = failed(Reason.BUDGET_TOO_SMALL, limit, "shots",
+                            f"{int(shots_available[b])} shots left, verification needs {s.shots}")
+        else:
+            run.append(b)
+    seqs: dict[int, list[PulseSequence]] = {}
+    for b in run:
+        cs = checks(s, gate_s, stated[b])
+        sets.append(cs)
+        x, sx = Play(waves[b, 0], "X"), Play(waves[b, 1], "SX")
+        seqs[b] = check_sequences(cs, x, sx, gate_s, float(p[b, 2]), dt_s)
+    if run:
+        # Readout and trains (the decay and leakage references) at ``reference_shots``.
+        ref = [[k for k, ch in enumerate(cs) if ch.family in ("readout", "train")] for cs in sets]
+        fam = [[k for k, ch in enumerate(cs) if ch.family not in ("readout", "train")] for cs in sets]
+        devs_run = [devs[b] for b in run]
+        got_ref = run_on_devices(devs_run, [[seqs[b][k] for k in ref[j]] for j, b in enumerate(run)],
+                                 [s.reference_shots] * len(run))
+        got_fam = run_on_devices(devs_run, [[seqs[b][k] for k in fam[j]] for j, b in enumerate(run)],
+                                 [s.shots_per_check] * len(run))
+        for j, b in enumerate(run):
+            cs = sets[j]
+            counts = np.zeros((len(cs), 2), dtype=np.int64)
+            counts[ref[j]], counts[fam[j]] = got_ref[j], got_fam[j]
+            shots = [s.reference_shots if ch.family in ("readout", "train") else s.shots_per_check for ch in cs]
+            out[b] = analyse_checks(cs, counts, shots, stated[b], envelope, dt_s, s)
+    return [v for v in out if v is not None]

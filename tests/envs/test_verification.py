@@ -1,0 +1,122 @@
+"""The verification experiment and its verdict on simulated devices with known truth."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from pulsecal.envs.calibration import true_metrics_devices
+from pulsecal.envs.device import SimulatedDevice
+from pulsecal.envs.drag import DragGate, optimal_params
+from pulsecal.envs.presets import get_preset
+from pulsecal.envs.verification import (
+    Reason,
+    StatedCoherence,
+    Verdict,
+    VerificationSettings,
+    checks,
+    stated_coherence_of,
+    train_decay,
+    verify_devices,
+)
+
+GATE = DragGate(20e-9)
+
+
+def _device(seed: int = 0, **changes: float) -> SimulatedDevice:
+    params = get_preset("transmon_20ns").params
+    params = params.replace(**{"p1_given_0": 0.02, "p0_given_1": 0.04, **changes})
+    return SimulatedDevice(params, rng=np.random.default_rng(seed))
+
+
+def _optimal(dev: SimulatedDevice) -> np.ndarray:
+    return optimal_params(dev.current_transmon(), GATE).as_array()[None]
+
+
+def test_a_well_calibrated_device_is_calibrated_with_the_truth_inside_its_interval() -> None:
+    dev = _device()
+    p = _optimal(dev)
+    (v,) = verify_devices([dev], GATE, p, [stated_coherence_of(dev)])
+    truth = true_metrics_devices([dev], GATE.waveforms(p, dev.dt_s))
+    assert truth is not None
+    err = 1.0 - float(truth["fidelity"][0])
+    assert v.status == "calibrated", v.describe()
+    assert v.reason is None
+    assert v.error_interval[0] <= err <= v.error_interval[1]
+    assert v.error_interval[1] <= 1.5 * v.coherence_limit
+    assert v.shots_used == VerificationSettings().shots
+
+
+def test_a_miscalibrated_amplitude_fails_naming_the_amplitude() -> None:
+    dev = _device(1)
+    p = _optimal(dev)
+    p[0, 0] *= 1.01  # 1 % over-rotation: 1 − F ≈ (π·0.01)²/6 ≈ 1.6e-4, ~1.6× the limit
+    (v,) = verify_devices([dev], GATE, p, [stated_coherence_of(dev)])
+    assert v.status == "failed"
+    assert v.reason is Reason.RESIDUAL_ERROR
+    assert v.limiting == "amplitude"
+
+
+def test_t1_lower_than_stated_fails_as_decay_faster_than_coherence() -> None:
+    # The simulated device has no TLS model on this branch: the mismatch is planted by
+    # stating a T1 (and T2) ten times what the device has, as a stale characterisation would.
+    dev = _device(2)
+    t = dev.current_transmon()
+    stated = StatedCoherence(10 * t.t1_s, 10 * t.t2_s)
+    (v,) = verify_devices([dev], GATE, _optimal(dev), [stated])
+    assert v.status == "failed"
+    assert v.reason is Reason.DECAY_FASTER_THAN_COHERENCE, v.describe()
+    assert v.checks["decay_observed"] > 3 * v.checks["decay_predicted"]
+
+
+def test_too_few_shots_left_fails_without_running_anything() -> None:
+    dev = _device(3)
+    need = VerificationSettings().shots
+    (v,) = verify_devices([dev], GATE, _optimal(dev), [stated_coherence_of(dev)], shots_available=[need - 1])
+    assert v.reason is Reason.BUDGET_TOO_SMALL
+    assert v.shots_used == 0 and dev.clock_s == 0.0
+
+
+def test_low_readout_contrast_fails() -> None:
+    dev = _device(4, p1_given_0=0.35, p0_given_1=0.4)
+    (v,) = verify_devices([dev], GATE, _optimal(dev), [stated_coherence_of(dev)])
+    assert v.reason is Reason.LOW_READOUT_CONTRAST
+    assert v.checks["contrast"] < VerificationSettings().min_contrast
+
+
+def test_a_pulse_beyond_full_scale_fails_as_amplitude_limit() -> None:
+    dev = _device(5)
+    p = np.array([[0.9, 1e-8, 0.0, 0.0]])  # the DRAG quadrature lifts the peak over 1
+    (v,) = verify_devices([dev], GATE, p, [stated_coherence_of(dev)])
+    assert v.reason is Reason.AMPLITUDE_LIMIT and v.shots_used == 0
+
+
+def test_the_stated_decay_of_the_identity_train_matches_the_simulated_device() -> None:
+    dev = _device(6)
+    s = VerificationSettings()
+    stated = stated_coherence_of(dev)
+    assert stated is not None
+    cs = checks(s, 20e-9, stated)
+    from pulsecal.envs.protocol import Play
+    from pulsecal.envs.verification import check_sequences
+
+    p = _optimal(dev)
+    w = GATE.waveforms_by_fraction(p, dev.dt_s, (1.0, 0.5))
+    seqs = check_sequences(cs, Play(w[0, 0], "X"), Play(w[0, 1], "SX"), 20e-9, float(p[0, 2]), dev.dt_s)
+    p1 = dev.excited_probabilities(seqs)
+    blocks = int(cs[-1].name.rsplit("_", 1)[1])
+    loss = p1[1] - p1[-1]  # a single X against the odd train
+    assert loss == pytest.approx(train_decay(GATE.envelope(dev.dt_s)[0], dev.dt_s, stated, blocks), abs=2e-3)
+
+
+def test_verdict_round_trips_through_json_and_settings_refuse_unknown_keys() -> None:
+    dev = _device(7)
+    (v,) = verify_devices([dev], GATE, _optimal(dev), [stated_coherence_of(dev)])
+    back = Verdict.from_dict(json.loads(json.dumps(v.to_dict())))
+    assert back == v
+    with pytest.raises(ValueError, match="shots_per_chek"):
+        VerificationSettings.from_mapping({"shots_per_chek": 3})
+    with pytest.raises(ValueError, match="t2_s"):
+        StatedCoherence(1e-4, 3e-4)
