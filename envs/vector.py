@@ -67,7 +67,9 @@ class InfoColumns(Sequence[dict[str, Any]]):
     def __getitem__(self, j: int | slice) -> dict[str, Any] | InfoColumns:
         if isinstance(j, slice):
             return InfoColumns({k: c[j] for k, c in self.columns.items()})
-        return {k: (c[j].item() if c.ndim == 1 else c[j]) for k, c in self.columns.items()}
+        # (an object column holds the copy's value itself: a dict, an optional string)
+        return {k: (c[j].item() if c.ndim == 1 and c.dtype.kind != "O" else c[j])
+                for k, c in self.columns.items()}
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         # Every dict at once: one ``tolist`` per scalar column instead of one ``item`` per
