@@ -26,6 +26,13 @@ budget.
 
 Devices are calibrated in lockstep (the same plan on each): one device call per stage for
 all of them, which is what makes an evaluation on hundreds of devices cheap.
+
+Amplitude-limited devices: each device runs at its own gate (``task.gates``; see
+``common.run_within_limits`` for the choice from the start). A Rabi or fine-amplitude
+estimate that leaves the task's ``amplitude_limit.headroom`` before the DRAG scan lengthens
+that device's gate (``CalibrationTask.refit_gate``) and rescales its amplitude estimates;
+later, an amplitude beyond full scale is clipped and recorded in the result's ``limits``,
+and one that needs more than full scale at the longest gate is a ``failures`` entry.
 """
 
 from __future__ import annotations
@@ -37,9 +44,18 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike
 
+from pulsecal.envs.amplitude_limit import LimitLog
 from pulsecal.envs.calibration import CalibrationTask
 
-from .common import CalibrationResult, FloatArray, check_budget, require, run_steps, safe_asin
+from .common import (
+    CalibrationResult,
+    FloatArray,
+    check_budget,
+    clip_amplitude,
+    require,
+    run_steps,
+    safe_asin,
+)
 from .protocol import register_baseline
 from .sequences import amplitude_steps, drag_steps, rabi_steps, ramsey_steps
 
@@ -77,6 +93,13 @@ class _Estimates:
         den = np.sum(np.where(ok, w, 0.0), axis=0)
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), fallback)
 
+    def rescale(self, b: int, ratio: float) -> None:
+        """Device ``b``'s estimates × ``ratio`` (inverse variances / ratio²): an amplitude
+        measured at one gate, expressed at a longer one."""
+        for v, w in zip(self.values, self.weights, strict=True):
+            v[b] *= ratio
+            w[b] /= ratio**2
+
 
 def _split(total: int, weights: Sequence[float], sizes: Sequence[int]) -> list[int]:
     """Shots per sequence for stages of ``sizes`` sequences sharing ``total`` by weight."""
@@ -110,6 +133,8 @@ class StandardCalibration:
         drag_slope: first-order DRAG-probe response, rad per gate per unit relative β
             error (−0.125 on the 20 ns lifted Gaussian: it scales with the pulse shape,
             barely with α or Ω_R); nonzero, it only regularises the scan's fitted slope.
+            It is the value at the task's nominal gate; a device lengthened to T uses it
+            × T_nominal/T (the lifted Gaussian's DRAG response falls as 1/T).
         drag_slope_tolerance: relative width of that prior, in (0, 10].
         allocation: budget fraction of each stage in ``STAGES`` order (ramsey, rabi,
             amplitude, drag, refine), each >= 0, normalised; refine 0 skips it.
@@ -256,8 +281,11 @@ class StandardCalibration:
                 f"finite values of shape ({len(idx)}, 4) or (4,)")
         used0 = task.shots_used[idx].copy()
         dt = task.dt_s
-        gate_s = task.gate.n_samples(dt) * dt
         nb = len(idx)
+        logs = [LimitLog() for _ in idx]
+        failures: list[str | None] = [None] * nb
+        headroom = task.amplitude_limit.headroom
+        scanned = False  # after the DRAG scan a gate is not lengthened (its slope is per gate)
         contrast = np.full(nb, 0.95)  # readout contrast; the first Ramsey measures it
         base = np.full(nb, 0.02)  # P("1") of the ground state; idem
         slope = np.full(nb, np.nan)  # DRAG per-gate angle per second of β, from the scan
@@ -278,13 +306,16 @@ class StandardCalibration:
                     base = np.clip(pr.mean(axis=1) - 0.5 * contrast, 0.0, 0.1)
                     first_ramsey = False
                 theta = np.arctan2(y, x)
+                gate_s = np.array([task.gates[i].n_samples(dt) * dt for i in idx])
                 tau = max(1, round(value / dt)) * dt + gate_s  # SX centre to SX centre
                 var_theta = 0.5 / (shots * np.maximum(r, 0.2) ** 2)
                 delta = p[:, 2] + theta / (2 * math.pi * tau)
                 estimates["detuning"].add(delta, (2 * math.pi * tau) ** 2 / var_theta)
                 p[:, 2] = delta
             elif kind == "rabi":
-                p[:, 0] = self._rabi(task, idx, p, shots, contrast, base)
+                a_rabi = self._rabi(task, idx, p, shots, contrast, base, logs)
+                p[:, 0] = self._within_limit(task, idx, a_rabi, estimates["amplitude"], logs, failures,
+                                             headroom, not scanned)
             elif kind == "amplitude":
                 n = int(value)
                 pr = run_steps(task, idx, p, [amplitude_steps(n, 1), amplitude_steps(n, -1)], shots)
@@ -294,9 +325,11 @@ class StandardCalibration:
                 var_s = 0.5 / (shots * contrast**2)
                 var_eps = var_s / (np.maximum(1.0 - s**2, 0.05) * (n * math.pi) ** 2)
                 estimates["amplitude"].add(a_opt, 1.0 / (var_eps * p[:, 0] ** 2))
-                p[:, 0] = np.clip(a_opt, -1.0, 1.0)
+                p[:, 0] = self._within_limit(task, idx, a_opt, estimates["amplitude"], logs, failures,
+                                             headroom, not scanned)
             elif kind == "drag_scan":
-                p[:, 1], slope = self._drag_scan(task, idx, p, int(value), shots, contrast)
+                p[:, 1], slope = self._drag_scan(task, idx, p, int(value), shots, contrast, logs)
+                scanned = True
             else:  # fine DRAG
                 n = int(value)
                 pr = run_steps(task, idx, p, [drag_steps(n, 1), drag_steps(n, -1)], shots)
@@ -311,16 +344,39 @@ class StandardCalibration:
             for b, i in enumerate(idx):
                 trace[b].append((int(task.shots_used[i] - used0[b]), p[b].copy()))
         final = p.copy()
-        final[:, 0] = np.clip(estimates["amplitude"].combine(p[:, 0]), -1.0, 1.0)
+        final[:, 0] = clip_amplitude(estimates["amplitude"].combine(p[:, 0]), logs)
         final[:, 1] = estimates["beta"].combine(p[:, 1])
         final[:, 2] = estimates["detuning"].combine(p[:, 2])
         used = (task.shots_used[idx] - used0).astype(np.int64)
         for b in range(nb):
             trace[b].append((int(used[b]), final[b].copy()))
-        return CalibrationResult(final, used, trace)
+            if failures[b] is None and "amplitude" in logs[b].entries and abs(final[b, 0]) == 1.0:
+                e = logs[b].entries["amplitude"]
+                failures[b] = (f"amplitude limit: needs |u|={abs(e['requested']):.3g} at "
+                               f"{task.gates[idx[b]].duration_s * 1e9:.4g} ns > 1 (full scale)")
+        durations = np.array([task.gates[i].duration_s for i in idx], dtype=np.float64)
+        return CalibrationResult(final, used, trace, [log.as_dict() for log in logs], failures, durations)
+
+    @staticmethod
+    def _within_limit(task: CalibrationTask, idx: list[int], amplitude: FloatArray, estimates: _Estimates,
+                      logs: list[LimitLog], failures: list[str | None], headroom: float,
+                      may_lengthen: bool) -> FloatArray:
+        """The amplitude (B,) to continue with: a device whose estimate left the headroom
+        gets a longer gate first (``may_lengthen``: before the DRAG scan), its amplitude
+        estimates rescaled to it; what still exceeds full scale is clipped and recorded."""
+        a = np.asarray(amplitude, dtype=np.float64).copy()
+        if may_lengthen and task.amplitude_limit.lengthen:
+            for b in np.flatnonzero(np.abs(a) > headroom).tolist():
+                new, fit = task.refit_gate(idx[b], float(a[b]))
+                if new != a[b]:
+                    estimates.rescale(b, new / float(a[b]))
+                    a[b] = new
+                if fit.failure is not None:
+                    failures[b] = fit.failure
+        return clip_amplitude(a, logs)
 
     def _rabi(self, task: CalibrationTask, idx: list[int], p: FloatArray, shots: int,
-              contrast: FloatArray, base: FloatArray) -> FloatArray:
+              contrast: FloatArray, base: FloatArray, logs: list[LimitLog] | None = None) -> FloatArray:
         """Fit the SX amplitude scan for a_π, then weigh it against the current amplitude.
 
         The readout baseline and contrast come from the first Ramsey (they are degenerate
@@ -332,7 +388,12 @@ class StandardCalibration:
         from scipy.optimize import least_squares
 
         rel = 1.0 + self.rabi_span * np.linspace(-1.0, 1.0, self.rabi_points)
-        amps = np.clip(p[:, :1] * rel[None, :], -1.0, 1.0)  # (B, K)
+        wanted = p[:, :1] * rel[None, :]
+        amps = np.clip(wanted, -1.0, 1.0)  # (B, K): the scan stops at full scale
+        if logs is not None:
+            for b in np.flatnonzero(np.any(amps != wanted, axis=1)).tolist():
+                k = int(np.argmax(np.abs(wanted[b])))
+                logs[b].record("rabi_scan_amplitude", "full scale", float(wanted[b, k]), float(amps[b, k]))
         rows = np.repeat(p[:, None, :], len(rel), axis=1)
         rows[:, :, 0] = amps
         pr = run_steps(task, idx, rows, [rabi_steps()] * len(rel), shots)
@@ -355,11 +416,12 @@ class StandardCalibration:
             w_fit = info  # inverse variance of z
             w_prior = 1.0 / self.amplitude_prior**2
             z = w_fit * float(fit.x[0]) / (w_fit + w_prior)
-            out[b] = float(np.clip(a0 * (1.0 + z), -1.0, 1.0))
+            # Not capped here: the caller lengthens the gate or clips and records.
+            out[b] = a0 * (1.0 + z)
         return out
 
     def _drag_scan(self, task: CalibrationTask, idx: list[int], p: FloatArray, depth: int, shots: int,
-                   contrast: FloatArray) -> tuple[FloatArray, FloatArray]:
+                   contrast: FloatArray, logs: list[LimitLog] | None = None) -> tuple[FloatArray, FloatArray]:
         """β scan: the per-gate DRAG angle against β, fitted with a line; returns β, slope.
 
         The slope (rad per gate per second of β) is fitted too, but a few noisy scan points
@@ -381,7 +443,12 @@ class StandardCalibration:
         w = shots * contrast[:, None] ** 2 * np.maximum(1.0 - s**2, 0.05) * (2 * depth) ** 2 / 0.5
         beta = p[:, 1].copy()
         slope = np.full(len(idx), np.nan)
+        dt = task.dt_s
+        t0 = task.gate.n_samples(dt) * dt
         for b in range(len(idx)):
+            # The prior is the nominal gate's; the response falls as 1/T on a longer gate.
+            t = task.gates[idx[b]].n_samples(dt) * dt
+            prior = self.drag_slope if t == t0 else self.drag_slope * (t0 / t)
             scale = abs(float(p[b, 1]))
             if scale == 0:
                 continue
@@ -392,13 +459,17 @@ class StandardCalibration:
             sxx = np.sum(w[b] * (x - xm) ** 2)
             k_fit = np.sum(w[b] * (x - xm) * (angle[b] - ym)) / sxx
             w_fit = sxx  # inverse variance of the fitted slope
-            w_prior = 1.0 / (self.drag_slope_tolerance * self.drag_slope) ** 2
-            k = (w_fit * k_fit + w_prior * self.drag_slope) / (w_fit + w_prior)
-            k = float(np.clip(k, 2.0 * self.drag_slope, 0.5 * self.drag_slope)
-                      if self.drag_slope < 0 else np.clip(k, 0.5 * self.drag_slope, 2.0 * self.drag_slope))
+            w_prior = 1.0 / (self.drag_slope_tolerance * prior) ** 2
+            k = (w_fit * k_fit + w_prior * prior) / (w_fit + w_prior)
+            k = float(np.clip(k, 2.0 * prior, 0.5 * prior)
+                      if prior < 0 else np.clip(k, 0.5 * prior, 2.0 * prior))
             # Zero crossing from every point with the chosen slope (weighted mean).
             x0 = float(np.sum(w[b] * (x - angle[b] / k)) / sw)
-            x0 = float(np.clip(x0, rel[0] - 0.5 * self.drag_scan_span, rel[-1] + 0.5 * self.drag_scan_span))
-            beta[b] = p[b, 1] + x0 * scale
+            # A crossing far outside the scan is an extrapolation the fit cannot back: the
+            # move stops half a span beyond it (recorded).
+            x0_in = float(np.clip(x0, rel[0] - 0.5 * self.drag_scan_span, rel[-1] + 0.5 * self.drag_scan_span))
+            if logs is not None and x0_in != x0:
+                logs[b].record("beta_s", "scan range", float(p[b, 1] + x0 * scale), float(p[b, 1] + x0_in * scale))
+            beta[b] = p[b, 1] + x0_in * scale
             slope[b] = k / scale
         return beta, slope
