@@ -309,6 +309,14 @@ class BatchedVectorEnv(VectorEnv):
         if isinstance(infos, InfoColumns):
             every = order == list(range(self.num_envs))  # then a copy of a column is the array
             for key, column in infos.columns.items():
+                if column.dtype.kind == "O":
+                    # Dicts and optional strings (``info["limits"]``): Gymnasium's own fold
+                    # of this key alone (a dict nests, a string gives an object array).
+                    sub: dict[str, Any] = {}
+                    for j, i in enumerate(order):
+                        sub = self._add_info(sub, {key: column[j]}, i)
+                    out.update(sub)
+                    continue
                 if every:
                     full = np.array(column, order="C")
                 else:
