@@ -47,6 +47,16 @@ class DeviceSamplerConf:
 
 
 @dataclass
+class AmplitudeLimitConf:
+    """``envs.amplitude_limit.AmplitudeLimit`` fields; null keeps the default."""
+
+    headroom: float | None = None
+    max_duration_factor: float | None = None
+    grid_samples: int | None = None
+    lengthen: bool | None = None
+
+
+@dataclass
 class GateCalibrationOptions:
     """``GateCalibrationConfig`` options a config file can set (its probes are code)."""
 
@@ -64,6 +74,7 @@ class GateCalibrationOptions:
     window: float | None = None
     error_floor: float | None = None
     report_truth: bool | None = None
+    amplitude_limit: AmplitudeLimitConf | None = None
 
 
 @dataclass

@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._validation import require
+from .amplitude_limit import FULL_SCALE, AmplitudeLimit, GateFit, amplitude_at, fit_gate
 from .drag import DragGate, DragParams, parameter_rows
 from .physics import (
     Transmon,
@@ -112,26 +113,95 @@ class CalibrationTask:
 
     Attributes:
         devices: B devices (``Device`` protocol; simulated devices share one physics call).
-        gate: the fixed pulse shape.
+        gate: the fixed pulse shape (the nominal one).
         probes: sequences run by ``measure``.
+        amplitude_limit: how a device whose π pulse does not fit ``gate`` is handled
+            (``fit_gates``, ``refit_gate``).
         shots_used: (B,) cumulative shots per device.
+        gates: (B,) the gate each device is calibrated with: ``gate`` unless ``set_gate``
+            gave it a lengthened one (an amplitude-limited device, ``amplitude_limit``).
+            ``measure``, ``x_truth`` and ``true_metrics`` run each device at its own gate
+            (one call per distinct gate); ``waveforms``, ``sequences`` and
+            ``template_inputs`` are those of ``gate``.
     """
 
     devices: list[Device]
     gate: DragGate = field(default_factory=DragGate)
     probes: tuple[Probe, ...] = field(default_factory=default_probes)
+    amplitude_limit: AmplitudeLimit = field(default_factory=AmplitudeLimit)
     shots_used: NDArray[np.int64] = field(init=False)
 
     def __post_init__(self) -> None:
         self.devices = list(self.devices)
         require(len(self.devices) >= 1, "devices", len(self.devices), "at least one device")
         self.shots_used = np.zeros(len(self.devices), dtype=np.int64)
+        self.gates: list[DragGate] = [self.gate] * len(self.devices)
         self._last_x: tuple[bytes, float, ComplexArray] | None = None
         self._last_ops: tuple[bytes, PlayOperators] | None = None
 
     @property
     def dt_s(self) -> float:
         return float(self.devices[0].dt_s)
+
+    def set_gate(self, i: int, gate: DragGate) -> None:
+        """Calibrate device ``i`` with ``gate`` (its shape stretched to a duration on the
+        device's grid, checked now)."""
+        gate.n_samples(self.dt_s)
+        self.gates[int(i)] = gate
+
+    def fit_gates(self, starts: ArrayLike, index: Sequence[int] | None = None) -> tuple[FloatArray, list[GateFit]]:
+        """Give each device of ``index`` the gate its start fits (``amplitude_limit.fit_gate``
+        with ``amplitude_limit``) and return the starts at those gates with the fits.
+
+        Args:
+            starts: (B', 4) starting parameters at the nominal ``gate`` (the amplitude may
+                exceed full scale: the textbook value of a weakly driven qubit).
+        Returns:
+            the (B', 4) starts at each device's gate (a refused device's amplitude, the
+            one its fit's ``failure`` names, clipped to full scale) and the B' fits.
+        """
+        p = parameter_rows(starts).copy()
+        idx = list(range(len(self.devices))) if index is None else [int(i) for i in index]
+        require(p.shape == (len(idx), 4), "starts", p.shape, f"shape ({len(idx)}, 4)")
+        fits = []
+        for j, i in enumerate(idx):
+            gate, fit = fit_gate(float(p[j, 0]), self.gate, self.dt_s, self.amplitude_limit)
+            self.set_gate(i, gate)
+            p[j, 0] = max(-FULL_SCALE, min(FULL_SCALE, fit.amplitude))
+            fits.append(fit)
+        return p, fits
+
+    def refit_gate(self, i: int, amplitude: float) -> tuple[float, GateFit]:
+        """Decide device ``i``'s gate again from an amplitude measured at its current gate
+        (a Rabi or fine-amplitude estimate that left the headroom).
+
+        Only ever lengthens (a calibration in progress keeps what it measured at the
+        shorter gate valid by rescaling, never the reverse). Returns the same rotation's
+        amplitude at the gate it now has, and the fit (``failure`` set when even the
+        longest allowed gate needs more than full scale).
+        """
+        dt = self.dt_s
+        current = self.gates[int(i)]
+        gate, fit = fit_gate(amplitude_at(amplitude, current, self.gate, dt), self.gate, dt, self.amplitude_limit)
+        if gate.n_samples(dt) > current.n_samples(dt):
+            self.set_gate(i, gate)
+            return amplitude_at(amplitude, current, gate, dt), fit
+        if gate is not current and fit.failure is None:  # fits a shorter gate: stays at this one
+            fit = GateFit(fit.nominal_duration_s, current.n_samples(dt) * dt, fit.requested_amplitude,
+                          float(amplitude))
+        return float(amplitude), fit
+
+    def gate_groups(self, idx: Sequence[int]) -> list[tuple[DragGate, list[int]]] | None:
+        """None when every device in ``idx`` has the nominal gate (the common case, whose
+        path stays one call); else the distinct gates with the positions in ``idx`` of the
+        devices that use each, in first-seen order."""
+        gates, nominal = self.gates, self.gate
+        if all(gates[i] is nominal for i in idx):
+            return None
+        groups: dict[DragGate, list[int]] = {}
+        for j, i in enumerate(idx):
+            groups.setdefault(gates[i], []).append(j)
+        return list(groups.items())
 
     def waveforms(self, params: ArrayLike) -> tuple[ComplexArray, ComplexArray]:
         """X and SX waveforms, each (B, S), for (B, 4) parameter rows."""
@@ -164,6 +234,10 @@ class CalibrationTask:
         as long as no device's model has changed since (no drift in between): they are
         used as they are, with no second physics call (one-shot, like ``x_waveforms``)."""
         p = parameter_rows(params)
+        groups = self.gate_groups([int(i) for i in index])
+        if groups is not None:
+            self._last_ops = self._last_x = None
+            return self._by_gate(groups, p, [int(i) for i in index], "X")
         w = self.x_waveforms(p)
         devs = [self.devices[int(i)] for i in index]
         last, self._last_ops = self._last_ops, None
@@ -255,8 +329,11 @@ class CalibrationTask:
         n = [int(shots)] * len(idx) if isinstance(shots, int | np.integer) else [int(s) for s in shots]
         require(len(n) == len(idx) and (not n or min(n) >= 0), "shots", shots,
                 "an int >= 0 or one per selected device")
-        devs = [self.devices[i] for i in idx]
         probes = self.probes if probes is None else tuple(probes)
+        groups = self.gate_groups(idx)
+        if groups is not None:
+            return self._measure_by_gate(groups, p, n, idx, probes)
+        devs = [self.devices[i] for i in idx]
         self._last_ops = None
         counts: NDArray[np.int64] | list[NDArray[np.int64]]
         batched = batched_class(devs)
@@ -296,6 +373,51 @@ class CalibrationTask:
         """
         p = params.as_array()[None] if isinstance(params, DragParams) else parameter_rows(params)
         idx = list(range(len(self.devices))) if index is None else [int(i) for i in index]
+        groups = self.gate_groups(idx)
+        if groups is not None:
+            return self._by_gate(groups, p, idx, target)[1]
         frac = self.gate.sx_area_fraction if target == "SX" else 1.0
         w = self.gate.waveforms(p, self.dt_s, frac)
         return true_metrics_devices([self.devices[i] for i in idx], w, target)
+
+    def _measure_by_gate(self, groups: list[tuple[DragGate, list[int]]], p: FloatArray, shots: list[int],
+                         idx: list[int], probes: tuple[Probe, ...]) -> FloatArray:
+        """``measure`` of devices at different gates: one ``measure`` per gate, with the
+        task's ``gate`` set to it for the call, so that each group (whose devices all have
+        that gate) takes the one-gate path."""
+        out = np.full((len(idx), len(probes)), np.nan)
+        nominal = self.gate
+        try:
+            for gate, pos in groups:
+                self.gate = gate
+                sub = [idx[j] for j in pos]
+                out[pos] = self.measure(p[pos], [shots[j] for j in pos], index=sub, probes=probes)
+        finally:
+            self.gate = nominal
+        self._last_ops = self._last_x = None
+        return out
+
+    def _by_gate(self, groups: list[tuple[DragGate, list[int]]], p: FloatArray, idx: list[int],
+                 target: str) -> tuple[ComplexArray, dict[str, FloatArray] | None]:
+        """X (or ``target``) waveforms and truth of devices at different gates, one call per
+        gate. Waveforms of different lengths come as a (B',) object array of (S_b,) arrays."""
+        waves: list[ComplexArray] = [np.empty(0, dtype=np.complex128)] * len(idx)
+        truth: dict[str, FloatArray] | None = {}
+        for gate, pos in groups:
+            frac = gate.sx_area_fraction if target == "SX" else 1.0
+            w = gate.waveforms(p[pos], self.dt_s, frac)
+            for j, row in zip(pos, w, strict=True):
+                waves[j] = row
+            m = true_metrics_devices([self.devices[idx[j]] for j in pos], w, target)
+            if m is None or truth is None:
+                truth = None
+                continue
+            for k, v in m.items():
+                truth.setdefault(k, np.full(len(idx), np.nan))[pos] = v
+        lengths = {w.shape[-1] for w in waves}
+        if len(lengths) == 1:
+            return np.stack(waves), truth
+        out = np.empty(len(idx), dtype=object)
+        for j, w in enumerate(waves):
+            out[j] = w
+        return out, truth

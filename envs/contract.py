@@ -42,7 +42,9 @@ class Gate:
 
     Attributes:
         name: the gate ("X": a DRAG X gate; its SX shares β and detuning at half the area).
-        duration_s: its length in seconds, on the device's sample grid.
+        duration_s: its length in seconds, on the device's sample grid: the duration this
+            copy calibrates at (longer than the configured one on an amplitude-limited
+            device, ``amplitude_limit``).
     """
 
     name: str
@@ -305,7 +307,7 @@ def gate_calibration_state(core: Any, index: int, env_id: str) -> CalibrationSta
     cfg = core.cfg
     step = int(core.step_shots)
     return CalibrationState(
-        env_id, Gate("X", float(core.gate.duration_s)), _parameters(core, index),
+        env_id, Gate("X", float(core.gate_duration_s(index))), _parameters(core, index),
         tuple(_step_entries(core, index, 0)), _probe_measurement(core, index, 0),
         # Terminated once the next step would pass the budget: the reset and
         # budget // step − 1 steps fit (the first step always runs).
@@ -326,7 +328,7 @@ def gate_calibration_v1_state(core: Any, index: int, env_id: str) -> Calibration
     round_shots = 6 * int(cfg.shots_per_twin)
     families = ("amplitude", "drag", "ramsey")
     return CalibrationState(
-        env_id, Gate("X", float(core.gate.duration_s)), _parameters(core, index), tuple(entries),
+        env_id, Gate("X", float(core.gate_duration_s(index))), _parameters(core, index), tuple(entries),
         # The observation's fourth block of three holds the last twin signals.
         Measurement(families, tuple(float(x) for x in core.signal[index]), (9, 12)),
         ShotPlan(int(cfg.shot_budget), round_shots, round_shots, int(cfg.rounds), int(cfg.rounds) - 1),

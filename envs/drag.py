@@ -177,10 +177,23 @@ def _envelope(gate: DragGate, dt_s: float) -> tuple[FloatArray, FloatArray, Floa
     return gate._envelope(dt_s)
 
 
+def nominal_values(transmon: Transmon, gate: DragGate) -> tuple[float, float, float, float]:
+    """``nominal_params``' four values without the full-scale cap: the amplitude exceeds 1
+    on a device whose π pulse does not fit ``gate`` (``amplitude_limit.fit_gate`` then
+    chooses a longer gate), which a ``DragParams`` cannot hold."""
+    amp = 1.0 / (2.0 * transmon.rabi_max_hz * gate.area_s(transmon.dt_s))
+    beta = -1.0 / (2.0 * TWO_PI * transmon.anharmonicity_hz)
+    return (amp, beta, float(transmon.detuning_hz), 0.0)
+
+
 def nominal_params(
     transmon: Transmon, gate: DragGate, amplitude_scale: float = 1.0
 ) -> DragParams:
     """Textbook X gate: π area on two levels, β = −1/(2·α_ang), Δ = the qubit's detuning.
+
+    The amplitude is capped at full scale (a ``DragParams`` cannot hold more): the DRAG
+    calibrations start from ``nominal_values`` and ``amplitude_limit.fit_gate`` instead,
+    so that a device that does not fit is lengthened or refused rather than capped.
 
     ``transmon`` is the model the device simulates (``SimulatedDevice.current_transmon()``
     already folds the amplitude scale into Ω_R); ``amplitude_scale`` multiplies Ω_R again

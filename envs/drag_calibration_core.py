@@ -10,6 +10,7 @@ parameters being calibrated, their start and scale, the shot counter
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,8 +18,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._validation import finite, require
+from .amplitude_limit import FULL_SCALE, AmplitudeLimit, GateFit, fit_gate
 from .calibration_task import CalibrationTask
-from .drag import PARAMETER_NAMES, DragGate, DragParams, nominal_params
+from .drag import PARAMETER_NAMES, DragGate, DragParams, nominal_values
 from .physics.calibration_kernels import move_params
 from .presets import DeviceSampler, get_preset
 from .probes import Probe, default_probes
@@ -31,6 +33,8 @@ from .vector import BatchedCore, FloatArray
 _RELATIVE = np.array([True, True, False, False])
 _RELATIVE_T = tuple(bool(x) for x in _RELATIVE)
 _RESET_OPTIONS = frozenset({"device", "device_params", "miscalibration", "initial_params"})
+# Which bound brought a parameter back (``info["limits"][name]["bound"]``), by code.
+_BOUNDS = ("", "window", "full scale")
 
 
 @dataclass(frozen=True)
@@ -53,9 +57,15 @@ class GateCalibrationConfig:
     window: float = 2.0
     error_floor: float = 1e-6
     report_truth: bool = True
+    amplitude_limit: AmplitudeLimit = field(default_factory=AmplitudeLimit)
 
     def __post_init__(self) -> None:
         get_preset(self.device)  # raises naming the preset
+        if isinstance(self.amplitude_limit, Mapping):
+            # From a config file: the AmplitudeLimit fields as a mapping.
+            object.__setattr__(self, "amplitude_limit", AmplitudeLimit(**dict(self.amplitude_limit)))
+        require(isinstance(self.amplitude_limit, AmplitudeLimit), "amplitude_limit", self.amplitude_limit,
+                "an AmplitudeLimit or a mapping of its fields")
         require(isinstance(self.randomize_device, bool), "randomize_device", self.randomize_device, "a bool")
         require(self.sampler is None or isinstance(self.sampler, DeviceSampler), "sampler",
                 self.sampler, "a DeviceSampler or None")
@@ -99,6 +109,10 @@ class DragCalibrationCore(BatchedCore):
     DriftTracking): device draw, parameter bookkeeping, batched probes and truth."""
 
     config_class: type[GateCalibrationConfig] = GateCalibrationConfig
+    # Whether the core runs each copy at its own gate (``task.gates``): the GateCalibration
+    # cores lengthen an amplitude-limited device's gate; the others keep the nominal gate
+    # and record a start that does not fit as clipped and failed.
+    lengthens_gate: bool = False
 
     def __init__(self, num_envs: int = 1, **kwargs: Any) -> None:
         super().__init__(num_envs)
@@ -120,7 +134,7 @@ class DragCalibrationCore(BatchedCore):
         self._window_step = cfg.window * np.maximum(self._max_step, np.asarray(cfg.miscalibration))
         self.devices: list[Device] = [self.preset.make(np.random.default_rng(0), open_system=cfg.open_system)
                                                for _ in range(self.num_envs)]
-        self.task = CalibrationTask(list(self.devices), self.gate, cfg.probes)
+        self.task = CalibrationTask(list(self.devices), self.gate, cfg.probes, cfg.amplitude_limit)
         n = self.num_envs
         self.params = np.zeros((n, 4))
         self.start = np.zeros((n, 4))
@@ -128,6 +142,14 @@ class DragCalibrationCore(BatchedCore):
         self.last_p1 = np.full((n, len(cfg.probes)), 0.5)
         self.last_error = np.zeros(n)
         self.history: list[list[FloatArray]] = [[] for _ in range(n)]
+        # Each copy's gate decision and the parameters a bound brought back this episode:
+        # per (copy, parameter) how many times, the last requested and applied values and
+        # the bound (codes of _BOUNDS); ``info["limits"]`` reads them.
+        self.fits: list[GateFit | None] = [None] * n
+        self.clip_count = np.zeros((n, 4), dtype=np.int64)
+        self.clip_req = np.zeros((n, 4))
+        self.clip_app = np.zeros((n, 4))
+        self.clip_bound = np.zeros((n, 4), dtype=np.int64)
 
     # -- state --------------------------------------------------------------------------------
 
@@ -165,7 +187,8 @@ class DragCalibrationCore(BatchedCore):
         # Four numbers: Python floats, the IEEE operations of the NumPy expression element
         # by element, without an array per operation.
         if truth_class([dev]) is not None:
-            ref = nominal_params(dev.current_transmon(), self.gate).as_tuple()  # type: ignore[attr-defined]
+            # Uncapped: a π pulse that does not fit full scale is the gate fit's to handle.
+            ref = nominal_values(dev.current_transmon(), self.gate)  # type: ignore[attr-defined]
         elif "initial_params" in options:
             ref = (0.0, 0.0, 0.0, 0.0)
         else:
@@ -187,12 +210,81 @@ class DragCalibrationCore(BatchedCore):
             require(arr.shape == (4,) and bool(np.all(np.isfinite(arr))), "options['initial_params']",
                     arr, "a DragParams or 4 finite values")
             start = arr.tolist()
+        start[0] = self._fit_gate(i, start[0])
         # The agent's parameter scale is its step size around where it started (it never
         # sees the reference): the observation shows (params − start) / max_step.
         self.unit[i] = [(abs(x) or 1.0) if rel else 1.0 for x, rel in zip(start, _RELATIVE_T, strict=True)]
         self.start[i] = start
         self.params[i] = start
         self.history[i] = []
+
+    def _fit_gate(self, i: int, amplitude: float) -> float:
+        """Choose copy ``i``'s gate from its start amplitude (``amplitude_limit.fit_gate``)
+        and return the start amplitude at that gate; a start that cannot fit is clipped to
+        full scale, recorded in the copy's limits and its fit's failure."""
+        self.clip_count[i] = 0
+        self.clip_bound[i] = 0
+        limit = self.cfg.amplitude_limit
+        if not self.lengthens_gate:
+            limit = AmplitudeLimit(FULL_SCALE, 1.0, limit.grid_samples, lengthen=False)
+        gate, fit = fit_gate(amplitude, self.gate, self.task.dt_s, limit)
+        if self.lengthens_gate:
+            self.task.set_gate(i, gate)
+        self.fits[i] = fit
+        a = fit.amplitude
+        if abs(a) > FULL_SCALE:
+            applied = math.copysign(FULL_SCALE, a)
+            self._note_clip(i, 0, a, applied, 2)
+            return applied
+        return a
+
+    def _note_clip(self, i: int, column: int, requested: float, applied: float, bound: int) -> None:
+        self.clip_count[i, column] += 1
+        self.clip_req[i, column] = requested
+        self.clip_app[i, column] = applied
+        self.clip_bound[i, column] = bound
+
+    def record_clips(self, rows: NDArray[np.int64], requested: FloatArray) -> None:
+        """Note every parameter of copies ``rows`` (distinct) whose applied value differs
+        from the ``requested`` (n, 4) one: a window or the full-scale amplitude acted."""
+        applied = self.params[rows]
+        hit = applied != requested
+        if not hit.any():
+            return
+        r, c = np.nonzero(hit)
+        i = rows[r]
+        req, app = requested[r, c], applied[r, c]
+        self.clip_count[i, c] += 1
+        self.clip_req[i, c] = req
+        self.clip_app[i, c] = app
+        full = (c == 0) & (np.abs(req) > FULL_SCALE) & (np.abs(app) == FULL_SCALE)
+        self.clip_bound[i, c] = np.where(full, 2, 1)
+
+    def limits_info(self, i: int) -> dict[str, dict[str, Any]]:
+        """Copy ``i``'s ``info["limits"]``: {parameter: {bound, requested, applied, count}}
+        for every parameter a bound brought back this episode (empty: none)."""
+        count = self.clip_count[i]
+        if not count.any():
+            return {}
+        return {PARAMETER_NAMES[c]: {"bound": _BOUNDS[int(self.clip_bound[i, c])],
+                                     "requested": float(self.clip_req[i, c]),
+                                     "applied": float(self.clip_app[i, c]), "count": int(count[c])}
+                for c in range(4) if count[c]}
+
+    def limit_failure(self, i: int) -> str | None:
+        """Why copy ``i`` cannot be calibrated within the limits: its gate fit's failure, or
+        an amplitude the calibration asked beyond full scale and that is pinned there now."""
+        fit = self.fits[i]
+        if fit is not None and fit.failure is not None:
+            return fit.failure
+        if self.clip_bound[i, 0] == 2 and abs(self.params[i, 0]) == FULL_SCALE:
+            return (f"amplitude limit: needs |u|={abs(self.clip_req[i, 0]):.3g} at "
+                    f"{self.gate_duration_s(i) * 1e9:.4g} ns > 1 (full scale)")
+        return None
+
+    def gate_duration_s(self, i: int) -> float:
+        """The duration copy ``i``'s gate is calibrated at."""
+        return float(self.task.gates[i].duration_s)
 
     def step_scale(self, i: int) -> FloatArray:
         return np.asarray(self.cfg.max_step) * self.unit[i]
@@ -202,9 +294,15 @@ class DragCalibrationCore(BatchedCore):
         self._move_rows(np.array([i], dtype=np.int64), np.asarray(delta_unit, dtype=np.float64)[None])
 
     def _move_rows(self, rows: NDArray[np.int64], delta_unit: FloatArray) -> None:
-        """``_apply_params`` of copies ``rows`` (distinct) with ``delta_unit`` (n, P)."""
+        """``_apply_params`` of copies ``rows`` (distinct) with ``delta_unit`` (n, P); a
+        parameter the window or full scale brings back is recorded (``record_clips``)."""
+        # The kernel's own sum, element by element (same IEEE operations), before its clip.
+        cols = self.param_index
+        requested = self.params[rows]
+        requested[:, cols] += delta_unit * (self._max_step[cols] * self.unit[rows][:, cols])
         move_params(self.params, rows, delta_unit, self.param_index, self._max_step, self._window_step,
                      self.start, self.unit)
+        self.record_clips(rows, requested)
 
     def normalised_params(self, i: int) -> FloatArray:
         return ((self.params[i] - self.start[i]) / self.step_scale(i))[self.param_index]
@@ -228,6 +326,9 @@ class DragCalibrationCore(BatchedCore):
             "waveform": waveform,
             "dt_s": float(self.task.dt_s),
             "params": self.params[i].copy(),
+            "gate_duration_s": self.gate_duration_s(i),
+            "limits": self.limits_info(i),
+            "limit_failure": self.limit_failure(i),
         }
         if truth is not None:
             for k, v in truth.items():
@@ -250,6 +351,9 @@ class DragCalibrationCore(BatchedCore):
             "waveform": waveforms,
             "dt_s": dt_s,
             "params": self.params[rows] if params is None else params,
+            "gate_duration_s": np.array([self.gate_duration_s(i) for i in idx], dtype=np.float64),
+            "limits": _objects([self.limits_info(i) for i in idx]),
+            "limit_failure": _objects([self.limit_failure(i) for i in idx]),
         }
         if truth is not None:
             for k, v in truth.items():
@@ -260,7 +364,15 @@ class DragCalibrationCore(BatchedCore):
         from .render import render_calibration
 
         return render_calibration(
-            self.gate.waveforms(self.params[i], self.task.dt_s), self.task.dt_s,
+            self.task.gates[i].waveforms(self.params[i], self.task.dt_s), self.task.dt_s,
             self.history[i], [p.name for p in self.cfg.probes],
             title=f"{type(self).__name__.replace('Core', '')} copy {i}",
         )
+
+
+def _objects(values: list[Any]) -> NDArray[Any]:
+    """A (n,) object array of ``values`` (an info column of dicts or optional strings)."""
+    out = np.empty(len(values), dtype=object)
+    for j, v in enumerate(values):
+        out[j] = v
+    return out

@@ -18,9 +18,15 @@ from .physics.calibration_kernels import gate_step_outcome
 from .probe_analysis import analyse
 from .vector import BatchedVectorEnv, FloatArray, InfoColumns, SingleCoreEnv
 
+# The core's per-copy arrays a spare slot carries (``advance_and_reset``).
+_PER_COPY_ARRAYS = ("params", "start", "unit", "last_p1", "last_error", "clip_count", "clip_req", "clip_app",
+                    "clip_bound")
+
 
 class GateCalibrationCore(DragCalibrationCore):
     """Batched core of ``GateCalibrationEnv``."""
+
+    lengthens_gate = True
 
     def __init__(self, num_envs: int = 1, **kwargs: Any) -> None:
         super().__init__(num_envs, **kwargs)
@@ -79,12 +85,14 @@ class GateCalibrationCore(DragCalibrationCore):
         try:
             obs, rew, term, infos = self.advance(step_idx, actions, spare, reset_options)
             rows, src = np.asarray(ends, dtype=np.int64), np.asarray(spare, dtype=np.int64)
-            for name in ("params", "start", "unit", "last_p1", "last_error"):
+            for name in _PER_COPY_ARRAYS:
                 arr = getattr(self, name)
                 arr[rows] = arr[src]
             self.task.shots_used[rows] = self.task.shots_used[src]
             for i, j in zip(ends, spare, strict=True):
                 self.devices[i] = self.task.devices[i] = self.devices[j]
+                self.task.gates[i] = self.task.gates[j]
+                self.fits[i] = self.fits[j]
                 self.history[i] = self.history[j]
         finally:
             self._drop_spare_slots(n)
@@ -96,19 +104,22 @@ class GateCalibrationCore(DragCalibrationCore):
         generator object itself, so draws in the slot advance the copy's stream)."""
         # Every row, then the copied ones: one gather per array.
         rows = np.array([*range(len(self.params)), *like], dtype=np.int64)
-        for name in ("params", "start", "unit", "last_p1", "last_error"):
+        for name in _PER_COPY_ARRAYS:
             setattr(self, name, getattr(self, name)[rows])
         self.task.shots_used = self.task.shots_used[rows]
         self.devices += [self.devices[i] for i in like]
         self.task.devices += [self.task.devices[i] for i in like]
+        self.task.gates += [self.task.gates[i] for i in like]
+        self.fits += [self.fits[i] for i in like]
         self.history += [[] for _ in like]
         self.rngs += [self.rngs[i] for i in like]
 
     def _drop_spare_slots(self, n: int) -> None:
-        for name in ("params", "start", "unit", "last_p1", "last_error"):
+        for name in _PER_COPY_ARRAYS:
             setattr(self, name, getattr(self, name)[:n].copy())
         self.task.shots_used = self.task.shots_used[:n].copy()
-        del self.devices[n:], self.task.devices[n:], self.history[n:], self.rngs[n:]
+        del self.devices[n:], self.task.devices[n:], self.task.gates[n:], self.fits[n:], self.history[n:]
+        del self.rngs[n:]
 
     def _observe(self, step_idx: list[int], reset_idx: list[int]) -> tuple[
             FloatArray, FloatArray, NDArray[np.bool_], Sequence[dict[str, Any]]]:
@@ -117,7 +128,13 @@ class GateCalibrationCore(DragCalibrationCore):
         rows = np.asarray(idx, dtype=np.int64)
         params = self.params[rows]
         p1 = self.task.measure(params, cfg.shots_per_probe, index=idx)
-        infidelity_estimate = analyse(p1, cfg.probes, self.gate.duration_s).infidelity
+        groups = self.task.gate_groups(idx)
+        if groups is None:
+            infidelity_estimate = analyse(p1, cfg.probes, self.gate.duration_s).infidelity
+        else:  # copies at lengthened gates: each read with its own gate's probe gains
+            infidelity_estimate = np.empty(len(idx))
+            for gate, pos in groups:
+                infidelity_estimate[pos] = analyse(p1[pos], cfg.probes, gate.duration_s).infidelity
         waves, truth = self.truth(idx, params=params)
         obs, rew, term = gate_step_outcome(
             rows, len(step_idx), p1, infidelity_estimate, self.params, self.start, self.unit, self._max_step, self.param_index,

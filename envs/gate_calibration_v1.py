@@ -195,6 +195,7 @@ class GateCalibrationV1Core(DragCalibrationCore):
     """Batched core of ``GateCalibrationV1Env``."""
 
     config_class = GateCalibrationV1Config
+    lengthens_gate = True
 
     def __init__(self, num_envs: int = 1, **kwargs: Any) -> None:
         super().__init__(num_envs, **kwargs)
@@ -231,14 +232,36 @@ class GateCalibrationV1Core(DragCalibrationCore):
         mis = np.asarray(self.cfg.miscalibration)[:3]
         return np.maximum(mis, 1e-12) * self.unit[rows][:, :3]
 
+    def _durations(self, rows: NDArray[np.int64]) -> FloatArray:
+        """(n,) gate duration of each copy (the nominal one unless lengthened)."""
+        gates = self.task.gates
+        return np.array([gates[i].duration_s for i in rows.tolist()], dtype=np.float64)
+
+    def _constants(self, rows: NDArray[np.int64]) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        """(n,) |DRAG slope| and the three couplings of each copy's gate.
+
+        The config's values are those of the nominal gate T0; a copy lengthened to T
+        scales them as the lifted Gaussian does (``probe_constants`` measured on 20–60 ns,
+        to < 0.3 %): slope ∝ 1/T, the amplitude coupling stays, the DRAG one ∝ T², the
+        Ramsey one ∝ 1/(T·(τ + T)) at its reference delay τ = 0.4 µs. At T = T0 every
+        factor is exactly 1."""
+        cfg = self.v1_config
+        t0 = self.gate.duration_s
+        t = self._durations(rows)
+        ca, cb, cr = cfg.couplings
+        tau = 0.4e-6
+        slope = abs(cfg.drag_slope_per_s) * (t0 / t)
+        return (slope, np.full(len(rows), ca), cb * (t / t0) ** 2,
+                cr * ((t0 / t) * ((tau + t0) / (tau + t))))
+
     def _gains(self, rows: NDArray[np.int64]) -> FloatArray:
         """(n, 3, L) amplified phase per unit parameter error at each ladder level."""
-        dur = self.gate.duration_s
+        dur = self._durations(rows)[:, None]
         p = self.params[rows]
         amp = np.abs(p[:, 0:1]) + 1e-12
         a, d, rm = self.ladders
         g_amp = a[None, :] * math.pi / amp  # phase per unit amplitude (ε = Δa/a)
-        g_drag = 2.0 * d[None, :] * abs(self.v1_config.drag_slope_per_s) * np.ones((len(rows), 1))
+        g_drag = 2.0 * d[None, :] * self._constants(rows)[0][:, None]
         g_ram = TWO_PI * (rm[None, :] + dur) * np.ones((len(rows), 1))
         return np.stack([g_amp, g_drag, g_ram], axis=1)
 
@@ -246,7 +269,7 @@ class GateCalibrationV1Core(DragCalibrationCore):
         """Deepest level whose amplified |estimate − params| + z·σ stays below max_phase."""
         cfg = self.v1_config
         sig = self.sigma[rows].copy()
-        ca, cb, cr = cfg.couplings
+        _, ca, cb, cr = self._constants(rows)
         # what the cross-talk corrections leave: the other parameter's uncertainty
         sig[:, 0] = np.hypot(sig[:, 0], ca * sig[:, 2] * np.abs(self.params[rows][:, 0]))
         sig[:, 1] = np.hypot(sig[:, 1], cb * sig[:, 2])
@@ -266,15 +289,22 @@ class GateCalibrationV1Core(DragCalibrationCore):
         idx = [int(i) for i in rows]
         shots = cfg.shots_per_twin
         dt = self.task.dt_s
-        gate_s = self.gate.n_samples(dt) * dt
         p = self.params[rows]
-        wx = self.gate.waveforms(p, dt)
-        wsx = self.gate.waveforms(p, dt, self.gate.sx_area_fraction)
+        groups = self.task.gate_groups(idx) or [(self.gate, list(range(len(idx))))]
+        wx: list[Any] = [None] * len(idx)
+        wsx: list[Any] = [None] * len(idx)
+        gate_s = np.empty(len(idx))
+        for gate, pos in groups:  # each copy's waveforms at its own gate
+            x_rows = gate.waveforms(p[pos], dt)
+            sx_rows = gate.waveforms(p[pos], dt, gate.sx_area_fraction)
+            for k, j in enumerate(pos):
+                wx[j], wsx[j], gate_s[j] = x_rows[k], sx_rows[k], gate.n_samples(dt) * dt
         seqs = []
         for j, i in enumerate(idx):
             x, sx = Play(wx[j], "X"), Play(wsx[j], "SX")
             levels = [float(self.ladders[f][self.level[i, f]]) for f in range(3)]
-            seqs.append([twin_sequence(f, s, levels[f], x, sx, gate_s, float(p[j, 2]), dt) for f, s in _TWINS])
+            seqs.append([twin_sequence(f, s, levels[f], x, sx, float(gate_s[j]), float(p[j, 2]), dt)
+                         for f, s in _TWINS])
         counts = run_on_devices([self.devices[i] for i in idx], seqs, [shots] * len(idx))
         pr = np.stack([c[:, 1] / shots for c in counts])  # (n, 6)
         self.task.shots_used[rows] += shots * len(_TWINS)
@@ -305,8 +335,8 @@ class GateCalibrationV1Core(DragCalibrationCore):
     def _estimate(self, rows: NDArray[np.int64], iterations: int = 3) -> None:
         """Posterior of the optimum from every reading, cross-talk removed with the
         current estimate (a few fixed-point passes: the corrections are small)."""
-        cfg = self.v1_config
-        ca, cb, cr = cfg.couplings
+        _, ca_row, cb_row, cr_row = self._constants(rows)
+        ca, cb, cr = ca_row[:, None], cb_row[:, None], cr_row[:, None]
         at, read, w = self.at[rows], self.read[rows], self.weights[rows]
         estimate = self.estimate[rows].copy()
         den = np.zeros_like(estimate)
@@ -325,7 +355,7 @@ class GateCalibrationV1Core(DragCalibrationCore):
     def _expected_error(self, rows: NDArray[np.int64]) -> FloatArray:
         """Posterior expected infidelity of the current parameters (angle²/6 per family)."""
         gains = self._gains(rows)
-        dur = self.gate.duration_s
+        dur = self._durations(rows)
         per_gate = np.stack([gains[:, 0, 0] / self.ladders[0][0],  # π/a: per-gate angle per unit amplitude
                              gains[:, 1, 0] / (2.0 * self.ladders[1][0]),
                              TWO_PI * dur * np.ones(len(rows))], axis=1)
@@ -360,10 +390,12 @@ class GateCalibrationV1Core(DragCalibrationCore):
         p[:, :3] = self.estimate[rows] + actions[:, :3] * cfg.residual_sigmas * self.sigma[rows]
         lim = cfg.window * np.maximum(np.asarray(cfg.max_step), np.asarray(cfg.miscalibration)) * self.unit[rows]
         start = self.start[rows]
+        requested = p.copy()
         p = np.clip(p, start - lim, start + lim)
         p[:, 0] = np.clip(p[:, 0], -1.0, 1.0)
         self.moved[rows] += np.abs(p[:, :3] - self.params[rows][:, :3])
         self.params[rows] = p
+        self.record_clips(rows, requested)
         lo, hi = cfg.z_range
         self.z[rows] = np.exp(math.log(lo) + (actions[:, 3] + 1.0) * 0.5 * (math.log(hi) - math.log(lo)))
         self.steps[rows] += 1
@@ -421,7 +453,7 @@ class GateCalibrationV1Core(DragCalibrationCore):
         from .render import render_calibration
 
         names = [f"{FAMILY_NAMES[f]}{'+' if s > 0 else '-'}" for f, s in _TWINS]
-        return render_calibration(self.gate.waveforms(self.params[i], self.task.dt_s), self.task.dt_s,
+        return render_calibration(self.task.gates[i].waveforms(self.params[i], self.task.dt_s), self.task.dt_s,
                                   self.history[i], names, title=f"GateCalibration-v1 copy {i}")
 
 

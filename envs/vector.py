@@ -69,7 +69,9 @@ class InfoColumns(Sequence[dict[str, Any]]):
     def __getitem__(self, j: int | slice) -> dict[str, Any] | InfoColumns:
         if isinstance(j, slice):
             return InfoColumns({k: c[j] for k, c in self.columns.items()})
-        return {k: (c[j].item() if c.ndim == 1 else c[j]) for k, c in self.columns.items()}
+        # (an object column holds the copy's value itself: a dict, an optional string)
+        return {k: (c[j].item() if c.ndim == 1 and c.dtype.kind != "O" else c[j])
+                for k, c in self.columns.items()}
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         # Every dict at once: one ``tolist`` per scalar column instead of one ``item`` per
@@ -330,6 +332,14 @@ class BatchedVectorEnv(VectorEnv):
         if isinstance(infos, InfoColumns):
             every = order == list(range(self.num_envs))  # then a copy of a column is the array
             for key, column in infos.columns.items():
+                if column.dtype.kind == "O":
+                    # Dicts and optional strings (``info["limits"]``): Gymnasium's own fold
+                    # of this key alone (a dict nests, a string gives an object array).
+                    sub: dict[str, Any] = {}
+                    for j, i in enumerate(order):
+                        sub = self._add_info(sub, {key: column[j]}, i)
+                    out.update(sub)
+                    continue
                 if every:
                     full = np.array(column, order="C")
                 else:

@@ -102,10 +102,20 @@ def _markdown(r: Mapping[str, Any]) -> str:
     lines = [f"# Calibration report — session `{r['session_id']}`", "",
              f"- backend: `{r['backend'].get('name')}`",
              f"- policy: `{r['policy'].get('kind')}`",
+             f"- gate duration: {_fmt(r['gate_duration_s'] * 1e9)} ns"
+             + (f" (configured {_fmt(r['nominal_gate_duration_s'] * 1e9)} ns: lengthened, the π pulse "
+                "did not fit the amplitude headroom)"
+                if r.get("nominal_gate_duration_s") not in (None, r["gate_duration_s"]) else ""),
              f"- env steps: {r['env_steps']}, shots used: {r['shots_used']}"
              + (f" (ledger: {r['ledger_shots']}, orphaned re-runs: {r.get('orphan_shots', 0)})"
                 if "ledger_shots" in r else ""),
-             f"- resumed from the journal: {r.get('resumed', False)}", "",
+             f"- resumed from the journal: {r.get('resumed', False)}"]
+    if r.get("limit_failure"):
+        lines.append(f"- **failed: {r['limit_failure']}**")
+    for name, e in (r.get("limits") or {}).items():
+        lines.append(f"- limit: {name} brought back by the {e['bound']} {e['count']}×, last requested "
+                     f"{_fmt(e['requested'])}, applied {_fmt(e['applied'])}")
+    lines += ["",
              "| parameter | initial | final | unit |", "|---|---|---|---|"]
     for name in PARAMETER_NAMES:
         lines.append(f"| {name} | {_fmt(r['initial_params'][name])} | {_fmt(r['final_params'][name])} "

@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from pulsecal.envs.calibration import DragGate, DragParams, nominal_params, true_metrics_devices
+from pulsecal.envs.calibration import DragGate, DragParams, true_metrics_devices
 from pulsecal.envs.device import SimulatedDevice
+from pulsecal.envs.drag import nominal_values
 from pulsecal.envs.presets import DeviceSampler, get_preset
 
 from .adapters.simulated import FaultRates, SimulatedBackend
@@ -42,11 +43,16 @@ def simulated_backend(*, preset: str = "transmon_20ns", seed: int = 0, fault_rat
                             idempotent_submit=idempotent_submit)
 
 
-def simulated_truth(backend: Any, gate_duration_s: float) -> Callable[[DragParams], dict[str, float]]:
-    """True X-gate metrics of parameters on a simulated backend's hidden device, now."""
-    gate = DragGate(gate_duration_s)
+def simulated_truth(backend: Any, gate_duration_s: float) -> Callable[..., dict[str, float]]:
+    """True X-gate metrics of parameters on a simulated backend's hidden device, now.
 
-    def truth(params: DragParams) -> dict[str, float]:
+    The callable takes the parameters and, optionally, the duration of the gate they are
+    for (a session on an amplitude-limited device calibrates a longer gate than
+    ``gate_duration_s``; the same shape, σ = T/4)."""
+    nominal = DragGate(gate_duration_s)
+
+    def truth(params: DragParams, duration_s: float | None = None) -> dict[str, float]:
+        gate = nominal if duration_s is None else DragGate(float(duration_s))
         w = gate.waveforms(params.as_array()[None], backend.device.dt_s)
         m = true_metrics_devices([backend.device], w, "X")
         return {} if m is None else {k: float(v[0]) for k, v in m.items()}
@@ -54,23 +60,34 @@ def simulated_truth(backend: Any, gate_duration_s: float) -> Callable[[DragParam
     return truth
 
 
-def simulated_truth_or_none(backend: Any, gate_duration_s: float) -> Callable[[DragParams], dict[str, float]] | None:
+def simulated_truth_or_none(backend: Any, gate_duration_s: float) -> Callable[..., dict[str, float]] | None:
     """``simulated_truth`` of a ``SimulatedBackend``; None for any other backend (a real
     device has no truth to report)."""
     return simulated_truth(backend, gate_duration_s) if isinstance(backend, SimulatedBackend) else None
 
 
-def miscalibrated_start(transmon: Any, gate_duration_s: float, *, amplitude_rel: float = 0.0,
-                        beta_rel: float = 0.0, detuning_hz: float = 0.0,
-                        phase: float = 0.0) -> DragParams:
-    """Textbook parameters of ``transmon`` (``calibration.nominal_params``) moved by the
-    given miscalibration: the start a lab session begins from in tests and demos."""
-    p = nominal_params(transmon, DragGate(gate_duration_s)).as_array()
+def start_values(transmon: Any, gate_duration_s: float, *, amplitude_rel: float = 0.0,
+                 beta_rel: float = 0.0, detuning_hz: float = 0.0,
+                 phase: float = 0.0) -> tuple[float, float, float, float]:
+    """Textbook parameters of ``transmon`` (``drag.nominal_values``) moved by the given
+    miscalibration, as four values: the amplitude is not capped, since a weakly driven
+    qubit's exceeds full scale at ``gate_duration_s`` and the session's env then chooses
+    the longer gate it fits (``envs.amplitude_limit``); a ``DragParams`` cannot hold it."""
+    p = np.array(nominal_values(transmon, DragGate(gate_duration_s)))
     p[0] *= 1.0 + amplitude_rel
     p[1] *= 1.0 + beta_rel
     p[2] += detuning_hz
     p[3] += phase
-    return DragParams.from_array(p)
+    return (float(p[0]), float(p[1]), float(p[2]), float(p[3]))
+
+
+def miscalibrated_start(transmon: Any, gate_duration_s: float, *, amplitude_rel: float = 0.0,
+                        beta_rel: float = 0.0, detuning_hz: float = 0.0,
+                        phase: float = 0.0) -> DragParams:
+    """``start_values`` as ``DragParams``: the start a lab session begins from in tests and
+    demos (raises naming the amplitude when it exceeds full scale: use ``start_values``)."""
+    return DragParams(*start_values(transmon, gate_duration_s, amplitude_rel=amplitude_rel, beta_rel=beta_rel,
+                                    detuning_hz=detuning_hz, phase=phase))
 
 
 def check_qubit_index(qubit: object, where: str) -> int:
@@ -111,6 +128,14 @@ def sampled_qubit_backend(*, seed: int, qubit: int, fault_rate: float = 0.0, sam
     fault_seed = [qs, 1] if fault_stream == 0 else [qs, 1, int(fault_stream)]
     return SimulatedBackend(dev, rng=np.random.default_rng(fault_seed), faults=FaultRates.uniform(fault_rate),
                             idempotent_submit=idempotent_submit)
+
+
+def lab_start_values(device_params: Any, gate_duration_s: float, *, amplitude_rel: float = 0.0,
+                     beta_rel: float = 0.0, detuning_hz: float = 0.0,
+                     phase: float = 0.0) -> tuple[float, float, float, float]:
+    """``lab_start`` as four values, the amplitude uncapped (``start_values``)."""
+    return start_values(device_params.transmon.replace(detuning_hz=0.0), gate_duration_s,
+                        amplitude_rel=amplitude_rel, beta_rel=beta_rel, detuning_hz=detuning_hz, phase=phase)
 
 
 def lab_start(device_params: Any, gate_duration_s: float, *, amplitude_rel: float = 0.0,

@@ -78,6 +78,7 @@ from .session_lock import SessionBusy, session_lock
 from .simulated_session import (
     check_qubit_index,
     lab_start,
+    lab_start_values,
     qubit_seed,
     sampled_qubit_backend,
     sampled_qubit_params,
@@ -464,7 +465,8 @@ def run_qubit(job: QubitJob, *, make_backend: Callable[[int], Backend], make_pol
 
 __all__ = [
     "BUDGET_EXHAUSTED", "BUSY", "FAILED", "FINISHED", "INCOMPLETE", "PENDING", "RUNNING",
-    "QubitJob", "QubitOutcome", "QubitRow", "SweepBudget", "SweepSummary", "lab_start", "qubit_folder",
+    "QubitJob", "QubitOutcome", "QubitRow", "SweepBudget", "SweepSummary", "lab_start", "lab_start_values",
+    "qubit_folder",
     "qubit_seed", "read_row", "read_status", "run_qubit", "sampled_qubit_backend", "sampled_qubit_params",
     "summarize", "summary_csv", "summary_markdown", "write_summary",
 ]

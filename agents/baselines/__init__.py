@@ -26,7 +26,7 @@ from .standard import STAGES, StandardCalibration
 
 # isort: split
 from .blackbox import BlackBoxSettings, CMAESCalibration, NelderMeadCalibration
-from .common import CalibrationResult, miscalibrated_start, run_steps
+from .common import CalibrationResult, miscalibrated_start, run_steps, run_within_limits
 from .grape import GrapeResult, calibrated_drag, evaluate_waveform, grape
 from .protocol import (
     Baseline,
@@ -58,4 +58,5 @@ __all__ = [
     "register_baseline",
     "registered_baselines",
     "run_steps",
+    "run_within_limits",
 ]

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike
 
+from pulsecal.envs.amplitude_limit import LimitLog
 from pulsecal.envs.calibration import CalibrationTask, Probe, analyse, default_probes
 
 from .common import DEFAULT_MISCALIBRATION, CalibrationResult, FloatArray, check_budget, require
@@ -40,11 +41,16 @@ class _Objective:
     probes: tuple[Probe, ...]
     shots: int
     floor: float
+    # The points the search asked beyond full scale (an optimiser's step is not bounded).
+    limits: LimitLog = field(default_factory=LimitLog)
 
     def params(self, z: ArrayLike) -> FloatArray:
         p = self.start.copy()
         p[_PARAMS] = self.start[_PARAMS] + np.asarray(z, dtype=np.float64) * self.unit
-        p[0] = float(np.clip(p[0], -1.0, 1.0))
+        a = float(p[0])
+        p[0] = float(np.clip(a, -1.0, 1.0))
+        if p[0] != a:
+            self.limits.record("amplitude", "full scale", a, float(p[0]))
         return p
 
     def __call__(self, zs: ArrayLike) -> FloatArray:
@@ -52,7 +58,7 @@ class _Objective:
         z = np.atleast_2d(np.asarray(zs, dtype=np.float64))
         rows = np.stack([self.params(zi) for zi in z])
         p1 = self.task.measure(rows, self.shots, index=[self.device] * len(rows), probes=self.probes)
-        infidelity = analyse(p1, self.probes, self.task.gate.duration_s).infidelity
+        infidelity = analyse(p1, self.probes, self.task.gates[self.device].duration_s).infidelity
         return np.asarray(np.log10(infidelity + self.floor))
 
 
@@ -126,13 +132,20 @@ def _each_device(task: CalibrationTask, start: ArrayLike, budget: int, index: Se
     out = p0.copy()
     used = np.zeros(len(idx), dtype=np.int64)
     trace: list[list[tuple[int, FloatArray]]] = []
+    limits, failures = [], []
     for b, i in enumerate(idx):
         before = int(task.shots_used[i])
         obj, n_evals = settings.objective(task, i, p0[b], budget)
         out[b] = obj.params(fit(obj, n_evals))
         used[b] = int(task.shots_used[i]) - before
         trace.append([(int(used[b]), out[b].copy())])
-    return CalibrationResult(out, used, trace)
+        limits.append(obj.limits.as_dict())
+        e = obj.limits.entries.get("amplitude")
+        pinned = e is not None and abs(out[b, 0]) == 1.0
+        failures.append(f"amplitude limit: needs |u|={abs(e['requested']):.3g} at "
+                        f"{task.gates[i].duration_s * 1e9:.4g} ns > 1 (full scale)" if pinned and e else None)
+    durations = np.array([task.gates[i].duration_s for i in idx], dtype=np.float64)
+    return CalibrationResult(out, used, trace, limits=limits, failures=failures, gate_duration_s=durations)
 
 
 @register_baseline("nelder_mead")

@@ -194,7 +194,7 @@ class RPECalibration:
         used = (task.shots_used[idx] - used0).astype(np.int64)
         for b in range(nb):
             trace[b].append((int(used[b]), p[b].copy()))
-        return CalibrationResult(p.copy(), used, trace, [tuple(f) for f in flags])
+        return CalibrationResult(p.copy(), used, trace, flags=[tuple(f) for f in flags])
 
     def _detuning(self, task: CalibrationTask, idx: list[int], p: FloatArray, depths: int, shots: int,
                   flags: list[list[str]]) -> FloatArray:

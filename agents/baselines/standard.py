@@ -76,9 +76,18 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from pulsecal.envs.amplitude_limit import LimitLog
 from pulsecal.envs.calibration import CalibrationTask
 
-from .common import CalibrationResult, FloatArray, check_budget, require, run_steps, safe_asin
+from .common import (
+    CalibrationResult,
+    FloatArray,
+    check_budget,
+    clip_amplitude,
+    require,
+    run_steps,
+    safe_asin,
+)
 from .protocol import register_baseline
 from .sequences import amplitude_steps, drag_steps, rabi_steps, ramsey_steps
 
@@ -139,6 +148,12 @@ class _Family:
         self.sigma = np.where(ok, np.sqrt(w) * s_fit, self.sigma)
         self.levels += 1
         return ok
+
+    def rescale(self, b: int, ratio: float) -> None:
+        """Device ``b``'s estimate, σ, start and trust region × ``ratio``: an amplitude
+        measured at one gate, expressed at a longer one."""
+        for arr in (self.x, self.sigma, self.x0, self.start_range):
+            arr[b] *= ratio
 
 
 @register_baseline("standard")
@@ -365,8 +380,19 @@ class StandardCalibration:
                 f"finite values of shape ({len(idx)}, 4) or (4,)")
         used0 = task.shots_used[idx].copy()
         dt = task.dt_s
-        gate_s = task.gate.n_samples(dt) * dt
         nb = len(idx)
+        # Each device runs at its own gate (``task.gates``: the nominal one, or a longer one
+        # an amplitude-limited device was given); before the DRAG scan an amplitude estimate
+        # beyond the headroom lengthens it again, after it the gate stays (the scan's slope
+        # is per gate) and an amplitude beyond full scale is clipped and recorded.
+        gate_s = np.array([task.gates[i].n_samples(dt) * dt for i in idx])
+        nominal_s = task.gate.n_samples(dt) * dt
+        logs = [LimitLog() for _ in idx]
+        failures: list[str | None] = [None] * nb
+        headroom = task.amplitude_limit.headroom
+        scanned = False
+        # The DRAG probe's first-order response falls as 1/T on a longer lifted Gaussian.
+        k0 = self.drag_slope * nominal_s / gate_s
         contrast = np.full(nb, 0.95)  # readout contrast; the first Ramsey measures it
         base = np.full(nb, 0.02)  # P("1") of the ground state; idem
         slope = np.full(nb, np.nan)  # DRAG per-gate angle per second of β, from the scan
@@ -406,10 +432,10 @@ class StandardCalibration:
                 f.update(p[:, 2] + theta / (2 * math.pi * tau), sigma_theta / (2 * math.pi * tau), 0.5 / tau)
                 p[:, 2] = f.x
             elif kind == "rabi":
-                a_fit, s_fit = self._rabi(task, idx, p, shots, contrast, base)
+                a_fit, s_fit = self._rabi(task, idx, p, shots, contrast, base, logs)
                 f = fam["amplitude"]
                 f.update(a_fit, s_fit, self.rabi_span * np.abs(p[:, 0]))
-                p[:, 0] = np.clip(f.x, -1.0, 1.0)
+                p[:, 0] = self._within_limit(task, idx, f, logs, failures, headroom, not scanned)
             elif kind == "amplitude":
                 n = int(value)
                 pr = run_steps(task, idx, p, [amplitude_steps(n, 1), amplitude_steps(n, -1)], shots)
@@ -420,13 +446,15 @@ class StandardCalibration:
                 f = fam["amplitude"]
                 f.update(p[:, 0] / (1.0 + eps), sigma_eps * np.abs(p[:, 0]), np.abs(p[:, 0]) / (2 * n - 1),
                          saturated=np.abs(s) > _SATURATED)
-                p[:, 0] = np.clip(f.x, -1.0, 1.0)
+                p[:, 0] = self._within_limit(task, idx, f, logs, failures, headroom, not scanned)
             elif kind == "drag_scan":
-                b_fit, s_fit, slope_scan = self._drag_scan(task, idx, p, int(value), shots, contrast, beta_scale)
+                b_fit, s_fit, slope_scan = self._drag_scan(task, idx, p, int(value), shots, contrast, beta_scale,
+                                                           k0)
                 f = fam["beta"]
                 ok = f.update(b_fit, s_fit, 1.5 * self.drag_scan_span * beta_scale)
-                slope = np.where(ok, slope_scan, self.drag_slope / beta_scale)
+                slope = np.where(ok, slope_scan, k0 / beta_scale)
                 p[:, 1] = f.x
+                scanned = True
             else:  # fine DRAG
                 n = int(value)
                 pr = run_steps(task, idx, p, [drag_steps(n, 1), drag_steps(n, -1)], shots)
@@ -440,13 +468,38 @@ class StandardCalibration:
                 p[:, 1] = f.x
             for b, i in enumerate(idx):
                 trace[b].append((int(task.shots_used[i] - used0[b]), p[b].copy()))
+        final = p.copy()
+        final[:, 0] = clip_amplitude(p[:, 0], logs)
         used = (task.shots_used[idx] - used0).astype(np.int64)
         for b in range(nb):
-            trace[b].append((int(used[b]), p[b].copy()))
-        return CalibrationResult(p.copy(), used, trace)
+            trace[b].append((int(used[b]), final[b].copy()))
+            if failures[b] is None and "amplitude" in logs[b].entries and abs(final[b, 0]) == 1.0:
+                e = logs[b].entries["amplitude"]
+                failures[b] = (f"amplitude limit: needs |u|={abs(e['requested']):.3g} at "
+                               f"{task.gates[idx[b]].duration_s * 1e9:.4g} ns > 1 (full scale)")
+        durations = np.array([task.gates[i].duration_s for i in idx], dtype=np.float64)
+        return CalibrationResult(final, used, trace, limits=[log.as_dict() for log in logs], failures=failures,
+                                 gate_duration_s=durations)
+
+    @staticmethod
+    def _within_limit(task: CalibrationTask, idx: list[int], fam: _Family, logs: list[LimitLog],
+                      failures: list[str | None], headroom: float, may_lengthen: bool) -> FloatArray:
+        """The amplitude (B,) to continue with: a device whose estimate left the headroom
+        gets a longer gate first (``may_lengthen``: before the DRAG scan), its amplitude
+        estimate rescaled to it; what still exceeds full scale is clipped and recorded."""
+        if may_lengthen and task.amplitude_limit.lengthen:
+            for b in np.flatnonzero(np.abs(fam.x) > headroom).tolist():
+                a = float(fam.x[b])
+                new, fit = task.refit_gate(idx[b], a)
+                if new != a:
+                    fam.rescale(b, new / a)
+                if fit.failure is not None:
+                    failures[b] = fit.failure
+        return clip_amplitude(fam.x.copy(), logs)
 
     def _rabi(self, task: CalibrationTask, idx: list[int], p: FloatArray, shots: int,
-              contrast: FloatArray, base: FloatArray) -> tuple[FloatArray, FloatArray]:
+              contrast: FloatArray, base: FloatArray,
+              logs: list[LimitLog] | None = None) -> tuple[FloatArray, FloatArray]:
         """Fit the SX amplitude scan for a_π; returns the amplitude and its σ per device.
 
         The readout baseline and contrast come from the first Ramsey (they are degenerate
@@ -457,7 +510,11 @@ class StandardCalibration:
         from scipy.optimize import least_squares
 
         rel = 1.0 + self.rabi_span * np.linspace(-1.0, 1.0, self.rabi_points)
-        amps = np.clip(p[:, :1] * rel[None, :], -1.0, 1.0)  # (B, K)
+        wanted = p[:, :1] * rel[None, :]
+        amps = np.clip(wanted, -1.0, 1.0)  # (B, K): the scan stops at full scale
+        if logs is not None:
+            for b, k in zip(*np.nonzero(amps != wanted), strict=True):
+                logs[int(b)].record("rabi_scan_amplitude", "full scale", float(wanted[b, k]), float(amps[b, k]))
         rows = np.repeat(p[:, None, :], len(rel), axis=1)
         rows[:, :, 0] = amps
         pr = run_steps(task, idx, rows, [rabi_steps()] * len(rel), shots)
@@ -483,14 +540,16 @@ class StandardCalibration:
         return a_fit, s_fit
 
     def _drag_scan(self, task: CalibrationTask, idx: list[int], p: FloatArray, depth: int, shots: int,
-                   contrast: FloatArray, scale: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+                   contrast: FloatArray, scale: FloatArray,
+                   prior: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
         """β scan: the per-gate DRAG angle against β, fitted with a line; returns β, its σ
         and the slope (rad per gate per second of β) per device.
 
         The scan spans ±``drag_scan_span``·scale around the current β, scale fixed at the
         start (not the current β, which may be near zero). The slope is fitted too, but a
         few noisy scan points can make it tiny and the next correction huge, so it is
-        combined with its first-order value ``drag_slope``/scale (relative width
+        combined with its first-order value ``prior``/scale (``drag_slope`` at the device's
+        gate; relative width
         ``drag_slope_tolerance``) and clipped to ``slope_range`` of it before the zero
         crossing is read off all scan points.
         """
@@ -509,9 +568,9 @@ class StandardCalibration:
         beta = np.full(len(idx), np.nan)
         sigma = np.full(len(idx), np.nan)
         slope = np.full(len(idx), np.nan)
-        k0 = self.drag_slope
-        lo, hi = sorted((k0 * self.slope_range, k0 / self.slope_range))
         for b in range(len(idx)):
+            k0 = float(prior[b])  # ``drag_slope`` at this device's gate
+            lo, hi = sorted((k0 * self.slope_range, k0 / self.slope_range))
             x = rel  # β offsets in units of the scale
             sw = np.sum(w[b])
             xm = np.sum(w[b] * x) / sw

@@ -26,8 +26,15 @@ from typing import Any, TypeAlias
 import numpy as np
 from numpy.typing import NDArray
 
-from pulsecal.agents.baselines import Baseline, calibrated_drag, grape, miscalibrated_start
+from pulsecal.agents.baselines import (
+    Baseline,
+    calibrated_drag,
+    grape,
+    miscalibrated_start,
+    run_within_limits,
+)
 from pulsecal.agents.pinned_env import make_pinned
+from pulsecal.envs.amplitude_limit import AmplitudeLimit
 from pulsecal.envs.calibration import (
     CalibrationTask,
     DragGate,
@@ -61,13 +68,20 @@ def _device_shots(dev: Any) -> int:
 
 
 def _row(task: str, method: str, budget: int, device: int, metrics: Mapping[str, float], shots: int,
-         device_shots: int, wall: float) -> dict[str, Any]:
+         device_shots: int, wall: float, gate_duration_s: float = math.nan,
+         limits: Mapping[str, Mapping[str, Any]] | None = None, limit_failure: str | None = None) -> dict[str, Any]:
+    """One results row. ``gate_duration_s`` is the gate the device ended at (its ratio is to
+    the coherence limit at that duration), ``clipped`` how many times a bound brought a
+    parameter back (``limits``), ``limit_failure`` why it could not be calibrated within
+    the limits ("" if it could)."""
     inf = float(metrics["infidelity"])
     cl = float(metrics["coherence_limit"])
     return {"task": task, "method": method, "budget": int(budget), "device": int(device),
             "infidelity": inf, "coherence_limit": cl, "ratio": inf / cl if cl > 0 else math.nan,
             "leakage": float(metrics["leakage"]), "shots_used": int(shots), "device_shots": int(device_shots),
-            "wall_time_s": float(wall)}
+            "wall_time_s": float(wall), "gate_duration_s": float(gate_duration_s),
+            "clipped": int(sum(int(e["count"]) for e in (limits or {}).values())),
+            "limit_failure": limit_failure or ""}
 
 
 CalibrationDevice: TypeAlias = DeviceParams | StressSpec
@@ -117,11 +131,12 @@ def _baseline_chunk(settings: EvaluationSettings, baseline: Baseline, budget: in
     seed = settings.seed
     devs = [_calibration_device(seed, i, p) for i, p in zip(index, params, strict=True)]
     starts = np.stack([_calibration_start(settings, seed, i, d) for i, d in zip(index, devs, strict=True)])
-    task = CalibrationTask(list(devs), DragGate(settings.gate_duration_s))
+    task = CalibrationTask(list(devs), DragGate(settings.gate_duration_s),
+                           amplitude_limit=settings.amplitude_limit)
     t0 = time.perf_counter()
     # Each chunk's generator depends on its first device and the budget only, so the rows
     # do not depend on which baselines run or on the number of workers.
-    res = baseline.run(task, starts, budget, np.random.default_rng([seed, index[0], 3, budget]))
+    res = run_within_limits(baseline, task, starts, budget, np.random.default_rng([seed, index[0], 3, budget]))
     wall = (time.perf_counter() - t0) / len(index)
     truth = task.true_metrics(res.params)
     assert truth is not None
@@ -130,7 +145,8 @@ def _baseline_chunk(settings: EvaluationSettings, baseline: Baseline, budget: in
         m = {"infidelity": 1.0 - truth["fidelity"][b], "coherence_limit": truth["coherence_limit"][b],
              "leakage": truth["leakage"][b]}
         rows.append(_row("calibration", baseline.name, budget, i, m, int(res.shots_used[b]),
-                         _device_shots(devs[b]), wall))
+                         _device_shots(devs[b]), wall, float(res.gate_duration_s[b]), res.limits[b],
+                         res.failures[b]))
     return rows
 
 
@@ -148,7 +164,7 @@ def _first_scenario(settings: EvaluationSettings, agent: AgentSpec) -> dict[str,
     if agent.task == "calibration":
         dev = _calibration_device(settings.seed, 0, calibration_devices(settings)[0])
         start = _calibration_start(settings, settings.seed, 0, dev)
-        return {"device": dev, "initial_params": DragParams.from_array(start)}
+        return {"device": dev, "initial_params": start}
     if agent.task == "pulse_shaping":
         return {"device_params": get_preset(settings.shaping_preset).params}
     return _drift_scenario(settings, 0)
@@ -164,7 +180,10 @@ def agent_env_kwargs(settings: EvaluationSettings, agent: AgentSpec, budget: int
     and for calibration the shot ``budget`` of the row over everything."""
     if agent.task == "calibration":
         budget = settings.budgets[0] if budget is None else budget
-        return {"gate_duration_s": settings.gate_duration_s, **dict(agent.env_kwargs), "shot_budget": budget}
+        kwargs: dict[str, Any] = {"gate_duration_s": settings.gate_duration_s}
+        if settings.amplitude_limit != AmplitudeLimit():  # (an env without the option keeps working at the default)
+            kwargs["amplitude_limit"] = settings.amplitude_limit
+        return {**kwargs, **dict(agent.env_kwargs), "shot_budget": budget}
     if agent.task == "pulse_shaping":
         return {"device": settings.shaping_preset, "gate_duration_s": settings.shaping_duration_s,
                 **dict(agent.env_kwargs)}
@@ -221,12 +240,15 @@ def _agent_calibration(settings: EvaluationSettings, agent: AgentSpec, budget: i
         dev = _calibration_device(settings.seed, i, params)
         start = _calibration_start(settings, settings.seed, i, dev)
         t0 = time.perf_counter()
-        info = _episode(env, agent.policy, settings.seed + i,
-                        {"device": dev, "initial_params": DragParams.from_array(start)})
+        # The start as an array: on a weakly driven device its amplitude exceeds full scale
+        # at the nominal gate, and the env chooses the gate it fits (amplitude_limit).
+        info = _episode(env, agent.policy, settings.seed + i, {"device": dev, "initial_params": start})
         wall = time.perf_counter() - t0
         m = {"infidelity": 1.0 - info["fidelity"], "coherence_limit": info["coherence_limit"],
              "leakage": info["leakage"]}
-        rows.append(_row("calibration", agent.name, budget, i, m, int(info["shots_used"]), _device_shots(dev), wall))
+        rows.append(_row("calibration", agent.name, budget, i, m, int(info["shots_used"]), _device_shots(dev), wall,
+                         float(info.get("gate_duration_s", math.nan)), info.get("limits"),
+                         info.get("limit_failure")))
     env.close()
     return rows
 

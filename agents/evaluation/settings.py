@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pulsecal.agents.baselines import Baseline, default_baselines, registered_baselines
 from pulsecal.agents.baselines.common import DEFAULT_MISCALIBRATION, require
+from pulsecal.envs.amplitude_limit import AmplitudeLimit
 from pulsecal.envs.presets import get_preset
 from pulsecal.hardware.policy import Policy
 
@@ -89,6 +90,9 @@ class EvaluationSettings:
             each registered baseline with its default settings).
         methods: names of the baselines to run, in this order (None: all of ``baselines``).
         gate_duration_s: calibrated gate length (20 ns).
+        amplitude_limit: how a device whose π pulse does not fit full scale at that length
+            is handled (``envs.amplitude_limit.AmplitudeLimit``: lengthened within the
+            headroom up to a maximum duration, or refused); baselines and agents alike.
         miscalibration: starting offsets (amplitude rel., β rel., detuning Hz, phase rad).
         workers: processes for the baselines (joblib), >= 1.
         chunk_size: devices per job (the standard calibration runs a chunk in lockstep).
@@ -114,6 +118,7 @@ class EvaluationSettings:
     baselines: tuple[Baseline, ...] = field(default_factory=default_baselines)
     methods: tuple[str, ...] | None = None
     gate_duration_s: float = 20e-9
+    amplitude_limit: AmplitudeLimit = field(default_factory=AmplitudeLimit)
     miscalibration: tuple[float, float, float, float] = DEFAULT_MISCALIBRATION
     workers: int = 2
     chunk_size: int = 25
@@ -173,6 +178,8 @@ class EvaluationSettings:
         require(isinstance(self.recalibration_budget, int) and self.recalibration_budget >= 1,
                 "recalibration_budget", self.recalibration_budget, "an integer >= 1")
         get_preset(self.shaping_preset)
+        require(isinstance(self.amplitude_limit, AmplitudeLimit), "amplitude_limit", self.amplitude_limit,
+                "an envs.amplitude_limit.AmplitudeLimit")
 
     def baseline(self, name: str) -> Baseline:
         """The configured baseline called ``name``."""

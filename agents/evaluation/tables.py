@@ -16,13 +16,14 @@ from .settings import TASKS, EvaluationSettings
 
 CSV_FIELDS: tuple[str, ...] = (
     "task", "method", "budget", "device", "infidelity", "coherence_limit", "ratio", "leakage",
-    "shots_used", "device_shots", "wall_time_s",
+    "shots_used", "device_shots", "wall_time_s", "gate_duration_s", "clipped", "limit_failure",
 )
 
 
 def summarise(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Per (task, method, budget): n, median and p90 of infidelity and ratio, median
-    leakage, median and max shots, median wall time per device."""
+    leakage, median and max shots, median wall time per device, the longest gate duration
+    a device ended at, and how many devices failed on a limit (``limit_failure``)."""
     groups: dict[tuple[str, str, int], list[Mapping[str, Any]]] = {}
     for r in rows:
         groups.setdefault((str(r["task"]), str(r["method"]), int(r["budget"])), []).append(r)
@@ -41,6 +42,9 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "shots_max": int(np.max(col["shots_used"])),
             "shots_exact": bool(np.all((col["device_shots"] < 0) | (col["device_shots"] == col["shots_used"]))),
             "wall_time_s_median": float(np.median(col["wall_time_s"])),
+            "gate_duration_s_max": float(np.nanmax([float(r.get("gate_duration_s", math.nan)) for r in rs]))
+            if any(math.isfinite(float(r.get("gate_duration_s", math.nan))) for r in rs) else math.nan,
+            "limit_failed": sum(1 for r in rs if r.get("limit_failure")),
         })
     return out
 
@@ -131,13 +135,14 @@ def write_markdown(path: Path, summary: Sequence[Mapping[str, Any]], verdict: Se
         "## Summary",
         "",
         "| task | method | budget | n | 1−F median | 1−F p90 | ratio median | ratio p90 | leakage median "
-        "| shots median | shots max | shots exact | wall s/device |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|---:|",
+        "| shots median | shots max | shots exact | wall s/device | longest gate ns | limit failed |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|:-:|---:|---:|---:|",
     ]
     for s in summary:
         lines.append("| " + " | ".join(_fmt(s[k]) for k in (
             "task", "method", "budget", "n", "infidelity_median", "infidelity_p90", "ratio_median", "ratio_p90",
-            "leakage_median", "shots_median", "shots_max", "shots_exact", "wall_time_s_median")) + " |")
+            "leakage_median", "shots_median", "shots_max", "shots_exact", "wall_time_s_median"))
+            + f" | {_fmt(s['gate_duration_s_max'] * 1e9)} | {s['limit_failed']} |")
     lines += ["", "## Targets", "", "| task | method | agent | target | passed | detail |",
               "|---|---|:-:|---|:-:|---|"]
     for v in verdict:
@@ -155,11 +160,12 @@ def write_markdown(path: Path, summary: Sequence[Mapping[str, Any]], verdict: Se
 def read_results_csv(path: Path) -> list[dict[str, Any]]:
     """Rows of a ``results.csv`` written by :func:`write_csv`, numbers as numbers
     (re-plotting an evaluation without running it again)."""
-    ints = {"budget", "device", "shots_used", "device_shots"}
+    ints = {"budget", "device", "shots_used", "device_shots", "clipped"}
+    strings = {"task", "method", "limit_failure"}
     with Path(path).open(newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     missing = set(CSV_FIELDS) - set(rows[0]) if rows else set()
     if missing:
         raise ValueError(f"{path}: not a results.csv (missing columns {sorted(missing)})")
-    return [{k: (str(v) if k in ("task", "method") else int(float(v)) if k in ints else float(v))
+    return [{k: (str(v) if k in strings else int(float(v)) if k in ints else float(v))
              for k, v in r.items()} for r in rows]

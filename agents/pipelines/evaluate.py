@@ -14,6 +14,7 @@ Bad values exit with status 2 and one line.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ from pulsecal.agents.evaluation import (
 from pulsecal.agents.evaluation import evaluate as run_evaluation
 from pulsecal.agents.pinned_env import make_pinned
 from pulsecal.agents.pipelines.common import trained_env_kwargs
+from pulsecal.configs.env_schema import AmplitudeLimitConf
+from pulsecal.envs.amplitude_limit import AmplitudeLimit
 
 # -- schemas ----------------------------------------------------------------------------------
 
@@ -77,6 +80,9 @@ class EvaluateConf:
     # Names from ``baseline`` to run; null: all of them.
     methods: list[str] | None = None
     gate_duration_s: float = 20e-9
+    # How a device whose π pulse does not fit full scale at gate_duration_s is handled
+    # (envs.amplitude_limit.AmplitudeLimit): lengthened within the headroom, or refused.
+    amplitude_limit: AmplitudeLimitConf = field(default_factory=AmplitudeLimitConf)
     miscalibration: list[float] = field(default_factory=lambda: [0.05, 0.5, 1e6, 0.0])
     workers: int = 2
     chunk_size: int = 25
@@ -249,6 +255,11 @@ def _agent(conf: EvaluatedAgentConf) -> AgentSpec:
     return AgentSpec(conf.name, task, policy, dict(conf.env_kwargs), conf.env_id)
 
 
+def _amplitude_limit(conf: AmplitudeLimitConf) -> AmplitudeLimit:
+    """The configured limit: the fields set (null: the default's)."""
+    return AmplitudeLimit(**{k: v for k, v in dataclasses.asdict(conf).items() if v is not None})
+
+
 def to_settings(cfg: DictConfig) -> tuple[EvaluationSettings, list[AgentSpec]]:
     """The composed config as typed settings and agents (raises ``ValueError`` naming the key)."""
     conf: EvaluateConf = OmegaConf.to_object(cfg)  # type: ignore[assignment]
@@ -257,6 +268,7 @@ def to_settings(cfg: DictConfig) -> tuple[EvaluationSettings, list[AgentSpec]]:
         budgets=tuple(conf.budgets),
         baselines=baselines(cfg), methods=None if conf.methods is None else tuple(conf.methods),
         gate_duration_s=conf.gate_duration_s,
+        amplitude_limit=_amplitude_limit(conf.amplitude_limit),
         miscalibration=tuple(conf.miscalibration),  # type: ignore[arg-type]
         workers=conf.workers, chunk_size=conf.chunk_size,
         pulse_shaping=conf.pulse_shaping, shaping_preset=conf.shaping_preset,

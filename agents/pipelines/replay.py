@@ -281,8 +281,10 @@ def replay(cfg: DictConfig) -> Any:
         start = tuple(float(x) for x in c["initial_params"])
     elif model is not None:
         m = c["miscalibration"]
-        start = tuple(rp.miscalibrated_start(model, gate_s, amplitude_rel=m["amplitude_rel"], beta_rel=m["beta_rel"],
-                                             detuning_hz=m["detuning_hz"], phase=m["phase"]).as_array())
+        # Four values: a weakly driven qubit's amplitude exceeds full scale at gate_s, and
+        # the session's env chooses the longer gate it fits.
+        start = rp.start_values(model, gate_s, amplitude_rel=m["amplitude_rel"], beta_rel=m["beta_rel"],
+                                detuning_hz=m["detuning_hz"], phase=m["phase"])
     else:
         raise ValueError("initial_params=None: allowed only with a backend that has a device model "
                          "(simulated, qibolab emulator); give the lab's current calibration")

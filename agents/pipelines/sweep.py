@@ -78,9 +78,8 @@ def sweep_job(c: dict[str, Any]) -> Any:
         if c.get("initial_params") is not None:
             start = tuple(float(x) for x in c["initial_params"])
         else:
-            start = tuple(sw.lab_start(device_params, gate_s, amplitude_rel=m["amplitude_rel"],
-                                       beta_rel=m["beta_rel"], detuning_hz=m["detuning_hz"],
-                                       phase=m["phase"]).as_array())
+            start = sw.lab_start_values(device_params, gate_s, amplitude_rel=m["amplitude_rel"],
+                                        beta_rel=m["beta_rel"], detuning_hz=m["detuning_hz"], phase=m["phase"])
         job = sw.QubitJob(seed=sw.qubit_seed(sweep_seed, qubit), default_start=start,  # type: ignore[arg-type]
                           device_qubit=0, **common)
 
@@ -109,8 +108,8 @@ def sweep_job(c: dict[str, Any]) -> Any:
         if model is None:
             raise ValueError("initial_params=None: allowed only with a backend that has a device model "
                              "(simulated, qibolab emulator); give the lab's current calibration")
-        start = tuple(rp.miscalibrated_start(model, gate_s, amplitude_rel=m["amplitude_rel"], beta_rel=m["beta_rel"],
-                                             detuning_hz=m["detuning_hz"], phase=m["phase"]).as_array())
+        start = rp.start_values(model, gate_s, amplitude_rel=m["amplitude_rel"], beta_rel=m["beta_rel"],
+                                detuning_hz=m["detuning_hz"], phase=m["phase"])
     job = sw.QubitJob(seed=sw.qubit_seed(int(c["seed"]), qubit), default_start=start,  # type: ignore[arg-type]
                       device_qubit=qubit, **common)
 

@@ -96,7 +96,12 @@ across kills) and ``session`` (the loop, ``run_session``). The policy it drives 
 from pulsecal.envs.contract import probes_from_json
 
 from ..policy import Policy
-from ..simulated_session import miscalibrated_start, simulated_backend, simulated_truth
+from ..simulated_session import (
+    miscalibrated_start,
+    simulated_backend,
+    simulated_truth,
+    start_values,
+)
 from .journal_state import JournalState
 from .orphans import OrphanAccounting
 from .replay_device import FastForward, ReplayDevice, simulated_fast_forward
@@ -129,6 +134,6 @@ __all__ = [
     "ReplaySettings", "SessionEnv", "StepRecord", "TrainedEnv", "check_device_class", "default_limits",
     "env_to_kwargs",
     "merge_session_env", "miscalibrated_start", "probes_from_json", "run_session", "session_env_class",
-    "simulated_backend", "simulated_fast_forward", "simulated_truth", "trained_env", "trained_env_of_export",
+    "simulated_backend", "simulated_fast_forward", "simulated_truth", "start_values", "trained_env", "trained_env_of_export",
     "trained_env_of_run",
 ]

@@ -67,7 +67,7 @@ class ReplayResult:
 def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: ReplaySettings, *,
                 limits: SafetyLimits | None = None, retry: RetryPolicy | None = None,
                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
-                fsync: bool = True, truth: Callable[[DragParams], dict[str, float]] | None = None,
+                fsync: bool = True, truth: Callable[..., dict[str, float]] | None = None,
                 plots: bool = True, backend_info: Mapping[str, Any] | None = None,
                 device_ledger: DeviceDayLedger | None = None) -> ReplayResult:
     """Run (or resume) a calibration session of ``policy`` on ``backend`` in ``folder``.
@@ -83,7 +83,9 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
         retry: retry and backoff policy of ``BackendDevice``.
         clock, sleep: wall clock and wait (inject fakes in tests).
         fsync: fsync journal and ledger writes (off only in tests that write thousands).
-        truth: for simulated backends, the true gate metrics of parameters (report only).
+        truth: for simulated backends, the true gate metrics of parameters (report only);
+            called as ``truth(params)``, or ``truth(params, duration_s)`` when the env
+            calibrated a longer gate than configured (an amplitude-limited qubit).
         plots: write the PNG plots of the report.
         backend_info: extra description of the backend for the journal and report.
         device_ledger: the device's day ledger shared with its other sessions (sweeps:
@@ -141,8 +143,10 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
 
     bind = getattr(policy, "bind", None)
     policy_state = policy.initial_state()
-    start = DragParams.from_array(np.asarray(settings.initial_params))
-    obs, info = env.reset(seed=settings.seed, options={"device": device, "initial_params": start})
+    # As four values: the amplitude is at the configured gate and may exceed full scale there;
+    # the env then calibrates at the longer gate it fits (info["gate_duration_s"]).
+    start_values = np.asarray(settings.initial_params, dtype=np.float64)
+    obs, info = env.reset(seed=settings.seed, options={"device": device, "initial_params": start_values})
     calibration = env.unwrapped.calibration_state()
     steps = [_observe(0, None, obs, 0.0, info, calibration)]
     _log_observation(journal, state, sid, steps[-1], obs)
@@ -170,13 +174,24 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
 
     final = DragParams.from_array(np.asarray(steps[-1].params))
     orphan_shots = orphans.shots
+    duration_s = float(calibration.gate.duration_s)
+    nominal_s = float(calibration.settings.get("gate_duration_s") or duration_s)  # the configured gate
     result_core = {
         "session_id": sid, "resumed": resumed, "replayed_device_calls": device.replayed_steps,
         "ledger_shots": ledger.used_shots, "orphan_shots": orphan_shots,
         "env_shots": int(steps[-1].shots_used), "terminated": bool(terminated),
+        # Where the gate ended and every bound that acted (envs.amplitude_limit).
+        "nominal_gate_duration_s": nominal_s,
+        "limits": dict(info.get("limits") or {}),
+        "limit_failure": info.get("limit_failure"),
     }
-    truth_start = truth(start) if truth is not None else None
-    truth_final = truth(final) if truth is not None else None
+    # Start and final as the env applied them: at the gate the session calibrated.
+    start = DragParams.from_array(np.asarray(steps[0].params))
+    lengthened = duration_s != nominal_s
+    truth_start = truth_final = None
+    if truth is not None:
+        truth_start = truth(start, duration_s) if lengthened else truth(start)
+        truth_final = truth(final, duration_s) if lengthened else truth(final)
     report = write_report(folder, steps=steps, settings=settings, policy=policy_info, backend=info_backend,
                           probes=list(calibration.measurement.names),
                           gate_duration_s=calibration.gate.duration_s,

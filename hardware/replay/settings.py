@@ -84,9 +84,11 @@ class ReplaySettings:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"ReplaySettings.seed={self.seed!r}: allowed an integer >= 0")
         ip = tuple(float(x) for x in self.initial_params)
-        if len(ip) != 4 or not all(math.isfinite(x) for x in ip) or abs(ip[0]) > 1:
+        # The amplitude is at the env's configured gate and may exceed full scale there (a
+        # weakly driven qubit's textbook start): the env then calibrates at a longer gate.
+        if len(ip) != 4 or not all(math.isfinite(x) for x in ip):
             raise ValueError(f"ReplaySettings.initial_params={self.initial_params!r}: allowed 4 finite "
-                             "values (amplitude in [-1, 1], beta_s, detuning_hz, phase)")
+                             "values (amplitude at the configured gate, beta_s, detuning_hz, phase)")
         object.__setattr__(self, "initial_params", ip)
         if isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int) or self.max_steps < 1:
             raise ValueError(f"ReplaySettings.max_steps={self.max_steps!r}: allowed an integer >= 1")

@@ -332,3 +332,57 @@ def test_smc_model_matches_the_device_for_small_errors() -> None:
         exact = dev.excited_probabilities([build(s, x, sx, 20e-9, float(p[2]), 1e-9) for s in seqs])
         model = [float(_model_p1(s, eps, eta, np.zeros(1), 20e-9, 1e-9)[0]) for s in seqs]
         np.testing.assert_allclose(exact, model, atol=0.02)
+
+
+# -- amplitude-limited devices ---------------------------------------------------------------
+
+
+def _weak_device(rabi_hz: float, seed: int) -> SimulatedDevice:
+    p = get_preset("transmon_20ns").params
+    return SimulatedDevice(p.replace(transmon=p.transmon.replace(rabi_max_hz=rabi_hz)),
+                           rng=np.random.default_rng([seed, 1]))
+
+
+def test_standard_calibrates_a_weak_drive_device_at_a_longer_gate_or_refuses_it() -> None:
+    """Ω_R/2π = 35 MHz needs |u| ≈ 1.33 at 20 ns: its start fits 0.9 of full scale at
+    31 ns here, where standard at 1000 shots ends near the coherence limit of 31 ns.
+    8 MHz needs |u| ≈ 1.5 even at 80 ns (4× nominal): refused, no shots, limit named."""
+    from pulsecal.agents.baselines import run_within_limits
+
+    devs = [_weak_device(35e6, 0), _weak_device(8e6, 1)]
+    starts = np.stack([miscalibrated_start(d, 20e-9, np.random.default_rng([2, k])) for k, d in enumerate(devs)])
+    assert starts[0, 0] > 1.2  # not capped: the start a 20 ns π pulse would need
+    task = CalibrationTask(devs, GATE)
+    res = run_within_limits(StandardCalibration(), task, starts, 1000)
+    assert res.gate_duration_s[0] == pytest.approx(31e-9)
+    assert res.failures[0] is None and res.limits[0] == {}
+    truth = task.true_metrics(res.params)
+    assert truth is not None
+    assert (1 - truth["fidelity"][0]) / truth["coherence_limit"][0] < 1.1
+    assert res.gate_duration_s[1] == pytest.approx(80e-9) and res.shots_used[1] == 0 == task.shots_used[1]
+    assert res.failures[1] is not None and res.failures[1].startswith("amplitude limit: needs |u|=1.")
+    assert "at 80 ns > 1" in res.failures[1]
+    assert res.limits[1]["amplitude"]["bound"] == "full scale" and res.params[1, 0] == 1.0
+
+
+@pytest.mark.parametrize(("rabi_hz", "low", "budget", "ns"), [(50.2e6, 0.05, 1000, 21), (47e6, 0.15, 5000, 23)])
+def test_standard_lengthens_when_its_amplitude_estimate_leaves_the_headroom(
+        rabi_hz: float, low: float, budget: int, ns: int) -> None:
+    """A start ``low`` below the π pulse fits 20 ns within the headroom (< 0.9 of full
+    scale) on a device whose π pulse needs 0.93 (50.2 MHz) or 0.99 (47 MHz) there: the
+    fine-amplitude (or, at 5000 shots, the Rabi) estimate leaves the headroom and the gate
+    grows to fit it; the Rabi scan points it wanted beyond full scale are recorded."""
+    dev = _weak_device(rabi_hz, 2)
+    start = miscalibrated_start(dev, 20e-9, np.random.default_rng(0), (0.0, 0.0, 0.0, 0.0))
+    need = start[0]
+    start[0] *= 1.0 - low
+    assert start[0] < 0.9 < need < 1.0
+    task = CalibrationTask([dev], GATE)
+    res = StandardCalibration().run(task, start, budget)
+    assert res.gate_duration_s[0] == pytest.approx(ns * 1e-9) and res.failures[0] is None
+    assert abs(res.params[0, 0]) <= 0.9
+    assert set(res.limits[0]) <= {"rabi_scan_amplitude"}
+    if "rabi_scan_amplitude" in res.limits[0]:
+        assert res.limits[0]["rabi_scan_amplitude"]["bound"] == "full scale"
+    truth = task.true_metrics(res.params)
+    assert truth is not None and (1 - truth["fidelity"][0]) / truth["coherence_limit"][0] < 1.1

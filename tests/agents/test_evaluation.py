@@ -156,7 +156,7 @@ def test_hydra_config_composes_and_runs(tmp_path: Path) -> None:
         cfg = compose(config_name="evaluate", overrides=[
             f"out_dir={tmp_path}", "n_devices=2", "budgets=[600]", "methods=[standard]", "workers=1",
             "pulse_shaping=false", "drift=false", "progress=false", "plots=false", "baseline=quick"])
-        assert cfg.baseline.standard.amplitude_depths == [4, 16]
+        assert cfg.baseline.standard.amplitude_depths == [2, 8]
         report = script.evaluate(cfg)
         assert (tmp_path / "results.csv").exists() and len(report.rows) == 2
         with pytest.raises(Exception, match="n_devices"):

@@ -143,8 +143,13 @@ def test_resume_refuses_other_settings_and_other_policies(tmp_path: Path) -> Non
 def test_settings_validation_names_the_field() -> None:
     with pytest.raises(ValueError, match=r"ReplaySettings.max_steps=0: allowed an integer >= 1"):
         ReplaySettings("s", 0, (0.5, 0.0, 0.0, 0.0), max_steps=0)
+    # An amplitude beyond full scale at the configured gate is a valid start (the env then
+    # lengthens the gate, envs.amplitude_limit); a non-finite one or three values are not.
     with pytest.raises(ValueError, match=r"ReplaySettings.initial_params"):
-        ReplaySettings("s", 0, (1.5, 0.0, 0.0, 0.0))
+        ReplaySettings("s", 0, (float("nan"), 0.0, 0.0, 0.0))
+    with pytest.raises(ValueError, match=r"ReplaySettings.initial_params"):
+        ReplaySettings("s", 0, (0.5, 0.0, 0.0))  # type: ignore[arg-type]
+    assert ReplaySettings("s", 0, (1.5, 0.0, 0.0, 0.0)).initial_params[0] == 1.5
     with pytest.raises(ValueError, match=r"ScriptedPolicy.gain=0: allowed \(0, 1\]"):
         ScriptedPolicy(gain=0)
     assert [p.name for p in probes_from_json([{"kind": "ramsey", "delay_s": 1e-7}])] == ["ramsey_100ns"]
@@ -314,3 +319,27 @@ def test_session_runs_the_env_version_it_is_given(tmp_path: Path) -> None:
     assert result.ledger_shots == rep["shots_used"] <= 4800
     with pytest.raises(ValueError, match="env_id"):
         ReplaySettings("s", 0, base.initial_params, env_id="pulsecal/PulseShaping-v0")
+
+
+def test_session_on_a_weak_drive_qubit_states_the_longer_gate(tmp_path: Path) -> None:
+    """Ω_R/2π = 35 MHz (amplitude scale 0.35 of the preset's 100 MHz): the textbook start
+    needs |u| ≈ 1.4 at 20 ns; the session's env calibrates at the shortest gate that fits
+    0.9 of full scale (31 ns for this start) and the report says so, its truth at 31 ns."""
+    from pulsecal.hardware.replay import start_values
+
+    backend = simulated_backend(seed=3, amplitude_scale=0.35)
+    start = start_values(backend.device.current_transmon(), GATE_S, amplitude_rel=0.04, beta_rel=0.4,
+                         detuning_hz=0.5e6)
+    assert start[0] > 1.3
+    settings = ReplaySettings("weak", 3, start, max_steps=6, env={"shots_per_probe": 50, "shot_budget": 100_000})
+    clock = FakeClock()
+    result = run_session(backend, ScriptedPolicy(), tmp_path / "w", settings, clock=clock, sleep=clock.sleep,
+                         fsync=False, truth=simulated_truth(backend, GATE_S), plots=False)
+    rep = result.report
+    assert rep["nominal_gate_duration_s"] == GATE_S
+    assert rep["gate_duration_s"] == pytest.approx(31e-9)
+    assert rep["limit_failure"] is None and rep["limits"] == {}
+    assert abs(rep["initial_params"]["amplitude"]) <= 0.9
+    final = rep["truth"]["final"]
+    assert (1 - final["fidelity"]) / final["coherence_limit"] < 1.5
+    assert "- gate duration: 31 ns (configured 20 ns: lengthened" in (tmp_path / "w" / "report.md").read_text()
