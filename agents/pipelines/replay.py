@@ -256,6 +256,54 @@ def qubit_model(backend: Any, qubit: int) -> Any:
     return model_of(qubit) if callable(model_of) else None
 
 
+# -- outcomes -> exit codes ----------------------------------------------------------------------
+#
+# What ``pulsecal-replay`` exits with (docs/lab_sessions.md has the table for users). A
+# stop reason is ``pulsecal.hardware.replay.stops``'; 3 belongs to a session another
+# process holds.
+EXIT_CODES: dict[str, int] = {
+    "finished": 0,
+    "error": 1,  # unexpected: a bug or a journal the replay cannot retrace (traceback)
+    "refused": 2,  # a refused config or command line; nothing was written
+    "busy": 3,  # the session (or sweep qubit) is held by another process
+    "budget_exhausted": 4,
+    "safety_refused": 5,
+    "action_out_of_range": 6,
+    "backend_failed": 7,  # a job lost beyond the retry policy; rerun to resume
+}
+
+
+def exit_code(result: Any) -> int:
+    """The exit code of a session's ``ReplayResult`` or a sweep qubit's ``QubitOutcome``."""
+    from pulsecal.hardware import sweep as sw
+
+    stop = getattr(result, "stop", None)
+    reason = stop.reason if stop is not None else getattr(result, "stop_reason", None)
+    if reason is not None:
+        return EXIT_CODES[reason]
+    state = getattr(result, "state", sw.FINISHED)
+    if state == sw.FINISHED:
+        return EXIT_CODES["finished"]
+    return EXIT_CODES["budget_exhausted"] if state == sw.BUDGET_EXHAUSTED else EXIT_CODES["error"]
+
+
+def outcome_line(result: Any) -> str:
+    """The one line the console prints for a session's ``ReplayResult`` or a sweep
+    qubit's ``QubitOutcome``."""
+    if hasattr(result, "qubit"):
+        return (f"qubit {result.qubit}: {'skipped, ' if result.skipped else ''}{result.state} after "
+                f"{result.attempts} attempt(s)" + (f": {result.error}" if result.error else ""))
+    rep = result.report
+    if result.stop is not None:
+        then = ("rerun the same command to resume" if not result.stop.terminal
+                else "a rerun reports the same; a new session_id starts afresh")
+        return (f"session {rep['session_id']} stopped: {result.stop.short()}; {rep['env_steps']} steps, "
+                f"{result.ledger_shots} shots; report in {result.folder} ({then})")
+    return (f"session {rep['session_id']}: {rep['env_steps']} steps, {result.ledger_shots} shots, "
+            f"estimated infidelity {rep['estimated_infidelity_initial']:.3g} -> "
+            f"{rep['estimated_infidelity_final']:.3g}; report in {result.folder}")
+
+
 def replay(cfg: DictConfig) -> Any:
     """Run (or resume) the session the composed ``replay.yaml`` describes; returns the
     ``ReplayResult``."""
@@ -350,5 +398,5 @@ def _preset_gate(name: str) -> float:
 def _limits(d: dict[str, Any]) -> dict[str, Any]:
     return {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
 
-__all__ = ["backend_info", "build_backend", "build_policy", "qubit_model", "register_replay_configs", "replay",
-           "resolve_env_id", "session_env"]
+__all__ = ["EXIT_CODES", "backend_info", "build_backend", "build_policy", "exit_code", "outcome_line", "qubit_model",
+           "register_replay_configs", "replay", "resolve_env_id", "session_env"]
