@@ -49,7 +49,7 @@ def _refusal(err: BaseException) -> str:
     # Our own refusals are written for the console whole (a settings mismatch takes three
     # lines: what differs, how to continue, how to start fresh); Hydra's and OmegaConf's
     # are cut to the key and the first line.
-    if isinstance(err, ValueError | SettingsMismatch) and not isinstance(err, ConfigError):
+    if isinstance(err, ValueError | SettingsMismatch) and not isinstance(err, ConfigError | OmegaConfBaseException):
         return f"error: {err}"
     return format_error(err)
 

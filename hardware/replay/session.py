@@ -71,7 +71,8 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
                 fsync: bool = True, truth: Callable[[DragParams], dict[str, float]] | None = None,
                 plots: bool = True, backend_info: Mapping[str, Any] | None = None,
-                device_ledger: DeviceDayLedger | None = None) -> ReplayResult:
+                device_ledger: DeviceDayLedger | None = None,
+                on_folder: Callable[[Path], None] | None = None) -> ReplayResult:
     """Run (or resume) a calibration session of ``policy`` on ``backend`` in ``folder``.
 
     Args:
@@ -91,6 +92,8 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
         device_ledger: the device's day ledger shared with its other sessions (sweeps:
             parallel qubits), so ``limits.max_shots_per_day`` bounds all of them together;
             this session is named in it by its folder. None: the session's ledger only.
+        on_folder: called with the folder once it exists, after every check passed and
+            before the session's first record (the console writes its own record there).
 
     A session that cannot run to its end returns with ``ReplayResult.stop`` set (shot
     budget, a safety refusal, an action outside the box, a job lost beyond ``retry``:
@@ -114,6 +117,8 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
     known = check_settings(folder, settings)
 
     folder.mkdir(parents=True, exist_ok=True)
+    if on_folder is not None:
+        on_folder(folder)
     journal = Journal(folder / "journal.jsonl", clock=clock, fsync=fsync)
     if not known:
         write_settings(folder, settings)

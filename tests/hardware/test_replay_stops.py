@@ -161,7 +161,7 @@ def _console(monkeypatch: pytest.MonkeyPatch, cwd: Path, *args: str) -> int:
     from pulsecal.scripts import replay as script
 
     monkeypatch.chdir(cwd)
-    monkeypatch.setattr(sys, "argv", ["pulsecal-replay", "plots=false", *args])
+    monkeypatch.setattr(sys, "argv", ["pulsecal-replay", *args, "plots=false"])
     try:
         script.main()
     except SystemExit as e:
@@ -187,3 +187,55 @@ def test_console_prints_one_line_and_exits_with_the_stop_code(tmp_path: Path, mo
     # The same command again: the recorded stop, the same code, one line.
     assert _console(monkeypatch, tmp_path, "session_id=x", *args) == code
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+# -- a refused command leaves nothing behind ------------------------------------------------------
+
+
+def _listing(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize(("args", "key"), [
+    (["env.shot_budget=0"], "env.shot_budget"),
+    (["budget_shots=0"], "budget_shots"),
+    (["backend.fault_rate=1.5"], "backend.fault_rate"),
+    (["miscalibration.amplitude_rel=nan"], "miscalibration.amplitude_rel"),
+    (["+foo=1"], "foo"),
+    (["policy=onnx"], "policy.folder"),
+    (["session_id=../../escaped"], "session_id"),
+])
+def test_a_refused_command_creates_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str], args: list[str], key: str) -> None:
+    cwd = tmp_path / "a" / "b"
+    cwd.mkdir(parents=True)
+    before = _listing(tmp_path)
+    assert _console(monkeypatch, cwd, *args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {key}: "), err
+    assert _listing(tmp_path) == before  # no runs/, no .hydra, no replay.log, nothing above cwd
+
+
+def test_other_settings_name_the_keys_and_change_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    assert _console(monkeypatch, tmp_path, "session_id=b", "max_steps=1") == 0
+    folder = tmp_path / "runs/replay/b"
+    assert list(folder.glob(".hydra/*/config.yaml")) and (folder / "journal.jsonl").exists()
+    capsys.readouterr()
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    assert _console(monkeypatch, tmp_path, "session_id=b", "max_steps=2", "env.shots_per_probe=20") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and "Traceback" not in "".join(err)
+    assert "env.shots_per_probe 50 → 20" in err[0] and "max_steps 1 → 2" in err[0]
+    assert "env.shots_per_probe=50 max_steps=1" in err[1] and "session_id" in err[2]
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
+    # The corrected command (the recorded values) resumes the session.
+    assert _console(monkeypatch, tmp_path, "session_id=b", "max_steps=1") == 0
+
+
+def test_a_sweep_name_is_checked_before_hydra_makes_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    before = _listing(tmp_path)
+    assert _console(monkeypatch, tmp_path, "-m", "qubit=0", "sweep.name=../x") == 2
+    assert capsys.readouterr().err.strip().startswith("error: sweep.name: '../x' is out of range")
+    assert _listing(tmp_path) == before
