@@ -21,9 +21,18 @@ from numpy.typing import NDArray
 from pulsecal.envs.contract import CalibrationState
 
 
+class ActionOutOfRange(RuntimeError):
+    """A policy's action is not one the env may apply: non-finite, of the wrong shape or
+    outside the action box. A policy raises it from ``act`` when it refuses to act (the
+    ONNX runner's ``ActionError``); the session raises it for an action it is handed that
+    leaves the box. Either way the session stops (``action_out_of_range``), it never clips."""
+
+
 @runtime_checkable
 class Policy(Protocol):
     """What drives a session: an action in the env's action box for an observation.
+
+    An action outside the box stops the session (:class:`ActionOutOfRange`).
 
     ``initial_state()`` gives the recurrent state at the start of an episode (None for a
     policy without memory); ``act(observation, state)`` returns the action and the state
@@ -49,4 +58,4 @@ class BindsCalibrationState(Protocol):
     def bind(self, calibration_state: CalibrationState) -> None: ...
 
 
-__all__ = ["BindsCalibrationState", "Policy"]
+__all__ = ["ActionOutOfRange", "BindsCalibrationState", "Policy"]

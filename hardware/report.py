@@ -36,11 +36,22 @@ def write_report(folder: Path, *, steps: Sequence[StepRecord], settings: ReplayS
                  extra: Mapping[str, Any] | None = None, plots: bool = True) -> dict[str, Any]:
     """Write report.json, report.md and (``plots``) parameters.png, populations.png.
 
+    ``steps`` is empty for a session that stopped at its first measurement (``extra``'s
+    ``stop`` says why): the report then has the start parameters and no estimate.
     Returns the report dict (as in report.json).
     """
     folder = Path(folder)
-    first, last = steps[0], steps[-1]
-    est0, est1 = first.infidelity_estimate, last.infidelity_estimate
+    params0: tuple[float, ...]
+    params1: tuple[float, ...]
+    if steps:
+        first, last = steps[0], steps[-1]
+        est0, est1 = first.infidelity_estimate, last.infidelity_estimate
+        params0, params1 = first.params, last.params
+        p1, shots = last.p1, int(last.shots_used)
+    else:
+        est0 = est1 = math.nan
+        params0 = params1 = tuple(settings.initial_params)
+        p1, shots = tuple(math.nan for _ in probes), 0
     report: dict[str, Any] = {
         "format": REPORT_FORMAT,
         "session_id": settings.session_id,
@@ -48,14 +59,14 @@ def write_report(folder: Path, *, steps: Sequence[StepRecord], settings: ReplayS
         "policy": dict(policy),
         "gate_duration_s": gate_duration_s,
         "probes": list(probes),
-        "initial_params": dict(zip(PARAMETER_NAMES, first.params, strict=True)),
-        "final_params": dict(zip(PARAMETER_NAMES, last.params, strict=True)),
+        "initial_params": dict(zip(PARAMETER_NAMES, params0, strict=True)),
+        "final_params": dict(zip(PARAMETER_NAMES, params1, strict=True)),
         "estimated_infidelity_initial": est0,
         "estimated_infidelity_final": est1,
         "estimated_improvement": (est0 / est1) if est1 > 0 and math.isfinite(est0) else None,
-        "last_populations": dict(zip(probes, last.p1, strict=True)),
-        "env_steps": len(steps) - 1,
-        "shots_used": int(last.shots_used),
+        "last_populations": dict(zip(probes, p1, strict=True)),
+        "env_steps": max(len(steps) - 1, 0),
+        "shots_used": shots,
         "trajectory": [
             {"env_step": s.env_step, "action": None if s.action is None else list(s.action),
              "params": list(s.params), "p1": list(s.p1), "infidelity_estimate": s.infidelity_estimate,
@@ -70,7 +81,7 @@ def write_report(folder: Path, *, steps: Sequence[StepRecord], settings: ReplayS
     report.update(dict(extra or {}))
     _write_atomic(folder / "report.json", json.dumps(_clean(report), indent=2, sort_keys=True) + "\n")
     _write_atomic(folder / "report.md", _markdown(report))
-    if plots:
+    if plots and steps:
         report["plots"] = _plots(folder, steps, probes)
     return report
 
@@ -109,7 +120,8 @@ def _markdown(r: Mapping[str, Any]) -> str:
              f"- env steps: {r['env_steps']}, shots used: {r['shots_used']}"
              + (f" (ledger: {r['ledger_shots']}, orphaned re-runs: {r.get('orphan_shots', 0)})"
                 if "ledger_shots" in r else ""),
-             f"- resumed from the journal: {r.get('resumed', False)}"]
+             f"- resumed from the journal: {r.get('resumed', False)}",
+             f"- outcome: {_outcome(r)}"]
     if r.get("limit_failure"):
         lines.append(f"- **failed: {r['limit_failure']}**")
     for name, e in (r.get("limits") or {}).items():
@@ -120,8 +132,11 @@ def _markdown(r: Mapping[str, Any]) -> str:
     for name in PARAMETER_NAMES:
         lines.append(f"| {name} | {_fmt(r['initial_params'][name])} | {_fmt(r['final_params'][name])} "
                      f"| {_UNITS[name]} |")
-    lines += ["", f"Estimated infidelity (from the probes): {_fmt(r['estimated_infidelity_initial'])} → "
-              f"{_fmt(r['estimated_infidelity_final'])}"]
+    if r["trajectory"]:
+        lines += ["", f"Estimated infidelity (from the probes): {_fmt(r['estimated_infidelity_initial'])} → "
+                  f"{_fmt(r['estimated_infidelity_final'])}"]
+    else:
+        lines += ["", "Estimated infidelity: not measured (the session stopped at its first measurement)"]
     if "truth" in r:
         t = r["truth"]
         lines.append(f"True fidelity (simulated backend): {_fmt(t['initial'].get('fidelity'))} → "
@@ -129,6 +144,15 @@ def _markdown(r: Mapping[str, Any]) -> str:
     lines += ["", "Last measurements (v0: excited population of each probe, ideal 0.5; later versions: the signed signal of each probe family, ideal 0):", ""]
     lines += [f"- {k}: {_fmt(v)}" for k, v in r["last_populations"].items()]
     return "\n".join(lines) + "\n"
+
+
+def _outcome(r: Mapping[str, Any]) -> str:
+    stop = r.get("stop")
+    if not stop:
+        return str(r.get("outcome", "finished"))
+    then = ("a rerun reports this stop; start a new session to continue" if stop.get("terminal")
+            else "the journal keeps every finished job: rerun the same command to resume")
+    return f"**stopped: {stop['reason']}** at env step {stop['env_step']} — {stop['detail']} ({then})"
 
 
 def _plots(folder: Path, steps: Sequence[StepRecord], probes: Sequence[str]) -> list[str]:

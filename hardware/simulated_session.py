@@ -34,6 +34,12 @@ def simulated_backend(*, preset: str = "transmon_20ns", seed: int = 0, fault_rat
     noise and drift) with every fault at ``fault_rate`` (faults draw from their own
     generator, so they never change counts). Rebuilding it with the same arguments gives
     the device a resumed session fast-forwards."""
+    # Checked here, under the names the caller gave, before FaultRates or NumPy would
+    # refuse them under their own.
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed={seed!r}: allowed an integer >= 0")
+    if not (isinstance(fault_rate, int | float) and 0.0 <= fault_rate <= 1.0):
+        raise ValueError(f"fault_rate={fault_rate!r}: allowed a probability in [0, 1]")
     p = get_preset(preset)
     params = p.params.replace(amplitude_scale=float(amplitude_scale))
     if detuning_hz is not None:

@@ -26,11 +26,14 @@ job. So the sum of the qubits' ledgers can never exceed the total, whatever runs
 parallel. A finished qubit hands back what it did not use; a failed one keeps its grant,
 because its resume is bound to the same settings (``session.json``).
 
-Failure and resume. A qubit whose session raises is retried in place (``attempts``): the
-session resumes from its journal on a freshly built backend, which is what a resume
-needs (a simulated backend's device is rebuilt at clock 0 and fast-forwarded). Errors
-that a retry cannot fix (another session in the folder, a safety violation, a bad entry
-in the parameter store: ``ParamsStoreError``, the file's line) are recorded at once. Nothing is raised to the launcher: one qubit's failure never stops the others.
+Failure and resume. A qubit whose session raises or stops on a lost job is retried in
+place (``attempts``): the session resumes from its journal on a freshly built backend,
+which is what a resume needs (a simulated backend's device is rebuilt at clock 0 and
+fast-forwarded). Outcomes that a retry cannot change (another session in the folder, a
+terminal stop: shot budget, safety refusal, an action outside the box; a bad entry in the
+parameter store: ``ParamsStoreError``, the file's line) are recorded at once;
+``status.json`` names the stop (``stop_reason``). Nothing is raised to the launcher: one
+qubit's failure never stops the others.
 Running the sweep again skips finished qubits, resumes unfinished ones from their
 journals and starts the rest.
 
@@ -72,8 +75,9 @@ from .replay import (
     default_limits,
     run_session,
     session_env_class,
+    stops,
 )
-from .safety import SafetyLimits, SafetyViolation
+from .safety import SafetyLimits
 from .session_lock import SessionBusy, session_lock
 from .simulated_session import (
     check_qubit_index,
@@ -292,6 +296,7 @@ class QubitOutcome:
     attempts: int
     error: str | None = None
     result: ReplayResult | None = None
+    stop_reason: str | None = None  # the session's stop (``replay.stops``), if it stopped
 
 
 def _write_status(folder: Path, clock: Callable[[], float], **fields: Any) -> None:
@@ -399,6 +404,7 @@ def run_qubit(job: QubitJob, *, make_backend: Callable[[int], Backend], make_pol
 
     attempts = prior_attempts
     state, error, result = FAILED, None, None
+    stop_reason: str | None = None
     for _ in range(job.attempts):
         attempts += 1
         _write_status(folder, clock, qubit=job.qubit, session_id=job.session_id, state=RUNNING,
@@ -415,20 +421,22 @@ def run_qubit(job: QubitJob, *, make_backend: Callable[[int], Backend], make_pol
                                  plots=plots, backend_info=backend_info,
                                  device_ledger=None if job.device_ledger is None
                                  else DeviceDayLedger(job.device_ledger, fsync=fsync))
-            state, error = FINISHED, None
-            break
-        except SafetyViolation as e:
-            # Deterministic: the same session would hit the same limit again.
-            spent = any(v.limit == "shot_budget" for v in e.violations)
-            state, error = (BUDGET_EXHAUSTED if spent else FAILED), f"SafetyViolation: {e}"
-            break
+            stop = result.stop
+            if stop is None:
+                state, error = FINISHED, None
+                break
+            stop_reason = stop.reason
+            state, error = (BUDGET_EXHAUSTED if stop.reason == stops.BUDGET_EXHAUSTED else FAILED), \
+                f"{stop.reason}: {stop.describe()}"
+            if stop.terminal:  # the same session would stop the same way again
+                break
         except (ReplayDivergence, ValueError, TypeError) as e:
-            state, error = FAILED, f"{type(e).__name__}: {e}"
+            state, error, stop_reason = FAILED, f"{type(e).__name__}: {e}", None
             break
-        except BackendError as e:  # JobLost, a backend outage: the journal lets us resume
-            state, error = FAILED, f"{type(e).__name__}: {e}"
+        except BackendError as e:  # a backend outage building the session: the journal lets us resume
+            state, error, stop_reason = FAILED, f"{type(e).__name__}: {e}", None
         except Exception as e:  # one qubit's bug must not stop the sweep
-            state, error = FAILED, f"{type(e).__name__}: {e}"
+            state, error, stop_reason = FAILED, f"{type(e).__name__}: {e}", None
             break
 
     if state == FINISHED and result is not None:
@@ -440,7 +448,7 @@ def run_qubit(job: QubitJob, *, make_backend: Callable[[int], Backend], make_pol
         # without a verdict comes from a session run without verification.)
         if verdict is not None and verdict.get("status") != "calibrated":
             error = f"verdict failed: {verdict.get('reason')}; the store keeps the previous version"
-        elif store is not None:
+        elif store is not None and result.final_params is not None:  # (a finished session has them)
             rep = result.report
             info = dict(policy_info) if policy_info is not None else dict(rep.get("policy") or {})
             try:
@@ -459,8 +467,8 @@ def run_qubit(job: QubitJob, *, make_backend: Callable[[int], Backend], make_pol
                 state, error = FAILED, (f"calibrated, but not recorded in the parameter store: {e}; fix the "
                                         "file and run the sweep again to record it")
     _write_status(folder, clock, qubit=job.qubit, session_id=job.session_id, state=state, attempts=attempts,
-                  start_source=start_source, error=error)
-    return QubitOutcome(job.qubit, state, False, attempts, error, result)
+                  start_source=start_source, error=error, stop_reason=stop_reason)
+    return QubitOutcome(job.qubit, state, False, attempts, error, result, stop_reason)
 
 
 __all__ = [

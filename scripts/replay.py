@@ -1,5 +1,8 @@
 """``pulsecal-replay``: a journaled calibration session of a policy on a backend, or one
-qubit of a sweep (:func:`pulsecal.agents.pipelines.replay.replay` does the work)."""
+qubit of a sweep (:func:`pulsecal.agents.pipelines.replay.replay` does the work).
+
+It prints one line for the session's outcome (one per qubit in a sweep) and exits with
+the code ``EXIT_CODES`` gives it (docs/lab_sessions.md)."""
 
 from __future__ import annotations
 
@@ -12,36 +15,54 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from pulsecal.agents.pipelines.replay import replay
-from pulsecal.hardware.session_lock import EXIT_SESSION_BUSY, SessionBusy
+from pulsecal.agents.pipelines.console import format_error
+from pulsecal.agents.pipelines.replay import EXIT_CODES, exit_code, outcome_line, replay
+from pulsecal.configs.schema import ConfigError
+from pulsecal.hardware.replay import SettingsMismatch
+from pulsecal.hardware.session_lock import SessionBusy
 from pulsecal.hardware.sweep import BUSY
 
-# Sessions or sweep qubits that another process holds: refused inside the job, so the
-# message is one line (Hydra prefixes an escaping error with a line of its own) and the
-# other jobs of a multirun go on; the exit status says it.
-_busy: list[str] = []
+# The exit codes of the sweep qubits this process ran (the basic launcher runs them here;
+# other launchers run them elsewhere and report through status.json and the summary).
+# A session or qubit another process holds is refused inside the job, so the message is
+# one line (Hydra prefixes an escaping error with a line of its own) and the other jobs
+# of a multirun go on.
+_qubit_codes: list[int] = []
 
 
 @hydra.main(version_base="1.3", config_path="pkg://pulsecal.configs", config_name="replay")
 def _hydra_main(cfg: DictConfig) -> None:
+    if cfg.get("qubit") is not None:  # one qubit of a sweep: a QubitOutcome
+        r = replay(cfg)
+        if r.state == BUSY:
+            print(f"error: qubit {r.qubit}: {r.error}", file=sys.stderr)
+        else:
+            print(outcome_line(r))
+        _qubit_codes.append(exit_code(r))
+        return
     try:
         r = replay(cfg)
     except SessionBusy as err:
         print(f"error: {err}", file=sys.stderr)
-        _busy.append(str(err))
-        return
-    if cfg.get("qubit") is not None:  # one qubit of a sweep: a QubitOutcome
-        if r.state == BUSY:
-            print(f"error: qubit {r.qubit}: {r.error}", file=sys.stderr)
-            _busy.append(str(r.error))
-            return
-        print(f"qubit {r.qubit}: {'skipped, ' if r.skipped else ''}{r.state} after {r.attempts} attempt(s)"
-              + (f": {r.error}" if r.error else ""))
-        return
-    rep = r.report
-    print(f"session {rep['session_id']}: {rep['env_steps']} steps, {r.ledger_shots} shots, "
-          f"estimated infidelity {rep['estimated_infidelity_initial']:.3g} -> "
-          f"{rep['estimated_infidelity_final']:.3g}; report in {r.folder}")
+        sys.exit(EXIT_CODES["busy"])
+    except (SettingsMismatch, ValueError) as err:
+        # SystemExit passes through Hydra's job runner, which would otherwise add its own
+        # "Error executing job" report to ours.
+        print(_refusal(err), file=sys.stderr)
+        sys.exit(EXIT_CODES["refused"])
+    code = exit_code(r)
+    print(outcome_line(r), file=sys.stderr if code else sys.stdout)
+    if code:
+        sys.exit(code)
+
+
+def _refusal(err: BaseException) -> str:
+    # Our own refusals are written for the console whole (a settings mismatch takes three
+    # lines: what differs, how to continue, how to start fresh); Hydra's and OmegaConf's
+    # are cut to the key and the first line.
+    if isinstance(err, ValueError | SettingsMismatch) and not isinstance(err, ConfigError | OmegaConfBaseException):
+        return f"error: {err}"
+    return format_error(err)
 
 
 def main() -> None:
@@ -53,13 +74,16 @@ def main() -> None:
     # purpose (hydra/launcher=ray); Hydra 1.3 validates it against the plugin's schema and
     # warns that this matching is deprecated. The validation is welcome, the warning is noise.
     warnings.filterwarnings("ignore", message=r"(?s).*'hydra/launcher/ray' is validated against ConfigStore")
+    _qubit_codes.clear()
     try:
         _hydra_main()
     except (HydraException, OmegaConfBaseException, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    if _busy:
-        sys.exit(EXIT_SESSION_BUSY)
+        print(_refusal(err), file=sys.stderr)
+        sys.exit(EXIT_CODES["refused"])
+    # A sweep exits with the code of its first qubit (in run order) that did not finish.
+    failed = [c for c in _qubit_codes if c]
+    if failed:
+        sys.exit(failed[0])
 
 
 if __name__ == "__main__":

@@ -20,14 +20,14 @@ def first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else text
 
 
-def remove_created(output_dir: Path, hydra_subdir: str | None, resumed: bool) -> None:
+def remove_created(output_dir: Path, hydra_subdir: str | None, resumed: bool, log_name: str = "train.log") -> None:
     """Undo what Hydra created for a run that failed validation: the run directory if it
     holds only Hydra's own files, else just this invocation's Hydra subdirectory."""
     if not output_dir.is_dir():
         return
     if hydra_subdir and resumed:
         shutil.rmtree(output_dir / hydra_subdir, ignore_errors=True)
-    ours = {".hydra", "train.log"}
+    ours = {".hydra", log_name}
     if all(p.name in ours for p in output_dir.iterdir()) and not (output_dir / "config.yaml").exists():
         hydra_dir = output_dir / ".hydra"
         only_hydra = not hydra_dir.exists() or all(
@@ -40,8 +40,12 @@ def remove_created(output_dir: Path, hydra_subdir: str | None, resumed: bool) ->
 
 def format_error(err: BaseException) -> str:
     """One line ``error: <key>: <problem>`` for config and composition errors."""
-    if isinstance(err, ConfigError):
-        return f"error: {err.key}: {err.problem}"
+    own: BaseException | None = err
+    while own is not None and not isinstance(own, ConfigError):
+        # A resolver's refusal arrives inside OmegaConf's error, as its cause or context.
+        own = own.__cause__ or own.__context__
+    if isinstance(own, ConfigError):
+        return f"error: {own.key}: {own.problem}"
     if isinstance(err, MissingConfigException) and err.missing_cfg_file:
         group, _, option = err.missing_cfg_file.rpartition("/")
         options = [o for o in (err.options or []) if not o.endswith("_schema")]

@@ -17,15 +17,20 @@ the policy with ``hydra.utils.instantiate`` from their ``_target_`` and runs the
 from __future__ import annotations
 
 import dataclasses
+import logging
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.utils import instantiate
 from omegaconf import MISSING, DictConfig, OmegaConf
+
+from pulsecal.configs.schema import ConfigError
 
 # -- schemas -------------------------------------------------------------------------------------
 #
@@ -179,6 +184,36 @@ def register_replay_configs() -> None:
 
 register_replay_configs()
 
+# A session or sweep name becomes a folder name: a plain name, so that neither Hydra nor
+# the session ever writes outside the folder its config names.
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+# ``Class.field=value: problem`` or ``field=value ...``: a library's refusal of one setting.
+_FIELD = re.compile(r"^(?:\w+\.)?(\w+)=(.*)$", re.S)
+
+
+def _checked_name(key: str, value: Any) -> str:
+    """``${pulsecal.name:<key>,<value>}``: ``value`` if it is a plain name, else a
+    ``ConfigError`` naming ``key``; resolved before Hydra or the session creates a folder."""
+    text = str(value)
+    if not _NAME.match(text) or text in (".", ".."):
+        raise ConfigError(key, f"{text!r} is out of range: allowed a plain name of letters, digits and "
+                               "'._-' (no '/', not '..'), at most 128 characters")
+    return text
+
+
+def _by_mode(mode: Any, multirun: Any, run: Any) -> Any:
+    """``${pulsecal.by_mode:${hydra:mode},<multirun value>,<run value>}``."""
+    return multirun if str(mode).rsplit(".", 1)[-1] == "MULTIRUN" else run
+
+
+def register_replay_resolvers() -> None:
+    """The resolvers ``replay.yaml`` uses (idempotent)."""
+    OmegaConf.register_new_resolver("pulsecal.name", _checked_name, replace=True)
+    OmegaConf.register_new_resolver("pulsecal.by_mode", _by_mode, replace=True)
+
+
+register_replay_resolvers()
+
 # Keys of a backend or policy config that describe the session around the object, not
 # arguments of its ``_target_``.
 _NOT_ARGUMENTS = frozenset({"kind", "limits", "env", "retry", "sampler", "allow_device_mismatch"})
@@ -215,13 +250,36 @@ def check_schema_keys(cfg: DictConfig, section: str) -> None:
 
 
 def build_backend(b: Mapping[str, Any]) -> Any:
-    """The backend a resolved ``backend`` config names (its ``_target_``)."""
-    return _instantiate(b)
+    """The backend a resolved ``backend`` config names (its ``_target_``); an argument its
+    factory refuses is a ``ConfigError`` naming ``backend.<key>``."""
+    return _built("backend", b)
 
 
 def build_policy(p: Mapping[str, Any]) -> Any:
-    """The policy a resolved ``policy`` config names (its ``_target_``)."""
-    return _instantiate(p)
+    """The policy a resolved ``policy`` config names (its ``_target_``); an argument it
+    refuses is a ``ConfigError`` naming ``policy.<key>``."""
+    return _built("policy", p)
+
+
+def _built(section: str, conf: Mapping[str, Any]) -> Any:
+    from hydra.errors import InstantiationException
+
+    for k, v in conf.items():
+        if v == "???":  # MISSING, left as is by to_container
+            raise ConfigError(f"{section}.{k}", f"missing: give it on the command line ({section}.{k}=...)")
+    try:
+        return _instantiate(conf)
+    except InstantiationException as err:
+        cause = err.__cause__
+        if not isinstance(cause, ValueError):
+            raise
+        m = _FIELD.match(" ".join(str(cause).split()))
+        if m and m.group(1) in conf:
+            raise ConfigError(f"{section}.{m.group(1)}", m.group(2)) from cause
+        for k, v in conf.items():  # a refusal that starts with the value it refused, e.g. a path
+            if isinstance(v, str) and v and k != "_target_" and str(cause).startswith(v):
+                raise ConfigError(f"{section}.{k}", " ".join(str(cause).split())) from cause
+        raise ConfigError(section, " ".join(str(cause).split())) from cause
 
 
 def backend_info(b: Mapping[str, Any]) -> dict[str, Any]:
@@ -258,6 +316,56 @@ def qubit_model(backend: Any, qubit: int) -> Any:
     return model_of(qubit) if callable(model_of) else None
 
 
+# -- outcomes -> exit codes ----------------------------------------------------------------------
+#
+# What ``pulsecal-replay`` exits with (docs/lab_sessions.md has the table for users). A
+# stop reason is ``pulsecal.hardware.replay.stops``'; 3 belongs to a session another
+# process holds.
+EXIT_CODES: dict[str, int] = {
+    "finished": 0,
+    "error": 1,  # unexpected: a bug or a journal the replay cannot retrace (traceback)
+    "refused": 2,  # a refused config or command line; nothing was written
+    "busy": 3,  # the session (or sweep qubit) is held by another process
+    "budget_exhausted": 4,
+    "safety_refused": 5,
+    "action_out_of_range": 6,
+    "backend_failed": 7,  # a job lost beyond the retry policy; rerun to resume
+}
+
+
+def exit_code(result: Any) -> int:
+    """The exit code of a session's ``ReplayResult`` or a sweep qubit's ``QubitOutcome``."""
+    from pulsecal.hardware import sweep as sw
+
+    stop = getattr(result, "stop", None)
+    reason = stop.reason if stop is not None else getattr(result, "stop_reason", None)
+    if reason is not None:
+        return EXIT_CODES[reason]
+    state = getattr(result, "state", sw.FINISHED)
+    if state == sw.FINISHED:
+        return EXIT_CODES["finished"]
+    if state == sw.BUSY:
+        return EXIT_CODES["busy"]
+    return EXIT_CODES["budget_exhausted"] if state == sw.BUDGET_EXHAUSTED else EXIT_CODES["error"]
+
+
+def outcome_line(result: Any) -> str:
+    """The one line the console prints for a session's ``ReplayResult`` or a sweep
+    qubit's ``QubitOutcome``."""
+    if hasattr(result, "qubit"):
+        return (f"qubit {result.qubit}: {'skipped, ' if result.skipped else ''}{result.state} after "
+                f"{result.attempts} attempt(s)" + (f": {result.error}" if result.error else ""))
+    rep = result.report
+    if result.stop is not None:
+        then = ("rerun the same command to resume" if not result.stop.terminal
+                else "a rerun reports the same; a new session_id starts afresh")
+        return (f"session {rep['session_id']} stopped: {result.stop.short()}; {rep['env_steps']} steps, "
+                f"{result.ledger_shots} shots; report in {result.folder} ({then})")
+    return (f"session {rep['session_id']}: {rep['env_steps']} steps, {result.ledger_shots} shots, "
+            f"estimated infidelity {rep['estimated_infidelity_initial']:.3g} -> "
+            f"{rep['estimated_infidelity_final']:.3g}; report in {result.folder}")
+
+
 def replay(cfg: DictConfig) -> Any:
     """Run (or resume) the session the composed ``replay.yaml`` describes; returns the
     ``ReplayResult``."""
@@ -265,6 +373,10 @@ def replay(cfg: DictConfig) -> Any:
     from pulsecal.hardware.simulated_session import simulated_truth_or_none
 
     if isinstance(cfg, DictConfig):
+        allowed = [f.name for f in dataclasses.fields(ReplayConf)]
+        for key in cfg:
+            if key not in allowed:  # added with +key=...: past the schema by design
+                raise ConfigError(str(key), f"unknown key (not a key of ReplayConf: allowed {', '.join(allowed)})")
         check_schema_keys(cfg, "backend")
         check_schema_keys(cfg, "policy")
     c = _container(cfg)
@@ -280,7 +392,7 @@ def replay(cfg: DictConfig) -> Any:
     if c.get("initial_params") is not None:
         start = tuple(float(x) for x in c["initial_params"])
     elif model is not None:
-        m = c["miscalibration"]
+        m = checked_miscalibration(c)
         # Four values: a weakly driven qubit's amplitude exceeds full scale at gate_s, and
         # the session's env chooses the longer gate it fits.
         start = rp.start_values(model, gate_s, amplitude_rel=m["amplitude_rel"], beta_rel=m["beta_rel"],
@@ -290,9 +402,15 @@ def replay(cfg: DictConfig) -> Any:
                          "(simulated, qibolab emulator); give the lab's current calibration")
     env_id = resolve_env_id(c, policy)
     warn_if_cut_short(env_id, env, int(c["max_steps"]))
-    settings = rp.ReplaySettings(str(c["session_id"]), int(c["seed"]), start,  # type: ignore[arg-type]
-                                 max_steps=int(c["max_steps"]), budget_shots=c.get("budget_shots"), env=env,
-                                 env_id=env_id)
+    try:
+        settings = rp.ReplaySettings(str(c["session_id"]), int(c["seed"]), start,  # type: ignore[arg-type]
+                                     max_steps=int(c["max_steps"]), budget_shots=c.get("budget_shots"), env=env,
+                                     env_id=env_id)
+    except ValueError as err:  # named as the config names it: budget_shots, not ReplaySettings.budget_shots
+        field_error = _FIELD.match(str(err))
+        if field_error and field_error.group(1) in c:
+            raise ConfigError(field_error.group(1), field_error.group(2)) from err
+        raise
     limits = rp.default_limits(backend, 0, **_limits(b.get("limits") or {}))
     truth = simulated_truth_or_none(backend, gate_s)
     info = backend_info(b)
@@ -302,8 +420,75 @@ def replay(cfg: DictConfig) -> Any:
     from pulsecal.hardware.ledger import DeviceDayLedger
 
     day = DeviceDayLedger(c["device_ledger"]) if c.get("device_ledger") else None
-    return rp.run_session(backend, policy, Path(c["folder"]), settings, limits=limits, retry=retry, truth=truth,
-                          plots=bool(c.get("plots", True)), backend_info=info, device_ledger=day)
+    record = HydraRecord(cfg)
+    try:
+        return rp.run_session(backend, policy, Path(c["folder"]), settings, limits=limits, retry=retry,
+                              truth=truth, plots=bool(c.get("plots", True)), backend_info=info, device_ledger=day,
+                              on_folder=record.write)
+    finally:
+        record.close()
+
+
+class HydraRecord:
+    """This invocation's Hydra record in the session folder, written only once the
+    session starts: ``.hydra/<stamp>/`` (config, hydra, overrides) and ``replay.log``.
+
+    ``replay.yaml`` keeps Hydra from writing anything for a single session, so a refused
+    command leaves no folder behind; a sweep job's record is Hydra's own (nothing here).
+    """
+
+    def __init__(self, cfg: Any) -> None:
+        from hydra.core.hydra_config import HydraConfig
+
+        self._cfg = cfg
+        # The masked config {hydra: ...}, as Hydra saves it in hydra.yaml.
+        self._hydra: Any = HydraConfig.instance().cfg if HydraConfig.initialized() else None
+        self._handler: logging.Handler | None = None
+
+    def write(self, folder: Path) -> None:
+        if self._hydra is None or _by_mode(self._hydra.hydra.mode, True, False):
+            return
+        hc = self._hydra.hydra
+        sub = folder / ".hydra" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S_%f")
+        sub.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self._cfg, sub / "config.yaml")
+        OmegaConf.save(self._hydra, sub / "hydra.yaml")
+        OmegaConf.save(hc.overrides.task, sub / "overrides.yaml")
+        self._handler = logging.FileHandler(folder / f"{hc.job.name}.log")
+        self._handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+        logging.getLogger().addHandler(self._handler)
+
+    def close(self) -> None:
+        if self._handler is not None:
+            logging.getLogger().removeHandler(self._handler)
+            self._handler.close()
+            self._handler = None
+
+
+def session_env_instance(env_id: str, env: Mapping[str, Any]) -> Any:
+    """The session's env built from its settings; a setting the env refuses is a
+    ``ConfigError`` named as the replay config names it (``env.<key>``)."""
+    from pulsecal.hardware.replay import session_env_class
+
+    try:
+        return session_env_class(env_id)(**env)
+    except ValueError as err:
+        m = _FIELD.match(str(err))
+        if m and m.group(1) in env:
+            raise ConfigError(f"env.{m.group(1)}", m.group(2)) from err
+        raise
+
+
+def checked_miscalibration(c: Mapping[str, Any]) -> dict[str, float]:
+    """``miscalibration`` of a resolved config, each entry a finite number (else a
+    ``ConfigError`` naming ``miscalibration.<key>``)."""
+    import math
+
+    m = dict(c["miscalibration"])
+    for k, v in m.items():
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise ConfigError(f"miscalibration.{k}", f"{v!r} is out of range: allowed a finite number")
+    return m
 
 
 def warn_if_cut_short(env_id: str, env: Mapping[str, Any], max_steps: int) -> None:
@@ -312,9 +497,7 @@ def warn_if_cut_short(env_id: str, env: Mapping[str, Any], max_steps: int) -> No
     the final gate) is cut short by a session of fewer steps, before it sets that gate.
     Allowed (a lab may want a short session), so only said on stderr, naming the setting
     to change."""
-    from pulsecal.hardware.replay import session_env_class
-
-    plan = session_env_class(env_id)(**env).calibration_state().shot_plan
+    plan = session_env_instance(env_id, env).calibration_state().shot_plan
     episode, measuring = plan.steps_per_episode, plan.measuring_steps
     if episode is not None and measuring is not None and measuring < episode and max_steps < episode:
         print(f"warning: max_steps={max_steps} < the policy's episode of {episode} steps ({env_id} sets "
@@ -369,5 +552,5 @@ def _preset_gate(name: str) -> float:
 def _limits(d: dict[str, Any]) -> dict[str, Any]:
     return {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
 
-__all__ = ["backend_info", "build_backend", "build_policy", "qubit_model", "register_replay_configs", "replay",
-           "resolve_env_id", "session_env"]
+__all__ = ["EXIT_CODES", "backend_info", "build_backend", "build_policy", "checked_miscalibration", "exit_code", "outcome_line", "qubit_model",
+           "register_replay_configs", "register_replay_resolvers", "replay", "resolve_env_id", "session_env"]

@@ -41,9 +41,11 @@ def sweep_job(c: dict[str, Any]) -> Any:
         backend_info,
         build_backend,
         build_policy,
+        checked_miscalibration,
         qubit_model,
         resolve_env_id,
         session_env,
+        session_env_instance,
     )
     from pulsecal.hardware import replay as rp
     from pulsecal.hardware import sweep as sw
@@ -55,7 +57,8 @@ def sweep_job(c: dict[str, Any]) -> Any:
     env, gate_s = session_env(c)
     first_policy = [build_policy(p)]  # also tells the env id an exported policy was trained on
     env_id = resolve_env_id(c, first_policy[0])
-    m = c["miscalibration"]
+    session_env_instance(env_id, env)  # a refused env setting fails here, naming env.<key>
+    m = checked_miscalibration(c)
     limit_changes = _limits(b.get("limits") or {})
     common = {"qubit": qubit, "sweep_dir": Path(s["dir"]), "sweep_name": str(s["name"]),
               "max_steps": int(c["max_steps"]), "env": env, "total_shots": s.get("total_shots"),

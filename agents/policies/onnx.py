@@ -13,8 +13,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from pulsecal.agents.runner import ExportedPolicy, OutOfBounds, PolicyState, load_policy
+from pulsecal.agents.runner import (
+    ActionError,
+    ExportedPolicy,
+    OutOfBounds,
+    PolicyState,
+    load_policy,
+)
 from pulsecal.hardware.package_data import resolve_path
+from pulsecal.hardware.policy import ActionOutOfRange
 
 
 class OnnxPolicy:
@@ -47,9 +54,14 @@ class OnnxPolicy:
     def act(self, observation: NDArray[Any], state: PolicyState | None) -> tuple[NDArray[np.float32],
                                                                                  PolicyState | None]:
         obs = np.asarray(observation, dtype=np.float32)
-        if self.policy.recurrent:
-            return self.policy.act_with_state(obs, state if state is not None else self.policy.initial_state())
-        return self.policy.act(obs), None
+        try:
+            if self.policy.recurrent:
+                return self.policy.act_with_state(obs, state if state is not None else self.policy.initial_state())
+            return self.policy.act(obs), None
+        except ActionError as err:
+            # The runner refused to act; the session ends on it as on any action outside
+            # the box (hardware cannot name the runner's own error class).
+            raise ActionOutOfRange(str(err)) from err
 
 
 def file_sha256(path: Path) -> str:

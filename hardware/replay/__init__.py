@@ -24,7 +24,8 @@ Journal events written here (besides BackendDevice's): ``session_started``,
 to: the audit of every applied action), ``run`` / ``run_done`` (one device call: its
 program hashes and, once all its jobs are back, their counts), ``observation`` (what the
 env computed from the counts), ``advance``, ``orphaned``, ``released``, ``reconciled``,
-``session_finished``. ``BackendDevice``'s records and the session and accounting records
+``session_finished`` or ``session_stopped`` (reason, detail, env_step, terminal: a session
+that could not run to its end, ``stops``). ``BackendDevice``'s records and the session and accounting records
 (``session_*``, ``inflight_at_resume``, ``orphaned``, ``released``, ``reconciled``) carry
 ``process``: a number naming the process that wrote them (the session's first process is 0,
 each resume takes the next number no record uses).
@@ -88,7 +89,8 @@ The package by job: ``settings`` (``ReplaySettings``, ``session.json``, the sess
 class and default envelope), ``trained_env`` (the env a policy was trained in and the
 session's env settings), ``journal_state`` (the journal read back), ``replay_device``
 (finished device calls from the journal, the rest live), ``orphans`` (shot accounting
-across kills) and ``session`` (the loop, ``run_session``). The policy it drives is any
+across kills), ``stops`` (why a session ended early) and ``session`` (the loop,
+``run_session``). The policy it drives is any
 ``pulsecal.hardware.policy.Policy``; the env is reached through its public
 ``calibration_state()`` (``pulsecal.envs.contract``) only.
 """
@@ -113,9 +115,11 @@ from .settings import (
     WRITE_AHEAD,
     ReplayDivergence,
     ReplaySettings,
+    SettingsMismatch,
     default_limits,
     session_env_class,
 )
+from .stops import SessionStop
 from .trained_env import (
     SESSION_ENV_KEYS,
     SessionEnv,
@@ -131,8 +135,8 @@ from .trained_env import (
 __all__ = [
     "DEFAULT_ENV_ID", "ENV_FAMILY", "SESSION_ENV_KEYS", "SESSION_FORMAT", "WRITE_AHEAD", "FastForward",
     "JournalState", "OrphanAccounting", "Policy", "ReplayDevice", "ReplayDivergence", "ReplayResult",
-    "ReplaySettings", "SessionEnv", "StepRecord", "TrainedEnv", "check_device_class", "default_limits",
-    "env_to_kwargs",
+    "ReplaySettings", "SessionEnv", "SessionStop", "SettingsMismatch", "StepRecord", "TrainedEnv",
+    "check_device_class", "default_limits", "env_to_kwargs",
     "merge_session_env", "miscalibrated_start", "probes_from_json", "run_session", "session_env_class",
     "simulated_backend", "simulated_fast_forward", "simulated_truth", "start_values", "trained_env", "trained_env_of_export",
     "trained_env_of_run",

@@ -21,6 +21,9 @@ class JournalState:
     observations: tuple[dict[str, Any], ...]
     advances: int
     finished: dict[str, Any] | None
+    # The first terminal ``session_stopped`` record: the session ended there for good (a
+    # lost job's stop is not terminal, its session resumes).
+    stopped: dict[str, Any] | None = None
 
     @classmethod
     def read(cls, path: Path, session_id: str) -> JournalState:
@@ -43,7 +46,8 @@ class JournalState:
 
         started = by.get("session_started", [None])[0]
         finished = by.get("session_finished", [None])[0]
+        stopped = next((r for r in by.get("session_stopped", []) if r.get("terminal")), None)
         return cls(recs, started, ordered("run_done", "step"), ordered("action", "env_step", 1),
-                   ordered("observation", "env_step"), len(by.get("advance", [])), finished)
+                   ordered("observation", "env_step"), len(by.get("advance", [])), finished, stopped)
 
 

@@ -14,6 +14,7 @@ from ..device import BackendDevice
 from ..ir import Program, from_sequence
 from ..journal import Journal
 from .settings import ReplayDivergence
+from .stops import RecordedStop, SessionStop
 
 FastForward = Callable[[Sequence[Program], int], NDArray[np.int64]]
 
@@ -44,18 +45,22 @@ class ReplayDevice:
     answered from the journal's ``run_done`` records after checking that the env asks for
     the same programs (hashes) and shots; ``fast_forward`` (simulated backends) re-simulates
     them so the device state matches. Later calls go to ``live`` (a ``BackendDevice`` that
-    starts at step ``len(done)``), bracketed by ``run`` / ``run_done`` journal records.
+    starts at step ``len(done)``), bracketed by ``run`` / ``run_done`` journal records,
+    unless the session has a terminal ``stopped`` record: then the first call past the
+    journal raises ``RecordedStop`` and no job runs.
     """
 
     def __init__(self, live: BackendDevice, journal: Journal, *, done: Sequence[Mapping[str, Any]] = (),
                  advances_done: int = 0, fast_forward: FastForward | None = None,
-                 on_live_step: Callable[[int, int], None] | None = None) -> None:
+                 on_live_step: Callable[[int, int], None] | None = None,
+                 stopped: SessionStop | None = None) -> None:
         self.live = live
         self.journal = journal
         self._done = list(done)
         self._advances_done = int(advances_done)
         self._ff = fast_forward
         self._on_live_step = on_live_step
+        self._stopped = stopped
         self._step = 0
         self._advances = 0
         self.replayed_steps = 0
@@ -104,6 +109,8 @@ class ReplayDevice:
                                            f"{again.tolist()}, the journal {counts.tolist()}")
             self.replayed_steps += 1
             return counts
+        if self._stopped is not None:
+            raise RecordedStop(self._stopped)
         self.journal.append("run", session=sid, step=step, shots=int(shots), program_hashes=hashes)
         counts = np.asarray(self.live.run(sequences, shots), dtype=np.int64)
         self.journal.append("run_done", session=sid, step=step, shots=int(shots), program_hashes=hashes,

@@ -15,13 +15,13 @@ from numpy.typing import NDArray
 from pulsecal.envs.calibration import PARAMETER_NAMES, DragParams
 from pulsecal.envs.contract import CalibrationState
 
-from ..backend import Backend
+from ..backend import Backend, BackendError
 from ..device import BackendDevice, RetryPolicy
 from ..journal import Journal
 from ..ledger import DeviceDayLedger, ShotLedger, utc_day
-from ..policy import Policy
+from ..policy import ActionOutOfRange, Policy
 from ..report import write_report
-from ..safety import SafetyLimits
+from ..safety import SafetyLimits, SafetyViolation
 from ..session_lock import holds_session_lock
 from .journal_state import JournalState
 from .orphans import OrphanAccounting, next_process, recover_from_journal
@@ -30,10 +30,12 @@ from .settings import (
     WRITE_AHEAD,
     ReplayDivergence,
     ReplaySettings,
-    check_or_write_settings,
+    check_settings,
     default_limits,
     session_env_class,
+    write_settings,
 )
+from .stops import FINISHED, RecordedStop, SessionStop, stop_of
 
 
 @dataclass(frozen=True)
@@ -51,16 +53,18 @@ class StepRecord:
 
 @dataclass(frozen=True)
 class ReplayResult:
-    """What a finished session produced (``report`` is the calibration report dict)."""
+    """What a session produced (``report`` is the calibration report dict); ``stop`` says
+    why it ended early (None: it finished)."""
 
     folder: Path
-    final_params: DragParams
+    final_params: DragParams | None  # None: stopped before its first measurement
     steps: tuple[StepRecord, ...]
     resumed: bool
     replayed_device_calls: int
     ledger_shots: int
     orphan_shots: int
     report: dict[str, Any]
+    stop: SessionStop | None = None
 
 
 @holds_session_lock  # one process per folder for the whole session (SessionBusy otherwise)
@@ -69,7 +73,8 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
                 fsync: bool = True, truth: Callable[..., dict[str, float]] | None = None,
                 plots: bool = True, backend_info: Mapping[str, Any] | None = None,
-                device_ledger: DeviceDayLedger | None = None) -> ReplayResult:
+                device_ledger: DeviceDayLedger | None = None,
+                on_folder: Callable[[Path], None] | None = None) -> ReplayResult:
     """Run (or resume) a calibration session of ``policy`` on ``backend`` in ``folder``.
 
     Args:
@@ -91,24 +96,40 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
         device_ledger: the device's day ledger shared with its other sessions (sweeps:
             parallel qubits), so ``limits.max_shots_per_day`` bounds all of them together;
             this session is named in it by its folder. None: the session's ledger only.
+        on_folder: called with the folder once it exists, after every check passed and
+            before the session's first record (the console writes its own record there).
+
+    A session that cannot run to its end returns with ``ReplayResult.stop`` set (shot
+    budget, a safety refusal, an action outside the box, a job lost beyond ``retry``:
+    ``pulsecal.hardware.replay.stops``), after journaling ``session_stopped`` and writing
+    the report. Running a terminally stopped session again reports the same stop and runs
+    no job; a lost job's session resumes.
 
     Raises ``SessionBusy`` (``pulsecal.hardware.session_lock``) at once if another process
-    runs a session in ``folder``, ``ReplayDivergence`` if the folder holds another session
-    or the replay departs from the journal, and whatever the backend path raises
-    (SafetyViolation, JobLost).
+    runs a session in ``folder``; ``ValueError`` (bad limits or env settings) or
+    ``SettingsMismatch`` (the folder holds a session with other settings) before it creates
+    or changes any file; and ``ReplayDivergence`` if the replay departs from the journal.
     """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    journal = Journal(folder / "journal.jsonl", clock=clock, fsync=fsync)
-    check_or_write_settings(folder, settings)
-    state = JournalState.read(journal.path, settings.session_id)
-    resumed = state.started is not None
-    ledger = ShotLedger(folder / "ledger.json", budget_shots=settings.budget_shots, fsync=fsync)
+    # Everything a command can get wrong is checked before the folder is touched, so a
+    # refused command leaves nothing behind (nor changes a session it would resume).
     limits = limits if limits is not None else default_limits(backend, settings.qubit)
     frame = backend.capabilities().drive_frame(settings.qubit)
     if frame.name not in {f.name for f in limits.allowed_frames}:
         raise ValueError(f"limits.allowed_frames={[f.name for f in limits.allowed_frames]}: allowed a set "
                          f"holding qubit {settings.qubit}'s drive frame {frame.name!r}")
+    env = session_env_class(settings.env_id)(**settings.env_kwargs())
+    known = check_settings(folder, settings)
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if on_folder is not None:
+        on_folder(folder)
+    journal = Journal(folder / "journal.jsonl", clock=clock, fsync=fsync)
+    if not known:
+        write_settings(folder, settings)
+    state = JournalState.read(journal.path, settings.session_id)
+    resumed = state.started is not None
+    ledger = ShotLedger(folder / "ledger.json", budget_shots=settings.budget_shots, fsync=fsync)
     sid = settings.session_id
     proc = next_process(state)
     write_ahead = state.started is None or state.started.get("write_ahead") == WRITE_AHEAD
@@ -125,10 +146,10 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
                          device_ledger=device_ledger, scope=scope)
     recover_from_journal(backend, journal, state, sid, proc)
     state = JournalState.read(journal.path, sid)
+    recorded_stop = SessionStop.from_json(state.stopped) if state.stopped is not None else None
 
     device = ReplayDevice(live, journal, done=state.runs_done, advances_done=state.advances,
-                          fast_forward=simulated_fast_forward(backend))
-    env = session_env_class(settings.env_id)(**settings.env_kwargs())
+                          fast_forward=simulated_fast_forward(backend), stopped=recorded_stop)
     describe = getattr(policy, "describe", None)
     policy_info = describe() if callable(describe) else {"kind": type(policy).__name__}
     info_backend = {"name": getattr(backend, "name", type(backend).__name__), **(backend_info or {})}
@@ -146,62 +167,99 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
     # As four values: the amplitude is at the configured gate and may exceed full scale there;
     # the env then calibrates at the longer gate it fits (info["gate_duration_s"]).
     start_values = np.asarray(settings.initial_params, dtype=np.float64)
-    obs, info = env.reset(seed=settings.seed, options={"device": device, "initial_params": start_values})
     calibration = env.unwrapped.calibration_state()
-    steps = [_observe(0, None, obs, 0.0, info, calibration)]
-    _log_observation(journal, state, sid, steps[-1], obs)
+    steps: list[StepRecord] = []
     terminated = truncated = False
+    stop: SessionStop | None = None
     t = 0
-    while t < settings.max_steps and not (terminated or truncated):
-        t += 1
-        if callable(bind):
-            bind(calibration)
-        action, policy_state = policy.act(obs, policy_state)
-        action = np.asarray(action, dtype=np.float32).reshape(env.action_space.shape)
-        params_before = list(calibration.parameter_values)
-        if t - 1 < len(state.actions):
-            old = state.actions[t - 1]
-            if [float(x) for x in old["action"]] != [float(x) for x in action]:
-                raise ReplayDivergence(f"env step {t}: the policy acts {action.tolist()}, the journal "
-                                       f"applied {old['action']} (another policy or seed?)")
-        else:
-            journal.append("action", session=sid, env_step=t, action=[float(x) for x in action],
-                           params_before=params_before, parameters=list(calibration.controlled_parameters))
-        obs, reward, terminated, truncated, info = env.step(action)
+    try:
+        obs, info = env.reset(seed=settings.seed, options={"device": device, "initial_params": start_values})
         calibration = env.unwrapped.calibration_state()
-        steps.append(_observe(t, action, obs, float(reward), info, calibration))
+        steps.append(_observe(0, None, obs, 0.0, info, calibration))
         _log_observation(journal, state, sid, steps[-1], obs)
+        while t < settings.max_steps and not (terminated or truncated):
+            t += 1
+            if callable(bind):
+                bind(calibration)
+            raw, policy_state = policy.act(obs, policy_state)
+            action = _checked_action(raw, env.action_space)
+            params_before = list(calibration.parameter_values)
+            if t - 1 < len(state.actions):
+                old = state.actions[t - 1]
+                if [float(x) for x in old["action"]] != [float(x) for x in action]:
+                    raise ReplayDivergence(f"env step {t}: the policy acts {action.tolist()}, the journal "
+                                           f"applied {old['action']} (another policy or seed?)")
+            else:
+                journal.append("action", session=sid, env_step=t, action=[float(x) for x in action],
+                               params_before=params_before, parameters=list(calibration.controlled_parameters))
+            obs, reward, terminated, truncated, info = env.step(action)
+            calibration = env.unwrapped.calibration_state()
+            steps.append(_observe(t, action, obs, float(reward), info, calibration))
+            _log_observation(journal, state, sid, steps[-1], obs)
+    except (SafetyViolation, ActionOutOfRange, BackendError, RecordedStop) as err:
+        stop = stop_of(err, t)
+        if stop is None:  # pragma: no cover  (stop_of knows every class caught here)
+            raise
+        # A rerun of a stopped session reports the stop it recorded.
+        stop = recorded_stop or stop
+    if stop is None and recorded_stop is not None:
+        raise ReplayDivergence(f"journal {journal.path}: the session stopped ({recorded_stop.describe()}), "
+                               f"its replay ran to the end")
 
-    final = DragParams.from_array(np.asarray(steps[-1].params))
+    # Start and final as the env applied them, at the gate the session calibrated; a session
+    # stopped before its first measurement has neither.
+    start = DragParams.from_array(np.asarray(steps[0].params)) if steps else None
+    final = DragParams.from_array(np.asarray(steps[-1].params)) if steps else None
     orphan_shots = orphans.shots
     duration_s = float(calibration.gate.duration_s)
     nominal_s = float(calibration.settings.get("gate_duration_s") or duration_s)  # the configured gate
     result_core = {
         "session_id": sid, "resumed": resumed, "replayed_device_calls": device.replayed_steps,
         "ledger_shots": ledger.used_shots, "orphan_shots": orphan_shots,
-        "env_shots": int(steps[-1].shots_used), "terminated": bool(terminated),
+        "env_shots": int(steps[-1].shots_used) if steps else 0, "terminated": bool(terminated),
+        "outcome": FINISHED if stop is None else stop.reason,
+        "stop": None if stop is None else stop.to_json(),
         # Where the gate ended and every bound that acted (envs.amplitude_limit).
         "nominal_gate_duration_s": nominal_s,
-        "limits": dict(info.get("limits") or {}),
-        "limit_failure": info.get("limit_failure"),
+        "limits": dict(info.get("limits") or {}) if steps else {},
+        "limit_failure": info.get("limit_failure") if steps else None,
     }
-    # Start and final as the env applied them: at the gate the session calibrated.
-    start = DragParams.from_array(np.asarray(steps[0].params))
     lengthened = duration_s != nominal_s
     truth_start = truth_final = None
-    if truth is not None:
+    if truth is not None and start is not None and final is not None:
         truth_start = truth(start, duration_s) if lengthened else truth(start)
         truth_final = truth(final, duration_s) if lengthened else truth(final)
     report = write_report(folder, steps=steps, settings=settings, policy=policy_info, backend=info_backend,
                           probes=list(calibration.measurement.names),
                           gate_duration_s=calibration.gate.duration_s,
                           truth_start=truth_start, truth_final=truth_final, extra=result_core, plots=plots)
-    if state.finished is None:
+    if stop is not None:
+        if recorded_stop is None:
+            journal.append("session_stopped", session=sid, **stop.to_json(),
+                           final_params=None if final is None else list(final.as_array()),
+                           ledger_shots=ledger.used_shots, orphan_shots=orphan_shots, process=proc)
+    elif state.finished is None and final is not None:  # (a session that ran to its end measured)
         journal.append("session_finished", session=sid, final_params=list(final.as_array()),
                        infidelity_estimate=steps[-1].infidelity_estimate, ledger_shots=ledger.used_shots,
                        orphan_shots=orphan_shots, process=proc)
     return ReplayResult(folder, final, tuple(steps), resumed, device.replayed_steps, ledger.used_shots,
-                        orphan_shots, report)
+                        orphan_shots, report, stop)
+
+
+def _checked_action(raw: Any, space: Any) -> NDArray[np.float32]:
+    """The policy's action as the env's float32 array, or ``ActionOutOfRange``: the
+    session applies only actions inside the box (the env would refuse the rest mid-step)."""
+    try:
+        action = np.asarray(raw, dtype=np.float32)
+    except (TypeError, ValueError) as err:
+        raise ActionOutOfRange(f"action {raw!r}: allowed an array of shape {space.shape}") from err
+    if action.size != int(np.prod(space.shape)):
+        raise ActionOutOfRange(f"action of shape {action.shape}: allowed shape {space.shape}")
+    action = action.reshape(space.shape)
+    if not np.all(np.isfinite(action)) or np.any(action < space.low) or np.any(action > space.high):
+        raise ActionOutOfRange(f"action {[round(float(x), 6) for x in action]}: allowed finite values in "
+                               f"[{float(np.min(space.low)):g}, {float(np.max(space.high)):g}]")
+    return action
 
 
 def _observe(t: int, action: NDArray[Any] | None, obs: NDArray[Any], reward: float,

@@ -78,9 +78,10 @@ class ReplaySettings:
     qubit: int = 0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.session_id, str) or not self.session_id or "/" in self.session_id:
+        if (not isinstance(self.session_id, str) or self.session_id in ("", ".", "..")
+                or "/" in self.session_id or "\\" in self.session_id):
             raise ValueError(f"ReplaySettings.session_id={self.session_id!r}: allowed a non-empty "
-                             "string without '/'")
+                             "string without '/' or '\\', not '.' or '..'")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"ReplaySettings.seed={self.seed!r}: allowed an integer >= 0")
         ip = tuple(float(x) for x in self.initial_params)
@@ -146,20 +147,67 @@ def default_limits(backend: Backend, qubit: int | None = None, **changes: Any) -
     return SafetyLimits(**args)
 
 
-def check_or_write_settings(folder: Path, settings: ReplaySettings) -> None:
-    """Pin ``folder`` to ``settings``: write ``session.json`` (atomically) for a new session,
-    or raise ``ReplayDivergence`` if the folder holds a session with other settings."""
+class SettingsMismatch(ReplayDivergence):
+    """The session folder holds a session started with other settings; ``differences``
+    maps each differing key (as the replay config names it) to (recorded, requested)."""
+
+    def __init__(self, folder: Path, differences: Mapping[str, tuple[Any, Any]]) -> None:
+        self.folder = folder
+        self.differences = dict(differences)
+        changed = ", ".join(f"{k} {_show(old)} → {_show(new)}" for k, (old, new) in self.differences.items())
+        keep = " ".join(f"{k}={_show(old)}" for k, (old, _new) in self.differences.items())
+        super().__init__(f"{folder} holds another session, started with other settings: {changed}\n"
+                         f"  continue it: rerun with the recorded values ({keep})\n"
+                         "  or start fresh: another session_id (or folder)")
+
+
+_UNSET = object()  # a key one of the two settings does not have
+
+
+def _show(v: Any) -> str:
+    return "unset" if v is _UNSET else json.dumps(v, separators=(",", ":"))
+
+
+def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if k == "env" and not prefix and isinstance(v, Mapping):
+            out.update(_flat(v, "env."))
+        else:
+            out[prefix + str(k)] = v
+    return out
+
+
+def settings_differences(recorded: Mapping[str, Any], requested: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """The keys whose values differ between two ``ReplaySettings.to_json()`` dicts, as the
+    replay config names them (``max_steps``, ``env.shot_budget``, ...)."""
+    a, b = _flat(recorded), _flat(requested)
+    return {k: (a.get(k, _UNSET), b.get(k, _UNSET)) for k in sorted(set(a) | set(b))
+            if a.get(k, _UNSET) != b.get(k, _UNSET)}
+
+
+def check_settings(folder: Path, settings: ReplaySettings) -> bool:
+    """Whether ``folder`` already holds this session (True) or none (False); raise
+    ``SettingsMismatch`` naming the differing keys if it holds one with other settings.
+    Writes nothing, so a refused command leaves the folder as it was."""
+    path = folder / "session.json"
+    if not path.exists():
+        return False
+    want = json.loads(json.dumps({"format": SESSION_FORMAT, "settings": settings.to_json()}))
+    have = json.loads(path.read_text())
+    if have == want:
+        return True
+    if have.get("format") != SESSION_FORMAT:
+        raise ReplayDivergence(f"{path}: format={have.get('format')!r}: allowed {SESSION_FORMAT!r}")
+    raise SettingsMismatch(folder, settings_differences(dict(have.get("settings") or {}), want["settings"]))
+
+
+def write_settings(folder: Path, settings: ReplaySettings) -> None:
+    """Pin ``folder`` to ``settings``: write ``session.json`` atomically."""
     path = folder / "session.json"
     want = {"format": SESSION_FORMAT, "settings": settings.to_json()}
-    if path.exists():
-        have = json.loads(path.read_text())
-        if have != json.loads(json.dumps(want)):
-            raise ReplayDivergence(f"{path} holds another session: {have.get('settings')}; allowed only the "
-                                   f"same settings to resume it: {want['settings']}")
-        return
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(want, indent=2, sort_keys=True) + "\n")
     with open(tmp, "rb+") as fh:
         os.fsync(fh.fileno())
     tmp.replace(path)
-

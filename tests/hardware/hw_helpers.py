@@ -97,3 +97,25 @@ def default_caps(**changes: object) -> Capabilities:
                                "native_waveforms": frozenset({"gaussian", "drag", "constant", "sampled"})}
     args.update(changes)
     return Capabilities(**args)  # type: ignore[arg-type]
+
+
+class OutOfBoxPolicy:
+    """A replay policy whose action leaves the action box at env step ``at``: the session
+    must stop on it (``action_out_of_range``), never apply or clip it. Keyword arguments of
+    a policy config (``policy=scripted policy._target_=hw_helpers.OutOfBoxPolicy``) are
+    accepted and ignored."""
+
+    def __init__(self, at: int = 2, **_config: object) -> None:
+        self.at = int(at)
+
+    def initial_state(self) -> int:
+        return 0
+
+    def act(self, observation: object, state: int) -> tuple[object, int]:
+        import numpy as np
+
+        step = state + 1
+        action = np.zeros(3, dtype=np.float32)
+        if step >= self.at:
+            action[0] = 2.0
+        return action, step

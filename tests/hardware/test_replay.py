@@ -156,11 +156,9 @@ def test_settings_validation_names_the_field() -> None:
 
 
 def test_budget_stops_the_session_before_overspending(tmp_path: Path) -> None:
-    from pulsecal.hardware.safety import SafetyViolation
-
     settings = ReplaySettings(**{**_settings(max_steps=6).__dict__, "budget_shots": 3 * 300})
-    with pytest.raises(SafetyViolation, match="shot_budget"):
-        _run(tmp_path / "s", settings)
+    result, _ = _run(tmp_path / "s", settings)
+    assert result.stop is not None and result.stop.reason == "budget_exhausted" and "shot_budget" in result.stop.detail
     assert ShotLedger(tmp_path / "s" / "ledger.json").used_shots == 900
 
 
