@@ -96,6 +96,7 @@ class GateCalibrationV1Options(GateCalibrationOptions):
     couplings: list[float] | None = None
     model_error: float | None = None
     max_level_step: int | None = None
+    beta_unit_floor_s: float | None = None
 
 
 @dataclass

@@ -123,6 +123,12 @@ class GateCalibrationV1Config(GateCalibrationConfig):
         model_error: relative error of a correction (contrast, slope, couplings); the
             depth choice also guards against model_error × the last parameter move.
         max_level_step: a family's ladder level rises by at most this much per round.
+        beta_unit_floor_s: lower bound (s) of the β unit (the scale of β's prior, window
+            and observation, otherwise |starting β|); None keeps |starting β|. A relative
+            start error of ±100 % can leave the starting β near zero, which shrinks the
+            window around it below the distance to the optimum (the parameters then stop
+            at the window's edge); a floor of about the textbook β of the least
+            anharmonic device expected (1/(4π·|α|): 0.53 ns at α/2π = −150 MHz) keeps it.
     """
 
     rounds: int = 8
@@ -139,6 +145,7 @@ class GateCalibrationV1Config(GateCalibrationConfig):
     couplings: tuple[float, float, float] = (-1.6e-9, 1.06e-16, 8.5e13)
     model_error: float = 0.3
     max_level_step: int = 2
+    beta_unit_floor_s: float | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.sampler, Mapping):
@@ -178,6 +185,10 @@ class GateCalibrationV1Config(GateCalibrationConfig):
         require(finite_pos(self.model_error) >= 0, "model_error", self.model_error, ">= 0")
         require(isinstance(self.max_level_step, int) and self.max_level_step >= 1, "max_level_step",
                 self.max_level_step, "an int >= 1")
+        if self.beta_unit_floor_s is not None:
+            require(0 < finite_pos(self.beta_unit_floor_s) <= 1e-7, "beta_unit_floor_s", self.beta_unit_floor_s,
+                    "None or a time in (0, 1e-7] s")
+            object.__setattr__(self, "beta_unit_floor_s", float(self.beta_unit_floor_s))
 
     @property
     def shots_per_twin(self) -> int:
@@ -366,6 +377,8 @@ class GateCalibrationV1Core(DragCalibrationCore):
 
     def _reset_copy(self, i: int, options: dict[str, Any]) -> None:
         super()._reset_copy(i, options)
+        if self.v1_config.beta_unit_floor_s is not None:
+            self.unit[i, 1] = max(self.unit[i, 1], self.v1_config.beta_unit_floor_s)
         rows = np.array([i])
         self.at[i] = 0.0
         self.read[i] = 0.0
