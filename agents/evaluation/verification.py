@@ -49,7 +49,19 @@ def verify_result(task: CalibrationTask, result: CalibrationResult, *,
                              "allowed one StatedCoherence per device (the lab's T1/T2)")
         stated = [g for g in got if g is not None]
     left = None if budget is None else [int(budget) - int(u) for u in np.asarray(result.shots_used)]
-    verdicts = verify_devices(devs, task.gate, result.params, list(stated), settings, left)
+    # Each device is checked at the gate it was calibrated at (an amplitude-limited device
+    # may have a longer one than the task's nominal gate): one batched call per gate.
+    params = np.atleast_2d(np.asarray(result.params, dtype=np.float64))
+    stated = list(stated)
+    groups: dict[int, list[int]] = {}
+    for b, i in enumerate(idx):
+        groups.setdefault(id(task.gates[i]), []).append(b)
+    verdicts: list[Verdict] = [None] * len(idx)  # type: ignore[list-item]
+    for bs in groups.values():
+        got = verify_devices([devs[b] for b in bs], task.gates[idx[bs[0]]], params[bs], [stated[b] for b in bs],
+                             settings, None if left is None else [left[b] for b in bs])
+        for b, v in zip(bs, got, strict=True):
+            verdicts[b] = v
     for i, v in zip(idx, verdicts, strict=True):
         task.shots_used[i] += v.shots_used
     return verdicts

@@ -33,3 +33,23 @@ def test_verify_result_counts_its_shots_and_refuses_what_the_budget_cannot_pay()
     bad = verdict_row({"infidelity": 10 * verdicts[1].coherence_limit}, verdicts[1])
     h = honesty([rows[0], rows[1], bad])
     assert h["false_calibrated"] == 1 and h["calibrated"] == 2 and h["coverage"] == 0.5
+
+
+def test_a_lengthened_gate_is_verified_at_the_gate_it_was_calibrated_at() -> None:
+    """A 35 MHz device cannot play the 20 ns π pulse (|u| > 1): calibrated at the longer gate
+    it fits, its verdict must judge that gate, not refuse the nominal one."""
+    from pulsecal.agents.baselines import StandardCalibration, run_within_limits
+
+    p = get_preset("transmon_20ns").params
+    weak = SimulatedDevice(p.replace(transmon=p.transmon.replace(rabi_max_hz=35e6)), rng=np.random.default_rng(3))
+    task = CalibrationTask([weak], DragGate(20e-9))
+    start = optimal_params(weak.current_transmon(), DragGate(40e-9)).as_array()
+    start[0] *= 40 / 20  # the same rotation's amplitude at the nominal 20 ns gate (> 1)
+    res = run_within_limits(StandardCalibration(), task, start, 5000)
+    assert res.gate_duration_s[0] > 20e-9 and res.failures == [None]
+    (verdict,) = verify_result(task, res)
+    assert verdict.reason is not Reason.AMPLITUDE_LIMIT
+    truth = task.true_metrics(res.params)
+    assert truth is not None
+    assert verdict.status == "calibrated", verdict
+    assert verdict.error_interval[0] <= 1 - truth["fidelity"][0] <= verdict.error_interval[1]
