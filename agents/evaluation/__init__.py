@@ -31,13 +31,22 @@ from .benchmarks import calibration_rows, drift_rows, shaping_rows
 from .plots import ZOOM_MEDIAN_RATIO, plot_calibration, write_plots
 from .settings import DRIFT_MISCALIBRATION, ENV_IDS, TASKS, AgentSpec, EvaluationSettings, Targets
 from .suite import EvaluationReport, evaluate
-from .tables import CSV_FIELDS, read_results_csv, summarise, verdicts, write_csv, write_markdown
+from .tables import (
+    CSV_FIELDS,
+    VERDICT_FIELDS,
+    read_results_csv,
+    summarise,
+    verdicts,
+    write_csv,
+    write_markdown,
+)
 
 __all__ = [
     "CSV_FIELDS",
     "DRIFT_MISCALIBRATION",
     "ENV_IDS",
     "TASKS",
+    "VERDICT_FIELDS",
     "ZOOM_MEDIAN_RATIO",
     "AgentSpec",
     "EvaluationReport",

@@ -147,6 +147,11 @@ def _baseline_chunk(settings: EvaluationSettings, baseline: Baseline, budget: in
         rows.append(_row("calibration", baseline.name, budget, i, m, int(res.shots_used[b]),
                          _device_shots(devs[b]), wall, float(res.gate_duration_s[b]), res.limits[b],
                          res.failures[b]))
+    if settings.verify:
+        from .verification import verdict_row, verify_result
+
+        verdicts = verify_result(task, res)
+        rows = [verdict_row(r, v) for r, v in zip(rows, verdicts, strict=True)]
     return rows
 
 

@@ -108,6 +108,9 @@ class EvaluationSettings:
         circuit_time_s: circuit length whose frame error the drift error includes.
         progress, plots: tqdm bars and PNG plots.
         targets: pass/fail thresholds.
+        verify: verify every baseline's calibration (``envs.verification``, fresh shots on
+            top of the calibration budget, in ``verification_shots``) and add the verdict
+            columns to its rows: status, estimate, 90 % interval, reason, false_calibrated.
     """
 
     out_dir: Path
@@ -139,6 +142,7 @@ class EvaluationSettings:
     progress: bool = True
     plots: bool = True
     targets: Targets = field(default_factory=Targets)
+    verify: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out_dir", Path(self.out_dir))

@@ -18,6 +18,12 @@ CSV_FIELDS: tuple[str, ...] = (
     "task", "method", "budget", "device", "infidelity", "coherence_limit", "ratio", "leakage",
     "shots_used", "device_shots", "wall_time_s", "gate_duration_s", "clipped", "limit_failure",
 )
+# Written when the evaluation verified its baselines (``EvaluationSettings.verify``);
+# rows without a verdict (agents, other tasks) leave them empty.
+VERDICT_FIELDS: tuple[str, ...] = (
+    "verdict", "verdict_reason", "verdict_estimate", "verdict_low", "verdict_high", "verification_shots",
+    "false_calibrated", "covered",
+)
 
 
 def summarise(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -45,6 +51,11 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "gate_duration_s_max": float(np.nanmax([float(r.get("gate_duration_s", math.nan)) for r in rs]))
             if any(math.isfinite(float(r.get("gate_duration_s", math.nan))) for r in rs) else math.nan,
             "limit_failed": sum(1 for r in rs if r.get("limit_failure")),
+            # Verified rows only (None: the group was not verified).
+            "calibrated": sum(1 for r in rs if r.get("verdict") == "calibrated")
+            if any(r.get("verdict") for r in rs) else None,
+            "false_calibrated": sum(1 for r in rs if r.get("false_calibrated") is True)
+            if any(r.get("verdict") for r in rs) else None,
         })
     return out
 
@@ -107,10 +118,11 @@ def _fmt(x: Any) -> str:
 def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=list(CSV_FIELDS))
+        fields = CSV_FIELDS + (VERDICT_FIELDS if any("verdict" in r for r in rows) else ())
+        w = csv.DictWriter(f, fieldnames=list(fields))
         w.writeheader()
         for r in rows:
-            w.writerow({k: r[k] for k in CSV_FIELDS})
+            w.writerow({k: r.get(k, "") for k in fields})
     return path
 
 
@@ -167,5 +179,17 @@ def read_results_csv(path: Path) -> list[dict[str, Any]]:
     missing = set(CSV_FIELDS) - set(rows[0]) if rows else set()
     if missing:
         raise ValueError(f"{path}: not a results.csv (missing columns {sorted(missing)})")
-    return [{k: (str(v) if k in strings else int(float(v)) if k in ints else float(v))
-             for k, v in r.items()} for r in rows]
+    return [{k: _cell(k, v, ints, strings) for k, v in r.items()} for r in rows]
+
+
+def _cell(key: str, value: str, ints: set[str], strings: set[str]) -> Any:
+    if key in strings:
+        return str(value)
+    if key in VERDICT_FIELDS:  # empty on rows that were not verified
+        if value == "":
+            return None
+        if key in ("verdict", "verdict_reason"):
+            return value
+        if key in ("false_calibrated", "covered"):
+            return value == "True"
+    return int(float(value)) if key in ints else float(value)

@@ -83,6 +83,8 @@ class EvaluateConf:
     # How a device whose π pulse does not fit full scale at gate_duration_s is handled
     # (envs.amplitude_limit.AmplitudeLimit): lengthened within the headroom, or refused.
     amplitude_limit: AmplitudeLimitConf = field(default_factory=AmplitudeLimitConf)
+    # Verify every baseline's result (docs/verification.md) and add the verdict columns.
+    verify: bool = False
     miscalibration: list[float] = field(default_factory=lambda: [0.05, 0.5, 1e6, 0.0])
     workers: int = 2
     chunk_size: int = 25
@@ -268,7 +270,7 @@ def to_settings(cfg: DictConfig) -> tuple[EvaluationSettings, list[AgentSpec]]:
         budgets=tuple(conf.budgets),
         baselines=baselines(cfg), methods=None if conf.methods is None else tuple(conf.methods),
         gate_duration_s=conf.gate_duration_s,
-        amplitude_limit=_amplitude_limit(conf.amplitude_limit),
+        amplitude_limit=_amplitude_limit(conf.amplitude_limit), verify=conf.verify,
         miscalibration=tuple(conf.miscalibration),  # type: ignore[arg-type]
         workers=conf.workers, chunk_size=conf.chunk_size,
         pulse_shaping=conf.pulse_shaping, shaping_preset=conf.shaping_preset,

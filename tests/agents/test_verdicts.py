@@ -53,3 +53,32 @@ def test_a_lengthened_gate_is_verified_at_the_gate_it_was_calibrated_at() -> Non
     assert truth is not None
     assert verdict.status == "calibrated", verdict
     assert verdict.error_interval[0] <= 1 - truth["fidelity"][0] <= verdict.error_interval[1]
+
+
+def test_an_evaluation_with_verify_writes_and_reads_back_the_verdict_columns(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from pulsecal.agents.baselines import StandardCalibration
+    from pulsecal.agents.evaluation import (
+        EvaluationSettings,
+        read_results_csv,
+        summarise,
+        write_csv,
+    )
+    from pulsecal.agents.evaluation.benchmarks import calibration_rows
+
+    settings = EvaluationSettings(out_dir=tmp_path, n_devices=3, budgets=(1000,), baselines=(StandardCalibration(),),
+                                  workers=1, pulse_shaping=False, drift=False, progress=False, plots=False,
+                                  verify=True)
+    rows = calibration_rows(settings)
+    assert len(rows) == 3
+    need = VerificationSettings().shots
+    for r in rows:
+        assert r["verdict"] in ("calibrated", "failed")
+        assert r["verification_shots"] in (0, need)
+        # The device counted the verification's shots on top of the calibration's.
+        assert r["device_shots"] == r["shots_used"] or r["device_shots"] == r["shots_used"] + r["verification_shots"]
+    back = read_results_csv(write_csv(tmp_path / "results.csv", rows))
+    assert [r["verdict"] for r in back] == [r["verdict"] for r in rows]
+    assert [r["false_calibrated"] for r in back] == [r["false_calibrated"] for r in rows]
+    (s,) = summarise(rows)
+    assert s["calibrated"] == sum(r["verdict"] == "calibrated" for r in rows)
+    assert s["false_calibrated"] == sum(bool(r["false_calibrated"]) for r in rows)
