@@ -21,6 +21,7 @@ CSV_FIELDS: tuple[str, ...] = (
 # Text columns of results.csv (the others are numbers). ``status``/``reason``/``grape_infidelity``
 # are set on the per-device shaping rows of the randomised sets and empty elsewhere.
 _TEXT_FIELDS = ("task", "method", "status", "reason")
+_OPTIONAL_FIELDS = ("status", "reason", "grape_infidelity")
 _SETS = ("_heldout", "_realistic")
 
 
@@ -187,10 +188,10 @@ def read_results_csv(path: Path) -> list[dict[str, Any]]:
     ints = {"budget", "device", "shots_used", "device_shots"}
     with Path(path).open(newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    # status/reason/grape_infidelity came later: a results.csv without them still reads.
-    missing = set(CSV_FIELDS) - set(rows[0]) - {"status", "reason", "grape_infidelity"} if rows else set()
+    # The shaping columns are optional: a results.csv without them still reads, and a row
+    # that left them empty reads back without them, as it was written.
+    missing = set(CSV_FIELDS) - set(rows[0]) - set(_OPTIONAL_FIELDS) if rows else set()
     if missing:
         raise ValueError(f"{path}: not a results.csv (missing columns {sorted(missing)})")
-    return [{k: (str(v) if k in _TEXT_FIELDS else int(float(v)) if k in ints
-                 else float(v) if v != "" else math.nan)
-             for k, v in r.items()} for r in rows]
+    return [{k: (str(v) if k in _TEXT_FIELDS else int(float(v)) if k in ints else float(v))
+             for k, v in r.items() if not (k in _OPTIONAL_FIELDS and v == "")} for r in rows]
