@@ -119,8 +119,17 @@ class DriftTrackingV1Options(DriftTrackingOptions):
 
 
 @dataclass
+class ShapingSamplerConf:
+    """``ShapingDeviceSampler`` fields: the transmon ranges and the AWG rise time (s);
+    null keeps PulseShaping-v1's training default."""
+
+    base: DeviceSamplerConf | None = None
+    rise_time_s: list[float] | None = None
+
+
+@dataclass
 class PulseShapingOptions:
-    """``PulseShapingConfig`` options a config file can set (its sampler is code)."""
+    """``PulseShapingConfig`` options a config file can set."""
 
     device: str | None = None
     target: str | None = None
@@ -142,6 +151,7 @@ class PulseShapingOptions:
     randomize_device: bool | None = None
     characterised: bool | None = None
     characterisation_error: list[float] | None = None
+    sampler: ShapingSamplerConf | None = None
 
 
 @dataclass

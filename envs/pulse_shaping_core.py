@@ -9,6 +9,7 @@ them for evaluation.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +61,12 @@ class ShapingDeviceSampler:
     rise_time_s: tuple[float, float] = (0.0, 0.8e-9)
 
     def __post_init__(self) -> None:
+        if isinstance(self.base, Mapping):
+            # From a config file: DeviceSampler ranges as a mapping of (low, high) lists.
+            object.__setattr__(self, "base", DeviceSampler(**_ranges(self.base)))
+        require(isinstance(self.base, DeviceSampler), "ShapingDeviceSampler.base", self.base,
+                "a DeviceSampler or a mapping of its fields")
+        object.__setattr__(self, "rise_time_s", tuple(self.rise_time_s))
         r = self.rise_time_s
         require(len(r) == 2 and 0 <= finite("rise_time_s[0]", r[0]) <= finite("rise_time_s[1]", r[1]) <= 1e-6,
                 "ShapingDeviceSampler.rise_time_s", r, "(low, high) with 0 <= low <= high <= 1e-6 s")
@@ -68,6 +75,25 @@ class ShapingDeviceSampler:
         params = self.base.sample(rng)
         rise = self.rise_time_s[0] + (self.rise_time_s[1] - self.rise_time_s[0]) * float(rng.random())
         return params.replace(distortion=LowPass(rise) if rise > 0 else None)
+
+
+def _ranges(fields: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: tuple(v) if isinstance(v, Sequence) and not isinstance(v, str) else v for k, v in fields.items()}
+
+
+def shaping_sampler(spec: ShapingDeviceSampler | Mapping[str, Any]) -> ShapingDeviceSampler:
+    """A ``ShapingDeviceSampler`` from itself or from a config mapping
+    ``{base: {DeviceSampler field: [low, high], ...}, rise_time_s: [low, high]}``; fields
+    left out keep the PulseShaping-v1 training defaults."""
+    if isinstance(spec, ShapingDeviceSampler):
+        return spec
+    require(isinstance(spec, Mapping) and set(spec) <= {"base", "rise_time_s"}, "sampler", spec,
+            "a ShapingDeviceSampler or a mapping with keys 'base' and/or 'rise_time_s'")
+    default = ShapingDeviceSampler()
+    base = {k: getattr(default.base, k) for k in default.base.__dataclass_fields__}
+    base.update(_ranges(spec.get("base") or {}))
+    return ShapingDeviceSampler(base=DeviceSampler(**base),
+                                rise_time_s=tuple(spec.get("rise_time_s", default.rise_time_s)))
 
 
 # The evaluation population is fixed (α/2π −240…−160 MHz, rise time up to 0.5 ns): never
@@ -80,6 +106,32 @@ HELD_OUT_SAMPLER = ShapingDeviceSampler(
     ),
     rise_time_s=(0.0, 0.5e-9),
 )
+
+
+# The realistic held-out population: the anharmonicity range of real transmons down to
+# −150 MHz (where a 6 ns X is hardest), coherence from T1 = 10 µs and T2 = 0.1·T1 up,
+# ±15 % amplitude error, ±2.5 MHz detuning; the drive ceiling of the short preset, whose
+# 6 ns X needs it. Drawn from its own seed stream (key 78), so no device is shared with the
+# training sampler or with ``HELD_OUT_SAMPLER``.
+REALISTIC_HELD_OUT_SAMPLER = ShapingDeviceSampler(
+    base=DeviceSampler(
+        anharmonicity_hz=(-400e6, -150e6), rabi_max_hz=(320e6, 480e6), t1_s=(10e-6, 300e-6),
+        t2_fraction=(0.05, 1.0), amplitude_error=(-0.15, 0.15), detuning_hz=(-2.5e6, 2.5e6),
+        p1_given_0=(0.0, 0.0), p0_given_1=(0.0, 0.0), dt_s=0.5e-9,
+    ),
+    rise_time_s=(0.0, 0.5e-9),
+)
+
+
+def realistic_shaping_devices(n: int, seed: int = 12345,
+                              sampler: ShapingDeviceSampler | Mapping[str, Any] | None = None
+                              ) -> tuple[DeviceParams, ...]:
+    """A fixed, seeded population of realistic pulse-shaping devices (device i depends on
+    (seed, i) only); ``REALISTIC_HELD_OUT_SAMPLER`` unless ``sampler`` (a sampler or a
+    mapping of its ranges, as ``shaping_sampler`` takes) is given."""
+    require(isinstance(n, int) and not isinstance(n, bool) and n >= 1, "n", n, "an integer >= 1")
+    s = REALISTIC_HELD_OUT_SAMPLER if sampler is None else shaping_sampler(sampler)
+    return tuple(s.sample(np.random.default_rng([seed, i, 78])) for i in range(n))
 
 
 def held_out_shaping_devices(n: int, seed: int = 12345,
@@ -120,8 +172,10 @@ class PulseShapingConfig:
 
     def __post_init__(self) -> None:
         get_preset(self.device)
+        if isinstance(self.sampler, Mapping):
+            object.__setattr__(self, "sampler", shaping_sampler(self.sampler))
         require(self.sampler is None or isinstance(self.sampler, ShapingDeviceSampler), "sampler",
-                self.sampler, "a ShapingDeviceSampler or None")
+                self.sampler, "a ShapingDeviceSampler, a mapping of its fields, or None")
         ce = tuple(float(x) for x in self.characterisation_error)
         require(len(ce) == 4 and all(math.isfinite(x) and x >= 0 for x in ce), "characterisation_error",
                 self.characterisation_error, "4 finite values >= 0 (Rabi rel., α rel., detuning Hz, rise rel.)")

@@ -47,7 +47,7 @@ from pulsecal.envs.protocol import Device
 from pulsecal.envs.stress import StressSpec, TLSDevice, stress_devices
 from pulsecal.hardware.policy import Policy
 
-from .settings import DRIFT_MISCALIBRATION, AgentSpec, EvaluationSettings
+from .settings import DRIFT_MISCALIBRATION, AgentSpec, EvaluationSettings, drift_device_sampler
 
 FloatArray = NDArray[np.float64]
 
@@ -155,10 +155,12 @@ def _baseline_chunk(settings: EvaluationSettings, baseline: Baseline, budget: in
     return rows
 
 
-def _drift_scenario(settings: EvaluationSettings, i: int) -> dict[str, Any]:
-    """Reset options of drift device ``i``: a fresh ``transmon_drifting`` and its start."""
+def _drift_scenario(settings: EvaluationSettings, i: int, realistic: bool = False) -> dict[str, Any]:
+    """Reset options of drift device ``i``: a fresh ``transmon_drifting`` (or a draw of the
+    realistic drift sampler, ``_drift_params``) and its start."""
     preset = get_preset("transmon_drifting")
-    dev = SimulatedDevice(preset.params, preset.drift, rng=np.random.default_rng([settings.seed, i, 6]))
+    dev = SimulatedDevice(_drift_params(settings, i, realistic), preset.drift,
+                          rng=np.random.default_rng([settings.seed, i, 6]))
     p = miscalibrated_start(dev, preset.gate_duration_s, np.random.default_rng([settings.seed, i, 7]),
                             DRIFT_MISCALIBRATION)
     return {"device": dev, "initial_params": DragParams.from_array(p)}
@@ -359,40 +361,77 @@ def shaping_rows(settings: EvaluationSettings, agents: Sequence[AgentSpec] = ())
         shapes[agent.name] = np.asarray(info["waveform"])
     if settings.shaping_held_out:
         rows += _shaping_held_out_rows(settings, agents)
+    if settings.shaping_realistic:
+        rows += _shaping_realistic_rows(settings, agents)
     return rows, shapes, dt
 
 
-def _shaping_held_out_rows(settings: EvaluationSettings, agents: Sequence[AgentSpec]) -> list[dict[str, Any]]:
-    """Calibrated DRAG, GRAPE and the shaping agents on ``shaping_held_out`` randomised devices.
+def shaping_verdict(infidelity: float, grape_infidelity: float, target: float, duration_s: float) -> tuple[str, str]:
+    """``(status, reason)`` of one shaped pulse on one device.
 
+    ``calibrated`` when its true 1 − F is at most ``target``. Otherwise ``failed``, with the
+    reason: if the GRAPE model optimum on the same device is above the target too, no
+    pulse of this length reaches it (``below physical limit at <duration>``); else the
+    method fell short of a pulse that exists. Both reasons quote the GRAPE optimum.
+    """
+    if infidelity <= target:
+        return "calibrated", ""
+    limit = f"{duration_s * 1e9:g} ns"
+    if grape_infidelity > target:
+        return "failed", (f"below physical limit at {limit}: GRAPE model optimum 1 − F = {grape_infidelity:.3g} "
+                          f"> target {target:g}")
+    return "failed", (f"pulse not found: 1 − F = {infidelity:.3g} > target {target:g}, while the GRAPE "
+                      f"model optimum at {limit} reaches {grape_infidelity:.3g}")
+
+
+def _shaping_held_out_rows(settings: EvaluationSettings, agents: Sequence[AgentSpec],
+                           devices: Sequence[DeviceParams] | None = None, suffix: str = "heldout",
+                           seed_key: int = 0) -> list[dict[str, Any]]:
+    """Calibrated DRAG, GRAPE and the shaping agents on randomised devices (methods ``*_<suffix>``).
+
+    ``devices`` default to ``shaping_held_out`` draws of ``held_out_shaping_devices``.
     DRAG and GRAPE optimise on the device's true transmon (α, Ω_R with its amplitude
     error, detuning, T1, T2) but not through its AWG distortion, which their models do
-    not include; every method is scored on the full device, distortion included.
+    not include; every method is scored on the full device, distortion included. Every row
+    but GRAPE's carries ``status``/``reason`` (``shaping_verdict``) and the GRAPE optimum
+    of its device (``grape_infidelity``).
     """
 
     import pulsecal.envs  # noqa: F401
     from pulsecal.envs.pulse_shaping_core import held_out_shaping_devices
 
-    devices = held_out_shaping_devices(settings.shaping_held_out, settings.seed)
+    if devices is None:
+        devices = held_out_shaping_devices(settings.shaping_held_out, settings.seed)
     rows: list[dict[str, Any]] = []
+    grape_inf: list[float] = []
+    target = settings.targets.shaping_infidelity
 
-    def add(method: str, i: int, dev: SimulatedDevice, w: NDArray[np.complex128], wall: float) -> None:
+    def add(row: dict[str, Any], i: int, grape_row: bool = False) -> None:
+        if not grape_row:
+            row["grape_infidelity"] = grape_inf[i]
+            row["status"], row["reason"] = shaping_verdict(row["infidelity"], grape_inf[i], target,
+                                                           settings.shaping_duration_s)
+        rows.append(row)
+
+    def truth_row(method: str, i: int, dev: SimulatedDevice, w: NDArray[np.complex128], wall: float) -> dict[str, Any]:
         truth = true_metrics_devices([dev], w[None], "X")
         assert truth is not None
-        rows.append(_row("pulse_shaping", method, 0, i,
-                         {"infidelity": 1 - truth["fidelity"][0], "coherence_limit": truth["coherence_limit"][0],
-                          "leakage": truth["leakage"][0]}, 0, 0, wall))
+        return _row("pulse_shaping", method, 0, i,
+                    {"infidelity": 1 - truth["fidelity"][0], "coherence_limit": truth["coherence_limit"][0],
+                     "leakage": truth["leakage"][0]}, 0, 0, wall)
 
-    for i, params in enumerate(_progress(devices, settings.progress, "held-out shaping")):
-        dev = SimulatedDevice(params, rng=np.random.default_rng([settings.seed, i, 8]))
+    for i, params in enumerate(_progress(devices, settings.progress, f"{suffix} shaping")):
+        dev = SimulatedDevice(params, rng=np.random.default_rng([settings.seed, i, 8 + seed_key]))
         tr = dev.current_transmon()
         t0 = time.perf_counter()
-        w_drag, _ = calibrated_drag(tr, settings.shaping_duration_s, "X")
-        add("drag_calibrated_heldout", i, dev, w_drag, time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        g = grape(tr, settings.shaping_duration_s, "X", rng=np.random.default_rng([settings.seed, i, 9]),
+        g = grape(tr, settings.shaping_duration_s, "X", rng=np.random.default_rng([settings.seed, i, 9 + seed_key]),
                   restarts=settings.grape_restarts, maxiter=settings.grape_maxiter)
-        add("grape_heldout", i, dev, g.waveform, time.perf_counter() - t0)
+        row = truth_row(f"grape_{suffix}", i, dev, g.waveform, time.perf_counter() - t0)
+        grape_inf.append(row["infidelity"])
+        add(row, i, grape_row=True)
+        t0 = time.perf_counter()
+        w_drag, _ = calibrated_drag(tr, settings.shaping_duration_s, "X")
+        add(truth_row(f"drag_calibrated_{suffix}", i, dev, w_drag, time.perf_counter() - t0), i)
     for agent in agents:
         if agent.task != "pulse_shaping":
             continue
@@ -401,11 +440,22 @@ def _shaping_held_out_rows(settings: EvaluationSettings, agents: Sequence[AgentS
             t0 = time.perf_counter()
             info = _episode(env, agent.policy, settings.seed + i, {"device_params": params})
             wall = time.perf_counter() - t0
-            rows.append(_row("pulse_shaping", f"{agent.name}_heldout", int(info.get("shots_used", 0)), i,
-                             {"infidelity": 1 - info["fidelity"], "coherence_limit": info["coherence_limit"],
-                              "leakage": info["leakage"]}, int(info.get("shots_used", 0)), -1, wall))
+            add(_row("pulse_shaping", f"{agent.name}_{suffix}", int(info.get("shots_used", 0)), i,
+                     {"infidelity": 1 - info["fidelity"], "coherence_limit": info["coherence_limit"],
+                      "leakage": info["leakage"]}, int(info.get("shots_used", 0)), -1, wall), i)
         env.close()
     return rows
+
+
+def _shaping_realistic_rows(settings: EvaluationSettings, agents: Sequence[AgentSpec]) -> list[dict[str, Any]]:
+    """The shaping benchmark on ``shaping_realistic`` devices of the realistic held-out
+    population (``realistic_shaping_devices``; ``shaping_realistic_sampler`` overrides its
+    ranges); methods ``*_realistic``."""
+    from pulsecal.envs.pulse_shaping_core import realistic_shaping_devices
+
+    devices = realistic_shaping_devices(settings.shaping_realistic, settings.seed,
+                                        settings.shaping_realistic_sampler)
+    return _shaping_held_out_rows(settings, agents, devices, "realistic", seed_key=100)
 
 
 # -- drift tracking ---------------------------------------------------------------------------
@@ -421,11 +471,20 @@ def _drift_error(dev: SimulatedDevice, gate: DragGate, p: FloatArray, circuit_ti
     return float(1.0 - truth["fidelity"][0] + frame), float(truth["coherence_limit"][0])
 
 
-def _drift_baseline(settings: EvaluationSettings, i: int, recalibrate: bool) -> tuple[
+def _drift_params(settings: EvaluationSettings, i: int, realistic: bool) -> DeviceParams:
+    """Device i of the drift benchmark: transmon_drifting's, or a draw of the realistic
+    sampler (its own seed stream, key 79)."""
+    if not realistic:
+        return get_preset("transmon_drifting").params
+    return drift_device_sampler(settings.drift_sampler).sample(np.random.default_rng([settings.seed, i, 79]))
+
+
+def _drift_baseline(settings: EvaluationSettings, i: int, recalibrate: bool, realistic: bool = False) -> tuple[
         dict[str, Any], FloatArray, FloatArray]:
     """The scheduled recalibration (or none) on drifting device i over the episode."""
     preset = get_preset("transmon_drifting")
-    dev = SimulatedDevice(preset.params, preset.drift, rng=np.random.default_rng([settings.seed, i, 6]))
+    dev = SimulatedDevice(_drift_params(settings, i, realistic), preset.drift,
+                          rng=np.random.default_rng([settings.seed, i, 6]))
     gate = DragGate(preset.gate_duration_s)
     p = miscalibrated_start(dev, preset.gate_duration_s, np.random.default_rng([settings.seed, i, 7]),
                             DRIFT_MISCALIBRATION)
@@ -446,7 +505,7 @@ def _drift_baseline(settings: EvaluationSettings, i: int, recalibrate: bool) -> 
         limits.append(cl)
         times.append(dev.clock_s)
     wall = time.perf_counter() - t0
-    method = settings.scheduled_method if recalibrate else "no_recalibration"
+    method = (settings.scheduled_method if recalibrate else "no_recalibration") + ("_realistic" if realistic else "")
     shots = int(task.shots_used[0])
     row = _row("drift_tracking", method, settings.recalibration_budget if recalibrate else 0, i,
                {"infidelity": float(np.mean(errs)), "coherence_limit": float(np.mean(limits)), "leakage": math.nan},
@@ -454,16 +513,15 @@ def _drift_baseline(settings: EvaluationSettings, i: int, recalibrate: bool) -> 
     return row, np.asarray(times), np.asarray(errs)
 
 
-def _drift_agent(settings: EvaluationSettings, agent: AgentSpec, i: int) -> tuple[
+def _drift_agent(settings: EvaluationSettings, agent: AgentSpec, i: int, realistic: bool = False) -> tuple[
         dict[str, Any], FloatArray, FloatArray]:
-
     import pulsecal.envs  # noqa: F401
 
     steps = _drift_steps(settings)
     env = make_pinned(agent.resolved_env_id, max_episode_steps=steps, **agent_env_kwargs(settings, agent))
     state = agent.policy.initial_state()
     t0 = time.perf_counter()
-    obs, info = env.reset(seed=settings.seed + i, options=_drift_scenario(settings, i))
+    obs, info = env.reset(seed=settings.seed + i, options=_drift_scenario(settings, i, realistic))
     times, errs, limits = [], [], []
     done = False
     while not done:
@@ -476,7 +534,7 @@ def _drift_agent(settings: EvaluationSettings, agent: AgentSpec, i: int) -> tupl
     env.close()
     wall = time.perf_counter() - t0
     shots = int(info["shots_used"])
-    row = _row("drift_tracking", agent.name, 0, i,
+    row = _row("drift_tracking", agent.name + ("_realistic" if realistic else ""), 0, i,
                {"infidelity": float(np.mean(errs)), "coherence_limit": float(np.nanmean(limits)),
                 "leakage": math.nan}, shots, shots, wall)
     return row, np.asarray(times), np.asarray(errs)
@@ -485,21 +543,27 @@ def _drift_agent(settings: EvaluationSettings, agent: AgentSpec, i: int) -> tupl
 def drift_rows(settings: EvaluationSettings, agents: Sequence[AgentSpec] = ()) -> tuple[
         list[dict[str, Any]], dict[str, tuple[FloatArray, FloatArray]]]:
     """Scheduled recalibration, no recalibration and drift agents; timelines of device 0."""
-    jobs = [(i, rec) for i in range(settings.drift_devices) for rec in (True, False)]
+    sets = [(settings.drift_devices, False), (settings.drift_realistic, True)]
+    jobs = [(i, rec, real) for n, real in sets for i in range(n) for rec in (True, False)]
     if settings.workers > 1:
         from joblib import Parallel, delayed
 
-        results = Parallel(n_jobs=settings.workers)(delayed(_drift_baseline)(settings, i, rec) for i, rec in jobs)
+        results = Parallel(n_jobs=settings.workers)(delayed(_drift_baseline)(settings, i, rec, real)
+                                                    for i, rec, real in jobs)
     else:
-        results = [_drift_baseline(settings, i, rec) for i, rec in _progress(jobs, settings.progress, "drift")]
+        results = [_drift_baseline(settings, i, rec, real)
+                   for i, rec, real in _progress(jobs, settings.progress, "drift")]
     rows = [r[0] for r in results]
-    timelines = {r[0]["method"]: (r[1], r[2]) for r in results if r[0]["device"] == 0}
+    # Timelines of device 0 of the preset set (the plot's), never of the realistic set.
+    timelines = {r[0]["method"]: (r[1], r[2]) for (i, _, real), r in zip(jobs, results, strict=True)
+                 if i == 0 and not real}
     for agent in agents:
         if agent.task != "drift_tracking":
             continue
-        for i in _progress(range(settings.drift_devices), settings.progress, f"{agent.name} drift"):
-            row, t, e = _drift_agent(settings, agent, i)
-            rows.append(row)
-            if i == 0:
-                timelines[agent.name] = (t, e)
+        for n, real in sets:
+            for i in _progress(range(n), settings.progress, f"{agent.name} drift"):
+                row, t, e = _drift_agent(settings, agent, i, real)
+                rows.append(row)
+                if i == 0 and not real:
+                    timelines[agent.name] = (t, e)
     return rows, timelines

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pulsecal.agents.baselines import Baseline, default_baselines, registered_baselines
 from pulsecal.agents.baselines.common import DEFAULT_MISCALIBRATION, require
 from pulsecal.envs.amplitude_limit import AmplitudeLimit
-from pulsecal.envs.presets import get_preset
+from pulsecal.envs.presets import DeviceSampler, get_preset
 from pulsecal.hardware.policy import Policy
 
 Task = Literal["calibration", "pulse_shaping", "drift_tracking"]
@@ -30,6 +30,28 @@ ENV_IDS: dict[str, str] = {
 # The calibration benchmark's device sets (docs/devices.md): ``held_out_devices``,
 # ``realistic_held_out_devices`` and ``stress_devices``, each (n_devices, seed).
 DEVICE_SETS: tuple[str, ...] = ("default", "realistic", "stress")
+# Transmons of the realistic drift benchmark: Ω_R/2π 30–200 MHz, α/2π −400…−150 MHz,
+# T1 10–300 µs, T2 from 0.1·T1 to 2·T1, readout errors up to 10 % / 20 %; the 20 ns gate
+# of transmon_drifting (|u| <= 1 needs Ω_R/2π >= about 55 MHz for its π pulse, so the
+# drive range starts there until amplitude-limited devices are handled).
+REALISTIC_DRIFT_SAMPLER: dict[str, Any] = {
+    "anharmonicity_hz": (-400e6, -150e6), "rabi_max_hz": (60e6, 200e6), "t1_s": (10e-6, 300e-6),
+    "t2_fraction": (0.05, 1.0), "amplitude_error": (-0.05, 0.05), "detuning_hz": (-200e3, 200e3),
+    "p1_given_0": (0.0, 0.10), "p0_given_1": (0.0, 0.20),
+}
+
+
+def drift_device_sampler(ranges: Mapping[str, Any] | None) -> DeviceSampler:
+    """The ``DeviceSampler`` of the realistic drift benchmark (``REALISTIC_DRIFT_SAMPLER``,
+    each field of ``ranges`` replacing its range); dt and rep time are transmon_drifting's."""
+    p = get_preset("transmon_drifting").params
+    merged = {**REALISTIC_DRIFT_SAMPLER, **dict(ranges or {})}
+    fields = {k: tuple(v) if isinstance(v, list | tuple) else v for k, v in merged.items()}
+    fields.setdefault("dt_s", p.dt_s)
+    fields.setdefault("rep_time_s", p.rep_time_s)
+    return DeviceSampler(**fields)
+
+
 # Small miscalibration of a freshly calibrated gate (DriftTrackingConfig's default).
 DRIFT_MISCALIBRATION: tuple[float, float, float, float] = (0.005, 0.05, 20e3, 0.0)
 
@@ -71,6 +93,8 @@ class Targets:
     calibration_p90_ratio: float = 1.5
     calibration_budget: int = 1000
     shaping_infidelity: float = 1e-3
+    # Share of a randomised shaping set that must reach shaping_infidelity (``calibrated``).
+    shaping_fraction: float = 0.9
     drift_improvement: float = 2.0
 
 
@@ -100,8 +124,18 @@ class EvaluationSettings:
         shaping_preset, shaping_duration_s: device and gate of the pulse-shaping benchmark.
         shaping_held_out: also run it on this many randomised devices around the preset
             (``pulse_shaping_core.held_out_shaping_devices(n, seed)``; methods ``*_heldout``), 0: none.
+        shaping_realistic: also run it on this many devices of the realistic held-out
+            population (α/2π down to −150 MHz; ``realistic_shaping_devices(n, seed)``;
+            methods ``*_realistic``), 0: none.
+        shaping_realistic_sampler: ranges of that population (``shaping_sampler`` mapping:
+            ``{base: {DeviceSampler field: [low, high]}, rise_time_s: [low, high]}``;
+            None: ``REALISTIC_HELD_OUT_SAMPLER``).
         grape_restarts, grape_maxiter: GRAPE effort.
         drift_devices, drift_hours, drift_interval_s: drift benchmark population and timeline.
+        drift_realistic: also run the drift benchmark on this many drifting devices whose
+            transmon is drawn from ``drift_sampler`` (methods ``*_realistic``), 0: none.
+        drift_sampler: ``DeviceSampler`` ranges of those devices (None:
+            ``REALISTIC_DRIFT_SAMPLER``); the drift processes are ``transmon_drifting``'s.
         drift_recalibration: name of the baseline the drift benchmark reruns on a schedule
             (its rows: ``<name>_hourly``; it need not be among ``methods``).
         recalibration_interval_s, recalibration_budget: that scheduled calibration.
@@ -129,10 +163,14 @@ class EvaluationSettings:
     shaping_preset: str = "transmon_short"
     shaping_duration_s: float = 6e-9
     shaping_held_out: int = 0
+    shaping_realistic: int = 0
+    shaping_realistic_sampler: Mapping[str, Any] | None = None
     grape_restarts: int = 2
     grape_maxiter: int = 400
     drift: bool = True
     drift_devices: int = 4
+    drift_realistic: int = 0
+    drift_sampler: Mapping[str, Any] | None = None
     drift_hours: float = 24.0
     drift_interval_s: float = 600.0
     drift_recalibration: str = "standard"
@@ -153,6 +191,21 @@ class EvaluationSettings:
         require(self.device_set in DEVICE_SETS, "device_set", self.device_set, f"one of {list(DEVICE_SETS)}")
         require(isinstance(self.shaping_held_out, int) and not isinstance(self.shaping_held_out, bool)
                 and self.shaping_held_out >= 0, "shaping_held_out", self.shaping_held_out, "an integer >= 0")
+        for name in ("shaping_realistic", "drift_realistic"):
+            v = getattr(self, name)
+            require(isinstance(v, int) and not isinstance(v, bool) and v >= 0, name, v, "an integer >= 0")
+        if self.shaping_realistic_sampler is not None:
+            from pulsecal.envs.pulse_shaping_core import shaping_sampler
+
+            try:
+                shaping_sampler(self.shaping_realistic_sampler)
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"shaping_realistic_sampler: {e}") from e
+        if self.drift_sampler is not None:
+            try:
+                drift_device_sampler(self.drift_sampler)
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"drift_sampler: {e}") from e
         budgets = tuple(self.budgets)
         require(len(budgets) >= 1 and all(isinstance(b, int) and b >= 1 for b in budgets), "budgets",
                 self.budgets, "one or more integers >= 1")

@@ -48,9 +48,9 @@ def evaluate(settings: EvaluationSettings, agents: Sequence[AgentSpec] = ()) -> 
         drift, timelines = drift_rows(settings, agents)
         rows += drift
     summary = summarise(rows)
-    verdict = verdicts(summary, settings)
+    verdict = verdicts(summary, settings, rows)
     out = settings.out_dir
-    files = [write_csv(out / "results.csv", rows), write_markdown(out / "results.md", summary, verdict, settings)]
+    files = [write_csv(out / "results.csv", rows), write_markdown(out / "results.md", summary, verdict, settings, rows)]
     if settings.plots:
         files += write_plots(out, rows, shapes, dt, timelines)
     return EvaluationReport(out, rows, summary, verdict, files)

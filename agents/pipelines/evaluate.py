@@ -92,10 +92,17 @@ class EvaluateConf:
     shaping_preset: str = "transmon_short"
     shaping_duration_s: float = 6e-9
     shaping_held_out: int = 0
+    shaping_realistic: int = 0
+    # Ranges of the realistic shaping set ({base: {DeviceSampler field: [lo, hi]}, rise_time_s});
+    # null: REALISTIC_HELD_OUT_SAMPLER.
+    shaping_realistic_sampler: dict[str, Any] | None = None
     grape_restarts: int = 2
     grape_maxiter: int = 400
     drift: bool = True
     drift_devices: int = 4
+    drift_realistic: int = 0
+    # DeviceSampler ranges of the realistic drift set; null: REALISTIC_DRIFT_SAMPLER.
+    drift_sampler: dict[str, Any] | None = None
     drift_hours: float = 24.0
     drift_interval_s: float = 600.0
     drift_recalibration: str = "standard"
@@ -275,6 +282,8 @@ def to_settings(cfg: DictConfig) -> tuple[EvaluationSettings, list[AgentSpec]]:
         workers=conf.workers, chunk_size=conf.chunk_size,
         pulse_shaping=conf.pulse_shaping, shaping_preset=conf.shaping_preset,
         shaping_duration_s=conf.shaping_duration_s, shaping_held_out=conf.shaping_held_out,
+        shaping_realistic=conf.shaping_realistic, shaping_realistic_sampler=conf.shaping_realistic_sampler,
+        drift_realistic=conf.drift_realistic, drift_sampler=conf.drift_sampler,
         grape_restarts=conf.grape_restarts,
         grape_maxiter=conf.grape_maxiter, drift=conf.drift, drift_devices=conf.drift_devices,
         drift_hours=conf.drift_hours, drift_interval_s=conf.drift_interval_s,
