@@ -298,8 +298,12 @@ def replay(cfg: DictConfig) -> Any:
     from pulsecal.hardware.ledger import DeviceDayLedger
 
     day = DeviceDayLedger(c["device_ledger"]) if c.get("device_ledger") else None
-    return rp.run_session(backend, policy, Path(c["folder"]), settings, limits=limits, retry=retry, truth=truth,
-                          plots=bool(c.get("plots", True)), backend_info=info, device_ledger=day)
+    from pulsecal.hardware.progress import SessionProgress
+
+    with SessionProgress(settings.session_id) as progress:
+        return rp.run_session(backend, policy, Path(c["folder"]), settings, limits=limits, retry=retry,
+                              truth=truth, plots=bool(c.get("plots", True)), backend_info=info, device_ledger=day,
+                              progress=progress)
 
 
 def warn_if_cut_short(env_id: str, env: Mapping[str, Any], max_steps: int) -> None:

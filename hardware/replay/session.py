@@ -20,6 +20,7 @@ from ..device import BackendDevice, RetryPolicy
 from ..journal import Journal
 from ..ledger import DeviceDayLedger, ShotLedger, utc_day
 from ..policy import Policy
+from ..progress import ProgressHook
 from ..report import write_report
 from ..safety import SafetyLimits
 from ..session_lock import holds_session_lock
@@ -69,7 +70,8 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
                 fsync: bool = True, truth: Callable[[DragParams], dict[str, float]] | None = None,
                 plots: bool = True, backend_info: Mapping[str, Any] | None = None,
-                device_ledger: DeviceDayLedger | None = None) -> ReplayResult:
+                device_ledger: DeviceDayLedger | None = None,
+                progress: ProgressHook | None = None) -> ReplayResult:
     """Run (or resume) a calibration session of ``policy`` on ``backend`` in ``folder``.
 
     Args:
@@ -89,6 +91,10 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
         device_ledger: the device's day ledger shared with its other sessions (sweeps:
             parallel qubits), so ``limits.max_shots_per_day`` bounds all of them together;
             this session is named in it by its folder. None: the session's ledger only.
+        progress: called after the reset and after every env step (``hardware.progress``:
+            ``SessionProgress`` shows it on stderr) with the step, the steps the session may
+            take, the ledger's shots, its budget (``budget_shots``, else the env's shot
+            budget) and the env's infidelity estimate.
 
     Raises ``SessionBusy`` (``pulsecal.hardware.session_lock``) at once if another process
     runs a session in ``folder``, ``ReplayDivergence`` if the folder holds another session
@@ -146,6 +152,11 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
     calibration = env.unwrapped.calibration_state()
     steps = [_observe(0, None, obs, 0.0, info, calibration)]
     _log_observation(journal, state, sid, steps[-1], obs)
+    plan = calibration.shot_plan
+    total_steps = min(settings.max_steps, plan.steps_per_episode or settings.max_steps)
+    budget = settings.budget_shots if settings.budget_shots is not None else plan.shot_budget
+    if progress is not None:
+        progress(0, total_steps, ledger.used_shots, budget, steps[-1].infidelity_estimate)
     terminated = truncated = False
     t = 0
     while t < settings.max_steps and not (terminated or truncated):
@@ -167,6 +178,8 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
         calibration = env.unwrapped.calibration_state()
         steps.append(_observe(t, action, obs, float(reward), info, calibration))
         _log_observation(journal, state, sid, steps[-1], obs)
+        if progress is not None:
+            progress(t, total_steps, ledger.used_shots, budget, steps[-1].infidelity_estimate)
 
     final = DragParams.from_array(np.asarray(steps[-1].params))
     orphan_shots = orphans.shots
