@@ -2,8 +2,9 @@
 
 ``write_report`` writes ``report.json`` (machine-readable), ``report.md`` (for a person) and
 two PNG plots into the session folder: the parameter trajectories (each calibrated
-parameter against the env step, in physical units) and the measured excited populations
-of every probe with the estimated infidelity. Everything in it comes from the session's
+parameter against the env step, in physical units) and the measurements with the
+estimated infidelity (GateCalibration-v0: each probe's excited population; later
+versions: each probe family's signed signal, labelled as such: ``measurement_axis``). Everything in it comes from the session's
 own measurements, except the optional ``truth`` blocks, which only a simulated backend can
 provide (the true gate fidelity of the start and final parameters on its hidden device).
 Rewriting a report is idempotent: a resumed session rewrites it from the same steps.
