@@ -276,3 +276,29 @@ class InfoScalarsCallback(BaseCallback):
             else:
                 self.logger.record(f"train_env/{key}", float(np.mean(values)))
             values.clear()
+
+
+class ClampedProgressBarCallback(BaseCallback):
+    """SB3's progress bar with its position clamped to the steps this ``learn`` call asked
+    for: rollouts run in whole ``n_steps × n_envs`` chunks, so SB3's own bar, which adds
+    ``num_envs`` per step, ends past its total (e.g. 2,048/2,000)."""
+
+    def __init__(self, verbose: int = 0) -> None:
+        super().__init__(verbose)
+        self.pbar: Any = None
+        self._start = 0
+
+    def _on_training_start(self) -> None:
+        from tqdm.auto import tqdm
+
+        self._start = self.model.num_timesteps
+        self.pbar = tqdm(total=max(int(self.locals["total_timesteps"]) - self._start, 0), unit="step")
+
+    def _on_step(self) -> bool:
+        self.pbar.n = min(self.model.num_timesteps - self._start, self.pbar.total)
+        self.pbar.refresh()
+        return True
+
+    def _on_training_end(self) -> None:
+        self.pbar.close()
+

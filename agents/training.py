@@ -28,7 +28,7 @@ from pathlib import Path
 
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.buffers import ReplayBuffer
-from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ProgressBarCallback
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import (
     CSVOutputFormat,
     HumanOutputFormat,
@@ -41,6 +41,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from pulsecal.agents.callbacks import (
     CheckpointCallback,
+    ClampedProgressBarCallback,
     EvalOnDevicesCallback,
     InfoScalarsCallback,
     StopAtInfidelity,
@@ -198,7 +199,7 @@ def run_training(
     if settings.info_scalars:
         callbacks.append(InfoScalarsCallback())
     if settings.progress_bar:
-        callbacks.append(ProgressBarCallback())
+        callbacks.append(ClampedProgressBarCallback())
     callbacks.extend(extra_callbacks)
 
     start_step = model.num_timesteps

@@ -2,8 +2,9 @@
 
 ``write_report`` writes ``report.json`` (machine-readable), ``report.md`` (for a person) and
 two PNG plots into the session folder: the parameter trajectories (each calibrated
-parameter against the env step, in physical units) and the measured excited populations
-of every probe with the estimated infidelity. Everything in it comes from the session's
+parameter against the env step, in physical units) and the measurements with the
+estimated infidelity (GateCalibration-v0: each probe's excited population; later
+versions: each probe family's signed signal, labelled as such: ``measurement_axis``). Everything in it comes from the session's
 own measurements, except the optional ``truth`` blocks, which only a simulated backend can
 provide (the true gate fidelity of the start and final parameters on its hidden device).
 Rewriting a report is idempotent: a resumed session rewrites it from the same steps.
@@ -82,7 +83,7 @@ def write_report(folder: Path, *, steps: Sequence[StepRecord], settings: ReplayS
     _write_atomic(folder / "report.json", json.dumps(_clean(report), indent=2, sort_keys=True) + "\n")
     _write_atomic(folder / "report.md", _markdown(report))
     if plots and steps:
-        report["plots"] = _plots(folder, steps, probes)
+        report["plots"] = _plots(folder, steps, probes, settings.env_id)
     return report
 
 
@@ -155,7 +156,16 @@ def _outcome(r: Mapping[str, Any]) -> str:
     return f"**stopped: {stop['reason']}** at env step {stop['env_step']} — {stop['detail']} ({then})"
 
 
-def _plots(folder: Path, steps: Sequence[StepRecord], probes: Sequence[str]) -> list[str]:
+def measurement_axis(env_id: str) -> tuple[str, float]:
+    """The y label and the ideal value of a session's measurements: GateCalibration-v0
+    reads each probe's excited population (``CalibrationState.measurement``: ideal 0.5),
+    later versions sign-flipped twin signals (P+ − P−)/C per probe family (ideal 0)."""
+    if env_id.endswith("-v0"):
+        return "measured P(1) per probe\n(ideal 0.5, dashed)", 0.5
+    return "signed signal (P+ − P−)/C per probe family\n(ideal 0, dashed)", 0.0
+
+
+def _plots(folder: Path, steps: Sequence[StepRecord], probes: Sequence[str], env_id: str) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -179,9 +189,10 @@ def _plots(folder: Path, steps: Sequence[StepRecord], probes: Sequence[str]) -> 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
     for k, name in enumerate(probes):
         a1.plot(t, p1[:, k], "o-", label=name)
-    a1.axhline(0.5, color="k", lw=0.8, ls="--")
+    label, ideal = measurement_axis(env_id)
+    a1.axhline(ideal, color="k", lw=0.8, ls="--")
     a1.set_xlabel("env step")
-    a1.set_ylabel("measured P(1)")
+    a1.set_ylabel(label)
     a1.legend(fontsize=7)
     a1.grid(alpha=0.3)
     a2.semilogy(t, np.maximum(est, 1e-9), "o-")

@@ -66,6 +66,7 @@ from .backend import Backend, BackendError
 from .journal import read_journal
 from .ledger import DeviceDayLedger
 from .params_store import ParamsStore, ParamsStoreError, file_lock, utc_iso, write_atomic
+from .progress import ProgressHook
 from .replay import (
     DEFAULT_ENV_ID,
     Policy,
@@ -335,7 +336,7 @@ def run_qubit(job: QubitJob, *, make_backend: Callable[[int], Backend], make_pol
               truth: Callable[[Backend], Callable[[DragParams], dict[str, float]] | None] | None = None,
               backend_info: Mapping[str, Any] | None = None, policy_info: Mapping[str, Any] | None = None,
               plots: bool = True, fsync: bool = True, clock: Callable[[], float] = time.time,
-              sleep: Callable[[float], None] = time.sleep) -> QubitOutcome:
+              sleep: Callable[[float], None] = time.sleep, progress: ProgressHook | None = None) -> QubitOutcome:
     """Run, resume or skip qubit ``job.qubit``'s session; never raises for a session error.
 
     One process at a time per qubit (``pulsecal.hardware.session_lock``): if another holds
@@ -352,7 +353,7 @@ def run_qubit(job: QubitJob, *, make_backend: Callable[[int], Backend], make_pol
         backend_info, policy_info: provenance for the parameter store (policy default: the
             policy's ``describe()``).
         plots: write the session's report plots.
-        fsync, clock, sleep: as in ``run_session``.
+        fsync, clock, sleep, progress: as in ``run_session`` (``progress`` sees every attempt).
     """
     folder = job.folder
     status = read_status(folder)
@@ -418,7 +419,7 @@ def run_qubit(job: QubitJob, *, make_backend: Callable[[int], Backend], make_pol
             lim = limits(backend) if limits is not None else default_limits(backend, job.device_qubit)
             result = run_session(backend, policy, folder, settings, limits=lim, retry=retry, clock=clock,
                                  sleep=sleep, fsync=fsync, truth=truth(backend) if truth else None,
-                                 plots=plots, backend_info=backend_info,
+                                 plots=plots, backend_info=backend_info, progress=progress,
                                  device_ledger=None if job.device_ledger is None
                                  else DeviceDayLedger(job.device_ledger, fsync=fsync))
             stop = result.stop

@@ -287,10 +287,13 @@ def _plot(s: SweepSummary, path: Path, coherence_factor: float) -> None:
     a1.set_xticks(q)
     a1.grid(alpha=0.3, which="both")
     a1.legend(fontsize=7)
-    a2.bar(q, [r.shots for r in s.rows], color=[_COLORS.get(r.status, "k") for r in s.rows])
-    for status, color in _COLORS.items():
-        if any(r.status == status for r in s.rows):
-            a2.bar([], [], color=color, label=status)
+    # One bar call per status, so each legend entry is those very bars (in their colour).
+    for status in dict.fromkeys(r.status for r in s.rows):
+        mine = [r for r in s.rows if r.status == status]
+        a2.bar([r.qubit for r in mine], [r.shots for r in mine], color=_COLORS.get(status, "k"), label=status)
+    for r in s.rows:
+        if r.shots == 0:  # no bar to see: say why
+            a2.annotate(r.status, (r.qubit, 0), ha="center", va="bottom", fontsize=7, rotation=90)
     a2.set_xlabel("qubit")
     a2.set_ylabel("shots (ledger)")
     a2.set_xticks(q)

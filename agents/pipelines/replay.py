@@ -420,11 +420,14 @@ def replay(cfg: DictConfig) -> Any:
     from pulsecal.hardware.ledger import DeviceDayLedger
 
     day = DeviceDayLedger(c["device_ledger"]) if c.get("device_ledger") else None
+    from pulsecal.hardware.progress import SessionProgress
+
     record = HydraRecord(cfg)
     try:
-        return rp.run_session(backend, policy, Path(c["folder"]), settings, limits=limits, retry=retry,
-                              truth=truth, plots=bool(c.get("plots", True)), backend_info=info, device_ledger=day,
-                              on_folder=record.write)
+        with SessionProgress(settings.session_id) as progress:
+            return rp.run_session(backend, policy, Path(c["folder"]), settings, limits=limits, retry=retry,
+                                  truth=truth, plots=bool(c.get("plots", True)), backend_info=info,
+                                  device_ledger=day, on_folder=record.write, progress=progress)
     finally:
         record.close()
 

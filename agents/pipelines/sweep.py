@@ -50,6 +50,7 @@ def sweep_job(c: dict[str, Any]) -> Any:
     from pulsecal.hardware import replay as rp
     from pulsecal.hardware import sweep as sw
     from pulsecal.hardware.device import RetryPolicy
+    from pulsecal.hardware.progress import SessionProgress
 
     qubit = int(c["qubit"])
     b, p, s = dict(c["backend"]), dict(c["policy"]), dict(c["sweep"])
@@ -93,11 +94,12 @@ def sweep_job(c: dict[str, Any]) -> Any:
 
         info = {"kind": "simulated", "name": "simulated", "device": "sampled", "sweep_seed": sweep_seed,
                 "qubit": qubit, "fault_rate": float(b["fault_rate"]), "sampler": b.get("sampler") or {}}
-        return sw.run_qubit(job, make_backend=make_backend, make_policy=make_policy,
-                            limits=lambda be: rp.default_limits(be, 0, **limit_changes),
-                            retry=RetryPolicy(**dict(b.get("retry") or {})),
-                            truth=lambda be: rp.simulated_truth(be, gate_s), backend_info=info,
-                            plots=bool(c.get("plots", True)))
+        with SessionProgress(job.session_id) as progress:
+            return sw.run_qubit(job, make_backend=make_backend, make_policy=make_policy,
+                                limits=lambda be: rp.default_limits(be, 0, **limit_changes),
+                                retry=RetryPolicy(**dict(b.get("retry") or {})),
+                                truth=lambda be: rp.simulated_truth(be, gate_s), backend_info=info,
+                                plots=bool(c.get("plots", True)), progress=progress)
 
     # One lab device: the session addresses its qubit `qubit`.
     backends = [build_backend(b)]
@@ -121,10 +123,11 @@ def sweep_job(c: dict[str, Any]) -> Any:
         return backends.pop() if backends else build_backend(b)
 
     info = {**backend_info(b), "qubit": qubit}
-    return sw.run_qubit(job, make_backend=make_lab_backend, make_policy=make_policy,
-                        limits=lambda be: rp.default_limits(be, qubit, **limit_changes),
-                        retry=RetryPolicy(**dict(b.get("retry") or {})), backend_info=info,
-                        plots=bool(c.get("plots", True)))
+    with SessionProgress(job.session_id) as progress:
+        return sw.run_qubit(job, make_backend=make_lab_backend, make_policy=make_policy,
+                            limits=lambda be: rp.default_limits(be, qubit, **limit_changes),
+                            retry=RetryPolicy(**dict(b.get("retry") or {})), backend_info=info,
+                            plots=bool(c.get("plots", True)), progress=progress)
 
 
 def summary_from_config(cfg: DictConfig, *, echo: bool = True) -> Any:

@@ -20,6 +20,7 @@ from ..device import BackendDevice, RetryPolicy
 from ..journal import Journal
 from ..ledger import DeviceDayLedger, ShotLedger, utc_day
 from ..policy import ActionOutOfRange, Policy
+from ..progress import ProgressHook
 from ..report import write_report
 from ..safety import SafetyLimits, SafetyViolation
 from ..session_lock import holds_session_lock
@@ -74,7 +75,8 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
                 fsync: bool = True, truth: Callable[..., dict[str, float]] | None = None,
                 plots: bool = True, backend_info: Mapping[str, Any] | None = None,
                 device_ledger: DeviceDayLedger | None = None,
-                on_folder: Callable[[Path], None] | None = None) -> ReplayResult:
+                on_folder: Callable[[Path], None] | None = None,
+                progress: ProgressHook | None = None) -> ReplayResult:
     """Run (or resume) a calibration session of ``policy`` on ``backend`` in ``folder``.
 
     Args:
@@ -98,6 +100,10 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
             this session is named in it by its folder. None: the session's ledger only.
         on_folder: called with the folder once it exists, after every check passed and
             before the session's first record (the console writes its own record there).
+        progress: called after the reset and after every env step (``hardware.progress``:
+            ``SessionProgress`` shows it on stderr) with the step, the steps the session may
+            take, the ledger's shots, its budget (``budget_shots``, else the env's shot
+            budget) and the env's infidelity estimate.
 
     A session that cannot run to its end returns with ``ReplayResult.stop`` set (shot
     budget, a safety refusal, an action outside the box, a job lost beyond ``retry``:
@@ -177,6 +183,11 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
         calibration = env.unwrapped.calibration_state()
         steps.append(_observe(0, None, obs, 0.0, info, calibration))
         _log_observation(journal, state, sid, steps[-1], obs)
+        plan = calibration.shot_plan
+        total_steps = min(settings.max_steps, plan.steps_per_episode or settings.max_steps)
+        budget = settings.budget_shots if settings.budget_shots is not None else plan.shot_budget
+        if progress is not None:
+            progress(0, total_steps, ledger.used_shots, budget, steps[-1].infidelity_estimate)
         while t < settings.max_steps and not (terminated or truncated):
             t += 1
             if callable(bind):
@@ -196,6 +207,8 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
             calibration = env.unwrapped.calibration_state()
             steps.append(_observe(t, action, obs, float(reward), info, calibration))
             _log_observation(journal, state, sid, steps[-1], obs)
+            if progress is not None:
+                progress(t, total_steps, ledger.used_shots, budget, steps[-1].infidelity_estimate)
     except (SafetyViolation, ActionOutOfRange, BackendError, RecordedStop) as err:
         stop = stop_of(err, t)
         if stop is None:  # pragma: no cover  (stop_of knows every class caught here)

@@ -7,6 +7,7 @@ without running a job, a lost job's session resumes."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -181,12 +182,21 @@ def test_console_prints_one_line_and_exits_with_the_stop_code(tmp_path: Path, mo
 
     assert EXIT_CODES[reason] == code
     assert _console(monkeypatch, tmp_path, "session_id=x", *args) == code
-    err = capsys.readouterr().err.strip().splitlines()
+    err = _outcome_lines(capsys.readouterr().err)
     assert len(err) == 1 and err[0].startswith("session x stopped: ") and "Traceback" not in err[0]
     assert json.loads((tmp_path / "runs/replay/x/report.json").read_text())["outcome"] == reason
     # The same command again: the recorded stop, the same code, one line.
     assert _console(monkeypatch, tmp_path, "session_id=x", *args) == code
-    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert len(_outcome_lines(capsys.readouterr().err)) == 1
+
+
+# The session's progress lines (hardware.progress, plain when piped) share stderr with the
+# outcome line; everything else on stderr is what these tests count.
+_PROGRESS_LINE = re.compile(r"^\S+: step \d+/\d+, shots \d+(/\d+)?, estimated infidelity \S+$")
+
+
+def _outcome_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.strip().splitlines() if not _PROGRESS_LINE.match(line)]
 
 
 # -- a refused command leaves nothing behind ------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -79,9 +80,13 @@ def _played(tmp_path: Path, name: str) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {"shots": 0, "keys": []}
 
 
+_PROGRESS_LINE = re.compile(r"^\S+: step \d+/\d+, shots \d+(/\d+)?, estimated infidelity \S+$")
+
+
 def _error_lines(stderr: str) -> list[str]:
-    # The refusal is the process's only output on stderr, one line.
-    return stderr.strip().splitlines()
+    # The refusal is the process's only output on stderr, one line, besides the progress
+    # lines of the sessions it did run (hardware.progress, plain when piped).
+    return [line for line in stderr.strip().splitlines() if not _PROGRESS_LINE.match(line)]
 
 
 def _check_exactly_once(folder: Path, played_keys: Counter[str]) -> list[dict[str, Any]]:
