@@ -18,7 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 from pulsecal.agents.pipelines.console import format_error
 from pulsecal.agents.pipelines.replay import EXIT_CODES, exit_code, outcome_line, replay
 from pulsecal.configs.schema import ConfigError
-from pulsecal.hardware.replay import SettingsMismatch
+from pulsecal.hardware.replay import ReplayDivergence, SettingsMismatch
 from pulsecal.hardware.session_lock import SessionBusy
 from pulsecal.hardware.sweep import BUSY
 
@@ -50,6 +50,12 @@ def _hydra_main(cfg: DictConfig) -> None:
         # "Error executing job" report to ours.
         print(_refusal(err), file=sys.stderr)
         sys.exit(EXIT_CODES["refused"])
+    except ReplayDivergence as err:  # (after SettingsMismatch, one of its kind)
+        # The folder's journal does not retrace: nothing more is sent; the folder is kept
+        # as it is for inspection.
+        print(f"error: {err}: this session's journal does not retrace under this command; the folder is kept "
+              "for inspection, and another session_id starts afresh", file=sys.stderr)
+        sys.exit(EXIT_CODES["error"])
     code = exit_code(r)
     print(outcome_line(r), file=sys.stderr if code else sys.stdout)
     if code:

@@ -323,7 +323,7 @@ def qubit_model(backend: Any, qubit: int) -> Any:
 # process holds.
 EXIT_CODES: dict[str, int] = {
     "finished": 0,
-    "error": 1,  # unexpected: a bug or a journal the replay cannot retrace (traceback)
+    "error": 1,  # unexpected: a bug (traceback) or a journal the replay cannot retrace (one line)
     "refused": 2,  # a refused config or command line; nothing was written
     "busy": 3,  # the session (or sweep qubit) is held by another process
     "budget_exhausted": 4,

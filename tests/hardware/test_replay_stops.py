@@ -249,3 +249,26 @@ def test_a_sweep_name_is_checked_before_hydra_makes_its_folder(tmp_path: Path, m
     assert _console(monkeypatch, tmp_path, "-m", "qubit=0", "sweep.name=../x") == 2
     assert capsys.readouterr().err.strip().startswith("error: sweep.name: '../x' is out of range")
     assert _listing(tmp_path) == before
+
+
+def test_a_journal_that_does_not_retrace_is_one_line_and_exit_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A session whose journal records other actions than the policy now takes (here: an
+    edited journal) is refused with one line, exit 1, and no job is sent."""
+    assert _console(monkeypatch, tmp_path, "session_id=d", "max_steps=2") == 0
+    capsys.readouterr()
+    path = tmp_path / "runs/replay/d/journal.jsonl"
+    lines = path.read_text().splitlines()
+    recs = [json.loads(line) for line in lines]
+    k = next(i for i, r in enumerate(recs) if r.get("event") == "action")
+    recs[k]["action"] = [a + 0.25 for a in recs[k]["action"]]
+    lines[k] = json.dumps(recs[k])
+    path.write_text("\n".join(lines) + "\n")
+    before = path.read_text()
+    assert _console(monkeypatch, tmp_path, "session_id=d", "max_steps=2") == 1
+    err = _outcome_lines(capsys.readouterr().err)
+    assert len(err) == 1 and err[0].startswith("error: env step 1: the policy acts"), err
+    # The journal notes the attempt (session_resumed) and nothing else: no job was sent.
+    after = path.read_text()
+    assert after.startswith(before)
+    assert [json.loads(line)["event"] for line in after[len(before):].splitlines()] == ["session_resumed"]
