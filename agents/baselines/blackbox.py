@@ -24,7 +24,14 @@ from numpy.typing import ArrayLike
 from pulsecal.envs.amplitude_limit import LimitLog
 from pulsecal.envs.calibration import CalibrationTask, Probe, analyse, default_probes
 
-from .common import DEFAULT_MISCALIBRATION, CalibrationResult, FloatArray, check_budget, require
+from .common import (
+    DEFAULT_MISCALIBRATION,
+    CalibrationResult,
+    FloatArray,
+    check_budget,
+    device_starts,
+    require,
+)
 from .protocol import register_baseline
 
 # Calibrated parameters (amplitude, β, detuning); phase is free (virtual Z).
@@ -113,22 +120,12 @@ class BlackBoxSettings:
         return _Objective(task, device, start.copy(), unit, self.probes, shots, self.floor), n_evals
 
 
-def _starts(task: CalibrationTask, start: ArrayLike, index: Sequence[int] | None) -> tuple[list[int], FloatArray]:
-    idx = list(range(len(task.devices))) if index is None else [int(i) for i in index]
-    p = np.atleast_2d(np.asarray(start, dtype=np.float64))
-    if p.shape[0] == 1 and len(idx) > 1:
-        p = np.repeat(p, len(idx), axis=0)
-    require(p.shape == (len(idx), 4) and bool(np.all(np.isfinite(p))), "start", p.shape,
-            f"finite values of shape ({len(idx)}, 4) or (4,)")
-    return idx, p
-
-
 def _each_device(task: CalibrationTask, start: ArrayLike, budget: int, index: Sequence[int] | None,
                  settings: BlackBoxSettings, fit: Callable[[_Objective, int], ArrayLike]) -> CalibrationResult:
     """Calibrate devices ``index`` from ``start`` one at a time: ``fit(objective, n_evals)``
     minimises a device's objective within ``n_evals`` evaluations and returns the chosen
     point in search coordinates; the shots it spent are read off the task."""
-    idx, p0 = _starts(task, start, index)
+    idx, p0 = device_starts(task, start, index)
     out = p0.copy()
     used = np.zeros(len(idx), dtype=np.int64)
     trace: list[list[tuple[int, FloatArray]]] = []

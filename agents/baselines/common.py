@@ -95,6 +95,19 @@ def miscalibrated_start(
     return ref + rng.uniform(-1.0, 1.0, 4) * mis * unit
 
 
+def device_starts(task: CalibrationTask, start: ArrayLike,
+                  index: Sequence[int] | None) -> tuple[list[int], FloatArray]:
+    """The task's device indices ``index`` (default: all) and their starts as a fresh
+    (B, 4) array: ``start`` (B, 4), or (4,) for every device; finite values only."""
+    idx = list(range(len(task.devices))) if index is None else [int(i) for i in index]
+    p = np.atleast_2d(np.asarray(start, dtype=np.float64)).copy()
+    if p.shape[0] == 1 and len(idx) > 1:
+        p = np.repeat(p, len(idx), axis=0)
+    require(p.shape == (len(idx), 4) and bool(np.all(np.isfinite(p))), "start", p.shape,
+            f"finite values of shape ({len(idx)}, 4) or (4,)")
+    return idx, p
+
+
 def run_within_limits(baseline: Baseline, task: CalibrationTask, start: ArrayLike, budget: int,
                       rng: np.random.Generator | None = None,
                       index: Sequence[int] | None = None) -> CalibrationResult:
@@ -110,12 +123,7 @@ def run_within_limits(baseline: Baseline, task: CalibrationTask, start: ArrayLik
     Args:
         start: (B, 4) (or (4,)) starting parameters at the task's nominal gate.
     """
-    idx = list(range(len(task.devices))) if index is None else [int(i) for i in index]
-    p0 = np.atleast_2d(np.asarray(start, dtype=np.float64))
-    if p0.shape[0] == 1 and len(idx) > 1:
-        p0 = np.repeat(p0, len(idx), axis=0)
-    require(p0.shape == (len(idx), 4) and bool(np.all(np.isfinite(p0))), "start", p0.shape,
-            f"finite values of shape ({len(idx)}, 4) or (4,)")
+    idx, p0 = device_starts(task, start, index)
     fitted, fits = task.fit_gates(p0, idx)
     logs = [LimitLog() for _ in idx]
     for b, fit in enumerate(fits):

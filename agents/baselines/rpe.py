@@ -52,7 +52,16 @@ from numpy.typing import ArrayLike
 
 from pulsecal.envs.calibration import CalibrationTask
 
-from .common import CalibrationResult, FloatArray, check_budget, require, run_steps, safe_asin, wrap
+from .common import (
+    CalibrationResult,
+    FloatArray,
+    check_budget,
+    device_starts,
+    require,
+    run_steps,
+    safe_asin,
+    wrap,
+)
 from .protocol import register_baseline
 from .sequences import Step, amplitude_steps, drag_steps, ramsey_steps
 
@@ -169,13 +178,8 @@ class RPECalibration:
         a trace after each family, and per device the flags of families whose start was
         outside the valid range (those keep their start).
         """
-        idx = list(range(len(task.devices))) if index is None else [int(i) for i in index]
         plan = self.plan(budget)
-        p = np.atleast_2d(np.asarray(start, dtype=np.float64)).copy()
-        if p.shape[0] == 1 and len(idx) > 1:
-            p = np.repeat(p, len(idx), axis=0)
-        require(p.shape == (len(idx), 4) and bool(np.all(np.isfinite(p))), "start", p.shape,
-                f"finite values of shape ({len(idx)}, 4) or (4,)")
+        idx, p = device_starts(task, start, index)
         nb = len(idx)
         used0 = task.shots_used[idx].copy()
         flags: list[list[str]] = [[] for _ in idx]

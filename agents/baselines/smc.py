@@ -51,7 +51,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from pulsecal.envs.calibration import CalibrationTask
 
-from .common import CalibrationResult, FloatArray, check_budget, require, run_steps
+from .common import CalibrationResult, FloatArray, check_budget, device_starts, require, run_steps
 from .sequences import Step, amplitude_steps, drag_steps, ramsey_steps
 
 from .protocol import register_baseline  # isort: skip
@@ -237,16 +237,11 @@ class SMCCalibration:
     ) -> CalibrationResult:
         """Calibrate devices ``index`` of ``task`` from ``start`` within ``budget`` shots each;
         ``rng`` draws the particles and the resampling (default: a fixed seed)."""
-        idx = list(range(len(task.devices))) if index is None else [int(i) for i in index]
         budget = check_budget("budget", budget, self.min_budget())
         if rng is not None and not isinstance(rng, np.random.Generator):
             raise TypeError(f"rng is {type(rng).__name__}: allowed a numpy.random.Generator or None")
         gen = rng if rng is not None else np.random.default_rng(0)
-        p0 = np.atleast_2d(np.asarray(start, dtype=np.float64)).copy()
-        if p0.shape[0] == 1 and len(idx) > 1:
-            p0 = np.repeat(p0, len(idx), axis=0)
-        require(p0.shape == (len(idx), 4) and bool(np.all(np.isfinite(p0))), "start", p0.shape,
-                f"finite values of shape ({len(idx)}, 4) or (4,)")
+        idx, p0 = device_starts(task, start, index)
         nb, n = len(idx), self.particles
         dt = task.dt_s
         gate_s = task.gate.n_samples(dt) * dt

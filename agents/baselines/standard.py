@@ -84,6 +84,7 @@ from .common import (
     FloatArray,
     check_budget,
     clip_amplitude,
+    device_starts,
     require,
     run_steps,
     safe_asin,
@@ -370,14 +371,9 @@ class StandardCalibration:
             final parameters, shots used per device (== the task's count for this call), and
             a trace of (shots, params) after each stage.
         """
-        idx = list(range(len(task.devices))) if index is None else [int(i) for i in index]
         budget = check_budget("budget", budget, 1)
         stages = self.plan(budget)
-        p = np.atleast_2d(np.asarray(start, dtype=np.float64)).copy()
-        if p.shape[0] == 1 and len(idx) > 1:
-            p = np.repeat(p, len(idx), axis=0)
-        require(p.shape == (len(idx), 4) and bool(np.all(np.isfinite(p))), "start", p.shape,
-                f"finite values of shape ({len(idx)}, 4) or (4,)")
+        idx, p = device_starts(task, start, index)
         used0 = task.shots_used[idx].copy()
         dt = task.dt_s
         nb = len(idx)

@@ -29,14 +29,9 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.linalg import expm
 
-from .model import TWO_PI, Transmon, annihilation, drift_energies_rad_s, drive_scale_rad_s
+from .model import TWO_PI, Transmon, _require, annihilation, drift_energies_rad_s, drive_scale_rad_s
 
 ComplexArray = NDArray[np.complex128]
-
-
-def _require(cond: bool, field: str, value: object, allowed: str) -> None:
-    if not cond:
-        raise ValueError(f"{field}={value!r} is out of range: allowed {allowed}")
 
 
 @dataclass(frozen=True)
