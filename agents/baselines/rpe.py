@@ -204,7 +204,8 @@ class RPECalibration:
                   flags: list[list[str]]) -> FloatArray:
         """Ramsey RPE; moves p[:, 2]; returns the readout contrast seen at the first depth."""
         dt = task.dt_s
-        gate_s = task.gate.n_samples(dt) * dt
+        # (B,): each device's own gate, longer on an amplitude-limited device (task.gates).
+        gate_s = np.array([task.gates[i].n_samples(dt) * dt for i in idx])
         phases = (0.0, 0.5 * math.pi, math.pi, 1.5 * math.pi)
         est = np.zeros(len(idx))  # residual detuning error (Hz) so far
         contrast = np.full(len(idx), 0.9)
