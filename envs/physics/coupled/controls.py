@@ -1,0 +1,131 @@
+"""Control samples for a coupled model: validated once, then handed to any engine.
+
+A pulse is a mapping channel name -> samples, every channel the same number of samples S
+on the model's AWG grid, each either one row (S,) shared by the batch or (B, S). Drive
+channels take complex samples with |u| <= 1; flux channels take real offsets (Φ0) from the
+idle bias within the mode's ``max_offset``. The flux line's distortion (low-pass, then
+exponential overshoot) is applied here, from rest at the first sample, so every engine sees
+the same flux as played.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from .model import Channel, CoupledModel, FloatArray, FluxTuning
+
+_SLACK = 1e-9
+
+
+@dataclass(frozen=True)
+class Pulse:
+    """Validated controls: drive samples per drive channel (B, S) complex, flux offsets per
+    flux-tuned mode (B, S) real after distortion, and where the pulse starts in time."""
+
+    drives: dict[str, np.ndarray]
+    flux: dict[str, np.ndarray]
+    batch: int
+    n_samples: int
+    t0_s: float
+
+    def active_frequencies(self, model: CoupledModel) -> tuple[float, ...]:
+        """Distinct frame frequencies (Hz) of the drive channels that play anything."""
+        out: list[float] = []
+        for name, u in self.drives.items():
+            if np.any(u != 0):
+                f = model.channel(name).frequency_hz
+                if f not in out:
+                    out.append(f)
+        return tuple(out)
+
+
+def distort_flux(tuning: FluxTuning, samples: FloatArray, dt_s: float) -> FloatArray:
+    """Flux as it reaches the SQUID: first-order low-pass, then exponential overshoot.
+
+    samples: (B, S) -> (B, S). Both filters start at rest (zero offset) at sample 0.
+    """
+    y = np.asarray(samples, dtype=np.float64)
+    if tuning.low_pass_tau_s > 0.0:
+        y = _first_order(y, 1.0 - math.exp(-dt_s / tuning.low_pass_tau_s))
+    if tuning.overshoot != 0.0:
+        slow = _first_order(y, 1.0 - math.exp(-dt_s / tuning.overshoot_tau_s))
+        y = y + tuning.overshoot * (y - slow)
+    return y
+
+
+def _first_order(x: FloatArray, k: float) -> FloatArray:
+    out = np.empty_like(x)
+    state = np.zeros(x.shape[0])
+    for s in range(x.shape[1]):
+        state = state + k * (x[:, s] - state)
+        out[:, s] = state
+    return out
+
+
+def check_pulse(
+    model: CoupledModel, controls: Mapping[str, ArrayLike], *, t0_s: float = 0.0, distort: bool = True
+) -> Pulse:
+    """Validate ``controls`` against ``model``; raise ValueError naming the channel at fault."""
+    if not isinstance(controls, Mapping) or not controls:
+        raise ValueError(
+            f"controls={controls!r}: allowed a non-empty mapping channel name -> samples, "
+            f"channels {sorted(model.channels)}"
+        )
+    if not (isinstance(t0_s, int | float) and math.isfinite(t0_s) and t0_s >= 0):
+        raise ValueError(f"t0_s={t0_s!r} is out of range: allowed a finite time >= 0 s")
+    rows: dict[str, np.ndarray] = {}
+    batch, n_samples = 1, None
+    for name, raw in controls.items():
+        ch: Channel = model.channel(name)
+        try:
+            arr = np.asarray(raw, dtype=np.complex128 if ch.kind == "drive" else np.float64)
+        except (TypeError, ValueError) as exc:
+            kind = "complex" if ch.kind == "drive" else "real"
+            raise ValueError(f"controls[{name!r}] cannot be read as {kind} samples: {exc}") from None
+        if arr.ndim == 1:
+            arr = arr[None, :]
+        if arr.ndim != 2 or arr.shape[1] == 0:
+            raise ValueError(f"controls[{name!r}] has shape {np.shape(raw)}: allowed (S,) or (B, S), S >= 1")
+        if n_samples is None:
+            n_samples = arr.shape[1]
+        elif arr.shape[1] != n_samples:
+            raise ValueError(
+                f"controls[{name!r}] has {arr.shape[1]} samples, another channel {n_samples}: "
+                "allowed the same number of samples on every channel (pad with zeros)"
+            )
+        if arr.shape[0] != 1:
+            if batch not in (1, arr.shape[0]):
+                raise ValueError(f"controls[{name!r}] has batch {arr.shape[0]}, another channel {batch}")
+            batch = arr.shape[0]
+        if not np.all(np.isfinite(arr)):
+            b, s = np.argwhere(~np.isfinite(arr))[0]
+            raise ValueError(f"controls[{name!r}][{b}, {s}] is not finite")
+        mag = np.abs(arr)
+        if ch.kind == "drive":
+            limit, what = 1.0, "|u| <= 1 (full-scale AWG amplitude)"
+        else:
+            tuning = model.mode(ch.line).flux
+            assert tuning is not None
+            limit, what = tuning.max_offset, f"|offset| <= max_offset = {tuning.max_offset:g} Φ0"
+        if np.any(mag > limit + _SLACK):
+            b, s = np.unravel_index(int(np.argmax(mag)), mag.shape)
+            raise ValueError(f"controls[{name!r}][{b}, {s}] = {arr[b, s]!r}: allowed {what}")
+        rows[name] = arr
+    assert n_samples is not None
+    drives: dict[str, np.ndarray] = {}
+    flux: dict[str, np.ndarray] = {}
+    for name, arr in rows.items():
+        ch = model.channel(name)
+        full = np.ascontiguousarray(np.broadcast_to(arr, (batch, n_samples)))
+        if ch.kind == "drive":
+            drives[name] = full
+        else:
+            tuning = model.mode(ch.line).flux
+            assert tuning is not None
+            flux[ch.line] = distort_flux(tuning, full.real, model.dt_s) if distort else full.copy()
+    return Pulse(drives, flux, batch, n_samples, float(t0_s))
