@@ -2,10 +2,11 @@
 
 A pulse is a mapping channel name -> samples, every channel the same number of samples S
 on the model's AWG grid, each either one row (S,) shared by the batch or (B, S). Drive
-channels take complex samples with |u| <= 1; flux channels take real offsets (Φ0) from the
-idle bias within the mode's ``max_offset``. The flux line's distortion (low-pass, then
-exponential overshoot) is applied here, from rest at the first sample, so every engine sees
-the same flux as played.
+channels take complex samples with |u| <= 1; real channels (flux) take real samples within
+the channel's ``max_abs`` (for flux: offsets in Φ0 from the idle bias). A real channel's
+line distortion (for flux: low-pass, then exponential overshoot, from rest at sample 0) and
+its transfer (for flux: the SQUID's frequency shift) are applied here, so every engine sees
+the same x(t) multiplying the same operator.
 """
 
 from __future__ import annotations
@@ -17,28 +18,29 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .model import Channel, CoupledModel, FloatArray, FluxTuning
+from .model import CoupledModel, FloatArray, FluxTuning, compile_model
+from .operators import OperatorModel
 
 _SLACK = 1e-9
 
 
 @dataclass(frozen=True)
 class Pulse:
-    """Validated controls: drive samples per drive channel (B, S) complex, flux offsets per
-    flux-tuned mode (B, S) real after distortion, and where the pulse starts in time."""
+    """Validated controls: drive samples per drive channel (B, S) complex; the value x
+    multiplying each real channel's operator (B, S) float; where the pulse starts in time."""
 
     drives: dict[str, np.ndarray]
-    flux: dict[str, np.ndarray]
+    reals: dict[str, np.ndarray]
     batch: int
     n_samples: int
     t0_s: float
 
-    def active_frequencies(self, model: CoupledModel) -> tuple[float, ...]:
+    def active_frequencies(self, model: OperatorModel) -> tuple[float, ...]:
         """Distinct frame frequencies (Hz) of the drive channels that play anything."""
         out: list[float] = []
         for name, u in self.drives.items():
             if np.any(u != 0):
-                f = model.channel(name).frequency_hz
+                f = model.drives[name].frequency_hz
                 if f not in out:
                     out.append(f)
         return tuple(out)
@@ -67,25 +69,36 @@ def _first_order(x: FloatArray, k: float) -> FloatArray:
     return out
 
 
+def as_operator_model(model: CoupledModel | OperatorModel) -> OperatorModel:
+    if isinstance(model, OperatorModel):
+        return model
+    if isinstance(model, CoupledModel):
+        return compile_model(model)
+    raise ValueError(f"model={type(model).__name__}: allowed a CoupledModel or an OperatorModel")
+
+
 def check_pulse(
-    model: CoupledModel, controls: Mapping[str, ArrayLike], *, t0_s: float = 0.0, distort: bool = True
+    model: CoupledModel | OperatorModel, controls: Mapping[str, ArrayLike], *, t0_s: float = 0.0,
+    distort: bool = True,
 ) -> Pulse:
     """Validate ``controls`` against ``model``; raise ValueError naming the channel at fault."""
+    om = as_operator_model(model)
+    allowed = sorted(om.channels)
     if not isinstance(controls, Mapping) or not controls:
-        raise ValueError(
-            f"controls={controls!r}: allowed a non-empty mapping channel name -> samples, "
-            f"channels {sorted(model.channels)}"
-        )
+        raise ValueError(f"controls={controls!r}: allowed a non-empty mapping channel name -> samples, "
+                         f"channels {allowed}")
     if not (isinstance(t0_s, int | float) and math.isfinite(t0_s) and t0_s >= 0):
         raise ValueError(f"t0_s={t0_s!r} is out of range: allowed a finite time >= 0 s")
     rows: dict[str, np.ndarray] = {}
     batch, n_samples = 1, None
     for name, raw in controls.items():
-        ch: Channel = model.channel(name)
+        is_drive = name in om.drives
+        if not is_drive and name not in om.reals:
+            raise ValueError(f"controls[{name!r}]: the model has no channel {name!r}: allowed {allowed}")
         try:
-            arr = np.asarray(raw, dtype=np.complex128 if ch.kind == "drive" else np.float64)
+            arr = np.asarray(raw, dtype=np.complex128 if is_drive else np.float64)
         except (TypeError, ValueError) as exc:
-            kind = "complex" if ch.kind == "drive" else "real"
+            kind = "complex" if is_drive else "real"
             raise ValueError(f"controls[{name!r}] cannot be read as {kind} samples: {exc}") from None
         if arr.ndim == 1:
             arr = arr[None, :]
@@ -106,26 +119,28 @@ def check_pulse(
             b, s = np.argwhere(~np.isfinite(arr))[0]
             raise ValueError(f"controls[{name!r}][{b}, {s}] is not finite")
         mag = np.abs(arr)
-        if ch.kind == "drive":
+        if is_drive:
             limit, what = 1.0, "|u| <= 1 (full-scale AWG amplitude)"
         else:
-            tuning = model.mode(ch.line).flux
-            assert tuning is not None
-            limit, what = tuning.max_offset, f"|offset| <= max_offset = {tuning.max_offset:g} Φ0"
+            limit = om.reals[name].max_abs
+            what = f"|sample| <= {limit:g}" + (" Φ0 (the mode's flux max_offset)" if name.startswith(("flux:", "coupler:")) else "")
         if np.any(mag > limit + _SLACK):
             b, s = np.unravel_index(int(np.argmax(mag)), mag.shape)
             raise ValueError(f"controls[{name!r}][{b}, {s}] = {arr[b, s]!r}: allowed {what}")
         rows[name] = arr
     assert n_samples is not None
     drives: dict[str, np.ndarray] = {}
-    flux: dict[str, np.ndarray] = {}
+    reals: dict[str, np.ndarray] = {}
     for name, arr in rows.items():
-        ch = model.channel(name)
         full = np.ascontiguousarray(np.broadcast_to(arr, (batch, n_samples)))
-        if ch.kind == "drive":
+        if name in om.drives:
             drives[name] = full
-        else:
-            tuning = model.mode(ch.line).flux
-            assert tuning is not None
-            flux[ch.line] = distort_flux(tuning, full.real, model.dt_s) if distort else full.copy()
-    return Pulse(drives, flux, batch, n_samples, float(t0_s))
+            continue
+        rc = om.reals[name]
+        x = full.real.astype(np.float64)
+        if distort and rc.distortion is not None:
+            x = rc.distortion(x, om.dt_s)  # type: ignore[operator]
+        if rc.transfer is not None:
+            x = rc.transfer(x)
+        reals[name] = np.ascontiguousarray(x, dtype=np.float64)
+    return Pulse(drives, reals, batch, n_samples, float(t0_s))

@@ -33,7 +33,6 @@ import dataclasses
 import functools
 import math
 import re
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -41,6 +40,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..model import _require
+from .operators import DriveControl, OperatorModel, RealControl
 
 TWO_PI = 2.0 * math.pi
 ComplexArray = NDArray[np.complex128]
@@ -447,12 +447,6 @@ def line_raising_rad_s(model: CoupledModel, line: str) -> ComplexArray:
     return out
 
 
-def flux_shift_hz(model: CoupledModel, name: str, offsets: FloatArray) -> FloatArray:
-    """f(idle + offset) − f(idle) in Hz for flux samples ``offsets`` of mode ``name``."""
-    m = model.mode(name)
-    return np.asarray(m.frequency_at(offsets), dtype=np.float64) - m.idle_frequency_hz
-
-
 def collapse_operators(model: CoupledModel) -> list[ComplexArray]:
     """Every mode's √((1−p)/T1)·a, √(p/T1)·a† (p > 0) and √(2/Tφ)·n (Tφ finite); (D, D) each."""
     ops: list[ComplexArray] = []
@@ -467,30 +461,6 @@ def collapse_operators(model: CoupledModel) -> list[ComplexArray]:
     return ops
 
 
-@functools.lru_cache(maxsize=64)
-def dissipator(model: CoupledModel) -> ComplexArray:
-    """Σ_k [C̄_k⊗C_k − ½ I⊗C_k†C_k − ½ (C_k†C_k)ᵀ⊗I] in column stacking, (D², D²), read-only."""
-    d = model.dimension
-    eye = np.eye(d, dtype=np.complex128)
-    out = np.zeros((d * d, d * d), dtype=np.complex128)
-    for c in collapse_operators(model):
-        cdc = c.conj().T @ c
-        out += np.kron(c.conj(), c) - 0.5 * np.kron(eye, cdc) - 0.5 * np.kron(cdc.T, eye)
-    out.setflags(write=False)
-    return out
-
-
-def frame_phases(model: CoupledModel, frame_hz: float, t_s: float) -> ComplexArray:
-    """Diagonal of M(t) = exp(i·2π·Σ_i (g_i − frame)·n_i·t), (D,).
-
-    A state in the common frame at ``frame_hz`` becomes the same state in the modes' own
-    frames by M(t): U_modes(t1, t0) = M(t1)·U_common(t1, t0)·M(t0)†.
-    """
-    n = level_numbers(model)
-    g = np.array([m.frame_frequency_hz for m in model.modes]) - frame_hz
-    return np.exp(1j * TWO_PI * (g @ n) * t_s)
-
-
 def thermal_state(model: CoupledModel) -> ComplexArray:
     """Product of each mode's thermal state p|1⟩⟨1| + (1−p)|0⟩⟨0|, (D, D)."""
     rho: np.ndarray = np.ones(1)
@@ -501,5 +471,56 @@ def thermal_state(model: CoupledModel) -> ComplexArray:
     return np.diag(rho).astype(np.complex128)
 
 
-def ensure_modes(modes: Iterable[Mode] | Mapping[str, Mode]) -> tuple[Mode, ...]:
-    return tuple(modes.values()) if isinstance(modes, Mapping) else tuple(modes)
+@dataclass(frozen=True)
+class _SquidShift:
+    """x = f(idle + offset) − f(idle) in Hz: the transfer of a flux channel's samples."""
+
+    mode: Mode
+
+    def __call__(self, offsets: FloatArray) -> FloatArray:
+        m = self.mode
+        return np.asarray(m.frequency_at(offsets), dtype=np.float64) - m.idle_frequency_hz
+
+
+@dataclass(frozen=True)
+class _FluxLine:
+    """The flux line's distortion of a mode, as ``RealControl.distortion``."""
+
+    tuning: FluxTuning
+
+    def __call__(self, samples: FloatArray, dt_s: float) -> FloatArray:
+        from .controls import distort_flux
+
+        return distort_flux(self.tuning, samples, dt_s)
+
+
+@functools.lru_cache(maxsize=128)
+def compile_model(model: CoupledModel) -> OperatorModel:
+    """The operator form of ``model`` (common frame at mode 0's frame frequency)."""
+    frame = model.modes[0].frame_frequency_hz
+    chans = model.channels
+    raising = {line: line_raising_rad_s(model, line) for line in {c.line for c in chans.values() if c.kind == "drive"}}
+    drives = {n: DriveControl(raising[c.line], c.frequency_hz, c.line) for n, c in chans.items() if c.kind == "drive"}
+    reals: dict[str, RealControl] = {}
+    numbers = level_numbers(model)
+    for n, c in chans.items():
+        if c.kind != "flux":
+            continue
+        m = model.mode(c.line)
+        assert m.flux is not None
+        op = np.diag(TWO_PI * numbers[model.index(m.name)]).astype(np.complex128)
+        reals[n] = RealControl(op, m.flux.max_offset, _SquidShift(m), _FluxLine(m.flux), m.name, True)
+    return OperatorModel(
+        dims=model.dims,
+        names=model.names,
+        qubit_levels=tuple((0, 1) if m.kind == "qubit" else None for m in model.modes),
+        frame_hz=frame,
+        mode_frames_hz=tuple(m.frame_frequency_hz for m in model.modes),
+        h_static=static_hamiltonian_rad_s(model, frame),
+        drives=drives,
+        reals=reals,
+        collapse=tuple(collapse_operators(model)),
+        dt_s=model.dt_s,
+        shiftable=True,
+        source=model,
+    )
