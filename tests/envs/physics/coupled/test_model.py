@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 from pulsecal.envs.physics import Transmon, unitaries
-from pulsecal.envs.physics.coupled import Coupling, CoupledModel, Crosstalk, FluxTuning, Mode, check_pulse
+from pulsecal.envs.physics.coupled import (
+    CoupledModel,
+    Coupling,
+    Crosstalk,
+    FluxTuning,
+    Mode,
+    check_pulse,
+)
 from pulsecal.envs.physics.coupled import reference as ref
 
 
