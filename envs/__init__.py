@@ -24,9 +24,11 @@ from .presets import (
     preset_names,
 )
 from .protocol import (
+    Barrier,
     BatchedDevice,
     Delay,
     Device,
+    Measure,
     Play,
     PulseSequence,
     SimulatedTruth,
@@ -54,6 +56,7 @@ register_envs()
 
 __all__ = [
     "PRESETS",
+    "Barrier",
     "BatchedDevice",
     "Delay",
     "Device",
@@ -65,6 +68,7 @@ __all__ = [
     "DriftState",
     "DriftValues",
     "LowPass",
+    "Measure",
     "OneOverF",
     "OrnsteinUhlenbeck",
     "PiecewiseConstantPulse",

@@ -16,7 +16,11 @@ followed by one measurement in the computational basis:
   measurement is invisible).
 - ``Delay(duration_s)``: free evolution (detuning, T1, T2) for a whole number of samples.
 
-Counts are (n0, n1) per sequence: n1 counts "excited" outcomes (|1> and any higher
+Multi-qubit devices address named channels (``Play.channel``, ``Delay.channel``), shift
+per-mode frames (``VirtualZ.frame``), align channels with ``Barrier`` and measure a set of
+qubits with a final ``Measure``; every channel has its own timeline, as in OpenPulse.
+
+Counts are (n0, n1) per sequence on a single-qubit device: n1 counts "excited" outcomes (|1> and any higher
 level, as a dispersive readout usually classifies them), including readout error.
 
 Two optional extensions sit next to ``Device``; an environment uses them through the
@@ -34,6 +38,7 @@ functions here, never by asking which device it has:
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -48,10 +53,16 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, eq=False)
 class Play:
-    """Play sampled complex waveform ``waveform`` (shape (S,), |u| <= 1) on the drive."""
+    """Play sampled complex waveform ``waveform`` (shape (S,), |u| <= 1) on a channel.
+
+    ``channel`` is ``None`` on a single-qubit device (its one drive), else a channel name
+    of the device's model: ``drive:q0``, ``drive:q0@q1`` (cross-resonance: q0's line at
+    q1's frame), ``flux:q1`` or ``coupler:c01`` (real samples, offsets in Φ0).
+    """
 
     waveform: NDArray[np.complex128]
     label: str = ""
+    channel: str | None = None
 
     def __post_init__(self) -> None:
         w = np.asarray(self.waveform, dtype=np.complex128).reshape(-1)
@@ -64,6 +75,10 @@ class Play:
             if not np.all(np.isfinite(w)):
                 raise ValueError("Play.waveform has NaN/inf samples: allowed finite |u| <= 1")
             raise ValueError(f"Play.waveform peak |u| = {peak:.6g}: allowed |u| <= 1")
+        if self.channel is not None:
+            _check_channel_name(self.channel, "Play.channel")
+            if not self.channel.startswith("drive:") and np.any(w.imag != 0):
+                raise ValueError(f"Play.waveform on {self.channel!r} has complex samples: allowed real flux offsets")
         w.setflags(write=False)
         object.__setattr__(self, "waveform", w)
 
@@ -75,28 +90,84 @@ class Play:
 
 @dataclass(frozen=True)
 class VirtualZ:
-    """Frame change Rz(phase) = exp(−i·phase·n); zero duration."""
+    """Frame change Rz(phase) = exp(−i·phase·n); zero duration.
+
+    ``frame`` is ``None`` on a single-qubit device, else the mode (``q1``) whose frame
+    shifts: every later sample of every channel playing at that frame is multiplied by
+    exp(+i·phase) (``drive:q1`` and any ``drive:<x>@q1``), as a lab's frame update does.
+    """
 
     phase: float
+    frame: str | None = None
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.phase):
             raise ValueError(f"VirtualZ.phase={self.phase!r}: allowed a finite angle in rad")
+        if self.frame is not None and not (isinstance(self.frame, str) and _MODE_NAME.match(self.frame)):
+            raise ValueError(f"VirtualZ.frame={self.frame!r}: allowed a mode name like 'q1'")
 
 
 @dataclass(frozen=True)
 class Delay:
-    """Idle for ``duration_s`` seconds (rounded to whole samples by the device)."""
+    """Idle for ``duration_s`` seconds (rounded to whole samples by the device).
+
+    ``channel`` ``None`` delays every channel; a channel name delays that channel only.
+    """
 
     duration_s: float
+    channel: str | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.duration_s) and self.duration_s >= 0):
             raise ValueError(f"Delay.duration_s={self.duration_s!r}: allowed a finite value >= 0 s")
+        if self.channel is not None:
+            _check_channel_name(self.channel, "Delay.channel")
 
 
-Operation = Play | VirtualZ | Delay
+@dataclass(frozen=True)
+class Barrier:
+    """Align ``channels`` (all channels when empty): each starts its next operation when the
+    latest of them has finished. Multi-qubit devices only; zero duration in itself."""
+
+    channels: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        chans = tuple(self.channels)
+        for c in chans:
+            _check_channel_name(c, "Barrier.channels")
+        object.__setattr__(self, "channels", chans)
+
+
+@dataclass(frozen=True)
+class Measure:
+    """Measure ``qubits`` (mode names) at the end of the sequence; counts then have
+    2^len(qubits) columns, the first qubit the most significant bit. A sequence without a
+    ``Measure`` measures every qubit of the device. Must be the last operation."""
+
+    qubits: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        qs = tuple(self.qubits)
+        if not qs or len(set(qs)) != len(qs) or not all(isinstance(q, str) and _MODE_NAME.match(q) for q in qs):
+            raise ValueError(f"Measure.qubits={self.qubits!r}: allowed distinct mode names like ('q0', 'q1')")
+        object.__setattr__(self, "qubits", qs)
+
+
+_MODE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_CHANNEL_NAME = re.compile(r"^(drive:[A-Za-z][A-Za-z0-9_]*(@[A-Za-z][A-Za-z0-9_]*)?|(flux|coupler):[A-Za-z][A-Za-z0-9_]*)$")
+
+
+def _check_channel_name(name: object, field_name: str) -> None:
+    if not (isinstance(name, str) and _CHANNEL_NAME.match(name)):
+        raise ValueError(
+            f"{field_name}={name!r}: allowed 'drive:<mode>', 'drive:<mode>@<frame mode>', "
+            "'flux:<mode>' or 'coupler:<mode>'"
+        )
+
+
+Operation = Play | VirtualZ | Delay | Barrier | Measure
 _OP_TYPES = frozenset({Play, VirtualZ, Delay})
+_ALL_OP_TYPES = frozenset({Play, VirtualZ, Delay, Barrier, Measure})
 
 
 @dataclass(frozen=True)
@@ -113,11 +184,29 @@ class PulseSequence:
         # anything else take the per-element check, which names the offending position.
         if not _OP_TYPES.issuperset(map(type, ops)):
             for i, op in enumerate(ops):
-                if not isinstance(op, Play | VirtualZ | Delay):
+                if not isinstance(op, Play | VirtualZ | Delay | Barrier | Measure):
                     raise TypeError(
-                        f"PulseSequence.ops[{i}] is {type(op).__name__}: allowed Play, VirtualZ, Delay"
+                        f"PulseSequence.ops[{i}] is {type(op).__name__}: allowed Play, VirtualZ, "
+                        "Delay, Barrier, Measure"
                     )
+                if isinstance(op, Measure) and i != len(ops) - 1:
+                    raise ValueError(f"PulseSequence.ops[{i}] is a Measure before the end: allowed only last")
         object.__setattr__(self, "ops", ops)
+
+    @property
+    def is_single_qubit(self) -> bool:
+        """True when no operation names a channel, frame or measured qubits: the sequence
+        means the same on any single-qubit device, as every single-qubit env builds it."""
+        for op in self.ops:
+            t = type(op)
+            if t is Barrier or t is Measure:
+                return False
+            if t is Play or t is Delay:
+                if op.channel is not None:  # type: ignore[union-attr]
+                    return False
+            elif t is VirtualZ and op.frame is not None:  # type: ignore[union-attr]
+                return False
+        return True
 
 
 @runtime_checkable
