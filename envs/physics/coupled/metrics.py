@@ -511,6 +511,56 @@ def static_zz_hz(model: ModelArg, flux: Mapping[str, ArrayLike] | None = None, *
     return zz[0] if zz.size == 1 else zz
 
 
+def dressed_states(model: ModelArg) -> ComplexArray:
+    """W (D, D): eigenvectors of the idle Hamiltonian, column c the dressed state labelled by
+    bare state c (assigned by maximum total overlap over all D states), phase fixed so that
+    ⟨c|W_c⟩ is real and positive. Degenerate idle levels (exactly resonant modes) have no
+    unique dressed states; the assignment then picks one basis of the degenerate space."""
+    om = as_operator_model(model)
+    if "dressed" not in om._cache:
+        _, vecs = np.linalg.eigh(om.h_static)
+        rows, cols = linear_sum_assignment(-(np.abs(vecs) ** 2))
+        w = np.empty_like(vecs)
+        w[:, rows] = vecs[:, cols]
+        diag = np.diagonal(w).copy()
+        w = w * (np.conj(diag) / np.maximum(np.abs(diag), 1e-300))[None, :]
+        w.setflags(write=False)
+        om._cache["dressed"] = w
+    return om._cache["dressed"]  # type: ignore[return-value]
+
+
+def to_dressed_basis(model: ModelArg, ops: ArrayLike, *, kind: OpKind, duration_s: float,
+                     t0_s: float = 0.0) -> ComplexArray:
+    """An operation from t0 to t0 + duration in the modes' frames, expressed in the idle
+    dressed basis (what a lab's readout and state preparation address): W(t1)†·U·W(t0).
+
+    In the modes' frames the dressed states turn with the frames, W(t) = M(t)·W·M(t)†
+    (M the frame phases of ``OperatorModel.frame_phases``), because exchange between modes
+    with different frames is time-dependent there; a superoperator is conjugated by
+    W̄(t)⊗W(t). Every metric of this module then reads dressed instead of bare states.
+
+    Args:
+        ops: (B, D, D) or (B, D², D²) (or one op) in the modes' frames.
+        duration_s: t1 − t0, the operation's length (n_samples·dt_s for a pulse).
+        t0_s: when the operation starts (the ``t0_s`` it was propagated with).
+    Returns:
+        ops of the same shape in the dressed basis.
+    """
+    om = as_operator_model(model)
+    arr, single = _ops(om, ops, kind)
+    w = dressed_states(om)
+
+    def at(t: float) -> ComplexArray:
+        m = om.frame_phases(om.frame_hz, t)
+        return (m[:, None] * w) * np.conj(m)[None, :]
+
+    w0, w1 = at(t0_s), at(t0_s + duration_s)
+    if kind == "superoperator":
+        w0, w1 = np.kron(w0.conj(), w0), np.kron(w1.conj(), w1)
+    out = np.einsum("ji,bjk,kl->bil", w1.conj(), arr, w0)
+    return out[0] if single else out
+
+
 # -- coherence limit -----------------------------------------------------------------------
 
 
