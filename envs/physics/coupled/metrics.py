@@ -59,12 +59,12 @@ TARGETS_2Q: dict[str, ComplexArray] = {
     "CX": np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1], [0, 0, 1, 0]], dtype=np.complex128),
     # Qiskit's ECRGate with q0 the control, written with q0 most significant:
     # RZX(−π/4)·(X⊗I)·RZX(π/4) = (X⊗I − Y⊗X)/√2.
-    "ECR": _S2 * (np.kron(_X, _I2) - np.kron(_Y, _X)),
+    "ECR": (_S2 * (np.kron(_X, _I2) - np.kron(_Y, _X))).astype(np.complex128),
     "ISWAP": np.array([[1, 0, 0, 0], [0, 0, 1j, 0], [0, 1j, 0, 0], [0, 0, 0, 1]], dtype=np.complex128),
     "SQRT_ISWAP": np.array([[1, 0, 0, 0], [0, _S2, 1j * _S2, 0], [0, 1j * _S2, _S2, 0], [0, 0, 0, 1]],
                            dtype=np.complex128),
     # exp(−iπ/4·Z⊗X) = (I − i·Z⊗X)/√2: the cross-resonance gate's native rotation.
-    "ZX90": _S2 * (np.eye(4) - 1j * np.kron(_Z, _X)),
+    "ZX90": (_S2 * (np.eye(4) - 1j * np.kron(_Z, _X))).astype(np.complex128),
 }
 TARGETS_2Q["CNOT"] = TARGETS_2Q["CX"]
 
@@ -77,7 +77,7 @@ def target_unitary(target: str | ArrayLike, n_qubits: int = 2) -> ComplexArray:
         if name == "I":
             return np.eye(d, dtype=np.complex128)
         if name not in TARGETS_2Q:
-            raise ValueError(f"target={target!r} is unknown: allowed {sorted(TARGETS_2Q) + ['I']} "
+            raise ValueError(f"target={target!r} is unknown: allowed {[*sorted(TARGETS_2Q), 'I']} "
                              "or a unitary matrix")
         if n_qubits != 2:
             raise ValueError(f"target={target!r} is a two-qubit gate but the model has {n_qubits} "
@@ -250,21 +250,38 @@ def _maximise_phases(coef: ComplexArray, n: int, n_random: int = 7, sweeps: int 
     starts = np.concatenate([np.zeros((1, m)), rng.uniform(0.0, TWO_PI, (n_random, m))])
     theta = np.broadcast_to(starts[None], (bsz, starts.shape[0], m)).copy()  # (B, S, m)
     c = coef[:, None, :]  # (B, 1, P)
-    plus = [pats[:, q] == 1 for q in range(m)]
-    minus = [pats[:, q] == -1 for q in range(m)]
 
     def value(th: FloatArray) -> FloatArray:
         return np.sum(c * np.exp(1j * (th @ pats.T)), axis=-1).real
 
     # Exact coordinate ascent: f = F0 + Re(G·e^{iθ_q}) in angle q alone, maximal at −arg G.
+    # G comes from contracting C, as a (3, …, 3) tensor (axis q holds p_q + 1), with the
+    # phase vectors e^{i·(−1, 0, 1)·θ_r} of every other angle r.
+    tensor = coef.reshape(bsz, *[3] * m).transpose(0, *range(m, 0, -1))
+    letters = "acdefghijklmnopq"[:m]
+    paths: dict[int, tuple[str, list]] = {}
+    for q in range(m):
+        spec = "b" + letters + "," + ",".join("bs" + letters[r] for r in range(m) if r != q) + "->bs" + letters[q]
+        shapes = [tensor] + [np.empty((bsz, theta.shape[1], 3), dtype=np.complex128)] * (m - 1)
+        paths[q] = (spec, np.einsum_path(spec, *shapes, optimize="optimal")[0])
+    steps = np.array([-1.0, 0.0, 1.0])
     for _ in range(sweeps):
+        previous = theta.copy()
         for q in range(m):
-            ph = c * np.exp(1j * (theta @ pats.T - theta[..., q:q + 1] * pats[:, q]))
-            g = ph[..., plus[q]].sum(axis=-1) + np.conj(ph[..., minus[q]].sum(axis=-1))
+            vecs = [np.exp(1j * theta[..., r, None] * steps) for r in range(m) if r != q]
+            spec, path = paths[q]
+            gq = np.einsum(spec, tensor, *vecs, optimize=path)  # (B, S, 3): p_q = −1, 0, +1
+            g = gq[..., 2] + np.conj(gq[..., 0])
             theta[..., q] = np.where(np.abs(g) > 0, -np.angle(g), theta[..., q])
-    # Newton on the curved directions only: the Hessian is singular along ridges (a CZ
-    # target's F depends on a + b only), where coordinate ascent has already converged.
+        if np.max(np.abs(np.angle(np.exp(1j * (theta - previous))))) < 1e-13:
+            break
+    # Newton on the best start, on the curved directions only: the Hessian is singular
+    # along ridges (a CZ target's F depends on a + b only), where coordinate ascent has
+    # already converged; across a valley it converges only linearly, which Newton finishes.
     val = value(theta)
+    rows = np.arange(bsz)
+    pick = np.argmax(val, axis=1)
+    theta, val = theta[rows, pick][:, None], val[rows, pick][:, None]
     for _ in range(newton):
         ph = c * np.exp(1j * (theta @ pats.T))
         grad = np.einsum("bsp,pm->bsm", 1j * ph, pats).real
@@ -280,9 +297,7 @@ def _maximise_phases(coef: ComplexArray, n: int, n_random: int = 7, sweeps: int 
         better = new >= val
         theta = np.where(better[..., None], trial, theta)
         val = np.where(better, new, val)
-    pick = np.argmax(val, axis=1)
-    rows = np.arange(bsz)
-    return val[rows, pick], theta[rows, pick]
+    return val[:, 0], theta[:, 0]
 
 
 # -- leakage and seepage -------------------------------------------------------------------
@@ -548,6 +563,9 @@ def to_dressed_basis(model: ModelArg, ops: ArrayLike, *, kind: OpKind, duration_
     """
     om = as_operator_model(model)
     arr, single = _ops(om, ops, kind)
+    for name, value in (("duration_s", duration_s), ("t0_s", t0_s)):
+        if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+            raise ValueError(f"{name}={value!r} is out of range: allowed a finite time >= 0 s")
     w = dressed_states(om)
 
     def at(t: float) -> ComplexArray:
@@ -556,7 +574,8 @@ def to_dressed_basis(model: ModelArg, ops: ArrayLike, *, kind: OpKind, duration_
 
     w0, w1 = at(t0_s), at(t0_s + duration_s)
     if kind == "superoperator":
-        w0, w1 = np.kron(w0.conj(), w0), np.kron(w1.conj(), w1)
+        w0 = np.kron(w0.conj(), w0).astype(np.complex128)
+        w1 = np.kron(w1.conj(), w1).astype(np.complex128)
     out = np.einsum("ji,bjk,kl->bil", w1.conj(), arr, w0)
     return out[0] if single else out
 
@@ -724,6 +743,9 @@ def spectator_fidelity(model: ModelArg, ops: ArrayLike, target: str | ArrayLike,
         ``SpectatorFidelity`` with (B,) fields (0-d for one op).
     """
     om = as_operator_model(model)
+    names = [om.names[i] for i in _qubit_positions(om)]
+    if qubit not in names:
+        raise ValueError(f"qubit={qubit!r}: allowed one of {names}")
     if spectator is None:
         others = [om.names[i] for i in _qubit_positions(om) if om.names[i] != qubit]
         if len(others) != 1:
