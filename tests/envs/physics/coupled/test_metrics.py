@@ -278,3 +278,31 @@ def test_spectator_reduced_channel_traces_out_the_neighbour(rng: np.random.Gener
 def test_bad_input_names_the_field(call, message) -> None:
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_three_qubits_and_a_coupler(rng: np.random.Generator) -> None:
+    """n = 3 (six phases) recovers a frame-rotated 8×8 target; a coupler between two qubits
+    is outside the computational space (in 0), and its excitation counts as leakage."""
+    three = CoupledModel(tuple(Mode(f"q{i}", 5e9 - 0.2e9 * i, levels=2) for i in range(3)))
+    v = _random_unitary(rng, 8, 1.0)
+    bits = np.array([[(i >> (2 - q)) & 1 for q in range(3)] for i in range(8)])
+    a, b = rng.uniform(-np.pi, np.pi, 3), rng.uniform(-np.pi, np.pi, 3)
+    u = np.diag(np.exp(1j * bits @ a)) @ v @ np.diag(np.exp(1j * bits @ b))
+    res = cm.gate_fidelity(three, u, v, kind="unitary", virtual_z=True)
+    assert float(res.raw) < 0.9
+    assert float(res.fidelity) == pytest.approx(1.0, abs=1e-10)
+    assert res.phases_before.shape == (3,)
+    with pytest.raises(ValueError, match="two-qubit gate"):
+        cm.gate_fidelity(three, u, "CZ", kind="unitary")
+
+    tc = CoupledModel((Mode("q0", 5e9), Mode("c01", 6e9, kind="coupler", rabi_max_hz=None), Mode("q1", 4.8e9)),
+                      (Coupling("q0", "c01", 50e6), Coupling("c01", "q1", 50e6)))
+    comp = tc.computational_indices()
+    assert list(comp) == [0, 1, 9, 10]  # |q0 c q1⟩ with c = 0
+    cz = np.eye(27, dtype=complex)
+    cz[10, 10] = -1
+    assert float(cm.gate_fidelity(tc, cz, "CZ", kind="unitary").raw) == pytest.approx(1.0, abs=1e-14)
+    swap_into_coupler = np.eye(27, dtype=complex)
+    swap_into_coupler[[1, 3], :] = swap_into_coupler[[3, 1], :]  # |001⟩ ↔ |010⟩ (q1 → coupler)
+    assert float(cm.leakage(tc, swap_into_coupler, kind="unitary")) == pytest.approx(0.25, abs=1e-14)
+    assert float(cm.static_zz_hz(tc)) != 0.0
