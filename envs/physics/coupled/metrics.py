@@ -121,14 +121,14 @@ def _n_qubits(om: OperatorModel) -> int:
     return n
 
 
-def _block_moments(om: OperatorModel, arr: ComplexArray, kind: OpKind) -> tuple[FloatArray, ComplexArray]:
-    """Purity term Σ_k Tr(M_k†M_k) (B,) and T[b, i, i', j, j'] = Σ_k M_k,ij·M*_k,i'j' (B, d, d, d, d)."""
-    comp = om.computational_indices()
+def _block_moments(comp: NDArray[np.intp], dim: int, arr: ComplexArray, kind: OpKind
+                   ) -> tuple[FloatArray, ComplexArray]:
+    """Purity term Σ_k Tr(M_k†M_k) (B,) and T[b, i, i', j, j'] = Σ_k M_k,ij·M*_k,i'j'
+    (B, d, d, d, d) of the block on basis states ``comp`` of a dimension-``dim`` space."""
     if kind == "unitary":
         m = arr[:, comp[:, None], comp[None, :]]
         t = np.einsum("bij,bkl->bikjl", m, m.conj())
     else:
-        dim = om.dimension
         rows = comp[:, None] + dim * comp[None, :]  # (i, i') -> i + i'·D
         t = arr[:, rows[:, :, None, None], rows[None, None, :, :]]
     d = comp.size
@@ -187,9 +187,18 @@ def gate_fidelity(
     om = as_operator_model(model)
     arr, single = _ops(om, ops, kind)
     n = _n_qubits(om)
-    d = 2 ** n
-    v = target_unitary(target, n)
-    purity, t = _block_moments(om, arr, kind)
+    out = _fidelity(om.computational_indices(), om.dimension, arr, kind, target_unitary(target, n), virtual_z)
+    if single:
+        return GateFidelity(out.fidelity[0], out.raw[0], out.phases_before[0], out.phases_after[0])
+    return out
+
+
+def _fidelity(comp: NDArray[np.intp], dim: int, arr: ComplexArray, kind: OpKind, v: ComplexArray,
+              virtual_z: bool) -> GateFidelity:
+    """``gate_fidelity`` on the 2^n basis states ``comp`` of a dimension-``dim`` space, batched."""
+    d = comp.size
+    n = d.bit_length() - 1
+    purity, t = _block_moments(comp, dim, arr, kind)
     # W[i, j, i', j'] = V*_ij·V_i'j'·T[i, i', j, j']: Σ_k |Tr(V†M_k)|² = Re Σ W.
     w = np.einsum("ij,kl,bikjl->bijkl", v.conj(), v, t)
     raw = (purity + w.reshape(w.shape[0], -1).sum(axis=1).real) / (d * (d + 1))
@@ -203,8 +212,6 @@ def gate_fidelity(
         fid = np.maximum((purity + best_val) / (d * (d + 1)), raw)
         after = _wrap(theta[:, :n])
         before = _wrap(theta[:, n:])
-    if single:
-        return GateFidelity(fid[0], raw[0], before[0], after[0])
     return GateFidelity(fid, raw, before, after)
 
 
@@ -728,17 +735,17 @@ def spectator_fidelity(model: ModelArg, ops: ArrayLike, target: str | ArrayLike,
                        qubit: str, spectator: str | None = None,
                        virtual_z: bool = False) -> SpectatorFidelity:
     """Fidelity of ``qubit``'s reduced operation to a single-qubit target with its neighbour
-    ``spectator`` in |0⟩ and in |1⟩ (other modes in 0), as ``envs.physics.metrics.gate_fidelity``
-    scores a single transmon (leakage-valid on the qubit's levels 0, 1).
+    ``spectator`` in |0⟩ and in |1⟩ (other modes in 0), leakage-valid on the qubit's levels
+    0, 1 as ``envs.physics.metrics.gate_fidelity`` scores a single transmon.
 
     Args:
         ops: (B, D, D) or (B, D², D²) (or one op).
         target: a single-qubit name ("X", "SX", "Y", "H", "I") or a 2×2 unitary.
         spectator: default the other qubit of a two-qubit model.
-        virtual_z: maximise each fidelity over the qubit's Z phases before and after
-            (independently for each spectator state: a conditional frame is not free, so
-            the gap between the two is the spectator error a frame update cannot remove
-            when ``virtual_z`` is used with one common phase; see docs/two_qubit_metrics.md).
+        virtual_z: apply one pair of Z phases on ``qubit`` (before and after), the same for
+            both spectator states, chosen to maximise their mean: a frame update cannot
+            depend on the neighbour's state, so what remains of the difference is the
+            conditional (spectator) error.
     Returns:
         ``SpectatorFidelity`` with (B,) fields (0-d for one op).
     """
@@ -747,15 +754,33 @@ def spectator_fidelity(model: ModelArg, ops: ArrayLike, target: str | ArrayLike,
     if qubit not in names:
         raise ValueError(f"qubit={qubit!r}: allowed one of {names}")
     if spectator is None:
-        others = [om.names[i] for i in _qubit_positions(om) if om.names[i] != qubit]
+        others = [q for q in names if q != qubit]
         if len(others) != 1:
             raise ValueError(f"spectator=None needs a two-qubit model; pass spectator= one of {others}")
         spectator = others[0]
-    fids = []
-    for level in (0, 1):
-        ch = reduced_channel(om, ops, kind=kind, qubit=qubit, spectator=spectator, spectator_level=level)
-        fids.append(np.asarray(metrics_1q.gate_fidelity(ch, target, kind="superoperator", virtual_z=virtual_z)))
-    return SpectatorFidelity(fids[0], fids[1], 0.5 * (fids[0] + fids[1]))
+    v = metrics_1q.target_gate(target)
+    chans = [np.asarray(reduced_channel(om, ops, kind=kind, qubit=qubit, spectator=spectator, spectator_level=lv))
+             for lv in (0, 1)]
+    single = chans[0].ndim == 2
+    chans = [c[None] if single else c for c in chans]
+    dk = om.dims[om.names.index(qubit)]
+    comp = np.array([0, 1], dtype=np.intp)
+    if virtual_z:
+        # F is linear in the channel: the phases that maximise the mean are those of the
+        # spectator-averaged channel; then both channels are scored at them.
+        best = _fidelity(comp, dk, 0.5 * (chans[0] + chans[1]), "superoperator", v, True)
+        z = np.ones((chans[0].shape[0], dk), dtype=np.complex128)
+        zb, za = z.copy(), z.copy()
+        za[:, 1] = np.exp(1j * best.phases_after[:, 0])
+        zb[:, 1] = np.exp(1j * best.phases_before[:, 0])
+        lift_a = np.einsum("bi,bj->bij", za.conj(), za).reshape(za.shape[0], -1)  # diag of Z̄⊗Z
+        lift_b = np.einsum("bi,bj->bij", zb.conj(), zb).reshape(zb.shape[0], -1)
+        chans = [lift_a[:, :, None] * c * lift_b[:, None, :] for c in chans]
+    fids = [_fidelity(comp, dk, c, "superoperator", v, False).raw for c in chans]
+    out = SpectatorFidelity(fids[0], fids[1], 0.5 * (fids[0] + fids[1]))
+    if single:
+        return SpectatorFidelity(out.spectator_0[0], out.spectator_1[0], out.mean[0])
+    return out
 
 
 __all__ = [

@@ -238,7 +238,10 @@ def test_static_zz_vanishes_without_coupling_and_follows_flux_batch() -> None:
 
 def test_spectator_fidelity_of_a_cz() -> None:
     """Under CZ, q1 undergoes I with q0 in |0⟩ and Z with q0 in |1⟩. Against I: F = 1 and
-    F(Z, I) = (2 + |Tr Z|²)/6 = 1/3; a Z is a frame change, so virtual Z makes both 1."""
+    F(Z, I) = (2 + |Tr Z|²)/6 = 1/3. One frame update, shared by both spectator states,
+    cannot help: with q1 turned by c = a + b, F0 = (2 + |1 + e^{ic}|²)/6 and
+    F1 = (2 + |1 − e^{ic}|²)/6 sum to 4/3 for every c, so the mean stays 2/3. A local Z on
+    q1 (the same for both spectator states) is removed entirely."""
     u = np.eye(9, dtype=complex)
     u[COMP[3], COMP[3]] = -1
     raw = cm.spectator_fidelity(PAIR, u, "I", kind="unitary", qubit="q1")
@@ -246,7 +249,13 @@ def test_spectator_fidelity_of_a_cz() -> None:
     assert float(raw.spectator_1) == pytest.approx(1 / 3, abs=1e-14)
     assert float(raw.mean) == pytest.approx(2 / 3, abs=1e-14)
     vz = cm.spectator_fidelity(PAIR, _superop(u), "I", kind="superoperator", qubit="q1", virtual_z=True)
-    assert float(vz.spectator_1) == pytest.approx(1.0, abs=1e-12)
+    assert float(vz.mean) == pytest.approx(2 / 3, abs=1e-12)
+    local = np.kron(np.eye(3), np.diag([1.0, np.exp(0.8j), np.exp(-0.3j)]))
+    both = cm.spectator_fidelity(PAIR, np.stack([local, local @ u]), "I", kind="unitary", qubit="q1",
+                                 virtual_z=True)
+    assert both.spectator_0[0] == pytest.approx(1.0, abs=1e-12)
+    assert both.spectator_1[0] == pytest.approx(1.0, abs=1e-12)
+    assert both.mean[1] == pytest.approx(2 / 3, abs=1e-12)
 
 
 def test_spectator_reduced_channel_traces_out_the_neighbour(rng: np.random.Generator) -> None:
