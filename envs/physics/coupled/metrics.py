@@ -171,18 +171,18 @@ def gate_fidelity(
             the batch axis gives 0-d fidelities and (n,) phases.
         target: a name in ``TARGETS_2Q`` ("CZ", "CX"/"CNOT", "ECR", "ISWAP", "SQRT_ISWAP",
             "ZX90"), "I", or any 2^n×2^n unitary (checked).
-        kind: what ``ops`` holds (required: a 9×9 array is a 3-level unitary or a qubit pair's
-            superoperator).
+        kind: what ``ops`` holds; explicit, as in the single-qubit metrics, and checked
+            against the shape ((D, D) or (D², D²) for the model's dimension D).
         virtual_z: maximise F over local Z phases before and after each qubit (2n angles).
     Returns:
         ``GateFidelity`` (fidelity, raw, phases_before, phases_after).
 
     The phase search: F(θ) = const + Re Σ_p C_p·e^{i p·θ} with p ∈ {−1, 0, 1}^{2n}, a
     trigonometric polynomial of degree one in each angle, so each angle alone has a
-    closed-form maximiser (θ_m = −arg of its e^{iθ_m} coefficient). From the uncorrected
-    point and seven seeded random starts, exact coordinate ascent then Newton steps on the
-    non-degenerate directions; the best end point is kept. Deterministic, never below
-    ``raw`` (the uncorrected point is a start and every step is an ascent).
+    closed-form maximiser (θ_m = −arg of its e^{iθ_m} coefficient). Exact coordinate
+    ascent runs from the uncorrected point and from seven seeded random starts; Newton
+    steps on the non-degenerate directions then finish the best of them. Deterministic,
+    never below ``raw`` (the uncorrected point is a start and every step is an ascent).
     """
     om = as_operator_model(model)
     arr, single = _ops(om, ops, kind)
@@ -510,7 +510,7 @@ def static_zz_hz(model: ModelArg, flux: Mapping[str, ArrayLike] | None = None, *
 
     Frame shifts linear in the excitation numbers cancel in ζ, so it is the lab-frame value.
     The effective Hamiltonian of the pair contains (ζ/4)·Z⊗Z (×2π in rad/s), and an idle of
-    duration t gives the conditional phase −2π·ζ·t.
+    duration t gives the conditional phase −2π·ζ·t in the dressed basis (``to_dressed_basis``).
 
     Args:
         flux: real channel name -> held sample (scalar or (B,)), as ``static_hamiltonian``.
