@@ -2,7 +2,7 @@
 
 Everything an engine needs to know about a multi-mode device is stated here once, so the
 fast engine and the reference engines (QuTiP, qiskit-dynamics) start from the same
-operators. Conventions (docs/physics_coupled.md derives them):
+operators. Conventions (docs/coupled_model.md states them):
 
 - Basis: the tensor product of the modes in the order given, mode 0 most significant
   (index of |n0 n1 …⟩ = n0·d1·d2… + n1·d2… + …), as ``qutip.tensor`` orders it.
