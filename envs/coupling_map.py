@@ -1,7 +1,7 @@
 """Which qubits of a multi-qubit device are coupled: line, ring, square grid or edge list.
 
 A ``CouplingMap`` names its qubits ``q0 … q{n−1}`` and lists undirected edges; it builds
-the ``Coupling`` terms of a ``CoupledModel`` (``couplings``, ``build_model``) and answers
+the ``Coupling`` terms of a device's model (``couplings``, ``build_model``) and answers
 which qubits neighbour a set of qubits (what ``SimulatedMultiQubitDevice`` holds as
 spectators). Grid qubit (row r, column c) of a ``rows × cols`` grid is ``q{r·cols + c}``.
 """
@@ -12,7 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ._validation import finite, require
-from .physics.coupled import CoupledModel, Coupling, Crosstalk, Mode
+from .multi_qubit_model import DeviceModel
+from .physics.coupled import Coupling, Crosstalk, Mode
 
 Edge = tuple[str, str]
 
@@ -110,12 +111,12 @@ class CouplingMap:
         return tuple(out)
 
     def build_model(self, modes: Sequence[Mode], j_hz: float | Mapping[Edge, float],
-                    crosstalk: Sequence[Crosstalk] = (), dt_s: float = 1e-9) -> CoupledModel:
-        """The ``CoupledModel`` of ``modes`` (one per qubit, named as the map's qubits) coupled
-        along the edges."""
+                    crosstalk: Sequence[Crosstalk] = (), dt_s: float = 1e-9) -> DeviceModel:
+        """The ``DeviceModel`` of ``modes`` (one per qubit, named as the map's qubits) coupled
+        along the edges (``DeviceModel.restrict`` cuts simulable ``CoupledModel``s out of it)."""
         names = tuple(m.name for m in modes)
         require(names == self.qubits, "modes", names, f"one Mode per qubit, in order {list(self.qubits)}")
-        return CoupledModel(tuple(modes), self.couplings(j_hz), tuple(crosstalk), dt_s)
+        return DeviceModel(tuple(modes), self.couplings(j_hz), tuple(crosstalk), dt_s)
 
 
 def _check_count(name: str, value: object, low: int) -> None:

@@ -14,9 +14,10 @@ How a ``run`` call is simulated:
    the single-qubit device.
 2. Each sequence is compiled to a schedule of driven and idle segments.
 3. Only the modes the sequence touches are simulated: the lines and frames of the channels
-   it plays, the modes their lines reach through drive crosstalk, the measured qubits,
-   and (``spectators="neighbours"``, the default) every mode coupled to one of them,
-   held as a spectator. Dropped: modes further away, i.e. couplings from a spectator to
+   it plays and the measured qubits; the modes their drive lines reach through crosstalk
+   (driven, but their own neighbours are not added); and (``spectators="neighbours"``, the
+   default) every mode coupled to a touched one, held as an undriven spectator, optionally
+   truncated to ``spectator_levels``. Dropped: modes further away, i.e. couplings from a spectator to
    the rest of the device (next-nearest-neighbour ZZ, and the spectators' own
    neighbours' dressing), and any crosstalk onto modes outside the subsystem.
    ``spectators="none"`` drops the neighbours too (their static ZZ on the active qubits).
@@ -118,7 +119,11 @@ class SimulatedMultiQubitDevice:
             closed-system unitaries.
         spectators: ``"neighbours"`` simulates the modes coupled to the touched ones too,
             ``"none"`` only the touched ones.
-        max_dimension: largest subsystem dimension (product of levels) simulated.
+        spectator_levels: truncate spectators to this many levels (2 drops their |2⟩, and
+            with it their share of the static ZZ through |11⟩–|02⟩); None keeps them whole.
+        max_dimension: largest subsystem dimension (product of levels) simulated; None is
+            27 for open systems (the reference engine's superoperators are D² × D²) and 243
+            for closed ones.
     """
 
     def __init__(
@@ -128,7 +133,8 @@ class SimulatedMultiQubitDevice:
         rng: np.random.Generator | None = None,
         open_system: bool = True,
         spectators: Spectators = "neighbours",
-        max_dimension: int = 81,
+        spectator_levels: int | None = None,
+        max_dimension: int | None = None,
     ) -> None:
         if not isinstance(params, MultiQubitParams):
             raise TypeError(f"params is {type(params).__name__}: allowed MultiQubitParams")
@@ -139,8 +145,14 @@ class SimulatedMultiQubitDevice:
                 raise ValueError("drift: a bring-your-own OperatorModel cannot drift: allowed drift=None")
             drift.check(params.model)
         require(spectators in ("neighbours", "none"), "spectators", spectators, "'neighbours' or 'none'")
+        if max_dimension is None:
+            max_dimension = 27 if open_system else 243
         require(isinstance(max_dimension, int) and not isinstance(max_dimension, bool) and max_dimension >= 2,
-                "max_dimension", max_dimension, "an integer >= 2")
+                "max_dimension", max_dimension, "an integer >= 2 or None")
+        require(spectator_levels is None or (isinstance(spectator_levels, int) and not isinstance(
+            spectator_levels, bool) and spectator_levels >= 2), "spectator_levels", spectator_levels,
+            "an integer >= 2 or None")
+        self._spectator_levels = spectator_levels
         self._base = params
         self._drift = drift
         self._open_system = bool(open_system)
@@ -218,8 +230,9 @@ class SimulatedMultiQubitDevice:
         return self._model
 
     def subsystem(self, sequence: PulseSequence) -> tuple[str, ...]:
-        """The modes simulated for ``sequence`` (touched ones and their spectators), in basis order."""
-        return self._subsystem(self._schedule(sequence, "sequence"))[0]
+        """The modes simulated for ``sequence`` (touched ones and their spectators), in basis
+        order; whether that subsystem fits ``max_dimension`` is checked when it runs."""
+        return self._select(self._schedule(sequence, "sequence"))[1]
 
     def schedule_propagator(self, sequence: PulseSequence) -> tuple[tuple[str, ...], ComplexArray]:
         """(modes, propagator) of ``sequence`` on its subsystem at the clock: the (D², D²)
@@ -271,32 +284,43 @@ class SimulatedMultiQubitDevice:
     def _schedule(self, seq: PulseSequence, where: str) -> Schedule:
         return compile_schedule(seq, self._channels, where=where)
 
-    def _subsystem(self, sched: Schedule) -> tuple[tuple[str, ...], OperatorModel]:
+    def _select(self, sched: Schedule) -> tuple[set[str], tuple[str, ...]]:
+        """(modes kept whole, simulated modes in basis order) of a schedule: the touched
+        modes, the modes their lines reach by crosstalk (driven, so kept whole, but not
+        bringing their own neighbours) and the spectators."""
         model = self.current_model()
         if isinstance(model, OperatorModel):
-            return model.names, model
+            return set(model.names), model.names
         touched: set[str] = set(sched.measured)
+        lines: set[str] = set()
         for c in sched.played:
             kind, line, frame = parse_channel(c)
             touched.update((line, frame))
             if kind == "drive":
-                touched.update(x.mode for x in model.crosstalk if x.line == line and x.fraction != 0)
-        keep = set(touched)
+                lines.add(line)
+        whole = touched | {x.mode for x in model.crosstalk if x.line in lines and x.fraction != 0}
+        keep = set(whole)
         if self._spectators == "neighbours":
-            for cp in model.couplings:
-                if cp.a in touched:
-                    keep.add(cp.b)
-                if cp.b in touched:
-                    keep.add(cp.a)
-        names = tuple(n for n in model.names if n in keep)
-        dim = math.prod(model.mode(n).levels for n in names)  # before building: a grid's whole space is huge
+            keep |= model.neighbours(touched)
+        return whole, tuple(n for n in model.names if n in keep)
+
+    def _subsystem(self, sched: Schedule) -> tuple[tuple[str, ...], OperatorModel]:
+        model = self.current_model()
+        whole, names = self._select(sched)
+        if isinstance(model, OperatorModel):
+            return names, model
+        cut = {} if self._spectator_levels is None else {
+            n: self._spectator_levels for n in names if n not in whole}
+        # Checked before building anything: a grid's whole space is far too large.
+        dim = math.prod(min(model.mode(n).levels, cut.get(n, 99)) for n in names)
         if dim > self._max_dimension:
             raise ValueError(
-                f"the sequence touches modes {sorted(touched)}; with spectators={self._spectators!r} "
+                f"the sequence touches modes {sorted(whole)}; with spectators={self._spectators!r} "
                 f"the subsystem {list(names)} has dimension {dim}: allowed <= max_dimension = "
-                f"{self._max_dimension} (measure fewer qubits, use spectators='none' or fewer levels)"
+                f"{self._max_dimension} (measure fewer qubits, use spectators='none', "
+                "spectator_levels=2 or raise max_dimension)"
             )
-        return names, as_operator_model(model.restrict(names))
+        return names, as_operator_model(model.restrict(names, cut))
 
     def _initial_state(self, om: OperatorModel) -> ComplexArray:
         if isinstance(om.source, CoupledModel):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ._validation import require
@@ -108,14 +109,16 @@ class DeviceModel:
                 reals[f"{'flux' if m.kind == 'qubit' else 'coupler'}:{m.name}"] = m.flux.max_offset
         return ChannelSet(tuple(drives), reals, self.names, self.qubits, self.dt_s)
 
-    def restrict(self, names: tuple[str, ...]) -> CoupledModel:
+    def restrict(self, names: tuple[str, ...], levels: Mapping[str, int] | None = None) -> CoupledModel:
         """The ``CoupledModel`` of the modes ``names`` (basis order of the device) with the
-        couplings and crosstalk among them."""
+        couplings and crosstalk among them; ``levels`` truncates some of them further."""
         keep = set(names)
         for n in names:
             self.mode(n)
+        cut = dict(levels or {})
         return CoupledModel(
-            tuple(m for m in self.modes if m.name in keep),
+            tuple(m.replace(levels=min(m.levels, cut[m.name])) if m.name in cut else m
+                  for m in self.modes if m.name in keep),
             tuple(c for c in self.couplings if c.a in keep and c.b in keep),
             tuple(x for x in self.crosstalk if x.line in keep and x.mode in keep),
             self.dt_s,

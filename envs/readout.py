@@ -121,7 +121,7 @@ class Readout:
         if not pairs:
             prod: FloatArray = np.ones((1, 1))
             for a in base:
-                prod = np.kron(prod, a)
+                prod = np.asarray(np.kron(prod, a), dtype=np.float64)
             return prod
         swap = np.eye(n)
         swap[[0, 1]] = swap[[1, 0]]
