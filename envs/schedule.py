@@ -176,7 +176,7 @@ def compile_schedule(sequence: PulseSequence, channels: ChannelSet | OperatorMod
                 peak = float(np.abs(x).max())
                 if peak > limit + _SLACK:
                     s = int(np.argmax(np.abs(x)))
-                    raise ValueError(f"{at}.waveform[{s}] = {x[s]!r} on {c!r} is out of range: "
+                    raise ValueError(f"{at}.waveform[{s}] = {float(x[s])!r} on {c!r} is out of range: "
                                      f"allowed |sample| <= {limit:g} Φ0 (the mode's flux.max_offset)")
                 samples = x
             plays.append((c, cursor[c], samples))
