@@ -244,14 +244,24 @@ def _allowed(names: tuple[str, ...]) -> str:
 
 
 def _segments(plays: list[tuple[str, int, NDArray[np.generic]]], total: int, dt: float) -> tuple[Segment, ...]:
-    """Merge the plays' intervals into driven windows; the gaps (and the ends) are idle."""
-    spans = sorted(((s, s + w.size) for _, s, w in plays), key=lambda x: x[0])
+    """Merge the plays' intervals into driven windows; the gaps (and the ends) are idle.
+
+    Overlapping plays share a window. A play that starts just as a window ends joins it if
+    its channel already plays there (a flux line's distortion runs from rest at a window's
+    start, so a flux pulse that goes on from another must stay in its window); otherwise it
+    opens a window of its own, so that a drive at one frame followed by a drive at another
+    stays piecewise constant for the engine (one exponential per sample, not substeps).
+    """
+    spans = sorted(((s, s + w.size, c) for c, s, w in plays), key=lambda x: x[0])
     windows: list[list[int]] = []
-    for a, b in spans:
-        if windows and a <= windows[-1][1]:
+    members: list[set[str]] = []
+    for a, b, c in spans:
+        if windows and (a < windows[-1][1] or (a == windows[-1][1] and c in members[-1])):
             windows[-1][1] = max(windows[-1][1], b)
+            members[-1].add(c)
         else:
             windows.append([a, b])
+            members.append({c})
     out: list[Segment] = []
     t = 0
     for a, b in windows:

@@ -21,6 +21,10 @@ def channels():
     return DeviceModel.from_coupled(model).channel_set()
 
 
+def channels_of_pair():
+    return DeviceModel((Mode("q0", 5e9), Mode("q1", 6e9, flux=FluxTuning(max_offset=0.3)))).channel_set()
+
+
 def ones(n, x=0.1):
     return np.full(n, x, dtype=np.complex128)
 
@@ -34,11 +38,28 @@ def test_channels_run_in_parallel_until_a_barrier(channels):
     ))
     s = compile_schedule(seq, channels)
     assert s.n_samples == 13
-    (seg,) = s.segments
+    (seg,) = s.segments  # drive:q1 already plays in the window its last pulse touches
     assert isinstance(seg, DrivenSegment) and (seg.start, seg.n_samples) == (0, 13)
-    q1 = seg.controls["drive:q1"]
-    np.testing.assert_allclose(q1, [0.2] * 4 + [0.0] * 6 + [0.3] * 3)
+    np.testing.assert_allclose(seg.controls["drive:q1"], [0.2] * 4 + [0.0] * 6 + [0.3] * 3)
     np.testing.assert_allclose(seg.controls["drive:q0"], [0.1] * 10 + [0.0] * 3)
+
+
+def test_a_touching_play_on_another_channel_opens_a_window():
+    seq = PulseSequence((Play(ones(4), channel="drive:q0"), Barrier(), Play(ones(3), channel="drive:q0@q1")))
+    first, second = compile_schedule(seq, channels_of_pair()).segments
+    assert (first.start, first.n_samples, set(first.controls)) == (0, 4, {"drive:q0"})
+    assert (second.start, second.n_samples, set(second.controls)) == (4, 3, {"drive:q0@q1"})
+
+
+def test_touching_flux_plays_share_a_window():
+    # The flux line's distortion runs from rest at a window's start: a flux pulse that goes
+    # on from another must stay in its window.
+    cs = channels_of_pair()
+    seq = PulseSequence((Play(np.full(3, 0.1), channel="flux:q1"), Play(np.full(2, 0.2), channel="flux:q1"),
+                         Barrier(), Play(ones(2), channel="drive:q0")))
+    segs = compile_schedule(seq, cs).segments
+    assert [(g.start, g.n_samples) for g in segs] == [(0, 5), (5, 2)]
+    np.testing.assert_allclose(segs[0].controls["flux:q1"], [0.1] * 3 + [0.2] * 2)
 
 
 def test_delay_on_one_channel_and_on_all(channels):
@@ -67,9 +88,9 @@ def test_barrier_without_channels_aligns_all_and_trailing_delay_is_idle(channels
         Measure(("q1",)),
     ))
     s = compile_schedule(seq, channels)
-    assert [(g.start, g.n_samples) for g in s.segments] == [(0, 9), (9, 998)]
-    assert s.segments[0].controls["flux:q1"].dtype == np.float64
-    np.testing.assert_allclose(s.segments[0].controls["flux:q1"], [0] * 7 + [0.2, 0.2])
+    assert [(g.start, g.n_samples) for g in s.segments] == [(0, 7), (7, 2), (9, 998)]
+    assert s.segments[1].controls["flux:q1"].dtype == np.float64
+    np.testing.assert_allclose(s.segments[1].controls["flux:q1"], [0.2, 0.2])
     assert s.measured == ("q1",) and s.played == ("drive:q0", "flux:q1")
 
 
@@ -81,11 +102,10 @@ def test_virtual_z_shifts_every_channel_at_its_frame_and_aligns_them(channels):
         Play(ones(2), channel="drive:q0"),  # q0's own frame: unshifted, starts at 0
     ))
     s = compile_schedule(seq, channels)
-    (seg,) = s.segments
-    cr = seg.controls["drive:q0@q1"]
-    np.testing.assert_allclose(cr[6:8], 0.1 * np.exp(0.7j))
-    assert np.all(cr[:6] == 0)
-    np.testing.assert_allclose(seg.controls["drive:q0"][:2], 0.1)
+    first, second = s.segments
+    assert (second.start, set(second.controls)) == (6, {"drive:q0@q1"})  # after q1's pulse
+    np.testing.assert_allclose(second.controls["drive:q0@q1"], 0.1 * np.exp(0.7j))
+    np.testing.assert_allclose(first.controls["drive:q0"], [0.1, 0.1, 0, 0, 0, 0])
 
 
 def test_without_measure_every_qubit_is_measured_and_couplers_are_not(channels):
