@@ -93,6 +93,22 @@ def test_assignment_matrix_shapes_the_counts():
     np.testing.assert_allclose(p[0], [0.9, 0.1], atol=1e-9)
 
 
+def test_three_state_readout_tells_level_two_apart():
+    # π on 0–1, then π on 1–2: the 1–2 transition sits α below the frame, so its drive
+    # turns as e^{−i2παt} with t the sequence's clock (matrix element √2: amplitude / √2).
+    alpha = -150e6
+    model = CoupledModel((Mode("q0", 5e9, alpha, t1_s=1e-3, t2_s=1e-3, rabi_max_hz=20e6),))
+    n = 50
+    t = (np.arange(n) + 0.5 + n) * 1e-9
+    seq = PulseSequence((Play(np.full(n, 0.5)), Play(0.5 / np.sqrt(2) * np.exp(-2j * np.pi * alpha * t))))
+    three = SimulatedMultiQubitDevice(MultiQubitParams(model, Readout(three_state=True)), rng=np.random.default_rng(0))
+    two = SimulatedMultiQubitDevice(MultiQubitParams(model), rng=np.random.default_rng(0))
+    p3 = three.outcome_probabilities([seq])
+    assert p3.shape == (1, 3) and p3[0, 2] > 0.98
+    np.testing.assert_allclose(two.outcome_probabilities([seq])[0], [p3[0, 0], p3[0, 1] + p3[0, 2]], atol=1e-12)
+    assert three.run([seq, seq], 100).shape == (2, 3)
+
+
 def test_cross_resonance_flips_the_target_conditionally():
     dev = make_multi_qubit_device("two_transmons_cr", np.random.default_rng(0), open_system=False)
     cr = Play(np.full(250, 0.5, dtype=np.complex128), channel="drive:q0@q1")
@@ -287,3 +303,22 @@ def test_single_qubit_device_refuses_multi_qubit_sequences():
                 PulseSequence((Play(PI), Barrier())), PulseSequence((Play(PI), Measure(("q0",))))):
         with pytest.raises(ValueError, match=r"sequences\[1\]\.ops\[\d\] .*single-qubit sequences only"):
             dev.run([ok, bad], 10)
+
+
+def test_repeated_sequences_are_simulated_once_per_truth(monkeypatch):
+    import pulsecal.envs.multi_qubit_device as mqd
+
+    calls = []
+    real = mqd._propagate_segments
+    monkeypatch.setattr(mqd, "_propagate_segments", lambda *a: calls.append(1) or real(*a))
+    drift = MultiQubitDrift({"q0": ModeDrift(frequency_hz=RandomWalk(sigma_per_sqrt_hour=1e6))})
+    dev = SimulatedMultiQubitDevice(quiet_pair(), drift, rng=np.random.default_rng(0))
+    # equal content, different objects: one simulation
+    seqs = [PulseSequence((Play(PI.copy(), channel="drive:q0"),)) for _ in range(3)]
+    first = dev.outcome_probabilities(seqs)
+    assert len(calls) == 1 and np.all(first == first[0])
+    dev.outcome_probabilities(seqs)
+    assert len(calls) == 1
+    dev.advance(60.0)  # the truth drifts: simulated again
+    dev.outcome_probabilities(seqs)
+    assert len(calls) == 2
