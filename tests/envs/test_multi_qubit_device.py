@@ -23,6 +23,7 @@ from pulsecal.envs.multi_qubit_presets import (
 from pulsecal.envs.physics import Transmon
 from pulsecal.envs.physics.coupled import CoupledModel, Coupling, Mode
 from pulsecal.envs.physics.coupled.controls import as_operator_model
+from pulsecal.envs.physics.coupled.model import thermal_state
 from pulsecal.envs.protocol import Barrier, Delay, Measure, Play, PulseSequence, VirtualZ
 from pulsecal.envs.readout import QubitReadout, Readout
 
@@ -322,3 +323,23 @@ def test_repeated_sequences_are_simulated_once_per_truth(monkeypatch):
     dev.advance(60.0)  # the truth drifts: simulated again
     dev.outcome_probabilities(seqs)
     assert len(calls) == 2
+
+
+def test_truth_propagator_agrees_with_the_counts_path():
+    # The evaluation truth composes the segments' superoperators; the run path evolves
+    # density matrices. Same physics, so the same populations (what a faster engine in
+    # ``_propagate_segments`` must keep).
+    model = CoupledModel(
+        (Mode("q0", 5.0e9, -330e6, t1_s=5e-6, t2_s=4e-6, thermal_population=0.03, rabi_max_hz=50e6),
+         Mode("q1", 5.1e9, -330e6, t1_s=8e-6, t2_s=6e-6, rabi_max_hz=50e6)),
+        (Coupling("q0", "q1", 3e6),),
+    )
+    dev = SimulatedMultiQubitDevice(MultiQubitParams(model), rng=np.random.default_rng(0))
+    seq = PulseSequence((Play(PI, channel="drive:q0"), Delay(300e-9), Play(0.5 * PI, channel="drive:q1")))
+    names, s = dev.schedule_propagator(seq)
+    assert names == ("q0", "q1")
+    rho = (s @ thermal_state(model).reshape(-1, order="F")).reshape(9, 9, order="F")
+    pops = np.real(np.diag(rho)).reshape(3, 3)
+    want = [pops[0, 0], pops[0, 1:].sum(), pops[1:, 0].sum(), pops[1:, 1:].sum()]
+    np.testing.assert_allclose(dev.outcome_probabilities([seq])[0], want, atol=1e-12)
+    assert abs(np.trace(rho) - 1) < 1e-12
