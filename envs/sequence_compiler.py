@@ -277,6 +277,10 @@ def compile_programs(
     # read them in one pass.
     vz = [u for u, c in enumerate(classes) if c is VirtualZ]
     phases = np.array([objs[u].phase for u in vz], dtype=np.float64)
+    # Distinct objects only (a handful per call), so refusing multi-qubit operations here
+    # costs nothing per env step; the scan that names the sequence runs only on refusal.
+    if any(objs[u].frame is not None for u in vz):
+        _refuse_multi_qubit(op_lists)
     ucode[vz] = OP_FRAME
     uarg[vz] = np.arange(len(vz))
     play_req: list[tuple[int, bytes]] = []
@@ -286,6 +290,8 @@ def compile_programs(
     slot_kind: list[int] = []  # per matrix slot: 0 play, 1 delay (in request order)
     for u in (u for u, c in enumerate(classes) if c is not VirtualZ):
         op, cls, d = objs[u], classes[u], devs[u]
+        if (cls is not Play and cls is not Delay) or op.channel is not None:
+            _refuse_multi_qubit(op_lists)
         if cls is Play:
             pkey = (d, op.key)
             s = play_slot.get(pkey)
@@ -306,7 +312,7 @@ def compile_programs(
                 slot_kind.append(1)
                 free_req.append(fkey)
             uarg[u] = s
-        else:  # pragma: no cover - PulseSequence already checks
+        else:  # pragma: no cover - _refuse_multi_qubit raised above
             raise TypeError(f"unknown operation {cls.__name__}")
 
     dim = levels * levels if open_system else levels
@@ -320,3 +326,18 @@ def compile_programs(
         mats[rows] = np.stack(free_channels(free_req, open_system))
     frames = frame_changes(phases, levels, open_system)
     return ucode[pair], uarg[pair], mats, frames
+
+
+def _refuse_multi_qubit(op_lists: list[tuple[Any, ...]]) -> None:
+    """Raise naming the first sequence that addresses channels, frames, Barrier or Measure:
+    the single-transmon device has one drive and one qubit, so such a sequence means
+    nothing on it (``PulseSequence.is_single_qubit``)."""
+    for i, ops in enumerate(op_lists):
+        for j, op in enumerate(ops):
+            if not PulseSequence((op,)).is_single_qubit:
+                raise ValueError(
+                    f"sequences[{i}].ops[{j}] = {type(op).__name__} with a channel, frame or qubits: "
+                    "SimulatedDevice runs single-qubit sequences only (no channel, frame, Barrier "
+                    "or Measure); use envs.multi_qubit_device.SimulatedMultiQubitDevice"
+                )
+    raise AssertionError("no multi-qubit operation found")  # pragma: no cover

@@ -1,0 +1,392 @@
+"""The simulated multi-qubit device: coupled transmons behind the ``Device`` seam.
+
+``SimulatedMultiQubitDevice`` runs pulse sequences on named channels (``envs.schedule``)
+and returns counts over the outcomes of the measured qubits (``envs.readout``): shape
+(len(sequences), n^k) for k measured qubits, n = 2 (or 3 with a three-state readout),
+first qubit most significant; one measured qubit with two-state readout gives the
+single-qubit device's (n0, n1).
+
+How a ``run`` call is simulated:
+
+1. The truth (``CoupledModel``, drifted along the clock by ``MultiQubitDrift``) is held at
+   its value when the call starts; afterwards the clock advances by
+   ``shots · rep_time_s · len(sequences)`` and the drift follows in one exact step, as on
+   the single-qubit device.
+2. Each sequence is compiled to a schedule of driven and idle segments.
+3. Only the modes the sequence touches are simulated: the lines and frames of the channels
+   it plays and the measured qubits; the modes their drive lines reach through crosstalk
+   (driven, but their own neighbours are not added); and (``spectators="neighbours"``, the
+   default) every mode coupled to a touched one, held as an undriven spectator, optionally
+   truncated to ``spectator_levels``. Dropped: modes further away, i.e. couplings from a spectator to
+   the rest of the device (next-nearest-neighbour ZZ, and the spectators' own
+   neighbours' dressing), and any crosstalk onto modes outside the subsystem.
+   ``spectators="none"`` drops the neighbours too (their static ZZ on the active qubits).
+   A subsystem above ``max_dimension`` is refused.
+4. The subsystem starts in each mode's thermal state and is propagated through the
+   segments by ``_propagate_segments`` (density matrices in, density matrices out):
+   Lindblad (T1, T2, thermal excitation) by default, unitary with ``open_system=False``.
+   Idle segments are one exact free-evolution step, however long.
+   Outcome probabilities are remembered by sequence content while the truth stays the same
+   object (no drift step since), so repeated probe sequences are simulated once.
+5. Populations -> outcome probabilities (assignment matrices, readout crosstalk) ->
+   multinomial counts from the device's own generator.
+
+A bring-your-own ``OperatorModel`` runs as one Hilbert space from its ground state, with no
+drift (its parameters are matrices, not physics parameters to drift).
+
+The truth (``current_model``, ``schedule_propagator``) is for evaluation only: an agent
+must never see it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ._validation import finite, require
+from .multi_qubit_drift import MultiQubitDrift
+from .multi_qubit_model import DeviceModel
+from .physics.coupled import CoupledModel, parse_channel
+from .physics.coupled import reference as ref
+from .physics.coupled.controls import as_operator_model
+from .physics.coupled.model import thermal_state
+from .physics.coupled.operators import OperatorModel
+from .protocol import Barrier, Delay, Play, PulseSequence, VirtualZ
+from .readout import Readout
+from .schedule import ChannelSet, DrivenSegment, Schedule, Segment, compile_schedule
+
+ComplexArray = NDArray[np.complex128]
+FloatArray = NDArray[np.float64]
+Spectators = Literal["neighbours", "none"]
+
+
+@dataclass(frozen=True)
+class MultiQubitParams:
+    """The hidden truth of a multi-qubit device at clock 0.
+
+    Attributes:
+        model: the device's modes and couplings (a ``CoupledModel`` is turned into the
+            ``DeviceModel`` of the same parts) or a bring-your-own ``OperatorModel``.
+        readout: assignment matrices, readout crosstalk, two- or three-state.
+        rep_time_s: device time per shot (pulses, readout, reset), in (0, 1] s.
+    """
+
+    model: DeviceModel | OperatorModel
+    readout: Readout = dataclasses.field(default_factory=Readout)
+    rep_time_s: float = 200e-6
+
+    def __post_init__(self) -> None:
+        if isinstance(self.model, CoupledModel):
+            object.__setattr__(self, "model", DeviceModel.from_coupled(self.model))
+        if not isinstance(self.model, DeviceModel | OperatorModel):
+            raise TypeError(f"MultiQubitParams.model is {type(self.model).__name__}: "
+                            "allowed DeviceModel, CoupledModel or OperatorModel")
+        if not isinstance(self.readout, Readout):
+            raise TypeError(f"MultiQubitParams.readout is {type(self.readout).__name__}: allowed Readout")
+        r = finite("MultiQubitParams.rep_time_s", self.rep_time_s)
+        require(0 < r <= 1, "MultiQubitParams.rep_time_s", self.rep_time_s, "(0, 1] s")
+        qubits = self.qubits
+        names = {x for c in self.readout.crosstalk for x in (c.source, c.target)} | set(self.readout.qubits)
+        for q in sorted(names):
+            require(q in qubits, "MultiQubitParams.readout", q, f"qubits of the model {list(qubits)}")
+
+    @property
+    def qubits(self) -> tuple[str, ...]:
+        return self.channels.qubits
+
+    @property
+    def channels(self) -> ChannelSet:
+        m = self.model
+        return m.channel_set() if isinstance(m, DeviceModel) else ChannelSet.of(m)
+
+    def replace(self, **changes: Any) -> MultiQubitParams:
+        return dataclasses.replace(self, **changes)
+
+
+class SimulatedMultiQubitDevice:
+    """Coupled transmons behind the ``Device`` protocol (module docstring).
+
+    Args:
+        params: the truth at clock 0.
+        drift: per-mode and per-coupling drift (CoupledModel only), or None.
+        rng: source of all randomness (shot noise and drift use two streams spawned from
+            it); None means a fresh unseeded generator.
+        open_system: Lindblad (True, default: decoherence matters for two-qubit gates) or
+            closed-system unitaries.
+        spectators: ``"neighbours"`` simulates the modes coupled to the touched ones too,
+            ``"none"`` only the touched ones.
+        spectator_levels: truncate spectators to this many levels (2 drops their |2⟩, and
+            with it their share of the static ZZ through |11⟩–|02⟩); None keeps them whole.
+        max_dimension: largest subsystem dimension (product of levels) simulated; None is
+            27 for open systems (the reference engine's superoperators are D² × D²) and 243
+            for closed ones.
+    """
+
+    def __init__(
+        self,
+        params: MultiQubitParams,
+        drift: MultiQubitDrift | None = None,
+        rng: np.random.Generator | None = None,
+        open_system: bool = True,
+        spectators: Spectators = "neighbours",
+        spectator_levels: int | None = None,
+        max_dimension: int | None = None,
+    ) -> None:
+        if not isinstance(params, MultiQubitParams):
+            raise TypeError(f"params is {type(params).__name__}: allowed MultiQubitParams")
+        if drift is not None:
+            if not isinstance(drift, MultiQubitDrift):
+                raise TypeError(f"drift is {type(drift).__name__}: allowed MultiQubitDrift or None")
+            if not isinstance(params.model, DeviceModel):
+                raise ValueError("drift: a bring-your-own OperatorModel cannot drift: allowed drift=None")
+            drift.check(params.model)
+        require(spectators in ("neighbours", "none"), "spectators", spectators, "'neighbours' or 'none'")
+        if max_dimension is None:
+            max_dimension = 27 if open_system else 243
+        require(isinstance(max_dimension, int) and not isinstance(max_dimension, bool) and max_dimension >= 2,
+                "max_dimension", max_dimension, "an integer >= 2 or None")
+        require(spectator_levels is None or (isinstance(spectator_levels, int) and not isinstance(
+            spectator_levels, bool) and spectator_levels >= 2), "spectator_levels", spectator_levels,
+            "an integer >= 2 or None")
+        self._spectator_levels = spectator_levels
+        self._base = params
+        self._drift = drift
+        self._open_system = bool(open_system)
+        self._spectators: Spectators = spectators
+        self._max_dimension = max_dimension
+        self._channels = params.channels
+        self.reset(rng=rng)
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def reset(self, *, rng: np.random.Generator | None = None) -> None:
+        """Clock back to 0, drift state drawn afresh; optionally new generators."""
+        if rng is not None or not hasattr(self, "_shot_rng"):
+            rng = rng if rng is not None else np.random.default_rng()
+            if not isinstance(rng, np.random.Generator):
+                raise TypeError(f"rng is {type(rng).__name__}: allowed numpy.random.Generator")
+            self._shot_rng, self._drift_rng = rng.spawn(2)
+        self._clock_s = 0.0
+        self._drift_state = None if self._drift is None else self._drift.init_state(self._drift_rng)
+        self._model: DeviceModel | OperatorModel | None = None
+        # Outcome probabilities by sequence content, valid while the truth is one object:
+        # probe sequences repeat from call to call and the reference engine is slow.
+        self._memo: dict[tuple[Any, ...], FloatArray] = {}
+        self._memo_model: DeviceModel | OperatorModel | None = None
+
+    @property
+    def dt_s(self) -> float:
+        return self._channels.dt_s
+
+    @property
+    def clock_s(self) -> float:
+        return self._clock_s
+
+    @property
+    def open_system(self) -> bool:
+        return self._open_system
+
+    @property
+    def spectators(self) -> Spectators:
+        return self._spectators
+
+    @property
+    def qubits(self) -> tuple[str, ...]:
+        return self._base.qubits
+
+    @property
+    def params(self) -> MultiQubitParams:
+        """The truth at clock 0 (evaluation only)."""
+        return self._base
+
+    @property
+    def drift_state(self) -> dict[tuple[str, ...], Any] | None:
+        return self._drift_state
+
+    def advance(self, duration_s: float) -> None:
+        """Let ``duration_s`` seconds of device time pass; drift evolves exactly over it."""
+        d = finite("duration_s", duration_s)
+        require(d >= 0, "duration_s", duration_s, ">= 0 s")
+        self._tick(d)
+
+    def _tick(self, d: float) -> None:
+        if d == 0:
+            return
+        self._clock_s += d
+        if self._drift is not None and self._drift_state is not None:
+            self._drift_state = self._drift.advance(self._drift_state, d, self._drift_rng)
+            self._model = None
+
+    # -- truth (evaluation only) ---------------------------------------------------------------
+
+    def current_model(self) -> DeviceModel | OperatorModel:
+        """The model simulated at the clock, drift applied (evaluation only)."""
+        if self._model is None:
+            base = self._base.model
+            if self._drift is None or self._drift_state is None or not isinstance(base, DeviceModel):
+                self._model = base
+            else:
+                self._model = MultiQubitDrift.apply(base, self._drift.values(self._drift_state))
+        return self._model
+
+    def subsystem(self, sequence: PulseSequence) -> tuple[str, ...]:
+        """The modes simulated for ``sequence`` (touched ones and their spectators), in basis
+        order; whether that subsystem fits ``max_dimension`` is checked when it runs."""
+        return self._select(self._schedule(sequence, "sequence"))[1]
+
+    def schedule_propagator(self, sequence: PulseSequence) -> tuple[tuple[str, ...], ComplexArray]:
+        """(modes, propagator) of ``sequence`` on its subsystem at the clock: the (D², D²)
+        column-stacking superoperator (open system) or (D, D) unitary, in the modes' frames
+        (evaluation only)."""
+        sched = self._schedule(sequence, "sequence")
+        names, om = self._subsystem(sched)
+        size = om.dimension ** 2 if self._open_system else om.dimension
+        acc = np.eye(size, dtype=np.complex128)
+        for seg in sched.segments:
+            acc = _segment_operator(om, seg, self._open_system)[0] @ acc
+        return names, acc
+
+    # -- running -------------------------------------------------------------------------------
+
+    def run(self, sequences: Sequence[PulseSequence], shots: int) -> NDArray[np.int64]:
+        """Run every sequence ``shots`` times: (len(sequences), n^k) counts (module docstring)."""
+        require(isinstance(shots, int | np.integer) and not isinstance(shots, bool) and shots >= 1,
+                "shots", shots, "an integer >= 1")
+        probs = self.outcome_probabilities(sequences)
+        out = np.stack([self._shot_rng.multinomial(int(shots), p) for p in probs]) if len(probs) else \
+            np.zeros((0, 2), dtype=np.int64)
+        self._tick(int(shots) * self._base.rep_time_s * len(probs))
+        return out.astype(np.int64)
+
+    def outcome_probabilities(self, sequences: Sequence[PulseSequence]) -> FloatArray:
+        """Exact outcome probabilities with readout error, no shot noise, clock untouched:
+        (len(sequences), n^k)."""
+        seqs = list(sequences)
+        rows: list[FloatArray] = []
+        model = self.current_model()
+        if self._memo_model is not model:  # the truth drifted: nothing remembered holds
+            self._memo.clear()
+            self._memo_model = model
+        for i, seq in enumerate(seqs):
+            where = f"sequences[{i}]"
+            sched = self._schedule(seq, where)
+            key = _content_key(seq)
+            p = self._memo.get(key)
+            if p is None:
+                names, om = self._subsystem(sched)
+                rho = self._initial_state(om)[None]
+                rho = _propagate_segments(om, rho, sched.segments, self._open_system)
+                pops = np.real(np.einsum("bii->bi", rho))
+                positions = [names.index(q) for q in sched.measured]
+                p = self._base.readout.outcome_probabilities(pops, om.dims, positions, sched.measured)[0]
+                if len(self._memo) >= _MEMO_LIMIT:
+                    self._memo.clear()
+                self._memo[key] = p
+            if rows and p.size != rows[0].size:
+                raise ValueError(f"{where} measures {len(sched.measured)} qubits ({p.size} outcomes), "
+                                 f"sequences[0] {rows[0].size} outcomes: allowed the same number of "
+                                 "measured qubits in every sequence of a call")
+            rows.append(p)
+        return np.stack(rows) if rows else np.zeros((0, self._base.readout.classes))
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _schedule(self, seq: PulseSequence, where: str) -> Schedule:
+        return compile_schedule(seq, self._channels, where=where)
+
+    def _select(self, sched: Schedule) -> tuple[set[str], tuple[str, ...]]:
+        """(modes kept whole, simulated modes in basis order) of a schedule: the touched
+        modes, the modes their lines reach by crosstalk (driven, so kept whole, but not
+        bringing their own neighbours) and the spectators."""
+        model = self.current_model()
+        if isinstance(model, OperatorModel):
+            return set(model.names), model.names
+        touched: set[str] = set(sched.measured)
+        lines: set[str] = set()
+        for c in sched.played:
+            kind, line, frame = parse_channel(c)
+            touched.update((line, frame))
+            if kind == "drive":
+                lines.add(line)
+        whole = touched | {x.mode for x in model.crosstalk if x.line in lines and x.fraction != 0}
+        keep = set(whole)
+        if self._spectators == "neighbours":
+            keep |= model.neighbours(touched)
+        return whole, tuple(n for n in model.names if n in keep)
+
+    def _subsystem(self, sched: Schedule) -> tuple[tuple[str, ...], OperatorModel]:
+        model = self.current_model()
+        whole, names = self._select(sched)
+        if isinstance(model, OperatorModel):
+            return names, model
+        cut = {} if self._spectator_levels is None else {
+            n: self._spectator_levels for n in names if n not in whole}
+        # Checked before building anything: a grid's whole space is far too large.
+        dim = math.prod(min(model.mode(n).levels, cut.get(n, 99)) for n in names)
+        if dim > self._max_dimension:
+            raise ValueError(
+                f"the sequence touches modes {sorted(whole)}; with spectators={self._spectators!r} "
+                f"the subsystem {list(names)} has dimension {dim}: allowed <= max_dimension = "
+                f"{self._max_dimension} (measure fewer qubits, use spectators='none', "
+                "spectator_levels=2 or raise max_dimension)"
+            )
+        return names, as_operator_model(model.restrict(names, cut))
+
+    def _initial_state(self, om: OperatorModel) -> ComplexArray:
+        if isinstance(om.source, CoupledModel):
+            return thermal_state(om.source)
+        rho = np.zeros((om.dimension, om.dimension), dtype=np.complex128)
+        rho[0, 0] = 1.0
+        return rho
+
+
+_MEMO_LIMIT = 256
+
+
+def _content_key(seq: PulseSequence) -> tuple[Any, ...]:
+    """What a sequence's outcome depends on: its operations' contents (not their identity)."""
+    out: list[Any] = []
+    for op in seq.ops:
+        if isinstance(op, Play):
+            out.append(("P", op.channel, op.waveform.tobytes()))
+        elif isinstance(op, VirtualZ):
+            out.append(("Z", op.phase, op.frame))
+        elif isinstance(op, Delay):
+            out.append(("D", op.duration_s, op.channel))
+        elif isinstance(op, Barrier):
+            out.append(("B", op.channels))
+        else:
+            out.append(("M", op.qubits))
+    return tuple(out)
+
+
+def _segment_operator(om: OperatorModel, seg: Segment, open_system: bool) -> ComplexArray:
+    """(1, D², D²) superoperator or (1, D, D) unitary of one segment, from the reference engine."""
+    if isinstance(seg, DrivenSegment):
+        fn = ref.superoperators if open_system else ref.unitaries
+        return fn(om, seg.controls, t0_s=seg.t0_s)
+    fn_idle = ref.idle_superoperator if open_system else ref.idle_unitary
+    return fn_idle(om, seg.duration_s, t0_s=seg.t0_s)[None]
+
+
+def _propagate_segments(om: OperatorModel, rho: ComplexArray, segments: Sequence[Segment],
+                        open_system: bool) -> ComplexArray:
+    """Density matrices (B, D, D) -> (B, D, D) after ``segments`` (every row the same
+    segments), in the modes' frames. The one place the device calls a physics engine."""
+    b, d, _ = rho.shape
+    if open_system:
+        vec = rho.transpose(0, 2, 1).reshape(b, d * d)  # column stacking
+        for seg in segments:
+            vec = vec @ _segment_operator(om, seg, True)[0].T
+        return vec.reshape(b, d, d).transpose(0, 2, 1)
+    out = rho
+    for seg in segments:
+        u = _segment_operator(om, seg, False)[0]
+        out = u @ out @ u.conj().T
+    return out

@@ -1,0 +1,280 @@
+"""Pulse sequences on named channels -> a schedule of driven and idle segments.
+
+Every channel has its own timeline, as in OpenPulse: a ``Play`` starts where its channel's
+previous operation ended, so plays on different channels run in parallel unless a
+``Barrier`` (the listed channels, or all) aligns them. Times count whole AWG samples from
+t = 0 of the sequence, which is also where the frames' clocks start.
+
+- ``Play(w, channel=c)``: samples on channel c (``drive:*`` complex |u| <= 1, ``flux:*`` and
+  ``coupler:*`` real offsets within the mode's ``flux.max_offset``), multiplied by the
+  channel's accumulated frame phase e^{+iφ} (drive channels).
+- ``VirtualZ(φ, frame=q)``: aligns every drive channel playing at q's frame (``drive:q`` and
+  ``drive:x@q``), then adds φ to their phase; zero duration.
+- ``Delay(T, channel=c)``: channel c idles for round(T/dt) samples; ``channel=None`` aligns
+  every channel and then idles them all (the whole device waits T).
+- ``Barrier(channels)``: the listed channels (all when empty) continue from the latest of them.
+- ``Measure(qubits)``: last; without it every qubit is measured. Measurement starts when
+  the last channel has finished.
+
+On a device with one qubit, ``channel=None`` / ``frame=None`` mean that qubit's drive and
+frame, so single-qubit sequences run unchanged. The compiled ``Schedule`` is a list of
+segments covering [0, T): ``DrivenSegment`` (every channel that plays in the window as one
+sample array over the window, zeros where it idles, with its absolute start time) and
+``IdleSegment`` (nothing plays: propagated exactly as idle evolution in one step, however
+long). Errors name the operation's index and field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .physics.coupled.model import parse_channel
+from .physics.coupled.operators import OperatorModel
+from .protocol import Barrier, Delay, Measure, Play, PulseSequence, VirtualZ
+
+_SLACK = 1e-9
+
+
+@dataclass(frozen=True, eq=False)
+class DrivenSegment:
+    """Samples [start, start + n_samples) with something playing.
+
+    Attributes:
+        start: first sample, counted from t = 0 of the sequence.
+        n_samples: length S of the window.
+        t0_s: start · dt_s, the absolute time the frames see.
+        controls: channel -> (S,) samples (complex for drive channels, float offsets for
+            flux channels), zeros where the channel idles inside the window.
+    """
+
+    start: int
+    n_samples: int
+    t0_s: float
+    controls: dict[str, NDArray[np.generic]]
+
+
+@dataclass(frozen=True)
+class IdleSegment:
+    """Samples [start, start + n_samples) with nothing playing (free evolution)."""
+
+    start: int
+    n_samples: int
+    t0_s: float
+    duration_s: float
+
+
+Segment = DrivenSegment | IdleSegment
+
+
+@dataclass(frozen=True, eq=False)
+class Schedule:
+    """A compiled sequence.
+
+    Attributes:
+        segments: driven and idle segments in time order, covering [0, n_samples).
+        measured: qubits measured at the end, in column order (first most significant).
+        n_samples: total length in samples (0 for a sequence that only measures).
+        dt_s: the sample time.
+        played: channels that play at least one sample, in order of first use.
+    """
+
+    segments: tuple[Segment, ...]
+    measured: tuple[str, ...]
+    n_samples: int
+    dt_s: float
+    played: tuple[str, ...]
+
+    @property
+    def duration_s(self) -> float:
+        return self.n_samples * self.dt_s
+
+
+@dataclass(frozen=True)
+class ChannelSet:
+    """What a schedule is checked against: a device's channels, modes and qubits.
+
+    Attributes:
+        drives: drive channel names (complex samples, |u| <= 1).
+        reals: real channel name -> largest |sample| (flux: the mode's ``flux.max_offset``).
+        modes: mode names (the frames a ``VirtualZ`` may name).
+        qubits: names of the modes that are qubits (what ``Measure`` may name), basis order.
+        dt_s: the AWG sample time.
+    """
+
+    drives: tuple[str, ...]
+    reals: Mapping[str, float]
+    modes: tuple[str, ...]
+    qubits: tuple[str, ...]
+    dt_s: float
+
+    @classmethod
+    def of(cls, om: OperatorModel) -> ChannelSet:
+        """The channels of an operator model (a compiled or bring-your-own model)."""
+        return cls(tuple(om.drives), {n: r.max_abs for n, r in om.reals.items()}, om.names, qubit_names(om), om.dt_s)
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return (*self.drives, *self.reals)
+
+
+def channel_frame(name: str) -> str:
+    """The mode whose frame a channel plays at (``drive:q0@q1`` -> ``q1``, ``flux:q1`` -> ``q1``)."""
+    return parse_channel(name)[2]
+
+
+def channel_modes(name: str) -> tuple[str, ...]:
+    """The modes a channel acts on directly: its line and, if different, its frame."""
+    _, line, frame = parse_channel(name)
+    return (line,) if line == frame else (line, frame)
+
+
+def qubit_names(om: OperatorModel) -> tuple[str, ...]:
+    return tuple(n for n, q in zip(om.names, om.qubit_levels, strict=True) if q is not None)
+
+
+def compile_schedule(sequence: PulseSequence, channels: ChannelSet | OperatorModel, *,
+                     where: str = "sequence") -> Schedule:
+    """``sequence`` on a device's channels -> its ``Schedule``; ValueError naming
+    ``<where>.ops[i].<field>`` for anything the device cannot run."""
+    if not isinstance(sequence, PulseSequence):
+        raise TypeError(f"{where} is {type(sequence).__name__}: allowed PulseSequence")
+    cs = channels if isinstance(channels, ChannelSet) else ChannelSet.of(channels)
+    dt = cs.dt_s
+    qubits = cs.qubits
+    only = qubits[0] if len(qubits) == 1 else None
+    cursor = dict.fromkeys(cs.all, 0)
+    phase = dict.fromkeys(cs.drives, 0.0)
+    frames = {c: _frame_of(c) for c in cs.drives}
+    drives = set(cs.drives)
+    plays: list[tuple[str, int, NDArray[np.generic]]] = []
+    measured: tuple[str, ...] = qubits
+
+    def align(names: list[str]) -> None:
+        if names:
+            t = max(cursor[c] for c in names)
+            for c in names:
+                cursor[c] = t
+
+    for i, op in enumerate(sequence.ops):
+        at = f"{where}.ops[{i}]"
+        t = type(op)
+        if t is Play:
+            assert isinstance(op, Play)
+            c = _resolve_channel(op.channel, cs, only, f"{at}.channel")
+            w = op.waveform
+            if c in drives:
+                samples: NDArray[np.generic] = w * np.exp(1j * phase[c]) if phase[c] else w
+            else:
+                if np.any(w.imag != 0):
+                    raise ValueError(f"{at}.waveform on {c!r} has complex samples: allowed real flux offsets")
+                x = w.real.copy()
+                limit = cs.reals[c]
+                peak = float(np.abs(x).max())
+                if peak > limit + _SLACK:
+                    s = int(np.argmax(np.abs(x)))
+                    raise ValueError(f"{at}.waveform[{s}] = {float(x[s])!r} on {c!r} is out of range: "
+                                     f"allowed |sample| <= {limit:g} Φ0 (the mode's flux.max_offset)")
+                samples = x
+            plays.append((c, cursor[c], samples))
+            cursor[c] += w.size
+        elif t is VirtualZ:
+            assert isinstance(op, VirtualZ)
+            q = op.frame if op.frame is not None else only
+            if q is None:
+                raise ValueError(f"{at}.frame=None: allowed a mode name on a device with {len(qubits)} "
+                                 f"qubits, one of {list(cs.modes)}")
+            if q not in cs.modes:
+                raise ValueError(f"{at}.frame={q!r} is not a mode of the device: allowed {list(cs.modes)}")
+            at_frame = [c for c, f in frames.items() if f == q]
+            align(at_frame)
+            for c in at_frame:
+                phase[c] += op.phase
+        elif t is Delay:
+            assert isinstance(op, Delay)
+            n = round(op.duration_s / dt)
+            if op.channel is None:
+                align(list(cs.all))
+                for c in cs.all:
+                    cursor[c] += n
+            else:
+                cursor[_resolve_channel(op.channel, cs, None, f"{at}.channel")] += n
+        elif t is Barrier:
+            assert isinstance(op, Barrier)
+            names = [_resolve_channel(c, cs, None, f"{at}.channels") for c in op.channels] or list(cs.all)
+            align(names)
+        elif t is Measure:
+            assert isinstance(op, Measure)
+            for q in op.qubits:
+                if q not in qubits:
+                    raise ValueError(f"{at}.qubits: {q!r} is not a qubit of the device: allowed {list(qubits)}")
+            measured = op.qubits
+        else:  # pragma: no cover - PulseSequence checks the operation types
+            raise TypeError(f"{at} is {t.__name__}")
+    total = max(cursor.values(), default=0)
+    return Schedule(_segments(plays, total, dt), measured, total, dt, tuple(dict.fromkeys(c for c, _, _ in plays)))
+
+
+def _frame_of(channel: str) -> str | None:
+    try:
+        return channel_frame(channel)
+    except ValueError:  # a bring-your-own channel outside the naming scheme has no frame to shift
+        return None
+
+
+def _resolve_channel(name: str | None, cs: ChannelSet, only: str | None, field: str) -> str:
+    if name is None:
+        if only is not None and f"drive:{only}" in cs.drives:
+            return f"drive:{only}"
+        raise ValueError(f"{field}=None: allowed a channel name on a multi-qubit device, one of {_allowed(cs.all)}")
+    if name not in cs.reals and name not in cs.drives:
+        raise ValueError(f"{field}={name!r} is not a channel of the device: allowed {_allowed(cs.all)}")
+    return name
+
+
+def _allowed(names: tuple[str, ...]) -> str:
+    """The allowed names for a message: all of them, or the first few of a large device."""
+    ordered = sorted(names)
+    if len(ordered) <= 12:
+        return str(ordered)
+    return f"{ordered[:8]} … ({len(ordered)} channels)"
+
+
+def _segments(plays: list[tuple[str, int, NDArray[np.generic]]], total: int, dt: float) -> tuple[Segment, ...]:
+    """Merge the plays' intervals into driven windows; the gaps (and the ends) are idle.
+
+    Overlapping plays share a window. A play that starts just as a window ends joins it if
+    its channel already plays there (a flux line's distortion runs from rest at a window's
+    start, so a flux pulse that goes on from another must stay in its window); otherwise it
+    opens a window of its own, so that a drive at one frame followed by a drive at another
+    stays piecewise constant for the engine (one exponential per sample, not substeps).
+    """
+    spans = sorted(((s, s + w.size, c) for c, s, w in plays), key=lambda x: x[0])
+    windows: list[list[int]] = []
+    members: list[set[str]] = []
+    for a, b, c in spans:
+        if windows and (a < windows[-1][1] or (a == windows[-1][1] and c in members[-1])):
+            windows[-1][1] = max(windows[-1][1], b)
+            members[-1].add(c)
+        else:
+            windows.append([a, b])
+            members.append({c})
+    out: list[Segment] = []
+    t = 0
+    for a, b in windows:
+        if a > t:
+            out.append(IdleSegment(t, a - t, t * dt, (a - t) * dt))
+        controls: dict[str, NDArray[np.generic]] = {}
+        for c, s, w in plays:
+            if a <= s < b:
+                if c not in controls:
+                    controls[c] = np.zeros(b - a, dtype=w.dtype)
+                controls[c][s - a:s - a + w.size] = w
+        out.append(DrivenSegment(a, b - a, a * dt, controls))
+        t = b
+    if total > t:
+        out.append(IdleSegment(t, total - t, t * dt, (total - t) * dt))
+    return tuple(out)
