@@ -225,7 +225,9 @@ class Device(Protocol):
         ...
 
     def run(self, sequences: Sequence[PulseSequence], shots: int) -> NDArray[np.int64]:
-        """Run every sequence ``shots`` times; return counts of shape (len(sequences), 2)."""
+        """Run every sequence ``shots`` times; return counts of shape (len(sequences), 2^k)
+        for k measured qubits (first qubit the most significant bit): (len(sequences), 2),
+        i.e. (n0, n1), on a single-qubit device."""
         ...
 
     def advance(self, duration_s: float) -> None:
