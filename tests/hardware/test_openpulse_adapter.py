@@ -80,9 +80,11 @@ def test_stored_properties_follow_brakets_schema(props: oq.BraketDevicePropertie
 
 def test_capabilities_from_properties(backend: BraketBackend) -> None:
     caps = backend.capabilities()
-    assert caps.sample_time_s == {"q0_rf": DT, "q1_rf": DT}
+    assert caps.sample_time_s == {"q0_rf": DT, "q1_rf": DT, "q0_ff": DT}
     assert (caps.granularity, caps.min_samples, caps.max_samples) == (4, 8, 12000)
     assert caps.frames[0] == ir.Frame("q0_rf_frame", "q0_rf", 4.512e9)
+    # The fast-flux line's frame is exposed as a baseband flux frame.
+    assert caps.frame("q0_q1_cphase_frame") == ir.Frame("q0_q1_cphase_frame", "q0_ff", 0.0, kind="flux")
     assert caps.qubits == (0, 1)
 
 
