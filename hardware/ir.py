@@ -26,6 +26,12 @@ declared ``frequency_hz``):
 - Parametric waveforms are sampled at bin mid-points t_k = (k + ½)·dt; Drag is
   u = I + i·β·dI/dt (β in seconds, PHYSICS.md), then rotated by e^{i·angle}.
 
+Multi-qubit programs: every envs channel is one frame of a kind (``Frame.kind``): ``drive``
+(a qubit's line at its frequency), ``cr`` (a control qubit's line at a target's frequency)
+or ``flux`` (a baseband line: real samples, no phase or frequency instruction). Consecutive
+``Acquire`` instructions at the end are one simultaneous readout. ``from_sequence`` with a
+channel map compiles channel sequences (docs/lab_channels.md).
+
 Per-vendor mapping of the phase convention (adapters must apply it; verify on a new
 device with a Ramsey sign check, because mixer wiring can flip it):
 
@@ -294,7 +300,7 @@ def from_channel_sequence(seq: PulseSequence, channels: Mapping[str, Frame], dt_
         fail_field("from_channel_sequence", "channels", channels, "a non-empty map {channel: Frame}")
     chan_mode: dict[str, str] = {}  # channel -> the mode whose frame it plays at ("" for flux)
     for c, f in channels.items():
-        _, mode, at = channel_parts(c)
+        at = channel_parts(c)[2]
         if not isinstance(f, Frame):
             fail_field("from_channel_sequence", f"channels[{c!r}]", f, "a Frame")
         if f.kind != channel_frame_kind(c):
@@ -336,8 +342,8 @@ def from_channel_sequence(seq: PulseSequence, channels: Mapping[str, Frame], dt_
                     used.add(c)
                     body.append(ShiftPhase(channels[c].name, op.phase))
         elif isinstance(op, SeqDelay):
-            frames = () if op.channel is None else (frame_of(op.channel, f"{where}.channel"),)
-            body.append(Delay(op.duration_s, frames))
+            on: tuple[str, ...] = () if op.channel is None else (frame_of(op.channel, f"{where}.channel"),)
+            body.append(Delay(op.duration_s, on))
         elif isinstance(op, SeqBarrier):
             body.append(Barrier(tuple(frame_of(c, f"{where}.channels[]") for c in op.channels)))
         elif isinstance(op, SeqMeasure):

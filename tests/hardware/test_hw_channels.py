@@ -206,7 +206,7 @@ def test_a_frame_declared_with_another_kind_is_refused() -> None:
 def test_two_qubit_program_passes_the_envelope_and_the_shared_checks() -> None:
     p = ir.from_sequence(_two_qubit_sequence(), CHANNELS, DT_S, shots=50)
     assert _envelope().check(p) == []
-    bad = [ir.Acquire(0)] + list(p.instructions)
+    bad = [ir.Acquire(0), *p.instructions]
     v = validate_against(ir.Program(tuple(bad), p.frames, 50, p.qubits), _caps())
     assert [x.limit for x in v] == ["acquire"]
 
