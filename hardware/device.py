@@ -169,6 +169,12 @@ class BackendDevice:
 
         Raises SafetyViolation (nothing submitted) if any sequence of the batch is refused.
         """
+        for i, s in enumerate(sequences):
+            if isinstance(s, PulseSequence) and not s.is_single_qubit:
+                # Refused before the step is counted: nothing was journaled or charged.
+                raise ValueError(f"sequences[{i}] {s.name!r} addresses channels, frames, a Barrier or a "
+                                 f"Measure: allowed single-qubit sequences only on this BackendDevice "
+                                 f"(qubit {self.qubit}, frame {self.frame.name!r})")
         step = self._step
         self._step += 1
         programs = [from_sequence(s, self.frame, self._dt_s, shots=shots, qubit=self.qubit,

@@ -30,28 +30,48 @@ from .waveforms import (
 # -- frames -------------------------------------------------------------------------------
 
 
+# What a frame drives, which decides its safety limits and what it may carry:
+# "drive" a qubit's drive line at that qubit's frequency; "cr" a control qubit's drive line
+# (its port) at a target qubit's frequency (cross-resonance); "flux" a baseband flux line
+# (real samples, no carrier, no phase).
+FRAME_KINDS = ("drive", "cr", "flux")
+
+
 @dataclass(frozen=True)
 class Frame:
-    """A named frame on a port: carrier ``frequency_hz`` and initial ``phase`` (rad)."""
+    """A named frame on a port: carrier ``frequency_hz``, initial ``phase`` (rad) and
+    ``kind`` (one of ``FRAME_KINDS``; a flux frame has frequency 0 and phase 0)."""
 
     name: str
     port: str
     frequency_hz: float
     phase: float = 0.0
+    kind: str = "drive"
 
     def __post_init__(self) -> None:
         name_field("Frame", "name", self.name)
         name_field("Frame", "port", self.port)
         set_field(self, "frequency_hz", real_field("Frame", "frequency_hz", self.frequency_hz, nonnegative=True))
         set_field(self, "phase", real_field("Frame", "phase", self.phase))
+        if self.kind not in FRAME_KINDS:
+            fail_field("Frame", "kind", self.kind, f"one of {FRAME_KINDS}")
+        if self.kind == "flux" and (self.frequency_hz != 0 or self.phase != 0):
+            fail_field("Frame", "frequency_hz/phase", (self.frequency_hz, self.phase),
+                       "(0, 0) on a flux frame (baseband, real samples)")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "port": self.port, "frequency_hz": self.frequency_hz,
-                "phase": self.phase}
+        d: dict[str, Any] = {"name": self.name, "port": self.port,
+                             "frequency_hz": self.frequency_hz, "phase": self.phase}
+        # Drive frames keep the form they had before frames had kinds, so every
+        # single-qubit program and journal hashes as it always did.
+        if self.kind != "drive":
+            d["kind"] = self.kind
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Frame:
-        return cls(str(d["name"]), str(d["port"]), float(d["frequency_hz"]), float(d["phase"]))
+        return cls(str(d["name"]), str(d["port"]), float(d["frequency_hz"]), float(d["phase"]),
+                   str(d.get("kind", "drive")))
 
 
 # -- instructions ---------------------------------------------------------------------------

@@ -66,6 +66,19 @@ class SafetyLimits:
             frequency must stay within ``max_frequency_offset_hz`` of the allowed frame's,
             through every frequency instruction.
         max_frequency_offset_hz: see ``allowed_frames``.
+        max_cr_amplitude: largest |u| on a cross-resonance (``cr``) frame, also bounded by
+            ``max_amplitude``: a CR tone drives a qubit far off its resonance, so it needs
+            large amplitudes and a lab caps them below the single-qubit drive's.
+        max_flux_amplitude: largest |x| on a flux frame (flux and coupler lines), in the
+            line's full scale (the envs' flux offsets in Φ0 on a simulated device).
+        max_flux_slew_per_sample: largest |x[k+1] − x[k]| on a flux frame, edges included
+            (a flux step rings through the line's filters and can excite the qubit).
+        max_flux_energy_s: largest Σx²·dt per flux frame, in seconds (a long, large flux
+            pulse heats the line's attenuators).
+
+    Drive frames are held to ``max_amplitude``, ``max_slew_per_sample`` and
+    ``max_drive_energy_s``; cr frames to the same and to ``max_cr_amplitude``; flux frames
+    to the flux limits only. A frame's kind is the allowed frame's, never the program's.
     """
 
     allowed_frames: tuple[Frame, ...]
@@ -77,6 +90,10 @@ class SafetyLimits:
     max_shots_per_job: int = 10_000
     max_shots_per_day: int = 10_000_000
     max_frequency_offset_hz: float = 50e6
+    max_cr_amplitude: float = 0.5
+    max_flux_amplitude: float = 0.5
+    max_flux_slew_per_sample: float = 0.1
+    max_flux_energy_s: float = 1e-6
 
     def __post_init__(self) -> None:
         frames = tuple(self.allowed_frames)
@@ -85,8 +102,13 @@ class SafetyLimits:
         object.__setattr__(self, "allowed_frames", frames)
         if not (isinstance(self.max_amplitude, int | float) and 0 < self.max_amplitude <= 1):
             raise ValueError(f"SafetyLimits.max_amplitude={self.max_amplitude!r}: allowed (0, 1]")
+        for name in ("max_cr_amplitude", "max_flux_amplitude"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not (isinstance(v, int | float) and 0 < v <= 1):
+                raise ValueError(f"SafetyLimits.{name}={v!r}: allowed (0, 1]")
         for name in ("max_slew_per_sample", "max_pulse_duration_s", "max_program_duration_s",
-                     "max_drive_energy_s", "max_frequency_offset_hz"):
+                     "max_drive_energy_s", "max_frequency_offset_hz", "max_flux_slew_per_sample",
+                     "max_flux_energy_s"):
             _pos(name, getattr(self, name))
         _pos("max_shots_per_job", self.max_shots_per_job, integer=True)
         _pos("max_shots_per_day", self.max_shots_per_day, integer=True)
@@ -100,7 +122,11 @@ class SafetyLimits:
                 "max_drive_energy_s": self.max_drive_energy_s,
                 "max_shots_per_job": self.max_shots_per_job,
                 "max_shots_per_day": self.max_shots_per_day,
-                "max_frequency_offset_hz": self.max_frequency_offset_hz}
+                "max_frequency_offset_hz": self.max_frequency_offset_hz,
+                "max_cr_amplitude": self.max_cr_amplitude,
+                "max_flux_amplitude": self.max_flux_amplitude,
+                "max_flux_slew_per_sample": self.max_flux_slew_per_sample,
+                "max_flux_energy_s": self.max_flux_energy_s}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SafetyLimits:
@@ -207,6 +233,9 @@ class SafetyEnvelope:
                 continue
             if f.port != a.port:
                 out.append(Violation("allowed_frames.port", f.port, repr(a.port), f"frame {f.name!r}"))
+            if getattr(f, "kind", None) != a.kind:
+                out.append(Violation("allowed_frames.kind", getattr(f, "kind", None), repr(a.kind),
+                                     f"frame {f.name!r}"))
             self._freq(out, f.frequency_hz, a, f"frame {f.name!r}")
         if out:
             return out
@@ -264,16 +293,25 @@ class SafetyEnvelope:
             s = np.asarray(s)
             if s.size == 0:
                 continue
-            where = f"frame {name!r}"
+            a = self._allowed.get(name)
+            kind = a.kind if a is not None else "drive"
+            # Drive frames keep the wording refusals always had (journals record it).
+            where = f"frame {name!r}" if kind == "drive" else f"{kind} frame {name!r}"
             if not np.all(np.isfinite(s)):
                 out.append(Violation("finite_samples", int(np.sum(~np.isfinite(s))),
                                      "0 non-finite samples", where))
                 continue
+            if kind == "flux":
+                out += self._flux_trace(s, dt, where)
+                continue
             mag = np.abs(s)
             peak = float(mag.max())
+            k = int(mag.argmax())
             if not peak <= lim.max_amplitude:
-                k = int(mag.argmax())
                 out.append(Violation("max_amplitude", peak, f"<= {lim.max_amplitude!r}",
+                                     f"{where} sample {k}"))
+            if kind == "cr" and not peak <= lim.max_cr_amplitude:
+                out.append(Violation("max_cr_amplitude", peak, f"<= {lim.max_cr_amplitude!r}",
                                      f"{where} sample {k}"))
             # Edges count: the trace starts and ends at zero output.
             slew = float(np.max(np.abs(np.diff(s, prepend=0, append=0))))
@@ -282,4 +320,27 @@ class SafetyEnvelope:
             energy = float(np.sum(mag**2) * dt)
             if not energy <= lim.max_drive_energy_s:
                 out.append(Violation("max_drive_energy_s", energy, f"<= {lim.max_drive_energy_s!r} s", where))
+        return out
+
+    def _flux_trace(self, s: np.ndarray, dt: float, where: str) -> list[Violation]:
+        lim = self.limits
+        out: list[Violation] = []
+        imag = float(np.max(np.abs(s.imag)))
+        if not imag == 0.0:
+            out.append(Violation("flux_real_samples", imag, "0 (a flux line plays real samples)", where))
+        x = s.real
+        mag = np.abs(x)
+        peak = float(mag.max())
+        if not peak <= lim.max_flux_amplitude:
+            out.append(Violation("max_flux_amplitude", peak, f"<= {lim.max_flux_amplitude!r}",
+                                 f"{where} sample {int(mag.argmax())}"))
+        # Edges count: the line rests at zero offset before and after the program.
+        steps = np.abs(np.diff(x, prepend=0, append=0))
+        slew = float(steps.max())
+        if not slew <= lim.max_flux_slew_per_sample:
+            out.append(Violation("max_flux_slew_per_sample", slew, f"<= {lim.max_flux_slew_per_sample!r}",
+                                 f"{where} sample {int(steps.argmax())}"))
+        energy = float(np.sum(x**2) * dt)
+        if not energy <= lim.max_flux_energy_s:
+            out.append(Violation("max_flux_energy_s", energy, f"<= {lim.max_flux_energy_s!r} s", where))
         return out

@@ -51,6 +51,8 @@ class BraketDeviceProperties:
         max_shots: most shots per task.
         drive_port_type: port type of the qubit drive frames exposed to IR programs.
         capture_frame_suffix: ``q{n}`` + this names qubit n's capture frame.
+        flux_port_type: port type of the flux lines (Rigetti: ``ff``, "fast flux"); their
+            frames are exposed to IR programs as flux frames (baseband, 0 Hz).
     """
 
     device_arn: str
@@ -65,6 +67,7 @@ class BraketDeviceProperties:
     max_shots: int
     drive_port_type: str
     capture_frame_suffix: str
+    flux_port_type: str = "ff"
 
     @classmethod
     def from_json(cls, text: str) -> BraketDeviceProperties:
@@ -88,6 +91,11 @@ class BraketDeviceProperties:
     def from_dict(cls, d: Mapping[str, Any]) -> BraketDeviceProperties:
         pulse = d.get("pulse", d)
         extra = d.get("pulsecal", {})
+        if pulse is None:
+            # A device stored without its pulse section: what could not be verified offline.
+            raise ValueError(f"device properties of {d.get('deviceArn', '?')!r} have pulse=None: allowed "
+                             "a 'pulse' section (replace it with AwsDevice(arn).properties.pulse; "
+                             f"{d.get('_comment', '')})".rstrip("; )") + ")")
         try:
             ports = pulse["ports"]
             frames = {}
@@ -120,11 +128,16 @@ class BraketDeviceProperties:
             max_shots=int(extra.get("max_shots", 100_000)),
             drive_port_type=str(extra.get("drive_port_type", "rf")),
             capture_frame_suffix=str(extra.get("capture_frame_suffix", "_ro_rx_frame")),
+            flux_port_type=str(extra.get("flux_port_type", "ff")),
         )
 
     def drive_frames(self) -> tuple[BraketFrame, ...]:
         return tuple(f for f in self.frames.values()
                      if f.direction == "tx" and f.port_type == self.drive_port_type)
+
+    def flux_frames(self) -> tuple[BraketFrame, ...]:
+        return tuple(f for f in self.frames.values()
+                     if f.direction == "tx" and f.port_type == self.flux_port_type)
 
     def capture_frame(self, qubit: int) -> BraketFrame:
         name = f"q{qubit}{self.capture_frame_suffix}"

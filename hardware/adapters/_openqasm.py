@@ -453,18 +453,26 @@ def lift(tree_or_text: Any, props: BraketDeviceProperties, *,
     w = _walk(tree, props)
     if w.violations:
         raise ValueError("program fails the semantic pass: " + "; ".join(map(str, w.violations)))
+    exposed = (props.drive_port_type, props.flux_port_type)
     used = [n for e in w.events if e.kind != "capture" for n in e.frames
-            if props.frames[n].direction == "tx" and props.frames[n].port_type == props.drive_port_type]
+            if props.frames[n].direction == "tx" and props.frames[n].port_type in exposed]
+
+    def device_frame(n: str, port: str, reference_hz: float) -> Frame:
+        if props.frames[n].port_type == props.flux_port_type:
+            return Frame(n, port, 0.0, 0.0, kind="flux")
+        return Frame(n, port, reference_hz, props.frames[n].phase)
+
     if frames is None:
         names = list(dict.fromkeys(used))
-        ir_frames = tuple(Frame(n, props.frames[n].port, props.frames[n].frequency_hz)
+        ir_frames = tuple(device_frame(n, props.frames[n].port, props.frames[n].frequency_hz)
                           for n in names)
     else:
         for f in frames:
             dev = props.frames.get(f.name)
             if dev is None or dev.port != f.port:
                 raise ValueError(f"frame {f.name!r} on port {f.port!r}: allowed a device drive frame")
-        ir_frames = tuple(Frame(f.name, f.port, f.frequency_hz, props.frames[f.name].phase)
+        ir_frames = tuple(device_frame(f.name, f.port, f.frequency_hz) if f.kind != "cr"
+                          else Frame(f.name, f.port, f.frequency_hz, props.frames[f.name].phase, "cr")
                           for f in frames)
     known = {f.name for f in ir_frames}
     missing = sorted(set(used) - known)
@@ -472,12 +480,27 @@ def lift(tree_or_text: Any, props: BraketDeviceProperties, *,
         raise ValueError(f"program plays on frames {missing}: allowed {sorted(known)}")
     dt = next(iter(props.frames.values())).dt_s
     ins: list[Instruction] = []
+    flux = {f.name for f in ir_frames if f.kind == "flux"}
+    # A flux frame's carrier and phase, followed through the text: the IR's flux frames are
+    # baseband, so a play there is faithful only at 0 Hz and phase 0 (mod 2π).
+    carrier = {n: [props.frames[n].frequency_hz, props.frames[n].phase] for n in flux}
     for f in ir_frames:  # the device frame starts at its own frequency, whatever the reference
-        if props.frames[f.name].frequency_hz != f.frequency_hz:
+        if f.name not in flux and props.frames[f.name].frequency_hz != f.frequency_hz:
             ins.append(SetFrequency(f.name, props.frames[f.name].frequency_hz))
     acquired: list[int] = []
     for e in w.events:
+        if e.frames and e.frames[0] in flux and e.kind in ("shift_phase", "set_phase",
+                                                            "shift_frequency", "set_frequency"):
+            c = carrier[e.frames[0]]
+            i = 0 if e.kind.endswith("frequency") else 1
+            c[i] = c[i] + e.value if e.kind.startswith("shift") else e.value
+            continue
         if e.kind == "play":
+            if e.frames[0] in flux:
+                f_hz, ph = carrier[e.frames[0]]
+                if f_hz != 0.0 or math.remainder(ph, 2 * math.pi) != 0.0:
+                    raise ValueError(f"flux frame {e.frames[0]!r} plays at {f_hz!r} Hz, phase {ph!r}: "
+                                     "allowed 0 Hz and phase 0 (baseband flux)")
             ins.append(Play(e.frames[0], Sampled(w.waveforms[e.value], dt)))
         elif e.kind == "shift_phase":
             ins.append(ShiftPhase(e.frames[0], e.value))
@@ -494,10 +517,10 @@ def lift(tree_or_text: Any, props: BraketDeviceProperties, *,
         elif e.kind == "capture":
             qs = props.frames[e.frames[0]].qubits
             acquired.append(qs[0] if qs else 0)
-    if len(acquired) != 1:
-        raise ValueError(f"program captures {len(acquired)} times: allowed exactly one capture_v0")
-    ins.append(Acquire(acquired[0], acquire_duration_s))
-    return Program(tuple(ins), ir_frames, shots, (acquired[0],))
+    if not acquired or len(set(acquired)) != len(acquired):
+        raise ValueError(f"program captures qubits {acquired}: allowed one capture_v0 per measured qubit")
+    ins += [Acquire(q, acquire_duration_s) for q in acquired]
+    return Program(tuple(ins), ir_frames, shots, tuple(acquired))
 
 
 def iter_waveform_samples(tree_or_text: Any, props: BraketDeviceProperties) -> Iterator[tuple[str, np.ndarray]]:

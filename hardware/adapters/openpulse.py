@@ -174,8 +174,16 @@ class BraketBackend:
         if not drive:
             raise ValueError("device properties have no drive frames "
                              f"(tx ports of type {props.drive_port_type!r})")
-        frames = tuple(Frame(f.name, f.port, f.frequency_hz, f.phase) for f in drive)
-        dts = {f.port: f.dt_s for f in drive}
+        # Flux lines play baseband real samples: their frames are declared at 0 Hz and phase 0,
+        # and compile to a set_frequency/set_phase of the device frame first (validate checks
+        # that 0 Hz lies in the frame's permitted window).
+        flux = props.flux_frames()
+        # A drive-port frame mapped to two qubits plays one qubit's line at the other's
+        # frequency: a cross-resonance frame.
+        frames = tuple(Frame(f.name, f.port, f.frequency_hz, f.phase,
+                             kind="cr" if len(f.qubits) == 2 else "drive") for f in drive) \
+            + tuple(Frame(f.name, f.port, 0.0, 0.0, kind="flux") for f in flux)
+        dts = {f.port: f.dt_s for f in drive + flux}
         self.dt_s = next(iter(dts.values()))
         qubits = sorted({q for f in drive for q in f.qubits
                          if f"q{q}{props.capture_frame_suffix}" in props.frames})

@@ -116,14 +116,18 @@ class QibolabJob:
     """The compiled artifact payload: what ``platform.execute`` receives.
 
     ``sequence`` is a qibolab ``PulseSequence``; ``updates`` the channel-config updates
-    (carrier frequencies) for this job; ``acquisition`` the id of the one readout whose
-    results become the counts.
+    (carrier frequencies) for this job; ``acquisition`` the id of the first readout and
+    ``qubit`` its platform qubit; ``acquisitions``/``qubits`` every readout of the job in
+    the program's Acquire order (one bit each of the counts' bitstrings, first the most
+    significant).
     """
 
     sequence: Any
     updates: tuple[Mapping[str, Mapping[str, float]], ...]
     acquisition: Any
     qubit: Any
+    acquisitions: tuple[Any, ...] = ()
+    qubits: tuple[Any, ...] = ()
 
 
 @dataclass
@@ -140,6 +144,7 @@ class _FrameState:
     phase: float = 0.0  # total virtual phase applied so far, in our convention
     cursor: int = 0  # samples
     timed: bool = False  # a Play or Delay has happened on this frame
+    flux: bool = False  # a baseband flux line: real samples, no carrier
     elements: list[Any] = field(default_factory=list)
 
 
@@ -217,6 +222,19 @@ class QibolabBackend:
             frames.append(Frame(f"q{i}_drive", ch, float(platform.config(ch).frequency)))
             drive[i] = f"q{i}_drive"
             sample_time[ch] = self.dt_s
+        # Two-qubit frames after the drive frames, so a platform without them exposes exactly
+        # what it did before: a cross-resonance channel (``drive_extra`` keyed by the target
+        # qubit: this qubit's line at the target's frequency) and a flux line per qubit.
+        for i, q in enumerate(ids):
+            for target, ch in platform.qubits[q].drive_extra.items():
+                if target in ids:
+                    j = ids.index(target)
+                    frames.append(Frame(f"q{i}_q{j}_cr", ch, float(platform.config(ch).frequency), kind="cr"))
+                    sample_time[ch] = self.dt_s
+            ch = platform.qubits[q].flux
+            if ch is not None:
+                frames.append(Frame(f"q{i}_flux", ch, 0.0, kind="flux"))
+                sample_time[ch] = self.dt_s
         if not frames:
             raise BackendError(f"platform {platform.name!r} has no drive channel on qubits {ids}")
         self._caps = Capabilities(
@@ -255,9 +273,13 @@ class QibolabBackend:
             return out
         timed: set[str] = set()
         detuned: set[str] = set()
+        flux = {f.name for f in self._caps.frames if f.kind == "flux"}
         for i, ins in enumerate(program.instructions):
             where = f"instructions[{i}]"
-            if isinstance(ins, SetFrequency | ShiftFrequency):
+            if isinstance(ins, SetFrequency | ShiftFrequency | ShiftPhase | SetPhase) and ins.frame in flux:
+                out.append(Violation("flux_frame", type(ins).__name__, "no phase or frequency "
+                                     "instruction on a flux frame (baseband, real samples)", where))
+            elif isinstance(ins, SetFrequency | ShiftFrequency):
                 if ins.frame in timed:
                     out.append(Violation("frequency_change", type(ins).__name__,
                                          "only before the frame's first Play or Delay (qibolab 0.2 "
@@ -312,14 +334,30 @@ class QibolabBackend:
             raw = self.platform.execute([job.sequence], **options)
         except (ValueError, TypeError, KeyError) as e:
             raise BackendError(f"qibolab rejected the sequence: {type(e).__name__}: {e}") from e
-        states = np.asarray(raw[job.acquisition]).reshape(-1)
-        if states.size != shots:
-            raise BackendError(f"qibolab returned {states.size} single shots: expected {shots}")
-        n1 = int(np.count_nonzero(states >= 0.5))
+        acqs = job.acquisitions or (job.acquisition,)
+        bits = []
+        for acq in acqs:
+            states = np.asarray(raw[acq]).reshape(-1)
+            if states.size != shots:
+                raise BackendError(f"qibolab returned {states.size} single shots: expected {shots}")
+            bits.append(states >= 0.5)
         handle = JobHandle(f"{self.name}:{uuid.uuid4().hex}", job_key)
-        meta = {"job_id": handle.job_id, "backend": self.name, "platform": self.platform.name,
-                "qubit": str(job.qubit), "shots": int(shots)}
-        self._done[job_key] = _Done(handle, Result({"0": int(shots) - n1, "1": n1}, meta))
+        meta: dict[str, Any] = {"job_id": handle.job_id, "backend": self.name,
+                                "platform": self.platform.name, "qubit": str(job.qubit),
+                                "shots": int(shots)}
+        if len(bits) == 1:
+            n1 = int(np.count_nonzero(bits[0]))
+            counts = {"0": int(shots) - n1, "1": n1}
+        else:
+            # Both readouts come from the same shots, so the bitstrings keep correlations.
+            meta["qubits"] = [str(q) for q in job.qubits]
+            index = np.zeros(int(shots), dtype=np.int64)
+            for b in bits:
+                index = 2 * index + b
+            k = len(bits)
+            hist = np.bincount(index, minlength=2**k)
+            counts = {format(v, f"0{k}b"): int(n) for v, n in enumerate(hist)}
+        self._done[job_key] = _Done(handle, Result(counts, meta))
         return handle
 
     def find(self, job_key: str) -> JobHandle | None:
@@ -373,6 +411,13 @@ class QibolabBackend:
                              envelope=qibolab.Custom(i_=np.ascontiguousarray(w.real),
                                                      q_=np.ascontiguousarray(w.imag)))
 
+    def _flux_pulse(self, wf: Any, n: int) -> Any:
+        # The emulator's flux term reads the I envelope only: the real samples go there.
+        qibolab = _import_qibolab()
+        x = np.ascontiguousarray(self._samples(wf).real)
+        return qibolab.Pulse(duration=self._duration_ns(n), amplitude=1.0,
+                             envelope=qibolab.Custom(i_=x, q_=np.zeros_like(x)))
+
     def _samples(self, wf: Any) -> np.ndarray:
         if isinstance(wf, Sampled):
             return np.asarray(wf.samples_on(self.dt_s))
@@ -394,7 +439,7 @@ class QibolabBackend:
         for f in program.frames:
             ch = caps_frames[f.name].port
             st[f.name] = _FrameState(channel=ch, ref_hz=f.frequency_hz, freq_hz=f.frequency_hz,
-                                     phase=f.phase)
+                                     phase=f.phase, flux=caps_frames[f.name].kind == "flux")
         order: list[tuple[str, Any]] = []
 
         def emit(name: str, element: Any) -> None:
@@ -410,15 +455,14 @@ class QibolabBackend:
                 st[name].cursor += n
                 st[name].timed = True
 
-        acquisition = None
-        acq_qubit = None
+        acq_qubits: list[Any] = []
         for ins in program.instructions:
             if isinstance(ins, Play):
                 s = st[ins.frame]
                 n = self._n_samples(ins.waveform)
                 # The frame's accumulated phase rides on the pulse as VirtualZ elements
                 # already emitted, so the pulse carries only its own angle.
-                emit(ins.frame, self._pulse(ins.waveform, n))
+                emit(ins.frame, self._flux_pulse(ins.waveform, n) if s.flux else self._pulse(ins.waveform, n))
                 s.cursor += n
                 s.timed = True
                 wait(ins.frame, self._pad(n, play=True) - n)
@@ -444,24 +488,30 @@ class QibolabBackend:
                 for x in names:
                     wait(x, top - st[x].cursor)
             elif isinstance(ins, Acquire):
-                top = max(s.cursor for s in st.values())
-                for x in st:
-                    wait(x, top - st[x].cursor)
-                acq_qubit = self._qubit_ids[ins.qubit]
-                mz = self.platform.natives.single_qubit[acq_qubit].MZ.create_sequence()
-                seq = qibolab.PulseSequence(order)
-                seq |= mz  # qibolab's pipe: the readout starts after every drive ends
-                acquisition = seq.acquisitions[-1][1].id
-                order = list(seq)
+                # validate() keeps Acquires at the end: they form one simultaneous readout.
+                acq_qubits.append(self._qubit_ids[ins.qubit])
+        if not acq_qubits:  # validate() guarantees an Acquire; keep mypy and readers sure
+            raise BackendError("program has no Acquire")
+        top = max(s.cursor for s in st.values())
+        for x in st:
+            wait(x, top - st[x].cursor)
+        mz = qibolab.PulseSequence()
+        ids = []
+        for q in acq_qubits:
+            one = self.platform.natives.single_qubit[q].MZ.create_sequence()
+            ids.append(one.acquisitions[-1][1].id)
+            mz.extend(one)  # readout channels of different qubits: they start together
+        seq = qibolab.PulseSequence(order)
+        seq |= mz  # qibolab's pipe: the readouts start after every drive ends
         updates: dict[str, dict[str, float]] = {}
         for s in st.values():
+            if s.flux:
+                continue
             configured = float(self.platform.config(s.channel).frequency)
             if s.freq_hz != configured:
                 updates[s.channel] = {"frequency": s.freq_hz}
-        if acquisition is None:  # validate() guarantees one Acquire; keep mypy and readers sure
-            raise BackendError("program has no Acquire")
-        return QibolabJob(qibolab.PulseSequence(order), (updates,) if updates else (),
-                          acquisition, acq_qubit)
+        return QibolabJob(seq, (updates,) if updates else (), ids[0], acq_qubits[0],
+                          tuple(ids), tuple(acq_qubits))
 
 
 def qibolab_backend(platform: str, *, platforms_dir: str | None = None, virtual_z_sign: int = -1) -> QibolabBackend:

@@ -210,7 +210,9 @@ def test_unknown_frame_and_amplitude_are_violations(emulator: QibolabBackend) ->
 
 def test_dummy_platform_plumbing(dummy: QibolabBackend) -> None:
     caps = dummy.capabilities()
-    assert len(caps.frames) == len(dummy.platform.qubits) and caps.qubits == tuple(range(5))
+    # A drive frame per qubit first, then the flux lines the dummy platform also has.
+    assert [f.name for f in caps.frames] == [f"q{i}_drive" for i in range(5)] + [f"q{i}_flux" for i in range(5)]
+    assert {f.kind for f in caps.frames[5:]} == {"flux"} and caps.qubits == tuple(range(5))
     f = caps.frames[2]
     prog = ir.Program((ir.Play(f.name, ir.Drag(40e-9, 10e-9, 0.3, 0.2e-9)), ir.Acquire(2)), (f,), 64, (2,))
     g = _guarded(dummy)
