@@ -270,11 +270,14 @@ def multirun_exit_code() -> int | None:
 def undo_refused_multirun() -> None:
     """After the multirun stopped on a refused qubit: remove what it created in the launching
     process (``multirun.yaml`` and the folders up to the first one that existed before),
-    or put back an earlier run's ``multirun.yaml``. Only empty folders are removed, so a
-    sweep folder that holds a qubit's data stays."""
+    or put back an earlier run's ``multirun.yaml``. Only empty folders are removed; when
+    another qubit of the same command ran (its line is in the outcome log), the command's
+    ``multirun.yaml`` stays with its data."""
     if not _current:
         return
     m = _current.pop()
+    if run_outcomes(m.sweep_dir, m.run_id):
+        return
     yaml_path = m.sweep_dir / "multirun.yaml"
     if m.multirun_yaml is not None:
         yaml_path.write_bytes(m.multirun_yaml)

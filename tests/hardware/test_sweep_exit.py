@@ -110,3 +110,15 @@ def test_joblib_launcher_exits_with_the_stop_code(tmp_path: Path) -> None:
     r = _cli(["-m", "qubit=0", "max_steps=1", "sweep.name=ok", "hydra/launcher=local"], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert os.getpid() not in {x["pid"] for x in lines} and len(_run_ids(tmp_path / "runs/sweep/sweep")) == 1
+
+
+def test_a_partly_refused_sweep_keeps_the_qubits_that_ran(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """qubit=0,-1: qubit 0 runs, qubit -1 is refused. The command exits 2 and removes only
+    the refused qubit's folder; qubit 0's session and the command's multirun.yaml stay."""
+    assert _console(monkeypatch, tmp_path, "-m", "qubit=0,-1", "max_steps=1") == 2
+    assert "qubit" in capsys.readouterr().err
+    root = tmp_path / "runs/sweep/sweep"
+    names = {p.name for p in root.iterdir()}
+    assert {"multirun.yaml", "outcomes.jsonl", "q0"} <= names and not any(n.startswith("q-") for n in names)
+    assert (root / "q0/journal.jsonl").is_file()
