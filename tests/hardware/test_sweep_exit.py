@@ -29,12 +29,12 @@ def _console(monkeypatch: pytest.MonkeyPatch, cwd: Path, *args: str) -> int:
     return 0
 
 
-def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def _cli(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     exe = Path(sys.executable).with_name("pulsecal-replay")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-c", "from pulsecal.scripts.replay import main; main()"]
     return subprocess.run([*cmd, *args, "plots=false", "sweep.plots=false"], cwd=cwd, capture_output=True,
                           text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "PYTHONHASHSEED": "0"})
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "PYTHONHASHSEED": "0", **env})
 
 
 def _listing(root: Path) -> dict[str, bytes | None]:
@@ -106,9 +106,6 @@ def test_joblib_launcher_exits_with_the_stop_code(tmp_path: Path) -> None:
     assert r.returncode == 4, r.stderr[-3000:]
     lines = [json.loads(t) for t in (tmp_path / "runs/sweep/sweep" / OUTCOMES).read_text().splitlines()]
     assert sorted(x["qubit"] for x in lines) == [0, 1] and {x["code"] for x in lines} == {4}
-    # A sweep whose qubits all finish exits 0.
-    r = _cli(["-m", "qubit=0", "max_steps=1", "sweep.name=ok", "hydra/launcher=local"], tmp_path)
-    assert r.returncode == 0, r.stderr[-3000:]
     assert os.getpid() not in {x["pid"] for x in lines} and len(_run_ids(tmp_path / "runs/sweep/sweep")) == 1
 
 
@@ -122,3 +119,19 @@ def test_a_partly_refused_sweep_keeps_the_qubits_that_ran(tmp_path: Path, monkey
     names = {p.name for p in root.iterdir()}
     assert {"multirun.yaml", "outcomes.jsonl", "q0"} <= names and not any(n.startswith("q-") for n in names)
     assert (root / "q0/journal.jsonl").is_file()
+
+
+@pytest.mark.slow  # starts a private Ray instance twice (~20 s each on 2 cores)
+@pytest.mark.filterwarnings(r"ignore:(?s).*is validated against ConfigStore schema")
+def test_ray_launcher_exits_with_the_stop_code_and_a_refusal_leaves_nothing(tmp_path: Path) -> None:
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher")
+    home = tmp_path / "home"
+    for name in ("a", "b", "home"):
+        (tmp_path / name).mkdir()
+    ray = ["hydra/launcher=ray", "hydra.launcher.ray.init.num_cpus=2"]
+    env = {"RAY_AUTH_MODE": "disabled", "HOME": str(home), "RAY_USAGE_STATS_ENABLED": "0"}
+    r = _cli(["-m", "qubit=0,1", "budget_shots=350", "max_steps=2", *ray], tmp_path / "a", **env)
+    assert r.returncode == 4, r.stderr[-3000:]
+    r = _cli(["-m", "qubit=0,1", "env.shot_budget=0", *ray], tmp_path / "b", **env)
+    assert r.returncode == 2 and "error: env.shot_budget" in r.stderr, r.stderr[-3000:]
+    assert list((tmp_path / "b").iterdir()) == []
