@@ -12,9 +12,10 @@ Where the refusal lives follows who ends the episode:
 - truncation is the time limit's, and ``gym.make`` puts ``TimeLimit`` outside every other
   wrapper, so nothing inside it can see the limit (``gym.make(id, max_episode_steps=K)``
   tells only ``TimeLimit``). ``EpisodeEndEnforcing`` refuses after either end and has to
-  sit outside ``TimeLimit``; ``make`` builds an env with it there. Gymnasium refuses
-  ``additional_wrappers`` in a spec with a ``vector_entry_point``, so the registered ids
-  cannot add it themselves.
+  sit outside ``TimeLimit``: every registered pulsecal id lists it in its spec's
+  ``additional_wrappers``, which ``gym.make`` applies there (``registration`` says how
+  ``gym.make_vec`` still builds the vector entry point). ``make`` adds it to an env whose
+  spec does not.
 
 Vector envs never raise for this: they autoreset (``BatchedVectorEnv`` in Gymnasium's
 next-step mode, the SB3 adapter in the same step).
@@ -64,5 +65,9 @@ class EpisodeEndEnforcing(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConst
 
 def make(env_id: str, **kwargs: Any) -> gym.Env[Any, Any]:
     """``gym.make(env_id, **kwargs)`` with ``EpisodeEndEnforcing`` outside its ``TimeLimit``,
-    so that a step after truncation is refused as well as one after termination."""
-    return EpisodeEndEnforcing(gym.make(env_id, **kwargs))
+    so that a step after truncation is refused as well as one after termination (a
+    pulsecal id's spec already puts it there; it is not added twice)."""
+    env = gym.make(env_id, **kwargs)
+    if isinstance(env, EpisodeEndEnforcing):
+        return env
+    return EpisodeEndEnforcing(env)

@@ -252,6 +252,11 @@ class QubitJob:
         if not (isinstance(self.budget_headroom, int | float) and math.isfinite(self.budget_headroom)
                 and self.budget_headroom >= 0):
             raise ValueError(f"QubitJob.budget_headroom={self.budget_headroom!r}: allowed a finite number >= 0")
+        # Checked here, before the job's folder is touched, not when run_qubit first uses them.
+        for name in ("total_shots", "session_budget_shots"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"QubitJob.{name}={v!r}: allowed an integer >= 1 or None")
         object.__setattr__(self, "sweep_dir", Path(self.sweep_dir))
         if self.params_store is not None:
             object.__setattr__(self, "params_store", Path(self.params_store))

@@ -12,33 +12,45 @@ import warnings
 
 import hydra
 from hydra.errors import HydraException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from pulsecal.agents.pipelines.console import format_error
 from pulsecal.agents.pipelines.replay import EXIT_CODES, exit_code, outcome_line, replay
+from pulsecal.agents.pipelines.sweep import (
+    discard_job_record,
+    forget_multirun,
+    multirun_exit_code,
+    record_outcome,
+    undo_refused_multirun,
+)
 from pulsecal.configs.schema import ConfigError
 from pulsecal.hardware.replay import ReplayDivergence, SettingsMismatch
 from pulsecal.hardware.session_lock import SessionBusy
 from pulsecal.hardware.sweep import BUSY
 
-# The exit codes of the sweep qubits this process ran (the basic launcher runs them here;
-# other launchers run them elsewhere and report through status.json and the summary).
-# A session or qubit another process holds is refused inside the job, so the message is
-# one line (Hydra prefixes an escaping error with a line of its own) and the other jobs
-# of a multirun go on.
-_qubit_codes: list[int] = []
+# A sweep qubit's job prints its one line and logs its exit code in the sweep's outcome
+# log; the launching process reads its multirun's codes back from there, so the exit
+# status is the same with the basic, joblib, Ray or SLURM launcher. A session or qubit
+# another process holds is refused inside the job, so the message is one line (Hydra
+# prefixes an escaping error with a line of its own) and the other jobs of a multirun go
+# on. A refused qubit raises (Hydra stops the multirun after the batch, exit 2) once it has
+# removed the folder Hydra made for it.
 
 
 @hydra.main(version_base="1.3", config_path="pkg://pulsecal.configs", config_name="replay")
 def _hydra_main(cfg: DictConfig) -> None:
     if cfg.get("qubit") is not None:  # one qubit of a sweep: a QubitOutcome
-        r = replay(cfg)
+        try:
+            r = replay(cfg)
+        except (ValueError, OmegaConfBaseException, HydraException):
+            discard_job_record()
+            raise
         if r.state == BUSY:
             print(f"error: qubit {r.qubit}: {r.error}", file=sys.stderr)
         else:
             print(outcome_line(r))
-        _qubit_codes.append(exit_code(r))
+        record_outcome(OmegaConf.to_container(cfg, resolve=True), r, exit_code(r))  # type: ignore[arg-type]
         return
     try:
         r = replay(cfg)
@@ -80,16 +92,17 @@ def main() -> None:
     # purpose (hydra/launcher=ray); Hydra 1.3 validates it against the plugin's schema and
     # warns that this matching is deprecated. The validation is welcome, the warning is noise.
     warnings.filterwarnings("ignore", message=r"(?s).*'hydra/launcher/ray' is validated against ConfigStore")
-    _qubit_codes.clear()
+    forget_multirun()
     try:
         _hydra_main()
     except (HydraException, OmegaConfBaseException, ValueError) as err:
+        undo_refused_multirun()  # a sweep: what its launching process created
         print(_refusal(err), file=sys.stderr)
         sys.exit(EXIT_CODES["refused"])
-    # A sweep exits with the code of its first qubit (in run order) that did not finish.
-    failed = [c for c in _qubit_codes if c]
-    if failed:
-        sys.exit(failed[0])
+    # A sweep exits with the code of its lowest-numbered qubit that did not finish.
+    code = multirun_exit_code()
+    if code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

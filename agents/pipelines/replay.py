@@ -140,6 +140,9 @@ class SweepConf:
     qubits: list[int] | None = None  # the qubits the summary expects (missing ones: pending)
     coherence_factor: float = 2.0
     plots: bool = True
+    # Tags this multirun's outcome lines (agents.pipelines.sweep.record_outcome); set once
+    # per multirun by replay.yaml's ${now:...}.
+    run_id: str = ""
 
 
 @dataclass

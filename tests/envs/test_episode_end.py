@@ -71,6 +71,30 @@ def test_plain_gym_make_refuses_a_step_after_termination(env_id: str) -> None:
     env.step(env.action_space.sample())
 
 
+@pytest.mark.parametrize(("env_id", "limit"), [(i, 3) for i in ENV_IDS] + [(i, None) for i in TRUNCATED])
+def test_plain_gym_make_refuses_a_step_after_truncation(env_id: str, limit: int | None) -> None:
+    """The registered spec puts EpisodeEndEnforcing outside TimeLimit: a plain gym.make env
+    refuses after truncation by the registered limit (PulseShaping) or by any override."""
+    env = gym.make(env_id) if limit is None else gym.make(env_id, max_episode_steps=limit)
+    steps, _, trunc, _ = _run_to_end(env)
+    assert trunc and steps == (limit or gym.spec(env_id).max_episode_steps)
+    state = (_shots_used(env.unwrapped.core), env.unwrapped.device.clock_s)
+    for _ in range(2):
+        with pytest.raises(ResetNeeded, match=rf"{env_id}: the episode ended \(truncated\) at step {steps}; "
+                                              r"call reset\(\) before step\(\)"):
+            env.step(env.action_space.sample())
+    # The refused step measured nothing: no shot, no device time.
+    assert (_shots_used(env.unwrapped.core), env.unwrapped.device.clock_s) == state
+    assert _run_to_end(env, seed=1)[2]
+
+
+def test_the_wrapper_is_not_added_twice_and_survives_a_spec_round_trip() -> None:
+    env = make("pulsecal/PulseShaping-v0")
+    assert isinstance(env, EpisodeEndEnforcing) and not isinstance(env.env, EpisodeEndEnforcing)
+    again = gym.make(env.spec)
+    assert isinstance(again, EpisodeEndEnforcing) and not isinstance(again.env, EpisodeEndEnforcing)
+
+
 def test_direct_construction_refuses_before_reset_and_after_termination() -> None:
     env = GateCalibrationEnv()
     with pytest.raises(ResetNeeded, match=r"before calling env.reset\(\)"):
@@ -169,6 +193,33 @@ def test_gymnasium_sync_vector_env_over_the_single_envs_never_steps_an_ended_cop
         terminations += int(term.sum())
         assert (info["shots_used"] <= 1000).all()
     assert terminations >= 4
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_make_vec_builds_the_vector_entry_point_by_default(env_id: str) -> None:
+    """Gymnasium refuses additional_wrappers for a vector entry point; the registered
+    spec's wrapper for gym.make must not stop gym.make_vec's default mode."""
+    venv = gym.make_vec(env_id, num_envs=2)
+    assert type(venv).__name__ == ENV_SPECS[env_id][1].rsplit(":", 1)[1]
+    assert venv.max_episode_steps == gym.spec(env_id).max_episode_steps
+    assert venv.unwrapped.spec is not None and venv.unwrapped.spec.additional_wrappers == ()
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_sync_vector_env_autoresets_after_truncation(env_id: str) -> None:
+    """SyncVectorEnv (next-step autoreset) over single envs truncated by TimeLimit resets
+    the ended copies instead of stepping them: no refusal, no reward on the reset step."""
+    venv = gym.make_vec(env_id, num_envs=2, vectorization_mode="sync", max_episode_steps=3)
+    venv.reset(seed=0)
+    venv.action_space.seed(0)
+    truncations = 0
+    ended = np.zeros(2, dtype=np.bool_)
+    for _ in range(8):
+        _, rew, term, trunc, _ = venv.step(venv.action_space.sample())
+        assert not rew[ended].any() and not (term | trunc)[ended].any()
+        truncations += int(trunc.sum())
+        ended = term | trunc
+    assert truncations == 4  # steps 3 and 7 of each copy (step 4 was the reset)
 
 
 @pytest.mark.parametrize("shape", [(3,), (2, 4), (1, 3), (3, 3), (2, 3, 1)])
