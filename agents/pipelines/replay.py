@@ -192,6 +192,7 @@ register_replay_configs()
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 # ``Class.field=value: problem`` or ``field=value ...``: a library's refusal of one setting.
 _FIELD = re.compile(r"^(?:\w+\.)?(\w+)=(.*)$", re.S)
+_UNEXPECTED = re.compile(r"unexpected keyword argument '(\w+)'")
 
 
 def _checked_name(key: str, value: Any) -> str:
@@ -476,12 +477,26 @@ def session_env_instance(env_id: str, env: Mapping[str, Any]) -> Any:
     ``ConfigError`` named as the replay config names it (``env.<key>``)."""
     from pulsecal.hardware.replay import session_env_class
 
+    cls = session_env_class(env_id)
     try:
-        return session_env_class(env_id)(**env)
+        return cls(**env)
+    except TypeError as err:
+        # An option the env does not take: name it as the config does, with the env's options.
+        m = _UNEXPECTED.search(str(err))
+        if m and m.group(1) in env:
+            import inspect
+
+            config = getattr(getattr(cls, "core_class", None), "config_class", None)
+            fields = inspect.signature(config).parameters if config is not None else {}
+            params = sorted({*fields, *inspect.signature(cls).parameters} - {"self", "kwargs"})
+            raise ConfigError(f"env.{m.group(1)}", f"is not an option of {env_id}: allowed {params}") from None
+        raise
     except ValueError as err:
         m = _FIELD.match(str(err))
         if m and m.group(1) in env:
             raise ConfigError(f"env.{m.group(1)}", m.group(2)) from err
+        if "device" in env and str(err).startswith("device preset "):
+            raise ConfigError("env.device", str(err)) from err
         raise
 
 
@@ -532,7 +547,10 @@ def session_env(c: dict[str, Any], *, log: bool = True) -> tuple[dict[str, Any],
         for line in [*merged.describe(), *mismatch]:
             print(line, flush=True)
     env = rp.env_to_kwargs(merged.settings)
-    gate_s = float(env.get("gate_duration_s") or _preset_gate(env.get("device", "transmon_20ns")))
+    try:
+        gate_s = float(env.get("gate_duration_s") or _preset_gate(env.get("device", "transmon_20ns")))
+    except ValueError as err:
+        raise ConfigError("env.device", str(err)) from err
     return env, gate_s
 
 

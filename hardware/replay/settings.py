@@ -40,7 +40,18 @@ def session_env_class(env_id: str) -> Any:
         spec = gym.spec(env_id)
     except gym.error.Error as exc:
         raise ValueError(f"env_id={env_id!r} is not registered: {exc}") from None
-    entry = spec.entry_point
+    cls = _entry_class(spec.entry_point)
+    if not callable(getattr(cls, "calibration_state", None)):
+        # A session replays a calibration: it binds policies to the env's calibration state
+        # and reports the calibrated gate, which only the calibration envs have.
+        allowed = sorted(i for i, sp in gym.registry.items()
+                         if i.startswith("pulsecal/")
+                         and callable(getattr(_entry_class(sp.entry_point), "calibration_state", None)))
+        raise ValueError(f"env_id={env_id!r} is not a calibration env a session can replay: allowed {allowed}")
+    return cls
+
+
+def _entry_class(entry: Any) -> Any:
     if not isinstance(entry, str):
         return entry
     module, _, name = entry.partition(":")

@@ -46,7 +46,7 @@ def _listing(root: Path) -> dict[str, bytes | None]:
 REFUSED = [
     (["env.shot_budget=0"], "env.shot_budget"),
     (["budget_shots=0"], "budget_shots"),
-    (["env.device=no_such_preset"], "device preset 'no_such_preset' is unknown"),
+    (["env.device=no_such_preset"], "env.device: device preset 'no_such_preset' is unknown"),
     (["miscalibration.amplitude_rel=nan"], "miscalibration.amplitude_rel"),
     (["policy=onnx"], "policy.folder"),
     (["sweep.total_shots=0"], "sweep.total_shots"),
