@@ -71,6 +71,7 @@ class VerificationConf:
     min_contrast: float | None = None
     z_alarm: float | None = None
     samples: int | None = None
+    max_train_s: float | None = None
 
 
 @dataclass

@@ -116,6 +116,9 @@ class VerificationSettings:
         z_alarm: one-sided z-score at which the decay or leakage test fails (3: 0.13 %
             false alarms per test on a device that behaves as stated).
         samples: Monte Carlo samples of the error posterior (fixed seed: deterministic).
+        max_train_s: longest identity train (s), e.g. a backend's longest program; None:
+            ``train_fraction``/Γ alone sets the length. A shorter train sees less of a
+            faster decay (docs/verification.md).
     """
 
     shots_per_check: int = 32
@@ -128,6 +131,7 @@ class VerificationSettings:
     min_contrast: float = 0.3
     z_alarm: float = 3.0
     samples: int = 20000
+    max_train_s: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("shots_per_check", "reference_shots"):
@@ -153,6 +157,9 @@ class VerificationSettings:
                 "VerificationSettings.z_alarm", self.z_alarm, "> 0")
         require(isinstance(self.samples, int) and 1000 <= self.samples <= 10**6,
                 "VerificationSettings.samples", self.samples, "an integer in [1000, 1e6]")
+        if self.max_train_s is not None:
+            require(0 < finite("VerificationSettings.max_train_s", self.max_train_s) <= 1.0,
+                    "VerificationSettings.max_train_s", self.max_train_s, "None or (0, 1] s")
 
     @property
     def n_checks(self) -> int:
@@ -215,9 +222,14 @@ def checks(settings: VerificationSettings, gate_s: float, stated: StatedCoherenc
 
 
 def train_blocks(settings: VerificationSettings, gate_s: float, stated: StatedCoherence) -> int:
-    """Blocks X·X̄·X̄·X of the identity trains: ``train_fraction``/Γ long, 1…4000."""
+    """Blocks X·X̄·X̄·X of the identity trains: ``train_fraction``/Γ long, 1…4000, the odd
+    train at most ``max_train_s`` long."""
     t = settings.train_fraction * 2.0 / (1.0 / stated.t1_s + 1.0 / stated.t2_s)
-    return int(min(4000, max(1, round(t / (4 * gate_s)))))
+    n = min(4000, max(1, round(t / (4 * gate_s))))
+    if settings.max_train_s is not None:
+        # The odd train, (4n + 1) gates, within max_train_s.
+        n = min(n, max(1, int((settings.max_train_s / gate_s - 1) // 4)))
+    return int(n)
 
 
 def _decay(check: Check, stated: StatedCoherence) -> float:

@@ -330,6 +330,7 @@ EXIT_CODES: dict[str, int] = {
     "safety_refused": 5,
     "action_out_of_range": 6,
     "backend_failed": 7,  # a job lost beyond the retry policy; rerun to resume
+    "verdict_failed": 8,  # finished, but its verification's verdict is ``failed: <reason>``
 }
 
 
@@ -342,6 +343,9 @@ def exit_code(result: Any) -> int:
     if reason is not None:
         return EXIT_CODES[reason]
     state = getattr(result, "state", sw.FINISHED)
+    verdict = getattr(result, "verdict", None)
+    if verdict is not None and not verdict.calibrated:
+        return EXIT_CODES["verdict_failed"]
     if state == sw.FINISHED:
         return EXIT_CODES["finished"]
     if state == sw.BUSY:
@@ -363,7 +367,9 @@ def outcome_line(result: Any) -> str:
                 f"{result.ledger_shots} shots; report in {result.folder} ({then})")
     return (f"session {rep['session_id']}: {rep['env_steps']} steps, {result.ledger_shots} shots, "
             f"estimated infidelity {rep['estimated_infidelity_initial']:.3g} -> "
-            f"{rep['estimated_infidelity_final']:.3g}; report in {result.folder}")
+            f"{rep['estimated_infidelity_final']:.3g}"
+            + (f"; verdict {result.verdict.describe()}" if getattr(result, "verdict", None) is not None else "")
+            + f"; report in {result.folder}")
 
 
 def replay(cfg: DictConfig) -> Any:
