@@ -338,10 +338,14 @@ class DragCalibrationCore(BatchedCore):
             groups.setdefault(id(self.task.gates[idx[j]]), []).append(j)
         for js in groups.values():
             rows = [idx[j] for j in js]
-            stated = [self.stated[i] or stated_coherence_of(self.devices[i]) for i in rows]
+            stated: list[StatedCoherence] = []
+            for i in rows:
+                sc = self.stated[i] or stated_coherence_of(self.devices[i])
+                assert sc is not None  # (a device without truth needs the reset option: checked there)
+                stated.append(sc)
             left = [int(self.cfg.shot_budget - self.task.shots_used[i]) for i in rows]
             got = verify_devices([self.devices[i] for i in rows], self.task.gates[rows[0]], self.params[rows],
-                                 stated, s, left)  # type: ignore[arg-type]  (checked at reset)
+                                 stated, s, left)
             for j, i, v in zip(js, rows, got, strict=True):
                 self.task.shots_used[i] += v.shots_used
                 out[j] = v

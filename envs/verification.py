@@ -161,6 +161,15 @@ class VerificationSettings:
             require(0 < finite("VerificationSettings.max_train_s", self.max_train_s) <= 1.0,
                     "VerificationSettings.max_train_s", self.max_train_s, "None or (0, 1] s")
 
+    @classmethod
+    def compact(cls, **changes: Any) -> VerificationSettings:
+        """The same checks at a quarter of the shots (160: 8 per family check, 16 per
+        readout check and train), for budgets of a few hundred shots. Every depth is kept
+        (the shallow ones unwrap the deep ones, so a large residual cannot alias onto a
+        small one); the price is a wider interval, so more gates end ``budget_too_small``
+        (docs/verification.md has the measured rates)."""
+        return cls(**{"shots_per_check": 8, "reference_shots": 16, **changes})
+
     @property
     def n_checks(self) -> int:
         """Checks run with ``shots_per_check`` (readout and trains: ``reference_shots``)."""

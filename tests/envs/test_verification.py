@@ -120,3 +120,26 @@ def test_verdict_round_trips_through_json_and_settings_refuse_unknown_keys() -> 
         VerificationSettings.from_mapping({"shots_per_chek": 3})
     with pytest.raises(ValueError, match="t2_s"):
         StatedCoherence(1e-4, 3e-4)
+
+
+def test_compact_settings_cost_160_shots_keep_every_depth_and_still_catch_a_residual() -> None:
+    c, d = VerificationSettings.compact(), VerificationSettings()
+    assert c.shots == 160 and d.shots == 640
+    assert (c.amplitude_depths, c.drag_depths, c.ramsey_delays_s) == (d.amplitude_depths, d.drag_depths,
+                                                                      d.ramsey_delays_s)
+    dev = _device(seed=4)
+    p = _optimal(dev)
+    p[0, 0] *= 1.03  # a 3 % amplitude error: 1 − F ≈ 1.5e-3, 15× the limit
+    v = verify_devices([dev], GATE, p, [stated_coherence_of(dev)], c)[0]
+    assert not v.calibrated and v.reason == Reason.RESIDUAL_ERROR and v.limiting == "amplitude"
+    assert v.shots_used == 160
+
+
+def test_identity_trains_are_kept_within_max_train_s() -> None:
+    stated = StatedCoherence(100e-6, 100e-6)
+    long = checks(VerificationSettings(), 20e-9, stated)
+    short = checks(VerificationSettings(max_train_s=19e-6), 20e-9, stated)
+    odd = next(c for c in short if c.name.startswith("train_odd"))
+    assert odd.duration_s <= 19e-6 < next(c for c in long if c.name.startswith("train_odd")).duration_s
+    with pytest.raises(ValueError, match="max_train_s"):
+        VerificationSettings(max_train_s=0.0)

@@ -91,7 +91,7 @@ def test_a_session_resumed_inside_its_verification_spends_its_shots_once(tmp_pat
 
 def test_a_failed_verdict_is_reported_with_its_reason_and_exit_code(tmp_path: Path) -> None:
     # The ledger's budget leaves the verification 100 shots: it runs nothing and fails.
-    result, backend = _run(tmp_path / "s", _settings(budget_shots=ENV_SHOTS + 100))
+    result, _ = _run(tmp_path / "s", _settings(budget_shots=ENV_SHOTS + 100))
     assert result.stop is None and result.verdict is not None
     assert result.verdict.reason == "budget_too_small" and result.ledger_shots == ENV_SHOTS
     rep = json.loads((tmp_path / "s" / "report.json").read_text())
