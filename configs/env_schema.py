@@ -72,6 +72,7 @@ class VerificationConf:
     z_alarm: float | None = None
     samples: int | None = None
     max_train_s: float | None = None
+    t1_delay_fraction: float | None = None
 
 
 @dataclass

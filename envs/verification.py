@@ -118,7 +118,11 @@ class VerificationSettings:
         samples: Monte Carlo samples of the error posterior (fixed seed: deterministic).
         max_train_s: longest identity train (s), e.g. a backend's longest program; None:
             ``train_fraction``/Γ alone sets the length. A shorter train sees less of a
-            faster decay (docs/verification.md).
+            faster decay (docs/verification.md). It bounds the T1 delay check too.
+        t1_delay_fraction: None (off), or the delay of a T1 check X·τ in units of the
+            stated T1 (ln 2 = 0.693: where a T1 half the stated one loses most against
+            it); it runs with ``reference_shots`` and fails the gate as
+            ``DECAY_FASTER_THAN_COHERENCE`` like the identity trains.
     """
 
     shots_per_check: int = 32
@@ -132,6 +136,7 @@ class VerificationSettings:
     z_alarm: float = 3.0
     samples: int = 20000
     max_train_s: float | None = None
+    t1_delay_fraction: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("shots_per_check", "reference_shots"):
@@ -160,6 +165,9 @@ class VerificationSettings:
         if self.max_train_s is not None:
             require(0 < finite("VerificationSettings.max_train_s", self.max_train_s) <= 1.0,
                     "VerificationSettings.max_train_s", self.max_train_s, "None or (0, 1] s")
+        if self.t1_delay_fraction is not None:
+            require(0 < finite("VerificationSettings.t1_delay_fraction", self.t1_delay_fraction) <= 5.0,
+                    "VerificationSettings.t1_delay_fraction", self.t1_delay_fraction, "None or (0, 5]")
 
     @classmethod
     def compact(cls, **changes: Any) -> VerificationSettings:
@@ -178,7 +186,8 @@ class VerificationSettings:
     @property
     def shots(self) -> int:
         """Shots one verification spends on one device."""
-        return self.n_checks * self.shots_per_check + 4 * self.reference_shots
+        refs = 4 + (self.t1_delay_fraction is not None)
+        return self.n_checks * self.shots_per_check + refs * self.reference_shots
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> VerificationSettings:
@@ -227,7 +236,20 @@ def checks(settings: VerificationSettings, gate_s: float, stated: StatedCoherenc
     out.append(Check(f"train_even_{n}", "train", blocks, duration_s=4 * n * gate_s, train=True))
     out.append(Check(f"train_odd_{n}", "train", (*blocks, ("X", 0.0)), duration_s=(4 * n + 1) * gate_s,
                      train=True))
+    if settings.t1_delay_fraction is not None:
+        tau = t1_delay(settings, gate_s, stated)
+        out.append(Check("t1_delay", "t1", (("X", 0.0), ("D", tau)), duration_s=tau))
     return tuple(out)
+
+
+def t1_delay(settings: VerificationSettings, gate_s: float, stated: StatedCoherence) -> float:
+    """The T1 check's delay: ``t1_delay_fraction`` × stated T1, within ``max_train_s``
+    (less the X before it) and 1 ms."""
+    assert settings.t1_delay_fraction is not None
+    tau = settings.t1_delay_fraction * stated.t1_s
+    if settings.max_train_s is not None:
+        tau = min(tau, settings.max_train_s - gate_s)
+    return float(max(gate_s, min(tau, 1e-3)))
 
 
 def train_blocks(settings: VerificationSettings, gate_s: float, stated: StatedCoherence) -> int:
@@ -485,6 +507,21 @@ def analyse_checks(check_set: Sequence[Check], counts: ArrayLike, shots: Sequenc
         return failed(Reason.DECAY_FASTER_THAN_COHERENCE, limit, "decay",
                       f"identity train of {4 * blocks + 1} gates lost {d_obs:.3f} of its population, the stated "
                       f"T1/T2 allow {d_pred:.3f} (z = {z_decay:.1f})", used, summary, est, interval)
+    kt = by_name.get("t1_delay")
+    if kt is not None:
+        # X·τ: the excited population after X decays as exp(−τ/T1) on top of the readout
+        # offset, so P1(τ) − p(1|0) = (P1(X) − p(1|0))·exp(−τ/T1) on a device as stated.
+        tau = check_set[kt].duration_s
+        keep = math.exp(-tau / stated.t1_s)
+        pt = float(p1[kt])
+        loss_pred, loss_obs = (p1x - e0) * (1.0 - keep), p1x - pt
+        sd = math.sqrt(var(pt, kt) + keep**2 * var(p1x, k1) + (1.0 - keep) ** 2 * var(e0, k0))
+        z_t1 = (loss_obs - loss_pred) / sd
+        summary.update(t1_delay_s=tau, t1_p1=pt, t1_loss_observed=loss_obs, t1_loss_predicted=loss_pred, t1_z=z_t1)
+        if z_t1 > s.z_alarm and loss_obs > 1.25 * loss_pred:
+            return failed(Reason.DECAY_FASTER_THAN_COHERENCE, limit, "decay",
+                          f"after X and {tau * 1e6:.3g} µs the population lost {loss_obs:.3f}, the stated T1 "
+                          f"allows {loss_pred:.3f} (z = {z_t1:.1f})", used, summary, est, interval)
     if z_leak > s.z_alarm and leak_per_gate > 0.25 * limit:
         return failed(Reason.LEAKAGE, limit, "leakage",
                       f"leakage {leak_per_gate:.2g} per gate (z = {z_leak:.1f})", used, summary, est, interval)
@@ -518,6 +555,10 @@ def amplitude_peak(gate: DragGate, params: ArrayLike, dt_s: float) -> FloatArray
     p = parameter_rows(params)
     g, dg, _ = gate.envelope(dt_s)
     return np.asarray(np.abs(p[:, :1] * (g[None, :] + 1j * p[:, 1:2] * dg[None, :])).max(axis=1))
+
+
+# Check families run with ``reference_shots`` (the rest with ``shots_per_check``).
+_REFERENCE = ("readout", "train", "t1")
 
 
 def check_sequences(check_set: Sequence[Check], x: Play, sx: Play, gate_s: float, detuning_hz: float,
@@ -566,8 +607,8 @@ def verify_devices(devices: Sequence[Device], gate: DragGate, params: ArrayLike,
         seqs[b] = check_sequences(cs, x, sx, gate_s, float(p[b, 2]), dt_s)
     if run:
         # Readout and trains (the decay and leakage references) at ``reference_shots``.
-        ref = [[k for k, ch in enumerate(cs) if ch.family in ("readout", "train")] for cs in sets]
-        fam = [[k for k, ch in enumerate(cs) if ch.family not in ("readout", "train")] for cs in sets]
+        ref = [[k for k, ch in enumerate(cs) if ch.family in _REFERENCE] for cs in sets]
+        fam = [[k for k, ch in enumerate(cs) if ch.family not in _REFERENCE] for cs in sets]
         devs_run = [devs[b] for b in run]
         got_ref = run_on_devices(devs_run, [[seqs[b][k] for k in ref[j]] for j, b in enumerate(run)],
                                  [s.reference_shots] * len(run))
@@ -577,6 +618,6 @@ def verify_devices(devices: Sequence[Device], gate: DragGate, params: ArrayLike,
             cs = sets[j]
             counts = np.zeros((len(cs), 2), dtype=np.int64)
             counts[ref[j]], counts[fam[j]] = got_ref[j], got_fam[j]
-            shots = [s.reference_shots if ch.family in ("readout", "train") else s.shots_per_check for ch in cs]
+            shots = [s.reference_shots if ch.family in _REFERENCE else s.shots_per_check for ch in cs]
             out[b] = analyse_checks(cs, counts, shots, stated[b], envelope, dt_s, s)
     return [v for v in out if v is not None]
