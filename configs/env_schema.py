@@ -73,6 +73,7 @@ class VerificationConf:
     samples: int | None = None
     max_train_s: float | None = None
     t1_delay_fraction: float | None = None
+    stages: int | None = None
 
 
 @dataclass

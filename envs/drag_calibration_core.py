@@ -117,8 +117,9 @@ class GateCalibrationConfig:
 
     @property
     def verification_shots(self) -> int:
-        """Shots the episode-end verification spends (0 without ``verification``)."""
-        return 0 if self.verification is None else self.verification.shots
+        """Shots the episode-end verification may spend (all its stages; 0 without
+        ``verification``)."""
+        return 0 if self.verification is None else self.verification.max_shots
 
     @property
     def calibration_budget(self) -> int:

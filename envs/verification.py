@@ -123,6 +123,9 @@ class VerificationSettings:
             stated T1 (ln 2 = 0.693: where a T1 half the stated one loses most against
             it); it runs with ``reference_shots`` and fails the gate as
             ``DECAY_FASTER_THAN_COHERENCE`` like the identity trains.
+        stages: 1, or a sequential verification: the checks run up to ``stages`` times,
+            stopping as soon as the verdict is clear (``verify_devices``); ``shots`` is one
+            stage's cost, ``max_shots`` the most it spends.
     """
 
     shots_per_check: int = 32
@@ -137,6 +140,7 @@ class VerificationSettings:
     samples: int = 20000
     max_train_s: float | None = None
     t1_delay_fraction: float | None = None
+    stages: int = 1
 
     def __post_init__(self) -> None:
         for name in ("shots_per_check", "reference_shots"):
@@ -165,6 +169,8 @@ class VerificationSettings:
         if self.max_train_s is not None:
             require(0 < finite("VerificationSettings.max_train_s", self.max_train_s) <= 1.0,
                     "VerificationSettings.max_train_s", self.max_train_s, "None or (0, 1] s")
+        require(isinstance(self.stages, int) and not isinstance(self.stages, bool) and 1 <= self.stages <= 64,
+                "VerificationSettings.stages", self.stages, "an integer in [1, 64]")
         if self.t1_delay_fraction is not None:
             require(0 < finite("VerificationSettings.t1_delay_fraction", self.t1_delay_fraction) <= 5.0,
                     "VerificationSettings.t1_delay_fraction", self.t1_delay_fraction, "None or (0, 5]")
@@ -174,8 +180,9 @@ class VerificationSettings:
         """The same checks at a quarter of the shots (160: 8 per family check, 16 per
         readout check and train), for budgets of a few hundred shots. Every depth is kept
         (the shallow ones unwrap the deep ones, so a large residual cannot alias onto a
-        small one); the price is a wider interval, so more gates end ``budget_too_small``
-        (docs/verification.md has the measured rates)."""
+        small one); the price is a wider interval, so more gates end ``budget_too_small``.
+        ``compact(stages=4)`` runs them sequentially (up to 640 shots, stopping when the
+        verdict is clear; docs/verification.md has the measured rates of both)."""
         return cls(**{"shots_per_check": 8, "reference_shots": 16, **changes})
 
     @property
@@ -188,6 +195,11 @@ class VerificationSettings:
         """Shots one verification spends on one device."""
         refs = 4 + (self.t1_delay_fraction is not None)
         return self.n_checks * self.shots_per_check + refs * self.reference_shots
+
+    @property
+    def max_shots(self) -> int:
+        """The most one verification spends on one device (all ``stages``)."""
+        return self.stages * self.shots
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> VerificationSettings:
@@ -575,8 +587,16 @@ def verify_devices(devices: Sequence[Device], gate: DragGate, params: ArrayLike,
     A device whose X pulse would need |u| > 1 is refused (``AMPLITUDE_LIMIT``) and one with
     fewer ``shots_available`` than the checks need (``BUDGET_TOO_SMALL``), both without
     running anything. Devices run in one batched call per shot count when they support it.
+
+    ``settings.stages`` > 1 makes it sequential: the checks run again, up to ``stages``
+    times in all (and as often as ``shots_available`` allows), on the devices whose verdict is not
+    yet clear, and each verdict is read from the pooled counts. Clear means ``calibrated``,
+    an alarm (readout contrast, decay, leakage, misfit), or a residual whose interval lies
+    wholly above the threshold; a gate the shots cannot bound yet goes on. A gate that is
+    clearly bad or clearly good thus stops after one stage of ``settings.shots``.
     """
     s = VerificationSettings() if settings is None else settings
+    stages = s.stages
     p = parameter_rows(params)
     devs = list(devices)
     require(p.shape == (len(devs), 4), "params", p.shape, f"shape ({len(devs)}, 4)")
@@ -588,7 +608,7 @@ def verify_devices(devices: Sequence[Device], gate: DragGate, params: ArrayLike,
     waves = gate.waveforms_by_fraction(p, dt_s, (1.0, gate.sx_area_fraction))
     out: list[Verdict | None] = [None] * len(devs)
     run: list[int] = []
-    sets: list[tuple[Check, ...]] = []
+    allowed: dict[int, int] = {}  # stages each device may run
     for b in range(len(devs)):
         limit = stated[b].limit(gate_s)
         if not peak[b] <= 1.0 + 1e-9:
@@ -599,25 +619,45 @@ def verify_devices(devices: Sequence[Device], gate: DragGate, params: ArrayLike,
                             f"{int(shots_available[b])} shots left, verification needs {s.shots}")
         else:
             run.append(b)
+            allowed[b] = stages if shots_available is None else min(stages, int(shots_available[b]) // s.shots)
+    sets: dict[int, tuple[Check, ...]] = {}
     seqs: dict[int, list[PulseSequence]] = {}
     for b in run:
         cs = checks(s, gate_s, stated[b])
-        sets.append(cs)
+        sets[b] = cs
         x, sx = Play(waves[b, 0], "X"), Play(waves[b, 1], "SX")
         seqs[b] = check_sequences(cs, x, sx, gate_s, float(p[b, 2]), dt_s)
-    if run:
-        # Readout and trains (the decay and leakage references) at ``reference_shots``.
-        ref = [[k for k, ch in enumerate(cs) if ch.family in _REFERENCE] for cs in sets]
-        fam = [[k for k, ch in enumerate(cs) if ch.family not in _REFERENCE] for cs in sets]
+    counts = {b: np.zeros((len(sets[b]), 2), dtype=np.int64) for b in run}
+    stage = 0
+    while run:
+        stage += 1
+        # Readout, trains and the T1 check (the decay and leakage references) at
+        # ``reference_shots``, the residual families at ``shots_per_check``.
+        ref = [[k for k, ch in enumerate(sets[b]) if ch.family in _REFERENCE] for b in run]
+        fam = [[k for k, ch in enumerate(sets[b]) if ch.family not in _REFERENCE] for b in run]
         devs_run = [devs[b] for b in run]
         got_ref = run_on_devices(devs_run, [[seqs[b][k] for k in ref[j]] for j, b in enumerate(run)],
                                  [s.reference_shots] * len(run))
         got_fam = run_on_devices(devs_run, [[seqs[b][k] for k in fam[j]] for j, b in enumerate(run)],
                                  [s.shots_per_check] * len(run))
+        going = []
         for j, b in enumerate(run):
-            cs = sets[j]
-            counts = np.zeros((len(cs), 2), dtype=np.int64)
-            counts[ref[j]], counts[fam[j]] = got_ref[j], got_fam[j]
-            shots = [s.reference_shots if ch.family in _REFERENCE else s.shots_per_check for ch in cs]
-            out[b] = analyse_checks(cs, counts, shots, stated[b], envelope, dt_s, s)
+            cs = sets[b]
+            counts[b][ref[j]] += np.asarray(got_ref[j], dtype=np.int64)
+            counts[b][fam[j]] += np.asarray(got_fam[j], dtype=np.int64)
+            shots = [stage * (s.reference_shots if ch.family in _REFERENCE else s.shots_per_check) for ch in cs]
+            v = analyse_checks(cs, counts[b], shots, stated[b], envelope, dt_s, s)
+            out[b] = v
+            if stage < allowed[b] and not _clear(v, s):
+                going.append(b)
+        run = going
     return [v for v in out if v is not None]
+
+
+def _clear(v: Verdict, s: VerificationSettings) -> bool:
+    """Whether a verdict needs no more shots: calibrated, an alarm, or a residual whose
+    whole interval is above the threshold."""
+    if v.calibrated or v.reason not in (Reason.BUDGET_TOO_SMALL, Reason.RESIDUAL_ERROR,
+                                        Reason.FREQUENCY_OUT_OF_RANGE):
+        return True
+    return v.reason is not Reason.BUDGET_TOO_SMALL and v.error_interval[0] > s.threshold * v.coherence_limit

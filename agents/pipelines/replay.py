@@ -166,6 +166,12 @@ class ReplayConf:
     # to <sweep.dir>/device_day_ledger.json).
     device_ledger: str | None = None
     plots: bool = True
+    # verify: end with a verdict (docs/verification.md) from checks with ``verification``'s
+    # VerificationSettings fields ({}: the defaults) and the qubit's (T1, T2) in s for its
+    # coherence limit (``stated_coherence``; null: the backend's device model, if it has one).
+    verify: bool = False
+    verification: dict[str, Any] = field(default_factory=dict)
+    stated_coherence: list[float] | None = None
     qubit: int | None = None  # set: one qubit's session of a sweep in <sweep.dir>/q<qubit>
     sweep: SweepConf = field(default_factory=SweepConf)
 
@@ -308,6 +314,21 @@ def _env_id(want: Any, own: Any) -> str:
     return str(want or own or rp.DEFAULT_ENV_ID)
 
 
+def _verification(c: Mapping[str, Any], model: Any) -> dict[str, Any]:
+    """``ReplaySettings``' verification fields from the config: ``stated_coherence``
+    defaults to the backend's device model (a simulated backend states its own T1/T2)."""
+    if not c.get("verify"):
+        return {}
+    stated = c.get("stated_coherence")
+    if stated is None and model is not None:
+        stated = (float(model.t1_s), float(min(model.t2_s, 2 * model.t1_s)))
+    if stated is None:
+        raise ConfigError("stated_coherence", "required with verification on a backend without a device "
+                          "model: give the qubit's [t1_s, t2_s]")
+    return {"verification": dict(c.get("verification") or {}),
+            "stated_coherence": tuple(float(x) for x in stated)}
+
+
 def qubit_model(backend: Any, qubit: int) -> Any:
     """The transmon model of ``backend``'s qubit ``qubit`` for the textbook start, or None
     (a real device: the lab gives ``initial_params``): what the backend's optional
@@ -411,7 +432,7 @@ def replay(cfg: DictConfig) -> Any:
     try:
         settings = rp.ReplaySettings(str(c["session_id"]), int(c["seed"]), start,  # type: ignore[arg-type]
                                      max_steps=int(c["max_steps"]), budget_shots=c.get("budget_shots"), env=env,
-                                     env_id=env_id)
+                                     env_id=env_id, **_verification(c, model))
     except ValueError as err:  # named as the config names it: budget_shots, not ReplaySettings.budget_shots
         field_error = _FIELD.match(str(err))
         if field_error and field_error.group(1) in c:

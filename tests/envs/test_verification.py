@@ -163,3 +163,25 @@ def test_the_t1_delay_check_catches_a_t1_stated_twice_too_high_where_the_trains_
         (v,) = verify_devices([dev], GATE, _optimal(dev), [stated_coherence_of(dev)], with_t1)
         assert v.reason is not Reason.DECAY_FASTER_THAN_COHERENCE and abs(v.checks["t1_z"]) < 3.0
     assert with_t1.shots == 640 + 64
+
+
+def test_a_sequential_verification_stops_once_the_verdict_is_clear() -> None:
+    s = VerificationSettings.compact(stages=4)
+    assert (s.shots, s.max_shots) == (160, 640)
+    bad, good = _device(seed=7), _device(seed=8)
+    p_bad = _optimal(bad)
+    p_bad[0, 0] *= 1.05  # 1 − F ≈ 4e-3, 35× the limit: clear before the last stage
+    (v,) = verify_devices([bad], GATE, p_bad, [stated_coherence_of(bad)], s)
+    assert v.reason is Reason.RESIDUAL_ERROR and v.shots_used < s.max_shots
+    assert v.error_interval[0] > s.threshold * v.coherence_limit
+    # At its optimum the preset device needs more than one stage to bound its error, and
+    # the pooled stages do.
+    (g,) = verify_devices([good], GATE, _optimal(good), [stated_coherence_of(good)], s)
+    assert g.calibrated, g.describe()
+    assert g.shots_used in (320, 480, 640)
+    # The shots left bound the stages: 400 allow two.
+    (h,) = verify_devices([_device(seed=8)], GATE, _optimal(good), [stated_coherence_of(good)], s,
+                          shots_available=[400])
+    assert h.shots_used <= 320
+    with pytest.raises(ValueError, match="stages"):
+        VerificationSettings(stages=0)

@@ -119,3 +119,18 @@ def test_verification_settings_are_checked_and_left_out_of_session_json_when_uns
     plain = _settings(verification=None, stated_coherence=None).to_json()
     assert "verification" not in plain and "stated_coherence" not in plain
     assert _settings().to_json()["verification"] == {}
+
+
+def test_the_console_config_runs_a_verified_session(tmp_path: Path) -> None:
+    from hydra import compose, initialize_config_module
+
+    from pulsecal.agents.pipelines.replay import replay
+
+    with initialize_config_module(config_module="pulsecal.configs", version_base="1.3"):
+        cfg = compose(config_name="replay", overrides=["backend=simulated", "policy=scripted",
+                                                       f"folder={tmp_path / 'c'}", "max_steps=3",
+                                                       "verify=true", "plots=false"])
+    result = replay(cfg)
+    assert result.verdict is not None and result.report["verdict"]["status"] in ("calibrated", "failed")
+    assert result.ledger_shots == result.report["env_shots"] + result.verdict.shots_used
+    assert result.verdict.shots_used == VERIFY
