@@ -61,8 +61,10 @@ def test_v0_uncorrected_start_fails_with_a_residual_named() -> None:
     v = last["verdict"]
     assert 1.0 - last["fidelity"] > 10 * last["coherence_limit"]
     assert not v.calibrated and v.reason == "residual_error" and v.limiting == "amplitude"
-    # 860 shots left to the calibration: the reset and 6 steps of 120 (a 7th would pass).
+    # 860 shots left to the calibration: the reset and 6 steps of 120 (a 7th would pass),
+    # as the env's shot plan says.
     assert last["shots_used"] == 7 * 120 + SETTINGS.shots
+    assert env.calibration_state().shot_plan.steps_per_episode == 6
 
 
 def test_a_budget_that_cannot_hold_the_verification_is_refused_naming_it() -> None:
