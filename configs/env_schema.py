@@ -57,6 +57,26 @@ class AmplitudeLimitConf:
 
 
 @dataclass
+class VerificationConf:
+    """``envs.verification.VerificationSettings`` fields; null keeps the default (set
+    ``verification: {}`` to verify at episode end with the defaults)."""
+
+    shots_per_check: int | None = None
+    reference_shots: int | None = None
+    amplitude_depths: list[int] | None = None
+    drag_depths: list[int] | None = None
+    ramsey_delays_s: list[float] | None = None
+    train_fraction: float | None = None
+    threshold: float | None = None
+    min_contrast: float | None = None
+    z_alarm: float | None = None
+    samples: int | None = None
+    max_train_s: float | None = None
+    t1_delay_fraction: float | None = None
+    stages: int | None = None
+
+
+@dataclass
 class GateCalibrationOptions:
     """``GateCalibrationConfig`` options a config file can set (its probes are code)."""
 
@@ -75,6 +95,7 @@ class GateCalibrationOptions:
     error_floor: float | None = None
     report_truth: bool | None = None
     amplitude_limit: AmplitudeLimitConf | None = None
+    verification: VerificationConf | None = None
 
 
 @dataclass

@@ -310,9 +310,10 @@ def gate_calibration_state(core: Any, index: int, env_id: str) -> CalibrationSta
         env_id, Gate("X", float(core.gate_duration_s(index))), _parameters(core, index),
         tuple(_step_entries(core, index, 0)), _probe_measurement(core, index, 0),
         # Terminated once the next step would pass the budget: the reset and
-        # budget // step − 1 steps fit (the first step always runs).
-        ShotPlan(int(cfg.shot_budget), step, step, max(int(cfg.shot_budget) // step - 1, 1),
-                 max(int(cfg.shot_budget) // step - 1, 1)),
+        # budget // step − 1 steps fit (the first step always runs); the budget is what an
+        # episode-end verification leaves (``calibration_budget``).
+        ShotPlan(int(cfg.shot_budget), step, step, max(int(cfg.calibration_budget) // step - 1, 1),
+                 max(int(cfg.calibration_budget) // step - 1, 1)),
         _settings(core))
 
 

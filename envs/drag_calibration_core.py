@@ -27,12 +27,19 @@ from .probes import Probe, default_probes
 from .protocol import Device, truth_class
 from .simulated_device import DeviceParams, SimulatedDevice
 from .vector import BatchedCore, FloatArray
+from .verification import (
+    StatedCoherence,
+    Verdict,
+    VerificationSettings,
+    stated_coherence_of,
+    verify_devices,
+)
 
 # Scale of each parameter's miscalibration and step: relative for amplitude and β, Hz and
 # rad for detuning and phase (the kind of each entry of PARAMETER_NAMES).
 _RELATIVE = np.array([True, True, False, False])
 _RELATIVE_T = tuple(bool(x) for x in _RELATIVE)
-_RESET_OPTIONS = frozenset({"device", "device_params", "miscalibration", "initial_params"})
+_RESET_OPTIONS = frozenset({"device", "device_params", "miscalibration", "initial_params", "stated_coherence"})
 # Which bound brought a parameter back (``info["limits"][name]["bound"]``), by code.
 _BOUNDS = ("", "window", "full scale")
 
@@ -58,9 +65,15 @@ class GateCalibrationConfig:
     error_floor: float = 1e-6
     report_truth: bool = True
     amplitude_limit: AmplitudeLimit = field(default_factory=AmplitudeLimit)
+    verification: VerificationSettings | None = None
 
     def __post_init__(self) -> None:
         get_preset(self.device)  # raises naming the preset
+        if isinstance(self.verification, Mapping):
+            # From a config file: the VerificationSettings fields as a mapping ({} = defaults).
+            object.__setattr__(self, "verification", VerificationSettings.from_mapping(self.verification))
+        require(self.verification is None or isinstance(self.verification, VerificationSettings),
+                "verification", self.verification, "None, a VerificationSettings or a mapping of its fields")
         if isinstance(self.amplitude_limit, Mapping):
             # From a config file: the AmplitudeLimit fields as a mapping.
             object.__setattr__(self, "amplitude_limit", AmplitudeLimit(**dict(self.amplitude_limit)))
@@ -81,6 +94,9 @@ class GateCalibrationConfig:
         require(isinstance(self.shot_budget, int) and self.shot_budget >= self.shots_per_probe * len(probes),
                 "shot_budget", self.shot_budget,
                 f"an int >= shots_per_probe·len(probes) = {self.shots_per_probe * len(probes)}")
+        require(self.calibration_budget >= self.shots_per_probe * len(probes), "shot_budget", self.shot_budget,
+                f">= shots_per_probe·len(probes) + verification shots = "
+                f"{self.shots_per_probe * len(probes) + self.verification_shots}")
         require(finite("shot_cost", self.shot_cost) >= 0, "shot_cost", self.shot_cost, ">= 0 per 1000 shots")
         params = tuple(self.parameters)
         require(len(params) >= 1 and len(set(params)) == len(params)
@@ -98,6 +114,18 @@ class GateCalibrationConfig:
                 "> 0 for every calibrated parameter")
         require(finite("window", self.window) >= 1, "window", self.window, ">= 1 (× max miscalibration)")
         require(finite("error_floor", self.error_floor) > 0, "error_floor", self.error_floor, "> 0")
+
+    @property
+    def verification_shots(self) -> int:
+        """Shots the episode-end verification may spend (all its stages; 0 without
+        ``verification``)."""
+        return 0 if self.verification is None else self.verification.max_shots
+
+    @property
+    def calibration_budget(self) -> int:
+        """The shots left to the calibration: ``shot_budget`` less the verification's,
+        reserved from the start so that the verdict never runs out of shots."""
+        return int(self.shot_budget) - self.verification_shots
 
     def parameter_columns(self) -> list[int]:
         """The columns (indices into ``PARAMETER_NAMES``) of the calibrated parameters."""
@@ -142,6 +170,9 @@ class DragCalibrationCore(BatchedCore):
         self.last_p1 = np.full((n, len(cfg.probes)), 0.5)
         self.last_error = np.zeros(n)
         self.history: list[list[FloatArray]] = [[] for _ in range(n)]
+        # The lab's T1/T2 per copy for the episode-end verdict, when the device has no
+        # simulated truth to state them (reset option ``stated_coherence``).
+        self.stated: list[StatedCoherence | None] = [None] * n
         # Each copy's gate decision and the parameters a bound brought back this episode:
         # per (copy, parameter) how many times, the last requested and applied values and
         # the bound (codes of _BOUNDS); ``info["limits"]`` reads them.
@@ -174,6 +205,13 @@ class DragCalibrationCore(BatchedCore):
         self.devices[i] = dev
         self.task.devices[i] = dev
         self.task.shots_used[i] = 0
+        stated = options.get("stated_coherence")
+        if stated is not None and not isinstance(stated, StatedCoherence):
+            raise TypeError(f"options['stated_coherence'] is {type(stated).__name__}: allowed a StatedCoherence")
+        if (self.cfg.verification is not None and stated is None and stated_coherence_of(dev) is None):
+            raise ValueError("options['stated_coherence'] is required with verification and a non-simulated "
+                             "device (the verdict's coherence limit comes from the lab's T1/T2)")
+        self.stated[i] = stated
 
     def _reset_copy(self, i: int, options: dict[str, Any]) -> None:
         if options:
@@ -281,6 +319,38 @@ class DragCalibrationCore(BatchedCore):
             return (f"amplitude limit: needs |u|={abs(self.clip_req[i, 0]):.3g} at "
                     f"{self.gate_duration_s(i) * 1e9:.4g} ns > 1 (full scale)")
         return None
+
+    def verdicts_at_end(self, idx: list[int], n_step: int, terminated: NDArray[np.bool_]
+                        ) -> list[Verdict | None] | None:
+        """With ``verification`` configured: the verdict of each copy of ``idx`` whose
+        episode ends now (the first ``n_step`` of ``idx`` stepped; ``terminated`` per
+        position), None for the others; None without ``verification``.
+
+        The checks run on the copy's own device through the ``Device`` protocol at the
+        gate it was calibrated at, with the shots the calibration left; they are added to
+        the copy's ``shots_used``."""
+        s = self.cfg.verification
+        if s is None:
+            return None
+        out: list[Verdict | None] = [None] * len(idx)
+        ending = [j for j in range(n_step) if terminated[j]]
+        groups: dict[int, list[int]] = {}
+        for j in ending:
+            groups.setdefault(id(self.task.gates[idx[j]]), []).append(j)
+        for js in groups.values():
+            rows = [idx[j] for j in js]
+            stated: list[StatedCoherence] = []
+            for i in rows:
+                sc = self.stated[i] or stated_coherence_of(self.devices[i])
+                assert sc is not None  # (a device without truth needs the reset option: checked there)
+                stated.append(sc)
+            left = [int(self.cfg.shot_budget - self.task.shots_used[i]) for i in rows]
+            got = verify_devices([self.devices[i] for i in rows], self.task.gates[rows[0]], self.params[rows],
+                                 stated, s, left)
+            for j, i, v in zip(js, rows, got, strict=True):
+                self.task.shots_used[i] += v.shots_used
+                out[j] = v
+        return out
 
     def gate_duration_s(self, i: int) -> float:
         """The duration copy ``i``'s gate is calibrated at."""

@@ -46,7 +46,9 @@ class DriftTrackingEnv(SingleCoreEnv):
 
     ## Episode End
     Terminated when the next decision would pass ``episode_s``; ``TimeLimit`` truncation
-    as registered (144 steps = 24 h at 10 min).
+    as registered (144 steps = 24 h at 10 min). With ``verification`` set (default off)
+    the terminating step verifies the tracked gate on the device and its info carries
+    ``verdict`` and ``verification_shots`` (as GateCalibration-v0).
 
     ## Arguments
     decision_interval_s, episode_s, shot_levels, circuit_time_s, error_scale plus the

@@ -174,5 +174,12 @@ class DriftTrackingCore(DragCalibrationCore):
             info["interval_error"] = float(0.5 * (err0[j] + err1[j]))
             info["infidelity_estimate"] = float(est[j])
             infos.append(info)
+        verdicts = self.verdicts_at_end(idx, ns, term)
+        if verdicts is not None:
+            # The tracked gate at the end of the day, verified (after the truth above).
+            for info, v in zip(infos, verdicts, strict=True):
+                info["verdict"] = v
+                info["verification_shots"] = 0 if v is None else v.shots_used
+                info["shots_used"] += info["verification_shots"]
         lo, hi = self.observation_space.low, self.observation_space.high
         return np.clip(obs, lo, hi), rew, term, infos

@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 from . import contract
 from .calibration_task import CalibrationTask
 from .drag import DragParams
-from .drag_calibration_core import DragCalibrationCore
+from .drag_calibration_core import DragCalibrationCore, _objects
 from .physics.calibration_kernels import gate_step_outcome
 from .probe_analysis import analyse
 from .vector import BatchedVectorEnv, FloatArray, InfoColumns, SingleCoreEnv
@@ -62,7 +62,7 @@ class GateCalibrationCore(DragCalibrationCore):
         if type(self)._observe is not GateCalibrationCore._observe:
             return None
         # used + 2·step_shots > budget, with the constant side folded (integers: the same test).
-        return self.task.shots_used[np.asarray(idx, dtype=np.int64)] > self.cfg.shot_budget - 2 * self.step_shots
+        return self.task.shots_used[np.asarray(idx, dtype=np.int64)] > self.cfg.calibration_budget - 2 * self.step_shots
 
     def advance_and_reset(
         self, step_idx: Sequence[int], actions: NDArray[Any], then_reset: Sequence[int],
@@ -94,6 +94,7 @@ class GateCalibrationCore(DragCalibrationCore):
                 self.task.gates[i] = self.task.gates[j]
                 self.fits[i] = self.fits[j]
                 self.history[i] = self.history[j]
+                self.stated[i] = self.stated[j]
         finally:
             self._drop_spare_slots(n)
         k = len(step_idx)
@@ -111,6 +112,7 @@ class GateCalibrationCore(DragCalibrationCore):
         self.task.devices += [self.task.devices[i] for i in like]
         self.task.gates += [self.task.gates[i] for i in like]
         self.fits += [self.fits[i] for i in like]
+        self.stated += [self.stated[i] for i in like]
         self.history += [[] for _ in like]
         self.rngs += [self.rngs[i] for i in like]
 
@@ -119,6 +121,7 @@ class GateCalibrationCore(DragCalibrationCore):
             setattr(self, name, getattr(self, name)[:n].copy())
         self.task.shots_used = self.task.shots_used[:n].copy()
         del self.devices[n:], self.task.devices[n:], self.task.gates[n:], self.fits[n:], self.history[n:]
+        del self.stated[n:]
         del self.rngs[n:]
 
     def _observe(self, step_idx: list[int], reset_idx: list[int]) -> tuple[
@@ -138,13 +141,18 @@ class GateCalibrationCore(DragCalibrationCore):
         waves, truth = self.truth(idx, params=params)
         obs, rew, term = gate_step_outcome(
             rows, len(step_idx), p1, infidelity_estimate, self.params, self.start, self.unit, self._max_step, self.param_index,
-            self.last_error, self.last_p1, self.task.shots_used, self.step_shots, cfg.shot_budget,
+            self.last_error, self.last_p1, self.task.shots_used, self.step_shots, cfg.calibration_budget,
             cfg.error_floor, self._step_cost, self._obs_low, self._obs_high)
         history = self.history
         for i, row in zip(idx, p1, strict=True):
             history[i].append(row)
+        verdicts = self.verdicts_at_end(idx, len(step_idx), term)
         columns = self.base_columns(idx, truth, waves, params)
         columns["infidelity_estimate"] = infidelity_estimate
+        if verdicts is not None:
+            columns["verdict"] = _objects(verdicts)
+            columns["verification_shots"] = np.array([0 if v is None else v.shots_used for v in verdicts],
+                                                     dtype=np.int64)
         return obs, rew, term, InfoColumns(columns)
 
 
@@ -193,13 +201,23 @@ class GateCalibrationEnv(SingleCoreEnv):
     required and ``info`` carries no truth keys).
 
     ## Episode End
-    Terminated when the next step would exceed ``shot_budget``. Truncation by
-    ``TimeLimit`` (registered ``max_episode_steps``).
+    Terminated when the next step would exceed ``shot_budget`` (less the verification's
+    shots when ``verification`` is set). Truncation by ``TimeLimit`` (registered
+    ``max_episode_steps``).
+
+    With ``verification`` (a ``VerificationSettings`` or a mapping of its fields; default
+    None: off) the terminating step also runs the verification checks on the device
+    (``envs.verification``, docs/verification.md) and its info holds ``verdict`` (a
+    ``Verdict``) and ``verification_shots``; other steps carry ``verdict`` None. The
+    verification's shots are reserved from ``shot_budget`` at the start and counted in
+    ``shots_used``. A non-simulated device needs the reset option ``stated_coherence``
+    (the lab's T1/T2). A copy truncated by the time limit carries no verdict.
 
     ## Arguments
     device, randomize_device, sampler, drift, open_system, gate_duration_s, probes,
     shots_per_probe, shot_budget, shot_cost, parameters, miscalibration, max_step, window,
-    error_floor, report_truth, render_mode (see ``GateCalibrationConfig``). ``info`` holds
+    error_floor, report_truth, amplitude_limit, verification, render_mode (see
+    ``GateCalibrationConfig``). ``info`` holds
     the truth (fidelity, fidelity_raw, leakage, coherence_limit: evaluation only), the
     measured ``infidelity_estimate``, shots_used, device_time_s, waveform, dt_s, params.
 

@@ -154,8 +154,9 @@ class GateCalibrationV1Config(GateCalibrationConfig):
             object.__setattr__(self, "sampler", DeviceSampler.from_mapping(self.sampler))
         super().__post_init__()
         require(isinstance(self.rounds, int) and self.rounds >= 2, "rounds", self.rounds, "an int >= 2")
-        require(self.shot_budget >= 6 * self.rounds, "shot_budget", self.shot_budget,
-                f">= 6·rounds = {6 * self.rounds} (one shot per twin and round)")
+        require(self.calibration_budget >= 6 * self.rounds, "shot_budget", self.shot_budget,
+                f">= 6·rounds + verification shots = {6 * self.rounds + self.verification_shots} "
+                "(one shot per twin and round)")
         require(tuple(self.parameters) == ("amplitude", "beta_s", "detuning_hz"), "parameters",
                 self.parameters, "('amplitude', 'beta_s', 'detuning_hz') in v1")
         for name in ("amplitude_depths", "drag_depths"):
@@ -192,7 +193,7 @@ class GateCalibrationV1Config(GateCalibrationConfig):
 
     @property
     def shots_per_twin(self) -> int:
-        return self.shot_budget // (6 * self.rounds)
+        return self.calibration_budget // (6 * self.rounds)
 
 
 def finite_pos(x: object) -> float:
@@ -453,12 +454,17 @@ class GateCalibrationV1Core(DragCalibrationCore):
         ], axis=1)
         if truth is not None and not cfg.report_truth:
             truth = None
+        verdicts = self.verdicts_at_end(idx, ns, term)
         infos = []
         for j, i in enumerate(idx):
             info = self.base_info(i, truth, j, waves[j])
             info["infidelity_estimate"] = float(self._expected_error(np.array([i]))[0])
             info["estimate"] = self.estimate[i].copy()
             info["estimate_sigma"] = self.sigma[i].copy()
+            if verdicts is not None:
+                v = verdicts[j]
+                info["verdict"] = v
+                info["verification_shots"] = 0 if v is None else v.shots_used
             infos.append(info)
         return np.clip(obs, -10.0, 10.0), rew, term, infos
 
@@ -511,7 +517,10 @@ class GateCalibrationV1Env(SingleCoreEnv):
     ## Episode End
     Terminated after ``rounds`` actions: the last action sets the final gate and runs no
     probes, so an episode spends exactly 6·rounds·(shot_budget // (6·rounds)) <=
-    ``shot_budget`` shots. Truncation by ``TimeLimit``.
+    ``shot_budget`` shots. Truncation by ``TimeLimit``. With ``verification`` (as v0:
+    off by default) its shots are reserved first (the rounds share
+    ``shot_budget`` − verification shots) and the terminating step's info carries the
+    ``verdict`` and ``verification_shots`` of checks run on the device.
 
     ## Arguments
     Those of v0 (``probes``/``shots_per_probe`` unused) plus rounds, amplitude_depths,

@@ -116,6 +116,16 @@ class VerificationSettings:
         z_alarm: one-sided z-score at which the decay or leakage test fails (3: 0.13 %
             false alarms per test on a device that behaves as stated).
         samples: Monte Carlo samples of the error posterior (fixed seed: deterministic).
+        max_train_s: longest identity train (s), e.g. a backend's longest program; None:
+            ``train_fraction``/Γ alone sets the length. A shorter train sees less of a
+            faster decay (docs/verification.md). It bounds the T1 delay check too.
+        t1_delay_fraction: None (off), or the delay of a T1 check X·τ in units of the
+            stated T1 (ln 2 = 0.693: where a T1 half the stated one loses most against
+            it); it runs with ``reference_shots`` and fails the gate as
+            ``DECAY_FASTER_THAN_COHERENCE`` like the identity trains.
+        stages: 1, or a sequential verification: the checks run up to ``stages`` times,
+            stopping as soon as the verdict is clear (``verify_devices``); ``shots`` is one
+            stage's cost, ``max_shots`` the most it spends.
     """
 
     shots_per_check: int = 32
@@ -128,6 +138,9 @@ class VerificationSettings:
     min_contrast: float = 0.3
     z_alarm: float = 3.0
     samples: int = 20000
+    max_train_s: float | None = None
+    t1_delay_fraction: float | None = None
+    stages: int = 1
 
     def __post_init__(self) -> None:
         for name in ("shots_per_check", "reference_shots"):
@@ -153,6 +166,24 @@ class VerificationSettings:
                 "VerificationSettings.z_alarm", self.z_alarm, "> 0")
         require(isinstance(self.samples, int) and 1000 <= self.samples <= 10**6,
                 "VerificationSettings.samples", self.samples, "an integer in [1000, 1e6]")
+        if self.max_train_s is not None:
+            require(0 < finite("VerificationSettings.max_train_s", self.max_train_s) <= 1.0,
+                    "VerificationSettings.max_train_s", self.max_train_s, "None or (0, 1] s")
+        require(isinstance(self.stages, int) and not isinstance(self.stages, bool) and 1 <= self.stages <= 64,
+                "VerificationSettings.stages", self.stages, "an integer in [1, 64]")
+        if self.t1_delay_fraction is not None:
+            require(0 < finite("VerificationSettings.t1_delay_fraction", self.t1_delay_fraction) <= 5.0,
+                    "VerificationSettings.t1_delay_fraction", self.t1_delay_fraction, "None or (0, 5]")
+
+    @classmethod
+    def compact(cls, **changes: Any) -> VerificationSettings:
+        """The same checks at a quarter of the shots (160: 8 per family check, 16 per
+        readout check and train), for budgets of a few hundred shots. Every depth is kept
+        (the shallow ones unwrap the deep ones, so a large residual cannot alias onto a
+        small one); the price is a wider interval, so more gates end ``budget_too_small``.
+        ``compact(stages=4)`` runs them sequentially (up to 640 shots, stopping when the
+        verdict is clear; docs/verification.md has the measured rates of both)."""
+        return cls(**{"shots_per_check": 8, "reference_shots": 16, **changes})
 
     @property
     def n_checks(self) -> int:
@@ -162,7 +193,13 @@ class VerificationSettings:
     @property
     def shots(self) -> int:
         """Shots one verification spends on one device."""
-        return self.n_checks * self.shots_per_check + 4 * self.reference_shots
+        refs = 4 + (self.t1_delay_fraction is not None)
+        return self.n_checks * self.shots_per_check + refs * self.reference_shots
+
+    @property
+    def max_shots(self) -> int:
+        """The most one verification spends on one device (all ``stages``)."""
+        return self.stages * self.shots
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> VerificationSettings:
@@ -211,13 +248,31 @@ def checks(settings: VerificationSettings, gate_s: float, stated: StatedCoherenc
     out.append(Check(f"train_even_{n}", "train", blocks, duration_s=4 * n * gate_s, train=True))
     out.append(Check(f"train_odd_{n}", "train", (*blocks, ("X", 0.0)), duration_s=(4 * n + 1) * gate_s,
                      train=True))
+    if settings.t1_delay_fraction is not None:
+        tau = t1_delay(settings, gate_s, stated)
+        out.append(Check("t1_delay", "t1", (("X", 0.0), ("D", tau)), duration_s=tau))
     return tuple(out)
 
 
+def t1_delay(settings: VerificationSettings, gate_s: float, stated: StatedCoherence) -> float:
+    """The T1 check's delay: ``t1_delay_fraction`` × stated T1, within ``max_train_s``
+    (less the X before it) and 1 ms."""
+    assert settings.t1_delay_fraction is not None
+    tau = settings.t1_delay_fraction * stated.t1_s
+    if settings.max_train_s is not None:
+        tau = min(tau, settings.max_train_s - gate_s)
+    return float(max(gate_s, min(tau, 1e-3)))
+
+
 def train_blocks(settings: VerificationSettings, gate_s: float, stated: StatedCoherence) -> int:
-    """Blocks X·X̄·X̄·X of the identity trains: ``train_fraction``/Γ long, 1…4000."""
+    """Blocks X·X̄·X̄·X of the identity trains: ``train_fraction``/Γ long, 1…4000, the odd
+    train at most ``max_train_s`` long."""
     t = settings.train_fraction * 2.0 / (1.0 / stated.t1_s + 1.0 / stated.t2_s)
-    return int(min(4000, max(1, round(t / (4 * gate_s)))))
+    n = min(4000, max(1, round(t / (4 * gate_s))))
+    if settings.max_train_s is not None:
+        # The odd train, (4n + 1) gates, within max_train_s.
+        n = min(n, max(1, int((settings.max_train_s / gate_s - 1) // 4)))
+    return int(n)
 
 
 def _decay(check: Check, stated: StatedCoherence) -> float:
@@ -464,6 +519,21 @@ def analyse_checks(check_set: Sequence[Check], counts: ArrayLike, shots: Sequenc
         return failed(Reason.DECAY_FASTER_THAN_COHERENCE, limit, "decay",
                       f"identity train of {4 * blocks + 1} gates lost {d_obs:.3f} of its population, the stated "
                       f"T1/T2 allow {d_pred:.3f} (z = {z_decay:.1f})", used, summary, est, interval)
+    kt = by_name.get("t1_delay")
+    if kt is not None:
+        # X·τ: the excited population after X decays as exp(−τ/T1) on top of the readout
+        # offset, so P1(τ) − p(1|0) = (P1(X) − p(1|0))·exp(−τ/T1) on a device as stated.
+        tau = check_set[kt].duration_s
+        keep = math.exp(-tau / stated.t1_s)
+        pt = float(p1[kt])
+        loss_pred, loss_obs = (p1x - e0) * (1.0 - keep), p1x - pt
+        sd = math.sqrt(var(pt, kt) + keep**2 * var(p1x, k1) + (1.0 - keep) ** 2 * var(e0, k0))
+        z_t1 = (loss_obs - loss_pred) / sd
+        summary.update(t1_delay_s=tau, t1_p1=pt, t1_loss_observed=loss_obs, t1_loss_predicted=loss_pred, t1_z=z_t1)
+        if z_t1 > s.z_alarm and loss_obs > 1.25 * loss_pred:
+            return failed(Reason.DECAY_FASTER_THAN_COHERENCE, limit, "decay",
+                          f"after X and {tau * 1e6:.3g} µs the population lost {loss_obs:.3f}, the stated T1 "
+                          f"allows {loss_pred:.3f} (z = {z_t1:.1f})", used, summary, est, interval)
     if z_leak > s.z_alarm and leak_per_gate > 0.25 * limit:
         return failed(Reason.LEAKAGE, limit, "leakage",
                       f"leakage {leak_per_gate:.2g} per gate (z = {z_leak:.1f})", used, summary, est, interval)
@@ -499,6 +569,10 @@ def amplitude_peak(gate: DragGate, params: ArrayLike, dt_s: float) -> FloatArray
     return np.asarray(np.abs(p[:, :1] * (g[None, :] + 1j * p[:, 1:2] * dg[None, :])).max(axis=1))
 
 
+# Check families run with ``reference_shots`` (the rest with ``shots_per_check``).
+_REFERENCE = ("readout", "train", "t1")
+
+
 def check_sequences(check_set: Sequence[Check], x: Play, sx: Play, gate_s: float, detuning_hz: float,
                     dt_s: float) -> list[PulseSequence]:
     return [gate_steps_sequence(ch.steps, x, sx, gate_s, detuning_hz, dt_s, name=f"verify_{ch.name}")
@@ -513,8 +587,16 @@ def verify_devices(devices: Sequence[Device], gate: DragGate, params: ArrayLike,
     A device whose X pulse would need |u| > 1 is refused (``AMPLITUDE_LIMIT``) and one with
     fewer ``shots_available`` than the checks need (``BUDGET_TOO_SMALL``), both without
     running anything. Devices run in one batched call per shot count when they support it.
+
+    ``settings.stages`` > 1 makes it sequential: the checks run again, up to ``stages``
+    times in all (and as often as ``shots_available`` allows), on the devices whose verdict is not
+    yet clear, and each verdict is read from the pooled counts. Clear means ``calibrated``,
+    an alarm (readout contrast, decay, leakage, misfit), or a residual whose interval lies
+    wholly above the threshold; a gate the shots cannot bound yet goes on. A gate that is
+    clearly bad or clearly good thus stops after one stage of ``settings.shots``.
     """
     s = VerificationSettings() if settings is None else settings
+    stages = s.stages
     p = parameter_rows(params)
     devs = list(devices)
     require(p.shape == (len(devs), 4), "params", p.shape, f"shape ({len(devs)}, 4)")
@@ -526,7 +608,7 @@ def verify_devices(devices: Sequence[Device], gate: DragGate, params: ArrayLike,
     waves = gate.waveforms_by_fraction(p, dt_s, (1.0, gate.sx_area_fraction))
     out: list[Verdict | None] = [None] * len(devs)
     run: list[int] = []
-    sets: list[tuple[Check, ...]] = []
+    allowed: dict[int, int] = {}  # stages each device may run
     for b in range(len(devs)):
         limit = stated[b].limit(gate_s)
         if not peak[b] <= 1.0 + 1e-9:
@@ -537,25 +619,45 @@ def verify_devices(devices: Sequence[Device], gate: DragGate, params: ArrayLike,
                             f"{int(shots_available[b])} shots left, verification needs {s.shots}")
         else:
             run.append(b)
+            allowed[b] = stages if shots_available is None else min(stages, int(shots_available[b]) // s.shots)
+    sets: dict[int, tuple[Check, ...]] = {}
     seqs: dict[int, list[PulseSequence]] = {}
     for b in run:
         cs = checks(s, gate_s, stated[b])
-        sets.append(cs)
+        sets[b] = cs
         x, sx = Play(waves[b, 0], "X"), Play(waves[b, 1], "SX")
         seqs[b] = check_sequences(cs, x, sx, gate_s, float(p[b, 2]), dt_s)
-    if run:
-        # Readout and trains (the decay and leakage references) at ``reference_shots``.
-        ref = [[k for k, ch in enumerate(cs) if ch.family in ("readout", "train")] for cs in sets]
-        fam = [[k for k, ch in enumerate(cs) if ch.family not in ("readout", "train")] for cs in sets]
+    counts = {b: np.zeros((len(sets[b]), 2), dtype=np.int64) for b in run}
+    stage = 0
+    while run:
+        stage += 1
+        # Readout, trains and the T1 check (the decay and leakage references) at
+        # ``reference_shots``, the residual families at ``shots_per_check``.
+        ref = [[k for k, ch in enumerate(sets[b]) if ch.family in _REFERENCE] for b in run]
+        fam = [[k for k, ch in enumerate(sets[b]) if ch.family not in _REFERENCE] for b in run]
         devs_run = [devs[b] for b in run]
         got_ref = run_on_devices(devs_run, [[seqs[b][k] for k in ref[j]] for j, b in enumerate(run)],
                                  [s.reference_shots] * len(run))
         got_fam = run_on_devices(devs_run, [[seqs[b][k] for k in fam[j]] for j, b in enumerate(run)],
                                  [s.shots_per_check] * len(run))
+        going = []
         for j, b in enumerate(run):
-            cs = sets[j]
-            counts = np.zeros((len(cs), 2), dtype=np.int64)
-            counts[ref[j]], counts[fam[j]] = got_ref[j], got_fam[j]
-            shots = [s.reference_shots if ch.family in ("readout", "train") else s.shots_per_check for ch in cs]
-            out[b] = analyse_checks(cs, counts, shots, stated[b], envelope, dt_s, s)
+            cs = sets[b]
+            counts[b][ref[j]] += np.asarray(got_ref[j], dtype=np.int64)
+            counts[b][fam[j]] += np.asarray(got_fam[j], dtype=np.int64)
+            shots = [stage * (s.reference_shots if ch.family in _REFERENCE else s.shots_per_check) for ch in cs]
+            v = analyse_checks(cs, counts[b], shots, stated[b], envelope, dt_s, s)
+            out[b] = v
+            if stage < allowed[b] and not _clear(v, s):
+                going.append(b)
+        run = going
     return [v for v in out if v is not None]
+
+
+def _clear(v: Verdict, s: VerificationSettings) -> bool:
+    """Whether a verdict needs no more shots: calibrated, an alarm, or a residual whose
+    whole interval is above the threshold."""
+    if v.calibrated or v.reason not in (Reason.BUDGET_TOO_SMALL, Reason.RESIDUAL_ERROR,
+                                        Reason.FREQUENCY_OUT_OF_RANGE):
+        return True
+    return v.reason is not Reason.BUDGET_TOO_SMALL and v.error_interval[0] > s.threshold * v.coherence_limit

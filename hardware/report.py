@@ -5,7 +5,8 @@ two PNG plots into the session folder: the parameter trajectories (each calibrat
 parameter against the env step, in physical units) and the measurements with the
 estimated infidelity (GateCalibration-v0: each probe's excited population; later
 versions: each probe family's signed signal, labelled as such: ``measurement_axis``). Everything in it comes from the session's
-own measurements, except the optional ``truth`` blocks, which only a simulated backend can
+own measurements (the ``verdict`` of a session run with verification too: its checks ran
+on the backend; docs/verification.md), except the optional ``truth`` blocks, which only a simulated backend can
 provide (the true gate fidelity of the start and final parameters on its hidden device).
 Rewriting a report is idempotent: a resumed session rewrites it from the same steps.
 """
@@ -150,10 +151,24 @@ def _markdown(r: Mapping[str, Any]) -> str:
 def _outcome(r: Mapping[str, Any]) -> str:
     stop = r.get("stop")
     if not stop:
-        return str(r.get("outcome", "finished"))
+        return str(r.get("outcome", "finished")) + _verdict_text(r)
     then = ("a rerun reports this stop; start a new session to continue" if stop.get("terminal")
             else "the journal keeps every finished job: rerun the same command to resume")
     return f"**stopped: {stop['reason']}** at env step {stop['env_step']} — {stop['detail']} ({then})"
+
+
+def _verdict_text(r: Mapping[str, Any]) -> str:
+    """`` — verdict calibrated: …`` / `` — **verdict failed: <reason>** …`` for a report
+    with a verdict (a session run with verification), else nothing."""
+    if "verdict" not in r:
+        return ""
+    v = r["verdict"]
+    if v is None:
+        return " — no verdict (the verification did not run to its end)"
+    from pulsecal.envs.verification import Verdict
+
+    text = Verdict.from_dict(v).describe()
+    return f" — verdict {text}" if v.get("status") == "calibrated" else f" — **verdict {text}**"
 
 
 def measurement_axis(env_id: str) -> tuple[str, float]:

@@ -34,7 +34,8 @@ from pulsecal.agents.evaluation.verification import honesty, verdict_row, verify
 from pulsecal.envs.calibration import CalibrationTask, DragGate
 from pulsecal.envs.device import SimulatedDevice
 from pulsecal.envs.drag import optimal_params
-from pulsecal.envs.presets import held_out_devices
+from pulsecal.envs.presets import held_out_devices, realistic_held_out_devices
+from pulsecal.envs.stress import stress_devices
 from pulsecal.envs.verification import StatedCoherence, VerificationSettings
 
 GATE_S = 20e-9
@@ -81,6 +82,45 @@ def run_method(method: str, budget: int, n_devices: int, seed: int, stated_facto
                 "shots_used": int(task.shots_used[i]), "calibration_wall_s": cal_s / len(devs),
                 "verification_wall_s": ver_s / len(devs)}
         rows.append(verdict_row(base, v))
+    return rows
+
+
+def run_device_set(method: str, calibration_shots: int, device_set: str, n_devices: int, seed: int,
+                   settings: VerificationSettings) -> list[dict[str, Any]]:
+    """Rows of ``method`` with ``calibration_shots`` per device (the verification's on top)
+    on ``realistic`` (``realistic_held_out_devices``) or ``stress`` (``stress_devices``)
+    devices: one task per device class and level count, each device at the gate its start
+    fits (``CalibrationTask`` lengthens an amplitude-limited one)."""
+    made: list[tuple[Any, Any, Any]]
+    if device_set == "realistic":
+        made = [(("plain", p.transmon.levels), p, None) for p in realistic_held_out_devices(n_devices)]
+    elif device_set == "stress":
+        made = [(sp.group, None, sp) for sp in stress_devices(n_devices)]
+    else:
+        raise ValueError(f"device_set={device_set!r}: allowed 'realistic' or 'stress'")
+    groups: dict[Any, list[int]] = {}
+    for i, (g, _, _) in enumerate(made):
+        groups.setdefault(g, []).append(i)
+    rows: list[dict[str, Any]] = []
+    for idx in groups.values():
+        devs = [made[i][2].make(np.random.default_rng([seed, i, 1])) if made[i][2] is not None
+                else SimulatedDevice(made[i][1], rng=np.random.default_rng([seed, i, 1])) for i in idx]
+        task = CalibrationTask(list(devs), DragGate(GATE_S))
+        starts = np.stack([miscalibrated_start(d, GATE_S, np.random.default_rng([seed, i, 2]))  # type: ignore[arg-type]
+                           for i, d in zip(idx, devs, strict=True)])
+        starts, _ = task.fit_gates(starts)
+        res = make_baseline(method).run(task, starts, calibration_shots, np.random.default_rng([seed, 3]))
+        truth = task.true_metrics(res.params)
+        assert truth is not None
+        stated = [_stated(d, 1.0) for d in devs]  # type: ignore[arg-type]
+        verdicts = verify_result(task, res, settings=settings, stated=stated)
+        for j, (i, v) in enumerate(zip(idx, verdicts, strict=True)):
+            base = {"method": method, "budget": int(calibration_shots), "stated_factor": 1.0, "device": i,
+                    "kind": made[i][0][0] if made[i][2] is None else made[i][2].label,
+                    "infidelity": float(1.0 - truth["fidelity"][j]),
+                    "true_coherence_limit": float(truth["coherence_limit"][j]),
+                    "shots_used": int(task.shots_used[j])}
+            rows.append(verdict_row(base, v))
     return rows
 
 
@@ -138,8 +178,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--stated-factor", nargs="+", type=float, default=[1.0],
                     help="state T1/T2 this many times the truth (mismatch stress)")
     ap.add_argument("--out", type=Path, default=None, help="write the rows and summary as JSON")
+    ap.add_argument("--device-set", choices=["held_out", "realistic", "stress"], default="held_out",
+                    help="realistic/stress: --budgets are calibration shots, the verification's on top")
+    ap.add_argument("--compact", action="store_true", help="VerificationSettings.compact() (160 shots)")
     a = ap.parse_args(argv)
-    res = run(a.methods, a.budgets, a.devices, a.seed, a.stated_factor)
+    settings = VerificationSettings.compact() if a.compact else VerificationSettings()
+    if a.device_set != "held_out":
+        rows = [r for m in a.methods for b in a.budgets
+                for r in run_device_set(m, int(b), a.device_set, a.devices, a.seed, settings)]
+        res = {"seed": a.seed, "devices": a.devices, "device_set": a.device_set, "settings": settings.__dict__,
+               "summary": summarise(rows), "rows": rows}
+        res["table"] = _table(res["summary"])
+    else:
+        res = run(a.methods, a.budgets, a.devices, a.seed, a.stated_factor, settings)
     print(res["table"])
     if a.out is not None:
         a.out.write_text(json.dumps(res, indent=1, default=str))

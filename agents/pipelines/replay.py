@@ -169,6 +169,12 @@ class ReplayConf:
     # to <sweep.dir>/device_day_ledger.json).
     device_ledger: str | None = None
     plots: bool = True
+    # verify: end with a verdict (docs/verification.md) from checks with ``verification``'s
+    # VerificationSettings fields ({}: the defaults) and the qubit's (T1, T2) in s for its
+    # coherence limit (``stated_coherence``; null: the backend's device model, if it has one).
+    verify: bool = False
+    verification: dict[str, Any] = field(default_factory=dict)
+    stated_coherence: list[float] | None = None
     qubit: int | None = None  # set: one qubit's session of a sweep in <sweep.dir>/q<qubit>
     sweep: SweepConf = field(default_factory=SweepConf)
 
@@ -312,6 +318,21 @@ def _env_id(want: Any, own: Any) -> str:
     return str(want or own or rp.DEFAULT_ENV_ID)
 
 
+def _verification(c: Mapping[str, Any], model: Any) -> dict[str, Any]:
+    """``ReplaySettings``' verification fields from the config: ``stated_coherence``
+    defaults to the backend's device model (a simulated backend states its own T1/T2)."""
+    if not c.get("verify"):
+        return {}
+    stated = c.get("stated_coherence")
+    if stated is None and model is not None:
+        stated = (float(model.t1_s), float(min(model.t2_s, 2 * model.t1_s)))
+    if stated is None:
+        raise ConfigError("stated_coherence", "required with verification on a backend without a device "
+                          "model: give the qubit's [t1_s, t2_s]")
+    return {"verification": dict(c.get("verification") or {}),
+            "stated_coherence": tuple(float(x) for x in stated)}
+
+
 def qubit_model(backend: Any, qubit: int) -> Any:
     """The transmon model of ``backend``'s qubit ``qubit`` for the textbook start, or None
     (a real device: the lab gives ``initial_params``): what the backend's optional
@@ -334,6 +355,7 @@ EXIT_CODES: dict[str, int] = {
     "safety_refused": 5,
     "action_out_of_range": 6,
     "backend_failed": 7,  # a job lost beyond the retry policy; rerun to resume
+    "verdict_failed": 8,  # finished, but its verification's verdict is ``failed: <reason>``
 }
 
 
@@ -346,6 +368,9 @@ def exit_code(result: Any) -> int:
     if reason is not None:
         return EXIT_CODES[reason]
     state = getattr(result, "state", sw.FINISHED)
+    verdict = getattr(result, "verdict", None)
+    if verdict is not None and not verdict.calibrated:
+        return EXIT_CODES["verdict_failed"]
     if state == sw.FINISHED:
         return EXIT_CODES["finished"]
     if state == sw.BUSY:
@@ -367,7 +392,9 @@ def outcome_line(result: Any) -> str:
                 f"{result.ledger_shots} shots; report in {result.folder} ({then})")
     return (f"session {rep['session_id']}: {rep['env_steps']} steps, {result.ledger_shots} shots, "
             f"estimated infidelity {rep['estimated_infidelity_initial']:.3g} -> "
-            f"{rep['estimated_infidelity_final']:.3g}; report in {result.folder}")
+            f"{rep['estimated_infidelity_final']:.3g}"
+            + (f"; verdict {result.verdict.describe()}" if getattr(result, "verdict", None) is not None else "")
+            + f"; report in {result.folder}")
 
 
 def replay(cfg: DictConfig) -> Any:
@@ -409,7 +436,7 @@ def replay(cfg: DictConfig) -> Any:
     try:
         settings = rp.ReplaySettings(str(c["session_id"]), int(c["seed"]), start,  # type: ignore[arg-type]
                                      max_steps=int(c["max_steps"]), budget_shots=c.get("budget_shots"), env=env,
-                                     env_id=env_id)
+                                     env_id=env_id, **_verification(c, model))
     except ValueError as err:  # named as the config names it: budget_shots, not ReplaySettings.budget_shots
         field_error = _FIELD.match(str(err))
         if field_error and field_error.group(1) in c:

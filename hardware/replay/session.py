@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -12,8 +13,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from pulsecal.envs.amplitude_limit import stretched
 from pulsecal.envs.calibration import PARAMETER_NAMES, DragParams
 from pulsecal.envs.contract import CalibrationState
+from pulsecal.envs.protocol import Device
+from pulsecal.envs.verification import StatedCoherence, Verdict, verify_devices
 
 from ..backend import Backend, BackendError
 from ..device import BackendDevice, RetryPolicy
@@ -66,6 +70,7 @@ class ReplayResult:
     orphan_shots: int
     report: dict[str, Any]
     stop: SessionStop | None = None
+    verdict: Verdict | None = None  # with ``ReplaySettings.verification``, once the session finished
 
 
 @holds_session_lock  # one process per folder for the whole session (SessionBusy otherwise)
@@ -177,6 +182,7 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
     steps: list[StepRecord] = []
     terminated = truncated = False
     stop: SessionStop | None = None
+    verdict: Verdict | None = None
     t = 0
     try:
         obs, info = env.reset(seed=settings.seed, options={"device": device, "initial_params": start_values})
@@ -209,6 +215,9 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
             _log_observation(journal, state, sid, steps[-1], obs)
             if progress is not None:
                 progress(t, total_steps, ledger.used_shots, budget, steps[-1].infidelity_estimate)
+        # Inside the try: its jobs go through the guard, the ledger and the journal like the
+        # calibration's, so a refusal stops the session and a resume replays them.
+        verdict = _verify(env, device, calibration, settings, int(steps[-1].shots_used), limits)
     except (SafetyViolation, ActionOutOfRange, BackendError, RecordedStop) as err:
         stop = stop_of(err, t)
         if stop is None:  # pragma: no cover  (stop_of knows every class caught here)
@@ -237,6 +246,9 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
         "limits": dict(info.get("limits") or {}) if steps else {},
         "limit_failure": info.get("limit_failure") if steps else None,
     }
+    if settings.verification is not None:
+        # None: the session stopped before its verification ended.
+        result_core["verdict"] = None if verdict is None else verdict.to_dict()
     lengthened = duration_s != nominal_s
     truth_start = truth_final = None
     if truth is not None and start is not None and final is not None:
@@ -256,7 +268,34 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
                        infidelity_estimate=steps[-1].infidelity_estimate, ledger_shots=ledger.used_shots,
                        orphan_shots=orphan_shots, process=proc)
     return ReplayResult(folder, final, tuple(steps), resumed, device.replayed_steps, ledger.used_shots,
-                        orphan_shots, report, stop)
+                        orphan_shots, report, stop, verdict)
+
+
+def _verify(env: Any, device: Device, calibration: CalibrationState, settings: ReplaySettings,
+            env_shots: int, limits: SafetyLimits) -> Verdict | None:
+    """The verdict on the session's final gate from checks run on ``device`` (the journaled
+    backend), or None without ``settings.verification``.
+
+    The checks run at the gate the env calibrated (a lengthened one on an amplitude-limited
+    qubit). With ``budget_shots`` they get what the calibration's shots left; that count
+    comes from the env, not the ledger, so a resumed session decides the same way. Unless
+    the settings bound them, the identity trains are kept within the envelope's longest
+    program (the guard would refuse a longer one)."""
+    vs = settings.verification_settings()
+    if vs is None:
+        return None
+    longest = getattr(limits, "max_program_duration_s", None)
+    if vs.max_train_s is None and longest is not None:
+        # 5 % left for the rest of the program (frame changes, the measurement).
+        vs = dataclasses.replace(vs, max_train_s=0.95 * float(longest))
+    assert settings.stated_coherence is not None  # (ReplaySettings requires it with verification)
+    gate = env.unwrapped.env_description().gate
+    duration_s = float(calibration.gate.duration_s)
+    if duration_s != gate.duration_s:
+        gate = stretched(gate, round(duration_s / device.dt_s), device.dt_s)
+    left = None if settings.budget_shots is None else [int(settings.budget_shots) - env_shots]
+    params = np.asarray(calibration.parameter_values, dtype=np.float64)[None]
+    return verify_devices([device], gate, params, [StatedCoherence(*settings.stated_coherence)], vs, left)[0]
 
 
 def _checked_action(raw: Any, space: Any) -> NDArray[np.float32]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pulsecal.envs.contract import probe_to_json
+from pulsecal.envs.verification import StatedCoherence, VerificationSettings
 
 from ..backend import Backend
 from ..safety import SafetyLimits
@@ -77,6 +78,11 @@ class ReplaySettings:
         qubit: the backend qubit the session calibrates (an index of the backend's
             ``Capabilities.qubits``): its drive frame carries the pulses, its readout the
             counts, and the default safety envelope allows that frame only.
+        verification: ``VerificationSettings`` fields as a mapping ({} = the defaults):
+            after its last step the session verifies the final gate on the backend
+            (docs/verification.md) and its report carries the verdict. None: no verdict.
+        stated_coherence: (t1_s, t2_s), the qubit's T1 and T2 as the lab states them: the
+            verdict's coherence limit. Required with ``verification``.
     """
 
     session_id: str
@@ -87,6 +93,8 @@ class ReplaySettings:
     env: Mapping[str, Any] = field(default_factory=dict)
     env_id: str = DEFAULT_ENV_ID
     qubit: int = 0
+    verification: Mapping[str, Any] | None = None
+    stated_coherence: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if (not isinstance(self.session_id, str) or self.session_id in ("", ".", "..")
@@ -117,6 +125,27 @@ class ReplaySettings:
         if env.get("report_truth"):
             raise ValueError("ReplaySettings.env['report_truth']=True: allowed False (no truth on a backend)")
         object.__setattr__(self, "env", env)
+        if self.verification is not None:
+            if not isinstance(self.verification, Mapping):
+                raise ValueError(f"ReplaySettings.verification={self.verification!r}: allowed None or a "
+                                 "mapping of VerificationSettings fields")
+            object.__setattr__(self, "verification", dict(self.verification))
+            self.verification_settings()  # raises naming the field
+            if self.stated_coherence is None:
+                raise ValueError("ReplaySettings.stated_coherence=None: allowed (t1_s, t2_s) in s, the "
+                                 "qubit's T1/T2 the verdict's coherence limit comes from (required with "
+                                 "verification)")
+        if self.stated_coherence is not None:
+            sc = tuple(float(x) for x in self.stated_coherence)
+            if len(sc) != 2:
+                raise ValueError(f"ReplaySettings.stated_coherence={self.stated_coherence!r}: allowed "
+                                 "(t1_s, t2_s)")
+            StatedCoherence(*sc)  # raises naming t1_s / t2_s and the allowed range
+            object.__setattr__(self, "stated_coherence", sc)
+
+    def verification_settings(self) -> VerificationSettings | None:
+        """The session's ``VerificationSettings`` (None: the session runs no verification)."""
+        return None if self.verification is None else VerificationSettings.from_mapping(self.verification)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -126,6 +155,12 @@ class ReplaySettings:
             # Qubit 0 is left out, so session.json of a one-qubit session names no qubit
             # and such folders resume under settings that do not mention one.
             del d["qubit"]
+        # Left out unset, so session.json of a session without a verdict is as before.
+        for key in ("verification", "stated_coherence"):
+            if d[key] is None:
+                del d[key]
+            else:
+                d[key] = _env_to_json(d[key]) if key == "verification" else list(d[key])
         return d
 
     def env_kwargs(self) -> dict[str, Any]:

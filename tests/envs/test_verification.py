@@ -120,3 +120,68 @@ def test_verdict_round_trips_through_json_and_settings_refuse_unknown_keys() -> 
         VerificationSettings.from_mapping({"shots_per_chek": 3})
     with pytest.raises(ValueError, match="t2_s"):
         StatedCoherence(1e-4, 3e-4)
+
+
+def test_compact_settings_cost_160_shots_keep_every_depth_and_still_catch_a_residual() -> None:
+    c, d = VerificationSettings.compact(), VerificationSettings()
+    assert c.shots == 160 and d.shots == 640
+    assert (c.amplitude_depths, c.drag_depths, c.ramsey_delays_s) == (d.amplitude_depths, d.drag_depths,
+                                                                      d.ramsey_delays_s)
+    dev = _device(seed=4)
+    p = _optimal(dev)
+    p[0, 0] *= 1.03  # a 3 % amplitude error: 1 − F ≈ 1.5e-3, 15× the limit
+    v = verify_devices([dev], GATE, p, [stated_coherence_of(dev)], c)[0]
+    assert not v.calibrated and v.reason == Reason.RESIDUAL_ERROR and v.limiting == "amplitude"
+    assert v.shots_used == 160
+
+
+def test_identity_trains_are_kept_within_max_train_s() -> None:
+    stated = StatedCoherence(100e-6, 100e-6)
+    long = checks(VerificationSettings(), 20e-9, stated)
+    short = checks(VerificationSettings(max_train_s=19e-6), 20e-9, stated)
+    odd = next(c for c in short if c.name.startswith("train_odd"))
+    assert odd.duration_s <= 19e-6 < next(c for c in long if c.name.startswith("train_odd")).duration_s
+    with pytest.raises(ValueError, match="max_train_s"):
+        VerificationSettings(max_train_s=0.0)
+
+
+def test_the_t1_delay_check_catches_a_t1_stated_twice_too_high_where_the_trains_mostly_miss() -> None:
+    """Twelve preset devices at their optimum, T1/T2 stated 2× what they have: the identity
+    trains alone catch a few (docs: ~30 %), the T1 delay check most; stated right, it raises
+    no alarm."""
+    with_t1 = VerificationSettings(t1_delay_fraction=0.693)
+    caught = {"trains": 0, "t1": 0}
+    for seed in range(12):
+        for name, s in (("trains", VerificationSettings()), ("t1", with_t1)):
+            dev = _device(100 + seed)
+            t = dev.current_transmon()
+            (v,) = verify_devices([dev], GATE, _optimal(dev), [StatedCoherence(2 * t.t1_s, 2 * t.t2_s)], s)
+            caught[name] += v.reason is Reason.DECAY_FASTER_THAN_COHERENCE
+    assert caught["t1"] >= 9 and caught["t1"] >= caught["trains"] + 4, caught
+    for seed in range(6):
+        dev = _device(200 + seed)
+        (v,) = verify_devices([dev], GATE, _optimal(dev), [stated_coherence_of(dev)], with_t1)
+        assert v.reason is not Reason.DECAY_FASTER_THAN_COHERENCE and abs(v.checks["t1_z"]) < 3.0
+    assert with_t1.shots == 640 + 64
+
+
+def test_a_sequential_verification_stops_once_the_verdict_is_clear() -> None:
+    s = VerificationSettings.compact(stages=4)
+    assert (s.shots, s.max_shots) == (160, 640)
+    bad, good = _device(seed=7), _device(seed=8)
+    p_bad = _optimal(bad)
+    p_bad[0, 0] *= 1.05  # 1 − F ≈ 4e-3, 35× the limit: clear before the last stage
+    (v,) = verify_devices([bad], GATE, p_bad, [stated_coherence_of(bad)], s)
+    assert v.reason is Reason.RESIDUAL_ERROR and v.shots_used < s.max_shots
+    assert v.error_interval[0] > s.threshold * v.coherence_limit
+    # At its optimum the preset device needs more than one stage to bound its error, and
+    # the pooled stages do.
+    (g,) = verify_devices([good], GATE, _optimal(good), [stated_coherence_of(good)], s)
+    assert g.calibrated, g.describe()
+    assert g.shots_used in (320, 480, 640)
+    # The shots left bound the stages: 400 allow two.
+    (h,) = verify_devices([_device(seed=8)], GATE, _optimal(good), [stated_coherence_of(good)], s,
+                          shots_available=[400])
+    assert h.shots_used <= 320
+    with pytest.raises(ValueError, match="stages"):
+        VerificationSettings(stages=0)
