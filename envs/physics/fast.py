@@ -32,7 +32,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import _fast_n3, reference
+from . import _fast_levels, _fast_n3, reference
 from .jit import jit
 from .model import ComplexArray, FloatArray, Transmon, hamiltonians_rad_s, lindbladians
 from .real_basis import from_hermitian_basis, hermitian_basis
@@ -510,6 +510,8 @@ def unitaries(t: Transmon | Sequence[Transmon], w: ComplexArray) -> ComplexArray
     wr, wi = np.ascontiguousarray(w.real), np.ascontiguousarray(w.imag)
     if n == 3:
         _fast_n3.closed_kernel(diag, coup, mu, wr, wi, out)
+    elif n in _fast_levels.CLOSED_KERNELS:
+        _fast_levels.CLOSED_KERNELS[n](diag, coup, mu, wr, wi, out)
     else:
         _closed_kernel(diag, coup, mu, wr, wi, _COS_C, _SIN_C, out)
     return out
