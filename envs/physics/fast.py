@@ -32,7 +32,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import _fast_levels, _fast_n3, reference
+from . import _fast_levels, _fast_n3, _fast_open_levels, reference
 from .jit import jit
 from .model import ComplexArray, FloatArray, Transmon, hamiltonians_rad_s, lindbladians
 from .real_basis import from_hermitian_basis, hermitian_basis
@@ -557,21 +557,31 @@ def superoperators_real(
             np.ascontiguousarray(w.real), np.ascontiguousarray(w.imag), _INV_FACT, real)
     if n == 3:
         _fast_n3.open_kernel(*args, all(map(_in_sparsity, transmons)))
+    elif n in _fast_open_levels.LEVELS:
+        _fast_open_levels.open_kernel(*args[:10], real, all(map(_in_sparsity, transmons)))
     else:
         _open_kernel(*args)
     return real
 
 
-_OFF_PATTERN = np.ones((9, 9), dtype=bool)
-_OFF_PATTERN[tuple(np.array(_fast_n3.SPARSITY).T)] = False
+@functools.lru_cache(maxsize=16)
+def _off_pattern(levels: int) -> np.ndarray:
+    """(M, M) True outside the structural non-zeros the products of ``levels`` may skip."""
+    pattern = _fast_n3.SPARSITY if levels == 3 else getattr(_fast_levels, f"SPARSITY_{levels}")
+    off = np.ones((levels**2, levels**2), dtype=bool)
+    off[tuple(np.array(pattern).T)] = False
+    off.setflags(write=False)
+    return off
 
 
 @functools.lru_cache(maxsize=256)
 def _in_sparsity(t: Transmon) -> bool:
-    """Whether a 3-level model's generators vanish outside ``_fast_n3.SPARSITY`` exactly
-    (then its products may skip those entries); False sends it to the dense products."""
+    """Whether a model's generators vanish outside its kernel's sparsity pattern exactly
+    (``_fast_n3.SPARSITY``, ``_fast_levels.SPARSITY_<N>``; then its products may skip
+    those entries); False sends it to the dense products."""
     params = _open_params(t)
     if params is None:
         return False
     l0, l1, _ = params
-    return not (np.any(l0[0][_OFF_PATTERN] != 0.0) or np.any(l1[0][_OFF_PATTERN] != 0.0))
+    off = _off_pattern(t.levels)
+    return not (np.any(l0[0][off] != 0.0) or np.any(l1[0][off] != 0.0))
