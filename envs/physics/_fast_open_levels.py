@@ -277,3 +277,25 @@ def open_kernel(gidx: np.ndarray, l0: FloatArray, l1: FloatArray, mu: FloatArray
             gain = math.exp(log_gain[lane])
             for e in range(m * m):
                 out[start + lane, e // m, e % m] = gain * acc[e * LANES + lane]
+
+
+@jit
+def to_column_stacking(real: FloatArray, order: np.ndarray, coef: np.ndarray,
+                       out: np.ndarray) -> None:
+    """(B, M, M) real-basis superoperators -> (B, M, M) complex column stacking, S = w·R·w†,
+    from the two non-zeros of each row of w (``real_basis._gather``: columns ``order``
+    (M, 2), values ``coef`` (M, 2)). One pass, no temporaries: numpy's gather builds ten
+    (B, M, M) arrays and took a fifth of the 4-level open time."""
+    nb, m, _ = real.shape
+    for b in range(nb):
+        for r in range(m):
+            r0 = order[r, 0]
+            r1 = order[r, 1]
+            cr0 = coef[r, 0]
+            cr1 = coef[r, 1]
+            for s in range(m):
+                s0 = order[s, 0]
+                s1 = order[s, 1]
+                left0 = cr0 * real[b, r0, s0] + cr1 * real[b, r1, s0]
+                left1 = cr0 * real[b, r0, s1] + cr1 * real[b, r1, s1]
+                out[b, r, s] = coef[s, 0].conjugate() * left0 + coef[s, 1].conjugate() * left1

@@ -35,7 +35,7 @@ import numpy as np
 from . import _fast_levels, _fast_n3, _fast_open_levels, reference
 from .jit import jit
 from .model import ComplexArray, FloatArray, Transmon, hamiltonians_rad_s, lindbladians
-from .real_basis import from_hermitian_basis, hermitian_basis
+from .real_basis import _gather, hermitian_basis
 
 # Pulses processed together, one per SIMD lane (8 doubles = one AVX-512 register).
 _LANES = 8
@@ -527,7 +527,10 @@ def superoperators(t: Transmon | Sequence[Transmon], w: ComplexArray) -> Complex
     real = superoperators_real(uniq, w, gidx)
     if real is None:
         return reference.superoperators(t, w)
-    return from_hermitian_basis(real, hermitian_basis(uniq[0].levels)[0])
+    order, coef = _gather(hermitian_basis(uniq[0].levels)[0])
+    out = np.empty(real.shape, dtype=np.complex128)
+    _fast_open_levels.to_column_stacking(real, order, coef, out)
+    return out
 
 
 def superoperators_real(
