@@ -372,6 +372,10 @@ from .model import ComplexArray, FloatArray
 def main() -> None:
     path = Path(__file__).with_name("_fast_levels.py")
     path.write_text(module_source())
+    # numba's on-disk cache of a function is keyed on its own file's time stamp, and the
+    # open kernel's cached machine code contains the products it calls: touch its file so
+    # it is compiled again against the new ones.
+    Path(__file__).with_name("_fast_open_levels.py").touch()
     print(f"wrote {path}")
 
 

@@ -18,6 +18,12 @@ about 10-100× faster than batched ``eigh``. Three ideas carry the speed:
 3. Structure of arrays: every matrix entry is a length-``_LANES`` vector over pulses, so
    each scalar operation of the small-matrix algebra compiles to one SIMD instruction.
 
+Which kernel runs depends on the level count: ``_fast_n3`` for 3 levels, the generated
+``_fast_levels`` (closed) and ``_fast_open_levels`` (open, on ``_fast_levels``' products)
+for 2, 4, 5 and 6, the general-N kernels below for 7 to 12. All compute the same thing;
+the specialised ones keep every hot loop a loop over SIMD lanes around straight-line code,
+which the general kernels' loops over matrix indices are not (docs/fast_engine.md).
+
 Per-transmon coefficients are derived from ``model.py`` (the same Hamiltonian and
 Lindbladian the reference engines use) and cached; if the model ever stops having the
 structure the kernels rely on, the engine falls back to ``reference.py`` rather than
