@@ -30,6 +30,7 @@ import math  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
+from functools import partial  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -124,13 +125,11 @@ def levels_table(rep: int, quick: bool = False) -> dict[str, Any]:
         ds = float(np.max(np.abs(superoperators(tr, w[:n_ref])
                                  - superoperators(tr, w[:n_ref], engine="numpy-reference"))))
         cpu = time.process_time
-        closed = best_time(lambda tr=tr, w=w: unitaries(tr, w), repeats=rep, clock=cpu)
-        lindblad = best_time(lambda tr=tr, w=w: superoperators(tr, w), repeats=rep, clock=cpu)
+        closed = best_time(partial(unitaries, tr, w), repeats=rep, clock=cpu)
+        lindblad = best_time(partial(superoperators, tr, w), repeats=rep, clock=cpu)
         wq = w[:n_q]
-        q_closed = best_time(lambda tr=tr, wq=wq: engine_qutip.unitaries(tr, wq), repeats=2,
-                             clock=cpu)
-        q_lind = best_time(lambda tr=tr, wq=wq: engine_qutip.superoperators(tr, wq), repeats=2,
-                           clock=cpu)
+        q_closed = best_time(partial(engine_qutip.unitaries, tr, wq), repeats=2, clock=cpu)
+        q_lind = best_time(partial(engine_qutip.superoperators, tr, wq), repeats=2, clock=cpu)
         rows[str(levels)] = {
             "closed_us_per_pulse": closed / LEVELS_BATCH * 1e6,
             "lindblad_us_per_pulse": lindblad / LEVELS_BATCH * 1e6,
@@ -143,8 +142,8 @@ def levels_table(rep: int, quick: bool = False) -> dict[str, Any]:
           "per sample (QuTiP piecewise)")
     print(f"{'levels':>6s} {'closed':>10s} {'Lindblad':>10s} {'QuTiP closed':>13s} "
           f"{'QuTiP Lindblad':>15s} {'max|ΔU|':>9s} {'max|ΔS|':>9s}")
-    for levels, r in rows.items():
-        print(f"{levels:>6s} {r['closed_us_per_pulse']:10.2f} {r['lindblad_us_per_pulse']:10.2f} "
+    for key, r in rows.items():
+        print(f"{key:>6s} {r['closed_us_per_pulse']:10.2f} {r['lindblad_us_per_pulse']:10.2f} "
               f"{r['qutip_closed_us_per_sample']:13.1f} {r['qutip_lindblad_us_per_sample']:15.1f} "
               f"{r['max_abs_dU_vs_reference']:9.1e} {r['max_abs_dS_vs_reference']:9.1e}")
     ratio_closed = rows["4"]["closed_us_per_pulse"] / rows["3"]["closed_us_per_pulse"]
