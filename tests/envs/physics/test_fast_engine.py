@@ -197,3 +197,13 @@ def test_open_level_kernel_sparse_products_equal_dense(levels: int) -> None:
     ref = fast.superoperators_real([tr], w)
     assert ref is not None
     np.testing.assert_array_equal(outs[0], ref)
+
+
+def test_general_kernels_serve_seven_levels() -> None:
+    """7 to 12 levels have no generated kernels: the general-N ones in fast.py run them."""
+    rng = np.random.default_rng(7)
+    tr = _random_transmon(rng, 7, 1e-9)
+    w = random_waveforms(rng, 3, 6)
+    assert np.max(np.abs(unitaries(tr, w) - unitaries(tr, w, engine="numpy-reference"))) < 1e-11
+    s = superoperators(tr, w)
+    assert np.max(np.abs(s - superoperators(tr, w, engine="numpy-reference"))) < 1e-11
