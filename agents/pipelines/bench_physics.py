@@ -3,7 +3,9 @@
 Times our numba engine (public API, validation included) at batch 1 and 1024, closed and
 Lindblad (T1, T2); the plain NumPy/SciPy reference; QuTiP's piecewise-constant propagator,
 ``sesolve`` and ``mesolve``; and qiskit-dynamics (jit + vmap) when the extra is installed.
-Every figure is the best of several repeats after a warm-up, so JIT compilation is
+A second table times one transmon with 2 to 6 levels (batch 512, closed and Lindblad)
+beside QuTiP's piecewise propagator per sample, so the growth with the level count is
+visible. Every figure is the best of several repeats after a warm-up, so JIT compilation is
 excluded. Slow engines run on small batches and are normalised per pulse. Before timing,
 the fast engine is checked against the reference on the timed batch.
 
@@ -28,6 +30,7 @@ import math  # noqa: E402
 import platform  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
+from functools import partial  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -66,15 +69,16 @@ def make_pulses(tr: Transmon, batch: int, seed: int = 0) -> np.ndarray:
     return w / np.maximum(1.0, np.abs(w))
 
 
-def best_time(fn: Callable[[], Any], *, repeats: int, inner: int = 1) -> float:
-    """Best wall time of one call, over ``repeats`` runs of ``inner`` calls each (s)."""
+def best_time(fn: Callable[[], Any], *, repeats: int, inner: int = 1,
+              clock: Callable[[], float] = time.perf_counter) -> float:
+    """Best time of one call on ``clock``, over ``repeats`` runs of ``inner`` calls each (s)."""
     fn()  # warm-up: JIT compilation, caches
     best = math.inf
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = clock()
         for _ in range(inner):
             fn()
-        best = min(best, (time.perf_counter() - t0) / inner)
+        best = min(best, (clock() - t0) / inner)
     return best
 
 
@@ -92,6 +96,62 @@ def qutip_mesolve(tr: Transmon, w: np.ndarray) -> None:
         for u in row:
             h = h0 + math.pi * tr.rabi_max_hz * (complex(u) * a.dag() + np.conj(u) * a)
             rho = qutip.mesolve(h, rho, [0.0, tr.dt_s], c_ops=c_ops, options=opts).states[-1]
+
+
+LEVELS = (2, 3, 4, 5, 6)
+LEVELS_BATCH = 512
+
+
+def levels_table(rep: int, quick: bool = False) -> dict[str, Any]:
+    """µs per 20-sample pulse of our engine at batch 512 for one transmon with 2..6 levels
+    (closed and Lindblad), QuTiP's piecewise propagator per sample beside it, and the
+    4-level/3-level ratios of this run. Each level count is checked against the reference
+    on part of the timed batch first.
+
+    Timed in CPU time of this (single-threaded) process, which equals wall time on an idle
+    core but, unlike it, does not grow when other processes share the cores: the table is
+    about how the cost grows with the level count, and the ratios stay readable on a
+    busy machine."""
+    from pulsecal.envs.physics import engine_qutip
+
+    rows: dict[str, dict[str, float]] = {}
+    n_q = 2 if quick else 4
+    for levels in LEVELS:
+        tr = Transmon(levels=levels, t1_s=50e-6, t2_s=40e-6)
+        w = make_pulses(tr, LEVELS_BATCH)
+        n_ref = 32
+        du = float(np.max(np.abs(unitaries(tr, w[:n_ref])
+                                 - unitaries(tr, w[:n_ref], engine="numpy-reference"))))
+        ds = float(np.max(np.abs(superoperators(tr, w[:n_ref])
+                                 - superoperators(tr, w[:n_ref], engine="numpy-reference"))))
+        cpu = time.process_time
+        closed = best_time(partial(unitaries, tr, w), repeats=rep, clock=cpu)
+        lindblad = best_time(partial(superoperators, tr, w), repeats=rep, clock=cpu)
+        wq = w[:n_q]
+        q_closed = best_time(partial(engine_qutip.unitaries, tr, wq), repeats=2, clock=cpu)
+        q_lind = best_time(partial(engine_qutip.superoperators, tr, wq), repeats=2, clock=cpu)
+        rows[str(levels)] = {
+            "closed_us_per_pulse": closed / LEVELS_BATCH * 1e6,
+            "lindblad_us_per_pulse": lindblad / LEVELS_BATCH * 1e6,
+            "qutip_closed_us_per_sample": q_closed / (n_q * SAMPLES) * 1e6,
+            "qutip_lindblad_us_per_sample": q_lind / (n_q * SAMPLES) * 1e6,
+            "max_abs_dU_vs_reference": du, "max_abs_dS_vs_reference": ds,
+        }
+        print(f"  timed {levels} levels", flush=True)
+    print(f"\nOne transmon, {SAMPLES} samples, batch {LEVELS_BATCH}: CPU µs per pulse (ours) and "
+          "per sample (QuTiP piecewise)")
+    print(f"{'levels':>6s} {'closed':>10s} {'Lindblad':>10s} {'QuTiP closed':>13s} "
+          f"{'QuTiP Lindblad':>15s} {'max|ΔU|':>9s} {'max|ΔS|':>9s}")
+    for key, r in rows.items():
+        print(f"{key:>6s} {r['closed_us_per_pulse']:10.2f} {r['lindblad_us_per_pulse']:10.2f} "
+              f"{r['qutip_closed_us_per_sample']:13.1f} {r['qutip_lindblad_us_per_sample']:15.1f} "
+              f"{r['max_abs_dU_vs_reference']:9.1e} {r['max_abs_dS_vs_reference']:9.1e}")
+    ratio_closed = rows["4"]["closed_us_per_pulse"] / rows["3"]["closed_us_per_pulse"]
+    ratio_lind = rows["4"]["lindblad_us_per_pulse"] / rows["3"]["lindblad_us_per_pulse"]
+    print(f"4 levels / 3 levels, this run: closed {ratio_closed:.2f}x, Lindblad {ratio_lind:.2f}x "
+          "(target <= 3x)")
+    return {"batch": LEVELS_BATCH, "rows": rows, "ratio_4_to_3_closed": ratio_closed,
+            "ratio_4_to_3_lindblad": ratio_lind}
 
 
 def run(out: Path, quick: bool = False) -> dict[str, Any]:
@@ -179,12 +239,14 @@ def run(out: Path, quick: bool = False) -> dict[str, Any]:
         met = got <= limit
         targets[name] = {"limit_us": limit, "us_per_pulse": got, "met": met}
         print(f"target met: {'yes' if met else 'no '}  {name}: {got:.2f} µs <= {limit:.0f} µs")
+    levels = levels_table(rep, quick)
     result = {
         "machine": {"python": platform.python_version(), "processor": platform.processor(),
                     "machine": platform.machine(), "threads": 1},
         "levels": 3, "samples": SAMPLES, "transmon": repr(tr),
         "max_abs_dU_fast_vs_reference": du, "max_abs_dS_fast_vs_reference": ds,
         "qiskit_dynamics": dyn_note, "rows": rows, "targets": targets,
+        "levels_table": levels,
     }
     out.write_text(json.dumps(result, indent=2))
     print(f"\nwrote {out}")

@@ -18,6 +18,12 @@ about 10-100× faster than batched ``eigh``. Three ideas carry the speed:
 3. Structure of arrays: every matrix entry is a length-``_LANES`` vector over pulses, so
    each scalar operation of the small-matrix algebra compiles to one SIMD instruction.
 
+Which kernel runs depends on the level count: ``_fast_n3`` for 3 levels, the generated
+``_fast_levels`` (closed) and ``_fast_open_levels`` (open, on ``_fast_levels``' products)
+for 2, 4, 5 and 6, the general-N kernels below for 7 to 12. All compute the same thing;
+the specialised ones keep every hot loop a loop over SIMD lanes around straight-line code,
+which the general kernels' loops over matrix indices are not (docs/fast_engine.md).
+
 Per-transmon coefficients are derived from ``model.py`` (the same Hamiltonian and
 Lindbladian the reference engines use) and cached; if the model ever stops having the
 structure the kernels rely on, the engine falls back to ``reference.py`` rather than
@@ -32,10 +38,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import _fast_n3, reference
+from . import _fast_levels, _fast_n3, _fast_open_levels, reference
 from .jit import jit
 from .model import ComplexArray, FloatArray, Transmon, hamiltonians_rad_s, lindbladians
-from .real_basis import from_hermitian_basis, hermitian_basis
+from .real_basis import _gather, hermitian_basis
 
 # Pulses processed together, one per SIMD lane (8 doubles = one AVX-512 register).
 _LANES = 8
@@ -510,6 +516,8 @@ def unitaries(t: Transmon | Sequence[Transmon], w: ComplexArray) -> ComplexArray
     wr, wi = np.ascontiguousarray(w.real), np.ascontiguousarray(w.imag)
     if n == 3:
         _fast_n3.closed_kernel(diag, coup, mu, wr, wi, out)
+    elif n in _fast_levels.CLOSED_KERNELS:
+        _fast_levels.CLOSED_KERNELS[n](diag, coup, mu, wr, wi, out)
     else:
         _closed_kernel(diag, coup, mu, wr, wi, _COS_C, _SIN_C, out)
     return out
@@ -525,7 +533,10 @@ def superoperators(t: Transmon | Sequence[Transmon], w: ComplexArray) -> Complex
     real = superoperators_real(uniq, w, gidx)
     if real is None:
         return reference.superoperators(t, w)
-    return from_hermitian_basis(real, hermitian_basis(uniq[0].levels)[0])
+    order, coef = _gather(hermitian_basis(uniq[0].levels)[0])
+    out = np.empty(real.shape, dtype=np.complex128)
+    _fast_open_levels.to_column_stacking(real, order, coef, out)
+    return out
 
 
 def superoperators_real(
@@ -555,21 +566,31 @@ def superoperators_real(
             np.ascontiguousarray(w.real), np.ascontiguousarray(w.imag), _INV_FACT, real)
     if n == 3:
         _fast_n3.open_kernel(*args, all(map(_in_sparsity, transmons)))
+    elif n in _fast_open_levels.LEVELS:
+        _fast_open_levels.open_kernel(*args[:10], real, all(map(_in_sparsity, transmons)))
     else:
         _open_kernel(*args)
     return real
 
 
-_OFF_PATTERN = np.ones((9, 9), dtype=bool)
-_OFF_PATTERN[tuple(np.array(_fast_n3.SPARSITY).T)] = False
+@functools.lru_cache(maxsize=16)
+def _off_pattern(levels: int) -> np.ndarray:
+    """(M, M) True outside the structural non-zeros the products of ``levels`` may skip."""
+    pattern = _fast_n3.SPARSITY if levels == 3 else getattr(_fast_levels, f"SPARSITY_{levels}")
+    off = np.ones((levels**2, levels**2), dtype=bool)
+    off[tuple(np.array(pattern).T)] = False
+    off.setflags(write=False)
+    return off
 
 
 @functools.lru_cache(maxsize=256)
 def _in_sparsity(t: Transmon) -> bool:
-    """Whether a 3-level model's generators vanish outside ``_fast_n3.SPARSITY`` exactly
-    (then its products may skip those entries); False sends it to the dense products."""
+    """Whether a model's generators vanish outside its kernel's sparsity pattern exactly
+    (``_fast_n3.SPARSITY``, ``_fast_levels.SPARSITY_<N>``; then its products may skip
+    those entries); False sends it to the dense products."""
     params = _open_params(t)
     if params is None:
         return False
     l0, l1, _ = params
-    return not (np.any(l0[0][_OFF_PATTERN] != 0.0) or np.any(l1[0][_OFF_PATTERN] != 0.0))
+    off = _off_pattern(t.levels)
+    return not (np.any(l0[0][off] != 0.0) or np.any(l1[0][off] != 0.0))

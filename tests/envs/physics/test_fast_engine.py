@@ -38,10 +38,9 @@ def test_matches_reference_across_parameter_space(levels: int, params: dict) -> 
     assert np.max(np.abs(u - u_ref)) < 1e-11
     f = gate_fidelity(u, "X", kind="unitary")
     assert np.max(np.abs(f - gate_fidelity(u_ref, "X", kind="unitary"))) < 1e-12
-    if levels <= 4:
-        s = superoperators(tr, w)
-        s_ref = superoperators(tr, w, engine="numpy-reference")
-        assert np.max(np.abs(s - s_ref)) < 1e-11
+    s = superoperators(tr, w)
+    s_ref = superoperators(tr, w, engine="numpy-reference")
+    assert np.max(np.abs(s - s_ref)) < 1e-11
 
 
 @pytest.mark.parametrize("batch", [1, 7, 15, 16, 17, 33])
@@ -130,3 +129,81 @@ def test_cached_dissipator_is_the_textbook_sum_to_the_bit() -> None:
         h = hamiltonians_rad_s(t, w)
         gen = -1j * (np.stack([np.kron(eye, x) for x in h]) - np.stack([np.kron(x.T, eye) for x in h]))
         np.testing.assert_array_equal(lindbladians(t, w), gen + diss)
+
+
+def test_generated_level_kernels_are_up_to_date() -> None:
+    from pathlib import Path
+
+    from pulsecal.envs.physics import _fast_levels_codegen
+
+    path = Path(_fast_levels_codegen.__file__).with_name("_fast_levels.py")
+    assert path.read_text() == _fast_levels_codegen.module_source(), (
+        "regenerate with: python -m pulsecal.envs.physics._fast_levels_codegen"
+    )
+
+
+def _random_transmon(rng: np.random.Generator, levels: int, dt_s: float) -> Transmon:
+    """A transmon anywhere in the range the engine serves: weak to strong drive relative to
+    the anharmonicity, detuned, lossy to nearly closed."""
+    t1 = float(rng.uniform(0.5e-6, 100e-6))
+    return Transmon(levels=levels, anharmonicity_hz=float(rng.uniform(-400e6, -100e6)),
+                    rabi_max_hz=float(rng.uniform(20e6, 300e6)),
+                    detuning_hz=float(rng.uniform(-50e6, 50e6)),
+                    dt_s=dt_s, t1_s=t1,
+                    t2_s=float(rng.uniform(0.2, 2.0)) * t1)
+
+
+@pytest.mark.parametrize("levels", [2, 3, 4, 5, 6])
+def test_level_kernels_match_reference_on_random_transmons_per_row(levels: int) -> None:
+    """Each of 19 pulses (more than one SIMD block, the last one part-filled) on its own
+    random transmon, plus a batch on one of them: the generated kernels of every level
+    count against per-sample eigh / expm."""
+    rng = np.random.default_rng(100 + levels)
+    dt_s = float(rng.uniform(0.1e-9, 3e-9))
+    rows = tuple(_random_transmon(rng, levels, dt_s) for _ in range(19))
+    w = random_waveforms(rng, 19, 12)
+    w[3] = 1.0
+    w[4, 5:] = 0.0
+    for t in (rows, rows[0]):
+        u = unitaries(t, w)
+        assert np.max(np.abs(u - unitaries(t, w, engine="numpy-reference"))) < 1e-11
+        assert np.max(np.abs(u @ np.swapaxes(u.conj(), 1, 2) - np.eye(levels))) < 1e-12
+        s = superoperators(t, w)
+        assert np.max(np.abs(s - superoperators(t, w, engine="numpy-reference"))) < 1e-11
+
+
+@pytest.mark.parametrize("levels", [2, 4, 5, 6])
+def test_open_level_kernel_sparse_products_equal_dense(levels: int) -> None:
+    """The powers of X read only its structural non-zeros when every model lies in the
+    pattern (all transmons do); the dense products, the fallback for a model that does
+    not, give the same superoperators."""
+    from pulsecal.envs.physics import _fast_open_levels, fast
+    from pulsecal.envs.physics.real_basis import hermitian_basis
+
+    rng = np.random.default_rng(levels)
+    tr = _random_transmon(rng, levels, 2e-9)
+    assert fast._in_sparsity(tr)
+    l0, l1, mu = fast._open_params(tr)  # type: ignore[misc]
+    w = random_waveforms(rng, 5, 8)
+    _, rot_j, rot_k, rot_s, rot_a = hermitian_basis(levels)
+    outs = []
+    for sparse in (True, False):
+        out = np.empty((5, levels**2, levels**2))
+        _fast_open_levels.open_kernel(np.zeros(5, dtype=np.int64), l0, l1, mu, rot_j, rot_k,
+                                      rot_s, rot_a, np.ascontiguousarray(w.real),
+                                      np.ascontiguousarray(w.imag), out, sparse)
+        outs.append(out)
+    assert np.max(np.abs(outs[0] - outs[1])) < 1e-13
+    ref = fast.superoperators_real([tr], w)
+    assert ref is not None
+    np.testing.assert_array_equal(outs[0], ref)
+
+
+def test_general_kernels_serve_seven_levels() -> None:
+    """7 to 12 levels have no generated kernels: the general-N ones in fast.py run them."""
+    rng = np.random.default_rng(7)
+    tr = _random_transmon(rng, 7, 1e-9)
+    w = random_waveforms(rng, 3, 6)
+    assert np.max(np.abs(unitaries(tr, w) - unitaries(tr, w, engine="numpy-reference"))) < 1e-11
+    s = superoperators(tr, w)
+    assert np.max(np.abs(s - superoperators(tr, w, engine="numpy-reference"))) < 1e-11
