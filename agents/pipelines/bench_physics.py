@@ -186,6 +186,9 @@ def run(out: Path, quick: bool = False) -> dict[str, Any]:
         "max_abs_dU_fast_vs_reference": du, "max_abs_dS_fast_vs_reference": ds,
         "qiskit_dynamics": dyn_note, "rows": rows, "targets": targets,
     }
+    from pulsecal.agents.pipelines import bench_coupled
+
+    result["two_qubit"] = bench_coupled.run(quick=quick)
     out.write_text(json.dumps(result, indent=2))
     print(f"\nwrote {out}")
     return result

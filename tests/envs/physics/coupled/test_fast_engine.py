@@ -7,8 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pulsecal.envs.physics.coupled import CoupledModel, Coupling, Crosstalk, FluxTuning, Mode
-from pulsecal.envs.physics.coupled import fast
+from pulsecal.envs.physics.coupled import CoupledModel, Coupling, Crosstalk, FluxTuning, Mode, fast
 from pulsecal.envs.physics.coupled import propagate as prop
 from pulsecal.envs.physics.coupled import reference as ref
 from pulsecal.envs.physics.coupled.model import compile_model, thermal_state
