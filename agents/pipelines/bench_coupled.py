@@ -294,17 +294,17 @@ def run(quick: bool = False) -> dict[str, Any]:
 
     print("\ncost against total dimension: driven 20-sample pulse (drive:q0), µs/pulse")
     table = []
+    nb = 64
+    w = 0.4 * np.exp(1j * np.linspace(0, 3, 20))[None, :] * np.ones((nb, 1))
+    c = {"drive:q0": w}
     for label, m in _dimension_models():
         mom = compile_model(m)
-        nb = 64
-        w = 0.4 * np.exp(1j * np.linspace(0, 3, 20))[None, :] * np.ones((nb, 1))
-        c = {"drive:q0": w}
         row: dict[str, Any] = {"model": label, "dimension": m.dimension}
-        row["numpy closed"] = best_time(lambda m=m, c=c: prop.unitaries(m, c), repeats=2) / nb * 1e6
+        row["numpy closed"] = best_time(lambda m=m: prop.unitaries(m, c), repeats=2) / nb * 1e6
         row["qutip closed"] = best_time(lambda mom=mom: qutip_piecewise(mom, {"drive:q0": w[:1]}, 1, False),
                                         repeats=1) * 1e6
         if m.dimension <= 16:
-            row["numpy lindblad"] = best_time(lambda m=m, c=c: prop.superoperators(m, c), repeats=1) / nb * 1e6
+            row["numpy lindblad"] = best_time(lambda m=m: prop.superoperators(m, c), repeats=1) / nb * 1e6
             row["qutip lindblad"] = best_time(lambda mom=mom: qutip_piecewise(mom, {"drive:q0": w[:1]}, 1, True),
                                               repeats=1) * 1e6
         table.append(row)

@@ -255,12 +255,17 @@ def _playing(pulse: Pulse) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return reals, drives
 
 
-def _chain(mats: ComplexArray, coef: FloatArray) -> ComplexArray:
-    """Block by block: (R, J, n, n) matrices, (B, T, J) coefficients -> (B, n, n)."""
+def _chain(mats: ComplexArray, coef: FloatArray, support: NDArray[np.bool_] | None = None) -> ComplexArray:
+    """Block by block: (R, J, n, n) matrices, (B, T, J) coefficients -> (B, n, n).
+
+    ``support`` (n,): only the blocks holding one of these indices are computed; the others
+    are left zero (for a caller applying the result to vectors supported there)."""
     b = coef.shape[0]
     n = mats.shape[-1]
     out = np.zeros((b, n, n), dtype=np.complex128)
     for idx in blocks(mats):
+        if support is not None and not np.any(support[idx]):
+            continue
         sub = mats[:, :, idx[:, None], idx[None, :]]
         if len(idx) == 1 and sub.shape[0] == 1:
             # A 1×1 block is a scalar exponential: no kernel needed.
@@ -312,10 +317,12 @@ def _chain_blas(mats: ComplexArray, coef: FloatArray) -> ComplexArray:
 
 
 def propagate(om: OperatorModel | Sequence[OperatorModel], pulse: Pulse, open_system: bool,
-              max_phase_step: float = 0.05) -> ComplexArray:
+              max_phase_step: float = 0.05, support: NDArray[np.bool_] | None = None) -> ComplexArray:
     """Validated pulse -> (B, n, n) propagators in the modes' frames (n = D or D²).
 
-    ``om`` is one model for every row, or one per row (same dims and channels)."""
+    ``om`` is one model for every row, or one per row (same dims and channels). With
+    ``support`` (n,), blocks not touching it are skipped (left zero): enough to propagate
+    states whose non-zeros lie within ``support``."""
     rows = [om] if isinstance(om, OperatorModel) else list(om)
     reals, drives = _playing(pulse)
     plans = [substeps(r, pulse, max_phase_step) for r in rows]
@@ -324,14 +331,14 @@ def propagate(om: OperatorModel | Sequence[OperatorModel], pulse: Pulse, open_sy
         f_ref = plans[0][0]
         mats = _terms(rows[0], f_ref, reals, drives, open_system)[None]
         coef = _coefficients(rows[0], pulse, f_ref, n_sub, reals, drives)
-        out = _chain(mats, coef)
+        out = _chain(mats, coef, support)
         return to_mode_frames(rows[0], out, f_ref, pulse.t0_s, pulse.t0_s + pulse.n_samples * rows[0].dt_s)
     mats = np.stack([_terms(r, f, reals, drives, open_system) for r, (f, _) in zip(rows, plans, strict=True)])
     coef = np.concatenate([
         _coefficients(r, _row(pulse, b), f, n_sub, reals, drives)
         for b, (r, (f, _)) in enumerate(zip(rows, plans, strict=True))
     ])
-    out = _chain(mats, coef)
+    out = _chain(mats, coef, support)
     t1 = pulse.t0_s + pulse.n_samples * rows[0].dt_s
     return np.stack([to_mode_frames(r, out[b], f, pulse.t0_s, t1)
                      for b, (r, (f, _)) in enumerate(zip(rows, plans, strict=True))])

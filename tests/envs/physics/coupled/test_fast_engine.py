@@ -213,6 +213,27 @@ def test_evolve_states_follows_the_sequence():
     np.testing.assert_allclose(prop.evolve_states(model, segments, open_system=False), closed, atol=1e-9)
 
 
+def test_evolve_states_skips_blocks_the_state_never_reaches():
+    # From |00⟩ through flux pulses only coherence order 0 is occupied: the other blocks
+    # are skipped, and the result is still the full superoperator's.
+    rng = np.random.default_rng(11)
+    model = random_model(rng, (3, 3))
+    flux = {"flux:q1": rng.uniform(-0.15, 0.15, (BATCH, 6))}
+    d = model.dimension
+    rho0 = np.zeros((d, d), dtype=complex)
+    rho0[0, 0] = 1.0
+    want = np.einsum("bij,j->bi", ref.superoperators(model, flux), rho0.reshape(-1, order="F"))
+    got = prop.evolve_states(model, [flux, prop.Idle(1e-6), flux], rho0)
+    want = np.einsum("ij,bj->bi", ref.idle_superoperator(model, 1e-6, t0_s=6e-9), want)
+    want = np.einsum("bij,bj->bi", ref.superoperators(model, flux, t0_s=1006e-9), want)
+    np.testing.assert_allclose(got, want.reshape(BATCH, d, d).transpose(0, 2, 1), atol=1e-9)
+    psi = np.zeros((BATCH, d, d), dtype=complex)
+    psi[:, 1, 1] = 1.0
+    u = ref.unitaries(model, flux)
+    np.testing.assert_allclose(prop.evolve_states(model, [flux], psi, open_system=False),
+                               u @ psi @ u.conj().transpose(0, 2, 1), atol=1e-9)
+
+
 @pytest.mark.parametrize(
     ("call", "message"),
     [
