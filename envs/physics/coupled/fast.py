@@ -21,6 +21,9 @@ coherence orders N_ket − N_bra (≤ 19). A bring-your-own model without struct
 dense block. The kernel evaluates each exponential by a degree-16 Taylor series
 (Paterson–Stockmeyer, 6 products) after shifting out the mean of the diagonal (an exact
 scalar factor) and scaling so the 1-norm is ≤ 0.8 (truncation < 1.2e-16), then squares.
+The smallest blocks (the excitation manifolds of flux pulses) run generated kernels
+(``_lanes.py``) of the same algorithm whose every matrix entry is a vector over ``LANES``
+pulses, so each scalar operation compiles to one SIMD instruction.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
 from ..jit import jit
+from ._lanes import CHAINS
 from .controls import Pulse, as_operator_model, check_pulse
 from .model import TWO_PI, ComplexArray, CoupledModel, FloatArray
 from .operators import OperatorModel
@@ -272,7 +276,12 @@ def _chain(mats: ComplexArray, coef: FloatArray, support: NDArray[np.bool_] | No
             g = coef @ sub[0, :, 0, 0]
             out[:, idx[0], idx[0]] = np.exp(g.sum(axis=1))
             continue
-        if len(idx) > _DENSE_BLAS:
+        if len(idx) in CHAINS:
+            res = np.empty((b, len(idx), len(idx)), dtype=np.complex128)
+            flat = sub.reshape(*sub.shape[:2], len(idx) ** 2)
+            CHAINS[len(idx)](np.ascontiguousarray(flat.real), np.ascontiguousarray(flat.imag),
+                             np.ascontiguousarray(coef), _TAYLOR, res)
+        elif len(idx) > _DENSE_BLAS:
             res = _chain_blas(sub, coef)
         else:
             res = np.empty((b, len(idx), len(idx)), dtype=np.complex128)

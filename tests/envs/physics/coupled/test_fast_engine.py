@@ -250,3 +250,20 @@ def test_bad_input_is_named(call, message):
     model = random_model(np.random.default_rng(0), (3, 3))
     with pytest.raises(ValueError, match=message):
         call(model)
+
+
+def test_generated_lane_kernels_match_their_generator_and_the_scalar_kernel():
+    from pulsecal.envs.physics.coupled import _codegen, _lanes
+
+    assert _codegen.TARGET.read_text() == _codegen.source()
+    rng = np.random.default_rng(12)
+    for n in _lanes.CHAINS:
+        h = rng.normal(size=(1, 3, n, n)) + 1j * rng.normal(size=(1, 3, n, n))
+        mats = -1j * (h + h.conj().transpose(0, 1, 3, 2))
+        coef = rng.normal(size=(BATCH + 3, 5, 3))  # a partial last lane block
+        want = np.empty((BATCH + 3, n, n), dtype=complex)
+        fast._chain_kernel(mats, coef, fast._TAYLOR, want)
+        got = np.empty_like(want)
+        flat = mats.reshape(1, 3, n * n)
+        _lanes.CHAINS[n](np.ascontiguousarray(flat.real), np.ascontiguousarray(flat.imag), coef, fast._TAYLOR, got)
+        np.testing.assert_allclose(got, want, atol=1e-12)
