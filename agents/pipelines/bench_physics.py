@@ -248,6 +248,9 @@ def run(out: Path, quick: bool = False) -> dict[str, Any]:
         "qiskit_dynamics": dyn_note, "rows": rows, "targets": targets,
         "levels_table": levels,
     }
+    from pulsecal.agents.pipelines import bench_coupled
+
+    result["two_qubit"] = bench_coupled.run(quick=quick)
     out.write_text(json.dumps(result, indent=2))
     print(f"\nwrote {out}")
     return result
