@@ -323,7 +323,8 @@ def from_qiskit_dynamics(
     dims_t = tuple(int(d) for d in dims)
     dimension = math.prod(dims_t)
     h_frame = _rotating_frame_diagonal(model, dimension)
-    h0 = np.zeros((dimension, dimension), complex) if static is None else _matrix("static_hamiltonian", static, dims_t)
+    h0: ComplexArray = (np.zeros((dimension, dimension), dtype=np.complex128) if static is None
+                        else _matrix("static_hamiltonian", static, dims_t))
     # qiskit-dynamics reports static_hamiltonian with the frame operator subtracted.
     h0 = (h0 + np.diag(h_frame)) / time_unit_s
     op_list = [] if ops is None else [_matrix(f"hamiltonian_operators[{k}]", o, dims_t) / time_unit_s

@@ -56,7 +56,7 @@ def _import() -> tuple[Any, Any, Any]:
 
 
 def _embed(dims: tuple[int, ...], i: int, op: np.ndarray) -> np.ndarray:
-    out = np.ones((1, 1), dtype=np.complex128)
+    out: np.ndarray = np.ones((1, 1), dtype=np.complex128)
     for k, d in enumerate(dims):
         out = np.kron(out, op if k == i else np.eye(d))
     return out
@@ -86,14 +86,14 @@ def _rebuilt(model: CoupledModel, f_ref: float) -> tuple[np.ndarray, dict[str, n
         if kind == "drive":
             src = model.mode(line)
             assert src.rabi_max_hz is not None
-            r = math.pi * src.rabi_max_hz * lower[model.index(line)].conj().T
+            r: np.ndarray = math.pi * src.rabi_max_hz * lower[model.index(line)].conj().T
             for x in model.crosstalk:
                 target = model.mode(x.mode)
                 if x.line == line and target.rabi_max_hz is not None:
                     r = r + math.pi * target.rabi_max_hz * x.fraction * lower[model.index(x.mode)].conj().T
             drives[name] = r
             fm = model.mode(frame)
-            freqs[name] = fm.frequency_at(0.0) if fm.frame_hz is None else float(fm.frame_hz)
+            freqs[name] = float(fm.frequency_at(0.0)) if fm.frame_hz is None else float(fm.frame_hz)
         else:
             reals[name] = 2 * math.pi * num[model.index(line)]
     collapse: list[np.ndarray] = []

@@ -18,7 +18,14 @@ import numpy as np
 import pytest
 from scipy.stats import unitary_group
 
-from pulsecal.envs.physics.coupled import CoupledModel, Coupling, Crosstalk, FluxTuning, Mode, check_pulse
+from pulsecal.envs.physics.coupled import (
+    CoupledModel,
+    Coupling,
+    Crosstalk,
+    FluxTuning,
+    Mode,
+    check_pulse,
+)
 from pulsecal.envs.physics.coupled import engine_qutip as eq
 from pulsecal.envs.physics.coupled import reference as ref
 from pulsecal.envs.physics.coupled.model import compile_model
@@ -73,7 +80,7 @@ def fidelity_closed(om, u: np.ndarray, target: np.ndarray) -> np.ndarray:
 def fidelity_open(om, s: np.ndarray, target: np.ndarray) -> np.ndarray:
     _, sup = _sub(om, om.dimension)
     m = s[:, sup][:, :, sup]
-    d = int(round(np.sqrt(len(sup))))
+    d = round(np.sqrt(len(sup)))
     sv = np.kron(target.conj(), target)
     vec_i = np.eye(d).reshape(-1, order="F")
     return (np.einsum("ij,bij->b", sv.conj(), m).real + np.einsum("i,bij,j->b", vec_i, m, vec_i).real) / (d * (d + 1))
@@ -123,7 +130,7 @@ def test_cross_resonance_reference_vs_qutip_ode(open_system):
 
 
 def test_qutip_ode_agrees_with_its_exact_path():
-    om, controls, pulse, target = _case(8, (2, 3), 3, False)
+    om, _, pulse, _ = _case(8, (2, 3), 3, False)
     np.testing.assert_allclose(eq.unitaries_sesolve(om, pulse), eq.unitaries(om, pulse), atol=TOL, rtol=0)
 
 
