@@ -97,7 +97,8 @@ def test_measured_distribution_agrees_through_every_engine():
 
 
 @needs_dynamics
-@pytest.mark.parametrize("open_system", [False, pytest.param(True, marks=pytest.mark.slow)])
+@pytest.mark.slow  # one JAX compile per model and closed/open: ~20 s each on a shared core
+@pytest.mark.parametrize("open_system", [False, True])
 def test_byo_models_agree_through_dynamics(open_system):
     from pulsecal.envs.physics.coupled import engine_dynamics as ed
 
