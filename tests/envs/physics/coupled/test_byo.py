@@ -83,6 +83,21 @@ def test_byo_models_agree_through_reference_and_qutip(open_system):
                                expected, atol=TOL, rtol=0)
 
 
+def test_cross_resonance_on_byo_models_agrees_through_reference_and_qutip():
+    # q0's drive at its own frame and at q1's: the Hamiltonian turns within a sample, so the
+    # reference substeps and QuTiP integrates its ODE (a small batch: both are slow here;
+    # test_cross_engine runs batch 16).
+    rng = np.random.default_rng(5)
+    controls = {"drive:q0": 0.5 * np.exp(1j * rng.uniform(0, 2 * np.pi, (4, 2))),
+                "drive:q0@q1": 0.5 * np.exp(1j * rng.uniform(0, 2 * np.pi, (4, 2)))}
+    om_c = compile_model(dev.coupled_model())
+    expected = ref.unitaries(om_c, controls, max_phase_step=0.01)
+    for om in (qutip_model(), dynamics_model()):
+        pulse = check_pulse(om, controls)
+        assert ref.substeps(om, pulse)[1] > 1
+        np.testing.assert_allclose(eq.unitaries(om, pulse), expected, atol=TOL, rtol=0)
+
+
 def test_measured_distribution_agrees_through_every_engine():
     coupled, byo_controls = probe()
     om_c = compile_model(dev.coupled_model())
