@@ -141,12 +141,24 @@ def test_piecewise_constant_reference_vs_dynamics(open_system):
     compare(om, pulse, controls, [("qiskit-dynamics", _dynamics())], open_system, target)
 
 
+# Every size closed and open, piecewise constant and with cross-resonance, except the open
+# cross-resonance pulse on 3 modes × 3 levels: its 729 × 729 superoperator through QuTiP's
+# mesolve and 250 CF4 substeps per sample does not finish in a test run on one core.
+SWEEP = [(levels, cr, open_system)
+         for levels in [(2, 2), (3, 3), (4, 4), (3, 3, 3)]
+         for cr in (False, True)
+         for open_system in (False, True)
+         if not (cr and open_system and len(levels) == 3)]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("levels", [(2, 2), (3, 3), (4, 4), (3, 3, 3)])
-@pytest.mark.parametrize("cross_resonance", [False, True])
-@pytest.mark.parametrize("open_system", [False, True])
+@pytest.mark.parametrize(
+    ("levels", "cross_resonance", "open_system"), SWEEP,
+    ids=["x".join(map(str, lv)) + ("-cr" if cr else "-pwc") + ("-open" if o else "-closed") for lv, cr, o in SWEEP],
+)
 def test_sweep_every_engine(levels, cross_resonance, open_system):
-    om, controls, pulse, target = _case(100 + sum(levels), levels, 4 if not cross_resonance else 2, cross_resonance)
+    samples = 4 if not cross_resonance else (1 if open_system and max(levels) > 3 else 2)
+    om, controls, pulse, target = _case(100 + sum(levels), levels, samples, cross_resonance)
     engines: list = [("qutip", eq)]
     try:
         engines.append(("qiskit-dynamics", _dynamics()))
