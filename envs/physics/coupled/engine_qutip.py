@@ -60,12 +60,18 @@ def _exact(om: OperatorModel, pulse: Pulse, open_system: bool, f_ref: float) -> 
     d = om.dimension
     size = d * d if open_system else d
     out = np.empty((pulse.batch, size, size), dtype=np.complex128)
+    # The static part's Liouvillian (dissipators included) is built once; each sample adds
+    # the Hamiltonian part of its controls.
+    zero = 0 * h0
+    l0 = qutip.liouvillian(h0, c_ops) if open_system else None
     for b in range(pulse.batch):
         acc: qutip.Qobj | None = None
         for k in range(pulse.n_samples):
-            h = _sample_hamiltonian(om, pulse, b, k, h0, raising, reals)
-            gen = qutip.liouvillian(h, c_ops) if open_system else -1j * h
-            step = (gen * om.dt_s).expm()
+            if l0 is None:
+                gen = -1j * _sample_hamiltonian(om, pulse, b, k, h0, raising, reals)
+            else:
+                gen = l0 + qutip.liouvillian(_sample_hamiltonian(om, pulse, b, k, zero, raising, reals))
+            step = (gen * om.dt_s).to("dense").expm()  # the propagators are full matrices
             acc = step if acc is None else step * acc
         assert acc is not None  # check_pulse guarantees at least one sample
         out[b] = acc.full()
