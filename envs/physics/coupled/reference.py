@@ -68,10 +68,12 @@ def _propagate(om: OperatorModel, pulse: Pulse, open_system: bool, max_phase_ste
     eye = np.eye(d, dtype=np.complex128)
     diss = om.dissipator() if open_system else None
 
-    def step(h: ComplexArray, tau: float, diss_weight: float = 1.0) -> ComplexArray:
+    def step(h: ComplexArray, tau: float, weight: float = 1.0) -> ComplexArray:
+        # h is a weighted sum of Hamiltonians whose weights add up to ``weight``; the
+        # time-independent dissipator carries the same total weight.
         if diss is None:
             return expm(-1j * tau * h)
-        return expm(tau * (-1j * (np.kron(eye, h) - np.kron(h.T, eye)) + diss_weight * diss))
+        return expm(tau * (-1j * (np.kron(eye, h) - np.kron(h.T, eye)) + weight * diss))
 
     size = d * d if open_system else d
     out = np.empty((pulse.batch, size, size), dtype=np.complex128)
@@ -86,10 +88,8 @@ def _propagate(om: OperatorModel, pulse: Pulse, open_system: bool, max_phase_ste
                 ts = t_start + j * h_sub
                 h1 = hamiltonian(om, pulse, b, k, ts + _GAUSS[0] * h_sub, f_ref, h0)
                 h2 = hamiltonian(om, pulse, b, k, ts + _GAUSS[1] * h_sub, f_ref, h0)
-                # Each CF4 exponential carries weights a1 + a2 = 1/2 of the whole generator,
-                # the time-independent dissipator included.
-                first = step(_CF4_A[0] * h1 + _CF4_A[1] * h2, h_sub, 0.5)
-                second = step(_CF4_A[1] * h1 + _CF4_A[0] * h2, h_sub, 0.5)
+                first = step(_CF4_A[0] * h1 + _CF4_A[1] * h2, h_sub, _CF4_A[0] + _CF4_A[1])
+                second = step(_CF4_A[1] * h1 + _CF4_A[0] * h2, h_sub, _CF4_A[0] + _CF4_A[1])
                 acc = second @ first @ acc
         out[b] = to_mode_frames(om, acc, f_ref, pulse.t0_s, pulse.t0_s + pulse.n_samples * dt)
     return out
