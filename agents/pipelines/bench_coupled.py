@@ -268,7 +268,8 @@ def run(quick: bool = False) -> dict[str, Any]:
     if importlib.util.find_spec("qiskit_dynamics") is not None:
         run_qd = dynamics_measure(om, flux, "flux:q0", rho00, True)
         checks["measurement: max |Δp| qiskit-dynamics vs ours"] = float(np.abs(run_qd() - pops).max())
-        add("qiskit-dynamics measure flux b256", best_time(run_qd, repeats=rep), batch,
+        # One repeat: at ~0.2 s per pulse this row alone would dominate make bench.
+        add("qiskit-dynamics measure flux b256", best_time(run_qd, repeats=1), batch,
             "jax_expm, jit(vmap), compile excluded")
         run_qu = dynamics_measure(om, flux, "flux:q0", None, False)
         checks["closed flux: max |ΔU| qiskit-dynamics vs ours"] = float(np.abs(run_qu() - u_fast).max())
