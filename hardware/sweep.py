@@ -428,8 +428,8 @@ def run_qubit(job: QubitJob, *, make_backend: Callable[[int], Backend], make_pol
                                  device_ledger=None if job.device_ledger is None
                                  else DeviceDayLedger(job.device_ledger, fsync=fsync))
             stop = result.stop
-            if stop is None:
-                state, error = FINISHED, None
+            if stop is None:  # a resumed attempt that finished clears an earlier attempt's stop
+                state, error, stop_reason = FINISHED, None, None
                 break
             stop_reason = stop.reason
             state, error = (BUDGET_EXHAUSTED if stop.reason == stops.BUDGET_EXHAUSTED else FAILED), \

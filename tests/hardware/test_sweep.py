@@ -118,6 +118,10 @@ def test_a_lost_job_is_resumed_from_the_journal_in_the_same_run(tmp_path: Path) 
     job = _job(tmp_path, 0, max_steps=4, attempts=6)
     out = _run(job, fault_rate=0.4)
     assert out.state == "finished" and out.attempts > 1, out
+    # The earlier attempts' backend_failed stops do not outlive the attempt that finished:
+    # the qubit (and so its exit code) and its status name no stop.
+    assert out.stop_reason is None, out
+    assert json.loads((job.folder / "status.json").read_text())["stop_reason"] is None
     events = [r["event"] for r in read_journal(job.folder / "journal.jsonl")]
     assert "session_resumed" in events and events.count("session_finished") == 1
     clean = _run(_job(tmp_path / "clean", 0, max_steps=4))
