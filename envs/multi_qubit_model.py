@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from ._validation import require
 from .physics.coupled import CoupledModel, Coupling, Crosstalk, Mode
+from .physics.coupled.model import check_links
 from .schedule import ChannelSet
 
 
@@ -47,20 +48,7 @@ class DeviceModel:
         object.__setattr__(self, "couplings", tuple(self.couplings))
         object.__setattr__(self, "crosstalk", tuple(self.crosstalk))
         object.__setattr__(self, "_index", {n: i for i, n in enumerate(names)})
-        pairs: set[frozenset[str]] = set()
-        for c in self.couplings:
-            require(isinstance(c, Coupling), "DeviceModel.couplings", c, "Coupling")
-            for end in (c.a, c.b):
-                require(end in self._index, f"DeviceModel.couplings[{c.a},{c.b}]", end, f"a mode in {names}")
-            key = frozenset((c.a, c.b))
-            require(key not in pairs, "DeviceModel.couplings", (c.a, c.b), "at most one coupling per pair")
-            pairs.add(key)
-        for x in self.crosstalk:
-            require(isinstance(x, Crosstalk), "DeviceModel.crosstalk", x, "Crosstalk")
-            require(x.line in self._index and self.mode(x.line).rabi_max_hz is not None,
-                    f"DeviceModel.crosstalk[{x.line}->{x.mode}].line", x.line, "a mode with a drive line")
-            require(x.mode in self._index, f"DeviceModel.crosstalk[{x.line}->{x.mode}].mode", x.mode,
-                    f"a mode in {names}")
+        check_links(modes, self.couplings, self.crosstalk, "DeviceModel.")
         # dt_s is checked where CoupledModel checks it; build a one-mode model to reuse that.
         CoupledModel((modes[0],), dt_s=self.dt_s)
 

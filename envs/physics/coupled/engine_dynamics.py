@@ -29,27 +29,18 @@ from typing import Any
 
 import numpy as np
 
+from ..engine_dynamics import _import
 from .controls import Pulse
 from .model import ComplexArray, CoupledModel, parse_channel
 from .operators import OperatorModel
 from .reference import substeps, to_mode_frames
 
-_MISSING = "engine='qiskit-dynamics' needs the optional extra: pip install 'pulsecal[dynamics]'"
 _NS = 1e-9  # internal time unit, s
 #: Tolerances of the adaptive path: far below the 1e-7 the cross-engine tests ask for.
 ODE_ATOL = 1e-13
 ODE_RTOL = 1e-12
 
 
-def _import() -> tuple[Any, Any, Any]:
-    try:
-        import jax
-        from qiskit_dynamics import DiscreteSignal, Solver
-    except ImportError as exc:  # the extra is not installed
-        raise ImportError(_MISSING) from exc
-    # Double precision: the cross-engine tolerances (1e-7 on unitaries) are far below float32.
-    jax.config.update("jax_enable_x64", True)
-    return jax, DiscreteSignal, Solver
 
 
 # -- operators ----------------------------------------------------------------------------

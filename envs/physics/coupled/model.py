@@ -285,20 +285,7 @@ class CoupledModel:
         _require(dim <= 4096, "modes", names, "a total dimension Π levels <= 4096")
         dt = _finite("dt_s", self.dt_s)
         _require(1e-12 <= dt <= 1e-6, "dt_s", dt, "[1e-12, 1e-6] s")
-        pairs = set()
-        for c in self.couplings:
-            _require(isinstance(c, Coupling), "couplings", c, "Coupling")
-            for end in (c.a, c.b):
-                _require(end in self._index, f"coupling[{c.a},{c.b}]", end, f"a mode in {names}")
-            key = frozenset((c.a, c.b))
-            _require(key not in pairs, "couplings", (c.a, c.b), "at most one coupling per pair")
-            pairs.add(key)
-        for x in self.crosstalk:
-            _require(isinstance(x, Crosstalk), "crosstalk", x, "Crosstalk")
-            _require(x.line in self._index and self.mode(x.line).rabi_max_hz is not None,
-                     f"crosstalk[{x.line}->{x.mode}].line", x.line, "a mode with a drive line")
-            _require(x.mode in self._index, f"crosstalk[{x.line}->{x.mode}].mode", x.mode,
-                     f"a mode in {names}")
+        check_links(modes, self.couplings, self.crosstalk)
 
     # -- structure ------------------------------------------------------------------------
 
@@ -352,6 +339,28 @@ class CoupledModel:
         modes = list(self.modes)
         modes[i] = modes[i].replace(**changes)
         return self.replace(modes=tuple(modes))
+
+
+def check_links(modes: tuple[Mode, ...], couplings: tuple[Coupling, ...], crosstalk: tuple[Crosstalk, ...],
+                prefix: str = "") -> None:
+    """Couplings and crosstalk name modes of ``modes`` (at most one coupling per pair; crosstalk
+    from a mode with a drive line); ``prefix`` starts each error's field name."""
+    by_name = {m.name: m for m in modes}
+    names = list(by_name)
+    pairs: set[frozenset[str]] = set()
+    for c in couplings:
+        _require(isinstance(c, Coupling), f"{prefix}couplings", c, "Coupling")
+        for end in (c.a, c.b):
+            _require(end in by_name, f"{prefix}coupling[{c.a},{c.b}]", end, f"a mode in {names}")
+        key = frozenset((c.a, c.b))
+        _require(key not in pairs, f"{prefix}couplings", (c.a, c.b), "at most one coupling per pair")
+        pairs.add(key)
+    for x in crosstalk:
+        _require(isinstance(x, Crosstalk), f"{prefix}crosstalk", x, "Crosstalk")
+        _require(x.line in by_name and by_name[x.line].rabi_max_hz is not None,
+                 f"{prefix}crosstalk[{x.line}->{x.mode}].line", x.line, "a mode with a drive line")
+        _require(x.mode in by_name, f"{prefix}crosstalk[{x.line}->{x.mode}].mode", x.mode,
+                 f"a mode in {names}")
 
 
 @functools.lru_cache(maxsize=256)
