@@ -143,13 +143,20 @@ def ecr_ops(knobs: ECRKnobs, shape: ECRShape, rabi_hz: float, dt_s: float) -> li
 
 
 def ecr_sequence(knobs: ECRKnobs, shape: ECRShape, rabi_hz: float, dt_s: float, repeats: int = 1,
-                 control_excited: bool = False) -> PulseSequence:
-    """``repeats`` ECRs from |00⟩ (|10⟩ with ``control_excited``), both qubits measured."""
+                 control_excited: bool = False, undo_echo: bool = False) -> PulseSequence:
+    """``repeats`` ECRs from |00⟩ (|10⟩ with ``control_excited``), both qubits measured.
+
+    ``undo_echo`` adds a second π on the control after each ECR, making each repetition
+    RZX(π/2) itself: repetitions of the ECR alone cancel its ZX angle pairwise
+    (ECR² = I for any angle), repetitions of RZX(π/2) add it up, which is what amplifies
+    an amplitude error."""
     ops: list[Any] = []
     if control_excited:
         ops += [x_pi(shape, CONTROL, rabi_hz, dt_s), Barrier()]
     for _ in range(repeats):
         ops += ecr_ops(knobs, shape, rabi_hz, dt_s)
+        if undo_echo:
+            ops += [x_pi(shape, CONTROL, rabi_hz, dt_s), Barrier()]
     return PulseSequence((*ops, Measure((CONTROL, TARGET))))
 
 

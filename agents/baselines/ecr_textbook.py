@@ -153,9 +153,11 @@ class TextbookECR:
     3. CR amplitude ×= (π/4)/(|ZX|·τ_half) (ZX linear in the amplitude at weak drive).
 
     Then the fine amplitude: ``fine_points`` amplitudes spaced ``fine_step`` (relative)
-    around the result, ECR^``fine_repeats`` (identity when ideal, an even number) from
-    |00⟩ and |10⟩; a parabola through the summed excited-target fraction picks the
-    minimum (kept within the scanned range).
+    around the result, RZX(π/2)^``fine_repeats`` (the ECR with the echo's π undone; a
+    multiple of 4 is the identity up to a sign when ideal, and an amplitude error ε of the
+    ZX angle leaves the target flipped with probability sin²(repeats·ε/2)) from |00⟩ and
+    |10⟩; a parabola through the summed excited-target fraction picks the minimum (kept
+    within the scanned range).
 
     Args:
         shape: the ECR pulse shape (as the env's).
@@ -164,7 +166,7 @@ class TextbookECR:
         shots: shots per sequence, >= 16.
         rounds: tomography rounds, >= 1.
         fine_points, fine_step, fine_repeats: the fine-amplitude scan (points >= 3 odd,
-            0 < step <= 0.2, repeats even >= 2), ``fine_points = 0`` to skip it.
+            0 < step <= 0.2, repeats a multiple of 4), ``fine_points = 0`` to skip it.
     """
 
     shape: ECRShape = ECRShape()
@@ -173,8 +175,8 @@ class TextbookECR:
     shots: int = 250
     rounds: int = 2
     fine_points: int = 5
-    fine_step: float = 0.03
-    fine_repeats: int = 2
+    fine_step: float = 0.05
+    fine_repeats: int = 8
 
     def __post_init__(self) -> None:
         if not all(isinstance(n, int) and 8 <= n <= 1000 for n in self.lengths_samples) or not self.lengths_samples:
@@ -185,7 +187,7 @@ class TextbookECR:
                 ("fine_points", self.fine_points == 0 or (self.fine_points >= 3 and self.fine_points % 2 == 1),
                  "0 or an odd integer >= 3"),
                 ("fine_step", 0 < self.fine_step <= 0.2, "(0, 0.2]"),
-                ("fine_repeats", self.fine_repeats >= 2 and self.fine_repeats % 2 == 0, "an even integer >= 2"),
+                ("fine_repeats", self.fine_repeats >= 4 and self.fine_repeats % 4 == 0, "a multiple of 4"),
                 ("rabi_hz", self.rabi_hz > 0, "> 0 Hz")):
             if not ok:
                 raise ValueError(f"TextbookECR.{name}={getattr(self, name)!r} is out of range: allowed {allowed}")
@@ -239,7 +241,8 @@ class TextbookECR:
         seqs = []
         for x in rel:
             kk = ECRKnobs(min(1.0, k.cr_amp * (1 + x)), k.cr_phase_rad, k.cancel_amp, k.cancel_phase_rad)
-            seqs += [ecr_sequence(kk, self.shape, self.rabi_hz, dt, self.fine_repeats, c) for c in (False, True)]
+            seqs += [ecr_sequence(kk, self.shape, self.rabi_hz, dt, self.fine_repeats, c, undo_echo=True)
+                     for c in (False, True)]
         counts = counter.run(seqs, self.shots).reshape(len(rel), 2, 4).astype(np.float64)
         # Excited-target fraction (columns |01⟩, |11⟩), summed over both control states.
         cost = ((counts[..., 1] + counts[..., 3]) / counts.sum(-1)).sum(-1)
