@@ -231,12 +231,21 @@ def ecr_truth(device: SimulatedMultiQubitDevice, knobs: ECRKnobs, shape: ECRShap
     return ECRTruth(f, 1.0 - f, leak, lim, duration)
 
 
+def drive_rabi_hz(model: DeviceModel, name: str) -> float:
+    """Mode ``name``'s full-scale Rabi frequency; a mode without a drive line cannot be a
+    CR control or target."""
+    r = model.mode(name).rabi_max_hz
+    require(r is not None, f"Mode({name!r}).rabi_max_hz", r, "> 0 Hz: a CR pair needs both drive lines")
+    assert r is not None
+    return float(r)
+
+
 def perturbative_rates_hz(model: DeviceModel, cr_amp: float) -> tuple[float, float]:
     """(ν_ZX, ν_IX)/2π in Hz at CR amplitude ``cr_amp`` from the first-order expressions of
     Magesan & Gambetta 2020 (docs/two_qubit_metrics.md: coefficients of Z⊗X and I⊗X)."""
     c, t = model.mode(CONTROL), model.mode(TARGET)
     j = model.coupling(CONTROL, TARGET).j_hz
-    eps = 0.5 * c.rabi_max_hz * cr_amp  # ε/2π with ε = π·Ω_R·|u|
+    eps = 0.5 * drive_rabi_hz(model, CONTROL) * cr_amp  # ε/2π with ε = π·Ω_R·|u|
     delta = c.frequency_hz - t.frequency_hz
     a0 = c.anharmonicity_hz
     zx = -(j * eps / delta) * a0 / (delta + a0)
@@ -345,7 +354,7 @@ class CRCalibrationCore(BatchedCore):
         assert dev is not None
         model = dev.params.model
         assert isinstance(model, DeviceModel)
-        return model.mode(CONTROL).rabi_max_hz
+        return drive_rabi_hz(model, CONTROL)
 
     def _reset_copy(self, i: int, options: dict[str, Any]) -> None:
         unknown = set(options) - {"params"}
@@ -428,7 +437,7 @@ class CRCalibrationCore(BatchedCore):
         img = np.full((64, 96, 3), 255, dtype=np.uint8)
         img[32, :, :] = 0
         for j, v in enumerate(self.last_bloch[i].reshape(-1)):
-            h = int(round(30 * float(np.clip(v, -1, 1))))
+            h = round(30 * float(np.clip(v, -1, 1)))
             x0 = 4 + 15 * j
             lo, hi = (32 - h, 32) if h > 0 else (32, 32 - h)
             img[lo:hi + 1, x0:x0 + 10] = (40, 80, 220) if j < 3 else (220, 60, 40)

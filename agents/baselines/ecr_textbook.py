@@ -169,7 +169,7 @@ class TextbookECR:
             0 < step <= 0.2, repeats a multiple of 4), ``fine_points = 0`` to skip it.
     """
 
-    shape: ECRShape = ECRShape()
+    shape: ECRShape = field(default_factory=ECRShape)
     rabi_hz: float = 50e6
     lengths_samples: tuple[int, ...] = (40, 80, 120, 160)
     shots: int = 250

@@ -90,7 +90,7 @@ def test_truth_only_in_info_and_observation_is_measured() -> None:
 def test_bad_settings_name_the_field() -> None:
     with pytest.raises(ValueError, match="shots_per_sequence=3"):
         CRCalibrationConfig(shots_per_sequence=3)
-    with pytest.raises(ValueError, match="ECRKnobs.cr_amp=1.5"):
+    with pytest.raises(ValueError, match=r"ECRKnobs\.cr_amp=1\.5"):
         ECRKnobs(1.5)
     with pytest.raises(ValueError, match="allowed 'params'"):
         _env().reset(seed=0, options={"device": 1})
