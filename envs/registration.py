@@ -51,6 +51,11 @@ ENV_SPECS: dict[str, tuple[str, str, int]] = {
         "pulsecal.envs.drift_tracking_v1:DriftTrackingV1VectorEnv",
         144,
     ),
+    "pulsecal/CRCalibration-v0": (
+        "pulsecal.envs.cr_calibration:CRCalibrationEnv",
+        "pulsecal.envs.cr_calibration:CRCalibrationVectorEnv",
+        50,  # the env terminates itself when the shot budget runs out
+    ),
 }
 
 # The refusal of a step after either end of an episode (RecordConstructorArgs, no kwargs).

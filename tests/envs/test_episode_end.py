@@ -19,7 +19,7 @@ from pulsecal.envs.registration import ENV_SPECS
 ENV_IDS = tuple(ENV_SPECS)
 # How each id ends with its registered settings: the env itself, or TimeLimit.
 TERMINATING = ("pulsecal/GateCalibration-v0", "pulsecal/GateCalibration-v1",
-               "pulsecal/DriftTracking-v0", "pulsecal/DriftTracking-v1")
+               "pulsecal/DriftTracking-v0", "pulsecal/DriftTracking-v1", "pulsecal/CRCalibration-v0")
 TRUNCATED = ("pulsecal/PulseShaping-v0", "pulsecal/PulseShaping-v1")
 
 
