@@ -51,6 +51,11 @@ ENV_SPECS: dict[str, tuple[str, str, int]] = {
         "pulsecal.envs.drift_tracking_v1:DriftTrackingV1VectorEnv",
         144,
     ),
+    "pulsecal/CZCalibration-v0": (
+        "pulsecal.envs.cz_calibration:CZCalibrationEnv",
+        "pulsecal.envs.cz_calibration:CZCalibrationVectorEnv",
+        50,  # the env terminates itself when the shot budget cannot pay another round
+    ),
 }
 
 # The refusal of a step after either end of an episode (RecordConstructorArgs, no kwargs).
