@@ -18,9 +18,11 @@ The amplitude is kept in [0, ``flux.max_offset``] of the device's model and the 
 
 ## Observation Space
 
-``Box(-1, 1, (21,), float32)`` from measurements and the env's own settings only:
+``Box(-1, 1, (28,), float32)`` from measurements and the env's own settings only:
 the six Ramsey excited fractions and the |11⟩ probes' four outcome fractions after 1 and
-after ``repeats`` CZs, each as 2p − 1 (14); the amplitude and length mapped onto [−1, 1]
+after ``repeats`` CZs, each as 2p − 1 (14); the reference-corrected phases read from them
+(q1's, the conditional one, q0's) and the reference's three phases, all over π, and its
+|11⟩ fraction as 2p − 1 (7); the amplitude and length mapped onto [−1, 1]
 (2); cos and sin of the two phases (4); the fraction of the shot budget left (1).
 ``observation_names()`` lists them.
 
@@ -32,7 +34,8 @@ leakage growth, never the truth), each floored at ``error_floor``.
 ## Starting State
 
 The nominal gate ``nominal_params`` with uniform offsets: amplitude ± ``start_amplitude_phi0``,
-length ± ``start_length_s``, both phases anywhere in (−π, π]. Then one round of probes.
+length ± ``start_length_s``, both phases anywhere in (−π, π]. Then the reference Ramsey
+probes without the gate (``reference_shots`` each, seven sequences, once per episode) and one round.
 
 ## Episode End
 
@@ -78,7 +81,7 @@ from .vector import BatchedCore, BatchedVectorEnv, FloatArray, InfoColumns, Sing
 
 # The nominal gate on the nominal preset: the textbook baseline's result there
 # (docs/cz_calibration.md), rounded; what a lab's last calibration would hand over.
-NOMINAL_PARAMS: tuple[float, float, float, float] = (0.1545, 47e-9, 0.0, 0.0)
+NOMINAL_PARAMS: tuple[float, float, float, float] = (0.1533, 52e-9, 0.0, 0.0)
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,7 @@ class CZCalibrationConfig:
         open_system: Lindblad (True) or unitary simulation.
         shot_budget: shots per episode, >= one round.
         shots_per_probe: shots of each of the eight probes per round.
+        reference_shots: shots of each of the seven reference probes, run once at reset.
         repeats: CZs of the leakage-amplifying |11⟩ probe (odd, >= 3).
         nominal_params: the gate the start is drawn around (amplitude Φ0, length s, phases rad).
         start_amplitude_phi0, start_length_s: half-widths of the start's uniform offsets.
@@ -106,6 +110,7 @@ class CZCalibrationConfig:
     open_system: bool = True
     shot_budget: int = 16_000
     shots_per_probe: int = 100
+    reference_shots: int = 400
     repeats: int = 3
     nominal_params: tuple[float, float, float, float] = NOMINAL_PARAMS
     start_amplitude_phi0: float = 0.006
@@ -126,11 +131,12 @@ class CZCalibrationConfig:
             object.__setattr__(self, "sampler", MultiQubitSampler(**{"preset": self.preset, **self.sampler}))
         require(self.sampler is None or isinstance(self.sampler, MultiQubitSampler), f"{p}.sampler",
                 self.sampler, "None, a MultiQubitSampler or a mapping of its fields")
-        for name in ("shot_budget", "shots_per_probe"):
+        for name in ("shot_budget", "shots_per_probe", "reference_shots"):
             v = getattr(self, name)
             require(isinstance(v, int) and not isinstance(v, bool) and v >= 1, f"{p}.{name}", v, "an integer >= 1")
-        require(self.shot_budget >= 8 * self.shots_per_probe, f"{p}.shot_budget", self.shot_budget,
-                f">= one round, 8 · shots_per_probe = {8 * self.shots_per_probe}")
+        need = 7 * self.reference_shots + self.round_shots
+        require(self.shot_budget >= need, f"{p}.shot_budget", self.shot_budget,
+                f">= the reference and one round, 7 · reference_shots + 8 · shots_per_probe = {need}")
         require(isinstance(self.repeats, int) and self.repeats >= 3 and self.repeats % 2 == 1,
                 f"{p}.repeats", self.repeats, "an odd integer >= 3")
         require(len(self.nominal_params) == 4, f"{p}.nominal_params", self.nominal_params, "4 numbers")
@@ -151,7 +157,8 @@ class CZCalibrationConfig:
 
 def observation_names(repeats: int = 3) -> tuple[str, ...]:
     eleven = [f"eleven_{n}_p{o}" for n in (1, repeats) for o in ("00", "01", "10", "11")]
-    return (*core.PROBE_NAMES[:6], *eleven, "amplitude", "length", "cos_phase_q0", "sin_phase_q0",
+    return (*core.PROBE_NAMES[:6], *eleven, "read_phase_q1", "read_phase_cond", "read_phase_q0",
+            "reference_phase_q1_c0", "reference_phase_q1_c1", "reference_phase_q0", "reference_p11", "amplitude", "length", "cos_phase_q0", "sin_phase_q0",
             "cos_phase_q1", "sin_phase_q1", "budget_left")
 
 
@@ -182,6 +189,7 @@ class CZCalibrationCore(BatchedCore):
         self.shots_used = np.zeros(n, dtype=np.int64)
         self.error = np.ones(n)
         self.readings: list[core.CZReadings | None] = [None] * n
+        self.offsets = np.zeros((n, 4))
         self.history: list[list[FloatArray]] = [[] for _ in range(n)]
 
     def observation_names(self) -> tuple[str, ...]:
@@ -208,6 +216,9 @@ class CZCalibrationCore(BatchedCore):
         self.shots_used[i] = 0
         self.history[i] = []
         self.readings[i] = None
+        counts = dev.run(core.reference_sequences(self.pulse), cfg.reference_shots)
+        self.shots_used[i] = 7 * cfg.reference_shots
+        self.offsets[i] = core.reference_offsets(counts[None])[0]
 
     def _clip(self, i: int) -> None:
         lo, hi = self.cfg.length_range_s
@@ -231,7 +242,7 @@ class CZCalibrationCore(BatchedCore):
         seqs = core.probe_sequences(self.pulse, self.params[i], self.cfg.repeats)
         counts = dev.run(seqs, self.cfg.shots_per_probe)
         self.shots_used[i] += self.cfg.round_shots
-        r = core.analyse(counts[None], repeats=self.cfg.repeats)
+        r = core.analyse(counts[None], repeats=self.cfg.repeats, offsets=self.offsets[i])
         self.readings[i] = r
         self.history[i].append(r.p1[0])
         return r
@@ -244,6 +255,8 @@ class CZCalibrationCore(BatchedCore):
         left = 1.0 - self.shots_used[i] / self.cfg.shot_budget
         out = np.concatenate([
             2.0 * r.p1[0] - 1.0, 2.0 * r.eleven[0].reshape(-1) - 1.0,
+            np.array([r.target_phase[0], r.conditional_phase[0], r.control_phase[0]]) / math.pi,
+            self.offsets[i, :3] / math.pi, [2.0 * self.offsets[i, 3] - 1.0],
             [2.0 * amp / self._max_amp - 1.0, 2.0 * (length - lo) / (hi - lo) - 1.0,
              math.cos(ph0), math.sin(ph0), math.cos(ph1), math.sin(ph1), 2.0 * left - 1.0],
         ])

@@ -26,6 +26,8 @@ Probes (every one measures both qubits; shots through the device, nothing else r
   VZ(β) · SX(q1), β = 0 and π/2; the phase of q1 with q0 in |0⟩ is the residual
   single-qubit phase of q1, the difference of the two is the conditional phase;
 - control Ramsey on q0 with q1 in |0⟩ (two quadratures): q0's residual phase;
+- a reference: the six Ramsey probes without the gate, measured once per device, whose
+  phases are subtracted from every Ramsey reading (``reference_offsets``);
 - |11⟩ retention after 1 and after ``repeats`` CZs (odd, so the ideal gate returns |11⟩
   to |11⟩ in both): the populations lost to |02⟩ (read as "01" by the two-state readout)
   and to the single-excitation swap, and their growth with repetition (leakage
@@ -131,7 +133,7 @@ def probe_sequences(pulse: CZPulse, params: FloatArray, repeats: int = 3,
     single-qubit phases grow ``gates``-fold: the textbook's fine-tuning by repetition);
     ``repeats``: the CZs of the second |11⟩ probe (odd)."""
     require(isinstance(repeats, int) and repeats >= 3 and repeats % 2 == 1, "repeats", repeats, "an odd integer >= 3")
-    require(isinstance(gates, int) and gates >= 1, "gates", gates, "an integer >= 1")
+    require(isinstance(gates, int) and gates >= 0, "gates", gates, "an integer >= 0")
     gate = _gate_ops(pulse, params)
     meas = Measure((CONTROL, TARGET))
     seqs: list[PulseSequence] = []
@@ -174,42 +176,90 @@ class CZReadings:
     estimated_error: FloatArray
 
 
-def analyse(counts: NDArray[np.int64], gates: int = 1, repeats: int = 3) -> CZReadings:
+def reference_sequences(pulse: CZPulse) -> list[PulseSequence]:
+    """The probes without the gate: the six Ramsey probes (``probe_sequences(...,
+    gates=0)[:6]``: what the preparation and analysis pulses, the readout and the idle
+    alone contribute to the read phases, the AC Stark shift of undressed 20 ns pulses and
+    a readout asymmetry, ~0.1 rad on the presets) and the |11⟩ preparation read at once
+    (the |11⟩ fraction with no gate). Measured once, subtracted from every reading."""
+    seqs = probe_sequences(pulse, np.zeros(4), gates=0)
+    return [*seqs[:6], PulseSequence((*_x(CONTROL), *_x(TARGET), Measure((CONTROL, TARGET))))]
+
+
+def _excited(frac: FloatArray) -> FloatArray:
+    """(B, 6, 4) outcome fractions of the six Ramsey probes -> (B, 6) excited fractions of
+    the qubit each one reads (q1 for the first four, q0 for the last two)."""
+    p_t = frac[:, :, 1] + frac[:, :, 3]
+    p_c = frac[:, :, 2] + frac[:, :, 3]
+    return np.concatenate([p_t[:, :4], p_c[:, 4:6]], axis=1)
+
+
+def _raw_phases(p1: FloatArray) -> FloatArray:
+    """(B, 6) excited fractions -> (B, 3) read phases: q1 with q0 in |0⟩, q1 with q0 in |1⟩, q0."""
+    return np.stack([ramsey_phase(p1[:, 0], p1[:, 1]), ramsey_phase(p1[:, 2], p1[:, 3]),
+                     ramsey_phase(p1[:, 4], p1[:, 5])], axis=1)
+
+
+def reference_offsets(counts: NDArray[np.int64]) -> FloatArray:
+    """Counts (B, 7, 4) of ``reference_sequences`` -> (B, 4) offsets for ``analyse``: the
+    three read phases and the |11⟩ fraction without a gate."""
+    c = np.asarray(counts, dtype=np.float64)
+    require(c.ndim == 3 and c.shape[1:] == (7, 4), "counts.shape", c.shape, "(B, 7, 4)")
+    frac = c / np.maximum(c.sum(axis=-1, keepdims=True), 1.0)
+    return np.concatenate([_raw_phases(_excited(frac[:, :6])), frac[:, 6, 3:4]], axis=1)
+
+
+def _wrap(x: FloatArray) -> FloatArray:
+    return np.angle(np.exp(1j * np.asarray(x)))
+
+
+def analyse(counts: NDArray[np.int64], gates: int = 1, repeats: int = 3,
+            offsets: FloatArray | None = None) -> CZReadings:
     """Counts (B, 8, 4) of ``probe_sequences`` (outcomes 00, 01, 10, 11; q0 first) -> readings.
 
-    Phases are per gate: the phase read after ``gates`` gates, divided by ``gates`` (so
-    with ``gates`` > 1 a per-gate phase is known modulo 2π/gates: fine tuning only)."""
+    ``offsets`` (B, 4) from ``reference_offsets``: the phases are subtracted from the read
+    phases first, and the |11⟩ fraction is the leakage estimate's reference (None: no
+    reference, and 1 for it). Phases are per gate: the corrected phase after ``gates``
+    gates, divided by ``gates`` (so with ``gates`` > 1 a per-gate phase is known modulo
+    2π/gates: fine tuning only)."""
     c = np.asarray(counts, dtype=np.float64)
     require(c.ndim == 3 and c.shape[1:] == (8, 4), "counts.shape", c.shape, "(B, 8, 4)")
+    require(isinstance(gates, int) and gates >= 1, "gates", gates, "an integer >= 1")
     frac = c / np.maximum(c.sum(axis=-1, keepdims=True), 1.0)
-    p_t = frac[:, :, 1] + frac[:, :, 3]   # q1 read excited
-    p_c = frac[:, :, 2] + frac[:, :, 3]   # q0 read excited
-    p1 = np.stack([p_t[:, 0], p_t[:, 1], p_t[:, 2], p_t[:, 3], p_c[:, 4], p_c[:, 5]], axis=1)
-    th0 = ramsey_phase(p1[:, 0], p1[:, 1]) / gates
-    th1 = ramsey_phase(p1[:, 2], p1[:, 3]) / gates
-    thc = ramsey_phase(p1[:, 4], p1[:, 5]) / gates
-    cond = np.angle(np.exp(1j * (th1 - th0)))
+    p1 = _excited(frac[:, :6])
+    raw = _raw_phases(p1)
+    p11_ref = np.ones(c.shape[0])
+    if offsets is not None:
+        off = np.asarray(offsets, dtype=np.float64).reshape(-1, 4)
+        raw = raw - off[:, :3]
+        p11_ref = off[:, 3]
+    th0, th1, thc = (_wrap(raw[:, k]) / gates for k in range(3))
+    cond = _wrap(th1 - th0)
     eleven = frac[:, 6:8, :]
-    est = estimated_error(th0, cond, thc, eleven[:, 0, 3], eleven[:, 1, 3], repeats)
+    est = estimated_error(th0, cond, thc, eleven[:, 0, 3], eleven[:, 1, 3], repeats, p11_ref)
     return CZReadings(p1, th0, cond, thc, eleven, est)
 
 
 def estimated_error(target_phase: FloatArray, cond_phase: FloatArray, control_phase: FloatArray,
-                    p11_1: FloatArray, p11_n: FloatArray, repeats: int = 3) -> FloatArray:
+                    p11_1: FloatArray, p11_n: FloatArray, repeats: int = 3,
+                    p11_ref: FloatArray | float = 1.0) -> FloatArray:
     """A measured stand-in for the gate error (never the truth), (B,).
 
     Phase part: 1 − F of diag(1, e^{iθt}, e^{iθc}, e^{i(θc+θt+φ)}) against CZ, i.e. the
-    average gate infidelity the measured phases alone would cause. Leakage part: a
-    coherent leak of amplitude ε per gate loses ~ε² of |11⟩ after one gate and ~n²ε² after
-    n, so (P11(1) − P11(n))/(n² − 1) estimates ε², readout-free to first order (both
-    probes see the same readout); the gate's leakage L1 is ε²/4 and costs about that much
-    fidelity per leaking state's share. Both parts are what the env's reward improves."""
+    average gate infidelity the measured phases alone would cause. Loss part: |11⟩ keeping
+    a fraction 1 − p of its population costs 1 − F ≈ p/4, with p = P11(no gate) − P11(1)
+    (the readout's own loss cancels in the difference). Amplified part: a small coherent
+    leak of amplitude ε per gate loses ~ε² of |11⟩ after one gate and ~n²ε² after n, so
+    (P11(1) − P11(n))/(n² − 1) estimates ε² below the shot noise of p; a large leak can come
+    back after n gates, which the loss part still sees. All are what the env's reward
+    improves."""
     z = np.exp(1j * np.asarray(target_phase))
     w = np.exp(1j * np.asarray(control_phase))
     tr = 1.0 + z + w - z * w * np.exp(1j * np.asarray(cond_phase))
     phase_err = 1.0 - (np.abs(tr) ** 2 + 4.0) / 20.0
     eps2 = np.maximum(np.asarray(p11_1) - np.asarray(p11_n), 0.0) / (repeats ** 2 - 1)
-    return np.asarray(phase_err + eps2, dtype=np.float64)
+    loss = np.maximum(np.asarray(p11_ref) - np.asarray(p11_1), 0.0) / 4.0
+    return np.asarray(phase_err + loss + eps2, dtype=np.float64)
 
 
 def true_metrics(device: Any, pulse: CZPulse, params: FloatArray) -> dict[str, float]:

@@ -2,12 +2,15 @@
 
 Nodes, in order, every measurement through the device's ``run`` and every shot counted:
 
+0. **reference**: the probes without the gate; their phases (what the preparation and
+   analysis pulses and the readout contribute) are subtracted from every Ramsey reading
+   after it, and their |11⟩ fraction is the reference of the loss of |11⟩.
 1. **chevron**: |11⟩ retention over flux amplitude × pulse length, around the start's
    amplitude; the amplitude whose swap to |02⟩ is deepest is the resonance.
 2. **length**: a finer length scan at that amplitude; the CZ length is where |11⟩ comes
    back after its first dip (one full |11⟩↔|02⟩ cycle).
 3. **conditional phase**: target Ramsey with the control in |0⟩ and |1⟩ over a few
-   amplitudes, at three lengths around the CZ length; a line through the unwrapped phases
+   amplitudes, at five lengths around the CZ length; a line through the unwrapped phases
    gives the amplitude where the conditional phase is π (and its slope).
 4. **leakage**: the |11⟩ probes (1 and 3 CZs) at each length's π amplitude; the length
    whose leakage estimate is lowest is kept.
@@ -107,24 +110,25 @@ class CZTextbook:
                  chevron_lengths_s: tuple[float, ...] = tuple(np.arange(26, 70, 6) * 1e-9),
                  length_scan_s: tuple[float, float, float] = (28e-9, 70e-9, 2e-9),
                  phase_amplitudes: int = 5, phase_span_phi0: float = 0.003,
-                 phase_lengths_offset_s: tuple[float, ...] = (-2e-9, 0.0, 2e-9),
-                 shots_chevron: int = 50, shots_length: int = 100, shots_phase: int = 100,
-                 shots_leakage: int = 300, shots_round: int = 200, pulse: core.CZPulse | None = None) -> None:
+                 phase_lengths_offset_s: tuple[float, ...] = (-4e-9, -2e-9, 0.0, 2e-9, 4e-9),
+                 shots_chevron: int = 50, shots_length: int = 100, shots_phase: int = 60,
+                 shots_leakage: int = 300, shots_round: int = 200, shots_reference: int = 300, pulse: core.CZPulse | None = None) -> None:
         self.chevron_amplitudes, self.chevron_span = chevron_amplitudes, chevron_span_phi0
         self.chevron_lengths = tuple(float(x) for x in chevron_lengths_s)
         self.length_scan = length_scan_s
         self.phase_amplitudes, self.phase_span = phase_amplitudes, phase_span_phi0
         self.phase_lengths = phase_lengths_offset_s
         self.shots = {"chevron": shots_chevron, "length": shots_length, "phase": shots_phase,
-                      "leakage": shots_leakage, "round": shots_round}
+                      "leakage": shots_leakage, "round": shots_round, "reference": shots_reference}
         self.pulse = pulse if pulse is not None else core.CZPulse()
+        self._offsets = np.zeros((1, 4))
 
     def min_budget(self) -> int:
         s = self.shots
         n_len = len(np.arange(*self.length_scan))
         return (self.chevron_amplitudes * len(self.chevron_lengths) * s["chevron"] + n_len * s["length"]
                 + len(self.phase_lengths) * (self.phase_amplitudes * 4 * s["phase"] + 2 * s["leakage"])
-                + 4 * 8 * s["round"])
+                + 4 * 8 * s["round"] + 7 * s["reference"])
 
     def _eleven(self, amp: float, length: float, n: int = 1) -> PulseSequence:
         return core.probe_sequences(self.pulse, np.array([amp, length, 0.0, 0.0]), repeats=3)[6 if n == 1 else 7]
@@ -141,6 +145,9 @@ class CZTextbook:
         dev = _Counted(device, int(budget))
         max_amp = 0.3
         s = self.shots
+        # 0. reference
+        f = dev.run("reference", core.reference_sequences(self.pulse), s["reference"])
+        self._offsets = core.reference_offsets(np.rint(f * s["reference"]).astype(np.int64)[None])
         # 1. chevron
         amps = np.clip(p0[0] + np.linspace(-self.chevron_span, self.chevron_span, self.chevron_amplitudes),
                        0.0, max_amp)
@@ -164,7 +171,8 @@ class CZTextbook:
                     for q in core.probe_sequences(self.pulse, np.array([a, length, 0.0, 0.0]))[:4]]
             f = dev.run("conditional_phase", seqs, s["phase"]).reshape(len(a_scan), 4, 4)
             p_t = f[:, :, 1] + f[:, :, 3]
-            cond = np.unwrap(core.ramsey_phase(p_t[:, 2], p_t[:, 3]) - core.ramsey_phase(p_t[:, 0], p_t[:, 1]))
+            ref = self._offsets[0, 1] - self._offsets[0, 0]
+            cond = np.unwrap(core.ramsey_phase(p_t[:, 2], p_t[:, 3]) - core.ramsey_phase(p_t[:, 0], p_t[:, 1]) - ref)
             slope, icpt = np.polyfit(a_scan, cond, 1)
             # The π crossing nearest the scan's centre (cond is known modulo 2π).
             mid = icpt + slope * amp_r
@@ -172,7 +180,7 @@ class CZTextbook:
             a_pi = float(np.clip((target - icpt) / slope if slope != 0 else amp_r,
                                  amp_r - 2 * self.phase_span, amp_r + 2 * self.phase_span))
             e = dev.run("leakage", [self._eleven(a_pi, length, 1), self._eleven(a_pi, length, 3)], s["leakage"])
-            leak = max(e[0, 3] - e[1, 3], 0.0) / 8.0
+            leak = float(core.estimated_error(0.0, math.pi, 0.0, e[0, 3], e[1, 3], 3, self._offsets[0, 3]))
             if best is None or leak < best[0]:
                 best = (leak, a_pi, length, float(slope))
         assert best is not None
@@ -199,7 +207,7 @@ class CZTextbook:
         seqs = core.probe_sequences(self.pulse, params, repeats=3, gates=gates)
         f = dev.run(node, seqs, self.shots["round"])
         counts = np.rint(f * self.shots["round"]).astype(np.int64)
-        return core.analyse(counts[None], gates=gates, repeats=3)
+        return core.analyse(counts[None], gates=gates, repeats=3, offsets=self._offsets)
 
 
 def _peak(x: FloatArray, y: FloatArray, k: int | None = None) -> float:
