@@ -275,9 +275,18 @@ class CZCalibrationCore(BatchedCore):
             "estimated_error": float(r.estimated_error[0]),
             "measured_conditional_phase": float(r.conditional_phase[0]),
             "params": self.params[i].copy(),
-            "waveform": self.pulse.waveform(*self.params[i, :2]).astype(np.complex128),
+            "waveform": self._padded_waveform(i),
             "dt_s": float(self.pulse.dt_s),
         }
+
+    def _padded_waveform(self, i: int) -> NDArray[np.complex128]:
+        """The played flux samples, zero-padded to the longest allowed pulse: one shape for
+        every copy and step, as vector infos need (the device plays the unpadded ones)."""
+        w = self.pulse.waveform(*self.params[i, :2])
+        n = math.ceil(self.cfg.length_range_s[1] / self.pulse.dt_s - 1e-9) + self.pulse.settle_samples
+        out = np.zeros(n, dtype=np.complex128)
+        out[: w.size] = w
+        return out
 
     def _observe(self, step_idx: list[int], reset_idx: list[int]
                  ) -> tuple[FloatArray, FloatArray, NDArray[np.bool_], Sequence[dict[str, Any]]]:
@@ -296,26 +305,12 @@ class CZCalibrationCore(BatchedCore):
                 term[j] = self.cfg.shot_budget - self.shots_used[i] < self.cfg.round_shots
             obs[j] = self._obs(i)
             infos.append(self._info(i))
-        return obs, rew, term, _columns(infos)
+        return obs, rew, term, InfoColumns({k: np.asarray([d[k] for d in infos]) for k in infos[0]})
 
     def render_copy(self, i: int) -> NDArray[np.uint8]:
         w = self.pulse.waveform(*self.params[i, :2]).astype(np.complex128)
         return render_calibration(w, self.pulse.dt_s, self.history[i], core.PROBE_NAMES[:6],
                                   title=f"CZ: flux {self.params[i, 0]:.4f} Φ0, {self.params[i, 1] * 1e9:.2f} ns")
-
-
-def _columns(infos: list[dict[str, Any]]) -> InfoColumns:
-    keys = infos[0].keys()
-    cols: dict[str, NDArray[Any]] = {}
-    for k in keys:
-        vals = [d[k] for d in infos]
-        if k == "waveform":  # lengths differ between copies
-            arr = np.empty(len(vals), dtype=object)
-            arr[:] = vals
-            cols[k] = arr
-        else:
-            cols[k] = np.asarray(vals)
-    return InfoColumns(cols)
 
 
 class CZCalibrationEnv(SingleCoreEnv):

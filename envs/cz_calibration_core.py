@@ -98,7 +98,7 @@ class CZPulse:
 
         The ramps are min(ramp, length/2) long, so a pulse shorter than two ramps is a
         raised-cosine bump of the given length."""
-        n = int(math.ceil(length_s / self.dt_s - 1e-9))
+        n = math.ceil(length_s / self.dt_s - 1e-9)
         t = (np.arange(n) + 0.5) * self.dt_s
         ramp = min(self.ramp_s, 0.5 * length_s)
         edge = np.minimum(t, length_s - t)
@@ -110,7 +110,7 @@ class CZPulse:
 def _gate_ops(pulse: CZPulse, params: FloatArray) -> list[Any]:
     """The CZ as sequence operations: the flux play, then the two virtual Zs."""
     amp, length, ph0, ph1 = (float(x) for x in params)
-    return [Barrier(), Play(pulse.waveform(amp, length), channel=FLUX_CHANNEL), Barrier(),
+    return [Barrier(), Play(pulse.waveform(amp, length).astype(np.complex128), channel=FLUX_CHANNEL), Barrier(),
             VirtualZ(ph0, frame=CONTROL), VirtualZ(ph1, frame=TARGET)]
 
 
@@ -271,10 +271,10 @@ def true_metrics(device: Any, pulse: CZPulse, params: FloatArray) -> dict[str, f
     ``conditional_phase`` (rad), ``coherence_limit`` of a two-qubit gate of the pulse's
     length (its dissipator alone), ``p02`` (|11⟩ -> |02⟩ population)."""
     amp, length, ph0, ph1 = (float(x) for x in params)
-    seq = PulseSequence((Play(pulse.waveform(amp, length), channel=FLUX_CHANNEL),))
+    seq = PulseSequence((Play(pulse.waveform(amp, length).astype(np.complex128), channel=FLUX_CHANNEL),))
     names, op = device.schedule_propagator(seq)
     model = device.current_model().restrict(names, {})
-    kind = "superoperator" if device.open_system else "unitary"
+    kind: m2.OpKind = "superoperator" if device.open_system else "unitary"
     g = m2.gate_fidelity(model, op, "CZ", kind=kind, virtual_z=True)
     corrected = _apply_local_z(model, op, kind, {CONTROL: VZ_SIGN * ph0, TARGET: VZ_SIGN * ph1})
     f_set = m2.gate_fidelity(model, corrected, "CZ", kind=kind, virtual_z=False)
@@ -289,7 +289,7 @@ def true_metrics(device: Any, pulse: CZPulse, params: FloatArray) -> dict[str, f
     }
 
 
-def _apply_local_z(model: Any, op: NDArray[np.complex128], kind: str,
+def _apply_local_z(model: Any, op: NDArray[np.complex128], kind: m2.OpKind,
                    phases: dict[str, float]) -> NDArray[np.complex128]:
     """Z(φ)·op with Z(φ) = diag(1, e^{iφ}) on level 1 of each named qubit (levels ≥ 2
     of a transmon follow the frame too: e^{i·l·φ} on level l, as a frame update does)."""

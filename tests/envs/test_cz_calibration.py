@@ -112,8 +112,8 @@ def test_virtual_z_sign_and_phase_readout_on_an_ideal_device() -> None:
     pr = dev.outcome_probabilities(core.reference_sequences(pulse))
     offsets = core.reference_offsets(np.rint(pr * 1e7).astype(np.int64)[None])
     r0 = read(base)
-    r1 = read(base + [0, 0, 0, 0.4])
-    r2 = read(base + [0, 0, 0.4, 0])
+    r1 = read(base + np.array([0, 0, 0, 0.4]))
+    r2 = read(base + np.array([0, 0, 0.4, 0]))
     # Within 0.02 rad: the readout's asymmetric errors (2 %, 4 %) offset both quadratures,
     # so the read phase is not exactly linear in the true one (measured: 0.4000 and 0.4072).
     assert np.angle(np.exp(1j * (r1.target_phase[0] - r0.target_phase[0]))) == pytest.approx(core.VZ_SIGN * 0.4, abs=0.02)
@@ -128,11 +128,27 @@ def test_virtual_z_sign_and_phase_readout_on_an_ideal_device() -> None:
 
 
 def test_bad_settings_name_the_field() -> None:
-    with pytest.raises(ValueError, match="CZCalibrationConfig.shot_budget"):
+    with pytest.raises(ValueError, match=r"CZCalibrationConfig\.shot_budget"):
         CZCalibrationConfig(shot_budget=100)
-    with pytest.raises(ValueError, match="CZCalibrationConfig.repeats"):
+    with pytest.raises(ValueError, match=r"CZCalibrationConfig\.repeats"):
         CZCalibrationConfig(repeats=4)
-    with pytest.raises(ValueError, match="CZCalibrationConfig.preset"):
+    with pytest.raises(ValueError, match=r"CZCalibrationConfig\.preset"):
         CZCalibrationConfig(preset="two_transmons_cr")
-    with pytest.raises(ValueError, match="CZPulse.ramp_s"):
+    with pytest.raises(ValueError, match=r"CZPulse\.ramp_s"):
         core.CZPulse(ramp_s=-1e-9)
+
+
+def test_vector_env_matches_single_envs_and_renders() -> None:
+    venv = gym.make_vec("pulsecal/CZCalibration-v0", num_envs=2, vectorization_mode="vector_entry_point",
+                        render_mode="rgb_array", open_system=False)
+    obs, info = venv.reset(seed=5)
+    single = CZCalibrationEnv(**CLOSED)
+    for i in range(2):
+        np.testing.assert_array_equal(obs[i], single.reset(seed=5 + i)[0])
+    a = np.array([[0.3, -0.5, 0.2, 0.1], [-0.1, 0.4, -0.9, 0.6]], dtype=np.float32)
+    obs, rew, _, _, info = venv.step(a)
+    o1, r1, *_ = single.step(a[1])
+    np.testing.assert_array_equal(obs[1], o1)
+    assert rew[1] == r1 and info["waveform"].shape[0] == 2
+    imgs = venv.render()
+    assert imgs is not None and imgs[0].dtype == np.uint8 and imgs[0].ndim == 3
