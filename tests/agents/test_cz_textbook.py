@@ -51,7 +51,8 @@ def test_open_system_nominal_preset_within_factor_of_coherence_limit() -> None:
     """~40 s: the open system's single-qubit drive pulses cost ~25 ms each."""
     _, _, truth, _, _ = _run(open_system=True)
     limit = truth["coherence_limit"]
-    # measured on this device: 1 − F (virtual Z) = {VZ} = {RVZ}× the limit, as set {SET}
-    assert 1 - truth["fidelity"] < 2.5 * limit
-    assert 1 - truth["fidelity_set"] < 4.0 * limit
+    # measured: 1 − F = 3.52e-3 with virtual Z (1.37× the limit 2.58e-3), 3.68e-3 as set
+    # (1.43×), leakage 5.8e-4
+    assert 1 - truth["fidelity"] < 2.0 * limit
+    assert 1 - truth["fidelity_set"] < 2.2 * limit
     assert truth["leakage"] < 2e-3
