@@ -56,6 +56,11 @@ ENV_SPECS: dict[str, tuple[str, str, int]] = {
         "pulsecal.envs.cr_calibration:CRCalibrationVectorEnv",
         50,  # the env terminates itself when the shot budget runs out
     ),
+    "pulsecal/CZCalibration-v0": (
+        "pulsecal.envs.cz_calibration:CZCalibrationEnv",
+        "pulsecal.envs.cz_calibration:CZCalibrationVectorEnv",
+        50,  # the env terminates itself when the shot budget cannot pay another round
+    ),
 }
 
 # The refusal of a step after either end of an episode (RecordConstructorArgs, no kwargs).

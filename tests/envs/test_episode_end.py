@@ -19,8 +19,16 @@ from pulsecal.envs.registration import ENV_SPECS
 ENV_IDS = tuple(ENV_SPECS)
 # How each id ends with its registered settings: the env itself, or TimeLimit.
 TERMINATING = ("pulsecal/GateCalibration-v0", "pulsecal/GateCalibration-v1",
-               "pulsecal/DriftTracking-v0", "pulsecal/DriftTracking-v1", "pulsecal/CRCalibration-v0")
+               "pulsecal/DriftTracking-v0", "pulsecal/DriftTracking-v1", "pulsecal/CRCalibration-v0",
+               "pulsecal/CZCalibration-v0")
 TRUNCATED = ("pulsecal/PulseShaping-v0", "pulsecal/PulseShaping-v1")
+# Open-system two-qubit envs cost ~1.2 s per step: their generic checks run in the slow tier.
+SLOW_IDS = frozenset({"pulsecal/CZCalibration-v0"})
+
+
+def _ids(ids: tuple[str, ...]) -> list[object]:
+    return [pytest.param(i, marks=pytest.mark.slow) if i in SLOW_IDS else i for i in ids]
+
 
 
 def _run_to_end(env: gym.Env, seed: int = 0) -> tuple[int, bool, bool, dict]:
@@ -45,7 +53,7 @@ def test_every_registered_id_is_covered() -> None:
     assert set(TERMINATING) | set(TRUNCATED) == set(ENV_IDS)
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize("env_id", _ids(ENV_IDS))
 def test_step_after_the_end_raises_until_reset(env_id: str) -> None:
     env = make(env_id)
     steps, term, trunc, _ = _run_to_end(env)
@@ -59,7 +67,7 @@ def test_step_after_the_end_raises_until_reset(env_id: str) -> None:
     assert _run_to_end(env, seed=1)[1:3] == (term, trunc)
 
 
-@pytest.mark.parametrize("env_id", TERMINATING)
+@pytest.mark.parametrize("env_id", _ids(TERMINATING))
 def test_plain_gym_make_refuses_a_step_after_termination(env_id: str) -> None:
     """The env guards its own termination, with no pulsecal wrapper around it."""
     env = gym.make(env_id)
@@ -71,7 +79,9 @@ def test_plain_gym_make_refuses_a_step_after_termination(env_id: str) -> None:
     env.step(env.action_space.sample())
 
 
-@pytest.mark.parametrize(("env_id", "limit"), [(i, 3) for i in ENV_IDS] + [(i, None) for i in TRUNCATED])
+@pytest.mark.parametrize(("env_id", "limit"), [
+    pytest.param(i, 3, marks=pytest.mark.slow) if i in SLOW_IDS else (i, 3) for i in ENV_IDS] + [
+    (i, None) for i in TRUNCATED])
 def test_plain_gym_make_refuses_a_step_after_truncation(env_id: str, limit: int | None) -> None:
     """The registered spec puts EpisodeEndEnforcing outside TimeLimit: a plain gym.make env
     refuses after truncation by the registered limit (PulseShaping) or by any override."""
@@ -158,7 +168,7 @@ def test_time_limit_given_to_make_is_the_one_enforced() -> None:
     assert isinstance(env, EpisodeEndEnforcing) and env.spec is not None and env.spec.max_episode_steps == 60
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize("env_id", _ids(ENV_IDS))
 def test_vector_env_autoresets_in_next_step_mode_and_never_overshoots(env_id: str) -> None:
     venv = gym.make_vec(env_id, num_envs=2, vectorization_mode="vector_entry_point", max_episode_steps=10)
     assert venv.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
@@ -195,7 +205,7 @@ def test_gymnasium_sync_vector_env_over_the_single_envs_never_steps_an_ended_cop
     assert terminations >= 4
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize("env_id", _ids(ENV_IDS))
 def test_make_vec_builds_the_vector_entry_point_by_default(env_id: str) -> None:
     """Gymnasium refuses additional_wrappers for a vector entry point; the registered
     spec's wrapper for gym.make must not stop gym.make_vec's default mode."""
@@ -205,7 +215,7 @@ def test_make_vec_builds_the_vector_entry_point_by_default(env_id: str) -> None:
     assert venv.unwrapped.spec is not None and venv.unwrapped.spec.additional_wrappers == ()
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize("env_id", _ids(ENV_IDS))
 def test_sync_vector_env_autoresets_after_truncation(env_id: str) -> None:
     """SyncVectorEnv (next-step autoreset) over single envs truncated by TimeLimit resets
     the ended copies instead of stepping them: no refusal, no reward on the reset step."""
@@ -236,7 +246,7 @@ def re_shape(shape: tuple[int, ...]) -> str:
     return str(shape).replace("(", r"\(").replace(")", r"\)")
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize("env_id", _ids(ENV_IDS))
 def test_reset_with_options_not_a_dict_is_refused_by_name(env_id: str) -> None:
     env = gym.make(env_id)
     for bad in (5, "device", [("device", None)]):

@@ -1,0 +1,226 @@
+"""The textbook CZ calibration, as a lab's node sequence runs it (qibocal / QUAlibrate).
+
+Nodes, in order, every measurement through the device's ``run`` and every shot counted:
+
+0. **reference**: the probes without the gate; their phases (what the preparation and
+   analysis pulses and the readout contribute) are subtracted from every Ramsey reading
+   after it, and their |11⟩ fraction is the reference of the loss of |11⟩.
+1. **chevron**: |11⟩ retention over flux amplitude × pulse length, around the start's
+   amplitude; the amplitude whose swap to |02⟩ is deepest is the resonance.
+2. **length**: a finer length scan at that amplitude; the CZ length is where |11⟩ comes
+   back after its first dip (one full |11⟩↔|02⟩ cycle).
+3. **conditional phase**: target Ramsey with the control in |0⟩ and |1⟩ over a few
+   amplitudes, at five lengths around the CZ length; a line through the unwrapped phases
+   gives the amplitude where the conditional phase is π (and its slope).
+4. **leakage**: the |11⟩ probes (1 and 3 CZs) at each length's π amplitude; the length
+   whose leakage estimate is lowest is kept.
+5. **fine amplitude**: one probe round with every Ramsey applying the gate three times, so
+   the per-gate error of the conditional phase is read three-fold; the amplitude moves by
+   the phase error over the slope of node 3.
+6. **single-qubit phases**: one probe round, then one with three gates; the virtual Zs
+   cancel the measured residual phase of each qubit (after the amplitude is final, since
+   q1's dynamic phase follows the amplitude steeply).
+7. **check**: a last probe round at the final parameters (its estimated error is reported).
+
+It is not behind the ``Baseline`` protocol: that protocol calibrates a DRAG
+``CalibrationTask`` from (B, 4) DRAG parameters. ``CZBaseline`` is the sibling protocol
+for a two-qubit device and the CZ's four knobs (``cz_calibration_core.PARAMETER_NAMES``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from pulsecal.envs import cz_calibration_core as core
+from pulsecal.envs.protocol import PulseSequence
+
+FloatArray = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class CZCalibrationResult:
+    """What a CZ baseline hands back.
+
+    Attributes:
+        params: (4,) final amplitude (Φ0), length (s), phase q0, phase q1 (rad).
+        shots_used: every shot the baseline ran on the device.
+        estimated_error: the final check round's ``cz_calibration_core.estimated_error``.
+        nodes: (node name, shots) in run order.
+    """
+
+    params: FloatArray
+    shots_used: int
+    estimated_error: float
+    nodes: tuple[tuple[str, int], ...] = field(default_factory=tuple)
+
+
+@runtime_checkable
+class CZBaseline(Protocol):
+    """A CZ calibration method: like ``Baseline``, for a two-qubit device."""
+
+    @property
+    def name(self) -> str: ...
+
+    def min_budget(self) -> int: ...
+
+    def run(self, device: Any, start: ArrayLike, budget: int,
+            rng: np.random.Generator | None = None) -> CZCalibrationResult: ...
+
+
+class _Counted:
+    """The device with a shot count and a budget that refuses to be overspent."""
+
+    def __init__(self, device: Any, budget: int) -> None:
+        self.device, self.budget, self.used = device, budget, 0
+        self.nodes: list[tuple[str, int]] = []
+
+    def run(self, node: str, seqs: list[PulseSequence], shots: int) -> FloatArray:
+        need = shots * len(seqs)
+        if self.used + need > self.budget:
+            raise ValueError(f"budget={self.budget} is out of range: node {node!r} needs {self.used + need} "
+                             f"shots in all: allowed a budget >= the baseline's min_budget()")
+        counts = np.asarray(self.device.run(seqs, shots), dtype=np.float64)
+        self.used += need
+        if self.nodes and self.nodes[-1][0] == node:
+            self.nodes[-1] = (node, self.nodes[-1][1] + need)
+        else:
+            self.nodes.append((node, need))
+        return counts / shots
+
+
+class CZTextbook:
+    """The textbook CZ node sequence (module docstring).
+
+    Args:
+        chevron_amplitudes: amplitude points of the chevron, spread over ±chevron_span_phi0.
+        chevron_lengths_s: the chevron's lengths.
+        length_scan_s: the length scan's (low, high, step).
+        phase_span_phi0: half-width of the conditional-phase amplitude scan.
+        shots_*: shots per sequence of each node.
+    """
+
+    name = "cz_textbook"
+
+    def __init__(self, *, chevron_amplitudes: int = 11, chevron_span_phi0: float = 0.015,
+                 chevron_lengths_s: tuple[float, ...] = tuple(np.arange(26, 70, 6) * 1e-9),
+                 length_scan_s: tuple[float, float, float] = (28e-9, 70e-9, 2e-9),
+                 phase_amplitudes: int = 5, phase_span_phi0: float = 0.003,
+                 phase_lengths_offset_s: tuple[float, ...] = (-4e-9, -2e-9, 0.0, 2e-9, 4e-9),
+                 shots_chevron: int = 50, shots_length: int = 100, shots_phase: int = 60,
+                 shots_leakage: int = 300, shots_round: int = 200, shots_reference: int = 300, pulse: core.CZPulse | None = None) -> None:
+        self.chevron_amplitudes, self.chevron_span = chevron_amplitudes, chevron_span_phi0
+        self.chevron_lengths = tuple(float(x) for x in chevron_lengths_s)
+        self.length_scan = length_scan_s
+        self.phase_amplitudes, self.phase_span = phase_amplitudes, phase_span_phi0
+        self.phase_lengths = phase_lengths_offset_s
+        self.shots = {"chevron": shots_chevron, "length": shots_length, "phase": shots_phase,
+                      "leakage": shots_leakage, "round": shots_round, "reference": shots_reference}
+        self.pulse = pulse if pulse is not None else core.CZPulse()
+        self._offsets = np.zeros((1, 4))
+
+    def min_budget(self) -> int:
+        s = self.shots
+        n_len = len(np.arange(*self.length_scan))
+        return (self.chevron_amplitudes * len(self.chevron_lengths) * s["chevron"] + n_len * s["length"]
+                + len(self.phase_lengths) * (self.phase_amplitudes * 4 * s["phase"] + 2 * s["leakage"])
+                + 4 * 8 * s["round"] + 7 * s["reference"])
+
+    def _eleven(self, amp: float, length: float, n: int = 1) -> PulseSequence:
+        return core.probe_sequences(self.pulse, np.array([amp, length, 0.0, 0.0]), repeats=3)[6 if n == 1 else 7]
+
+    def run(self, device: Any, start: ArrayLike, budget: int,
+            rng: np.random.Generator | None = None) -> CZCalibrationResult:
+        """Calibrate ``device`` from ``start`` (4,) with at most ``budget`` shots
+        (deterministic: ``rng`` is unused)."""
+        p0 = np.asarray(start, dtype=np.float64)
+        if p0.shape != (4,) or not np.all(np.isfinite(p0)):
+            raise ValueError(f"start={start!r} is out of range: allowed 4 finite numbers {core.PARAMETER_NAMES}")
+        if budget < self.min_budget():
+            raise ValueError(f"budget={budget} is out of range: allowed >= min_budget() = {self.min_budget()}")
+        dev = _Counted(device, int(budget))
+        max_amp = 0.3
+        s = self.shots
+        # 0. reference
+        f = dev.run("reference", core.reference_sequences(self.pulse), s["reference"])
+        self._offsets = core.reference_offsets(np.rint(f * s["reference"]).astype(np.int64)[None])
+        # 1. chevron
+        amps = np.clip(p0[0] + np.linspace(-self.chevron_span, self.chevron_span, self.chevron_amplitudes),
+                       0.0, max_amp)
+        seqs = [self._eleven(a, t) for a in amps for t in self.chevron_lengths]
+        p11 = dev.run("chevron", seqs, s["chevron"])[:, 3].reshape(len(amps), -1)
+        dip = 1.0 - p11.min(axis=1)
+        amp_r = _peak(amps, dip)
+        # 2. length scan at the resonance
+        lengths = np.arange(*self.length_scan)
+        p11_t = dev.run("length", [self._eleven(amp_r, t) for t in lengths], s["length"])[:, 3]
+        smooth = np.convolve(np.pad(p11_t, 1, mode="edge"), np.ones(3) / 3, mode="valid")
+        k_min = int(np.argmin(smooth))
+        k_max = k_min + int(np.argmax(smooth[k_min:]))
+        length_cz = float(_peak(lengths, smooth, k_max))
+        # 3. conditional phase vs amplitude at three lengths; 4. leakage at each one's π point
+        best: tuple[float, float, float, float] | None = None  # (leak, amp, length, slope)
+        for dl in self.phase_lengths:
+            length = length_cz + dl
+            a_scan = np.clip(amp_r + np.linspace(-self.phase_span, self.phase_span, self.phase_amplitudes), 0, max_amp)
+            seqs = [q for a in a_scan
+                    for q in core.probe_sequences(self.pulse, np.array([a, length, 0.0, 0.0]))[:4]]
+            f = dev.run("conditional_phase", seqs, s["phase"]).reshape(len(a_scan), 4, 4)
+            p_t = f[:, :, 1] + f[:, :, 3]
+            ref = self._offsets[0, 1] - self._offsets[0, 0]
+            cond = np.unwrap(core.ramsey_phase(p_t[:, 2], p_t[:, 3]) - core.ramsey_phase(p_t[:, 0], p_t[:, 1]) - ref)
+            slope, icpt = np.polyfit(a_scan, cond, 1)
+            # The π crossing nearest the scan's centre (cond is known modulo 2π).
+            mid = icpt + slope * amp_r
+            target = math.pi + 2 * math.pi * round((mid - math.pi) / (2 * math.pi))
+            a_pi = float(np.clip((target - icpt) / slope if slope != 0 else amp_r,
+                                 amp_r - 2 * self.phase_span, amp_r + 2 * self.phase_span))
+            e = dev.run("leakage", [self._eleven(a_pi, length, 1), self._eleven(a_pi, length, 3)], s["leakage"])
+            leak = float(core.estimated_error(0.0, math.pi, 0.0, e[0, 3], e[1, 3], 3, self._offsets[0, 3]))
+            if best is None or leak < best[0]:
+                best = (leak, a_pi, length, float(slope))
+        assert best is not None
+        _, amp, length, slope = best
+        params = np.array([amp, length, p0[2], p0[3]])
+        # 5. fine amplitude by three repeated gates (the conditional phase does not depend
+        # on the virtual Zs, so it comes first: the single-qubit phases follow the amplitude)
+        r = self._round(dev, "fine_amplitude", params, 3)
+        err = float(np.angle(np.exp(1j * (r.conditional_phase[0] * 3 - 3 * math.pi)))) / 3
+        if slope != 0 and math.isfinite(slope):
+            params[0] = float(np.clip(params[0] - err / slope, 0.0, max_amp))
+        # 6. single-qubit phases: coarse with one gate, then three-fold for the fine part
+        # (a per-gate phase read through three gates is known modulo 2π/3 only)
+        for node, gates in (("single_qubit_phases", 1), ("fine_phases", 3)):
+            r = self._round(dev, node, params, gates)
+            params[2] -= r.control_phase[0] / core.VZ_SIGN
+            params[3] -= r.target_phase[0] / core.VZ_SIGN
+        params[2:] = np.angle(np.exp(1j * params[2:]))
+        # 7. check
+        r = self._round(dev, "check", params, 1)
+        return CZCalibrationResult(params, dev.used, float(r.estimated_error[0]), tuple(dev.nodes))
+
+    def _round(self, dev: _Counted, node: str, params: FloatArray, gates: int) -> core.CZReadings:
+        seqs = core.probe_sequences(self.pulse, params, repeats=3, gates=gates)
+        f = dev.run(node, seqs, self.shots["round"])
+        counts = np.rint(f * self.shots["round"]).astype(np.int64)
+        return core.analyse(counts[None], gates=gates, repeats=3, offsets=self._offsets)
+
+
+def _peak(x: FloatArray, y: FloatArray, k: int | None = None) -> float:
+    """x at the maximum of y (index k, default argmax), refined by a parabola through it and
+    its neighbours (kept within them)."""
+    k = int(np.argmax(y)) if k is None else k
+    if 0 < k < len(x) - 1:
+        y0, y1, y2 = y[k - 1], y[k], y[k + 1]
+        den = y0 - 2 * y1 + y2
+        if den < 0:
+            off = 0.5 * (y0 - y2) / den
+            return float(x[k] + np.clip(off, -1, 1) * (x[k + 1] - x[k]))
+    return float(x[k])
+
+
+__all__ = ["CZBaseline", "CZCalibrationResult", "CZTextbook"]
