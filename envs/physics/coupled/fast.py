@@ -263,17 +263,24 @@ def merge_runs(coef: FloatArray) -> FloatArray:
     if n_t < 2:
         return coef
     start = np.ones((b, n_t), dtype=bool)
-    start[:, 1:] = np.any(coef[:, 1:] != coef[:, :-1], axis=2)
-    run = np.cumsum(start, axis=1) - 1  # (B, T) index of each step's run within its row
-    n_runs = run[:, -1] + 1
+    # One comparison per term (J is a handful): cheaper than a reduction over the last axis,
+    # and a pulse without runs must cost next to nothing here.
+    changed = start[:, 1:]
+    changed[:] = coef[:, 1:, 0] != coef[:, :-1, 0]
+    for j in range(1, n_terms):
+        changed |= coef[:, 1:, j] != coef[:, :-1, j]
+    n_runs = start.sum(axis=1)
     t_out = int(n_runs.max())
     if t_out == n_t:
         return coef
-    rows, cols = np.nonzero(start)
-    length = np.zeros((b, t_out))
-    np.add.at(length, (np.repeat(np.arange(b), n_t), run.reshape(-1)), 1.0)
+    # Every row's step 0 starts a run, so in row-major order the run starting at flat
+    # position p ends where the next one starts.
+    first = np.flatnonzero(start)
+    length = np.diff(first, append=b * n_t).astype(np.float64)
+    rows = first // n_t
+    index = (np.cumsum(start, axis=1) - 1).reshape(-1)[first]  # the run's index within its row
     out = np.zeros((b, t_out, n_terms))
-    out[rows, run[rows, cols]] = coef[rows, cols] * length[rows, run[rows, cols]][:, None]
+    out[rows, index] = coef.reshape(b * n_t, n_terms)[first] * length[:, None]
     return out
 
 
