@@ -2,16 +2,21 @@
 dynamiqs and qiskit-dynamics on one core, in one run (ratios are what to read).
 
 Two transmons × 3 levels (a flux-tunable q0 at 6 GHz, a fixed q1 at 5 GHz, J = 12 MHz):
-- a 60-sample flux pulse at 1 ns, batch 256: closed unitaries and Lindblad superoperators
+- a 60-sample flux pulse at 1 ns, batch 256, a flat top (5-sample cosine ramps around 50
+  equal samples, which the engine propagates as one run): closed unitaries and Lindblad superoperators
   of our engine against QuTiP's piecewise propagator (per-sample ``(-1j*H*dt).expm()``
   products and ``(liouvillian(H, c_ops)*dt).expm()``);
+- the same rows for a smooth 60-sample flux pulse (a raised cosine, every sample different:
+  no runs, one exponential per sample), the engine's general path;
 - measurement simulation: populations after the flux pulse from |00⟩ (what a device needs
   per shot batch: ``propagate.evolve_states``) against QuTiP ``mesolve`` per sample,
   dynamiqs ``mesolve`` (Tsit5, batched) and qiskit-dynamics (jax_expm, jit + vmap),
   both on JAX with compile time excluded;
 - a 300-sample cross-resonance pulse (CR tone on q0's line at q1's frame plus q1's own
-  cancellation tone: one frequency, one exponential per sample) and the same with a drive
-  at q0's frame too (two frequencies: CF4 substeps);
+  cancellation tone: one frequency, one exponential per sample or per run of equal samples;
+  20-sample linear ramps around a 260-sample flat top) and the same with a drive at q0's
+  frame too (two frequencies: CF4 substeps, no runs); a Lindblad 300-sample Gaussian square
+  (16-sample Gaussian edges, σ = 8 samples, as the CR env's ECR halves);
 - a table of cost against total dimension (1 to 3 modes, 2 to 5 levels) beside QuTiP's.
 Before timing, our engine is checked against the reference and QuTiP on the timed pulses.
 """
@@ -61,6 +66,24 @@ def flux_pulses(batch: int, seed: int = 0) -> np.ndarray:
     ramp = 0.5 * (1 - np.cos(np.pi * (np.arange(5) + 0.5) / 5))
     shape = np.concatenate([ramp, np.ones(FLUX_SAMPLES - 10), ramp[::-1]])
     return rng.uniform(0.2, 0.35, (batch, 1)) * shape
+
+
+def smooth_flux_pulses(batch: int, seed: int = 0) -> np.ndarray:
+    """(batch, 60) raised-cosine flux offsets, random heights: every sample differs (no runs;
+    sampled off-centre, since a symmetric sampling repeats the two samples at the peak)."""
+    rng = np.random.default_rng(seed)
+    shape = np.sin(np.pi * (np.arange(FLUX_SAMPLES) + 0.25) / FLUX_SAMPLES) ** 2
+    return rng.uniform(0.2, 0.35, (batch, 1)) * shape
+
+
+def gaussian_square(n: int, rise: int) -> np.ndarray:
+    """(n,) unit flat top with Gaussian edges of ``rise`` samples (σ = rise/2)."""
+    t = np.arange(n) + 0.5
+    w = np.ones(n)
+    lead, tail = t < rise, t > n - rise
+    w[lead] = np.exp(-0.5 * ((t[lead] - rise) / (rise / 2)) ** 2)
+    w[tail] = np.exp(-0.5 * ((t[tail] - (n - rise)) / (rise / 2)) ** 2)
+    return w
 
 
 def best_time(fn: Callable[[], Any], *, repeats: int) -> float:
@@ -245,12 +268,24 @@ def run(quick: bool = False) -> dict[str, Any]:
         print(f"  check {k}: {v:.2e}", flush=True)
 
     add("numpy closed flux b256", best_time(lambda: prop.unitaries(model, c_flux), repeats=rep), batch,
-        "our engine, unitaries(), excitation-number blocks")
+        "flat top; our engine, unitaries(), excitation-number blocks")
     add("numpy lindblad flux b256", best_time(lambda: prop.superoperators(model, c_flux), repeats=rep), batch,
-        "our engine, superoperators(), coherence-order blocks")
+        "flat top; our engine, superoperators(), coherence-order blocks")
     add("numpy measure flux b256",
         best_time(lambda: prop.evolve_states(model, [c_flux], rho00, populations=True), repeats=rep), batch,
-        "our engine, evolve_states() from |00>, populations")
+        "flat top; our engine, evolve_states() from |00>, populations")
+    c_smooth = {"flux:q0": smooth_flux_pulses(batch)}
+    checks["smooth flux: max |ΔS| vs reference"] = float(np.abs(
+        prop.superoperators(model, {"flux:q0": c_smooth["flux:q0"][:2]})
+        - ref.superoperators(model, {"flux:q0": c_smooth["flux:q0"][:2]})).max())
+    print(f"  check smooth flux: max |ΔS| vs reference: {checks['smooth flux: max |ΔS| vs reference']:.2e}")
+    add("numpy closed flux smooth b256", best_time(lambda: prop.unitaries(model, c_smooth), repeats=rep), batch,
+        "raised cosine, no runs; unitaries()")
+    add("numpy lindblad flux smooth b256", best_time(lambda: prop.superoperators(model, c_smooth), repeats=rep),
+        batch, "raised cosine, no runs; superoperators()")
+    add("numpy measure flux smooth b256",
+        best_time(lambda: prop.evolve_states(model, [c_smooth], rho00, populations=True), repeats=rep), batch,
+        "raised cosine, no runs; evolve_states() from |00>")
     add("numpy-reference closed flux", best_time(lambda: ref.unitaries(model, {"flux:q0": flux[:8]}), repeats=2), 8,
         "scipy expm per sample, batch 8")
     add("qutip piecewise closed flux", best_time(lambda: qutip_piecewise(om, {"flux:q0": flux[:n_q]}, n_q, False),
@@ -288,11 +323,20 @@ def run(quick: bool = False) -> dict[str, Any]:
     checks["CR one frequency: max |ΔU| vs reference"] = float(
         np.abs(prop.unitaries(model, cr)[:2] - ref.unitaries(model, {k: v[:2] for k, v in cr.items()})).max())
     add("numpy closed CR300 b64", best_time(lambda: prop.unitaries(model, cr), repeats=rep), n_cr,
-        "one frame frequency: one exponential per sample")
+        "one frame, linear-ramp square: one exponential per run")
     cr4 = {k: v[:4] for k, v in cr.items()}
     cr2_4 = {k: v[:4] for k, v in cr2.items()}
     add("numpy lindblad CR300 b4", best_time(lambda: prop.superoperators(model, cr4), repeats=1), 4,
-        "one frame frequency, dense 81-state block, batch 4")
+        "one frame, linear-ramp square, dense 81-state block, batch 4")
+    gs = rng.uniform(0.3, 0.6, (4, 1)) * gaussian_square(CR_SAMPLES, 16)
+    cr_gs = {"drive:q0@q1": gs, "drive:q1": -0.1 * gs * np.exp(1j * rng.uniform(0, 2 * np.pi, (4, 1)))}
+    checks["Lindblad CR Gaussian square: max |ΔS| vs reference"] = float(np.abs(
+        prop.superoperators(model, {k: v[:1] for k, v in cr_gs.items()})
+        - ref.superoperators(model, {k: v[:1] for k, v in cr_gs.items()})).max())
+    print(f"  check Lindblad CR Gaussian square: max |ΔS| vs reference: "
+          f"{checks['Lindblad CR Gaussian square: max |ΔS| vs reference']:.2e}")
+    add("numpy lindblad CR300 gaussian-square b4", best_time(lambda: prop.superoperators(model, cr_gs), repeats=1), 4,
+        "one frame, 16-sample Gaussian edges, dense 81-state block, batch 4")
     add("qutip piecewise closed CR300", best_time(lambda: qutip_piecewise(om, {k: v[:1] for k, v in cr.items()}, 1,
                                                                           False), repeats=1), 1, "batch 1")
     add("numpy closed CR300 two frames b4", best_time(lambda: prop.unitaries(model, cr2_4), repeats=1), 4,

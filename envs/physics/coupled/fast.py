@@ -247,6 +247,43 @@ def _coefficients(om: OperatorModel, pulse: Pulse, f_ref: float, n_sub: int,
     return out.reshape(b, s * n_sub * 2, n_terms)
 
 
+def merge_runs(coef: FloatArray) -> FloatArray:
+    """Each run of identical consecutive steps of a row as one step: (B, T, J) -> (B, T', J).
+
+    Only for one exponential per sample (no substeps), where step t is exp(Σ_j c_tj·A_j):
+    k equal steps multiply to exp(k·Σ_j c_j·A_j), exactly, and the kernels' scaling and
+    squaring takes the k-fold norm in log2(k) more squarings instead of k − 1 more
+    exponentials and products. Flat tops (flux plateaus, the square part of a CR tone) are
+    such runs. Rows keep their own runs; a row with fewer runs than the longest is padded at
+    the end with all-zero steps, whose exponential is the identity (exactly: the Taylor
+    series of 0 is I, and I·acc = acc), so rows need not share a run structure. Returns
+    ``coef`` itself when no row has a run.
+    """
+    b, n_t, n_terms = coef.shape
+    if n_t < 2:
+        return coef
+    start = np.ones((b, n_t), dtype=bool)
+    # One comparison per term (J is a handful): cheaper than a reduction over the last axis,
+    # and a pulse without runs must cost next to nothing here.
+    changed = start[:, 1:]
+    changed[:] = coef[:, 1:, 0] != coef[:, :-1, 0]
+    for j in range(1, n_terms):
+        changed |= coef[:, 1:, j] != coef[:, :-1, j]
+    n_runs = start.sum(axis=1)
+    t_out = int(n_runs.max())
+    if t_out == n_t:
+        return coef
+    # Every row's step 0 starts a run, so in row-major order the run starting at flat
+    # position p ends where the next one starts.
+    first = np.flatnonzero(start)
+    length = np.diff(first, append=b * n_t).astype(np.float64)
+    rows = first // n_t
+    index = (np.cumsum(start, axis=1) - 1).reshape(-1)[first]  # the run's index within its row
+    out = np.zeros((b, t_out, n_terms))
+    out[rows, index] = coef.reshape(b * n_t, n_terms)[first] * length[:, None]
+    return out
+
+
 # ---------------------------------------------------------------------------------------
 # Propagation.
 # ---------------------------------------------------------------------------------------
@@ -341,6 +378,8 @@ def propagate(om: OperatorModel | Sequence[OperatorModel], pulse: Pulse, open_sy
         f_ref = plans[0][0]
         mats = _terms(rows[0], f_ref, reals, drives, open_system)[None]
         coef = _coefficients(rows[0], pulse, f_ref, n_sub, reals, drives)
+        if n_sub == 1:
+            coef = merge_runs(coef)
         out = _chain(mats, coef, support)
         return to_mode_frames(rows[0], out, f_ref, pulse.t0_s, pulse.t0_s + pulse.n_samples * rows[0].dt_s)
     mats = np.stack([_terms(r, f, reals, drives, open_system) for r, (f, _) in zip(rows, plans, strict=True)])
@@ -348,6 +387,8 @@ def propagate(om: OperatorModel | Sequence[OperatorModel], pulse: Pulse, open_sy
         _coefficients(r, _row(pulse, b), f, n_sub, reals, drives)
         for b, (r, (f, _)) in enumerate(zip(rows, plans, strict=True))
     ])
+    if n_sub == 1:
+        coef = merge_runs(coef)
     out = _chain(mats, coef, support)
     t1 = pulse.t0_s + pulse.n_samples * rows[0].dt_s
     return np.stack([to_mode_frames(r, out[b], f, pulse.t0_s, t1)
