@@ -84,7 +84,7 @@ def template_populations(
         raise ValueError(f"waveforms peak |u| = {peak:.6g} (or NaN/inf): allowed finite |u| <= 1")
     if status & BAD_PHASE:
         raise ValueError("phases has NaN/inf entries: allowed finite angles in rad")
-    models = [d._model() for d in devices]
+    models = [d.simulated_model() for d in devices]
     plan = fleet_plan(devices, models, template)
     if plan.code.size == 0:
         return np.zeros(b_n * k_n), None
@@ -237,7 +237,7 @@ def _stack_delays(devices: Sequence[SimulatedDevice], models: list[Transmon], ow
     missing: list[tuple[int, int]] = []
     unstacked: list[int] = []
     for g, b in enumerate(owner):
-        cache = devices[b]._delay_cache
+        cache = devices[b].delay_cache
         stacked = cache.get((delays, open_system))
         if stacked is not None:
             out[g * n_del:(g + 1) * n_del] = stacked
@@ -253,11 +253,11 @@ def _stack_delays(devices: Sequence[SimulatedDevice], models: list[Transmon], ow
         keys = [(models[owner[g]], delays[j], open_system) for g, j in missing]
         for (g, j), m in zip(missing, free_channels(keys, open_system), strict=True):
             out[g * n_del + j] = m
-            devices[owner[g]]._delay_cache[(delays[j], open_system)] = m
+            devices[owner[g]].delay_cache[(delays[j], open_system)] = m
     for g in unstacked:
         block = out[g * n_del:(g + 1) * n_del].copy()
         block.setflags(write=False)
-        devices[owner[g]]._delay_cache[(delays, open_system)] = block
+        devices[owner[g]].delay_cache[(delays, open_system)] = block
 
 
 def _template_programs(template: SequenceTemplate, b_n: int) -> tuple[

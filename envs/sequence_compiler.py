@@ -57,7 +57,7 @@ class PlayOperators:
             (B, P, N, N) unitaries (closed), of the P played slots of each device.
         slots: the waveform slot of each of the P entries.
         devices: the B devices, and ``models`` the model each simulated during the run; the
-            operators are the devices' truth while ``device._model() is model`` (a drifted
+            operators are the devices' truth while ``device.simulated_model() is model`` (a drifted
             model is a new object).
         open_system: which of the two forms ``mats`` holds.
     """
@@ -70,7 +70,7 @@ class PlayOperators:
 
     def current(self) -> bool:
         """Whether every device still simulates the model the operators were made with."""
-        return all(d._model() is m for d, m in zip(self.devices, self.models, strict=True))
+        return all(d.simulated_model() is m for d, m in zip(self.devices, self.models, strict=True))
 
     def operators(self, slot: int) -> ComplexArray:
         """(B, N², N²) column-stacking superoperators (open) or (B, N, N) unitaries of
@@ -87,7 +87,7 @@ def shared_open_system(devices: Sequence[SimulatedDevice]) -> bool:
     """``common_open_system``, having checked that the devices share one grid and level
     count; brings every device's model up to date."""
     flag = common_open_system(devices)
-    check_one_grid([d._model() for d in devices])
+    check_one_grid([d.simulated_model() for d in devices])
     return flag
 
 
@@ -173,7 +173,7 @@ def play_propagators(
     mats: list[ComplexArray | None] = [None] * len(requests)
     todo: dict[tuple[int, bytes], list[int]] = {}
     for r, (d, key) in enumerate(requests):
-        hit = devices[d]._cache.get(("play", key))
+        hit = devices[d].play_cache.get(("play", key))
         if hit is not None:
             mats[r] = hit
         else:
@@ -183,7 +183,7 @@ def play_propagators(
             distort(devices[d]._base.distortion, np.frombuffer(key, dtype=np.complex128), devices[d].dt_s)
             for d, key in todo
         ]
-        props = play_physics([devices[d]._model() for d, _ in todo], waves, open_system)
+        props = play_physics([devices[d].simulated_model() for d, _ in todo], waves, open_system)
         for ((d, key), rows), m in zip(todo.items(), props, strict=True):
             _remember(devices[d], ("play", key), m)
             for r in rows:
@@ -192,10 +192,10 @@ def play_propagators(
 
 
 def _remember(dev: SimulatedDevice, key: Any, value: ComplexArray) -> None:
-    # Valid until the device's simulated model changes (``_model`` clears it).
-    if len(dev._cache) >= _CACHE_LIMIT:
-        dev._cache.clear()
-    dev._cache[key] = value
+    # Valid until the device's simulated model changes (``simulated_model`` clears it).
+    if len(dev.play_cache) >= _CACHE_LIMIT:
+        dev.play_cache.clear()
+    dev.play_cache[key] = value
 
 
 def populations(devices: Sequence[SimulatedDevice], seqs: list[list[PulseSequence]]) -> list[FloatArray]:
@@ -210,7 +210,7 @@ def populations_flat(devices: Sequence[SimulatedDevice], seqs: list[list[PulseSe
     if not devices:
         return np.zeros(0)
     open_system = shared_open_system(devices)
-    levels = devices[0]._model().levels
+    levels = devices[0].simulated_model().levels
     op_lists: list[tuple[Any, ...]] = []
     for dev_seqs in seqs:
         for seq in dev_seqs:
@@ -305,7 +305,7 @@ def compile_programs(
             if nsamp == 0:
                 ucode[u] = OP_SKIP
                 continue
-            fkey = (devices[d]._model(), nsamp, open_system)
+            fkey = (devices[d].simulated_model(), nsamp, open_system)
             s = free_slot.get(fkey)
             if s is None:
                 s = free_slot[fkey] = len(slot_kind)

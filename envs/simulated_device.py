@@ -167,12 +167,15 @@ class SimulatedDevice:
         self._base = params
         self._drift = drift
         self._open_system = bool(open_system)
-        self._cache: dict[Any, ComplexArray] = {}
-        # Delay channels by samples, for ``run_template``; kept apart from ``_cache`` so
+        # The compiled plays of this device's model, keyed by waveform content. Public
+        # because the sequence compiler and the fleet planner fill them; valid until
+        # ``simulated_model`` sees the model change, which empties both.
+        self.play_cache: dict[Any, ComplexArray] = {}
+        # Delay channels by samples, for ``run_template``; kept apart from ``play_cache`` so
         # that they never change when that one fills up and is cleared.
         # Keys (samples, open_system) -> one channel, and (delays tuple, open_system) -> the
         # stacked channels of a template's delays (``template_populations``).
-        self._delay_cache: dict[tuple[Any, bool], NDArray[Any]] = {}
+        self.delay_cache: dict[tuple[Any, bool], NDArray[Any]] = {}
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -185,8 +188,8 @@ class SimulatedDevice:
         if rng is not None or not hasattr(self, "_shot_rng"):
             self.reseed(rng if rng is not None else np.random.default_rng())
         self._clock_s = 0.0
-        self._cache.clear()
-        self._delay_cache.clear()
+        self.play_cache.clear()
+        self.delay_cache.clear()
         self._drift_state: DriftState | None = (
             None if self._drift is None else self._drift.init_state(self._drift_rng)
         )
@@ -231,7 +234,7 @@ class SimulatedDevice:
         return rng
 
     def _refresh(self) -> None:
-        """Mark the drifted truth stale; it is rebuilt on demand (``_model``), because
+        """Mark the drifted truth stale; it is rebuilt on demand (``simulated_model``), because
         between two runs the drift may be advanced many times."""
         self._stale = True
         self._params: DeviceParams | None = None
@@ -241,14 +244,14 @@ class SimulatedDevice:
             return DriftValues()
         return self._drift.values(self._drift_state)
 
-    def _model(self) -> Transmon:
+    def simulated_model(self) -> Transmon:
         """The simulated model at the clock (drift and amplitude scale folded in)."""
         if self._stale:
             v = self._values()
             t = DriftModel.apply_to_transmon(self._base.transmon, v, self._amplitude_scale(v))
             if t != getattr(self, "_transmon", None):
-                self._cache.clear()
-                self._delay_cache.clear()
+                self.play_cache.clear()
+                self.delay_cache.clear()
             self._transmon = t
             self._stale = False
         return self._transmon
@@ -293,7 +296,7 @@ class SimulatedDevice:
         """The model simulated at the clock: drifted, with Ω_R·amplitude_scale folded in,
         so that ``physics.superoperators(current_transmon(), w)`` is what the device
         applies for waveform w (before any ``distortion``; see ``play_operators``)."""
-        return self._model()
+        return self.simulated_model()
 
     def advance(self, duration_s: float) -> None:
         """Let ``duration_s`` seconds of device time pass; drift evolves exactly over it."""
@@ -423,7 +426,7 @@ class SimulatedDevice:
         # A waveform just played (``run``) is in the device's cache: same propagator.
         mats = np.stack(play_propagators(devices, [(b, row.tobytes()) for b, row in enumerate(w)], open_system))
         if open_system:
-            return from_hermitian_basis(mats.real, real_basis(devices[0]._model().levels)[0])
+            return from_hermitian_basis(mats.real, real_basis(devices[0].simulated_model().levels)[0])
         return mats
 
 

@@ -337,12 +337,12 @@ def test_play_operators_reuses_what_run_computed_until_the_model_drifts() -> Non
     np.testing.assert_allclose(op, superoperators(dev.current_transmon(), w), atol=1e-13)
     still = SimulatedDevice(DeviceParams(TRANSMON), rng=np.random.default_rng(3))
     still.run([_seq(Play(w))], 10)
-    assert ("play", w.tobytes()) in still._cache
+    assert ("play", w.tobytes()) in still.play_cache
     # The cache holds the real Hermitian-basis form the run loop uses; the truth is that
     # very propagator in column stacking (no second physics call).
     from pulsecal.envs.physics.real_basis import from_hermitian_basis, real_basis
 
-    cached = still._cache[("play", w.tobytes())]
+    cached = still.play_cache[("play", w.tobytes())]
     np.testing.assert_array_equal(SimulatedDevice.play_operators([still], w[None])[0],
                                   from_hermitian_basis(cached[None], real_basis(3)[0])[0])
 
