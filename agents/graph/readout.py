@@ -1,0 +1,509 @@
+"""Readout classification: fit a discriminator to single-shot IQ points, and use it.
+
+The experiment (``ReadoutClassification``, an ``Experiment`` of ``agents.graph.experiment``)
+prepares |0⟩ and |1⟩ (and |2⟩ in its three-state form) on one qubit, collects IQ shots with
+the device's ``run_iq``, fits a discriminator and reports its assignment fidelity and
+confusion matrix. The pieces are separate, as the graph needs them separately:
+
+- fitting (side-effect free): ``fit_two_state`` (LDA axis Σ⁻¹(μ1 − μ0), then the threshold on
+  that axis that maximises the empirical fidelity, which places it where the |1⟩ blob's
+  decay tail asks for) and ``fit_three_state`` (Gaussian classes with one pooled covariance,
+  equal priors);
+- the discriminator as parameter values (``{t}.readout_angle`` …, ``values`` /
+  ``discriminator_from_params``), so later nodes rebuild it from the store;
+- ``counts_from_iq``: IQ points + discriminators -> counts, the classified readout later
+  experiments use instead of the device's counts;
+- ``plot_iq``: the blobs coloured by prepared state, the boundary and the fidelity, drawn
+  from the result's ``data`` alone (the report draws it from the journal).
+
+docs/readout.md has the model, the parameters and the measured numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from pulsecal.envs.protocol import Barrier, Measure, Play, PulseSequence
+
+from .experiment import REPETITION_TIME_S, ExperimentResult, target_name
+
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.int64]
+
+# -- discriminators ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TwoStateDiscriminator:
+    """Read 1 iff the point rotated by −``angle_rad`` has I > ``threshold``.
+
+    Attributes:
+        angle_rad: direction of the discrimination axis in the IQ plane.
+        threshold: position of the boundary along that axis.
+        centres: fitted (I, Q) means of the prepared |0⟩ and |1⟩.
+    """
+
+    angle_rad: float
+    threshold: float
+    centres: tuple[tuple[float, float], ...]
+
+    classes = 2
+
+    def project(self, points: FloatArray) -> FloatArray:
+        """(..., 2) points -> (...,) coordinate along the axis."""
+        p = np.asarray(points, dtype=np.float64)
+        return np.asarray(p[..., 0] * math.cos(self.angle_rad) + p[..., 1] * math.sin(self.angle_rad))
+
+    def classify(self, points: FloatArray) -> IntArray:
+        """(..., 2) points -> (...,) outcomes 0 / 1."""
+        return (self.project(points) > self.threshold).astype(np.int64)
+
+    def boundary(self, half_length: float) -> FloatArray:
+        """(2, 2) end points of the boundary segment through the centres' midpoint line."""
+        u = np.array([math.cos(self.angle_rad), math.sin(self.angle_rad)])
+        n = np.array([-u[1], u[0]])
+        mid = 0.5 * (np.asarray(self.centres[0]) + np.asarray(self.centres[1]))
+        foot = mid + (self.threshold - float(mid @ u)) * u
+        return np.stack([foot - half_length * n, foot + half_length * n])
+
+
+@dataclass(frozen=True)
+class ThreeStateDiscriminator:
+    """Gaussian classes with one pooled covariance and equal priors: a point reads as the
+    class with the smallest Mahalanobis distance to its centre.
+
+    Attributes:
+        centres: fitted (I, Q) means of |0⟩, |1⟩, |2⟩.
+        covariance: the pooled 2 × 2 covariance ((ii, iq), (iq, qq)).
+    """
+
+    centres: tuple[tuple[float, float], ...]
+    covariance: tuple[tuple[float, float], ...]
+
+    classes = 3
+
+    def classify(self, points: FloatArray) -> IntArray:
+        p = np.asarray(points, dtype=np.float64)
+        inv = np.linalg.inv(np.asarray(self.covariance))
+        d = p[..., None, :] - np.asarray(self.centres)
+        m = np.einsum("...ci,ij,...cj->...c", d, inv, d)
+        return np.argmin(m, axis=-1).astype(np.int64)
+
+
+Discriminator = TwoStateDiscriminator | ThreeStateDiscriminator
+
+
+def _points(name: str, x: FloatArray) -> FloatArray:
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim != 2 or a.shape[1] != 2 or a.shape[0] < 2 or not np.all(np.isfinite(a)):
+        raise ValueError(f"{name}: shape {a.shape}: allowed (N, 2) finite IQ points with N >= 2")
+    return a
+
+
+def _pooled_covariance(groups: Sequence[FloatArray]) -> FloatArray:
+    dof = sum(len(g) - 1 for g in groups)
+    return np.asarray(sum((g - g.mean(axis=0)).T @ (g - g.mean(axis=0)) for g in groups) / dof)
+
+
+def best_threshold(x0: FloatArray, x1: FloatArray) -> tuple[float, float]:
+    """(threshold, empirical fidelity) on a 1D axis where |1⟩ lies above |0⟩: the cut
+    between two sorted neighbours that maximises 1 − ½(P(1|0) + P(0|1)); among cuts of
+    equal fidelity the middle one."""
+    x = np.concatenate([x0, x1])
+    lab = np.concatenate([np.zeros(len(x0)), np.ones(len(x1))])
+    order = np.argsort(x, kind="stable")
+    xs, ls = x[order], lab[order]
+    # Cut after sorted position i: P(0|1) = ones at or below / n1, P(1|0) = zeros above / n0.
+    ones_below = np.cumsum(ls)
+    zeros_below = np.cumsum(1.0 - ls)
+    fid = 1.0 - 0.5 * ((len(x0) - zeros_below) / len(x0) + ones_below / len(x1))
+    fid = np.concatenate([[0.5], fid[:-1]])  # a cut below everything, none above everything
+    cuts = np.concatenate([[xs[0] - 1.0], 0.5 * (xs[:-1] + xs[1:])])
+    best = np.flatnonzero(fid >= fid.max() - 1e-12)
+    i = int(best[len(best) // 2])
+    return float(cuts[i]), float(fid[i])
+
+
+def fit_two_state(points0: FloatArray, points1: FloatArray) -> TwoStateDiscriminator:
+    """LDA axis w = Σ⁻¹(μ1 − μ0) (Σ the pooled covariance), threshold by ``best_threshold``
+    on the projections (module docstring)."""
+    a, b = _points("points0", points0), _points("points1", points1)
+    mu0, mu1 = a.mean(axis=0), b.mean(axis=0)
+    cov = _pooled_covariance([a, b])
+    w = np.linalg.solve(cov + 1e-12 * np.trace(cov) * np.eye(2), mu1 - mu0)
+    angle = math.atan2(float(w[1]), float(w[0]))
+    u = np.array([math.cos(angle), math.sin(angle)])
+    thr, _ = best_threshold(a @ u, b @ u)
+    return TwoStateDiscriminator(angle, thr, (tuple(mu0), tuple(mu1)))
+
+
+def fit_three_state(points0: FloatArray, points1: FloatArray, points2: FloatArray) -> ThreeStateDiscriminator:
+    """Class means and the pooled covariance of the three prepared states."""
+    groups = [_points(f"points{i}", p) for i, p in enumerate((points0, points1, points2))]
+    cov = _pooled_covariance(groups)
+    return ThreeStateDiscriminator(tuple(tuple(g.mean(axis=0)) for g in groups),
+                                   tuple(tuple(r) for r in cov))
+
+
+def confusion_matrix(disc: Discriminator, points_by_state: Sequence[FloatArray]) -> FloatArray:
+    """(n, n) with [i, j] = fraction of shots prepared in i that read j; rows sum to 1."""
+    n = disc.classes
+    if len(points_by_state) != n:
+        raise ValueError(f"points_by_state: {len(points_by_state)} groups: allowed {n} (one per class)")
+    out = np.zeros((n, n))
+    for i, p in enumerate(points_by_state):
+        out[i] = np.bincount(disc.classify(p), minlength=n)[:n] / len(p)
+    return out
+
+
+def assignment_fidelity(confusion: FloatArray) -> float:
+    """Mean of the diagonal: 1 − ½(P(1|0) + P(0|1)) for two states."""
+    return float(np.mean(np.diag(np.asarray(confusion))))
+
+
+def counts_from_iq(points: FloatArray, discriminators: Sequence[Discriminator]) -> IntArray:
+    """IQ points (B, shots, k, 2) of k measured qubits -> counts (B, n^k), first qubit most
+    significant, the device's ``run`` layout; every discriminator must have the same n."""
+    p = np.asarray(points, dtype=np.float64)
+    k = len(discriminators)
+    if p.ndim != 4 or p.shape[2] != k or p.shape[3] != 2:
+        raise ValueError(f"points: shape {p.shape}: allowed (B, shots, {k}, 2) for {k} discriminators")
+    ns = {d.classes for d in discriminators}
+    if len(ns) != 1:
+        raise ValueError(f"discriminators: classes {sorted(ns)}: allowed one number of classes for all")
+    n = ns.pop()
+    index = np.zeros(p.shape[:2], dtype=np.int64)
+    for j, d in enumerate(discriminators):
+        index = index * n + d.classify(p[:, :, j, :])
+    return np.stack([np.bincount(row, minlength=n ** k) for row in index]).astype(np.int64) if len(index) \
+        else np.zeros((0, n ** k), dtype=np.int64)
+
+
+# -- as parameter values ----------------------------------------------------------------------------
+
+_CENTRE_KEYS = ("readout_i{s}", "readout_q{s}")
+
+
+def values(prefix: str, disc: Discriminator) -> dict[str, float]:
+    """The discriminator as ``"<prefix>.<name>"`` parameter values (docs/readout.md)."""
+    out: dict[str, float] = {}
+    for s, c in enumerate(disc.centres):
+        out[f"{prefix}.readout_i{s}"], out[f"{prefix}.readout_q{s}"] = float(c[0]), float(c[1])
+    if isinstance(disc, TwoStateDiscriminator):
+        out[f"{prefix}.readout_angle"] = float(disc.angle_rad)
+        out[f"{prefix}.readout_threshold"] = float(disc.threshold)
+    else:
+        cov = disc.covariance
+        out[f"{prefix}.readout_cov_ii"], out[f"{prefix}.readout_cov_iq"] = float(cov[0][0]), float(cov[0][1])
+        out[f"{prefix}.readout_cov_qq"] = float(cov[1][1])
+    return out
+
+
+def discriminator_from_params(params: Mapping[str, float], target: str, three_state: bool = False) -> Discriminator:
+    """The discriminator ``values`` wrote for ``target``; raises ``KeyError`` naming a missing key."""
+    t = target_name(target)
+
+    def get(name: str) -> float:
+        key = f"{t}.{name}"
+        if key not in params:
+            raise KeyError(f"{key}: missing from the parameters (written by readout_classification)")
+        return float(params[key])
+
+    if three_state:
+        centres = tuple((get(f"readout_i{s}"), get(f"readout_q{s}")) for s in range(3))
+        ii, iq, qq = get("readout_cov_ii"), get("readout_cov_iq"), get("readout_cov_qq")
+        return ThreeStateDiscriminator(centres, ((ii, iq), (iq, qq)))
+    centres = tuple((get(f"readout_i{s}"), get(f"readout_q{s}")) for s in range(2))
+    return TwoStateDiscriminator(get("readout_angle"), get("readout_threshold"), centres)
+
+
+# -- the experiment ---------------------------------------------------------------------------------
+
+Prepare = Callable[[str, int, Mapping[str, float]], list[Any]]
+
+
+def _hann(samples: int, amplitude: float, detuning_hz: float, dt_s: float) -> NDArray[np.complex128]:
+    t = (np.arange(samples) + 0.5) / samples
+    # A drive at frame + δ is the envelope times e^{−i2πδt} in the device's frame convention
+    # (a 1→2 pulse at δ = α moves |1⟩ to |2⟩ with this sign, not the other).
+    ramp = np.exp(-2j * np.pi * detuning_hz * dt_s * (np.arange(samples) + 0.5))
+    return np.asarray(amplitude * np.sin(np.pi * t) ** 2 * ramp, dtype=np.complex128)
+
+
+class ReadoutClassification:
+    """Readout classification of one qubit (an ``Experiment``).
+
+    Prepares |0⟩ (nothing), |1⟩ (a π pulse) and, with ``three_state``, |2⟩ (π, then a 1→2 π
+    pulse at the anharmonicity), takes ``shots`` IQ points of each with the device's
+    ``run_iq``, fits the discriminator and reports it as parameter values, its assignment
+    fidelity and confusion matrix (two-fold cross-validated: fit on one half of the shots,
+    score on the other, both ways), and ``data`` for ``plot_iq``.
+
+    Default pulses: Hann envelopes of ``pulse_samples`` samples on ``drive:<q>``, amplitude
+    ``{t}.pi_amplitude`` (1→2: ``{t}.pi12_amplitude``, else π amplitude / √2, the 1–2
+    transition's √2 larger matrix element), a phase ramp at ``{t}.drive_detuning_hz`` (the
+    qubit's offset from the drive frame; 0 when absent) plus ``{t}.anharmonicity_hz`` for
+    1→2. ``prepare(qubit, level, params)`` replaces them (the node library's pulses).
+
+    Status: ``bad_data`` when the blobs are not separated (fitted |μ1 − μ0| below
+    ``min_separation`` pooled standard deviations, or fidelity ≤ 0.55); ``out_of_spec``
+    when the fidelity is below ``min_fidelity``; else ``in_spec``. The cheap form with a
+    discriminator already in ``params`` is a check: it scores the stored discriminator on
+    fresh shots and is ``out_of_spec`` when a refit on those shots beats it by more than
+    ``check_tolerance`` plus twice the shot-noise standard error (drifted blobs); it
+    writes no values.
+
+    Args:
+        three_state: fit the three-state classifier too (needs ``{t}.anharmonicity_hz``).
+        shots: IQ shots per prepared state (full form).
+        cheap_shots: IQ shots per prepared state (cheap form).
+        min_fidelity: in_spec threshold on the assignment fidelity, in (0.5, 1].
+        min_separation: bad_data threshold on the fitted SNR |μ1 − μ0| / σ, >= 0.
+        check_tolerance: fidelity loss the cheap check accepts, in [0, 0.5].
+        pulse_samples: length of the default π pulses, in AWG samples (1 to 1000).
+        plot_points: IQ points per state kept in ``data`` (subsampled), >= 1.
+        prepare: ops preparing level 1 or 2 of a qubit, replacing the default pulses.
+    """
+
+    def __init__(self, *, three_state: bool = False, shots: int = 5000, cheap_shots: int = 1000,
+                 min_fidelity: float = 0.8, min_separation: float = 1.0, check_tolerance: float = 0.01,
+                 pulse_samples: int = 20, plot_points: int = 300, prepare: Prepare | None = None) -> None:
+        for key, v, lo in (("shots", shots, 20), ("cheap_shots", cheap_shots, 20), ("pulse_samples", pulse_samples, 1),
+                           ("plot_points", plot_points, 1)):
+            if not (isinstance(v, int) and not isinstance(v, bool) and lo <= v <= 10_000_000):
+                raise ValueError(f"ReadoutClassification.{key}={v!r} is out of range: allowed an integer in "
+                                 f"[{lo}, 10000000]")
+        for key, f, flo, fhi in (("min_fidelity", min_fidelity, 0.5, 1.0),
+                                 ("min_separation", min_separation, 0.0, 100.0),
+                                 ("check_tolerance", check_tolerance, 0.0, 0.5)):
+            if not (isinstance(f, int | float) and not isinstance(f, bool) and flo <= f <= fhi) or (
+                    key == "min_fidelity" and f == 0.5):
+                bounds = "(0.5, 1]" if key == "min_fidelity" else f"[{flo}, {fhi}]"
+                raise ValueError(f"ReadoutClassification.{key}={f!r} is out of range: allowed {bounds}")
+        self.three_state = bool(three_state)
+        self._shots, self._cheap_shots = shots, cheap_shots
+        self.min_fidelity, self.min_separation = float(min_fidelity), float(min_separation)
+        self.check_tolerance = float(check_tolerance)
+        self.pulse_samples, self.plot_points = pulse_samples, plot_points
+        self._prepare = prepare
+
+    @property
+    def name(self) -> str:
+        return "readout_classification_3" if self.three_state else "readout_classification"
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        return ("{t}.pi_amplitude", "{t}.anharmonicity_hz") if self.three_state else ("{t}.pi_amplitude",)
+
+    @property
+    def writes(self) -> tuple[str, ...]:
+        centres = tuple(f"{{t}}.readout_{c}{s}" for s in range(3 if self.three_state else 2) for c in "iq")
+        shape = ("{t}.readout_cov_ii", "{t}.readout_cov_iq", "{t}.readout_cov_qq") if self.three_state \
+            else ("{t}.readout_angle", "{t}.readout_threshold")
+        return (*centres, *shape, "{t}.readout_fidelity", "{t}.readout_p1_given_0", "{t}.readout_p0_given_1")
+
+    @property
+    def states(self) -> int:
+        return 3 if self.three_state else 2
+
+    def shots(self, cheap: bool) -> int:
+        return self.states * (self._cheap_shots if cheap else self._shots)
+
+    # -- sequences
+
+    def _pulse_ops(self, q: str, level: int, params: Mapping[str, float], dt_s: float) -> list[Any]:
+        if self._prepare is not None:
+            return list(self._prepare(q, level, params))
+        if level == 0:
+            return []
+        amp = _param(params, f"{q}.pi_amplitude", 0.0, 1.0)
+        det = float(params.get(f"{q}.drive_detuning_hz", 0.0))
+        ops: list[Any] = [Play(_hann(self.pulse_samples, amp, det, dt_s), channel=f"drive:{q}"), Barrier()]
+        if level == 2:
+            alpha = float(params[f"{q}.anharmonicity_hz"])
+            amp12 = _param(params, f"{q}.pi12_amplitude", 0.0, 1.0) if f"{q}.pi12_amplitude" in params \
+                else amp / math.sqrt(2.0)
+            ops += [Play(_hann(self.pulse_samples, amp12, det + alpha, dt_s), channel=f"drive:{q}"), Barrier()]
+        return ops
+
+    def sequences(self, q: str, params: Mapping[str, float], dt_s: float) -> list[PulseSequence]:
+        """One sequence per prepared state |0⟩, |1⟩[, |2⟩], each measuring ``q``."""
+        return [PulseSequence([*self._pulse_ops(q, s, params, dt_s), Measure((q,))]) for s in range(self.states)]
+
+    # -- run
+
+    def run(self, device: Any, target: str | tuple[str, ...], params: Mapping[str, float],
+            rng: np.random.Generator, *, cheap: bool = False) -> ExperimentResult:
+        if not isinstance(target, str):
+            raise ValueError(f"target={target!r}: allowed one qubit name (readout classification is per qubit)")
+        if not hasattr(device, "run_iq"):
+            raise ValueError(f"device: {type(device).__name__} has no run_iq: allowed a device with single-shot "
+                             "IQ readout (SimulatedMultiQubitDevice with params.iq)")
+        for r in self.reads:
+            key = r.format(t=target)
+            if key not in params:
+                raise ValueError(f"params: {key} is missing: allowed a mapping with {[x.format(t=target) for x in self.reads]}")
+        dt_s = float(device.dt_s)
+        seqs = self.sequences(target, params, dt_s)
+        n = self._cheap_shots if cheap else self._shots
+        iq = np.asarray(device.run_iq(seqs, n), dtype=np.float64)[:, :, 0, :]
+        seq_time = sum(_duration_s(s, dt_s) for s in seqs)
+        device_time = n * (len(seqs) * REPETITION_TIME_S + seq_time)
+        stored = None
+        if cheap:
+            try:
+                stored = discriminator_from_params(params, target, self.three_state)
+            except KeyError:
+                stored = None
+        return self.analyse(target, list(iq), rng, shots=n * len(seqs), device_time_s=device_time, stored=stored,
+                            stored_fidelity=params.get(f"{target}.readout_fidelity"))
+
+    def analyse(self, target: str, points_by_state: Sequence[FloatArray], rng: np.random.Generator, *,
+                shots: int = 0, device_time_s: float = 0.0, stored: Discriminator | None = None,
+                stored_fidelity: float | None = None) -> ExperimentResult:
+        """Fit and judge IQ points (one (N, 2) array per prepared state); side-effect free."""
+        pts = [_points(f"points_by_state[{i}]", p) for i, p in enumerate(points_by_state)]
+        if len(pts) != self.states:
+            raise ValueError(f"points_by_state: {len(pts)} groups: allowed {self.states}")
+        fit = self._fit(pts)
+        conf = self._cross_validated_confusion(pts, rng)
+        fid = assignment_fidelity(conf)
+        two = fit if isinstance(fit, TwoStateDiscriminator) else fit_two_state(pts[0], pts[1])
+        pooled = _pooled_covariance(pts[:2])
+        sep = float(np.hypot(*(np.asarray(two.centres[1]) - np.asarray(two.centres[0]))))
+        snr = sep / math.sqrt(0.5 * float(np.trace(pooled)))
+        quality = {"assignment_fidelity": fid, "snr_estimate": snr,
+                   "fidelity_stderr": math.sqrt(max(fid * (1 - fid), 1e-12) / min(len(p) for p in pts))}
+        data = self._data(pts, fit, two, conf, fid, rng)
+        status: Any
+        vals: dict[str, float] = {}
+        if snr < self.min_separation or fid <= 0.55:
+            status, msg = "bad_data", (f"{target}: blobs not separated (SNR {snr:.2f}, fidelity {fid:.3f}): "
+                                       "check the π pulse and the readout")
+        elif stored is not None:
+            stored_conf = confusion_matrix(stored, pts)
+            f_stored = assignment_fidelity(stored_conf)
+            quality["stored_fidelity"] = f_stored
+            loss = fid - f_stored
+            allowed = self.check_tolerance + 2.0 * quality["fidelity_stderr"]
+            ok = loss <= allowed and f_stored >= self.min_fidelity
+            status = "in_spec" if ok else "out_of_spec"
+            msg = (f"{target}: stored discriminator {f_stored:.4f} vs refit {fid:.4f} "
+                   f"(loss {loss:+.4f}, allowed {allowed:.4f})"
+                   + ("" if stored_fidelity is None else f"; stored fidelity {float(stored_fidelity):.4f}"))
+        else:
+            vals = values(target, fit)
+            vals[f"{target}.readout_fidelity"] = fid
+            vals[f"{target}.readout_p1_given_0"] = float(conf[0, 1:].sum())
+            vals[f"{target}.readout_p0_given_1"] = float(conf[1, 0])
+            status = "in_spec" if fid >= self.min_fidelity else "out_of_spec"
+            msg = f"{target}: assignment fidelity {fid:.4f} (SNR {snr:.2f}), {status}"
+        return ExperimentResult(self.name, target, status, vals, quality, shots, device_time_s, data, msg)
+
+    def _fit(self, pts: Sequence[FloatArray]) -> Discriminator:
+        return fit_three_state(*pts) if self.three_state else fit_two_state(pts[0], pts[1])
+
+    def _cross_validated_confusion(self, pts: Sequence[FloatArray], rng: np.random.Generator) -> FloatArray:
+        halves = []
+        for p in pts:
+            perm = rng.permutation(len(p))
+            halves.append((p[perm[: len(p) // 2]], p[perm[len(p) // 2:]]))
+        conf = np.zeros((self.states, self.states))
+        for a, b in ((0, 1), (1, 0)):
+            disc = self._fit([h[a] for h in halves])
+            conf += 0.5 * confusion_matrix(disc, [h[b] for h in halves])
+        return conf
+
+    def _data(self, pts: Sequence[FloatArray], fit: Discriminator, two: TwoStateDiscriminator, conf: FloatArray,
+              fid: float, rng: np.random.Generator) -> dict[str, Any]:
+        keep = [p[rng.permutation(len(p))[: self.plot_points]] for p in pts]
+        spread = max(float(np.ptp(np.concatenate(pts), axis=0).max()), 1e-9)
+        data: dict[str, Any] = {
+            "kind": "iq_blobs",
+            "points": [k.tolist() for k in keep],
+            "states": [f"|{s}⟩" for s in range(self.states)],
+            "centres": [list(c) for c in fit.centres],
+            "boundary": two.boundary(0.6 * spread).tolist(),
+            "confusion": conf.tolist(),
+            "fidelity": fid,
+            "x_label": "I (a.u.)",
+            "y_label": "Q (a.u.)",
+        }
+        if isinstance(fit, ThreeStateDiscriminator):
+            data["covariance"] = [list(r) for r in fit.covariance]
+        return data
+
+
+def _param(params: Mapping[str, float], key: str, lo: float, hi: float) -> float:
+    v = float(params[key])
+    if not (math.isfinite(v) and lo < abs(v) <= hi):
+        raise ValueError(f"params: {key}={v!r} is out of range: allowed 0 < |{key}| <= {hi} (full-scale drive)")
+    return v
+
+
+def _duration_s(seq: PulseSequence, dt_s: float) -> float:
+    return sum(len(op.waveform) * dt_s for op in seq.ops if isinstance(op, Play))
+
+
+# -- the plot ---------------------------------------------------------------------------------------
+
+
+def plot_iq(data: Mapping[str, Any], title: str = "") -> Any:
+    """A matplotlib Figure of ``ReadoutClassification`` result data: points coloured by the
+    prepared state, the fitted centres, the two-state boundary (and the three-state regions
+    when the data has a covariance), the fidelity in the title."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    colours = ("tab:blue", "tab:red", "tab:green")
+    pts = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in data["points"]]
+    allp = np.concatenate(pts)
+    lo, hi = allp.min(axis=0), allp.max(axis=0)
+    pad = 0.08 * (hi - lo)
+    lo, hi = lo - pad, hi + pad
+    if "covariance" in data:
+        disc = ThreeStateDiscriminator(tuple(tuple(c) for c in data["centres"]),
+                                       tuple(tuple(r) for r in data["covariance"]))
+        gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200))
+        cls = disc.classify(np.stack([gx, gy], axis=-1))
+        ax.contourf(gx, gy, cls, levels=[-0.5, 0.5, 1.5, 2.5], colors=colours, alpha=0.08)
+        ax.contour(gx, gy, cls, levels=[0.5, 1.5], colors="0.4", linewidths=0.8)
+    for i, p in enumerate(pts):
+        ax.scatter(p[:, 0], p[:, 1], s=5, alpha=0.45, color=colours[i % 3], label=f"prepared {data['states'][i]}",
+                   edgecolors="none")
+    for i, c in enumerate(data["centres"]):
+        ax.plot(c[0], c[1], marker="X", markersize=11, color=colours[i % 3], markeredgecolor="k")
+    b = np.asarray(data["boundary"])
+    ax.plot(b[:, 0], b[:, 1], "k--", linewidth=1.4, label="two-state boundary")
+    ax.set_xlim(lo[0], hi[0])
+    ax.set_ylim(lo[1], hi[1])
+    ax.set_aspect("equal", adjustable="box")
+    ax.set_xlabel(data.get("x_label", "I"))
+    ax.set_ylabel(data.get("y_label", "Q"))
+    head = f"{title}: " if title else ""
+    ax.set_title(f"{head}assignment fidelity {100 * float(data['fidelity']):.2f} %", fontsize=10)
+    ax.legend(fontsize=8, loc="best", markerscale=2)
+    fig.tight_layout()
+    return fig
+
+
+def save_iq_plot(data: Mapping[str, Any], path: str | Path, title: str = "") -> Path:
+    """``plot_iq`` written as a PNG."""
+    import matplotlib.pyplot as plt
+
+    fig = plot_iq(data, title)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
