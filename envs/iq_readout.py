@@ -318,3 +318,57 @@ def optimal_two_state(iq: IQQubit, t1_s: float = math.inf, nodes: int = 400) -> 
         thr = float(res.x)
     fid, p10, p01 = line_fidelity(iq, t1, theta, thr, nodes)
     return OptimalDiscriminator(theta, thr, fid, p10, p01)
+
+
+def line_read_one(iq: IQQubit, t1_s: float, angle_rad: float, threshold: float,
+                  nodes: int = 120) -> FloatArray:
+    """Exact P(read 1 | the window starts in |L⟩), L = 0, 1, 2, of the discriminator "read 1
+    iff I cos θ + Q sin θ > threshold" (no crosstalk). |2⟩ by a nested quadrature over its
+    two decay times (|2⟩ → |1⟩ at 2/T1, then |1⟩ → |0⟩ at 1/T1)."""
+    u = np.array([math.cos(angle_rad), math.sin(angle_rad)])
+    p = iq.centre_array @ u
+    s = iq.sigma
+
+    def above(mean: FloatArray) -> FloatArray:
+        return 1.0 - _phi((threshold - mean) / s)
+
+    out = np.empty(3)
+    out[0] = float(above(np.asarray(p[0])))
+    f, w = decay_quadrature(iq.tau_s, t1_s, nodes)
+    out[1] = float(w @ above(p[0] + f * (p[1] - p[0])))
+    # |2⟩: fraction a in |2⟩ (rate 2/T1 over the window), then b of the rest in |1⟩.
+    fa, wa = decay_quadrature(iq.tau_s, 0.5 * t1_s, nodes)
+    rest = 1.0 - fa
+    x, w = np.polynomial.legendre.leggauss(nodes)
+    fb = np.concatenate([0.5 * (x + 1.0), [1.0]])  # fraction of the rest spent in |1⟩
+    r = rest * iq.tau_s / t1_s  # (na,) the rest's length in units of T1
+    wb = np.concatenate([0.5 * w[None, :] * r[:, None] * np.exp(-0.5 * (x[None, :] + 1.0) * r[:, None]),
+                         np.exp(-r)[:, None]], axis=1)
+    mean = fa[:, None] * p[2] + rest[:, None] * (fb[None, :] * p[1] + (1.0 - fb[None, :]) * p[0])
+    total = float(wa @ np.sum(wb * above(mean), axis=1))
+    out[2] = total
+    return out
+
+
+def prepared_fidelity(iq: IQQubit, t1_s: float, angle_rad: float, threshold: float,
+                      populations: FloatArray) -> float:
+    """Exact assignment fidelity of a line on imperfect preparations: ``populations`` (2, 3)
+    the level populations of the prepared |0⟩ and |1⟩ (e.g. ``level_probabilities`` of the
+    device), 1 − ½(P(1 | prep 0) + P(0 | prep 1))."""
+    pops = np.asarray(populations, dtype=np.float64)
+    require(pops.shape == (2, 3), "populations", pops.shape, "(2, 3): prepared |0⟩, |1⟩ over levels 0, 1, 2")
+    r1 = line_read_one(iq, t1_s, angle_rad, threshold)
+    return 1.0 - 0.5 * (float(pops[0] @ r1) + 1.0 - float(pops[1] @ r1))
+
+
+def optimal_prepared(iq: IQQubit, t1_s: float, populations: FloatArray) -> tuple[float, float]:
+    """(threshold, fidelity) of the best threshold on the c0 → c1 axis for imperfect
+    preparations: the reference of a discriminator fitted on those preparations."""
+    c = iq.centre_array
+    v = c[1] - c[0]
+    theta = math.atan2(v[1], v[0])
+    u = v / np.hypot(*v)
+    p0, p1 = float(c[0] @ u), float(c[1] @ u)
+    res = minimize_scalar(lambda x: -prepared_fidelity(iq, t1_s, theta, x, populations), bounds=(p0, p1),
+                          method="bounded", options={"xatol": 1e-6 * (p1 - p0)})
+    return float(res.x), prepared_fidelity(iq, t1_s, theta, float(res.x), populations)
