@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from pulsecal.envs.iq_readout import optimal_prepared, optimal_two_state, prepared_fidelity
 from pulsecal.envs.protocol import Barrier, Measure, Play, PulseSequence
 
 from .experiment import REPETITION_TIME_S, ExperimentResult, target_name
@@ -450,6 +451,31 @@ def _param(params: Mapping[str, float], key: str, lo: float, hi: float) -> float
 
 def _duration_s(seq: PulseSequence, dt_s: float) -> float:
     return sum(len(op.waveform) * dt_s for op in seq.ops if isinstance(op, Play))
+
+
+def optimal_gap(device: Any, target: str, params: Mapping[str, float],
+                experiment: ReadoutClassification | None = None) -> dict[str, float]:
+    """How far the two-state discriminator in ``params`` is from the optimal one, from the
+    device's truth (evaluation only: IQ model, current T1, prepared level populations).
+
+    Returns ``optimal`` (the Bayes discriminator's fidelity on perfect |0⟩/|1⟩ for this
+    SNR and decay), ``optimal_prepared`` (the best threshold's fidelity on the states the
+    experiment's pulses actually prepare, thermal population and pulse error included),
+    ``fitted_prepared`` (the fitted discriminator, exact, on those states), ``fitted`` (it
+    on perfect states) and ``gap`` = optimal_prepared − fitted_prepared."""
+    exp = experiment if experiment is not None else ReadoutClassification()
+    iq = device.params.iq.qubit(target)
+    model = device.current_model()
+    t1 = float(model.mode(target).t1_s) if hasattr(model, "mode") else math.inf
+    disc = discriminator_from_params(params, target)
+    assert isinstance(disc, TwoStateDiscriminator)
+    pops = np.asarray(device.level_probabilities(exp.sequences(target, params, float(device.dt_s))[:2]))
+    opt = optimal_two_state(iq, t1)
+    _, opt_prep = optimal_prepared(iq, t1, pops)
+    fit_prep = prepared_fidelity(iq, t1, disc.angle_rad, disc.threshold, pops)
+    fit_pure = prepared_fidelity(iq, t1, disc.angle_rad, disc.threshold, np.array([[1.0, 0, 0], [0, 1.0, 0]]))
+    return {"optimal": opt.fidelity, "optimal_prepared": opt_prep, "fitted_prepared": fit_prep,
+            "fitted": fit_pure, "gap": opt_prep - fit_prep, "snr": iq.snr, "t1_s": t1}
 
 
 # -- the plot ---------------------------------------------------------------------------------------
