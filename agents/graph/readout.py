@@ -517,7 +517,8 @@ def plot_iq(data: Mapping[str, Any], title: str = "") -> Any:
     ax.set_xlabel(data.get("x_label", "I"))
     ax.set_ylabel(data.get("y_label", "Q"))
     head = f"{title}: " if title else ""
-    ax.set_title(f"{head}assignment fidelity {100 * float(data['fidelity']):.2f} %", fontsize=10)
+    kind = "three-state " if "covariance" in data else ""
+    ax.set_title(f"{head}{kind}assignment fidelity {100 * float(data['fidelity']):.2f} %", fontsize=10)
     ax.legend(fontsize=8, loc="best", markerscale=2)
     fig.tight_layout()
     return fig
