@@ -11,8 +11,9 @@ confusion matrix. The pieces are separate, as the graph needs them separately:
   equal priors);
 - the discriminator as parameter values (``{t}.readout_angle`` …, ``values`` /
   ``discriminator_from_params``), so later nodes rebuild it from the store;
-- ``counts_from_iq``: IQ points + discriminators -> counts, the classified readout later
-  experiments use instead of the device's counts;
+- ``counts_from_iq``: IQ points + discriminators -> counts, and ``ClassifiedReadout``, a
+  device whose ``run`` returns them: the classified readout later experiments use instead
+  of the device's counts;
 - ``plot_iq``: the blobs coloured by prepared state, the boundary and the fidelity, drawn
   from the result's ``data`` alone (the report draws it from the journal).
 
@@ -43,10 +44,12 @@ IntArray = NDArray[np.int64]
 
 @dataclass(frozen=True)
 class TwoStateDiscriminator:
-    """Read 1 iff the point rotated by −``angle_rad`` has I > ``threshold``.
+    """Read 1 iff I cos φ − Q sin φ > ``threshold``, φ = ``angle_rad``: the IQ plane turned
+    by φ puts the |0⟩ → |1⟩ axis along +I. This is qibolab's ``iq_angle`` / ``threshold``
+    convention (and Quantum Machines'), so the store's qibolab export carries them as they are.
 
     Attributes:
-        angle_rad: direction of the discrimination axis in the IQ plane.
+        angle_rad: the rotation φ of the IQ plane (the axis direction is −φ).
         threshold: position of the boundary along that axis.
         centres: fitted (I, Q) means of the prepared |0⟩ and |1⟩.
     """
@@ -60,7 +63,7 @@ class TwoStateDiscriminator:
     def project(self, points: FloatArray) -> FloatArray:
         """(..., 2) points -> (...,) coordinate along the axis."""
         p = np.asarray(points, dtype=np.float64)
-        return np.asarray(p[..., 0] * math.cos(self.angle_rad) + p[..., 1] * math.sin(self.angle_rad))
+        return np.asarray(p[..., 0] * math.cos(self.angle_rad) - p[..., 1] * math.sin(self.angle_rad))
 
     def classify(self, points: FloatArray) -> IntArray:
         """(..., 2) points -> (...,) outcomes 0 / 1."""
@@ -68,7 +71,7 @@ class TwoStateDiscriminator:
 
     def boundary(self, half_length: float) -> FloatArray:
         """(2, 2) end points of the boundary segment through the centres' midpoint line."""
-        u = np.array([math.cos(self.angle_rad), math.sin(self.angle_rad)])
+        u = np.array([math.cos(self.angle_rad), -math.sin(self.angle_rad)])
         n = np.array([-u[1], u[0]])
         mid = 0.5 * (np.asarray(self.centres[0]) + np.asarray(self.centres[1]))
         foot = mid + (self.threshold - float(mid @ u)) * u
@@ -139,8 +142,8 @@ def fit_two_state(points0: FloatArray, points1: FloatArray) -> TwoStateDiscrimin
     mu0, mu1 = a.mean(axis=0), b.mean(axis=0)
     cov = _pooled_covariance([a, b])
     w = np.linalg.solve(cov + 1e-12 * np.trace(cov) * np.eye(2), mu1 - mu0)
-    angle = math.atan2(float(w[1]), float(w[0]))
-    u = np.array([math.cos(angle), math.sin(angle)])
+    angle = -math.atan2(float(w[1]), float(w[0]))
+    u = np.array([math.cos(angle), -math.sin(angle)])
     thr, _ = best_threshold(a @ u, b @ u)
     return TwoStateDiscriminator(angle, thr, (tuple(mu0), tuple(mu1)))
 
@@ -185,6 +188,53 @@ def counts_from_iq(points: FloatArray, discriminators: Sequence[Discriminator]) 
         index = index * n + d.classify(p[:, :, j, :])
     return np.stack([np.bincount(row, minlength=n ** k) for row in index]).astype(np.int64) if len(index) \
         else np.zeros((0, n ** k), dtype=np.int64)
+
+
+class ClassifiedReadout:
+    """A device whose ``run`` returns counts classified from single-shot IQ points with the
+    stored discriminators: the readout later experiments see once readout is calibrated.
+
+    ``run(sequences, shots)`` calls the device's ``run_iq`` and ``counts_from_iq`` with the
+    discriminator of each measured qubit (in ``Measure`` order) rebuilt from ``params``;
+    everything else (clock, ``dt_s``, ``advance``, truth) is the wrapped device's.
+
+    Args:
+        device: a device with ``run_iq``.
+        params: the parameter values ``ReadoutClassification`` wrote.
+        three_state: classify into |0⟩, |1⟩, |2⟩ (3^k outcomes) with the three-state values.
+    """
+
+    def __init__(self, device: Any, params: Mapping[str, float], three_state: bool = False) -> None:
+        if not hasattr(device, "run_iq"):
+            raise ValueError(f"device: {type(device).__name__} has no run_iq: allowed a device with single-shot "
+                             "IQ readout")
+        self.device = device
+        self._params = dict(params)
+        self._three_state = bool(three_state)
+        self._discs: dict[str, Discriminator] = {}
+
+    def discriminator(self, qubit: str) -> Discriminator:
+        if qubit not in self._discs:
+            self._discs[qubit] = discriminator_from_params(self._params, qubit, self._three_state)
+        return self._discs[qubit]
+
+    def run(self, sequences: Sequence[PulseSequence], shots: int) -> IntArray:
+        seqs = list(sequences)
+        measured = [_measured(s, tuple(self.device.qubits)) for s in seqs]
+        discs = [[self.discriminator(q) for q in m] for m in measured]  # refuses before any shot
+        points = np.asarray(self.device.run_iq(seqs, shots), dtype=np.float64)
+        rows = [counts_from_iq(points[i:i + 1], d)[0] for i, d in enumerate(discs)]
+        n = 3 if self._three_state else 2
+        return np.stack(rows) if rows else np.zeros((0, n), dtype=np.int64)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.device, name)
+
+
+def _measured(seq: PulseSequence, every: tuple[str, ...]) -> tuple[str, ...]:
+    """The qubits a sequence measures, in outcome order (no ``Measure``: every qubit)."""
+    ms = [op for op in seq.ops if isinstance(op, Measure)]
+    return tuple(ms[-1].qubits) if ms else every
 
 
 # -- as parameter values ----------------------------------------------------------------------------
@@ -308,7 +358,7 @@ class ReadoutClassification:
         centres = tuple(f"{{t}}.readout_{c}{s}" for s in range(3 if self.three_state else 2) for c in "iq")
         shape = ("{t}.readout_cov_ii", "{t}.readout_cov_iq", "{t}.readout_cov_qq") if self.three_state \
             else ("{t}.readout_angle", "{t}.readout_threshold")
-        return (*centres, *shape, "{t}.readout_fidelity", "{t}.readout_p1_given_0", "{t}.readout_p0_given_1")
+        return (*centres, *shape, "{t}.readout_fidelity", "{t}.readout_p01", "{t}.readout_p10")
 
     @property
     def states(self) -> int:
@@ -402,8 +452,10 @@ class ReadoutClassification:
         else:
             vals = values(target, fit)
             vals[f"{target}.readout_fidelity"] = fid
-            vals[f"{target}.readout_p1_given_0"] = float(conf[0, 1:].sum())
-            vals[f"{target}.readout_p0_given_1"] = float(conf[1, 0])
+            # The node library's names: p01 = P(read 1 | prepared 0), p10 = P(read 0 | prepared 1),
+            # the confusion matrix its experiments correct P(1) with.
+            vals[f"{target}.readout_p01"] = float(conf[0, 1:].sum())
+            vals[f"{target}.readout_p10"] = float(conf[1, 0])
             status = "in_spec" if fid >= self.min_fidelity else "out_of_spec"
             msg = f"{target}: assignment fidelity {fid:.4f} (SNR {snr:.2f}), {status}"
         return ExperimentResult(self.name, target, status, vals, quality, shots, device_time_s, data, msg)
@@ -472,8 +524,9 @@ def optimal_gap(device: Any, target: str, params: Mapping[str, float],
     pops = np.asarray(device.level_probabilities(exp.sequences(target, params, float(device.dt_s))[:2]))
     opt = optimal_two_state(iq, t1)
     _, opt_prep = optimal_prepared(iq, t1, pops)
-    fit_prep = prepared_fidelity(iq, t1, disc.angle_rad, disc.threshold, pops)
-    fit_pure = prepared_fidelity(iq, t1, disc.angle_rad, disc.threshold, np.array([[1.0, 0, 0], [0, 1.0, 0]]))
+    # envs.iq_readout names a line by its axis direction, the discriminator by the rotation: −φ
+    fit_prep = prepared_fidelity(iq, t1, -disc.angle_rad, disc.threshold, pops)
+    fit_pure = prepared_fidelity(iq, t1, -disc.angle_rad, disc.threshold, np.array([[1.0, 0, 0], [0, 1.0, 0]]))
     return {"optimal": opt.fidelity, "optimal_prepared": opt_prep, "fitted_prepared": fit_prep,
             "fitted": fit_pure, "gap": opt_prep - fit_prep, "snr": iq.snr, "t1_s": t1}
 

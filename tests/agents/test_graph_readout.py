@@ -16,6 +16,7 @@ import pytest
 
 from pulsecal.agents.graph.experiment import REPETITION_TIME_S, Experiment
 from pulsecal.agents.graph.readout import (
+    ClassifiedReadout,
     ReadoutClassification,
     TwoStateDiscriminator,
     assignment_fidelity,
@@ -31,6 +32,7 @@ from pulsecal.agents.graph.readout import (
 from pulsecal.envs.iq_readout import IQQubit, IQReadout, line_fidelity, optimal_two_state
 from pulsecal.envs.multi_qubit_device import SimulatedMultiQubitDevice
 from pulsecal.envs.multi_qubit_presets import get_multi_qubit_preset
+from pulsecal.envs.protocol import Measure, Play, PulseSequence
 
 TARGET = 0.005
 
@@ -46,7 +48,7 @@ def test_fitted_discriminator_within_half_a_percent_of_optimal(snr: float, t1: f
     opt = optimal_two_state(q, t1)
     rng = np.random.default_rng(int(snr * 10) + (0 if math.isinf(t1) else 1))
     disc = fit_two_state(_shots(q, 0, 5000, t1, rng), _shots(q, 1, 5000, t1, rng))
-    exact = line_fidelity(q, t1, disc.angle_rad, disc.threshold)[0]
+    exact = line_fidelity(q, t1, -disc.angle_rad, disc.threshold)[0]
     assert opt.fidelity - TARGET <= exact <= opt.fidelity + 1e-12
     n = 200_000
     held = assignment_fidelity(confusion_matrix(disc, [_shots(q, 0, n, t1, rng), _shots(q, 1, n, t1, rng)]))
@@ -73,6 +75,16 @@ def test_counts_from_iq_orders_qubits_most_significant_first() -> None:
     np.testing.assert_array_equal(counts_from_iq(pts, [d, d]), [[0, 1, 2, 0]])
     with pytest.raises(ValueError, match="points"):
         counts_from_iq(pts[0], [d, d])
+
+
+def test_angle_is_the_rotation_that_puts_the_axis_on_plus_i() -> None:
+    # blobs along +Q: a rotation of the plane by −π/2 puts them on +I (qibolab's iq_angle)
+    q = IQQubit(((0.0, 0.0), (0.0, 4.0)), sigma=1.0)
+    rng = np.random.default_rng(9)
+    disc = fit_two_state(_shots(q, 0, 3000, math.inf, rng), _shots(q, 1, 3000, math.inf, rng))
+    assert disc.angle_rad == pytest.approx(-math.pi / 2, abs=0.05)
+    assert disc.threshold == pytest.approx(2.0, abs=0.15)
+    assert disc.classify(np.array([[0.0, 3.5], [0.0, 0.5]])).tolist() == [1, 0]
 
 
 def test_values_round_trip() -> None:
@@ -163,3 +175,29 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
     r = ReadoutClassification(three_state=True, shots=500).run(_device(), "q0", PARAMS, np.random.default_rng(0))
     out = save_iq_plot(r.data, tmp_path / "iq.png", "q0")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_classified_readout_gives_counts_with_the_fitted_assignment_errors() -> None:
+    exp = ReadoutClassification(shots=4000)
+    dev = _device()
+    params = dict(PARAMS)
+    params.update(exp.run(dev, "q0", params, np.random.default_rng(0)).values)
+    params.update(exp.run(dev, "q1", {"q1.pi_amplitude": 1.0}, np.random.default_rng(0)).values)
+    ro = ClassifiedReadout(dev, params)
+    seqs = exp.sequences("q0", params, dev.dt_s)
+    clock = dev.clock_s
+    n = 20_000
+    counts = ro.run(seqs, n)
+    assert counts.shape == (2, 2) and np.all(counts.sum(axis=1) == n)
+    assert ro.clock_s == pytest.approx(clock + 2 * n * dev.params.rep_time_s)
+    se = 5 * math.sqrt(0.25 / n) + 5 * math.sqrt(0.25 / 2000)  # fresh shots vs the cross-validated estimate
+    assert counts[0, 1] / n == pytest.approx(params["q0.readout_p01"], abs=se)
+    assert counts[1, 0] / n == pytest.approx(params["q0.readout_p10"], abs=se)
+    # two qubits: the device's run layout, first measured qubit most significant
+    t = (np.arange(20) + 0.5) / 20
+    pi0 = Play((np.sin(np.pi * t) ** 2).astype(np.complex128), channel="drive:q0")
+    two = ro.run([PulseSequence([pi0, Measure(("q0", "q1"))]), PulseSequence([pi0, Measure(("q1", "q0"))])], 4000)
+    assert two.shape == (2, 4)
+    assert np.argmax(two[0]) == 2 and np.argmax(two[1]) == 1  # |10⟩ read as "10" and, swapped, "01"
+    with pytest.raises(KeyError, match="q1"):
+        ClassifiedReadout(dev, PARAMS).run([PulseSequence([Measure(("q1",))])], 10)
