@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from pulsecal.envs.drag import DragGate
 from pulsecal.envs.iq_readout import optimal_prepared, optimal_two_state, prepared_fidelity
 from pulsecal.envs.protocol import Barrier, Measure, Play, PulseSequence
 
@@ -280,12 +281,27 @@ def discriminator_from_params(params: Mapping[str, float], target: str, three_st
 Prepare = Callable[[str, int, Mapping[str, float]], list[Any]]
 
 
-def _hann(samples: int, amplitude: float, detuning_hz: float, dt_s: float) -> NDArray[np.complex128]:
-    t = (np.arange(samples) + 0.5) / samples
-    # A drive at frame + δ is the envelope times e^{−i2πδt} in the device's frame convention
-    # (a 1→2 pulse at δ = α moves |1⟩ to |2⟩ with this sign, not the other).
-    ramp = np.exp(-2j * np.pi * detuning_hz * dt_s * (np.arange(samples) + 0.5))
-    return np.asarray(amplitude * np.sin(np.pi * t) ** 2 * ramp, dtype=np.complex128)
+def _pulse(gate: DragGate, dt_s: float, amplitude: float, beta_s: float, offset_hz: float) -> NDArray[np.complex128]:
+    """The lifted-Gaussian DRAG pulse of the node library's ``pi_amplitude`` (peak of I) at
+    ``offset_hz`` from the frame: a drive at frame + Δ is the envelope times e^{−i2πΔt}, t
+    from the pulse centre, in the device's convention (a 1→2 pulse at Δ = α moves |1⟩ to
+    |2⟩ with this sign, not the other)."""
+    g, dg, x = gate.envelope(dt_s)
+    return np.asarray(amplitude * (g + 1j * beta_s * dg) * np.exp(-2j * np.pi * offset_hz * x), dtype=np.complex128)
+
+
+def frame_hz(device: Any, target: str, params: Mapping[str, float]) -> float:
+    """``target``'s drive frame: ``params["<t>.frame_hz"]`` when given, else the simulated
+    device's frame setting for the mode (the NCO a lab tunes, not a property of the qubit)."""
+    key = f"{target}.frame_hz"
+    if key in params:
+        return float(params[key])
+    mode = getattr(getattr(getattr(device, "params", None), "model", None), "mode", None)
+    f = None if mode is None else mode(target).frame_hz
+    if f is None:
+        raise ValueError(f"params: {key} is missing and the device does not expose its frames: allowed a "
+                         "mapping with the qubit's drive frame frequency")
+    return float(f)
 
 
 class ReadoutClassification:
@@ -297,11 +313,14 @@ class ReadoutClassification:
     fidelity and confusion matrix (two-fold cross-validated: fit on one half of the shots,
     score on the other, both ways), and ``data`` for ``plot_iq``.
 
-    Default pulses: Hann envelopes of ``pulse_samples`` samples on ``drive:<q>``, amplitude
-    ``{t}.pi_amplitude`` (1→2: ``{t}.pi12_amplitude``, else π amplitude / √2, the 1–2
-    transition's √2 larger matrix element), a phase ramp at ``{t}.drive_detuning_hz`` (the
-    qubit's offset from the drive frame; 0 when absent) plus ``{t}.anharmonicity_hz`` for
-    1→2. ``prepare(qubit, level, params)`` replaces them (the node library's pulses).
+    Default pulses: the node library's π pulse (``envs.drag.DragGate``, a lifted Gaussian
+    of ``pulse_duration_s``, σ = T/4, on ``drive:<q>``) of peak ``{t}.pi_amplitude`` with
+    ``{t}.drag_beta`` (0 when absent), at ``{t}.frequency_hz`` (the frame when absent), the
+    frame being ``{t}.frame_hz`` or the device's; the 1→2 pulse has the same envelope, peak
+    ``{t}.pi12_amplitude`` (else π amplitude / √2, the 1–2 transition's √2 larger matrix
+    element), no DRAG, at ``{t}.frequency_hz + {t}.anharmonicity_hz``. Populations are
+    all the preparation needs, so the pulses' phases are not tracked across them.
+    ``prepare(qubit, level, params)`` replaces them.
 
     Status: ``bad_data`` when the blobs are not separated (fitted |μ1 − μ0| below
     ``min_separation`` pooled standard deviations, or fidelity ≤ 0.55); ``out_of_spec``
@@ -318,16 +337,15 @@ class ReadoutClassification:
         min_fidelity: in_spec threshold on the assignment fidelity, in (0.5, 1].
         min_separation: bad_data threshold on the fitted SNR |μ1 − μ0| / σ, >= 0.
         check_tolerance: fidelity loss the cheap check accepts, in [0, 0.5].
-        pulse_samples: length of the default π pulses, in AWG samples (1 to 1000).
+        pulse_duration_s: length of the default π pulses, in (0, 1e-6] s.
         plot_points: IQ points per state kept in ``data`` (subsampled), >= 1.
         prepare: ops preparing level 1 or 2 of a qubit, replacing the default pulses.
     """
 
     def __init__(self, *, three_state: bool = False, shots: int = 5000, cheap_shots: int = 1000,
                  min_fidelity: float = 0.8, min_separation: float = 1.0, check_tolerance: float = 0.01,
-                 pulse_samples: int = 20, plot_points: int = 300, prepare: Prepare | None = None) -> None:
-        for key, v, lo in (("shots", shots, 20), ("cheap_shots", cheap_shots, 20), ("pulse_samples", pulse_samples, 1),
-                           ("plot_points", plot_points, 1)):
+                 pulse_duration_s: float = 20e-9, plot_points: int = 300, prepare: Prepare | None = None) -> None:
+        for key, v, lo in (("shots", shots, 20), ("cheap_shots", cheap_shots, 20), ("plot_points", plot_points, 1)):
             if not (isinstance(v, int) and not isinstance(v, bool) and lo <= v <= 10_000_000):
                 raise ValueError(f"ReadoutClassification.{key}={v!r} is out of range: allowed an integer in "
                                  f"[{lo}, 10000000]")
@@ -342,7 +360,12 @@ class ReadoutClassification:
         self._shots, self._cheap_shots = shots, cheap_shots
         self.min_fidelity, self.min_separation = float(min_fidelity), float(min_separation)
         self.check_tolerance = float(check_tolerance)
-        self.pulse_samples, self.plot_points = pulse_samples, plot_points
+        if not (isinstance(pulse_duration_s, int | float) and not isinstance(pulse_duration_s, bool)
+                and 0 < pulse_duration_s <= 1e-6):
+            raise ValueError(f"ReadoutClassification.pulse_duration_s={pulse_duration_s!r} is out of range: "
+                             "allowed (0, 1e-6] s")
+        self.gate = DragGate(duration_s=float(pulse_duration_s))
+        self.plot_points = plot_points
         self._prepare = prepare
 
     @property
@@ -369,24 +392,31 @@ class ReadoutClassification:
 
     # -- sequences
 
-    def _pulse_ops(self, q: str, level: int, params: Mapping[str, float], dt_s: float) -> list[Any]:
+    def _pulse_ops(self, q: str, level: int, params: Mapping[str, float], device: Any) -> list[Any]:
         if self._prepare is not None:
             return list(self._prepare(q, level, params))
         if level == 0:
             return []
+        dt_s = float(device.dt_s)
         amp = _param(params, f"{q}.pi_amplitude", 0.0, 1.0)
-        det = float(params.get(f"{q}.drive_detuning_hz", 0.0))
-        ops: list[Any] = [Play(_hann(self.pulse_samples, amp, det, dt_s), channel=f"drive:{q}"), Barrier()]
+        beta = float(params.get(f"{q}.drag_beta", 0.0))
+        offset = float(params[f"{q}.frequency_hz"]) - frame_hz(device, q, params) if f"{q}.frequency_hz" in params \
+            else 0.0
+        ops: list[Any] = [Play(_pulse(self.gate, dt_s, amp, beta, offset), channel=f"drive:{q}"), Barrier()]
         if level == 2:
             alpha = float(params[f"{q}.anharmonicity_hz"])
             amp12 = _param(params, f"{q}.pi12_amplitude", 0.0, 1.0) if f"{q}.pi12_amplitude" in params \
                 else amp / math.sqrt(2.0)
-            ops += [Play(_hann(self.pulse_samples, amp12, det + alpha, dt_s), channel=f"drive:{q}"), Barrier()]
+            ops += [Play(_pulse(self.gate, dt_s, amp12, 0.0, offset + alpha), channel=f"drive:{q}"), Barrier()]
+        for op in ops:
+            if isinstance(op, Play) and float(np.max(np.abs(op.waveform))) > 1.0:
+                raise ValueError(f"params: {q}.pi_amplitude={amp!r}, {q}.drag_beta={beta!r} make a pulse of peak "
+                                 f"|u| = {float(np.max(np.abs(op.waveform))):.4g}: allowed |u| <= 1")
         return ops
 
-    def sequences(self, q: str, params: Mapping[str, float], dt_s: float) -> list[PulseSequence]:
-        """One sequence per prepared state |0⟩, |1⟩[, |2⟩], each measuring ``q``."""
-        return [PulseSequence([*self._pulse_ops(q, s, params, dt_s), Measure((q,))]) for s in range(self.states)]
+    def sequences(self, q: str, params: Mapping[str, float], device: Any) -> list[PulseSequence]:
+        """One sequence per prepared state |0⟩, |1⟩[, |2⟩] on ``device``, each measuring ``q``."""
+        return [PulseSequence([*self._pulse_ops(q, s, params, device), Measure((q,))]) for s in range(self.states)]
 
     # -- run
 
@@ -402,7 +432,7 @@ class ReadoutClassification:
             if key not in params:
                 raise ValueError(f"params: {key} is missing: allowed a mapping with {[x.format(t=target) for x in self.reads]}")
         dt_s = float(device.dt_s)
-        seqs = self.sequences(target, params, dt_s)
+        seqs = self.sequences(target, params, device)
         n = self._cheap_shots if cheap else self._shots
         iq = np.asarray(device.run_iq(seqs, n), dtype=np.float64)[:, :, 0, :]
         seq_time = sum(_duration_s(s, dt_s) for s in seqs)
@@ -521,7 +551,7 @@ def optimal_gap(device: Any, target: str, params: Mapping[str, float],
     t1 = float(model.mode(target).t1_s) if hasattr(model, "mode") else math.inf
     disc = discriminator_from_params(params, target)
     assert isinstance(disc, TwoStateDiscriminator)
-    pops = np.asarray(device.level_probabilities(exp.sequences(target, params, float(device.dt_s))[:2]))
+    pops = np.asarray(device.level_probabilities(exp.sequences(target, params, device)[:2]))
     opt = optimal_two_state(iq, t1)
     _, opt_prep = optimal_prepared(iq, t1, pops)
     # envs.iq_readout names a line by its axis direction, the discriminator by the rotation: −φ
@@ -536,8 +566,8 @@ def optimal_gap(device: Any, target: str, params: Mapping[str, float],
 
 def plot_iq(data: Mapping[str, Any], title: str = "") -> Any:
     """A matplotlib Figure of ``ReadoutClassification`` result data: points coloured by the
-    prepared state, the fitted centres, the two-state boundary (and the three-state regions
-    when the data has a covariance), the fidelity in the title."""
+    prepared state, the fitted centres, the two-state boundary (or, when the data has a
+    covariance, the three-state classifier's regions), the fidelity in the title."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -562,8 +592,9 @@ def plot_iq(data: Mapping[str, Any], title: str = "") -> Any:
                    edgecolors="none")
     for i, c in enumerate(data["centres"]):
         ax.plot(c[0], c[1], marker="X", markersize=11, color=colours[i % 3], markeredgecolor="k")
-    b = np.asarray(data["boundary"])
-    ax.plot(b[:, 0], b[:, 1], "k--", linewidth=1.4, label="two-state boundary")
+    if "covariance" not in data:  # the three-state regions are drawn instead
+        b = np.asarray(data["boundary"])
+        ax.plot(b[:, 0], b[:, 1], "k--", linewidth=1.4, label="boundary")
     ax.set_xlim(lo[0], hi[0])
     ax.set_ylim(lo[1], hi[1])
     ax.set_aspect("equal", adjustable="box")

@@ -101,7 +101,8 @@ def _device(seed: int = 5) -> SimulatedMultiQubitDevice:
     return get_multi_qubit_preset("two_transmons_cz").make(np.random.default_rng(seed), spectators="none")
 
 
-PARAMS = {"q0.pi_amplitude": 1.0, "q0.anharmonicity_hz": -220e6}
+# 0.935: the π peak of the 20 ns lifted Gaussian at Ω_max/2π = 50 MHz (area 10.7 ns)
+PARAMS = {"q0.pi_amplitude": 0.935, "q0.anharmonicity_hz": -220e6}
 
 
 def test_experiment_fits_reports_and_meets_the_target_on_the_device() -> None:
@@ -182,9 +183,9 @@ def test_classified_readout_gives_counts_with_the_fitted_assignment_errors() -> 
     dev = _device()
     params = dict(PARAMS)
     params.update(exp.run(dev, "q0", params, np.random.default_rng(0)).values)
-    params.update(exp.run(dev, "q1", {"q1.pi_amplitude": 1.0}, np.random.default_rng(0)).values)
+    params.update(exp.run(dev, "q1", {"q1.pi_amplitude": 0.935}, np.random.default_rng(0)).values)
     ro = ClassifiedReadout(dev, params)
-    seqs = exp.sequences("q0", params, dev.dt_s)
+    seqs = exp.sequences("q0", params, dev)
     clock = dev.clock_s
     n = 20_000
     counts = ro.run(seqs, n)
@@ -201,3 +202,20 @@ def test_classified_readout_gives_counts_with_the_fitted_assignment_errors() -> 
     assert np.argmax(two[0]) == 2 and np.argmax(two[1]) == 1  # |10⟩ read as "10" and, swapped, "01"
     with pytest.raises(KeyError, match="q1"):
         ClassifiedReadout(dev, PARAMS).run([PulseSequence([Measure(("q1",))])], 10)
+
+
+def test_pulses_play_at_frequency_hz_relative_to_the_frame() -> None:
+    dev = _device()
+    exp = ReadoutClassification()
+    f = dev.params.model.mode("q0").frequency_hz  # the preset's frame sits at the qubit
+
+    def p1(extra: dict[str, float]) -> float:
+        return float(dev.level_probabilities(exp.sequences("q0", {**PARAMS, **extra}, dev))[1, 1])
+
+    assert p1({}) > 0.95
+    assert p1({"q0.frequency_hz": f}) == pytest.approx(p1({}), abs=1e-12)
+    assert p1({"q0.frequency_hz": f + 40e6}) < 0.5  # 40 MHz off resonance
+    # a frame the store names: the same absolute frequency, the offset taken from it
+    assert p1({"q0.frequency_hz": f + 40e6, "q0.frame_hz": f + 40e6}) == pytest.approx(p1({}), abs=1e-12)
+    with pytest.raises(ValueError, match=r"\|u\|"):
+        exp.sequences("q0", {**PARAMS, "q0.drag_beta": 1e-6}, dev)
