@@ -8,6 +8,7 @@ standard error ≈ 0.07 %), each against the optimal discriminator's exact fidel
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -118,6 +119,7 @@ def test_experiment_fits_reports_and_meets_the_target_on_the_device() -> None:
     np.testing.assert_allclose(conf.sum(axis=1), 1.0, atol=1e-12)
     assert r.values["q0.readout_fidelity"] == pytest.approx(assignment_fidelity(conf))
     assert len(r.data["points"][0]) == exp.plot_points
+    json.loads(json.dumps({"data": r.data, "values": r.values, "quality": r.quality}))  # JSON-able for the journal
     gap = optimal_gap(dev, "q0", {**PARAMS, **r.values}, exp)
     assert gap["gap"] <= TARGET, gap
     assert gap["fitted"] >= gap["optimal"] - TARGET, gap
