@@ -31,6 +31,12 @@ How a ``run`` call is simulated:
 5. Populations -> outcome probabilities (assignment matrices, readout crosstalk) ->
    multinomial counts from the device's own generator.
 
+``run_iq`` (devices whose params carry an ``iq`` readout, ``envs.iq_readout``) returns a
+lab's raw single-shot data instead: the joint levels of the measured qubits are drawn per
+shot from the same populations, and each shot becomes one IQ point per qubit (blobs, decay
+during the integration window at the qubit's current T1, readout crosstalk, noise). The
+counts-level ``readout`` is not used by ``run_iq``, nor ``iq`` by ``run``.
+
 A bring-your-own ``OperatorModel`` runs as one Hilbert space from its ground state, with no
 drift (its parameters are matrices, not physics parameters to drift).
 
@@ -50,6 +56,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._validation import finite, require
+from .iq_readout import IQReadout, outcome_levels, sample_outcomes
 from .multi_qubit_drift import MultiQubitDrift
 from .multi_qubit_model import DeviceModel
 from .physics.coupled import CoupledModel, parse_channel, propagate
@@ -59,7 +66,7 @@ from .physics.coupled.model import thermal_state
 from .physics.coupled.operators import OperatorModel
 from .physics.coupled.propagate import Idle, evolve_states
 from .protocol import Barrier, Delay, Play, PulseSequence, VirtualZ
-from .readout import Readout
+from .readout import Readout, class_probabilities
 from .schedule import ChannelSet, DrivenSegment, Schedule, Segment, compile_schedule
 
 ComplexArray = NDArray[np.complex128]
@@ -76,11 +83,13 @@ class MultiQubitParams:
             ``DeviceModel`` of the same parts) or a bring-your-own ``OperatorModel``.
         readout: assignment matrices, readout crosstalk, two- or three-state.
         rep_time_s: device time per shot (pulses, readout, reset), in (0, 1] s.
+        iq: single-shot IQ readout for ``run_iq``, or None (counts only).
     """
 
     model: DeviceModel | OperatorModel
     readout: Readout = dataclasses.field(default_factory=Readout)
     rep_time_s: float = 200e-6
+    iq: IQReadout | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.model, CoupledModel):
@@ -96,6 +105,12 @@ class MultiQubitParams:
         names = {x for c in self.readout.crosstalk for x in (c.source, c.target)} | set(self.readout.qubits)
         for q in sorted(names):
             require(q in qubits, "MultiQubitParams.readout", q, f"qubits of the model {list(qubits)}")
+        if self.iq is not None:
+            if not isinstance(self.iq, IQReadout):
+                raise TypeError(f"MultiQubitParams.iq is {type(self.iq).__name__}: allowed IQReadout or None")
+            names = {x for c in self.iq.crosstalk for x in (c.source, c.target)} | set(self.iq.qubits)
+            for q in sorted(names):
+                require(q in qubits, "MultiQubitParams.iq", q, f"qubits of the model {list(qubits)}")
 
     @property
     def qubits(self) -> tuple[str, ...]:
@@ -179,6 +194,7 @@ class SimulatedMultiQubitDevice:
         # Outcome probabilities by sequence content, valid while the truth is one object:
         # probe sequences repeat from call to call and the reference engine is slow.
         self._memo: dict[tuple[Any, ...], FloatArray] = {}
+        self._level_memo: dict[tuple[Any, ...], FloatArray] = {}
         self._memo_model: DeviceModel | OperatorModel | None = None
 
     @property
@@ -265,25 +281,73 @@ class SimulatedMultiQubitDevice:
         self._tick(int(shots) * self._base.rep_time_s * len(probs))
         return out.astype(np.int64)
 
+    def run_iq(self, sequences: Sequence[PulseSequence], shots: int) -> FloatArray:
+        """Run every sequence ``shots`` times and return the single-shot IQ points:
+        (len(sequences), shots, k, 2) (I, Q) per measured qubit, in ``Measure`` order.
+
+        Needs ``params.iq`` with every measured qubit. Shots and clock are charged as by
+        ``run``; the truth (T1 during the window included) is held at its value when the
+        call starts."""
+        require(isinstance(shots, int | np.integer) and not isinstance(shots, bool) and shots >= 1,
+                "shots", shots, "an integer >= 1")
+        iq = self._base.iq
+        if iq is None:
+            raise ValueError("MultiQubitParams.iq=None: run_iq needs a device with an IQ readout "
+                             "(allowed: an envs.iq_readout.IQReadout; the presets carry one)")
+        seqs = list(sequences)
+        levels = self.level_probabilities(seqs)
+        measured = [self._schedule(s, f"sequences[{i}]").measured for i, s in enumerate(seqs)]
+        model = self.current_model()
+        out = np.zeros((len(seqs), int(shots), len(measured[0]) if seqs else 0, 2))
+        for i, (p, meas) in enumerate(zip(levels, measured, strict=True)):
+            for q in meas:
+                iq.qubit(q)  # refuses a measured qubit without an IQ readout, by name
+            t1 = [model.mode(q).t1_s if isinstance(model, DeviceModel) else math.inf for q in meas]
+            idx = sample_outcomes(p[None], int(shots), self._shot_rng)[0]
+            out[i] = iq.sample(meas, outcome_levels(idx, len(meas)), t1, self._shot_rng)
+        self._tick(int(shots) * self._base.rep_time_s * len(seqs))
+        return out
+
+    def level_probabilities(self, sequences: Sequence[PulseSequence]) -> FloatArray:
+        """Exact joint probabilities of the measured qubits' levels |0⟩, |1⟩, |2⟩ (higher
+        levels lumped into |2⟩) before readout: (len(sequences), 3^k), first qubit most
+        significant; clock untouched (what ``run_iq`` samples from)."""
+        rows: list[FloatArray] = []
+        self._check_memo()
+        for i, seq in enumerate(sequences):
+            where = f"sequences[{i}]"
+            sched = self._schedule(seq, where)
+            key = _content_key(seq)
+            p = self._level_memo.get(key)
+            if p is None:
+                names, om, pops = self._populations(sched)
+                positions = [names.index(q) for q in sched.measured]
+                p = class_probabilities(pops, om.dims, positions, 3)[0]
+                p = np.clip(p, 0.0, None)
+                p = p / p.sum()
+                if len(self._level_memo) >= _MEMO_LIMIT:
+                    self._level_memo.clear()
+                self._level_memo[key] = p
+            if rows and p.size != rows[0].size:
+                raise ValueError(f"{where} measures {len(sched.measured)} qubits, sequences[0] "
+                                 f"{round(math.log(rows[0].size, 3))}: allowed the same number of "
+                                 "measured qubits in every sequence of a call")
+            rows.append(p)
+        return np.stack(rows) if rows else np.zeros((0, 3))
+
     def outcome_probabilities(self, sequences: Sequence[PulseSequence]) -> FloatArray:
         """Exact outcome probabilities with readout error, no shot noise, clock untouched:
         (len(sequences), n^k)."""
         seqs = list(sequences)
         rows: list[FloatArray] = []
-        model = self.current_model()
-        if self._memo_model is not model:  # the truth drifted: nothing remembered holds
-            self._memo.clear()
-            self._memo_model = model
+        self._check_memo()
         for i, seq in enumerate(seqs):
             where = f"sequences[{i}]"
             sched = self._schedule(seq, where)
             key = _content_key(seq)
             p = self._memo.get(key)
             if p is None:
-                names, om = self._subsystem(sched)
-                rho = self._initial_state(om)[None]
-                rho = _propagate_segments(om, rho, sched.segments, self._open_system)
-                pops = np.real(np.einsum("bii->bi", rho))
+                names, om, pops = self._populations(sched)
                 positions = [names.index(q) for q in sched.measured]
                 p = self._base.readout.outcome_probabilities(pops, om.dims, positions, sched.measured)[0]
                 if len(self._memo) >= _MEMO_LIMIT:
@@ -297,6 +361,21 @@ class SimulatedMultiQubitDevice:
         return np.stack(rows) if rows else np.zeros((0, self._base.readout.classes))
 
     # -- internals -----------------------------------------------------------------------------
+
+    def _check_memo(self) -> None:
+        model = self.current_model()
+        if self._memo_model is not model:  # the truth drifted: nothing remembered holds
+            self._memo.clear()
+            self._level_memo.clear()
+            self._memo_model = model
+
+    def _populations(self, sched: Schedule) -> tuple[tuple[str, ...], OperatorModel, FloatArray]:
+        """(simulated modes, their operator model, (1, D) level populations) at the end of
+        ``sched``, from the thermal state."""
+        names, om = self._subsystem(sched)
+        rho = self._initial_state(om)[None]
+        rho = _propagate_segments(om, rho, sched.segments, self._open_system)
+        return names, om, np.real(np.einsum("bii->bi", rho))
 
     def _schedule(self, seq: PulseSequence, where: str) -> Schedule:
         return compile_schedule(seq, self._channels, where=where)

@@ -15,6 +15,11 @@ is what ``make_device("transmon_20ns")`` is for one transmon. Presets (docs/mult
 ``MultiQubitSampler`` draws realistic variations of a preset (frequencies, anharmonicities,
 J, T1/T2, thermal population, readout, drive crosstalk); ``held_out_multi_qubit_devices``
 is the fixed evaluation population, drawn from a stream no training seed reaches.
+
+Every preset also carries a single-shot IQ readout (``params.iq``, for ``run_iq``;
+docs/readout.md): SNR 2.5–4 per qubit, a 1.5 µs (tunable-frequency presets) or 2 µs
+integration window, blobs at a different angle per qubit, and on ``grid_4x4``/``ring_8`` a
+small IQ shift between coupled neighbours. It does not enter the counts of ``run``.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import numpy as np
 from ._validation import require
 from .coupling_map import CouplingMap
 from .drift import OrnsteinUhlenbeck, RandomWalk, Telegraph
+from .iq_readout import IQCrosstalk, IQQubit, IQReadout
 from .multi_qubit_device import MultiQubitParams, SimulatedMultiQubitDevice, Spectators
 from .multi_qubit_drift import ModeDrift, MultiQubitDrift
 from .multi_qubit_model import DeviceModel
@@ -65,6 +71,17 @@ def _readout(qubits: tuple[str, ...], p10: float, p01: float,
     return Readout({q: QubitReadout.two_state(p10, p01) for q in qubits}, crosstalk)
 
 
+def _iq(qubits: tuple[str, ...], tau_s: float, edges: tuple[tuple[str, str], ...] = ()) -> IQReadout:
+    """A fixed spread of IQ readouts: SNR 2.5, 3, 3.5 or 4 (σ = 1), the blobs at a
+    different angle and place per qubit (a lab's demodulated signals sit anywhere in the
+    plane), and a 0.1 σ shift of each neighbour's point while the other is excited."""
+    qs = {q: IQQubit.from_snr(2.5 + 0.5 * ((3 * i) % 4), tau_s=tau_s, angle_rad=0.7 * i,
+                              centre0=(1.5 * math.cos(0.9 * i), 1.5 * math.sin(0.9 * i)))
+          for i, q in enumerate(qubits)}
+    xt = tuple(x for a, b in edges for x in (IQCrosstalk(a, b, (0.1, 0.0)), IQCrosstalk(b, a, (0.0, 0.1))))
+    return IQReadout(qs, xt)
+
+
 def _tls_drift(qubits: tuple[str, ...], couplings: tuple[Coupling, ...]) -> MultiQubitDrift:
     """The single-qubit ``transmon_drifting`` processes on every qubit (frequency and
     amplitude random walks, T1 halved while a TLS is near resonance), plus slow Tφ and J
@@ -86,7 +103,7 @@ def two_transmons_cr() -> MultiQubitPreset:
         Mode("q1", 4.93e9, -325e6, t1_s=120e-6, t2_s=100e-6, thermal_population=0.01, rabi_max_hz=50e6),
     )
     model = cmap.build_model(modes, 3e6, (Crosstalk("q0", "q1", 0.02), Crosstalk("q1", "q0", 0.02)))
-    params = MultiQubitParams(model, _readout(cmap.qubits, 0.015, 0.03))
+    params = MultiQubitParams(model, _readout(cmap.qubits, 0.015, 0.03), iq=_iq(cmap.qubits, 2e-6))
     return MultiQubitPreset("two_transmons_cr", params, cmap, None, {"x": 20e-9, "cr": 250e-9})
 
 
@@ -98,7 +115,7 @@ def two_transmons_cz() -> MultiQubitPreset:
              flux=FluxTuning(max_offset=0.3, low_pass_tau_s=0.5e-9)),
     )
     model = cmap.build_model(modes, 8e6)
-    params = MultiQubitParams(model, _readout(cmap.qubits, 0.02, 0.04))
+    params = MultiQubitParams(model, _readout(cmap.qubits, 0.02, 0.04), iq=_iq(cmap.qubits, 1.5e-6))
     return MultiQubitPreset("two_transmons_cz", params, cmap, None, {"x": 20e-9, "cz": 45e-9})
 
 
@@ -116,7 +133,7 @@ def grid_4x4() -> MultiQubitPreset:
     xt = tuple(x for a, b in cmap.edges for x in (Crosstalk(a, b, 0.01), Crosstalk(b, a, 0.01)))
     model = cmap.build_model(tuple(modes), 3e6, xt)
     ro_xt = tuple(ReadoutCrosstalk(a, b, 0.005) for a, b in cmap.edges)
-    params = MultiQubitParams(model, _readout(cmap.qubits, 0.015, 0.03, ro_xt))
+    params = MultiQubitParams(model, _readout(cmap.qubits, 0.015, 0.03, ro_xt), iq=_iq(cmap.qubits, 2e-6, cmap.edges))
     return MultiQubitPreset("grid_4x4", params, cmap, _tls_drift(cmap.qubits, model.couplings),
                             {"x": 20e-9, "cr": 250e-9})
 
@@ -133,7 +150,7 @@ def ring_8() -> MultiQubitPreset:
             modes.append(Mode(f"q{i}", 5.45e9 + 20e6 * (i // 2), -220e6, t1_s=40e-6, t2_s=30e-6,
                               thermal_population=0.02, rabi_max_hz=50e6))
     model = cmap.build_model(tuple(modes), 8e6)
-    params = MultiQubitParams(model, _readout(cmap.qubits, 0.02, 0.04))
+    params = MultiQubitParams(model, _readout(cmap.qubits, 0.02, 0.04), iq=_iq(cmap.qubits, 1.5e-6, cmap.edges))
     return MultiQubitPreset("ring_8", params, cmap, _tls_drift(cmap.qubits, model.couplings),
                             {"x": 20e-9, "cz": 45e-9})
 
@@ -198,6 +215,9 @@ class MultiQubitSampler:
         thermal_population: excited population of every mode.
         p1_given_0, p0_given_1: readout assignment errors per qubit.
         crosstalk: |fraction| of each existing drive-crosstalk term (phase kept).
+        iq_snr: None keeps the preset's IQ readout; a range draws each qubit's IQ SNR
+            (blob directions kept), after every other draw so that the rest of the device
+            is the same as without it.
     """
 
     preset: str = "two_transmons_cr"
@@ -210,6 +230,7 @@ class MultiQubitSampler:
     p1_given_0: Range = (0.005, 0.03)
     p0_given_1: Range = (0.01, 0.06)
     crosstalk: Range = (0.0, 0.03)
+    iq_snr: Range | None = None
 
     def __post_init__(self) -> None:
         require(self.preset in MULTI_QUBIT_PRESETS, "MultiQubitSampler.preset", self.preset,
@@ -223,6 +244,8 @@ class MultiQubitSampler:
         _check_range("p1_given_0", self.p1_given_0, 0.0, 0.49)
         _check_range("p0_given_1", self.p0_given_1, 0.0, 0.49)
         _check_range("crosstalk", self.crosstalk, 0.0, 1.0)
+        if self.iq_snr is not None:
+            _check_range("iq_snr", self.iq_snr, 0.1, 100.0)
 
     def sample(self, rng: np.random.Generator) -> MultiQubitParams:
         """One device (draws in a fixed order: modes, then couplings, crosstalk, readout)."""
@@ -248,7 +271,11 @@ class MultiQubitSampler:
         qubits = model.qubits
         readout = Readout({q: QubitReadout.two_state(lin(self.p1_given_0), lin(self.p0_given_1)) for q in qubits},
                           base.readout.crosstalk, base.readout.three_state)
-        return base.replace(model=DeviceModel(tuple(modes), couplings, crosstalk, model.dt_s), readout=readout)
+        iq = base.iq
+        if self.iq_snr is not None and iq is not None:
+            iq = IQReadout({q: r.replace_snr(lin(self.iq_snr)) for q, r in iq.qubits.items()}, iq.crosstalk)
+        return base.replace(model=DeviceModel(tuple(modes), couplings, crosstalk, model.dt_s), readout=readout,
+                            iq=iq)
 
 
 # The evaluation stream's spawn key: training seeds plain integers (SeedSequence(seed),
