@@ -121,7 +121,7 @@ def weighted_fit(model: Callable[[FloatArray, FloatArray], FloatArray], x: Float
     for p0 in starts:
         start = np.clip(np.asarray(p0, dtype=np.float64), lo, hi)
         try:
-            res = least_squares(lambda p: (model(x, p) - y) / sd, start, bounds=(lo, hi))
+            res = least_squares(lambda p: (model(x, p) - y) / sd, start, bounds=(lo, hi), x_scale="jac")
         except (ValueError, np.linalg.LinAlgError):
             continue
         if best is None or res.cost < best.cost:
@@ -132,7 +132,12 @@ def weighted_fit(model: Callable[[FloatArray, FloatArray], FloatArray], x: Float
     dof = max(1, x.size - best.x.size)
     chi2 = float(2.0 * best.cost / dof)
     try:
-        cov = np.linalg.pinv(best.jac.T @ best.jac)
+        # Parameters differ by many orders of magnitude (Hz next to seconds): the covariance
+        # is inverted on unit-norm Jacobian columns, else pinv's cutoff drops whole directions.
+        norms = np.linalg.norm(best.jac, axis=0)
+        norms = np.where(norms > 0, norms, 1.0)
+        js = best.jac / norms
+        cov = np.linalg.pinv(js.T @ js) / np.outer(norms, norms)
         se = np.sqrt(np.maximum(np.diag(cov), 0.0)) * math.sqrt(max(chi2, 1.0))
     except np.linalg.LinAlgError:
         se = np.full(best.x.size, np.nan)

@@ -27,7 +27,7 @@ class T1:
     max_delay_s: float = 150e-6
     points: int = 31
     shots_per_point: int = 100
-    cheap_points: int = 11
+    cheap_points: int = 16
     cheap_shots_per_point: int = 50
     tolerance: float = 0.3
     min_contrast: float = 0.3
@@ -90,7 +90,7 @@ class T1:
             problem = f"no decay signal: contrast {a:.3f} < min_contrast {self.min_contrast}"
         if problem is None and not (t1 < self.max_delay_s and se < 0.3 * t1):
             problem = f"T1 = {t1:.3g} ± {se:.2g} s not resolved within delays up to {self.max_delay_s:.3g} s"
-        if problem is None and not t1 > 3 * (delays[1] - delays[0]):
+        if problem is None and not t1 > 1.5 * (delays[1] - delays[0]):
             problem = f"T1 = {t1:.3g} s shorter than the delay step allows to resolve"
         if problem is not None:
             return result(self.name, q, "bad_data", m, message=f"{q} T1: {problem}", **common)
