@@ -16,7 +16,8 @@ from .spectroscopy import Spectroscopy
 from .t1 import T1
 
 #: One default instance of each experiment, by its ``name``.
-EXPERIMENTS = {e.name: e for e in (Spectroscopy(), Rabi(), Ramsey(), T1(), Drag(), FineAmplitude(), RB1Q())}
+EXPERIMENTS = {e.name: e for e in (Spectroscopy(), Rabi(), Ramsey(), T1(), FineAmplitude(), Drag(), Drag.train(),
+                                   RB1Q())}
 
 __all__ = ["DEFAULT_GATE", "EXPERIMENTS", "RB1Q", "T1", "Drag", "FineAmplitude", "Program", "QubitPulses",
            "Rabi", "Ramsey", "Spectroscopy", "frame_hz"]

@@ -61,7 +61,8 @@ def rng() -> np.random.Generator:
 
 
 def test_every_experiment_meets_the_contract() -> None:
-    assert set(EXPERIMENTS) == {"spectroscopy", "rabi", "ramsey", "t1", "drag", "fine_amplitude", "rb1q"}
+    assert set(EXPERIMENTS) == {"spectroscopy", "rabi", "ramsey", "t1", "drag", "drag_train", "fine_amplitude",
+                                "rb1q"}
     for name, e in EXPERIMENTS.items():
         assert isinstance(e, Experiment), name
         assert e.name == name
@@ -78,7 +79,7 @@ def test_spectroscopy_finds_the_frequency_from_a_coarse_prior_whatever_the_frame
     se = r.quality["frequency_hz_stderr"]
     assert 0 < se < 300e3
     assert abs(r.values["q0.frequency_hz"] - F0) <= 3 * se
-    assert len(r.data["x"]) == len(r.data["y"]) == len(r.data["fit"]) == 41
+    assert len(r.data["x"]) == len(r.data["y"]) == len(r.data["fit"]) == Spectroscopy().points
 
 
 def test_rabi_recovers_the_pi_amplitude_from_a_prior_off_by_two() -> None:
@@ -175,6 +176,34 @@ def test_drag_finds_the_zero_of_the_exact_pair_difference() -> None:
     assert abs(r.values["q0.drag_beta"] - truth) <= 3 * se
 
 
+def test_drag_train_finds_the_minimum_of_the_exact_train() -> None:
+    # Truth: the β minimising the noise-free P(1) after (X·X̄)^6 (golden-section search on
+    # the device's exact probabilities); the train starts from a β 0.1 ns off it.
+    dev = device(levels=3, readout=False)
+    p = params(dev)
+    exp = Drag.train()
+
+    def p1(beta: float) -> float:
+        pulses = QubitPulses.from_params(dev, "q0", {**p, "q0.drag_beta": beta})
+        x = pulses.waveform()
+        prog = program(pulses)
+        for _ in range(exp.repetitions):
+            prog.play(x).play(x, math.pi)
+        return float(dev.outcome_probabilities([prog.sequence()])[0, 1])
+
+    lo, hi = -1e-9, 2e-9
+    g = (math.sqrt(5) - 1) / 2
+    for _ in range(50):
+        a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+        lo, hi = (lo, b) if p1(a) < p1(b) else (a, hi)
+    truth = 0.5 * (lo + hi)
+    r = exp.run(dev, "q0", {**p, "q0.drag_beta": truth + 0.1e-9}, rng())
+    se = r.quality["drag_beta_stderr"]
+    assert r.status == "out_of_spec", r.message
+    assert 0 < se < 0.02e-9
+    assert abs(r.values["q0.drag_beta"] - truth) <= 3 * se
+
+
 def test_rb_measures_the_coherence_limited_gate_and_judges_it_by_measured_coherence() -> None:
     # An open two-level qubit with exact pulses: its gates are coherence limited, so the RB
     # error per gate is the coherence limit of T1, T2, and the verdict is in spec when the
@@ -202,9 +231,9 @@ def test_shots_and_device_time_are_exact() -> None:
     expected = sum(30 * (REPETITION_TIME_S + DEFAULT_GATE.duration_s + d) for d in delays)
     assert r.device_time_s == pytest.approx(expected, rel=1e-12)
     assert dev.clock_s - clock == pytest.approx(5 * 30 * REPETITION_TIME_S, rel=1e-12)  # the device bills rep time
+    stored = params(dev, t1_s=20e-6, t2star_s=15e-6)
     for name, e in EXPERIMENTS.items():
-        if name != "rb1q":
-            assert e.run(dev, "q0", params(dev), rng(), cheap=True).shots == e.shots(True), name
+        assert e.run(dev, "q0", stored, rng(), cheap=True).shots == e.shots(True), name
 
 
 def test_refused_inputs_name_the_field() -> None:
