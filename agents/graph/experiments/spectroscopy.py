@@ -2,8 +2,8 @@
 
 A long weak Gaussian drive (default 200 ns, σ = 50 ns, about a 0.6·π rotation at the prior
 π amplitude) is played at offsets stepped across a window around ``qN.frequency_hz``;
-the window (default ±25 MHz: a ±20 MHz prior plus two linewidths, since a line at the
-window's edge is refused) is stepped at 1 MHz; P(1) against the drive frequency is a line of width ≈ 1/(2√2·π·σ) ≈ 2.3 MHz, fitted with a
+the window (default ±28 MHz: a ±20 MHz prior plus two power-broadened linewidths, since a
+line within two widths of the window's edge is refused) is stepped at 1 MHz; P(1) against the drive frequency is a line of width ≈ 1/(2√2·π·σ) ≈ 2.3 MHz, fitted with a
 Gaussian. Writes ``qN.frequency_hz`` (absolute; later pulses apply it relative to the
 frame, ``pulses``). The rotation is kept at or below ≈ π whatever the amplitude error
 within 2×, so the line has its maximum at resonance (no power-broadened dip).
@@ -35,10 +35,10 @@ class Spectroscopy:
     min_contrast: smallest line height that counts as a line; max_chi2: fit acceptance.
     """
 
-    window_hz: float = 25e6
-    points: int = 51
+    window_hz: float = 28e6
+    points: int = 57
     shots_per_point: int = 100
-    cheap_points: int = 26
+    cheap_points: int = 29
     cheap_shots_per_point: int = 50
     duration_s: float = 200e-9
     rotation: float = 0.6
