@@ -77,6 +77,12 @@ class QubitRun:
         return sum(r.device_time_s for r in self.results)
 
     @property
+    def calibrated(self) -> bool:
+        """Every calibration node (all but the final RB check) ran without bad_data."""
+        cal = [r for r in self.results if r.experiment != "rb1q"]
+        return len(cal) == len(CHAIN) - 1 and all(r.status != "bad_data" for r in cal)
+
+    @property
     def completed(self) -> bool:
         return len(self.results) == len(CHAIN) and all(r.status != "bad_data" for r in self.results)
 
@@ -168,16 +174,21 @@ def report(runs: Sequence[QubitRun]) -> str:
             f"{r.device:<11} {r.qubit:<6} {_fmt(r.x_error / r.limit, '11.3f')}  {_fmt(r.sx_error / r.limit, '13.3f')}  "
             f"{_fmt(r.limit, '.2e')}  {_fmt(rb.quality['error_over_limit'] if rb else math.nan, '20.2f')}  "
             f"{(rb.status if rb else '—'):<12}  {r.shots:6d}  {r.device_time_s:8.2f}  {stop}")
-    ok = [r for r in runs if r.completed and math.isfinite(r.x_error)]
-    failed = [r for r in runs if not r.completed]
+    ok = [r for r in runs if r.calibrated and math.isfinite(r.x_error)]
+    failed = [r for r in runs if not r.calibrated]
+    rb_bad = [r for r in runs if r.calibrated and not r.completed]
     if failed:
-        lines.append(f"{len(failed)} of {len(runs)} qubits stopped on bad_data (their errors above are of the "
-                     "parameters they stopped with)")
+        lines.append(f"{len(failed)} of {len(runs)} qubits stopped on bad_data before RB (their errors above are "
+                     "of the parameters they stopped with)")
+    if rb_bad:
+        lines.append(f"{len(rb_bad)} calibrated qubits got bad_data from the RB check")
+    verdicts = [r.results[-1].status for r in runs if r.completed]
+    lines.append("RB verdicts: " + ", ".join(f"{v} {verdicts.count(v)}" for v in ("in_spec", "out_of_spec")))
     if ok:
         xr = statistics.median(r.x_error / r.limit for r in ok)
         sr = statistics.median(r.sx_error / r.limit for r in ok)
         mean = statistics.median(0.5 * (r.x_error + r.sx_error) / r.limit for r in ok)
-        lines.append(f"median over the {len(ok)} completed qubits: X {xr:.3f}×, X90 {sr:.3f}×, mean of the two {mean:.3f}× "
+        lines.append(f"median over the {len(ok)} calibrated qubits: X {xr:.3f}×, X90 {sr:.3f}×, mean of the two {mean:.3f}× "
                      "the coherence limit")
     by_device: dict[str, list[QubitRun]] = {}
     for r in runs:
