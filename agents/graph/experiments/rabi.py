@@ -106,6 +106,6 @@ class Rabi:
             problem = f"A_π uncertainty {se:.3g} is over 10 % of A_π"
         if problem is not None:
             return result(self.name, q, "bad_data", m, message=f"{q} Rabi: {problem}", **common)
-        status: Status = "in_spec" if abs(a_pi - prior) <= self.tolerance * prior else "out_of_spec"
+        status: Status = "in_spec" if abs(a_pi - prior) <= max(self.tolerance * prior, 2 * se) else "out_of_spec"
         return result(self.name, q, status, m, values={f"{q}.pi_amplitude": a_pi},
                       message=f"{q} π amplitude {a_pi:.4f} ± {se:.4f} (prior {prior:.4f})", **common)

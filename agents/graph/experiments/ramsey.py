@@ -128,13 +128,20 @@ class Ramsey:
                        f"{self.detuning_hz:.4g} Hz can disambiguate")
         if problem is None and not se_f < 0.2 * self.detuning_hz:
             problem = f"frequency uncertainty {se_f:.3g} Hz too large"
-        if problem is None and not (t2 < 20 * max_delay and se_t2 < t2):
+        t2_resolved = t2 < 20 * max_delay and se_t2 < t2
+        # The check_data form checks the frequency; a T2* far beyond its short delays is
+        # then no reason to distrust the fringes (the full form must resolve it).
+        if problem is None and not t2_resolved and not cheap:
             problem = f"T2* = {t2:.3g} s not resolved within delays up to {max_delay:.3g} s"
         if problem is not None:
             return result(self.name, q, "bad_data", m, message=f"{q} Ramsey: {problem}", **common)
         new = prior + error
         status: Status = "in_spec" if abs(error) <= max(self.tolerance_hz, 2 * se_f) else "out_of_spec"
-        return result(self.name, q, status, m,
-                      values={f"{q}.frequency_hz": new, f"{q}.t2star_s": t2},
-                      message=(f"{q} frequency {new / 1e9:.7f} GHz ({error / 1e3:+.1f} ± {se_f / 1e3:.1f} kHz), "
-                               f"T2* {t2 * 1e6:.1f} ± {se_t2 * 1e6:.1f} µs"), **common)
+        values = {f"{q}.frequency_hz": new}
+        t2_text = "T2* beyond the scan"
+        if t2_resolved:
+            values[f"{q}.t2star_s"] = t2
+            t2_text = f"T2* {t2 * 1e6:.1f} ± {se_t2 * 1e6:.1f} µs"
+        return result(self.name, q, status, m, values=values,
+                      message=f"{q} frequency {new / 1e9:.7f} GHz ({error / 1e3:+.1f} ± {se_f / 1e3:.1f} kHz), {t2_text}",
+                      **common)

@@ -126,7 +126,7 @@ class Spectroscopy:
         if problem is not None:
             return result(self.name, q, "bad_data", m, message=f"{q} spectroscopy: {problem}", **common)
         new = prior + x0
-        status: Status = "in_spec" if abs(x0) <= self.tolerance_hz else "out_of_spec"
+        status: Status = "in_spec" if abs(x0) <= max(self.tolerance_hz, 2 * se) else "out_of_spec"
         return result(self.name, q, status, m, values={f"{q}.frequency_hz": new},
                       message=f"{q} frequency {new / 1e9:.6f} GHz ({x0 / 1e6:+.3f} ± {se / 1e6:.3f} MHz from prior)",
                       **common)

@@ -95,6 +95,7 @@ class T1:
         if problem is not None:
             return result(self.name, q, "bad_data", m, message=f"{q} T1: {problem}", **common)
         old = params.get(f"{q}.t1_s")
-        status: Status = "in_spec" if old is not None and abs(t1 - float(old)) <= self.tolerance * float(old) else "out_of_spec"
+        agrees = old is not None and abs(t1 - float(old)) <= max(self.tolerance * float(old), 2 * se)
+        status: Status = "in_spec" if agrees else "out_of_spec"
         return result(self.name, q, status, m, values={f"{q}.t1_s": t1},
                       message=f"{q} T1 {t1 * 1e6:.1f} ± {se * 1e6:.1f} µs", **common)

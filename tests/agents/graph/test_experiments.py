@@ -286,3 +286,19 @@ def test_bring_up_chain_reaches_the_coherence_limit_on_ring_8() -> None:
     for r in runs:
         assert r.calibrated, [x.message for x in r.results]
         assert r.x_error / r.limit < 1.2 and r.sx_error / r.limit < 1.2
+
+
+def test_a_line_beyond_the_window_is_bad_data() -> None:
+    dev = device()
+    r = Spectroscopy().run(dev, "q0", params(dev, frequency_hz=F0 + 27e6), rng())
+    assert r.status == "bad_data" and "edge" in r.message
+    assert r.values == {}
+
+
+def test_check_data_on_a_calibrated_qubit_is_in_spec() -> None:
+    # Stored parameters equal to the truth: every cheap form agrees with them.
+    dev = device()
+    p = params(dev)
+    for exp in (Spectroscopy(), Rabi(), Ramsey(), FineAmplitude()):
+        r = exp.run(dev, "q0", p, rng(), cheap=True)
+        assert r.status == "in_spec", (exp.name, r.message)
