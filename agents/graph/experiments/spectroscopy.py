@@ -1,12 +1,14 @@
 """Qubit spectroscopy: find the 0–1 frequency from a coarse prior (±20 MHz).
 
 A long weak Gaussian drive (default 200 ns, σ = 50 ns, about a 0.6·π rotation at the prior
-π amplitude) is played at offsets stepped across a window around ``qN.frequency_hz``;
-the window (default ±28 MHz: a ±20 MHz prior plus two power-broadened linewidths, since a
-line within two widths of the window's edge is refused) is stepped at 1 MHz; P(1) against the drive frequency is a line of width ≈ 1/(2√2·π·σ) ≈ 2.3 MHz, fitted with a
-Gaussian. Writes ``qN.frequency_hz`` (absolute; later pulses apply it relative to the
-frame, ``pulses``). The rotation is kept at or below ≈ π whatever the amplitude error
-within 2×, so the line has its maximum at resonance (no power-broadened dip).
+π amplitude) is played at drive frequencies stepped by 1 MHz across a window around
+``qN.frequency_hz``: ±28 MHz by default, a ±20 MHz prior plus two power-broadened
+linewidths, since a line within two widths of the window's edge is refused. P(1) against
+the drive frequency is a line of width ≈ 1/(2√2·π·σ) ≈ 2.3 MHz, fitted with a Gaussian.
+Writes ``qN.frequency_hz`` (absolute; later pulses apply it relative to the frame,
+``pulses``). With the amplitude prior off by up to 2× the rotation lies between 0.3π and
+1.2π: a line of height ≥ 0.2 that is flattened at most near 1.2π, never split into the dip
+of a 2π rotation, and symmetric about resonance either way.
 """
 
 from __future__ import annotations

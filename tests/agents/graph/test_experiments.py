@@ -80,6 +80,12 @@ def test_spectroscopy_finds_the_frequency_from_a_coarse_prior_whatever_the_frame
     assert 0 < se < 300e3
     assert abs(r.values["q0.frequency_hz"] - F0) <= 3 * se
     assert len(r.data["x"]) == len(r.data["y"]) == len(r.data["fit"]) == Spectroscopy().points
+    # amplitude prior off by 2× either way: rotations of 1.2π and 0.3π
+    for scale in (0.5, 2.0):
+        r = Spectroscopy().run(dev, "q0", {**p, "q0.pi_amplitude": scale * a_pi(dev)}, rng())
+        se = r.quality["frequency_hz_stderr"]
+        assert r.status == "out_of_spec", (scale, r.message)
+        assert abs(r.values["q0.frequency_hz"] - F0) <= 3 * se, (scale, r.message)
 
 
 def test_rabi_recovers_the_pi_amplitude_from_a_prior_off_by_two() -> None:
