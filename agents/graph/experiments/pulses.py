@@ -133,7 +133,8 @@ class QubitPulses:
 class Program:
     """A single-qubit pulse sequence under construction, in the frame convention above.
 
-    ``play`` puts a waveform at rotation axis φ (a frame change before it, undone after);
+    ``play`` puts a waveform at rotation axis φ (one frame change before it, which the next
+    play's frame change takes back into account);
     ``delay`` idles the qubit's drive; ``sequence`` closes it with a measurement of the
     qubit. Frame changes are merged, so consecutive pulses on one axis need none.
     """
