@@ -1,0 +1,167 @@
+"""What every experiment of the node library shares: settings checks, running programs for
+counts, the readout correction, weighted fits and the honest status of a fit.
+
+Cost accounting (``ExperimentResult.shots`` / ``device_time_s``): each sequence is run
+``shots`` times, and one shot of a sequence occupies the repetition time
+(``experiment.REPETITION_TIME_S``, or the device's ``params.rep_time_s`` when it has one)
+plus the sequence's own duration, so ``device_time_s = Σ_seq shots·(rep + duration)``.
+
+Readout: P(1) is the fraction of shots read as 1. When the store holds the qubit's
+assignment errors ``qN.readout_p01`` = P(read 1 | prepared 0) and ``qN.readout_p10`` =
+P(read 0 | prepared 1) (the readout-classification node's confusion matrix), P(1) is
+corrected to (P1 − p01)/(1 − p01 − p10); otherwise it is the raw fraction and the fits
+carry the assignment error in their offset and contrast.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.optimize import least_squares
+
+from ..experiment import REPETITION_TIME_S, ExperimentResult, Status
+from .pulses import Program
+
+FloatArray = NDArray[np.float64]
+
+
+def check_int(owner: str, name: str, value: object, low: int, high: int) -> None:
+    if not (isinstance(value, int | np.integer) and not isinstance(value, bool) and low <= int(value) <= high):
+        raise ValueError(f"{owner}.{name}={value!r} is out of range: allowed an integer in [{low}, {high}]")
+
+
+def check_float(owner: str, name: str, value: object, low: float, high: float) -> None:
+    ok = isinstance(value, int | float | np.floating) and not isinstance(value, bool) and math.isfinite(
+        float(value)) and low <= float(value) <= high
+    if not ok:
+        raise ValueError(f"{owner}.{name}={value!r} is out of range: allowed a number in [{low}, {high}]")
+
+
+def check_target(name: str, target: object, device: Any) -> str:
+    if not isinstance(target, str):
+        raise ValueError(f"{name}: target={target!r}: allowed one qubit name such as 'q3'")
+    qubits = tuple(getattr(device, "qubits", ()))
+    if qubits and target not in qubits:
+        raise ValueError(f"{name}: target={target!r} is not a qubit of the device: allowed {list(qubits)}")
+    return target
+
+
+def repetition_time_s(device: Any) -> float:
+    rep = getattr(getattr(device, "params", None), "rep_time_s", None)
+    return float(rep) if isinstance(rep, int | float) and rep > 0 else REPETITION_TIME_S
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """P(1) of a batch of programs, and what it cost."""
+
+    p1: FloatArray
+    sd: FloatArray
+    shots: int
+    device_time_s: float
+
+
+def readout_errors(params: Mapping[str, float], target: str) -> tuple[float, float] | None:
+    """(p01, p10) from the store, or None when either is absent; bad values name the key."""
+    k01, k10 = f"{target}.readout_p01", f"{target}.readout_p10"
+    if k01 not in params or k10 not in params:
+        return None
+    e0, e1 = float(params[k01]), float(params[k10])
+    for k, v in ((k01, e0), (k10, e1)):
+        if not (math.isfinite(v) and 0.0 <= v < 0.5):
+            raise ValueError(f"parameter {k!r} = {v!r}: allowed an assignment error in [0, 0.5)")
+    return e0, e1
+
+
+def measure(device: Any, programs: Sequence[Program], shots: int, params: Mapping[str, float],
+            target: str) -> Measurement:
+    """Run every program ``shots`` times; P(1) per program (readout-corrected when the store
+    has the errors) with its binomial standard deviation (floored at 1/(2·shots) so a
+    point at 0 or 1 still has a weight)."""
+    seqs = [p.sequence() for p in programs]
+    counts = np.asarray(device.run(seqs, int(shots)), dtype=np.float64)
+    if counts.ndim != 2 or counts.shape[1] != 2:
+        raise ValueError(f"device returned counts of shape {counts.shape}: allowed (B, 2) for one measured qubit")
+    p1 = counts[:, 1] / counts.sum(axis=1)
+    var = np.maximum(p1 * (1.0 - p1), 0.25 / shots) / shots
+    err = readout_errors(params, target)
+    if err is not None:
+        scale = 1.0 - err[0] - err[1]
+        p1 = (p1 - err[0]) / scale
+        var = var / scale**2
+    rep = repetition_time_s(device)
+    time_s = float(sum(shots * (rep + p.duration_s) for p in programs))
+    return Measurement(p1, np.sqrt(var), int(shots) * len(programs), time_s)
+
+
+@dataclass(frozen=True)
+class Fit:
+    """A weighted least-squares fit: values, standard errors (scaled by √χ²_red when above 1)
+    and the reduced χ² against the shot noise."""
+
+    values: FloatArray
+    stderr: FloatArray
+    chi2_red: float
+    curve: FloatArray
+    ok: bool = True
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def weighted_fit(model: Callable[[FloatArray, FloatArray], FloatArray], x: FloatArray, y: FloatArray,
+                 sd: FloatArray, starts: Sequence[Sequence[float]], lower: Sequence[float],
+                 upper: Sequence[float]) -> Fit:
+    """Best of several starts of ``model(x, p)`` fitted to ``y ± sd``."""
+    best = None
+    lo, hi = np.asarray(lower, dtype=np.float64), np.asarray(upper, dtype=np.float64)
+    for p0 in starts:
+        start = np.clip(np.asarray(p0, dtype=np.float64), lo, hi)
+        try:
+            res = least_squares(lambda p: (model(x, p) - y) / sd, start, bounds=(lo, hi), x_scale="jac")
+        except (ValueError, np.linalg.LinAlgError):
+            continue
+        if best is None or res.cost < best.cost:
+            best = res
+    if best is None:
+        n = len(lower)
+        return Fit(np.full(n, np.nan), np.full(n, np.nan), math.inf, np.full_like(y, np.nan), ok=False)
+    dof = max(1, x.size - best.x.size)
+    chi2 = float(2.0 * best.cost / dof)
+    try:
+        # Parameters differ by many orders of magnitude (Hz next to seconds): the covariance
+        # is inverted on unit-norm Jacobian columns, else pinv's cutoff drops whole directions.
+        norms = np.linalg.norm(best.jac, axis=0)
+        norms = np.where(norms > 0, norms, 1.0)
+        js = best.jac / norms
+        cov = np.linalg.pinv(js.T @ js) / np.outer(norms, norms)
+        se = np.sqrt(np.maximum(np.diag(cov), 0.0)) * math.sqrt(max(chi2, 1.0))
+    except np.linalg.LinAlgError:
+        se = np.full(best.x.size, np.nan)
+    return Fit(best.x, se, chi2, model(x, best.x), ok=bool(best.success))
+
+
+def result(name: str, target: str, status: Status, m: Measurement, *, values: Mapping[str, float] | None = None,
+           quality: Mapping[str, float] | None = None, x: Sequence[float] = (), fit: Sequence[float] = (),
+           x_label: str = "", y_label: str = "P(1)", message: str = "",
+           extra_data: Mapping[str, Any] | None = None) -> ExperimentResult:
+    data: dict[str, Any] = {
+        "x": [float(v) for v in x], "y": [float(v) for v in m.p1], "y_err": [float(v) for v in m.sd],
+        "fit": [float(v) if math.isfinite(v) else None for v in fit], "x_label": x_label, "y_label": y_label,
+    }
+    data.update(extra_data or {})
+    return ExperimentResult(name, target, status, dict(values or {}),
+                            {k: float(v) for k, v in (quality or {}).items()}, m.shots, m.device_time_s,
+                            data, message)
+
+
+def fit_problem(fit: Fit, max_chi2: float) -> str | None:
+    """Why a fit is not trustworthy, or None."""
+    if not fit.ok or not np.all(np.isfinite(fit.values)):
+        return "the fit did not converge"
+    if fit.chi2_red > max_chi2:
+        return f"residuals too large for shot noise (reduced chi2 {fit.chi2_red:.2f} > {max_chi2})"
+    return None

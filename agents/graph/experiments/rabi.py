@@ -1,0 +1,111 @@
+"""Rabi amplitude: the π-pulse amplitude of the fixed-length gate, from a coarse prior.
+
+The gate pulse (``pulses``: its length, β and frequency from the store) is played at
+amplitudes from 0 to ``span``·prior (default 2.5×, so a prior off by up to 2× either way
+still shows the first maximum), capped at the line's limit |u| = 1; P(1) is fitted with
+b + a·(1 − cos(π·A/A_π))/2. Writes ``qN.pi_amplitude`` = A_π. A π pulse that needs
+|u| > 1 is refused as ``out_of_spec`` with the amplitude it would need; no response is
+``bad_data``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ....envs.drag import DragGate
+from ..experiment import ExperimentResult, Status
+from .common import check_float, check_int, check_target, fit_problem, measure, result, weighted_fit
+from .pulses import DEFAULT_GATE, QubitPulses, program
+
+
+@dataclass(frozen=True)
+class Rabi:
+    """Settings: ``span`` (largest amplitude over the prior), ``points``/``shots_per_point``
+    (full form), ``cheap_points``/``cheap_shots_per_point`` (check_data), ``tolerance``
+    (relative |A_π − prior| still in spec), ``min_contrast``, ``max_chi2``, ``gate``."""
+
+    span: float = 2.5
+    points: int = 31
+    shots_per_point: int = 100
+    cheap_points: int = 11
+    cheap_shots_per_point: int = 50
+    tolerance: float = 0.02
+    min_contrast: float = 0.3
+    max_chi2: float = 4.0
+    gate: DragGate = DEFAULT_GATE
+
+    def __post_init__(self) -> None:
+        n = "Rabi"
+        check_float(n, "span", self.span, 1.05, 10.0)
+        check_int(n, "points", self.points, 5, 1001)
+        check_int(n, "cheap_points", self.cheap_points, 5, 1001)
+        check_int(n, "shots_per_point", self.shots_per_point, 1, 10**6)
+        check_int(n, "cheap_shots_per_point", self.cheap_shots_per_point, 1, 10**6)
+        check_float(n, "tolerance", self.tolerance, 0.0, 1.0)
+        check_float(n, "min_contrast", self.min_contrast, 0.0, 1.0)
+        check_float(n, "max_chi2", self.max_chi2, 1.0, 1e6)
+
+    @property
+    def name(self) -> str:
+        return "rabi"
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        return ("{t}.frequency_hz", "{t}.pi_amplitude")
+
+    @property
+    def writes(self) -> tuple[str, ...]:
+        return ("{t}.pi_amplitude",)
+
+    def _plan(self, cheap: bool) -> tuple[int, int]:
+        return (self.cheap_points, self.cheap_shots_per_point) if cheap else (self.points, self.shots_per_point)
+
+    def shots(self, cheap: bool) -> int:
+        points, shots = self._plan(cheap)
+        return points * shots
+
+    def run(self, device: Any, target: str | tuple[str, ...], params: Mapping[str, float],
+            rng: np.random.Generator, *, cheap: bool = False) -> ExperimentResult:
+        q = check_target(self.name, target, device)
+        pulses = QubitPulses.from_params(device, q, params, gate=self.gate)
+        prior = abs(pulses.pi_amplitude)
+        if not prior > 0:
+            raise ValueError(f"parameter {q}.pi_amplitude = {pulses.pi_amplitude!r}: allowed a non-zero prior")
+        unit_peak = pulses.peak(1.0) / prior  # |u| per unit of amplitude (DRAG adds quadrature)
+        a_max = min(self.span * prior, (1.0 - 1e-9) / unit_peak)
+        points, shots = self._plan(cheap)
+        amps = np.linspace(0.0, a_max, points)
+        programs = [program(pulses).play(pulses.waveform(amplitude=float(a))) for a in amps]
+        m = measure(device, programs, shots, params, q)
+
+        def model(x: np.ndarray, p: np.ndarray) -> np.ndarray:
+            return np.asarray(p[2] + p[1] * 0.5 * (1.0 - np.cos(np.pi * x / p[0])))
+
+        b0 = float(m.p1[0])
+        starts = [[prior * s, float(np.ptp(m.p1)), b0] for s in (0.5, 0.7, 1.0, 1.4, 2.0)]
+        fit = weighted_fit(model, amps, m.p1, m.sd, starts, [0.05 * prior, 0.0, -0.2], [20.0 * prior, 1.5, 1.2])
+        a_pi, contrast = float(fit.values[0]), float(fit.values[1])
+        se = float(fit.stderr[0])
+        quality = {"chi2_red": fit.chi2_red, "pi_amplitude_stderr": se, "contrast": contrast}
+        common: dict[str, Any] = dict(quality=quality, x=amps, fit=fit.curve, x_label="pulse amplitude (full scale)")
+        problem = fit_problem(fit, self.max_chi2)
+        if problem is None and contrast < self.min_contrast:
+            problem = f"no Rabi response: contrast {contrast:.3f} < min_contrast {self.min_contrast}"
+        line_limit = 1.0 / unit_peak
+        if problem is None and a_pi > line_limit:
+            return result(self.name, q, "out_of_spec", m, message=(
+                f"{q} π pulse needs amplitude {a_pi:.3f} (peak |u| {a_pi * unit_peak:.3f}): allowed |u| <= 1; "
+                "use a longer gate or a stronger line"), **common)
+        if problem is None and a_pi > 0.97 * a_max:
+            problem = f"A_π = {a_pi:.3f} at the edge of the scan (up to {a_max:.3f})"
+        if problem is None and not se < 0.1 * a_pi:
+            problem = f"A_π uncertainty {se:.3g} is over 10 % of A_π"
+        if problem is not None:
+            return result(self.name, q, "bad_data", m, message=f"{q} Rabi: {problem}", **common)
+        status: Status = "in_spec" if abs(a_pi - prior) <= max(self.tolerance * prior, 2 * se) else "out_of_spec"
+        return result(self.name, q, status, m, values={f"{q}.pi_amplitude": a_pi},
+                      message=f"{q} π amplitude {a_pi:.4f} ± {se:.4f} (prior {prior:.4f})", **common)

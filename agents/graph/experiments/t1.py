@@ -1,0 +1,101 @@
+"""T1: π pulse – delay – measure; P(1) = b + a·e^{−τ/T1}. Writes ``qN.t1_s``.
+
+The delays run to ``max_delay_s`` (default 150 µs, 3–5 T1 of the presets); a decay not
+resolved within them (T1 beyond the scan, no contrast) is ``bad_data``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ....envs.drag import DragGate
+from ..experiment import ExperimentResult, Status
+from .common import check_float, check_int, check_target, fit_problem, measure, result, weighted_fit
+from .pulses import DEFAULT_GATE, QubitPulses, program
+
+
+@dataclass(frozen=True)
+class T1:
+    """Settings: ``max_delay_s``, ``points``/``shots_per_point`` (full form),
+    ``cheap_points``/``cheap_shots_per_point`` (check_data), ``tolerance`` (relative change
+    of T1 from the stored value still in spec), ``min_contrast``, ``max_chi2``, ``gate``."""
+
+    max_delay_s: float = 150e-6
+    points: int = 31
+    shots_per_point: int = 100
+    cheap_points: int = 16
+    cheap_shots_per_point: int = 50
+    tolerance: float = 0.3
+    min_contrast: float = 0.3
+    max_chi2: float = 4.0
+    gate: DragGate = DEFAULT_GATE
+
+    def __post_init__(self) -> None:
+        n = "T1"
+        check_float(n, "max_delay_s", self.max_delay_s, 100e-9, 1.0)
+        check_int(n, "points", self.points, 5, 2001)
+        check_int(n, "cheap_points", self.cheap_points, 5, 2001)
+        check_int(n, "shots_per_point", self.shots_per_point, 1, 10**6)
+        check_int(n, "cheap_shots_per_point", self.cheap_shots_per_point, 1, 10**6)
+        check_float(n, "tolerance", self.tolerance, 0.0, 10.0)
+        check_float(n, "min_contrast", self.min_contrast, 0.0, 1.0)
+        check_float(n, "max_chi2", self.max_chi2, 1.0, 1e6)
+
+    @property
+    def name(self) -> str:
+        return "t1"
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        return ("{t}.frequency_hz", "{t}.pi_amplitude")
+
+    @property
+    def writes(self) -> tuple[str, ...]:
+        return ("{t}.t1_s",)
+
+    def _plan(self, cheap: bool) -> tuple[int, int]:
+        return (self.cheap_points, self.cheap_shots_per_point) if cheap else (self.points, self.shots_per_point)
+
+    def shots(self, cheap: bool) -> int:
+        points, shots = self._plan(cheap)
+        return points * shots
+
+    def run(self, device: Any, target: str | tuple[str, ...], params: Mapping[str, float],
+            rng: np.random.Generator, *, cheap: bool = False) -> ExperimentResult:
+        q = check_target(self.name, target, device)
+        pulses = QubitPulses.from_params(device, q, params, gate=self.gate)
+        x = pulses.waveform()
+        points, shots = self._plan(cheap)
+        dt = pulses.dt_s
+        delays = np.round(np.linspace(0.0, self.max_delay_s, points) / dt) * dt
+        m = measure(device, [program(pulses).play(x).delay(float(t)) for t in delays], shots, params, q)
+
+        def model(xx: np.ndarray, p: np.ndarray) -> np.ndarray:
+            return np.asarray(p[2] + p[0] * np.exp(-xx / p[1]))
+
+        b0 = float(m.p1[-1])
+        starts = [[float(m.p1[0]) - b0, s * self.max_delay_s, b0] for s in (0.1, 0.3, 1.0)]
+        fit = weighted_fit(model, delays, m.p1, m.sd, starts, [0.0, 0.005 * self.max_delay_s, -0.2],
+                           [1.5, 100 * self.max_delay_s, 1.2])
+        a, t1, _ = (float(v) for v in fit.values)
+        se = float(fit.stderr[1])
+        quality = {"chi2_red": fit.chi2_red, "t1_s_stderr": se, "contrast": a}
+        common: dict[str, Any] = dict(quality=quality, x=delays, fit=fit.curve, x_label="delay (s)")
+        problem = fit_problem(fit, self.max_chi2)
+        if problem is None and a < self.min_contrast:
+            problem = f"no decay signal: contrast {a:.3f} < min_contrast {self.min_contrast}"
+        if problem is None and not (t1 < self.max_delay_s and se < 0.3 * t1):
+            problem = f"T1 = {t1:.3g} ± {se:.2g} s not resolved within delays up to {self.max_delay_s:.3g} s"
+        if problem is None and not t1 > 1.5 * (delays[1] - delays[0]):
+            problem = f"T1 = {t1:.3g} s shorter than the delay step allows to resolve"
+        if problem is not None:
+            return result(self.name, q, "bad_data", m, message=f"{q} T1: {problem}", **common)
+        old = params.get(f"{q}.t1_s")
+        agrees = old is not None and abs(t1 - float(old)) <= max(self.tolerance * float(old), 2 * se)
+        status: Status = "in_spec" if agrees else "out_of_spec"
+        return result(self.name, q, status, m, values={f"{q}.t1_s": t1},
+                      message=f"{q} T1 {t1 * 1e6:.1f} ± {se * 1e6:.1f} µs", **common)
