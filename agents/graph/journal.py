@@ -115,6 +115,7 @@ class JournalState:
     device_clock_s: float = 0.0
     ended: bool = False
     config: dict[str, Any] | None = None
+    groups: list[list[str]] = field(default_factory=list)
 
 
 def read_state(journal: Journal) -> JournalState:
@@ -140,6 +141,7 @@ def read_state(journal: Journal) -> JournalState:
             open_group = max(open_group, float(rec.get("device_time_s", 0.0)))
         elif ev == "group_end":
             s.clock_s = float(rec["clock_s"])
+            s.groups.append([str(n) for n in rec.get("nodes", [])])
             open_group = 0.0
         elif ev == "run_end":
             s.ended = True

@@ -366,6 +366,7 @@ class Scheduler:
             if name in self.graph:
                 self.report.outcomes[name] = NodeOutcome.from_dict(rec)
         self.report.resumed = len(self.report.outcomes)
+        self.report.groups = [list(g) for g in state.groups]
         if state.epochs:
             self.report.clock_s = state.clock_s
         self.report.shots = state.shots
