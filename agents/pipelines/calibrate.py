@@ -137,6 +137,8 @@ class NodeProgress(SessionProgress):
     nodes also as lines above it), else one line per finished node: node, target, outcome,
     its shots, the run's shots and clock."""
 
+    _bar: Any  # SessionProgress's tqdm bar, or None
+
     def node(self, o: NodeOutcome, report: RunReport, total: int) -> None:
         done = len(report.outcomes)
         template, _, target = o.node.partition(":")
