@@ -342,6 +342,11 @@ class Scheduler:
             kind = NOT_RUN if tally.shots == 0 and attempts <= 1 else FAILED
             return self._outcome(node, kind, tally, attempts - 1 if kind == NOT_RUN else attempts,
                                  f"shot budget: {err}")
+        except Exception as err:
+            # One node's crash (an experiment refusing its input, a backend error) is that
+            # node's failure: isolated like a failed fit, so the rest of the device goes on.
+            # The journal and the report keep the exception's type and text.
+            return self._outcome(node, FAILED, tally, attempts, f"raised {type(err).__name__}: {err}")
 
     def _outcome(self, node: Node, kind: str, tally: _Tally, attempts: int, message: str) -> NodeOutcome:
         return NodeOutcome(node.name, kind, tally.shots, tally.device_time_s,

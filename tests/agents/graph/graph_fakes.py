@@ -111,3 +111,17 @@ class SlowIdle(IdlePopulation):
             rng: np.random.Generator, *, cheap: bool = False) -> ExperimentResult:
         time.sleep(self.sleep_s)
         return super().run(device, target, params, rng, cheap=cheap)
+
+
+class Raising(Measured):
+    """Refuses to run on the qubits it is told to (an experiment rejecting its input)."""
+
+    def __init__(self, on: tuple[str, ...] = (), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.on = tuple(on)
+
+    def run(self, device: Any, target: str | tuple[str, ...], params: Mapping[str, float],
+            rng: np.random.Generator, *, cheap: bool = False) -> ExperimentResult:
+        if target in self.on:
+            raise ValueError(f"Raising.on: refuses {target}")
+        return super().run(device, target, params, rng, cheap=cheap)

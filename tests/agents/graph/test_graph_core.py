@@ -311,3 +311,17 @@ def test_qibolab_cz_maps_onto_a_platform_that_defines_it() -> None:
     back = from_qibolab(out)
     assert back["q0-q1.cz_amplitude_phi0"] == 0.131 and back["q0-q1.cz_phase_q1"] == -0.7
     assert back["q0-q1.cz_duration_s"] == pytest.approx(4.5e-8) and back["q0-q1.cz_phase_q0"] == 0.0
+
+
+def test_an_experiment_that_raises_fails_only_its_node() -> None:
+    cmap = CouplingMap.line(2)
+    d = _chain_definition()
+    d["qubit_nodes"][1]["experiment"] = {"_target_": "graph_fakes.Raising", "on": ["q1"], "name": "amp",  # type: ignore[index]
+                                         "param": "amp", "reads": ["freq"]}
+    g = graph_from_definition(d, cmap.qubits, cmap.edges)
+    report = Scheduler(g, _device(cmap.qubits, cmap.edges), ParameterStore(), qubits=cmap.qubits,
+                       edges=cmap.edges).run()
+    assert report.failed == ["amp:q1"]
+    assert report.outcomes["amp:q1"].message == "raised ValueError: Raising.on: refuses q1"
+    assert report.blocked == {"drag:q1": "amp:q1", "cz:q0-q1": "amp:q1"}
+    assert report.outcomes["drag:q0"].outcome == CALIBRATED
