@@ -334,7 +334,7 @@ def _draw_graph(report: ReportInput, path: Path) -> None:
         ax.add_patch(FancyBboxPatch((x - box_w / 2, y - box_h / 2), box_w, box_h,
                                     boxstyle="round,pad=0.02,rounding_size=0.08", fc=colour, ec="#333333", lw=0.6))
         text = "white" if node.state in ("done", "failed") else "black"
-        ax.text(x, y, _short(n, 26), ha="center", va="center", fontsize=7, color=text)
+        ax.text(x, y, _short(n, 24), ha="center", va="center", fontsize=9, color=text)
     ax.set_xlim(-box_w / 2 - 0.2, (n_layers - 1) * col_w + box_w / 2 + 0.2)
     ax.set_ylim(-(n_rows - 1) * row_h - box_h / 2 - 0.1, box_h / 2 + 0.1)
     ax.set_axis_off()
@@ -361,10 +361,10 @@ def _error_norm(values: Sequence[float]) -> Normalize:
     pos = [v for v in values if v > 0]
     if not pos:
         return Normalize(0.0, 1.0)
-    lo, hi = min(pos), max(pos)
-    if hi / lo < 1.5:  # one decade at least, so a single value still sits mid-scale
-        lo, hi = lo / 3.0, hi * 3.0
-    return LogNorm(lo, hi)
+    # Whole decades, so the colour bar's ticks are readable powers of ten.
+    lo = 10.0 ** math.floor(math.log10(min(pos)))
+    hi = 10.0 ** math.ceil(math.log10(max(pos)))
+    return LogNorm(lo, hi if hi > lo else 10 * lo)
 
 
 def _draw_device(report: ReportInput, path: Path) -> None:
@@ -546,10 +546,12 @@ def _draw_timeline(report: ReportInput, path: Path) -> None:
     else:
         ax = fig.add_subplot()
     row = {n: i for i, n in enumerate(nodes)}
+    # A check and the calibration it triggered share a time: the small check marker is
+    # drawn over the larger calibration diamond so both stay visible.
     for ev, t in zip(events, t_h, strict=True):
-        ax.plot([t], [row[ev.node]], marker="o" if ev.action == "check" else "D",
-                ms=5 if ev.action == "check" else 7, ls="none",
-                color=STATUS_COLOURS.get(ev.status, "#555555"), mec="black", mew=0.4)
+        check = ev.action == "check"
+        ax.plot([t], [row[ev.node]], marker="o" if check else "D", ms=5 if check else 10, ls="none",
+                color=STATUS_COLOURS.get(ev.status, "#555555"), mec="black", mew=0.4, zorder=3 if check else 2)
     ax.set_yticks(range(len(nodes)), [_short(n, 28) for n in nodes], fontsize=7)
     ax.set_ylim(len(nodes) - 0.5, -0.5)
     ax.grid(axis="x", alpha=0.3)
