@@ -636,6 +636,7 @@ th { background: #f2f2f2; } img { max-width: 100%; border: 1px solid #eee; }
 .state { display: inline-block; padding: 0 0.5em; border-radius: 0.6em; color: #fff; font-size: 0.85em; }
 .state-blocked, .state-skipped, .state-pending { color: #000; }
 .node { margin: 1em 0 2em; } .why { color: #8a6d3b; font-style: italic; }
+.row { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; } .row img { max-width: 620px; }
 """
 
 # The report's own check that it rendered: after the page loaded, every image is marked
@@ -710,17 +711,19 @@ def write_report(folder: str | Path, report: ReportInput) -> Path:
         png = f"node_{i:03d}_{_slug(n.name)}.png"
         why = _node_figure(n, out / png)
         if why is None:
+            body.append('<div class="row">')
             body.append(f'<img src="{_e(png)}" alt="{_e(n.name)} data and fit">')
         else:
             (out / png).unlink(missing_ok=True)
             body.append(f'<p class="why">{_e(why)}</p>')
+            body.append('<div class="row">')
             if isinstance(r.data, Mapping) and r.data:
                 body.append(_table([[k, _summary(v)] for k, v in r.data.items()], ["data", "value"]))
         if r.values:
             body.append(_table([[k, v] for k, v in r.values.items()], ["parameter", "value"]))
         if r.quality:
             body.append(_table([[k, v] for k, v in r.quality.items()], ["fit quality", "value"]))
-        body.append("</div>")
+        body.append("</div></div>")
     if report.timeline:
         _draw_timeline(report, out / "timeline.png")
         body.append("<h2>Maintenance timeline</h2>")
