@@ -341,7 +341,7 @@ def _draw_graph(report: ReportInput, path: Path) -> None:
     counts = {s: sum(1 for n in report.nodes if n.state == s) for s in NODE_STATES}
     handles = [FancyBboxPatch((0, 0), 1, 1, fc=STATE_COLOURS[s], ec="#333333", lw=0.6) for s in NODE_STATES]
     fig.legend(handles, [f"{s} ({counts[s]})" for s in NODE_STATES], loc="upper center", ncol=5,
-               frameon=False, fontsize=8)
+               frameon=False, fontsize=10)
     _save(fig, path)
 
 
@@ -413,7 +413,15 @@ def _draw_device(report: ReportInput, path: Path) -> None:
     ax.set_axis_off()
     ax.set_title(f"{report.device}: fill = 1Q gate error, line = 2Q gate error, ring = readout", fontsize=9)
     cax1 = fig.add_axes((0.74, 0.12, 0.03, 0.76))
-    fig.colorbar(ScalarMappable(gate_norm, gate_cmap), cax=cax1).set_label("gate error (1Q fill, 2Q line)", fontsize=8)
+    bar = fig.colorbar(ScalarMappable(gate_norm, gate_cmap), cax=cax1)
+    bar.set_label("gate error (1Q fill, 2Q line)", fontsize=8)
+    if isinstance(gate_norm, LogNorm) and gate_norm.vmin is not None and gate_norm.vmax is not None:
+        # 1-2-5 ticks in every decade: a bar of one or two decades reads at a glance.
+        lo, hi = float(gate_norm.vmin), float(gate_norm.vmax)
+        ticks = [m * 10.0**k for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+                 for m in (1, 2, 5) if lo * (1 - 1e-9) <= m * 10.0**k <= hi * (1 + 1e-9)]
+        bar.set_ticks(ticks, labels=[f"{t:.0e}" for t in ticks])
+        bar.ax.minorticks_off()
     cax2 = fig.add_axes((0.89, 0.12, 0.03, 0.76))
     fig.colorbar(ScalarMappable(ro_norm, ro_cmap), cax=cax2).set_label("readout assignment infidelity (ring)",
                                                                        fontsize=8)
@@ -552,13 +560,13 @@ def _draw_timeline(report: ReportInput, path: Path) -> None:
         check = ev.action == "check"
         ax.plot([t], [row[ev.node]], marker="o" if check else "D", ms=5 if check else 10, ls="none",
                 color=STATUS_COLOURS.get(ev.status, "#555555"), mec="black", mew=0.4, zorder=3 if check else 2)
-    ax.set_yticks(range(len(nodes)), [_short(n, 28) for n in nodes], fontsize=7)
+    ax.set_yticks(range(len(nodes)), [_short(n, 28) for n in nodes], fontsize=8)
     ax.set_ylim(len(nodes) - 0.5, -0.5)
     ax.grid(axis="x", alpha=0.3)
     handles = [Line2D([], [], marker="o", ls="none", color="#bbbbbb", mec="black", label="check"),
                Line2D([], [], marker="D", ls="none", color="#bbbbbb", mec="black", label="calibrate")]
     handles += [Line2D([], [], marker="s", ls="none", color=c, label=s) for s, c in STATUS_COLOURS.items()]
-    ax.legend(handles=handles, fontsize=7, ncol=5, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    ax.legend(handles=handles, fontsize=8, ncol=5, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     if has_err:
         ax.tick_params(labelbottom=False)
         for n in nodes:
