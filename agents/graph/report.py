@@ -380,7 +380,13 @@ def _draw_device(report: ReportInput, path: Path) -> None:
     gate_cmap, ro_cmap = "RdYlGn_r", "Purples"
     gcm = matplotlib.colormaps[gate_cmap]
     rcm = matplotlib.colormaps[ro_cmap]
-    r = 0.09 * span
+    pts = np.stack([xs, ys], axis=1)
+    gaps = np.linalg.norm(pts[:, None] - pts[None, :], axis=-1)
+    nearest = float(gaps[gaps > 0].min()) if len(pts) > 1 else span
+    r = min(0.09 * span, 0.2 * nearest)
+    # On a ring every label goes outwards; elsewhere (grids, given positions) below its qubit.
+    radii = np.hypot(xs - xs.mean(), ys - ys.mean())
+    radial = len(pts) > 2 and float(np.ptp(radii)) < 1e-6 * span
     for a, b in lay.edges:
         (x0, y0), (x1, y1) = xy[a], xy[b]
         v = _pair_value(report.gate_error_2q, a, b)
@@ -399,13 +405,15 @@ def _draw_device(report: ReportInput, path: Path) -> None:
         ax.text(x, y, q, ha="center", va="center", fontsize=9, fontweight="bold", zorder=3,
                 color="black")
         label = ("1Q n/a" if e is None else f"1Q {e:.1e}") + "\n" + ("RO n/a" if f is None else f"RO {100 * f:.1f}%")
-        # Labels on the side away from the drawing's centre, so they do not cover the couplers.
-        dx, dy = x - float(xs.mean()), y - float(ys.mean())
-        norm = math.hypot(dx, dy) or 1.0
-        ux, uy = dx / norm, dy / norm
-        ha = "left" if ux > 0.3 else "right" if ux < -0.3 else "center"
-        ax.text(x + 1.35 * r * ux, y + 1.35 * r * uy + (0.0 if ha != "center" else 0.55 * r * np.sign(uy or 1)),
-                label, ha=ha, va="center", fontsize=7, zorder=3)
+        if radial:
+            dx, dy = x - float(xs.mean()), y - float(ys.mean())
+            norm = math.hypot(dx, dy) or 1.0
+            ux, uy = dx / norm, dy / norm
+            ha = "left" if ux > 0.3 else "right" if ux < -0.3 else "center"
+            ax.text(x + 1.35 * r * ux, y + 1.35 * r * uy + (0.0 if ha != "center" else 0.55 * r * np.sign(uy or 1)),
+                    label, ha=ha, va="center", fontsize=7, zorder=3)
+        else:
+            ax.text(x, y - 1.25 * r, label, ha="center", va="top", fontsize=7, zorder=3)
     pad = 3.2 * r
     ax.set_xlim(xs.min() - pad, xs.max() + pad)
     ax.set_ylim(ys.min() - pad, ys.max() + pad)
