@@ -14,7 +14,7 @@ export OPENBLAS_NUM_THREADS ?= 1
 export MKL_NUM_THREADS ?= 1
 export MPLBACKEND ?= Agg
 
-.PHONY: demo test test-slow lint typecheck bench bench-envs install install-dev results clean
+.PHONY: demo test test-slow test-browser lint typecheck bench bench-envs install install-dev results clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,13 @@ test: lint typecheck
 
 test-slow: $(VENV)/.installed-dev
 	$(BIN)/pytest -q -m slow
+
+# The calibration report in a real headless browser (Debian's chromium, installed with apt
+# when missing: needs root or sudo-less apt). Report and screenshot stay in demo_out/report_browser/.
+test-browser: $(VENV)/.installed-dev
+	command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+	PULSECAL_BROWSER_OUT=$(CURDIR)/demo_out/report_browser $(BIN)/pytest -q -m browser tests/agents/graph
 
 bench: $(VENV)/.installed-dev
 	$(PY) -m pulsecal.scripts.bench_physics --out bench_physics.json
