@@ -122,6 +122,7 @@ class _Problem:
     """A gate's measured cost in search coordinates z (K, 4): knobs = f(start, z · unit)."""
 
     sequences: int  # probe sequences per evaluation
+    dim = 4  # search coordinates
 
     def __init__(self, ledger: ShotLedger, shots: int, floor: float) -> None:
         self.ledger, self.shots, self.floor = ledger, shots, floor
@@ -140,7 +141,7 @@ class _Problem:
         return self.shots * self.sequences
 
     def __call__(self, zs: ArrayLike) -> FloatArray:
-        """log10(cost + floor) of each row of zs (K, 4), all rows in one device call."""
+        """log10(cost + floor) of each row of zs (K, dim), all rows in one device call."""
         z = np.atleast_2d(np.asarray(zs, dtype=np.float64))
         seqs = [s for row in z for s in self.probe(self.knobs(row))]
         counts = self.ledger.run(seqs, self.shots).reshape(len(z), self.sequences, -1)
@@ -149,18 +150,27 @@ class _Problem:
 
 
 class CZProblem(_Problem):
-    """``estimated_error`` of one round of the CZ probes (module docstring)."""
+    """``estimated_error`` of one round of the CZ probes (module docstring).
+
+    With ``profile_phases`` the search is over (amplitude, length) only and the cost leaves
+    out the two single-qubit phases the same round reads (``target_phase``,
+    ``control_phase``): a virtual Z adds to its qubit's read phase and to nothing else, so
+    that is the cost after setting both virtual Zs from the round's own readings."""
 
     sequences = len(cz.PROBE_NAMES)
 
     def __init__(self, ledger: ShotLedger, shots: int, floor: float, start: FloatArray, pulse: cz.CZPulse,
-                 offsets: FloatArray, units: Sequence[float] = CZ_UNITS, repeats: int = 3) -> None:
+                 offsets: FloatArray, units: Sequence[float] = CZ_UNITS, repeats: int = 3,
+                 profile_phases: bool = False) -> None:
         super().__init__(ledger, shots, floor)
         self.start, self.pulse, self.offsets = np.asarray(start, dtype=np.float64), pulse, offsets
         self.unit, self.repeats = np.asarray(units, dtype=np.float64), repeats
+        self.profile = profile_phases
+        self.dim = 2 if profile_phases else 4
 
     def knobs(self, z: FloatArray) -> FloatArray:
-        p = self.start + np.asarray(z) * self.unit
+        p = self.start.copy()
+        p[:self.dim] += np.asarray(z) * self.unit[:self.dim]
         p[0] = float(np.clip(p[0], *CZ_AMPLITUDE_RANGE_PHI0))
         p[1] = float(np.clip(p[1], *CZ_LENGTH_RANGE_S))
         p[2:] = np.angle(np.exp(1j * p[2:]))
@@ -169,9 +179,27 @@ class CZProblem(_Problem):
     def probe(self, knobs: FloatArray) -> list[PulseSequence]:
         return cz.probe_sequences(self.pulse, knobs, repeats=self.repeats)
 
-    def read(self, counts: NDArray[np.int64]) -> FloatArray:
+    def readings(self, counts: NDArray[np.int64]) -> cz.CZReadings:
         off = np.repeat(self.offsets, len(counts), axis=0)
-        return cz.analyse(counts, repeats=self.repeats, offsets=off).estimated_error
+        return cz.analyse(counts, repeats=self.repeats, offsets=off)
+
+    def read(self, counts: NDArray[np.int64]) -> FloatArray:
+        r = self.readings(counts)
+        if not self.profile:
+            return r.estimated_error
+        zero = np.zeros_like(r.conditional_phase)
+        return cz.estimated_error(zero, r.conditional_phase, zero, r.eleven[:, 0, 3], r.eleven[:, 1, 3],
+                                  self.repeats, self.offsets[:, 3])
+
+    def set_phases(self, knobs: FloatArray) -> FloatArray:
+        """One more round at ``knobs``; the virtual Zs cancel the phases it reads."""
+        counts = self.ledger.run(self.probe(knobs), self.shots)[None]
+        r = self.readings(counts)
+        p = knobs.copy()
+        p[2] -= r.control_phase[0] / cz.VZ_SIGN
+        p[3] -= r.target_phase[0] / cz.VZ_SIGN
+        p[2:] = np.angle(np.exp(1j * p[2:]))
+        return p
 
 
 def signed_ecr_knobs(x: FloatArray) -> cr.ECRKnobs:
@@ -222,26 +250,32 @@ class ECRProblem(_Problem):
 _Fit = Callable[[_Problem, int, np.random.Generator | None], FloatArray]
 
 
+class _Exhausted(Exception):
+    """The evaluations the budget pays for are spent."""
+
+
 def _nelder_mead(initial_step: float) -> _Fit:
     def fit(obj: _Problem, n_evals: int, rng: np.random.Generator | None) -> FloatArray:
         from scipy.optimize import minimize
 
-        simplex = np.vstack([np.zeros(4), initial_step * np.eye(4)])
-        best: list[Any] = [math.inf, np.zeros(4)]
+        simplex = np.vstack([np.zeros(obj.dim), initial_step * np.eye(obj.dim)])
+        best: list[Any] = [math.inf, np.zeros(obj.dim)]
 
         def f(z: FloatArray) -> float:
+            # scipy's maxfev is checked once per iteration, and a shrink step evaluates
+            # four points at once, so it can overshoot: the budget is enforced here.
+            if obj.evaluations >= n_evals:
+                raise _Exhausted
             v = float(obj(z)[0])
             if v < best[0]:
                 best[:] = [v, np.array(z, dtype=np.float64)]
             return v
 
-        # maxfev caps the evaluations; the initial simplex alone costs five, so a budget
-        # below that measures the start only.
-        if n_evals < 5:
-            obj(np.zeros((1, 4)))
-            return np.zeros(4)
-        res = minimize(f, np.zeros(4), method="Nelder-Mead",
-                       options={"maxfev": n_evals, "initial_simplex": simplex, "xatol": 1e-3, "fatol": 1e-4})
+        try:
+            res = minimize(f, np.zeros(obj.dim), method="Nelder-Mead",
+                           options={"maxfev": n_evals, "initial_simplex": simplex, "xatol": 1e-3, "fatol": 1e-4})
+        except _Exhausted:
+            return np.asarray(best[1])  # the best measured vertex, as Nelder-Mead's own result is
         return np.asarray(res.x)
 
     return fit
@@ -256,15 +290,15 @@ def _cmaes(sigma0: float, popsize: int | None) -> _Fit:
         opts: dict[str, object] = {"seed": int(rng.integers(1, 2**31 - 1)), "verbose": -9, "bounds": [-4.0, 4.0]}
         if popsize is not None:
             opts["popsize"] = popsize
-        es = cma.CMAEvolutionStrategy(np.zeros(4), sigma0, opts)
+        es = cma.CMAEvolutionStrategy(np.zeros(obj.dim), sigma0, opts)
         evals = 0
         while evals + es.popsize <= n_evals:
             zs = es.ask()
             es.tell(zs, list(obj(np.asarray(zs))))
             evals += len(zs)
         if evals == 0:  # budget below one generation: measure the start only
-            obj(np.zeros((1, 4)))
-            return np.zeros(4)
+            obj(np.zeros((1, obj.dim)))
+            return np.zeros(obj.dim)
         # The distribution mean averages the shot noise the single best sample is selected for.
         return np.asarray(es.result.xfavorite)
 
@@ -291,6 +325,9 @@ class BlackBoxCZ(_BlackBox):
         reference_shots: shots of each of the seven reference probes (once per run), >= 1.
         units: one search unit per knob (Φ0, s, rad, rad): the env's start spreads.
         pulse: the flux pulse's shape.
+        profile_phases: search (amplitude, length) only, on the cost without the read
+            single-qubit phases, and set the virtual Zs from one last round at the result
+            (``CZProblem``); False searches all four knobs.
     """
 
     method: str = "nelder_mead"
@@ -299,6 +336,7 @@ class BlackBoxCZ(_BlackBox):
     reference_shots: int = 400
     units: tuple[float, float, float, float] = CZ_UNITS
     pulse: cz.CZPulse = field(default_factory=cz.CZPulse)
+    profile_phases: bool = False
 
     def __post_init__(self) -> None:
         _check_method(self.method)
@@ -309,12 +347,13 @@ class BlackBoxCZ(_BlackBox):
 
     @property
     def name(self) -> str:
-        return f"{self.method}_cz"
+        return f"{self.method}{'_vz' if self.profile_phases else ''}_cz"
 
     def min_budget(self) -> int:
-        """The reference probes and one evaluation at the smallest shot count."""
+        """The reference probes and one evaluation (two with ``profile_phases``: the last
+        sets the phases) at the smallest shot count."""
         s = self.settings.shots_per_sequence or self.settings.min_shots
-        return 7 * self.reference_shots + len(cz.PROBE_NAMES) * s
+        return 7 * self.reference_shots + len(cz.PROBE_NAMES) * s * (2 if self.profile_phases else 1)
 
     def run(self, device: Any, start: ArrayLike, budget: int,
             rng: np.random.Generator | None = None) -> CZCalibrationResult:
@@ -328,10 +367,13 @@ class BlackBoxCZ(_BlackBox):
         ref = ledger.run(cz.reference_sequences(self.pulse), self.reference_shots)
         offsets = cz.reference_offsets(ref[None])
         shots = self.settings.shots(ledger.left(), len(cz.PROBE_NAMES))
-        obj = CZProblem(ledger, shots, self.settings.floor, p0, self.pulse, offsets, self.units)
-        n_evals = ledger.left() // obj.per_evaluation()
+        obj = CZProblem(ledger, shots, self.settings.floor, p0, self.pulse, offsets, self.units,
+                        profile_phases=self.profile_phases)
+        n_evals = ledger.left() // obj.per_evaluation() - (1 if self.profile_phases else 0)
         z = _fit(self.method, self.initial_step, self.popsize)(obj, n_evals, rng)
         params = obj.knobs(z)
+        if self.profile_phases:
+            params = obj.set_phases(params)
         return CZCalibrationResult(params, ledger.used, math.nan,
                                    (("reference", 7 * self.reference_shots),
                                     (self.method, ledger.used - 7 * self.reference_shots)))

@@ -54,8 +54,11 @@ from pulsecal.envs.multi_qubit_model import DeviceModel
 from pulsecal.envs.multi_qubit_presets import MultiQubitSampler, held_out_multi_qubit_devices
 
 GATES = {"cz": "two_transmons_cz", "cr": "two_transmons_cr"}
-METHODS = ("textbook", "nelder_mead", "cmaes", "model_optimum")
-MEASURED = ("textbook", "nelder_mead", "cmaes")
+# "*_vz": the CZ's search over (amplitude, length) with the virtual Zs set from the probes'
+# own phase readings (BlackBoxCZ.profile_phases); the ECR's knobs hold no frame phases.
+METHODS = ("textbook", "nelder_mead", "cmaes", "nelder_mead_vz", "cmaes_vz", "model_optimum")
+MEASURED = ("textbook", "nelder_mead", "cmaes", "nelder_mead_vz", "cmaes_vz")
+CZ_ONLY = ("nelder_mead_vz", "cmaes_vz")
 # The textbook's default shot plans, scaled per budget.
 CZ_TEXTBOOK_SHOTS = {"shots_chevron": 50, "shots_length": 100, "shots_phase": 60, "shots_leakage": 300,
                      "shots_round": 200, "shots_reference": 300}
@@ -72,7 +75,7 @@ class TwoQubitEvalSettings:
         budgets: shot budgets, each >= 1.
         open_system: calibrate on open-system devices (scoring is always open).
         seed: seeds the starts, the devices' shot noise and CMA-ES.
-        methods: a subset of ``METHODS``.
+        methods: a subset of ``METHODS`` (``CZ_ONLY`` for gate "cz" only).
     """
 
     gate: str = "cz"
@@ -80,7 +83,7 @@ class TwoQubitEvalSettings:
     budgets: tuple[int, ...] = (12_000, 24_000, 48_000)
     open_system: bool = False
     seed: int = 0
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = ("textbook", "nelder_mead", "cmaes", "model_optimum")
 
     def __post_init__(self) -> None:
         if self.gate not in GATES:
@@ -91,10 +94,10 @@ class TwoQubitEvalSettings:
         if not b or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in b):
             raise ValueError(f"budgets={self.budgets!r} is out of range: allowed a non-empty list of integers >= 1")
         object.__setattr__(self, "budgets", tuple(sorted(b)))
-        bad = [m for m in self.methods if m not in METHODS]
+        bad = [m for m in self.methods if m not in METHODS or (self.gate != "cz" and m in CZ_ONLY)]
         if bad or not self.methods:
             raise ValueError(f"methods={list(self.methods)!r} is out of range: allowed a non-empty subset of "
-                             f"{list(METHODS)}")
+                             f"{list(METHODS)} ({list(CZ_ONLY)} for gate 'cz' only)")
         object.__setattr__(self, "methods", tuple(self.methods))
 
 
@@ -142,7 +145,7 @@ def textbook_for_budget(gate: str, budget: int) -> CZTextbook | TextbookECR | No
     """The textbook with its shot plan scaled to ``budget`` (None if it does not fit)."""
     if gate == "cz":
         scale = budget / CZTextbook().min_budget()
-        shots = {k: int(math.floor(v * scale)) for k, v in CZ_TEXTBOOK_SHOTS.items()}
+        shots = {k: math.floor(v * scale) for k, v in CZ_TEXTBOOK_SHOTS.items()}
         if min(shots.values()) < 10:
             return None
         b = CZTextbook(**shots)  # type: ignore[arg-type]
@@ -173,7 +176,8 @@ def run_method(gate: str, method: str, device: SimulatedMultiQubitDevice, start:
         e = tb.run(device, start, budget)
         return e.knobs, e.shots_used
     if gate == "cz":
-        r = BlackBoxCZ(method=method).run(device, start, budget, rng)
+        vz = method.endswith("_vz")
+        r = BlackBoxCZ(method=method.removesuffix("_vz"), profile_phases=vz).run(device, start, budget, rng)
         return r.params, r.shots_used
     e = BlackBoxECR(method=method).run(device, start, budget, rng)
     return e.knobs, e.shots_used
@@ -230,13 +234,14 @@ def evaluate_two_qubit(settings: TwoQubitEvalSettings, out_dir: Path | str | Non
         done = [r for r in rows if r["device"] == i and r["failure"] is None]
         log(f"device {i}: " + ", ".join(f"{r['method']}@{r['budget']} {r['error']:.2e} ({r['ratio']:.2f}x)"
                                         for r in done))
-    result = {"settings": asdict(s), "rows": rows, "summary": summarise(rows)}
+    summary = summarise(rows)
+    result: dict[str, Any] = {"settings": asdict(s), "rows": rows, "summary": summary}
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         (out / "results.json").write_text(json.dumps(result, indent=1, default=float), encoding="utf-8")
-        (out / "table.md").write_text(markdown_table(result["summary"], s.gate), encoding="utf-8")
-        plot_error_vs_shots(result["summary"], out / "error_vs_shots.png", s)
+        (out / "table.md").write_text(markdown_table(summary, s.gate), encoding="utf-8")
+        plot_error_vs_shots(summary, out / "error_vs_shots.png", s)
     return result
 
 
@@ -289,6 +294,7 @@ def plot_error_vs_shots(summary: Sequence[dict[str, Any]], path: Path, settings:
 
     fig, ax = plt.subplots(figsize=(7.0, 4.6))
     colours = {"textbook": "tab:blue", "nelder_mead": "tab:orange", "cmaes": "tab:green",
+               "nelder_mead_vz": "tab:purple", "cmaes_vz": "tab:brown",
                "model_optimum": "black", "start": "tab:gray"}
     for method in MEASURED:
         pts = [e for e in summary if e["method"] == method and e["n"]]
@@ -328,11 +334,13 @@ def main(argv: list[str] | None = None) -> None:
                     help="shot budgets (default: 12000 24000 48000 for cz, 4000 8000 16000 for cr)")
     ap.add_argument("--open-system", action="store_true", help="calibrate on open-system devices (slow)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    ap.add_argument("--methods", nargs="+", default=None, choices=list(METHODS),
+                    help="default: all (for cr: all but the CZ-only *_vz)")
     ap.add_argument("--out", type=Path, default=Path("runs/two_qubit_eval"))
     a = ap.parse_args(argv)
     budgets = a.budgets or ([12_000, 24_000, 48_000] if a.gate == "cz" else [4_000, 8_000, 16_000])
-    s = TwoQubitEvalSettings(a.gate, a.n_devices, tuple(budgets), a.open_system, a.seed, tuple(a.methods))
+    methods = a.methods or [m for m in METHODS if a.gate == "cz" or m not in CZ_ONLY]
+    s = TwoQubitEvalSettings(a.gate, a.n_devices, tuple(budgets), a.open_system, a.seed, tuple(methods))
     res = evaluate_two_qubit(s, a.out)
     print(markdown_table(res["summary"], s.gate))
 
