@@ -292,7 +292,7 @@ def plot_error_vs_shots(summary: Sequence[dict[str, Any]], path: Path, settings:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.0, 4.6))
+    fig, ax = plt.subplots(figsize=(8.0, 5.0))
     colours = {"textbook": "tab:blue", "nelder_mead": "tab:orange", "cmaes": "tab:green",
                "nelder_mead_vz": "tab:purple", "cmaes_vz": "tab:brown",
                "model_optimum": "black", "start": "tab:gray"}
@@ -313,16 +313,21 @@ def plot_error_vs_shots(summary: Sequence[dict[str, Any]], path: Path, settings:
     ax.axhline(1.0, color="tab:red", lw=0.8, label="coherence limit")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    # Ticks at the budgets, in thousands: log-axis minor labels collide at these ranges.
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    ax.xaxis.set_major_locator(FixedLocator([float(b) for b in settings.budgets]))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}k"))
     ax.set_xlabel("shots used (median over devices)")
     ax.set_ylabel("true 1 − F / coherence limit")
     gate = {"cz": "CZ (as set)", "cr": "ECR (virtual Z)"}[settings.gate]
     system = "open" if settings.open_system else "closed"
-    ax.set_title(f"{gate}: {settings.n_devices} held-out devices, {system}-system calibration, open-system truth",
-                 fontsize=10)
+    ax.set_title(f"{gate}: {settings.n_devices} held-out devices\n{system}-system calibration, "
+                 "scored on the open-system truth", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -337,7 +342,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--methods", nargs="+", default=None, choices=list(METHODS),
                     help="default: all (for cr: all but the CZ-only *_vz)")
     ap.add_argument("--out", type=Path, default=Path("runs/two_qubit_eval"))
+    ap.add_argument("--replot", action="store_true", help="redraw the plot and table from <out>/results.json only")
     a = ap.parse_args(argv)
+    if a.replot:
+        saved = json.loads((a.out / "results.json").read_text(encoding="utf-8"))
+        st = saved["settings"]
+        s0 = TwoQubitEvalSettings(st["gate"], st["n_devices"], tuple(st["budgets"]), st["open_system"], st["seed"],
+                                  tuple(st["methods"]))
+        plot_error_vs_shots(saved["summary"], a.out / "error_vs_shots.png", s0)
+        (a.out / "table.md").write_text(markdown_table(saved["summary"], s0.gate), encoding="utf-8")
+        return
     budgets = a.budgets or ([12_000, 24_000, 48_000] if a.gate == "cz" else [4_000, 8_000, 16_000])
     methods = a.methods or [m for m in METHODS if a.gate == "cz" or m not in CZ_ONLY]
     s = TwoQubitEvalSettings(a.gate, a.n_devices, tuple(budgets), a.open_system, a.seed, tuple(methods))
