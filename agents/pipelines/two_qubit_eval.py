@@ -76,6 +76,8 @@ class TwoQubitEvalSettings:
         open_system: calibrate on open-system devices (scoring is always open).
         seed: seeds the starts, the devices' shot noise and CMA-ES.
         methods: a subset of ``METHODS`` (``CZ_ONLY`` for gate "cz" only).
+        first_device: index of the first held-out device (device i depends only on i and
+            the seed, so runs over disjoint ranges add up to one run over their union).
     """
 
     gate: str = "cz"
@@ -84,6 +86,7 @@ class TwoQubitEvalSettings:
     open_system: bool = False
     seed: int = 0
     methods: tuple[str, ...] = ("textbook", "nelder_mead", "cmaes", "model_optimum")
+    first_device: int = 0
 
     def __post_init__(self) -> None:
         if self.gate not in GATES:
@@ -94,6 +97,9 @@ class TwoQubitEvalSettings:
         if not b or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in b):
             raise ValueError(f"budgets={self.budgets!r} is out of range: allowed a non-empty list of integers >= 1")
         object.__setattr__(self, "budgets", tuple(sorted(b)))
+        f = self.first_device
+        if not isinstance(f, int) or isinstance(f, bool) or f < 0:
+            raise ValueError(f"first_device={f!r} is out of range: allowed an integer >= 0")
         bad = [m for m in self.methods if m not in METHODS or (self.gate != "cz" and m in CZ_ONLY)]
         if bad or not self.methods:
             raise ValueError(f"methods={list(self.methods)!r} is out of range: allowed a non-empty subset of "
@@ -198,8 +204,10 @@ def evaluate_two_qubit(settings: TwoQubitEvalSettings, out_dir: Path | str | Non
     """Run the harness; returns {"settings", "rows", "summary"} and writes ``out_dir`` if given."""
     s = settings
     rows: list[dict[str, Any]] = []
-    devices = held_out_devices(s.gate, s.n_devices)
+    devices = held_out_devices(s.gate, s.first_device + s.n_devices)
     for i, params in enumerate(devices):
+        if i < s.first_device:
+            continue
         start = draw_start(s.gate, params, np.random.default_rng([s.seed, i]))
         truth = SimulatedMultiQubitDevice(params, rng=np.random.default_rng([s.seed, i, 0]), open_system=True)
         base = {"device": i}
@@ -234,15 +242,41 @@ def evaluate_two_qubit(settings: TwoQubitEvalSettings, out_dir: Path | str | Non
         done = [r for r in rows if r["device"] == i and r["failure"] is None]
         log(f"device {i}: " + ", ".join(f"{r['method']}@{r['budget']} {r['error']:.2e} ({r['ratio']:.2f}x)"
                                         for r in done))
-    summary = summarise(rows)
-    result: dict[str, Any] = {"settings": asdict(s), "rows": rows, "summary": summary}
+    result: dict[str, Any] = {"settings": asdict(s), "rows": rows, "summary": summarise(rows)}
     if out_dir is not None:
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "results.json").write_text(json.dumps(result, indent=1, default=float), encoding="utf-8")
-        (out / "table.md").write_text(markdown_table(summary, s.gate), encoding="utf-8")
-        plot_error_vs_shots(summary, out / "error_vs_shots.png", s)
+        write_outputs(result, out_dir)
     return result
+
+
+def merge_results(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One result from runs over disjoint device ranges with otherwise equal settings."""
+    if not results:
+        raise ValueError("results=[] is out of range: allowed at least one result")
+    first = dict(results[0]["settings"])
+    same = ("gate", "budgets", "open_system", "seed", "methods")
+    for r in results[1:]:
+        for k in same:
+            if list(np.atleast_1d(r["settings"][k])) != list(np.atleast_1d(first[k])):
+                raise ValueError(f"settings.{k}={r['settings'][k]!r} differs from {first[k]!r}: "
+                                 "allowed runs that differ only in their devices")
+    rows = [row for r in results for row in r["rows"]]
+    ids = [row["device"] for row in rows if row["method"] == "start"]
+    if len(ids) != len(set(ids)):
+        raise ValueError(f"devices {sorted(ids)} overlap: allowed disjoint device ranges")
+    first.update(n_devices=len(ids), first_device=min(ids))
+    return {"settings": first, "rows": rows, "summary": summarise(rows)}
+
+
+def write_outputs(result: dict[str, Any], out_dir: Path | str) -> None:
+    """``results.json``, ``table.md`` and ``error_vs_shots.png`` of ``result`` in ``out_dir``."""
+    st = result["settings"]
+    s = TwoQubitEvalSettings(st["gate"], st["n_devices"], tuple(st["budgets"]), st["open_system"], st["seed"],
+                             tuple(st["methods"]), st.get("first_device", 0))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(result, indent=1, default=float), encoding="utf-8")
+    (out / "table.md").write_text(markdown_table(result["summary"], s.gate), encoding="utf-8")
+    plot_error_vs_shots(result["summary"], out / "error_vs_shots.png", s)
 
 
 def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -339,22 +373,24 @@ def main(argv: list[str] | None = None) -> None:
                     help="shot budgets (default: 12000 24000 48000 for cz, 4000 8000 16000 for cr)")
     ap.add_argument("--open-system", action="store_true", help="calibrate on open-system devices (slow)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--first-device", type=int, default=0, help="index of the first held-out device")
     ap.add_argument("--methods", nargs="+", default=None, choices=list(METHODS),
                     help="default: all (for cr: all but the CZ-only *_vz)")
     ap.add_argument("--out", type=Path, default=Path("runs/two_qubit_eval"))
     ap.add_argument("--replot", action="store_true", help="redraw the plot and table from <out>/results.json only")
+    ap.add_argument("--merge", type=Path, nargs="+", default=None,
+                    help="merge the results.json of runs over disjoint device ranges into --out")
     a = ap.parse_args(argv)
-    if a.replot:
-        saved = json.loads((a.out / "results.json").read_text(encoding="utf-8"))
-        st = saved["settings"]
-        s0 = TwoQubitEvalSettings(st["gate"], st["n_devices"], tuple(st["budgets"]), st["open_system"], st["seed"],
-                                  tuple(st["methods"]))
-        plot_error_vs_shots(saved["summary"], a.out / "error_vs_shots.png", s0)
-        (a.out / "table.md").write_text(markdown_table(saved["summary"], s0.gate), encoding="utf-8")
+    if a.replot or a.merge:
+        paths = [d / "results.json" for d in (a.merge or [a.out])]
+        saved = merge_results([json.loads(p.read_text(encoding="utf-8")) for p in paths])
+        write_outputs(saved, a.out)
+        print(markdown_table(saved["summary"], saved["settings"]["gate"]))
         return
     budgets = a.budgets or ([12_000, 24_000, 48_000] if a.gate == "cz" else [4_000, 8_000, 16_000])
     methods = a.methods or [m for m in METHODS if a.gate == "cz" or m not in CZ_ONLY]
-    s = TwoQubitEvalSettings(a.gate, a.n_devices, tuple(budgets), a.open_system, a.seed, tuple(methods))
+    s = TwoQubitEvalSettings(a.gate, a.n_devices, tuple(budgets), a.open_system, a.seed, tuple(methods),
+                             a.first_device)
     res = evaluate_two_qubit(s, a.out)
     print(markdown_table(res["summary"], s.gate))
 
@@ -364,4 +400,5 @@ if __name__ == "__main__":
 
 
 __all__ = ["METHODS", "TwoQubitEvalSettings", "draw_start", "evaluate_two_qubit", "held_out_devices",
-           "markdown_table", "plot_error_vs_shots", "score", "summarise", "textbook_for_budget"]
+           "markdown_table", "merge_results", "plot_error_vs_shots", "score", "summarise", "textbook_for_budget",
+           "write_outputs"]

@@ -20,7 +20,11 @@ from pulsecal.agents.baselines.blackbox_2q import (
 )
 from pulsecal.agents.baselines.cz_textbook import CZBaseline
 from pulsecal.agents.baselines.ecr_textbook import TwoQubitBaseline
-from pulsecal.agents.pipelines.two_qubit_eval import TwoQubitEvalSettings, evaluate_two_qubit
+from pulsecal.agents.pipelines.two_qubit_eval import (
+    TwoQubitEvalSettings,
+    evaluate_two_qubit,
+    merge_results,
+)
 from pulsecal.envs import cr_calibration_core as cr
 from pulsecal.envs import cz_calibration_core as cz
 from pulsecal.envs.multi_qubit_device import SimulatedMultiQubitDevice
@@ -136,6 +140,8 @@ def test_bad_inputs_are_refused_by_name() -> None:
         TwoQubitEvalSettings(methods=("grape",))
     with pytest.raises(ValueError, match="budgets="):
         TwoQubitEvalSettings(budgets=(0,))
+    with pytest.raises(ValueError, match="first_device=-1"):
+        TwoQubitEvalSettings(first_device=-1)
     with pytest.raises(TypeError, match="rng"):
         BlackBoxCZ(method="cmaes").run(_cz_device(), CZ_NOMINAL, 10_000)
 
@@ -157,3 +163,23 @@ def test_harness_writes_rows_within_budget_a_table_and_the_plot(tmp_path) -> Non
     assert len(saved["rows"]) == len(rows) == 1 + 2 + 2  # the start, two methods × two budgets
     assert (tmp_path / "error_vs_shots.png").stat().st_size > 10_000
     assert "nelder_mead | 2000" in (tmp_path / "table.md").read_text()
+
+
+def _fake_result(devices: list[int], seed: int = 0) -> dict:  # type: ignore[type-arg]
+    settings = {"gate": "cr", "n_devices": len(devices), "budgets": [1000], "open_system": False, "seed": seed,
+                "methods": ["nelder_mead"], "first_device": devices[0]}
+    rows = [{"device": i, "method": m, "budget": b, "shots_used": b, "error": 0.01 * (i + 1),
+             "error_virtual_z": 0.01, "leakage": 0.0, "ratio": float(i + 1), "coherence_limit": 0.01,
+             "seconds": 0.0, "failure": None} for i in devices for m, b in (("start", 0), ("nelder_mead", 1000))]
+    return {"settings": settings, "rows": rows}
+
+
+def test_merge_adds_disjoint_device_ranges_and_refuses_anything_else() -> None:
+    merged = merge_results([_fake_result([0, 1]), _fake_result([2])])
+    assert merged["settings"]["n_devices"] == 3
+    nm = next(e for e in merged["summary"] if e["method"] == "nelder_mead")
+    assert nm["n"] == 3 and nm["ratio_median"] == 2.0
+    with pytest.raises(ValueError, match="overlap"):
+        merge_results([_fake_result([0, 1]), _fake_result([1])])
+    with pytest.raises(ValueError, match=r"settings\.seed=1"):
+        merge_results([_fake_result([0]), _fake_result([1], seed=1)])
