@@ -309,9 +309,6 @@ def _cmaes(sigma0: float, popsize: int | None) -> _Fit:
 class _BlackBox:
     settings: SearchSettings = field(default_factory=SearchSettings)
 
-    def _fit(self) -> _Fit:
-        raise NotImplementedError
-
 
 @dataclass(frozen=True)
 class BlackBoxCZ(_BlackBox):
@@ -358,7 +355,10 @@ class BlackBoxCZ(_BlackBox):
     def run(self, device: Any, start: ArrayLike, budget: int,
             rng: np.random.Generator | None = None) -> CZCalibrationResult:
         """Calibrate ``device`` from ``start`` (4,) (``cz_calibration_core.PARAMETER_NAMES``)
-        with at most ``budget`` shots; ``rng`` seeds CMA-ES (Nelder-Mead is deterministic)."""
+        with at most ``budget`` shots; ``rng`` seeds CMA-ES (Nelder-Mead is deterministic).
+
+        The result's ``estimated_error`` is NaN: no check round is spent on the final
+        knobs (every shot goes to the search)."""
         p0 = np.asarray(start, dtype=np.float64)
         if p0.shape != (4,) or not np.all(np.isfinite(p0)):
             raise ValueError(f"start={start!r} is out of range: allowed 4 finite numbers {cz.PARAMETER_NAMES}")
