@@ -1,0 +1,404 @@
+"""The two-qubit calibration harness: textbook, Nelder-Mead, CMA-ES and the model optimum
+on the same held-out devices from the same seeded starts, at several shot budgets.
+
+    python -m pulsecal.agents.pipelines.two_qubit_eval --gate cz --n-devices 10 \\
+        --budgets 12000 24000 48000 --out runs/two_qubit_eval/cz
+
+Devices are ``held_out_multi_qubit_devices(n, MultiQubitSampler(preset))`` (the held-out
+stream, disjoint from training), each without drift. Device i's start is drawn like its
+env's (``CZCalibration-v0``: nominal ± 6 mΦ0, ± 5 ns, phases anywhere; ``CRCalibration-v0``:
+nominal amplitude ± 30 %, phase ± 0.5 rad, a tone up to 0.03 at any phase) from
+``default_rng([seed, i])``, the same start for every method and budget. The measured
+methods calibrate on a device of those parameters (closed system unless
+``open_system``); every shot goes through its ``run`` and is counted. The final knobs are
+scored on the *open-system* truth of the same parameters (with decoherence, so that the
+coherence limit means something): CZ 1 − F with the knobs' own phases ("as set",
+``fidelity_set``; the phases are knobs), with the best virtual Z, leakage, and the
+two-qubit coherence limit of the pulse's duration; ECR 1 − F after the best virtual Z
+(its knobs hold no frame phases), leakage and the limit. The model optimum optimises on
+that truth and costs no shots: the floor of the pulse family.
+
+The textbook runs at each budget with its shot counts scaled by budget / its default
+plan (a budget too small for one shot plan per node is skipped, not faked). Outputs in
+``out``: ``results.json`` (one row per device × method × budget, and the summary),
+``table.md`` and ``error_vs_shots.png`` (median and p90 of error / coherence limit
+against the shots used, log axes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pulsecal.agents.baselines.blackbox_2q import (
+    BlackBoxCZ,
+    BlackBoxECR,
+    ModelOptimumCZ,
+    ModelOptimumECR,
+)
+from pulsecal.agents.baselines.cz_textbook import CZTextbook
+from pulsecal.agents.baselines.ecr_textbook import TextbookECR
+from pulsecal.envs import cr_calibration_core as cr
+from pulsecal.envs import cz_calibration_core as cz
+from pulsecal.envs.cz_calibration import NOMINAL_PARAMS
+from pulsecal.envs.multi_qubit_device import MultiQubitParams, SimulatedMultiQubitDevice
+from pulsecal.envs.multi_qubit_model import DeviceModel
+from pulsecal.envs.multi_qubit_presets import MultiQubitSampler, held_out_multi_qubit_devices
+
+GATES = {"cz": "two_transmons_cz", "cr": "two_transmons_cr"}
+# "*_vz": the CZ's search over (amplitude, length) with the virtual Zs set from the probes'
+# own phase readings (BlackBoxCZ.profile_phases); the ECR's knobs hold no frame phases.
+METHODS = ("textbook", "nelder_mead", "cmaes", "nelder_mead_vz", "cmaes_vz", "model_optimum")
+MEASURED = ("textbook", "nelder_mead", "cmaes", "nelder_mead_vz", "cmaes_vz")
+CZ_ONLY = ("nelder_mead_vz", "cmaes_vz")
+# The textbook's default shot plans, scaled per budget.
+CZ_TEXTBOOK_SHOTS = {"shots_chevron": 50, "shots_length": 100, "shots_phase": 60, "shots_leakage": 300,
+                     "shots_round": 200, "shots_reference": 300}
+RABI_HZ = 50e6  # the spec-sheet Rabi frequency the ECR methods assume (as TextbookECR's)
+
+
+@dataclass(frozen=True)
+class TwoQubitEvalSettings:
+    """What the harness runs (module docstring).
+
+    Attributes:
+        gate: "cz" or "cr".
+        n_devices: held-out devices, >= 1.
+        budgets: shot budgets, each >= 1.
+        open_system: calibrate on open-system devices (scoring is always open).
+        seed: seeds the starts, the devices' shot noise and CMA-ES.
+        methods: a subset of ``METHODS`` (``CZ_ONLY`` for gate "cz" only).
+        first_device: index of the first held-out device (device i depends only on i and
+            the seed, so runs over disjoint ranges add up to one run over their union).
+    """
+
+    gate: str = "cz"
+    n_devices: int = 5
+    budgets: tuple[int, ...] = (12_000, 24_000, 48_000)
+    open_system: bool = False
+    seed: int = 0
+    methods: tuple[str, ...] = ("textbook", "nelder_mead", "cmaes", "model_optimum")
+    first_device: int = 0
+
+    def __post_init__(self) -> None:
+        if self.gate not in GATES:
+            raise ValueError(f"gate={self.gate!r} is out of range: allowed {sorted(GATES)}")
+        if not isinstance(self.n_devices, int) or isinstance(self.n_devices, bool) or self.n_devices < 1:
+            raise ValueError(f"n_devices={self.n_devices!r} is out of range: allowed an integer >= 1")
+        b = tuple(self.budgets)
+        if not b or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in b):
+            raise ValueError(f"budgets={self.budgets!r} is out of range: allowed a non-empty list of integers >= 1")
+        object.__setattr__(self, "budgets", tuple(sorted(b)))
+        f = self.first_device
+        if not isinstance(f, int) or isinstance(f, bool) or f < 0:
+            raise ValueError(f"first_device={f!r} is out of range: allowed an integer >= 0")
+        bad = [m for m in self.methods if m not in METHODS or (self.gate != "cz" and m in CZ_ONLY)]
+        if bad or not self.methods:
+            raise ValueError(f"methods={list(self.methods)!r} is out of range: allowed a non-empty subset of "
+                             f"{list(METHODS)} ({list(CZ_ONLY)} for gate 'cz' only)")
+        object.__setattr__(self, "methods", tuple(self.methods))
+
+
+def held_out_devices(gate: str, n: int) -> tuple[MultiQubitParams, ...]:
+    return held_out_multi_qubit_devices(n, MultiQubitSampler(preset=GATES[gate]))
+
+
+def draw_start(gate: str, params: MultiQubitParams, rng: np.random.Generator) -> Any:
+    """A start drawn like the gate's env draws it (module docstring)."""
+    if gate == "cz":
+        amp, length, _, _ = NOMINAL_PARAMS
+        u = rng.uniform(-1.0, 1.0, 2)
+        phases = rng.uniform(-math.pi, math.pi, 2)
+        return np.array([amp + 0.006 * u[0], length + 5e-9 * u[1], *phases])
+    model = params.model
+    assert isinstance(model, DeviceModel)
+    nom = cr.nominal_knobs(model, cr.ECRShape())
+    return cr.ECRKnobs(float(np.clip(nom.cr_amp * (1 + rng.uniform(-0.3, 0.3)), 0, 1)),
+                       nom.cr_phase_rad + float(rng.uniform(-0.5, 0.5)), float(rng.uniform(0, 0.03)),
+                       float(rng.uniform(-math.pi, math.pi)))
+
+
+def nominal_start(gate: str, params: MultiQubitParams) -> Any:
+    if gate == "cz":
+        return np.array(NOMINAL_PARAMS)
+    model = params.model
+    assert isinstance(model, DeviceModel)
+    return cr.nominal_knobs(model, cr.ECRShape())
+
+
+def score(gate: str, truth_device: SimulatedMultiQubitDevice, knobs: Any) -> dict[str, float]:
+    """The true error of a setting on the (open) scoring device (evaluation only)."""
+    if gate == "cz":
+        t = cz.true_metrics(truth_device, cz.CZPulse(), np.asarray(knobs))
+        err = 1.0 - t["fidelity_set"]
+        return {"error": err, "error_virtual_z": 1.0 - t["fidelity"], "leakage": t["leakage"],
+                "coherence_limit": t["coherence_limit"], "ratio": err / t["coherence_limit"],
+                "conditional_phase": t["conditional_phase"]}
+    e = cr.ecr_truth(truth_device, knobs, cr.ECRShape(), RABI_HZ)
+    return {"error": e.infidelity, "error_virtual_z": e.infidelity, "leakage": e.leakage,
+            "coherence_limit": e.coherence_limit, "ratio": e.infidelity / e.coherence_limit}
+
+
+def textbook_for_budget(gate: str, budget: int) -> CZTextbook | TextbookECR | None:
+    """The textbook with its shot plan scaled to ``budget`` (None if it does not fit)."""
+    if gate == "cz":
+        scale = budget / CZTextbook().min_budget()
+        shots = {k: math.floor(v * scale) for k, v in CZ_TEXTBOOK_SHOTS.items()}
+        if min(shots.values()) < 10:
+            return None
+        b = CZTextbook(**shots)  # type: ignore[arg-type]
+    else:
+        base = TextbookECR()
+        per_shot = base.min_budget() // base.shots
+        n = budget // per_shot
+        if n < 16:
+            return None
+        b = TextbookECR(shots=n)
+    return b if b.min_budget() <= budget else None
+
+
+def _knobs_list(gate: str, knobs: Any) -> list[float]:
+    return [float(x) for x in (np.asarray(knobs) if gate == "cz" else knobs.as_array())]
+
+
+def run_method(gate: str, method: str, device: SimulatedMultiQubitDevice, start: Any, budget: int,
+               rng: np.random.Generator) -> tuple[Any, int]:
+    """(final knobs, shots used) of one measured method on one device."""
+    if method == "textbook":
+        tb = textbook_for_budget(gate, budget)
+        if tb is None:
+            raise ValueError(f"budget={budget} is out of range: below the textbook's smallest shot plan")
+        if isinstance(tb, CZTextbook):
+            r = tb.run(device, start, budget)
+            return r.params, r.shots_used
+        e = tb.run(device, start, budget)
+        return e.knobs, e.shots_used
+    if gate == "cz":
+        vz = method.endswith("_vz")
+        r = BlackBoxCZ(method=method.removesuffix("_vz"), profile_phases=vz).run(device, start, budget, rng)
+        return r.params, r.shots_used
+    e = BlackBoxECR(method=method).run(device, start, budget, rng)
+    return e.knobs, e.shots_used
+
+
+def model_optimum(gate: str, params: MultiQubitParams, truth_device: SimulatedMultiQubitDevice) -> Any:
+    """The knob-space optimum on the scoring truth, from the nominal start."""
+    if gate == "cz":
+        return ModelOptimumCZ().run(truth_device, nominal_start(gate, params)).params
+    # The closed-system optimum first (~20× cheaper per evaluation), then a short open polish.
+    closed = SimulatedMultiQubitDevice(params, rng=np.random.default_rng(0), open_system=False)
+    k = ModelOptimumECR().run(closed, nominal_start(gate, params)).knobs
+    return ModelOptimumECR(maxfev=60, restarts=0).run(truth_device, k).knobs
+
+
+def evaluate_two_qubit(settings: TwoQubitEvalSettings, out_dir: Path | str | None = None,
+                       log: Any = print) -> dict[str, Any]:
+    """Run the harness; returns {"settings", "rows", "summary"} and writes ``out_dir`` if given."""
+    s = settings
+    rows: list[dict[str, Any]] = []
+    devices = held_out_devices(s.gate, s.first_device + s.n_devices)
+    for i, params in enumerate(devices):
+        if i < s.first_device:
+            continue
+        start = draw_start(s.gate, params, np.random.default_rng([s.seed, i]))
+        truth = SimulatedMultiQubitDevice(params, rng=np.random.default_rng([s.seed, i, 0]), open_system=True)
+        base = {"device": i}
+        rows.append({**base, "method": "start", "budget": 0, "shots_used": 0, "knobs": _knobs_list(s.gate, start),
+                     "seconds": 0.0, "failure": None, **score(s.gate, truth, start)})
+        if "model_optimum" in s.methods:
+            t0 = time.perf_counter()
+            k = model_optimum(s.gate, params, truth)
+            rows.append({**base, "method": "model_optimum", "budget": 0, "shots_used": 0,
+                         "knobs": _knobs_list(s.gate, k), "seconds": time.perf_counter() - t0, "failure": None,
+                         **score(s.gate, truth, k)})
+        for j, method in enumerate(m for m in s.methods if m in MEASURED):
+            for budget in s.budgets:
+                dev = SimulatedMultiQubitDevice(params, rng=np.random.default_rng([s.seed, i, 1 + j, budget]),
+                                                open_system=s.open_system)
+                t0 = time.perf_counter()
+                row: dict[str, Any] = {**base, "method": method, "budget": budget}
+                try:
+                    k, used = run_method(s.gate, method, dev, start, budget,
+                                         np.random.default_rng([s.seed, i, 100 + j, budget]))
+                except Exception as exc:  # a method that fails is reported, not hidden
+                    row.update(shots_used=0, knobs=None, seconds=time.perf_counter() - t0,
+                               failure=f"{type(exc).__name__}: {exc}")
+                    rows.append(row)
+                    log(f"device {i} {method} {budget}: FAILED {row['failure']}")
+                    continue
+                if used > budget:
+                    raise AssertionError(f"{method} spent {used} shots over budget={budget}")
+                row.update(shots_used=int(used), knobs=_knobs_list(s.gate, k), seconds=time.perf_counter() - t0,
+                           failure=None, **score(s.gate, truth, k))
+                rows.append(row)
+        done = [r for r in rows if r["device"] == i and r["failure"] is None]
+        log(f"device {i}: " + ", ".join(f"{r['method']}@{r['budget']} {r['error']:.2e} ({r['ratio']:.2f}x)"
+                                        for r in done))
+    result: dict[str, Any] = {"settings": asdict(s), "rows": rows, "summary": summarise(rows)}
+    if out_dir is not None:
+        write_outputs(result, out_dir)
+    return result
+
+
+def merge_results(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One result from runs over disjoint device ranges with otherwise equal settings."""
+    if not results:
+        raise ValueError("results=[] is out of range: allowed at least one result")
+    first = dict(results[0]["settings"])
+    same = ("gate", "budgets", "open_system", "seed", "methods")
+    for r in results[1:]:
+        for k in same:
+            if list(np.atleast_1d(r["settings"][k])) != list(np.atleast_1d(first[k])):
+                raise ValueError(f"settings.{k}={r['settings'][k]!r} differs from {first[k]!r}: "
+                                 "allowed runs that differ only in their devices")
+    rows = [row for r in results for row in r["rows"]]
+    ids = [row["device"] for row in rows if row["method"] == "start"]
+    if len(ids) != len(set(ids)):
+        raise ValueError(f"devices {sorted(ids)} overlap: allowed disjoint device ranges")
+    first.update(n_devices=len(ids), first_device=min(ids))
+    return {"settings": first, "rows": rows, "summary": summarise(rows)}
+
+
+def write_outputs(result: dict[str, Any], out_dir: Path | str) -> None:
+    """``results.json``, ``table.md`` and ``error_vs_shots.png`` of ``result`` in ``out_dir``."""
+    st = result["settings"]
+    s = TwoQubitEvalSettings(st["gate"], st["n_devices"], tuple(st["budgets"]), st["open_system"], st["seed"],
+                             tuple(st["methods"]), st.get("first_device", 0))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(result, indent=1, default=float), encoding="utf-8")
+    (out / "table.md").write_text(markdown_table(result["summary"], s.gate), encoding="utf-8")
+    plot_error_vs_shots(result["summary"], out / "error_vs_shots.png", s)
+
+
+def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per (method, budget): medians and p90s over the devices that ran it."""
+    keys = sorted({(r["method"], r["budget"]) for r in rows},
+                  key=lambda k: (["start", *METHODS].index(k[0]), k[1]))
+    out = []
+    for method, budget in keys:
+        sel = [r for r in rows if r["method"] == method and r["budget"] == budget]
+        ok = [r for r in sel if r["failure"] is None]
+        entry: dict[str, Any] = {"method": method, "budget": budget, "n": len(ok), "failed": len(sel) - len(ok)}
+        if ok:
+            for name in ("error", "error_virtual_z", "leakage", "ratio"):
+                v = np.array([r[name] for r in ok])
+                entry[f"{name}_median"] = float(np.median(v))
+                entry[f"{name}_p90"] = float(np.percentile(v, 90))
+            entry["shots_median"] = float(np.median([r["shots_used"] for r in ok]))
+            entry["coherence_limit_median"] = float(np.median([r["coherence_limit"] for r in ok]))
+            entry["seconds_median"] = float(np.median([r["seconds"] for r in ok]))
+        out.append(entry)
+    return out
+
+
+def markdown_table(summary: Sequence[dict[str, Any]], gate: str) -> str:
+    vz = " | 1 − F vz median" if gate == "cz" else ""
+    lines = [f"| method | budget | shots (median) | 1 − F median | 1 − F p90{vz} | ratio median | ratio p90 | "
+             "leakage median | n (failed) |",
+             "|---|---:|---:|---:|---:|" + ("---:|" if gate == "cz" else "") + "---:|---:|---:|---|"]
+    for e in summary:
+        if not e["n"]:
+            lines.append(f"| {e['method']} | {e['budget']} | - | - | - |{' - |' if gate == 'cz' else ''} - | - | - | "
+                         f"0 ({e['failed']}) |")
+            continue
+        vzv = f" | {e['error_virtual_z_median']:.2e}" if gate == "cz" else ""
+        lines.append(f"| {e['method']} | {e['budget'] or '-'} | {e['shots_median']:,.0f} | {e['error_median']:.2e} | "
+                     f"{e['error_p90']:.2e}{vzv} | {e['ratio_median']:.2f} | {e['ratio_p90']:.2f} | "
+                     f"{e['leakage_median']:.1e} | {e['n']} ({e['failed']}) |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_error_vs_shots(summary: Sequence[dict[str, Any]], path: Path, settings: TwoQubitEvalSettings) -> None:
+    """Median (solid) and p90 (dashed) of error / coherence limit against the median shots
+    used, one colour per measured method; the start and the model optimum (0 shots) as
+    horizontal lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8.0, 5.0))
+    colours = {"textbook": "tab:blue", "nelder_mead": "tab:orange", "cmaes": "tab:green",
+               "nelder_mead_vz": "tab:purple", "cmaes_vz": "tab:brown",
+               "model_optimum": "black", "start": "tab:gray"}
+    for method in MEASURED:
+        pts = [e for e in summary if e["method"] == method and e["n"]]
+        if not pts:
+            continue
+        x = [e["shots_median"] for e in pts]
+        ax.plot(x, [e["ratio_median"] for e in pts], "o-", color=colours[method], label=f"{method} median")
+        ax.plot(x, [e["ratio_p90"] for e in pts], "s--", color=colours[method], alpha=0.6, label=f"{method} p90")
+    for method, style in (("start", ":"), ("model_optimum", "-.")):
+        for e in summary:
+            if e["method"] == method and e["n"]:
+                ax.axhline(e["ratio_median"], color=colours[method], ls=style,
+                           label=f"{method.replace('_', ' ')} median ({e['ratio_median']:.2f}, 0 shots)")
+                ax.axhline(e["ratio_p90"], color=colours[method], ls=style, alpha=0.4,
+                           label=f"{method.replace('_', ' ')} p90 ({e['ratio_p90']:.2f})")
+    ax.axhline(1.0, color="tab:red", lw=0.8, label="coherence limit")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    # Ticks at the budgets, in thousands: log-axis minor labels collide at these ranges.
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    ax.xaxis.set_major_locator(FixedLocator([float(b) for b in settings.budgets]))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v / 1000:g}k"))
+    ax.set_xlabel("shots used (median over devices)")
+    ax.set_ylabel("true 1 − F / coherence limit")
+    gate = {"cz": "CZ (as set)", "cr": "ECR (virtual Z)"}[settings.gate]
+    system = "open" if settings.open_system else "closed"
+    ax.set_title(f"{gate}: {settings.n_devices} held-out devices\n{system}-system calibration, "
+                 "scored on the open-system truth", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--gate", choices=sorted(GATES), default="cz")
+    ap.add_argument("--n-devices", type=int, default=5)
+    ap.add_argument("--budgets", type=int, nargs="+", default=None,
+                    help="shot budgets (default: 12000 24000 48000 for cz, 4000 8000 16000 for cr)")
+    ap.add_argument("--open-system", action="store_true", help="calibrate on open-system devices (slow)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--first-device", type=int, default=0, help="index of the first held-out device")
+    ap.add_argument("--methods", nargs="+", default=None, choices=list(METHODS),
+                    help="default: all (for cr: all but the CZ-only *_vz)")
+    ap.add_argument("--out", type=Path, default=Path("runs/two_qubit_eval"))
+    ap.add_argument("--replot", action="store_true", help="redraw the plot and table from <out>/results.json only")
+    ap.add_argument("--merge", type=Path, nargs="+", default=None,
+                    help="merge the results.json of runs over disjoint device ranges into --out")
+    a = ap.parse_args(argv)
+    if a.replot or a.merge:
+        paths = [d / "results.json" for d in (a.merge or [a.out])]
+        saved = merge_results([json.loads(p.read_text(encoding="utf-8")) for p in paths])
+        write_outputs(saved, a.out)
+        print(markdown_table(saved["summary"], saved["settings"]["gate"]))
+        return
+    budgets = a.budgets or ([12_000, 24_000, 48_000] if a.gate == "cz" else [4_000, 8_000, 16_000])
+    methods = a.methods or [m for m in METHODS if a.gate == "cz" or m not in CZ_ONLY]
+    s = TwoQubitEvalSettings(a.gate, a.n_devices, tuple(budgets), a.open_system, a.seed, tuple(methods),
+                             a.first_device)
+    res = evaluate_two_qubit(s, a.out)
+    print(markdown_table(res["summary"], s.gate))
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = ["METHODS", "TwoQubitEvalSettings", "draw_start", "evaluate_two_qubit", "held_out_devices",
+           "markdown_table", "merge_results", "plot_error_vs_shots", "score", "summarise", "textbook_for_budget",
+           "write_outputs"]
