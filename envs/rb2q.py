@@ -51,6 +51,8 @@ ComplexArray = NDArray[np.complex128]
 
 QUBITS: tuple[str, str] = ("q0", "q1")
 D = 4  # two qubits
+# Below this reference decay per Clifford the verdict fails without an interleaved estimate.
+MIN_REFERENCE_P = 0.8
 
 
 @dataclass(frozen=True)
@@ -324,7 +326,7 @@ class RB2QSettings:
     """
 
     lengths: tuple[int, ...] = (1, 8, 32, 96, 256)
-    n_random: int = 8
+    n_random: int = 10
     shots: int = 100
     threshold: float = 2.0
     seed: int = 20261207
@@ -428,6 +430,12 @@ def verdict_of(irb: IRBResult, limit: float, threshold: float) -> Verdict:
               "p_int_sigma": irb.interleaved.p_sigma, "epc_ref": irb.reference.epc,
               "gate_error_sigma": irb.gate_error_sigma, "systematic_bound": irb.systematic_bound,
               "threshold": bar}
+    if irb.reference.p < MIN_REFERENCE_P or not math.isfinite(irb.gate_error_sigma):
+        # Every reference Clifford holds 1.5 entanglers on average: a reference that has
+        # decayed by the shortest lengths leaves nothing to interleave against.
+        return failed(Reason.RESIDUAL_ERROR, limit, "reference",
+                      f"reference RB decays with p = {irb.reference.p:.3g} < {MIN_REFERENCE_P} (error per Clifford "
+                      f"{irb.reference.epc:.3g}): the natives are far from calibrated", irb.shots_used, checks)
     if hi <= bar:
         return Verdict("calibrated", None, irb.gate_error, (lo, hi), limit, "coherence" if irb.gate_error <= limit
                        else "residual", irb.shots_used, checks,
@@ -448,6 +456,26 @@ def verify_entangler(device: SimulatedMultiQubitDevice, natives: TwoQubitNatives
     return verdict_of(run_irb(device, natives, settings), limit, settings.threshold)
 
 
-__all__ = ["IRBResult", "RB2QSettings", "RBFit", "SingleQubitNative", "TwoQubitNatives", "coherence_limit",
+def end_of_episode_verdict(device: SimulatedMultiQubitDevice, entangler: c2.Entangler, gate_ops: Sequence[Any],
+                           settings: RB2QSettings, spec: DeviceModel) -> Verdict:
+    """An env's episode-end verdict on its final gate (``gate_ops``: its plays, barriers and
+    trailing frame changes), by interleaved RB on the env's device.
+
+    The single-qubit natives are the textbook pulses of the device's qubits
+    (``nominal_single_qubit``, 20 samples); the coherence limit comes from
+    ``settings.stated`` or else the spec sheet ``spec`` (the preset's nominal model), never
+    from the drawn device's truth."""
+    plays = tuple(op for op in gate_ops if not isinstance(op, VirtualZ))
+    frames = tuple(op for op in gate_ops if isinstance(op, VirtualZ))
+    model = device.params.model
+    require(isinstance(model, DeviceModel), "device.params.model", type(model).__name__, "a DeviceModel")
+    assert isinstance(model, DeviceModel)
+    single = (nominal_single_qubit(model, QUBITS[0]), nominal_single_qubit(model, QUBITS[1]))
+    natives = TwoQubitNatives(entangler, PulseSequence(plays), single, frames)
+    stated = settings.stated if settings.stated is not None else stated_of_preset(spec)
+    return verify_entangler(device, natives, settings, stated)
+
+
+__all__ = ["end_of_episode_verdict", "IRBResult", "RB2QSettings", "RBFit", "SingleQubitNative", "TwoQubitNatives", "coherence_limit",
            "fit_decay", "fit_joint", "magesan_bound", "nominal_single_qubit", "program", "rb_programs", "run_irb", "run_rb",
            "stated_of_preset", "verdict_of", "verify_entangler"]
