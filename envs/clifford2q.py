@@ -144,7 +144,7 @@ def clifford_group() -> CliffordGroup:
     """The group from the four classes of the module docstring, checked distinct."""
     s = _c1_index(_rot3())
     s1 = (0, s, _one_qubit()[1][s, s])
-    h = _c1_index(np.array([[1, 1], [1, -1]]) / math.sqrt(2))
+    h = _c1_index(np.array([[1, 1], [1, -1]], dtype=np.complex128) / math.sqrt(2))
     x2 = _c1_index(rotation(math.pi / 2, 0.0))
     locals_ = [(a, b) for a in range(24) for b in range(24)]
     tails = [(a, b) for a in s1 for b in s1]
@@ -161,8 +161,8 @@ def clifford_group() -> CliffordGroup:
         k, np.einsum("kij,jl,tlm->tkim", k, cz, t).reshape(-1, 4, 4),
         np.einsum("kij,jl,tlm->tkim", k, mid, t).reshape(-1, 4, 4), k @ swap])
     index: dict[bytes, int] = {}
-    for n, k in enumerate(_keys(units)):
-        index.setdefault(k, n)
+    for n, key in enumerate(_keys(units)):
+        index.setdefault(key, n)
     require(len(index) == GROUP_SIZE, "clifford_group", len(index), f"{GROUP_SIZE} distinct elements")
     return CliffordGroup(units, tuple(words), index)
 

@@ -384,7 +384,8 @@ class SimulatedMultiQubitDevice:
             vec = rho0.reshape(-1, order="F").copy()
             for k, item in enumerate(prog):
                 if isinstance(item, VirtualZ):
-                    phase[item.frame] = phase.get(item.frame, 0.0) + float(item.phase)
+                    name_fr = str(item.frame)  # a multi-qubit frame change names its frame
+                    phase[name_fr] = phase.get(name_fr, 0.0) + float(item.phase)
                     continue
                 entry = built.get(item) if isinstance(item, str) else None
                 if entry is None:

@@ -42,6 +42,7 @@ from ._validation import finite, require
 from .multi_qubit_device import SimulatedMultiQubitDevice
 from .multi_qubit_model import DeviceModel
 from .physics.coupled import metrics
+from .physics.coupled.operators import OperatorModel
 from .protocol import Play, PulseSequence, VirtualZ
 from .schedule import compile_schedule
 from .verification import Reason, StatedCoherence, Verdict, failed
@@ -457,7 +458,7 @@ def verify_entangler(device: SimulatedMultiQubitDevice, natives: TwoQubitNatives
 
 
 def end_of_episode_verdict(device: SimulatedMultiQubitDevice, entangler: c2.Entangler, gate_ops: Sequence[Any],
-                           settings: RB2QSettings, spec: DeviceModel) -> Verdict:
+                           settings: RB2QSettings | Mapping[str, Any], spec: DeviceModel | OperatorModel) -> Verdict:
     """An env's episode-end verdict on its final gate (``gate_ops``: its plays, barriers and
     trailing frame changes), by interleaved RB on the env's device.
 
@@ -465,6 +466,10 @@ def end_of_episode_verdict(device: SimulatedMultiQubitDevice, entangler: c2.Enta
     (``nominal_single_qubit``, 20 samples); the coherence limit comes from
     ``settings.stated`` or else the spec sheet ``spec`` (the preset's nominal model), never
     from the drawn device's truth."""
+    if isinstance(settings, Mapping):
+        settings = RB2QSettings.from_mapping(settings)
+    require(isinstance(spec, DeviceModel), "spec", type(spec).__name__, "a DeviceModel (the preset's)")
+    assert isinstance(spec, DeviceModel)
     plays = tuple(op for op in gate_ops if not isinstance(op, VirtualZ))
     frames = tuple(op for op in gate_ops if isinstance(op, VirtualZ))
     model = device.params.model
@@ -476,6 +481,23 @@ def end_of_episode_verdict(device: SimulatedMultiQubitDevice, entangler: c2.Enta
     return verify_entangler(device, natives, settings, stated)
 
 
-__all__ = ["end_of_episode_verdict", "IRBResult", "RB2QSettings", "RBFit", "SingleQubitNative", "TwoQubitNatives", "coherence_limit",
-           "fit_decay", "fit_joint", "magesan_bound", "nominal_single_qubit", "program", "rb_programs", "run_irb", "run_rb",
-           "stated_of_preset", "verdict_of", "verify_entangler"]
+__all__ = [
+    "IRBResult",
+    "RB2QSettings",
+    "RBFit",
+    "SingleQubitNative",
+    "TwoQubitNatives",
+    "coherence_limit",
+    "end_of_episode_verdict",
+    "fit_decay",
+    "fit_joint",
+    "magesan_bound",
+    "nominal_single_qubit",
+    "program",
+    "rb_programs",
+    "run_irb",
+    "run_rb",
+    "stated_of_preset",
+    "verdict_of",
+    "verify_entangler",
+]

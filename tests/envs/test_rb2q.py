@@ -18,7 +18,13 @@ import pytest
 
 from pulsecal.envs import cz_calibration_core as czc
 from pulsecal.envs import rb2q
-from pulsecal.envs.cr_calibration_core import ECRKnobs, ECRShape, drive_rabi_hz, ecr_ops, nominal_knobs
+from pulsecal.envs.cr_calibration_core import (
+    ECRKnobs,
+    ECRShape,
+    drive_rabi_hz,
+    ecr_ops,
+    nominal_knobs,
+)
 from pulsecal.envs.cz_calibration import CZCalibrationConfig, CZCalibrationEnv
 from pulsecal.envs.multi_qubit_presets import make_multi_qubit_device
 from pulsecal.envs.physics.coupled import metrics as m2
@@ -152,17 +158,17 @@ def test_cz_env_verdict_is_opt_in_and_its_shots_are_counted() -> None:
 
 
 def test_refused_inputs_name_the_field() -> None:
-    with pytest.raises(ValueError, match="RB2QSettings.lengths"):
+    with pytest.raises(ValueError, match=r"RB2QSettings\.lengths"):
         rb2q.RB2QSettings(lengths=(1, 2))
-    with pytest.raises(ValueError, match="RB2QSettings.n_random"):
+    with pytest.raises(ValueError, match=r"RB2QSettings\.n_random"):
         rb2q.RB2QSettings(n_random=1)
     with pytest.raises(ValueError, match="verification"):
         rb2q.RB2QSettings.from_mapping({"shot": 3})
-    with pytest.raises(ValueError, match="SingleQubitNative.amplitude"):
+    with pytest.raises(ValueError, match=r"SingleQubitNative\.amplitude"):
         rb2q.SingleQubitNative(amplitude=1.5)
-    with pytest.raises(ValueError, match="TwoQubitNatives.entangler"):
+    with pytest.raises(ValueError, match=r"TwoQubitNatives\.entangler"):
         rb2q.TwoQubitNatives("CX", PulseSequence(()), (rb2q.SingleQubitNative(),) * 2)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="CZCalibrationConfig.verification"):
+    with pytest.raises(ValueError, match=r"CZCalibrationConfig\.verification"):
         CZCalibrationConfig(verification=3)  # type: ignore[arg-type]
     dev = _cz_device()
     with pytest.raises(ValueError, match=r"natives\['z'\]\.ops\[0\]"):
