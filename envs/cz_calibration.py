@@ -314,7 +314,8 @@ class CZCalibrationCore(BatchedCore):
                 rew[j] = math.log10(max(before, floor) / max(self.error[i], floor))
                 term[j] = self.cfg.shot_budget - self.shots_used[i] < self.cfg.round_shots
             obs[j] = self._obs(i)
-            verdict = self._verdict(i) if j < len(step_idx) and term[j] else None
+            ending = self.cfg.verification is not None and j < len(step_idx) and bool(term[j])
+            verdict = self._verdict(i) if ending else None
             info = self._info(i)
             if self.cfg.verification is not None:
                 info["verdict"] = verdict
