@@ -19,6 +19,7 @@ The core measures only through ``Device.run``; the truth goes into ``info`` and 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -32,6 +33,7 @@ from .multi_qubit_model import DeviceModel
 from .multi_qubit_presets import MultiQubitSampler, get_multi_qubit_preset
 from .physics.coupled import metrics
 from .protocol import Barrier, Measure, Play, PulseSequence
+from .rb2q import RB2QSettings, end_of_episode_verdict
 from .vector import BatchedCore, InfoColumns
 
 FloatArray = NDArray[np.float64]
@@ -286,6 +288,10 @@ class CRCalibrationConfig:
         amp_step: largest relative CR amplitude change per step, in (0, 1].
         phase_step_rad: largest phase change per step, in (0, π].
         cancel_step: largest cancellation amplitude change per step, in (0, 0.2].
+        verification: None (default), or ``rb2q.RB2QSettings`` (or a mapping of its fields):
+            at the episode's end, interleaved two-qubit RB of the final ECR puts a
+            ``Verdict`` into ``info["verdict"]``; its shots are counted in ``shots_used``
+            on top of ``shot_budget`` (docs/two_qubit_rb.md).
     """
 
     preset: str = "two_transmons_cr"
@@ -300,8 +306,13 @@ class CRCalibrationConfig:
     amp_step: float = 0.1
     phase_step_rad: float = 0.2
     cancel_step: float = 0.01
+    verification: RB2QSettings | Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.verification, Mapping):
+            object.__setattr__(self, "verification", RB2QSettings.from_mapping(self.verification))
+        require(self.verification is None or isinstance(self.verification, RB2QSettings),
+                "CRCalibrationConfig.verification", self.verification, "None, an RB2QSettings or a mapping of its fields")
         require(isinstance(self.shape, ECRShape), "CRCalibrationConfig.shape", self.shape, "an ECRShape")
         s = self.shots_per_sequence
         require(isinstance(s, int) and not isinstance(s, bool) and 16 <= s <= 100_000,
@@ -419,6 +430,15 @@ class CRCalibrationCore(BatchedCore):
                 bloch.reshape(-1),
                 [k.cr_amp / nom.cr_amp - 1.0, k.cr_phase_rad / math.pi, k.cancel_amp / 0.2,
                  k.cancel_phase_rad / math.pi, 2 * left - 1]]), -1.0, 1.0)
+            if self.cfg.verification is not None:
+                verdict = None
+                if j < len(step_idx) and term[j]:
+                    verdict = end_of_episode_verdict(dev, "ECR", ecr_ops(k, self.cfg.shape, rabi, dev.dt_s),
+                                                     self.cfg.verification,
+                                                     get_multi_qubit_preset(self.cfg.preset).params.model)
+                    self.shots_used[i] += verdict.shots_used
+                cols.setdefault("verdict", []).append(verdict)
+                cols.setdefault("verification_shots", []).append(0 if verdict is None else verdict.shots_used)
             truth = ecr_truth(dev, k, self.cfg.shape, rabi)  # evaluation only: info, never obs/reward
             cols["fidelity"].append(truth.fidelity)
             cols["infidelity"].append(truth.infidelity)

@@ -76,6 +76,7 @@ from . import cz_calibration_core as core
 from ._validation import finite, require
 from .multi_qubit_device import SimulatedMultiQubitDevice
 from .multi_qubit_presets import MultiQubitSampler, get_multi_qubit_preset
+from .rb2q import RB2QSettings, end_of_episode_verdict
 from .render import render_calibration
 from .vector import BatchedCore, BatchedVectorEnv, FloatArray, InfoColumns, SingleCoreEnv
 
@@ -103,6 +104,10 @@ class CZCalibrationConfig:
         length_range_s: allowed pulse lengths.
         error_floor: floor of the estimated error in the reward.
         ramp_s: the flux pulse's ramp duration.
+        verification: None (default), or ``rb2q.RB2QSettings`` (or a mapping of its fields):
+            at the episode's end, interleaved two-qubit RB of the final gate puts a
+            ``Verdict`` into ``info["verdict"]``; its shots are counted in ``shots_used``
+            on top of ``shot_budget`` (docs/two_qubit_rb.md).
     """
 
     preset: str = "two_transmons_cz"
@@ -121,9 +126,14 @@ class CZCalibrationConfig:
     length_range_s: tuple[float, float] = (20e-9, 80e-9)
     error_floor: float = 1e-3
     ramp_s: float = 5e-9
+    verification: RB2QSettings | Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         p = "CZCalibrationConfig"
+        if isinstance(self.verification, Mapping):
+            object.__setattr__(self, "verification", RB2QSettings.from_mapping(self.verification))
+        require(self.verification is None or isinstance(self.verification, RB2QSettings), f"{p}.verification",
+                self.verification, "None, an RB2QSettings or a mapping of its fields")
         preset = get_multi_qubit_preset(self.preset)
         require(core.FLUX_CHANNEL in preset.params.channels.reals, f"{p}.preset", self.preset,
                 f"a preset with channel {core.FLUX_CHANNEL!r}")
@@ -304,8 +314,22 @@ class CZCalibrationCore(BatchedCore):
                 rew[j] = math.log10(max(before, floor) / max(self.error[i], floor))
                 term[j] = self.cfg.shot_budget - self.shots_used[i] < self.cfg.round_shots
             obs[j] = self._obs(i)
-            infos.append(self._info(i))
+            ending = self.cfg.verification is not None and j < len(step_idx) and bool(term[j])
+            verdict = self._verdict(i) if ending else None
+            info = self._info(i)
+            if self.cfg.verification is not None:
+                info["verdict"] = verdict
+                info["verification_shots"] = 0 if verdict is None else verdict.shots_used
+            infos.append(info)
         return obs, rew, term, InfoColumns({k: np.asarray([d[k] for d in infos]) for k in infos[0]})
+
+    def _verdict(self, i: int) -> Any:
+        """Interleaved RB of copy ``i``'s final gate (flux pulse, then its two frame updates)."""
+        dev, s = self.devices[i], self.cfg.verification
+        assert dev is not None and isinstance(s, RB2QSettings)
+        v = end_of_episode_verdict(dev, "CZ", core._gate_ops(self.pulse, self.params[i]), s, self.preset.params.model)
+        self.shots_used[i] += v.shots_used
+        return v
 
     def render_copy(self, i: int) -> NDArray[np.uint8]:
         w = self.pulse.waveform(*self.params[i, :2]).astype(np.complex128)

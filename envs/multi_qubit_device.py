@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -65,7 +65,7 @@ from .physics.coupled.controls import as_operator_model
 from .physics.coupled.model import thermal_state
 from .physics.coupled.operators import OperatorModel
 from .physics.coupled.propagate import Idle, evolve_states
-from .protocol import Barrier, Delay, Play, PulseSequence, VirtualZ
+from .protocol import Barrier, Delay, Measure, Play, PulseSequence, VirtualZ
 from .readout import Readout, class_probabilities
 from .schedule import ChannelSet, DrivenSegment, Schedule, Segment, compile_schedule
 
@@ -359,6 +359,117 @@ class SimulatedMultiQubitDevice:
                                  "measured qubits in every sequence of a call")
             rows.append(p)
         return np.stack(rows) if rows else np.zeros((0, self._base.readout.classes))
+
+    def run_programs(self, natives: Mapping[str, PulseSequence], programs: Sequence[Sequence[str | VirtualZ]],
+                     measure: Sequence[str], shots: int) -> NDArray[np.int64]:
+        """Run programs of named native operations, each native's process built once.
+
+        For long sequences of few distinct operations (randomized benchmarking): each
+        native (a ``PulseSequence`` of plays, barriers and delays, no frame change, no
+        measurement) is propagated once on the model at the call's start, and a program,
+        a sequence of native names and ``VirtualZ`` frame changes played back to back, is
+        their composition. This assumes the device is static during the call (its drift
+        is held at the call's start, as ``run`` does for one call). Counts, clock and
+        readout are those of ``run`` on the equivalent sequence: the natives with a
+        ``Barrier`` after each, the frame changes in between, then ``Measure(measure)``.
+
+        Why composing is exact although a pulse's propagator depends on when it starts
+        (docs/coupled_model.md: the exchange turns at g_i − g_j, a drive at f_c − g_k) and
+        on its frame's phase: a segment whose drives all play at one frame frequency f
+        (phase φ) and that starts at t0 has the propagator Q·U(0)·Q†, Q = exp(i·Σ_k (φ +
+        2π(g_k − f)·t0)·n_k), a diagonal that the excitation-conserving Hamiltonian and the
+        dissipator are covariant under. So natives whose segments each play at one frame
+        (sequential single-qubit pulses, a CR half with its cancellation tone, a flux
+        pulse) are refused only when one segment plays at two frames at once.
+
+        Returns (len(programs), n^k) counts for the ``measure``d qubits; ``shots`` each.
+        """
+        require(isinstance(shots, int | np.integer) and not isinstance(shots, bool) and shots >= 1,
+                "shots", shots, "an integer >= 1")
+        probs = self.program_probabilities(natives, programs, measure)
+        out = np.stack([self._shot_rng.multinomial(int(shots), p) for p in probs]) if len(probs) else \
+            np.zeros((0, probs.shape[1]), dtype=np.int64)
+        self._tick(int(shots) * self._base.rep_time_s * len(probs))
+        return out.astype(np.int64)
+
+    def program_probabilities(self, natives: Mapping[str, PulseSequence],
+                              programs: Sequence[Sequence[str | VirtualZ]], measure: Sequence[str]) -> FloatArray:
+        """Exact outcome probabilities of ``run_programs`` (readout error, no shot noise,
+        clock untouched): (len(programs), n^k)."""
+        model = self.current_model()
+        require(isinstance(model, DeviceModel), "model", type(model).__name__,
+                "a DeviceModel (a bring-your-own OperatorModel has no frames to compose in)")
+        require(len(natives) >= 1, "natives", len(natives), "at least one native")
+        measured = tuple(measure)
+        ops: list[Any] = []
+        for name, seq in natives.items():
+            if not isinstance(seq, PulseSequence):
+                raise TypeError(f"natives[{name!r}] is {type(seq).__name__}: allowed PulseSequence")
+            for k, op in enumerate(seq.ops):
+                require(isinstance(op, Play | Barrier | Delay), f"natives[{name!r}].ops[{k}]", type(op).__name__,
+                        "Play, Barrier or Delay (frame changes go into the programs, measurement is 'measure')")
+            ops += [*seq.ops, Barrier()]
+        whole = self._schedule(PulseSequence((*ops, Measure(measured))), "natives")
+        names, om = self._subsystem(whole)
+        require(om.shiftable, "model", "not excitation-conserving", "an excitation-conserving model")
+        levels = om.level_numbers()
+        total_n = levels.sum(axis=0)
+        frames = dict(zip(om.names, om.mode_frames_hz, strict=True))
+        # Per native: its duration and, per segment, (offset, propagator at t0 = 0 with its
+        # frame at phase 0, frame name or None, Σ_k (g_k − f)·n_k).
+        built: dict[str, tuple[float, list[tuple[float, ComplexArray, str | None, FloatArray]]]] = {}
+        for name, seq in natives.items():
+            sched = self._schedule(PulseSequence((*seq.ops, Barrier(), Measure(measured))), f"natives[{name!r}]")
+            segs = []
+            for seg in sched.segments:
+                if isinstance(seg, DrivenSegment):
+                    fr = {parse_channel(c)[2] for c, v in seg.controls.items()
+                          if c in om.drives and np.any(np.asarray(v) != 0)}
+                    require(len(fr) <= 1, f"natives[{name!r}]", sorted(fr),
+                            "segments that play at one frame each (barriers between pulses on different frames)")
+                    frame = next(iter(fr)) if fr else None
+                    fn = propagate.superoperators if self._open_system else propagate.unitaries
+                    op0 = fn(om, seg.controls, t0_s=0.0)[0]
+                else:
+                    frame = None
+                    fn_idle = ref.idle_superoperator if self._open_system else ref.idle_unitary
+                    op0 = fn_idle(om, seg.duration_s, t0_s=0.0)
+                f_hz = om.frame_hz if frame is None else frames[frame]
+                w = 2.0 * math.pi * sum((g - f_hz) * levels[k] for k, g in enumerate(om.mode_frames_hz))
+                segs.append((seg.t0_s, np.asarray(op0, dtype=np.complex128), frame, np.asarray(w)))
+            built[name] = (sched.duration_s, segs)
+        rho0 = self._initial_state(om)
+        positions = [names.index(q) for q in measured]
+        rows: list[FloatArray] = []
+        for j, prog in enumerate(programs):
+            t = 0.0
+            phase: dict[str, float] = {}
+            rho = rho0.copy()
+            vec = rho0.reshape(-1, order="F").copy()
+            for k, item in enumerate(prog):
+                if isinstance(item, VirtualZ):
+                    name_fr = str(item.frame)  # a multi-qubit frame change names its frame
+                    phase[name_fr] = phase.get(name_fr, 0.0) + float(item.phase)
+                    continue
+                entry = built.get(item) if isinstance(item, str) else None
+                if entry is None:
+                    raise ValueError(f"programs[{j}][{k}]={item!r}: allowed a VirtualZ or one of {sorted(built)}")
+                duration, segs = entry
+                for offset, op0, frame, w in segs:
+                    phi = 0.0 if frame is None else phase.get(frame, 0.0)
+                    q = np.exp(1j * (phi * total_n + (t + offset) * w))
+                    if self._open_system:
+                        qs = np.kron(np.conj(q), q)
+                        vec = qs * (op0 @ (np.conj(qs) * vec))
+                    else:
+                        u = q[:, None] * op0 * np.conj(q)[None, :]
+                        rho = u @ rho @ u.conj().T
+                t += duration
+            if self._open_system:
+                rho = vec.reshape(om.dimension, om.dimension, order="F")
+            pops = np.real(np.diagonal(rho))[None]
+            rows.append(self._base.readout.outcome_probabilities(pops, om.dims, positions, measured)[0])
+        return np.stack(rows) if rows else np.zeros((0, self._base.readout.classes ** len(measured)))
 
     # -- internals -----------------------------------------------------------------------------
 
