@@ -20,6 +20,9 @@ from pulsecal.configs.schema import ConfigError
 from pulsecal.envs.presets import get_preset, held_out_devices
 
 _PHYSICAL = ("t1_s", "t2_s", "anharmonicity_hz", "detuning_hz")
+# The envs whose devices are multi-qubit presets (their ``preset`` option), trained with
+# ``MultiQubitTrainingDevices``; every other pulsecal env takes a transmon preset.
+MULTI_QUBIT_ENV_IDS = frozenset({"pulsecal/CZCalibration-v0", "pulsecal/CRCalibration-v0"})
 
 
 @dataclass(frozen=True)
