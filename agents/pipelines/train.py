@@ -34,7 +34,11 @@ from pulsecal.agents.persistence import Checkpoint, latest_checkpoint, latest_re
 from pulsecal.agents.pipelines.console import first_line
 from pulsecal.agents.provenance import write_provenance
 from pulsecal.agents.training import TrainSettings, run_training
-from pulsecal.agents.training_devices import MULTI_QUBIT_ENV_IDS, MultiQubitTrainingDevices, TrainingDevices
+from pulsecal.agents.training_devices import (
+    MULTI_QUBIT_ENV_IDS,
+    MultiQubitTrainingDevices,
+    TrainingDevices,
+)
 from pulsecal.configs.env_schema import env_schema_for
 from pulsecal.configs.schema import (
     AGENT_SCHEMAS,
