@@ -20,6 +20,9 @@ from pulsecal.configs.schema import ConfigError
 from pulsecal.envs.presets import get_preset, held_out_devices
 
 _PHYSICAL = ("t1_s", "t2_s", "anharmonicity_hz", "detuning_hz")
+# The envs whose devices are multi-qubit presets (their ``preset`` option), trained with
+# ``MultiQubitTrainingDevices``; every other pulsecal env takes a transmon preset.
+MULTI_QUBIT_ENV_IDS = frozenset({"pulsecal/CZCalibration-v0", "pulsecal/CRCalibration-v0"})
 
 
 @dataclass(frozen=True)
@@ -121,3 +124,40 @@ def stored_env_kwargs(config: Mapping[str, Any]) -> dict[str, Any]:
         kwargs["shots_per_probe"] = env["shots_per_probe"]
     kwargs.update(dict(env.get("kwargs") or {}))
     return kwargs
+
+
+@dataclass(frozen=True)
+class MultiQubitTrainingDevices(TrainingDevices):
+    """The devices of a two-qubit env's run (CZCalibration-v0, CRCalibration-v0): a preset of
+    ``pulsecal.envs.multi_qubit_presets``, passed to the env as its ``preset`` option.
+
+    These envs draw their per-episode devices themselves (CZ: ``env.kwargs.sampler``, CR:
+    ``env.kwargs.randomize_device``), so ``randomize`` and the single-transmon physical
+    overrides do not apply here and are rejected. The periodic evaluation runs
+    ``n_eval_devices`` copies seeded with ``eval_seed``, i.e. fresh draws of the env's own
+    sampler; the held-out comparison with the textbook is ``agents.pipelines.eval_two_qubit``.
+    """
+
+    def __post_init__(self) -> None:
+        from pulsecal.envs.multi_qubit_presets import multi_qubit_preset_names
+
+        names = multi_qubit_preset_names()
+        if self.preset not in names:
+            raise ConfigError("preset", f"{self.preset!r}: allowed one of {', '.join(names)}")
+        if not (isinstance(self.n_eval_devices, int) and self.n_eval_devices >= 1):
+            raise ConfigError("n_eval_devices", f"must be a positive integer, got {self.n_eval_devices}")
+        if self.randomize:
+            raise ConfigError("randomize", "true: a two-qubit env randomises its devices itself "
+                                           "(env.kwargs.sampler / env.kwargs.randomize_device); allowed false")
+        if self.overrides():
+            raise ConfigError(next(iter(self.overrides())), "physical overrides of a single transmon do not "
+                                                            "apply to a multi-qubit preset; allowed null")
+
+    def env_options(self) -> dict[str, Any]:
+        return {"preset": self.preset}
+
+    def fixed_params(self) -> Any | None:
+        return None
+
+    def reset_options(self, n_train: int) -> tuple[list[dict[str, Any]] | None, list[dict[str, Any]] | None]:
+        return None, None

@@ -180,6 +180,62 @@ class PulseShapingV1Options(PulseShapingOptions):
     """``PulseShapingV1Config`` options: v0's (only their defaults differ)."""
 
 
+@dataclass
+class MultiQubitSamplerConf:
+    """``MultiQubitSampler`` fields: (low, high) ranges of the two-qubit device draws; null
+    keeps the sampler's default (``preset`` is the env's own)."""
+
+    frequency_hz: list[float] | None = None
+    anharmonicity_hz: list[float] | None = None
+    j_relative: list[float] | None = None
+    t1_factor: list[float] | None = None
+    t2_fraction: list[float] | None = None
+    thermal_population: list[float] | None = None
+    p1_given_0: list[float] | None = None
+    p0_given_1: list[float] | None = None
+    crosstalk: list[float] | None = None
+
+
+@dataclass
+class CZCalibrationOptions:
+    """``CZCalibrationConfig`` options a config file can set. ``sampler: {}`` draws a device
+    per episode from ``MultiQubitSampler(preset)``; null keeps the env's default (the preset)."""
+
+    preset: str | None = None
+    sampler: MultiQubitSamplerConf | None = None
+    open_system: bool | None = None
+    shot_budget: int | None = None
+    shots_per_probe: int | None = None
+    reference_shots: int | None = None
+    repeats: int | None = None
+    nominal_params: list[float] | None = None
+    start_amplitude_phi0: float | None = None
+    start_length_s: float | None = None
+    max_step_amplitude_phi0: float | None = None
+    max_step_length_s: float | None = None
+    max_step_phase_rad: float | None = None
+    length_range_s: list[float] | None = None
+    error_floor: float | None = None
+    ramp_s: float | None = None
+
+
+@dataclass
+class CRCalibrationOptions:
+    """``CRCalibrationConfig`` options a config file can set (the ECR's pulse shape is code)."""
+
+    preset: str | None = None
+    randomize_device: bool | None = None
+    open_system: bool | None = None
+    shots_per_sequence: int | None = None
+    shot_budget: int | None = None
+    amp_start_spread: float | None = None
+    phase_start_spread_rad: float | None = None
+    cancel_start_max: float | None = None
+    amp_step: float | None = None
+    phase_step_rad: float | None = None
+    cancel_step: float | None = None
+
+
 # ------------------------------------------------------------ env config schemas
 
 
@@ -219,6 +275,18 @@ class DriftTrackingV1EnvConf(EnvConf):
     kwargs: DriftTrackingV1Options = field(default_factory=DriftTrackingV1Options)
 
 
+@dataclass
+class CZCalibrationEnvConf(EnvConf):
+    schema_env_id: ClassVar[str | None] = "pulsecal/CZCalibration-v0"
+    kwargs: CZCalibrationOptions = field(default_factory=CZCalibrationOptions)
+
+
+@dataclass
+class CRCalibrationEnvConf(EnvConf):
+    schema_env_id: ClassVar[str | None] = "pulsecal/CRCalibration-v0"
+    kwargs: CRCalibrationOptions = field(default_factory=CRCalibrationOptions)
+
+
 ENV_SCHEMAS: dict[str, type[EnvConf]] = {
     "env_schema": EnvConf,
     "gate_calibration_schema": GateCalibrationEnvConf,
@@ -227,6 +295,8 @@ ENV_SCHEMAS: dict[str, type[EnvConf]] = {
     "pulse_shaping_v1_schema": PulseShapingV1EnvConf,
     "drift_tracking_schema": DriftTrackingEnvConf,
     "drift_tracking_v1_schema": DriftTrackingV1EnvConf,
+    "cz_calibration_schema": CZCalibrationEnvConf,
+    "cr_calibration_schema": CRCalibrationEnvConf,
 }
 
 

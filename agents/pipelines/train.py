@@ -34,7 +34,11 @@ from pulsecal.agents.persistence import Checkpoint, latest_checkpoint, latest_re
 from pulsecal.agents.pipelines.console import first_line
 from pulsecal.agents.provenance import write_provenance
 from pulsecal.agents.training import TrainSettings, run_training
-from pulsecal.agents.training_devices import TrainingDevices
+from pulsecal.agents.training_devices import (
+    MULTI_QUBIT_ENV_IDS,
+    MultiQubitTrainingDevices,
+    TrainingDevices,
+)
 from pulsecal.configs.env_schema import env_schema_for
 from pulsecal.configs.schema import (
     AGENT_SCHEMAS,
@@ -136,7 +140,13 @@ def run_env_kwargs(conf: TrainConf, env_id: str) -> dict[str, Any]:
     """The constructor arguments both envs of the run get (``provenance.json`` records
     them as ``env_kwargs``, so an export describes the env training really used)."""
     if _is_pulsecal_env(env_id):
-        return env_kwargs(conf, training_devices(conf))
+        devices = training_devices(conf)
+        multi = env_id in MULTI_QUBIT_ENV_IDS
+        if multi != isinstance(devices, MultiQubitTrainingDevices):
+            allowed = "a multi-qubit preset (device=two_transmons_cz, two_transmons_cr)" if multi else \
+                "a single-transmon preset (device=transmon_20ns, randomized, ...)"
+            raise ConfigError("device", f"preset {devices.preset!r} does not fit env {env_id}: allowed {allowed}")
+        return env_kwargs(conf, devices)
     return conf.env.env_options()
 
 

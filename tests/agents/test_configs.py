@@ -32,7 +32,8 @@ def _one_thread() -> None:
 def test_groups_exist() -> None:
     # New env versions add options (e.g. gate_calibration_v1); the three tasks must stay.
     assert {"drift_tracking", "gate_calibration", "pulse_shaping"} <= set(options("env"))
-    assert options("device") == ["randomized", "transmon_20ns", "transmon_drifting", "transmon_emulator", "transmon_short"]
+    assert options("device") == ["randomized", "transmon_20ns", "transmon_drifting", "transmon_emulator", "transmon_short",
+                                 "two_transmons_cr", "two_transmons_cz"]
     assert options("agent") == ["ppo", "recurrent_ppo", "sac", "td3"]
     assert {"smoke", "gate_calibration_ppo", "pulse_shaping_sac", "drift_tracking_ppo"} <= set(options("experiment"))
 
@@ -95,11 +96,14 @@ def test_smoke_experiment_runs(tmp_path: Path) -> None:
     assert metrics["num_timesteps"] >= 256 and (tmp_path / "model.zip").is_file()
 
 
-# Smoke-run in tests/agents/test_shaping_drift_agents.py (next to their short trainings).
+# Smoke-run in tests/agents/test_shaping_drift_agents.py (next to their short trainings) and
+# tests/agents/test_two_qubit_agents.py (shorter than _smoke, with export and a torch-free episode).
 SMOKED_ELSEWHERE = {"pulse_shaping_agent", "drift_tracking_agent"}
+SMOKED_WITH_TWO_QUBIT_AGENTS = {"cz_calibration_agent", "cr_calibration_agent"}
 
 
-@pytest.mark.parametrize("experiment", [o for o in options("experiment") if o != "smoke" and o not in SMOKED_ELSEWHERE])
+@pytest.mark.parametrize("experiment", [o for o in options("experiment") if o != "smoke"
+                                        and o not in SMOKED_ELSEWHERE | SMOKED_WITH_TWO_QUBIT_AGENTS])
 def test_experiment_smoke_runs(experiment: str, tmp_path: Path) -> None:
     """Every shipped experiment (new ones included automatically) trains a few hundred steps."""
     metrics = _smoke(experiment, tmp_path)
@@ -111,6 +115,19 @@ def test_experiments_smoked_elsewhere_still_are() -> None:
 
     marks = [m for m in other.test_agent_experiment_smoke_runs.pytestmark if m.name == "parametrize"]
     assert SMOKED_ELSEWHERE <= set(marks[0].args[1]) and SMOKED_ELSEWHERE <= set(options("experiment"))
+    import test_two_qubit_agents as two
+
+    marks = [m for m in two.test_experiment_trains_exports_and_runs_torch_free.pytestmark if m.name == "parametrize"]
+    assert SMOKED_WITH_TWO_QUBIT_AGENTS <= set(marks[0].args[1])
+    assert SMOKED_WITH_TWO_QUBIT_AGENTS <= set(options("experiment"))
+
+
+# A two-qubit env and its device config only work together (each alone would pair with
+# the default of the other group); the CZ env runs closed-system here, as it trains.
+PAIRED = {"env=cz_calibration": ["device=two_transmons_cz", "env.kwargs.open_system=false"],
+          "env=cr_calibration": ["device=two_transmons_cr"],
+          "device=two_transmons_cz": ["env=cz_calibration", "env.kwargs.open_system=false"],
+          "device=two_transmons_cr": ["env=cr_calibration"]}
 
 
 @pytest.mark.parametrize("override", [f"{g}={o}" for g in ("env", "device") for o in options(g)])
@@ -123,7 +140,7 @@ def test_every_env_and_device_option_instantiates(override: str) -> None:
     from pulsecal.agents.pipelines.train import _env_factories, to_train_conf
 
     pytest.importorskip("pulsecal.envs.registration")
-    conf = to_train_conf(compose([override, "env.n_envs=2", "device.n_eval_devices=2"]))
+    conf = to_train_conf(compose([override, *PAIRED.get(override, []), "env.n_envs=2", "device.n_eval_devices=2"]))
     make_train, make_eval = _env_factories(conf, conf.env.id)
     for venv in (make_train(), make_eval()):
         obs = venv.reset()
