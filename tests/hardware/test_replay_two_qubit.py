@@ -23,7 +23,11 @@ from pulsecal.envs.two_qubit_session import REPLAY_ENV_IDS
 from pulsecal.hardware.journal import read_journal
 from pulsecal.hardware.ledger import ShotLedger
 from pulsecal.hardware.replay import ReplaySettings, session_env_class
-from pulsecal.hardware.replay.two_qubit import run_two_qubit_session, session_channels, two_qubit_limits
+from pulsecal.hardware.replay.two_qubit import (
+    run_two_qubit_session,
+    session_channels,
+    two_qubit_limits,
+)
 
 HERE = Path(__file__).resolve().parent
 
@@ -126,7 +130,7 @@ def test_a_killed_cz_session_resumes_to_the_same_gate(tmp_path: Path) -> None:
             kills += 1
         p.wait()
     assert kills == 2  # both kills landed mid-session
-    result, b = session(folder)
+    result, _ = session(folder)
     assert result.resumed and result.stop is None
     assert result.steps[-1].params == ref.steps[-1].params
     recs = list(read_journal(folder / "journal.jsonl"))
