@@ -41,7 +41,8 @@ def session(folder: Path, *, max_steps: int = 6, fault_rate: float = 0.0, **kwar
     """Run (or resume) the session in ``folder``; returns (result, backend)."""
     b = backend(fault_rate, idempotent_submit=False)
     kwargs.setdefault("sleep", lambda s: None)
-    result = run_two_qubit_session(b, ScriptedCZPolicy(), folder, settings(max_steps),
+    policy = kwargs.pop("policy", None) or ScriptedCZPolicy()
+    result = run_two_qubit_session(b, policy, folder, settings(max_steps),
                                    truth=CZTruth(b.device), **kwargs)
     return result, b
 

@@ -152,3 +152,29 @@ def test_a_killed_cz_session_resumes_to_the_same_gate(tmp_path: Path) -> None:
     played = sum(r["shots"] for r in recs if r["event"] == "submitting")
     assert ledger.used_shots == played
     assert {k for k, e in ledger.entries.items() if e.state == "reserved"} == set()
+
+
+def test_an_exported_onnx_policy_of_the_cz_env_replays(tmp_path: Path) -> None:
+    """An untrained PPO of CZCalibration-v0, exported as the trained agents will be, drives
+    a session through the same Policy protocol (the export path and the lab runner)."""
+    pytest.importorskip("onnxruntime")
+    sb3 = pytest.importorskip("stable_baselines3")
+    import gymnasium as gym
+
+    from pulsecal.agents.export import export_policy, metadata_from_env
+    from pulsecal.agents.policies import OnnxPolicy
+
+    env = gym.make("pulsecal/CZCalibration-v0", open_system=False)
+    model = sb3.PPO("MlpPolicy", env, n_steps=8, batch_size=8, seed=0, device="cpu",
+                    policy_kwargs={"net_arch": [8]})
+    folder = export_policy(model, tmp_path / "export", metadata=metadata_from_env(env), check_samples=50)
+    policy = OnnxPolicy(folder)
+    assert policy.env_id == "pulsecal/CZCalibration-v0"
+    result, b = session(tmp_path / "onnx", max_steps=2, fsync=False, policy=policy)
+    assert result.stop is None and len(result.steps) == 3
+    assert result.ledger_shots == b.executed_shots == 4400 + 2 * 1600
+    # The session applied the policy's own actions.
+    obs = _events(tmp_path / "onnx", "observation")
+    acts = _events(tmp_path / "onnx", "action")
+    expect = policy.act(np.asarray(obs[0]["observation"], dtype=np.float32), None)[0]
+    assert acts[0]["action"] == [float(x) for x in expect]
