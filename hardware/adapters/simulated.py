@@ -347,3 +347,25 @@ class SimulatedMultiQubitBackend(SimulatedBackend):
         ops.append(Barrier())
         ops.append(Measure(tuple(f"q{q}" for q, _ in trace.acquires)))
         return PulseSequence(tuple(ops), name=name)
+
+
+def simulated_multi_qubit_backend(preset: str = "two_transmons_cz", seed: int = 0, fault_rate: float = 0.0,
+                                  open_system: bool = True, idempotent_submit: bool = True) -> SimulatedMultiQubitBackend:
+    """The ``configs/backend/simulated_multi_qubit.yaml`` factory: the multi-qubit preset's
+    device (``envs.multi_qubit_presets``; its drift and readout) behind a
+    ``SimulatedMultiQubitBackend``, every fault of ``FaultRates`` at ``fault_rate``. The
+    device's draws come from ``seed``, the faults' from ``seed + 1``."""
+    from pulsecal.envs.multi_qubit_presets import get_multi_qubit_preset
+
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed={seed!r}: allowed an integer >= 0")
+    try:
+        spec = get_multi_qubit_preset(preset)
+    except ValueError as err:
+        raise ValueError(f"preset={preset!r}: {err}") from None
+    dev = spec.make(np.random.default_rng(seed), open_system=bool(open_system))
+    if isinstance(fault_rate, bool) or not isinstance(fault_rate, int | float) or not 0 <= fault_rate <= 1:
+        raise ValueError(f"fault_rate={fault_rate!r}: allowed a probability in [0, 1]")
+    faults = FaultRates.uniform(float(fault_rate))
+    return SimulatedMultiQubitBackend(dev, rng=np.random.default_rng(seed + 1), faults=faults,
+                                      idempotent_submit=idempotent_submit)
