@@ -178,3 +178,22 @@ def test_an_exported_onnx_policy_of_the_cz_env_replays(tmp_path: Path) -> None:
     acts = _events(tmp_path / "onnx", "action")
     expect = policy.act(np.asarray(obs[0]["observation"], dtype=np.float32), None)[0]
     assert acts[0]["action"] == [float(x) for x in expect]
+
+
+def test_pulsecal_replay_runs_the_cz_session_and_exits_5_on_a_flux_refusal(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("pulsecal-replay")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(exe), "replay_experiment=cz_session", "max_steps=2", *args], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=300)
+
+    ok = run()
+    assert ok.returncode == 0, ok.stderr
+    assert "session cz: 2 steps, 7600 shots" in ok.stdout
+    rep = json.loads((tmp_path / "runs/replay/cz/report.json").read_text())
+    assert rep["env_id"] == "pulsecal/CZCalibration-v0" and rep["outcome"] == "finished"
+    refused = run("session_id=flux", "+backend.limits.max_flux_amplitude=0.1")
+    assert refused.returncode == 5, refused.stderr
+    assert "max_flux_amplitude=0.1583, allowed <= 0.1" in refused.stderr
+    assert "outcome: safety_refused" in (tmp_path / "runs/replay/flux/report.md").read_text()
