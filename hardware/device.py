@@ -27,7 +27,7 @@ import functools
 import hashlib
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +38,7 @@ from pulsecal.envs.protocol import PulseSequence
 
 from .backend import Backend, BackendError, JobHandle, TransientBackendError, Violation
 from .guard import GuardedBackend
+from .instructions import Acquire
 from .ir import Frame, Program, from_sequence
 from .journal import Journal
 from .ledger import RELEASED, DeviceDayLedger, ShotLedger
@@ -109,6 +110,13 @@ class BackendDevice:
         device_ledger, scope: the device's day ledger shared by all its sessions and this
             session's name in it (``GuardedBackend``): the per-day limit then bounds the
             shots of every session of the device together.
+        channels: a multi-qubit device: the map {envs channel: Frame} channel sequences
+            compile with (``ir.from_sequence``); ``run`` then returns (B, 2^k) counts of
+            the k measured qubits, columns in bitstring order (the first measured qubit the
+            most significant bit), as ``SimulatedMultiQubitDevice.run``. None: the
+            single-qubit device on ``frame``.
+        qubit_index: with ``channels``, envs mode names -> backend qubit indices (default
+            ``q<n>`` -> n).
     """
 
     def __init__(self, backend: Backend, *, limits: SafetyLimits, ledger: ShotLedger,
@@ -118,7 +126,9 @@ class BackendDevice:
                  sleep: Callable[[float], None] = time.sleep, start_step: int = 0,
                  process: int | str | None = None,
                  before_submit: Callable[[str, int, int, int], None] | None = None,
-                 device_ledger: DeviceDayLedger | None = None, scope: str = "") -> None:
+                 device_ledger: DeviceDayLedger | None = None, scope: str = "",
+                 channels: Mapping[str, Frame] | None = None,
+                 qubit_index: Mapping[str, int] | None = None) -> None:
         if not isinstance(session_id, str) or not session_id:
             raise ValueError(f"BackendDevice.session_id={session_id!r}: allowed a non-empty string")
         self.guard = GuardedBackend(backend, limits, ledger, clock=clock, device_ledger=device_ledger,
@@ -139,6 +149,14 @@ class BackendDevice:
         self._step = int(start_step)
         self.process = process
         self._before_submit = before_submit
+        self.channels = None if channels is None else dict(channels)
+        self.qubit_index = None if qubit_index is None else dict(qubit_index)
+        if self.channels is not None:
+            dts = {float(caps.sample_time_s.get(f.port, math.nan)) for f in self.channels.values()}
+            if len(dts) != 1 or not all(math.isfinite(d) for d in dts):
+                raise ValueError(f"BackendDevice.channels: ports of {sorted(self.channels)} have sample times "
+                                 f"{sorted(dts)}: allowed one sample time the backend advertises")
+            self._dt_s = dts.pop()
 
     # -- Device protocol ----------------------------------------------------------------
 
@@ -164,25 +182,39 @@ class BackendDevice:
         else:
             self._sleep(d)
 
+    def compile_sequence(self, seq: PulseSequence, shots: int) -> Program:
+        """The program ``run`` submits for ``seq``."""
+        if self.channels is not None:
+            return from_sequence(seq, self.channels, self._dt_s, shots=shots,
+                                 acquire_duration_s=self.acquire_duration_s, qubit_index=self.qubit_index)
+        return from_sequence(seq, self.frame, self._dt_s, shots=shots, qubit=self.qubit,
+                             acquire_duration_s=self.acquire_duration_s)
+
     def run(self, sequences: Sequence[PulseSequence], shots: int) -> NDArray[np.int64]:
-        """Run every sequence ``shots`` times; (len(sequences), 2) counts (n0, n1).
+        """Run every sequence ``shots`` times; (len(sequences), 2) counts (n0, n1), or with
+        ``channels`` (len(sequences), 2^k) counts of the k measured qubits.
 
         Raises SafetyViolation (nothing submitted) if any sequence of the batch is refused.
         """
         for i, s in enumerate(sequences):
-            if isinstance(s, PulseSequence) and not s.is_single_qubit:
+            if self.channels is None and isinstance(s, PulseSequence) and not s.is_single_qubit:
                 # Refused before the step is counted: nothing was journaled or charged.
                 raise ValueError(f"sequences[{i}] {s.name!r} addresses channels, frames, a Barrier or a "
                                  f"Measure: allowed single-qubit sequences only on this BackendDevice "
                                  f"(qubit {self.qubit}, frame {self.frame.name!r})")
         step = self._step
         self._step += 1
-        programs = [from_sequence(s, self.frame, self._dt_s, shots=shots, qubit=self.qubit,
-                                  acquire_duration_s=self.acquire_duration_s) for s in sequences]
+        programs = [self.compile_sequence(s, shots) for s in sequences]
+        widths = {measured_bits(p) for p in programs}
+        if len(widths) > 1:
+            # Refused before the step is counted: nothing was journaled or charged.
+            raise ValueError(f"sequences measure {sorted(widths)} qubits: allowed the same number in every "
+                             "sequence of a call")
         keys = [self.job_key(p, step, i) for i, p in enumerate(programs)]
         self._check_batch(programs, keys, shots, step)
         handles = [self._submit(p, k, shots, step, i) for i, (p, k) in enumerate(zip(programs, keys, strict=True))]
-        out = np.zeros((len(programs), 2), dtype=np.int64)
+        width = widths.pop() if widths else 1
+        out = np.zeros((len(programs), 2**width), dtype=np.int64)
         for i, (p, h) in enumerate(zip(programs, handles, strict=True)):
             out[i] = self._collect(p, h, shots, step, i)
         return out
@@ -270,7 +302,7 @@ class BackendDevice:
         else:
             self._log("lost", program, key, step, index, job_id=h.job_id, error=why)
 
-    def _collect(self, program: Program, h: JobHandle, shots: int, step: int, index: int) -> tuple[int, int]:
+    def _collect(self, program: Program, h: JobHandle, shots: int, step: int, index: int) -> tuple[int, ...]:
         for poll in range(self.retry.max_result_polls):
             try:
                 r = self.guard.result(h, self.retry.result_timeout_s)
@@ -285,10 +317,12 @@ class BackendDevice:
                           delivered_job_id=got_id)
                 continue
             counts = {str(k): int(v) for k, v in r.counts.items()}
-            if set(counts) - {"0", "1"}:
-                raise BackendError(f"job {h.job_id}: outcomes {sorted(counts)}, allowed '0', '1'")
-            n0, n1 = counts.get("0", 0), counts.get("1", 0)
-            if n0 + n1 != shots or r.metadata.get("partial", False):
+            width = measured_bits(program) if self.channels is not None else 1
+            outcomes = [format(k, f"0{width}b") for k in range(2**width)]
+            if set(counts) - set(outcomes):
+                raise BackendError(f"job {h.job_id}: outcomes {sorted(counts)}, allowed {outcomes}")
+            row = tuple(counts.get(o, 0) for o in outcomes)
+            if sum(row) != shots or r.metadata.get("partial", False):
                 self._log("partial", program, h.job_key, step, index, job_id=h.job_id,
                           counts=counts, shots=shots)
                 self._sleep(self.retry.delay_s(min(poll, 8)))
@@ -296,7 +330,7 @@ class BackendDevice:
             self.ledger.confirm(h.job_key, h.job_id)
             self._log("completed", program, h.job_key, step, index, job_id=h.job_id, counts=counts,
                       status="done")
-            return n0, n1
+            return row
         self._log("lost", program, h.job_key, step, index, job_id=h.job_id, error="out of result polls")
         raise JobLost(f"job {h.job_id} (key {h.job_key[:12]}): no complete result after "
                       f"{self.retry.max_result_polls} polls; its shots stay counted")
@@ -306,3 +340,8 @@ class BackendDevice:
             fields["process"] = self.process
         self.journal.append(event, session=self.session_id, step=step, index=index, job_key=key,
                             program_hash=program.content_hash(), **fields)
+
+
+def measured_bits(program: Program) -> int:
+    """How many qubits ``program`` reads out (its Acquires: one simultaneous readout)."""
+    return sum(isinstance(ins, Acquire) for ins in program.instructions)

@@ -66,6 +66,16 @@ class SimulatedBackendConf(BackendConf):
 
 
 @dataclass
+class SimulatedMultiQubitBackendConf(BackendConf):
+    _target_: str = "pulsecal.hardware.adapters.simulated.simulated_multi_qubit_backend"
+    kind: str = "simulated_multi_qubit"
+    preset: str = "two_transmons_cz"
+    seed: int = 0
+    fault_rate: float = 0.0
+    open_system: bool = True
+
+
+@dataclass
 class QibolabBackendConf(BackendConf):
     _target_: str = "pulsecal.hardware.adapters.qibolab.qibolab_backend"
     kind: str = "qibolab"
@@ -98,6 +108,14 @@ class ScriptedPolicyConf(ReplayPolicyConf):
     kind: str = "scripted"
     gain: float = 0.8
     explore: float = 0.3
+
+
+@dataclass
+class ScriptedCZPolicyConf(ReplayPolicyConf):
+    _target_: str = "pulsecal.agents.policies.cz_scripted.ScriptedCZPolicy"
+    kind: str = "scripted_cz"
+    gain: float = 0.8
+    phase_after_rad: float = 0.6
 
 
 @dataclass
@@ -184,9 +202,11 @@ def register_replay_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="replay_schema", node=ReplayConf)
     cs.store(group="backend", name="simulated_schema", node=SimulatedBackendConf)
+    cs.store(group="backend", name="simulated_multi_qubit_schema", node=SimulatedMultiQubitBackendConf)
     cs.store(group="backend", name="qibolab_schema", node=QibolabBackendConf)
     cs.store(group="backend", name="braket_schema", node=BraketBackendConf)
     cs.store(group="policy", name="scripted_schema", node=ScriptedPolicyConf)
+    cs.store(group="policy", name="scripted_cz_schema", node=ScriptedCZPolicyConf)
     cs.store(group="policy", name="sb3_schema", node=SB3PolicyConf)
     cs.store(group="policy", name="onnx_schema", node=OnnxPolicyConf)
 
@@ -417,6 +437,8 @@ def replay(cfg: DictConfig) -> Any:
         return sweep_job(c)
     b, p = dict(c["backend"]), dict(c["policy"])
     backend = build_backend(b)
+    if rp.is_two_qubit(str(c.get("env_id") or "")):
+        return _replay_two_qubit(cfg, c, backend, build_policy(p))
     model = qubit_model(backend, 0)
     policy = build_policy(p)  # first: a broken export fails on its own digest check
     env, gate_s = session_env(c)
@@ -459,6 +481,46 @@ def replay(cfg: DictConfig) -> Any:
             return rp.run_session(backend, policy, Path(c["folder"]), settings, limits=limits, retry=retry,
                                   truth=truth, plots=bool(c.get("plots", True)), backend_info=info,
                                   device_ledger=day, on_folder=record.write, progress=progress)
+    finally:
+        record.close()
+
+
+def _replay_two_qubit(cfg: Any, c: dict[str, Any], backend: Any, policy: Any) -> Any:
+    """A two-qubit session (``env_id`` one of ``two_qubit_session.REPLAY_ENV_IDS``): its env
+    settings are ``backend.env`` under the explicit ``env`` (``env_defaults`` are the
+    single-qubit env's and are not used); ``initial_params`` are the gate's four parameters."""
+    from pulsecal.hardware import replay as rp
+    from pulsecal.hardware.adapters.simulated import SimulatedMultiQubitBackend
+    from pulsecal.hardware.device import RetryPolicy
+    from pulsecal.hardware.replay.two_qubit import CZTruth, run_two_qubit_session, two_qubit_limits
+
+    b = dict(c["backend"])
+    env_id = resolve_env_id(c, policy)
+    env = {**dict(b.get("env") or {}), **{k: v for k, v in dict(c.get("env") or {}).items() if v is not None}}
+    env = rp.env_to_kwargs(env)
+    session_env_instance(env_id, env)  # a setting the env refuses: named as env.<key>
+    if c.get("initial_params") is None:
+        raise ConfigError("initial_params", f"null is out of range: allowed the 4 gate parameters of {env_id} "
+                                            "(CZ: amplitude_phi0, length_s, phase_q0_rad, phase_q1_rad)")
+    start = tuple(float(x) for x in c["initial_params"])
+    try:
+        settings = rp.ReplaySettings(str(c["session_id"]), int(c["seed"]), start,  # type: ignore[arg-type]
+                                     max_steps=int(c["max_steps"]), budget_shots=c.get("budget_shots"), env=env,
+                                     env_id=env_id)
+    except ValueError as err:
+        field_error = _FIELD.match(str(err))
+        if field_error and field_error.group(1) in c:
+            raise ConfigError(field_error.group(1), field_error.group(2)) from err
+        raise
+    limits = two_qubit_limits(backend, **_limits(b.get("limits") or {}))
+    truth = CZTruth(backend.device) if isinstance(backend, SimulatedMultiQubitBackend) else None
+    retry = RetryPolicy(**dict(b.get("retry") or {}))
+    record = HydraRecord(cfg)
+    try:
+        result = run_two_qubit_session(backend, policy, Path(c["folder"]), settings, limits=limits, retry=retry,
+                                       truth=truth, backend_info=backend_info(b))
+        record.write(Path(c["folder"]))
+        return result
     finally:
         record.close()
 

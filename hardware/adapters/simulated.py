@@ -7,17 +7,22 @@ from a seeded generator — transient submit errors, lost acknowledgements (the 
 the caller never heard), result timeouts, late deliveries, partial results and duplicated
 (stale) deliveries. It keeps its own count of executed shots and of every execution per
 job key, so tests can hold the ledger and the "never double-submit" promise against it.
+
+``SimulatedMultiQubitBackend`` is the same for a ``SimulatedMultiQubitDevice``: one frame
+per device channel (``channel_frame_name``), the rendered trace played back as a channel
+sequence, counts over the bitstrings of the measured qubits, the same faults.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
-from pulsecal.envs.protocol import Device, PulseSequence
+from pulsecal.envs.protocol import Barrier, Delay, Device, Measure, Play, PulseSequence
 
 from ..backend import (
     Artifact,
@@ -31,7 +36,16 @@ from ..backend import (
     validate_against,
 )
 from ..guard import require_clearance
-from ..ir import Frame, Program, default_drive_frame, recompute_hash, trace_to_sequence
+from ..ir import (
+    Frame,
+    Program,
+    WaveformTrace,
+    channel_frame_kind,
+    channel_parts,
+    default_drive_frame,
+    recompute_hash,
+    trace_to_sequence,
+)
 
 
 @dataclass(frozen=True)
@@ -79,7 +93,7 @@ class _Job:
     job_id: str
     job_key: str
     shots: int
-    counts: tuple[int, int]
+    counts: dict[str, int]  # outcome bitstring -> count, every outcome of the readout listed
     polls_left: int
     delivered: bool = False
 
@@ -177,7 +191,9 @@ class SimulatedBackend:
         job_id = f"sim-{len(self._jobs):06d}"
         late = self._fault("late_delivery")
         polls = int(self._rng.integers(1, self.faults.late_polls_max + 1)) if late else 0
-        self._jobs[job_id] = _Job(job_id, job_key, shots, (int(counts[0]), int(counts[1])), polls)
+        width = max(1, (len(counts) - 1).bit_length())
+        outcomes = {format(k, f"0{width}b"): int(c) for k, c in enumerate(counts)}
+        self._jobs[job_id] = _Job(job_id, job_key, shots, outcomes, polls)
         self._by_key[job_key] = job_id
         self.stats.executions += 1
         self.executed_shots += shots
@@ -206,12 +222,17 @@ class SimulatedBackend:
             return self._result_of(old)
         if self._fault("partial_result"):
             # A strict subset of the shots, as a stream cut short would deliver.
-            n0, n1 = job.counts
+            names = list(job.counts)
             m = int(self._rng.integers(0, job.shots))
-            k1 = int(self._rng.hypergeometric(n1, n0, m)) if m > 0 else 0
-            k0 = m - k1
-            return Result({"0": k0, "1": k1}, {"job_id": job.job_id, "job_key": job.job_key,
-                                               "shots": job.shots, "partial": True})
+            if len(names) == 2:  # the single-qubit draw, as it always was
+                n0, n1 = job.counts[names[0]], job.counts[names[1]]
+                k1 = int(self._rng.hypergeometric(n1, n0, m)) if m > 0 else 0
+                kept = [m - k1, k1]
+            else:
+                kept = [int(k) for k in self._rng.multivariate_hypergeometric(
+                    [job.counts[n] for n in names], m)]
+            return Result(dict(zip(names, kept, strict=True)), {"job_id": job.job_id, "job_key": job.job_key,
+                                                                "shots": job.shots, "partial": True})
         if not job.delivered:
             job.delivered = True
             self._delivered.append(job.job_id)
@@ -220,7 +241,7 @@ class SimulatedBackend:
     # -- internals ------------------------------------------------------------------------
 
     def _result_of(self, job: _Job) -> Result:
-        return Result({"0": job.counts[0], "1": job.counts[1]},
+        return Result(dict(job.counts),
                       {"job_id": job.job_id, "job_key": job.job_key, "shots": job.shots,
                        "partial": False})
 
@@ -232,3 +253,119 @@ class SimulatedBackend:
         if hit:
             self.stats.faults[name] = self.stats.faults.get(name, 0) + 1
         return hit
+
+
+def channel_frame_name(channel: str) -> str:
+    """The frame name of an envs channel on the simulated and the qibolab backends:
+    ``drive:q0`` -> ``q0_drive``, ``drive:q0@q1`` -> ``q0_q1_cr``, ``flux:q1`` ->
+    ``q1_flux`` (a coupler's ``coupler:c01`` -> ``c01_flux``)."""
+    kind, mode, at = channel_parts(channel)
+    if kind != "drive":
+        return f"{mode}_flux"
+    return f"{mode}_drive" if at == mode else f"{mode}_{at}_cr"
+
+
+def channel_frames(channels: Any, names: Any) -> dict[str, Frame]:
+    """{envs channel: Frame} of ``names`` (envs channels) among the backend frames
+    ``channels`` (an iterable of Frame), matched by ``channel_frame_name``; a channel
+    without its frame is refused naming both."""
+    by_name = {f.name: f for f in channels}
+    out: dict[str, Frame] = {}
+    for c in names:
+        name = channel_frame_name(c)
+        if name not in by_name:
+            raise ValueError(f"channel {c!r}: the backend has no frame {name!r}: allowed one of {sorted(by_name)}")
+        out[c] = by_name[name]
+    return out
+
+
+class SimulatedMultiQubitBackend(SimulatedBackend):
+    """A ``SimulatedMultiQubitDevice`` (or any envs device with its ``params.channels``
+    and ``qubits``) as a ``Backend``, with the fault injection of ``SimulatedBackend``.
+
+    Frames: one per device channel, named by ``channel_frame_name``, at 0 Hz (the device
+    plays its channels in the frames of their modes); the drive and cr frames of a mode
+    share its drive port. Qubits: ``q<n>`` is backend qubit n. A program's trace is played
+    back as a channel sequence (every frame's plays at their samples, a barrier, the
+    measurement in the program's order), so a program compiled from an envs sequence
+    gives the device's outcome distribution of that sequence, and a program from
+    elsewhere (a vendor text lifted to the IR) runs on the same physics.
+    """
+
+    name = "simulated_multi_qubit"
+
+    def __init__(self, device: Any, *, rng: np.random.Generator, faults: FaultRates | None = None,
+                 granularity: int = 1, min_samples: int = 1, max_samples: int = 16384, max_shots: int = 100_000,
+                 idempotent_submit: bool = True) -> None:
+        chans = device.params.channels
+        qubits = tuple(device.qubits)
+        frames: list[Frame] = []
+        self.frame_channels: dict[str, str] = {}
+        for c in (*chans.drives, *chans.reals):
+            kind = channel_frame_kind(c)
+            mode = channel_parts(c)[1]
+            port = f"{mode}_drive" if kind != "flux" else f"{mode}_flux"
+            f = Frame(channel_frame_name(c), port, 0.0, kind=kind)
+            frames.append(f)
+            self.frame_channels[f.name] = c
+        index = []
+        for q in qubits:
+            if not (q.startswith("q") and q[1:].isdigit()):
+                raise ValueError(f"device qubit {q!r}: allowed 'q<n>' modes on this backend")
+            index.append(int(q[1:]))
+        super().__init__(device, rng=rng, faults=faults, frame=frames[0], qubit=index[0], granularity=granularity,
+                         min_samples=min_samples, max_samples=max_samples, max_shots=max_shots,
+                         idempotent_submit=idempotent_submit)
+        ports = {f.port for f in frames}
+        drive = {n: f"q{n}_drive" for n in index if f"q{n}_drive" in self.frame_channels}
+        self._caps = dataclasses.replace(self._caps, sample_time_s=dict.fromkeys(ports, device.dt_s),
+                                         frames=tuple(frames), qubits=tuple(index), drive_frames=drive)
+
+    def transmon_model(self, qubit: int = 0) -> Any:
+        return None  # coupled modes: no single transmon to start a single-qubit session from
+
+    def compile(self, program: Program) -> Artifact:
+        trace = self._caps.render(program)
+        return Artifact(program, recompute_hash(program), trace, self.trace_sequence(trace, program.name))
+
+    def trace_sequence(self, trace: WaveformTrace, name: str = "") -> PulseSequence:
+        """The channel sequence that plays ``trace`` (frames of this backend) on the device."""
+        ops: list[Any] = []
+        for frame in trace.samples:
+            channel = self.frame_channels.get(frame)
+            if channel is None:
+                raise ValueError(f"frame {frame!r}: allowed one of {sorted(self.frame_channels)}")
+            samples = np.asarray(trace.samples[frame])
+            cursor = 0
+            for span in sorted((p for p in trace.plays if p.frame == frame), key=lambda p: p.start):
+                if span.start > cursor:
+                    ops.append(Delay((span.start - cursor) * trace.dt_s, channel=channel))
+                w = samples[span.start:span.stop]
+                ops.append(Play(w.real.copy() if channel_frame_kind(channel) == "flux" else w.copy(),
+                                channel=channel))
+                cursor = span.stop
+        ops.append(Barrier())
+        ops.append(Measure(tuple(f"q{q}" for q, _ in trace.acquires)))
+        return PulseSequence(tuple(ops), name=name)
+
+
+def simulated_multi_qubit_backend(preset: str = "two_transmons_cz", seed: int = 0, fault_rate: float = 0.0,
+                                  open_system: bool = True, idempotent_submit: bool = True) -> SimulatedMultiQubitBackend:
+    """The ``configs/backend/simulated_multi_qubit.yaml`` factory: the multi-qubit preset's
+    device (``envs.multi_qubit_presets``; its drift and readout) behind a
+    ``SimulatedMultiQubitBackend``, every fault of ``FaultRates`` at ``fault_rate``. The
+    device's draws come from ``seed``, the faults' from ``seed + 1``."""
+    from pulsecal.envs.multi_qubit_presets import get_multi_qubit_preset
+
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed={seed!r}: allowed an integer >= 0")
+    try:
+        spec = get_multi_qubit_preset(preset)
+    except ValueError as err:
+        raise ValueError(f"preset={preset!r}: {err}") from None
+    dev = spec.make(np.random.default_rng(seed), open_system=bool(open_system))
+    if isinstance(fault_rate, bool) or not isinstance(fault_rate, int | float) or not 0 <= fault_rate <= 1:
+        raise ValueError(f"fault_rate={fault_rate!r}: allowed a probability in [0, 1]")
+    faults = FaultRates.uniform(float(fault_rate))
+    return SimulatedMultiQubitBackend(dev, rng=np.random.default_rng(seed + 1), faults=faults,
+                                      idempotent_submit=idempotent_submit)

@@ -117,6 +117,7 @@ from .settings import (
     ReplaySettings,
     SettingsMismatch,
     default_limits,
+    is_two_qubit,
     session_env_class,
 )
 from .stops import SessionStop
@@ -136,7 +137,7 @@ __all__ = [
     "DEFAULT_ENV_ID", "ENV_FAMILY", "SESSION_ENV_KEYS", "SESSION_FORMAT", "WRITE_AHEAD", "FastForward",
     "JournalState", "OrphanAccounting", "Policy", "ReplayDevice", "ReplayDivergence", "ReplayResult",
     "ReplaySettings", "SessionEnv", "SessionStop", "SettingsMismatch", "StepRecord", "TrainedEnv",
-    "check_device_class", "default_limits", "env_to_kwargs",
+    "check_device_class", "default_limits", "env_to_kwargs", "is_two_qubit",
     "merge_session_env", "miscalibrated_start", "probes_from_json", "run_session", "session_env_class",
     "simulated_backend", "simulated_fast_forward", "simulated_truth", "start_values", "trained_env", "trained_env_of_export",
     "trained_env_of_run",

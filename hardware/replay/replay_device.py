@@ -11,7 +11,7 @@ from numpy.typing import NDArray
 from pulsecal.envs.protocol import PulseSequence
 
 from ..device import BackendDevice
-from ..ir import Program, from_sequence
+from ..ir import Program
 from ..journal import Journal
 from .settings import ReplayDivergence
 from .stops import RecordedStop, SessionStop
@@ -29,11 +29,8 @@ def simulated_fast_forward(backend: Any) -> FastForward | None:
         return None
 
     def ff(programs: Sequence[Program], shots: int) -> NDArray[np.int64]:
-        out = np.zeros((len(programs), 2), dtype=np.int64)
-        for i, p in enumerate(programs):
-            art = backend.compile(p)
-            out[i] = np.asarray(backend.device.run([art.payload], shots))[0]
-        return out
+        rows = [np.asarray(backend.device.run([backend.compile(p).payload], shots))[0] for p in programs]
+        return np.stack(rows).astype(np.int64) if rows else np.zeros((0, 2), dtype=np.int64)
 
     return ff
 
@@ -85,9 +82,7 @@ class ReplayDevice:
         self.journal.append("advance", session=self.live.session_id, index=k, duration_s=float(duration_s))
 
     def programs(self, sequences: Sequence[PulseSequence], shots: int) -> list[Program]:
-        live = self.live
-        return [from_sequence(s, live.frame, live.dt_s, shots=shots, qubit=live.qubit,
-                              acquire_duration_s=live.acquire_duration_s) for s in sequences]
+        return [self.live.compile_sequence(s, shots) for s in sequences]
 
     def run(self, sequences: Sequence[PulseSequence], shots: int) -> NDArray[np.int64]:
         step = self._step
@@ -101,7 +96,8 @@ class ReplayDevice:
                 raise ReplayDivergence(
                     f"device call {step}: the env asks for programs {[h[:12] for h in hashes]} × {shots} "
                     f"shots, the journal ran {[h[:12] for h in rec['program_hashes']]} × {rec['shots']}")
-            counts = np.asarray(rec["counts"], dtype=np.int64).reshape(len(programs), 2)
+            # (B, 2) counts of a single-qubit device, (B, 2^k) of a multi-qubit one.
+            counts = np.asarray(rec["counts"], dtype=np.int64).reshape(len(programs), -1 if programs else 2)
             if self._ff is not None:
                 again = self._ff(programs, shots)
                 if not np.array_equal(again, counts):

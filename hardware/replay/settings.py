@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pulsecal.envs.contract import probe_to_json
+from pulsecal.envs.two_qubit_session import REPLAY_ENV_IDS, replay_env_class
 from pulsecal.envs.verification import StatedCoherence, VerificationSettings
 
 from ..backend import Backend
@@ -30,12 +31,23 @@ ENV_FAMILY = "pulsecal/GateCalibration"
 DEFAULT_ENV_ID = ENV_FAMILY + "-v0"
 
 
+def is_two_qubit(env_id: str) -> bool:
+    """Whether ``env_id`` is a two-qubit env a session replays in its session form
+    (``pulsecal.envs.two_qubit_session``)."""
+    return replay_env_class(env_id) is not None
+
+
 def session_env_class(env_id: str) -> Any:
     """The env class registered under ``env_id`` (built directly: the session loop, not a
-    ``TimeLimit``, bounds the steps)."""
+    ``TimeLimit``, bounds the steps); for a two-qubit env its session form, which takes
+    the session's device at reset (``pulsecal.envs.two_qubit_session``)."""
     import gymnasium as gym
 
     import pulsecal.envs  # noqa: F401  (registers the ids)
+
+    two_qubit = replay_env_class(env_id)
+    if two_qubit is not None:
+        return two_qubit
 
     try:
         spec = gym.spec(env_id)
@@ -45,9 +57,10 @@ def session_env_class(env_id: str) -> Any:
     if not callable(getattr(cls, "calibration_state", None)):
         # A session replays a calibration: it binds policies to the env's calibration state
         # and reports the calibrated gate, which only the calibration envs have.
-        allowed = sorted(i for i, sp in gym.registry.items()
-                         if i.startswith("pulsecal/")
-                         and callable(getattr(_entry_class(sp.entry_point), "calibration_state", None)))
+        allowed = sorted({*REPLAY_ENV_IDS,
+                          *(i for i, sp in gym.registry.items()
+                            if i.startswith("pulsecal/")
+                            and callable(getattr(_entry_class(sp.entry_point), "calibration_state", None)))})
         raise ValueError(f"env_id={env_id!r} is not a calibration env a session can replay: allowed {allowed}")
     return cls
 
@@ -67,7 +80,9 @@ class ReplaySettings:
         session_id: names the session in job keys (the same id resumes it).
         seed: the env's seed (and, for a simulated backend, its device's).
         initial_params: the DRAG parameters the session starts from (amplitude, beta_s,
-            detuning_hz, phase), e.g. the lab's current calibration.
+            detuning_hz, phase), e.g. the lab's current calibration; for a two-qubit env
+            its four gate parameters (CZ: amplitude_phi0, length_s, phase_q0_rad,
+            phase_q1_rad).
         max_steps: policy steps after the initial measurement, >= 1.
         budget_shots: the ledger's shot budget (None: the env's own budget only).
         env: keyword arguments of the env (device preset, probes, shots per probe, shot
@@ -116,9 +131,10 @@ class ReplaySettings:
                                               or not isinstance(self.budget_shots, int)
                                               or self.budget_shots < 1):
             raise ValueError(f"ReplaySettings.budget_shots={self.budget_shots!r}: allowed an integer >= 1 or None")
-        if not isinstance(self.env_id, str) or not self.env_id.startswith(ENV_FAMILY + "-v"):
+        if not isinstance(self.env_id, str) or not (self.env_id.startswith(ENV_FAMILY + "-v")
+                                                    or self.env_id in REPLAY_ENV_IDS):
             raise ValueError(f"ReplaySettings.env_id={self.env_id!r}: allowed a registered "
-                             f"'{ENV_FAMILY}-v<N>' id")
+                             f"'{ENV_FAMILY}-v<N>' id or a two-qubit one of {list(REPLAY_ENV_IDS)}")
         if isinstance(self.qubit, bool) or not isinstance(self.qubit, int) or self.qubit < 0:
             raise ValueError(f"ReplaySettings.qubit={self.qubit!r}: allowed an integer >= 0")
         env = dict(self.env)

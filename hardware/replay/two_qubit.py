@@ -1,0 +1,337 @@
+"""Two-qubit calibration sessions: a CZ (``pulsecal/CZCalibration-v0``) calibrated through a
+multi-qubit backend, journaled, charged, safety-checked and resumable like a single-qubit
+session (``run_session``).
+
+What is the same: the session folder (``session.json``, ``journal.jsonl``, ``ledger.json``,
+``report.json``/``report.md``), the session lock, the write-ahead job records and the
+exactly-once keys of ``BackendDevice``, the orphan accounting across kills, the
+``ReplayDevice`` that answers finished device calls from the journal, the stops and their
+terminal rule, and the policy protocol. What differs:
+
+- the env is the session form of the two-qubit env (``pulsecal.envs.two_qubit_session``):
+  it runs its probes on the device the session hands it;
+- the device is a ``BackendDevice`` with a channel map (``session_channels``): every envs
+  channel the env plays (``drive:q0``, ``drive:q1``, ``flux:q1``, ``drive:q0@q1``) is a
+  frame of the backend named by ``channel_frame_name`` (``q0_drive``, ``q1_flux``,
+  ``q0_q1_cr``), and the counts are over the bitstrings of the measured qubits;
+- the default envelope (``two_qubit_limits``) allows exactly those frames and applies the
+  per-kind limits of ``SafetyLimits``: CR amplitude, flux amplitude, slew and energy;
+- the report is the two-qubit one (``write_two_qubit_report``): the gate's four parameters,
+  the measured error estimate per step, and on a simulated backend the truth (fidelity
+  with virtual Z, leakage, conditional phase) of the start and the final gate.
+
+The settings are ``ReplaySettings`` with ``env_id`` a two-qubit id and ``initial_params`` the
+gate's four parameters; ``qubit`` and ``verification`` are not used (a verdict of a
+two-qubit gate needs two-qubit RB, which the hardware layer does not run yet).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from pulsecal.envs.contract import CalibrationState
+
+from ..adapters.simulated import channel_frame_name
+from ..backend import Backend, BackendError, Capabilities
+from ..device import BackendDevice, RetryPolicy
+from ..ir import Frame
+from ..journal import Journal
+from ..ledger import DeviceDayLedger, ShotLedger, utc_day
+from ..policy import ActionOutOfRange, Policy
+from ..safety import SafetyLimits, SafetyViolation
+from ..session_lock import holds_session_lock
+from .journal_state import JournalState
+from .orphans import OrphanAccounting, next_process, recover_from_journal
+from .replay_device import ReplayDevice, simulated_fast_forward
+from .session import ReplayResult, StepRecord, _checked_action
+from .settings import (
+    WRITE_AHEAD,
+    ReplayDivergence,
+    ReplaySettings,
+    check_settings,
+    is_two_qubit,
+    session_env_class,
+    write_settings,
+)
+from .stops import FINISHED, RecordedStop, SessionStop, stop_of
+
+TWO_QUBIT_REPORT_FORMAT = "pulsecal.replay-report-2q/1"
+_FRAME = re.compile(r"^(q\d+|c\d+)_(drive|flux)$|^(q\d+)_(q\d+)_cr$")
+
+
+def session_channels(caps: Capabilities) -> dict[str, Frame]:
+    """{envs channel: Frame} of every backend frame named as ``channel_frame_name`` names
+    them (``q0_drive`` -> ``drive:q0``, ``q0_q1_cr`` -> ``drive:q0@q1``, ``q1_flux`` ->
+    ``flux:q1``, ``c01_flux`` -> ``coupler:c01``); other frames are left out."""
+    out: dict[str, Frame] = {}
+    for f in caps.frames:
+        m = _FRAME.match(f.name)
+        if m is None:
+            continue
+        if m.group(3):
+            channel = f"drive:{m.group(3)}@{m.group(4)}"
+        elif m.group(2) == "drive":
+            channel = f"drive:{m.group(1)}"
+        else:
+            channel = f"{'coupler' if m.group(1).startswith('c') else 'flux'}:{m.group(1)}"
+        if channel_frame_name(channel) == f.name:
+            out[channel] = f
+    return out
+
+
+def two_qubit_limits(backend: Backend, **changes: Any) -> SafetyLimits:
+    """A conservative envelope for a two-qubit session on ``backend``: the frames of
+    ``session_channels`` only, the per-kind defaults of ``SafetyLimits`` for CR and flux
+    frames, the single-qubit session's pulse, program, energy and shot limits; callers and
+    configs override any field."""
+    frames = tuple(session_channels(backend.capabilities()).values())
+    args: dict[str, Any] = {"allowed_frames": frames, "max_amplitude": 1.0, "max_pulse_duration_s": 1e-6,
+                            "max_program_duration_s": 20e-6, "max_drive_energy_s": 2e-6,
+                            "max_shots_per_job": 10_000, "max_shots_per_day": 10_000_000}
+    args.update(changes)
+    return SafetyLimits(**args)
+
+
+@holds_session_lock  # one process per folder for the whole session (SessionBusy otherwise)
+def run_two_qubit_session(backend: Backend, policy: Policy, folder: str | Path, settings: ReplaySettings, *,
+                          limits: SafetyLimits | None = None, retry: RetryPolicy | None = None,
+                          clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
+                          fsync: bool = True, truth: Callable[[Sequence[float]], Mapping[str, float]] | None = None,
+                          backend_info: Mapping[str, Any] | None = None,
+                          device_ledger: DeviceDayLedger | None = None) -> ReplayResult:
+    """Run (or resume) a two-qubit calibration session of ``policy`` on ``backend`` in
+    ``folder`` (module docstring; arguments as ``run_session``'s).
+
+    ``truth``: for a simulated backend, the true metrics of the gate parameters (report
+    only). ``ReplayResult.final_params`` is None: the gate's parameters are
+    ``steps[-1].params`` (``CalibrationState.parameter_names`` order).
+    """
+    folder = Path(folder)
+    if not is_two_qubit(settings.env_id):
+        raise ValueError(f"ReplaySettings.env_id={settings.env_id!r}: allowed a two-qubit env id "
+                         "(run_session runs the single-qubit ones)")
+    if settings.verification is not None:
+        raise ValueError("ReplaySettings.verification: allowed None for a two-qubit session (its verdict "
+                         "needs two-qubit RB, not run on backends yet)")
+    channels = session_channels(backend.capabilities())
+    if not channels:
+        raise ValueError(f"backend {getattr(backend, 'name', type(backend).__name__)!r}: no frame named "
+                         "q<n>_drive, q<n>_flux or q<c>_q<t>_cr: allowed a multi-qubit backend")
+    limits = limits if limits is not None else two_qubit_limits(backend)
+    env = session_env_class(settings.env_id)(**{k: v for k, v in settings.env.items() if k != "report_truth"})
+    known = check_settings(folder, settings)
+
+    folder.mkdir(parents=True, exist_ok=True)
+    journal = Journal(folder / "journal.jsonl", clock=clock, fsync=fsync)
+    if not known:
+        write_settings(folder, settings)
+    state = JournalState.read(journal.path, settings.session_id)
+    resumed = state.started is not None
+    ledger = ShotLedger(folder / "ledger.json", budget_shots=settings.budget_shots, fsync=fsync)
+    sid = settings.session_id
+    proc = next_process(state)
+    write_ahead = state.started is None or state.started.get("write_ahead") == WRITE_AHEAD
+    scope = str(folder.resolve())
+    orphans = OrphanAccounting(journal, ledger, state, sid, proc, write_ahead, today=lambda: utc_day(clock()),
+                               device_ledger=device_ledger, scope=scope)
+    orphans.reconcile()
+    if device_ledger is not None:
+        device_ledger.sync(scope, ledger)
+    first = next(iter(channels.values()))
+    live = BackendDevice(backend, limits=limits, ledger=ledger, journal=journal, session_id=sid, frame=first,
+                         retry=retry, clock=clock, sleep=sleep, start_step=len(state.runs_done), process=proc,
+                         before_submit=orphans.before_submit, device_ledger=device_ledger, scope=scope,
+                         channels=channels)
+    recover_from_journal(backend, journal, state, sid, proc)
+    state = JournalState.read(journal.path, sid)
+    recorded_stop = SessionStop.from_json(state.stopped) if state.stopped is not None else None
+    device = ReplayDevice(live, journal, done=state.runs_done, advances_done=state.advances,
+                          fast_forward=simulated_fast_forward(backend), stopped=recorded_stop)
+    describe = getattr(policy, "describe", None)
+    policy_info = describe() if callable(describe) else {"kind": type(policy).__name__}
+    info_backend = {"name": getattr(backend, "name", type(backend).__name__), **(backend_info or {})}
+    if resumed:
+        journal.append("session_resumed", session=sid, device_calls_done=len(state.runs_done),
+                       env_steps_done=len(state.observations), policy=policy_info, process=proc,
+                       write_ahead=WRITE_AHEAD if write_ahead else None)
+    else:
+        journal.append("session_started", session=sid, settings=settings.to_json(), policy=policy_info,
+                       backend=info_backend, limits=limits.to_dict(), channels=sorted(channels),
+                       process=proc, write_ahead=WRITE_AHEAD)
+
+    bind = getattr(policy, "bind", None)
+    policy_state = policy.initial_state()
+    calibration: CalibrationState = env.unwrapped.calibration_state()
+    steps: list[StepRecord] = []
+    terminated = truncated = False
+    stop: SessionStop | None = None
+    t = 0
+    try:
+        obs, info = env.reset(seed=settings.seed, options={"device": device,
+                                                           "initial_params": np.asarray(settings.initial_params)})
+        calibration = env.unwrapped.calibration_state()
+        steps.append(_record(0, None, 0.0, info, calibration))
+        _log_observation(journal, state, sid, steps[-1], obs, calibration)
+        while t < settings.max_steps and not (terminated or truncated):
+            t += 1
+            if callable(bind):
+                bind(calibration)
+            raw, policy_state = policy.act(obs, policy_state)
+            action = _checked_action(raw, env.action_space)
+            if t - 1 < len(state.actions):
+                old = state.actions[t - 1]
+                if [float(x) for x in old["action"]] != [float(x) for x in action]:
+                    raise ReplayDivergence(f"env step {t}: the policy acts {action.tolist()}, the journal "
+                                           f"applied {old['action']} (another policy or seed?)")
+            else:
+                journal.append("action", session=sid, env_step=t, action=[float(x) for x in action],
+                               params_before=list(calibration.parameter_values),
+                               parameters=list(calibration.controlled_parameters))
+            obs, reward, terminated, truncated, info = env.step(action)
+            calibration = env.unwrapped.calibration_state()
+            steps.append(_record(t, action, float(reward), info, calibration))
+            _log_observation(journal, state, sid, steps[-1], obs, calibration)
+    except (SafetyViolation, ActionOutOfRange, BackendError, RecordedStop) as err:
+        stop = stop_of(err, t)
+        if stop is None:  # pragma: no cover  (stop_of knows every class caught here)
+            raise
+        stop = recorded_stop or stop
+    if stop is None and recorded_stop is not None:
+        raise ReplayDivergence(f"journal {journal.path}: the session stopped ({recorded_stop.describe()}), "
+                               f"its replay ran to the end")
+
+    names = calibration.parameter_names
+    start = steps[0].params if steps else tuple(settings.initial_params)
+    final = steps[-1].params if steps else tuple(settings.initial_params)
+    extra = {"session_id": sid, "resumed": resumed, "replayed_device_calls": device.replayed_steps,
+             "ledger_shots": ledger.used_shots, "orphan_shots": orphans.shots,
+             "env_shots": int(steps[-1].shots_used) if steps else 0, "terminated": bool(terminated),
+             "outcome": FINISHED if stop is None else stop.reason,
+             "stop": None if stop is None else stop.to_json()}
+    truth_start = dict(truth(start)) if truth is not None else None
+    truth_final = dict(truth(final)) if truth is not None and steps else None
+    report = write_two_qubit_report(folder, steps=steps, settings=settings, parameter_names=names,
+                                    gate=calibration.gate.name, policy=policy_info, backend=info_backend,
+                                    channels=sorted(channels), truth_start=truth_start, truth_final=truth_final,
+                                    extra=extra)
+    if stop is not None:
+        if recorded_stop is None:
+            journal.append("session_stopped", session=sid, **stop.to_json(), final_params=list(final) if steps else None,
+                           ledger_shots=ledger.used_shots, orphan_shots=orphans.shots, process=proc)
+    elif state.finished is None and steps:
+        journal.append("session_finished", session=sid, final_params=list(final),
+                       infidelity_estimate=steps[-1].infidelity_estimate, ledger_shots=ledger.used_shots,
+                       orphan_shots=orphans.shots, process=proc)
+    return ReplayResult(folder, None, tuple(steps), resumed, device.replayed_steps, ledger.used_shots,
+                        orphans.shots, report, stop, None)
+
+
+def _record(t: int, action: NDArray[Any] | None, reward: float, info: Mapping[str, Any],
+            calibration: CalibrationState) -> StepRecord:
+    return StepRecord(t, None if action is None else tuple(float(x) for x in action),
+                      calibration.parameter_values,  # type: ignore[arg-type]
+                      calibration.measurement.values, float(info.get("infidelity_estimate", math.nan)), reward,
+                      int(info.get("shots_used", 0)))
+
+
+def _log_observation(journal: Journal, state: JournalState, sid: str, s: StepRecord, obs: NDArray[Any],
+                     calibration: CalibrationState) -> None:
+    if s.env_step < len(state.observations):
+        old = state.observations[s.env_step]
+        if [float(x) for x in old["params"]] != list(s.params) or list(old["p1"]) != list(s.p1):
+            raise ReplayDivergence(f"env step {s.env_step}: replay reached params {list(s.params)}, the "
+                                   f"journal {old['params']}")
+        return
+    journal.append("observation", session=sid, env_step=s.env_step, observation=[float(x) for x in obs],
+                   p1=list(s.p1), params=list(s.params), reward=s.reward,
+                   infidelity_estimate=s.infidelity_estimate, shots_used=s.shots_used,
+                   parameter_names=list(calibration.parameter_names))
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def write_two_qubit_report(folder: Path, *, steps: Sequence[StepRecord], settings: ReplaySettings,
+                           parameter_names: Sequence[str], gate: str, policy: Mapping[str, Any],
+                           backend: Mapping[str, Any], channels: Sequence[str],
+                           truth_start: Mapping[str, float] | None, truth_final: Mapping[str, float] | None,
+                           extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Write report.json and report.md of a two-qubit session; returns the report dict.
+
+    Everything in it comes from the session's measurements except ``truth_start`` and
+    ``truth_final`` (a simulated backend's hidden device only). A session stopped at its
+    first measurement reports its start parameters and no estimate."""
+    start = steps[0].params if steps else tuple(settings.initial_params)
+    final = steps[-1].params if steps else tuple(settings.initial_params)
+    est0 = steps[0].infidelity_estimate if steps else math.nan
+    est1 = steps[-1].infidelity_estimate if steps else math.nan
+    report: dict[str, Any] = {
+        "format": TWO_QUBIT_REPORT_FORMAT, "env_id": settings.env_id, "gate": gate,
+        "backend": dict(backend), "policy": dict(policy), "channels": list(channels),
+        "initial_params": dict(zip(parameter_names, start, strict=True)),
+        "final_params": dict(zip(parameter_names, final, strict=True)),
+        "env_steps": max(len(steps) - 1, 0),
+        "estimated_infidelity_initial": _finite(est0), "estimated_infidelity_final": _finite(est1),
+        "steps": [{"env_step": s.env_step, "action": None if s.action is None else list(s.action),
+                   "params": list(s.params), "estimated_error": _finite(s.infidelity_estimate),
+                   "reward": s.reward, "shots_used": s.shots_used} for s in steps],
+        **dict(extra),
+    }
+    if truth_start is not None:
+        report["truth_initial"] = {k: float(v) for k, v in truth_start.items()}
+    if truth_final is not None:
+        report["truth_final"] = {k: float(v) for k, v in truth_final.items()}
+    _atomic(folder / "report.json", json.dumps(report, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    lines = [f"# {gate} calibration session `{settings.session_id}` ({settings.env_id})", "",
+             f"outcome: {report['outcome']}"
+             + (f" ({report['stop']['detail']})" if report.get("stop") else ""),
+             f"backend: {report['backend'].get('name')}; policy: {report['policy'].get('kind')}; "
+             f"channels: {', '.join(channels)}",
+             f"env steps: {report['env_steps']}; ledger shots: {report['ledger_shots']} "
+             f"(orphaned: {report['orphan_shots']})", "",
+             "| parameter | start | final |", "|---|---|---|"]
+    lines += [f"| {n} | {a:.6g} | {b:.6g} |" for n, a, b in zip(parameter_names, start, final, strict=True)]
+    lines += ["", f"estimated error (measured): {est0:.4g} -> {est1:.4g}"]
+    for label, tr in (("start", truth_start), ("final", truth_final)):
+        if tr is not None:
+            lines.append(f"truth at {label} (simulated device only): "
+                         + ", ".join(f"{k}={float(v):.4g}" for k, v in sorted(tr.items())))
+    _atomic(folder / "report.md", "\n".join(lines) + "\n")
+    return report
+
+
+def _atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class CZTruth:
+    """The true metrics of CZ parameters on a simulated multi-qubit device (report only):
+    ``cz_calibration_core.true_metrics`` at the device's clock."""
+
+    device: Any
+    ramp_s: float = 5e-9
+
+    def __call__(self, params: Sequence[float]) -> dict[str, float]:
+        from pulsecal.envs import cz_calibration_core as core
+
+        pulse = core.CZPulse(ramp_s=self.ramp_s, dt_s=self.device.dt_s)
+        return core.true_metrics(self.device, pulse, np.asarray(params, dtype=np.float64))
+
+
+__all__ = ["TWO_QUBIT_REPORT_FORMAT", "CZTruth", "run_two_qubit_session", "session_channels", "two_qubit_limits",
+           "write_two_qubit_report"]
