@@ -42,6 +42,31 @@ def check_float(owner: str, name: str, value: object, low: float, high: float) -
         raise ValueError(f"{owner}.{name}={value!r} is out of range: allowed a number in [{low}, {high}]")
 
 
+class PointScan:
+    """A scan of ``points`` settings at ``shots_per_point`` each; its check_data form is the
+    same scan at ``cheap_points`` × ``cheap_shots_per_point``. A mixin of the experiment
+    dataclasses that declare those four fields."""
+
+    points: int
+    cheap_points: int
+    shots_per_point: int
+    cheap_shots_per_point: int
+
+    def _check_scan(self, owner: str, min_points: int, max_points: int) -> None:
+        check_int(owner, "points", self.points, min_points, max_points)
+        check_int(owner, "cheap_points", self.cheap_points, min_points, max_points)
+        check_int(owner, "shots_per_point", self.shots_per_point, 1, 10**6)
+        check_int(owner, "cheap_shots_per_point", self.cheap_shots_per_point, 1, 10**6)
+
+    def _plan(self, cheap: bool) -> tuple[int, int]:
+        return (self.cheap_points, self.cheap_shots_per_point) if cheap else (self.points, self.shots_per_point)
+
+    def shots(self, cheap: bool) -> int:
+        """Shots one run costs (``cheap``: the check_data form)."""
+        points, shots = self._plan(cheap)
+        return points * shots
+
+
 def check_target(name: str, target: object, device: Any) -> str:
     if not isinstance(target, str):
         raise ValueError(f"{name}: target={target!r}: allowed one qubit name such as 'q3'")

@@ -28,6 +28,7 @@ from ....envs.drag import DragGate
 from ..experiment import ExperimentResult, Status
 from .common import (
     Measurement,
+    PointScan,
     check_float,
     check_int,
     check_target,
@@ -40,7 +41,7 @@ from .pulses import DEFAULT_GATE, QubitPulses, program
 
 
 @dataclass(frozen=True)
-class Drag:
+class Drag(PointScan):
     """Settings: ``span_s`` (half-width of the β sweep around the stored β),
     ``points``/``shots_per_point`` (full form; two sequences per point),
     ``cheap_points``/``cheap_shots_per_point``, ``tolerance_s`` (|β* − stored| still in
@@ -66,10 +67,7 @@ class Drag:
             raise ValueError(f"Drag.method={self.method!r}: allowed 'pair' or 'train'")
         check_int(n, "repetitions", self.repetitions, 1, 200)
         check_float(n, "span_s", self.span_s, 1e-12, 1e-6)
-        check_int(n, "points", self.points, 3, 1001)
-        check_int(n, "cheap_points", self.cheap_points, 3, 1001)
-        check_int(n, "shots_per_point", self.shots_per_point, 1, 10**6)
-        check_int(n, "cheap_shots_per_point", self.cheap_shots_per_point, 1, 10**6)
+        self._check_scan(n, 3, 1001)
         check_float(n, "tolerance_s", self.tolerance_s, 0.0, 1e-6)
         check_float(n, "min_slope", self.min_slope, 0.0, 10.0)
         check_float(n, "max_chi2", self.max_chi2, 1.0, 1e6)
@@ -92,10 +90,8 @@ class Drag:
     def writes(self) -> tuple[str, ...]:
         return ("{t}.drag_beta",)
 
-    def _plan(self, cheap: bool) -> tuple[int, int]:
-        return (self.cheap_points, self.cheap_shots_per_point) if cheap else (self.points, self.shots_per_point)
-
     def shots(self, cheap: bool) -> int:
+        # The pair form measures two sequences per point.
         points, shots = self._plan(cheap)
         return (2 if self.method == "pair" else 1) * points * shots
 

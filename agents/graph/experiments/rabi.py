@@ -18,12 +18,20 @@ import numpy as np
 
 from ....envs.drag import DragGate
 from ..experiment import ExperimentResult, Status
-from .common import check_float, check_int, check_target, fit_problem, measure, result, weighted_fit
+from .common import (
+    PointScan,
+    check_float,
+    check_target,
+    fit_problem,
+    measure,
+    result,
+    weighted_fit,
+)
 from .pulses import DEFAULT_GATE, QubitPulses, program
 
 
 @dataclass(frozen=True)
-class Rabi:
+class Rabi(PointScan):
     """Settings: ``span`` (largest amplitude over the prior), ``points``/``shots_per_point``
     (full form), ``cheap_points``/``cheap_shots_per_point`` (check_data), ``tolerance``
     (relative |A_π − prior| still in spec), ``min_contrast``, ``max_chi2``, ``gate``."""
@@ -41,10 +49,7 @@ class Rabi:
     def __post_init__(self) -> None:
         n = "Rabi"
         check_float(n, "span", self.span, 1.05, 10.0)
-        check_int(n, "points", self.points, 5, 1001)
-        check_int(n, "cheap_points", self.cheap_points, 5, 1001)
-        check_int(n, "shots_per_point", self.shots_per_point, 1, 10**6)
-        check_int(n, "cheap_shots_per_point", self.cheap_shots_per_point, 1, 10**6)
+        self._check_scan(n, 5, 1001)
         check_float(n, "tolerance", self.tolerance, 0.0, 1.0)
         check_float(n, "min_contrast", self.min_contrast, 0.0, 1.0)
         check_float(n, "max_chi2", self.max_chi2, 1.0, 1e6)
@@ -60,13 +65,6 @@ class Rabi:
     @property
     def writes(self) -> tuple[str, ...]:
         return ("{t}.pi_amplitude",)
-
-    def _plan(self, cheap: bool) -> tuple[int, int]:
-        return (self.cheap_points, self.cheap_shots_per_point) if cheap else (self.points, self.shots_per_point)
-
-    def shots(self, cheap: bool) -> int:
-        points, shots = self._plan(cheap)
-        return points * shots
 
     def run(self, device: Any, target: str | tuple[str, ...], params: Mapping[str, float],
             rng: np.random.Generator, *, cheap: bool = False) -> ExperimentResult:

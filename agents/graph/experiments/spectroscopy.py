@@ -22,12 +22,20 @@ import numpy as np
 
 from ....envs.drag import DragGate
 from ..experiment import ExperimentResult, Status
-from .common import check_float, check_int, check_target, fit_problem, measure, result, weighted_fit
+from .common import (
+    PointScan,
+    check_float,
+    check_target,
+    fit_problem,
+    measure,
+    result,
+    weighted_fit,
+)
 from .pulses import DEFAULT_GATE, Program, QubitPulses, frame_hz, param
 
 
 @dataclass(frozen=True)
-class Spectroscopy:
+class Spectroscopy(PointScan):
     """Settings (all validated; errors name the field and the allowed range):
 
     window_hz: half-width of the scanned window around the prior frequency.
@@ -52,10 +60,7 @@ class Spectroscopy:
     def __post_init__(self) -> None:
         n = "Spectroscopy"
         check_float(n, "window_hz", self.window_hz, 1e5, 500e6)
-        check_int(n, "points", self.points, 7, 1001)
-        check_int(n, "cheap_points", self.cheap_points, 7, 1001)
-        check_int(n, "shots_per_point", self.shots_per_point, 1, 10**6)
-        check_int(n, "cheap_shots_per_point", self.cheap_shots_per_point, 1, 10**6)
+        self._check_scan(n, 7, 1001)
         check_float(n, "duration_s", self.duration_s, 10e-9, 100e-6)
         check_float(n, "rotation", self.rotation, 0.05, 1.0)
         check_float(n, "tolerance_hz", self.tolerance_hz, 0.0, 1e9)
@@ -73,13 +78,6 @@ class Spectroscopy:
     @property
     def writes(self) -> tuple[str, ...]:
         return ("{t}.frequency_hz",)
-
-    def _plan(self, cheap: bool) -> tuple[int, int]:
-        return (self.cheap_points, self.cheap_shots_per_point) if cheap else (self.points, self.shots_per_point)
-
-    def shots(self, cheap: bool) -> int:
-        points, shots = self._plan(cheap)
-        return points * shots
 
     def run(self, device: Any, target: str | tuple[str, ...], params: Mapping[str, float],
             rng: np.random.Generator, *, cheap: bool = False) -> ExperimentResult:
