@@ -77,6 +77,18 @@ class VerificationConf:
 
 
 @dataclass
+class RB2QConf:
+    """``envs.rb2q.RB2QSettings`` fields (the stated T1/T2 are set from code); null keeps
+    the default (``verification: {}`` verifies at episode end with the defaults)."""
+
+    lengths: list[int] | None = None
+    n_random: int | None = None
+    shots: int | None = None
+    threshold: float | None = None
+    seed: int | None = None
+
+
+@dataclass
 class GateCalibrationOptions:
     """``GateCalibrationConfig`` options a config file can set (its probes are code)."""
 
@@ -194,6 +206,7 @@ class MultiQubitSamplerConf:
     p1_given_0: list[float] | None = None
     p0_given_1: list[float] | None = None
     crosstalk: list[float] | None = None
+    iq_snr: list[float] | None = None
 
 
 @dataclass
@@ -217,6 +230,7 @@ class CZCalibrationOptions:
     length_range_s: list[float] | None = None
     error_floor: float | None = None
     ramp_s: float | None = None
+    verification: RB2QConf | None = None
 
 
 @dataclass
@@ -234,6 +248,7 @@ class CRCalibrationOptions:
     amp_step: float | None = None
     phase_step_rad: float | None = None
     cancel_step: float | None = None
+    verification: RB2QConf | None = None
 
 
 # ------------------------------------------------------------ env config schemas

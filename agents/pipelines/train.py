@@ -143,7 +143,7 @@ def run_env_kwargs(conf: TrainConf, env_id: str) -> dict[str, Any]:
         devices = training_devices(conf)
         multi = env_id in MULTI_QUBIT_ENV_IDS
         if multi != isinstance(devices, MultiQubitTrainingDevices):
-            allowed = "a multi-qubit preset (device=two_transmons_cz, two_transmons_cr)" if multi else \
+            allowed = "a multi-qubit preset (device=pair_cz, pair_cr)" if multi else \
                 "a single-transmon preset (device=transmon_20ns, randomized, ...)"
             raise ConfigError("device", f"preset {devices.preset!r} does not fit env {env_id}: allowed {allowed}")
         return env_kwargs(conf, devices)

@@ -32,8 +32,8 @@ def _one_thread() -> None:
 def test_groups_exist() -> None:
     # New env versions add options (e.g. gate_calibration_v1); the three tasks must stay.
     assert {"drift_tracking", "gate_calibration", "pulse_shaping"} <= set(options("env"))
-    assert options("device") == ["randomized", "transmon_20ns", "transmon_drifting", "transmon_emulator", "transmon_short",
-                                 "two_transmons_cr", "two_transmons_cz"]
+    assert options("device") == ["pair_cr", "pair_cz", "randomized", "transmon_20ns", "transmon_drifting",
+                                 "transmon_emulator", "transmon_short"]
     assert options("agent") == ["ppo", "recurrent_ppo", "sac", "td3"]
     assert {"smoke", "gate_calibration_ppo", "pulse_shaping_sac", "drift_tracking_ppo"} <= set(options("experiment"))
 
@@ -124,10 +124,10 @@ def test_experiments_smoked_elsewhere_still_are() -> None:
 
 # A two-qubit env and its device config only work together (each alone would pair with
 # the default of the other group); the CZ env runs closed-system here, as it trains.
-PAIRED = {"env=cz_calibration": ["device=two_transmons_cz", "env.kwargs.open_system=false"],
-          "env=cr_calibration": ["device=two_transmons_cr"],
-          "device=two_transmons_cz": ["env=cz_calibration", "env.kwargs.open_system=false"],
-          "device=two_transmons_cr": ["env=cr_calibration"]}
+PAIRED = {"env=cz_calibration": ["device=pair_cz", "env.kwargs.open_system=false"],
+          "env=cr_calibration": ["device=pair_cr"],
+          "device=pair_cz": ["env=cz_calibration", "env.kwargs.open_system=false"],
+          "device=pair_cr": ["env=cr_calibration"]}
 
 
 @pytest.mark.parametrize("override", [f"{g}={o}" for g in ("env", "device") for o in options(g)])

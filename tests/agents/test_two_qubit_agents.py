@@ -169,7 +169,7 @@ def test_misspelt_two_qubit_env_option_fails_at_compose_time(override: str) -> N
 
 @pytest.mark.parametrize(("overrides", "message"), [
     (["env=cz_calibration"], "does not fit env pulsecal/CZCalibration-v0"),
-    (["device=two_transmons_cr"], "does not fit env pulsecal/GateCalibration-v0"),
+    (["device=pair_cr"], "does not fit env pulsecal/GateCalibration-v0"),
 ])
 def test_env_and_device_of_different_kinds_are_refused_naming_device(overrides: list[str], message: str) -> None:
     from pulsecal.agents.pipelines.train import run_env_kwargs, to_train_conf
