@@ -11,7 +11,9 @@ the folder, held by ``hardware.session_lock`` for the whole run (a second proces
 same run_id is refused, naming the holder's PID): ``journal.jsonl`` (every node start and
 result), ``ledger.json`` (the run's shots), ``store.json`` (the versioned parameters, or
 the shared store ``store`` names), ``report.json`` (every node's outcome, the failed and
-the blocked with what blocked them, the run clock and shots), ``config.yaml`` (this run's
+the blocked with what blocked them, the run clock and shots; with ``device.spectators=none``
+an ``evaluation`` section, truth-only), ``report/index.html`` (the HTML report and its
+PNGs), ``config.yaml`` (this run's
 resolved settings) and, with ``export_qibolab``, ``qibolab_parameters.json``.
 
 A run_id whose folder holds a journal is resumed: its finished nodes are not run again,
@@ -34,8 +36,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from pulsecal.agents.graph.graph import CalibrationGraph, GraphError, graph_from_definition
 from pulsecal.agents.graph.journal import Journal, read_state
+from pulsecal.agents.graph.report import write_report
 from pulsecal.agents.graph.scheduler import BLOCKED, FAILED, NodeOutcome, RunReport, Scheduler
 from pulsecal.agents.graph.store import ParameterStore, read_qibolab, write_qibolab
+from pulsecal.agents.pipelines.calibrate_report import evaluate, report_input
 from pulsecal.configs.schema import ConfigError
 from pulsecal.envs.multi_qubit_presets import (
     MultiQubitPreset,
@@ -277,6 +281,12 @@ def calibrate(cfg: DictConfig, *, stream: TextIO | None = None) -> RunReport:
                               budget_shots=conf.budget_shots, progress=progress.node, config=p.settings)
             report = sched.run()
         summary = report.to_dict()
+        evaluation = evaluate(device, store.current(), cmap.qubits, report)
+        if evaluation:
+            summary["evaluation"] = {"truth_only": True, "note": "simulation truth (bench_nodes.true_errors), "
+                                     "never read by a node", "qubits": evaluation}
+        write_report(folder / "report", report_input(conf.run_id, conf.device.preset, p.graph, report, journal,
+                                                     cmap.qubits, cmap.edges, store.current(), evaluation))
         if conf.export_qibolab is not None:
             base = json.loads(_qibolab_file(conf.export_qibolab).read_text())
             unmapped = write_qibolab(folder / "qibolab_parameters.json", store.current(), base)

@@ -244,3 +244,13 @@ def test_bringup_chain_on_one_qubit_reaches_calibrated(tmp_path: Path) -> None:
     assert {n: o.outcome for n, o in report.outcomes.items()} == {
         f"{t}:q0": "calibrated" for t in ("idle", "spectroscopy", "rabi", "readout", "ramsey", "t1",
                                           "fine_amplitude", "drag", "drag_train", "fine_amplitude_2", "rb1q")}
+    folder = tmp_path / "runs" / "b"
+    summary = json.loads((folder / "report.json").read_text())
+    ev = summary["evaluation"]
+    assert ev["truth_only"] is True
+    # the chain's pulses are near the coherence limit (bench_nodes: ~1.0-1.1x)
+    assert 0.9 < ev["qubits"]["q0"]["mean_error_over_limit"] < 1.5
+    html = (folder / "report" / "index.html").read_text()
+    assert 'src="graph.png"' in html and 'src="device.png"' in html
+    pngs = sorted(p.name for p in (folder / "report").glob("node_*.png"))
+    assert any("rabi-q0" in n for n in pngs) and any("rb1q-q0" in n for n in pngs), pngs
