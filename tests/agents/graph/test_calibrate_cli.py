@@ -76,7 +76,9 @@ def test_cli_runs_the_bringup_graph_and_exports_qibolab(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     folder = tmp_path / "runs" / "e2e"
     assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "journal.jsonl", "ledger.json",
-                                                         "qibolab_parameters.json", "report.json", "store.json"]
+                                                         "qibolab_parameters.json", "report", "report.json",
+                                                         "store.json"]
+    assert (folder / "report" / "index.html").is_file() and (folder / "report" / "graph.png").is_file()
     report = json.loads((folder / "report.json").read_text())
     assert report["counts"]["calibrated"] == 3 and report["shots"] == 3 * 400
     # q0 and q1 are coupled: never one group; the pair after both
