@@ -332,6 +332,12 @@ class Scheduler:
                 message = f"attempt {attempts}: {r.status}: {r.message}"
                 if attempts > node.retries:
                     return self._outcome(node, FAILED, tally, attempts, message)
+                if r.status == "out_of_spec" and r.values:
+                    # A good fit whose value moved beyond the tolerance from the stored one
+                    # (a coarse prior, drift): its value is recorded, with its verdict, and
+                    # the next attempt confirms it; the dependencies are not in question.
+                    self._accept(node, r, tally)
+                    continue
                 diag = node.diagnose(deps, lambda d: self._op(node, "check_data", d, tally),
                                      lambda d: self._recalibrate(node, d, tally, 1))
                 if diag.failing is not None and not diag.recalibrated:

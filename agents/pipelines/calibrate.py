@@ -11,7 +11,9 @@ the folder, held by ``hardware.session_lock`` for the whole run (a second proces
 same run_id is refused, naming the holder's PID): ``journal.jsonl`` (every node start and
 result), ``ledger.json`` (the run's shots), ``store.json`` (the versioned parameters, or
 the shared store ``store`` names), ``report.json`` (every node's outcome, the failed and
-the blocked with what blocked them, the run clock and shots), ``config.yaml`` (this run's
+the blocked with what blocked them, the run clock and shots; with ``device.spectators=none``
+an ``evaluation`` section, truth-only), ``report/index.html`` (the HTML report and its
+PNGs), ``config.yaml`` (this run's
 resolved settings) and, with ``export_qibolab``, ``qibolab_parameters.json``.
 
 A run_id whose folder holds a journal is resumed: its finished nodes are not run again,
@@ -34,8 +36,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from pulsecal.agents.graph.graph import CalibrationGraph, GraphError, graph_from_definition
 from pulsecal.agents.graph.journal import Journal, read_state
+from pulsecal.agents.graph.report import write_report
 from pulsecal.agents.graph.scheduler import BLOCKED, FAILED, NodeOutcome, RunReport, Scheduler
 from pulsecal.agents.graph.store import ParameterStore, read_qibolab, write_qibolab
+from pulsecal.agents.pipelines.calibrate_report import evaluate, report_input
 from pulsecal.configs.schema import ConfigError
 from pulsecal.envs.multi_qubit_presets import (
     MultiQubitPreset,
@@ -49,7 +53,9 @@ from pulsecal.hardware.session_lock import session_lock
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # The settings a resumed run must share with the run it resumes: they decide what its
 # finished nodes measured and what the rest will.
-RESUME_KEYS = ("device", "seed", "graph", "budget_shots", "store", "start_from")
+RESUME_KEYS = ("device", "seed", "graph", "budget_shots", "store", "start_from", "priors",
+               "priors_frequency_spread_hz", "priors_amplitude_factor")
+PRIOR_KINDS = ("spec_sheet",)
 
 
 @dataclass
@@ -77,6 +83,9 @@ class CalibrateConf:
     budget_shots: int | None = None
     store: str | None = None
     start_from: str | None = None
+    priors: str | None = "spec_sheet"
+    priors_frequency_spread_hz: float = 20e6
+    priors_amplitude_factor: float = 2.0
     export_qibolab: str | None = None
     progress: bool = True
     graph: Any = None
@@ -99,6 +108,12 @@ class CalibrateConf:
             raise ConfigError("device.spectator_levels", f"{s.spectator_levels}: allowed an integer >= 2 or null")
         if s.max_dimension is not None and s.max_dimension < 2:
             raise ConfigError("device.max_dimension", f"{s.max_dimension}: allowed an integer >= 2 or null")
+        if self.priors is not None and self.priors not in PRIOR_KINDS:
+            raise ConfigError("priors", f"{self.priors!r}: allowed one of {list(PRIOR_KINDS)} or null")
+        if not 0.0 <= self.priors_frequency_spread_hz <= 1e9:
+            raise ConfigError("priors_frequency_spread_hz", f"{self.priors_frequency_spread_hz}: allowed 0 to 1e9 Hz")
+        if not 1.0 <= self.priors_amplitude_factor <= 10.0:
+            raise ConfigError("priors_amplitude_factor", f"{self.priors_amplitude_factor}: allowed 1 to 10")
         for key in ("start_from", "export_qibolab"):
             p = getattr(self, key)
             if p is not None and not _qibolab_file(p).is_file():
@@ -208,6 +223,31 @@ def _check_resume(folder: Path, journal: Journal, settings: dict[str, Any]) -> b
     return True
 
 
+def spec_sheet_priors(preset: MultiQubitPreset, dt_s: float, seed: int, frequency_spread_hz: float,
+                      amplitude_factor: float) -> dict[str, float]:
+    """Coarse starting values per qubit from the preset's design parameters: frequency
+    within ±``frequency_spread_hz``, π amplitude within ×[1/f, f] (log-uniform) of the
+    amplitude the design Rabi rate asks for, DRAG β = 0. Seeded by ``seed`` alone, so a
+    run's priors do not depend on what the device's noise drew. A preset's design values
+    are its truth at clock 0; a sampled (held-out) device's truth differs from its design,
+    which these priors then do not know."""
+    from pulsecal.agents.graph.experiments.pulses import DEFAULT_GATE
+
+    rng = np.random.default_rng([seed, 0x5EC])
+    model = preset.params.model
+    lo, hi = -np.log(amplitude_factor), np.log(amplitude_factor)
+    out: dict[str, float] = {}
+    for q in preset.coupling_map.qubits:
+        mode = model.mode(q)  # type: ignore[union-attr]
+        if mode.rabi_max_hz is None:
+            raise ConfigError("priors", f"{q}: the preset states no Rabi rate: allowed priors=null with start_from")
+        nominal = 1.0 / (2.0 * mode.rabi_max_hz * DEFAULT_GATE.area_s(dt_s))
+        out[f"{q}.frequency_hz"] = float(mode.frequency_hz + rng.uniform(-frequency_spread_hz, frequency_spread_hz))
+        out[f"{q}.pi_amplitude"] = float(nominal * np.exp(rng.uniform(lo, hi)))
+        out[f"{q}.drag_beta"] = 0.0
+    return out
+
+
 def calibrate(cfg: DictConfig, *, stream: TextIO | None = None) -> RunReport:
     """Run (or resume) the graph ``cfg`` describes; returns the report (module docstring)."""
     p = prepare(cfg)
@@ -225,6 +265,14 @@ def calibrate(cfg: DictConfig, *, stream: TextIO | None = None) -> RunReport:
         device = p.preset.make(np.random.default_rng(conf.seed), open_system=d.open_system,
                                spectators=d.spectators,  # type: ignore[arg-type]
                                spectator_levels=d.spectator_levels, max_dimension=d.max_dimension)
+        if conf.priors is not None and not resumed and not any(v.node == "priors" for v in store.versions):
+            values = spec_sheet_priors(p.preset, device.dt_s, conf.seed, conf.priors_frequency_spread_hz,
+                                       conf.priors_amplitude_factor)
+            # imported values (start_from) are better than the spec sheet: they win
+            have = store.current()
+            values = {k: v for k, v in values.items() if k not in have}
+            if values:
+                store.record("priors", values, experiment=conf.priors, experiment_id="priors", run_id=conf.run_id)
         (folder / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
         cmap = p.preset.coupling_map
         with NodeProgress(conf.run_id, interactive=None if conf.progress else False) as progress:
@@ -233,6 +281,12 @@ def calibrate(cfg: DictConfig, *, stream: TextIO | None = None) -> RunReport:
                               budget_shots=conf.budget_shots, progress=progress.node, config=p.settings)
             report = sched.run()
         summary = report.to_dict()
+        evaluation = evaluate(device, store.current(), cmap.qubits, report)
+        if evaluation:
+            summary["evaluation"] = {"truth_only": True, "note": "simulation truth (bench_nodes.true_errors), "
+                                     "never read by a node", "qubits": evaluation}
+        write_report(folder / "report", report_input(conf.run_id, conf.device.preset, p.graph, report, journal,
+                                                     cmap.qubits, cmap.edges, store.current(), evaluation))
         if conf.export_qibolab is not None:
             base = json.loads(_qibolab_file(conf.export_qibolab).read_text())
             unmapped = write_qibolab(folder / "qibolab_parameters.json", store.current(), base)

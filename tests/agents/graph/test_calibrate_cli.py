@@ -72,11 +72,13 @@ def _wait_for(pred: object, timeout_s: float = 60.0) -> None:
 
 def test_cli_runs_the_bringup_graph_and_exports_qibolab(tmp_path: Path) -> None:
     (tmp_path / "cfg").mkdir()
-    r = _run(tmp_path, "device=two_transmons_cz", "run_id=e2e", f"export_qibolab={PLATFORM}")
+    r = _run(tmp_path, "graph=idle", "priors=null", "device=two_transmons_cz", "run_id=e2e", f"export_qibolab={PLATFORM}")
     assert r.returncode == 0, r.stderr
     folder = tmp_path / "runs" / "e2e"
     assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "journal.jsonl", "ledger.json",
-                                                         "qibolab_parameters.json", "report.json", "store.json"]
+                                                         "qibolab_parameters.json", "report", "report.json",
+                                                         "store.json"]
+    assert (folder / "report" / "index.html").is_file() and (folder / "report" / "graph.png").is_file()
     report = json.loads((folder / "report.json").read_text())
     assert report["counts"]["calibrated"] == 3 and report["shots"] == 3 * 400
     # q0 and q1 are coupled: never one group; the pair after both
@@ -166,7 +168,10 @@ def test_kill_and_resume_runs_every_node_once(tmp_path: Path) -> None:
     assert sum(e["shots"] for e in ledger["jobs"].values()) == sum(o["result"]["shots"] for o in ops)
     assert report["shots"] == sum(o["result"]["shots"] for o in ops)
     store = json.loads((folder / "store.json").read_text())
-    assert len({v["node"] for v in store["versions"]}) == 9
+    nodes = [v["node"] for v in store["versions"]]
+    assert len(set(nodes) - {"priors"}) == 9
+    # the spec-sheet priors: drawn once for the new run, not again on its resume
+    assert nodes.count("priors") == 1 and nodes[0] == "priors"
 
 
 def test_a_second_process_on_the_same_run_is_refused(tmp_path: Path) -> None:
@@ -186,3 +191,68 @@ def test_a_second_process_on_the_same_run_is_refused(tmp_path: Path) -> None:
     finally:
         p.kill()
         p.wait(timeout=30)
+
+
+def _compose(tmp_path: Path, *overrides: str) -> object:
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module("pulsecal.configs", version_base="1.3"):
+        return compose("calibrate", overrides=[f"out_dir={tmp_path / 'runs'}", "progress=false", *overrides])
+
+
+def test_priors_are_recorded_once_from_the_design_and_not_redrawn_on_resume(tmp_path: Path) -> None:
+    from pulsecal.agents.pipelines.calibrate import calibrate
+    from pulsecal.envs.multi_qubit_presets import get_multi_qubit_preset
+
+    args = ("graph=idle", "graph.qubits=[q0,q1]", "device.spectators=none", "run_id=p", "seed=3")
+    calibrate(_compose(tmp_path, *args), stream=open(os.devnull, "w"))  # type: ignore[arg-type]
+    store_path = tmp_path / "runs" / "p" / "store.json"
+    first = json.loads(store_path.read_text())["versions"]
+    assert first[0]["node"] == "priors" and first[0]["experiment"] == "spec_sheet"
+    model = get_multi_qubit_preset("ring_8").params.model
+    values = first[0]["values"]
+    for q in get_multi_qubit_preset("ring_8").coupling_map.qubits:
+        assert abs(values[f"{q}.frequency_hz"] - model.mode(q).frequency_hz) <= 20e6  # type: ignore[union-attr]
+        assert values[f"{q}.drag_beta"] == 0.0
+    calibrate(_compose(tmp_path, *args), stream=open(os.devnull, "w"))  # type: ignore[arg-type]
+    again = json.loads(store_path.read_text())["versions"]
+    assert [v["node"] for v in again].count("priors") == 1
+    assert again[0] == first[0]
+    # another run_id with another seed draws other priors
+    calibrate(_compose(tmp_path, "graph=idle", "graph.qubits=[q0]", "run_id=p2", "seed=4"),  # type: ignore[arg-type]
+              stream=open(os.devnull, "w"))
+    other = json.loads((tmp_path / "runs" / "p2" / "store.json").read_text())["versions"][0]
+    assert other["values"]["q0.frequency_hz"] != values["q0.frequency_hz"]
+
+
+def test_priors_settings_are_checked(tmp_path: Path) -> None:
+    from pulsecal.agents.pipelines.calibrate import calibrate
+    from pulsecal.configs.schema import ConfigError
+
+    for override, message in (("priors=guess", "priors: 'guess': allowed one of ['spec_sheet'] or null"),
+                              ("priors_amplitude_factor=0.5", "priors_amplitude_factor: 0.5: allowed 1 to 10")):
+        with pytest.raises(ConfigError) as err:
+            calibrate(_compose(tmp_path, override))  # type: ignore[arg-type]
+        assert str(err.value).startswith(message), str(err.value)
+
+
+@pytest.mark.slow
+def test_bringup_chain_on_one_qubit_reaches_calibrated(tmp_path: Path) -> None:
+    """The whole single-qubit chain from spec-sheet priors on q0 of ring_8 (~20 s)."""
+    from pulsecal.agents.pipelines.calibrate import calibrate
+
+    report = calibrate(_compose(tmp_path, "graph.qubits=[q0]", "device.spectators=none",  # type: ignore[arg-type]
+                                "run_id=b"), stream=open(os.devnull, "w"))
+    assert {n: o.outcome for n, o in report.outcomes.items()} == {
+        f"{t}:q0": "calibrated" for t in ("idle", "spectroscopy", "rabi", "readout", "ramsey", "t1",
+                                          "fine_amplitude", "drag", "drag_train", "fine_amplitude_2", "rb1q")}
+    folder = tmp_path / "runs" / "b"
+    summary = json.loads((folder / "report.json").read_text())
+    ev = summary["evaluation"]
+    assert ev["truth_only"] is True
+    # the chain's pulses are near the coherence limit (bench_nodes: ~1.0-1.1x)
+    assert 0.9 < ev["qubits"]["q0"]["mean_error_over_limit"] < 1.5
+    html = (folder / "report" / "index.html").read_text()
+    assert 'src="graph.png"' in html and 'src="device.png"' in html
+    pngs = sorted(p.name for p in (folder / "report").glob("node_*.png"))
+    assert any("rabi-q0" in n for n in pngs) and any("rb1q-q0" in n for n in pngs), pngs

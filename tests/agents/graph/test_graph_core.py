@@ -111,8 +111,22 @@ def test_shipped_bringup_definition_builds_on_ring_8() -> None:
     cmap = get_multi_qubit_preset("ring_8").coupling_map
     definition = load_definition(str(REPO / "configs" / "graph" / "bringup.yaml"))
     g = graph_from_definition(definition, cmap.qubits, cmap.edges)
-    assert len(g) == 8 + 8  # one node per qubit and per coupler
+    assert len(g) == 8 * 11 + 8  # the single-qubit chain on every qubit, the idle check per coupler
     assert all(g[n].dependencies for n in g.names if ":q" in n and "-" in n)
+    chain = ["idle", "spectroscopy", "rabi", "readout", "ramsey", "t1", "fine_amplitude", "drag", "drag_train",
+             "fine_amplitude_2", "rb1q"]
+    assert [n for n in g.names if n.endswith(":q0")] == [f"{t}:q0" for t in chain]
+    assert set(g["rb1q:q0"].dependencies) >= {"t1:q0", "ramsey:q0", "fine_amplitude_2:q0"}
+    assert g["readout:q0"].dependencies == ("rabi:q0",)
+    assert g["drag:q0"].dependencies == ("fine_amplitude:q0",)
+
+
+def test_idle_definition_builds_on_ring_8() -> None:
+    from pulsecal.envs.multi_qubit_presets import get_multi_qubit_preset
+
+    cmap = get_multi_qubit_preset("ring_8").coupling_map
+    g = graph_from_definition(load_definition(str(REPO / "configs" / "graph" / "idle.yaml")), cmap.qubits, cmap.edges)
+    assert len(g) == 8 + 8  # one node per qubit and per coupler
 
 
 # -- scheduling ------------------------------------------------------------------------------------
