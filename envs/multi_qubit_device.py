@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -312,53 +312,51 @@ class SimulatedMultiQubitDevice:
         """Exact joint probabilities of the measured qubits' levels |0⟩, |1⟩, |2⟩ (higher
         levels lumped into |2⟩) before readout: (len(sequences), 3^k), first qubit most
         significant; clock untouched (what ``run_iq`` samples from)."""
+
+        def levels(pops: FloatArray, dims: tuple[int, ...], positions: list[int], _: tuple[str, ...]) -> FloatArray:
+            p = np.clip(class_probabilities(pops, dims, positions, 3)[0], 0.0, None)
+            return p / p.sum()
+
+        return self._memoised_rows(sequences, self._level_memo, levels, 3)
+
+    def outcome_probabilities(self, sequences: Sequence[PulseSequence]) -> FloatArray:
+        """Exact outcome probabilities with readout error, no shot noise, clock untouched:
+        (len(sequences), n^k)."""
+        readout = self._base.readout
+
+        def outcomes(pops: FloatArray, dims: tuple[int, ...], positions: list[int],
+                     measured: tuple[str, ...]) -> FloatArray:
+            return readout.outcome_probabilities(pops, dims, positions, measured)[0]
+
+        return self._memoised_rows(sequences, self._memo, outcomes, readout.classes)
+
+    def _memoised_rows(self, sequences: Sequence[PulseSequence], memo: dict[Any, FloatArray],
+                       convert: Callable[[FloatArray, tuple[int, ...], list[int], tuple[str, ...]], FloatArray],
+                       classes: int) -> FloatArray:
+        """One row per sequence, ``convert`` of its final populations, memoised by content.
+
+        ``convert(pops, dims, positions of the measured modes, measured names)``; every
+        sequence of a call must measure the same number of qubits."""
         rows: list[FloatArray] = []
         self._check_memo()
         for i, seq in enumerate(sequences):
             where = f"sequences[{i}]"
             sched = self._schedule(seq, where)
             key = _content_key(seq)
-            p = self._level_memo.get(key)
+            p = memo.get(key)
             if p is None:
                 names, om, pops = self._populations(sched)
                 positions = [names.index(q) for q in sched.measured]
-                p = class_probabilities(pops, om.dims, positions, 3)[0]
-                p = np.clip(p, 0.0, None)
-                p = p / p.sum()
-                if len(self._level_memo) >= _MEMO_LIMIT:
-                    self._level_memo.clear()
-                self._level_memo[key] = p
-            if rows and p.size != rows[0].size:
-                raise ValueError(f"{where} measures {len(sched.measured)} qubits, sequences[0] "
-                                 f"{round(math.log(rows[0].size, 3))}: allowed the same number of "
-                                 "measured qubits in every sequence of a call")
-            rows.append(p)
-        return np.stack(rows) if rows else np.zeros((0, 3))
-
-    def outcome_probabilities(self, sequences: Sequence[PulseSequence]) -> FloatArray:
-        """Exact outcome probabilities with readout error, no shot noise, clock untouched:
-        (len(sequences), n^k)."""
-        seqs = list(sequences)
-        rows: list[FloatArray] = []
-        self._check_memo()
-        for i, seq in enumerate(seqs):
-            where = f"sequences[{i}]"
-            sched = self._schedule(seq, where)
-            key = _content_key(seq)
-            p = self._memo.get(key)
-            if p is None:
-                names, om, pops = self._populations(sched)
-                positions = [names.index(q) for q in sched.measured]
-                p = self._base.readout.outcome_probabilities(pops, om.dims, positions, sched.measured)[0]
-                if len(self._memo) >= _MEMO_LIMIT:
-                    self._memo.clear()
-                self._memo[key] = p
+                p = convert(pops, tuple(om.dims), positions, sched.measured)
+                if len(memo) >= _MEMO_LIMIT:
+                    memo.clear()
+                memo[key] = p
             if rows and p.size != rows[0].size:
                 raise ValueError(f"{where} measures {len(sched.measured)} qubits ({p.size} outcomes), "
                                  f"sequences[0] {rows[0].size} outcomes: allowed the same number of "
                                  "measured qubits in every sequence of a call")
             rows.append(p)
-        return np.stack(rows) if rows else np.zeros((0, self._base.readout.classes))
+        return np.stack(rows) if rows else np.zeros((0, classes))
 
     def run_programs(self, natives: Mapping[str, PulseSequence], programs: Sequence[Sequence[str | VirtualZ]],
                      measure: Sequence[str], shots: int) -> NDArray[np.int64]:
