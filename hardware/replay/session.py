@@ -73,6 +73,42 @@ class ReplayResult:
     verdict: Verdict | None = None  # with ``ReplaySettings.verification``, once the session finished
 
 
+@dataclass
+class SessionRecords:
+    """A session folder's records, opened and reconciled with the journal: what every
+    session loop (single- and two-qubit) starts from."""
+
+    journal: Journal
+    state: JournalState
+    ledger: ShotLedger
+    orphans: OrphanAccounting
+    resumed: bool
+    process: int
+    write_ahead: bool
+    scope: str
+
+
+def open_records(folder: Path, settings: Any, known: bool, *, clock: Callable[[], float], fsync: bool,
+                 device_ledger: DeviceDayLedger | None) -> SessionRecords:
+    """Open the journal and ledger of an existing session folder (``settings.json`` written
+    when ``known`` is False), account for jobs a killed process left in flight, and bring
+    the device's daily ledger up to date."""
+    journal = Journal(folder / "journal.jsonl", clock=clock, fsync=fsync)
+    if not known:
+        write_settings(folder, settings)
+    state = JournalState.read(journal.path, settings.session_id)
+    ledger = ShotLedger(folder / "ledger.json", budget_shots=settings.budget_shots, fsync=fsync)
+    proc = next_process(state)
+    write_ahead = state.started is None or state.started.get("write_ahead") == WRITE_AHEAD
+    scope = str(folder.resolve())
+    orphans = OrphanAccounting(journal, ledger, state, settings.session_id, proc, write_ahead,
+                               today=lambda: utc_day(clock()), device_ledger=device_ledger, scope=scope)
+    orphans.reconcile()
+    if device_ledger is not None:
+        device_ledger.sync(scope, ledger)
+    return SessionRecords(journal, state, ledger, orphans, state.started is not None, proc, write_ahead, scope)
+
+
 @holds_session_lock  # one process per folder for the whole session (SessionBusy otherwise)
 def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: ReplaySettings, *,
                 limits: SafetyLimits | None = None, retry: RetryPolicy | None = None,
@@ -135,21 +171,10 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
     folder.mkdir(parents=True, exist_ok=True)
     if on_folder is not None:
         on_folder(folder)
-    journal = Journal(folder / "journal.jsonl", clock=clock, fsync=fsync)
-    if not known:
-        write_settings(folder, settings)
-    state = JournalState.read(journal.path, settings.session_id)
-    resumed = state.started is not None
-    ledger = ShotLedger(folder / "ledger.json", budget_shots=settings.budget_shots, fsync=fsync)
+    records = open_records(folder, settings, known, clock=clock, fsync=fsync, device_ledger=device_ledger)
+    journal, state, ledger, orphans = records.journal, records.state, records.ledger, records.orphans
+    resumed, proc, write_ahead, scope = records.resumed, records.process, records.write_ahead, records.scope
     sid = settings.session_id
-    proc = next_process(state)
-    write_ahead = state.started is None or state.started.get("write_ahead") == WRITE_AHEAD
-    scope = str(folder.resolve())
-    orphans = OrphanAccounting(journal, ledger, state, sid, proc, write_ahead, today=lambda: utc_day(clock()),
-                       device_ledger=device_ledger, scope=scope)
-    orphans.reconcile()
-    if device_ledger is not None:
-        device_ledger.sync(scope, ledger)
     live = BackendDevice(backend, limits=limits, ledger=ledger, journal=journal, session_id=sid,
                          frame=frame, qubit=settings.qubit,
                          retry=retry, clock=clock, sleep=sleep, start_step=len(state.runs_done),

@@ -47,14 +47,14 @@ from ..backend import Backend, BackendError, Capabilities
 from ..device import BackendDevice, RetryPolicy
 from ..ir import Frame
 from ..journal import Journal
-from ..ledger import DeviceDayLedger, ShotLedger, utc_day
+from ..ledger import DeviceDayLedger
 from ..policy import ActionOutOfRange, Policy
 from ..safety import SafetyLimits, SafetyViolation
 from ..session_lock import holds_session_lock
 from .journal_state import JournalState
-from .orphans import OrphanAccounting, next_process, recover_from_journal
+from .orphans import recover_from_journal
 from .replay_device import ReplayDevice, simulated_fast_forward
-from .session import ReplayResult, StepRecord, _checked_action
+from .session import ReplayResult, StepRecord, _checked_action, open_records
 from .settings import (
     WRITE_AHEAD,
     ReplayDivergence,
@@ -62,7 +62,6 @@ from .settings import (
     check_settings,
     is_two_qubit,
     session_env_class,
-    write_settings,
 )
 from .stops import FINISHED, RecordedStop, SessionStop, stop_of
 
@@ -133,21 +132,10 @@ def run_two_qubit_session(backend: Backend, policy: Policy, folder: str | Path, 
     known = check_settings(folder, settings)
 
     folder.mkdir(parents=True, exist_ok=True)
-    journal = Journal(folder / "journal.jsonl", clock=clock, fsync=fsync)
-    if not known:
-        write_settings(folder, settings)
-    state = JournalState.read(journal.path, settings.session_id)
-    resumed = state.started is not None
-    ledger = ShotLedger(folder / "ledger.json", budget_shots=settings.budget_shots, fsync=fsync)
+    records = open_records(folder, settings, known, clock=clock, fsync=fsync, device_ledger=device_ledger)
+    journal, state, ledger, orphans = records.journal, records.state, records.ledger, records.orphans
+    resumed, proc, write_ahead, scope = records.resumed, records.process, records.write_ahead, records.scope
     sid = settings.session_id
-    proc = next_process(state)
-    write_ahead = state.started is None or state.started.get("write_ahead") == WRITE_AHEAD
-    scope = str(folder.resolve())
-    orphans = OrphanAccounting(journal, ledger, state, sid, proc, write_ahead, today=lambda: utc_day(clock()),
-                               device_ledger=device_ledger, scope=scope)
-    orphans.reconcile()
-    if device_ledger is not None:
-        device_ledger.sync(scope, ledger)
     first = next(iter(channels.values()))
     live = BackendDevice(backend, limits=limits, ledger=ledger, journal=journal, session_id=sid, frame=first,
                          retry=retry, clock=clock, sleep=sleep, start_step=len(state.runs_done), process=proc,
