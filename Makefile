@@ -54,8 +54,11 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy envs hardware agents scripts
 
+# The default tier on one worker per core of the 2-core CI machine (pytest-xdist): every test
+# keeps to its own tmp_path, and the numba cache is per kernel, so workers share nothing else.
+PYTEST_WORKERS ?= 2
 test: lint typecheck
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS)
 
 test-slow: $(VENV)/.installed-dev
 	$(BIN)/pytest -q -m slow
