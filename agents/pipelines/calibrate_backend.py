@@ -111,7 +111,9 @@ def backend_priors(backend: Backend, qubits: Sequence[str], gate: DragGate, dt_s
     model_of = getattr(backend, "transmon_model", None)
     rng = np.random.default_rng([seed, 0x5EC])
     lo, hi = -np.log(amplitude_factor), np.log(amplitude_factor)
-    frames = {c.partition(":")[2]: f.frequency_hz for c, f in graph_channels(backend.capabilities()).items()}
+    # Each qubit's own drive frame only (a flux frame of the same qubit sits at 0 Hz).
+    frames = {c.partition(":")[2]: f.frequency_hz for c, f in graph_channels(backend.capabilities()).items()
+              if c.startswith("drive:") and "@" not in c}
     out: dict[str, float] = {}
     for q in qubits:
         model = model_of(int(q[1:])) if callable(model_of) else None
