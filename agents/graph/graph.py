@@ -166,7 +166,17 @@ class Template:
 
 
 def build_experiment(spec: Any, key: str) -> Experiment:
-    """The experiment ``{_target_: "pkg.mod.Class", **kwargs}`` describes."""
+    """The experiment ``{_target_: "pkg.mod.Class", **kwargs}`` describes. An argument that
+    is itself such a mapping is built the same way first (``gate: {_target_:
+    pulsecal.envs.drag.DragGate, duration_s: 40e-9}``: a device whose drive needs a longer
+    gate)."""
+    exp = _build(spec, key)
+    if not isinstance(exp, Experiment):
+        raise GraphError(f"{key}._target_", f"{spec['_target_']!r} is not an Experiment (name, reads, writes, shots, run)")
+    return exp
+
+
+def _build(spec: Any, key: str) -> Any:
     if not isinstance(spec, Mapping) or not isinstance(spec.get("_target_"), str):
         raise GraphError(key, f"{spec!r}: allowed a mapping with _target_: <package.module.Class> and its arguments")
     path = spec["_target_"]
@@ -180,14 +190,12 @@ def build_experiment(spec: Any, key: str) -> Experiment:
     cls = getattr(module, attr, None)
     if cls is None or not callable(cls):
         raise GraphError(f"{key}._target_", f"{path!r}: {module_name} has no class {attr!r}")
-    kwargs = {k: v for k, v in spec.items() if k != "_target_"}
+    kwargs = {k: _build(v, f"{key}.{k}") if isinstance(v, Mapping) and "_target_" in v else v
+              for k, v in spec.items() if k != "_target_"}
     try:
-        exp = cls(**kwargs)
+        return cls(**kwargs)
     except (TypeError, ValueError) as err:
         raise GraphError(key, f"{path}({', '.join(f'{k}={v!r}' for k, v in kwargs.items())}) refused: {err}") from None
-    if not isinstance(exp, Experiment):
-        raise GraphError(f"{key}._target_", f"{path!r} is not an Experiment (name, reads, writes, shots, run)")
-    return exp
 
 
 def _number(value: Any, key: str, *, integer: bool = False, low: float = 0.0, strict: bool = True) -> Any:

@@ -39,6 +39,13 @@ from pulsecal.agents.graph.journal import Journal, read_state
 from pulsecal.agents.graph.report import write_report
 from pulsecal.agents.graph.scheduler import BLOCKED, FAILED, NodeOutcome, RunReport, Scheduler
 from pulsecal.agents.graph.store import ParameterStore, read_qibolab, write_qibolab
+from pulsecal.agents.pipelines.calibrate_backend import (
+    backend_coupling,
+    backend_device,
+    backend_priors,
+    graph_gate,
+    make_backend,
+)
 from pulsecal.agents.pipelines.calibrate_report import evaluate, report_input
 from pulsecal.configs.schema import ConfigError
 from pulsecal.envs.multi_qubit_presets import (
@@ -54,7 +61,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # The settings a resumed run must share with the run it resumes: they decide what its
 # finished nodes measured and what the rest will.
 RESUME_KEYS = ("device", "seed", "graph", "budget_shots", "store", "start_from", "priors",
-               "priors_frequency_spread_hz", "priors_amplitude_factor")
+               "priors_frequency_spread_hz", "priors_amplitude_factor", "backend")
 PRIOR_KINDS = ("spec_sheet",)
 
 
@@ -89,6 +96,9 @@ class CalibrateConf:
     export_qibolab: str | None = None
     progress: bool = True
     graph: Any = None
+    # backend=<name> (configs/backend): the graph on a lab backend instead of the simulated
+    # device preset (calibrate_backend.py); null: the preset.
+    backend: Any = None
 
     def check(self) -> None:
         if self.device.preset not in multi_qubit_preset_names():
@@ -186,6 +196,9 @@ class Prepared:
     preset: MultiQubitPreset
     graph: CalibrationGraph
     settings: dict[str, Any]
+    backend: Any = None  # the lab backend of backend=<name>, or None
+    qubits: tuple[str, ...] = ()
+    edges: tuple[tuple[str, str], ...] = ()
 
 
 def prepare(cfg: DictConfig) -> Prepared:
@@ -195,14 +208,20 @@ def prepare(cfg: DictConfig) -> Prepared:
         raise ConfigError("config", "not composed from calibrate.yaml (calibrate_schema)")
     if isinstance(conf.graph, DictConfig):  # an Any field keeps its DictConfig
         conf.graph = OmegaConf.to_container(conf.graph, resolve=True)
+    if conf.backend is not None:  # the backend group's typed schema: a plain mapping from here on
+        conf.backend = _plain(OmegaConf.to_container(conf.backend, resolve=True)
+                              if isinstance(conf.backend, DictConfig) else conf.backend)
     conf.check()
     preset = get_multi_qubit_preset(conf.device.preset)
+    backend = make_backend(conf.backend) if conf.backend is not None else None
+    qubits, edges = backend_coupling(backend) if backend is not None else \
+        (tuple(preset.coupling_map.qubits), tuple(preset.coupling_map.edges))
     try:
-        graph = graph_from_definition(conf.graph, preset.coupling_map.qubits, preset.coupling_map.edges)
+        graph = graph_from_definition(conf.graph, qubits, edges)
     except GraphError as err:
         raise ConfigError(err.key, err.problem) from None
     settings = {k: _plain(getattr(conf, k)) for k in RESUME_KEYS}
-    return Prepared(conf, preset, graph, settings)
+    return Prepared(conf, preset, graph, settings, backend, qubits, edges)
 
 
 def _plain(x: Any) -> Any:
@@ -262,31 +281,40 @@ def calibrate(cfg: DictConfig, *, stream: TextIO | None = None) -> RunReport:
             store.record("import", read_qibolab(conf.start_from), experiment="qibolab parameters.json",
                          experiment_id=str(_qibolab_file(conf.start_from)), run_id=conf.run_id)
         d = conf.device
-        device = p.preset.make(np.random.default_rng(conf.seed), open_system=d.open_system,
-                               spectators=d.spectators,  # type: ignore[arg-type]
-                               spectator_levels=d.spectator_levels, max_dimension=d.max_dimension)
+        device: Any
+        if p.backend is not None:
+            device = backend_device(p.backend, conf.backend, folder, conf.run_id, p.edges)
+        else:
+            device = p.preset.make(np.random.default_rng(conf.seed), open_system=d.open_system,
+                                   spectators=d.spectators,  # type: ignore[arg-type]
+                                   spectator_levels=d.spectator_levels, max_dimension=d.max_dimension)
         if conf.priors is not None and not resumed and not any(v.node == "priors" for v in store.versions):
-            values = spec_sheet_priors(p.preset, device.dt_s, conf.seed, conf.priors_frequency_spread_hz,
-                                       conf.priors_amplitude_factor)
+            if p.backend is not None:
+                values = backend_priors(p.backend, p.qubits, graph_gate(p.graph), device.dt_s, conf.seed,
+                                        conf.priors_frequency_spread_hz, conf.priors_amplitude_factor)
+            else:
+                values = spec_sheet_priors(p.preset, device.dt_s, conf.seed, conf.priors_frequency_spread_hz,
+                                           conf.priors_amplitude_factor)
             # imported values (start_from) are better than the spec sheet: they win
             have = store.current()
             values = {k: v for k, v in values.items() if k not in have}
             if values:
                 store.record("priors", values, experiment=conf.priors, experiment_id="priors", run_id=conf.run_id)
         (folder / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-        cmap = p.preset.coupling_map
         with NodeProgress(conf.run_id, interactive=None if conf.progress else False) as progress:
-            sched = Scheduler(p.graph, device, store, qubits=cmap.qubits, edges=cmap.edges, journal=journal,
+            sched = Scheduler(p.graph, device, store, qubits=p.qubits, edges=p.edges, journal=journal,
                               ledger=ShotLedger(folder / "ledger.json"), seed=conf.seed, run_id=conf.run_id,
                               budget_shots=conf.budget_shots, progress=progress.node, config=p.settings)
             report = sched.run()
         summary = report.to_dict()
-        evaluation = evaluate(device, store.current(), cmap.qubits, report)
+        # Truth exists only on a simulated device; a backend's run is judged by its verdicts.
+        evaluation = evaluate(device, store.current(), p.qubits, report) if p.backend is None else {}
         if evaluation:
             summary["evaluation"] = {"truth_only": True, "note": "simulation truth (bench_nodes.true_errors), "
                                      "never read by a node", "qubits": evaluation}
-        write_report(folder / "report", report_input(conf.run_id, conf.device.preset, p.graph, report, journal,
-                                                     cmap.qubits, cmap.edges, store.current(), evaluation))
+        name = conf.device.preset if p.backend is None else getattr(p.backend, "name", "backend")
+        write_report(folder / "report", report_input(conf.run_id, name, p.graph, report, journal,
+                                                     p.qubits, p.edges, store.current(), evaluation))
         if conf.export_qibolab is not None:
             base = json.loads(_qibolab_file(conf.export_qibolab).read_text())
             unmapped = write_qibolab(folder / "qibolab_parameters.json", store.current(), base)

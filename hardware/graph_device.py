@@ -1,0 +1,216 @@
+"""A lab backend as the device the calibration graph's experiments measure.
+
+The graph's experiments (``pulsecal.agents.graph``) talk to a multi-qubit device:
+``run(sequences, shots)`` with envs ``PulseSequence``s on channels ``drive:qN`` (and
+``drive:qN@qM``, ``flux:qN``), ``qubits``, ``dt_s``, ``clock_s``, ``advance`` and, for the
+frame a drive is played in, ``params.model.mode(q).frame_hz``. ``BackendGraphDevice`` gives
+any ``hardware.backend.Backend`` (qibolab platforms, Braket/OpenPulse, the simulated
+backends) that interface without changing the experiments' calls: each sequence is
+compiled to an IR ``Program`` on the backend's frames (``ir.from_channel_sequence``),
+checked against the backend and the safety envelope per frame, submitted exactly once
+through the guard with its shots reserved in the job ledger and every event in the job
+journal (``BackendDevice``), and the counts come back as the experiments expect them:
+(B, 2^k) for k measured qubits, first measured qubit the most significant bit.
+
+Names: IR qubit n is the graph's ``q<n>``; its drive channel ``drive:q<n>`` plays on the
+backend's drive frame of qubit n (``Capabilities.drive_frames``: ``q<n>_drive`` on
+qibolab, ``q<n>_rf_frame`` on Braket's Rigetti devices); CR and flux frames named as
+``hardware.replay.two_qubit.session_channels`` names them become ``drive:q<n>@q<m>`` and
+``flux:q<n>``.
+
+Device time. A backend has no clock of the graph's kind (a qibolab emulator takes a
+second of CPU per job, a cloud queue hours), so the device clock here is the time the
+jobs occupy the device: for each job shots × (repetition time + the program's duration),
+the graph's own accounting (``agents.graph.experiments.common``). ``advance`` moves it on
+(a backend with its own ``advance``, the simulated one, drifts along).
+
+What a backend cannot do is refused by name. There is no ``run_iq`` (the adapters return
+discriminated counts only), so a node that needs single-shot IQ points (readout
+classification) fails with "has no run_iq" and the rest of the graph goes on.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..envs.protocol import Barrier, Delay, Measure, Play, PulseSequence
+from .backend import Backend, Capabilities
+from .device import BackendDevice, RetryPolicy
+from .ir import Frame, Program
+from .journal import Journal
+from .ledger import ShotLedger
+from .replay.two_qubit import session_channels
+from .safety import SafetyLimits
+
+# The lab convention of agents.graph.experiment.REPETITION_TIME_S (hardware cannot import
+# agents): several T1 between shots for the qubit to relax.
+DEFAULT_REPETITION_TIME_S = 200e-6
+
+
+def graph_channels(caps: Capabilities) -> dict[str, Frame]:
+    """{envs channel: backend Frame}: ``drive:q<n>`` for every qubit with a drive frame,
+    then the CR and flux frames ``session_channels`` recognises."""
+    out: dict[str, Frame] = {}
+    for q in caps.qubits:
+        try:
+            out[f"drive:q{q}"] = caps.drive_frame(q)
+        except ValueError:
+            continue  # a qubit without a drive frame of its own: nothing of the graph plays on it
+    for channel, frame in session_channels(caps).items():
+        out.setdefault(channel, frame)
+    return out
+
+
+def graph_limits(backend: Backend, **changes: Any) -> SafetyLimits:
+    """The safety envelope of a graph run on ``backend``: only the frames of
+    ``graph_channels``, |u| <= 1 on drives (the backend's own amplitude limit is checked
+    by its ``validate``), pulses up to 1 µs, programs up to 500 µs (a T1 scan waits several
+    T1), 2 µs of drive energy per frame, 10,000 shots per job; callers override any field."""
+    frames = tuple(graph_channels(backend.capabilities()).values())
+    args: dict[str, Any] = {"allowed_frames": frames, "max_amplitude": 1.0, "max_pulse_duration_s": 1e-6,
+                            "max_program_duration_s": 500e-6, "max_drive_energy_s": 2e-6,
+                            "max_shots_per_job": 10_000, "max_shots_per_day": 10_000_000}
+    args.update(changes)
+    return SafetyLimits(**args)
+
+
+@dataclass(frozen=True)
+class _Mode:
+    frame_hz: float
+
+
+class _Frames:
+    """``model.mode(q).frame_hz``: the drive frame frequency of qubit ``q`` (the NCO setting
+    the experiments play their drive offsets against, ``agents.graph.experiments.pulses``)."""
+
+    def __init__(self, frames: Mapping[str, float]) -> None:
+        self._frames = dict(frames)
+
+    def mode(self, name: str) -> _Mode:
+        if name not in self._frames:
+            raise ValueError(f"mode {name!r}: allowed a qubit of the backend {sorted(self._frames)}")
+        return _Mode(self._frames[name])
+
+
+@dataclass(frozen=True)
+class _Params:
+    model: _Frames
+    rep_time_s: float
+
+
+class BackendGraphDevice:
+    """A ``Backend`` behind the multi-qubit device interface of the calibration graph
+    (module docstring).
+
+    Args:
+        backend: the target (submitted to only through ``BackendDevice``'s guard).
+        ledger: the job ledger: every job's shots, reserved before submission.
+        journal: the job journal (submitting, submitted, completed, refused, ...).
+        session_id: names this run in the job keys.
+        limits: the safety envelope (default ``graph_limits(backend)``).
+        rep_time_s: the time one shot occupies the device besides its sequence, > 0.
+        edges: the coupling map's edges as qubit-name pairs (``("q0", "q1")``); default none.
+        retry, clock, sleep: as ``BackendDevice``'s.
+    """
+
+    def __init__(self, backend: Backend, *, ledger: ShotLedger, journal: Journal, session_id: str,
+                 limits: SafetyLimits | None = None, rep_time_s: float = DEFAULT_REPETITION_TIME_S,
+                 edges: Sequence[tuple[str, str]] = (), retry: RetryPolicy | None = None,
+                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep) -> None:
+        if not (isinstance(rep_time_s, int | float) and math.isfinite(rep_time_s) and rep_time_s > 0):
+            raise ValueError(f"BackendGraphDevice.rep_time_s={rep_time_s!r}: allowed a finite number > 0 s")
+        caps = backend.capabilities()
+        channels = graph_channels(caps)
+        drives = {c.partition(":")[2]: f for c, f in channels.items() if c.startswith("drive:") and "@" not in c}
+        if not drives:
+            raise ValueError(f"backend {getattr(backend, 'name', type(backend).__name__)!r}: no qubit has a drive "
+                             "frame (Capabilities.drive_frames): allowed a backend with drive frames")
+        self.backend = backend
+        self.limits = limits if limits is not None else graph_limits(backend)
+        self.channels = channels
+        self.qubits: tuple[str, ...] = tuple(drives)
+        for a, b in edges:
+            if a not in drives or b not in drives:
+                raise ValueError(f"BackendGraphDevice.edges: ({a!r}, {b!r}): allowed qubits of {list(self.qubits)}")
+        self.edges: tuple[tuple[str, str], ...] = tuple((str(a), str(b)) for a, b in edges)
+        self.params = _Params(_Frames({q: f.frequency_hz for q, f in drives.items()}), float(rep_time_s))
+        self._device = BackendDevice(backend, limits=self.limits, ledger=ledger, journal=journal,
+                                     session_id=session_id, frame=next(iter(drives.values())), retry=retry,
+                                     clock=clock, sleep=sleep, channels=channels)
+        self._clock_s = 0.0
+
+    @property
+    def dt_s(self) -> float:
+        return self._device.dt_s
+
+    @property
+    def clock_s(self) -> float:
+        """Device time the jobs have occupied (module docstring), plus ``advance``."""
+        return self._clock_s
+
+    @property
+    def ledger(self) -> ShotLedger:
+        return self._device.ledger
+
+    def advance(self, duration_s: float) -> None:
+        """Let ``duration_s`` of device time pass (a simulated backend drifts along)."""
+        d = float(duration_s)
+        if not (math.isfinite(d) and d >= 0):
+            raise ValueError(f"duration_s={duration_s!r}: allowed finite >= 0 s")
+        adv = getattr(self.backend, "advance", None)
+        if callable(adv):
+            adv(d)
+        self._clock_s += d
+
+    def compile_sequence(self, seq: PulseSequence, shots: int) -> Program:
+        """The program ``run`` submits for ``seq`` (for offline checks of a node's programs)."""
+        return self._device.compile_sequence(self._anchored(seq), shots)
+
+    def run(self, sequences: Sequence[PulseSequence], shots: int) -> NDArray[np.int64]:
+        """Counts (len(sequences), 2^k) of the k qubits each sequence measures; a batch the
+        backend or the envelope refuses raises ``SafetyViolation`` before anything runs."""
+        counts = self._device.run([self._anchored(s) for s in sequences], shots)
+        rep = self.params.rep_time_s
+        for s in sequences:
+            self._clock_s += int(shots) * (rep + self._duration_s(s))
+        return counts
+
+    def _anchored(self, seq: PulseSequence) -> PulseSequence:
+        # A bare measurement (the idle check) names no channel, and a program needs a frame
+        # for its sample grid: a zero-length Barrier on the measured qubits' drives gives it
+        # one without playing anything.
+        if any(isinstance(op, Play | Delay | Barrier) for op in seq.ops):
+            return seq
+        measured = next((op.qubits for op in seq.ops if isinstance(op, Measure)), ())
+        drives = tuple(f"drive:{q}" for q in measured if f"drive:{q}" in self.channels)
+        if not drives:
+            return seq
+        return PulseSequence((Barrier(drives), *seq.ops), name=seq.name)
+
+    def _duration_s(self, seq: PulseSequence) -> float:
+        # The longest channel's plays and delays (the readout window is part of the
+        # repetition time); a Barrier lines its channels up.
+        dt = self.dt_s
+        at: dict[str | None, float] = {}
+        for op in seq.ops:
+            if isinstance(op, Play):
+                at[op.channel] = at.get(op.channel, 0.0) + op.waveform.size * dt
+            elif isinstance(op, Delay):
+                for c in (at if op.channel is None else (op.channel,)):
+                    at[c] = at.get(c, 0.0) + op.duration_s
+            elif isinstance(op, Barrier):
+                names = op.channels or tuple(at)
+                top = max((at.get(c, 0.0) for c in names), default=0.0)
+                for c in names:
+                    at[c] = top
+        return max(at.values(), default=0.0)
+
+
+__all__ = ["DEFAULT_REPETITION_TIME_S", "BackendGraphDevice", "graph_channels", "graph_limits"]
