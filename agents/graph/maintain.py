@@ -155,14 +155,14 @@ class DriftPath:
         self.start_clock_s = float(start_clock_s)
         self.step_s = _positive("DriftPath", "step_s", step_s)
         rng = np.random.default_rng([int(seed), 0xD21F7])
-        n = int(math.ceil(_positive("DriftPath", "duration_s", duration_s) / self.step_s)) + 1
+        n = math.ceil(_positive("DriftPath", "duration_s", duration_s) / self.step_s) + 1
         states = [dict(start)]
         for _ in range(n):
             states.append(drift.advance(states[-1], self.step_s, rng))
         self._states = states
 
     def state_at(self, clock_s: float) -> dict[tuple[str, ...], Any]:
-        k = int(math.floor((clock_s - self.start_clock_s) / self.step_s))
+        k = math.floor((clock_s - self.start_clock_s) / self.step_s)
         return self._states[min(max(k, 0), len(self._states) - 1)]
 
 
@@ -367,7 +367,7 @@ class Maintainer:
         """Calibrate ``node`` (diagnosing its dependencies after a failed attempt) up to
         1 + retries times; True if a calibration was accepted in spec."""
         deps = self.graph.dependencies(node.name)
-        for attempt in range(1, node.retries + 2):
+        for _attempt in range(node.retries + 1):
             r = self._op(node, "calibrate")
             if r.status == "in_spec":
                 self._accept(node, r)
@@ -544,5 +544,15 @@ def qubit_of(node: str) -> str:
     return node.partition(":")[2]
 
 
-__all__ = ["STRATEGIES", "Action", "DriftPath", "MaintenanceReport", "MaintenanceSettings", "Maintainer",
-           "decode_drift_state", "encode_drift_state", "maintenance_journal", "qubit_of"]
+__all__ = [
+    "STRATEGIES",
+    "Action",
+    "DriftPath",
+    "Maintainer",
+    "MaintenanceReport",
+    "MaintenanceSettings",
+    "decode_drift_state",
+    "encode_drift_state",
+    "maintenance_journal",
+    "qubit_of",
+]
