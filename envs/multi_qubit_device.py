@@ -226,6 +226,17 @@ class SimulatedMultiQubitDevice:
     def drift_state(self) -> dict[tuple[str, ...], Any] | None:
         return self._drift_state
 
+    def set_drift_state(self, state: Mapping[tuple[str, ...], Any]) -> None:
+        """Put the drift processes in ``state`` (the keys of ``drift_state``), clock held.
+        An evaluation harness replays one drift path on every strategy it compares (and on
+        a run resumed after a kill), which the device's own generator cannot do."""
+        require(self._drift is not None, "drift", None, "a drifting device (set_drift_state needs drift)")
+        assert self._drift is not None
+        keys = {k for k, _ in self._drift.processes()}
+        require(set(state) == keys, "state", sorted(set(state) ^ keys)[:3], "exactly the keys of drift_state")
+        self._drift_state = dict(state)
+        self._model = None
+
     def advance(self, duration_s: float) -> None:
         """Let ``duration_s`` seconds of device time pass; drift evolves exactly over it."""
         d = finite("duration_s", duration_s)

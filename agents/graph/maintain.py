@@ -1,0 +1,558 @@
+"""Maintenance mode: keep a calibrated device calibrated over hours of drift, within a shot budget per hour.
+
+A ``Maintainer`` starts from a calibrated store (a bring-up's) and walks the device clock
+in ticks of ``tick_s``. Each tick it first samples the evaluation (the truth, if an
+``evaluate`` callable is given: never read by a decision), then acts by its strategy:
+
+- ``graph`` (Kelly et al. 2018's ``maintain``): every node in topological order, so a
+  node's dependencies are looked at before it. ``check_state`` (no measurement: in spec,
+  not older than the node's ``timeout_s``, no dependency recalibrated since) lets a node
+  pass for free. Otherwise ``check_data`` (the cheap form): ``in_spec`` refreshes the
+  node's age; ``out_of_spec`` recalibrates the node; ``bad_data`` first ``diagnose``s its
+  dependencies (check_data of each, the first failing one recalibrated, in turn diagnosed)
+  and then recalibrates it. So only what is out of spec is recalibrated, and a node whose
+  parameters drift slowly is looked at seldom (its timeout).
+- ``fixed`` (the baseline): a full bring-up (every node calibrated, in order) every
+  ``bringup_every_s``, and every ``check_every_s`` a ``check_data`` of every node; a
+  check not in spec recalibrates that node (with ``recalibrate_failed_checks``; without
+  it, checks only report and the bring-up is the only recalibration).
+
+**Budget.** With ``budget_shots_per_hour``, an operation whose shots would take the
+current hour (of maintenance device time) past the budget is not started: the rest of
+the tick waits for the next tick (the node stays unmaintained, it is not marked failed).
+
+**Failures.** A node whose recalibration fails (after its ``retries``) is not looked at
+again for ``retry_after_s`` of device time, and its dependents wait for it that long: a
+dead qubit does not eat the budget of the others every tick.
+
+**Clock.** The device's own clock (``device.clock_s``) is the maintenance clock: idle time
+between ticks, every check and every calibration advance it, and drift follows it.
+Operations on different qubits run one after another (conservative: the device drifts
+during them, seconds per hour); store versions written here carry this clock.
+
+**One drift path.** With a ``DriftPath``, the device's drift state is set from the path
+before every operation and every evaluation sample (``SimulatedMultiQubitDevice
+.set_drift_state``), so strategies compared on copies of one device see one truth, and a
+run resumed after a kill sees the truth the killed process saw.
+
+**Journal and resume.** Every operation, accepted calibration and finished tick is
+appended to ``maintenance.jsonl`` (``Journal`` records, fsynced). A resumed run folds the
+journal back (node ages, shots per hour, the timeline, evaluation samples) and repeats
+the tick a kill interrupted; what that tick already wrote to the store stays (its shots
+were spent), and its nodes then pass ``check_state``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from pulsecal.hardware.ledger import utc_day
+
+from .experiment import ExperimentResult
+from .graph import CalibrationGraph
+from .journal import Journal
+from .node import Calibration, Node
+from .store import ParameterStore
+
+Strategy = Literal["graph", "fixed"]
+STRATEGIES: tuple[str, ...] = ("graph", "fixed")
+MAINTENANCE_JOURNAL = "maintenance.jsonl"
+MAX_HOURS = 24.0 * 30
+# (x_error, sx_error, coherence_limit) per qubit: what an evaluation sample holds.
+Evaluate = Callable[[Any, Mapping[str, float]], Mapping[str, tuple[float, float, float]]]
+
+
+def _positive(owner: str, name: str, value: Any, high: float = math.inf) -> float:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and 0 < value <= high
+    if not ok:
+        raise ValueError(f"{owner}.{name}={value!r}: allowed a number > 0 and <= {high:g}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class MaintenanceSettings:
+    """How a maintenance run goes (module docstring).
+
+    Attributes:
+        hours: device hours to maintain (> 0, at most 720).
+        strategy: ``graph`` (check_state / check_data / diagnose) or ``fixed`` (baseline).
+        tick_s: device seconds between looks (and evaluation samples).
+        budget_shots_per_hour: most shots per hour of maintenance (None: no limit).
+        retry_after_s: a node whose recalibration failed waits this long.
+        check_every_s: ``fixed``: the period of its check of every node.
+        bringup_every_s: ``fixed``: the period of its full bring-up (the first is the
+            starting store's, at 0 h).
+        recalibrate_failed_checks: ``fixed``: recalibrate a node whose check failed.
+    """
+
+    hours: float
+    strategy: Strategy = "graph"
+    tick_s: float = 300.0
+    budget_shots_per_hour: int | None = None
+    retry_after_s: float = 3600.0
+    check_every_s: float = 3600.0
+    bringup_every_s: float = 86400.0
+    recalibrate_failed_checks: bool = True
+
+    def __post_init__(self) -> None:
+        n = "MaintenanceSettings"
+        _positive(n, "hours", self.hours, MAX_HOURS)
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"{n}.strategy={self.strategy!r}: allowed one of {list(STRATEGIES)}")
+        _positive(n, "tick_s", self.tick_s, 86400.0)
+        for k in ("retry_after_s", "check_every_s", "bringup_every_s"):
+            _positive(n, k, getattr(self, k))
+        b = self.budget_shots_per_hour
+        if b is not None and (isinstance(b, bool) or not isinstance(b, int) or b < 1):
+            raise ValueError(f"{n}.budget_shots_per_hour={b!r}: allowed an integer >= 1 or None")
+
+    @property
+    def ticks(self) -> int:
+        return max(1, math.ceil(self.hours * 3600.0 / self.tick_s - 1e-9))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+# -- one drift path ------------------------------------------------------------------------------
+
+
+def encode_drift_state(state: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:
+    """A drift state as JSON: keys ``"q3/frequency_hz"``, arrays as lists."""
+    out: dict[str, Any] = {}
+    for k, v in state.items():
+        out["/".join(k)] = v.tolist() if hasattr(v, "tolist") else v
+    return out
+
+
+def decode_drift_state(data: Mapping[str, Any]) -> dict[tuple[str, ...], Any]:
+    return {tuple(k.split("/")): (np.asarray(v, dtype=np.float64) if isinstance(v, list) else v)
+            for k, v in data.items()}
+
+
+class DriftPath:
+    """One drift path on a grid of ``step_s`` from ``start_clock_s``: the state at grid
+    point k+1 is the exact transition of the state at k over ``step_s``, drawn from a
+    generator seeded by ``seed`` alone. ``state_at(t)`` is the state at the last grid point
+    at or before t (the first before the start, the last past the end).
+
+    Args:
+        drift: the device's ``MultiQubitDrift``.
+        start: the drift state at ``start_clock_s`` (the device's, when maintenance began).
+        duration_s: how far the path goes.
+    """
+
+    def __init__(self, drift: Any, start: Mapping[tuple[str, ...], Any], start_clock_s: float, duration_s: float,
+                 seed: int, step_s: float = 60.0) -> None:
+        self.start_clock_s = float(start_clock_s)
+        self.step_s = _positive("DriftPath", "step_s", step_s)
+        rng = np.random.default_rng([int(seed), 0xD21F7])
+        n = math.ceil(_positive("DriftPath", "duration_s", duration_s) / self.step_s) + 1
+        states = [dict(start)]
+        for _ in range(n):
+            states.append(drift.advance(states[-1], self.step_s, rng))
+        self._states = states
+
+    def state_at(self, clock_s: float) -> dict[tuple[str, ...], Any]:
+        k = math.floor((clock_s - self.start_clock_s) / self.step_s)
+        return self._states[min(max(k, 0), len(self._states) - 1)]
+
+
+# -- what a run produced --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Action:
+    """One operation: ``check`` (check_data) or ``calibrate``, with its result's status."""
+
+    time_s: float
+    node: str
+    action: str
+    status: str
+    shots: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"time_s": self.time_s, "node": self.node, "action": self.action, "status": self.status,
+                "shots": self.shots}
+
+
+@dataclass
+class MaintenanceReport:
+    """A maintenance run's outcome.
+
+    Attributes:
+        start_clock_s: the device clock when it began.
+        ticks_done: finished ticks.
+        actions: every check and calibration, in order.
+        samples: evaluation samples: (device clock, {qubit: (x_error, sx_error, limit)}).
+        shots_per_hour: shots of each hour of maintenance.
+        recalibrations: accepted calibrations per node.
+        failed: nodes whose last recalibration failed (with the clock it failed at).
+        resumed_ticks: ticks finished by an earlier process.
+    """
+
+    start_clock_s: float = 0.0
+    ticks_done: int = 0
+    actions: list[Action] = field(default_factory=list)
+    samples: list[tuple[float, dict[str, tuple[float, float, float]]]] = field(default_factory=list)
+    shots_per_hour: list[int] = field(default_factory=list)
+    recalibrations: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, float] = field(default_factory=dict)
+    resumed_ticks: int = 0
+
+    @property
+    def shots(self) -> int:
+        return int(sum(self.shots_per_hour))
+
+    def mean_errors(self) -> dict[str, float]:
+        """Time averages over the samples and qubits (NaN without samples): X error, X90
+        error, coherence limit, and X error above the limit."""
+        rows = [v for _, s in self.samples for v in s.values()]
+        if not rows:
+            return {"x_error": math.nan, "sx_error": math.nan, "coherence_limit": math.nan, "x_excess": math.nan}
+        a = np.asarray(rows, dtype=np.float64)
+        return {"x_error": float(a[:, 0].mean()), "sx_error": float(a[:, 1].mean()),
+                "coherence_limit": float(a[:, 2].mean()), "x_excess": float((a[:, 0] - a[:, 2]).mean())}
+
+    def to_dict(self) -> dict[str, Any]:
+        checks = sum(1 for a in self.actions if a.action == "check")
+        return {"start_clock_s": self.start_clock_s, "ticks_done": self.ticks_done, "shots": self.shots,
+                "shots_per_hour": list(self.shots_per_hour), "checks": checks,
+                "calibrations": len(self.actions) - checks, "recalibrations": dict(self.recalibrations),
+                "failed": dict(self.failed), "resumed_ticks": self.resumed_ticks,
+                "time_averaged": self.mean_errors(),
+                "samples": [{"clock_s": t, "qubits": {q: list(v) for q, v in s.items()}} for t, s in self.samples]}
+
+
+class _Deferred(Exception):
+    """The hour's budget has no room for the next operation: the tick ends here."""
+
+
+TickProgress = Callable[["MaintenanceReport", int, int], None]
+
+
+class Maintainer:
+    """Maintains ``graph``'s calibrations on ``device`` (module docstring).
+
+    Args:
+        graph: the nodes (their ``timeout_s`` decide how often ``graph`` looks at them).
+        device: the device (an ``envs.protocol.Device``; drift needs ``advance``).
+        store: the calibrated store (read and written).
+        settings: ``MaintenanceSettings``.
+        journal: ``maintenance.jsonl``'s journal (None: no journal, no resume).
+        ledger: the run's ``hardware.ledger.ShotLedger`` (or None).
+        seed: seeds every operation's generator.
+        run_id: recorded in the store's provenance.
+        evaluate: truth per qubit at the device's clock (evaluation only), or None.
+        drift_path: a callable building the ``DriftPath`` from (start drift state, start
+            clock), or None (the device drifts on its own generator).
+        progress: called after each tick with (report, tick, ticks).
+        config: recorded in the journal's start record.
+    """
+
+    def __init__(self, graph: CalibrationGraph, device: Any, store: ParameterStore, settings: MaintenanceSettings,
+                 *, journal: Journal | None = None, ledger: Any = None, seed: int = 0, run_id: str = "",
+                 evaluate: Evaluate | None = None,
+                 drift_path: Callable[[Mapping[tuple[str, ...], Any], float], DriftPath] | None = None,
+                 progress: TickProgress | None = None, config: Mapping[str, Any] | None = None) -> None:
+        self.graph = graph
+        self.device = device
+        self.store = store
+        self.settings = settings
+        self.journal = journal
+        self.ledger = ledger
+        self.seed = int(seed)
+        self.run_id = run_id
+        self.evaluate = evaluate
+        self._make_path = drift_path
+        self.path: DriftPath | None = None
+        self.progress = progress
+        self.config = dict(config or {})
+        self.report = MaintenanceReport()
+        self._last_ok: dict[str, float] = {}  # newest in-spec calibration or check
+        self._last_cal: dict[str, float] = {}  # newest accepted calibration
+        self._retry_at: dict[str, float] = {}
+        self._epoch = 0
+        self._tick = 0
+        self._ops = 0
+
+    # -- clock, budget, accounting ---------------------------------------------------------------
+
+    @property
+    def clock_s(self) -> float:
+        return float(getattr(self.device, "clock_s", 0.0))
+
+    def _hour(self) -> int:
+        return max(0, int((self.clock_s - self.report.start_clock_s) // 3600.0))
+
+    def _hour_shots(self, hour: int) -> int:
+        sph = self.report.shots_per_hour
+        return sph[hour] if hour < len(sph) else 0
+
+    def _charge(self, hour: int, shots: int) -> None:
+        sph = self.report.shots_per_hour
+        while len(sph) <= hour:
+            sph.append(0)
+        sph[hour] += int(shots)
+
+    def _sync(self) -> None:
+        if self.path is not None:
+            self.device.set_drift_state(self.path.state_at(self.clock_s))
+
+    def _op(self, node: Node, op: str) -> ExperimentResult:
+        cheap = op == "check_data"
+        cost = node.shot_cost(cheap=cheap)
+        hour = self._hour()
+        budget = self.settings.budget_shots_per_hour
+        if budget is not None and self._hour_shots(hour) + cost > budget:
+            raise _Deferred(f"{op} of {node.name} needs {cost} shots, {budget - self._hour_shots(hour)} left of "
+                            f"budget_shots_per_hour {budget} in hour {hour}")
+        self._sync()
+        self._ops += 1
+        rng = np.random.default_rng([self.seed, self._epoch, self._tick, zlib.crc32(node.name.encode()), self._ops])
+        t = self.clock_s
+        r = node.check_data(self.device, self.store.current(), rng) if cheap else \
+            node.calibrate(self.device, self.store.current(), rng)
+        self._charge(hour, r.shots)
+        action = Action(t, node.name, "check" if cheap else "calibrate", r.status, int(r.shots))
+        self.report.actions.append(action)
+        if self.ledger is not None and r.shots > 0:
+            self.ledger.charge(f"m{self._epoch}:{self._tick}:{self._ops}:{node.name}:{op}", int(r.shots),
+                               utc_day(time.time()))
+        if self.journal is not None:
+            self.journal.append("op", tick=self._tick, hour=hour, of=node.name, op=op, status=r.status,
+                                shots=int(r.shots), device_time_s=r.device_time_s, time_s=t,
+                                device_clock_s=self.clock_s, values=dict(r.values), message=r.message)
+        if cheap and r.status == "in_spec":
+            self._last_ok[node.name] = self.clock_s
+        return r
+
+    def _accept(self, node: Node, r: ExperimentResult) -> None:
+        unknown = sorted(set(r.values) - set(node.writes))
+        if unknown:
+            raise ValueError(f"{node.name}: the experiment returned {unknown[0]!r}, which it does not declare in "
+                             f"writes {list(node.writes)}")
+        now = self.clock_s
+        self.store.record(node.name, r.values, experiment=r.experiment,
+                          experiment_id=f"{self.run_id}/maintain/{node.name}/{len(self.store.versions) + 1}",
+                          target=node.prefix, verdict=r.status, quality=dict(r.quality), shots=r.shots,
+                          device_time_s=r.device_time_s, clock_s=now, run_id=self.run_id)
+        if r.status == "in_spec":
+            self._last_ok[node.name] = now
+            self._last_cal[node.name] = now
+            self.report.recalibrations[node.name] = self.report.recalibrations.get(node.name, 0) + 1
+            self.report.failed.pop(node.name, None)
+            self._retry_at.pop(node.name, None)
+        if self.journal is not None:
+            self.journal.append("accept", tick=self._tick, node=node.name, verdict=r.status, clock_s=now)
+
+    def _fail(self, node: Node) -> None:
+        now = self.clock_s
+        self.report.failed[node.name] = now
+        self._retry_at[node.name] = now + self.settings.retry_after_s
+        if self.journal is not None:
+            self.journal.append("node_failed", tick=self._tick, node=node.name, clock_s=now)
+
+    # -- the operations ---------------------------------------------------------------------------
+
+    def _recalibrate(self, node: Node, depth: int = 0) -> bool:
+        """Calibrate ``node`` (diagnosing its dependencies after a failed attempt) up to
+        1 + retries times; True if a calibration was accepted in spec."""
+        deps = self.graph.dependencies(node.name)
+        for _attempt in range(node.retries + 1):
+            r = self._op(node, "calibrate")
+            if r.status == "in_spec":
+                self._accept(node, r)
+                return True
+            if r.status == "out_of_spec" and r.values:
+                # A good fit whose value moved past the tolerance (drift): recorded, and
+                # verified by the cheap check from there (the bring-up's second full run
+                # would cost ~4x the shots); the dependencies are not in question.
+                self._accept(node, r)
+                c = self._op(node, "check_data")
+                if c.status == "in_spec":
+                    self._accept(node, ExperimentResult(
+                        r.experiment, r.target, "in_spec", r.values, dict(c.quality), 0, 0.0,
+                        message=f"{r.message}; verified by check_data: {c.message}"))
+                    return True
+            if depth < len(self.graph):
+                node.diagnose(deps, lambda d: self._op(d, "check_data"),
+                              lambda d: self._recalibrate(d, depth + 1))
+        self._fail(node)
+        return False
+
+    def _waiting(self, node: Node) -> bool:
+        """Failed recently, or a dependency did: not looked at until its retry time."""
+        now = self.clock_s
+        names = (node.name, *(d.name for d in self.graph.dependencies(node.name)))
+        return any(self._retry_at.get(n, -math.inf) > now for n in names)
+
+    def _maintain(self, node: Node) -> None:
+        if self._waiting(node):
+            return
+        last = self._last_ok.get(node.name)
+        clocks = {d.name: self._last_cal[d.name] for d in self.graph.dependencies(node.name) if d.name in self._last_cal}
+        state = node.check_state(self.store.current(), None if last is None else Calibration("in_spec", last),
+                                 self.clock_s, clocks)
+        if state.ok:
+            return
+        r = self._op(node, "check_data")
+        if r.status == "in_spec":
+            return
+        if r.status == "bad_data":
+            node.diagnose(self.graph.dependencies(node.name), lambda d: self._op(d, "check_data"),
+                          lambda d: self._recalibrate(d, 1))
+        self._recalibrate(node)
+
+    def _act_graph(self) -> None:
+        for name in self.graph.order():
+            self._maintain(self.graph[name])
+
+    def _act_fixed(self, tick: int) -> None:
+        s = self.settings
+        t0 = tick * s.tick_s
+        t1 = t0 + s.tick_s
+        # Due when a period boundary falls in [t0, t1); 0 h is the starting store's bring-up.
+        if t0 > 0 and math.floor((t1 - 1e-9) / s.bringup_every_s) > math.floor((t0 - 1e-9) / s.bringup_every_s):
+            for name in self.graph.order():
+                node = self.graph[name]
+                if not self._waiting(node):
+                    self._recalibrate(node)
+            return
+        if t0 > 0 and math.floor((t1 - 1e-9) / s.check_every_s) > math.floor((t0 - 1e-9) / s.check_every_s):
+            for name in self.graph.order():
+                node = self.graph[name]
+                if self._waiting(node):
+                    continue
+                r = self._op(node, "check_data")
+                if r.status != "in_spec" and s.recalibrate_failed_checks:
+                    self._recalibrate(node)
+
+    # -- the run ----------------------------------------------------------------------------------
+
+    def _start(self) -> int:
+        """Fold the journal of an earlier process (if any); returns the first tick to run."""
+        start_clock = self.clock_s
+        drift_start = getattr(self.device, "drift_state", None)
+        first_tick = 0
+        recs = self.journal.records() if self.journal is not None else []
+        starts = [r for r in recs if r.get("event") == "maintain_start"]
+        if starts:
+            first = starts[0]
+            start_clock = float(first["start_clock_s"])
+            drift_start = decode_drift_state(first["drift_start"]) if first.get("drift_start") else None
+            self._epoch = len(starts)
+            self.report.start_clock_s = start_clock
+            for r in recs:
+                ev = r.get("event")
+                if ev == "op":
+                    self.report.actions.append(Action(float(r["time_s"]), str(r["of"]),
+                                                      "check" if r["op"] == "check_data" else "calibrate",
+                                                      str(r["status"]), int(r["shots"])))
+                    self._charge(int(r["hour"]), int(r["shots"]))
+                    if r["op"] == "check_data" and r["status"] == "in_spec":
+                        self._last_ok[str(r["of"])] = float(r["device_clock_s"])
+                elif ev == "accept" and r.get("verdict") == "in_spec":
+                    n, c = str(r["node"]), float(r["clock_s"])
+                    self._last_ok[n] = self._last_cal[n] = c
+                    self.report.recalibrations[n] = self.report.recalibrations.get(n, 0) + 1
+                    self.report.failed.pop(n, None)
+                    self._retry_at.pop(n, None)
+                elif ev == "node_failed":
+                    n, c = str(r["node"]), float(r["clock_s"])
+                    self.report.failed[n] = c
+                    self._retry_at[n] = c + self.settings.retry_after_s
+                elif ev == "tick_end":
+                    first_tick = int(r["tick"]) + 1
+                    if r.get("sample"):
+                        self.report.samples.append((float(r["sample_clock_s"]),
+                                                    {q: (v[0], v[1], v[2]) for q, v in r["sample"].items()}))
+            self.report.ticks_done = self.report.resumed_ticks = first_tick
+        else:
+            self.report.start_clock_s = start_clock
+            # The starting store's accepted calibrations count as done at the start.
+            for name in self.graph.names:
+                v = self.store.latest(name)
+                if v is not None and v.verdict == "in_spec":
+                    self._last_ok[name] = self._last_cal[name] = start_clock
+        if self._make_path is not None and drift_start is not None:
+            self.path = self._make_path(drift_start, start_clock)
+        if self.journal is not None:
+            self.journal.append("maintain_start", epoch=self._epoch + 1, start_clock_s=start_clock,
+                                first_tick=first_tick, settings=self.settings.to_dict(), config=self.config,
+                                drift_start=encode_drift_state(drift_start) if drift_start is not None else None)
+        self._epoch += 1
+        return first_tick
+
+    def run(self) -> MaintenanceReport:
+        s = self.settings
+        first = self._start()
+        total = s.ticks
+        for tick in range(first, total):
+            self._tick = tick
+            t = self.report.start_clock_s + tick * s.tick_s
+            behind = t - self.clock_s
+            if behind > 0:
+                self.device.advance(behind)
+            sample: dict[str, tuple[float, float, float]] = {}
+            if self.evaluate is not None:
+                self._sync()
+                truth = self.evaluate(self.device, self.store.current())
+                sample = {q: (float(v[0]), float(v[1]), float(v[2])) for q, v in truth.items()}
+                self.report.samples.append((self.clock_s, sample))
+            sample_clock = self.clock_s
+            try:
+                if s.strategy == "graph":
+                    self._act_graph()
+                else:
+                    self._act_fixed(tick)
+            except _Deferred as err:
+                if self.journal is not None:
+                    self.journal.append("deferred", tick=tick, clock_s=self.clock_s, message=str(err))
+            self.report.ticks_done = tick + 1
+            if self.journal is not None:
+                self.journal.append("tick_end", tick=tick, clock_s=self.clock_s, sample_clock_s=sample_clock,
+                                    sample={q: list(v) for q, v in sample.items()}, shots=self.report.shots)
+            if self.progress is not None:
+                self.progress(self.report, tick + 1, total)
+        end = self.report.start_clock_s + total * s.tick_s
+        if end > self.clock_s:
+            self.device.advance(end - self.clock_s)
+        if self.journal is not None:
+            self.journal.append("maintain_end", clock_s=self.clock_s, shots=self.report.shots)
+        return self.report
+
+
+def maintenance_journal(folder: str | Path) -> Journal:
+    """The journal of a run folder's maintenance (``maintenance.jsonl``, beside the
+    bring-up's ``journal.jsonl``)."""
+    j = Journal(folder)
+    j.path = Path(folder) / MAINTENANCE_JOURNAL
+    return j
+
+
+def qubit_of(node: str) -> str:
+    """The target part of a node name (``"rabi:q3"`` -> ``"q3"``)."""
+    return node.partition(":")[2]
+
+
+__all__ = [
+    "STRATEGIES",
+    "Action",
+    "DriftPath",
+    "Maintainer",
+    "MaintenanceReport",
+    "MaintenanceSettings",
+    "decode_drift_state",
+    "encode_drift_state",
+    "maintenance_journal",
+    "qubit_of",
+]

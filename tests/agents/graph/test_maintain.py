@@ -1,0 +1,74 @@
+"""Maintenance mode on a fake device: recalibrates only the drifted node, respects the hourly budget."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from pulsecal.agents.graph.experiment import ExperimentResult
+from pulsecal.agents.graph.graph import CalibrationGraph
+from pulsecal.agents.graph.maintain import Maintainer, MaintenanceSettings
+from pulsecal.agents.graph.node import Node
+from pulsecal.agents.graph.store import ParameterStore
+
+
+class FakeDevice:
+    """Truth per qubit ``x``; q1's walks away by 0.1 per hour, q0's stays."""
+
+    def __init__(self) -> None:
+        self.clock_s = 0.0
+
+    def truth(self, q: str) -> float:
+        return 1.0 + (0.1 * self.clock_s / 3600.0 if q == "q1" else 0.0)
+
+    def advance(self, d: float) -> None:
+        self.clock_s += d
+
+
+@dataclass(frozen=True)
+class Track:
+    name: str = "track"
+    reads: tuple[str, ...] = ("{t}.x",)
+    writes: tuple[str, ...] = ("{t}.x",)
+
+    def shots(self, cheap: bool) -> int:
+        return 100 if cheap else 1000
+
+    def run(self, device, target, params, rng, *, cheap=False):
+        err = abs(params[f"{target}.x"] - device.truth(target))
+        device.advance(0.1)
+        status = "in_spec" if err <= 0.05 else "out_of_spec"
+        values = {} if cheap else {f"{target}.x": device.truth(target)}
+        return ExperimentResult(self.name, target, status, values, shots=self.shots(cheap), device_time_s=0.1)
+
+
+def _run(hours: float, budget: int | None = None):
+    graph = CalibrationGraph([Node(Track(), q, timeout_s=600) for q in ("q0", "q1")])
+    store = ParameterStore()
+    for q in ("q0", "q1"):
+        store.record(f"track:{q}", {f"{q}.x": 1.0})
+    m = Maintainer(graph, FakeDevice(), store, MaintenanceSettings(hours=hours, budget_shots_per_hour=budget))
+    return m.run(), store
+
+
+def test_recalibrates_the_drifted_node_only() -> None:
+    report, store = _run(3.0)
+    assert report.recalibrations.get("track:q1", 0) >= 3
+    assert "track:q0" not in report.recalibrations
+    checks = [a for a in report.actions if a.node == "track:q0"]
+    assert checks and all(a.action == "check" and a.status == "in_spec" for a in checks)
+    assert abs(store.current()["q1.x"] - 1.3) < 0.06
+
+
+def test_hourly_budget_is_respected() -> None:
+    report, _ = _run(3.0, budget=1250)
+    assert report.shots_per_hour and max(report.shots_per_hour) <= 1250
+    unlimited, _ = _run(3.0)
+    assert max(unlimited.shots_per_hour) > 1250
+
+
+@pytest.mark.parametrize("hours", [0, -1.0, 1e6, float("nan")])
+def test_bad_hours_is_refused_naming_the_key(hours: float) -> None:
+    with pytest.raises(ValueError, match="hours"):
+        MaintenanceSettings(hours=hours)
