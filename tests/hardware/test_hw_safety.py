@@ -13,7 +13,6 @@ in plain numpy over a JSON round trip of the program.
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -330,7 +329,6 @@ def _assert_nothing_bad_submitted(backend: RecordingBackend, limits: SafetyLimit
 
 
 def test_100k_random_programs_never_reach_submit_when_unsafe() -> None:
-    t0 = time.perf_counter()
     rng = np.random.default_rng(20240611)
     backend = RecordingBackend(CAPS)
     # A per-day limit the stream runs into, so the ledger path is exercised too.
@@ -345,7 +343,6 @@ def test_100k_random_programs_never_reach_submit_when_unsafe() -> None:
     assert accepted > 5_000 and refused > 20_000
     assert guard.ledger.shots_on(guard.today()) > 9_000_000
     _assert_nothing_bad_submitted(backend, limits)
-    assert time.perf_counter() - t0 < 60
 
 
 floats = st.one_of(

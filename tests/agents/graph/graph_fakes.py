@@ -17,6 +17,7 @@ gives ``bad_data`` (no response) after spending its shots.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -103,13 +104,21 @@ class Measured:
 
 
 class SlowIdle(IdlePopulation):
-    def __init__(self, sleep_s: float = 0.0, **kwargs: Any) -> None:
+    """Sleeps ``sleep_s``, then, while the file ``hold_while`` exists, keeps waiting (up to
+    two minutes), so a test can keep a run alive for exactly as long as it needs it however
+    slow the machine is."""
+
+    def __init__(self, sleep_s: float = 0.0, hold_while: str = "", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.sleep_s = sleep_s
+        self.hold_while = hold_while
 
     def run(self, device: Any, target: str | tuple[str, ...], params: Mapping[str, float],
             rng: np.random.Generator, *, cheap: bool = False) -> ExperimentResult:
         time.sleep(self.sleep_s)
+        deadline = time.monotonic() + 120.0
+        while self.hold_while and os.path.exists(self.hold_while) and time.monotonic() < deadline:
+            time.sleep(0.05)
         return super().run(device, target, params, rng, cheap=cheap)
 
 

@@ -29,12 +29,13 @@ coupler_nodes:
 """
 
 
-def _slow_graph(config_dir: Path, sleep_s: float) -> None:
+def _slow_graph(config_dir: Path, sleep_s: float, hold_while: Path | None = None) -> None:
+    hold = f"hold_while: '{hold_while}', " if hold_while else ""
     entries = []
     for i, name in enumerate("abcd"):
         dep = f"\n    depends_on: [{'abcd'[i - 1]}]" if i else ""
         entries.append(f"  - name: {name}\n    experiment: {{_target_: graph_fakes.SlowIdle, sleep_s: {sleep_s}, "
-                       f"shots: 50}}{dep}")
+                       f"{hold}shots: 50}}{dep}")
     (config_dir / "graph").mkdir(parents=True, exist_ok=True)
     (config_dir / "graph" / "slow.yaml").write_text(SLOW_GRAPH.format(qubit_nodes="\n".join(entries), sleep_s=sleep_s))
 
@@ -175,7 +176,11 @@ def test_kill_and_resume_runs_every_node_once(tmp_path: Path) -> None:
 
 
 def test_a_second_process_on_the_same_run_is_refused(tmp_path: Path) -> None:
-    _slow_graph(tmp_path / "cfg", sleep_s=0.5)
+    # The first run's nodes wait while the hold file exists, so it is still running when the
+    # second process starts, however long that start takes on a loaded machine.
+    hold = tmp_path / "hold"
+    hold.touch()
+    _slow_graph(tmp_path / "cfg", sleep_s=0.0, hold_while=hold)
     folder = tmp_path / "runs" / "busy"
     args = ("graph=slow", "device=two_transmons_cz", "run_id=busy")
     p = subprocess.Popen(_cmd(tmp_path, *args), cwd=tmp_path, env=_env(), stdout=subprocess.PIPE,
@@ -188,7 +193,9 @@ def test_a_second_process_on_the_same_run_is_refused(tmp_path: Path) -> None:
         assert f"held by PID {p.pid}" in r.stderr
         assert len(_journal(folder)) >= n_before  # the refused process wrote nothing
         assert not any(rec["event"] == "run_start" and rec.get("epoch") == 2 for rec in _journal(folder))
+        assert p.poll() is None  # the holder was alive throughout, so the refusal was for it
     finally:
+        hold.unlink(missing_ok=True)
         p.kill()
         p.wait(timeout=30)
 
