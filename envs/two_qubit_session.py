@@ -18,7 +18,8 @@ replays on it unchanged), with
 
 ``replay_env_class(env_id)`` maps a registered two-qubit env id to its session form;
 ``REPLAY_ENV_IDS`` lists the ids that have one. This is where a new two-qubit env is
-made replayable: the hardware layer asks here and knows no env id itself.
+made replayable: the hardware layer asks here and knows no env id itself. The ECR
+session form of ``CRCalibration-v0`` is ``envs.ecr_session.ECRSessionEnv``.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from .contract import (
     json_form,
 )
 from .cz_calibration import CZCalibrationCore
+from .ecr_session import CR_ENV_ID, ECRSessionEnv
 from .vector import SingleCoreEnv
 
 CZ_ENV_ID = "pulsecal/CZCalibration-v0"
@@ -131,7 +133,7 @@ class CZSessionEnv(SingleCoreEnv):
         return self.core.calibration_state(index)  # type: ignore[attr-defined, no-any-return]
 
 
-REPLAY_ENVS: Mapping[str, type[SingleCoreEnv]] = {CZ_ENV_ID: CZSessionEnv}
+REPLAY_ENVS: Mapping[str, type[SingleCoreEnv]] = {CZ_ENV_ID: CZSessionEnv, CR_ENV_ID: ECRSessionEnv}
 REPLAY_ENV_IDS: tuple[str, ...] = tuple(sorted(REPLAY_ENVS))
 
 

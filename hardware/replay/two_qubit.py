@@ -321,5 +321,20 @@ class CZTruth:
         return core.true_metrics(self.device, pulse, np.asarray(params, dtype=np.float64))
 
 
-__all__ = ["TWO_QUBIT_REPORT_FORMAT", "CZTruth", "run_two_qubit_session", "session_channels", "two_qubit_limits",
+class ECRTruth:
+    """The true metrics of ECR knobs on a simulated multi-qubit device (report only): the
+    session env's ``true_metrics`` (its shape and spec-sheet Rabi frequency) at the device's
+    clock; ``env`` the session's env settings."""
+
+    def __init__(self, device: Any, env: Mapping[str, Any] | None = None) -> None:
+        from pulsecal.envs.ecr_session import ECRSessionCore
+
+        self.device = device
+        self._core = ECRSessionCore(**dict(env or {}))
+
+    def __call__(self, params: Sequence[float]) -> dict[str, float]:
+        return self._core.true_metrics(self.device, params)
+
+
+__all__ = ["TWO_QUBIT_REPORT_FORMAT", "CZTruth", "ECRTruth", "run_two_qubit_session", "session_channels", "two_qubit_limits",
            "write_two_qubit_report"]

@@ -1,0 +1,188 @@
+"""Two-qubit ECR replay sessions (CRCalibration-v0) on the simulated multi-qubit backend:
+end to end with injected faults, a CR drive over the envelope as a clean stop, a real
+subprocess killed mid-session and resumed, an exported policy, the command line
+(docs/lab_sessions.md, "ECR sessions")."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from replay_ecr_worker import MAX_CR_AMPLITUDE, START, backend, session, settings
+
+from pulsecal.agents.pipelines.replay import exit_code
+from pulsecal.agents.policies import ScriptedECRPolicy
+from pulsecal.agents.policies.ecr_scripted import single_length_rates
+from pulsecal.envs.ecr_session import CR_ENV_ID, ECRSessionEnv
+from pulsecal.envs.two_qubit_session import REPLAY_ENV_IDS
+from pulsecal.hardware.journal import read_journal
+from pulsecal.hardware.ledger import ShotLedger
+from pulsecal.hardware.replay import session_env_class
+from pulsecal.hardware.replay.two_qubit import run_two_qubit_session, two_qubit_limits
+
+HERE = Path(__file__).resolve().parent
+
+
+def _events(folder: Path, name: str) -> list[dict]:
+    return [r for r in read_journal(folder / "journal.jsonl") if r["event"] == name]
+
+
+def test_the_cr_env_is_replayable_through_the_env_contract() -> None:
+    assert CR_ENV_ID in REPLAY_ENV_IDS and session_env_class(CR_ENV_ID) is ECRSessionEnv
+    env = ECRSessionEnv(randomize_device=False)
+    state = env.calibration_state()
+    assert state.parameter_names == ("cr_amp", "cr_phase_rad", "cancel_amp", "cancel_phase_rad")
+    assert state.gate.name == "ECR" and state.gate.duration_s == pytest.approx(260e-9)
+    # The amplitude step is amp_step x the spec sheet's nominal amplitude, as the env applies it.
+    assert state.action[0].per_unit_action == pytest.approx(0.1 * state.settings["nominal_cr_amp"])
+    assert state.shot_plan.shots_per_step == 6 * 500
+    with pytest.raises(ValueError, match=r"env\.verification"):
+        ECRSessionEnv(verification={})
+    with pytest.raises(ValueError, match="initial_params"):
+        env.reset(seed=0, options={"initial_params": [1.5, 0, 0, 0]})
+
+
+def test_single_length_rates_invert_a_known_rotation() -> None:
+    # Control |0⟩: rotation about +x by 0.6 rad, control |1⟩: about −x by 0.6 rad
+    # (a pure ZX with IX = 0): ZX = 0.6/τ, IX = IY = ZY = 0.
+    tau = 1e-7
+    b = np.array([[0.0, -np.sin(0.6), np.cos(0.6)], [0.0, np.sin(0.6), np.cos(0.6)]])
+    h = single_length_rates(b, tau)
+    assert h["zx"] == pytest.approx(0.6 / tau) and abs(h["ix"]) < 1e-6 and abs(h["zy"]) < 1e-6
+    # A common rotation about +y by 0.3 rad on both: IY only.
+    b = np.array([[np.sin(0.3), 0.0, np.cos(0.3)]] * 2)
+    h = single_length_rates(0.9 * b, tau)  # a readout contrast of 0.9 drops out
+    assert h["iy"] == pytest.approx(0.3 / tau) and abs(h["zx"]) < 1e-6
+
+
+def test_ecr_session_with_faults_calibrates_and_counts_every_shot(tmp_path: Path) -> None:
+    result, b = session(tmp_path / "s", fault_rate=0.2, fsync=False)
+    assert result.stop is None and exit_code(result) == 0
+    assert len(result.steps) == 6  # the reset's round and five steps
+    assert result.ledger_shots == b.executed_shots == result.steps[-1].shots_used == 6 * 1200
+    assert set(b.executions_per_key.values()) == {1}
+    assert sum(b.stats.faults.values()) > 0
+    rep = json.loads((tmp_path / "s" / "report.json").read_text())
+    assert rep["gate"] == "ECR" and rep["env_id"] == CR_ENV_ID
+    e0, e1 = rep["truth_initial"]["infidelity"], rep["truth_final"]["infidelity"]
+    # The truth of the start and final ECR on the hidden device (report only): 0.065 -> 0.0067.
+    assert e0 > 0.05 and e1 < e0 / 5, (e0, e1)
+    assert rep["estimated_infidelity_final"] < rep["estimated_infidelity_initial"] / 2
+    started = _events(tmp_path / "s", "session_started")[0]
+    assert {"drive:q0@q1", "drive:q1"} <= set(started["channels"])
+    assert [r["step"] for r in _events(tmp_path / "s", "run_done")] == list(range(6))
+
+
+def test_a_cr_drive_over_the_limit_is_a_clean_stop_with_a_report(tmp_path: Path) -> None:
+    b = backend()
+    folder = tmp_path / "cr"
+    limits = two_qubit_limits(b, max_cr_amplitude=0.45)
+    result = run_two_qubit_session(b, ScriptedECRPolicy(), folder, settings(), limits=limits, fsync=False)
+    assert result.stop is not None and result.stop.reason == "safety_refused" and result.stop.terminal
+    assert exit_code(result) == 5
+    assert result.stop.env_step == 1  # the start (0.446) passes, the first raised amplitude does not
+    assert "max_cr_amplitude" in result.stop.detail and "q0_q1_cr" in result.stop.detail
+    assert b.executed_shots == result.ledger_shots == 1200
+    rep = json.loads((folder / "report.json").read_text())
+    assert rep["outcome"] == "safety_refused" and rep["initial_params"]["cr_amp"] == START[0]
+    again = run_two_qubit_session(backend(), ScriptedECRPolicy(), folder, settings(), limits=limits, fsync=False)
+    assert again.stop == result.stop and again.ledger_shots == result.ledger_shots
+    assert len(_events(folder, "session_stopped")) == 1
+
+
+def _lines(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+@pytest.mark.slow  # subprocesses / an SB3 export: ~10-15 s
+def test_a_killed_ecr_session_resumes_to_the_same_gate(tmp_path: Path) -> None:
+    ref, _ = session(tmp_path / "ref", fsync=False)
+    total = _lines(tmp_path / "ref" / "journal.jsonl")
+    folder = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p),
+           "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+    kills = 0
+    for target in (total // 3, 2 * total // 3):
+        p = subprocess.Popen([sys.executable, str(HERE / "replay_ecr_worker.py"), str(folder)], env=env)
+        t0 = time.monotonic()
+        while p.poll() is None and _lines(folder / "journal.jsonl") < target:
+            assert time.monotonic() - t0 < 300
+            time.sleep(0.001)
+        if p.poll() is None:
+            os.kill(p.pid, signal.SIGKILL)
+            kills += 1
+        p.wait()
+    assert kills == 2  # both kills landed mid-session
+    result, _ = session(folder)
+    assert result.resumed and result.stop is None
+    assert result.steps[-1].params == ref.steps[-1].params
+    recs = list(read_journal(folder / "journal.jsonl"))
+    assert [r["env_step"] for r in recs if r["event"] == "action"] == [1, 2, 3, 4, 5]
+    assert [r["step"] for r in recs if r["event"] == "run_done"] == list(range(6))
+    submitted = Counter(r["job_key"] for r in recs if r["event"] == "submitting")
+    orphaned = [r for r in recs if r["event"] == "orphaned"]
+    assert {k: n - 1 for k, n in submitted.items() if n > 1} == dict(Counter(r["job_key"] for r in orphaned))
+    assert sum(n > 1 for n in submitted.values()) <= 6 * kills  # at most one call (6 jobs) in flight per kill
+    ledger = ShotLedger(folder / "ledger.json")
+    assert ledger.used_shots == ref.ledger_shots + sum(r["shots"] for r in orphaned)
+    assert ledger.used_shots == sum(r["shots"] for r in recs if r["event"] == "submitting")
+    assert {k for k, e in ledger.entries.items() if e.state == "reserved"} == set()
+
+
+@pytest.mark.slow  # subprocesses / an SB3 export: ~10-15 s
+def test_an_exported_onnx_policy_of_the_cr_env_replays(tmp_path: Path) -> None:
+    """An untrained PPO of CRCalibration-v0, exported as the trained CR agent is, drives a
+    session through the same Policy protocol."""
+    pytest.importorskip("onnxruntime")
+    sb3 = pytest.importorskip("stable_baselines3")
+    import gymnasium as gym
+
+    from pulsecal.agents.export import export_policy, metadata_from_env
+    from pulsecal.agents.policies import OnnxPolicy
+
+    env = gym.make(CR_ENV_ID, randomize_device=False)
+    model = sb3.PPO("MlpPolicy", env, n_steps=8, batch_size=8, seed=0, device="cpu",
+                    policy_kwargs={"net_arch": [8]})
+    folder = export_policy(model, tmp_path / "export", metadata=metadata_from_env(env), check_samples=50)
+    policy = OnnxPolicy(folder)
+    assert policy.env_id == CR_ENV_ID
+    result, b = session(tmp_path / "onnx", max_steps=2, fsync=False, policy=policy)
+    assert result.stop is None and len(result.steps) == 3
+    assert result.ledger_shots == b.executed_shots == 3 * 1200
+    obs = _events(tmp_path / "onnx", "observation")
+    acts = _events(tmp_path / "onnx", "action")
+    expect = policy.act(np.asarray(obs[0]["observation"], dtype=np.float32), None)[0]
+    assert acts[0]["action"] == [float(x) for x in expect]
+
+
+@pytest.mark.slow  # subprocesses / an SB3 export: ~10-15 s
+def test_pulsecal_replay_runs_the_ecr_session_and_exits_5_on_a_cr_refusal(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("pulsecal-replay")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(exe), "replay_experiment=ecr_session", "max_steps=2", *args], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=300)
+
+    ok = run()
+    assert ok.returncode == 0, ok.stderr
+    assert "session ecr: 2 steps, 3600 shots" in ok.stdout
+    rep = json.loads((tmp_path / "runs/replay/ecr/report.json").read_text())
+    assert rep["env_id"] == CR_ENV_ID and rep["outcome"] == "finished"
+    assert rep["truth_final"]["infidelity"] < rep["truth_initial"]["infidelity"]
+    assert MAX_CR_AMPLITUDE == 0.8  # the config's envelope is the tests' one
+    refused = run("session_id=cr", "backend.limits.max_cr_amplitude=0.5")
+    assert refused.returncode == 5, refused.stderr
+    assert "max_cr_amplitude=0.505" in refused.stdout + refused.stderr
+    assert "outcome: safety_refused" in (tmp_path / "runs/replay/cr/report.md").read_text()
