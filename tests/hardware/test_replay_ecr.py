@@ -141,9 +141,9 @@ def test_a_killed_ecr_session_resumes_to_the_same_gate(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow  # subprocesses / an SB3 export: ~10-15 s
-def test_an_exported_onnx_policy_of_the_cr_env_replays(tmp_path: Path) -> None:
-    """An untrained PPO of CRCalibration-v0, exported as the trained CR agent is, drives a
-    session through the same Policy protocol."""
+def test_an_sb3_model_and_its_onnx_export_of_the_cr_env_replay_alike(tmp_path: Path) -> None:
+    """An untrained PPO of CRCalibration-v0 drives a session as an SB3 run directory and,
+    exported as the trained CR agent is, as ONNX: the same Policy protocol, the same actions."""
     pytest.importorskip("onnxruntime")
     sb3 = pytest.importorskip("stable_baselines3")
     import gymnasium as gym
@@ -164,6 +164,17 @@ def test_an_exported_onnx_policy_of_the_cr_env_replays(tmp_path: Path) -> None:
     acts = _events(tmp_path / "onnx", "action")
     expect = policy.act(np.asarray(obs[0]["observation"], dtype=np.float32), None)[0]
     assert acts[0]["action"] == [float(x) for x in expect]
+
+    from pulsecal.agents.policies import SB3Policy
+
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save(run / "model.zip")
+    sb3_result, _ = session(tmp_path / "sb3", max_steps=2, fsync=False,
+                            policy=SB3Policy(run, algo="ppo", normalization=None))
+    assert sb3_result.stop is None and len(sb3_result.steps) == 3
+    sb3_acts = _events(tmp_path / "sb3", "action")
+    np.testing.assert_allclose([a["action"] for a in sb3_acts], [a["action"] for a in acts], atol=1e-5)
 
 
 @pytest.mark.slow  # subprocesses / an SB3 export: ~10-15 s
