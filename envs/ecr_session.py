@@ -18,14 +18,17 @@
   policy and a report read; its settings add ``dt_s``, ``rabi_hz`` and ``nominal_cr_amp``
   (the figures the env scales with), so a controller converts rates into knob changes.
 
-``verification`` is refused here: a session verifies the final gate through its journaled
-device (``hardware.replay.two_qubit``), not through the simulated device's fast path.
+``verification`` is refused as an env setting: the session verifies the final gate with
+``verify(device, settings)`` through its journaled device (interleaved two-qubit RB as
+plain pulse sequences, ``rb2q.run_irb_sequences``), not through the simulated device's
+composed processes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -51,8 +54,17 @@ from .cr_calibration_core import (
 )
 from .multi_qubit_model import DeviceModel
 from .multi_qubit_presets import get_multi_qubit_preset
-from .protocol import PulseSequence
+from .protocol import Device, PulseSequence
+from .rb2q import (
+    QUBITS,
+    RB2QSettings,
+    TwoQubitNatives,
+    nominal_single_qubit,
+    stated_of_preset,
+    verify_sequences,
+)
 from .vector import SingleCoreEnv
+from .verification import Verdict
 
 CR_ENV_ID = "pulsecal/CRCalibration-v0"
 ECR_PARAMETER_NAMES: tuple[str, ...] = ("cr_amp", "cr_phase_rad", "cancel_amp", "cancel_phase_rad")
@@ -149,6 +161,20 @@ class ECRSessionEnv(SingleCoreEnv):
 
     def calibration_state(self, index: int = 0) -> CalibrationState:
         return self.core.calibration_state(index)  # type: ignore[attr-defined, no-any-return]
+
+    def verify(self, device: Device, verification: Mapping[str, Any]) -> Verdict:
+        """The verdict on the current ECR: interleaved two-qubit RB (``rb2q``, settings the
+        ``RB2QSettings`` fields of ``verification``) run as plain pulse sequences on
+        ``device``, so a session's journaled backend runs, charges and replays them. The
+        single-qubit natives are the spec sheet's textbook pulses, the coherence limit the
+        settings' ``stated`` T1/T2 or else the spec sheet's (never a device's truth)."""
+        core: ECRSessionCore = self.core  # type: ignore[assignment]
+        s = RB2QSettings.from_mapping(verification)
+        model = core.spec_model
+        single = (nominal_single_qubit(model, QUBITS[0]), nominal_single_qubit(model, QUBITS[1]))
+        natives = TwoQubitNatives("ECR", core.gate_sequence(), single)
+        stated = s.stated if s.stated is not None else stated_of_preset(model)
+        return verify_sequences(device, natives, s, stated, get_multi_qubit_preset(core.cfg.preset).params.channels)
 
 
 __all__ = ["CR_ENV_ID", "ECR_PARAMETER_NAMES", "ECR_PARAMETER_UNITS", "ECRSessionCore", "ECRSessionEnv"]

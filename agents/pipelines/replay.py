@@ -518,10 +518,12 @@ def _replay_two_qubit(cfg: Any, c: dict[str, Any], backend: Any, policy: Any) ->
                                             "(CZ: amplitude_phi0, length_s, phase_q0_rad, phase_q1_rad; "
                                             "ECR: cr_amp, cr_phase_rad, cancel_amp, cancel_phase_rad)")
     start = tuple(float(x) for x in c["initial_params"])
+    # verify=true: interleaved two-qubit RB (``verification``: RB2QSettings fields) ends the session.
+    verification = dict(c.get("verification") or {}) if c.get("verify") else None
     try:
         settings = rp.ReplaySettings(str(c["session_id"]), int(c["seed"]), start,  # type: ignore[arg-type]
                                      max_steps=int(c["max_steps"]), budget_shots=c.get("budget_shots"), env=env,
-                                     env_id=env_id)
+                                     env_id=env_id, verification=verification)
     except ValueError as err:
         field_error = _FIELD.match(str(err))
         if field_error and field_error.group(1) in c:

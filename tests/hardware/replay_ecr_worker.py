@@ -1,6 +1,6 @@
 """The ECR session the two-qubit replay tests run, also as a killable subprocess.
 
-``python replay_ecr_worker.py <folder>`` runs (or resumes) the session in ``<folder>`` on a
+``python replay_ecr_worker.py <folder> [verify]`` runs (or resumes) the session in ``<folder>`` on a
 freshly built simulated cross-resonance backend, as a new process after a kill would.
 """
 
@@ -27,6 +27,9 @@ START = (0.446, -0.263, 0.024, 0.516)
 ENV = {"randomize_device": False, "shot_budget": 20_000, "shots_per_sequence": 200}
 # The preset's ZX(π/4) half needs |u| ≈ 0.6 on the CR line, over the default envelope's 0.5.
 MAX_CR_AMPLITUDE = 0.8
+# A small interleaved RB (a few seconds through the backend): enough to end in a verdict,
+# not to decide one at this gate (the config's is larger; docs/lab_sessions.md).
+SMALL_RB = {"lengths": [1, 2, 4], "n_random": 2, "shots": 50}
 
 
 def backend(fault_rate: float = 0.0, *, idempotent_submit: bool = True) -> SimulatedMultiQubitBackend:
@@ -52,4 +55,5 @@ def session(folder: Path, *, max_steps: int = 5, fault_rate: float = 0.0, **kwar
 
 
 if __name__ == "__main__":
-    session(Path(sys.argv[1]))
+    # ``<folder> verify``: the session ends with the small RB verdict.
+    session(Path(sys.argv[1]), settings={"verification": SMALL_RB} if sys.argv[2:] == ["verify"] else {})

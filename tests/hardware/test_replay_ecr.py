@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from replay_ecr_worker import MAX_CR_AMPLITUDE, START, backend, session, settings
+from replay_ecr_worker import MAX_CR_AMPLITUDE, SMALL_RB, START, backend, session, settings
 
 from pulsecal.agents.pipelines.replay import exit_code
 from pulsecal.agents.policies import ScriptedECRPolicy
@@ -81,6 +81,23 @@ def test_ecr_session_with_faults_calibrates_and_counts_every_shot(tmp_path: Path
     assert [r["step"] for r in _events(tmp_path / "s", "run_done")] == list(range(6))
 
 
+def test_an_ecr_session_ends_with_a_verdict_from_rb_through_the_journaled_device(tmp_path: Path) -> None:
+    result, b = session(tmp_path / "v", max_steps=2, fsync=False, settings={"verification": SMALL_RB})
+    assert result.stop is None and result.verdict is not None
+    rb_shots = 2 * 3 * 2 * 50
+    assert result.verdict.shots_used == rb_shots
+    # The RB programs ran through the ledger and the journal like the calibration's calls.
+    assert result.ledger_shots == b.executed_shots == 3 * 1200 + rb_shots
+    assert len(_events(tmp_path / "v", "run_done")) == 3 + 1
+    rep = json.loads((tmp_path / "v" / "report.json").read_text())
+    assert rep["verdict"] == result.verdict.to_dict()
+    assert "verdict (interleaved two-qubit RB): " + result.verdict.describe() in (tmp_path / "v" / "report.md").read_text()
+    # exit 0 when calibrated, 8 when the verdict failed (a small RB cannot decide).
+    assert exit_code(result) == (0 if result.verdict.calibrated else 8)
+    with pytest.raises(ValueError, match=r"RB2QSettings\.lengths"):
+        settings(verification={"lengths": [4, 1]})
+
+
 def test_a_cr_drive_over_the_limit_is_a_clean_stop_with_a_report(tmp_path: Path) -> None:
     b = backend()
     folder = tmp_path / "cr"
@@ -106,15 +123,16 @@ def _lines(path: Path) -> int:
 
 
 @pytest.mark.slow  # subprocesses / an SB3 export: ~10-15 s
-def test_a_killed_ecr_session_resumes_to_the_same_gate(tmp_path: Path) -> None:
-    ref, _ = session(tmp_path / "ref", fsync=False)
+def test_a_killed_ecr_session_resumes_to_the_same_gate_and_verdict(tmp_path: Path) -> None:
+    verify = {"verification": SMALL_RB}
+    ref, _ = session(tmp_path / "ref", fsync=False, settings=verify)
     total = _lines(tmp_path / "ref" / "journal.jsonl")
     folder = tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p),
            "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
     kills = 0
     for target in (total // 3, 2 * total // 3):
-        p = subprocess.Popen([sys.executable, str(HERE / "replay_ecr_worker.py"), str(folder)], env=env)
+        p = subprocess.Popen([sys.executable, str(HERE / "replay_ecr_worker.py"), str(folder), "verify"], env=env)
         t0 = time.monotonic()
         while p.poll() is None and _lines(folder / "journal.jsonl") < target:
             assert time.monotonic() - t0 < 300
@@ -124,16 +142,17 @@ def test_a_killed_ecr_session_resumes_to_the_same_gate(tmp_path: Path) -> None:
             kills += 1
         p.wait()
     assert kills == 2  # both kills landed mid-session
-    result, _ = session(folder)
+    result, _ = session(folder, settings=verify)
     assert result.resumed and result.stop is None
     assert result.steps[-1].params == ref.steps[-1].params
+    assert result.verdict is not None and result.verdict == ref.verdict
     recs = list(read_journal(folder / "journal.jsonl"))
     assert [r["env_step"] for r in recs if r["event"] == "action"] == [1, 2, 3, 4, 5]
-    assert [r["step"] for r in recs if r["event"] == "run_done"] == list(range(6))
+    assert [r["step"] for r in recs if r["event"] == "run_done"] == list(range(7))  # 6 rounds and the RB
     submitted = Counter(r["job_key"] for r in recs if r["event"] == "submitting")
     orphaned = [r for r in recs if r["event"] == "orphaned"]
     assert {k: n - 1 for k, n in submitted.items() if n > 1} == dict(Counter(r["job_key"] for r in orphaned))
-    assert sum(n > 1 for n in submitted.values()) <= 6 * kills  # at most one call (6 jobs) in flight per kill
+    assert sum(n > 1 for n in submitted.values()) <= 24 * kills  # at most one call (<= 24 jobs) in flight per kill
     ledger = ShotLedger(folder / "ledger.json")
     assert ledger.used_shots == ref.ledger_shots + sum(r["shots"] for r in orphaned)
     assert ledger.used_shots == sum(r["shots"] for r in recs if r["event"] == "submitting")
@@ -183,14 +202,16 @@ def test_pulsecal_replay_runs_the_ecr_session_and_exits_5_on_a_cr_refusal(tmp_pa
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(exe), "replay_experiment=ecr_session", "max_steps=2", *args], cwd=tmp_path,
-                              env=env, capture_output=True, text=True, timeout=300)
+        return subprocess.run([str(exe), "replay_experiment=ecr_session", "max_steps=2",
+                               "verification.lengths=[1,2,4]", "verification.n_random=2", "verification.shots=50",
+                               *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
 
     ok = run()
-    assert ok.returncode == 0, ok.stderr
-    assert "session ecr: 2 steps, 3600 shots" in ok.stdout
     rep = json.loads((tmp_path / "runs/replay/ecr/report.json").read_text())
     assert rep["env_id"] == CR_ENV_ID and rep["outcome"] == "finished"
+    # The session ends with a verdict; exit 0 only when it says calibrated (else 8).
+    assert ok.returncode == (0 if rep["verdict"]["status"] == "calibrated" else 8), ok.stderr
+    assert "session ecr: 2 steps, 4200 shots" in ok.stdout + ok.stderr and "verdict " in ok.stdout + ok.stderr
     assert rep["truth_final"]["infidelity"] < rep["truth_initial"]["infidelity"]
     assert MAX_CR_AMPLITUDE == 0.8  # the config's envelope is the tests' one
     refused = run("session_id=cr", "backend.limits.max_cr_amplitude=0.5")
