@@ -98,6 +98,15 @@ def test_an_ecr_session_ends_with_a_verdict_from_rb_through_the_journaled_device
         settings(verification={"lengths": [4, 1]})
 
 
+@pytest.mark.slow  # two sessions with RB: ~10 s
+def test_the_same_session_without_faults_ends_with_the_same_gate_and_verdict(tmp_path: Path) -> None:
+    verify = {"verification": SMALL_RB}
+    faulty, _ = session(tmp_path / "a", fault_rate=0.2, fsync=False, settings=verify)
+    clean, _ = session(tmp_path / "b", fault_rate=0.0, fsync=False, settings=verify)
+    assert faulty.steps[-1].params == clean.steps[-1].params
+    assert faulty.verdict is not None and faulty.verdict == clean.verdict
+
+
 def test_a_cr_drive_over_the_limit_is_a_clean_stop_with_a_report(tmp_path: Path) -> None:
     b = backend()
     folder = tmp_path / "cr"
