@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
+from replay_2q_kill import check_resumed_journal, journal_lines, kill_twice
 from replay_ecr_worker import MAX_CR_AMPLITUDE, SMALL_RB, START, backend, session, settings
 
 from pulsecal.agents.pipelines.replay import exit_code
@@ -24,7 +22,6 @@ from pulsecal.agents.policies.ecr_scripted import single_length_rates
 from pulsecal.envs.ecr_session import CR_ENV_ID, ECRSessionEnv
 from pulsecal.envs.two_qubit_session import REPLAY_ENV_IDS
 from pulsecal.hardware.journal import read_journal
-from pulsecal.hardware.ledger import ShotLedger
 from pulsecal.hardware.replay import session_env_class
 from pulsecal.hardware.replay.two_qubit import run_two_qubit_session, two_qubit_limits
 
@@ -124,48 +121,20 @@ def test_a_cr_drive_over_the_limit_is_a_clean_stop_with_a_report(tmp_path: Path)
     assert len(_events(folder, "session_stopped")) == 1
 
 
-def _lines(path: Path) -> int:
-    try:
-        return path.read_bytes().count(b"\n")
-    except FileNotFoundError:
-        return 0
-
-
 @pytest.mark.slow  # subprocesses / an SB3 export: ~10-15 s
 def test_a_killed_ecr_session_resumes_to_the_same_gate_and_verdict(tmp_path: Path) -> None:
     verify = {"verification": SMALL_RB}
     ref, _ = session(tmp_path / "ref", fsync=False, settings=verify)
-    total = _lines(tmp_path / "ref" / "journal.jsonl")
     folder = tmp_path / "killed"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p),
-           "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
-    kills = 0
-    for target in (total // 3, 2 * total // 3):
-        p = subprocess.Popen([sys.executable, str(HERE / "replay_ecr_worker.py"), str(folder), "verify"], env=env)
-        t0 = time.monotonic()
-        while p.poll() is None and _lines(folder / "journal.jsonl") < target:
-            assert time.monotonic() - t0 < 300
-            time.sleep(0.001)
-        if p.poll() is None:
-            os.kill(p.pid, signal.SIGKILL)
-            kills += 1
-        p.wait()
+    kills = kill_twice("replay_ecr_worker.py", folder, journal_lines(tmp_path / "ref" / "journal.jsonl"), "verify")
     assert kills == 2  # both kills landed mid-session
     result, _ = session(folder, settings=verify)
     assert result.resumed and result.stop is None
     assert result.steps[-1].params == ref.steps[-1].params
     assert result.verdict is not None and result.verdict == ref.verdict
-    recs = list(read_journal(folder / "journal.jsonl"))
-    assert [r["env_step"] for r in recs if r["event"] == "action"] == [1, 2, 3, 4, 5]
-    assert [r["step"] for r in recs if r["event"] == "run_done"] == list(range(7))  # 6 rounds and the RB
-    submitted = Counter(r["job_key"] for r in recs if r["event"] == "submitting")
-    orphaned = [r for r in recs if r["event"] == "orphaned"]
-    assert {k: n - 1 for k, n in submitted.items() if n > 1} == dict(Counter(r["job_key"] for r in orphaned))
-    assert sum(n > 1 for n in submitted.values()) <= 24 * kills  # at most one call (<= 24 jobs) in flight per kill
-    ledger = ShotLedger(folder / "ledger.json")
-    assert ledger.used_shots == ref.ledger_shots + sum(r["shots"] for r in orphaned)
-    assert ledger.used_shots == sum(r["shots"] for r in recs if r["event"] == "submitting")
-    assert {k for k, e in ledger.entries.items() if e.state == "reserved"} == set()
+    # Six rounds and the RB call; at most one call (<= 24 jobs) in flight per kill.
+    check_resumed_journal(folder, env_steps=5, device_calls=7, ref_ledger_shots=ref.ledger_shots,
+                          max_in_flight=24 * kills)
 
 
 @pytest.mark.slow  # subprocesses / an SB3 export: ~10-15 s
