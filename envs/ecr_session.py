@@ -26,22 +26,13 @@ composed processes.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from .contract import (
-    ActionEntry,
-    CalibrationState,
-    Gate,
-    GateParameter,
-    Measurement,
-    ShotPlan,
-    json_form,
-)
+from .contract import CalibrationState, Gate, Measurement, ShotPlan, stepped_gate_state
 from .cr_calibration_core import (
     CONTROL,
     OBS_NAMES,
@@ -137,21 +128,16 @@ class ECRSessionCore(CRCalibrationCore):
         values = k.as_array() if k is not None else np.full(4, math.nan)
         nom = self.nominal[index] or self.spec_nominal
         scale = (cfg.amp_step * nom.cr_amp, cfg.phase_step_rad, cfg.cancel_step, cfg.phase_step_rad)
-        params = tuple(GateParameter(n, u, float(v))
-                       for n, u, v in zip(ECR_PARAMETER_NAMES, ECR_PARAMETER_UNITS, values, strict=True))
-        action = tuple(ActionEntry(j, n, "step", u, float(s), float(v))
-                       for j, (n, u, s, v) in enumerate(zip(ECR_PARAMETER_NAMES, ECR_PARAMETER_UNITS, scale, values,
-                                                            strict=True)))
         bloch = tuple(float(x) for x in self.last_bloch[index].reshape(-1))
         measurement = Measurement(OBS_NAMES[:6], bloch, (0, 6))
         per_step = 6 * cfg.shots_per_sequence
         steps = (cfg.shot_budget - per_step) // per_step
         plan = ShotPlan(cfg.shot_budget, per_step, per_step, steps, steps)
-        settings = {f.name: json_form(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
-        settings.update(dt_s=float(self.spec_model.dt_s), rabi_hz=self.spec_rabi_hz, nominal_cr_amp=nom.cr_amp)
         shape = cfg.shape
         duration = (2 * shape.half_samples + shape.x_samples) * float(self.spec_model.dt_s)
-        return CalibrationState(env_id, Gate("ECR", duration), params, action, measurement, plan, settings)
+        return stepped_gate_state(env_id, Gate("ECR", duration), ECR_PARAMETER_NAMES, ECR_PARAMETER_UNITS, scale,
+                                  values, measurement, plan, cfg, dt_s=float(self.spec_model.dt_s),
+                                  rabi_hz=self.spec_rabi_hz, nominal_cr_amp=nom.cr_amp)
 
 
 class ECRSessionEnv(SingleCoreEnv):

@@ -24,7 +24,6 @@ session form of ``CRCalibration-v0`` is ``envs.ecr_session.ECRSessionEnv``.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -32,15 +31,7 @@ from typing import Any
 import numpy as np
 
 from . import cz_calibration_core as core
-from .contract import (
-    ActionEntry,
-    CalibrationState,
-    Gate,
-    GateParameter,
-    Measurement,
-    ShotPlan,
-    json_form,
-)
+from .contract import CalibrationState, Gate, Measurement, ShotPlan, stepped_gate_state
 from .cz_calibration import CZCalibrationCore
 from .ecr_session import CR_ENV_ID, ECRSessionEnv
 from .vector import SingleCoreEnv
@@ -107,11 +98,6 @@ class CZSessionCore(CZCalibrationCore):
         scale = (cfg.max_step_amplitude_phi0, cfg.max_step_length_s, cfg.max_step_phase_rad,
                  cfg.max_step_phase_rad)
         values = self.params[index]
-        params = tuple(GateParameter(n, u, float(v))
-                       for n, u, v in zip(core.PARAMETER_NAMES, PARAMETER_UNITS, values, strict=True))
-        action = tuple(ActionEntry(k, n, "step", u, float(s), float(v))
-                       for k, (n, u, s, v) in enumerate(zip(core.PARAMETER_NAMES, PARAMETER_UNITS, scale, values,
-                                                            strict=True)))
         r = self.readings[index]
         p1 = tuple(float(x) for x in r.p1[0]) if r is not None else (math.nan,) * 6
         measurement = Measurement(core.PROBE_NAMES[:6], p1, (0, 6))
@@ -119,9 +105,9 @@ class CZSessionCore(CZCalibrationCore):
         reset_shots = 7 * cfg.reference_shots + round_shots
         steps = (cfg.shot_budget - reset_shots) // round_shots
         plan = ShotPlan(cfg.shot_budget, reset_shots, round_shots, steps, steps)
-        settings = {f.name: json_form(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
         duration = float(values[1]) + self.pulse.settle_samples * self.pulse.dt_s
-        return CalibrationState(env_id, Gate("CZ", duration), params, action, measurement, plan, settings)
+        return stepped_gate_state(env_id, Gate("CZ", duration), core.PARAMETER_NAMES, PARAMETER_UNITS, scale, values,
+                                  measurement, plan, cfg)
 
 
 class CZSessionEnv(SingleCoreEnv):
