@@ -46,14 +46,7 @@ from .cr_calibration_core import (
 from .multi_qubit_model import DeviceModel
 from .multi_qubit_presets import get_multi_qubit_preset
 from .protocol import Device, PulseSequence
-from .rb2q import (
-    QUBITS,
-    RB2QSettings,
-    TwoQubitNatives,
-    nominal_single_qubit,
-    stated_of_preset,
-    verify_sequences,
-)
+from .rb2q import session_verdict
 from .vector import SingleCoreEnv
 from .verification import Verdict
 
@@ -155,12 +148,8 @@ class ECRSessionEnv(SingleCoreEnv):
         single-qubit natives are the spec sheet's textbook pulses, the coherence limit the
         settings' ``stated`` T1/T2 or else the spec sheet's (never a device's truth)."""
         core: ECRSessionCore = self.core  # type: ignore[assignment]
-        s = RB2QSettings.from_mapping(verification)
-        model = core.spec_model
-        single = (nominal_single_qubit(model, QUBITS[0]), nominal_single_qubit(model, QUBITS[1]))
-        natives = TwoQubitNatives("ECR", core.gate_sequence(), single)
-        stated = s.stated if s.stated is not None else stated_of_preset(model)
-        return verify_sequences(device, natives, s, stated, get_multi_qubit_preset(core.cfg.preset).params.channels)
+        return session_verdict(device, "ECR", core.gate_ops(), verification, core.spec_model,
+                               get_multi_qubit_preset(core.cfg.preset).params.channels)
 
 
 __all__ = ["CR_ENV_ID", "ECR_PARAMETER_NAMES", "ECR_PARAMETER_UNITS", "ECRSessionCore", "ECRSessionEnv"]

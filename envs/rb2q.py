@@ -491,10 +491,15 @@ def verify_entangler(device: SimulatedMultiQubitDevice, natives: TwoQubitNatives
     return verdict_of(run_irb(device, natives, settings), limit, settings.threshold)
 
 
-def verify_sequences(device: Device, natives: TwoQubitNatives, settings: RB2QSettings,
-                     stated: Sequence[StatedCoherence], channels: Any) -> Verdict:
-    """``verify_entangler`` on any envs ``Device`` (``run_irb_sequences``); the gate's
-    duration from the schedule on ``channels`` (the spec sheet's ``ChannelSet``)."""
+def session_verdict(device: Device, entangler: c2.Entangler, gate_ops: Sequence[Any],
+                    settings: RB2QSettings | Mapping[str, Any], spec: DeviceModel | OperatorModel,
+                    channels: Any) -> Verdict:
+    """``end_of_episode_verdict`` on any envs ``Device``, from the spec sheet alone (a lab
+    session's verdict): interleaved RB as plain pulse sequences (``run_irb_sequences``),
+    the single-qubit natives the textbook pulses of ``spec`` (the preset's nominal model),
+    the coherence limit ``settings.stated`` or else the spec sheet's, the gate's duration
+    from its schedule on ``channels`` (the preset's ``ChannelSet``)."""
+    settings, natives, stated = _verdict_inputs(entangler, gate_ops, settings, spec, spec)
     duration = compile_schedule(natives.gate, channels, where="gate").duration_s
     return verdict_of(run_irb_sequences(device, natives, settings), coherence_limit(stated, duration),
                       settings.threshold)
@@ -509,19 +514,28 @@ def end_of_episode_verdict(device: SimulatedMultiQubitDevice, entangler: c2.Enta
     (``nominal_single_qubit``, 20 samples); the coherence limit comes from
     ``settings.stated`` or else the spec sheet ``spec`` (the preset's nominal model), never
     from the drawn device's truth."""
+    settings, natives, stated = _verdict_inputs(entangler, gate_ops, settings, spec, device.params.model)
+    return verify_entangler(device, natives, settings, stated)
+
+
+def _verdict_inputs(entangler: c2.Entangler, gate_ops: Sequence[Any], settings: RB2QSettings | Mapping[str, Any],
+                    spec: DeviceModel | OperatorModel, natives_model: Any
+                    ) -> tuple[RB2QSettings, TwoQubitNatives, tuple[StatedCoherence, StatedCoherence]]:
+    """The settings, the natives (``gate_ops``' plays and trailing frame changes, the textbook
+    single-qubit pulses of ``natives_model``) and the stated coherence (``settings.stated``
+    or the spec sheet ``spec``'s) of a verdict."""
     if isinstance(settings, Mapping):
         settings = RB2QSettings.from_mapping(settings)
     require(isinstance(spec, DeviceModel), "spec", type(spec).__name__, "a DeviceModel (the preset's)")
-    assert isinstance(spec, DeviceModel)
+    require(isinstance(natives_model, DeviceModel), "device.params.model", type(natives_model).__name__,
+            "a DeviceModel")
+    assert isinstance(spec, DeviceModel) and isinstance(natives_model, DeviceModel)
     plays = tuple(op for op in gate_ops if not isinstance(op, VirtualZ))
     frames = tuple(op for op in gate_ops if isinstance(op, VirtualZ))
-    model = device.params.model
-    require(isinstance(model, DeviceModel), "device.params.model", type(model).__name__, "a DeviceModel")
-    assert isinstance(model, DeviceModel)
-    single = (nominal_single_qubit(model, QUBITS[0]), nominal_single_qubit(model, QUBITS[1]))
+    single = (nominal_single_qubit(natives_model, QUBITS[0]), nominal_single_qubit(natives_model, QUBITS[1]))
     natives = TwoQubitNatives(entangler, PulseSequence(plays), single, frames)
     stated = settings.stated if settings.stated is not None else stated_of_preset(spec)
-    return verify_entangler(device, natives, settings, stated)
+    return settings, natives, stated
 
 
 __all__ = [
@@ -542,8 +556,8 @@ __all__ = [
     "run_irb",
     "run_irb_sequences",
     "run_rb",
+    "session_verdict",
     "stated_of_preset",
     "verdict_of",
     "verify_entangler",
-    "verify_sequences",
 ]

@@ -14,7 +14,10 @@ replays on it unchanged), with
 - ``info`` without the truth (the device may be hardware): shots, device time, the
   estimated error, the measured conditional phase and the parameters;
 - ``calibration_state()``: the env contract (``envs.contract``) a session, a scripted
-  policy and a report read.
+  policy and a report read;
+- ``verify(device, settings)``: the session's verdict on the final CZ, interleaved
+  two-qubit RB run through the device (``rb2q.session_verdict``; the env setting
+  ``verification`` is refused: the session verifies, not the env).
 
 ``replay_env_class(env_id)`` maps a registered two-qubit env id to its session form;
 ``REPLAY_ENV_IDS`` lists the ids that have one. This is where a new two-qubit env is
@@ -34,7 +37,10 @@ from . import cz_calibration_core as core
 from .contract import CalibrationState, Gate, Measurement, ShotPlan, stepped_gate_state
 from .cz_calibration import CZCalibrationCore
 from .ecr_session import CR_ENV_ID, ECRSessionEnv
+from .protocol import Device
+from .rb2q import session_verdict
 from .vector import SingleCoreEnv
+from .verification import Verdict
 
 CZ_ENV_ID = "pulsecal/CZCalibration-v0"
 PARAMETER_UNITS: tuple[str, ...] = ("Phi0", "s", "rad", "rad")
@@ -43,6 +49,12 @@ _RESET_OPTIONS = frozenset({"device", "initial_params"})
 
 class CZSessionCore(CZCalibrationCore):
     """``CZCalibrationCore`` on a given device, from a given start, without truth."""
+
+    def __init__(self, num_envs: int = 1, **kwargs: Any) -> None:
+        super().__init__(num_envs, **kwargs)
+        if self.cfg.verification is not None:
+            raise ValueError(f"env.verification={self.cfg.verification!r}: allowed None in a session (the session "
+                             "verifies the final CZ through its journaled device)")
 
     def _reset_copy(self, i: int, options: dict[str, Any]) -> None:
         unknown = set(options) - _RESET_OPTIONS
@@ -117,6 +129,14 @@ class CZSessionEnv(SingleCoreEnv):
 
     def calibration_state(self, index: int = 0) -> CalibrationState:
         return self.core.calibration_state(index)  # type: ignore[attr-defined, no-any-return]
+
+    def verify(self, device: Device, verification: Mapping[str, Any]) -> Verdict:
+        """The verdict on the current CZ (flux pulse and its two virtual Zs): interleaved
+        two-qubit RB as plain pulse sequences on ``device`` (``rb2q.session_verdict``), from
+        the spec sheet alone."""
+        c: CZSessionCore = self.core  # type: ignore[assignment]
+        return session_verdict(device, "CZ", core._gate_ops(c.pulse, c.params[0]), verification,
+                               c.preset.params.model, c.preset.params.channels)
 
 
 REPLAY_ENVS: Mapping[str, type[SingleCoreEnv]] = {CZ_ENV_ID: CZSessionEnv, CR_ENV_ID: ECRSessionEnv}

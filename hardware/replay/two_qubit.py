@@ -23,7 +23,7 @@ terminal rule, and the policy protocol. What differs:
 The settings are ``ReplaySettings`` with ``env_id`` a two-qubit id and ``initial_params`` the
 gate's four parameters; ``qubit`` is not used. ``verification`` (``rb2q.RB2QSettings``
 fields) ends the session with a verdict from interleaved two-qubit RB run through the
-journaled device, for a session env that has ``verify`` (the ECR's; the CZ's not yet).
+journaled device, for a session env that has ``verify`` (the CZ and ECR session envs).
 """
 
 from __future__ import annotations

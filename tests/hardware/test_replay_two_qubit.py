@@ -158,3 +158,22 @@ def test_pulsecal_replay_runs_the_cz_session_and_exits_5_on_a_flux_refusal(tmp_p
     assert refused.returncode == 5, refused.stderr
     assert "max_flux_amplitude=0.1583, allowed <= 0.1" in refused.stderr
     assert "outcome: safety_refused" in (tmp_path / "runs/replay/flux/report.md").read_text()
+
+
+@pytest.mark.slow  # a session and its RB through the backend: ~10 s
+def test_a_cz_session_ends_with_a_verdict_from_rb_through_the_journaled_device(tmp_path: Path) -> None:
+    rb = {"lengths": [1, 2, 4], "n_random": 2, "shots": 50}
+    b = backend(idempotent_submit=False)
+    s = ReplaySettings("cz", 3, START, max_steps=2, env={"open_system": False, "shot_budget": 20_000,
+                                                         "shots_per_probe": 200, "reference_shots": 400},
+                       env_id="pulsecal/CZCalibration-v0", verification=rb)
+    result = run_two_qubit_session(b, ScriptedCZPolicy(), tmp_path / "v", s, fsync=False, sleep=lambda x: None)
+    assert result.stop is None and result.verdict is not None
+    rb_shots = 2 * 3 * 2 * 50
+    assert result.verdict.shots_used == rb_shots
+    assert result.ledger_shots == b.executed_shots == result.steps[-1].shots_used + rb_shots
+    rep = json.loads((tmp_path / "v" / "report.json").read_text())
+    assert rep["verdict"] == result.verdict.to_dict()
+    assert exit_code(result) == (0 if result.verdict.calibrated else 8)
+    with pytest.raises(ValueError, match=r"env\.verification"):
+        session_env_class("pulsecal/CZCalibration-v0")(verification={})
