@@ -157,11 +157,19 @@ def pair_program(backend: BraketBackend, mapping: PairMapping, seq: PulseSequenc
     prog = from_sequence(seq, channels, dt, shots=shots, qubit_index=dict(mapping.qubits))
     if not placeholders:
         return dataclasses.replace(prog, name=name or prog.name)
-    _refuse_overlap(prog, placeholders, dt)
-    return _merge_cr(prog, placeholders, caps, name or prog.name)
+    before = _refuse_overlap(prog, placeholders, dt)
+    merged = _merge_cr(prog, placeholders, caps, name or prog.name)
+    # The merge must not move anything in time (a delay of one role while the other plays
+    # would be serialised on the shared frame): every play where it was.
+    after = to_waveform_trace(merged, dt)
+    spans = sorted((placeholders.get(sp.frame, (sp.frame, 0.0))[0], sp.start, sp.stop) for sp in before.plays)
+    if sorted((sp.frame, sp.start, sp.stop) for sp in after.plays) != spans or after.n_samples != before.n_samples:
+        raise ValueError(f"sequence {prog.name!r}: its CR and drive roles of one line do not share the frame "
+                         "without moving plays in time: allowed sequences whose roles alternate between barriers")
+    return merged
 
 
-def _refuse_overlap(prog: Program, placeholders: Mapping[str, tuple[str, float]], dt: float) -> None:
+def _refuse_overlap(prog: Program, placeholders: Mapping[str, tuple[str, float]], dt: float) -> WaveformTrace:
     trace = to_waveform_trace(prog, dt)
     for ph, (ctrl, _) in placeholders.items():
         a = [s for s in trace.plays if s.frame == ph]
@@ -172,6 +180,7 @@ def _refuse_overlap(prog: Program, placeholders: Mapping[str, tuple[str, float]]
                     raise ValueError(f"sequence {prog.name!r}: a CR play (samples {x.start}-{x.stop}) overlaps a "
                                      f"drive play of {ctrl!r} (samples {y.start}-{y.stop}): allowed one role at a "
                                      "time on a line with one frame")
+    return trace
 
 
 def _merge_cr(prog: Program, placeholders: Mapping[str, tuple[str, float]], caps: Capabilities,
