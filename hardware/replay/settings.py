@@ -97,7 +97,9 @@ class ReplaySettings:
         verification: ``VerificationSettings`` fields as a mapping ({} = the defaults):
             after its last step the session verifies the final gate on the backend
             (docs/verification.md) and its report carries the verdict. None: no verdict.
-            A two-qubit session takes ``rb2q.RB2QSettings`` fields (interleaved 2Q RB).
+            A two-qubit session takes ``rb2q.RB2QSettings`` fields (interleaved 2Q RB; its
+            T1/T2 are ``RB2QSettings.stated`` or the preset's spec sheet, not
+            ``stated_coherence``).
         stated_coherence: (t1_s, t2_s), the qubit's T1 and T2 as the lab states them: the
             verdict's coherence limit. Required with ``verification``.
     """
