@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -416,3 +416,19 @@ def pulse_shaping_observation_names(core: Any) -> tuple[str, ...]:
                 if core.features.shape[1] else [])
     return ("amplitude_z", "beta_z", "detuning_z", *(f"coeff_i_{j}" for j in range(k)),
             *(f"coeff_q_{j}" for j in range(k)), "score", *probes, *features)
+
+
+def stepped_gate_state(env_id: str, gate: Gate, names: Sequence[str], units: Sequence[str],
+                       steps: Iterable[float], values: Iterable[float], measurement: Measurement,
+                       plan: ShotPlan, config: Any, **extra_settings: Any) -> CalibrationState:
+    """A calibration state whose action steps each gate parameter (the two-qubit session
+    envs): parameters ``names`` with ``units`` and current ``values``, action entry k moves
+    parameter k by ``steps[k]`` per unit; settings are the dataclass ``config``'s fields in
+    JSON form and ``extra_settings``."""
+    values = [float(v) for v in values]
+    params = tuple(GateParameter(n, u, v) for n, u, v in zip(names, units, values, strict=True))
+    action = tuple(ActionEntry(k, n, "step", u, float(s), float(v))
+                   for k, (n, u, s, v) in enumerate(zip(names, units, steps, values, strict=True)))
+    settings = {f.name: json_form(getattr(config, f.name)) for f in dataclasses.fields(config)}
+    settings.update(extra_settings)
+    return CalibrationState(env_id, gate, params, action, measurement, plan, settings)

@@ -381,13 +381,16 @@ class CRCalibrationCore(BatchedCore):
         dev_rng = np.random.Generator(np.random.PCG64(int(rng.integers(2 ** 63))))
         self.devices[i] = SimulatedMultiQubitDevice(params, rng=dev_rng, open_system=self.cfg.open_system)
         nom = nominal_knobs(params.model, self.cfg.shape)
+        self.nominal[i], self.knobs[i] = nom, self._start_knobs(rng, nom)
+        self.shots_used[i] = 0
+
+    def _start_knobs(self, rng: np.random.Generator, nom: ECRKnobs) -> ECRKnobs:
+        """A miscalibrated start around the spec-sheet setting ``nom`` (the env docstring)."""
         c = self.cfg
-        start = ECRKnobs(
+        return ECRKnobs(
             float(np.clip(nom.cr_amp * (1 + rng.uniform(-c.amp_start_spread, c.amp_start_spread)), 0, 1)),
             nom.cr_phase_rad + float(rng.uniform(-c.phase_start_spread_rad, c.phase_start_spread_rad)),
             float(rng.uniform(0, c.cancel_start_max)), float(rng.uniform(-math.pi, math.pi)))
-        self.nominal[i], self.knobs[i] = nom, start
-        self.shots_used[i] = 0
 
     def _apply_action(self, i: int, action: FloatArray) -> None:
         k, nom, c = self.knobs[i], self.nominal[i], self.cfg
@@ -409,9 +412,8 @@ class CRCalibrationCore(BatchedCore):
         obs = np.zeros((n, len(OBS_NAMES)))
         rew = np.zeros(n)
         term = np.zeros(n, dtype=np.bool_)
-        cols: dict[str, list[Any]] = {k: [] for k in (
-            "fidelity", "infidelity", "leakage", "coherence_limit", "shots_used", "device_time_s",
-            "measured_error", "knobs", "waveform", "dt_s")}
+        cols: dict[str, list[Any]] = {k: [] for k in (*self.truth_keys, "shots_used", "device_time_s",
+                                                      "measured_error", "knobs", "waveform", "dt_s")}
         shots = self.cfg.shots_per_sequence
         for j, i in enumerate(order):
             dev, k, nom = self.devices[i], self.knobs[i], self.nominal[i]
@@ -439,11 +441,8 @@ class CRCalibrationCore(BatchedCore):
                     self.shots_used[i] += verdict.shots_used
                 cols.setdefault("verdict", []).append(verdict)
                 cols.setdefault("verification_shots", []).append(0 if verdict is None else verdict.shots_used)
-            truth = ecr_truth(dev, k, self.cfg.shape, rabi)  # evaluation only: info, never obs/reward
-            cols["fidelity"].append(truth.fidelity)
-            cols["infidelity"].append(truth.infidelity)
-            cols["leakage"].append(truth.leakage)
-            cols["coherence_limit"].append(truth.coherence_limit)
+            for key, value in self._truth_info(dev, k, rabi, err).items():
+                cols[key].append(value)
             cols["shots_used"].append(int(self.shots_used[i]))
             cols["device_time_s"].append(dev.clock_s)
             cols["measured_error"].append(err)
@@ -451,6 +450,16 @@ class CRCalibrationCore(BatchedCore):
             cols["waveform"].append(cr_half_plays(k, self.cfg.shape)[0].waveform)
             cols["dt_s"].append(dev.dt_s)
         return obs, rew, term, InfoColumns({key: np.asarray(v) for key, v in cols.items()})
+
+    # The info entries ``_truth_info`` adds (first in the info, in this order).
+    truth_keys: tuple[str, ...] = ("fidelity", "infidelity", "leakage", "coherence_limit")
+
+    def _truth_info(self, dev: Any, k: ECRKnobs, rabi: float, measured_error: float) -> dict[str, float]:
+        """The ``truth_keys`` entries of one copy's info: the simulation truth of its setting
+        (evaluation only: info, never the observation or the reward)."""
+        truth = ecr_truth(dev, k, self.cfg.shape, rabi)
+        return {"fidelity": truth.fidelity, "infidelity": truth.infidelity, "leakage": truth.leakage,
+                "coherence_limit": truth.coherence_limit}
 
     def render_copy(self, i: int) -> NDArray[np.uint8]:
         """Six bars: the target's Bloch components (control |0⟩ blue, |1⟩ red), 0 at mid height."""

@@ -43,7 +43,7 @@ from .multi_qubit_device import SimulatedMultiQubitDevice
 from .multi_qubit_model import DeviceModel
 from .physics.coupled import metrics
 from .physics.coupled.operators import OperatorModel
-from .protocol import Play, PulseSequence, VirtualZ
+from .protocol import Barrier, Device, Measure, Play, PulseSequence, VirtualZ
 from .schedule import compile_schedule
 from .verification import Reason, StatedCoherence, Verdict, failed
 
@@ -390,7 +390,41 @@ def run_irb(device: SimulatedMultiQubitDevice, natives: TwoQubitNatives, setting
     ref = rb_programs(r, s.lengths, s.n_random, natives, interleaved=False)
     inter = rb_programs(r, s.lengths, s.n_random, natives, interleaved=True)
     counts = device.run_programs(natives.pulses(device.dt_s), ref + inter, QUBITS, s.shots)
-    k = len(ref)
+    return _irb_result(np.asarray(counts), len(ref), s)
+
+
+def program_sequence(program: Sequence[str | VirtualZ], natives: Mapping[str, PulseSequence]) -> PulseSequence:
+    """One RB program as a plain pulse sequence any ``Device`` runs: each native's ops in
+    turn with a barrier after it (the natives are sequential, as ``run_programs`` composes
+    them), the frame changes where they stand, both qubits measured at the end."""
+    ops: list[Any] = []
+    for k, item in enumerate(program):
+        if isinstance(item, VirtualZ):
+            ops.append(item)
+            continue
+        native = natives.get(item)
+        require(native is not None, f"program[{k}]", item, f"a VirtualZ or one of {sorted(natives)}")
+        assert native is not None
+        ops += [*native.ops, Barrier()]
+    return PulseSequence((*ops, Measure(QUBITS)))
+
+
+def run_irb_sequences(device: Device, natives: TwoQubitNatives, settings: RB2QSettings | None = None) -> IRBResult:
+    """Interleaved RB as ``run_irb``, on any envs ``Device``: the programs become pulse
+    sequences (``program_sequence``), all run in one ``Device.run`` call, so a journaled
+    backend charges, checks and replays them like any other call. Every sample is played
+    (no composed processes): the cost grows with the sequences' length."""
+    s = RB2QSettings() if settings is None else settings
+    r = np.random.default_rng(s.seed)
+    ref = rb_programs(r, s.lengths, s.n_random, natives, interleaved=False)
+    inter = rb_programs(r, s.lengths, s.n_random, natives, interleaved=True)
+    pulses = natives.pulses(device.dt_s)
+    counts = device.run([program_sequence(p, pulses) for p in ref + inter], s.shots)
+    return _irb_result(np.asarray(counts), len(ref), s)
+
+
+def _irb_result(counts: NDArray[np.int64], k: int, s: RB2QSettings) -> IRBResult:
+    """Interleaved RB's fit from the counts of the ``k`` reference then the interleaved programs."""
     f_ref, f_int, c12 = fit_joint(s.lengths, _survival(counts[:k], s.shots, s.lengths, s.n_random),
                                   _survival(counts[k:], s.shots, s.lengths, s.n_random), s.shots)
     if f_ref.p > 0:
@@ -457,6 +491,20 @@ def verify_entangler(device: SimulatedMultiQubitDevice, natives: TwoQubitNatives
     return verdict_of(run_irb(device, natives, settings), limit, settings.threshold)
 
 
+def session_verdict(device: Device, entangler: c2.Entangler, gate_ops: Sequence[Any],
+                    settings: RB2QSettings | Mapping[str, Any], spec: DeviceModel | OperatorModel,
+                    channels: Any) -> Verdict:
+    """``end_of_episode_verdict`` on any envs ``Device``, from the spec sheet alone (a lab
+    session's verdict): interleaved RB as plain pulse sequences (``run_irb_sequences``),
+    the single-qubit natives the textbook pulses of ``spec`` (the preset's nominal model),
+    the coherence limit ``settings.stated`` or else the spec sheet's, the gate's duration
+    from its schedule on ``channels`` (the preset's ``ChannelSet``)."""
+    settings, natives, stated = _verdict_inputs(entangler, gate_ops, settings, spec, spec)
+    duration = compile_schedule(natives.gate, channels, where="gate").duration_s
+    return verdict_of(run_irb_sequences(device, natives, settings), coherence_limit(stated, duration),
+                      settings.threshold)
+
+
 def end_of_episode_verdict(device: SimulatedMultiQubitDevice, entangler: c2.Entangler, gate_ops: Sequence[Any],
                            settings: RB2QSettings | Mapping[str, Any], spec: DeviceModel | OperatorModel) -> Verdict:
     """An env's episode-end verdict on its final gate (``gate_ops``: its plays, barriers and
@@ -466,19 +514,28 @@ def end_of_episode_verdict(device: SimulatedMultiQubitDevice, entangler: c2.Enta
     (``nominal_single_qubit``, 20 samples); the coherence limit comes from
     ``settings.stated`` or else the spec sheet ``spec`` (the preset's nominal model), never
     from the drawn device's truth."""
+    settings, natives, stated = _verdict_inputs(entangler, gate_ops, settings, spec, device.params.model)
+    return verify_entangler(device, natives, settings, stated)
+
+
+def _verdict_inputs(entangler: c2.Entangler, gate_ops: Sequence[Any], settings: RB2QSettings | Mapping[str, Any],
+                    spec: DeviceModel | OperatorModel, natives_model: Any
+                    ) -> tuple[RB2QSettings, TwoQubitNatives, tuple[StatedCoherence, StatedCoherence]]:
+    """The settings, the natives (``gate_ops``' plays and trailing frame changes, the textbook
+    single-qubit pulses of ``natives_model``) and the stated coherence (``settings.stated``
+    or the spec sheet ``spec``'s) of a verdict."""
     if isinstance(settings, Mapping):
         settings = RB2QSettings.from_mapping(settings)
     require(isinstance(spec, DeviceModel), "spec", type(spec).__name__, "a DeviceModel (the preset's)")
-    assert isinstance(spec, DeviceModel)
+    require(isinstance(natives_model, DeviceModel), "device.params.model", type(natives_model).__name__,
+            "a DeviceModel")
+    assert isinstance(spec, DeviceModel) and isinstance(natives_model, DeviceModel)
     plays = tuple(op for op in gate_ops if not isinstance(op, VirtualZ))
     frames = tuple(op for op in gate_ops if isinstance(op, VirtualZ))
-    model = device.params.model
-    require(isinstance(model, DeviceModel), "device.params.model", type(model).__name__, "a DeviceModel")
-    assert isinstance(model, DeviceModel)
-    single = (nominal_single_qubit(model, QUBITS[0]), nominal_single_qubit(model, QUBITS[1]))
+    single = (nominal_single_qubit(natives_model, QUBITS[0]), nominal_single_qubit(natives_model, QUBITS[1]))
     natives = TwoQubitNatives(entangler, PulseSequence(plays), single, frames)
     stated = settings.stated if settings.stated is not None else stated_of_preset(spec)
-    return verify_entangler(device, natives, settings, stated)
+    return settings, natives, stated
 
 
 __all__ = [
@@ -494,9 +551,12 @@ __all__ = [
     "magesan_bound",
     "nominal_single_qubit",
     "program",
+    "program_sequence",
     "rb_programs",
     "run_irb",
+    "run_irb_sequences",
     "run_rb",
+    "session_verdict",
     "stated_of_preset",
     "verdict_of",
     "verify_entangler",

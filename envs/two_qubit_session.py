@@ -14,16 +14,19 @@ replays on it unchanged), with
 - ``info`` without the truth (the device may be hardware): shots, device time, the
   estimated error, the measured conditional phase and the parameters;
 - ``calibration_state()``: the env contract (``envs.contract``) a session, a scripted
-  policy and a report read.
+  policy and a report read;
+- ``verify(device, settings)``: the session's verdict on the final CZ, interleaved
+  two-qubit RB run through the device (``rb2q.session_verdict``; the env setting
+  ``verification`` is refused: the session verifies, not the env).
 
 ``replay_env_class(env_id)`` maps a registered two-qubit env id to its session form;
 ``REPLAY_ENV_IDS`` lists the ids that have one. This is where a new two-qubit env is
-made replayable: the hardware layer asks here and knows no env id itself.
+made replayable: the hardware layer asks here and knows no env id itself. The ECR
+session form of ``CRCalibration-v0`` is ``envs.ecr_session.ECRSessionEnv``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -31,17 +34,13 @@ from typing import Any
 import numpy as np
 
 from . import cz_calibration_core as core
-from .contract import (
-    ActionEntry,
-    CalibrationState,
-    Gate,
-    GateParameter,
-    Measurement,
-    ShotPlan,
-    json_form,
-)
+from .contract import CalibrationState, Gate, Measurement, ShotPlan, stepped_gate_state
 from .cz_calibration import CZCalibrationCore
+from .ecr_session import CR_ENV_ID, ECRSessionEnv
+from .protocol import Device
+from .rb2q import session_verdict
 from .vector import SingleCoreEnv
+from .verification import Verdict
 
 CZ_ENV_ID = "pulsecal/CZCalibration-v0"
 PARAMETER_UNITS: tuple[str, ...] = ("Phi0", "s", "rad", "rad")
@@ -50,6 +49,12 @@ _RESET_OPTIONS = frozenset({"device", "initial_params"})
 
 class CZSessionCore(CZCalibrationCore):
     """``CZCalibrationCore`` on a given device, from a given start, without truth."""
+
+    def __init__(self, num_envs: int = 1, **kwargs: Any) -> None:
+        super().__init__(num_envs, **kwargs)
+        if self.cfg.verification is not None:
+            raise ValueError(f"env.verification={self.cfg.verification!r}: allowed None in a session (the session "
+                             "verifies the final CZ through its journaled device)")
 
     def _reset_copy(self, i: int, options: dict[str, Any]) -> None:
         unknown = set(options) - _RESET_OPTIONS
@@ -105,11 +110,6 @@ class CZSessionCore(CZCalibrationCore):
         scale = (cfg.max_step_amplitude_phi0, cfg.max_step_length_s, cfg.max_step_phase_rad,
                  cfg.max_step_phase_rad)
         values = self.params[index]
-        params = tuple(GateParameter(n, u, float(v))
-                       for n, u, v in zip(core.PARAMETER_NAMES, PARAMETER_UNITS, values, strict=True))
-        action = tuple(ActionEntry(k, n, "step", u, float(s), float(v))
-                       for k, (n, u, s, v) in enumerate(zip(core.PARAMETER_NAMES, PARAMETER_UNITS, scale, values,
-                                                            strict=True)))
         r = self.readings[index]
         p1 = tuple(float(x) for x in r.p1[0]) if r is not None else (math.nan,) * 6
         measurement = Measurement(core.PROBE_NAMES[:6], p1, (0, 6))
@@ -117,9 +117,9 @@ class CZSessionCore(CZCalibrationCore):
         reset_shots = 7 * cfg.reference_shots + round_shots
         steps = (cfg.shot_budget - reset_shots) // round_shots
         plan = ShotPlan(cfg.shot_budget, reset_shots, round_shots, steps, steps)
-        settings = {f.name: json_form(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
         duration = float(values[1]) + self.pulse.settle_samples * self.pulse.dt_s
-        return CalibrationState(env_id, Gate("CZ", duration), params, action, measurement, plan, settings)
+        return stepped_gate_state(env_id, Gate("CZ", duration), core.PARAMETER_NAMES, PARAMETER_UNITS, scale, values,
+                                  measurement, plan, cfg)
 
 
 class CZSessionEnv(SingleCoreEnv):
@@ -130,8 +130,16 @@ class CZSessionEnv(SingleCoreEnv):
     def calibration_state(self, index: int = 0) -> CalibrationState:
         return self.core.calibration_state(index)  # type: ignore[attr-defined, no-any-return]
 
+    def verify(self, device: Device, verification: Mapping[str, Any]) -> Verdict:
+        """The verdict on the current CZ (flux pulse and its two virtual Zs): interleaved
+        two-qubit RB as plain pulse sequences on ``device`` (``rb2q.session_verdict``), from
+        the spec sheet alone."""
+        c: CZSessionCore = self.core  # type: ignore[assignment]
+        return session_verdict(device, "CZ", core._gate_ops(c.pulse, c.params[0]), verification,
+                               c.preset.params.model, c.preset.params.channels)
 
-REPLAY_ENVS: Mapping[str, type[SingleCoreEnv]] = {CZ_ENV_ID: CZSessionEnv}
+
+REPLAY_ENVS: Mapping[str, type[SingleCoreEnv]] = {CZ_ENV_ID: CZSessionEnv, CR_ENV_ID: ECRSessionEnv}
 REPLAY_ENV_IDS: tuple[str, ...] = tuple(sorted(REPLAY_ENVS))
 
 

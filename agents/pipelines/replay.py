@@ -119,6 +119,13 @@ class ScriptedCZPolicyConf(ReplayPolicyConf):
 
 
 @dataclass
+class ScriptedECRPolicyConf(ReplayPolicyConf):
+    _target_: str = "pulsecal.agents.policies.ecr_scripted.ScriptedECRPolicy"
+    kind: str = "scripted_ecr"
+    gain: float = 0.8
+
+
+@dataclass
 class SB3PolicyConf(ReplayPolicyConf):
     _target_: str = "pulsecal.agents.policies.sb3.SB3Policy"
     kind: str = "sb3"
@@ -207,6 +214,7 @@ def register_replay_configs() -> None:
     cs.store(group="backend", name="braket_schema", node=BraketBackendConf)
     cs.store(group="policy", name="scripted_schema", node=ScriptedPolicyConf)
     cs.store(group="policy", name="scripted_cz_schema", node=ScriptedCZPolicyConf)
+    cs.store(group="policy", name="scripted_ecr_schema", node=ScriptedECRPolicyConf)
     cs.store(group="policy", name="sb3_schema", node=SB3PolicyConf)
     cs.store(group="policy", name="onnx_schema", node=OnnxPolicyConf)
 
@@ -489,10 +497,16 @@ def _replay_two_qubit(cfg: Any, c: dict[str, Any], backend: Any, policy: Any) ->
     """A two-qubit session (``env_id`` one of ``two_qubit_session.REPLAY_ENV_IDS``): its env
     settings are ``backend.env`` under the explicit ``env`` (``env_defaults`` are the
     single-qubit env's and are not used); ``initial_params`` are the gate's four parameters."""
+    from pulsecal.envs.ecr_session import CR_ENV_ID
     from pulsecal.hardware import replay as rp
     from pulsecal.hardware.adapters.simulated import SimulatedMultiQubitBackend
     from pulsecal.hardware.device import RetryPolicy
-    from pulsecal.hardware.replay.two_qubit import CZTruth, run_two_qubit_session, two_qubit_limits
+    from pulsecal.hardware.replay.two_qubit import (
+        CZTruth,
+        ECRTruth,
+        run_two_qubit_session,
+        two_qubit_limits,
+    )
 
     b = dict(c["backend"])
     env_id = resolve_env_id(c, policy)
@@ -501,19 +515,24 @@ def _replay_two_qubit(cfg: Any, c: dict[str, Any], backend: Any, policy: Any) ->
     session_env_instance(env_id, env)  # a setting the env refuses: named as env.<key>
     if c.get("initial_params") is None:
         raise ConfigError("initial_params", f"null is out of range: allowed the 4 gate parameters of {env_id} "
-                                            "(CZ: amplitude_phi0, length_s, phase_q0_rad, phase_q1_rad)")
+                                            "(CZ: amplitude_phi0, length_s, phase_q0_rad, phase_q1_rad; "
+                                            "ECR: cr_amp, cr_phase_rad, cancel_amp, cancel_phase_rad)")
     start = tuple(float(x) for x in c["initial_params"])
+    # verify=true: interleaved two-qubit RB (``verification``: RB2QSettings fields) ends the session.
+    verification = dict(c.get("verification") or {}) if c.get("verify") else None
     try:
         settings = rp.ReplaySettings(str(c["session_id"]), int(c["seed"]), start,  # type: ignore[arg-type]
                                      max_steps=int(c["max_steps"]), budget_shots=c.get("budget_shots"), env=env,
-                                     env_id=env_id)
+                                     env_id=env_id, verification=verification)
     except ValueError as err:
         field_error = _FIELD.match(str(err))
         if field_error and field_error.group(1) in c:
             raise ConfigError(field_error.group(1), field_error.group(2)) from err
         raise
     limits = two_qubit_limits(backend, **_limits(b.get("limits") or {}))
-    truth = CZTruth(backend.device) if isinstance(backend, SimulatedMultiQubitBackend) else None
+    truth: Any = None
+    if isinstance(backend, SimulatedMultiQubitBackend):
+        truth = ECRTruth(backend.device, env) if env_id == CR_ENV_ID else CZTruth(backend.device)
     retry = RetryPolicy(**dict(b.get("retry") or {}))
     record = HydraRecord(cfg)
     try:

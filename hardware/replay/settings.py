@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pulsecal.envs.contract import probe_to_json
+from pulsecal.envs.rb2q import RB2QSettings
 from pulsecal.envs.two_qubit_session import REPLAY_ENV_IDS, replay_env_class
 from pulsecal.envs.verification import StatedCoherence, VerificationSettings
 
@@ -96,6 +97,9 @@ class ReplaySettings:
         verification: ``VerificationSettings`` fields as a mapping ({} = the defaults):
             after its last step the session verifies the final gate on the backend
             (docs/verification.md) and its report carries the verdict. None: no verdict.
+            A two-qubit session takes ``rb2q.RB2QSettings`` fields (interleaved 2Q RB; its
+            T1/T2 are ``RB2QSettings.stated`` or the preset's spec sheet, not
+            ``stated_coherence``).
         stated_coherence: (t1_s, t2_s), the qubit's T1 and T2 as the lab states them: the
             verdict's coherence limit. Required with ``verification``.
     """
@@ -146,8 +150,12 @@ class ReplaySettings:
                 raise ValueError(f"ReplaySettings.verification={self.verification!r}: allowed None or a "
                                  "mapping of VerificationSettings fields")
             object.__setattr__(self, "verification", dict(self.verification))
-            self.verification_settings()  # raises naming the field
-            if self.stated_coherence is None:
+            if self.env_id in REPLAY_ENV_IDS:
+                # A two-qubit session's verdict is interleaved two-qubit RB (its own stated T1/T2).
+                RB2QSettings.from_mapping(self.verification)  # raises naming the field
+            else:
+                self.verification_settings()  # raises naming the field
+            if self.stated_coherence is None and self.env_id not in REPLAY_ENV_IDS:
                 raise ValueError("ReplaySettings.stated_coherence=None: allowed (t1_s, t2_s) in s, the "
                                  "qubit's T1/T2 the verdict's coherence limit comes from (required with "
                                  "verification)")

@@ -21,8 +21,9 @@ terminal rule, and the policy protocol. What differs:
   with virtual Z, leakage, conditional phase) of the start and the final gate.
 
 The settings are ``ReplaySettings`` with ``env_id`` a two-qubit id and ``initial_params`` the
-gate's four parameters; ``qubit`` and ``verification`` are not used (a verdict of a
-two-qubit gate needs two-qubit RB, which the hardware layer does not run yet).
+gate's four parameters; ``qubit`` is not used. ``verification`` (``rb2q.RB2QSettings``
+fields) ends the session with a verdict from interleaved two-qubit RB run through the
+journaled device, for a session env that has ``verify`` (the CZ and ECR session envs).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from pulsecal.envs.contract import CalibrationState
+from pulsecal.envs.verification import Verdict
 
 from ..adapters.simulated import channel_frame_name
 from ..backend import Backend, BackendError, Capabilities
@@ -120,15 +122,16 @@ def run_two_qubit_session(backend: Backend, policy: Policy, folder: str | Path, 
     if not is_two_qubit(settings.env_id):
         raise ValueError(f"ReplaySettings.env_id={settings.env_id!r}: allowed a two-qubit env id "
                          "(run_session runs the single-qubit ones)")
-    if settings.verification is not None:
-        raise ValueError("ReplaySettings.verification: allowed None for a two-qubit session (its verdict "
-                         "needs two-qubit RB, not run on backends yet)")
     channels = session_channels(backend.capabilities())
     if not channels:
         raise ValueError(f"backend {getattr(backend, 'name', type(backend).__name__)!r}: no frame named "
                          "q<n>_drive, q<n>_flux or q<c>_q<t>_cr: allowed a multi-qubit backend")
     limits = limits if limits is not None else two_qubit_limits(backend)
     env = session_env_class(settings.env_id)(**{k: v for k, v in settings.env.items() if k != "report_truth"})
+    verify = getattr(env.unwrapped, "verify", None)
+    if settings.verification is not None and not callable(verify):
+        raise ValueError(f"ReplaySettings.verification={settings.verification!r}: allowed None for "
+                         f"{settings.env_id} (its session env runs no verdict yet)")
     known = check_settings(folder, settings)
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -164,6 +167,7 @@ def run_two_qubit_session(backend: Backend, policy: Policy, folder: str | Path, 
     steps: list[StepRecord] = []
     terminated = truncated = False
     stop: SessionStop | None = None
+    verdict: Verdict | None = None
     t = 0
     try:
         obs, info = env.reset(seed=settings.seed, options={"device": device,
@@ -190,6 +194,10 @@ def run_two_qubit_session(backend: Backend, policy: Policy, folder: str | Path, 
             calibration = env.unwrapped.calibration_state()
             steps.append(_record(t, action, float(reward), info, calibration))
             _log_observation(journal, state, sid, steps[-1], obs, calibration)
+        if settings.verification is not None and callable(verify):
+            # Inside the try: its jobs go through the guard, the ledger and the journal like
+            # the calibration's, so a refusal stops the session and a resume replays them.
+            verdict = verify(device, settings.verification)
     except (SafetyViolation, ActionOutOfRange, BackendError, RecordedStop) as err:
         stop = stop_of(err, t)
         if stop is None:  # pragma: no cover  (stop_of knows every class caught here)
@@ -207,6 +215,9 @@ def run_two_qubit_session(backend: Backend, policy: Policy, folder: str | Path, 
              "env_shots": int(steps[-1].shots_used) if steps else 0, "terminated": bool(terminated),
              "outcome": FINISHED if stop is None else stop.reason,
              "stop": None if stop is None else stop.to_json()}
+    if settings.verification is not None:
+        # None: the session stopped before its verification ended.
+        extra["verdict"] = None if verdict is None else verdict.to_dict()
     truth_start = dict(truth(start)) if truth is not None else None
     truth_final = dict(truth(final)) if truth is not None and steps else None
     report = write_two_qubit_report(folder, steps=steps, settings=settings, parameter_names=names,
@@ -222,7 +233,7 @@ def run_two_qubit_session(backend: Backend, policy: Policy, folder: str | Path, 
                        infidelity_estimate=steps[-1].infidelity_estimate, ledger_shots=ledger.used_shots,
                        orphan_shots=orphans.shots, process=proc)
     return ReplayResult(folder, None, tuple(steps), resumed, device.replayed_steps, ledger.used_shots,
-                        orphans.shots, report, stop, None)
+                        orphans.shots, report, stop, verdict)
 
 
 def _record(t: int, action: NDArray[Any] | None, reward: float, info: Mapping[str, Any],
@@ -292,6 +303,8 @@ def write_two_qubit_report(folder: Path, *, steps: Sequence[StepRecord], setting
              "| parameter | start | final |", "|---|---|---|"]
     lines += [f"| {n} | {a:.6g} | {b:.6g} |" for n, a, b in zip(parameter_names, start, final, strict=True)]
     lines += ["", f"estimated error (measured): {est0:.4g} -> {est1:.4g}"]
+    if report.get("verdict") is not None:
+        lines.append(f"verdict (interleaved two-qubit RB): {Verdict.from_dict(report['verdict']).describe()}")
     for label, tr in (("start", truth_start), ("final", truth_final)):
         if tr is not None:
             lines.append(f"truth at {label} (simulated device only): "
@@ -321,5 +334,20 @@ class CZTruth:
         return core.true_metrics(self.device, pulse, np.asarray(params, dtype=np.float64))
 
 
-__all__ = ["TWO_QUBIT_REPORT_FORMAT", "CZTruth", "run_two_qubit_session", "session_channels", "two_qubit_limits",
+class ECRTruth:
+    """The true metrics of ECR knobs on a simulated multi-qubit device (report only): the
+    session env's ``true_metrics`` (its shape and spec-sheet Rabi frequency) at the device's
+    clock; ``env`` the session's env settings."""
+
+    def __init__(self, device: Any, env: Mapping[str, Any] | None = None) -> None:
+        from pulsecal.envs.ecr_session import ECRSessionCore
+
+        self.device = device
+        self._core = ECRSessionCore(**dict(env or {}))
+
+    def __call__(self, params: Sequence[float]) -> dict[str, float]:
+        return self._core.true_metrics(self.device, params)
+
+
+__all__ = ["TWO_QUBIT_REPORT_FORMAT", "CZTruth", "ECRTruth", "run_two_qubit_session", "session_channels", "two_qubit_limits",
            "write_two_qubit_report"]

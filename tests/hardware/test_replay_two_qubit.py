@@ -6,22 +6,19 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
+from replay_2q_kill import check_resumed_journal, journal_lines, kill_twice
 from replay_2q_worker import START, backend, session, settings
 
 from pulsecal.agents.pipelines.replay import exit_code
 from pulsecal.agents.policies import ScriptedCZPolicy
 from pulsecal.envs.two_qubit_session import REPLAY_ENV_IDS
 from pulsecal.hardware.journal import read_journal
-from pulsecal.hardware.ledger import ShotLedger
 from pulsecal.hardware.replay import ReplaySettings, session_env_class
 from pulsecal.hardware.replay.two_qubit import (
     run_two_qubit_session,
@@ -105,53 +102,17 @@ def test_a_flux_pulse_over_the_limit_is_a_clean_stop_with_a_report(tmp_path: Pat
     assert len(_events(folder, "session_stopped")) == 1
 
 
-def _lines(path: Path) -> int:
-    try:
-        return path.read_bytes().count(b"\n")
-    except FileNotFoundError:
-        return 0
-
-
 def test_a_killed_cz_session_resumes_to_the_same_gate(tmp_path: Path) -> None:
     ref, _ = session(tmp_path / "ref", fsync=False)
-    total = _lines(tmp_path / "ref" / "journal.jsonl")
     folder = tmp_path / "killed"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p),
-           "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
-    kills = 0
-    for target in (total // 3, 2 * total // 3):
-        p = subprocess.Popen([sys.executable, str(HERE / "replay_2q_worker.py"), str(folder)], env=env)
-        t0 = time.monotonic()
-        while p.poll() is None and _lines(folder / "journal.jsonl") < target:
-            assert time.monotonic() - t0 < 300
-            time.sleep(0.001)
-        if p.poll() is None:
-            os.kill(p.pid, signal.SIGKILL)
-            kills += 1
-        p.wait()
+    kills = kill_twice("replay_2q_worker.py", folder, journal_lines(tmp_path / "ref" / "journal.jsonl"))
     assert kills == 2  # both kills landed mid-session
     result, _ = session(folder)
     assert result.resumed and result.stop is None
     assert result.steps[-1].params == ref.steps[-1].params
-    recs = list(read_journal(folder / "journal.jsonl"))
-    # Every env step applied once, every device call finished once.
-    assert [r["env_step"] for r in recs if r["event"] == "action"] == [1, 2, 3, 4, 5, 6]
-    assert [r["step"] for r in recs if r["event"] == "run_done"] == list(range(8))
-    # Every job key submitted once, except keys whose execution died with a killed process
-    # (an in-process backend forgets them): each further submission of those is charged
-    # by exactly one ``orphaned`` record.
-    submitted = Counter(r["job_key"] for r in recs if r["event"] == "submitting")
-    orphaned = [r for r in recs if r["event"] == "orphaned"]
-    charged = Counter(r["job_key"] for r in orphaned)
-    assert {k: n - 1 for k, n in submitted.items() if n > 1} == dict(charged)
     # At most one device call (8 probes) in flight per kill.
-    assert sum(n > 1 for n in submitted.values()) <= 8 * kills
-    ledger = ShotLedger(folder / "ledger.json")
-    assert ledger.used_shots == ref.ledger_shots + sum(r["shots"] for r in orphaned)
-    # Ledger = shots played: every submission (the only way a job runs) is counted.
-    played = sum(r["shots"] for r in recs if r["event"] == "submitting")
-    assert ledger.used_shots == played
-    assert {k for k, e in ledger.entries.items() if e.state == "reserved"} == set()
+    check_resumed_journal(folder, env_steps=6, device_calls=8, ref_ledger_shots=ref.ledger_shots,
+                          max_in_flight=8 * kills)
 
 
 def test_an_exported_onnx_policy_of_the_cz_env_replays(tmp_path: Path) -> None:
@@ -197,3 +158,22 @@ def test_pulsecal_replay_runs_the_cz_session_and_exits_5_on_a_flux_refusal(tmp_p
     assert refused.returncode == 5, refused.stderr
     assert "max_flux_amplitude=0.1583, allowed <= 0.1" in refused.stderr
     assert "outcome: safety_refused" in (tmp_path / "runs/replay/flux/report.md").read_text()
+
+
+@pytest.mark.slow  # a session and its RB through the backend: ~10 s
+def test_a_cz_session_ends_with_a_verdict_from_rb_through_the_journaled_device(tmp_path: Path) -> None:
+    rb = {"lengths": [1, 2, 4], "n_random": 2, "shots": 50}
+    b = backend(idempotent_submit=False)
+    s = ReplaySettings("cz", 3, START, max_steps=2, env={"open_system": False, "shot_budget": 20_000,
+                                                         "shots_per_probe": 200, "reference_shots": 400},
+                       env_id="pulsecal/CZCalibration-v0", verification=rb)
+    result = run_two_qubit_session(b, ScriptedCZPolicy(), tmp_path / "v", s, fsync=False, sleep=lambda x: None)
+    assert result.stop is None and result.verdict is not None
+    rb_shots = 2 * 3 * 2 * 50
+    assert result.verdict.shots_used == rb_shots
+    assert result.ledger_shots == b.executed_shots == result.steps[-1].shots_used + rb_shots
+    rep = json.loads((tmp_path / "v" / "report.json").read_text())
+    assert rep["verdict"] == result.verdict.to_dict()
+    assert exit_code(result) == (0 if result.verdict.calibrated else 8)
+    with pytest.raises(ValueError, match=r"env\.verification"):
+        session_env_class("pulsecal/CZCalibration-v0")(verification={})
