@@ -97,6 +97,28 @@ def test_a_backend_without_iq_refuses_readout_classification_by_name(tmp_path: P
     assert _events(tmp_path) == []
 
 
+@pytest.mark.slow  # ~7 s: the emulator integrates the lab-frame readout window
+def test_the_qibolab_emulators_integrated_shots_are_its_discriminated_bits() -> None:
+    # Why BackendGraphDevice has no run_iq on qibolab: the emulator's INTEGRATION shots are
+    # the sampled state as I with Q = 0 (no blobs, no readout noise), so a discriminator fit
+    # has nothing to fit. If qibolab adds a readout model this fails: then run_iq is worth
+    # wiring (docs/calibration_backends.md).
+    qibolab = pytest.importorskip("qibolab")
+    from pulsecal.hardware.adapters.qibolab import qibolab_backend
+
+    platform = qibolab_backend("pulsecal_emulator").platform
+    platform.connect()
+    native = platform.natives.single_qubit[0]
+    seq = native.RX() | native.MZ()
+    (acq,) = [a for _, a in seq.acquisitions]
+    raw = platform.execute([seq], nshots=100, averaging_mode=qibolab.AveragingMode.SINGLESHOT,
+                           acquisition_type=qibolab.AcquisitionType.INTEGRATION)
+    points = np.asarray(raw[acq.id])
+    assert points.shape == (100, 2)
+    assert set(np.unique(points[:, 0])) <= {0.0, 1.0} and np.all(points[:, 1] == 0.0)
+    assert np.count_nonzero(points[:, 0]) > 50  # the π pulse's |1⟩, read as I = 1
+
+
 def _graph_cloud(seed: int) -> Any:
     """``test_braket_sweep.FakeBraketCloud`` for graph programs: each task's text parsed back
     and its drive-frame samples played on the qubit's simulated device; a bare measurement
