@@ -24,9 +24,15 @@ jobs occupy the device: for each job shots × (repetition time + the program's d
 the graph's own accounting (``agents.graph.experiments.common``). ``advance`` moves it on
 (a backend with its own ``advance``, the simulated one, drifts along).
 
-What a backend cannot do is refused by name. There is no ``run_iq`` (the adapters return
-discriminated counts only), so a node that needs single-shot IQ points (readout
-classification) fails with "has no run_iq" and the rest of the graph goes on.
+What a backend cannot do is refused by name. There is no ``run_iq``, so a node that needs
+single-shot IQ points (readout classification) fails with "has no run_iq" and the rest of
+the graph goes on. The adapters return discriminated counts, and the targets this project
+can run have no IQ to give: qibolab's emulator answers ``AcquisitionType.INTEGRATION`` with
+the sampled state as I and Q = 0 (zero-width blobs at (0, 0) and (1, 0), no readout noise;
+``tests/hardware/test_graph_backends.py`` pins it), its ``dummy`` with uniform noise that
+does not depend on the state, and Braket's Rigetti devices return bits only. On such a
+backend the readout the later nodes see is the platform's own discrimination
+(docs/calibration_backends.md).
 """
 
 from __future__ import annotations

@@ -5,8 +5,31 @@ never ran (``release``), so a crash between submit and result over-counts rather
 under-counts. Shots that already ran and were never counted (an execution that died with a
 killed process) are added with ``charge``: one write, no limit checked, since refusing them
 cannot un-run them. Reservations are keyed by the job's idempotency key, so a retry or a resumed
-session reserving the same key again is a no-op. Every change is written to a temporary
-file, fsynced and renamed over the ledger, so the file on disk is always a whole ledger.
+session reserving the same key again is a no-op.
+
+The session ledger's file (``pulsecal.ledger/2``) is append-only, so a change costs the same
+at the first job and the ten-thousandth: one line per change, the job's key and its new
+entry, between a header line and a closing ``}}`` line::
+
+    {"format": "pulsecal.ledger/2", "budget_shots": 10000, "jobs": {
+     "k1": {"day": "2026-12-07", "job_id": "", "shots": 400, "state": "reserved"}
+    ,"k1": {"day": "2026-12-07", "job_id": "j-17", "shots": 400, "state": "done"}
+    }}
+
+A change overwrites the closing line with its own line plus a new closing line, in one
+write. The whole file stays one JSON document whose ``jobs`` are each key's last entry
+(JSON parsers keep the last of repeated names, Python's ``json`` among them), so a reader of
+the ``pulsecal.ledger/1`` snapshot (``json.loads(...)["jobs"]``) reads it unchanged; the
+totals are recomputed on open. A crash can only tear the last line: opening tolerates that
+with a warning (the torn change is dropped, or kept if its line is whole), and the next
+change rewrites the file whole (temporary file, fsync, rename), which is also how a
+``pulsecal.ledger/1`` file is migrated and how a changed budget reaches the header.
+
+What is fsynced: a reservation and a charge, before the call returns (a job is submitted
+only after its reservation is on disk; a charge counts shots that ran). A confirmation or a
+release is written but not fsynced: lost to a power cut, it leaves the job *reserved*, still
+counted, which is the state a kill between a result and its confirmation leaves and the
+resume path already handles (``replay.orphans``). So a job costs one fsync.
 """
 
 from __future__ import annotations
@@ -14,6 +37,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,7 +47,9 @@ from typing import Any
 from .backend import Violation
 from .safety import SafetyViolation
 
-LEDGER_FORMAT = "pulsecal.ledger/1"
+LEDGER_FORMAT = "pulsecal.ledger/2"
+LEDGER_FORMAT_V1 = "pulsecal.ledger/1"  # the whole-file snapshot: read, and migrated on the first change
+_FOOTER = b"}}\n"
 RESERVED, DONE, RELEASED = "reserved", "done", "released"
 
 
@@ -48,9 +74,11 @@ class ShotLedger:
     """Counts shots per job key, per UTC day and in total against ``budget_shots``.
 
     Args:
-        path: JSON file to persist to (loaded if it exists); None keeps it in memory.
+        path: JSON file to persist to (loaded if it exists; module docstring for its
+            format); None keeps it in memory.
         budget_shots: most shots this ledger may ever count (None: no budget).
-        fsync: fsync every write (turn off only in tests that write thousands of entries).
+        fsync: fsync reservations and charges (turn off only in tests that write thousands
+            of entries).
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *,
@@ -64,6 +92,10 @@ class ShotLedger:
         self._entries: dict[str, LedgerEntry] = {}
         self._per_day: dict[str, int] = {}
         self._used = 0
+        # The next change rewrites the file whole instead of appending: no file yet, a v1
+        # file, a torn tail or a budget other than the header's.
+        self._rewrite = True
+        self._latest: tuple[LedgerEntry, bool] | None = None
         if self.path is not None and self.path.exists():
             self._load(self.path)
 
@@ -114,7 +146,7 @@ class ShotLedger:
             v.append(Violation("shot_budget", self._used + shots, f"<= {self.budget_shots} shots"))
         if v:
             raise SafetyViolation(v)
-        self._put(LedgerEntry(job_key, shots, day, RESERVED))
+        self._put(LedgerEntry(job_key, shots, day, RESERVED), durable=True)
 
     def charge(self, job_key: str, shots: int, day: str, job_id: str = "") -> None:
         """Count ``shots`` that already ran under ``job_key`` on ``day``, as done, in one write.
@@ -126,13 +158,13 @@ class ShotLedger:
             raise ValueError(f"shots={shots!r}: allowed an integer >= 1")
         if self._holds(job_key, shots, "counted"):
             return
-        self._put(LedgerEntry(job_key, shots, day, DONE, job_id))
+        self._put(LedgerEntry(job_key, shots, day, DONE, job_id), durable=True)
 
     def confirm(self, job_key: str, job_id: str = "") -> None:
         """Mark a reserved job as run (its result arrived)."""
         e = self._require(job_key)
         if e.state != DONE:
-            self._put(LedgerEntry(job_key, e.shots, e.day, DONE, job_id or e.job_id))
+            self._put(LedgerEntry(job_key, e.shots, e.day, DONE, job_id or e.job_id), durable=False)
 
     def release(self, job_key: str) -> None:
         """Un-count a job that provably never ran (the backend does not know its key)."""
@@ -140,7 +172,7 @@ class ShotLedger:
         if e.state == DONE:
             raise ValueError(f"job_key {job_key!r} is done: allowed releasing reserved jobs only")
         if e.state != RELEASED:
-            self._put(LedgerEntry(job_key, e.shots, e.day, RELEASED, e.job_id))
+            self._put(LedgerEntry(job_key, e.shots, e.day, RELEASED, e.job_id), durable=False)
 
     # -- internals ----------------------------------------------------------------------
 
@@ -155,37 +187,144 @@ class ShotLedger:
             self._used += sign * e.shots
             self._per_day[e.day] = self._per_day.get(e.day, 0) + sign * e.shots
 
-    def _put(self, e: LedgerEntry) -> None:
+    def _put(self, e: LedgerEntry, *, durable: bool) -> None:
         old = self._entries.get(e.job_key)
         if old is not None:
             self._count(old, -1)
         self._entries[e.job_key] = e
         self._count(e, +1)
+        self._latest = (e, durable)
         self._save()
+
+    def _save(self) -> None:
+        """Persist the latest change: its line appended, or the file rewritten whole."""
+        if self.path is None:
+            return
+        assert self._latest is not None, "_save is called by _put only"
+        e, durable = self._latest
+        if self._rewrite or not self._append(e, durable and self._fsync):
+            _write_atomic(self.path, self._compacted(), self._fsync)
+            self._rewrite = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": LEDGER_FORMAT, "budget_shots": self.budget_shots,
                 "used_shots": self._used, "per_day": dict(sorted(self._per_day.items())),
                 "jobs": {k: e.to_dict() for k, e in self._entries.items()}}
 
-    def _save(self) -> None:
-        if self.path is None:
-            return
-        _dump_atomic(self.path, self.to_dict(), self._fsync)
+    def _header(self) -> bytes:
+        return (f'{{"format": {json.dumps(LEDGER_FORMAT)}, "budget_shots": {json.dumps(self.budget_shots)}, '
+                f'"jobs": {{\n').encode()
+
+    @staticmethod
+    def _line(lead: bytes, e: LedgerEntry) -> bytes:
+        return lead + f"{json.dumps(e.job_key)}: {json.dumps(e.to_dict(), sort_keys=True)}\n".encode()
+
+    def _compacted(self) -> bytes:
+        lines = [self._line(b"," if i else b" ", e) for i, e in enumerate(self._entries.values())]
+        return self._header() + b"".join(lines) + _FOOTER
+
+    def _append(self, e: LedgerEntry, fsync: bool) -> bool:
+        """Overwrite the closing line with ``e``'s line and a new closing line; False (and
+        nothing written) if the file does not end as this ledger left it."""
+        assert self.path is not None
+        try:
+            fh = open(self.path, "r+b")
+        except FileNotFoundError:
+            return False
+        with fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size < 5:
+                return False
+            fh.seek(size - 5)
+            end = fh.read(5)
+            # The byte before the closing line tells whether a record precedes it: the
+            # header ends in "{", a record in "}".
+            if end == b"{\n" + _FOOTER:
+                lead = b" "
+            elif end == b"}\n" + _FOOTER:
+                lead = b","
+            else:
+                return False
+            fh.seek(size - len(_FOOTER))
+            fh.write(self._line(lead, e) + _FOOTER)
+            fh.flush()
+            if fsync:
+                os.fsync(fh.fileno())
+        return True
 
     def _load(self, path: Path) -> None:
-        d = json.loads(path.read_text())
-        if d.get("format") != LEDGER_FORMAT:
-            raise ValueError(f"ledger {path} format={d.get('format')!r}: allowed {LEDGER_FORMAT!r}")
+        data = path.read_bytes()
+        first, _, rest = data.partition(b"\n")
+        try:
+            whole = json.loads(first)
+        except json.JSONDecodeError:
+            whole = None
+        if isinstance(whole, dict):  # a one-line document: the v1 snapshot (or not a ledger)
+            self._load_v1(path, whole)
+            return
+        try:
+            head = json.loads(first + b"}}")
+        except json.JSONDecodeError:
+            head = None
+        if not isinstance(head, dict) or head.get("format") != LEDGER_FORMAT:
+            got = head.get("format") if isinstance(head, dict) else None
+            raise ValueError(f"ledger {path} format={got!r}: allowed {LEDGER_FORMAT!r} or {LEDGER_FORMAT_V1!r}")
+        file_budget = head.get("budget_shots")
+        if self.budget_shots is None:
+            self.budget_shots = file_budget
+        lines = rest.split(b"\n")
+        final = max((i for i, x in enumerate(lines) if x), default=-1)
+        closed = False
+        torn = b""
+        for i, raw in enumerate(lines):
+            n = i + 2  # line number in the file
+            last = i == final
+            if not raw:
+                continue
+            if raw == _FOOTER[:-1] and last:
+                closed = True
+                continue
+            try:
+                if raw[:1] not in (b" ", b","):
+                    raise ValueError("no leading ' ' or ','")
+                item = json.loads(b"{" + raw[1:] + b"}")
+                ((key, e),) = item.items()
+                entry = LedgerEntry(str(key), int(e["shots"]), str(e["day"]), str(e["state"]),
+                                    str(e.get("job_id", "")))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                if last:
+                    torn = raw
+                    break
+                raise ValueError(f"ledger {path} line {n} is not a ledger record: allowed a torn last "
+                                 "line only") from None
+            self._set_loaded(path, entry)
+        if torn or not closed:
+            why = f"dropped its torn last line {torn[:120].decode(errors='replace')!r}" if torn else \
+                "its closing line is missing (the last change's line is whole and kept)"
+            warnings.warn(f"ledger {path} ends in a torn write: {why}; the next change rewrites it whole",
+                          RuntimeWarning, stacklevel=3)
+            return
+        self._rewrite = file_budget != self.budget_shots
+
+    def _load_v1(self, path: Path, d: dict[str, Any]) -> None:
+        if d.get("format") != LEDGER_FORMAT_V1:
+            raise ValueError(f"ledger {path} format={d.get('format')!r}: allowed {LEDGER_FORMAT!r} or "
+                             f"{LEDGER_FORMAT_V1!r}")
         if self.budget_shots is None:
             self.budget_shots = d.get("budget_shots")
         for k, e in d["jobs"].items():
-            entry = LedgerEntry(k, int(e["shots"]), str(e["day"]), str(e["state"]), str(e.get("job_id", "")))
-            if entry.state not in (RESERVED, DONE, RELEASED):
-                raise ValueError(f"ledger {path} job {k!r} state={entry.state!r}: allowed "
-                                 f"{RESERVED}, {DONE}, {RELEASED}")
-            self._entries[k] = entry
-            self._count(entry, +1)
+            self._set_loaded(path, LedgerEntry(k, int(e["shots"]), str(e["day"]), str(e["state"]),
+                                               str(e.get("job_id", ""))))
+
+    def _set_loaded(self, path: Path, entry: LedgerEntry) -> None:
+        if entry.state not in (RESERVED, DONE, RELEASED):
+            raise ValueError(f"ledger {path} job {entry.job_key!r} state={entry.state!r}: allowed "
+                             f"{RESERVED}, {DONE}, {RELEASED}")
+        old = self._entries.get(entry.job_key)
+        if old is not None:
+            self._count(old, -1)
+        self._entries[entry.job_key] = entry
+        self._count(entry, +1)
 
 
 DEVICE_DAY_FORMAT = "pulsecal.device-day-ledger/1"
@@ -314,13 +453,18 @@ class DeviceDayLedger:
 
 
 def _dump_atomic(path: Path, data: Mapping[str, Any], fsync: bool) -> None:
-    """Replace ``path`` by ``data`` as JSON so a reader never sees half a file (a temporary
-    file in the same folder, renamed over it; removed again if anything fails)."""
+    """Replace ``path`` by ``data`` as JSON so a reader never sees half a file."""
+    _write_atomic(path, json.dumps(data, sort_keys=True).encode(), fsync)
+
+
+def _write_atomic(path: Path, data: bytes, fsync: bool) -> None:
+    """Replace ``path`` by ``data`` so a reader never sees half a file (a temporary file in
+    the same folder, renamed over it; removed again if anything fails)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, sort_keys=True)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             if fsync:
                 os.fsync(fh.fileno())

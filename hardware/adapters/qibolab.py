@@ -75,6 +75,7 @@ from ..backend import (
     Capabilities,
     JobHandle,
     Result,
+    TransientBackendError,
     Violation,
     validate_against,
 )
@@ -332,7 +333,15 @@ class QibolabBackend:
             options["relaxation_time"] = self._relaxation_ns
         try:
             raw = self.platform.execute([job.sequence], **options)
-        except (ValueError, TypeError, KeyError) as e:
+        except ValueError as e:
+            if isinstance(e.__cause__, SystemError):
+                # scipy's ODE wrapper turns any exception inside the emulator's right-hand
+                # side into this ValueError (from a SystemError); the same program runs on a
+                # second try (measured on pulsecal_emulator_2q_coupled), so it is a failed
+                # integration, not a refused sequence, and nothing ran: worth retrying.
+                raise TransientBackendError(f"qibolab's integrator failed: {e} (from {e.__cause__!r})") from e
+            raise BackendError(f"qibolab rejected the sequence: {type(e).__name__}: {e}") from e
+        except (TypeError, KeyError) as e:
             raise BackendError(f"qibolab rejected the sequence: {type(e).__name__}: {e}") from e
         acqs = job.acquisitions or (job.acquisition,)
         bits = []

@@ -18,7 +18,7 @@ from pulsecal.agents.graph.graph import graph_from_definition
 from pulsecal.agents.graph.readout import ReadoutClassification
 from pulsecal.agents.graph.scheduler import CALIBRATED, FAILED, Scheduler
 from pulsecal.agents.graph.store import ParameterStore
-from pulsecal.envs.protocol import Play, PulseSequence
+from pulsecal.envs.protocol import Measure, Play, PulseSequence
 from pulsecal.hardware import sweep as sw
 from pulsecal.hardware.graph_device import BackendGraphDevice, graph_limits
 from pulsecal.hardware.journal import Journal, read_journal
@@ -95,6 +95,63 @@ def test_a_backend_without_iq_refuses_readout_classification_by_name(tmp_path: P
         ReadoutClassification().run(device, "q0", {"q0.frequency_hz": 5e9, "q0.pi_amplitude": 0.5},
                                     np.random.default_rng(0))
     assert _events(tmp_path) == []
+
+
+@pytest.mark.slow  # ~7 s: the emulator integrates the lab-frame readout window
+def test_the_qibolab_emulators_integrated_shots_are_its_discriminated_bits() -> None:
+    # Why BackendGraphDevice has no run_iq on qibolab: the emulator's INTEGRATION shots are
+    # the sampled state as I with Q = 0 (no blobs, no readout noise), so a discriminator fit
+    # has nothing to fit. If qibolab adds a readout model this fails: then run_iq is worth
+    # wiring (docs/calibration_backends.md).
+    qibolab = pytest.importorskip("qibolab")
+    from pulsecal.hardware.adapters.qibolab import qibolab_backend
+
+    platform = qibolab_backend("pulsecal_emulator").platform
+    platform.connect()
+    native = platform.natives.single_qubit[0]
+    seq = native.RX() | native.MZ()
+    (acq,) = [a for _, a in seq.acquisitions]
+    raw = platform.execute([seq], nshots=100, averaging_mode=qibolab.AveragingMode.SINGLESHOT,
+                           acquisition_type=qibolab.AcquisitionType.INTEGRATION)
+    points = np.asarray(raw[acq.id])
+    assert points.shape == (100, 2)
+    assert set(np.unique(points[:, 0])) <= {0.0, 1.0} and np.all(points[:, 1] == 0.0)
+    assert np.count_nonzero(points[:, 0]) > 50  # the π pulse's |1⟩, read as I = 1
+
+
+def test_a_failed_emulator_integration_is_retried_not_a_refusal(tmp_path: Path) -> None:
+    # scipy's ode raises ValueError from a SystemError when the emulator's right-hand side
+    # fails; that integration is retried (the job never ran), a plain ValueError is not.
+    pytest.importorskip("qibolab")
+    from pulsecal.hardware.adapters.qibolab import qibolab_backend
+    from pulsecal.hardware.backend import BackendError
+
+    backend = qibolab_backend("dummy")
+    execute = backend.platform.execute
+    failures: list[BaseException] = []
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        if not failures:
+            failures.append(ValueError("Function to integrate must not return a tuple."))
+            raise failures[0] from SystemError("error return without exception set")
+        return execute(*args, **kwargs)
+
+    backend.platform.execute = flaky
+    device = BackendGraphDevice(backend, ledger=ShotLedger(tmp_path / "jobs_ledger.json", fsync=False),
+                                journal=Journal(tmp_path / "jobs.jsonl", fsync=False), session_id="t",
+                                sleep=lambda s: None)
+    counts = device.run([PulseSequence((Measure(("q0",)),))], 50)
+    assert counts.sum() == 50 and len(failures) == 1
+    retries = [r for r in read_journal(tmp_path / "jobs.jsonl") if r["event"] == "retry"]
+    assert len(retries) == 1 and "integrator failed" in retries[0]["error"]
+    assert device.ledger.used_shots == 50  # the failed attempt is the same job key: counted once
+
+    def refusing(*args: Any, **kwargs: Any) -> Any:
+        raise ValueError("not a sequence this platform plays")
+
+    backend.platform.execute = refusing
+    with pytest.raises(BackendError, match="rejected the sequence"):
+        device.run([PulseSequence((Measure(("q1",)),))], 50)
 
 
 def _graph_cloud(seed: int) -> Any:

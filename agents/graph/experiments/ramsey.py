@@ -28,7 +28,10 @@ class Ramsey:
     """Settings: ``max_delay_s`` and ``points``/``shots_per_point`` (full form; cheap form
     ``cheap_points``/``cheap_shots_per_point`` over the same delays), ``detuning_hz`` (the
     artificial detuning δ; the sampling must stay below Nyquist of δ + error),
-    ``tolerance_hz`` (|error| still in spec), ``max_chi2``, ``gate``."""
+    ``tolerance_hz`` (|error| still in spec), ``max_chi2``, ``gate``, ``require_t2star``
+    (the full form fails as bad data when T2* is not resolved within its delays; False for
+    a device whose T2* is beyond the delays one can afford to scan, where the node is then a
+    frequency calibration and writes T2* only when resolved)."""
 
     max_delay_s: float = 20e-6
     points: int = 81
@@ -41,6 +44,7 @@ class Ramsey:
     min_contrast: float = 0.2
     max_chi2: float = 4.0
     gate: DragGate = DEFAULT_GATE
+    require_t2star: bool = True
 
     def __post_init__(self) -> None:
         n = "Ramsey"
@@ -54,6 +58,8 @@ class Ramsey:
         check_float(n, "tolerance_hz", self.tolerance_hz, 0.0, 1e9)
         check_float(n, "min_contrast", self.min_contrast, 0.0, 1.0)
         check_float(n, "max_chi2", self.max_chi2, 1.0, 1e6)
+        if not isinstance(self.require_t2star, bool):
+            raise ValueError(f"Ramsey.require_t2star={self.require_t2star!r}: allowed true or false")
         for field, delay, pts in (("max_delay_s", self.max_delay_s, self.points),
                                   ("cheap_max_delay_s", self.cheap_max_delay_s, self.cheap_points)):
             step = delay / (pts - 1)
@@ -131,7 +137,7 @@ class Ramsey:
         t2_resolved = t2 < 20 * max_delay and se_t2 < t2
         # The check_data form checks the frequency; a T2* far beyond its short delays is
         # then no reason to distrust the fringes (the full form must resolve it).
-        if problem is None and not t2_resolved and not cheap:
+        if problem is None and not t2_resolved and not cheap and self.require_t2star:
             problem = f"T2* = {t2:.3g} s not resolved within delays up to {max_delay:.3g} s"
         if problem is not None:
             return result(self.name, q, "bad_data", m, message=f"{q} Ramsey: {problem}", **common)
