@@ -82,3 +82,15 @@ def test_an_evaluation_with_verify_writes_and_reads_back_the_verdict_columns(tmp
     (s,) = summarise(rows)
     assert s["calibrated"] == sum(r["verdict"] == "calibrated" for r in rows)
     assert s["false_calibrated"] == sum(bool(r["false_calibrated"]) for r in rows)
+
+
+def test_false_failed_counts_gates_within_the_criterion_that_the_verdict_did_not_pass() -> None:
+    from pulsecal.envs.verification import failed
+
+    limit = 1e-4
+    ok = failed(Reason.BUDGET_TOO_SMALL, limit, "shots", "")
+    rows = [verdict_row({"infidelity": 1.2 * limit}, ok),  # within 1.5×: a false failure
+            verdict_row({"infidelity": 3.0 * limit}, ok)]  # over it: rightly failed
+    assert [r["false_failed"] for r in rows] == [True, False]
+    h = honesty(rows)
+    assert h["false_failed"] == 1 and h["false_failed_rate"] == 1.0
