@@ -634,8 +634,7 @@ def analyse_checks(check_set: Sequence[Check], counts: ArrayLike, shots: Sequenc
 
 
 # Decay-rate ratios at which the train decay is computed, and the posterior's grid (log-uniform
-# prior: equal mass per point). Up to 1024: a TLS can make a gate hundreds of times worse
-# than its stated limit, and a saturated train then gives an interval reaching that far.
+# prior: equal mass per point), cut where the trains saturate (``_decay_rate_draws``).
 _RATE_NODES = np.geomspace(0.25, 1024.0, 49)
 _RATE_GRID = np.geomspace(0.25, 1024.0, 6001)
 
@@ -647,15 +646,20 @@ def _decay_rate_draws(envelope: FloatArray, dt_s: float, stated: StatedCoherence
 
     The trains' decay under r × the stated rates is ``train_decay`` at T1/r, T2/r (the Bloch
     model, interpolated in log r); the likelihood is Gaussian in ``d_obs`` and the prior
-    log-uniform on [1/4, 1024]: no preference for r = 1, since the stated T1/T2 and the
+    log-uniform from 1/4 up to where the trains saturate: no preference for r = 1, since the stated T1/T2 and the
     nominal gate duration are exactly what this term checks."""
     nodes = np.array([train_decay(envelope, dt_s, StatedCoherence(stated.t1_s / r, min(stated.t2_s / r, 2 * stated.t1_s / r)),
                                   blocks) for r in _RATE_NODES])
-    d = np.interp(np.log(_RATE_GRID), np.log(_RATE_NODES), nodes)
+    # Far beyond the stated rates the single X that the trains are compared with decays too
+    # and d(r) turns down again: the grid ends where d(r) stops growing, so that a train
+    # whose decay is saturated reads as "at least this fast", not as a second solution.
+    top = int(np.argmax(np.diff(nodes) <= 0)) if np.any(np.diff(nodes) <= 0) else nodes.size - 1
+    grid = _RATE_GRID[_RATE_GRID <= _RATE_NODES[top]]
+    d = np.interp(np.log(grid), np.log(_RATE_NODES[: top + 1]), nodes[: top + 1])
     ll = -0.5 * ((d_obs - d) / max(sd, 1e-6)) ** 2
     post = np.exp(ll - ll.max())
     cdf = np.cumsum(post / post.sum())
-    return np.asarray(_RATE_GRID[np.minimum(np.searchsorted(cdf, rng.random(samples)), _RATE_GRID.size - 1)])
+    return np.asarray(grid[np.minimum(np.searchsorted(cdf, rng.random(samples)), grid.size - 1)])
 
 
 # -- running the checks ----------------------------------------------------------------------

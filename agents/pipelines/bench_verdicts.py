@@ -88,8 +88,8 @@ def run_method(method: str, budget: int, n_devices: int, seed: int, stated_facto
 def run_device_set(method: str, calibration_shots: int, device_set: str, n_devices: int, seed: int,
                    settings: VerificationSettings, set_seed: int | None = None) -> list[dict[str, Any]]:
     """Rows of ``method`` with ``calibration_shots`` per device (the verification's on top)
-    on ``realistic`` (``realistic_held_out_devices``) or ``stress`` (``stress_devices``)
-    devices: one task per device class and level count, each device at the gate its start
+    on ``preset`` (``held_out_devices``, around the default preset), ``realistic``
+    (``realistic_held_out_devices``) or ``stress`` (``stress_devices``) devices: one task per device class and level count, each device at the gate its start
     fits (``CalibrationTask`` lengthens an amplitude-limited one). ``set_seed``: draw the
     set from this seed instead of its default (a calibration split, apart from the
     reported sets)."""
@@ -100,8 +100,11 @@ def run_device_set(method: str, calibration_shots: int, device_set: str, n_devic
     elif device_set == "stress":
         got_s = stress_devices(n_devices) if set_seed is None else stress_devices(n_devices, set_seed)
         made = [(sp.group, None, sp) for sp in got_s]
+    elif device_set == "preset":
+        made = [(("plain", p.transmon.levels), p, None)
+                for p in held_out_devices(n_devices, seed if set_seed is None else set_seed)]
     else:
-        raise ValueError(f"device_set={device_set!r}: allowed 'realistic' or 'stress'")
+        raise ValueError(f"device_set={device_set!r}: allowed 'preset', 'realistic' or 'stress'")
     groups: dict[Any, list[int]] = {}
     for i, (g, _, _) in enumerate(made):
         groups.setdefault(g, []).append(i)
@@ -183,18 +186,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--stated-factor", nargs="+", type=float, default=[1.0],
                     help="state T1/T2 this many times the truth (mismatch stress)")
     ap.add_argument("--out", type=Path, default=None, help="write the rows and summary as JSON")
-    ap.add_argument("--device-set", choices=["held_out", "realistic", "stress"], default="held_out",
-                    help="realistic/stress: --budgets are calibration shots, the verification's on top")
+    ap.add_argument("--device-set", choices=["held_out", "preset", "realistic", "stress"], default="held_out",
+                    help="preset/realistic/stress: --budgets are calibration shots, the verification's on top "
+                         "(held_out: total shots, --stated-factor applies)")
     ap.add_argument("--compact", action="store_true", help="VerificationSettings.compact() (160 shots)")
     ap.add_argument("--verification", choices=["default", "compact", "trusted"], default=None,
                     help="VerificationSettings(), .compact() or .trusted() (--compact = compact)")
-    ap.add_argument("--stages", type=int, default=1, help="sequential verification: up to this many stages")
+    ap.add_argument("--stages", type=int, default=None,
+                    help="sequential verification: up to this many stages (default: the settings')")
     ap.add_argument("--train-shots", type=int, default=None, help="shots of each identity train")
     ap.add_argument("--set-seed", type=int, default=None,
-                    help="realistic/stress: draw the device set from this seed (a calibration split)")
+                    help="preset/realistic/stress: draw the device set from this seed (a calibration split)")
     a = ap.parse_args(argv)
     kind = a.verification or ("compact" if a.compact else "default")
-    changes: dict[str, Any] = {"stages": a.stages}
+    changes: dict[str, Any] = {} if a.stages is None else {"stages": a.stages}
     if a.train_shots is not None:
         changes["train_shots"] = a.train_shots
     settings = {"default": VerificationSettings, "compact": VerificationSettings.compact,
