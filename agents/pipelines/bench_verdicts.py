@@ -44,7 +44,8 @@ GATE_S = 20e-9
 def _stated(dev: SimulatedDevice, factor: float) -> StatedCoherence:
     t = dev.current_transmon()
     t1 = factor * t.t1_s
-    return StatedCoherence(t1, min(factor * t.t2_s, 2 * t1))
+    # α and the level count are stated as the device has them (spectroscopy gets them right).
+    return StatedCoherence(t1, min(factor * t.t2_s, 2 * t1), float(t.anharmonicity_hz), int(min(max(t.levels, 3), 6)))
 
 
 def run_method(method: str, budget: int, n_devices: int, seed: int, stated_factor: float = 1.0,
