@@ -173,6 +173,12 @@ class VerificationSettings:
             in the identity trains' X·X̄ pairs, and where it does add up (random-axis
             trains) |2> relaxes as fast as it fills: at 0.5× the limit per gate it is
             below the shot noise of 500 shots (on in ``trusted()``).
+        equator_trains: with ``measure_decay``, add two identity trains run on the
+            equator, SY·(X·X̄·X̄·X)^n·SY and SY·(X·X̄·X̄·X)^n·SY† (``train_shots`` each): the
+            pole trains see mostly T1, these mostly T2, and the decay is then measured as
+            two rate ratios (T1 and T2 each r times the stated), so that a gate whose
+            extra decay is dephasing (an AWG tail on a qubit with T2 ≪ T1) is bounded
+            too (on in ``trusted()``).
     """
 
     shots_per_check: int = 32
@@ -192,6 +198,7 @@ class VerificationSettings:
     measure_decay: bool = False
     gate_detuning_error: bool = False
     leakage_model: bool = False
+    equator_trains: bool = False
 
     def __post_init__(self) -> None:
         for name in ("shots_per_check", "reference_shots"):
@@ -226,7 +233,7 @@ class VerificationSettings:
             v = self.train_shots
             require(isinstance(v, int) and not isinstance(v, bool) and 4 <= v <= 10**6,
                     "VerificationSettings.train_shots", v, "None or an integer in [4, 1e6]")
-        for name in ("measure_decay", "gate_detuning_error", "leakage_model"):
+        for name in ("measure_decay", "gate_detuning_error", "leakage_model", "equator_trains"):
             require(isinstance(getattr(self, name), bool), f"VerificationSettings.{name}", getattr(self, name),
                     "True or False")
         if self.t1_delay_fraction is not None:
@@ -252,10 +259,11 @@ class VerificationSettings:
         limit (an AWG tail that lengthens it, a TLS) is not passed as ``calibrated``
         unless the trains bound that decay; a detuning counted as the error it makes in
         the X pulse (``gate_detuning_error``); the pulse's leakage at the stated
-        anharmonicity added (``leakage_model``). Sequential: 1,024 shots a stage, up to 3
-        stages (3,072) for a gate whose error the first cannot bound."""
+        anharmonicity added (``leakage_model``); the trains run on the poles and on the
+        equator (``equator_trains``). Sequential: 1,536 shots a stage, up to 3 stages
+        (4,608) for a gate whose error the first cannot bound."""
         return cls(**{"train_shots": 256, "measure_decay": True, "gate_detuning_error": True,
-                      "leakage_model": True, "stages": 3, **changes})
+                      "leakage_model": True, "equator_trains": True, "stages": 3, **changes})
 
     @property
     def n_checks(self) -> int:
@@ -266,7 +274,8 @@ class VerificationSettings:
     def shots(self) -> int:
         """Shots one verification spends on one device."""
         refs = 2 + (self.t1_delay_fraction is not None)
-        return self.n_checks * self.shots_per_check + refs * self.reference_shots + 2 * self.trains_shots
+        trains = 4 if self.equator_trains else 2
+        return self.n_checks * self.shots_per_check + refs * self.reference_shots + trains * self.trains_shots
 
     @property
     def trains_shots(self) -> int:
@@ -325,6 +334,13 @@ def checks(settings: VerificationSettings, gate_s: float, stated: StatedCoherenc
     out.append(Check(f"train_even_{n}", "train", blocks, duration_s=4 * n * gate_s, train=True))
     out.append(Check(f"train_odd_{n}", "train", (*blocks, ("X", 0.0)), duration_s=(4 * n + 1) * gate_s,
                      train=True))
+    if settings.equator_trains:
+        # The same blocks on +x (SY prepares it; rotations about ±x keep it, an amplitude
+        # error to all orders): the state sits on the equator and decays with T2. SY maps
+        # +x to |1>, SY† to |0>.
+        sy, syd = ("SX", math.pi / 2), ("SX", -math.pi / 2)
+        out.append(Check(f"equator_a_{n}", "train", (sy, *blocks, sy), duration_s=(4 * n + 1) * gate_s, train=True))
+        out.append(Check(f"equator_b_{n}", "train", (sy, *blocks, syd), duration_s=(4 * n + 1) * gate_s, train=True))
     if settings.t1_delay_fraction is not None:
         tau = t1_delay(settings, gate_s, stated)
         out.append(Check("t1_delay", "t1", (("X", 0.0), ("D", tau)), duration_s=tau))
@@ -610,10 +626,25 @@ def analyse_checks(check_set: Sequence[Check], counts: ArrayLike, shots: Sequenc
         # weight (1 − 2·d_obs)², so the trains' shots are what sets the precision.
         sd_decay = 0.5 * math.sqrt(var(po, ko) + var(pe, ke)
                                    + (1.0 - 2.0 * d_obs) ** 2 * (var(p1x, k1) + var(e0, k0))) / contrast
-        rate = _decay_rate_draws(envelope, dt_s, stated, blocks, d_obs, sd_decay, rng, s.samples)
+        kqa = next((k for k, ch in enumerate(check_set) if ch.name.startswith("equator_a")), None)
+        kqb = next((k for k, ch in enumerate(check_set) if ch.name.startswith("equator_b")), None)
+        if kqa is not None and kqb is not None:
+            pa, pb = float(p1[kqa]), float(p1[kqb])
+            # Loss of the equator's coherence: (1 − x_n)/2 from P(SY) = (1 + x_n)/2 and
+            # P(SY†) = (1 − x_n)/2, both read through the readout references.
+            d_eq = 0.5 * ((p1x - pa) + (pb - e0)) / contrast
+            sd_eq = 0.5 * math.sqrt(var(pa, kqa) + var(pb, kqb)
+                                    + (1.0 - 2.0 * d_eq) ** 2 * (var(p1x, k1) + var(e0, k0))) / contrast
+            r1, r2 = _decay_rate_pairs(envelope, dt_s, stated, blocks, (d_obs, sd_decay), (d_eq, sd_eq), rng,
+                                       s.samples)
+            summary.update(equator_decay_observed=d_eq, t2_rate_ratio=float(np.median(r2)))
+            rate = r1
+        else:
+            rate = _decay_rate_draws(envelope, dt_s, stated, blocks, d_obs, sd_decay, rng, s.samples)
+            r1 = r2 = rate
         # The gate's incoherent part at r × the stated rates: the limit of a gate r times as
         # long (an AWG tail lengthens it) or of a qubit r times as lossy (a TLS).
-        incoherent = np.asarray(coherence_limit(gate_s * rate, np.array(stated.t1_s), np.array(stated.t2_s)))
+        incoherent = 0.5 - np.exp(-gate_s * r1 / stated.t1_s) / 6.0 - np.exp(-gate_s * r2 / stated.t2_s) / 3.0
         contrib["decay"] = incoherent - limit
         total = total + contrib["decay"]
         r_lo, r_med, r_hi = (float(x) for x in np.quantile(rate, [0.05, 0.5, 0.95]))
@@ -708,6 +739,67 @@ def _decay_rate_draws(envelope: FloatArray, dt_s: float, stated: StatedCoherence
     post = np.exp(ll - ll.max())
     cdf = np.cumsum(post / post.sum())
     return np.asarray(grid[np.minimum(np.searchsorted(cdf, rng.random(samples)), grid.size - 1)])
+
+
+_PAIR_NODES = np.geomspace(0.25, 16.0, 13)  # T1 and T2 rate ratios at which both trains are computed
+_PAIR_GRID = np.geomspace(0.25, 16.0, 161)  # and the posterior's grid on each axis
+
+
+def _bloch_gates_many(envelope: FloatArray, dt_s: float, r1: FloatArray, r2: FloatArray, sign: float) -> FloatArray:
+    """(K, 4, 4) ``_bloch_gate`` maps for K pairs of decay rates (1/s), batched."""
+    from scipy.linalg import expm
+
+    omega = math.pi * envelope / (envelope.sum() * dt_s)
+    k = r1.size
+    out = np.broadcast_to(np.eye(4), (k, 4, 4)).copy()
+    for w in omega:
+        a = np.zeros((k, 4, 4))
+        a[:, 1, 1] = a[:, 2, 2] = -r2
+        a[:, 2, 3], a[:, 3, 2] = -sign * w, sign * w
+        a[:, 3, 0], a[:, 3, 3] = r1, -r1
+        out = expm(a * dt_s) @ out
+    return out
+
+
+def _train_pair_decays(envelope: FloatArray, dt_s: float, stated: StatedCoherence, blocks: int
+                       ) -> tuple[FloatArray, FloatArray]:
+    """(N, N) decays of the pole trains (``train_decay``) and of the equator trains,
+    (1 − x_n)/2, at T1/r1 and T2/r2 for r1, r2 on ``_PAIR_NODES`` (axis 0: r1)."""
+    r1, r2 = np.meshgrid(_PAIR_NODES / stated.t1_s, _PAIR_NODES / stated.t2_s, indexing="ij")
+    r1, r2 = r1.reshape(-1), r2.reshape(-1)
+    mx, mxb = _bloch_gates_many(envelope, dt_s, r1, r2, 1.0), _bloch_gates_many(envelope, dt_s, r1, r2, -1.0)
+    block = np.linalg.matrix_power(mx @ mxb @ mxb @ mx, blocks)
+    ground = np.array([1.0, 0.0, 0.0, 1.0])
+    one = mx @ ground
+    pole = 0.5 * ((mx @ block @ ground)[:, 3] - one[:, 3])
+    eq = 0.5 * (1.0 - (block @ np.array([1.0, 1.0, 0.0, 0.0]))[:, 1])
+    shape = (_PAIR_NODES.size, _PAIR_NODES.size)
+    return pole.reshape(shape), eq.reshape(shape)
+
+
+def _decay_rate_pairs(envelope: FloatArray, dt_s: float, stated: StatedCoherence, blocks: int,
+                      pole: tuple[float, float], equator: tuple[float, float], rng: np.random.Generator,
+                      samples: int) -> tuple[FloatArray, FloatArray]:
+    """(samples,) draws of (r1, r2), the gate's T1 and T2 decay rates over the stated ones,
+    from the pole and equator trains' measured decays (value, standard error) each.
+
+    Gaussian likelihoods of both, the Bloch model interpolated (bilinear in log r) from
+    ``_PAIR_NODES``, a log-uniform prior on each ratio in [1/4, 16]."""
+    from scipy.interpolate import RegularGridInterpolator
+
+    dp, de = _train_pair_decays(envelope, dt_s, stated, blocks)
+    logs = np.log(_PAIR_NODES)
+    g1, g2 = np.meshgrid(np.log(_PAIR_GRID), np.log(_PAIR_GRID), indexing="ij")
+    pts = np.stack([g1.reshape(-1), g2.reshape(-1)], axis=1)
+    ll = np.zeros(pts.shape[0])
+    for table, (obs, sd) in ((dp, pole), (de, equator)):
+        pred = RegularGridInterpolator((logs, logs), table)(pts)
+        ll += -0.5 * ((obs - pred) / max(sd, 1e-6)) ** 2
+    post = np.exp(ll - ll.max())
+    cdf = np.cumsum(post / post.sum())
+    idx = np.minimum(np.searchsorted(cdf, rng.random(samples)), post.size - 1)
+    i1, i2 = np.divmod(idx, _PAIR_GRID.size)
+    return np.asarray(_PAIR_GRID[i1]), np.asarray(_PAIR_GRID[i2])
 
 
 # -- running the checks ----------------------------------------------------------------------

@@ -187,10 +187,11 @@ def test_a_sequential_verification_stops_once_the_verdict_is_clear() -> None:
         VerificationSettings(stages=0)
 
 
-def test_trusted_settings_cost_1024_shots_with_the_trains_at_train_shots() -> None:
-    assert (VerificationSettings.trusted().shots, VerificationSettings.trusted().max_shots) == (1024, 3072)
+def test_trusted_settings_cost_1536_shots_a_stage_with_the_trains_at_train_shots() -> None:
+    assert (VerificationSettings.trusted().shots, VerificationSettings.trusted().max_shots) == (1536, 4608)
     s = VerificationSettings.trusted(stages=1)
-    assert (s.shots, s.trains_shots, s.measure_decay, s.gate_detuning_error) == (1024, 256, True, True)
+    assert (s.shots, s.trains_shots, s.measure_decay, s.gate_detuning_error, s.leakage_model, s.equator_trains) == (
+        1536, 256, True, True, True, True)
     inner = _device(9)
     calls: list[tuple[int, int]] = []
 
@@ -206,9 +207,9 @@ def test_trusted_settings_cost_1024_shots_with_the_trains_at_train_shots() -> No
             inner.advance(duration_s)
 
     (v,) = verify_devices([Counting()], GATE, _optimal(inner), [stated_coherence_of(inner)], s)  # type: ignore[list-item]
-    # Readout references at 64, the 12 family checks at 32, the two trains at 256.
-    assert sorted(calls) == [(2, 64), (2, 256), (12, 32)]
-    assert v.shots_used == sum(n * k for n, k in calls) == 1024
+    # Readout references at 64, the 12 family checks at 32, the pole and equator trains at 256.
+    assert sorted(calls) == [(2, 64), (4, 256), (12, 32)]
+    assert v.shots_used == sum(n * k for n, k in calls) == 1536
     with pytest.raises(ValueError, match="train_shots"):
         VerificationSettings(train_shots=2)
 
@@ -229,7 +230,8 @@ def test_an_awg_tail_that_lengthens_the_gate_fails_the_trusted_verdict_by_its_de
         assert 1 - truth["fidelity"][0] > 1.5 * truth["coherence_limit"][0]
         (v,) = verify_devices([dev], GATE, p, [stated_coherence_of(dev)], s)
         assert v.reason is Reason.DECAY_FASTER_THAN_COHERENCE, v.describe()
-        assert v.checks["decay_rate_ratio_low"] > 1.2 and v.error_estimate > 1.5 * v.coherence_limit
+        assert v.error_interval[0] > v.coherence_limit and v.error_estimate > 1.5 * v.coherence_limit
+        assert max(v.checks["decay_rate_ratio"], v.checks["t2_rate_ratio"]) > 1.3
 
 
 def test_trusted_verdicts_of_gates_at_their_limit_are_calibrated_and_hold_the_truth() -> None:
