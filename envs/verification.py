@@ -21,6 +21,14 @@ their sum of excited populations is 1 + (leaked population), independent of deca
 odd one's loss against a single X is the decay, which the stated T1/T2 bound from above.
 Analysis (``analyse_checks``) is a pure function of counts; ``verify_devices`` runs the
 checks. Layering: envs only (numpy/scipy), no engine.
+
+The default settings take the stated limit as exact and only alarm on a decay that is
+clearly faster, so a gate whose physics lies outside that model (an AWG tail that
+lengthens it, a TLS, a DRAG leakage floor) can pass as ``calibrated``.
+``VerificationSettings.trusted()`` measures what that model assumes: the trains' decay
+(on the poles and, with ``equator_trains``, on the equator) becomes two rate ratios inside
+the estimate and its interval, the pulse's leakage is computed at the stated
+anharmonicity, and it runs in up to three pooled stages.
 """
 
 from __future__ import annotations
@@ -765,8 +773,8 @@ def _train_pair_decays(envelope: FloatArray, dt_s: float, stated: StatedCoherenc
                        ) -> tuple[FloatArray, FloatArray]:
     """(N, N) decays of the pole trains (``train_decay``) and of the equator trains,
     (1 − x_n)/2, at T1/r1 and T2/r2 for r1, r2 on ``_PAIR_NODES`` (axis 0: r1)."""
-    r1, r2 = np.meshgrid(_PAIR_NODES / stated.t1_s, _PAIR_NODES / stated.t2_s, indexing="ij")
-    r1, r2 = r1.reshape(-1), r2.reshape(-1)
+    m1, m2 = np.meshgrid(_PAIR_NODES / stated.t1_s, _PAIR_NODES / stated.t2_s, indexing="ij")
+    r1, r2 = m1.reshape(-1), m2.reshape(-1)
     mx, mxb = _bloch_gates_many(envelope, dt_s, r1, r2, 1.0), _bloch_gates_many(envelope, dt_s, r1, r2, -1.0)
     block = np.linalg.matrix_power(mx @ mxb @ mxb @ mx, blocks)
     ground = np.array([1.0, 0.0, 0.0, 1.0])

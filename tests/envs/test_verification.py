@@ -269,3 +269,50 @@ def test_the_detuning_weight_is_the_x_pulse_error_of_a_detuning() -> None:
     excess = float(base["fidelity"][0] - off["fidelity"][0])
     theta = 2 * math.pi * 0.5e6 * 20e-9
     assert excess / (theta**2 / 6) == pytest.approx(detuning_weight(GATE.envelope(dev.dt_s)[0]), rel=0.03)
+
+
+def test_an_awg_tail_on_a_dephasing_qubit_is_caught_by_the_equator_trains() -> None:
+    """T2 = 15 µs ≪ T1 = 100 µs: the tail's extra error (true 1 − F 1.67× the limit) is
+    mostly dephasing, which the pole trains hardly see (without the equator trains the gate
+    passes); the equator trains measure it (their decay ratio r2 > 1)."""
+    from pulsecal.envs.pulses import LowPass
+
+    params = get_preset("transmon_20ns").params
+    params = params.replace(transmon=params.transmon.replace(t1_s=100e-6, t2_s=15e-6), distortion=LowPass(3e-9),
+                            p1_given_0=0.02, p0_given_1=0.04)
+    passed_without = 0
+    for seed in range(3):
+        dev = SimulatedDevice(params, rng=np.random.default_rng(30 + seed))
+        p = _optimal(dev)
+        truth = true_metrics_devices([dev], GATE.waveforms(p, dev.dt_s))
+        assert truth is not None and 1 - truth["fidelity"][0] > 1.5 * truth["coherence_limit"][0]
+        (v,) = verify_devices([dev], GATE, p, [stated_coherence_of(dev)], VerificationSettings.trusted())
+        assert v.reason is Reason.DECAY_FASTER_THAN_COHERENCE, v.describe()
+        assert v.checks["t2_rate_ratio"] > 1.3
+        dev = SimulatedDevice(params, rng=np.random.default_rng(30 + seed))
+        (w,) = verify_devices([dev], GATE, p, [stated_coherence_of(dev)],
+                              VerificationSettings.trusted(equator_trains=False))
+        passed_without += w.calibrated
+    assert passed_without >= 2
+
+
+def test_the_leakage_floor_of_a_low_anharmonicity_device_fails_as_leakage() -> None:
+    """α/2π = −160 MHz, T1 = T2 = 250 µs: at its optimum the 20 ns DRAG pulse leaks ~0.9× the
+    limit per gate, which no train resolves; the stated α lets the verdict compute it."""
+    from pulsecal.envs.verification import model_leakage
+
+    params = get_preset("transmon_20ns").params
+    params = params.replace(transmon=params.transmon.replace(anharmonicity_hz=-160e6, t1_s=250e-6, t2_s=250e-6))
+    dev = SimulatedDevice(params, rng=np.random.default_rng(31))
+    p = _optimal(dev)
+    truth = true_metrics_devices([dev], GATE.waveforms(p, dev.dt_s))
+    assert truth is not None and 1 - truth["fidelity"][0] > 1.5 * truth["coherence_limit"][0]
+    stated = stated_coherence_of(dev)
+    assert stated is not None and stated.anharmonicity_hz == -160e6
+    leak = model_leakage(GATE.waveforms(p, dev.dt_s)[0], dev.dt_s, stated)
+    assert leak == pytest.approx(float(truth["leakage"][0]), rel=0.25)
+    (v,) = verify_devices([dev], GATE, p, [stated], VerificationSettings.trusted())
+    assert v.reason is Reason.LEAKAGE, v.describe()
+    # Without α stated there is nothing to compute it from: the term is absent.
+    bare = StatedCoherence(stated.t1_s, stated.t2_s)
+    assert model_leakage(GATE.waveforms(p, dev.dt_s)[0], dev.dt_s, bare) is None
