@@ -94,3 +94,12 @@ def test_false_failed_counts_gates_within_the_criterion_that_the_verdict_did_not
     assert [r["false_failed"] for r in rows] == [True, False]
     h = honesty(rows)
     assert h["false_failed"] == 1 and h["false_failed_rate"] == 1.0
+
+
+def test_the_env_config_schema_lists_every_verification_setting() -> None:
+    """An env config can set every ``VerificationSettings`` field (``trusted()``'s included)."""
+    import dataclasses
+
+    from pulsecal.configs.env_schema import VerificationConf
+
+    assert {f.name for f in dataclasses.fields(VerificationConf)} == set(VerificationSettings.__dataclass_fields__)
