@@ -103,3 +103,32 @@ def test_the_env_config_schema_lists_every_verification_setting() -> None:
     from pulsecal.configs.env_schema import VerificationConf
 
     assert {f.name for f in dataclasses.fields(VerificationConf)} == set(VerificationSettings.__dataclass_fields__)
+
+
+def test_the_evaluation_takes_verification_settings_and_refuses_a_misspelt_one(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from pulsecal.agents.evaluation import EvaluationSettings
+
+    s = EvaluationSettings(out_dir=tmp_path, verify=True, verification={"measure_decay": True, "train_shots": 256})
+    assert s.verification_settings() == VerificationSettings(measure_decay=True, train_shots=256)
+    assert EvaluationSettings(out_dir=tmp_path).verification_settings() == VerificationSettings()
+    with pytest.raises(ValueError, match="verification"):
+        EvaluationSettings(out_dir=tmp_path, verification={"measure_decays": True})
+
+
+def test_pulsecal_evaluate_sets_the_verification_from_its_config(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+    from hydra import compose, initialize_config_module
+    from hydra.errors import ConfigCompositionException
+
+    from pulsecal.agents.pipelines.evaluate import to_settings
+
+    with initialize_config_module("pulsecal.configs", version_base="1.3"):
+        cfg = compose("evaluate", overrides=[f"out_dir={tmp_path}", "verify=true", "verification.measure_decay=true",
+                                             "verification.equator_trains=true", "verification.stages=3"])
+        with pytest.raises(ConfigCompositionException):
+            compose("evaluate", overrides=[f"out_dir={tmp_path}", "verification.measure_decays=true"])
+    settings, _ = to_settings(cfg)
+    v = settings.verification_settings()
+    assert (v.measure_decay, v.equator_trains, v.stages, v.train_shots) == (True, True, 3, None)
