@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from pulsecal.agents.baselines import CalibrationResult
 from pulsecal.agents.evaluation.verification import honesty, verdict_row, verify_result
@@ -106,8 +107,6 @@ def test_the_env_config_schema_lists_every_verification_setting() -> None:
 
 
 def test_the_evaluation_takes_verification_settings_and_refuses_a_misspelt_one(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import pytest
-
     from pulsecal.agents.evaluation import EvaluationSettings
 
     s = EvaluationSettings(out_dir=tmp_path, verify=True, verification={"measure_decay": True, "train_shots": 256})
@@ -117,8 +116,8 @@ def test_the_evaluation_takes_verification_settings_and_refuses_a_misspelt_one(t
         EvaluationSettings(out_dir=tmp_path, verification={"measure_decays": True})
 
 
+@pytest.mark.slow  # composing the Hydra config costs ~6 s in a fresh process
 def test_pulsecal_evaluate_sets_the_verification_from_its_config(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import pytest
     from hydra import compose, initialize_config_module
     from hydra.errors import ConfigCompositionException
 
