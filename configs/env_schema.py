@@ -74,6 +74,11 @@ class VerificationConf:
     max_train_s: float | None = None
     t1_delay_fraction: float | None = None
     stages: int | None = None
+    train_shots: int | None = None
+    measure_decay: bool | None = None
+    gate_detuning_error: bool | None = None
+    leakage_model: bool | None = None
+    equator_trains: bool | None = None
 
 
 @dataclass

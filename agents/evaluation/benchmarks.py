@@ -150,7 +150,7 @@ def _baseline_chunk(settings: EvaluationSettings, baseline: Baseline, budget: in
     if settings.verify:
         from .verification import verdict_row, verify_result
 
-        verdicts = verify_result(task, res)
+        verdicts = verify_result(task, res, settings=settings.verification_settings())
         rows = [verdict_row(r, v) for r, v in zip(rows, verdicts, strict=True)]
     return rows
 

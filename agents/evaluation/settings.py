@@ -18,6 +18,7 @@ from pulsecal.agents.baselines import Baseline, default_baselines, registered_ba
 from pulsecal.agents.baselines.common import DEFAULT_MISCALIBRATION, require
 from pulsecal.envs.amplitude_limit import AmplitudeLimit
 from pulsecal.envs.presets import DeviceSampler, get_preset
+from pulsecal.envs.verification import VerificationSettings
 from pulsecal.hardware.policy import Policy
 
 Task = Literal["calibration", "pulse_shaping", "drift_tracking"]
@@ -145,6 +146,8 @@ class EvaluationSettings:
         verify: verify every baseline's calibration (``envs.verification``, fresh shots on
             top of the calibration budget, in ``verification_shots``) and add the verdict
             columns to its rows: status, estimate, 90 % interval, reason, false_calibrated.
+        verification: ``VerificationSettings`` fields for ``verify`` (None or {}: the
+            defaults; docs/verification.md has the fields of ``trusted()``).
     """
 
     out_dir: Path
@@ -181,9 +184,15 @@ class EvaluationSettings:
     plots: bool = True
     targets: Targets = field(default_factory=Targets)
     verify: bool = False
+    verification: Mapping[str, Any] | None = None
+
+    def verification_settings(self) -> VerificationSettings:
+        """The settings ``verify`` runs with."""
+        return VerificationSettings.from_mapping(dict(self.verification or {}))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out_dir", Path(self.out_dir))
+        self.verification_settings()  # a misspelt field or a value out of range fails here
         for name in ("n_devices", "workers", "chunk_size", "drift_devices", "grape_restarts", "grape_maxiter"):
             v = getattr(self, name)
             require(isinstance(v, int) and not isinstance(v, bool) and v >= 1, name, v, "an integer >= 1")

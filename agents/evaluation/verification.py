@@ -4,8 +4,9 @@
 verification's shots are added to the task's count, so a run's total includes them);
 ``verdict_row`` adds the verdict columns to an evaluation row; ``honesty`` summarises rows
 of simulated devices: the rate at which ``calibrated`` hides a true 1 − F above the
-threshold times the verdict's coherence limit (``false_calibrated``) and how often the 90 %
-interval holds the true error (``coverage``).
+threshold times the verdict's coherence limit (``false_calibrated``), the rate at which a
+gate within it is not passed (``false_failed``) and how often the 90 % interval holds the
+true error (``coverage``).
 """
 
 from __future__ import annotations
@@ -70,12 +71,15 @@ def verify_result(task: CalibrationTask, result: CalibrationResult, *,
 def verdict_row(row: Mapping[str, Any], verdict: Verdict, threshold: float = 1.5) -> dict[str, Any]:
     """``row`` with the verdict's columns; ``false_calibrated`` when the row's true
     ``infidelity`` exceeds ``threshold`` × the verdict's coherence limit under a
-    ``calibrated`` verdict, ``covered`` when the interval holds it."""
+    ``calibrated`` verdict, ``false_failed`` when it is at most that under a ``failed`` one,
+    ``covered`` when the interval holds it."""
     out = dict(row)
     out.update(verdict.row())
     true = float(row.get("infidelity", math.nan))
     lo, hi = verdict.error_interval
     out["false_calibrated"] = bool(verdict.calibrated and true > threshold * verdict.coherence_limit)
+    # A gate that meets the criterion but is not passed: the cost of a cautious verdict.
+    out["false_failed"] = bool(not verdict.calibrated and true <= threshold * verdict.coherence_limit)
     out["covered"] = bool(lo <= true <= hi) if math.isfinite(lo) and math.isfinite(true) else None
     return out
 
@@ -86,6 +90,10 @@ def honesty(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     cal = [r for r in rows if r["verdict"] == "calibrated"]
     measured = [r for r in rows if r.get("covered") is not None]
     bad = sum(bool(r["false_calibrated"]) for r in rows)
+    # Rows whose gate meets the criterion: passed rightly, or failed although it meets it.
+    good = [r for r in rows if "false_failed" in r
+            and ((r["verdict"] == "calibrated" and not r["false_calibrated"]) or r["false_failed"])]
+    missed = sum(bool(r["false_failed"]) for r in good)
     covered = sum(bool(r["covered"]) for r in measured)
     covered_cal = sum(bool(r["covered"]) for r in cal if r.get("covered") is not None)
     return {
@@ -93,6 +101,8 @@ def honesty(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
         "calibrated_rate": len(cal) / n if n else math.nan,
         "false_calibrated": float(bad),
         "false_calibrated_rate": bad / len(cal) if cal else math.nan,
+        "false_failed": float(missed),
+        "false_failed_rate": missed / len(good) if good else math.nan,
         "coverage": covered / len(measured) if measured else math.nan,
         "coverage_calibrated": covered_cal / len(cal) if cal else math.nan,
         "verification_shots": float(np.mean([r["verification_shots"] for r in rows])) if rows else math.nan,

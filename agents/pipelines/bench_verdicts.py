@@ -44,7 +44,8 @@ GATE_S = 20e-9
 def _stated(dev: SimulatedDevice, factor: float) -> StatedCoherence:
     t = dev.current_transmon()
     t1 = factor * t.t1_s
-    return StatedCoherence(t1, min(factor * t.t2_s, 2 * t1))
+    # α and the level count are stated as the device has them (spectroscopy gets them right).
+    return StatedCoherence(t1, min(factor * t.t2_s, 2 * t1), float(t.anharmonicity_hz), int(min(max(t.levels, 3), 6)))
 
 
 def run_method(method: str, budget: int, n_devices: int, seed: int, stated_factor: float = 1.0,
@@ -86,18 +87,25 @@ def run_method(method: str, budget: int, n_devices: int, seed: int, stated_facto
 
 
 def run_device_set(method: str, calibration_shots: int, device_set: str, n_devices: int, seed: int,
-                   settings: VerificationSettings) -> list[dict[str, Any]]:
+                   settings: VerificationSettings, set_seed: int | None = None) -> list[dict[str, Any]]:
     """Rows of ``method`` with ``calibration_shots`` per device (the verification's on top)
-    on ``realistic`` (``realistic_held_out_devices``) or ``stress`` (``stress_devices``)
-    devices: one task per device class and level count, each device at the gate its start
-    fits (``CalibrationTask`` lengthens an amplitude-limited one)."""
+    on ``preset`` (``held_out_devices``, around the default preset), ``realistic``
+    (``realistic_held_out_devices``) or ``stress`` (``stress_devices``) devices: one task per device class and level count, each device at the gate its start
+    fits (``CalibrationTask`` lengthens an amplitude-limited one). ``set_seed``: draw the
+    set from this seed instead of its default (a calibration split, apart from the
+    reported sets)."""
     made: list[tuple[Any, Any, Any]]
     if device_set == "realistic":
-        made = [(("plain", p.transmon.levels), p, None) for p in realistic_held_out_devices(n_devices)]
+        got = realistic_held_out_devices(n_devices) if set_seed is None else realistic_held_out_devices(n_devices, set_seed)
+        made = [(("plain", p.transmon.levels), p, None) for p in got]
     elif device_set == "stress":
-        made = [(sp.group, None, sp) for sp in stress_devices(n_devices)]
+        got_s = stress_devices(n_devices) if set_seed is None else stress_devices(n_devices, set_seed)
+        made = [(sp.group, None, sp) for sp in got_s]
+    elif device_set == "preset":
+        made = [(("plain", p.transmon.levels), p, None)
+                for p in held_out_devices(n_devices, seed if set_seed is None else set_seed)]
     else:
-        raise ValueError(f"device_set={device_set!r}: allowed 'realistic' or 'stress'")
+        raise ValueError(f"device_set={device_set!r}: allowed 'preset', 'realistic' or 'stress'")
     groups: dict[Any, list[int]] = {}
     for i, (g, _, _) in enumerate(made):
         groups.setdefault(g, []).append(i)
@@ -142,15 +150,16 @@ def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _table(summary: Sequence[dict[str, Any]]) -> str:
-    head = ("| method | budget | stated T1/T2 × | devices | calibrated | false-calibrated | coverage (all) | "
-            "coverage (calibrated) | verification shots | failed reasons |")
-    lines = [head, "|" + "---|" * 10]
+    head = ("| method | budget | stated T1/T2 × | devices | calibrated | false-calibrated | false-failed | "
+            "coverage (all) | coverage (calibrated) | verification shots | failed reasons |")
+    lines = [head, "|" + "---|" * 11]
     for s in summary:
         def pct(x: float) -> str:
             return "–" if not math.isfinite(x) else f"{100 * x:.1f} %"
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(s["failed_reasons"].items())) or "–"
         lines.append(f"| {s['method']} | {s['budget']} | {s['stated_factor']:g} | {int(s['rows'])} | "
                      f"{pct(s['calibrated_rate'])} | {int(s['false_calibrated'])} ({pct(s['false_calibrated_rate'])}) | "
+                     f"{int(s['false_failed'])} ({pct(s['false_failed_rate'])}) | "
                      f"{pct(s['coverage'])} | {pct(s['coverage_calibrated'])} | {s['verification_shots']:.0f} | "
                      f"{reasons} |")
     return "\n".join(lines)
@@ -178,15 +187,29 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--stated-factor", nargs="+", type=float, default=[1.0],
                     help="state T1/T2 this many times the truth (mismatch stress)")
     ap.add_argument("--out", type=Path, default=None, help="write the rows and summary as JSON")
-    ap.add_argument("--device-set", choices=["held_out", "realistic", "stress"], default="held_out",
-                    help="realistic/stress: --budgets are calibration shots, the verification's on top")
+    ap.add_argument("--device-set", choices=["held_out", "preset", "realistic", "stress"], default="held_out",
+                    help="preset/realistic/stress: --budgets are calibration shots, the verification's on top "
+                         "(held_out: total shots, --stated-factor applies)")
     ap.add_argument("--compact", action="store_true", help="VerificationSettings.compact() (160 shots)")
+    ap.add_argument("--verification", choices=["default", "compact", "trusted"], default=None,
+                    help="VerificationSettings(), .compact() or .trusted() (--compact = compact)")
+    ap.add_argument("--stages", type=int, default=None,
+                    help="sequential verification: up to this many stages (default: the settings')")
+    ap.add_argument("--train-shots", type=int, default=None, help="shots of each identity train")
+    ap.add_argument("--set-seed", type=int, default=None,
+                    help="preset/realistic/stress: draw the device set from this seed (a calibration split)")
     a = ap.parse_args(argv)
-    settings = VerificationSettings.compact() if a.compact else VerificationSettings()
+    kind = a.verification or ("compact" if a.compact else "default")
+    changes: dict[str, Any] = {} if a.stages is None else {"stages": a.stages}
+    if a.train_shots is not None:
+        changes["train_shots"] = a.train_shots
+    settings = {"default": VerificationSettings, "compact": VerificationSettings.compact,
+                "trusted": VerificationSettings.trusted}[kind](**changes)
     if a.device_set != "held_out":
         rows = [r for m in a.methods for b in a.budgets
-                for r in run_device_set(m, int(b), a.device_set, a.devices, a.seed, settings)]
-        res = {"seed": a.seed, "devices": a.devices, "device_set": a.device_set, "settings": settings.__dict__,
+                for r in run_device_set(m, int(b), a.device_set, a.devices, a.seed, settings, a.set_seed)]
+        res = {"seed": a.seed, "set_seed": a.set_seed, "devices": a.devices, "device_set": a.device_set,
+               "settings": settings.__dict__,
                "summary": summarise(rows), "rows": rows}
         res["table"] = _table(res["summary"])
     else:

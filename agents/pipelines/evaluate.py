@@ -34,7 +34,7 @@ from pulsecal.agents.evaluation import (
 from pulsecal.agents.evaluation import evaluate as run_evaluation
 from pulsecal.agents.pinned_env import make_pinned
 from pulsecal.agents.pipelines.common import trained_env_kwargs
-from pulsecal.configs.env_schema import AmplitudeLimitConf
+from pulsecal.configs.env_schema import AmplitudeLimitConf, VerificationConf
 from pulsecal.envs.amplitude_limit import AmplitudeLimit
 
 # -- schemas ----------------------------------------------------------------------------------
@@ -85,6 +85,8 @@ class EvaluateConf:
     amplitude_limit: AmplitudeLimitConf = field(default_factory=AmplitudeLimitConf)
     # Verify every baseline's result (docs/verification.md) and add the verdict columns.
     verify: bool = False
+    # The verification's VerificationSettings fields (null: the default).
+    verification: VerificationConf = field(default_factory=VerificationConf)
     miscalibration: list[float] = field(default_factory=lambda: [0.05, 0.5, 1e6, 0.0])
     workers: int = 2
     chunk_size: int = 25
@@ -278,6 +280,7 @@ def to_settings(cfg: DictConfig) -> tuple[EvaluationSettings, list[AgentSpec]]:
         baselines=baselines(cfg), methods=None if conf.methods is None else tuple(conf.methods),
         gate_duration_s=conf.gate_duration_s,
         amplitude_limit=_amplitude_limit(conf.amplitude_limit), verify=conf.verify,
+        verification={k: v for k, v in dataclasses.asdict(conf.verification).items() if v is not None},
         miscalibration=tuple(conf.miscalibration),  # type: ignore[arg-type]
         workers=conf.workers, chunk_size=conf.chunk_size,
         pulse_shaping=conf.pulse_shaping, shaping_preset=conf.shaping_preset,

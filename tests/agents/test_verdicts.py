@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from pulsecal.agents.baselines import CalibrationResult
 from pulsecal.agents.evaluation.verification import honesty, verdict_row, verify_result
@@ -82,3 +83,51 @@ def test_an_evaluation_with_verify_writes_and_reads_back_the_verdict_columns(tmp
     (s,) = summarise(rows)
     assert s["calibrated"] == sum(r["verdict"] == "calibrated" for r in rows)
     assert s["false_calibrated"] == sum(bool(r["false_calibrated"]) for r in rows)
+
+
+def test_false_failed_counts_gates_within_the_criterion_that_the_verdict_did_not_pass() -> None:
+    from pulsecal.envs.verification import failed
+
+    limit = 1e-4
+    ok = failed(Reason.BUDGET_TOO_SMALL, limit, "shots", "")
+    rows = [verdict_row({"infidelity": 1.2 * limit}, ok),  # within 1.5×: a false failure
+            verdict_row({"infidelity": 3.0 * limit}, ok)]  # over it: rightly failed
+    assert [r["false_failed"] for r in rows] == [True, False]
+    h = honesty(rows)
+    assert h["false_failed"] == 1 and h["false_failed_rate"] == 1.0
+
+
+def test_the_env_config_schema_lists_every_verification_setting() -> None:
+    """An env config can set every ``VerificationSettings`` field (``trusted()``'s included)."""
+    import dataclasses
+
+    from pulsecal.configs.env_schema import VerificationConf
+
+    assert {f.name for f in dataclasses.fields(VerificationConf)} == set(VerificationSettings.__dataclass_fields__)
+
+
+def test_the_evaluation_takes_verification_settings_and_refuses_a_misspelt_one(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from pulsecal.agents.evaluation import EvaluationSettings
+
+    s = EvaluationSettings(out_dir=tmp_path, verify=True, verification={"measure_decay": True, "train_shots": 256})
+    assert s.verification_settings() == VerificationSettings(measure_decay=True, train_shots=256)
+    assert EvaluationSettings(out_dir=tmp_path).verification_settings() == VerificationSettings()
+    with pytest.raises(ValueError, match="verification"):
+        EvaluationSettings(out_dir=tmp_path, verification={"measure_decays": True})
+
+
+@pytest.mark.slow  # composing the Hydra config costs ~6 s in a fresh process
+def test_pulsecal_evaluate_sets_the_verification_from_its_config(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from hydra import compose, initialize_config_module
+    from hydra.errors import ConfigCompositionException
+
+    from pulsecal.agents.pipelines.evaluate import to_settings
+
+    with initialize_config_module("pulsecal.configs", version_base="1.3"):
+        cfg = compose("evaluate", overrides=[f"out_dir={tmp_path}", "verify=true", "verification.measure_decay=true",
+                                             "verification.equator_trains=true", "verification.stages=3"])
+        with pytest.raises(ConfigCompositionException):
+            compose("evaluate", overrides=[f"out_dir={tmp_path}", "verification.measure_decays=true"])
+    settings, _ = to_settings(cfg)
+    v = settings.verification_settings()
+    assert (v.measure_decay, v.equator_trains, v.stages, v.train_shots) == (True, True, 3, None)
