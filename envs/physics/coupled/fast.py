@@ -48,8 +48,14 @@ ModelArg = CoupledModel | OperatorModel
 # Taylor degree 16 with ||X||_1 <= 0.8: Σ_{k>16} 0.8^k/k! < 1.2e-16.
 _THETA_MAX = 0.8
 # Blocks larger than this run through BLAS (``_chain_blas``) rather than the compiled loop:
-# measured 1.7× faster on the 10–19-state coherence-order blocks, even at batch 4.
+# measured 1.7× faster on the 10–19-state coherence-order blocks at batch 16 and above.
 _DENSE_BLAS = 9
+# Below this batch, blocks up to ``_DENSE_SMALL_BATCH`` states run the compiled loop after
+# all: BLAS's ~16 calls per step cost more than they save on one or a few rows (a device
+# propagates one pulse at a time; a 48-sample Lindblad flux pulse on 2 × 3 levels took
+# 49 ms through BLAS and 19 ms through the loop at batch 1, 20 and 17 ms at batch 4).
+_SMALL_BATCH = 8
+_DENSE_SMALL_BATCH = 24
 _TAYLOR = np.array([1.0 / math.factorial(k) for k in range(17)])
 
 
@@ -201,8 +207,36 @@ def blocks(mats: NDArray[np.complex128]) -> list[NDArray[np.intp]]:
     """Index sets of the connected components of the union of the matrices' non-zeros:
     every G = Σ c_j·A_j (and its exponential) is block-diagonal on them. mats: (..., n, n)."""
     pattern = np.any(mats.reshape(-1, *mats.shape[-2:]) != 0, axis=0)
+    return _components(pattern)
+
+
+def _components(pattern: NDArray[np.bool_]) -> list[NDArray[np.intp]]:
     n_comp, labels = connected_components(csr_matrix(pattern), directed=True, connection="weak")
     return [np.flatnonzero(labels == c) for c in range(n_comp)]
+
+
+def _pattern(om: OperatorModel, f_ref: float, reals: tuple[str, ...], drives: tuple[str, ...],
+             open_system: bool) -> NDArray[np.bool_]:
+    """The union of the non-zeros of ``_terms`` (n, n), cached with them: a device calls the
+    engine once per segment, and the pattern does not change while the model is the same."""
+    key = f"fast:pattern:{f_ref!r}:{reals}:{drives}:{open_system}"
+    cached = om._cache.get(key)
+    if cached is None:
+        cached = np.any(_terms(om, f_ref, reals, drives, open_system) != 0, axis=0)
+        cached.setflags(write=False)
+        om._cache[key] = cached
+    return cached  # type: ignore[return-value]
+
+
+def _blocks_of(om: OperatorModel, f_ref: float, reals: tuple[str, ...], drives: tuple[str, ...],
+               open_system: bool) -> list[NDArray[np.intp]]:
+    """``blocks`` of one model's terms, cached with them."""
+    key = f"fast:blocks:{f_ref!r}:{reals}:{drives}:{open_system}"
+    cached = om._cache.get(key)
+    if cached is None:
+        cached = _components(_pattern(om, f_ref, reals, drives, open_system))
+        om._cache[key] = cached
+    return cached  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------------------------------
@@ -297,15 +331,17 @@ def _playing(pulse: Pulse) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return reals, drives
 
 
-def _chain(mats: ComplexArray, coef: FloatArray, support: NDArray[np.bool_] | None = None) -> ComplexArray:
+def _chain(mats: ComplexArray, coef: FloatArray, support: NDArray[np.bool_] | None = None,
+           parts: list[NDArray[np.intp]] | None = None) -> ComplexArray:
     """Block by block: (R, J, n, n) matrices, (B, T, J) coefficients -> (B, n, n).
 
     ``support`` (n,): only the blocks holding one of these indices are computed; the others
-    are left zero (for a caller applying the result to vectors supported there)."""
+    are left zero (for a caller applying the result to vectors supported there). ``parts``:
+    ``blocks(mats)`` when the caller has it cached."""
     b = coef.shape[0]
     n = mats.shape[-1]
     out = np.zeros((b, n, n), dtype=np.complex128)
-    for idx in blocks(mats):
+    for idx in (blocks(mats) if parts is None else parts):
         if support is not None and not np.any(support[idx]):
             continue
         sub = mats[:, :, idx[:, None], idx[None, :]]
@@ -319,7 +355,7 @@ def _chain(mats: ComplexArray, coef: FloatArray, support: NDArray[np.bool_] | No
             flat = sub.reshape(*sub.shape[:2], len(idx) ** 2)
             CHAINS[len(idx)](np.ascontiguousarray(flat.real), np.ascontiguousarray(flat.imag),
                              np.ascontiguousarray(coef), _TAYLOR, res)
-        elif len(idx) > _DENSE_BLAS:
+        elif len(idx) > (_DENSE_SMALL_BATCH if b < _SMALL_BATCH else _DENSE_BLAS):
             res = _chain_blas(sub, coef)
         else:
             res = np.empty((b, len(idx), len(idx)), dtype=np.complex128)
@@ -380,7 +416,7 @@ def propagate(om: OperatorModel | Sequence[OperatorModel], pulse: Pulse, open_sy
         coef = _coefficients(rows[0], pulse, f_ref, n_sub, reals, drives)
         if n_sub == 1:
             coef = merge_runs(coef)
-        out = _chain(mats, coef, support)
+        out = _chain(mats, coef, support, _blocks_of(rows[0], f_ref, reals, drives, open_system))
         return to_mode_frames(rows[0], out, f_ref, pulse.t0_s, pulse.t0_s + pulse.n_samples * rows[0].dt_s)
     mats = np.stack([_terms(r, f, reals, drives, open_system) for r, (f, _) in zip(rows, plans, strict=True)])
     coef = np.concatenate([
@@ -389,7 +425,9 @@ def propagate(om: OperatorModel | Sequence[OperatorModel], pulse: Pulse, open_sy
     ])
     if n_sub == 1:
         coef = merge_runs(coef)
-    out = _chain(mats, coef, support)
+    patterns = [_pattern(r, f, reals, drives, open_system) for r, (f, _) in zip(rows, plans, strict=True)]
+    union = patterns[0] if all(np.array_equal(p, patterns[0]) for p in patterns[1:]) else np.any(patterns, axis=0)
+    out = _chain(mats, coef, support, _components(union))
     t1 = pulse.t0_s + pulse.n_samples * rows[0].dt_s
     return np.stack([to_mode_frames(r, out[b], f, pulse.t0_s, t1)
                      for b, (r, (f, _)) in enumerate(zip(rows, plans, strict=True))])
@@ -454,7 +492,8 @@ def idle_propagator(om: OperatorModel, duration_s: float, open_system: bool, t0_
     base = om._cache.get(key)
     if base is None:
         mats = _terms(om, om.frame_hz, (), (), open_system)[:1]
-        base = _chain(mats[None], np.full((1, 1, 1), float(duration_s)))[0]
+        base = _chain(mats[None], np.full((1, 1, 1), float(duration_s)),
+                      parts=_blocks_of(om, om.frame_hz, (), (), open_system))[0]
         base.setflags(write=False)
         if len([k for k in om._cache if k.startswith("fast:idle:")]) < 64:
             om._cache[key] = base
