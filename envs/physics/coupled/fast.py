@@ -228,6 +228,24 @@ def _pattern(om: OperatorModel, f_ref: float, reals: tuple[str, ...], drives: tu
     return cached  # type: ignore[return-value]
 
 
+def _mirror(om: OperatorModel, f_ref: float, reals: tuple[str, ...], drives: tuple[str, ...]) -> NDArray[np.intp] | None:
+    """The permutation vec(ρ) -> vec(ρ†) of superoperator indices, when every Lindblad term
+    A_j satisfies A[π i, π j] = conj(A[i, j]) (a Hermiticity-preserving generator, as every
+    Lindblad generator with Hermitian Hamiltonians and real coefficients is); None if a term
+    does not, to rounding. Checked on the terms themselves, once per model and channel set."""
+    key = f"fast:mirror:{f_ref!r}:{reals}:{drives}"
+    if key not in om._cache:
+        d = om.dimension
+        i = np.arange(d * d)
+        perm = (i // d) + (i % d) * d
+        terms = _terms(om, f_ref, reals, drives, True)
+        scale = float(np.abs(terms).max())
+        swapped = terms[:, perm[:, None], perm[None, :]]
+        ok = bool(np.max(np.abs(swapped - terms.conj())) <= 1e-14 * scale)
+        om._cache[key] = perm if ok else None
+    return om._cache[key]  # type: ignore[return-value]
+
+
 def _blocks_of(om: OperatorModel, f_ref: float, reals: tuple[str, ...], drives: tuple[str, ...],
                open_system: bool) -> list[NDArray[np.intp]]:
     """``blocks`` of one model's terms, cached with them."""
@@ -332,44 +350,88 @@ def _playing(pulse: Pulse) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 def _chain(mats: ComplexArray, coef: FloatArray, support: NDArray[np.bool_] | None = None,
-           parts: list[NDArray[np.intp]] | None = None) -> ComplexArray:
+           parts: list[NDArray[np.intp]] | None = None, mirror: NDArray[np.intp] | None = None) -> ComplexArray:
     """Block by block: (R, J, n, n) matrices, (B, T, J) coefficients -> (B, n, n).
 
     ``support`` (n,): only the blocks holding one of these indices are computed; the others
     are left zero (for a caller applying the result to vectors supported there). ``parts``:
-    ``blocks(mats)`` when the caller has it cached."""
+    ``blocks(mats)`` when the caller has it cached. ``mirror`` (n,): a permutation π with
+    A[π i, π j] = conj(A[i, j]) for every matrix (``_mirror``: superoperators of maps that
+    preserve Hermiticity, vec(ρ) -> vec(ρ†)); the product then has the same symmetry, so of
+    two blocks that π swaps only one is computed, and a block that π maps onto itself is
+    propagated in the real basis where it is a real matrix (a quarter of the work)."""
     b = coef.shape[0]
     n = mats.shape[-1]
     out = np.zeros((b, n, n), dtype=np.complex128)
+    done = np.zeros(n, dtype=bool)
     for idx in (blocks(mats) if parts is None else parts):
-        if support is not None and not np.any(support[idx]):
+        if done[idx[0]]:
+            continue  # filled as the mirror image of another block
+        image = None if mirror is None else mirror[idx]
+        if support is not None and not (np.any(support[idx]) or (image is not None and np.any(support[image]))):
             continue
+        self_mirrored = image is not None and bool(np.all(np.sort(image) == idx))
         sub = mats[:, :, idx[:, None], idx[None, :]]
-        if len(idx) == 1 and sub.shape[0] == 1:
-            # A 1×1 block is a scalar exponential: no kernel needed.
-            g = coef @ sub[0, :, 0, 0]
-            out[:, idx[0], idx[0]] = np.exp(g.sum(axis=1))
-            continue
-        if len(idx) in CHAINS:
-            res = np.empty((b, len(idx), len(idx)), dtype=np.complex128)
-            flat = sub.reshape(*sub.shape[:2], len(idx) ** 2)
-            CHAINS[len(idx)](np.ascontiguousarray(flat.real), np.ascontiguousarray(flat.imag),
-                             np.ascontiguousarray(coef), _TAYLOR, res)
-        elif len(idx) > (_DENSE_SMALL_BATCH if b < _SMALL_BATCH else _DENSE_BLAS):
-            res = _chain_blas(sub, coef)
-        else:
-            res = np.empty((b, len(idx), len(idx)), dtype=np.complex128)
-            _chain_kernel(np.ascontiguousarray(sub), np.ascontiguousarray(coef), _TAYLOR, res)
+        res = _block_chain(sub, coef, b, np.searchsorted(idx, image) if self_mirrored else None)
         out[:, idx[:, None], idx[None, :]] = res
+        if image is not None and not self_mirrored:
+            out[:, image[:, None], image[None, :]] = res.conj()
+            done[image] = True
     return out
 
 
-def _chain_blas(mats: ComplexArray, coef: FloatArray) -> ComplexArray:
+def _block_chain(sub: ComplexArray, coef: FloatArray, b: int, pairing: NDArray[np.intp] | None = None
+                 ) -> ComplexArray:
+    """(R, J, m, m) matrices of one block -> (B, m, m) its time-ordered product. ``pairing``
+    (m,): the mirror within a block that it maps onto itself (``_chain``), or None."""
+    m = sub.shape[-1]
+    if m == 1 and sub.shape[0] == 1:
+        # A 1×1 block is a scalar exponential: no kernel needed.
+        g = coef @ sub[0, :, 0, 0]
+        return np.exp(g.sum(axis=1))[:, None, None]
+    if m in CHAINS:
+        res = np.empty((b, m, m), dtype=np.complex128)
+        flat = sub.reshape(*sub.shape[:2], m ** 2)
+        CHAINS[m](np.ascontiguousarray(flat.real), np.ascontiguousarray(flat.imag),
+                  np.ascontiguousarray(coef), _TAYLOR, res)
+        return res
+    if m > (_DENSE_SMALL_BATCH if b < _SMALL_BATCH else _DENSE_BLAS):
+        if pairing is not None:
+            t = _real_basis(pairing)
+            real = np.ascontiguousarray((t @ sub @ t.conj().T).real)
+            out: ComplexArray = t.conj().T @ _chain_blas(real, coef) @ t
+            return out
+        return _chain_blas(sub, coef)
+    res = np.empty((b, m, m), dtype=np.complex128)
+    _chain_kernel(np.ascontiguousarray(sub), np.ascontiguousarray(coef), _TAYLOR, res)
+    return res
+
+
+def _real_basis(pairing: NDArray[np.intp]) -> ComplexArray:
+    """(m, m) unitary T with T·A·T† real for a block that the mirror maps onto itself.
+
+    Within such a block the mirror pairs entries vec(ρ)_i, vec(ρ)_π(i) = ρ_rc, ρ_cr (and fixes
+    the diagonal ρ_rr); in the coordinates (x_i + x_π(i))/√2 and (x_i − x_π(i))/(i√2), the
+    real and imaginary parts of ρ_rc for a Hermitian ρ, a Hermiticity-preserving map is real."""
+    m = pairing.size
+    t = np.zeros((m, m), dtype=np.complex128)
+    h = 1.0 / math.sqrt(2.0)
+    for a in range(m):
+        pa = int(pairing[a])
+        if pa == a:
+            t[a, a] = 1.0
+        elif a < pa:
+            t[a, a] = t[a, pa] = h
+            t[pa, a], t[pa, pa] = -1j * h, 1j * h
+    return t
+
+
+def _chain_blas(mats: NDArray[np.complex128] | FloatArray, coef: FloatArray) -> ComplexArray:
     """``_chain_kernel`` for large blocks: the same Taylor scheme, each product one batched
     BLAS ``matmul`` over the rows (a compiled scalar triple loop loses to it beyond ~9)."""
     b, n_t = coef.shape[0], coef.shape[1]
     n = mats.shape[-1]
-    eye = np.eye(n, dtype=np.complex128)
+    eye = np.eye(n, dtype=mats.dtype)  # real matrices (a block in its real basis) stay real
     acc = np.broadcast_to(eye, (b, n, n)).copy()
     diag = np.arange(n)
     for t in range(n_t):
@@ -386,13 +448,20 @@ def _chain_blas(mats: ComplexArray, coef: FloatArray) -> ComplexArray:
         x3 = x2 @ x
         x4 = x2 @ x2
 
-        def block(base: int, x: ComplexArray = x, x2: ComplexArray = x2, x3: ComplexArray = x3) -> ComplexArray:
+        def add_block(p: NDArray[np.generic], base: int, x: NDArray[np.generic] = x,
+                      x2: NDArray[np.generic] = x2, x3: NDArray[np.generic] = x3) -> None:
+            # p += c0·I + c1·X + c2·X² + c3·X³ in place (the identity on the diagonal only).
             c = _TAYLOR
-            return c[base] * eye + c[base + 1] * x + c[base + 2] * x2 + c[base + 3] * x3
+            p += c[base + 1] * x
+            p += c[base + 2] * x2
+            p += c[base + 3] * x3
+            p[:, diag, diag] += c[base]
 
-        p = block(12) + _TAYLOR[16] * x4
+        p = _TAYLOR[16] * x4
+        add_block(p, 12)
         for base in (8, 4, 0):
-            p = x4 @ p + block(base)
+            p = x4 @ p
+            add_block(p, base)
         for _ in range(s):
             p = p @ p
         acc = np.exp(mu)[:, None, None] * (p @ acc)
@@ -416,7 +485,8 @@ def propagate(om: OperatorModel | Sequence[OperatorModel], pulse: Pulse, open_sy
         coef = _coefficients(rows[0], pulse, f_ref, n_sub, reals, drives)
         if n_sub == 1:
             coef = merge_runs(coef)
-        out = _chain(mats, coef, support, _blocks_of(rows[0], f_ref, reals, drives, open_system))
+        mirror = _mirror(rows[0], f_ref, reals, drives) if open_system else None
+        out = _chain(mats, coef, support, _blocks_of(rows[0], f_ref, reals, drives, open_system), mirror)
         return to_mode_frames(rows[0], out, f_ref, pulse.t0_s, pulse.t0_s + pulse.n_samples * rows[0].dt_s)
     mats = np.stack([_terms(r, f, reals, drives, open_system) for r, (f, _) in zip(rows, plans, strict=True)])
     coef = np.concatenate([
@@ -427,7 +497,9 @@ def propagate(om: OperatorModel | Sequence[OperatorModel], pulse: Pulse, open_sy
         coef = merge_runs(coef)
     patterns = [_pattern(r, f, reals, drives, open_system) for r, (f, _) in zip(rows, plans, strict=True)]
     union = patterns[0] if all(np.array_equal(p, patterns[0]) for p in patterns[1:]) else np.any(patterns, axis=0)
-    out = _chain(mats, coef, support, _components(union))
+    mirrors = [_mirror(r, f, reals, drives) for r, (f, _) in zip(rows, plans, strict=True)] if open_system else [None]
+    mirror = mirrors[0] if all(m is not None for m in mirrors) else None
+    out = _chain(mats, coef, support, _components(union), mirror)
     t1 = pulse.t0_s + pulse.n_samples * rows[0].dt_s
     return np.stack([to_mode_frames(r, out[b], f, pulse.t0_s, t1)
                      for b, (r, (f, _)) in enumerate(zip(rows, plans, strict=True))])
@@ -493,7 +565,8 @@ def idle_propagator(om: OperatorModel, duration_s: float, open_system: bool, t0_
     if base is None:
         mats = _terms(om, om.frame_hz, (), (), open_system)[:1]
         base = _chain(mats[None], np.full((1, 1, 1), float(duration_s)),
-                      parts=_blocks_of(om, om.frame_hz, (), (), open_system))[0]
+                      parts=_blocks_of(om, om.frame_hz, (), (), open_system),
+                      mirror=_mirror(om, om.frame_hz, (), ()) if open_system else None)[0]
         base.setflags(write=False)
         if len([k for k in om._cache if k.startswith("fast:idle:")]) < 64:
             om._cache[key] = base
