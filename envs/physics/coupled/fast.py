@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -372,7 +373,8 @@ def _chain(mats: ComplexArray, coef: FloatArray, support: NDArray[np.bool_] | No
             continue
         self_mirrored = image is not None and bool(np.all(np.sort(image) == idx))
         sub = mats[:, :, idx[:, None], idx[None, :]]
-        res = _block_chain(sub, coef, b, np.searchsorted(idx, image) if self_mirrored else None)
+        pairing = np.searchsorted(idx, image) if self_mirrored and image is not None else None
+        res = _block_chain(sub, coef, b, pairing)
         out[:, idx[:, None], idx[None, :]] = res
         if image is not None and not self_mirrored:
             out[:, image[:, None], image[None, :]] = res.conj()
@@ -448,8 +450,7 @@ def _chain_blas(mats: NDArray[np.complex128] | FloatArray, coef: FloatArray) -> 
         x3 = x2 @ x
         x4 = x2 @ x2
 
-        def add_block(p: NDArray[np.generic], base: int, x: NDArray[np.generic] = x,
-                      x2: NDArray[np.generic] = x2, x3: NDArray[np.generic] = x3) -> None:
+        def add_block(p: Any, base: int, x: Any = x, x2: Any = x2, x3: Any = x3) -> None:
             # p += c0·I + c1·X + c2·X² + c3·X³ in place (the identity on the diagonal only).
             c = _TAYLOR
             p += c[base + 1] * x
@@ -465,7 +466,7 @@ def _chain_blas(mats: NDArray[np.complex128] | FloatArray, coef: FloatArray) -> 
         for _ in range(s):
             p = p @ p
         acc = np.exp(mu)[:, None, None] * (p @ acc)
-    return acc
+    return acc  # type: ignore[return-value]  # complex, or real for a block in its real basis
 
 
 def propagate(om: OperatorModel | Sequence[OperatorModel], pulse: Pulse, open_system: bool,
