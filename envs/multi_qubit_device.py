@@ -329,8 +329,8 @@ class SimulatedMultiQubitDevice:
         significant; clock untouched (what ``run_iq`` samples from)."""
 
         def levels(pops: FloatArray, dims: tuple[int, ...], positions: list[int], _: tuple[str, ...]) -> FloatArray:
-            p = np.clip(class_probabilities(pops, dims, positions, 3)[0], 0.0, None)
-            return p / p.sum()
+            p = np.clip(class_probabilities(pops, dims, positions, 3), 0.0, None)
+            return p / p.sum(axis=1, keepdims=True)
 
         return self._memoised_rows(sequences, self._level_memo, levels, 3)
 
@@ -341,7 +341,7 @@ class SimulatedMultiQubitDevice:
 
         def outcomes(pops: FloatArray, dims: tuple[int, ...], positions: list[int],
                      measured: tuple[str, ...]) -> FloatArray:
-            return readout.outcome_probabilities(pops, dims, positions, measured)[0]
+            return readout.outcome_probabilities(pops, dims, positions, measured)
 
         return self._memoised_rows(sequences, self._memo, outcomes, readout.classes)
 
@@ -350,28 +350,45 @@ class SimulatedMultiQubitDevice:
                        classes: int) -> FloatArray:
         """One row per sequence, ``convert`` of its final populations, memoised by content.
 
-        ``convert(pops, dims, positions of the measured modes, measured names)``; every
-        sequence of a call must measure the same number of qubits."""
-        rows: list[FloatArray] = []
+        ``convert(pops (B, D), dims, positions of the measured modes, measured names)`` ->
+        (B, outcomes), called once per group of new sequences that share a subsystem and
+        measured qubits; every sequence of a call must measure the same number of qubits."""
+        rows: list[FloatArray | None] = []
         self._check_memo()
+        groups: dict[tuple[Any, ...], list[tuple[tuple[Any, ...], FloatArray]]] = {}
+        repeats: dict[tuple[Any, ...], list[int]] = {}
+        first: int | None = None
         for i, seq in enumerate(sequences):
             where = f"sequences[{i}]"
             sched = self._schedule(seq, where)
+            outcomes = classes ** len(sched.measured)
+            if first is None:
+                first = outcomes
+            elif outcomes != first:
+                raise ValueError(f"{where} measures {len(sched.measured)} qubits ({outcomes} outcomes), "
+                                 f"sequences[0] {first} outcomes: allowed the same number of "
+                                 "measured qubits in every sequence of a call")
             key = _content_key(seq)
             p = memo.get(key)
-            if p is None:
-                names, om, pops = self._populations(sched, seq)
-                positions = [names.index(q) for q in sched.measured]
-                p = convert(pops, tuple(om.dims), positions, sched.measured)
+            rows.append(p)
+            if p is not None:
+                continue
+            if key in repeats:  # the same content earlier in this call
+                repeats[key].append(i)
+                continue
+            repeats[key] = [i]
+            names, om, pops = self._populations(sched, seq)
+            positions = tuple(names.index(q) for q in sched.measured)
+            groups.setdefault((tuple(om.dims), positions, sched.measured), []).append((key, pops[0]))
+        for (dims, positions, measured), members in groups.items():
+            probs = convert(np.stack([m[1] for m in members]), dims, list(positions), measured)
+            for (key, _), p in zip(members, probs, strict=True):
                 if len(memo) >= _MEMO_LIMIT:
                     memo.clear()
                 memo[key] = p
-            if rows and p.size != rows[0].size:
-                raise ValueError(f"{where} measures {len(sched.measured)} qubits ({p.size} outcomes), "
-                                 f"sequences[0] {rows[0].size} outcomes: allowed the same number of "
-                                 "measured qubits in every sequence of a call")
-            rows.append(p)
-        return np.stack(rows) if rows else np.zeros((0, classes))
+                for i in repeats[key]:
+                    rows[i] = p
+        return np.stack(rows) if rows else np.zeros((0, classes))  # type: ignore[arg-type]
 
     def run_programs(self, natives: Mapping[str, PulseSequence], programs: Sequence[Sequence[str | VirtualZ]],
                      measure: Sequence[str], shots: int) -> NDArray[np.int64]:
