@@ -575,7 +575,13 @@ class SimulatedMultiQubitDevice:
 
     def _initial_state(self, om: OperatorModel) -> ComplexArray:
         if isinstance(om.source, CoupledModel):
-            return thermal_state(om.source)
+            # Kept on the compiled subsystem, which lives as long as its truth.
+            rho = om._cache.get("device:thermal")
+            if rho is None:
+                rho = thermal_state(om.source)
+                rho.setflags(write=False)
+                om._cache["device:thermal"] = rho
+            return rho  # type: ignore[return-value]
         rho = np.zeros((om.dimension, om.dimension), dtype=np.complex128)
         rho[0, 0] = 1.0
         return rho
