@@ -281,14 +281,17 @@ def _maximise_phases(coef: ComplexArray, n: int, n_random: int = 7, sweeps: int 
         if len(_PATHS) < 64:
             _PATHS[(m, bsz, theta.shape[1])] = paths
     steps = np.array([-1.0, 0.0, 1.0])
+    # Each angle's phase vector, renewed when that angle moves (not once per use).
+    phase_vecs = [np.exp(1j * theta[..., r, None] * steps) for r in range(m)]
     for _ in range(sweeps):
         previous = theta.copy()
         for q in range(m):
-            vecs = [np.exp(1j * theta[..., r, None] * steps) for r in range(m) if r != q]
+            vecs = [phase_vecs[r] for r in range(m) if r != q]
             spec, path = paths[q]
             gq = np.einsum(spec, tensor, *vecs, optimize=path)  # (B, S, 3): p_q = −1, 0, +1
             g = gq[..., 2] + np.conj(gq[..., 0])
             theta[..., q] = np.where(np.abs(g) > 0, -np.angle(g), theta[..., q])
+            phase_vecs[q] = np.exp(1j * theta[..., q, None] * steps)
         if np.max(np.abs(np.angle(np.exp(1j * (theta - previous))))) < 1e-13:
             break
     # Newton on the best start, on the curved directions only: the Hessian is singular
