@@ -47,6 +47,7 @@ must never see it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -59,7 +60,7 @@ from ._validation import finite, require
 from .iq_readout import IQReadout, outcome_levels, sample_outcomes
 from .multi_qubit_drift import MultiQubitDrift
 from .multi_qubit_model import DeviceModel
-from .physics.coupled import CoupledModel, parse_channel, propagate
+from .physics.coupled import CoupledModel, fast, parse_channel, propagate
 from .physics.coupled import reference as ref
 from .physics.coupled.controls import as_operator_model
 from .physics.coupled.model import thermal_state
@@ -67,7 +68,7 @@ from .physics.coupled.operators import OperatorModel
 from .physics.coupled.propagate import Idle, evolve_states
 from .protocol import Barrier, Delay, Measure, Play, PulseSequence, VirtualZ
 from .readout import Readout, class_probabilities
-from .schedule import ChannelSet, DrivenSegment, Schedule, Segment, compile_schedule
+from .schedule import ChannelSet, DrivenSegment, IdleSegment, Schedule, Segment, compile_schedule
 
 ComplexArray = NDArray[np.complex128]
 FloatArray = NDArray[np.float64]
@@ -191,11 +192,13 @@ class SimulatedMultiQubitDevice:
         self._clock_s = 0.0
         self._drift_state = None if self._drift is None else self._drift.init_state(self._drift_rng)
         self._model: DeviceModel | OperatorModel | None = None
+        self._subsystems: dict[tuple[Any, ...], tuple[DeviceModel, OperatorModel]] = {}
         # Outcome probabilities by sequence content, valid while the truth is one object:
         # probe sequences repeat from call to call and the reference engine is slow.
         self._memo: dict[tuple[Any, ...], FloatArray] = {}
         self._level_memo: dict[tuple[Any, ...], FloatArray] = {}
         self._memo_model: DeviceModel | OperatorModel | None = None
+        self._segments = _SegmentCache()
 
     @property
     def dt_s(self) -> float:
@@ -272,12 +275,13 @@ class SimulatedMultiQubitDevice:
         """(modes, propagator) of ``sequence`` on its subsystem at the clock: the (D², D²)
         column-stacking superoperator (open system) or (D, D) unitary, in the modes' frames
         (evaluation only)."""
+        self._check_memo()
         sched = self._schedule(sequence, "sequence")
         names, om = self._subsystem(sched)
         size = om.dimension ** 2 if self._open_system else om.dimension
         acc = np.eye(size, dtype=np.complex128)
-        for seg in sched.segments:
-            acc = _segment_operator(om, seg, self._open_system)[0] @ acc
+        for op in self._segments.operators(om, names, sequence, sched, self._channels, self._open_system):
+            acc = op.matrix() @ acc
         return names, acc
 
     # -- running -------------------------------------------------------------------------------
@@ -325,8 +329,8 @@ class SimulatedMultiQubitDevice:
         significant; clock untouched (what ``run_iq`` samples from)."""
 
         def levels(pops: FloatArray, dims: tuple[int, ...], positions: list[int], _: tuple[str, ...]) -> FloatArray:
-            p = np.clip(class_probabilities(pops, dims, positions, 3)[0], 0.0, None)
-            return p / p.sum()
+            p = np.clip(class_probabilities(pops, dims, positions, 3), 0.0, None)
+            return p / p.sum(axis=1, keepdims=True)
 
         return self._memoised_rows(sequences, self._level_memo, levels, 3)
 
@@ -337,7 +341,7 @@ class SimulatedMultiQubitDevice:
 
         def outcomes(pops: FloatArray, dims: tuple[int, ...], positions: list[int],
                      measured: tuple[str, ...]) -> FloatArray:
-            return readout.outcome_probabilities(pops, dims, positions, measured)[0]
+            return readout.outcome_probabilities(pops, dims, positions, measured)
 
         return self._memoised_rows(sequences, self._memo, outcomes, readout.classes)
 
@@ -346,28 +350,45 @@ class SimulatedMultiQubitDevice:
                        classes: int) -> FloatArray:
         """One row per sequence, ``convert`` of its final populations, memoised by content.
 
-        ``convert(pops, dims, positions of the measured modes, measured names)``; every
-        sequence of a call must measure the same number of qubits."""
-        rows: list[FloatArray] = []
+        ``convert(pops (B, D), dims, positions of the measured modes, measured names)`` ->
+        (B, outcomes), called once per group of new sequences that share a subsystem and
+        measured qubits; every sequence of a call must measure the same number of qubits."""
+        rows: list[FloatArray | None] = []
         self._check_memo()
+        groups: dict[tuple[Any, ...], list[tuple[tuple[Any, ...], FloatArray]]] = {}
+        repeats: dict[tuple[Any, ...], list[int]] = {}
+        first: int | None = None
         for i, seq in enumerate(sequences):
             where = f"sequences[{i}]"
             sched = self._schedule(seq, where)
+            outcomes = classes ** len(sched.measured)
+            if first is None:
+                first = outcomes
+            elif outcomes != first:
+                raise ValueError(f"{where} measures {len(sched.measured)} qubits ({outcomes} outcomes), "
+                                 f"sequences[0] {first} outcomes: allowed the same number of "
+                                 "measured qubits in every sequence of a call")
             key = _content_key(seq)
             p = memo.get(key)
-            if p is None:
-                names, om, pops = self._populations(sched)
-                positions = [names.index(q) for q in sched.measured]
-                p = convert(pops, tuple(om.dims), positions, sched.measured)
+            rows.append(p)
+            if p is not None:
+                continue
+            if key in repeats:  # the same content earlier in this call
+                repeats[key].append(i)
+                continue
+            repeats[key] = [i]
+            names, om, pops = self._populations(sched, seq)
+            positions = tuple(names.index(q) for q in sched.measured)
+            groups.setdefault((tuple(om.dims), positions, sched.measured), []).append((key, pops[0]))
+        for (dims, positions, measured), members in groups.items():
+            probs = convert(np.stack([m[1] for m in members]), dims, list(positions), measured)
+            for (key, _), p in zip(members, probs, strict=True):
                 if len(memo) >= _MEMO_LIMIT:
                     memo.clear()
                 memo[key] = p
-            if rows and p.size != rows[0].size:
-                raise ValueError(f"{where} measures {len(sched.measured)} qubits ({p.size} outcomes), "
-                                 f"sequences[0] {rows[0].size} outcomes: allowed the same number of "
-                                 "measured qubits in every sequence of a call")
-            rows.append(p)
-        return np.stack(rows) if rows else np.zeros((0, classes))
+                for i in repeats[key]:
+                    rows[i] = p
+        return np.stack(rows) if rows else np.zeros((0, classes))  # type: ignore[arg-type]
 
     def run_programs(self, natives: Mapping[str, PulseSequence], programs: Sequence[Sequence[str | VirtualZ]],
                      measure: Sequence[str], shots: int) -> NDArray[np.int64]:
@@ -487,14 +508,19 @@ class SimulatedMultiQubitDevice:
         if self._memo_model is not model:  # the truth drifted: nothing remembered holds
             self._memo.clear()
             self._level_memo.clear()
+            self._segments = _SegmentCache()
             self._memo_model = model
 
-    def _populations(self, sched: Schedule) -> tuple[tuple[str, ...], OperatorModel, FloatArray]:
+    def _populations(self, sched: Schedule, seq: PulseSequence) -> tuple[tuple[str, ...], OperatorModel, FloatArray]:
         """(simulated modes, their operator model, (1, D) level populations) at the end of
-        ``sched``, from the thermal state."""
+        ``sched`` (compiled from ``seq``), from the thermal state.
+
+        Each segment's propagator comes from ``_SegmentCache``: the probes of one call share
+        their pulses (the gate under test, the same single-qubit rotations at other times
+        and frame phases), so each distinct pulse is propagated once per truth."""
         names, om = self._subsystem(sched)
-        rho = self._initial_state(om)[None]
-        rho = _propagate_segments(om, rho, sched.segments, self._open_system)
+        steps = self._segments.operators(om, names, seq, sched, self._channels, self._open_system)
+        rho = _propagate_segments(om, self._initial_state(om)[None], sched.segments, self._open_system, steps)
         return names, om, np.real(np.einsum("bii->bi", rho))
 
     def _schedule(self, seq: PulseSequence, where: str) -> Schedule:
@@ -536,11 +562,26 @@ class SimulatedMultiQubitDevice:
                 f"{self._max_dimension} (measure fewer qubits, use spectators='none', "
                 "spectator_levels=2 or raise max_dimension)"
             )
-        return names, as_operator_model(model.restrict(names, cut))
+        key = (id(model), names, tuple(sorted(cut.items())))
+        entry = self._subsystems.get(key)
+        if entry is None or entry[0] is not model:
+            # One compiled model per subsystem and truth: the engine caches its generators
+            # and their blocks on it, so a later call with the same truth reuses them.
+            if len(self._subsystems) >= 16:
+                self._subsystems.clear()
+            entry = (model, as_operator_model(model.restrict(names, cut)))
+            self._subsystems[key] = entry
+        return names, entry[1]
 
     def _initial_state(self, om: OperatorModel) -> ComplexArray:
         if isinstance(om.source, CoupledModel):
-            return thermal_state(om.source)
+            # Kept on the compiled subsystem, which lives as long as its truth.
+            rho = om._cache.get("device:thermal")
+            if rho is None:
+                rho = thermal_state(om.source)
+                rho.setflags(write=False)
+                om._cache["device:thermal"] = rho
+            return rho  # type: ignore[return-value]
         rho = np.zeros((om.dimension, om.dimension), dtype=np.complex128)
         rho[0, 0] = 1.0
         return rho
@@ -566,6 +607,177 @@ def _content_key(seq: PulseSequence) -> tuple[Any, ...]:
     return tuple(out)
 
 
+@dataclass(frozen=True, eq=False)
+class _Step:
+    """One segment's propagator as Q·base·Q† (Q = diag(q); q None: Q = I), on a density
+    matrix (closed) or a column-stacked vec(ρ) (open)."""
+
+    base: ComplexArray
+    q: ComplexArray | None
+    open_system: bool
+
+    def _phases(self) -> ComplexArray | None:
+        if self.q is None or not self.open_system:
+            return self.q
+        out: ComplexArray = np.kron(np.conj(self.q), self.q).astype(np.complex128, copy=False)
+        return out  # vec index r + c·D carries q_r·conj(q_c)
+
+    def matrix(self) -> ComplexArray:
+        qs = self._phases()
+        return self.base if qs is None else (qs[:, None] * self.base) * np.conj(qs)[None, :]
+
+    def apply_vector(self, vec: ComplexArray) -> ComplexArray:
+        qs = self._phases()
+        if qs is None:
+            return self.base @ vec
+        return qs * (self.base @ (np.conj(qs) * vec))
+
+    def apply_density(self, rho: ComplexArray) -> ComplexArray:
+        u = self.matrix()
+        return u @ rho @ u.conj().T
+
+
+class _SegmentCache:
+    """Propagators of a truth's segments, by what they play (evaluation of one truth).
+
+    A segment whose drives all play at one frame f, with one frame phase φ, starting at t0,
+    has the propagator Q·P·Q† with P its propagator at t0 = 0 and φ = 0 and
+    Q = exp(i·Σ_k (φ + 2π(g_k − f)·t0)·n_k): the excitation-conserving Hamiltonian (in the
+    modes' frames, a_k† turns at g_k, a drive at f) and the dissipator are covariant under
+    it (``run_programs`` composes natives by the same identity). This is exact, so P is
+    computed once per distinct content and truth, and every occurrence at another time or
+    frame phase costs two diagonal scalings. Flux pulses and idle stretches play no drive
+    (any f). Segments that play at two frames at once, or change a frame's phase inside the
+    segment, or a model that is not ``shiftable``, are propagated as they are (keyed by
+    their start time too).
+    """
+
+    _LIMIT_BYTES = 256 * 2**20
+
+    def __init__(self) -> None:
+        self._ops: dict[tuple[Any, ...], ComplexArray] = {}
+        self._models: dict[int, OperatorModel] = {}
+        self._bytes = 0
+
+    def _base(self, om: OperatorModel, key: tuple[Any, ...], build: Callable[[], ComplexArray]) -> ComplexArray:
+        full = (id(om), *key)
+        op = self._ops.get(full)
+        if op is None:
+            op = np.ascontiguousarray(build(), dtype=np.complex128)
+            if self._bytes + op.nbytes > self._LIMIT_BYTES:
+                self._ops.clear()
+                self._bytes = 0
+            self._models[id(om)] = om  # keeps id(om) from being reused while keyed on
+            self._ops[full] = op
+            self._bytes += op.nbytes
+        return op
+
+    def operators(self, om: OperatorModel, names: tuple[str, ...], seq: PulseSequence, sched: Schedule,
+                  channels: ChannelSet, open_system: bool) -> list[_Step]:
+        fn = propagate.superoperators if open_system else propagate.unitaries
+        factored = _factored_segments(seq, sched, channels, om)
+        levels = om.level_numbers()
+        g = np.asarray(om.mode_frames_hz)
+        frames = dict(zip(om.names, om.mode_frames_hz, strict=True))
+        out: list[_Step] = []
+        for seg, fac in zip(sched.segments, factored, strict=True):
+            if fac is None:  # propagated as it is, at its own start
+                controls = seg.controls if isinstance(seg, DrivenSegment) else {}
+                key: tuple[Any, ...] = ("at", open_system, seg.t0_s, _controls_key(controls))
+                whole = self._base(om, key, functools.partial(_one_operator, om, seg, open_system))
+                out.append(_Step(whole, None, open_system))
+                continue
+            raw, frame, phi = fac
+            if raw is None:
+                assert isinstance(seg, IdleSegment)
+                key = ("idle", open_system, seg.duration_s)
+                base = self._base(om, key, functools.partial(fast.idle_propagator, om, seg.duration_s,
+                                                             open_system, 0.0))
+            else:
+                key = ("pulse", open_system, _controls_key(raw))
+                base = self._base(om, key, functools.partial(_first, fn, om, raw))
+            f_hz = om.frame_hz if frame is None else frames[frame]
+            theta = phi * levels.sum(axis=0) + 2.0 * math.pi * seg.t0_s * ((g - f_hz) @ levels)
+            q = None if not np.any(theta) else np.exp(1j * theta)
+            out.append(_Step(base, q, open_system))
+        return out
+
+
+def _one_operator(om: OperatorModel, seg: Segment, open_system: bool) -> ComplexArray:
+    return _segment_operator(om, seg, open_system)[0]
+
+
+def _first(fn: Callable[..., ComplexArray], om: OperatorModel, controls: Mapping[str, NDArray[np.generic]]
+           ) -> ComplexArray:
+    """The propagator of ``controls`` at t0 = 0 (one row)."""
+    return fn(om, controls, t0_s=0.0)[0]
+
+
+def _controls_key(controls: Mapping[str, NDArray[np.generic]]) -> tuple[Any, ...]:
+    return tuple((c, v.dtype.str, v.tobytes()) for c, v in sorted(controls.items()))
+
+
+def _factored_segments(seq: PulseSequence, sched: Schedule, channels: ChannelSet, om: OperatorModel
+                       ) -> list[tuple[dict[str, NDArray[np.generic]] | None, str | None, float] | None]:
+    """Per segment of ``sched``: (its samples with the frame phase taken out, the one frame
+    its drives play at or None, that phase) — (None, None, 0.0) for an idle segment — or
+    None when the segment cannot be factored (``_SegmentCache``).
+
+    The phase-free samples are those of the same sequence with every frame change at 0
+    (the windows do not depend on phases), and the phases those of the same sequence with
+    every drive play all ones: its samples are e^{iφ} exactly where each play plays."""
+    n = len(sched.segments)
+    if not om.shiftable:
+        return [None] * n
+    turned = any(type(op) is VirtualZ and op.phase != 0 for op in seq.ops)
+    raw_segs: tuple[Segment, ...] = sched.segments
+    unit_segs: tuple[Segment, ...] = ()
+    if turned:
+        zero = PulseSequence(tuple(VirtualZ(0.0, frame=op.frame) if type(op) is VirtualZ else op for op in seq.ops))
+        unit = PulseSequence(tuple(_unit_play(op, channels) if type(op) is Play else op for op in seq.ops))
+        raw_segs = compile_schedule(zero, channels).segments
+        unit_segs = compile_schedule(unit, channels).segments
+        if len(raw_segs) != n or len(unit_segs) != n:  # pragma: no cover - windows ignore phases
+            return [None] * n
+    out: list[tuple[dict[str, NDArray[np.generic]] | None, str | None, float] | None] = []
+    for i, seg in enumerate(sched.segments):
+        if isinstance(seg, IdleSegment):
+            out.append((None, None, 0.0))
+            continue
+        raw = raw_segs[i]
+        assert isinstance(raw, DrivenSegment)
+        playing = [c for c, v in raw.controls.items() if c in channels.drives and np.any(v != 0)]
+        frames = {_drive_frame(c) for c in playing}
+        if len(frames) > 1 or not frames <= set(om.names):
+            out.append(None)
+            continue
+        phi = 0.0
+        if turned and playing:
+            unit_seg = unit_segs[i]
+            assert isinstance(unit_seg, DrivenSegment)
+            z = np.concatenate([unit_seg.controls[c][raw.controls[c] != 0] for c in playing])
+            if not np.all(z == z[0]):
+                out.append(None)  # a frame change inside the window
+                continue
+            phi = float(np.angle(z[0]))
+        out.append((raw.controls, next(iter(frames)) if frames else None, phi))
+    return out
+
+
+def _drive_frame(channel: str) -> str | None:
+    try:
+        return parse_channel(channel)[2]
+    except ValueError:
+        return None
+
+
+def _unit_play(op: Play, channels: ChannelSet) -> Play:
+    """The play with its samples replaced: ones on a drive channel, zeros on a flux one."""
+    drive = op.channel is None or op.channel in channels.drives
+    w = np.ones(op.waveform.size, dtype=np.complex128) if drive else np.zeros(op.waveform.size, dtype=np.complex128)
+    return Play(w, channel=op.channel)
+
+
 def _segment_operator(om: OperatorModel, seg: Segment, open_system: bool) -> ComplexArray:
     """(1, D², D²) superoperator or (1, D, D) unitary of one segment (for the truth)."""
     if isinstance(seg, DrivenSegment):
@@ -576,10 +788,28 @@ def _segment_operator(om: OperatorModel, seg: Segment, open_system: bool) -> Com
 
 
 def _propagate_segments(om: OperatorModel, rho: ComplexArray, segments: Sequence[Segment],
-                        open_system: bool) -> ComplexArray:
+                        open_system: bool, operators: Sequence[_Step] | None = None) -> ComplexArray:
     """Density matrices (B, D, D) -> (B, D, D) after ``segments`` (every row the same
-    segments), in the modes' frames. The one place the device calls a physics engine: the
-    fast coupled engine, which propagates only the blocks the states occupy."""
+    segments), in the modes' frames. The one place the device simulates a sequence: with
+    ``operators`` (one ``_SegmentCache`` step per segment) it applies them; without, it
+    calls the fast coupled engine, which propagates only the blocks the states occupy."""
+    if operators is not None:
+        if len(operators) != len(segments):
+            raise AssertionError(f"{len(operators)} operators for {len(segments)} segments")
+        d = om.dimension
+        states = np.empty_like(rho)
+        for b in range(rho.shape[0]):
+            if open_system:
+                vec = rho[b].reshape(-1, order="F")
+                for op in operators:
+                    vec = op.apply_vector(vec)
+                states[b] = vec.reshape(d, d, order="F")
+            else:
+                r = rho[b]
+                for op in operators:
+                    r = op.apply_density(r)
+                states[b] = r
+        return states
     steps: list[Any] = []
     t = 0.0
     for seg in segments:

@@ -224,6 +224,46 @@ def dynamics_measure(om: OperatorModel, flux: np.ndarray, name: str, rho0: np.nd
 # -- the section ------------------------------------------------------------------------------
 
 
+def device_rows(rep: int) -> dict[str, float]:
+    """µs per sequence of the CZ env's eight probes through ``SimulatedMultiQubitDevice``
+    (two_transmons_cz, Lindblad, 2 × 3 levels): ``outcome_probabilities`` for a new gate each
+    call on one truth (the env's step: its single-qubit pulses are built once), on a fresh
+    truth each call (nothing cached), and by the device's unfactored path (one engine call
+    per sequence, every segment propagated where it is), with the largest difference."""
+    from pulsecal.envs import cz_calibration_core as cz
+    from pulsecal.envs import multi_qubit_device as mqd
+    from pulsecal.envs.multi_qubit_presets import make_multi_qubit_device
+
+    pulse = cz.CZPulse()
+    gates = iter(np.linspace(0.15, 0.25, 4 * rep + 8))
+
+    def probes() -> list[Any]:
+        return cz.probe_sequences(pulse, np.array([next(gates), 40e-9, 0.3, -0.5]), 3)
+
+    dev = make_multi_qubit_device("two_transmons_cz", np.random.default_rng(0))
+    seqs = probes()
+    cached = dev.outcome_probabilities(seqs)
+
+    def unfactored(seqs: list[Any]) -> list[np.ndarray]:
+        out = []
+        for seq in seqs:
+            sched = dev._schedule(seq, "sequence")
+            _, om = dev._subsystem(sched)
+            rho = mqd._propagate_segments(om, dev._initial_state(om)[None], sched.segments, True)
+            out.append(np.real(np.diagonal(rho[0])))
+        return out
+
+    pops = [dev._populations(dev._schedule(q, "sequence"), q)[2][0] for q in seqs]
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(pops, unfactored(seqs), strict=True))
+    n = len(seqs)
+    same = best_time(lambda: dev.outcome_probabilities(probes()), repeats=rep) / n
+    fresh = best_time(lambda: make_multi_qubit_device("two_transmons_cz", np.random.default_rng(0))
+                      .outcome_probabilities(probes()), repeats=rep) / n
+    old = best_time(lambda: unfactored(probes()), repeats=max(1, rep // 2)) / n
+    assert cached.shape[0] == n
+    return {"same truth": same * 1e6, "fresh truth": fresh * 1e6, "unfactored": old * 1e6, "max |Δp|": diff}
+
+
 def _dimension_models() -> list[tuple[str, CoupledModel]]:
     out = []
     for n_modes, levels in [(1, 2), (1, 3), (1, 4), (1, 5), (2, 2), (2, 3), (2, 4), (2, 5), (3, 2), (3, 3)]:
@@ -342,6 +382,13 @@ def run(quick: bool = False) -> dict[str, Any]:
     add("numpy closed CR300 two frames b4", best_time(lambda: prop.unitaries(model, cr2_4), repeats=1), 4,
         f"q0 and q1 frames together: {k2} CF4 substeps per sample, batch 4")
 
+    dev_rows = device_rows(rep)
+    print("\nCZ env probes through SimulatedMultiQubitDevice (Lindblad), µs per sequence: "
+          f"new gate on one truth {dev_rows['same truth']:,.0f}, fresh truth {dev_rows['fresh truth']:,.0f}, "
+          f"unfactored path {dev_rows['unfactored']:,.0f} "
+          f"({dev_rows['unfactored'] / dev_rows['same truth']:.1f}x, max |Δp| {dev_rows['max |Δp|']:.1e})",
+          flush=True)
+
     print("\ncost against total dimension: driven 20-sample pulse (drive:q0), batch 16, µs/pulse")
     table = []
     nb = 16
@@ -383,4 +430,4 @@ def run(quick: bool = False) -> dict[str, Any]:
         print(f"target met: {'yes' if met else 'no '}  {name}: {ratio:.1f}x (target >= {least:g}x)")
     return {"model": repr(model), "batch": batch, "flux_samples": FLUX_SAMPLES, "cr_samples": CR_SAMPLES,
             "cr_two_frame_substeps": k2, "checks": checks, "rows": rows, "targets": targets,
-            "dimension_table": table}
+            "device_probes_us_per_sequence": dev_rows, "dimension_table": table}

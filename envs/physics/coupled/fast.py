@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -48,8 +49,14 @@ ModelArg = CoupledModel | OperatorModel
 # Taylor degree 16 with ||X||_1 <= 0.8: Σ_{k>16} 0.8^k/k! < 1.2e-16.
 _THETA_MAX = 0.8
 # Blocks larger than this run through BLAS (``_chain_blas``) rather than the compiled loop:
-# measured 1.7× faster on the 10–19-state coherence-order blocks, even at batch 4.
+# measured 1.7× faster on the 10–19-state coherence-order blocks at batch 16 and above.
 _DENSE_BLAS = 9
+# Below this batch, blocks up to ``_DENSE_SMALL_BATCH`` states run the compiled loop after
+# all: BLAS's ~16 calls per step cost more than they save on one or a few rows (a device
+# propagates one pulse at a time; a 48-sample Lindblad flux pulse on 2 × 3 levels took
+# 49 ms through BLAS and 19 ms through the loop at batch 1, 20 and 17 ms at batch 4).
+_SMALL_BATCH = 8
+_DENSE_SMALL_BATCH = 24
 _TAYLOR = np.array([1.0 / math.factorial(k) for k in range(17)])
 
 
@@ -201,8 +208,54 @@ def blocks(mats: NDArray[np.complex128]) -> list[NDArray[np.intp]]:
     """Index sets of the connected components of the union of the matrices' non-zeros:
     every G = Σ c_j·A_j (and its exponential) is block-diagonal on them. mats: (..., n, n)."""
     pattern = np.any(mats.reshape(-1, *mats.shape[-2:]) != 0, axis=0)
+    return _components(pattern)
+
+
+def _components(pattern: NDArray[np.bool_]) -> list[NDArray[np.intp]]:
     n_comp, labels = connected_components(csr_matrix(pattern), directed=True, connection="weak")
     return [np.flatnonzero(labels == c) for c in range(n_comp)]
+
+
+def _pattern(om: OperatorModel, f_ref: float, reals: tuple[str, ...], drives: tuple[str, ...],
+             open_system: bool) -> NDArray[np.bool_]:
+    """The union of the non-zeros of ``_terms`` (n, n), cached with them: a device calls the
+    engine once per segment, and the pattern does not change while the model is the same."""
+    key = f"fast:pattern:{f_ref!r}:{reals}:{drives}:{open_system}"
+    cached = om._cache.get(key)
+    if cached is None:
+        cached = np.any(_terms(om, f_ref, reals, drives, open_system) != 0, axis=0)
+        cached.setflags(write=False)
+        om._cache[key] = cached
+    return cached  # type: ignore[return-value]
+
+
+def _mirror(om: OperatorModel, f_ref: float, reals: tuple[str, ...], drives: tuple[str, ...]) -> NDArray[np.intp] | None:
+    """The permutation vec(ρ) -> vec(ρ†) of superoperator indices, when every Lindblad term
+    A_j satisfies A[π i, π j] = conj(A[i, j]) (a Hermiticity-preserving generator, as every
+    Lindblad generator with Hermitian Hamiltonians and real coefficients is); None if a term
+    does not, to rounding. Checked on the terms themselves, once per model and channel set."""
+    key = f"fast:mirror:{f_ref!r}:{reals}:{drives}"
+    if key not in om._cache:
+        d = om.dimension
+        i = np.arange(d * d)
+        perm = (i // d) + (i % d) * d
+        terms = _terms(om, f_ref, reals, drives, True)
+        scale = float(np.abs(terms).max())
+        swapped = terms[:, perm[:, None], perm[None, :]]
+        ok = bool(np.max(np.abs(swapped - terms.conj())) <= 1e-14 * scale)
+        om._cache[key] = perm if ok else None
+    return om._cache[key]  # type: ignore[return-value]
+
+
+def _blocks_of(om: OperatorModel, f_ref: float, reals: tuple[str, ...], drives: tuple[str, ...],
+               open_system: bool) -> list[NDArray[np.intp]]:
+    """``blocks`` of one model's terms, cached with them."""
+    key = f"fast:blocks:{f_ref!r}:{reals}:{drives}:{open_system}"
+    cached = om._cache.get(key)
+    if cached is None:
+        cached = _components(_pattern(om, f_ref, reals, drives, open_system))
+        om._cache[key] = cached
+    return cached  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------------------------------
@@ -297,43 +350,90 @@ def _playing(pulse: Pulse) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return reals, drives
 
 
-def _chain(mats: ComplexArray, coef: FloatArray, support: NDArray[np.bool_] | None = None) -> ComplexArray:
+def _chain(mats: ComplexArray, coef: FloatArray, support: NDArray[np.bool_] | None = None,
+           parts: list[NDArray[np.intp]] | None = None, mirror: NDArray[np.intp] | None = None) -> ComplexArray:
     """Block by block: (R, J, n, n) matrices, (B, T, J) coefficients -> (B, n, n).
 
     ``support`` (n,): only the blocks holding one of these indices are computed; the others
-    are left zero (for a caller applying the result to vectors supported there)."""
+    are left zero (for a caller applying the result to vectors supported there). ``parts``:
+    ``blocks(mats)`` when the caller has it cached. ``mirror`` (n,): a permutation π with
+    A[π i, π j] = conj(A[i, j]) for every matrix (``_mirror``: superoperators of maps that
+    preserve Hermiticity, vec(ρ) -> vec(ρ†)); the product then has the same symmetry, so of
+    two blocks that π swaps only one is computed, and a block that π maps onto itself is
+    propagated in the real basis where it is a real matrix (a quarter of the work)."""
     b = coef.shape[0]
     n = mats.shape[-1]
     out = np.zeros((b, n, n), dtype=np.complex128)
-    for idx in blocks(mats):
-        if support is not None and not np.any(support[idx]):
+    done = np.zeros(n, dtype=bool)
+    for idx in (blocks(mats) if parts is None else parts):
+        if done[idx[0]]:
+            continue  # filled as the mirror image of another block
+        image = None if mirror is None else mirror[idx]
+        if support is not None and not (np.any(support[idx]) or (image is not None and np.any(support[image]))):
             continue
+        self_mirrored = image is not None and bool(np.all(np.sort(image) == idx))
         sub = mats[:, :, idx[:, None], idx[None, :]]
-        if len(idx) == 1 and sub.shape[0] == 1:
-            # A 1×1 block is a scalar exponential: no kernel needed.
-            g = coef @ sub[0, :, 0, 0]
-            out[:, idx[0], idx[0]] = np.exp(g.sum(axis=1))
-            continue
-        if len(idx) in CHAINS:
-            res = np.empty((b, len(idx), len(idx)), dtype=np.complex128)
-            flat = sub.reshape(*sub.shape[:2], len(idx) ** 2)
-            CHAINS[len(idx)](np.ascontiguousarray(flat.real), np.ascontiguousarray(flat.imag),
-                             np.ascontiguousarray(coef), _TAYLOR, res)
-        elif len(idx) > _DENSE_BLAS:
-            res = _chain_blas(sub, coef)
-        else:
-            res = np.empty((b, len(idx), len(idx)), dtype=np.complex128)
-            _chain_kernel(np.ascontiguousarray(sub), np.ascontiguousarray(coef), _TAYLOR, res)
+        pairing = np.searchsorted(idx, image) if self_mirrored and image is not None else None
+        res = _block_chain(sub, coef, b, pairing)
         out[:, idx[:, None], idx[None, :]] = res
+        if image is not None and not self_mirrored:
+            out[:, image[:, None], image[None, :]] = res.conj()
+            done[image] = True
     return out
 
 
-def _chain_blas(mats: ComplexArray, coef: FloatArray) -> ComplexArray:
+def _block_chain(sub: ComplexArray, coef: FloatArray, b: int, pairing: NDArray[np.intp] | None = None
+                 ) -> ComplexArray:
+    """(R, J, m, m) matrices of one block -> (B, m, m) its time-ordered product. ``pairing``
+    (m,): the mirror within a block that it maps onto itself (``_chain``), or None."""
+    m = sub.shape[-1]
+    if m == 1 and sub.shape[0] == 1:
+        # A 1×1 block is a scalar exponential: no kernel needed.
+        g = coef @ sub[0, :, 0, 0]
+        return np.exp(g.sum(axis=1))[:, None, None]
+    if m in CHAINS:
+        res = np.empty((b, m, m), dtype=np.complex128)
+        flat = sub.reshape(*sub.shape[:2], m ** 2)
+        CHAINS[m](np.ascontiguousarray(flat.real), np.ascontiguousarray(flat.imag),
+                  np.ascontiguousarray(coef), _TAYLOR, res)
+        return res
+    if m > (_DENSE_SMALL_BATCH if b < _SMALL_BATCH else _DENSE_BLAS):
+        if pairing is not None:
+            t = _real_basis(pairing)
+            real = np.ascontiguousarray((t @ sub @ t.conj().T).real)
+            out: ComplexArray = t.conj().T @ _chain_blas(real, coef) @ t
+            return out
+        return _chain_blas(sub, coef)
+    res = np.empty((b, m, m), dtype=np.complex128)
+    _chain_kernel(np.ascontiguousarray(sub), np.ascontiguousarray(coef), _TAYLOR, res)
+    return res
+
+
+def _real_basis(pairing: NDArray[np.intp]) -> ComplexArray:
+    """(m, m) unitary T with T·A·T† real for a block that the mirror maps onto itself.
+
+    Within such a block the mirror pairs entries vec(ρ)_i, vec(ρ)_π(i) = ρ_rc, ρ_cr (and fixes
+    the diagonal ρ_rr); in the coordinates (x_i + x_π(i))/√2 and (x_i − x_π(i))/(i√2), the
+    real and imaginary parts of ρ_rc for a Hermitian ρ, a Hermiticity-preserving map is real."""
+    m = pairing.size
+    t = np.zeros((m, m), dtype=np.complex128)
+    h = 1.0 / math.sqrt(2.0)
+    for a in range(m):
+        pa = int(pairing[a])
+        if pa == a:
+            t[a, a] = 1.0
+        elif a < pa:
+            t[a, a] = t[a, pa] = h
+            t[pa, a], t[pa, pa] = -1j * h, 1j * h
+    return t
+
+
+def _chain_blas(mats: NDArray[np.complex128] | FloatArray, coef: FloatArray) -> ComplexArray:
     """``_chain_kernel`` for large blocks: the same Taylor scheme, each product one batched
     BLAS ``matmul`` over the rows (a compiled scalar triple loop loses to it beyond ~9)."""
     b, n_t = coef.shape[0], coef.shape[1]
     n = mats.shape[-1]
-    eye = np.eye(n, dtype=np.complex128)
+    eye = np.eye(n, dtype=mats.dtype)  # real matrices (a block in its real basis) stay real
     acc = np.broadcast_to(eye, (b, n, n)).copy()
     diag = np.arange(n)
     for t in range(n_t):
@@ -350,17 +450,23 @@ def _chain_blas(mats: ComplexArray, coef: FloatArray) -> ComplexArray:
         x3 = x2 @ x
         x4 = x2 @ x2
 
-        def block(base: int, x: ComplexArray = x, x2: ComplexArray = x2, x3: ComplexArray = x3) -> ComplexArray:
+        def add_block(p: Any, base: int, x: Any = x, x2: Any = x2, x3: Any = x3) -> None:
+            # p += c0·I + c1·X + c2·X² + c3·X³ in place (the identity on the diagonal only).
             c = _TAYLOR
-            return c[base] * eye + c[base + 1] * x + c[base + 2] * x2 + c[base + 3] * x3
+            p += c[base + 1] * x
+            p += c[base + 2] * x2
+            p += c[base + 3] * x3
+            p[:, diag, diag] += c[base]
 
-        p = block(12) + _TAYLOR[16] * x4
+        p = _TAYLOR[16] * x4
+        add_block(p, 12)
         for base in (8, 4, 0):
-            p = x4 @ p + block(base)
+            p = x4 @ p
+            add_block(p, base)
         for _ in range(s):
             p = p @ p
         acc = np.exp(mu)[:, None, None] * (p @ acc)
-    return acc
+    return acc  # type: ignore[return-value]  # complex, or real for a block in its real basis
 
 
 def propagate(om: OperatorModel | Sequence[OperatorModel], pulse: Pulse, open_system: bool,
@@ -380,8 +486,9 @@ def propagate(om: OperatorModel | Sequence[OperatorModel], pulse: Pulse, open_sy
         coef = _coefficients(rows[0], pulse, f_ref, n_sub, reals, drives)
         if n_sub == 1:
             coef = merge_runs(coef)
-        out = _chain(mats, coef, support)
-        return to_mode_frames(rows[0], out, f_ref, pulse.t0_s, pulse.t0_s + pulse.n_samples * rows[0].dt_s)
+        mirror = _mirror(rows[0], f_ref, reals, drives) if open_system else None
+        out = _chain(mats, coef, support, _blocks_of(rows[0], f_ref, reals, drives, open_system), mirror)
+        return _to_mode_frames_in_place(rows[0], out, f_ref, pulse.t0_s, pulse.t0_s + pulse.n_samples * rows[0].dt_s)
     mats = np.stack([_terms(r, f, reals, drives, open_system) for r, (f, _) in zip(rows, plans, strict=True)])
     coef = np.concatenate([
         _coefficients(r, _row(pulse, b), f, n_sub, reals, drives)
@@ -389,10 +496,135 @@ def propagate(om: OperatorModel | Sequence[OperatorModel], pulse: Pulse, open_sy
     ])
     if n_sub == 1:
         coef = merge_runs(coef)
-    out = _chain(mats, coef, support)
+    patterns = [_pattern(r, f, reals, drives, open_system) for r, (f, _) in zip(rows, plans, strict=True)]
+    union = patterns[0] if all(np.array_equal(p, patterns[0]) for p in patterns[1:]) else np.any(patterns, axis=0)
+    mirrors = [_mirror(r, f, reals, drives) for r, (f, _) in zip(rows, plans, strict=True)] if open_system else [None]
+    mirror = mirrors[0] if all(m is not None for m in mirrors) else None
+    out = _chain(mats, coef, support, _components(union), mirror)
     t1 = pulse.t0_s + pulse.n_samples * rows[0].dt_s
     return np.stack([to_mode_frames(r, out[b], f, pulse.t0_s, t1)
                      for b, (r, (f, _)) in enumerate(zip(rows, plans, strict=True))])
+
+
+def _to_mode_frames_in_place(om: OperatorModel, op: ComplexArray, f_ref: float, t0_s: float, t1_s: float
+                             ) -> ComplexArray:
+    """``reference.to_mode_frames`` on a (B, n, n) array this module owns: one (n, n) table of
+    phases, multiplied in place (two (B, n, n) temporaries cost a third of a batched
+    Lindblad measurement otherwise)."""
+    m1: np.ndarray = om.frame_phases(f_ref, t1_s)
+    m0: np.ndarray = om.frame_phases(f_ref, t0_s)
+    if op.shape[-1] != om.dimension:
+        m1, m0 = np.kron(m1.conj(), m1), np.kron(m0.conj(), m0)
+    op *= m1[:, None] * m0.conj()[None, :]
+    return op
+
+
+# Vector steps (``evolve_vectors``): a Taylor series of degree <= _VEC_DEGREE on substeps of
+# 1-norm <= _VEC_THETA; its remainder is below 2^25/25!·e² < 1.7e-17 relative, and its
+# largest term is 2 times the vector's norm. The series stops early once two consecutive
+# terms are below rounding (after ~22 terms). Substeps of norm 4 and degree 40 measured the
+# same speed with larger intermediate terms.
+_VEC_THETA = 2.0
+_VEC_DEGREE = 24
+# A batched m × m matrix product costs about this many times m matrix-vector products
+# (numpy on one core, m = 19, batch 256: 660 µs against 56 µs).
+_PRODUCT_IN_MATVECS = 0.6
+
+
+def evolve_vectors(om: OperatorModel, pulse: Pulse, open_system: bool, vec: ComplexArray,
+                   max_phase_step: float = 0.05) -> ComplexArray | None:
+    """P·v for the pulse's propagators P (modes' frames), without building P: (B, n) -> (B, n).
+
+    ``vec``: (B, n) vectors (n = D, or D² column-stacked density matrices), B the batch of
+    the pulse or of the vectors (one of them may be 1). Only the blocks the vectors occupy
+    are propagated. Each step applies exp(X) to the vectors by a truncated Taylor series on
+    substeps (``_VEC_THETA``, ``_VEC_DEGREE``: the same accuracy as the matrix kernels) when
+    that costs fewer operations than the step's matrix exponential (scaling and squaring,
+    then one product with the vectors), which merged flat-top runs of many samples take. A
+    block that the Hermiticity mirror maps onto itself runs in its real basis when the
+    vectors are Hermitian there (density matrices are). Returns None for pulses with
+    substeps (several frame frequencies): the caller builds the propagators instead."""
+    reals, drives = _playing(pulse)
+    f_ref, n_sub = substeps(om, pulse, max_phase_step)
+    if n_sub != 1:
+        return None
+    mats = _terms(om, f_ref, reals, drives, open_system)
+    coef = merge_runs(_coefficients(om, pulse, f_ref, 1, reals, drives))
+    parts = _blocks_of(om, f_ref, reals, drives, open_system)
+    mirror = _mirror(om, f_ref, reals, drives) if open_system else None
+    t1 = pulse.t0_s + pulse.n_samples * om.dt_s
+    m1: np.ndarray = om.frame_phases(f_ref, t1)
+    m0: np.ndarray = om.frame_phases(f_ref, pulse.t0_s)
+    if open_system:
+        m1, m0 = np.kron(m1.conj(), m1), np.kron(m0.conj(), m0)
+    b = max(vec.shape[0], coef.shape[0])
+    w = np.broadcast_to(vec * m0.conj()[None, :], (b, vec.shape[1]))
+    out = np.zeros((b, vec.shape[1]), dtype=np.complex128)
+    for idx in parts:
+        v = w[:, idx]
+        if not np.any(v != 0):
+            continue
+        sub = mats[:, idx[:, None], idx[None, :]]
+        t = None
+        if mirror is not None and np.array_equal(np.sort(mirror[idx]), idx):
+            t = _real_basis(np.searchsorted(idx, mirror[idx]))
+            vt = v @ t.T
+            if np.max(np.abs(vt.imag)) <= 1e-14 * max(float(np.max(np.abs(vt.real))), 1e-300):
+                res = _vector_chain(np.ascontiguousarray((t @ sub @ t.conj().T).real), coef, vt.real)
+                out[:, idx] = res @ t.conj()
+                continue
+        out[:, idx] = _vector_chain(sub, coef, v)
+    out *= m1[None, :]
+    return out
+
+
+def _vector_chain(sub: Any, coef: FloatArray, v: Any) -> Any:
+    """exp(G_{T−1})···exp(G_0)·v with G_t = Σ_j coef[:, t, j]·sub_j; sub (J, m, m), v (B, m)."""
+    m = sub.shape[-1]
+    diag = np.arange(m)
+    eps = 2.0**-53
+    v = np.array(v, dtype=np.result_type(sub, v))
+    for t in range(coef.shape[1]):
+        x = np.tensordot(coef[:, t, :], sub, axes=(1, 0))  # (Bc, m, m)
+        mu = np.trace(x, axis1=1, axis2=2) / m
+        x[:, diag, diag] -= mu[:, None]
+        theta = float(np.abs(x).sum(axis=1).max())
+        n_vec = max(1, math.ceil(theta / _VEC_THETA))
+        squarings = max(0, math.ceil(math.log2(theta / _THETA_MAX))) if theta > _THETA_MAX else 0
+        # Costs in matrix-vector products: substeps × the terms a substep of norm
+        # _VEC_THETA takes (~22), against 6 products and the squarings of the matrix
+        # exponential, then one product with the vectors.
+        if n_vec * 22 <= _PRODUCT_IN_MATVECS * m * (6 + squarings) + 1:
+            x /= n_vec
+            for _ in range(n_vec):
+                term = v
+                acc = v.copy()
+                small = 0
+                for k in range(1, _VEC_DEGREE + 1):
+                    term = np.matmul(x, term[..., None])[..., 0] / k
+                    acc = acc + term
+                    # Stop once two consecutive terms are below rounding (Al-Mohy & Higham).
+                    small = small + 1 if np.max(np.abs(term)) <= eps * np.max(np.abs(acc)) else 0
+                    if small == 2:
+                        break
+                v = acc
+        else:
+            x *= 0.5**squarings
+            x2 = x @ x
+            x3 = x2 @ x
+            x4 = x2 @ x2
+            c = _TAYLOR
+            p = c[16] * x4
+            for base in (12, 8, 4, 0):
+                if base != 12:
+                    p = x4 @ p
+                p += c[base + 1] * x + c[base + 2] * x2 + c[base + 3] * x3
+                p[:, diag, diag] += c[base]
+            for _ in range(squarings):
+                p = p @ p
+            v = np.matmul(p, v[..., None])[..., 0]
+        v = np.exp(mu)[:, None] * v
+    return v
 
 
 def _row(pulse: Pulse, b: int) -> Pulse:
@@ -454,7 +686,9 @@ def idle_propagator(om: OperatorModel, duration_s: float, open_system: bool, t0_
     base = om._cache.get(key)
     if base is None:
         mats = _terms(om, om.frame_hz, (), (), open_system)[:1]
-        base = _chain(mats[None], np.full((1, 1, 1), float(duration_s)))[0]
+        base = _chain(mats[None], np.full((1, 1, 1), float(duration_s)),
+                      parts=_blocks_of(om, om.frame_hz, (), (), open_system),
+                      mirror=_mirror(om, om.frame_hz, (), ()) if open_system else None)[0]
         base.setflags(write=False)
         if len([k for k in om._cache if k.startswith("fast:idle:")]) < 64:
             om._cache[key] = base

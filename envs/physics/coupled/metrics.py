@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -247,6 +247,9 @@ def _patterns(n: int) -> FloatArray:
     return np.array([[(k // 3 ** q) % 3 - 1 for q in range(m)] for k in range(3 ** m)], dtype=np.float64)
 
 
+_PATHS: dict[tuple[int, int, int], dict[int, tuple[str, list[Any]]]] = {}
+
+
 def _maximise_phases(coef: ComplexArray, n: int, n_random: int = 7, sweeps: int = 40,
                      newton: int = 8) -> tuple[FloatArray, FloatArray]:
     """max over θ ∈ R^{2n} of f(θ) = Re Σ_p C_p·e^{i p·θ}: (B,) values and (B, 2n) maximisers."""
@@ -266,20 +269,29 @@ def _maximise_phases(coef: ComplexArray, n: int, n_random: int = 7, sweeps: int 
     # phase vectors e^{i·(−1, 0, 1)·θ_r} of every other angle r.
     tensor = coef.reshape(bsz, *[3] * m).transpose(0, *range(m, 0, -1))
     letters = "acdefghijklmnopq"[:m]
-    paths: dict[int, tuple[str, list]] = {}
-    for q in range(m):
-        spec = "b" + letters + "," + ",".join("bs" + letters[r] for r in range(m) if r != q) + "->bs" + letters[q]
-        shapes = [tensor] + [np.empty((bsz, theta.shape[1], 3), dtype=np.complex128)] * (m - 1)
-        paths[q] = (spec, np.einsum_path(spec, *shapes, optimize="optimal")[0])
+    paths = _PATHS.get((m, bsz, theta.shape[1]))
+    if paths is None:
+        # The contraction order depends on the shapes only: searched once per shape (an env
+        # scores one gate per step, and the search cost more than the contractions).
+        paths = {}
+        for q in range(m):
+            spec = "b" + letters + "," + ",".join("bs" + letters[r] for r in range(m) if r != q) + "->bs" + letters[q]
+            shapes = [tensor] + [np.empty((bsz, theta.shape[1], 3), dtype=np.complex128)] * (m - 1)
+            paths[q] = (spec, np.einsum_path(spec, *shapes, optimize="optimal")[0])
+        if len(_PATHS) < 64:
+            _PATHS[(m, bsz, theta.shape[1])] = paths
     steps = np.array([-1.0, 0.0, 1.0])
+    # Each angle's phase vector, renewed when that angle moves (not once per use).
+    phase_vecs = [np.exp(1j * theta[..., r, None] * steps) for r in range(m)]
     for _ in range(sweeps):
         previous = theta.copy()
         for q in range(m):
-            vecs = [np.exp(1j * theta[..., r, None] * steps) for r in range(m) if r != q]
+            vecs = [phase_vecs[r] for r in range(m) if r != q]
             spec, path = paths[q]
             gq = np.einsum(spec, tensor, *vecs, optimize=path)  # (B, S, 3): p_q = −1, 0, +1
             g = gq[..., 2] + np.conj(gq[..., 0])
             theta[..., q] = np.where(np.abs(g) > 0, -np.angle(g), theta[..., q])
+            phase_vecs[q] = np.exp(1j * theta[..., q, None] * steps)
         if np.max(np.abs(np.angle(np.exp(1j * (theta - previous))))) < 1e-13:
             break
     # Newton on the best start, on the curved directions only: the Hessian is singular

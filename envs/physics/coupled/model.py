@@ -244,6 +244,13 @@ class Channel:
 
 def parse_channel(name: str) -> tuple[str, str, str]:
     """``'drive:q0@q1'`` -> ('drive', 'q0', 'q1'); raises ValueError on a malformed name."""
+    # Remembered per name: a device compiles every sequence against its channel names, so
+    # the same few names are parsed thousands of times per env step.
+    return _parse_channel(name) if isinstance(name, str) else _parse_channel.__wrapped__(name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_channel(name: str) -> tuple[str, str, str]:
     m = re.match(r"^(drive|flux|coupler):([A-Za-z][A-Za-z0-9_]*)(?:@([A-Za-z][A-Za-z0-9_]*))?$", name)
     if not isinstance(name, str) or m is None or (m.group(1) != "drive" and m.group(3)):
         raise ValueError(

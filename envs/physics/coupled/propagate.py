@@ -229,6 +229,14 @@ def evolve_states(model: Models, segments: Sequence[Segment], rho0: ArrayLike | 
             else:
                 controls[name] = u
         pulse = check_pulse(om0, controls, t0_s=t)
+        if open_system and eng == "numpy" and len(oms) == 1:
+            # The states through the pulse without its propagator (``fast.evolve_vectors``).
+            vec = rho.transpose(0, 2, 1).reshape(batch, -1)
+            moved = fast.evolve_vectors(om0, pulse, True, vec, max_phase_step)
+            if moved is not None:
+                rho = np.ascontiguousarray(moved.reshape(batch, om0.dimension, om0.dimension).transpose(0, 2, 1))
+                t += pulse.n_samples * om0.dt_s
+                continue
         # Only the blocks the states occupy are needed (from |00⟩ or a thermal state through
         # flux pulses: coherence order 0, 19 of 81 states for 2 × 3 levels).
         nz = rho != 0
