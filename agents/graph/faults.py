@@ -9,8 +9,8 @@ turns a finished run into ``Finding``\\ s, one per faulty target:
    experiment a node ran, of itself or of a dependency) give the deepest failing one: the
    last not-in-spec calibrate of another node that the failed node's work ran, or the node
    itself.
-2. **What was seen.** The root's last result carries a ``data["symptom"]`` from the node
-   library (``experiments.common``): ``no_response`` (no spectroscopy line, no Rabi
+2. **What was seen.** The root's last result (or, when it has none, the failed node's
+   own) carries a ``data["symptom"]`` from the node library (``experiments.common``): ``no_response`` (no spectroscopy line, no Rabi
    oscillation), ``coherence`` (T1 or T2* collapsed), ``distorted`` (a response the textbook
    model does not fit, e.g. a split line), ``no_coupling`` (no static ZZ on a coupler).
 3. **The fault named.** A qubit whose root failure is ``no_response`` is *dead*; one whose
@@ -30,7 +30,7 @@ from typing import Any
 
 from .experiment import ExperimentResult
 from .graph import CalibrationGraph
-from .scheduler import BLOCKED, FAILED, RunReport
+from .scheduler import FAILED, RunReport
 
 DEAD, TLS_LIKE, COUPLER_OFF, UNCLASSIFIED = "dead", "tls_like", "coupler_off", "unclassified"
 FAULT_NAMES = {DEAD: "dead qubit", TLS_LIKE: "TLS-like", COUPLER_OFF: "coupler off", UNCLASSIFIED: "unclassified"}
@@ -90,6 +90,10 @@ def _kind(target: str, symptom: str) -> str:
     return UNCLASSIFIED
 
 
+def _symptom(r: ExperimentResult | None) -> str:
+    return str((r.data or {}).get("symptom", "")) if r is not None else ""
+
+
 def root_cause(failed: str, ops: Sequence[Mapping[str, Any]]) -> str:
     """The deepest failing node of ``failed``'s work: the last not-in-spec ``calibrate`` of
     another node among the journal ``ops`` run for it, else ``failed`` itself."""
@@ -122,8 +126,14 @@ def isolate(report: RunReport, graph: CalibrationGraph, results: Mapping[str, Ex
             continue
         root = root_cause(name, ops)
         r = results.get(root) or results.get(name)
-        symptom = str((r.data or {}).get("symptom", "")) if r is not None else ""
+        symptom = _symptom(r)
         evidence = r.message if r is not None and r.message else o.message
+        own = results.get(name)
+        if not symptom and root != name and _symptom(own):
+            # The dependency's recalibration was refused without a symptom (a value that
+            # moved again); what the failed node itself saw names the fault.
+            symptom = _symptom(own)
+            evidence = f"{evidence}; {name}: {own.message if own is not None else o.message}"
         target = graph[root].prefix if root in graph else graph[name].prefix
         f = Finding(target, _kind(target, symptom), root, name, symptom, evidence, tuple(blocked_by.get(name, ())))
         prev = findings.get(target)
@@ -137,10 +147,5 @@ def isolate(report: RunReport, graph: CalibrationGraph, results: Mapping[str, Ex
     return list(findings.values())
 
 
-def blocked_reasons(report: RunReport) -> dict[str, str]:
-    """Each blocked node with the failed node that blocked it (the report's ``blocked``)."""
-    return {n: str(o.blocked_by) for n, o in report.outcomes.items() if o.outcome == BLOCKED}
-
-
-__all__ = ["COUPLER_OFF", "DEAD", "FAULT_NAMES", "TLS_LIKE", "UNCLASSIFIED", "Finding", "blocked_reasons",
-           "isolate", "root_cause"]
+__all__ = ["COUPLER_OFF", "DEAD", "FAULT_NAMES", "TLS_LIKE", "UNCLASSIFIED", "Finding", "isolate",
+           "root_cause"]

@@ -11,8 +11,10 @@ the folder, held by ``hardware.session_lock`` for the whole run (a second proces
 same run_id is refused, naming the holder's PID): ``journal.jsonl`` (every node start and
 result), ``ledger.json`` (the run's shots), ``store.json`` (the versioned parameters, or
 the shared store ``store`` names), ``report.json`` (every node's outcome, the failed and
-the blocked with what blocked them, the run clock and shots; with ``device.spectators=none``
-an ``evaluation`` section, truth-only), ``report/index.html`` (the HTML report and its
+the blocked with what blocked them, the run clock and shots, the faulty qubits and
+couplers named from the failures (``faults``, ``agents.graph.faults``); with
+``device.spectators=none`` an ``evaluation`` section and with ``device.faults`` the planted
+faults, both truth-only), ``report/index.html`` (the HTML report and its
 PNGs), ``config.yaml`` (this run's
 resolved settings) and, with ``export_qibolab``, ``qibolab_parameters.json``.
 

@@ -194,3 +194,35 @@ def test_the_zz_probe_tells_a_coupler_off_from_a_working_one() -> None:
     assert off.status == "out_of_spec" and off.data["symptom"] == NO_COUPLING
     assert on.status == "in_spec" and abs(on.values["q2-q3.zz_hz"]) > 40e3
     assert math.isfinite(on.quality["zz_hz_stderr"]) and on.quality["zz_hz_stderr"] < 10e3
+
+
+def _compose(tmp_path: Path, *overrides: str) -> Any:
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module("pulsecal.configs", version_base="1.3"):
+        return compose("calibrate", overrides=[f"out_dir={tmp_path / 'runs'}", "progress=false", *overrides])
+
+
+def test_pulsecal_calibrate_plants_a_fault_and_names_it_in_summary_and_report(tmp_path: Path) -> None:
+    import io
+    import json
+
+    from pulsecal.agents.pipelines.calibrate import calibrate
+
+    out = io.StringIO()
+    calibrate(_compose(tmp_path, "graph.qubits=[q5]", "device.spectators=none", "run_id=dead",
+                       "device.faults=[{kind: dead, qubit: q5}]"), stream=out)
+    text = out.getvalue()
+    assert "fault q5: no response in spectroscopy:q5 — dead qubit (9 nodes blocked)" in text
+    summary = json.loads((tmp_path / "runs" / "dead" / "report.json").read_text())
+    assert [(f["target"], f["kind"]) for f in summary["faults"]] == [("q5", "dead")]
+    assert summary["planted_faults"]["faults"] == [{"kind": "dead", "qubit": "q5"}]
+
+
+def test_a_bad_fault_is_refused_naming_the_key(tmp_path: Path) -> None:
+    from pulsecal.agents.pipelines.calibrate import calibrate
+    from pulsecal.configs.schema import ConfigError
+
+    with pytest.raises(ConfigError, match=r"device.faults.*\[0\]\.pair: not a field of a dead fault"):
+        calibrate(_compose(tmp_path, "device.faults=[{kind: dead, pair: q1-q2}]"))
+    assert not (tmp_path / "runs").exists()
