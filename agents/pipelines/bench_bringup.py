@@ -172,8 +172,8 @@ def report_lines(runs: Sequence[BringUp]) -> list[str]:
             lines.append(f"    finding {f['line']}")
         for m in r.missed:
             lines.append(f"    MISSED {m}")
-        for f in r.false_faults:
-            lines.append(f"    FALSE {f}")
+        for line in r.false_faults:
+            lines.append(f"    FALSE {line}")
         for q, (x_r, sx_r) in r.unverified_over_limit.items():
             lines.append(f"    {q}: RB did not pass; true X error {x_r:.3f}×, X90 {sx_r:.3f}× the coherence limit")
     xs = [v for r in runs for v in r.x_over_limit.values()]

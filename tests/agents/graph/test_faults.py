@@ -182,6 +182,28 @@ def test_the_root_cause_is_the_deepest_failing_dependency() -> None:
     assert root_cause("ramsey:q2", ops) == "ramsey:q2"
 
 
+def test_a_diagnosed_dependency_without_a_symptom_is_named_by_what_the_failed_node_saw() -> None:
+    from pulsecal.agents.graph.checks import IdlePopulation
+    from pulsecal.agents.graph.experiment import ExperimentResult
+    from pulsecal.agents.graph.graph import CalibrationGraph
+    from pulsecal.agents.graph.node import Node
+    from pulsecal.agents.graph.scheduler import NodeOutcome, RunReport
+
+    exp = IdlePopulation()
+    graph = CalibrationGraph([Node(exp, "q4", "ramsey"), Node(exp, "q4", "t1", ("ramsey:q4",)),
+                              Node(exp, "q4", "rb1q", ("t1:q4",))])
+    report = RunReport({"ramsey:q4": NodeOutcome("ramsey:q4", CALIBRATED),
+                        "t1:q4": NodeOutcome("t1:q4", FAILED, message="attempt 2: ..."),
+                        "rb1q:q4": NodeOutcome("rb1q:q4", BLOCKED, blocked_by="t1:q4")})
+    results = {"ramsey:q4": ExperimentResult("ramsey", "q4", "out_of_spec", message="q4 frequency moved"),
+               "t1:q4": ExperimentResult("t1", "q4", "bad_data", data={"symptom": "coherence"},
+                                         message="q4 T1: too short")}
+    ops = [{"node": "t1:q4", "of": "ramsey:q4", "op": "calibrate", "result": {"status": "out_of_spec"}}]
+    (f,) = isolate(report, graph, results, ops)
+    assert (f.target, f.kind, f.node, f.failed, f.symptom) == ("q4", TLS_LIKE, "ramsey:q4", "t1:q4", "coherence")
+    assert f.blocked == ("rb1q:q4",) and "q4 T1: too short" in f.evidence
+
+
 @pytest.mark.slow
 def test_the_zz_probe_tells_a_coupler_off_from_a_working_one() -> None:
     from pulsecal.agents.graph.experiments.zz import NO_COUPLING, StaticZZ
