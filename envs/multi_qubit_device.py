@@ -85,12 +85,16 @@ class MultiQubitParams:
         readout: assignment matrices, readout crosstalk, two- or three-state.
         rep_time_s: device time per shot (pulses, readout, reset), in (0, 1] s.
         iq: single-shot IQ readout for ``run_iq``, or None (counts only).
+        defects: modes that are material defects (a planted TLS, ``envs.multi_qubit_faults``)
+            rather than circuit modes: simulated with every touched mode they couple to,
+            whatever ``spectators`` says, since a defect is part of its qubit's environment.
     """
 
     model: DeviceModel | OperatorModel
     readout: Readout = dataclasses.field(default_factory=Readout)
     rep_time_s: float = 200e-6
     iq: IQReadout | None = None
+    defects: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.model, CoupledModel):
@@ -112,6 +116,10 @@ class MultiQubitParams:
             names = {x for c in self.iq.crosstalk for x in (c.source, c.target)} | set(self.iq.qubits)
             for q in sorted(names):
                 require(q in qubits, "MultiQubitParams.iq", q, f"qubits of the model {list(qubits)}")
+        object.__setattr__(self, "defects", tuple(self.defects))
+        for d in self.defects:
+            ok = isinstance(self.model, DeviceModel) and d in self.model.names and d not in qubits
+            require(ok, "MultiQubitParams.defects", d, "a non-qubit mode of the model")
 
     @property
     def qubits(self) -> tuple[str, ...]:
@@ -544,6 +552,8 @@ class SimulatedMultiQubitDevice:
         keep = set(whole)
         if self._spectators == "neighbours":
             keep |= model.neighbours(touched)
+        elif self._base.defects:
+            keep |= model.neighbours(touched) & set(self._base.defects)
         return whole, tuple(n for n in model.names if n in keep)
 
     def _subsystem(self, sched: Schedule) -> tuple[tuple[str, ...], OperatorModel]:

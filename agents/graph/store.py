@@ -135,6 +135,11 @@ class ParameterStore:
         """Every name at its newest value: the flat mapping nodes read."""
         out: dict[str, float] = {}
         for v in self._versions:
+            # "<name>_stderr" is the uncertainty of the "<name>" written with it: a newer
+            # value written without one (a prior, an import) leaves none, not a stale one.
+            for k in v.values:
+                if f"{k}_stderr" not in v.values:
+                    out.pop(f"{k}_stderr", None)
             out.update(v.values)
         return out
 

@@ -11,8 +11,10 @@ the folder, held by ``hardware.session_lock`` for the whole run (a second proces
 same run_id is refused, naming the holder's PID): ``journal.jsonl`` (every node start and
 result), ``ledger.json`` (the run's shots), ``store.json`` (the versioned parameters, or
 the shared store ``store`` names), ``report.json`` (every node's outcome, the failed and
-the blocked with what blocked them, the run clock and shots; with ``device.spectators=none``
-an ``evaluation`` section, truth-only), ``report/index.html`` (the HTML report and its
+the blocked with what blocked them, the run clock and shots, the faulty qubits and
+couplers named from the failures (``faults``, ``agents.graph.faults``); with
+``device.spectators=none`` an ``evaluation`` section and with ``device.faults`` the planted
+faults, both truth-only), ``report/index.html`` (the HTML report and its
 PNGs), ``config.yaml`` (this run's
 resolved settings) and, with ``export_qibolab``, ``qibolab_parameters.json``.
 
@@ -23,9 +25,11 @@ the key; another run_id starts afresh).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -34,6 +38,7 @@ import numpy as np
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from pulsecal.agents.graph.faults import Finding, isolate
 from pulsecal.agents.graph.graph import CalibrationGraph, GraphError, graph_from_definition
 from pulsecal.agents.graph.journal import Journal, read_state
 from pulsecal.agents.graph.report import write_report
@@ -46,8 +51,10 @@ from pulsecal.agents.pipelines.calibrate_backend import (
     graph_gate,
     make_backend,
 )
-from pulsecal.agents.pipelines.calibrate_report import evaluate, report_input
+from pulsecal.agents.pipelines.calibrate_report import _last_results, evaluate, report_input
 from pulsecal.configs.schema import ConfigError
+from pulsecal.envs.multi_qubit_device import SimulatedMultiQubitDevice
+from pulsecal.envs.multi_qubit_faults import parse_faults, plant_faults
 from pulsecal.envs.multi_qubit_presets import (
     MultiQubitPreset,
     get_multi_qubit_preset,
@@ -77,6 +84,9 @@ class MultiQubitDeviceConf:
     spectators: str = "neighbours"
     spectator_levels: int | None = 2
     max_dimension: int | None = 81
+    # planted faults (envs/multi_qubit_faults.py), e.g. [{kind: dead, qubit: q5}]; a fault
+    # without its qubit/pair is placed by the run's seed
+    faults: Any = None
 
 
 @dataclass
@@ -118,6 +128,12 @@ class CalibrateConf:
             raise ConfigError("device.spectator_levels", f"{s.spectator_levels}: allowed an integer >= 2 or null")
         if s.max_dimension is not None and s.max_dimension < 2:
             raise ConfigError("device.max_dimension", f"{s.max_dimension}: allowed an integer >= 2 or null")
+        try:
+            parse_faults(s.faults)
+        except ValueError as err:
+            raise ConfigError("device.faults", str(err)) from None
+        if s.faults and self.backend is not None:
+            raise ConfigError("device.faults", "faults are planted in a simulated device: allowed none with backend")
         if self.priors is not None and self.priors not in PRIOR_KINDS:
             raise ConfigError("priors", f"{self.priors!r}: allowed one of {list(PRIOR_KINDS)} or null")
         if not 0.0 <= self.priors_frequency_spread_hz <= 1e9:
@@ -282,12 +298,16 @@ def calibrate(cfg: DictConfig, *, stream: TextIO | None = None) -> RunReport:
                          experiment_id=str(_qibolab_file(conf.start_from)), run_id=conf.run_id)
         d = conf.device
         device: Any
+        planted: tuple[Any, ...] = ()
         if p.backend is not None:
             device = backend_device(p.backend, conf.backend, folder, conf.run_id, p.edges)
         else:
-            device = p.preset.make(np.random.default_rng(conf.seed), open_system=d.open_system,
-                                   spectators=d.spectators,  # type: ignore[arg-type]
-                                   spectator_levels=d.spectator_levels, max_dimension=d.max_dimension)
+            params, drift, planted = plant_faults(p.preset.params, p.preset.drift, parse_faults(d.faults),
+                                                  np.random.default_rng([conf.seed, 0xFA17]))
+            device = SimulatedMultiQubitDevice(params, drift, rng=np.random.default_rng(conf.seed),
+                                               open_system=d.open_system,
+                                               spectators=d.spectators,  # type: ignore[arg-type]
+                                               spectator_levels=d.spectator_levels, max_dimension=d.max_dimension)
         if conf.priors is not None and not resumed and not any(v.node == "priors" for v in store.versions):
             if p.backend is not None:
                 values = backend_priors(p.backend, p.qubits, graph_gate(p.graph), device.dt_s, conf.seed,
@@ -307,25 +327,33 @@ def calibrate(cfg: DictConfig, *, stream: TextIO | None = None) -> RunReport:
                               budget_shots=conf.budget_shots, progress=progress.node, config=p.settings)
             report = sched.run()
         summary = report.to_dict()
+        findings = isolate(report, p.graph, _last_results(journal),
+                           [r for r in journal.records() if r.get("event") == "op"])
+        summary["faults"] = [f.to_dict() for f in findings]
+        if p.backend is None and planted:
+            summary["planted_faults"] = {"truth_only": True, "faults": [f.to_dict() for f in planted]}
         # Truth exists only on a simulated device; a backend's run is judged by its verdicts.
         evaluation = evaluate(device, store.current(), p.qubits, report) if p.backend is None else {}
         if evaluation:
             summary["evaluation"] = {"truth_only": True, "note": "simulation truth (bench_nodes.true_errors), "
                                      "never read by a node", "qubits": evaluation}
         name = conf.device.preset if p.backend is None else getattr(p.backend, "name", "backend")
-        write_report(folder / "report", report_input(conf.run_id, name, p.graph, report, journal,
-                                                     p.qubits, p.edges, store.current(), evaluation))
+        inp = report_input(conf.run_id, name, p.graph, report, journal, p.qubits, p.edges, store.current(),
+                           evaluation)
+        if findings:
+            inp = dataclasses.replace(inp, notes=(*inp.notes, *(f"Fault: {f.line}" for f in findings)))
+        write_report(folder / "report", inp)
         if conf.export_qibolab is not None:
             base = json.loads(_qibolab_file(conf.export_qibolab).read_text())
             unmapped = write_qibolab(folder / "qibolab_parameters.json", store.current(), base)
             summary["qibolab_export"] = {"base": str(_qibolab_file(conf.export_qibolab)), "not_mapped": unmapped}
         (folder / "report.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
-    for line in summary_lines(report, folder, len(p.graph)):
+    for line in summary_lines(report, folder, len(p.graph), findings):
         print(line, file=out)
     return report
 
 
-def summary_lines(report: RunReport, folder: Path, total: int) -> list[str]:
+def summary_lines(report: RunReport, folder: Path, total: int, findings: Sequence[Finding] = ()) -> list[str]:
     counts = report.to_dict()["counts"]
     lines = [f"{folder}: {total} nodes: " + ", ".join(f"{n} {k}" for k, n in counts.items() if n)
              + f"; {report.shots} shots, {report.clock_s:.3f} s of device time ({report.clock_s / 60:.2f} min)"
@@ -337,6 +365,8 @@ def summary_lines(report: RunReport, folder: Path, total: int) -> list[str]:
         by.setdefault(str(root), []).append(n)
     for root, names in by.items():
         lines.append(f"  blocked by {root}: {', '.join(names)}")
+    for f in findings:
+        lines.append(f"  fault {f.line}")
     return lines
 
 

@@ -57,7 +57,7 @@ def report_input(run_id: str, device: str, graph: CalibrationGraph, report: RunR
             if math.isfinite(current.get(f"{q}.gate_error", math.nan)) and 0 <= current[f"{q}.gate_error"] <= 1}
     fid = {q: float(current[f"{q}.readout_fidelity"]) for q in qubits if f"{q}.readout_fidelity" in current}
     notes = ["1Q errors on the map are the run's RB results; readout fidelities its readout nodes'.",
-             "Two-qubit nodes are not in the node library yet: couplers ran the idle check only."]
+             "Two-qubit nodes are not in the node library yet: couplers ran the idle check and the static ZZ probe only."]
     if evaluation:
         ratios = [f"{q} {v['mean_error_over_limit']:.2f}×" for q, v in evaluation.items()]
         notes.append("Truth-only evaluation (simulation, not measured): mean X/X90 error over the coherence "

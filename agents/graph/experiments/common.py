@@ -11,6 +11,17 @@ assignment errors ``qN.readout_p01`` = P(read 1 | prepared 0) and ``qN.readout_p
 P(read 0 | prepared 1) (the readout-classification node's confusion matrix), P(1) is
 corrected to (P1 − p01)/(1 − p01 − p10); otherwise it is the raw fraction and the fits
 carry the assignment error in their offset and contrast.
+
+Confirmation (``agrees``): an experiment's verdict on a stored value compares two
+estimates, the new one and the stored one, and both are noisy: the difference is tested
+as z = |new − stored| / √(se_new² + se_stored²), where se_stored is the standard error the
+writer of the stored value recorded beside it (``"<name>_stderr"``, ``stderr_key``; 0 for a
+prior or an imported value, which carry none). The threshold ``CONFIRM_Z`` holds the
+false-alarm rate of a whole bring-up: a ``ring_8`` bring-up makes up to ~100 such
+comparisons (8 qubits × ~6 confirming nodes × up to 2 confirmations), and a Bonferroni
+bound of 5 % over them is a two-sided 5e-4 per comparison, z = 3.48. Below a physical
+tolerance (``min_tolerance``, each experiment's ``tolerance``) a difference is in spec
+whatever its z: it is too small to matter for the gate.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import least_squares
+from scipy.stats import norm
 
 from ..experiment import REPETITION_TIME_S, ExperimentResult, Status
 from .pulses import Program
@@ -40,6 +52,36 @@ def check_float(owner: str, name: str, value: object, low: float, high: float) -
         float(value)) and low <= float(value) <= high
     if not ok:
         raise ValueError(f"{owner}.{name}={value!r} is out of range: allowed a number in [{low}, {high}]")
+
+
+# A bring-up's false-alarm budget over its number of confirmations (module docstring).
+BRINGUP_FALSE_ALARM = 0.05
+BRINGUP_CONFIRMATIONS = 100
+CONFIRM_Z = float(norm.isf(BRINGUP_FALSE_ALARM / BRINGUP_CONFIRMATIONS / 2.0))
+
+
+def stderr_key(name: str) -> str:
+    """The store name of ``name``'s standard error: ``"q3.pi_amplitude_stderr"``."""
+    return f"{name}_stderr"
+
+
+def stored_stderr(params: Mapping[str, float], name: str) -> float:
+    """The standard error recorded with the stored ``name`` (0 when none was: a prior)."""
+    v = params.get(stderr_key(name))
+    if v is None:
+        return 0.0
+    v = float(v)
+    if not (math.isfinite(v) and v >= 0):
+        raise ValueError(f"parameter {stderr_key(name)!r} = {v!r}: allowed a standard error >= 0")
+    return v
+
+
+def agrees(difference: float, se_new: float, se_stored: float, min_tolerance: float) -> bool:
+    """Whether a new estimate ``difference`` away from the stored one is consistent with it
+    (module docstring): |Δ| within ``min_tolerance`` or within ``CONFIRM_Z`` combined
+    standard errors."""
+    sigma = math.hypot(se_new, se_stored)
+    return abs(difference) <= max(min_tolerance, CONFIRM_Z * sigma)
 
 
 class PointScan:
@@ -172,15 +214,37 @@ def weighted_fit(model: Callable[[FloatArray, FloatArray], FloatArray], x: Float
 def result(name: str, target: str, status: Status, m: Measurement, *, values: Mapping[str, float] | None = None,
            quality: Mapping[str, float] | None = None, x: Sequence[float] = (), fit: Sequence[float] = (),
            x_label: str = "", y_label: str = "P(1)", message: str = "",
-           extra_data: Mapping[str, Any] | None = None) -> ExperimentResult:
+           extra_data: Mapping[str, Any] | None = None, symptom: str = "") -> ExperimentResult:
     data: dict[str, Any] = {
         "x": [float(v) for v in x], "y": [float(v) for v in m.p1], "y_err": [float(v) for v in m.sd],
         "fit": [float(v) if math.isfinite(v) else None for v in fit], "x_label": x_label, "y_label": y_label,
     }
     data.update(extra_data or {})
+    if symptom:
+        data["symptom"] = symptom
     return ExperimentResult(name, target, status, dict(values or {}),
                             {k: float(v) for k, v in (quality or {}).items()}, m.shots, m.device_time_s,
                             data, message)
+
+
+# What a failed result saw, for the graph's fault isolation (``agents.graph.faults``):
+# ``data["symptom"]`` of a result that is not in spec.
+NO_RESPONSE = "no_response"      # no line, no Rabi oscillation: the qubit does not answer
+DISTORTED = "distorted"          # a response the textbook model does not fit (a split line)
+COHERENCE = "coherence"          # T1 or T2* far below what the scan (or the spec) allows
+SYMPTOMS = (NO_RESPONSE, DISTORTED, COHERENCE)
+
+
+# A scan whose points a constant fits within this reduced χ² shows no response at all
+# (31 points of a real Rabi or spectroscopy scan give hundreds).
+FLAT_CHI2 = 3.0
+
+
+def flat_chi2(m: Measurement) -> float:
+    """Reduced χ² of the best constant through the scan: ~1 when nothing responds."""
+    w = 1.0 / np.square(m.sd)
+    mean = float(np.sum(w * m.p1) / np.sum(w))
+    return float(np.sum(w * np.square(m.p1 - mean)) / max(1, m.p1.size - 1))
 
 
 def fit_problem(fit: Fit, max_chi2: float) -> str | None:

@@ -29,12 +29,15 @@ from ..experiment import ExperimentResult, Status
 from .common import (
     Measurement,
     PointScan,
+    agrees,
     check_float,
     check_int,
     check_target,
     fit_problem,
     measure,
     result,
+    stderr_key,
+    stored_stderr,
     weighted_fit,
 )
 from .pulses import DEFAULT_GATE, QubitPulses, program
@@ -44,8 +47,8 @@ from .pulses import DEFAULT_GATE, QubitPulses, program
 class Drag(PointScan):
     """Settings: ``span_s`` (half-width of the β sweep around the stored β),
     ``points``/``shots_per_point`` (full form; two sequences per point),
-    ``cheap_points``/``cheap_shots_per_point``, ``tolerance_s`` (|β* − stored| still in
-    spec), ``min_slope`` (|d(P_A − P_B)/dβ| per ns below which β is not determined),
+    ``cheap_points``/``cheap_shots_per_point``, ``tolerance_s`` (|β* − stored| in spec
+    whatever its significance; beyond it ``common.agrees`` decides), ``min_slope`` (|d(P_A − P_B)/dβ| per ns below which β is not determined),
     ``max_chi2``, ``gate``; ``method`` ("pair" or "train") and ``repetitions`` (n of the
     train; the train's ``min_slope`` is its smallest fitted a·(n/T)² curvature scale)."""
 
@@ -88,7 +91,7 @@ class Drag(PointScan):
 
     @property
     def writes(self) -> tuple[str, ...]:
-        return ("{t}.drag_beta",)
+        return ("{t}.drag_beta", "{t}.drag_beta_stderr")
 
     def shots(self, cheap: bool) -> int:
         # The pair form measures two sequences per point.
@@ -117,7 +120,8 @@ class Drag(PointScan):
             programs.append(program(p).play(x).play(x90, math.pi / 2))  # X, then Y90
             programs.append(program(p).play(x, math.pi / 2).play(x90))  # Y, then X90
         if self.method == "train":
-            return self._train(q, base.drag_beta_s, betas, measure(device, programs, shots, params, q))
+            return self._train(q, base.drag_beta_s, stored_stderr(params, f"{q}.drag_beta"), betas,
+                               measure(device, programs, shots, params, q))
         m_all = measure(device, programs, shots, params, q)
         pa, pb = m_all.p1[0::2], m_all.p1[1::2]
         diff = pa - pb
@@ -145,11 +149,13 @@ class Drag(PointScan):
             problem = f"β uncertainty {se:.3g} s too large"
         if problem is not None:
             return result(self.name, q, "bad_data", m, message=f"{q} DRAG: {problem}", **common)
-        status: Status = "in_spec" if abs(beta - base.drag_beta_s) <= max(self.tolerance_s, 2 * se) else "out_of_spec"
-        return result(self.name, q, status, m, values={f"{q}.drag_beta": beta},
+        ok = agrees(beta - base.drag_beta_s, se, stored_stderr(params, f"{q}.drag_beta"), self.tolerance_s)
+        status: Status = "in_spec" if ok else "out_of_spec"
+        return result(self.name, q, status, m, values={f"{q}.drag_beta": beta, stderr_key(f"{q}.drag_beta"): se},
                       message=f"{q} DRAG β {beta * 1e9:.4f} ± {se * 1e9:.4f} ns", **common)
 
-    def _train(self, q: str, stored: float, betas: np.ndarray, m: Measurement) -> ExperimentResult:
+    def _train(self, q: str, stored: float, stored_se: float, betas: np.ndarray,
+               m: Measurement) -> ExperimentResult:
         xs = (betas - stored) / 1e-9  # ns about the stored β
         n = self.repetitions
 
@@ -177,6 +183,6 @@ class Drag(PointScan):
             problem = f"β uncertainty {se:.3g} s too large"
         if problem is not None:
             return result(self.name, q, "bad_data", m, message=f"{q} DRAG: {problem}", **common)
-        status: Status = "in_spec" if abs(beta - stored) <= max(self.tolerance_s, 2 * se) else "out_of_spec"
-        return result(self.name, q, status, m, values={f"{q}.drag_beta": beta},
+        status: Status = "in_spec" if agrees(beta - stored, se, stored_se, self.tolerance_s) else "out_of_spec"
+        return result(self.name, q, status, m, values={f"{q}.drag_beta": beta, stderr_key(f"{q}.drag_beta"): se},
                       message=f"{q} DRAG β {beta * 1e9:.4f} ± {se * 1e9:.4f} ns (pseudo-identity train)", **common)

@@ -18,7 +18,18 @@ import numpy as np
 
 from ....envs.drag import DragGate
 from ..experiment import ExperimentResult, Status
-from .common import check_float, check_int, check_target, fit_problem, measure, result, weighted_fit
+from .common import (
+    agrees,
+    check_float,
+    check_int,
+    check_target,
+    fit_problem,
+    measure,
+    result,
+    stderr_key,
+    stored_stderr,
+    weighted_fit,
+)
 from .pulses import DEFAULT_GATE, QubitPulses, program
 
 
@@ -26,7 +37,7 @@ from .pulses import DEFAULT_GATE, QubitPulses, program
 class FineAmplitude:
     """Settings: ``max_pulses`` (N runs 0..max_pulses), ``shots_per_point`` (full form),
     ``cheap_max_pulses``/``cheap_shots_per_point`` (check_data), ``max_error`` (the |ε| the
-    grid search covers), ``tolerance`` (|ε| still in spec), ``max_chi2``, ``gate``."""
+    grid search covers), ``tolerance`` (|ε| in spec whatever its significance; beyond it ``common.agrees`` decides), ``max_chi2``, ``gate``."""
 
     max_pulses: int = 24
     shots_per_point: int = 200
@@ -57,7 +68,7 @@ class FineAmplitude:
 
     @property
     def writes(self) -> tuple[str, ...]:
-        return ("{t}.pi_amplitude",)
+        return ("{t}.pi_amplitude", "{t}.pi_amplitude_stderr")
 
     def _plan(self, cheap: bool) -> tuple[int, int]:
         return (self.cheap_max_pulses, self.cheap_shots_per_point) if cheap else (
@@ -111,6 +122,9 @@ class FineAmplitude:
         if problem is not None:
             return result(self.name, q, "bad_data", m, message=f"{q} fine amplitude: {problem}", **common)
         new = pulses.pi_amplitude / (1.0 + eps)
-        status: Status = "in_spec" if abs(eps) <= max(self.tolerance, 2 * se) else "out_of_spec"
-        return result(self.name, q, status, m, values={f"{q}.pi_amplitude": new},
+        # ε is measured against the stored amplitude, itself an estimate (common.agrees).
+        stored_se = stored_stderr(params, f"{q}.pi_amplitude") / abs(pulses.pi_amplitude)
+        status: Status = "in_spec" if agrees(eps, se, stored_se, self.tolerance) else "out_of_spec"
+        return result(self.name, q, status, m, values={f"{q}.pi_amplitude": new,
+                                                       stderr_key(f"{q}.pi_amplitude"): abs(new) * se},
                       message=f"{q} π amplitude {new:.5f} (error {eps * 100:+.3f} ± {se * 100:.3f} %)", **common)

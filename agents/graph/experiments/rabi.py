@@ -19,12 +19,19 @@ import numpy as np
 from ....envs.drag import DragGate
 from ..experiment import ExperimentResult, Status
 from .common import (
+    DISTORTED,
+    FLAT_CHI2,
+    NO_RESPONSE,
     PointScan,
+    agrees,
     check_float,
     check_target,
     fit_problem,
+    flat_chi2,
     measure,
     result,
+    stderr_key,
+    stored_stderr,
     weighted_fit,
 )
 from .pulses import DEFAULT_GATE, QubitPulses, program
@@ -34,7 +41,8 @@ from .pulses import DEFAULT_GATE, QubitPulses, program
 class Rabi(PointScan):
     """Settings: ``span`` (largest amplitude over the prior), ``points``/``shots_per_point``
     (full form), ``cheap_points``/``cheap_shots_per_point`` (check_data), ``tolerance``
-    (relative |A_π − prior| still in spec), ``min_contrast``, ``max_chi2``, ``gate``."""
+    (relative |A_π − prior| in spec whatever its significance; beyond it the
+    new and stored values are compared by ``common.agrees``), ``min_contrast``, ``max_chi2``, ``gate``."""
 
     span: float = 2.5
     points: int = 31
@@ -64,7 +72,7 @@ class Rabi(PointScan):
 
     @property
     def writes(self) -> tuple[str, ...]:
-        return ("{t}.pi_amplitude",)
+        return ("{t}.pi_amplitude", "{t}.pi_amplitude_stderr")
 
     def run(self, device: Any, target: str | tuple[str, ...], params: Mapping[str, float],
             rng: np.random.Generator, *, cheap: bool = False) -> ExperimentResult:
@@ -91,6 +99,10 @@ class Rabi(PointScan):
         quality = {"chi2_red": fit.chi2_red, "pi_amplitude_stderr": se, "contrast": contrast}
         common: dict[str, Any] = dict(quality=quality, x=amps, fit=fit.curve, x_label="pulse amplitude (full scale)")
         problem = fit_problem(fit, self.max_chi2)
+        flat = flat_chi2(m)
+        if flat < FLAT_CHI2:
+            problem = f"no Rabi response: P(1) flat within shot noise (reduced chi2 of a constant {flat:.2f})"
+            contrast = 0.0
         if problem is None and contrast < self.min_contrast:
             problem = f"no Rabi response: contrast {contrast:.3f} < min_contrast {self.min_contrast}"
         line_limit = 1.0 / unit_peak
@@ -103,7 +115,11 @@ class Rabi(PointScan):
         if problem is None and not se < 0.1 * a_pi:
             problem = f"A_π uncertainty {se:.3g} is over 10 % of A_π"
         if problem is not None:
-            return result(self.name, q, "bad_data", m, message=f"{q} Rabi: {problem}", **common)
-        status: Status = "in_spec" if abs(a_pi - prior) <= max(self.tolerance * prior, 2 * se) else "out_of_spec"
-        return result(self.name, q, status, m, values={f"{q}.pi_amplitude": a_pi},
+            symptom = NO_RESPONSE if not contrast >= self.min_contrast else DISTORTED
+            return result(self.name, q, "bad_data", m, message=f"{q} Rabi: {problem}", symptom=symptom, **common)
+        # The stored A_π is an estimate too (common.agrees): its own error enters the test.
+        ok = agrees(a_pi - prior, se, stored_stderr(params, f"{q}.pi_amplitude"), self.tolerance * prior)
+        status: Status = "in_spec" if ok else "out_of_spec"
+        return result(self.name, q, status, m, values={f"{q}.pi_amplitude": a_pi,
+                                                       stderr_key(f"{q}.pi_amplitude"): se},
                       message=f"{q} π amplitude {a_pi:.4f} ± {se:.4f} (prior {prior:.4f})", **common)

@@ -17,7 +17,19 @@ import numpy as np
 
 from ....envs.drag import DragGate
 from ..experiment import ExperimentResult, Status
-from .common import check_float, check_int, check_target, fit_problem, measure, result, weighted_fit
+from .common import (
+    COHERENCE,
+    agrees,
+    check_float,
+    check_int,
+    check_target,
+    fit_problem,
+    measure,
+    result,
+    stderr_key,
+    stored_stderr,
+    weighted_fit,
+)
 from .pulses import DEFAULT_GATE, QubitPulses, param, program
 
 TWO_PI = 2.0 * math.pi
@@ -78,7 +90,7 @@ class Ramsey:
 
     @property
     def writes(self) -> tuple[str, ...]:
-        return ("{t}.frequency_hz", "{t}.t2star_s")
+        return ("{t}.frequency_hz", "{t}.frequency_hz_stderr", "{t}.t2star_s")
 
     def _plan(self, cheap: bool) -> tuple[int, int, float]:
         if cheap:
@@ -140,10 +152,12 @@ class Ramsey:
         if problem is None and not t2_resolved and not cheap and self.require_t2star:
             problem = f"T2* = {t2:.3g} s not resolved within delays up to {max_delay:.3g} s"
         if problem is not None:
-            return result(self.name, q, "bad_data", m, message=f"{q} Ramsey: {problem}", **common)
+            return result(self.name, q, "bad_data", m, message=f"{q} Ramsey: {problem}", symptom=COHERENCE,
+                          **common)
         new = prior + error
-        status: Status = "in_spec" if abs(error) <= max(self.tolerance_hz, 2 * se_f) else "out_of_spec"
-        values = {f"{q}.frequency_hz": new}
+        ok = agrees(error, se_f, stored_stderr(params, f"{q}.frequency_hz"), self.tolerance_hz)
+        status: Status = "in_spec" if ok else "out_of_spec"
+        values = {f"{q}.frequency_hz": new, stderr_key(f"{q}.frequency_hz"): se_f}
         t2_text = "T2* beyond the scan"
         if t2_resolved:
             values[f"{q}.t2star_s"] = t2

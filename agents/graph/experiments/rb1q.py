@@ -109,7 +109,12 @@ class RB1Q:
                     for kind, phi in (*steps, *extra):
                         prog.play(x if kind == "X" else x90, phi)
                     programs.append(prog)
-        m_all = measure(device, programs, shots, params, q)
+        # The difference of the two recoveries cancels the readout exactly, so the counts are
+        # not readout-corrected: a stored confusion matrix that is not the counts' own (the
+        # IQ classifier's, on a device whose counts come from another readout) would only
+        # rescale A beyond its fit bound, never change p.
+        raw = {k: v for k, v in params.items() if k not in (f"{q}.readout_p01", f"{q}.readout_p10")}
+        m_all = measure(device, programs, shots, raw, q)
         survival = (1.0 - m_all.p1).reshape(len(lengths), k, 2)
         diff = survival[:, :, 0] - survival[:, :, 1]
         mean = diff.mean(axis=1)

@@ -23,12 +23,19 @@ import numpy as np
 from ....envs.drag import DragGate
 from ..experiment import ExperimentResult, Status
 from .common import (
+    DISTORTED,
+    FLAT_CHI2,
+    NO_RESPONSE,
     PointScan,
+    agrees,
     check_float,
     check_target,
     fit_problem,
+    flat_chi2,
     measure,
     result,
+    stderr_key,
+    stored_stderr,
     weighted_fit,
 )
 from .pulses import DEFAULT_GATE, Program, QubitPulses, frame_hz, param
@@ -77,7 +84,7 @@ class Spectroscopy(PointScan):
 
     @property
     def writes(self) -> tuple[str, ...]:
-        return ("{t}.frequency_hz",)
+        return ("{t}.frequency_hz", "{t}.frequency_hz_stderr")
 
     def run(self, device: Any, target: str | tuple[str, ...], params: Mapping[str, float],
             rng: np.random.Generator, *, cheap: bool = False) -> ExperimentResult:
@@ -115,6 +122,10 @@ class Spectroscopy(PointScan):
         quality = {"chi2_red": fit.chi2_red, "frequency_hz_stderr": se, "linewidth_hz": abs(w),
                    "contrast": height}
         problem = fit_problem(fit, self.max_chi2)
+        flat = flat_chi2(m)
+        if flat < FLAT_CHI2:
+            problem = f"no line: P(1) flat within shot noise (reduced chi2 of a constant {flat:.2f})"
+            height = 0.0
         if problem is None and height < self.min_contrast:
             problem = f"no line: height {height:.3f} < min_contrast {self.min_contrast}"
         if problem is None and abs(x0) > self.window_hz - 2.0 * abs(w):
@@ -124,9 +135,12 @@ class Spectroscopy(PointScan):
         common: dict[str, Any] = dict(quality=quality, x=x, fit=fit.curve, x_label="drive frequency − prior (Hz)",
                       extra_data={"prior_hz": prior})
         if problem is not None:
-            return result(self.name, q, "bad_data", m, message=f"{q} spectroscopy: {problem}", **common)
+            symptom = NO_RESPONSE if not height >= self.min_contrast else DISTORTED
+            return result(self.name, q, "bad_data", m, message=f"{q} spectroscopy: {problem}", symptom=symptom,
+                          **common)
         new = prior + x0
-        status: Status = "in_spec" if abs(x0) <= max(self.tolerance_hz, 2 * se) else "out_of_spec"
-        return result(self.name, q, status, m, values={f"{q}.frequency_hz": new},
+        ok = agrees(x0, se, stored_stderr(params, f"{q}.frequency_hz"), self.tolerance_hz)
+        status: Status = "in_spec" if ok else "out_of_spec"
+        return result(self.name, q, status, m, values={f"{q}.frequency_hz": new, stderr_key(f"{q}.frequency_hz"): se},
                       message=f"{q} frequency {new / 1e9:.6f} GHz ({x0 / 1e6:+.3f} ± {se / 1e6:.3f} MHz from prior)",
                       **common)

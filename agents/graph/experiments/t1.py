@@ -1,7 +1,10 @@
 """T1: π pulse – delay – measure; P(1) = b + a·e^{−τ/T1}. Writes ``qN.t1_s``.
 
 The delays run to ``max_delay_s`` (default 150 µs, 3–5 T1 of the presets); a decay not
-resolved within them (T1 beyond the scan, no contrast) is ``bad_data``.
+resolved within them (T1 beyond the scan, no contrast) is ``bad_data``. A T1 significantly
+below ``min_t1_s`` (default 5 µs: a sixth of the presets' design T1, below what their
+drift's TLS telegraph reaches) is ``out_of_spec`` with the symptom ``coherence``: a T1
+collapse is a fault of the qubit to report, not a value to calibrate the chain with.
 """
 
 from __future__ import annotations
@@ -15,12 +18,17 @@ import numpy as np
 from ....envs.drag import DragGate
 from ..experiment import ExperimentResult, Status
 from .common import (
+    COHERENCE,
+    CONFIRM_Z,
     PointScan,
+    agrees,
     check_float,
     check_target,
     fit_problem,
     measure,
     result,
+    stderr_key,
+    stored_stderr,
     weighted_fit,
 )
 from .pulses import DEFAULT_GATE, QubitPulses, program
@@ -30,7 +38,9 @@ from .pulses import DEFAULT_GATE, QubitPulses, program
 class T1(PointScan):
     """Settings: ``max_delay_s``, ``points``/``shots_per_point`` (full form),
     ``cheap_points``/``cheap_shots_per_point`` (check_data), ``tolerance`` (relative change
-    of T1 from the stored value still in spec), ``min_contrast``, ``max_chi2``, ``gate``."""
+    of T1 from the stored value in spec whatever its significance; beyond it
+    ``common.agrees`` decides), ``min_t1_s`` (a T1 significantly below it is
+    ``out_of_spec``: a T1 collapse), ``min_contrast``, ``max_chi2``, ``gate``."""
 
     max_delay_s: float = 150e-6
     points: int = 31
@@ -38,6 +48,7 @@ class T1(PointScan):
     cheap_points: int = 16
     cheap_shots_per_point: int = 50
     tolerance: float = 0.3
+    min_t1_s: float = 5e-6
     min_contrast: float = 0.3
     max_chi2: float = 4.0
     gate: DragGate = DEFAULT_GATE
@@ -47,6 +58,7 @@ class T1(PointScan):
         check_float(n, "max_delay_s", self.max_delay_s, 100e-9, 1.0)
         self._check_scan(n, 5, 2001)
         check_float(n, "tolerance", self.tolerance, 0.0, 10.0)
+        check_float(n, "min_t1_s", self.min_t1_s, 0.0, 1.0)
         check_float(n, "min_contrast", self.min_contrast, 0.0, 1.0)
         check_float(n, "max_chi2", self.max_chi2, 1.0, 1e6)
 
@@ -60,7 +72,7 @@ class T1(PointScan):
 
     @property
     def writes(self) -> tuple[str, ...]:
-        return ("{t}.t1_s",)
+        return ("{t}.t1_s", "{t}.t1_s_stderr")
 
     def run(self, device: Any, target: str | tuple[str, ...], params: Mapping[str, float],
             rng: np.random.Generator, *, cheap: bool = False) -> ExperimentResult:
@@ -91,9 +103,19 @@ class T1(PointScan):
         if problem is None and not t1 > 1.5 * (delays[1] - delays[0]):
             problem = f"T1 = {t1:.3g} s shorter than the delay step allows to resolve"
         if problem is not None:
-            return result(self.name, q, "bad_data", m, message=f"{q} T1: {problem}", **common)
+            symptom = "" if a >= self.min_contrast and fit.chi2_red <= self.max_chi2 and t1 >= self.max_delay_s \
+                else COHERENCE
+            return result(self.name, q, "bad_data", m, message=f"{q} T1: {problem}", symptom=symptom, **common)
+        values = {f"{q}.t1_s": t1, stderr_key(f"{q}.t1_s"): se}
+        if t1 + CONFIRM_Z * se < self.min_t1_s:
+            # A T1 this short is a fault of the qubit (a TLS, a lossy defect), not a value to
+            # calibrate with: recorded, and out of spec however often it is confirmed.
+            return result(self.name, q, "out_of_spec", m, values=values, symptom=COHERENCE,
+                          message=f"{q} T1 {t1 * 1e6:.2f} ± {se * 1e6:.2f} µs below min_t1_s "
+                                  f"{self.min_t1_s * 1e6:g} µs: T1 collapse", **common)
         old = params.get(f"{q}.t1_s")
-        agrees = old is not None and abs(t1 - float(old)) <= max(self.tolerance * float(old), 2 * se)
-        status: Status = "in_spec" if agrees else "out_of_spec"
-        return result(self.name, q, status, m, values={f"{q}.t1_s": t1},
+        ok = old is not None and agrees(t1 - float(old), se, stored_stderr(params, f"{q}.t1_s"),
+                                        self.tolerance * float(old))
+        status: Status = "in_spec" if ok else "out_of_spec"
+        return result(self.name, q, status, m, values=values,
                       message=f"{q} T1 {t1 * 1e6:.1f} ± {se * 1e6:.1f} µs", **common)
