@@ -124,19 +124,19 @@ def true_cz_errors(device: SimulatedMultiQubitDevice, pair: tuple[str, str],
     ``coherence_limit`` of a two-qubit gate of the pulse's duration on the pair's true
     T1/T2 (``coupled.metrics.coherence_limit``), ``error_over_limit``, and the true static ZZ
     ``zz_hz`` of the pair at idle. The pair must be simulated alone (spectators="none")."""
-    from pulsecal.agents.graph.experiments.pair import PairDevice, cz_roles
+    from pulsecal.agents.graph.experiments.pair import cz_roles
     from pulsecal.envs import cz_calibration_core as core
     from pulsecal.envs.physics.coupled import metrics as m2
-    from pulsecal.envs.protocol import Barrier, Play, PulseSequence, VirtualZ
+    from pulsecal.envs.protocol import Measure, Play, PulseSequence
 
     t = "-".join(pair)
     roles = cz_roles(device, pair, params)
     pulse = core.CZPulse(dt_s=device.dt_s)
     wave = pulse.waveform(float(params[f"{t}.cz_amplitude_phi0"]), float(params[f"{t}.cz_length_s"]))
-    pd = PairDevice(device, roles, params)
-    # the frames of both qubits are touched (a zero frame change) so both are simulated
-    seq = pd.translate(PulseSequence((VirtualZ(0.0, frame=core.CONTROL), Barrier(),
-                                      Play(wave.astype(np.complex128), channel=core.FLUX_CHANNEL))))
+    # The pair measured: the device simulates the modes a sequence touches and measures (a
+    # sequence without a Measure measures every qubit of the device).
+    seq = PulseSequence((Play(wave.astype(np.complex128), channel=f"flux:{roles.tunable}"),
+                         Measure((roles.control, roles.tunable))))
     names, op = device.schedule_propagator(seq)
     if set(names) != set(pair):
         raise ValueError(f"the evaluation needs the pair alone: the device simulates {names}")
