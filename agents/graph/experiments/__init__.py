@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .cz import CZCalibration, CZChevron
 from .drag import Drag
+from .ecr import ECRCalibration
 from .fine_amplitude import FineAmplitude
 from .pulses import DEFAULT_GATE, Program, QubitPulses, frame_hz
 from .rabi import Rabi
@@ -22,7 +23,8 @@ from .zz import StaticZZ
 EXPERIMENTS = {e.name: e for e in (Spectroscopy(), Rabi(), Ramsey(), T1(), FineAmplitude(), Drag(), Drag.train(),
                                    RB1Q())}
 #: One default instance of each two-qubit (pair) experiment, by its ``name``.
-PAIR_EXPERIMENTS = {e.name: e for e in (StaticZZ(), CZChevron(), CZCalibration(), RB2Q())}
+PAIR_EXPERIMENTS = {e.name: e for e in (StaticZZ(), CZChevron(), CZCalibration(), RB2Q(), ECRCalibration())}
 
 __all__ = ["DEFAULT_GATE", "EXPERIMENTS", "PAIR_EXPERIMENTS", "RB1Q", "RB2Q", "T1", "CZCalibration", "CZChevron", "Drag",
-           "FineAmplitude", "Program", "QubitPulses", "Rabi", "Ramsey", "Spectroscopy", "StaticZZ", "frame_hz"]
+           "ECRCalibration", "FineAmplitude", "Program", "QubitPulses", "Rabi", "Ramsey", "Spectroscopy", "StaticZZ",
+           "frame_hz"]

@@ -110,11 +110,13 @@ class PairDevice:
     its ``run`` / ``run_programs``."""
 
     def __init__(self, device: Any, roles: PairRoles, params: Mapping[str, float],
-                 gate: DragGate = DEFAULT_GATE) -> None:
+                 gate: DragGate = DEFAULT_GATE, *, replace_single: bool = True) -> None:
         self.device = device
         self.roles = roles
+        # replace_single=False: drive plays are only renamed (the ECR code scales its own
+        # single-qubit pulses from a Rabi rate; ecr.py derives that rate from the store).
         self._pulses = {CORE_CONTROL: calibrated_pulses(device, roles.control, params, gate),
-                        CORE_TARGET: calibrated_pulses(device, roles.tunable, params, gate)}
+                        CORE_TARGET: calibrated_pulses(device, roles.tunable, params, gate)} if replace_single else {}
         n = core.SINGLE_QUBIT_SAMPLES
         self._probe_pulses = ((core.hann(n, 1.0), 0), (core.hann(n, 0.5), 1))
 
@@ -141,7 +143,7 @@ class PairDevice:
 
     def _play(self, op: Play) -> Play:
         ch = op.channel
-        if ch is not None and ch.startswith("drive:"):
+        if ch is not None and ch.startswith("drive:") and self._pulses:
             q = ch.partition(":")[2]
             for wave, k in self._probe_pulses:
                 if op.waveform.shape == wave.shape and np.array_equal(op.waveform, wave):
