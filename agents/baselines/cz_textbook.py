@@ -59,6 +59,41 @@ class CZCalibrationResult:
     nodes: tuple[tuple[str, int], ...] = field(default_factory=tuple)
 
 
+# The largest flux amplitude the textbook scans to (the presets' flux.max_offset).
+MAX_AMPLITUDE_PHI0 = 0.3
+
+
+@dataclass(frozen=True)
+class ChevronScan:
+    """Node 1's data: amplitudes (A,), lengths (L,), |11⟩ fraction (A, L), the resonance."""
+
+    amplitudes: FloatArray
+    lengths: FloatArray
+    p11: FloatArray
+    amplitude: float
+
+
+@dataclass(frozen=True)
+class LengthScan:
+    """Node 2's data: lengths (N,), |11⟩ fraction (N,), the CZ length."""
+
+    lengths: FloatArray
+    p11: FloatArray
+    length: float
+
+
+@dataclass(frozen=True)
+class PhaseScan:
+    """Nodes 3 and 4: the kept π amplitude, length, the phase slope (rad/Φ0), its leakage
+    estimate, and per length tried (length, π amplitude, slope, leakage estimate)."""
+
+    amplitude: float
+    length: float
+    slope: float
+    leakage: float
+    rows: tuple[tuple[float, float, float, float], ...]
+
+
 @runtime_checkable
 class CZBaseline(Protocol):
     """A CZ calibration method: like ``Baseline``, for a two-qubit device."""
@@ -72,8 +107,9 @@ class CZBaseline(Protocol):
             rng: np.random.Generator | None = None) -> CZCalibrationResult: ...
 
 
-class _Counted:
-    """The device with a shot count and a budget that refuses to be overspent."""
+class CountedDevice:
+    """The device with a shot count and a budget that refuses to be overspent; ``nodes``
+    lists (node, shots) in run order."""
 
     def __init__(self, device: Any, budget: int) -> None:
         self.device, self.budget, self.used = device, budget, 0
@@ -115,7 +151,7 @@ class CZTextbook:
                  shots_leakage: int = 300, shots_round: int = 200, shots_reference: int = 300, pulse: core.CZPulse | None = None) -> None:
         self.chevron_amplitudes, self.chevron_span = chevron_amplitudes, chevron_span_phi0
         self.chevron_lengths = tuple(float(x) for x in chevron_lengths_s)
-        self.length_scan = length_scan_s
+        self.length_scan_s = length_scan_s
         self.phase_amplitudes, self.phase_span = phase_amplitudes, phase_span_phi0
         self.phase_lengths = phase_lengths_offset_s
         self.shots = {"chevron": shots_chevron, "length": shots_length, "phase": shots_phase,
@@ -125,7 +161,7 @@ class CZTextbook:
 
     def min_budget(self) -> int:
         s = self.shots
-        n_len = len(np.arange(*self.length_scan))
+        n_len = len(np.arange(*self.length_scan_s))
         return (self.chevron_amplitudes * len(self.chevron_lengths) * s["chevron"] + n_len * s["length"]
                 + len(self.phase_lengths) * (self.phase_amplitudes * 4 * s["phase"] + 2 * s["leakage"])
                 + 4 * 8 * s["round"] + 7 * s["reference"])
@@ -142,31 +178,54 @@ class CZTextbook:
             raise ValueError(f"start={start!r} is out of range: allowed 4 finite numbers {core.PARAMETER_NAMES}")
         if budget < self.min_budget():
             raise ValueError(f"budget={budget} is out of range: allowed >= min_budget() = {self.min_budget()}")
-        dev = _Counted(device, int(budget))
-        max_amp = 0.3
-        s = self.shots
-        # 0. reference
-        f = dev.run("reference", core.reference_sequences(self.pulse), s["reference"])
-        self._offsets = core.reference_offsets(np.rint(f * s["reference"]).astype(np.int64)[None])
-        # 1. chevron
-        amps = np.clip(p0[0] + np.linspace(-self.chevron_span, self.chevron_span, self.chevron_amplitudes),
-                       0.0, max_amp)
+        dev = CountedDevice(device, int(budget))
+        self.reference(dev)
+        amp_r = self.chevron(dev, float(p0[0])).amplitude
+        length_cz = self.length_scan(dev, amp_r).length
+        cp = self.conditional_phase(dev, amp_r, length_cz)
+        params = np.array([cp.amplitude, cp.length, p0[2], p0[3]])
+        params = self.fine_amplitude(dev, params, cp.slope)
+        params = self.single_qubit_phases(dev, params)
+        r = self.check(dev, params)
+        return CZCalibrationResult(params, dev.used, float(r.estimated_error[0]), tuple(dev.nodes))
+
+    # -- the nodes, one method each (the calibration graph runs them as separate nodes) --
+
+    def reference(self, dev: CountedDevice) -> FloatArray:
+        """0. The probes without the gate: (1, 4) offsets, kept for the later nodes."""
+        s = self.shots["reference"]
+        f = dev.run("reference", core.reference_sequences(self.pulse), s)
+        self._offsets = core.reference_offsets(np.rint(f * s).astype(np.int64)[None])
+        return self._offsets
+
+    def chevron(self, dev: CountedDevice, amplitude: float) -> ChevronScan:
+        """1. |11⟩ retention over amplitude × length around ``amplitude``; the resonance."""
+        amps = np.clip(amplitude + np.linspace(-self.chevron_span, self.chevron_span, self.chevron_amplitudes),
+                       0.0, MAX_AMPLITUDE_PHI0)
         seqs = [self._eleven(a, t) for a in amps for t in self.chevron_lengths]
-        p11 = dev.run("chevron", seqs, s["chevron"])[:, 3].reshape(len(amps), -1)
+        p11 = dev.run("chevron", seqs, self.shots["chevron"])[:, 3].reshape(len(amps), -1)
         dip = 1.0 - p11.min(axis=1)
-        amp_r = _peak(amps, dip)
-        # 2. length scan at the resonance
-        lengths = np.arange(*self.length_scan)
-        p11_t = dev.run("length", [self._eleven(amp_r, t) for t in lengths], s["length"])[:, 3]
+        return ChevronScan(amps, np.asarray(self.chevron_lengths), p11, _peak(amps, dip))
+
+    def length_scan(self, dev: CountedDevice, amplitude: float) -> LengthScan:
+        """2. A finer length scan at the resonance: where |11⟩ comes back after its dip."""
+        lengths = np.arange(*self.length_scan_s)
+        p11_t = dev.run("length", [self._eleven(amplitude, t) for t in lengths], self.shots["length"])[:, 3]
         smooth = np.convolve(np.pad(p11_t, 1, mode="edge"), np.ones(3) / 3, mode="valid")
         k_min = int(np.argmin(smooth))
         k_max = k_min + int(np.argmax(smooth[k_min:]))
-        length_cz = float(_peak(lengths, smooth, k_max))
-        # 3. conditional phase vs amplitude at three lengths; 4. leakage at each one's π point
+        return LengthScan(lengths, p11_t, float(_peak(lengths, smooth, k_max)))
+
+    def conditional_phase(self, dev: CountedDevice, amp_r: float, length_cz: float) -> PhaseScan:
+        """3. The conditional phase vs amplitude at a few lengths; 4. leakage at each one's
+        π point; the length of least leakage is kept (needs ``reference`` first)."""
+        s = self.shots
         best: tuple[float, float, float, float] | None = None  # (leak, amp, length, slope)
+        rows: list[tuple[float, float, float, float]] = []
         for dl in self.phase_lengths:
             length = length_cz + dl
-            a_scan = np.clip(amp_r + np.linspace(-self.phase_span, self.phase_span, self.phase_amplitudes), 0, max_amp)
+            a_scan = np.clip(amp_r + np.linspace(-self.phase_span, self.phase_span, self.phase_amplitudes), 0,
+                             MAX_AMPLITUDE_PHI0)
             seqs = [q for a in a_scan
                     for q in core.probe_sequences(self.pulse, np.array([a, length, 0.0, 0.0]))[:4]]
             f = dev.run("conditional_phase", seqs, s["phase"]).reshape(len(a_scan), 4, 4)
@@ -181,29 +240,39 @@ class CZTextbook:
                                  amp_r - 2 * self.phase_span, amp_r + 2 * self.phase_span))
             e = dev.run("leakage", [self._eleven(a_pi, length, 1), self._eleven(a_pi, length, 3)], s["leakage"])
             leak = float(core.estimated_error(0.0, math.pi, 0.0, e[0, 3], e[1, 3], 3, self._offsets[0, 3]))
+            rows.append((float(length), a_pi, float(slope), leak))
             if best is None or leak < best[0]:
                 best = (leak, a_pi, length, float(slope))
         assert best is not None
-        _, amp, length, slope = best
-        params = np.array([amp, length, p0[2], p0[3]])
-        # 5. fine amplitude by three repeated gates (the conditional phase does not depend
-        # on the virtual Zs, so it comes first: the single-qubit phases follow the amplitude)
+        leak, amp, length, slope = best
+        return PhaseScan(amp, float(length), slope, leak, tuple(rows))
+
+    def fine_amplitude(self, dev: CountedDevice, params: FloatArray, slope: float) -> FloatArray:
+        """5. Fine amplitude by three repeated gates (the conditional phase does not depend
+        on the virtual Zs, so it comes first: the single-qubit phases follow the amplitude)."""
+        params = np.array(params, dtype=np.float64)
         r = self._round(dev, "fine_amplitude", params, 3)
         err = float(np.angle(np.exp(1j * (r.conditional_phase[0] * 3 - 3 * math.pi)))) / 3
         if slope != 0 and math.isfinite(slope):
-            params[0] = float(np.clip(params[0] - err / slope, 0.0, max_amp))
-        # 6. single-qubit phases: coarse with one gate, then three-fold for the fine part
-        # (a per-gate phase read through three gates is known modulo 2π/3 only)
+            params[0] = float(np.clip(params[0] - err / slope, 0.0, MAX_AMPLITUDE_PHI0))
+        return params
+
+    def single_qubit_phases(self, dev: CountedDevice, params: FloatArray) -> FloatArray:
+        """6. Single-qubit phases: coarse with one gate, then three-fold for the fine part
+        (a per-gate phase read through three gates is known modulo 2π/3 only)."""
+        params = np.array(params, dtype=np.float64)
         for node, gates in (("single_qubit_phases", 1), ("fine_phases", 3)):
             r = self._round(dev, node, params, gates)
             params[2] -= r.control_phase[0] / core.VZ_SIGN
             params[3] -= r.target_phase[0] / core.VZ_SIGN
         params[2:] = np.angle(np.exp(1j * params[2:]))
-        # 7. check
-        r = self._round(dev, "check", params, 1)
-        return CZCalibrationResult(params, dev.used, float(r.estimated_error[0]), tuple(dev.nodes))
+        return params
 
-    def _round(self, dev: _Counted, node: str, params: FloatArray, gates: int) -> core.CZReadings:
+    def check(self, dev: CountedDevice, params: FloatArray) -> core.CZReadings:
+        """7. A last probe round at the final parameters."""
+        return self._round(dev, "check", params, 1)
+
+    def _round(self, dev: CountedDevice, node: str, params: FloatArray, gates: int) -> core.CZReadings:
         seqs = core.probe_sequences(self.pulse, params, repeats=3, gates=gates)
         f = dev.run(node, seqs, self.shots["round"])
         counts = np.rint(f * self.shots["round"]).astype(np.int64)
@@ -223,4 +292,5 @@ def _peak(x: FloatArray, y: FloatArray, k: int | None = None) -> float:
     return float(x[k])
 
 
-__all__ = ["CZBaseline", "CZCalibrationResult", "CZTextbook"]
+__all__ = ["MAX_AMPLITUDE_PHI0", "CZBaseline", "CZCalibrationResult", "CZTextbook", "ChevronScan", "CountedDevice",
+           "LengthScan", "PhaseScan"]

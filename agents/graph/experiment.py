@@ -74,8 +74,9 @@ class Experiment(Protocol):
     """A measurement and its fit, for one kind of target.
 
     ``reads`` and ``writes`` are parameter names with ``{t}`` standing for the target's
-    prefix (``"{t}.frequency_hz"``); the graph checks that every read is present before it
-    runs the experiment.
+    prefix (``"{t}.frequency_hz"``) and, for a pair, ``{a}`` and ``{b}`` for its first and
+    second qubit (``"{a}.pi_amplitude"``); the graph checks that every read is present
+    before it runs the experiment.
     """
 
     @property

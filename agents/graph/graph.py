@@ -250,10 +250,16 @@ def _pair(spec: Any, key: str) -> tuple[str, str]:
 
 
 def graph_from_definition(definition: Mapping[str, Any], qubits: Sequence[str],
-                          edges: Sequence[tuple[str, str]], *, key: str = "graph") -> CalibrationGraph:
+                          edges: Sequence[tuple[str, str]], *, key: str = "graph",
+                          channels: Sequence[str] | None = None) -> CalibrationGraph:
     """The graph a definition (``configs/graph/*.yaml`` as a plain mapping) describes for a
     device with ``qubits`` and coupling-map ``edges``. Every refusal is a ``GraphError``
-    naming the definition's key, the value and what is allowed."""
+    naming the definition's key, the value and what is allowed.
+
+    ``channels``: the device's channel names. A coupler template whose experiment has
+    ``applies_to(pair, channels)`` is instantiated only on the pairs it returns True for
+    (a flux CZ only where a qubit has a flux line), and so are the coupler templates that
+    depend on it; None: every coupler gets every template."""
     if not isinstance(definition, Mapping):
         raise GraphError(key, f"{definition!r}: allowed a mapping with keys {list(GRAPH_KEYS)}")
     unknown = sorted(set(definition) - set(GRAPH_KEYS))
@@ -305,8 +311,14 @@ def graph_from_definition(definition: Mapping[str, Any], qubits: Sequence[str],
     for t in q_templates:
         for q in use_qubits:
             nodes.append(_node(t, q, [f"{d}:{q}" for d in t.depends_on]))
+    skipped: set[tuple[str, str, str]] = set()  # (template, a, b) not instantiated
     for t in c_templates:
+        applies = getattr(t.experiment, "applies_to", None)
         for a, b in pairs:
+            if (channels is not None and callable(applies) and not applies((a, b), tuple(channels))) or any(
+                    (d, a, b) in skipped for d in t.depends_on):
+                skipped.add((t.name, a, b))
+                continue
             deps: list[str] = []
             for d in t.depends_on:
                 deps.extend([f"{d}:{a}", f"{d}:{b}"] if d in q_names else [f"{d}:{a}-{b}"])

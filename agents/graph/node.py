@@ -121,13 +121,21 @@ class Node:
         """The couplers (pairs, ``"q2-q3"``) it occupies: its own pair for a pair target."""
         return () if isinstance(self.target, str) else (self.prefix,)
 
+    def _names(self) -> dict[str, str]:
+        # {t} is the target's prefix; a pair's experiments also read its qubits' own
+        # parameters, {a} and {b} (a two-qubit gate is built from both qubits' pulses).
+        out = {"t": self.prefix}
+        if not isinstance(self.target, str):
+            out.update(a=self.target[0], b=self.target[1])
+        return out
+
     @property
     def reads(self) -> tuple[str, ...]:
-        return tuple(r.format(t=self.prefix) for r in self.experiment.reads)
+        return tuple(r.format(**self._names()) for r in self.experiment.reads)
 
     @property
     def writes(self) -> tuple[str, ...]:
-        return tuple(w.format(t=self.prefix) for w in self.experiment.writes)
+        return tuple(w.format(**self._names()) for w in self.experiment.writes)
 
     def shot_cost(self, cheap: bool = False) -> int:
         """Shots one run of the experiment costs (``cheap``: the check_data form)."""

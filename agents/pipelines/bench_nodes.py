@@ -117,6 +117,41 @@ def true_errors(device: SimulatedMultiQubitDevice, qubit: str, params: Mapping[s
     return errs[0], errs[1], limit
 
 
+def true_cz_errors(device: SimulatedMultiQubitDevice, pair: tuple[str, str],
+                   params: Mapping[str, float]) -> dict[str, float]:
+    """Truth of pair ``a-b``'s stored CZ at the device's clock (evaluation only): ``error``
+    1 − F to CZ with the stored virtual Zs, ``error_vz`` with the best ones, ``leakage``,
+    ``coherence_limit`` of a two-qubit gate of the pulse's duration on the pair's true
+    T1/T2 (``coupled.metrics.coherence_limit``), ``error_over_limit``, and the true static ZZ
+    ``zz_hz`` of the pair at idle. The pair must be simulated alone (spectators="none")."""
+    from pulsecal.agents.graph.experiments.pair import cz_roles
+    from pulsecal.envs import cz_calibration_core as core
+    from pulsecal.envs.physics.coupled import metrics as m2
+    from pulsecal.envs.protocol import Measure, Play, PulseSequence
+
+    t = "-".join(pair)
+    roles = cz_roles(device, pair, params)
+    pulse = core.CZPulse(dt_s=device.dt_s)
+    wave = pulse.waveform(float(params[f"{t}.cz_amplitude_phi0"]), float(params[f"{t}.cz_length_s"]))
+    # The pair measured: the device simulates the modes a sequence touches and measures (a
+    # sequence without a Measure measures every qubit of the device).
+    seq = PulseSequence((Play(wave.astype(np.complex128), channel=f"flux:{roles.tunable}"),
+                         Measure((roles.control, roles.tunable))))
+    names, op = device.schedule_propagator(seq)
+    if set(names) != set(pair):
+        raise ValueError(f"the evaluation needs the pair alone: the device simulates {names}")
+    model = device.current_model().restrict(names, {})  # type: ignore[union-attr]
+    kind: m2.OpKind = "superoperator" if device.open_system else "unitary"
+    phases = {pair[0]: float(params[f"{t}.cz_phase_a_rad"]), pair[1]: float(params[f"{t}.cz_phase_b_rad"])}
+    best = m2.gate_fidelity(model, op, "CZ", kind=kind, virtual_z=True)
+    corrected = core._apply_local_z(model, op, kind, {q: core.VZ_SIGN * ph for q, ph in phases.items()})
+    f_set = m2.gate_fidelity(model, corrected, "CZ", kind=kind, virtual_z=False)
+    limit = float(m2.coherence_limit(model, wave.size * pulse.dt_s))
+    err = 1.0 - float(f_set.fidelity)
+    return {"error": err, "error_vz": 1.0 - float(best.fidelity), "leakage": float(m2.leakage(model, op, kind=kind)),
+            "coherence_limit": limit, "error_over_limit": err / limit, "zz_hz": float(m2.static_zz_hz(model))}
+
+
 def calibrate_qubit(device: SimulatedMultiQubitDevice, name: str, qubit: str, seed: int) -> QubitRun:
     rng = np.random.default_rng(seed)
     run = QubitRun(name, qubit)

@@ -51,7 +51,12 @@ from pulsecal.agents.pipelines.calibrate_backend import (
     graph_gate,
     make_backend,
 )
-from pulsecal.agents.pipelines.calibrate_report import _last_results, evaluate, report_input
+from pulsecal.agents.pipelines.calibrate_report import (
+    _last_results,
+    evaluate,
+    evaluate_pairs,
+    report_input,
+)
 from pulsecal.configs.schema import ConfigError
 from pulsecal.envs.multi_qubit_device import SimulatedMultiQubitDevice
 from pulsecal.envs.multi_qubit_faults import parse_faults, plant_faults
@@ -60,6 +65,7 @@ from pulsecal.envs.multi_qubit_presets import (
     get_multi_qubit_preset,
     multi_qubit_preset_names,
 )
+from pulsecal.hardware.graph_device import graph_channels
 from pulsecal.hardware.ledger import ShotLedger
 from pulsecal.hardware.progress import SessionProgress
 from pulsecal.hardware.session_lock import session_lock
@@ -232,8 +238,11 @@ def prepare(cfg: DictConfig) -> Prepared:
     backend = make_backend(conf.backend) if conf.backend is not None else None
     qubits, edges = backend_coupling(backend) if backend is not None else \
         (tuple(preset.coupling_map.qubits), tuple(preset.coupling_map.edges))
+    # The device's channels decide which couplers get the flux-CZ nodes (graph.py).
+    channels = tuple(graph_channels(backend.capabilities())) if backend is not None else \
+        tuple(preset.params.channels.all)
     try:
-        graph = graph_from_definition(conf.graph, qubits, edges)
+        graph = graph_from_definition(conf.graph, qubits, edges, channels=channels)
     except GraphError as err:
         raise ConfigError(err.key, err.problem) from None
     settings = {k: _plain(getattr(conf, k)) for k in RESUME_KEYS}
@@ -334,9 +343,12 @@ def calibrate(cfg: DictConfig, *, stream: TextIO | None = None) -> RunReport:
             summary["planted_faults"] = {"truth_only": True, "faults": [f.to_dict() for f in planted]}
         # Truth exists only on a simulated device; a backend's run is judged by its verdicts.
         evaluation = evaluate(device, store.current(), p.qubits, report) if p.backend is None else {}
-        if evaluation:
-            summary["evaluation"] = {"truth_only": True, "note": "simulation truth (bench_nodes.true_errors), "
-                                     "never read by a node", "qubits": evaluation}
+        pairs = evaluate_pairs(device, store.current(), p.edges, report) if p.backend is None else {}
+        if evaluation or pairs:
+            summary["evaluation"] = {"truth_only": True, "note": "simulation truth (bench_nodes.true_errors, "
+                                     "true_cz_errors), never read by a node", "qubits": evaluation}
+            if pairs:
+                summary["evaluation"]["couplers"] = pairs
         name = conf.device.preset if p.backend is None else getattr(p.backend, "name", "backend")
         inp = report_input(conf.run_id, name, p.graph, report, journal, p.qubits, p.edges, store.current(),
                            evaluation)

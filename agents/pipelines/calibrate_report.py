@@ -56,14 +56,18 @@ def report_input(run_id: str, device: str, graph: CalibrationGraph, report: RunR
     gate = {q: float(current[f"{q}.gate_error"]) for q in qubits
             if math.isfinite(current.get(f"{q}.gate_error", math.nan)) and 0 <= current[f"{q}.gate_error"] <= 1}
     fid = {q: float(current[f"{q}.readout_fidelity"]) for q in qubits if f"{q}.readout_fidelity" in current}
-    notes = ["1Q errors on the map are the run's RB results; readout fidelities its readout nodes'.",
-             "Two-qubit nodes are not in the node library yet: couplers ran the idle check and the static ZZ probe only."]
+    gate2 = {(a, b): float(current[f"{a}-{b}.cz_gate_error"]) for a, b in edges
+             if math.isfinite(current.get(f"{a}-{b}.cz_gate_error", math.nan))
+             and 0 <= current[f"{a}-{b}.cz_gate_error"] <= 1}
+    notes = ["1Q errors on the map are the run's RB results; readout fidelities its readout nodes'; CZ errors "
+             "its interleaved 2Q RB results (couplers without a flux line have no CZ nodes)."]
     if evaluation:
         ratios = [f"{q} {v['mean_error_over_limit']:.2f}×" for q, v in evaluation.items()]
         notes.append("Truth-only evaluation (simulation, not measured): mean X/X90 error over the coherence "
                      "limit: " + ", ".join(ratios))
     return ReportInput(run_id=run_id, device=device, nodes=tuple(nodes), edges=dag,
                        layout=DeviceLayout(tuple(qubits), tuple(edges)), gate_error_1q=gate, readout_fidelity=fid,
+                       gate_error_2q=gate2,
                        total_shots=report.shots, total_device_time_s=report.clock_s, notes=tuple(notes))
 
 
@@ -87,4 +91,23 @@ def evaluate(device: Any, current: Mapping[str, float], qubits: Sequence[str],
     return out
 
 
-__all__ = ["evaluate", "report_input"]
+def evaluate_pairs(device: Any, current: Mapping[str, float], edges: Sequence[tuple[str, str]],
+                   report: RunReport) -> dict[str, dict[str, float]]:
+    """Per coupler whose ``cz_calibration`` node calibrated: the stored CZ's true error,
+    leakage and coherence limit and the pair's true static ZZ (``bench_nodes.true_cz_errors``;
+    truth, evaluation only; needs ``device.spectators=none``)."""
+    from pulsecal.agents.pipelines.bench_nodes import true_cz_errors
+
+    out: dict[str, dict[str, float]] = {}
+    for a, b in edges:
+        o = report.outcomes.get(f"cz_calibration:{a}-{b}")
+        if o is None or o.outcome != CALIBRATED:
+            continue
+        try:
+            out[f"{a}-{b}"] = true_cz_errors(device, (a, b), current)
+        except (ValueError, KeyError):  # neighbours simulated with it, or a value missing
+            continue
+    return out
+
+
+__all__ = ["evaluate", "evaluate_pairs", "report_input"]

@@ -1,29 +1,14 @@
-"""Static ZZ of a coupler: the probe that says whether the exchange coupling is there at all.
+"""Static ZZ of a coupled pair: a Ramsey on one qubit with its neighbour in |0⟩ and in |1⟩.
 
-Two coupled transmons shift each other's frequency by ζ when the other is excited (the
-|11⟩ level repelled by |02⟩ and |20⟩; to second order in J, ζ = 2J²(α_a + α_b)/((Δ + α_a)
-(α_b − Δ))). ζ ∝ J², so a coupler stuck off (J ≈ 0) shows none.
-
-The probe is a Ramsey phase on the first qubit of the pair: X90 – τ – X90 about the axis
-φ ∈ {0, π/2}, once with the second qubit in |0⟩ and once after a π pulse on it (played
-with the first X90). P(1) = ½ + ½·C·cos(θ + φ) with C the fringe contrast (two X90 about
-one axis are a π pulse: P(1) = 1 at θ = 0), so θ = atan2(½ − P(π/2), P(0) − ½) from the
-two quadratures, and ζ = (θ₁ − θ₀)/(2πτ) wrapped into ±1/(2τ) (its sign is a convention;
-the qubit's own frequency error cancels in the difference). Four sequences only: a
-two-qubit sequence costs seconds of simulation (both modes, 600 MHz apart, in their
-frames), so fitted Ramsey curves (~50 sequences) are out of reach of a bring-up's wall
-time; the one delay ``delay_s`` (1 µs) keeps |2πζτ| < π for |ζ| up to 500 kHz.
-
-A |ζ| significantly below ``min_zz_hz`` (|ζ| + z·σ < min, ``common.CONFIRM_Z``) is
-``out_of_spec`` with the symptom ``no_coupling``: the coupler is off. Anything else is
-``in_spec`` (a ζ consistent with a working coupler) and writes ``qA-qB.zz_hz`` with its
-standard error. The default min_zz_hz of 35 kHz is set against ``ring_8``: this probe
-measures ζ ≈ −74 kHz on q2-q3 at the design J, ~47 kHz at the held-out sampler's J −20 %;
-σ_ζ ≈ 5.6 kHz at 2000 shots per sequence, so z·σ ≈ 20 kHz: a coupler off (ζ = 0) is told
-unless its estimate is off by 2.7σ, a working one is called off only beyond ~5σ.
-
-It reads both qubits' ``frequency_hz`` and ``pi_amplitude`` (per qubit, so the pair's
-declared ``reads`` stay empty; a missing one is refused by name when it runs).
+The Ramsey of ``experiments.ramsey`` (X90 – τ – X90 with the second pulse's axis advanced
+by 2π·δ·τ) on the pair's ``ramsey_on`` qubit, twice: after one pulse length of the
+neighbour's line playing zeros (neighbour in |0⟩), and after the neighbour's calibrated π
+pulse (neighbour in |1⟩); a barrier after either keeps the two timings identical. Each trace is
+fitted to b + a·e^{−τ/T2*}·cos(2π·f·τ + φ); the static ZZ is ζ = f(|1⟩) − f(|0⟩) (the
+measured qubit's frequency shift when its neighbour is excited, E11 − E10 − E01 + E00 in
+Hz). Writes ``a-b.zz_hz``; ``in_spec`` while |ζ| ≤ ``max_zz_hz``, ``bad_data`` when a
+trace shows no fringes or does not fit. Its check_data form is the same with fewer points
+and shots.
 """
 
 from __future__ import annotations
@@ -36,54 +21,72 @@ from typing import Any
 import numpy as np
 
 from ....envs.drag import DragGate
-from ....envs.protocol import Play, PulseSequence
-from ..experiment import ExperimentResult, target_name
-from .common import CONFIRM_Z, DISTORTED, check_float, check_int, measure, result
-from .pulses import DEFAULT_GATE, Program, QubitPulses, program
+from ....envs.protocol import Barrier, Measure, Play, PulseSequence
+from ..experiment import ExperimentResult, Status, target_name
+from .common import Fit, check_float, check_int, fit_problem, measure, weighted_fit
+from .pulses import DEFAULT_GATE, Program, QubitPulses, param, program
 
-NO_COUPLING = "no_coupling"
+TWO_PI = 2.0 * math.pi
 
 
-class _WithControl:
-    """A Ramsey program on the probe qubit with the control's π pulse played at t = 0 (in
-    parallel with the probe's first X90: channels run in parallel)."""
+class _WithNeighbour(Program):
+    """A Ramsey program on one qubit after its neighbour's π pulse (or as many zeros)."""
 
-    def __init__(self, probe: Program, control_channel: str, control_pulse: np.ndarray | None) -> None:
-        self.probe = probe
-        self.channel = control_channel
-        self.pulse = control_pulse
+    def __init__(self, base: Program, neighbour: str, pi: np.ndarray | None, n_samples: int) -> None:
+        super().__init__(base.qubit, base.offset_hz, base.dt_s)
+        self.neighbour, self.pi, self.n_samples = neighbour, pi, n_samples
+
+    def sequence(self, name: str = "") -> PulseSequence:
+        # With the neighbour in |0⟩ its line plays zeros for the π pulse's length rather than
+        # idling: a device that simulates only the modes a sequence touches
+        # (spectators="none") must hold the neighbour in both traces, else the |0⟩ trace is
+        # the bare qubit and ζ picks up the coupling's dressing shift (~J²/Δ).
+        wave = self.pi if self.pi is not None else np.zeros(self.n_samples, dtype=np.complex128)
+        head = Play(wave, channel=f"drive:{self.neighbour}")
+        return PulseSequence((head, Barrier(), *self._ops, Measure((self.qubit,))), name=name)
 
     @property
     def duration_s(self) -> float:
-        return self.probe.duration_s
-
-    def sequence(self, name: str = "") -> PulseSequence:
-        s = self.probe.sequence(name)
-        if self.pulse is None:
-            return s
-        return PulseSequence((Play(self.pulse, channel=self.channel), *s.ops), name=name)
+        return super().duration_s + self.n_samples * self.dt_s
 
 
 @dataclass(frozen=True)
 class StaticZZ:
-    """Settings: ``delay_s`` (τ), ``shots`` per sequence (four sequences; the cheap form
-    ``cheap_shots``), ``min_zz_hz`` (the smallest |ζ| of a working coupler), ``min_contrast``
-    (the Ramsey contrast below which the phase is not measured), ``gate``."""
+    """Settings: ``ramsey_on`` (0: the pair's first qubit is measured, 1: its second),
+    ``max_delay_s``, ``points``, ``shots_per_point`` (full form; ``cheap_points``,
+    ``cheap_shots_per_point`` over the same delays), ``detuning_hz`` (the artificial
+    detuning δ), ``max_zz_hz`` (|ζ| in spec), ``min_contrast``, ``max_chi2``, ``gate``."""
 
-    delay_s: float = 1e-6
-    shots_per_sequence: int = 2000
-    cheap_shots_per_sequence: int = 1000
-    min_zz_hz: float = 35e3
-    min_contrast: float = 0.3
+    ramsey_on: int = 0
+    max_delay_s: float = 4e-6
+    points: int = 41
+    shots_per_point: int = 60
+    cheap_points: int = 21
+    cheap_shots_per_point: int = 40
+    detuning_hz: float = 1e6
+    max_zz_hz: float = 1e6
+    min_contrast: float = 0.2
+    max_chi2: float = 4.0
     gate: DragGate = DEFAULT_GATE
 
     def __post_init__(self) -> None:
         n = "StaticZZ"
-        check_float(n, "delay_s", self.delay_s, 50e-9, 100e-6)
-        check_int(n, "shots_per_sequence", self.shots_per_sequence, 1, 10**7)
-        check_int(n, "cheap_shots_per_sequence", self.cheap_shots_per_sequence, 1, 10**7)
-        check_float(n, "min_zz_hz", self.min_zz_hz, 0.0, 0.5 / self.delay_s)
+        check_int(n, "ramsey_on", self.ramsey_on, 0, 1)
+        check_float(n, "max_delay_s", self.max_delay_s, 100e-9, 10e-3)
+        check_int(n, "points", self.points, 9, 2001)
+        check_int(n, "cheap_points", self.cheap_points, 9, 2001)
+        check_int(n, "shots_per_point", self.shots_per_point, 1, 10**6)
+        check_int(n, "cheap_shots_per_point", self.cheap_shots_per_point, 1, 10**6)
+        check_float(n, "detuning_hz", self.detuning_hz, 1e3, 1e9)
+        check_float(n, "max_zz_hz", self.max_zz_hz, 0.0, 1e9)
         check_float(n, "min_contrast", self.min_contrast, 0.0, 1.0)
+        check_float(n, "max_chi2", self.max_chi2, 1.0, 1e6)
+        for field, pts in (("points", self.points), ("cheap_points", self.cheap_points)):
+            step = self.max_delay_s / (pts - 1)
+            if not self.detuning_hz * step < 0.35:
+                raise ValueError(f"StaticZZ.detuning_hz={self.detuning_hz!r}: allowed < 0.35/step = "
+                                 f"{0.35 / step:.4g} Hz for max_delay_s={self.max_delay_s} over {field}={pts} "
+                                 "(below Nyquist, with margin for the ZZ and the frequency error)")
 
     @property
     def name(self) -> str:
@@ -91,59 +94,83 @@ class StaticZZ:
 
     @property
     def reads(self) -> tuple[str, ...]:
-        return ()
+        return ("{a}.frequency_hz", "{a}.pi_amplitude", "{b}.frequency_hz", "{b}.pi_amplitude")
 
     @property
     def writes(self) -> tuple[str, ...]:
-        return ("{t}.zz_hz", "{t}.zz_hz_stderr")
+        return ("{t}.zz_hz",)
 
     def shots(self, cheap: bool) -> int:
-        return 4 * (self.cheap_shots_per_sequence if cheap else self.shots_per_sequence)
+        return 2 * (self.cheap_points * self.cheap_shots_per_point if cheap else self.points * self.shots_per_point)
+
+    def _fit(self, delays: np.ndarray, p1: np.ndarray, sd: np.ndarray) -> Fit:
+        def model(x: np.ndarray, p: np.ndarray) -> np.ndarray:
+            return np.asarray(p[4] + p[0] * np.exp(-x / p[2]) * np.cos(TWO_PI * p[1] * x + p[3]))
+
+        step = float(delays[1] - delays[0])
+        y = p1 - float(np.mean(p1))
+        spectrum = np.abs(np.fft.rfft(y, n=8 * delays.size))
+        f0 = float(np.fft.rfftfreq(8 * delays.size, d=step)[int(np.argmax(spectrum[1:])) + 1])
+        amp0 = 0.5 * float(np.ptp(p1))
+        t_max = float(delays[-1])
+        starts = [[amp0, f, t2, 0.0, float(np.mean(p1))] for f in (f0, self.detuning_hz) for t2 in (t_max, 5 * t_max)]
+        return weighted_fit(model, delays, p1, sd, starts, [0.0, 0.0, 0.05 * t_max, -math.pi, -0.2],
+                            [1.0, 0.5 / step, 1e3 * t_max, math.pi, 1.2])
 
     def run(self, device: Any, target: str | tuple[str, ...], params: Mapping[str, float],
             rng: np.random.Generator, *, cheap: bool = False) -> ExperimentResult:
-        if isinstance(target, str) or len(target) != 2:
-            raise ValueError(f"{self.name}: target={target!r}: allowed a pair ('q1', 'q2')")
-        a, b = target
-        pa = QubitPulses.from_params(device, a, params, gate=self.gate)
-        pb = QubitPulses.from_params(device, b, params, gate=self.gate)
-        x90, xb = pa.waveform(0.5), pb.waveform()
-        shots = self.cheap_shots_per_sequence if cheap else self.shots_per_sequence
-        programs: list[Any] = []
-        for control in (None, xb):
-            for phi in (0.0, 0.5 * math.pi):
-                prog = program(pa).play(x90).delay(self.delay_s).play(x90, phi)
-                programs.append(_WithControl(prog, f"drive:{b}", control))
-        m = measure(device, programs, shots, params, a)
-        p, sd = m.p1, m.sd
-        # P(1 | φ) = ½ + ½·C·cos(θ + φ): (x, y) = ½C(cos θ, sin θ) per control.
-        xs = np.array([p[0] - 0.5, p[2] - 0.5])
-        ys = np.array([0.5 - p[1], 0.5 - p[3]])
-        theta = np.arctan2(ys, xs)
-        radius = np.hypot(xs, ys)
-        # σ of an angle from two independent quadratures of σ_x, σ_y at radius r
-        se_theta = np.hypot(np.array([sd[0], sd[2]]) * np.sin(theta), np.array([sd[1], sd[3]]) * np.cos(theta)) \
-            / np.maximum(radius, 1e-9)
-        dtheta = math.remainder(float(theta[1] - theta[0]), 2 * math.pi)
-        zz = dtheta / (2 * math.pi * self.delay_s)
-        se = float(np.hypot(*se_theta)) / (2 * math.pi * self.delay_s)
-        name = target_name(target)
-        contrast = 2 * float(np.min(radius))
-        quality = {"zz_hz_stderr": se, "contrast": contrast, "phase_control0_rad": float(theta[0]),
-                   "phase_control1_rad": float(theta[1])}
-        common: dict[str, Any] = dict(quality=quality, x=[0, 1, 2, 3], x_label=f"{b} in |0⟩ (φ 0, π/2), in |1⟩ "
-                                      "(φ 0, π/2)", y_label=f"P(1) of {a}")
-        if contrast < self.min_contrast:
-            return result(self.name, name, "bad_data", m, symptom=DISTORTED,
-                          message=f"{name} static ZZ: Ramsey contrast {contrast:.3f} of {a} < min_contrast "
-                                  f"{self.min_contrast}: the phase is not measured", **common)
-        values = {f"{name}.zz_hz": zz, f"{name}.zz_hz_stderr": se}
-        if abs(zz) + CONFIRM_Z * se < self.min_zz_hz:
-            return result(self.name, name, "out_of_spec", m, values=values, symptom=NO_COUPLING,
-                          message=f"{name}: no ZZ: |ζ| = {abs(zz) / 1e3:.1f} ± {se / 1e3:.1f} kHz below min_zz_hz "
-                                  f"{self.min_zz_hz / 1e3:g} kHz: coupler off", **common)
-        return result(self.name, name, "in_spec", m, values=values,
-                      message=f"{name} static ZZ {zz / 1e3:+.1f} ± {se / 1e3:.1f} kHz", **common)
+        if not (isinstance(target, tuple) and len(target) == 2):
+            raise ValueError(f"{self.name}: target={target!r}: allowed a pair of qubit names ('q0', 'q1')")
+        q, nb = (target[0], target[1]) if self.ramsey_on == 0 else (target[1], target[0])
+        t = target_name(target)
+        pulses = QubitPulses.from_params(device, q, params, gate=self.gate)
+        nb_beta = param(params, nb, "drag_beta") if f"{nb}.drag_beta" in params else 0.0
+        nb_pulses = QubitPulses(nb, 0.0, param(params, nb, "pi_amplitude"), nb_beta, pulses.dt_s, self.gate)
+        pi = nb_pulses.waveform()
+        x90 = pulses.waveform(0.5)
+        points, shots = (self.cheap_points, self.cheap_shots_per_point) if cheap else (self.points,
+                                                                                       self.shots_per_point)
+        dt = pulses.dt_s
+        delays = np.round(np.linspace(0.0, self.max_delay_s, points) / dt) * dt
+        fits, ms = [], []
+        for excited in (False, True):
+            progs = []
+            for tau in delays:
+                base = program(pulses)
+                prog = _WithNeighbour(base, nb, pi if excited else None, pi.size)
+                prog.play(x90).delay(float(tau)).play(x90, TWO_PI * self.detuning_hz * float(tau))
+                progs.append(prog)
+            m = measure(device, progs, shots, params, q)
+            ms.append(m)
+            fits.append(self._fit(delays, m.p1, m.sd))
+        f0, f1 = (float(f.values[1]) for f in fits)
+        se0, se1 = (float(f.stderr[1]) for f in fits)
+        zz = f1 - f0
+        se = math.hypot(se0, se1)
+        quality = {"zz_hz_stderr": se, "frequency_neighbour_0_hz": f0, "frequency_neighbour_1_hz": f1,
+                   "chi2_red_0": fits[0].chi2_red, "chi2_red_1": fits[1].chi2_red}
+        data = {"kind": "curve", "x": [float(x) for x in delays], "y": [float(v) for v in ms[0].p1],
+                "y_err": [float(v) for v in ms[0].sd], "fit": [float(v) for v in fits[0].curve],
+                "x_label": "delay (s)", "y_label": f"P(1) of {q}, {nb} in |0⟩",
+                "y_neighbour_1": [float(v) for v in ms[1].p1], "fit_neighbour_1": [float(v) for v in fits[1].curve],
+                "measured": q, "neighbour": nb}
+        shots_used = ms[0].shots + ms[1].shots
+        time_s = ms[0].device_time_s + ms[1].device_time_s
+        problem = None
+        for k, f in enumerate(fits):
+            problem = problem or fit_problem(f, self.max_chi2)
+            contrast = 2 * float(f.values[0])
+            if problem is None and contrast < self.min_contrast:
+                problem = f"no Ramsey fringes with {nb} in |{k}⟩: contrast {contrast:.3f} < {self.min_contrast}"
+        if problem is None and not se < max(0.2 * self.detuning_hz, 1.0):
+            problem = f"ZZ uncertainty {se:.3g} Hz too large"
+        if problem is not None:
+            return ExperimentResult(self.name, target, "bad_data", {}, quality, shots_used, time_s, data,
+                                    f"{t} static ZZ: {problem}")
+        status: Status = "in_spec" if abs(zz) <= self.max_zz_hz else "out_of_spec"
+        return ExperimentResult(self.name, target, status, {f"{t}.zz_hz": zz}, quality, shots_used, time_s, data,
+                                f"{t} static ZZ {zz / 1e3:+.1f} ± {se / 1e3:.1f} kHz (Ramsey on {q}; max "
+                                f"{self.max_zz_hz / 1e3:g} kHz)")
 
 
-__all__ = ["NO_COUPLING", "StaticZZ"]
+__all__ = ["StaticZZ"]

@@ -206,16 +206,16 @@ def test_a_diagnosed_dependency_without_a_symptom_is_named_by_what_the_failed_no
 
 @pytest.mark.slow
 def test_the_zz_probe_tells_a_coupler_off_from_a_working_one() -> None:
-    from pulsecal.agents.graph.experiments.zz import NO_COUPLING, StaticZZ
+    from pulsecal.agents.graph.experiments.coupler_probe import NO_COUPLING, CouplerProbe
 
     dev = _ring([Fault("coupler_off", pair="q1-q2")])
     start = _design_priors(["q1", "q2", "q3"])
     rng = np.random.default_rng(2)
-    off = StaticZZ().run(dev, ("q1", "q2"), start, rng)
-    on = StaticZZ().run(dev, ("q2", "q3"), start, rng)
+    off = CouplerProbe().run(dev, ("q1", "q2"), start, rng)
+    on = CouplerProbe().run(dev, ("q2", "q3"), start, rng)
     assert off.status == "out_of_spec" and off.data["symptom"] == NO_COUPLING
-    assert on.status == "in_spec" and abs(on.values["q2-q3.zz_hz"]) > 40e3
-    assert math.isfinite(on.quality["zz_hz_stderr"]) and on.quality["zz_hz_stderr"] < 10e3
+    assert on.status == "in_spec" and abs(on.values["q2-q3.zz_probe_hz"]) > 40e3
+    assert math.isfinite(on.quality["zz_probe_hz_stderr"]) and on.quality["zz_probe_hz_stderr"] < 10e3
 
 
 def _compose(tmp_path: Path, *overrides: str) -> Any:

@@ -111,8 +111,10 @@ def test_shipped_bringup_definition_builds_on_ring_8() -> None:
     cmap = get_multi_qubit_preset("ring_8").coupling_map
     definition = load_definition(str(REPO / "configs" / "graph" / "bringup.yaml"))
     g = graph_from_definition(definition, cmap.qubits, cmap.edges)
-    assert len(g) == 8 * 11 + 2 * 8  # the single-qubit chain on every qubit, idle and ZZ checks per coupler
-    assert set(g["zz:q0-q1"].dependencies) == {"t1:q0", "t1:q1"}
+    # the single-qubit chain on every qubit; per coupler the idle check, the coupler probe, ZZ, the CZ nodes,
+    # 2Q RB and the ECR (no channels given: every template on every coupler)
+    assert len(g) == 8 * 11 + 8 * 7
+    assert set(g["coupler_probe:q0-q1"].dependencies) == {"t1:q0", "t1:q1"}
     assert all(g[n].dependencies for n in g.names if ":q" in n and "-" in n)
     chain = ["idle", "spectroscopy", "rabi", "readout", "ramsey", "t1", "fine_amplitude", "drag", "drag_train",
              "fine_amplitude_2", "rb1q"]
