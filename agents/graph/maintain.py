@@ -443,6 +443,7 @@ class Maintainer:
         start_clock = self.clock_s
         drift_start = getattr(self.device, "drift_state", None)
         first_tick = 0
+        resume_clock = -math.inf  # the device clock the killed process had reached
         recs = self.journal.records() if self.journal is not None else []
         starts = [r for r in recs if r.get("event") == "maintain_start"]
         if starts:
@@ -458,6 +459,7 @@ class Maintainer:
                                                       "check" if r["op"] == "check_data" else "calibrate",
                                                       str(r["status"]), int(r["shots"])))
                     self._charge(int(r["hour"]), int(r["shots"]))
+                    resume_clock = max(resume_clock, float(r["device_clock_s"]))
                     if r["op"] == "check_data" and r["status"] == "in_spec":
                         self._last_ok[str(r["of"])] = float(r["device_clock_s"])
                 elif ev == "accept" and r.get("verdict") == "in_spec":
@@ -472,10 +474,15 @@ class Maintainer:
                     self._retry_at[n] = c + self.settings.retry_after_s
                 elif ev == "tick_end":
                     first_tick = int(r["tick"]) + 1
+                    resume_clock = max(resume_clock, float(r["clock_s"]))
                     if r.get("sample"):
                         self.report.samples.append((float(r["sample_clock_s"]),
                                                     {q: (v[0], v[1], v[2]) for q, v in r["sample"].items()}))
             self.report.ticks_done = self.report.resumed_ticks = first_tick
+            # A rebuilt device starts at clock 0: the interrupted tick goes on from where the
+            # killed process's last operation left the clock, not from the tick's start.
+            if resume_clock > self.clock_s:
+                self.device.advance(resume_clock - self.clock_s)
         else:
             self.report.start_clock_s = start_clock
             # The starting store's accepted calibrations count as done at the start.

@@ -72,3 +72,60 @@ def test_hourly_budget_is_respected() -> None:
 def test_bad_hours_is_refused_naming_the_key(hours: float) -> None:
     with pytest.raises(ValueError, match="hours"):
         MaintenanceSettings(hours=hours)
+
+
+class Killed(Exception):
+    """Stands in for a kill: raised from inside an operation, so the tick is cut short."""
+
+
+@dataclass(frozen=True)
+class KillingTrack(Track):
+    kill_at_clock_s: float = 1e9
+
+    def run(self, device, target, params, rng, *, cheap=False):
+        # q1 is looked at after q0: the kill falls between two operations of one tick
+        if target == "q1" and device.clock_s >= self.kill_at_clock_s and not getattr(device, "killed", False):
+            device.killed = True
+            raise Killed
+        return super().run(device, target, params, rng, cheap=cheap)
+
+
+def _journaled(folder, kill_at: float | None):
+    from pulsecal.agents.graph.maintain import maintenance_journal
+
+    track = KillingTrack(kill_at_clock_s=kill_at) if kill_at is not None else Track()
+    graph = CalibrationGraph([Node(track, q, timeout_s=600) for q in ("q0", "q1")])
+    store = ParameterStore(folder / "store.json")
+    if not store.versions:
+        for q in ("q0", "q1"):
+            store.record(f"track:{q}", {f"{q}.x": 1.0})
+
+    def evaluate(dev, params):
+        return {q: (abs(params[f"{q}.x"] - dev.truth(q)), 0.0, 0.0) for q in ("q0", "q1")}
+
+    m = Maintainer(graph, FakeDevice(), store, MaintenanceSettings(hours=3.0), journal=maintenance_journal(folder),
+                   evaluate=evaluate)
+    return m, store
+
+
+def test_a_killed_run_resumes_at_the_interrupted_tick(tmp_path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    whole, _ = _journaled(tmp_path / "a", None)
+    ref = whole.run()
+    first, _ = _journaled(tmp_path / "b", kill_at=5000.0)  # the first operation past 5000 s: tick 18 (5400 s) of 36
+    with pytest.raises(Killed):
+        first.run()
+    # a new process: fresh device at clock 0, the same folder
+    second, store = _journaled(tmp_path / "b", kill_at=None)
+    rep = second.run()
+    assert rep.resumed_ticks == 18
+    assert rep.ticks_done == ref.ticks_done == 36
+    clocks = [t for t, _ in rep.samples]
+    assert len(clocks) == 36 and clocks == sorted(set(clocks))  # every tick sampled once
+    assert rep.recalibrations == ref.recalibrations
+    assert rep.shots == ref.shots
+    assert [a.to_dict() for a in rep.actions] == [a.to_dict() for a in ref.actions]
+    assert abs(store.current()["q1.x"] - 1.3) < 0.06
+    starts = [r for r in second.journal.records() if r.get("event") == "maintain_start"]
+    assert [r["first_tick"] for r in starts] == [0, 18]
