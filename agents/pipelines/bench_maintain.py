@@ -8,7 +8,9 @@ every strategy asked for on a copy of that device and of that store, with one se
 
 - ``graph``: check_state timeouts, check_data, diagnose (``agents/graph/maintain.py``);
 - ``fixed``: a full bring-up every 24 h and hourly checks of every node, recalibrating a
-  node whose check failed (the issue's "fixed schedule");
+  node whose check failed with its full experiment (the issue's "fixed schedule");
+- ``fixed_corrects``: the same, taking a failed check's own fit as the recalibration when
+  it has one (as ``graph`` does: ``MaintenanceSettings.check_corrects``);
 - ``fixed_checks``: the same schedule whose hourly checks only report.
 
 Every tick (``--tick-s``) samples, before the strategy acts, the true X and X90 errors of
@@ -32,6 +34,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,15 +46,18 @@ from pulsecal.agents.graph.maintain import (
     MaintenanceReport,
     MaintenanceSettings,
 )
+from pulsecal.agents.graph.report_maintenance import draw_maintenance
 from pulsecal.agents.graph.scheduler import Scheduler
 from pulsecal.agents.graph.store import ParameterStore
 from pulsecal.agents.pipelines.bench_nodes import true_errors
 from pulsecal.agents.pipelines.calibrate import spec_sheet_priors
+from pulsecal.agents.pipelines.calibrate_maintain import timeline_of
 from pulsecal.envs.multi_qubit_presets import get_multi_qubit_preset
 
 STRATEGY_SETTINGS: dict[str, dict[str, Any]] = {
     "graph": {"strategy": "graph"},
-    "fixed": {"strategy": "fixed"},
+    "fixed": {"strategy": "fixed", "check_corrects": False},
+    "fixed_corrects": {"strategy": "fixed"},
     "fixed_checks": {"strategy": "fixed", "recalibrate_failed_checks": False},
 }
 _PATH_MARGIN_S = 7200.0
@@ -80,7 +86,8 @@ def maintenance_graph(qubits: Sequence[str], couplers: bool, definition: str | N
 
 def run_bench(qubits: Sequence[str], hours: float, *, seed: int = 0, drift_seed: int = 5, tick_s: float = 300.0,
               strategies: Sequence[str] = ("graph", "fixed", "fixed_checks"), couplers: bool = False,
-              definition: str | None = None, log: Any = print) -> dict[str, Any]:
+              definition: str | None = None, log: Any = print, figures: str | None = None,
+              json_path: str | None = None) -> dict[str, Any]:
     preset = get_multi_qubit_preset("ring_8")
     graph = maintenance_graph(qubits, couplers, definition)
     device = preset.make(np.random.default_rng(seed), spectators="none")
@@ -115,6 +122,13 @@ def run_bench(qubits: Sequence[str], hours: float, *, seed: int = 0, drift_seed:
         row["wall_s"] = time.perf_counter() - t1
         row["report"] = rep.to_dict()
         out["strategies"][name] = row
+        if figures:
+            Path(figures).mkdir(parents=True, exist_ok=True)
+            png = Path(figures) / f"maintenance_{name}.png"
+            draw_maintenance(timeline_of(rep, settings, qubits), png)
+            log(f"{name}: timeline {png}")
+        if json_path:  # after every strategy: a long run stopped early keeps what finished
+            Path(json_path).write_text(json.dumps(out, indent=1))
         log(f"{name}: wall {row['wall_s']:.0f} s, shots {row['shots']}, X error {row['x_error']:.3e}, "
             f"excess {row['x_excess']:.3e}")
     return out
@@ -172,6 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--couplers", action="store_true", help="keep the coupler idle checks")
     ap.add_argument("--graph", default=None, help="a graph definition YAML (default configs/graph/maintain.yaml)")
     ap.add_argument("--json", default="", help="also write the results (with every report) to this file")
+    ap.add_argument("--figures", default="", help="write each strategy's maintenance_<strategy>.png here")
     args = ap.parse_args(argv)
     strategies = [s for s in args.strategies.split(",") if s]
     for s in strategies:
@@ -187,12 +202,9 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     out = run_bench(qubits, args.hours, seed=args.seed, drift_seed=args.drift_seed, tick_s=args.tick_s,
                     strategies=strategies, couplers=args.couplers, definition=args.graph,
-                    log=lambda s: print(s, flush=True))
+                    log=lambda s: print(s, flush=True), figures=args.figures or None, json_path=args.json or None)
     print(table(out))
     print(f"(wall time {time.perf_counter() - t0:.0f} s)")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(out, fh, indent=1)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -330,8 +330,11 @@ def calibrate(cfg: DictConfig, *, stream: TextIO | None = None) -> RunReport:
             summary["evaluation"] = {"truth_only": True, "note": "simulation truth (bench_nodes.true_errors), "
                                      "never read by a node", "qubits": evaluation}
         name = conf.device.preset if p.backend is None else getattr(p.backend, "name", "backend")
-        write_report(folder / "report", report_input(conf.run_id, name, p.graph, report, journal,
-                                                     p.qubits, p.edges, store.current(), evaluation))
+        shown = report_input(conf.run_id, name, p.graph, report, journal, p.qubits, p.edges, store.current(),
+                             evaluation)
+        if kept is not None:
+            shown = replace(shown, maintenance=maintain.timeline_of(kept, m_settings, p.qubits))
+        write_report(folder / "report", shown)
         if conf.export_qibolab is not None:
             base = json.loads(_qibolab_file(conf.export_qibolab).read_text())
             unmapped = write_qibolab(folder / "qibolab_parameters.json", store.current(), base)

@@ -32,6 +32,7 @@ from pulsecal.agents.graph.maintain import (
     maintenance_journal,
     qubit_of,
 )
+from pulsecal.agents.graph.report_maintenance import MaintenanceEvent, MaintenanceTimeline
 from pulsecal.agents.graph.store import ParameterStore
 from pulsecal.configs.schema import ConfigError
 from pulsecal.hardware.progress import SessionProgress
@@ -81,14 +82,15 @@ def settings_of(hours: float, m: MaintainConf) -> MaintenanceSettings:
 
 
 class HourProgress(SessionProgress):
-    """One line per finished hour of maintenance device time: checks, recalibrations (by
-    node), shots of the hour and of the run, and the sampled mean X error if there is one."""
+    """One line per finished hour of maintenance device time: checks, accepted
+    recalibrations (by node), shots of the hour and of the run, and the sampled mean X error if there is one."""
 
     def __init__(self, label: str, *, stream: TextIO | None = None, tick_s: float = 300.0) -> None:
         super().__init__(label, stream=stream, interactive=False)
         self.tick_s = float(tick_s)
         self._seen = 0  # actions already counted into an earlier line
         self._samples_seen = 0
+        self._accepted_seen = 0
         self._hour = -1
 
     def tick(self, report: MaintenanceReport, tick: int, total: int) -> None:
@@ -98,16 +100,18 @@ class HourProgress(SessionProgress):
             self._hour = math.floor(report.resumed_ticks * self.tick_s / 3600.0 + 1e-9)
             self._seen = len(report.actions) if report.resumed_ticks else 0
             self._samples_seen = len(report.samples) if report.resumed_ticks else 0
+            self._accepted_seen = len(report.accepted) if report.resumed_ticks else 0
         if hour <= self._hour and not last:
             return
         new = report.actions[self._seen:]
         samples = report.samples[self._samples_seen:]
+        accepted = report.accepted[self._accepted_seen:]
         self._seen, self._samples_seen, self._hour = len(report.actions), len(report.samples), hour
+        self._accepted_seen = len(report.accepted)
         checks = sum(1 for a in new if a.action == "check")
-        cals: dict[str, int] = {}
-        for a in new:
-            if a.action == "calibrate":
-                cals[a.node] = cals.get(a.node, 0) + 1
+        cals: dict[str, int] = {}  # accepted: full calibrations and checks' own corrections
+        for _, n in accepted:
+            cals[n] = cals.get(n, 0) + 1
         shots = sum(a.shots for a in new)
         err = [v[0] for _, s in samples for v in s.values()]
         hours_total = total * self.tick_s / 3600.0
@@ -150,6 +154,8 @@ def run_maintenance(graph: CalibrationGraph, device: Any, store: ParameterStore,
     if drift is not None and hasattr(device, "set_drift_state"):
         def path(start: Mapping[tuple[str, ...], Any], clock: float) -> DriftPath:
             return DriftPath(drift, start, clock, settings.hours * 3600.0 + _PATH_MARGIN_S, seed=seed)
+    # Scored: the qubits the graph calibrates (the others hold the spec-sheet priors).
+    qubits = [q for q in qubits if any(graph[n].target == q for n in graph.names)]
     progress = HourProgress(f"{run_id} maintain {settings.strategy}", stream=stream, tick_s=settings.tick_s)
     with progress:
         m = Maintainer(graph, device, store, settings, journal=maintenance_journal(folder), ledger=ledger,
@@ -171,6 +177,18 @@ def summary(report: MaintenanceReport, settings: MaintenanceSettings) -> dict[st
     return d
 
 
+def timeline_of(report: MaintenanceReport, settings: MaintenanceSettings,
+                qubits: Sequence[str]) -> MaintenanceTimeline:
+    """The report's maintenance section from a run (rows: the qubits, then pairs with nodes)."""
+    rows = list(qubits) + sorted({qubit_of(a.node) for a in report.actions} - set(qubits))
+    return MaintenanceTimeline(
+        strategy=settings.strategy, start_clock_s=report.start_clock_s, hours=settings.hours, qubits=tuple(rows),
+        events=tuple(MaintenanceEvent(a.time_s, qubit_of(a.node), a.node, a.action, a.status, a.shots)
+                     for a in report.actions),
+        recalibrations=tuple((t, qubit_of(n), n) for t, n in report.accepted),
+        samples=tuple(report.samples), shots_per_hour=tuple(report.shots_per_hour))
+
+
 def summary_line(folder: Path, report: MaintenanceReport, settings: MaintenanceSettings) -> str:
     me = report.mean_errors()
     checks = sum(1 for a in report.actions if a.action == "check")
@@ -186,4 +204,4 @@ def summary_line(folder: Path, report: MaintenanceReport, settings: MaintenanceS
 
 
 __all__ = ["HourProgress", "MaintainConf", "check_hours", "run_maintenance", "settings_of", "summary",
-           "summary_line", "truth_evaluator"]
+           "summary_line", "timeline_of", "truth_evaluator"]

@@ -83,8 +83,8 @@ class KillingTrack(Track):
     kill_at_clock_s: float = 1e9
 
     def run(self, device, target, params, rng, *, cheap=False):
-        # q1 is looked at after q0: the kill falls between two operations of one tick
-        if target == "q1" and device.clock_s >= self.kill_at_clock_s and not getattr(device, "killed", False):
+        # q1's recalibration follows its failed check: the kill falls between two operations of one tick
+        if target == "q1" and not cheap and device.clock_s >= self.kill_at_clock_s and not getattr(device, "killed", False):
             device.killed = True
             raise Killed
         return super().run(device, target, params, rng, cheap=cheap)
@@ -113,19 +113,31 @@ def test_a_killed_run_resumes_at_the_interrupted_tick(tmp_path) -> None:
     (tmp_path / "b").mkdir()
     whole, _ = _journaled(tmp_path / "a", None)
     ref = whole.run()
-    first, _ = _journaled(tmp_path / "b", kill_at=5000.0)  # the first operation past 5000 s: tick 18 (5400 s) of 36
+    first, _ = _journaled(tmp_path / "b", kill_at=5000.0)
+    # the kill falls in the tick of q1's first recalibration past 5000 s, after its check
+    killed_tick = next(int(a.time_s // 300) for a in ref.actions
+                       if a.node == "track:q1" and a.action == "calibrate" and a.time_s >= 5000)
+    assert any(a.node == "track:q1" and a.action == "check" and int(a.time_s // 300) == killed_tick
+               for a in ref.actions)
     with pytest.raises(Killed):
         first.run()
     # a new process: fresh device at clock 0, the same folder
     second, store = _journaled(tmp_path / "b", kill_at=None)
     rep = second.run()
-    assert rep.resumed_ticks == 18
+    assert rep.resumed_ticks == killed_tick
     assert rep.ticks_done == ref.ticks_done == 36
     clocks = [t for t, _ in rep.samples]
     assert len(clocks) == 36 and clocks == sorted(set(clocks))  # every tick sampled once
     assert rep.recalibrations == ref.recalibrations
-    assert rep.shots == ref.shots
-    assert [a.to_dict() for a in rep.actions] == [a.to_dict() for a in ref.actions]
+    # The interrupted tick is repeated: q1's check (journaled, out of spec) is run again
+    # before the recalibration the kill cut off, so the resumed run spends that check twice.
+    assert rep.shots == ref.shots + 100
+    def outside(actions):
+        return [a.to_dict() for a in actions if int(a.time_s // 300) != killed_tick]
+    assert outside(rep.actions) == outside(ref.actions)
+    def in_tick(actions):
+        return [a.action for a in actions if a.node == "track:q1" and int(a.time_s // 300) == killed_tick]
+    assert in_tick(rep.actions) == ["check", *in_tick(ref.actions)]
     assert abs(store.current()["q1.x"] - 1.3) < 0.06
     starts = [r for r in second.journal.records() if r.get("event") == "maintain_start"]
-    assert [r["first_tick"] for r in starts] == [0, 18]
+    assert [r["first_tick"] for r in starts] == [0, killed_tick]
