@@ -111,13 +111,13 @@ def draw_maintenance(t: MaintenanceTimeline, path: Path) -> None:
             series = np.asarray([((ts - t0) / 3600.0, s[q][0], s[q][2]) for ts, s in t.samples if q in s])
             if not series.size:
                 continue
-            ax_e.plot(series[:, 0], series[:, 1], "-", lw=1.0, color=c, label=q)
+            ax_e.plot(series[:, 0], series[:, 1], "-", lw=0.9, color=c, label=q)
             ax_e.plot(series[:, 0], series[:, 2], ":", lw=0.8, color=c)
         ax_e.set_yscale("log")
         ax_e.set_ylabel("true X error")
         ax_e.grid(alpha=0.3, which="both")
-        ax_e.legend(fontsize=7, loc="upper left", ncol=min(8, n), title="dotted: coherence limit",
-                    title_fontsize=7)
+        ax_e.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), title="dotted:\ncoherence\nlimit",
+                    title_fontsize=7, frameon=False)
         ax_e.tick_params(labelbottom=False)
     ax_s = fig.add_subplot(gs[k], sharex=ax)
     sph = list(t.shots_per_hour)

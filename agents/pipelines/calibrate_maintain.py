@@ -179,8 +179,10 @@ def summary(report: MaintenanceReport, settings: MaintenanceSettings) -> dict[st
 
 def timeline_of(report: MaintenanceReport, settings: MaintenanceSettings,
                 qubits: Sequence[str]) -> MaintenanceTimeline:
-    """The report's maintenance section from a run (rows: the qubits, then pairs with nodes)."""
-    rows = list(qubits) + sorted({qubit_of(a.node) for a in report.actions} - set(qubits))
+    """The report's maintenance section from a run (rows: the qubits it looked at or scored,
+    then the pairs it looked at)."""
+    seen = {qubit_of(a.node) for a in report.actions} | {q for _, s in report.samples for q in s}
+    rows = [q for q in qubits if q in seen] + sorted(seen - set(qubits))
     return MaintenanceTimeline(
         strategy=settings.strategy, start_clock_s=report.start_clock_s, hours=settings.hours, qubits=tuple(rows),
         events=tuple(MaintenanceEvent(a.time_s, qubit_of(a.node), a.node, a.action, a.status, a.shots)

@@ -263,6 +263,7 @@ def test_bringup_chain_on_one_qubit_reaches_calibrated(tmp_path: Path) -> None:
     assert any("rabi-q0" in n for n in pngs) and any("rb1q-q0" in n for n in pngs), pngs
 
 
+@pytest.mark.slow  # ~17 s: two processes (Hydra start-up) and 3 nodes' bring-up
 def test_maintenance_runs_after_the_bringup_and_prints_every_hour(tmp_path: Path) -> None:
     (tmp_path / "cfg").mkdir()
     args = ("graph=idle", "priors=null", "device=two_transmons_cz", "run_id=m", "hours=2", "maintain.tick_s=900")
