@@ -76,9 +76,9 @@ def settings_of(hours: float, m: MaintainConf) -> MaintenanceSettings:
                                    bringup_every_s=m.bringup_every_s,
                                    recalibrate_failed_checks=m.recalibrate_failed_checks)
     except ValueError as err:
-        text = str(err)
-        field_name = text.split("=", 1)[0].rpartition(".")[2]
-        raise ConfigError(f"maintain.{field_name}", text.split(": ", 1)[-1] if ": " in text else text) from None
+        # "MaintenanceSettings.<field>=<value>: allowed ..." -> key maintain.<field>, "<value>: allowed ..."
+        name, _, problem = str(err).partition("=")
+        raise ConfigError(f"maintain.{name.rpartition('.')[2]}", problem or str(err)) from None
 
 
 class HourProgress(SessionProgress):

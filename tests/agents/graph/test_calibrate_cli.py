@@ -122,7 +122,7 @@ def test_bad_config_is_refused_in_one_line_before_any_file(tmp_path: Path) -> No
     ("start_from=/nonexistent", "start_from: '/nonexistent': no qibolab parameters.json there"),
     ("hours=-1", "hours: -1"),
     ("hours=1000", "hours: 1000"),
-    ("+hours=1 maintain.tick_s=0", "maintain.tick_s: "),
+    ("+hours=1 maintain.tick_s=0", "maintain.tick_s: 0.0: allowed a number > 0 and <= 86400"),
     ("+hours=1 maintain.strategy=nope", "maintain.strategy: 'nope': allowed one of ['graph', 'fixed']"),
 ])
 def test_bad_values_are_refused_naming_the_key(tmp_path: Path, override: str, message: str) -> None:
