@@ -458,9 +458,23 @@ class Maintainer:
                           lambda d: self._recalibrate(d, 1))
         self._recalibrate(node)
 
+    def _guarded(self, node: Node, act: Callable[[Node], Any]) -> None:
+        """One node's crash (an experiment refusing its parameters, e.g. a drifted amplitude
+        past the AWG's range, or a backend error) is that node's failure, isolated as in
+        the scheduler: it waits ``retry_after_s`` and the rest of the device goes on."""
+        try:
+            act(node)
+        except _Deferred:
+            raise
+        except Exception as err:
+            if self.journal is not None:
+                self.journal.append("raised", tick=self._tick, node=node.name, clock_s=self.clock_s,
+                                    message=f"{type(err).__name__}: {err}")
+            self._fail(node)
+
     def _act_graph(self) -> None:
         for name in self.graph.order():
-            self._maintain(self.graph[name])
+            self._guarded(self.graph[name], self._maintain)
 
     def _act_fixed(self, tick: int) -> None:
         s = self.settings
@@ -471,16 +485,19 @@ class Maintainer:
             for name in self.graph.order():
                 node = self.graph[name]
                 if not self._waiting(node):
-                    self._recalibrate(node)
+                    self._guarded(node, self._recalibrate)
             return
         if t0 > 0 and math.floor((t1 - 1e-9) / s.check_every_s) > math.floor((t0 - 1e-9) / s.check_every_s):
             for name in self.graph.order():
                 node = self.graph[name]
                 if self._waiting(node):
                     continue
-                r = self._op(node, "check_data")
-                if r.status != "in_spec" and s.recalibrate_failed_checks and not self._correct(node, r):
-                    self._recalibrate(node)
+                self._guarded(node, self._check_fixed)
+
+    def _check_fixed(self, node: Node) -> None:
+        r = self._op(node, "check_data")
+        if r.status != "in_spec" and self.settings.recalibrate_failed_checks and not self._correct(node, r):
+            self._recalibrate(node)
 
     # -- the run ----------------------------------------------------------------------------------
 
