@@ -74,8 +74,9 @@ def test_bad_hours_is_refused_naming_the_key(hours: float) -> None:
         MaintenanceSettings(hours=hours)
 
 
-class Killed(Exception):
-    """Stands in for a kill: raised from inside an operation, so the tick is cut short."""
+class Killed(BaseException):
+    """Stands in for a kill: raised from inside an operation, so the tick is cut short (a
+    BaseException, as KeyboardInterrupt: not a node's failure)."""
 
 
 @dataclass(frozen=True)
@@ -141,3 +142,26 @@ def test_a_killed_run_resumes_at_the_interrupted_tick(tmp_path) -> None:
     assert abs(store.current()["q1.x"] - 1.3) < 0.06
     starts = [r for r in second.journal.records() if r.get("event") == "maintain_start"]
     assert [r["first_tick"] for r in starts] == [0, killed_tick]
+
+
+@dataclass(frozen=True)
+class Refusing(Track):
+    """q1's experiment refuses its parameters after 1 h (as a pulse past the AWG range)."""
+
+    def run(self, device, target, params, rng, *, cheap=False):
+        if target == "q1" and device.clock_s > 3600:
+            raise ValueError("parameters make a pulse of peak |u| = 1.01: allowed |u| <= 1")
+        return super().run(device, target, params, rng, cheap=cheap)
+
+
+def test_a_node_whose_experiment_raises_fails_alone() -> None:
+    graph = CalibrationGraph([Node(Refusing(), q, timeout_s=600) for q in ("q0", "q1")])
+    store = ParameterStore()
+    for q in ("q0", "q1"):
+        store.record(f"track:{q}", {f"{q}.x": 1.0})
+    settings = MaintenanceSettings(hours=3.0, retry_after_s=3600.0)
+    report = Maintainer(graph, FakeDevice(), store, settings).run()
+    assert set(report.failed) == {"track:q1"}
+    q1_after = [a for a in report.actions if a.node == "track:q1" and a.time_s > 3600]
+    assert q1_after == []  # it raised before measuring, then waited retry_after_s
+    assert sum(1 for a in report.actions if a.node == "track:q0" and a.time_s > 3600) >= 2
