@@ -53,6 +53,9 @@ class MaintainConf:
     check_every_s: float = 3600.0
     bringup_every_s: float = 86400.0
     recalibrate_failed_checks: bool = True
+    recheck_dependents: bool = False
+    check_corrects: bool = True
+    adaptive_timeouts: bool = True
     evaluate: bool = True
 
 
@@ -74,7 +77,9 @@ def settings_of(hours: float, m: MaintainConf) -> MaintenanceSettings:
                                    tick_s=m.tick_s, budget_shots_per_hour=m.budget_shots_per_hour,
                                    retry_after_s=m.retry_after_s, check_every_s=m.check_every_s,
                                    bringup_every_s=m.bringup_every_s,
-                                   recalibrate_failed_checks=m.recalibrate_failed_checks)
+                                   recalibrate_failed_checks=m.recalibrate_failed_checks,
+                                   recheck_dependents=m.recheck_dependents, check_corrects=m.check_corrects,
+                                   adaptive_timeouts=m.adaptive_timeouts)
     except ValueError as err:
         # "MaintenanceSettings.<field>=<value>: allowed ..." -> key maintain.<field>, "<value>: allowed ..."
         name, _, problem = str(err).partition("=")
