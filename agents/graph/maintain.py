@@ -48,7 +48,7 @@ import math
 import time
 import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -91,6 +91,18 @@ class MaintenanceSettings:
         bringup_every_s: ``fixed``: the period of its full bring-up (the first is the
             starting store's, at 0 h).
         recalibrate_failed_checks: ``fixed``: recalibrate a node whose check failed.
+        recheck_dependents: ``graph``: a node's ``check_state`` also fails after one of its
+            dependencies was recalibrated (Kelly's rule). Off by default: in maintenance
+            most recalibrations track drift of one parameter (the amplitude, the
+            frequency), and re-checking every dependent after each cost more shots than
+            it found (the dependents have their own timeouts).
+        check_corrects: an ``out_of_spec`` check_data that came with values (a good fit
+            whose value moved past the tolerance: the cheap form measures the same
+            parameter) is accepted as the node's recalibration, without the full
+            experiment; the node's next look verifies it. Both strategies.
+        adaptive_timeouts: ``graph``: each node's timeout follows its measured drift:
+            x1.5 after an in-spec check, x0.5 after one out of spec, within
+            [1/4, 2] x its configured ``timeout_s``.
     """
 
     hours: float
@@ -101,6 +113,9 @@ class MaintenanceSettings:
     check_every_s: float = 3600.0
     bringup_every_s: float = 86400.0
     recalibrate_failed_checks: bool = True
+    recheck_dependents: bool = False
+    check_corrects: bool = True
+    adaptive_timeouts: bool = True
 
     def __post_init__(self) -> None:
         n = "MaintenanceSettings"
@@ -197,6 +212,7 @@ class MaintenanceReport:
         recalibrations: accepted calibrations per node.
         failed: nodes whose last recalibration failed (with the clock it failed at).
         resumed_ticks: ticks finished by an earlier process.
+        accepted: every accepted (in-spec) recalibration: (device clock, node).
     """
 
     start_clock_s: float = 0.0
@@ -207,6 +223,7 @@ class MaintenanceReport:
     recalibrations: dict[str, int] = field(default_factory=dict)
     failed: dict[str, float] = field(default_factory=dict)
     resumed_ticks: int = 0
+    accepted: list[tuple[float, str]] = field(default_factory=list)
 
     @property
     def shots(self) -> int:
@@ -280,6 +297,7 @@ class Maintainer:
         self._last_ok: dict[str, float] = {}  # newest in-spec calibration or check
         self._last_cal: dict[str, float] = {}  # newest accepted calibration
         self._retry_at: dict[str, float] = {}
+        self._timeout: dict[str, float] = {}  # adapted timeouts (adaptive_timeouts)
         self._epoch = 0
         self._tick = 0
         self._ops = 0
@@ -333,7 +351,32 @@ class Maintainer:
                                 device_clock_s=self.clock_s, values=dict(r.values), message=r.message)
         if cheap and r.status == "in_spec":
             self._last_ok[node.name] = self.clock_s
+        if cheap:
+            self._adapt(node, r.status)
         return r
+
+    def _adapt(self, node: Node, status: str) -> None:
+        """A check's outcome moves the node's timeout (``adaptive_timeouts``): looked at less
+        often while it stays in spec, more often after it drifted out."""
+        if not (self.settings.adaptive_timeouts and math.isfinite(node.timeout_s)):
+            return
+        if status not in ("in_spec", "out_of_spec"):
+            return
+        t = self._timeout.get(node.name, node.timeout_s) * (1.5 if status == "in_spec" else 0.5)
+        self._timeout[node.name] = min(max(t, 0.25 * node.timeout_s), 2.0 * node.timeout_s)
+
+    def timeout_s(self, node: Node) -> float:
+        """The node's current timeout (its configured one unless adapted)."""
+        return self._timeout.get(node.name, node.timeout_s)
+
+    def _correct(self, node: Node, r: ExperimentResult) -> bool:
+        """``check_corrects``: take an out-of-spec check's own fit as the recalibration."""
+        if not (self.settings.check_corrects and r.status == "out_of_spec" and r.values):
+            return False
+        self._accept(node, ExperimentResult(
+            r.experiment, r.target, "in_spec", r.values, dict(r.quality), 0, 0.0,
+            message=f"corrected from check_data (verified by the node's next look): {r.message}"))
+        return True
 
     def _accept(self, node: Node, r: ExperimentResult) -> None:
         unknown = sorted(set(r.values) - set(node.writes))
@@ -349,6 +392,7 @@ class Maintainer:
             self._last_ok[node.name] = now
             self._last_cal[node.name] = now
             self.report.recalibrations[node.name] = self.report.recalibrations.get(node.name, 0) + 1
+            self.report.accepted.append((now, node.name))
             self.report.failed.pop(node.name, None)
             self._retry_at.pop(node.name, None)
         if self.journal is not None:
@@ -399,22 +443,38 @@ class Maintainer:
         if self._waiting(node):
             return
         last = self._last_ok.get(node.name)
-        clocks = {d.name: self._last_cal[d.name] for d in self.graph.dependencies(node.name) if d.name in self._last_cal}
-        state = node.check_state(self.store.current(), None if last is None else Calibration("in_spec", last),
-                                 self.clock_s, clocks)
+        clocks = {d.name: self._last_cal[d.name] for d in self.graph.dependencies(node.name)
+                  if d.name in self._last_cal} if self.settings.recheck_dependents else {}
+        looked = replace(node, timeout_s=self.timeout_s(node)) if node.name in self._timeout else node
+        state = looked.check_state(self.store.current(), None if last is None else Calibration("in_spec", last),
+                                   self.clock_s, clocks)
         if state.ok:
             return
         r = self._op(node, "check_data")
-        if r.status == "in_spec":
+        if r.status == "in_spec" or self._correct(node, r):
             return
         if r.status == "bad_data":
             node.diagnose(self.graph.dependencies(node.name), lambda d: self._op(d, "check_data"),
                           lambda d: self._recalibrate(d, 1))
         self._recalibrate(node)
 
+    def _guarded(self, node: Node, act: Callable[[Node], Any]) -> None:
+        """One node's crash (an experiment refusing its parameters, e.g. a drifted amplitude
+        past the AWG's range, or a backend error) is that node's failure, isolated as in
+        the scheduler: it waits ``retry_after_s`` and the rest of the device goes on."""
+        try:
+            act(node)
+        except _Deferred:
+            raise
+        except Exception as err:
+            if self.journal is not None:
+                self.journal.append("raised", tick=self._tick, node=node.name, clock_s=self.clock_s,
+                                    message=f"{type(err).__name__}: {err}")
+            self._fail(node)
+
     def _act_graph(self) -> None:
         for name in self.graph.order():
-            self._maintain(self.graph[name])
+            self._guarded(self.graph[name], self._maintain)
 
     def _act_fixed(self, tick: int) -> None:
         s = self.settings
@@ -425,16 +485,19 @@ class Maintainer:
             for name in self.graph.order():
                 node = self.graph[name]
                 if not self._waiting(node):
-                    self._recalibrate(node)
+                    self._guarded(node, self._recalibrate)
             return
         if t0 > 0 and math.floor((t1 - 1e-9) / s.check_every_s) > math.floor((t0 - 1e-9) / s.check_every_s):
             for name in self.graph.order():
                 node = self.graph[name]
                 if self._waiting(node):
                     continue
-                r = self._op(node, "check_data")
-                if r.status != "in_spec" and s.recalibrate_failed_checks:
-                    self._recalibrate(node)
+                self._guarded(node, self._check_fixed)
+
+    def _check_fixed(self, node: Node) -> None:
+        r = self._op(node, "check_data")
+        if r.status != "in_spec" and self.settings.recalibrate_failed_checks and not self._correct(node, r):
+            self._recalibrate(node)
 
     # -- the run ----------------------------------------------------------------------------------
 
@@ -443,6 +506,9 @@ class Maintainer:
         start_clock = self.clock_s
         drift_start = getattr(self.device, "drift_state", None)
         first_tick = 0
+        resume_clock = -math.inf  # the device clock the killed process had reached
+        looks: list[tuple[int, str, str, int]] = []  # checks: tick, node, status, accepts before it
+        accepted: list[tuple[int, str]] = []
         recs = self.journal.records() if self.journal is not None else []
         starts = [r for r in recs if r.get("event") == "maintain_start"]
         if starts:
@@ -458,10 +524,15 @@ class Maintainer:
                                                       "check" if r["op"] == "check_data" else "calibrate",
                                                       str(r["status"]), int(r["shots"])))
                     self._charge(int(r["hour"]), int(r["shots"]))
+                    resume_clock = max(resume_clock, float(r["device_clock_s"]))
                     if r["op"] == "check_data" and r["status"] == "in_spec":
                         self._last_ok[str(r["of"])] = float(r["device_clock_s"])
+                    if r["op"] == "check_data" and str(r["of"]) in self.graph.names:
+                        looks.append((int(r["tick"]), str(r["of"]), str(r["status"]), len(accepted)))
                 elif ev == "accept" and r.get("verdict") == "in_spec":
                     n, c = str(r["node"]), float(r["clock_s"])
+                    accepted.append((int(r["tick"]), n))
+                    self.report.accepted.append((c, n))
                     self._last_ok[n] = self._last_cal[n] = c
                     self.report.recalibrations[n] = self.report.recalibrations.get(n, 0) + 1
                     self.report.failed.pop(n, None)
@@ -472,10 +543,22 @@ class Maintainer:
                     self._retry_at[n] = c + self.settings.retry_after_s
                 elif ev == "tick_end":
                     first_tick = int(r["tick"]) + 1
+                    resume_clock = max(resume_clock, float(r["clock_s"]))
                     if r.get("sample"):
                         self.report.samples.append((float(r["sample_clock_s"]),
                                                     {q: (v[0], v[1], v[2]) for q, v in r["sample"].items()}))
             self.report.ticks_done = self.report.resumed_ticks = first_tick
+            # A check in the interrupted tick that the killed process had not acted on (out
+            # of spec, nothing accepted after it) is looked at again when the tick is
+            # repeated: its timeout moves then, not twice.
+            for tick, n, status, k in looks:
+                concluded = tick < first_tick or status == "in_spec" or (tick, n) in accepted[k:]
+                if concluded:
+                    self._adapt(self.graph[n], status)
+            # A rebuilt device starts at clock 0: the interrupted tick goes on from where the
+            # killed process's last operation left the clock, not from the tick's start.
+            if resume_clock > self.clock_s:
+                self.device.advance(resume_clock - self.clock_s)
         else:
             self.report.start_clock_s = start_clock
             # The starting store's accepted calibrations count as done at the start.

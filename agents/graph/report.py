@@ -45,6 +45,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch
 
 from .experiment import ExperimentResult, target_name
+from .report_maintenance import MAINTENANCE_PNG, MaintenanceTimeline, maintenance_section
 
 NodeState = Literal["done", "failed", "blocked", "skipped", "pending"]
 NODE_STATES: tuple[NodeState, ...] = ("done", "failed", "blocked", "skipped", "pending")
@@ -192,6 +193,7 @@ class ReportInput:
         total_device_time_s: device time of the whole run; None sums the nodes' results.
         timeline: the maintenance run's actions in time order (empty for a bring-up).
         notes: lines shown under the title (where the numbers come from, caveats).
+        maintenance: a maintenance run's per-qubit timeline (``report_maintenance``), or None.
     """
 
     run_id: str
@@ -206,6 +208,7 @@ class ReportInput:
     total_device_time_s: float | None = None
     timeline: tuple[TimelineEvent, ...] = ()
     notes: tuple[str, ...] = ()
+    maintenance: MaintenanceTimeline | None = None
 
     def __post_init__(self) -> None:
         nodes = tuple(self.nodes)
@@ -749,6 +752,10 @@ def write_report(folder: str | Path, report: ReportInput) -> Path:
                     f"{report.timeline[-1].time_s / 3600:.2f} h of device time.</p>")
     else:
         (out / "timeline.png").unlink(missing_ok=True)
+    if report.maintenance is not None:
+        body += maintenance_section(report.maintenance, out)
+    else:
+        (out / MAINTENANCE_PNG).unlink(missing_ok=True)
     page = ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             f"<title>{_e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
             + "\n".join(body) + f"\n<script>{_SCRIPT}</script>\n</body>\n</html>\n")

@@ -44,6 +44,7 @@ from pulsecal.agents.graph.journal import Journal, read_state
 from pulsecal.agents.graph.report import write_report
 from pulsecal.agents.graph.scheduler import BLOCKED, FAILED, NodeOutcome, RunReport, Scheduler
 from pulsecal.agents.graph.store import ParameterStore, read_qibolab, write_qibolab
+from pulsecal.agents.pipelines import calibrate_maintain as maintain
 from pulsecal.agents.pipelines.calibrate_backend import (
     backend_coupling,
     backend_device,
@@ -74,7 +75,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # The settings a resumed run must share with the run it resumes: they decide what its
 # finished nodes measured and what the rest will.
 RESUME_KEYS = ("device", "seed", "graph", "budget_shots", "store", "start_from", "priors",
-               "priors_frequency_spread_hz", "priors_amplitude_factor", "backend")
+               "priors_frequency_spread_hz", "priors_amplitude_factor", "backend", "maintain")
 PRIOR_KINDS = ("spec_sheet",)
 
 
@@ -115,6 +116,10 @@ class CalibrateConf:
     # backend=<name> (configs/backend): the graph on a lab backend instead of the simulated
     # device preset (calibrate_backend.py); null: the preset.
     backend: Any = None
+    # hours=<h>: after the bring-up part, maintain the device for h hours of device time
+    # (calibrate_maintain.py, settings under maintain:); null: bring-up only.
+    hours: float | None = None
+    maintain: maintain.MaintainConf = field(default_factory=maintain.MaintainConf)
 
     def check(self) -> None:
         if self.device.preset not in multi_qubit_preset_names():
@@ -153,6 +158,9 @@ class CalibrateConf:
                                   "a platform folder holding one")
         if not isinstance(self.graph, dict):
             raise ConfigError("graph", f"{self.graph!r}: allowed a graph definition (graph=bringup)")
+        maintain.check_hours(self.hours)
+        if self.hours is not None:
+            maintain.settings_of(self.hours, self.maintain)
 
     @property
     def folder(self) -> Path:
@@ -330,9 +338,10 @@ def calibrate(cfg: DictConfig, *, stream: TextIO | None = None) -> RunReport:
             if values:
                 store.record("priors", values, experiment=conf.priors, experiment_id="priors", run_id=conf.run_id)
         (folder / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        ledger = ShotLedger(folder / "ledger.json")
         with NodeProgress(conf.run_id, interactive=None if conf.progress else False) as progress:
             sched = Scheduler(p.graph, device, store, qubits=p.qubits, edges=p.edges, journal=journal,
-                              ledger=ShotLedger(folder / "ledger.json"), seed=conf.seed, run_id=conf.run_id,
+                              ledger=ledger, seed=conf.seed, run_id=conf.run_id,
                               budget_shots=conf.budget_shots, progress=progress.node, config=p.settings)
             report = sched.run()
         summary = report.to_dict()
@@ -341,6 +350,14 @@ def calibrate(cfg: DictConfig, *, stream: TextIO | None = None) -> RunReport:
         summary["faults"] = [f.to_dict() for f in findings]
         if p.backend is None and planted:
             summary["planted_faults"] = {"truth_only": True, "faults": [f.to_dict() for f in planted]}
+        kept = None
+        if conf.hours is not None:
+            m_settings = maintain.settings_of(conf.hours, conf.maintain)
+            kept = maintain.run_maintenance(p.graph, device, store, folder, m_settings, seed=conf.seed,
+                                            run_id=conf.run_id, ledger=ledger, qubits=p.qubits,
+                                            evaluate=conf.maintain.evaluate, config=p.settings,
+                                            drift=p.preset.drift if p.backend is None else None)
+            summary["maintenance"] = maintain.summary(kept, m_settings)
         # Truth exists only on a simulated device; a backend's run is judged by its verdicts.
         evaluation = evaluate(device, store.current(), p.qubits, report) if p.backend is None else {}
         pairs = evaluate_pairs(device, store.current(), p.edges, report) if p.backend is None else {}
@@ -354,6 +371,8 @@ def calibrate(cfg: DictConfig, *, stream: TextIO | None = None) -> RunReport:
                            evaluation)
         if findings:
             inp = dataclasses.replace(inp, notes=(*inp.notes, *(f"Fault: {f.line}" for f in findings)))
+        if kept is not None:
+            inp = dataclasses.replace(inp, maintenance=maintain.timeline_of(kept, m_settings, p.qubits))
         write_report(folder / "report", inp)
         if conf.export_qibolab is not None:
             base = json.loads(_qibolab_file(conf.export_qibolab).read_text())
@@ -362,6 +381,8 @@ def calibrate(cfg: DictConfig, *, stream: TextIO | None = None) -> RunReport:
         (folder / "report.json").write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
     for line in summary_lines(report, folder, len(p.graph), findings):
         print(line, file=out)
+    if kept is not None:
+        print(maintain.summary_line(folder, kept, m_settings), file=out)
     return report
 
 

@@ -121,6 +121,10 @@ def test_bad_config_is_refused_in_one_line_before_any_file(tmp_path: Path) -> No
     ("device.spectators=all", "device.spectators: 'all'"),
     ("run_id=../x", "run_id: '../x'"),
     ("start_from=/nonexistent", "start_from: '/nonexistent': no qibolab parameters.json there"),
+    ("hours=-1", "hours: -1"),
+    ("hours=1000", "hours: 1000"),
+    ("+hours=1 maintain.tick_s=0", "maintain.tick_s: 0.0: allowed a number > 0 and <= 86400"),
+    ("+hours=1 maintain.strategy=nope", "maintain.strategy: 'nope': allowed one of ['graph', 'fixed']"),
 ])
 def test_bad_values_are_refused_naming_the_key(tmp_path: Path, override: str, message: str) -> None:
     from hydra import compose, initialize_config_module
@@ -129,7 +133,8 @@ def test_bad_values_are_refused_naming_the_key(tmp_path: Path, override: str, me
     from pulsecal.configs.schema import ConfigError
 
     with initialize_config_module("pulsecal.configs", version_base="1.3"):
-        cfg = compose("calibrate", overrides=[f"out_dir={tmp_path / 'runs'}", override])
+        cfg = compose("calibrate", overrides=[f"out_dir={tmp_path / 'runs'}",
+                                              *(o.removeprefix("+") for o in override.split())])
     with pytest.raises(ConfigError) as err:
         calibrate(cfg)
     assert str(err.value).startswith(message), str(err.value)
@@ -263,3 +268,27 @@ def test_bringup_chain_on_one_qubit_reaches_calibrated(tmp_path: Path) -> None:
     assert 'src="graph.png"' in html and 'src="device.png"' in html
     pngs = sorted(p.name for p in (folder / "report").glob("node_*.png"))
     assert any("rabi-q0" in n for n in pngs) and any("rb1q-q0" in n for n in pngs), pngs
+
+
+@pytest.mark.slow  # ~17 s: two processes (Hydra start-up) and 3 nodes' bring-up
+def test_maintenance_runs_after_the_bringup_and_prints_every_hour(tmp_path: Path) -> None:
+    (tmp_path / "cfg").mkdir()
+    args = ("graph=idle", "priors=null", "device=two_transmons_cz", "run_id=m", "hours=2", "maintain.tick_s=900")
+    r = _run(tmp_path, *args)
+    assert r.returncode == 0, r.stderr
+    folder = tmp_path / "runs" / "m"
+    hours = [ln for ln in r.stderr.splitlines() if " maintain graph: hour " in ln]
+    assert [ln.split(": hour ")[1].split(":")[0] for ln in hours] == ["1/2", "2/2"], r.stderr
+    summary = json.loads((folder / "report.json").read_text())["maintenance"]
+    assert summary["ticks_done"] == 8 and summary["settings"]["hours"] == 2.0
+    # idle's timeout is 1 h: each of the 3 nodes is checked once, at the first tick past
+    # 1 h of age (4500 s), with its cheap 100 shots; the next look would be past 2 h
+    assert summary["checks"] == 3 and summary["shots"] == 300
+    assert "maintained 2 h (graph): 3 checks" in r.stdout
+    recs = [json.loads(x) for x in (folder / "maintenance.jsonl").read_text().splitlines()]
+    assert sum(1 for x in recs if x["event"] == "tick_end") == 8
+    # a second process on the finished run resumes it: no tick and no check again
+    again = _run(tmp_path, *args)
+    assert again.returncode == 0, again.stderr
+    assert "8 ticks finished before this process" in again.stdout
+    assert json.loads((folder / "report.json").read_text())["maintenance"]["checks"] == 3

@@ -72,3 +72,96 @@ def test_hourly_budget_is_respected() -> None:
 def test_bad_hours_is_refused_naming_the_key(hours: float) -> None:
     with pytest.raises(ValueError, match="hours"):
         MaintenanceSettings(hours=hours)
+
+
+class Killed(BaseException):
+    """Stands in for a kill: raised from inside an operation, so the tick is cut short (a
+    BaseException, as KeyboardInterrupt: not a node's failure)."""
+
+
+@dataclass(frozen=True)
+class KillingTrack(Track):
+    kill_at_clock_s: float = 1e9
+
+    def run(self, device, target, params, rng, *, cheap=False):
+        # q1's recalibration follows its failed check: the kill falls between two operations of one tick
+        if target == "q1" and not cheap and device.clock_s >= self.kill_at_clock_s and not getattr(device, "killed", False):
+            device.killed = True
+            raise Killed
+        return super().run(device, target, params, rng, cheap=cheap)
+
+
+def _journaled(folder, kill_at: float | None):
+    from pulsecal.agents.graph.maintain import maintenance_journal
+
+    track = KillingTrack(kill_at_clock_s=kill_at) if kill_at is not None else Track()
+    graph = CalibrationGraph([Node(track, q, timeout_s=600) for q in ("q0", "q1")])
+    store = ParameterStore(folder / "store.json")
+    if not store.versions:
+        for q in ("q0", "q1"):
+            store.record(f"track:{q}", {f"{q}.x": 1.0})
+
+    def evaluate(dev, params):
+        return {q: (abs(params[f"{q}.x"] - dev.truth(q)), 0.0, 0.0) for q in ("q0", "q1")}
+
+    m = Maintainer(graph, FakeDevice(), store, MaintenanceSettings(hours=3.0), journal=maintenance_journal(folder),
+                   evaluate=evaluate)
+    return m, store
+
+
+def test_a_killed_run_resumes_at_the_interrupted_tick(tmp_path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    whole, _ = _journaled(tmp_path / "a", None)
+    ref = whole.run()
+    first, _ = _journaled(tmp_path / "b", kill_at=5000.0)
+    # the kill falls in the tick of q1's first recalibration past 5000 s, after its check
+    killed_tick = next(int(a.time_s // 300) for a in ref.actions
+                       if a.node == "track:q1" and a.action == "calibrate" and a.time_s >= 5000)
+    assert any(a.node == "track:q1" and a.action == "check" and int(a.time_s // 300) == killed_tick
+               for a in ref.actions)
+    with pytest.raises(Killed):
+        first.run()
+    # a new process: fresh device at clock 0, the same folder
+    second, store = _journaled(tmp_path / "b", kill_at=None)
+    rep = second.run()
+    assert rep.resumed_ticks == killed_tick
+    assert rep.ticks_done == ref.ticks_done == 36
+    clocks = [t for t, _ in rep.samples]
+    assert len(clocks) == 36 and clocks == sorted(set(clocks))  # every tick sampled once
+    assert rep.recalibrations == ref.recalibrations
+    # The interrupted tick is repeated: q1's check (journaled, out of spec) is run again
+    # before the recalibration the kill cut off, so the resumed run spends that check twice.
+    assert rep.shots == ref.shots + 100
+    def outside(actions):
+        return [a.to_dict() for a in actions if int(a.time_s // 300) != killed_tick]
+    assert outside(rep.actions) == outside(ref.actions)
+    def in_tick(actions):
+        return [a.action for a in actions if a.node == "track:q1" and int(a.time_s // 300) == killed_tick]
+    assert in_tick(rep.actions) == ["check", *in_tick(ref.actions)]
+    assert abs(store.current()["q1.x"] - 1.3) < 0.06
+    starts = [r for r in second.journal.records() if r.get("event") == "maintain_start"]
+    assert [r["first_tick"] for r in starts] == [0, killed_tick]
+
+
+@dataclass(frozen=True)
+class Refusing(Track):
+    """q1's experiment refuses its parameters after 1 h (as a pulse past the AWG range)."""
+
+    def run(self, device, target, params, rng, *, cheap=False):
+        if target == "q1" and device.clock_s > 3600:
+            raise ValueError("parameters make a pulse of peak |u| = 1.01: allowed |u| <= 1")
+        return super().run(device, target, params, rng, cheap=cheap)
+
+
+def test_a_node_whose_experiment_raises_fails_alone() -> None:
+    graph = CalibrationGraph([Node(Refusing(), q, timeout_s=600) for q in ("q0", "q1")])
+    store = ParameterStore()
+    for q in ("q0", "q1"):
+        store.record(f"track:{q}", {f"{q}.x": 1.0})
+    settings = MaintenanceSettings(hours=3.0, retry_after_s=3600.0)
+    report = Maintainer(graph, FakeDevice(), store, settings).run()
+    assert set(report.failed) == {"track:q1"}
+    q1_after = [a for a in report.actions if a.node == "track:q1" and a.time_s > 3600]
+    assert q1_after == []  # it raised before measuring, then waited retry_after_s
+    assert sum(1 for a in report.actions if a.node == "track:q0" and a.time_s > 3600) >= 2
