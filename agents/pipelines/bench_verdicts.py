@@ -191,8 +191,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="preset/realistic/stress: --budgets are calibration shots, the verification's on top "
                          "(held_out: total shots, --stated-factor applies)")
     ap.add_argument("--compact", action="store_true", help="VerificationSettings.compact() (160 shots)")
-    ap.add_argument("--verification", choices=["default", "compact", "trusted"], default=None,
-                    help="VerificationSettings(), .compact() or .trusted() (--compact = compact)")
+    ap.add_argument("--verification", choices=["default", "quick", "compact", "trusted"], default=None,
+                    help="VerificationSettings() (= .trusted(), the default), .quick() (the cheap 640-shot "
+                         "checks) or .compact() (--compact = compact)")
     ap.add_argument("--stages", type=int, default=None,
                     help="sequential verification: up to this many stages (default: the settings')")
     ap.add_argument("--train-shots", type=int, default=None, help="shots of each identity train")
@@ -203,8 +204,8 @@ def main(argv: list[str] | None = None) -> None:
     changes: dict[str, Any] = {} if a.stages is None else {"stages": a.stages}
     if a.train_shots is not None:
         changes["train_shots"] = a.train_shots
-    settings = {"default": VerificationSettings, "compact": VerificationSettings.compact,
-                "trusted": VerificationSettings.trusted}[kind](**changes)
+    settings = {"default": VerificationSettings, "quick": VerificationSettings.quick,
+                "compact": VerificationSettings.compact, "trusted": VerificationSettings.trusted}[kind](**changes)
     if a.device_set != "held_out":
         rows = [r for m in a.methods for b in a.budgets
                 for r in run_device_set(m, int(b), a.device_set, a.devices, a.seed, settings, a.set_seed)]

@@ -98,7 +98,7 @@ def test_false_failed_counts_gates_within_the_criterion_that_the_verdict_did_not
 
 
 def test_the_env_config_schema_lists_every_verification_setting() -> None:
-    """An env config can set every ``VerificationSettings`` field (``trusted()``'s included)."""
+    """An env config can set every ``VerificationSettings`` field (the ``quick()`` ones included)."""
     import dataclasses
 
     from pulsecal.configs.env_schema import VerificationConf
@@ -109,9 +109,10 @@ def test_the_env_config_schema_lists_every_verification_setting() -> None:
 def test_the_evaluation_takes_verification_settings_and_refuses_a_misspelt_one(tmp_path) -> None:  # type: ignore[no-untyped-def]
     from pulsecal.agents.evaluation import EvaluationSettings
 
-    s = EvaluationSettings(out_dir=tmp_path, verify=True, verification={"measure_decay": True, "train_shots": 256})
-    assert s.verification_settings() == VerificationSettings(measure_decay=True, train_shots=256)
-    assert EvaluationSettings(out_dir=tmp_path).verification_settings() == VerificationSettings()
+    s = EvaluationSettings(out_dir=tmp_path, verify=True, verification={"measure_decay": False, "stages": 1})
+    assert s.verification_settings() == VerificationSettings(measure_decay=False, stages=1)
+    # Without a verification mapping the evaluation verifies with the trusted defaults.
+    assert EvaluationSettings(out_dir=tmp_path).verification_settings() == VerificationSettings.trusted()
     with pytest.raises(ValueError, match="verification"):
         EvaluationSettings(out_dir=tmp_path, verification={"measure_decays": True})
 

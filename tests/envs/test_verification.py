@@ -106,8 +106,9 @@ def test_the_stated_decay_of_the_identity_train_matches_the_simulated_device() -
     w = GATE.waveforms_by_fraction(p, dev.dt_s, (1.0, 0.5))
     seqs = check_sequences(cs, Play(w[0, 0], "X"), Play(w[0, 1], "SX"), 20e-9, float(p[0, 2]), dev.dt_s)
     p1 = dev.excited_probabilities(seqs)
-    blocks = int(cs[-1].name.rsplit("_", 1)[1])
-    loss = p1[1] - p1[-1]  # a single X against the odd train
+    odd = next(k for k, c in enumerate(cs) if c.name.startswith("train_odd"))
+    blocks = int(cs[odd].name.rsplit("_", 1)[1])
+    loss = p1[1] - p1[odd]  # a single X against the odd train
     assert loss == pytest.approx(train_decay(GATE.envelope(dev.dt_s)[0], dev.dt_s, stated, blocks), abs=2e-3)
 
 
@@ -123,8 +124,9 @@ def test_verdict_round_trips_through_json_and_settings_refuse_unknown_keys() -> 
 
 
 def test_compact_settings_cost_160_shots_keep_every_depth_and_still_catch_a_residual() -> None:
-    c, d = VerificationSettings.compact(), VerificationSettings()
+    c, d = VerificationSettings.compact(), VerificationSettings.quick()
     assert c.shots == 160 and d.shots == 640
+    assert c == VerificationSettings.quick(shots_per_check=8, reference_shots=16)
     assert (c.amplitude_depths, c.drag_depths, c.ramsey_delays_s) == (d.amplitude_depths, d.drag_depths,
                                                                       d.ramsey_delays_s)
     dev = _device(seed=4)
@@ -146,13 +148,13 @@ def test_identity_trains_are_kept_within_max_train_s() -> None:
 
 
 def test_the_t1_delay_check_catches_a_t1_stated_twice_too_high_where_the_trains_mostly_miss() -> None:
-    """Twelve preset devices at their optimum, T1/T2 stated 2× what they have: the identity
-    trains alone catch a few (docs: ~30 %), the T1 delay check most; stated right, it raises
-    no alarm."""
-    with_t1 = VerificationSettings(t1_delay_fraction=0.693)
+    """Twelve preset devices at their optimum, T1/T2 stated 2× what they have: the quick
+    checks' identity trains alone catch a few (docs: ~30 %), the T1 delay check most;
+    stated right, it raises no alarm."""
+    with_t1 = VerificationSettings.quick(t1_delay_fraction=0.693)
     caught = {"trains": 0, "t1": 0}
     for seed in range(12):
-        for name, s in (("trains", VerificationSettings()), ("t1", with_t1)):
+        for name, s in (("trains", VerificationSettings.quick()), ("t1", with_t1)):
             dev = _device(100 + seed)
             t = dev.current_transmon()
             (v,) = verify_devices([dev], GATE, _optimal(dev), [StatedCoherence(2 * t.t1_s, 2 * t.t2_s)], s)
@@ -185,6 +187,21 @@ def test_a_sequential_verification_stops_once_the_verdict_is_clear() -> None:
     assert h.shots_used <= 320
     with pytest.raises(ValueError, match="stages"):
         VerificationSettings(stages=0)
+
+
+def test_default_settings_are_the_trusted_ones_and_quick_names_the_cheap_checks() -> None:
+    d, q = VerificationSettings(), VerificationSettings.quick()
+    assert d == VerificationSettings.trusted()
+    assert (d.train_shots, d.measure_decay, d.gate_detuning_error, d.leakage_model, d.equator_trains, d.stages) == (
+        256, True, True, True, True, 3)
+    assert (q.train_shots, q.measure_decay, q.gate_detuning_error, q.leakage_model, q.equator_trains, q.stages) == (
+        None, False, False, False, False, 1)
+    assert (q.shots, q.max_shots) == (640, 640)
+    # Every other field is shared: quick() changes only what the trusted checks add.
+    same = set(VerificationSettings.__dataclass_fields__) - {
+        "train_shots", "measure_decay", "gate_detuning_error", "leakage_model", "equator_trains", "stages"}
+    assert all(getattr(d, k) == getattr(q, k) for k in same)
+    assert VerificationSettings.from_mapping({}) == d
 
 
 def test_trusted_settings_cost_1536_shots_a_stage_with_the_trains_at_train_shots() -> None:
