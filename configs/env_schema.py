@@ -59,7 +59,8 @@ class AmplitudeLimitConf:
 @dataclass
 class VerificationConf:
     """``envs.verification.VerificationSettings`` fields; null keeps the default (set
-    ``verification: {}`` to verify at episode end with the defaults)."""
+    ``verification: {}`` to verify at episode end with the defaults, the trusted checks;
+    the env reserves their most, 4,608 shots, from ``shot_budget``)."""
 
     shots_per_check: int | None = None
     reference_shots: int | None = None

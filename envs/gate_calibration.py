@@ -205,8 +205,8 @@ class GateCalibrationEnv(SingleCoreEnv):
     shots when ``verification`` is set). Truncation by ``TimeLimit`` (registered
     ``max_episode_steps``).
 
-    With ``verification`` (a ``VerificationSettings`` or a mapping of its fields; default
-    None: off) the terminating step also runs the verification checks on the device
+    With ``verification`` (a ``VerificationSettings`` or a mapping of its fields, {} the
+    trusted defaults; default None: off) the terminating step also runs the verification checks on the device
     (``envs.verification``, docs/verification.md) and its info holds ``verdict`` (a
     ``Verdict``) and ``verification_shots``; other steps carry ``verdict`` None. The
     verification's shots are reserved from ``shot_budget`` at the start and counted in

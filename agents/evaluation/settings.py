@@ -147,7 +147,8 @@ class EvaluationSettings:
             top of the calibration budget, in ``verification_shots``) and add the verdict
             columns to its rows: status, estimate, 90 % interval, reason, false_calibrated.
         verification: ``VerificationSettings`` fields for ``verify`` (None or {}: the
-            defaults; docs/verification.md has the fields of ``trusted()``).
+            defaults, the trusted checks; docs/verification.md has the fields ``quick()``
+            turns off).
     """
 
     out_dir: Path

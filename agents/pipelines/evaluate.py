@@ -85,7 +85,7 @@ class EvaluateConf:
     amplitude_limit: AmplitudeLimitConf = field(default_factory=AmplitudeLimitConf)
     # Verify every baseline's result (docs/verification.md) and add the verdict columns.
     verify: bool = False
-    # The verification's VerificationSettings fields (null: the default).
+    # The verification's VerificationSettings fields (null: the default, the trusted checks).
     verification: VerificationConf = field(default_factory=VerificationConf)
     miscalibration: list[float] = field(default_factory=lambda: [0.05, 0.5, 1e6, 0.0])
     workers: int = 2

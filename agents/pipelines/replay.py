@@ -195,7 +195,7 @@ class ReplayConf:
     device_ledger: str | None = None
     plots: bool = True
     # verify: end with a verdict (docs/verification.md) from checks with ``verification``'s
-    # VerificationSettings fields ({}: the defaults) and the qubit's (T1, T2) in s for its
+    # VerificationSettings fields ({}: the defaults, the trusted checks) and the qubit's (T1, T2) in s for its
     # coherence limit (``stated_coherence``; null: the backend's device model, if it has one).
     verify: bool = False
     verification: dict[str, Any] = field(default_factory=dict)

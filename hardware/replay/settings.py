@@ -94,7 +94,8 @@ class ReplaySettings:
         qubit: the backend qubit the session calibrates (an index of the backend's
             ``Capabilities.qubits``): its drive frame carries the pulses, its readout the
             counts, and the default safety envelope allows that frame only.
-        verification: ``VerificationSettings`` fields as a mapping ({} = the defaults):
+        verification: ``VerificationSettings`` fields as a mapping ({} = the defaults, the
+            trusted checks: up to 3 stages of 1,536 shots):
             after its last step the session verifies the final gate on the backend
             (docs/verification.md) and its report carries the verdict. None: no verdict.
             A two-qubit session takes ``rb2q.RB2QSettings`` fields (interleaved 2Q RB; its
