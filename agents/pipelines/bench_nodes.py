@@ -127,6 +127,7 @@ def true_cz_errors(device: SimulatedMultiQubitDevice, pair: tuple[str, str],
     from pulsecal.agents.graph.experiments.pair import cz_roles
     from pulsecal.envs import cz_calibration_core as core
     from pulsecal.envs.physics.coupled import metrics as m2
+    from pulsecal.envs.physics.coupled import spectrum
     from pulsecal.envs.protocol import Measure, Play, PulseSequence
 
     t = "-".join(pair)
@@ -149,7 +150,7 @@ def true_cz_errors(device: SimulatedMultiQubitDevice, pair: tuple[str, str],
     limit = float(m2.coherence_limit(model, wave.size * pulse.dt_s))
     err = 1.0 - float(f_set.fidelity)
     return {"error": err, "error_vz": 1.0 - float(best.fidelity), "leakage": float(m2.leakage(model, op, kind=kind)),
-            "coherence_limit": limit, "error_over_limit": err / limit, "zz_hz": float(m2.static_zz_hz(model))}
+            "coherence_limit": limit, "error_over_limit": err / limit, "zz_hz": float(spectrum.static_zz_hz(model))}
 
 
 def calibrate_qubit(device: SimulatedMultiQubitDevice, name: str, qubit: str, seed: int) -> QubitRun:

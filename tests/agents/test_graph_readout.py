@@ -27,9 +27,9 @@ from pulsecal.agents.graph.readout import (
     fit_three_state,
     fit_two_state,
     optimal_gap,
-    save_iq_plot,
     values,
 )
+from pulsecal.agents.graph.readout_plot import save_iq_plot
 from pulsecal.envs.iq_readout import IQQubit, IQReadout, line_fidelity, optimal_two_state
 from pulsecal.envs.multi_qubit_device import SimulatedMultiQubitDevice
 from pulsecal.envs.multi_qubit_presets import get_multi_qubit_preset

@@ -84,6 +84,37 @@ def agrees(difference: float, se_new: float, se_stored: float, min_tolerance: fl
     return abs(difference) <= max(min_tolerance, CONFIRM_Z * sigma)
 
 
+def check_shot_plan(owner: str, settings: object, min_points: int, max_points: int, *,
+                    points: str = "points", shots: str = "shots_per_point") -> None:
+    """Check a full/check_data plan pair: ``<points>`` and ``cheap_<points>`` in
+    [min_points, max_points], ``<shots>`` and ``cheap_<shots>`` in [1, 10⁶]."""
+    for name in (points, f"cheap_{points}"):
+        check_int(owner, name, getattr(settings, name), min_points, max_points)
+    for name in (shots, f"cheap_{shots}"):
+        check_int(owner, name, getattr(settings, name), 1, 10**6)
+
+
+def check_acceptance(owner: str, settings: Any, *, contrast: bool = True) -> None:
+    """Check the fit acceptance settings: ``min_contrast`` in [0, 1] (when ``contrast``) and
+    ``max_chi2`` in [1, 10⁶]."""
+    if contrast:
+        check_float(owner, "min_contrast", settings.min_contrast, 0.0, 1.0)
+    check_float(owner, "max_chi2", settings.max_chi2, 1.0, 1e6)
+
+
+# What a single-qubit experiment that plays the qubit's gate pulse reads from the store.
+QUBIT_PULSE_READS = ("{t}.frequency_hz", "{t}.pi_amplitude")
+
+
+class QubitPulseNode:
+    """A mixin of the single-qubit experiments whose only inputs are the qubit's frequency
+    and π amplitude (the pulse they play)."""
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        return QUBIT_PULSE_READS
+
+
 class PointScan:
     """A scan of ``points`` settings at ``shots_per_point`` each; its check_data form is the
     same scan at ``cheap_points`` × ``cheap_shots_per_point``. A mixin of the experiment
@@ -95,10 +126,7 @@ class PointScan:
     cheap_shots_per_point: int
 
     def _check_scan(self, owner: str, min_points: int, max_points: int) -> None:
-        check_int(owner, "points", self.points, min_points, max_points)
-        check_int(owner, "cheap_points", self.cheap_points, min_points, max_points)
-        check_int(owner, "shots_per_point", self.shots_per_point, 1, 10**6)
-        check_int(owner, "cheap_shots_per_point", self.cheap_shots_per_point, 1, 10**6)
+        check_shot_plan(owner, self, min_points, max_points)
 
     def _plan(self, cheap: bool) -> tuple[int, int]:
         return (self.cheap_points, self.cheap_shots_per_point) if cheap else (self.points, self.shots_per_point)

@@ -49,11 +49,10 @@ from ....envs.protocol import Play, PulseSequence
 from ...baselines.cz_textbook import CountedDevice, CZTextbook
 from ..experiment import ExperimentResult, Status, target_name
 from .common import check_float, check_int, repetition_time_s
-from .pair import PairDevice, PairRoles, cz_roles, is_tunable_pair
+from .pair import QUBIT_READS, PairDevice, PairRoles, cz_roles, is_tunable_pair
 from .pulses import DEFAULT_GATE, param
 
 FloatArray = NDArray[np.float64]
-QUBIT_READS = ("{a}.frequency_hz", "{a}.pi_amplitude", "{b}.frequency_hz", "{b}.pi_amplitude")
 
 
 def _duration_s(seq: PulseSequence, dt_s: float) -> float:

@@ -29,7 +29,9 @@ from ..experiment import ExperimentResult, Status
 from .common import (
     Measurement,
     PointScan,
+    QubitPulseNode,
     agrees,
+    check_acceptance,
     check_float,
     check_int,
     check_target,
@@ -44,7 +46,7 @@ from .pulses import DEFAULT_GATE, QubitPulses, program
 
 
 @dataclass(frozen=True)
-class Drag(PointScan):
+class Drag(PointScan, QubitPulseNode):
     """Settings: ``span_s`` (half-width of the β sweep around the stored β),
     ``points``/``shots_per_point`` (full form; two sequences per point),
     ``cheap_points``/``cheap_shots_per_point``, ``tolerance_s`` (|β* − stored| in spec
@@ -73,7 +75,7 @@ class Drag(PointScan):
         self._check_scan(n, 3, 1001)
         check_float(n, "tolerance_s", self.tolerance_s, 0.0, 1e-6)
         check_float(n, "min_slope", self.min_slope, 0.0, 10.0)
-        check_float(n, "max_chi2", self.max_chi2, 1.0, 1e6)
+        check_acceptance(n, self, contrast=False)
 
     @classmethod
     def train(cls, **settings: Any) -> Drag:
@@ -84,10 +86,6 @@ class Drag(PointScan):
     @property
     def name(self) -> str:
         return "drag" if self.method == "pair" else "drag_train"
-
-    @property
-    def reads(self) -> tuple[str, ...]:
-        return ("{t}.frequency_hz", "{t}.pi_amplitude")
 
     @property
     def writes(self) -> tuple[str, ...]:

@@ -33,7 +33,7 @@ from ....envs.drag import DragGate
 from ...baselines.ecr_textbook import TextbookECR, _Counter
 from ..experiment import ExperimentResult, Status, target_name
 from .common import check_float, check_int, repetition_time_s
-from .pair import PairDevice, PairRoles, is_tunable_pair
+from .pair import QUBIT_READS, PairDevice, PairRoles, is_tunable_pair
 from .pulses import DEFAULT_GATE, param
 
 KNOBS = ("cr_amp", "cr_phase_rad", "cancel_amp", "cancel_phase_rad")
@@ -80,7 +80,7 @@ class ECRCalibration:
 
     @property
     def reads(self) -> tuple[str, ...]:
-        return ("{a}.frequency_hz", "{a}.pi_amplitude", "{b}.frequency_hz", "{b}.pi_amplitude")
+        return QUBIT_READS
 
     @property
     def writes(self) -> tuple[str, ...]:

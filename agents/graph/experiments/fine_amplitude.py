@@ -19,9 +19,11 @@ import numpy as np
 from ....envs.drag import DragGate
 from ..experiment import ExperimentResult, Status
 from .common import (
+    QubitPulseNode,
     agrees,
+    check_acceptance,
     check_float,
-    check_int,
+    check_shot_plan,
     check_target,
     fit_problem,
     measure,
@@ -34,7 +36,7 @@ from .pulses import DEFAULT_GATE, QubitPulses, program
 
 
 @dataclass(frozen=True)
-class FineAmplitude:
+class FineAmplitude(QubitPulseNode):
     """Settings: ``max_pulses`` (N runs 0..max_pulses), ``shots_per_point`` (full form),
     ``cheap_max_pulses``/``cheap_shots_per_point`` (check_data), ``max_error`` (the |ε| the
     grid search covers), ``tolerance`` (|ε| in spec whatever its significance; beyond it ``common.agrees`` decides), ``max_chi2``, ``gate``."""
@@ -50,21 +52,14 @@ class FineAmplitude:
 
     def __post_init__(self) -> None:
         n = "FineAmplitude"
-        check_int(n, "max_pulses", self.max_pulses, 2, 1000)
-        check_int(n, "cheap_max_pulses", self.cheap_max_pulses, 2, 1000)
-        check_int(n, "shots_per_point", self.shots_per_point, 1, 10**6)
-        check_int(n, "cheap_shots_per_point", self.cheap_shots_per_point, 1, 10**6)
+        check_shot_plan(n, self, 2, 1000, points="max_pulses")
         check_float(n, "max_error", self.max_error, 1e-4, 0.5)
         check_float(n, "tolerance", self.tolerance, 0.0, 0.5)
-        check_float(n, "max_chi2", self.max_chi2, 1.0, 1e6)
+        check_acceptance(n, self, contrast=False)
 
     @property
     def name(self) -> str:
         return "fine_amplitude"
-
-    @property
-    def reads(self) -> tuple[str, ...]:
-        return ("{t}.frequency_hz", "{t}.pi_amplitude")
 
     @property
     def writes(self) -> tuple[str, ...]:

@@ -39,6 +39,8 @@ from ....envs.protocol import Barrier, Delay, Measure, Play, PulseSequence, Virt
 from .pulses import DEFAULT_GATE, QubitPulses, param
 
 CORE_CONTROL, CORE_TARGET = core.CONTROL, core.TARGET  # "q0", "q1"
+# What a pair experiment reads of its two qubits ({a}, {b}): the pulses it plays on each.
+QUBIT_READS = ("{a}.frequency_hz", "{a}.pi_amplitude", "{b}.frequency_hz", "{b}.pi_amplitude")
 
 
 def device_channels(device: Any) -> tuple[str, ...]:

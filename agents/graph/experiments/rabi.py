@@ -23,7 +23,9 @@ from .common import (
     FLAT_CHI2,
     NO_RESPONSE,
     PointScan,
+    QubitPulseNode,
     agrees,
+    check_acceptance,
     check_float,
     check_target,
     fit_problem,
@@ -38,7 +40,7 @@ from .pulses import DEFAULT_GATE, QubitPulses, program
 
 
 @dataclass(frozen=True)
-class Rabi(PointScan):
+class Rabi(PointScan, QubitPulseNode):
     """Settings: ``span`` (largest amplitude over the prior), ``points``/``shots_per_point``
     (full form), ``cheap_points``/``cheap_shots_per_point`` (check_data), ``tolerance``
     (relative |A_π − prior| in spec whatever its significance; beyond it the
@@ -59,16 +61,11 @@ class Rabi(PointScan):
         check_float(n, "span", self.span, 1.05, 10.0)
         self._check_scan(n, 5, 1001)
         check_float(n, "tolerance", self.tolerance, 0.0, 1.0)
-        check_float(n, "min_contrast", self.min_contrast, 0.0, 1.0)
-        check_float(n, "max_chi2", self.max_chi2, 1.0, 1e6)
+        check_acceptance(n, self)
 
     @property
     def name(self) -> str:
         return "rabi"
-
-    @property
-    def reads(self) -> tuple[str, ...]:
-        return ("{t}.frequency_hz", "{t}.pi_amplitude")
 
     @property
     def writes(self) -> tuple[str, ...]:

@@ -19,9 +19,11 @@ from ....envs.drag import DragGate
 from ..experiment import ExperimentResult, Status
 from .common import (
     COHERENCE,
+    QubitPulseNode,
     agrees,
+    check_acceptance,
     check_float,
-    check_int,
+    check_shot_plan,
     check_target,
     fit_problem,
     measure,
@@ -36,7 +38,7 @@ TWO_PI = 2.0 * math.pi
 
 
 @dataclass(frozen=True)
-class Ramsey:
+class Ramsey(QubitPulseNode):
     """Settings: ``max_delay_s`` and ``points``/``shots_per_point`` (full form; cheap form
     ``cheap_points``/``cheap_shots_per_point`` over the same delays), ``detuning_hz`` (the
     artificial detuning δ; the sampling must stay below Nyquist of δ + error),
@@ -62,14 +64,10 @@ class Ramsey:
         n = "Ramsey"
         check_float(n, "max_delay_s", self.max_delay_s, 100e-9, 10e-3)
         check_float(n, "cheap_max_delay_s", self.cheap_max_delay_s, 100e-9, 10e-3)
-        check_int(n, "points", self.points, 9, 2001)
-        check_int(n, "cheap_points", self.cheap_points, 9, 2001)
-        check_int(n, "shots_per_point", self.shots_per_point, 1, 10**6)
-        check_int(n, "cheap_shots_per_point", self.cheap_shots_per_point, 1, 10**6)
+        check_shot_plan(n, self, 9, 2001)
         check_float(n, "detuning_hz", self.detuning_hz, 1e3, 1e9)
         check_float(n, "tolerance_hz", self.tolerance_hz, 0.0, 1e9)
-        check_float(n, "min_contrast", self.min_contrast, 0.0, 1.0)
-        check_float(n, "max_chi2", self.max_chi2, 1.0, 1e6)
+        check_acceptance(n, self)
         if not isinstance(self.require_t2star, bool):
             raise ValueError(f"Ramsey.require_t2star={self.require_t2star!r}: allowed true or false")
         for field, delay, pts in (("max_delay_s", self.max_delay_s, self.points),
@@ -83,10 +81,6 @@ class Ramsey:
     @property
     def name(self) -> str:
         return "ramsey"
-
-    @property
-    def reads(self) -> tuple[str, ...]:
-        return ("{t}.frequency_hz", "{t}.pi_amplitude")
 
     @property
     def writes(self) -> tuple[str, ...]:

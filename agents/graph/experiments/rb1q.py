@@ -28,8 +28,9 @@ from ....envs.rb import gates_per_clifford, sequence_steps
 from ..experiment import ExperimentResult, Status
 from .common import (
     Measurement,
+    check_acceptance,
     check_float,
-    check_int,
+    check_shot_plan,
     check_target,
     fit_problem,
     measure,
@@ -63,12 +64,9 @@ class RB1Q:
             if not (isinstance(v, tuple) and len(v) >= 2 and len(set(v)) == len(v) and all(
                     isinstance(m, int) and not isinstance(m, bool) and 0 <= m <= 10000 for m in v)):
                 raise ValueError(f"{n}.{name}={v!r}: allowed a tuple of at least two distinct integers in [0, 10000]")
-        check_int(n, "sequences_per_length", self.sequences_per_length, 1, 1000)
-        check_int(n, "cheap_sequences_per_length", self.cheap_sequences_per_length, 1, 1000)
-        check_int(n, "shots_per_sequence", self.shots_per_sequence, 1, 10**6)
-        check_int(n, "cheap_shots_per_sequence", self.cheap_shots_per_sequence, 1, 10**6)
+        check_shot_plan(n, self, 1, 1000, points="sequences_per_length", shots="shots_per_sequence")
         check_float(n, "limit_factor", self.limit_factor, 1.0, 1e3)
-        check_float(n, "max_chi2", self.max_chi2, 1.0, 1e6)
+        check_acceptance(n, self, contrast=False)
 
     @property
     def name(self) -> str:

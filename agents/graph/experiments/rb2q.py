@@ -29,8 +29,7 @@ from ....envs.protocol import Barrier, Play, PulseSequence, VirtualZ
 from ....envs.verification import Reason, StatedCoherence
 from ..experiment import ExperimentResult, Status, target_name
 from .common import check_float, check_int, repetition_time_s
-from .cz import QUBIT_READS
-from .pair import PairDevice, cz_roles, is_tunable_pair
+from .pair import QUBIT_READS, PairDevice, cz_roles, is_tunable_pair
 from .pulses import DEFAULT_GATE, param
 
 

@@ -27,7 +27,9 @@ from .common import (
     FLAT_CHI2,
     NO_RESPONSE,
     PointScan,
+    QubitPulseNode,
     agrees,
+    check_acceptance,
     check_float,
     check_target,
     fit_problem,
@@ -42,7 +44,7 @@ from .pulses import DEFAULT_GATE, Program, QubitPulses, frame_hz, param
 
 
 @dataclass(frozen=True)
-class Spectroscopy(PointScan):
+class Spectroscopy(PointScan, QubitPulseNode):
     """Settings (all validated; errors name the field and the allowed range):
 
     window_hz: half-width of the scanned window around the prior frequency.
@@ -71,16 +73,11 @@ class Spectroscopy(PointScan):
         check_float(n, "duration_s", self.duration_s, 10e-9, 100e-6)
         check_float(n, "rotation", self.rotation, 0.05, 1.0)
         check_float(n, "tolerance_hz", self.tolerance_hz, 0.0, 1e9)
-        check_float(n, "min_contrast", self.min_contrast, 0.0, 1.0)
-        check_float(n, "max_chi2", self.max_chi2, 1.0, 1e6)
+        check_acceptance(n, self)
 
     @property
     def name(self) -> str:
         return "spectroscopy"
-
-    @property
-    def reads(self) -> tuple[str, ...]:
-        return ("{t}.frequency_hz", "{t}.pi_amplitude")
 
     @property
     def writes(self) -> tuple[str, ...]:

@@ -21,7 +21,9 @@ from .common import (
     COHERENCE,
     CONFIRM_Z,
     PointScan,
+    QubitPulseNode,
     agrees,
+    check_acceptance,
     check_float,
     check_target,
     fit_problem,
@@ -35,7 +37,7 @@ from .pulses import DEFAULT_GATE, QubitPulses, program
 
 
 @dataclass(frozen=True)
-class T1(PointScan):
+class T1(PointScan, QubitPulseNode):
     """Settings: ``max_delay_s``, ``points``/``shots_per_point`` (full form),
     ``cheap_points``/``cheap_shots_per_point`` (check_data), ``tolerance`` (relative change
     of T1 from the stored value in spec whatever its significance; beyond it
@@ -59,16 +61,11 @@ class T1(PointScan):
         self._check_scan(n, 5, 2001)
         check_float(n, "tolerance", self.tolerance, 0.0, 10.0)
         check_float(n, "min_t1_s", self.min_t1_s, 0.0, 1.0)
-        check_float(n, "min_contrast", self.min_contrast, 0.0, 1.0)
-        check_float(n, "max_chi2", self.max_chi2, 1.0, 1e6)
+        check_acceptance(n, self)
 
     @property
     def name(self) -> str:
         return "t1"
-
-    @property
-    def reads(self) -> tuple[str, ...]:
-        return ("{t}.frequency_hz", "{t}.pi_amplitude")
 
     @property
     def writes(self) -> tuple[str, ...]:

@@ -23,7 +23,17 @@ import numpy as np
 from ....envs.drag import DragGate
 from ....envs.protocol import Barrier, Measure, Play, PulseSequence
 from ..experiment import ExperimentResult, Status, target_name
-from .common import Fit, check_float, check_int, fit_problem, measure, weighted_fit
+from .common import (
+    Fit,
+    check_acceptance,
+    check_float,
+    check_int,
+    check_shot_plan,
+    fit_problem,
+    measure,
+    weighted_fit,
+)
+from .pair import QUBIT_READS
 from .pulses import DEFAULT_GATE, Program, QubitPulses, param, program
 
 TWO_PI = 2.0 * math.pi
@@ -73,14 +83,10 @@ class StaticZZ:
         n = "StaticZZ"
         check_int(n, "ramsey_on", self.ramsey_on, 0, 1)
         check_float(n, "max_delay_s", self.max_delay_s, 100e-9, 10e-3)
-        check_int(n, "points", self.points, 9, 2001)
-        check_int(n, "cheap_points", self.cheap_points, 9, 2001)
-        check_int(n, "shots_per_point", self.shots_per_point, 1, 10**6)
-        check_int(n, "cheap_shots_per_point", self.cheap_shots_per_point, 1, 10**6)
+        check_shot_plan(n, self, 9, 2001)
         check_float(n, "detuning_hz", self.detuning_hz, 1e3, 1e9)
         check_float(n, "max_zz_hz", self.max_zz_hz, 0.0, 1e9)
-        check_float(n, "min_contrast", self.min_contrast, 0.0, 1.0)
-        check_float(n, "max_chi2", self.max_chi2, 1.0, 1e6)
+        check_acceptance(n, self)
         for field, pts in (("points", self.points), ("cheap_points", self.cheap_points)):
             step = self.max_delay_s / (pts - 1)
             if not self.detuning_hz * step < 0.35:
@@ -94,7 +100,7 @@ class StaticZZ:
 
     @property
     def reads(self) -> tuple[str, ...]:
-        return ("{a}.frequency_hz", "{a}.pi_amplitude", "{b}.frequency_hz", "{b}.pi_amplitude")
+        return QUBIT_READS
 
     @property
     def writes(self) -> tuple[str, ...]:

@@ -2,8 +2,9 @@
 
 What the two-qubit calibration work scores and reports: gate fidelity to a target
 (optionally after the best local virtual-Z phases), leakage and seepage, the conditional
-phase and the |11⟩ swap/leak populations of a CZ, the static ZZ rate, the coherence limit
-of a gate of duration T, and single-qubit fidelities with a spectator. docs/two_qubit_metrics.md
+phase and the |11⟩ swap/leak populations of a CZ, the coherence limit of a gate of
+duration T (the static spectrum, ZZ rate and dressed basis are in ``spectrum``;
+single-qubit fidelities with a spectator in ``spectator``). docs/two_qubit_metrics.md
 states every definition and convention; in short:
 
 - Operations are what the coupled engines return: (B, D, D) unitaries or (B, D², D²)
@@ -21,22 +22,20 @@ states every definition and convention; in short:
   S[i + i'D, j + j'D]). Equal to (d·F_pro + 1 − L1)/(d + 1) (Wood & Gambetta 2018).
 
 The module is pure: arrays in, arrays out; it needs the model only for dimensions and
-indices (and, for the static quantities, its static Hamiltonian).
+indices.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.linalg import expm
-from scipy.optimize import linear_sum_assignment
 
-from .. import metrics as metrics_1q
 from .controls import as_operator_model
 from .model import TWO_PI, CoupledModel
 from .operators import OperatorModel
@@ -461,144 +460,6 @@ def eleven_populations(model: ModelArg, ops: ArrayLike, *, kind: OpKind,
     return ElevenPopulations(*out)
 
 
-# -- static ZZ -----------------------------------------------------------------------------
-
-
-def static_hamiltonian(model: ModelArg, flux: Mapping[str, ArrayLike] | None = None) -> ComplexArray:
-    """The idle Hamiltonian (rad/s) in the model's common frame, with real channels held at
-    constant samples (for flux: an offset in Φ0 from the idle bias, through the channel's
-    transfer; no line distortion, as for a held DC value). (B, D, D); B = 1 without flux.
-
-    Args:
-        flux: real channel name -> a sample (scalar or (B,)).
-    """
-    om = as_operator_model(model)
-    h0 = om.h_static
-    if not flux:
-        return h0[None].copy()
-    rows: dict[str, FloatArray] = {}
-    batch = 1
-    for name, raw in flux.items():
-        if name not in om.reals:
-            raise ValueError(f"flux[{name!r}]: the model has no real channel {name!r}: allowed {sorted(om.reals)}")
-        x = np.atleast_1d(np.asarray(raw, dtype=np.float64))
-        rc = om.reals[name]
-        if x.ndim != 1 or not np.all(np.isfinite(x)) or np.any(np.abs(x) > rc.max_abs + 1e-9):
-            raise ValueError(f"flux[{name!r}]={raw!r}: allowed finite samples (scalar or (B,)) with "
-                             f"|sample| <= {rc.max_abs:g}")
-        if x.size != 1:
-            if batch not in (1, x.size):
-                raise ValueError(f"flux[{name!r}] has {x.size} values, another channel {batch}")
-            batch = x.size
-        rows[name] = rc.transfer(x) if rc.transfer is not None else x
-    h = np.broadcast_to(h0, (batch, *h0.shape)).copy()
-    for name, x in rows.items():
-        h += np.broadcast_to(x, (batch,))[:, None, None] * om.reals[name].operator[None]
-    return h
-
-
-def dressed_energies_hz(model: ModelArg, flux: Mapping[str, ArrayLike] | None = None) -> FloatArray:
-    """Energies (Hz, in the model's common frame) of the dressed computational states, (B, 2^n).
-
-    Each bare computational state is matched to one eigenvector of the static Hamiltonian,
-    maximising the total overlap Σ |⟨bare|dressed⟩|² (an assignment, so two bare states
-    never share a dressed state even where they hybridise strongly).
-    """
-    om = as_operator_model(model)
-    h = static_hamiltonian(om, flux)
-    comp = om.computational_indices()
-    energies, vecs = np.linalg.eigh(h)
-    out = np.empty((h.shape[0], comp.size))
-    for b in range(h.shape[0]):
-        overlap = np.abs(vecs[b][comp, :]) ** 2  # (2^n, D)
-        rows, cols = linear_sum_assignment(-overlap)
-        out[b, rows] = energies[b, cols] / TWO_PI
-    return out
-
-
-def static_zz_hz(model: ModelArg, flux: Mapping[str, ArrayLike] | None = None, *,
-                 qubits: Sequence[str] | None = None) -> FloatArray:
-    """Static ZZ rate ζ = E11 − E10 − E01 + E00 (Hz) of a pair from the dressed energies.
-
-    Frame shifts linear in the excitation numbers cancel in ζ, so it is the lab-frame value.
-    The effective Hamiltonian of the pair contains (ζ/4)·Z⊗Z (×2π in rad/s), and an idle of
-    duration t gives the conditional phase −2π·ζ·t in the dressed basis (``to_dressed_basis``).
-
-    Args:
-        flux: real channel name -> held sample (scalar or (B,)), as ``static_hamiltonian``.
-        qubits: the pair; default the model's two qubits (other qubits are read in 0).
-    Returns:
-        (B,) (0-d without ``flux`` or with scalar samples).
-    """
-    om = as_operator_model(model)
-    p0, p1, _ = _pair_indices(om, qubits)
-    pos = _qubit_positions(om)
-    n = len(pos)
-    e = dressed_energies_hz(om, flux)
-
-    def col(b0: int, b1: int) -> int:
-        bits = [0] * n
-        bits[pos.index(p0)], bits[pos.index(p1)] = b0, b1
-        return int(sum(bit << (n - 1 - k) for k, bit in enumerate(bits)))
-
-    zz = e[:, col(1, 1)] - e[:, col(1, 0)] - e[:, col(0, 1)] + e[:, col(0, 0)]
-    return zz[0] if zz.size == 1 else zz
-
-
-def dressed_states(model: ModelArg) -> ComplexArray:
-    """W (D, D): eigenvectors of the idle Hamiltonian, column c the dressed state labelled by
-    bare state c (assigned by maximum total overlap over all D states), phase fixed so that
-    ⟨c|W_c⟩ is real and positive. Degenerate idle levels (exactly resonant modes) have no
-    unique dressed states; the assignment then picks one basis of the degenerate space."""
-    om = as_operator_model(model)
-    if "dressed" not in om._cache:
-        _, vecs = np.linalg.eigh(om.h_static)
-        rows, cols = linear_sum_assignment(-(np.abs(vecs) ** 2))
-        w = np.empty_like(vecs)
-        w[:, rows] = vecs[:, cols]
-        diag = np.diagonal(w).copy()
-        w = w * (np.conj(diag) / np.maximum(np.abs(diag), 1e-300))[None, :]
-        w.setflags(write=False)
-        om._cache["dressed"] = w
-    return om._cache["dressed"]  # type: ignore[return-value]
-
-
-def to_dressed_basis(model: ModelArg, ops: ArrayLike, *, kind: OpKind, duration_s: float,
-                     t0_s: float = 0.0) -> ComplexArray:
-    """An operation from t0 to t0 + duration in the modes' frames, expressed in the idle
-    dressed basis (what a lab's readout and state preparation address): W(t1)†·U·W(t0).
-
-    In the modes' frames the dressed states turn with the frames, W(t) = M(t)·W·M(t)†
-    (M the frame phases of ``OperatorModel.frame_phases``), because exchange between modes
-    with different frames is time-dependent there; a superoperator is conjugated by
-    W̄(t)⊗W(t). Every metric of this module then reads dressed instead of bare states.
-
-    Args:
-        ops: (B, D, D) or (B, D², D²) (or one op) in the modes' frames.
-        duration_s: t1 − t0, the operation's length (n_samples·dt_s for a pulse).
-        t0_s: when the operation starts (the ``t0_s`` it was propagated with).
-    Returns:
-        ops of the same shape in the dressed basis.
-    """
-    om = as_operator_model(model)
-    arr, single = _ops(om, ops, kind)
-    for name, value in (("duration_s", duration_s), ("t0_s", t0_s)):
-        if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
-            raise ValueError(f"{name}={value!r} is out of range: allowed a finite time >= 0 s")
-    w = dressed_states(om)
-
-    def at(t: float) -> ComplexArray:
-        m = om.frame_phases(om.frame_hz, t)
-        return (m[:, None] * w) * np.conj(m)[None, :]
-
-    w0, w1 = at(t0_s), at(t0_s + duration_s)
-    if kind == "superoperator":
-        w0 = np.kron(w0.conj(), w0).astype(np.complex128)
-        w1 = np.kron(w1.conj(), w1).astype(np.complex128)
-    out = np.einsum("ji,bjk,kl->bil", w1.conj(), arr, w0)
-    return out[0] if single else out
-
-
 # -- coherence limit -----------------------------------------------------------------------
 
 
@@ -675,142 +536,16 @@ def coherence_limit_product(duration_s: float | ArrayLike, t1_s: Sequence[float]
     return 1.0 - (d + o) / (d * (d + 1))
 
 
-# -- spectator errors ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SpectatorFidelity:
-    """Single-qubit fidelity of one qubit's reduced operation, each (B,): with the spectator
-    in |0⟩, in |1⟩, and their mean (the spectator maximally mixed on its qubit levels: the
-    fidelity is linear in the channel)."""
-
-    spectator_0: FloatArray
-    spectator_1: FloatArray
-    mean: FloatArray
-
-
-def reduced_channel(model: ModelArg, ops: ArrayLike, *, kind: OpKind, qubit: str,
-                    spectator: str | None = None, spectator_level: int = 0) -> ComplexArray:
-    """Qubit ``qubit``'s channel when ``spectator`` starts in ``spectator_level`` and every
-    other mode in 0, everything but ``qubit``'s mode traced out after the operation.
-
-    Args:
-        ops: (B, D, D) or (B, D², D²) (or one op).
-    Returns:
-        (B, d_k², d_k²) column-stacking superoperators on all d_k levels of the qubit's mode
-        (a single-qubit channel ``envs.physics.metrics`` scores on its levels 0, 1).
-    """
-    om = as_operator_model(model)
-    arr, single = _ops(om, ops, kind)
-    names = [om.names[i] for i in _qubit_positions(om)]
-    if qubit not in names:
-        raise ValueError(f"qubit={qubit!r}: allowed one of {names}")
-    k = om.names.index(qubit)
-    levels = [0] * len(om.dims)
-    if spectator is not None:
-        if spectator not in om.names or spectator == qubit:
-            raise ValueError(f"spectator={spectator!r}: allowed a mode of {list(om.names)} other than {qubit!r}")
-        s = om.names.index(spectator)
-        if not (0 <= spectator_level < om.dims[s]):
-            raise ValueError(f"spectator_level={spectator_level!r}: allowed 0..{om.dims[s] - 1}")
-        levels[s] = spectator_level
-    dk = om.dims[k]
-    dim = om.dimension
-    inputs = []
-    for j in range(dk):
-        levels[k] = j
-        inputs.append(int(np.ravel_multi_index(levels, om.dims)))
-    b = arr.shape[0]
-    out = np.empty((b, dk * dk, dk * dk), dtype=np.complex128)
-    for j, a in enumerate(inputs):
-        for jp, ap in enumerate(inputs):
-            if kind == "unitary":
-                rho = arr[:, :, a][:, :, None] * arr[:, :, ap].conj()[:, None, :]
-            else:
-                rho = arr[:, :, a + ap * dim].reshape(b, dim, dim).transpose(0, 2, 1)
-            out[:, :, j + jp * dk] = _trace_out(rho, om.dims, k).transpose(0, 2, 1).reshape(b, -1)
-    return out[0] if single else out
-
-
-def _trace_out(rho: ComplexArray, dims: tuple[int, ...], keep: int) -> ComplexArray:
-    """(B, D, D) -> (B, d_keep, d_keep): partial trace over every mode but ``keep``."""
-    b = rho.shape[0]
-    t = rho.reshape(b, *dims, *dims)
-    m = len(dims)
-    t = np.moveaxis(t, (1 + keep, 1 + m + keep), (1, 2))
-    rest = math.prod(dims) // dims[keep]
-    t = t.reshape(b, dims[keep], dims[keep], rest, rest)
-    return np.einsum("bijrr->bij", t)
-
-
-def spectator_fidelity(model: ModelArg, ops: ArrayLike, target: str | ArrayLike, *, kind: OpKind,
-                       qubit: str, spectator: str | None = None,
-                       virtual_z: bool = False) -> SpectatorFidelity:
-    """Fidelity of ``qubit``'s reduced operation to a single-qubit target with its neighbour
-    ``spectator`` in |0⟩ and in |1⟩ (other modes in 0), leakage-valid on the qubit's levels
-    0, 1 as ``envs.physics.metrics.gate_fidelity`` scores a single transmon.
-
-    Args:
-        ops: (B, D, D) or (B, D², D²) (or one op).
-        target: a single-qubit name ("X", "SX", "Y", "H", "I") or a 2×2 unitary.
-        spectator: default the other qubit of a two-qubit model.
-        virtual_z: apply one pair of Z phases on ``qubit`` (before and after), the same for
-            both spectator states, chosen to maximise their mean: a frame update cannot
-            depend on the neighbour's state, so what remains of the difference is the
-            conditional (spectator) error.
-    Returns:
-        ``SpectatorFidelity`` with (B,) fields (0-d for one op).
-    """
-    om = as_operator_model(model)
-    names = [om.names[i] for i in _qubit_positions(om)]
-    if qubit not in names:
-        raise ValueError(f"qubit={qubit!r}: allowed one of {names}")
-    if spectator is None:
-        others = [q for q in names if q != qubit]
-        if len(others) != 1:
-            raise ValueError(f"spectator=None needs a two-qubit model; pass spectator= one of {others}")
-        spectator = others[0]
-    v = metrics_1q.target_gate(target)
-    chans = [np.asarray(reduced_channel(om, ops, kind=kind, qubit=qubit, spectator=spectator, spectator_level=lv))
-             for lv in (0, 1)]
-    single = chans[0].ndim == 2
-    chans = [c[None] if single else c for c in chans]
-    dk = om.dims[om.names.index(qubit)]
-    comp = np.array([0, 1], dtype=np.intp)
-    if virtual_z:
-        # F is linear in the channel: the phases that maximise the mean are those of the
-        # spectator-averaged channel; then both channels are scored at them.
-        best = _fidelity(comp, dk, 0.5 * (chans[0] + chans[1]), "superoperator", v, True)
-        z = np.ones((chans[0].shape[0], dk), dtype=np.complex128)
-        zb, za = z.copy(), z.copy()
-        za[:, 1] = np.exp(1j * best.phases_after[:, 0])
-        zb[:, 1] = np.exp(1j * best.phases_before[:, 0])
-        lift_a = np.einsum("bi,bj->bij", za.conj(), za).reshape(za.shape[0], -1)  # diag of Z̄⊗Z
-        lift_b = np.einsum("bi,bj->bij", zb.conj(), zb).reshape(zb.shape[0], -1)
-        chans = [lift_a[:, :, None] * c * lift_b[:, None, :] for c in chans]
-    fids = [_fidelity(comp, dk, c, "superoperator", v, False).raw for c in chans]
-    out = SpectatorFidelity(fids[0], fids[1], 0.5 * (fids[0] + fids[1]))
-    if single:
-        return SpectatorFidelity(out.spectator_0[0], out.spectator_1[0], out.mean[0])
-    return out
-
-
 __all__ = [
     "TARGETS_2Q",
     "ElevenPopulations",
     "GateFidelity",
-    "SpectatorFidelity",
     "coherence_limit",
     "coherence_limit_product",
     "conditional_phase",
-    "dressed_energies_hz",
     "eleven_populations",
     "gate_fidelity",
     "leakage",
-    "reduced_channel",
     "seepage",
-    "spectator_fidelity",
-    "static_hamiltonian",
-    "static_zz_hz",
     "target_unitary",
 ]

@@ -29,7 +29,7 @@ from pulsecal.agents.graph.graph import graph_from_definition, load_definition
 from pulsecal.agents.graph.node import Node
 from pulsecal.envs import cz_calibration_core as core
 from pulsecal.envs.multi_qubit_presets import get_multi_qubit_preset, make_multi_qubit_device
-from pulsecal.envs.physics.coupled import metrics as m2
+from pulsecal.envs.physics.coupled import spectrum
 from pulsecal.envs.protocol import Barrier, Measure, Play, PulseSequence, VirtualZ
 
 REPO = Path(__file__).resolve().parents[3]
@@ -145,7 +145,7 @@ def test_static_zz_matches_the_truth() -> None:
     dev = make_multi_qubit_device("two_transmons_cz", np.random.default_rng(3), open_system=False, spectators="none")
     r = StaticZZ(points=41, shots_per_point=80).run(dev, ("q0", "q1"), _cz_params(), np.random.default_rng(1))
     assert r.status == "in_spec", r.message
-    truth = float(m2.static_zz_hz(dev.current_model().restrict(("q0", "q1"), {})))  # type: ignore[union-attr]
+    truth = float(spectrum.static_zz_hz(dev.current_model().restrict(("q0", "q1"), {})))  # type: ignore[union-attr]
     zz, se = r.values["q0-q1.zz_hz"], r.quality["zz_hz_stderr"]
     assert abs(truth) > 100e3  # a ZZ the Ramsey must resolve, not zero
     assert abs(zz - truth) < 4 * se, (zz, truth, se)

@@ -10,7 +10,7 @@ import pytest
 from scipy.linalg import expm
 
 from pulsecal.envs.physics import gate_fidelity as gate_fidelity_1q
-from pulsecal.envs.physics.coupled import CoupledModel, Coupling, Mode
+from pulsecal.envs.physics.coupled import CoupledModel, Coupling, Mode, spectator, spectrum
 from pulsecal.envs.physics.coupled import metrics as cm
 from pulsecal.envs.physics.coupled import reference as ref
 
@@ -212,24 +212,24 @@ def test_idle_is_diagonal_in_the_dressed_basis() -> None:
     t = 137e-9
     u = ref.idle_unitary(PAIR, t)
     bare_offdiag = np.abs(u - np.diag(np.diagonal(u))).max()
-    dressed = cm.to_dressed_basis(PAIR, u, kind="unitary", duration_s=t)
+    dressed = spectrum.to_dressed_basis(PAIR, u, kind="unitary", duration_s=t)
     assert bare_offdiag > 1e-3
     assert np.abs(dressed - np.diag(np.diagonal(dressed))).max() < 1e-12
-    s = cm.to_dressed_basis(PAIR, _superop(u), kind="superoperator", duration_s=t)
+    s = spectrum.to_dressed_basis(PAIR, _superop(u), kind="superoperator", duration_s=t)
     np.testing.assert_allclose(s, _superop(dressed), atol=1e-12)
     # idle conditional phase in the dressed basis: −2π·ζ·t
     phi = float(cm.conditional_phase(PAIR, dressed, kind="unitary"))
-    assert phi == pytest.approx(-2 * math.pi * float(cm.static_zz_hz(PAIR)) * t, abs=1e-9)
+    assert phi == pytest.approx(-2 * math.pi * float(spectrum.static_zz_hz(PAIR)) * t, abs=1e-9)
 
 
 def test_static_zz_vanishes_without_coupling_and_follows_flux_batch() -> None:
     free = PAIR.replace(couplings=())
-    assert float(cm.static_zz_hz(free)) == pytest.approx(0.0, abs=1e-6)
+    assert float(spectrum.static_zz_hz(free)) == pytest.approx(0.0, abs=1e-6)
     from pulsecal.envs.physics.coupled import FluxTuning
     tunable = PAIR.replace_mode("q0", flux=FluxTuning())
-    zz = cm.static_zz_hz(tunable, {"flux:q0": np.array([0.0, 0.05, 0.1])})
+    zz = spectrum.static_zz_hz(tunable, {"flux:q0": np.array([0.0, 0.05, 0.1])})
     assert zz.shape == (3,)
-    assert zz[0] == pytest.approx(float(cm.static_zz_hz(PAIR)), rel=1e-12)
+    assert zz[0] == pytest.approx(float(spectrum.static_zz_hz(PAIR)), rel=1e-12)
     # each point against the second-order formula at q0's tuned frequency (test_closed_forms)
     for offset, z in zip((0.0, 0.05, 0.1), zz, strict=True):
         delta = float(tunable.mode("q0").frequency_at(offset)) - 4.8e9
@@ -244,14 +244,14 @@ def test_spectator_fidelity_of_a_cz() -> None:
     q1 (the same for both spectator states) is removed entirely."""
     u = np.eye(9, dtype=complex)
     u[COMP[3], COMP[3]] = -1
-    raw = cm.spectator_fidelity(PAIR, u, "I", kind="unitary", qubit="q1")
+    raw = spectator.spectator_fidelity(PAIR, u, "I", kind="unitary", qubit="q1")
     assert float(raw.spectator_0) == pytest.approx(1.0, abs=1e-14)
     assert float(raw.spectator_1) == pytest.approx(1 / 3, abs=1e-14)
     assert float(raw.mean) == pytest.approx(2 / 3, abs=1e-14)
-    vz = cm.spectator_fidelity(PAIR, _superop(u), "I", kind="superoperator", qubit="q1", virtual_z=True)
+    vz = spectator.spectator_fidelity(PAIR, _superop(u), "I", kind="superoperator", qubit="q1", virtual_z=True)
     assert float(vz.mean) == pytest.approx(2 / 3, abs=1e-12)
     local = np.kron(np.eye(3), np.diag([1.0, np.exp(0.8j), np.exp(-0.3j)]))
-    both = cm.spectator_fidelity(PAIR, np.stack([local, local @ u]), "I", kind="unitary", qubit="q1",
+    both = spectator.spectator_fidelity(PAIR, np.stack([local, local @ u]), "I", kind="unitary", qubit="q1",
                                  virtual_z=True)
     assert both.spectator_0[0] == pytest.approx(1.0, abs=1e-12)
     assert both.spectator_1[0] == pytest.approx(1.0, abs=1e-12)
@@ -263,9 +263,9 @@ def test_spectator_reduced_channel_traces_out_the_neighbour(rng: np.random.Gener
     a, b = _random_unitary(rng, 3, 0.4), _random_unitary(rng, 3, 0.4)
     u = np.kron(a, b)
     for level in (0, 1):
-        ch = cm.reduced_channel(PAIR, u, kind="unitary", qubit="q1", spectator="q0", spectator_level=level)
+        ch = spectator.reduced_channel(PAIR, u, kind="unitary", qubit="q1", spectator="q0", spectator_level=level)
         np.testing.assert_allclose(ch, _superop(b), atol=1e-13)
-    sf = cm.spectator_fidelity(PAIR, u, "X", kind="unitary", qubit="q1")
+    sf = spectator.spectator_fidelity(PAIR, u, "X", kind="unitary", qubit="q1")
     assert float(sf.spectator_0) == pytest.approx(float(gate_fidelity_1q(b, "X", kind="unitary")), abs=1e-13)
 
 
@@ -278,10 +278,10 @@ def test_spectator_reduced_channel_traces_out_the_neighbour(rng: np.random.Gener
         (lambda: cm.gate_fidelity(PAIR, np.eye(9), "CZ", kind="superoperator"), "kind='superoperator'"),
         (lambda: cm.gate_fidelity(PAIR, np.eye(9), "CZ", kind="chi"), "kind='chi'"),  # type: ignore[arg-type]
         (lambda: cm.conditional_phase(PAIR, np.eye(9), kind="unitary", qubits=("q0", "q0")), "two different qubits"),
-        (lambda: cm.static_zz_hz(PAIR, {"flux:q0": 0.1}), "no real channel 'flux:q0'"),
+        (lambda: spectrum.static_zz_hz(PAIR, {"flux:q0": 0.1}), "no real channel 'flux:q0'"),
         (lambda: cm.coherence_limit(PAIR, -1e-9), "duration_s"),
         (lambda: cm.coherence_limit_product(1e-7, [1e-5], [3e-5]), "t2_s"),
-        (lambda: cm.spectator_fidelity(PAIR, np.eye(9), "X", kind="unitary", qubit="q7"), "qubit='q7'"),
+        (lambda: spectator.spectator_fidelity(PAIR, np.eye(9), "X", kind="unitary", qubit="q7"), "qubit='q7'"),
     ],
 )
 def test_bad_input_names_the_field(call, message) -> None:
@@ -314,4 +314,4 @@ def test_three_qubits_and_a_coupler(rng: np.random.Generator) -> None:
     swap_into_coupler = np.eye(27, dtype=complex)
     swap_into_coupler[[1, 3], :] = swap_into_coupler[[3, 1], :]  # |001⟩ ↔ |010⟩ (q1 → coupler)
     assert float(cm.leakage(tc, swap_into_coupler, kind="unitary")) == pytest.approx(0.25, abs=1e-14)
-    assert float(cm.static_zz_hz(tc)) != 0.0
+    assert float(spectrum.static_zz_hz(tc)) != 0.0
