@@ -323,8 +323,9 @@ def write_results_md(path: Path, conf: ResultsConf, eval_cfg: Any, records: Mapp
     lines = [
         "# pulsecal results",
         "",
-        "Written by `make results` (`python -m pulsecal.scripts.results`); do not edit by hand. "
-        "Commit this file together with `docs/results/`.",
+        "Written by `make results` (`python -m pulsecal.scripts.results`) down to the benchmark marker; do not "
+        "edit that part by hand. Commit this file together with `docs/results/`. The sections after the marker "
+        "are quoted from the benchmark scripts each names, and a rewrite keeps them.",
         "",
         "## How these numbers were made",
         "",
@@ -371,9 +372,24 @@ def write_results_md(path: Path, conf: ResultsConf, eval_cfg: Any, records: Mapp
     lines += ["", "## Plots", ""]
     for p in plots:
         lines += [f"![{p.stem}]({_rel(p, path.parent)})", ""]
+    lines += kept_benchmark_sections(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     return path
+
+
+#: The line after which results.md holds sections quoted from benchmark scripts that
+#: ``make results`` does not run (each names its command); a rewrite keeps them.
+BENCHMARK_MARKER = "<!-- benchmark sections: quoted from the scripts they name; make results keeps them -->"
+
+
+def kept_benchmark_sections(path: Path) -> list[str]:
+    """The marker and everything after it in the existing file (nothing if there is none)."""
+    try:
+        old = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    return old[old.index(BENCHMARK_MARKER):] if BENCHMARK_MARKER in old else []
 
 
 def _run_reward(run_dir: Path) -> str | None:
@@ -450,4 +466,5 @@ def quick_argv(argv: Sequence[str]) -> list[str]:
 
 # -- entry point --------------------------------------------------------------------------------
 
-__all__ = ["ResultsConf", "ResultsReport", "quick_argv", "results", "write_results_md"]
+__all__ = ["BENCHMARK_MARKER", "ResultsConf", "ResultsReport", "kept_benchmark_sections", "quick_argv", "results",
+           "write_results_md"]

@@ -90,3 +90,16 @@ def test_notes_state_the_training_signal_and_the_estimator_numbers(tmp_path: Pat
     assert "| standard | 1000 | 1.0190 |" in text and "cmaes" not in text
     assert "The estimator alone meets the issue target by itself (median 1.020×, p90 1.040× at 1000 shots)" in text
     assert "- 1000 shots: `agent_ppo` -0.0040 / -0.0040; `agent_ppo_measured` -0.0030 / -0.0030" in text
+
+
+def test_a_rewrite_keeps_the_benchmark_sections_after_the_marker(tmp_path: Path) -> None:
+    from pulsecal.agents.pipelines.results import BENCHMARK_MARKER, kept_benchmark_sections
+
+    path = tmp_path / "results.md"
+    assert kept_benchmark_sections(path) == []  # no file yet
+    path.write_text("# old\n\ngenerated table\n")
+    assert kept_benchmark_sections(path) == []  # no marker: nothing to keep
+    path.write_text(f"# old\n\ngenerated table\n{BENCHMARK_MARKER}\n\n## Bench\n\nquoted output\n")
+    assert kept_benchmark_sections(path) == [BENCHMARK_MARKER, "", "## Bench", "", "quoted output"]
+    shipped = (Path(__file__).resolve().parents[2] / "docs" / "results.md").read_text().splitlines()
+    assert BENCHMARK_MARKER in shipped  # the shipped file's hand-quoted sections are protected
