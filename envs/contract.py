@@ -432,3 +432,24 @@ def stepped_gate_state(env_id: str, gate: Gate, names: Sequence[str], units: Seq
     settings = {f.name: json_form(getattr(config, f.name)) for f in dataclasses.fields(config)}
     settings.update(extra_settings)
     return CalibrationState(env_id, gate, params, action, measurement, plan, settings)
+
+
+#: The reset options a two-qubit session env takes: the session's journaled device and the
+#: gate parameters it starts from.
+SESSION_RESET_OPTIONS = frozenset({"device", "initial_params"})
+
+
+def refuse_env_verification(verification: Any, gate: str) -> None:
+    """A session env never verifies by itself: the session verifies its final ``gate``
+    through the journaled device, so shots are paid and journaled once."""
+    if verification is not None:
+        raise ValueError(f"env.verification={verification!r}: allowed None in a session (the session verifies "
+                         f"the final {gate} through its journaled device)")
+
+
+def session_reset_options(options: Mapping[str, Any]) -> tuple[Any, Any]:
+    """``(device, initial_params)`` of a session env's reset options; another key is refused."""
+    unknown = set(options) - SESSION_RESET_OPTIONS
+    if unknown:
+        raise ValueError(f"reset options {sorted(unknown)}: allowed {sorted(SESSION_RESET_OPTIONS)}")
+    return options.get("device"), options.get("initial_params")

@@ -32,7 +32,15 @@ from typing import Any
 
 import numpy as np
 
-from .contract import CalibrationState, Gate, Measurement, ShotPlan, stepped_gate_state
+from .contract import (
+    CalibrationState,
+    Gate,
+    Measurement,
+    ShotPlan,
+    refuse_env_verification,
+    session_reset_options,
+    stepped_gate_state,
+)
 from .cr_calibration_core import (
     CONTROL,
     OBS_NAMES,
@@ -53,7 +61,6 @@ from .verification import Verdict
 CR_ENV_ID = "pulsecal/CRCalibration-v0"
 ECR_PARAMETER_NAMES: tuple[str, ...] = ("cr_amp", "cr_phase_rad", "cancel_amp", "cancel_phase_rad")
 ECR_PARAMETER_UNITS: tuple[str, ...] = ("", "rad", "", "rad")
-_RESET_OPTIONS = frozenset({"device", "initial_params"})
 
 
 class ECRSessionCore(CRCalibrationCore):
@@ -63,9 +70,7 @@ class ECRSessionCore(CRCalibrationCore):
 
     def __init__(self, num_envs: int = 1, **kwargs: Any) -> None:
         super().__init__(num_envs, **kwargs)
-        if self.cfg.verification is not None:
-            raise ValueError(f"env.verification={self.cfg.verification!r}: allowed None in a session (the session "
-                             "verifies the final ECR through its journaled device)")
+        refuse_env_verification(self.cfg.verification, "ECR")
         model = get_multi_qubit_preset(self.cfg.preset).params.model
         assert isinstance(model, DeviceModel)
         self.spec_model = model
@@ -76,11 +81,7 @@ class ECRSessionCore(CRCalibrationCore):
         return self.spec_rabi_hz
 
     def _reset_copy(self, i: int, options: dict[str, Any]) -> None:
-        unknown = set(options) - _RESET_OPTIONS
-        if unknown:
-            raise ValueError(f"reset options {sorted(unknown)}: allowed {sorted(_RESET_OPTIONS)}")
-        device = options.get("device")
-        start = options.get("initial_params")
+        device, start = session_reset_options(options)
         if device is None:
             super()._reset_copy(i, {})
         else:

@@ -34,7 +34,15 @@ from typing import Any
 import numpy as np
 
 from . import cz_calibration_core as core
-from .contract import CalibrationState, Gate, Measurement, ShotPlan, stepped_gate_state
+from .contract import (
+    CalibrationState,
+    Gate,
+    Measurement,
+    ShotPlan,
+    refuse_env_verification,
+    session_reset_options,
+    stepped_gate_state,
+)
 from .cz_calibration import CZCalibrationCore
 from .ecr_session import CR_ENV_ID, ECRSessionEnv
 from .protocol import Device
@@ -44,7 +52,6 @@ from .verification import Verdict
 
 CZ_ENV_ID = "pulsecal/CZCalibration-v0"
 PARAMETER_UNITS: tuple[str, ...] = ("Phi0", "s", "rad", "rad")
-_RESET_OPTIONS = frozenset({"device", "initial_params"})
 
 
 class CZSessionCore(CZCalibrationCore):
@@ -52,16 +59,10 @@ class CZSessionCore(CZCalibrationCore):
 
     def __init__(self, num_envs: int = 1, **kwargs: Any) -> None:
         super().__init__(num_envs, **kwargs)
-        if self.cfg.verification is not None:
-            raise ValueError(f"env.verification={self.cfg.verification!r}: allowed None in a session (the session "
-                             "verifies the final CZ through its journaled device)")
+        refuse_env_verification(self.cfg.verification, "CZ")
 
     def _reset_copy(self, i: int, options: dict[str, Any]) -> None:
-        unknown = set(options) - _RESET_OPTIONS
-        if unknown:
-            raise ValueError(f"reset options {sorted(unknown)}: allowed {sorted(_RESET_OPTIONS)}")
-        device = options.get("device")
-        start = options.get("initial_params")
+        device, start = session_reset_options(options)
         if device is None:
             super()._reset_copy(i, {})
         else:

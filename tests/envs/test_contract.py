@@ -132,3 +132,15 @@ def test_pulse_shaping_observation_names(env_id: str, kwargs: dict[str, Any]) ->
     assert names[:3] == ("amplitude_z", "beta_z", "detuning_z") and "score" in names
     assert ("p1_ground" in names) == (kwargs.get("reward_mode") == "measured")
     assert ("rise_time" in names) == env_id.endswith("-v1")
+
+
+def test_session_envs_refuse_their_own_verification_and_unknown_reset_options() -> None:
+    from pulsecal.envs.contract import refuse_env_verification, session_reset_options
+
+    refuse_env_verification(None, "CZ")
+    with pytest.raises(ValueError, match=r"env.verification=\{\}: allowed None in a session .* final ECR"):
+        refuse_env_verification({}, "ECR")
+    assert session_reset_options({"device": "d", "initial_params": [1, 2, 3, 4]}) == ("d", [1, 2, 3, 4])
+    assert session_reset_options({}) == (None, None)
+    with pytest.raises(ValueError, match=r"reset options \['seed_of'\]: allowed \['device', 'initial_params'\]"):
+        session_reset_options({"seed_of": 1})
