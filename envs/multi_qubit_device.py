@@ -685,7 +685,7 @@ class _SegmentCache:
     def operators(self, om: OperatorModel, names: tuple[str, ...], seq: PulseSequence, sched: Schedule,
                   channels: ChannelSet, open_system: bool) -> list[_Step]:
         fn = propagate.superoperators if open_system else propagate.unitaries
-        factored = _factored_segments(seq, sched, channels, om)
+        factored = _factored_segments(sched, channels, om)
         levels = om.level_numbers()
         g = np.asarray(om.mode_frames_hz)
         frames = dict(zip(om.names, om.mode_frames_hz, strict=True))
@@ -727,50 +727,36 @@ def _controls_key(controls: Mapping[str, NDArray[np.generic]]) -> tuple[Any, ...
     return tuple((c, v.dtype.str, v.tobytes()) for c, v in sorted(controls.items()))
 
 
-def _factored_segments(seq: PulseSequence, sched: Schedule, channels: ChannelSet, om: OperatorModel
+def _factored_segments(sched: Schedule, channels: ChannelSet, om: OperatorModel
                        ) -> list[tuple[dict[str, NDArray[np.generic]] | None, str | None, float] | None]:
     """Per segment of ``sched``: (its samples with the frame phase taken out, the one frame
     its drives play at or None, that phase) — (None, None, 0.0) for an idle segment — or
     None when the segment cannot be factored (``_SegmentCache``).
 
-    The phase-free samples are those of the same sequence with every frame change at 0
-    (the windows do not depend on phases), and the phases those of the same sequence with
-    every drive play all ones: its samples are e^{iφ} exactly where each play plays."""
+    The schedule carries both from its one compilation: the phase-free samples (the same
+    windows with every frame change at 0) and the phase factor of each drive play with a
+    non-zero sample, so a window factors when those factors are all equal."""
     n = len(sched.segments)
     if not om.shiftable:
         return [None] * n
-    turned = any(type(op) is VirtualZ and op.phase != 0 for op in seq.ops)
-    raw_segs: tuple[Segment, ...] = sched.segments
-    unit_segs: tuple[Segment, ...] = ()
-    if turned:
-        zero = PulseSequence(tuple(VirtualZ(0.0, frame=op.frame) if type(op) is VirtualZ else op for op in seq.ops))
-        unit = PulseSequence(tuple(_unit_play(op, channels) if type(op) is Play else op for op in seq.ops))
-        raw_segs = compile_schedule(zero, channels).segments
-        unit_segs = compile_schedule(unit, channels).segments
-        if len(raw_segs) != n or len(unit_segs) != n:  # pragma: no cover - windows ignore phases
-            return [None] * n
+    names = set(om.names)
     out: list[tuple[dict[str, NDArray[np.generic]] | None, str | None, float] | None] = []
-    for i, seg in enumerate(sched.segments):
+    for seg in sched.segments:
         if isinstance(seg, IdleSegment):
             out.append((None, None, 0.0))
             continue
-        raw = raw_segs[i]
-        assert isinstance(raw, DrivenSegment)
-        playing = [c for c, v in raw.controls.items() if c in channels.drives and np.any(v != 0)]
-        frames = {_drive_frame(c) for c in playing}
-        if len(frames) > 1 or not frames <= set(om.names):
+        frames = {_drive_frame(c) for c, _ in seg.drive_phases}
+        if len(frames) > 1 or not frames <= names:
             out.append(None)
             continue
         phi = 0.0
-        if turned and playing:
-            unit_seg = unit_segs[i]
-            assert isinstance(unit_seg, DrivenSegment)
-            z = np.concatenate([unit_seg.controls[c][raw.controls[c] != 0] for c in playing])
-            if not np.all(z == z[0]):
+        if seg.drive_phases:
+            z0 = seg.drive_phases[0][1]
+            if any(z != z0 for _, z in seg.drive_phases):
                 out.append(None)  # a frame change inside the window
                 continue
-            phi = float(np.angle(z[0]))
-        out.append((raw.controls, next(iter(frames)) if frames else None, phi))
+            phi = float(np.angle(z0))
+        out.append((seg.raw_controls, next(iter(frames)) if frames else None, phi))
     return out
 
 
@@ -779,13 +765,6 @@ def _drive_frame(channel: str) -> str | None:
         return parse_channel(channel)[2]
     except ValueError:
         return None
-
-
-def _unit_play(op: Play, channels: ChannelSet) -> Play:
-    """The play with its samples replaced: ones on a drive channel, zeros on a flux one."""
-    drive = op.channel is None or op.channel in channels.drives
-    w = np.ones(op.waveform.size, dtype=np.complex128) if drive else np.zeros(op.waveform.size, dtype=np.complex128)
-    return Play(w, channel=op.channel)
 
 
 def _segment_operator(om: OperatorModel, seg: Segment, open_system: bool) -> ComplexArray:

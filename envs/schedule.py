@@ -49,12 +49,26 @@ class DrivenSegment:
         t0_s: start · dt_s, the absolute time the frames see.
         controls: channel -> (S,) samples (complex for drive channels, float offsets for
             flux channels), zeros where the channel idles inside the window.
+        unphased: the same samples with every frame phase at 0, or None when no drive
+            play in the window carries a phase (then they are ``controls``).
+        drive_phases: (channel, e^{iφ}) of every drive play in the window with a non-zero
+            sample, in play order: one entry per play, so a frame change between two plays
+            of one window shows as two different factors.
     """
 
     start: int
     n_samples: int
     t0_s: float
     controls: dict[str, NDArray[np.generic]]
+    unphased: dict[str, NDArray[np.generic]] | None = None
+    drive_phases: tuple[tuple[str, complex], ...] = ()
+
+    @property
+    def raw_controls(self) -> dict[str, NDArray[np.generic]]:
+        """The samples as played with every frame phase at 0 (``controls`` when no drive in
+        the window carries a phase): what a device that factors frame phases out
+        propagates."""
+        return self.controls if self.unphased is None else self.unphased
 
 
 @dataclass(frozen=True)
@@ -150,7 +164,9 @@ def compile_schedule(sequence: PulseSequence, channels: ChannelSet | OperatorMod
     phase = dict.fromkeys(cs.drives, 0.0)
     frames = {c: _frame_of(c) for c in cs.drives}
     drives = set(cs.drives)
-    plays: list[tuple[str, int, NDArray[np.generic]]] = []
+    # (channel, first sample, samples as played, samples without the frame phase, the
+    # phase factor e^{iφ} for a drive play or None)
+    plays: list[tuple[str, int, NDArray[np.generic], NDArray[np.generic], complex | None]] = []
     measured: tuple[str, ...] = qubits
 
     def align(names: list[str]) -> None:
@@ -166,8 +182,10 @@ def compile_schedule(sequence: PulseSequence, channels: ChannelSet | OperatorMod
             assert isinstance(op, Play)
             c = _resolve_channel(op.channel, cs, only, f"{at}.channel")
             w = op.waveform
+            z: complex | None = None
             if c in drives:
-                samples: NDArray[np.generic] = w * np.exp(1j * phase[c]) if phase[c] else w
+                z = np.exp(1j * phase[c]) if phase[c] else 1.0 + 0.0j
+                samples: NDArray[np.generic] = w * z if phase[c] else w
             else:
                 if np.any(w.imag != 0):
                     raise ValueError(f"{at}.waveform on {c!r} has complex samples: allowed real flux offsets")
@@ -179,7 +197,7 @@ def compile_schedule(sequence: PulseSequence, channels: ChannelSet | OperatorMod
                     raise ValueError(f"{at}.waveform[{s}] = {float(x[s])!r} on {c!r} is out of range: "
                                      f"allowed |sample| <= {limit:g} Φ0 (the mode's flux.max_offset)")
                 samples = x
-            plays.append((c, cursor[c], samples))
+            plays.append((c, cursor[c], samples, w if c in drives else samples, z))
             cursor[c] += w.size
         elif t is VirtualZ:
             assert isinstance(op, VirtualZ)
@@ -215,7 +233,7 @@ def compile_schedule(sequence: PulseSequence, channels: ChannelSet | OperatorMod
         else:  # pragma: no cover - PulseSequence checks the operation types
             raise TypeError(f"{at} is {t.__name__}")
     total = max(cursor.values(), default=0)
-    return Schedule(_segments(plays, total, dt), measured, total, dt, tuple(dict.fromkeys(c for c, _, _ in plays)))
+    return Schedule(_segments(plays, total, dt), measured, total, dt, tuple(dict.fromkeys(p[0] for p in plays)))
 
 
 def _frame_of(channel: str) -> str | None:
@@ -243,7 +261,8 @@ def _allowed(names: tuple[str, ...]) -> str:
     return f"{ordered[:8]} … ({len(ordered)} channels)"
 
 
-def _segments(plays: list[tuple[str, int, NDArray[np.generic]]], total: int, dt: float) -> tuple[Segment, ...]:
+def _segments(plays: list[tuple[str, int, NDArray[np.generic], NDArray[np.generic], complex | None]],
+              total: int, dt: float) -> tuple[Segment, ...]:
     """Merge the plays' intervals into driven windows; the gaps (and the ends) are idle.
 
     Overlapping plays share a window. A play that starts just as a window ends joins it if
@@ -252,7 +271,7 @@ def _segments(plays: list[tuple[str, int, NDArray[np.generic]]], total: int, dt:
     opens a window of its own, so that a drive at one frame followed by a drive at another
     stays piecewise constant for the engine (one exponential per sample, not substeps).
     """
-    spans = sorted(((s, s + w.size, c) for c, s, w in plays), key=lambda x: x[0])
+    spans = sorted(((s, s + w.size, c) for c, s, w, _, _ in plays), key=lambda x: x[0])
     windows: list[list[int]] = []
     members: list[set[str]] = []
     for a, b, c in spans:
@@ -268,12 +287,20 @@ def _segments(plays: list[tuple[str, int, NDArray[np.generic]]], total: int, dt:
         if a > t:
             out.append(IdleSegment(t, a - t, t * dt, (a - t) * dt))
         controls: dict[str, NDArray[np.generic]] = {}
-        for c, s, w in plays:
-            if a <= s < b:
-                if c not in controls:
-                    controls[c] = np.zeros(b - a, dtype=w.dtype)
-                controls[c][s - a:s - a + w.size] = w
-        out.append(DrivenSegment(a, b - a, a * dt, controls))
+        inside = [p for p in plays if a <= p[1] < b]
+        for c, s, w, _, _ in inside:
+            if c not in controls:
+                controls[c] = np.zeros(b - a, dtype=w.dtype)
+            controls[c][s - a:s - a + w.size] = w
+        phases = tuple((c, z) for c, _, _, raw, z in inside if z is not None and np.any(raw != 0))
+        unphased: dict[str, NDArray[np.generic]] | None = None
+        if any(z != 1.0 for _, z in phases):
+            unphased = {}
+            for c, s, _, raw, _ in inside:
+                if c not in unphased:
+                    unphased[c] = np.zeros(b - a, dtype=raw.dtype)
+                unphased[c][s - a:s - a + raw.size] = raw
+        out.append(DrivenSegment(a, b - a, a * dt, controls, unphased, phases))
         t = b
     if total > t:
         out.append(IdleSegment(t, total - t, t * dt, (total - t) * dt))
