@@ -237,6 +237,7 @@ class CZCalibrationOptions:
     error_floor: float | None = None
     ramp_s: float | None = None
     verification: RB2QConf | None = None
+    info_truth: str | None = None
 
 
 @dataclass
@@ -255,6 +256,7 @@ class CRCalibrationOptions:
     phase_step_rad: float | None = None
     cancel_step: float | None = None
     verification: RB2QConf | None = None
+    info_truth: str | None = None
 
 
 # ------------------------------------------------------------ env config schemas

@@ -53,7 +53,9 @@ fields as keywords.
 
 ``info`` holds the truth for evaluation only (``cz_calibration_core.true_metrics``:
 fidelity with virtual Z, fidelity as set, leakage, conditional phase, coherence limit,
-|02⟩ population) besides shots_used, device_time_s, estimated_error and the parameters.
+|02⟩ population; ``TRUTH_KEYS``) besides shots_used, device_time_s, estimated_error and
+the parameters: after every step, or with ``info_truth="end"`` only at the episode's end
+(NaN before).
 
 Batched form: the multi-qubit device has no batched path (each device simulates its
 sequences itself), so the core loops over its copies; the vector env is the same loop in
@@ -83,6 +85,9 @@ from .vector import BatchedCore, BatchedVectorEnv, FloatArray, InfoColumns, Sing
 # The nominal gate on the nominal preset: the textbook baseline's result there
 # (docs/cz_calibration.md), rounded; what a lab's last calibration would hand over.
 NOMINAL_PARAMS: tuple[float, float, float, float] = (0.1533, 52e-9, 0.0, 0.0)
+# The info entries of ``cz_calibration_core.true_metrics`` (NaN where ``info_truth`` skips them).
+TRUTH_KEYS: tuple[str, ...] = ("fidelity", "fidelity_set", "leakage", "conditional_phase", "coherence_limit", "p02")
+INFO_TRUTH: tuple[str, ...] = ("step", "end")
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,11 @@ class CZCalibrationConfig:
             at the episode's end, interleaved two-qubit RB of the final gate puts a
             ``Verdict`` into ``info["verdict"]``; its shots are counted in ``shots_used``
             on top of ``shot_budget`` (docs/two_qubit_rb.md).
+        info_truth: when ``info`` carries the simulation truth (``TRUTH_KEYS``): ``"step"``
+            (default) after every step and reset; ``"end"`` only on the step that
+            terminates the episode (the budget is spent; the registration's time limit is
+            above the rounds a budget pays for), NaN elsewhere. The truth is
+            evaluation-only and costs ~40 % of a step, so training runs use ``"end"``.
     """
 
     preset: str = "two_transmons_cz"
@@ -127,9 +137,11 @@ class CZCalibrationConfig:
     error_floor: float = 1e-3
     ramp_s: float = 5e-9
     verification: RB2QSettings | Mapping[str, Any] | None = None
+    info_truth: str = "step"
 
     def __post_init__(self) -> None:
         p = "CZCalibrationConfig"
+        require(self.info_truth in INFO_TRUTH, f"{p}.info_truth", self.info_truth, f"one of {list(INFO_TRUTH)}")
         if isinstance(self.verification, Mapping):
             object.__setattr__(self, "verification", RB2QSettings.from_mapping(self.verification))
         require(self.verification is None or isinstance(self.verification, RB2QSettings), f"{p}.verification",
@@ -201,6 +213,8 @@ class CZCalibrationCore(BatchedCore):
         self.readings: list[core.CZReadings | None] = [None] * n
         self.offsets = np.zeros((n, 4))
         self.history: list[list[FloatArray]] = [[] for _ in range(n)]
+        # Whether the info being built carries the truth (``info_truth``), per copy.
+        self.truth_due = np.ones(n, dtype=np.bool_)
 
     def observation_names(self) -> tuple[str, ...]:
         return observation_names(self.cfg.repeats)
@@ -275,7 +289,8 @@ class CZCalibrationCore(BatchedCore):
     def _info(self, i: int) -> dict[str, Any]:
         dev = self.devices[i]
         assert dev is not None and self.readings[i] is not None
-        truth = core.true_metrics(dev, self.pulse, self.params[i])
+        truth = (core.true_metrics(dev, self.pulse, self.params[i]) if self.truth_due[i]
+                 else dict.fromkeys(TRUTH_KEYS, math.nan))
         r = self.readings[i]
         assert r is not None
         return {
@@ -316,6 +331,7 @@ class CZCalibrationCore(BatchedCore):
             obs[j] = self._obs(i)
             ending = self.cfg.verification is not None and j < len(step_idx) and bool(term[j])
             verdict = self._verdict(i) if ending else None
+            self.truth_due[i] = self.cfg.info_truth == "step" or (j < len(step_idx) and bool(term[j]))
             info = self._info(i)
             if self.cfg.verification is not None:
                 info["verdict"] = verdict
@@ -349,5 +365,5 @@ class CZCalibrationVectorEnv(BatchedVectorEnv):
     core_class = CZCalibrationCore
 
 
-__all__ = ["NOMINAL_PARAMS", "CZCalibrationConfig", "CZCalibrationCore", "CZCalibrationEnv",
+__all__ = ["INFO_TRUTH", "NOMINAL_PARAMS", "TRUTH_KEYS", "CZCalibrationConfig", "CZCalibrationCore", "CZCalibrationEnv",
            "CZCalibrationVectorEnv", "observation_names"]

@@ -34,12 +34,12 @@ ENV_IDS = ("pulsecal/GateCalibration-v0", "pulsecal/PulseShaping-v0", "pulsecal/
 # gate-calibration training experiment (configs/experiment/gate_calibration_agent.yaml).
 PPO_N_ENVS = (8, 32)
 # The two-qubit envs at the settings of configs/experiment/{cz,cr}_calibration_agent.yaml:
-# closed system (an open step costs ~1.2 s, which would make these rows minutes long)
-# and the sampler's devices. Their multi-qubit device has no batched path, so a vector
+# closed system (an open step costs ~1.2 s, which would make these rows minutes long),
+# the sampler's devices and the truth in ``info`` only at an episode's end (``info_truth``). Their multi-qubit device has no batched path, so a vector
 # step costs n times a single one and one copy count (the experiments' n_envs) says it all.
 TWO_QUBIT_ENVS: dict[str, dict[str, Any]] = {
-    "pulsecal/CZCalibration-v0": {"open_system": False, "sampler": {}},
-    "pulsecal/CRCalibration-v0": {"open_system": False, "randomize_device": True},
+    "pulsecal/CZCalibration-v0": {"open_system": False, "sampler": {}, "info_truth": "end"},
+    "pulsecal/CRCalibration-v0": {"open_system": False, "randomize_device": True, "info_truth": "end"},
 }
 TWO_QUBIT_COPIES = (4,)
 TWO_QUBIT_PPO_N_ENVS = 4
