@@ -57,6 +57,10 @@ _DENSE_BLAS = 9
 # 49 ms through BLAS and 19 ms through the loop at batch 1, 20 and 17 ms at batch 4).
 _SMALL_BATCH = 8
 _DENSE_SMALL_BATCH = 24
+# The SIMD-lane kernels of 2- and 3-state blocks compute LANES pulses per pass, so a call
+# with a few rows pays for LANES: at batch 1 (a device propagating one pulse) the scalar
+# loop took 35 µs against 140 µs (2 states) and 80 against 295 µs (3 states) for 56 steps.
+_LANE_MIN_BATCH = 4
 _TAYLOR = np.array([1.0 / math.factorial(k) for k in range(17)])
 
 
@@ -391,7 +395,7 @@ def _block_chain(sub: ComplexArray, coef: FloatArray, b: int, pairing: NDArray[n
         # A 1×1 block is a scalar exponential: no kernel needed.
         g = coef @ sub[0, :, 0, 0]
         return np.exp(g.sum(axis=1))[:, None, None]
-    if m in CHAINS:
+    if m in CHAINS and b >= _LANE_MIN_BATCH:
         res = np.empty((b, m, m), dtype=np.complex128)
         flat = sub.reshape(*sub.shape[:2], m ** 2)
         CHAINS[m](np.ascontiguousarray(flat.real), np.ascontiguousarray(flat.imag),
