@@ -36,6 +36,7 @@ Probes (every one measures both qubits; shots through the device, nothing else r
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -114,15 +115,24 @@ def _gate_ops(pulse: CZPulse, params: FloatArray) -> list[Any]:
             VirtualZ(ph0, frame=CONTROL), VirtualZ(ph1, frame=TARGET)]
 
 
-def _x(q: str) -> list[Any]:
-    return [Play(hann(SINGLE_QUBIT_SAMPLES, 1.0), channel=f"drive:{q}"), Barrier()]
+# The preparation and analysis gates are built once and shared by every probe (an env
+# step builds eight probes): their operations are frozen and their samples read-only.
+@functools.cache
+def _x(q: str) -> tuple[Any, ...]:
+    return (Play(_frozen(hann(SINGLE_QUBIT_SAMPLES, 1.0)), channel=f"drive:{q}"), Barrier())
 
 
-def _sx(q: str, axis: float = 0.0) -> list[Any]:
+@functools.cache
+def _sx(q: str, axis: float = 0.0) -> tuple[Any, ...]:
     # A gate about axis φ: VZ(φ)·Play·VZ(−φ) leaves the frame as it found it.
     pre = [VirtualZ(axis, frame=q)] if axis else []
     post = [VirtualZ(-axis, frame=q)] if axis else []
-    return [*pre, Play(hann(SINGLE_QUBIT_SAMPLES, 0.5), channel=f"drive:{q}"), *post, Barrier()]
+    return (*pre, Play(_frozen(hann(SINGLE_QUBIT_SAMPLES, 0.5)), channel=f"drive:{q}"), *post, Barrier())
+
+
+def _frozen(w: NDArray[np.complex128]) -> NDArray[np.complex128]:
+    w.setflags(write=False)
+    return w
 
 
 def probe_sequences(pulse: CZPulse, params: FloatArray, repeats: int = 3,
@@ -137,7 +147,7 @@ def probe_sequences(pulse: CZPulse, params: FloatArray, repeats: int = 3,
     gate = _gate_ops(pulse, params)
     meas = Measure((CONTROL, TARGET))
     seqs: list[PulseSequence] = []
-    for prep in ([], _x(CONTROL)):
+    for prep in ((), _x(CONTROL)):
         for axis in (0.0, 0.5 * math.pi):
             seqs.append(PulseSequence((*prep, *_sx(TARGET), *gate * gates, *_sx(TARGET, axis), meas)))
     for axis in (0.0, 0.5 * math.pi):

@@ -687,8 +687,10 @@ class _SegmentCache:
         fn = propagate.superoperators if open_system else propagate.unitaries
         factored = _factored_segments(sched, channels, om)
         levels = om.level_numbers()
+        total_n = levels.sum(axis=0)
         g = np.asarray(om.mode_frames_hz)
         frames = dict(zip(om.names, om.mode_frames_hz, strict=True))
+        turn: dict[float, FloatArray] = {}  # frame frequency -> Σ_k (g_k − f)·n_k
         out: list[_Step] = []
         for seg, fac in zip(sched.segments, factored, strict=True):
             if fac is None:  # propagated as it is, at its own start
@@ -707,7 +709,10 @@ class _SegmentCache:
                 key = ("pulse", open_system, _controls_key(raw))
                 base = self._base(om, key, functools.partial(_first, fn, om, raw))
             f_hz = om.frame_hz if frame is None else frames[frame]
-            theta = phi * levels.sum(axis=0) + 2.0 * math.pi * seg.t0_s * ((g - f_hz) @ levels)
+            w = turn.get(f_hz)
+            if w is None:
+                w = turn[f_hz] = (g - f_hz) @ levels
+            theta = phi * total_n + 2.0 * math.pi * seg.t0_s * w
             q = None if not np.any(theta) else np.exp(1j * theta)
             out.append(_Step(base, q, open_system))
         return out

@@ -26,6 +26,7 @@ long). Errors name the operation's index and field.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -130,9 +131,18 @@ class ChannelSet:
         """The channels of an operator model (a compiled or bring-your-own model)."""
         return cls(tuple(om.drives), {n: r.max_abs for n, r in om.reals.items()}, om.names, qubit_names(om), om.dt_s)
 
-    @property
+    # Cached: a device compiles every sequence it runs against the same channel set.
+    @functools.cached_property
     def all(self) -> tuple[str, ...]:
         return (*self.drives, *self.reals)
+
+    @functools.cached_property
+    def drives_at_frame(self) -> dict[str | None, tuple[str, ...]]:
+        """Frame (mode name, or None outside the naming scheme) -> the drive channels playing at it."""
+        out: dict[str | None, list[str]] = {}
+        for c in self.drives:
+            out.setdefault(_frame_of(c), []).append(c)
+        return {f: tuple(cs) for f, cs in out.items()}
 
 
 def channel_frame(name: str) -> str:
@@ -160,16 +170,17 @@ def compile_schedule(sequence: PulseSequence, channels: ChannelSet | OperatorMod
     dt = cs.dt_s
     qubits = cs.qubits
     only = qubits[0] if len(qubits) == 1 else None
-    cursor = dict.fromkeys(cs.all, 0)
+    every = cs.all
+    cursor = dict.fromkeys(every, 0)
     phase = dict.fromkeys(cs.drives, 0.0)
-    frames = {c: _frame_of(c) for c in cs.drives}
+    at_frames = cs.drives_at_frame
     drives = set(cs.drives)
     # (channel, first sample, samples as played, samples without the frame phase, the
     # phase factor e^{iφ} for a drive play or None)
     plays: list[tuple[str, int, NDArray[np.generic], NDArray[np.generic], complex | None]] = []
     measured: tuple[str, ...] = qubits
 
-    def align(names: list[str]) -> None:
+    def align(names: list[str] | tuple[str, ...]) -> None:
         if names:
             t = max(cursor[c] for c in names)
             for c in names:
@@ -207,7 +218,7 @@ def compile_schedule(sequence: PulseSequence, channels: ChannelSet | OperatorMod
                                  f"qubits, one of {list(cs.modes)}")
             if q not in cs.modes:
                 raise ValueError(f"{at}.frame={q!r} is not a mode of the device: allowed {list(cs.modes)}")
-            at_frame = [c for c, f in frames.items() if f == q]
+            at_frame = at_frames.get(q, ())
             align(at_frame)
             for c in at_frame:
                 phase[c] += op.phase
@@ -215,15 +226,14 @@ def compile_schedule(sequence: PulseSequence, channels: ChannelSet | OperatorMod
             assert isinstance(op, Delay)
             n = round(op.duration_s / dt)
             if op.channel is None:
-                align(list(cs.all))
-                for c in cs.all:
+                align(every)
+                for c in every:
                     cursor[c] += n
             else:
                 cursor[_resolve_channel(op.channel, cs, None, f"{at}.channel")] += n
         elif t is Barrier:
             assert isinstance(op, Barrier)
-            names = [_resolve_channel(c, cs, None, f"{at}.channels") for c in op.channels] or list(cs.all)
-            align(names)
+            align([_resolve_channel(c, cs, None, f"{at}.channels") for c in op.channels] or every)
         elif t is Measure:
             assert isinstance(op, Measure)
             for q in op.qubits:
