@@ -23,7 +23,8 @@ How a ``run`` call is simulated:
    ``spectators="none"`` drops the neighbours too (their static ZZ on the active qubits).
    A subsystem above ``max_dimension`` is refused.
 4. The subsystem starts in each mode's thermal state and is propagated through the
-   segments by ``_propagate_segments`` (density matrices in, density matrices out):
+   segments by ``_propagate_segments`` (``envs.multi_qubit_segments``, with the per-truth
+   cache of segment propagators; density matrices in, density matrices out):
    Lindblad (T1, T2, thermal excitation) by default, unitary with ``open_system=False``.
    Idle segments are one exact free-evolution step, however long.
    Outcome probabilities are remembered by sequence content while the truth stays the same
@@ -47,7 +48,6 @@ must never see it.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -60,15 +60,15 @@ from ._validation import finite, require
 from .iq_readout import IQReadout, outcome_levels, sample_outcomes
 from .multi_qubit_drift import MultiQubitDrift
 from .multi_qubit_model import DeviceModel
-from .physics.coupled import CoupledModel, fast, parse_channel, propagate
+from .multi_qubit_segments import _propagate_segments, _segment_operator, _SegmentCache
+from .physics.coupled import CoupledModel, parse_channel, propagate
 from .physics.coupled import reference as ref
 from .physics.coupled.controls import as_operator_model
 from .physics.coupled.model import thermal_state
 from .physics.coupled.operators import OperatorModel
-from .physics.coupled.propagate import Idle, evolve_states
 from .protocol import Barrier, Delay, Measure, Play, PulseSequence, VirtualZ
 from .readout import Readout, class_probabilities
-from .schedule import ChannelSet, DrivenSegment, IdleSegment, Schedule, Segment, compile_schedule
+from .schedule import ChannelSet, DrivenSegment, Schedule, compile_schedule
 
 ComplexArray = NDArray[np.complex128]
 FloatArray = NDArray[np.float64]
@@ -617,205 +617,6 @@ def _content_key(seq: PulseSequence) -> tuple[Any, ...]:
     return tuple(out)
 
 
-@dataclass(frozen=True, eq=False)
-class _Step:
-    """One segment's propagator as Q·base·Q† (Q = diag(q); q None: Q = I), on a density
-    matrix (closed) or a column-stacked vec(ρ) (open)."""
-
-    base: ComplexArray
-    q: ComplexArray | None
-    open_system: bool
-
-    def _phases(self) -> ComplexArray | None:
-        if self.q is None or not self.open_system:
-            return self.q
-        out: ComplexArray = np.kron(np.conj(self.q), self.q).astype(np.complex128, copy=False)
-        return out  # vec index r + c·D carries q_r·conj(q_c)
-
-    def matrix(self) -> ComplexArray:
-        qs = self._phases()
-        return self.base if qs is None else (qs[:, None] * self.base) * np.conj(qs)[None, :]
-
-    def apply_vector(self, vec: ComplexArray) -> ComplexArray:
-        qs = self._phases()
-        if qs is None:
-            return self.base @ vec
-        return qs * (self.base @ (np.conj(qs) * vec))
-
-    def apply_density(self, rho: ComplexArray) -> ComplexArray:
-        u = self.matrix()
-        return u @ rho @ u.conj().T
-
-
-class _SegmentCache:
-    """Propagators of a truth's segments, by what they play (evaluation of one truth).
-
-    A segment whose drives all play at one frame f, with one frame phase φ, starting at t0,
-    has the propagator Q·P·Q† with P its propagator at t0 = 0 and φ = 0 and
-    Q = exp(i·Σ_k (φ + 2π(g_k − f)·t0)·n_k): the excitation-conserving Hamiltonian (in the
-    modes' frames, a_k† turns at g_k, a drive at f) and the dissipator are covariant under
-    it (``run_programs`` composes natives by the same identity). This is exact, so P is
-    computed once per distinct content and truth, and every occurrence at another time or
-    frame phase costs two diagonal scalings. Flux pulses and idle stretches play no drive
-    (any f). Segments that play at two frames at once, or change a frame's phase inside the
-    segment, or a model that is not ``shiftable``, are propagated as they are (keyed by
-    their start time too).
-    """
-
-    _LIMIT_BYTES = 256 * 2**20
-
-    def __init__(self) -> None:
-        self._ops: dict[tuple[Any, ...], ComplexArray] = {}
-        self._models: dict[int, OperatorModel] = {}
-        self._bytes = 0
-
-    def _base(self, om: OperatorModel, key: tuple[Any, ...], build: Callable[[], ComplexArray]) -> ComplexArray:
-        full = (id(om), *key)
-        op = self._ops.get(full)
-        if op is None:
-            op = np.ascontiguousarray(build(), dtype=np.complex128)
-            if self._bytes + op.nbytes > self._LIMIT_BYTES:
-                self._ops.clear()
-                self._bytes = 0
-            self._models[id(om)] = om  # keeps id(om) from being reused while keyed on
-            self._ops[full] = op
-            self._bytes += op.nbytes
-        return op
-
-    def operators(self, om: OperatorModel, names: tuple[str, ...], seq: PulseSequence, sched: Schedule,
-                  channels: ChannelSet, open_system: bool) -> list[_Step]:
-        fn = propagate.superoperators if open_system else propagate.unitaries
-        factored = _factored_segments(sched, channels, om)
-        levels = om.level_numbers()
-        total_n = levels.sum(axis=0)
-        g = np.asarray(om.mode_frames_hz)
-        frames = dict(zip(om.names, om.mode_frames_hz, strict=True))
-        turn: dict[float, FloatArray] = {}  # frame frequency -> Σ_k (g_k − f)·n_k
-        out: list[_Step] = []
-        for seg, fac in zip(sched.segments, factored, strict=True):
-            if fac is None:  # propagated as it is, at its own start
-                controls = seg.controls if isinstance(seg, DrivenSegment) else {}
-                key: tuple[Any, ...] = ("at", open_system, seg.t0_s, _controls_key(controls))
-                whole = self._base(om, key, functools.partial(_one_operator, om, seg, open_system))
-                out.append(_Step(whole, None, open_system))
-                continue
-            raw, frame, phi = fac
-            if raw is None:
-                assert isinstance(seg, IdleSegment)
-                key = ("idle", open_system, seg.duration_s)
-                base = self._base(om, key, functools.partial(fast.idle_propagator, om, seg.duration_s,
-                                                             open_system, 0.0))
-            else:
-                key = ("pulse", open_system, _controls_key(raw))
-                base = self._base(om, key, functools.partial(_first, fn, om, raw))
-            f_hz = om.frame_hz if frame is None else frames[frame]
-            w = turn.get(f_hz)
-            if w is None:
-                w = turn[f_hz] = (g - f_hz) @ levels
-            theta = phi * total_n + 2.0 * math.pi * seg.t0_s * w
-            q = None if not np.any(theta) else np.exp(1j * theta)
-            out.append(_Step(base, q, open_system))
-        return out
-
-
-def _one_operator(om: OperatorModel, seg: Segment, open_system: bool) -> ComplexArray:
-    return _segment_operator(om, seg, open_system)[0]
-
-
-def _first(fn: Callable[..., ComplexArray], om: OperatorModel, controls: Mapping[str, NDArray[np.generic]]
-           ) -> ComplexArray:
-    """The propagator of ``controls`` at t0 = 0 (one row)."""
-    return fn(om, controls, t0_s=0.0)[0]
-
-
-def _controls_key(controls: Mapping[str, NDArray[np.generic]]) -> tuple[Any, ...]:
-    return tuple((c, v.dtype.str, v.tobytes()) for c, v in sorted(controls.items()))
-
-
-def _factored_segments(sched: Schedule, channels: ChannelSet, om: OperatorModel
-                       ) -> list[tuple[dict[str, NDArray[np.generic]] | None, str | None, float] | None]:
-    """Per segment of ``sched``: (its samples with the frame phase taken out, the one frame
-    its drives play at or None, that phase) — (None, None, 0.0) for an idle segment — or
-    None when the segment cannot be factored (``_SegmentCache``).
-
-    The schedule carries both from its one compilation: the phase-free samples (the same
-    windows with every frame change at 0) and the phase factor of each drive play with a
-    non-zero sample, so a window factors when those factors are all equal."""
-    n = len(sched.segments)
-    if not om.shiftable:
-        return [None] * n
-    names = set(om.names)
-    out: list[tuple[dict[str, NDArray[np.generic]] | None, str | None, float] | None] = []
-    for seg in sched.segments:
-        if isinstance(seg, IdleSegment):
-            out.append((None, None, 0.0))
-            continue
-        frames = {_drive_frame(c) for c, _ in seg.drive_phases}
-        if len(frames) > 1 or not frames <= names:
-            out.append(None)
-            continue
-        phi = 0.0
-        if seg.drive_phases:
-            z0 = seg.drive_phases[0][1]
-            if any(z != z0 for _, z in seg.drive_phases):
-                out.append(None)  # a frame change inside the window
-                continue
-            phi = float(np.angle(z0))
-        out.append((seg.raw_controls, next(iter(frames)) if frames else None, phi))
-    return out
-
-
-def _drive_frame(channel: str) -> str | None:
-    try:
-        return parse_channel(channel)[2]
-    except ValueError:
-        return None
-
-
-def _segment_operator(om: OperatorModel, seg: Segment, open_system: bool) -> ComplexArray:
-    """(1, D², D²) superoperator or (1, D, D) unitary of one segment (for the truth)."""
-    if isinstance(seg, DrivenSegment):
-        fn = propagate.superoperators if open_system else propagate.unitaries
-        return fn(om, seg.controls, t0_s=seg.t0_s)
-    fn_idle = ref.idle_superoperator if open_system else ref.idle_unitary
-    return fn_idle(om, seg.duration_s, t0_s=seg.t0_s)[None]
-
-
-def _propagate_segments(om: OperatorModel, rho: ComplexArray, segments: Sequence[Segment],
-                        open_system: bool, operators: Sequence[_Step] | None = None) -> ComplexArray:
-    """Density matrices (B, D, D) -> (B, D, D) after ``segments`` (every row the same
-    segments), in the modes' frames. The one place the device simulates a sequence: with
-    ``operators`` (one ``_SegmentCache`` step per segment) it applies them; without, it
-    calls the fast coupled engine, which propagates only the blocks the states occupy."""
-    if operators is not None:
-        if len(operators) != len(segments):
-            raise AssertionError(f"{len(operators)} operators for {len(segments)} segments")
-        d = om.dimension
-        states = np.empty_like(rho)
-        for b in range(rho.shape[0]):
-            if open_system:
-                vec = rho[b].reshape(-1, order="F")
-                for op in operators:
-                    vec = op.apply_vector(vec)
-                states[b] = vec.reshape(d, d, order="F")
-            else:
-                r = rho[b]
-                for op in operators:
-                    r = op.apply_density(r)
-                states[b] = r
-        return states
-    steps: list[Any] = []
-    t = 0.0
-    for seg in segments:
-        # The schedule's segments tile the sequence from t = 0, so the engine's running
-        # clock is each segment's own start (the frames' phases depend on it).
-        if not math.isclose(seg.t0_s, t, rel_tol=0.0, abs_tol=1e-3 * om.dt_s):
-            raise AssertionError(f"schedule segment at {seg.t0_s!r} s does not follow the previous one ({t!r} s)")
-        if isinstance(seg, DrivenSegment):
-            steps.append(seg.controls)
-            t += seg.n_samples * om.dt_s
-        else:
-            steps.append(Idle(seg.duration_s))
-            t += seg.duration_s
-    out = evolve_states(om, steps, rho, open_system=open_system)
-    return np.asarray(out, dtype=np.complex128)
+# Importable from here as before the segment machinery moved to its own module.
+__all__ = ["MultiQubitParams", "SimulatedMultiQubitDevice", "Spectators", "_SegmentCache",
+           "_propagate_segments", "_segment_operator"]
