@@ -125,7 +125,7 @@ class _SegmentCache:
             if w is None:
                 w = turn[f_hz] = (g - f_hz) @ levels
             theta = phi * total_n + 2.0 * math.pi * seg.t0_s * w
-            q = None if not np.any(theta) else np.exp(1j * theta)
+            q = None if not theta.any() else np.exp(1j * theta)
             out.append(_Step(base, q, open_system))
         return out
 

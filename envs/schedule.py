@@ -198,7 +198,7 @@ def compile_schedule(sequence: PulseSequence, channels: ChannelSet | OperatorMod
                 z = np.exp(1j * phase[c]) if phase[c] else 1.0 + 0.0j
                 samples: NDArray[np.generic] = w * z if phase[c] else w
             else:
-                if np.any(w.imag != 0):
+                if w.imag.any():
                     raise ValueError(f"{at}.waveform on {c!r} has complex samples: allowed real flux offsets")
                 x = w.real.copy()
                 limit = cs.reals[c]
@@ -302,7 +302,7 @@ def _segments(plays: list[tuple[str, int, NDArray[np.generic], NDArray[np.generi
             if c not in controls:
                 controls[c] = np.zeros(b - a, dtype=w.dtype)
             controls[c][s - a:s - a + w.size] = w
-        phases = tuple((c, z) for c, _, _, raw, z in inside if z is not None and np.any(raw != 0))
+        phases = tuple((c, z) for c, _, _, raw, z in inside if z is not None and raw.any())
         unphased: dict[str, NDArray[np.generic]] | None = None
         if any(z != 1.0 for _, z in phases):
             unphased = {}

@@ -158,8 +158,22 @@ def blocks(mats: NDArray[np.complex128]) -> list[NDArray[np.intp]]:
 
 
 def _components(pattern: NDArray[np.bool_]) -> list[NDArray[np.intp]]:
-    n_comp, labels = connected_components(csr_matrix(pattern), directed=True, connection="weak")
-    return [np.flatnonzero(labels == c) for c in range(n_comp)]
+    # Kept by pattern: every device of a preset has the same structure, and a new device
+    # (an env's reset) would otherwise pay scipy's graph search again (~1 ms a model).
+    key = (pattern.shape, np.packbits(pattern).tobytes())
+    out = _COMPONENTS.get(key)
+    if out is None:
+        n_comp, labels = connected_components(csr_matrix(pattern), directed=True, connection="weak")
+        out = [np.flatnonzero(labels == c) for c in range(n_comp)]
+        for idx in out:
+            idx.setflags(write=False)
+        if len(_COMPONENTS) >= 256:
+            _COMPONENTS.clear()
+        _COMPONENTS[key] = out
+    return list(out)
+
+
+_COMPONENTS: dict[tuple[Any, ...], list[NDArray[np.intp]]] = {}
 
 
 def _chain(mats: ComplexArray, coef: FloatArray, support: NDArray[np.bool_] | None = None,

@@ -225,8 +225,8 @@ def merge_runs(coef: FloatArray) -> FloatArray:
 def _playing(pulse: Pulse) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Real channels given and drive channels that play anything (silent drives add nothing
     and would break the excitation-number blocks)."""
-    reals = tuple(r for r, x in pulse.reals.items() if np.any(x != 0))
-    drives = tuple(c for c, u in pulse.drives.items() if np.any(u != 0))
+    reals = tuple(r for r, x in pulse.reals.items() if x.any())
+    drives = tuple(c for c, u in pulse.drives.items() if u.any())
     return reals, drives
 
 
