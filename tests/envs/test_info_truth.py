@@ -12,7 +12,7 @@ import pytest
 
 from pulsecal.envs import cz_calibration_core as core
 from pulsecal.envs.cr_calibration import CRCalibrationEnv
-from pulsecal.envs.cr_calibration_core import CRCalibrationCore, CRCalibrationConfig
+from pulsecal.envs.cr_calibration_core import CRCalibrationConfig, CRCalibrationCore
 from pulsecal.envs.cz_calibration import TRUTH_KEYS, CZCalibrationConfig, CZCalibrationEnv
 
 
