@@ -27,6 +27,7 @@ indices.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -246,7 +247,49 @@ def _patterns(n: int) -> FloatArray:
     return np.array([[(k // 3 ** q) % 3 - 1 for q in range(m)] for k in range(3 ** m)], dtype=np.float64)
 
 
+# Up to this batch the coordinate ascent contracts pairwise (``_contraction_specs``); above
+# it one planned many-operand einsum per angle (``_paths``), whose planning then costs less
+# than numpy's generic two-operand loops on the larger operands (at batch 1 pairwise took
+# 6.5 ms a search against 11.9 ms, at batch 16 20.3 against 18.1 ms).
+_PAIRWISE_BATCH = 4
 _PATHS: dict[tuple[int, int, int], dict[int, tuple[str, list[Any]]]] = {}
+
+
+def _paths(tensor: ComplexArray, m: int, n_starts: int) -> dict[int, tuple[str, list[Any]]]:
+    """Per angle q: the many-operand einsum of ``_maximise_phases`` and its contraction
+    path, searched once per shape."""
+    bsz = tensor.shape[0]
+    paths = _PATHS.get((m, bsz, n_starts))
+    if paths is None:
+        letters = "acdefghijklmnopq"[:m]
+        paths = {}
+        for q in range(m):
+            spec = "b" + letters + "," + ",".join("bs" + letters[r] for r in range(m) if r != q) + "->bs" + letters[q]
+            shapes = [tensor] + [np.empty((bsz, n_starts, 3), dtype=np.complex128)] * (m - 1)
+            paths[q] = (spec, np.einsum_path(spec, *shapes, optimize="optimal")[0])
+        if len(_PATHS) < 64:
+            _PATHS[(m, bsz, n_starts)] = paths
+    return paths
+
+
+@functools.cache
+def _contraction_specs(m: int) -> tuple[tuple[tuple[int, str], ...], ...]:
+    """Per angle q of ``_maximise_phases``: the (angle r, two-operand einsum) steps that
+    contract the (B, 3, …, 3) coefficient tensor with every other angle's phase vector
+    (B, S, 3), leaving (B, S, 3) on axis q."""
+    letters = "acdefghijklmnopq"[:m]
+    out = []
+    for q in range(m):
+        remaining = list(range(m))
+        prefix = "b"
+        chain = []
+        for r in (k for k in range(m) if k != q):
+            src = prefix + "".join(letters[k] for k in remaining)
+            remaining.remove(r)
+            chain.append((r, f"{src},bs{letters[r]}->bs" + "".join(letters[k] for k in remaining)))
+            prefix = "bs"
+        out.append(tuple(chain))
+    return tuple(out)
 
 
 def _maximise_phases(coef: ComplexArray, n: int, n_random: int = 7, sweeps: int = 40,
@@ -267,27 +310,24 @@ def _maximise_phases(coef: ComplexArray, n: int, n_random: int = 7, sweeps: int 
     # G comes from contracting C, as a (3, …, 3) tensor (axis q holds p_q + 1), with the
     # phase vectors e^{i·(−1, 0, 1)·θ_r} of every other angle r.
     tensor = coef.reshape(bsz, *[3] * m).transpose(0, *range(m, 0, -1))
-    letters = "acdefghijklmnopq"[:m]
-    paths = _PATHS.get((m, bsz, theta.shape[1]))
-    if paths is None:
-        # The contraction order depends on the shapes only: searched once per shape (an env
-        # scores one gate per step, and the search cost more than the contractions).
-        paths = {}
-        for q in range(m):
-            spec = "b" + letters + "," + ",".join("bs" + letters[r] for r in range(m) if r != q) + "->bs" + letters[q]
-            shapes = [tensor] + [np.empty((bsz, theta.shape[1], 3), dtype=np.complex128)] * (m - 1)
-            paths[q] = (spec, np.einsum_path(spec, *shapes, optimize="optimal")[0])
-        if len(_PATHS) < 64:
-            _PATHS[(m, bsz, theta.shape[1])] = paths
+    specs = _contraction_specs(m)
+    paths = None if bsz <= _PAIRWISE_BATCH else _paths(tensor, m, theta.shape[1])
     steps = np.array([-1.0, 0.0, 1.0])
     # Each angle's phase vector, renewed when that angle moves (not once per use).
     phase_vecs = [np.exp(1j * theta[..., r, None] * steps) for r in range(m)]
     for _ in range(sweeps):
         previous = theta.copy()
         for q in range(m):
-            vecs = [phase_vecs[r] for r in range(m) if r != q]
-            spec, path = paths[q]
-            gq = np.einsum(spec, tensor, *vecs, optimize=path)  # (B, S, 3): p_q = −1, 0, +1
+            # Small batches (an env scores one gate): one angle contracted at a time, two
+            # operands per einsum, which numpy runs directly; a many-operand einsum
+            # re-checks its path on every call, and that was most of an env's truth.
+            if paths is None:
+                gq = tensor
+                for r, spec in specs[q]:
+                    gq = np.einsum(spec, gq, phase_vecs[r])  # ends (B, S, 3): p_q = −1, 0, +1
+            else:
+                spec, path = paths[q]
+                gq = np.einsum(spec, tensor, *[phase_vecs[r] for r in range(m) if r != q], optimize=path)
             g = gq[..., 2] + np.conj(gq[..., 0])
             theta[..., q] = np.where(np.abs(g) > 0, -np.angle(g), theta[..., q])
             phase_vecs[q] = np.exp(1j * theta[..., q, None] * steps)
