@@ -178,7 +178,7 @@ def test_exported_policy_matches_the_training_config() -> None:
 def test_replay_config_takes_the_training_env_from_the_manifest() -> None:
     """``pulsecal-replay backend=qibolab_emulator policy=onnx policy.folder=<policy>`` with no
     env overrides runs the policy's training settings (the acceptance below goes that way)."""
-    from pulsecal.agents.pipelines.replay import session_env as replay_env
+    from pulsecal.agents.pipelines.replay_env import session_env as replay_env
 
     env, gate_s = replay_env(_replay_config([]), log=False)
     for key, value in session_env().items():
