@@ -109,6 +109,98 @@ def open_records(folder: Path, settings: Any, known: bool, *, clock: Callable[[]
     return SessionRecords(journal, state, ledger, orphans, state.started is not None, proc, write_ahead, scope)
 
 
+@dataclass(frozen=True)
+class LiveSession:
+    """A session's device and journal state once its records are open and the journal's
+    leftovers are settled: what the single- and two-qubit loops run on."""
+
+    device: ReplayDevice
+    state: JournalState
+    recorded_stop: SessionStop | None  # the stop a rerun of a stopped session reports again
+    policy_info: dict[str, Any]
+    backend_info: dict[str, Any]
+
+
+def start_session(backend: Backend, policy: Policy, records: SessionRecords, settings: Any, limits: Any, *,
+                  retry: RetryPolicy | None, clock: Callable[[], float], sleep: Callable[[float], None],
+                  device_ledger: DeviceDayLedger | None, backend_info: Mapping[str, Any] | None,
+                  device_args: Mapping[str, Any], **started: Any) -> LiveSession:
+    """Put ``backend`` behind the guard, the ledger and the journal (``BackendDevice`` with
+    ``device_args``: the session's frame and qubit, or its channels), finish the jobs a
+    killed process left in the journal, and journal the session's start (with its own
+    ``started`` fields) or its resumption."""
+    journal, state, sid, proc = records.journal, records.state, settings.session_id, records.process
+    live = BackendDevice(backend, limits=limits, ledger=records.ledger, journal=journal, session_id=sid,
+                         retry=retry, clock=clock, sleep=sleep, start_step=len(state.runs_done), process=proc,
+                         before_submit=records.orphans.before_submit, device_ledger=device_ledger,
+                         scope=records.scope, **device_args)
+    recover_from_journal(backend, journal, state, sid, proc)
+    state = JournalState.read(journal.path, sid)
+    recorded_stop = SessionStop.from_json(state.stopped) if state.stopped is not None else None
+    device = ReplayDevice(live, journal, done=state.runs_done, advances_done=state.advances,
+                          fast_forward=simulated_fast_forward(backend), stopped=recorded_stop)
+    describe = getattr(policy, "describe", None)
+    policy_info = describe() if callable(describe) else {"kind": type(policy).__name__}
+    info_backend = {"name": getattr(backend, "name", type(backend).__name__), **(backend_info or {})}
+    if records.resumed:
+        journal.append("session_resumed", session=sid, device_calls_done=len(state.runs_done),
+                       env_steps_done=len(state.observations), policy=policy_info, process=proc,
+                       write_ahead=WRITE_AHEAD if records.write_ahead else None)
+    else:
+        journal.append("session_started", session=sid, settings=settings.to_json(), policy=policy_info,
+                       backend=info_backend, limits=limits.to_dict() if hasattr(limits, "to_dict") else str(limits),
+                       process=proc, write_ahead=WRITE_AHEAD, **started)
+    return LiveSession(device, state, recorded_stop, policy_info, info_backend)
+
+
+def journal_action(journal: Journal, state: JournalState, sid: str, t: int, action: NDArray[Any],
+                   calibration: CalibrationState) -> None:
+    """Journal env step ``t``'s action before the env applies it; on a resume, check that
+    the policy acts as the journal says it did."""
+    if t - 1 < len(state.actions):
+        old = state.actions[t - 1]
+        if [float(x) for x in old["action"]] != [float(x) for x in action]:
+            raise ReplayDivergence(f"env step {t}: the policy acts {action.tolist()}, the journal "
+                                   f"applied {old['action']} (another policy or seed?)")
+        return
+    journal.append("action", session=sid, env_step=t, action=[float(x) for x in action],
+                   params_before=list(calibration.parameter_values),
+                   parameters=list(calibration.controlled_parameters))
+
+
+def settled_stop(err: BaseException, t: int, recorded_stop: SessionStop | None) -> SessionStop:
+    """The stop ``err`` means at env step ``t``; a rerun of a stopped session reports the
+    stop it recorded."""
+    stop = stop_of(err, t)
+    if stop is None:  # pragma: no cover  (stop_of knows every class the loops catch)
+        raise err
+    return recorded_stop or stop
+
+
+def check_replayed_stop(journal: Journal, stop: SessionStop | None, recorded_stop: SessionStop | None) -> None:
+    """A session the journal says stopped must stop again when replayed."""
+    if stop is None and recorded_stop is not None:
+        raise ReplayDivergence(f"journal {journal.path}: the session stopped ({recorded_stop.describe()}), "
+                               f"its replay ran to the end")
+
+
+def journal_session_end(journal: Journal, state: JournalState, sid: str, stop: SessionStop | None,
+                        recorded_stop: SessionStop | None, final_params: list[float] | None,
+                        infidelity_estimate: float | None, ledger: ShotLedger, orphan_shots: int,
+                        proc: int) -> None:
+    """Journal how the session ended, once: ``session_stopped`` (unless a rerun reports
+    the recorded stop) or ``session_finished`` (a session that ran to its end measured:
+    ``final_params`` is set)."""
+    if stop is not None:
+        if recorded_stop is None:
+            journal.append("session_stopped", session=sid, **stop.to_json(), final_params=final_params,
+                           ledger_shots=ledger.used_shots, orphan_shots=orphan_shots, process=proc)
+    elif state.finished is None and final_params is not None:
+        journal.append("session_finished", session=sid, final_params=final_params,
+                       infidelity_estimate=infidelity_estimate, ledger_shots=ledger.used_shots,
+                       orphan_shots=orphan_shots, process=proc)
+
+
 @holds_session_lock  # one process per folder for the whole session (SessionBusy otherwise)
 def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: ReplaySettings, *,
                 limits: SafetyLimits | None = None, retry: RetryPolicy | None = None,
@@ -172,31 +264,14 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
     if on_folder is not None:
         on_folder(folder)
     records = open_records(folder, settings, known, clock=clock, fsync=fsync, device_ledger=device_ledger)
-    journal, state, ledger, orphans = records.journal, records.state, records.ledger, records.orphans
-    resumed, proc, write_ahead, scope = records.resumed, records.process, records.write_ahead, records.scope
+    journal, ledger, orphans = records.journal, records.ledger, records.orphans
+    resumed, proc = records.resumed, records.process
     sid = settings.session_id
-    live = BackendDevice(backend, limits=limits, ledger=ledger, journal=journal, session_id=sid,
-                         frame=frame, qubit=settings.qubit,
-                         retry=retry, clock=clock, sleep=sleep, start_step=len(state.runs_done),
-                         process=proc, before_submit=orphans.before_submit,
-                         device_ledger=device_ledger, scope=scope)
-    recover_from_journal(backend, journal, state, sid, proc)
-    state = JournalState.read(journal.path, sid)
-    recorded_stop = SessionStop.from_json(state.stopped) if state.stopped is not None else None
-
-    device = ReplayDevice(live, journal, done=state.runs_done, advances_done=state.advances,
-                          fast_forward=simulated_fast_forward(backend), stopped=recorded_stop)
-    describe = getattr(policy, "describe", None)
-    policy_info = describe() if callable(describe) else {"kind": type(policy).__name__}
-    info_backend = {"name": getattr(backend, "name", type(backend).__name__), **(backend_info or {})}
-    if resumed:
-        journal.append("session_resumed", session=sid, device_calls_done=len(state.runs_done),
-                       env_steps_done=len(state.observations), policy=policy_info, process=proc,
-                       write_ahead=WRITE_AHEAD if write_ahead else None)
-    else:
-        journal.append("session_started", session=sid, settings=settings.to_json(), policy=policy_info,
-                       backend=info_backend, limits=limits.to_dict() if hasattr(limits, "to_dict") else str(limits),
-                       process=proc, write_ahead=WRITE_AHEAD)
+    live = start_session(backend, policy, records, settings, limits, retry=retry, clock=clock, sleep=sleep,
+                         device_ledger=device_ledger, backend_info=backend_info,
+                         device_args={"frame": frame, "qubit": settings.qubit})
+    state, device, recorded_stop = live.state, live.device, live.recorded_stop
+    policy_info, info_backend = live.policy_info, live.backend_info
 
     bind = getattr(policy, "bind", None)
     policy_state = policy.initial_state()
@@ -225,15 +300,7 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
                 bind(calibration)
             raw, policy_state = policy.act(obs, policy_state)
             action = _checked_action(raw, env.action_space)
-            params_before = list(calibration.parameter_values)
-            if t - 1 < len(state.actions):
-                old = state.actions[t - 1]
-                if [float(x) for x in old["action"]] != [float(x) for x in action]:
-                    raise ReplayDivergence(f"env step {t}: the policy acts {action.tolist()}, the journal "
-                                           f"applied {old['action']} (another policy or seed?)")
-            else:
-                journal.append("action", session=sid, env_step=t, action=[float(x) for x in action],
-                               params_before=params_before, parameters=list(calibration.controlled_parameters))
+            journal_action(journal, state, sid, t, action, calibration)
             obs, reward, terminated, truncated, info = env.step(action)
             calibration = env.unwrapped.calibration_state()
             steps.append(_observe(t, action, obs, float(reward), info, calibration))
@@ -244,14 +311,8 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
         # calibration's, so a refusal stops the session and a resume replays them.
         verdict = _verify(env, device, calibration, settings, int(steps[-1].shots_used), limits)
     except (SafetyViolation, ActionOutOfRange, BackendError, RecordedStop) as err:
-        stop = stop_of(err, t)
-        if stop is None:  # pragma: no cover  (stop_of knows every class caught here)
-            raise
-        # A rerun of a stopped session reports the stop it recorded.
-        stop = recorded_stop or stop
-    if stop is None and recorded_stop is not None:
-        raise ReplayDivergence(f"journal {journal.path}: the session stopped ({recorded_stop.describe()}), "
-                               f"its replay ran to the end")
+        stop = settled_stop(err, t, recorded_stop)
+    check_replayed_stop(journal, stop, recorded_stop)
 
     # Start and final as the env applied them, at the gate the session calibrated; a session
     # stopped before its first measurement has neither.
@@ -283,15 +344,9 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
                           probes=list(calibration.measurement.names),
                           gate_duration_s=calibration.gate.duration_s,
                           truth_start=truth_start, truth_final=truth_final, extra=result_core, plots=plots)
-    if stop is not None:
-        if recorded_stop is None:
-            journal.append("session_stopped", session=sid, **stop.to_json(),
-                           final_params=None if final is None else list(final.as_array()),
-                           ledger_shots=ledger.used_shots, orphan_shots=orphan_shots, process=proc)
-    elif state.finished is None and final is not None:  # (a session that ran to its end measured)
-        journal.append("session_finished", session=sid, final_params=list(final.as_array()),
-                       infidelity_estimate=steps[-1].infidelity_estimate, ledger_shots=ledger.used_shots,
-                       orphan_shots=orphan_shots, process=proc)
+    journal_session_end(journal, state, sid, stop, recorded_stop,
+                        None if final is None else list(final.as_array()),
+                        steps[-1].infidelity_estimate if steps else None, ledger, orphan_shots, proc)
     return ReplayResult(folder, final, tuple(steps), resumed, device.replayed_steps, ledger.used_shots,
                         orphan_shots, report, stop, verdict)
 
