@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,6 +153,29 @@ def start_session(backend: Backend, policy: Policy, records: SessionRecords, set
     return LiveSession(device, state, recorded_stop, policy_info, info_backend)
 
 
+def policy_action(policy: Policy, obs: NDArray[Any], policy_state: Any, calibration: CalibrationState,
+                  space: Any) -> tuple[NDArray[np.float32], Any]:
+    """The policy's next action, checked against the env's box (``ActionOutOfRange``
+    otherwise), and its next state; a policy with ``bind`` is first shown the env's
+    current calibration state."""
+    bind = getattr(policy, "bind", None)
+    if callable(bind):
+        bind(calibration)
+    raw, policy_state = policy.act(obs, policy_state)
+    return _checked_action(raw, space), policy_state
+
+
+def outcome_fields(sid: str, resumed: bool, device: ReplayDevice, ledger: ShotLedger, orphan_shots: int,
+                   steps: Sequence[StepRecord], terminated: bool, stop: SessionStop | None) -> dict[str, Any]:
+    """What every session's report records of how it went: shots by ledger and env,
+    device calls replayed from the journal, and the outcome."""
+    return {"session_id": sid, "resumed": resumed, "replayed_device_calls": device.replayed_steps,
+            "ledger_shots": ledger.used_shots, "orphan_shots": orphan_shots,
+            "env_shots": int(steps[-1].shots_used) if steps else 0, "terminated": bool(terminated),
+            "outcome": FINISHED if stop is None else stop.reason,
+            "stop": None if stop is None else stop.to_json()}
+
+
 def journal_action(journal: Journal, state: JournalState, sid: str, t: int, action: NDArray[Any],
                    calibration: CalibrationState) -> None:
     """Journal env step ``t``'s action before the env applies it; on a resume, check that
@@ -273,7 +296,6 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
     state, device, recorded_stop = live.state, live.device, live.recorded_stop
     policy_info, info_backend = live.policy_info, live.backend_info
 
-    bind = getattr(policy, "bind", None)
     policy_state = policy.initial_state()
     # As four values: the amplitude is at the configured gate and may exceed full scale there;
     # the env then calibrates at the longer gate it fits (info["gate_duration_s"]).
@@ -287,8 +309,8 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
     try:
         obs, info = env.reset(seed=settings.seed, options={"device": device, "initial_params": start_values})
         calibration = env.unwrapped.calibration_state()
-        steps.append(_observe(0, None, obs, 0.0, info, calibration))
-        _log_observation(journal, state, sid, steps[-1], obs)
+        steps.append(step_record(0, None, 0.0, info, calibration))
+        log_observation(journal, state, sid, steps[-1], obs, PARAMETER_NAMES)
         plan = calibration.shot_plan
         total_steps = min(settings.max_steps, plan.steps_per_episode or settings.max_steps)
         budget = settings.budget_shots if settings.budget_shots is not None else plan.shot_budget
@@ -296,15 +318,12 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
             progress(0, total_steps, ledger.used_shots, budget, steps[-1].infidelity_estimate)
         while t < settings.max_steps and not (terminated or truncated):
             t += 1
-            if callable(bind):
-                bind(calibration)
-            raw, policy_state = policy.act(obs, policy_state)
-            action = _checked_action(raw, env.action_space)
+            action, policy_state = policy_action(policy, obs, policy_state, calibration, env.action_space)
             journal_action(journal, state, sid, t, action, calibration)
             obs, reward, terminated, truncated, info = env.step(action)
             calibration = env.unwrapped.calibration_state()
-            steps.append(_observe(t, action, obs, float(reward), info, calibration))
-            _log_observation(journal, state, sid, steps[-1], obs)
+            steps.append(step_record(t, action, float(reward), info, calibration))
+            log_observation(journal, state, sid, steps[-1], obs, PARAMETER_NAMES)
             if progress is not None:
                 progress(t, total_steps, ledger.used_shots, budget, steps[-1].infidelity_estimate)
         # Inside the try: its jobs go through the guard, the ledger and the journal like the
@@ -322,11 +341,7 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
     duration_s = float(calibration.gate.duration_s)
     nominal_s = float(calibration.settings.get("gate_duration_s") or duration_s)  # the configured gate
     result_core = {
-        "session_id": sid, "resumed": resumed, "replayed_device_calls": device.replayed_steps,
-        "ledger_shots": ledger.used_shots, "orphan_shots": orphan_shots,
-        "env_shots": int(steps[-1].shots_used) if steps else 0, "terminated": bool(terminated),
-        "outcome": FINISHED if stop is None else stop.reason,
-        "stop": None if stop is None else stop.to_json(),
+        **outcome_fields(sid, resumed, device, ledger, orphan_shots, steps, terminated, stop),
         # Where the gate ended and every bound that acted (envs.amplitude_limit).
         "nominal_gate_duration_s": nominal_s,
         "limits": dict(info.get("limits") or {}) if steps else {},
@@ -394,8 +409,10 @@ def _checked_action(raw: Any, space: Any) -> NDArray[np.float32]:
     return action
 
 
-def _observe(t: int, action: NDArray[Any] | None, obs: NDArray[Any], reward: float,
-             info: Mapping[str, Any], calibration: CalibrationState) -> StepRecord:
+def step_record(t: int, action: NDArray[Any] | None, reward: float, info: Mapping[str, Any],
+                calibration: CalibrationState) -> StepRecord:
+    """Env step ``t`` as the session records it: the parameters and measurement of the
+    env's calibration state after the step, the env's estimate and shots so far."""
     return StepRecord(t, None if action is None else tuple(float(x) for x in action),
                       calibration.parameter_values,  # type: ignore[arg-type]
                       calibration.measurement.values,
@@ -403,7 +420,10 @@ def _observe(t: int, action: NDArray[Any] | None, obs: NDArray[Any], reward: flo
                       int(info.get("shots_used", 0)))
 
 
-def _log_observation(journal: Journal, state: JournalState, sid: str, s: StepRecord, obs: NDArray[Any]) -> None:
+def log_observation(journal: Journal, state: JournalState, sid: str, s: StepRecord, obs: NDArray[Any],
+                    parameter_names: Sequence[str]) -> None:
+    """Journal step ``s``'s observation; on a resume, check the replay reached the
+    parameters and measurement the journal holds."""
     if s.env_step < len(state.observations):
         old = state.observations[s.env_step]
         if [float(x) for x in old["params"]] != list(s.params) or list(old["p1"]) != list(s.p1):
@@ -413,6 +433,6 @@ def _log_observation(journal: Journal, state: JournalState, sid: str, s: StepRec
     journal.append("observation", session=sid, env_step=s.env_step, observation=[float(x) for x in obs],
                    p1=list(s.p1), params=list(s.params), reward=s.reward,
                    infidelity_estimate=s.infidelity_estimate, shots_used=s.shots_used,
-                   parameter_names=list(PARAMETER_NAMES))
+                   parameter_names=list(parameter_names))
 
 

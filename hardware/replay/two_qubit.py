@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
 from pulsecal.envs.contract import CalibrationState
 from pulsecal.envs.verification import Verdict
@@ -48,31 +47,31 @@ from ..adapters.simulated import channel_frame_name
 from ..backend import Backend, BackendError, Capabilities
 from ..device import RetryPolicy
 from ..ir import Frame
-from ..journal import Journal
 from ..ledger import DeviceDayLedger
 from ..policy import ActionOutOfRange, Policy
 from ..safety import SafetyLimits, SafetyViolation
 from ..session_lock import holds_session_lock
-from .journal_state import JournalState
 from .session import (
     ReplayResult,
     StepRecord,
-    _checked_action,
     check_replayed_stop,
     journal_action,
     journal_session_end,
+    log_observation,
     open_records,
+    outcome_fields,
+    policy_action,
     settled_stop,
     start_session,
+    step_record,
 )
 from .settings import (
-    ReplayDivergence,
     ReplaySettings,
     check_settings,
     is_two_qubit,
     session_env_class,
 )
-from .stops import FINISHED, RecordedStop, SessionStop
+from .stops import RecordedStop, SessionStop
 
 TWO_QUBIT_REPORT_FORMAT = "pulsecal.replay-report-2q/1"
 _FRAME = re.compile(r"^(q\d+|c\d+)_(drive|flux)$|^(q\d+)_(q\d+)_cr$")
@@ -153,7 +152,6 @@ def run_two_qubit_session(backend: Backend, policy: Policy, folder: str | Path, 
     state, device, recorded_stop = live.state, live.device, live.recorded_stop
     policy_info, info_backend = live.policy_info, live.backend_info
 
-    bind = getattr(policy, "bind", None)
     policy_state = policy.initial_state()
     calibration: CalibrationState = env.unwrapped.calibration_state()
     steps: list[StepRecord] = []
@@ -165,19 +163,16 @@ def run_two_qubit_session(backend: Backend, policy: Policy, folder: str | Path, 
         obs, info = env.reset(seed=settings.seed, options={"device": device,
                                                            "initial_params": np.asarray(settings.initial_params)})
         calibration = env.unwrapped.calibration_state()
-        steps.append(_record(0, None, 0.0, info, calibration))
-        _log_observation(journal, state, sid, steps[-1], obs, calibration)
+        steps.append(step_record(0, None, 0.0, info, calibration))
+        log_observation(journal, state, sid, steps[-1], obs, calibration.parameter_names)
         while t < settings.max_steps and not (terminated or truncated):
             t += 1
-            if callable(bind):
-                bind(calibration)
-            raw, policy_state = policy.act(obs, policy_state)
-            action = _checked_action(raw, env.action_space)
+            action, policy_state = policy_action(policy, obs, policy_state, calibration, env.action_space)
             journal_action(journal, state, sid, t, action, calibration)
             obs, reward, terminated, truncated, info = env.step(action)
             calibration = env.unwrapped.calibration_state()
-            steps.append(_record(t, action, float(reward), info, calibration))
-            _log_observation(journal, state, sid, steps[-1], obs, calibration)
+            steps.append(step_record(t, action, float(reward), info, calibration))
+            log_observation(journal, state, sid, steps[-1], obs, calibration.parameter_names)
         if settings.verification is not None and callable(verify):
             # Inside the try: its jobs go through the guard, the ledger and the journal like
             # the calibration's, so a refusal stops the session and a resume replays them.
@@ -189,11 +184,7 @@ def run_two_qubit_session(backend: Backend, policy: Policy, folder: str | Path, 
     names = calibration.parameter_names
     start = steps[0].params if steps else tuple(settings.initial_params)
     final = steps[-1].params if steps else tuple(settings.initial_params)
-    extra = {"session_id": sid, "resumed": resumed, "replayed_device_calls": device.replayed_steps,
-             "ledger_shots": ledger.used_shots, "orphan_shots": orphans.shots,
-             "env_shots": int(steps[-1].shots_used) if steps else 0, "terminated": bool(terminated),
-             "outcome": FINISHED if stop is None else stop.reason,
-             "stop": None if stop is None else stop.to_json()}
+    extra = outcome_fields(sid, resumed, device, ledger, orphans.shots, steps, terminated, stop)
     if settings.verification is not None:
         # None: the session stopped before its verification ended.
         extra["verdict"] = None if verdict is None else verdict.to_dict()
@@ -207,28 +198,6 @@ def run_two_qubit_session(backend: Backend, policy: Policy, folder: str | Path, 
                         steps[-1].infidelity_estimate if steps else None, ledger, orphans.shots, proc)
     return ReplayResult(folder, None, tuple(steps), resumed, device.replayed_steps, ledger.used_shots,
                         orphans.shots, report, stop, verdict)
-
-
-def _record(t: int, action: NDArray[Any] | None, reward: float, info: Mapping[str, Any],
-            calibration: CalibrationState) -> StepRecord:
-    return StepRecord(t, None if action is None else tuple(float(x) for x in action),
-                      calibration.parameter_values,  # type: ignore[arg-type]
-                      calibration.measurement.values, float(info.get("infidelity_estimate", math.nan)), reward,
-                      int(info.get("shots_used", 0)))
-
-
-def _log_observation(journal: Journal, state: JournalState, sid: str, s: StepRecord, obs: NDArray[Any],
-                     calibration: CalibrationState) -> None:
-    if s.env_step < len(state.observations):
-        old = state.observations[s.env_step]
-        if [float(x) for x in old["params"]] != list(s.params) or list(old["p1"]) != list(s.p1):
-            raise ReplayDivergence(f"env step {s.env_step}: replay reached params {list(s.params)}, the "
-                                   f"journal {old['params']}")
-        return
-    journal.append("observation", session=sid, env_step=s.env_step, observation=[float(x) for x in obs],
-                   p1=list(s.p1), params=list(s.params), reward=s.reward,
-                   infidelity_estimate=s.infidelity_estimate, shots_used=s.shots_used,
-                   parameter_names=list(calibration.parameter_names))
 
 
 def _finite(x: float) -> float | None:
