@@ -1,4 +1,4 @@
-"""Issue 5 acceptance: a policy TRAINED on simulated devices calibrates the X gate of
+"""Emulator acceptance: a policy TRAINED on simulated devices calibrates the X gate of
 qibolab's emulator platform, and the emulator's own results show the π-pulse error shrink.
 
 The policy is PPO on ``pulsecal/GateCalibration-v1`` for the emulator's device class
