@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from pulsecal.envs.presets import make_device
@@ -33,3 +35,20 @@ class OpaqueDevice:
 
     def advance(self, duration_s: float) -> None:
         self.inner.advance(duration_s)
+
+
+def powell_on_reward(env: Any, dim: int) -> dict[str, Any]:
+    """Maximise the reward of an env in ``action_mode="set"`` (the action is the whole
+    setting, so the reward is a function of it) by two rounds of Powell from the origin of
+    its ``dim`` action coordinates; returns the ``info`` of the best setting found."""
+    from scipy.optimize import minimize
+
+    def cost(z: np.ndarray) -> float:
+        _, r, _, _, _ = env.step(np.clip(z, -1, 1).astype(np.float32))
+        return -r
+
+    z = np.zeros(dim)
+    for _ in range(2):
+        z = np.clip(minimize(cost, z, method="Powell", options={"maxfev": 1500, "xtol": 1e-3}).x, -1, 1)
+    _, _, _, _, info = env.step(z.astype(np.float32))
+    return info

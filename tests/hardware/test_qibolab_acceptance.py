@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,8 @@ import yaml
 
 pytest.importorskip("qibolab")
 pytest.importorskip("onnxruntime")
+
+from hw_helpers import numpy_global_seed
 
 from pulsecal.envs.calibration import DragGate, DragParams, nominal_params
 from pulsecal.envs.drag_calibration_core import GateCalibrationConfig
@@ -75,12 +78,9 @@ def platforms(monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def seeded_numpy():
-    # qibolab's emulator samples shots with NumPy's legacy global generator.
-    state = np.random.get_state()  # noqa: NPY002
-    np.random.seed(20261121)  # noqa: NPY002
-    yield
-    np.random.set_state(state)  # noqa: NPY002
+def seeded_numpy() -> Iterator[None]:
+    with numpy_global_seed(20261121):  # reproducible emulator counts
+        yield
 
 
 def session_env() -> dict[str, Any]:
