@@ -160,6 +160,14 @@ def to_waveform_trace(program: Program, dt_s: float, *, granularity: int = 1,
             raise ValueError(f"{what}={v!r}: allowed finite")
         return x
 
+    def duration_samples(v: object, what: str) -> int:
+        d = finite(v, what)
+        if d < 0:
+            raise ValueError(f"{what}={d!r}: allowed >= 0")
+        if d / dt_s > max_total_samples:
+            raise ProgramTooLong(f"{what}={d!r}: allowed <= {max_total_samples} samples")
+        return round(d / dt_s)
+
     def advance(name: str, n: int) -> None:
         cursor[name] += n
         if cursor[name] > max_total_samples:
@@ -202,13 +210,7 @@ def to_waveform_trace(program: Program, dt_s: float, *, granularity: int = 1,
             name = check_carrier(ins)
             set_freq(name, finite(ins.frequency_hz, "SetFrequency.frequency_hz"))
         elif isinstance(ins, Delay):
-            d = finite(ins.duration_s, "Delay.duration_s")
-            if d < 0:
-                raise ValueError(f"Delay.duration_s={d!r}: allowed >= 0")
-            if d / dt_s > max_total_samples:
-                raise ProgramTooLong(f"Delay.duration_s={d!r}: allowed <= "
-                                     f"{max_total_samples} samples")
-            n = round(d / dt_s)
+            n = duration_samples(ins.duration_s, "Delay.duration_s")
             n = _round_up(n, granularity, 1) if n > 0 else 0
             for name in (ins.frames or tuple(frames)):
                 advance(check_frame(name), n)
@@ -218,18 +220,12 @@ def to_waveform_trace(program: Program, dt_s: float, *, granularity: int = 1,
             for x in names:
                 cursor[x] = top
         elif isinstance(ins, Acquire):
-            d = finite(ins.duration_s, "Acquire.duration_s")
-            if d < 0:
-                raise ValueError(f"Acquire.duration_s={d!r}: allowed >= 0")
-            if d / dt_s > max_total_samples:
-                raise ProgramTooLong(f"Acquire.duration_s={d!r}: allowed <= "
-                                     f"{max_total_samples} samples")
+            n = duration_samples(ins.duration_s, "Acquire.duration_s")
             # Consecutive Acquires are one simultaneous readout: each starts where the first
             # did (after every frame), and the block ends with the longest.
             top = acq_start if isinstance(prev, Acquire) else max(cursor.values())
             acq_start = top
             acquires.append((int(ins.qubit), top))
-            n = round(d / dt_s)
             end = max(cursor.values()) if isinstance(prev, Acquire) else top
             for x in frames:
                 cursor[x] = top
