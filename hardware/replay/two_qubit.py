@@ -51,7 +51,7 @@ from ..ledger import DeviceDayLedger
 from ..policy import ActionOutOfRange, Policy
 from ..safety import SafetyLimits, SafetyViolation
 from ..session_lock import holds_session_lock
-from .session import (
+from .loop import (
     ReplayResult,
     StepRecord,
     check_replayed_stop,
