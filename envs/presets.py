@@ -3,7 +3,7 @@
 Presets are the devices Hydra configs refer to by name (``device=transmon_20ns``); the
 sampler draws whole device populations for training with domain randomisation, and
 ``held_out_devices`` is the fixed, seeded population every evaluation reports on.
-``DeviceSampler.realistic()`` is the wide population of issue 14 (docs/devices.md), and
+``DeviceSampler.realistic()`` is the wide population labs meet (docs/devices.md), and
 ``realistic_held_out_devices`` its evaluation set, drawn from a stream of its own.
 """
 
@@ -220,7 +220,7 @@ class DeviceSampler:
 
     @classmethod
     def realistic(cls, **overrides: Any) -> DeviceSampler:
-        """The wide population of issue 14 (docs/devices.md), as labs meet it.
+        """The wide population of devices labs meet (docs/devices.md).
 
         Ω_R/2π 30–200 MHz (the drive at full scale, amplitude_scale = 1: the spread of
         drive strengths is in Ω_R itself), α/2π −400…−150 MHz, T1 10–300 µs log-uniform,

@@ -29,9 +29,9 @@ from .ir import (
     Program,
     Sampled,
     WaveformTrace,
-    _samples_for,
     to_waveform_trace,
 )
+from .program_render import waveform_samples
 
 if TYPE_CHECKING:
     from .guard import Clearance
@@ -224,7 +224,7 @@ def validate_against(program: Program, caps: Capabilities) -> list[Violation]:
             continue
         try:
             with np.errstate(all="ignore"):  # non-finite samples are reported, not warned
-                w = _samples_for(ins.waveform, dt_s, caps.max_samples)
+                w = waveform_samples(ins.waveform, dt_s, caps.max_samples)
         except (ValueError, TypeError) as e:
             out.append(Violation("renderable", str(e), "a waveform the renderer accepts",
                                  f"instructions[{i}]"))

@@ -16,7 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from pulsecal.agents.pipelines.console import format_error
-from pulsecal.agents.pipelines.replay import EXIT_CODES, exit_code, outcome_line, replay
+from pulsecal.agents.pipelines.replay import replay
+from pulsecal.agents.pipelines.replay_outcome import EXIT_CODES, exit_code, outcome_line
 from pulsecal.agents.pipelines.sweep import (
     discard_job_record,
     forget_multirun,

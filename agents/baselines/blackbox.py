@@ -29,6 +29,7 @@ from .common import (
     CalibrationResult,
     FloatArray,
     check_budget,
+    cmaes_within,
     device_starts,
     require,
 )
@@ -223,25 +224,11 @@ class CMAESCalibration:
             index: Sequence[int] | None = None) -> CalibrationResult:
         """Calibrate devices ``index`` from ``start``; ``rng`` (required: CMA-ES is
         randomised) seeds each device's CMA-ES."""
-        import cma
-
         if not isinstance(rng, np.random.Generator):
             raise TypeError(f"rng is {type(rng).__name__}: allowed numpy.random.Generator")
         budget = check_budget("budget", budget, 1)
 
         def fit(obj: _Objective, n_evals: int) -> FloatArray:
-            opts: dict[str, object] = {"seed": int(rng.integers(1, 2**31 - 1)), "verbose": -9,
-                                       "bounds": [-4.0, 4.0]}
-            if self.popsize is not None:
-                opts["popsize"] = self.popsize
-            es = cma.CMAEvolutionStrategy(np.zeros(3), self.sigma0, opts)
-            evals = 0
-            while evals + es.popsize <= n_evals:
-                zs = es.ask()
-                es.tell(zs, list(obj(np.asarray(zs))))
-                evals += len(zs)
-            if evals == 0:  # budget below one generation: measure the start only
-                obj(np.zeros((1, 3)))
-            return np.asarray(es.result.xfavorite)
+            return cmaes_within(obj, 3, n_evals, self.sigma0, self.popsize, rng)
 
         return _each_device(task, start, budget, index, self.settings, fit)

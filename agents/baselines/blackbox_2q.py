@@ -45,6 +45,7 @@ from pulsecal.envs import cz_calibration_core as cz
 from pulsecal.envs.physics.coupled import metrics as m2
 from pulsecal.envs.protocol import PulseSequence
 
+from .common import cmaes_within
 from .cz_textbook import CZCalibrationResult
 from .ecr_textbook import ECRResult
 
@@ -283,24 +284,9 @@ def _nelder_mead(initial_step: float) -> _Fit:
 
 def _cmaes(sigma0: float, popsize: int | None) -> _Fit:
     def fit(obj: _Problem, n_evals: int, rng: np.random.Generator | None) -> FloatArray:
-        import cma
-
         if not isinstance(rng, np.random.Generator):
             raise TypeError(f"rng is {type(rng).__name__}: allowed numpy.random.Generator (CMA-ES is randomised)")
-        opts: dict[str, object] = {"seed": int(rng.integers(1, 2**31 - 1)), "verbose": -9, "bounds": [-4.0, 4.0]}
-        if popsize is not None:
-            opts["popsize"] = popsize
-        es = cma.CMAEvolutionStrategy(np.zeros(obj.dim), sigma0, opts)
-        evals = 0
-        while evals + es.popsize <= n_evals:
-            zs = es.ask()
-            es.tell(zs, list(obj(np.asarray(zs))))
-            evals += len(zs)
-        if evals == 0:  # budget below one generation: measure the start only
-            obj(np.zeros((1, obj.dim)))
-            return np.zeros(obj.dim)
-        # The distribution mean averages the shot noise the single best sample is selected for.
-        return np.asarray(es.result.xfavorite)
+        return cmaes_within(obj, obj.dim, n_evals, sigma0, popsize, rng)
 
     return fit
 

@@ -8,7 +8,7 @@ what the device ran: nothing is measured off the books.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -215,3 +215,30 @@ def safe_asin(x: ArrayLike) -> FloatArray:
 
 def wrap(phase: ArrayLike) -> FloatArray:
     return (np.asarray(phase, dtype=np.float64) + math.pi) % (2 * math.pi) - math.pi
+
+
+def cmaes_within(objective: Callable[[FloatArray], FloatArray], dim: int, n_evals: int, sigma0: float,
+                 popsize: int | None, rng: np.random.Generator) -> FloatArray:
+    """CMA-ES (``cma``, seeded from ``rng``) from the origin of ``dim`` search coordinates
+    bounded to [-4, 4], in whole generations of at most ``n_evals`` evaluations of
+    ``objective`` (z: (P, dim) -> (P,)); a budget below one generation measures the start
+    only and returns it.
+
+    Returns the distribution mean: it averages the shot noise that the single best sample
+    is selected for.
+    """
+    import cma
+
+    opts: dict[str, object] = {"seed": int(rng.integers(1, 2**31 - 1)), "verbose": -9, "bounds": [-4.0, 4.0]}
+    if popsize is not None:
+        opts["popsize"] = popsize
+    es = cma.CMAEvolutionStrategy(np.zeros(dim), sigma0, opts)
+    evals = 0
+    while evals + es.popsize <= n_evals:
+        zs = es.ask()
+        es.tell(zs, list(objective(np.asarray(zs))))
+        evals += len(zs)
+    if evals == 0:
+        objective(np.zeros((1, dim)))
+        return np.zeros(dim)
+    return np.asarray(es.result.xfavorite)

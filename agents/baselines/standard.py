@@ -37,7 +37,7 @@ is *rejected*, keeping the previous estimate and its σ, when
 
 - it is not the family's first level and ``unwrap_sigma``·σ > R: the previous estimate
   cannot tell which branch of the probe's periodic response the data are on (a fit
-  there may be aliased by a whole period, which is how the sequence used to diverge);
+  there may be aliased by a whole period: the first way to diverge below);
 - it is not finite, or moves the estimate by more than R (outside the probe's trust
   region), or by more than ``trust_sigma``·√(σ² + σ_fit²) (not confirmed by the data
   the estimate rests on), or out of 3 prior σ around the start (the start's trust
@@ -52,16 +52,16 @@ at a tiny budget moves a good start only a little), and a step smaller than σ_f
 not taken at all (the estimate stays, its σ shrinks: the data confirmed it). The final
 parameters are these sequential estimates.
 
-Why the sequence used to diverge (up to 56× the coherence limit on reachable devices):
-(i) the first fine amplitude depth (4) aliases for |ε| > 12.5 %, and a saturated asin
-under-corrected so that every deeper level (×4) then fitted a wrong branch, which the
-final inverse-variance combination (dominated by the deepest, aliased level) kept;
-(ii) the DRAG slope prior and the β scan width were relative to the *current* β, so a
-start 77 % below the optimum made the prior (clipped to 0.5–2× of it) four times too
-steep and every β correction a quarter of what it should be. Now the first amplitude
-depth is 2, aliasing is guarded as above, and β's scale is fixed at the start
-(|β_start|, at least ``beta_floor_s``), with the slope clipped only to ``slope_range``
-of its prior.
+Why the first amplitude depth is 2 and β's scale is fixed: without both the sequence
+diverges (up to 56× the coherence limit on reachable devices). (i) A first fine amplitude
+depth of 4 aliases for |ε| > 12.5 %, and a saturated asin under-corrects so that every
+deeper level (×4) then fits a wrong branch, which the final inverse-variance combination
+(dominated by the deepest, aliased level) keeps. (ii) A DRAG slope prior and a β scan
+width relative to the *current* β make, for a start 77 % below the optimum, the prior
+(clipped to 0.5–2× of it) four times too steep and every β correction a quarter of what
+it should be. So the first amplitude depth is 2, aliasing is guarded as above, and β's
+scale is fixed at the start (|β_start|, at least ``beta_floor_s``), with the slope clipped
+only to ``slope_range`` of its prior.
 
 Devices are calibrated in lockstep (the same plan on each): one device call per stage for
 all of them, which is what makes an evaluation on hundreds of devices cheap.

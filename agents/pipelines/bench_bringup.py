@@ -14,7 +14,7 @@ the priors). ``spectators="none"`` (a qubit's neighbours are not simulated with 
 neighbours' open-system simulation costs minutes per node on two shared cores, and the
 lone-qubit truth score (``bench_nodes.true_errors``) needs it.
 
-Printed per run and over the runs, against the issue's targets: the median over healthy
+Printed per run and over the runs, against the bring-up's targets: the median over healthy
 calibrated qubits of the true X and X90 errors over the coherence limit (≤ 1.1×), the
 readout assignment gap of the fitted discriminator to the optimal one for the qubit's SNR
 and decay (``readout.optimal_gap``, ≤ 0.5 %), the planted faults isolated *and named

@@ -6,7 +6,7 @@ with (closed system, a new device per episode; ``TWO_QUBIT_ENVS``) and n_envs = 
 
 The PPO ratio says how much of a training run the environment costs: 1.0 means the env
 is free next to PPO's own work. Targets: ratio >= 0.8, batched GateCalibration >= 20,000
-env steps/s with 64 copies; PPO ratio >= 0.7 on the two-qubit envs (issue 17). Run: ``python -m pulsecal.scripts.bench_envs --out bench_envs.json``.
+env steps/s with 64 copies; PPO ratio >= 0.7 on the two-qubit envs. Run: ``python -m pulsecal.scripts.bench_envs --out bench_envs.json``.
 
 Every figure comes twice: per wall-clock second and per second of this process's CPU
 time (``time.process_time``). On a machine shared with other jobs the wall figures drop

@@ -2,8 +2,8 @@
 
     python -m pulsecal.agents.pipelines.bench_graph_overhead --qubits 2 --repeats 3
 
-A lab's calibration tool can spend many times the pulse time on itself (the qibocal issue
-the graph's issue cites reports 141 s for 9 s of pulses). Here the same graph a lab would
+A lab's calibration tool can spend many times the pulse time on itself (a qibocal issue
+reports 141 s for 9 s of pulses). Here the same graph a lab would
 run (idle, spectroscopy, Rabi, Ramsey per qubit, ``bringup_emulator``'s settings) runs on
 qibolab's ``dummy`` platform through ``hardware.graph_device.BackendGraphDevice``, with
 the run folder's journal, ledgers and store as ``pulsecal-calibrate`` writes them (fsynced),

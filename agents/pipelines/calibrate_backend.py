@@ -30,7 +30,8 @@ from hydra.utils import instantiate
 
 from pulsecal.agents.graph.experiments.pulses import DEFAULT_GATE
 from pulsecal.agents.graph.graph import CalibrationGraph
-from pulsecal.agents.pipelines.replay import register_replay_configs
+from pulsecal.agents.pipelines.replay_build import SESSION_KEYS
+from pulsecal.agents.pipelines.replay_schema import register_replay_configs
 from pulsecal.configs.schema import ConfigError
 from pulsecal.envs.drag import DragGate
 from pulsecal.hardware.backend import Backend
@@ -46,9 +47,6 @@ from pulsecal.hardware.ledger import ShotLedger
 
 register_replay_configs()  # the backend group's schemas (qibolab_schema, braket_schema, ...)
 
-# Keys of a backend section that configure the session around the backend, not its factory.
-_NOT_ARGUMENTS = frozenset({"kind", "limits", "env", "retry", "sampler", "allow_device_mismatch"})
-
 
 def make_backend(section: Mapping[str, Any]) -> Backend:
     """The backend a ``backend=<name>`` section describes (``_target_`` + its arguments)."""
@@ -56,7 +54,7 @@ def make_backend(section: Mapping[str, Any]) -> Backend:
         raise ConfigError("backend._target_", f"{section.get('_target_')!r}: allowed the import path of a "
                           "backend factory")
     try:
-        backend = instantiate({k: v for k, v in section.items() if k not in _NOT_ARGUMENTS}, _convert_="all")
+        backend = instantiate({k: v for k, v in section.items() if k not in SESSION_KEYS}, _convert_="all")
     except Exception as err:  # Hydra wraps the factory's refusal; keep its text
         raise ConfigError("backend", f"{section['_target_']}: {err}") from None
     if not isinstance(backend, Backend):
@@ -147,7 +145,7 @@ def backend_device(backend: Backend, section: Mapping[str, Any], folder: Path, r
 
 def describe_backend(section: Mapping[str, Any]) -> str:
     """A short name for the report: the factory and its arguments."""
-    args = {k: v for k, v in section.items() if k not in _NOT_ARGUMENTS and k != "_target_"}
+    args = {k: v for k, v in section.items() if k not in SESSION_KEYS and k != "_target_"}
     return f"{str(section['_target_']).rpartition('.')[2]}({json.dumps(args, sort_keys=True)})"
 
 

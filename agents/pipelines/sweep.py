@@ -40,20 +40,22 @@ def sweep_job(c: dict[str, Any]) -> Any:
     shot limit bounds their sum. ``env_id`` (or the exported policy's manifest) picks the
     GateCalibration version the policy runs in.
     """
-    from pulsecal.agents.pipelines.replay import (
-        _limits,
+    from pulsecal.agents.pipelines.replay_build import (
         backend_info,
         build_backend,
         build_policy,
         checked_miscalibration,
+        limit_overrides,
         qubit_model,
+        retry_policy,
+    )
+    from pulsecal.agents.pipelines.replay_env import (
         resolve_env_id,
         session_env,
         session_env_instance,
     )
     from pulsecal.hardware import replay as rp
     from pulsecal.hardware import sweep as sw
-    from pulsecal.hardware.device import RetryPolicy
     from pulsecal.hardware.progress import SessionProgress
 
     qubit = int(c["qubit"])
@@ -64,7 +66,7 @@ def sweep_job(c: dict[str, Any]) -> Any:
     env_id = resolve_env_id(c, first_policy[0])
     session_env_instance(env_id, env)  # a refused env setting fails here, naming env.<key>
     m = checked_miscalibration(c)
-    limit_changes = _limits(b.get("limits") or {})
+    limit_changes = limit_overrides(b.get("limits") or {})
     common = {"qubit": qubit, "sweep_dir": Path(s["dir"]), "sweep_name": str(s["name"]),
               "max_steps": int(c["max_steps"]), "env": env, "total_shots": s.get("total_shots"),
               "session_budget_shots": c.get("budget_shots"), "budget_headroom": float(s["budget_headroom"]),
@@ -100,7 +102,7 @@ def sweep_job(c: dict[str, Any]) -> Any:
         with SessionProgress(job.session_id) as progress:
             return sw.run_qubit(job, make_backend=make_backend, make_policy=make_policy,
                                 limits=lambda be: rp.default_limits(be, 0, **limit_changes),
-                                retry=RetryPolicy(**dict(b.get("retry") or {})),
+                                retry=retry_policy(b),
                                 truth=lambda be: rp.simulated_truth(be, gate_s), backend_info=info,
                                 plots=bool(c.get("plots", True)), progress=progress)
 
@@ -128,7 +130,7 @@ def sweep_job(c: dict[str, Any]) -> Any:
     with SessionProgress(job.session_id) as progress:
         return sw.run_qubit(job, make_backend=make_lab_backend, make_policy=make_policy,
                             limits=lambda be: rp.default_limits(be, qubit, **limit_changes),
-                            retry=RetryPolicy(**dict(b.get("retry") or {})), backend_info=info,
+                            retry=retry_policy(b), backend_info=info,
                             plots=bool(c.get("plots", True)), progress=progress)
 
 

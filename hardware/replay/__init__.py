@@ -105,9 +105,10 @@ from ..simulated_session import (
     start_values,
 )
 from .journal_state import JournalState
+from .loop import ReplayResult, StepRecord
 from .orphans import OrphanAccounting
 from .replay_device import FastForward, ReplayDevice, simulated_fast_forward
-from .session import ReplayResult, StepRecord, run_session
+from .session import run_session
 from .settings import (
     DEFAULT_ENV_ID,
     ENV_FAMILY,

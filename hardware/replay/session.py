@@ -1,17 +1,15 @@
-"""The session loop: a policy calibrating through the env over a journaled backend device."""
+"""The single-qubit session loop: a policy calibrating through the env over a journaled
+backend device (the pieces it shares with the two-qubit loop live in ``loop``)."""
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
 from pulsecal.envs.amplitude_limit import stretched
 from pulsecal.envs.calibration import PARAMETER_NAMES, DragParams
@@ -20,93 +18,34 @@ from pulsecal.envs.protocol import Device
 from pulsecal.envs.verification import StatedCoherence, Verdict, verify_devices
 
 from ..backend import Backend, BackendError
-from ..device import BackendDevice, RetryPolicy
-from ..journal import Journal
-from ..ledger import DeviceDayLedger, ShotLedger, utc_day
+from ..device import RetryPolicy
+from ..ledger import DeviceDayLedger
 from ..policy import ActionOutOfRange, Policy
 from ..progress import ProgressHook
 from ..report import write_report
 from ..safety import SafetyLimits, SafetyViolation
 from ..session_lock import holds_session_lock
-from .journal_state import JournalState
-from .orphans import OrphanAccounting, next_process, recover_from_journal
-from .replay_device import ReplayDevice, simulated_fast_forward
+from .loop import (
+    ReplayResult,
+    StepRecord,
+    check_replayed_stop,
+    journal_action,
+    journal_session_end,
+    log_observation,
+    open_records,
+    outcome_fields,
+    policy_action,
+    settled_stop,
+    start_session,
+    step_record,
+)
 from .settings import (
-    WRITE_AHEAD,
-    ReplayDivergence,
     ReplaySettings,
     check_settings,
     default_limits,
     session_env_class,
-    write_settings,
 )
-from .stops import FINISHED, RecordedStop, SessionStop, stop_of
-
-
-@dataclass(frozen=True)
-class StepRecord:
-    """One env step (step 0 is the initial measurement at reset; it has no action)."""
-
-    env_step: int
-    action: tuple[float, ...] | None
-    params: tuple[float, float, float, float]
-    p1: tuple[float, ...]
-    infidelity_estimate: float
-    reward: float
-    shots_used: int
-
-
-@dataclass(frozen=True)
-class ReplayResult:
-    """What a session produced (``report`` is the calibration report dict); ``stop`` says
-    why it ended early (None: it finished)."""
-
-    folder: Path
-    final_params: DragParams | None  # None: stopped before its first measurement
-    steps: tuple[StepRecord, ...]
-    resumed: bool
-    replayed_device_calls: int
-    ledger_shots: int
-    orphan_shots: int
-    report: dict[str, Any]
-    stop: SessionStop | None = None
-    verdict: Verdict | None = None  # with ``ReplaySettings.verification``, once the session finished
-
-
-@dataclass
-class SessionRecords:
-    """A session folder's records, opened and reconciled with the journal: what every
-    session loop (single- and two-qubit) starts from."""
-
-    journal: Journal
-    state: JournalState
-    ledger: ShotLedger
-    orphans: OrphanAccounting
-    resumed: bool
-    process: int
-    write_ahead: bool
-    scope: str
-
-
-def open_records(folder: Path, settings: Any, known: bool, *, clock: Callable[[], float], fsync: bool,
-                 device_ledger: DeviceDayLedger | None) -> SessionRecords:
-    """Open the journal and ledger of an existing session folder (``settings.json`` written
-    when ``known`` is False), account for jobs a killed process left in flight, and bring
-    the device's daily ledger up to date."""
-    journal = Journal(folder / "journal.jsonl", clock=clock, fsync=fsync)
-    if not known:
-        write_settings(folder, settings)
-    state = JournalState.read(journal.path, settings.session_id)
-    ledger = ShotLedger(folder / "ledger.json", budget_shots=settings.budget_shots, fsync=fsync)
-    proc = next_process(state)
-    write_ahead = state.started is None or state.started.get("write_ahead") == WRITE_AHEAD
-    scope = str(folder.resolve())
-    orphans = OrphanAccounting(journal, ledger, state, settings.session_id, proc, write_ahead,
-                               today=lambda: utc_day(clock()), device_ledger=device_ledger, scope=scope)
-    orphans.reconcile()
-    if device_ledger is not None:
-        device_ledger.sync(scope, ledger)
-    return SessionRecords(journal, state, ledger, orphans, state.started is not None, proc, write_ahead, scope)
+from .stops import RecordedStop, SessionStop
 
 
 @holds_session_lock  # one process per folder for the whole session (SessionBusy otherwise)
@@ -172,33 +111,15 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
     if on_folder is not None:
         on_folder(folder)
     records = open_records(folder, settings, known, clock=clock, fsync=fsync, device_ledger=device_ledger)
-    journal, state, ledger, orphans = records.journal, records.state, records.ledger, records.orphans
-    resumed, proc, write_ahead, scope = records.resumed, records.process, records.write_ahead, records.scope
+    journal, ledger, orphans = records.journal, records.ledger, records.orphans
+    resumed, proc = records.resumed, records.process
     sid = settings.session_id
-    live = BackendDevice(backend, limits=limits, ledger=ledger, journal=journal, session_id=sid,
-                         frame=frame, qubit=settings.qubit,
-                         retry=retry, clock=clock, sleep=sleep, start_step=len(state.runs_done),
-                         process=proc, before_submit=orphans.before_submit,
-                         device_ledger=device_ledger, scope=scope)
-    recover_from_journal(backend, journal, state, sid, proc)
-    state = JournalState.read(journal.path, sid)
-    recorded_stop = SessionStop.from_json(state.stopped) if state.stopped is not None else None
+    live = start_session(backend, policy, records, settings, limits, retry=retry, clock=clock, sleep=sleep,
+                         device_ledger=device_ledger, backend_info=backend_info,
+                         device_args={"frame": frame, "qubit": settings.qubit})
+    state, device, recorded_stop = live.state, live.device, live.recorded_stop
+    policy_info, info_backend = live.policy_info, live.backend_info
 
-    device = ReplayDevice(live, journal, done=state.runs_done, advances_done=state.advances,
-                          fast_forward=simulated_fast_forward(backend), stopped=recorded_stop)
-    describe = getattr(policy, "describe", None)
-    policy_info = describe() if callable(describe) else {"kind": type(policy).__name__}
-    info_backend = {"name": getattr(backend, "name", type(backend).__name__), **(backend_info or {})}
-    if resumed:
-        journal.append("session_resumed", session=sid, device_calls_done=len(state.runs_done),
-                       env_steps_done=len(state.observations), policy=policy_info, process=proc,
-                       write_ahead=WRITE_AHEAD if write_ahead else None)
-    else:
-        journal.append("session_started", session=sid, settings=settings.to_json(), policy=policy_info,
-                       backend=info_backend, limits=limits.to_dict() if hasattr(limits, "to_dict") else str(limits),
-                       process=proc, write_ahead=WRITE_AHEAD)
-
-    bind = getattr(policy, "bind", None)
     policy_state = policy.initial_state()
     # As four values: the amplitude is at the configured gate and may exceed full scale there;
     # the env then calibrates at the longer gate it fits (info["gate_duration_s"]).
@@ -212,8 +133,8 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
     try:
         obs, info = env.reset(seed=settings.seed, options={"device": device, "initial_params": start_values})
         calibration = env.unwrapped.calibration_state()
-        steps.append(_observe(0, None, obs, 0.0, info, calibration))
-        _log_observation(journal, state, sid, steps[-1], obs)
+        steps.append(step_record(0, None, 0.0, info, calibration))
+        log_observation(journal, state, sid, steps[-1], obs, PARAMETER_NAMES)
         plan = calibration.shot_plan
         total_steps = min(settings.max_steps, plan.steps_per_episode or settings.max_steps)
         budget = settings.budget_shots if settings.budget_shots is not None else plan.shot_budget
@@ -221,37 +142,20 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
             progress(0, total_steps, ledger.used_shots, budget, steps[-1].infidelity_estimate)
         while t < settings.max_steps and not (terminated or truncated):
             t += 1
-            if callable(bind):
-                bind(calibration)
-            raw, policy_state = policy.act(obs, policy_state)
-            action = _checked_action(raw, env.action_space)
-            params_before = list(calibration.parameter_values)
-            if t - 1 < len(state.actions):
-                old = state.actions[t - 1]
-                if [float(x) for x in old["action"]] != [float(x) for x in action]:
-                    raise ReplayDivergence(f"env step {t}: the policy acts {action.tolist()}, the journal "
-                                           f"applied {old['action']} (another policy or seed?)")
-            else:
-                journal.append("action", session=sid, env_step=t, action=[float(x) for x in action],
-                               params_before=params_before, parameters=list(calibration.controlled_parameters))
+            action, policy_state = policy_action(policy, obs, policy_state, calibration, env.action_space)
+            journal_action(journal, state, sid, t, action, calibration)
             obs, reward, terminated, truncated, info = env.step(action)
             calibration = env.unwrapped.calibration_state()
-            steps.append(_observe(t, action, obs, float(reward), info, calibration))
-            _log_observation(journal, state, sid, steps[-1], obs)
+            steps.append(step_record(t, action, float(reward), info, calibration))
+            log_observation(journal, state, sid, steps[-1], obs, PARAMETER_NAMES)
             if progress is not None:
                 progress(t, total_steps, ledger.used_shots, budget, steps[-1].infidelity_estimate)
         # Inside the try: its jobs go through the guard, the ledger and the journal like the
         # calibration's, so a refusal stops the session and a resume replays them.
         verdict = _verify(env, device, calibration, settings, int(steps[-1].shots_used), limits)
     except (SafetyViolation, ActionOutOfRange, BackendError, RecordedStop) as err:
-        stop = stop_of(err, t)
-        if stop is None:  # pragma: no cover  (stop_of knows every class caught here)
-            raise
-        # A rerun of a stopped session reports the stop it recorded.
-        stop = recorded_stop or stop
-    if stop is None and recorded_stop is not None:
-        raise ReplayDivergence(f"journal {journal.path}: the session stopped ({recorded_stop.describe()}), "
-                               f"its replay ran to the end")
+        stop = settled_stop(err, t, recorded_stop)
+    check_replayed_stop(journal, stop, recorded_stop)
 
     # Start and final as the env applied them, at the gate the session calibrated; a session
     # stopped before its first measurement has neither.
@@ -261,11 +165,7 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
     duration_s = float(calibration.gate.duration_s)
     nominal_s = float(calibration.settings.get("gate_duration_s") or duration_s)  # the configured gate
     result_core = {
-        "session_id": sid, "resumed": resumed, "replayed_device_calls": device.replayed_steps,
-        "ledger_shots": ledger.used_shots, "orphan_shots": orphan_shots,
-        "env_shots": int(steps[-1].shots_used) if steps else 0, "terminated": bool(terminated),
-        "outcome": FINISHED if stop is None else stop.reason,
-        "stop": None if stop is None else stop.to_json(),
+        **outcome_fields(sid, resumed, device, ledger, orphan_shots, steps, terminated, stop),
         # Where the gate ended and every bound that acted (envs.amplitude_limit).
         "nominal_gate_duration_s": nominal_s,
         "limits": dict(info.get("limits") or {}) if steps else {},
@@ -283,15 +183,9 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
                           probes=list(calibration.measurement.names),
                           gate_duration_s=calibration.gate.duration_s,
                           truth_start=truth_start, truth_final=truth_final, extra=result_core, plots=plots)
-    if stop is not None:
-        if recorded_stop is None:
-            journal.append("session_stopped", session=sid, **stop.to_json(),
-                           final_params=None if final is None else list(final.as_array()),
-                           ledger_shots=ledger.used_shots, orphan_shots=orphan_shots, process=proc)
-    elif state.finished is None and final is not None:  # (a session that ran to its end measured)
-        journal.append("session_finished", session=sid, final_params=list(final.as_array()),
-                       infidelity_estimate=steps[-1].infidelity_estimate, ledger_shots=ledger.used_shots,
-                       orphan_shots=orphan_shots, process=proc)
+    journal_session_end(journal, state, sid, stop, recorded_stop,
+                        None if final is None else list(final.as_array()),
+                        steps[-1].infidelity_estimate if steps else None, ledger, orphan_shots, proc)
     return ReplayResult(folder, final, tuple(steps), resumed, device.replayed_steps, ledger.used_shots,
                         orphan_shots, report, stop, verdict)
 
@@ -321,43 +215,3 @@ def _verify(env: Any, device: Device, calibration: CalibrationState, settings: R
     left = None if settings.budget_shots is None else [int(settings.budget_shots) - env_shots]
     params = np.asarray(calibration.parameter_values, dtype=np.float64)[None]
     return verify_devices([device], gate, params, [StatedCoherence(*settings.stated_coherence)], vs, left)[0]
-
-
-def _checked_action(raw: Any, space: Any) -> NDArray[np.float32]:
-    """The policy's action as the env's float32 array, or ``ActionOutOfRange``: the
-    session applies only actions inside the box (the env would refuse the rest mid-step)."""
-    try:
-        action = np.asarray(raw, dtype=np.float32)
-    except (TypeError, ValueError) as err:
-        raise ActionOutOfRange(f"action {raw!r}: allowed an array of shape {space.shape}") from err
-    if action.size != int(np.prod(space.shape)):
-        raise ActionOutOfRange(f"action of shape {action.shape}: allowed shape {space.shape}")
-    action = action.reshape(space.shape)
-    if not np.all(np.isfinite(action)) or np.any(action < space.low) or np.any(action > space.high):
-        raise ActionOutOfRange(f"action {[round(float(x), 6) for x in action]}: allowed finite values in "
-                               f"[{float(np.min(space.low)):g}, {float(np.max(space.high)):g}]")
-    return action
-
-
-def _observe(t: int, action: NDArray[Any] | None, obs: NDArray[Any], reward: float,
-             info: Mapping[str, Any], calibration: CalibrationState) -> StepRecord:
-    return StepRecord(t, None if action is None else tuple(float(x) for x in action),
-                      calibration.parameter_values,  # type: ignore[arg-type]
-                      calibration.measurement.values,
-                      float(info.get("infidelity_estimate", math.nan)), reward,
-                      int(info.get("shots_used", 0)))
-
-
-def _log_observation(journal: Journal, state: JournalState, sid: str, s: StepRecord, obs: NDArray[Any]) -> None:
-    if s.env_step < len(state.observations):
-        old = state.observations[s.env_step]
-        if [float(x) for x in old["params"]] != list(s.params) or list(old["p1"]) != list(s.p1):
-            raise ReplayDivergence(f"env step {s.env_step}: replay reached params {list(s.params)}, the "
-                                   f"journal {old['params']}")
-        return
-    journal.append("observation", session=sid, env_step=s.env_step, observation=[float(x) for x in obs],
-                   p1=list(s.p1), params=list(s.params), reward=s.reward,
-                   infidelity_estimate=s.infidelity_estimate, shots_used=s.shots_used,
-                   parameter_names=list(PARAMETER_NAMES))
-
-

@@ -39,33 +39,39 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
 from pulsecal.envs.contract import CalibrationState
 from pulsecal.envs.verification import Verdict
 
 from ..adapters.simulated import channel_frame_name
 from ..backend import Backend, BackendError, Capabilities
-from ..device import BackendDevice, RetryPolicy
+from ..device import RetryPolicy
 from ..ir import Frame
-from ..journal import Journal
 from ..ledger import DeviceDayLedger
 from ..policy import ActionOutOfRange, Policy
 from ..safety import SafetyLimits, SafetyViolation
 from ..session_lock import holds_session_lock
-from .journal_state import JournalState
-from .orphans import recover_from_journal
-from .replay_device import ReplayDevice, simulated_fast_forward
-from .session import ReplayResult, StepRecord, _checked_action, open_records
+from .loop import (
+    ReplayResult,
+    StepRecord,
+    check_replayed_stop,
+    journal_action,
+    journal_session_end,
+    log_observation,
+    open_records,
+    outcome_fields,
+    policy_action,
+    settled_stop,
+    start_session,
+    step_record,
+)
 from .settings import (
-    WRITE_AHEAD,
-    ReplayDivergence,
     ReplaySettings,
     check_settings,
     is_two_qubit,
     session_env_class,
 )
-from .stops import FINISHED, RecordedStop, SessionStop, stop_of
+from .stops import RecordedStop, SessionStop
 
 TWO_QUBIT_REPORT_FORMAT = "pulsecal.replay-report-2q/1"
 _FRAME = re.compile(r"^(q\d+|c\d+)_(drive|flux)$|^(q\d+)_(q\d+)_cr$")
@@ -136,32 +142,16 @@ def run_two_qubit_session(backend: Backend, policy: Policy, folder: str | Path, 
 
     folder.mkdir(parents=True, exist_ok=True)
     records = open_records(folder, settings, known, clock=clock, fsync=fsync, device_ledger=device_ledger)
-    journal, state, ledger, orphans = records.journal, records.state, records.ledger, records.orphans
-    resumed, proc, write_ahead, scope = records.resumed, records.process, records.write_ahead, records.scope
+    journal, ledger, orphans = records.journal, records.ledger, records.orphans
+    resumed, proc = records.resumed, records.process
     sid = settings.session_id
-    first = next(iter(channels.values()))
-    live = BackendDevice(backend, limits=limits, ledger=ledger, journal=journal, session_id=sid, frame=first,
-                         retry=retry, clock=clock, sleep=sleep, start_step=len(state.runs_done), process=proc,
-                         before_submit=orphans.before_submit, device_ledger=device_ledger, scope=scope,
-                         channels=channels)
-    recover_from_journal(backend, journal, state, sid, proc)
-    state = JournalState.read(journal.path, sid)
-    recorded_stop = SessionStop.from_json(state.stopped) if state.stopped is not None else None
-    device = ReplayDevice(live, journal, done=state.runs_done, advances_done=state.advances,
-                          fast_forward=simulated_fast_forward(backend), stopped=recorded_stop)
-    describe = getattr(policy, "describe", None)
-    policy_info = describe() if callable(describe) else {"kind": type(policy).__name__}
-    info_backend = {"name": getattr(backend, "name", type(backend).__name__), **(backend_info or {})}
-    if resumed:
-        journal.append("session_resumed", session=sid, device_calls_done=len(state.runs_done),
-                       env_steps_done=len(state.observations), policy=policy_info, process=proc,
-                       write_ahead=WRITE_AHEAD if write_ahead else None)
-    else:
-        journal.append("session_started", session=sid, settings=settings.to_json(), policy=policy_info,
-                       backend=info_backend, limits=limits.to_dict(), channels=sorted(channels),
-                       process=proc, write_ahead=WRITE_AHEAD)
+    live = start_session(backend, policy, records, settings, limits, retry=retry, clock=clock, sleep=sleep,
+                         device_ledger=device_ledger, backend_info=backend_info,
+                         device_args={"frame": next(iter(channels.values())), "channels": channels},
+                         channels=sorted(channels))
+    state, device, recorded_stop = live.state, live.device, live.recorded_stop
+    policy_info, info_backend = live.policy_info, live.backend_info
 
-    bind = getattr(policy, "bind", None)
     policy_state = policy.initial_state()
     calibration: CalibrationState = env.unwrapped.calibration_state()
     steps: list[StepRecord] = []
@@ -173,48 +163,28 @@ def run_two_qubit_session(backend: Backend, policy: Policy, folder: str | Path, 
         obs, info = env.reset(seed=settings.seed, options={"device": device,
                                                            "initial_params": np.asarray(settings.initial_params)})
         calibration = env.unwrapped.calibration_state()
-        steps.append(_record(0, None, 0.0, info, calibration))
-        _log_observation(journal, state, sid, steps[-1], obs, calibration)
+        steps.append(step_record(0, None, 0.0, info, calibration))
+        log_observation(journal, state, sid, steps[-1], obs, calibration.parameter_names)
         while t < settings.max_steps and not (terminated or truncated):
             t += 1
-            if callable(bind):
-                bind(calibration)
-            raw, policy_state = policy.act(obs, policy_state)
-            action = _checked_action(raw, env.action_space)
-            if t - 1 < len(state.actions):
-                old = state.actions[t - 1]
-                if [float(x) for x in old["action"]] != [float(x) for x in action]:
-                    raise ReplayDivergence(f"env step {t}: the policy acts {action.tolist()}, the journal "
-                                           f"applied {old['action']} (another policy or seed?)")
-            else:
-                journal.append("action", session=sid, env_step=t, action=[float(x) for x in action],
-                               params_before=list(calibration.parameter_values),
-                               parameters=list(calibration.controlled_parameters))
+            action, policy_state = policy_action(policy, obs, policy_state, calibration, env.action_space)
+            journal_action(journal, state, sid, t, action, calibration)
             obs, reward, terminated, truncated, info = env.step(action)
             calibration = env.unwrapped.calibration_state()
-            steps.append(_record(t, action, float(reward), info, calibration))
-            _log_observation(journal, state, sid, steps[-1], obs, calibration)
+            steps.append(step_record(t, action, float(reward), info, calibration))
+            log_observation(journal, state, sid, steps[-1], obs, calibration.parameter_names)
         if settings.verification is not None and callable(verify):
             # Inside the try: its jobs go through the guard, the ledger and the journal like
             # the calibration's, so a refusal stops the session and a resume replays them.
             verdict = verify(device, settings.verification)
     except (SafetyViolation, ActionOutOfRange, BackendError, RecordedStop) as err:
-        stop = stop_of(err, t)
-        if stop is None:  # pragma: no cover  (stop_of knows every class caught here)
-            raise
-        stop = recorded_stop or stop
-    if stop is None and recorded_stop is not None:
-        raise ReplayDivergence(f"journal {journal.path}: the session stopped ({recorded_stop.describe()}), "
-                               f"its replay ran to the end")
+        stop = settled_stop(err, t, recorded_stop)
+    check_replayed_stop(journal, stop, recorded_stop)
 
     names = calibration.parameter_names
     start = steps[0].params if steps else tuple(settings.initial_params)
     final = steps[-1].params if steps else tuple(settings.initial_params)
-    extra = {"session_id": sid, "resumed": resumed, "replayed_device_calls": device.replayed_steps,
-             "ledger_shots": ledger.used_shots, "orphan_shots": orphans.shots,
-             "env_shots": int(steps[-1].shots_used) if steps else 0, "terminated": bool(terminated),
-             "outcome": FINISHED if stop is None else stop.reason,
-             "stop": None if stop is None else stop.to_json()}
+    extra = outcome_fields(sid, resumed, device, ledger, orphans.shots, steps, terminated, stop)
     if settings.verification is not None:
         # None: the session stopped before its verification ended.
         extra["verdict"] = None if verdict is None else verdict.to_dict()
@@ -224,38 +194,10 @@ def run_two_qubit_session(backend: Backend, policy: Policy, folder: str | Path, 
                                     gate=calibration.gate.name, policy=policy_info, backend=info_backend,
                                     channels=sorted(channels), truth_start=truth_start, truth_final=truth_final,
                                     extra=extra)
-    if stop is not None:
-        if recorded_stop is None:
-            journal.append("session_stopped", session=sid, **stop.to_json(), final_params=list(final) if steps else None,
-                           ledger_shots=ledger.used_shots, orphan_shots=orphans.shots, process=proc)
-    elif state.finished is None and steps:
-        journal.append("session_finished", session=sid, final_params=list(final),
-                       infidelity_estimate=steps[-1].infidelity_estimate, ledger_shots=ledger.used_shots,
-                       orphan_shots=orphans.shots, process=proc)
+    journal_session_end(journal, state, sid, stop, recorded_stop, list(final) if steps else None,
+                        steps[-1].infidelity_estimate if steps else None, ledger, orphans.shots, proc)
     return ReplayResult(folder, None, tuple(steps), resumed, device.replayed_steps, ledger.used_shots,
                         orphans.shots, report, stop, verdict)
-
-
-def _record(t: int, action: NDArray[Any] | None, reward: float, info: Mapping[str, Any],
-            calibration: CalibrationState) -> StepRecord:
-    return StepRecord(t, None if action is None else tuple(float(x) for x in action),
-                      calibration.parameter_values,  # type: ignore[arg-type]
-                      calibration.measurement.values, float(info.get("infidelity_estimate", math.nan)), reward,
-                      int(info.get("shots_used", 0)))
-
-
-def _log_observation(journal: Journal, state: JournalState, sid: str, s: StepRecord, obs: NDArray[Any],
-                     calibration: CalibrationState) -> None:
-    if s.env_step < len(state.observations):
-        old = state.observations[s.env_step]
-        if [float(x) for x in old["params"]] != list(s.params) or list(old["p1"]) != list(s.p1):
-            raise ReplayDivergence(f"env step {s.env_step}: replay reached params {list(s.params)}, the "
-                                   f"journal {old['params']}")
-        return
-    journal.append("observation", session=sid, env_step=s.env_step, observation=[float(x) for x in obs],
-                   p1=list(s.p1), params=list(s.params), reward=s.reward,
-                   infidelity_estimate=s.infidelity_estimate, shots_used=s.shots_used,
-                   parameter_names=list(calibration.parameter_names))
 
 
 def _finite(x: float) -> float | None:

@@ -6,8 +6,8 @@ them (same devices, starts and truth as ``agents.evaluation.benchmarks``).
     python tests/agents/baseline_table.py --set realistic ...   # wider devices and starts
 
 ``held_out`` is ``presets.held_out_devices`` with the evaluation's default start
-(±5 % amplitude, ±50 % β, ±1 MHz); ``realistic`` draws devices from the ranges of issue 14
-that a 20 ns gate can reach (Ω_R/2π 65–200 MHz, α/2π −150…−400 MHz, T1 10–300 µs,
+(±5 % amplitude, ±50 % β, ±1 MHz); ``realistic`` draws devices from the realistic ranges
+(``DeviceSampler.realistic``, docs/devices.md) that a 20 ns gate can reach (Ω_R/2π 65–200 MHz, α/2π −150…−400 MHz, T1 10–300 µs,
 T2/(2·T1) 0.05–1, p(1|0) ≤ 10 %, p(0|1) ≤ 20 %, qubit detuning ±3 MHz) and starts up to
 ±15 % amplitude, ±100 % β, ±3 MHz.
 """

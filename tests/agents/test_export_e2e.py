@@ -1,4 +1,4 @@
-"""Export acceptance (issue "Export"), end to end: a short ``pulsecal-train`` run, exported
+"""Export acceptance, end to end: a short ``pulsecal-train`` run, exported
 with ``export_run``, replayed by the ``pulsecal-replay`` console script on the simulated
 backend (safety envelope, shot ledger, journal) calibrates the gate as the in-torch policy
 does when it drives the same session (same settings, seed and device) through

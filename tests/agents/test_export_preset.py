@@ -94,7 +94,8 @@ def test_replay_on_another_device_class_is_refused_naming_the_keys(short_run: tu
                                                                    tmp_path: Path) -> None:
     from omegaconf import OmegaConf
 
-    from pulsecal.agents.pipelines.replay import replay, session_env
+    from pulsecal.agents.pipelines.replay import replay
+    from pulsecal.agents.pipelines.replay_env import session_env
 
     _, folder = short_run
     base = ["policy=onnx", f"policy.folder={folder}", "max_steps=2", "plots=false"]
@@ -128,7 +129,7 @@ def test_an_explicit_override_runs_the_policy_on_another_device(short_run: tuple
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     from omegaconf import OmegaConf
 
-    from pulsecal.agents.pipelines.replay import session_env
+    from pulsecal.agents.pipelines.replay_env import session_env
 
     _, folder = short_run
     c = OmegaConf.to_container(_compose("replay", ["backend=simulated", "policy=onnx", f"policy.folder={folder}",

@@ -145,7 +145,7 @@ def _ratios_v0(act: Any, n: int) -> np.ndarray:
 
 @pytest.mark.filterwarnings("ignore:.*GateCalibration-v0 is out of date")
 def test_short_ppo_beats_random_policy_on_v0_held_out_devices() -> None:
-    """The issue's original check on v0 (measured reward, raw probe readings): 4k steps of
+    """The learner's acceptance check on v0 (measured reward, raw probe readings): 4k steps of
     PPO (~3 s of CPU) already end far below both a random policy and the start."""
     spec = AlgorithmSpec("ppo", hyperparams={"n_steps": 32, "batch_size": 128, "n_epochs": 5},
                          net_arch=(64, 64), log_std_init=-1.0)

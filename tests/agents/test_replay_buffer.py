@@ -21,7 +21,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from test_train import TINY, TOY_ID, compose, run_cli, start_cli  # noqa: E402
+from test_train import TINY, TOY_ID, compose, run_cli, sigkill_long_run  # noqa: E402
 
 ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
 
@@ -212,21 +212,11 @@ def test_on_policy_checkpoints_have_no_replay_buffer(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_sigkilled_sac_run_resumes_with_its_replay_buffer(tmp_path: Path) -> None:
     """A real SIGKILL (possibly mid-write: a torn temporary file must not matter)."""
-    import os
-    import signal
-    import time
-
-    run_dir = tmp_path / "run"
-    args = [a for a in SAC_TINY if not a.startswith("total_timesteps")] + [
-        "total_timesteps=100000", f"hydra.run.dir={run_dir}"]
-    proc = start_cli(args, tmp_path)
     from pulsecal.agents.persistence import latest_checkpoint, list_checkpoints, replay_buffer_info
 
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list_checkpoints(run_dir / "checkpoints")) < 2:
-        time.sleep(0.1)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    run_dir = tmp_path / "run"
+    sigkill_long_run(SAC_TINY, run_dir, tmp_path, lambda: len(list_checkpoints(run_dir / "checkpoints")) >= 2,
+                     poll_s=0.1)
 
     ckpt = latest_checkpoint(run_dir / "checkpoints")
     assert ckpt is not None and ckpt.replay_buffer is not None

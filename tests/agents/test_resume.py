@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +16,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from test_train import TINY, compose, run_cli, start_cli  # noqa: E402
+from test_train import TINY, compose, run_cli, sigkill_long_run  # noqa: E402
 
 
 class Crash(BaseCallback):
@@ -102,14 +99,8 @@ def test_resume_without_checkpoint_is_a_config_error(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_resume_after_sigkill(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    args = [a for a in TINY if not a.startswith("total_timesteps")] + [
-        "total_timesteps=100000", f"hydra.run.dir={run_dir}"]
-    proc = start_cli(args, tmp_path)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not list((run_dir / "checkpoints").glob("step_*.json")):
-        time.sleep(0.2)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    sigkill_long_run(TINY, run_dir, tmp_path, lambda: bool(list((run_dir / "checkpoints").glob("step_*.json"))),
+                     poll_s=0.2)
     before = _digests(run_dir / "checkpoints")
     last = max(json.loads((run_dir / "checkpoints" / n).read_text())["step"] for n in before if n.endswith(".json")
                and not n.endswith("vecnormalize.json"))

@@ -10,8 +10,11 @@ towards a per-episode target: a calibration problem small enough for unit tests.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -125,6 +128,20 @@ def start_cli(args: list[str], cwd: Path) -> subprocess.Popen[bytes]:
     (for tests that kill it)."""
     return subprocess.Popen([sys.executable, "-c", _CLI, *args], cwd=cwd, env=_cli_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def sigkill_long_run(args: list[str], run_dir: Path, cwd: Path, ready: Callable[[], bool], *,
+                     poll_s: float, wait_s: float = 120) -> None:
+    """Start ``args`` as a run far longer than the test (``total_timesteps=100000``) in
+    ``run_dir``, wait until ``ready()`` (at most ``wait_s``), then SIGKILL it."""
+    args = [a for a in args if not a.startswith("total_timesteps")] + [
+        "total_timesteps=100000", f"hydra.run.dir={run_dir}"]
+    proc = start_cli(args, cwd)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and not ready():
+        time.sleep(poll_s)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 @pytest.fixture(autouse=True)

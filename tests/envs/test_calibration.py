@@ -229,7 +229,7 @@ def test_run_template_equals_run_many_on_any_layout() -> None:
 
 
 def _analyse_array_form(p1: np.ndarray, probes: tuple, gate_duration_s: float) -> tuple:
-    """The former NumPy array form of ``analyse`` (the numba kernel must match it bit for bit)."""
+    """``analyse`` written with NumPy arrays: the reference the numba kernel must match bit for bit."""
     from pulsecal.envs.probe_analysis import _analysis_ranks
     from pulsecal.envs.probes import FAMILIES
 

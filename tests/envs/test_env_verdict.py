@@ -7,11 +7,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pytest
+from env_helpers import OpaqueDevice
 
 import pulsecal.envs  # noqa: F401  (registers the ids)
 from pulsecal.envs.drag import optimal_params
 from pulsecal.envs.gate_calibration import GateCalibrationEnv, GateCalibrationVectorEnv
-from pulsecal.envs.presets import make_device
 from pulsecal.envs.verification import StatedCoherence, Verdict, VerificationSettings
 
 SETTINGS = VerificationSettings()
@@ -88,32 +88,9 @@ def test_a_budget_that_cannot_hold_the_verification_is_refused_naming_it() -> No
         GateCalibrationEnv(verification={"shots_per_chek": 8})
 
 
-class _OpaqueDevice:
-    """A Device without simulated truth (as a hardware BackendDevice): it counts its shots."""
-
-    def __init__(self) -> None:
-        self._dev = make_device("transmon_20ns", np.random.default_rng(0))
-        self.shots = 0
-
-    @property
-    def dt_s(self) -> float:
-        return self._dev.dt_s
-
-    @property
-    def clock_s(self) -> float:
-        return self._dev.clock_s
-
-    def run(self, sequences, shots):  # type: ignore[no-untyped-def]
-        self.shots += len(sequences) * shots
-        return self._dev.run(sequences, shots)
-
-    def advance(self, duration_s: float) -> None:
-        self._dev.advance(duration_s)
-
-
 def test_the_verification_runs_on_the_device_and_needs_the_labs_coherence_there() -> None:
-    dev = _OpaqueDevice()
-    truth = dev._dev.current_transmon()
+    dev = OpaqueDevice()
+    truth = dev.inner.current_transmon()
     start = optimal_params(truth, GateCalibrationEnv().unwrapped.core.gate)
     env = GateCalibrationEnv(shot_budget=BUDGET, verification={})
     with pytest.raises(ValueError, match="stated_coherence"):

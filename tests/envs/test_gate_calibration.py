@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from env_helpers import OpaqueDevice
 
 from pulsecal.envs.calibration import DragParams, optimal_params
 from pulsecal.envs.gate_calibration import GateCalibrationEnv, scripted_calibration
@@ -137,32 +138,9 @@ def test_render_rgb_array() -> None:
     assert img is not None and img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
 
 
-class _OpaqueDevice:
-    """A Device that is not a simulator (as a hardware BackendDevice is): counts only."""
-
-    def __init__(self) -> None:
-        from pulsecal.envs.presets import make_device
-
-        self._dev = make_device("transmon_20ns", np.random.default_rng(0))
-
-    @property
-    def dt_s(self) -> float:
-        return self._dev.dt_s
-
-    @property
-    def clock_s(self) -> float:
-        return self._dev.clock_s
-
-    def run(self, sequences, shots):  # type: ignore[no-untyped-def]
-        return self._dev.run(sequences, shots)
-
-    def advance(self, duration_s: float) -> None:
-        self._dev.advance(duration_s)
-
-
 def test_any_device_through_reset_options() -> None:
     env = GateCalibrationEnv()
-    dev = _OpaqueDevice()
+    dev = OpaqueDevice()
     start = DragParams(0.47, 0.27e-9, 0.0)
     with pytest.raises(ValueError, match="initial_params"):
         env.reset(seed=0, options={"device": dev})

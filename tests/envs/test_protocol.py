@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from env_helpers import OpaqueDevice
 
 from pulsecal.envs.physics import Transmon
 from pulsecal.envs.protocol import (
@@ -75,35 +76,12 @@ def test_sequence_accepts_subclasses_of_the_operations() -> None:
     assert len(seq.ops) == 3
 
 
-class _PlainDevice:
-    """A ``Device`` without the optional extensions (as hardware is), over a simulator."""
-
-    def __init__(self, inner: SimulatedDevice) -> None:
-        self.inner = inner
-        self.calls = 0
-
-    @property
-    def dt_s(self) -> float:
-        return self.inner.dt_s
-
-    @property
-    def clock_s(self) -> float:
-        return self.inner.clock_s
-
-    def run(self, sequences, shots):  # type: ignore[no-untyped-def]
-        self.calls += 1
-        return self.inner.run(sequences, shots)
-
-    def advance(self, duration_s: float) -> None:
-        self.inner.advance(duration_s)
-
-
 def _sim(seed: int) -> SimulatedDevice:
     return SimulatedDevice(DeviceParams(Transmon(), p1_given_0=0.02), rng=np.random.default_rng(seed))
 
 
 def test_simulated_device_declares_both_extensions_and_plain_devices_neither() -> None:
-    sim, plain = _sim(0), _PlainDevice(_sim(0))
+    sim, plain = _sim(0), OpaqueDevice(_sim(0))
     assert isinstance(sim, BatchedDevice) and isinstance(sim, SimulatedTruth)
     assert isinstance(plain, Device)
     assert not isinstance(plain, BatchedDevice) and not isinstance(plain, SimulatedTruth)
@@ -118,7 +96,7 @@ def test_run_on_devices_falls_back_to_run_with_the_same_counts() -> None:
     counts, generators and clocks are those of the batched path."""
     seq = [PulseSequence((Play(np.full(16, 0.3)), VirtualZ(0.4), Play(np.full(16, 0.2))))] * 3
     fast = [_sim(1), _sim(2)]
-    slow = [_PlainDevice(_sim(1)), _sim(2)]
+    slow = [OpaqueDevice(_sim(1)), _sim(2)]
     for _ in range(3):
         a = run_on_devices(fast, [seq, seq[:2]], [50, 20])
         b = run_on_devices(slow, [seq, seq[:2]], [50, 20])

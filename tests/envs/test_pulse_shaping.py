@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from env_helpers import powell_on_reward
 
 from pulsecal.envs.physics import gate_fidelity, superoperators
 from pulsecal.envs.pulse_shaping import PulseShapingEnv
@@ -69,18 +70,8 @@ def test_invalid_kwargs(kwargs: dict, field: str) -> None:
 def test_action_space_reaches_the_coherence_limit() -> None:
     """Powell over the privileged reward: from 3e-2 (textbook DRAG at 6 ns) to within
     1.5× the coherence limit, so the shaping coordinates are rich enough."""
-    from scipy.optimize import minimize
-
     env = PulseShapingEnv(target="X", action_mode="set")
     env.reset(seed=0, options={"initial_z": np.zeros(11)})
-
-    def cost(z: np.ndarray) -> float:
-        _, r, _, _, _ = env.step(np.clip(z, -1, 1).astype(np.float32))
-        return -r
-
-    z = np.zeros(11)
-    for _ in range(2):
-        z = np.clip(minimize(cost, z, method="Powell", options={"maxfev": 1500, "xtol": 1e-3}).x, -1, 1)
-    _, _, _, _, info = env.step(z.astype(np.float32))
+    info = powell_on_reward(env, 11)
     assert 1 - info["fidelity"] < 1.5 * info["coherence_limit"]
     assert info["leakage"] < 1e-5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from env_helpers import powell_on_reward
 
 from pulsecal.envs.presets import get_preset
 from pulsecal.envs.pulse_shaping import PulseShapingEnv
@@ -43,17 +44,7 @@ def test_v1_fixed_device_and_held_out_population() -> None:
 
 
 def test_v1_action_space_reaches_near_the_coherence_limit_on_the_preset() -> None:
-    from scipy.optimize import minimize
-
     env = PulseShapingV1Env(action_mode="set")
     env.reset(seed=0, options={"device_params": get_preset("transmon_short").params, "initial_z": np.zeros(11)})
-
-    def cost(z: np.ndarray) -> float:
-        _, r, _, _, _ = env.step(np.clip(z, -1, 1).astype(np.float32))
-        return -r
-
-    z = np.zeros(11)
-    for _ in range(2):
-        z = np.clip(minimize(cost, z, method="Powell", options={"maxfev": 1500, "xtol": 1e-3}).x, -1, 1)
-    _, _, _, _, info = env.step(z.astype(np.float32))
+    info = powell_on_reward(env, 11)
     assert 1 - info["fidelity"] < 1.5 * info["coherence_limit"]

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import pytest
 
 from pulsecal.envs.device import DeviceParams, SimulatedDevice
 from pulsecal.envs.physics import Transmon
@@ -18,6 +22,7 @@ from pulsecal.hardware.backend import (
 )
 from pulsecal.hardware.guard import require_clearance
 from pulsecal.hardware.ir import Frame, Program, recompute_hash
+from pulsecal.hardware.package_data import emulator_platforms_dir
 from pulsecal.hardware.safety import SafetyLimits
 
 DT_S = 1e-9
@@ -119,3 +124,29 @@ class OutOfBoxPolicy:
         if step >= self.at:
             action[0] = 2.0
         return action, step
+
+
+@contextmanager
+def numpy_global_seed(seed: int) -> Iterator[None]:
+    """NumPy's legacy global generator seeded with ``seed`` inside the block and put back
+    after it: qibolab's emulator samples its shots from that generator."""
+    state = np.random.get_state()  # noqa: NPY002
+    np.random.seed(seed)  # noqa: NPY002
+    try:
+        yield
+    finally:
+        np.random.set_state(state)  # noqa: NPY002
+
+
+@contextmanager
+def shipped_qibolab_backend(platform: str) -> Iterator[Any]:
+    """A ``QibolabBackend`` on one of the shipped emulator platforms, with
+    ``QIBOLAB_PLATFORMS`` pointing at them inside the block."""
+    from pulsecal.hardware.adapters.qibolab import QibolabBackend
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("QIBOLAB_PLATFORMS", str(emulator_platforms_dir()))
+    try:
+        yield QibolabBackend(platform)
+    finally:
+        mp.undo()

@@ -28,7 +28,7 @@ from pulsecal.hardware.package_data import emulator_platforms_dir
 from pulsecal.hardware.replay import ReplaySettings, default_limits, run_session
 from pulsecal.hardware.safety import SafetyEnvelope
 
-from .hw_helpers import FakeClock
+from .hw_helpers import FakeClock, shipped_qibolab_backend
 
 PLATFORMS = emulator_platforms_dir()
 REPO = Path(__file__).resolve().parents[2]
@@ -167,14 +167,8 @@ def test_session_on_dummy_qubit_3_plays_only_its_frame_and_reads_it(tmp_path: Pa
 @pytest.fixture(scope="module")
 def emulator_2q() -> Any:
     pytest.importorskip("qibolab")
-    from pulsecal.hardware.adapters.qibolab import QibolabBackend
-
-    mp = pytest.MonkeyPatch()
-    mp.setenv("QIBOLAB_PLATFORMS", str(PLATFORMS))
-    try:
-        yield QibolabBackend("pulsecal_emulator_2q")
-    finally:
-        mp.undo()
+    with shipped_qibolab_backend("pulsecal_emulator_2q") as backend:
+        yield backend
 
 
 def test_two_qubit_emulator_drives_and_reads_the_addressed_qubit(emulator_2q: Any) -> None:

@@ -1,4 +1,4 @@
-"""Issue 5 acceptance: a policy TRAINED on simulated devices calibrates the X gate of
+"""Emulator acceptance: a policy TRAINED on simulated devices calibrates the X gate of
 qibolab's emulator platform, and the emulator's own results show the π-pulse error shrink.
 
 The policy is PPO on ``pulsecal/GateCalibration-v1`` for the emulator's device class
@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,8 @@ import yaml
 
 pytest.importorskip("qibolab")
 pytest.importorskip("onnxruntime")
+
+from hw_helpers import numpy_global_seed
 
 from pulsecal.envs.calibration import DragGate, DragParams, nominal_params
 from pulsecal.envs.drag_calibration_core import GateCalibrationConfig
@@ -75,12 +78,9 @@ def platforms(monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def seeded_numpy():
-    # qibolab's emulator samples shots with NumPy's legacy global generator.
-    state = np.random.get_state()  # noqa: NPY002
-    np.random.seed(20261121)  # noqa: NPY002
-    yield
-    np.random.set_state(state)  # noqa: NPY002
+def seeded_numpy() -> Iterator[None]:
+    with numpy_global_seed(20261121):  # reproducible emulator counts
+        yield
 
 
 def session_env() -> dict[str, Any]:
@@ -178,7 +178,7 @@ def test_exported_policy_matches_the_training_config() -> None:
 def test_replay_config_takes_the_training_env_from_the_manifest() -> None:
     """``pulsecal-replay backend=qibolab_emulator policy=onnx policy.folder=<policy>`` with no
     env overrides runs the policy's training settings (the acceptance below goes that way)."""
-    from pulsecal.agents.pipelines.replay import session_env as replay_env
+    from pulsecal.agents.pipelines.replay_env import session_env as replay_env
 
     env, gate_s = replay_env(_replay_config([]), log=False)
     for key, value in session_env().items():

@@ -10,12 +10,15 @@ from NumPy's global generator, so the emulator tests pin and restore its state.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 pytest.importorskip("qibolab")
+
+from hw_helpers import numpy_global_seed, shipped_qibolab_backend
 
 from pulsecal.envs.physics import superoperators
 from pulsecal.hardware import ir
@@ -32,13 +35,9 @@ DT = 1e-9
 
 
 @pytest.fixture(scope="module")
-def emulator() -> QibolabBackend:
-    mp = pytest.MonkeyPatch()
-    mp.setenv("QIBOLAB_PLATFORMS", str(PLATFORMS))
-    try:
-        yield QibolabBackend("pulsecal_emulator")
-    finally:
-        mp.undo()
+def emulator() -> Iterator[QibolabBackend]:
+    with shipped_qibolab_backend("pulsecal_emulator") as backend:
+        yield backend
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +46,9 @@ def dummy() -> QibolabBackend:
 
 
 @pytest.fixture
-def seeded_numpy():
-    # qibolab's emulator samples shots with NumPy's legacy global generator; pin it for
-    # reproducible counts and put it back afterwards.
-    state = np.random.get_state()  # noqa: NPY002
-    np.random.seed(20261101)  # noqa: NPY002
-    yield
-    np.random.set_state(state)  # noqa: NPY002
+def seeded_numpy() -> Iterator[None]:
+    with numpy_global_seed(20261101):  # reproducible emulator counts
+        yield
 
 
 def _guarded(backend: QibolabBackend) -> GuardedBackend:

@@ -20,12 +20,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hw_helpers import numpy_global_seed, shipped_qibolab_backend
 
 from pulsecal.envs.protocol import Barrier, Measure, Play, PulseSequence
 from pulsecal.hardware import ir
 from pulsecal.hardware.guard import GuardedBackend
 from pulsecal.hardware.ledger import ShotLedger
-from pulsecal.hardware.package_data import emulator_platforms_dir
 from pulsecal.hardware.safety import SafetyLimits, SafetyViolation
 
 SHOTS = 200
@@ -34,17 +34,8 @@ SHOTS = 200
 @pytest.fixture(scope="module")
 def coupled() -> Iterator[Any]:
     pytest.importorskip("qibolab")
-    from pulsecal.hardware.adapters.qibolab import QibolabBackend
-
-    mp = pytest.MonkeyPatch()
-    mp.setenv("QIBOLAB_PLATFORMS", str(emulator_platforms_dir()))
-    state = np.random.get_state()  # noqa: NPY002  (the emulator samples shots from it)
-    np.random.seed(11)  # noqa: NPY002
-    try:
-        yield QibolabBackend("pulsecal_emulator_2q_coupled")
-    finally:
-        np.random.set_state(state)  # noqa: NPY002
-        mp.undo()
+    with numpy_global_seed(11), shipped_qibolab_backend("pulsecal_emulator_2q_coupled") as backend:
+        yield backend
 
 
 def _channels(backend: Any) -> dict[str, ir.Frame]:

@@ -231,7 +231,7 @@ def test_scripted_policy_improves_the_x_gate_on_the_qibolab_emulator(tmp_path: P
         r = replay(cfg)
         rep = r.report
         # An independent check on a fresh emulator, outside the session's ledger and journal.
-        from pulsecal.agents.pipelines.replay import build_backend
+        from pulsecal.agents.pipelines.replay_build import build_backend
         from pulsecal.hardware.device import BackendDevice
         from pulsecal.hardware.journal import Journal
         from pulsecal.hardware.replay import default_limits

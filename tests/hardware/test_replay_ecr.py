@@ -16,7 +16,7 @@ import pytest
 from replay_2q_kill import check_resumed_journal, journal_lines, kill_twice
 from replay_ecr_worker import MAX_CR_AMPLITUDE, SMALL_RB, START, backend, session, settings
 
-from pulsecal.agents.pipelines.replay import exit_code
+from pulsecal.agents.pipelines.replay_outcome import exit_code
 from pulsecal.agents.policies import ScriptedECRPolicy
 from pulsecal.agents.policies.ecr_scripted import single_length_rates
 from pulsecal.envs.ecr_session import CR_ENV_ID, ECRSessionEnv

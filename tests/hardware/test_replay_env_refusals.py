@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pulsecal.agents.pipelines.replay import session_env_instance
+from pulsecal.agents.pipelines.replay_env import session_env_instance
 from pulsecal.configs.schema import ConfigError
 
 

@@ -178,7 +178,7 @@ def _console(monkeypatch: pytest.MonkeyPatch, cwd: Path, *args: str) -> int:
 def test_console_prints_one_line_and_exits_with_the_stop_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                               capsys: pytest.CaptureFixture[str], args: list[str],
                                                               code: int, reason: str) -> None:
-    from pulsecal.agents.pipelines.replay import EXIT_CODES
+    from pulsecal.agents.pipelines.replay_outcome import EXIT_CODES
 
     assert EXIT_CODES[reason] == code
     assert _console(monkeypatch, tmp_path, "session_id=x", *args) == code

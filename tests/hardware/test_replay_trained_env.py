@@ -62,7 +62,7 @@ def test_session_takes_the_manifest_settings_without_overrides(v0_export: Path, 
 
 
 def test_explicit_setting_wins_over_the_manifest(v0_export: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from pulsecal.agents.pipelines.replay import session_env
+    from pulsecal.agents.pipelines.replay_env import session_env
 
     env, _ = session_env(_container(["backend=simulated", "policy=onnx", f"policy.folder={v0_export}",
                                      "env.shots_per_probe=40", "+env.gate_duration_s=3.0e-8"]))
@@ -80,7 +80,7 @@ def test_explicit_setting_wins_over_the_manifest(v0_export: Path, capsys: pytest
 ])
 def test_layout_changing_override_is_refused_naming_the_key(v0_export: Path, override: str, key: str,
                                                             change: str) -> None:
-    from pulsecal.agents.pipelines.replay import session_env
+    from pulsecal.agents.pipelines.replay_env import session_env
 
     with pytest.raises(ValueError, match=rf"env\.{key}=.*changes the observation/action layout.*{change}.*"
                                          rf"allowed its training value"):
@@ -88,7 +88,7 @@ def test_layout_changing_override_is_refused_naming_the_key(v0_export: Path, ove
 
 
 def test_sb3_run_directory_gives_its_config_settings(tmp_path: Path) -> None:
-    from pulsecal.agents.pipelines.replay import session_env
+    from pulsecal.agents.pipelines.replay_env import session_env
 
     run = tmp_path / "run"
     run.mkdir()
@@ -113,7 +113,7 @@ def test_sb3_run_directory_gives_its_config_settings(tmp_path: Path) -> None:
 def test_a_session_shorter_than_the_policys_episode_is_said(env_id: str, env: dict[str, Any], max_steps: int,
                                                             warned: bool,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
-    from pulsecal.agents.pipelines.replay import warn_if_cut_short
+    from pulsecal.agents.pipelines.replay_env import warn_if_cut_short
 
     warn_if_cut_short(env_id, env, max_steps)
     err = capsys.readouterr().err

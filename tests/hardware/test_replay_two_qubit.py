@@ -15,7 +15,7 @@ import pytest
 from replay_2q_kill import check_resumed_journal, journal_lines, kill_twice
 from replay_2q_worker import START, backend, session, settings
 
-from pulsecal.agents.pipelines.replay import exit_code
+from pulsecal.agents.pipelines.replay_outcome import exit_code
 from pulsecal.agents.policies import ScriptedCZPolicy
 from pulsecal.envs.two_qubit_session import REPLAY_ENV_IDS
 from pulsecal.hardware.journal import read_journal

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hw_helpers import FakeClock
 
-from pulsecal.agents.pipelines.replay import EXIT_CODES, exit_code, outcome_line
+from pulsecal.agents.pipelines.replay_outcome import EXIT_CODES, exit_code, outcome_line
 from pulsecal.agents.policies import ScriptedPolicy
 from pulsecal.envs.verification import VerificationSettings
 from pulsecal.hardware.journal import read_journal

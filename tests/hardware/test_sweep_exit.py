@@ -42,7 +42,7 @@ def _listing(root: Path) -> dict[str, bytes | None]:
 
 
 # Refusals that only the qubit's job can make (its composed config, its backend, its
-# policy): each used to leave runs/sweep/sweep/{multirun.yaml,q0/.hydra,q1/.hydra}.
+# policy): each must leave nothing behind (no runs/sweep/sweep/{multirun.yaml,q0/.hydra,q1/.hydra}).
 REFUSED = [
     (["env.shot_budget=0"], "env.shot_budget"),
     (["budget_shots=0"], "budget_shots"),

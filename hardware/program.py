@@ -1,0 +1,131 @@
+"""The pulse program of the IR: instructions over declared frames, validated once, with
+its canonical JSON form and content hash (the key of idempotent jobs and of journals).
+
+``pulsecal.hardware.ir`` documents the IR's conventions and is the import path for all of
+it; this module holds only the ``Program`` record and its serialisation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .instructions import (
+    INSTRUCTION_TYPES,
+    Acquire,
+    Barrier,
+    Delay,
+    Frame,
+    Instruction,
+    Play,
+    SetFrequency,
+    SetPhase,
+    ShiftFrequency,
+    ShiftPhase,
+    instruction_from_dict,
+)
+from .waveforms import fail_field, set_field
+
+IR_FORMAT = "pulsecal.ir/1"
+
+
+@dataclass(frozen=True)
+class Program:
+    """Instructions over declared ``frames``, run ``shots`` times on ``qubits``."""
+
+    instructions: tuple[Instruction, ...]
+    frames: tuple[Frame, ...]
+    shots: int
+    qubits: tuple[int, ...] = (0,)
+    name: str = ""
+    _hash: str = field(default="", init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        instructions = tuple(self.instructions)
+        for i, ins in enumerate(instructions):
+            if not isinstance(ins, INSTRUCTION_TYPES):
+                fail_field("Program", f"instructions[{i}]", type(ins).__name__,
+                      "Play, ShiftPhase, SetPhase, ShiftFrequency, SetFrequency, Delay, "
+                      "Barrier or Acquire")
+        frames = tuple(self.frames)
+        names = [f.name for f in frames if isinstance(f, Frame)]
+        if len(names) != len(frames):
+            fail_field("Program", "frames", frames, "a tuple of Frame")
+        if len(set(names)) != len(names):
+            fail_field("Program", "frames", names, "unique frame names")
+        if isinstance(self.shots, bool) or not isinstance(self.shots, int | np.integer) \
+                or self.shots < 1:
+            fail_field("Program", "shots", self.shots, "an integer >= 1")
+        qubits = tuple(int(q) for q in self.qubits)
+        if not qubits or len(set(qubits)) != len(qubits) or min(qubits) < 0:
+            fail_field("Program", "qubits", self.qubits, "a non-empty tuple of distinct integers >= 0")
+        declared = set(names)
+        for i, ins in enumerate(instructions):
+            used: tuple[str, ...] = ()
+            if isinstance(ins, Play | ShiftPhase | SetPhase | ShiftFrequency | SetFrequency):
+                used = (ins.frame,)
+            elif isinstance(ins, Delay | Barrier):
+                used = ins.frames
+            elif isinstance(ins, Acquire) and ins.qubit not in qubits:
+                fail_field("Program", f"instructions[{i}].qubit", ins.qubit, f"one of {qubits}")
+            for f in used:
+                if f not in declared:
+                    fail_field("Program", f"instructions[{i}].frame", f, f"a declared frame {sorted(declared)}")
+        if not isinstance(self.name, str):
+            fail_field("Program", "name", self.name, "a string")
+        set_field(self, "instructions", instructions)
+        set_field(self, "frames", frames)
+        set_field(self, "shots", int(self.shots))
+        set_field(self, "qubits", qubits)
+
+    def frame(self, name: str) -> Frame:
+        for f in self.frames:
+            if f.name == name:
+                return f
+        raise KeyError(f"frame {name!r} is not declared: declared {[f.name for f in self.frames]}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": IR_FORMAT, "name": self.name, "shots": self.shots,
+                "qubits": list(self.qubits), "frames": [f.to_dict() for f in self.frames],
+                "instructions": [ins.to_dict() for ins in self.instructions]}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Program:
+        if d.get("format") != IR_FORMAT:
+            raise ValueError(f"Program format={d.get('format')!r}: allowed {IR_FORMAT!r}")
+        return cls(instructions=tuple(instruction_from_dict(x) for x in d["instructions"]),
+                   frames=tuple(Frame.from_dict(x) for x in d["frames"]),
+                   shots=int(d["shots"]), qubits=tuple(int(q) for q in d["qubits"]),
+                   name=str(d.get("name", "")))
+
+    def to_json(self) -> str:
+        return canonical_json(self.to_dict())
+
+    @classmethod
+    def from_json(cls, text: str) -> Program:
+        return cls.from_dict(json.loads(text))
+
+    def content_hash(self) -> str:
+        """sha256 hex over the canonical JSON: stable across processes and versions of
+        Python (floats are written with repr, which round-trips exactly)."""
+        if not self._hash:
+            set_field(self, "_hash", hashlib.sha256(self.to_json().encode()).hexdigest())
+        return self._hash
+
+    def with_shots(self, shots: int) -> Program:
+        return Program(self.instructions, self.frames, shots, self.qubits, self.name)
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def recompute_hash(program: Program) -> str:
+    """The content hash computed afresh (ignores the cached value, which a forged or
+    mutated object could carry)."""
+    return hashlib.sha256(program.to_json().encode()).hexdigest()
