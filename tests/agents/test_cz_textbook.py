@@ -56,3 +56,31 @@ def test_open_system_nominal_preset_within_factor_of_coherence_limit() -> None:
     assert 1 - truth["fidelity"] < 2.0 * limit
     assert 1 - truth["fidelity_set"] < 2.2 * limit
     assert truth["leakage"] < 2e-3
+
+
+def test_adiabatic_sequence_measures_its_map_and_reaches_a_cz() -> None:
+    """The adiabatic option (closed system): the chevron and the exchange fit give the
+    shape's map, and the gate built on it is a CZ."""
+    dev = make_multi_qubit_device("two_transmons_cz", np.random.default_rng(0), open_system=False)
+    b = CZTextbook(pulse=core.CZPulse(shape="adiabatic"))
+    res = b.run(dev, START, b.min_budget())
+    assert res.shots_used == b.min_budget() == sum(s for _, s in res.nodes) == 16_200
+    assert res.pulse is not None and res.pulse.shape == "adiabatic"
+    assert res.pulse.lambda_2 == b.adiabatic_lambda_2
+    true_map = core.true_adiabatic_pulse(dev, core.CZPulse(shape="adiabatic"))
+    # measured: g 11.44 MHz (true √2·J = 11.31), Φ_r 0.1537 (bare crossing 0.1531)
+    assert res.pulse.coupling_hz == pytest.approx(true_map.coupling_hz, rel=0.05)
+    assert res.pulse.resonance_phi0 == pytest.approx(true_map.resonance_phi0, abs=1.5e-3)
+    assert res.params[1] == pytest.approx(b.adiabatic_gl / res.pulse.coupling_hz)
+    truth = core.true_metrics(dev, res.pulse, res.params)
+    # measured: 1 − F = 8.4e-4 with virtual Z, 2.3e-3 as set, leakage 5.2e-4, phase 0.98π
+    assert 1 - truth["fidelity"] < 2e-3
+    assert 1 - truth["fidelity_set"] < 4e-3
+    assert abs(abs(truth["conditional_phase"]) - math.pi) < 0.1
+
+
+@pytest.mark.parametrize(("key", "value"), [("adiabatic_gl", 2.0), ("adiabatic_lambda_2", -3.0),
+                                            ("ramp_overhead_s", 1e-7), ("shots_exchange", 0)])
+def test_bad_adiabatic_settings_are_refused_by_name(key: str, value: float) -> None:
+    with pytest.raises(ValueError, match=f"{key}="):
+        CZTextbook(**{key: value})  # type: ignore[arg-type]
