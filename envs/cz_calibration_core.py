@@ -402,18 +402,21 @@ def _apply_local_z(model: Any, op: NDArray[np.complex128], kind: m2.OpKind,
     return sup[:, None] * op
 
 
-def idle_leakage(device: Any, pulse: CZPulse, params: FloatArray) -> float:
-    """L1 of an idle as long as the gate's play (the flux line at rest) on the device's
-    truth: what decoherence (thermal |1⟩→|2⟩ excitation) and the bare-basis dressing of the
-    idle pair leak with no pulse at all, the floor a gate of that length is measured
-    against (evaluation only)."""
+def leakage_limit(device: Any, pulse: CZPulse, params: FloatArray) -> float:
+    """L1 of the channel e^{T·𝒟} of the model's dissipator alone over the gate's play (the
+    channel ``coherence_limit`` scores): the leakage decoherence alone causes in that time,
+    through thermal |1⟩→|2⟩ excitation, about T·Σ_q p_q/T1_q. No gate of that length on
+    this device leaks less (evaluation only; 0 on a closed system)."""
+    from scipy.linalg import expm
+
+    if not device.open_system:
+        return 0.0
     amp, length = float(params[0]), float(params[1])
-    n = pulse.waveform(amp, length).size
-    seq = PulseSequence((Play(np.zeros(n, dtype=np.complex128), channel=FLUX_CHANNEL),))
-    names, op = device.schedule_propagator(seq)
-    model = device.current_model().restrict(names, {})
-    kind: m2.OpKind = "superoperator" if device.open_system else "unitary"
-    return float(m2.leakage(model, op, kind=kind))
+    duration = pulse.waveform(amp, length).size * pulse.dt_s
+    seq = PulseSequence((Play(np.zeros(1, dtype=np.complex128), channel=FLUX_CHANNEL),))
+    names, _ = device.schedule_propagator(seq)
+    om = as_operator_model(device.current_model().restrict(names, {}))
+    return float(m2.leakage(om, expm(duration * om.dissipator()), kind="superoperator"))
 
 
 def true_adiabatic_pulse(device: Any, pulse: CZPulse) -> CZPulse:

@@ -151,7 +151,7 @@ def score(gate: str, truth_device: SimulatedMultiQubitDevice, knobs: Any,
         t = cz.true_metrics(truth_device, p, np.asarray(knobs))
         err = 1.0 - t["fidelity_set"]
         return {"error": err, "error_virtual_z": 1.0 - t["fidelity"], "leakage": t["leakage"],
-                "idle_leakage": cz.idle_leakage(truth_device, p, np.asarray(knobs)),
+                "leakage_limit": cz.leakage_limit(truth_device, p, np.asarray(knobs)),
                 "coherence_limit": t["coherence_limit"], "ratio": err / t["coherence_limit"],
                 "conditional_phase": t["conditional_phase"]}
     e = cr.ecr_truth(truth_device, knobs, cr.ECRShape(), RABI_HZ)
@@ -326,8 +326,8 @@ def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             entry["shots_median"] = float(np.median([r["shots_used"] for r in ok]))
             entry["coherence_limit_median"] = float(np.median([r["coherence_limit"] for r in ok]))
             entry["seconds_median"] = float(np.median([r["seconds"] for r in ok]))
-            if all("idle_leakage" in r for r in ok):
-                entry["idle_leakage_median"] = float(np.median([r["idle_leakage"] for r in ok]))
+            if all("leakage_limit" in r for r in ok):
+                entry["leakage_limit_median"] = float(np.median([r["leakage_limit"] for r in ok]))
         out.append(entry)
     return out
 

@@ -113,3 +113,18 @@ def test_conditional_phase_is_pi_at_the_closed_optimum() -> None:
     assert t["leakage"] < 5e-4
     assert 1.0 - t["fidelity"] < 1e-3
     assert 30e-9 <= r.params[1] <= 60e-9
+
+
+def test_leakage_limit_is_the_thermal_excitation_closed_form() -> None:
+    """L1 of the dissipator alone over T from the maximally mixed computational state:
+    each qubit is in |1⟩ half the time and goes to |2⟩ at rate 2·p/T1 (the collapse
+    operator √(p/T1)·a†, |⟨2|a†|1⟩|² = 2), so L1 ≈ T·Σ_q p_q/T1_q."""
+    params = np.array([0.15, 54e-9, 0.0, 0.0])
+    pulse = core.CZPulse()
+    closed = make_multi_qubit_device("two_transmons_cz", np.random.default_rng(0), open_system=False,
+                                     spectators="none")
+    assert core.leakage_limit(closed, pulse, params) == 0.0
+    dev = make_multi_qubit_device("two_transmons_cz", np.random.default_rng(0), spectators="none")
+    t = pulse.waveform(0.15, 54e-9).size * pulse.dt_s
+    want = t * sum(m.thermal_population / m.t1_s for m in dev.current_model().modes)
+    assert core.leakage_limit(dev, pulse, params) == pytest.approx(want, rel=0.02)
