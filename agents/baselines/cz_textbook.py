@@ -272,9 +272,7 @@ class CZTextbook:
         p11_t = dev.run("length", [self._eleven(amplitude, t, pulse=self.scan_pulse) for t in lengths],
                         self.shots["length"])[:, 3]
         smooth = np.convolve(np.pad(p11_t, 1, mode="edge"), np.ones(3) / 3, mode="valid")
-        k_min = int(np.argmin(smooth))
-        k_max = k_min + int(np.argmax(smooth[k_min:]))
-        return LengthScan(lengths, p11_t, float(_peak(lengths, smooth, k_max)))
+        return LengthScan(lengths, p11_t, float(_peak(lengths, smooth, _first_return(smooth))))
 
     def conditional_phase(self, dev: CountedDevice, amp_r: float, length_cz: float) -> PhaseScan:
         """3. The conditional phase vs amplitude at a few lengths; 4. leakage at each one's
@@ -402,6 +400,25 @@ def _model_pi_amplitude(pulse: core.CZPulse, length: float) -> float:
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if pulse.phase_estimate(mid, length) < math.pi else (lo, mid)
     return 0.5 * (lo + hi)
+
+
+def _first_return(y: FloatArray) -> int:
+    """Index of |11⟩'s first return in a smoothed length scan: the highest point of the
+    first run of points in the upper half of the trace's range that follows a point in its
+    lower half (the first dip, which may lie before the scan's start: then the trace starts
+    low). A later, deeper second dip must not be taken for the first one: the maximum after
+    it is the scan's edge, two exchange cycles long (held-out devices with g ≳ 12 MHz)."""
+    mid = 0.5 * (float(y.min()) + float(y.max()))
+    low = np.flatnonzero(y < mid)
+    if low.size == 0:
+        return int(np.argmax(y))
+    high = np.flatnonzero((y >= mid) & (np.arange(len(y)) > low[0]))
+    if high.size == 0:
+        return int(np.argmax(y))
+    j0 = int(high[0])
+    after = np.flatnonzero((y < mid) & (np.arange(len(y)) > j0))
+    j1 = int(after[0]) if after.size else len(y)
+    return j0 + int(np.argmax(y[j0:j1]))
 
 
 def _peak(x: FloatArray, y: FloatArray, k: int | None = None) -> float:

@@ -84,3 +84,17 @@ def test_adiabatic_sequence_measures_its_map_and_reaches_a_cz() -> None:
 def test_bad_adiabatic_settings_are_refused_by_name(key: str, value: float) -> None:
     with pytest.raises(ValueError, match=f"{key}="):
         CZTextbook(**{key: value})  # type: ignore[arg-type]
+
+
+def test_length_node_takes_the_first_return_not_the_edge_after_a_deeper_second_dip() -> None:
+    """Held-out 2 of the sampler (g ≈ 13 MHz): the scan starts in the first dip, returns at
+    42–44 ns and dips deeper at 62 ns; the old rule (the maximum after the global minimum)
+    took the scan's edge at 68 ns, two exchange cycles."""
+    from pulsecal.agents.baselines.cz_textbook import _first_return
+
+    p11 = np.array([0.05, 0.16, 0.27, 0.39, 0.52, 0.67, 0.78, 0.88, 0.88, 0.83, 0.75, 0.65, 0.61, 0.30, 0.16,
+                    0.10, 0.05, 0.01, 0.05, 0.11, 0.20])
+    assert _first_return(p11) in (7, 8)
+    # a first dip inside the scan: the maximum after it
+    p11 = np.array([0.9, 0.6, 0.2, 0.05, 0.3, 0.7, 0.95, 0.8, 0.5])
+    assert _first_return(p11) == 6
