@@ -128,3 +128,16 @@ def test_leakage_limit_is_the_thermal_excitation_closed_form() -> None:
     t = pulse.waveform(0.15, 54e-9).size * pulse.dt_s
     want = t * sum(m.thermal_population / m.t1_s for m in dev.current_model().modes)
     assert core.leakage_limit(dev, pulse, params) == pytest.approx(want, rel=0.02)
+
+
+def test_env_option_plays_the_adiabatic_shape_and_keeps_the_default() -> None:
+    from pulsecal.envs.cz_calibration import CZCalibrationConfig, CZCalibrationEnv
+
+    env = CZCalibrationEnv(open_system=False, pulse_shape="adiabatic")
+    _, info = env.reset(seed=0)
+    amp, length = info["params"][:2]
+    w = ADIABATIC.waveform(amp, length)
+    assert np.allclose(info["waveform"][: w.size], w) and np.all(info["waveform"][w.size:] == 0)
+    assert CZCalibrationEnv(open_system=False).core.pulse.shape == "flat_top"
+    with pytest.raises(ValueError, match=r"CZCalibrationConfig\.pulse_shape"):
+        CZCalibrationConfig(pulse_shape="snz")
