@@ -236,6 +236,8 @@ class CZCalibrationOptions:
     length_range_s: list[float] | None = None
     error_floor: float | None = None
     ramp_s: float | None = None
+    pulse_shape: str | None = None
+    adiabatic_lambda_2: float | None = None
     verification: RB2QConf | None = None
     info_truth: str | None = None
 

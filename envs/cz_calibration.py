@@ -109,6 +109,13 @@ class CZCalibrationConfig:
         length_range_s: allowed pulse lengths.
         error_floor: floor of the estimated error in the reward.
         ramp_s: the flux pulse's ramp duration.
+        pulse_shape: the flux pulse's shape, one of ``cz_calibration_core.CZ_SHAPES``:
+            "flat_top" (the default) or "adiabatic" (Martinis–Geller, with the nominal
+            preset's map and λ_2 = ``adiabatic_lambda_2``; docs/cz_calibration.md, "Adiabatic
+            CZ"). The knobs keep their meaning; ``nominal_params`` stays the flat top's
+            unless given (the adiabatic gate of the nominal preset is near (0.1537 Φ0,
+            48 ns)).
+        adiabatic_lambda_2: λ_2 of the adiabatic shape, in [-1, 1].
         verification: None (default), or ``rb2q.RB2QSettings`` (or a mapping of its fields):
             at the episode's end, interleaved two-qubit RB of the final gate puts a
             ``Verdict`` into ``info["verdict"]``; its shots are counted in ``shots_used``
@@ -136,6 +143,8 @@ class CZCalibrationConfig:
     length_range_s: tuple[float, float] = (20e-9, 80e-9)
     error_floor: float = 1e-3
     ramp_s: float = 5e-9
+    pulse_shape: str = "flat_top"
+    adiabatic_lambda_2: float = 0.378
     verification: RB2QSettings | Mapping[str, Any] | None = None
     info_truth: str = "step"
 
@@ -170,7 +179,11 @@ class CZCalibrationConfig:
                           ("max_step_phase_rad", math.pi), ("error_floor", 0.1)):
             v = finite(f"{p}.{name}", getattr(self, name))
             require(0 <= v <= top, f"{p}.{name}", v, f"[0, {top}]")
-        core.CZPulse(ramp_s=self.ramp_s)
+        require(self.pulse_shape in core.CZ_SHAPES, f"{p}.pulse_shape", self.pulse_shape,
+                f"one of {list(core.CZ_SHAPES)}")
+        lam = finite(f"{p}.adiabatic_lambda_2", self.adiabatic_lambda_2)
+        require(-1.0 <= lam <= 1.0, f"{p}.adiabatic_lambda_2", lam, "[-1, 1]")
+        core.CZPulse(ramp_s=self.ramp_s, shape=self.pulse_shape, lambda_2=self.adiabatic_lambda_2)
 
     @property
     def round_shots(self) -> int:
@@ -199,7 +212,8 @@ class CZCalibrationCore(BatchedCore):
         self.cfg = config
         self.preset = get_multi_qubit_preset(config.preset)
         self.sampler = config.sampler
-        self.pulse = core.CZPulse(ramp_s=config.ramp_s, dt_s=self.preset.params.channels.dt_s)
+        self.pulse = core.CZPulse(ramp_s=config.ramp_s, dt_s=self.preset.params.channels.dt_s,
+                                  shape=config.pulse_shape, lambda_2=config.adiabatic_lambda_2)
         self.gate = self.pulse
         self._max_amp = float(self.preset.params.channels.reals[core.FLUX_CHANNEL])
         n = self.num_envs

@@ -72,19 +72,54 @@ def hann(samples: int, peak: float) -> NDArray[np.complex128]:
     return (peak * np.sin(np.pi * t) ** 2).astype(np.complex128)
 
 
+CZ_SHAPES: tuple[str, str] = ("flat_top", "adiabatic")
+# The nominal preset's (two_transmons_cz) values for the adiabatic shape's map from flux to
+# the |11⟩–|02⟩ mixing angle: g = √2·J (J = 8 MHz), the tunable qubit's f_max + E_C, and
+# the flux offset where f_q1 = f_q0 − α_q1 (|11⟩ and |02⟩ degenerate).
+NOMINAL_COUPLING_HZ = math.sqrt(2.0) * 8e6
+NOMINAL_TUNING_HZ = 6.1e9 + 230e6
+NOMINAL_RESONANCE_PHI0 = math.acos(((5.5e9 + 230e6 + 230e6) / NOMINAL_TUNING_HZ) ** 2) / math.pi
+
+
 @dataclass(frozen=True)
 class CZPulse:
     """The flux pulse's fixed shape settings.
 
+    ``shape`` "flat_top" (the default): a flat top at the amplitude with raised-cosine ramps
+    of ``ramp_s``. ``shape`` "adiabatic": the fast-adiabatic pulse of Martinis & Geller
+    (PRA 90, 022307 (2014)), a three-term Fourier series in the |11⟩–|02⟩ mixing angle
+    θ = arctan(2g/Δ) of proper time τ (dt = sin θ dτ),
+
+        θ(τ) = θ_i + (θ_f − θ_i)/2 · Σ_n λ_n (1 − cos 2πnτ/τ_p),  λ_1 = 1 − λ_3,
+
+    with Δ(Φ) = f_q1(Φ) − f_q1(Φ_r) = S·(√cos πΦ − √cos πΦ_r) (symmetric SQUID, idle at the
+    sweet spot) mapping θ back to flux. θ_i is the idle angle and θ_f the angle at the
+    peak flux, which is the amplitude knob, so both shapes keep the same four knobs. The
+    map needs three numbers a lab measures before the CZ: ``coupling_hz`` g (the |11⟩–|02⟩
+    coupling, √2·J, from the chevron's exchange period), ``resonance_phi0`` Φ_r (the
+    chevron's resonance) and ``tuning_hz`` S (f_max + E_C of the tunable qubit, from
+    spectroscopy).
+
     Attributes:
-        ramp_s: duration of each raised-cosine ramp, in [0, 20] ns.
+        ramp_s: duration of each raised-cosine ramp of the flat top, in [0, 20] ns.
         settle_samples: zero samples after the fall, inside the same Play, in [0, 50].
         dt_s: the AWG sample time.
+        shape: one of ``CZ_SHAPES``.
+        coupling_hz: g of the adiabatic map, in [1e5, 1e9] Hz.
+        resonance_phi0: Φ_r of the adiabatic map, in (0, 0.45] Φ0.
+        tuning_hz: S of the adiabatic map, in [1e9, 2e10] Hz.
+        lambda_2, lambda_3: the series' second and third coefficients, each in [-1, 1].
     """
 
     ramp_s: float = 5e-9
     settle_samples: int = 4
     dt_s: float = 1e-9
+    shape: str = "flat_top"
+    coupling_hz: float = NOMINAL_COUPLING_HZ
+    resonance_phi0: float = NOMINAL_RESONANCE_PHI0
+    tuning_hz: float = NOMINAL_TUNING_HZ
+    lambda_2: float = 0.0
+    lambda_3: float = 0.0
 
     def __post_init__(self) -> None:
         r = finite("CZPulse.ramp_s", self.ramp_s)
@@ -93,19 +128,80 @@ class CZPulse:
                 "CZPulse.settle_samples", self.settle_samples, "an integer in [0, 50]")
         d = finite("CZPulse.dt_s", self.dt_s)
         require(0 < d <= 10e-9, "CZPulse.dt_s", self.dt_s, "(0, 10e-9] s")
+        require(self.shape in CZ_SHAPES, "CZPulse.shape", self.shape, f"one of {list(CZ_SHAPES)}")
+        g = finite("CZPulse.coupling_hz", self.coupling_hz)
+        require(1e5 <= g <= 1e9, "CZPulse.coupling_hz", self.coupling_hz, "[1e5, 1e9] Hz")
+        pr = finite("CZPulse.resonance_phi0", self.resonance_phi0)
+        require(0.0 < pr <= 0.45, "CZPulse.resonance_phi0", self.resonance_phi0, "(0, 0.45] Φ0")
+        s = finite("CZPulse.tuning_hz", self.tuning_hz)
+        require(1e9 <= s <= 2e10, "CZPulse.tuning_hz", self.tuning_hz, "[1e9, 2e10] Hz")
+        for k in ("lambda_2", "lambda_3"):
+            v = finite(f"CZPulse.{k}", getattr(self, k))
+            require(-1.0 <= v <= 1.0, f"CZPulse.{k}", v, "[-1, 1]")
 
     def waveform(self, amplitude_phi0: float, length_s: float) -> FloatArray:
         """(S,) real flux samples: the shape at sample centres, then the settling zeros.
 
-        The ramps are min(ramp, length/2) long, so a pulse shorter than two ramps is a
-        raised-cosine bump of the given length."""
+        Flat top: the ramps are min(ramp, length/2) long, so a pulse shorter than two ramps
+        is a raised-cosine bump of the given length. Adiabatic: the class docstring's
+        θ(t), peaking at ``amplitude_phi0`` at length/2."""
         n = math.ceil(length_s / self.dt_s - 1e-9)
         t = (np.arange(n) + 0.5) * self.dt_s
+        if self.shape == "adiabatic":
+            return np.concatenate([self._adiabatic(amplitude_phi0, length_s, np.asarray(t, dtype=np.float64)),
+                                   np.zeros(self.settle_samples)])
         ramp = min(self.ramp_s, 0.5 * length_s)
         edge = np.minimum(t, length_s - t)
         env = np.ones(n) if ramp <= 0 else 0.5 - 0.5 * np.cos(np.pi * np.clip(edge / ramp, 0.0, 1.0))
         env = np.where(edge > 0, env, 0.0)
         return np.concatenate([amplitude_phi0 * env, np.zeros(self.settle_samples)])
+
+    # -- the adiabatic shape's map: flux <-> detuning <-> mixing angle --
+
+    def detuning_hz(self, flux_phi0: FloatArray | float) -> FloatArray:
+        """Δ = f_02 − f_11 (Hz) at a flux offset (Φ0): positive at idle, 0 at Φ_r."""
+        x = np.sqrt(np.abs(np.cos(np.pi * np.asarray(flux_phi0, dtype=np.float64))))
+        return np.asarray(self.tuning_hz * (x - math.sqrt(math.cos(math.pi * self.resonance_phi0))))
+
+    def angle(self, flux_phi0: FloatArray | float) -> FloatArray:
+        """θ = arctan(2g/Δ) in (0, π) at a flux offset: π/2 at the resonance."""
+        return np.asarray(np.arctan2(2.0 * self.coupling_hz, self.detuning_hz(flux_phi0)))
+
+    def flux_of_angle(self, theta: FloatArray) -> FloatArray:
+        """The inverse of ``angle`` on flux offsets in [0, 0.5) Φ0."""
+        delta = 2.0 * self.coupling_hz / np.tan(np.asarray(theta, dtype=np.float64))
+        x = np.clip(delta / self.tuning_hz + math.sqrt(math.cos(math.pi * self.resonance_phi0)), 0.0, 1.0)
+        return np.asarray(np.arccos(x ** 2) / np.pi)
+
+    def angle_trace(self, amplitude_phi0: float, t_s: FloatArray, length_s: float) -> FloatArray:
+        """θ(t) of the adiabatic shape at times ``t_s`` (s) within [0, length_s]."""
+        th_i = float(self.angle(0.0))
+        th_f = float(self.angle(max(float(amplitude_phi0), 0.0)))
+        # θ(τ) on a fine grid of proper time over one period, then t(τ) = ∫ sin θ dτ,
+        # scaled so that t(τ_p) = length: θ(t) by interpolation.
+        u = np.linspace(0.0, 1.0, 2001)
+        lam = (1.0 - self.lambda_3, self.lambda_2, self.lambda_3)
+        series = sum(c * (1.0 - np.cos(2 * np.pi * (k + 1) * u)) for k, c in enumerate(lam))
+        theta_u = th_i + 0.5 * (th_f - th_i) * series
+        s = np.sin(theta_u)
+        t_u = np.concatenate([[0.0], np.cumsum(0.5 * (s[1:] + s[:-1]) * np.diff(u))])
+        t_u *= length_s / t_u[-1]
+        return np.asarray(np.interp(np.asarray(t_s, dtype=np.float64), t_u, theta_u))
+
+    def _adiabatic(self, amplitude_phi0: float, length_s: float, t: FloatArray) -> FloatArray:
+        if amplitude_phi0 <= 0.0 or t.size == 0:
+            return np.zeros(t.size)
+        flux = self.flux_of_angle(self.angle_trace(amplitude_phi0, t, length_s))
+        # Idle maps to 0 exactly: the map's inverse at θ_i is 0 up to rounding.
+        return np.asarray(np.clip(flux, 0.0, None))
+
+    def phase_estimate(self, amplitude_phi0: float, length_s: float) -> float:
+        """The conditional phase (rad) the adiabatic shape's own two-level model predicts:
+        2π ∫ g·tan(θ/2) dt, the shift of the adiabatic |11⟩ state (a prior for the
+        calibration's amplitude scan, not a measurement)."""
+        t = np.linspace(0.0, length_s, 801)
+        th = self.angle_trace(amplitude_phi0, t, length_s)
+        return float(2 * np.pi * self.coupling_hz * np.trapezoid(np.tan(0.5 * th), t))
 
 
 def _gate_ops(pulse: CZPulse, params: FloatArray) -> list[Any]:
@@ -314,3 +410,40 @@ def _apply_local_z(model: Any, op: NDArray[np.complex128], kind: m2.OpKind,
     # column-stacking: vec(ZρZ†) = (Z̄ ⊗ Z) vec ρ, Z̄ ⊗ Z diagonal with entries conj(z_j)·z_i
     sup = np.kron(np.conj(diag), diag)
     return sup[:, None] * op
+
+
+def leakage_limit(device: Any, pulse: CZPulse, params: FloatArray) -> float:
+    """L1 of the channel e^{T·𝒟} of the model's dissipator alone over the gate's play (the
+    channel ``coherence_limit`` scores): the leakage decoherence alone causes in that time,
+    through thermal |1⟩→|2⟩ excitation, about T·Σ_q p_q/T1_q. No gate of that length on
+    this device leaks less (evaluation only; 0 on a closed system)."""
+    from scipy.linalg import expm
+
+    if not device.open_system:
+        return 0.0
+    amp, length = float(params[0]), float(params[1])
+    duration = pulse.waveform(amp, length).size * pulse.dt_s
+    seq = PulseSequence((Play(np.zeros(1, dtype=np.complex128), channel=FLUX_CHANNEL),))
+    names, _ = device.schedule_propagator(seq)
+    om = as_operator_model(device.current_model().restrict(names, {}))
+    return float(m2.leakage(om, expm(duration * om.dissipator()), kind="superoperator"))
+
+
+def true_adiabatic_pulse(device: Any, pulse: CZPulse) -> CZPulse:
+    """``pulse`` with the adiabatic map (g, Φ_r, S) of the device's true model (evaluation
+    and model optima only: a calibration measures these instead).
+
+    g = √2·J of the pair; S = f_max + E_C of the tunable qubit; Φ_r where its frequency is
+    f_q0 − α_q1 on the model's own (possibly asymmetric) tuning curve."""
+    import dataclasses
+
+    from scipy.optimize import brentq
+
+    model = device.current_model() if hasattr(device, "current_model") else device
+    modes = {m.name: m for m in model.modes}
+    c, t = modes[CONTROL], modes[TARGET]
+    j = next(abs(k.j_hz) for k in model.couplings if {k.a, k.b} == {CONTROL, TARGET})
+    f_res = c.idle_frequency_hz - t.anharmonicity_hz
+    phi_r = brentq(lambda x: float(t.frequency_at(x)) - f_res, 1e-6, 0.45)
+    return dataclasses.replace(pulse, coupling_hz=math.sqrt(2.0) * j, resonance_phi0=float(phi_r),
+                               tuning_hz=t.frequency_hz - t.anharmonicity_hz)

@@ -29,6 +29,7 @@ for a two-qubit device and the CZ's four knobs (``cz_calibration_core.PARAMETER_
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -51,12 +52,15 @@ class CZCalibrationResult:
         shots_used: every shot the baseline ran on the device.
         estimated_error: the final check round's ``cz_calibration_core.estimated_error``.
         nodes: (node name, shots) in run order.
+        pulse: the flux pulse the params belong to, when the method chose its shape settings
+            from measurements (the adiabatic shape's map); None: the method's own ``pulse``.
     """
 
     params: FloatArray
     shots_used: int
     estimated_error: float
     nodes: tuple[tuple[str, int], ...] = field(default_factory=tuple)
+    pulse: core.CZPulse | None = None
 
 
 # The largest flux amplitude the textbook scans to (the presets' flux.max_offset).
@@ -138,6 +142,20 @@ class CZTextbook:
         length_scan_s: the length scan's (low, high, step).
         phase_span_phi0: half-width of the conditional-phase amplitude scan.
         shots_*: shots per sequence of each node.
+        pulse: the gate's flux pulse; its ``shape`` selects the node sequence. "flat_top":
+            the sequence above. "adiabatic" (docs/cz_calibration.md, "Adiabatic CZ"): the
+            chevron and length scan (with a flat top of ``pulse.ramp_s`` ramps) measure the
+            resonance Φ_r and the exchange rate g; the adiabatic pulse's map takes those
+            (and ``pulse.tuning_hz``, a spectroscopy number); its length is
+            ``adiabatic_gl`` / g and its λ_2 ``adiabatic_lambda_2`` (a point of the shape's
+            leakage valley in (g·length, λ_2), found on the nominal and three held-out
+            devices with the map as this sequence measures it); then the conditional
+            phase at that one length, fine amplitude, phases and check.
+        adiabatic_gl: g·length of the adiabatic pulse, in [0.3, 1.0].
+        adiabatic_lambda_2: λ_2 of the adiabatic pulse, in [-1, 1].
+        ramp_overhead_s: the flat top's exchange period is 1/(2g) plus this (its ramps
+            exchange little; 7.7 ns for 5 ns ramps on the nominal preset), in [0, 20] ns.
+        shots_exchange: shots per length of the exchange-rate scan (adiabatic only).
     """
 
     name = "cz_textbook"
@@ -148,7 +166,9 @@ class CZTextbook:
                  phase_amplitudes: int = 5, phase_span_phi0: float = 0.003,
                  phase_lengths_offset_s: tuple[float, ...] = (-4e-9, -2e-9, 0.0, 2e-9, 4e-9),
                  shots_chevron: int = 50, shots_length: int = 100, shots_phase: int = 60,
-                 shots_leakage: int = 300, shots_round: int = 200, shots_reference: int = 300, pulse: core.CZPulse | None = None) -> None:
+                 shots_leakage: int = 300, shots_round: int = 200, shots_reference: int = 300, pulse: core.CZPulse | None = None,
+                 adiabatic_gl: float = 0.545, adiabatic_lambda_2: float = 0.378, ramp_overhead_s: float = 7.7e-9,
+                 shots_exchange: int = 100) -> None:
         self.chevron_amplitudes, self.chevron_span = chevron_amplitudes, chevron_span_phi0
         self.chevron_lengths = tuple(float(x) for x in chevron_lengths_s)
         self.length_scan_s = length_scan_s
@@ -157,17 +177,39 @@ class CZTextbook:
         self.shots = {"chevron": shots_chevron, "length": shots_length, "phase": shots_phase,
                       "leakage": shots_leakage, "round": shots_round, "reference": shots_reference}
         self.pulse = pulse if pulse is not None else core.CZPulse()
+        # The chevron and the length scan always use the flat top: the adiabatic shape
+        # needs their results (the resonance and g) before it can be built.
+        self.scan_pulse = dataclasses.replace(self.pulse, shape="flat_top")
+        gl, lam2, over = (float(x) for x in (adiabatic_gl, adiabatic_lambda_2, ramp_overhead_s))
+        if not (math.isfinite(gl) and 0.3 <= gl <= 1.0):
+            raise ValueError(f"adiabatic_gl={adiabatic_gl!r} is out of range: allowed [0.3, 1.0]")
+        if not (math.isfinite(lam2) and -1.0 <= lam2 <= 1.0):
+            raise ValueError(f"adiabatic_lambda_2={adiabatic_lambda_2!r} is out of range: allowed [-1, 1]")
+        if not (math.isfinite(over) and 0.0 <= over <= 20e-9):
+            raise ValueError(f"ramp_overhead_s={ramp_overhead_s!r} is out of range: allowed [0, 20e-9] s")
+        if not (isinstance(shots_exchange, int) and shots_exchange >= 1):
+            raise ValueError(f"shots_exchange={shots_exchange!r} is out of range: allowed an integer >= 1")
+        self.adiabatic_gl, self.adiabatic_lambda_2, self.ramp_overhead_s = gl, lam2, over
+        self.shots["exchange"] = shots_exchange
         self._offsets = np.zeros((1, 4))
+
+    @property
+    def adiabatic(self) -> bool:
+        return self.pulse.shape == "adiabatic"
 
     def min_budget(self) -> int:
         s = self.shots
         n_len = len(np.arange(*self.length_scan_s))
+        if self.adiabatic:
+            return (self.chevron_amplitudes * len(self.chevron_lengths) * s["chevron"] + n_len * s["exchange"]
+                    + self.phase_amplitudes * 4 * s["phase"] + 4 * 8 * s["round"] + 7 * s["reference"])
         return (self.chevron_amplitudes * len(self.chevron_lengths) * s["chevron"] + n_len * s["length"]
                 + len(self.phase_lengths) * (self.phase_amplitudes * 4 * s["phase"] + 2 * s["leakage"])
                 + 4 * 8 * s["round"] + 7 * s["reference"])
 
-    def _eleven(self, amp: float, length: float, n: int = 1) -> PulseSequence:
-        return core.probe_sequences(self.pulse, np.array([amp, length, 0.0, 0.0]), repeats=3)[6 if n == 1 else 7]
+    def _eleven(self, amp: float, length: float, n: int = 1, pulse: core.CZPulse | None = None) -> PulseSequence:
+        p = self.pulse if pulse is None else pulse
+        return core.probe_sequences(p, np.array([amp, length, 0.0, 0.0]), repeats=3)[6 if n == 1 else 7]
 
     def run(self, device: Any, start: ArrayLike, budget: int,
             rng: np.random.Generator | None = None) -> CZCalibrationResult:
@@ -179,6 +221,8 @@ class CZTextbook:
         if budget < self.min_budget():
             raise ValueError(f"budget={budget} is out of range: allowed >= min_budget() = {self.min_budget()}")
         dev = CountedDevice(device, int(budget))
+        if self.adiabatic:
+            return self._run_adiabatic(dev, p0)
         self.reference(dev)
         amp_r = self.chevron(dev, float(p0[0])).amplitude
         length_cz = self.length_scan(dev, amp_r).length
@@ -188,6 +232,21 @@ class CZTextbook:
         params = self.single_qubit_phases(dev, params)
         r = self.check(dev, params)
         return CZCalibrationResult(params, dev.used, float(r.estimated_error[0]), tuple(dev.nodes))
+
+    def _run_adiabatic(self, dev: CountedDevice, p0: FloatArray) -> CZCalibrationResult:
+        self.reference(dev)
+        amp_r = self.chevron(dev, float(p0[0])).amplitude
+        g = self.exchange_rate(dev, amp_r)
+        gate = self.adiabatic_pulse(amp_r, g)
+        length = self.adiabatic_gl / g
+        cp = self.adiabatic_phase(dev, gate, length)
+        # The rounds below play self.pulse: from here on it is the gate just built.
+        self.pulse = gate
+        params = np.array([cp.amplitude, length, p0[2], p0[3]])
+        params = self.fine_amplitude(dev, params, cp.slope)
+        params = self.single_qubit_phases(dev, params)
+        r = self.check(dev, params)
+        return CZCalibrationResult(params, dev.used, float(r.estimated_error[0]), tuple(dev.nodes), gate)
 
     # -- the nodes, one method each (the calibration graph runs them as separate nodes) --
 
@@ -202,7 +261,7 @@ class CZTextbook:
         """1. |11⟩ retention over amplitude × length around ``amplitude``; the resonance."""
         amps = np.clip(amplitude + np.linspace(-self.chevron_span, self.chevron_span, self.chevron_amplitudes),
                        0.0, MAX_AMPLITUDE_PHI0)
-        seqs = [self._eleven(a, t) for a in amps for t in self.chevron_lengths]
+        seqs = [self._eleven(a, t, pulse=self.scan_pulse) for a in amps for t in self.chevron_lengths]
         p11 = dev.run("chevron", seqs, self.shots["chevron"])[:, 3].reshape(len(amps), -1)
         dip = 1.0 - p11.min(axis=1)
         return ChevronScan(amps, np.asarray(self.chevron_lengths), p11, _peak(amps, dip))
@@ -210,11 +269,10 @@ class CZTextbook:
     def length_scan(self, dev: CountedDevice, amplitude: float) -> LengthScan:
         """2. A finer length scan at the resonance: where |11⟩ comes back after its dip."""
         lengths = np.arange(*self.length_scan_s)
-        p11_t = dev.run("length", [self._eleven(amplitude, t) for t in lengths], self.shots["length"])[:, 3]
+        p11_t = dev.run("length", [self._eleven(amplitude, t, pulse=self.scan_pulse) for t in lengths],
+                        self.shots["length"])[:, 3]
         smooth = np.convolve(np.pad(p11_t, 1, mode="edge"), np.ones(3) / 3, mode="valid")
-        k_min = int(np.argmin(smooth))
-        k_max = k_min + int(np.argmax(smooth[k_min:]))
-        return LengthScan(lengths, p11_t, float(_peak(lengths, smooth, k_max)))
+        return LengthScan(lengths, p11_t, float(_peak(lengths, smooth, _first_return(smooth))))
 
     def conditional_phase(self, dev: CountedDevice, amp_r: float, length_cz: float) -> PhaseScan:
         """3. The conditional phase vs amplitude at a few lengths; 4. leakage at each one's
@@ -247,6 +305,56 @@ class CZTextbook:
         leak, amp, length, slope = best
         return PhaseScan(amp, float(length), slope, leak, tuple(rows))
 
+    def exchange_rate(self, dev: CountedDevice, amplitude: float) -> float:
+        """The |11⟩–|02⟩ coupling g (Hz) at the resonance ``amplitude``: |11⟩ after flat tops
+        of the length scan's lengths, fitted by ``_fit_exchange``."""
+        lengths = np.arange(*self.length_scan_s)
+        p11 = dev.run("exchange", [self._eleven(amplitude, t, pulse=self.scan_pulse) for t in lengths],
+                      self.shots["exchange"])[:, 3]
+        return self._fit_exchange(lengths, p11)
+
+    def _fit_exchange(self, lengths: FloatArray, p11: FloatArray) -> float:
+        """g (Hz) of A − B·sin²(2πg·(t − ramp_overhead_s)) fitted to |11⟩ after flat tops of
+        ``lengths`` (a grid over g, linear least squares in A and B). The fit uses the whole
+        trace, so a noisy point or a second return cannot move g the way a single maximum
+        would."""
+        grid = np.arange(4e6, 30e6, 0.02e6)
+        x = np.sin(2 * np.pi * grid[:, None] * np.maximum(lengths[None, :] - self.ramp_overhead_s, 0.0)) ** 2
+        best, g_best = math.inf, float(core.NOMINAL_COUPLING_HZ)
+        for g, row in zip(grid, x, strict=True):
+            a = np.stack([np.ones_like(row), -row], axis=1)
+            coef, *_ = np.linalg.lstsq(a, p11, rcond=None)
+            res = float(np.sum((a @ coef - p11) ** 2))
+            if coef[1] > 0 and res < best:
+                best, g_best = res, float(g)
+        return g_best
+
+    def adiabatic_pulse(self, resonance_phi0: float, coupling_hz: float) -> core.CZPulse:
+        """The adiabatic gate pulse for a measured resonance and coupling (``self.pulse``'s
+        tuning_hz, ramps and sample time)."""
+        return dataclasses.replace(self.pulse, shape="adiabatic", resonance_phi0=float(resonance_phi0),
+                                   coupling_hz=float(coupling_hz), lambda_2=self.adiabatic_lambda_2)
+
+    def adiabatic_phase(self, dev: CountedDevice, pulse: core.CZPulse, length: float) -> PhaseScan:
+        """The conditional phase of the adiabatic ``pulse`` at ``length`` over amplitudes
+        around the shape's own prediction of π (``CZPulse.phase_estimate``); a line
+        through the unwrapped phases gives the π amplitude and the slope (needs
+        ``reference`` first)."""
+        a0 = _model_pi_amplitude(pulse, length)
+        a_scan = np.clip(a0 + np.linspace(-self.phase_span, self.phase_span, self.phase_amplitudes), 0,
+                         MAX_AMPLITUDE_PHI0)
+        seqs = [q for a in a_scan for q in core.probe_sequences(pulse, np.array([a, length, 0.0, 0.0]))[:4]]
+        f = dev.run("conditional_phase", seqs, self.shots["phase"]).reshape(len(a_scan), 4, 4)
+        p_t = f[:, :, 1] + f[:, :, 3]
+        ref = self._offsets[0, 1] - self._offsets[0, 0]
+        cond = np.unwrap(core.ramsey_phase(p_t[:, 2], p_t[:, 3]) - core.ramsey_phase(p_t[:, 0], p_t[:, 1]) - ref)
+        slope, icpt = np.polyfit(a_scan, cond, 1)
+        mid = icpt + slope * a0
+        target = math.pi + 2 * math.pi * round((mid - math.pi) / (2 * math.pi))
+        a_pi = float(np.clip((target - icpt) / slope if slope != 0 else a0,
+                             a0 - 2 * self.phase_span, a0 + 2 * self.phase_span))
+        return PhaseScan(a_pi, float(length), float(slope), math.nan, ((float(length), a_pi, float(slope), math.nan),))
+
     def fine_amplitude(self, dev: CountedDevice, params: FloatArray, slope: float) -> FloatArray:
         """5. Fine amplitude by three repeated gates (the conditional phase does not depend
         on the virtual Zs, so it comes first: the single-qubit phases follow the amplitude)."""
@@ -277,6 +385,40 @@ class CZTextbook:
         f = dev.run(node, seqs, self.shots["round"])
         counts = np.rint(f * self.shots["round"]).astype(np.int64)
         return core.analyse(counts[None], gates=gates, repeats=3, offsets=self._offsets)
+
+
+def _model_pi_amplitude(pulse: core.CZPulse, length: float) -> float:
+    """The amplitude whose ``phase_estimate`` is π (the first crossing on a grid up to the
+    flux range, refined by bisection); the resonance if none."""
+    amps = np.linspace(0.2 * pulse.resonance_phi0, min(MAX_AMPLITUDE_PHI0, 1.5 * pulse.resonance_phi0), 81)
+    ph = np.array([pulse.phase_estimate(float(a), length) for a in amps]) - math.pi
+    k = np.flatnonzero((ph[:-1] < 0) & (ph[1:] >= 0))
+    if k.size == 0:
+        return float(pulse.resonance_phi0)
+    lo, hi = float(amps[k[0]]), float(amps[k[0] + 1])
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if pulse.phase_estimate(mid, length) < math.pi else (lo, mid)
+    return 0.5 * (lo + hi)
+
+
+def _first_return(y: FloatArray) -> int:
+    """Index of |11⟩'s first return in a smoothed length scan: the highest point of the
+    first run of points in the upper half of the trace's range that follows a point in its
+    lower half (the first dip, which may lie before the scan's start: then the trace starts
+    low). A later, deeper second dip must not be taken for the first one: the maximum after
+    it is the scan's edge, two exchange cycles long (held-out devices with g ≳ 12 MHz)."""
+    mid = 0.5 * (float(y.min()) + float(y.max()))
+    low = np.flatnonzero(y < mid)
+    if low.size == 0:
+        return int(np.argmax(y))
+    high = np.flatnonzero((y >= mid) & (np.arange(len(y)) > low[0]))
+    if high.size == 0:
+        return int(np.argmax(y))
+    j0 = int(high[0])
+    after = np.flatnonzero((y < mid) & (np.arange(len(y)) > j0))
+    j1 = int(after[0]) if after.size else len(y)
+    return j0 + int(np.argmax(y[j0:j1]))
 
 
 def _peak(x: FloatArray, y: FloatArray, k: int | None = None) -> float:

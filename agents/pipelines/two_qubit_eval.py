@@ -78,6 +78,10 @@ class TwoQubitEvalSettings:
         methods: a subset of ``METHODS`` (``CZ_ONLY`` for gate "cz" only).
         first_device: index of the first held-out device (device i depends only on i and
             the seed, so runs over disjoint ranges add up to one run over their union).
+        shape: the CZ's flux-pulse shape (``cz_calibration_core.CZ_SHAPES``) of the
+            textbook and the model optimum; "adiabatic" is the textbook's adiabatic node
+            sequence and the adiabatic family's optimum (docs/cz_calibration.md). The
+            black-box methods always search the flat top.
     """
 
     gate: str = "cz"
@@ -87,6 +91,7 @@ class TwoQubitEvalSettings:
     seed: int = 0
     methods: tuple[str, ...] = ("textbook", "nelder_mead", "cmaes", "model_optimum")
     first_device: int = 0
+    shape: str = "flat_top"
 
     def __post_init__(self) -> None:
         if self.gate not in GATES:
@@ -105,6 +110,9 @@ class TwoQubitEvalSettings:
             raise ValueError(f"methods={list(self.methods)!r} is out of range: allowed a non-empty subset of "
                              f"{list(METHODS)} ({list(CZ_ONLY)} for gate 'cz' only)")
         object.__setattr__(self, "methods", tuple(self.methods))
+        if self.shape not in cz.CZ_SHAPES or (self.gate != "cz" and self.shape != "flat_top"):
+            raise ValueError(f"shape={self.shape!r} is out of range: allowed one of {list(cz.CZ_SHAPES)} "
+                             "(gate 'cz' only; 'flat_top' for 'cr')")
 
 
 def held_out_devices(gate: str, n: int) -> tuple[MultiQubitParams, ...]:
@@ -134,12 +142,16 @@ def nominal_start(gate: str, params: MultiQubitParams) -> Any:
     return cr.nominal_knobs(model, cr.ECRShape())
 
 
-def score(gate: str, truth_device: SimulatedMultiQubitDevice, knobs: Any) -> dict[str, float]:
-    """The true error of a setting on the (open) scoring device (evaluation only)."""
+def score(gate: str, truth_device: SimulatedMultiQubitDevice, knobs: Any,
+          pulse: cz.CZPulse | None = None) -> dict[str, float]:
+    """The true error of a setting on the (open) scoring device (evaluation only);
+    ``pulse``: the CZ's flux pulse the knobs belong to (None: the default flat top)."""
     if gate == "cz":
-        t = cz.true_metrics(truth_device, cz.CZPulse(), np.asarray(knobs))
+        p = pulse or cz.CZPulse()
+        t = cz.true_metrics(truth_device, p, np.asarray(knobs))
         err = 1.0 - t["fidelity_set"]
         return {"error": err, "error_virtual_z": 1.0 - t["fidelity"], "leakage": t["leakage"],
+                "leakage_limit": cz.leakage_limit(truth_device, p, np.asarray(knobs)),
                 "coherence_limit": t["coherence_limit"], "ratio": err / t["coherence_limit"],
                 "conditional_phase": t["conditional_phase"]}
     e = cr.ecr_truth(truth_device, knobs, cr.ECRShape(), RABI_HZ)
@@ -147,14 +159,30 @@ def score(gate: str, truth_device: SimulatedMultiQubitDevice, knobs: Any) -> dic
             "coherence_limit": e.coherence_limit, "ratio": e.infidelity / e.coherence_limit}
 
 
-def textbook_for_budget(gate: str, budget: int) -> CZTextbook | TextbookECR | None:
+# The CZ pulse per shape: the adiabatic one at the textbook's design λ_2 (its map is
+# measured by the textbook and taken from the truth by the model optimum).
+CZ_PULSES = {"flat_top": cz.CZPulse(), "adiabatic": cz.CZPulse(shape="adiabatic",
+                                                              lambda_2=CZTextbook().adiabatic_lambda_2)}
+
+
+def _pulse_fields(pulse: cz.CZPulse | None) -> dict[str, Any]:
+    """The row's record of an adiabatic pulse's map (so a row's knobs can be replayed)."""
+    if pulse is None or pulse.shape != "adiabatic":
+        return {}
+    return {"pulse": {"shape": pulse.shape, "coupling_hz": pulse.coupling_hz, "resonance_phi0": pulse.resonance_phi0,
+                      "tuning_hz": pulse.tuning_hz, "lambda_2": pulse.lambda_2, "lambda_3": pulse.lambda_3}}
+
+
+def textbook_for_budget(gate: str, budget: int, shape: str = "flat_top") -> CZTextbook | TextbookECR | None:
     """The textbook with its shot plan scaled to ``budget`` (None if it does not fit)."""
     if gate == "cz":
-        scale = budget / CZTextbook().min_budget()
-        shots = {k: math.floor(v * scale) for k, v in CZ_TEXTBOOK_SHOTS.items()}
+        pulse = CZ_PULSES[shape]
+        plan = dict(CZ_TEXTBOOK_SHOTS, shots_exchange=CZ_TEXTBOOK_SHOTS["shots_length"])
+        scale = budget / CZTextbook(pulse=pulse).min_budget()
+        shots = {k: math.floor(v * scale) for k, v in plan.items()}
         if min(shots.values()) < 10:
             return None
-        b = CZTextbook(**shots)  # type: ignore[arg-type]
+        b = CZTextbook(pulse=pulse, **shots)  # type: ignore[arg-type]
     else:
         base = TextbookECR()
         per_shot = base.min_budget() // base.shots
@@ -170,33 +198,35 @@ def _knobs_list(gate: str, knobs: Any) -> list[float]:
 
 
 def run_method(gate: str, method: str, device: SimulatedMultiQubitDevice, start: Any, budget: int,
-               rng: np.random.Generator) -> tuple[Any, int]:
-    """(final knobs, shots used) of one measured method on one device."""
+               rng: np.random.Generator, shape: str = "flat_top") -> tuple[Any, int, cz.CZPulse | None]:
+    """(final knobs, shots used, the CZ pulse they belong to) of one measured method on one device."""
     if method == "textbook":
-        tb = textbook_for_budget(gate, budget)
+        tb = textbook_for_budget(gate, budget, shape)
         if tb is None:
             raise ValueError(f"budget={budget} is out of range: below the textbook's smallest shot plan")
         if isinstance(tb, CZTextbook):
             r = tb.run(device, start, budget)
-            return r.params, r.shots_used
+            return r.params, r.shots_used, r.pulse or tb.pulse
         e = tb.run(device, start, budget)
-        return e.knobs, e.shots_used
+        return e.knobs, e.shots_used, None
     if gate == "cz":
         vz = method.endswith("_vz")
         r = BlackBoxCZ(method=method.removesuffix("_vz"), profile_phases=vz).run(device, start, budget, rng)
-        return r.params, r.shots_used
+        return r.params, r.shots_used, None
     e = BlackBoxECR(method=method).run(device, start, budget, rng)
-    return e.knobs, e.shots_used
+    return e.knobs, e.shots_used, None
 
 
-def model_optimum(gate: str, params: MultiQubitParams, truth_device: SimulatedMultiQubitDevice) -> Any:
-    """The knob-space optimum on the scoring truth, from the nominal start."""
+def model_optimum(gate: str, params: MultiQubitParams, truth_device: SimulatedMultiQubitDevice,
+                  shape: str = "flat_top") -> tuple[Any, cz.CZPulse | None]:
+    """The knob-space optimum on the scoring truth, from the nominal start (and its pulse)."""
     if gate == "cz":
-        return ModelOptimumCZ().run(truth_device, nominal_start(gate, params)).params
+        r = ModelOptimumCZ(pulse=CZ_PULSES[shape]).run(truth_device, nominal_start(gate, params))
+        return r.params, r.pulse
     # The closed-system optimum first (~20× cheaper per evaluation), then a short open polish.
     closed = SimulatedMultiQubitDevice(params, rng=np.random.default_rng(0), open_system=False)
     k = ModelOptimumECR().run(closed, nominal_start(gate, params)).knobs
-    return ModelOptimumECR(maxfev=60, restarts=0).run(truth_device, k).knobs
+    return ModelOptimumECR(maxfev=60, restarts=0).run(truth_device, k).knobs, None
 
 
 def evaluate_two_qubit(settings: TwoQubitEvalSettings, out_dir: Path | str | None = None,
@@ -215,10 +245,10 @@ def evaluate_two_qubit(settings: TwoQubitEvalSettings, out_dir: Path | str | Non
                      "seconds": 0.0, "failure": None, **score(s.gate, truth, start)})
         if "model_optimum" in s.methods:
             t0 = time.perf_counter()
-            k = model_optimum(s.gate, params, truth)
+            k, pulse = model_optimum(s.gate, params, truth, s.shape)
             rows.append({**base, "method": "model_optimum", "budget": 0, "shots_used": 0,
                          "knobs": _knobs_list(s.gate, k), "seconds": time.perf_counter() - t0, "failure": None,
-                         **score(s.gate, truth, k)})
+                         **_pulse_fields(pulse), **score(s.gate, truth, k, pulse)})
         for j, method in enumerate(m for m in s.methods if m in MEASURED):
             for budget in s.budgets:
                 dev = SimulatedMultiQubitDevice(params, rng=np.random.default_rng([s.seed, i, 1 + j, budget]),
@@ -226,8 +256,8 @@ def evaluate_two_qubit(settings: TwoQubitEvalSettings, out_dir: Path | str | Non
                 t0 = time.perf_counter()
                 row: dict[str, Any] = {**base, "method": method, "budget": budget}
                 try:
-                    k, used = run_method(s.gate, method, dev, start, budget,
-                                         np.random.default_rng([s.seed, i, 100 + j, budget]))
+                    k, used, pulse = run_method(s.gate, method, dev, start, budget,
+                                                np.random.default_rng([s.seed, i, 100 + j, budget]), s.shape)
                 except Exception as exc:  # a method that fails is reported, not hidden
                     row.update(shots_used=0, knobs=None, seconds=time.perf_counter() - t0,
                                failure=f"{type(exc).__name__}: {exc}")
@@ -237,7 +267,7 @@ def evaluate_two_qubit(settings: TwoQubitEvalSettings, out_dir: Path | str | Non
                 if used > budget:
                     raise AssertionError(f"{method} spent {used} shots over budget={budget}")
                 row.update(shots_used=int(used), knobs=_knobs_list(s.gate, k), seconds=time.perf_counter() - t0,
-                           failure=None, **score(s.gate, truth, k))
+                           failure=None, **_pulse_fields(pulse), **score(s.gate, truth, k, pulse))
                 rows.append(row)
         done = [r for r in rows if r["device"] == i and r["failure"] is None]
         log(f"device {i}: " + ", ".join(f"{r['method']}@{r['budget']} {r['error']:.2e} ({r['ratio']:.2f}x)"
@@ -296,6 +326,8 @@ def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             entry["shots_median"] = float(np.median([r["shots_used"] for r in ok]))
             entry["coherence_limit_median"] = float(np.median([r["coherence_limit"] for r in ok]))
             entry["seconds_median"] = float(np.median([r["seconds"] for r in ok]))
+            if all("leakage_limit" in r for r in ok):
+                entry["leakage_limit_median"] = float(np.median([r["leakage_limit"] for r in ok]))
         out.append(entry)
     return out
 
@@ -376,6 +408,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--first-device", type=int, default=0, help="index of the first held-out device")
     ap.add_argument("--methods", nargs="+", default=None, choices=list(METHODS),
                     help="default: all (for cr: all but the CZ-only *_vz)")
+    ap.add_argument("--shape", choices=list(cz.CZ_SHAPES), default="flat_top",
+                    help="the CZ's flux-pulse shape of the textbook and the model optimum")
     ap.add_argument("--out", type=Path, default=Path("runs/two_qubit_eval"))
     ap.add_argument("--replot", action="store_true", help="redraw the plot and table from <out>/results.json only")
     ap.add_argument("--merge", type=Path, nargs="+", default=None,
@@ -390,7 +424,7 @@ def main(argv: list[str] | None = None) -> None:
     budgets = a.budgets or ([12_000, 24_000, 48_000] if a.gate == "cz" else [4_000, 8_000, 16_000])
     methods = a.methods or [m for m in METHODS if a.gate == "cz" or m not in CZ_ONLY]
     s = TwoQubitEvalSettings(a.gate, a.n_devices, tuple(budgets), a.open_system, a.seed, tuple(methods),
-                             a.first_device)
+                             a.first_device, a.shape)
     res = evaluate_two_qubit(s, a.out)
     print(markdown_table(res["summary"], s.gate))
 

@@ -142,6 +142,10 @@ def test_bad_inputs_are_refused_by_name() -> None:
         TwoQubitEvalSettings(budgets=(0,))
     with pytest.raises(ValueError, match="first_device=-1"):
         TwoQubitEvalSettings(first_device=-1)
+    with pytest.raises(ValueError, match="shape="):
+        TwoQubitEvalSettings(gate="cr", shape="adiabatic")
+    with pytest.raises(ValueError, match="shape="):
+        TwoQubitEvalSettings(shape="snz")
     with pytest.raises(TypeError, match="rng"):
         BlackBoxCZ(method="cmaes").run(_cz_device(), CZ_NOMINAL, 10_000)
 

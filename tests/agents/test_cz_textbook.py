@@ -56,3 +56,45 @@ def test_open_system_nominal_preset_within_factor_of_coherence_limit() -> None:
     assert 1 - truth["fidelity"] < 2.0 * limit
     assert 1 - truth["fidelity_set"] < 2.2 * limit
     assert truth["leakage"] < 2e-3
+
+
+def test_adiabatic_sequence_measures_its_map_and_reaches_a_cz() -> None:
+    """The adiabatic option (closed system): the chevron and the exchange fit give the
+    shape's map, and the gate built on it is a CZ."""
+    dev = make_multi_qubit_device("two_transmons_cz", np.random.default_rng(0), open_system=False)
+    b = CZTextbook(pulse=core.CZPulse(shape="adiabatic"))
+    res = b.run(dev, START, b.min_budget())
+    assert res.shots_used == b.min_budget() == sum(s for _, s in res.nodes) == 16_200
+    assert res.pulse is not None and res.pulse.shape == "adiabatic"
+    assert res.pulse.lambda_2 == b.adiabatic_lambda_2
+    true_map = core.true_adiabatic_pulse(dev, core.CZPulse(shape="adiabatic"))
+    # measured: g 11.44 MHz (true √2·J = 11.31), Φ_r 0.1537 (bare crossing 0.1531)
+    assert res.pulse.coupling_hz == pytest.approx(true_map.coupling_hz, rel=0.05)
+    assert res.pulse.resonance_phi0 == pytest.approx(true_map.resonance_phi0, abs=1.5e-3)
+    assert res.params[1] == pytest.approx(b.adiabatic_gl / res.pulse.coupling_hz)
+    truth = core.true_metrics(dev, res.pulse, res.params)
+    # measured: 1 − F = 8.4e-4 with virtual Z, 2.3e-3 as set, leakage 5.2e-4, phase 0.98π
+    assert 1 - truth["fidelity"] < 2e-3
+    assert 1 - truth["fidelity_set"] < 4e-3
+    assert abs(abs(truth["conditional_phase"]) - math.pi) < 0.1
+
+
+@pytest.mark.parametrize(("key", "value"), [("adiabatic_gl", 2.0), ("adiabatic_lambda_2", -3.0),
+                                            ("ramp_overhead_s", 1e-7), ("shots_exchange", 0)])
+def test_bad_adiabatic_settings_are_refused_by_name(key: str, value: float) -> None:
+    with pytest.raises(ValueError, match=f"{key}="):
+        CZTextbook(**{key: value})  # type: ignore[arg-type]
+
+
+def test_length_node_takes_the_first_return_not_the_edge_after_a_deeper_second_dip() -> None:
+    """Held-out 2 of the sampler (g ≈ 13 MHz): the scan starts in the first dip, returns at
+    42–44 ns and dips deeper at 62 ns; the old rule (the maximum after the global minimum)
+    took the scan's edge at 68 ns, two exchange cycles."""
+    from pulsecal.agents.baselines.cz_textbook import _first_return
+
+    p11 = np.array([0.05, 0.16, 0.27, 0.39, 0.52, 0.67, 0.78, 0.88, 0.88, 0.83, 0.75, 0.65, 0.61, 0.30, 0.16,
+                    0.10, 0.05, 0.01, 0.05, 0.11, 0.20])
+    assert _first_return(p11) in (7, 8)
+    # a first dip inside the scan: the maximum after it
+    p11 = np.array([0.9, 0.6, 0.2, 0.05, 0.3, 0.7, 0.95, 0.8, 0.5])
+    assert _first_return(p11) == 6
