@@ -181,6 +181,13 @@ def isolate(report: RunReport, graph: CalibrationGraph, results: Mapping[str, Ex
                 if seen:
                     symptom = seen[0].symptom
                     evidence = f"{evidence}; diagnose found {seen[0].node}: {seen[0].message} (recalibrated)"
+                elif o.roots:
+                    # What the diagnosis put right before the node failed anyway (e.g. the
+                    # T1 of a pair's qubits): part of what was seen.
+                    fixed = [c for c in o.roots if c.recalibrated]
+                    if fixed:
+                        evidence = (f"{evidence}; diagnose recalibrated "
+                                    + "; ".join(f"{c.node}: {c.message}" for c in fixed))
             target = graph[root].prefix if root in graph else graph[name].prefix
             chain = (name, *cause.chain) if cause is not None else (name,)
             f = Finding(target, _kind(target, symptom), root, name, symptom, evidence,
