@@ -117,7 +117,9 @@ def bring_up(name: str, params: MultiQubitParams, faults: Sequence[Fault], seed:
     device = SimulatedMultiQubitDevice(truth, drift, rng=np.random.default_rng(seed), spectators="none",
                                        max_dimension=81)
     qubits, edges = tuple(preset.coupling_map.qubits), tuple(preset.coupling_map.edges)
-    graph = graph_from_definition(graph_definition, qubits, edges)
+    # The device's channels decide which couplers get the flux-CZ nodes and which the ECR
+    # (graph.py), as pulsecal-calibrate builds the graph.
+    graph = graph_from_definition(graph_definition, qubits, edges, channels=tuple(truth.channels.all))
     out = BringUp(name, bool(faults), [f.to_dict() for f in planted])
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_bringup_") as tmp:
