@@ -198,3 +198,21 @@ def test_rb2q_escalates_an_undecided_interval_to_the_sequences_it_needs_within_i
     assert rb.escalate(decided) is None
     with pytest.raises(ValueError, match=r"RB2Q.max_n_random=10 is out of range"):
         RB2Q(max_n_random=10)
+
+
+def test_t1_below_the_one_this_run_measured_is_a_t1_drop_but_below_a_prior_is_not() -> None:
+    from pulsecal.agents.graph.experiments.pulses import DEFAULT_GATE
+    from pulsecal.agents.graph.experiments.t1 import T1
+    from pulsecal.envs.multi_qubit_device import MultiQubitParams, SimulatedMultiQubitDevice
+    from pulsecal.envs.physics.coupled import CoupledModel, Mode
+
+    # T1 20 µs on the device; the store says 60 µs.
+    mode = Mode("q0", 5.0e9, -250e6, levels=2, t1_s=20e-6, t2_s=15e-6, rabi_max_hz=50e6, frame_hz=5.0e9)
+    dev = SimulatedMultiQubitDevice(MultiQubitParams(CoupledModel((mode,))), rng=np.random.default_rng(0))
+    base = {"q0.frequency_hz": 5.0e9, "q0.pi_amplitude": 1.0 / (2.0 * 50e6 * DEFAULT_GATE.area_s(dev.dt_s)),
+            "q0.drag_beta": 0.0, "q0.t1_s": 60e-6}
+    measured = T1().run(dev, "q0", {**base, "q0.t1_s_stderr": 3e-6}, np.random.default_rng(1), cheap=True)
+    assert measured.status == "out_of_spec" and measured.data["symptom"] == "t1_drop"
+    assert "down from 60.0 ± 3.0 µs measured before: T1 drop" in measured.message
+    prior = T1().run(dev, "q0", base, np.random.default_rng(1), cheap=True)
+    assert prior.status == "out_of_spec" and "symptom" not in prior.data
