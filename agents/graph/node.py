@@ -11,9 +11,13 @@ calibration four operations, and a ``Node`` has them:
   bad_data) says whether the parameters still hold.
 - ``calibrate``: the full experiment; its status is the verdict, and only an ``in_spec``
   result is accepted into the store.
-- ``diagnose``: after a failed calibration or bad data, walk the dependencies:
-  ``check_data`` on each, and the first that fails is diagnosed in turn and recalibrated;
-  then this node is retried (``diagnose`` says which dependency it recalibrated).
+- ``diagnose``: after a failed calibration or bad data, walk the dependencies depth first:
+  ``check_data`` on each; one that is not in spec is diagnosed in turn (its own
+  dependencies checked the same way) before it is recalibrated, and the walk goes on over
+  the remaining dependencies, so every deepest out-of-spec ancestor (a root cause) is
+  found, not only the first. Each node is checked at most once per diagnosis. Then this
+  node is retried (``diagnose`` returns the root causes with their chains and which
+  recalibrations were accepted).
 
 A node only runs experiments and judges their results; which node runs when, the clock,
 the journal and the store writes belong to the scheduler (``scheduler.py``).
@@ -196,17 +200,85 @@ class Node:
         return r
 
     def diagnose(self, dependencies: Sequence[Node], check: Callable[[Node], ExperimentResult],
-                 recalibrate: Callable[[Node], bool]) -> Diagnosis:
-        """Walk ``dependencies`` (this node's, in graph order): ``check`` (their check_data)
-        each; the first one not in spec is handed to ``recalibrate`` (which diagnoses it in
-        turn and says whether its calibration was accepted), and the walk stops there."""
+                 recalibrate: Callable[[Node], bool], *,
+                 dependencies_of: Callable[[Node], Sequence[Node]] | None = None,
+                 visited: set[str] | None = None) -> Diagnosis:
+        """Kelly's diagnose over ``dependencies`` (this node's, in graph order).
+
+        Each dependency's data is checked (``check``: its check_data). One that is not in
+        spec is, with ``dependencies_of``, diagnosed in turn over its own dependencies
+        before it is handed to ``recalibrate`` (which says whether its calibration was
+        accepted); without ``dependencies_of``, ``recalibrate`` is trusted to do that
+        descent itself. The walk continues over the remaining dependencies either way.
+
+        A root cause is a failing dependency none of whose own dependencies failed their
+        check (the deepest out-of-spec ancestor), or one whose own recalibration failed
+        although everything below it was put right. ``visited`` is shared by the whole
+        walk (one per diagnosis): a node reached twice in a DAG is checked once.
+        """
+        seen: set[str] = set() if visited is None else visited
+        seen.add(self.name)
         checked: list[str] = []
+        failing: list[tuple[str, str]] = []
+        not_recalibrated: list[str] = []
+        roots: list[RootCause] = []
         for dep in dependencies:
+            if dep.name in seen:
+                continue
+            seen.add(dep.name)
             r = check(dep)
             checked.append(dep.name)
-            if r.status != "in_spec":
-                return Diagnosis(tuple(checked), dep.name, recalibrate(dep), r.status)
-        return Diagnosis(tuple(checked))
+            if r.status == "in_spec":
+                continue
+            failing.append((dep.name, r.status))
+            below: tuple[RootCause, ...] = ()
+            if dependencies_of is not None:
+                sub = dep.diagnose(dependencies_of(dep), check, recalibrate, dependencies_of=dependencies_of,
+                                   visited=seen)
+                checked.extend(sub.checked)
+                below = sub.roots
+            ok = recalibrate(dep)
+            if not ok:
+                not_recalibrated.append(dep.name)
+            roots.extend(RootCause((dep.name, *c.chain), c.status, c.recalibrated, c.message, c.symptom)
+                         for c in below)
+            if not below or (not ok and all(c.recalibrated for c in below)):
+                roots.append(RootCause((dep.name,), r.status, ok, r.message, str((r.data or {}).get("symptom", ""))))
+        first = failing[0] if failing else (None, "")
+        return Diagnosis(tuple(checked), first[0], not not_recalibrated if failing else False, first[1],
+                         tuple(roots), tuple(not_recalibrated))
+
+
+@dataclass(frozen=True)
+class RootCause:
+    """One deepest out-of-spec ancestor that a diagnosis found.
+
+    Attributes:
+        chain: node names from the diagnosed node's dependency down to the root (the last).
+        status: the root's check_data status.
+        recalibrated: whether the root's recalibration was accepted.
+        message: the root's check_data message.
+        symptom: its ``data["symptom"]`` (``experiments.common``), or "".
+    """
+
+    chain: tuple[str, ...]
+    status: str
+    recalibrated: bool
+    message: str = ""
+    symptom: str = ""
+
+    @property
+    def node(self) -> str:
+        return self.chain[-1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"chain": list(self.chain), "status": self.status, "recalibrated": self.recalibrated,
+                "message": self.message, "symptom": self.symptom}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RootCause:
+        return cls(tuple(str(n) for n in d["chain"]), str(d["status"]), bool(d["recalibrated"]),
+                   str(d.get("message", "")), str(d.get("symptom", "")))
 
 
 @dataclass(frozen=True)
@@ -214,16 +286,21 @@ class Diagnosis:
     """What ``diagnose`` found.
 
     Attributes:
-        checked: the dependencies whose data it checked, in order.
-        failing: the first whose check was not in spec (None: all were).
-        recalibrated: whether that one's recalibration was accepted.
-        status: its check's status.
+        checked: every node whose data it checked, in the order of the walk.
+        failing: the first direct dependency whose check was not in spec (None: all were).
+        recalibrated: whether every failing direct dependency's recalibration was accepted
+            (False when none failed).
+        status: the first failing dependency's check status.
+        roots: every root cause found, with its chain.
+        not_recalibrated: the failing direct dependencies whose recalibration failed.
     """
 
     checked: tuple[str, ...] = ()
     failing: str | None = None
     recalibrated: bool = False
     status: str = ""
+    roots: tuple[RootCause, ...] = ()
+    not_recalibrated: tuple[str, ...] = ()
 
 
-__all__ = ["Calibration", "Diagnosis", "Node", "StateCheck", "Target", "node_name"]
+__all__ = ["Calibration", "Diagnosis", "Node", "RootCause", "StateCheck", "Target", "node_name"]

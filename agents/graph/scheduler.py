@@ -25,9 +25,16 @@ would pass the budget is not started: its node ends ``failed`` (or ``not_run`` i
 run nothing), and the run goes on with nodes that fit.
 
 **Retries, time limits and isolation.** A node's calibrate attempt that is not
-``in_spec`` (or took longer than its ``time_limit_s``) is followed by ``diagnose``
-(check_data of its dependencies, recalibration of the first failing one) and a retry,
-up to ``retries`` times. A node that still fails marks its target failed: every node that
+``in_spec`` (or took longer than its ``time_limit_s``) is followed by ``diagnose`` and a
+retry, up to ``retries`` times. Diagnose walks the dependencies depth first
+(``Node.diagnose``): check_data of each, and one that fails is diagnosed in turn over its
+own dependencies before it is recalibrated (a recalibration whose value moved is confirmed
+by one more calibrate, as a node's own attempts are); the walk continues over every
+dependency, each node checked at most once per diagnosis, and the root causes it found
+(with their chains) are kept on the node's outcome for fault isolation (``faults.py``).
+An experiment that can say its data was too few to decide (``escalate(result)``, e.g.
+interleaved RB whose interval straddles its threshold) gets its retry with the larger
+shot plan it returns. A node that still fails marks its target failed: every node that
 depends on it, directly or not, ends ``blocked`` (its record names the failed node), and
 the run goes on with the rest of the device.
 
@@ -43,7 +50,7 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -53,7 +60,7 @@ from pulsecal.hardware.ledger import utc_day
 from .experiment import ExperimentResult
 from .graph import CalibrationGraph
 from .journal import Journal, read_state, result_to_dict
-from .node import Calibration, Node
+from .node import Calibration, Diagnosis, Node, RootCause
 from .store import ParameterStore
 
 CALIBRATED, SKIPPED, FAILED, BLOCKED, NOT_RUN = "calibrated", "skipped", "failed", "blocked", "not_run"
@@ -136,6 +143,8 @@ class NodeOutcome:
         blocked_by: for ``blocked``, the failed node that blocked it.
         recalibrated: dependencies its diagnoses recalibrated.
         message: one line.
+        roots: the root causes its diagnoses found, over all its attempts (None: not
+            recorded, e.g. an outcome read from a journal older than the field).
     """
 
     node: str
@@ -147,18 +156,21 @@ class NodeOutcome:
     blocked_by: str | None = None
     recalibrated: tuple[str, ...] = ()
     message: str = ""
+    roots: tuple[RootCause, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"node": self.node, "outcome": self.outcome, "shots": self.shots,
                 "device_time_s": self.device_time_s, "clock_s": self.clock_s, "attempts": self.attempts,
-                "blocked_by": self.blocked_by, "recalibrated": list(self.recalibrated), "message": self.message}
+                "blocked_by": self.blocked_by, "recalibrated": list(self.recalibrated), "message": self.message,
+                "roots": None if self.roots is None else [c.to_dict() for c in self.roots]}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> NodeOutcome:
         return cls(node=str(d["node"]), outcome=str(d["outcome"]), shots=int(d.get("shots", 0)),
                    device_time_s=float(d.get("device_time_s", 0.0)), clock_s=float(d.get("clock_s", 0.0)),
                    attempts=int(d.get("attempts", 0)), blocked_by=d.get("blocked_by"),
-                   recalibrated=tuple(d.get("recalibrated", ())), message=str(d.get("message", "")))
+                   recalibrated=tuple(d.get("recalibrated", ())), message=str(d.get("message", "")),
+                   roots=None if d.get("roots") is None else tuple(RootCause.from_dict(c) for c in d["roots"]))
 
 
 @dataclass
@@ -193,11 +205,23 @@ class _BudgetExhausted(Exception):
     pass
 
 
+def _escalated(node: Node, r: ExperimentResult) -> Node:
+    """``node`` with the larger shot plan its experiment asks for after ``r`` (an
+    experiment's optional ``escalate(result) -> Experiment | None``: None when more shots
+    would not help, e.g. the data was bad for another reason or the plan is at its cap)."""
+    escalate = getattr(node.experiment, "escalate", None)
+    if not callable(escalate):
+        return node
+    more = escalate(r)
+    return node if more is None else replace(node, experiment=more)
+
+
 @dataclass
 class _Tally:
     shots: int = 0
     device_time_s: float = 0.0
     recalibrated: list[str] = field(default_factory=list)
+    roots: list[RootCause] = field(default_factory=list)
 
 
 ProgressCallback = Callable[[NodeOutcome, "RunReport", int], None]
@@ -297,17 +321,30 @@ class Scheduler:
 
     # -- one node -------------------------------------------------------------------------------
 
-    def _recalibrate(self, node: Node, dep: Node, tally: _Tally, depth: int) -> bool:
-        """Diagnose ``dep`` in turn, then calibrate it once; True if accepted."""
-        if depth < len(self.graph):  # a DAG's walk is never deeper than its nodes
-            dep.diagnose(self.graph.dependencies(dep.name), lambda d: self._op(node, "check_data", d, tally),
-                         lambda d: self._recalibrate(node, d, tally, depth + 1))
-        r = self._op(node, "calibrate", dep, tally)
-        if r.status == "in_spec":
+    def _recalibrate(self, node: Node, dep: Node, tally: _Tally) -> bool:
+        """Calibrate ``dep`` (its dependencies already diagnosed by the walk); True if
+        accepted. A good fit whose value moved (``out_of_spec`` with values: drift, a T1
+        that dropped) is recorded and confirmed by one more calibrate, as a node's own
+        attempts are: a dependency that really changed is put right, not failed."""
+        for confirming in (False, True):
+            r = self._op(node, "calibrate", dep, tally)
+            if r.status == "in_spec":
+                self._accept(dep, r, tally)
+                tally.recalibrated.append(dep.name)
+                return True
+            if confirming or not (r.status == "out_of_spec" and r.values):
+                return False
             self._accept(dep, r, tally)
-            tally.recalibrated.append(dep.name)
-            return True
         return False
+
+    def _diagnose(self, node: Node, tally: _Tally) -> Diagnosis:
+        diag = node.diagnose(self.graph.dependencies(node.name), lambda d: self._op(node, "check_data", d, tally),
+                             lambda d: self._recalibrate(node, d, tally), dependencies_of=self._dependencies)
+        tally.roots.extend(diag.roots)
+        return diag
+
+    def _dependencies(self, node: Node) -> list[Node]:
+        return list(self.graph.dependencies(node.name))
 
     def _execute(self, node: Node) -> NodeOutcome:
         tally = _Tally()
@@ -322,12 +359,13 @@ class Scheduler:
             return NodeOutcome(node.name, SKIPPED, message="check_state: in spec")
         attempts = 0
         message = ""
+        current = node  # its experiment's shot plan grows when a result was too few to decide
         try:
             while True:
                 attempts += 1
-                r = self._op(node, "calibrate", node, tally)
+                r = self._op(node, "calibrate", current, tally)
                 if r.status == "in_spec":
-                    self._accept(node, r, tally)
+                    self._accept(current, r, tally)
                     return self._outcome(node, CALIBRATED, tally, attempts, r.message)
                 message = f"attempt {attempts}: {r.status}: {r.message}"
                 if attempts > node.retries:
@@ -336,14 +374,16 @@ class Scheduler:
                     # A good fit whose value moved beyond the tolerance from the stored one
                     # (a coarse prior, drift): its value is recorded, with its verdict, and
                     # the next attempt confirms it; the dependencies are not in question.
-                    self._accept(node, r, tally)
+                    self._accept(current, r, tally)
                     continue
-                diag = node.diagnose(deps, lambda d: self._op(node, "check_data", d, tally),
-                                     lambda d: self._recalibrate(node, d, tally, 1))
-                if diag.failing is not None and not diag.recalibrated:
+                current = _escalated(current, r)
+                diag = self._diagnose(node, tally)
+                if diag.not_recalibrated:
+                    roots = ", ".join(" → ".join(c.chain) for c in diag.roots if not c.recalibrated)
                     return self._outcome(node, FAILED, tally, attempts,
-                                         f"{message}; dependency {diag.failing} failed its check ({diag.status}) "
-                                         "and its recalibration")
+                                         f"{message}; dependency {', '.join(diag.not_recalibrated)} failed its "
+                                         f"check ({diag.status}) and its recalibration"
+                                         + (f" (root cause {roots})" if roots else ""))
         except _BudgetExhausted as err:
             kind = NOT_RUN if tally.shots == 0 and attempts <= 1 else FAILED
             return self._outcome(node, kind, tally, attempts - 1 if kind == NOT_RUN else attempts,
@@ -357,7 +397,7 @@ class Scheduler:
     def _outcome(self, node: Node, kind: str, tally: _Tally, attempts: int, message: str) -> NodeOutcome:
         return NodeOutcome(node.name, kind, tally.shots, tally.device_time_s,
                            self._group_start + tally.device_time_s, attempts, None, tuple(tally.recalibrated),
-                           message)
+                           message, tuple(tally.roots))
 
     def _finish(self, o: NodeOutcome) -> None:
         self.report.outcomes[o.node] = o

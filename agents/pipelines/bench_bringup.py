@@ -19,7 +19,8 @@ calibrated qubits of the true X and X90 errors over the coherence limit (≤ 1.1
 readout assignment gap of the fitted discriminator to the optimal one for the qubit's SNR
 and decay (``readout.optimal_gap``, ≤ 0.5 %), the planted faults isolated *and named
 right* (``agents.graph.faults``; every one), the false faults (findings on healthy qubits
-or couplers; none), shots, device time (≤ 5 min) and wall time. The truth is read only to
+or couplers; none), the findings the data could not name (``undetermined``), shots, device
+time (≤ 5 min) and wall time. The truth is read only to
 plant the faults, to draw the priors and for the scores after the run.
 """
 
@@ -40,7 +41,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from pulsecal.agents.graph.faults import COUPLER_OFF, DEAD, TLS_LIKE, Finding, isolate
+from pulsecal.agents.graph.faults import COUPLER_OFF, DEAD, TLS_LIKE, UNDETERMINED, Finding, isolate
 from pulsecal.agents.graph.graph import graph_from_definition
 from pulsecal.agents.graph.journal import Journal
 from pulsecal.agents.graph.readout import optimal_gap
@@ -116,7 +117,9 @@ def bring_up(name: str, params: MultiQubitParams, faults: Sequence[Fault], seed:
     device = SimulatedMultiQubitDevice(truth, drift, rng=np.random.default_rng(seed), spectators="none",
                                        max_dimension=81)
     qubits, edges = tuple(preset.coupling_map.qubits), tuple(preset.coupling_map.edges)
-    graph = graph_from_definition(graph_definition, qubits, edges)
+    # The device's channels decide which couplers get the flux-CZ nodes and which the ECR
+    # (graph.py), as pulsecal-calibrate builds the graph.
+    graph = graph_from_definition(graph_definition, qubits, edges, channels=tuple(truth.channels.all))
     out = BringUp(name, bool(faults), [f.to_dict() for f in planted])
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_bringup_") as tmp:
@@ -180,12 +183,13 @@ def report_lines(runs: Sequence[BringUp]) -> list[str]:
     sxs = [v for r in runs for v in r.sx_over_limit.values()]
     gaps = [v for r in runs for v in r.readout_gap.values()]
     planted = sum(len(r.planted) for r in runs)
+    undetermined = sum(f["kind"] == UNDETERMINED for r in runs for f in r.findings)
     lines.append(
         f"over {len(runs)} runs: median X error {_median(xs):.3f}× and X90 {_median(sxs):.3f}× the coherence limit "
         f"(target <= 1.1×; {len(xs)} healthy qubits); median readout gap to the optimal discriminator "
         f"{_median(gaps) * 100:.2f} % (max {max(gaps, default=math.nan) * 100:.2f} %; target <= 0.5 %); faults "
         f"isolated and named {sum(r.isolated for r in runs)}/{planted}; false faults "
-        f"{sum(len(r.false_faults) for r in runs)}; device time max {max(r.device_time_s for r in runs) / 60:.2f} min "
+        f"{sum(len(r.false_faults) for r in runs)}; undetermined findings {undetermined}; device time max {max(r.device_time_s for r in runs) / 60:.2f} min "
         f"(target <= 5 min); shots max {max(r.shots for r in runs)}; wall time {sum(r.wall_s for r in runs):.0f} s")
     return lines
 

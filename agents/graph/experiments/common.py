@@ -260,7 +260,9 @@ def result(name: str, target: str, status: Status, m: Measurement, *, values: Ma
 NO_RESPONSE = "no_response"      # no line, no Rabi oscillation: the qubit does not answer
 DISTORTED = "distorted"          # a response the textbook model does not fit (a split line)
 COHERENCE = "coherence"          # T1 or T2* far below what the scan (or the spec) allows
-SYMPTOMS = (NO_RESPONSE, DISTORTED, COHERENCE)
+T1_DROP = "t1_drop"              # T1 significantly below the one measured earlier in the run
+UNDECIDED = "undecided"          # a verdict's interval straddles its threshold: too few shots
+SYMPTOMS = (NO_RESPONSE, DISTORTED, COHERENCE, T1_DROP, UNDECIDED)
 
 
 # A scan whose points a constant fits within this reduced χ² shows no response at all

@@ -9,8 +9,9 @@ population cancel exactly (the two-recovery-state form of RB), so no readout cal
 is needed. The error per gate is r = (1 − p)/2 / ``gates_per_clifford``. The coherence
 limit is ``envs.physics.metrics.coherence_limit(T_gate, T1, T2*)`` from the stored
 ``qN.t1_s`` and ``qN.t2star_s`` (T2* ≤ T2, so the limit is if anything generous): the
-result is ``in_spec`` when r − 2σ ≤ ``limit_factor``·limit, else ``out_of_spec``. Writes
-``qN.gate_error`` (uncertainty in ``quality["gate_error_stderr"]``).
+result is ``in_spec`` when r − 2σ ≤ ``limit_factor``·limit, else ``out_of_spec`` with no
+values (so the scheduler diagnoses the chain). Writes ``qN.gate_error`` when in spec
+(uncertainty in ``quality["gate_error_stderr"]``).
 """
 
 from __future__ import annotations
@@ -146,6 +147,9 @@ class RB1Q:
         if problem is not None:
             return result(self.name, q, "bad_data", m, message=f"{q} RB: {problem}", **common)
         status: Status = "in_spec" if r - 2 * se_r <= self.limit_factor * limit else "out_of_spec"
-        return result(self.name, q, status, m, values={f"{q}.gate_error": r},
+        # A gate error over the limit is a verdict on the chain, not a moved value to record
+        # and confirm: without values the scheduler diagnoses the dependencies (T1, T2*,
+        # the pulse) before the retry. The error stays in quality and the message.
+        return result(self.name, q, status, m, values={f"{q}.gate_error": r} if status == "in_spec" else None,
                       message=(f"{q} 1Q gate error {r:.3g} ± {se_r:.2g} = {r / limit:.2f}× the coherence limit "
                                f"{limit:.3g} of T1 {t1 * 1e6:.1f} µs, T2* {t2 * 1e6:.1f} µs"), **common)

@@ -20,6 +20,7 @@ from ..experiment import ExperimentResult, Status
 from .common import (
     COHERENCE,
     CONFIRM_Z,
+    T1_DROP,
     PointScan,
     QubitPulseNode,
     agrees,
@@ -111,8 +112,15 @@ class T1(PointScan, QubitPulseNode):
                           message=f"{q} T1 {t1 * 1e6:.2f} ± {se * 1e6:.2f} µs below min_t1_s "
                                   f"{self.min_t1_s * 1e6:g} µs: T1 collapse", **common)
         old = params.get(f"{q}.t1_s")
-        ok = old is not None and agrees(t1 - float(old), se, stored_stderr(params, f"{q}.t1_s"),
-                                        self.tolerance * float(old))
+        se_old = stored_stderr(params, f"{q}.t1_s")
+        ok = old is not None and agrees(t1 - float(old), se, se_old, self.tolerance * float(old))
         status: Status = "in_spec" if ok else "out_of_spec"
-        return result(self.name, q, status, m, values=values,
-                      message=f"{q} T1 {t1 * 1e6:.1f} ± {se * 1e6:.1f} µs", **common)
+        message = f"{q} T1 {t1 * 1e6:.1f} ± {se * 1e6:.1f} µs"
+        symptom = ""
+        if not ok and old is not None and se_old > 0 and t1 < float(old):
+            # Below a T1 this run measured (a prior carries no stderr and says nothing about
+            # the device's past): a fluctuating defect (a TLS moving into resonance) or a
+            # lossy one, which fault isolation names if the chain still fails after it.
+            symptom = T1_DROP
+            message += f", down from {float(old) * 1e6:.1f} ± {se_old * 1e6:.1f} µs measured before: T1 drop"
+        return result(self.name, q, status, m, values=values, message=message, symptom=symptom, **common)
