@@ -1,8 +1,10 @@
 """Maintenance benchmark: the graph strategy against the fixed schedule on one drift path.
 
-``python -m pulsecal.agents.pipelines.bench_maintain --qubits q0,q3 --hours 3`` brings
+``python -m pulsecal.agents.pipelines.bench_maintain --qubits q0,q1,q2,q3 --hours 3`` brings
 ``ring_8`` up once from the spec-sheet priors with ``configs/graph/maintain.yaml``'s nodes
-(simulated with ``spectators="none"``: each qubit alone, as ``bench_nodes``), then runs
+(simulated with ``spectators="none"``: each qubit or pair alone, as ``bench_nodes``; the
+couplers between the chosen qubits too, unless ``--no-couplers``; the tunable qubits' idle
+flux drifting by ``--flux-drift`` Φ0/sqrt(h), ``envs.multi_qubit_drift.with_flux_drift``), then runs
 every strategy asked for on a copy of that device and of that store, with one seeded
 ``DriftPath`` replayed on all of them, so they see the same truth:
 
@@ -15,9 +17,11 @@ every strategy asked for on a copy of that device and of that store, with one se
 
 Every tick (``--tick-s``) samples, before the strategy acts, the true X and X90 errors of
 the store's current pulses on the simulator at that moment and the qubit's true
-coherence limit (``bench_nodes.true_errors``: evaluation only, never read by a decision).
-It prints per strategy the time-averaged errors, the excess over the coherence limit,
-shots, recalibrations and wall time, then the fixed schedule's ratios to the graph's.
+coherence limit (``bench_nodes.true_errors``), and each coupler's true CZ error with its
+two-qubit coherence limit (``bench_nodes.true_cz_errors``): evaluation only, never read by
+a decision. It prints per strategy the time-averaged X, CZ and every-gate errors (``table``),
+each one's excess over its coherence limit, shots, recalibrations and wall time, then each
+strategy's ratios to the graph's.
 
 The fixed schedule's 24-hourly bring-up falls at the run's start, which is the shared
 starting bring-up, so its shots "as run" hold no bring-up; ``with bring-up share`` adds
