@@ -12,6 +12,9 @@ coupling (J), keeps their joint state explicit and applies the values to a
                       a ``Telegraph`` here is the TLS switching in and out of resonance
     tphi_factor       Tφ → Tφ·value, T1 held; then T2 = 1/(1/(2·T1) + 1/Tφ) <= 2·T1
     amplitude         Ω → Ω·(1 + value) (relative drive-line scale)
+    flux_offset       idle flux bias Φ → Φ + value (Φ0; flux-tunable modes only): the
+                      qubit's frequency moves to second order at a sweet spot, to first
+                      order at a flux pulse's plateau (the CZ's |11⟩–|20⟩ resonance)
     j_hz              J → J + value (Hz, per coupling)
 
 Every mode's frame stays where it was at clock 0 (``DeviceModel`` pins it: the lab's
@@ -21,6 +24,7 @@ hardware.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,11 +32,15 @@ from typing import Any
 
 import numpy as np
 
-from .drift import DriftProcess
+from .drift import DriftProcess, RandomWalk
 from .multi_qubit_model import DeviceModel
 from .physics.coupled import Coupling
 
-_MODE_FIELDS = ("frequency_hz", "anharmonicity_hz", "t1_factor", "tphi_factor", "amplitude")
+_MODE_FIELDS = ("frequency_hz", "anharmonicity_hz", "t1_factor", "tphi_factor", "amplitude", "flux_offset")
+# Drawn and advanced after every other process (couplings included): a device with a flux
+# drift sees the same paths of all its other parameters as the device without one, and a
+# device without it draws exactly what it did before the field existed.
+_LAST_FIELDS = ("flux_offset",)
 _MIN_FACTOR = 1e-3
 
 
@@ -45,6 +53,7 @@ class ModeDrift:
     t1_factor: DriftProcess | None = None
     tphi_factor: DriftProcess | None = None
     amplitude: DriftProcess | None = None
+    flux_offset: DriftProcess | None = None
 
     def __post_init__(self) -> None:
         for name in _MODE_FIELDS:
@@ -80,15 +89,22 @@ class MultiQubitDrift:
         """(key, process) in the fixed order states are drawn and advanced."""
         out: list[tuple[tuple[str, ...], DriftProcess]] = []
         for name, d in self.modes.items():
-            out.extend(((name, f), p) for f in _MODE_FIELDS if (p := getattr(d, f)) is not None)
+            out.extend(((name, f), p) for f in _MODE_FIELDS
+                       if f not in _LAST_FIELDS and (p := getattr(d, f)) is not None)
         out.extend(((a, b, "j_hz"), p) for (a, b), p in self.couplings.items())
+        for f in _LAST_FIELDS:
+            out.extend(((name, f), p) for name, d in self.modes.items() if (p := getattr(d, f)) is not None)
         return out
 
     def check(self, model: DeviceModel) -> None:
         """Refuse drift on modes or couplings the model does not have."""
-        for name in self.modes:
+        for name, d in self.modes.items():
             if name not in model.names:
                 raise ValueError(f"drift.modes[{name!r}]: not a mode of the model: allowed {list(model.names)}")
+            if d.flux_offset is not None and model.mode(name).flux is None:
+                tunable = [m.name for m in model.modes if m.flux is not None]
+                raise ValueError(f"drift.modes[{name!r}].flux_offset: {name} has no flux line: allowed on the "
+                                 f"flux-tunable modes {tunable}")
         pairs = {frozenset((c.a, c.b)) for c in model.couplings}
         for a, b in self.couplings:
             if frozenset((a, b)) not in pairs:
@@ -124,9 +140,39 @@ class MultiQubitDrift:
                 changes["t2_s"] = min(1.0 / rate, 2.0 * t1)
             if "amplitude" in v and m.rabi_max_hz is not None:
                 changes["rabi_max_hz"] = m.rabi_max_hz * max(1.0 + v["amplitude"], _MIN_FACTOR)
+            if "flux_offset" in v and m.flux is not None:
+                # FluxTuning refuses |Φ| > Φ0/2: a walk that far is no longer a small drift
+                bias = min(max(m.flux.idle_flux + v["flux_offset"], -0.5), 0.5)
+                changes["flux"] = dataclasses.replace(m.flux, idle_flux=bias)
             modes.append(m.replace(**changes) if changes else m)
         couplings = tuple(
             Coupling(c.a, c.b, c.j_hz + values.get((c.a, c.b, "j_hz"), values.get((c.b, c.a, "j_hz"), 0.0)))
             for c in model.couplings
         )
         return model.replace(modes=tuple(modes), couplings=couplings)
+
+
+# A lab-typical slow walk of a tunable transmon's idle flux bias, Φ0 per sqrt(hour): 1/f
+# flux noise of sqrt(A) ≈ 1-5 µΦ0 (Bylander et al. 2011, Nat. Phys. 7, 565; Yan et al.
+# 2016, Nat. Commun. 7, 12964) integrates to ~10-50 µΦ0 between seconds and a day; a
+# random walk of 1e-5 Φ0/sqrt(h) reaches 49 µΦ0 after 24 h, the upper end of that,
+# standing in for the flux noise plus the DC source's slow drift. At ring_8's CZ plateau
+# (~0.15 Φ0 from the sweet spot, df/dΦ ≈ 4.8 GHz/Φ0) that is ~50 kHz/sqrt(h) of the
+# |11⟩–|20⟩ detuning; at the sweet spot, where the qubit idles, 49 µΦ0 moves it by ~40 Hz.
+FLUX_DRIFT_PHI0_PER_SQRT_HOUR = 1e-5
+
+
+def with_flux_drift(drift: MultiQubitDrift | None, model: DeviceModel,
+                    sigma_phi0_per_sqrt_hour: float = FLUX_DRIFT_PHI0_PER_SQRT_HOUR) -> MultiQubitDrift:
+    """``drift`` with a random walk of the idle flux bias on every flux-tunable mode of
+    ``model`` (``ModeDrift.flux_offset``). A preset's drift has none, so its devices keep
+    their drift paths; this adds one where a study wants the CZ to drift."""
+    s = sigma_phi0_per_sqrt_hour
+    if not (isinstance(s, int | float) and not isinstance(s, bool) and math.isfinite(s) and 0 < s <= 0.01):
+        raise ValueError(f"sigma_phi0_per_sqrt_hour={s!r}: allowed a number > 0 and <= 0.01 Φ0/sqrt(h)")
+    modes = dict(drift.modes) if drift is not None else {}
+    for m in model.modes:
+        if m.flux is not None:
+            modes[m.name] = dataclasses.replace(modes.get(m.name, ModeDrift()),
+                                                flux_offset=RandomWalk(sigma_per_sqrt_hour=float(s)))
+    return MultiQubitDrift(modes, dict(drift.couplings) if drift is not None else {})

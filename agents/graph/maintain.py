@@ -48,7 +48,7 @@ import math
 import time
 import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -59,6 +59,8 @@ from pulsecal.hardware.ledger import utc_day
 from .experiment import ExperimentResult
 from .graph import CalibrationGraph
 from .journal import Journal
+from .maintain_outcome import Action, MaintenanceReport, is_pair, qubit_of
+from .maintain_path import DriftPath, check_positive, decode_drift_state, encode_drift_state
 from .node import Calibration, Node
 from .store import ParameterStore
 
@@ -66,15 +68,9 @@ Strategy = Literal["graph", "fixed"]
 STRATEGIES: tuple[str, ...] = ("graph", "fixed")
 MAINTENANCE_JOURNAL = "maintenance.jsonl"
 MAX_HOURS = 24.0 * 30
-# (x_error, sx_error, coherence_limit) per qubit: what an evaluation sample holds.
+# What an evaluation sample holds: per qubit (x_error, sx_error, coherence_limit); per
+# coupler, keyed "a-b", (cz_error, cz_leakage, cz_coherence_limit).
 Evaluate = Callable[[Any, Mapping[str, float]], Mapping[str, tuple[float, float, float]]]
-
-
-def _positive(owner: str, name: str, value: Any, high: float = math.inf) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and 0 < value <= high
-    if not ok:
-        raise ValueError(f"{owner}.{name}={value!r}: allowed a number > 0 and <= {high:g}")
-    return float(value)
 
 
 @dataclass(frozen=True)
@@ -119,12 +115,12 @@ class MaintenanceSettings:
 
     def __post_init__(self) -> None:
         n = "MaintenanceSettings"
-        _positive(n, "hours", self.hours, MAX_HOURS)
+        check_positive(n, "hours", self.hours, MAX_HOURS)
         if self.strategy not in STRATEGIES:
             raise ValueError(f"{n}.strategy={self.strategy!r}: allowed one of {list(STRATEGIES)}")
-        _positive(n, "tick_s", self.tick_s, 86400.0)
+        check_positive(n, "tick_s", self.tick_s, 86400.0)
         for k in ("retry_after_s", "check_every_s", "bringup_every_s"):
-            _positive(n, k, getattr(self, k))
+            check_positive(n, k, getattr(self, k))
         b = self.budget_shots_per_hour
         if b is not None and (isinstance(b, bool) or not isinstance(b, int) or b < 1):
             raise ValueError(f"{n}.budget_shots_per_hour={b!r}: allowed an integer >= 1 or None")
@@ -135,118 +131,6 @@ class MaintenanceSettings:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-# -- one drift path ------------------------------------------------------------------------------
-
-
-def encode_drift_state(state: Mapping[tuple[str, ...], Any]) -> dict[str, Any]:
-    """A drift state as JSON: keys ``"q3/frequency_hz"``, arrays as lists."""
-    out: dict[str, Any] = {}
-    for k, v in state.items():
-        out["/".join(k)] = v.tolist() if hasattr(v, "tolist") else v
-    return out
-
-
-def decode_drift_state(data: Mapping[str, Any]) -> dict[tuple[str, ...], Any]:
-    return {tuple(k.split("/")): (np.asarray(v, dtype=np.float64) if isinstance(v, list) else v)
-            for k, v in data.items()}
-
-
-class DriftPath:
-    """One drift path on a grid of ``step_s`` from ``start_clock_s``: the state at grid
-    point k+1 is the exact transition of the state at k over ``step_s``, drawn from a
-    generator seeded by ``seed`` alone. ``state_at(t)`` is the state at the last grid point
-    at or before t (the first before the start, the last past the end).
-
-    Args:
-        drift: the device's ``MultiQubitDrift``.
-        start: the drift state at ``start_clock_s`` (the device's, when maintenance began).
-        duration_s: how far the path goes.
-    """
-
-    def __init__(self, drift: Any, start: Mapping[tuple[str, ...], Any], start_clock_s: float, duration_s: float,
-                 seed: int, step_s: float = 60.0) -> None:
-        self.start_clock_s = float(start_clock_s)
-        self.step_s = _positive("DriftPath", "step_s", step_s)
-        rng = np.random.default_rng([int(seed), 0xD21F7])
-        n = math.ceil(_positive("DriftPath", "duration_s", duration_s) / self.step_s) + 1
-        states = [dict(start)]
-        for _ in range(n):
-            states.append(drift.advance(states[-1], self.step_s, rng))
-        self._states = states
-
-    def state_at(self, clock_s: float) -> dict[tuple[str, ...], Any]:
-        k = math.floor((clock_s - self.start_clock_s) / self.step_s)
-        return self._states[min(max(k, 0), len(self._states) - 1)]
-
-
-# -- what a run produced --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Action:
-    """One operation: ``check`` (check_data) or ``calibrate``, with its result's status."""
-
-    time_s: float
-    node: str
-    action: str
-    status: str
-    shots: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"time_s": self.time_s, "node": self.node, "action": self.action, "status": self.status,
-                "shots": self.shots}
-
-
-@dataclass
-class MaintenanceReport:
-    """A maintenance run's outcome.
-
-    Attributes:
-        start_clock_s: the device clock when it began.
-        ticks_done: finished ticks.
-        actions: every check and calibration, in order.
-        samples: evaluation samples: (device clock, {qubit: (x_error, sx_error, limit)}).
-        shots_per_hour: shots of each hour of maintenance.
-        recalibrations: accepted calibrations per node.
-        failed: nodes whose last recalibration failed (with the clock it failed at).
-        resumed_ticks: ticks finished by an earlier process.
-        accepted: every accepted (in-spec) recalibration: (device clock, node).
-    """
-
-    start_clock_s: float = 0.0
-    ticks_done: int = 0
-    actions: list[Action] = field(default_factory=list)
-    samples: list[tuple[float, dict[str, tuple[float, float, float]]]] = field(default_factory=list)
-    shots_per_hour: list[int] = field(default_factory=list)
-    recalibrations: dict[str, int] = field(default_factory=dict)
-    failed: dict[str, float] = field(default_factory=dict)
-    resumed_ticks: int = 0
-    accepted: list[tuple[float, str]] = field(default_factory=list)
-
-    @property
-    def shots(self) -> int:
-        return int(sum(self.shots_per_hour))
-
-    def mean_errors(self) -> dict[str, float]:
-        """Time averages over the samples and qubits (NaN without samples): X error, X90
-        error, coherence limit, and X error above the limit."""
-        rows = [v for _, s in self.samples for v in s.values()]
-        if not rows:
-            return {"x_error": math.nan, "sx_error": math.nan, "coherence_limit": math.nan, "x_excess": math.nan}
-        a = np.asarray(rows, dtype=np.float64)
-        return {"x_error": float(a[:, 0].mean()), "sx_error": float(a[:, 1].mean()),
-                "coherence_limit": float(a[:, 2].mean()), "x_excess": float((a[:, 0] - a[:, 2]).mean())}
-
-    def to_dict(self) -> dict[str, Any]:
-        checks = sum(1 for a in self.actions if a.action == "check")
-        return {"start_clock_s": self.start_clock_s, "ticks_done": self.ticks_done, "shots": self.shots,
-                "shots_per_hour": list(self.shots_per_hour), "checks": checks,
-                "calibrations": len(self.actions) - checks, "recalibrations": dict(self.recalibrations),
-                "failed": dict(self.failed), "resumed_ticks": self.resumed_ticks,
-                "time_averaged": self.mean_errors(),
-                "samples": [{"clock_s": t, "qubits": {q: list(v) for q, v in s.items()}} for t, s in self.samples]}
 
 
 class _Deferred(Exception):
@@ -622,11 +506,6 @@ def maintenance_journal(folder: str | Path) -> Journal:
     return j
 
 
-def qubit_of(node: str) -> str:
-    """The target part of a node name (``"rabi:q3"`` -> ``"q3"``)."""
-    return node.partition(":")[2]
-
-
 __all__ = [
     "STRATEGIES",
     "Action",
@@ -636,6 +515,7 @@ __all__ = [
     "MaintenanceSettings",
     "decode_drift_state",
     "encode_drift_state",
+    "is_pair",
     "maintenance_journal",
     "qubit_of",
 ]

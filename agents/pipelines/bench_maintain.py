@@ -1,8 +1,10 @@
 """Maintenance benchmark: the graph strategy against the fixed schedule on one drift path.
 
-``python -m pulsecal.agents.pipelines.bench_maintain --qubits q0,q3 --hours 3`` brings
+``python -m pulsecal.agents.pipelines.bench_maintain --qubits q0,q1,q2,q3 --hours 3`` brings
 ``ring_8`` up once from the spec-sheet priors with ``configs/graph/maintain.yaml``'s nodes
-(simulated with ``spectators="none"``: each qubit alone, as ``bench_nodes``), then runs
+(simulated with ``spectators="none"``: each qubit or pair alone, as ``bench_nodes``; the
+couplers between the chosen qubits too, unless ``--no-couplers``; the tunable qubits' idle
+flux drifting by ``--flux-drift`` Φ0/sqrt(h), ``envs.multi_qubit_drift.with_flux_drift``), then runs
 every strategy asked for on a copy of that device and of that store, with one seeded
 ``DriftPath`` replayed on all of them, so they see the same truth:
 
@@ -15,9 +17,11 @@ every strategy asked for on a copy of that device and of that store, with one se
 
 Every tick (``--tick-s``) samples, before the strategy acts, the true X and X90 errors of
 the store's current pulses on the simulator at that moment and the qubit's true
-coherence limit (``bench_nodes.true_errors``: evaluation only, never read by a decision).
-It prints per strategy the time-averaged errors, the excess over the coherence limit,
-shots, recalibrations and wall time, then the fixed schedule's ratios to the graph's.
+coherence limit (``bench_nodes.true_errors``), and each coupler's true CZ error with its
+two-qubit coherence limit (``bench_nodes.true_cz_errors``): evaluation only, never read by
+a decision. It prints per strategy the time-averaged X, CZ and every-gate errors (``table``),
+each one's excess over its coherence limit, shots, recalibrations and wall time, then each
+strategy's ratios to the graph's.
 
 The fixed schedule's 24-hourly bring-up falls at the run's start, which is the shared
 starting bring-up, so its shots "as run" hold no bring-up; ``with bring-up share`` adds
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import math
 import time
@@ -49,10 +54,11 @@ from pulsecal.agents.graph.maintain import (
 from pulsecal.agents.graph.report_maintenance import draw_maintenance
 from pulsecal.agents.graph.scheduler import Scheduler
 from pulsecal.agents.graph.store import ParameterStore
-from pulsecal.agents.pipelines.bench_nodes import true_errors
+from pulsecal.agents.pipelines.bench_nodes import true_cz_errors, true_errors
 from pulsecal.agents.pipelines.calibrate import spec_sheet_priors
 from pulsecal.agents.pipelines.calibrate_maintain import timeline_of
-from pulsecal.envs.multi_qubit_presets import get_multi_qubit_preset
+from pulsecal.envs.multi_qubit_drift import FLUX_DRIFT_PHI0_PER_SQRT_HOUR, with_flux_drift
+from pulsecal.envs.multi_qubit_presets import MultiQubitPreset, get_multi_qubit_preset
 
 STRATEGY_SETTINGS: dict[str, dict[str, Any]] = {
     "graph": {"strategy": "graph"},
@@ -74,6 +80,15 @@ def copy_store(store: ParameterStore) -> ParameterStore:
     return out
 
 
+def bench_preset(flux_drift: float | None) -> MultiQubitPreset:
+    """ring_8, with the idle-flux random walk of ``flux_drift`` Φ0/sqrt(h) on its tunable
+    qubits (``envs.multi_qubit_drift.with_flux_drift``; None or 0: the preset's drift)."""
+    preset = get_multi_qubit_preset("ring_8")
+    if not flux_drift:
+        return preset
+    return dataclasses.replace(preset, drift=with_flux_drift(preset.drift, preset.params.model, flux_drift))
+
+
 def maintenance_graph(qubits: Sequence[str], couplers: bool, definition: str | None = None) -> Any:
     preset = get_multi_qubit_preset("ring_8")
     path = definition or str(resources.files("pulsecal.configs") / "graph" / "maintain.yaml")
@@ -81,23 +96,33 @@ def maintenance_graph(qubits: Sequence[str], couplers: bool, definition: str | N
     d["qubits"] = list(qubits)
     if not couplers:
         d["coupler_nodes"] = None
-    return graph_from_definition(d, preset.coupling_map.qubits, preset.coupling_map.edges)
+    # the device's channels decide which couplers get the flux CZ (and which the ECR)
+    return graph_from_definition(d, preset.coupling_map.qubits, preset.coupling_map.edges,
+                                 channels=tuple(preset.params.channels.all))
+
+
+def graph_pairs(graph: Any) -> list[tuple[str, str]]:
+    """The couplers whose CZ the graph calibrates (scored by the evaluation)."""
+    return [tuple(graph[n].target) for n in graph.names if n.startswith("cz_calibration:")]
 
 
 def run_bench(qubits: Sequence[str], hours: float, *, seed: int = 0, drift_seed: int = 5, tick_s: float = 300.0,
-              strategies: Sequence[str] = ("graph", "fixed", "fixed_checks"), couplers: bool = False,
+              strategies: Sequence[str] = ("graph", "fixed", "fixed_checks"), couplers: bool = True,
               definition: str | None = None, log: Any = print, figures: str | None = None,
-              json_path: str | None = None) -> dict[str, Any]:
-    preset = get_multi_qubit_preset("ring_8")
+              json_path: str | None = None,
+              flux_drift: float | None = FLUX_DRIFT_PHI0_PER_SQRT_HOUR) -> dict[str, Any]:
+    preset = bench_preset(flux_drift)
     graph = maintenance_graph(qubits, couplers, definition)
+    pairs = graph_pairs(graph)
     device = preset.make(np.random.default_rng(seed), spectators="none")
     store = ParameterStore()
     store.record("priors", spec_sheet_priors(preset, device.dt_s, seed, 20e6, 2.0), experiment="spec_sheet")
     t0 = time.perf_counter()
     bring = Scheduler(graph, device, store, qubits=preset.coupling_map.qubits, edges=preset.coupling_map.edges,
                       seed=seed).run()
-    out: dict[str, Any] = {"qubits": list(qubits), "hours": hours, "seed": seed, "drift_seed": drift_seed,
-                           "tick_s": tick_s, "bringup": {"shots": bring.shots, "clock_s": bring.clock_s,
+    out: dict[str, Any] = {"qubits": list(qubits), "pairs": ["-".join(p) for p in pairs], "hours": hours,
+                           "seed": seed, "drift_seed": drift_seed, "tick_s": tick_s,
+                           "flux_drift_phi0_per_sqrt_hour": flux_drift or 0.0, "bringup": {"shots": bring.shots, "clock_s": bring.clock_s,
                                                          "counts": bring.to_dict()["counts"],
                                                          "failed": list(bring.failed),
                                                          "wall_s": time.perf_counter() - t0},
@@ -114,6 +139,15 @@ def run_bench(qubits: Sequence[str], hours: float, *, seed: int = 0, drift_seed:
                 out[q] = true_errors(dev, q, params)
             except ValueError:  # the store's pulse is not playable (amplitude past the AWG range)
                 unscored[current] = unscored.get(current, 0) + 1
+        for p in pairs:
+            if f"{'-'.join(p)}.cz_amplitude_phi0" not in params:
+                continue  # its CZ never calibrated (its bring-up failed or was blocked)
+            try:
+                cz = true_cz_errors(dev, p, params)
+            except ValueError:  # a flux pulse past the line's range, or a qubit's pulse unplayable
+                unscored[current] = unscored.get(current, 0) + 1
+                continue
+            out["-".join(p)] = (cz["error"], cz["leakage"], cz["coherence_limit"])
         return out
 
     for name in strategies:
@@ -141,8 +175,8 @@ def run_bench(qubits: Sequence[str], hours: float, *, seed: int = 0, drift_seed:
         if json_path:  # after every strategy: a long run stopped early keeps what finished
             Path(json_path).write_text(json.dumps(out, indent=1))
         log(f"{name}: wall {row['wall_s']:.0f} s, shots {row['shots']}, X error {row['x_error']:.3e}, "
-            f"excess {row['x_excess']:.3e}, unscored qubit-ticks {row['unscored_samples']}, "
-            f"failed {row['failed']}")
+            f"excess {row['x_excess']:.3e}, CZ error {row['cz_error']:.3e}, excess {row['cz_excess']:.3e}, "
+            f"unscored gate-ticks {row['unscored_samples']}, failed {row['failed']}")
     return out
 
 
@@ -158,29 +192,45 @@ def strategy_row(rep: MaintenanceReport) -> dict[str, Any]:
             "failed": sorted(rep.failed), "shots_by_template": dict(sorted(by_node.items(), key=lambda kv: -kv[1]))}
 
 
+_COLUMNS = (("X error", "x_error"), ("X90 err", "sx_error"), ("X limit", "coherence_limit"),
+            ("X excess", "x_excess"), ("CZ error", "cz_error"), ("CZ limit", "cz_limit"),
+            ("CZ excess", "cz_excess"), ("gate err", "gate_error"), ("gate exc", "gate_excess"))
+
+
 def table(out: Mapping[str, Any]) -> str:
+    """The benchmark's table: per strategy the time-averaged true errors (X and X90 over the
+    qubits, CZ over the couplers, ``gate``: the mean over every gate of the device, each
+    qubit's X and each coupler's CZ weighted alike), each gate's error above its coherence
+    limit (``excess``), shots, checks, calibrations; then every strategy's ratios to graph."""
     hours = float(out["hours"])
     share = out["bringup"]["shots"] * hours / 24.0
-    rows = [f"ring_8 {','.join(out['qubits'])}, {hours:g} h, tick {out['tick_s']:g} s, drift seed "
-            f"{out['drift_seed']} (true errors of the store's pulses, time-averaged over ticks and qubits)",
-            f"{'strategy':<13} {'X error':>9} {'X90 err':>9} {'limit':>9} {'X excess':>9} {'shots':>9} "
-            f"{'w/ bring-up':>11} {'checks':>6} {'cals':>5} {'wall s':>6}"]
+    pairs = out.get("pairs") or []
+    rows = [f"ring_8 {','.join(out['qubits'])} (couplers {','.join(pairs) or 'none'}), {hours:g} h, tick "
+            f"{out['tick_s']:g} s, drift seed {out['drift_seed']}, flux drift "
+            f"{out.get('flux_drift_phi0_per_sqrt_hour', 0.0):g} Φ0/√h (true errors of the store's gates, "
+            "time-averaged over ticks and gates)",
+            f"{'strategy':<13} " + " ".join(f"{h:>9}" for h, _ in _COLUMNS)
+            + f" {'shots':>9} {'w/ bring-up':>11} {'checks':>6} {'cals':>5} {'wall s':>6}"]
     for name, r in out["strategies"].items():
         with_share = r["shots"] + (share if name.startswith("fixed") else 0.0)
-        rows.append(f"{name:<13} {r['x_error']:9.3e} {r['sx_error']:9.3e} {r['coherence_limit']:9.3e} "
-                    f"{r['x_excess']:9.3e} {r['shots']:9d} {with_share:11.0f} {r['checks']:6d} "
-                    f"{r['calibrations']:5d} {r['wall_s']:6.0f}"
-                    + (f"  ({r['unscored_samples']} qubit-ticks unplayable, not averaged)"
+        rows.append(f"{name:<13} " + " ".join(f"{r.get(k, math.nan):9.3e}" for _, k in _COLUMNS)
+                    + f" {r['shots']:9d} {with_share:11.0f} {r['checks']:6d} {r['calibrations']:5d} "
+                    f"{r['wall_s']:6.0f}"
+                    + (f"  ({r['unscored_samples']} gate-ticks unplayable, not averaged)"
                        if r.get("unscored_samples") else ""))
     g = out["strategies"].get("graph")
     if g is not None:
         for name, r in out["strategies"].items():
             if name == "graph":
                 continue
-            rows.append(f"{name}/graph: X error {_ratio(r['x_error'], g['x_error'])}, excess over the limit "
-                        f"{_ratio(r['x_excess'], g['x_excess'])}, shots (graph/{name}) "
-                        f"{_ratio(g['shots'], r['shots'])} as run, {_ratio(g['shots'], r['shots'] + share)} "
-                        "with its bring-up share")
+            rows.append(f"{name}/graph: X error {_ratio(r['x_error'], g['x_error'])} (excess "
+                        f"{_ratio(r['x_excess'], g['x_excess'])}), CZ error "
+                        f"{_ratio(r.get('cz_error', math.nan), g.get('cz_error', math.nan))} (excess "
+                        f"{_ratio(r.get('cz_excess', math.nan), g.get('cz_excess', math.nan))}), gate error "
+                        f"{_ratio(r.get('gate_error', math.nan), g.get('gate_error', math.nan))} (excess "
+                        f"{_ratio(r.get('gate_excess', math.nan), g.get('gate_excess', math.nan))}); shots "
+                        f"(graph/{name}) {_ratio(g['shots'], r['shots'])} as run, "
+                        f"{_ratio(g['shots'], r['shots'] + share)} with its bring-up share")
     return "\n".join(rows)
 
 
@@ -197,7 +247,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--tick-s", type=float, default=300.0)
     ap.add_argument("--strategies", default="graph,fixed,fixed_checks",
                     help=f"comma-separated, of {list(STRATEGY_SETTINGS)}")
-    ap.add_argument("--couplers", action="store_true", help="keep the coupler idle checks")
+    ap.add_argument("--couplers", action=argparse.BooleanOptionalAction, default=True,
+                    help="maintain the couplers' nodes (idle check, coupler probe, ZZ, CZ, 2Q RB)")
+    ap.add_argument("--flux-drift", type=float, default=FLUX_DRIFT_PHI0_PER_SQRT_HOUR,
+                    help="random walk of the tunable qubits' idle flux, Φ0/sqrt(h) (0: none; "
+                         "envs.multi_qubit_drift.FLUX_DRIFT_PHI0_PER_SQRT_HOUR)")
     ap.add_argument("--graph", default=None, help="a graph definition YAML (default configs/graph/maintain.yaml)")
     ap.add_argument("--json", default="", help="also write the results (with every report) to this file")
     ap.add_argument("--figures", default="", help="write each strategy's maintenance_<strategy>.png here")
@@ -213,10 +267,13 @@ def main(argv: list[str] | None = None) -> None:
             ap.error(f"--qubits: {q!r}: allowed ring_8 qubits {list(known)}")
     if not 0 < args.hours <= 720:
         ap.error(f"--hours: {args.hours}: allowed > 0 and <= 720")
+    if not (math.isfinite(args.flux_drift) and 0 <= args.flux_drift <= 0.01):
+        ap.error(f"--flux-drift: {args.flux_drift}: allowed >= 0 and <= 0.01 Φ0/sqrt(h)")
     t0 = time.perf_counter()
     out = run_bench(qubits, args.hours, seed=args.seed, drift_seed=args.drift_seed, tick_s=args.tick_s,
                     strategies=strategies, couplers=args.couplers, definition=args.graph,
-                    log=lambda s: print(s, flush=True), figures=args.figures or None, json_path=args.json or None)
+                    log=lambda s: print(s, flush=True), figures=args.figures or None, json_path=args.json or None,
+                    flux_drift=args.flux_drift)
     print(table(out))
     print(f"(wall time {time.perf_counter() - t0:.0f} s)")
 

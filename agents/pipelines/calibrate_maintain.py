@@ -15,11 +15,12 @@ and the timeline shows checks, recalibrations and shots only.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import typing
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pulsecal.agents.graph.graph import CalibrationGraph
 from pulsecal.agents.graph.maintain import (
@@ -29,6 +30,7 @@ from pulsecal.agents.graph.maintain import (
     Maintainer,
     MaintenanceReport,
     MaintenanceSettings,
+    is_pair,
     maintenance_journal,
     qubit_of,
 )
@@ -42,21 +44,32 @@ from pulsecal.hardware.progress import SessionProgress
 _PATH_MARGIN_S = 7200.0
 
 
-@dataclass
-class MaintainConf:
-    """``maintain:`` in ``configs/calibrate.yaml`` (``MaintenanceSettings``' fields)."""
+def _maintain_conf() -> type:
+    """``maintain:`` in ``configs/calibrate.yaml``: ``MaintenanceSettings``' fields with their
+    defaults (``hours`` is the run's own key), plus ``evaluate``, built from the settings
+    so the two cannot drift apart. ``strategy`` is a ``str`` here (OmegaConf has no
+    ``Literal``); ``settings_of`` refuses a value outside ``STRATEGIES``."""
+    hints = typing.get_type_hints(MaintenanceSettings)
+    fields: list[tuple[str, Any, Any]] = [
+        (f.name, str if f.name == "strategy" else hints[f.name], dataclasses.field(default=f.default))
+        for f in dataclasses.fields(MaintenanceSettings) if f.name != "hours"]
+    fields.append(("evaluate", bool, dataclasses.field(default=True)))
+    conf = dataclasses.make_dataclass("MaintainConf", fields)
+    conf.__module__ = __name__
+    conf.__doc__ = "``maintain:`` in ``configs/calibrate.yaml`` (``MaintenanceSettings``' fields, and ``evaluate``)."
+    return conf
 
-    strategy: str = "graph"
-    tick_s: float = 300.0
-    budget_shots_per_hour: int | None = None
-    retry_after_s: float = 3600.0
-    check_every_s: float = 3600.0
-    bringup_every_s: float = 86400.0
-    recalibrate_failed_checks: bool = True
-    recheck_dependents: bool = False
-    check_corrects: bool = True
-    adaptive_timeouts: bool = True
-    evaluate: bool = True
+
+if TYPE_CHECKING:
+    class MaintainConf:
+        """What mypy sees of the class ``_maintain_conf`` builds: its fields are
+        ``MaintenanceSettings``' (without ``hours``) and ``evaluate``."""
+
+        def __init__(self, **fields: Any) -> None: ...
+
+        def __getattr__(self, name: str) -> Any: ...
+else:
+    MaintainConf = _maintain_conf()
 
 
 def check_hours(hours: Any) -> None:
@@ -72,14 +85,9 @@ def settings_of(hours: float, m: MaintainConf) -> MaintenanceSettings:
     """``MaintenanceSettings`` from the config; a bad field is refused as ``maintain.<field>``."""
     if m.strategy not in STRATEGIES:
         raise ConfigError("maintain.strategy", f"{m.strategy!r}: allowed one of {list(STRATEGIES)}")
+    names = [f.name for f in dataclasses.fields(MaintenanceSettings) if f.name != "hours"]
     try:
-        return MaintenanceSettings(hours=float(hours), strategy=m.strategy,  # type: ignore[arg-type]
-                                   tick_s=m.tick_s, budget_shots_per_hour=m.budget_shots_per_hour,
-                                   retry_after_s=m.retry_after_s, check_every_s=m.check_every_s,
-                                   bringup_every_s=m.bringup_every_s,
-                                   recalibrate_failed_checks=m.recalibrate_failed_checks,
-                                   recheck_dependents=m.recheck_dependents, check_corrects=m.check_corrects,
-                                   adaptive_timeouts=m.adaptive_timeouts)
+        return MaintenanceSettings(hours=float(hours), **{k: getattr(m, k) for k in names})
     except ValueError as err:
         # "MaintenanceSettings.<field>=<value>: allowed ..." -> key maintain.<field>, "<value>: allowed ..."
         name, _, problem = str(err).partition("=")
@@ -118,20 +126,24 @@ class HourProgress(SessionProgress):
         for _, n in accepted:
             cals[n] = cals.get(n, 0) + 1
         shots = sum(a.shots for a in new)
-        err = [v[0] for _, s in samples for v in s.values()]
+        err = [v[0] for _, s in samples for k, v in s.items() if not is_pair(k)]
+        cz = [v[0] for _, s in samples for k, v in s.items() if is_pair(k)]
         hours_total = total * self.tick_s / 3600.0
         line = (f"{self.label}: hour {tick * self.tick_s / 3600.0:.3g}/{hours_total:.3g}: checks {checks}, "
                 f"recalibrations {sum(cals.values())}"
                 + (" (" + ", ".join(f"{n}×{k}" if k > 1 else n for n, k in sorted(cals.items())) + ")" if cals else "")
                 + f", shots {shots} (run {report.shots})"
-                + (f", true mean X error {sum(err) / len(err):.3g}" if err else ""))
+                + (f", true mean X error {sum(err) / len(err):.3g}" if err else "")
+                + (f", CZ error {sum(cz) / len(cz):.3g}" if cz else ""))
         self._write(line, self._clock())
 
 
-def truth_evaluator(device: Any, qubits: Sequence[str]) -> Any:
-    """Per tick, the true (X, X90, limit) of each qubit whose pulses the store holds, or
-    None when the device cannot score a qubit alone (neighbours simulated, or a backend)."""
-    from pulsecal.agents.pipelines.bench_nodes import true_errors
+def truth_evaluator(device: Any, qubits: Sequence[str], pairs: Sequence[tuple[str, str]] = ()) -> Any:
+    """Per tick, the true (X, X90, limit) of each qubit whose pulses the store holds and the
+    true (CZ error, leakage, limit) of each pair of ``pairs`` whose CZ it holds (key
+    ``a-b``), or None when the device cannot score a qubit alone (neighbours simulated, or a
+    backend)."""
+    from pulsecal.agents.pipelines.bench_nodes import true_cz_errors, true_errors
 
     if getattr(device, "spectators", "none") != "none" or not hasattr(device, "current_model"):
         return None
@@ -145,6 +157,14 @@ def truth_evaluator(device: Any, qubits: Sequence[str]) -> Any:
                 out[q] = true_errors(dev, q, params)
             except (ValueError, KeyError):  # pulses not playable yet
                 continue
+        for p in pairs:
+            if f"{p[0]}-{p[1]}.cz_amplitude_phi0" not in params:
+                continue
+            try:
+                cz = true_cz_errors(dev, p, params)
+            except (ValueError, KeyError):  # a pulse of the pair not playable
+                continue
+            out[f"{p[0]}-{p[1]}"] = (cz["error"], cz["leakage"], cz["coherence_limit"])
         return out
 
     return evaluate
@@ -161,10 +181,11 @@ def run_maintenance(graph: CalibrationGraph, device: Any, store: ParameterStore,
             return DriftPath(drift, start, clock, settings.hours * 3600.0 + _PATH_MARGIN_S, seed=seed)
     # Scored: the qubits the graph calibrates (the others hold the spec-sheet priors).
     qubits = [q for q in qubits if any(graph[n].target == q for n in graph.names)]
+    pairs = [tuple(graph[n].target) for n in graph.names if n.startswith("cz_calibration:")]
     progress = HourProgress(f"{run_id} maintain {settings.strategy}", stream=stream, tick_s=settings.tick_s)
     with progress:
         m = Maintainer(graph, device, store, settings, journal=maintenance_journal(folder), ledger=ledger,
-                       seed=seed, run_id=run_id, evaluate=truth_evaluator(device, qubits) if evaluate else None,
+                       seed=seed, run_id=run_id, evaluate=truth_evaluator(device, qubits, pairs) if evaluate else None,
                        drift_path=path, progress=progress.tick, config=config)
         return m.run()
 
@@ -205,6 +226,9 @@ def summary_line(folder: Path, report: MaintenanceReport, settings: MaintenanceS
     if math.isfinite(me["x_error"]):
         line += (f"; true time-averaged X error {me['x_error']:.3g} (coherence limit {me['coherence_limit']:.3g}, "
                  f"excess {me['x_excess']:.3g})")
+    if math.isfinite(me["cz_error"]):
+        line += (f", CZ error {me['cz_error']:.3g} (limit {me['cz_limit']:.3g}, excess {me['cz_excess']:.3g}), "
+                 f"every gate {me['gate_error']:.3g} (excess {me['gate_excess']:.3g})")
     if report.failed:
         line += f"; failed: {', '.join(sorted(report.failed))}"
     return line
