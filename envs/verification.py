@@ -33,11 +33,12 @@ whose physics lies outside that model (an AWG tail that lengthens it, a TLS, a D
 floor) can pass as ``calibrated``.
 """
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
 from ._validation import require
 from .drag import DragGate, parameter_rows
@@ -52,6 +53,7 @@ from .verification_checks import (
     train_blocks,
 )
 from .verification_models import detuning_weight, model_leakage, train_decay
+from .verification_rb import rb_cliffords, rb_error, rb_sequences
 from .verification_settings import (
     FAMILIES,
     Family,
@@ -108,12 +110,14 @@ def verify_devices(devices: Sequence[Device], gate: DragGate, params: ArrayLike,
         if not peak[b] <= 1.0 + 1e-9:
             out[b] = failed(Reason.AMPLITUDE_LIMIT, limit, "amplitude_limit",
                             f"the X pulse needs |u| = {peak[b]:.3f} > 1 at {gate_s * 1e9:g} ns")
-        elif shots_available is not None and int(shots_available[b]) < s.shots:
+        elif shots_available is not None and int(shots_available[b]) < s.shots + s.rb_check_shots:
             out[b] = failed(Reason.BUDGET_TOO_SMALL, limit, "shots",
-                            f"{int(shots_available[b])} shots left, verification needs {s.shots}")
+                            f"{int(shots_available[b])} shots left, verification needs {s.shots + s.rb_check_shots}")
         else:
             run.append(b)
-            allowed[b] = stages if shots_available is None else min(stages, int(shots_available[b]) // s.shots)
+            # The RB cross-check's shots are kept for after the stages.
+            allowed[b] = stages if shots_available is None else min(
+                stages, (int(shots_available[b]) - s.rb_check_shots) // s.shots)
     sets: dict[int, tuple[Check, ...]] = {}
     seqs: dict[int, list[PulseSequence]] = {}
     for b in run:
@@ -129,14 +133,19 @@ def verify_devices(devices: Sequence[Device], gate: DragGate, params: ArrayLike,
         # Readout, trains and the T1 check (the decay and leakage references) at
         # ``reference_shots``, the residual families at ``shots_per_check``; the trains at
         # ``train_shots`` when that differs (one call per shot count).
+        # The Ramsey checks in ``noise_batches`` calls of their own (a slow detuning noise
+        # is then sampled once per call).
         split = s.trains_shots != s.reference_shots
+        rb_ = s.noise_batches
+        ramsey_apart = rb_ > 1
+        residual = tuple(f for f in FAMILIES if not (ramsey_apart and f == "detuning"))
         groups = [(tuple(f for f in _REFERENCE if not (split and f == "train")), s.reference_shots),
-                  (None, s.shots_per_check)] + ([(("train",), s.trains_shots)] if split else [])
+                  (residual, s.shots_per_check)] + ([(("train",), s.trains_shots)] if split else [])
+        groups += [(("detuning",), s.shots_per_check // rb_)] * (rb_ if ramsey_apart else 0)
         devs_run = [devs[b] for b in run]
         got_by: list[tuple[list[list[int]], list[Any]]] = []
         for fams, n_shots in groups:
-            ks = [[k for k, ch in enumerate(sets[b]) if (ch.family in fams if fams is not None
-                                                          else ch.family not in _REFERENCE)] for b in run]
+            ks = [[k for k, ch in enumerate(sets[b]) if ch.family in fams] for b in run]
             got = run_on_devices(devs_run, [[seqs[b][k] for k in ks[j]] for j, b in enumerate(run)],
                                  [n_shots] * len(run))
             got_by.append((ks, got))
@@ -151,7 +160,62 @@ def verify_devices(devices: Sequence[Device], gate: DragGate, params: ArrayLike,
             if stage < allowed[b] and not _clear(v, s):
                 going.append(b)
         run = going
+    if s.rb_sequences:
+        passed = [b for b, v in enumerate(out) if v is not None and v.calibrated]
+        for b, v in zip(passed, _rb_cross_check(passed, out, devs, waves, p, gate_s, dt_s, s), strict=True):
+            out[b] = v
     return [v for v in out if v is not None]
+
+
+def _rb_cross_check(passed: list[int], out: list[Verdict | None], devs: list[Device], waves: NDArray[Any],
+                    p: NDArray[np.float64], gate_s: float, dt_s: float, s: VerificationSettings) -> list[Verdict]:
+    """The ``passed`` devices' verdicts after the RB cross-check (``verification_rb``): a
+    gate whose RB error per play is above ``threshold`` × the limit at z > ``z_alarm`` fails
+    as ``UNSTABLE_OR_TLS_LIKE``; the checks' estimate and interval are kept either way."""
+    if not passed:
+        return []
+    verdicts = [out[b] for b in passed]
+    assert all(v is not None for v in verdicts)
+    lengths = [rb_cliffords(s, gate_s, v.coherence_limit) for v in verdicts if v is not None]
+    seqs = [rb_sequences(s, m, Play(waves[b, 0], "X"), Play(waves[b, 1], "SX"), gate_s, float(p[b, 2]), dt_s, b)
+            for b, m in zip(passed, lengths, strict=True)]
+    # In ``noise_batches`` calls (each with its share of the short and the long sequences):
+    # slow noise (a quasi-static detuning, drawn per batch on the simulated device, drifting
+    # on hardware) is then sampled once per call and the mean survival averages over it, as
+    # the gate's own error does; in one batch it would read as one coherent offset.
+    k, nb = s.rb_sequences, s.noise_batches
+    got = [np.zeros((2 * k, 2), dtype=np.int64) for _ in passed]
+    for j in range(nb):
+        rows = [i for i in range(k) if i % nb == j]
+        rows += [k + i for i in rows]
+        part = run_on_devices([devs[b] for b in passed], [[q[i] for i in rows] for q in seqs],
+                              [s.rb_shots] * len(passed))
+        for g, cj in zip(got, part, strict=True):
+            g[rows] = np.asarray(cj, dtype=np.int64)
+    res = []
+    for v, m, cnt in zip(verdicts, lengths, got, strict=True):
+        assert v is not None
+        c = v.checks
+        r, sd = rb_error(cnt, s.rb_shots, m, c["readout_p1_given_0"], c["readout_p1_after_x"],
+                         (c["readout_shots"], c["readout_shots"]))
+        limit = v.coherence_limit
+        z = (r - s.threshold * limit) / sd if math.isfinite(r) and sd > 0 else math.nan
+        checks_ = {**c, "rb_cliffords": float(m), "rb_error_per_gate": r, "rb_error_sd": sd, "rb_z": z}
+        used = v.shots_used + s.rb_check_shots
+        if not math.isfinite(r):
+            v = failed(Reason.UNSTABLE_OR_TLS_LIKE, limit, "model",
+                       f"randomized benchmarking over {m} Cliffords left no signal above the asymptote",
+                       used, checks_, v.error_estimate, v.error_interval)
+        elif z > s.z_alarm:
+            v = failed(Reason.UNSTABLE_OR_TLS_LIKE, limit, "model",
+                       f"randomized benchmarking measures {r / limit:.2f}× the coherence limit per gate "
+                       f"(z = {z:.1f} over the threshold {s.threshold}), the checks {v.ratio:.2f}×: an error "
+                       f"the checks do not model", used, checks_, v.error_estimate, v.error_interval)
+        else:
+            v = Verdict("calibrated", None, v.error_estimate, v.error_interval, limit, v.limiting, used, checks_,
+                        v.detail + f"; RB {r / limit:.2f}× the limit")
+        res.append(v)
+    return res
 
 
 def _check_shots(ch: Check, s: VerificationSettings) -> int:

@@ -38,9 +38,10 @@ def _grid(half: float) -> tuple[FloatArray, FloatArray]:
 
 
 def _loglik(theta: FloatArray, n1: FloatArray, n: FloatArray, m: float, amp: FloatArray,
-            gain: FloatArray, sign: FloatArray) -> FloatArray:
+            gain: FloatArray, sign: FloatArray, phase: FloatArray | None = None) -> FloatArray:
     """(G,) log-likelihood of a family's checks (K,) on a grid of per-gate angles (G,)."""
-    p = m + (sign * amp)[None, :] * np.sin(theta[:, None] * gain[None, :])
+    arg = theta[:, None] * gain[None, :]
+    p = m + (sign * amp)[None, :] * np.sin(arg if phase is None else arg + phase[None, :])
     p = np.clip(p, 1e-6, 1 - 1e-6)
     return np.asarray((n1 * np.log(p) + (n - n1) * np.log1p(-p)).sum(axis=1))
 
@@ -48,6 +49,46 @@ def _loglik(theta: FloatArray, n1: FloatArray, n: FloatArray, m: float, amp: Flo
 def _saturated(n1: FloatArray, n: FloatArray) -> float:
     f = np.clip(n1 / n, 1e-6, 1 - 1e-6)
     return float((n1 * np.log(f) + (n - n1) * np.log1p(-f)).sum())
+
+
+_NOISE_POINTS = 32  # points of the detuning-noise grid (rms angle per gate)
+_CONTRAST_FACTORS = np.linspace(0.8, 1.2, 5)  # the Ramsey checks' contrast over the readout checks'
+
+
+def _detuning_with_noise(grid: FloatArray, prior: FloatArray, half: float, n1: FloatArray, n: FloatArray, m: float,
+                         amp: FloatArray, gain: FloatArray, sign: FloatArray, phase: FloatArray,
+                         rng: np.random.Generator, samples: int) -> tuple[FloatArray, FloatArray, FloatArray, float, float]:
+    """Draws of the Ramsey family's mean angle θ and of the rms ε of a slow detuning noise
+    (both per gate), the marginal posterior of θ on ``grid``, and the best (θ, log-likelihood).
+
+    Run in several batches, a detuning that changes from batch to batch (quasi-static noise,
+    slow drift) averages the Ramsey signal sin(g·(θ + ε)) over ε ~ N(0, s²):
+    sin(g·θ)·exp(−(g·s)²/2), a contrast loss that grows with the delay; the gate's error
+    from it is E[(θ + ε)²]/6 = (θ² + s²)/6, charged in full. The loss shows only with both
+    quadratures (a sine one alone reads the midpoint at θ = 0 whatever the contrast): the
+    checks' ``phase`` is 0 (SX·τ·SY) or π/2 (SX·τ·SX). Prior on s scale-invariant, as θ's."""
+    sg = np.geomspace(1e-7, half, _NOISE_POINTS)
+    prior_s = np.gradient(sg) / (sg + _THETA0)
+    # The Ramsey signal's own contrast, a factor κ on the readout checks' one (their shot
+    # noise, the SX pulses' error), marginalised with a flat prior: otherwise a cosine
+    # quadrature above the readout contrast misfits and one below it reads as noise.
+    wave = np.sin(grid[:, None] * gain[None, :] + phase[None, :])  # (G, K), the same for every (κ, s)
+    scale = (_CONTRAST_FACTORS[:, None, None] * (sign * amp)[None, None, :]
+             * np.exp(-0.5 * (gain[None, None, :] * sg[None, :, None]) ** 2))  # (κ, s, K)
+    ll_k = np.empty((_CONTRAST_FACTORS.size, sg.size, grid.size))
+    for i in range(_CONTRAST_FACTORS.size):
+        for j in range(sg.size):
+            p = np.clip(m + wave * scale[i, j][None, :], 1e-6, 1 - 1e-6)
+            ll_k[i, j] = n1 @ np.log(p).T + (n - n1) @ np.log1p(-p).T
+    top = float(ll_k.max())
+    ll = top + np.log(np.exp(ll_k - top).mean(axis=0))
+    _, i_t = np.unravel_index(int(np.argmax(ll)), ll.shape)
+    post = prior_s[:, None] * prior[None, :] * np.exp(ll - top)
+    post /= post.sum()
+    cdf = np.cumsum(post.reshape(-1))
+    idx = np.minimum(np.searchsorted(cdf, rng.random(samples)), cdf.size - 1)
+    js, jt = np.divmod(idx, grid.size)
+    return np.asarray(grid[jt]), np.asarray(sg[js]), post.sum(axis=0), float(grid[i_t]), top
 
 
 def analyse_checks(check_set: Sequence[Check], counts: ArrayLike, shots: Sequence[int],
@@ -73,7 +114,8 @@ def analyse_checks(check_set: Sequence[Check], counts: ArrayLike, shots: Sequenc
     contrast = p1x - e0
     m = 0.5 * (e0 + p1x)
     summary: dict[str, float] = {"readout_p1_given_0": e0, "readout_p1_after_x": p1x,
-                                 "contrast": contrast, "coherence_limit": limit}
+                                 "contrast": contrast, "coherence_limit": limit,
+                                 "readout_shots": float(min(n[k0], n[k1]))}
     if contrast < s.min_contrast:
         return failed(Reason.LOW_READOUT_CONTRAST, limit, "readout",
                       f"readout contrast {contrast:.3f} < min_contrast {s.min_contrast}", used, summary)
@@ -91,21 +133,30 @@ def analyse_checks(check_set: Sequence[Check], counts: ArrayLike, shots: Sequenc
         amp = np.array([0.5 * contrast * _decay(check_set[k], stated) for k in ks])
         half = math.pi / (2.0 * float(gain.min()))
         grid, prior = _grid(half)
-        ll = _loglik(grid, c[ks, 1], n[ks], m, amp, gain, sign)
-        best = int(np.argmax(ll))
-        deviance += 2.0 * (_saturated(c[ks, 1], n[ks]) - float(ll[best]))
-        dof += len(ks) - 1
-        post = prior * np.exp(ll - ll[best])
-        post /= post.sum()
-        cdf = np.cumsum(post)
-        draws = grid[np.minimum(np.searchsorted(cdf, rng.random(s.samples)), grid.size - 1)]
-        e = draws**2 / 6.0
+        if fam == "detuning" and s.detuning_noise:
+            phase = np.array([check_set[k].phase for k in ks])
+            draws, noise, post, best_angle, best_ll = _detuning_with_noise(grid, prior, half, c[ks, 1], n[ks], m,
+                                                                          amp, gain, sign, phase, rng, s.samples)
+            dof += len(ks) - 3  # θ, the noise and the contrast factor
+            summary["detuning_noise_angle"] = float(np.median(noise))
+            e = (draws**2 + noise**2) / 6.0
+        else:
+            ll = _loglik(grid, c[ks, 1], n[ks], m, amp, gain, sign)
+            best = int(np.argmax(ll))
+            best_angle, best_ll = float(grid[best]), float(ll[best])
+            dof += len(ks) - 1
+            post = prior * np.exp(ll - ll[best])
+            post /= post.sum()
+            cdf = np.cumsum(post)
+            draws = grid[np.minimum(np.searchsorted(cdf, rng.random(s.samples)), grid.size - 1)]
+            e = draws**2 / 6.0
+        deviance += 2.0 * (_saturated(c[ks, 1], n[ks]) - best_ll)
         if fam == "detuning" and s.gate_detuning_error:
             e = e * detuning_weight(envelope)
         contrib[fam] = e
         total = total + e
         edge_mass[fam] = float(post[np.abs(grid) > 0.8 * half].sum())
-        summary[f"{fam}_angle"] = float(grid[best])
+        summary[f"{fam}_angle"] = best_angle
         summary[f"{fam}_error"] = float(np.median(e))
     # Identity trains: leakage (even + odd − 1, decay-free) and decay (odd's loss vs one X).
     ke = next(k for k, ch in enumerate(check_set) if ch.family == "train" and ch.name.startswith("train_even"))
@@ -148,6 +199,15 @@ def analyse_checks(check_set: Sequence[Check], counts: ArrayLike, shots: Sequenc
         # long (an AWG tail lengthens it) or of a qubit r times as lossy (a TLS).
         incoherent = 0.5 - np.exp(-gate_s * r1 / stated.t1_s) / 6.0 - np.exp(-gate_s * r2 / stated.t2_s) / 3.0
         contrib["decay"] = incoherent - limit
+        if s.decay_model_error:
+            # The trains' rates become one gate's error by the Markov model (the gate decays at
+            # r × the stated rates). A device r times off its stated model is one whose decay
+            # physics that model does not hold for (a TLS, which the trains' echo partly
+            # decouples; an AWG tail that idles): the excess is then known to a factor r
+            # either way, a log-normal of width |ln r| (nothing at r = 1).
+            width = max(abs(math.log(float(np.median(r1)))), abs(math.log(float(np.median(r2)))))
+            contrib["decay"] = contrib["decay"] * np.exp(width * rng.standard_normal(s.samples))
+            summary["decay_model_error"] = width
         total = total + contrib["decay"]
         r_lo, r_med, r_hi = (float(x) for x in np.quantile(rate, [0.05, 0.5, 0.95]))
         summary.update(decay_rate_ratio=r_med, decay_rate_ratio_low=r_lo, decay_rate_ratio_high=r_hi)

@@ -32,6 +32,7 @@ class Check:
     sign: float = 1.0
     duration_s: float = 0.0
     train: bool = False
+    phase: float = 0.0
 
 
 def checks(settings: VerificationSettings, gate_s: float, stated: StatedCoherence) -> tuple[Check, ...]:
@@ -47,6 +48,12 @@ def checks(settings: VerificationSettings, gate_s: float, stated: StatedCoherenc
     for tau in settings.ramsey_delays_s:
         out.append(Check(f"ramsey_{tau * 1e9:g}ns", "detuning", (("SX", 0.0), ("D", tau), ("SX", math.pi / 2)),
                          gain=tau / gate_s, duration_s=tau + 2 * gate_s))
+    if settings.detuning_noise:
+        # The cosine quadrature, SX·τ·SX (an X at zero detuning): with the sine one it
+        # measures the Ramsey contrast, which a batch-to-batch detuning noise lowers.
+        for tau in settings.ramsey_delays_s:
+            out.append(Check(f"ramsey_cos_{tau * 1e9:g}ns", "detuning", (("SX", 0.0), ("D", tau), ("SX", 0.0)),
+                             gain=tau / gate_s, duration_s=tau + 2 * gate_s, phase=math.pi / 2))
     n = train_blocks(settings, gate_s, stated)
     # X·X̄·X̄·X is the identity to first order in an amplitude error (the rotations about x
     # cancel), in a DRAG error (X·X̄ and X̄·X turn about ±y) and in a residual detuning (an

@@ -133,6 +133,25 @@ class VerificationSettings:
             two rate ratios (T1 and T2 each r times the stated), so that a gate whose
             extra decay is dephasing (an AWG tail on a qubit with T2 ≪ T1) is bounded
             too (on by default).
+        decay_model_error: with ``measure_decay``, the decay's share of 1 − F carries a
+            model error: a log-normal factor of width |ln r| (r the measured rate ratio,
+            the larger of T1's and T2's), since a device r times off its stated decay is
+            one the Markov scaling from the trains to one gate is not known to hold for
+            (``verification_analysis``; on by default).
+        detuning_noise: read the Ramsey checks with a slow detuning noise besides the mean
+            detuning: their contrast loss with the delay measures its rms per gate, and the
+            gate is charged (θ_det² + s²)/6 (``verification_analysis``; on by default).
+        noise_batches: the Ramsey checks run in this many batches a stage (one device call
+            each, ``shots_per_check`` split evenly), and the RB cross-check's sequences in as
+            many, so that a detuning that changes between batches is sampled several times:
+            in the Ramsey checks it shows as the contrast loss ``detuning_noise`` reads, in
+            RB the mean survival averages over it as the gate's error does (4 by default; 1
+            in ``quick()``).
+        rb_sequences: random Clifford sequences of each of two lengths in the
+            randomized-benchmarking cross-check (``verification_rb``) that a gate passes
+            before it is declared ``calibrated`` (0: no cross-check, as in ``quick()``).
+            It runs once, after the stages, only on gates the checks would pass.
+        rb_shots: shots of each of those sequences.
     """
 
     shots_per_check: int = 32
@@ -153,6 +172,11 @@ class VerificationSettings:
     gate_detuning_error: bool = True
     leakage_model: bool = True
     equator_trains: bool = True
+    decay_model_error: bool = True
+    detuning_noise: bool = True
+    noise_batches: int = 4
+    rb_sequences: int = 16
+    rb_shots: int = 16
 
     def __post_init__(self) -> None:
         for name in ("shots_per_check", "reference_shots"):
@@ -187,9 +211,21 @@ class VerificationSettings:
             v = self.train_shots
             require(isinstance(v, int) and not isinstance(v, bool) and 4 <= v <= 10**6,
                     "VerificationSettings.train_shots", v, "None or an integer in [4, 1e6]")
-        for name in ("measure_decay", "gate_detuning_error", "leakage_model", "equator_trains"):
+        require(isinstance(self.noise_batches, int) and not isinstance(self.noise_batches, bool)
+                and 1 <= self.noise_batches <= 64 and self.shots_per_check % self.noise_batches == 0
+                and (self.rb_sequences == 0 or self.rb_sequences % self.noise_batches == 0),
+                "VerificationSettings.noise_batches", self.noise_batches,
+                f"an integer in [1, 64] dividing shots_per_check = {self.shots_per_check} and rb_sequences = "
+                f"{self.rb_sequences}")
+        for name in ("measure_decay", "gate_detuning_error", "leakage_model", "equator_trains", "detuning_noise",
+                     "decay_model_error"):
             require(isinstance(getattr(self, name), bool), f"VerificationSettings.{name}", getattr(self, name),
                     "True or False")
+        require(isinstance(self.rb_sequences, int) and not isinstance(self.rb_sequences, bool)
+                and (self.rb_sequences == 0 or 2 <= self.rb_sequences <= 1000),
+                "VerificationSettings.rb_sequences", self.rb_sequences, "0 or an integer in [2, 1000]")
+        require(isinstance(self.rb_shots, int) and not isinstance(self.rb_shots, bool) and 1 <= self.rb_shots <= 10**6,
+                "VerificationSettings.rb_shots", self.rb_shots, "an integer in [1, 1e6]")
         if self.t1_delay_fraction is not None:
             require(0 < finite("VerificationSettings.t1_delay_fraction", self.t1_delay_fraction) <= 5.0,
                     "VerificationSettings.t1_delay_fraction", self.t1_delay_fraction, "None or (0, 5]")
@@ -205,7 +241,10 @@ class VerificationSettings:
         truth in 76 % of cases; the defaults meet ≤ 1 % and 85–95 % on the preset and
         realistic sets (stress 3.6 %) at about three times the shots."""
         return cls(**{"stages": 1, "train_shots": None, "measure_decay": False, "gate_detuning_error": False,
-                      "leakage_model": False, "equator_trains": False, **changes})
+                      "leakage_model": False, "equator_trains": False, "rb_sequences": 0,
+                      "detuning_noise": False, "noise_batches": 1,
+                      "decay_model_error": False,
+                      **changes})
 
     @classmethod
     def compact(cls, **changes: Any) -> VerificationSettings:
@@ -224,14 +263,18 @@ class VerificationSettings:
         decay inside the estimate and its interval (``measure_decay``), a detuning counted
         as the error it makes in the X pulse (``gate_detuning_error``), the pulse's leakage
         at the stated anharmonicity (``leakage_model``), the trains on the poles and on the
-        equator (``equator_trains``). Sequential: 1,536 shots a stage, up to 3 stages
-        (4,608) for a gate whose error the first cannot bound."""
+        equator (``equator_trains``), the decay's model error (``decay_model_error``), the
+        Ramsey checks in both quadratures and 4 batches with a detuning noise
+        (``detuning_noise``, ``noise_batches``), and the RB cross-check before ``calibrated``
+        (``rb_sequences``). Sequential: 1,664 shots a stage, up to 3 stages, + 512 for the
+        RB cross-check (5,504 at most) for a gate whose error the first cannot bound."""
         return cls(**changes)
 
     @property
     def n_checks(self) -> int:
         """Checks run with ``shots_per_check`` (readout and trains: ``reference_shots``)."""
-        return len(self.amplitude_depths) + len(self.drag_depths) + len(self.ramsey_delays_s)
+        return len(self.amplitude_depths) + len(self.drag_depths) + len(self.ramsey_delays_s) * (
+            2 if self.detuning_noise else 1)
 
     @property
     def shots(self) -> int:
@@ -246,9 +289,14 @@ class VerificationSettings:
         return self.reference_shots if self.train_shots is None else self.train_shots
 
     @property
+    def rb_check_shots(self) -> int:
+        """Shots of the randomized-benchmarking cross-check (two lengths)."""
+        return 2 * self.rb_sequences * self.rb_shots
+
+    @property
     def max_shots(self) -> int:
-        """The most one verification spends on one device (all ``stages``)."""
-        return self.stages * self.shots
+        """The most one verification spends on one device (all ``stages`` and the RB cross-check)."""
+        return self.stages * self.shots + self.rb_check_shots
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> VerificationSettings:
