@@ -201,12 +201,15 @@ def analyse_checks(check_set: Sequence[Check], counts: ArrayLike, shots: Sequenc
         contrib["decay"] = incoherent - limit
         if s.decay_model_error:
             # The trains' rates become one gate's error by the Markov model (the gate decays at
-            # r × the stated rates). A device r times off its stated model is one whose decay
-            # physics that model does not hold for (a TLS, which the trains' echo partly
-            # decouples; an AWG tail that idles): the excess is then known to a factor r
-            # either way, a log-normal of width |ln r| (nothing at r = 1).
-            width = max(abs(math.log(float(np.median(r1)))), abs(math.log(float(np.median(r2)))))
-            contrib["decay"] = contrib["decay"] * np.exp(width * rng.standard_normal(s.samples))
+            # r × the stated rates). A device that decays r > 1 times faster than stated is one
+            # whose decay physics that model does not describe (a TLS, which the trains' echo
+            # partly decouples; an AWG tail that idles): its excess over the limit is then
+            # known to a factor r either way, a log-normal of width ln r. A device as stated or
+            # slower (r <= 1) is inside the model: nothing is added, and a deficit stays as
+            # measured (scaled, it could push 1 − F below zero).
+            width = max(0.0, math.log(float(np.median(r1))), math.log(float(np.median(r2))))
+            excess = contrib["decay"]
+            contrib["decay"] = np.where(excess > 0, excess * np.exp(width * rng.standard_normal(s.samples)), excess)
             summary["decay_model_error"] = width
         total = total + contrib["decay"]
         r_lo, r_med, r_hi = (float(x) for x in np.quantile(rate, [0.05, 0.5, 0.95]))

@@ -133,11 +133,11 @@ class VerificationSettings:
             two rate ratios (T1 and T2 each r times the stated), so that a gate whose
             extra decay is dephasing (an AWG tail on a qubit with T2 ≪ T1) is bounded
             too (on by default).
-        decay_model_error: with ``measure_decay``, the decay's share of 1 − F carries a
-            model error: a log-normal factor of width |ln r| (r the measured rate ratio,
-            the larger of T1's and T2's), since a device r times off its stated decay is
-            one the Markov scaling from the trains to one gate is not known to hold for
-            (``verification_analysis``; on by default).
+        decay_model_error: with ``measure_decay``, the decay's excess over the limit carries
+            a model error: a log-normal factor of width ln r (r the larger measured rate
+            ratio, T1's or T2's; nothing at r <= 1), since a device that decays r times
+            faster than stated is one the Markov scaling from the trains to one gate is not
+            known to hold for (``verification_analysis``; on by default).
         detuning_noise: read the Ramsey checks with a slow detuning noise besides the mean
             detuning: their contrast loss with the delay measures its rms per gate, and the
             gate is charged (θ_det² + s²)/6 (``verification_analysis``; on by default).
