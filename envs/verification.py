@@ -25,13 +25,22 @@ checks. Layering: envs only (numpy/scipy), no engine.
 The default ``VerificationSettings()`` measures what the coherence model assumes: the
 trains' decay (on the poles and on the equator) becomes two rate ratios inside the estimate
 and its interval, the pulse's leakage is computed at the stated anharmonicity, and it runs
-in up to three pooled stages. A false ``calibrated`` is a silent failure, worse than a
-refused run, so the default is the verification whose ``calibrated`` holds on devices the
-model does not describe (docs/verification.md). ``VerificationSettings.quick()`` takes the
-stated limit as exact and only alarms on a decay that is clearly faster: cheaper, but a gate
-whose physics lies outside that model (an AWG tail that lengthens it, a TLS, a DRAG leakage
-floor) can pass as ``calibrated``.
+in up to three pooled stages; the Ramsey checks, in both quadratures and several batches,
+read a slow detuning noise, and a gate the checks pass must pass an RB cross-check too. A
+false ``calibrated`` is a silent failure, worse than a refused run, so the default is the
+verification whose ``calibrated`` holds on devices the model does not describe
+(docs/verification.md). ``VerificationSettings.quick()`` takes the stated limit as exact and
+only alarms on a decay that is clearly faster: cheaper, but a gate whose physics lies
+outside that model (an AWG tail that lengthens it, a TLS, a DRAG leakage floor) can pass as
+``calibrated``.
+
+This module runs the checks; the jobs around it live in ``verification_settings``,
+``verification_checks`` (the sequences), ``verification_models`` (the estimate's physics),
+``verification_analysis`` (counts to a verdict), ``verification_rb`` (the cross-check) and
+``verification_verdict``; their public names are importable from here.
 """
+
+from __future__ import annotations
 
 import math
 from collections.abc import Sequence
@@ -90,6 +99,11 @@ def verify_devices(devices: Sequence[Device], gate: DragGate, params: ArrayLike,
     an alarm (readout contrast, decay, leakage, misfit), or a residual whose interval lies
     wholly above the threshold; a gate the shots cannot bound yet goes on. A gate that is
     clearly bad or clearly good thus stops after one stage of ``settings.shots``.
+
+    With ``settings.rb_sequences``, a gate the checks pass runs the RB cross-check
+    (``verification_rb``, ``rb_check_shots``) once after its stages, and fails as
+    ``UNSTABLE_OR_TLS_LIKE`` when its RB error is over the threshold; ``shots_available``
+    must then cover one stage and the cross-check.
     """
     s = VerificationSettings() if settings is None else settings
     stages = s.stages

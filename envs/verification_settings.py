@@ -278,7 +278,8 @@ class VerificationSettings:
 
     @property
     def shots(self) -> int:
-        """Shots one verification spends on one device."""
+        """Shots one stage of the verification spends on one device (the RB cross-check's
+        come on top: ``rb_check_shots``)."""
         refs = 2 + (self.t1_delay_fraction is not None)
         trains = 4 if self.equator_trains else 2
         return self.n_checks * self.shots_per_check + refs * self.reference_shots + trains * self.trains_shots
