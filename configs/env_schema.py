@@ -60,7 +60,7 @@ class AmplitudeLimitConf:
 class VerificationConf:
     """``envs.verification.VerificationSettings`` fields; null keeps the default (set
     ``verification: {}`` to verify at episode end with the defaults, the trusted checks;
-    the env reserves their most, 4,608 shots, from ``shot_budget``)."""
+    the env reserves their most, 5,504 shots, from ``shot_budget``)."""
 
     shots_per_check: int | None = None
     reference_shots: int | None = None
@@ -80,6 +80,11 @@ class VerificationConf:
     gate_detuning_error: bool | None = None
     leakage_model: bool | None = None
     equator_trains: bool | None = None
+    decay_model_error: bool | None = None
+    detuning_noise: bool | None = None
+    noise_batches: int | None = None
+    rb_sequences: int | None = None
+    rb_shots: int | None = None
 
 
 @dataclass

@@ -95,7 +95,7 @@ class ReplaySettings:
             ``Capabilities.qubits``): its drive frame carries the pulses, its readout the
             counts, and the default safety envelope allows that frame only.
         verification: ``VerificationSettings`` fields as a mapping ({} = the defaults, the
-            trusted checks: up to 3 stages of 1,536 shots):
+            trusted checks: up to 3 stages of 1,664 shots and a 512-shot RB cross-check):
             after its last step the session verifies the final gate on the backend
             (docs/verification.md) and its report carries the verdict. None: no verdict.
             A two-qubit session takes ``rb2q.RB2QSettings`` fields (interleaved 2Q RB; its

@@ -18,7 +18,8 @@ def test_verify_result_counts_its_shots_and_refuses_what_the_budget_cannot_pay()
     devs = [SimulatedDevice(get_preset("transmon_20ns").params, rng=np.random.default_rng(i)) for i in range(2)]
     task = CalibrationTask(list(devs), DragGate(20e-9))
     p = np.stack([optimal_params(d.current_transmon(), task.gate).as_array() for d in devs])
-    need = VerificationSettings().shots
+    # One stage and the RB cross-check that a passing gate runs.
+    need = VerificationSettings().shots + VerificationSettings().rb_check_shots
     res = CalibrationResult(p, np.array([1000, 1000 - 1]))
     task.shots_used[:] = res.shots_used
     verdicts = verify_result(task, res, budget=1000 + need - 1)
@@ -71,10 +72,11 @@ def test_an_evaluation_with_verify_writes_and_reads_back_the_verdict_columns(tmp
                                   verify=True)
     rows = calibration_rows(settings)
     assert len(rows) == 3
-    need = VerificationSettings().shots
+    s = VerificationSettings()
     for r in rows:
         assert r["verdict"] in ("calibrated", "failed")
-        assert r["verification_shots"] in (0, need)
+        # Nothing (refused), one stage (failed), or one stage and the RB cross-check.
+        assert r["verification_shots"] in (0, s.shots, s.shots + s.rb_check_shots)
         # The device counted the verification's shots on top of the calibration's.
         assert r["device_shots"] == r["shots_used"] or r["device_shots"] == r["shots_used"] + r["verification_shots"]
     back = read_results_csv(write_csv(tmp_path / "results.csv", rows))

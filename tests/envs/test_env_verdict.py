@@ -43,11 +43,12 @@ def test_v1_episode_ends_with_a_verdict_whose_shots_are_counted_within_the_budge
     assert all(i["verdict"] is None and i["verification_shots"] == 0 for i in infos[:-1])
     last = infos[-1]
     v = last["verdict"]
-    assert isinstance(v, Verdict) and last["verification_shots"] == SETTINGS.shots == v.shots_used
     # The rounds share what the verification leaves: 860 // 48 = 17 shots per twin; the
-    # verdict is clear after one stage.
+    # verdict is clear after one stage, and the gate passes the RB cross-check.
+    assert v.calibrated, v.describe()
+    assert isinstance(v, Verdict) and last["verification_shots"] == SETTINGS.shots + SETTINGS.rb_check_shots == v.shots_used
     assert infos[-2]["shots_used"] == 48 * 17
-    assert last["shots_used"] == 48 * 17 + SETTINGS.shots <= BUDGET
+    assert last["shots_used"] == 48 * 17 + SETTINGS.shots + SETTINGS.rb_check_shots <= BUDGET
     # The v1 estimator at the default preset ends at its limit (1.05×), and the verdict says
     # so: calibrated, its interval below the threshold, its estimate near the truth. The
     # default measures the decay (its rate ratio can be < 1), so the interval may start
@@ -101,8 +102,8 @@ def test_the_verification_runs_on_the_device_and_needs_the_labs_coherence_there(
     # Every shot of the episode, the verification's too, ran on the device; no truth is
     # reported, the verdict comes from the device's counts.
     assert "fidelity" not in last
-    assert dev.shots == last["shots_used"] == 7 * 120 + SETTINGS.shots
-    assert last["verification_shots"] == SETTINGS.shots
+    assert dev.shots == last["shots_used"] == 7 * 120 + SETTINGS.shots + SETTINGS.rb_check_shots
+    assert last["verification_shots"] == SETTINGS.shots + SETTINGS.rb_check_shots
     assert v.coherence_limit == pytest.approx(stated.limit(20e-9))
     assert v.calibrated, v.describe()
 
@@ -125,7 +126,7 @@ def test_drift_tracking_verifies_the_tracked_gate_at_the_end_of_its_day() -> Non
     assert [i["verdict"] is None for i in infos] == [True] * (len(infos) - 1) + [False]
     last = infos[-1]
     # Its error (1.5× the limit) is not bounded below the threshold by one stage, so all
-    # three run and it ends budget_too_small.
-    assert isinstance(last["verdict"], Verdict) and last["verification_shots"] == SETTINGS.max_shots
-    assert last["verdict"].reason == "budget_too_small"
-    assert last["shots_used"] >= SETTINGS.max_shots
+    # three run (no RB cross-check: it is not passed) and its estimate ends over it.
+    assert isinstance(last["verdict"], Verdict) and last["verification_shots"] == SETTINGS.stages * SETTINGS.shots
+    assert last["verdict"].reason == "residual_error"
+    assert last["shots_used"] >= SETTINGS.stages * SETTINGS.shots

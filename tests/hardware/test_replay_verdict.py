@@ -23,7 +23,8 @@ from pulsecal.hardware.replay import (
 
 GATE_S = 20e-9
 ENV_SHOTS = 6 * 50 * 7  # the reset and 6 steps of 6 probes × 50 shots
-VERIFY = VerificationSettings().shots  # one stage of the default (trusted) verification
+# One stage of the default (trusted) verification and its RB cross-check.
+VERIFY = VerificationSettings().shots + VerificationSettings().rb_check_shots
 
 
 def _settings(budget_shots: int | None = None, session: str = "v1", **changes: object) -> ReplaySettings:
@@ -58,11 +59,14 @@ def test_a_verified_session_reports_its_verdict_and_pays_its_shots_through_the_l
     assert result.ledger_shots == ENV_SHOTS + VERIFY
     done = [r for r in read_journal(tmp_path / "s" / "journal.jsonl") if r["event"] == "run_done"]
     assert sum(int(r["shots"]) * len(r["program_hashes"]) for r in done) == ENV_SHOTS + VERIFY
-    # Three verification calls after the 7 of the calibration: the readout references, the
-    # family checks, then the pole and equator identity trains; one stage (the verdict is clear).
+    # After the 7 calls of the calibration: the readout references, the amplitude and DRAG
+    # checks, the pole and equator identity trains, the Ramsey checks (both quadratures) in
+    # 4 batches; one stage (the verdict is clear); then the RB cross-check in 4 batches.
     s = VerificationSettings()
+    nb = s.noise_batches
     assert [(len(r["program_hashes"]), r["shots"]) for r in done[7:]] == [
-        (2, s.reference_shots), (12, s.shots_per_check), (4, s.trains_shots)]
+        (2, s.reference_shots), (8, s.shots_per_check), (4, s.trains_shots)] + [
+        (8, s.shots_per_check // nb)] * nb + [(2 * s.rb_sequences // nb, s.rb_shots)] * nb
     md = (tmp_path / "s" / "report.md").read_text()
     assert "- outcome: finished — verdict calibrated: 1−F = " in md
     assert exit_code(result) == EXIT_CODES["finished"]
@@ -85,11 +89,13 @@ def test_a_session_resumed_inside_its_verification_spends_its_shots_once(tmp_pat
     _truncate_journal(tmp_path / "ref", tmp_path / "cut", keep)
     resumed, backend = _run(tmp_path / "cut", settings)
     assert resumed.resumed and resumed.verdict == ref.verdict
-    # Only the calls after it (12 checks × 32 shots, 4 trains × 256) ran on the fresh
-    # backend and into the fresh ledger (the cut folder has the journal, not the ledger file).
+    # Only the calls after it (8 amplitude and DRAG checks × 32 shots, 4 trains × 256, the 8
+    # Ramsey checks in 4 batches, the RB cross-check's 32 sequences) ran on the fresh backend
+    # and into the fresh ledger (the cut folder has the journal, not the ledger file).
     s = VerificationSettings()
-    assert backend.stats.executions == 12 + 4
-    assert resumed.ledger_shots == 12 * s.shots_per_check + 4 * s.trains_shots == VERIFY - 2 * s.reference_shots
+    assert backend.stats.executions == 8 + 4 + 8 * s.noise_batches + 2 * s.rb_sequences
+    assert resumed.ledger_shots == (8 * s.shots_per_check + 4 * s.trains_shots + 8 * s.shots_per_check
+                                    + s.rb_check_shots) == VERIFY - 2 * s.reference_shots
     assert ref.ledger_shots == ENV_SHOTS + VERIFY
     assert json.loads((tmp_path / "cut" / "report.json").read_text())["verdict"] == ref.verdict.to_dict()
 
@@ -139,5 +145,6 @@ def test_the_console_config_runs_a_verified_session(tmp_path: Path) -> None:
     assert result.verdict is not None and result.report["verdict"]["status"] in ("calibrated", "failed")
     assert result.ledger_shots == result.report["env_shots"] + result.verdict.shots_used
     # Three steps leave an amplitude residual near the threshold (1.8× the limit): one stage
-    # cannot put its interval above it, the second (pooled) does.
-    assert result.verdict.reason == "residual_error" and result.verdict.shots_used == 2 * VERIFY
+    # cannot put its interval above it, the second (pooled) does; a failed gate runs no RB.
+    assert result.verdict.reason == "residual_error"
+    assert result.verdict.shots_used == 2 * VerificationSettings().shots
