@@ -19,6 +19,16 @@ without a ``submitting`` record provably never reached the backend, and a ``subm
 record means the job may have run (for in-process backends, possibly with no other trace).
 Records carry ``process`` when the caller tags its process (``process=``), so a resumed
 session can tell which earlier process may have run a job.
+
+What is fsynced: the write-ahead records (``submitting``, and ``failed`` and ``lost``, which
+decide what a resume counts) before the call goes on; every other record is written unsynced
+and becomes durable with the next fsynced record of the journal (``Journal.append_unsynced``).
+A lost unsynced record leaves a job looking in flight (``submitting`` without ``completed``),
+which a resume treats as possibly run: counted, asked for by ``find``, never silently
+submitted again. With ``batch_intent`` (the calibration graph on a backend) the write-ahead
+record is one fsynced ``intent`` per ``run`` call naming every job of the batch, and the
+per-job ``submitting`` records are unsynced (docs/concurrency.md, "The job journal and ledger
+after a crash").
 """
 
 from __future__ import annotations
@@ -117,6 +127,12 @@ class BackendDevice:
             single-qubit device on ``frame``.
         qubit_index: with ``channels``, envs mode names -> backend qubit indices (default
             ``q<n>`` -> n).
+        batch_intent: group commit. Before the first job of a ``run`` call, one fsynced
+            ``intent`` record names every job of the batch (key, shots, UTC day, this boot's
+            id); it is the durable copy of their ledger reservations and of their
+            ``submitting`` records, which are then written unsynced: one fsync per batch
+            instead of three per job. Only for a caller that settles the jobs of earlier
+            intents before its first job (``graph_device.resume_jobs``); no device ledger.
     """
 
     def __init__(self, backend: Backend, *, limits: SafetyLimits, ledger: ShotLedger,
@@ -128,9 +144,16 @@ class BackendDevice:
                  before_submit: Callable[[str, int, int, int], None] | None = None,
                  device_ledger: DeviceDayLedger | None = None, scope: str = "",
                  channels: Mapping[str, Frame] | None = None,
-                 qubit_index: Mapping[str, int] | None = None) -> None:
+                 qubit_index: Mapping[str, int] | None = None, batch_intent: bool = False) -> None:
         if not isinstance(session_id, str) or not session_id:
             raise ValueError(f"BackendDevice.session_id={session_id!r}: allowed a non-empty string")
+        if batch_intent and (device_ledger is not None or before_submit is not None):
+            # The device ledger's reservation must be durable on its own (its sync on resume
+            # releases what the session ledger does not count), and the replay's orphan
+            # accounting reads per-job submitting records as fsynced.
+            raise ValueError("BackendDevice.batch_intent=True: allowed only without a device_ledger and "
+                             "before_submit")
+        self._batch_intent = bool(batch_intent)
         self.guard = GuardedBackend(backend, limits, ledger, clock=clock, device_ledger=device_ledger,
                                     scope=scope)
         self._backend = backend
@@ -212,6 +235,8 @@ class BackendDevice:
                              "sequence of a call")
         keys = [self.job_key(p, step, i) for i, p in enumerate(programs)]
         self._check_batch(programs, keys, shots, step)
+        if self._batch_intent:
+            self._intent(programs, keys, shots, step)
         handles = [self._submit(p, k, shots, step, i) for i, (p, k) in enumerate(zip(programs, keys, strict=True))]
         width = widths.pop() if widths else 1
         out = np.zeros((len(programs), 2**width), dtype=np.int64)
@@ -255,6 +280,14 @@ class BackendDevice:
         if refusals:
             raise SafetyViolation(refusals)
 
+    def _intent(self, programs: list[Program], keys: list[str], shots: int, step: int) -> None:
+        """The batch's one fsynced write-ahead record (``batch_intent``)."""
+        jobs = [{"index": i, "job_key": k, "shots": int(shots), "program_hash": p.content_hash()}
+                for i, (p, k) in enumerate(zip(programs, keys, strict=True))]
+        fields: dict[str, Any] = {"process": self.process} if self.process is not None else {}
+        self.journal.append("intent", session=self.session_id, step=step, day=self.guard.today(),
+                            boot_id=boot_id(), jobs=jobs, **fields)
+
     # -- exactly-once submission -----------------------------------------------------------
 
     def _submit(self, program: Program, key: str, shots: int, step: int, index: int) -> JobHandle:
@@ -269,7 +302,8 @@ class BackendDevice:
                 if self._before_submit is not None:
                     self._before_submit(key, shots, step, index)
                 h = self.guard.submit(program, shots, key, before_send=functools.partial(
-                    self._log, "submitting", program, key, step, index, shots=shots, attempt=attempt))
+                    self._log, "submitting", program, key, step, index, shots=shots, attempt=attempt),
+                    durable_reservation=not self._batch_intent)
                 self._log("submitted", program, key, step, index, job_id=h.job_id, shots=shots)
                 return h
             except SafetyViolation as e:
@@ -338,8 +372,25 @@ class BackendDevice:
     def _log(self, event: str, program: Program, key: str, step: int, index: int, **fields: Any) -> None:
         if self.process is not None:
             fields["process"] = self.process
-        self.journal.append(event, session=self.session_id, step=step, index=index, job_key=key,
+        durable = event in DURABLE_EVENTS and not (self._batch_intent and event == "submitting")
+        self.journal.append(event, durable=durable, session=self.session_id, step=step, index=index, job_key=key,
                             program_hash=program.content_hash(), **fields)
+
+
+# The records a resume decides on, fsynced before the job goes on (module docstring): the
+# write-ahead intent, and the two that settle a job's shots without a result.
+DURABLE_EVENTS = frozenset({"submitting", "failed", "lost"})
+
+
+@functools.cache
+def boot_id() -> str:
+    """This boot of the machine (Linux's random boot id; "" where there is none). A journal
+    record written in the same boot as its reader was not lost to a power cut, fsynced or not."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
 
 
 def measured_bits(program: Program) -> int:

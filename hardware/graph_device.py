@@ -47,11 +47,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..envs.protocol import Barrier, Delay, Measure, Play, PulseSequence
-from .backend import Backend, Capabilities
-from .device import BackendDevice, RetryPolicy
+from .backend import Backend, BackendError, Capabilities
+from .device import BackendDevice, RetryPolicy, boot_id
 from .ir import Frame, Program
 from .journal import Journal
-from .ledger import ShotLedger
+from .ledger import RELEASED, RESERVED, ShotLedger
 from .replay.two_qubit import session_channels
 from .safety import SafetyLimits
 
@@ -85,6 +85,92 @@ def graph_limits(backend: Backend, **changes: Any) -> SafetyLimits:
                             "max_shots_per_job": 10_000, "max_shots_per_day": 10_000_000}
     args.update(changes)
     return SafetyLimits(**args)
+
+
+@dataclass(frozen=True)
+class ResumedJobs:
+    """What ``resume_jobs`` found in a run's job journal: the first step number no earlier
+    process used, the reservations it restored, the jobs that may have run at the crash
+    (counted), those provably never sent (released)."""
+
+    next_step: int = 0
+    restored: tuple[str, ...] = ()
+    orphaned: tuple[str, ...] = ()
+    released: tuple[str, ...] = ()
+
+
+def resume_jobs(backend: Backend, ledger: ShotLedger, journal: Journal, session_id: str) -> ResumedJobs:
+    """Settle the jobs earlier processes of this run left unfinished, before a (resumed) run
+    submits anything (docs/concurrency.md, "The job journal and ledger after a crash").
+
+    A job is in an earlier batch's fsynced ``intent``; its unsynced ``submitting`` record was
+    written right before ``Backend.submit``. A job with neither ``completed`` nor ``failed``:
+
+    - may have run if it has a ``submitting`` record, or if the intent was written in another
+      boot of the machine (a power cut may have lost the unsynced records): it is counted
+      (its reservation restored from the intent if the ledger lost it) and journaled once
+      as ``orphaned``, with whether the backend still knows the key;
+    - else it was never sent (the kill came before its ``submitting`` write): a reservation
+      it has is released (``released``).
+
+    A ``failed`` job (``find`` proved it never ran) whose release a power cut lost is released
+    again. Step numbers go on after the largest one journaled, so no key of an earlier
+    process is submitted again: the node that was running is re-run under new keys.
+    """
+    here = boot_id()
+    intents: dict[str, dict[str, Any]] = {}
+    sent: set[str] = set()
+    settled: dict[str, str] = {}
+    handled: set[str] = set()
+    step = -1
+    for r in journal.read():
+        if r.get("session") != session_id:
+            continue
+        ev, key = r.get("event"), str(r.get("job_key", ""))
+        if isinstance(r.get("step"), int):
+            step = max(step, int(r["step"]))
+        if ev == "intent":
+            for job in r.get("jobs", []):
+                intents[str(job["job_key"])] = {"step": r["step"], "index": job["index"], "shots": int(job["shots"]),
+                                                "day": str(r["day"]), "same_boot": bool(here) and r.get("boot_id") == here}
+        elif ev == "submitting":
+            sent.add(key)
+            intents.setdefault(key, {"step": r.get("step"), "index": r.get("index"), "shots": int(r["shots"]),
+                                     "day": str(r.get("day") or ""), "same_boot": True})
+        elif ev in ("completed", "failed"):
+            settled[key] = str(ev)
+        elif ev in ("orphaned", "released"):
+            handled.add(key)
+    restored: list[str] = []
+    orphaned: list[str] = []
+    released: list[str] = []
+    for key, job in intents.items():
+        e = ledger.entry(key)
+        where = {"step": job["step"], "index": job["index"], "job_key": key, "shots": job["shots"]}
+        if settled.get(key) == "completed":
+            continue
+        if settled.get(key) == "failed" or not (key in sent or not job["same_boot"]):
+            if e is not None and e.state == RESERVED:
+                ledger.release(key)
+            if key not in handled and settled.get(key) != "failed":
+                journal.append("released", session=session_id, **where,
+                               reason="in an intent of this boot without a submitting record: never sent")
+                released.append(key)
+            continue
+        if (e is None or e.state == RELEASED) and job["day"]:
+            ledger.restore(key, job["shots"], job["day"])
+            journal.append("restored", session=session_id, **where, day=job["day"],
+                           reason="an intent without its ledger reservation (lost unsynced)")
+            restored.append(key)
+        if key not in handled:
+            try:
+                knows: bool | str = backend.find(key) is not None
+            except BackendError as err:
+                knows = f"find failed: {err}"
+            journal.append("orphaned", session=session_id, **where, backend_knows=knows,
+                           reason="intent without completed: may have run; counted, never submitted again")
+            orphaned.append(key)
+    return ResumedJobs(step + 1, tuple(restored), tuple(orphaned), tuple(released))
 
 
 @dataclass(frozen=True)
@@ -147,9 +233,11 @@ class BackendGraphDevice:
                 raise ValueError(f"BackendGraphDevice.edges: ({a!r}, {b!r}): allowed qubits of {list(self.qubits)}")
         self.edges: tuple[tuple[str, str], ...] = tuple((str(a), str(b)) for a, b in edges)
         self.params = _Params(_Frames({q: f.frequency_hz for q, f in drives.items()}), float(rep_time_s))
+        self.resumed_jobs = resume_jobs(backend, ledger, journal, session_id)
         self._device = BackendDevice(backend, limits=self.limits, ledger=ledger, journal=journal,
                                      session_id=session_id, frame=next(iter(drives.values())), retry=retry,
-                                     clock=clock, sleep=sleep, channels=channels)
+                                     clock=clock, sleep=sleep, channels=channels,
+                                     start_step=self.resumed_jobs.next_step, batch_intent=True)
         self._clock_s = 0.0
 
     @property
@@ -219,4 +307,5 @@ class BackendGraphDevice:
         return max(at.values(), default=0.0)
 
 
-__all__ = ["DEFAULT_REPETITION_TIME_S", "BackendGraphDevice", "graph_channels", "graph_limits"]
+__all__ = ["DEFAULT_REPETITION_TIME_S", "BackendGraphDevice", "ResumedJobs", "graph_channels", "graph_limits",
+           "resume_jobs"]

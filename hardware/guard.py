@@ -136,12 +136,14 @@ class GuardedBackend:
         return v + self.envelope.check(program, shots=n, shots_today=used)
 
     def submit(self, program: Program, shots: int, job_key: str, *,
-               before_send: Callable[[], None] | None = None) -> JobHandle:
+               before_send: Callable[[], None] | None = None, durable_reservation: bool = True) -> JobHandle:
         """Check, compile, re-check the artifact, reserve shots, seal and submit.
 
         ``before_send`` is called after the shots are reserved and right before
         ``Backend.submit`` (``BackendDevice`` journals ``submitting`` there, so a reservation
-        without that record provably never reached the backend).
+        without that record provably never reached the backend). ``durable_reservation=False``
+        leaves the session ledger's reservation unsynced: only for a caller whose
+        ``before_send`` fsyncs a record that carries it (``ShotLedger.reserve``).
 
         Raises SafetyViolation (nothing submitted, nothing counted) on any violation, and
         whatever the backend's ``submit`` raises (shots stay reserved: the job may have run).
@@ -165,7 +167,8 @@ class GuardedBackend:
             self.device_ledger.reserve(self.scope, job_key, int(shots), day,
                                        max_shots_per_day=self.limits.max_shots_per_day)
         try:
-            self.ledger.reserve(job_key, int(shots), day, max_shots_per_day=self.limits.max_shots_per_day)
+            self.ledger.reserve(job_key, int(shots), day, max_shots_per_day=self.limits.max_shots_per_day,
+                                durable=durable_reservation)
         except SafetyViolation:
             # The session refused it (its budget): the device charge is for nothing.
             entry = self.ledger.entry(job_key)

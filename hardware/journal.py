@@ -1,7 +1,11 @@
 """The append-only JSONL job journal.
 
-One JSON object per line, written with a single ``write`` and fsynced, so a crash can only
-leave a torn *last* line. Reading ignores (and reports) such a line; opening a journal for
+One JSON object per line, written with a single ``write``, so a crash can only leave a torn
+*last* line. ``append`` fsyncs its record before it returns; ``append_unsynced`` writes its
+record without waiting for the disk (``append(..., durable=False)``), and that record becomes durable with the next fsync of
+the file (fsync covers every earlier write to it), so after a power cut the unsynced records
+lost are at most those after the last durable one. A killed process loses none of them (the
+kernel holds the written data). Reading ignores (and reports) such a line; opening a journal for
 appending moves a torn tail into ``<journal>.torn`` first, so the next record starts on a
 fresh line and the journal never has a bad line in the middle.
 """
@@ -59,12 +63,12 @@ def read_journal(path: str | os.PathLike[str]) -> JournalRead:
 
 
 class Journal:
-    """Appends one record per event to a JSONL file, fsynced.
+    """Appends one record per event to a JSONL file (module docstring: which are fsynced).
 
     Args:
         path: the journal file (created if missing).
         clock: wall-clock seconds for the ``ts`` field (injectable for tests).
-        fsync: fsync after every record.
+        fsync: fsync the records of ``append`` (False: none is fsynced, for tests).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time,
@@ -72,6 +76,7 @@ class Journal:
         self.path = Path(path)
         self._clock = clock
         self._fsync = fsync
+        self._unsynced = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._repair_tail()
 
@@ -91,17 +96,37 @@ class Journal:
             fh.flush()
             os.fsync(fh.fileno())
 
-    def append(self, event: str, **fields: Any) -> dict[str, Any]:
-        """Write ``{"event": event, "ts": now, **fields}`` as one line; returns the record."""
+    def append(self, event: str, *, durable: bool = True, **fields: Any) -> dict[str, Any]:
+        """Write ``{"event": event, "ts": now, **fields}`` as one line and fsync it (and so
+        every unsynced record before it); returns the record. ``durable=False`` skips the
+        fsync: the record is durable with the next durable one or ``sync``."""
+        return self._write(event, fields, self._fsync and durable)
+
+    def append_unsynced(self, event: str, **fields: Any) -> dict[str, Any]:
+        """``append(event, durable=False, **fields)``."""
+        return self.append(event, durable=False, **fields)
+
+    def sync(self) -> None:
+        """fsync the records ``append_unsynced`` wrote since the last fsync (none: no-op)."""
+        if self._unsynced and self._fsync and self.path.exists():
+            fd = os.open(self.path, os.O_WRONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        self._unsynced = False
+
+    def _write(self, event: str, fields: dict[str, Any], fsync: bool) -> dict[str, Any]:
         rec: dict[str, Any] = {"format": JOURNAL_FORMAT, "event": event, "ts": self._clock(), **fields}
         line = (json.dumps(rec, sort_keys=True, default=_jsonable) + "\n").encode()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, line)
-            if self._fsync:
+            if fsync:
                 os.fsync(fd)
         finally:
             os.close(fd)
+        self._unsynced = not fsync
         return rec
 
     def read(self) -> JournalRead:

@@ -1,0 +1,166 @@
+"""Crash points of the graph's job path (``BackendGraphDevice``, group commit): one fsynced
+``intent`` per batch, unsynced per-job records and ledger reservations, and what a resumed
+run finds (``graph_device.resume_jobs``; docs/concurrency.md, "The job journal and ledger
+after a crash"). A kill is a ``BaseException`` raised inside the backend; a power cut is
+the unsynced records and reservations removed from the files, with the intent written in
+another boot."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from pulsecal.envs.protocol import Measure, Play, PulseSequence
+from pulsecal.hardware.graph_device import BackendGraphDevice
+from pulsecal.hardware.journal import Journal, read_journal
+from pulsecal.hardware.ledger import DONE, RESERVED, ShotLedger
+from pulsecal.hardware.simulated_session import simulated_backend
+
+SHOTS = 50
+
+
+class Kill(BaseException):
+    """The process dies here (nothing after it runs, nothing catches it)."""
+
+
+class Recording:
+    """A backend that records every submitted key and can die inside the n-th submit,
+    before or after the job ran."""
+
+    def __init__(self, inner: Any, *, die_at: int | None = None, after_run: bool = True) -> None:
+        self.inner, self.die_at, self.after_run = inner, die_at, after_run
+        self.submitted: list[str] = []
+        self.name = inner.name
+
+    def submit(self, artifact: Any, shots: int, job_key: str) -> Any:
+        if self.die_at is not None and len(self.submitted) == self.die_at and not self.after_run:
+            raise Kill()
+        self.submitted.append(job_key)
+        h = self.inner.submit(artifact, shots, job_key)
+        if self.die_at is not None and len(self.submitted) == self.die_at + 1 and self.after_run:
+            raise Kill()
+        return h
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def _device(backend: Any, folder: Path) -> BackendGraphDevice:
+    return BackendGraphDevice(backend, ledger=ShotLedger(folder / "jobs_ledger.json"),
+                              journal=Journal(folder / "jobs.jsonl"), session_id="run")
+
+
+def _batch(n: int) -> list[PulseSequence]:
+    return [PulseSequence([Play(np.full(8, 0.05 * (i + 1), dtype=complex), channel="drive:q0"), Measure(("q0",))])
+            for i in range(n)]
+
+
+def _records(folder: Path, event: str) -> list[dict[str, Any]]:
+    return [r for r in read_journal(folder / "jobs.jsonl") if r["event"] == event]
+
+
+def test_a_batch_costs_one_fsync_of_the_job_journal_and_none_of_the_ledger(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    device = _device(simulated_backend(), tmp_path)
+    device.run(_batch(1), SHOTS)  # the ledger file's first write creates it whole (fsync, rename)
+    synced: list[str] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.path.basename(os.readlink(f"/proc/self/fd/{fd}")))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    counts = device.run(_batch(5), SHOTS)
+    assert counts.shape == (5, 2) and (counts.sum(axis=1) == SHOTS).all()
+    assert synced == ["jobs.jsonl"]  # the intent, before the first submit
+    events = [r["event"] for r in read_journal(tmp_path / "jobs.jsonl")]
+    assert events == ["intent", "submitting", "submitted", "completed", "intent"] + \
+        ["submitting", "submitted"] * 5 + ["completed"] * 5
+    assert [j["job_key"] for j in _records(tmp_path, "intent")[1]["jobs"]] == \
+        [r["job_key"] for r in _records(tmp_path, "submitting")[1:]]
+    # the unsynced records and reservations are on disk for a reader (and a kill) at once
+    assert ShotLedger(tmp_path / "jobs_ledger.json").used_shots == 6 * SHOTS
+
+
+def test_a_kill_inside_submit_leaves_orphans_counted_and_never_submitted_again(tmp_path: Path) -> None:
+    first = Recording(simulated_backend(), die_at=1, after_run=True)  # dies in job 1's submit, after it ran
+    with pytest.raises(Kill):
+        _device(first, tmp_path).run(_batch(3), SHOTS)
+    old = [j["job_key"] for j in _records(tmp_path, "intent")[0]["jobs"]]
+    assert first.submitted == old[:2]
+
+    again = Recording(simulated_backend())
+    device = _device(again, tmp_path)
+    # jobs 0 and 1 may have run (a submitting record each): counted, journaled once as
+    # orphans; job 2 was never sent (this boot, no submitting record): released
+    assert device.resumed_jobs.orphaned == tuple(old[:2]) and device.resumed_jobs.released == (old[2],)
+    assert device.resumed_jobs.next_step == 1
+    ledger = device.ledger
+    assert ledger.used_shots == 2 * SHOTS and all(ledger.entry(k).state == RESERVED for k in old[:2])  # type: ignore[union-attr]
+    assert [r["backend_knows"] for r in _records(tmp_path, "orphaned")] == [False, False]
+    device.run(_batch(3), SHOTS)  # the node re-runs: new keys, none of the killed process's
+    assert not set(again.submitted) & set(old) and len(again.submitted) == 3
+    assert ledger.used_shots == 5 * SHOTS
+    # a second resume finds the orphans settled: nothing journaled twice
+    third = _device(Recording(simulated_backend()), tmp_path)
+    assert third.resumed_jobs.orphaned == () and third.resumed_jobs.next_step == 2
+    assert len(_records(tmp_path, "orphaned")) == 2 and len(_records(tmp_path, "released")) == 1
+
+
+def test_a_kill_before_the_first_send_of_a_batch_counts_nothing(tmp_path: Path) -> None:
+    with pytest.raises(Kill):
+        _device(Recording(simulated_backend(), die_at=0, after_run=False), tmp_path).run(_batch(2), SHOTS)
+    # job 0 was reserved and journaled as submitting, then the process died before the
+    # backend saw it: the resume cannot tell, so it counts it; job 1 provably never left
+    device = _device(Recording(simulated_backend()), tmp_path)
+    keys = [j["job_key"] for j in _records(tmp_path, "intent")[0]["jobs"]]
+    assert device.resumed_jobs.orphaned == (keys[0],) and device.resumed_jobs.released == (keys[1],)
+    assert device.ledger.used_shots == SHOTS
+
+
+def _power_cut(folder: Path) -> None:
+    """What a power cut right after the batch's last submit may leave: the fsynced intent
+    only (every unsynced record and reservation lost), written in another boot."""
+    lines = (folder / "jobs.jsonl").read_text().splitlines()
+    intent = json.loads(lines[0])
+    assert intent["event"] == "intent"
+    intent["boot_id"] = "another-boot"
+    (folder / "jobs.jsonl").write_text(json.dumps(intent) + "\n")
+    (folder / "jobs_ledger.json").unlink()
+
+
+def test_a_power_cut_that_lost_the_unsynced_records_counts_the_whole_batch(tmp_path: Path) -> None:
+    first = Recording(simulated_backend(), die_at=2, after_run=True)
+    with pytest.raises(Kill):
+        _device(first, tmp_path).run(_batch(4), SHOTS)
+    _power_cut(tmp_path)
+    again = Recording(simulated_backend())
+    device = _device(again, tmp_path)
+    keys = [j["job_key"] for j in _records(tmp_path, "intent")[0]["jobs"]]
+    # no record tells which jobs left: every job of the intent may have run (3 did)
+    assert device.resumed_jobs.restored == tuple(keys) == device.resumed_jobs.orphaned
+    assert device.ledger.used_shots == 4 * SHOTS >= len(first.submitted) * SHOTS
+    device.run(_batch(4), SHOTS)
+    assert not set(again.submitted) & set(keys)
+
+
+def test_a_finished_batch_leaves_nothing_to_settle_and_a_lost_confirmation_keeps_the_job_counted(
+        tmp_path: Path) -> None:
+    device = _device(simulated_backend(), tmp_path)
+    device.run(_batch(2), SHOTS)
+    keys = [r["job_key"] for r in _records(tmp_path, "completed")]
+    resumed = _device(simulated_backend(), tmp_path).resumed_jobs
+    assert (resumed.orphaned, resumed.released, resumed.restored, resumed.next_step) == ((), (), (), 1)
+    assert all(ShotLedger(tmp_path / "jobs_ledger.json").entry(k).state == DONE for k in keys)  # type: ignore[union-attr]
+    # a power cut that lost the completed records (the journal's tail) but not the intent
+    # or the submitting records: the jobs ran, so they stay counted, as orphans
+    lines = (tmp_path / "jobs.jsonl").read_text().splitlines(keepends=True)
+    (tmp_path / "jobs.jsonl").write_text("".join(x for x in lines if '"completed"' not in x))
+    again = _device(simulated_backend(), tmp_path)
+    assert again.resumed_jobs.orphaned == tuple(keys) and again.ledger.used_shots == 2 * SHOTS
