@@ -219,6 +219,16 @@ class BackendDevice:
 
         Raises SafetyViolation (nothing submitted) if any sequence of the batch is refused.
         """
+        return self._run(sequences, shots, iq=False)  # type: ignore[return-value]
+
+    def run_iq(self, sequences: Sequence[PulseSequence], shots: int) -> NDArray[np.float64]:
+        """Run every sequence ``shots`` times on a backend with ``submit_iq``; the single-shot
+        integrated IQ points, (len(sequences), shots, k, 2) for the k measured qubits in
+        Measure order. The same envelope, ledger, journal and exactly-once path as ``run``;
+        the ``completed`` record carries the points (``iq``) instead of counts."""
+        return self._run(sequences, shots, iq=True)  # type: ignore[return-value]
+
+    def _run(self, sequences: Sequence[PulseSequence], shots: int, *, iq: bool) -> NDArray[Any]:
         for i, s in enumerate(sequences):
             if self.channels is None and isinstance(s, PulseSequence) and not s.is_single_qubit:
                 # Refused before the step is counted: nothing was journaled or charged.
@@ -236,9 +246,12 @@ class BackendDevice:
         keys = [self.job_key(p, step, i) for i, p in enumerate(programs)]
         self._check_batch(programs, keys, shots, step)
         if self._batch_intent:
-            self._intent(programs, keys, shots, step)
-        handles = [self._submit(p, k, shots, step, i) for i, (p, k) in enumerate(zip(programs, keys, strict=True))]
+            self._intent(programs, keys, shots, step, iq)
+        handles = [self._submit(p, k, shots, step, i, iq) for i, (p, k) in enumerate(zip(programs, keys, strict=True))]
         width = widths.pop() if widths else 1
+        if iq:
+            return np.stack([self._collect_iq(p, h, shots, step, i) for i, (p, h) in
+                             enumerate(zip(programs, handles, strict=True))]) if programs else np.zeros((0, shots, width, 2))
         out = np.zeros((len(programs), 2**width), dtype=np.int64)
         for i, (p, h) in enumerate(zip(programs, handles, strict=True)):
             out[i] = self._collect(p, h, shots, step, i)
@@ -280,17 +293,19 @@ class BackendDevice:
         if refusals:
             raise SafetyViolation(refusals)
 
-    def _intent(self, programs: list[Program], keys: list[str], shots: int, step: int) -> None:
+    def _intent(self, programs: list[Program], keys: list[str], shots: int, step: int, iq: bool) -> None:
         """The batch's one fsynced write-ahead record (``batch_intent``)."""
         jobs = [{"index": i, "job_key": k, "shots": int(shots), "program_hash": p.content_hash()}
                 for i, (p, k) in enumerate(zip(programs, keys, strict=True))]
         fields: dict[str, Any] = {"process": self.process} if self.process is not None else {}
+        if iq:
+            fields["acquisition"] = "iq"
         self.journal.append("intent", session=self.session_id, step=step, day=self.guard.today(),
                             boot_id=boot_id(), jobs=jobs, **fields)
 
     # -- exactly-once submission -----------------------------------------------------------
 
-    def _submit(self, program: Program, key: str, shots: int, step: int, index: int) -> JobHandle:
+    def _submit(self, program: Program, key: str, shots: int, step: int, index: int, iq: bool = False) -> JobHandle:
         ask_first = self._counted(key)  # a resumed session may already have sent this key
         for attempt in range(self.retry.max_submit_attempts):
             try:
@@ -301,9 +316,10 @@ class BackendDevice:
                         return h
                 if self._before_submit is not None:
                     self._before_submit(key, shots, step, index)
+                mode = {"acquisition": "iq"} if iq else {}
                 h = self.guard.submit(program, shots, key, before_send=functools.partial(
-                    self._log, "submitting", program, key, step, index, shots=shots, attempt=attempt),
-                    durable_reservation=not self._batch_intent)
+                    self._log, "submitting", program, key, step, index, shots=shots, attempt=attempt, **mode),
+                    durable_reservation=not self._batch_intent, iq=iq)
                 self._log("submitted", program, key, step, index, job_id=h.job_id, shots=shots)
                 return h
             except SafetyViolation as e:
@@ -367,6 +383,37 @@ class BackendDevice:
             return row
         self._log("lost", program, h.job_key, step, index, job_id=h.job_id, error="out of result polls")
         raise JobLost(f"job {h.job_id} (key {h.job_key[:12]}): no complete result after "
+                      f"{self.retry.max_result_polls} polls; its shots stay counted")
+
+    def _collect_iq(self, program: Program, h: JobHandle, shots: int, step: int, index: int) -> NDArray[np.float64]:
+        """The IQ points of one job, as ``_collect`` collects counts (retries, foreign and
+        partial deliveries)."""
+        width = measured_bits(program) if self.channels is not None else 1
+        for poll in range(self.retry.max_result_polls):
+            try:
+                r = self.guard.result(h, self.retry.result_timeout_s)
+            except TransientBackendError as e:
+                self._log("retry", program, h.job_key, step, index, phase="result", attempt=poll,
+                          job_id=h.job_id, error=f"{type(e).__name__}: {e}")
+                self._sleep(self.retry.delay_s(min(poll, 8)))
+                continue
+            got_id = r.metadata.get("job_id", h.job_id)
+            if got_id != h.job_id:
+                self._log("discarded", program, h.job_key, step, index, job_id=h.job_id, delivered_job_id=got_id)
+                continue
+            points = np.asarray(r.metadata.get("iq", np.zeros((0, width, 2))), dtype=np.float64)
+            if points.shape != (shots, width, 2) or r.metadata.get("partial", False):
+                self._log("partial", program, h.job_key, step, index, job_id=h.job_id,
+                          iq_shape=list(points.shape), shots=shots)
+                self._sleep(self.retry.delay_s(min(poll, 8)))
+                continue
+            if not np.isfinite(points).all():
+                raise BackendError(f"job {h.job_id}: IQ points not all finite: allowed finite I and Q")
+            self.ledger.confirm(h.job_key, h.job_id)
+            self._log("completed", program, h.job_key, step, index, job_id=h.job_id, iq=points, status="done")
+            return points
+        self._log("lost", program, h.job_key, step, index, job_id=h.job_id, error="out of result polls")
+        raise JobLost(f"job {h.job_id} (key {h.job_key[:12]}): no complete IQ result after "
                       f"{self.retry.max_result_polls} polls; its shots stay counted")
 
     def _log(self, event: str, program: Program, key: str, step: int, index: int, **fields: Any) -> None:

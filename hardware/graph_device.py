@@ -24,15 +24,16 @@ jobs occupy the device: for each job shots × (repetition time + the program's d
 the graph's own accounting (``agents.graph.experiments.common``). ``advance`` moves it on
 (a backend with its own ``advance``, the simulated one, drifts along).
 
-What a backend cannot do is refused by name. There is no ``run_iq``, so a node that needs
-single-shot IQ points (readout classification) fails with "has no run_iq" and the rest of
-the graph goes on. The adapters return discriminated counts, and the targets this project
-can run have no IQ to give: qibolab's emulator answers ``AcquisitionType.INTEGRATION`` with
-the sampled state as I and Q = 0 (zero-width blobs at (0, 0) and (1, 0), no readout noise;
-``tests/hardware/test_graph_backends.py`` pins it), its ``dummy`` with uniform noise that
-does not depend on the state, and Braket's Rigetti devices return bits only. On such a
-backend the readout the later nodes see is the platform's own discrimination
-(docs/calibration_backends.md).
+Single-shot IQ. ``run_iq`` gives the readout classification node the integrated IQ point
+of every shot on a backend that has them (``submit_iq``: a qibolab platform of real
+instruments, ``AcquisitionType.INTEGRATION`` with ``AveragingMode.SINGLESHOT``), through the
+same envelope, ledger and journal as ``run``. What a backend cannot do is refused by name,
+with the reason, and the rest of the graph goes on: qibolab's emulator answers
+``INTEGRATION`` with the sampled state as I and Q = 0 (zero-width blobs at (0, 0) and
+(1, 0), no readout noise; ``tests/hardware/test_graph_backends.py`` pins it), its ``dummy``
+with uniform noise that does not depend on the state, and Braket's Rigetti devices return
+bits only. On such a backend the readout the later nodes see is the platform's own
+discrimination (docs/calibration_backends.md).
 """
 
 from __future__ import annotations
@@ -275,6 +276,32 @@ class BackendGraphDevice:
         for s in sequences:
             self._clock_s += int(shots) * (rep + self._duration_s(s))
         return counts
+
+    def run_iq(self, sequences: Sequence[PulseSequence], shots: int) -> NDArray[np.float64]:
+        """Single-shot integrated IQ points (len(sequences), shots, k, 2) of the k qubits each
+        sequence measures, through the same envelope, ledger and journal as ``run``
+        (``BackendDevice.run_iq``). A backend that gives no IQ points to classify is refused
+        by name, with its reason, before anything is journaled or counted."""
+        reason = self.iq_refusal()
+        if reason is not None:
+            raise ValueError(f"BackendGraphDevice has no run_iq on backend {self._backend_name()!r}: {reason}")
+        points = self._device.run_iq([self._anchored(s) for s in sequences], shots)
+        rep = self.params.rep_time_s
+        for s in sequences:
+            self._clock_s += int(shots) * (rep + self._duration_s(s))
+        return points
+
+    def iq_refusal(self) -> str | None:
+        """Why ``run_iq`` is refused on this backend (None: it runs): a backend without
+        ``submit_iq`` (Braket's Rigetti devices return bits, the simulated backends counts),
+        or one whose ``iq_refusal`` names a reason (qibolab's emulator and dummy)."""
+        if not callable(getattr(self.backend, "submit_iq", None)):
+            return "the backend returns discriminated counts only (no submit_iq): allowed a backend with single-shot IQ"
+        why = getattr(self.backend, "iq_refusal", None)
+        return why() if callable(why) else None
+
+    def _backend_name(self) -> str:
+        return str(getattr(self.backend, "name", type(self.backend).__name__))
 
     def _anchored(self, seq: PulseSequence) -> PulseSequence:
         # A bare measurement (the idle check) names no channel, and a program needs a frame

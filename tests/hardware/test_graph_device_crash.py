@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -164,3 +165,93 @@ def test_a_finished_batch_leaves_nothing_to_settle_and_a_lost_confirmation_keeps
     (tmp_path / "jobs.jsonl").write_text("".join(x for x in lines if '"completed"' not in x))
     again = _device(simulated_backend(), tmp_path)
     assert again.resumed_jobs.orphaned == tuple(keys) and again.ledger.used_shots == 2 * SHOTS
+
+
+# -- single-shot IQ (run_iq) ---------------------------------------------------------------------
+
+
+def _fake_iq_platform(sigma: float, decay: float) -> Any:
+    """qibolab's dummy platform with its controller replaced by one that answers as a real
+    instrument does (``AcquisitionType.INTEGRATION``, ``AveragingMode.SINGLESHOT``: an
+    (nshots, 2) array of I, Q per acquisition id): Gaussian blobs of width ``sigma``
+    around (0, 0) for |0⟩ and (2, 1) for |1⟩ (prepared by any drive pulse), and |1⟩ decaying
+    to |0⟩ with probability ``decay`` before the readout."""
+    qibolab = pytest.importorskip("qibolab")
+    from qibolab._core.instruments.abstract import Controller
+
+    class FakeIQController(Controller):
+        address: str = "fake"
+
+        @property
+        def sampling_rate(self) -> float:
+            return 1.0
+
+        def connect(self) -> None:
+            pass
+
+        def disconnect(self) -> None:
+            pass
+
+        def play(self, configs: Any, sequences: Any, options: Any, sweepers: Any) -> dict[Any, Any]:
+            assert options.acquisition_type is qibolab.AcquisitionType.INTEGRATION
+            assert options.averaging_mode is qibolab.AveragingMode.SINGLESHOT
+            rng = np.random.default_rng(7)
+            out = {}
+            for seq in sequences:
+                excited = any(isinstance(p, qibolab.Pulse) and "drive" in str(ch) for ch, p in seq)
+                for _, acq in seq.acquisitions:
+                    ones = excited & (rng.random(options.nshots) >= decay)
+                    centre = np.where(ones[:, None], [2.0, 1.0], [0.0, 0.0])
+                    out[acq.id] = centre + sigma * rng.standard_normal((options.nshots, 2))
+            return out
+
+    platform = qibolab.create_platform("dummy")
+    dummy = platform.instruments["dummy"]
+    platform.instruments["dummy"] = FakeIQController(channels=dummy.channels)
+    return platform
+
+
+def test_run_iq_classifies_readout_on_a_qibolab_platform_of_real_instruments(tmp_path: Path) -> None:
+    from scipy.stats import norm
+
+    from pulsecal.agents.graph.readout import ReadoutClassification
+    from pulsecal.hardware.adapters.qibolab import QibolabBackend
+
+    sigma, decay = 0.8, 0.04
+    backend = QibolabBackend(_fake_iq_platform(sigma, decay), qubits=[0])
+    device = _device(backend, tmp_path)
+    assert device.iq_refusal() is None
+    r = ReadoutClassification(shots=2000, cheap_shots=500).run(
+        device, "q0", {"q0.frequency_hz": device.params.model.mode("q0").frame_hz, "q0.pi_amplitude": 0.5},
+        np.random.default_rng(0))
+    # the optimal line between the blobs misassigns Φ(-d/2σ) of each; |1⟩ also decays
+    overlap = float(norm.cdf(-np.hypot(2.0, 1.0) / (2 * sigma)))
+    expected = 1 - 0.5 * (overlap + (overlap * (1 - decay) + (1 - overlap) * decay))
+    assert r.status != "bad_data" and abs(r.quality["assignment_fidelity"] - expected) < 0.015
+    # every IQ job went through the intent, the guard's reservation and the journal
+    completed = _records(tmp_path, "completed")
+    assert len(completed) == 2 and all(np.asarray(c["iq"]).shape == (2000, 1, 2) for c in completed)
+    assert _records(tmp_path, "intent")[0]["acquisition"] == "iq"
+    assert device.ledger.used_shots == 4000 and device.clock_s > 0
+
+
+def test_run_iq_is_refused_by_name_with_the_reason_on_qibolabs_dummy_and_a_counts_backend(tmp_path: Path) -> None:
+    qibolab = pytest.importorskip("qibolab")
+    from pulsecal.hardware.adapters.qibolab import QibolabBackend
+
+    dummy = _device(QibolabBackend("dummy", qubits=[0]), tmp_path / "dummy")
+    with pytest.raises(ValueError, match=rf"has no run_iq on backend 'qibolab:dummy': qibolab "
+                                         rf"{re.escape(qibolab.__version__)}'s dummy platform"):
+        dummy.run_iq(_batch(2), SHOTS)
+    simulated = _device(simulated_backend(), tmp_path / "sim")
+    with pytest.raises(ValueError, match="has no run_iq on backend .*discriminated counts only"):
+        simulated.run_iq(_batch(1), SHOTS)
+    assert not (tmp_path / "dummy" / "jobs.jsonl").exists() and not (tmp_path / "sim" / "jobs.jsonl").exists()
+
+
+def test_only_the_guard_calls_backend_submit_iq() -> None:
+    root = Path(__file__).resolve().parents[2] / "hardware"
+    offenders = [f"{p.relative_to(root)}:{n}" for p in root.rglob("*.py") if p.name != "guard.py"
+                 for n, line in enumerate(p.read_text().splitlines(), 1)
+                 if ".submit_iq(" in line.split("#")[0] and "def submit_iq" not in line]
+    assert offenders == []
