@@ -125,6 +125,29 @@ def test_a_kill_before_the_first_send_of_a_batch_counts_nothing(tmp_path: Path) 
     assert device.ledger.used_shots == SHOTS
 
 
+def test_a_kill_between_a_reservation_and_its_submitting_record_releases_it(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from pulsecal.hardware.device import BackendDevice
+
+    log = BackendDevice._log
+
+    def dying_log(self: BackendDevice, event: str, *args: Any, **kw: Any) -> None:
+        if event == "submitting":
+            raise Kill()  # the reservation is written, the record is not
+        log(self, event, *args, **kw)
+
+    monkeypatch.setattr(BackendDevice, "_log", dying_log)
+    backend = Recording(simulated_backend())
+    with pytest.raises(Kill):
+        _device(backend, tmp_path).run(_batch(2), SHOTS)
+    monkeypatch.setattr(BackendDevice, "_log", log)
+    keys = [j["job_key"] for j in _records(tmp_path, "intent")[0]["jobs"]]
+    assert backend.submitted == [] and ShotLedger(tmp_path / "jobs_ledger.json").entry(keys[0]).state == RESERVED  # type: ignore[union-attr]
+    device = _device(Recording(simulated_backend()), tmp_path)
+    assert device.resumed_jobs.released == tuple(keys) and device.resumed_jobs.orphaned == ()
+    assert device.ledger.used_shots == 0
+
+
 def _power_cut(folder: Path) -> None:
     """What a power cut right after the batch's last submit may leave: the fsynced intent
     only (every unsynced record and reservation lost), written in another boot."""
@@ -244,7 +267,7 @@ def test_run_iq_is_refused_by_name_with_the_reason_on_qibolabs_dummy_and_a_count
                                          rf"{re.escape(qibolab.__version__)}'s dummy platform"):
         dummy.run_iq(_batch(2), SHOTS)
     simulated = _device(simulated_backend(), tmp_path / "sim")
-    with pytest.raises(ValueError, match="has no run_iq on backend .*discriminated counts only"):
+    with pytest.raises(ValueError, match=r"has no run_iq on backend .*discriminated counts only"):
         simulated.run_iq(_batch(1), SHOTS)
     assert not (tmp_path / "dummy" / "jobs.jsonl").exists() and not (tmp_path / "sim" / "jobs.jsonl").exists()
 
@@ -255,3 +278,16 @@ def test_only_the_guard_calls_backend_submit_iq() -> None:
                  for n, line in enumerate(p.read_text().splitlines(), 1)
                  if ".submit_iq(" in line.split("#")[0] and "def submit_iq" not in line]
     assert offenders == []
+
+
+def test_run_iq_on_qibolabs_emulator_is_refused_with_what_its_integration_returns(tmp_path: Path) -> None:
+    qibolab = pytest.importorskip("qibolab")
+    from pulsecal.agents.graph.readout import ReadoutClassification
+    from pulsecal.hardware.adapters.qibolab import qibolab_backend
+
+    device = _device(qibolab_backend("pulsecal_emulator"), tmp_path)
+    with pytest.raises(ValueError, match=rf"qibolab {re.escape(qibolab.__version__)}'s emulator answers "
+                                         r"AcquisitionType.INTEGRATION with the sampled state as I and Q = 0"):
+        ReadoutClassification().run(device, "q0", {"q0.frequency_hz": 5e9, "q0.pi_amplitude": 0.5},
+                                    np.random.default_rng(0))
+    assert not (tmp_path / "jobs.jsonl").exists()
