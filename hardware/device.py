@@ -22,7 +22,7 @@ session can tell which earlier process may have run a job.
 
 What is fsynced: the write-ahead records (``submitting``, and ``failed`` and ``lost``, which
 decide what a resume counts) before the call goes on; every other record is written unsynced
-and becomes durable with the next fsynced record of the journal (``Journal.append_unsynced``).
+and becomes durable with the next fsynced record of the journal (``Journal.append(..., durable=False)``).
 A lost unsynced record leaves a job looking in flight (``submitting`` without ``completed``),
 which a resume treats as possibly run: counted, asked for by ``find``, never silently
 submitted again. With ``batch_intent`` (the calibration graph on a backend) the write-ahead
@@ -425,7 +425,8 @@ class BackendDevice:
 
 
 # The records a resume decides on, fsynced before the job goes on (module docstring): the
-# write-ahead intent, and the two that settle a job's shots without a result.
+# per-job write-ahead record (unsynced under batch_intent, whose intent record is fsynced
+# instead), and the two that settle a job's shots without a result.
 DURABLE_EVENTS = frozenset({"submitting", "failed", "lost"})
 
 

@@ -12,6 +12,13 @@ through the guard with its shots reserved in the job ledger and every event in t
 journal (``BackendDevice``), and the counts come back as the experiments expect them:
 (B, 2^k) for k measured qubits, first measured qubit the most significant bit.
 
+Durability is a group commit: one fsynced ``intent`` per batch before its first job, the
+per-job records and reservations unsynced (``BackendDevice(batch_intent=True)``). Building
+the device settles what an earlier process of the run left unfinished (``resume_jobs``):
+jobs that may have run stay counted as ``orphaned``, jobs provably never sent are released,
+and step numbers go on so no earlier job key is submitted again (docs/concurrency.md, "The
+job journal and ledger after a crash").
+
 Names: IR qubit n is the graph's ``q<n>``; its drive channel ``drive:q<n>`` plays on the
 backend's drive frame of qubit n (``Capabilities.drive_frames``: ``q<n>_drive`` on
 qibolab, ``q<n>_rf_frame`` on Braket's Rigetti devices); CR and flux frames named as

@@ -1,11 +1,11 @@
 """The append-only JSONL job journal.
 
 One JSON object per line, written with a single ``write``, so a crash can only leave a torn
-*last* line. ``append`` fsyncs its record before it returns; ``append_unsynced`` writes its
-record without waiting for the disk (``append(..., durable=False)``), and that record becomes durable with the next fsync of
-the file (fsync covers every earlier write to it), so after a power cut the unsynced records
-lost are at most those after the last durable one. A killed process loses none of them (the
-kernel holds the written data). Reading ignores (and reports) such a line; opening a journal for
+*last* line. ``append`` fsyncs its record before it returns; ``append(..., durable=False)``
+writes it without waiting for the disk, and it becomes durable with the next fsync of the
+file (fsync covers every earlier write to it). So a power cut loses at most the unsynced
+records after the last durable one, and a killed process loses none (the kernel holds the
+written data). Reading ignores (and reports) a torn last line; opening a journal for
 appending moves a torn tail into ``<journal>.torn`` first, so the next record starts on a
 fresh line and the journal never has a bad line in the middle.
 """
@@ -76,7 +76,6 @@ class Journal:
         self.path = Path(path)
         self._clock = clock
         self._fsync = fsync
-        self._unsynced = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._repair_tail()
 
@@ -99,22 +98,8 @@ class Journal:
     def append(self, event: str, *, durable: bool = True, **fields: Any) -> dict[str, Any]:
         """Write ``{"event": event, "ts": now, **fields}`` as one line and fsync it (and so
         every unsynced record before it); returns the record. ``durable=False`` skips the
-        fsync: the record is durable with the next durable one or ``sync``."""
+        fsync: the record is durable with the next durable one."""
         return self._write(event, fields, self._fsync and durable)
-
-    def append_unsynced(self, event: str, **fields: Any) -> dict[str, Any]:
-        """``append(event, durable=False, **fields)``."""
-        return self.append(event, durable=False, **fields)
-
-    def sync(self) -> None:
-        """fsync the records ``append_unsynced`` wrote since the last fsync (none: no-op)."""
-        if self._unsynced and self._fsync and self.path.exists():
-            fd = os.open(self.path, os.O_WRONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        self._unsynced = False
 
     def _write(self, event: str, fields: dict[str, Any], fsync: bool) -> dict[str, Any]:
         rec: dict[str, Any] = {"format": JOURNAL_FORMAT, "event": event, "ts": self._clock(), **fields}
@@ -126,7 +111,6 @@ class Journal:
                 os.fsync(fd)
         finally:
             os.close(fd)
-        self._unsynced = not fsync
         return rec
 
     def read(self) -> JournalRead:

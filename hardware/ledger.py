@@ -30,8 +30,8 @@ only after its reservation is on disk; a charge counts shots that ran). A confir
 release is written but not fsynced: lost to a power cut, it leaves the job *reserved*, still
 counted, which is the state a kill between a result and its confirmation leaves and the
 resume path already handles (``replay.orphans``). So a job costs one fsync. A caller whose
-own fsynced write-ahead record carries the reservation (``BackendGraphDevice``: the job
-journal's ``submitting`` record, restored with ``restore`` on resume) reserves with
+own fsynced write-ahead record carries the reservation (``BackendGraphDevice``: the batch's
+``intent`` record in the job journal, restored with ``restore`` on resume) reserves with
 ``durable=False``, and a job costs the ledger no fsync (docs/concurrency.md).
 """
 
