@@ -19,6 +19,16 @@ without a ``submitting`` record provably never reached the backend, and a ``subm
 record means the job may have run (for in-process backends, possibly with no other trace).
 Records carry ``process`` when the caller tags its process (``process=``), so a resumed
 session can tell which earlier process may have run a job.
+
+What is fsynced: the write-ahead records (``submitting``, and ``failed`` and ``lost``, which
+decide what a resume counts) before the call goes on; every other record is written unsynced
+and becomes durable with the next fsynced record of the journal (``Journal.append(..., durable=False)``).
+A lost unsynced record leaves a job looking in flight (``submitting`` without ``completed``),
+which a resume treats as possibly run: counted, asked for by ``find``, never silently
+submitted again. With ``batch_intent`` (the calibration graph on a backend) the write-ahead
+record is one fsynced ``intent`` per ``run`` call naming every job of the batch, and the
+per-job ``submitting`` records are unsynced (docs/concurrency.md, "The job journal and ledger
+after a crash").
 """
 
 from __future__ import annotations
@@ -117,6 +127,12 @@ class BackendDevice:
             single-qubit device on ``frame``.
         qubit_index: with ``channels``, envs mode names -> backend qubit indices (default
             ``q<n>`` -> n).
+        batch_intent: group commit. Before the first job of a ``run`` call, one fsynced
+            ``intent`` record names every job of the batch (key, shots, UTC day, this boot's
+            id); it is the durable copy of their ledger reservations and of their
+            ``submitting`` records, which are then written unsynced: one fsync per batch
+            instead of three per job. Only for a caller that settles the jobs of earlier
+            intents before its first job (``graph_device.resume_jobs``); no device ledger.
     """
 
     def __init__(self, backend: Backend, *, limits: SafetyLimits, ledger: ShotLedger,
@@ -128,9 +144,16 @@ class BackendDevice:
                  before_submit: Callable[[str, int, int, int], None] | None = None,
                  device_ledger: DeviceDayLedger | None = None, scope: str = "",
                  channels: Mapping[str, Frame] | None = None,
-                 qubit_index: Mapping[str, int] | None = None) -> None:
+                 qubit_index: Mapping[str, int] | None = None, batch_intent: bool = False) -> None:
         if not isinstance(session_id, str) or not session_id:
             raise ValueError(f"BackendDevice.session_id={session_id!r}: allowed a non-empty string")
+        if batch_intent and (device_ledger is not None or before_submit is not None):
+            # The device ledger's reservation must be durable on its own (its sync on resume
+            # releases what the session ledger does not count), and the replay's orphan
+            # accounting reads per-job submitting records as fsynced.
+            raise ValueError("BackendDevice.batch_intent=True: allowed only without a device_ledger and "
+                             "before_submit")
+        self._batch_intent = bool(batch_intent)
         self.guard = GuardedBackend(backend, limits, ledger, clock=clock, device_ledger=device_ledger,
                                     scope=scope)
         self._backend = backend
@@ -196,6 +219,16 @@ class BackendDevice:
 
         Raises SafetyViolation (nothing submitted) if any sequence of the batch is refused.
         """
+        return self._run(sequences, shots, iq=False)  # type: ignore[return-value]
+
+    def run_iq(self, sequences: Sequence[PulseSequence], shots: int) -> NDArray[np.float64]:
+        """Run every sequence ``shots`` times on a backend with ``submit_iq``; the single-shot
+        integrated IQ points, (len(sequences), shots, k, 2) for the k measured qubits in
+        Measure order. The same envelope, ledger, journal and exactly-once path as ``run``;
+        the ``completed`` record carries the points (``iq``) instead of counts."""
+        return self._run(sequences, shots, iq=True)  # type: ignore[return-value]
+
+    def _run(self, sequences: Sequence[PulseSequence], shots: int, *, iq: bool) -> NDArray[Any]:
         for i, s in enumerate(sequences):
             if self.channels is None and isinstance(s, PulseSequence) and not s.is_single_qubit:
                 # Refused before the step is counted: nothing was journaled or charged.
@@ -212,8 +245,13 @@ class BackendDevice:
                              "sequence of a call")
         keys = [self.job_key(p, step, i) for i, p in enumerate(programs)]
         self._check_batch(programs, keys, shots, step)
-        handles = [self._submit(p, k, shots, step, i) for i, (p, k) in enumerate(zip(programs, keys, strict=True))]
+        if self._batch_intent:
+            self._intent(programs, keys, shots, step, iq)
+        handles = [self._submit(p, k, shots, step, i, iq) for i, (p, k) in enumerate(zip(programs, keys, strict=True))]
         width = widths.pop() if widths else 1
+        if iq:
+            return np.stack([self._collect_iq(p, h, shots, step, i) for i, (p, h) in
+                             enumerate(zip(programs, handles, strict=True))]) if programs else np.zeros((0, shots, width, 2))
         out = np.zeros((len(programs), 2**width), dtype=np.int64)
         for i, (p, h) in enumerate(zip(programs, handles, strict=True)):
             out[i] = self._collect(p, h, shots, step, i)
@@ -255,9 +293,19 @@ class BackendDevice:
         if refusals:
             raise SafetyViolation(refusals)
 
+    def _intent(self, programs: list[Program], keys: list[str], shots: int, step: int, iq: bool) -> None:
+        """The batch's one fsynced write-ahead record (``batch_intent``)."""
+        jobs = [{"index": i, "job_key": k, "shots": int(shots), "program_hash": p.content_hash()}
+                for i, (p, k) in enumerate(zip(programs, keys, strict=True))]
+        fields: dict[str, Any] = {"process": self.process} if self.process is not None else {}
+        if iq:
+            fields["acquisition"] = "iq"
+        self.journal.append("intent", session=self.session_id, step=step, day=self.guard.today(),
+                            boot_id=boot_id(), jobs=jobs, **fields)
+
     # -- exactly-once submission -----------------------------------------------------------
 
-    def _submit(self, program: Program, key: str, shots: int, step: int, index: int) -> JobHandle:
+    def _submit(self, program: Program, key: str, shots: int, step: int, index: int, iq: bool = False) -> JobHandle:
         ask_first = self._counted(key)  # a resumed session may already have sent this key
         for attempt in range(self.retry.max_submit_attempts):
             try:
@@ -268,8 +316,10 @@ class BackendDevice:
                         return h
                 if self._before_submit is not None:
                     self._before_submit(key, shots, step, index)
+                mode = {"acquisition": "iq"} if iq else {}
                 h = self.guard.submit(program, shots, key, before_send=functools.partial(
-                    self._log, "submitting", program, key, step, index, shots=shots, attempt=attempt))
+                    self._log, "submitting", program, key, step, index, shots=shots, attempt=attempt, **mode),
+                    durable_reservation=not self._batch_intent, iq=iq)
                 self._log("submitted", program, key, step, index, job_id=h.job_id, shots=shots)
                 return h
             except SafetyViolation as e:
@@ -335,11 +385,60 @@ class BackendDevice:
         raise JobLost(f"job {h.job_id} (key {h.job_key[:12]}): no complete result after "
                       f"{self.retry.max_result_polls} polls; its shots stay counted")
 
+    def _collect_iq(self, program: Program, h: JobHandle, shots: int, step: int, index: int) -> NDArray[np.float64]:
+        """The IQ points of one job, as ``_collect`` collects counts (retries, foreign and
+        partial deliveries)."""
+        width = measured_bits(program) if self.channels is not None else 1
+        for poll in range(self.retry.max_result_polls):
+            try:
+                r = self.guard.result(h, self.retry.result_timeout_s)
+            except TransientBackendError as e:
+                self._log("retry", program, h.job_key, step, index, phase="result", attempt=poll,
+                          job_id=h.job_id, error=f"{type(e).__name__}: {e}")
+                self._sleep(self.retry.delay_s(min(poll, 8)))
+                continue
+            got_id = r.metadata.get("job_id", h.job_id)
+            if got_id != h.job_id:
+                self._log("discarded", program, h.job_key, step, index, job_id=h.job_id, delivered_job_id=got_id)
+                continue
+            points = np.asarray(r.metadata.get("iq", np.zeros((0, width, 2))), dtype=np.float64)
+            if points.shape != (shots, width, 2) or r.metadata.get("partial", False):
+                self._log("partial", program, h.job_key, step, index, job_id=h.job_id,
+                          iq_shape=list(points.shape), shots=shots)
+                self._sleep(self.retry.delay_s(min(poll, 8)))
+                continue
+            if not np.isfinite(points).all():
+                raise BackendError(f"job {h.job_id}: IQ points not all finite: allowed finite I and Q")
+            self.ledger.confirm(h.job_key, h.job_id)
+            self._log("completed", program, h.job_key, step, index, job_id=h.job_id, iq=points, status="done")
+            return points
+        self._log("lost", program, h.job_key, step, index, job_id=h.job_id, error="out of result polls")
+        raise JobLost(f"job {h.job_id} (key {h.job_key[:12]}): no complete IQ result after "
+                      f"{self.retry.max_result_polls} polls; its shots stay counted")
+
     def _log(self, event: str, program: Program, key: str, step: int, index: int, **fields: Any) -> None:
         if self.process is not None:
             fields["process"] = self.process
-        self.journal.append(event, session=self.session_id, step=step, index=index, job_key=key,
+        durable = event in DURABLE_EVENTS and not (self._batch_intent and event == "submitting")
+        self.journal.append(event, durable=durable, session=self.session_id, step=step, index=index, job_key=key,
                             program_hash=program.content_hash(), **fields)
+
+
+# The records a resume decides on, fsynced before the job goes on (module docstring): the
+# per-job write-ahead record (unsynced under batch_intent, whose intent record is fsynced
+# instead), and the two that settle a job's shots without a result.
+DURABLE_EVENTS = frozenset({"submitting", "failed", "lost"})
+
+
+@functools.cache
+def boot_id() -> str:
+    """This boot of the machine (Linux's random boot id; "" where there is none). A journal
+    record written in the same boot as its reader was not lost to a power cut, fsynced or not."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
 
 
 def measured_bits(program: Program) -> int:

@@ -12,6 +12,13 @@ through the guard with its shots reserved in the job ledger and every event in t
 journal (``BackendDevice``), and the counts come back as the experiments expect them:
 (B, 2^k) for k measured qubits, first measured qubit the most significant bit.
 
+Durability is a group commit: one fsynced ``intent`` per batch before its first job, the
+per-job records and reservations unsynced (``BackendDevice(batch_intent=True)``). Building
+the device settles what an earlier process of the run left unfinished (``resume_jobs``):
+jobs that may have run stay counted as ``orphaned``, jobs provably never sent are released,
+and step numbers go on so no earlier job key is submitted again (docs/concurrency.md, "The
+job journal and ledger after a crash").
+
 Names: IR qubit n is the graph's ``q<n>``; its drive channel ``drive:q<n>`` plays on the
 backend's drive frame of qubit n (``Capabilities.drive_frames``: ``q<n>_drive`` on
 qibolab, ``q<n>_rf_frame`` on Braket's Rigetti devices); CR and flux frames named as
@@ -24,15 +31,16 @@ jobs occupy the device: for each job shots × (repetition time + the program's d
 the graph's own accounting (``agents.graph.experiments.common``). ``advance`` moves it on
 (a backend with its own ``advance``, the simulated one, drifts along).
 
-What a backend cannot do is refused by name. There is no ``run_iq``, so a node that needs
-single-shot IQ points (readout classification) fails with "has no run_iq" and the rest of
-the graph goes on. The adapters return discriminated counts, and the targets this project
-can run have no IQ to give: qibolab's emulator answers ``AcquisitionType.INTEGRATION`` with
-the sampled state as I and Q = 0 (zero-width blobs at (0, 0) and (1, 0), no readout noise;
-``tests/hardware/test_graph_backends.py`` pins it), its ``dummy`` with uniform noise that
-does not depend on the state, and Braket's Rigetti devices return bits only. On such a
-backend the readout the later nodes see is the platform's own discrimination
-(docs/calibration_backends.md).
+Single-shot IQ. ``run_iq`` gives the readout classification node the integrated IQ point
+of every shot on a backend that has them (``submit_iq``: a qibolab platform of real
+instruments, ``AcquisitionType.INTEGRATION`` with ``AveragingMode.SINGLESHOT``), through the
+same envelope, ledger and journal as ``run``. What a backend cannot do is refused by name,
+with the reason, and the rest of the graph goes on: qibolab's emulator answers
+``INTEGRATION`` with the sampled state as I and Q = 0 (zero-width blobs at (0, 0) and
+(1, 0), no readout noise; ``tests/hardware/test_graph_backends.py`` pins it), its ``dummy``
+with uniform noise that does not depend on the state, and Braket's Rigetti devices return
+bits only. On such a backend the readout the later nodes see is the platform's own
+discrimination (docs/calibration_backends.md).
 """
 
 from __future__ import annotations
@@ -47,11 +55,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..envs.protocol import Barrier, Delay, Measure, Play, PulseSequence
-from .backend import Backend, Capabilities
-from .device import BackendDevice, RetryPolicy
+from .backend import Backend, BackendError, Capabilities
+from .device import BackendDevice, RetryPolicy, boot_id
 from .ir import Frame, Program
 from .journal import Journal
-from .ledger import ShotLedger
+from .ledger import RELEASED, RESERVED, ShotLedger
 from .replay.two_qubit import session_channels
 from .safety import SafetyLimits
 
@@ -85,6 +93,92 @@ def graph_limits(backend: Backend, **changes: Any) -> SafetyLimits:
                             "max_shots_per_job": 10_000, "max_shots_per_day": 10_000_000}
     args.update(changes)
     return SafetyLimits(**args)
+
+
+@dataclass(frozen=True)
+class ResumedJobs:
+    """What ``resume_jobs`` found in a run's job journal: the first step number no earlier
+    process used, the reservations it restored, the jobs that may have run at the crash
+    (counted), those provably never sent (released)."""
+
+    next_step: int = 0
+    restored: tuple[str, ...] = ()
+    orphaned: tuple[str, ...] = ()
+    released: tuple[str, ...] = ()
+
+
+def resume_jobs(backend: Backend, ledger: ShotLedger, journal: Journal, session_id: str) -> ResumedJobs:
+    """Settle the jobs earlier processes of this run left unfinished, before a (resumed) run
+    submits anything (docs/concurrency.md, "The job journal and ledger after a crash").
+
+    A job is in an earlier batch's fsynced ``intent``; its unsynced ``submitting`` record was
+    written right before ``Backend.submit``. A job with neither ``completed`` nor ``failed``:
+
+    - may have run if it has a ``submitting`` record, or if the intent was written in another
+      boot of the machine (a power cut may have lost the unsynced records): it is counted
+      (its reservation restored from the intent if the ledger lost it) and journaled once
+      as ``orphaned``, with whether the backend still knows the key;
+    - else it was never sent (the kill came before its ``submitting`` write): a reservation
+      it has is released (``released``).
+
+    A ``failed`` job (``find`` proved it never ran) whose release a power cut lost is released
+    again. Step numbers go on after the largest one journaled, so no key of an earlier
+    process is submitted again: the node that was running is re-run under new keys.
+    """
+    here = boot_id()
+    intents: dict[str, dict[str, Any]] = {}
+    sent: set[str] = set()
+    settled: dict[str, str] = {}
+    handled: set[str] = set()
+    step = -1
+    for r in journal.read():
+        if r.get("session") != session_id:
+            continue
+        ev, key = r.get("event"), str(r.get("job_key", ""))
+        if isinstance(r.get("step"), int):
+            step = max(step, int(r["step"]))
+        if ev == "intent":
+            for job in r.get("jobs", []):
+                intents[str(job["job_key"])] = {"step": r["step"], "index": job["index"], "shots": int(job["shots"]),
+                                                "day": str(r["day"]), "same_boot": bool(here) and r.get("boot_id") == here}
+        elif ev == "submitting":
+            sent.add(key)
+            intents.setdefault(key, {"step": r.get("step"), "index": r.get("index"), "shots": int(r["shots"]),
+                                     "day": str(r.get("day") or ""), "same_boot": True})
+        elif ev in ("completed", "failed"):
+            settled[key] = str(ev)
+        elif ev in ("orphaned", "released"):
+            handled.add(key)
+    restored: list[str] = []
+    orphaned: list[str] = []
+    released: list[str] = []
+    for key, job in intents.items():
+        e = ledger.entry(key)
+        where = {"step": job["step"], "index": job["index"], "job_key": key, "shots": job["shots"]}
+        if settled.get(key) == "completed":
+            continue
+        if settled.get(key) == "failed" or not (key in sent or not job["same_boot"]):
+            if e is not None and e.state == RESERVED:
+                ledger.release(key)
+            if key not in handled and settled.get(key) != "failed":
+                journal.append("released", session=session_id, **where,
+                               reason="in an intent of this boot without a submitting record: never sent")
+                released.append(key)
+            continue
+        if (e is None or e.state == RELEASED) and job["day"]:
+            ledger.restore(key, job["shots"], job["day"])
+            journal.append("restored", session=session_id, **where, day=job["day"],
+                           reason="an intent without its ledger reservation (lost unsynced)")
+            restored.append(key)
+        if key not in handled:
+            try:
+                knows: bool | str = backend.find(key) is not None
+            except BackendError as err:
+                knows = f"find failed: {err}"
+            journal.append("orphaned", session=session_id, **where, backend_knows=knows,
+                           reason="intent without completed: may have run; counted, never submitted again")
+            orphaned.append(key)
+    return ResumedJobs(step + 1, tuple(restored), tuple(orphaned), tuple(released))
 
 
 @dataclass(frozen=True)
@@ -147,9 +241,11 @@ class BackendGraphDevice:
                 raise ValueError(f"BackendGraphDevice.edges: ({a!r}, {b!r}): allowed qubits of {list(self.qubits)}")
         self.edges: tuple[tuple[str, str], ...] = tuple((str(a), str(b)) for a, b in edges)
         self.params = _Params(_Frames({q: f.frequency_hz for q, f in drives.items()}), float(rep_time_s))
+        self.resumed_jobs = resume_jobs(backend, ledger, journal, session_id)
         self._device = BackendDevice(backend, limits=self.limits, ledger=ledger, journal=journal,
                                      session_id=session_id, frame=next(iter(drives.values())), retry=retry,
-                                     clock=clock, sleep=sleep, channels=channels)
+                                     clock=clock, sleep=sleep, channels=channels,
+                                     start_step=self.resumed_jobs.next_step, batch_intent=True)
         self._clock_s = 0.0
 
     @property
@@ -188,6 +284,32 @@ class BackendGraphDevice:
             self._clock_s += int(shots) * (rep + self._duration_s(s))
         return counts
 
+    def run_iq(self, sequences: Sequence[PulseSequence], shots: int) -> NDArray[np.float64]:
+        """Single-shot integrated IQ points (len(sequences), shots, k, 2) of the k qubits each
+        sequence measures, through the same envelope, ledger and journal as ``run``
+        (``BackendDevice.run_iq``). A backend that gives no IQ points to classify is refused
+        by name, with its reason, before anything is journaled or counted."""
+        reason = self.iq_refusal()
+        if reason is not None:
+            raise ValueError(f"BackendGraphDevice has no run_iq on backend {self._backend_name()!r}: {reason}")
+        points = self._device.run_iq([self._anchored(s) for s in sequences], shots)
+        rep = self.params.rep_time_s
+        for s in sequences:
+            self._clock_s += int(shots) * (rep + self._duration_s(s))
+        return points
+
+    def iq_refusal(self) -> str | None:
+        """Why ``run_iq`` is refused on this backend (None: it runs): a backend without
+        ``submit_iq`` (Braket's Rigetti devices return bits, the simulated backends counts),
+        or one whose ``iq_refusal`` names a reason (qibolab's emulator and dummy)."""
+        if not callable(getattr(self.backend, "submit_iq", None)):
+            return "the backend returns discriminated counts only (no submit_iq): allowed a backend with single-shot IQ"
+        why = getattr(self.backend, "iq_refusal", None)
+        return why() if callable(why) else None
+
+    def _backend_name(self) -> str:
+        return str(getattr(self.backend, "name", type(self.backend).__name__))
+
     def _anchored(self, seq: PulseSequence) -> PulseSequence:
         # A bare measurement (the idle check) names no channel, and a program needs a frame
         # for its sample grid: a zero-length Barrier on the measured qubits' drives gives it
@@ -219,4 +341,5 @@ class BackendGraphDevice:
         return max(at.values(), default=0.0)
 
 
-__all__ = ["DEFAULT_REPETITION_TIME_S", "BackendGraphDevice", "graph_channels", "graph_limits"]
+__all__ = ["DEFAULT_REPETITION_TIME_S", "BackendGraphDevice", "ResumedJobs", "graph_channels", "graph_limits",
+           "resume_jobs"]

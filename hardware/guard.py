@@ -136,18 +136,27 @@ class GuardedBackend:
         return v + self.envelope.check(program, shots=n, shots_today=used)
 
     def submit(self, program: Program, shots: int, job_key: str, *,
-               before_send: Callable[[], None] | None = None) -> JobHandle:
+               before_send: Callable[[], None] | None = None, durable_reservation: bool = True,
+               iq: bool = False) -> JobHandle:
         """Check, compile, re-check the artifact, reserve shots, seal and submit.
 
         ``before_send`` is called after the shots are reserved and right before
         ``Backend.submit`` (``BackendDevice`` journals ``submitting`` there, so a reservation
-        without that record provably never reached the backend).
+        without that record provably never reached the backend). ``durable_reservation=False``
+        leaves the session ledger's reservation unsynced: only for a caller whose
+        ``before_send`` fsyncs a record that carries it (``ShotLedger.reserve``). ``iq=True``
+        hands the cleared artifact to the backend's ``submit_iq`` (single-shot integrated
+        IQ points instead of counts; the same checks, reservation and seal), refused with a
+        SafetyViolation before anything is counted on a backend without one.
 
         Raises SafetyViolation (nothing submitted, nothing counted) on any violation, and
         whatever the backend's ``submit`` raises (shots stay reserved: the job may have run).
         """
         if not isinstance(job_key, str) or not job_key:
             raise SafetyViolation([Violation("job_key", job_key, "a non-empty string")])
+        send = getattr(self.backend, "submit_iq", None) if iq else self.backend.submit
+        if not callable(send):
+            raise SafetyViolation([Violation("iq", type(self.backend).__name__, "a backend with submit_iq")])
         v = self.check(program, shots, job_key)
         if v:
             raise SafetyViolation(v)
@@ -165,7 +174,8 @@ class GuardedBackend:
             self.device_ledger.reserve(self.scope, job_key, int(shots), day,
                                        max_shots_per_day=self.limits.max_shots_per_day)
         try:
-            self.ledger.reserve(job_key, int(shots), day, max_shots_per_day=self.limits.max_shots_per_day)
+            self.ledger.reserve(job_key, int(shots), day, max_shots_per_day=self.limits.max_shots_per_day,
+                                durable=durable_reservation)
         except SafetyViolation:
             # The session refused it (its budget): the device charge is for nothing.
             entry = self.ledger.entry(job_key)
@@ -176,7 +186,7 @@ class GuardedBackend:
                                                         self._limits_hash, _SEAL))
         if before_send is not None:
             before_send()
-        return self.backend.submit(sealed, int(shots), job_key)
+        return send(sealed, int(shots), job_key)  # type: ignore[no-any-return]
 
     def _check_artifact(self, artifact: Artifact, program: Program, expected: str) -> list[Violation]:
         try:

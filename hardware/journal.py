@@ -1,7 +1,11 @@
 """The append-only JSONL job journal.
 
-One JSON object per line, written with a single ``write`` and fsynced, so a crash can only
-leave a torn *last* line. Reading ignores (and reports) such a line; opening a journal for
+One JSON object per line, written with a single ``write``, so a crash can only leave a torn
+*last* line. ``append`` fsyncs its record before it returns; ``append(..., durable=False)``
+writes it without waiting for the disk, and it becomes durable with the next fsync of the
+file (fsync covers every earlier write to it). So a power cut loses at most the unsynced
+records after the last durable one, and a killed process loses none (the kernel holds the
+written data). Reading ignores (and reports) a torn last line; opening a journal for
 appending moves a torn tail into ``<journal>.torn`` first, so the next record starts on a
 fresh line and the journal never has a bad line in the middle.
 """
@@ -59,12 +63,12 @@ def read_journal(path: str | os.PathLike[str]) -> JournalRead:
 
 
 class Journal:
-    """Appends one record per event to a JSONL file, fsynced.
+    """Appends one record per event to a JSONL file (module docstring: which are fsynced).
 
     Args:
         path: the journal file (created if missing).
         clock: wall-clock seconds for the ``ts`` field (injectable for tests).
-        fsync: fsync after every record.
+        fsync: fsync the records of ``append`` (False: none is fsynced, for tests).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time,
@@ -91,14 +95,19 @@ class Journal:
             fh.flush()
             os.fsync(fh.fileno())
 
-    def append(self, event: str, **fields: Any) -> dict[str, Any]:
-        """Write ``{"event": event, "ts": now, **fields}`` as one line; returns the record."""
+    def append(self, event: str, *, durable: bool = True, **fields: Any) -> dict[str, Any]:
+        """Write ``{"event": event, "ts": now, **fields}`` as one line and fsync it (and so
+        every unsynced record before it); returns the record. ``durable=False`` skips the
+        fsync: the record is durable with the next durable one."""
+        return self._write(event, fields, self._fsync and durable)
+
+    def _write(self, event: str, fields: dict[str, Any], fsync: bool) -> dict[str, Any]:
         rec: dict[str, Any] = {"format": JOURNAL_FORMAT, "event": event, "ts": self._clock(), **fields}
         line = (json.dumps(rec, sort_keys=True, default=_jsonable) + "\n").encode()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, line)
-            if self._fsync:
+            if fsync:
                 os.fsync(fd)
         finally:
             os.close(fd)

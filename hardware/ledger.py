@@ -29,7 +29,10 @@ What is fsynced: a reservation and a charge, before the call returns (a job is s
 only after its reservation is on disk; a charge counts shots that ran). A confirmation or a
 release is written but not fsynced: lost to a power cut, it leaves the job *reserved*, still
 counted, which is the state a kill between a result and its confirmation leaves and the
-resume path already handles (``replay.orphans``). So a job costs one fsync.
+resume path already handles (``replay.orphans``). So a job costs one fsync. A caller whose
+own fsynced write-ahead record carries the reservation (``BackendGraphDevice``: the batch's
+``intent`` record in the job journal, restored with ``restore`` on resume) reserves with
+``durable=False``, and a job costs the ledger no fsync (docs/concurrency.md).
 """
 
 from __future__ import annotations
@@ -129,8 +132,12 @@ class ShotLedger:
                              f"allowed the same shots again, got {shots}")
         return True
 
-    def reserve(self, job_key: str, shots: int, day: str, *, max_shots_per_day: int) -> None:
+    def reserve(self, job_key: str, shots: int, day: str, *, max_shots_per_day: int,
+                durable: bool = True) -> None:
         """Count ``shots`` for ``job_key`` on ``day``; a no-op if the key is already counted.
+
+        ``durable=False`` writes the reservation without fsync: only for a caller that makes
+        it durable itself before the job is submitted (module docstring).
 
         Raises SafetyViolation naming the per-day limit or the budget if it would be exceeded.
         """
@@ -146,7 +153,18 @@ class ShotLedger:
             v.append(Violation("shot_budget", self._used + shots, f"<= {self.budget_shots} shots"))
         if v:
             raise SafetyViolation(v)
+        self._put(LedgerEntry(job_key, shots, day, RESERVED), durable=durable)
+
+    def restore(self, job_key: str, shots: int, day: str) -> bool:
+        """Count, as reserved and fsynced, a job a durable write-ahead record says may have been
+        submitted, whose unsynced reservation a power cut lost. No limit applies (the job
+        may have run). A no-op, returning False, if the key is already counted with these shots."""
+        if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
+            raise ValueError(f"shots={shots!r}: allowed an integer >= 1")
+        if self._holds(job_key, shots, "restored"):
+            return False
         self._put(LedgerEntry(job_key, shots, day, RESERVED), durable=True)
+        return True
 
     def charge(self, job_key: str, shots: int, day: str, job_id: str = "") -> None:
         """Count ``shots`` that already ran under ``job_key`` on ``day``, as done, in one write.

@@ -315,34 +315,7 @@ class QibolabBackend:
         done = self._done.get(job_key)
         if done is not None:
             return done.handle
-        job = artifact.payload
-        if not isinstance(job, QibolabJob):
-            raise BackendError(f"artifact payload is {type(job).__name__}: allowed a QibolabJob "
-                               "from QibolabBackend.compile")
-        qibolab = _import_qibolab()
-        if not self._connected:
-            self.platform.connect()
-            self._connected = True
-        options: dict[str, Any] = {
-            "nshots": int(shots),
-            "averaging_mode": qibolab.AveragingMode.SINGLESHOT,
-            "acquisition_type": qibolab.AcquisitionType.DISCRIMINATION,
-            "updates": [dict(u) for u in job.updates],
-        }
-        if self._relaxation_ns is not None:
-            options["relaxation_time"] = self._relaxation_ns
-        try:
-            raw = self.platform.execute([job.sequence], **options)
-        except ValueError as e:
-            if isinstance(e.__cause__, SystemError):
-                # scipy's ODE wrapper turns any exception inside the emulator's right-hand
-                # side into this ValueError (from a SystemError); the same program runs on a
-                # second try (measured on pulsecal_emulator_2q_coupled), so it is a failed
-                # integration, not a refused sequence, and nothing ran: worth retrying.
-                raise TransientBackendError(f"qibolab's integrator failed: {e} (from {e.__cause__!r})") from e
-            raise BackendError(f"qibolab rejected the sequence: {type(e).__name__}: {e}") from e
-        except (TypeError, KeyError) as e:
-            raise BackendError(f"qibolab rejected the sequence: {type(e).__name__}: {e}") from e
+        job, raw = self._execute(artifact, shots, "DISCRIMINATION")
         acqs = job.acquisitions or (job.acquisition,)
         bits = []
         for acq in acqs:
@@ -368,6 +341,85 @@ class QibolabBackend:
             counts = {format(v, f"0{k}b"): int(n) for v, n in enumerate(hist)}
         self._done[job_key] = _Done(handle, Result(counts, meta))
         return handle
+
+    def iq_refusal(self) -> str | None:
+        """Why this platform gives no single-shot IQ points to classify (None: it does).
+
+        qibolab's own controllers say so in their source (this project pins qibolab 0.2):
+        the emulator answers ``AcquisitionType.INTEGRATION`` with the state it samples as I
+        and Q = 0, zero-width blobs with no readout noise to fit
+        (``instruments/emulator/results.py``), and the dummy with uniform noise in
+        [0, 100) that does not depend on the state. A platform of real instruments returns
+        the integrated I, Q of every shot."""
+        controller = type(getattr(self.platform, "_controller", None)).__name__
+        version = getattr(_import_qibolab(), "__version__", "0.2")
+        if controller == "EmulatorController":
+            return (f"qibolab {version}'s emulator answers AcquisitionType.INTEGRATION with the sampled state as I "
+                    "and Q = 0 (zero-width blobs at (0, 0) and (1, 0), no readout noise to fit): allowed a "
+                    "platform of real instruments")
+        if controller == "DummyInstrument":
+            return (f"qibolab {version}'s dummy platform answers AcquisitionType.INTEGRATION with uniform noise "
+                    "that does not depend on the state: allowed a platform of real instruments")
+        return None
+
+    def submit_iq(self, artifact: Artifact, shots: int, job_key: str) -> JobHandle:
+        """As ``submit``, acquiring single-shot integrated IQ (``AcquisitionType.INTEGRATION``,
+        ``AveragingMode.SINGLESHOT``); ``result`` then carries the points in
+        ``metadata["iq"]``, (shots, k, 2) for the k readouts in Acquire order, and no counts."""
+        require_clearance(artifact, shots, job_key)
+        done = self._done.get(job_key)
+        if done is not None:
+            return done.handle
+        reason = self.iq_refusal()
+        if reason is not None:
+            raise BackendError(f"{self.name}: no single-shot IQ: {reason}")
+        job, raw = self._execute(artifact, shots, "INTEGRATION")
+        points = []
+        for acq in job.acquisitions or (job.acquisition,):
+            a = np.asarray(raw[acq], dtype=np.float64)
+            # qibolab's results_shape: (nshots, 2) for INTEGRATION with SINGLESHOT
+            if a.shape != (int(shots), 2):
+                raise BackendError(f"qibolab returned integrated shots of shape {a.shape}: expected ({shots}, 2)")
+            points.append(a)
+        handle = JobHandle(f"{self.name}:{uuid.uuid4().hex}", job_key)
+        meta: dict[str, Any] = {"job_id": handle.job_id, "backend": self.name, "platform": self.platform.name,
+                                "qubits": [str(q) for q in (job.qubits or (job.qubit,))], "shots": int(shots),
+                                "iq": np.stack(points, axis=1)}
+        self._done[job_key] = _Done(handle, Result({}, meta))
+        return handle
+
+    def _execute(self, artifact: Artifact, shots: int, acquisition: str) -> tuple[QibolabJob, Any]:
+        """``platform.execute`` of a cleared artifact's job, single shot, with ``acquisition``
+        (an ``AcquisitionType`` name); qibolab's refusals and failed integrations mapped."""
+        job = artifact.payload
+        if not isinstance(job, QibolabJob):
+            raise BackendError(f"artifact payload is {type(job).__name__}: allowed a QibolabJob "
+                               "from QibolabBackend.compile")
+        qibolab = _import_qibolab()
+        if not self._connected:
+            self.platform.connect()
+            self._connected = True
+        options: dict[str, Any] = {
+            "nshots": int(shots),
+            "averaging_mode": qibolab.AveragingMode.SINGLESHOT,
+            "acquisition_type": getattr(qibolab.AcquisitionType, acquisition),
+            "updates": [dict(u) for u in job.updates],
+        }
+        if self._relaxation_ns is not None:
+            options["relaxation_time"] = self._relaxation_ns
+        try:
+            raw = self.platform.execute([job.sequence], **options)
+        except ValueError as e:
+            if isinstance(e.__cause__, SystemError):
+                # scipy's ODE wrapper turns any exception inside the emulator's right-hand
+                # side into this ValueError (from a SystemError); the same program runs on a
+                # second try (measured on pulsecal_emulator_2q_coupled), so it is a failed
+                # integration, not a refused sequence, and nothing ran: worth retrying.
+                raise TransientBackendError(f"qibolab's integrator failed: {e} (from {e.__cause__!r})") from e
+            raise BackendError(f"qibolab rejected the sequence: {type(e).__name__}: {e}") from e
+        except (TypeError, KeyError) as e:
+            raise BackendError(f"qibolab rejected the sequence: {type(e).__name__}: {e}") from e
+        return job, raw
 
     def find(self, job_key: str) -> JobHandle | None:
         """Jobs this object ran (execution is synchronous and leaves nothing remote: after a
