@@ -9,8 +9,8 @@ in ticks of ``tick_s``. Each tick it first samples the evaluation (the truth, if
   not older than the node's ``timeout_s``, no dependency recalibrated since) lets a node
   pass for free. Otherwise ``check_data`` (the cheap form): ``in_spec`` refreshes the
   node's age; ``out_of_spec`` recalibrates the node; ``bad_data`` first ``diagnose``s its
-  dependencies (check_data of each, the first failing one recalibrated, in turn diagnosed)
-  and then recalibrates it. So only what is out of spec is recalibrated, and a node whose
+  dependencies (depth first: a failing dependency's own dependencies are diagnosed before
+  it is recalibrated, and the walk goes on over every dependency) and then recalibrates it. So only what is out of spec is recalibrated, and a node whose
   parameters drift slowly is looked at seldom (its timeout).
 - ``fixed`` (the baseline): a full bring-up (every node calibrated, in order) every
   ``bringup_every_s``, and every ``check_every_s`` a ``check_data`` of every node; a
