@@ -37,7 +37,7 @@ import functools
 import hashlib
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -352,7 +352,11 @@ class BackendDevice:
         else:
             self._log("lost", program, key, step, index, job_id=h.job_id, error=why)
 
-    def _collect(self, program: Program, h: JobHandle, shots: int, step: int, index: int) -> tuple[int, ...]:
+    def _deliveries(self, program: Program, h: JobHandle, step: int, index: int, what: str) -> Iterator[tuple[int, Any]]:
+        """This job's deliveries, one per result poll: a transient error is retried after the
+        policy's delay and a delivery for another job id is journaled and skipped. The caller
+        returns on a complete delivery and continues past a partial one (after ``_partial``);
+        out of polls, the job is lost and its shots stay counted."""
         for poll in range(self.retry.max_result_polls):
             try:
                 r = self.guard.result(h, self.retry.result_timeout_s)
@@ -366,55 +370,46 @@ class BackendDevice:
                 self._log("discarded", program, h.job_key, step, index, job_id=h.job_id,
                           delivered_job_id=got_id)
                 continue
+            yield poll, r
+        self._log("lost", program, h.job_key, step, index, job_id=h.job_id, error="out of result polls")
+        raise JobLost(f"job {h.job_id} (key {h.job_key[:12]}): no complete {what} after "
+                      f"{self.retry.max_result_polls} polls; its shots stay counted")
+
+    def _partial(self, program: Program, h: JobHandle, step: int, index: int, poll: int, **fields: Any) -> None:
+        self._log("partial", program, h.job_key, step, index, job_id=h.job_id, **fields)
+        self._sleep(self.retry.delay_s(min(poll, 8)))
+
+    def _collect(self, program: Program, h: JobHandle, shots: int, step: int, index: int) -> tuple[int, ...]:
+        width = measured_bits(program) if self.channels is not None else 1
+        outcomes = [format(k, f"0{width}b") for k in range(2**width)]
+        for poll, r in self._deliveries(program, h, step, index, "result"):
             counts = {str(k): int(v) for k, v in r.counts.items()}
-            width = measured_bits(program) if self.channels is not None else 1
-            outcomes = [format(k, f"0{width}b") for k in range(2**width)]
             if set(counts) - set(outcomes):
                 raise BackendError(f"job {h.job_id}: outcomes {sorted(counts)}, allowed {outcomes}")
             row = tuple(counts.get(o, 0) for o in outcomes)
             if sum(row) != shots or r.metadata.get("partial", False):
-                self._log("partial", program, h.job_key, step, index, job_id=h.job_id,
-                          counts=counts, shots=shots)
-                self._sleep(self.retry.delay_s(min(poll, 8)))
+                self._partial(program, h, step, index, poll, counts=counts, shots=shots)
                 continue
             self.ledger.confirm(h.job_key, h.job_id)
             self._log("completed", program, h.job_key, step, index, job_id=h.job_id, counts=counts,
                       status="done")
             return row
-        self._log("lost", program, h.job_key, step, index, job_id=h.job_id, error="out of result polls")
-        raise JobLost(f"job {h.job_id} (key {h.job_key[:12]}): no complete result after "
-                      f"{self.retry.max_result_polls} polls; its shots stay counted")
+        raise AssertionError("unreachable: _deliveries raises JobLost when out of polls")
 
     def _collect_iq(self, program: Program, h: JobHandle, shots: int, step: int, index: int) -> NDArray[np.float64]:
-        """The IQ points of one job, as ``_collect`` collects counts (retries, foreign and
-        partial deliveries)."""
+        """The IQ points of one job, collected as ``_collect`` collects counts."""
         width = measured_bits(program) if self.channels is not None else 1
-        for poll in range(self.retry.max_result_polls):
-            try:
-                r = self.guard.result(h, self.retry.result_timeout_s)
-            except TransientBackendError as e:
-                self._log("retry", program, h.job_key, step, index, phase="result", attempt=poll,
-                          job_id=h.job_id, error=f"{type(e).__name__}: {e}")
-                self._sleep(self.retry.delay_s(min(poll, 8)))
-                continue
-            got_id = r.metadata.get("job_id", h.job_id)
-            if got_id != h.job_id:
-                self._log("discarded", program, h.job_key, step, index, job_id=h.job_id, delivered_job_id=got_id)
-                continue
+        for poll, r in self._deliveries(program, h, step, index, "IQ result"):
             points = np.asarray(r.metadata.get("iq", np.zeros((0, width, 2))), dtype=np.float64)
             if points.shape != (shots, width, 2) or r.metadata.get("partial", False):
-                self._log("partial", program, h.job_key, step, index, job_id=h.job_id,
-                          iq_shape=list(points.shape), shots=shots)
-                self._sleep(self.retry.delay_s(min(poll, 8)))
+                self._partial(program, h, step, index, poll, iq_shape=list(points.shape), shots=shots)
                 continue
             if not np.isfinite(points).all():
                 raise BackendError(f"job {h.job_id}: IQ points not all finite: allowed finite I and Q")
             self.ledger.confirm(h.job_key, h.job_id)
             self._log("completed", program, h.job_key, step, index, job_id=h.job_id, iq=points, status="done")
             return points
-        self._log("lost", program, h.job_key, step, index, job_id=h.job_id, error="out of result polls")
-        raise JobLost(f"job {h.job_id} (key {h.job_key[:12]}): no complete IQ result after "
-                      f"{self.retry.max_result_polls} polls; its shots stay counted")
+        raise AssertionError("unreachable: _deliveries raises JobLost when out of polls")
 
     def _log(self, event: str, program: Program, key: str, step: int, index: int, **fields: Any) -> None:
         if self.process is not None:
