@@ -2,7 +2,7 @@
 when, the gate error over the run, and the shots of every hour.
 
 A run of 24 h on 8 qubits makes thousands of checks over ~90 nodes, too many for a row
-per node (``report._draw_timeline``), so this figure has a row per qubit: every check a
+per node (``report_figures._draw_timeline``), so this figure has a row per qubit: every check a
 small dot coloured by its status, every accepted recalibration a diamond; a coupler's
 nodes (idle pair, coupler probe, ZZ, CZ) have a row of their own. Under it the true X
 error of each qubit's current pulses and the true CZ error of each coupler's, each with
