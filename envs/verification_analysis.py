@@ -197,6 +197,10 @@ def analyse_checks(check_set: Sequence[Check], counts: ArrayLike, shots: Sequenc
             r1 = r2 = rate
         # The gate's incoherent part at r × the stated rates: the limit of a gate r times as
         # long (an AWG tail lengthens it) or of a qubit r times as lossy (a TLS).
+        if s.credit_floor:
+            # The stated T1/T2 are the reference: a slower decay than stated, read over a
+            # short train, is credited to no gate (``VerificationSettings.credit_floor``).
+            r1, r2 = np.maximum(r1, 1.0), np.maximum(r2, 1.0)
         incoherent = 0.5 - np.exp(-gate_s * r1 / stated.t1_s) / 6.0 - np.exp(-gate_s * r2 / stated.t2_s) / 3.0
         contrib["decay"] = incoherent - limit
         if s.decay_model_error:
