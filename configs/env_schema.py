@@ -81,6 +81,7 @@ class VerificationConf:
     leakage_model: bool | None = None
     equator_trains: bool | None = None
     decay_model_error: bool | None = None
+    credit_floor: bool | None = None
     detuning_noise: bool | None = None
     noise_batches: int | None = None
     rb_sequences: int | None = None

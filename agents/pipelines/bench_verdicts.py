@@ -197,6 +197,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--stages", type=int, default=None,
                     help="sequential verification: up to this many stages (default: the settings')")
     ap.add_argument("--train-shots", type=int, default=None, help="shots of each identity train")
+    ap.add_argument("--credit-floor", action="store_true",
+                    help="credit_floor=True: the upper end takes no credit for a decay measured slower than stated")
     ap.add_argument("--set-seed", type=int, default=None,
                     help="preset/realistic/stress: draw the device set from this seed (a calibration split)")
     a = ap.parse_args(argv)
@@ -204,6 +206,8 @@ def main(argv: list[str] | None = None) -> None:
     changes: dict[str, Any] = {} if a.stages is None else {"stages": a.stages}
     if a.train_shots is not None:
         changes["train_shots"] = a.train_shots
+    if a.credit_floor:
+        changes["credit_floor"] = True
     settings = {"default": VerificationSettings, "quick": VerificationSettings.quick,
                 "compact": VerificationSettings.compact, "trusted": VerificationSettings.trusted}[kind](**changes)
     if a.device_set != "held_out":

@@ -195,9 +195,9 @@ def test_default_settings_are_the_trusted_ones_and_quick_names_the_cheap_checks(
     d, q = VerificationSettings(), VerificationSettings.quick()
     assert d == VerificationSettings.trusted()
     added = ("train_shots", "measure_decay", "gate_detuning_error", "leakage_model", "equator_trains", "stages",
-             "decay_model_error", "detuning_noise", "noise_batches", "rb_sequences")
-    assert tuple(getattr(d, k) for k in added) == (256, True, True, True, True, 3, True, True, 4, 16)
-    assert tuple(getattr(q, k) for k in added) == (None, False, False, False, False, 1, False, False, 1, 0)
+             "decay_model_error", "detuning_noise", "noise_batches", "rb_sequences", "credit_floor")
+    assert tuple(getattr(d, k) for k in added) == (256, True, True, True, True, 3, True, True, 4, 16, False)
+    assert tuple(getattr(q, k) for k in added) == (None, False, False, False, False, 1, False, False, 1, 0, False)
     assert (q.shots, q.max_shots) == (640, 640)
     # Every other field is shared: quick() changes only what the trusted checks add.
     same = set(VerificationSettings.__dataclass_fields__) - set(added)
@@ -272,6 +272,31 @@ def test_trusted_verdicts_of_gates_at_their_limit_are_calibrated_and_hold_the_tr
         held += v.error_interval[0] <= 1 - truth["fidelity"][0] <= v.error_interval[1]
         assert 0.5 < v.checks["decay_rate_ratio"] < 1.6
     assert passed >= 6 and held >= 7, (passed, held)
+
+
+def test_credit_floor_takes_no_credit_below_the_stated_limit_in_the_upper_end() -> None:
+    """T1/T2 stated at half the device's own: the trains read rate ratios ~0.5. Credited
+    (the default) the whole interval drops below the stated limit; with ``credit_floor``
+    the upper end is taken at the stated rates (above the limit) while the estimate and
+    the lower end, from the same counts, stay as measured."""
+    from dataclasses import replace
+
+    dev = _device(3)
+    p = _optimal(dev)
+    own = stated_coherence_of(dev)
+    assert own is not None
+    half = replace(own, t1_s=own.t1_s / 2, t2_s=own.t2_s / 2)
+    (credited,) = verify_devices([dev], GATE, p, [half], VerificationSettings(stages=1, rb_sequences=0))
+    dev = _device(3)
+    (floored,) = verify_devices([dev], GATE, p, [half],
+                                VerificationSettings(stages=1, rb_sequences=0, credit_floor=True))
+    assert credited.checks["decay_rate_ratio"] < 0.8
+    assert credited.error_interval[1] < credited.coherence_limit, credited.describe()
+    assert floored.error_interval[1] >= floored.coherence_limit, floored.describe()
+    assert floored.error_interval[0] == credited.error_interval[0]
+    assert floored.error_estimate == credited.error_estimate
+    with pytest.raises(ValueError, match="credit_floor"):
+        VerificationSettings(credit_floor=1)  # type: ignore[arg-type]
 
 
 def test_the_detuning_weight_is_the_x_pulse_error_of_a_detuning() -> None:
