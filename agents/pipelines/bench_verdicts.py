@@ -201,8 +201,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="credit_floor=True: the upper end takes no credit for a decay measured slower than stated")
     ap.add_argument("--pass-quantile", type=float, default=None,
                     help="quantile of 1 - F that must be within the threshold for calibrated (default: the settings')")
-    ap.add_argument("--no-rb-credit-check", action="store_true",
-                    help="rb_credit_check=False: the RB cross-check vetoes only at z > z_alarm")
+    ap.add_argument("--rb-credit-check", action="store_true",
+                    help="rb_credit_check=True: RB over the threshold at any z vetoes a gate the checks credit "
+                         "below its stated limit")
     ap.add_argument("--set-seed", type=int, default=None,
                     help="preset/realistic/stress: draw the device set from this seed (a calibration split)")
     a = ap.parse_args(argv)
@@ -214,8 +215,8 @@ def main(argv: list[str] | None = None) -> None:
         changes["credit_floor"] = True
     if a.pass_quantile is not None:
         changes["pass_quantile"] = a.pass_quantile
-    if a.no_rb_credit_check:
-        changes["rb_credit_check"] = False
+    if a.rb_credit_check:
+        changes["rb_credit_check"] = True
     settings = {"default": VerificationSettings, "quick": VerificationSettings.quick,
                 "compact": VerificationSettings.compact, "trusted": VerificationSettings.trusted}[kind](**changes)
     if a.device_set != "held_out":
