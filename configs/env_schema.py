@@ -82,6 +82,8 @@ class VerificationConf:
     equator_trains: bool | None = None
     decay_model_error: bool | None = None
     credit_floor: bool | None = None
+    pass_quantile: float | None = None
+    rb_credit_check: bool | None = None
     detuning_noise: bool | None = None
     noise_batches: int | None = None
     rb_sequences: int | None = None

@@ -199,6 +199,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--train-shots", type=int, default=None, help="shots of each identity train")
     ap.add_argument("--credit-floor", action="store_true",
                     help="credit_floor=True: the upper end takes no credit for a decay measured slower than stated")
+    ap.add_argument("--pass-quantile", type=float, default=None,
+                    help="quantile of 1 - F that must be within the threshold for calibrated (default: the settings')")
+    ap.add_argument("--rb-credit-check", action="store_true",
+                    help="rb_credit_check=True: RB over the threshold at any z vetoes a gate the checks credit "
+                         "below its stated limit")
     ap.add_argument("--set-seed", type=int, default=None,
                     help="preset/realistic/stress: draw the device set from this seed (a calibration split)")
     a = ap.parse_args(argv)
@@ -208,6 +213,10 @@ def main(argv: list[str] | None = None) -> None:
         changes["train_shots"] = a.train_shots
     if a.credit_floor:
         changes["credit_floor"] = True
+    if a.pass_quantile is not None:
+        changes["pass_quantile"] = a.pass_quantile
+    if a.rb_credit_check:
+        changes["rb_credit_check"] = True
     settings = {"default": VerificationSettings, "quick": VerificationSettings.quick,
                 "compact": VerificationSettings.compact, "trusted": VerificationSettings.trusted}[kind](**changes)
     if a.device_set != "held_out":

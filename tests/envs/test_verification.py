@@ -195,9 +195,12 @@ def test_default_settings_are_the_trusted_ones_and_quick_names_the_cheap_checks(
     d, q = VerificationSettings(), VerificationSettings.quick()
     assert d == VerificationSettings.trusted()
     added = ("train_shots", "measure_decay", "gate_detuning_error", "leakage_model", "equator_trains", "stages",
-             "decay_model_error", "detuning_noise", "noise_batches", "rb_sequences", "credit_floor")
-    assert tuple(getattr(d, k) for k in added) == (256, True, True, True, True, 3, True, True, 4, 16, False)
-    assert tuple(getattr(q, k) for k in added) == (None, False, False, False, False, 1, False, False, 1, 0, False)
+             "decay_model_error", "detuning_noise", "noise_batches", "rb_sequences", "credit_floor", "pass_quantile",
+             "rb_credit_check")
+    assert tuple(getattr(d, k) for k in added) == (256, True, True, True, True, 3, True, True, 4, 16, False,
+                                                   0.95, False)
+    assert tuple(getattr(q, k) for k in added) == (None, False, False, False, False, 1, False, False, 1, 0, False,
+                                                   0.95, False)
     assert (q.shots, q.max_shots) == (640, 640)
     # Every other field is shared: quick() changes only what the trusted checks add.
     same = set(VerificationSettings.__dataclass_fields__) - set(added)
@@ -369,3 +372,55 @@ def test_the_leakage_floor_of_a_low_anharmonicity_device_fails_as_leakage() -> N
     # Without α stated there is nothing to compute it from: the term is absent.
     bare = StatedCoherence(stated.t1_s, stated.t2_s)
     assert model_leakage(GATE.waveforms(p, dev.dt_s)[0], dev.dt_s, bare) is None
+
+
+def test_pass_quantile_decides_on_a_higher_quantile_and_keeps_the_reported_interval() -> None:
+    """The same counts (same device seed) judged against a threshold between the 95 % upper
+    end and the 99.9 % quantile: passed on the first, refused on the second as
+    ``budget_too_small``, with the same estimate and 90 % interval."""
+    dev = _device(5)
+    p = _optimal(dev)
+    st = [stated_coherence_of(dev)]
+
+    def run(**kw: float) -> Verdict:
+        (v,) = verify_devices([_device(5)], GATE, p, st, VerificationSettings(stages=1, rb_sequences=0, **kw))
+        return v
+
+    wide = run(threshold=50.0, pass_quantile=0.999)
+    hi, q999 = wide.error_interval[1], wide.checks["pass_bound"]
+    assert q999 > hi
+    t = 0.5 * (hi + q999) / wide.coherence_limit
+    at95, at999 = run(threshold=t, pass_quantile=0.95), run(threshold=t, pass_quantile=0.999)
+    assert at95.calibrated, at95.describe()
+    assert at999.reason is Reason.BUDGET_TOO_SMALL, at999.describe()
+    assert at999.error_interval == at95.error_interval and at999.error_estimate == at95.error_estimate
+    for bad in (0.9, 1.0):
+        with pytest.raises(ValueError, match="pass_quantile"):
+            VerificationSettings(pass_quantile=bad)
+
+
+def test_rb_credit_check_vetoes_a_credited_gate_that_rb_reads_over_the_threshold() -> None:
+    """The diagnosed case (stress device 27, seed 12345): the checks passed the gate at
+    0.86× its limit (trains read half the stated decay through a contrast read low), RB read
+    1.57 ± 0.39×, z = 0.2 under the z = 3 alarm. With ``rb_credit_check`` it is refused; a
+    gate the checks do not credit (1.05×) with the same RB reading, and a credited one RB
+    reads under the threshold, pass."""
+    from pulsecal.envs.verification import rb_verdict
+
+    limit = 1e-4
+
+    def passed(ratio: float) -> Verdict:
+        return Verdict("calibrated", None, ratio * limit, (0.7 * ratio * limit, 1.36 * limit), limit, "coherence",
+                       1664, {"readout_p1_given_0": 0.08, "readout_p1_after_x": 0.78}, "upper bound 1.36×")
+
+    s, off = VerificationSettings(rb_credit_check=True), VerificationSettings()
+    planted = rb_verdict(passed(0.86), 4000, 1.57 * limit, 0.39 * limit, s)
+    assert planted.reason is Reason.UNSTABLE_OR_TLS_LIKE, planted.describe()
+    assert "credit" in planted.detail
+    assert planted.error_estimate == 0.86 * limit and planted.error_interval == passed(0.86).error_interval
+    assert planted.shots_used == 1664 + s.rb_check_shots
+    assert rb_verdict(passed(0.86), 4000, 1.57 * limit, 0.39 * limit, off).calibrated
+    assert rb_verdict(passed(1.05), 4000, 1.57 * limit, 0.39 * limit, s).calibrated
+    assert rb_verdict(passed(0.86), 4000, 1.20 * limit, 0.39 * limit, s).calibrated
+    # The z > z_alarm veto is unchanged either way.
+    assert rb_verdict(passed(1.05), 4000, 3.0 * limit, 0.3 * limit, off).reason is Reason.UNSTABLE_OR_TLS_LIKE
