@@ -30,8 +30,8 @@ an array's writeable flag), so none of these reads is skipped. What is no longer
 is the work whose result is a function of the content alone: the JSON hash (memoised by
 key), the envelope and ``validate`` verdict of a program that passed (a set of keys, so
 only the shot limits are checked again), and, for a backend that declares
-``reusable_artifacts``, the compiled and checked artifact (a cached artifact is reused only
-while its own program still reads as the same key). A program changed after its check
+``reusable_artifacts``, the compiled and checked artifact (its payload and trace, sealed
+for the program of the new job). A program changed after its check
 reads as another key, and is checked, compiled and re-checked in full. docs/concurrency.md
 ("The guard's caches") states the invariant.
 """
@@ -229,7 +229,7 @@ class GuardedBackend:
         except Exception as e:  # the envelope refuses these already; fail closed regardless
             raise SafetyViolation([Violation("program_hash", f"{type(e).__name__}: {e}",
                                              "a serialisable program")]) from None
-        artifact = self._cached_artifact(key)
+        artifact = self._cached_artifact(program, key)
         if artifact is None:
             artifact = self.backend.compile(program)
             v = self._check_artifact(artifact, program, expected, key)
@@ -256,20 +256,17 @@ class GuardedBackend:
             before_send()
         return send(sealed, int(shots), job_key)  # type: ignore[no-any-return]
 
-    def _cached_artifact(self, key: ContentKey | None) -> Artifact | None:
-        """The checked artifact of this content, if one is kept and its program still reads
-        as ``key`` (the program object it holds is the caller's of its first submission,
-        which a forger could have changed since; then it is dropped)."""
+    def _cached_artifact(self, program: Program, key: ContentKey | None) -> Artifact | None:
+        """The checked artifact of this content, if one is kept, holding ``program`` itself:
+        ``program`` was read as ``key`` just now, while the program object the artifact was
+        first built from belongs to an earlier caller, who may have changed it since."""
         if key is None or not self._reuse_artifacts:
             return None
         artifact = self._artifacts.get(key)
         if artifact is None:
             return None
-        if content_key(artifact.program) != key:
-            del self._artifacts[key]
-            return None
         self._artifacts.move_to_end(key)
-        return artifact
+        return replace(artifact, program=program)
 
     def _check_artifact(self, artifact: Artifact, program: Program, expected: str,
                         key: ContentKey | None) -> list[Violation]:

@@ -172,20 +172,20 @@ class _Unkeyable(Exception):
 
 def _key_of(v: Any) -> Any:
     t = type(v)
-    if t is str or t is bool or t is int or v is None:
-        return (t.__name__, v)
     if t is float:
         return v.hex()  # exact, and tells -0.0 from 0.0 (their JSON differs)
+    if t is str or t is int or t is bool or v is None:
+        return (t, v)
     if t is tuple:
-        return tuple(_key_of(x) for x in v)
+        return (t, *map(_key_of, v))
     if t is np.ndarray:
         if v.dtype.kind not in "biufc":
             raise _Unkeyable
-        return ("ndarray", v.dtype.str, v.shape, np.ascontiguousarray(v).tobytes())
+        return (t, v.dtype.str, v.shape, np.ascontiguousarray(v).tobytes())
     if t in _KEYED_TYPES:
         # vars(), not the declared fields: an attribute set on the instance (say a to_dict
         # shadowing the class's) makes the key differ from any honest object's, or fails.
-        return (t.__name__, tuple((k, _key_of(x)) for k, x in vars(v).items()))
+        return (t, *[(k, _key_of(x)) for k, x in vars(v).items()])
     raise _Unkeyable
 
 
@@ -202,6 +202,6 @@ def content_key(program: Program) -> ContentKey | None:
     if type(program) is not Program:
         return None
     try:
-        return tuple((k, _key_of(x)) for k, x in vars(program).items() if k != "_hash")
+        return tuple([(k, _key_of(x)) for k, x in vars(program).items() if k != "_hash"])
     except (_Unkeyable, RecursionError):
         return None

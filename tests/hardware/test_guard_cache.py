@@ -100,18 +100,22 @@ def test_a_program_changed_between_the_seal_and_the_backend_is_refused(tmp_path:
     backend = CountingBackend(reusable=True)
     guard, ledger = _guard(backend, tmp_path)
     p = _sampled()
-    guard.submit(p, 100, "a")  # the cached artifact now holds p itself
+    guard.submit(p, 100, "a")  # sealed for p itself, and kept by content
     samples = p.instructions[0].waveform.samples
     with pytest.raises(SafetyViolation, match=r"clearance\.program_hash"):
         guard.submit(p, 100, "b", before_send=lambda: _overwrite(samples, 0.95))
     assert [k for _, _, k in backend.submitted] == ["a"]
-    # The cached artifact's program no longer reads as the checked content: not reused,
-    # the changed program is checked in full and refused.
+    # p now reads as other content: checked in full and refused.
     compiled = backend.compiled
     with pytest.raises(SafetyViolation, match="max_slew_per_sample"):
         guard.submit(p, 100, "c")
-    assert backend.compiled == compiled
     assert ledger.entry("c") is None
+    # The checked content in a new object reuses the artifact built from p, sealed for the
+    # new object: what the adapter re-reads is the program of this job, not the changed p.
+    fresh = _sampled()
+    guard.submit(fresh, 100, "d")
+    assert backend.compiled == compiled
+    assert backend.submitted[-1][0].program is fresh
 
 
 def test_a_compile_that_changes_the_program_is_refused(tmp_path: Path) -> None:
