@@ -54,6 +54,14 @@ from .safety import SafetyEnvelope, SafetyLimits, SafetyViolation
 
 _SEAL = object()  # only this module can mint a clearance that require_clearance accepts
 
+# The checked artifacts one guard keeps hold at most this many trace samples over all their
+# frames (2**22 complex samples: 64 MiB).
+_MAX_CACHED_SAMPLES = 2**22
+
+
+def _trace_samples(artifact: Artifact) -> int:
+    return int(artifact.trace.n_samples) * max(1, len(artifact.trace.samples))
+
 
 @dataclass(frozen=True)
 class Clearance:
@@ -136,6 +144,7 @@ class GuardedBackend:
         self._cache_size = cache_size
         self._passed: OrderedDict[ContentKey, None] = OrderedDict()
         self._artifacts: OrderedDict[ContentKey, Artifact] = OrderedDict()
+        self._artifact_samples = 0  # trace samples the cached artifacts hold, <= _MAX_CACHED_SAMPLES
         self._reuse_artifacts = bool(getattr(backend, "reusable_artifacts", False))
 
     def capabilities(self) -> Capabilities:
@@ -236,7 +245,7 @@ class GuardedBackend:
             if v:
                 raise SafetyViolation(v)
             if self._reuse_artifacts and key is not None:
-                self._remember(self._artifacts, key, artifact)
+                self._keep_artifact(key, artifact)
         day = self.today()
         if self.device_ledger is not None:
             self.device_ledger.reserve(self.scope, job_key, int(shots), day,
@@ -255,6 +264,18 @@ class GuardedBackend:
         if before_send is not None:
             before_send()
         return send(sealed, int(shots), job_key)  # type: ignore[no-any-return]
+
+    def _keep_artifact(self, key: ContentKey, artifact: Artifact) -> None:
+        """Keep a checked artifact, the oldest dropped first beyond ``cache_size`` artifacts
+        or ``_MAX_CACHED_SAMPLES`` trace samples (a T1 scan's trace is its whole duration)."""
+        n = _trace_samples(artifact)
+        if self._cache_size == 0 or n > _MAX_CACHED_SAMPLES or key in self._artifacts:
+            return
+        self._artifacts[key] = artifact
+        self._artifact_samples += n
+        while len(self._artifacts) > self._cache_size or self._artifact_samples > _MAX_CACHED_SAMPLES:
+            _, old = self._artifacts.popitem(last=False)
+            self._artifact_samples -= _trace_samples(old)
 
     def _cached_artifact(self, program: Program, key: ContentKey | None) -> Artifact | None:
         """The checked artifact of this content, if one is kept, holding ``program`` itself:

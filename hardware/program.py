@@ -181,7 +181,9 @@ def _key_of(v: Any) -> Any:
     if t is np.ndarray:
         if v.dtype.kind not in "biufc":
             raise _Unkeyable
-        return (t, v.dtype.str, v.shape, np.ascontiguousarray(v).tobytes())
+        # A digest, not the bytes: a key must stay small next to a long waveform, and
+        # SHA-256 is what the content hash, job keys and journals already rest on.
+        return (t, v.dtype.str, v.shape, hashlib.sha256(np.ascontiguousarray(v).data).digest())
     if t in _KEYED_TYPES:
         # vars(), not the declared fields: an attribute set on the instance (say a to_dict
         # shadowing the class's) makes the key differ from any honest object's, or fails.
@@ -196,8 +198,8 @@ def content_key(program: Program) -> ContentKey | None:
     Read off the object field by field (never its cached hash, never its methods): two
     programs with equal keys have the same canonical JSON, the same render and the same
     safety verdict, since all of them are functions of exactly these fields. Floats are
-    keyed by their exact bits and arrays by their bytes, so the key costs a fraction of
-    the JSON (no float repr).
+    keyed by their exact bits and arrays by the SHA-256 of their bytes, so the key costs a
+    fraction of the JSON (no float repr) and is exact up to a SHA-256 collision.
     """
     if type(program) is not Program:
         return None

@@ -218,3 +218,20 @@ def test_programs_without_a_key_are_checked_every_time(tmp_path: Path) -> None:
         p = Program((OtherPlay("q0_drive", Constant(4e-9, 0.1)), Acquire(0)), (DRIVE,), 100)
         guard.submit(p, 100, f"k{i}")
     assert (backend.validated, backend.compiled) == (2, 2)
+
+
+def test_the_artifact_cache_is_bounded_by_trace_samples(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pulsecal.hardware import guard as guard_module
+
+    backend = CountingBackend(reusable=True)
+    guard, _ = _guard(backend, tmp_path)
+    n = guard_module._trace_samples(backend.compile(_sampled()))
+    backend.compiled = 0
+    monkeypatch.setattr(guard_module, "_MAX_CACHED_SAMPLES", n)  # room for one artifact
+    guard.submit(_sampled(), 100, "a")
+    guard.submit(_sampled(0.2), 100, "b")  # pushes the first one out
+    guard.submit(_sampled(0.2), 100, "c")
+    assert backend.compiled == 2
+    guard.submit(_sampled(), 100, "d")
+    assert backend.compiled == 3
+    assert guard._artifact_samples == n
