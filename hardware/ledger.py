@@ -58,7 +58,20 @@ RESERVED, DONE, RELEASED = "reserved", "done", "released"
 
 def utc_day(timestamp_s: float) -> str:
     """The UTC calendar day of a POSIX timestamp, as YYYY-MM-DD."""
-    return datetime.fromtimestamp(timestamp_s, tz=UTC).strftime("%Y-%m-%d")
+    # Asked several times per job (every check counts today's shots): the last day's name is
+    # kept with the span of timestamps that surely fall in it. Within 1 µs of a midnight,
+    # where datetime's rounding to the microsecond decides the day, it is computed afresh.
+    global _last_day
+    lo, hi, name = _last_day
+    if lo <= timestamp_s < hi:
+        return name
+    name = datetime.fromtimestamp(timestamp_s, tz=UTC).strftime("%Y-%m-%d")
+    start = datetime.strptime(name, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
+    _last_day = (start + 1e-6, start + 86_400 - 1e-6, name)  # one rebinding: threads see old or new
+    return name
+
+
+_last_day: tuple[float, float, str] = (0.0, 0.0, "")  # (lo, hi, name) of the last day utc_day named
 
 
 @dataclass(frozen=True)
