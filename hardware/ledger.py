@@ -53,6 +53,8 @@ from .safety import SafetyViolation
 LEDGER_FORMAT = "pulsecal.ledger/2"
 LEDGER_FORMAT_V1 = "pulsecal.ledger/1"  # the whole-file snapshot: read, and migrated on the first change
 _FOOTER = b"}}\n"
+# json.dumps with options builds an encoder per call; a ledger line is written twice per job.
+_SORTED = json.JSONEncoder(sort_keys=True)
 RESERVED, DONE, RELEASED = "reserved", "done", "released"
 
 
@@ -248,7 +250,7 @@ class ShotLedger:
 
     @staticmethod
     def _line(lead: bytes, e: LedgerEntry) -> bytes:
-        return lead + f"{json.dumps(e.job_key)}: {json.dumps(e.to_dict(), sort_keys=True)}\n".encode()
+        return lead + f"{json.dumps(e.job_key)}: {_SORTED.encode(e.to_dict())}\n".encode()
 
     def _compacted(self) -> bytes:
         lines = [self._line(b"," if i else b" ", e) for i, e in enumerate(self._entries.values())]
