@@ -274,7 +274,12 @@ class Backend(Protocol):
     """A pulse-level target. ``validate`` must be pure; ``submit`` must only execute
     artifacts cleared by the guard and should be idempotent on ``job_key`` where the vendor
     allows it; ``find`` answers "did a job with this key reach you?" so a retry after a
-    lost response never double-submits."""
+    lost response never double-submits.
+
+    Optional: ``reusable_artifacts = True`` declares that ``compile`` is a function of the
+    program's content alone for the backend object's life and that ``submit`` leaves an
+    artifact's payload as it found it, so the guard may hand the same checked artifact,
+    sealed anew, to later jobs of the same content (``hardware.guard``)."""
 
     name: str
 

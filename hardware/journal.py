@@ -103,7 +103,7 @@ class Journal:
 
     def _write(self, event: str, fields: dict[str, Any], fsync: bool) -> dict[str, Any]:
         rec: dict[str, Any] = {"format": JOURNAL_FORMAT, "event": event, "ts": self._clock(), **fields}
-        line = (json.dumps(rec, sort_keys=True, default=_jsonable) + "\n").encode()
+        line = (_ENCODER.encode(rec) + "\n").encode()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, line)
@@ -125,3 +125,7 @@ def _jsonable(obj: object) -> Any:
     if hasattr(obj, "to_dict"):
         return obj.to_dict()
     return str(obj)
+
+
+# json.dumps with options builds an encoder per call; a record is written several times per job.
+_ENCODER = json.JSONEncoder(sort_keys=True, default=_jsonable)

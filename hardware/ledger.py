@@ -53,12 +53,27 @@ from .safety import SafetyViolation
 LEDGER_FORMAT = "pulsecal.ledger/2"
 LEDGER_FORMAT_V1 = "pulsecal.ledger/1"  # the whole-file snapshot: read, and migrated on the first change
 _FOOTER = b"}}\n"
+# json.dumps with options builds an encoder per call; a ledger line is written twice per job.
+_SORTED = json.JSONEncoder(sort_keys=True)
 RESERVED, DONE, RELEASED = "reserved", "done", "released"
 
 
 def utc_day(timestamp_s: float) -> str:
     """The UTC calendar day of a POSIX timestamp, as YYYY-MM-DD."""
-    return datetime.fromtimestamp(timestamp_s, tz=UTC).strftime("%Y-%m-%d")
+    # Asked several times per job (every check counts today's shots): the last day's name is
+    # kept with the span of timestamps that surely fall in it. Within 1 µs of a midnight,
+    # where datetime's rounding to the microsecond decides the day, it is computed afresh.
+    global _last_day
+    lo, hi, name = _last_day
+    if lo <= timestamp_s < hi:
+        return name
+    name = datetime.fromtimestamp(timestamp_s, tz=UTC).strftime("%Y-%m-%d")
+    start = datetime.strptime(name, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
+    _last_day = (start + 1e-6, start + 86_400 - 1e-6, name)  # one rebinding: threads see old or new
+    return name
+
+
+_last_day: tuple[float, float, str] = (0.0, 0.0, "")  # (lo, hi, name) of the last day utc_day named
 
 
 @dataclass(frozen=True)
@@ -235,7 +250,7 @@ class ShotLedger:
 
     @staticmethod
     def _line(lead: bytes, e: LedgerEntry) -> bytes:
-        return lead + f"{json.dumps(e.job_key)}: {json.dumps(e.to_dict(), sort_keys=True)}\n".encode()
+        return lead + f"{json.dumps(e.job_key)}: {_SORTED.encode(e.to_dict())}\n".encode()
 
     def _compacted(self) -> bytes:
         lines = [self._line(b"," if i else b" ", e) for i, e in enumerate(self._entries.values())]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +30,7 @@ from .instructions import (
     ShiftPhase,
     instruction_from_dict,
 )
-from .waveforms import fail_field, set_field
+from .waveforms import Constant, Drag, Gaussian, Sampled, fail_field, set_field
 
 IR_FORMAT = "pulsecal.ir/1"
 
@@ -114,7 +115,7 @@ class Program:
         """sha256 hex over the canonical JSON: stable across processes and versions of
         Python (floats are written with repr, which round-trips exactly)."""
         if not self._hash:
-            set_field(self, "_hash", hashlib.sha256(self.to_json().encode()).hexdigest())
+            set_field(self, "_hash", recompute_hash(self))
         return self._hash
 
     def with_shots(self, shots: int) -> Program:
@@ -126,6 +127,93 @@ def canonical_json(obj: Any) -> str:
 
 
 def recompute_hash(program: Program) -> str:
-    """The content hash computed afresh (ignores the cached value, which a forged or
-    mutated object could carry)."""
-    return hashlib.sha256(program.to_json().encode()).hexdigest()
+    """The content hash of what ``program`` holds now (ignores the value cached on the
+    object, which a forged or mutated object could carry).
+
+    The canonical JSON writes every float with repr, which is most of a job's bookkeeping
+    on a fast backend (a 200-sample waveform: ~0.1 ms). Hashes are therefore memoised by
+    ``content_key``, read off the object each call: equal keys mean equal JSON, so a memo
+    hit is the hash the JSON would give, and a program changed in any way has another key.
+    A program ``content_key`` cannot read (forged types) is hashed from its JSON every time.
+    """
+    return hash_for_key(program, content_key(program))
+
+
+def hash_for_key(program: Program, key: ContentKey | None) -> str:
+    """``recompute_hash(program)`` given ``key = content_key(program)`` read just before,
+    with no code run in between that could change the program (the guard reads the key
+    once per check and passes it on)."""
+    if key is not None:
+        h = _HASHES.get(key)
+        if h is not None:
+            _HASHES.move_to_end(key)
+            return h
+    h = hashlib.sha256(program.to_json().encode()).hexdigest()
+    if key is not None:
+        _HASHES[key] = h
+        if len(_HASHES) > _HASH_MEMO_SIZE:
+            _HASHES.popitem(last=False)
+    return h
+
+
+ContentKey = tuple[Any, ...]
+
+# Exactly these classes, whose to_dict writes every field they hold; a subclass could write
+# one thing to JSON and render another, so it gets no key.
+_KEYED_TYPES = frozenset({Frame, Play, ShiftPhase, SetPhase, ShiftFrequency, SetFrequency, Delay, Barrier,
+                          Acquire, Gaussian, Drag, Constant, Sampled})
+_HASH_MEMO_SIZE = 4096
+_HASHES: OrderedDict[ContentKey, str] = OrderedDict()
+
+
+class _Unkeyable(Exception):
+    pass
+
+
+def _key_of(v: Any) -> Any:
+    t = type(v)
+    if t is float:
+        return v.hex()  # exact, and tells -0.0 from 0.0 (their JSON differs)
+    if t is str or t is int or t is bool or v is None:
+        return (t, v)
+    if t is tuple:
+        return (t, *map(_key_of, v))
+    if t is np.ndarray:
+        if v.dtype.kind not in "biufc":
+            raise _Unkeyable
+        # A digest, not the bytes: a key must stay small next to a long waveform, and
+        # SHA-256 is what the content hash, job keys and journals already rest on.
+        return (t, v.dtype.str, v.shape, hashlib.sha256(np.ascontiguousarray(v).data).digest())
+    if t in _KEYED_TYPES:
+        # vars(), not the declared fields: an attribute set on the instance (say a to_dict
+        # shadowing the class's) makes the key differ from any honest object's, or fails.
+        out: list[Any] = [t]
+        for k, x in vars(v).items():
+            tx = type(x)
+            # The two leaf cases of _key_of inline (most fields): the same keys, fewer calls.
+            if tx is float:
+                out.append((k, x.hex()))
+            elif tx is str or tx is int or tx is bool or x is None:
+                out.append((k, (tx, x)))
+            else:
+                out.append((k, _key_of(x)))
+        return tuple(out)
+    raise _Unkeyable
+
+
+def content_key(program: Program) -> ContentKey | None:
+    """An exact, hashable image of everything ``program`` holds now, or None if it holds
+    anything but the IR's own classes and plain values (then nothing may be memoised on it).
+
+    Read off the object field by field (never its cached hash, never its methods): two
+    programs with equal keys have the same canonical JSON, the same render and the same
+    safety verdict, since all of them are functions of exactly these fields. Floats are
+    keyed by their exact bits and arrays by the SHA-256 of their bytes, so the key costs a
+    fraction of the JSON (no float repr) and is exact up to a SHA-256 collision.
+    """
+    if type(program) is not Program:
+        return None
+    try:
+        return tuple([(k, _key_of(x)) for k, x in vars(program).items() if k != "_hash"])
+    except (_Unkeyable, RecursionError):
+        return None

@@ -205,6 +205,19 @@ class SafetyEnvelope:
         except Exception as e:
             return [Violation("checkable", f"{type(e).__name__}: {e}", "a trace the envelope can check")]
 
+    def check_shots(self, shots: object, shots_today: int = 0) -> list[Violation]:
+        """The shot limits alone: ``shots`` per job, and ``shots_today + shots`` per day.
+        The one part of ``check`` that depends on more than the program's content (the guard
+        re-runs only this for a program whose content already passed, ``GuardedBackend``)."""
+        lim = self.limits
+        n = shots
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or not 1 <= n <= lim.max_shots_per_job:
+            return [Violation("max_shots_per_job", n, f"an integer in 1..{lim.max_shots_per_job}")]
+        if shots_today + int(n) > lim.max_shots_per_day:
+            return [Violation("max_shots_per_day", shots_today + int(n),
+                              f"<= {lim.max_shots_per_day} shots per UTC day")]
+        return []
+
     # -- internals --------------------------------------------------------------------
 
     def _check(self, program: Program, shots: int | None, shots_today: int) -> list[Violation]:
@@ -217,13 +230,7 @@ class SafetyEnvelope:
             # non-finite parameter can hide from the trace (a forged sigma_s = inf renders
             # as a flat pulse).
             return [Violation("finite_parameters", bad, "finite numbers only")]
-        out: list[Violation] = []
-        n = program.shots if shots is None else shots
-        if isinstance(n, bool) or not isinstance(n, int | np.integer) or not 1 <= n <= lim.max_shots_per_job:
-            out.append(Violation("max_shots_per_job", n, f"an integer in 1..{lim.max_shots_per_job}"))
-        elif shots_today + int(n) > lim.max_shots_per_day:
-            out.append(Violation("max_shots_per_day", shots_today + int(n),
-                                 f"<= {lim.max_shots_per_day} shots per UTC day"))
+        out = self.check_shots(program.shots if shots is None else shots, shots_today)
         frames = tuple(program.frames)
         for f in frames:
             a = self._allowed.get(f.name) if isinstance(f, Frame) else None

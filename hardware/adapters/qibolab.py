@@ -169,6 +169,12 @@ class QibolabBackend:
         relaxation_time_s: wait between shots; None uses the platform's setting.
     """
 
+    # compile reads the program and the platform's channel configuration and natives, which
+    # the frames and Capabilities were built from at construction (a platform whose
+    # configuration changes needs a new backend object anyway); qibolab's execute builds new
+    # aligned sequences and copies the configs, leaving the PulseSequence as it was.
+    reusable_artifacts = True
+
     def __init__(
         self,
         platform: Any,

@@ -54,6 +54,25 @@ def test_utc_day() -> None:
     assert utc_day(86_399.9) == "1970-01-01" and utc_day(86_400.0) == "1970-01-02"
 
 
+def test_utc_day_is_datetimes_day_around_every_midnight() -> None:
+    """utc_day keeps the last day's span; it must name the day datetime names, also within a
+    microsecond of midnight (datetime rounds to the microsecond) and when time goes back."""
+    from datetime import UTC, datetime
+
+    import numpy as np
+
+    def reference(t: float) -> str:
+        return datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%d")
+
+    rng = np.random.default_rng(5)
+    midnights = 86_400.0 * rng.integers(1, 40_000, 50)
+    offsets = [-1e-3, -1.5e-6, -1e-6, -6e-7, -5e-7, -4e-7, -1e-7, 0.0, 1e-7, 4e-7, 5e-7, 1e-6, 1e-3]
+    times = [float(m + o) for m in midnights for o in offsets]
+    times += [float(t) for t in rng.uniform(0, 4e9, 500)]
+    times += times[::-1]  # back and forth across the cached day
+    assert [utc_day(t) for t in times] == [reference(t) for t in times]
+
+
 def test_journal_appends_one_json_object_per_line(tmp_path: Path) -> None:
     j = Journal(tmp_path / "j.jsonl", clock=lambda: 12.5)
     j.append("submitted", job_key="k1", counts={"0": 3})
