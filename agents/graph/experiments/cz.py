@@ -28,7 +28,7 @@ reference probes, the conditional phase against amplitude at the stored length (
 amplitude and the slope), the textbook's leakage scan (|11⟩'s loss after three CZs, with
 0 and 1 ns between them, over ±4 ns and then ±1 ns of the length: the least-leaking
 length is kept), the fine amplitude by 3 and then 9 repeated gates, the two single-qubit
-phases (coarse, then nine-fold), and a check round. ``in_spec`` when the check's estimated error is at most
+phases (coarse, then three- and nine-fold), and a check round. ``in_spec`` when the check's estimated error is at most
 ``max_estimated_error`` and its conditional phase within ``phase_tolerance_rad`` of π;
 else ``out_of_spec`` with the values (the scheduler records them and calibrates again from
 there). Its check_data form is the reference and one check round at the stored values.
@@ -257,7 +257,7 @@ class CZCalibration:
     leakage_delays_s: tuple[float, ...] = (0.0, 1e-9)
     shots_leakage_scan: int = 250
     fine_gates: tuple[int, ...] = (3, 9)
-    phase_gates: tuple[int, ...] = (1, 9)
+    phase_gates: tuple[int, ...] = (1, 3, 9)
     shots_round: int = 200
     shots_reference: int = 300
     max_estimated_error: float = 0.02
