@@ -20,9 +20,11 @@ Nodes, in order, every measurement through the device's ``run`` and every shot c
    through the least loss is the CZ length. This is the knob that dominates the excess
    error at a fixed budget (docs/cz_calibration.md, "Where the textbook's excess came
    from"), so it gets the most shots after the phase rounds.
-5. **fine amplitude**: probe rounds with every Ramsey applying the gate 3 and then 9
+5. **fine amplitude**: probe rounds with every Ramsey applying the gate 1, 3 and then 9
    times, so the per-gate error of the conditional phase is read 3- and 9-fold; the
-   amplitude moves by the phase error over the slope of node 3 after each.
+   amplitude moves by the phase error over the slope of node 3 after each. The one-gate
+   round keeps the three-gate one within its ±π/3 when node 3's line is noisy (at 12,000
+   shots a 3 → 9 start aliased on 2 of 24 held-out devices).
 6. **single-qubit phases**: one probe round, then one with three and one with nine gates
    (each step's residual must stay within ±π/N for the next: at 12,000 shots a 1 → 9
    step aliased on 2 of 20 held-out devices); the virtual Zs
@@ -192,7 +194,7 @@ class CZTextbook:
                  shots_exchange: int = 100,
                  leakage_scan_offsets_s: tuple[float, ...] = tuple(np.arange(-4, 4.5, 1.0) * 1e-9),
                  leakage_fine_offsets_s: tuple[float, ...] = (-1e-9, -0.5e-9, 0.0, 0.5e-9, 1e-9),
-                 shots_leakage_scan: int = 250, leakage_delays_s: tuple[float, ...] = (0.0, 1e-9), fine_gates: tuple[int, ...] = (3, 9),
+                 shots_leakage_scan: int = 250, leakage_delays_s: tuple[float, ...] = (0.0, 1e-9), fine_gates: tuple[int, ...] = (1, 3, 9),
                  phase_gates: tuple[int, ...] = (1, 3, 9)) -> None:
         self.chevron_amplitudes, self.chevron_span = chevron_amplitudes, chevron_span_phi0
         self.chevron_lengths = tuple(float(x) for x in chevron_lengths_s)
@@ -455,7 +457,7 @@ class CZTextbook:
     def fine_amplitude(self, dev: CountedDevice, params: FloatArray, slope: float,
                        gates: tuple[int, ...] | None = None) -> FloatArray:
         """5. Fine amplitude by repeated gates, ``fine_gates`` of them per Ramsey in turn
-        (3, then 9): the conditional phase's error grows N-fold while the readout's and the
+        (1, 3, then 9): the conditional phase's error grows N-fold while the readout's and the
         reference's noise do not, and each step's residual must stay within ±π/N for the
         next. The conditional phase does not depend on the virtual Zs, so it comes first:
         the single-qubit phases follow the amplitude. ``gates``: instead of ``fine_gates``."""
