@@ -462,11 +462,22 @@ class CZTextbook:
         next. The conditional phase does not depend on the virtual Zs, so it comes first:
         the single-qubit phases follow the amplitude. ``gates``: instead of ``fine_gates``."""
         params = np.array(params, dtype=np.float64)
+        last: tuple[float, float] | None = None
         for n in self.fine_gates if gates is None else gates:
             r = self._round(dev, "fine_amplitude", params, n)
             err = float(np.angle(np.exp(1j * (r.conditional_phase[0] * n - n * math.pi)))) / n
-            if slope != 0 and math.isfinite(slope):
-                params[0] = float(np.clip(params[0] - err / slope, 0.0, MAX_AMPLITUDE_PHI0))
+            if not (slope != 0 and math.isfinite(slope)):
+                continue
+            if last is not None and params[0] != last[0]:
+                # The secant of the last two rounds: node 3's line spans ±phase_span, over
+                # which the phase is not linear, and its slope can be ~2× off the local one
+                # (held-out 11: 470 against ~800 rad/Φ0), so each step overshoots and the next
+                # round aliases. Kept only within [1/3, 3]× node 3's (same sign).
+                secant = (err - last[1]) / (params[0] - last[0])
+                if 1 / 3 <= secant / slope <= 3:
+                    slope = secant
+            last = (float(params[0]), err)
+            params[0] = float(np.clip(params[0] - err / slope, 0.0, MAX_AMPLITUDE_PHI0))
         return params
 
     def single_qubit_phases(self, dev: CountedDevice, params: FloatArray,

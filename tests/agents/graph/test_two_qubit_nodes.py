@@ -240,5 +240,5 @@ def test_cz_calibration_node_scans_the_length_for_leakage_and_spends_what_it_dec
     assert r.status == "in_spec", r.message
     p.update(r.values)
     truth = true_cz_errors(dev, ("q0", "q1"), p)
-    # measured: 1 − F 4.2e-4 as stored (closed system), leakage 3.4e-4, length 51.2 ns
+    # measured: 1 − F 4.1e-4 as stored (closed system), leakage 3.4e-4, length 51.2 ns
     assert truth["error"] < 1e-3 and truth["leakage"] < 1e-3, truth
