@@ -421,11 +421,15 @@ class CZTextbook:
         ``amplitude`` and the lengths ``length`` + ``leakage_scan_offsets_s``.
 
         Three gates add the leak amplitudes of the gates coherently, with the phase that
-        |02⟩ gains on |11⟩ between them (f02 − f11 ≈ 0.3–0.5 GHz over the settle samples).
+        |02⟩ gains on |11⟩ between them (f02 − f11 ≈ 0.3–0.4 GHz over the settle samples).
         On a whole-sample grid that phase is the same at every length, and on some devices
         it cancels the sum (held-out 7: no loss at any length while L1 is 1e-2). Each
-        length is therefore read with ``leakage_delays_s`` idles between the gates (0 and
-        1 ns shift the phase by ~π), and the loss is the larger of the two. The kept
+        length is therefore read with ``leakage_delays_s`` idles between the gates, and the
+        loss is the largest. With 0 and 1 ns this is not always enough: at f02 − f11 ≈
+        1/3 GHz one nanosecond turns the phase by ~2π/3, which takes one cancelling phase
+        of the three-gate sum (±2π/3) to the other (ring_8's q7-q0 read no loss with 0 and
+        1 ns). A third idle of 2 ns, at the same total shots, measured no better on 24
+        held-out devices and worse on the nominal preset (docs/cz_calibration.md). The kept
         length is the vertex of a parabola through the least loss and its neighbours."""
         scan = self._leakage_pass(dev, amplitude, length, self.leakage_scan_offsets)
         if not self.leakage_fine_offsets:
@@ -470,11 +474,13 @@ class CZTextbook:
                 continue
             if last is not None and params[0] != last[0]:
                 # The secant of the last two rounds: node 3's line spans ±phase_span, over
-                # which the phase is not linear, and its slope can be ~2× off the local one
-                # (held-out 11: 470 against ~800 rad/Φ0), so each step overshoots and the next
-                # round aliases. Kept only within [1/3, 3]× node 3's (same sign).
+                # which the phase is not linear, and its slope can be ~2× below the local one
+                # (held-out 11: 470 against ~800 rad/Φ0), so each step overshoots and the
+                # next round aliases. Only a steeper secant (up to 3×) is taken: a too-steep
+                # slope undershoots, which the next round corrects, while a noisy shallow one
+                # (a one-gate reading 0.1 rad off) overshoots.
                 secant = (err - last[1]) / (params[0] - last[0])
-                if 1 / 3 <= secant / slope <= 3:
+                if 1 < secant / slope <= 3:
                     slope = secant
             last = (float(params[0]), err)
             params[0] = float(np.clip(params[0] - err / slope, 0.0, MAX_AMPLITUDE_PHI0))

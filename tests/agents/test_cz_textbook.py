@@ -31,7 +31,7 @@ def test_closed_system_reaches_a_cz_and_counts_every_shot() -> None:
     assert used == budget == by_node == 28_000
     # every shot went through the device: its shot clock moved by shots · rep_time
     assert spent_s == pytest.approx(used * 200e-6)
-    # measured: 1 − F = 1.7e-4 with virtual Z, 2.4e-4 as set, conditional phase 1.00π
+    # measured: 1 − F = 1.7e-4 with virtual Z, 2.5e-4 as set, conditional phase 1.00π
     # (before the leakage scan and the nine-gate rounds: 4.8e-4 and 1.0e-3)
     assert 1 - truth["fidelity"] < 5e-4
     assert 1 - truth["fidelity_set"] < 1e-3
