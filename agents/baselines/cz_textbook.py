@@ -10,14 +10,24 @@ Nodes, in order, every measurement through the device's ``run`` and every shot c
 2. **length**: a finer length scan at that amplitude; the CZ length is where |11⟩ comes
    back after its first dip (one full |11⟩↔|02⟩ cycle).
 3. **conditional phase**: target Ramsey with the control in |0⟩ and |1⟩ over a few
-   amplitudes, at five lengths around the CZ length; a line through the unwrapped phases
-   gives the amplitude where the conditional phase is π (and its slope).
-4. **leakage**: the |11⟩ probes (1 and 3 CZs) at each length's π amplitude; the length
-   whose leakage estimate is lowest is kept.
-5. **fine amplitude**: one probe round with every Ramsey applying the gate three times, so
-   the per-gate error of the conditional phase is read three-fold; the amplitude moves by
-   the phase error over the slope of node 3.
-6. **single-qubit phases**: one probe round, then one with three gates; the virtual Zs
+   amplitudes at the CZ length (``phase_lengths_offset_s``: one length by default); a
+   line through the unwrapped phases gives the amplitude where the conditional phase is
+   π (and its slope). With several lengths, the |11⟩ probes (1 and 3 CZs) at each one's π
+   amplitude pick the least-leaking length (the sequence before ``leakage_length``).
+4. **leakage**: |11⟩'s loss after three CZs over lengths within ±4 ns of the CZ length
+   at 1 ns steps, each read with an idle of 0 and of 1 ns between the gates; then a second
+   pass at 0.5 ns steps within ±1 ns of the first pass's best; the vertex of a parabola
+   through the least loss is the CZ length. This is the knob that dominates the excess
+   error at a fixed budget (docs/cz_calibration.md, "Where the textbook's excess came
+   from"), so it gets the most shots after the phase rounds.
+5. **fine amplitude**: probe rounds with every Ramsey applying the gate 1, 3 and then 9
+   times, so the per-gate error of the conditional phase is read 3- and 9-fold; the
+   amplitude moves by the phase error over the slope of node 3 after each. The one-gate
+   round keeps the three-gate one within its ±π/3 when node 3's line is noisy (at 12,000
+   shots a 3 → 9 start aliased on 2 of 24 held-out devices).
+6. **single-qubit phases**: one probe round, then one with three and one with nine gates
+   (each step's residual must stay within ±π/N for the next: at 12,000 shots a 1 → 9
+   step aliased on 2 of 20 held-out devices); the virtual Zs
    cancel the measured residual phase of each qubit (after the amplitude is final, since
    q1's dynamic phase follows the amplitude steeply).
 7. **check**: a last probe round at the final parameters (its estimated error is reported).
@@ -38,7 +48,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from pulsecal.envs import cz_calibration_core as core
-from pulsecal.envs.protocol import PulseSequence
+from pulsecal.envs.protocol import Barrier, Delay, PulseSequence
 
 FloatArray = NDArray[np.float64]
 
@@ -65,6 +75,9 @@ class CZCalibrationResult:
 
 # The largest flux amplitude the textbook scans to (the presets' flux.max_offset).
 MAX_AMPLITUDE_PHI0 = 0.3
+# The adiabatic sequence's repetitions: its measured table (docs/cz_calibration.md,
+# "Adiabatic CZ") is with these; the flat top's nine-gate rounds were not tried on it.
+ADIABATIC_FINE_GATES, ADIABATIC_PHASE_GATES = (3,), (1, 3)
 
 
 @dataclass(frozen=True)
@@ -156,6 +169,16 @@ class CZTextbook:
         ramp_overhead_s: the flat top's exchange period is 1/(2g) plus this (its ramps
             exchange little; 7.7 ns for 5 ns ramps on the nominal preset), in [0, 20] ns.
         shots_exchange: shots per length of the exchange-rate scan (adiabatic only).
+        leakage_scan_offsets_s: node 4's lengths, offsets from the CZ length within ±10 ns
+            (empty: no leakage scan, the length of node 3 is kept).
+        leakage_fine_offsets_s: node 4's second pass, offsets from the first pass's best
+            within ±5 ns (empty: one pass).
+        leakage_delays_s: idles between node 4's three gates, each in [0, 20] ns; a length's
+            loss is the largest over them (module docstring, ``leakage_length``).
+        shots_leakage_scan: shots per sequence of node 4.
+        fine_gates: gates per Ramsey of node 5's rounds, in order, each in [1, 25].
+        phase_gates: gates per Ramsey of node 6's rounds, in order, each in [1, 25]; the first
+            should be 1 (a phase read through N gates is known modulo 2π/N only).
     """
 
     name = "cz_textbook"
@@ -164,11 +187,15 @@ class CZTextbook:
                  chevron_lengths_s: tuple[float, ...] = tuple(np.arange(26, 70, 6) * 1e-9),
                  length_scan_s: tuple[float, float, float] = (28e-9, 70e-9, 2e-9),
                  phase_amplitudes: int = 5, phase_span_phi0: float = 0.003,
-                 phase_lengths_offset_s: tuple[float, ...] = (-4e-9, -2e-9, 0.0, 2e-9, 4e-9),
+                 phase_lengths_offset_s: tuple[float, ...] = (0.0,),
                  shots_chevron: int = 50, shots_length: int = 100, shots_phase: int = 60,
                  shots_leakage: int = 300, shots_round: int = 200, shots_reference: int = 300, pulse: core.CZPulse | None = None,
                  adiabatic_gl: float = 0.545, adiabatic_lambda_2: float = 0.378, ramp_overhead_s: float = 7.7e-9,
-                 shots_exchange: int = 100) -> None:
+                 shots_exchange: int = 100,
+                 leakage_scan_offsets_s: tuple[float, ...] = tuple(np.arange(-4, 4.5, 1.0) * 1e-9),
+                 leakage_fine_offsets_s: tuple[float, ...] = (-1e-9, -0.5e-9, 0.0, 0.5e-9, 1e-9),
+                 shots_leakage_scan: int = 250, leakage_delays_s: tuple[float, ...] = (0.0, 1e-9), fine_gates: tuple[int, ...] = (1, 3, 9),
+                 phase_gates: tuple[int, ...] = (1, 3, 9)) -> None:
         self.chevron_amplitudes, self.chevron_span = chevron_amplitudes, chevron_span_phi0
         self.chevron_lengths = tuple(float(x) for x in chevron_lengths_s)
         self.length_scan_s = length_scan_s
@@ -191,6 +218,28 @@ class CZTextbook:
             raise ValueError(f"shots_exchange={shots_exchange!r} is out of range: allowed an integer >= 1")
         self.adiabatic_gl, self.adiabatic_lambda_2, self.ramp_overhead_s = gl, lam2, over
         self.shots["exchange"] = shots_exchange
+        offs = tuple(float(x) for x in leakage_scan_offsets_s)
+        if not all(math.isfinite(x) and abs(x) <= 10e-9 for x in offs):
+            raise ValueError(f"leakage_scan_offsets_s={leakage_scan_offsets_s!r} is out of range: allowed "
+                             "offsets within ±10e-9 s (empty: no leakage scan)")
+        if not (isinstance(shots_leakage_scan, int) and shots_leakage_scan >= 1):
+            raise ValueError(f"shots_leakage_scan={shots_leakage_scan!r} is out of range: allowed an integer >= 1")
+        for key, g in (("fine_gates", fine_gates), ("phase_gates", phase_gates)):
+            if not g or not all(isinstance(x, int) and 1 <= x <= 25 for x in g):
+                raise ValueError(f"{key}={g!r} is out of range: allowed a non-empty list of integers in [1, 25]")
+        self.leakage_scan_offsets = offs
+        fine = tuple(float(x) for x in leakage_fine_offsets_s)
+        if not all(math.isfinite(x) and abs(x) <= 5e-9 for x in fine):
+            raise ValueError(f"leakage_fine_offsets_s={leakage_fine_offsets_s!r} is out of range: allowed "
+                             "offsets within ±5e-9 s (empty: no second pass)")
+        self.leakage_fine_offsets = fine
+        delays = tuple(float(x) for x in leakage_delays_s)
+        if not delays or not all(math.isfinite(x) and 0.0 <= x <= 20e-9 for x in delays):
+            raise ValueError(f"leakage_delays_s={leakage_delays_s!r} is out of range: allowed a non-empty list "
+                             "of delays in [0, 20e-9] s")
+        self.leakage_delays = delays
+        self.shots["leakage_scan"] = shots_leakage_scan
+        self.fine_gates, self.phase_gates = tuple(fine_gates), tuple(phase_gates)
         self._offsets = np.zeros((1, 4))
 
     @property
@@ -203,9 +252,14 @@ class CZTextbook:
         if self.adiabatic:
             return (self.chevron_amplitudes * len(self.chevron_lengths) * s["chevron"] + n_len * s["exchange"]
                     + self.phase_amplitudes * 4 * s["phase"] + 4 * 8 * s["round"] + 7 * s["reference"])
+        n_cp = len(self.phase_lengths)
+        rounds = len(self.fine_gates) + len(self.phase_gates) + 1
         return (self.chevron_amplitudes * len(self.chevron_lengths) * s["chevron"] + n_len * s["length"]
-                + len(self.phase_lengths) * (self.phase_amplitudes * 4 * s["phase"] + 2 * s["leakage"])
-                + 4 * 8 * s["round"] + 7 * s["reference"])
+                + n_cp * (self.phase_amplitudes * 4 * s["phase"] + (2 * s["leakage"] if n_cp > 1 else 0))
+                + (len(self.leakage_scan_offsets) + (len(self.leakage_fine_offsets) if self.leakage_scan_offsets
+                                                     else 0)) * len(self.leakage_delays) * s["leakage_scan"]
+                + rounds * 8 * s["round"]
+                + 7 * s["reference"])
 
     def _eleven(self, amp: float, length: float, n: int = 1, pulse: core.CZPulse | None = None) -> PulseSequence:
         p = self.pulse if pulse is None else pulse
@@ -227,7 +281,9 @@ class CZTextbook:
         amp_r = self.chevron(dev, float(p0[0])).amplitude
         length_cz = self.length_scan(dev, amp_r).length
         cp = self.conditional_phase(dev, amp_r, length_cz)
-        params = np.array([cp.amplitude, cp.length, p0[2], p0[3]])
+        length = (self.leakage_length(dev, cp.amplitude, cp.length).length if self.leakage_scan_offsets
+                  else cp.length)
+        params = np.array([cp.amplitude, length, p0[2], p0[3]])
         params = self.fine_amplitude(dev, params, cp.slope)
         params = self.single_qubit_phases(dev, params)
         r = self.check(dev, params)
@@ -243,8 +299,8 @@ class CZTextbook:
         # The rounds below play self.pulse: from here on it is the gate just built.
         self.pulse = gate
         params = np.array([cp.amplitude, length, p0[2], p0[3]])
-        params = self.fine_amplitude(dev, params, cp.slope)
-        params = self.single_qubit_phases(dev, params)
+        params = self.fine_amplitude(dev, params, cp.slope, ADIABATIC_FINE_GATES)
+        params = self.single_qubit_phases(dev, params, ADIABATIC_PHASE_GATES)
         r = self.check(dev, params)
         return CZCalibrationResult(params, dev.used, float(r.estimated_error[0]), tuple(dev.nodes), gate)
 
@@ -296,10 +352,15 @@ class CZTextbook:
             target = math.pi + 2 * math.pi * round((mid - math.pi) / (2 * math.pi))
             a_pi = float(np.clip((target - icpt) / slope if slope != 0 else amp_r,
                                  amp_r - 2 * self.phase_span, amp_r + 2 * self.phase_span))
-            e = dev.run("leakage", [self._eleven(a_pi, length, 1), self._eleven(a_pi, length, 3)], s["leakage"])
-            leak = float(core.estimated_error(0.0, math.pi, 0.0, e[0, 3], e[1, 3], 3, self._offsets[0, 3]))
+            if len(self.phase_lengths) == 1:
+                # one length: nothing to choose, so no leakage probe (``leakage_length`` follows)
+                leak = math.nan
+            else:
+                e = dev.run("leakage", [self._eleven(a_pi, length, 1), self._eleven(a_pi, length, 3)],
+                            s["leakage"])
+                leak = float(core.estimated_error(0.0, math.pi, 0.0, e[0, 3], e[1, 3], 3, self._offsets[0, 3]))
             rows.append((float(length), a_pi, float(slope), leak))
-            if best is None or leak < best[0]:
+            if best is None or leak < best[0] or math.isnan(leak):
                 best = (leak, a_pi, length, float(slope))
         assert best is not None
         leak, amp, length, slope = best
@@ -355,22 +416,84 @@ class CZTextbook:
                              a0 - 2 * self.phase_span, a0 + 2 * self.phase_span))
         return PhaseScan(a_pi, float(length), float(slope), math.nan, ((float(length), a_pi, float(slope), math.nan),))
 
-    def fine_amplitude(self, dev: CountedDevice, params: FloatArray, slope: float) -> FloatArray:
-        """5. Fine amplitude by three repeated gates (the conditional phase does not depend
-        on the virtual Zs, so it comes first: the single-qubit phases follow the amplitude)."""
+    def leakage_length(self, dev: CountedDevice, amplitude: float, length: float) -> LengthScan:
+        """4. Leakage minimisation over the length, by |11⟩'s loss after three CZs at
+        ``amplitude`` and the lengths ``length`` + ``leakage_scan_offsets_s``.
+
+        Three gates add the leak amplitudes of the gates coherently, with the phase that
+        |02⟩ gains on |11⟩ between them (f02 − f11 ≈ 0.3–0.4 GHz over the settle samples).
+        On a whole-sample grid that phase is the same at every length, and on some devices
+        it cancels the sum (held-out 7: no loss at any length while L1 is 1e-2). Each
+        length is therefore read with ``leakage_delays_s`` idles between the gates, and the
+        loss is the largest. With 0 and 1 ns this is not always enough: at f02 − f11 ≈
+        1/3 GHz one nanosecond turns the phase by ~2π/3, which takes one cancelling phase
+        of the three-gate sum (±2π/3) to the other (ring_8's q7-q0 read no loss with 0 and
+        1 ns). A third idle of 2 ns, at the same total shots, measured no better on 24
+        held-out devices and worse on the nominal preset (docs/cz_calibration.md). The kept
+        length is the vertex of a parabola through the least loss and its neighbours."""
+        scan = self._leakage_pass(dev, amplitude, length, self.leakage_scan_offsets)
+        if not self.leakage_fine_offsets:
+            return scan
+        fine = self._leakage_pass(dev, amplitude, scan.length, self.leakage_fine_offsets)
+        return LengthScan(np.concatenate([scan.lengths, fine.lengths]), np.concatenate([scan.p11, fine.p11]),
+                          fine.length)
+
+    def _leakage_pass(self, dev: CountedDevice, amplitude: float, length: float,
+                      offsets: tuple[float, ...]) -> LengthScan:
+        lengths = np.clip(length + np.asarray(offsets), 20e-9, 80e-9)
+        seqs = [self._eleven_delayed(amplitude, float(t), 3, d) for t in lengths for d in self.leakage_delays]
+        p11 = dev.run("leakage", seqs, self.shots["leakage_scan"])[:, 3].reshape(len(lengths), -1)
+        worst = p11.min(axis=1)
+        return LengthScan(lengths, worst, _vertex(lengths, worst))
+
+    def _eleven_delayed(self, amp: float, length: float, n: int, delay_s: float) -> PulseSequence:
+        """|11⟩ after ``n`` CZs with an idle of ``delay_s`` between consecutive ones."""
+        ref = core.reference_sequences(self.pulse)[6].ops  # X(q0)·X(q1), measure
+        prep, meas = ref[:-1], ref[-1]
+        gate = core.probe_sequences(self.pulse, np.array([amp, length, 0.0, 0.0]), repeats=3)[6].ops[len(prep):-1]
+        body: list[Any] = []
+        for j in range(n):
+            body += gate
+            if delay_s > 0 and j < n - 1:
+                body += [Delay(delay_s), Barrier()]
+        return PulseSequence((*prep, *body, meas))
+
+    def fine_amplitude(self, dev: CountedDevice, params: FloatArray, slope: float,
+                       gates: tuple[int, ...] | None = None) -> FloatArray:
+        """5. Fine amplitude by repeated gates, ``fine_gates`` of them per Ramsey in turn
+        (1, 3, then 9): the conditional phase's error grows N-fold while the readout's and the
+        reference's noise do not, and each step's residual must stay within ±π/N for the
+        next. The conditional phase does not depend on the virtual Zs, so it comes first:
+        the single-qubit phases follow the amplitude. ``gates``: instead of ``fine_gates``."""
         params = np.array(params, dtype=np.float64)
-        r = self._round(dev, "fine_amplitude", params, 3)
-        err = float(np.angle(np.exp(1j * (r.conditional_phase[0] * 3 - 3 * math.pi)))) / 3
-        if slope != 0 and math.isfinite(slope):
+        last: tuple[float, float] | None = None
+        for n in self.fine_gates if gates is None else gates:
+            r = self._round(dev, "fine_amplitude", params, n)
+            err = float(np.angle(np.exp(1j * (r.conditional_phase[0] * n - n * math.pi)))) / n
+            if not (slope != 0 and math.isfinite(slope)):
+                continue
+            if last is not None and params[0] != last[0]:
+                # The secant of the last two rounds: node 3's line spans ±phase_span, over
+                # which the phase is not linear, and its slope can be ~2× below the local one
+                # (held-out 11: 470 against ~800 rad/Φ0), so each step overshoots and the
+                # next round aliases. Only a steeper secant (up to 3×) is taken: a too-steep
+                # slope undershoots, which the next round corrects, while a noisy shallow one
+                # (a one-gate reading 0.1 rad off) overshoots.
+                secant = (err - last[1]) / (params[0] - last[0])
+                if 1 < secant / slope <= 3:
+                    slope = secant
+            last = (float(params[0]), err)
             params[0] = float(np.clip(params[0] - err / slope, 0.0, MAX_AMPLITUDE_PHI0))
         return params
 
-    def single_qubit_phases(self, dev: CountedDevice, params: FloatArray) -> FloatArray:
-        """6. Single-qubit phases: coarse with one gate, then three-fold for the fine part
-        (a per-gate phase read through three gates is known modulo 2π/3 only)."""
+    def single_qubit_phases(self, dev: CountedDevice, params: FloatArray,
+                            gates: tuple[int, ...] | None = None) -> FloatArray:
+        """6. Single-qubit phases: coarse with one gate, then with ``phase_gates`` gates for
+        the fine part (a per-gate phase read through N gates is known modulo 2π/N only, and
+        its shot noise is N-fold smaller). ``gates``: instead of ``phase_gates``."""
         params = np.array(params, dtype=np.float64)
-        for node, gates in (("single_qubit_phases", 1), ("fine_phases", 3)):
-            r = self._round(dev, node, params, gates)
+        for n in self.phase_gates if gates is None else gates:
+            r = self._round(dev, "single_qubit_phases" if n == 1 else "fine_phases", params, n)
             params[2] -= r.control_phase[0] / core.VZ_SIGN
             params[3] -= r.target_phase[0] / core.VZ_SIGN
         params[2:] = np.angle(np.exp(1j * params[2:]))
@@ -419,6 +542,19 @@ def _first_return(y: FloatArray) -> int:
     after = np.flatnonzero((y < mid) & (np.arange(len(y)) > j0))
     j1 = int(after[0]) if after.size else len(y)
     return j0 + int(np.argmax(y[j0:j1]))
+
+
+def _vertex(x: FloatArray, y: FloatArray) -> float:
+    """x at the maximum of y, refined by a least-squares parabola through the maximum and up
+    to two points on either side (the vertex kept within them); x at the maximum if the
+    parabola does not open downwards."""
+    k = int(np.argmax(y))
+    lo, hi = max(0, k - 2), min(len(x), k + 3)
+    if hi - lo >= 3:
+        c2, c1, _ = np.polyfit(x[lo:hi], y[lo:hi], 2)
+        if c2 < 0:
+            return float(np.clip(-c1 / (2 * c2), x[lo], x[hi - 1]))
+    return float(x[k])
 
 
 def _peak(x: FloatArray, y: FloatArray, k: int | None = None) -> float:

@@ -61,7 +61,7 @@ MEASURED = ("textbook", "nelder_mead", "cmaes", "nelder_mead_vz", "cmaes_vz")
 CZ_ONLY = ("nelder_mead_vz", "cmaes_vz")
 # The textbook's default shot plans, scaled per budget.
 CZ_TEXTBOOK_SHOTS = {"shots_chevron": 50, "shots_length": 100, "shots_phase": 60, "shots_leakage": 300,
-                     "shots_round": 200, "shots_reference": 300}
+                     "shots_round": 200, "shots_reference": 300, "shots_leakage_scan": 250}
 RABI_HZ = 50e6  # the spec-sheet Rabi frequency the ECR methods assume (as TextbookECR's)
 
 

@@ -220,3 +220,25 @@ def test_ecr_node_converges_on_two_transmons_cr_in_two_attempts() -> None:
     assert r.data["control"] == "q0"  # the higher-frequency qubit drives the CR
     with pytest.raises(ValueError, match="neither qubit has a flux line"):
         CZChevron().run(dev, ("q0", "q1"), p, np.random.default_rng(0))
+
+
+def test_cz_calibration_node_scans_the_length_for_leakage_and_spends_what_it_declares() -> None:
+    """The full CZ calibration from a length 2 ns off the preset's CZ (closed system, ~2 s):
+    the leakage scan's curve is the node's data, its shots are the declared ones, and the
+    truth of the result is a CZ."""
+    from pulsecal.agents.pipelines.bench_nodes import true_cz_errors
+
+    dev = make_multi_qubit_device("two_transmons_cz", np.random.default_rng(0), open_system=False,
+                                  spectators="none")
+    p = {**_qubit_params("two_transmons_cz", ("q0", "q1")), "q0-q1.cz_amplitude_phi0": 0.1533,
+         "q0-q1.cz_length_s": 50e-9}
+    e = CZCalibration()
+    r = e.run(dev, ("q0", "q1"), p, np.random.default_rng(1))
+    assert r.shots == e.shots(cheap=False) == 19_900
+    assert r.data["kind"] == "curve" and len(r.data["x"]) == 9 + 5
+    assert r.data["x_label"] == "CZ length tried (ns)"
+    assert r.status == "in_spec", r.message
+    p.update(r.values)
+    truth = true_cz_errors(dev, ("q0", "q1"), p)
+    # measured: 1 − F 4.1e-4 as stored (closed system), leakage 3.4e-4, length 51.2 ns
+    assert truth["error"] < 1e-3 and truth["leakage"] < 1e-3, truth
