@@ -167,15 +167,6 @@ class TextbookECR:
         rounds: tomography rounds, >= 1.
         fine_points, fine_step, fine_repeats: the fine-amplitude scan (points >= 3 odd,
             0 < step <= 0.2, repeats a multiple of 4), ``fine_points = 0`` to skip it.
-        tone_points, tone_step, tone_repeats: a last scan of the target tone's component
-            along the CR drive's axis (the echoed tone is then a rotary drive,
-            Sundaresan et al. 2020): ``tone_points`` (0 = off, the default; else odd >= 3)
-            offsets spaced ``tone_step`` (in (0, 0.2]) of |u|, each read by ECR^``tone_repeats``
-            (even, >= 2; ECR² = I) from |00⟩ and |10⟩, the fraction of shots not back in
-            the prepared state summed; a parabola picks the minimum as in the fine
-            amplitude. Tomography's IX nulling does not set it: the echo cancels IX by
-            itself, and on held-out devices the true optimum has a tone 2–3× the nulling
-            one, along the CR axis (docs/cr_calibration.md, "Error budget").
     """
 
     shape: ECRShape = field(default_factory=ECRShape)
@@ -186,9 +177,6 @@ class TextbookECR:
     fine_points: int = 5
     fine_step: float = 0.05
     fine_repeats: int = 8
-    tone_points: int = 0
-    tone_step: float = 0.02
-    tone_repeats: int = 4
 
     def __post_init__(self) -> None:
         if not all(isinstance(n, int) and 8 <= n <= 1000 for n in self.lengths_samples) or not self.lengths_samples:
@@ -200,10 +188,6 @@ class TextbookECR:
                  "0 or an odd integer >= 3"),
                 ("fine_step", 0 < self.fine_step <= 0.2, "(0, 0.2]"),
                 ("fine_repeats", self.fine_repeats >= 4 and self.fine_repeats % 4 == 0, "a multiple of 4"),
-                ("tone_points", self.tone_points == 0 or (self.tone_points >= 3 and self.tone_points % 2 == 1),
-                 "0 or an odd integer >= 3"),
-                ("tone_step", 0 < self.tone_step <= 0.2, "(0, 0.2]"),
-                ("tone_repeats", self.tone_repeats >= 2 and self.tone_repeats % 2 == 0, "an even integer >= 2"),
                 ("rabi_hz", self.rabi_hz > 0, "> 0 Hz")):
             if not ok:
                 raise ValueError(f"TextbookECR.{name}={getattr(self, name)!r} is out of range: allowed {allowed}")
@@ -213,7 +197,7 @@ class TextbookECR:
         return "ecr_textbook"
 
     def min_budget(self) -> int:
-        return (self.rounds * 6 * len(self.lengths_samples) + 2 * self.fine_points + 2 * self.tone_points) * self.shots
+        return (self.rounds * 6 * len(self.lengths_samples) + 2 * self.fine_points) * self.shots
 
     def tomography(self, counter: _Counter, knobs: ECRKnobs, dt_s: float) -> tuple[FloatArray, FloatArray]:
         """(T,) effective durations and (T, 2, 3) Bloch vectors at ``lengths_samples``."""
@@ -249,9 +233,6 @@ class TextbookECR:
         if self.fine_points:
             k = self._fine_amplitude(counter, k, dt)
             history.append(("fine_amplitude", k))
-        if self.tone_points:
-            k = self._fine_tone(counter, k, dt)
-            history.append(("fine_tone", k))
         return ECRResult(k, counter.used, tuple(fits), tuple(history))
 
     def _fine_amplitude(self, counter: _Counter, k: ECRKnobs, dt: float) -> ECRKnobs:
@@ -268,26 +249,6 @@ class TextbookECR:
         a, b, _ = np.polyfit(rel, cost, 2)
         best = float(rel[np.argmin(cost)]) if a <= 0 else float(np.clip(-b / (2 * a), rel[0], rel[-1]))
         return ECRKnobs(min(1.0, k.cr_amp * (1 + best)), k.cr_phase_rad, k.cancel_amp, k.cancel_phase_rad)
-
-    def _fine_tone(self, counter: _Counter, k: ECRKnobs, dt: float) -> ECRKnobs:
-        m = self.tone_points // 2
-        rel = self.tone_step * np.arange(-m, m + 1)
-        axis = np.exp(1j * k.cr_phase_rad)
-        tone0 = k.cancel_amp * np.exp(1j * k.cancel_phase_rad)
-
-        def knobs(x: float) -> ECRKnobs:
-            t = tone0 + x * axis
-            return ECRKnobs(k.cr_amp, k.cr_phase_rad, min(1.0, abs(t)), float(np.angle(t)))
-
-        seqs = [ecr_sequence(knobs(float(x)), self.shape, self.rabi_hz, dt, self.tone_repeats, c)
-                for x in rel for c in (False, True)]
-        counts = counter.run(seqs, self.shots).reshape(len(rel), 2, 4).astype(np.float64)
-        frac = counts / counts.sum(-1, keepdims=True)
-        # ECR^even is the identity: |00⟩ should stay in column 0, |10⟩ in column 2.
-        cost = (1 - frac[:, 0, 0]) + (1 - frac[:, 1, 2])
-        a, b, _ = np.polyfit(rel, cost, 2)
-        best = float(rel[np.argmin(cost)]) if a <= 0 else float(np.clip(-b / (2 * a), rel[0], rel[-1]))
-        return knobs(best)
 
 
 def _wrap(x: float) -> float:

@@ -96,8 +96,6 @@ class TwoQubitEvalSettings:
         ecr_model_starts: CR-phase starts of the ECR's model optimum (offsets from the
             nominal phase spread evenly over 2π), >= 1; the best closed-system optimum of
             them gets the open polish. 1 is the single start from the nominal knobs.
-        ecr_fine_tone: the textbook ECR ends with its tone scan along the CR axis
-            (``TextbookECR.tone_points`` = 5, step 0.03, ECR^8); False: without it.
     """
 
     gate: str = "cz"
@@ -110,7 +108,6 @@ class TwoQubitEvalSettings:
     shape: str = "flat_top"
     ecr_x_drag: str = "off"
     ecr_model_starts: int = 1
-    ecr_fine_tone: bool = False
 
     def __post_init__(self) -> None:
         if self.gate not in GATES:
@@ -207,8 +204,7 @@ def _pulse_fields(pulse: cz.CZPulse | None) -> dict[str, Any]:
 
 
 def textbook_for_budget(gate: str, budget: int, shape: str = "flat_top",
-                        ecr_shape: cr.ECRShape | None = None,
-                        ecr_fine_tone: bool = False) -> CZTextbook | TextbookECR | None:
+                        ecr_shape: cr.ECRShape | None = None) -> CZTextbook | TextbookECR | None:
     """The textbook with its shot plan scaled to ``budget`` (None if it does not fit)."""
     if gate == "cz":
         pulse = CZ_PULSES[shape]
@@ -220,13 +216,12 @@ def textbook_for_budget(gate: str, budget: int, shape: str = "flat_top",
         b = CZTextbook(pulse=pulse, **shots)  # type: ignore[arg-type]
     else:
         sh = ecr_shape or cr.ECRShape()
-        tone = {"tone_points": 5, "tone_step": 0.03, "tone_repeats": 8} if ecr_fine_tone else {}
-        base = TextbookECR(shape=sh, **tone)
+        base = TextbookECR(shape=sh)
         per_shot = base.min_budget() // base.shots
         n = budget // per_shot
         if n < 16:
             return None
-        b = TextbookECR(shots=n, shape=sh, **tone)
+        b = TextbookECR(shots=n, shape=sh)
     return b if b.min_budget() <= budget else None
 
 
@@ -236,11 +231,10 @@ def _knobs_list(gate: str, knobs: Any) -> list[float]:
 
 def run_method(gate: str, method: str, device: SimulatedMultiQubitDevice, start: Any, budget: int,
                rng: np.random.Generator, shape: str = "flat_top",
-               ecr_shape: cr.ECRShape | None = None,
-               ecr_fine_tone: bool = False) -> tuple[Any, int, cz.CZPulse | None]:
+               ecr_shape: cr.ECRShape | None = None) -> tuple[Any, int, cz.CZPulse | None]:
     """(final knobs, shots used, the CZ pulse they belong to) of one measured method on one device."""
     if method == "textbook":
-        tb = textbook_for_budget(gate, budget, shape, ecr_shape, ecr_fine_tone)
+        tb = textbook_for_budget(gate, budget, shape, ecr_shape)
         if tb is None:
             raise ValueError(f"budget={budget} is out of range: below the textbook's smallest shot plan")
         if isinstance(tb, CZTextbook):
@@ -301,7 +295,7 @@ def evaluate_two_qubit(settings: TwoQubitEvalSettings, out_dir: Path | str | Non
                 try:
                     k, used, pulse = run_method(s.gate, method, dev, start, budget,
                                                 np.random.default_rng([s.seed, i, 100 + j, budget]), s.shape,
-                                                ecr_shape, s.ecr_fine_tone)
+                                                ecr_shape)
                 except Exception as exc:  # a method that fails is reported, not hidden
                     row.update(shots_used=0, knobs=None, seconds=time.perf_counter() - t0,
                                failure=f"{type(exc).__name__}: {exc}")
@@ -327,7 +321,7 @@ def merge_results(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     if not results:
         raise ValueError("results=[] is out of range: allowed at least one result")
     first = dict(results[0]["settings"])
-    same = ("gate", "budgets", "open_system", "seed", "methods", "ecr_x_drag", "ecr_model_starts", "ecr_fine_tone")
+    same = ("gate", "budgets", "open_system", "seed", "methods", "ecr_x_drag", "ecr_model_starts")
     defaults = {f.name: f.default for f in dataclasses.fields(TwoQubitEvalSettings)}
     for r in results[1:]:
         for k in same:
@@ -462,8 +456,6 @@ def main(argv: list[str] | None = None) -> None:
                     help="the ECR's echo and tomography pulses: plain Gaussians or first-order DRAG")
     ap.add_argument("--ecr-model-starts", type=int, default=1,
                     help="CR-phase starts of the ECR's model optimum (spread over 2π)")
-    ap.add_argument("--ecr-fine-tone", action="store_true",
-                    help="the textbook ECR ends with its tone scan along the CR axis")
     ap.add_argument("--out", type=Path, default=Path("runs/two_qubit_eval"))
     ap.add_argument("--replot", action="store_true", help="redraw the plot and table from <out>/results.json only")
     ap.add_argument("--merge", type=Path, nargs="+", default=None,
@@ -478,7 +470,7 @@ def main(argv: list[str] | None = None) -> None:
     budgets = a.budgets or ([12_000, 24_000, 48_000] if a.gate == "cz" else [4_000, 8_000, 16_000])
     methods = a.methods or [m for m in METHODS if a.gate == "cz" or m not in CZ_ONLY]
     s = TwoQubitEvalSettings(a.gate, a.n_devices, tuple(budgets), a.open_system, a.seed, tuple(methods),
-                             a.first_device, a.shape, a.ecr_x_drag, a.ecr_model_starts, a.ecr_fine_tone)
+                             a.first_device, a.shape, a.ecr_x_drag, a.ecr_model_starts)
     res = evaluate_two_qubit(s, a.out)
     print(markdown_table(res["summary"], s.gate))
 
