@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
         k, _ = ev.model_optimum("cr", params, truth, ecr_shape=shape, ecr_starts=a.model_starts)
         print(format_budget(f"device {i} model_optimum", error_budget(params, k, shape)), flush=True)
         if a.textbook_budget:
-            start = ev.draw_start("cr", params, np.random.default_rng([s.seed, i]))
+            start = ev.draw_start("cr", params, np.random.default_rng([s.seed, i]), shape)
             dev = SimulatedMultiQubitDevice(params, rng=np.random.default_rng([s.seed, i, 1, a.textbook_budget]),
                                             open_system=False)
             kt, _, _ = ev.run_method("cr", "textbook", dev, start, a.textbook_budget, np.random.default_rng(0),

@@ -94,8 +94,13 @@ class TwoQubitEvalSettings:
             anharmonicity, what the single-qubit calibration of the control gives; the
             error budget in docs/cr_calibration.md).
         ecr_model_starts: CR-phase starts of the ECR's model optimum (offsets from the
-            nominal phase spread evenly over 2π), >= 1; the best closed-system optimum of
-            them gets the open polish. 1 is the single start from the nominal knobs.
+            nominal phase spread evenly over 2π), >= 1, each with and without a rotary
+            tone of −1 turn per half when > 1; the best closed-system optimum of them
+            gets the open polish. 1 is the single start from the nominal knobs.
+        ecr_half_samples: the ECR's CR half (``ECRShape.half_samples``, rises of 16
+            samples kept); the coherence limit is always that of the gate's own duration.
+        ecr_rotary_turns: the textbook ECR's rotary tone (``TextbookECR.rotary_turns``);
+            0 is none.
     """
 
     gate: str = "cz"
@@ -108,6 +113,8 @@ class TwoQubitEvalSettings:
     shape: str = "flat_top"
     ecr_x_drag: str = "off"
     ecr_model_starts: int = 1
+    ecr_rotary_turns: float = 0.0
+    ecr_half_samples: int = 120
 
     def __post_init__(self) -> None:
         if self.gate not in GATES:
@@ -134,22 +141,31 @@ class TwoQubitEvalSettings:
         n = self.ecr_model_starts
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValueError(f"ecr_model_starts={n!r} is out of range: allowed an integer >= 1")
+        r = self.ecr_rotary_turns
+        if not isinstance(r, (int, float)) or not math.isfinite(r) or abs(r) > 3:
+            raise ValueError(f"ecr_rotary_turns={r!r} is out of range: allowed [-3, 3]")
+        h = self.ecr_half_samples
+        if not isinstance(h, int) or isinstance(h, bool) or not 32 <= h <= 1000:
+            raise ValueError(f"ecr_half_samples={h!r} is out of range: allowed an integer in [32, 1000]")
 
     def ecr_shape(self) -> cr.ECRShape:
-        """The ECR's pulse shape of every method (``ecr_x_drag``)."""
+        """The ECR's pulse shape of every method (``ecr_x_drag``, ``ecr_half_samples``)."""
         if self.ecr_x_drag == "off":
-            return cr.ECRShape()
+            return cr.ECRShape(half_samples=self.ecr_half_samples)
         model = get_multi_qubit_preset(GATES["cr"]).params.model
         assert isinstance(model, DeviceModel)
-        return cr.ECRShape(x_drag=cr.drag_for(model.mode(cr.CONTROL).anharmonicity_hz, model.dt_s))
+        return cr.ECRShape(half_samples=self.ecr_half_samples,
+                           x_drag=cr.drag_for(model.mode(cr.CONTROL).anharmonicity_hz, model.dt_s))
 
 
 def held_out_devices(gate: str, n: int) -> tuple[MultiQubitParams, ...]:
     return held_out_multi_qubit_devices(n, MultiQubitSampler(preset=GATES[gate]))
 
 
-def draw_start(gate: str, params: MultiQubitParams, rng: np.random.Generator) -> Any:
-    """A start drawn like the gate's env draws it (module docstring)."""
+def draw_start(gate: str, params: MultiQubitParams, rng: np.random.Generator,
+               ecr_shape: cr.ECRShape | None = None) -> Any:
+    """A start drawn like the gate's env draws it (module docstring), around the nominal
+    knobs of ``ecr_shape`` (None: ``ECRShape()``) for the ECR."""
     if gate == "cz":
         amp, length, _, _ = NOMINAL_PARAMS
         u = rng.uniform(-1.0, 1.0, 2)
@@ -157,18 +173,18 @@ def draw_start(gate: str, params: MultiQubitParams, rng: np.random.Generator) ->
         return np.array([amp + 0.006 * u[0], length + 5e-9 * u[1], *phases])
     model = params.model
     assert isinstance(model, DeviceModel)
-    nom = cr.nominal_knobs(model, cr.ECRShape())
+    nom = cr.nominal_knobs(model, ecr_shape or cr.ECRShape())
     return cr.ECRKnobs(float(np.clip(nom.cr_amp * (1 + rng.uniform(-0.3, 0.3)), 0, 1)),
                        nom.cr_phase_rad + float(rng.uniform(-0.5, 0.5)), float(rng.uniform(0, 0.03)),
                        float(rng.uniform(-math.pi, math.pi)))
 
 
-def nominal_start(gate: str, params: MultiQubitParams) -> Any:
+def nominal_start(gate: str, params: MultiQubitParams, ecr_shape: cr.ECRShape | None = None) -> Any:
     if gate == "cz":
         return np.array(NOMINAL_PARAMS)
     model = params.model
     assert isinstance(model, DeviceModel)
-    return cr.nominal_knobs(model, cr.ECRShape())
+    return cr.nominal_knobs(model, ecr_shape or cr.ECRShape())
 
 
 def score(gate: str, truth_device: SimulatedMultiQubitDevice, knobs: Any,
@@ -204,7 +220,8 @@ def _pulse_fields(pulse: cz.CZPulse | None) -> dict[str, Any]:
 
 
 def textbook_for_budget(gate: str, budget: int, shape: str = "flat_top",
-                        ecr_shape: cr.ECRShape | None = None) -> CZTextbook | TextbookECR | None:
+                        ecr_shape: cr.ECRShape | None = None,
+                        ecr_rotary_turns: float = 0.0) -> CZTextbook | TextbookECR | None:
     """The textbook with its shot plan scaled to ``budget`` (None if it does not fit)."""
     if gate == "cz":
         pulse = CZ_PULSES[shape]
@@ -216,12 +233,12 @@ def textbook_for_budget(gate: str, budget: int, shape: str = "flat_top",
         b = CZTextbook(pulse=pulse, **shots)  # type: ignore[arg-type]
     else:
         sh = ecr_shape or cr.ECRShape()
-        base = TextbookECR(shape=sh)
+        base = TextbookECR(shape=sh, rotary_turns=ecr_rotary_turns)
         per_shot = base.min_budget() // base.shots
         n = budget // per_shot
         if n < 16:
             return None
-        b = TextbookECR(shots=n, shape=sh)
+        b = TextbookECR(shots=n, shape=sh, rotary_turns=ecr_rotary_turns)
     return b if b.min_budget() <= budget else None
 
 
@@ -231,10 +248,11 @@ def _knobs_list(gate: str, knobs: Any) -> list[float]:
 
 def run_method(gate: str, method: str, device: SimulatedMultiQubitDevice, start: Any, budget: int,
                rng: np.random.Generator, shape: str = "flat_top",
-               ecr_shape: cr.ECRShape | None = None) -> tuple[Any, int, cz.CZPulse | None]:
+               ecr_shape: cr.ECRShape | None = None,
+               ecr_rotary_turns: float = 0.0) -> tuple[Any, int, cz.CZPulse | None]:
     """(final knobs, shots used, the CZ pulse they belong to) of one measured method on one device."""
     if method == "textbook":
-        tb = textbook_for_budget(gate, budget, shape, ecr_shape)
+        tb = textbook_for_budget(gate, budget, shape, ecr_shape, ecr_rotary_turns)
         if tb is None:
             raise ValueError(f"budget={budget} is out of range: below the textbook's smallest shot plan")
         if isinstance(tb, CZTextbook):
@@ -254,14 +272,18 @@ def model_optimum(gate: str, params: MultiQubitParams, truth_device: SimulatedMu
                   shape: str = "flat_top", ecr_shape: cr.ECRShape | None = None,
                   ecr_starts: int = 1) -> tuple[Any, cz.CZPulse | None]:
     """The knob-space optimum on the scoring truth, from the nominal start (and its pulse);
-    for the ECR from ``ecr_starts`` CR phases (``ModelOptimumECR.phase_starts``)."""
+    for the ECR from ``ecr_starts`` CR phases (``ModelOptimumECR.phase_starts``), each
+    also with the textbook's rotary tone (−1 turn per half) when ``ecr_starts`` > 1."""
     if gate == "cz":
         r = ModelOptimumCZ(pulse=CZ_PULSES[shape]).run(truth_device, nominal_start(gate, params))
         return r.params, r.pulse
     sh = ecr_shape or cr.ECRShape()
     # The closed-system optimum first (~20× cheaper per evaluation), then a short open polish.
     closed = SimulatedMultiQubitDevice(params, rng=np.random.default_rng(0), open_system=False)
-    k = ModelOptimumECR(shape=sh, phase_starts=ecr_starts).run(closed, nominal_start(gate, params)).knobs
+    # Multi-start: each CR phase with and without the textbook's rotary (-1 turn per half).
+    rotary = (0.0,) if ecr_starts == 1 else (0.0, -1.0)
+    k = ModelOptimumECR(shape=sh, phase_starts=ecr_starts, rotary_starts=rotary).run(
+        closed, nominal_start(gate, params, sh)).knobs
     return ModelOptimumECR(maxfev=60, restarts=0, shape=sh).run(truth_device, k).knobs, None
 
 
@@ -275,7 +297,7 @@ def evaluate_two_qubit(settings: TwoQubitEvalSettings, out_dir: Path | str | Non
     for i, params in enumerate(devices):
         if i < s.first_device:
             continue
-        start = draw_start(s.gate, params, np.random.default_rng([s.seed, i]))
+        start = draw_start(s.gate, params, np.random.default_rng([s.seed, i]), ecr_shape)
         truth = SimulatedMultiQubitDevice(params, rng=np.random.default_rng([s.seed, i, 0]), open_system=True)
         base = {"device": i}
         rows.append({**base, "method": "start", "budget": 0, "shots_used": 0, "knobs": _knobs_list(s.gate, start),
@@ -295,7 +317,7 @@ def evaluate_two_qubit(settings: TwoQubitEvalSettings, out_dir: Path | str | Non
                 try:
                     k, used, pulse = run_method(s.gate, method, dev, start, budget,
                                                 np.random.default_rng([s.seed, i, 100 + j, budget]), s.shape,
-                                                ecr_shape)
+                                                ecr_shape, s.ecr_rotary_turns)
                 except Exception as exc:  # a method that fails is reported, not hidden
                     row.update(shots_used=0, knobs=None, seconds=time.perf_counter() - t0,
                                failure=f"{type(exc).__name__}: {exc}")
@@ -321,7 +343,8 @@ def merge_results(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     if not results:
         raise ValueError("results=[] is out of range: allowed at least one result")
     first = dict(results[0]["settings"])
-    same = ("gate", "budgets", "open_system", "seed", "methods", "ecr_x_drag", "ecr_model_starts")
+    same = ("gate", "budgets", "open_system", "seed", "methods", "ecr_x_drag", "ecr_model_starts",
+            "ecr_rotary_turns", "ecr_half_samples")
     defaults = {f.name: f.default for f in dataclasses.fields(TwoQubitEvalSettings)}
     for r in results[1:]:
         for k in same:
@@ -456,6 +479,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="the ECR's echo and tomography pulses: plain Gaussians or first-order DRAG")
     ap.add_argument("--ecr-model-starts", type=int, default=1,
                     help="CR-phase starts of the ECR's model optimum (spread over 2π)")
+    ap.add_argument("--ecr-rotary-turns", type=float, default=0.0,
+                    help="the textbook ECR's rotary tone, target turns per CR half (0: none)")
+    ap.add_argument("--ecr-half-samples", type=int, default=120, help="samples of one CR half")
     ap.add_argument("--out", type=Path, default=Path("runs/two_qubit_eval"))
     ap.add_argument("--replot", action="store_true", help="redraw the plot and table from <out>/results.json only")
     ap.add_argument("--merge", type=Path, nargs="+", default=None,
@@ -470,7 +496,8 @@ def main(argv: list[str] | None = None) -> None:
     budgets = a.budgets or ([12_000, 24_000, 48_000] if a.gate == "cz" else [4_000, 8_000, 16_000])
     methods = a.methods or [m for m in METHODS if a.gate == "cz" or m not in CZ_ONLY]
     s = TwoQubitEvalSettings(a.gate, a.n_devices, tuple(budgets), a.open_system, a.seed, tuple(methods),
-                             a.first_device, a.shape, a.ecr_x_drag, a.ecr_model_starts)
+                             a.first_device, a.shape, a.ecr_x_drag, a.ecr_model_starts,
+                             a.ecr_rotary_turns, a.ecr_half_samples)
     res = evaluate_two_qubit(s, a.out)
     print(markdown_table(res["summary"], s.gate))
 
