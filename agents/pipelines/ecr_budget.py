@@ -1,7 +1,8 @@
 """Error budget of an ECR setting on a device (simulation truth only; docs/cr_calibration.md,
 "Error budget").
 
-    python -m pulsecal.agents.pipelines.ecr_budget --devices 0 8 19 --x-drag first_order
+    python -m pulsecal.agents.pipelines.ecr_budget --devices 0 8 19 --x-drag first_order \\
+        --textbook-budget 16000 --rotary-turns -1
 
 For each held-out device (``two_qubit_eval.held_out_devices("cr", n)``) and each setting
 (the model optimum, and optionally the textbook at a budget) it splits the open-system
@@ -100,11 +101,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--devices", type=int, nargs="+", default=[0, 8, 19], help="held-out device indices")
     ap.add_argument("--x-drag", choices=list(ev.ECR_X_DRAG), default="off")
     ap.add_argument("--model-starts", type=int, default=4, help="CR-phase starts of the model optimum")
+    ap.add_argument("--half-samples", type=int, default=120, help="samples of one CR half")
+    ap.add_argument("--rotary-turns", type=float, default=0.0, help="the textbook's rotary tone (turns per half)")
     ap.add_argument("--textbook-budget", type=int, default=None,
                     help="also the textbook's setting at this budget (the harness's start and seeds)")
     a = ap.parse_args(argv)
     s = ev.TwoQubitEvalSettings("cr", 1, (a.textbook_budget or 1,), ecr_x_drag=a.x_drag,
-                                ecr_model_starts=a.model_starts)
+                                ecr_model_starts=a.model_starts, ecr_rotary_turns=a.rotary_turns,
+                                ecr_half_samples=a.half_samples)
     shape = s.ecr_shape()
     devices = ev.held_out_devices("cr", max(a.devices) + 1)
     for i in a.devices:
@@ -117,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
             dev = SimulatedMultiQubitDevice(params, rng=np.random.default_rng([s.seed, i, 1, a.textbook_budget]),
                                             open_system=False)
             kt, _, _ = ev.run_method("cr", "textbook", dev, start, a.textbook_budget, np.random.default_rng(0),
-                                     ecr_shape=shape)
+                                     ecr_shape=shape, ecr_rotary_turns=a.rotary_turns)
             print(format_budget(f"device {i} textbook@{a.textbook_budget}", error_budget(params, kt, shape)),
                   flush=True)
 
