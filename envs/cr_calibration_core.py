@@ -137,7 +137,8 @@ def cr_half_plays(knobs: ECRKnobs, shape: ECRShape, sign: float = 1.0, n: int | 
 def x_pi(shape: ECRShape, qubit: str, rabi_hz: float, dt_s: float, fraction: float = 1.0) -> Play:
     """A Gaussian (σ = n/4, lifted to 0 at the ends) rotation by ``fraction``·π about X on
     ``qubit``, scaled from the nominal Rabi frequency (u = 1 for t rotates by 2π·Ω·t); a
-    square pulse would leak ~0.3 % into |2⟩ at 20 ns, more than the ECR's coherence limit."""
+    square pulse would leak ~0.3 % into |2⟩ at 20 ns, more than the ECR's coherence limit.
+    ``shape.x_drag`` ≠ 0 adds the DRAG quadrature β·dI/dn."""
     n = shape.x_samples
     t = np.arange(n) + 0.5
     g = np.exp(-0.5 * ((t - n / 2) / (n / 4)) ** 2)
