@@ -560,11 +560,20 @@ class ModelOptimumECR:
 
     Nelder-Mead from ``start`` (the nominal knobs) on log10(1 − F) of ``ecr_truth``, in the
     env's start-spread units, restarted ``restarts`` times from its last point (a fresh
-    simplex escapes a collapsed one).
+    simplex escapes a collapsed one). With ``phase_starts`` = n > 1 the same search runs
+    from n CR phases, start + 2π·j/n, and the best end point is kept: the ECR's 1 − F
+    has several basins in the CR phase (the two signs of ZX, and the phase that best
+    absorbs the echo pulses' own errors), and a local search from the nominal phase does
+    not always find the deepest (docs/cr_calibration.md, "Error budget"). Each phase
+    start is combined with each of ``rotary_starts``: a tone along the CR axis added to
+    the start's, in target turns per half as ``TextbookECR.rotary_turns`` (a rotary
+    tone is a separate basin too).
 
     Attributes:
         maxfev: Nelder-Mead's evaluations per start, >= 1.
         restarts: extra starts from the best point, >= 0.
+        phase_starts: CR phases to start from, >= 1 (1: only ``start``'s).
+        rotary_starts: rotary tones to start from (turns per half, each in [−3, 3]).
         shape, rabi_hz: as the measured methods'.
     """
 
@@ -572,10 +581,37 @@ class ModelOptimumECR:
     restarts: int = 1
     shape: cr.ECRShape = field(default_factory=cr.ECRShape)
     rabi_hz: float = 50e6
+    phase_starts: int = 1
+    rotary_starts: tuple[float, ...] = (0.0,)
 
     name = "model_optimum"
 
+    def __post_init__(self) -> None:
+        _check_int("ModelOptimumECR.maxfev", self.maxfev, 1)
+        _check_int("ModelOptimumECR.restarts", self.restarts, 0)
+        _check_int("ModelOptimumECR.phase_starts", self.phase_starts, 1)
+        r = tuple(self.rotary_starts)
+        if not r or not all(math.isfinite(x) and abs(x) <= 3 for x in r):
+            raise ValueError(f"ModelOptimumECR.rotary_starts={self.rotary_starts!r} is out of range: "
+                             "allowed a non-empty tuple of turns in [-3, 3]")
+
     def run(self, device: Any, start: cr.ECRKnobs) -> ECRResult:
+        best: tuple[float, cr.ECRKnobs] | None = None
+        area_s = float(self.shape.envelope().sum()) * float(device.dt_s)
+        for j in range(self.phase_starts):
+            phase = start.cr_phase_rad + 2 * math.pi * j / self.phase_starts
+            for turns in self.rotary_starts:
+                tone = (start.cancel_amp * np.exp(1j * start.cancel_phase_rad)
+                        + turns / (self.rabi_hz * area_s) * np.exp(1j * phase))
+                s = cr.ECRKnobs(start.cr_amp, phase, min(1.0, abs(tone)), float(np.angle(tone)))
+                k, c = self._local(device, s)
+                if best is None or c < best[0]:
+                    best = (c, k)
+        assert best is not None
+        return ECRResult(best[1], 0, (), (("start", start), ("truth", best[1])))
+
+    def _local(self, device: Any, start: cr.ECRKnobs) -> tuple[cr.ECRKnobs, float]:
+        """The local search from ``start``: (knobs, log10(1 − F + 1e-9) there)."""
         from scipy.optimize import minimize
 
         x0 = start.as_array()
@@ -591,8 +627,7 @@ class ModelOptimumECR:
             z = np.asarray(minimize(cost, z, method="Nelder-Mead",
                                     options={"maxfev": self.maxfev, "initial_simplex": simplex,
                                              "xatol": 1e-4, "fatol": 1e-5}).x)
-        k = signed_ecr_knobs(x0 + z * unit)
-        return ECRResult(k, 0, (), (("start", start), ("truth", k)))
+        return signed_ecr_knobs(x0 + z * unit), cost(z)
 
 
 def make_black_box(gate: str, method: str, **kwargs: Any) -> BlackBoxCZ | BlackBoxECR:

@@ -167,6 +167,15 @@ class TextbookECR:
         rounds: tomography rounds, >= 1.
         fine_points, fine_step, fine_repeats: the fine-amplitude scan (points >= 3 odd,
             0 < step <= 0.2, repeats a multiple of 4), ``fine_points = 0`` to skip it.
+        rotary_turns: a rotary tone (Sundaresan et al., PRX Quantum 1, 020318 (2020)) added
+            to the target tone after the tomography rounds, before the fine amplitude:
+            along the CR drive's axis (negative: opposite to it), echoed with it, of an
+            amplitude that turns the target ``rotary_turns`` times about that axis per
+            half at the spec-sheet Rabi rate, in [−3, 3]; 0 (default) is none. The echo
+            cancels the tone's IX by itself, but a drive that turns the target quickly
+            averages away the errors of the tone's component across the CR axis (an IY
+            left by the tomography's shot noise); −1 is the measured choice
+            (docs/cr_calibration.md, "Error budget").
     """
 
     shape: ECRShape = field(default_factory=ECRShape)
@@ -177,6 +186,7 @@ class TextbookECR:
     fine_points: int = 5
     fine_step: float = 0.05
     fine_repeats: int = 8
+    rotary_turns: float = 0.0
 
     def __post_init__(self) -> None:
         if not all(isinstance(n, int) and 8 <= n <= 1000 for n in self.lengths_samples) or not self.lengths_samples:
@@ -188,6 +198,7 @@ class TextbookECR:
                  "0 or an odd integer >= 3"),
                 ("fine_step", 0 < self.fine_step <= 0.2, "(0, 0.2]"),
                 ("fine_repeats", self.fine_repeats >= 4 and self.fine_repeats % 4 == 0, "a multiple of 4"),
+                ("rotary_turns", math.isfinite(self.rotary_turns) and abs(self.rotary_turns) <= 3, "[-3, 3]"),
                 ("rabi_hz", self.rabi_hz > 0, "> 0 Hz")):
             if not ok:
                 raise ValueError(f"TextbookECR.{name}={getattr(self, name)!r} is out of range: allowed {allowed}")
@@ -230,6 +241,11 @@ class TextbookECR:
             amp = min(1.0, k.cr_amp * HALF_ANGLE / max(zx * tau_half, 1e-12))
             k = ECRKnobs(amp, _wrap(k.cr_phase_rad + dphi), min(1.0, abs(tone)), float(np.angle(tone)))
             history.append((f"tomography_{r}", k))
+        if self.rotary_turns:
+            u = self.rotary_turns / (self.rabi_hz * tau_half)
+            tone = k.cancel_amp * np.exp(1j * k.cancel_phase_rad) + u * np.exp(1j * k.cr_phase_rad)
+            k = ECRKnobs(k.cr_amp, k.cr_phase_rad, min(1.0, abs(tone)), float(np.angle(tone)))
+            history.append(("rotary", k))
         if self.fine_points:
             k = self._fine_amplitude(counter, k, dt)
             history.append(("fine_amplitude", k))

@@ -28,6 +28,7 @@ against the shots used, log axes).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import time
@@ -51,7 +52,11 @@ from pulsecal.envs import cz_calibration_core as cz
 from pulsecal.envs.cz_calibration import NOMINAL_PARAMS
 from pulsecal.envs.multi_qubit_device import MultiQubitParams, SimulatedMultiQubitDevice
 from pulsecal.envs.multi_qubit_model import DeviceModel
-from pulsecal.envs.multi_qubit_presets import MultiQubitSampler, held_out_multi_qubit_devices
+from pulsecal.envs.multi_qubit_presets import (
+    MultiQubitSampler,
+    get_multi_qubit_preset,
+    held_out_multi_qubit_devices,
+)
 
 GATES = {"cz": "two_transmons_cz", "cr": "two_transmons_cr"}
 # "*_vz": the CZ's search over (amplitude, length) with the virtual Zs set from the probes'
@@ -62,6 +67,7 @@ CZ_ONLY = ("nelder_mead_vz", "cmaes_vz")
 # The textbook's default shot plans, scaled per budget.
 CZ_TEXTBOOK_SHOTS = {"shots_chevron": 50, "shots_length": 100, "shots_phase": 60, "shots_leakage": 300,
                      "shots_round": 200, "shots_reference": 300, "shots_leakage_scan": 250}
+ECR_X_DRAG = ("off", "first_order")
 RABI_HZ = 50e6  # the spec-sheet Rabi frequency the ECR methods assume (as TextbookECR's)
 
 
@@ -82,6 +88,19 @@ class TwoQubitEvalSettings:
             textbook and the model optimum; "adiabatic" is the textbook's adiabatic node
             sequence and the adiabatic family's optimum (docs/cz_calibration.md). The
             black-box methods always search the flat top.
+        ecr_x_drag: the ECR's echo π and tomography pulses (``ECRShape.x_drag``) for every
+            method of gate "cr": "off" (plain Gaussians, the env's default) or
+            "first_order" (DRAG at ``drag_for`` of the preset's spec-sheet control
+            anharmonicity, what the single-qubit calibration of the control gives; the
+            error budget in docs/cr_calibration.md).
+        ecr_model_starts: CR-phase starts of the ECR's model optimum (offsets from the
+            nominal phase spread evenly over 2π), >= 1, each with and without a rotary
+            tone of −1 turn per half when > 1; the best closed-system optimum of them
+            gets the open polish. 1 is the single start from the nominal knobs.
+        ecr_half_samples: the ECR's CR half (``ECRShape.half_samples``, rises of 16
+            samples kept); the coherence limit is always that of the gate's own duration.
+        ecr_rotary_turns: the textbook ECR's rotary tone (``TextbookECR.rotary_turns``);
+            0 is none.
     """
 
     gate: str = "cz"
@@ -92,6 +111,10 @@ class TwoQubitEvalSettings:
     methods: tuple[str, ...] = ("textbook", "nelder_mead", "cmaes", "model_optimum")
     first_device: int = 0
     shape: str = "flat_top"
+    ecr_x_drag: str = "off"
+    ecr_model_starts: int = 1
+    ecr_rotary_turns: float = 0.0
+    ecr_half_samples: int = 120
 
     def __post_init__(self) -> None:
         if self.gate not in GATES:
@@ -113,14 +136,36 @@ class TwoQubitEvalSettings:
         if self.shape not in cz.CZ_SHAPES or (self.gate != "cz" and self.shape != "flat_top"):
             raise ValueError(f"shape={self.shape!r} is out of range: allowed one of {list(cz.CZ_SHAPES)} "
                              "(gate 'cz' only; 'flat_top' for 'cr')")
+        if self.ecr_x_drag not in ECR_X_DRAG:
+            raise ValueError(f"ecr_x_drag={self.ecr_x_drag!r} is out of range: allowed one of {list(ECR_X_DRAG)}")
+        n = self.ecr_model_starts
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"ecr_model_starts={n!r} is out of range: allowed an integer >= 1")
+        r = self.ecr_rotary_turns
+        if not isinstance(r, (int, float)) or not math.isfinite(r) or abs(r) > 3:
+            raise ValueError(f"ecr_rotary_turns={r!r} is out of range: allowed [-3, 3]")
+        h = self.ecr_half_samples
+        if not isinstance(h, int) or isinstance(h, bool) or not 32 <= h <= 1000:
+            raise ValueError(f"ecr_half_samples={h!r} is out of range: allowed an integer in [32, 1000]")
+
+    def ecr_shape(self) -> cr.ECRShape:
+        """The ECR's pulse shape of every method (``ecr_x_drag``, ``ecr_half_samples``)."""
+        if self.ecr_x_drag == "off":
+            return cr.ECRShape(half_samples=self.ecr_half_samples)
+        model = get_multi_qubit_preset(GATES["cr"]).params.model
+        assert isinstance(model, DeviceModel)
+        return cr.ECRShape(half_samples=self.ecr_half_samples,
+                           x_drag=cr.drag_for(model.mode(cr.CONTROL).anharmonicity_hz, model.dt_s))
 
 
 def held_out_devices(gate: str, n: int) -> tuple[MultiQubitParams, ...]:
     return held_out_multi_qubit_devices(n, MultiQubitSampler(preset=GATES[gate]))
 
 
-def draw_start(gate: str, params: MultiQubitParams, rng: np.random.Generator) -> Any:
-    """A start drawn like the gate's env draws it (module docstring)."""
+def draw_start(gate: str, params: MultiQubitParams, rng: np.random.Generator,
+               ecr_shape: cr.ECRShape | None = None) -> Any:
+    """A start drawn like the gate's env draws it (module docstring), around the nominal
+    knobs of ``ecr_shape`` (None: ``ECRShape()``) for the ECR."""
     if gate == "cz":
         amp, length, _, _ = NOMINAL_PARAMS
         u = rng.uniform(-1.0, 1.0, 2)
@@ -128,24 +173,25 @@ def draw_start(gate: str, params: MultiQubitParams, rng: np.random.Generator) ->
         return np.array([amp + 0.006 * u[0], length + 5e-9 * u[1], *phases])
     model = params.model
     assert isinstance(model, DeviceModel)
-    nom = cr.nominal_knobs(model, cr.ECRShape())
+    nom = cr.nominal_knobs(model, ecr_shape or cr.ECRShape())
     return cr.ECRKnobs(float(np.clip(nom.cr_amp * (1 + rng.uniform(-0.3, 0.3)), 0, 1)),
                        nom.cr_phase_rad + float(rng.uniform(-0.5, 0.5)), float(rng.uniform(0, 0.03)),
                        float(rng.uniform(-math.pi, math.pi)))
 
 
-def nominal_start(gate: str, params: MultiQubitParams) -> Any:
+def nominal_start(gate: str, params: MultiQubitParams, ecr_shape: cr.ECRShape | None = None) -> Any:
     if gate == "cz":
         return np.array(NOMINAL_PARAMS)
     model = params.model
     assert isinstance(model, DeviceModel)
-    return cr.nominal_knobs(model, cr.ECRShape())
+    return cr.nominal_knobs(model, ecr_shape or cr.ECRShape())
 
 
 def score(gate: str, truth_device: SimulatedMultiQubitDevice, knobs: Any,
-          pulse: cz.CZPulse | None = None) -> dict[str, float]:
+          pulse: cz.CZPulse | None = None, ecr_shape: cr.ECRShape | None = None) -> dict[str, float]:
     """The true error of a setting on the (open) scoring device (evaluation only);
-    ``pulse``: the CZ's flux pulse the knobs belong to (None: the default flat top)."""
+    ``pulse``: the CZ's flux pulse the knobs belong to (None: the default flat top);
+    ``ecr_shape``: the ECR's (None: ``ECRShape()``)."""
     if gate == "cz":
         p = pulse or cz.CZPulse()
         t = cz.true_metrics(truth_device, p, np.asarray(knobs))
@@ -154,7 +200,7 @@ def score(gate: str, truth_device: SimulatedMultiQubitDevice, knobs: Any,
                 "leakage_limit": cz.leakage_limit(truth_device, p, np.asarray(knobs)),
                 "coherence_limit": t["coherence_limit"], "ratio": err / t["coherence_limit"],
                 "conditional_phase": t["conditional_phase"]}
-    e = cr.ecr_truth(truth_device, knobs, cr.ECRShape(), RABI_HZ)
+    e = cr.ecr_truth(truth_device, knobs, ecr_shape or cr.ECRShape(), RABI_HZ)
     return {"error": e.infidelity, "error_virtual_z": e.infidelity, "leakage": e.leakage,
             "coherence_limit": e.coherence_limit, "ratio": e.infidelity / e.coherence_limit}
 
@@ -173,7 +219,9 @@ def _pulse_fields(pulse: cz.CZPulse | None) -> dict[str, Any]:
                       "tuning_hz": pulse.tuning_hz, "lambda_2": pulse.lambda_2, "lambda_3": pulse.lambda_3}}
 
 
-def textbook_for_budget(gate: str, budget: int, shape: str = "flat_top") -> CZTextbook | TextbookECR | None:
+def textbook_for_budget(gate: str, budget: int, shape: str = "flat_top",
+                        ecr_shape: cr.ECRShape | None = None,
+                        ecr_rotary_turns: float = 0.0) -> CZTextbook | TextbookECR | None:
     """The textbook with its shot plan scaled to ``budget`` (None if it does not fit)."""
     if gate == "cz":
         pulse = CZ_PULSES[shape]
@@ -184,12 +232,13 @@ def textbook_for_budget(gate: str, budget: int, shape: str = "flat_top") -> CZTe
             return None
         b = CZTextbook(pulse=pulse, **shots)  # type: ignore[arg-type]
     else:
-        base = TextbookECR()
+        sh = ecr_shape or cr.ECRShape()
+        base = TextbookECR(shape=sh, rotary_turns=ecr_rotary_turns)
         per_shot = base.min_budget() // base.shots
         n = budget // per_shot
         if n < 16:
             return None
-        b = TextbookECR(shots=n)
+        b = TextbookECR(shots=n, shape=sh, rotary_turns=ecr_rotary_turns)
     return b if b.min_budget() <= budget else None
 
 
@@ -198,10 +247,12 @@ def _knobs_list(gate: str, knobs: Any) -> list[float]:
 
 
 def run_method(gate: str, method: str, device: SimulatedMultiQubitDevice, start: Any, budget: int,
-               rng: np.random.Generator, shape: str = "flat_top") -> tuple[Any, int, cz.CZPulse | None]:
+               rng: np.random.Generator, shape: str = "flat_top",
+               ecr_shape: cr.ECRShape | None = None,
+               ecr_rotary_turns: float = 0.0) -> tuple[Any, int, cz.CZPulse | None]:
     """(final knobs, shots used, the CZ pulse they belong to) of one measured method on one device."""
     if method == "textbook":
-        tb = textbook_for_budget(gate, budget, shape)
+        tb = textbook_for_budget(gate, budget, shape, ecr_shape, ecr_rotary_turns)
         if tb is None:
             raise ValueError(f"budget={budget} is out of range: below the textbook's smallest shot plan")
         if isinstance(tb, CZTextbook):
@@ -213,20 +264,27 @@ def run_method(gate: str, method: str, device: SimulatedMultiQubitDevice, start:
         vz = method.endswith("_vz")
         r = BlackBoxCZ(method=method.removesuffix("_vz"), profile_phases=vz).run(device, start, budget, rng)
         return r.params, r.shots_used, None
-    e = BlackBoxECR(method=method).run(device, start, budget, rng)
+    e = BlackBoxECR(method=method, shape=ecr_shape or cr.ECRShape()).run(device, start, budget, rng)
     return e.knobs, e.shots_used, None
 
 
 def model_optimum(gate: str, params: MultiQubitParams, truth_device: SimulatedMultiQubitDevice,
-                  shape: str = "flat_top") -> tuple[Any, cz.CZPulse | None]:
-    """The knob-space optimum on the scoring truth, from the nominal start (and its pulse)."""
+                  shape: str = "flat_top", ecr_shape: cr.ECRShape | None = None,
+                  ecr_starts: int = 1) -> tuple[Any, cz.CZPulse | None]:
+    """The knob-space optimum on the scoring truth, from the nominal start (and its pulse);
+    for the ECR from ``ecr_starts`` CR phases (``ModelOptimumECR.phase_starts``), each
+    also with the textbook's rotary tone (−1 turn per half) when ``ecr_starts`` > 1."""
     if gate == "cz":
         r = ModelOptimumCZ(pulse=CZ_PULSES[shape]).run(truth_device, nominal_start(gate, params))
         return r.params, r.pulse
+    sh = ecr_shape or cr.ECRShape()
     # The closed-system optimum first (~20× cheaper per evaluation), then a short open polish.
     closed = SimulatedMultiQubitDevice(params, rng=np.random.default_rng(0), open_system=False)
-    k = ModelOptimumECR().run(closed, nominal_start(gate, params)).knobs
-    return ModelOptimumECR(maxfev=60, restarts=0).run(truth_device, k).knobs, None
+    # Multi-start: each CR phase with and without the textbook's rotary (-1 turn per half).
+    rotary = (0.0,) if ecr_starts == 1 else (0.0, -1.0)
+    k = ModelOptimumECR(shape=sh, phase_starts=ecr_starts, rotary_starts=rotary).run(
+        closed, nominal_start(gate, params, sh)).knobs
+    return ModelOptimumECR(maxfev=60, restarts=0, shape=sh).run(truth_device, k).knobs, None
 
 
 def evaluate_two_qubit(settings: TwoQubitEvalSettings, out_dir: Path | str | None = None,
@@ -235,20 +293,21 @@ def evaluate_two_qubit(settings: TwoQubitEvalSettings, out_dir: Path | str | Non
     s = settings
     rows: list[dict[str, Any]] = []
     devices = held_out_devices(s.gate, s.first_device + s.n_devices)
+    ecr_shape = s.ecr_shape() if s.gate == "cr" else None
     for i, params in enumerate(devices):
         if i < s.first_device:
             continue
-        start = draw_start(s.gate, params, np.random.default_rng([s.seed, i]))
+        start = draw_start(s.gate, params, np.random.default_rng([s.seed, i]), ecr_shape)
         truth = SimulatedMultiQubitDevice(params, rng=np.random.default_rng([s.seed, i, 0]), open_system=True)
         base = {"device": i}
         rows.append({**base, "method": "start", "budget": 0, "shots_used": 0, "knobs": _knobs_list(s.gate, start),
-                     "seconds": 0.0, "failure": None, **score(s.gate, truth, start)})
+                     "seconds": 0.0, "failure": None, **score(s.gate, truth, start, ecr_shape=ecr_shape)})
         if "model_optimum" in s.methods:
             t0 = time.perf_counter()
-            k, pulse = model_optimum(s.gate, params, truth, s.shape)
+            k, pulse = model_optimum(s.gate, params, truth, s.shape, ecr_shape, s.ecr_model_starts)
             rows.append({**base, "method": "model_optimum", "budget": 0, "shots_used": 0,
                          "knobs": _knobs_list(s.gate, k), "seconds": time.perf_counter() - t0, "failure": None,
-                         **_pulse_fields(pulse), **score(s.gate, truth, k, pulse)})
+                         **_pulse_fields(pulse), **score(s.gate, truth, k, pulse, ecr_shape)})
         for j, method in enumerate(m for m in s.methods if m in MEASURED):
             for budget in s.budgets:
                 dev = SimulatedMultiQubitDevice(params, rng=np.random.default_rng([s.seed, i, 1 + j, budget]),
@@ -257,7 +316,8 @@ def evaluate_two_qubit(settings: TwoQubitEvalSettings, out_dir: Path | str | Non
                 row: dict[str, Any] = {**base, "method": method, "budget": budget}
                 try:
                     k, used, pulse = run_method(s.gate, method, dev, start, budget,
-                                                np.random.default_rng([s.seed, i, 100 + j, budget]), s.shape)
+                                                np.random.default_rng([s.seed, i, 100 + j, budget]), s.shape,
+                                                ecr_shape, s.ecr_rotary_turns)
                 except Exception as exc:  # a method that fails is reported, not hidden
                     row.update(shots_used=0, knobs=None, seconds=time.perf_counter() - t0,
                                failure=f"{type(exc).__name__}: {exc}")
@@ -267,7 +327,7 @@ def evaluate_two_qubit(settings: TwoQubitEvalSettings, out_dir: Path | str | Non
                 if used > budget:
                     raise AssertionError(f"{method} spent {used} shots over budget={budget}")
                 row.update(shots_used=int(used), knobs=_knobs_list(s.gate, k), seconds=time.perf_counter() - t0,
-                           failure=None, **_pulse_fields(pulse), **score(s.gate, truth, k, pulse))
+                           failure=None, **_pulse_fields(pulse), **score(s.gate, truth, k, pulse, ecr_shape))
                 rows.append(row)
         done = [r for r in rows if r["device"] == i and r["failure"] is None]
         log(f"device {i}: " + ", ".join(f"{r['method']}@{r['budget']} {r['error']:.2e} ({r['ratio']:.2f}x)"
@@ -283,11 +343,16 @@ def merge_results(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
     if not results:
         raise ValueError("results=[] is out of range: allowed at least one result")
     first = dict(results[0]["settings"])
-    same = ("gate", "budgets", "open_system", "seed", "methods")
+    same = ("gate", "budgets", "open_system", "seed", "methods", "ecr_x_drag", "ecr_model_starts",
+            "ecr_rotary_turns", "ecr_half_samples")
+    defaults = {f.name: f.default for f in dataclasses.fields(TwoQubitEvalSettings)}
     for r in results[1:]:
         for k in same:
-            if list(np.atleast_1d(r["settings"][k])) != list(np.atleast_1d(first[k])):
-                raise ValueError(f"settings.{k}={r['settings'][k]!r} differs from {first[k]!r}: "
+            # results written before a setting existed ran at its default
+            if (list(np.atleast_1d(r["settings"].get(k, defaults[k])))
+                    != list(np.atleast_1d(first.get(k, defaults[k])))):
+                raise ValueError(f"settings.{k}={r['settings'].get(k, defaults[k])!r} differs from "
+                                 f"{first.get(k, defaults[k])!r}: "
                                  "allowed runs that differ only in their devices")
     rows = [row for r in results for row in r["rows"]]
     ids = [row["device"] for row in rows if row["method"] == "start"]
@@ -410,6 +475,13 @@ def main(argv: list[str] | None = None) -> None:
                     help="default: all (for cr: all but the CZ-only *_vz)")
     ap.add_argument("--shape", choices=list(cz.CZ_SHAPES), default="flat_top",
                     help="the CZ's flux-pulse shape of the textbook and the model optimum")
+    ap.add_argument("--ecr-x-drag", choices=list(ECR_X_DRAG), default="off",
+                    help="the ECR's echo and tomography pulses: plain Gaussians or first-order DRAG")
+    ap.add_argument("--ecr-model-starts", type=int, default=1,
+                    help="CR-phase starts of the ECR's model optimum (spread over 2π)")
+    ap.add_argument("--ecr-rotary-turns", type=float, default=0.0,
+                    help="the textbook ECR's rotary tone, target turns per CR half (0: none)")
+    ap.add_argument("--ecr-half-samples", type=int, default=120, help="samples of one CR half")
     ap.add_argument("--out", type=Path, default=Path("runs/two_qubit_eval"))
     ap.add_argument("--replot", action="store_true", help="redraw the plot and table from <out>/results.json only")
     ap.add_argument("--merge", type=Path, nargs="+", default=None,
@@ -424,7 +496,8 @@ def main(argv: list[str] | None = None) -> None:
     budgets = a.budgets or ([12_000, 24_000, 48_000] if a.gate == "cz" else [4_000, 8_000, 16_000])
     methods = a.methods or [m for m in METHODS if a.gate == "cz" or m not in CZ_ONLY]
     s = TwoQubitEvalSettings(a.gate, a.n_devices, tuple(budgets), a.open_system, a.seed, tuple(methods),
-                             a.first_device, a.shape)
+                             a.first_device, a.shape, a.ecr_x_drag, a.ecr_model_starts,
+                             a.ecr_rotary_turns, a.ecr_half_samples)
     res = evaluate_two_qubit(s, a.out)
     print(markdown_table(res["summary"], s.gate))
 
