@@ -15,7 +15,11 @@ in ticks of ``tick_s``. Each tick it first samples the evaluation (the truth, if
 - ``fixed`` (the baseline): a full bring-up (every node calibrated, in order) every
   ``bringup_every_s``, and every ``check_every_s`` a ``check_data`` of every node; a
   check not in spec recalibrates that node (with ``recalibrate_failed_checks``; without
-  it, checks only report and the bring-up is the only recalibration).
+  it, checks only report and the bring-up is the only recalibration). As a lab's script
+  would, a node it recalibrates is followed, in bring-up order, by the dependents that
+  the new values leave stale (``refresh_dependents``, ``Maintainer.stale_dependents``):
+  a rerun Rabi writes its coarse π amplitude over the fine-amplitude one, so the fine
+  amplitudes and the DRAG nodes between them are rerun after it.
 
 **Budget.** With ``budget_shots_per_hour``, an operation whose shots would take the
 current hour (of maintenance device time) past the budget is not started: the rest of
@@ -87,6 +91,9 @@ class MaintenanceSettings:
         bringup_every_s: ``fixed``: the period of its full bring-up (the first is the
             starting store's, at 0 h).
         recalibrate_failed_checks: ``fixed``: recalibrate a node whose check failed.
+        refresh_dependents: ``fixed``: after a node was recalibrated by a failed check,
+            rerun (in bring-up order) the dependents its new values leave stale
+            (``Maintainer.stale_dependents``).
         recheck_dependents: ``graph``: a node's ``check_state`` also fails after one of its
             dependencies was recalibrated (Kelly's rule). Off by default: in maintenance
             most recalibrations track drift of one parameter (the amplitude, the
@@ -109,6 +116,7 @@ class MaintenanceSettings:
     check_every_s: float = 3600.0
     bringup_every_s: float = 86400.0
     recalibrate_failed_checks: bool = True
+    refresh_dependents: bool = True
     recheck_dependents: bool = False
     check_corrects: bool = True
     adaptive_timeouts: bool = True
@@ -182,6 +190,7 @@ class Maintainer:
         self._last_cal: dict[str, float] = {}  # newest accepted calibration
         self._retry_at: dict[str, float] = {}
         self._timeout: dict[str, float] = {}  # adapted timeouts (adaptive_timeouts)
+        self._refreshed: set[str] = set()  # fixed: rerun in this check round (refresh_dependents)
         self._epoch = 0
         self._tick = 0
         self._ops = 0
@@ -377,11 +386,45 @@ class Maintainer:
                 if self._waiting(node):
                     continue
                 self._guarded(node, self._check_fixed)
+            self._refreshed.clear()
 
     def _check_fixed(self, node: Node) -> None:
+        if node.name in self._refreshed:
+            return  # rerun earlier in this round, after a dependency's recalibration
         r = self._op(node, "check_data")
-        if r.status != "in_spec" and self.settings.recalibrate_failed_checks and not self._correct(node, r):
+        if r.status == "in_spec" or not self.settings.recalibrate_failed_checks:
+            return
+        before = len(self.report.accepted)
+        if not self._correct(node, r):
             self._recalibrate(node)
+        if not self.settings.refresh_dependents:
+            return
+        # Everything accepted just now (the node, and what its diagnosis recalibrated)
+        # leaves its stale dependents to rerun.
+        changed = {n for _, n in self.report.accepted[before:]}
+        stale = {d for n in changed for d in self.stale_dependents(n)}
+        for name in self.graph.order():
+            if name in stale and not self._waiting(self.graph[name]):
+                self._refreshed.add(name)
+                self._guarded(self.graph[name], self._recalibrate)
+
+    def stale_dependents(self, name: str) -> tuple[str, ...]:
+        """The dependents a recalibration of ``name`` leaves stale, in graph order: every
+        dependent that rewrites one of the parameters it wrote (its value was overwritten:
+        a Rabi's coarse π amplitude over the fine amplitude's), the nodes on the dependency
+        path to those (calibrated on the old values: the DRAG between the fine amplitudes),
+        and, the same way, the ones these reruns leave stale."""
+        out: set[str] = set()
+        pending = [name]
+        while pending:
+            x = pending.pop()
+            below = self.graph.dependents(x)
+            wrote = set(self.graph[x].writes)
+            refiners = {d for d in below if wrote & set(self.graph[d].writes)}
+            path = {d for d in below if d in refiners or refiners & set(self.graph.dependents(d))}
+            pending.extend(path - out)
+            out |= path
+        return tuple(n for n in self.graph.order() if n in out)
 
     # -- the run ----------------------------------------------------------------------------------
 

@@ -10,7 +10,8 @@ every strategy asked for on a copy of that device and of that store, with one se
 
 - ``graph``: check_state timeouts, check_data, diagnose (``agents/graph/maintain.py``);
 - ``fixed``: a full bring-up every 24 h and hourly checks of every node, recalibrating a
-  node whose check failed with its full experiment (the fixed schedule a lab would run);
+  node whose check failed with its full experiment and then the dependents that leaves
+  stale (``MaintenanceSettings.refresh_dependents``: the fixed schedule a lab would run);
 - ``fixed_corrects``: the same, taking a failed check's own fit as the recalibration when
   it has one (as ``graph`` does: ``MaintenanceSettings.check_corrects``);
 - ``fixed_checks``: the same schedule whose hourly checks only report.

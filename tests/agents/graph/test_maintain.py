@@ -165,3 +165,59 @@ def test_a_node_whose_experiment_raises_fails_alone() -> None:
     q1_after = [a for a in report.actions if a.node == "track:q1" and a.time_s > 3600]
     assert q1_after == []  # it raised before measuring, then waited retry_after_s
     assert sum(1 for a in report.actions if a.node == "track:q0" and a.time_s > 3600) >= 2
+
+
+@dataclass(frozen=True)
+class Step:
+    """Calibrates to ``value``; its check says bad data in [bad_from_s, bad_from_s + 300) s."""
+
+    name: str = "step"
+    reads: tuple[str, ...] = ("{t}.x",)
+    writes: tuple[str, ...] = ("{t}.x",)
+    value: float = 1.0
+    bad_from_s: float = -1.0
+
+    def shots(self, cheap: bool) -> int:
+        return 10 if cheap else 100
+
+    def run(self, device, target, params, rng, *, cheap=False):
+        device.advance(0.1)
+        if cheap:
+            bad = 0 <= device.clock_s - self.bad_from_s < 300
+            return ExperimentResult(self.name, target, "bad_data" if bad else "in_spec", {}, shots=10)
+        values = {w.format(t=target): self.value for w in self.writes}
+        return ExperimentResult(self.name, target, "in_spec", values, shots=100)
+
+
+def _fixed_chain(refresh: bool):
+    """coarse (writes x) -> mid (reads x, writes y) -> fine (rewrites x); probe reads x, writes z.
+    coarse's hourly check at 1 h says bad data, so the fixed schedule reruns it."""
+    nodes = [Node(Step("coarse", value=0.9, bad_from_s=3600.0), "q0", template="coarse"),
+             Node(Step("mid", writes=("{t}.y",)), "q0", template="mid", dependencies=("coarse:q0",)),
+             Node(Step("fine", value=1.0), "q0", template="fine", dependencies=("mid:q0",)),
+             Node(Step("probe", writes=("{t}.z",)), "q0", template="probe", dependencies=("coarse:q0",))]
+    graph = CalibrationGraph(nodes)
+    store = ParameterStore()
+    store.record("coarse:q0", {"q0.x": 0.9})
+    store.record("mid:q0", {"q0.y": 1.0})
+    store.record("fine:q0", {"q0.x": 1.0})
+    store.record("probe:q0", {"q0.z": 1.0})
+    settings = MaintenanceSettings(hours=2.0, strategy="fixed", check_corrects=False, refresh_dependents=refresh)
+    m = Maintainer(graph, FakeDevice(), store, settings)
+    return m, m.run(), store
+
+
+def test_fixed_reruns_what_a_recalibration_leaves_stale() -> None:
+    m, report, store = _fixed_chain(refresh=True)
+    assert m.stale_dependents("coarse:q0") == ("mid:q0", "fine:q0")
+    assert m.stale_dependents("fine:q0") == ()
+    assert report.recalibrations == {"coarse:q0": 1, "mid:q0": 1, "fine:q0": 1}
+    assert store.current()["q0.x"] == 1.0  # the fine value is back over the coarse one
+    # the nodes rerun in that round are not checked again in it
+    assert sum(1 for a in report.actions if a.node == "fine:q0" and a.action == "check") == 0
+
+
+def test_fixed_without_refresh_leaves_the_coarse_value() -> None:
+    _, report, store = _fixed_chain(refresh=False)
+    assert report.recalibrations == {"coarse:q0": 1}
+    assert store.current()["q0.x"] == 0.9

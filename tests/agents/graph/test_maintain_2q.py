@@ -53,7 +53,25 @@ def test_a_moved_conditional_phase_asks_for_the_full_calibration() -> None:
     assert "full calibration" in r.message
 
 
+def test_an_alarm_is_confirmed_and_an_unverified_correction_escalates() -> None:
+    """With an in-spec bound no reading can meet, the first look's alarm takes the confirming
+    look (reference and round again), and the phase correction cannot pass its verification
+    round: out of spec without values, so maintenance runs the full calibration."""
+    dev = make_multi_qubit_device("two_transmons_cz", np.random.default_rng(0), spectators="none")
+    e = MaintainedCZ(shots_round=800, check_max_estimated_error=1e-5)
+    r = e.run(dev, ("q0", "q1"), _cz_params(), np.random.default_rng(4), cheap=True)
+    assert r.status == "out_of_spec" and not r.values, r.message
+    assert r.quality["check_rounds"] == 2 and "verification round does not pass" in r.message
+    assert r.shots == e.shots(cheap=True) == 2 * 7 * e.shots_reference + 5 * 8 * e.shots_round
+    alone = MaintainedCZ(shots_round=800, check_max_estimated_error=1e-5, confirm_rounds=0, verify_correction=False)
+    a = alone.run(dev, ("q0", "q1"), _cz_params(), np.random.default_rng(4), cheap=True)
+    assert a.quality["check_rounds"] == 1 and set(a.values) == {"q0-q1.cz_phase_a_rad", "q0-q1.cz_phase_b_rad"}
+    assert a.shots == 7 * alone.shots_reference + 3 * 8 * alone.shots_round
+
+
 def test_bad_settings_name_the_field() -> None:
+    with pytest.raises(ValueError, match=r"MaintainedCZ.confirm_rounds=5 is out of range"):
+        MaintainedCZ(confirm_rounds=5)
     with pytest.raises(ValueError, match=r"MaintainedCZ.check_max_estimated_error=0 is out of range"):
         MaintainedCZ(check_max_estimated_error=0)
     with pytest.raises(ValueError, match=r"MaintainedCZ.correct_phase_tolerance_rad=4.0 is out of range"):
