@@ -161,7 +161,7 @@ def draw_maintenance(t: MaintenanceTimeline, path: Path) -> None:
         ax_x.set_ylabel("error − coherence limit", fontsize=8)
         ax_x.grid(alpha=0.3, which="both")
         ax_x.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False,
-                    title="solid: X\ndash-dot: CZ", title_fontsize=7)
+                    title="solid: X\ndash-dot: CZ" if pairs else None, title_fontsize=7)
         ax_x.tick_params(labelbottom=False)
     ax_s = fig.add_subplot(gs[k], sharex=ax)
     sph = list(t.shots_per_hour)
