@@ -163,8 +163,9 @@ class VerificationSettings:
             the model puts at the midpoint e0 + C/2 (the equator trains' mean, the shallowest
             amplitude and DRAG checks less their fitted sine term), by weighted least
             squares; the contrast's variance from that fit enters the decay's standard error
-            (``verification_analysis._joint_readout``). No extra shots. Off by default
-            (docs/verification.md, "A joint readout contrast").
+            (``verification_analysis._joint_readout``). No extra shots. Off by default:
+            measured once, the stress set's device 27 (true 1.51×) still passed, a misread
+            that keeps the midpoint (docs/verification.md, "A joint readout contrast").
         detuning_noise: read the Ramsey checks with a slow detuning noise besides the mean
             detuning: their contrast loss with the delay measures its rms per gate, and the
             gate is charged (θ_det² + s²)/6 (``verification_analysis``; on by default).
