@@ -91,6 +91,24 @@ def _detuning_with_noise(grid: FloatArray, prior: FloatArray, half: float, n1: F
     return np.asarray(grid[jt]), np.asarray(sg[js]), post.sum(axis=0), float(grid[i_t]), top
 
 
+def _joint_readout(low: tuple[float, float], high: tuple[float, float], mids: Sequence[tuple[float, float]]
+                   ) -> tuple[float, float, FloatArray]:
+    """Readout offset e0 and contrast C by weighted least squares from readings of e0
+    (``low``), e0 + C (``high``) and e0 + C/2 (``mids``), each (value, variance); returns
+    (e0, C, their 2×2 covariance).
+
+    The midpoint readings pin e0 + C/2 to a few hundred shots, so C = 2·(midpoint − e0) and
+    C = 2·(P1(X) − midpoint) become two readings of it and the better-read reference gets the
+    weight (p(1|0) is usually the one nearer a pole, so read more precisely)."""
+    rows = [(low[0], 0.0, low[1]), (high[0], 1.0, high[1])] + [(y, 0.5, v) for y, v in mids]
+    x = np.array([[1.0, a] for _, a, _ in rows])
+    w = np.array([1.0 / max(v, 1e-12) for _, _, v in rows])
+    y = np.array([r[0] for r in rows])
+    cov = np.linalg.inv(x.T @ (w[:, None] * x))
+    beta = cov @ (x.T @ (w * y))
+    return float(beta[0]), float(beta[1]), np.asarray(cov)
+
+
 def analyse_checks(check_set: Sequence[Check], counts: ArrayLike, shots: Sequence[int],
                    stated: StatedCoherence, envelope: ArrayLike, dt_s: float,
                    settings: VerificationSettings | None = None,
@@ -126,6 +144,7 @@ def analyse_checks(check_set: Sequence[Check], counts: ArrayLike, shots: Sequenc
     contrib: dict[str, FloatArray] = {}
     deviance, dof = 0.0, 0
     edge_mass: dict[str, float] = {}
+    mids: list[tuple[float, float]] = []  # (reading of e0 + C/2, its variance)
     for fam in FAMILIES:
         ks = [k for k, ch in enumerate(check_set) if ch.family == fam]
         gain = np.array([check_set[k].gain for k in ks])
@@ -158,6 +177,13 @@ def analyse_checks(check_set: Sequence[Check], counts: ArrayLike, shots: Sequenc
         edge_mass[fam] = float(post[np.abs(grid) > 0.8 * half].sum())
         summary[f"{fam}_angle"] = best_angle
         summary[f"{fam}_error"] = float(np.median(e))
+        if fam in ("amplitude", "drag"):
+            # The shallowest check less its fitted sine term reads the midpoint e0 + C/2
+            # (three gates: the decay there is negligible; ``_joint_readout``).
+            j = int(np.argmin(gain))
+            k = ks[j]
+            mids.append((float(p1[k] - sign[j] * amp[j] * math.sin(gain[j] * best_angle)),
+                         max(float(p1[k] * (1 - p1[k])), 1.0 / n[k]) / n[k]))
     # Identity trains: leakage (even + odd − 1, decay-free) and decay (odd's loss vs one X).
     ke = next(k for k, ch in enumerate(check_set) if ch.family == "train" and ch.name.startswith("train_even"))
     ko = next(k for k, ch in enumerate(check_set) if ch.family == "train" and ch.name.startswith("train_odd"))
@@ -165,12 +191,29 @@ def analyse_checks(check_set: Sequence[Check], counts: ArrayLike, shots: Sequenc
     blocks = int(check_set[ke].name.rsplit("_", 1)[1])
     d_pred = train_decay(envelope, dt_s, stated, blocks)
     var = lambda p, k: max(p * (1 - p), 1.0 / n[k]) / n[k]  # noqa: E731  (floor: no zero variance)
+    # The trains are read through the readout offset e0 and contrast C. By default those are
+    # the two references (``reference_shots`` each) and Var(C) their sum; with
+    # ``joint_contrast`` they are the joint least-squares estimate from every reading the
+    # model fixes (``_joint_readout``), Var(C) and Var(2·e0 + C) from its covariance.
+    var_c, var_sum = var(p1x, k1) + var(e0, k0), var(p1x, k1) + var(e0, k0)
+    kqa = next((k for k, ch in enumerate(check_set) if ch.name.startswith("equator_a")), None)
+    kqb = next((k for k, ch in enumerate(check_set) if ch.name.startswith("equator_b")), None)
+    if s.joint_contrast:
+        if kqa is not None and kqb is not None:
+            # SY·…·SY and SY·…·SY† read (1 ± x_n)/2: their mean is the midpoint whatever
+            # the decay (a T1-built z maps to the equator and reads 1/2 in both).
+            mids.append((0.5 * float(p1[kqa] + p1[kqb]), 0.25 * (var(float(p1[kqa]), kqa) + var(float(p1[kqb]), kqb))))
+        summary["reference_contrast_sd"] = math.sqrt(var_c)
+        e0, contrast, cov = _joint_readout((e0, var(e0, k0)), (p1x, var(p1x, k1)), mids)
+        p1x = e0 + contrast
+        var_c, var_sum = float(cov[1, 1]), float(4 * cov[0, 0] + 4 * cov[0, 1] + cov[1, 1])
+        summary.update(joint_readout_p1_given_0=e0, joint_contrast=contrast, joint_contrast_sd=math.sqrt(var_c))
     # Both trains see the decay (the even one as excitation left, the odd one as excitation
     # lost); their mean is the decay plus half the leakage, either of which fails a gate.
     d_obs = 0.5 * ((p1x - po) + (pe - e0)) / contrast
-    z_decay = (d_obs - d_pred) * contrast / (0.5 * math.sqrt(var(po, ko) + var(p1x, k1) + var(pe, ke) + var(e0, k0)))
+    z_decay = (d_obs - d_pred) * contrast / (0.5 * math.sqrt(var(po, ko) + var(pe, ke) + var_c))
     leak = (pe + po - e0 - p1x) / contrast
-    z_leak = leak * contrast / math.sqrt(var(pe, ke) + var(po, ko) + var(e0, k0) + var(p1x, k1))
+    z_leak = leak * contrast / math.sqrt(var(pe, ke) + var(po, ko) + var_sum)
     leak_per_gate = leak / (4 * blocks + 1)
     summary.update(train_blocks=float(blocks), train_p1_even=pe, train_p1_odd=po, decay_observed=d_obs,
                    decay_predicted=d_pred, decay_z=z_decay, leakage_per_gate=leak_per_gate, leakage_z=z_leak)
@@ -179,16 +222,14 @@ def analyse_checks(check_set: Sequence[Check], counts: ArrayLike, shots: Sequenc
         # d_obs = 1/2 + (P_e − P_o)/(2C): the readout references enter only through C, with
         # weight (1 − 2·d_obs)², so the trains' shots are what sets the precision.
         sd_decay = 0.5 * math.sqrt(var(po, ko) + var(pe, ke)
-                                   + (1.0 - 2.0 * d_obs) ** 2 * (var(p1x, k1) + var(e0, k0))) / contrast
-        kqa = next((k for k, ch in enumerate(check_set) if ch.name.startswith("equator_a")), None)
-        kqb = next((k for k, ch in enumerate(check_set) if ch.name.startswith("equator_b")), None)
+                                   + (1.0 - 2.0 * d_obs) ** 2 * var_c) / contrast
         if kqa is not None and kqb is not None:
             pa, pb = float(p1[kqa]), float(p1[kqb])
             # Loss of the equator's coherence: (1 − x_n)/2 from P(SY) = (1 + x_n)/2 and
             # P(SY†) = (1 − x_n)/2, both read through the readout references.
             d_eq = 0.5 * ((p1x - pa) + (pb - e0)) / contrast
             sd_eq = 0.5 * math.sqrt(var(pa, kqa) + var(pb, kqb)
-                                    + (1.0 - 2.0 * d_eq) ** 2 * (var(p1x, k1) + var(e0, k0))) / contrast
+                                    + (1.0 - 2.0 * d_eq) ** 2 * var_c) / contrast
             r1, r2 = _decay_rate_pairs(envelope, dt_s, stated, blocks, (d_obs, sd_decay), (d_eq, sd_eq), rng,
                                        s.samples)
             summary.update(equator_decay_observed=d_eq, t2_rate_ratio=float(np.median(r2)))

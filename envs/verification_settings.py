@@ -158,6 +158,14 @@ class VerificationSettings:
             ``threshold`` × the limit at all (z > 0), not only at z > ``z_alarm``: the credit
             rests on the readout references' contrast, which a few shots misread, and RB
             measures the same error without it. Off by default (as ``pass_quantile``).
+        joint_contrast: normalise the identity trains (and the T1 check) by a readout offset
+            and contrast estimated jointly from the two readout references and the readings
+            the model puts at the midpoint e0 + C/2 (the equator trains' mean, the shallowest
+            amplitude and DRAG checks less their fitted sine term), by weighted least
+            squares; the contrast's variance from that fit enters the decay's standard error
+            (``verification_analysis._joint_readout``). No extra shots. Off by default:
+            measured once, the stress set's device 27 (true 1.51×) still passed, a misread
+            that keeps the midpoint (docs/verification.md, "A joint readout contrast").
         detuning_noise: read the Ramsey checks with a slow detuning noise besides the mean
             detuning: their contrast loss with the delay measures its rms per gate, and the
             gate is charged (θ_det² + s²)/6 (``verification_analysis``; on by default).
@@ -196,6 +204,7 @@ class VerificationSettings:
     credit_floor: bool = False
     pass_quantile: float = 0.95
     rb_credit_check: bool = False
+    joint_contrast: bool = False
     detuning_noise: bool = True
     noise_batches: int = 4
     rb_sequences: int = 16
@@ -241,7 +250,7 @@ class VerificationSettings:
                 f"an integer in [1, 64] dividing shots_per_check = {self.shots_per_check} and rb_sequences = "
                 f"{self.rb_sequences}")
         for name in ("measure_decay", "gate_detuning_error", "leakage_model", "equator_trains", "detuning_noise",
-                     "decay_model_error", "credit_floor", "rb_credit_check"):
+                     "decay_model_error", "credit_floor", "rb_credit_check", "joint_contrast"):
             require(isinstance(getattr(self, name), bool), f"VerificationSettings.{name}", getattr(self, name),
                     "True or False")
         require(isinstance(self.rb_sequences, int) and not isinstance(self.rb_sequences, bool)
@@ -269,7 +278,7 @@ class VerificationSettings:
                       "leakage_model": False, "equator_trains": False, "rb_sequences": 0,
                       "detuning_noise": False, "noise_batches": 1,
                       "decay_model_error": False, "credit_floor": False, "pass_quantile": 0.95,
-                      "rb_credit_check": False,
+                      "rb_credit_check": False, "joint_contrast": False,
                       **changes})
 
     @classmethod

@@ -204,6 +204,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rb-credit-check", action="store_true",
                     help="rb_credit_check=True: RB over the threshold at any z vetoes a gate the checks credit "
                          "below its stated limit")
+    ap.add_argument("--joint-contrast", action="store_true",
+                    help="joint_contrast=True: the trains are read through a contrast fitted to the references and "
+                         "the checks' midpoint readings")
     ap.add_argument("--set-seed", type=int, default=None,
                     help="preset/realistic/stress: draw the device set from this seed (a calibration split)")
     a = ap.parse_args(argv)
@@ -217,6 +220,8 @@ def main(argv: list[str] | None = None) -> None:
         changes["pass_quantile"] = a.pass_quantile
     if a.rb_credit_check:
         changes["rb_credit_check"] = True
+    if a.joint_contrast:
+        changes["joint_contrast"] = True
     settings = {"default": VerificationSettings, "quick": VerificationSettings.quick,
                 "compact": VerificationSettings.compact, "trusted": VerificationSettings.trusted}[kind](**changes)
     if a.device_set != "held_out":

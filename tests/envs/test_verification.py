@@ -196,11 +196,11 @@ def test_default_settings_are_the_trusted_ones_and_quick_names_the_cheap_checks(
     assert d == VerificationSettings.trusted()
     added = ("train_shots", "measure_decay", "gate_detuning_error", "leakage_model", "equator_trains", "stages",
              "decay_model_error", "detuning_noise", "noise_batches", "rb_sequences", "credit_floor", "pass_quantile",
-             "rb_credit_check")
+             "rb_credit_check", "joint_contrast")
     assert tuple(getattr(d, k) for k in added) == (256, True, True, True, True, 3, True, True, 4, 16, False,
-                                                   0.95, False)
+                                                   0.95, False, False)
     assert tuple(getattr(q, k) for k in added) == (None, False, False, False, False, 1, False, False, 1, 0, False,
-                                                   0.95, False)
+                                                   0.95, False, False)
     assert (q.shots, q.max_shots) == (640, 640)
     # Every other field is shared: quick() changes only what the trusted checks add.
     same = set(VerificationSettings.__dataclass_fields__) - set(added)
@@ -424,3 +424,66 @@ def test_rb_credit_check_vetoes_a_credited_gate_that_rb_reads_over_the_threshold
     assert rb_verdict(passed(0.86), 4000, 1.20 * limit, 0.39 * limit, s).calibrated
     # The z > z_alarm veto is unchanged either way.
     assert rb_verdict(passed(1.05), 4000, 3.0 * limit, 0.3 * limit, off).reason is Reason.UNSTABLE_OR_TLS_LIKE
+
+
+def _model_counts(cs: tuple, s: VerificationSettings, stated: StatedCoherence, e0: float, contrast: float,
+                  read_0: float, read_1: float) -> tuple[np.ndarray, list[int]]:
+    """Counts (expected values, rounded) of a gate with no residual on a device as ``stated``
+    (readout offset ``e0``, contrast ``contrast``), the two readout references reading
+    ``read_0`` and ``read_1`` instead of e0 and e0 + C."""
+    from pulsecal.envs.verification import train_blocks
+    from pulsecal.envs.verification_checks import _decay
+    from pulsecal.envs.verification_models import _PAIR_NODES, _train_pair_decays
+
+    env = GATE.envelope(1e-9)[0]
+    blocks = train_blocks(s, 20e-9, stated)
+    d = train_decay(env, 1e-9, stated, blocks)
+    d_eq = float(_train_pair_decays(env, 1e-9, stated, blocks)[1][int(np.argmin(abs(_PAIR_NODES - 1.0))),
+                                                                    int(np.argmin(abs(_PAIR_NODES - 1.0)))])
+    m = e0 + contrast / 2
+    pop = {"readout_0": read_0, "readout_1": read_1, f"train_even_{blocks}": e0 + contrast * d,
+           f"train_odd_{blocks}": e0 + contrast * (1 - d), f"equator_a_{blocks}": e0 + contrast * (1 - d_eq),
+           f"equator_b_{blocks}": e0 + contrast * d_eq}
+    shots, ones = [], []
+    for ch in cs:
+        n = s.trains_shots if ch.family == "train" else s.reference_shots if ch.family == "readout" else s.shots_per_check
+        p = pop.get(ch.name, m + (0.5 * contrast * _decay(ch, stated) if ch.name.startswith("ramsey_cos") else 0.0))
+        shots.append(n)
+        ones.append(round(n * p))
+    c = np.array(ones)
+    return np.stack([np.array(shots) - c, c], axis=1), shots
+
+
+def test_joint_contrast_pulls_a_low_reference_contrast_towards_the_midpoint_and_leaves_a_clean_one() -> None:
+    """A gate at its limit on a device as stated (p(1|0) 0.04, contrast 0.83), 64-shot
+    references: P1(X) read 0.74 (C read 0.69, as low as on stress device 27) makes the
+    reference contrast credit a decay at ~0.6× the stated rates and an estimate ~0.6× the
+    limit. The joint contrast (the equator trains' and shallow checks' midpoint pins
+    e0 + C/2) halves the contrast's error and most of the credit, with a smaller standard
+    error; it does not remove it (the midpoint is read to ±0.02 only, and C = 2·(midpoint −
+    p(1|0)) doubles that). With the references read right both give the same verdict."""
+    from pulsecal.envs.verification import analyse_checks
+
+    stated = StatedCoherence(60e-6, 80e-6, -250e6, 3)
+    s = VerificationSettings(stages=1, rb_sequences=0)
+    j = VerificationSettings(stages=1, rb_sequences=0, joint_contrast=True)
+    cs = checks(s, 20e-9, stated)
+    env = GATE.envelope(1e-9)[0]
+    low, shots = _model_counts(cs, s, stated, 0.04, 0.83, 0.04, 0.74)
+    ref = analyse_checks(cs, low, shots, stated, env, 1e-9, s)
+    joint = analyse_checks(cs, low, shots, stated, env, 1e-9, j)
+    assert ref.checks["decay_rate_ratio"] < 0.7, ref.describe()
+    assert ref.error_estimate < 0.7 * ref.coherence_limit
+    assert abs(joint.checks["joint_contrast"] - 0.83) < 0.6 * abs(ref.checks["contrast"] - 0.83)
+    assert joint.checks["decay_rate_ratio"] > ref.checks["decay_rate_ratio"] + 0.12, joint.describe()
+    assert joint.error_estimate > ref.error_estimate + 0.1 * ref.coherence_limit
+    assert joint.checks["joint_contrast_sd"] < joint.checks["reference_contrast_sd"]
+    clean, _ = _model_counts(cs, s, stated, 0.04, 0.83, 0.04, 0.87)
+    a = analyse_checks(cs, clean, shots, stated, env, 1e-9, s)
+    b = analyse_checks(cs, clean, shots, stated, env, 1e-9, j)
+    assert a.status == b.status == "calibrated"
+    assert abs(b.checks["joint_contrast"] - a.checks["contrast"]) < 0.01
+    assert abs(b.error_estimate / a.error_estimate - 1) < 0.03
+    assert abs(b.error_interval[1] / a.error_interval[1] - 1) < 0.05
+    with pytest.raises(ValueError, match="joint_contrast"):
+        VerificationSettings(joint_contrast=1)  # type: ignore[arg-type]
