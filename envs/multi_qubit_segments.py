@@ -38,6 +38,13 @@ class _Step:
     q: ComplexArray | None
     open_system: bool
 
+    @functools.cached_property
+    def _phased(self) -> ComplexArray:
+        # A step recurs across the probes of a call and across calls on one truth (the
+        # cache hands out one object per occurrence), so its matrix is built once.
+        qs = self._phases()
+        return self.base if qs is None else (qs[:, None] * self.base) * np.conj(qs)[None, :]
+
     def _phases(self) -> ComplexArray | None:
         if self.q is None or not self.open_system:
             return self.q
@@ -45,8 +52,7 @@ class _Step:
         return out  # vec index r + c·D carries q_r·conj(q_c)
 
     def matrix(self) -> ComplexArray:
-        qs = self._phases()
-        return self.base if qs is None else (qs[:, None] * self.base) * np.conj(qs)[None, :]
+        return self._phased
 
     def apply_vector(self, vec: ComplexArray) -> ComplexArray:
         qs = self._phases()
@@ -55,7 +61,7 @@ class _Step:
         return qs * (self.base @ (np.conj(qs) * vec))
 
     def apply_density(self, rho: ComplexArray) -> ComplexArray:
-        u = self.matrix()
+        u = self._phased
         return u @ rho @ u.conj().T
 
 
@@ -80,6 +86,12 @@ class _SegmentCache:
         self._ops: dict[tuple[Any, ...], ComplexArray] = {}
         self._models: dict[int, OperatorModel] = {}
         self._bytes = 0
+        # One ``_Step`` per (propagator, frame, phase, start): the same object for every
+        # occurrence, so that its phased matrix is built once and ``states`` can key on it.
+        self._steps: dict[tuple[Any, ...], _Step] = {}
+        # States after a run of steps from a subsystem's initial state, by (subsystem,
+        # step, step, ...): probes share their first segments (preparation, the gate).
+        self.states: dict[tuple[Any, ...], ComplexArray] = {}
 
     def _base(self, om: OperatorModel, key: tuple[Any, ...], build: Callable[[], ComplexArray]) -> ComplexArray:
         full = (id(om), *key)
@@ -109,7 +121,7 @@ class _SegmentCache:
                 controls = seg.controls if isinstance(seg, DrivenSegment) else {}
                 key: tuple[Any, ...] = ("at", open_system, seg.t0_s, _controls_key(controls))
                 whole = self._base(om, key, functools.partial(_one_operator, om, seg, open_system))
-                out.append(_Step(whole, None, open_system))
+                out.append(self._step(("whole", id(whole)), whole, None, open_system))
                 continue
             raw, frame, phi = fac
             if raw is None:
@@ -121,13 +133,33 @@ class _SegmentCache:
                 key = ("pulse", open_system, _controls_key(raw))
                 base = self._base(om, key, functools.partial(_first, fn, om, raw))
             f_hz = om.frame_hz if frame is None else frames[frame]
-            w = turn.get(f_hz)
-            if w is None:
-                w = turn[f_hz] = (g - f_hz) @ levels
-            theta = phi * total_n + 2.0 * math.pi * seg.t0_s * w
-            q = None if not theta.any() else np.exp(1j * theta)
-            out.append(_Step(base, q, open_system))
+            skey = (id(base), f_hz, phi, seg.t0_s)
+            step = self._steps.get(skey)
+            if step is None:
+                w = turn.get(f_hz)
+                if w is None:
+                    w = turn[f_hz] = (g - f_hz) @ levels
+                theta = phi * total_n + 2.0 * math.pi * seg.t0_s * w
+                q = None if not theta.any() else np.exp(1j * theta)
+                step = self._step(skey, base, q, open_system)
+            out.append(step)
         return out
+
+    def _step(self, key: tuple[Any, ...], base: ComplexArray, q: ComplexArray | None, open_system: bool) -> _Step:
+        step = self._steps.get(key)
+        if step is None:
+            if len(self._steps) >= _STEP_LIMIT:
+                # ``states`` keys on the steps' identities: they go together.
+                self._steps.clear()
+                self.states.clear()
+            step = self._steps[key] = _Step(base, q, open_system)
+        return step
+
+
+# Bounds the steps and prefix states kept for one truth (a drift-free device keeps its
+# truth for a whole episode, and every step brings new gate phases).
+_STEP_LIMIT = 4096
+_STATE_LIMIT = 4 * _STEP_LIMIT
 
 
 def _one_operator(om: OperatorModel, seg: Segment, open_system: bool) -> ComplexArray:
@@ -177,6 +209,7 @@ def _factored_segments(sched: Schedule, channels: ChannelSet, om: OperatorModel
     return out
 
 
+@functools.cache
 def _drive_frame(channel: str) -> str | None:
     try:
         return parse_channel(channel)[2]
@@ -194,14 +227,22 @@ def _segment_operator(om: OperatorModel, seg: Segment, open_system: bool) -> Com
 
 
 def _propagate_segments(om: OperatorModel, rho: ComplexArray, segments: Sequence[Segment],
-                        open_system: bool, operators: Sequence[_Step] | None = None) -> ComplexArray:
+                        open_system: bool, operators: Sequence[_Step] | None = None,
+                        states: dict[tuple[Any, ...], ComplexArray] | None = None) -> ComplexArray:
     """Density matrices (B, D, D) -> (B, D, D) after ``segments`` (every row the same
     segments), in the modes' frames. The one place the device simulates a sequence: with
     ``operators`` (one ``_SegmentCache`` step per segment) it applies them; without, it
-    calls the fast coupled engine, which propagates only the blocks the states occupy."""
+    calls the fast coupled engine, which propagates only the blocks the states occupy.
+
+    ``states`` (with ``operators``, B = 1, ``rho`` the subsystem's initial state): the
+    ``_SegmentCache.states`` to start from the longest run of these steps already applied
+    and to record the new ones in (the same products on the same operands, so the same
+    numbers)."""
     if operators is not None:
         if len(operators) != len(segments):
             raise AssertionError(f"{len(operators)} operators for {len(segments)} segments")
+        if states is not None and rho.shape[0] == 1:
+            return _propagate_shared(om, rho, open_system, operators, states)
         d = om.dimension
         states = np.empty_like(rho)
         for b in range(rho.shape[0]):
@@ -231,3 +272,34 @@ def _propagate_segments(om: OperatorModel, rho: ComplexArray, segments: Sequence
             t += seg.duration_s
     out = evolve_states(om, steps, rho, open_system=open_system)
     return np.asarray(out, dtype=np.complex128)
+
+
+def _propagate_shared(om: OperatorModel, rho: ComplexArray, open_system: bool, operators: Sequence[_Step],
+                      states: dict[tuple[Any, ...], ComplexArray]) -> ComplexArray:
+    """``_propagate_segments`` of one initial state through ``operators``, reusing and
+    recording the states after each run of steps (keyed by the steps' identities, which
+    ``_SegmentCache`` keeps alive as long as the keys)."""
+    d = om.dimension
+    keys: list[tuple[Any, ...]] = []
+    key: tuple[Any, ...] = (id(om), open_system)
+    for op in operators:
+        key = (key, id(op))
+        keys.append(key)
+    done = 0
+    state: ComplexArray | None = None
+    for k in range(len(keys), 0, -1):
+        state = states.get(keys[k - 1])
+        if state is not None:
+            done = k
+            break
+    if state is None:
+        state = rho[0].reshape(-1, order="F") if open_system else rho[0]
+    for k in range(done, len(operators)):
+        op = operators[k]
+        state = op.apply_vector(state) if open_system else op.apply_density(state)
+        if len(states) >= _STATE_LIMIT:
+            states.clear()
+        states[keys[k]] = state
+    out = np.empty_like(rho)
+    out[0] = state.reshape(d, d, order="F") if open_system else state
+    return out
