@@ -228,21 +228,21 @@ def _segment_operator(om: OperatorModel, seg: Segment, open_system: bool) -> Com
 
 def _propagate_segments(om: OperatorModel, rho: ComplexArray, segments: Sequence[Segment],
                         open_system: bool, operators: Sequence[_Step] | None = None,
-                        states: dict[tuple[Any, ...], ComplexArray] | None = None) -> ComplexArray:
+                        shared: dict[tuple[Any, ...], ComplexArray] | None = None) -> ComplexArray:
     """Density matrices (B, D, D) -> (B, D, D) after ``segments`` (every row the same
     segments), in the modes' frames. The one place the device simulates a sequence: with
     ``operators`` (one ``_SegmentCache`` step per segment) it applies them; without, it
     calls the fast coupled engine, which propagates only the blocks the states occupy.
 
-    ``states`` (with ``operators``, B = 1, ``rho`` the subsystem's initial state): the
+    ``shared`` (with ``operators``, B = 1, ``rho`` the subsystem's initial state): the
     ``_SegmentCache.states`` to start from the longest run of these steps already applied
     and to record the new ones in (the same products on the same operands, so the same
     numbers)."""
     if operators is not None:
         if len(operators) != len(segments):
             raise AssertionError(f"{len(operators)} operators for {len(segments)} segments")
-        if states is not None and rho.shape[0] == 1:
-            return _propagate_shared(om, rho, open_system, operators, states)
+        if shared is not None and rho.shape[0] == 1:
+            return _propagate_shared(om, rho, open_system, operators, shared)
         d = om.dimension
         states = np.empty_like(rho)
         for b in range(rho.shape[0]):
