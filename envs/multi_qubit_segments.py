@@ -92,6 +92,9 @@ class _SegmentCache:
         # States after a run of steps from a subsystem's initial state, by (subsystem,
         # step, step, ...): probes share their first segments (preparation, the gate).
         self.states: dict[tuple[Any, ...], ComplexArray] = {}
+        # Per subsystem: its level numbers, total excitation per basis state, mode frames,
+        # frames by name, and frame frequency -> Σ_k (g_k − f)·n_k.
+        self._frames: dict[int, tuple[Any, ...]] = {}
 
     def _base(self, om: OperatorModel, key: tuple[Any, ...], build: Callable[[], ComplexArray]) -> ComplexArray:
         full = (id(om), *key)
@@ -110,11 +113,14 @@ class _SegmentCache:
                   channels: ChannelSet, open_system: bool) -> list[_Step]:
         fn = propagate.superoperators if open_system else propagate.unitaries
         factored = _factored_segments(sched, channels, om)
-        levels = om.level_numbers()
-        total_n = levels.sum(axis=0)
-        g = np.asarray(om.mode_frames_hz)
-        frames = dict(zip(om.names, om.mode_frames_hz, strict=True))
-        turn: dict[float, FloatArray] = {}  # frame frequency -> Σ_k (g_k − f)·n_k
+        info = self._frames.get(id(om))
+        if info is None:
+            levels = om.level_numbers()
+            info = (levels, levels.sum(axis=0), np.asarray(om.mode_frames_hz),
+                    dict(zip(om.names, om.mode_frames_hz, strict=True)), {})
+            self._models[id(om)] = om
+            self._frames[id(om)] = info
+        levels, total_n, g, frames, turn = info
         out: list[_Step] = []
         for seg, fac in zip(sched.segments, factored, strict=True):
             if fac is None:  # propagated as it is, at its own start
@@ -204,9 +210,17 @@ def _factored_segments(sched: Schedule, channels: ChannelSet, om: OperatorModel
             if any(z != z0 for _, z in seg.drive_phases):
                 out.append(None)  # a frame change inside the window
                 continue
-            phi = float(np.angle(z0))
+            # ±0 imaginary parts compare (and hash) equal but have angles ±π: not memoised.
+            phi = _angle(complex(z0)) if z0.imag != 0 else float(np.angle(z0))
         out.append((seg.raw_controls, next(iter(frames)) if frames else None, phi))
     return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _angle(z: complex) -> float:
+    """np.angle of a frame's phase factor (math.atan2 rounds differently): the same few
+    frame phases recur in every call."""
+    return float(np.angle(z))
 
 
 @functools.cache
