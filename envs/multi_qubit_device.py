@@ -75,7 +75,7 @@ from .physics.coupled.model import thermal_state
 from .physics.coupled.operators import OperatorModel
 from .protocol import Barrier, Delay, Play, PulseSequence, VirtualZ
 from .readout import class_probabilities
-from .schedule import Schedule, compile_schedule
+from .schedule import Schedule, SchedulePlan, compile_schedule, plan_schedule
 
 ComplexArray = NDArray[np.complex128]
 FloatArray = NDArray[np.float64]
@@ -233,11 +233,11 @@ class SimulatedMultiQubitDevice:
         column-stacking superoperator (open system) or (D, D) unitary, in the modes' frames
         (evaluation only)."""
         self._check_memo()
-        sched = self._schedule(sequence, "sequence")
-        names, om = self._subsystem(sched)
+        plan = plan_schedule(sequence, self._channels, "sequence")
+        names, om = self._subsystem(plan)
         size = om.dimension ** 2 if self._open_system else om.dimension
         acc = np.eye(size, dtype=np.complex128)
-        for op in self._segments.operators(om, names, sequence, sched, self._channels, self._open_system):
+        for op in self._segments.planned_operators(om, plan, sequence, self._channels, self._open_system):
             acc = op.matrix() @ acc
         return names, acc
 
@@ -317,12 +317,12 @@ class SimulatedMultiQubitDevice:
         first: int | None = None
         for i, seq in enumerate(sequences):
             where = f"sequences[{i}]"
-            sched = self._schedule(seq, where)
-            outcomes = classes ** len(sched.measured)
+            plan = plan_schedule(seq, self._channels, where)
+            outcomes = classes ** len(plan.measured)
             if first is None:
                 first = outcomes
             elif outcomes != first:
-                raise ValueError(f"{where} measures {len(sched.measured)} qubits ({outcomes} outcomes), "
+                raise ValueError(f"{where} measures {len(plan.measured)} qubits ({outcomes} outcomes), "
                                  f"sequences[0] {first} outcomes: allowed the same number of "
                                  "measured qubits in every sequence of a call")
             key = _content_key(seq)
@@ -334,9 +334,9 @@ class SimulatedMultiQubitDevice:
                 repeats[key].append(i)
                 continue
             repeats[key] = [i]
-            names, om, pops = self._populations(sched, seq)
-            positions = tuple(names.index(q) for q in sched.measured)
-            groups.setdefault((tuple(om.dims), positions, sched.measured), []).append((key, pops[0]))
+            names, om, pops = self._populations(plan, seq, where)
+            positions = tuple(names.index(q) for q in plan.measured)
+            groups.setdefault((tuple(om.dims), positions, plan.measured), []).append((key, pops[0]))
         for (dims, positions, measured), members in groups.items():
             probs = convert(np.stack([m[1] for m in members]), dims, list(positions), measured)
             for (key, _), p in zip(members, probs, strict=True):
@@ -397,23 +397,30 @@ class SimulatedMultiQubitDevice:
             self._segments = _SegmentCache()
             self._memo_model = model
 
-    def _populations(self, sched: Schedule, seq: PulseSequence) -> tuple[tuple[str, ...], OperatorModel, FloatArray]:
+    def _populations(self, plan: SchedulePlan | Schedule, seq: PulseSequence, where: str = "sequence"
+                     ) -> tuple[tuple[str, ...], OperatorModel, FloatArray]:
         """(simulated modes, their operator model, (1, D) level populations) at the end of
-        ``sched`` (compiled from ``seq``), from the thermal state.
+        ``seq`` (of ``plan``'s structure, or compiled to the ``Schedule`` ``plan``), from the
+        thermal state.
 
         Each segment's propagator comes from ``_SegmentCache``: the probes of one call share
         their pulses (the gate under test, the same single-qubit rotations at other times
         and frame phases), so each distinct pulse is propagated once per truth."""
-        names, om = self._subsystem(sched)
-        steps = self._segments.operators(om, names, seq, sched, self._channels, self._open_system)
-        rho = _propagate_segments(om, self._initial_state(om)[None], sched.segments, self._open_system, steps,
+        names, om = self._subsystem(plan)
+        if isinstance(plan, Schedule):
+            steps = self._segments.operators(om, names, seq, plan, self._channels, self._open_system)
+            segments: Sequence[object] = plan.segments
+        else:
+            steps = self._segments.planned_operators(om, plan, seq, self._channels, self._open_system, where)
+            segments = plan.layout
+        rho = _propagate_segments(om, self._initial_state(om)[None], segments, self._open_system, steps,
                                   self._segments.states)
         return names, om, np.real(np.einsum("bii->bi", rho))
 
     def _schedule(self, seq: PulseSequence, where: str) -> Schedule:
         return compile_schedule(seq, self._channels, where=where)
 
-    def _select(self, sched: Schedule) -> tuple[set[str], tuple[str, ...]]:
+    def _select(self, sched: Schedule | SchedulePlan) -> tuple[set[str], tuple[str, ...]]:
         """(modes kept whole, simulated modes in basis order) of a schedule: the touched
         modes, the modes their lines reach by crosstalk (driven, so kept whole, but not
         bringing their own neighbours) and the spectators."""
@@ -435,7 +442,7 @@ class SimulatedMultiQubitDevice:
             keep |= model.neighbours(touched) & set(self._base.defects)
         return whole, tuple(n for n in model.names if n in keep)
 
-    def _subsystem(self, sched: Schedule) -> tuple[tuple[str, ...], OperatorModel]:
+    def _subsystem(self, sched: Schedule | SchedulePlan) -> tuple[tuple[str, ...], OperatorModel]:
         model = self.current_model()
         # The subsystem depends on the truth and on what the schedule plays and measures;
         # a calibration env's probes ask for the same few every call.
@@ -449,7 +456,7 @@ class SimulatedMultiQubitDevice:
         self._subsystem_memo[key] = (model, names, om)
         return names, om
 
-    def _build_subsystem(self, sched: Schedule, model: DeviceModel | OperatorModel
+    def _build_subsystem(self, sched: Schedule | SchedulePlan, model: DeviceModel | OperatorModel
                          ) -> tuple[tuple[str, ...], OperatorModel]:
         whole, names = self._select(sched)
         if isinstance(model, OperatorModel):

@@ -29,7 +29,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -178,6 +178,11 @@ def compile_schedule(sequence: PulseSequence, channels: ChannelSet | OperatorMod
     if not isinstance(sequence, PulseSequence):
         raise TypeError(f"{where} is {type(sequence).__name__}: allowed PulseSequence")
     cs = channels if isinstance(channels, ChannelSet) else ChannelSet.of(channels)
+    return plan_schedule(sequence, cs, where).fill(sequence, cs, where)
+
+
+def plan_schedule(sequence: PulseSequence, cs: ChannelSet, where: str = "sequence") -> SchedulePlan:
+    """The ``SchedulePlan`` of ``sequence``'s structure on ``cs``, planned on first use."""
     key = (cs.layout_key, _structure_key(sequence))
     plan = _PLANS.get(key)
     if plan is None:
@@ -185,7 +190,7 @@ def compile_schedule(sequence: PulseSequence, channels: ChannelSet | OperatorMod
         if len(_PLANS) >= _PLAN_LIMIT:
             _PLANS.clear()
         _PLANS[key] = plan
-    return plan.fill(sequence, cs, where)
+    return plan
 
 
 # Plans by (channel layout, sequence structure). A calibration env's probes take a few
@@ -309,12 +314,14 @@ class SchedulePlan:
         self.dt_s = dt
         self.played = tuple(dict.fromkeys(p.channel for p in plays))
 
-    def fill(self, sequence: PulseSequence, cs: ChannelSet, where: str = "sequence") -> Schedule:
-        """The ``Schedule`` of ``sequence`` (of this plan's structure) on ``cs``."""
+    def values(self, sequence: PulseSequence, cs: ChannelSet, where: str = "sequence"
+               ) -> list[tuple[NDArray[np.generic], complex | None, bool]]:
+        """Per play of ``sequence`` (of this plan's structure), in ``plays`` order: (its
+        samples without the frame phase, the phase factor e^{iφ} for a drive play or None,
+        whether φ != 0, i.e. the samples as played are samples · e^{iφ}). Flux samples are
+        checked here (real, within the channel's limit on ``cs``)."""
         ops = sequence.ops
-        # (channel, first sample, samples as played, samples without the frame phase, the
-        # phase factor e^{iφ} for a drive play or None)
-        filled: list[tuple[str, int, NDArray[np.generic], NDArray[np.generic], complex | None]] = []
+        out: list[tuple[NDArray[np.generic], complex | None, bool]] = []
         for p in self.plays:
             w = ops[p.op].waveform  # type: ignore[union-attr]
             c = p.channel
@@ -322,8 +329,7 @@ class SchedulePlan:
                 phase = 0.0
                 for j in p.phase_ops:
                     phase += ops[j].phase  # type: ignore[union-attr]
-                z = np.exp(1j * phase) if phase else 1.0 + 0.0j
-                filled.append((c, p.start, w * z if phase else w, w, z))
+                out.append((w, np.exp(1j * phase) if phase else 1.0 + 0.0j, bool(phase)))
                 continue
             at = f"{where}.ops[{p.op}]"
             if w.imag.any():
@@ -335,14 +341,31 @@ class SchedulePlan:
                 s = int(np.argmax(np.abs(x)))
                 raise ValueError(f"{at}.waveform[{s}] = {float(x[s])!r} on {c!r} is out of range: "
                                  f"allowed |sample| <= {limit:g} Φ0 (the mode's flux.max_offset)")
-            filled.append((c, p.start, x, x, None))
+            out.append((x, None, False))
+        return out
+
+    def fill(self, sequence: PulseSequence, cs: ChannelSet, where: str = "sequence") -> Schedule:
+        """The ``Schedule`` of ``sequence`` (of this plan's structure) on ``cs``."""
+        vals = self.values(sequence, cs, where)
         out: list[Segment] = []
         for item in self.layout:
             if isinstance(item, IdleSegment):
                 out.append(item)
             else:
-                out.append(_driven(item[0], item[1], self.dt_s, [filled[k] for k in item[2]]))
+                out.append(self.driven(item, vals))
         return Schedule(tuple(out), self.measured, self.n_samples, self.dt_s, self.played)
+
+    def driven(self, window: tuple[int, int, tuple[int, ...]],
+               vals: list[tuple[NDArray[np.generic], complex | None, bool]]) -> DrivenSegment:
+        """The ``DrivenSegment`` of one driven window of ``layout`` from ``values``."""
+        a, b, idx = window
+        inside: list[tuple[str, int, NDArray[np.generic], NDArray[np.generic], complex | None]] = []
+        for k in idx:
+            p = self.plays[k]
+            w, z, phased = vals[k]
+            samples = cast(NDArray[np.complex128], w) * z if phased and z is not None else w
+            inside.append((p.channel, p.start, samples, w, z))
+        return _driven(a, b, self.dt_s, inside)
 
 
 def _frame_of(channel: str) -> str | None:
