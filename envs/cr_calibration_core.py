@@ -190,12 +190,16 @@ def tomography_sequences(knobs: ECRKnobs, shape: ECRShape, rabi_hz: float, dt_s:
     half = x_pi(shape, TARGET, rabi_hz, dt_s, 0.5).waveform
     pre = {"x": Play(-1j * half, channel=f"drive:{TARGET}"),   # R_{−y}(π/2): x -> z
            "y": Play(half.copy(), channel=f"drive:{TARGET}")}  # R_x(π/2): y -> z
+    # The six probes play the same CR half and control π pulse: built once, shared (plays
+    # are immutable).
+    flip = x_pi(shape, CONTROL, rabi_hz, dt_s)
+    cr_half = cr_half_plays(knobs, shape, 1.0, n_samples)
     for ctrl in (0, 1):
         for basis in BASES:
             ops: list[Any] = []
             if ctrl:
-                ops += [x_pi(shape, CONTROL, rabi_hz, dt_s), Barrier()]
-            ops += [*cr_half_plays(knobs, shape, 1.0, n_samples), Barrier()]
+                ops += [flip, Barrier()]
+            ops += [*cr_half, Barrier()]
             if basis in pre:
                 ops.append(pre[basis])
             ops.append(Measure((CONTROL, TARGET)))

@@ -43,95 +43,43 @@ drift (its parameters are matrices, not physics parameters to drift).
 
 The truth (``current_model``, ``schedule_propagator``) is for evaluation only: an agent
 must never see it.
+
+Around this module: ``MultiQubitParams`` (the truth at clock 0) lives in
+``envs.multi_qubit_params``, the segment propagators and their per-truth cache in
+``envs.multi_qubit_segments``, the composition of native programs behind ``run_programs``
+in ``envs.multi_qubit_programs``; all are importable from here.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ._validation import finite, require
-from .iq_readout import IQReadout, outcome_levels, sample_outcomes
+from .iq_readout import outcome_levels, sample_outcomes
 from .multi_qubit_drift import MultiQubitDrift
 from .multi_qubit_model import DeviceModel
+from .multi_qubit_params import MultiQubitParams
+from .multi_qubit_programs import program_probabilities
 from .multi_qubit_segments import _propagate_segments, _segment_operator, _SegmentCache
-from .physics.coupled import CoupledModel, parse_channel, propagate
-from .physics.coupled import reference as ref
+
+# ``propagate``: code that swaps the engine under this device reaches it as this module's
+# attribute.
+from .physics.coupled import CoupledModel, parse_channel, propagate  # noqa: F401
 from .physics.coupled.controls import as_operator_model
 from .physics.coupled.model import thermal_state
 from .physics.coupled.operators import OperatorModel
-from .protocol import Barrier, Delay, Measure, Play, PulseSequence, VirtualZ
-from .readout import Readout, class_probabilities
-from .schedule import ChannelSet, DrivenSegment, Schedule, compile_schedule
+from .protocol import Barrier, Delay, Play, PulseSequence, VirtualZ
+from .readout import class_probabilities
+from .schedule import Schedule, SchedulePlan, compile_schedule, plan_schedule
 
 ComplexArray = NDArray[np.complex128]
 FloatArray = NDArray[np.float64]
 Spectators = Literal["neighbours", "none"]
-
-
-@dataclass(frozen=True)
-class MultiQubitParams:
-    """The hidden truth of a multi-qubit device at clock 0.
-
-    Attributes:
-        model: the device's modes and couplings (a ``CoupledModel`` is turned into the
-            ``DeviceModel`` of the same parts) or a bring-your-own ``OperatorModel``.
-        readout: assignment matrices, readout crosstalk, two- or three-state.
-        rep_time_s: device time per shot (pulses, readout, reset), in (0, 1] s.
-        iq: single-shot IQ readout for ``run_iq``, or None (counts only).
-        defects: modes that are material defects (a planted TLS, ``envs.multi_qubit_faults``)
-            rather than circuit modes: simulated with every touched mode they couple to,
-            whatever ``spectators`` says, since a defect is part of its qubit's environment.
-    """
-
-    model: DeviceModel | OperatorModel
-    readout: Readout = dataclasses.field(default_factory=Readout)
-    rep_time_s: float = 200e-6
-    iq: IQReadout | None = None
-    defects: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if isinstance(self.model, CoupledModel):
-            object.__setattr__(self, "model", DeviceModel.from_coupled(self.model))
-        if not isinstance(self.model, DeviceModel | OperatorModel):
-            raise TypeError(f"MultiQubitParams.model is {type(self.model).__name__}: "
-                            "allowed DeviceModel, CoupledModel or OperatorModel")
-        if not isinstance(self.readout, Readout):
-            raise TypeError(f"MultiQubitParams.readout is {type(self.readout).__name__}: allowed Readout")
-        r = finite("MultiQubitParams.rep_time_s", self.rep_time_s)
-        require(0 < r <= 1, "MultiQubitParams.rep_time_s", self.rep_time_s, "(0, 1] s")
-        qubits = self.qubits
-        names = {x for c in self.readout.crosstalk for x in (c.source, c.target)} | set(self.readout.qubits)
-        for q in sorted(names):
-            require(q in qubits, "MultiQubitParams.readout", q, f"qubits of the model {list(qubits)}")
-        if self.iq is not None:
-            if not isinstance(self.iq, IQReadout):
-                raise TypeError(f"MultiQubitParams.iq is {type(self.iq).__name__}: allowed IQReadout or None")
-            names = {x for c in self.iq.crosstalk for x in (c.source, c.target)} | set(self.iq.qubits)
-            for q in sorted(names):
-                require(q in qubits, "MultiQubitParams.iq", q, f"qubits of the model {list(qubits)}")
-        object.__setattr__(self, "defects", tuple(self.defects))
-        for d in self.defects:
-            ok = isinstance(self.model, DeviceModel) and d in self.model.names and d not in qubits
-            require(ok, "MultiQubitParams.defects", d, "a non-qubit mode of the model")
-
-    @property
-    def qubits(self) -> tuple[str, ...]:
-        return self.channels.qubits
-
-    @property
-    def channels(self) -> ChannelSet:
-        m = self.model
-        return m.channel_set() if isinstance(m, DeviceModel) else ChannelSet.of(m)
-
-    def replace(self, **changes: Any) -> MultiQubitParams:
-        return dataclasses.replace(self, **changes)
 
 
 class SimulatedMultiQubitDevice:
@@ -207,6 +155,7 @@ class SimulatedMultiQubitDevice:
         self._level_memo: dict[tuple[Any, ...], FloatArray] = {}
         self._memo_model: DeviceModel | OperatorModel | None = None
         self._segments = _SegmentCache()
+        self._subsystem_memo: dict[tuple[Any, ...], tuple[Any, tuple[str, ...], OperatorModel]] = {}
 
     @property
     def dt_s(self) -> float:
@@ -284,11 +233,11 @@ class SimulatedMultiQubitDevice:
         column-stacking superoperator (open system) or (D, D) unitary, in the modes' frames
         (evaluation only)."""
         self._check_memo()
-        sched = self._schedule(sequence, "sequence")
-        names, om = self._subsystem(sched)
+        plan = plan_schedule(sequence, self._channels, "sequence")
+        names, om = self._subsystem(plan)
         size = om.dimension ** 2 if self._open_system else om.dimension
         acc = np.eye(size, dtype=np.complex128)
-        for op in self._segments.operators(om, names, sequence, sched, self._channels, self._open_system):
+        for op in self._segments.planned_operators(om, plan, sequence, self._channels, self._open_system):
             acc = op.matrix() @ acc
         return names, acc
 
@@ -368,12 +317,12 @@ class SimulatedMultiQubitDevice:
         first: int | None = None
         for i, seq in enumerate(sequences):
             where = f"sequences[{i}]"
-            sched = self._schedule(seq, where)
-            outcomes = classes ** len(sched.measured)
+            plan = plan_schedule(seq, self._channels, where)
+            outcomes = classes ** len(plan.measured)
             if first is None:
                 first = outcomes
             elif outcomes != first:
-                raise ValueError(f"{where} measures {len(sched.measured)} qubits ({outcomes} outcomes), "
+                raise ValueError(f"{where} measures {len(plan.measured)} qubits ({outcomes} outcomes), "
                                  f"sequences[0] {first} outcomes: allowed the same number of "
                                  "measured qubits in every sequence of a call")
             key = _content_key(seq)
@@ -385,9 +334,9 @@ class SimulatedMultiQubitDevice:
                 repeats[key].append(i)
                 continue
             repeats[key] = [i]
-            names, om, pops = self._populations(sched, seq)
-            positions = tuple(names.index(q) for q in sched.measured)
-            groups.setdefault((tuple(om.dims), positions, sched.measured), []).append((key, pops[0]))
+            names, om, pops = self._populations(plan, seq, where)
+            positions = tuple(names.index(q) for q in plan.measured)
+            groups.setdefault((tuple(om.dims), positions, plan.measured), []).append((key, pops[0]))
         for (dims, positions, measured), members in groups.items():
             probs = convert(np.stack([m[1] for m in members]), dims, list(positions), measured)
             for (key, _), p in zip(members, probs, strict=True):
@@ -434,80 +383,9 @@ class SimulatedMultiQubitDevice:
                               programs: Sequence[Sequence[str | VirtualZ]], measure: Sequence[str]) -> FloatArray:
         """Exact outcome probabilities of ``run_programs`` (readout error, no shot noise,
         clock untouched): (len(programs), n^k)."""
-        model = self.current_model()
-        require(isinstance(model, DeviceModel), "model", type(model).__name__,
-                "a DeviceModel (a bring-your-own OperatorModel has no frames to compose in)")
-        require(len(natives) >= 1, "natives", len(natives), "at least one native")
-        measured = tuple(measure)
-        ops: list[Any] = []
-        for name, seq in natives.items():
-            if not isinstance(seq, PulseSequence):
-                raise TypeError(f"natives[{name!r}] is {type(seq).__name__}: allowed PulseSequence")
-            for k, op in enumerate(seq.ops):
-                require(isinstance(op, Play | Barrier | Delay), f"natives[{name!r}].ops[{k}]", type(op).__name__,
-                        "Play, Barrier or Delay (frame changes go into the programs, measurement is 'measure')")
-            ops += [*seq.ops, Barrier()]
-        whole = self._schedule(PulseSequence((*ops, Measure(measured))), "natives")
-        names, om = self._subsystem(whole)
-        require(om.shiftable, "model", "not excitation-conserving", "an excitation-conserving model")
-        levels = om.level_numbers()
-        total_n = levels.sum(axis=0)
-        frames = dict(zip(om.names, om.mode_frames_hz, strict=True))
-        # Per native: its duration and, per segment, (offset, propagator at t0 = 0 with its
-        # frame at phase 0, frame name or None, Σ_k (g_k − f)·n_k).
-        built: dict[str, tuple[float, list[tuple[float, ComplexArray, str | None, FloatArray]]]] = {}
-        for name, seq in natives.items():
-            sched = self._schedule(PulseSequence((*seq.ops, Barrier(), Measure(measured))), f"natives[{name!r}]")
-            segs = []
-            for seg in sched.segments:
-                if isinstance(seg, DrivenSegment):
-                    fr = {parse_channel(c)[2] for c, v in seg.controls.items()
-                          if c in om.drives and np.any(np.asarray(v) != 0)}
-                    require(len(fr) <= 1, f"natives[{name!r}]", sorted(fr),
-                            "segments that play at one frame each (barriers between pulses on different frames)")
-                    frame = next(iter(fr)) if fr else None
-                    fn = propagate.superoperators if self._open_system else propagate.unitaries
-                    op0 = fn(om, seg.controls, t0_s=0.0)[0]
-                else:
-                    frame = None
-                    fn_idle = ref.idle_superoperator if self._open_system else ref.idle_unitary
-                    op0 = fn_idle(om, seg.duration_s, t0_s=0.0)
-                f_hz = om.frame_hz if frame is None else frames[frame]
-                w = 2.0 * math.pi * sum((g - f_hz) * levels[k] for k, g in enumerate(om.mode_frames_hz))
-                segs.append((seg.t0_s, np.asarray(op0, dtype=np.complex128), frame, np.asarray(w)))
-            built[name] = (sched.duration_s, segs)
-        rho0 = self._initial_state(om)
-        positions = [names.index(q) for q in measured]
-        rows: list[FloatArray] = []
-        for j, prog in enumerate(programs):
-            t = 0.0
-            phase: dict[str, float] = {}
-            rho = rho0.copy()
-            vec = rho0.reshape(-1, order="F").copy()
-            for k, item in enumerate(prog):
-                if isinstance(item, VirtualZ):
-                    name_fr = str(item.frame)  # a multi-qubit frame change names its frame
-                    phase[name_fr] = phase.get(name_fr, 0.0) + float(item.phase)
-                    continue
-                entry = built.get(item) if isinstance(item, str) else None
-                if entry is None:
-                    raise ValueError(f"programs[{j}][{k}]={item!r}: allowed a VirtualZ or one of {sorted(built)}")
-                duration, segs = entry
-                for offset, op0, frame, w in segs:
-                    phi = 0.0 if frame is None else phase.get(frame, 0.0)
-                    q = np.exp(1j * (phi * total_n + (t + offset) * w))
-                    if self._open_system:
-                        qs = np.kron(np.conj(q), q)
-                        vec = qs * (op0 @ (np.conj(qs) * vec))
-                    else:
-                        u = q[:, None] * op0 * np.conj(q)[None, :]
-                        rho = u @ rho @ u.conj().T
-                t += duration
-            if self._open_system:
-                rho = vec.reshape(om.dimension, om.dimension, order="F")
-            pops = np.real(np.diagonal(rho))[None]
-            rows.append(self._base.readout.outcome_probabilities(pops, om.dims, positions, measured)[0])
-        return np.stack(rows) if rows else np.zeros((0, self._base.readout.classes ** len(measured)))
+        return program_probabilities(self.current_model(), natives, programs, measure, schedule=self._schedule,
+                                     subsystem=self._subsystem, initial_state=self._initial_state,
+                                     readout=self._base.readout, open_system=self._open_system)
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -519,22 +397,30 @@ class SimulatedMultiQubitDevice:
             self._segments = _SegmentCache()
             self._memo_model = model
 
-    def _populations(self, sched: Schedule, seq: PulseSequence) -> tuple[tuple[str, ...], OperatorModel, FloatArray]:
+    def _populations(self, plan: SchedulePlan | Schedule, seq: PulseSequence, where: str = "sequence"
+                     ) -> tuple[tuple[str, ...], OperatorModel, FloatArray]:
         """(simulated modes, their operator model, (1, D) level populations) at the end of
-        ``sched`` (compiled from ``seq``), from the thermal state.
+        ``seq`` (of ``plan``'s structure, or compiled to the ``Schedule`` ``plan``), from the
+        thermal state.
 
         Each segment's propagator comes from ``_SegmentCache``: the probes of one call share
         their pulses (the gate under test, the same single-qubit rotations at other times
         and frame phases), so each distinct pulse is propagated once per truth."""
-        names, om = self._subsystem(sched)
-        steps = self._segments.operators(om, names, seq, sched, self._channels, self._open_system)
-        rho = _propagate_segments(om, self._initial_state(om)[None], sched.segments, self._open_system, steps)
+        names, om = self._subsystem(plan)
+        if isinstance(plan, Schedule):
+            steps = self._segments.operators(om, names, seq, plan, self._channels, self._open_system)
+            segments: Sequence[object] = plan.segments
+        else:
+            steps = self._segments.planned_operators(om, plan, seq, self._channels, self._open_system, where)
+            segments = plan.layout
+        rho = _propagate_segments(om, self._initial_state(om)[None], segments, self._open_system, steps,
+                                  self._segments.states)
         return names, om, np.real(np.einsum("bii->bi", rho))
 
     def _schedule(self, seq: PulseSequence, where: str) -> Schedule:
         return compile_schedule(seq, self._channels, where=where)
 
-    def _select(self, sched: Schedule) -> tuple[set[str], tuple[str, ...]]:
+    def _select(self, sched: Schedule | SchedulePlan) -> tuple[set[str], tuple[str, ...]]:
         """(modes kept whole, simulated modes in basis order) of a schedule: the touched
         modes, the modes their lines reach by crosstalk (driven, so kept whole, but not
         bringing their own neighbours) and the spectators."""
@@ -556,8 +442,22 @@ class SimulatedMultiQubitDevice:
             keep |= model.neighbours(touched) & set(self._base.defects)
         return whole, tuple(n for n in model.names if n in keep)
 
-    def _subsystem(self, sched: Schedule) -> tuple[tuple[str, ...], OperatorModel]:
+    def _subsystem(self, sched: Schedule | SchedulePlan) -> tuple[tuple[str, ...], OperatorModel]:
         model = self.current_model()
+        # The subsystem depends on the truth and on what the schedule plays and measures;
+        # a calibration env's probes ask for the same few every call.
+        key = (sched.played, sched.measured)
+        hit = self._subsystem_memo.get(key)
+        if hit is not None and hit[0] is model:
+            return hit[1], hit[2]
+        names, om = self._build_subsystem(sched, model)
+        if len(self._subsystem_memo) >= 64:
+            self._subsystem_memo.clear()
+        self._subsystem_memo[key] = (model, names, om)
+        return names, om
+
+    def _build_subsystem(self, sched: Schedule | SchedulePlan, model: DeviceModel | OperatorModel
+                         ) -> tuple[tuple[str, ...], OperatorModel]:
         whole, names = self._select(sched)
         if isinstance(model, OperatorModel):
             return names, model
@@ -617,6 +517,7 @@ def _content_key(seq: PulseSequence) -> tuple[Any, ...]:
     return tuple(out)
 
 
-# Importable from here as before the segment machinery moved to its own module.
+# Importable from here as before the truth's parameters and the segment machinery moved
+# to their own modules.
 __all__ = ["MultiQubitParams", "SimulatedMultiQubitDevice", "Spectators", "_SegmentCache",
            "_propagate_segments", "_segment_operator"]

@@ -180,9 +180,13 @@ class PulseSequence:
 
     def __post_init__(self) -> None:
         ops = tuple(self.ops)
-        # Fast path on exact types (sequences are built every env step); subclasses and
-        # anything else take the per-element check, which names the offending position.
-        if not _OP_TYPES.issuperset(map(type, ops)):
+        # Fast path on exact types (sequences are built every env step): no barrier or
+        # measurement, or a multi-qubit sequence whose one measurement is last. Subclasses
+        # and anything else take the per-element check, which names the offending position.
+        types = set(map(type, ops))
+        fast = _OP_TYPES.issuperset(types) or (_ALL_OP_TYPES.issuperset(types) and (
+            Measure not in types or (type(ops[-1]) is Measure and sum(type(op) is Measure for op in ops) == 1)))
+        if not fast:
             for i, op in enumerate(ops):
                 if not isinstance(op, Play | VirtualZ | Delay | Barrier | Measure):
                     raise TypeError(

@@ -142,7 +142,14 @@ class Readout:
         """Level populations (B, D) of a model with mode sizes ``dims`` -> outcome
         probabilities (B, n^k) of the modes at ``positions`` (named ``measured``)."""
         classes = class_probabilities(populations, dims, positions, self.classes)
-        p = classes @ self.matrix(measured)
+        # A device reads the same qubits call after call: each matrix is built once.
+        cache: dict[tuple[str, ...], FloatArray] = self.__dict__.setdefault("_matrices", {})
+        key = tuple(measured)
+        m = cache.get(key)
+        if m is None:
+            m = cache[key] = self.matrix(key)
+            m.setflags(write=False)
+        p = classes @ m
         p = np.clip(p, 0.0, None)
         return p / p.sum(axis=1, keepdims=True)
 

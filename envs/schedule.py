@@ -29,6 +29,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -137,6 +138,12 @@ class ChannelSet:
         return (*self.drives, *self.reals)
 
     @functools.cached_property
+    def layout_key(self) -> tuple[object, ...]:
+        """What a schedule's timing depends on of the channel set (not the flux limits,
+        which only the samples are checked against): the key of its ``SchedulePlan``s."""
+        return (self.drives, tuple(self.reals), self.modes, self.qubits, self.dt_s)
+
+    @functools.cached_property
     def drives_at_frame(self) -> dict[str | None, tuple[str, ...]]:
         """Frame (mode name, or None outside the naming scheme) -> the drive channels playing at it."""
         out: dict[str | None, list[str]] = {}
@@ -163,87 +170,202 @@ def qubit_names(om: OperatorModel) -> tuple[str, ...]:
 def compile_schedule(sequence: PulseSequence, channels: ChannelSet | OperatorModel, *,
                      where: str = "sequence") -> Schedule:
     """``sequence`` on a device's channels -> its ``Schedule``; ValueError naming
-    ``<where>.ops[i].<field>`` for anything the device cannot run."""
+    ``<where>.ops[i].<field>`` for anything the device cannot run.
+
+    The timing of a sequence depends only on its structure (``SchedulePlan``), so that is
+    planned once per structure and channel set and kept; each call fills in the samples and
+    frame phases."""
     if not isinstance(sequence, PulseSequence):
         raise TypeError(f"{where} is {type(sequence).__name__}: allowed PulseSequence")
     cs = channels if isinstance(channels, ChannelSet) else ChannelSet.of(channels)
-    dt = cs.dt_s
-    qubits = cs.qubits
-    only = qubits[0] if len(qubits) == 1 else None
-    every = cs.all
-    cursor = dict.fromkeys(every, 0)
-    phase = dict.fromkeys(cs.drives, 0.0)
-    at_frames = cs.drives_at_frame
-    drives = set(cs.drives)
-    # (channel, first sample, samples as played, samples without the frame phase, the
-    # phase factor e^{iφ} for a drive play or None)
-    plays: list[tuple[str, int, NDArray[np.generic], NDArray[np.generic], complex | None]] = []
-    measured: tuple[str, ...] = qubits
+    return plan_schedule(sequence, cs, where).fill(sequence, cs, where)
 
-    def align(names: list[str] | tuple[str, ...]) -> None:
-        if names:
-            t = max(cursor[c] for c in names)
-            for c in names:
-                cursor[c] = t
 
-    for i, op in enumerate(sequence.ops):
-        at = f"{where}.ops[{i}]"
+def plan_schedule(sequence: PulseSequence, cs: ChannelSet, where: str = "sequence") -> SchedulePlan:
+    """The ``SchedulePlan`` of ``sequence``'s structure on ``cs``, planned on first use."""
+    key = (cs.layout_key, _structure_key(sequence))
+    plan = _PLANS.get(key)
+    if plan is None:
+        plan = SchedulePlan(sequence, cs, where)
+        if len(_PLANS) >= _PLAN_LIMIT:
+            _PLANS.clear()
+        _PLANS[key] = plan
+    return plan
+
+
+# Plans by (channel layout, sequence structure). A calibration env's probes take a few
+# dozen structures (a pulse length knob changes a play's size); the limit only bounds a
+# process that runs many different sequences.
+_PLANS: dict[tuple[Any, ...], SchedulePlan] = {}
+_PLAN_LIMIT = 4096
+
+
+def _structure_key(sequence: PulseSequence) -> tuple[Any, ...]:
+    """What a sequence's timing depends on: its operations without their samples and phases."""
+    out: list[Any] = []
+    for op in sequence.ops:
         t = type(op)
         if t is Play:
-            assert isinstance(op, Play)
-            c = _resolve_channel(op.channel, cs, only, f"{at}.channel")
-            w = op.waveform
-            z: complex | None = None
-            if c in drives:
-                z = np.exp(1j * phase[c]) if phase[c] else 1.0 + 0.0j
-                samples: NDArray[np.generic] = w * z if phase[c] else w
-            else:
-                if w.imag.any():
-                    raise ValueError(f"{at}.waveform on {c!r} has complex samples: allowed real flux offsets")
-                x = w.real.copy()
-                limit = cs.reals[c]
-                peak = float(np.abs(x).max())
-                if peak > limit + _SLACK:
-                    s = int(np.argmax(np.abs(x)))
-                    raise ValueError(f"{at}.waveform[{s}] = {float(x[s])!r} on {c!r} is out of range: "
-                                     f"allowed |sample| <= {limit:g} Φ0 (the mode's flux.max_offset)")
-                samples = x
-            plays.append((c, cursor[c], samples, w if c in drives else samples, z))
-            cursor[c] += w.size
+            out.append((op.channel, op.waveform.size))  # type: ignore[union-attr]
         elif t is VirtualZ:
-            assert isinstance(op, VirtualZ)
-            q = op.frame if op.frame is not None else only
-            if q is None:
-                raise ValueError(f"{at}.frame=None: allowed a mode name on a device with {len(qubits)} "
-                                 f"qubits, one of {list(cs.modes)}")
-            if q not in cs.modes:
-                raise ValueError(f"{at}.frame={q!r} is not a mode of the device: allowed {list(cs.modes)}")
-            at_frame = at_frames.get(q, ())
-            align(at_frame)
-            for c in at_frame:
-                phase[c] += op.phase
+            out.append(("Z", op.frame))  # type: ignore[union-attr]
         elif t is Delay:
-            assert isinstance(op, Delay)
-            n = round(op.duration_s / dt)
-            if op.channel is None:
-                align(every)
-                for c in every:
-                    cursor[c] += n
-            else:
-                cursor[_resolve_channel(op.channel, cs, None, f"{at}.channel")] += n
+            out.append(("D", op.duration_s, op.channel))  # type: ignore[union-attr]
         elif t is Barrier:
-            assert isinstance(op, Barrier)
-            align([_resolve_channel(c, cs, None, f"{at}.channels") for c in op.channels] or every)
-        elif t is Measure:
-            assert isinstance(op, Measure)
-            for q in op.qubits:
-                if q not in qubits:
-                    raise ValueError(f"{at}.qubits: {q!r} is not a qubit of the device: allowed {list(qubits)}")
-            measured = op.qubits
-        else:  # pragma: no cover - PulseSequence checks the operation types
-            raise TypeError(f"{at} is {t.__name__}")
-    total = max(cursor.values(), default=0)
-    return Schedule(_segments(plays, total, dt), measured, total, dt, tuple(dict.fromkeys(p[0] for p in plays)))
+            out.append(("B", op.channels))  # type: ignore[union-attr]
+        else:
+            out.append(("M", op.qubits))  # type: ignore[union-attr]
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class _PlannedPlay:
+    """One ``Play`` of a planned sequence.
+
+    Attributes:
+        op: its index in the sequence's operations.
+        channel: the resolved channel.
+        start: its first sample.
+        drive: whether the channel is a drive channel (complex samples with a frame phase).
+        phase_ops: the indices of the ``VirtualZ`` operations whose phases the channel's
+            frame has accumulated before this play, in order (the phase is their sum).
+    """
+
+    op: int
+    channel: str
+    start: int
+    drive: bool
+    phase_ops: tuple[int, ...]
+
+
+class SchedulePlan:
+    """A sequence's schedule apart from its numbers: where each play starts, the driven
+    windows and idle gaps, which plays each window holds, and the frame changes each drive
+    play's phase sums. Built by walking the operations once (the module docstring's
+    timeline rules); ``fill`` builds the ``Schedule`` of any sequence of the same structure
+    (``_structure_key``) from its samples and phases. Structural errors (channels, frames,
+    measured qubits) are raised when planning, errors in the samples when filling."""
+
+    def __init__(self, sequence: PulseSequence, cs: ChannelSet, where: str) -> None:
+        dt = cs.dt_s
+        qubits = cs.qubits
+        only = qubits[0] if len(qubits) == 1 else None
+        every = cs.all
+        cursor = dict.fromkeys(every, 0)
+        phase_ops: dict[str, tuple[int, ...]] = dict.fromkeys(cs.drives, ())
+        at_frames = cs.drives_at_frame
+        drives = set(cs.drives)
+        plays: list[_PlannedPlay] = []
+        sizes: list[int] = []
+        measured: tuple[str, ...] = qubits
+
+        def align(names: list[str] | tuple[str, ...]) -> None:
+            if names:
+                t = max(cursor[c] for c in names)
+                for c in names:
+                    cursor[c] = t
+
+        for i, op in enumerate(sequence.ops):
+            at = f"{where}.ops[{i}]"
+            t = type(op)
+            if t is Play:
+                assert isinstance(op, Play)
+                c = _resolve_channel(op.channel, cs, only, f"{at}.channel")
+                plays.append(_PlannedPlay(i, c, cursor[c], c in drives, phase_ops.get(c, ())))
+                sizes.append(op.waveform.size)
+                cursor[c] += op.waveform.size
+            elif t is VirtualZ:
+                assert isinstance(op, VirtualZ)
+                q = op.frame if op.frame is not None else only
+                if q is None:
+                    raise ValueError(f"{at}.frame=None: allowed a mode name on a device with {len(qubits)} "
+                                     f"qubits, one of {list(cs.modes)}")
+                if q not in cs.modes:
+                    raise ValueError(f"{at}.frame={q!r} is not a mode of the device: allowed {list(cs.modes)}")
+                at_frame = at_frames.get(q, ())
+                align(at_frame)
+                for c in at_frame:
+                    phase_ops[c] += (i,)
+            elif t is Delay:
+                assert isinstance(op, Delay)
+                n = round(op.duration_s / dt)
+                if op.channel is None:
+                    align(every)
+                    for c in every:
+                        cursor[c] += n
+                else:
+                    cursor[_resolve_channel(op.channel, cs, None, f"{at}.channel")] += n
+            elif t is Barrier:
+                assert isinstance(op, Barrier)
+                align([_resolve_channel(c, cs, None, f"{at}.channels") for c in op.channels] or every)
+            elif t is Measure:
+                assert isinstance(op, Measure)
+                for q in op.qubits:
+                    if q not in qubits:
+                        raise ValueError(f"{at}.qubits: {q!r} is not a qubit of the device: allowed {list(qubits)}")
+                measured = op.qubits
+            else:  # pragma: no cover - PulseSequence checks the operation types
+                raise TypeError(f"{at} is {t.__name__}")
+        total = max(cursor.values(), default=0)
+        self.plays = tuple(plays)
+        self.layout = _layout(plays, sizes, total, dt)
+        self.measured = measured
+        self.n_samples = total
+        self.dt_s = dt
+        self.played = tuple(dict.fromkeys(p.channel for p in plays))
+
+    def values(self, sequence: PulseSequence, cs: ChannelSet, where: str = "sequence"
+               ) -> list[tuple[NDArray[np.generic], complex | None, bool]]:
+        """Per play of ``sequence`` (of this plan's structure), in ``plays`` order: (its
+        samples without the frame phase, the phase factor e^{iφ} for a drive play or None,
+        whether φ != 0, i.e. the samples as played are samples · e^{iφ}). Flux samples are
+        checked here (real, within the channel's limit on ``cs``)."""
+        ops = sequence.ops
+        out: list[tuple[NDArray[np.generic], complex | None, bool]] = []
+        for p in self.plays:
+            w = ops[p.op].waveform  # type: ignore[union-attr]
+            c = p.channel
+            if p.drive:
+                phase = 0.0
+                for j in p.phase_ops:
+                    phase += ops[j].phase  # type: ignore[union-attr]
+                out.append((w, np.exp(1j * phase) if phase else 1.0 + 0.0j, bool(phase)))
+                continue
+            at = f"{where}.ops[{p.op}]"
+            if w.imag.any():
+                raise ValueError(f"{at}.waveform on {c!r} has complex samples: allowed real flux offsets")
+            x = w.real.copy()
+            limit = cs.reals[c]
+            peak = float(np.abs(x).max())
+            if peak > limit + _SLACK:
+                s = int(np.argmax(np.abs(x)))
+                raise ValueError(f"{at}.waveform[{s}] = {float(x[s])!r} on {c!r} is out of range: "
+                                 f"allowed |sample| <= {limit:g} Φ0 (the mode's flux.max_offset)")
+            out.append((x, None, False))
+        return out
+
+    def fill(self, sequence: PulseSequence, cs: ChannelSet, where: str = "sequence") -> Schedule:
+        """The ``Schedule`` of ``sequence`` (of this plan's structure) on ``cs``."""
+        vals = self.values(sequence, cs, where)
+        out: list[Segment] = []
+        for item in self.layout:
+            if isinstance(item, IdleSegment):
+                out.append(item)
+            else:
+                out.append(self.driven(item, vals))
+        return Schedule(tuple(out), self.measured, self.n_samples, self.dt_s, self.played)
+
+    def driven(self, window: tuple[int, int, tuple[int, ...]],
+               vals: list[tuple[NDArray[np.generic], complex | None, bool]]) -> DrivenSegment:
+        """The ``DrivenSegment`` of one driven window of ``layout`` from ``values``."""
+        a, b, idx = window
+        inside: list[tuple[str, int, NDArray[np.generic], NDArray[np.generic], complex | None]] = []
+        for k in idx:
+            p = self.plays[k]
+            w, z, phased = vals[k]
+            samples = cast(NDArray[np.complex128], w) * z if phased and z is not None else w
+            inside.append((p.channel, p.start, samples, w, z))
+        return _driven(a, b, self.dt_s, inside)
 
 
 def _frame_of(channel: str) -> str | None:
@@ -271,9 +393,11 @@ def _allowed(names: tuple[str, ...]) -> str:
     return f"{ordered[:8]} … ({len(ordered)} channels)"
 
 
-def _segments(plays: list[tuple[str, int, NDArray[np.generic], NDArray[np.generic], complex | None]],
-              total: int, dt: float) -> tuple[Segment, ...]:
+def _layout(plays: list[_PlannedPlay], sizes: list[int], total: int, dt: float
+            ) -> tuple[IdleSegment | tuple[int, int, tuple[int, ...]], ...]:
     """Merge the plays' intervals into driven windows; the gaps (and the ends) are idle.
+    Per window (first sample, end, indices of the plays that start in it); idle gaps as
+    their ``IdleSegment`` (it holds no samples, so one object serves every fill).
 
     Overlapping plays share a window. A play that starts just as a window ends joins it if
     its channel already plays there (a flux line's distortion runs from rest at a window's
@@ -281,7 +405,8 @@ def _segments(plays: list[tuple[str, int, NDArray[np.generic], NDArray[np.generi
     opens a window of its own, so that a drive at one frame followed by a drive at another
     stays piecewise constant for the engine (one exponential per sample, not substeps).
     """
-    spans = sorted(((s, s + w.size, c) for c, s, w, _, _ in plays), key=lambda x: x[0])
+    spans = sorted(((p.start, p.start + n, p.channel) for p, n in zip(plays, sizes, strict=True)),
+                   key=lambda x: x[0])
     windows: list[list[int]] = []
     members: list[set[str]] = []
     for a, b, c in spans:
@@ -291,27 +416,34 @@ def _segments(plays: list[tuple[str, int, NDArray[np.generic], NDArray[np.generi
         else:
             windows.append([a, b])
             members.append({c})
-    out: list[Segment] = []
+    out: list[IdleSegment | tuple[int, int, tuple[int, ...]]] = []
     t = 0
     for a, b in windows:
         if a > t:
             out.append(IdleSegment(t, a - t, t * dt, (a - t) * dt))
-        controls: dict[str, NDArray[np.generic]] = {}
-        inside = [p for p in plays if a <= p[1] < b]
-        for c, s, w, _, _ in inside:
-            if c not in controls:
-                controls[c] = np.zeros(b - a, dtype=w.dtype)
-            controls[c][s - a:s - a + w.size] = w
-        phases = tuple((c, z) for c, _, _, raw, z in inside if z is not None and raw.any())
-        unphased: dict[str, NDArray[np.generic]] | None = None
-        if any(z != 1.0 for _, z in phases):
-            unphased = {}
-            for c, s, _, raw, _ in inside:
-                if c not in unphased:
-                    unphased[c] = np.zeros(b - a, dtype=raw.dtype)
-                unphased[c][s - a:s - a + raw.size] = raw
-        out.append(DrivenSegment(a, b - a, a * dt, controls, unphased, phases))
+        out.append((a, b, tuple(k for k, p in enumerate(plays) if a <= p.start < b)))
         t = b
     if total > t:
         out.append(IdleSegment(t, total - t, t * dt, (total - t) * dt))
     return tuple(out)
+
+
+def _driven(a: int, b: int, dt: float,
+            inside: list[tuple[str, int, NDArray[np.generic], NDArray[np.generic], complex | None]]
+            ) -> DrivenSegment:
+    """The window [a, b) from the plays that start in it: (channel, first sample, samples
+    as played, samples without the frame phase, phase factor or None)."""
+    controls: dict[str, NDArray[np.generic]] = {}
+    for c, s, w, _, _ in inside:
+        if c not in controls:
+            controls[c] = np.zeros(b - a, dtype=w.dtype)
+        controls[c][s - a:s - a + w.size] = w
+    phases = tuple((c, z) for c, _, _, raw, z in inside if z is not None and raw.any())
+    unphased: dict[str, NDArray[np.generic]] | None = None
+    if any(z != 1.0 for _, z in phases):
+        unphased = {}
+        for c, s, _, raw, _ in inside:
+            if c not in unphased:
+                unphased[c] = np.zeros(b - a, dtype=raw.dtype)
+            unphased[c][s - a:s - a + raw.size] = raw
+    return DrivenSegment(a, b - a, a * dt, controls, unphased, phases)
