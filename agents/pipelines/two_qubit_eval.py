@@ -39,14 +39,10 @@ from typing import Any
 
 import numpy as np
 
-from pulsecal.agents.baselines.blackbox_2q import (
-    BlackBoxCZ,
-    BlackBoxECR,
-    ModelOptimumCZ,
-    ModelOptimumECR,
-)
+from pulsecal.agents.baselines.blackbox_2q import BlackBoxCZ, BlackBoxECR
 from pulsecal.agents.baselines.cz_textbook import CZTextbook
 from pulsecal.agents.baselines.ecr_textbook import TextbookECR
+from pulsecal.agents.baselines.model_optimum_2q import ModelOptimumCZ, ModelOptimumECR
 from pulsecal.envs import cr_calibration_core as cr
 from pulsecal.envs import cz_calibration_core as cz
 from pulsecal.envs.cz_calibration import NOMINAL_PARAMS

@@ -13,13 +13,12 @@ import pytest
 from pulsecal.agents.baselines.blackbox_2q import (
     BlackBoxCZ,
     BlackBoxECR,
-    ModelOptimumCZ,
-    ModelOptimumECR,
     SearchSettings,
     make_black_box,
 )
 from pulsecal.agents.baselines.cz_textbook import CZBaseline
 from pulsecal.agents.baselines.ecr_textbook import TwoQubitBaseline
+from pulsecal.agents.baselines.model_optimum_2q import ModelOptimumCZ, ModelOptimumECR
 from pulsecal.agents.pipelines.two_qubit_eval import (
     TwoQubitEvalSettings,
     evaluate_two_qubit,

@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from pulsecal.agents.baselines.blackbox_2q import ModelOptimumECR
 from pulsecal.agents.baselines.ecr_textbook import TextbookECR
+from pulsecal.agents.baselines.model_optimum_2q import ModelOptimumECR
 from pulsecal.agents.pipelines.ecr_budget import residual_generator
 from pulsecal.agents.pipelines.two_qubit_eval import TwoQubitEvalSettings, merge_results
 from pulsecal.envs import cr_calibration_core as cr

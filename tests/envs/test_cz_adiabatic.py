@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from scipy.linalg import expm
 
-from pulsecal.agents.baselines.blackbox_2q import ModelOptimumCZ
+from pulsecal.agents.baselines.model_optimum_2q import ModelOptimumCZ
 from pulsecal.envs import cz_calibration_core as core
 from pulsecal.envs.multi_qubit_presets import make_multi_qubit_device
 
