@@ -84,6 +84,7 @@ class VerificationConf:
     credit_floor: bool | None = None
     pass_quantile: float | None = None
     rb_credit_check: bool | None = None
+    joint_contrast: bool | None = None
     detuning_noise: bool | None = None
     noise_batches: int | None = None
     rb_sequences: int | None = None
