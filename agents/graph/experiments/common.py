@@ -277,6 +277,22 @@ def flat_chi2(m: Measurement) -> float:
     return float(np.sum(w * np.square(m.p1 - mean)) / max(1, m.p1.size - 1))
 
 
+def no_response(name: str, target: str, m: Measurement, flat: float, message: str, *,
+                x: Sequence[float] | FloatArray, x_label: str, extra_data: Mapping[str, Any] | None = None) -> ExperimentResult:
+    """The bad-data result of a scan a constant explains (``flat_chi2`` below ``FLAT_CHI2``).
+
+    Nothing in such a scan can pass whatever a line or oscillation fit would say, so none is
+    made: the constant is the model that explains the data, and it is what the result
+    records as its fit (with its reduced χ²). A lab's flat scans are rare, but a dead qubit or a
+    platform that answers noise (qibolab's ``dummy``) makes every scan flat, and multi-start fits
+    to noise would be most of the graph's own time per job there."""
+    w = 1.0 / np.square(m.sd)
+    level = float(np.sum(w * m.p1) / np.sum(w))
+    return result(name, target, "bad_data", m, quality={"chi2_red": flat, "contrast": 0.0}, x=[float(v) for v in x],
+                  fit=[level] * int(m.p1.size), x_label=x_label, extra_data=extra_data, message=message,
+                  symptom=NO_RESPONSE)
+
+
 def fit_problem(fit: Fit, max_chi2: float) -> str | None:
     """Why a fit is not trustworthy, or None."""
     if not fit.ok or not np.all(np.isfinite(fit.values)):

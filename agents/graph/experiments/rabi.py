@@ -31,12 +31,15 @@ from .common import (
     fit_problem,
     flat_chi2,
     measure,
+    no_response,
     result,
     stderr_key,
     stored_stderr,
     weighted_fit,
 )
 from .pulses import DEFAULT_GATE, QubitPulses, program
+
+X_LABEL = "pulse amplitude (full scale)"
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,10 @@ class Rabi(PointScan, QubitPulseNode):
         amps = np.linspace(0.0, a_max, points)
         programs = [program(pulses).play(pulses.waveform(amplitude=float(a))) for a in amps]
         m = measure(device, programs, shots, params, q)
+        flat = flat_chi2(m)
+        if flat < FLAT_CHI2:
+            return no_response(self.name, q, m, flat, f"{q} Rabi: no Rabi response: P(1) flat within shot noise "
+                               f"(reduced chi2 of a constant {flat:.2f})", x=amps, x_label=X_LABEL)
 
         def model(x: np.ndarray, p: np.ndarray) -> np.ndarray:
             return np.asarray(p[2] + p[1] * 0.5 * (1.0 - np.cos(np.pi * x / p[0])))
@@ -94,12 +101,8 @@ class Rabi(PointScan, QubitPulseNode):
         a_pi, contrast = float(fit.values[0]), float(fit.values[1])
         se = float(fit.stderr[0])
         quality = {"chi2_red": fit.chi2_red, "pi_amplitude_stderr": se, "contrast": contrast}
-        common: dict[str, Any] = dict(quality=quality, x=amps, fit=fit.curve, x_label="pulse amplitude (full scale)")
+        common: dict[str, Any] = dict(quality=quality, x=amps, fit=fit.curve, x_label=X_LABEL)
         problem = fit_problem(fit, self.max_chi2)
-        flat = flat_chi2(m)
-        if flat < FLAT_CHI2:
-            problem = f"no Rabi response: P(1) flat within shot noise (reduced chi2 of a constant {flat:.2f})"
-            contrast = 0.0
         if problem is None and contrast < self.min_contrast:
             problem = f"no Rabi response: contrast {contrast:.3f} < min_contrast {self.min_contrast}"
         line_limit = 1.0 / unit_peak

@@ -35,12 +35,15 @@ from .common import (
     fit_problem,
     flat_chi2,
     measure,
+    no_response,
     result,
     stderr_key,
     stored_stderr,
     weighted_fit,
 )
 from .pulses import DEFAULT_GATE, Program, QubitPulses, frame_hz, param
+
+X_LABEL = "drive frequency − prior (Hz)"
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,11 @@ class Spectroscopy(PointScan, QubitPulseNode):
             programs.append(Program(q, pulse.offset_hz, dt).play(pulse.waveform()))
         m = measure(device, programs, shots, params, q)
         x = freqs - prior
+        flat = flat_chi2(m)
+        if flat < FLAT_CHI2:
+            return no_response(self.name, q, m, flat, f"{q} spectroscopy: no line: P(1) flat within shot noise "
+                               f"(reduced chi2 of a constant {flat:.2f})", x=x, x_label=X_LABEL,
+                               extra_data={"prior_hz": prior})
         width0 = 1.0 / (2.0 * math.sqrt(2.0) * math.pi * probe.duration_s / 4.0)
 
         def model(xx: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -119,17 +127,13 @@ class Spectroscopy(PointScan, QubitPulseNode):
         quality = {"chi2_red": fit.chi2_red, "frequency_hz_stderr": se, "linewidth_hz": abs(w),
                    "contrast": height}
         problem = fit_problem(fit, self.max_chi2)
-        flat = flat_chi2(m)
-        if flat < FLAT_CHI2:
-            problem = f"no line: P(1) flat within shot noise (reduced chi2 of a constant {flat:.2f})"
-            height = 0.0
         if problem is None and height < self.min_contrast:
             problem = f"no line: height {height:.3f} < min_contrast {self.min_contrast}"
         if problem is None and abs(x0) > self.window_hz - 2.0 * abs(w):
             problem = f"the line at {x0 / 1e6:+.2f} MHz is at the edge of the ±{self.window_hz / 1e6:g} MHz window"
         if problem is None and not se < abs(w):
             problem = f"frequency uncertainty {se:.3g} Hz exceeds the linewidth"
-        common: dict[str, Any] = dict(quality=quality, x=x, fit=fit.curve, x_label="drive frequency − prior (Hz)",
+        common: dict[str, Any] = dict(quality=quality, x=x, fit=fit.curve, x_label=X_LABEL,
                       extra_data={"prior_hz": prior})
         if problem is not None:
             symptom = NO_RESPONSE if not height >= self.min_contrast else DISTORTED

@@ -115,6 +115,49 @@ def test_a_dead_qubit_gives_bad_data_not_a_value() -> None:
         assert r.values == {}, exp.name
 
 
+def test_a_flat_scan_is_not_fitted_and_records_its_constant(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spectroscopy and Rabi of a dead qubit end on the flatness test before any fit: the
+    line/oscillation fit is never called, and the recorded fit is the weighted mean of the
+    data (the constant that explains it), with that constant's reduced chi2."""
+    from pulsecal.agents.graph.experiments import common, rabi, spectroscopy
+
+    def no_fit(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a flat scan was fitted")
+
+    monkeypatch.setattr(rabi, "weighted_fit", no_fit)
+    monkeypatch.setattr(spectroscopy, "weighted_fit", no_fit)
+    dev = device(rabi_max_hz=1e3)
+    p = params(dev, pi_amplitude=0.5)
+    for exp in (Spectroscopy(), Rabi()):
+        r = exp.run(dev, "q0", p, rng())
+        assert r.status == "bad_data", r.message
+        assert r.data["symptom"] == common.NO_RESPONSE
+        y, sd = np.asarray(r.data["y"]), np.asarray(r.data["y_err"])
+        w = 1 / sd**2
+        mean = float(np.sum(w * y) / np.sum(w))
+        assert r.data["fit"] == pytest.approx([mean] * y.size)
+        chi2 = float(np.sum(w * (y - mean) ** 2) / (y.size - 1))
+        assert r.quality["chi2_red"] == pytest.approx(chi2) and chi2 < common.FLAT_CHI2
+        assert f"{chi2:.2f}" in r.message
+
+
+def test_a_live_qubit_is_still_fitted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The flatness test does not pre-empt a real response: a live qubit's Rabi reaches the fit."""
+    from pulsecal.agents.graph.experiments import rabi
+
+    calls = []
+    real = rabi.weighted_fit
+
+    def counted(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rabi, "weighted_fit", counted)
+    dev = device()
+    r = Rabi().run(dev, "q0", params(dev, pi_amplitude=0.5), rng())
+    assert calls and r.status in ("in_spec", "out_of_spec"), r.message
+
+
 def test_ramsey_recovers_the_detuning_and_t2() -> None:
     dev = device(open_system=True, t1_s=40e-6, t2_s=12e-6)
     # The stored frequency is 150 kHz above the qubit.
