@@ -299,3 +299,220 @@ def to_column_stacking(real: FloatArray, order: np.ndarray, coef: np.ndarray,
                 left0 = cr0 * real[b, r0, s0] + cr1 * real[b, r1, s0]
                 left1 = cr0 * real[b, r0, s1] + cr1 * real[b, r1, s1]
                 out[b, r, s] = coef[s, 0].conjugate() * left0 + coef[s, 1].conjugate() * left1
+
+
+@jit
+def _cheb_sum(c: FloatArray, cheb: FloatArray, q: FloatArray) -> None:
+    """q[e·LANES + l] = Σ_t c[e, t]·cheb[t, l]: one model's table (mm, K), K a multiple of
+    4, at every lane's T_t. Blocks of 4 entries × 4 terms keep 16 multiply-adds per lane
+    between loads and stores of q, in one lane loop."""
+    mm, n_terms = c.shape
+    e_end = mm - mm % 4
+    for e0 in range(0, e_end, 4):
+        o0 = e0 * LANES
+        for lane in range(LANES):
+            q[o0 + lane] = 0.0
+            q[o0 + LANES + lane] = 0.0
+            q[o0 + 2 * LANES + lane] = 0.0
+            q[o0 + 3 * LANES + lane] = 0.0
+        for t in range(0, n_terms, 4):
+            c00 = c[e0, t]
+            c01 = c[e0, t + 1]
+            c02 = c[e0, t + 2]
+            c03 = c[e0, t + 3]
+            c10 = c[e0 + 1, t]
+            c11 = c[e0 + 1, t + 1]
+            c12 = c[e0 + 1, t + 2]
+            c13 = c[e0 + 1, t + 3]
+            c20 = c[e0 + 2, t]
+            c21 = c[e0 + 2, t + 1]
+            c22 = c[e0 + 2, t + 2]
+            c23 = c[e0 + 2, t + 3]
+            c30 = c[e0 + 3, t]
+            c31 = c[e0 + 3, t + 1]
+            c32 = c[e0 + 3, t + 2]
+            c33 = c[e0 + 3, t + 3]
+            for lane in range(LANES):
+                h0 = cheb[t, lane]
+                h1 = cheb[t + 1, lane]
+                h2 = cheb[t + 2, lane]
+                h3 = cheb[t + 3, lane]
+                q[o0 + lane] += c00 * h0 + c01 * h1 + c02 * h2 + c03 * h3
+                q[o0 + LANES + lane] += c10 * h0 + c11 * h1 + c12 * h2 + c13 * h3
+                q[o0 + 2 * LANES + lane] += c20 * h0 + c21 * h1 + c22 * h2 + c23 * h3
+                q[o0 + 3 * LANES + lane] += c30 * h0 + c31 * h1 + c32 * h2 + c33 * h3
+    for e in range(e_end, mm):
+        o = e * LANES
+        for lane in range(LANES):
+            q[o + lane] = 0.0
+        for t in range(0, n_terms, 4):
+            c0 = c[e, t]
+            c1 = c[e, t + 1]
+            c2 = c[e, t + 2]
+            c3 = c[e, t + 3]
+            for lane in range(LANES):
+                q[o + lane] += (c0 * cheb[t, lane] + c1 * cheb[t + 1, lane]
+                                + c2 * cheb[t + 2, lane] + c3 * cheb[t + 3, lane])
+
+
+@jit
+def _cheb_sum_lanes(ltab: FloatArray, cheb: FloatArray, q: FloatArray) -> None:
+    """``_cheb_sum`` with each lane's own table: ltab[(e·K + t)·LANES + l], K a multiple
+    of 4 (``cheb`` is (K, LANES))."""
+    n_terms = cheb.shape[0]
+    mm = q.shape[0] // LANES
+    for e in range(mm):
+        o = e * LANES
+        base = e * n_terms * LANES
+        for lane in range(LANES):
+            q[o + lane] = 0.0
+        for t in range(0, n_terms, 4):
+            b = base + t * LANES
+            for lane in range(LANES):
+                q[o + lane] += (ltab[b + lane] * cheb[t, lane]
+                                + ltab[b + LANES + lane] * cheb[t + 1, lane]
+                                + ltab[b + 2 * LANES + lane] * cheb[t + 2, lane]
+                                + ltab[b + 3 * LANES + lane] * cheb[t + 3, lane])
+
+
+@jit
+def table_kernel(gidx: np.ndarray, tab: FloatArray, a_lo: float, a_hi: float, mu: FloatArray,
+                 rot_j: np.ndarray, rot_k: np.ndarray, rot_s: np.ndarray, rot_a: np.ndarray,
+                 wr: FloatArray, wi: FloatArray, out: FloatArray) -> None:
+    """``open_kernel`` with each sample's exp(L0 + a·L1) read from a Chebyshev table in
+    the drive amplitude a = |u| instead of a Taylor polynomial (``_fast_open_table``).
+
+    ``tab`` (G, M·M, K), K a multiple of 4: model g's coefficients entry by entry,
+    E_g(a)[i, j] = Σ_k tab[g, i·M + j, k]·T_k(x), x = (2a − a_lo − a_hi)/(a_hi − a_lo),
+    valid for a in [a_lo, a_hi]; the other arguments as ``open_kernel``. One sample costs K·M² multiply-adds for E plus the product that
+    accumulates the process, against about 8 M×M products for the Taylor polynomial."""
+    nb_total, n_s = wr.shape
+    n_terms = tab.shape[2]
+    mm = tab.shape[1]
+    m = out.shape[1]
+    n_pairs = rot_j.shape[0]
+    n_lev = 1
+    for pidx in range(n_pairs):
+        n_lev = max(n_lev, rot_k[pidx] + 1)
+    size = mm * LANES
+    # A block whose pulses share one model reads its table directly. A mixed block copies
+    # each lane's coefficients, entry-major so that one entry's K terms are contiguous:
+    # ltab[(e·K + k)·LANES + lane], refilled only for lanes whose model changes.
+    ltab = np.zeros(mm * n_terms * LANES)
+    lane_g = np.full(LANES, -1, dtype=np.int64)
+    cheb = np.zeros((n_terms, LANES))
+    q = np.zeros(size)
+    acc = np.zeros(size)
+    nxt = np.zeros(size)
+    amp = np.zeros(LANES)
+    pr = np.ones((n_lev, LANES))
+    pi = np.zeros((n_lev, LANES))
+    cosv = np.zeros((n_pairs, LANES))
+    sinv = np.zeros((n_pairs, LANES))
+    prev_c = np.ones((n_pairs, LANES))
+    prev_s = np.zeros((n_pairs, LANES))
+    rel_c = np.zeros(LANES)
+    rel_s = np.zeros(LANES)
+    log_gain = np.zeros(LANES)
+    x_scale = 2.0 / (a_hi - a_lo)
+    x_shift = (a_hi + a_lo) / (a_hi - a_lo)
+    for start in range(0, nb_total, LANES):
+        nl = min(LANES, nb_total - start)
+        g0 = gidx[start]
+        one_model = True
+        for lane in range(nl):
+            g = gidx[start + lane]
+            log_gain[lane] = mu[g] * n_s
+            one_model = one_model and g == g0
+        tg = tab[g0]
+        for lane in range(nl if not one_model else 0):
+            g = gidx[start + lane]
+            if lane_g[lane] != g:
+                lane_g[lane] = g
+                for e in range(mm):
+                    for k in range(n_terms):
+                        ltab[(e * n_terms + k) * LANES + lane] = tab[g, e, k]
+        for e in range(mm):
+            for lane in range(LANES):
+                acc[e * LANES + lane] = 1.0 if e % (m + 1) == 0 else 0.0
+        for pidx in range(n_pairs):
+            for lane in range(LANES):
+                prev_c[pidx, lane] = 1.0
+                prev_s[pidx, lane] = 0.0
+        for k in range(n_s):
+            for lane in range(LANES):
+                if lane < nl:
+                    ur = wr[start + lane, k]
+                    ui = wi[start + lane, k]
+                else:
+                    ur = 0.0
+                    ui = 0.0
+                mg = math.hypot(ur, ui)
+                amp[lane] = mg
+                pr[1, lane] = ur / mg if mg > 0.0 else 1.0
+                pi[1, lane] = ui / mg if mg > 0.0 else 0.0
+            for j in range(2, n_lev):
+                for lane in range(LANES):
+                    a_r = pr[j - 1, lane] * pr[1, lane] - pi[j - 1, lane] * pi[1, lane]
+                    a_i = pr[j - 1, lane] * pi[1, lane] + pi[j - 1, lane] * pr[1, lane]
+                    pr[j, lane] = a_r
+                    pi[j, lane] = a_i
+            for pidx in range(n_pairs):
+                jj = rot_j[pidx]
+                kk = rot_k[pidx]
+                for lane in range(LANES):
+                    cosv[pidx, lane] = pr[jj, lane] * pr[kk, lane] + pi[jj, lane] * pi[kk, lane]
+                    sinv[pidx, lane] = pi[jj, lane] * pr[kk, lane] - pr[jj, lane] * pi[kk, lane]
+            # T_k(x) by the three-term recurrence, stable for |x| <= 1. Idle lanes have
+            # a = 0 and x at the interval's edge or inside: their E is finite, never used.
+            for lane in range(LANES):
+                xv = amp[lane] * x_scale - x_shift
+                cheb[0, lane] = 1.0
+                if n_terms > 1:
+                    cheb[1, lane] = xv
+            for t in range(2, n_terms):
+                for lane in range(LANES):
+                    xv = amp[lane] * x_scale - x_shift
+                    cheb[t, lane] = 2.0 * xv * cheb[t - 1, lane] - cheb[t - 2, lane]
+            if one_model:
+                _cheb_sum(tg, cheb, q)
+            else:
+                _cheb_sum_lanes(ltab, cheb, q)
+            # acc ← R·E·R⁻¹·acc in the frame of the last sample, as in ``open_kernel``.
+            for pidx in range(n_pairs):
+                si = rot_s[pidx]
+                ai = rot_a[pidx]
+                for lane in range(LANES):
+                    c_now = cosv[pidx, lane]
+                    s_now = sinv[pidx, lane]
+                    c_prev = prev_c[pidx, lane]
+                    s_prev = prev_s[pidx, lane]
+                    rel_c[lane] = c_now * c_prev + s_now * s_prev
+                    rel_s[lane] = s_now * c_prev - c_now * s_prev
+                    prev_c[pidx, lane] = c_now
+                    prev_s[pidx, lane] = s_now
+                for j in range(m):
+                    bs = (si * m + j) * LANES
+                    ba = (ai * m + j) * LANES
+                    for lane in range(LANES):
+                        xs = acc[bs + lane]
+                        xa = acc[ba + lane]
+                        acc[bs + lane] = rel_c[lane] * xs - rel_s[lane] * xa
+                        acc[ba + lane] = rel_s[lane] * xs + rel_c[lane] * xa
+            _mm(m, q, acc, nxt)
+            acc, nxt = nxt, acc
+        for pidx in range(n_pairs):
+            si = rot_s[pidx]
+            ai = rot_a[pidx]
+            for j in range(m):
+                bs = (si * m + j) * LANES
+                ba = (ai * m + j) * LANES
+                for lane in range(LANES):
+                    xs = acc[bs + lane]
+                    xa = acc[ba + lane]
+                    acc[bs + lane] = prev_c[pidx, lane] * xs + prev_s[pidx, lane] * xa
+                    acc[ba + lane] = -prev_s[pidx, lane] * xs + prev_c[pidx, lane] * xa
+        for lane in range(nl):
+            gain = math.exp(log_gain[lane])
+            for e in range(mm):
+                out[start + lane, e // m, e % m] = gain * acc[e * LANES + lane]

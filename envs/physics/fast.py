@@ -20,7 +20,8 @@ about 10-100× faster than batched ``eigh``. Three ideas carry the speed:
 
 Which kernel runs depends on the level count: ``_fast_n3`` for 3 levels, the generated
 ``_fast_levels`` (closed) and ``_fast_open_levels`` (open, on ``_fast_levels``' products)
-for 2, 4, 5 and 6, the general-N kernels below for 7 to 12. All compute the same thing;
+for 2, 4, 5 and 6 (on large calls through ``_fast_open_table``'s Chebyshev tables in the
+drive amplitude), the general-N kernels below for 7 to 12. All compute the same thing;
 the specialised ones keep every hot loop a loop over SIMD lanes around straight-line code,
 which the general kernels' loops over matrix indices are not (docs/fast_engine.md).
 
@@ -38,7 +39,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import _fast_levels, _fast_n3, _fast_open_levels, reference
+from . import _fast_levels, _fast_n3, _fast_open_levels, _fast_open_table, reference
 from .jit import jit
 from .model import ComplexArray, FloatArray, Transmon, hamiltonians_rad_s, lindbladians
 from .real_basis import _gather, hermitian_basis
@@ -567,7 +568,8 @@ def superoperators_real(
     if n == 3:
         _fast_n3.open_kernel(*args, all(map(_in_sparsity, transmons)))
     elif n in _fast_open_levels.LEVELS:
-        _fast_open_levels.open_kernel(*args[:10], real, all(map(_in_sparsity, transmons)))
+        if not _fast_open_table.run(transmons, w, gidx, mu, args[4:8], real):
+            _fast_open_levels.open_kernel(*args[:10], real, all(map(_in_sparsity, transmons)))
     else:
         _open_kernel(*args)
     return real
