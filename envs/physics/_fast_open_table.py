@@ -50,8 +50,8 @@ TOLERANCE = 1e-14
 # Lane-samples per model (pulses rounded up to whole SIMD blocks of LANES, times samples)
 # from which building a table pays inside one call. Measured break-even on this machine
 # (docs/fast_engine.md, "Cost against the level count"): ~800 on 2 levels, where the
-# Taylor kernel is cheap and the build is mostly fixed cost, 64–128 on 4 to 6 levels;
-# these thresholds sit a factor 1.3–4 above that.
+# Taylor kernel is cheap and the build is mostly fixed cost, 64–150 on 4 to 6 levels;
+# these thresholds sit 1.3–4× above that.
 MIN_SAMPLES = {2: 1024, 4: 256, 5: 256, 6: 256}
 
 
