@@ -139,3 +139,21 @@ def test_harness_gives_the_textbook_the_idles_of_its_mode() -> None:
     assert TwoQubitEvalSettings().cz_idles == "fixed"
     with pytest.raises(ValueError, match="cz_idles="):
         TwoQubitEvalSettings(cz_idles="auto")
+
+
+def test_graph_node_takes_the_pair_from_the_store() -> None:
+    from pulsecal.agents.graph.experiments.cz import CZCalibration
+    from pulsecal.agents.graph.experiments.pair import PairRoles
+
+    roles = PairRoles(control="q7", tunable="q0")
+    params = {"q0.frequency_hz": 6.05e9, "q7.frequency_hz": 5.51e9}
+    node = CZCalibration()
+    assert node.leakage_idles(roles, params, 1e-9) == (0.0, 5e-9)
+    # a stored anharmonicity of the tunable qubit wins over the spec sheet's
+    stored = {**params, "q0.anharmonicity_hz": -250e6}
+    assert node.leakage_idles(roles, stored, 1e-9) == choose_leakage_idles(0.29e9, 1e-9, uncertainty_hz=15e6)
+    assert CZCalibration(leakage_delays_s=(0.0, 1e-9)).leakage_idles(roles, params, 1e-9) == (0.0, 1e-9)
+    # two idles per length either way: the node's plan is unchanged
+    assert node.shots(cheap=False) == CZCalibration(leakage_delays_s=(0.0, 1e-9)).shots(cheap=False) == 19_900
+    with pytest.raises(ValueError, match="tunable_anharmonicity_hz="):
+        CZCalibration(tunable_anharmonicity_hz=200e6)
