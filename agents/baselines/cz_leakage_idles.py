@@ -18,9 +18,10 @@ fixed 1 ns idle on a pair with Δ ≈ 1/3 GHz (ring_8's q7-q0, Δ = 0.31 GHz). W
 1/9, at half a turn (mod 1), which is what ``choose_leakage_idles`` aims for; a quarter
 turn gives 0.019 and a sixth 0.060 (``two_idle_sensitivity``, tested).
 
-Δ comes from known values, never from a simulation's truth: the two qubits' frequencies
-(measured by the single-qubit chain) and the tunable qubit's anharmonicity (the spec
-sheet's, unless measured), with an uncertainty for what is not measured. The idle is on
+Δ comes from values known before the CZ: the two qubits' frequencies (measured by the
+single-qubit chain; the graph's node reads them from the store) and the tunable qubit's
+anharmonicity (the spec sheet's, unless measured), with an uncertainty for what is not
+measured. The idle is on
 the AWG grid, so the reachable shifts are multiples of Δ·dt; a longer idle reaches nearer
 half a turn but turns an error of Δ further, so the choice maximises W averaged over
 Δ's uncertainty interval.
@@ -37,8 +38,9 @@ FloatArray = NDArray[np.float64]
 
 # The probe's gates per sequence (CZTextbook._leakage_pass plays three).
 PROBE_GATES = 3
-# The idles of a pair whose f02 − f11 is not known: 1 ns, which held-out two_transmons_cz
-# devices were tuned with (docs/cz_calibration.md).
+# The idles of a pair whose f02 − f11 is not known: 1 ns, the idle the textbook was tuned
+# with on held-out two_transmons_cz devices, where the per-pair choice measured no better
+# (docs/cz_calibration.md, "The leakage probe's idle, per pair").
 FIXED_IDLES_S = (0.0, 1e-9)
 # What is not measured before the CZ: the tunable qubit's anharmonicity, known from the
 # spec sheet to about the held-out sampler's spread of ±15 MHz.

@@ -157,3 +157,12 @@ def test_graph_node_takes_the_pair_from_the_store() -> None:
     assert node.shots(cheap=False) == CZCalibration(leakage_delays_s=(0.0, 1e-9)).shots(cheap=False) == 19_900
     with pytest.raises(ValueError, match="tunable_anharmonicity_hz="):
         CZCalibration(tunable_anharmonicity_hz=200e6)
+
+
+def test_graph_node_keeps_the_fixed_idles_when_the_pair_gives_no_phase() -> None:
+    from pulsecal.agents.graph.experiments.cz import CZCalibration
+    from pulsecal.agents.graph.experiments.pair import PairRoles
+
+    # f_t + α_t = f_c: |02⟩ degenerate with |11⟩ at idle, nothing to choose from
+    params = {"q0.frequency_hz": 5.73e9, "q1.frequency_hz": 5.5e9}
+    assert CZCalibration().leakage_idles(PairRoles("q1", "q0"), params, 1e-9) == FIXED_IDLES_S

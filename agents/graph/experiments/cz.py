@@ -27,8 +27,8 @@ pulse against |11⟩ with no pulse (in spec while it keeps ``min_retention`` of 
 reference probes, the conditional phase against amplitude at the stored length (the π
 amplitude and the slope), the textbook's leakage scan (|11⟩'s loss after three CZs, with
 no idle and with the pair's own idle between them, over ±4 ns and then ±1 ns of the
-length: the least-leaking length is kept), the fine amplitude by 3 and then 9 repeated gates, the two single-qubit
-phases (coarse, then three- and nine-fold), and a check round. ``in_spec`` when the check's estimated error is at most
+length: the least-leaking length is kept), the fine amplitude by 3 and then 9 repeated
+gates, the two single-qubit phases (coarse, then three- and nine-fold), and a check round. ``in_spec`` when the check's estimated error is at most
 ``max_estimated_error`` and its conditional phase within ``phase_tolerance_rad`` of π;
 else ``out_of_spec`` with the values (the scheduler records them and calibrates again from
 there). Its check_data form is the reference and one check round at the stored values.
@@ -49,6 +49,7 @@ from ....envs.drag import DragGate
 from ....envs.protocol import Play, PulseSequence
 from ...baselines.cz_leakage_idles import (
     DETUNING_UNCERTAINTY_HZ,
+    FIXED_IDLES_S,
     choose_leakage_idles,
     pair_detuning_hz,
 )
@@ -353,6 +354,9 @@ class CZCalibration:
         alpha = params.get(f"{roles.tunable}.anharmonicity_hz", self.tunable_anharmonicity_hz)
         det = pair_detuning_hz(param(params, roles.tunable, "frequency_hz"),
                                param(params, roles.control, "frequency_hz"), float(alpha))
+        if abs(det) < max(2 * self.detuning_uncertainty_hz, 1e6) or abs(det) > 5e9:
+            # |02⟩ next to |11⟩ at idle (or values no CZ pair has): no phase to choose from
+            return FIXED_IDLES_S
         return choose_leakage_idles(det, dt_s, uncertainty_hz=self.detuning_uncertainty_hz)
 
     def run(self, device: Any, target: str | tuple[str, ...], params: Mapping[str, float],
