@@ -15,7 +15,8 @@ Nodes, in order, every measurement through the device's ``run`` and every shot c
    π (and its slope). With several lengths, the |11⟩ probes (1 and 3 CZs) at each one's π
    amplitude pick the least-leaking length (the sequence before ``leakage_length``).
 4. **leakage**: |11⟩'s loss after three CZs over lengths within ±4 ns of the CZ length
-   at 1 ns steps, each read with an idle of 0 and of 1 ns between the gates; then a second
+   at 1 ns steps, each read with no idle and with an idle between the gates (chosen from the
+   pair's f02 − f11 when known: ``cz_leakage_idles``; else 1 ns); then a second
    pass at 0.5 ns steps within ±1 ns of the first pass's best; the vertex of a parabola
    through the least loss is the CZ length. This is the knob that dominates the excess
    error at a fixed budget (docs/cz_calibration.md, "Where the textbook's excess came
@@ -49,6 +50,8 @@ from numpy.typing import ArrayLike, NDArray
 
 from pulsecal.envs import cz_calibration_core as core
 from pulsecal.envs.protocol import Barrier, Delay, PulseSequence
+
+from . import cz_leakage_idles as idles
 
 FloatArray = NDArray[np.float64]
 
@@ -174,7 +177,12 @@ class CZTextbook:
         leakage_fine_offsets_s: node 4's second pass, offsets from the first pass's best
             within ±5 ns (empty: one pass).
         leakage_delays_s: idles between node 4's three gates, each in [0, 20] ns; a length's
-            loss is the largest over them (module docstring, ``leakage_length``).
+            loss is the largest over them (``leakage_length``). None: 0 and the idle
+            ``cz_leakage_idles.choose_leakage_idles`` picks for ``pair_detuning_hz``, or
+            (0, 1 ns) without it (``cz_leakage_idles.FIXED_IDLES_S``).
+        pair_detuning_hz: the pair's f02 − f11 at idle, from its known frequencies
+            (``cz_leakage_idles.pair_detuning_hz``), ± ``pair_detuning_uncertainty_hz``;
+            None: not known.
         shots_leakage_scan: shots per sequence of node 4.
         fine_gates: gates per Ramsey of node 5's rounds, in order, each in [1, 25].
         phase_gates: gates per Ramsey of node 6's rounds, in order, each in [1, 25]; the first
@@ -194,8 +202,10 @@ class CZTextbook:
                  shots_exchange: int = 100,
                  leakage_scan_offsets_s: tuple[float, ...] = tuple(np.arange(-4, 4.5, 1.0) * 1e-9),
                  leakage_fine_offsets_s: tuple[float, ...] = (-1e-9, -0.5e-9, 0.0, 0.5e-9, 1e-9),
-                 shots_leakage_scan: int = 250, leakage_delays_s: tuple[float, ...] = (0.0, 1e-9), fine_gates: tuple[int, ...] = (1, 3, 9),
-                 phase_gates: tuple[int, ...] = (1, 3, 9)) -> None:
+                 shots_leakage_scan: int = 250, leakage_delays_s: tuple[float, ...] | None = None,
+                 pair_detuning_hz: float | None = None,
+                 pair_detuning_uncertainty_hz: float = idles.DETUNING_UNCERTAINTY_HZ,
+                 fine_gates: tuple[int, ...] = (1, 3, 9), phase_gates: tuple[int, ...] = (1, 3, 9)) -> None:
         self.chevron_amplitudes, self.chevron_span = chevron_amplitudes, chevron_span_phi0
         self.chevron_lengths = tuple(float(x) for x in chevron_lengths_s)
         self.length_scan_s = length_scan_s
@@ -233,6 +243,9 @@ class CZTextbook:
             raise ValueError(f"leakage_fine_offsets_s={leakage_fine_offsets_s!r} is out of range: allowed "
                              "offsets within ±5e-9 s (empty: no second pass)")
         self.leakage_fine_offsets = fine
+        if leakage_delays_s is None:
+            leakage_delays_s = idles.FIXED_IDLES_S if pair_detuning_hz is None else idles.choose_leakage_idles(
+                pair_detuning_hz, self.pulse.dt_s, uncertainty_hz=pair_detuning_uncertainty_hz)
         delays = tuple(float(x) for x in leakage_delays_s)
         if not delays or not all(math.isfinite(x) and 0.0 <= x <= 20e-9 for x in delays):
             raise ValueError(f"leakage_delays_s={leakage_delays_s!r} is out of range: allowed a non-empty list "
@@ -421,16 +434,15 @@ class CZTextbook:
         ``amplitude`` and the lengths ``length`` + ``leakage_scan_offsets_s``.
 
         Three gates add the leak amplitudes of the gates coherently, with the phase that
-        |02⟩ gains on |11⟩ between them (f02 − f11 ≈ 0.3–0.4 GHz over the settle samples).
-        On a whole-sample grid that phase is the same at every length, and on some devices
-        it cancels the sum (held-out 7: no loss at any length while L1 is 1e-2). Each
-        length is therefore read with ``leakage_delays_s`` idles between the gates, and the
-        loss is the largest. With 0 and 1 ns this is not always enough: at f02 − f11 ≈
-        1/3 GHz one nanosecond turns the phase by ~2π/3, which takes one cancelling phase
-        of the three-gate sum (±2π/3) to the other (ring_8's q7-q0 read no loss with 0 and
-        1 ns). A third idle of 2 ns, at the same total shots, measured no better on 24
-        held-out devices and worse on the nominal preset (docs/cz_calibration.md). The kept
-        length is the vertex of a parabola through the least loss and its neighbours."""
+        |02⟩ gains on |11⟩ between them. On a whole-sample grid that phase is the same at
+        every length, and on some devices it cancels the sum (held-out 7: no loss at any
+        length while L1 is 1e-2). Each length is therefore read with ``leakage_delays_s``
+        idles between the gates, and the loss is the largest. A fixed second idle is blind
+        on pairs where it turns that phase by a multiple of 1/3 turn (1 ns on ring_8's
+        q7-q0, f02 − f11 = 0.31 GHz), so given the pair's f02 − f11 it is chosen from it
+        (``cz_leakage_idles``). A third idle, at the same total shots, measured no better
+        on 24 held-out devices (docs/cz_calibration.md). The kept length is the vertex of a
+        parabola through the least loss and its neighbours."""
         scan = self._leakage_pass(dev, amplitude, length, self.leakage_scan_offsets)
         if not self.leakage_fine_offsets:
             return scan

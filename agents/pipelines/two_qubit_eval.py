@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from pulsecal.agents.baselines.blackbox_2q import BlackBoxCZ, BlackBoxECR
+from pulsecal.agents.baselines.cz_leakage_idles import pair_detuning_hz
 from pulsecal.agents.baselines.cz_textbook import CZTextbook
 from pulsecal.agents.baselines.ecr_textbook import TextbookECR
 from pulsecal.agents.baselines.model_optimum_2q import ModelOptimumCZ, ModelOptimumECR
@@ -65,6 +66,7 @@ CZ_TEXTBOOK_SHOTS = {"shots_chevron": 50, "shots_length": 100, "shots_phase": 60
                      "shots_round": 200, "shots_reference": 300, "shots_leakage_scan": 250}
 ECR_X_DRAG = ("off", "first_order")
 RABI_HZ = 50e6  # the spec-sheet Rabi frequency the ECR methods assume (as TextbookECR's)
+CZ_IDLES = ("fixed", "measured", "spec_sheet")
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,14 @@ class TwoQubitEvalSettings:
             samples kept); the coherence limit is always that of the gate's own duration.
         ecr_rotary_turns: the textbook ECR's rotary tone (``TextbookECR.rotary_turns``);
             0 is none.
+        cz_idles: the second idle of the textbook CZ's leakage probe (``CZ_IDLES``,
+            ``cz_leakage_idles``): "fixed" (1 ns, the textbook's idle when it is not told
+            the pair's f02 − f11; on held-out 24–31 the per-device choice measured 1.68×
+            against 1.59×, docs/cz_calibration.md), "measured" (chosen per device from its
+            f02 − f11: its two qubit frequencies, which the single-qubit chain measures
+            before any CZ, as the graph's node reads them from the store, and the spec
+            sheet's anharmonicity of the tunable qubit) or "spec_sheet" (chosen from
+            two_transmons_cz's design f02 − f11, the same on every device).
     """
 
     gate: str = "cz"
@@ -111,6 +121,7 @@ class TwoQubitEvalSettings:
     ecr_model_starts: int = 1
     ecr_rotary_turns: float = 0.0
     ecr_half_samples: int = 120
+    cz_idles: str = "fixed"
 
     def __post_init__(self) -> None:
         if self.gate not in GATES:
@@ -140,6 +151,8 @@ class TwoQubitEvalSettings:
         r = self.ecr_rotary_turns
         if not isinstance(r, (int, float)) or not math.isfinite(r) or abs(r) > 3:
             raise ValueError(f"ecr_rotary_turns={r!r} is out of range: allowed [-3, 3]")
+        if self.cz_idles not in CZ_IDLES:
+            raise ValueError(f"cz_idles={self.cz_idles!r} is out of range: allowed one of {list(CZ_IDLES)}")
         h = self.ecr_half_samples
         if not isinstance(h, int) or isinstance(h, bool) or not 32 <= h <= 1000:
             raise ValueError(f"ecr_half_samples={h!r} is out of range: allowed an integer in [32, 1000]")
@@ -215,10 +228,25 @@ def _pulse_fields(pulse: cz.CZPulse | None) -> dict[str, Any]:
                       "tuning_hz": pulse.tuning_hz, "lambda_2": pulse.lambda_2, "lambda_3": pulse.lambda_3}}
 
 
+def cz_leakage_idles(mode: str, params: MultiQubitParams) -> dict[str, Any]:
+    """The textbook CZ's leakage-idle arguments for ``cz_idles`` = ``mode`` on a device of
+    ``params`` (only its qubit frequencies are read, for "measured")."""
+    if mode == "fixed":
+        return {}
+    spec = get_multi_qubit_preset(GATES["cz"]).params.model
+    model = spec if mode == "spec_sheet" else params.model
+    assert isinstance(model, DeviceModel) and isinstance(spec, DeviceModel)
+    det = pair_detuning_hz(model.mode(cz.TARGET).frequency_hz, model.mode(cz.CONTROL).frequency_hz,
+                           spec.mode(cz.TARGET).anharmonicity_hz)
+    return {"pair_detuning_hz": det}
+
+
 def textbook_for_budget(gate: str, budget: int, shape: str = "flat_top",
                         ecr_shape: cr.ECRShape | None = None,
-                        ecr_rotary_turns: float = 0.0) -> CZTextbook | TextbookECR | None:
-    """The textbook with its shot plan scaled to ``budget`` (None if it does not fit)."""
+                        ecr_rotary_turns: float = 0.0,
+                        cz_idles: dict[str, Any] | None = None) -> CZTextbook | TextbookECR | None:
+    """The textbook with its shot plan scaled to ``budget`` (None if it does not fit);
+    ``cz_idles``: the CZ textbook's leakage-idle arguments (``cz_leakage_idles``)."""
     if gate == "cz":
         pulse = CZ_PULSES[shape]
         plan = dict(CZ_TEXTBOOK_SHOTS, shots_exchange=CZ_TEXTBOOK_SHOTS["shots_length"])
@@ -226,7 +254,7 @@ def textbook_for_budget(gate: str, budget: int, shape: str = "flat_top",
         shots = {k: math.floor(v * scale) for k, v in plan.items()}
         if min(shots.values()) < 10:
             return None
-        b = CZTextbook(pulse=pulse, **shots)  # type: ignore[arg-type]
+        b = CZTextbook(pulse=pulse, **shots, **(cz_idles or {}))  # type: ignore[arg-type]
     else:
         sh = ecr_shape or cr.ECRShape()
         base = TextbookECR(shape=sh, rotary_turns=ecr_rotary_turns)
@@ -245,10 +273,11 @@ def _knobs_list(gate: str, knobs: Any) -> list[float]:
 def run_method(gate: str, method: str, device: SimulatedMultiQubitDevice, start: Any, budget: int,
                rng: np.random.Generator, shape: str = "flat_top",
                ecr_shape: cr.ECRShape | None = None,
-               ecr_rotary_turns: float = 0.0) -> tuple[Any, int, cz.CZPulse | None]:
+               ecr_rotary_turns: float = 0.0, cz_idles: dict[str, Any] | None = None
+               ) -> tuple[Any, int, cz.CZPulse | None]:
     """(final knobs, shots used, the CZ pulse they belong to) of one measured method on one device."""
     if method == "textbook":
-        tb = textbook_for_budget(gate, budget, shape, ecr_shape, ecr_rotary_turns)
+        tb = textbook_for_budget(gate, budget, shape, ecr_shape, ecr_rotary_turns, cz_idles)
         if tb is None:
             raise ValueError(f"budget={budget} is out of range: below the textbook's smallest shot plan")
         if isinstance(tb, CZTextbook):
@@ -313,7 +342,8 @@ def evaluate_two_qubit(settings: TwoQubitEvalSettings, out_dir: Path | str | Non
                 try:
                     k, used, pulse = run_method(s.gate, method, dev, start, budget,
                                                 np.random.default_rng([s.seed, i, 100 + j, budget]), s.shape,
-                                                ecr_shape, s.ecr_rotary_turns)
+                                                ecr_shape, s.ecr_rotary_turns,
+                                                cz_leakage_idles(s.cz_idles, params) if s.gate == "cz" else None)
                 except Exception as exc:  # a method that fails is reported, not hidden
                     row.update(shots_used=0, knobs=None, seconds=time.perf_counter() - t0,
                                failure=f"{type(exc).__name__}: {exc}")
@@ -478,6 +508,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ecr-rotary-turns", type=float, default=0.0,
                     help="the textbook ECR's rotary tone, target turns per CR half (0: none)")
     ap.add_argument("--ecr-half-samples", type=int, default=120, help="samples of one CR half")
+    ap.add_argument("--cz-idles", choices=list(CZ_IDLES), default="fixed",
+                    help="the textbook CZ leakage probe's second idle (TwoQubitEvalSettings.cz_idles)")
     ap.add_argument("--out", type=Path, default=Path("runs/two_qubit_eval"))
     ap.add_argument("--replot", action="store_true", help="redraw the plot and table from <out>/results.json only")
     ap.add_argument("--merge", type=Path, nargs="+", default=None,
@@ -493,7 +525,7 @@ def main(argv: list[str] | None = None) -> None:
     methods = a.methods or [m for m in METHODS if a.gate == "cz" or m not in CZ_ONLY]
     s = TwoQubitEvalSettings(a.gate, a.n_devices, tuple(budgets), a.open_system, a.seed, tuple(methods),
                              a.first_device, a.shape, a.ecr_x_drag, a.ecr_model_starts,
-                             a.ecr_rotary_turns, a.ecr_half_samples)
+                             a.ecr_rotary_turns, a.ecr_half_samples, a.cz_idles)
     res = evaluate_two_qubit(s, a.out)
     print(markdown_table(res["summary"], s.gate))
 

@@ -26,9 +26,9 @@ pulse against |11⟩ with no pulse (in spec while it keeps ``min_retention`` of 
 **CZ calibration** (``CZCalibration``). From the stored amplitude and length: the
 reference probes, the conditional phase against amplitude at the stored length (the π
 amplitude and the slope), the textbook's leakage scan (|11⟩'s loss after three CZs, with
-0 and 1 ns between them, over ±4 ns and then ±1 ns of the length: the least-leaking
-length is kept), the fine amplitude by 3 and then 9 repeated gates, the two single-qubit
-phases (coarse, then three- and nine-fold), and a check round. ``in_spec`` when the check's estimated error is at most
+no idle and with the pair's own idle between them, over ±4 ns and then ±1 ns of the
+length: the least-leaking length is kept), the fine amplitude by 3 and then 9 repeated
+gates, the two single-qubit phases (coarse, then three- and nine-fold), and a check round. ``in_spec`` when the check's estimated error is at most
 ``max_estimated_error`` and its conditional phase within ``phase_tolerance_rad`` of π;
 else ``out_of_spec`` with the values (the scheduler records them and calibrates again from
 there). Its check_data form is the reference and one check round at the stored values.
@@ -47,6 +47,12 @@ from numpy.typing import NDArray
 from ....envs import cz_calibration_core as core
 from ....envs.drag import DragGate
 from ....envs.protocol import Play, PulseSequence
+from ...baselines.cz_leakage_idles import (
+    DETUNING_UNCERTAINTY_HZ,
+    FIXED_IDLES_S,
+    choose_leakage_idles,
+    pair_detuning_hz,
+)
 from ...baselines.cz_textbook import CountedDevice, CZTextbook
 from ..experiment import ExperimentResult, Status, target_name
 from .common import check_float, check_int, repetition_time_s
@@ -250,7 +256,14 @@ class CZCalibration:
     scan; empty offsets: none), ``fine_gates``, ``phase_gates``, ``shots_round``,
     ``shots_reference`` (``CZTextbook``'s arguments of the same names); the verdict's
     ``max_estimated_error`` and ``phase_tolerance_rad``; ``gate`` (the single-qubit pulse
-    shape)."""
+    shape).
+
+    ``leakage_delays_s`` None (the default) chooses the scan's idles per pair
+    (``cz_leakage_idles.choose_leakage_idles``) from its f02 − f11 at idle: the two stored
+    frequencies and the tunable qubit's ``{q}.anharmonicity_hz`` if the store has one, else
+    ``tunable_anharmonicity_hz`` (the spec sheet's), ± ``detuning_uncertainty_hz``. A fixed
+    1 ns idle is blind on pairs where it turns the leaked state's phase by ~1/3 turn
+    (ring_8's q7-q0)."""
 
     phase_amplitudes: int = 5
     phase_span_phi0: float = 0.003
@@ -259,7 +272,11 @@ class CZCalibration:
     shots_leakage: int = 300
     leakage_scan_offsets_s: tuple[float, ...] = tuple(float(x) for x in np.arange(-4, 4.5, 1.0) * 1e-9)
     leakage_fine_offsets_s: tuple[float, ...] = (-1e-9, -0.5e-9, 0.0, 0.5e-9, 1e-9)
-    leakage_delays_s: tuple[float, ...] = (0.0, 1e-9)
+    leakage_delays_s: tuple[float, ...] | None = None
+    # ring_8's and two_transmons_cz's tunable qubits are designed at −230 MHz; the held-out
+    # sampler spreads α by ±15 MHz, which the uncertainty covers.
+    tunable_anharmonicity_hz: float = -230e6
+    detuning_uncertainty_hz: float = DETUNING_UNCERTAINTY_HZ
     shots_leakage_scan: int = 250
     # The node's plan is the textbook's full one (60 shots per phase probe). With 3 → 9 at
     # that plan (24,000 shots) no held-out device of 20 ended above 3.1× its limit; the
@@ -288,6 +305,8 @@ class CZCalibration:
             raise ValueError(f"{n}.{exc}") from None
         check_float(n, "max_estimated_error", self.max_estimated_error, 1e-5, 1.0)
         check_float(n, "phase_tolerance_rad", self.phase_tolerance_rad, 1e-3, math.pi)
+        check_float(n, "tunable_anharmonicity_hz", self.tunable_anharmonicity_hz, -1e9, -50e6)
+        check_float(n, "detuning_uncertainty_hz", self.detuning_uncertainty_hz, 0.0, 100e6)
 
     def applies_to(self, target: tuple[str, ...], channels: Sequence[str]) -> bool:
         """Only pairs with a flux line get a flux CZ (the graph builder asks)."""
@@ -314,8 +333,9 @@ class CZCalibration:
         scan = len(self.leakage_scan_offsets_s)
         if scan:
             scan += len(self.leakage_fine_offsets_s)
+        idles = 2 if self.leakage_delays_s is None else len(self.leakage_delays_s)  # None: 0 and the pair's
         return (ref + n * (self.phase_amplitudes * 4 * self.shots_phase + (2 * self.shots_leakage if n > 1 else 0))
-                + scan * len(self.leakage_delays_s) * self.shots_leakage_scan
+                + scan * idles * self.shots_leakage_scan
                 + (len(self.fine_gates) + len(self.phase_gates) + 1) * rnd)
 
     def _textbook_args(self) -> dict[str, Any]:
@@ -327,12 +347,25 @@ class CZCalibration:
                 "phase_gates": self.phase_gates, "shots_round": self.shots_round,
                 "shots_reference": self.shots_reference}
 
+    def leakage_idles(self, roles: PairRoles, params: Mapping[str, float], dt_s: float) -> tuple[float, ...]:
+        """The leakage scan's idles on the pair of ``roles`` (class docstring)."""
+        if self.leakage_delays_s is not None:
+            return tuple(self.leakage_delays_s)
+        alpha = params.get(f"{roles.tunable}.anharmonicity_hz", self.tunable_anharmonicity_hz)
+        det = pair_detuning_hz(param(params, roles.tunable, "frequency_hz"),
+                               param(params, roles.control, "frequency_hz"), float(alpha))
+        if abs(det) < max(2 * self.detuning_uncertainty_hz, 1e6) or abs(det) > 5e9:
+            # |02⟩ next to |11⟩ at idle (or values no CZ pair has): no phase to choose from
+            return FIXED_IDLES_S
+        return choose_leakage_idles(det, dt_s, uncertainty_hz=self.detuning_uncertainty_hz)
+
     def run(self, device: Any, target: str | tuple[str, ...], params: Mapping[str, float],
             rng: np.random.Generator, *, cheap: bool = False) -> ExperimentResult:
         pair, roles, timed, dev = _setup(device, target, params, self.gate)
         t = target_name(pair)
         a, b = pair
-        tb = _textbook(device, **self._textbook_args())
+        idles = self.leakage_idles(roles, params, float(device.dt_s))
+        tb = _textbook(device, **{**self._textbook_args(), "leakage_delays_s": idles})
         amp, length = param(params, t, "cz_amplitude_phi0"), param(params, t, "cz_length_s")
         phase = {q: params.get(f"{t}.cz_phase_{k}_rad", 0.0) for q, k in ((a, "a"), (b, "b"))}
         # the textbook's knobs: amplitude, length, phase of the control (q0), of the tunable (q1)
@@ -366,7 +399,7 @@ class CZCalibration:
                    "control_phase_rad": float(r.control_phase[0]), "target_phase_rad": float(r.target_phase[0]),
                    "p11_after_1": float(eleven[0, 3]), "p11_after_3": float(eleven[1, 3])}
         data: dict[str, Any] = {"control": roles.control, "tunable": roles.tunable,
-                                "shots_by_step": [[n, s] for n, s in dev.nodes]}
+                                "shots_by_step": [[n, s] for n, s in dev.nodes], "leakage_idles_s": list(idles)}
         if scan is not None:
             order = np.argsort(scan.lengths)
             data.update({"kind": "curve", "x": [float(scan.lengths[k]) * 1e9 for k in order],
