@@ -370,6 +370,16 @@ def _populations(om: OperatorModel, arr: ComplexArray, kind: OpKind) -> FloatArr
     return arr[:, diag[:, None], diag[None, :]].real
 
 
+def _subspaces(model: ModelArg, ops: ArrayLike, kind: OpKind
+               ) -> tuple[OperatorModel, ComplexArray, bool, NDArray[np.intp], NDArray[np.intp]]:
+    """The model, the ops as a batch (and whether one op was given), and the basis indices
+    of the computational subspace and of the rest (the leakage subspace)."""
+    om = as_operator_model(model)
+    arr, single = _ops(om, ops, kind)
+    comp = om.computational_indices()
+    return om, arr, single, comp, np.setdiff1d(np.arange(om.dimension), comp)
+
+
 def leakage(model: ModelArg, ops: ArrayLike, *, kind: OpKind) -> FloatArray:
     """Leakage L1 = Tr[P_L·E(P_C/d_C)] (Wood & Gambetta 2018): the population that leaves the
     computational subspace C for the rest L, from the maximally mixed computational state.
@@ -379,10 +389,7 @@ def leakage(model: ModelArg, ops: ArrayLike, *, kind: OpKind) -> FloatArray:
     Returns:
         (B,) (0-d for one op).
     """
-    om = as_operator_model(model)
-    arr, single = _ops(om, ops, kind)
-    comp = om.computational_indices()
-    leak = np.setdiff1d(np.arange(om.dimension), comp)
+    om, arr, single, comp, leak = _subspaces(model, ops, kind)
     p = _populations(om, arr, kind)
     out = p[:, leak[:, None], comp[None, :]].sum(axis=(1, 2)) / comp.size
     return out[0] if single else out
@@ -391,17 +398,9 @@ def leakage(model: ModelArg, ops: ArrayLike, *, kind: OpKind) -> FloatArray:
 def seepage(model: ModelArg, ops: ArrayLike, *, kind: OpKind) -> FloatArray:
     """Seepage L2 = Tr[P_C·E(P_L/d_L)] (Wood & Gambetta 2018): the population that returns to
     the computational subspace from the maximally mixed leakage state; 0 when there is no
-    leakage subspace. For a unitary d_C·L1 = d_L·L2.
-
-    Args:
-        ops: (B, D, D) unitaries or (B, D², D²) superoperators (or one op).
-    Returns:
-        (B,) (0-d for one op).
+    leakage subspace. For a unitary d_C·L1 = d_L·L2. Arguments and shapes as ``leakage``.
     """
-    om = as_operator_model(model)
-    arr, single = _ops(om, ops, kind)
-    comp = om.computational_indices()
-    leak = np.setdiff1d(np.arange(om.dimension), comp)
+    om, arr, single, comp, leak = _subspaces(model, ops, kind)
     if leak.size == 0:
         out = np.zeros(arr.shape[0])
     else:
