@@ -37,6 +37,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.linalg import expm
 
+from ..metrics import op_batch
 from .controls import as_operator_model
 from .model import TWO_PI, CoupledModel
 from .operators import OperatorModel
@@ -96,12 +97,7 @@ def target_unitary(target: str | ArrayLike, n_qubits: int = 2) -> ComplexArray:
 
 def _ops(om: OperatorModel, ops: ArrayLike, kind: OpKind) -> tuple[ComplexArray, bool]:
     """(B, D, D) or (B, D², D²) complex, and whether a single op was given."""
-    if kind not in ("unitary", "superoperator"):
-        raise ValueError(f"kind={kind!r} is unknown: allowed 'unitary' or 'superoperator'")
-    arr = np.asarray(ops, dtype=np.complex128)
-    single = arr.ndim == 2
-    if single:
-        arr = arr[None]
+    arr, single = op_batch(ops, kind)
     d = om.dimension
     want = d if kind == "unitary" else d * d
     if arr.ndim != 3 or arr.shape[1:] != (want, want):
