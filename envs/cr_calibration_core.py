@@ -230,7 +230,7 @@ def half_cr_error(bloch: FloatArray) -> FloatArray:
 
 
 @dataclass(frozen=True)
-class ECRTruth:
+class ECRTrueMetrics:
     """Simulation truth of one ECR setting (evaluation only)."""
 
     fidelity: float
@@ -240,7 +240,7 @@ class ECRTruth:
     duration_s: float
 
 
-def ecr_truth(device: SimulatedMultiQubitDevice, knobs: ECRKnobs, shape: ECRShape, rabi_hz: float) -> ECRTruth:
+def ecr_truth(device: SimulatedMultiQubitDevice, knobs: ECRKnobs, shape: ECRShape, rabi_hz: float) -> ECRTrueMetrics:
     """The device's true ECR (one gate from its schedule propagator) scored against "ECR"
     after the best local virtual-Z phases, its leakage and the coherence limit of its
     duration; open or closed as the device runs (evaluation only)."""
@@ -254,7 +254,7 @@ def ecr_truth(device: SimulatedMultiQubitDevice, knobs: ECRKnobs, shape: ECRShap
     leak = float(metrics.leakage(sub, op, kind=kind))
     duration = (2 * shape.half_samples + shape.x_samples) * device.dt_s
     lim = float(metrics.coherence_limit(sub, duration))
-    return ECRTruth(f, 1.0 - f, leak, lim, duration)
+    return ECRTrueMetrics(f, 1.0 - f, leak, lim, duration)
 
 
 def drive_rabi_hz(model: DeviceModel, name: str) -> float:

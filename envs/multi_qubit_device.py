@@ -59,7 +59,8 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from ._validation import finite, require
+from ._validation import require
+from .device_clock import DriftingClock
 from .iq_readout import outcome_levels, sample_outcomes
 from .multi_qubit_drift import MultiQubitDrift
 from .multi_qubit_model import DeviceModel
@@ -82,7 +83,7 @@ FloatArray = NDArray[np.float64]
 Spectators = Literal["neighbours", "none"]
 
 
-class SimulatedMultiQubitDevice:
+class SimulatedMultiQubitDevice(DriftingClock):
     """Coupled transmons behind the ``Device`` protocol (module docstring).
 
     Args:
@@ -129,7 +130,7 @@ class SimulatedMultiQubitDevice:
             "an integer >= 2 or None")
         self._spectator_levels = spectator_levels
         self._base = params
-        self._drift = drift
+        self._drift: MultiQubitDrift | None = drift
         self._open_system = bool(open_system)
         self._spectators: Spectators = spectators
         self._max_dimension = max_dimension
@@ -160,10 +161,6 @@ class SimulatedMultiQubitDevice:
     @property
     def dt_s(self) -> float:
         return self._channels.dt_s
-
-    @property
-    def clock_s(self) -> float:
-        return self._clock_s
 
     @property
     def open_system(self) -> bool:
@@ -197,19 +194,11 @@ class SimulatedMultiQubitDevice:
         self._drift_state = dict(state)
         self._model = None
 
-    def advance(self, duration_s: float) -> None:
-        """Let ``duration_s`` seconds of device time pass; drift evolves exactly over it."""
-        d = finite("duration_s", duration_s)
-        require(d >= 0, "duration_s", duration_s, ">= 0 s")
-        self._tick(d)
+    def _drift_generator(self) -> np.random.Generator:
+        return self._drift_rng
 
-    def _tick(self, d: float) -> None:
-        if d == 0:
-            return
-        self._clock_s += d
-        if self._drift is not None and self._drift_state is not None:
-            self._drift_state = self._drift.advance(self._drift_state, d, self._drift_rng)
-            self._model = None
+    def _drift_moved(self) -> None:
+        self._model = None
 
     # -- truth (evaluation only) ---------------------------------------------------------------
 

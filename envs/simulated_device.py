@@ -57,6 +57,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._validation import finite, require
+from .device_clock import DriftingClock
 from .drift import DriftModel, DriftState, DriftValues
 from .fleet_plan import template_populations
 from .physics import Transmon
@@ -129,7 +130,7 @@ class DeviceParams:
         return dataclasses.replace(self, **changes)
 
 
-class SimulatedDevice:
+class SimulatedDevice(DriftingClock):
     """A simulated transmon behind the ``Device`` protocol.
 
     Args:
@@ -147,6 +148,7 @@ class SimulatedDevice:
     _shot_rng: np.random.Generator
     _drift_rng_obj: np.random.Generator | None
     _drift_seed: int | None
+    _drift: DriftModel | None
 
     def __init__(
         self,
@@ -191,7 +193,7 @@ class SimulatedDevice:
         self.play_cache.clear()
         self.delay_cache.clear()
         self._drift_state: DriftState | None = (
-            None if self._drift is None else self._drift.init_state(self._drift_rng)
+            None if self._drift is None else self._drift.init_state(self._drift_generator())
         )
         self._refresh()
 
@@ -223,8 +225,7 @@ class SimulatedDevice:
         dev.reset()
         return dev
 
-    @property
-    def _drift_rng(self) -> np.random.Generator:
+    def _drift_generator(self) -> np.random.Generator:
         rng = self._drift_rng_obj
         if rng is None:
             assert self._drift_seed is not None
@@ -270,10 +271,6 @@ class SimulatedDevice:
         return self._open_system
 
     @property
-    def clock_s(self) -> float:
-        return self._clock_s
-
-    @property
     def drift(self) -> DriftModel | None:
         return self._drift
 
@@ -298,19 +295,8 @@ class SimulatedDevice:
         applies for waveform w (before any ``distortion``; see ``play_operators``)."""
         return self.simulated_model()
 
-    def advance(self, duration_s: float) -> None:
-        """Let ``duration_s`` seconds of device time pass; drift evolves exactly over it."""
-        d = finite("duration_s", duration_s)
-        require(d >= 0, "duration_s", duration_s, ">= 0 s")
-        self._tick(d)
-
-    def _tick(self, d: float) -> None:
-        if d == 0:
-            return
-        self._clock_s += d
-        if self._drift is not None and self._drift_state is not None:
-            self._drift_state = self._drift.advance(self._drift_state, d, self._drift_rng)
-            self._refresh()
+    def _drift_moved(self) -> None:
+        self._refresh()
 
     # -- running -------------------------------------------------------------------------------
 

@@ -18,13 +18,13 @@ from .device import BackendDevice, JobLost, RetryPolicy
 from .guard import Clearance, GuardedBackend, require_clearance
 from .ir import (
     Acquire,
-    Barrier,
     Constant,
-    Delay,
     Drag,
     Frame,
+    FrameBarrier,
+    FrameDelay,
+    FramePlay,
     Gaussian,
-    Play,
     Program,
     Sampled,
     SetFrequency,
@@ -40,11 +40,11 @@ from .ledger import ShotLedger, utc_day
 from .safety import SafetyEnvelope, SafetyLimits, SafetyViolation
 
 __all__ = [
-    "Acquire", "Artifact", "Backend", "BackendDevice", "BackendError", "Barrier", "Capabilities",
-    "Clearance", "Constant", "Delay", "Drag", "Frame", "Gaussian", "GuardedBackend", "JobHandle",
-    "JobLost", "JobTimeout", "Journal", "Play", "Program", "Result", "RetryPolicy",
-    "SafetyEnvelope", "SafetyLimits", "SafetyViolation", "Sampled", "SetFrequency", "SetPhase",
-    "ShiftFrequency", "ShiftPhase", "ShotLedger", "TransientBackendError", "Violation",
+    "Acquire", "Artifact", "Backend", "BackendDevice", "BackendError", "Capabilities", "Clearance",
+    "Constant", "Drag", "Frame", "FrameBarrier", "FrameDelay", "FramePlay", "Gaussian",
+    "GuardedBackend", "JobHandle", "JobLost", "JobTimeout", "Journal", "Program", "Result",
+    "RetryPolicy", "SafetyEnvelope", "SafetyLimits", "SafetyViolation", "Sampled", "SetFrequency",
+    "SetPhase", "ShiftFrequency", "ShiftPhase", "ShotLedger", "TransientBackendError", "Violation",
     "WaveformTrace", "from_sequence", "read_journal", "require_clearance", "to_waveform_trace",
     "utc_day", "validate_against",
 ]

@@ -24,8 +24,8 @@ from .ir import (
     Constant,
     Drag,
     Frame,
+    FramePlay,
     Gaussian,
-    Play,
     Program,
     Sampled,
     WaveformTrace,
@@ -197,7 +197,7 @@ def validate_against(program: Program, caps: Capabilities) -> list[Violation]:
         out.append(Violation("acquire", f"Acquire at {acquires} of {n_ins} (qubits {measured})",
                              "one Acquire per measured qubit, all at the end"))
     for i, ins in enumerate(program.instructions):
-        if not isinstance(ins, Play):
+        if not isinstance(ins, FramePlay):
             continue
         wf = ins.waveform
         where = f"instructions[{i}]"
@@ -217,10 +217,10 @@ def validate_against(program: Program, caps: Capabilities) -> list[Violation]:
             out.append(Violation("samples", n, f"<= {caps.max_samples}", where))
     if out:
         return out
-    # Peak |u| per Play: frame phases and frequencies only rotate samples, so the waveform's
+    # Peak |u| per FramePlay: frame phases and frequencies only rotate samples, so the waveform's
     # own samples decide the amplitude and the full trace need not be rendered here.
     for i, ins in enumerate(program.instructions):
-        if not isinstance(ins, Play):
+        if not isinstance(ins, FramePlay):
             continue
         try:
             with np.errstate(all="ignore"):  # non-finite samples are reported, not warned

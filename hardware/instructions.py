@@ -87,7 +87,7 @@ def _frames_tuple(owner: str, frames: object) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
-class Play:
+class FramePlay:
     """Play ``waveform`` on ``frame``."""
 
     frame: str
@@ -95,9 +95,9 @@ class Play:
     op: ClassVar[str] = "play"
 
     def __post_init__(self) -> None:
-        name_field("Play", "frame", self.frame)
+        name_field("FramePlay", "frame", self.frame)
         if not isinstance(self.waveform, Gaussian | Drag | Constant | Sampled):
-            fail_field("Play", "waveform", type(self.waveform).__name__,
+            fail_field("FramePlay", "waveform", type(self.waveform).__name__,
                   "Gaussian, Drag, Constant or Sampled")
 
     def to_dict(self) -> dict[str, Any]:
@@ -170,7 +170,7 @@ class SetFrequency:
 
 
 @dataclass(frozen=True)
-class Delay:
+class FrameDelay:
     """Idle ``duration_s`` on ``frames`` (all frames if empty); rounded to whole samples."""
 
     duration_s: float
@@ -178,22 +178,22 @@ class Delay:
     op: ClassVar[str] = "delay"
 
     def __post_init__(self) -> None:
-        set_field(self, "duration_s", real_field("Delay", "duration_s", self.duration_s, nonnegative=True))
-        set_field(self, "frames", _frames_tuple("Delay", self.frames))
+        set_field(self, "duration_s", real_field("FrameDelay", "duration_s", self.duration_s, nonnegative=True))
+        set_field(self, "frames", _frames_tuple("FrameDelay", self.frames))
 
     def to_dict(self) -> dict[str, Any]:
         return {"op": self.op, "duration_s": self.duration_s, "frames": list(self.frames)}
 
 
 @dataclass(frozen=True)
-class Barrier:
+class FrameBarrier:
     """Align the time cursors of ``frames`` (all frames if empty)."""
 
     frames: tuple[str, ...] = ()
     op: ClassVar[str] = "barrier"
 
     def __post_init__(self) -> None:
-        set_field(self, "frames", _frames_tuple("Barrier", self.frames))
+        set_field(self, "frames", _frames_tuple("FrameBarrier", self.frames))
 
     def to_dict(self) -> dict[str, Any]:
         return {"op": self.op, "frames": list(self.frames)}
@@ -218,9 +218,9 @@ class Acquire:
         return {"op": self.op, "qubit": self.qubit, "duration_s": self.duration_s}
 
 
-Instruction = Play | ShiftPhase | SetPhase | ShiftFrequency | SetFrequency | Delay | Barrier | Acquire
-INSTRUCTION_TYPES: tuple[type, ...] = (Play, ShiftPhase, SetPhase, ShiftFrequency, SetFrequency,
-                                       Delay, Barrier, Acquire)
+Instruction = FramePlay | ShiftPhase | SetPhase | ShiftFrequency | SetFrequency | FrameDelay | FrameBarrier | Acquire
+INSTRUCTION_TYPES: tuple[type, ...] = (FramePlay, ShiftPhase, SetPhase, ShiftFrequency, SetFrequency,
+                                       FrameDelay, FrameBarrier, Acquire)
 _OPS: dict[str, type] = {c.op: c for c in INSTRUCTION_TYPES}  # type: ignore[attr-defined]
 
 
@@ -230,8 +230,8 @@ def instruction_from_dict(d: Mapping[str, Any]) -> Instruction:
     if cls is None:
         raise ValueError(f"instruction op={op!r}: allowed one of {sorted(_OPS)}")
     args = {k: v for k, v in d.items() if k != "op"}
-    if cls is Play:
-        return Play(str(args["frame"]), waveform_from_dict(args["waveform"]))
+    if cls is FramePlay:
+        return FramePlay(str(args["frame"]), waveform_from_dict(args["waveform"]))
     if "frames" in args:
         args["frames"] = tuple(args["frames"])
     return cls(**args)  # type: ignore[no-any-return]

@@ -44,16 +44,16 @@ device with a Ramsey sign check, because mixer wiring can flip it):
 """
 
 
-# The IR's pieces, re-exported so ``ir.Program``, ``ir.Play``, ``ir.from_sequence`` etc.
+# The IR's pieces, re-exported so ``ir.Program``, ``ir.FramePlay``, ``ir.from_sequence`` etc.
 # name them (the import path every adapter, the guard, the journal and the tests use).
 from .instructions import FRAME_KINDS as FRAME_KINDS
 from .instructions import INSTRUCTION_TYPES as INSTRUCTION_TYPES
 from .instructions import Acquire as Acquire
-from .instructions import Barrier as Barrier
-from .instructions import Delay as Delay
 from .instructions import Frame as Frame
+from .instructions import FrameBarrier as FrameBarrier
+from .instructions import FrameDelay as FrameDelay
+from .instructions import FramePlay as FramePlay
 from .instructions import Instruction as Instruction
-from .instructions import Play as Play
 from .instructions import SetFrequency as SetFrequency
 from .instructions import SetPhase as SetPhase
 from .instructions import ShiftFrequency as ShiftFrequency

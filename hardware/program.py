@@ -19,11 +19,11 @@ import numpy as np
 from .instructions import (
     INSTRUCTION_TYPES,
     Acquire,
-    Barrier,
-    Delay,
     Frame,
+    FrameBarrier,
+    FrameDelay,
+    FramePlay,
     Instruction,
-    Play,
     SetFrequency,
     SetPhase,
     ShiftFrequency,
@@ -51,8 +51,8 @@ class Program:
         for i, ins in enumerate(instructions):
             if not isinstance(ins, INSTRUCTION_TYPES):
                 fail_field("Program", f"instructions[{i}]", type(ins).__name__,
-                      "Play, ShiftPhase, SetPhase, ShiftFrequency, SetFrequency, Delay, "
-                      "Barrier or Acquire")
+                      "FramePlay, ShiftPhase, SetPhase, ShiftFrequency, SetFrequency, FrameDelay, "
+                      "FrameBarrier or Acquire")
         frames = tuple(self.frames)
         names = [f.name for f in frames if isinstance(f, Frame)]
         if len(names) != len(frames):
@@ -68,9 +68,9 @@ class Program:
         declared = set(names)
         for i, ins in enumerate(instructions):
             used: tuple[str, ...] = ()
-            if isinstance(ins, Play | ShiftPhase | SetPhase | ShiftFrequency | SetFrequency):
+            if isinstance(ins, FramePlay | ShiftPhase | SetPhase | ShiftFrequency | SetFrequency):
                 used = (ins.frame,)
-            elif isinstance(ins, Delay | Barrier):
+            elif isinstance(ins, FrameDelay | FrameBarrier):
                 used = ins.frames
             elif isinstance(ins, Acquire) and ins.qubit not in qubits:
                 fail_field("Program", f"instructions[{i}].qubit", ins.qubit, f"one of {qubits}")
@@ -160,7 +160,7 @@ ContentKey = tuple[Any, ...]
 
 # Exactly these classes, whose to_dict writes every field they hold; a subclass could write
 # one thing to JSON and render another, so it gets no key.
-_KEYED_TYPES = frozenset({Frame, Play, ShiftPhase, SetPhase, ShiftFrequency, SetFrequency, Delay, Barrier,
+_KEYED_TYPES = frozenset({Frame, FramePlay, ShiftPhase, SetPhase, ShiftFrequency, SetFrequency, FrameDelay, FrameBarrier,
                           Acquire, Gaussian, Drag, Constant, Sampled})
 _HASH_MEMO_SIZE = 4096
 _HASHES: OrderedDict[ContentKey, str] = OrderedDict()

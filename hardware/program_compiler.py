@@ -16,7 +16,15 @@ from pulsecal.envs.protocol import Play as SeqPlay
 from pulsecal.envs.protocol import PulseSequence
 from pulsecal.envs.protocol import VirtualZ as SeqVirtualZ
 
-from .instructions import Acquire, Barrier, Delay, Frame, Instruction, Play, ShiftPhase
+from .instructions import (
+    Acquire,
+    Frame,
+    FrameBarrier,
+    FrameDelay,
+    FramePlay,
+    Instruction,
+    ShiftPhase,
+)
 from .program import Program
 from .waveforms import Sampled, fail_field, real_field
 
@@ -30,9 +38,9 @@ def from_sequence(seq: PulseSequence, frame: Frame | Mapping[str, Frame], dt_s: 
                   qubit_index: Mapping[str, int] | None = None) -> Program:
     """Compile an envs ``PulseSequence`` to a ``Program``.
 
-    Single-qubit (``frame`` a ``Frame``): ``Play(w)`` → ``Play(frame, Sampled(w, dt_s))``;
+    Single-qubit (``frame`` a ``Frame``): ``Play(w)`` → ``FramePlay(frame, Sampled(w, dt_s))``;
     ``VirtualZ(θ)`` → ``ShiftPhase(frame, +θ)`` (same convention, see module docstring);
-    ``Delay(d)`` → ``Delay(d, (frame,))``; the sequence's final measurement →
+    ``Delay(d)`` → ``FrameDelay(d, (frame,))``; the sequence's final measurement →
     ``Acquire(qubit, acquire_duration_s)``. The sequence must name no channel.
 
     Channels (``frame`` a map {envs channel name: Frame}, e.g. ``{"drive:q0": ..,
@@ -52,11 +60,11 @@ def from_sequence(seq: PulseSequence, frame: Frame | Mapping[str, Frame], dt_s: 
     out: list[Instruction] = []
     for op in seq.ops:
         if isinstance(op, SeqPlay):
-            out.append(Play(frame.name, Sampled(op.waveform, dt_s)))
+            out.append(FramePlay(frame.name, Sampled(op.waveform, dt_s)))
         elif isinstance(op, SeqVirtualZ):
             out.append(ShiftPhase(frame.name, op.phase))
         elif isinstance(op, SeqDelay):
-            out.append(Delay(op.duration_s, (frame.name,)))
+            out.append(FrameDelay(op.duration_s, (frame.name,)))
         else:  # PulseSequence validates its ops; this is for objects mutated after the fact
             raise TypeError(f"PulseSequence op {type(op).__name__}: allowed Play, VirtualZ, Delay")
     out.append(Acquire(qubit, acquire_duration_s))
@@ -99,11 +107,11 @@ def from_channel_sequence(seq: PulseSequence, channels: Mapping[str, Frame], dt_
     ``coupler:c01`` → flux). ``qubit_index`` maps measured mode names to hardware qubit
     indices (default: ``q<n>`` → n).
 
-    - ``Play(w, channel=c)`` → ``Play(frame(c), Sampled(w, dt_s))``; flux samples are real.
+    - ``Play(w, channel=c)`` → ``FramePlay(frame(c), Sampled(w, dt_s))``; flux samples are real.
     - ``VirtualZ(θ, frame=m)`` → ``ShiftPhase(+θ)`` on every declared drive/cr frame at mode
       m's frequency (``drive:m`` and every ``drive:<x>@m``), as the envs define it.
-    - ``Delay(d, channel=c)`` → ``Delay(d, (frame(c),))``; ``channel=None`` delays all.
-    - ``Barrier(channels)`` → ``Barrier`` of their frames (empty: all frames).
+    - ``Delay(d, channel=c)`` → ``FrameDelay(d, (frame(c),))``; ``channel=None`` delays all.
+    - ``Barrier(channels)`` → ``FrameBarrier`` of their frames (empty: all frames).
     - ``Measure(qubits)`` (or, without one, every ``q<n>`` mode the channels name) →
       one ``Acquire`` per qubit, in order, at the end: simultaneous readout, first qubit
       the most significant bit of the counts.
@@ -150,7 +158,7 @@ def from_channel_sequence(seq: PulseSequence, channels: Mapping[str, Frame], dt_
         where = f"PulseSequence.ops[{i}]"
         if isinstance(op, SeqPlay):
             name = frame_of(op.channel, f"{where}.channel")
-            body.append(Play(name, Sampled(op.waveform, dt_s)))
+            body.append(FramePlay(name, Sampled(op.waveform, dt_s)))
         elif isinstance(op, SeqVirtualZ):
             if op.frame is None or op.frame not in modes:
                 raise ValueError(f"{where}.frame={op.frame!r}: allowed a mode of the channel map "
@@ -161,9 +169,9 @@ def from_channel_sequence(seq: PulseSequence, channels: Mapping[str, Frame], dt_
                     body.append(ShiftPhase(channels[c].name, op.phase))
         elif isinstance(op, SeqDelay):
             on: tuple[str, ...] = () if op.channel is None else (frame_of(op.channel, f"{where}.channel"),)
-            body.append(Delay(op.duration_s, on))
+            body.append(FrameDelay(op.duration_s, on))
         elif isinstance(op, SeqBarrier):
-            body.append(Barrier(tuple(frame_of(c, f"{where}.channels[]") for c in op.channels)))
+            body.append(FrameBarrier(tuple(frame_of(c, f"{where}.channels[]") for c in op.channels)))
         elif isinstance(op, SeqMeasure):
             measured = op.qubits
         else:

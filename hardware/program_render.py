@@ -23,10 +23,10 @@ from pulsecal.envs.protocol import VirtualZ as SeqVirtualZ
 from .instructions import (
     INSTRUCTION_TYPES,
     Acquire,
-    Barrier,
-    Delay,
+    FrameBarrier,
+    FrameDelay,
+    FramePlay,
     Instruction,
-    Play,
     SetFrequency,
     SetPhase,
     ShiftFrequency,
@@ -36,7 +36,7 @@ from .program import Program
 from .waveforms import GRID_TOLERANCE, ComplexArray, Constant, Drag, Gaussian, Sampled, resample
 
 # Renderer refuses programs longer than this unless told otherwise: protects memory from
-# a policy that asks for a Delay of 1e30 s before any limit is even looked at.
+# a policy that asks for a FrameDelay of 1e30 s before any limit is even looked at.
 DEFAULT_MAX_TOTAL_SAMPLES = 1 << 24
 
 
@@ -46,7 +46,7 @@ class ProgramTooLong(ValueError):
 
 @dataclass(frozen=True, eq=False)
 class PlaySpan:
-    """Where a ``Play`` landed: samples [start, stop) of ``frame`` (stop includes padding)."""
+    """Where a ``FramePlay`` landed: samples [start, stop) of ``frame`` (stop includes padding)."""
 
     frame: str
     start: int
@@ -59,7 +59,7 @@ class WaveformTrace:
     """A program rendered on a ``dt_s`` grid.
 
     ``samples[frame]``: (T,) complex, all frames padded with zeros to the program length T;
-    ``plays``: one span per Play; ``acquires``: (qubit, start sample) in order.
+    ``plays``: one span per FramePlay; ``acquires``: (qubit, start sample) in order.
     """
 
     dt_s: float
@@ -109,7 +109,7 @@ def to_waveform_trace(program: Program, dt_s: float, *, granularity: int = 1,
                       min_samples: int = 1,
                       max_total_samples: int = DEFAULT_MAX_TOTAL_SAMPLES) -> WaveformTrace:
     """Render ``program`` on a grid of ``dt_s``: resample waveforms (area-preserving), pad
-    every Play and Delay with zeros up to a multiple of ``granularity`` samples (Plays to at
+    every FramePlay and FrameDelay with zeros up to a multiple of ``granularity`` samples (Plays to at
     least ``min_samples``), and apply frame phase and frequency tracking.
 
     Raises ValueError on anything it cannot render faithfully (off-grid parametric
@@ -182,7 +182,7 @@ def to_waveform_trace(program: Program, dt_s: float, *, granularity: int = 1,
     prev: object = None
     acq_start = 0
     for idx, ins in enumerate(program.instructions):
-        if isinstance(ins, Play):
+        if isinstance(ins, FramePlay):
             name = check_frame(ins.frame)
             w = waveform_samples(ins.waveform, dt_s, max_total_samples)
             k0 = cursor[name]
@@ -209,12 +209,12 @@ def to_waveform_trace(program: Program, dt_s: float, *, granularity: int = 1,
         elif isinstance(ins, SetFrequency):
             name = check_carrier(ins)
             set_freq(name, finite(ins.frequency_hz, "SetFrequency.frequency_hz"))
-        elif isinstance(ins, Delay):
-            n = duration_samples(ins.duration_s, "Delay.duration_s")
+        elif isinstance(ins, FrameDelay):
+            n = duration_samples(ins.duration_s, "FrameDelay.duration_s")
             n = _round_up(n, granularity, 1) if n > 0 else 0
             for name in (ins.frames or tuple(frames)):
                 advance(check_frame(name), n)
-        elif isinstance(ins, Barrier):
+        elif isinstance(ins, FrameBarrier):
             names = [check_frame(x) for x in (ins.frames or tuple(frames))]
             top = max(cursor[x] for x in names)
             for x in names:

@@ -57,7 +57,7 @@ class SafetyLimits:
         max_amplitude: largest |u| of any sample.
         max_slew_per_sample: largest |u[k+1] − u[k]| anywhere in the trace, edges of pulses
             included (2.0 disables the limit).
-        max_pulse_duration_s: longest single Play, padding included.
+        max_pulse_duration_s: longest single FramePlay, padding included.
         max_program_duration_s: longest program (all frames, up to the end of acquisition).
         max_drive_energy_s: largest Σ|u|²·dt over the program, per frame, in seconds.
         max_shots_per_job: most shots in one job.
@@ -176,7 +176,7 @@ class SafetyEnvelope:
         self.limits = limits
         self.capabilities = capabilities
         self._allowed = {f.name: f for f in limits.allowed_frames}
-        # The renderer stops at the program-length limit, so a Delay of 1e30 s costs nothing.
+        # The renderer stops at the program-length limit, so a FrameDelay of 1e30 s costs nothing.
         self._dts = sorted(set(capabilities.sample_time_s.values()))
 
     # -- public -----------------------------------------------------------------------

@@ -63,7 +63,7 @@ def _check_int(name: str, value: object, lo: int) -> int:
     return int(value)
 
 
-class ShotLedger:
+class BudgetedDevice:
     """The device with every shot counted and a budget that refuses to be overspent."""
 
     def __init__(self, device: Any, budget: int) -> None:
@@ -121,7 +121,7 @@ class _Problem:
     sequences: int  # probe sequences per evaluation
     dim = 4  # search coordinates
 
-    def __init__(self, ledger: ShotLedger, shots: int, floor: float) -> None:
+    def __init__(self, ledger: BudgetedDevice, shots: int, floor: float) -> None:
         self.ledger, self.shots, self.floor = ledger, shots, floor
         self.evaluations = 0
 
@@ -156,7 +156,7 @@ class CZProblem(_Problem):
 
     sequences = len(cz.PROBE_NAMES)
 
-    def __init__(self, ledger: ShotLedger, shots: int, floor: float, start: FloatArray, pulse: cz.CZPulse,
+    def __init__(self, ledger: BudgetedDevice, shots: int, floor: float, start: FloatArray, pulse: cz.CZPulse,
                  offsets: FloatArray, units: Sequence[float] = CZ_UNITS, repeats: int = 3,
                  profile_phases: bool = False) -> None:
         super().__init__(ledger, shots, floor)
@@ -215,7 +215,7 @@ class ECRProblem(_Problem):
 
     sequences = 6 + 2
 
-    def __init__(self, ledger: ShotLedger, shots: int, floor: float, start: cr.ECRKnobs, shape: cr.ECRShape,
+    def __init__(self, ledger: BudgetedDevice, shots: int, floor: float, start: cr.ECRKnobs, shape: cr.ECRShape,
                  rabi_hz: float, units: Sequence[float] = ECR_UNITS, amplify_repeats: int = 4) -> None:
         super().__init__(ledger, shots, floor)
         self.start, self.shape, self.rabi_hz, self.repeats = start.as_array(), shape, rabi_hz, amplify_repeats
@@ -345,7 +345,7 @@ class BlackBoxCZ(_BlackBox):
         if p0.shape != (4,) or not np.all(np.isfinite(p0)):
             raise ValueError(f"start={start!r} is out of range: allowed 4 finite numbers {cz.PARAMETER_NAMES}")
         budget = _check_budget(budget, self.min_budget())
-        ledger = ShotLedger(device, budget)
+        ledger = BudgetedDevice(device, budget)
         ref = ledger.run(cz.reference_sequences(self.pulse), self.reference_shots)
         offsets = cz.reference_offsets(ref[None])
         shots = self.settings.shots(ledger.left(), len(cz.PROBE_NAMES))
@@ -407,7 +407,7 @@ class BlackBoxECR(_BlackBox):
         if not isinstance(start, cr.ECRKnobs):
             raise TypeError(f"start is {type(start).__name__}: allowed ECRKnobs")
         budget = _check_budget(budget, self.min_budget())
-        ledger = ShotLedger(device, budget)
+        ledger = BudgetedDevice(device, budget)
         shots = self.settings.shots(budget, ECRProblem.sequences)
         obj = ECRProblem(ledger, shots, self.settings.floor, start, self.shape, self.rabi_hz, self.units,
                          self.amplify_repeats)
@@ -451,5 +451,5 @@ def make_black_box(gate: str, method: str, **kwargs: Any) -> BlackBoxCZ | BlackB
     raise ValueError(f"gate={gate!r} is out of range: allowed 'cz', 'cr'")
 
 
-__all__ = ["BlackBoxCZ", "BlackBoxECR", "CZProblem", "ECRProblem", "SearchSettings", "ShotLedger", "make_black_box",
+__all__ = ["BlackBoxCZ", "BlackBoxECR", "BudgetedDevice", "CZProblem", "ECRProblem", "SearchSettings", "make_black_box",
            "signed_ecr_knobs"]

@@ -50,7 +50,7 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
-class Journal:
+class GraphJournal:
     """Append-only JSON-lines journal of a graph run (module docstring).
 
     Args:
@@ -105,7 +105,7 @@ class Journal:
 
 
 @dataclass
-class JournalState:
+class GraphJournalState:
     """What a run's journal says so far."""
 
     epochs: int = 0
@@ -118,11 +118,11 @@ class JournalState:
     groups: list[list[str]] = field(default_factory=list)
 
 
-def read_state(journal: Journal) -> JournalState:
+def read_state(journal: GraphJournal) -> GraphJournalState:
     """Fold the journal into what a resumed run needs: finished nodes, the run clock (every
     finished group, plus the longest finished node of a group a kill interrupted), the shots
     every journaled experiment run spent, the device's own clock."""
-    s = JournalState()
+    s = GraphJournalState()
     open_group: float = 0.0
     for rec in journal.records():
         ev = rec.get("event")
@@ -149,4 +149,4 @@ def read_state(journal: Journal) -> JournalState:
     return s
 
 
-__all__ = ["JOURNAL_FORMAT", "JOURNAL_NAME", "Journal", "JournalState", "read_state", "result_to_dict"]
+__all__ = ["JOURNAL_FORMAT", "JOURNAL_NAME", "GraphJournal", "GraphJournalState", "read_state", "result_to_dict"]

@@ -40,7 +40,7 @@ before every operation and every evaluation sample (``SimulatedMultiQubitDevice
 run resumed after a kill sees the truth the killed process saw.
 
 **Journal and resume.** Every operation, accepted calibration and finished tick is
-appended to ``maintenance.jsonl`` (``Journal`` records, fsynced). A resumed run folds the
+appended to ``maintenance.jsonl`` (``GraphJournal`` records, fsynced). A resumed run folds the
 journal back (node ages, shots per hour, the timeline, evaluation samples) and repeats
 the tick a kill interrupted; what that tick already wrote to the store stays (its shots
 were spent), and its nodes then pass ``check_state``.
@@ -62,7 +62,7 @@ from pulsecal.hardware.ledger import utc_day
 
 from .experiment import ExperimentResult
 from .graph import CalibrationGraph
-from .journal import Journal
+from .journal import GraphJournal
 from .maintain_outcome import Action, MaintenanceReport, is_pair, qubit_of
 from .maintain_path import DriftPath, check_positive, decode_drift_state, encode_drift_state
 from .node import Calibration, Node
@@ -168,7 +168,7 @@ class Maintainer:
     """
 
     def __init__(self, graph: CalibrationGraph, device: Any, store: ParameterStore, settings: MaintenanceSettings,
-                 *, journal: Journal | None = None, ledger: Any = None, seed: int = 0, run_id: str = "",
+                 *, journal: GraphJournal | None = None, ledger: Any = None, seed: int = 0, run_id: str = "",
                  evaluate: Evaluate | None = None,
                  drift_path: Callable[[Mapping[tuple[str, ...], Any], float], DriftPath] | None = None,
                  progress: TickProgress | None = None, config: Mapping[str, Any] | None = None) -> None:
@@ -541,10 +541,10 @@ class Maintainer:
         return self.report
 
 
-def maintenance_journal(folder: str | Path) -> Journal:
+def maintenance_journal(folder: str | Path) -> GraphJournal:
     """The journal of a run folder's maintenance (``maintenance.jsonl``, beside the
     bring-up's ``journal.jsonl``)."""
-    j = Journal(folder)
+    j = GraphJournal(folder)
     j.path = Path(folder) / MAINTENANCE_JOURNAL
     return j
 

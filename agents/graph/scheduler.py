@@ -38,7 +38,7 @@ shot plan it returns. A node that still fails marks its target failed: every nod
 depends on it, directly or not, ends ``blocked`` (its record names the failed node), and
 the run goes on with the rest of the device.
 
-**Journal and resume.** With a ``Journal``, every node start, experiment run and outcome
+**Journal and resume.** With a ``GraphJournal``, every node start, experiment run and outcome
 is appended (``journal.py``); a scheduler given the journal of an interrupted run skips
 the nodes it finished and continues the clock and the ledger from it.
 """
@@ -59,7 +59,7 @@ from pulsecal.hardware.ledger import utc_day
 
 from .experiment import ExperimentResult
 from .graph import CalibrationGraph
-from .journal import Journal, read_state, result_to_dict
+from .journal import GraphJournal, read_state, result_to_dict
 from .node import Calibration, Diagnosis, Node, RootCause
 from .store import ParameterStore
 
@@ -247,7 +247,7 @@ class Scheduler:
     """
 
     def __init__(self, graph: CalibrationGraph, device: Any, store: ParameterStore, *,
-                 qubits: Sequence[str], edges: Sequence[tuple[str, str]], journal: Journal | None = None,
+                 qubits: Sequence[str], edges: Sequence[tuple[str, str]], journal: GraphJournal | None = None,
                  ledger: Any = None, seed: int = 0, run_id: str = "", budget_shots: int | None = None,
                  progress: ProgressCallback | None = None, config: Mapping[str, Any] | None = None,
                  start_clock_s: float | None = None) -> None:

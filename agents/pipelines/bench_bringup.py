@@ -43,7 +43,7 @@ import yaml
 
 from pulsecal.agents.graph.faults import COUPLER_OFF, DEAD, TLS_LIKE, UNDETERMINED, Finding, isolate
 from pulsecal.agents.graph.graph import graph_from_definition
-from pulsecal.agents.graph.journal import Journal
+from pulsecal.agents.graph.journal import GraphJournal
 from pulsecal.agents.graph.readout import optimal_gap
 from pulsecal.agents.graph.scheduler import CALIBRATED, Scheduler
 from pulsecal.agents.graph.store import ParameterStore
@@ -123,7 +123,7 @@ def bring_up(name: str, params: MultiQubitParams, faults: Sequence[Fault], seed:
     out = BringUp(name, bool(faults), [f.to_dict() for f in planted])
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_bringup_") as tmp:
-        journal = Journal(Path(tmp), fsync=False)
+        journal = GraphJournal(Path(tmp), fsync=False)
         store = ParameterStore(None)
         store.record("priors", start, experiment="bench_nodes.priors", run_id=name)
         report = Scheduler(graph, device, store, qubits=qubits, edges=edges, journal=journal, seed=seed,

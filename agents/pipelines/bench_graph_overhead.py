@@ -120,7 +120,7 @@ def _patch(timers: Timers, backend: Any) -> list[tuple[Any, str, Any]]:
     for name in ("reserve", "charge", "confirm", "release"):
         put(hw_ledger.ShotLedger, name, "ledger")
     put(hw_journal.Journal, "append", "journal")
-    put(graph_journal.Journal, "append", "journal")
+    put(graph_journal.GraphJournal, "append", "journal")
     put(graph_node.Node, "calibrate", "experiment")
     put(graph_node.Node, "check_data", "experiment")
     put(graph_store.ParameterStore, "record", "store")
@@ -155,7 +155,7 @@ def run_once(n_qubits: int, folder: Path, seed: int) -> tuple[Timers, int, int]:
         priors[f"{q}.pi_amplitude"] = 0.4
     store.record("priors", priors, experiment="bench", experiment_id="priors", run_id="bench")
     sched = graph_scheduler.Scheduler(graph, device, store, qubits=qubits, edges=[],
-                                      journal=graph_journal.Journal(folder), ledger=hw_ledger.ShotLedger(
+                                      journal=graph_journal.GraphJournal(folder), ledger=hw_ledger.ShotLedger(
                                           folder / "ledger.json"), seed=seed, run_id="bench")
     timers = Timers()
     undo = _patch(timers, backend)

@@ -33,7 +33,7 @@ from pulsecal.agents.graph.experiment import ExperimentResult
 from pulsecal.agents.graph.experiments import (
     RB1Q,
     T1,
-    Drag,
+    DragCalibration,
     FineAmplitude,
     QubitPulses,
     Rabi,
@@ -53,7 +53,7 @@ from pulsecal.envs.physics.metrics import gate_fidelity
 # Fine amplitude before DRAG: the X·Y90/Y·X90 crossing moves with an amplitude error (a
 # 2 % error biased β by ~0.05 ns, 20 % of the coherence limit on the X gate); the train
 # then refines β and a last fine amplitude takes up the amplitude β shifted.
-CHAIN = (Spectroscopy(), Rabi(), Ramsey(), T1(), FineAmplitude(), Drag(), Drag.train(), FineAmplitude(), RB1Q())
+CHAIN = (Spectroscopy(), Rabi(), Ramsey(), T1(), FineAmplitude(), DragCalibration(), DragCalibration.train(), FineAmplitude(), RB1Q())
 PRIOR_FREQUENCY_HZ = 20e6
 PRIOR_AMPLITUDE = (0.5, 2.0)
 

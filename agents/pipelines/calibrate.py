@@ -40,7 +40,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pulsecal.agents.graph.faults import Finding, isolate
 from pulsecal.agents.graph.graph import CalibrationGraph, GraphError, graph_from_definition
-from pulsecal.agents.graph.journal import Journal, read_state
+from pulsecal.agents.graph.journal import GraphJournal, read_state
 from pulsecal.agents.graph.report import write_report
 from pulsecal.agents.graph.scheduler import BLOCKED, FAILED, NodeOutcome, RunReport, Scheduler
 from pulsecal.agents.graph.store import ParameterStore, read_qibolab, write_qibolab
@@ -263,7 +263,7 @@ def _plain(x: Any) -> Any:
     return json.loads(json.dumps(x))
 
 
-def _check_resume(folder: Path, journal: Journal, settings: dict[str, Any]) -> bool:
+def _check_resume(folder: Path, journal: GraphJournal, settings: dict[str, Any]) -> bool:
     state = read_state(journal)
     if state.epochs == 0:
         return False
@@ -307,7 +307,7 @@ def calibrate(cfg: DictConfig, *, stream: TextIO | None = None) -> RunReport:
     folder = conf.folder
     out = stream if stream is not None else sys.stdout
     with session_lock(folder):
-        journal = Journal(folder)
+        journal = GraphJournal(folder)
         resumed = _check_resume(folder, journal, p.settings)
         store = ParameterStore(conf.store if conf.store is not None else folder / "store.json")
         if conf.start_from is not None and not resumed and not store.versions:

@@ -16,14 +16,14 @@ from typing import Any
 
 from pulsecal.agents.graph.experiment import ExperimentResult
 from pulsecal.agents.graph.graph import CalibrationGraph
-from pulsecal.agents.graph.journal import Journal
+from pulsecal.agents.graph.journal import GraphJournal
 from pulsecal.agents.graph.report import DeviceLayout, NodeRecord, NodeState, ReportInput
 from pulsecal.agents.graph.scheduler import BLOCKED, CALIBRATED, FAILED, SKIPPED, RunReport
 
 _STATES: dict[str, NodeState] = {CALIBRATED: "done", SKIPPED: "skipped", FAILED: "failed", BLOCKED: "blocked"}
 
 
-def _last_results(journal: Journal) -> dict[str, ExperimentResult]:
+def _last_results(journal: GraphJournal) -> dict[str, ExperimentResult]:
     out: dict[str, ExperimentResult] = {}
     for rec in journal.records():
         if rec.get("event") != "op" or rec.get("op") != "calibrate":
@@ -41,7 +41,7 @@ def _last_results(journal: Journal) -> dict[str, ExperimentResult]:
     return out
 
 
-def report_input(run_id: str, device: str, graph: CalibrationGraph, report: RunReport, journal: Journal,
+def report_input(run_id: str, device: str, graph: CalibrationGraph, report: RunReport, journal: GraphJournal,
                  qubits: Sequence[str], edges: Sequence[tuple[str, str]], current: Mapping[str, float],
                  evaluation: Mapping[str, Any] | None = None) -> ReportInput:
     results = _last_results(journal)

@@ -213,14 +213,19 @@ def gate_fidelities(
     return (vz[0], raw[0]) if single else (vz, raw)
 
 
-def _fidelities(ops: ArrayLike, target: str | ArrayLike, kind: OpKind, want_vz: bool,
-                want_raw: bool) -> tuple[NDArray[np.float64] | None, NDArray[np.float64] | None, bool]:
+def op_batch(ops: ArrayLike, kind: str) -> tuple[NDArray[np.complex128], bool]:
+    """``ops`` as a complex batch (one op of shape (D, D) gains a leading axis) and whether
+    one op was given; ``kind`` must be "unitary" or "superoperator"."""
     if kind not in ("unitary", "superoperator"):
         raise ValueError(f"kind={kind!r} is unknown: allowed 'unitary' or 'superoperator'")
     arr = np.asarray(ops, dtype=np.complex128)
     single = arr.ndim == 2
-    if single:
-        arr = arr[None]
+    return (arr[None] if single else arr), single
+
+
+def _fidelities(ops: ArrayLike, target: str | ArrayLike, kind: OpKind, want_vz: bool,
+                want_raw: bool) -> tuple[NDArray[np.float64] | None, NDArray[np.float64] | None, bool]:
+    arr, single = op_batch(ops, kind)
     if arr.ndim != 3 or arr.shape[1] != arr.shape[2]:
         raise ValueError(f"ops has shape {np.shape(ops)}: allowed (B, D, D) or (D, D)")
     dim = arr.shape[1]

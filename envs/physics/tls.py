@@ -29,7 +29,15 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.linalg import expm
 
-from .model import TWO_PI, Transmon, _require, annihilation, drift_energies_rad_s, drive_scale_rad_s
+from .model import (
+    TWO_PI,
+    Transmon,
+    _kron,
+    _require,
+    annihilation,
+    drift_energies_rad_s,
+    drive_scale_rad_s,
+)
 
 ComplexArray = NDArray[np.complex128]
 
@@ -122,14 +130,6 @@ def _liouvillian(h: ComplexArray, ops: tuple[ComplexArray, ...]) -> ComplexArray
         cdc = c.conj().T @ c
         diss += np.kron(c.conj(), c) - 0.5 * np.kron(eye, cdc) - 0.5 * np.kron(cdc.T, eye)
     return gen + diss  # type: ignore[no-any-return]
-
-
-def _kron(a: ComplexArray, b: ComplexArray) -> ComplexArray:
-    a = np.asarray(a)
-    b = np.asarray(b)
-    out = a[..., :, None, :, None] * b[..., None, :, None, :]
-    sh = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    return out.reshape(*sh, a.shape[-2] * b.shape[-2], a.shape[-1] * b.shape[-1])
 
 
 def joint_superoperators(t: Transmon, tls: TLSDefect, waveforms: ComplexArray) -> ComplexArray:

@@ -33,11 +33,11 @@ import numpy as np
 from ..backend import Violation
 from ..ir import (
     Acquire,
-    Barrier,
-    Delay,
     Frame,
+    FrameBarrier,
+    FrameDelay,
+    FramePlay,
     Instruction,
-    Play,
     Program,
     Sampled,
     SetFrequency,
@@ -501,7 +501,7 @@ def lift(tree_or_text: Any, props: BraketDeviceProperties, *,
                 if f_hz != 0.0 or math.remainder(ph, 2 * math.pi) != 0.0:
                     raise ValueError(f"flux frame {e.frames[0]!r} plays at {f_hz!r} Hz, phase {ph!r}: "
                                      "allowed 0 Hz and phase 0 (baseband flux)")
-            ins.append(Play(e.frames[0], Sampled(w.waveforms[e.value], dt)))
+            ins.append(FramePlay(e.frames[0], Sampled(w.waveforms[e.value], dt)))
         elif e.kind == "shift_phase":
             ins.append(ShiftPhase(e.frames[0], e.value))
         elif e.kind == "set_phase":
@@ -513,7 +513,7 @@ def lift(tree_or_text: Any, props: BraketDeviceProperties, *,
         elif e.kind in ("delay", "barrier"):
             mine = tuple(n for n in e.frames if n in known)
             if mine:  # an empty tuple would mean "all frames" to the IR
-                ins.append(Delay(e.value, mine) if e.kind == "delay" else Barrier(mine))
+                ins.append(FrameDelay(e.value, mine) if e.kind == "delay" else FrameBarrier(mine))
         elif e.kind == "capture":
             qs = props.frames[e.frames[0]].qubits
             acquired.append(qs[0] if qs else 0)

@@ -46,11 +46,11 @@ from pulsecal.envs.protocol import PulseSequence
 
 from ..backend import Capabilities
 from ..ir import (
-    Barrier,
-    Delay,
     Frame,
+    FrameBarrier,
+    FrameDelay,
+    FramePlay,
     Instruction,
-    Play,
     PlaySpan,
     Program,
     SetFrequency,
@@ -210,12 +210,12 @@ def _merge_cr(prog: Program, placeholders: Mapping[str, tuple[str, float]], caps
             phase[frame] += ins.phase
             if roles[control_of[frame]] == frame:
                 out.append(ShiftPhase(control_of[frame], ins.phase))
-        elif isinstance(ins, Play) and frame in control_of:
+        elif isinstance(ins, FramePlay) and frame in control_of:
             switch(frame)
             out.append(dataclasses.replace(ins, frame=control_of[frame]))
         elif isinstance(ins, SetPhase | SetFrequency | ShiftFrequency) and frame in control_of:
             raise ValueError(f"{type(ins).__name__} on {frame!r}: allowed only the switches this mapping adds")
-        elif isinstance(ins, Delay | Barrier) and ins.frames:
+        elif isinstance(ins, FrameDelay | FrameBarrier) and ins.frames:
             out.append(dataclasses.replace(ins, frames=tuple(dict.fromkeys(control_of.get(f, f)
                                                                            for f in ins.frames))))
         else:
@@ -258,7 +258,7 @@ def simulated_sequence(braket: BraketBackend, mapping: PairMapping, source: str,
             cur[ins.frame] = ins.frequency_hz
         elif isinstance(ins, ShiftFrequency):
             cur[ins.frame] += ins.frequency_hz
-        elif isinstance(ins, Play):
+        elif isinstance(ins, FramePlay):
             at[k] = cur[ins.frame]
     n = base.n_samples
     sim_frame = {c: f for f, c in sim.frame_channels.items()}

@@ -18,11 +18,11 @@ capture register, predefined-frame references, duration and complex literal form
 Waveform ids are deterministic (``wf0``, ``wf1``, ...), so the same program always gives
 the same text.
 
-Mapping from the IR: ``Play`` → ``play`` (``Constant`` → ``constant(length, iq)``; others →
+Mapping from the IR: ``FramePlay`` → ``play`` (``Constant`` → ``constant(length, iq)``; others →
 an arbitrary ``{...}`` sample array on the device grid, see ``waveforms``), ``ShiftPhase``
 → ``shift_phase(frame, +θ)`` (OpenPulse: later samples × e^{+iθ}, the IR's own
 convention), ``SetPhase`` → ``set_phase``, ``Set/ShiftFrequency`` → ``set/shift_frequency``,
-``Delay`` → ``delay[...]``, ``Barrier`` → ``barrier``, ``Acquire(q)`` → ``barrier`` over the
+``FrameDelay`` → ``delay[...]``, ``FrameBarrier`` → ``barrier``, ``Acquire(q)`` → ``barrier`` over the
 program's frames and q's capture frame, then ``psb[0] = capture_v0(q{q}_ro_rx_frame)``.
 A frame declared at a frequency or phase other than the device's gets a ``set_frequency``
 / ``set_phase`` first. Plays and delays are zero-padded to the device granularity and
@@ -62,13 +62,13 @@ from ..backend import (
 from ..guard import require_clearance
 from ..ir import (
     Acquire,
-    Barrier,
     Constant,
-    Delay,
     Drag,
     Frame,
+    FrameBarrier,
+    FrameDelay,
+    FramePlay,
     Gaussian,
-    Play,
     Program,
     Sampled,
     SetFrequency,
@@ -368,7 +368,7 @@ class BraketBackend:
                 seq.set_phase(frames[f.name], f.phase)
         n_wf = 0
         for ins in program.instructions:
-            if isinstance(ins, Play):
+            if isinstance(ins, FramePlay):
                 fr = frames[ins.frame]
                 wf, n = self._waveform(ins.waveform, f"wf{n_wf}")
                 n_wf += 1
@@ -383,13 +383,13 @@ class BraketBackend:
                 seq.shift_frequency(frames[ins.frame], ins.frequency_hz)
             elif isinstance(ins, SetFrequency):
                 seq.set_frequency(frames[ins.frame], ins.frequency_hz)
-            elif isinstance(ins, Delay):
+            elif isinstance(ins, FrameDelay):
                 n = round(ins.duration_s / dt)
                 n = self._pad(n, play=False) if n > 0 else 0
                 if n > 0:
                     seq.delay([frames[x] for x in (ins.frames or [f.name for f in program.frames])],
                               n * dt)
-            elif isinstance(ins, Barrier):
+            elif isinstance(ins, FrameBarrier):
                 seq.barrier([frames[x] for x in (ins.frames or [f.name for f in program.frames])])
             elif isinstance(ins, Acquire):
                 cap = frames[self.props.capture_frame(ins.qubit).name]

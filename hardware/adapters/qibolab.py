@@ -7,14 +7,14 @@ A lab user points it at their own platform folder the way qibolab finds platform
 
 How the IR maps onto a qibolab ``PulseSequence`` (one drive channel per IR frame):
 
-- ``Play``: ``Gaussian`` → qibolab ``Gaussian(rel_sigma=σ/T)``, ``Drag`` → qibolab
+- ``FramePlay``: ``Gaussian`` → qibolab ``Gaussian(rel_sigma=σ/T)``, ``Drag`` → qibolab
   ``Drag(rel_sigma=σ/T, beta=β_s/dt_s)``, ``Constant`` → ``Rectangular``; qibolab samples
   its Gaussian at bin centres (scipy's window, centre (N−1)/2), which is the IR's mid-point
   convention, so these are sample-for-sample the IR's waveform. qibolab's Drag has
   Q = β·dI/dk with β in *samples*, hence β_samples = β_s/dt_s, same sign. Lifted
   (``zero_at_edges``) shapes and ``Sampled`` waveforms go as ``Custom`` I/Q arrays
   rendered on the platform grid (the IR's resampler). ``angle`` becomes ``relative_phase``
-  with the virtual-Z sign below. Plays are zero-padded to the granularity with a ``Delay``.
+  with the virtual-Z sign below. Plays are zero-padded to the granularity with a ``FrameDelay``.
 - ``ShiftPhase(θ)`` → ``VirtualZ(phase = virtual_z_sign·θ)``. The default sign −1 was
   measured on qibolab's emulator (Ramsey with a known detuning, see the tests): its drive
   term is Ω·(I·cos φ + Q·sin φ)·σ_y with φ = ω_d·t + relative_phase + Σ VirtualZ, which in the
@@ -27,7 +27,7 @@ How the IR maps onto a qibolab ``PulseSequence`` (one drive channel per IR frame
   channel's carrier for the job (qibolab ``updates``); later changes are rejected (qibolab
   0.2 has no in-sequence frequency instruction). A frame declared at a frequency other than
   the channel's configured one also becomes an update.
-- ``Delay``/``Barrier`` → qibolab ``Delay`` on the channels, with the IR renderer's rounding.
+- ``FrameDelay``/``FrameBarrier`` → qibolab ``Delay`` on the channels, with the IR renderer's rounding.
 - ``Acquire(q)`` → the platform's native ``MZ`` sequence of qubit q, piped after all drives
   (single-shot, state discrimination); counts are (#0, #1) with every level ≥ 1 read as 1.
 
@@ -76,13 +76,13 @@ from ..backend import (
 from ..guard import require_clearance
 from ..ir import (
     Acquire,
-    Barrier,
     Constant,
-    Delay,
     Drag,
     Frame,
+    FrameBarrier,
+    FrameDelay,
+    FramePlay,
     Gaussian,
-    Play,
     Program,
     Sampled,
     SetFrequency,
@@ -139,7 +139,7 @@ class _FrameState:
     freq_hz: float
     phase: float = 0.0  # total virtual phase applied so far, in our convention
     cursor: int = 0  # samples
-    timed: bool = False  # a Play or Delay has happened on this frame
+    timed: bool = False  # a FramePlay or FrameDelay has happened on this frame
     flux: bool = False  # a baseband flux line: real samples, no carrier
     elements: list[Any] = field(default_factory=list)
 
@@ -284,15 +284,15 @@ class QibolabBackend:
             elif isinstance(ins, SetFrequency | ShiftFrequency):
                 if ins.frame in timed:
                     out.append(Violation("frequency_change", type(ins).__name__,
-                                         "only before the frame's first Play or Delay (qibolab 0.2 "
+                                         "only before the frame's first FramePlay or FrameDelay (qibolab 0.2 "
                                          "sets carriers per job)", where))
                 detuned.add(ins.frame)
             elif isinstance(ins, SetPhase) and ins.frame in detuned:
                 out.append(Violation("set_phase", ins.frame, "SetPhase only on frames at their "
                                      "declared frequency", where))
-            elif isinstance(ins, Play):
+            elif isinstance(ins, FramePlay):
                 timed.add(ins.frame)
-            elif isinstance(ins, Delay):
+            elif isinstance(ins, FrameDelay):
                 timed.update(ins.frames or [f.name for f in program.frames])
             elif isinstance(ins, Acquire):
                 q = self._qubit_ids[ins.qubit]
@@ -519,7 +519,7 @@ class QibolabBackend:
 
         acq_qubits: list[Any] = []
         for ins in program.instructions:
-            if isinstance(ins, Play):
+            if isinstance(ins, FramePlay):
                 s = st[ins.frame]
                 n = self._n_samples(ins.waveform)
                 # The frame's accumulated phase rides on the pulse as VirtualZ elements
@@ -539,12 +539,12 @@ class QibolabBackend:
                 st[ins.frame].freq_hz = ins.frequency_hz
             elif isinstance(ins, ShiftFrequency):
                 st[ins.frame].freq_hz += ins.frequency_hz
-            elif isinstance(ins, Delay):
+            elif isinstance(ins, FrameDelay):
                 n = round(ins.duration_s / self.dt_s)
                 n = self._pad(n, play=False) if n > 0 else 0
                 for name in ins.frames or tuple(st):
                     wait(name, n)
-            elif isinstance(ins, Barrier):
+            elif isinstance(ins, FrameBarrier):
                 names = list(ins.frames or tuple(st))
                 top = max(st[x].cursor for x in names)
                 for x in names:

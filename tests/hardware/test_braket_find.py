@@ -76,7 +76,7 @@ class FakeSession:
 
 def _program(backend: BraketBackend, qubit: int = 0) -> ir.Program:
     f = backend.capabilities().drive_frame(qubit)
-    return ir.Program((ir.Play(f.name, ir.Gaussian(40e-9, 10e-9, 0.3)), ir.Acquire(qubit)), (f,), 100, (qubit,))
+    return ir.Program((ir.FramePlay(f.name, ir.Gaussian(40e-9, 10e-9, 0.3)), ir.Acquire(qubit)), (f,), 100, (qubit,))
 
 
 def _backend(cloud: FakeCloud) -> BraketBackend:

@@ -22,7 +22,7 @@ from pulsecal.hardware.guard import GuardedBackend
 from pulsecal.hardware.ir import (
     Acquire,
     Constant,
-    Play,
+    FramePlay,
     Program,
     Sampled,
     ShiftPhase,
@@ -59,7 +59,7 @@ class CountingBackend(RecordingBackend):
 
 def _sampled(amplitude: float = 0.1) -> Program:
     w = amplitude * np.sin(np.pi * (np.arange(40) + 0.5) / 40)
-    return Program((Play("q0_drive", Sampled(w, DT_S)), Acquire(0)), (DRIVE,), 100)
+    return Program((FramePlay("q0_drive", Sampled(w, DT_S)), Acquire(0)), (DRIVE,), 100)
 
 
 def _overwrite(samples: np.ndarray, value: float) -> None:
@@ -88,7 +88,7 @@ def test_a_program_changed_after_its_check_is_refused(tmp_path: Path, reusable: 
     assert [k for _, _, k in backend.submitted] == ["a"]
     assert ledger.entry("b") is None
     # A field replaced through object.__setattr__ is caught the same way.
-    q = Program((Play("q0_drive", Constant(4e-9, 0.1)), Acquire(0)), (DRIVE,), 100)
+    q = Program((FramePlay("q0_drive", Constant(4e-9, 0.1)), Acquire(0)), (DRIVE,), 100)
     guard.submit(q, 100, "c")
     object.__setattr__(q.instructions[0].waveform, "amplitude", 1.5)
     with pytest.raises(SafetyViolation, match="max_amplitude"):
@@ -144,7 +144,7 @@ def test_a_validator_that_changes_the_program_leaves_no_verdict(tmp_path: Path) 
 
     backend = Mutating(reusable=True)
     guard, _ = _guard(backend, tmp_path)
-    loud = Program((Play("q0_drive", Constant(4e-9, 0.1)), Acquire(0)), (DRIVE,), 100)
+    loud = Program((FramePlay("q0_drive", Constant(4e-9, 0.1)), Acquire(0)), (DRIVE,), 100)
     object.__setattr__(loud.instructions[0].waveform, "amplitude", 0.9)
     assert guard.check(loud, 100, "a") == []  # the envelope saw 0.1
     object.__setattr__(loud.instructions[0].waveform, "amplitude", 0.9)
@@ -195,12 +195,12 @@ def test_content_key_is_exact_and_refuses_what_it_cannot_read() -> None:
     assert content_key(_sampled()) == content_key(_sampled())
     assert content_key(_sampled()) != content_key(_sampled(0.1 + 1e-16))
 
-    class LoudPlay(Play):
+    class LoudPlay(FramePlay):
         pass
 
     sub = Program((LoudPlay("q0_drive", Constant(4e-9, 0.1)), Acquire(0)), (DRIVE,), 100)
     assert content_key(sub) is None
-    shadow = Program((Play("q0_drive", Constant(4e-9, 0.1)), Acquire(0)), (DRIVE,), 100)
+    shadow = Program((FramePlay("q0_drive", Constant(4e-9, 0.1)), Acquire(0)), (DRIVE,), 100)
     honest_key = content_key(shadow)
     fake: Any = lambda: {}  # noqa: E731 - a to_dict shadowing the class's on one instance
     object.__setattr__(shadow.instructions[0], "to_dict", fake)
@@ -209,7 +209,7 @@ def test_content_key_is_exact_and_refuses_what_it_cannot_read() -> None:
 
 
 def test_programs_without_a_key_are_checked_every_time(tmp_path: Path) -> None:
-    class OtherPlay(Play):
+    class OtherPlay(FramePlay):
         pass
 
     backend = CountingBackend(reusable=True)

@@ -115,9 +115,9 @@ def test_rendered_channels_follow_envs_timelines() -> None:
 
 
 def test_single_acquire_timing_is_unchanged_and_a_block_ends_with_the_longest() -> None:
-    one = ir.Program((ir.Play("q0_drive", ir.Constant(4e-9, 0.1)), ir.Acquire(0, 6e-9)), (Q0,), 1, (0,))
+    one = ir.Program((ir.FramePlay("q0_drive", ir.Constant(4e-9, 0.1)), ir.Acquire(0, 6e-9)), (Q0,), 1, (0,))
     assert ir.to_waveform_trace(one, DT_S).n_samples == 10
-    two = ir.Program((ir.Play("q0_drive", ir.Constant(4e-9, 0.1)), ir.Acquire(0, 6e-9), ir.Acquire(1, 9e-9)),
+    two = ir.Program((ir.FramePlay("q0_drive", ir.Constant(4e-9, 0.1)), ir.Acquire(0, 6e-9), ir.Acquire(1, 9e-9)),
                      (Q0,), 1, (0, 1))
     tr = ir.to_waveform_trace(two, DT_S)
     assert tr.acquires == ((0, 4), (1, 4)) and tr.n_samples == 13
@@ -140,7 +140,7 @@ def test_channel_map_kind_must_match_the_channel() -> None:
 
 
 def test_flux_frames_refuse_phase_and_frequency_instructions() -> None:
-    p = ir.Program((ir.ShiftPhase("q1_flux", 0.3), ir.Play("q1_flux", ir.Constant(4e-9, 0.1)), ir.Acquire(1)),
+    p = ir.Program((ir.ShiftPhase("q1_flux", 0.3), ir.FramePlay("q1_flux", ir.Constant(4e-9, 0.1)), ir.Acquire(1)),
                    (FLUX,), 1, (1,))
     with pytest.raises(ValueError, match=r"ShiftPhase on flux frame 'q1_flux': allowed only on drive and cr"):
         ir.to_waveform_trace(p, DT_S)
@@ -156,7 +156,7 @@ def _envelope(**changes: object) -> SafetyEnvelope:
 
 
 def _one(frame: ir.Frame, samples: np.ndarray) -> ir.Program:
-    return ir.Program((ir.Play(frame.name, ir.Sampled(samples, DT_S)), ir.Acquire(0)), (frame,), 10, (0,))
+    return ir.Program((ir.FramePlay(frame.name, ir.Sampled(samples, DT_S)), ir.Acquire(0)), (frame,), 10, (0,))
 
 
 def test_default_limits_are_per_kind_and_round_trip() -> None:

@@ -20,13 +20,13 @@ from pulsecal.envs.protocol import PulseSequence, VirtualZ
 from pulsecal.envs.pulses import DragPulse
 from pulsecal.hardware.ir import (
     Acquire,
-    Barrier,
     Constant,
-    Delay,
     Drag,
     Frame,
+    FrameBarrier,
+    FrameDelay,
+    FramePlay,
     Gaussian,
-    Play,
     Program,
     ProgramTooLong,
     Sampled,
@@ -45,17 +45,17 @@ from pulsecal.hardware.ir import (
 def _program() -> Program:
     ro = Frame("q0_ro", "q0_ro", 7.1e9, 0.25)
     ins = (
-        Play("q0_drive", Drag(20e-9, 5e-9, 0.4, 0.3e-9, angle=0.1, zero_at_edges=True)),
+        FramePlay("q0_drive", Drag(20e-9, 5e-9, 0.4, 0.3e-9, angle=0.1, zero_at_edges=True)),
         ShiftPhase("q0_drive", 1.25),
-        Play("q0_drive", Gaussian(16e-9, 4e-9, -0.3)),
-        Delay(8e-9, ("q0_drive",)),
+        FramePlay("q0_drive", Gaussian(16e-9, 4e-9, -0.3)),
+        FrameDelay(8e-9, ("q0_drive",)),
         ShiftFrequency("q0_drive", 1e6),
-        Play("q0_drive", Constant(4e-9, 0.2, angle=-0.5)),
+        FramePlay("q0_drive", Constant(4e-9, 0.2, angle=-0.5)),
         SetFrequency("q0_drive", 5.0e9),
         SetPhase("q0_drive", 0.0),
-        Play("q0_drive", Sampled(np.array([0.1, 0.2j, -0.1 + 0.05j]), DT_S)),
-        Barrier(),
-        Play("q0_ro", Constant(10e-9, 0.1)),
+        FramePlay("q0_drive", Sampled(np.array([0.1, 0.2j, -0.1 + 0.05j]), DT_S)),
+        FrameBarrier(),
+        FramePlay("q0_ro", Constant(10e-9, 0.1)),
         Acquire(0, 100e-9),
     )
     return Program(ins, (DRIVE, ro), shots=1000, qubits=(0,), name="demo")
@@ -94,7 +94,7 @@ def test_hash_is_content_addressed() -> None:
     changed = Program((*p.instructions[:-1], Acquire(0, 101e-9)), p.frames, p.shots)
     assert changed.content_hash() != p.content_hash()
     # Pin the canonical form: a silent change of the JSON would change every job key.
-    tiny = Program((Play("q0_drive", Sampled(np.array([0.5]), 1e-9)), Acquire(0)),
+    tiny = Program((FramePlay("q0_drive", Sampled(np.array([0.5]), 1e-9)), Acquire(0)),
                    (Frame("q0_drive", "q0_drive", 0.0),), shots=1)
     assert tiny.to_json() == (
         '{"format":"pulsecal.ir/1","frames":[{"frequency_hz":0.0,"name":"q0_drive","phase":0.0,'
@@ -114,9 +114,9 @@ def test_hash_is_content_addressed() -> None:
         (lambda: Constant(4e-9, True), "Constant.amplitude", "real number"),
         (lambda: Sampled(np.array([1.0, np.nan]), 1e-9), "Sampled.samples", "finite"),
         (lambda: Sampled(np.array([]), 1e-9), "Sampled.samples", "at least one"),
-        (lambda: Delay(-1.0), "Delay.duration_s", ">= 0"),
+        (lambda: FrameDelay(-1.0), "FrameDelay.duration_s", ">= 0"),
         (lambda: Frame("", "p", 1.0), "Frame.name", "non-empty"),
-        (lambda: Program((Play("nope", Constant(1e-9, 0.1)),), (DRIVE,), 1), "frame", "declared"),
+        (lambda: Program((FramePlay("nope", Constant(1e-9, 0.1)),), (DRIVE,), 1), "frame", "declared"),
         (lambda: Program((), (DRIVE,), 0), "Program.shots", ">= 1"),
         (lambda: Program((), (DRIVE, DRIVE), 1), "Program.frames", "unique"),
     ],
@@ -180,7 +180,7 @@ def test_frequency_tracking_matches_envs_detuning_convention() -> None:
     delta, dur = 3e6, 24e-9
     ref = DragPulse(amplitude=0.5, duration_s=dur, beta_s=0.2e-9, detuning_hz=delta).waveform(DT_S)
     prog = Program((ShiftFrequency("q0_drive", delta),
-                    Play("q0_drive", Drag(dur, dur / 4, 0.5, 0.2e-9, zero_at_edges=True)),
+                    FramePlay("q0_drive", Drag(dur, dur / 4, 0.5, 0.2e-9, zero_at_edges=True)),
                     Acquire(0)), (DRIVE,), 1)
     got = to_waveform_trace(prog, DT_S).samples[DRIVE.name]
     np.testing.assert_allclose(got, ref * np.exp(-1j * math.pi * delta * dur), atol=1e-13)
@@ -189,9 +189,9 @@ def test_frequency_tracking_matches_envs_detuning_convention() -> None:
 def test_frequency_phase_is_continuous_and_set_phase_is_absolute() -> None:
     delta = 5e6
     c = Constant(4e-9, 0.5)
-    prog = Program((ShiftFrequency("q0_drive", delta), Delay(10e-9), Play("q0_drive", c),
-                    SetFrequency("q0_drive", DRIVE.frequency_hz), Play("q0_drive", c),
-                    SetPhase("q0_drive", 0.2), Play("q0_drive", c), Acquire(0)), (DRIVE,), 1)
+    prog = Program((ShiftFrequency("q0_drive", delta), FrameDelay(10e-9), FramePlay("q0_drive", c),
+                    SetFrequency("q0_drive", DRIVE.frequency_hz), FramePlay("q0_drive", c),
+                    SetPhase("q0_drive", 0.2), FramePlay("q0_drive", c), Acquire(0)), (DRIVE,), 1)
     s = to_waveform_trace(prog, DT_S).samples[DRIVE.name]
     t_mid = (np.arange(10, 14) + 0.5) * DT_S
     np.testing.assert_allclose(s[10:14], 0.5 * np.exp(-2j * math.pi * delta * t_mid), atol=1e-14)
@@ -208,13 +208,13 @@ def test_resample_preserves_area_and_is_identity_on_the_same_grid() -> None:
         r = resample(w, 1e-9, dst)
         assert r.size == math.ceil(37e-9 / dst - 1e-6)
         assert abs(r.sum() * dst - w.sum() * 1e-9) < 1e-20
-    prog = Program((Play("q0_drive", Sampled(w / 10, 0.5e-9)), Acquire(0)), (DRIVE,), 1)
+    prog = Program((FramePlay("q0_drive", Sampled(w / 10, 0.5e-9)), Acquire(0)), (DRIVE,), 1)
     assert to_waveform_trace(prog, DT_S).n_samples == 19
 
 
 def test_granularity_and_minimum_length_pad_with_zeros() -> None:
-    prog = Program((Play("q0_drive", Constant(5e-9, 0.1)), Delay(3e-9),
-                    Play("q0_drive", Constant(1e-9, 0.2)), Acquire(0)), (DRIVE,), 1)
+    prog = Program((FramePlay("q0_drive", Constant(5e-9, 0.1)), FrameDelay(3e-9),
+                    FramePlay("q0_drive", Constant(1e-9, 0.2)), Acquire(0)), (DRIVE,), 1)
     t = to_waveform_trace(prog, DT_S, granularity=4, min_samples=8)
     s = t.samples[DRIVE.name]
     assert [(p.start, p.stop) for p in t.plays] == [(0, 8), (12, 20)]
@@ -224,17 +224,17 @@ def test_granularity_and_minimum_length_pad_with_zeros() -> None:
 
 
 def test_off_grid_parametric_and_overlong_programs_are_refused() -> None:
-    prog = Program((Play("q0_drive", Constant(2.5e-9, 0.1)), Acquire(0)), (DRIVE,), 1)
+    prog = Program((FramePlay("q0_drive", Constant(2.5e-9, 0.1)), Acquire(0)), (DRIVE,), 1)
     with pytest.raises(ValueError, match="whole number"):
         to_waveform_trace(prog, DT_S)
-    long = Program((Delay(1e30), Acquire(0)), (DRIVE,), 1)
+    long = Program((FrameDelay(1e30), Acquire(0)), (DRIVE,), 1)
     with pytest.raises(ProgramTooLong):
         to_waveform_trace(long, DT_S)
 
 
 def test_barrier_aligns_frames() -> None:
     ro = Frame("q0_ro", "q0_ro", 7e9)
-    prog = Program((Play("q0_drive", Constant(6e-9, 0.1)), Barrier(),
-                    Play("q0_ro", Constant(2e-9, 0.3)), Acquire(0)), (DRIVE, ro), 1)
+    prog = Program((FramePlay("q0_drive", Constant(6e-9, 0.1)), FrameBarrier(),
+                    FramePlay("q0_ro", Constant(2e-9, 0.3)), Acquire(0)), (DRIVE, ro), 1)
     t = to_waveform_trace(prog, DT_S)
     assert t.plays[1].start == 6 and t.n_samples == 8 and t.acquires == ((0, 8),)

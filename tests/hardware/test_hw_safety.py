@@ -27,11 +27,11 @@ from pulsecal.hardware.guard import GuardedBackend, require_clearance
 from pulsecal.hardware.ir import (
     Acquire,
     Constant,
-    Delay,
     Drag,
     Frame,
+    FrameDelay,
+    FramePlay,
     Gaussian,
-    Play,
     Program,
     Sampled,
     SetFrequency,
@@ -61,11 +61,11 @@ def _prog(*ins: Any, frames: tuple[Frame, ...] = (DRIVE,), shots: int = 100) -> 
 @pytest.mark.parametrize(
     ("program", "limit", "value_text"),
     [
-        (_prog(Play("q0_drive", Gaussian(40e-9, 8e-9, 0.9))), "max_amplitude", "0.89"),
-        (_prog(Play("q0_drive", Sampled(np.array([0.0, 0.6, 0.0]), DT_S))), "max_slew_per_sample", "0.6"),
-        (_prog(Play("q0_drive", Gaussian(300e-9, 60e-9, 0.3))), "max_pulse_duration_s", "3.00000"),
-        (_prog(Delay(3e-6)), "max_program_duration_s", "3e-06"),
-        (_prog(*[Play("q0_drive", Drag(200e-9, 80e-9, 0.75, 0.0)) for _ in range(2)]),
+        (_prog(FramePlay("q0_drive", Gaussian(40e-9, 8e-9, 0.9))), "max_amplitude", "0.89"),
+        (_prog(FramePlay("q0_drive", Sampled(np.array([0.0, 0.6, 0.0]), DT_S))), "max_slew_per_sample", "0.6"),
+        (_prog(FramePlay("q0_drive", Gaussian(300e-9, 60e-9, 0.3))), "max_pulse_duration_s", "3.00000"),
+        (_prog(FrameDelay(3e-6)), "max_program_duration_s", "3e-06"),
+        (_prog(*[FramePlay("q0_drive", Drag(200e-9, 80e-9, 0.75, 0.0)) for _ in range(2)]),
          "max_drive_energy_s", "1.4"),
         (_prog(shots=6000), "max_shots_per_job", "6000"),
         (_prog(frames=(Frame("q1_drive", "q1_drive", 5e9),)), "allowed_frames", "q1_drive"),
@@ -95,7 +95,7 @@ def test_guard_refuses_a_batch_that_would_break_the_day(tmp_path: Path) -> None:
     backend = RecordingBackend(CAPS)
     guard = GuardedBackend(backend, make_limits(max_shots_per_day=1000), ShotLedger(tmp_path / "l.json"),
                            clock=clock)
-    p = _prog(Play("q0_drive", Constant(4e-9, 0.1)), shots=400)
+    p = _prog(FramePlay("q0_drive", Constant(4e-9, 0.1)), shots=400)
     guard.submit(p, 400, "a")
     guard.submit(p, 400, "a")  # the same key does not count twice
     guard.submit(p, 400, "b")
@@ -108,7 +108,7 @@ def test_guard_refuses_a_batch_that_would_break_the_day(tmp_path: Path) -> None:
 
 
 def test_adapters_refuse_artifacts_the_guard_did_not_clear() -> None:
-    p = _prog(Play("q0_drive", Constant(4e-9, 0.1)))
+    p = _prog(FramePlay("q0_drive", Constant(4e-9, 0.1)))
     backend = RecordingBackend(CAPS)
     art = backend.compile(p)
     with pytest.raises(SafetyViolation, match="clearance"):
@@ -121,7 +121,7 @@ def test_adapters_refuse_artifacts_the_guard_did_not_clear() -> None:
     with pytest.raises(SafetyViolation, match=r"clearance\.job_key"):
         require_clearance(sealed, 100, "other")
     # Swapping the program under a valid clearance is caught by the recomputed hash.
-    evil = _prog(Play("q0_drive", Constant(4e-9, 0.1)), shots=100)
+    evil = _prog(FramePlay("q0_drive", Constant(4e-9, 0.1)), shots=100)
     object.__setattr__(evil.instructions[0].waveform, "amplitude", 1.0)
     swapped = Artifact(evil, sealed.program_hash, sealed.trace, None, sealed.clearance)
     with pytest.raises(SafetyViolation, match=r"clearance\.program_hash"):
@@ -142,9 +142,9 @@ def test_guard_checks_the_artifact_not_only_the_program() -> None:
     backend = LyingBackend(CAPS)
     guard = GuardedBackend(backend, LIMITS, ShotLedger())
     with pytest.raises(SafetyViolation, match=r"max_amplitude|artifact\.trace"):
-        guard.submit(_prog(Play("q0_drive", Gaussian(40e-9, 8e-9, 0.7, zero_at_edges=True))), 100, "k")
+        guard.submit(_prog(FramePlay("q0_drive", Gaussian(40e-9, 8e-9, 0.7, zero_at_edges=True))), 100, "k")
     with pytest.raises(SafetyViolation, match=r"artifact\.trace"):
-        guard.submit(_prog(Play("q0_drive", Gaussian(40e-9, 8e-9, 0.1, zero_at_edges=True))), 100, "k2")
+        guard.submit(_prog(FramePlay("q0_drive", Gaussian(40e-9, 8e-9, 0.1, zero_at_edges=True))), 100, "k2")
     assert backend.submitted == []
 
 
@@ -274,7 +274,7 @@ def random_program(rng: np.random.Generator) -> Program | None:
             r = rng.random()
             if r < 0.55:
                 wf = _random_waveform(rng, forge)
-                ins.append(_forge(Play, frame=name, waveform=wf) if forge else Play(name, wf))
+                ins.append(_forge(FramePlay, frame=name, waveform=wf) if forge else FramePlay(name, wf))
             elif r < 0.7:
                 ph = _policy_float(rng, 10.0)
                 ins.append(_forge(ShiftPhase, frame=name, phase=ph) if forge else ShiftPhase(name, ph))
@@ -290,7 +290,7 @@ def random_program(rng: np.random.Generator) -> Program | None:
                 ins.append(_forge(SetFrequency, frame=name, frequency_hz=f) if forge else SetFrequency(name, f))
             else:
                 d = abs(_policy_float(rng, 1e-6)) if rng.random() < 0.9 else _policy_float(rng, 1e-6)
-                ins.append(_forge(Delay, duration_s=d, frames=()) if forge else Delay(d))
+                ins.append(_forge(FrameDelay, duration_s=d, frames=()) if forge else FrameDelay(d))
         ins.append(Acquire(0, float(rng.integers(0, 3)) * 1e-7))
         shots = int(rng.choice([1, 100, 1000, 5000, 5001, 10**9])) if rng.random() < 0.9 else int(rng.integers(-5, 3))
         if forge:
@@ -380,14 +380,14 @@ def hyp_programs(draw: st.DrawFn) -> Program | None:
             elif kind == 2 and not forge:
                 wf = Sampled(wf["samples"], DT_S)
             if wf is not None:
-                ins.append(_forge(Play, frame="q0_drive", waveform=wf) if forge else Play("q0_drive", wf))
+                ins.append(_forge(FramePlay, frame="q0_drive", waveform=wf) if forge else FramePlay("q0_drive", wf))
             elif kind == 3:
                 v = draw(floats)
                 ins.append(_forge(ShiftFrequency, frame="q0_drive", frequency_hz=v) if forge
                            else ShiftFrequency("q0_drive", v))
             elif kind == 4:
                 v = draw(floats)
-                ins.append(_forge(Delay, duration_s=v, frames=()) if forge else Delay(v))
+                ins.append(_forge(FrameDelay, duration_s=v, frames=()) if forge else FrameDelay(v))
             else:
                 v = draw(floats)
                 ins.append(_forge(ShiftPhase, frame="q0_drive", phase=v) if forge else ShiftPhase("q0_drive", v))

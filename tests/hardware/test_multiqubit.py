@@ -187,7 +187,7 @@ def test_two_qubit_emulator_drives_and_reads_the_addressed_qubit(emulator_2q: An
             f = caps.drive_frame(drive)
             for read in (0, 1):
                 g = GuardedBackend(emulator_2q, default_limits(emulator_2q, drive), ShotLedger(None, fsync=False))
-                prog = ir.Program((ir.Play(f.name, ir.Gaussian(40e-9, 10e-9, amp)), ir.Acquire(read)), (f,), 100,
+                prog = ir.Program((ir.FramePlay(f.name, ir.Gaussian(40e-9, 10e-9, amp)), ir.Acquire(read)), (f,), 100,
                                   (read,))
                 h = g.submit(prog, 100, f"pi-{drive}-{read}")
                 p1[drive, read] = g.result(h, 10.0).counts.get("1", 0) / 100

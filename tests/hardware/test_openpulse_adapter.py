@@ -47,11 +47,11 @@ def _x_programs(frame: ir.Frame) -> dict[str, ir.Program]:
     d = _pi_amp(ir.Drag(24e-9, 6e-9, 1.0, 0.0))
     sampled = ir.Gaussian(24e-9, 6e-9, g).samples(DT)
     ins = {
-        "gaussian": [ir.Play(frame.name, ir.Gaussian(24e-9, 6e-9, g))],
-        "drag": [ir.Play(frame.name, ir.Drag(24e-9, 6e-9, d, BETA_S))],
-        "sampled": [ir.Play(frame.name, ir.Sampled(sampled, DT))],
-        "phased": [ir.ShiftPhase(frame.name, 0.4), ir.Play(frame.name, ir.Drag(24e-9, 6e-9, d, BETA_S, angle=-0.4)),
-                   ir.Delay(8e-9), ir.Play(frame.name, ir.Constant(8e-9, 0.0))],
+        "gaussian": [ir.FramePlay(frame.name, ir.Gaussian(24e-9, 6e-9, g))],
+        "drag": [ir.FramePlay(frame.name, ir.Drag(24e-9, 6e-9, d, BETA_S))],
+        "sampled": [ir.FramePlay(frame.name, ir.Sampled(sampled, DT))],
+        "phased": [ir.ShiftPhase(frame.name, 0.4), ir.FramePlay(frame.name, ir.Drag(24e-9, 6e-9, d, BETA_S, angle=-0.4)),
+                   ir.FrameDelay(8e-9), ir.FramePlay(frame.name, ir.Constant(8e-9, 0.0))],
     }
     return {k: ir.Program((*v, ir.Acquire(0)), (frame,), 100) for k, v in ins.items()}
 
@@ -118,10 +118,10 @@ def test_same_program_same_text(backend: BraketBackend) -> None:
 def test_frame_frequency_phase_and_padding(backend: BraketBackend) -> None:
     f0 = backend.capabilities().frames[0]
     frame = ir.Frame(f0.name, f0.port, f0.frequency_hz + 3e6, phase=0.25)
-    prog = ir.Program((ir.Play(frame.name, ir.Sampled(np.full(5, 0.2), DT)),
-                       ir.ShiftFrequency(frame.name, -1e6), ir.Delay(6e-9),
-                       ir.Play(frame.name, ir.Constant(16e-9, 0.1, 0.3)),
-                       ir.SetPhase(frame.name, 0.1), ir.Play(frame.name, ir.Constant(8e-9, 0.2)),
+    prog = ir.Program((ir.FramePlay(frame.name, ir.Sampled(np.full(5, 0.2), DT)),
+                       ir.ShiftFrequency(frame.name, -1e6), ir.FrameDelay(6e-9),
+                       ir.FramePlay(frame.name, ir.Constant(16e-9, 0.1, 0.3)),
+                       ir.SetPhase(frame.name, 0.1), ir.FramePlay(frame.name, ir.Constant(8e-9, 0.2)),
                        ir.Acquire(0)), (frame,), 10)
     art = backend.compile(prog)
     src = art.payload.source
@@ -231,11 +231,11 @@ def test_syntax_errors_are_parse_errors(props: oq.BraketDeviceProperties) -> Non
 def test_out_of_limit_ir_programs_never_compile(backend: BraketBackend) -> None:
     f0 = backend.capabilities().frames[0]
     far = ir.Frame(f0.name, f0.port, f0.frequency_hz + 1e9)
-    prog = ir.Program((ir.Play(far.name, ir.Constant(8e-9, 0.1)), ir.Acquire(0)), (far,), 10)
+    prog = ir.Program((ir.FramePlay(far.name, ir.Constant(8e-9, 0.1)), ir.Acquire(0)), (far,), 10)
     assert [v.limit for v in backend.validate(prog)] == ["frame.frequency_hz"]
     with pytest.raises(BackendError, match=r"frame\.frequency_hz"):
         backend.compile(prog)
-    loud = ir.Program((ir.Play(f0.name, ir.Constant(8e-9, 1.2)), ir.Acquire(0)), (f0,), 10)
+    loud = ir.Program((ir.FramePlay(f0.name, ir.Constant(8e-9, 1.2)), ir.Acquire(0)), (f0,), 10)
     assert [v.limit for v in backend.validate(loud)] == ["amplitude"]
 
 
@@ -306,8 +306,8 @@ def test_cross_resonance_frame_round_trips() -> None:
     assert caps.drive_frames == {0: "q0_rf_frame", 1: "q1_rf_frame"}
     ramp = np.sin(np.linspace(0, np.pi / 2, 8)) ** 2
     w = 0.3 * np.concatenate([ramp, np.ones(48), ramp[::-1]])
-    prog = ir.Program((ir.Play("q0_q1_cr_frame", ir.Sampled(w, DT)), ir.ShiftPhase("q0_q1_cr_frame", 3.0),
-                       ir.Play("q0_q1_cr_frame", ir.Sampled(-w, DT)), ir.Acquire(0), ir.Acquire(1)),
+    prog = ir.Program((ir.FramePlay("q0_q1_cr_frame", ir.Sampled(w, DT)), ir.ShiftPhase("q0_q1_cr_frame", 3.0),
+                       ir.FramePlay("q0_q1_cr_frame", ir.Sampled(-w, DT)), ir.Acquire(0), ir.Acquire(1)),
                       (cr,), 100, (0, 1))
     assert "shift_phase(q0_q1_cr_frame, 3.0)" in backend.compile(prog).payload.source
     _render_all(backend, prog)

@@ -129,20 +129,20 @@ def _compiled(backend: QibolabBackend, *ins: ir.Instruction, frame: ir.Frame | N
 ])
 def test_play_envelopes_are_the_ir_samples(emulator: QibolabBackend, wf: ir.Waveform) -> None:
     f = emulator.capabilities().frames[0]
-    _, drive = _compiled(emulator, ir.Play(f.name, wf))
+    _, drive = _compiled(emulator, ir.FramePlay(f.name, wf))
     (pulse,) = drive
     env = pulse.envelopes(emulator.platform.sampling_rate)
     got = env[0] + 1j * env[1]
-    want = emulator.capabilities().render(ir.Program((ir.Play(f.name, wf), ir.Acquire(0)), (f,), 1))
+    want = emulator.capabilities().render(ir.Program((ir.FramePlay(f.name, wf), ir.Acquire(0)), (f,), 1))
     np.testing.assert_allclose(got, want.samples[f.name][: got.size], atol=1e-12)
     assert pulse.duration == pytest.approx(got.size * DT / 1e-9)  # qibolab durations in ns
 
 
 def test_native_shapes_are_parametric(emulator: QibolabBackend) -> None:
     f = emulator.capabilities().frames[0]
-    _, (g, d, c) = _compiled(emulator, ir.Play(f.name, ir.Gaussian(40e-9, 10e-9, 0.4)),
-                             ir.Play(f.name, ir.Drag(20e-9, 5e-9, 0.3, 0.27e-9)),
-                             ir.Play(f.name, ir.Constant(8e-9, 0.1)))
+    _, (g, d, c) = _compiled(emulator, ir.FramePlay(f.name, ir.Gaussian(40e-9, 10e-9, 0.4)),
+                             ir.FramePlay(f.name, ir.Drag(20e-9, 5e-9, 0.3, 0.27e-9)),
+                             ir.FramePlay(f.name, ir.Constant(8e-9, 0.1)))
     assert (g.envelope.kind, g.envelope.rel_sigma) == ("gaussian", 0.25)
     # qibolab's DRAG β is in samples: β_s / dt_s.
     assert (d.envelope.kind, d.envelope.beta) == ("drag", pytest.approx(0.27))
@@ -152,7 +152,7 @@ def test_native_shapes_are_parametric(emulator: QibolabBackend) -> None:
 def test_virtual_z_sign_and_angle(emulator: QibolabBackend) -> None:
     f = emulator.capabilities().frames[0]
     _, drive = _compiled(emulator, ir.ShiftPhase(f.name, 0.7),
-                         ir.Play(f.name, ir.Gaussian(20e-9, 5e-9, 0.2, angle=0.4)),
+                         ir.FramePlay(f.name, ir.Gaussian(20e-9, 5e-9, 0.2, angle=0.4)),
                          ir.SetPhase(f.name, 1.0))
     vz1, pulse, vz2 = drive
     assert vz1.phase == pytest.approx(-0.7)  # emulator-measured convention, see the Ramsey test
@@ -166,8 +166,8 @@ def test_virtual_z_sign_and_angle(emulator: QibolabBackend) -> None:
 def test_delays_barriers_padding_and_readout_order(emulator: QibolabBackend) -> None:
     padded = QibolabBackend(emulator.platform, granularity=4, min_samples=8)
     f = padded.capabilities().frames[0]
-    art, drive = _compiled(padded, ir.Play(f.name, ir.Sampled(np.full(5, 0.1), DT)),
-                           ir.Delay(6.4e-9), ir.Play(f.name, ir.Constant(12e-9, 0.1)))
+    art, drive = _compiled(padded, ir.FramePlay(f.name, ir.Sampled(np.full(5, 0.1), DT)),
+                           ir.FrameDelay(6.4e-9), ir.FramePlay(f.name, ir.Constant(12e-9, 0.1)))
     kinds = [(type(p).__name__, getattr(p, "duration", None)) for p in drive]
     assert kinds[:4] == [("Pulse", 5.0), ("Delay", 3.0), ("Delay", 8.0), ("Pulse", 12.0)]
     # Total drive time equals the shared renderer's length up to the readout.
@@ -179,9 +179,9 @@ def test_delays_barriers_padding_and_readout_order(emulator: QibolabBackend) -> 
 def test_frequency_before_first_play_is_a_job_update(emulator: QibolabBackend) -> None:
     f = emulator.capabilities().frames[0]
     art, _ = _compiled(emulator, ir.ShiftFrequency(f.name, -2e6),
-                       ir.Play(f.name, ir.Constant(8e-9, 0.1)))
+                       ir.FramePlay(f.name, ir.Constant(8e-9, 0.1)))
     assert art.payload.updates == ({"0/drive": {"frequency": 5e9 - 2e6}},)
-    later = ir.Program((ir.Play(f.name, ir.Constant(8e-9, 0.1)), ir.SetFrequency(f.name, 5.001e9),
+    later = ir.Program((ir.FramePlay(f.name, ir.Constant(8e-9, 0.1)), ir.SetFrequency(f.name, 5.001e9),
                         ir.Acquire(0)), (f,), 10)
     (v,) = emulator.validate(later)
     assert v.limit == "frequency_change" and v.where == "instructions[1]"
@@ -192,11 +192,11 @@ def test_frequency_before_first_play_is_a_job_update(emulator: QibolabBackend) -
 def test_unknown_frame_and_amplitude_are_violations(emulator: QibolabBackend) -> None:
     f = emulator.capabilities().frames[0]
     alien = ir.Frame("q7_drive", "7/drive", 5e9)
-    v = emulator.validate(ir.Program((ir.Play(alien.name, ir.Constant(8e-9, 0.1)), ir.Acquire(0)),
+    v = emulator.validate(ir.Program((ir.FramePlay(alien.name, ir.Constant(8e-9, 0.1)), ir.Acquire(0)),
                                      (alien,), 10))
     assert [x.limit for x in v] == ["frame"]
     low = QibolabBackend(emulator.platform, max_amplitude=0.3)
-    v = low.validate(ir.Program((ir.Play(f.name, ir.Constant(8e-9, 0.5)), ir.Acquire(0)), (f,), 10))
+    v = low.validate(ir.Program((ir.FramePlay(f.name, ir.Constant(8e-9, 0.5)), ir.Acquire(0)), (f,), 10))
     assert [x.limit for x in v] == ["amplitude"]
 
 
@@ -209,7 +209,7 @@ def test_dummy_platform_plumbing(dummy: QibolabBackend) -> None:
     assert [f.name for f in caps.frames] == [f"q{i}_drive" for i in range(5)] + [f"q{i}_flux" for i in range(5)]
     assert {f.kind for f in caps.frames[5:]} == {"flux"} and caps.qubits == tuple(range(5))
     f = caps.frames[2]
-    prog = ir.Program((ir.Play(f.name, ir.Drag(40e-9, 10e-9, 0.3, 0.2e-9)), ir.Acquire(2)), (f,), 64, (2,))
+    prog = ir.Program((ir.FramePlay(f.name, ir.Drag(40e-9, 10e-9, 0.3, 0.2e-9)), ir.Acquire(2)), (f,), 64, (2,))
     g = _guarded(dummy)
     h = g.submit(prog, 64, "dummy-job")
     res = g.result(h, timeout_s=1.0)
@@ -221,7 +221,7 @@ def test_dummy_platform_plumbing(dummy: QibolabBackend) -> None:
 
 def test_submit_refuses_uncleared_artifacts(dummy: QibolabBackend) -> None:
     f = dummy.capabilities().frames[0]
-    art = dummy.compile(ir.Program((ir.Play(f.name, ir.Constant(8e-9, 0.1)), ir.Acquire(0)), (f,), 8))
+    art = dummy.compile(ir.Program((ir.FramePlay(f.name, ir.Constant(8e-9, 0.1)), ir.Acquire(0)), (f,), 8))
     with pytest.raises(SafetyViolation, match="clearance"):
         dummy.submit(art, 8, "no-guard")
 
@@ -231,7 +231,7 @@ def test_submit_refuses_uncleared_artifacts(dummy: QibolabBackend) -> None:
 
 def _pi_program(frame: ir.Frame, fraction: float, shots: int) -> ir.Program:
     amp = _gaussian_pi_amplitude(40e-9, 10e-9, fraction)
-    return ir.Program((ir.Play(frame.name, ir.Gaussian(40e-9, 10e-9, amp)), ir.Acquire(0)),
+    return ir.Program((ir.FramePlay(frame.name, ir.Gaussian(40e-9, 10e-9, amp)), ir.Acquire(0)),
                       (frame,), shots)
 
 
@@ -262,8 +262,8 @@ def test_emulator_ramsey_fixes_the_virtual_z_sign(emulator: QibolabBackend, seed
     delta_hz, tau_s = 4e6, 40e-9
     x90 = ir.Gaussian(20e-9, 5e-9, _gaussian_pi_amplitude(20e-9, 5e-9, 0.5))
     theta = sign * 2 * math.pi * delta_hz * tau_s
-    prog = ir.Program((ir.ShiftFrequency(f.name, -delta_hz), ir.Play(f.name, x90), ir.Delay(tau_s),
-                       ir.ShiftPhase(f.name, theta), ir.Play(f.name, x90), ir.Acquire(0)), (f,), 300)
+    prog = ir.Program((ir.ShiftFrequency(f.name, -delta_hz), ir.FramePlay(f.name, x90), ir.FrameDelay(tau_s),
+                       ir.ShiftPhase(f.name, theta), ir.FramePlay(f.name, x90), ir.Acquire(0)), (f,), 300)
     counts = _run(emulator, prog, f"ramsey{sign}")
     model = emulator_transmon(emulator.platform).replace(detuning_hz=delta_hz)
     seq_samples = np.concatenate([x90.samples(DT), np.zeros(40), x90.samples(DT) * np.exp(1j * theta)])

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from .coupler_probe import CouplerProbe
 from .cz import CZCalibration, CZChevron
-from .drag import Drag
+from .drag import DragCalibration
 from .ecr import ECRCalibration
 from .fine_amplitude import FineAmplitude
-from .pulses import DEFAULT_GATE, Program, QubitPulses, frame_hz
+from .pulses import DEFAULT_GATE, QubitPulses, SequenceBuilder, frame_hz
 from .rabi import Rabi
 from .ramsey import Ramsey
 from .rb1q import RB1Q
@@ -21,11 +21,11 @@ from .t1 import T1
 from .zz import StaticZZ
 
 #: One default instance of each experiment, by its ``name``.
-EXPERIMENTS = {e.name: e for e in (Spectroscopy(), Rabi(), Ramsey(), T1(), FineAmplitude(), Drag(), Drag.train(),
+EXPERIMENTS = {e.name: e for e in (Spectroscopy(), Rabi(), Ramsey(), T1(), FineAmplitude(), DragCalibration(), DragCalibration.train(),
                                    RB1Q())}
 #: One default instance of each two-qubit (pair) experiment, by its ``name``.
 PAIR_EXPERIMENTS = {e.name: e for e in (CouplerProbe(), StaticZZ(), CZChevron(), CZCalibration(), RB2Q(), ECRCalibration())}
 
-__all__ = ["DEFAULT_GATE", "EXPERIMENTS", "PAIR_EXPERIMENTS", "RB1Q", "RB2Q", "T1", "CZCalibration", "CZChevron", "CouplerProbe", "Drag",
-           "ECRCalibration", "FineAmplitude", "Program", "QubitPulses", "Rabi", "Ramsey", "Spectroscopy", "StaticZZ",
+__all__ = ["DEFAULT_GATE", "EXPERIMENTS", "PAIR_EXPERIMENTS", "RB1Q", "RB2Q", "T1", "CZCalibration", "CZChevron", "CouplerProbe", "DragCalibration",
+           "ECRCalibration", "FineAmplitude", "QubitPulses", "Rabi", "Ramsey", "SequenceBuilder", "Spectroscopy", "StaticZZ",
            "frame_hz"]

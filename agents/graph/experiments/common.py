@@ -37,7 +37,7 @@ from scipy.optimize import least_squares
 from scipy.stats import norm
 
 from ..experiment import REPETITION_TIME_S, ExperimentResult, Status
-from .pulses import Program
+from .pulses import SequenceBuilder
 
 FloatArray = NDArray[np.float64]
 
@@ -152,7 +152,7 @@ def repetition_time_s(device: Any) -> float:
 
 
 @dataclass(frozen=True)
-class Measurement:
+class ScanMeasurement:
     """P(1) of a batch of programs, and what it cost."""
 
     p1: FloatArray
@@ -173,8 +173,8 @@ def readout_errors(params: Mapping[str, float], target: str) -> tuple[float, flo
     return e0, e1
 
 
-def measure(device: Any, programs: Sequence[Program], shots: int, params: Mapping[str, float],
-            target: str) -> Measurement:
+def measure(device: Any, programs: Sequence[SequenceBuilder], shots: int, params: Mapping[str, float],
+            target: str) -> ScanMeasurement:
     """Run every program ``shots`` times; P(1) per program (readout-corrected when the store
     has the errors) with its binomial standard deviation (floored at 1/(2·shots) so a
     point at 0 or 1 still has a weight)."""
@@ -191,7 +191,7 @@ def measure(device: Any, programs: Sequence[Program], shots: int, params: Mappin
         var = var / scale**2
     rep = repetition_time_s(device)
     time_s = float(sum(shots * (rep + p.duration_s) for p in programs))
-    return Measurement(p1, np.sqrt(var), int(shots) * len(programs), time_s)
+    return ScanMeasurement(p1, np.sqrt(var), int(shots) * len(programs), time_s)
 
 
 @dataclass(frozen=True)
@@ -239,7 +239,7 @@ def weighted_fit(model: Callable[[FloatArray, FloatArray], FloatArray], x: Float
     return Fit(best.x, se, chi2, model(x, best.x), ok=bool(best.success))
 
 
-def result(name: str, target: str, status: Status, m: Measurement, *, values: Mapping[str, float] | None = None,
+def result(name: str, target: str, status: Status, m: ScanMeasurement, *, values: Mapping[str, float] | None = None,
            quality: Mapping[str, float] | None = None, x: Sequence[float] = (), fit: Sequence[float] = (),
            x_label: str = "", y_label: str = "P(1)", message: str = "",
            extra_data: Mapping[str, Any] | None = None, symptom: str = "") -> ExperimentResult:
@@ -270,14 +270,14 @@ SYMPTOMS = (NO_RESPONSE, DISTORTED, COHERENCE, T1_DROP, UNDECIDED)
 FLAT_CHI2 = 3.0
 
 
-def flat_chi2(m: Measurement) -> float:
+def flat_chi2(m: ScanMeasurement) -> float:
     """Reduced χ² of the best constant through the scan: ~1 when nothing responds."""
     w = 1.0 / np.square(m.sd)
     mean = float(np.sum(w * m.p1) / np.sum(w))
     return float(np.sum(w * np.square(m.p1 - mean)) / max(1, m.p1.size - 1))
 
 
-def no_response(name: str, target: str, m: Measurement, flat: float, message: str, *,
+def no_response(name: str, target: str, m: ScanMeasurement, flat: float, message: str, *,
                 x: Sequence[float] | FloatArray, x_label: str, extra_data: Mapping[str, Any] | None = None) -> ExperimentResult:
     """The bad-data result of a scan a constant explains (``flat_chi2`` below ``FLAT_CHI2``).
 

@@ -41,7 +41,7 @@ from ....envs.drag import DragGate
 from ....envs.protocol import Play, PulseSequence
 from ..experiment import ExperimentResult, target_name
 from .common import CONFIRM_Z, DISTORTED, check_float, check_int, measure, result
-from .pulses import DEFAULT_GATE, Program, QubitPulses, program
+from .pulses import DEFAULT_GATE, QubitPulses, SequenceBuilder, program
 
 NO_COUPLING = "no_coupling"
 
@@ -50,7 +50,7 @@ class _WithControl:
     """A Ramsey program on the probe qubit with the control's π pulse played at t = 0 (in
     parallel with the probe's first X90: channels run in parallel)."""
 
-    def __init__(self, probe: Program, control_channel: str, control_pulse: np.ndarray | None) -> None:
+    def __init__(self, probe: SequenceBuilder, control_channel: str, control_pulse: np.ndarray | None) -> None:
         self.probe = probe
         self.channel = control_channel
         self.pulse = control_pulse

@@ -27,9 +27,9 @@ import numpy as np
 from ....envs.drag import DragGate
 from ..experiment import ExperimentResult, Status
 from .common import (
-    Measurement,
     PointScan,
     QubitPulseNode,
+    ScanMeasurement,
     agrees,
     check_acceptance,
     check_float,
@@ -46,7 +46,7 @@ from .pulses import DEFAULT_GATE, QubitPulses, program
 
 
 @dataclass(frozen=True)
-class Drag(PointScan, QubitPulseNode):
+class DragCalibration(PointScan, QubitPulseNode):
     """Settings: ``span_s`` (half-width of the β sweep around the stored β),
     ``points``/``shots_per_point`` (full form; two sequences per point),
     ``cheap_points``/``cheap_shots_per_point``, ``tolerance_s`` (|β* − stored| in spec
@@ -67,9 +67,9 @@ class Drag(PointScan, QubitPulseNode):
     gate: DragGate = DEFAULT_GATE
 
     def __post_init__(self) -> None:
-        n = "Drag"
+        n = "DragCalibration"
         if self.method not in ("pair", "train"):
-            raise ValueError(f"Drag.method={self.method!r}: allowed 'pair' or 'train'")
+            raise ValueError(f"DragCalibration.method={self.method!r}: allowed 'pair' or 'train'")
         check_int(n, "repetitions", self.repetitions, 1, 200)
         check_float(n, "span_s", self.span_s, 1e-12, 1e-6)
         self._check_scan(n, 3, 1001)
@@ -78,7 +78,7 @@ class Drag(PointScan, QubitPulseNode):
         check_acceptance(n, self, contrast=False)
 
     @classmethod
-    def train(cls, **settings: Any) -> Drag:
+    def train(cls, **settings: Any) -> DragCalibration:
         """The fine form: the (X·X̄)^6 train over ±0.2 ns with 200 shots per point."""
         defaults: dict[str, Any] = {"method": "train", "span_s": 0.2e-9, "shots_per_point": 200}
         return cls(**{**defaults, **settings})
@@ -106,7 +106,7 @@ class Drag(PointScan, QubitPulseNode):
         for b in betas:
             p = QubitPulses(q, base.offset_hz, base.pi_amplitude, float(b), base.dt_s, base.gate)
             if p.peak(1.0) > 1.0:
-                raise ValueError(f"Drag.span_s={self.span_s!r}: β = {b:.3g} s makes a pulse of peak "
+                raise ValueError(f"DragCalibration.span_s={self.span_s!r}: β = {b:.3g} s makes a pulse of peak "
                                  f"{p.peak(1.0):.3f}: allowed |u| <= 1 (narrow the sweep)")
             x, x90 = p.waveform(), p.waveform(0.5)
             if self.method == "train":
@@ -124,7 +124,7 @@ class Drag(PointScan, QubitPulseNode):
         pa, pb = m_all.p1[0::2], m_all.p1[1::2]
         diff = pa - pb
         sd = np.hypot(m_all.sd[0::2], m_all.sd[1::2])
-        m = Measurement(diff, sd, m_all.shots, m_all.device_time_s)
+        m = ScanMeasurement(diff, sd, m_all.shots, m_all.device_time_s)
         xs = (betas - base.drag_beta_s) / 1e-9  # ns about the stored β, for a well-scaled fit
 
         def model(x: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -153,7 +153,7 @@ class Drag(PointScan, QubitPulseNode):
                       message=f"{q} DRAG β {beta * 1e9:.4f} ± {se * 1e9:.4f} ns", **common)
 
     def _train(self, q: str, stored: float, stored_se: float, betas: np.ndarray,
-               m: Measurement) -> ExperimentResult:
+               m: ScanMeasurement) -> ExperimentResult:
         xs = (betas - stored) / 1e-9  # ns about the stored β
         n = self.repetitions
 

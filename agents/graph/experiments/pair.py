@@ -21,7 +21,7 @@ devices the frame is the qubit's idle frequency, and the calibrated frequency di
 it only by the coupling's dressing (~0.1 MHz per neighbour): over a 20 ns pulse that is
 0.01 rad, and the phase it adds across a gate is part of what the CZ's virtual-Z
 corrections take up. A backend whose frames are far from its qubits' frequencies needs
-the frame advance of ``experiments.pulses.Program`` here too (not done).
+the frame advance of ``experiments.pulses.SequenceBuilder`` here too (not done).
 """
 
 from __future__ import annotations

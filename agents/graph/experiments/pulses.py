@@ -19,7 +19,7 @@ inside each pulse the samples carry the ramp e^{−i2πΔ(t − t_mid)} about th
 centre, and after every pulse and delay of duration d the qubit's frame advances by
 ``VirtualZ(−2πΔ·d)``. Together that is a drive whose phase follows e^{−i2πΔt} from the start
 of the sequence, and identical pulses stay identical objects (the device caches them).
-Every experiment builds its sequences through ``Program`` so they all agree.
+Every experiment builds its sequences through ``SequenceBuilder`` so they all agree.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ class QubitPulses:
         return float(np.max(np.abs(self._samples(self.pi_amplitude * fraction))))
 
 
-class Program:
+class SequenceBuilder:
     """A single-qubit pulse sequence under construction, in the frame convention above.
 
     ``play`` puts a waveform at rotation axis φ (one frame change before it, which the next
@@ -158,7 +158,7 @@ class Program:
             self._ops.append(VirtualZ(want, frame=self.qubit))
             self._emitted += want
 
-    def play(self, waveform: ComplexArray, phase: float = 0.0) -> Program:
+    def play(self, waveform: ComplexArray, phase: float = 0.0) -> SequenceBuilder:
         self._frame(phase)
         w = np.asarray(waveform, dtype=np.complex128)
         self._ops.append(Play(w, channel=f"drive:{self.qubit}"))
@@ -166,7 +166,7 @@ class Program:
         self._ramp -= TWO_PI * self.offset_hz * w.size * self.dt_s
         return self
 
-    def delay(self, duration_s: float) -> Program:
+    def delay(self, duration_s: float) -> SequenceBuilder:
         n = round(duration_s / self.dt_s)
         if n > 0:
             self._ops.append(Delay(n * self.dt_s, channel=f"drive:{self.qubit}"))
@@ -178,5 +178,5 @@ class Program:
         return PulseSequence((*self._ops, Measure((self.qubit,))), name=name)
 
 
-def program(pulses: QubitPulses) -> Program:
-    return Program(pulses.qubit, pulses.offset_hz, pulses.dt_s)
+def program(pulses: QubitPulses) -> SequenceBuilder:
+    return SequenceBuilder(pulses.qubit, pulses.offset_hz, pulses.dt_s)

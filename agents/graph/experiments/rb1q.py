@@ -2,7 +2,7 @@
 against the coherence limit of the *measured* T1 and T2*.
 
 Random sequences of m Cliffords plus their inverse, compiled by ``envs.rb`` (X, X90 and
-free frame changes), are played with the qubit's pulses (``pulses.Program``), each twice:
+free frame changes), are played with the qubit's pulses (``pulses.SequenceBuilder``), each twice:
 ending in |0⟩, and with one more π pulse ending in |1⟩. The difference of their survivals
 P(0) is A·p^m with no asymptote to fit: the readout's offset and the depolarised
 population cancel exactly (the two-recovery-state form of RB), so no readout calibration
@@ -28,7 +28,7 @@ from ....envs.physics.metrics import coherence_limit
 from ....envs.rb import gates_per_clifford, sequence_steps
 from ..experiment import ExperimentResult, Status
 from .common import (
-    Measurement,
+    ScanMeasurement,
     check_acceptance,
     check_float,
     check_shot_plan,
@@ -122,7 +122,7 @@ class RB1Q:
         shot_var = (np.maximum(survival * (1 - survival), 0.25 / shots) / shots).sum(axis=2).mean(axis=1) / k
         spread = diff.std(axis=1, ddof=1) / math.sqrt(k) if k > 1 else np.zeros(len(lengths))
         sd = np.maximum(spread, np.sqrt(shot_var))
-        m = Measurement(mean, sd, m_all.shots, m_all.device_time_s)
+        m = ScanMeasurement(mean, sd, m_all.shots, m_all.device_time_s)
         ms = np.asarray(lengths, dtype=np.float64)
 
         def model(xx: np.ndarray, p: np.ndarray) -> np.ndarray:

@@ -41,7 +41,7 @@ from .common import (
     stored_stderr,
     weighted_fit,
 )
-from .pulses import DEFAULT_GATE, Program, QubitPulses, frame_hz, param
+from .pulses import DEFAULT_GATE, QubitPulses, SequenceBuilder, frame_hz, param
 
 X_LABEL = "drive frequency − prior (Hz)"
 
@@ -104,7 +104,7 @@ class Spectroscopy(PointScan, QubitPulseNode):
         programs = []
         for f in freqs:
             pulse = QubitPulses(q, float(f - frame), amp, 0.0, dt, probe)
-            programs.append(Program(q, pulse.offset_hz, dt).play(pulse.waveform()))
+            programs.append(SequenceBuilder(q, pulse.offset_hz, dt).play(pulse.waveform()))
         m = measure(device, programs, shots, params, q)
         x = freqs - prior
         flat = flat_chi2(m)

@@ -34,15 +34,15 @@ from .common import (
     weighted_fit,
 )
 from .pair import QUBIT_READS
-from .pulses import DEFAULT_GATE, Program, QubitPulses, param, program
+from .pulses import DEFAULT_GATE, QubitPulses, SequenceBuilder, param, program
 
 TWO_PI = 2.0 * math.pi
 
 
-class _WithNeighbour(Program):
+class _WithNeighbour(SequenceBuilder):
     """A Ramsey program on one qubit after its neighbour's π pulse (or as many zeros)."""
 
-    def __init__(self, base: Program, neighbour: str, pi: np.ndarray | None, n_samples: int) -> None:
+    def __init__(self, base: SequenceBuilder, neighbour: str, pi: np.ndarray | None, n_samples: int) -> None:
         super().__init__(base.qubit, base.offset_hz, base.dt_s)
         self.neighbour, self.pi, self.n_samples = neighbour, pi, n_samples
 

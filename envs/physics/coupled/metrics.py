@@ -37,6 +37,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.linalg import expm
 
+from ..metrics import op_batch
 from .controls import as_operator_model
 from .model import TWO_PI, CoupledModel
 from .operators import OperatorModel
@@ -96,12 +97,7 @@ def target_unitary(target: str | ArrayLike, n_qubits: int = 2) -> ComplexArray:
 
 def _ops(om: OperatorModel, ops: ArrayLike, kind: OpKind) -> tuple[ComplexArray, bool]:
     """(B, D, D) or (B, D², D²) complex, and whether a single op was given."""
-    if kind not in ("unitary", "superoperator"):
-        raise ValueError(f"kind={kind!r} is unknown: allowed 'unitary' or 'superoperator'")
-    arr = np.asarray(ops, dtype=np.complex128)
-    single = arr.ndim == 2
-    if single:
-        arr = arr[None]
+    arr, single = op_batch(ops, kind)
     d = om.dimension
     want = d if kind == "unitary" else d * d
     if arr.ndim != 3 or arr.shape[1:] != (want, want):
@@ -370,6 +366,16 @@ def _populations(om: OperatorModel, arr: ComplexArray, kind: OpKind) -> FloatArr
     return arr[:, diag[:, None], diag[None, :]].real
 
 
+def _subspaces(model: ModelArg, ops: ArrayLike, kind: OpKind
+               ) -> tuple[OperatorModel, ComplexArray, bool, NDArray[np.intp], NDArray[np.intp]]:
+    """The model, the ops as a batch (and whether one op was given), and the basis indices
+    of the computational subspace and of the rest (the leakage subspace)."""
+    om = as_operator_model(model)
+    arr, single = _ops(om, ops, kind)
+    comp = om.computational_indices()
+    return om, arr, single, comp, np.setdiff1d(np.arange(om.dimension), comp)
+
+
 def leakage(model: ModelArg, ops: ArrayLike, *, kind: OpKind) -> FloatArray:
     """Leakage L1 = Tr[P_L·E(P_C/d_C)] (Wood & Gambetta 2018): the population that leaves the
     computational subspace C for the rest L, from the maximally mixed computational state.
@@ -379,10 +385,7 @@ def leakage(model: ModelArg, ops: ArrayLike, *, kind: OpKind) -> FloatArray:
     Returns:
         (B,) (0-d for one op).
     """
-    om = as_operator_model(model)
-    arr, single = _ops(om, ops, kind)
-    comp = om.computational_indices()
-    leak = np.setdiff1d(np.arange(om.dimension), comp)
+    om, arr, single, comp, leak = _subspaces(model, ops, kind)
     p = _populations(om, arr, kind)
     out = p[:, leak[:, None], comp[None, :]].sum(axis=(1, 2)) / comp.size
     return out[0] if single else out
@@ -391,17 +394,9 @@ def leakage(model: ModelArg, ops: ArrayLike, *, kind: OpKind) -> FloatArray:
 def seepage(model: ModelArg, ops: ArrayLike, *, kind: OpKind) -> FloatArray:
     """Seepage L2 = Tr[P_C·E(P_L/d_L)] (Wood & Gambetta 2018): the population that returns to
     the computational subspace from the maximally mixed leakage state; 0 when there is no
-    leakage subspace. For a unitary d_C·L1 = d_L·L2.
-
-    Args:
-        ops: (B, D, D) unitaries or (B, D², D²) superoperators (or one op).
-    Returns:
-        (B,) (0-d for one op).
+    leakage subspace. For a unitary d_C·L1 = d_L·L2. Arguments and shapes as ``leakage``.
     """
-    om = as_operator_model(model)
-    arr, single = _ops(om, ops, kind)
-    comp = om.computational_indices()
-    leak = np.setdiff1d(np.arange(om.dimension), comp)
+    om, arr, single, comp, leak = _subspaces(model, ops, kind)
     if leak.size == 0:
         out = np.zeros(arr.shape[0])
     else:

@@ -26,7 +26,7 @@ from pulsecal.agents.graph.experiment import ExperimentResult, target_name
 from pulsecal.agents.graph.experiments.rb2q import RB2Q
 from pulsecal.agents.graph.faults import DEAD, TLS_LIKE, UNDETERMINED, isolate
 from pulsecal.agents.graph.graph import CalibrationGraph
-from pulsecal.agents.graph.journal import Journal
+from pulsecal.agents.graph.journal import GraphJournal
 from pulsecal.agents.graph.node import Node
 from pulsecal.agents.graph.scheduler import CALIBRATED, FAILED, SKIPPED, NodeOutcome, Scheduler
 from pulsecal.agents.graph.store import ParameterStore
@@ -103,7 +103,7 @@ def test_diagnose_walks_two_levels_down_past_a_healthy_dependency_and_finds_ever
 def test_a_deep_root_that_cannot_be_recalibrated_is_named_and_the_walk_still_finishes(tmp_path: Any) -> None:
     dev, store = _brought_up()
     dev.broken = {"freq"}  # type: ignore[attr-defined]
-    journal = Journal(tmp_path, fsync=False)
+    journal = GraphJournal(tmp_path, fsync=False)
     graph = _graph(gate_timeout_s=0.5)
     report = Scheduler(graph, dev, store, qubits=QUBITS, edges=EDGES, journal=journal,
                        start_clock_s=_later(store)).run()

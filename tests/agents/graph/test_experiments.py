@@ -19,7 +19,7 @@ from pulsecal.agents.graph.experiments import (
     EXPERIMENTS,
     RB1Q,
     T1,
-    Drag,
+    DragCalibration,
     FineAmplitude,
     QubitPulses,
     Rabi,
@@ -218,7 +218,7 @@ def test_drag_finds_the_zero_of_the_exact_pair_difference() -> None:
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if difference(lo) * difference(mid) > 0 else (lo, mid)
     truth = 0.5 * (lo + hi)
-    r = Drag().run(dev, "q0", p, rng())
+    r = DragCalibration().run(dev, "q0", p, rng())
     se = r.quality["drag_beta_stderr"]
     assert r.status == "out_of_spec", r.message  # β = 0 is not the answer
     assert 0 < se < 0.1e-9
@@ -230,7 +230,7 @@ def test_drag_train_finds_the_minimum_of_the_exact_train() -> None:
     # the device's exact probabilities); the train starts from a β 0.1 ns off it.
     dev = device(levels=3, readout=False)
     p = params(dev)
-    exp = Drag.train()
+    exp = DragCalibration.train()
 
     def p1(beta: float) -> float:
         pulses = QubitPulses.from_params(dev, "q0", {**p, "q0.drag_beta": beta})

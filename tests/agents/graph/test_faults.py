@@ -20,7 +20,7 @@ from pulsecal.agents.graph.experiments.common import CONFIRM_Z, agrees, stored_s
 from pulsecal.agents.graph.experiments.pulses import DEFAULT_GATE, QubitPulses, program
 from pulsecal.agents.graph.faults import DEAD, TLS_LIKE, isolate, root_cause
 from pulsecal.agents.graph.graph import graph_from_definition
-from pulsecal.agents.graph.journal import Journal
+from pulsecal.agents.graph.journal import GraphJournal
 from pulsecal.agents.graph.scheduler import BLOCKED, CALIBRATED, FAILED, Scheduler
 from pulsecal.agents.graph.store import ParameterStore
 from pulsecal.agents.pipelines.calibrate_report import _last_results
@@ -56,7 +56,7 @@ def _run(tmp_path: Path, device: SimulatedMultiQubitDevice, nodes: list[dict[str
     graph = graph_from_definition({"qubits": qubits, "qubit_nodes": nodes}, qs, edges)
     store = ParameterStore(None)
     store.record("priors", start)
-    journal = Journal(tmp_path, fsync=False)
+    journal = GraphJournal(tmp_path, fsync=False)
     report = Scheduler(graph, device, store, qubits=qs, edges=edges, journal=journal, seed=1).run()
     findings = isolate(report, graph, _last_results(journal), [r for r in journal.records() if r.get("event") == "op"])
     return report, graph, findings
