@@ -256,9 +256,9 @@ class TextbookECR:
             and return the start unless the calibrated setting's cost is lower
             (``AcceptCheck``); its shots are in ``min_budget()``. Off by default.
         accept_repeats: the check's repetitions, each >= 2 and even (odd multiples of 2
-            flip the target when ideal, multiples of 4 leave it; an ZX angle error δ per
-            gate shows as sin²(R·δ/2), and two values of R cannot both be blind to the
-            same error, as a doubled amplitude is to R = 4 alone).
+            flip the target when ideal, multiples of 4 leave it). A ZX angle error δ per
+            gate shows as sin²(R·δ/2): R = 4 alone is blind to δ = π/2 (a doubled
+            amplitude), R = 2 and 4 together only to δ = π (a tripled one).
         accept_z: standard errors of the cost difference that make it "improved", > 0.
     """
 
