@@ -41,7 +41,10 @@ FloatArray = NDArray[np.float64]
 
 @dataclass(frozen=True)
 class CRHamiltonian:
-    """Fitted CR rates in rad/s (module docstring) and the fitted readout contrast."""
+    """Fitted CR rates in rad/s (module docstring) and the fitted readout contrast.
+
+    ``zx_se``, ``rate_se`` and ``phase_se`` are the standard errors of ``zx``, ``rate``
+    and ``phase`` (``fit_cr_hamiltonian``); NaN when the fit's covariance is singular."""
 
     ix: float
     iy: float
@@ -50,6 +53,19 @@ class CRHamiltonian:
     zy: float
     zz: float
     contrast: float
+    zx_se: float = math.nan
+    rate_se: float = math.nan
+    phase_se: float = math.nan
+
+    @property
+    def rate(self) -> float:
+        """|ZX + i·ZY| (rad/s): the conditional rate the amplitude update sets."""
+        return math.hypot(self.zx, self.zy)
+
+    @property
+    def phase(self) -> float:
+        """atan2(ZY, ZX) (rad): the CR phase error the phase update takes away."""
+        return math.atan2(self.zy, self.zx)
 
     def as_dict(self) -> dict[str, float]:
         return {k: getattr(self, k) for k in ("ix", "iy", "iz", "zx", "zy", "zz")}
@@ -94,7 +110,58 @@ def fit_cr_hamiltonian(tau_s: FloatArray, bloch: FloatArray, guess_zx: float = 0
             best = res
     assert best is not None
     p = best.x
-    return CRHamiltonian(p[0], p[1], p[2], p[3], p[4], p[5], p[6])
+    zx_se, rate_se, phase_se = _rate_errors(best.jac, best.fun, p[3], p[4])
+    return CRHamiltonian(p[0], p[1], p[2], p[3], p[4], p[5], p[6], zx_se, rate_se, phase_se)
+
+
+def _rate_errors(jac: FloatArray, resid: FloatArray, zx: float, zy: float) -> tuple[float, float, float]:
+    """Standard errors of ZX, |ZX + i·ZY| and atan2(ZY, ZX) from the fit's covariance.
+
+    The Bloch components are means of binomial outcomes whose variance differs per point
+    and the model is not exact at the gate's drive (non-perturbative terms, the edges), so
+    the noise level is taken from the fit itself: cov = s²·(JᵀJ)⁻¹ with s² the residuals'
+    sum of squares over the degrees of freedom (the reduced χ² at unit weights). Both
+    derived quantities are first order in (ZX, ZY) (the delta method)."""
+    dof = resid.size - jac.shape[1]
+    if dof <= 0:
+        return math.nan, math.nan, math.nan
+    s2 = float(resid @ resid) / dof
+    # Rates (rad/s) and the contrast differ by ~1e7 in scale: invert with unit columns.
+    norm = np.linalg.norm(jac, axis=0)
+    if not np.all(np.isfinite(jac)) or np.any(norm == 0):
+        return math.nan, math.nan, math.nan
+    js = jac / norm
+    jtj = js.T @ js
+    if np.linalg.cond(jtj) > 1e12:
+        return math.nan, math.nan, math.nan
+    c = s2 * (np.linalg.inv(jtj) / np.outer(norm, norm))[3:5, 3:5]
+    r2 = zx * zx + zy * zy
+    if r2 <= 0:
+        return math.sqrt(max(c[0, 0], 0.0)), math.nan, math.nan
+    g_rate = np.array([zx, zy]) / math.sqrt(r2)
+    g_phase = np.array([-zy, zx]) / r2
+    return (math.sqrt(max(c[0, 0], 0.0)), math.sqrt(max(float(g_rate @ c @ g_rate), 0.0)),
+            math.sqrt(max(float(g_phase @ c @ g_phase), 0.0)))
+
+
+VERDICTS = ("improved", "unresolved", "kept_start")
+
+
+@dataclass(frozen=True)
+class AcceptCheck:
+    """The closing check of ``TextbookECR.accept_check``: the error-amplifying cost of the
+    start and of the calibrated setting, each with its binomial standard error, and the
+    verdict (one of ``VERDICTS``): "improved" when the calibrated cost is below the start's
+    by more than ``z`` standard errors of the difference, "kept_start" when it is not
+    below it at all (the result is then the start), "unresolved" in between (the
+    calibrated setting is kept: better by its estimate, but within the noise)."""
+
+    verdict: str
+    cost_start: float
+    cost_calibrated: float
+    se_start: float
+    se_calibrated: float
+    shots: int
 
 
 @dataclass(frozen=True)
@@ -106,12 +173,14 @@ class ECRResult:
         shots_used: shots the device ran for it (all of them).
         hamiltonians: the CR fits of each tomography round, in order.
         history: the setting after each stage, (stage name, knobs).
+        accept: the closing check's record (``TextbookECR.accept_check``), None without it.
     """
 
     knobs: ECRKnobs
     shots_used: int
     hamiltonians: tuple[CRHamiltonian, ...] = ()
     history: tuple[tuple[str, ECRKnobs], ...] = field(default_factory=tuple)
+    accept: AcceptCheck | None = None
 
 
 @runtime_checkable
@@ -176,6 +245,21 @@ class TextbookECR:
             averages away the errors of the tone's component across the CR axis (an IY
             left by the tomography's shot noise); −1 is the measured choice
             (docs/cr_calibration.md, "Error budget").
+        prior_amp_rel, prior_phase_rad: shrink each tomography round's amplitude and phase
+            update by its fit's uncertainty (``shrink``): the relative amplitude change u
+            becomes u·σ_p²/(σ_p² + σ_u²) with σ_p = ``prior_amp_rel`` and σ_u its standard
+            error from the fit's ``rate_se``, and the phase change likewise with
+            ``prior_phase_rad`` and ``phase_se``. A fit that cannot give its error (NaN)
+            moves nothing. None (default): the full update, no shrinkage; else > 0.
+        accept_check: close with ``accept_repeats`` error-amplifying sequences (RZX(π/2)^R
+            from |00⟩ and |10⟩, ``shots`` each) on the start and on the calibrated setting,
+            and return the start unless the calibrated setting's cost is lower
+            (``AcceptCheck``); its shots are in ``min_budget()``. Off by default.
+        accept_repeats: the check's repetitions, each >= 2 and even (odd multiples of 2
+            flip the target when ideal, multiples of 4 leave it). A ZX angle error δ per
+            gate shows as sin²(R·δ/2): R = 4 alone is blind to δ = π/2 (a doubled
+            amplitude), R = 2 and 4 together only to δ = π (a tripled one).
+        accept_z: standard errors of the cost difference that make it "improved", > 0.
     """
 
     shape: ECRShape = field(default_factory=ECRShape)
@@ -187,6 +271,11 @@ class TextbookECR:
     fine_step: float = 0.05
     fine_repeats: int = 8
     rotary_turns: float = 0.0
+    prior_amp_rel: float | None = None
+    prior_phase_rad: float | None = None
+    accept_check: bool = False
+    accept_repeats: tuple[int, ...] = (2, 4)
+    accept_z: float = 2.0
 
     def __post_init__(self) -> None:
         if not all(isinstance(n, int) and 8 <= n <= 1000 for n in self.lengths_samples) or not self.lengths_samples:
@@ -199,7 +288,15 @@ class TextbookECR:
                 ("fine_step", 0 < self.fine_step <= 0.2, "(0, 0.2]"),
                 ("fine_repeats", self.fine_repeats >= 4 and self.fine_repeats % 4 == 0, "a multiple of 4"),
                 ("rotary_turns", math.isfinite(self.rotary_turns) and abs(self.rotary_turns) <= 3, "[-3, 3]"),
-                ("rabi_hz", self.rabi_hz > 0, "> 0 Hz")):
+                ("rabi_hz", self.rabi_hz > 0, "> 0 Hz"),
+                ("prior_amp_rel", self.prior_amp_rel is None or (math.isfinite(self.prior_amp_rel)
+                                                                 and self.prior_amp_rel > 0), "None or > 0"),
+                ("prior_phase_rad", self.prior_phase_rad is None or (math.isfinite(self.prior_phase_rad)
+                                                                     and self.prior_phase_rad > 0), "None or > 0"),
+                ("accept_repeats", bool(self.accept_repeats) and all(
+                    isinstance(n, int) and n >= 2 and n % 2 == 0 for n in self.accept_repeats),
+                 "a non-empty tuple of even integers >= 2"),
+                ("accept_z", math.isfinite(self.accept_z) and self.accept_z > 0, "> 0")):
             if not ok:
                 raise ValueError(f"TextbookECR.{name}={getattr(self, name)!r} is out of range: allowed {allowed}")
 
@@ -208,7 +305,8 @@ class TextbookECR:
         return "ecr_textbook"
 
     def min_budget(self) -> int:
-        return (self.rounds * 6 * len(self.lengths_samples) + 2 * self.fine_points) * self.shots
+        check = 2 * 2 * len(self.accept_repeats) if self.accept_check else 0
+        return (self.rounds * 6 * len(self.lengths_samples) + 2 * self.fine_points + check) * self.shots
 
     def tomography(self, counter: _Counter, knobs: ECRKnobs, dt_s: float) -> tuple[FloatArray, FloatArray]:
         """(T,) effective durations and (T, 2, 3) Bloch vectors at ``lengths_samples``."""
@@ -232,13 +330,21 @@ class TextbookECR:
             tau, bloch = self.tomography(counter, k, dt)
             h = fit_cr_hamiltonian(tau, bloch, guess if r == 0 else fits[-1].zx)
             fits.append(h)
-            dphi = -math.atan2(h.zy, h.zx)
-            zx = math.hypot(h.zx, h.zy)
+            dphi = -h.phase
+            if self.prior_phase_rad is not None:
+                dphi *= shrink(self.prior_phase_rad, h.phase_se)
+            zx = h.rate
             # The tone's effect (IX + i·IY) follows its own phase, not the CR's, but the CR's
             # own IX/IY turn with the CR phase: rotate the measured residual with it.
             cr_ixy = complex(h.ix, h.iy) - 2 * math.pi * self.rabi_hz * k.cancel_amp * np.exp(1j * k.cancel_phase_rad)
             tone = -cr_ixy * np.exp(1j * dphi) / (2 * math.pi * self.rabi_hz)
-            amp = min(1.0, k.cr_amp * HALF_ANGLE / max(zx * tau_half, 1e-12))
+            if self.prior_amp_rel is None:
+                amp = min(1.0, k.cr_amp * HALF_ANGLE / max(zx * tau_half, 1e-12))
+            else:
+                # u = ratio − 1; its error from the rate's, first order: σ_u = ratio·σ_rate/rate.
+                ratio = HALF_ANGLE / max(zx * tau_half, 1e-12)
+                ratio = 1.0 + (ratio - 1.0) * shrink(self.prior_amp_rel, ratio * h.rate_se / max(zx, 1e-12))
+                amp = min(1.0, k.cr_amp * ratio)
             k = ECRKnobs(amp, _wrap(k.cr_phase_rad + dphi), min(1.0, abs(tone)), float(np.angle(tone)))
             history.append((f"tomography_{r}", k))
         if self.rotary_turns:
@@ -249,7 +355,37 @@ class TextbookECR:
         if self.fine_points:
             k = self._fine_amplitude(counter, k, dt)
             history.append(("fine_amplitude", k))
-        return ECRResult(k, counter.used, tuple(fits), tuple(history))
+        check = None
+        if self.accept_check:
+            check = self._accept(counter, start, k, dt)
+            if check.verdict == "kept_start":
+                k = start
+            history.append(("accept_check", k))
+        return ECRResult(k, counter.used, tuple(fits), tuple(history), check)
+
+    def _amplified_cost(self, counts: NDArray[np.int64]) -> tuple[float, float]:
+        """(2·len(accept_repeats), 4) counts of one setting -> its cost (the mean fraction of
+        shots with the target in the wrong state) and the cost's binomial standard error."""
+        c = np.asarray(counts, dtype=np.float64)
+        excited = (c[:, 1] + c[:, 3]) / c.sum(-1)
+        flips = np.repeat([(r // 2) % 2 == 1 for r in self.accept_repeats], 2)  # R = 2 mod 4: target flipped
+        wrong = np.where(flips, 1.0 - excited, excited)
+        # A zero count has no binomial spread: take at least one wrong shot's worth.
+        p = np.clip(wrong, 1.0 / self.shots, 1.0 - 1.0 / self.shots)
+        return float(wrong.mean()), float(math.sqrt(float((p * (1 - p)).sum()) / self.shots) / len(wrong))
+
+    def _accept(self, counter: _Counter, start: ECRKnobs, k: ECRKnobs, dt: float) -> AcceptCheck:
+        seqs = [ecr_sequence(kk, self.shape, self.rabi_hz, dt, r, c, undo_echo=True)
+                for kk in (start, k) for r in self.accept_repeats for c in (False, True)]
+        counts = counter.run(seqs, self.shots).reshape(2, 2 * len(self.accept_repeats), -1)
+        (c0, s0), (c1, s1) = self._amplified_cost(counts[0]), self._amplified_cost(counts[1])
+        if c1 >= c0:
+            verdict = "kept_start"
+        elif c0 - c1 > self.accept_z * math.hypot(s0, s1):
+            verdict = "improved"
+        else:
+            verdict = "unresolved"
+        return AcceptCheck(verdict, c0, c1, s0, s1, len(seqs) * self.shots)
 
     def _fine_amplitude(self, counter: _Counter, k: ECRKnobs, dt: float) -> ECRKnobs:
         m = self.fine_points // 2
@@ -265,6 +401,16 @@ class TextbookECR:
         a, b, _ = np.polyfit(rel, cost, 2)
         best = float(rel[np.argmin(cost)]) if a <= 0 else float(np.clip(-b / (2 * a), rel[0], rel[-1]))
         return ECRKnobs(min(1.0, k.cr_amp * (1 + best)), k.cr_phase_rad, k.cancel_amp, k.cancel_phase_rad)
+
+
+def shrink(prior_sd: float, fit_se: float) -> float:
+    """The factor σ_p²/(σ_p² + σ²) of a measured update u with standard error σ under a
+    zero-mean Gaussian prior of width σ_p on the true update: the posterior mean of the
+    update is u times it (James–Stein's shrinkage towards no change). A NaN or infinite σ
+    gives 0: an update of unknown error is not made."""
+    if not math.isfinite(fit_se):
+        return 0.0
+    return prior_sd * prior_sd / (prior_sd * prior_sd + fit_se * fit_se)
 
 
 def _wrap(x: float) -> float:

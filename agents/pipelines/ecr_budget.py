@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
             start = ev.draw_start("cr", params, np.random.default_rng([s.seed, i]), shape)
             dev = SimulatedMultiQubitDevice(params, rng=np.random.default_rng([s.seed, i, 1, a.textbook_budget]),
                                             open_system=False)
-            kt, _, _ = ev.run_method("cr", "textbook", dev, start, a.textbook_budget, np.random.default_rng(0),
+            kt, _, _, _ = ev.run_method("cr", "textbook", dev, start, a.textbook_budget, np.random.default_rng(0),
                                      ecr_shape=shape, ecr_rotary_turns=a.rotary_turns)
             print(format_budget(f"device {i} textbook@{a.textbook_budget}", error_budget(params, kt, shape)),
                   flush=True)

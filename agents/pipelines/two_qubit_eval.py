@@ -107,6 +107,10 @@ class TwoQubitEvalSettings:
             before any CZ, as the graph's node reads them from the store, and the spec
             sheet's anharmonicity of the tunable qubit) or "spec_sheet" (chosen from
             two_transmons_cz's design f02 − f11, the same on every device).
+        ecr_prior_amp, ecr_prior_phase: the textbook ECR's shrinkage of its amplitude and
+            phase updates (``TextbookECR.prior_amp_rel`` / ``prior_phase_rad``); None is none.
+        ecr_accept_check: the textbook ECR's closing check against its start
+            (``TextbookECR.accept_check``; its shots come out of the same budget).
     """
 
     gate: str = "cz"
@@ -122,6 +126,9 @@ class TwoQubitEvalSettings:
     ecr_rotary_turns: float = 0.0
     ecr_half_samples: int = 120
     cz_idles: str = "fixed"
+    ecr_prior_amp: float | None = None
+    ecr_prior_phase: float | None = None
+    ecr_accept_check: bool = False
 
     def __post_init__(self) -> None:
         if self.gate not in GATES:
@@ -156,6 +163,15 @@ class TwoQubitEvalSettings:
         h = self.ecr_half_samples
         if not isinstance(h, int) or isinstance(h, bool) or not 32 <= h <= 1000:
             raise ValueError(f"ecr_half_samples={h!r} is out of range: allowed an integer in [32, 1000]")
+        for name in ("ecr_prior_amp", "ecr_prior_phase"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0):
+                raise ValueError(f"{name}={v!r} is out of range: allowed None or a number > 0")
+
+    def ecr_options(self) -> dict[str, Any]:
+        """The textbook ECR's options of these settings (``textbook_for_budget``'s ``ecr``)."""
+        return {"rotary_turns": self.ecr_rotary_turns, "prior_amp_rel": self.ecr_prior_amp,
+                "prior_phase_rad": self.ecr_prior_phase, "accept_check": self.ecr_accept_check}
 
     def ecr_shape(self) -> cr.ECRShape:
         """The ECR's pulse shape of every method (``ecr_x_drag``, ``ecr_half_samples``)."""
@@ -242,11 +258,13 @@ def cz_leakage_idles(mode: str, params: MultiQubitParams) -> dict[str, Any]:
 
 
 def textbook_for_budget(gate: str, budget: int, shape: str = "flat_top",
-                        ecr_shape: cr.ECRShape | None = None,
-                        ecr_rotary_turns: float = 0.0,
+                        ecr_shape: cr.ECRShape | None = None, ecr_rotary_turns: float = 0.0,
+                        ecr: dict[str, Any] | None = None,
                         cz_idles: dict[str, Any] | None = None) -> CZTextbook | TextbookECR | None:
     """The textbook with its shot plan scaled to ``budget`` (None if it does not fit);
-    ``cz_idles``: the CZ textbook's leakage-idle arguments (``cz_leakage_idles``)."""
+    ``ecr``: further ``TextbookECR`` options (``TwoQubitEvalSettings.ecr_options``), whose
+    sequences (the closing check's) are in the plan that is scaled; ``cz_idles``: the CZ
+    textbook's leakage-idle arguments (``cz_leakage_idles``)."""
     if gate == "cz":
         pulse = CZ_PULSES[shape]
         plan = dict(CZ_TEXTBOOK_SHOTS, shots_exchange=CZ_TEXTBOOK_SHOTS["shots_length"])
@@ -257,12 +275,13 @@ def textbook_for_budget(gate: str, budget: int, shape: str = "flat_top",
         b = CZTextbook(pulse=pulse, **shots, **(cz_idles or {}))  # type: ignore[arg-type]
     else:
         sh = ecr_shape or cr.ECRShape()
-        base = TextbookECR(shape=sh, rotary_turns=ecr_rotary_turns)
+        opts = {**(ecr or {}), "rotary_turns": ecr_rotary_turns}
+        base = TextbookECR(shape=sh, **opts)
         per_shot = base.min_budget() // base.shots
         n = budget // per_shot
         if n < 16:
             return None
-        b = TextbookECR(shots=n, shape=sh, rotary_turns=ecr_rotary_turns)
+        b = TextbookECR(shots=n, shape=sh, **opts)
     return b if b.min_budget() <= budget else None
 
 
@@ -272,25 +291,28 @@ def _knobs_list(gate: str, knobs: Any) -> list[float]:
 
 def run_method(gate: str, method: str, device: SimulatedMultiQubitDevice, start: Any, budget: int,
                rng: np.random.Generator, shape: str = "flat_top",
-               ecr_shape: cr.ECRShape | None = None,
-               ecr_rotary_turns: float = 0.0, cz_idles: dict[str, Any] | None = None
-               ) -> tuple[Any, int, cz.CZPulse | None]:
-    """(final knobs, shots used, the CZ pulse they belong to) of one measured method on one device."""
+               ecr_shape: cr.ECRShape | None = None, ecr_rotary_turns: float = 0.0,
+               ecr: dict[str, Any] | None = None, cz_idles: dict[str, Any] | None = None
+               ) -> tuple[Any, int, cz.CZPulse | None, dict[str, Any]]:
+    """(final knobs, shots used, the CZ pulse they belong to, what else the row records)
+    of one measured method on one device; ``ecr`` and ``cz_idles`` as ``textbook_for_budget``'s."""
     if method == "textbook":
-        tb = textbook_for_budget(gate, budget, shape, ecr_shape, ecr_rotary_turns, cz_idles)
+        tb = textbook_for_budget(gate, budget, shape, ecr_shape, ecr_rotary_turns, ecr, cz_idles)
         if tb is None:
             raise ValueError(f"budget={budget} is out of range: below the textbook's smallest shot plan")
         if isinstance(tb, CZTextbook):
             r = tb.run(device, start, budget)
-            return r.params, r.shots_used, r.pulse or tb.pulse
+            return r.params, r.shots_used, r.pulse or tb.pulse, {}
         e = tb.run(device, start, budget)
-        return e.knobs, e.shots_used, None
+        extra = {} if e.accept is None else {"accept_verdict": e.accept.verdict,
+                                             "accept_cost": [e.accept.cost_start, e.accept.cost_calibrated]}
+        return e.knobs, e.shots_used, None, extra
     if gate == "cz":
         vz = method.endswith("_vz")
         r = BlackBoxCZ(method=method.removesuffix("_vz"), profile_phases=vz).run(device, start, budget, rng)
-        return r.params, r.shots_used, None
+        return r.params, r.shots_used, None, {}
     e = BlackBoxECR(method=method, shape=ecr_shape or cr.ECRShape()).run(device, start, budget, rng)
-    return e.knobs, e.shots_used, None
+    return e.knobs, e.shots_used, None, {}
 
 
 def model_optimum(gate: str, params: MultiQubitParams, truth_device: SimulatedMultiQubitDevice,
@@ -340,10 +362,10 @@ def evaluate_two_qubit(settings: TwoQubitEvalSettings, out_dir: Path | str | Non
                 t0 = time.perf_counter()
                 row: dict[str, Any] = {**base, "method": method, "budget": budget}
                 try:
-                    k, used, pulse = run_method(s.gate, method, dev, start, budget,
-                                                np.random.default_rng([s.seed, i, 100 + j, budget]), s.shape,
-                                                ecr_shape, s.ecr_rotary_turns,
-                                                cz_leakage_idles(s.cz_idles, params) if s.gate == "cz" else None)
+                    k, used, pulse, extra = run_method(s.gate, method, dev, start, budget,
+                                                       np.random.default_rng([s.seed, i, 100 + j, budget]),
+                                                       s.shape, ecr_shape, s.ecr_rotary_turns, s.ecr_options(),
+                                                       cz_leakage_idles(s.cz_idles, params) if s.gate == "cz" else None)
                 except Exception as exc:  # a method that fails is reported, not hidden
                     row.update(shots_used=0, knobs=None, seconds=time.perf_counter() - t0,
                                failure=f"{type(exc).__name__}: {exc}")
@@ -353,7 +375,8 @@ def evaluate_two_qubit(settings: TwoQubitEvalSettings, out_dir: Path | str | Non
                 if used > budget:
                     raise AssertionError(f"{method} spent {used} shots over budget={budget}")
                 row.update(shots_used=int(used), knobs=_knobs_list(s.gate, k), seconds=time.perf_counter() - t0,
-                           failure=None, **_pulse_fields(pulse), **score(s.gate, truth, k, pulse, ecr_shape))
+                           failure=None, **_pulse_fields(pulse), **extra,
+                           **score(s.gate, truth, k, pulse, ecr_shape))
                 rows.append(row)
         done = [r for r in rows if r["device"] == i and r["failure"] is None]
         log(f"device {i}: " + ", ".join(f"{r['method']}@{r['budget']} {r['error']:.2e} ({r['ratio']:.2f}x)"
@@ -370,7 +393,7 @@ def merge_results(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
         raise ValueError("results=[] is out of range: allowed at least one result")
     first = dict(results[0]["settings"])
     same = ("gate", "budgets", "open_system", "seed", "methods", "ecr_x_drag", "ecr_model_starts",
-            "ecr_rotary_turns", "ecr_half_samples")
+            "ecr_rotary_turns", "ecr_half_samples", "ecr_prior_amp", "ecr_prior_phase", "ecr_accept_check", "cz_idles")
     defaults = {f.name: f.default for f in dataclasses.fields(TwoQubitEvalSettings)}
     for r in results[1:]:
         for k in same:
@@ -401,7 +424,10 @@ def write_outputs(result: dict[str, Any], out_dir: Path | str) -> None:
 
 
 def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One entry per (method, budget): medians and p90s over the devices that ran it."""
+    """One entry per (method, budget): medians and p90s over the devices that ran it, how
+    many of them end worse than their start (``worse_than_start``, true error), and the
+    textbook ECR's closing-check verdicts when it ran one."""
+    start = {r["device"]: r["error"] for r in rows if r["method"] == "start"}
     keys = sorted({(r["method"], r["budget"]) for r in rows},
                   key=lambda k: (["start", *METHODS].index(k[0]), k[1]))
     out = []
@@ -419,6 +445,11 @@ def summarise(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             entry["seconds_median"] = float(np.median([r["seconds"] for r in ok]))
             if all("leakage_limit" in r for r in ok):
                 entry["leakage_limit_median"] = float(np.median([r["leakage_limit"] for r in ok]))
+            if method != "start" and all(r["device"] in start for r in ok):
+                entry["worse_than_start"] = sum(r["error"] > start[r["device"]] for r in ok)
+            verdicts = [r["accept_verdict"] for r in ok if "accept_verdict" in r]
+            if verdicts:
+                entry["verdicts"] = {v: verdicts.count(v) for v in sorted(set(verdicts))}
         out.append(entry)
     return out
 
@@ -437,7 +468,10 @@ def markdown_table(summary: Sequence[dict[str, Any]], gate: str) -> str:
         lines.append(f"| {e['method']} | {e['budget'] or '-'} | {e['shots_median']:,.0f} | {e['error_median']:.2e} | "
                      f"{e['error_p90']:.2e}{vzv} | {e['ratio_median']:.2f} | {e['ratio_p90']:.2f} | "
                      f"{e['leakage_median']:.1e} | {e['n']} ({e['failed']}) |")
-    return "\n".join(lines) + "\n"
+    notes = [f"- {e['method']}@{e['budget']}: {e['worse_than_start']}/{e['n']} worse than their start"
+             + (", verdicts " + ", ".join(f"{k} {v}" for k, v in e["verdicts"].items()) if "verdicts" in e else "")
+             for e in summary if e["n"] and "worse_than_start" in e and e["method"] in MEASURED]
+    return "\n".join(lines) + "\n" + ("\n" + "\n".join(notes) + "\n" if notes else "")
 
 
 def plot_error_vs_shots(summary: Sequence[dict[str, Any]], path: Path, settings: TwoQubitEvalSettings) -> None:
@@ -510,6 +544,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ecr-half-samples", type=int, default=120, help="samples of one CR half")
     ap.add_argument("--cz-idles", choices=list(CZ_IDLES), default="fixed",
                     help="the textbook CZ leakage probe's second idle (TwoQubitEvalSettings.cz_idles)")
+    ap.add_argument("--ecr-prior-amp", type=float, default=None,
+                    help="the textbook ECR's prior width of its relative amplitude updates (shrinkage; none: off)")
+    ap.add_argument("--ecr-prior-phase", type=float, default=None,
+                    help="the textbook ECR's prior width of its phase updates, rad (shrinkage; none: off)")
+    ap.add_argument("--ecr-accept-check", action="store_true",
+                    help="the textbook ECR's closing check: keep the start unless the calibrated is measured better")
     ap.add_argument("--out", type=Path, default=Path("runs/two_qubit_eval"))
     ap.add_argument("--replot", action="store_true", help="redraw the plot and table from <out>/results.json only")
     ap.add_argument("--merge", type=Path, nargs="+", default=None,
@@ -525,7 +565,9 @@ def main(argv: list[str] | None = None) -> None:
     methods = a.methods or [m for m in METHODS if a.gate == "cz" or m not in CZ_ONLY]
     s = TwoQubitEvalSettings(a.gate, a.n_devices, tuple(budgets), a.open_system, a.seed, tuple(methods),
                              a.first_device, a.shape, a.ecr_x_drag, a.ecr_model_starts,
-                             a.ecr_rotary_turns, a.ecr_half_samples, a.cz_idles)
+                             a.ecr_rotary_turns, a.ecr_half_samples, cz_idles=a.cz_idles,
+                             ecr_prior_amp=a.ecr_prior_amp, ecr_prior_phase=a.ecr_prior_phase,
+                             ecr_accept_check=a.ecr_accept_check)
     res = evaluate_two_qubit(s, a.out)
     print(markdown_table(res["summary"], s.gate))
 
