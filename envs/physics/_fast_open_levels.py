@@ -97,6 +97,85 @@ def _max_col_norm(m: int, a: FloatArray, sums: FloatArray, nl: int) -> float:
     return best
 
 
+@jit(inline="always")
+def _sample_phases(wr: FloatArray, wi: FloatArray, start: int, k: int, nl: int, n_lev: int,
+                   n_pairs: int, rot_j: np.ndarray, rot_k: np.ndarray, amp: FloatArray,
+                   pr: FloatArray, pi: FloatArray, cosv: FloatArray, sinv: FloatArray) -> None:
+    """Sample k of the block's pulses as amplitude |u| (``amp``) and phase p = u/|u|: its
+    powers p^j (``pr``/``pi``, row 0 left at 1) and each rotated pair's cos/sin. The rotation
+    of pair (j, k) under P·ρ·P† is e^{iφ(j−k)} = p^j·conj(p^k). Idle lanes play u = 0."""
+    for lane in range(LANES):
+        if lane < nl:
+            ur = wr[start + lane, k]
+            ui = wi[start + lane, k]
+        else:
+            ur = 0.0
+            ui = 0.0
+        mg = math.hypot(ur, ui)
+        amp[lane] = mg
+        pr[1, lane] = ur / mg if mg > 0.0 else 1.0
+        pi[1, lane] = ui / mg if mg > 0.0 else 0.0
+    for j in range(2, n_lev):
+        for lane in range(LANES):
+            a_r = pr[j - 1, lane] * pr[1, lane] - pi[j - 1, lane] * pi[1, lane]
+            a_i = pr[j - 1, lane] * pi[1, lane] + pi[j - 1, lane] * pr[1, lane]
+            pr[j, lane] = a_r
+            pi[j, lane] = a_i
+    for pidx in range(n_pairs):
+        jj = rot_j[pidx]
+        kk = rot_k[pidx]
+        for lane in range(LANES):
+            cosv[pidx, lane] = pr[jj, lane] * pr[kk, lane] + pi[jj, lane] * pi[kk, lane]
+            sinv[pidx, lane] = pi[jj, lane] * pr[kk, lane] - pr[jj, lane] * pi[kk, lane]
+
+
+@jit(inline="always")
+def _rotate_step(m: int, n_pairs: int, rot_s: np.ndarray, rot_a: np.ndarray, cosv: FloatArray,
+                 sinv: FloatArray, prev_c: FloatArray, prev_s: FloatArray, rel_c: FloatArray,
+                 rel_s: FloatArray, acc: FloatArray) -> None:
+    """Rotate acc by the relative rotation between this sample's pair rotations (cos/sin in
+    ``cosv``/``sinv``) and the last sample's (``prev_c``/``prev_s``, then set to this
+    sample's). Keeping acc in the frame of the last sample needs only this per sample, and
+    ``_rotate_out`` once at the end."""
+    for pidx in range(n_pairs):
+        si = rot_s[pidx]
+        ai = rot_a[pidx]
+        for lane in range(LANES):
+            c_now = cosv[pidx, lane]
+            s_now = sinv[pidx, lane]
+            c_prev = prev_c[pidx, lane]
+            s_prev = prev_s[pidx, lane]
+            rel_c[lane] = c_now * c_prev + s_now * s_prev
+            rel_s[lane] = s_now * c_prev - c_now * s_prev
+            prev_c[pidx, lane] = c_now
+            prev_s[pidx, lane] = s_now
+        for j in range(m):
+            bs = (si * m + j) * LANES
+            ba = (ai * m + j) * LANES
+            for lane in range(LANES):
+                xs = acc[bs + lane]
+                xa = acc[ba + lane]
+                acc[bs + lane] = rel_c[lane] * xs - rel_s[lane] * xa
+                acc[ba + lane] = rel_s[lane] * xs + rel_c[lane] * xa
+
+
+@jit(inline="always")
+def _rotate_out(m: int, n_pairs: int, rot_s: np.ndarray, rot_a: np.ndarray, prev_c: FloatArray,
+                prev_s: FloatArray, acc: FloatArray) -> None:
+    """Rotate acc out of the last sample's frame (``_rotate_step``)."""
+    for pidx in range(n_pairs):
+        si = rot_s[pidx]
+        ai = rot_a[pidx]
+        for j in range(m):
+            bs = (si * m + j) * LANES
+            ba = (ai * m + j) * LANES
+            for lane in range(LANES):
+                xs = acc[bs + lane]
+                xa = acc[ba + lane]
+                acc[bs + lane] = prev_c[pidx, lane] * xs + prev_s[pidx, lane] * xa
+                acc[ba + lane] = -prev_s[pidx, lane] * xs + prev_c[pidx, lane] * xa
+
+
 @jit
 def open_kernel(gidx: np.ndarray, l0: FloatArray, l1: FloatArray, mu: FloatArray,
                 rot_j: np.ndarray, rot_k: np.ndarray, rot_s: np.ndarray, rot_a: np.ndarray,
@@ -157,30 +236,7 @@ def open_kernel(gidx: np.ndarray, l0: FloatArray, l1: FloatArray, mu: FloatArray
                 prev_c[pidx, lane] = 1.0
                 prev_s[pidx, lane] = 0.0
         for k in range(n_s):
-            for lane in range(LANES):
-                if lane < nl:
-                    ur = wr[start + lane, k]
-                    ui = wi[start + lane, k]
-                else:
-                    ur = 0.0
-                    ui = 0.0
-                mg = math.hypot(ur, ui)
-                amp[lane] = mg
-                pr[1, lane] = ur / mg if mg > 0.0 else 1.0
-                pi[1, lane] = ui / mg if mg > 0.0 else 0.0
-            for j in range(2, n_lev):
-                for lane in range(LANES):
-                    a_r = pr[j - 1, lane] * pr[1, lane] - pi[j - 1, lane] * pi[1, lane]
-                    a_i = pr[j - 1, lane] * pi[1, lane] + pi[j - 1, lane] * pr[1, lane]
-                    pr[j, lane] = a_r
-                    pi[j, lane] = a_i
-            # Rotation of pair (j, k) under P·ρ·P†: e^{iφ(j−k)} = p^j·conj(p^k).
-            for pidx in range(n_pairs):
-                jj = rot_j[pidx]
-                kk = rot_k[pidx]
-                for lane in range(LANES):
-                    cosv[pidx, lane] = pr[jj, lane] * pr[kk, lane] + pi[jj, lane] * pi[kk, lane]
-                    sinv[pidx, lane] = pi[jj, lane] * pr[kk, lane] - pr[jj, lane] * pi[kk, lane]
+            _sample_phases(wr, wi, start, k, nl, n_lev, n_pairs, rot_j, rot_k, amp, pr, pi, cosv, sinv)
             for e in range(m * m):
                 for lane in range(LANES):
                     x[e * LANES + lane] = lc0[e * LANES + lane] + amp[lane] * lc1[e * LANES + lane]
@@ -240,39 +296,10 @@ def open_kernel(gidx: np.ndarray, l0: FloatArray, l1: FloatArray, mu: FloatArray
                 q, tmp = tmp, q
             # acc ← R·E·R⁻¹·acc, R the pair rotations, kept in the frame of the last
             # sample: only the relative rotation R_k⁻¹·R_{k−1} between samples, R_K at the end.
-            for pidx in range(n_pairs):
-                si = rot_s[pidx]
-                ai = rot_a[pidx]
-                for lane in range(LANES):
-                    c_now = cosv[pidx, lane]
-                    s_now = sinv[pidx, lane]
-                    c_prev = prev_c[pidx, lane]
-                    s_prev = prev_s[pidx, lane]
-                    rel_c[lane] = c_now * c_prev + s_now * s_prev
-                    rel_s[lane] = s_now * c_prev - c_now * s_prev
-                    prev_c[pidx, lane] = c_now
-                    prev_s[pidx, lane] = s_now
-                for j in range(m):
-                    bs = (si * m + j) * LANES
-                    ba = (ai * m + j) * LANES
-                    for lane in range(LANES):
-                        xs = acc[bs + lane]
-                        xa = acc[ba + lane]
-                        acc[bs + lane] = rel_c[lane] * xs - rel_s[lane] * xa
-                        acc[ba + lane] = rel_s[lane] * xs + rel_c[lane] * xa
+            _rotate_step(m, n_pairs, rot_s, rot_a, cosv, sinv, prev_c, prev_s, rel_c, rel_s, acc)
             _mm(m, q, acc, nxt)
             acc, nxt = nxt, acc
-        for pidx in range(n_pairs):
-            si = rot_s[pidx]
-            ai = rot_a[pidx]
-            for j in range(m):
-                bs = (si * m + j) * LANES
-                ba = (ai * m + j) * LANES
-                for lane in range(LANES):
-                    xs = acc[bs + lane]
-                    xa = acc[ba + lane]
-                    acc[bs + lane] = prev_c[pidx, lane] * xs + prev_s[pidx, lane] * xa
-                    acc[ba + lane] = -prev_s[pidx, lane] * xs + prev_c[pidx, lane] * xa
+        _rotate_out(m, n_pairs, rot_s, rot_a, prev_c, prev_s, acc)
         for lane in range(nl):
             gain = math.exp(log_gain[lane])
             for e in range(m * m):
@@ -440,29 +467,7 @@ def table_kernel(gidx: np.ndarray, tab: FloatArray, a_lo: float, a_hi: float, mu
                 prev_c[pidx, lane] = 1.0
                 prev_s[pidx, lane] = 0.0
         for k in range(n_s):
-            for lane in range(LANES):
-                if lane < nl:
-                    ur = wr[start + lane, k]
-                    ui = wi[start + lane, k]
-                else:
-                    ur = 0.0
-                    ui = 0.0
-                mg = math.hypot(ur, ui)
-                amp[lane] = mg
-                pr[1, lane] = ur / mg if mg > 0.0 else 1.0
-                pi[1, lane] = ui / mg if mg > 0.0 else 0.0
-            for j in range(2, n_lev):
-                for lane in range(LANES):
-                    a_r = pr[j - 1, lane] * pr[1, lane] - pi[j - 1, lane] * pi[1, lane]
-                    a_i = pr[j - 1, lane] * pi[1, lane] + pi[j - 1, lane] * pr[1, lane]
-                    pr[j, lane] = a_r
-                    pi[j, lane] = a_i
-            for pidx in range(n_pairs):
-                jj = rot_j[pidx]
-                kk = rot_k[pidx]
-                for lane in range(LANES):
-                    cosv[pidx, lane] = pr[jj, lane] * pr[kk, lane] + pi[jj, lane] * pi[kk, lane]
-                    sinv[pidx, lane] = pi[jj, lane] * pr[kk, lane] - pr[jj, lane] * pi[kk, lane]
+            _sample_phases(wr, wi, start, k, nl, n_lev, n_pairs, rot_j, rot_k, amp, pr, pi, cosv, sinv)
             # T_k(x) by the three-term recurrence, stable for |x| <= 1. Idle lanes have
             # a = 0 and x at the interval's edge or inside: their E is finite, never used.
             for lane in range(LANES):
@@ -479,39 +484,10 @@ def table_kernel(gidx: np.ndarray, tab: FloatArray, a_lo: float, a_hi: float, mu
             else:
                 _cheb_sum_lanes(ltab, cheb, q)
             # acc ← R·E·R⁻¹·acc in the frame of the last sample, as in ``open_kernel``.
-            for pidx in range(n_pairs):
-                si = rot_s[pidx]
-                ai = rot_a[pidx]
-                for lane in range(LANES):
-                    c_now = cosv[pidx, lane]
-                    s_now = sinv[pidx, lane]
-                    c_prev = prev_c[pidx, lane]
-                    s_prev = prev_s[pidx, lane]
-                    rel_c[lane] = c_now * c_prev + s_now * s_prev
-                    rel_s[lane] = s_now * c_prev - c_now * s_prev
-                    prev_c[pidx, lane] = c_now
-                    prev_s[pidx, lane] = s_now
-                for j in range(m):
-                    bs = (si * m + j) * LANES
-                    ba = (ai * m + j) * LANES
-                    for lane in range(LANES):
-                        xs = acc[bs + lane]
-                        xa = acc[ba + lane]
-                        acc[bs + lane] = rel_c[lane] * xs - rel_s[lane] * xa
-                        acc[ba + lane] = rel_s[lane] * xs + rel_c[lane] * xa
+            _rotate_step(m, n_pairs, rot_s, rot_a, cosv, sinv, prev_c, prev_s, rel_c, rel_s, acc)
             _mm(m, q, acc, nxt)
             acc, nxt = nxt, acc
-        for pidx in range(n_pairs):
-            si = rot_s[pidx]
-            ai = rot_a[pidx]
-            for j in range(m):
-                bs = (si * m + j) * LANES
-                ba = (ai * m + j) * LANES
-                for lane in range(LANES):
-                    xs = acc[bs + lane]
-                    xa = acc[ba + lane]
-                    acc[bs + lane] = prev_c[pidx, lane] * xs + prev_s[pidx, lane] * xa
-                    acc[ba + lane] = -prev_s[pidx, lane] * xs + prev_c[pidx, lane] * xa
+        _rotate_out(m, n_pairs, rot_s, rot_a, prev_c, prev_s, acc)
         for lane in range(nl):
             gain = math.exp(log_gain[lane])
             for e in range(mm):
