@@ -25,19 +25,16 @@ from ..progress import ProgressHook
 from ..report import write_report
 from ..safety import SafetyLimits, SafetyViolation
 from ..session_lock import holds_session_lock
+from .episode import JournaledEpisode
 from .loop import (
     ReplayResult,
     StepRecord,
     check_replayed_stop,
-    journal_action,
     journal_session_end,
-    log_observation,
     open_records,
     outcome_fields,
-    policy_action,
     settled_stop,
     start_session,
-    step_record,
 )
 from .settings import (
     ReplaySettings,
@@ -120,42 +117,33 @@ def run_session(backend: Backend, policy: Policy, folder: str | Path, settings: 
     state, device, recorded_stop = live.state, live.device, live.recorded_stop
     policy_info, info_backend = live.policy_info, live.backend_info
 
-    policy_state = policy.initial_state()
+    episode = JournaledEpisode(env, policy, journal, state, sid, names=PARAMETER_NAMES)
     # As four values: the amplitude is at the configured gate and may exceed full scale there;
     # the env then calibrates at the longer gate it fits (info["gate_duration_s"]).
     start_values = np.asarray(settings.initial_params, dtype=np.float64)
-    calibration = env.unwrapped.calibration_state()
-    steps: list[StepRecord] = []
-    terminated = truncated = False
     stop: SessionStop | None = None
     verdict: Verdict | None = None
-    t = 0
     try:
-        obs, info = env.reset(seed=settings.seed, options={"device": device, "initial_params": start_values})
-        calibration = env.unwrapped.calibration_state()
-        steps.append(step_record(0, None, 0.0, info, calibration))
-        log_observation(journal, state, sid, steps[-1], obs, PARAMETER_NAMES)
-        plan = calibration.shot_plan
+        first = episode.reset(settings.seed, device, start_values)
+        plan = episode.calibration.shot_plan
         total_steps = min(settings.max_steps, plan.steps_per_episode or settings.max_steps)
         budget = settings.budget_shots if settings.budget_shots is not None else plan.shot_budget
+        after_step: Callable[[StepRecord], None] | None = None
         if progress is not None:
-            progress(0, total_steps, ledger.used_shots, budget, steps[-1].infidelity_estimate)
-        while t < settings.max_steps and not (terminated or truncated):
-            t += 1
-            action, policy_state = policy_action(policy, obs, policy_state, calibration, env.action_space)
-            journal_action(journal, state, sid, t, action, calibration)
-            obs, reward, terminated, truncated, info = env.step(action)
-            calibration = env.unwrapped.calibration_state()
-            steps.append(step_record(t, action, float(reward), info, calibration))
-            log_observation(journal, state, sid, steps[-1], obs, PARAMETER_NAMES)
-            if progress is not None:
-                progress(t, total_steps, ledger.used_shots, budget, steps[-1].infidelity_estimate)
+            hook = progress
+            progress(0, total_steps, ledger.used_shots, budget, first.infidelity_estimate)
+
+            def report_step(s: StepRecord) -> None:
+                hook(s.env_step, total_steps, ledger.used_shots, budget, s.infidelity_estimate)
+            after_step = report_step
+        episode.run(settings.max_steps, after_step)
         # Inside the try: its jobs go through the guard, the ledger and the journal like the
         # calibration's, so a refusal stops the session and a resume replays them.
-        verdict = _verify(env, device, calibration, settings, int(steps[-1].shots_used), limits)
+        verdict = _verify(env, device, episode.calibration, settings, int(episode.steps[-1].shots_used), limits)
     except (SafetyViolation, ActionOutOfRange, BackendError, RecordedStop) as err:
-        stop = settled_stop(err, t, recorded_stop)
+        stop = settled_stop(err, episode.t, recorded_stop)
     check_replayed_stop(journal, stop, recorded_stop)
+    steps, calibration, info, terminated = episode.steps, episode.calibration, episode.info, episode.terminated
 
     # Start and final as the env applied them, at the gate the session calibrated; a session
     # stopped before its first measurement has neither.

@@ -40,7 +40,6 @@ from typing import Any
 
 import numpy as np
 
-from pulsecal.envs.contract import CalibrationState
 from pulsecal.envs.verification import Verdict
 
 from ..adapters.simulated import channel_frame_name
@@ -51,19 +50,16 @@ from ..ledger import DeviceDayLedger
 from ..policy import ActionOutOfRange, Policy
 from ..safety import SafetyLimits, SafetyViolation
 from ..session_lock import holds_session_lock
+from .episode import JournaledEpisode
 from .loop import (
     ReplayResult,
     StepRecord,
     check_replayed_stop,
-    journal_action,
     journal_session_end,
-    log_observation,
     open_records,
     outcome_fields,
-    policy_action,
     settled_stop,
     start_session,
-    step_record,
 )
 from .settings import (
     ReplaySettings,
@@ -152,34 +148,20 @@ def run_two_qubit_session(backend: Backend, policy: Policy, folder: str | Path, 
     state, device, recorded_stop = live.state, live.device, live.recorded_stop
     policy_info, info_backend = live.policy_info, live.backend_info
 
-    policy_state = policy.initial_state()
-    calibration: CalibrationState = env.unwrapped.calibration_state()
-    steps: list[StepRecord] = []
-    terminated = truncated = False
+    episode = JournaledEpisode(env, policy, journal, state, sid)
     stop: SessionStop | None = None
     verdict: Verdict | None = None
-    t = 0
     try:
-        obs, info = env.reset(seed=settings.seed, options={"device": device,
-                                                           "initial_params": np.asarray(settings.initial_params)})
-        calibration = env.unwrapped.calibration_state()
-        steps.append(step_record(0, None, 0.0, info, calibration))
-        log_observation(journal, state, sid, steps[-1], obs, calibration.parameter_names)
-        while t < settings.max_steps and not (terminated or truncated):
-            t += 1
-            action, policy_state = policy_action(policy, obs, policy_state, calibration, env.action_space)
-            journal_action(journal, state, sid, t, action, calibration)
-            obs, reward, terminated, truncated, info = env.step(action)
-            calibration = env.unwrapped.calibration_state()
-            steps.append(step_record(t, action, float(reward), info, calibration))
-            log_observation(journal, state, sid, steps[-1], obs, calibration.parameter_names)
+        episode.reset(settings.seed, device, np.asarray(settings.initial_params))
+        episode.run(settings.max_steps)
         if settings.verification is not None and callable(verify):
             # Inside the try: its jobs go through the guard, the ledger and the journal like
             # the calibration's, so a refusal stops the session and a resume replays them.
             verdict = verify(device, settings.verification)
     except (SafetyViolation, ActionOutOfRange, BackendError, RecordedStop) as err:
-        stop = settled_stop(err, t, recorded_stop)
+        stop = settled_stop(err, episode.t, recorded_stop)
     check_replayed_stop(journal, stop, recorded_stop)
+    steps, calibration, terminated = episode.steps, episode.calibration, episode.terminated
 
     names = calibration.parameter_names
     start = steps[0].params if steps else tuple(settings.initial_params)
