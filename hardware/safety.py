@@ -167,6 +167,16 @@ def _non_finite_parameter(program: Program) -> str:
     return ""
 
 
+def _invalid_parameter(program: Program) -> str:
+    """Why ``program`` could not be rebuilt from its canonical JSON ('' if it can): the
+    constructors' own checks (a positive sigma_s, a known frame kind, ...) run on every field."""
+    try:
+        Program.from_json(program.to_json())
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        return str(e)
+    return ""
+
+
 class SafetyEnvelope:
     """Checks programs and traces against ``limits`` on ``capabilities``' sample grid."""
 
@@ -230,6 +240,12 @@ class SafetyEnvelope:
             # non-finite parameter can hide from the trace (a forged sigma_s = inf renders
             # as a flat pulse).
             return [Violation("finite_parameters", bad, "finite numbers only")]
+        bad = _invalid_parameter(program)
+        if bad:
+            # A forged object skips its constructor's checks, and a pulse whose samples are
+            # all zero (a Drag of amplitude 0 with sigma_s < 0) passes every sample limit;
+            # what the backend and the journal read back is the program rebuilt from its JSON.
+            return [Violation("valid_parameters", bad, "what the IR constructors accept")]
         out = self.check_shots(program.shots if shots is None else shots, shots_today)
         frames = tuple(program.frames)
         for f in frames:
