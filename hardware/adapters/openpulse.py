@@ -48,6 +48,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .. import ir
 from ..backend import (
     Artifact,
     BackendError,
@@ -60,24 +61,6 @@ from ..backend import (
     validate_against,
 )
 from ..guard import require_clearance
-from ..ir import (
-    Acquire,
-    Constant,
-    Drag,
-    Frame,
-    FrameBarrier,
-    FrameDelay,
-    FramePlay,
-    Gaussian,
-    Program,
-    Sampled,
-    SetFrequency,
-    SetPhase,
-    ShiftFrequency,
-    ShiftPhase,
-    WaveformTrace,
-    to_waveform_trace,
-)
 from ._braket_device import BraketDeviceProperties
 from ._openqasm import lift, parse_roundtrip, semantic_check
 
@@ -180,9 +163,9 @@ class BraketBackend:
         flux = props.flux_frames()
         # A drive-port frame mapped to two qubits plays one qubit's line at the other's
         # frequency: a cross-resonance frame.
-        frames = tuple(Frame(f.name, f.port, f.frequency_hz, f.phase,
+        frames = tuple(ir.Frame(f.name, f.port, f.frequency_hz, f.phase,
                              kind="cr" if len(f.qubits) == 2 else "drive") for f in drive) \
-            + tuple(Frame(f.name, f.port, 0.0, 0.0, kind="flux") for f in flux)
+            + tuple(ir.Frame(f.name, f.port, 0.0, 0.0, kind="flux") for f in flux)
         dts = {f.port: f.dt_s for f in drive + flux}
         self.dt_s = next(iter(dts.values()))
         qubits = sorted({q for f in drive for q in f.qubits
@@ -207,7 +190,7 @@ class BraketBackend:
     def capabilities(self) -> Capabilities:
         return self._caps
 
-    def validate(self, program: Program) -> list[Violation]:
+    def validate(self, program: ir.Program) -> list[Violation]:
         """Shared checks plus the device's frequency window (pure)."""
         out = validate_against(program, self._caps)
         if out:
@@ -220,8 +203,8 @@ class BraketBackend:
                 out.append(Violation("frame.frequency_hz", f.frequency_hz,
                                      f"within {window} Hz of {centre} Hz", f"frame {f.name!r}"))
         for i, ins in enumerate(program.instructions):
-            if isinstance(ins, SetFrequency | ShiftFrequency):
-                new = ins.frequency_hz + (freq[ins.frame] if isinstance(ins, ShiftFrequency) else 0.0)
+            if isinstance(ins, ir.SetFrequency | ir.ShiftFrequency):
+                new = ins.frequency_hz + (freq[ins.frame] if isinstance(ins, ir.ShiftFrequency) else 0.0)
                 freq[ins.frame] = new
                 centre = self.props.frames[ins.frame].center_frequency_hz
                 if abs(new - centre) > window:
@@ -229,7 +212,7 @@ class BraketBackend:
                                          "(PERMITTED_FREQUENCY_DIFFERENCE)", f"instructions[{i}]"))
         return out
 
-    def compile(self, program: Program) -> Artifact:
+    def compile(self, program: ir.Program) -> Artifact:
         """IR → OpenQASM 3 text, then the three offline proofs; the artifact's trace is the
         trace of the *text*, so the guard checks what would really be sent."""
         v = self.validate(program)
@@ -347,7 +330,7 @@ class BraketBackend:
             n = max(n, self._caps.min_samples)
         return -(-n // g) * g
 
-    def to_openqasm(self, program: Program) -> str:
+    def to_openqasm(self, program: ir.Program) -> str:
         """The OpenQASM 3 + OpenPulse text of ``program`` (validated by ``validate`` first)."""
         bp = _import_braket_pulse()
         dt = self.dt_s
@@ -368,30 +351,30 @@ class BraketBackend:
                 seq.set_phase(frames[f.name], f.phase)
         n_wf = 0
         for ins in program.instructions:
-            if isinstance(ins, FramePlay):
+            if isinstance(ins, ir.FramePlay):
                 fr = frames[ins.frame]
                 wf, n = self._waveform(ins.waveform, f"wf{n_wf}")
                 n_wf += 1
                 seq.play(fr, wf)
                 if n > 0:
                     seq.delay([fr], n * dt)
-            elif isinstance(ins, ShiftPhase):
+            elif isinstance(ins, ir.ShiftPhase):
                 seq.shift_phase(frames[ins.frame], ins.phase)
-            elif isinstance(ins, SetPhase):
+            elif isinstance(ins, ir.SetPhase):
                 seq.set_phase(frames[ins.frame], ins.phase)
-            elif isinstance(ins, ShiftFrequency):
+            elif isinstance(ins, ir.ShiftFrequency):
                 seq.shift_frequency(frames[ins.frame], ins.frequency_hz)
-            elif isinstance(ins, SetFrequency):
+            elif isinstance(ins, ir.SetFrequency):
                 seq.set_frequency(frames[ins.frame], ins.frequency_hz)
-            elif isinstance(ins, FrameDelay):
+            elif isinstance(ins, ir.FrameDelay):
                 n = round(ins.duration_s / dt)
                 n = self._pad(n, play=False) if n > 0 else 0
                 if n > 0:
                     seq.delay([frames[x] for x in (ins.frames or [f.name for f in program.frames])],
                               n * dt)
-            elif isinstance(ins, FrameBarrier):
+            elif isinstance(ins, ir.FrameBarrier):
                 seq.barrier([frames[x] for x in (ins.frames or [f.name for f in program.frames])])
-            elif isinstance(ins, Acquire):
+            elif isinstance(ins, ir.Acquire):
                 cap = frames[self.props.capture_frame(ins.qubit).name]
                 seq.barrier([frames[f.name] for f in program.frames] + [cap])
                 seq.capture_v0(cap)
@@ -401,22 +384,22 @@ class BraketBackend:
         """(Braket waveform, zero samples to add after it as a delay)."""
         bp = _import_braket_pulse()
         dt = self.dt_s
-        if isinstance(wf, Constant):
+        if isinstance(wf, ir.Constant):
             n = round(wf.duration_s / dt)
             pad = self._pad(n, play=True)
             if n >= self._caps.min_samples and n % self._caps.granularity == 0:
                 iq = complex(wf.amplitude * np.exp(1j * wf.angle))
                 return bp.ConstantWaveform(n * dt, iq, id=wid), pad - n
-        if self.waveforms == "templates" and isinstance(wf, Gaussian | Drag) and wf.angle == 0.0 \
-                and not (isinstance(wf, Drag) and wf.zero_at_edges):
+        if self.waveforms == "templates" and isinstance(wf, ir.Gaussian | ir.Drag) and wf.angle == 0.0 \
+                and not (isinstance(wf, ir.Drag) and wf.zero_at_edges):
             n = round(wf.duration_s / dt)
             if n >= self._caps.min_samples and n % self._caps.granularity == 0:
-                if isinstance(wf, Gaussian):
+                if isinstance(wf, ir.Gaussian):
                     return bp.GaussianWaveform(n * dt, wf.sigma_s, wf.amplitude, wf.zero_at_edges,
                                                id=wid), 0
                 return bp.DragGaussianWaveform(n * dt, wf.sigma_s, wf.beta_s, wf.amplitude,
                                                False, id=wid), 0
-        w = np.asarray(wf.samples_on(dt) if isinstance(wf, Sampled) else wf.samples(dt))
+        w = np.asarray(wf.samples_on(dt) if isinstance(wf, ir.Sampled) else wf.samples(dt))
         n = w.size
         padded = np.zeros(self._pad(n, play=True), dtype=np.complex128)
         padded[:n] = w
@@ -425,7 +408,7 @@ class BraketBackend:
                 for x in padded]
         return bp.ArbitraryWaveform(amps, id=wid), 0
 
-    def trace_of(self, source: str, program: Program | None = None) -> WaveformTrace:
+    def trace_of(self, source: str, program: ir.Program | None = None) -> ir.WaveformTrace:
         """The trace the device would play for ``source`` (parsed, checked, rendered with
         Braket's definitions), on the device grid, in ``program``'s frames if given."""
         tree = parse_roundtrip(source)
@@ -438,9 +421,9 @@ class BraketBackend:
         if program is not None:
             frames = program.frames
             acq = next((ins.duration_s for ins in program.instructions
-                        if isinstance(ins, Acquire)), 0.0)
+                        if isinstance(ins, ir.Acquire)), 0.0)
         lifted = lift(tree, self.props, frames=frames, acquire_duration_s=acq)
-        return to_waveform_trace(lifted, self.dt_s)
+        return ir.to_waveform_trace(lifted, self.dt_s)
 
 
 def braket_backend(properties: str = DEFAULT_PROPERTIES, *, device_arn: str | None = None,

@@ -24,6 +24,7 @@ import numpy as np
 
 from pulsecal.envs.protocol import Barrier, Delay, Device, Measure, Play, PulseSequence
 
+from .. import ir
 from ..backend import (
     Artifact,
     BackendError,
@@ -36,16 +37,6 @@ from ..backend import (
     validate_against,
 )
 from ..guard import require_clearance
-from ..ir import (
-    Frame,
-    Program,
-    WaveformTrace,
-    channel_frame_kind,
-    channel_parts,
-    default_drive_frame,
-    recompute_hash,
-    trace_to_sequence,
-)
 
 
 @dataclass(frozen=True)
@@ -124,7 +115,7 @@ class SimulatedBackend:
     name = "simulated"
 
     def __init__(self, device: Device, *, rng: np.random.Generator, faults: FaultRates | None = None,
-                 frame: Frame | None = None, qubit: int = 0, granularity: int = 1,
+                 frame: ir.Frame | None = None, qubit: int = 0, granularity: int = 1,
                  min_samples: int = 1, max_samples: int = 16384, max_shots: int = 100_000,
                  idempotent_submit: bool = True) -> None:
         if not isinstance(device, Device):
@@ -134,7 +125,7 @@ class SimulatedBackend:
         self.device = device
         self._rng = rng
         self.faults = faults if faults is not None else FaultRates()
-        self.frame = frame if frame is not None else default_drive_frame(qubit)
+        self.frame = frame if frame is not None else ir.default_drive_frame(qubit)
         self.qubit = qubit
         self.idempotent_submit = idempotent_submit
         self._caps = Capabilities(
@@ -169,15 +160,15 @@ class SimulatedBackend:
     def capabilities(self) -> Capabilities:
         return self._caps
 
-    def validate(self, program: Program) -> list[Violation]:
+    def validate(self, program: ir.Program) -> list[Violation]:
         return validate_against(program, self._caps)
 
-    def compile(self, program: Program) -> Artifact:
+    def compile(self, program: ir.Program) -> Artifact:
         trace = self._caps.render(program)
         stop = trace.acquires[-1][1] if trace.acquires else trace.n_samples
         drive = np.asarray(trace.samples[self.frame.name])[:stop]
-        payload: PulseSequence = trace_to_sequence(drive, trace.dt_s, name=program.name)
-        return Artifact(program, recompute_hash(program), trace, payload)
+        payload: PulseSequence = ir.trace_to_sequence(drive, trace.dt_s, name=program.name)
+        return Artifact(program, ir.recompute_hash(program), trace, payload)
 
     def submit(self, artifact: Artifact, shots: int, job_key: str) -> JobHandle:
         self.stats.submit_calls += 1
@@ -259,18 +250,18 @@ def channel_frame_name(channel: str) -> str:
     """The frame name of an envs channel on the simulated and the qibolab backends:
     ``drive:q0`` -> ``q0_drive``, ``drive:q0@q1`` -> ``q0_q1_cr``, ``flux:q1`` ->
     ``q1_flux`` (a coupler's ``coupler:c01`` -> ``c01_flux``)."""
-    kind, mode, at = channel_parts(channel)
+    kind, mode, at = ir.channel_parts(channel)
     if kind != "drive":
         return f"{mode}_flux"
     return f"{mode}_drive" if at == mode else f"{mode}_{at}_cr"
 
 
-def channel_frames(channels: Any, names: Any) -> dict[str, Frame]:
+def channel_frames(channels: Any, names: Any) -> dict[str, ir.Frame]:
     """{envs channel: Frame} of ``names`` (envs channels) among the backend frames
     ``channels`` (an iterable of Frame), matched by ``channel_frame_name``; a channel
     without its frame is refused naming both."""
     by_name = {f.name: f for f in channels}
-    out: dict[str, Frame] = {}
+    out: dict[str, ir.Frame] = {}
     for c in names:
         name = channel_frame_name(c)
         if name not in by_name:
@@ -299,13 +290,13 @@ class SimulatedMultiQubitBackend(SimulatedBackend):
                  idempotent_submit: bool = True) -> None:
         chans = device.params.channels
         qubits = tuple(device.qubits)
-        frames: list[Frame] = []
+        frames: list[ir.Frame] = []
         self.frame_channels: dict[str, str] = {}
         for c in (*chans.drives, *chans.reals):
-            kind = channel_frame_kind(c)
-            mode = channel_parts(c)[1]
+            kind = ir.channel_frame_kind(c)
+            mode = ir.channel_parts(c)[1]
             port = f"{mode}_drive" if kind != "flux" else f"{mode}_flux"
-            f = Frame(channel_frame_name(c), port, 0.0, kind=kind)
+            f = ir.Frame(channel_frame_name(c), port, 0.0, kind=kind)
             frames.append(f)
             self.frame_channels[f.name] = c
         index = []
@@ -324,11 +315,11 @@ class SimulatedMultiQubitBackend(SimulatedBackend):
     def transmon_model(self, qubit: int = 0) -> Any:
         return None  # coupled modes: no single transmon to start a single-qubit session from
 
-    def compile(self, program: Program) -> Artifact:
+    def compile(self, program: ir.Program) -> Artifact:
         trace = self._caps.render(program)
-        return Artifact(program, recompute_hash(program), trace, self.trace_sequence(trace, program.name))
+        return Artifact(program, ir.recompute_hash(program), trace, self.trace_sequence(trace, program.name))
 
-    def trace_sequence(self, trace: WaveformTrace, name: str = "") -> PulseSequence:
+    def trace_sequence(self, trace: ir.WaveformTrace, name: str = "") -> PulseSequence:
         """The channel sequence that plays ``trace`` (frames of this backend) on the device."""
         ops: list[Any] = []
         for frame in trace.samples:
@@ -341,7 +332,7 @@ class SimulatedMultiQubitBackend(SimulatedBackend):
                 if span.start > cursor:
                     ops.append(Delay((span.start - cursor) * trace.dt_s, channel=channel))
                 w = samples[span.start:span.stop]
-                ops.append(Play(w.real.copy() if channel_frame_kind(channel) == "flux" else w.copy(),
+                ops.append(Play(w.real.copy() if ir.channel_frame_kind(channel) == "flux" else w.copy(),
                                 channel=channel))
                 cursor = span.stop
         ops.append(Barrier())
