@@ -48,18 +48,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from .. import ir
-from ..backend import (
-    Artifact,
-    BackendError,
-    Capabilities,
-    JobHandle,
-    JobTimeout,
-    Result,
-    TransientBackendError,
-    Violation,
-    validate_against,
-)
+from .. import backend, ir
 from ..guard import require_clearance
 from ._braket_device import BraketDeviceProperties
 from ._openqasm import lift, parse_roundtrip, semantic_check
@@ -79,14 +68,14 @@ def _aws_errors(what: str) -> Iterator[None]:
     """AWS failures as backend errors: transient ones retryable, the rest final."""
     try:
         yield
-    except (BackendError, ImportError):
+    except (backend.BackendError, ImportError):
         raise
     except Exception as e:  # botocore's exceptions, without importing botocore
         code = str(getattr(e, "response", {}).get("Error", {}).get("Code", "")) if hasattr(e, "response") else ""
         name = type(e).__name__
         if name in _TRANSIENT or code in _TRANSIENT:
-            raise TransientBackendError(f"{what} failed: {name}: {e}") from e
-        raise BackendError(f"{what} failed: {name}: {e}") from e
+            raise backend.TransientBackendError(f"{what} failed: {name}: {e}") from e
+        raise backend.BackendError(f"{what} failed: {name}: {e}") from e
 
 
 def _import_braket_pulse() -> Any:
@@ -175,24 +164,24 @@ class BraketBackend:
         # Qubit q's drive frame: the drive frame mapped to q alone (Rigetti: q{q}_rf_frame).
         drive_of = {f.qubits[0]: f.name for f in drive if len(f.qubits) == 1 and f.qubits[0] in qubits}
         native = {"constant", "sampled"} | ({"gaussian", "drag"} if waveforms == "templates" else set())
-        self._caps = Capabilities(
+        self._caps = backend.Capabilities(
             sample_time_s=dts, frames=frames, qubits=tuple(qubits),
             granularity=props.granularity,
             min_samples=max(1, math.ceil(props.min_pulse_length_s / self.dt_s - 1e-6)),
             max_samples=math.floor(props.max_pulse_length_s / self.dt_s + 1e-6),
             amplitude_limit=min(1.0, props.max_amplitude),
             native_waveforms=frozenset(native), max_shots=props.max_shots, drive_frames=drive_of)
-        self._tasks: dict[str, JobHandle] = {}
+        self._tasks: dict[str, backend.JobHandle] = {}
         self._lock = threading.Lock()
 
     # -- Backend protocol ---------------------------------------------------------------------
 
-    def capabilities(self) -> Capabilities:
+    def capabilities(self) -> backend.Capabilities:
         return self._caps
 
-    def validate(self, program: ir.Program) -> list[Violation]:
+    def validate(self, program: ir.Program) -> list[backend.Violation]:
         """Shared checks plus the device's frequency window (pure)."""
-        out = validate_against(program, self._caps)
+        out = backend.validate_against(program, self._caps)
         if out:
             return out
         window = self.props.permitted_frequency_difference_hz
@@ -200,7 +189,7 @@ class BraketBackend:
         for f in program.frames:
             centre = self.props.frames[f.name].center_frequency_hz
             if abs(f.frequency_hz - centre) > window:
-                out.append(Violation("frame.frequency_hz", f.frequency_hz,
+                out.append(backend.Violation("frame.frequency_hz", f.frequency_hz,
                                      f"within {window} Hz of {centre} Hz", f"frame {f.name!r}"))
         for i, ins in enumerate(program.instructions):
             if isinstance(ins, ir.SetFrequency | ir.ShiftFrequency):
@@ -208,22 +197,22 @@ class BraketBackend:
                 freq[ins.frame] = new
                 centre = self.props.frames[ins.frame].center_frequency_hz
                 if abs(new - centre) > window:
-                    out.append(Violation("frequency_hz", new, f"within {window} Hz of {centre} Hz "
+                    out.append(backend.Violation("frequency_hz", new, f"within {window} Hz of {centre} Hz "
                                          "(PERMITTED_FREQUENCY_DIFFERENCE)", f"instructions[{i}]"))
         return out
 
-    def compile(self, program: ir.Program) -> Artifact:
+    def compile(self, program: ir.Program) -> backend.Artifact:
         """IR → OpenQASM 3 text, then the three offline proofs; the artifact's trace is the
         trace of the *text*, so the guard checks what would really be sent."""
         v = self.validate(program)
         if v:
-            raise BackendError("program rejected by Braket backend: " + "; ".join(map(str, v)))
+            raise backend.BackendError("program rejected by Braket backend: " + "; ".join(map(str, v)))
         source = self.to_openqasm(program)
         trace = self.trace_of(source, program)
-        return Artifact(program, program.content_hash(), trace,
+        return backend.Artifact(program, program.content_hash(), trace,
                         OpenPulseProgram(source, self.device_arn))
 
-    def submit(self, artifact: Artifact, shots: int, job_key: str) -> JobHandle:
+    def submit(self, artifact: backend.Artifact, shots: int, job_key: str) -> backend.JobHandle:
         """Create a Braket quantum task (never against AWS in tests: it costs money and
         needs credentials), tagged and idempotency-keyed with the job key."""
         require_clearance(artifact, shots, job_key)
@@ -233,18 +222,18 @@ class BraketBackend:
                 return known
         payload = artifact.payload
         if not isinstance(payload, OpenPulseProgram):
-            raise BackendError(f"artifact payload is {type(payload).__name__}: allowed an "
+            raise backend.BackendError(f"artifact payload is {type(payload).__name__}: allowed an "
                                "OpenPulseProgram from BraketBackend.compile")
         # Re-prove the exact text being sent: an artifact can be built by hand.
         problems = semantic_check(payload.source, self.props)
         if problems:
-            raise BackendError("refusing to submit: " + "; ".join(map(str, problems)))
+            raise backend.BackendError("refusing to submit: " + "; ".join(map(str, problems)))
         try:
             from braket.ir.openqasm import Program as OpenQasmProgram
         except ImportError as e:
             raise ImportError(f"Braket submission needs the Braket SDK: {_EXTRA}") from e
         if not self.device_arn:
-            raise BackendError("no device ARN: pass device_arn= or use properties with deviceArn")
+            raise backend.BackendError("no device ARN: pass device_arn= or use properties with deviceArn")
         with _aws_errors("Braket submission"):
             session = self._aws()
             bucket, prefix = self._s3 if self._s3 is not None else (session.default_bucket(), "pulsecal-tasks")
@@ -252,12 +241,12 @@ class BraketBackend:
                 action=OpenQasmProgram(source=payload.source).json(), deviceArn=self.device_arn,
                 shots=int(shots), outputS3Bucket=bucket, outputS3KeyPrefix=prefix,
                 tags={JOB_KEY_TAG: job_key[:256]}, clientToken=job_key[:64])
-        handle = JobHandle(str(arn), job_key)
+        handle = backend.JobHandle(str(arn), job_key)
         with self._lock:
             self._tasks[job_key] = handle
         return handle
 
-    def find(self, job_key: str) -> JobHandle | None:
+    def find(self, job_key: str) -> backend.JobHandle | None:
         """The task created with ``job_key`` (by this object, or by any earlier process:
         searched by its tag on this device), or None if there is none."""
         with self._lock:
@@ -288,7 +277,7 @@ class BraketBackend:
             return None
         # One create per key (clientToken); should two exist, the first is the one to follow.
         first = min(hits, key=lambda t: str(t.get("createdAt", "")))
-        handle = JobHandle(str(first["quantumTaskArn"]), job_key)
+        handle = backend.JobHandle(str(first["quantumTaskArn"]), job_key)
         with self._lock:
             self._tasks[job_key] = handle
         return handle
@@ -302,7 +291,7 @@ class BraketBackend:
             self._session = AwsSession()
         return self._session
 
-    def result(self, handle: JobHandle, timeout_s: float) -> Result:
+    def result(self, handle: backend.JobHandle, timeout_s: float) -> backend.Result:
         try:
             from braket.aws import AwsQuantumTask
         except ImportError as e:
@@ -313,13 +302,13 @@ class BraketBackend:
         if state in _PENDING:
             res = task.result()
             if res is None:
-                raise JobTimeout(f"task {handle.job_id} still {task.state()} after {timeout_s} s")
+                raise backend.JobTimeout(f"task {handle.job_id} still {task.state()} after {timeout_s} s")
         elif state != "COMPLETED":
-            raise BackendError(f"task {handle.job_id} ended {state}")
+            raise backend.BackendError(f"task {handle.job_id} ended {state}")
         else:
             res = task.result()
         counts = {str(k): int(v) for k, v in res.measurement_counts.items()}
-        return Result(counts, {"job_id": handle.job_id, "backend": self.name,
+        return backend.Result(counts, {"job_id": handle.job_id, "backend": self.name,
                                "device_arn": self.device_arn})
 
     # -- compilation --------------------------------------------------------------------------
@@ -414,7 +403,7 @@ class BraketBackend:
         tree = parse_roundtrip(source)
         problems = semantic_check(tree, self.props)
         if problems:
-            raise BackendError("compiled program fails the semantic pass: "
+            raise backend.BackendError("compiled program fails the semantic pass: "
                                + "; ".join(map(str, problems)))
         acq = 0.0
         frames = None

@@ -24,18 +24,7 @@ import numpy as np
 
 from pulsecal.envs.protocol import Barrier, Delay, Device, Measure, Play, PulseSequence
 
-from .. import ir
-from ..backend import (
-    Artifact,
-    BackendError,
-    Capabilities,
-    JobHandle,
-    JobTimeout,
-    Result,
-    TransientBackendError,
-    Violation,
-    validate_against,
-)
+from .. import backend, ir
 from ..guard import require_clearance
 
 
@@ -128,7 +117,7 @@ class SimulatedBackend:
         self.frame = frame if frame is not None else ir.default_drive_frame(qubit)
         self.qubit = qubit
         self.idempotent_submit = idempotent_submit
-        self._caps = Capabilities(
+        self._caps = backend.Capabilities(
             sample_time_s={self.frame.port: device.dt_s}, frames=(self.frame,), qubits=(qubit,),
             granularity=granularity, min_samples=min_samples, max_samples=max_samples,
             native_waveforms=frozenset({"gaussian", "drag", "constant", "sampled"}),
@@ -157,27 +146,27 @@ class SimulatedBackend:
 
     # -- Backend ---------------------------------------------------------------------------
 
-    def capabilities(self) -> Capabilities:
+    def capabilities(self) -> backend.Capabilities:
         return self._caps
 
-    def validate(self, program: ir.Program) -> list[Violation]:
-        return validate_against(program, self._caps)
+    def validate(self, program: ir.Program) -> list[backend.Violation]:
+        return backend.validate_against(program, self._caps)
 
-    def compile(self, program: ir.Program) -> Artifact:
+    def compile(self, program: ir.Program) -> backend.Artifact:
         trace = self._caps.render(program)
         stop = trace.acquires[-1][1] if trace.acquires else trace.n_samples
         drive = np.asarray(trace.samples[self.frame.name])[:stop]
         payload: PulseSequence = ir.trace_to_sequence(drive, trace.dt_s, name=program.name)
-        return Artifact(program, ir.recompute_hash(program), trace, payload)
+        return backend.Artifact(program, ir.recompute_hash(program), trace, payload)
 
-    def submit(self, artifact: Artifact, shots: int, job_key: str) -> JobHandle:
+    def submit(self, artifact: backend.Artifact, shots: int, job_key: str) -> backend.JobHandle:
         self.stats.submit_calls += 1
         require_clearance(artifact, shots, job_key)
         if self._fault("submit_error"):
-            raise TransientBackendError(f"injected: submit of {job_key[:12]} failed before queuing")
+            raise backend.TransientBackendError(f"injected: submit of {job_key[:12]} failed before queuing")
         if self.idempotent_submit and job_key in self._by_key:
             self.stats.idempotent_hits += 1
-            return JobHandle(self._by_key[job_key], job_key)
+            return backend.JobHandle(self._by_key[job_key], job_key)
         counts = np.asarray(self.device.run([artifact.payload], shots))[0]
         job_id = f"sim-{len(self._jobs):06d}"
         late = self._fault("late_delivery")
@@ -190,24 +179,24 @@ class SimulatedBackend:
         self.executed_shots += shots
         self.executions_per_key[job_key] = self.executions_per_key.get(job_key, 0) + 1
         if self._fault("lost_response"):
-            raise JobTimeout(f"injected: acknowledgement of {job_key[:12]} lost (job {job_id} ran)")
-        return JobHandle(job_id, job_key)
+            raise backend.JobTimeout(f"injected: acknowledgement of {job_key[:12]} lost (job {job_id} ran)")
+        return backend.JobHandle(job_id, job_key)
 
-    def find(self, job_key: str) -> JobHandle | None:
+    def find(self, job_key: str) -> backend.JobHandle | None:
         if self._fault("find_error"):
-            raise TransientBackendError(f"injected: lookup of {job_key[:12]} failed")
+            raise backend.TransientBackendError(f"injected: lookup of {job_key[:12]} failed")
         job_id = self._by_key.get(job_key)
-        return None if job_id is None else JobHandle(job_id, job_key)
+        return None if job_id is None else backend.JobHandle(job_id, job_key)
 
-    def result(self, handle: JobHandle, timeout_s: float) -> Result:
+    def result(self, handle: backend.JobHandle, timeout_s: float) -> backend.Result:
         job = self._jobs.get(handle.job_id)
         if job is None or job.job_key != handle.job_key:
-            raise BackendError(f"unknown job {handle.job_id!r} for key {handle.job_key[:12]}")
+            raise backend.BackendError(f"unknown job {handle.job_id!r} for key {handle.job_key[:12]}")
         if job.polls_left > 0:
             job.polls_left -= 1
-            raise JobTimeout(f"injected: job {job.job_id} still running after {timeout_s} s")
+            raise backend.JobTimeout(f"injected: job {job.job_id} still running after {timeout_s} s")
         if self._fault("result_timeout"):
-            raise JobTimeout(f"injected: result of {job.job_id} timed out")
+            raise backend.JobTimeout(f"injected: result of {job.job_id} timed out")
         if self._delivered and self._fault("duplicate_delivery"):
             old = self._jobs[self._delivered[int(self._rng.integers(len(self._delivered)))]]
             return self._result_of(old)
@@ -222,7 +211,7 @@ class SimulatedBackend:
             else:
                 kept = [int(k) for k in self._rng.multivariate_hypergeometric(
                     [job.counts[n] for n in names], m)]
-            return Result(dict(zip(names, kept, strict=True)), {"job_id": job.job_id, "job_key": job.job_key,
+            return backend.Result(dict(zip(names, kept, strict=True)), {"job_id": job.job_id, "job_key": job.job_key,
                                                                 "shots": job.shots, "partial": True})
         if not job.delivered:
             job.delivered = True
@@ -231,8 +220,8 @@ class SimulatedBackend:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _result_of(self, job: _Job) -> Result:
-        return Result(dict(job.counts),
+    def _result_of(self, job: _Job) -> backend.Result:
+        return backend.Result(dict(job.counts),
                       {"job_id": job.job_id, "job_key": job.job_key, "shots": job.shots,
                        "partial": False})
 
@@ -315,9 +304,9 @@ class SimulatedMultiQubitBackend(SimulatedBackend):
     def transmon_model(self, qubit: int = 0) -> Any:
         return None  # coupled modes: no single transmon to start a single-qubit session from
 
-    def compile(self, program: ir.Program) -> Artifact:
+    def compile(self, program: ir.Program) -> backend.Artifact:
         trace = self._caps.render(program)
-        return Artifact(program, ir.recompute_hash(program), trace, self.trace_sequence(trace, program.name))
+        return backend.Artifact(program, ir.recompute_hash(program), trace, self.trace_sequence(trace, program.name))
 
     def trace_sequence(self, trace: ir.WaveformTrace, name: str = "") -> PulseSequence:
         """The channel sequence that plays ``trace`` (frames of this backend) on the device."""
