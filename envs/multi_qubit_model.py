@@ -10,19 +10,16 @@ device, names its channels exactly as ``CoupledModel`` does, and cuts out the
 
 from __future__ import annotations
 
-import dataclasses
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from ._validation import require
-from .physics.coupled import CoupledModel, Coupling, Crosstalk, Mode
-from .physics.coupled.model import check_links
+from .physics.coupled import CoupledModel, Coupling
+from .physics.coupled.model import ModeParts, check_links
 from .schedule import ChannelSet
 
 
 @dataclass(frozen=True)
-class DeviceModel:
+class DeviceModel(ModeParts):
     """Modes (basis order), exchange couplings and drive crosstalk of a device, on one AWG grid.
 
     The parts validate themselves (``Mode`` etc.); here: unique names, couplings and
@@ -31,23 +28,12 @@ class DeviceModel:
     frequency later shows as a detuning instead of moving the lab's oscillator with it.
     """
 
-    modes: tuple[Mode, ...]
-    couplings: tuple[Coupling, ...] = ()
-    crosstalk: tuple[Crosstalk, ...] = ()
-    dt_s: float = 1e-9
-    _index: dict[str, int] = field(init=False, repr=False, compare=False, hash=False)
+    _holder = "device"
 
     def __post_init__(self) -> None:
-        modes = tuple(self.modes)
-        require(len(modes) >= 1 and all(isinstance(m, Mode) for m in modes), "DeviceModel.modes", self.modes,
-                "one or more Mode")
-        names = [m.name for m in modes]
-        require(len(set(names)) == len(names), "DeviceModel.modes", names, "unique mode names")
+        modes, names = self._checked_modes("DeviceModel.")
         modes = tuple(m if m.frame_hz is not None else m.replace(frame_hz=m.frame_frequency_hz) for m in modes)
-        object.__setattr__(self, "modes", modes)
-        object.__setattr__(self, "couplings", tuple(self.couplings))
-        object.__setattr__(self, "crosstalk", tuple(self.crosstalk))
-        object.__setattr__(self, "_index", {n: i for i, n in enumerate(names)})
+        self._store_parts(modes, names)
         check_links(modes, self.couplings, self.crosstalk, "DeviceModel.")
         # dt_s is checked where CoupledModel checks it; build a one-mode model to reuse that.
         CoupledModel((modes[0],), dt_s=self.dt_s)
@@ -55,24 +41,6 @@ class DeviceModel:
     @classmethod
     def from_coupled(cls, model: CoupledModel) -> DeviceModel:
         return cls(model.modes, model.couplings, model.crosstalk, model.dt_s)
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(m.name for m in self.modes)
-
-    @property
-    def qubits(self) -> tuple[str, ...]:
-        return tuple(m.name for m in self.modes if m.kind == "qubit")
-
-    @property
-    def dimension(self) -> int:
-        return math.prod(m.levels for m in self.modes)
-
-    def mode(self, name: str) -> Mode:
-        try:
-            return self.modes[self._index[name]]
-        except KeyError:
-            raise ValueError(f"mode={name!r} is not in the device: allowed {list(self.names)}") from None
 
     def coupling(self, a: str, b: str) -> Coupling:
         for c in self.couplings:
@@ -111,13 +79,3 @@ class DeviceModel:
             tuple(x for x in self.crosstalk if x.line in keep and x.mode in keep),
             self.dt_s,
         )
-
-    def replace(self, **changes: object) -> DeviceModel:
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
-
-    def replace_mode(self, name: str, **changes: object) -> DeviceModel:
-        self.mode(name)
-        i = self._index[name]
-        modes = list(self.modes)
-        modes[i] = modes[i].replace(**changes)
-        return self.replace(modes=tuple(modes))

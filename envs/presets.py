@@ -48,28 +48,28 @@ class DevicePreset:
         return SimulatedDevice(self.params, self.drift, rng=rng, open_system=open_system)
 
 
-def _transmon_20ns() -> DevicePreset:
+def _static_transmon(name: str, *, anharmonicity_hz: float, rabi_max_hz: float, dt_s: float,
+                     gate_duration_s: float) -> DevicePreset:
+    """A preset without drift whose transmon has T1 = T2 = 100 µs."""
     return DevicePreset(
-        name="transmon_20ns",
+        name=name,
         params=DeviceParams(
             transmon=Transmon(
-                anharmonicity_hz=-300e6, rabi_max_hz=100e6, t1_s=100e-6, t2_s=100e-6, dt_s=1e-9
+                anharmonicity_hz=anharmonicity_hz, rabi_max_hz=rabi_max_hz, t1_s=100e-6, t2_s=100e-6, dt_s=dt_s
             ),
         ),
-        gate_duration_s=20e-9,
+        gate_duration_s=gate_duration_s,
     )
+
+
+def _transmon_20ns() -> DevicePreset:
+    return _static_transmon("transmon_20ns", anharmonicity_hz=-300e6, rabi_max_hz=100e6, dt_s=1e-9,
+                            gate_duration_s=20e-9)
 
 
 def _transmon_short() -> DevicePreset:
-    return DevicePreset(
-        name="transmon_short",
-        params=DeviceParams(
-            transmon=Transmon(
-                anharmonicity_hz=-200e6, rabi_max_hz=400e6, t1_s=100e-6, t2_s=100e-6, dt_s=0.5e-9
-            ),
-        ),
-        gate_duration_s=6e-9,
-    )
+    return _static_transmon("transmon_short", anharmonicity_hz=-200e6, rabi_max_hz=400e6, dt_s=0.5e-9,
+                            gate_duration_s=6e-9)
 
 
 def _transmon_drifting() -> DevicePreset:

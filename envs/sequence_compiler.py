@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 ComplexArray = NDArray[np.complex128]
 FloatArray = NDArray[np.float64]
+_Key = TypeVar("_Key")
 
 # Propagators a device keeps per waveform before its cache is cleared.
 _CACHE_LIMIT = 512
@@ -293,25 +294,13 @@ def compile_programs(
         if (cls is not Play and cls is not Delay) or op.channel is not None:
             _refuse_multi_qubit(op_lists)
         if cls is Play:
-            pkey = (d, op.key)
-            s = play_slot.get(pkey)
-            if s is None:
-                s = play_slot[pkey] = len(slot_kind)
-                slot_kind.append(0)
-                play_req.append(pkey)
-            uarg[u] = s
+            uarg[u] = _slot(play_slot, play_req, (d, op.key), 0, slot_kind)
         elif cls is Delay:
             nsamp = round(op.duration_s / devices[d].dt_s)
             if nsamp == 0:
                 ucode[u] = OP_SKIP
                 continue
-            fkey = (devices[d].simulated_model(), nsamp, open_system)
-            s = free_slot.get(fkey)
-            if s is None:
-                s = free_slot[fkey] = len(slot_kind)
-                slot_kind.append(1)
-                free_req.append(fkey)
-            uarg[u] = s
+            uarg[u] = _slot(free_slot, free_req, (devices[d].simulated_model(), nsamp, open_system), 1, slot_kind)
         else:  # pragma: no cover - _refuse_multi_qubit raised above
             raise TypeError(f"unknown operation {cls.__name__}")
 
@@ -326,6 +315,17 @@ def compile_programs(
         mats[rows] = np.stack(free_channels(free_req, open_system))
     frames = frame_changes(phases, levels, open_system)
     return ucode[pair], uarg[pair], mats, frames
+
+
+def _slot(slots: dict[_Key, int], requests: list[_Key], key: _Key, kind: int, slot_kind: list[int]) -> int:
+    """The matrix slot of ``key``; a key seen first gets the next slot, marked ``kind``, and
+    joins ``requests`` (the slots are filled in request order)."""
+    s = slots.get(key)
+    if s is None:
+        s = slots[key] = len(slot_kind)
+        slot_kind.append(kind)
+        requests.append(key)
+    return s
 
 
 def _refuse_multi_qubit(op_lists: list[tuple[Any, ...]]) -> None:

@@ -30,21 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import ir
 from ..backend import Violation
-from ..ir import (
-    Acquire,
-    Frame,
-    FrameBarrier,
-    FrameDelay,
-    FramePlay,
-    Instruction,
-    Program,
-    Sampled,
-    SetFrequency,
-    SetPhase,
-    ShiftFrequency,
-    ShiftPhase,
-)
 from ._braket_device import (
     BraketDeviceProperties,
     braket_constant,
@@ -439,8 +426,8 @@ def semantic_check(tree_or_text: Any, props: BraketDeviceProperties) -> list[Vio
 
 
 def lift(tree_or_text: Any, props: BraketDeviceProperties, *,
-         frames: tuple[Frame, ...] | None = None, acquire_duration_s: float = 0.0,
-         shots: int = 1) -> Program:
+         frames: tuple[ir.Frame, ...] | None = None, acquire_duration_s: float = 0.0,
+         shots: int = 1) -> ir.Program:
     """The program as a pulsecal ``Program`` whose waveforms are Braket's renderings.
 
     ``frames`` are the IR frames to express the result in (name and port must be the
@@ -457,10 +444,10 @@ def lift(tree_or_text: Any, props: BraketDeviceProperties, *,
     used = [n for e in w.events if e.kind != "capture" for n in e.frames
             if props.frames[n].direction == "tx" and props.frames[n].port_type in exposed]
 
-    def device_frame(n: str, port: str, reference_hz: float) -> Frame:
+    def device_frame(n: str, port: str, reference_hz: float) -> ir.Frame:
         if props.frames[n].port_type == props.flux_port_type:
-            return Frame(n, port, 0.0, 0.0, kind="flux")
-        return Frame(n, port, reference_hz, props.frames[n].phase)
+            return ir.Frame(n, port, 0.0, 0.0, kind="flux")
+        return ir.Frame(n, port, reference_hz, props.frames[n].phase)
 
     if frames is None:
         names = list(dict.fromkeys(used))
@@ -472,21 +459,21 @@ def lift(tree_or_text: Any, props: BraketDeviceProperties, *,
             if dev is None or dev.port != f.port:
                 raise ValueError(f"frame {f.name!r} on port {f.port!r}: allowed a device drive frame")
         ir_frames = tuple(device_frame(f.name, f.port, f.frequency_hz) if f.kind != "cr"
-                          else Frame(f.name, f.port, f.frequency_hz, props.frames[f.name].phase, "cr")
+                          else ir.Frame(f.name, f.port, f.frequency_hz, props.frames[f.name].phase, "cr")
                           for f in frames)
     known = {f.name for f in ir_frames}
     missing = sorted(set(used) - known)
     if missing:
         raise ValueError(f"program plays on frames {missing}: allowed {sorted(known)}")
     dt = next(iter(props.frames.values())).dt_s
-    ins: list[Instruction] = []
+    ins: list[ir.Instruction] = []
     flux = {f.name for f in ir_frames if f.kind == "flux"}
     # A flux frame's carrier and phase, followed through the text: the IR's flux frames are
     # baseband, so a play there is faithful only at 0 Hz and phase 0 (mod 2π).
     carrier = {n: [props.frames[n].frequency_hz, props.frames[n].phase] for n in flux}
     for f in ir_frames:  # the device frame starts at its own frequency, whatever the reference
         if f.name not in flux and props.frames[f.name].frequency_hz != f.frequency_hz:
-            ins.append(SetFrequency(f.name, props.frames[f.name].frequency_hz))
+            ins.append(ir.SetFrequency(f.name, props.frames[f.name].frequency_hz))
     acquired: list[int] = []
     for e in w.events:
         if e.frames and e.frames[0] in flux and e.kind in ("shift_phase", "set_phase",
@@ -501,26 +488,26 @@ def lift(tree_or_text: Any, props: BraketDeviceProperties, *,
                 if f_hz != 0.0 or math.remainder(ph, 2 * math.pi) != 0.0:
                     raise ValueError(f"flux frame {e.frames[0]!r} plays at {f_hz!r} Hz, phase {ph!r}: "
                                      "allowed 0 Hz and phase 0 (baseband flux)")
-            ins.append(FramePlay(e.frames[0], Sampled(w.waveforms[e.value], dt)))
+            ins.append(ir.FramePlay(e.frames[0], ir.Sampled(w.waveforms[e.value], dt)))
         elif e.kind == "shift_phase":
-            ins.append(ShiftPhase(e.frames[0], e.value))
+            ins.append(ir.ShiftPhase(e.frames[0], e.value))
         elif e.kind == "set_phase":
-            ins.append(SetPhase(e.frames[0], e.value))
+            ins.append(ir.SetPhase(e.frames[0], e.value))
         elif e.kind == "shift_frequency":
-            ins.append(ShiftFrequency(e.frames[0], e.value))
+            ins.append(ir.ShiftFrequency(e.frames[0], e.value))
         elif e.kind == "set_frequency":
-            ins.append(SetFrequency(e.frames[0], e.value))
+            ins.append(ir.SetFrequency(e.frames[0], e.value))
         elif e.kind in ("delay", "barrier"):
             mine = tuple(n for n in e.frames if n in known)
             if mine:  # an empty tuple would mean "all frames" to the IR
-                ins.append(FrameDelay(e.value, mine) if e.kind == "delay" else FrameBarrier(mine))
+                ins.append(ir.FrameDelay(e.value, mine) if e.kind == "delay" else ir.FrameBarrier(mine))
         elif e.kind == "capture":
             qs = props.frames[e.frames[0]].qubits
             acquired.append(qs[0] if qs else 0)
     if not acquired or len(set(acquired)) != len(acquired):
         raise ValueError(f"program captures qubits {acquired}: allowed one capture_v0 per measured qubit")
-    ins += [Acquire(q, acquire_duration_s) for q in acquired]
-    return Program(tuple(ins), ir_frames, shots, tuple(acquired))
+    ins += [ir.Acquire(q, acquire_duration_s) for q in acquired]
+    return ir.Program(tuple(ins), ir_frames, shots, tuple(acquired))
 
 
 def iter_waveform_samples(tree_or_text: Any, props: BraketDeviceProperties) -> Iterator[tuple[str, np.ndarray]]:

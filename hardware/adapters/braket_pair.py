@@ -44,23 +44,8 @@ import numpy as np
 
 from pulsecal.envs.protocol import PulseSequence
 
+from .. import ir
 from ..backend import Capabilities
-from ..ir import (
-    Frame,
-    FrameBarrier,
-    FrameDelay,
-    FramePlay,
-    Instruction,
-    PlaySpan,
-    Program,
-    SetFrequency,
-    SetPhase,
-    ShiftFrequency,
-    ShiftPhase,
-    WaveformTrace,
-    from_sequence,
-    to_waveform_trace,
-)
 from ..safety import SafetyLimits
 from ._openqasm import lift, parse_roundtrip
 from .openpulse import BraketBackend
@@ -140,28 +125,28 @@ def _target_hz(backend: BraketBackend, mapping: PairMapping, channel: str) -> fl
 
 
 def pair_program(backend: BraketBackend, mapping: PairMapping, seq: PulseSequence, *, shots: int = 100,
-                 name: str = "") -> Program:
+                 name: str = "") -> ir.Program:
     """The envs two-qubit ``seq`` as an IR program on ``backend``'s frames (module docstring).
 
     A CR play and a drive play of the same control may not overlap in time (one frame per
     line): such a sequence is refused, naming the samples where they meet."""
     caps = backend.capabilities()
     dt = backend.dt_s
-    channels: dict[str, Frame] = {c: caps.frame(f) for c, f in mapping.frames.items()}
+    channels: dict[str, ir.Frame] = {c: caps.frame(f) for c, f in mapping.frames.items()}
     placeholders: dict[str, tuple[str, float]] = {}  # placeholder frame -> (control frame, target Hz)
     for c, f in mapping.cr.items():
         ph = f"{_CR_PLACEHOLDER}{c}"
         target_hz = _target_hz(backend, mapping, c)
-        channels[c] = Frame(ph, caps.frame(f).port, target_hz, kind="cr")
+        channels[c] = ir.Frame(ph, caps.frame(f).port, target_hz, kind="cr")
         placeholders[ph] = (f, target_hz)
-    prog = from_sequence(seq, channels, dt, shots=shots, qubit_index=dict(mapping.qubits))
+    prog = ir.from_sequence(seq, channels, dt, shots=shots, qubit_index=dict(mapping.qubits))
     if not placeholders:
         return dataclasses.replace(prog, name=name or prog.name)
     before = _refuse_overlap(prog, placeholders, dt)
     merged = _merge_cr(prog, placeholders, caps, name or prog.name)
     # The merge must not move anything in time (a delay of one role while the other plays
     # would be serialised on the shared frame): every play where it was.
-    after = to_waveform_trace(merged, dt)
+    after = ir.to_waveform_trace(merged, dt)
     spans = sorted((placeholders.get(sp.frame, (sp.frame, 0.0))[0], sp.start, sp.stop) for sp in before.plays)
     if sorted((sp.frame, sp.start, sp.stop) for sp in after.plays) != spans or after.n_samples != before.n_samples:
         raise ValueError(f"sequence {prog.name!r}: its CR and drive roles of one line do not share the frame "
@@ -169,8 +154,8 @@ def pair_program(backend: BraketBackend, mapping: PairMapping, seq: PulseSequenc
     return merged
 
 
-def _refuse_overlap(prog: Program, placeholders: Mapping[str, tuple[str, float]], dt: float) -> WaveformTrace:
-    trace = to_waveform_trace(prog, dt)
+def _refuse_overlap(prog: ir.Program, placeholders: Mapping[str, tuple[str, float]], dt: float) -> ir.WaveformTrace:
+    trace = ir.to_waveform_trace(prog, dt)
     for ph, (ctrl, _) in placeholders.items():
         a = [s for s in trace.plays if s.frame == ph]
         b = [s for s in trace.plays if s.frame == ctrl]
@@ -183,11 +168,11 @@ def _refuse_overlap(prog: Program, placeholders: Mapping[str, tuple[str, float]]
     return trace
 
 
-def _merge_cr(prog: Program, placeholders: Mapping[str, tuple[str, float]], caps: Capabilities,
-              name: str) -> Program:
+def _merge_cr(prog: ir.Program, placeholders: Mapping[str, tuple[str, float]], caps: Capabilities,
+              name: str) -> ir.Program:
     """Each placeholder's instructions onto its control frame, with a frequency and phase
     switch wherever the role changes (module docstring)."""
-    out: list[Instruction] = []
+    out: list[ir.Instruction] = []
     roles: dict[str, str] = {}  # control frame -> the frame name whose role it plays now
     phase: dict[str, float] = {}  # role (control or placeholder) -> its accumulated phase
     freq: dict[str, float] = {}
@@ -201,21 +186,21 @@ def _merge_cr(prog: Program, placeholders: Mapping[str, tuple[str, float]], caps
     def switch(role: str) -> None:
         ctrl = control_of[role]
         if roles[ctrl] != role:
-            out.extend([SetFrequency(ctrl, freq[role]), SetPhase(ctrl, phase[role])])
+            out.extend([ir.SetFrequency(ctrl, freq[role]), ir.SetPhase(ctrl, phase[role])])
             roles[ctrl] = role
 
     for ins in prog.instructions:
         frame = getattr(ins, "frame", None)
-        if isinstance(ins, ShiftPhase) and frame in control_of:
+        if isinstance(ins, ir.ShiftPhase) and frame in control_of:
             phase[frame] += ins.phase
             if roles[control_of[frame]] == frame:
-                out.append(ShiftPhase(control_of[frame], ins.phase))
-        elif isinstance(ins, FramePlay) and frame in control_of:
+                out.append(ir.ShiftPhase(control_of[frame], ins.phase))
+        elif isinstance(ins, ir.FramePlay) and frame in control_of:
             switch(frame)
             out.append(dataclasses.replace(ins, frame=control_of[frame]))
-        elif isinstance(ins, SetPhase | SetFrequency | ShiftFrequency) and frame in control_of:
+        elif isinstance(ins, ir.SetPhase | ir.SetFrequency | ir.ShiftFrequency) and frame in control_of:
             raise ValueError(f"{type(ins).__name__} on {frame!r}: allowed only the switches this mapping adds")
-        elif isinstance(ins, FrameDelay | FrameBarrier) and ins.frames:
+        elif isinstance(ins, ir.FrameDelay | ir.FrameBarrier) and ins.frames:
             out.append(dataclasses.replace(ins, frames=tuple(dict.fromkeys(control_of.get(f, f)
                                                                            for f in ins.frames))))
         else:
@@ -223,10 +208,10 @@ def _merge_cr(prog: Program, placeholders: Mapping[str, tuple[str, float]], caps
     # A control that plays only its CR tone is declared through its placeholder alone.
     frames = tuple(dict.fromkeys(caps.frame(placeholders[f.name][0]) if f.name in placeholders else f
                                  for f in prog.frames))
-    return Program(tuple(out), frames, prog.shots, prog.qubits, name)
+    return ir.Program(tuple(out), frames, prog.shots, prog.qubits, name)
 
 
-def simulated_sequence(braket: BraketBackend, mapping: PairMapping, source: str, program: Program,
+def simulated_sequence(braket: BraketBackend, mapping: PairMapping, source: str, program: ir.Program,
                        sim: SimulatedMultiQubitBackend) -> PulseSequence:
     """The OpenQASM text ``source`` (of ``program``), parsed and rendered with Braket's
     definitions, as the channel sequence the simulated backend ``sim`` plays (module
@@ -236,16 +221,16 @@ def simulated_sequence(braket: BraketBackend, mapping: PairMapping, source: str,
     caps = braket.capabilities()
     # One render per reference frequency a control frame plays at: a play is taken from the
     # render in which its frame's frequency is the reference (its own rotating frame).
-    base = to_waveform_trace(lifted, dt, granularity=caps.granularity, min_samples=caps.min_samples)
+    base = ir.to_waveform_trace(lifted, dt, granularity=caps.granularity, min_samples=caps.min_samples)
     ref = {f.name: f.frequency_hz for f in lifted.frames}
-    renders: dict[tuple[str, float], WaveformTrace] = {(f.name, f.frequency_hz): base for f in lifted.frames}
+    renders: dict[tuple[str, float], ir.WaveformTrace] = {(f.name, f.frequency_hz): base for f in lifted.frames}
     roles: dict[tuple[str, float], str] = {}
     envs_of = {v: k for k, v in mapping.frames.items()}
     for c, ctrl in mapping.cr.items():
         target_hz = _target_hz(braket, mapping, c)
         retuned = tuple(dataclasses.replace(f, frequency_hz=target_hz) if f.name == ctrl else f
                         for f in lifted.frames)
-        renders[(ctrl, target_hz)] = to_waveform_trace(dataclasses.replace(lifted, frames=retuned), dt,
+        renders[(ctrl, target_hz)] = ir.to_waveform_trace(dataclasses.replace(lifted, frames=retuned), dt,
                                                        granularity=caps.granularity, min_samples=caps.min_samples)
         roles[(ctrl, target_hz)] = c
     for f in lifted.frames:
@@ -254,16 +239,16 @@ def simulated_sequence(braket: BraketBackend, mapping: PairMapping, source: str,
     at: dict[int, float] = {}
     cur = dict(ref)
     for k, ins in enumerate(lifted.instructions):
-        if isinstance(ins, SetFrequency):
+        if isinstance(ins, ir.SetFrequency):
             cur[ins.frame] = ins.frequency_hz
-        elif isinstance(ins, ShiftFrequency):
+        elif isinstance(ins, ir.ShiftFrequency):
             cur[ins.frame] += ins.frequency_hz
-        elif isinstance(ins, FramePlay):
+        elif isinstance(ins, ir.FramePlay):
             at[k] = cur[ins.frame]
     n = base.n_samples
     sim_frame = {c: f for f, c in sim.frame_channels.items()}
     samples: dict[str, np.ndarray] = {}
-    plays: list[PlaySpan] = []
+    plays: list[ir.PlaySpan] = []
     for span in base.plays:
         key = (span.frame, at[span.index])
         if key not in roles:
@@ -275,10 +260,10 @@ def simulated_sequence(braket: BraketBackend, mapping: PairMapping, source: str,
             raise ValueError(f"channel {channel!r}: allowed a channel of the simulated backend {sorted(sim_frame)}")
         s = samples.setdefault(target, np.zeros(n, dtype=np.complex128))
         s[span.start:span.stop] = renders[key].samples[span.frame][span.start:span.stop]
-        plays.append(PlaySpan(target, span.start, span.stop, span.index))
+        plays.append(ir.PlaySpan(target, span.start, span.stop, span.index))
     back = mapping.braket_to_envs()
     acquires = tuple((int(back[q][1:]), start) for q, start in base.acquires)
-    trace = WaveformTrace(dt, samples, tuple(plays), acquires, n)
+    trace = ir.WaveformTrace(dt, samples, tuple(plays), acquires, n)
     return sim.trace_sequence(trace, program.name)
 
 

@@ -48,36 +48,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..backend import (
-    Artifact,
-    BackendError,
-    Capabilities,
-    JobHandle,
-    JobTimeout,
-    Result,
-    TransientBackendError,
-    Violation,
-    validate_against,
-)
+from .. import backend, ir
 from ..guard import require_clearance
-from ..ir import (
-    Acquire,
-    Constant,
-    Drag,
-    Frame,
-    FrameBarrier,
-    FrameDelay,
-    FramePlay,
-    Gaussian,
-    Program,
-    Sampled,
-    SetFrequency,
-    SetPhase,
-    ShiftFrequency,
-    ShiftPhase,
-    WaveformTrace,
-    to_waveform_trace,
-)
 from ._braket_device import BraketDeviceProperties
 from ._openqasm import lift, parse_roundtrip, semantic_check
 
@@ -96,14 +68,14 @@ def _aws_errors(what: str) -> Iterator[None]:
     """AWS failures as backend errors: transient ones retryable, the rest final."""
     try:
         yield
-    except (BackendError, ImportError):
+    except (backend.BackendError, ImportError):
         raise
     except Exception as e:  # botocore's exceptions, without importing botocore
         code = str(getattr(e, "response", {}).get("Error", {}).get("Code", "")) if hasattr(e, "response") else ""
         name = type(e).__name__
         if name in _TRANSIENT or code in _TRANSIENT:
-            raise TransientBackendError(f"{what} failed: {name}: {e}") from e
-        raise BackendError(f"{what} failed: {name}: {e}") from e
+            raise backend.TransientBackendError(f"{what} failed: {name}: {e}") from e
+        raise backend.BackendError(f"{what} failed: {name}: {e}") from e
 
 
 def _import_braket_pulse() -> Any:
@@ -180,9 +152,9 @@ class BraketBackend:
         flux = props.flux_frames()
         # A drive-port frame mapped to two qubits plays one qubit's line at the other's
         # frequency: a cross-resonance frame.
-        frames = tuple(Frame(f.name, f.port, f.frequency_hz, f.phase,
+        frames = tuple(ir.Frame(f.name, f.port, f.frequency_hz, f.phase,
                              kind="cr" if len(f.qubits) == 2 else "drive") for f in drive) \
-            + tuple(Frame(f.name, f.port, 0.0, 0.0, kind="flux") for f in flux)
+            + tuple(ir.Frame(f.name, f.port, 0.0, 0.0, kind="flux") for f in flux)
         dts = {f.port: f.dt_s for f in drive + flux}
         self.dt_s = next(iter(dts.values()))
         qubits = sorted({q for f in drive for q in f.qubits
@@ -192,24 +164,24 @@ class BraketBackend:
         # Qubit q's drive frame: the drive frame mapped to q alone (Rigetti: q{q}_rf_frame).
         drive_of = {f.qubits[0]: f.name for f in drive if len(f.qubits) == 1 and f.qubits[0] in qubits}
         native = {"constant", "sampled"} | ({"gaussian", "drag"} if waveforms == "templates" else set())
-        self._caps = Capabilities(
+        self._caps = backend.Capabilities(
             sample_time_s=dts, frames=frames, qubits=tuple(qubits),
             granularity=props.granularity,
             min_samples=max(1, math.ceil(props.min_pulse_length_s / self.dt_s - 1e-6)),
             max_samples=math.floor(props.max_pulse_length_s / self.dt_s + 1e-6),
             amplitude_limit=min(1.0, props.max_amplitude),
             native_waveforms=frozenset(native), max_shots=props.max_shots, drive_frames=drive_of)
-        self._tasks: dict[str, JobHandle] = {}
+        self._tasks: dict[str, backend.JobHandle] = {}
         self._lock = threading.Lock()
 
     # -- Backend protocol ---------------------------------------------------------------------
 
-    def capabilities(self) -> Capabilities:
+    def capabilities(self) -> backend.Capabilities:
         return self._caps
 
-    def validate(self, program: Program) -> list[Violation]:
+    def validate(self, program: ir.Program) -> list[backend.Violation]:
         """Shared checks plus the device's frequency window (pure)."""
-        out = validate_against(program, self._caps)
+        out = backend.validate_against(program, self._caps)
         if out:
             return out
         window = self.props.permitted_frequency_difference_hz
@@ -217,30 +189,30 @@ class BraketBackend:
         for f in program.frames:
             centre = self.props.frames[f.name].center_frequency_hz
             if abs(f.frequency_hz - centre) > window:
-                out.append(Violation("frame.frequency_hz", f.frequency_hz,
+                out.append(backend.Violation("frame.frequency_hz", f.frequency_hz,
                                      f"within {window} Hz of {centre} Hz", f"frame {f.name!r}"))
         for i, ins in enumerate(program.instructions):
-            if isinstance(ins, SetFrequency | ShiftFrequency):
-                new = ins.frequency_hz + (freq[ins.frame] if isinstance(ins, ShiftFrequency) else 0.0)
+            if isinstance(ins, ir.SetFrequency | ir.ShiftFrequency):
+                new = ins.frequency_hz + (freq[ins.frame] if isinstance(ins, ir.ShiftFrequency) else 0.0)
                 freq[ins.frame] = new
                 centre = self.props.frames[ins.frame].center_frequency_hz
                 if abs(new - centre) > window:
-                    out.append(Violation("frequency_hz", new, f"within {window} Hz of {centre} Hz "
+                    out.append(backend.Violation("frequency_hz", new, f"within {window} Hz of {centre} Hz "
                                          "(PERMITTED_FREQUENCY_DIFFERENCE)", f"instructions[{i}]"))
         return out
 
-    def compile(self, program: Program) -> Artifact:
+    def compile(self, program: ir.Program) -> backend.Artifact:
         """IR → OpenQASM 3 text, then the three offline proofs; the artifact's trace is the
         trace of the *text*, so the guard checks what would really be sent."""
         v = self.validate(program)
         if v:
-            raise BackendError("program rejected by Braket backend: " + "; ".join(map(str, v)))
+            raise backend.BackendError("program rejected by Braket backend: " + "; ".join(map(str, v)))
         source = self.to_openqasm(program)
         trace = self.trace_of(source, program)
-        return Artifact(program, program.content_hash(), trace,
+        return backend.Artifact(program, program.content_hash(), trace,
                         OpenPulseProgram(source, self.device_arn))
 
-    def submit(self, artifact: Artifact, shots: int, job_key: str) -> JobHandle:
+    def submit(self, artifact: backend.Artifact, shots: int, job_key: str) -> backend.JobHandle:
         """Create a Braket quantum task (never against AWS in tests: it costs money and
         needs credentials), tagged and idempotency-keyed with the job key."""
         require_clearance(artifact, shots, job_key)
@@ -250,18 +222,18 @@ class BraketBackend:
                 return known
         payload = artifact.payload
         if not isinstance(payload, OpenPulseProgram):
-            raise BackendError(f"artifact payload is {type(payload).__name__}: allowed an "
+            raise backend.BackendError(f"artifact payload is {type(payload).__name__}: allowed an "
                                "OpenPulseProgram from BraketBackend.compile")
         # Re-prove the exact text being sent: an artifact can be built by hand.
         problems = semantic_check(payload.source, self.props)
         if problems:
-            raise BackendError("refusing to submit: " + "; ".join(map(str, problems)))
+            raise backend.BackendError("refusing to submit: " + "; ".join(map(str, problems)))
         try:
             from braket.ir.openqasm import Program as OpenQasmProgram
         except ImportError as e:
             raise ImportError(f"Braket submission needs the Braket SDK: {_EXTRA}") from e
         if not self.device_arn:
-            raise BackendError("no device ARN: pass device_arn= or use properties with deviceArn")
+            raise backend.BackendError("no device ARN: pass device_arn= or use properties with deviceArn")
         with _aws_errors("Braket submission"):
             session = self._aws()
             bucket, prefix = self._s3 if self._s3 is not None else (session.default_bucket(), "pulsecal-tasks")
@@ -269,12 +241,12 @@ class BraketBackend:
                 action=OpenQasmProgram(source=payload.source).json(), deviceArn=self.device_arn,
                 shots=int(shots), outputS3Bucket=bucket, outputS3KeyPrefix=prefix,
                 tags={JOB_KEY_TAG: job_key[:256]}, clientToken=job_key[:64])
-        handle = JobHandle(str(arn), job_key)
+        handle = backend.JobHandle(str(arn), job_key)
         with self._lock:
             self._tasks[job_key] = handle
         return handle
 
-    def find(self, job_key: str) -> JobHandle | None:
+    def find(self, job_key: str) -> backend.JobHandle | None:
         """The task created with ``job_key`` (by this object, or by any earlier process:
         searched by its tag on this device), or None if there is none."""
         with self._lock:
@@ -305,7 +277,7 @@ class BraketBackend:
             return None
         # One create per key (clientToken); should two exist, the first is the one to follow.
         first = min(hits, key=lambda t: str(t.get("createdAt", "")))
-        handle = JobHandle(str(first["quantumTaskArn"]), job_key)
+        handle = backend.JobHandle(str(first["quantumTaskArn"]), job_key)
         with self._lock:
             self._tasks[job_key] = handle
         return handle
@@ -319,7 +291,7 @@ class BraketBackend:
             self._session = AwsSession()
         return self._session
 
-    def result(self, handle: JobHandle, timeout_s: float) -> Result:
+    def result(self, handle: backend.JobHandle, timeout_s: float) -> backend.Result:
         try:
             from braket.aws import AwsQuantumTask
         except ImportError as e:
@@ -330,13 +302,13 @@ class BraketBackend:
         if state in _PENDING:
             res = task.result()
             if res is None:
-                raise JobTimeout(f"task {handle.job_id} still {task.state()} after {timeout_s} s")
+                raise backend.JobTimeout(f"task {handle.job_id} still {task.state()} after {timeout_s} s")
         elif state != "COMPLETED":
-            raise BackendError(f"task {handle.job_id} ended {state}")
+            raise backend.BackendError(f"task {handle.job_id} ended {state}")
         else:
             res = task.result()
         counts = {str(k): int(v) for k, v in res.measurement_counts.items()}
-        return Result(counts, {"job_id": handle.job_id, "backend": self.name,
+        return backend.Result(counts, {"job_id": handle.job_id, "backend": self.name,
                                "device_arn": self.device_arn})
 
     # -- compilation --------------------------------------------------------------------------
@@ -347,7 +319,7 @@ class BraketBackend:
             n = max(n, self._caps.min_samples)
         return -(-n // g) * g
 
-    def to_openqasm(self, program: Program) -> str:
+    def to_openqasm(self, program: ir.Program) -> str:
         """The OpenQASM 3 + OpenPulse text of ``program`` (validated by ``validate`` first)."""
         bp = _import_braket_pulse()
         dt = self.dt_s
@@ -368,30 +340,30 @@ class BraketBackend:
                 seq.set_phase(frames[f.name], f.phase)
         n_wf = 0
         for ins in program.instructions:
-            if isinstance(ins, FramePlay):
+            if isinstance(ins, ir.FramePlay):
                 fr = frames[ins.frame]
                 wf, n = self._waveform(ins.waveform, f"wf{n_wf}")
                 n_wf += 1
                 seq.play(fr, wf)
                 if n > 0:
                     seq.delay([fr], n * dt)
-            elif isinstance(ins, ShiftPhase):
+            elif isinstance(ins, ir.ShiftPhase):
                 seq.shift_phase(frames[ins.frame], ins.phase)
-            elif isinstance(ins, SetPhase):
+            elif isinstance(ins, ir.SetPhase):
                 seq.set_phase(frames[ins.frame], ins.phase)
-            elif isinstance(ins, ShiftFrequency):
+            elif isinstance(ins, ir.ShiftFrequency):
                 seq.shift_frequency(frames[ins.frame], ins.frequency_hz)
-            elif isinstance(ins, SetFrequency):
+            elif isinstance(ins, ir.SetFrequency):
                 seq.set_frequency(frames[ins.frame], ins.frequency_hz)
-            elif isinstance(ins, FrameDelay):
+            elif isinstance(ins, ir.FrameDelay):
                 n = round(ins.duration_s / dt)
                 n = self._pad(n, play=False) if n > 0 else 0
                 if n > 0:
                     seq.delay([frames[x] for x in (ins.frames or [f.name for f in program.frames])],
                               n * dt)
-            elif isinstance(ins, FrameBarrier):
+            elif isinstance(ins, ir.FrameBarrier):
                 seq.barrier([frames[x] for x in (ins.frames or [f.name for f in program.frames])])
-            elif isinstance(ins, Acquire):
+            elif isinstance(ins, ir.Acquire):
                 cap = frames[self.props.capture_frame(ins.qubit).name]
                 seq.barrier([frames[f.name] for f in program.frames] + [cap])
                 seq.capture_v0(cap)
@@ -401,22 +373,22 @@ class BraketBackend:
         """(Braket waveform, zero samples to add after it as a delay)."""
         bp = _import_braket_pulse()
         dt = self.dt_s
-        if isinstance(wf, Constant):
+        if isinstance(wf, ir.Constant):
             n = round(wf.duration_s / dt)
             pad = self._pad(n, play=True)
             if n >= self._caps.min_samples and n % self._caps.granularity == 0:
                 iq = complex(wf.amplitude * np.exp(1j * wf.angle))
                 return bp.ConstantWaveform(n * dt, iq, id=wid), pad - n
-        if self.waveforms == "templates" and isinstance(wf, Gaussian | Drag) and wf.angle == 0.0 \
-                and not (isinstance(wf, Drag) and wf.zero_at_edges):
+        if self.waveforms == "templates" and isinstance(wf, ir.Gaussian | ir.Drag) and wf.angle == 0.0 \
+                and not (isinstance(wf, ir.Drag) and wf.zero_at_edges):
             n = round(wf.duration_s / dt)
             if n >= self._caps.min_samples and n % self._caps.granularity == 0:
-                if isinstance(wf, Gaussian):
+                if isinstance(wf, ir.Gaussian):
                     return bp.GaussianWaveform(n * dt, wf.sigma_s, wf.amplitude, wf.zero_at_edges,
                                                id=wid), 0
                 return bp.DragGaussianWaveform(n * dt, wf.sigma_s, wf.beta_s, wf.amplitude,
                                                False, id=wid), 0
-        w = np.asarray(wf.samples_on(dt) if isinstance(wf, Sampled) else wf.samples(dt))
+        w = np.asarray(wf.samples_on(dt) if isinstance(wf, ir.Sampled) else wf.samples(dt))
         n = w.size
         padded = np.zeros(self._pad(n, play=True), dtype=np.complex128)
         padded[:n] = w
@@ -425,22 +397,22 @@ class BraketBackend:
                 for x in padded]
         return bp.ArbitraryWaveform(amps, id=wid), 0
 
-    def trace_of(self, source: str, program: Program | None = None) -> WaveformTrace:
+    def trace_of(self, source: str, program: ir.Program | None = None) -> ir.WaveformTrace:
         """The trace the device would play for ``source`` (parsed, checked, rendered with
         Braket's definitions), on the device grid, in ``program``'s frames if given."""
         tree = parse_roundtrip(source)
         problems = semantic_check(tree, self.props)
         if problems:
-            raise BackendError("compiled program fails the semantic pass: "
+            raise backend.BackendError("compiled program fails the semantic pass: "
                                + "; ".join(map(str, problems)))
         acq = 0.0
         frames = None
         if program is not None:
             frames = program.frames
             acq = next((ins.duration_s for ins in program.instructions
-                        if isinstance(ins, Acquire)), 0.0)
+                        if isinstance(ins, ir.Acquire)), 0.0)
         lifted = lift(tree, self.props, frames=frames, acquire_duration_s=acq)
-        return to_waveform_trace(lifted, self.dt_s)
+        return ir.to_waveform_trace(lifted, self.dt_s)
 
 
 def braket_backend(properties: str = DEFAULT_PROPERTIES, *, device_arn: str | None = None,

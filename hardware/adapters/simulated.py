@@ -24,28 +24,8 @@ import numpy as np
 
 from pulsecal.envs.protocol import Barrier, Delay, Device, Measure, Play, PulseSequence
 
-from ..backend import (
-    Artifact,
-    BackendError,
-    Capabilities,
-    JobHandle,
-    JobTimeout,
-    Result,
-    TransientBackendError,
-    Violation,
-    validate_against,
-)
+from .. import backend, ir
 from ..guard import require_clearance
-from ..ir import (
-    Frame,
-    Program,
-    WaveformTrace,
-    channel_frame_kind,
-    channel_parts,
-    default_drive_frame,
-    recompute_hash,
-    trace_to_sequence,
-)
 
 
 @dataclass(frozen=True)
@@ -124,7 +104,7 @@ class SimulatedBackend:
     name = "simulated"
 
     def __init__(self, device: Device, *, rng: np.random.Generator, faults: FaultRates | None = None,
-                 frame: Frame | None = None, qubit: int = 0, granularity: int = 1,
+                 frame: ir.Frame | None = None, qubit: int = 0, granularity: int = 1,
                  min_samples: int = 1, max_samples: int = 16384, max_shots: int = 100_000,
                  idempotent_submit: bool = True) -> None:
         if not isinstance(device, Device):
@@ -134,10 +114,10 @@ class SimulatedBackend:
         self.device = device
         self._rng = rng
         self.faults = faults if faults is not None else FaultRates()
-        self.frame = frame if frame is not None else default_drive_frame(qubit)
+        self.frame = frame if frame is not None else ir.default_drive_frame(qubit)
         self.qubit = qubit
         self.idempotent_submit = idempotent_submit
-        self._caps = Capabilities(
+        self._caps = backend.Capabilities(
             sample_time_s={self.frame.port: device.dt_s}, frames=(self.frame,), qubits=(qubit,),
             granularity=granularity, min_samples=min_samples, max_samples=max_samples,
             native_waveforms=frozenset({"gaussian", "drag", "constant", "sampled"}),
@@ -166,27 +146,27 @@ class SimulatedBackend:
 
     # -- Backend ---------------------------------------------------------------------------
 
-    def capabilities(self) -> Capabilities:
+    def capabilities(self) -> backend.Capabilities:
         return self._caps
 
-    def validate(self, program: Program) -> list[Violation]:
-        return validate_against(program, self._caps)
+    def validate(self, program: ir.Program) -> list[backend.Violation]:
+        return backend.validate_against(program, self._caps)
 
-    def compile(self, program: Program) -> Artifact:
+    def compile(self, program: ir.Program) -> backend.Artifact:
         trace = self._caps.render(program)
         stop = trace.acquires[-1][1] if trace.acquires else trace.n_samples
         drive = np.asarray(trace.samples[self.frame.name])[:stop]
-        payload: PulseSequence = trace_to_sequence(drive, trace.dt_s, name=program.name)
-        return Artifact(program, recompute_hash(program), trace, payload)
+        payload: PulseSequence = ir.trace_to_sequence(drive, trace.dt_s, name=program.name)
+        return backend.Artifact(program, ir.recompute_hash(program), trace, payload)
 
-    def submit(self, artifact: Artifact, shots: int, job_key: str) -> JobHandle:
+    def submit(self, artifact: backend.Artifact, shots: int, job_key: str) -> backend.JobHandle:
         self.stats.submit_calls += 1
         require_clearance(artifact, shots, job_key)
         if self._fault("submit_error"):
-            raise TransientBackendError(f"injected: submit of {job_key[:12]} failed before queuing")
+            raise backend.TransientBackendError(f"injected: submit of {job_key[:12]} failed before queuing")
         if self.idempotent_submit and job_key in self._by_key:
             self.stats.idempotent_hits += 1
-            return JobHandle(self._by_key[job_key], job_key)
+            return backend.JobHandle(self._by_key[job_key], job_key)
         counts = np.asarray(self.device.run([artifact.payload], shots))[0]
         job_id = f"sim-{len(self._jobs):06d}"
         late = self._fault("late_delivery")
@@ -199,24 +179,24 @@ class SimulatedBackend:
         self.executed_shots += shots
         self.executions_per_key[job_key] = self.executions_per_key.get(job_key, 0) + 1
         if self._fault("lost_response"):
-            raise JobTimeout(f"injected: acknowledgement of {job_key[:12]} lost (job {job_id} ran)")
-        return JobHandle(job_id, job_key)
+            raise backend.JobTimeout(f"injected: acknowledgement of {job_key[:12]} lost (job {job_id} ran)")
+        return backend.JobHandle(job_id, job_key)
 
-    def find(self, job_key: str) -> JobHandle | None:
+    def find(self, job_key: str) -> backend.JobHandle | None:
         if self._fault("find_error"):
-            raise TransientBackendError(f"injected: lookup of {job_key[:12]} failed")
+            raise backend.TransientBackendError(f"injected: lookup of {job_key[:12]} failed")
         job_id = self._by_key.get(job_key)
-        return None if job_id is None else JobHandle(job_id, job_key)
+        return None if job_id is None else backend.JobHandle(job_id, job_key)
 
-    def result(self, handle: JobHandle, timeout_s: float) -> Result:
+    def result(self, handle: backend.JobHandle, timeout_s: float) -> backend.Result:
         job = self._jobs.get(handle.job_id)
         if job is None or job.job_key != handle.job_key:
-            raise BackendError(f"unknown job {handle.job_id!r} for key {handle.job_key[:12]}")
+            raise backend.BackendError(f"unknown job {handle.job_id!r} for key {handle.job_key[:12]}")
         if job.polls_left > 0:
             job.polls_left -= 1
-            raise JobTimeout(f"injected: job {job.job_id} still running after {timeout_s} s")
+            raise backend.JobTimeout(f"injected: job {job.job_id} still running after {timeout_s} s")
         if self._fault("result_timeout"):
-            raise JobTimeout(f"injected: result of {job.job_id} timed out")
+            raise backend.JobTimeout(f"injected: result of {job.job_id} timed out")
         if self._delivered and self._fault("duplicate_delivery"):
             old = self._jobs[self._delivered[int(self._rng.integers(len(self._delivered)))]]
             return self._result_of(old)
@@ -231,7 +211,7 @@ class SimulatedBackend:
             else:
                 kept = [int(k) for k in self._rng.multivariate_hypergeometric(
                     [job.counts[n] for n in names], m)]
-            return Result(dict(zip(names, kept, strict=True)), {"job_id": job.job_id, "job_key": job.job_key,
+            return backend.Result(dict(zip(names, kept, strict=True)), {"job_id": job.job_id, "job_key": job.job_key,
                                                                 "shots": job.shots, "partial": True})
         if not job.delivered:
             job.delivered = True
@@ -240,8 +220,8 @@ class SimulatedBackend:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _result_of(self, job: _Job) -> Result:
-        return Result(dict(job.counts),
+    def _result_of(self, job: _Job) -> backend.Result:
+        return backend.Result(dict(job.counts),
                       {"job_id": job.job_id, "job_key": job.job_key, "shots": job.shots,
                        "partial": False})
 
@@ -259,18 +239,18 @@ def channel_frame_name(channel: str) -> str:
     """The frame name of an envs channel on the simulated and the qibolab backends:
     ``drive:q0`` -> ``q0_drive``, ``drive:q0@q1`` -> ``q0_q1_cr``, ``flux:q1`` ->
     ``q1_flux`` (a coupler's ``coupler:c01`` -> ``c01_flux``)."""
-    kind, mode, at = channel_parts(channel)
+    kind, mode, at = ir.channel_parts(channel)
     if kind != "drive":
         return f"{mode}_flux"
     return f"{mode}_drive" if at == mode else f"{mode}_{at}_cr"
 
 
-def channel_frames(channels: Any, names: Any) -> dict[str, Frame]:
+def channel_frames(channels: Any, names: Any) -> dict[str, ir.Frame]:
     """{envs channel: Frame} of ``names`` (envs channels) among the backend frames
     ``channels`` (an iterable of Frame), matched by ``channel_frame_name``; a channel
     without its frame is refused naming both."""
     by_name = {f.name: f for f in channels}
-    out: dict[str, Frame] = {}
+    out: dict[str, ir.Frame] = {}
     for c in names:
         name = channel_frame_name(c)
         if name not in by_name:
@@ -299,13 +279,13 @@ class SimulatedMultiQubitBackend(SimulatedBackend):
                  idempotent_submit: bool = True) -> None:
         chans = device.params.channels
         qubits = tuple(device.qubits)
-        frames: list[Frame] = []
+        frames: list[ir.Frame] = []
         self.frame_channels: dict[str, str] = {}
         for c in (*chans.drives, *chans.reals):
-            kind = channel_frame_kind(c)
-            mode = channel_parts(c)[1]
+            kind = ir.channel_frame_kind(c)
+            mode = ir.channel_parts(c)[1]
             port = f"{mode}_drive" if kind != "flux" else f"{mode}_flux"
-            f = Frame(channel_frame_name(c), port, 0.0, kind=kind)
+            f = ir.Frame(channel_frame_name(c), port, 0.0, kind=kind)
             frames.append(f)
             self.frame_channels[f.name] = c
         index = []
@@ -324,11 +304,11 @@ class SimulatedMultiQubitBackend(SimulatedBackend):
     def transmon_model(self, qubit: int = 0) -> Any:
         return None  # coupled modes: no single transmon to start a single-qubit session from
 
-    def compile(self, program: Program) -> Artifact:
+    def compile(self, program: ir.Program) -> backend.Artifact:
         trace = self._caps.render(program)
-        return Artifact(program, recompute_hash(program), trace, self.trace_sequence(trace, program.name))
+        return backend.Artifact(program, ir.recompute_hash(program), trace, self.trace_sequence(trace, program.name))
 
-    def trace_sequence(self, trace: WaveformTrace, name: str = "") -> PulseSequence:
+    def trace_sequence(self, trace: ir.WaveformTrace, name: str = "") -> PulseSequence:
         """The channel sequence that plays ``trace`` (frames of this backend) on the device."""
         ops: list[Any] = []
         for frame in trace.samples:
@@ -341,7 +321,7 @@ class SimulatedMultiQubitBackend(SimulatedBackend):
                 if span.start > cursor:
                     ops.append(Delay((span.start - cursor) * trace.dt_s, channel=channel))
                 w = samples[span.start:span.stop]
-                ops.append(Play(w.real.copy() if channel_frame_kind(channel) == "flux" else w.copy(),
+                ops.append(Play(w.real.copy() if ir.channel_frame_kind(channel) == "flux" else w.copy(),
                                 channel=channel))
                 cursor = span.stop
         ops.append(Barrier())

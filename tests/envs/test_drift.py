@@ -12,15 +12,7 @@ import math
 import numpy as np
 import pytest
 
-from pulsecal.envs.drift import (
-    DriftModel,
-    DriftState,
-    DriftValues,
-    OneOverF,
-    OrnsteinUhlenbeck,
-    RandomWalk,
-    Telegraph,
-)
+from pulsecal.envs import drift
 from pulsecal.envs.physics import Transmon
 
 N = 4000
@@ -40,7 +32,7 @@ def _paths(proc, steps: list[float], seed: int) -> np.ndarray:
 
 
 def test_ou_stationary_variance_and_autocorrelation() -> None:
-    ou = OrnsteinUhlenbeck(sigma=2.0, tau_s=10.0, mean=5.0)
+    ou = drift.OrnsteinUhlenbeck(sigma=2.0, tau_s=10.0, mean=5.0)
     x = _paths(ou, [4.0, 16.0], seed=1)
     assert x[:, 0].mean() == pytest.approx(5.0, abs=4 * 2.0 / math.sqrt(N))
     for col in range(3):
@@ -51,7 +43,7 @@ def test_ou_stationary_variance_and_autocorrelation() -> None:
 
 
 def test_ou_step_subdivision_gives_same_law() -> None:
-    ou = OrnsteinUhlenbeck(sigma=1.0, tau_s=3.0)
+    ou = drift.OrnsteinUhlenbeck(sigma=1.0, tau_s=3.0)
     one = _paths(ou, [2.0], seed=2)
     many = _paths(ou, [0.2] * 10, seed=3)
     # Conditional law given x0: mean x0·ρ, variance 1 − ρ².
@@ -63,7 +55,7 @@ def test_ou_step_subdivision_gives_same_law() -> None:
 
 
 def test_random_walk_variance_grows_linearly() -> None:
-    rw = RandomWalk(sigma_per_sqrt_hour=20e3, start=1.0)
+    rw = drift.RandomWalk(sigma_per_sqrt_hour=20e3, start=1.0)
     x = _paths(rw, [1800.0, 1800.0, 3600.0], seed=4)
     assert np.all(x[:, 0] == 1.0)
     for col, hours in ((1, 0.5), (2, 1.0), (3, 2.0)):
@@ -74,7 +66,7 @@ def test_random_walk_variance_grows_linearly() -> None:
 
 
 def test_one_over_f_is_a_sum_of_ou_terms() -> None:
-    f = OneOverF(sigma=3.0, tau_min_s=1.0, tau_max_s=1000.0, n_terms=4, mean=1.0)
+    f = drift.OneOverF(sigma=3.0, tau_min_s=1.0, tau_max_s=1000.0, n_terms=4, mean=1.0)
     np.testing.assert_allclose(f.taus_s, [1.0, 10.0, 100.0, 1000.0])
     x = _paths(f, [10.0], seed=6)
     assert x[:, 0].var() == pytest.approx(9.0, rel=0.1)
@@ -85,7 +77,7 @@ def test_one_over_f_is_a_sum_of_ou_terms() -> None:
 
 
 def test_telegraph_dwell_times_and_occupation() -> None:
-    tg = Telegraph(low=1.0, high=0.25, rate_up_hz=0.5, rate_down_hz=2.0)
+    tg = drift.Telegraph(low=1.0, high=0.25, rate_up_hz=0.5, rate_down_hz=2.0)
     rng = np.random.default_rng(7)
     dt = 0.005
     s = tg.init_state(rng)
@@ -103,7 +95,7 @@ def test_telegraph_dwell_times_and_occupation() -> None:
 
 
 def test_telegraph_transition_is_exact_for_long_steps() -> None:
-    tg = Telegraph(low=0.0, high=1.0, rate_up_hz=1.0, rate_down_hz=3.0)
+    tg = drift.Telegraph(low=0.0, high=1.0, rate_up_hz=1.0, rate_down_hz=3.0)
     rng = np.random.default_rng(8)
     after = np.array([tg.advance(0, 0.4, rng) for _ in range(20_000)])
     p = 0.25 * (1 - math.exp(-4 * 0.4))
@@ -115,14 +107,14 @@ def test_telegraph_transition_is_exact_for_long_steps() -> None:
 
 
 def test_processes_are_reproducible_and_use_only_the_given_generator() -> None:
-    model = DriftModel(
-        detuning_hz=OneOverF(sigma=1e3, tau_min_s=1.0, tau_max_s=100.0),
-        amplitude=RandomWalk(0.01),
-        t1_factor=Telegraph(1.0, 0.5, 0.01, 0.1),
-        anharmonicity_hz=OrnsteinUhlenbeck(1e5, 60.0),
+    model = drift.DriftModel(
+        detuning_hz=drift.OneOverF(sigma=1e3, tau_min_s=1.0, tau_max_s=100.0),
+        amplitude=drift.RandomWalk(0.01),
+        t1_factor=drift.Telegraph(1.0, 0.5, 0.01, 0.1),
+        anharmonicity_hz=drift.OrnsteinUhlenbeck(1e5, 60.0),
     )
 
-    def trace(seed: int) -> list[DriftValues]:
+    def trace(seed: int) -> list[drift.DriftValues]:
         rng = np.random.default_rng(seed)
         st = model.init_state(rng)
         out = []
@@ -143,28 +135,28 @@ def test_processes_are_reproducible_and_use_only_the_given_generator() -> None:
 def test_drift_model_keeps_tphi_and_t2_below_2t1() -> None:
     t = Transmon(t1_s=100e-6, t2_s=80e-6, detuning_hz=1e3)
     tphi = t.tphi_s
-    d = DriftModel.apply_to_transmon(t, DriftValues(detuning_hz=2e3, t1_factor=0.25))
+    d = drift.DriftModel.apply_to_transmon(t, drift.DriftValues(detuning_hz=2e3, t1_factor=0.25))
     assert d.detuning_hz == pytest.approx(3e3)
     assert d.t1_s == pytest.approx(25e-6)
     assert d.t2_s <= 2 * d.t1_s
     assert d.tphi_s == pytest.approx(tphi, rel=1e-12)
-    assert DriftModel.apply_to_transmon(t, DriftValues()) is t
+    assert drift.DriftModel.apply_to_transmon(t, drift.DriftValues()) is t
     # A T1-limited qubit stays T1-limited.
     t2max = Transmon(t1_s=50e-6, t2_s=100e-6)
-    d2 = DriftModel.apply_to_transmon(t2max, DriftValues(t1_factor=0.5))
+    d2 = drift.DriftModel.apply_to_transmon(t2max, drift.DriftValues(t1_factor=0.5))
     assert d2.t2_s == pytest.approx(2 * d2.t1_s)
-    assert DriftModel().init_state(np.random.default_rng(0)) == DriftState()
+    assert drift.DriftModel().init_state(np.random.default_rng(0)) == drift.DriftState()
 
 
 @pytest.mark.parametrize(
     ("make", "field"),
     [
-        (lambda: OrnsteinUhlenbeck(sigma=-1.0, tau_s=1.0), "OrnsteinUhlenbeck.sigma"),
-        (lambda: OrnsteinUhlenbeck(sigma=1.0, tau_s=0.0), "OrnsteinUhlenbeck.tau_s"),
-        (lambda: RandomWalk(sigma_per_sqrt_hour=float("inf")), "RandomWalk.sigma_per_sqrt_hour"),
-        (lambda: OneOverF(1.0, 10.0, 1.0), "OneOverF.tau_max_s"),
-        (lambda: OneOverF(1.0, 1.0, 10.0, n_terms=0), "OneOverF.n_terms"),
-        (lambda: Telegraph(1.0, 0.5, 0.0, 1.0), "Telegraph.rate_up_hz"),
+        (lambda: drift.OrnsteinUhlenbeck(sigma=-1.0, tau_s=1.0), "OrnsteinUhlenbeck.sigma"),
+        (lambda: drift.OrnsteinUhlenbeck(sigma=1.0, tau_s=0.0), "OrnsteinUhlenbeck.tau_s"),
+        (lambda: drift.RandomWalk(sigma_per_sqrt_hour=float("inf")), "RandomWalk.sigma_per_sqrt_hour"),
+        (lambda: drift.OneOverF(1.0, 10.0, 1.0), "OneOverF.tau_max_s"),
+        (lambda: drift.OneOverF(1.0, 1.0, 10.0, n_terms=0), "OneOverF.n_terms"),
+        (lambda: drift.Telegraph(1.0, 0.5, 0.0, 1.0), "Telegraph.rate_up_hz"),
     ],
 )
 def test_validation_names_the_field(make, field: str) -> None:
@@ -174,6 +166,6 @@ def test_validation_names_the_field(make, field: str) -> None:
 
 def test_bad_step_and_bad_process_are_rejected() -> None:
     with pytest.raises(ValueError, match="dt_s"):
-        RandomWalk(1.0).advance(0.0, -1.0, np.random.default_rng(0))
+        drift.RandomWalk(1.0).advance(0.0, -1.0, np.random.default_rng(0))
     with pytest.raises(TypeError, match=r"DriftModel\.detuning_hz"):
-        DriftModel(detuning_hz=3.0)  # type: ignore[arg-type]
+        drift.DriftModel(detuning_hz=3.0)  # type: ignore[arg-type]

@@ -22,25 +22,9 @@ from hw_helpers import DRIVE, DT_S, FakeClock, RecordingBackend, default_caps, m
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pulsecal.hardware import ir
 from pulsecal.hardware.backend import Artifact, Capabilities
 from pulsecal.hardware.guard import GuardedBackend, require_clearance
-from pulsecal.hardware.ir import (
-    Acquire,
-    Constant,
-    Drag,
-    Frame,
-    FrameDelay,
-    FramePlay,
-    Gaussian,
-    Program,
-    Sampled,
-    SetFrequency,
-    SetPhase,
-    ShiftFrequency,
-    ShiftPhase,
-    recompute_hash,
-    to_waveform_trace,
-)
 from pulsecal.hardware.ledger import ShotLedger
 from pulsecal.hardware.safety import SafetyEnvelope, SafetyLimits, SafetyViolation
 
@@ -51,8 +35,8 @@ LIMITS = make_limits(max_shots_per_day=40_000_000)
 CAPS = default_caps()
 
 
-def _prog(*ins: Any, frames: tuple[Frame, ...] = (DRIVE,), shots: int = 100) -> Program:
-    return Program((*ins, Acquire(0)), frames, shots)
+def _prog(*ins: Any, frames: tuple[ir.Frame, ...] = (DRIVE,), shots: int = 100) -> ir.Program:
+    return ir.Program((*ins, ir.Acquire(0)), frames, shots)
 
 
 # -- refusals name the limit and the value ------------------------------------------------
@@ -61,19 +45,19 @@ def _prog(*ins: Any, frames: tuple[Frame, ...] = (DRIVE,), shots: int = 100) -> 
 @pytest.mark.parametrize(
     ("program", "limit", "value_text"),
     [
-        (_prog(FramePlay("q0_drive", Gaussian(40e-9, 8e-9, 0.9))), "max_amplitude", "0.89"),
-        (_prog(FramePlay("q0_drive", Sampled(np.array([0.0, 0.6, 0.0]), DT_S))), "max_slew_per_sample", "0.6"),
-        (_prog(FramePlay("q0_drive", Gaussian(300e-9, 60e-9, 0.3))), "max_pulse_duration_s", "3.00000"),
-        (_prog(FrameDelay(3e-6)), "max_program_duration_s", "3e-06"),
-        (_prog(*[FramePlay("q0_drive", Drag(200e-9, 80e-9, 0.75, 0.0)) for _ in range(2)]),
+        (_prog(ir.FramePlay("q0_drive", ir.Gaussian(40e-9, 8e-9, 0.9))), "max_amplitude", "0.89"),
+        (_prog(ir.FramePlay("q0_drive", ir.Sampled(np.array([0.0, 0.6, 0.0]), DT_S))), "max_slew_per_sample", "0.6"),
+        (_prog(ir.FramePlay("q0_drive", ir.Gaussian(300e-9, 60e-9, 0.3))), "max_pulse_duration_s", "3.00000"),
+        (_prog(ir.FrameDelay(3e-6)), "max_program_duration_s", "3e-06"),
+        (_prog(*[ir.FramePlay("q0_drive", ir.Drag(200e-9, 80e-9, 0.75, 0.0)) for _ in range(2)]),
          "max_drive_energy_s", "1.4"),
         (_prog(shots=6000), "max_shots_per_job", "6000"),
-        (_prog(frames=(Frame("q1_drive", "q1_drive", 5e9),)), "allowed_frames", "q1_drive"),
-        (_prog(ShiftFrequency("q0_drive", 30e6)), "max_frequency_offset_hz", "5030000000.0"),
-        (_prog(SetFrequency("q0_drive", 4.9e9)), "max_frequency_offset_hz", "4900000000.0"),
+        (_prog(frames=(ir.Frame("q1_drive", "q1_drive", 5e9),)), "allowed_frames", "q1_drive"),
+        (_prog(ir.ShiftFrequency("q0_drive", 30e6)), "max_frequency_offset_hz", "5030000000.0"),
+        (_prog(ir.SetFrequency("q0_drive", 4.9e9)), "max_frequency_offset_hz", "4900000000.0"),
     ],
 )
-def test_refusals_name_limit_and_value(program: Program, limit: str, value_text: str) -> None:
+def test_refusals_name_limit_and_value(program: ir.Program, limit: str, value_text: str) -> None:
     env = SafetyEnvelope(LIMITS, CAPS)
     violations = env.check(program)
     assert [v.limit for v in violations] == [limit]
@@ -95,7 +79,7 @@ def test_guard_refuses_a_batch_that_would_break_the_day(tmp_path: Path) -> None:
     backend = RecordingBackend(CAPS)
     guard = GuardedBackend(backend, make_limits(max_shots_per_day=1000), ShotLedger(tmp_path / "l.json"),
                            clock=clock)
-    p = _prog(FramePlay("q0_drive", Constant(4e-9, 0.1)), shots=400)
+    p = _prog(ir.FramePlay("q0_drive", ir.Constant(4e-9, 0.1)), shots=400)
     guard.submit(p, 400, "a")
     guard.submit(p, 400, "a")  # the same key does not count twice
     guard.submit(p, 400, "b")
@@ -108,7 +92,7 @@ def test_guard_refuses_a_batch_that_would_break_the_day(tmp_path: Path) -> None:
 
 
 def test_adapters_refuse_artifacts_the_guard_did_not_clear() -> None:
-    p = _prog(FramePlay("q0_drive", Constant(4e-9, 0.1)))
+    p = _prog(ir.FramePlay("q0_drive", ir.Constant(4e-9, 0.1)))
     backend = RecordingBackend(CAPS)
     art = backend.compile(p)
     with pytest.raises(SafetyViolation, match="clearance"):
@@ -121,7 +105,7 @@ def test_adapters_refuse_artifacts_the_guard_did_not_clear() -> None:
     with pytest.raises(SafetyViolation, match=r"clearance\.job_key"):
         require_clearance(sealed, 100, "other")
     # Swapping the program under a valid clearance is caught by the recomputed hash.
-    evil = _prog(FramePlay("q0_drive", Constant(4e-9, 0.1)), shots=100)
+    evil = _prog(ir.FramePlay("q0_drive", ir.Constant(4e-9, 0.1)), shots=100)
     object.__setattr__(evil.instructions[0].waveform, "amplitude", 1.0)
     swapped = Artifact(evil, sealed.program_hash, sealed.trace, None, sealed.clearance)
     with pytest.raises(SafetyViolation, match=r"clearance\.program_hash"):
@@ -148,7 +132,7 @@ def test_a_forged_zero_amplitude_pulse_with_an_invalid_sigma_is_refused() -> Non
 class LyingBackend(RecordingBackend):
     """Compiles to a trace louder than the program it was given."""
 
-    def compile(self, program: Program) -> Artifact:
+    def compile(self, program: ir.Program) -> Artifact:
         art = super().compile(program)
         loud = {k: v * 1.5 for k, v in art.trace.samples.items()}
         trace = type(art.trace)(art.trace.dt_s, loud, art.trace.plays, art.trace.acquires, art.trace.n_samples)
@@ -159,9 +143,9 @@ def test_guard_checks_the_artifact_not_only_the_program() -> None:
     backend = LyingBackend(CAPS)
     guard = GuardedBackend(backend, LIMITS, ShotLedger())
     with pytest.raises(SafetyViolation, match=r"max_amplitude|artifact\.trace"):
-        guard.submit(_prog(FramePlay("q0_drive", Gaussian(40e-9, 8e-9, 0.7, zero_at_edges=True))), 100, "k")
+        guard.submit(_prog(ir.FramePlay("q0_drive", ir.Gaussian(40e-9, 8e-9, 0.7, zero_at_edges=True))), 100, "k")
     with pytest.raises(SafetyViolation, match=r"artifact\.trace"):
-        guard.submit(_prog(FramePlay("q0_drive", Gaussian(40e-9, 8e-9, 0.1, zero_at_edges=True))), 100, "k2")
+        guard.submit(_prog(ir.FramePlay("q0_drive", ir.Gaussian(40e-9, 8e-9, 0.1, zero_at_edges=True))), 100, "k2")
     assert backend.submitted == []
 
 
@@ -186,8 +170,8 @@ def test_only_the_guard_calls_backend_submit() -> None:
 def reference_violations(artifact: Artifact, shots: int, limits: SafetyLimits, caps: Capabilities) -> list[str]:
     """Independent re-check of what reached the backend (plain numpy, no envelope code)."""
     out = []
-    program = Program.from_json(artifact.program.to_json())  # drop any forged state
-    if recompute_hash(program) != artifact.program_hash:
+    program = ir.Program.from_json(artifact.program.to_json())  # drop any forged state
+    if ir.recompute_hash(program) != artifact.program_hash:
         out.append("hash")
     if not 1 <= shots <= limits.max_shots_per_job or shots != program.shots:
         out.append("shots")
@@ -200,15 +184,15 @@ def reference_violations(artifact: Artifact, shots: int, limits: SafetyLimits, c
             return out
         freq[f.name] = f.frequency_hz
     for ins in program.instructions:
-        if isinstance(ins, ShiftFrequency):
+        if isinstance(ins, ir.ShiftFrequency):
             freq[ins.frame] += ins.frequency_hz
-        elif isinstance(ins, SetFrequency):
+        elif isinstance(ins, ir.SetFrequency):
             freq[ins.frame] = ins.frequency_hz
         else:
             continue
         if not abs(freq[ins.frame] - allowed[ins.frame].frequency_hz) <= limits.max_frequency_offset_hz:
             out.append("frequency")
-    for trace in (artifact.trace, to_waveform_trace(program, DT_S)):
+    for trace in (artifact.trace, ir.to_waveform_trace(program, DT_S)):
         if trace.n_samples * DT_S > limits.max_program_duration_s * (1 + 1e-9):
             out.append("program_duration")
         for span in trace.plays:
@@ -230,8 +214,8 @@ def reference_violations(artifact: Artifact, shots: int, limits: SafetyLimits, c
 
 
 _NASTY = np.array([np.nan, np.inf, -np.inf, 1e308, -1e308, 1e-308, 0.0, -0.0, 1e30, 2.0, 1.0 + 1e-12])
-_FRAMES = (DRIVE, DRIVE, DRIVE, DRIVE, Frame("q0_drive", "q0_drive", 5.03e9),
-           Frame("q0_drive", "q1_drive", 5e9), Frame("q9_drive", "q0_drive", 5e9))
+_FRAMES = (DRIVE, DRIVE, DRIVE, DRIVE, ir.Frame("q0_drive", "q0_drive", 5.03e9),
+           ir.Frame("q0_drive", "q1_drive", 5e9), ir.Frame("q9_drive", "q0_drive", 5e9))
 
 
 def _policy_float(rng: np.random.Generator, scale: float) -> float:
@@ -265,22 +249,22 @@ def _random_waveform(rng: np.random.Generator, forge: bool) -> Any:
         dt = DT_S if rng.random() < 0.8 else DT_S * float(rng.choice([0.5, 0.8, 2.0, 1.0 + 1e-9]))
         if forge:
             arr = np.asarray(w, dtype=np.complex128)
-            return _forge(Sampled, samples=arr, dt_s=dt)
-        return Sampled(w, dt)
+            return _forge(ir.Sampled, samples=arr, dt_s=dt)
+        return ir.Sampled(w, dt)
     sigma = abs(_policy_float(rng, dur / 2)) + (0.0 if rng.random() < 0.05 else 1e-12)
     angle = _policy_float(rng, math.pi)
     if kind == 1:
         f = {"duration_s": dur, "sigma_s": sigma, "amplitude": amp, "angle": angle, "zero_at_edges": bool(rng.random() < 0.5)}
-        return _forge(Gaussian, **f) if forge else Gaussian(**f)
+        return _forge(ir.Gaussian, **f) if forge else ir.Gaussian(**f)
     if kind == 2:
         f = {"duration_s": dur, "sigma_s": sigma, "amplitude": amp, "beta_s": _policy_float(rng, 1e-9),
              "angle": angle, "zero_at_edges": bool(rng.random() < 0.5)}
-        return _forge(Drag, **f) if forge else Drag(**f)
+        return _forge(ir.Drag, **f) if forge else ir.Drag(**f)
     f = {"duration_s": dur, "amplitude": amp * 0.3, "angle": angle}
-    return _forge(Constant, **f) if forge else Constant(**f)
+    return _forge(ir.Constant, **f) if forge else ir.Constant(**f)
 
 
-def random_program(rng: np.random.Generator) -> Program | None:
+def random_program(rng: np.random.Generator) -> ir.Program | None:
     """A random program, or None when the IR constructors refused it (that is a refusal too)."""
     forge = bool(rng.random() < 1 / 3)
     frame = _FRAMES[int(rng.integers(len(_FRAMES)))]
@@ -291,34 +275,34 @@ def random_program(rng: np.random.Generator) -> Program | None:
             r = rng.random()
             if r < 0.55:
                 wf = _random_waveform(rng, forge)
-                ins.append(_forge(FramePlay, frame=name, waveform=wf) if forge else FramePlay(name, wf))
+                ins.append(_forge(ir.FramePlay, frame=name, waveform=wf) if forge else ir.FramePlay(name, wf))
             elif r < 0.7:
                 ph = _policy_float(rng, 10.0)
-                ins.append(_forge(ShiftPhase, frame=name, phase=ph) if forge else ShiftPhase(name, ph))
+                ins.append(_forge(ir.ShiftPhase, frame=name, phase=ph) if forge else ir.ShiftPhase(name, ph))
             elif r < 0.75:
                 ph = _policy_float(rng, 10.0)
-                ins.append(_forge(SetPhase, frame=name, phase=ph) if forge else SetPhase(name, ph))
+                ins.append(_forge(ir.SetPhase, frame=name, phase=ph) if forge else ir.SetPhase(name, ph))
             elif r < 0.82:
                 df = _policy_float(rng, 30e6)
-                ins.append(_forge(ShiftFrequency, frame=name, frequency_hz=df) if forge
-                           else ShiftFrequency(name, df))
+                ins.append(_forge(ir.ShiftFrequency, frame=name, frequency_hz=df) if forge
+                           else ir.ShiftFrequency(name, df))
             elif r < 0.85:
                 f = 5e9 + _policy_float(rng, 30e6)
-                ins.append(_forge(SetFrequency, frame=name, frequency_hz=f) if forge else SetFrequency(name, f))
+                ins.append(_forge(ir.SetFrequency, frame=name, frequency_hz=f) if forge else ir.SetFrequency(name, f))
             else:
                 d = abs(_policy_float(rng, 1e-6)) if rng.random() < 0.9 else _policy_float(rng, 1e-6)
-                ins.append(_forge(FrameDelay, duration_s=d, frames=()) if forge else FrameDelay(d))
-        ins.append(Acquire(0, float(rng.integers(0, 3)) * 1e-7))
+                ins.append(_forge(ir.FrameDelay, duration_s=d, frames=()) if forge else ir.FrameDelay(d))
+        ins.append(ir.Acquire(0, float(rng.integers(0, 3)) * 1e-7))
         shots = int(rng.choice([1, 100, 1000, 5000, 5001, 10**9])) if rng.random() < 0.9 else int(rng.integers(-5, 3))
         if forge:
-            return _forge(Program, instructions=tuple(ins), frames=(frame,), shots=shots, qubits=(0,),
+            return _forge(ir.Program, instructions=tuple(ins), frames=(frame,), shots=shots, qubits=(0,),
                           name="forged", _hash="")
-        return Program(tuple(ins), (frame,), shots)
+        return ir.Program(tuple(ins), (frame,), shots)
     except (ValueError, TypeError):
         return None
 
 
-def _throw(programs: list[Program | None], guard: GuardedBackend, start_key: int) -> tuple[int, int]:
+def _throw(programs: list[ir.Program | None], guard: GuardedBackend, start_key: int) -> tuple[int, int]:
     refused = accepted = 0
     for i, p in enumerate(programs):
         if p is None:
@@ -371,7 +355,7 @@ durations = st.one_of(st.integers(1, 300).map(lambda k: k * DT_S), floats)
 
 
 @st.composite
-def hyp_programs(draw: st.DrawFn) -> Program | None:
+def hyp_programs(draw: st.DrawFn) -> ir.Program | None:
     forge = draw(st.booleans())
     ins: list[Any] = []
     for _ in range(draw(st.integers(1, 4))):
@@ -379,44 +363,44 @@ def hyp_programs(draw: st.DrawFn) -> Program | None:
         if kind == 0:
             f = {"duration_s": draw(durations), "sigma_s": draw(floats), "amplitude": draw(floats),
                  "beta_s": draw(floats), "angle": draw(floats), "zero_at_edges": draw(st.booleans())}
-            wf: Any = _forge(Drag, **f) if forge else f
+            wf: Any = _forge(ir.Drag, **f) if forge else f
         elif kind == 1:
             f = {"duration_s": draw(durations), "amplitude": draw(floats), "angle": draw(floats)}
-            wf = _forge(Constant, **f) if forge else f
+            wf = _forge(ir.Constant, **f) if forge else f
         elif kind == 2:
             vals = draw(st.lists(st.tuples(floats, floats), min_size=1, max_size=40))
             arr = np.array([complex(a, b) for a, b in vals])
-            wf = _forge(Sampled, samples=arr, dt_s=DT_S) if forge else {"samples": arr}
+            wf = _forge(ir.Sampled, samples=arr, dt_s=DT_S) if forge else {"samples": arr}
         else:
             wf = None
         try:
             if kind == 0 and not forge:
-                wf = Drag(**wf)
+                wf = ir.Drag(**wf)
             elif kind == 1 and not forge:
-                wf = Constant(**wf)
+                wf = ir.Constant(**wf)
             elif kind == 2 and not forge:
-                wf = Sampled(wf["samples"], DT_S)
+                wf = ir.Sampled(wf["samples"], DT_S)
             if wf is not None:
-                ins.append(_forge(FramePlay, frame="q0_drive", waveform=wf) if forge else FramePlay("q0_drive", wf))
+                ins.append(_forge(ir.FramePlay, frame="q0_drive", waveform=wf) if forge else ir.FramePlay("q0_drive", wf))
             elif kind == 3:
                 v = draw(floats)
-                ins.append(_forge(ShiftFrequency, frame="q0_drive", frequency_hz=v) if forge
-                           else ShiftFrequency("q0_drive", v))
+                ins.append(_forge(ir.ShiftFrequency, frame="q0_drive", frequency_hz=v) if forge
+                           else ir.ShiftFrequency("q0_drive", v))
             elif kind == 4:
                 v = draw(floats)
-                ins.append(_forge(FrameDelay, duration_s=v, frames=()) if forge else FrameDelay(v))
+                ins.append(_forge(ir.FrameDelay, duration_s=v, frames=()) if forge else ir.FrameDelay(v))
             else:
                 v = draw(floats)
-                ins.append(_forge(ShiftPhase, frame="q0_drive", phase=v) if forge else ShiftPhase("q0_drive", v))
+                ins.append(_forge(ir.ShiftPhase, frame="q0_drive", phase=v) if forge else ir.ShiftPhase("q0_drive", v))
         except (ValueError, TypeError):
             return None
     shots = draw(st.one_of(st.integers(-2, 6000), st.just(10**12)))
-    ins.append(Acquire(0))
+    ins.append(ir.Acquire(0))
     if forge:
-        return _forge(Program, instructions=tuple(ins), frames=(DRIVE,), shots=shots, qubits=(0,),
+        return _forge(ir.Program, instructions=tuple(ins), frames=(DRIVE,), shots=shots, qubits=(0,),
                       name="", _hash="")
     try:
-        return Program(tuple(ins), (DRIVE,), shots)
+        return ir.Program(tuple(ins), (DRIVE,), shots)
     except ValueError:
         return None
 
@@ -427,7 +411,7 @@ _HYP_GUARD = GuardedBackend(_HYP_BACKEND, LIMITS, ShotLedger(), clock=FakeClock(
 
 @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(hyp_programs(), min_size=1, max_size=6))
-def test_hypothesis_edge_cases_never_reach_submit(programs: list[Program | None]) -> None:
+def test_hypothesis_edge_cases_never_reach_submit(programs: list[ir.Program | None]) -> None:
     before = len(_HYP_BACKEND.submitted)
     _throw(programs, _HYP_GUARD, 10**9 + before * 100 + len(programs))
     for art, shots, key in _HYP_BACKEND.submitted[before:]:
@@ -436,7 +420,7 @@ def test_hypothesis_edge_cases_never_reach_submit(programs: list[Program | None]
 
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 @given(hyp_programs())
-def test_envelope_check_never_raises(program: Program | None) -> None:
+def test_envelope_check_never_raises(program: ir.Program | None) -> None:
     if program is not None:
         v = SafetyEnvelope(LIMITS, CAPS).check(program)
         assert all(x.limit and x.allowed for x in v)

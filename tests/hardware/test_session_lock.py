@@ -102,14 +102,23 @@ def _check_exactly_once(folder: Path, played_keys: Counter[str]) -> list[dict[st
     return recs
 
 
-def test_a_second_process_on_one_session_is_refused_naming_the_holder(tmp_path: Path) -> None:
-    a = _start_holder(tmp_path, SESSION_ARGS)
+def _refused_while_held(tmp_path: Path, args: list[str]) -> tuple[
+        subprocess.Popen[str], subprocess.CompletedProcess[str], str, str]:
+    """Run ``args`` a second time while a holder runs them, release the holder, and check
+    the second run exited busy with one error line: the holder, the second run, that line
+    and the holder's stdout."""
+    a = _start_holder(tmp_path, args)
     try:
-        b = _run_second(tmp_path, SESSION_ARGS)
+        b = _run_second(tmp_path, args)
     finally:
         out_a, _ = _release(tmp_path, a)
     assert b.returncode == EXIT_SESSION_BUSY, b.stderr[-3000:]
     (line,) = _error_lines(b.stderr)
+    return a, b, line, out_a
+
+
+def test_a_second_process_on_one_session_is_refused_naming_the_holder(tmp_path: Path) -> None:
+    a, b, line, out_a = _refused_while_held(tmp_path, SESSION_ARGS)
     assert f"session folder runs/dup is busy: held by PID {a.pid} " in line, line
     assert "session dup:" not in b.stdout and _played(tmp_path, "b")["shots"] == 0
     assert "session dup: 3 steps" in out_a
@@ -126,13 +135,7 @@ def test_a_second_process_on_one_session_is_refused_naming_the_holder(tmp_path: 
 def test_a_sweep_started_twice_runs_each_qubit_in_one_process(tmp_path: Path) -> None:
     # The holder pauses in q0; the second sweep is refused q0 and runs q1; the holder then
     # finishes q0 and finds q1 finished.
-    a = _start_holder(tmp_path, SWEEP_ARGS)
-    try:
-        b = _run_second(tmp_path, SWEEP_ARGS)
-    finally:
-        out_a, _ = _release(tmp_path, a)
-    assert b.returncode == EXIT_SESSION_BUSY, b.stderr[-3000:]
-    (line,) = _error_lines(b.stderr)
+    a, b, line, out_a = _refused_while_held(tmp_path, SWEEP_ARGS)
     assert line.startswith("error: qubit 0: session folder runs/sweep/dup/q0 is busy: ")
     assert f"held by PID {a.pid} " in line
     assert "qubit 1: finished after 1 attempt(s)" in b.stdout

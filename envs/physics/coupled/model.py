@@ -34,7 +34,7 @@ import functools
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal, Self
 
 import numpy as np
 from numpy.typing import NDArray
@@ -262,8 +262,12 @@ def _parse_channel(name: str) -> tuple[str, str, str]:
 
 
 @dataclass(frozen=True)
-class CoupledModel:
-    """Any number of coupled transmons with their control channels, on one AWG grid.
+class ModeParts:
+    """Modes in basis order, their exchange couplings and drive crosstalk, on one AWG grid.
+
+    The parts a simulable ``CoupledModel`` and a whole device's model (which may be far too
+    large to simulate) both hold; each subclass checks its own limits in ``__post_init__``
+    with ``_checked_modes`` first and ``_store_parts`` once its modes are final.
 
     Attributes:
         modes: the modes in basis order (mode 0 most significant).
@@ -277,32 +281,28 @@ class CoupledModel:
     crosstalk: tuple[Crosstalk, ...] = ()
     dt_s: float = 1e-9
     _index: dict[str, int] = field(init=False, repr=False, compare=False, hash=False)
+    # What the error for an unknown mode calls the holder ("the model", "the device").
+    _holder: ClassVar[str] = "model"
 
-    def __post_init__(self) -> None:
+    def _checked_modes(self, prefix: str) -> tuple[tuple[Mode, ...], list[str]]:
+        """The modes as a tuple and their names, refusing no modes, non-``Mode`` entries and
+        repeated names; ``prefix`` starts the error's field name."""
         modes = tuple(self.modes)
-        _require(len(modes) >= 1 and all(isinstance(m, Mode) for m in modes), "modes",
+        _require(len(modes) >= 1 and all(isinstance(m, Mode) for m in modes), f"{prefix}modes",
                  self.modes, "one or more Mode")
         names = [m.name for m in modes]
-        _require(len(set(names)) == len(names), "modes", names, "unique mode names")
+        _require(len(set(names)) == len(names), f"{prefix}modes", names, "unique mode names")
+        return modes, names
+
+    def _store_parts(self, modes: tuple[Mode, ...], names: list[str]) -> None:
         object.__setattr__(self, "modes", modes)
         object.__setattr__(self, "couplings", tuple(self.couplings))
         object.__setattr__(self, "crosstalk", tuple(self.crosstalk))
         object.__setattr__(self, "_index", {n: i for i, n in enumerate(names)})
-        dim = math.prod(m.levels for m in modes)
-        _require(dim <= 4096, "modes", names, "a total dimension Π levels <= 4096")
-        dt = _finite("dt_s", self.dt_s)
-        _require(1e-12 <= dt <= 1e-6, "dt_s", dt, "[1e-12, 1e-6] s")
-        check_links(modes, self.couplings, self.crosstalk)
-
-    # -- structure ------------------------------------------------------------------------
-
-    @property
-    def dims(self) -> tuple[int, ...]:
-        return tuple(m.levels for m in self.modes)
 
     @property
     def dimension(self) -> int:
-        return math.prod(self.dims)
+        return math.prod(m.levels for m in self.modes)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -317,10 +317,40 @@ class CoupledModel:
         try:
             return self._index[name]
         except KeyError:
-            raise ValueError(f"mode={name!r} is not in the model: allowed {list(self.names)}") from None
+            raise ValueError(f"mode={name!r} is not in the {self._holder}: allowed {list(self.names)}") from None
 
     def mode(self, name: str) -> Mode:
         return self.modes[self.index(name)]
+
+    def replace(self, **changes: object) -> Self:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def replace_mode(self, name: str, **changes: object) -> Self:
+        i = self.index(name)
+        modes = list(self.modes)
+        modes[i] = modes[i].replace(**changes)
+        return self.replace(modes=tuple(modes))
+
+
+@dataclass(frozen=True)
+class CoupledModel(ModeParts):
+    """Any number of coupled transmons with their control channels, on one AWG grid (the
+    parts and their attributes as in ``ModeParts``), small enough to simulate."""
+
+    def __post_init__(self) -> None:
+        modes, names = self._checked_modes("")
+        self._store_parts(modes, names)
+        dim = math.prod(m.levels for m in modes)
+        _require(dim <= 4096, "modes", names, "a total dimension Π levels <= 4096")
+        dt = _finite("dt_s", self.dt_s)
+        _require(1e-12 <= dt <= 1e-6, "dt_s", dt, "[1e-12, 1e-6] s")
+        check_links(modes, self.couplings, self.crosstalk)
+
+    # -- structure ------------------------------------------------------------------------
+
+    @property
+    def dims(self) -> tuple[int, ...]:
+        return tuple(m.levels for m in self.modes)
 
     @property
     def channels(self) -> dict[str, Channel]:
@@ -337,15 +367,6 @@ class CoupledModel:
         """Basis indices of the 2^n qubit states (qubits in {0, 1}, couplers in 0), in the
         order of the qubits' binary number (first qubit most significant)."""
         return _computational_indices(self)
-
-    def replace(self, **changes: object) -> CoupledModel:
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
-
-    def replace_mode(self, name: str, **changes: object) -> CoupledModel:
-        i = self.index(name)
-        modes = list(self.modes)
-        modes[i] = modes[i].replace(**changes)
-        return self.replace(modes=tuple(modes))
 
 
 def check_links(modes: tuple[Mode, ...], couplings: tuple[Coupling, ...], crosstalk: tuple[Crosstalk, ...],

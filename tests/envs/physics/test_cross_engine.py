@@ -63,26 +63,23 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("engine", "levels"), CASES)
-def test_unitaries_agree(engine: str, levels: int) -> None:
-    ref = closed("numpy-reference", levels)
-    got = closed(engine, levels)
+def _assert_agree(ref: np.ndarray, got: np.ndarray, kind: str, f_tol: float) -> None:
+    """Operators within U_TOL of the reference and their X and SX fidelities within f_tol."""
     assert np.max(np.abs(got - ref)) <= U_TOL
     for target in ("X", "SX"):
-        f_ref = gate_fidelity(ref, target, kind="unitary")
-        f_got = gate_fidelity(got, target, kind="unitary")
-        assert np.max(np.abs(f_got - f_ref)) <= F_TOL_CLOSED
+        f_ref = gate_fidelity(ref, target, kind=kind)
+        f_got = gate_fidelity(got, target, kind=kind)
+        assert np.max(np.abs(f_got - f_ref)) <= f_tol
+
+
+@pytest.mark.parametrize(("engine", "levels"), CASES)
+def test_unitaries_agree(engine: str, levels: int) -> None:
+    _assert_agree(closed("numpy-reference", levels), closed(engine, levels), "unitary", F_TOL_CLOSED)
 
 
 @pytest.mark.parametrize(("engine", "levels"), CASES)
 def test_superoperators_agree(engine: str, levels: int) -> None:
-    ref = opened("numpy-reference", levels)
-    got = opened(engine, levels)
-    assert np.max(np.abs(got - ref)) <= U_TOL
-    for target in ("X", "SX"):
-        f_ref = gate_fidelity(ref, target, kind="superoperator")
-        f_got = gate_fidelity(got, target, kind="superoperator")
-        assert np.max(np.abs(f_got - f_ref)) <= F_TOL_OPEN
+    _assert_agree(opened("numpy-reference", levels), opened(engine, levels), "superoperator", F_TOL_OPEN)
 
 
 def test_fast_engine_is_much_closer_than_the_contract() -> None:
