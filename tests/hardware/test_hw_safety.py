@@ -115,8 +115,8 @@ def test_adapters_refuse_artifacts_the_guard_did_not_clear() -> None:
 def test_a_forged_zero_amplitude_pulse_with_an_invalid_sigma_is_refused() -> None:
     """Its samples are all zero, so no sample limit sees it; the JSON the journal and the
     backend read back would not load (found by the hypothesis test below)."""
-    wf = _forge(Drag, duration_s=4e-9, sigma_s=-1.0, amplitude=0.0, beta_s=0.0, angle=0.0, zero_at_edges=False)
-    program = _prog(FramePlay("q0_drive", wf), shots=100)
+    wf = _forge(ir.Drag, duration_s=4e-9, sigma_s=-1.0, amplitude=0.0, beta_s=0.0, angle=0.0, zero_at_edges=False)
+    program = _prog(ir.FramePlay("q0_drive", wf), shots=100)
     violations = SafetyEnvelope(LIMITS, CAPS).check(program)
     assert [v.limit for v in violations] == ["valid_parameters"]
     assert "sigma_s=-1.0" in violations[0].value
@@ -126,7 +126,7 @@ def test_a_forged_zero_amplitude_pulse_with_an_invalid_sigma_is_refused() -> Non
     assert backend.submitted == []
     # The same pulse built through its constructor is refused there, naming the field.
     with pytest.raises(ValueError, match=r"Drag\.sigma_s=-1\.0"):
-        Drag(4e-9, -1.0, 0.0, 0.0)
+        ir.Drag(4e-9, -1.0, 0.0, 0.0)
 
 
 class LyingBackend(RecordingBackend):
