@@ -29,15 +29,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import least_squares
 from scipy.stats import norm
 
+from ....envs.drag import DragGate
 from ..experiment import REPETITION_TIME_S, ExperimentResult, Status
-from .pulses import SequenceBuilder
+from .pulses import QubitPulses, SequenceBuilder
 
 FloatArray = NDArray[np.float64]
 
@@ -106,13 +107,60 @@ def check_acceptance(owner: str, settings: Any, *, contrast: bool = True) -> Non
 QUBIT_PULSE_READS = ("{t}.frequency_hz", "{t}.pi_amplitude")
 
 
-class QubitPulseNode:
-    """A mixin of the single-qubit experiments whose only inputs are the qubit's frequency
-    and π amplitude (the pulse they play)."""
+class QubitEstimate:
+    """A base of the single-qubit experiments whose only inputs are the qubit's frequency and
+    π amplitude (the pulse they play, shaped by their ``gate`` setting) and which estimate one
+    stored parameter, ``ESTIMATE``, with its standard error beside it (``stderr_key``).
+
+    ``run`` checks the target and builds the qubit's pulses, the experiment's ``scan``
+    measures and fits; its result is ``bad_data`` (a fit not to trust) or ``estimate`` (the
+    verdict on one that is). ``NAME`` is the node's name, ``TITLE`` how its messages name it.
+    """
+
+    NAME: ClassVar[str]
+    TITLE: ClassVar[str]
+    ESTIMATE: ClassVar[str]
+    gate: DragGate
+
+    @property
+    def name(self) -> str:
+        return self.NAME
 
     @property
     def reads(self) -> tuple[str, ...]:
         return QUBIT_PULSE_READS
+
+    @property
+    def writes(self) -> tuple[str, ...]:
+        key = f"{{t}}.{self.ESTIMATE}"
+        return (key, stderr_key(key))
+
+    def run(self, device: Any, target: str | tuple[str, ...], params: Mapping[str, float],
+            rng: np.random.Generator, *, cheap: bool = False) -> ExperimentResult:
+        q = check_target(self.name, target, device)
+        return self.scan(device, QubitPulses.from_params(device, q, params, gate=self.gate), params, cheap)
+
+    def scan(self, device: Any, pulses: QubitPulses, params: Mapping[str, float], cheap: bool) -> ExperimentResult:
+        """Measure and fit with ``pulses``, the target qubit's pulses from ``params``."""
+        raise NotImplementedError
+
+    def bad_data(self, q: str, m: ScanMeasurement, problem: str, common: Mapping[str, Any], *,
+                 symptom: str = "") -> ExperimentResult:
+        """The result of a fit not to trust, ``problem`` saying why; ``common`` holds the
+        keyword arguments of ``result`` every result of the run shares (quality, curves)."""
+        return result(self.name, q, "bad_data", m, message=f"{q} {self.TITLE}: {problem}", symptom=symptom,
+                      **common)
+
+    def estimate(self, q: str, m: ScanMeasurement, value: float, stderr: float, *, ok: bool, message: str,
+                 common: Mapping[str, Any], values: Mapping[str, float] | None = None,
+                 symptom: str = "") -> ExperimentResult:
+        """The verdict on a trusted fit: ``in_spec`` when ``ok`` (the new estimate agrees with
+        the stored one, ``agrees``), else ``out_of_spec``; either way the result carries the
+        estimate ``value`` ± ``stderr`` and any other ``values`` to record."""
+        key = f"{q}.{self.ESTIMATE}"
+        status: Status = "in_spec" if ok else "out_of_spec"
+        return result(self.name, q, status, m, values={key: value, stderr_key(key): stderr, **(values or {})},
+                      message=message, symptom=symptom, **common)
 
 
 class PointScan:

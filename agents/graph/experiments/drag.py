@@ -20,25 +20,22 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from ....envs.drag import DragGate
-from ..experiment import ExperimentResult, Status
+from ..experiment import ExperimentResult
 from .common import (
     PointScan,
-    QubitPulseNode,
+    QubitEstimate,
     ScanMeasurement,
     agrees,
     check_acceptance,
     check_float,
     check_int,
-    check_target,
     fit_problem,
     measure,
-    result,
-    stderr_key,
     stored_stderr,
     weighted_fit,
 )
@@ -46,7 +43,7 @@ from .pulses import DEFAULT_GATE, QubitPulses, program
 
 
 @dataclass(frozen=True)
-class DragCalibration(PointScan, QubitPulseNode):
+class DragCalibration(PointScan, QubitEstimate):
     """Settings: ``span_s`` (half-width of the β sweep around the stored β),
     ``points``/``shots_per_point`` (full form; two sequences per point),
     ``cheap_points``/``cheap_shots_per_point``, ``tolerance_s`` (|β* − stored| in spec
@@ -65,6 +62,9 @@ class DragCalibration(PointScan, QubitPulseNode):
     min_slope: float = 0.02
     max_chi2: float = 4.0
     gate: DragGate = DEFAULT_GATE
+
+    TITLE: ClassVar[str] = "DRAG"
+    ESTIMATE: ClassVar[str] = "drag_beta"
 
     def __post_init__(self) -> None:
         n = "DragCalibration"
@@ -87,19 +87,13 @@ class DragCalibration(PointScan, QubitPulseNode):
     def name(self) -> str:
         return "drag" if self.method == "pair" else "drag_train"
 
-    @property
-    def writes(self) -> tuple[str, ...]:
-        return ("{t}.drag_beta", "{t}.drag_beta_stderr")
-
     def shots(self, cheap: bool) -> int:
         # The pair form measures two sequences per point.
         points, shots = self._plan(cheap)
         return (2 if self.method == "pair" else 1) * points * shots
 
-    def run(self, device: Any, target: str | tuple[str, ...], params: Mapping[str, float],
-            rng: np.random.Generator, *, cheap: bool = False) -> ExperimentResult:
-        q = check_target(self.name, target, device)
-        base = QubitPulses.from_params(device, q, params, gate=self.gate)
+    def scan(self, device: Any, base: QubitPulses, params: Mapping[str, float], cheap: bool) -> ExperimentResult:
+        q = base.qubit
         points, shots = self._plan(cheap)
         betas = base.drag_beta_s + np.linspace(-self.span_s, self.span_s, points)
         programs = []
@@ -146,11 +140,10 @@ class DragCalibration(PointScan, QubitPulseNode):
         if problem is None and not se < 0.25 * self.span_s:
             problem = f"β uncertainty {se:.3g} s too large"
         if problem is not None:
-            return result(self.name, q, "bad_data", m, message=f"{q} DRAG: {problem}", **common)
+            return self.bad_data(q, m, problem, common)
         ok = agrees(beta - base.drag_beta_s, se, stored_stderr(params, f"{q}.drag_beta"), self.tolerance_s)
-        status: Status = "in_spec" if ok else "out_of_spec"
-        return result(self.name, q, status, m, values={f"{q}.drag_beta": beta, stderr_key(f"{q}.drag_beta"): se},
-                      message=f"{q} DRAG β {beta * 1e9:.4f} ± {se * 1e9:.4f} ns", **common)
+        return self.estimate(q, m, beta, se, ok=ok, common=common,
+                             message=f"{q} DRAG β {beta * 1e9:.4f} ± {se * 1e9:.4f} ns")
 
     def _train(self, q: str, stored: float, stored_se: float, betas: np.ndarray,
                m: ScanMeasurement) -> ExperimentResult:
@@ -180,7 +173,6 @@ class DragCalibration(PointScan, QubitPulseNode):
         if problem is None and not se < 0.25 * self.span_s:
             problem = f"β uncertainty {se:.3g} s too large"
         if problem is not None:
-            return result(self.name, q, "bad_data", m, message=f"{q} DRAG: {problem}", **common)
-        status: Status = "in_spec" if agrees(beta - stored, se, stored_se, self.tolerance_s) else "out_of_spec"
-        return result(self.name, q, status, m, values={f"{q}.drag_beta": beta, stderr_key(f"{q}.drag_beta"): se},
-                      message=f"{q} DRAG β {beta * 1e9:.4f} ± {se * 1e9:.4f} ns (pseudo-identity train)", **common)
+            return self.bad_data(q, m, problem, common)
+        return self.estimate(q, m, beta, se, ok=agrees(beta - stored, se, stored_se, self.tolerance_s), common=common,
+                             message=f"{q} DRAG β {beta * 1e9:.4f} ± {se * 1e9:.4f} ns (pseudo-identity train)")

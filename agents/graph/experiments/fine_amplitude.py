@@ -12,23 +12,20 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ....envs.drag import DragGate
-from ..experiment import ExperimentResult, Status
+from ..experiment import ExperimentResult
 from .common import (
-    QubitPulseNode,
+    QubitEstimate,
     agrees,
     check_acceptance,
     check_float,
     check_shot_plan,
-    check_target,
     fit_problem,
     measure,
-    result,
-    stderr_key,
     stored_stderr,
     weighted_fit,
 )
@@ -36,7 +33,7 @@ from .pulses import DEFAULT_GATE, QubitPulses, program
 
 
 @dataclass(frozen=True)
-class FineAmplitude(QubitPulseNode):
+class FineAmplitude(QubitEstimate):
     """Settings: ``max_pulses`` (N runs 0..max_pulses), ``shots_per_point`` (full form),
     ``cheap_max_pulses``/``cheap_shots_per_point`` (check_data), ``max_error`` (the |ε| the
     grid search covers), ``tolerance`` (|ε| in spec whatever its significance; beyond it ``common.agrees`` decides), ``max_chi2``, ``gate``."""
@@ -50,20 +47,16 @@ class FineAmplitude(QubitPulseNode):
     max_chi2: float = 4.0
     gate: DragGate = DEFAULT_GATE
 
+    NAME: ClassVar[str] = "fine_amplitude"
+    TITLE: ClassVar[str] = "fine amplitude"
+    ESTIMATE: ClassVar[str] = "pi_amplitude"
+
     def __post_init__(self) -> None:
         n = "FineAmplitude"
         check_shot_plan(n, self, 2, 1000, points="max_pulses")
         check_float(n, "max_error", self.max_error, 1e-4, 0.5)
         check_float(n, "tolerance", self.tolerance, 0.0, 0.5)
         check_acceptance(n, self, contrast=False)
-
-    @property
-    def name(self) -> str:
-        return "fine_amplitude"
-
-    @property
-    def writes(self) -> tuple[str, ...]:
-        return ("{t}.pi_amplitude", "{t}.pi_amplitude_stderr")
 
     def _plan(self, cheap: bool) -> tuple[int, int]:
         return (self.cheap_max_pulses, self.cheap_shots_per_point) if cheap else (
@@ -73,10 +66,8 @@ class FineAmplitude(QubitPulseNode):
         n, shots = self._plan(cheap)
         return (n + 3) * shots
 
-    def run(self, device: Any, target: str | tuple[str, ...], params: Mapping[str, float],
-            rng: np.random.Generator, *, cheap: bool = False) -> ExperimentResult:
-        q = check_target(self.name, target, device)
-        pulses = QubitPulses.from_params(device, q, params, gate=self.gate)
+    def scan(self, device: Any, pulses: QubitPulses, params: Mapping[str, float], cheap: bool) -> ExperimentResult:
+        q = pulses.qubit
         x, x90 = pulses.waveform(), pulses.waveform(0.5)
         n_max, shots = self._plan(cheap)
         ns = np.arange(n_max + 1, dtype=np.float64)
@@ -115,11 +106,9 @@ class FineAmplitude(QubitPulseNode):
         if problem is None and not se < 0.02:
             problem = f"amplitude-error uncertainty {se:.3g} too large"
         if problem is not None:
-            return result(self.name, q, "bad_data", m, message=f"{q} fine amplitude: {problem}", **common)
+            return self.bad_data(q, m, problem, common)
         new = pulses.pi_amplitude / (1.0 + eps)
         # ε is measured against the stored amplitude, itself an estimate (common.agrees).
         stored_se = stored_stderr(params, f"{q}.pi_amplitude") / abs(pulses.pi_amplitude)
-        status: Status = "in_spec" if agrees(eps, se, stored_se, self.tolerance) else "out_of_spec"
-        return result(self.name, q, status, m, values={f"{q}.pi_amplitude": new,
-                                                       stderr_key(f"{q}.pi_amplitude"): abs(new) * se},
-                      message=f"{q} π amplitude {new:.5f} (error {eps * 100:+.3f} ± {se * 100:.3f} %)", **common)
+        return self.estimate(q, m, new, abs(new) * se, ok=agrees(eps, se, stored_se, self.tolerance), common=common,
+                             message=f"{q} π amplitude {new:.5f} (error {eps * 100:+.3f} ± {se * 100:.3f} %)")

@@ -12,28 +12,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ....envs.drag import DragGate
-from ..experiment import ExperimentResult, Status
+from ..experiment import ExperimentResult
 from .common import (
     DISTORTED,
     FLAT_CHI2,
     NO_RESPONSE,
     PointScan,
-    QubitPulseNode,
+    QubitEstimate,
     agrees,
     check_acceptance,
     check_float,
-    check_target,
     fit_problem,
     flat_chi2,
     measure,
     no_response,
     result,
-    stderr_key,
     stored_stderr,
     weighted_fit,
 )
@@ -43,7 +41,7 @@ X_LABEL = "pulse amplitude (full scale)"
 
 
 @dataclass(frozen=True)
-class Rabi(PointScan, QubitPulseNode):
+class Rabi(PointScan, QubitEstimate):
     """Settings: ``span`` (largest amplitude over the prior), ``points``/``shots_per_point``
     (full form), ``cheap_points``/``cheap_shots_per_point`` (check_data), ``tolerance``
     (relative |A_π − prior| in spec whatever its significance; beyond it the
@@ -59,6 +57,10 @@ class Rabi(PointScan, QubitPulseNode):
     max_chi2: float = 4.0
     gate: DragGate = DEFAULT_GATE
 
+    NAME: ClassVar[str] = "rabi"
+    TITLE: ClassVar[str] = "Rabi"
+    ESTIMATE: ClassVar[str] = "pi_amplitude"
+
     def __post_init__(self) -> None:
         n = "Rabi"
         check_float(n, "span", self.span, 1.05, 10.0)
@@ -66,18 +68,8 @@ class Rabi(PointScan, QubitPulseNode):
         check_float(n, "tolerance", self.tolerance, 0.0, 1.0)
         check_acceptance(n, self)
 
-    @property
-    def name(self) -> str:
-        return "rabi"
-
-    @property
-    def writes(self) -> tuple[str, ...]:
-        return ("{t}.pi_amplitude", "{t}.pi_amplitude_stderr")
-
-    def run(self, device: Any, target: str | tuple[str, ...], params: Mapping[str, float],
-            rng: np.random.Generator, *, cheap: bool = False) -> ExperimentResult:
-        q = check_target(self.name, target, device)
-        pulses = QubitPulses.from_params(device, q, params, gate=self.gate)
+    def scan(self, device: Any, pulses: QubitPulses, params: Mapping[str, float], cheap: bool) -> ExperimentResult:
+        q = pulses.qubit
         prior = abs(pulses.pi_amplitude)
         if not prior > 0:
             raise ValueError(f"parameter {q}.pi_amplitude = {pulses.pi_amplitude!r}: allowed a non-zero prior")
@@ -116,10 +108,8 @@ class Rabi(PointScan, QubitPulseNode):
             problem = f"A_π uncertainty {se:.3g} is over 10 % of A_π"
         if problem is not None:
             symptom = NO_RESPONSE if not contrast >= self.min_contrast else DISTORTED
-            return result(self.name, q, "bad_data", m, message=f"{q} Rabi: {problem}", symptom=symptom, **common)
+            return self.bad_data(q, m, problem, common, symptom=symptom)
         # The stored A_π is an estimate too (common.agrees): its own error enters the test.
         ok = agrees(a_pi - prior, se, stored_stderr(params, f"{q}.pi_amplitude"), self.tolerance * prior)
-        status: Status = "in_spec" if ok else "out_of_spec"
-        return result(self.name, q, status, m, values={f"{q}.pi_amplitude": a_pi,
-                                                       stderr_key(f"{q}.pi_amplitude"): se},
-                      message=f"{q} π amplitude {a_pi:.4f} ± {se:.4f} (prior {prior:.4f})", **common)
+        return self.estimate(q, m, a_pi, se, ok=ok, message=f"{q} π amplitude {a_pi:.4f} ± {se:.4f} (prior {prior:.4f})",
+                             common=common)

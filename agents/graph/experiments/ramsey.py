@@ -11,24 +11,21 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ....envs.drag import DragGate
-from ..experiment import ExperimentResult, Status
+from ..experiment import ExperimentResult
 from .common import (
     COHERENCE,
-    QubitPulseNode,
+    QubitEstimate,
     agrees,
     check_acceptance,
     check_float,
     check_shot_plan,
-    check_target,
     fit_problem,
     measure,
-    result,
-    stderr_key,
     stored_stderr,
     weighted_fit,
 )
@@ -38,7 +35,7 @@ TWO_PI = 2.0 * math.pi
 
 
 @dataclass(frozen=True)
-class Ramsey(QubitPulseNode):
+class Ramsey(QubitEstimate):
     """Settings: ``max_delay_s`` and ``points``/``shots_per_point`` (full form; cheap form
     ``cheap_points``/``cheap_shots_per_point`` over the same delays), ``detuning_hz`` (the
     artificial detuning δ; the sampling must stay below Nyquist of δ + error),
@@ -60,6 +57,10 @@ class Ramsey(QubitPulseNode):
     gate: DragGate = DEFAULT_GATE
     require_t2star: bool = True
 
+    NAME: ClassVar[str] = "ramsey"
+    TITLE: ClassVar[str] = "Ramsey"
+    ESTIMATE: ClassVar[str] = "frequency_hz"
+
     def __post_init__(self) -> None:
         n = "Ramsey"
         check_float(n, "max_delay_s", self.max_delay_s, 100e-9, 10e-3)
@@ -79,12 +80,8 @@ class Ramsey(QubitPulseNode):
                                  "(below Nyquist, with margin for the frequency error)")
 
     @property
-    def name(self) -> str:
-        return "ramsey"
-
-    @property
     def writes(self) -> tuple[str, ...]:
-        return ("{t}.frequency_hz", "{t}.frequency_hz_stderr", "{t}.t2star_s")
+        return (*super().writes, "{t}.t2star_s")
 
     def _plan(self, cheap: bool) -> tuple[int, int, float]:
         if cheap:
@@ -95,11 +92,9 @@ class Ramsey(QubitPulseNode):
         points, shots, _ = self._plan(cheap)
         return points * shots
 
-    def run(self, device: Any, target: str | tuple[str, ...], params: Mapping[str, float],
-            rng: np.random.Generator, *, cheap: bool = False) -> ExperimentResult:
-        q = check_target(self.name, target, device)
+    def scan(self, device: Any, pulses: QubitPulses, params: Mapping[str, float], cheap: bool) -> ExperimentResult:
+        q = pulses.qubit
         prior = param(params, q, "frequency_hz")
-        pulses = QubitPulses.from_params(device, q, params, gate=self.gate)
         x90 = pulses.waveform(0.5)
         points, shots, max_delay = self._plan(cheap)
         dt = pulses.dt_s
@@ -146,16 +141,11 @@ class Ramsey(QubitPulseNode):
         if problem is None and not t2_resolved and not cheap and self.require_t2star:
             problem = f"T2* = {t2:.3g} s not resolved within delays up to {max_delay:.3g} s"
         if problem is not None:
-            return result(self.name, q, "bad_data", m, message=f"{q} Ramsey: {problem}", symptom=COHERENCE,
-                          **common)
+            return self.bad_data(q, m, problem, common, symptom=COHERENCE)
         new = prior + error
         ok = agrees(error, se_f, stored_stderr(params, f"{q}.frequency_hz"), self.tolerance_hz)
-        status: Status = "in_spec" if ok else "out_of_spec"
-        values = {f"{q}.frequency_hz": new, stderr_key(f"{q}.frequency_hz"): se_f}
-        t2_text = "T2* beyond the scan"
-        if t2_resolved:
-            values[f"{q}.t2star_s"] = t2
-            t2_text = f"T2* {t2 * 1e6:.1f} ± {se_t2 * 1e6:.1f} µs"
-        return result(self.name, q, status, m, values=values,
-                      message=f"{q} frequency {new / 1e9:.7f} GHz ({error / 1e3:+.1f} ± {se_f / 1e3:.1f} kHz), {t2_text}",
-                      **common)
+        t2_values = {f"{q}.t2star_s": t2} if t2_resolved else {}
+        t2_text = f"T2* {t2 * 1e6:.1f} ± {se_t2 * 1e6:.1f} µs" if t2_resolved else "T2* beyond the scan"
+        return self.estimate(q, m, new, se_f, ok=ok, values=t2_values, common=common,
+                             message=f"{q} frequency {new / 1e9:.7f} GHz ({error / 1e3:+.1f} ± {se_f / 1e3:.1f} kHz), "
+                                     f"{t2_text}")

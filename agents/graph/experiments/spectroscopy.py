@@ -16,28 +16,25 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ....envs.drag import DragGate
-from ..experiment import ExperimentResult, Status
+from ..experiment import ExperimentResult
 from .common import (
     DISTORTED,
     FLAT_CHI2,
     NO_RESPONSE,
     PointScan,
-    QubitPulseNode,
+    QubitEstimate,
     agrees,
     check_acceptance,
     check_float,
-    check_target,
     fit_problem,
     flat_chi2,
     measure,
     no_response,
-    result,
-    stderr_key,
     stored_stderr,
     weighted_fit,
 )
@@ -47,7 +44,7 @@ X_LABEL = "drive frequency − prior (Hz)"
 
 
 @dataclass(frozen=True)
-class Spectroscopy(PointScan, QubitPulseNode):
+class Spectroscopy(PointScan, QubitEstimate):
     """Settings (all validated; errors name the field and the allowed range):
 
     window_hz: half-width of the scanned window around the prior frequency.
@@ -69,6 +66,10 @@ class Spectroscopy(PointScan, QubitPulseNode):
     max_chi2: float = 4.0
     gate: DragGate = DEFAULT_GATE
 
+    NAME: ClassVar[str] = "spectroscopy"
+    TITLE: ClassVar[str] = "spectroscopy"
+    ESTIMATE: ClassVar[str] = "frequency_hz"
+
     def __post_init__(self) -> None:
         n = "Spectroscopy"
         check_float(n, "window_hz", self.window_hz, 1e5, 500e6)
@@ -78,20 +79,10 @@ class Spectroscopy(PointScan, QubitPulseNode):
         check_float(n, "tolerance_hz", self.tolerance_hz, 0.0, 1e9)
         check_acceptance(n, self)
 
-    @property
-    def name(self) -> str:
-        return "spectroscopy"
-
-    @property
-    def writes(self) -> tuple[str, ...]:
-        return ("{t}.frequency_hz", "{t}.frequency_hz_stderr")
-
-    def run(self, device: Any, target: str | tuple[str, ...], params: Mapping[str, float],
-            rng: np.random.Generator, *, cheap: bool = False) -> ExperimentResult:
-        q = check_target(self.name, target, device)
+    def scan(self, device: Any, base: QubitPulses, params: Mapping[str, float], cheap: bool) -> ExperimentResult:
+        q = base.qubit
         prior = param(params, q, "frequency_hz")
         frame = frame_hz(device, q, params)
-        base = QubitPulses.from_params(device, q, params, gate=self.gate)
         probe = DragGate(duration_s=self.duration_s)
         dt = float(device.dt_s)
         # Equal rotation angle: amplitude scales with the gate's area over the probe's.
@@ -137,11 +128,8 @@ class Spectroscopy(PointScan, QubitPulseNode):
                       extra_data={"prior_hz": prior})
         if problem is not None:
             symptom = NO_RESPONSE if not height >= self.min_contrast else DISTORTED
-            return result(self.name, q, "bad_data", m, message=f"{q} spectroscopy: {problem}", symptom=symptom,
-                          **common)
+            return self.bad_data(q, m, problem, common, symptom=symptom)
         new = prior + x0
         ok = agrees(x0, se, stored_stderr(params, f"{q}.frequency_hz"), self.tolerance_hz)
-        status: Status = "in_spec" if ok else "out_of_spec"
-        return result(self.name, q, status, m, values={f"{q}.frequency_hz": new, stderr_key(f"{q}.frequency_hz"): se},
-                      message=f"{q} frequency {new / 1e9:.6f} GHz ({x0 / 1e6:+.3f} ± {se / 1e6:.3f} MHz from prior)",
-                      **common)
+        return self.estimate(q, m, new, se, ok=ok, common=common,
+                             message=f"{q} frequency {new / 1e9:.6f} GHz ({x0 / 1e6:+.3f} ± {se / 1e6:.3f} MHz from prior)")

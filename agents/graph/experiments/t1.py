@@ -11,26 +11,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ....envs.drag import DragGate
-from ..experiment import ExperimentResult, Status
+from ..experiment import ExperimentResult
 from .common import (
     COHERENCE,
     CONFIRM_Z,
     T1_DROP,
     PointScan,
-    QubitPulseNode,
+    QubitEstimate,
     agrees,
     check_acceptance,
     check_float,
-    check_target,
     fit_problem,
     measure,
-    result,
-    stderr_key,
     stored_stderr,
     weighted_fit,
 )
@@ -38,7 +35,7 @@ from .pulses import DEFAULT_GATE, QubitPulses, program
 
 
 @dataclass(frozen=True)
-class T1(PointScan, QubitPulseNode):
+class T1(PointScan, QubitEstimate):
     """Settings: ``max_delay_s``, ``points``/``shots_per_point`` (full form),
     ``cheap_points``/``cheap_shots_per_point`` (check_data), ``tolerance`` (relative change
     of T1 from the stored value in spec whatever its significance; beyond it
@@ -56,6 +53,10 @@ class T1(PointScan, QubitPulseNode):
     max_chi2: float = 4.0
     gate: DragGate = DEFAULT_GATE
 
+    NAME: ClassVar[str] = "t1"
+    TITLE: ClassVar[str] = "T1"
+    ESTIMATE: ClassVar[str] = "t1_s"
+
     def __post_init__(self) -> None:
         n = "T1"
         check_float(n, "max_delay_s", self.max_delay_s, 100e-9, 1.0)
@@ -64,18 +65,8 @@ class T1(PointScan, QubitPulseNode):
         check_float(n, "min_t1_s", self.min_t1_s, 0.0, 1.0)
         check_acceptance(n, self)
 
-    @property
-    def name(self) -> str:
-        return "t1"
-
-    @property
-    def writes(self) -> tuple[str, ...]:
-        return ("{t}.t1_s", "{t}.t1_s_stderr")
-
-    def run(self, device: Any, target: str | tuple[str, ...], params: Mapping[str, float],
-            rng: np.random.Generator, *, cheap: bool = False) -> ExperimentResult:
-        q = check_target(self.name, target, device)
-        pulses = QubitPulses.from_params(device, q, params, gate=self.gate)
+    def scan(self, device: Any, pulses: QubitPulses, params: Mapping[str, float], cheap: bool) -> ExperimentResult:
+        q = pulses.qubit
         x = pulses.waveform()
         points, shots = self._plan(cheap)
         dt = pulses.dt_s
@@ -103,18 +94,16 @@ class T1(PointScan, QubitPulseNode):
         if problem is not None:
             symptom = "" if a >= self.min_contrast and fit.chi2_red <= self.max_chi2 and t1 >= self.max_delay_s \
                 else COHERENCE
-            return result(self.name, q, "bad_data", m, message=f"{q} T1: {problem}", symptom=symptom, **common)
-        values = {f"{q}.t1_s": t1, stderr_key(f"{q}.t1_s"): se}
+            return self.bad_data(q, m, problem, common, symptom=symptom)
         if t1 + CONFIRM_Z * se < self.min_t1_s:
             # A T1 this short is a fault of the qubit (a TLS, a lossy defect), not a value to
             # calibrate with: recorded, and out of spec however often it is confirmed.
-            return result(self.name, q, "out_of_spec", m, values=values, symptom=COHERENCE,
-                          message=f"{q} T1 {t1 * 1e6:.2f} ± {se * 1e6:.2f} µs below min_t1_s "
-                                  f"{self.min_t1_s * 1e6:g} µs: T1 collapse", **common)
+            return self.estimate(q, m, t1, se, ok=False, symptom=COHERENCE, common=common,
+                                 message=f"{q} T1 {t1 * 1e6:.2f} ± {se * 1e6:.2f} µs below min_t1_s "
+                                         f"{self.min_t1_s * 1e6:g} µs: T1 collapse")
         old = params.get(f"{q}.t1_s")
         se_old = stored_stderr(params, f"{q}.t1_s")
         ok = old is not None and agrees(t1 - float(old), se, se_old, self.tolerance * float(old))
-        status: Status = "in_spec" if ok else "out_of_spec"
         message = f"{q} T1 {t1 * 1e6:.1f} ± {se * 1e6:.1f} µs"
         symptom = ""
         if not ok and old is not None and se_old > 0 and t1 < float(old):
@@ -123,4 +112,4 @@ class T1(PointScan, QubitPulseNode):
             # lossy one, which fault isolation names if the chain still fails after it.
             symptom = T1_DROP
             message += f", down from {float(old) * 1e6:.1f} ± {se_old * 1e6:.1f} µs measured before: T1 drop"
-        return result(self.name, q, status, m, values=values, message=message, symptom=symptom, **common)
+        return self.estimate(q, m, t1, se, ok=ok, message=message, symptom=symptom, common=common)
