@@ -20,30 +20,18 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from ....envs.drag import DragGate
 from ..experiment import ExperimentResult
-from .common import (
-    PointScan,
-    QubitEstimate,
-    ScanMeasurement,
-    agrees,
-    check_acceptance,
-    check_float,
-    check_int,
-    fit_problem,
-    measure,
-    stored_stderr,
-    weighted_fit,
-)
+from . import common
 from .pulses import DEFAULT_GATE, QubitPulses, program
 
 
 @dataclass(frozen=True)
-class DragCalibration(PointScan, QubitEstimate):
+class DragCalibration(common.PointScan, common.QubitEstimate, title="DRAG", estimate="drag_beta"):
     """Settings: ``span_s`` (half-width of the β sweep around the stored β),
     ``points``/``shots_per_point`` (full form; two sequences per point),
     ``cheap_points``/``cheap_shots_per_point``, ``tolerance_s`` (|β* − stored| in spec
@@ -63,19 +51,16 @@ class DragCalibration(PointScan, QubitEstimate):
     max_chi2: float = 4.0
     gate: DragGate = DEFAULT_GATE
 
-    TITLE: ClassVar[str] = "DRAG"
-    ESTIMATE: ClassVar[str] = "drag_beta"
-
     def __post_init__(self) -> None:
         n = "DragCalibration"
         if self.method not in ("pair", "train"):
             raise ValueError(f"DragCalibration.method={self.method!r}: allowed 'pair' or 'train'")
-        check_int(n, "repetitions", self.repetitions, 1, 200)
-        check_float(n, "span_s", self.span_s, 1e-12, 1e-6)
+        common.check_int(n, "repetitions", self.repetitions, 1, 200)
+        common.check_float(n, "span_s", self.span_s, 1e-12, 1e-6)
         self._check_scan(n, 3, 1001)
-        check_float(n, "tolerance_s", self.tolerance_s, 0.0, 1e-6)
-        check_float(n, "min_slope", self.min_slope, 0.0, 10.0)
-        check_acceptance(n, self, contrast=False)
+        common.check_float(n, "tolerance_s", self.tolerance_s, 0.0, 1e-6)
+        common.check_float(n, "min_slope", self.min_slope, 0.0, 10.0)
+        common.check_acceptance(n, self, contrast=False)
 
     @classmethod
     def train(cls, **settings: Any) -> DragCalibration:
@@ -112,27 +97,27 @@ class DragCalibration(PointScan, QubitEstimate):
             programs.append(program(p).play(x).play(x90, math.pi / 2))  # X, then Y90
             programs.append(program(p).play(x, math.pi / 2).play(x90))  # Y, then X90
         if self.method == "train":
-            return self._train(q, base.drag_beta_s, stored_stderr(params, f"{q}.drag_beta"), betas,
-                               measure(device, programs, shots, params, q))
-        m_all = measure(device, programs, shots, params, q)
+            return self._train(q, base.drag_beta_s, common.stored_stderr(params, f"{q}.drag_beta"), betas,
+                               common.measure(device, programs, shots, params, q))
+        m_all = common.measure(device, programs, shots, params, q)
         pa, pb = m_all.p1[0::2], m_all.p1[1::2]
         diff = pa - pb
         sd = np.hypot(m_all.sd[0::2], m_all.sd[1::2])
-        m = ScanMeasurement(diff, sd, m_all.shots, m_all.device_time_s)
+        m = common.ScanMeasurement(diff, sd, m_all.shots, m_all.device_time_s)
         xs = (betas - base.drag_beta_s) / 1e-9  # ns about the stored β, for a well-scaled fit
 
         def model(x: np.ndarray, p: np.ndarray) -> np.ndarray:
             return np.asarray(p[0] * (x - p[1]))
 
-        fit = weighted_fit(model, xs, diff, sd, [[-0.2, 0.0], [0.2, 0.0]], [-10.0, -1e3], [10.0, 1e3])
+        fit = common.weighted_fit(model, xs, diff, sd, [[-0.2, 0.0], [0.2, 0.0]], [-10.0, -1e3], [10.0, 1e3])
         slope, zero = float(fit.values[0]), float(fit.values[1])
         beta = base.drag_beta_s + zero * 1e-9
         se = float(fit.stderr[1]) * 1e-9
         quality = {"chi2_red": fit.chi2_red, "drag_beta_stderr": se, "slope_per_ns": slope}
-        common: dict[str, Any] = dict(quality=quality, x=betas, fit=fit.curve, x_label="DRAG β (s)",
+        shared: dict[str, Any] = dict(quality=quality, x=betas, fit=fit.curve, x_label="DRAG β (s)",
                       y_label="P(1 | X·Y90) − P(1 | Y·X90)",
                       extra_data={"y_a": [float(v) for v in pa], "y_b": [float(v) for v in pb]})
-        problem = fit_problem(fit, self.max_chi2)
+        problem = common.fit_problem(fit, self.max_chi2)
         if problem is None and abs(slope) < self.min_slope:
             problem = f"no β dependence: slope {slope:.3g} per ns < min_slope {self.min_slope}"
         if problem is None and abs(zero) > self.span_s / 1e-9:
@@ -140,13 +125,14 @@ class DragCalibration(PointScan, QubitEstimate):
         if problem is None and not se < 0.25 * self.span_s:
             problem = f"β uncertainty {se:.3g} s too large"
         if problem is not None:
-            return self.bad_data(q, m, problem, common)
-        ok = agrees(beta - base.drag_beta_s, se, stored_stderr(params, f"{q}.drag_beta"), self.tolerance_s)
-        return self.estimate(q, m, beta, se, ok=ok, common=common,
+            return self.bad_data(q, m, problem, shared)
+        stored_se = common.stored_stderr(params, f"{q}.drag_beta")
+        ok = common.agrees(beta - base.drag_beta_s, se, stored_se, self.tolerance_s)
+        return self.estimate(q, m, beta, se, ok=ok, shared=shared,
                              message=f"{q} DRAG β {beta * 1e9:.4f} ± {se * 1e9:.4f} ns")
 
     def _train(self, q: str, stored: float, stored_se: float, betas: np.ndarray,
-               m: ScanMeasurement) -> ExperimentResult:
+               m: common.ScanMeasurement) -> ExperimentResult:
         xs = (betas - stored) / 1e-9  # ns about the stored β
         n = self.repetitions
 
@@ -157,15 +143,16 @@ class DragCalibration(PointScan, QubitEstimate):
         x_min = float(xs[int(np.argmin(m.p1))])
         lo_y = float(np.min(m.p1))
         starts = [[x0, period, 1.0, lo_y] for x0 in (x_min, 0.0) for period in (3.0, 6.0, 12.0)]
-        fit = weighted_fit(model, xs, m.p1, m.sd, starts, [-2 * span, 0.5, 0.0, -0.2], [2 * span, 100.0, 1.5, 1.2])
+        fit = common.weighted_fit(model, xs, m.p1, m.sd, starts, [-2 * span, 0.5, 0.0, -0.2],
+                                  [2 * span, 100.0, 1.5, 1.2])
         zero, period, a = float(fit.values[0]), float(fit.values[1]), float(fit.values[2])
         beta = stored + zero * 1e-9
         se = float(fit.stderr[0]) * 1e-9
         curvature = a * (math.pi * n / period) ** 2  # P(1) per ns² about the minimum
         quality = {"chi2_red": fit.chi2_red, "drag_beta_stderr": se, "curvature_per_ns2": curvature}
-        common: dict[str, Any] = dict(quality=quality, x=betas, fit=fit.curve, x_label="DRAG β (s)",
+        shared: dict[str, Any] = dict(quality=quality, x=betas, fit=fit.curve, x_label="DRAG β (s)",
                                       y_label=f"P(1) after (X·X̄)^{n}")
-        problem = fit_problem(fit, self.max_chi2)
+        problem = common.fit_problem(fit, self.max_chi2)
         if problem is None and curvature < self.min_slope:
             problem = f"no β dependence: curvature {curvature:.3g} per ns² < {self.min_slope}"
         if problem is None and abs(zero) > 0.9 * span:
@@ -173,6 +160,7 @@ class DragCalibration(PointScan, QubitEstimate):
         if problem is None and not se < 0.25 * self.span_s:
             problem = f"β uncertainty {se:.3g} s too large"
         if problem is not None:
-            return self.bad_data(q, m, problem, common)
-        return self.estimate(q, m, beta, se, ok=agrees(beta - stored, se, stored_se, self.tolerance_s), common=common,
+            return self.bad_data(q, m, problem, shared)
+        ok = common.agrees(beta - stored, se, stored_se, self.tolerance_s)
+        return self.estimate(q, m, beta, se, ok=ok, shared=shared,
                              message=f"{q} DRAG β {beta * 1e9:.4f} ± {se * 1e9:.4f} ns (pseudo-identity train)")
