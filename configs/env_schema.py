@@ -15,8 +15,7 @@ as a Gymnasium env outside pulsecal; ``env.id`` must name the env a typed schema
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import ClassVar
+from dataclasses import dataclass, field, make_dataclass
 
 from pulsecal.configs.schema import EnvConf
 
@@ -273,64 +272,31 @@ class CRCalibrationOptions:
 # ------------------------------------------------------------ env config schemas
 
 
-@dataclass
-class GateCalibrationEnvConf(EnvConf):
-    schema_env_id: ClassVar[str | None] = "pulsecal/GateCalibration-v0"
-    kwargs: GateCalibrationOptions = field(default_factory=GateCalibrationOptions)
+def _env_conf(env_id: str, options: type) -> type[EnvConf]:
+    """The schema of one env id: ``EnvConf`` whose ``kwargs`` are typed by ``options``
+    (``GateCalibrationOptions`` -> ``GateCalibrationEnvConf``). Each is bound in this module
+    under its name, so that it is importable and picklable as any class defined here is."""
+    name = options.__name__.removesuffix("Options") + "EnvConf"
+    conf = make_dataclass(name, [("kwargs", options, field(default_factory=options))], bases=(EnvConf,),
+                          namespace={"schema_env_id": env_id, "__module__": __name__})
+    globals()[name] = conf
+    return conf
 
 
-@dataclass
-class GateCalibrationV1EnvConf(EnvConf):
-    schema_env_id: ClassVar[str | None] = "pulsecal/GateCalibration-v1"
-    kwargs: GateCalibrationV1Options = field(default_factory=GateCalibrationV1Options)
-
-
-@dataclass
-class PulseShapingEnvConf(EnvConf):
-    schema_env_id: ClassVar[str | None] = "pulsecal/PulseShaping-v0"
-    kwargs: PulseShapingOptions = field(default_factory=PulseShapingOptions)
-
-
-@dataclass
-class PulseShapingV1EnvConf(EnvConf):
-    schema_env_id: ClassVar[str | None] = "pulsecal/PulseShaping-v1"
-    kwargs: PulseShapingV1Options = field(default_factory=PulseShapingV1Options)
-
-
-@dataclass
-class DriftTrackingEnvConf(EnvConf):
-    schema_env_id: ClassVar[str | None] = "pulsecal/DriftTracking-v0"
-    kwargs: DriftTrackingOptions = field(default_factory=DriftTrackingOptions)
-
-
-@dataclass
-class DriftTrackingV1EnvConf(EnvConf):
-    schema_env_id: ClassVar[str | None] = "pulsecal/DriftTracking-v1"
-    kwargs: DriftTrackingV1Options = field(default_factory=DriftTrackingV1Options)
-
-
-@dataclass
-class CZCalibrationEnvConf(EnvConf):
-    schema_env_id: ClassVar[str | None] = "pulsecal/CZCalibration-v0"
-    kwargs: CZCalibrationOptions = field(default_factory=CZCalibrationOptions)
-
-
-@dataclass
-class CRCalibrationEnvConf(EnvConf):
-    schema_env_id: ClassVar[str | None] = "pulsecal/CRCalibration-v0"
-    kwargs: CRCalibrationOptions = field(default_factory=CRCalibrationOptions)
-
-
+# Config-store name -> (env id, the options its configs can set).
+_TYPED_ENVS: dict[str, tuple[str, type]] = {
+    "gate_calibration_schema": ("pulsecal/GateCalibration-v0", GateCalibrationOptions),
+    "gate_calibration_v1_schema": ("pulsecal/GateCalibration-v1", GateCalibrationV1Options),
+    "pulse_shaping_schema": ("pulsecal/PulseShaping-v0", PulseShapingOptions),
+    "pulse_shaping_v1_schema": ("pulsecal/PulseShaping-v1", PulseShapingV1Options),
+    "drift_tracking_schema": ("pulsecal/DriftTracking-v0", DriftTrackingOptions),
+    "drift_tracking_v1_schema": ("pulsecal/DriftTracking-v1", DriftTrackingV1Options),
+    "cz_calibration_schema": ("pulsecal/CZCalibration-v0", CZCalibrationOptions),
+    "cr_calibration_schema": ("pulsecal/CRCalibration-v0", CRCalibrationOptions),
+}
 ENV_SCHEMAS: dict[str, type[EnvConf]] = {
     "env_schema": EnvConf,
-    "gate_calibration_schema": GateCalibrationEnvConf,
-    "gate_calibration_v1_schema": GateCalibrationV1EnvConf,
-    "pulse_shaping_schema": PulseShapingEnvConf,
-    "pulse_shaping_v1_schema": PulseShapingV1EnvConf,
-    "drift_tracking_schema": DriftTrackingEnvConf,
-    "drift_tracking_v1_schema": DriftTrackingV1EnvConf,
-    "cz_calibration_schema": CZCalibrationEnvConf,
-    "cr_calibration_schema": CRCalibrationEnvConf,
+    **{key: _env_conf(env_id, options) for key, (env_id, options) in _TYPED_ENVS.items()},
 }
 
 

@@ -23,8 +23,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 
-class ConfigError(ValueError):
-    """A configuration value is out of range; ``key`` is the dotted config key."""
+class KeyedError(ValueError):
+    """A value refused at a dotted ``key``, printed as ``"<key>: <problem>"``."""
 
     def __init__(self, key: str, problem: str) -> None:
         # Both in args, so the error survives pickling back from a joblib worker.
@@ -34,6 +34,10 @@ class ConfigError(ValueError):
 
     def __str__(self) -> str:
         return f"{self.key}: {self.problem}"
+
+
+class ConfigError(KeyedError):
+    """A configuration value is out of range; ``key`` is the dotted config key."""
 
     def within(self, section: str) -> ConfigError:
         """The same error with ``section.`` prefixed to its key."""

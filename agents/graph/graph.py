@@ -39,6 +39,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pulsecal.configs.schema import KeyedError
+
 from .experiment import Experiment
 from .node import Node, Target
 
@@ -46,17 +48,10 @@ GRAPH_KEYS = ("name", "description", "crosstalk_distance", "qubits", "couplers",
 TEMPLATE_KEYS = ("name", "experiment", "depends_on", "timeout_s", "retries", "time_limit_s")
 
 
-class GraphError(ValueError):
+class GraphError(KeyedError):
     """A graph definition or graph is refused; ``key`` is the dotted key of the definition
-    (``graph.qubit_nodes[1].depends_on``) or the node concerned."""
-
-    def __init__(self, key: str, problem: str) -> None:
-        super().__init__(key, problem)
-        self.key = key
-        self.problem = problem
-
-    def __str__(self) -> str:
-        return f"{self.key}: {self.problem}"
+    (``graph.qubit_nodes[1].depends_on``) or the node concerned. Not a ``ConfigError``: a
+    graph refused while it runs is no configuration value to report as one."""
 
 
 class CalibrationGraph:

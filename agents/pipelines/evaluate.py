@@ -14,7 +14,12 @@ Bad values exit with status 2 and one line.
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
+import functools
+import operator
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,56 +69,61 @@ class EvaluatedAgentConf:
     env_id: str | None = None
 
 
-@dataclass
-class EvaluateConf:
-    """The whole evaluation (``configs/evaluate.yaml``)."""
+# EvaluationSettings fields whose config is not their own plain value: ``baselines`` is
+# built from the ``baseline`` section, ``targets`` is the benchmark's own, and the two
+# below are typed by their schemas in pulsecal.configs.env_schema.
+_NOT_CONFIGURED = ("baselines", "targets")
+_OWN_SCHEMA: dict[str, type] = {"amplitude_limit": AmplitudeLimitConf, "verification": VerificationConf}
 
-    # name -> one baseline config (configs/baseline/method/*.yaml, each typed by its own
-    # schema, so the values are untyped here), built with its _target_.
-    baseline: dict[str, Any] = MISSING
-    out_dir: str = MISSING
-    n_devices: int = 100
-    seed: int = 12345
-    # Calibration devices: default | realistic | stress (docs/devices.md).
-    device_set: str = "default"
-    budgets: list[int] = field(default_factory=lambda: [1000, 5000, 20000])
-    # Names from ``baseline`` to run; null: all of them.
-    methods: list[str] | None = None
-    gate_duration_s: float = 20e-9
-    # How a device whose π pulse does not fit full scale at gate_duration_s is handled
-    # (envs.amplitude_limit.AmplitudeLimit): lengthened within the headroom, or refused.
-    amplitude_limit: AmplitudeLimitConf = field(default_factory=AmplitudeLimitConf)
-    # Verify every baseline's result (docs/verification.md) and add the verdict columns.
-    verify: bool = False
-    # The verification's VerificationSettings fields (null: the default, the trusted checks).
-    verification: VerificationConf = field(default_factory=VerificationConf)
-    miscalibration: list[float] = field(default_factory=lambda: [0.05, 0.5, 1e6, 0.0])
-    workers: int = 2
-    chunk_size: int = 25
-    pulse_shaping: bool = True
-    shaping_preset: str = "transmon_short"
-    shaping_duration_s: float = 6e-9
-    shaping_held_out: int = 0
-    shaping_realistic: int = 0
-    # Ranges of the realistic shaping set ({base: {DeviceSampler field: [lo, hi]}, rise_time_s});
-    # null: REALISTIC_HELD_OUT_SAMPLER.
-    shaping_realistic_sampler: dict[str, Any] | None = None
-    grape_restarts: int = 2
-    grape_maxiter: int = 400
-    drift: bool = True
-    drift_devices: int = 4
-    drift_realistic: int = 0
-    # DeviceSampler ranges of the realistic drift set; null: REALISTIC_DRIFT_SAMPLER.
-    drift_sampler: dict[str, Any] | None = None
-    drift_hours: float = 24.0
-    drift_interval_s: float = 600.0
-    drift_recalibration: str = "standard"
-    recalibration_interval_s: float = 3600.0
-    recalibration_budget: int = 1000
-    circuit_time_s: float = 1e-6
-    progress: bool = True
-    plots: bool = True
-    agents: list[EvaluatedAgentConf] = field(default_factory=list)
+
+def _plain_type(hint: Any) -> Any:
+    """The structured-config type of a settings field type: tuples as lists, mappings as
+    dicts, a path as a string (what YAML and the command line can write)."""
+    if hint is Path:
+        return str
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        plain = [_plain_type(a) for a in args]
+        return functools.reduce(operator.or_, plain)
+    if origin is tuple:
+        return list[args[0]]  # type: ignore[valid-type]
+    if origin is collections.abc.Mapping:
+        return dict[args[0], args[1]]  # type: ignore[valid-type]
+    return hint
+
+
+def _plain_default(f: dataclasses.Field[Any]) -> Any:
+    if f.default is dataclasses.MISSING:
+        return MISSING if f.default_factory is dataclasses.MISSING else field(default_factory=f.default_factory)
+    if isinstance(f.default, tuple):
+        return field(default_factory=functools.partial(list, f.default))
+    return f.default
+
+
+def _settings_fields() -> list[tuple[str, Any, Any]]:
+    """``EvaluationSettings``' configurable fields as schema fields, in its order."""
+    hints = typing.get_type_hints(EvaluationSettings)
+    out: list[tuple[str, Any, Any]] = []
+    for f in dataclasses.fields(EvaluationSettings):
+        if f.name in _NOT_CONFIGURED:
+            continue
+        if f.name in _OWN_SCHEMA:
+            conf = _OWN_SCHEMA[f.name]
+            out.append((f.name, conf, field(default_factory=conf)))
+        else:
+            out.append((f.name, _plain_type(hints[f.name]), _plain_default(f)))
+    return out
+
+
+# The whole evaluation (``configs/evaluate.yaml``): EvaluationSettings' fields (documented
+# there), with ``baseline`` (name -> one baseline config, configs/baseline/method/*.yaml,
+# each typed by its own schema, so untyped here; built with its _target_) and the agents.
+EvaluateConf = dataclasses.make_dataclass("EvaluateConf", [
+    ("baseline", dict[str, Any], MISSING),
+    *_settings_fields(),
+    ("agents", list[EvaluatedAgentConf], field(default_factory=list)),
+])
+EvaluateConf.__module__ = __name__
 
 
 def register_configs() -> None:
@@ -273,25 +283,12 @@ def _amplitude_limit(conf: AmplitudeLimitConf) -> AmplitudeLimit:
 
 def to_settings(cfg: DictConfig) -> tuple[EvaluationSettings, list[AgentSpec]]:
     """The composed config as typed settings and agents (raises ``ValueError`` naming the key)."""
-    conf: EvaluateConf = OmegaConf.to_object(cfg)  # type: ignore[assignment]
+    conf: Any = OmegaConf.to_object(cfg)
+    plain = {name: getattr(conf, name) for name, _, _ in _settings_fields() if name not in _OWN_SCHEMA}
     settings = EvaluationSettings(
-        out_dir=Path(conf.out_dir), n_devices=conf.n_devices, seed=conf.seed, device_set=conf.device_set,
-        budgets=tuple(conf.budgets),
-        baselines=baselines(cfg), methods=None if conf.methods is None else tuple(conf.methods),
-        gate_duration_s=conf.gate_duration_s,
-        amplitude_limit=_amplitude_limit(conf.amplitude_limit), verify=conf.verify,
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in plain.items()},
+        baselines=baselines(cfg), amplitude_limit=_amplitude_limit(conf.amplitude_limit),
         verification={k: v for k, v in dataclasses.asdict(conf.verification).items() if v is not None},
-        miscalibration=tuple(conf.miscalibration),  # type: ignore[arg-type]
-        workers=conf.workers, chunk_size=conf.chunk_size,
-        pulse_shaping=conf.pulse_shaping, shaping_preset=conf.shaping_preset,
-        shaping_duration_s=conf.shaping_duration_s, shaping_held_out=conf.shaping_held_out,
-        shaping_realistic=conf.shaping_realistic, shaping_realistic_sampler=conf.shaping_realistic_sampler,
-        drift_realistic=conf.drift_realistic, drift_sampler=conf.drift_sampler,
-        grape_restarts=conf.grape_restarts,
-        grape_maxiter=conf.grape_maxiter, drift=conf.drift, drift_devices=conf.drift_devices,
-        drift_hours=conf.drift_hours, drift_interval_s=conf.drift_interval_s,
-        drift_recalibration=conf.drift_recalibration, recalibration_interval_s=conf.recalibration_interval_s, recalibration_budget=conf.recalibration_budget,
-        circuit_time_s=conf.circuit_time_s, progress=conf.progress, plots=conf.plots,
     )
     return settings, [_agent(a) for a in conf.agents]
 

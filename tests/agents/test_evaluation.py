@@ -252,6 +252,36 @@ def test_misspelt_baseline_key_fails_at_compose_time() -> None:
     assert format_error(exc.value).startswith("error: baseline.standard.rabi_pionts: ")
 
 
+def test_evaluate_schema_is_the_settings_fields_typed_at_compose_time(tmp_path: Path) -> None:
+    """The evaluate schema is derived from ``EvaluationSettings``: every settings field but
+    the two built elsewhere (baselines, targets) is a key, a default config gives the
+    settings' defaults, an override reaches the settings, and a wrong type fails at compose
+    time naming the key."""
+    import dataclasses
+
+    from hydra import compose, initialize_config_module
+
+    from pulsecal.agents.evaluation import EvaluationSettings
+    from pulsecal.agents.pipelines.console import format_error
+    from pulsecal.agents.pipelines.evaluate import EvaluateConf, to_settings
+
+    settings_names = [f.name for f in dataclasses.fields(EvaluationSettings) if f.name not in ("baselines", "targets")]
+    assert [f.name for f in dataclasses.fields(EvaluateConf)] == ["baseline", *settings_names, "agents"]
+    with initialize_config_module(config_module="pulsecal.configs", version_base="1.3"):
+        cfg = compose(config_name="evaluate", overrides=[f"out_dir={tmp_path}", "budgets=[7,8]",
+                                                         "methods=[standard]", "drift_hours=2.5"])
+        with pytest.raises(Exception) as exc:
+            compose(config_name="evaluate", overrides=["drift_devices=many"])
+    assert format_error(exc.value).startswith("error: drift_devices: ")
+    settings, agents = to_settings(cfg)
+    assert agents == []
+    assert (settings.budgets, settings.methods, settings.drift_hours) == ((7, 8), ("standard",), 2.5)
+    defaults = EvaluationSettings(out_dir=tmp_path)
+    for name in settings_names:
+        if name not in ("budgets", "methods", "drift_hours", "verification"):
+            assert getattr(settings, name) == getattr(defaults, name), name
+
+
 def test_stress_and_realistic_device_sets_run_every_method_on_the_same_devices(tmp_path: Path) -> None:
     """``device_set=stress``: the five stress kinds (4th level, TLS at f01 and f12,
     quasi-static noise, AWG low-pass), batched by device class and level count, through a

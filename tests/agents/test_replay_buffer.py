@@ -21,7 +21,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from test_train import TINY, TOY_ID, compose, run_cli, sigkill_long_run  # noqa: E402
+from test_train import TINY, TOY_ID, Crash, compose, run_cli, sigkill_long_run  # noqa: E402
 
 ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
 
@@ -125,17 +125,6 @@ def test_load_refuses_a_file_that_is_not_a_replay_buffer(tmp_path: Path) -> None
 SAC_TINY = [a for a in TINY if not a.startswith("agent.")] + [
     "agent=sac", "agent.learning_starts=32", "agent.batch_size=32", "agent.buffer_size=10000",
     "agent.policy_kwargs.net_arch=[16]"]
-
-
-class Crash(BaseCallback):
-    def __init__(self, at_step: int) -> None:
-        super().__init__()
-        self.at_step = at_step
-
-    def _on_step(self) -> bool:
-        if self.num_timesteps >= self.at_step:
-            raise RuntimeError("simulated crash")
-        return True
 
 
 class BufferAtStart(BaseCallback):

@@ -10,26 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from stable_baselines3.common.callbacks import BaseCallback
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from test_train import TINY, compose, run_cli, sigkill_long_run  # noqa: E402
-
-
-class Crash(BaseCallback):
-    """Simulates a crash mid-run (after the first checkpoint)."""
-
-    def __init__(self, at_step: int) -> None:
-        super().__init__()
-        self.at_step = at_step
-
-    def _on_step(self) -> bool:
-        if self.num_timesteps >= self.at_step:
-            raise RuntimeError("simulated crash")
-        return True
+from test_train import TINY, Crash, compose, run_cli, sigkill_long_run  # noqa: E402
 
 
 def _digests(directory: Path) -> dict[str, str]:

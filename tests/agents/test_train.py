@@ -22,6 +22,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from stable_baselines3.common.callbacks import BaseCallback
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
@@ -142,6 +143,19 @@ def sigkill_long_run(args: list[str], run_dir: Path, cwd: Path, ready: Callable[
         time.sleep(poll_s)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+
+
+class Crash(BaseCallback):
+    """Simulates a crash mid-run (after the first checkpoint), for the resume tests."""
+
+    def __init__(self, at_step: int) -> None:
+        super().__init__()
+        self.at_step = at_step
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self.at_step:
+            raise RuntimeError("simulated crash")
+        return True
 
 
 @pytest.fixture(autouse=True)

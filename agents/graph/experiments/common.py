@@ -29,15 +29,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import least_squares
 from scipy.stats import norm
 
+from ....envs.drag import DragGate
 from ..experiment import REPETITION_TIME_S, ExperimentResult, Status
-from .pulses import SequenceBuilder
+from .pulses import QubitPulses, SequenceBuilder
 
 FloatArray = NDArray[np.float64]
 
@@ -106,13 +107,77 @@ def check_acceptance(owner: str, settings: Any, *, contrast: bool = True) -> Non
 QUBIT_PULSE_READS = ("{t}.frequency_hz", "{t}.pi_amplitude")
 
 
-class QubitPulseNode:
-    """A mixin of the single-qubit experiments whose only inputs are the qubit's frequency
-    and π amplitude (the pulse they play)."""
+class QubitEstimate:
+    """A base of the single-qubit experiments whose only inputs are the qubit's frequency and
+    π amplitude (the pulse they play, shaped by their ``gate`` setting) and which estimate one
+    stored parameter, ``ESTIMATE``, with its standard error beside it (``stderr_key``).
+
+    ``run`` checks the target and builds the qubit's pulses, the experiment's ``scan``
+    measures and fits; its result is ``bad_data`` (a fit not to trust) or ``estimate`` (the
+    verdict on one that is). A subclass names them in its class statement:
+    ``class Rabi(QubitEstimate, name="rabi", title="Rabi", estimate="pi_amplitude")``,
+    ``title`` being how its messages name it.
+    """
+
+    NAME: ClassVar[str]
+    TITLE: ClassVar[str]
+    ESTIMATE: ClassVar[str]
+    gate: DragGate
+
+    def __init_subclass__(cls, *, name: str = "", title: str, estimate: str, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.NAME, cls.TITLE, cls.ESTIMATE = name, title, estimate
+
+    @property
+    def name(self) -> str:
+        return self.NAME
 
     @property
     def reads(self) -> tuple[str, ...]:
         return QUBIT_PULSE_READS
+
+    @property
+    def writes(self) -> tuple[str, ...]:
+        key = f"{{t}}.{self.ESTIMATE}"
+        return (key, stderr_key(key))
+
+    def run(self, device: Any, target: str | tuple[str, ...], params: Mapping[str, float],
+            rng: np.random.Generator, *, cheap: bool = False) -> ExperimentResult:
+        q = check_target(self.name, target, device)
+        return self.scan(device, QubitPulses.from_params(device, q, params, gate=self.gate), params, cheap)
+
+    def scan(self, device: Any, pulses: QubitPulses, params: Mapping[str, float], cheap: bool) -> ExperimentResult:
+        """Measure and fit with ``pulses``, the target qubit's pulses from ``params``."""
+        raise NotImplementedError
+
+    def flat_scan(self, q: str, m: ScanMeasurement, missing: str, *, x: Sequence[float] | FloatArray,
+                  x_label: str, extra_data: Mapping[str, Any] | None = None) -> ExperimentResult | None:
+        """The ``no_response`` result of a scan a constant explains (``flat_chi2`` below
+        ``FLAT_CHI2``; ``missing`` names the response it lacks, "no line"), else None: the scan
+        is worth a fit."""
+        flat = flat_chi2(m)
+        if not flat < FLAT_CHI2:
+            return None
+        return no_response(self.name, q, m, flat, f"{q} {self.TITLE}: {missing}: P(1) flat within shot noise "
+                           f"(reduced chi2 of a constant {flat:.2f})", x=x, x_label=x_label, extra_data=extra_data)
+
+    def bad_data(self, q: str, m: ScanMeasurement, problem: str, shared: Mapping[str, Any], *,
+                 symptom: str = "") -> ExperimentResult:
+        """The result of a fit not to trust, ``problem`` saying why; ``shared`` holds the
+        keyword arguments of ``result`` every result of the run shares (quality, curves)."""
+        return result(self.name, q, "bad_data", m, message=f"{q} {self.TITLE}: {problem}", symptom=symptom,
+                      **shared)
+
+    def estimate(self, q: str, m: ScanMeasurement, value: float, stderr: float, *, ok: bool, message: str,
+                 shared: Mapping[str, Any], values: Mapping[str, float] | None = None,
+                 symptom: str = "") -> ExperimentResult:
+        """The verdict on a trusted fit: ``in_spec`` when ``ok`` (the new estimate agrees with
+        the stored one, ``agrees``), else ``out_of_spec``; either way the result carries the
+        estimate ``value`` ± ``stderr`` and any other ``values`` to record."""
+        key = f"{q}.{self.ESTIMATE}"
+        status: Status = "in_spec" if ok else "out_of_spec"
+        return result(self.name, q, status, m, values={key: value, stderr_key(key): stderr, **(values or {})},
+                      message=message, symptom=symptom, **shared)
 
 
 class PointScan:
@@ -291,6 +356,13 @@ def no_response(name: str, target: str, m: ScanMeasurement, flat: float, message
     return result(name, target, "bad_data", m, quality={"chi2_red": flat, "contrast": 0.0}, x=[float(v) for v in x],
                   fit=[level] * int(m.p1.size), x_label=x_label, extra_data=extra_data, message=message,
                   symptom=NO_RESPONSE)
+
+
+def response_symptom(contrast: float, min_contrast: float) -> str:
+    """The symptom of a scan whose fit failed: ``NO_RESPONSE`` when the response it found is
+    below ``min_contrast`` (or none was fitted), else ``DISTORTED`` (a response the model
+    does not fit)."""
+    return NO_RESPONSE if not contrast >= min_contrast else DISTORTED
 
 
 def fit_problem(fit: Fit, max_chi2: float) -> str | None:

@@ -25,28 +25,13 @@ from typing import Any, Literal
 import numpy as np
 
 from ....envs.drag import DragGate
-from ..experiment import ExperimentResult, Status
-from .common import (
-    PointScan,
-    QubitPulseNode,
-    ScanMeasurement,
-    agrees,
-    check_acceptance,
-    check_float,
-    check_int,
-    check_target,
-    fit_problem,
-    measure,
-    result,
-    stderr_key,
-    stored_stderr,
-    weighted_fit,
-)
+from ..experiment import ExperimentResult
+from . import common
 from .pulses import DEFAULT_GATE, QubitPulses, program
 
 
 @dataclass(frozen=True)
-class DragCalibration(PointScan, QubitPulseNode):
+class DragCalibration(common.PointScan, common.QubitEstimate, title="DRAG", estimate="drag_beta"):
     """Settings: ``span_s`` (half-width of the β sweep around the stored β),
     ``points``/``shots_per_point`` (full form; two sequences per point),
     ``cheap_points``/``cheap_shots_per_point``, ``tolerance_s`` (|β* − stored| in spec
@@ -70,12 +55,12 @@ class DragCalibration(PointScan, QubitPulseNode):
         n = "DragCalibration"
         if self.method not in ("pair", "train"):
             raise ValueError(f"DragCalibration.method={self.method!r}: allowed 'pair' or 'train'")
-        check_int(n, "repetitions", self.repetitions, 1, 200)
-        check_float(n, "span_s", self.span_s, 1e-12, 1e-6)
+        common.check_int(n, "repetitions", self.repetitions, 1, 200)
+        common.check_float(n, "span_s", self.span_s, 1e-12, 1e-6)
         self._check_scan(n, 3, 1001)
-        check_float(n, "tolerance_s", self.tolerance_s, 0.0, 1e-6)
-        check_float(n, "min_slope", self.min_slope, 0.0, 10.0)
-        check_acceptance(n, self, contrast=False)
+        common.check_float(n, "tolerance_s", self.tolerance_s, 0.0, 1e-6)
+        common.check_float(n, "min_slope", self.min_slope, 0.0, 10.0)
+        common.check_acceptance(n, self, contrast=False)
 
     @classmethod
     def train(cls, **settings: Any) -> DragCalibration:
@@ -87,19 +72,13 @@ class DragCalibration(PointScan, QubitPulseNode):
     def name(self) -> str:
         return "drag" if self.method == "pair" else "drag_train"
 
-    @property
-    def writes(self) -> tuple[str, ...]:
-        return ("{t}.drag_beta", "{t}.drag_beta_stderr")
-
     def shots(self, cheap: bool) -> int:
         # The pair form measures two sequences per point.
         points, shots = self._plan(cheap)
         return (2 if self.method == "pair" else 1) * points * shots
 
-    def run(self, device: Any, target: str | tuple[str, ...], params: Mapping[str, float],
-            rng: np.random.Generator, *, cheap: bool = False) -> ExperimentResult:
-        q = check_target(self.name, target, device)
-        base = QubitPulses.from_params(device, q, params, gate=self.gate)
+    def scan(self, device: Any, base: QubitPulses, params: Mapping[str, float], cheap: bool) -> ExperimentResult:
+        q = base.qubit
         points, shots = self._plan(cheap)
         betas = base.drag_beta_s + np.linspace(-self.span_s, self.span_s, points)
         programs = []
@@ -118,27 +97,27 @@ class DragCalibration(PointScan, QubitPulseNode):
             programs.append(program(p).play(x).play(x90, math.pi / 2))  # X, then Y90
             programs.append(program(p).play(x, math.pi / 2).play(x90))  # Y, then X90
         if self.method == "train":
-            return self._train(q, base.drag_beta_s, stored_stderr(params, f"{q}.drag_beta"), betas,
-                               measure(device, programs, shots, params, q))
-        m_all = measure(device, programs, shots, params, q)
+            return self._train(q, base.drag_beta_s, common.stored_stderr(params, f"{q}.drag_beta"), betas,
+                               common.measure(device, programs, shots, params, q))
+        m_all = common.measure(device, programs, shots, params, q)
         pa, pb = m_all.p1[0::2], m_all.p1[1::2]
         diff = pa - pb
         sd = np.hypot(m_all.sd[0::2], m_all.sd[1::2])
-        m = ScanMeasurement(diff, sd, m_all.shots, m_all.device_time_s)
+        m = common.ScanMeasurement(diff, sd, m_all.shots, m_all.device_time_s)
         xs = (betas - base.drag_beta_s) / 1e-9  # ns about the stored β, for a well-scaled fit
 
         def model(x: np.ndarray, p: np.ndarray) -> np.ndarray:
             return np.asarray(p[0] * (x - p[1]))
 
-        fit = weighted_fit(model, xs, diff, sd, [[-0.2, 0.0], [0.2, 0.0]], [-10.0, -1e3], [10.0, 1e3])
+        fit = common.weighted_fit(model, xs, diff, sd, [[-0.2, 0.0], [0.2, 0.0]], [-10.0, -1e3], [10.0, 1e3])
         slope, zero = float(fit.values[0]), float(fit.values[1])
         beta = base.drag_beta_s + zero * 1e-9
         se = float(fit.stderr[1]) * 1e-9
         quality = {"chi2_red": fit.chi2_red, "drag_beta_stderr": se, "slope_per_ns": slope}
-        common: dict[str, Any] = dict(quality=quality, x=betas, fit=fit.curve, x_label="DRAG β (s)",
+        shared: dict[str, Any] = dict(quality=quality, x=betas, fit=fit.curve, x_label="DRAG β (s)",
                       y_label="P(1 | X·Y90) − P(1 | Y·X90)",
                       extra_data={"y_a": [float(v) for v in pa], "y_b": [float(v) for v in pb]})
-        problem = fit_problem(fit, self.max_chi2)
+        problem = common.fit_problem(fit, self.max_chi2)
         if problem is None and abs(slope) < self.min_slope:
             problem = f"no β dependence: slope {slope:.3g} per ns < min_slope {self.min_slope}"
         if problem is None and abs(zero) > self.span_s / 1e-9:
@@ -146,14 +125,14 @@ class DragCalibration(PointScan, QubitPulseNode):
         if problem is None and not se < 0.25 * self.span_s:
             problem = f"β uncertainty {se:.3g} s too large"
         if problem is not None:
-            return result(self.name, q, "bad_data", m, message=f"{q} DRAG: {problem}", **common)
-        ok = agrees(beta - base.drag_beta_s, se, stored_stderr(params, f"{q}.drag_beta"), self.tolerance_s)
-        status: Status = "in_spec" if ok else "out_of_spec"
-        return result(self.name, q, status, m, values={f"{q}.drag_beta": beta, stderr_key(f"{q}.drag_beta"): se},
-                      message=f"{q} DRAG β {beta * 1e9:.4f} ± {se * 1e9:.4f} ns", **common)
+            return self.bad_data(q, m, problem, shared)
+        stored_se = common.stored_stderr(params, f"{q}.drag_beta")
+        ok = common.agrees(beta - base.drag_beta_s, se, stored_se, self.tolerance_s)
+        return self.estimate(q, m, beta, se, ok=ok, shared=shared,
+                             message=f"{q} DRAG β {beta * 1e9:.4f} ± {se * 1e9:.4f} ns")
 
     def _train(self, q: str, stored: float, stored_se: float, betas: np.ndarray,
-               m: ScanMeasurement) -> ExperimentResult:
+               m: common.ScanMeasurement) -> ExperimentResult:
         xs = (betas - stored) / 1e-9  # ns about the stored β
         n = self.repetitions
 
@@ -164,15 +143,16 @@ class DragCalibration(PointScan, QubitPulseNode):
         x_min = float(xs[int(np.argmin(m.p1))])
         lo_y = float(np.min(m.p1))
         starts = [[x0, period, 1.0, lo_y] for x0 in (x_min, 0.0) for period in (3.0, 6.0, 12.0)]
-        fit = weighted_fit(model, xs, m.p1, m.sd, starts, [-2 * span, 0.5, 0.0, -0.2], [2 * span, 100.0, 1.5, 1.2])
+        fit = common.weighted_fit(model, xs, m.p1, m.sd, starts, [-2 * span, 0.5, 0.0, -0.2],
+                                  [2 * span, 100.0, 1.5, 1.2])
         zero, period, a = float(fit.values[0]), float(fit.values[1]), float(fit.values[2])
         beta = stored + zero * 1e-9
         se = float(fit.stderr[0]) * 1e-9
         curvature = a * (math.pi * n / period) ** 2  # P(1) per ns² about the minimum
         quality = {"chi2_red": fit.chi2_red, "drag_beta_stderr": se, "curvature_per_ns2": curvature}
-        common: dict[str, Any] = dict(quality=quality, x=betas, fit=fit.curve, x_label="DRAG β (s)",
+        shared: dict[str, Any] = dict(quality=quality, x=betas, fit=fit.curve, x_label="DRAG β (s)",
                                       y_label=f"P(1) after (X·X̄)^{n}")
-        problem = fit_problem(fit, self.max_chi2)
+        problem = common.fit_problem(fit, self.max_chi2)
         if problem is None and curvature < self.min_slope:
             problem = f"no β dependence: curvature {curvature:.3g} per ns² < {self.min_slope}"
         if problem is None and abs(zero) > 0.9 * span:
@@ -180,7 +160,7 @@ class DragCalibration(PointScan, QubitPulseNode):
         if problem is None and not se < 0.25 * self.span_s:
             problem = f"β uncertainty {se:.3g} s too large"
         if problem is not None:
-            return result(self.name, q, "bad_data", m, message=f"{q} DRAG: {problem}", **common)
-        status: Status = "in_spec" if agrees(beta - stored, se, stored_se, self.tolerance_s) else "out_of_spec"
-        return result(self.name, q, status, m, values={f"{q}.drag_beta": beta, stderr_key(f"{q}.drag_beta"): se},
-                      message=f"{q} DRAG β {beta * 1e9:.4f} ± {se * 1e9:.4f} ns (pseudo-identity train)", **common)
+            return self.bad_data(q, m, problem, shared)
+        ok = common.agrees(beta - stored, se, stored_se, self.tolerance_s)
+        return self.estimate(q, m, beta, se, ok=ok, shared=shared,
+                             message=f"{q} DRAG β {beta * 1e9:.4f} ± {se * 1e9:.4f} ns (pseudo-identity train)")

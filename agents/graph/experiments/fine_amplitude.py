@@ -17,26 +17,13 @@ from typing import Any
 import numpy as np
 
 from ....envs.drag import DragGate
-from ..experiment import ExperimentResult, Status
-from .common import (
-    QubitPulseNode,
-    agrees,
-    check_acceptance,
-    check_float,
-    check_shot_plan,
-    check_target,
-    fit_problem,
-    measure,
-    result,
-    stderr_key,
-    stored_stderr,
-    weighted_fit,
-)
+from ..experiment import ExperimentResult
+from . import common
 from .pulses import DEFAULT_GATE, QubitPulses, program
 
 
 @dataclass(frozen=True)
-class FineAmplitude(QubitPulseNode):
+class FineAmplitude(common.QubitEstimate, name="fine_amplitude", title="fine amplitude", estimate="pi_amplitude"):
     """Settings: ``max_pulses`` (N runs 0..max_pulses), ``shots_per_point`` (full form),
     ``cheap_max_pulses``/``cheap_shots_per_point`` (check_data), ``max_error`` (the |ε| the
     grid search covers), ``tolerance`` (|ε| in spec whatever its significance; beyond it ``common.agrees`` decides), ``max_chi2``, ``gate``."""
@@ -52,18 +39,10 @@ class FineAmplitude(QubitPulseNode):
 
     def __post_init__(self) -> None:
         n = "FineAmplitude"
-        check_shot_plan(n, self, 2, 1000, points="max_pulses")
-        check_float(n, "max_error", self.max_error, 1e-4, 0.5)
-        check_float(n, "tolerance", self.tolerance, 0.0, 0.5)
-        check_acceptance(n, self, contrast=False)
-
-    @property
-    def name(self) -> str:
-        return "fine_amplitude"
-
-    @property
-    def writes(self) -> tuple[str, ...]:
-        return ("{t}.pi_amplitude", "{t}.pi_amplitude_stderr")
+        common.check_shot_plan(n, self, 2, 1000, points="max_pulses")
+        common.check_float(n, "max_error", self.max_error, 1e-4, 0.5)
+        common.check_float(n, "tolerance", self.tolerance, 0.0, 0.5)
+        common.check_acceptance(n, self, contrast=False)
 
     def _plan(self, cheap: bool) -> tuple[int, int]:
         return (self.cheap_max_pulses, self.cheap_shots_per_point) if cheap else (
@@ -73,10 +52,8 @@ class FineAmplitude(QubitPulseNode):
         n, shots = self._plan(cheap)
         return (n + 3) * shots
 
-    def run(self, device: Any, target: str | tuple[str, ...], params: Mapping[str, float],
-            rng: np.random.Generator, *, cheap: bool = False) -> ExperimentResult:
-        q = check_target(self.name, target, device)
-        pulses = QubitPulses.from_params(device, q, params, gate=self.gate)
+    def scan(self, device: Any, pulses: QubitPulses, params: Mapping[str, float], cheap: bool) -> ExperimentResult:
+        q = pulses.qubit
         x, x90 = pulses.waveform(), pulses.waveform(0.5)
         n_max, shots = self._plan(cheap)
         ns = np.arange(n_max + 1, dtype=np.float64)
@@ -88,7 +65,7 @@ class FineAmplitude(QubitPulseNode):
             for _ in range(n):
                 prog.play(x)
             programs.append(prog)
-        m = measure(device, programs, shots, params, q)
+        m = common.measure(device, programs, shots, params, q)
 
         x90s = np.r_[0.0, 0.0, np.ones(ns.size)]  # X90s in each program
         xs = np.r_[0.0, 1.0, ns]  # π pulses in each program
@@ -99,15 +76,15 @@ class FineAmplitude(QubitPulseNode):
 
         grid = np.linspace(-self.max_error, self.max_error, 41)
         starts = [[e, 0.0, 0.9, 0.05] for e in grid]
-        fit = weighted_fit(model, xs, m.p1, m.sd, starts, [-1.5 * self.max_error, -0.5, 0.0, -0.2],
+        fit = common.weighted_fit(model, xs, m.p1, m.sd, starts, [-1.5 * self.max_error, -0.5, 0.0, -0.2],
                            [1.5 * self.max_error, 0.5, 1.5, 1.2])
         eps = float(fit.values[0])
         se = float(fit.stderr[0])
         quality = {"chi2_red": fit.chi2_red, "amplitude_error": eps, "amplitude_error_stderr": se,
                    "x90_error": float(fit.values[1]), "contrast": float(fit.values[2])}
-        common: dict[str, Any] = dict(quality=quality, x=xs, fit=fit.curve, x_label="π pulses after X90",
+        shared: dict[str, Any] = dict(quality=quality, x=xs, fit=fit.curve, x_label="π pulses after X90",
                       extra_data={"references": ["no pulse", "one π pulse"]})
-        problem = fit_problem(fit, self.max_chi2)
+        problem = common.fit_problem(fit, self.max_chi2)
         if problem is None and fit.values[2] < 0.3:
             problem = f"contrast {fit.values[2]:.3f} < 0.3: no response"
         if problem is None and abs(eps) > self.max_error:
@@ -115,11 +92,10 @@ class FineAmplitude(QubitPulseNode):
         if problem is None and not se < 0.02:
             problem = f"amplitude-error uncertainty {se:.3g} too large"
         if problem is not None:
-            return result(self.name, q, "bad_data", m, message=f"{q} fine amplitude: {problem}", **common)
+            return self.bad_data(q, m, problem, shared)
         new = pulses.pi_amplitude / (1.0 + eps)
         # ε is measured against the stored amplitude, itself an estimate (common.agrees).
-        stored_se = stored_stderr(params, f"{q}.pi_amplitude") / abs(pulses.pi_amplitude)
-        status: Status = "in_spec" if agrees(eps, se, stored_se, self.tolerance) else "out_of_spec"
-        return result(self.name, q, status, m, values={f"{q}.pi_amplitude": new,
-                                                       stderr_key(f"{q}.pi_amplitude"): abs(new) * se},
-                      message=f"{q} π amplitude {new:.5f} (error {eps * 100:+.3f} ± {se * 100:.3f} %)", **common)
+        stored_se = common.stored_stderr(params, f"{q}.pi_amplitude") / abs(pulses.pi_amplitude)
+        ok = common.agrees(eps, se, stored_se, self.tolerance)
+        return self.estimate(q, m, new, abs(new) * se, ok=ok, shared=shared,
+                             message=f"{q} π amplitude {new:.5f} (error {eps * 100:+.3f} ± {se * 100:.3f} %)")

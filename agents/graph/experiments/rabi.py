@@ -17,33 +17,16 @@ from typing import Any
 import numpy as np
 
 from ....envs.drag import DragGate
-from ..experiment import ExperimentResult, Status
-from .common import (
-    DISTORTED,
-    FLAT_CHI2,
-    NO_RESPONSE,
-    PointScan,
-    QubitPulseNode,
-    agrees,
-    check_acceptance,
-    check_float,
-    check_target,
-    fit_problem,
-    flat_chi2,
-    measure,
-    no_response,
-    result,
-    stderr_key,
-    stored_stderr,
-    weighted_fit,
-)
+from ..experiment import ExperimentResult
+from . import common
+from .common import weighted_fit  # by name: the seam where a flat scan is shown never to be fitted
 from .pulses import DEFAULT_GATE, QubitPulses, program
 
 X_LABEL = "pulse amplitude (full scale)"
 
 
 @dataclass(frozen=True)
-class Rabi(PointScan, QubitPulseNode):
+class Rabi(common.PointScan, common.QubitEstimate, name="rabi", title="Rabi", estimate="pi_amplitude"):
     """Settings: ``span`` (largest amplitude over the prior), ``points``/``shots_per_point``
     (full form), ``cheap_points``/``cheap_shots_per_point`` (check_data), ``tolerance``
     (relative |A_π − prior| in spec whatever its significance; beyond it the
@@ -61,23 +44,13 @@ class Rabi(PointScan, QubitPulseNode):
 
     def __post_init__(self) -> None:
         n = "Rabi"
-        check_float(n, "span", self.span, 1.05, 10.0)
+        common.check_float(n, "span", self.span, 1.05, 10.0)
         self._check_scan(n, 5, 1001)
-        check_float(n, "tolerance", self.tolerance, 0.0, 1.0)
-        check_acceptance(n, self)
+        common.check_float(n, "tolerance", self.tolerance, 0.0, 1.0)
+        common.check_acceptance(n, self)
 
-    @property
-    def name(self) -> str:
-        return "rabi"
-
-    @property
-    def writes(self) -> tuple[str, ...]:
-        return ("{t}.pi_amplitude", "{t}.pi_amplitude_stderr")
-
-    def run(self, device: Any, target: str | tuple[str, ...], params: Mapping[str, float],
-            rng: np.random.Generator, *, cheap: bool = False) -> ExperimentResult:
-        q = check_target(self.name, target, device)
-        pulses = QubitPulses.from_params(device, q, params, gate=self.gate)
+    def scan(self, device: Any, pulses: QubitPulses, params: Mapping[str, float], cheap: bool) -> ExperimentResult:
+        q = pulses.qubit
         prior = abs(pulses.pi_amplitude)
         if not prior > 0:
             raise ValueError(f"parameter {q}.pi_amplitude = {pulses.pi_amplitude!r}: allowed a non-zero prior")
@@ -86,11 +59,10 @@ class Rabi(PointScan, QubitPulseNode):
         points, shots = self._plan(cheap)
         amps = np.linspace(0.0, a_max, points)
         programs = [program(pulses).play(pulses.waveform(amplitude=float(a))) for a in amps]
-        m = measure(device, programs, shots, params, q)
-        flat = flat_chi2(m)
-        if flat < FLAT_CHI2:
-            return no_response(self.name, q, m, flat, f"{q} Rabi: no Rabi response: P(1) flat within shot noise "
-                               f"(reduced chi2 of a constant {flat:.2f})", x=amps, x_label=X_LABEL)
+        m = common.measure(device, programs, shots, params, q)
+        flat = self.flat_scan(q, m, "no Rabi response", x=amps, x_label=X_LABEL)
+        if flat is not None:
+            return flat
 
         def model(x: np.ndarray, p: np.ndarray) -> np.ndarray:
             return np.asarray(p[2] + p[1] * 0.5 * (1.0 - np.cos(np.pi * x / p[0])))
@@ -101,25 +73,22 @@ class Rabi(PointScan, QubitPulseNode):
         a_pi, contrast = float(fit.values[0]), float(fit.values[1])
         se = float(fit.stderr[0])
         quality = {"chi2_red": fit.chi2_red, "pi_amplitude_stderr": se, "contrast": contrast}
-        common: dict[str, Any] = dict(quality=quality, x=amps, fit=fit.curve, x_label=X_LABEL)
-        problem = fit_problem(fit, self.max_chi2)
+        shared: dict[str, Any] = dict(quality=quality, x=amps, fit=fit.curve, x_label=X_LABEL)
+        problem = common.fit_problem(fit, self.max_chi2)
         if problem is None and contrast < self.min_contrast:
             problem = f"no Rabi response: contrast {contrast:.3f} < min_contrast {self.min_contrast}"
         line_limit = 1.0 / unit_peak
         if problem is None and a_pi > line_limit:
-            return result(self.name, q, "out_of_spec", m, message=(
+            return common.result(self.name, q, "out_of_spec", m, message=(
                 f"{q} π pulse needs amplitude {a_pi:.3f} (peak |u| {a_pi * unit_peak:.3f}): allowed |u| <= 1; "
-                "use a longer gate or a stronger line"), **common)
+                "use a longer gate or a stronger line"), **shared)
         if problem is None and a_pi > 0.97 * a_max:
             problem = f"A_π = {a_pi:.3f} at the edge of the scan (up to {a_max:.3f})"
         if problem is None and not se < 0.1 * a_pi:
             problem = f"A_π uncertainty {se:.3g} is over 10 % of A_π"
         if problem is not None:
-            symptom = NO_RESPONSE if not contrast >= self.min_contrast else DISTORTED
-            return result(self.name, q, "bad_data", m, message=f"{q} Rabi: {problem}", symptom=symptom, **common)
+            return self.bad_data(q, m, problem, shared, symptom=common.response_symptom(contrast, self.min_contrast))
         # The stored A_π is an estimate too (common.agrees): its own error enters the test.
-        ok = agrees(a_pi - prior, se, stored_stderr(params, f"{q}.pi_amplitude"), self.tolerance * prior)
-        status: Status = "in_spec" if ok else "out_of_spec"
-        return result(self.name, q, status, m, values={f"{q}.pi_amplitude": a_pi,
-                                                       stderr_key(f"{q}.pi_amplitude"): se},
-                      message=f"{q} π amplitude {a_pi:.4f} ± {se:.4f} (prior {prior:.4f})", **common)
+        ok = common.agrees(a_pi - prior, se, common.stored_stderr(params, f"{q}.pi_amplitude"), self.tolerance * prior)
+        return self.estimate(q, m, a_pi, se, ok=ok, shared=shared,
+                             message=f"{q} π amplitude {a_pi:.4f} ± {se:.4f} (prior {prior:.4f})")

@@ -16,29 +16,15 @@ from typing import Any
 import numpy as np
 
 from ....envs.drag import DragGate
-from ..experiment import ExperimentResult, Status
-from .common import (
-    COHERENCE,
-    QubitPulseNode,
-    agrees,
-    check_acceptance,
-    check_float,
-    check_shot_plan,
-    check_target,
-    fit_problem,
-    measure,
-    result,
-    stderr_key,
-    stored_stderr,
-    weighted_fit,
-)
+from ..experiment import ExperimentResult
+from . import common
 from .pulses import DEFAULT_GATE, QubitPulses, param, program
 
 TWO_PI = 2.0 * math.pi
 
 
 @dataclass(frozen=True)
-class Ramsey(QubitPulseNode):
+class Ramsey(common.QubitEstimate, name="ramsey", title="Ramsey", estimate="frequency_hz"):
     """Settings: ``max_delay_s`` and ``points``/``shots_per_point`` (full form; cheap form
     ``cheap_points``/``cheap_shots_per_point`` over the same delays), ``detuning_hz`` (the
     artificial detuning δ; the sampling must stay below Nyquist of δ + error),
@@ -62,12 +48,12 @@ class Ramsey(QubitPulseNode):
 
     def __post_init__(self) -> None:
         n = "Ramsey"
-        check_float(n, "max_delay_s", self.max_delay_s, 100e-9, 10e-3)
-        check_float(n, "cheap_max_delay_s", self.cheap_max_delay_s, 100e-9, 10e-3)
-        check_shot_plan(n, self, 9, 2001)
-        check_float(n, "detuning_hz", self.detuning_hz, 1e3, 1e9)
-        check_float(n, "tolerance_hz", self.tolerance_hz, 0.0, 1e9)
-        check_acceptance(n, self)
+        common.check_float(n, "max_delay_s", self.max_delay_s, 100e-9, 10e-3)
+        common.check_float(n, "cheap_max_delay_s", self.cheap_max_delay_s, 100e-9, 10e-3)
+        common.check_shot_plan(n, self, 9, 2001)
+        common.check_float(n, "detuning_hz", self.detuning_hz, 1e3, 1e9)
+        common.check_float(n, "tolerance_hz", self.tolerance_hz, 0.0, 1e9)
+        common.check_acceptance(n, self)
         if not isinstance(self.require_t2star, bool):
             raise ValueError(f"Ramsey.require_t2star={self.require_t2star!r}: allowed true or false")
         for field, delay, pts in (("max_delay_s", self.max_delay_s, self.points),
@@ -79,12 +65,8 @@ class Ramsey(QubitPulseNode):
                                  "(below Nyquist, with margin for the frequency error)")
 
     @property
-    def name(self) -> str:
-        return "ramsey"
-
-    @property
     def writes(self) -> tuple[str, ...]:
-        return ("{t}.frequency_hz", "{t}.frequency_hz_stderr", "{t}.t2star_s")
+        return (*super().writes, "{t}.t2star_s")
 
     def _plan(self, cheap: bool) -> tuple[int, int, float]:
         if cheap:
@@ -95,18 +77,16 @@ class Ramsey(QubitPulseNode):
         points, shots, _ = self._plan(cheap)
         return points * shots
 
-    def run(self, device: Any, target: str | tuple[str, ...], params: Mapping[str, float],
-            rng: np.random.Generator, *, cheap: bool = False) -> ExperimentResult:
-        q = check_target(self.name, target, device)
+    def scan(self, device: Any, pulses: QubitPulses, params: Mapping[str, float], cheap: bool) -> ExperimentResult:
+        q = pulses.qubit
         prior = param(params, q, "frequency_hz")
-        pulses = QubitPulses.from_params(device, q, params, gate=self.gate)
         x90 = pulses.waveform(0.5)
         points, shots, max_delay = self._plan(cheap)
         dt = pulses.dt_s
         delays = np.round(np.linspace(0.0, max_delay, points) / dt) * dt
         programs = [program(pulses).play(x90).delay(float(tau)).play(x90, TWO_PI * self.detuning_hz * float(tau))
                     for tau in delays]
-        m = measure(device, programs, shots, params, q)
+        m = common.measure(device, programs, shots, params, q)
         # A qubit above the drive (error e > 0) lags the drive's frame by 2π·e·τ; the second
         # pulse's axis advanced by 2π·δ·τ then sits 2π(δ + e)τ away: P(1) = ½(1 + cos) at τ = 0
         # (two X90 are one π) and oscillates at δ + e.
@@ -122,7 +102,7 @@ class Ramsey(QubitPulseNode):
         starts = [[amp0, f, t2, 0.0, float(np.mean(m.p1))] for f in (f0, self.detuning_hz)
                   for t2 in (0.3 * max_delay, max_delay, 3 * max_delay)]
         fmax = 0.5 / float(delays[1] - delays[0])
-        fit = weighted_fit(model, delays, m.p1, m.sd, starts,
+        fit = common.weighted_fit(model, delays, m.p1, m.sd, starts,
                            [0.0, 0.0, 0.05 * max_delay, -math.pi, -0.2],
                            [1.0, fmax, 1e3 * max_delay, math.pi, 1.2])
         a, f, t2, _, _ = (float(v) for v in fit.values)
@@ -130,9 +110,9 @@ class Ramsey(QubitPulseNode):
         error = f - self.detuning_hz
         quality = {"chi2_red": fit.chi2_red, "frequency_hz_stderr": se_f, "t2star_s_stderr": se_t2,
                    "contrast": 2 * a, "frequency_error_hz": error}
-        common: dict[str, Any] = dict(quality=quality, x=delays, fit=fit.curve, x_label="delay (s)",
+        shared: dict[str, Any] = dict(quality=quality, x=delays, fit=fit.curve, x_label="delay (s)",
                       extra_data={"detuning_hz": self.detuning_hz, "prior_hz": prior})
-        problem = fit_problem(fit, self.max_chi2)
+        problem = common.fit_problem(fit, self.max_chi2)
         if problem is None and 2 * a < self.min_contrast:
             problem = f"no Ramsey fringes: contrast {2 * a:.3f} < min_contrast {self.min_contrast}"
         if problem is None and not (0.05 * self.detuning_hz < f < 0.9 * fmax):
@@ -146,16 +126,11 @@ class Ramsey(QubitPulseNode):
         if problem is None and not t2_resolved and not cheap and self.require_t2star:
             problem = f"T2* = {t2:.3g} s not resolved within delays up to {max_delay:.3g} s"
         if problem is not None:
-            return result(self.name, q, "bad_data", m, message=f"{q} Ramsey: {problem}", symptom=COHERENCE,
-                          **common)
+            return self.bad_data(q, m, problem, shared, symptom=common.COHERENCE)
         new = prior + error
-        ok = agrees(error, se_f, stored_stderr(params, f"{q}.frequency_hz"), self.tolerance_hz)
-        status: Status = "in_spec" if ok else "out_of_spec"
-        values = {f"{q}.frequency_hz": new, stderr_key(f"{q}.frequency_hz"): se_f}
-        t2_text = "T2* beyond the scan"
-        if t2_resolved:
-            values[f"{q}.t2star_s"] = t2
-            t2_text = f"T2* {t2 * 1e6:.1f} ± {se_t2 * 1e6:.1f} µs"
-        return result(self.name, q, status, m, values=values,
-                      message=f"{q} frequency {new / 1e9:.7f} GHz ({error / 1e3:+.1f} ± {se_f / 1e3:.1f} kHz), {t2_text}",
-                      **common)
+        ok = common.agrees(error, se_f, common.stored_stderr(params, f"{q}.frequency_hz"), self.tolerance_hz)
+        t2_values = {f"{q}.t2star_s": t2} if t2_resolved else {}
+        t2_text = f"T2* {t2 * 1e6:.1f} ± {se_t2 * 1e6:.1f} µs" if t2_resolved else "T2* beyond the scan"
+        return self.estimate(q, m, new, se_f, ok=ok, values=t2_values, shared=shared,
+                             message=f"{q} frequency {new / 1e9:.7f} GHz ({error / 1e3:+.1f} ± {se_f / 1e3:.1f} kHz), "
+                                     f"{t2_text}")

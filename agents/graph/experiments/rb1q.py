@@ -27,17 +27,7 @@ from ....envs.drag import DragGate
 from ....envs.physics.metrics import coherence_limit
 from ....envs.rb import gates_per_clifford, sequence_steps
 from ..experiment import ExperimentResult, Status
-from .common import (
-    ScanMeasurement,
-    check_acceptance,
-    check_float,
-    check_shot_plan,
-    check_target,
-    fit_problem,
-    measure,
-    result,
-    weighted_fit,
-)
+from . import common
 from .pulses import DEFAULT_GATE, QubitPulses, param, program
 
 
@@ -65,9 +55,9 @@ class RB1Q:
             if not (isinstance(v, tuple) and len(v) >= 2 and len(set(v)) == len(v) and all(
                     isinstance(m, int) and not isinstance(m, bool) and 0 <= m <= 10000 for m in v)):
                 raise ValueError(f"{n}.{name}={v!r}: allowed a tuple of at least two distinct integers in [0, 10000]")
-        check_shot_plan(n, self, 1, 1000, points="sequences_per_length", shots="shots_per_sequence")
-        check_float(n, "limit_factor", self.limit_factor, 1.0, 1e3)
-        check_acceptance(n, self, contrast=False)
+        common.check_shot_plan(n, self, 1, 1000, points="sequences_per_length", shots="shots_per_sequence")
+        common.check_float(n, "limit_factor", self.limit_factor, 1.0, 1e3)
+        common.check_acceptance(n, self, contrast=False)
 
     @property
     def name(self) -> str:
@@ -92,7 +82,7 @@ class RB1Q:
 
     def run(self, device: Any, target: str | tuple[str, ...], params: Mapping[str, float],
             rng: np.random.Generator, *, cheap: bool = False) -> ExperimentResult:
-        q = check_target(self.name, target, device)
+        q = common.check_target(self.name, target, device)
         t1, t2 = param(params, q, "t1_s"), param(params, q, "t2star_s")
         if not (t1 > 0 and t2 > 0):
             raise ValueError(f"parameters {q}.t1_s = {t1!r}, {q}.t2star_s = {t2!r}: allowed > 0 s")
@@ -113,7 +103,7 @@ class RB1Q:
         # IQ classifier's, on a device whose counts come from another readout) would only
         # rescale A beyond its fit bound, never change p.
         raw = {k: v for k, v in params.items() if k not in (f"{q}.readout_p01", f"{q}.readout_p10")}
-        m_all = measure(device, programs, shots, raw, q)
+        m_all = common.measure(device, programs, shots, raw, q)
         survival = (1.0 - m_all.p1).reshape(len(lengths), k, 2)
         diff = survival[:, :, 0] - survival[:, :, 1]
         mean = diff.mean(axis=1)
@@ -122,13 +112,14 @@ class RB1Q:
         shot_var = (np.maximum(survival * (1 - survival), 0.25 / shots) / shots).sum(axis=2).mean(axis=1) / k
         spread = diff.std(axis=1, ddof=1) / math.sqrt(k) if k > 1 else np.zeros(len(lengths))
         sd = np.maximum(spread, np.sqrt(shot_var))
-        m = ScanMeasurement(mean, sd, m_all.shots, m_all.device_time_s)
+        m = common.ScanMeasurement(mean, sd, m_all.shots, m_all.device_time_s)
         ms = np.asarray(lengths, dtype=np.float64)
 
         def model(xx: np.ndarray, p: np.ndarray) -> np.ndarray:
             return np.asarray(p[0] * p[1] ** xx)
 
-        fit = weighted_fit(model, ms, mean, sd, [[0.9, pp] for pp in (0.999, 0.99, 0.95)], [0.0, 0.5], [1.2, 1.0])
+        starts = [[0.9, pp] for pp in (0.999, 0.99, 0.95)]
+        fit = common.weighted_fit(model, ms, mean, sd, starts, [0.0, 0.5], [1.2, 1.0])
         p, se_p = float(fit.values[1]), float(fit.stderr[1])
         g = gates_per_clifford()
         r = (1.0 - p) / 2.0 / g
@@ -136,20 +127,20 @@ class RB1Q:
         limit = float(coherence_limit(pulses.duration_s, t1, min(t2, 2 * t1)))
         quality = {"chi2_red": fit.chi2_red, "gate_error_stderr": se_r, "coherence_limit": limit,
                    "error_over_limit": r / limit, "error_per_clifford": r * g}
-        common: dict[str, Any] = dict(quality=quality, x=ms, fit=fit.curve, x_label="Cliffords m",
+        shared: dict[str, Any] = dict(quality=quality, x=ms, fit=fit.curve, x_label="Cliffords m",
                                       y_label="P(0 | recover to 0) − P(0 | recover to 1)",
                                       extra_data={"survival_per_sequence": survival.tolist()})
-        problem = fit_problem(fit, self.max_chi2)
+        problem = common.fit_problem(fit, self.max_chi2)
         if problem is None and fit.values[0] < 0.4:
             problem = f"decay amplitude {fit.values[0]:.3f} < 0.4: no signal"
         if problem is None and not se_r < max(r, limit):
             problem = f"gate error {r:.3g} ± {se_r:.2g} not resolved by lengths up to {max(lengths)}"
         if problem is not None:
-            return result(self.name, q, "bad_data", m, message=f"{q} RB: {problem}", **common)
+            return common.result(self.name, q, "bad_data", m, message=f"{q} RB: {problem}", **shared)
         status: Status = "in_spec" if r - 2 * se_r <= self.limit_factor * limit else "out_of_spec"
         # A gate error over the limit is a verdict on the chain, not a moved value to record
         # and confirm: without values the scheduler diagnoses the dependencies (T1, T2*,
         # the pulse) before the retry. The error stays in quality and the message.
-        return result(self.name, q, status, m, values={f"{q}.gate_error": r} if status == "in_spec" else None,
+        return common.result(self.name, q, status, m, values={f"{q}.gate_error": r} if status == "in_spec" else None,
                       message=(f"{q} 1Q gate error {r:.3g} ± {se_r:.2g} = {r / limit:.2f}× the coherence limit "
-                               f"{limit:.3g} of T1 {t1 * 1e6:.1f} µs, T2* {t2 * 1e6:.1f} µs"), **common)
+                               f"{limit:.3g} of T1 {t1 * 1e6:.1f} µs, T2* {t2 * 1e6:.1f} µs"), **shared)

@@ -21,33 +21,17 @@ from typing import Any
 import numpy as np
 
 from ....envs.drag import DragGate
-from ..experiment import ExperimentResult, Status
-from .common import (
-    DISTORTED,
-    FLAT_CHI2,
-    NO_RESPONSE,
-    PointScan,
-    QubitPulseNode,
-    agrees,
-    check_acceptance,
-    check_float,
-    check_target,
-    fit_problem,
-    flat_chi2,
-    measure,
-    no_response,
-    result,
-    stderr_key,
-    stored_stderr,
-    weighted_fit,
-)
+from ..experiment import ExperimentResult
+from . import common
+from .common import weighted_fit  # by name: the seam where a flat scan is shown never to be fitted
 from .pulses import DEFAULT_GATE, QubitPulses, SequenceBuilder, frame_hz, param
 
 X_LABEL = "drive frequency − prior (Hz)"
 
 
 @dataclass(frozen=True)
-class Spectroscopy(PointScan, QubitPulseNode):
+class Spectroscopy(common.PointScan, common.QubitEstimate, name="spectroscopy", title="spectroscopy",
+                   estimate="frequency_hz"):
     """Settings (all validated; errors name the field and the allowed range):
 
     window_hz: half-width of the scanned window around the prior frequency.
@@ -71,27 +55,17 @@ class Spectroscopy(PointScan, QubitPulseNode):
 
     def __post_init__(self) -> None:
         n = "Spectroscopy"
-        check_float(n, "window_hz", self.window_hz, 1e5, 500e6)
+        common.check_float(n, "window_hz", self.window_hz, 1e5, 500e6)
         self._check_scan(n, 7, 1001)
-        check_float(n, "duration_s", self.duration_s, 10e-9, 100e-6)
-        check_float(n, "rotation", self.rotation, 0.05, 1.0)
-        check_float(n, "tolerance_hz", self.tolerance_hz, 0.0, 1e9)
-        check_acceptance(n, self)
+        common.check_float(n, "duration_s", self.duration_s, 10e-9, 100e-6)
+        common.check_float(n, "rotation", self.rotation, 0.05, 1.0)
+        common.check_float(n, "tolerance_hz", self.tolerance_hz, 0.0, 1e9)
+        common.check_acceptance(n, self)
 
-    @property
-    def name(self) -> str:
-        return "spectroscopy"
-
-    @property
-    def writes(self) -> tuple[str, ...]:
-        return ("{t}.frequency_hz", "{t}.frequency_hz_stderr")
-
-    def run(self, device: Any, target: str | tuple[str, ...], params: Mapping[str, float],
-            rng: np.random.Generator, *, cheap: bool = False) -> ExperimentResult:
-        q = check_target(self.name, target, device)
+    def scan(self, device: Any, base: QubitPulses, params: Mapping[str, float], cheap: bool) -> ExperimentResult:
+        q = base.qubit
         prior = param(params, q, "frequency_hz")
         frame = frame_hz(device, q, params)
-        base = QubitPulses.from_params(device, q, params, gate=self.gate)
         probe = DragGate(duration_s=self.duration_s)
         dt = float(device.dt_s)
         # Equal rotation angle: amplitude scales with the gate's area over the probe's.
@@ -105,13 +79,11 @@ class Spectroscopy(PointScan, QubitPulseNode):
         for f in freqs:
             pulse = QubitPulses(q, float(f - frame), amp, 0.0, dt, probe)
             programs.append(SequenceBuilder(q, pulse.offset_hz, dt).play(pulse.waveform()))
-        m = measure(device, programs, shots, params, q)
+        m = common.measure(device, programs, shots, params, q)
         x = freqs - prior
-        flat = flat_chi2(m)
-        if flat < FLAT_CHI2:
-            return no_response(self.name, q, m, flat, f"{q} spectroscopy: no line: P(1) flat within shot noise "
-                               f"(reduced chi2 of a constant {flat:.2f})", x=x, x_label=X_LABEL,
-                               extra_data={"prior_hz": prior})
+        flat = self.flat_scan(q, m, "no line", x=x, x_label=X_LABEL, extra_data={"prior_hz": prior})
+        if flat is not None:
+            return flat
         width0 = 1.0 / (2.0 * math.sqrt(2.0) * math.pi * probe.duration_s / 4.0)
 
         def model(xx: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -126,22 +98,19 @@ class Spectroscopy(PointScan, QubitPulseNode):
         se = float(fit.stderr[0])
         quality = {"chi2_red": fit.chi2_red, "frequency_hz_stderr": se, "linewidth_hz": abs(w),
                    "contrast": height}
-        problem = fit_problem(fit, self.max_chi2)
+        problem = common.fit_problem(fit, self.max_chi2)
         if problem is None and height < self.min_contrast:
             problem = f"no line: height {height:.3f} < min_contrast {self.min_contrast}"
         if problem is None and abs(x0) > self.window_hz - 2.0 * abs(w):
             problem = f"the line at {x0 / 1e6:+.2f} MHz is at the edge of the ±{self.window_hz / 1e6:g} MHz window"
         if problem is None and not se < abs(w):
             problem = f"frequency uncertainty {se:.3g} Hz exceeds the linewidth"
-        common: dict[str, Any] = dict(quality=quality, x=x, fit=fit.curve, x_label=X_LABEL,
+        shared: dict[str, Any] = dict(quality=quality, x=x, fit=fit.curve, x_label=X_LABEL,
                       extra_data={"prior_hz": prior})
         if problem is not None:
-            symptom = NO_RESPONSE if not height >= self.min_contrast else DISTORTED
-            return result(self.name, q, "bad_data", m, message=f"{q} spectroscopy: {problem}", symptom=symptom,
-                          **common)
+            return self.bad_data(q, m, problem, shared, symptom=common.response_symptom(height, self.min_contrast))
         new = prior + x0
-        ok = agrees(x0, se, stored_stderr(params, f"{q}.frequency_hz"), self.tolerance_hz)
-        status: Status = "in_spec" if ok else "out_of_spec"
-        return result(self.name, q, status, m, values={f"{q}.frequency_hz": new, stderr_key(f"{q}.frequency_hz"): se},
-                      message=f"{q} frequency {new / 1e9:.6f} GHz ({x0 / 1e6:+.3f} ± {se / 1e6:.3f} MHz from prior)",
-                      **common)
+        ok = common.agrees(x0, se, common.stored_stderr(params, f"{q}.frequency_hz"), self.tolerance_hz)
+        return self.estimate(q, m, new, se, ok=ok, shared=shared,
+                             message=f"{q} frequency {new / 1e9:.6f} GHz "
+                                     f"({x0 / 1e6:+.3f} ± {se / 1e6:.3f} MHz from prior)")

@@ -16,29 +16,13 @@ from typing import Any
 import numpy as np
 
 from ....envs.drag import DragGate
-from ..experiment import ExperimentResult, Status
-from .common import (
-    COHERENCE,
-    CONFIRM_Z,
-    T1_DROP,
-    PointScan,
-    QubitPulseNode,
-    agrees,
-    check_acceptance,
-    check_float,
-    check_target,
-    fit_problem,
-    measure,
-    result,
-    stderr_key,
-    stored_stderr,
-    weighted_fit,
-)
+from ..experiment import ExperimentResult
+from . import common
 from .pulses import DEFAULT_GATE, QubitPulses, program
 
 
 @dataclass(frozen=True)
-class T1(PointScan, QubitPulseNode):
+class T1(common.PointScan, common.QubitEstimate, name="t1", title="T1", estimate="t1_s"):
     """Settings: ``max_delay_s``, ``points``/``shots_per_point`` (full form),
     ``cheap_points``/``cheap_shots_per_point`` (check_data), ``tolerance`` (relative change
     of T1 from the stored value in spec whatever its significance; beyond it
@@ -58,42 +42,32 @@ class T1(PointScan, QubitPulseNode):
 
     def __post_init__(self) -> None:
         n = "T1"
-        check_float(n, "max_delay_s", self.max_delay_s, 100e-9, 1.0)
+        common.check_float(n, "max_delay_s", self.max_delay_s, 100e-9, 1.0)
         self._check_scan(n, 5, 2001)
-        check_float(n, "tolerance", self.tolerance, 0.0, 10.0)
-        check_float(n, "min_t1_s", self.min_t1_s, 0.0, 1.0)
-        check_acceptance(n, self)
+        common.check_float(n, "tolerance", self.tolerance, 0.0, 10.0)
+        common.check_float(n, "min_t1_s", self.min_t1_s, 0.0, 1.0)
+        common.check_acceptance(n, self)
 
-    @property
-    def name(self) -> str:
-        return "t1"
-
-    @property
-    def writes(self) -> tuple[str, ...]:
-        return ("{t}.t1_s", "{t}.t1_s_stderr")
-
-    def run(self, device: Any, target: str | tuple[str, ...], params: Mapping[str, float],
-            rng: np.random.Generator, *, cheap: bool = False) -> ExperimentResult:
-        q = check_target(self.name, target, device)
-        pulses = QubitPulses.from_params(device, q, params, gate=self.gate)
+    def scan(self, device: Any, pulses: QubitPulses, params: Mapping[str, float], cheap: bool) -> ExperimentResult:
+        q = pulses.qubit
         x = pulses.waveform()
         points, shots = self._plan(cheap)
         dt = pulses.dt_s
         delays = np.round(np.linspace(0.0, self.max_delay_s, points) / dt) * dt
-        m = measure(device, [program(pulses).play(x).delay(float(t)) for t in delays], shots, params, q)
+        m = common.measure(device, [program(pulses).play(x).delay(float(t)) for t in delays], shots, params, q)
 
         def model(xx: np.ndarray, p: np.ndarray) -> np.ndarray:
             return np.asarray(p[2] + p[0] * np.exp(-xx / p[1]))
 
         b0 = float(m.p1[-1])
         starts = [[float(m.p1[0]) - b0, s * self.max_delay_s, b0] for s in (0.1, 0.3, 1.0)]
-        fit = weighted_fit(model, delays, m.p1, m.sd, starts, [0.0, 0.005 * self.max_delay_s, -0.2],
+        fit = common.weighted_fit(model, delays, m.p1, m.sd, starts, [0.0, 0.005 * self.max_delay_s, -0.2],
                            [1.5, 100 * self.max_delay_s, 1.2])
         a, t1, _ = (float(v) for v in fit.values)
         se = float(fit.stderr[1])
         quality = {"chi2_red": fit.chi2_red, "t1_s_stderr": se, "contrast": a}
-        common: dict[str, Any] = dict(quality=quality, x=delays, fit=fit.curve, x_label="delay (s)")
-        problem = fit_problem(fit, self.max_chi2)
+        shared: dict[str, Any] = dict(quality=quality, x=delays, fit=fit.curve, x_label="delay (s)")
+        problem = common.fit_problem(fit, self.max_chi2)
         if problem is None and a < self.min_contrast:
             problem = f"no decay signal: contrast {a:.3f} < min_contrast {self.min_contrast}"
         if problem is None and not (t1 < self.max_delay_s and se < 0.3 * t1):
@@ -102,25 +76,23 @@ class T1(PointScan, QubitPulseNode):
             problem = f"T1 = {t1:.3g} s shorter than the delay step allows to resolve"
         if problem is not None:
             symptom = "" if a >= self.min_contrast and fit.chi2_red <= self.max_chi2 and t1 >= self.max_delay_s \
-                else COHERENCE
-            return result(self.name, q, "bad_data", m, message=f"{q} T1: {problem}", symptom=symptom, **common)
-        values = {f"{q}.t1_s": t1, stderr_key(f"{q}.t1_s"): se}
-        if t1 + CONFIRM_Z * se < self.min_t1_s:
+                else common.COHERENCE
+            return self.bad_data(q, m, problem, shared, symptom=symptom)
+        if t1 + common.CONFIRM_Z * se < self.min_t1_s:
             # A T1 this short is a fault of the qubit (a TLS, a lossy defect), not a value to
             # calibrate with: recorded, and out of spec however often it is confirmed.
-            return result(self.name, q, "out_of_spec", m, values=values, symptom=COHERENCE,
-                          message=f"{q} T1 {t1 * 1e6:.2f} ± {se * 1e6:.2f} µs below min_t1_s "
-                                  f"{self.min_t1_s * 1e6:g} µs: T1 collapse", **common)
+            return self.estimate(q, m, t1, se, ok=False, symptom=common.COHERENCE, shared=shared,
+                                 message=f"{q} T1 {t1 * 1e6:.2f} ± {se * 1e6:.2f} µs below min_t1_s "
+                                         f"{self.min_t1_s * 1e6:g} µs: T1 collapse")
         old = params.get(f"{q}.t1_s")
-        se_old = stored_stderr(params, f"{q}.t1_s")
-        ok = old is not None and agrees(t1 - float(old), se, se_old, self.tolerance * float(old))
-        status: Status = "in_spec" if ok else "out_of_spec"
+        se_old = common.stored_stderr(params, f"{q}.t1_s")
+        ok = old is not None and common.agrees(t1 - float(old), se, se_old, self.tolerance * float(old))
         message = f"{q} T1 {t1 * 1e6:.1f} ± {se * 1e6:.1f} µs"
         symptom = ""
         if not ok and old is not None and se_old > 0 and t1 < float(old):
             # Below a T1 this run measured (a prior carries no stderr and says nothing about
             # the device's past): a fluctuating defect (a TLS moving into resonance) or a
             # lossy one, which fault isolation names if the chain still fails after it.
-            symptom = T1_DROP
+            symptom = common.T1_DROP
             message += f", down from {float(old) * 1e6:.1f} ± {se_old * 1e6:.1f} µs measured before: T1 drop"
-        return result(self.name, q, status, m, values=values, message=message, symptom=symptom, **common)
+        return self.estimate(q, m, t1, se, ok=ok, message=message, symptom=symptom, shared=shared)
