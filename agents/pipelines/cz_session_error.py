@@ -19,8 +19,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from pulsecal.hardware.adapters.qibolab import qibolab_backend
 from pulsecal.hardware.replay.cz_error import measured_cz_error
 
@@ -39,9 +37,7 @@ def session_error(folder: Path, *, platform: str = "pulsecal_emulator_2q_cz", sh
     if report.get("env_id") != "pulsecal/CZCalibration-v0":
         raise ValueError(f"{folder}/report.json env_id={report.get('env_id')!r}: allowed a CZ session's report "
                          "(pulsecal/CZCalibration-v0)")
-    # qibolab's emulator samples its shots from NumPy's legacy global generator.
-    np.random.seed(seed)  # noqa: NPY002
-    backend = qibolab_backend(platform)
+    backend = qibolab_backend(platform, emulator_seed=seed)
     out: dict[str, Any] = {"folder": str(folder), "platform": platform, "shots": shots, "seed": seed,
                            "policy": report.get("policy", {}).get("kind")}
     for end, key in (("start", "initial_params"), ("final", "final_params")):

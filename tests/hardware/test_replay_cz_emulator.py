@@ -11,6 +11,7 @@ import math
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ import pytest
 
 pytest.importorskip("qibolab")
 
+from hw_helpers import numpy_global_seed
 from replay_2q_emulator_worker import START, KeySeeded, session, settings
 from replay_2q_kill import check_resumed_journal, journal_lines, kill_twice
 
@@ -34,8 +36,10 @@ from pulsecal.hardware.replay.two_qubit import (
 
 
 @pytest.fixture(scope="module")
-def emulator() -> KeySeeded:
-    return KeySeeded()
+def emulator() -> Iterator[KeySeeded]:
+    # Its jobs seed NumPy's global generator: put it back for the tests after these.
+    with numpy_global_seed(0):
+        yield KeySeeded()
 
 
 def test_the_cz_platform_is_two_transmons_cz_nominal_model(emulator: KeySeeded) -> None:
@@ -83,14 +87,37 @@ def test_measured_cz_error_names_a_bad_input(emulator: KeySeeded) -> None:
         measured_cz_error(emulator, START, 0)
 
 
+def test_emulator_seed_makes_the_emulators_counts_repeat() -> None:
+    from pulsecal.envs import cz_calibration_core as core
+    from pulsecal.hardware.adapters.qibolab import qibolab_backend
+    from pulsecal.hardware.guard import GuardedBackend
+    from pulsecal.hardware.ledger import ShotLedger
+    from pulsecal.hardware.program_compiler import from_sequence
+
+    seq = core.probe_sequences(core.CZPulse(), np.asarray(START))[6]  # |11⟩, one CZ: mostly leaked
+
+    def counts(seed: int | None) -> dict[str, int]:
+        b = qibolab_backend("pulsecal_emulator_2q_cz", emulator_seed=seed)
+        g = GuardedBackend(b, two_qubit_limits(b), ShotLedger(None, fsync=False))
+        prog = from_sequence(seq, session_channels(b.capabilities()), b.dt_s, shots=500)
+        return dict(g.result(g.submit(prog, 500, "seeded"), 60.0).counts)
+
+    with numpy_global_seed(0):
+        first, again, other = counts(5), counts(5), counts(6)
+    assert first == again and first != other and 0 < first["01"] < 500, (first, other)
+    with pytest.raises(ValueError, match=r"emulator_seed=-1: allowed None or an integer in \[0, 2\*\*32\)"):
+        qibolab_backend("pulsecal_emulator_2q_cz", emulator_seed=-1)
+
+
 @pytest.mark.slow  # six steps on the emulator and 30 probes at 20,000 shots: ~2.5 min under load
 def test_the_scripted_session_improves_the_emulators_measured_cz_error_5x(tmp_path: Path) -> None:
-    result, b = session(tmp_path / "s", fsync=False)
+    with numpy_global_seed(11):
+        result, b = session(tmp_path / "s", fsync=False)
+        np.random.seed(11)  # noqa: NPY002  (the re-measurement's shots, on the plain backend)
+        start = measured_cz_error(b.inner, result.steps[0].params, 20_000)
+        final = measured_cz_error(b.inner, result.steps[-1].params, 20_000)
     assert result.stop is None and len(result.steps) == 7
     assert result.ledger_shots == b.executed_shots == 14_000
-    np.random.seed(11)  # noqa: NPY002  (the re-measurement's shots)
-    start = measured_cz_error(b, result.steps[0].params, 20_000)
-    final = measured_cz_error(b, result.steps[-1].params, 20_000)
     assert start.cz_error > 0.5 and start.leakage > 0.3  # 5 mΦ0 past the crossing: most of |11⟩ is in |02⟩
     assert final.cz_error < start.cz_error / 5, (start, final)
     assert final.leakage < 0.01 and final.conditional_phase_error_rad < 0.3, final
@@ -98,11 +125,13 @@ def test_the_scripted_session_improves_the_emulators_measured_cz_error_5x(tmp_pa
 
 @pytest.mark.slow  # an uninterrupted 3-step session and a killed one on the emulator: ~2.5 min under load
 def test_a_killed_emulator_cz_session_resumes_to_the_same_gate(tmp_path: Path) -> None:
-    ref, _ = session(tmp_path / "ref", max_steps=3, fsync=False)
+    with numpy_global_seed(0):
+        ref, _ = session(tmp_path / "ref", max_steps=3, fsync=False)
     folder = tmp_path / "killed"
     kills = kill_twice("replay_2q_emulator_worker.py", folder, journal_lines(tmp_path / "ref" / "journal.jsonl"), "3")
     assert kills == 2  # both kills landed mid-session
-    result, _ = session(folder, max_steps=3)
+    with numpy_global_seed(0):
+        result, _ = session(folder, max_steps=3)
     assert result.resumed and result.stop is None
     # Re-run jobs sample as they did the first time (KeySeeded), so the gates agree exactly.
     assert result.steps[-1].params == ref.steps[-1].params
