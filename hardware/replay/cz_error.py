@@ -69,6 +69,27 @@ def _counts_row(counts: dict[str, int]) -> list[int]:
     return [int(counts.get(k, 0)) for k in _OUTCOMES]
 
 
+class _Probes:
+    """Sequences played through the guard (the only way a program reaches a backend), one
+    job each, under keys unique to this measurement."""
+
+    def __init__(self, guard: GuardedBackend, channels: dict[str, Any], dt_s: float, shots: int) -> None:
+        self.guard = guard
+        self.channels = channels
+        self.dt_s = dt_s
+        self.shots = shots
+        self.run_id = uuid.uuid4().hex
+
+    def run(self, seqs: Sequence[Any], tag: str) -> np.ndarray:
+        """(1, len(seqs), 4) counts of outcomes 00, 01, 10, 11."""
+        rows = []
+        for i, seq in enumerate(seqs):
+            prog = from_sequence(seq, self.channels, self.dt_s, shots=self.shots)
+            handle = self.guard.submit(prog, self.shots, f"cz-error:{self.run_id}:{tag}:{i}")
+            rows.append(_counts_row(dict(self.guard.result(handle, 600.0).counts)))
+        return np.asarray(rows, dtype=np.int64)[None]
+
+
 def measured_cz_error(backend: Backend, params: Sequence[float], shots: int = 10_000, *,
                       limits: SafetyLimits | None = None, ramp_s: float = 5e-9) -> CZErrorMeasurement:
     """Play the CZ env's reference and probe sequences for ``params`` (amplitude_phi0,
@@ -91,19 +112,9 @@ def measured_cz_error(backend: Backend, params: Sequence[float], shots: int = 10
         limits = two_qubit_limits(backend, max_shots_per_job=max(shots, 10_000))
     dt_s = backend.capabilities().sample_time_s[channels[core.FLUX_CHANNEL].port]
     pulse = core.CZPulse(ramp_s=ramp_s, dt_s=dt_s)
-    guard = GuardedBackend(backend, limits, ShotLedger(None, fsync=False))
-    run_id = uuid.uuid4().hex
-
-    def run(seqs: Sequence[Any], tag: str) -> np.ndarray:
-        rows = []
-        for i, seq in enumerate(seqs):
-            prog = from_sequence(seq, channels, dt_s, shots=shots)
-            handle = guard.submit(prog, shots, f"cz-error:{run_id}:{tag}:{i}")
-            rows.append(_counts_row(dict(guard.result(handle, 600.0).counts)))
-        return np.asarray(rows, dtype=np.int64)[None]
-
-    ref = run(core.reference_sequences(pulse), "reference")
-    probes = run(core.probe_sequences(pulse, p), "probe")
+    probe = _Probes(GuardedBackend(backend, limits, ShotLedger(None, fsync=False)), channels, dt_s, shots)
+    ref = probe.run(core.reference_sequences(pulse), "reference")
+    probes = probe.run(core.probe_sequences(pulse, p), "probe")
     offsets = core.reference_offsets(ref)
     r = core.analyse(probes, offsets=offsets)
     frac_ref = ref[0, 6] / ref[0, 6].sum()
