@@ -62,6 +62,7 @@ class QibolabBackendConf(BackendConf):
     platform: str = "pulsecal_emulator"
     platforms_dir: str | None = None  # None: $QIBOLAB_PLATFORMS, else the shipped emulator platforms
     virtual_z_sign: int = -1
+    emulator_seed: int | None = None  # seeds the generator qibolab's emulator samples shots from
 
 
 @dataclass

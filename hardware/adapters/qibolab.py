@@ -576,14 +576,24 @@ class QibolabBackend:
                           tuple(ids), tuple(acq_qubits))
 
 
-def qibolab_backend(platform: str, *, platforms_dir: str | None = None, virtual_z_sign: int = -1) -> QibolabBackend:
+def qibolab_backend(platform: str, *, platforms_dir: str | None = None, virtual_z_sign: int = -1,
+                    emulator_seed: int | None = None) -> QibolabBackend:
     """A ``QibolabBackend`` on the platform named ``platform`` (``configs/backend/qibolab_emulator.yaml``).
 
     qibolab finds platforms through ``QIBOLAB_PLATFORMS``: it is set to ``platforms_dir``
     when given, else kept when already set, else pointed at the emulator platforms that
     ship with pulsecal (``pulsecal.hardware.package_data``).
+
+    ``emulator_seed``: qibolab's emulator samples its shots from NumPy's legacy global
+    generator, so seeding it here makes an emulator session's counts the same on every run
+    of the same command (instruments ignore it); None leaves the generator as it is.
     """
     from ..package_data import emulator_platforms_dir
+
+    if emulator_seed is not None:
+        if isinstance(emulator_seed, bool) or not isinstance(emulator_seed, int) or not 0 <= emulator_seed < 2**32:
+            raise ValueError(f"emulator_seed={emulator_seed!r}: allowed None or an integer in [0, 2**32)")
+        np.random.seed(emulator_seed)  # noqa: NPY002
 
     folder = platforms_dir or os.environ.get("QIBOLAB_PLATFORMS") or str(emulator_platforms_dir())
     os.environ["QIBOLAB_PLATFORMS"] = str(folder)

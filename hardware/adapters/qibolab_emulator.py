@@ -12,6 +12,8 @@ differences to our piecewise-constant rotating-frame model.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -59,4 +61,35 @@ def emulator_transmon(platform: Any, qubit: Any = None) -> Transmon:
     )
 
 
-__all__ = ["emulator_transmon"]
+def emulator_platform(folder: str | Path, qubits: Mapping[Any, Any]) -> Any:
+    """A qibolab EMULATOR platform from ``folder``'s ``parameters.json``: one 1 GSa/s
+    ``EmulatorController`` (it holds each envelope sample for 1 ns) with every channel of
+    ``qubits`` ({id: ``qibolab.Qubit``}): drive, probe and acquisition, the extra drives and
+    the flux line. What a shipped platform's ``create()`` returns."""
+    from .qibolab import _import_qibolab
+
+    qibolab = _import_qibolab()
+    from qibolab.instruments.emulator import (
+        DriveEmulatorConfig,
+        EmulatorController,
+        FluxEmulatorConfig,
+        HamiltonianConfig,
+    )
+
+    known = qibolab.ConfigKinds.registered()
+    qibolab.ConfigKinds.extend([k for k in (HamiltonianConfig, DriveEmulatorConfig, FluxEmulatorConfig)
+                                if k not in known])
+    channels: dict[str, Any] = {}
+    for qubit in qubits.values():
+        for ch in (qubit.drive, qubit.probe, *qubit.drive_extra.values()):
+            if ch is not None:
+                channels[ch] = qibolab.IqChannel(mixer=None, lo=None)
+        if qubit.acquisition is not None:
+            channels[qubit.acquisition] = qibolab.AcquisitionChannel(probe=qubit.probe, twpa_pump=None)
+        if qubit.flux is not None:
+            channels[qubit.flux] = qibolab.DcChannel()
+    controller = EmulatorController(address="0.0.0.0", channels=channels, sampling_rate_=1.0)
+    return qibolab.Platform.load(path=Path(folder), instruments={"emulator": controller}, qubits=dict(qubits))
+
+
+__all__ = ["emulator_platform", "emulator_transmon"]
