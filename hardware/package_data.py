@@ -44,7 +44,7 @@ def resolve_path(path: str | Path) -> Path:
 
 def emulator_platforms_dir() -> Path:
     """The shipped qibolab emulator platforms (``pulsecal_emulator``, ``pulsecal_emulator_2q``,
-    ``pulsecal_emulator_2q_coupled``)."""
+    ``pulsecal_emulator_2q_coupled``, ``pulsecal_emulator_2q_cz``)."""
     return package_path("pulsecal.hardware", "data", "qibolab_platforms")
 
 
