@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from ...envs import cz_calibration_core as core
 from ..backend import Backend
 from ..guard import GuardedBackend
 from ..ledger import ShotLedger
@@ -96,8 +97,6 @@ def measured_cz_error(backend: Backend, params: Sequence[float], shots: int = 10
     length_s, phase_q0_rad, phase_q1_rad) on ``backend``, ``shots`` each, and read the CZ
     error from the counts (module docstring). ``limits``: the envelope (default
     ``two_qubit_limits(backend)``, raised to ``shots`` per job)."""
-    from pulsecal.envs import cz_calibration_core as core
-
     p = np.asarray(params, dtype=np.float64)
     if p.shape != (4,) or not np.all(np.isfinite(p)):
         raise ValueError(f"params={list(params)!r}: allowed 4 finite numbers {core.PARAMETER_NAMES}")
